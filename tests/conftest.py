@@ -1,0 +1,47 @@
+"""Suite-wide fixtures: every test must leave no process and no file descriptor behind."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from supervisor.testing import WaitTimeout, wait_until
+
+
+def _descendants() -> dict[int, str]:
+    out: dict[int, str] = {}
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                out[p.pid] = " ".join(p.cmdline()[:4])
+        except psutil.Error:
+            pass
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves a child process of the test runner running."""
+    before = set(_descendants())
+    yield
+    if request.node.get_closest_marker("allow_leaks"):
+        return
+    try:
+        wait_until(lambda: not (set(_descendants()) - before), timeout=5.0)
+    except WaitTimeout:
+        leaked = {pid: cmd for pid, cmd in _descendants().items() if pid not in before}
+        for pid in leaked:
+            try:
+                psutil.Process(pid).kill()
+            except psutil.Error:
+                pass
+        pytest.fail(f"test leaked processes: {leaked}")
+
+
+@pytest.fixture
+def fd_count() -> int:
+    """Number of open fds of the test process now (for leak checks in soak tests)."""
+    return len(os.listdir("/proc/self/fd"))
