@@ -1,3 +1,58 @@
-"""OTP-style supervision trees for OS processes (placeholder: being implemented)."""
+"""Erlang/OTP-style supervision trees for OS processes.
 
-__all__: list[str] = []
+::
+
+    from supervisor import ChildSpec, Supervisor
+
+    sup = Supervisor(
+        children=[
+            ChildSpec(id="poller", start="myapp.jobs:poll", args=(5,)),
+            ChildSpec(id="web", command=["gunicorn", "myapp:app"], restart="transient"),
+        ],
+        strategy="one_for_one", intensity=1, period=5,
+    )
+    sup.run()   # start, wait; SIGTERM/SIGINT stop it in order; returns an exit code
+
+The full semantics (strategies, restart types, intensity, shutdown, significant children,
+escalation, logging, the no-orphans mechanism) are documented in
+:mod:`supervisor._supervisor`, before the code.
+"""
+
+from supervisor._errors import (
+    ChildNotFoundError,
+    ChildStartError,
+    ChildStateError,
+    InvalidSpecError,
+    NotRunningError,
+    RestartIntensityError,
+    SupervisorError,
+)
+from supervisor._spec import ChildSpec
+from supervisor._supervisor import Supervisor
+from supervisor._supervisor import __doc__ as _semantics
+from supervisor._types import (
+    ChildInfo,
+    Event,
+    ExitReason,
+    ShutdownInfo,
+    ShutdownReason,
+)
+
+__doc__ = (__doc__ or "") + "\n" + (_semantics or "")
+
+__all__ = [
+    "ChildInfo",
+    "ChildNotFoundError",
+    "ChildSpec",
+    "ChildStartError",
+    "ChildStateError",
+    "Event",
+    "ExitReason",
+    "InvalidSpecError",
+    "NotRunningError",
+    "RestartIntensityError",
+    "ShutdownInfo",
+    "ShutdownReason",
+    "Supervisor",
+    "SupervisorError",
+]

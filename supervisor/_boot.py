@@ -1,0 +1,128 @@
+"""First code run in every child process and in the watchdog (run as a script, by path).
+
+This file is executed as ``__main__`` by a fresh interpreter and must not import the
+``supervisor`` package before it has to (a worker never does), so that a child starts
+as fast as the interpreter allows. Three modes:
+
+``_boot.py <payload-fd>``
+    A Python child: read the pickled payload from the pipe, arm PR_SET_PDEATHSIG, set
+    ``sys.path`` to the supervisor's, then call the target. Exit code 0 when it returns,
+    its own code on ``SystemExit``, 1 (after printing the traceback) on an exception.
+
+``_boot.py --exec <supervisor-pid> <program> <args>...``
+    An external command: arm PR_SET_PDEATHSIG (it survives ``execve``), then exec it.
+
+``_boot.py --watchdog``
+    The no-orphans watchdog: reads ``+<pgid>`` / ``-<pgid>`` lines on stdin from the
+    supervisor; when stdin reaches EOF (the supervisor closed it or died, even by
+    SIGKILL) it SIGKILLs every process group still listed, then exits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def arm_parent_death_signal(expected_parent: int) -> None:
+    """Ask Linux to SIGKILL us when the thread that started us dies; exit if it already
+    has (the supervisor can die between our fork and this call)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the watchdog still covers us
+        pass
+    if os.getppid() != expected_parent:
+        os._exit(70)
+
+
+def watchdog() -> None:
+    """Kill the listed process groups once the supervisor is gone (stdin EOF)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    groups: set[int] = set()
+    pending = b""
+    while True:
+        try:
+            data = os.read(0, 65536)
+        except InterruptedError:
+            continue
+        if not data:
+            break
+        pending += data
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line[:1] == b"+":
+                groups.add(int(line[1:]))
+            elif line[:1] == b"-":
+                groups.discard(int(line[1:]))
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def exec_command(argv: list[str]) -> None:
+    """``--exec <pid> program args...``: arm the death signal, then become the program."""
+    arm_parent_death_signal(int(argv[0]))
+    try:
+        os.execvp(argv[1], argv[1:])
+    except OSError as exc:
+        sys.stderr.write(f"supervisor: cannot exec {argv[1]!r}: {exc}\n")
+        os._exit(127)
+
+
+def run_python_child(payload_fd: int) -> None:
+    """Run the pickled target; map its outcome to an exit code."""
+    import pickle
+
+    with os.fdopen(payload_fd, "rb") as f:
+        payload = pickle.load(f)
+    arm_parent_death_signal(payload["ppid"])
+    sys.path[:] = payload["path"]
+    child_id = payload["id"]
+    try:
+        target, args, kwargs = pickle.loads(payload["blob"])
+        if isinstance(target, str):
+            import importlib
+
+            module_name, _, qualname = target.partition(":")
+            obj = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+            target = obj
+        if payload["kind"] == "supervisor":
+            code = target._run_nested(payload["ready_fd"], payload["log_level"])
+        else:
+            target(*args, **kwargs)
+            code = 0
+    except SystemExit:
+        raise
+    except BaseException:
+        import traceback
+
+        sys.stderr.write(f"supervisor: child {child_id!r} (pid {os.getpid()}) crashed:\n")
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def main(argv: list[str]) -> None:
+    """Dispatch on the mode (see the module docstring)."""
+    if argv[0] == "--watchdog":
+        watchdog()
+    elif argv[0] == "--exec":
+        exec_command(argv[1:])
+    else:
+        run_python_child(int(argv[0]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

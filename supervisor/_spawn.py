@@ -1,0 +1,265 @@
+"""The process layer: start a child, wait for it, end its whole process tree, and the
+no-orphans watchdog. No supervision logic lives here.
+
+Every child is started with ``subprocess`` (fork+exec done in C, so it is safe in a
+multithreaded parent such as a ZeroMQ node) as a fresh interpreter running
+``_boot.py``, in a process group of its own. See the package docstring for why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import psutil
+
+from supervisor._errors import ChildStartError
+from supervisor._spec import ChildSpec
+
+__all__ = [
+    "HAVE_PIDFD",
+    "Spawned",
+    "Watchdog",
+    "kill_tree",
+    "process_tree",
+    "signal_tree",
+    "spawn",
+    "wait_exited",
+]
+
+BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_boot.py")
+HAVE_PIDFD = hasattr(os, "pidfd_open") and sys.platform.startswith("linux")
+
+
+@dataclass
+class Spawned:
+    """A started child process: ``pidfd`` becomes readable when it exits (-1 without
+    pidfd support)."""
+
+    proc: subprocess.Popen[bytes]
+    pidfd: int
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def _open_pidfd(pid: int) -> int:
+    if not HAVE_PIDFD:
+        return -1
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return -1
+
+
+def _log_level_for_children() -> int | None:
+    """Pass our log level to nested supervisors only if logging is configured here."""
+    if logging.getLogger().handlers or logging.getLogger("supervisor").handlers:
+        return logging.getLogger("supervisor").getEffectiveLevel()
+    return None
+
+
+def spawn(spec: ChildSpec) -> Spawned:
+    """Start ``spec``'s process; for a supervisor child, wait until it has started its
+    own children. Raises :class:`ChildStartError` if it cannot start."""
+    env = None
+    if spec.env:
+        env = dict(os.environ)
+        env.update(spec.env)
+    common: dict[str, object] = {
+        "process_group": 0,
+        "close_fds": True,
+        "env": env,
+        "cwd": spec.cwd,
+    }
+    if spec.command is not None:
+        program = spec.command[0]
+        path = (env or os.environ).get("PATH")
+        if shutil.which(program, path=path) is None and not (
+            os.sep in program and os.access(os.path.join(spec.cwd or "", program), os.X_OK)
+        ):
+            raise ChildStartError(spec.id, f"command not found: {program!r}")
+        argv = [sys.executable, "-I", "-S", BOOT, "--exec", str(os.getpid())]
+        argv += list(spec.command) + [str(a) for a in spec.args]
+        try:
+            proc = subprocess.Popen(argv, **common)  # type: ignore[call-overload]
+        except OSError as exc:
+            raise ChildStartError(spec.id, repr(exc)) from exc
+        return Spawned(proc, _open_pidfd(proc.pid))
+    return _spawn_python(spec, common)
+
+
+def _spawn_python(spec: ChildSpec, common: dict[str, object]) -> Spawned:
+    payload_r, payload_w = os.pipe()
+    ready_r = ready_w = -1
+    if spec.is_supervisor:
+        ready_r, ready_w = os.pipe()
+    blob = pickle.dumps((spec.start, spec.args, spec.kwargs))
+    payload = pickle.dumps(
+        {
+            "path": list(sys.path),
+            "ppid": os.getpid(),
+            "id": spec.id,
+            "kind": "supervisor" if spec.is_supervisor else "call",
+            "blob": blob,
+            "ready_fd": ready_w,
+            "log_level": _log_level_for_children(),
+        }
+    )
+    fds = (payload_r,) if ready_w < 0 else (payload_r, ready_w)
+    argv = [sys.executable, "-S", BOOT, str(payload_r)]
+    try:
+        try:
+            proc = subprocess.Popen(argv, pass_fds=fds, **common)  # type: ignore[call-overload]
+        except OSError as exc:
+            raise ChildStartError(spec.id, repr(exc)) from exc
+        os.close(payload_r)
+        payload_r = -1
+        if ready_w >= 0:
+            os.close(ready_w)
+            ready_w = -1
+        try:
+            with os.fdopen(payload_w, "wb") as f:
+                payload_w = -1
+                f.write(payload)
+        except BrokenPipeError:
+            pass  # it died before reading: its exit is reported like any other
+        spawned = Spawned(proc, _open_pidfd(proc.pid))
+        if ready_r >= 0 and not _wait_ready(ready_r, spawned):
+            proc.wait()
+            if spawned.pidfd >= 0:
+                os.close(spawned.pidfd)
+            raise ChildStartError(
+                spec.id, f"nested supervisor exited during start (code {proc.returncode})"
+            )
+        return spawned
+    finally:
+        for fd in (payload_r, payload_w, ready_r, ready_w):
+            if fd >= 0:
+                os.close(fd)
+
+
+def _wait_ready(ready_r: int, spawned: Spawned) -> bool:
+    """Block until the nested supervisor writes its ready byte (True) or closes the pipe
+    without it, i.e. exits (False)."""
+    while True:
+        try:
+            data = os.read(ready_r, 1)
+        except InterruptedError:
+            continue
+        return data == b"R"
+
+
+def wait_exited(spawned: Spawned, timeout: float | None) -> bool:
+    """Wait until the process has exited (is a zombie or gone); False on timeout.
+    Does not reap it, so its pid (and process group id) cannot be reused meanwhile."""
+    if spawned.pidfd >= 0:
+        poller = select.poll()
+        poller.register(spawned.pidfd, select.POLLIN)
+        ms = None if timeout is None else max(0, int(timeout * 1000))
+        return bool(poller.poll(ms))
+    # No pidfd: waitid(WNOWAIT) polls without reaping.
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            if os.waitid(os.P_PID, spawned.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                return True
+        except ChildProcessError:
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """All live descendants of ``pid`` (empty if it is gone)."""
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def signal_tree(pgid: int, procs: list[psutil.Process], sig: int) -> None:
+    """Send ``sig`` to the process group and to every process of ``procs`` (psutil checks
+    each one is still the same process, so a reused pid is never hit)."""
+    try:
+        os.killpg(pgid, sig)
+    except OSError:
+        pass
+    for p in procs:
+        try:
+            p.send_signal(sig)
+        except psutil.Error:
+            pass
+
+
+def kill_tree(pgid: int, procs: list[psutil.Process]) -> None:
+    """SIGKILL whatever is left of a child's tree and wait (up to 1 s) until it is gone."""
+    signal_tree(pgid, procs, signal.SIGKILL)
+    if procs:
+        psutil.wait_procs(procs, timeout=1.0)
+
+
+class Watchdog:
+    """A tiny process that SIGKILLs the listed process groups when we die (see _boot.py).
+
+    It lives in its own session, so neither a terminal's Ctrl-C nor our own group
+    signals reach it, and notices our death through EOF on its stdin pipe.
+    """
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._w = -1
+
+    def start(self) -> None:
+        r, w = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", BOOT, "--watchdog"],
+                stdin=r,
+                close_fds=True,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(w)
+            raise
+        finally:
+            os.close(r)
+        self._w = w
+
+    def _send(self, line: str) -> None:
+        if self._w >= 0:
+            try:
+                os.write(self._w, line.encode())
+            except OSError:
+                pass
+
+    def add(self, pgid: int) -> None:
+        self._send(f"+{pgid}\n")
+
+    def remove(self, pgid: int) -> None:
+        self._send(f"-{pgid}\n")
+
+    def close(self) -> None:
+        """Let it exit (nothing left to kill) and reap it."""
+        if self._w >= 0:
+            os.close(self._w)
+            self._w = -1
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None

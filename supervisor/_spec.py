@@ -1,0 +1,167 @@
+"""Child specifications and their validation (before anything starts)."""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from supervisor._errors import InvalidSpecError
+from supervisor._types import CHILD_TYPES, RESTARTS, ChildType, Restart
+
+if TYPE_CHECKING:
+    from supervisor._supervisor import Supervisor
+
+__all__ = ["DEFAULT_WORKER_SHUTDOWN", "ChildSpec", "Shutdown", "resolve_start"]
+
+Shutdown = int | Literal["brutal_kill", "infinity"]
+DEFAULT_WORKER_SHUTDOWN = 5000
+
+
+def resolve_start(text: str) -> Callable[..., object]:
+    """Import ``"package.module:function"`` (dots after the colon walk attributes)."""
+    module_name, sep, qualname = text.partition(":")
+    if not sep or not module_name or not qualname:
+        raise ValueError("must look like 'package.module:function'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:  # any import-time failure of user code is a spec error
+        raise ValueError(f"cannot import module {module_name!r}: {exc!r}") from exc
+    for part in qualname.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(f"module {module_name!r} has no attribute {qualname!r}") from None
+    if not callable(obj):
+        raise ValueError(f"{qualname!r} in {module_name!r} is not callable")
+    return obj
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChildSpec:
+    """What to run and how to treat it (OTP's ``child_spec()``), validated on creation.
+
+    Exactly one of ``start`` and ``command`` is given:
+
+    * ``start``: a picklable callable (a module-level function), a ``"module:function"``
+      string, or a :class:`Supervisor` (a nested supervisor, ``type="supervisor"``). It
+      runs in a fresh Python process as ``start(*args, **kwargs)``.
+    * ``command``: an external program and its arguments (``args`` are appended).
+
+    ``restart`` (default ``"permanent"``), ``shutdown`` (default 5000 ms for workers,
+    ``"infinity"`` for supervisors), ``type`` (inferred from ``start``) and
+    ``significant`` (default False) have OTP's meanings; see :mod:`supervisor`.
+    ``env`` entries are added to the inherited environment; ``cwd`` sets the directory.
+
+    Raises:
+        InvalidSpecError: naming the child id and the offending field.
+    """
+
+    id: str
+    start: Callable[..., object] | str | Supervisor | None = None
+    command: Sequence[str] | None = None
+    args: Sequence[Any] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    restart: Restart = "permanent"
+    shutdown: Shutdown | None = None
+    type: ChildType | None = None
+    significant: bool = False
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
+
+    def __post_init__(self) -> None:
+        from supervisor._supervisor import Supervisor
+
+        cid = self.id
+        if not isinstance(cid, str) or not cid:
+            raise InvalidSpecError(None, "id", cid, "must be a non-empty string")
+
+        def bad(name: str, problem: str) -> InvalidSpecError:
+            return InvalidSpecError(cid, name, getattr(self, name), problem)
+
+        if (self.start is None) == (self.command is None):
+            raise bad("start", "give exactly one of 'start' and 'command'")
+        if self.restart not in RESTARTS:
+            raise bad("restart", f"must be one of {', '.join(RESTARTS)}")
+        if not isinstance(self.significant, bool):
+            raise bad("significant", "must be True or False")
+        if self.significant and self.restart == "permanent":
+            raise bad("significant", "a permanent child cannot be significant (OTP rule)")
+        if self.type is not None and self.type not in CHILD_TYPES:
+            raise bad("type", f"must be one of {', '.join(CHILD_TYPES)}")
+        if isinstance(self.args, str | bytes) or not isinstance(self.args, Sequence):
+            raise bad("args", "must be a list or tuple")
+        object.__setattr__(self, "args", tuple(self.args))
+        if not isinstance(self.kwargs, Mapping) or not all(isinstance(k, str) for k in self.kwargs):
+            raise bad("kwargs", "must be a mapping with string keys")
+        object.__setattr__(self, "kwargs", dict(self.kwargs))
+        if self.env is not None and not (
+            isinstance(self.env, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in self.env.items())
+        ):
+            raise bad("env", "must map strings to strings")
+        if self.cwd is not None and not isinstance(self.cwd, str):
+            raise bad("cwd", "must be a string")
+
+        inferred: ChildType = "worker"
+        if self.command is not None:
+            cmd = self.command
+            if isinstance(cmd, str | bytes) or not isinstance(cmd, Sequence) or not cmd:
+                raise bad("command", "must be a non-empty list of strings, e.g. ['sleep', '5']")
+            if not all(isinstance(part, str) for part in cmd):
+                raise bad("command", "every element must be a string")
+            if self.kwargs:
+                raise bad("kwargs", "only a Python 'start' takes kwargs")
+            object.__setattr__(self, "command", tuple(cmd))
+        elif isinstance(self.start, Supervisor):
+            inferred = "supervisor"
+            if self.args or self.kwargs:
+                raise bad("args", "a nested Supervisor takes no args")
+        elif isinstance(self.start, str):
+            try:
+                resolve_start(self.start)
+            except ValueError as exc:
+                raise bad("start", str(exc)) from None
+        elif callable(self.start):
+            try:
+                pickle.dumps(self.start)
+            except Exception as exc:
+                raise bad(
+                    "start",
+                    f"must be picklable to run in a fresh process (a module-level "
+                    f"function, not a lambda or closure): {exc}",
+                ) from None
+        else:
+            raise bad("start", "must be a callable, a 'module:function' string or a Supervisor")
+
+        if self.type is None:
+            object.__setattr__(self, "type", inferred)
+        elif self.type != inferred:
+            if self.type == "supervisor":
+                raise bad("type", "a supervisor child's 'start' must be a Supervisor")
+            raise bad("type", "'start' is a Supervisor, so type must be 'supervisor'")
+
+        if self.args or self.kwargs:
+            try:
+                pickle.dumps((self.args, self.kwargs))
+            except Exception as exc:
+                raise bad("args", f"must be picklable: {exc}") from None
+
+        if self.shutdown is None:
+            object.__setattr__(
+                self,
+                "shutdown",
+                "infinity" if self.type == "supervisor" else DEFAULT_WORKER_SHUTDOWN,
+            )
+        elif isinstance(self.shutdown, bool) or not (
+            self.shutdown in ("brutal_kill", "infinity")
+            or (isinstance(self.shutdown, int) and self.shutdown > 0)
+        ):
+            raise bad("shutdown", "must be 'brutal_kill', 'infinity' or a positive int of ms")
+
+    @property
+    def is_supervisor(self) -> bool:
+        """True for a nested supervisor child."""
+        return self.type == "supervisor"
