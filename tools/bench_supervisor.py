@@ -10,9 +10,10 @@ Child kinds (the same programs for both supervisors):
 
 * ``python``: ``python tools/_bench_child.py FIFO``, a command child. Includes interpreter
   start-up (tens of ms), which both supervisors pay alike.
-* ``sh``: ``/bin/sh -c 'echo $$ > FIFO; exec sleep ...'``. Start-up is ~1 ms, so this row shows
-  the supervisors' own reaction time. ``sh`` cannot read CLOCK_MONOTONIC, so for this kind the
-  stamp is the time this script received the report (it waits on the FIFO in ``select``).
+* ``sh``: ``/bin/sh -c 'echo $$ > FIFO; exec sleep ...'``. Its own start-up is ~1 ms, so this
+  row shows what the supervisor itself adds. ``sh`` cannot read CLOCK_MONOTONIC, so for this
+  kind the stamp is the time this script received the report (it waits on the FIFO in
+  ``select``, so that is within tens of microseconds).
 * ``callable``: ours only, ``ChildSpec(start="_bench_child:main")``, a Python callable run in a
   fresh process: what Clerk uses for its workers. Its ratio is taken against supervisord's
   ``python`` row, the nearest thing supervisord can run.
@@ -21,6 +22,15 @@ Noise: every supervisor/child pair runs for the whole benchmark; crashes are tak
 (``--block``, 20 by default) that rotate over the pairs, so a noisy moment of this 2-core
 machine hits all of them alike. Before each kill the script waits a random 20-50 ms so that no
 periodic timer of a supervisor stays in phase with the kills. Medians are the headline.
+Before each kill the script also checks (untimed) that the reported pid is the one the
+supervisor thinks it runs (``which_children()`` for ours, the parent pid for supervisord).
+
+For ours a second table splits a restart, from the times its ``on_event`` hook fires: kill ->
+exit noticed and reaped -> replacement spawned -> replacement running (its start-up).
+
+Expect ~1 s from supervisord whatever the child: it notices the exit at once (the child's
+output pipes close) but spawns the replacement only at the next turn of its main loop, which
+sleeps in ``poll`` with a 1 s timeout (``runforever`` in its ``supervisord.py``).
 
 supervisord's package is also named ``supervisor``: it is installed by this script into a venv
 of its own (``--supervisord-venv``, by default under ``~/.cache/clerk-bench``) and run as a
@@ -146,6 +156,9 @@ class Target(Protocol):
     def check(self, pid: int) -> str | None:
         """Say what is wrong if ``pid`` is not the child this supervisor thinks it runs."""
 
+    def events(self) -> dict[tuple[str, int], int]:
+        """Monotonic ns of the supervisor's own ``(event, pid)`` notices, where it tells."""
+
 
 class SupervisordTarget:
     """supervisord (run as its own program from its own venv) supervising one child."""
@@ -214,6 +227,9 @@ stderr_logfile={q(self.dir / "c.err")}
             return f"child {pid} is gone"
         return None if ppid == self.proc.pid else f"child {pid} has parent {ppid}"
 
+    def events(self) -> dict[tuple[str, int], int]:
+        return {}
+
     def stop(self) -> None:
         if self.proc is None:
             return
@@ -248,6 +264,16 @@ class OursTarget:
         self.dir.mkdir()
         self.channel = Channel(self.dir / "fifo")
         self.sup: Any = None
+        self._events: dict[tuple[str, int], int] = {}
+
+    def _on_event(self, event: Any) -> None:
+        # Called in the supervisor's loop thread: "exit" once it has reaped the killed child,
+        # "restart" once the replacement's process exists (spawn returned).
+        if event.pid is not None:
+            self._events[(event.kind, event.pid)] = time.monotonic_ns()
+
+    def events(self) -> dict[tuple[str, int], int]:
+        return self._events
 
     def start(self) -> None:
         from supervisor import ChildSpec, Supervisor
@@ -268,7 +294,11 @@ class OursTarget:
                 shutdown="brutal_kill",
             )
         # intensity is raised so that the benchmark's crashes never exhaust it.
-        self.sup = Supervisor(children=[spec], strategy="one_for_one", intensity=100_000, period=1)
+        kw: dict[str, Any] = dict(strategy="one_for_one", intensity=100_000, period=1)
+        try:
+            self.sup = Supervisor(children=[spec], on_event=self._on_event, **kw)
+        except TypeError:  # no on_event hook: no breakdown, same measurement
+            self.sup = Supervisor(children=[spec], **kw)
         self.sup.start()
 
     def check(self, pid: int) -> str | None:
@@ -295,6 +325,7 @@ class OursTarget:
 class Row:
     target: Target
     samples_ms: list[float] = field(default_factory=list)
+    trials: list[tuple[int, int, int, int]] = field(default_factory=list)  # old, new, kill, up
     pid: int | None = None
     pids: set[int] = field(default_factory=set)
     error: str | None = None
@@ -305,7 +336,7 @@ class Row:
         return (self.target.name, self.target.kind)
 
 
-def crash_once(row: Row, rng: random.Random) -> float:
+def crash_once(row: Row, rng: random.Random, record: bool = True) -> None:
     """Kill the current child of ``row`` and return the ms until its replacement reported."""
     ch = row.target.channel
     assert row.pid is not None
@@ -323,7 +354,9 @@ def crash_once(row: Row, rng: random.Random) -> float:
     new, stamp = ch.wait(not_pid=old, timeout=REPORT_TIMEOUT)
     row.pid = new
     row.pids.add(new)
-    return (stamp - killed_at) / 1e6
+    if record:
+        row.samples_ms.append((stamp - killed_at) / 1e6)
+        row.trials.append((old, new, killed_at, stamp))
 
 
 def run(rows: list[Row], crashes: int, block: int, warmup: int, rng: random.Random) -> None:
@@ -332,7 +365,7 @@ def run(rows: list[Row], crashes: int, block: int, warmup: int, rng: random.Rand
             row.pid, _ = row.target.channel.wait(not_pid=None, timeout=REPORT_TIMEOUT)
             row.pids.add(row.pid)
             for _ in range(warmup):  # first restarts pay one-off costs (imports, page cache)
-                crash_once(row, rng)
+                crash_once(row, rng, record=False)
         except Exception as exc:
             row.error = f"{type(exc).__name__}: {exc}"
             log.error("%s/%s failed: %s", *row.label, row.error)
@@ -346,7 +379,7 @@ def run(rows: list[Row], crashes: int, block: int, warmup: int, rng: random.Rand
                 continue
             try:
                 for _ in range(n):
-                    row.samples_ms.append(crash_once(row, rng))
+                    crash_once(row, rng)
             except Exception as exc:  # keep measuring the others; report this one
                 row.error = f"{type(exc).__name__}: {exc}"
                 log.error("%s/%s failed: %s", *row.label, row.error)
@@ -438,6 +471,23 @@ def summary(row: Row) -> dict[str, Any]:
     return out
 
 
+def breakdown(row: Row) -> dict[str, float] | None:
+    """Medians (ms) of where a restart's time goes, from the supervisor's own event times:
+    kill -> exit noticed and reaped; -> replacement spawned; -> replacement running."""
+    ev = row.target.events()
+    parts: dict[str, list[float]] = {"reap": [], "spawn": [], "boot": []}
+    for old, new, killed, up in row.trials:
+        exited, restarted = ev.get(("exit", old)), ev.get(("restart", new))
+        if exited is None or restarted is None:
+            continue
+        parts["reap"].append((exited - killed) / 1e6)
+        parts["spawn"].append((restarted - exited) / 1e6)
+        parts["boot"].append((up - restarted) / 1e6)
+    if not parts["reap"]:
+        return None
+    return {k: statistics.median(v) for k, v in parts.items()}
+
+
 def ratio_base(kind: str) -> str:
     """The supervisord row an ours row is compared with."""
     return "python" if kind == "callable" else kind
@@ -520,7 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"restart latency, SIGKILL -> replacement running; {args.crashes} crashes per row, "
         f"blocks of {args.block}; Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"supervisord {args.supervisord_version if sd_exe else '-'}",
+        f"supervisord {args.supervisord_version if sd_exe else '-'}; "
+        f"load average {os.getloadavg()[0]:.2f}",
         file=sys.stderr,
         flush=True,
     )
@@ -536,13 +587,26 @@ def main(argv: list[str] | None = None) -> int:
 
     summaries = [summary(r) for r in rows]
     print(table(summaries))
+    splits = [(r, b) for r in rows if (b := breakdown(r))]
+    if splits:
+        print(
+            "\nwhere ours spends a restart (medians, ms; from its on_event hook):\n"
+            "| child | kill -> exit reaped | -> replacement spawned | -> child running |\n"
+            "|---|--:|--:|--:|"
+        )
+        for r, b in splits:
+            print(f"| {r.target.kind} | {b['reap']:.2f} | {b['spawn']:.2f} | {b['boot']:.2f} |")
     if args.json:
         data = {
             "crashes": args.crashes,
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
+            "loadavg_at_end": os.getloadavg(),
             "supervisord_version": args.supervisord_version if sd_exe else None,
-            "rows": [{**summary(r), "samples_ms": r.samples_ms} for r in rows],
+            "rows": [
+                {**summary(r), "breakdown_ms": breakdown(r), "samples_ms": r.samples_ms}
+                for r in rows
+            ],
         }
         text = json.dumps(data, indent=2)
         if args.json == "-":
