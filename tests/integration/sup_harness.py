@@ -60,13 +60,15 @@ class Harness:
         return [pid for _, _, pid in self.lines("start", cid)]
 
     def settled(self, sup: Supervisor, timeout: float = 10) -> dict[str, int | None]:
-        """Wait until every running child of ``sup`` has logged its start (a process is
+        """Wait until every running worker of ``sup`` has logged its start (a process is
         started before its Python code runs); return the pids by id."""
 
         def check() -> dict[str, int | None] | None:
-            pids = self.pids(sup)
+            children = sup.which_children()
             logged = {pid for _, _, pid in self.lines("start")}
-            return pids if all(p in logged for p in pids.values() if p) else None
+            if all(c.pid in logged for c in children if c.pid and c.type == "worker"):
+                return {c.id: c.pid for c in children}
+            return None
 
         return wait_until(check, timeout, message=lambda: f"log: {read_log(self.log)}")
 
