@@ -134,13 +134,14 @@ class Loop:
         self.sel = selectors.DefaultSelector()
         self.watchdog = Watchdog()
         self.thread_id = threading.get_ident()
+        self.wake.setblocking(False)
 
     # ---------------------------------------------------------------- main body
 
     def run(self) -> None:
         """Start the children left to right, then serve until the supervisor stops."""
         self.thread_id = threading.get_ident()
-        info = ShutdownInfo(ShutdownReason.STOPPED, detail="loop crashed")
+        info = ShutdownInfo(ShutdownReason.CRASHED, detail="loop ended unexpectedly")
         try:
             self.watchdog.start()
             self.sel.register(self.ctl, selectors.EVENT_READ, "ctl")
@@ -151,7 +152,7 @@ class Loop:
             info = self.info or info
         except BaseException as exc:
             log.exception("%s: supervisor loop crashed; killing all children", self.config.name)
-            info = ShutdownInfo(ShutdownReason.STOPPED, detail=f"loop crashed: {exc!r}")
+            info = ShutdownInfo(ShutdownReason.CRASHED, detail=repr(exc))
             for child in reversed(self.children):
                 self._kill_now(child)
             if not self.started.done():
@@ -196,8 +197,11 @@ class Loop:
                 elif key.data == "wake":
                     self._handle_wake()
                 else:
+                    # Re-check: handling an earlier event may have replaced this child,
+                    # and its new pidfd can reuse the old number.
                     child = key.data
-                    if child.proc is not None and child.proc.pidfd == key.fd:
+                    proc = child.proc
+                    if proc is not None and proc.pidfd == key.fd and wait_exited(proc, 0):
                         self._child_exited(child)
             if not HAVE_PIDFD:
                 for child in list(self.children):

@@ -121,11 +121,14 @@ def spawn(spec: ChildSpec) -> Spawned:
 
 
 def _spawn_python(spec: ChildSpec, common: dict[str, object]) -> Spawned:
+    try:
+        blob = pickle.dumps((spec.start, spec.args, spec.kwargs))
+    except Exception as exc:  # e.g. a nested Supervisor with an unpicklable on_event
+        raise ChildStartError(spec.id, f"cannot pickle its start for a new process: {exc}") from exc
     payload_r, payload_w = os.pipe()
     ready_r = ready_w = -1
     if spec.is_supervisor:
         ready_r, ready_w = os.pipe()
-    blob = pickle.dumps((spec.start, spec.args, spec.kwargs))
     payload = pickle.dumps(
         {
             "path": list(sys.path),
@@ -213,16 +216,18 @@ def process_tree(pid: int) -> list[psutil.Process]:
 
 
 def signal_tree(pgid: int, procs: list[psutil.Process], sig: int) -> None:
-    """Send ``sig`` to the process group and to every process of ``procs`` (psutil checks
-    each one is still the same process, so a reused pid is never hit)."""
+    """Send ``sig`` to the process group and to every process of ``procs`` that left it
+    (once each; psutil checks each one is still the same process, so a reused pid is
+    never hit)."""
     try:
         os.killpg(pgid, sig)
     except OSError:
         pass
     for p in procs:
         try:
-            p.send_signal(sig)
-        except psutil.Error:
+            if os.getpgid(p.pid) != pgid:
+                p.send_signal(sig)
+        except (psutil.Error, OSError):
             pass
 
 

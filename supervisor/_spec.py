@@ -119,6 +119,14 @@ class ChildSpec:
             inferred = "supervisor"
             if self.args or self.kwargs:
                 raise bad("args", "a nested Supervisor takes no args")
+            try:
+                pickle.dumps(self.start)
+            except Exception as exc:
+                raise bad(
+                    "start",
+                    f"a nested Supervisor runs in its own process and must pickle "
+                    f"(is its on_event a module-level function?): {exc}",
+                ) from None
         elif isinstance(self.start, str):
             try:
                 resolve_start(self.start)

@@ -303,6 +303,7 @@ class Supervisor:
         Raises:
             RestartIntensityError: it gave up (``info`` names the child and its exit).
             ChildStartError: a child failed to start during :meth:`start`.
+            SupervisorError: its loop crashed (a bug; the children were killed).
             TimeoutError: still running after ``timeout`` seconds.
             NotRunningError: never started.
         """
@@ -314,6 +315,8 @@ class Supervisor:
             raise RestartIntensityError(info)
         if info.reason is ShutdownReason.START_FAILED:
             raise ChildStartError(info.child_id or "?", info.detail, info)
+        if info.reason is ShutdownReason.CRASHED:
+            raise SupervisorError(f"supervisor {self._display_name} crashed: {info.detail}")
         return info
 
     def run(self) -> int:

@@ -102,6 +102,8 @@ class ShutdownReason(enum.Enum):
     """More than ``intensity`` restarts within ``period`` seconds: the supervisor gave up."""
     START_FAILED = "failed_to_start_child"
     """A child could not be started by :meth:`Supervisor.start`."""
+    CRASHED = "supervisor_crashed"
+    """The supervisor's own loop failed (a bug): every child was SIGKILLed."""
 
 
 @dataclass(frozen=True)
