@@ -58,7 +58,8 @@ GOOD = """
 """
 
 
-def test_good_tree_runs_and_stops_on_sigterm(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_good_tree_runs_and_stops_on_sigterm(tmp_path, signum):
     log = str(tmp_path / "log")
     path = write(tmp_path, GOOD.format(log=log))
     proc = cli(path)
@@ -66,7 +67,7 @@ def test_good_tree_runs_and_stops_on_sigterm(tmp_path):
         wait_until(lambda: {c for _, c, _ in read_log(log)} == {"a", "cmd", "x"},
                    message=lambda: f"log: {read_log(log)}")
         pids = [pid for _, _, pid in read_log(log)]
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()

@@ -190,3 +190,32 @@ def test_lifecycle_errors(h):
     with pytest.raises(NotRunningError):
         sup.start_child(h.spec("b"))
     assert sup.wait(0).ok
+
+
+def test_every_start_exit_and_restart_is_logged_with_id_and_pid(h, caplog):
+    caplog.set_level("INFO", logger="supervisor")
+    sup = h.sup([h.spec("a")], name="top")
+    sup.start()
+    (pid,) = h.wait_started("a")
+    os.kill(pid, signal.SIGKILL)
+    (_, new) = h.wait_started("a", 2)
+    sup.stop()
+    text = caplog.text
+    assert f"top: started child 'a' (pid {pid})" in text
+    assert f"top: child 'a' (pid {pid}) exited: signal SIGKILL" in text
+    assert f"top: restarted child 'a' (pid {new})" in text
+    assert f"top: child 'a' (pid {new}) terminated: shutdown (signal SIGTERM)" not in text
+    assert f"top: child 'a' (pid {new}) terminated: shutdown (exit code 0)" in text
+    assert "top: supervisor stopped: stopped" in text
+    levels = {r.getMessage(): r.levelname for r in caplog.records}
+    assert levels[f"top: child 'a' (pid {pid}) exited: signal SIGKILL"] == "WARNING"
+
+
+def test_intensity_exceeded_is_logged_at_error(h, caplog):
+    sup = h.sup([ChildSpec(id="boom", start=sup_children.crash_now)], intensity=0)
+    sup.start()
+    with pytest.raises(SupervisorError):
+        sup.wait(10)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert any("reached max restart intensity" in r.getMessage() and "'boom'" in r.getMessage()
+               for r in errors)

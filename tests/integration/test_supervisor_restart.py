@@ -191,3 +191,24 @@ def test_command_child_exit_codes(h):
         sup.wait(10)
     assert info.value.info.exit.exitcode == 3
     assert str(info.value.info.exit) == "exit code 3"
+
+
+def test_simultaneous_crashes_under_one_for_all(h):
+    """Two exits ready in the same poll: the second one's (now stale) event must not
+    reap or stall on the fresh processes that replaced it."""
+    sup = h.sup([h.spec(x) for x in "abc"], strategy="one_for_all", intensity=20)
+    sup.start()
+    first = h.settled(sup)
+    for _ in range(3):
+        pids = h.settled(sup)
+        os.kill(pids["a"], signal.SIGKILL)
+        os.kill(pids["c"], signal.SIGKILL)
+        def replaced(old=pids):
+            now = h.pids(sup)
+            return None not in now.values() and not set(now.values()) & set(old.values())
+
+        wait_until(replaced)
+    final = h.settled(sup)
+    assert all(alive(p) for p in final.values())
+    assert not any(alive(p) for p in first.values())
+    assert sup.count_children()["active"] == 3

@@ -127,3 +127,10 @@ def test_supervisor_pickles_as_its_configuration():
     sup = Supervisor([ChildSpec(id="a", start=work)], strategy="one_for_all", name="n")
     again = pickle.loads(pickle.dumps(sup))
     assert (again.strategy, again.name, again.children) == ("one_for_all", "n", sup.children)
+
+
+def test_nested_supervisor_must_pickle():
+    inner = Supervisor([], on_event=lambda event: None)
+    with pytest.raises(InvalidSpecError, match="pickle") as info:
+        ChildSpec(id="pool", start=inner)
+    assert info.value.field == "start"
