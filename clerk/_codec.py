@@ -1,0 +1,263 @@
+"""One codec for every message: multipart frames in, typed frozen dataclasses out.
+
+Wire format (all frames bytes)::
+
+    frame 0   b"CLERK" + one byte protocol version (currently 1)
+    frame 1   the message kind, ASCII (``join``, ``heartbeat``, ... see MESSAGE_KINDS)
+    frame 2   the body: one JSON object holding the dataclass fields (UTF-8)
+
+Decoding is strict and never raises anything but :class:`DecodeError`: a wrong frame count, an
+oversized message, a foreign magic or version, an unknown kind, invalid or too deeply nested
+JSON, a missing, extra or mistyped field (``True`` is not an ``int``; an ``int`` is accepted as a
+``float``), an integer beyond 64 bits, an over-long string or list. Each error carries a short
+``reason`` used as a counter key by the node. There is no pickle anywhere: task state travels as
+JSON, and state that JSON cannot carry is an :class:`EncodeError` naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from clerk._messages import MESSAGE_KINDS, Json, Message
+
+__all__ = [
+    "DecodeError",
+    "EncodeError",
+    "MAGIC",
+    "MAX_MESSAGE_BYTES",
+    "PROTOCOL_VERSION",
+    "decode",
+    "encode",
+    "json_depth",
+]
+
+PROTOCOL_VERSION = 1
+MAGIC = b"CLERK" + bytes([PROTOCOL_VERSION])
+#: Largest accepted message (all frames together). Task state has its own, smaller limit.
+MAX_MESSAGE_BYTES = 1 << 20
+MAX_STRING = 1 << 16
+MAX_ITEMS = 100_000
+MAX_JSON_DEPTH = 32
+_INT_LIMIT = 1 << 63
+
+_KIND_OF: dict[type, bytes] = {cls: kind.encode() for kind, cls in MESSAGE_KINDS.items()}
+
+
+class DecodeError(ValueError):
+    """A frame that is not a valid message; ``reason`` is a short counter key."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class EncodeError(ValueError):
+    """A message that cannot be put on the wire (e.g. state JSON cannot carry)."""
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of a JSON value; stops counting (and returns ``limit + 1``) past ``limit``."""
+    depth = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, d = stack.pop()
+        if isinstance(item, dict):
+            children: Sequence[Any] = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            depth = max(depth, d - 1)
+            continue
+        depth = max(depth, d)
+        if depth > limit:
+            return limit + 1
+        stack.extend((c, d + 1) for c in children)
+    return depth
+
+
+# --- field validators, compiled once per annotation -------------------------------------------
+
+Validator = Callable[[Any, str], Any]
+
+
+def _fail(path: str, expected: str, value: Any) -> typing.NoReturn:
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    raise DecodeError("field", f"{path}: expected {expected}, got {shown}")
+
+
+def _v_int(value: Any, path: str) -> int:
+    if type(value) is not int:
+        _fail(path, "an integer", value)
+    if not -_INT_LIMIT <= value < _INT_LIMIT:
+        _fail(path, "a 64-bit integer", value)
+    return value
+
+
+def _v_float(value: Any, path: str) -> float:
+    if type(value) is int:
+        return float(_v_int(value, path))
+    if type(value) is not float:
+        _fail(path, "a number", value)
+    return value
+
+
+def _v_str(value: Any, path: str) -> str:
+    if type(value) is not str:
+        _fail(path, "a string", value)
+    if len(value) > MAX_STRING:
+        _fail(path, f"a string of at most {MAX_STRING} characters", value)
+    return value
+
+
+def _v_bool(value: Any, path: str) -> bool:
+    if type(value) is not bool:
+        _fail(path, "true or false", value)
+    return value
+
+
+def _v_json(value: Any, path: str) -> Any:
+    # The body was parsed by json.loads, so the value is already made of JSON types.
+    if json_depth(value) > MAX_JSON_DEPTH:
+        _fail(path, f"JSON nested at most {MAX_JSON_DEPTH} deep", "...")
+    return value
+
+
+def _compile(tp: Any) -> Validator:
+    if tp is Json or tp is Any:
+        return _v_json
+    if tp is int:
+        return _v_int
+    if tp is float:
+        return _v_float
+    if tp is str:
+        return _v_str
+    if tp is bool:
+        return _v_bool
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) != 1:
+            raise TypeError(f"unsupported union {tp!r}")
+        sub = _compile(inner[0])
+
+        def v_optional(value: Any, path: str) -> Any:
+            return None if value is None else sub(value, path)
+
+        return v_optional
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) != 2 or args[1] is not Ellipsis:
+            raise TypeError(f"unsupported tuple {tp!r}")
+        item = _compile(args[0])
+
+        def v_tuple(value: Any, path: str) -> tuple[Any, ...]:
+            if type(value) is not list:
+                _fail(path, "a list", value)
+            if len(value) > MAX_ITEMS:
+                _fail(path, f"a list of at most {MAX_ITEMS} items", "...")
+            return tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+        return v_tuple
+    if dataclasses.is_dataclass(tp):
+        return _compile_dataclass(tp)
+    raise TypeError(f"unsupported field type {tp!r}")
+
+
+def _compile_dataclass(cls: Any) -> Validator:
+    hints = typing.get_type_hints(cls, localns={"Json": Json})
+    fields = [(f.name, _compile(hints[f.name]), f) for f in dataclasses.fields(cls)]
+    required = {
+        name
+        for name, _, f in fields
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    known = {name for name, _, _ in fields}
+
+    def v_dataclass(value: Any, path: str) -> Any:
+        if type(value) is not dict:
+            _fail(path, "an object", value)
+        extra = value.keys() - known
+        if extra:
+            _fail(path, f"only the fields {sorted(known)}", sorted(extra))
+        missing = required - value.keys()
+        if missing:
+            raise DecodeError("field", f"{path}: missing field(s) {sorted(missing)}")
+        kwargs = {
+            name: validate(value[name], f"{path}.{name}")
+            for name, validate, _ in fields
+            if name in value
+        }
+        return cls(**kwargs)
+
+    return v_dataclass
+
+
+_VALIDATORS: dict[bytes, Validator] = {
+    kind.encode(): _compile_dataclass(cls) for kind, cls in MESSAGE_KINDS.items()
+}
+
+
+# --- encode / decode ---------------------------------------------------------------------------
+
+
+def _to_json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def encode(msg: Message, max_bytes: int = MAX_MESSAGE_BYTES) -> list[bytes]:
+    """Frames for ``msg``. Raises :class:`EncodeError` if JSON cannot carry it or it is too big."""
+    kind = _KIND_OF.get(type(msg))
+    if kind is None:
+        raise EncodeError(f"not a protocol message: {type(msg).__name__}")
+    try:
+        body = json.dumps(
+            _to_json(msg), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise EncodeError(f"{kind.decode()} message cannot be encoded as JSON: {exc}") from None
+    size = len(MAGIC) + len(kind) + len(body)
+    if size > max_bytes:
+        raise EncodeError(f"{kind.decode()} message is {size} bytes, over the {max_bytes} limit")
+    return [MAGIC, kind, body]
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode(frames: Sequence[bytes], max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
+    """The message in ``frames``; raises :class:`DecodeError` (only) for anything invalid."""
+    if len(frames) != 3:
+        raise DecodeError("frames", f"expected 3 frames, got {len(frames)}")
+    try:
+        size = sum(len(f) for f in frames)
+    except TypeError:
+        raise DecodeError("frames", "frames must be bytes") from None
+    if size > max_bytes:
+        raise DecodeError("size", f"message of {size} bytes is over the {max_bytes} limit")
+    head, kind, body = (bytes(f) for f in frames)
+    if head[:5] != MAGIC[:5]:
+        raise DecodeError("magic", "not a clerk frame")
+    if head != MAGIC:
+        raise DecodeError("version", f"unsupported protocol header {head!r}")
+    validate = _VALIDATORS.get(kind)
+    if validate is None:
+        raise DecodeError("kind", f"unknown message kind {kind[:40]!r}")
+    try:
+        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DecodeError("json", f"{kind.decode()} body is not valid JSON: {exc}") from None
+    return validate(data, kind.decode())

@@ -1,0 +1,758 @@
+"""The node's cluster brain: membership and bully election with terms, as one pure state machine.
+
+``NodeCore.handle(event, now) -> [effects]``: no sockets, no clock, no threads. The same class
+runs in unit tests (fake clock), in ``tools/simulate.py`` (hundreds of simulated nodes) and in
+the real node (the ZeroMQ shell feeds it decoded messages and ticks and carries out the
+``Send`` effects). Randomness (election back-off jitter) comes from an injected ``random.Random``.
+
+Roles and transitions::
+
+    JOINING --welcome(manager)--> FOLLOWER --manager silent or disconnected--> CANDIDATE
+    JOINING --join timeout, no manager--> CANDIDATE
+    CANDIDATE --no OK from higher nodes--> MANAGER     (term = highest term seen + 1)
+    CANDIDATE --OK, then COORDINATOR--> FOLLOWER
+    MANAGER --sees a higher claim--> FOLLOWER           (hands its table over first)
+    MANAGER --leave--> LEAVING --successor's COORDINATOR or timeout--> STOPPED
+    FOLLOWER --leave--> STOPPED
+
+Rules that make it converge:
+
+* **Claims.** A manager's claim is ``(term, priority, name)``; claims are totally ordered and
+  every node follows the highest claim it has seen. A claim below the highest seen is stale:
+  it is never followed (this is also the fencing rule for EXECUTE) and its holder is told
+  about the higher claim, so a paused-then-resumed manager steps down at its first heartbeat.
+* **Bully.** A node that suspects the manager sends ELECTION to every live node ranked above
+  it by ``(priority, name)`` and also to the suspect itself (a live manager answers OK with its
+  claim, so a spurious disconnect event cannot depose it). No OK within ``election_timeout``:
+  it becomes manager with ``term = highest term seen + 1`` and broadcasts COORDINATOR. An OK:
+  it waits ``coordinator_timeout`` for the winner, then starts over.
+* **No preemption of a healthy manager.** A node that heard from its manager within
+  ``vouch_window`` answers an ELECTION with OK carrying that manager's claim and does not start
+  an election of its own; a newcomer that ranks higher simply follows the existing manager.
+* **Partitions heal.** A manager periodically sends its claim (COORDINATOR) to its seeds and to
+  members it lost; two managers that meet resolve by claim order: the lower one hands its
+  member list and state to the higher one (HANDOVER) and follows it.
+* **Graceful leave.** A leaving manager sends HANDOVER (members and replicated state) to the
+  highest-ranked live member, which takes over with a new term at once; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from clerk._membership import Member, MemberTable
+from clerk._messages import (
+    Ack,
+    Claim,
+    Coordinator,
+    Election,
+    Execute,
+    Handover,
+    Heartbeat,
+    Join,
+    Json,
+    Leave,
+    MemberInfo,
+    Message,
+    Ok,
+    Peer,
+    Refuse,
+    Result,
+    Status,
+    StatusReply,
+    Welcome,
+)
+from clerk._timings import Timings
+
+__all__ = [
+    "Deliver",
+    "Effect",
+    "Event",
+    "LeaveRequested",
+    "ManagerChanged",
+    "MemberDown",
+    "MemberUp",
+    "NodeCore",
+    "PeerDown",
+    "Received",
+    "Refused",
+    "Role",
+    "Send",
+    "Start",
+    "StateHandedOver",
+    "Stopped",
+    "Tick",
+]
+
+INF = float("inf")
+#: Lower-ranked candidates wait ``min(nodes above, STAGGER_STEPS) * election_timeout / 5``.
+STAGGER_STEPS = 10
+
+
+class Role(StrEnum):
+    JOINING = "joining"
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    MANAGER = "manager"
+    LEAVING = "leaving"
+    STOPPED = "stopped"
+
+
+# --- events (inputs) ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Begin: join through the seeds, or become the manager of a cluster of one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time has passed; check timers (the shell ticks at :meth:`NodeCore.next_deadline`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A decoded message from a peer."""
+
+    msg: Message
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDown:
+    """The connection to ``address`` closed (socket-monitor fast path for crashed peers)."""
+
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveRequested:
+    """Leave the cluster gracefully (a manager hands over first)."""
+
+
+Event = Start | Tick | Received | PeerDown | LeaveRequested
+
+
+# --- effects (outputs) --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``msg`` to the node whose mailbox is at ``to`` (``host:port``)."""
+
+    to: str
+    msg: Message
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerChanged:
+    manager: str | None
+    term: int
+    is_me: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MemberUp:
+    info: MemberInfo
+    how: str  # "added" | "replaced" | "revived"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberDown:
+    name: str
+    reason: str  # "disconnected" | "silent" | "left"
+
+
+@dataclass(frozen=True, slots=True)
+class StateHandedOver:
+    """A manager handed its replicated state to us (graceful leave or a merge)."""
+
+    sender: str
+    state: Json
+    merge: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """A message for the layer above (EXECUTE that passed the fence, RESULT, STATUS...)."""
+
+    msg: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    reason: str
+
+
+Effect = (
+    Send | ManagerChanged | MemberUp | MemberDown | StateHandedOver | Deliver | Refused | Stopped
+)
+
+
+class NodeCore:
+    """Membership and election for one node. See the module docstring for the rules."""
+
+    def __init__(
+        self,
+        me: Peer,
+        *,
+        now: float,
+        rng: random.Random,
+        seeds: tuple[str, ...] | list[str] = (),
+        tasks: tuple[str, ...] = (),
+        timings: Timings | None = None,
+    ) -> None:
+        self.me = me
+        self.timings = timings or Timings()
+        self.rng = rng
+        self.seeds = tuple(s for s in dict.fromkeys(seeds) if s != me.address)
+        self.tasks = tuple(tasks)
+        self.members = MemberTable(me, self.tasks, now)
+        self.role = Role.JOINING
+        self.term = 0
+        self.max_term = 0
+        self.highest: Claim | None = None
+        self.replicated: Json = None
+        self._claim: Claim | None = None  # the manager we follow (or our own claim)
+        self._last_heard = now
+        self._epoch_seen = -1
+        self._seq = 0
+        self._deadline = INF  # role-specific: join / election phase / leave
+        self._phase = ""  # candidate: "ok" (waiting for OK) or "coord" (waiting for winner)
+        self._suspect = ""
+        self._probe_suspect = False
+        self._next_retry = INF  # joining: resend JOIN to seeds
+        self._next_heartbeat = INF
+        self._next_probe = INF
+        self._lost: dict[str, float] = {}  # addresses of members lost while manager -> when
+        self._successor = ""
+        self._out: list[Effect] = []
+
+    # --- public view ------------------------------------------------------------------------
+
+    @property
+    def manager(self) -> str | None:
+        """Name of the manager this node follows (or itself), None during an election."""
+        return self._claim.name if self._claim is not None else None
+
+    @property
+    def manager_claim(self) -> Claim | None:
+        return self._claim
+
+    @property
+    def is_manager(self) -> bool:
+        return self.role is Role.MANAGER
+
+    @property
+    def highest_term(self) -> int:
+        """The fencing token: the highest manager term this node has seen."""
+        return self.highest.term if self.highest is not None else 0
+
+    def member_list(self) -> tuple[MemberInfo, ...]:
+        return self.members.infos()
+
+    def status(self) -> dict[str, Any]:
+        """This node's view of the cluster (JSON-ready)."""
+        return {
+            "node": self.me.name,
+            "role": str(self.role),
+            "manager": self.manager,
+            "term": self.term,
+            "highest_term": self.highest_term,
+            "members": [
+                {
+                    "name": m.name,
+                    "address": m.address,
+                    "alive": m.alive,
+                    "priority": m.priority,
+                    "incarnation": m.incarnation,
+                    "tasks": list(m.tasks),
+                }
+                for m in self.members.infos()
+            ],
+        }
+
+    def accepts(self, term: int, sender: Peer) -> bool:
+        """Fencing: would a manager message with this term from ``sender`` be followed?"""
+        claim = Claim(term, sender.priority, sender.name, sender.address)
+        return self.highest is None or claim.key >= self.highest.key
+
+    def set_replicated(self, state: Json) -> None:
+        """Manager only: state to replicate to every member with the next heartbeats."""
+        self.replicated = state
+        self.members.epoch += 1
+
+    def next_deadline(self) -> float:
+        """The monotonic time at which the next :class:`Tick` is due."""
+        t = self.timings
+        if self.role is Role.MANAGER:
+            return min(self._next_heartbeat, self._next_probe)
+        if self.role is Role.FOLLOWER:
+            return self._last_heard + t.manager_timeout
+        if self.role is Role.JOINING:
+            return min(self._deadline, self._next_retry)
+        if self.role in (Role.CANDIDATE, Role.LEAVING):
+            return self._deadline
+        return INF
+
+    # --- the one entry point ----------------------------------------------------------------
+
+    def handle(self, event: Event, now: float) -> list[Effect]:
+        """Apply ``event`` at monotonic time ``now``; return what the shell must do."""
+        self._out = []
+        if self.role is Role.STOPPED:
+            return []
+        if isinstance(event, Tick):
+            self._on_tick(now)
+        elif isinstance(event, Received):
+            self._on_message(event.msg, now)
+        elif isinstance(event, PeerDown):
+            self._on_peer_down(event.address, now)
+        elif isinstance(event, Start):
+            self._on_start(now)
+        elif isinstance(event, LeaveRequested):
+            self._on_leave(now)
+        out, self._out = self._out, []
+        return out
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _send(self, to: str, msg: Message) -> None:
+        if to != self.me.address:
+            self._out.append(Send(to, msg))
+
+    def _my_claim(self) -> Claim:
+        return Claim(self.term, self.me.priority, self.me.name, self.me.address)
+
+    def _see_term(self, term: int) -> None:
+        if term > self.max_term:
+            self.max_term = term
+
+    def _raise_highest(self, claim: Claim) -> None:
+        if self.highest is None or claim.key > self.highest.key:
+            self.highest = claim
+        self._see_term(claim.term)
+
+    def _on_claim(self, claim: Claim, now: float) -> bool:
+        """Learn of a manager claim; follow it if it is the highest. True if we follow it."""
+        self._see_term(claim.term)
+        if claim.name == self.me.name:
+            return self.role is Role.MANAGER and claim.key == self._my_claim().key
+        if self.highest is not None and claim.key < self.highest.key:
+            # Stale: never follow it, and tell its holder about the newer claim.
+            self._send(claim.address, Coordinator(self.me, self.term, self.highest))
+            return False
+        if self.role in (Role.LEAVING, Role.STOPPED):
+            self._raise_highest(claim)
+            return False
+        current = self._claim
+        if current is not None and claim.key == current.key:
+            return True
+        if current is None or claim.key > current.key:
+            self._follow(claim, now)
+            return True
+        self._send(claim.address, Coordinator(self.me, self.term, current))
+        return False
+
+    def _follow(self, claim: Claim, now: float) -> None:
+        old = self._claim
+        if self.role is Role.MANAGER:
+            # Two managers met: the lower one (us) hands its table to the winner.
+            self._send(claim.address, Handover(self.me, self.term, self.members.infos(),
+                                               self.replicated))
+        elif old is not None and old.name != claim.name:
+            # Tell our previous manager that it has been superseded.
+            self._send(old.address, Coordinator(self.me, claim.term, claim))
+        self._raise_highest(claim)
+        self.role = Role.FOLLOWER
+        self._claim = claim
+        self.term = claim.term
+        self._last_heard = now
+        self._epoch_seen = -1
+        self._phase = ""
+        self._suspect = ""
+        self._deadline = INF
+        self._next_heartbeat = self._next_probe = INF
+        # Announce ourselves; a manager that does not know us answers with its member list.
+        self._send(claim.address, Ack(self.me, self.term, 0, -1))
+        self._out.append(ManagerChanged(claim.name, claim.term, False))
+
+    # --- events -----------------------------------------------------------------------------
+
+    def _on_start(self, now: float) -> None:
+        if not self.seeds:
+            self._become_manager(now)
+            return
+        self.role = Role.JOINING
+        self._deadline = now + self.timings.join_timeout
+        self._send_joins(now)
+
+    def _send_joins(self, now: float) -> None:
+        for seed in self.seeds:
+            if self.members.by_address(seed) is None:
+                self._send(seed, Join(self.me, self.term, self.tasks))
+        self._next_retry = now + self.timings.join_retry
+
+    def _on_tick(self, now: float) -> None:
+        t = self.timings
+        role = self.role
+        if role is Role.MANAGER:
+            if now >= self._next_heartbeat:
+                self._heartbeat_round(now)
+            if now >= self._next_probe:
+                self._probe(now)
+        elif role is Role.FOLLOWER:
+            if now >= self._last_heard + t.manager_timeout:
+                self._start_election(now, suspect=self.manager or "")
+        elif role is Role.JOINING:
+            if now >= self._deadline:
+                self._start_election(now, suspect="")
+            elif now >= self._next_retry:
+                self._send_joins(now)
+        elif role is Role.CANDIDATE:
+            if now >= self._deadline:
+                if self._phase == "wait":
+                    self._send_elections(now)
+                elif self._phase == "ok":
+                    self._become_manager(now)
+                else:
+                    self._start_election(now, self._suspect, self._probe_suspect)
+        elif role is Role.LEAVING:
+            if now >= self._deadline:
+                self._stop(f"left; successor {self._successor} did not confirm in time")
+
+    def _heartbeat_round(self, now: float) -> None:
+        t = self.timings
+        for row in self.members.expire(now, t.member_timeout):
+            self._lost[row.peer.address] = now
+            self._out.append(MemberDown(row.name, "silent"))
+        self._seq += 1
+        epoch = self.members.epoch
+        infos = self.members.infos()
+        for row in self.members.others():
+            stale = row.acked_epoch != epoch
+            self._send(row.peer.address, Heartbeat(
+                self.me, self.term, self._seq, epoch,
+                infos if stale else None, self.replicated if stale else None,
+            ))
+        self._next_heartbeat = now + t.heartbeat_interval
+
+    def _probe(self, now: float) -> None:
+        """Send our claim to seeds and lost members: heals partitions, merges managers."""
+        horizon = now - 3600.0
+        for addr, when in list(self._lost.items()):
+            if when < horizon:
+                del self._lost[addr]
+        claim = self._my_claim()
+        for addr in (*self.seeds, *self._lost):
+            if self.members.by_address(addr) is None:
+                self._send(addr, Coordinator(self.me, self.term, claim))
+        self._next_probe = now + self.timings.probe_interval
+
+    def _start_election(self, now: float, suspect: str, probe: bool = True) -> None:
+        """Become a candidate. ``suspect`` is the manager we gave up on; with ``probe`` it also
+        gets an ELECTION (a live one answers OK with its claim). Nodes ranked lower wait a
+        little longer before calling the election (``_stagger``), so in the common case the
+        highest survivor announces itself first and nobody else sends anything."""
+        if self.role in (Role.MANAGER, Role.LEAVING, Role.STOPPED):
+            return
+        was_following = self._claim is not None
+        self.role = Role.CANDIDATE
+        self._claim = None
+        self._suspect = suspect
+        self._probe_suspect = probe and bool(suspect)
+        if was_following:
+            self._out.append(ManagerChanged(None, self.term, False))
+        delay = self._stagger(len(self._higher()))
+        if delay <= 0:
+            self._send_elections(now)
+        else:
+            self._phase = "wait"
+            self._deadline = now + delay
+
+    def _stagger(self, above: int) -> float:
+        return min(above, STAGGER_STEPS) * self.timings.election_timeout / 5
+
+    def _higher(self) -> list[Member]:
+        me_rank = self.me.rank
+        return [
+            r for r in self.members.others()
+            if r.alive and r.peer.rank > me_rank and r.name != self._suspect
+        ]
+
+    def _send_elections(self, now: float) -> None:
+        targets = self._higher()
+        suspect_row = self.members.get(self._suspect) if self._probe_suspect else None
+        if suspect_row is not None:
+            targets.append(suspect_row)
+        if not targets:
+            self._become_manager(now)
+            return
+        for row in targets:
+            self._send(row.peer.address, Election(self.me, self.term, self._suspect))
+        self._phase = "ok"
+        self._deadline = now + self.timings.election_timeout
+
+    def _become_manager(
+        self, now: float, members: tuple[MemberInfo, ...] | None = None
+    ) -> None:
+        t = self.timings
+        if members is not None:
+            self.members.replace_all(members, now)
+        if self._suspect:
+            self.members.mark_dead(self._suspect)
+        self.max_term += 1
+        self.term = self.max_term
+        self.role = Role.MANAGER
+        claim = self._my_claim()
+        self._claim = claim
+        self._raise_highest(claim)
+        self._phase = ""
+        self._suspect = ""
+        self._deadline = INF
+        for row in self.members.others():
+            row.acked_epoch = -1
+            row.last_seen = now  # every member gets a full timeout to acknowledge us
+            self._send(row.peer.address, Coordinator(self.me, self.term, claim))
+        self._out.append(ManagerChanged(self.me.name, self.term, True))
+        self._next_heartbeat = now  # first heartbeat right away
+        self._next_probe = now + t.probe_interval
+        self._heartbeat_round(now)
+
+    def _on_peer_down(self, address: str, now: float) -> None:
+        row = self.members.by_address(address)
+        if row is None:
+            return
+        if self.role is Role.FOLLOWER and row.name == self.manager:
+            # The connection closed: the process is gone, no need to probe it.
+            self.members.mark_dead(row.name)
+            self._start_election(now, suspect=row.name, probe=False)
+        elif self.role is Role.MANAGER:
+            if self.members.mark_dead(row.name):
+                self._out.append(MemberDown(row.name, "disconnected"))
+        else:
+            self.members.mark_dead(row.name)
+
+    def _on_leave(self, now: float) -> None:
+        if self.role is Role.MANAGER:
+            live = [r for r in self.members.others() if r.alive]
+            if not live:
+                self._stop("left; no member to hand over to")
+                return
+            successor = max(live, key=lambda r: r.peer.rank)
+            members = tuple(i for i in self.members.infos() if i.name != self.me.name)
+            self._send(successor.peer.address,
+                       Handover(self.me, self.term, members, self.replicated))
+            self.role = Role.LEAVING
+            self._successor = successor.name
+            self._deadline = now + self.timings.handover_timeout
+        elif self.role is Role.FOLLOWER and self._claim is not None:
+            self._send(self._claim.address, Leave(self.me, self.term))
+            self._stop("left")
+        else:
+            self._stop("left")
+
+    def _stop(self, reason: str) -> None:
+        self.role = Role.STOPPED
+        self._deadline = INF
+        self._out.append(Stopped(reason))
+
+    # --- messages ---------------------------------------------------------------------------
+
+    def _on_message(self, msg: Message, now: float) -> None:
+        self._see_term(msg.term)
+        handler = _HANDLERS.get(type(msg))
+        if handler is not None:
+            handler(self, msg, now)
+
+    def _m_join(self, msg: Join, now: float) -> None:
+        sender = msg.sender
+        if self.role is Role.MANAGER:
+            adm = self.members.admit(sender, msg.tasks, now, self.timings.member_timeout)
+            if adm.outcome == "refused":
+                self._send(sender.address, Refuse(self.me, self.term, adm.reason))
+                return
+            row = self.members.get(sender.name)
+            assert row is not None
+            self._lost.pop(sender.address, None)
+            row.acked_epoch = self.members.epoch
+            self._send(sender.address, Welcome(self.me, self.term, self._my_claim(),
+                                               self.members.infos(), self.members.epoch))
+            if adm.outcome in ("added", "replaced"):
+                self._out.append(MemberUp(row.info(), adm.outcome))
+            return
+        if self.role in (Role.JOINING, Role.CANDIDATE):
+            self.members.learn((MemberInfo(sender.name, sender.address, sender.incarnation,
+                                           sender.priority, True, msg.tasks),), now)
+        if self.role in (Role.LEAVING, Role.STOPPED):
+            return
+        self._send(sender.address, Welcome(self.me, self.term, self._claim,
+                                           self.members.infos(), self.members.epoch))
+
+    def _m_welcome(self, msg: Welcome, now: float) -> None:
+        claim = msg.manager
+        if claim is None:
+            if self.role in (Role.JOINING, Role.CANDIDATE):
+                self.members.learn(msg.members, now)
+            return
+        if claim.name == msg.sender.name:
+            if self._on_claim(claim, now) and self.role is Role.FOLLOWER:
+                self.members.replace_all(msg.members, now)
+                self._epoch_seen = msg.epoch
+            return
+        already = self._claim is not None and self._claim.key == claim.key
+        if self._on_claim(claim, now) and not already:
+            self._send(claim.address, Join(self.me, self.term, self.tasks))
+
+    def _m_refuse(self, msg: Refuse, now: float) -> None:
+        if self.role is Role.JOINING or msg.sender.name == self.manager:
+            self._stop(f"refused by {msg.sender.name}: {msg.reason}")
+            self._out.insert(0, Refused(msg.reason))
+
+    def _m_heartbeat(self, msg: Heartbeat, now: float) -> None:
+        s = msg.sender
+        if not self._on_claim(Claim(msg.term, s.priority, s.name, s.address), now):
+            return
+        if self.role is not Role.FOLLOWER:
+            return
+        self._last_heard = now
+        if msg.members is not None:
+            self.members.replace_all(msg.members, now)
+            self._epoch_seen = msg.epoch
+            if not any(m.name == self.me.name and m.incarnation == self.me.incarnation
+                       for m in msg.members):
+                self._send(s.address, Join(self.me, self.term, self.tasks))
+        if msg.state is not None:
+            self.replicated = msg.state
+        self._send(s.address, Ack(self.me, self.term, msg.seq, self._epoch_seen))
+
+    def _m_ack(self, msg: Ack, now: float) -> None:
+        if self.role is not Role.MANAGER:
+            return
+        if msg.term > self.term:
+            # The sender follows a newer manager; our claim makes it tell us who.
+            self._send(msg.sender.address, Coordinator(self.me, self.term, self._my_claim()))
+            return
+        s = msg.sender
+        row = self.members.get(s.name)
+        was_dead = row is not None and not row.alive
+        row = self.members.touch(s.name, s.incarnation, now)
+        if row is None:
+            # Not (or no longer) a member: the list we send makes it JOIN again.
+            self._send(s.address, Heartbeat(self.me, self.term, self._seq, self.members.epoch,
+                                            self.members.infos(), None))
+            return
+        row.acked_epoch = msg.epoch
+        if was_dead:
+            self._out.append(MemberUp(row.info(), "revived"))
+
+    def _m_election(self, msg: Election, now: float) -> None:
+        s = msg.sender
+        if self.role in (Role.LEAVING, Role.STOPPED):
+            return
+        if self.role is Role.MANAGER:
+            self._send(s.address, Ok(self.me, self.term, self._my_claim()))
+            if self.members.touch(s.name, s.incarnation, now) is None:
+                self._send(s.address, Heartbeat(self.me, self.term, self._seq,
+                                                self.members.epoch, self.members.infos(), None))
+            return
+        if self.role is Role.FOLLOWER:
+            fresh = now - self._last_heard <= self.timings.vouch_window
+            if fresh or msg.suspect != self.manager:
+                self._send(s.address, Ok(self.me, self.term, self._claim))
+                return
+            self._send(s.address, Ok(self.me, self.term, None))
+            self._start_election(now, suspect=self.manager or "")
+            return
+        if self.role is Role.JOINING:
+            self.members.learn((MemberInfo(s.name, s.address, s.incarnation, s.priority,
+                                           True, ()),), now)
+            self._send(s.address, Ok(self.me, self.term, None))
+            self._start_election(now, suspect="")
+            return
+        self._send(s.address, Ok(self.me, self.term, None))  # already a candidate
+        if self._phase == "wait":
+            self._send_elections(now)  # a lower node is waiting on us: no point waiting
+
+    def _m_ok(self, msg: Ok, now: float) -> None:
+        if msg.manager is not None and self._on_claim(msg.manager, now):
+            return
+        if self.role is Role.CANDIDATE and self._phase == "ok":
+            self._phase = "coord"
+            jitter = self.rng.uniform(0.0, self.timings.election_timeout)
+            self._deadline = now + self.timings.coordinator_timeout + jitter
+
+    def _m_coordinator(self, msg: Coordinator, now: float) -> None:
+        if self.role is Role.LEAVING and msg.claim.name == self._successor:
+            self._raise_highest(msg.claim)
+            self._stop(f"left; handed over to {self._successor}")
+            return
+        self._on_claim(msg.claim, now)
+
+    def _m_leave(self, msg: Leave, now: float) -> None:
+        s = msg.sender
+        row = self.members.get(s.name)
+        if row is None or row.peer.incarnation != s.incarnation:
+            return
+        if self.role is Role.MANAGER:
+            self.members.remove(s.name)
+            self._out.append(MemberDown(s.name, "left"))
+        elif self.role is Role.FOLLOWER and s.name == self.manager:
+            self._start_election(now, suspect=s.name)
+        else:
+            self.members.mark_dead(s.name)
+
+    def _m_handover(self, msg: Handover, now: float) -> None:
+        s = msg.sender
+        if self.role is Role.MANAGER:
+            # A lower manager stepped down to us: merge its members and state.
+            self.members.learn(msg.members, now)
+            self._out.append(StateHandedOver(s.name, msg.state, True))
+            return
+        if self.role in (Role.LEAVING, Role.STOPPED):
+            return
+        # Our manager is leaving and chose us: take over now, with a new term.
+        self.replicated = msg.state
+        self._become_manager(now, members=tuple(m for m in msg.members if m.name != s.name))
+        self._send(s.address, Coordinator(self.me, self.term, self._my_claim()))
+        self._out.append(StateHandedOver(s.name, msg.state, False))
+
+    def _m_execute(self, msg: Execute, now: float) -> None:
+        s = msg.sender
+        if self._on_claim(Claim(msg.term, s.priority, s.name, s.address), now):
+            self._out.append(Deliver(msg))
+        else:
+            self._send(s.address, Result(self.me, self.term, msg.task, msg.run_id, msg.slot,
+                                         "refused", None, 0.0,
+                                         f"stale term {msg.term} < {self.highest_term}"))
+
+    def _m_deliver(self, msg: Message, now: float) -> None:
+        if isinstance(msg, Result) and self.role is Role.MANAGER:
+            self.members.touch(msg.sender.name, msg.sender.incarnation, now)
+        self._out.append(Deliver(msg))
+
+
+_HANDLERS: dict[type, Any] = {
+    Join: NodeCore._m_join,
+    Welcome: NodeCore._m_welcome,
+    Refuse: NodeCore._m_refuse,
+    Heartbeat: NodeCore._m_heartbeat,
+    Ack: NodeCore._m_ack,
+    Election: NodeCore._m_election,
+    Ok: NodeCore._m_ok,
+    Coordinator: NodeCore._m_coordinator,
+    Leave: NodeCore._m_leave,
+    Handover: NodeCore._m_handover,
+    Execute: NodeCore._m_execute,
+    Result: NodeCore._m_deliver,
+    Status: NodeCore._m_deliver,
+    StatusReply: NodeCore._m_deliver,
+}

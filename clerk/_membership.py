@@ -1,0 +1,181 @@
+"""The member table: who is in the cluster, where, which incarnation, alive or not.
+
+Pure data, no I/O; time comes in as ``now``. The manager's table is authoritative: it admits
+joiners, marks members dead (socket-monitor fast path) and drops silent ones, and bumps
+``epoch`` on every change so heartbeats only carry the list to members that have not seen the
+latest epoch. A follower's table is a copy replaced wholesale from the manager's heartbeats;
+before any manager exists (cluster formation) nodes also record the peers they hear of, which
+is what the bully election runs over.
+
+Admission rules for a JOIN from ``name`` (incarnation ``inc``, address ``addr``):
+
+* same name, same incarnation: a repeat of the same node; refreshed.
+* same name, same address, new incarnation: the node restarted (the old process cannot still
+  hold the port); the entry is replaced.
+* same name, different address, and the existing entry is alive and was heard from within the
+  member timeout: two live nodes claim one name; the newcomer is refused with the reason.
+* otherwise (the old entry is dead or silent): replaced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from clerk._messages import MemberInfo, Peer
+
+__all__ = ["Admission", "Member", "MemberTable"]
+
+
+@dataclass(slots=True)
+class Member:
+    """A mutable row of the table (internal; :class:`MemberInfo` is what travels)."""
+
+    peer: Peer
+    tasks: tuple[str, ...]
+    alive: bool
+    last_seen: float
+    acked_epoch: int = -1
+
+    @property
+    def name(self) -> str:
+        return self.peer.name
+
+    def info(self) -> MemberInfo:
+        p = self.peer
+        return MemberInfo(p.name, p.address, p.incarnation, p.priority, self.alive, self.tasks)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Outcome of :meth:`MemberTable.admit`: ``added``, ``replaced``, ``refreshed`` or
+    ``refused`` (with ``reason``)."""
+
+    outcome: str
+    reason: str = ""
+
+
+class MemberTable:
+    """Members by name, plus an ``epoch`` that changes whenever the list does."""
+
+    def __init__(self, me: Peer, tasks: tuple[str, ...], now: float) -> None:
+        self.me = me
+        self.epoch = 0
+        self._rows: dict[str, Member] = {me.name: Member(me, tasks, True, now)}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[Member]:
+        return iter(list(self._rows.values()))
+
+    def get(self, name: str) -> Member | None:
+        return self._rows.get(name)
+
+    def by_address(self, address: str) -> Member | None:
+        for row in self._rows.values():
+            if row.peer.address == address:
+                return row
+        return None
+
+    def others(self) -> list[Member]:
+        return [r for r in self._rows.values() if r.name != self.me.name]
+
+    def infos(self) -> tuple[MemberInfo, ...]:
+        return tuple(r.info() for r in sorted(self._rows.values(), key=lambda r: r.name))
+
+    def _changed(self) -> None:
+        self.epoch += 1
+
+    def admit(
+        self, peer: Peer, tasks: tuple[str, ...], now: float, member_timeout: float
+    ) -> Admission:
+        """Apply the admission rules (module docstring) to a JOIN from ``peer``."""
+        row = self._rows.get(peer.name)
+        if row is None:
+            self._rows[peer.name] = Member(peer, tasks, True, now)
+            self._changed()
+            return Admission("added")
+        if row.peer.incarnation == peer.incarnation:
+            changed = row.tasks != tasks or not row.alive or row.peer != peer
+            row.peer, row.tasks, row.alive, row.last_seen = peer, tasks, True, now
+            if changed:
+                self._changed()
+            return Admission("refreshed")
+        if peer.name == self.me.name or (
+            row.peer.address != peer.address
+            and row.alive
+            and now - row.last_seen < member_timeout
+        ):
+            holder = "this node" if peer.name == self.me.name else "a live node"
+            return Admission(
+                "refused",
+                f"the name {peer.name!r} is already used by {holder} at {row.peer.address} "
+                f"(incarnation {row.peer.incarnation}); {peer.address} was refused",
+            )
+        self._rows[peer.name] = Member(peer, tasks, True, now)
+        self._changed()
+        return Admission("replaced")
+
+    def learn(self, peers: Iterable[MemberInfo], now: float) -> None:
+        """Record peers heard of before a manager exists (never replaces a live entry)."""
+        for info in peers:
+            row = self._rows.get(info.name)
+            if info.name == self.me.name or (row is not None and row.alive):
+                continue
+            peer = Peer(info.name, info.address, info.incarnation, info.priority)
+            self._rows[info.name] = Member(peer, info.tasks, info.alive, now)
+            self._changed()
+
+    def replace_all(self, infos: Iterable[MemberInfo], now: float) -> None:
+        """Adopt the manager's list (keeping our own row as we know it)."""
+        old = self._rows
+        rows: dict[str, Member] = {self.me.name: old[self.me.name]}
+        for info in infos:
+            if info.name == self.me.name:
+                continue
+            prev = old.get(info.name)
+            peer = Peer(info.name, info.address, info.incarnation, info.priority)
+            seen = prev.last_seen if prev is not None and prev.peer == peer else now
+            rows[info.name] = Member(peer, info.tasks, info.alive, seen)
+        self._rows = rows
+        self._changed()
+
+    def touch(self, name: str, incarnation: str, now: float) -> Member | None:
+        """Note that ``name`` (this incarnation) was heard from; revive it if marked dead."""
+        row = self._rows.get(name)
+        if row is None or row.peer.incarnation != incarnation:
+            return None
+        row.last_seen = now
+        if not row.alive:
+            row.alive = True
+            self._changed()
+        return row
+
+    def mark_dead(self, name: str) -> bool:
+        row = self._rows.get(name)
+        if row is None or not row.alive or name == self.me.name:
+            return False
+        row.alive = False
+        self._changed()
+        return True
+
+    def remove(self, name: str) -> Member | None:
+        if name == self.me.name:
+            return None
+        row = self._rows.pop(name, None)
+        if row is not None:
+            self._changed()
+        return row
+
+    def expire(self, now: float, timeout: float) -> list[Member]:
+        """Remove members not heard from for ``timeout`` seconds; return them."""
+        gone = [r for r in self.others() if now - r.last_seen > timeout]
+        for row in gone:
+            del self._rows[row.name]
+        if gone:
+            self._changed()
+        return gone

@@ -1,0 +1,235 @@
+"""The cluster protocol's messages: frozen dataclasses, one per kind.
+
+Every message starts with the same two fields: ``sender`` (who sent it: name, address,
+incarnation, priority) and ``term`` (the sender's current term: the term of the manager it
+follows, or of its own candidacy). The codec (:mod:`clerk._codec`) turns them into multipart
+frames and back, validating every field against the annotations below.
+
+Protocol at a glance (``->`` one message, ``=>`` to every member)::
+
+    joiner  -> seed      JOIN(tasks)            any node answers WELCOME(manager claim, members)
+    joiner  -> manager   JOIN                   manager answers WELCOME, or REFUSE(reason)
+    manager => members   HEARTBEAT(seq, epoch, members if stale, state)
+    member  -> manager   ACK(seq, epoch)
+    node    -> higher    ELECTION(suspect)      answered OK(manager claim if one is healthy)
+    winner  => members   COORDINATOR(claim)     also sent to a stale manager to depose it
+    node    -> manager   LEAVE                  graceful exit of a member
+    manager -> successor HANDOVER(members, state)  graceful exit of a manager, or a merge
+    manager -> node      EXECUTE(task, run, slot, state, timeout)   answered RESULT
+    client  -> any node  STATUS                 answered STATUS_REPLY(status)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+__all__ = [
+    "Ack",
+    "Claim",
+    "Coordinator",
+    "Election",
+    "Execute",
+    "Handover",
+    "Heartbeat",
+    "Join",
+    "Json",
+    "Leave",
+    "MemberInfo",
+    "Message",
+    "Ok",
+    "Peer",
+    "Refuse",
+    "Result",
+    "Status",
+    "StatusReply",
+    "Welcome",
+    "MESSAGE_KINDS",
+]
+
+#: Any JSON value (validated by the codec: JSON types only, bounded depth).
+Json: TypeAlias = Any
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A node's identity: ``name@host``, its mailbox ``host:port``, a per-start incarnation id
+    (so a restarted node and a duplicate name can be told apart) and its election priority."""
+
+    name: str
+    address: str
+    incarnation: str
+    priority: int = 0
+
+    @property
+    def rank(self) -> tuple[int, str]:
+        """Bully order: higher ``(priority, name)`` wins."""
+        return (self.priority, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A manager's claim to the cluster: its term and identity.
+
+    Claims are totally ordered by ``(term, priority, name)``; every node follows the highest
+    claim it has seen. Two managers with the same term (possible after a partition) are thus
+    resolved deterministically: the higher-ranked one wins.
+    """
+
+    term: int
+    priority: int
+    name: str
+    address: str
+
+    @property
+    def key(self) -> tuple[int, int, str]:
+        return (self.term, self.priority, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """One entry of the member list that the manager replicates."""
+
+    name: str
+    address: str
+    incarnation: str
+    priority: int
+    alive: bool
+    tasks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    sender: Peer
+    term: int
+    tasks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    sender: Peer
+    term: int
+    manager: Claim | None
+    members: tuple[MemberInfo, ...]
+    epoch: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    sender: Peer
+    term: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    sender: Peer
+    term: int
+    seq: int
+    epoch: int
+    members: tuple[MemberInfo, ...] | None = None
+    state: Json = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    sender: Peer
+    term: int
+    seq: int
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Election:
+    sender: Peer
+    term: int
+    suspect: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    sender: Peer
+    term: int
+    manager: Claim | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Coordinator:
+    sender: Peer
+    term: int
+    claim: Claim
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    sender: Peer
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    sender: Peer
+    term: int
+    members: tuple[MemberInfo, ...]
+    state: Json = None
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    sender: Peer
+    term: int
+    task: str
+    run_id: str
+    slot: int
+    state: Json
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    sender: Peer
+    term: int
+    task: str
+    run_id: str
+    slot: int
+    outcome: str  # "ok" | "error" | "timeout" | "refused"
+    state: Json = None
+    duration_ms: float = 0.0
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    sender: Peer
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReply:
+    sender: Peer
+    term: int
+    status: Json
+
+
+Message: TypeAlias = (
+    Join | Welcome | Refuse | Heartbeat | Ack | Election | Ok | Coordinator | Leave | Handover
+    | Execute | Result | Status | StatusReply
+)
+
+#: Wire name of each message kind.
+MESSAGE_KINDS: dict[str, type] = {
+    "join": Join,
+    "welcome": Welcome,
+    "refuse": Refuse,
+    "heartbeat": Heartbeat,
+    "ack": Ack,
+    "election": Election,
+    "ok": Ok,
+    "coordinator": Coordinator,
+    "leave": Leave,
+    "handover": Handover,
+    "execute": Execute,
+    "result": Result,
+    "status": Status,
+    "status_reply": StatusReply,
+}

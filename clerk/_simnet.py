@@ -1,0 +1,282 @@
+"""A deterministic simulated network that runs the real :class:`~clerk._core.NodeCore`.
+
+Everything (message delay and jitter, loss, crashes, restarts, pauses, partitions) is driven by
+one seeded ``random.Random`` and one event queue ordered by ``(time, sequence)``, so the same
+seed gives the same trace, event for event. Used by ``tools/simulate.py`` and the property
+tests; the cores are the very classes the real node runs, not copies.
+
+Model of the transport, kept close to ZeroMQ over TCP:
+
+* a message arrives after ``delay + uniform(0, jitter)`` seconds unless it is lost (``loss``),
+  crosses a partition, or its destination is down;
+* a crashed node's open connections close: every live node that exchanged messages with it
+  gets a ``PeerDown`` for its address after one delay (the socket-monitor fast path);
+* a paused node receives nothing and runs no timers; what arrived meanwhile is delivered when
+  it resumes, in order, at the resume time (like a SIGSTOPped process's socket buffers).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from clerk._core import (
+    Effect,
+    Event,
+    LeaveRequested,
+    ManagerChanged,
+    NodeCore,
+    PeerDown,
+    Received,
+    Role,
+    Send,
+    Start,
+    Tick,
+)
+from clerk._messages import Peer
+from clerk._timings import Timings
+
+__all__ = ["SimNetwork", "SimNode"]
+
+
+@dataclass
+class SimNode:
+    """One simulated node: its core, and whether it is up and running."""
+
+    name: str
+    address: str
+    priority: int
+    seeds: tuple[str, ...]
+    core: NodeCore
+    up: bool = True
+    paused: bool = False
+    timer_at: float = float("inf")
+    backlog: list[Event] = field(default_factory=list)
+
+
+class SimNetwork:
+    """A simulated cluster. Add nodes, inject faults, run, and inspect agreement."""
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        delay: float = 0.0005,
+        jitter: float = 0.0005,
+        loss: float = 0.0,
+        timings: Timings | None = None,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.delay = delay
+        self.jitter = jitter
+        self.loss = loss
+        self.timings = timings or Timings()
+        self.now = 0.0
+        self.nodes: dict[str, SimNode] = {}
+        self._by_address: dict[str, SimNode] = {}
+        self._queue: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = 0
+        self._links: dict[str, set[str]] = {}
+        self._groups: dict[str, int] | None = None
+        self.sent: Counter[str] = Counter()
+        self.dropped = 0
+        self.trace: list[tuple[float, str, str]] = []
+
+    # --- building ---------------------------------------------------------------------------
+
+    def add_node(
+        self, name: str, *, priority: int = 0, seeds: tuple[str, ...] = (), start: bool = True
+    ) -> SimNode:
+        address = f"{name}:7400"
+        core = self._make_core(name, address, priority, seeds)
+        node = SimNode(name, address, priority, seeds, core)
+        self.nodes[name] = node
+        self._by_address[address] = node
+        if start:
+            self._schedule(self.now, lambda: self._feed(node, Start()))
+        return node
+
+    def _make_core(
+        self, name: str, address: str, priority: int, seeds: tuple[str, ...]
+    ) -> NodeCore:
+        incarnation = f"{self.rng.getrandbits(48):012x}"
+        return NodeCore(
+            Peer(name, address, incarnation, priority),
+            now=self.now,
+            rng=random.Random(self.rng.getrandbits(64)),
+            seeds=seeds,
+            timings=self.timings,
+        )
+
+    # --- faults -----------------------------------------------------------------------------
+
+    def crash(self, name: str) -> None:
+        node = self.nodes[name]
+        if not node.up:
+            return
+        node.up = False
+        node.paused = False
+        node.backlog.clear()
+        self.trace.append((self.now, name, "crash"))
+        for other_name in self._links.pop(name, set()):
+            other = self.nodes[other_name]
+            self._links.get(other_name, set()).discard(name)
+            self._schedule(self.now + self.delay,
+                           lambda o=other: self._feed(o, PeerDown(node.address)))
+
+    def restart(self, name: str) -> None:
+        """Start a crashed (or stopped) node again with a new incarnation."""
+        node = self.nodes[name]
+        if node.up and node.core.role is not Role.STOPPED:
+            self.crash(name)
+        node.core = self._make_core(name, node.address, node.priority, node.seeds)
+        node.up = True
+        node.paused = False
+        node.timer_at = float("inf")
+        self.trace.append((self.now, name, "restart"))
+        self._feed(node, Start())
+
+    def pause(self, name: str) -> None:
+        self.nodes[name].paused = True
+        self.trace.append((self.now, name, "pause"))
+
+    def resume(self, name: str) -> None:
+        node = self.nodes[name]
+        if not node.paused:
+            return
+        node.paused = False
+        self.trace.append((self.now, name, "resume"))
+        backlog, node.backlog = node.backlog, []
+        for event in backlog:
+            self._feed(node, event)
+        self._feed(node, Tick())
+
+    def leave(self, name: str) -> None:
+        self._feed(self.nodes[name], LeaveRequested())
+
+    def partition(self, *groups: list[str] | tuple[str, ...] | set[str]) -> None:
+        """Cut the network into ``groups``; nodes not named form one more group."""
+        mapping: dict[str, int] = {}
+        for i, group in enumerate(groups):
+            for name in group:
+                mapping[name] = i
+        rest = len(groups)
+        self._groups = {n: mapping.get(n, rest) for n in self.nodes}
+        self.trace.append((self.now, "*", f"partition {len(groups) + 1}"))
+
+    def heal(self) -> None:
+        self._groups = None
+        self.trace.append((self.now, "*", "heal"))
+
+    # --- running ----------------------------------------------------------------------------
+
+    def _schedule(self, at: float, action: Callable[[], None]) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (at, self._seq, action))
+
+    def _feed(self, node: SimNode, event: Event) -> None:
+        if not node.up:
+            return
+        if node.paused:
+            if not isinstance(event, Tick):
+                node.backlog.append(event)
+            return
+        effects = node.core.handle(event, self.now)
+        self._apply(node, effects)
+        deadline = node.core.next_deadline()
+        if deadline < node.timer_at or node.timer_at <= self.now:
+            node.timer_at = deadline
+            if deadline != float("inf"):
+                self._schedule(max(deadline, self.now), lambda: self._timer(node, deadline))
+
+    def _timer(self, node: SimNode, at: float) -> None:
+        if node.timer_at != at:
+            return  # superseded
+        node.timer_at = float("inf")
+        self._feed(node, Tick())
+
+    def _apply(self, node: SimNode, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self._transmit(node, effect)
+            elif isinstance(effect, ManagerChanged):
+                self.trace.append((self.now, node.name, f"manager={effect.manager} "
+                                                        f"term={effect.term}"))
+            else:
+                self.trace.append((self.now, node.name, type(effect).__name__))
+
+    def _transmit(self, src: SimNode, send: Send) -> None:
+        kind = type(send.msg).__name__.lower()
+        self.sent[kind] += 1
+        dst = self._by_address.get(send.to)
+        if dst is None or not dst.up:
+            self.dropped += 1
+            return
+        if self._groups is not None and self._groups.get(src.name) != self._groups.get(dst.name):
+            self.dropped += 1
+            return
+        if self.loss and self.rng.random() < self.loss:
+            self.dropped += 1
+            return
+        self._links.setdefault(src.name, set()).add(dst.name)
+        self._links.setdefault(dst.name, set()).add(src.name)
+        at = self.now + self.delay + self.rng.uniform(0.0, self.jitter)
+        self._schedule(at, lambda: self._feed(dst, Received(send.msg)))
+
+    def run_for(self, seconds: float) -> None:
+        self.run_until(self.now + seconds)
+
+    def run_until(self, until: float) -> None:
+        queue = self._queue
+        while queue and queue[0][0] <= until:
+            at, _, action = heapq.heappop(queue)
+            self.now = at
+            action()
+        self.now = until
+
+    def run_until_true(
+        self, predicate: Callable[[], bool], limit: float, step: float = 0.005
+    ) -> float | None:
+        """Run until ``predicate()`` holds (checked every ``step`` s); the time, or None."""
+        end = self.now + limit
+        while self.now < end:
+            if predicate():
+                return self.now
+            self.run_until(min(self.now + step, end))
+        return self.now if predicate() else None
+
+    # --- inspection -------------------------------------------------------------------------
+
+    def live(self) -> list[SimNode]:
+        return [n for n in self.nodes.values()
+                if n.up and not n.paused and n.core.role is not Role.STOPPED]
+
+    def managers(self) -> list[SimNode]:
+        return [n for n in self.live() if n.core.role is Role.MANAGER]
+
+    def agreed(self) -> tuple[str, int] | None:
+        """(manager, term) if every live node follows one live manager at one term."""
+        live = self.live()
+        if not live:
+            return None
+        first = live[0].core
+        view = (first.manager, first.term)
+        if view[0] is None:
+            return None
+        for node in live:
+            core = node.core
+            if (core.manager, core.term) != view or core.role not in (Role.MANAGER,
+                                                                      Role.FOLLOWER):
+                return None
+        boss = self.nodes.get(view[0].split(":")[0]) if view[0] else None
+        if boss is None or boss not in live or boss.core.role is not Role.MANAGER:
+            return None
+        return (view[0], view[1])
+
+    def summary(self) -> dict[str, Any]:
+        return {"now": self.now, "sent": dict(self.sent), "dropped": self.dropped,
+                "managers": [m.name for m in self.managers()], "agreed": self.agreed()}

@@ -1,0 +1,61 @@
+"""Protocol timings, with the reasoning behind each default.
+
+Targets (from the design): a crashed manager is replaced well under 1 s, a silent (paused) one
+within about 1 s, and a busy 2-core machine must not cause false suspicions.
+
+* A crash is caught by the fast path, not by these timeouts: the TCP connection to a killed
+  process closes at once and the ZeroMQ socket monitor turns that into a ``PeerDown`` event,
+  so the election starts within milliseconds. The highest surviving node sees no live node
+  above it and takes over immediately; everything else is message latency.
+* A *pause* (SIGSTOP, a stalled VM) keeps the connection open, so only silence reveals it:
+  ``manager_timeout`` is 7 heartbeat intervals (700 ms). A Python loop on a loaded 2-core machine
+  can stall for 100-300 ms (a GC pass, a burst of process spawns in the test suite) and that
+  costs 1-3 heartbeats, far from 7. Detection plus an election of a few ms lands at ~0.8 s.
+* ``election_timeout`` (150 ms) is how long a candidate waits for OK from higher nodes; a live
+  node answers in about a millisecond, so 150 ms leaves room for a stall. If it still expires
+  the worst case is two managers of the same term, which claim ordering resolves at once.
+* ``member_timeout`` (2 s) drops a silent member. Dropping is not urgent (a crashed member is
+  already marked dead by the fast path, and dispatch avoids dead members), and a longer timeout
+  avoids member churn under load.
+* ``vouch_window`` (250 ms, 2.5 heartbeats): a follower that heard its manager this recently
+  vouches for it when a lower node calls an election, instead of deposing a healthy manager.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+__all__ = ["Timings"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timings:
+    """Protocol timings in seconds. See the module docstring for why the defaults are what
+    they are."""
+
+    heartbeat_interval: float = 0.1
+    manager_timeout: float = 0.7
+    member_timeout: float = 2.0
+    election_timeout: float = 0.15
+    coordinator_timeout: float = 0.5
+    vouch_window: float = 0.25
+    join_timeout: float = 0.5
+    join_retry: float = 1.0
+    probe_interval: float = 1.0
+    handover_timeout: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"timing {f.name} must be a positive number, got {value!r}")
+        if self.manager_timeout <= 2 * self.heartbeat_interval:
+            raise ValueError(
+                "timing manager_timeout must be more than 2 heartbeat intervals "
+                f"({self.manager_timeout} <= 2 * {self.heartbeat_interval})"
+            )
+        if self.member_timeout <= 2 * self.heartbeat_interval:
+            raise ValueError(
+                "timing member_timeout must be more than 2 heartbeat intervals "
+                f"({self.member_timeout} <= 2 * {self.heartbeat_interval})"
+            )
