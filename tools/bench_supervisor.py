@@ -537,6 +537,14 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown kinds: {', '.join(sorted(unknown))}")
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(levelname)s: %(message)s")
 
+    def interrupted(signum: int, _frame: object) -> None:
+        # Unwind through the finally blocks: supervisord runs in a session of its own and
+        # would outlive us.
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
+
     sd_exe = None
     if args.only != "ours":
         venv = args.supervisord_venv or default_venv_dir(args.supervisord_version)
@@ -617,4 +625,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as exc:
+        print(f"interrupted ({exc or 'SIGINT'}); everything started was stopped", file=sys.stderr)
+        sys.exit(130)
