@@ -256,6 +256,14 @@ class Loop:
             )
             self._shutdown(ShutdownInfo(ShutdownReason.INTENSITY, child.id, reason))
             return
+        if decision.restart and len(decision.actions) > 1:
+            log.info(
+                "%s: %s: restarting %s after child %r exited",
+                cfg.name,
+                cfg.strategy,
+                [a.child_id for a in decision.actions if a.op == "start"],
+                child.id,
+            )
         for action in decision.actions:
             target = self._find(action.child_id)
             if target is None:

@@ -210,6 +210,7 @@ class Supervisor:
         self._thread: threading.Thread | None = None
         self._loop_thread_id: int | None = None
         self._done: Future[ShutdownInfo] = Future()
+        self._signalled = False
 
     def __repr__(self) -> str:
         ids = ", ".join(s.id for s in self.children)
@@ -336,6 +337,8 @@ class Supervisor:
             except ChildStartError as exc:
                 log.error("%s: %s", self._display_name, exc)
                 return 1
+            if self._signalled:  # SIGTERM/SIGINT arrived while the children were starting
+                self.stop()
             if on_started is not None:
                 on_started()
             try:
@@ -364,6 +367,8 @@ class Supervisor:
         return self._run(on_started=ready)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Only async-signal-friendly work here: a flag and one non-blocking send.
+        self._signalled = True
         wake = self._wake
         if wake is not None:
             try:

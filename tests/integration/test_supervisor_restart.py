@@ -212,3 +212,16 @@ def test_simultaneous_crashes_under_one_for_all(h):
     assert all(alive(p) for p in final.values())
     assert not any(alive(p) for p in first.values())
     assert sup.count_children()["active"] == 3
+
+
+def test_injected_clock_drives_the_intensity_window(h):
+    """With a clock that jumps 10 s per restart, intensity=1/period=5 is never exceeded."""
+    import itertools
+
+    ticks = itertools.count(0, 10)
+    sup = h.sup([h.spec("a")], intensity=1, period=5, clock=lambda: float(next(ticks)))
+    sup.start()
+    for n in range(1, 5):
+        os.kill(h.wait_started("a", n)[-1], signal.SIGKILL)
+    h.wait_started("a", 5)
+    assert sup.running
