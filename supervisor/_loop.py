@@ -101,7 +101,7 @@ class LoopConfig:
     clock: Callable[[], float]
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a child is the same child across restarts
 class _Child:
     spec: ChildSpec
     proc: Spawned | None = None

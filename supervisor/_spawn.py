@@ -99,6 +99,9 @@ def spawn(spec: ChildSpec) -> Spawned:
         env = dict(os.environ)
         env.update(spec.env)
     common: dict[str, object] = {
+        # In a process group of its own a child reading the terminal would be stopped by
+        # SIGTTIN: give it /dev/null. stdout/stderr are inherited.
+        "stdin": subprocess.DEVNULL,
         "process_group": 0,
         "close_fds": True,
         "env": env,

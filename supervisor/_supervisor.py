@@ -5,7 +5,8 @@ Children
     started) and stops them right to left. A child is an OS process: a Python callable
     (``start=func`` or ``start="module:function"``, run as ``func(*args, **kwargs)`` in a
     fresh interpreter), an external ``command=[...]``, or a nested :class:`Supervisor`
-    (``type="supervisor"``), which runs in a process of its own.
+    (``type="supervisor"``), which runs in a process of its own. Children inherit
+    stdout, stderr and the environment (plus ``env``); their stdin is ``/dev/null``.
 
 Exit reasons
     ``normal``: exit code 0 (a Python child returned or called ``sys.exit(0)``).
