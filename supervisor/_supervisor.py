@@ -250,10 +250,10 @@ class Supervisor:
             if self._state != "new":
                 raise SupervisorError(f"supervisor {self._display_name} was already started")
             self._state = "running"
-        ctl_client, ctl_loop = socket.socketpair()
-        wake_client, wake_loop = socket.socketpair()
-        wake_client.setblocking(False)
-        self._ctl, self._wake = ctl_client, wake_client
+            ctl_client, ctl_loop = socket.socketpair()
+            wake_client, wake_loop = socket.socketpair()
+            wake_client.setblocking(False)
+            self._ctl, self._wake = ctl_client, wake_client
         started: Future[None] = Future()
         config = LoopConfig(
             name=self._display_name,
