@@ -13,7 +13,9 @@ Exit reasons
     ``shutdown``: the supervisor terminated it, or it died of SIGTERM (the OS analogue of
     an Erlang exit with reason ``shutdown``). ``abnormal``: any other exit code or signal
     (an exception in a Python child exits with code 1 after printing its traceback), or a
-    failed start (e.g. command not found).
+    failed start (e.g. command not found). A failed *restart* is handled as an immediate
+    abnormal exit of that child, so it counts towards the restart intensity (OTP's
+    ``try_again``); a failed start in ``start()`` stops the supervisor (``START_FAILED``).
 
 Restart types (``restart=``)
     ``permanent`` (default): always restarted. ``transient``: restarted only after an
@@ -35,7 +37,8 @@ Restart intensity (``intensity=1``, ``period=5``, OTP's defaults)
     and stops with :attr:`ShutdownReason.INTENSITY`. ``wait()`` raises
     :class:`RestartIntensityError` naming the child whose exit was one too many, ``run()``
     returns 1, and a nested supervisor exits with code 1, which its parent sees as an
-    abnormal exit (escalation up the tree). ``intensity=0`` means never restart.
+    abnormal exit (escalation up the tree). With ``intensity=0`` the first exit that
+    calls for a restart makes the supervisor give up.
 
 Shutdown (``shutdown=``)
     ``"brutal_kill"``: SIGKILL. An int: SIGTERM, then SIGKILL if it has not exited after
