@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from supervisor import ChildSpec, ChildStartError, ShutdownReason
+from supervisor import ChildSpec, ChildStartError, RestartIntensityError, ShutdownReason
 from supervisor.testing import wait_until
 from tests.integration import sup_children
 from tests.integration.sup_harness import Harness, alive
@@ -123,3 +123,21 @@ def test_run_returns_exit_codes(h):
     assert ok.run() == 0
     bad = h.sup([ChildSpec(id="t", start=sup_children.crash_now)], intensity=0)
     assert bad.run() == 1
+
+
+def test_a_failed_restart_counts_towards_intensity(h, tmp_path):
+    import os
+    import signal
+
+    script = tmp_path / "prog.sh"
+    script.write_text("#!/bin/sh\nexec sleep 1000\n")
+    script.chmod(0o755)
+    sup = h.sup([ChildSpec(id="p", command=[str(script)])], intensity=1, period=60)
+    sup.start()
+    (pid,) = [c.pid for c in sup.which_children()]
+    script.unlink()  # the program is gone: the restart cannot start it
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(RestartIntensityError) as info:
+        sup.wait(10)
+    exit_reason = info.value.info.exit
+    assert info.value.info.child_id == "p" and "not found" in str(exit_reason)
