@@ -195,19 +195,28 @@ def wait_exited(spawned: Spawned, timeout: float | None) -> bool:
         poller.register(spawned.pidfd, select.POLLIN)
         ms = None if timeout is None else max(0, int(timeout * 1000))
         return bool(poller.poll(ms))
-    # No pidfd: waitid(WNOWAIT) polls without reaping.
+    # No pidfd (not Linux): peek without reaping, by waitid(WNOWAIT) or the zombie state.
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.001
     while True:
-        try:
-            if os.waitid(os.P_PID, spawned.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
-                return True
-        except ChildProcessError:
+        if _has_exited(spawned.pid):
             return True
         if deadline is not None and time.monotonic() >= deadline:
             return False
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+def _has_exited(pid: int) -> bool:
+    if hasattr(os, "waitid"):
+        try:
+            return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
 
 
 def process_tree(pid: int) -> list[psutil.Process]:

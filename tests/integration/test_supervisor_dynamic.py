@@ -219,3 +219,21 @@ def test_intensity_exceeded_is_logged_at_error(h, caplog):
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert any("reached max restart intensity" in r.getMessage() and "'boom'" in r.getMessage()
                for r in errors)
+
+
+def test_fallback_without_pidfd(h, monkeypatch):
+    """Where pidfd_open is missing the loop polls (every 50 ms) and still works."""
+    import supervisor._loop
+    import supervisor._spawn
+
+    monkeypatch.setattr(supervisor._spawn, "HAVE_PIDFD", False)
+    monkeypatch.setattr(supervisor._loop, "HAVE_PIDFD", False)
+    sup = h.sup([h.spec("a"), h.spec("s", sup_children.stubborn, shutdown=200)])
+    sup.start()
+    (pid,) = h.wait_started("a")
+    os.kill(pid, signal.SIGKILL)
+    h.wait_started("a", 2)
+    sup.terminate_child("s")
+    assert h.exits("s") == ["shutdown"]
+    sup.stop()
+    assert h.exits("a") == ["abnormal", "shutdown"]
