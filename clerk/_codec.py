@@ -8,16 +8,24 @@ Wire format (all frames bytes)::
 
 Decoding is strict and never raises anything but :class:`DecodeError`: a wrong frame count, an
 oversized message, a foreign magic or version, an unknown kind, invalid or too deeply nested
-JSON, a missing, extra or mistyped field (``True`` is not an ``int``; an ``int`` is accepted as a
-``float``), an integer beyond 64 bits, an over-long string or list. Each error carries a short
-``reason`` used as a counter key by the node. There is no pickle anywhere: task state travels as
-JSON, and state that JSON cannot carry is an :class:`EncodeError` naming the field.
+JSON (including ``NaN``/``Infinity`` and numbers that overflow to infinity), a missing, extra or
+mistyped field (``True`` is not an ``int``; an ``int`` is accepted as a ``float``), an integer
+beyond 64 bits, an over-long string or list, a string that is not valid Unicode (a lone
+surrogate such as ``"\\ud800"`` is legal JSON text but cannot be encoded as UTF-8). Each error
+carries a short ``reason`` used as a counter key by the node.
+
+Encoding applies the same validation, so whatever encodes also decodes: a message another node
+would drop as malformed (state nested too deep, a non-string object key that ``json.dumps``
+would silently turn into a string, an integer beyond 64 bits...) is an :class:`EncodeError` at
+the sender, naming the field. There is no pickle anywhere: task state travels as JSON, and state
+that JSON cannot carry (a set, an object, NaN) is an :class:`EncodeError` naming the field.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -104,9 +112,20 @@ def _v_int(value: Any, path: str) -> int:
 def _v_float(value: Any, path: str) -> float:
     if type(value) is int:
         return float(_v_int(value, path))
-    if type(value) is not float:
-        _fail(path, "a number", value)
+    if type(value) is not float or not math.isfinite(value):
+        _fail(path, "a finite number", value)
     return value
+
+
+def _unicode_ok(value: str) -> bool:
+    """False for strings UTF-8 cannot carry (lone surrogates, e.g. from a ``\\ud800`` escape)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _v_str(value: Any, path: str) -> str:
@@ -114,6 +133,8 @@ def _v_str(value: Any, path: str) -> str:
         _fail(path, "a string", value)
     if len(value) > MAX_STRING:
         _fail(path, f"a string of at most {MAX_STRING} characters", value)
+    if not _unicode_ok(value):
+        _fail(path, "valid Unicode (no lone surrogates)", value)
     return value
 
 
@@ -124,9 +145,33 @@ def _v_bool(value: Any, path: str) -> bool:
 
 
 def _v_json(value: Any, path: str) -> Any:
-    # The body was parsed by json.loads, so the value is already made of JSON types.
-    if json_depth(value) > MAX_JSON_DEPTH:
-        _fail(path, f"JSON nested at most {MAX_JSON_DEPTH} deep", "...")
+    """A JSON value that survives a round trip: JSON types only (on encode the value comes from
+    the caller, not from json.loads), string keys, finite floats, valid Unicode, bounded depth.
+    Iterative, so a deep value cannot exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        t = type(item)
+        if item is None or t is bool or t is int:
+            continue
+        if t is str:
+            if not _unicode_ok(item):
+                _fail(path, "JSON with valid Unicode strings (no lone surrogates)", item)
+        elif t is float:
+            if not math.isfinite(item):
+                _fail(path, "JSON with finite numbers", item)
+        elif t is dict or t is list:
+            if depth > MAX_JSON_DEPTH:
+                _fail(path, f"JSON nested at most {MAX_JSON_DEPTH} deep", "...")
+            if t is dict:
+                for key in item:
+                    if type(key) is not str or not _unicode_ok(key):
+                        _fail(path, "JSON objects with string keys", key)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+        else:
+            _fail(path, "a JSON value (null, bool, number, string, list, object)", item)
     return value
 
 
@@ -222,9 +267,15 @@ def encode(msg: Message, max_bytes: int = MAX_MESSAGE_BYTES) -> list[bytes]:
     kind = _KIND_OF.get(type(msg))
     if kind is None:
         raise EncodeError(f"not a protocol message: {type(msg).__name__}")
+    data = _to_json(msg)
+    try:
+        # The receiver's checks, applied here: what encodes must decode.
+        _VALIDATORS[kind](data, kind.decode())
+    except DecodeError as exc:
+        raise EncodeError(f"{kind.decode()} message cannot be sent: {exc.detail}") from None
     try:
         body = json.dumps(
-            _to_json(msg), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            data, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         ).encode()
     except (TypeError, ValueError, RecursionError) as exc:
         raise EncodeError(f"{kind.decode()} message cannot be encoded as JSON: {exc}") from None
@@ -238,14 +289,28 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 overflows to inf without calling parse_constant
+        raise ValueError(f"{text[:40]} is out of range")
+    return value
+
+
+def _frame_size(frame: Any) -> int:
+    if type(frame) is bytes or type(frame) is bytearray:
+        return len(frame)
+    if type(frame) is memoryview:
+        return frame.nbytes
+    raise DecodeError("frames", f"frames must be bytes, got {type(frame).__name__}")
+
+
 def decode(frames: Sequence[bytes], max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
     """The message in ``frames``; raises :class:`DecodeError` (only) for anything invalid."""
+    if not isinstance(frames, list | tuple):
+        raise DecodeError("frames", f"expected a list of 3 frames, got {type(frames).__name__}")
     if len(frames) != 3:
         raise DecodeError("frames", f"expected 3 frames, got {len(frames)}")
-    try:
-        size = sum(len(f) for f in frames)
-    except TypeError:
-        raise DecodeError("frames", "frames must be bytes") from None
+    size = sum(_frame_size(f) for f in frames)
     if size > max_bytes:
         raise DecodeError("size", f"message of {size} bytes is over the {max_bytes} limit")
     head, kind, body = (bytes(f) for f in frames)
@@ -257,7 +322,9 @@ def decode(frames: Sequence[bytes], max_bytes: int = MAX_MESSAGE_BYTES) -> Messa
     if validate is None:
         raise DecodeError("kind", f"unknown message kind {kind[:40]!r}")
     try:
-        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        data = json.loads(
+            body.decode("utf-8"), parse_constant=_reject_constant, parse_float=_parse_float
+        )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise DecodeError("json", f"{kind.decode()} body is not valid JSON: {exc}") from None
     return validate(data, kind.decode())
