@@ -1,13 +1,111 @@
-"""`python -m clerk` / the `clerk` console script (commands arrive with the node runtime)."""
+"""The ``clerk`` command: ``clerk node ...`` and ``clerk status ...``.
+
+::
+
+    python -m clerk status --join 127.0.0.1:7401          # a human table
+    python -m clerk status --join 127.0.0.1:7401 --json   # machine-readable
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from clerk._client import request_status
+from clerk._config import parse_address
+from clerk._errors import ConfigError, NotReachableError
+from clerk._security import keys_from_cookie, load_cookie
+
+__all__ = ["main", "render_status"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``clerk`` command."""
-    print("clerk: no commands yet", file=sys.stderr)
+def _fmt_ms(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.1f}"
+
+
+def render_status(st: dict[str, Any]) -> str:
+    """The human table for ``clerk status``."""
+    lines = [f"cluster as seen by {st.get('node')} ({st.get('role')})",
+             f"manager: {st.get('manager') or '(election in progress)'}   term: {st.get('term')}"
+             f"   highest term seen: {st.get('highest_term')}", ""]
+    lines.append(f"{'MEMBER':<28} {'ADDRESS':<22} {'ALIVE':<6} {'PRIO':>4} {'RUNS':>6}  TASKS")
+    for m in st.get("members", []):
+        star = "*" if m.get("name") == st.get("manager") else " "
+        lines.append(f"{star}{m.get('name', ''):<27} {m.get('address', ''):<22} "
+                     f"{'yes' if m.get('alive') else 'no':<6} {m.get('priority', 0):>4} "
+                     f"{m.get('runs', 0):>6}  {', '.join(m.get('tasks', []))}")
+    tasks = st.get("tasks", [])
+    if tasks:
+        lines += ["", f"{'TASK':<30} {'EVERY ms':>9} {'OK':>6} {'ERR':>5} {'T/O':>5} "
+                      f"{'SKIP':>5}  LAST RUN"]
+        for t in tasks:
+            runs = t.get("runs", {})
+            last = t.get("last_run") or {}
+            last_s = "-"
+            if last:
+                last_s = (f"slot {last.get('slot')} on {last.get('node')}: {last.get('outcome')}"
+                          f" in {_fmt_ms(last.get('duration_ms'))} ms")
+                if last.get("error"):
+                    last_s += f" ({str(last['error']).splitlines()[-1][:60]})"
+            if not t.get("enabled", True):
+                last_s = "disabled"
+            lines.append(f"{t.get('name', ''):<30} {t.get('interval_ms') or '-':>9} "
+                         f"{runs.get('ok', 0):>6} {runs.get('error', 0):>5} "
+                         f"{runs.get('timeout', 0):>5} {runs.get('skipped', 0):>5}  {last_s}")
+            nxt = t.get("next_due")
+            if nxt:
+                lines.append(f"{'':<30} next due in {max(0.0, nxt - time.time()):.1f}s")
+    bad = st.get("bad_frames") or {}
+    if bad:
+        lines += ["", "dropped frames: " + ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))]
+    return "\n".join(lines)
+
+
+def _status(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="clerk status",
+                                description="Show the cluster as one of its nodes sees it.")
+    p.add_argument("--join", action="append", required=True, metavar="HOST:PORT",
+                   help="a node to ask (repeatable: the first that answers is used)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--cookie-file", metavar="PATH")
+    p.add_argument("--insecure", action="store_true", help="talk to nodes running --insecure")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait per node")
+    args = p.parse_args(argv)
+    try:
+        addresses = [parse_address(a, "command line", "--join") for a in args.join]
+        keys = None if args.insecure else keys_from_cookie(load_cookie(args.cookie_file))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        st = request_status(addresses, keys=keys, timeout=args.timeout)
+    except NotReachableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(st, indent=2, sort_keys=True) if args.json else render_status(st))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``clerk`` console script and ``python -m clerk``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print("usage: clerk {node,status} ...\n\n"
+              "  node     run a node in the foreground (same flags as python -m clerk.node)\n"
+              "  status   show the cluster as a node sees it (--join HOST:PORT [--json])")
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "status":
+        return _status(rest)
+    if command == "node":
+        from clerk.node import main as node_main
+
+        return node_main(rest, prog="clerk node")
+    print(f"error: unknown command {command!r} (expected node or status)", file=sys.stderr)
     return 2
 
 

@@ -183,6 +183,7 @@ class Execute:
     slot: int
     state: Json
     timeout_ms: int
+    init: bool = False  # no state exists yet: call init(state) first (state holds the args)
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,7 +144,10 @@ def _spawn_python(spec: ChildSpec, common: dict[str, object]) -> Spawned:
         }
     )
     fds = (payload_r,) if ready_w < 0 else (payload_r, ready_w)
-    argv = [sys.executable, "-S", BOOT, str(payload_r)]
+    # Not -S: the child must see the same import machinery as the parent, including what
+    # site-packages' .pth files install (editable installs add a meta path finder, not a
+    # sys.path entry, so copying sys.path alone is not enough).
+    argv = [sys.executable, BOOT, str(payload_r)]
     try:
         try:
             proc = subprocess.Popen(argv, pass_fds=fds, **common)  # type: ignore[call-overload]

@@ -1,0 +1,318 @@
+"""The cluster agent: the node's one loop, wiring NodeCore (and the task layer) to ZeroMQ.
+
+It runs as a supervised child process of the node (``python -m clerk.node`` or
+:class:`clerk.Node`): ``run(config)`` is its entry point. Each loop turn reads the clock once,
+polls the transport until the next deadline of any state machine, decodes what arrived (bad
+frames are counted by reason, logged at a limited rate and dropped: they never raise out of
+the loop), feeds the state machines and carries out their effects.
+
+Signals: SIGTERM or SIGINT starts a graceful leave (a manager hands over first) and the process
+exits 0 once it has left; a second one exits at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import secrets
+import signal
+import socket
+import time
+from collections import Counter
+from typing import Any
+
+import zmq
+
+from clerk._clock import Clock, SystemClock
+from clerk._codec import DecodeError, EncodeError, decode, encode
+from clerk._config import NodeConfig
+from clerk._core import (
+    Deliver,
+    Effect,
+    Event,
+    LeaveRequested,
+    ManagerChanged,
+    MemberDown,
+    MemberUp,
+    NodeCore,
+    PeerDown,
+    Received,
+    Refused,
+    Send,
+    Start,
+    StateHandedOver,
+    Stopped,
+    Tick,
+)
+from clerk._messages import Election, Execute, Message, Ok, Peer, Result, Status, StatusReply
+from clerk._security import keys_from_cookie, load_cookie
+from clerk._transport import Inbound, Transport
+
+__all__ = ["Agent", "run"]
+
+log = logging.getLogger("clerk.node")
+BAD_FRAME_LOG_EVERY = 5.0
+
+
+class Agent:
+    """One node's loop. ``Agent(config).run()`` blocks until the node has left."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        keys = None if config.insecure else keys_from_cookie(load_cookie(config.cookie_file))
+        self.transport = Transport(config.host, config.port, keys=keys)
+        self.me = Peer(config.name, config.address, secrets.token_hex(6), config.priority)
+        self.core = NodeCore(
+            self.me,
+            now=self.clock.monotonic(),
+            rng=self.rng,
+            seeds=config.join,
+            tasks=tuple(t.name for t in config.tasks),
+        )
+        self.bad_frames: Counter[str] = Counter()
+        self._bad_logged_at = -1e9
+        self._bad_since_log = 0
+        self._stop_requests = 0
+        self._done = False
+        self._stop_reason = ""
+        self._members_epoch = -1
+        self._started_wall = self.clock.wall()
+        self._inbound: Inbound | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.tasks: Any = None  # the task layer (clerk._runner.TaskRunner), if tasks are loaded
+        from clerk._runner import TaskRunner
+
+        self.tasks = TaskRunner(self)
+
+    # --- signals ----------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._stop_requests += 1
+        if self._stop_requests >= 2:
+            log.warning("second stop signal: exiting at once")
+            os._exit(0)
+
+    def request_stop(self) -> None:
+        """Ask the loop (from any thread) to leave gracefully."""
+        self._stop_requests += 1
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    # --- loop -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        on_main = _is_main_thread()
+        if on_main:
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+            signal.set_wakeup_fd(self._wake_w.fileno())
+        self.transport.poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        log.info("node %s (incarnation %s) listening on %s%s; seeds: %s",
+                 self.me.name, self.me.incarnation, self.me.address,
+                 " (INSECURE: CURVE off)" if self.config.insecure else "",
+                 ", ".join(self.config.join) or "none")
+        if self.config.insecure:
+            log.warning("CURVE is off (--insecure): traffic is neither encrypted nor "
+                        "authenticated; anyone who can reach %s can talk to this node",
+                        self.me.address)
+        leaving = False
+        try:
+            self._feed(Start(), self.clock.monotonic())
+            while True:
+                now = self.clock.monotonic()
+                if self._done and self.tasks.ready_to_leave(now):
+                    break
+                if self._stop_requests and not leaving:
+                    leaving = True
+                    log.info("leaving the cluster")
+                    self.tasks.on_leave(now)
+                    self._feed(LeaveRequested(), now)
+                    continue
+                deadline = min(self.core.next_deadline(), self.tasks.next_deadline())
+                if self._done:
+                    deadline = min(deadline, now + 0.05)  # waiting for runs in flight
+                if deadline <= now:
+                    self._feed(Tick(), now)
+                    self.tasks.on_tick(now, self.clock.wall())
+                    continue
+                timeout_ms = max(0, min(int((deadline - now) * 1000) + 1, 1000))
+                for inbound in self.transport.poll(timeout_ms, now):
+                    self._on_inbound(inbound, self.clock.monotonic())
+                self._drain_wakeups()
+        finally:
+            if on_main:
+                signal.set_wakeup_fd(-1)
+            self.tasks.close()
+            self.transport.close()
+            self._wake_r.close()
+            self._wake_w.close()
+        log.info("node %s stopped: %s", self.me.name, self._stop_reason)
+        return 0
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(512):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _on_inbound(self, inbound: Inbound, now: float) -> None:
+        if inbound.kind == "down":
+            self._feed(PeerDown(inbound.address), now)
+            self.tasks.on_peer_down(inbound.address, now)
+            return
+        try:
+            msg = decode(inbound.frames)
+        except DecodeError as exc:
+            self._bad_frame(exc.reason, exc.detail, now)
+            return
+        self._inbound = inbound
+        try:
+            self._feed(Received(msg), now)
+        finally:
+            self._inbound = None
+
+    def _bad_frame(self, reason: str, detail: str, now: float) -> None:
+        self.bad_frames[reason] += 1
+        self._bad_since_log += 1
+        if now - self._bad_logged_at >= BAD_FRAME_LOG_EVERY:
+            log.warning("dropped %d malformed frame(s) (latest: %s: %s); totals %s",
+                        self._bad_since_log, reason, detail[:200], dict(self.bad_frames))
+            self._bad_logged_at = now
+            self._bad_since_log = 0
+
+    def _feed(self, event: Event, now: float) -> None:
+        try:
+            effects = self.core.handle(event, now)
+        except Exception:  # a bug must not take the node down; count it and carry on
+            self.bad_frames["handler_error"] += 1
+            log.exception("error handling %s", type(event).__name__)
+            return
+        self.apply(effects, now)
+        if self.core.members.epoch != self._members_epoch:
+            self._members_epoch = self.core.members.epoch
+            for info in self.core.member_list():
+                if info.name != self.me.name and info.alive:
+                    self.transport.connect(info.address)
+
+    # --- effects ----------------------------------------------------------------------------
+
+    def send(self, to: str, msg: Message, now: float) -> None:
+        try:
+            frames = encode(msg)
+        except EncodeError as exc:
+            log.error("cannot send %s to %s: %s", type(msg).__name__, to, exc)
+            return
+        inbound = self._inbound
+        if isinstance(msg, Election):
+            self.transport.request(to, frames, now)
+        elif (
+            isinstance(msg, Ok) and inbound is not None and inbound.via_req
+            and inbound.rid is not None
+        ):
+            self.transport.reply(inbound.rid, True, frames)
+        else:
+            self.transport.send(to, frames, now)
+
+    def reply(self, msg: Message) -> None:
+        """Answer the message being handled on the connection it came in on."""
+        inbound = self._inbound
+        if inbound is None or inbound.rid is None:
+            return
+        try:
+            frames = encode(msg)
+        except EncodeError as exc:
+            log.error("cannot reply %s: %s", type(msg).__name__, exc)
+            return
+        self.transport.reply(inbound.rid, inbound.via_req, frames)
+
+    def apply(self, effects: list[Effect], now: float) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self.send(effect.to, effect.msg, now)
+            elif isinstance(effect, Deliver):
+                self._deliver(effect.msg, now)
+            elif isinstance(effect, ManagerChanged):
+                if effect.is_me:
+                    log.info("this node is now the manager (term %d)", effect.term)
+                elif effect.manager is None:
+                    log.info("manager lost (term %d); electing", effect.term)
+                else:
+                    log.info("manager is %s (term %d)", effect.manager, effect.term)
+                self.tasks.on_manager_changed(effect, now, self.clock.wall())
+            elif isinstance(effect, MemberUp):
+                log.info("member %s %s at %s", effect.info.name, effect.how, effect.info.address)
+            elif isinstance(effect, MemberDown):
+                log.info("member %s down (%s)", effect.name, effect.reason)
+                self.tasks.on_member_down(effect.name, now)
+            elif isinstance(effect, StateHandedOver):
+                log.info("received %s from %s",
+                         "a merged table" if effect.merge else "the manager's hand-over",
+                         effect.sender)
+                self.tasks.on_handover(effect, now, self.clock.wall())
+            elif isinstance(effect, Refused):
+                log.error("refused by the cluster: %s", effect.reason)
+            elif isinstance(effect, Stopped):
+                self._done = True
+                self._stop_reason = effect.reason
+
+    def _deliver(self, msg: Message, now: float) -> None:
+        if isinstance(msg, Status):
+            self.reply(StatusReply(self.me, self.core.term, self.status()))
+        elif isinstance(msg, Execute):
+            self.tasks.on_execute(msg, now, self._inbound)
+        elif isinstance(msg, Result):
+            self.tasks.on_result(msg, now, self.clock.wall())
+
+    # --- status -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        st = self.core.status()
+        st["incarnation"] = self.me.incarnation
+        st["address"] = self.me.address
+        st["secure"] = not self.config.insecure
+        st["uptime_s"] = round(self.clock.wall() - self._started_wall, 3)
+        st["bad_frames"] = dict(self.bad_frames)
+        st["transport"] = dict(self.transport.stats)
+        self.tasks.add_status(st)
+        return st
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def configure_logging(config: NodeConfig) -> None:
+    level = getattr(logging, config.log_level.upper(), logging.INFO)
+    logging.basicConfig(
+        level=level,
+        format=f"%(asctime)s {config.name} %(name)s %(levelname)s %(message)s",
+        force=True,
+    )
+    logging.Formatter.converter = time.gmtime
+
+
+def run(config: NodeConfig) -> int:
+    """Entry point of the agent process (a supervised child of the node)."""
+    configure_logging(config)
+    try:
+        agent = Agent(config)
+    except zmq.ZMQError as exc:
+        log.error("cannot listen on %s: %s", config.address, exc)
+        return 2
+    return agent.run()

@@ -1,0 +1,168 @@
+"""Node configuration: flags, TOML, defaults; every error names where it came from.
+
+A TOML file has a ``[node]`` table with the same keys as the command-line flags (flags win) and
+``[[task]]`` entries (see :mod:`clerk._tasks`)::
+
+    [node]
+    name = "a@127.0.0.1"        # required: name@host; host is where the mailbox binds
+    port = 7400                 # mailbox port
+    join = ["127.0.0.1:7402"]   # seeds (host:port), tried until one answers
+    priority = 0                # election rank: higher (priority, name) wins
+    cookie_file = "~/.clerk/cookie"
+    insecure = false            # true turns CURVE off (never the default)
+    workers = 2                 # task worker processes on this node
+    log_level = "info"
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python < 3.11 (pyproject pulls in tomli)
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from clerk._errors import ConfigError
+
+__all__ = ["DEFAULT_PORT", "NodeConfig", "load_config", "parse_address", "validate_name"]
+
+DEFAULT_PORT = 7400
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}@[A-Za-z0-9_.\-]{1,253}$")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeConfig:
+    """Everything a node needs to start. Build it with :func:`load_config` or directly."""
+
+    name: str
+    port: int = DEFAULT_PORT
+    join: tuple[str, ...] = ()
+    priority: int = 0
+    cookie_file: str | None = None
+    insecure: bool = False
+    workers: int = 2
+    log_level: str = "info"
+    tasks: tuple[Any, ...] = field(default=())  # TaskDef objects (clerk._tasks)
+    source: str = ""  # where it came from, for messages
+
+    @property
+    def host(self) -> str:
+        return self.name.split("@", 1)[1]
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def with_tasks(self, tasks: tuple[Any, ...]) -> NodeConfig:
+        return replace(self, tasks=tasks)
+
+
+def validate_name(name: object, source: str = "", key: str = "name") -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigError(source, key, name,
+                          "must be name@host (letters, digits, '_', '.', '-'), e.g. a@10.0.0.5")
+    return name
+
+
+def parse_address(value: object, source: str = "", key: str = "join") -> str:
+    """Validate ``host:port`` (or bare ``host``, meaning the default port)."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(source, key, value, "must be a string host:port")
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = value, str(DEFAULT_PORT)
+    if not host or not re.fullmatch(r"[A-Za-z0-9_.\-]+", host):
+        raise ConfigError(source, key, value, "must be host:port, e.g. 10.0.0.5:7400")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(source, key, value, "port must be a number from 1 to 65535")
+    return f"{host}:{int(port)}"
+
+
+def _check_int(source: str, key: str, value: object, lo: int, hi: int) -> int:
+    if type(value) is not int or not lo <= value <= hi:
+        raise ConfigError(source, key, value, f"must be an integer from {lo} to {hi}")
+    return value
+
+
+def _node_values(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Validate a ``[node]`` table (or the flags) into NodeConfig keyword arguments."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if value is None:
+            continue
+        if key == "name":
+            out[key] = validate_name(value, source, key)
+        elif key == "port":
+            out[key] = _check_int(source, key, value, 1, 65535)
+        elif key == "priority":
+            out[key] = _check_int(source, key, value, -(2**31), 2**31 - 1)
+        elif key == "workers":
+            out[key] = _check_int(source, key, value, 1, 64)
+        elif key == "join":
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list | tuple):
+                raise ConfigError(source, key, value, "must be a list of host:port strings")
+            out[key] = tuple(parse_address(v, source, f"{key}[{i}]") for i, v in enumerate(value))
+        elif key == "cookie_file":
+            if not isinstance(value, str) or not value:
+                raise ConfigError(source, key, value, "must be a file path")
+            out[key] = str(Path(value).expanduser())
+        elif key == "insecure":
+            if type(value) is not bool:
+                raise ConfigError(source, key, value, "must be true or false")
+            out[key] = value
+        elif key == "log_level":
+            if not isinstance(value, str) or value.lower() not in _LOG_LEVELS:
+                raise ConfigError(source, key, value, f"must be one of {', '.join(_LOG_LEVELS)}")
+            out[key] = value.lower()
+        else:
+            known = "name, port, join, priority, cookie_file, insecure, workers, log_level"
+            raise ConfigError(source, key, value, f"unknown key (known: {known})")
+    return out
+
+
+def load_config(path: str | None, flags: Mapping[str, Any]) -> NodeConfig:
+    """Merge ``path`` (TOML, optional) and ``flags`` (non-None values win) into a config.
+
+    Tasks are loaded (imported and validated) here too, so a bad task stops the node before it
+    starts, with an error naming the task and the field.
+    """
+    from clerk._tasks import load_task_entries  # local: tasks import config helpers
+
+    values: dict[str, Any] = {}
+    task_entries: list[Any] = []
+    source = ""
+    if path:
+        source = str(path)
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(source, "config", path, "file not found") from None
+        except OSError as exc:
+            raise ConfigError(source, "config", path, f"cannot read: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(source, "config", path, f"not valid TOML: {exc}") from None
+        for key in doc:
+            if key not in ("node", "task"):
+                raise ConfigError(source, key, doc[key], "unknown table (known: [node], [[task]])")
+        node = doc.get("node", {})
+        if not isinstance(node, dict):
+            raise ConfigError(source, "node", node, "must be a table [node]")
+        values.update(_node_values({k: v for k, v in node.items()}, source))
+        task_entries = doc.get("task", [])
+        if not isinstance(task_entries, list):
+            raise ConfigError(source, "task", task_entries, "must be an array of tables [[task]]")
+    values.update(_node_values(flags, "command line"))
+    if "name" not in values:
+        raise ConfigError(source or "command line", "name", None,
+                          "is required (--name a@host or name in [node])")
+    tasks = load_task_entries(task_entries, source)
+    return NodeConfig(**values, tasks=tasks, source=source)

@@ -1,0 +1,241 @@
+"""Runs EXECUTE requests on this node, in worker processes supervised by the agent.
+
+The agent owns a ``supervisor.Supervisor`` of ``workers`` processes (``clerk._worker``) and a
+private ROUTER on an IPC endpoint in a 0700 temporary directory. A run goes to an idle worker
+(or waits in a queue, its clock already running). Past its timeout the worker's whole process
+tree is killed (``terminate_child``, which honours ``brutal_kill``) and a fresh worker started
+(``restart_child``; neither counts against the restart intensity), and the run is reported as a
+timeout. A worker that dies mid-run fails that run with an error naming the exit. Results go to
+the manager this node follows now (which may have changed during the run), else to the sender.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from clerk._messages import Execute, Peer, Result
+from clerk._tasks import TaskDef
+from supervisor import ChildSpec, Event, Supervisor
+
+__all__ = ["Executor"]
+
+log = logging.getLogger("clerk.executor")
+
+
+@dataclass
+class _Job:
+    msg: Execute
+    reply_to: str
+    received: float
+    deadline: float
+    wid: int | None = None
+    started: float = 0.0
+
+
+@dataclass
+class _Worker:
+    wid: int
+    identity: bytes | None = None
+    pid: int | None = None
+    job: _Job | None = None
+
+
+class Executor:
+    """The worker pool of one node and the runs in it."""
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        defs: dict[str, TaskDef],
+        workers: int,
+        ctx: zmq.Context,
+        add_reader: Callable[[Any, Callable[[], None]], None],
+        send_result: Callable[[Result, str], None],
+        me: Callable[[], tuple[Peer, int]],
+    ) -> None:
+        self.node = node
+        self.defs = defs
+        self.send_result = send_result
+        self.me = me
+        self.executed = 0
+        self.queue: deque[_Job] = deque()
+        self._dir = tempfile.mkdtemp(prefix="clerk-workers-")
+        os.chmod(self._dir, 0o700)
+        endpoint = f"ipc://{self._dir}/workers"
+        self.sock = ctx.socket(zmq.ROUTER)
+        self.sock.linger = 0
+        self.sock.bind(endpoint)
+        add_reader(self.sock, self._on_worker_frames)
+        self._events_r, self._events_w = socket.socketpair()
+        self._events_r.setblocking(False)
+        self._events_w.setblocking(False)
+        add_reader(self._events_r.fileno(), self._on_worker_events)
+        self.workers = {i: _Worker(i) for i in range(workers)}
+        self.sup = Supervisor(
+            [ChildSpec(id=f"worker-{i}", start="clerk._worker:main", args=(endpoint, i),
+                       restart="permanent", shutdown="brutal_kill") for i in range(workers)],
+            strategy="one_for_one", intensity=max(10, 5 * workers), period=60,
+            name=f"{node} workers", on_event=self._hook,
+        )
+        self.sup.start()
+
+    # --- supervisor events (called on the supervisor's thread: hand off through a socket) ---
+
+    def _hook(self, event: Event) -> None:
+        if event.kind not in ("exit", "shutdown") or event.child_id is None:
+            return
+        line = json.dumps({"kind": event.kind, "child": event.child_id, "pid": event.pid,
+                           "reason": str(event.reason) if event.reason else ""})
+        try:
+            self._events_w.send(line.encode() + b"\n")
+        except OSError:
+            pass
+
+    def _on_worker_events(self) -> None:
+        try:
+            data = self._events_r.recv(65536)
+        except (BlockingIOError, OSError):
+            return
+        for line in data.splitlines():
+            try:
+                ev = json.loads(line)
+                wid = int(str(ev["child"]).rsplit("-", 1)[1])
+            except (ValueError, KeyError, IndexError):
+                continue
+            worker = self.workers.get(wid)
+            if worker is None or worker.pid != ev.get("pid"):
+                continue  # an old incarnation (e.g. the one we killed on a timeout)
+            worker.identity = None
+            job, worker.job = worker.job, None
+            if job is not None:
+                self._reply(job, "error", None,
+                            f"worker process {ev.get('pid')} exited during the run: "
+                            f"{ev.get('reason')}")
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    def submit(self, msg: Execute, reply_to: str, now: float) -> None:
+        job = _Job(msg, reply_to, now, now + msg.timeout_ms / 1000)
+        log.info("executing task=%s slot=%d term=%d run=%s", msg.task, msg.slot, msg.term,
+                 msg.run_id)
+        if msg.task not in self.defs:
+            self._reply(job, "error", None, f"task {msg.task!r} is not loaded on {self.node}")
+            return
+        self.queue.append(job)
+        self._pump(now)
+
+    def _pump(self, now: float) -> None:
+        for worker in self.workers.values():
+            if not self.queue:
+                return
+            if worker.identity is not None and worker.job is None:
+                job = self.queue.popleft()
+                self._start(worker, job, now)
+
+    def _start(self, worker: _Worker, job: _Job, now: float) -> None:
+        msg = job.msg
+        d = self.defs[msg.task]
+        payload = {"run": msg.run_id, "task": msg.task, "target": d.target, "slot": msg.slot,
+                   "term": msg.term, "node": self.node, "state": msg.state, "init": msg.init}
+        assert worker.identity is not None
+        self.sock.send_multipart([worker.identity, b"run", json.dumps(payload).encode()])
+        job.wid = worker.wid
+        job.started = now
+        worker.job = job
+
+    def _on_worker_frames(self) -> None:
+        while True:
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 3:
+                continue
+            identity, kind, body = frames
+            try:
+                data = json.loads(body)
+            except ValueError:
+                continue
+            if kind == b"ready":
+                worker = self.workers.get(int(data.get("wid", -1)))
+                if worker is not None:
+                    worker.identity, worker.pid, worker.job = identity, data.get("pid"), None
+            elif kind == b"done":
+                worker = next((w for w in self.workers.values() if w.identity == identity), None)
+                if worker is None or worker.job is None or worker.job.msg.run_id != data.get(
+                        "run"):
+                    continue
+                job, worker.job = worker.job, None
+                self.executed += 1
+                self._reply(job, str(data.get("outcome")), data.get("state"),
+                            str(data.get("error", "")), float(data.get("duration_ms", 0.0)))
+        # (unreachable)
+
+    def expire(self, now: float) -> None:
+        """Kill runs past their timeout; time out runs that never got a worker."""
+        for job in [j for j in self.queue if now >= j.deadline]:
+            self.queue.remove(job)
+            self._reply(job, "timeout", None, "no free worker before the timeout")
+        for worker in self.workers.values():
+            job = worker.job
+            if job is None or now < job.deadline:
+                continue
+            worker.job = None
+            worker.identity = None
+            child = f"worker-{worker.wid}"
+            log.warning("task=%s slot=%d run past its %d ms timeout: killing worker %s "
+                        "(pid %s) and its process tree", job.msg.task, job.msg.slot,
+                        job.msg.timeout_ms, child, worker.pid)
+            worker.pid = None  # its exit event is ours, not a crash
+            try:
+                self.sup.terminate_child(child)
+                self.sup.restart_child(child)
+            except Exception as exc:  # the pool is broken: report, the agent will notice
+                log.error("could not replace %s: %s", child, exc)
+            self._reply(job, "timeout", None, f"killed after {job.msg.timeout_ms} ms")
+        self._pump(now)
+
+    def next_deadline(self) -> float:
+        deadlines = [j.deadline for j in self.queue]
+        deadlines += [w.job.deadline for w in self.workers.values() if w.job is not None]
+        return min(deadlines, default=float("inf"))
+
+    def busy(self) -> bool:
+        return bool(self.queue) or any(w.job is not None for w in self.workers.values())
+
+    def _reply(self, job: _Job, outcome: str, state: Any, error: str,
+               duration_ms: float | None = None) -> None:
+        msg = job.msg
+        me, term = self.me()
+        if duration_ms is None:
+            duration_ms = 0.0
+        result = Result(me, term, msg.task, msg.run_id, msg.slot, outcome,
+                        state if outcome == "ok" else None, duration_ms, error)
+        self.send_result(result, job.reply_to)
+
+    def close(self) -> None:
+        try:
+            self.sup.stop()
+        except Exception:  # already stopped (e.g. gave up)
+            pass
+        self.sock.close(linger=0)
+        self._events_r.close()
+        self._events_w.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def stats(self) -> dict[str, Any]:
+        return {"executed": self.executed, "queued": len(self.queue),
+                "busy_workers": sum(w.job is not None for w in self.workers.values()),
+                "workers": len(self.workers)}

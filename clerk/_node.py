@@ -1,0 +1,182 @@
+"""Running a node: the supervision tree, pre-flight checks, and the embedding API.
+
+A node is a ``supervisor.Supervisor`` whose child is the cluster agent (``clerk._agent:run``);
+the agent in turn supervises the task worker processes. The agent is ``transient`` and
+``significant`` with ``auto_shutdown = any_significant``: it is restarted if it crashes, and
+when it ends on its own (it left the cluster, or was refused) the node ends too.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from clerk._client import request_status
+from clerk._config import DEFAULT_PORT, NodeConfig, _node_values
+from clerk._errors import ConfigError, NotReachableError
+from clerk._security import CurveKeys, keys_from_cookie, load_cookie
+from clerk._tasks import TaskDef, check_unique
+from clerk._transport import resolve_host
+from supervisor import ChildSpec, ShutdownInfo, Supervisor
+from supervisor.testing import WaitTimeout, wait_until
+
+__all__ = ["Node", "agent_spec", "node_spec", "node_supervisor", "preflight"]
+
+#: How long the node waits for its agent to leave gracefully before killing it.
+AGENT_SHUTDOWN_MS = 15_000
+
+
+def preflight(config: NodeConfig) -> CurveKeys | None:
+    """Checks that deserve a clear error before anything starts: the cookie, the host, the port.
+    Returns the CURVE keys (None when insecure)."""
+    keys = None if config.insecure else keys_from_cookie(load_cookie(config.cookie_file))
+    source = config.source or "command line"
+    try:
+        ip = resolve_host(config.host)
+    except OSError as exc:
+        raise ConfigError(source, "name", config.name,
+                          f"host {config.host!r} does not resolve: {exc}") from None
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind((ip, config.port))
+    except OSError as exc:
+        problem = (f"is already in use on {config.host}" if exc.errno == 98
+                   else f"cannot be bound on {config.host}: {exc.strerror}")
+        raise ConfigError(source, "port", config.port, problem) from None
+    finally:
+        probe.close()
+    return keys
+
+
+def agent_spec(config: NodeConfig, *, id: str = "agent") -> ChildSpec:  # noqa: A002
+    return ChildSpec(id=id, start="clerk._agent:run", args=(config,), restart="transient",
+                     significant=True, shutdown=AGENT_SHUTDOWN_MS)
+
+
+def node_supervisor(config: NodeConfig) -> Supervisor:
+    return Supervisor([agent_spec(config)], strategy="one_for_one", intensity=3, period=10,
+                      auto_shutdown="any_significant", name=config.name)
+
+
+def _make_config(
+    name: str,
+    port: int,
+    join: Sequence[str],
+    tasks: Sequence[TaskDef],
+    priority: int,
+    cookie_file: str | None,
+    insecure: bool,
+    workers: int,
+    log_level: str,
+) -> NodeConfig:
+    values = _node_values({"name": name, "port": port, "join": list(join), "priority": priority,
+                           "cookie_file": cookie_file, "insecure": insecure, "workers": workers,
+                           "log_level": log_level}, "")
+    for t in tasks:
+        if not isinstance(t, TaskDef):
+            raise ConfigError("", "tasks", t, "must be made with clerk.task(...)")
+    return NodeConfig(**values, tasks=check_unique(list(tasks)))
+
+
+def node_spec(
+    *,
+    name: str,
+    port: int = DEFAULT_PORT,
+    join: Sequence[str] = (),
+    tasks: Sequence[TaskDef] = (),
+    priority: int = 0,
+    cookie_file: str | None = None,
+    insecure: bool = False,
+    workers: int = 2,
+    log_level: str = "info",
+    id: str | None = None,  # noqa: A002
+) -> ChildSpec:
+    """A ``supervisor.ChildSpec`` running a Clerk node: make it a child of your own tree."""
+    config = _make_config(name, port, join, tasks, priority, cookie_file, insecure, workers,
+                          log_level)
+    return agent_spec(config, id=id or f"clerk-{config.name}")
+
+
+class Node:
+    """A Clerk node embedded in your process: ``start()`` runs it (in child processes),
+    ``stop()`` leaves the cluster gracefully.
+
+    ``manager()``, ``members()`` and ``status()`` ask the node (over its mailbox, with the
+    cookie), so they show the cluster as this node sees it.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        port: int = DEFAULT_PORT,
+        join: Sequence[str] = (),
+        tasks: Sequence[TaskDef] = (),
+        priority: int = 0,
+        cookie_file: str | None = None,
+        insecure: bool = False,
+        workers: int = 2,
+        log_level: str = "info",
+    ) -> None:
+        self.config = _make_config(name, port, join, tasks, priority, cookie_file, insecure,
+                                   workers, log_level)
+        self._keys: CurveKeys | None = None
+        self._sup: Supervisor | None = None
+
+    def __repr__(self) -> str:
+        return f"Node(name={self.config.name!r}, port={self.config.port})"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the node and wait until it answers on its mailbox."""
+        if self._sup is not None:
+            raise RuntimeError(f"{self!r} was already started")
+        self._keys = preflight(self.config)
+        self._sup = node_supervisor(self.config)
+        self._sup.start()
+        try:
+            wait_until(self._answers, timeout=timeout)
+        except WaitTimeout:
+            self.stop()
+            raise NotReachableError(f"{self!r} did not come up within {timeout}s") from None
+
+    def _answers(self) -> bool:
+        try:
+            self.status(timeout=0.5)
+        except NotReachableError:
+            return False
+        return True
+
+    def stop(self, timeout: float | None = 30.0) -> ShutdownInfo | None:
+        """Leave the cluster gracefully (a manager hands over first) and wait for the end."""
+        if self._sup is None:
+            return None
+        try:
+            self._sup.stop()
+            return self._sup.wait(timeout)
+        except Exception:  # already stopped on its own (e.g. refused): report how
+            return None
+
+    def status(self, timeout: float = 2.0) -> dict[str, Any]:
+        return request_status([self.config.address], keys=self._keys_now(), timeout=timeout)
+
+    def _keys_now(self) -> CurveKeys | None:
+        if self._keys is None and not self.config.insecure:
+            self._keys = keys_from_cookie(load_cookie(self.config.cookie_file))
+        return self._keys
+
+    def manager(self) -> str | None:
+        """Name of the manager as this node sees it (None during an election)."""
+        return self.status().get("manager")
+
+    def members(self) -> list[str]:
+        """Names of the live members as this node sees them."""
+        return [m["name"] for m in self.status().get("members", []) if m.get("alive")]
+
+    def __enter__(self) -> Node:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

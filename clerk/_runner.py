@@ -1,0 +1,218 @@
+"""The task layer of a node: the manager's scheduler and this node's executor, wired to the
+agent's loop. Logs one structured line per finished run (task, slot, node, duration, outcome).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from typing import TYPE_CHECKING, Any
+
+from clerk._core import ManagerChanged, Role, StateHandedOver
+from clerk._executor import Executor
+from clerk._messages import Execute, Result
+from clerk._schedule import Dispatch, Finished, Scheduler
+from clerk._tasks import TaskDef, load_task_class
+
+if TYPE_CHECKING:
+    from clerk._agent import Agent
+    from clerk._transport import Inbound
+
+__all__ = ["TaskRunner"]
+
+log = logging.getLogger("clerk.tasks")
+LEAVE_WAIT = 5.0  # a leaving node lets its runs in flight finish for up to this long
+
+
+class TaskRunner:
+    """Scheduling (when this node is the manager) and execution (always) of tasks."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.defs: dict[str, TaskDef] = {d.name: d for d in agent.config.tasks}
+        self._classes = {name: load_task_class(d.target, name=name)
+                         for name, d in self.defs.items()}
+        self.scheduler = Scheduler(list(self.defs.values()),
+                                   random.Random(agent.rng.getrandbits(64)),
+                                   self._nodes_filter)
+        self._activate: bool | None = None  # pending activation: graceful or not
+        self._leave_started: float | None = None
+        self.executor: Executor | None = None
+        if self.defs:
+            self.executor = Executor(
+                node=agent.me.name, defs=self.defs, workers=agent.config.workers,
+                ctx=agent.transport.ctx, add_reader=agent.transport.add_reader,
+                send_result=self._send_result, me=lambda: (agent.me, agent.core.term),
+            )
+
+    def _nodes_filter(self, d: TaskDef, members: list[str]) -> list[str]:
+        chosen = self._classes[d.name]().nodes(list(members))
+        return [str(n) for n in chosen]
+
+    # --- cluster events -------------------------------------------------------------------------
+
+    def on_manager_changed(self, effect: ManagerChanged, now: float, wall: float) -> None:
+        if effect.is_me:
+            if self._activate is None:
+                self._activate = False
+        else:
+            self._activate = None
+            if self.scheduler.active:
+                self.scheduler.deactivate()
+
+    def on_handover(self, effect: StateHandedOver, now: float, wall: float) -> None:
+        if effect.merge:
+            if self.scheduler.merge(effect.state):
+                self._replicate(now)
+        elif self.agent.core.is_manager:
+            self._activate = True
+
+    def on_member_down(self, name: str, now: float) -> None:
+        if self.scheduler.active:
+            wall = self.agent.clock.wall()
+            for fin in self.scheduler.fail_node(name, wall):
+                self._log_finished(fin)
+            self._replicate(now)
+
+    def on_peer_down(self, address: str, now: float) -> None:
+        pass  # the core turns it into MemberDown on the manager
+
+    def on_leave(self, now: float) -> None:
+        if self.scheduler.active:
+            self.scheduler.deactivate()  # the successor takes over with the table
+            self.agent.core.set_replicated(self.scheduler.table())
+        self._leave_started = now
+
+    def ready_to_leave(self, now: float) -> bool:
+        """A leaving node first lets its runs in flight finish (for up to LEAVE_WAIT s)."""
+        if self.executor is None or not self.executor.busy():
+            return True
+        return self._leave_started is not None and now - self._leave_started >= LEAVE_WAIT
+
+    # --- messages -------------------------------------------------------------------------------
+
+    def on_execute(self, msg: Execute, now: float, inbound: Inbound | None) -> None:
+        if self._leave_started is not None:
+            self._send_result(Result(self.agent.me, self.agent.core.term, msg.task, msg.run_id,
+                                     msg.slot, "refused", None, 0.0, "node is leaving"),
+                              msg.sender.address)
+            return
+        if self.executor is None:
+            self._send_result(Result(self.agent.me, self.agent.core.term, msg.task, msg.run_id,
+                                     msg.slot, "error", None, 0.0,
+                                     f"node {self.agent.me.name} has no tasks loaded"),
+                              msg.sender.address)
+            return
+        self.executor.submit(msg, msg.sender.address, now)
+
+    def on_result(self, msg: Result, now: float, wall: float) -> None:
+        if not self.scheduler.active:
+            return
+        fin = self.scheduler.on_result(msg.task, msg.run_id, msg.sender.name, msg.outcome,
+                                       msg.state, msg.duration_ms, msg.error, wall)
+        if fin is not None:
+            self._log_finished(fin)
+            self._replicate(now)
+
+    def _send_result(self, result: Result, reply_to: str) -> None:
+        """Results go to the manager this node follows now (it may have changed during the
+        run; a leaving node's successor), else back to the sender."""
+        core = self.agent.core
+        claim = core.manager_claim
+        if core.role in (Role.LEAVING, Role.STOPPED) or claim is None:
+            claim = core.highest
+        to = claim.address if claim is not None else reply_to
+        if to == self.agent.me.address and core.is_manager:  # local: no network needed
+            self.on_result(result, self.agent.clock.monotonic(), self.agent.clock.wall())
+            return
+        if to == self.agent.me.address:
+            to = reply_to
+        self.agent.send(to, result, self.agent.clock.monotonic())
+
+    # --- time -----------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float:
+        best = math.inf
+        if self._activate is not None:
+            return -math.inf  # activate now
+        if self.executor is not None:
+            best = self.executor.next_deadline()
+        if self.scheduler.active:
+            clock = self.agent.clock
+            wall_next = self.scheduler.next_deadline(clock.wall())
+            if wall_next != math.inf:
+                best = min(best, clock.monotonic() + (wall_next - clock.wall()))
+        return best
+
+    def on_tick(self, now: float, wall: float) -> None:
+        if self.executor is not None:
+            self.executor.expire(now)
+        core = self.agent.core
+        if self._activate is not None and core.is_manager:
+            graceful = self._activate
+            self._activate = None
+            self.scheduler.load(core.replicated)
+            self.scheduler.activate(wall, graceful=graceful)
+            log.info("scheduling %d task(s) as manager (%s)", len(self.defs),
+                     "hand-over" if graceful else "takeover")
+            self._replicate(now)
+        elif self._activate is not None:
+            self._activate = None
+        if not self.scheduler.active:
+            return
+        members = {m.name: m.tasks for m in core.member_list() if m.alive}
+        dispatches, finished = self.scheduler.tick(wall, members)
+        for fin in finished:
+            self._log_finished(fin)
+        for d in dispatches:
+            self._dispatch(d, now)
+        if dispatches or finished:
+            self._replicate(now)
+
+    def _dispatch(self, d: Dispatch, now: float) -> None:
+        core = self.agent.core
+        member = core.members.get(d.node)
+        if member is None:
+            return
+        msg = Execute(self.agent.me, core.term, d.task, d.run_id, d.slot, d.state,
+                      d.timeout_ms, d.init)
+        if d.node == self.agent.me.name:
+            if self.executor is not None:
+                self.executor.submit(msg, self.agent.me.address, now)
+        else:
+            self.agent.send(member.peer.address, msg, now)
+
+    def _replicate(self, now: float) -> None:
+        core = self.agent.core
+        if core.is_manager:
+            core.set_replicated(self.scheduler.table())
+            self.agent.apply(core.heartbeat_now(now), now)
+
+    def _log_finished(self, fin: Finished) -> None:
+        level = logging.INFO if fin.outcome == "ok" else logging.WARNING
+        log.log(level, "run task=%s slot=%d node=%s duration_ms=%.1f outcome=%s%s",
+                fin.task, fin.slot, fin.node or "-", fin.duration_ms, fin.outcome,
+                f" error={fin.error.splitlines()[-1] if fin.error else ''!r}"
+                if fin.outcome != "ok" else "")
+        if fin.outcome == "error" and "\n" in fin.error:
+            log.warning("task=%s slot=%d remote traceback from %s:\n%s", fin.task, fin.slot,
+                        fin.node, fin.error)
+
+    # --- status ---------------------------------------------------------------------------------
+
+    def add_status(self, st: dict[str, Any]) -> None:
+        wall = self.agent.clock.wall()
+        if not self.scheduler.active:
+            self.scheduler.load(self.agent.core.replicated)
+        st["tasks"] = self.scheduler.status(wall)
+        runs = self.scheduler.node_runs
+        for m in st.get("members", []):
+            m["runs"] = runs.get(m["name"], 0)
+        st["node_runs"] = dict(runs)
+        if self.executor is not None:
+            st["executor"] = self.executor.stats()
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.close()

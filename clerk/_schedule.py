@@ -1,0 +1,360 @@
+"""The manager's schedule: a pure state machine over the task table (no I/O, time injected).
+
+**Grid.** Run ``k`` of a task is due at wall time ``phase + k * interval`` (milliseconds since
+the epoch), where ``phase`` is derived from the task name, so every node computes the same grid
+and tasks with one interval do not all fire together. A new manager continues the grid without
+asking anyone.
+
+**One run at a time.** A slot that comes while the previous run is still in flight is
+*skipped* and counted, never overlapped. Each run gets a run id and a deadline
+(``timeout`` + a transit grace); past it the manager records a timeout even if the node never
+answers (a node that dies mid-run is a timeout, not a hang). A worker node's disconnect fails
+its runs at once.
+
+**The table** (``table()``) is what the manager replicates to every member with its heartbeats
+and hands over when it leaves: per task the state, whether a state exists, the last slot
+dispatched and finished, the run in flight, counters and the last run. From it a new manager
+continues:
+
+* after a graceful hand-over, with the very next slot (nothing missed, nothing doubled) and
+  the run in flight adopted (its result comes to the new manager);
+* after a crash, with the first slot due after it took over: a slot that fell due while no
+  manager was known may or may not have been dispatched by the dead one, so it is skipped
+  rather than risked twice (the guarantee: at most the slots inside the failover window).
+
+``init(args)`` runs only when no node holds a state for the task (the EXECUTE carries the
+args and ``init=True``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from clerk._tasks import TaskDef
+
+__all__ = ["Dispatch", "Finished", "Scheduler", "TaskRecord", "phase_ms"]
+
+#: Extra time the manager waits past a run's timeout for the node's own timeout report.
+TRANSIT_GRACE_MS = 1000
+OUTCOMES = ("ok", "error", "timeout")
+
+
+def phase_ms(name: str, interval_ms: int) -> int:
+    """The task's offset on its grid: stable across nodes, spread across the interval."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % interval_ms
+
+
+@dataclass
+class TaskRecord:
+    """One row of the replicated task table."""
+
+    state: Any = None
+    has_state: bool = False
+    slot: int = -1  # last slot finished (any outcome)
+    dispatched: int = -1  # last slot sent to a node
+    running: dict[str, Any] | None = None  # run id, slot, node, deadline (wall ms), started
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("ok", "error", "timeout", "skipped", "refused"), 0))
+    last: dict[str, Any] | None = None
+    runs: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": self.state, "has_state": self.has_state, "slot": self.slot,
+                "dispatched": self.dispatched, "running": self.running,
+                "counts": dict(self.counts), "last": self.last, "runs": self.runs}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> TaskRecord | None:
+        """Parse a replicated row; None if it is not one (never trust the wire blindly)."""
+        if not isinstance(raw, dict):
+            return None
+        try:
+            rec = cls(state=raw.get("state"), has_state=bool(raw.get("has_state")),
+                      slot=int(raw.get("slot", -1)), dispatched=int(raw.get("dispatched", -1)),
+                      runs=int(raw.get("runs", 0)))
+            running = raw.get("running")
+            rec.running = running if isinstance(running, dict) and "run" in running else None
+            counts = raw.get("counts")
+            if isinstance(counts, dict):
+                for key in rec.counts:
+                    value = counts.get(key, 0)
+                    rec.counts[key] = value if type(value) is int else 0
+            last = raw.get("last")
+            rec.last = last if isinstance(last, dict) else None
+        except (TypeError, ValueError):
+            return None
+        return rec
+
+    def progress(self) -> tuple[int, int]:
+        return (max(self.slot, self.dispatched), self.runs)
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Send EXECUTE for ``task`` slot ``slot`` to ``node``."""
+
+    task: str
+    run_id: str
+    slot: int
+    node: str
+    state: Any
+    init: bool
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A run ended (for logs): outcome ok / error / timeout / refused."""
+
+    task: str
+    run_id: str
+    slot: int
+    node: str
+    outcome: str
+    duration_ms: float
+    error: str
+
+
+NodesFilter = Callable[[TaskDef, list[str]], list[str]]
+
+
+class Scheduler:
+    """The task table and its schedule; active only on the manager."""
+
+    def __init__(self, defs: Sequence[TaskDef], rng: random.Random,
+                 nodes_filter: NodesFilter | None = None) -> None:
+        self.defs = {d.name: d for d in defs}
+        self.rng = rng
+        self.nodes_filter = nodes_filter or (lambda d, members: members)
+        self.records: dict[str, TaskRecord] = {name: TaskRecord() for name in self.defs}
+        self.next_slot: dict[str, int] = {}
+        self.instant_pending: set[str] = set()
+        self.active = False
+        self._run_seq = 0
+        self._run_prefix = f"{rng.getrandbits(32):08x}"
+        self.node_runs: dict[str, int] = {}
+
+    # --- activation ---------------------------------------------------------------------------
+
+    def load(self, table: Any) -> None:
+        """Adopt a replicated table (as a follower, or before taking over)."""
+        if not isinstance(table, Mapping):
+            return
+        tasks = table.get("tasks")
+        if isinstance(tasks, Mapping):
+            for name, raw in tasks.items():
+                rec = TaskRecord.from_json(raw)
+                if rec is not None and name in self.defs:
+                    self.records[name] = rec
+        runs = table.get("node_runs")
+        if isinstance(runs, Mapping):
+            self.node_runs = {k: v for k, v in runs.items() if type(v) is int}
+
+    def merge(self, table: Any) -> bool:
+        """Merge another manager's table (partition healed): per task keep the one further
+        along. True if anything changed."""
+        changed = False
+        if not isinstance(table, Mapping) or not isinstance(table.get("tasks"), Mapping):
+            return False
+        for name, raw in table["tasks"].items():
+            rec = TaskRecord.from_json(raw)
+            mine = self.records.get(name)
+            if rec is None or mine is None:
+                continue
+            if rec.progress() > mine.progress() and mine.running is None:
+                rec.running = None  # its run belongs to the other manager's term
+                self.records[name] = rec
+                self.next_slot[name] = max(self.next_slot.get(name, 0), rec.dispatched + 1,
+                                           rec.slot + 1)
+                changed = True
+        return changed
+
+    def activate(self, wall: float, graceful: bool) -> None:
+        """Become the scheduler: decide each task's next slot (see the module docstring)."""
+        self.active = True
+        wall_ms = wall * 1000
+        for name, d in self.defs.items():
+            rec = self.records[name]
+            if d.interval is None:
+                self.next_slot[name] = 0
+            else:
+                done = max(rec.slot, rec.dispatched)
+                if rec.running is not None:
+                    done = max(done, int(rec.running.get("slot", -1)))
+                current = self._slot_at(d, wall_ms)
+                if graceful:
+                    self.next_slot[name] = done + 1 if done >= 0 else current + 1
+                else:
+                    self.next_slot[name] = max(done + 1, current + 1)
+            fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
+            if d.instant and d.enabled and fresh:
+                self.instant_pending.add(name)
+
+    def deactivate(self) -> None:
+        self.active = False
+        self.instant_pending.clear()
+
+    # --- the grid -----------------------------------------------------------------------------
+
+    def _slot_at(self, d: TaskDef, wall_ms: float) -> int:
+        assert d.interval is not None
+        return math.floor((wall_ms - phase_ms(d.name, d.interval)) / d.interval)
+
+    def due_ms(self, name: str, slot: int) -> float:
+        d = self.defs[name]
+        assert d.interval is not None
+        return phase_ms(name, d.interval) + slot * d.interval
+
+    def next_deadline(self, wall: float) -> float:
+        """Wall time (s) of the next thing to do; ``inf`` when inactive."""
+        if not self.active:
+            return math.inf
+        if self.instant_pending:
+            return wall
+        best = math.inf
+        for name, d in self.defs.items():
+            rec = self.records[name]
+            if rec.running is not None:
+                best = min(best, rec.running["deadline"] / 1000)
+            if d.enabled and d.interval is not None:
+                best = min(best, self.due_ms(name, self.next_slot[name]) / 1000)
+        return best
+
+    # --- running ------------------------------------------------------------------------------
+
+    def tick(
+        self, wall: float, members: Mapping[str, Iterable[str]]
+    ) -> tuple[list[Dispatch], list[Finished]]:
+        """Expire overdue runs and dispatch due slots. ``members``: live node -> its tasks."""
+        if not self.active:
+            return [], []
+        wall_ms = wall * 1000
+        finished = self._expire(wall_ms)
+        dispatches: list[Dispatch] = []
+        for name, d in self.defs.items():
+            if not d.enabled:
+                continue
+            rec = self.records[name]
+            if name in self.instant_pending:
+                self.instant_pending.discard(name)
+                slot = self._slot_at(d, wall_ms) if d.interval is not None else 0
+                self.next_slot[name] = slot + 1
+                dispatches += self._dispatch(d, rec, slot, wall_ms, members, finished)
+                continue
+            if d.interval is None:
+                continue
+            current = self._slot_at(d, wall_ms)
+            nxt = self.next_slot[name]
+            if current < nxt:
+                continue
+            # Slots before ``current`` were missed (the loop stalled): count them skipped.
+            missed = current - nxt
+            if missed:
+                rec.counts["skipped"] += missed
+            self.next_slot[name] = current + 1
+            if rec.running is not None:
+                rec.counts["skipped"] += 1  # in flight: never overlap
+                continue
+            dispatches += self._dispatch(d, rec, current, wall_ms, members, finished)
+        return dispatches, finished
+
+    def _dispatch(self, d: TaskDef, rec: TaskRecord, slot: int, wall_ms: float,
+                  members: Mapping[str, Iterable[str]], finished: list[Finished]) -> list[Dispatch]:
+        eligible = sorted(n for n, tasks in members.items() if d.name in tasks)
+        try:
+            allowed = [n for n in self.nodes_filter(d, list(eligible)) if n in eligible]
+        except Exception as exc:  # user code in nodes()
+            allowed = []
+            error = f"nodes() raised {type(exc).__name__}: {exc}"
+        else:
+            error = "no eligible node (none alive has the task, or nodes() returned none)"
+        if not allowed:
+            rec.counts["skipped"] += 1
+            rec.last = {"node": None, "slot": slot, "duration_ms": 0.0, "outcome": "skipped",
+                        "error": error, "finished": wall_ms}
+            finished.append(Finished(d.name, "", slot, "", "skipped", 0.0, error))
+            return []
+        node = self.rng.choice(sorted(allowed))
+        self._run_seq += 1
+        run_id = f"{self._run_prefix}-{self._run_seq}"
+        rec.dispatched = slot
+        rec.running = {"run": run_id, "slot": slot, "node": node, "started": wall_ms,
+                       "deadline": wall_ms + d.timeout + TRANSIT_GRACE_MS}
+        init = not rec.has_state
+        return [Dispatch(d.name, run_id, slot, node, d.args if init else rec.state, init,
+                         d.timeout)]
+
+    def _expire(self, wall_ms: float) -> list[Finished]:
+        out: list[Finished] = []
+        for name, rec in self.records.items():
+            run = rec.running
+            if run is not None and wall_ms >= run["deadline"]:
+                out.append(self._finish(name, rec, "timeout", None, wall_ms - run["started"],
+                                        "no result from the node before the deadline", wall_ms))
+        return out
+
+    def fail_node(self, node: str, wall: float) -> list[Finished]:
+        """The node died (disconnect or dropped): its runs end as timeouts now."""
+        wall_ms = wall * 1000
+        return [
+            self._finish(name, rec, "timeout", None, wall_ms - rec.running["started"],
+                         f"node {node} was lost during the run", wall_ms)
+            for name, rec in self.records.items()
+            if rec.running is not None and rec.running["node"] == node
+        ]
+
+    def on_result(self, task: str, run_id: str, node: str, outcome: str, state: Any,
+                  duration_ms: float, error: str, wall: float) -> Finished | None:
+        """Apply a node's RESULT; None if it is not for a run in flight (late or unknown)."""
+        rec = self.records.get(task)
+        if rec is None or rec.running is None or rec.running["run"] != run_id:
+            return None
+        if outcome not in (*OUTCOMES, "refused"):
+            outcome, error = "error", f"unknown outcome {outcome!r}: {error}"
+        return self._finish(task, rec, outcome, state, duration_ms, error, wall * 1000)
+
+    def _finish(self, name: str, rec: TaskRecord, outcome: str, state: Any,
+                duration_ms: float, error: str, wall_ms: float) -> Finished:
+        run = rec.running
+        assert run is not None
+        rec.running = None
+        rec.slot = max(rec.slot, int(run["slot"]))
+        rec.runs += 1
+        rec.counts[outcome] = rec.counts.get(outcome, 0) + 1
+        if outcome == "ok":
+            rec.state = state
+            rec.has_state = True
+        node = str(run["node"])
+        if outcome in ("ok", "error"):
+            self.node_runs[node] = self.node_runs.get(node, 0) + 1
+        rec.last = {"node": node, "slot": run["slot"], "duration_ms": round(duration_ms, 3),
+                    "outcome": outcome, "error": error, "finished": wall_ms}
+        return Finished(name, str(run["run"]), int(run["slot"]), node, outcome, duration_ms,
+                        error)
+
+    # --- views --------------------------------------------------------------------------------
+
+    def table(self) -> dict[str, Any]:
+        return {"tasks": {name: rec.to_json() for name, rec in self.records.items()},
+                "node_runs": dict(self.node_runs)}
+
+    def status(self, wall: float) -> list[dict[str, Any]]:
+        out = []
+        for name, d in self.defs.items():
+            rec = self.records[name]
+            nxt = None
+            if self.active and d.enabled and d.interval is not None:
+                nxt = self.due_ms(name, self.next_slot[name]) / 1000
+            out.append({
+                "name": name, "target": d.target, "interval_ms": d.interval,
+                "timeout_ms": d.timeout, "enabled": d.enabled, "instant": d.instant,
+                "runs": dict(rec.counts), "last_run": rec.last, "last_slot": rec.slot,
+                "running": rec.running, "next_due": nxt, "has_state": rec.has_state,
+            })
+        return out

@@ -1,0 +1,244 @@
+"""The task behaviour and task declarations.
+
+A task is a small class::
+
+    class ApiPoll(clerk.Task):
+        def init(self, args):        # optional: the first state (default None)
+            return {"since": 0}
+        def execute(self, state):    # required: returns the next run's state
+            return {"since": ...}
+        def nodes(self, members):    # optional: which of the live nodes may run it
+            return members
+
+declared in code with :func:`task` or in TOML with ``[[task]]``. ``execute`` (and ``init``) run
+in a worker process on the chosen node; ``nodes`` runs on the manager and must be quick and
+side-effect free. Inside a run, :func:`current_run` says which task, slot, term and node this
+is, so a task can use ``(task, slot, term)`` as a fencing token in what it writes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from clerk._errors import ConfigError, TaskStateError
+
+__all__ = [
+    "MAX_STATE_BYTES",
+    "Run",
+    "Task",
+    "TaskDef",
+    "current_run",
+    "load_task_class",
+    "load_task_entries",
+    "task",
+]
+
+#: Largest task state, as encoded JSON. Larger state is an error naming the task.
+MAX_STATE_BYTES = 256 * 1024
+MIN_INTERVAL_MS = 100
+
+
+class Task:
+    """Base class of a global periodic task. Override :meth:`execute` (required),
+    and :meth:`init` and :meth:`nodes` if you need them."""
+
+    def init(self, args: Any) -> Any:
+        """Return the first state, from the task's ``args``. Called only when no node holds a
+        state for the task (first start of the cluster, or after every node was lost)."""
+        return None
+
+    def execute(self, state: Any) -> Any:
+        """Do one run. Return the next run's state (JSON: dicts, lists, str, numbers, bool,
+        None). An exception fails the run and keeps the previous state."""
+        raise NotImplementedError
+
+    def nodes(self, members: list[str]) -> list[str]:
+        """Names of the nodes allowed to run the task, out of ``members`` (live nodes that
+        have the task loaded). Default: all of them."""
+        return members
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """What :func:`current_run` returns inside ``execute``."""
+
+    task: str
+    slot: int
+    term: int
+    node: str
+
+
+_current: Run | None = None
+
+
+def TaskStateErrorFor(task: str, problem: str) -> TaskStateError:  # noqa: N802
+    """A :class:`TaskStateError` naming the task."""
+    return TaskStateError(f"task {task!r} {problem}")
+
+
+def current_run() -> Run:
+    """The run in progress in this worker process (task, slot, term, node).
+
+    Raises RuntimeError outside of ``execute``."""
+    if _current is None:
+        raise RuntimeError("clerk.current_run() is only available inside Task.execute()")
+    return _current
+
+
+def _set_current(run: Run | None) -> None:
+    global _current
+    _current = run
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskDef:
+    """A declared task: what runs, how often, with which args. Build it with :func:`task`."""
+
+    name: str
+    target: str  # "module:Class"
+    interval: int | None  # milliseconds; None only for instant-only tasks
+    timeout: int = 5000
+    instant: bool = False
+    enabled: bool = True
+    args: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "target": self.target, "interval": self.interval,
+                "timeout": self.timeout, "instant": self.instant, "enabled": self.enabled,
+                "args": self.args}
+
+
+def load_task_class(target: str, where: str = "", name: str = "") -> type[Task]:
+    """Import ``module:Class`` and check it is a task; ConfigError naming the task if not."""
+    label = name or target
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(where, f"task {label!r}: task", target,
+                          "must be an import path module:Class")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:  # any import-time error of user code
+        raise ConfigError(where, f"task {label!r}: task", target,
+                          f"cannot be imported: {type(exc).__name__}: {exc}") from None
+    if not isinstance(obj, type):
+        raise ConfigError(where, f"task {label!r}: task", target, "is not a class")
+    execute = getattr(obj, "execute", None)
+    if execute is None or execute is Task.execute or not callable(execute):
+        raise ConfigError(where, f"task {label!r}: task", target,
+                          "has no execute(self, state) method")
+    return obj
+
+
+def _check_json(value: Any, where: str, key: str, label: str) -> Any:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(where, f"task {label!r}: {key}", value,
+                          f"must be JSON (dicts, lists, str, numbers, bool, null): {exc}") from None
+    return value
+
+
+def _make_def(
+    *,
+    target: str,
+    name: str | None,
+    interval: Any,
+    timeout: Any,
+    instant: Any,
+    enabled: Any,
+    args: Any,
+    where: str,
+) -> TaskDef:
+    label = name or target
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ConfigError(where, f"task {target!r}: name", name, "must be a non-empty string")
+    if type(instant) is not bool:
+        raise ConfigError(where, f"task {label!r}: instant", instant, "must be true or false")
+    if type(enabled) is not bool:
+        raise ConfigError(where, f"task {label!r}: enabled", enabled, "must be true or false")
+    if interval is None:
+        if not instant:
+            raise ConfigError(where, f"task {label!r}: interval", interval,
+                              "is required (milliseconds) unless instant = true")
+    elif type(interval) is not int or interval < MIN_INTERVAL_MS:
+        raise ConfigError(where, f"task {label!r}: interval", interval,
+                          f"must be an integer number of milliseconds >= {MIN_INTERVAL_MS}")
+    if type(timeout) is not int or timeout <= 0:
+        raise ConfigError(where, f"task {label!r}: timeout", timeout,
+                          "must be a positive integer number of milliseconds")
+    _check_json(args, where, "args", label)
+    load_task_class(target, where, label)
+    return TaskDef(name=name or target, target=target, interval=interval, timeout=timeout,
+                   instant=instant, enabled=enabled, args=args)
+
+
+def task(
+    cls: type[Task] | str,
+    *,
+    interval: int | None,
+    timeout: int = 5000,
+    instant: bool = False,
+    enabled: bool = True,
+    args: Any = None,
+    name: str | None = None,
+) -> TaskDef:
+    """Declare a task in code: ``clerk.task(ApiPoll, interval=10_000, args={...})``.
+
+    ``cls`` is a :class:`Task` subclass importable by its module path (worker processes import
+    it by name, so a class defined in ``__main__`` cannot be used) or a ``"module:Class"``
+    string. Raises :class:`~clerk.ConfigError` naming the task and the field.
+    """
+    if isinstance(cls, str):
+        target = cls
+    elif isinstance(cls, type):
+        if cls.__module__ == "__main__":
+            raise ConfigError("", f"task {cls.__qualname__!r}: task", cls,
+                              "must be defined in an importable module, not __main__")
+        target = f"{cls.__module__}:{cls.__qualname__}"
+    else:
+        raise ConfigError("", "task", cls, "must be a Task subclass or 'module:Class'")
+    return _make_def(target=target, name=name, interval=interval, timeout=timeout,
+                     instant=instant, enabled=enabled, args=args, where="")
+
+
+_TASK_KEYS = ("task", "name", "interval", "timeout", "instant", "enabled", "args")
+
+
+def load_task_entries(entries: Sequence[Any], source: str) -> tuple[TaskDef, ...]:
+    """Validate ``[[task]]`` tables; names must be unique."""
+    out: list[TaskDef] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(entries):
+        where = f"{source} [[task]] #{i + 1}" if source else f"[[task]] #{i + 1}"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(where, "task", entry, "must be a table")
+        target = entry.get("task")
+        if not isinstance(target, str):
+            raise ConfigError(where, "task", target, "is required: an import path module:Class")
+        for key in entry:
+            if key not in _TASK_KEYS:
+                raise ConfigError(where, f"task {target!r}: {key}", entry[key],
+                                  f"unknown key (known: {', '.join(_TASK_KEYS)})")
+        d = _make_def(target=target, name=entry.get("name"), interval=entry.get("interval"),
+                      timeout=entry.get("timeout", 5000), instant=entry.get("instant", False),
+                      enabled=entry.get("enabled", True), args=entry.get("args"), where=where)
+        if d.name in seen:
+            raise ConfigError(where, "name", d.name, "duplicate task name")
+        seen.add(d.name)
+        out.append(d)
+    return tuple(out)
+
+
+def check_unique(tasks: Sequence[TaskDef]) -> tuple[TaskDef, ...]:
+    seen: set[str] = set()
+    for d in tasks:
+        if d.name in seen:
+            raise ConfigError("", f"task {d.name!r}: name", d.name, "duplicate task name")
+        seen.add(d.name)
+    return tuple(tasks)

@@ -1,0 +1,380 @@
+"""The node's ZeroMQ shell: one ROUTER mailbox, DEALER and REQ sockets to peers, monitors.
+
+Only the agent's loop thread touches these sockets (one loop, one poller per process).
+
+* **ROUTER** bound at ``tcp://host:port``: every inbound message. A frame list that starts
+  with an empty delimiter came from a REQ socket and must be answered through the ROUTER
+  (``reply``); anything else came from a DEALER.
+* **DEALER** per peer address, created on first use: everything but elections.
+* **REQ** per peer address: ELECTION, answered by OK (Lazy Pirate: a REQ still waiting for an
+  answer when the next request is due is closed and recreated, since a REQ cannot send twice).
+* A **monitor** per outgoing socket turns a closed connection into a ``down`` event at once
+  (the crashed-process fast path) and a completed one into a flush of messages queued while
+  the connection was being set up (sockets use ``IMMEDIATE`` so nothing queues for a dead
+  peer; the shell keeps a short, expiring queue instead).
+* With CURVE, a **ZAP** handler on the same loop admits only clients with the cluster key.
+
+``LINGER 0`` everywhere; ``MAXMSGSIZE`` makes ZeroMQ drop (and disconnect) oversized input.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket as pysocket
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from clerk._codec import MAX_MESSAGE_BYTES
+from clerk._security import CurveKeys
+
+__all__ = ["Inbound", "Transport", "resolve_host"]
+
+log = logging.getLogger("clerk.transport")
+
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+PENDING_MAX = 64
+PENDING_TTL = 1.0
+_MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+
+
+def resolve_host(host: str) -> str:
+    """The IPv4 address to bind/connect for ``host`` (a name or an address)."""
+    return pysocket.gethostbyname(host)
+
+
+@dataclass
+class Inbound:
+    """Something the poll produced: a message (``frames``), or a peer going down."""
+
+    kind: str  # "message" | "down"
+    frames: list[bytes] = field(default_factory=list)
+    rid: bytes | None = None  # ROUTER routing id (None: a reply on our REQ)
+    via_req: bool = False  # came from a REQ socket: answer with reply()
+    address: str = ""  # for replies on our REQ and for "down"
+
+
+@dataclass
+class _Link:
+    """Outgoing sockets to one peer address."""
+
+    address: str
+    dealer: zmq.Socket
+    dealer_mon: zmq.Socket
+    req: zmq.Socket | None = None
+    req_mon: zmq.Socket | None = None
+    req_busy: bool = False
+    pending: list[tuple[float, bool, list[bytes]]] = field(default_factory=list)
+    connected: bool = False
+
+
+class Transport:
+    """Sockets of one node. ``poll`` returns inbound traffic; ``send``/``request``/``reply``
+    send. Counters in ``stats`` feed ``clerk status``."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        keys: CurveKeys | None,
+        max_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.keys = keys
+        self.max_bytes = max_bytes
+        self.stats: Counter[str] = Counter()
+        self.ctx = zmq.Context()
+        self._links: dict[str, _Link] = {}
+        self._by_socket: dict[zmq.Socket, tuple[str, str]] = {}
+        self.poller = zmq.Poller()
+        self._readers: dict[Any, Callable[[], None]] = {}
+        self.zap: zmq.Socket | None = None
+        if keys is not None:
+            self.zap = self.ctx.socket(zmq.REP)
+            self.zap.linger = 0
+            self.zap.bind(ZAP_ENDPOINT)
+            self.poller.register(self.zap, zmq.POLLIN)
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.linger = 0
+        self.router.maxmsgsize = max_bytes
+        self.router.rcvhwm = 10_000
+        self.router.sndhwm = 10_000
+        if keys is not None:
+            self.router.curve_server = True
+            self.router.curve_secretkey = keys.secret
+            self.router.curve_publickey = keys.public
+            self.router.zap_domain = b"clerk"
+        try:
+            self.router.bind(f"tcp://{resolve_host(host)}:{port}")
+        except Exception:
+            self.close()
+            raise
+        self.poller.register(self.router, zmq.POLLIN)
+
+    # --- outgoing ----------------------------------------------------------------------------
+
+    def _secure(self, sock: zmq.Socket) -> None:
+        sock.linger = 0
+        sock.immediate = True
+        sock.maxmsgsize = self.max_bytes
+        sock.sndhwm = 1000
+        if self.keys is not None:
+            sock.curve_serverkey = self.keys.public
+            sock.curve_publickey = self.keys.public
+            sock.curve_secretkey = self.keys.secret
+
+    def _endpoint(self, address: str) -> str:
+        host, _, port = address.rpartition(":")
+        try:
+            host = resolve_host(host)
+        except OSError:
+            pass  # let ZeroMQ retry the name later
+        return f"tcp://{host}:{port}"
+
+    def _monitor(self, sock: zmq.Socket, address: str, role: str) -> zmq.Socket:
+        mon = sock.get_monitor_socket(_MONITORED)
+        self._by_socket[mon] = (address, role)
+        self.poller.register(mon, zmq.POLLIN)
+        return mon
+
+    def _link(self, address: str) -> _Link:
+        link = self._links.get(address)
+        if link is None:
+            dealer = self.ctx.socket(zmq.DEALER)
+            self._secure(dealer)
+            mon = self._monitor(dealer, address, "dealer")
+            dealer.connect(self._endpoint(address))
+            link = _Link(address, dealer, mon)
+            self._links[address] = link
+            self._new_req(link)
+        return link
+
+    def _new_req(self, link: _Link) -> None:
+        if link.req is not None:
+            self._drop_socket(link.req)
+            self._drop_socket(link.req_mon)
+        req = self.ctx.socket(zmq.REQ)
+        self._secure(req)
+        link.req_mon = self._monitor(req, link.address, "req")
+        req.connect(self._endpoint(link.address))
+        self._by_socket[req] = (link.address, "req-data")
+        self.poller.register(req, zmq.POLLIN)
+        link.req = req
+        link.req_busy = False
+
+    def _drop_socket(self, sock: zmq.Socket | None) -> None:
+        if sock is None:
+            return
+        try:
+            self.poller.unregister(sock)
+        except KeyError:
+            pass
+        self._by_socket.pop(sock, None)
+        if not sock.closed:
+            try:
+                sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            sock.close(linger=0)
+
+    def connect(self, address: str) -> None:
+        """Open the sockets to ``address`` ahead of need (elections must not wait on TCP)."""
+        self._link(address)
+
+    def send(self, address: str, frames: list[bytes], now: float) -> None:
+        """Send through the DEALER to ``address``; queued briefly if not connected yet."""
+        link = self._link(address)
+        if not self._try(link.dealer, frames):
+            self._queue(link, False, frames, now)
+
+    def request(self, address: str, frames: list[bytes], now: float) -> None:
+        """Send a request (ELECTION) through the REQ to ``address``, Lazy Pirate style."""
+        link = self._link(address)
+        if link.req_busy:
+            self.stats["req_recreated"] += 1
+            self._new_req(link)
+        assert link.req is not None
+        if self._try(link.req, frames):
+            link.req_busy = True
+        else:
+            self._queue(link, True, frames, now)
+
+    def reply(self, rid: bytes, via_req: bool, frames: list[bytes]) -> None:
+        """Answer a message received on the ROUTER (``rid``), REQ-style if it came from one."""
+        envelope = [rid, b""] if via_req else [rid]
+        try:
+            self.router.send_multipart(envelope + frames, zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self.stats["reply_dropped"] += 1
+
+    def _try(self, sock: zmq.Socket, frames: list[bytes]) -> bool:
+        try:
+            sock.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as exc:
+            self.stats["send_error"] += 1
+            log.debug("send failed: %s", exc)
+            return True  # not retryable
+        self.stats["sent"] += 1
+        return True
+
+    def _queue(self, link: _Link, req: bool, frames: list[bytes], now: float) -> None:
+        if len(link.pending) >= PENDING_MAX:
+            link.pending.pop(0)
+            self.stats["send_dropped"] += 1
+        link.pending.append((now, req, frames))
+
+    def _flush(self, link: _Link, now: float) -> None:
+        keep: list[tuple[float, bool, list[bytes]]] = []
+        for queued_at, req, frames in link.pending:
+            if now - queued_at > PENDING_TTL:
+                self.stats["send_dropped"] += 1
+                continue
+            if req:
+                if link.req_busy:
+                    self._new_req(link)
+                assert link.req is not None
+                if self._try(link.req, frames):
+                    link.req_busy = True
+                    continue
+            elif self._try(link.dealer, frames):
+                continue
+            keep.append((queued_at, req, frames))
+        link.pending = keep
+
+    def forget(self, address: str) -> None:
+        """Close the sockets to a peer that left for good."""
+        link = self._links.pop(address, None)
+        if link is None:
+            return
+        for sock in (link.dealer, link.dealer_mon, link.req, link.req_mon):
+            self._drop_socket(sock)
+
+    def peers(self) -> list[str]:
+        return list(self._links)
+
+    def add_reader(self, sock: Any, callback: Callable[[], None]) -> None:
+        """Poll another socket (or fd) of this thread in the same loop; ``callback`` drains it."""
+        self._readers[sock] = callback
+        self.poller.register(sock, zmq.POLLIN)
+
+    def remove_reader(self, sock: Any) -> None:
+        if self._readers.pop(sock, None) is not None:
+            self.poller.unregister(sock)
+
+    # --- incoming ----------------------------------------------------------------------------
+
+    def poll(self, timeout_ms: int, now: float) -> list[Inbound]:
+        """Wait up to ``timeout_ms`` for traffic and return everything ready."""
+        out: list[Inbound] = []
+        for link in list(self._links.values()):
+            if link.pending:
+                self._flush(link, now)
+        ready = dict(self.poller.poll(timeout_ms))
+        for sock in ready:
+            if sock is self.router:
+                self._drain_router(out)
+            elif sock is self.zap:
+                self._answer_zap()
+            elif sock in self._readers:
+                self._readers[sock]()
+            else:
+                address, role = self._by_socket.get(sock, ("", ""))
+                if role == "req-data":
+                    self._drain_req(sock, address, out)
+                elif role in ("dealer", "req"):
+                    self._drain_monitor(sock, address, role, out, now)
+        return out
+
+    def _drain_router(self, out: list[Inbound]) -> None:
+        for _ in range(1000):  # bounded: other sockets get their turn
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            rid, rest = frames[0], frames[1:]
+            if rest and rest[0] == b"":
+                out.append(Inbound("message", rest[1:], rid, True))
+            else:
+                out.append(Inbound("message", rest, rid, False))
+
+    def _drain_req(self, sock: zmq.Socket, address: str, out: list[Inbound]) -> None:
+        link = self._links.get(address)
+        try:
+            frames = sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.ZMQError:
+            return
+        if link is not None and link.req is sock:
+            link.req_busy = False
+        out.append(Inbound("message", frames, None, False, address))
+
+    def _drain_monitor(
+        self, mon: zmq.Socket, address: str, role: str, out: list[Inbound], now: float
+    ) -> None:
+        while True:
+            try:
+                event = parse_monitor_message(mon.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            except zmq.ZMQError:
+                return
+            kind = event["event"]
+            link = self._links.get(address)
+            if kind == zmq.EVENT_DISCONNECTED:
+                if link is not None:
+                    link.connected = False
+                if role == "dealer":  # one event per peer is enough
+                    self.stats["peer_disconnects"] += 1
+                    out.append(Inbound("down", address=address))
+            elif kind in (zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
+                if link is not None:
+                    link.connected = True
+                    if link.pending:
+                        self._flush(link, now)
+            elif kind in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                          zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+                self.stats["handshake_failed"] += 1
+                log.warning("handshake with %s failed: different cookie, or not a clerk node?",
+                            address)
+
+    def _answer_zap(self) -> None:
+        """ZAP (RFC 27): admit CURVE clients holding the cluster's key, nobody else."""
+        assert self.zap is not None and self.keys is not None
+        try:
+            frames = self.zap.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        version = frames[0] if frames else b"1.0"
+        request_id = frames[1] if len(frames) > 1 else b""
+        ok = (
+            len(frames) >= 7
+            and frames[0] == b"1.0"
+            and frames[5] == b"CURVE"
+            and frames[6] == _z85_decode(self.keys.public)
+        )
+        if not ok:
+            self.stats["auth_rejected"] += 1
+        status = [b"200", b"OK"] if ok else [b"400", b"not a member of this cluster"]
+        self.zap.send_multipart([version, request_id, *status, b"", b""])
+
+    def close(self) -> None:
+        for address in list(self._links):
+            self.forget(address)
+        for sock in (getattr(self, "router", None), self.zap):
+            if sock is not None and not sock.closed:
+                sock.close(linger=0)
+        self.ctx.term()
+
+
+def _z85_decode(text: bytes) -> bytes:
+    from zmq.utils import z85
+
+    return z85.decode(text)

@@ -1,0 +1,87 @@
+"""A task worker process: runs ``init``/``execute`` for the node's agent, one run at a time.
+
+Started by the agent's worker supervisor (``clerk._worker:main``) in a fresh interpreter. It
+connects a DEALER to the agent's private IPC endpoint, says ``ready``, then loops: ``run``
+request in, ``done`` reply out. Everything is JSON (no pickle). A run past its timeout is not
+this process's business: the agent kills this process's whole tree and starts a new worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from typing import Any
+
+import zmq
+
+from clerk import _tasks
+from clerk._tasks import MAX_STATE_BYTES, Run, Task, load_task_class
+
+__all__ = ["main"]
+
+
+def _instance(cache: dict[str, Task], name: str, target: str) -> Task:
+    inst = cache.get(name)
+    if inst is None:
+        inst = load_task_class(target, name=name)()
+        cache[name] = inst
+    return inst
+
+
+def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
+    """Run one job; never raises: the outcome says what happened."""
+    name = str(job.get("task"))
+    started = time.perf_counter()
+    _tasks._set_current(Run(name, int(job["slot"]), int(job["term"]), str(job["node"])))
+    try:
+        inst = _instance(cache, name, str(job["target"]))
+        state = job.get("state")
+        if job.get("init"):
+            state = inst.init(state)
+        new_state = inst.execute(state)
+        try:
+            encoded = json.dumps(new_state, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise _tasks.TaskStateErrorFor(
+                name, f"returned a state JSON cannot carry: {exc}") from None
+        if len(encoded) > MAX_STATE_BYTES:
+            raise _tasks.TaskStateErrorFor(
+                name, f"returned a state of {len(encoded)} bytes, over the "
+                      f"{MAX_STATE_BYTES}-byte limit")
+        outcome, error = "ok", ""
+    except (Exception, SystemExit) as exc:  # the user's code: report it, keep the state
+        new_state = None
+        outcome = "error"
+        if isinstance(exc, _tasks.TaskStateError):
+            error = str(exc)
+        else:
+            error = "".join(traceback.format_exception(exc)).rstrip()
+    finally:
+        _tasks._set_current(None)
+    duration = (time.perf_counter() - started) * 1000
+    return {"run": job.get("run"), "outcome": outcome, "state": new_state,
+            "duration_ms": duration, "error": error}
+
+
+def main(endpoint: str, wid: int) -> None:
+    """Worker entry point (a supervised child of the agent)."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.identity = f"w{wid}-{os.getpid()}".encode()
+    sock.connect(endpoint)
+    sock.send_multipart([b"ready", json.dumps({"wid": wid, "pid": os.getpid()}).encode()])
+    cache: dict[str, Task] = {}
+    try:
+        while True:
+            frames = sock.recv_multipart()
+            if len(frames) != 2 or frames[0] != b"run":
+                continue
+            job = json.loads(frames[1])
+            reply = run_job(job, cache)
+            sock.send_multipart([b"done", json.dumps(reply).encode()])
+    finally:
+        sock.close(linger=0)
+        ctx.term()

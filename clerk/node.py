@@ -1,0 +1,112 @@
+"""``python -m clerk.node``: run one Clerk node in the foreground.
+
+::
+
+    python -m clerk.node --name a@127.0.0.1 --port 7401 --join 127.0.0.1:7402 \\
+                         --config clerk.toml --priority 0 --cookie-file PATH
+
+Exit codes: 0 after a graceful leave (SIGTERM or Ctrl-C; a second Ctrl-C exits at once),
+1 if the node stopped on its own (refused by the cluster, or its agent kept crashing),
+2 for a configuration error (the message names the file or flag, the key and the value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+import psutil
+
+from clerk._agent import configure_logging
+from clerk._config import NodeConfig, load_config
+from clerk._errors import ConfigError
+from clerk._node import node_supervisor, preflight
+from supervisor import ShutdownReason, SupervisorError
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("clerk.node")
+
+
+def build_parser(prog: str = "python -m clerk.node") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Run a Clerk node in the foreground.")
+    p.add_argument("--name", help="node name, name@host (host is where the mailbox binds)")
+    p.add_argument("--port", type=int, help="mailbox port (default 7400)")
+    p.add_argument("--join", action="append", metavar="HOST:PORT",
+                   help="a seed node to join through (repeatable)")
+    p.add_argument("--config", metavar="FILE", help="TOML file with [node] and [[task]] tables")
+    p.add_argument("--priority", type=int, help="election priority (higher wins; default 0)")
+    p.add_argument("--cookie-file", metavar="PATH",
+                   help="cluster cookie (default: $CLERK_COOKIE, else ~/.clerk/cookie)")
+    p.add_argument("--insecure", action="store_true", default=None,
+                   help="turn CURVE off: no encryption, no authentication (never the default)")
+    p.add_argument("--workers", type=int, help="task worker processes (default 2)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> NodeConfig:
+    flags = {"name": args.name, "port": args.port, "join": args.join,
+             "priority": args.priority, "cookie_file": args.cookie_file,
+             "insecure": args.insecure, "workers": args.workers, "log_level": args.log_level}
+    return load_config(args.config, flags)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m clerk.node") -> int:
+    args = build_parser(prog).parse_args(argv)
+    try:
+        config = config_from_args(args)
+        preflight(config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config)
+    sup = node_supervisor(config)
+    signals = threading.Event()
+    count = [0]
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        count[0] += 1
+        if count[0] >= 2:
+            # Second Ctrl-C: exit at once, taking every process of this node with us.
+            for child in psutil.Process().children(recursive=True):
+                try:
+                    child.kill()
+                except psutil.Error:
+                    pass
+            os._exit(130)
+        signals.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        sup.start()
+    except SupervisorError as exc:
+        log.error("node could not start: %s", exc)
+        return 1
+    stopping = False
+    while True:
+        try:
+            info = sup.wait(timeout=0.2)
+            break
+        except TimeoutError:
+            if signals.is_set() and not stopping:
+                stopping = True
+                threading.Thread(target=sup.stop, daemon=True).start()
+        except SupervisorError as exc:
+            log.error("node gave up: %s", exc)
+            return 1
+    if info.reason is ShutdownReason.AUTO_SHUTDOWN and not stopping:
+        log.error("node stopped on its own (see the log above)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
