@@ -478,6 +478,12 @@ def test_a_candidate_that_gets_ok_waits_for_the_winner_then_retries():
     assert net.now + T.coordinator_timeout <= deadline
     assert deadline <= net.now + T.coordinator_timeout + T.election_timeout
     assert low.role is Role.CANDIDATE
+    # no COORDINATOR within the wait: it starts over and calls the election again
+    mark = net.mark()
+    net.advance(deadline - net.now + T.election_timeout)  # (after its stagger step, if any)
+    assert low.role is Role.CANDIDATE
+    assert net.sends(low, Election, after=mark)
+    net.queue.clear()
     net.do(low, Received(Coordinator(high, 1, Claim(1, 9, "high", addr("high")))))
     assert low.role is Role.FOLLOWER and low.manager == "high" and low.term == 1
 
@@ -701,6 +707,22 @@ def test_a_leaving_manager_whose_successor_is_silent_stops_after_the_handover_ti
     assert a.role is Role.STOPPED and "did not confirm" in net.effects(a, Stopped)[-1].reason
 
 
+def test_a_stale_handover_is_not_taken_as_a_graceful_leave():
+    # a was paused, b took over with term 2; a then hands over (term 1) to c, a follower of b.
+    net, (a, b, c, d) = cluster(("a", 9), ("b", 7), ("c", 5), ("d", 1))
+    net.down.add(addr("a"))
+    net.advance(T.manager_timeout + T.election_timeout + T.coordinator_timeout)
+    assert net.agreed() == ("b", 2)
+    members = tuple(m for m in a.member_list() if m.name != "a")
+    net.do(c, Received(Handover(a.me, 1, members, {"stale": True})))
+    assert c.role is Role.FOLLOWER and c.manager == "b" and c.term == 2
+    assert c.replicated != {"stale": True}
+    assert not net.effects(c, StateHandedOver)
+    net.run()
+    net.advance(1.0)
+    assert net.agreed() == ("b", 2)
+
+
 def test_leave_of_the_manager_seen_by_a_follower_starts_an_election():
     net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
     net.do(b, Received(Leave(a.me, 1)))
@@ -739,6 +761,41 @@ def test_two_managers_same_term_resolve_directly():
     net.run()
     assert lo.role is Role.FOLLOWER and lo.manager == "hi"
     assert net.sends(lo, Handover, to=hi)
+
+
+def test_a_member_marked_dead_by_a_disconnect_is_revived_by_its_next_ack():
+    net, (a, b) = cluster(("a", 9), ("b", 5))
+    net.do(a, PeerDown(addr("b")))  # the connection flapped; b lives on
+    assert not a.members.get("b").alive
+    net.advance(T.heartbeat_interval * 2)
+    assert a.members.get("b").alive
+    ups = net.effects(a, MemberUp)
+    assert ups[-1].how == "revived" and ups[-1].info.name == "b" and ups[-1].info.alive
+    assert net.agreed() == ("a", 1)
+
+
+def test_a_restarted_manager_joining_through_a_follower_ends_with_one_manager():
+    net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
+    net.crash(a, notify=False)  # nobody noticed; it comes back at once with a new incarnation
+    a2 = net.node("a", 9, seeds=["b"], incarnation="a-2")
+    net.advance(T.join_timeout + T.manager_timeout + T.probe_interval)
+    agreed = net.agreed()
+    assert agreed is not None and agreed[1] >= 2
+    manager = net.cores[addr(agreed[0])]
+    assert [m.incarnation for m in manager.member_list() if m.name == "a"] == ["a-2"]
+    assert a2.role in (Role.MANAGER, Role.FOLLOWER)
+
+
+def test_two_simultaneous_candidates_converge_on_one_manager():
+    net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
+    net.partition([b], [c])  # b and c cannot hear each other during the election
+    net.crash(a)
+    assert b.role is Role.MANAGER and b.term == 2
+    net.advance(T.election_timeout / 5 + T.election_timeout)  # stagger, then no OK: manager
+    assert c.role is Role.MANAGER and c.term == 2
+    net.heal()
+    net.advance(T.probe_interval + T.manager_timeout)
+    assert net.agreed() == ("b", 2)  # same term: priority decides
 
 
 def test_a_member_unknown_to_the_manager_is_told_to_join():
