@@ -1,0 +1,330 @@
+"""Test helpers: :class:`LocalCluster` runs real node processes on loopback.
+
+::
+
+    from clerk.testing import LocalCluster
+
+    with LocalCluster(3, tasks=[clerk.task(Counter, interval=200)]) as cluster:
+        manager = cluster.wait_for_manager(timeout=10)
+        cluster.kill(manager)                     # SIGKILL of the node's whole process tree
+        new = cluster.wait_for_manager(timeout=5)
+
+Each node is ``python -m clerk.node --config <its toml>`` with a free port, a shared cookie
+(CURVE on, unless ``insecure=True``) and every other node as a seed. Leaving the ``with``
+block stops every node (SIGCONT, SIGTERM, then SIGKILL after a grace period) and checks that
+no process of the cluster is left, even when the test failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from clerk._client import request_status
+from clerk._errors import NotReachableError
+from clerk._security import CurveKeys, keys_from_cookie
+from clerk._tasks import TaskDef
+from supervisor.testing import WaitTimeout, wait_until
+
+__all__ = ["LocalCluster", "WaitTimeout", "free_ports", "wait_until"]
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` TCP ports that were free a moment ago (bound to port 0, then released)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}"
+                                for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def task_toml(d: TaskDef) -> str:
+    """A ``[[task]]`` table for ``d``."""
+    lines = ["[[task]]", f"task = {_toml_value(d.target)}", f"name = {_toml_value(d.name)}"]
+    if d.interval is not None:
+        lines.append(f"interval = {d.interval}")
+    lines += [f"timeout = {d.timeout}", f"instant = {_toml_value(d.instant)}",
+              f"enabled = {_toml_value(d.enabled)}"]
+    if d.args is not None:
+        lines.append(f"args = {_toml_value(d.args)}")
+    return "\n".join(lines) + "\n"
+
+
+class LocalCluster:
+    """``n`` Clerk nodes as real processes on 127.0.0.1 (see the module docstring)."""
+
+    def __init__(
+        self,
+        n: int,
+        tasks: Sequence[TaskDef] = (),
+        *,
+        insecure: bool = False,
+        workers: int = 1,
+        priorities: Sequence[int] | None = None,
+        node_tasks: dict[str, Sequence[TaskDef]] | None = None,
+        log_level: str = "info",
+        start: bool = True,
+    ) -> None:
+        self.n = n
+        self.tasks = list(tasks)
+        self.node_tasks = node_tasks or {}
+        self.insecure = insecure
+        self.workers = workers
+        self.log_level = log_level
+        self.priorities = list(priorities) if priorities is not None else [0] * n
+        self.dir = Path(tempfile.mkdtemp(prefix="clerk-cluster-"))
+        self.cookie_file = self.dir / "cookie"
+        self.cookie_file.write_text(secrets.token_urlsafe(24) + "\n")
+        self.cookie_file.chmod(0o600)
+        self.keys: CurveKeys | None = (
+            None if insecure else keys_from_cookie(self.cookie_file.read_bytes().strip())
+        )
+        ports = free_ports(n)
+        self.names = [f"n{i + 1}@127.0.0.1" for i in range(n)]
+        self.ports = dict(zip(self.names, ports, strict=True))
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._paused: set[str] = set()
+        self._all_pids: set[int] = set()
+        self._start_on_enter = start
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalCluster:
+        try:
+            if self._start_on_enter:
+                for name in self.names:
+                    self.start(name)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def address(self, name: str) -> str:
+        return f"127.0.0.1:{self.ports[name]}"
+
+    def config_path(self, name: str) -> Path:
+        return self.dir / f"{name.split('@')[0]}.toml"
+
+    def log_path(self, name: str) -> Path:
+        return self.dir / f"{name.split('@')[0]}.log"
+
+    def log(self, name: str) -> str:
+        try:
+            return self.log_path(name).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def write_config(self, name: str, seeds: Iterable[str] | None = None,
+                     extra_node: str = "") -> Path:
+        i = self.names.index(name)
+        if seeds is None:
+            seeds = [self.address(o) for o in self.names if o != name]
+        node = [
+            "[node]",
+            f"name = {_toml_value(name)}",
+            f"port = {self.ports[name]}",
+            f"join = {_toml_value(list(seeds))}",
+            f"priority = {self.priorities[i]}",
+            f"workers = {self.workers}",
+            f"log_level = {_toml_value(self.log_level)}",
+        ]
+        if self.insecure:
+            node.append("insecure = true")
+        else:
+            node.append(f"cookie_file = {_toml_value(str(self.cookie_file))}")
+        if extra_node:
+            node.append(extra_node)
+        tasks = self.node_tasks.get(name, self.tasks)
+        text = "\n".join(node) + "\n\n" + "\n".join(task_toml(d) for d in tasks)
+        path = self.config_path(name)
+        path.write_text(text)
+        return path
+
+    def start(self, name: str, seeds: Iterable[str] | None = None) -> None:
+        """Start (or start again) node ``name``."""
+        if name in self.procs and self.procs[name].poll() is None:
+            raise RuntimeError(f"{name} is already running")
+        path = self.write_config(name, seeds)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+        env.pop("CLERK_COOKIE", None)
+        with open(self.log_path(name), "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "clerk.node", "--config", str(path)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, start_new_session=True,
+            )
+        self.procs[name] = proc
+        self._paused.discard(name)
+        self._all_pids.add(proc.pid)
+
+    def pids(self, name: str) -> list[int]:
+        """Every process of node ``name`` (the node, its agent, its workers)."""
+        proc = self.procs.get(name)
+        if proc is None or proc.poll() is not None:
+            return []
+        try:
+            main = psutil.Process(proc.pid)
+            pids = [proc.pid] + [c.pid for c in main.children(recursive=True)]
+        except psutil.Error:
+            return []
+        self._all_pids.update(pids)
+        return pids
+
+    def running(self, name: str) -> bool:
+        proc = self.procs.get(name)
+        return proc is not None and proc.poll() is None
+
+    def live(self) -> list[str]:
+        """Nodes running and not paused."""
+        return [n for n in self.names if self.running(n) and n not in self._paused]
+
+    def _signal_all(self, pids: Iterable[int], sig: int) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self, name: str) -> None:
+        """SIGKILL every process of the node at once (a crash), and reap it."""
+        pids = self.pids(name)
+        self._signal_all(pids, signal.SIGKILL)
+        proc = self.procs.get(name)
+        if proc is not None:
+            proc.wait(timeout=10)
+        self._paused.discard(name)
+        wait_until(lambda: not any(psutil.pid_exists(p) and _alive(p) for p in pids),
+                   timeout=5, message=f"processes of {name} still alive after SIGKILL")
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP every process of the node (a long pause: GC, VM stall)."""
+        self._signal_all(self.pids(name), signal.SIGSTOP)
+        self._paused.add(name)
+
+    def resume(self, name: str) -> None:
+        self._signal_all(self.pids(name), signal.SIGCONT)
+        self._paused.discard(name)
+
+    def stop(self, name: str, timeout: float = 20.0) -> int:
+        """SIGTERM the node (graceful leave) and return its exit code."""
+        proc = self.procs[name]
+        if name in self._paused:
+            self.resume(name)
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=timeout)
+
+    def restart(self, name: str) -> None:
+        """Kill the node if it runs, then start it again (a new incarnation)."""
+        if self.running(name):
+            self.kill(name)
+        self.start(name)
+
+    def close(self) -> None:
+        """Stop everything; make sure no process of the cluster is left."""
+        for name in list(self.procs):
+            if self.running(name):
+                self.pids(name)
+                if name in self._paused:
+                    self.resume(name)
+                try:
+                    self.procs[name].send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 15
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._signal_all(self.pids(name), signal.SIGKILL)
+                proc.wait(timeout=10)
+        leftovers = [p for p in self._all_pids if _alive(p)]
+        self._signal_all(leftovers, signal.SIGKILL)
+        try:
+            wait_until(lambda: not [p for p in leftovers if _alive(p)], timeout=5)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # --- observing ------------------------------------------------------------------------------
+
+    def status(self, name: str | None = None, timeout: float = 1.0) -> dict[str, Any]:
+        """The cluster as ``name`` (default: the first live node that answers) sees it."""
+        names = [name] if name else self.live()
+        return request_status([self.address(n) for n in names], keys=self.keys,
+                              timeout=timeout)
+
+    def views(self, names: Sequence[str] | None = None) -> dict[str, dict[str, Any] | None]:
+        out: dict[str, dict[str, Any] | None] = {}
+        for n in names if names is not None else self.live():
+            try:
+                out[n] = self.status(n, timeout=0.5)
+            except NotReachableError:
+                out[n] = None
+        return out
+
+    def agreed(self, names: Sequence[str] | None = None) -> tuple[str, int] | None:
+        """(manager, term) if every live node (or ``names``) reports the same live manager."""
+        names = list(names) if names is not None else self.live()
+        if not names:
+            return None
+        views = self.views(names)
+        seen = {(v["manager"], v["term"]) if v else None for v in views.values()}
+        if len(seen) != 1:
+            return None
+        view = seen.pop()
+        if view is None or view[0] not in names:
+            return None
+        return view
+
+    def wait_for_manager(self, timeout: float = 10.0, names: Sequence[str] | None = None) -> str:
+        """Wait until every live node (or ``names``) agrees on one manager; return its name."""
+        view = wait_until(lambda: self.agreed(names), timeout=timeout, interval=0.02,
+                          message=lambda: f"no agreed manager; views: {self._brief()}")
+        return view[0]
+
+    def _brief(self) -> dict[str, Any]:
+        return {n: (v["manager"], v["term"], v["role"]) if v else None
+                for n, v in self.views().items()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
