@@ -12,7 +12,14 @@ Model of the transport, kept close to ZeroMQ over TCP:
 * a crashed node's open connections close: every live node that exchanged messages with it
   gets a ``PeerDown`` for its address after one delay (the socket-monitor fast path);
 * a paused node receives nothing and runs no timers; what arrived meanwhile is delivered when
-  it resumes, in order, at the resume time (like a SIGSTOPped process's socket buffers).
+  it resumes, in order, at the resume time (like a SIGSTOPped process's socket buffers);
+* ``crash(name, silent=True)`` models a death nobody is told about (a host that vanishes, a
+  cable pulled): no ``PeerDown`` anywhere, only silence; ``inject`` then lets a test hand a
+  ``PeerDown`` (or any event) to exactly the nodes it chooses.
+
+``observers`` are called after every event a node handles, with the node, the event and the
+effects; the property tests use them to check invariants (terms never decrease, no EXECUTE
+from a stale claim) at every step rather than only at the end.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from clerk._core import (
     Start,
     Tick,
 )
-from clerk._messages import Peer
+from clerk._messages import Message, Peer
 from clerk._timings import Timings
 
 __all__ = ["SimNetwork", "SimNode"]
@@ -85,6 +92,8 @@ class SimNetwork:
         self.sent: Counter[str] = Counter()
         self.dropped = 0
         self.trace: list[tuple[float, str, str]] = []
+        #: Called as ``observer(node, event, effects)`` after every event a node handles.
+        self.observers: list[Callable[[SimNode, Event, list[Effect]], None]] = []
 
     # --- building ---------------------------------------------------------------------------
 
@@ -114,19 +123,27 @@ class SimNetwork:
 
     # --- faults -----------------------------------------------------------------------------
 
-    def crash(self, name: str) -> None:
+    def crash(self, name: str, *, silent: bool = False) -> None:
+        """Kill ``name``. Its peers get a ``PeerDown`` after one delay (the connection closes),
+        unless ``silent``: then nobody is told and only silence reveals the death."""
         node = self.nodes[name]
         if not node.up:
             return
         node.up = False
         node.paused = False
         node.backlog.clear()
-        self.trace.append((self.now, name, "crash"))
-        for other_name in self._links.pop(name, set()):
+        self.trace.append((self.now, name, "crash silent" if silent else "crash"))
+        for other_name in sorted(self._links.pop(name, set())):
             other = self.nodes[other_name]
             self._links.get(other_name, set()).discard(name)
-            self._schedule(self.now + self.delay,
-                           lambda o=other: self._feed(o, PeerDown(node.address)))
+            if not silent:
+                self._schedule(self.now + self.delay,
+                               lambda o=other: self._feed(o, PeerDown(node.address)))
+
+    def inject(self, name: str, event: Event) -> None:
+        """Hand ``event`` to node ``name`` now (e.g. a ``PeerDown`` only it observes)."""
+        self.trace.append((self.now, name, f"inject {type(event).__name__}"))
+        self._feed(self.nodes[name], event)
 
     def restart(self, name: str) -> None:
         """Start a crashed (or stopped) node again with a new incarnation."""
@@ -154,6 +171,14 @@ class SimNetwork:
         for event in backlog:
             self._feed(node, event)
         self._feed(node, Tick())
+
+    def send(self, name: str, to: str, msg: Message) -> None:
+        """Have node ``name`` send ``msg`` to the mailbox ``to``, as the layer above the core
+        would (e.g. the scheduler's EXECUTE). Nothing is sent by a node that is down or
+        paused."""
+        node = self.nodes[name]
+        if node.up and not node.paused:
+            self._transmit(node, Send(to, msg))
 
     def leave(self, name: str) -> None:
         self._feed(self.nodes[name], LeaveRequested())
@@ -186,6 +211,8 @@ class SimNetwork:
                 node.backlog.append(event)
             return
         effects = node.core.handle(event, self.now)
+        for observer in self.observers:
+            observer(node, event, effects)
         self._apply(node, effects)
         deadline = node.core.next_deadline()
         if deadline < node.timer_at or node.timer_at <= self.now:
