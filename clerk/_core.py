@@ -25,7 +25,10 @@ Rules that make it converge:
   it by ``(priority, name)`` and also to the suspect itself (a live manager answers OK with its
   claim, so a spurious disconnect event cannot depose it). No OK within ``election_timeout``:
   it becomes manager with ``term = highest term seen + 1`` and broadcasts COORDINATOR. An OK:
-  it waits ``coordinator_timeout`` for the winner, then starts over.
+  it waits ``coordinator_timeout`` for the winner, then starts over. When the manager's
+  connection closed (``PeerDown``, the crash fast path) and the suspect is the only node to
+  ask, the wait is ``election_timeout * DISCONNECT_PROBE`` (25 ms by default): a crashed
+  manager is replaced in tens of milliseconds, and a live one still answers in time.
 * **No preemption of a healthy manager.** A node that heard from its manager within
   ``vouch_window`` answers an ELECTION with OK carrying that manager's claim and does not start
   an election of its own; a newcomer that ranks higher simply follows the existing manager.
@@ -90,6 +93,12 @@ __all__ = [
 INF = float("inf")
 #: Lower-ranked candidates wait ``min(nodes above, STAGGER_STEPS) * election_timeout / 5``.
 STAGGER_STEPS = 10
+#: After its manager's connection closed, a node whose only target is that manager (it is the
+#: highest survivor) waits ``election_timeout * DISCONNECT_PROBE`` for its OK, not the whole
+#: ``election_timeout``: a live manager (a spurious disconnect) answers in about a millisecond, a
+#: dead one never does. Below one stagger step, so lower nodes are still waiting when the
+#: winner announces itself.
+DISCONNECT_PROBE = 1 / 6
 
 
 class Role(StrEnum):
@@ -228,7 +237,9 @@ class NodeCore:
         self._deadline = INF  # role-specific: join / election phase / leave
         self._phase = ""  # candidate: "ok" (waiting for OK) or "coord" (waiting for winner)
         self._suspect = ""
+        self._suspect_addr = ""  # where to probe the suspect (it may not be in our list)
         self._probe_suspect = False
+        self._disconnected = False  # the suspect's connection closed (PeerDown)
         self._next_retry = INF  # joining: resend JOIN to seeds
         self._next_heartbeat = INF
         self._next_probe = INF
@@ -345,7 +356,15 @@ class NodeCore:
         """Learn of a manager claim; follow it if it is the highest. True if we follow it."""
         self._see_term(claim.term)
         if claim.name == self.me.name:
-            return self.role is Role.MANAGER and claim.key == self._my_claim().key
+            if self.role is not Role.MANAGER:
+                return False  # _see_term made sure our next candidacy goes above it
+            mine = self._my_claim()
+            if claim.key > mine.key:
+                # A claim in our name above ours: our previous incarnation's (we restarted and
+                # lost its term). Whoever saw it refuses us as stale, so claim again, higher.
+                self._become_manager(now)
+                return False
+            return claim.key == mine.key
         if self.highest is not None and claim.key < self.highest.key:
             # Stale: never follow it, and tell its holder about the newer claim.
             self._send(claim.address, Coordinator(self.me, self.term, self.highest))
@@ -457,18 +476,28 @@ class NodeCore:
                 self._send(addr, Coordinator(self.me, self.term, claim))
         self._next_probe = now + self.timings.probe_interval
 
-    def _start_election(self, now: float, suspect: str, probe: bool = True) -> None:
+    def _start_election(
+        self, now: float, suspect: str, probe: bool = True, disconnected: bool = False
+    ) -> None:
         """Become a candidate. ``suspect`` is the manager we gave up on; with ``probe`` it also
         gets an ELECTION (a live one answers OK with its claim). Nodes ranked lower wait a
         little longer before calling the election (``_stagger``), so in the common case the
-        highest survivor announces itself first and nobody else sends anything."""
+        highest survivor announces itself first and nobody else sends anything.
+        ``disconnected``: the suspect's connection closed, so a short wait for its OK will do
+        (``DISCONNECT_PROBE``)."""
         if self.role in (Role.MANAGER, Role.LEAVING, Role.STOPPED):
             return
         was_following = self._claim is not None
+        if self._claim is not None and self._claim.name == suspect:
+            self._suspect_addr = self._claim.address
+        elif suspect != self._suspect:
+            row = self.members.get(suspect) if suspect else None
+            self._suspect_addr = row.peer.address if row is not None else ""
         self.role = Role.CANDIDATE
         self._claim = None
         self._suspect = suspect
         self._probe_suspect = probe and bool(suspect)
+        self._disconnected = disconnected
         if was_following:
             self._out.append(ManagerChanged(None, self.term, False))
         delay = self._stagger(len(self._higher()))
@@ -489,22 +518,26 @@ class NodeCore:
         ]
 
     def _send_elections(self, now: float) -> None:
-        targets = self._higher()
-        suspect_row = self.members.get(self._suspect) if self._probe_suspect else None
-        if suspect_row is not None:
-            targets.append(suspect_row)
+        targets = [row.peer.address for row in self._higher()]
+        # Probe the suspect even if it is not in our list: a node that followed a manager
+        # on a third party's word (WELCOME) and whose JOIN was lost has no list yet, and
+        # must not depose a live manager just because it never heard of the members.
+        if self._probe_suspect and self._suspect_addr and self._suspect_addr not in targets:
+            targets.append(self._suspect_addr)
         if not targets:
             self._become_manager(now)
             return
-        for row in targets:
-            self._send(row.peer.address, Election(self.me, self.term, self._suspect))
+        for address in targets:
+            self._send(address, Election(self.me, self.term, self._suspect))
         self._phase = "ok"
-        self._deadline = now + self.timings.election_timeout
+        wait = self.timings.election_timeout
+        if self._disconnected and targets == [self._suspect_addr]:
+            wait *= DISCONNECT_PROBE
+        self._deadline = now + wait
 
     def _become_manager(
         self, now: float, members: tuple[MemberInfo, ...] | None = None
     ) -> None:
-        t = self.timings
         if members is not None:
             self.members.replace_all(members, now)
         if self._suspect:
@@ -524,17 +557,21 @@ class NodeCore:
             self._send(row.peer.address, Coordinator(self.me, self.term, claim))
         self._out.append(ManagerChanged(self.me.name, self.term, True))
         self._next_heartbeat = now  # first heartbeat right away
-        self._next_probe = now + t.probe_interval
         self._heartbeat_round(now)
+        # Probe at once, too: a node that gave up joining because no seed answered (all were
+        # down) finds the cluster as soon as a seed is back, instead of a probe interval later.
+        # Costs nothing in the usual takeover: seeds already in our list are not probed.
+        self._probe(now)
 
     def _on_peer_down(self, address: str, now: float) -> None:
         row = self.members.by_address(address)
         if row is None:
             return
         if self.role is Role.FOLLOWER and row.name == self.manager:
-            # The connection closed: the process is gone, no need to probe it.
+            # The connection closed: most likely the process is gone, but a TCP reset of a
+            # live manager looks the same, so it still gets a (short) probe.
             self.members.mark_dead(row.name)
-            self._start_election(now, suspect=row.name, probe=False)
+            self._start_election(now, suspect=row.name, disconnected=True)
         elif self.role is Role.MANAGER:
             if self.members.mark_dead(row.name):
                 self._out.append(MemberDown(row.name, "disconnected"))
@@ -685,7 +722,11 @@ class NodeCore:
     def _m_ok(self, msg: Ok, now: float) -> None:
         if msg.manager is not None and self._on_claim(msg.manager, now):
             return
-        if self.role is Role.CANDIDATE and self._phase == "ok":
+        # Only a higher node's OK means "stand down, I will run": the probed suspect may answer
+        # from below (restarted as a new incarnation, or no longer a manager) and must not
+        # stall us; waiting on it would leave nobody to win.
+        if (self.role is Role.CANDIDATE and self._phase == "ok"
+                and msg.sender.rank > self.me.rank):
             self._phase = "coord"
             jitter = self.rng.uniform(0.0, self.timings.election_timeout)
             self._deadline = now + self.timings.coordinator_timeout + jitter
@@ -718,6 +759,15 @@ class NodeCore:
             self._out.append(StateHandedOver(s.name, msg.state, True))
             return
         if self.role in (Role.LEAVING, Role.STOPPED):
+            return
+        h = self.highest
+        if h is None or h.name != s.name or h.term != msg.term:
+            # Not from the manager we know as current, so not a graceful leave: a manager that
+            # stepped down to us while we were still one (a merge) and we have stepped down
+            # since. Taking over would depose the real manager with a needless new term; pass
+            # the table and state on to the manager we follow instead.
+            if self.role is Role.FOLLOWER and self._claim is not None:
+                self._send(self._claim.address, msg)
             return
         # Our manager is leaving and chose us: take over now, with a new term.
         self.replicated = msg.state
