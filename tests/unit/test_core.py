@@ -69,6 +69,7 @@ class Net:
         self.down: set[str] = set()  # crashed or paused: receive nothing, run no timers
         self.cut: set[frozenset[str]] = set()  # pairs of addresses that cannot talk
         self.terms: dict[int, tuple[int, int]] = {}  # id(core) -> (max_term, highest_term)
+        self.every_core: list[NodeCore] = []  # keeps ids unique across restarts
 
     # --- building ---------------------------------------------------------------------------
 
@@ -77,6 +78,7 @@ class Net:
         core = NodeCore(peer, now=self.now, rng=random.Random(name),
                         seeds=[addr(s) for s in seeds], tasks=tasks, timings=T)
         self.cores[peer.address] = core
+        self.every_core.append(core)
         self.down.discard(peer.address)
         if start:
             self.do(core, Start())
@@ -907,8 +909,6 @@ def test_handle_after_stopped_does_nothing():
         assert a.handle(event, net.now + 1) == []
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: a restarted manager whose old incarnation "
-                   "held a higher term is livelocked (see /work/notes/core-bugs.md #2)")
 def test_a_restarted_manager_below_its_old_incarnations_term_does_not_livelock():
     # c was manager of term 2, vanished without a disconnect event and came back at once with
     # unreachable seeds, so it made itself manager of term 1. b still holds (2, 9, "c") as
@@ -927,4 +927,27 @@ def test_a_restarted_manager_below_its_old_incarnations_term_does_not_livelock()
     net.advance(T.join_timeout)
     assert c2.role is Role.MANAGER and c2.term == 1
     net.advance(5.0)  # faults are over, every message arrives: one manager must emerge
+    assert net.agreed() is not None, [(x.me.name, x.role, x.term) for x in net.live()]
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: knowledge of lost members dies with the "
+                   "manager that lost them; a healed partition can stay split "
+                   "(see /work/notes/core-bugs.md #3)")
+def test_a_partition_heals_after_failovers_on_both_sides():
+    net = Net()
+    a = net.node("a", 9)
+    b = net.node("b", 5, seeds=["a"])
+    c = net.node("c", 3, seeds=["a"])
+    d = net.node("d", 1, seeds=["c"])
+    net.advance(T.heartbeat_interval * 3)
+    assert net.agreed() == ("a", 1)
+    net.partition([a, b], [c, d])
+    net.advance(T.manager_timeout + 2 * T.election_timeout + T.member_timeout + 0.5)
+    assert (a.role, c.role) == (Role.MANAGER, Role.MANAGER)  # each side dropped the other
+    net.crash(a)  # both managers die; their successors never lost anyone themselves
+    net.crash(c)
+    net.advance(T.election_timeout)
+    assert (b.role, d.role) == (Role.MANAGER, Role.MANAGER)
+    net.heal()  # b and d can talk again, and were members of one cluster a few seconds ago
+    net.advance(10.0)
     assert net.agreed() is not None, [(x.me.name, x.role, x.term) for x in net.live()]
