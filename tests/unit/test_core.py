@@ -41,11 +41,13 @@ from clerk._messages import (
     Heartbeat,
     Join,
     Leave,
+    MemberInfo,
     Ok,
     Peer,
     Refuse,
     Result,
     Status,
+    StatusReply,
     Welcome,
 )
 from clerk._timings import Timings
@@ -194,6 +196,10 @@ def cluster(*specs):
 
 def peer(name, priority=0, incarnation=None):
     return Peer(name, addr(name), incarnation or f"{name}-1", priority)
+
+
+def info(p, alive=True):
+    return MemberInfo(p.name, p.address, p.incarnation, p.priority, alive, ())
 
 
 # --- starting and joining ------------------------------------------------------------------------
@@ -476,7 +482,7 @@ def test_a_candidate_that_gets_ok_waits_for_the_winner_then_retries():
     net = Net()
     low = net.node("low", 0, seeds=["high"], start=False)
     high = peer("high", 9)
-    low.members.learn([Peer_info(high)], net.now)
+    low.members.learn([info(high)], net.now)
     net.do(low, Start())
     net.queue.clear()
     net.advance(T.join_timeout)  # no answer to JOIN: election; "high" ranks above...
@@ -499,12 +505,6 @@ def test_a_candidate_that_gets_ok_waits_for_the_winner_then_retries():
     net.queue.clear()
     net.do(low, Received(Coordinator(high, 1, Claim(1, 9, "high", addr("high")))))
     assert low.role is Role.FOLLOWER and low.manager == "high" and low.term == 1
-
-
-def Peer_info(p, alive=True):
-    from clerk._messages import MemberInfo
-
-    return MemberInfo(p.name, p.address, p.incarnation, p.priority, alive, ())
 
 
 # --- claims, terms and fencing -------------------------------------------------------------
@@ -843,8 +843,6 @@ def test_status_shape_is_json_ready():
                                      "tasks"}
     assert st["members"][0]["address"] == addr("a") and st["members"][0]["tasks"] == []
     assert json.loads(json.dumps(st)) == st
-    from clerk._messages import StatusReply
-
     assert decode(encode(StatusReply(b.me, 1, st))).status == st
     assert a.status()["role"] == "manager"
 
@@ -971,3 +969,34 @@ def test_a_stale_handover_is_not_forwarded_in_a_loop():
     mark = net.mark()
     net.run(limit=1000)  # raises "message storm" if the HANDOVER keeps circulating
     assert len(net.log) - mark < 20
+
+
+# --- timings -------------------------------------------------------------------------------
+
+
+def test_default_timings_follow_their_stated_reasoning():
+    t = Timings()
+    assert t.manager_timeout == pytest.approx(7 * t.heartbeat_interval)
+    assert t.manager_timeout + t.election_timeout < 1.0  # a paused manager replaced in ~1 s
+    assert 2 * t.heartbeat_interval < t.vouch_window < t.manager_timeout
+    assert t.member_timeout > t.manager_timeout
+    assert t.election_timeout < t.coordinator_timeout
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"heartbeat_interval": 0}, {"manager_timeout": -1}, {"election_timeout": True},
+     {"member_timeout": "2"}, {"manager_timeout": 0.2}, {"member_timeout": 0.15},
+     {"heartbeat_interval": 1.0}],
+    ids=["zero", "negative", "bool", "str", "manager<=2hb", "member<=2hb", "hb-too-long"],
+)
+def test_invalid_timings_are_refused(kwargs):
+    with pytest.raises(ValueError, match="timing"):
+        Timings(**kwargs)
+
+
+def test_custom_timings_drive_the_core():
+    fast = Timings(heartbeat_interval=0.01, manager_timeout=0.05, election_timeout=0.01)
+    core = NodeCore(peer("a"), now=0.0, rng=random.Random(0), timings=fast)
+    core.handle(Start(), 0.0)
+    assert core.next_deadline() == pytest.approx(0.01)
