@@ -192,6 +192,9 @@ class Scheduler:
                     self.next_slot[name] = done + 1 if done >= 0 else current + 1
                 else:
                     self.next_slot[name] = max(done + 1, current + 1)
+                    if done >= 0 and current > done:
+                        # The failover window: due while no manager was known, not run.
+                        rec.counts["skipped"] += current - done
             fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
             if d.instant and d.enabled and fresh:
                 self.instant_pending.add(name)
@@ -276,6 +279,8 @@ class Scheduler:
             error = "no eligible node (none alive has the task, or nodes() returned none)"
         if not allowed:
             rec.counts["skipped"] += 1
+            # Done with (as skipped): a successor must neither rerun nor count it again.
+            rec.slot = max(rec.slot, slot)
             rec.last = {"node": None, "slot": slot, "duration_ms": 0.0, "outcome": "skipped",
                         "error": error, "finished": wall_ms}
             finished.append(Finished(d.name, "", slot, "", "skipped", 0.0, error))
