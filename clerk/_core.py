@@ -710,10 +710,13 @@ class NodeCore:
             self._start_election(now, suspect=self.manager or "")
             return
         if self.role is Role.JOINING:
+            # Not a member yet: stay out of the election. A newcomer that knows nothing of
+            # the cluster would win at once if it ranks high (it knows nobody above it), and
+            # its near-empty member list would then replace everyone's. Ask the candidate
+            # for the list instead; the winner's COORDINATOR (or a WELCOME) brings us in.
             self.members.learn((MemberInfo(s.name, s.address, s.incarnation, s.priority,
                                            True, ()),), now)
-            self._send(s.address, Ok(self.me, self.term, None))
-            self._start_election(now, suspect="")
+            self._send(s.address, Join(self.me, self.term, self.tasks))
             return
         self._send(s.address, Ok(self.me, self.term, None))  # already a candidate
         if self._phase == "wait":
