@@ -229,7 +229,7 @@ def load_task_entries(entries: Sequence[Any], source: str) -> tuple[TaskDef, ...
                       timeout=entry.get("timeout", 5000), instant=entry.get("instant", False),
                       enabled=entry.get("enabled", True), args=entry.get("args"), where=where)
         if d.name in seen:
-            raise ConfigError(where, "name", d.name, "duplicate task name")
+            raise ConfigError(where, f"task {d.name!r}: name", d.name, "duplicate task name")
         seen.add(d.name)
         out.append(d)
     return tuple(out)
