@@ -93,6 +93,10 @@ __all__ = [
 INF = float("inf")
 #: Lower-ranked candidates wait ``min(nodes above, STAGGER_STEPS) * election_timeout / 5``.
 STAGGER_STEPS = 10
+#: Lost members (and seeds outside the list) are probed for this long, in seconds.
+LOST_HORIZON = 3600.0
+#: How many HANDOVERs a follower remembers having passed on (each is passed on once).
+FORWARD_MEMORY = 16
 #: After its manager's connection closed, a node whose only target is that manager (it is the
 #: highest survivor) waits ``election_timeout * DISCONNECT_PROBE`` for its OK, not the whole
 #: ``election_timeout``: a live manager (a spurious disconnect) answers in about a millisecond, a
@@ -245,6 +249,7 @@ class NodeCore:
         self._next_probe = INF
         self._lost: dict[str, float] = {}  # addresses of members lost while manager -> when
         self._successor = ""
+        self._forwarded: dict[tuple[str, str, int], None] = {}  # HANDOVERs passed on
         self._out: list[Effect] = []
 
     # --- public view ------------------------------------------------------------------------
@@ -399,7 +404,8 @@ class NodeCore:
         self._phase = ""
         self._suspect = ""
         self._deadline = INF
-        self._next_heartbeat = self._next_probe = INF
+        self._next_heartbeat = INF
+        self._next_probe = now + self._probe_jitter()
         # Announce ourselves; a manager that does not know us answers with its member list.
         self._send(claim.address, Ack(self.me, self.term, 0, -1))
         self._out.append(ManagerChanged(claim.name, claim.term, False))
@@ -431,6 +437,8 @@ class NodeCore:
         elif role is Role.FOLLOWER:
             if now >= self._last_heard + t.manager_timeout:
                 self._start_election(now, suspect=self.manager or "")
+            elif now >= self._next_probe:
+                self._probe_seeds(now)
         elif role is Role.JOINING:
             if now >= self._deadline:
                 self._start_election(now, suspect="")
@@ -464,9 +472,38 @@ class NodeCore:
             ))
         self._next_heartbeat = now + t.heartbeat_interval
 
+    def _adopt(self, infos: tuple[MemberInfo, ...], now: float) -> None:
+        """Take the manager's member list. Members it no longer lists go into our own
+        ``_lost``: if we take over later we keep probing them, so the knowledge of a
+        partitioned-off side does not die with the manager that dropped it."""
+        for row in self.members.replace_all(infos, now):
+            if row.name != self.me.name:
+                self._lost[row.peer.address] = now
+        if self._lost:
+            present = {row.peer.address for row in self.members}
+            horizon = now - LOST_HORIZON
+            for addr, when in list(self._lost.items()):
+                if addr in present or when < horizon:
+                    del self._lost[addr]
+
+    def _probe_seeds(self, now: float) -> None:
+        """Follower: send our manager's claim to seeds that are not members. If a seed
+        follows another manager (a healed partition nobody else remembers), claim order
+        merges the two clusters."""
+        if self._claim is not None:
+            for addr in self.seeds:
+                if self.members.by_address(addr) is None:
+                    self._send(addr, Coordinator(self.me, self.term, self._claim))
+        self._next_probe = now + self._probe_jitter()
+
+    def _probe_jitter(self) -> float:
+        """A follower's probe period: 1-1.5 probe intervals, so that followers do not probe
+        in step with each other (or with their manager's heartbeats)."""
+        return self.timings.probe_interval * self.rng.uniform(1.0, 1.5)
+
     def _probe(self, now: float) -> None:
         """Send our claim to seeds and lost members: heals partitions, merges managers."""
-        horizon = now - 3600.0
+        horizon = now - LOST_HORIZON
         for addr, when in list(self._lost.items()):
             if when < horizon:
                 del self._lost[addr]
@@ -539,7 +576,7 @@ class NodeCore:
         self, now: float, members: tuple[MemberInfo, ...] | None = None
     ) -> None:
         if members is not None:
-            self.members.replace_all(members, now)
+            self._adopt(members, now)
         if self._suspect:
             self.members.mark_dead(self._suspect)
         self.max_term += 1
@@ -642,7 +679,7 @@ class NodeCore:
             return
         if claim.name == msg.sender.name:
             if self._on_claim(claim, now) and self.role is Role.FOLLOWER:
-                self.members.replace_all(msg.members, now)
+                self._adopt(msg.members, now)
                 self._epoch_seen = msg.epoch
             return
         already = self._claim is not None and self._claim.key == claim.key
@@ -662,7 +699,7 @@ class NodeCore:
             return
         self._last_heard = now
         if msg.members is not None:
-            self.members.replace_all(msg.members, now)
+            self._adopt(msg.members, now)
             self._epoch_seen = msg.epoch
             if not any(m.name == self.me.name and m.incarnation == self.me.incarnation
                        for m in msg.members):
@@ -769,7 +806,14 @@ class NodeCore:
             # stepped down to us while we were still one (a merge) and we have stepped down
             # since. Taking over would depose the real manager with a needless new term; pass
             # the table and state on to the manager we follow instead.
-            if self.role is Role.FOLLOWER and self._claim is not None:
+            # Each HANDOVER is passed on once per node: followers can briefly follow each
+            # other in a loop after restarts, and the message would circle at network speed.
+            key = (s.name, s.incarnation, msg.term)
+            if self.role is Role.FOLLOWER and self._claim is not None and (
+                    key not in self._forwarded):
+                self._forwarded[key] = None
+                if len(self._forwarded) > FORWARD_MEMORY:
+                    del self._forwarded[next(iter(self._forwarded))]
                 self._send(self._claim.address, msg)
             return
         # Our manager is leaving and chose us: take over now, with a new term.

@@ -130,8 +130,9 @@ class MemberTable:
             self._rows[info.name] = Member(peer, info.tasks, info.alive, now)
             self._changed()
 
-    def replace_all(self, infos: Iterable[MemberInfo], now: float) -> None:
-        """Adopt the manager's list (keeping our own row as we know it)."""
+    def replace_all(self, infos: Iterable[MemberInfo], now: float) -> list[Member]:
+        """Adopt the manager's list (keeping our own row as we know it). Returns the rows it
+        dropped (members the manager no longer lists), so the caller can remember them."""
         old = self._rows
         rows: dict[str, Member] = {self.me.name: old[self.me.name]}
         for info in infos:
@@ -143,6 +144,7 @@ class MemberTable:
             rows[info.name] = Member(peer, info.tasks, info.alive, seen)
         self._rows = rows
         self._changed()
+        return [row for name, row in old.items() if name not in rows]
 
     def touch(self, name: str, incarnation: str, now: float) -> Member | None:
         """Note that ``name`` (this incarnation) was heard from; revive it if marked dead."""
