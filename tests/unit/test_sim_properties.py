@@ -1,8 +1,8 @@
 """Property tests: the real cores on the simulated network under random fault schedules.
 
 Hypothesis draws a cluster of 3-7 nodes, a seed and a schedule of faults (crash, restart,
-pause, resume, partition, heal, message loss, and late EXECUTEs from every claim any manager
-ever held). The invariants are checked after *every* event a node handles, through
+pause, resume, graceful leave, partition, heal, message loss, and late EXECUTEs from every
+claim any manager ever held). The invariants are checked after *every* event a node handles, through
 ``SimNetwork.observers``, not only at the end:
 
 * terms never decrease on a node (its term, the highest term it has seen, and the highest claim
@@ -142,7 +142,7 @@ def listed(net: SimNetwork) -> bool:
     return True
 
 
-OPS = ("crash", "restart", "pause", "resume", "partition", "heal", "loss", "dispatch")
+OPS = ("crash", "restart", "pause", "resume", "partition", "heal", "loss", "dispatch", "leave")
 
 
 @st.composite
@@ -154,7 +154,7 @@ def schedules(draw: st.DrawFn) -> tuple[int, int, list[tuple[float, str, object]
         gap = draw(st.sampled_from((0.0, 0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 1.5, 2.5)))
         op = draw(st.sampled_from(OPS))
         arg: object
-        if op in ("crash", "restart", "pause", "resume"):
+        if op in ("crash", "restart", "pause", "resume", "leave"):
             arg = draw(st.integers(0, n - 1))
         elif op == "partition":
             arg = tuple(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)))
@@ -188,6 +188,8 @@ def run_schedule(n: int, seed: int, steps: list[tuple[float, str, object]]) -> N
             net.partition(*groups.values())
         elif op == "heal":
             net.heal()
+        elif op == "leave":
+            net.leave(names[arg])  # type: ignore[index]
         elif op == "loss":
             net.loss = arg  # type: ignore[assignment]
         else:
@@ -198,7 +200,7 @@ def run_schedule(n: int, seed: int, steps: list[tuple[float, str, object]]) -> N
     net.loss = 0.0
     for name in names:
         net.resume(name)
-    if not net.live():
+    if not net.live():  # everyone crashed or left: bring one back
         net.restart(names[0])
     stop = net.now
     run += 1
