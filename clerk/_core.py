@@ -312,7 +312,7 @@ class NodeCore:
         if self.role is Role.MANAGER:
             return min(self._next_heartbeat, self._next_probe)
         if self.role is Role.FOLLOWER:
-            return self._last_heard + t.manager_timeout
+            return min(self._last_heard + t.manager_timeout, self._next_probe)
         if self.role is Role.JOINING:
             return min(self._deadline, self._next_retry)
         if self.role in (Role.CANDIDATE, Role.LEAVING):
