@@ -174,10 +174,10 @@ class SimNetwork:
 
     def send(self, name: str, to: str, msg: Message) -> None:
         """Have node ``name`` send ``msg`` to the mailbox ``to``, as the layer above the core
-        would (e.g. the scheduler's EXECUTE). Nothing is sent by a node that is down or
-        paused."""
+        would (e.g. the scheduler's EXECUTE). Nothing is sent by a node that is down, paused
+        or stopped (a node that left has exited)."""
         node = self.nodes[name]
-        if node.up and not node.paused:
+        if node.up and not node.paused and node.core.role is not Role.STOPPED:
             self._transmit(node, Send(to, msg))
 
     def leave(self, name: str) -> None:

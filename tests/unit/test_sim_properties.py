@@ -66,8 +66,8 @@ class Invariants:
     #: per node: (incarnation, term, max_term, highest key) as last observed
     last: dict[str, tuple[str, int, int, tuple[int, int, str] | None]] = field(
         default_factory=dict)
-    #: every claim any node ever held as manager (for late, stale EXECUTEs)
-    claims: set[tuple[str, int]] = field(default_factory=set)
+    #: every claim any node ever held as manager: (name, incarnation, term)
+    claims: set[tuple[str, str, int]] = field(default_factory=set)
     violations: list[str] = field(default_factory=list)
     delivered: int = 0
     refused: int = 0
@@ -76,7 +76,7 @@ class Invariants:
         for node in self.net.nodes.values():
             self._remember(node.name, node.core)
             if node.core.role is Role.MANAGER:
-                self.claims.add((node.name, node.core.term))
+                self.claims.add((node.name, node.core.me.incarnation, node.core.term))
         self.net.observers.append(self)
 
     def _remember(self, name: str, core: NodeCore) -> None:
@@ -102,7 +102,7 @@ class Invariants:
                 self.violations.append(f"{now:.4f} {node.name}: {core.role} of claim "
                                        f"{claim} below the highest seen {new_hk}")
         if core.role is Role.MANAGER:
-            self.claims.add((node.name, core.term))
+            self.claims.add((node.name, core.me.incarnation, core.term))
         if isinstance(event, Received) and isinstance(event.msg, Execute):
             msg = event.msg
             key = Claim(msg.term, msg.sender.priority, msg.sender.name, msg.sender.address).key
@@ -118,12 +118,15 @@ class Invariants:
 
 
 def dispatch(net: SimNetwork, inv: Invariants, run: int) -> None:
-    """EXECUTE from every claim ever held (current and stale), to every node: what managers
-    that have not yet heard of a newer term, or delayed messages, would deliver."""
+    """EXECUTE from every claim ever held (current and stale) by a process still running, to
+    every node: what a manager that has not yet heard of a newer term would send. (A process
+    that crashed or left sends nothing; its in-flight messages land within the delay.)"""
     addresses = [n.address for n in net.nodes.values()]
-    for name, term in sorted(inv.claims):
+    for name, incarnation, term in sorted(inv.claims):
         node = net.nodes[name]
         sender = node.core.me
+        if sender.incarnation != incarnation:
+            continue
         for to in addresses:
             if to != node.address:
                 net.send(name, to, Execute(sender, term, "t", f"r{run}", run, None, 1000))
@@ -213,7 +216,7 @@ def run_schedule(n: int, seed: int, steps: list[tuple[float, str, object]]) -> N
                     for x in net.live())
     )
     view = net.agreed()
-    known = inv.claims | {view}
+    known = inv.claims | {(view[0], net.nodes[view[0]].core.me.incarnation, view[1])}
     run += 1
     dispatch(net, inv, run)
     net.run_for(STABLE_FOR)
