@@ -193,7 +193,7 @@ def dataclass_strategy(cls):
 messages = st.one_of(*(dataclass_strategy(cls) for cls in MESSAGE_KINDS.values()))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages)
 def test_property_generated_messages_round_trip(msg):
     back = decode(encode(msg))
@@ -538,13 +538,13 @@ def only_decode_error(frames):
     return msg
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(max_size=64), max_size=5))
 def test_fuzz_arbitrary_frames(frames):
     only_decode_error(frames)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(sorted(MESSAGE_KINDS)), st.binary(max_size=200))
 def test_fuzz_arbitrary_bodies(kind, body):
     only_decode_error([MAGIC, kind.encode(), body])
@@ -558,13 +558,13 @@ json_any = st.recursive(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(sorted(MESSAGE_KINDS)), json_any)
 def test_fuzz_arbitrary_json_bodies(kind, value):
     only_decode_error([MAGIC, kind.encode(), json.dumps(value).encode()])
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     st.sampled_from(SAMPLES),
     st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), min_size=1, max_size=4),
@@ -577,7 +577,7 @@ def test_fuzz_mutated_valid_frames(msg, flips):
     only_decode_error([frames[0], frames[1], bytes(body)])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.sampled_from(SAMPLES), st.data())
 def test_fuzz_field_replaced_by_arbitrary_json(msg, data):
     body = body_of(msg)

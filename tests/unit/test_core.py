@@ -93,6 +93,8 @@ class Net:
         effects = core.handle(event, self.now)
         for e in effects:
             self.log.append((self.now, core.me.address, e))
+            if isinstance(e, Deliver) and isinstance(e.msg, Execute):  # fencing, every time
+                assert core.accepts(e.msg.term, e.msg.sender), (core.me.name, e, core.highest)
             if isinstance(e, Send):
                 assert e.to != core.me.address, "a node never sends to itself"
                 self.queue.append((core.me.address, e))
@@ -928,9 +930,6 @@ def test_a_restarted_manager_below_its_old_incarnations_term_does_not_livelock()
     assert net.agreed() is not None, [(x.me.name, x.role, x.term) for x in net.live()]
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: knowledge of lost members dies with the "
-                   "manager that lost them; a healed partition can stay split "
-                   "(see /work/notes/core-bugs.md #3)")
 def test_a_partition_heals_after_failovers_on_both_sides():
     net = Net()
     a = net.node("a", 9)
@@ -951,8 +950,6 @@ def test_a_partition_heals_after_failovers_on_both_sides():
     assert net.agreed() is not None, [(x.me.name, x.role, x.term) for x in net.live()]
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: a stale HANDOVER is forwarded around a loop "
-                   "of followers without end (see /work/notes/core-bugs.md #4)")
 def test_a_stale_handover_is_not_forwarded_in_a_loop():
     # Two followers that (transiently) follow each other: a follows a claim of d's previous
     # incarnation, while d, restarted, follows a's old claim. Found by a random fault search.
