@@ -17,6 +17,8 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +66,7 @@ class Executor:
         add_reader: Callable[[Any, Callable[[], None]], None],
         send_result: Callable[[Result, str], None],
         me: Callable[[], tuple[Peer, int]],
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node = node
         self.defs = defs
@@ -71,6 +74,8 @@ class Executor:
         self.me = me
         self.executed = 0
         self.queue: deque[_Job] = deque()
+        self._killers: list[threading.Thread] = []
+        self._now = now  # the agent's monotonic clock
         self._dir = tempfile.mkdtemp(prefix="clerk-workers-")
         os.chmod(self._dir, 0o700)
         endpoint = f"ipc://{self._dir}/workers"
@@ -199,13 +204,23 @@ class Executor:
                         "(pid %s) and its process tree", job.msg.task, job.msg.slot,
                         job.msg.timeout_ms, child, worker.pid)
             worker.pid = None  # its exit event is ours, not a crash
-            try:
-                self.sup.terminate_child(child)
-                self.sup.restart_child(child)
-            except Exception as exc:  # the pool is broken: report, the agent will notice
-                log.error("could not replace %s: %s", child, exc)
+            # Off the loop: killing a tree waits for it to be gone (up to a second when a
+            # grandchild lingers as a zombie), and the agent must keep heartbeating meanwhile
+            # or its followers depose it. The new worker says ready when it is up.
+            killer = threading.Thread(target=self._replace, args=(child,),
+                                      name=f"replace {child}", daemon=True)
+            self._killers = [t for t in self._killers if t.is_alive()] + [killer]
+            killer.start()
             self._reply(job, "timeout", None, f"killed after {job.msg.timeout_ms} ms")
         self._pump(now)
+
+    def _replace(self, child: str) -> None:
+        """Kill a worker's whole tree and start a fresh one (on a helper thread)."""
+        try:
+            self.sup.terminate_child(child)
+            self.sup.restart_child(child)
+        except Exception as exc:  # stopping, or the pool is broken: the agent will notice
+            log.error("could not replace %s: %s", child, exc)
 
     def next_deadline(self) -> float:
         deadlines = [j.deadline for j in self.queue]
@@ -226,6 +241,8 @@ class Executor:
         self.send_result(result, job.reply_to)
 
     def close(self) -> None:
+        for killer in self._killers:
+            killer.join(timeout=5)
         try:
             self.sup.stop()
         except Exception:  # already stopped (e.g. gave up)

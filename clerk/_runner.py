@@ -44,6 +44,7 @@ class TaskRunner:
                 node=agent.me.name, defs=self.defs, workers=agent.config.workers,
                 ctx=agent.transport.ctx, add_reader=agent.transport.add_reader,
                 send_result=self._send_result, me=lambda: (agent.me, agent.core.term),
+                now=agent.clock.monotonic,
             )
 
     def _nodes_filter(self, d: TaskDef, members: list[str]) -> list[str]:
