@@ -176,7 +176,15 @@ class Executor:
             if kind == b"ready":
                 worker = self.workers.get(int(data.get("wid", -1)))
                 if worker is not None:
-                    worker.identity, worker.pid, worker.job = identity, data.get("pid"), None
+                    lost, worker.job = worker.job, None
+                    if lost is not None:
+                        # A new incarnation said ready before we saw the old one's exit
+                        # event (two sockets, no order between them): the run died with it.
+                        self._reply(lost, "error", None,
+                                    f"worker process {worker.pid} exited during the run")
+                    worker.identity, worker.pid = identity, data.get("pid")
+                    # Runs may be queued, waiting for exactly this worker.
+                    self._pump(self._now())
             elif kind == b"done":
                 worker = next((w for w in self.workers.values() if w.identity == identity), None)
                 if worker is None or worker.job is None or worker.job.msg.run_id != data.get(
@@ -234,8 +242,8 @@ class Executor:
                duration_ms: float | None = None) -> None:
         msg = job.msg
         me, term = self.me()
-        if duration_ms is None:
-            duration_ms = 0.0
+        if duration_ms is None:  # no word from the worker: time since the run came in
+            duration_ms = max(0.0, (self._now() - job.received) * 1000)
         result = Result(me, term, msg.task, msg.run_id, msg.slot, outcome,
                         state if outcome == "ok" else None, duration_ms, error)
         self.send_result(result, job.reply_to)
