@@ -146,8 +146,9 @@ def _v_bool(value: Any, path: str) -> bool:
 
 def _v_json(value: Any, path: str) -> Any:
     """A JSON value that survives a round trip: JSON types only (on encode the value comes from
-    the caller, not from json.loads), string keys, finite floats, valid Unicode, bounded depth.
-    Iterative, so a deep value cannot exhaust the stack."""
+    the caller, not from json.loads; a tuple is accepted and sent as an array, like
+    ``json.dumps`` does), string keys, finite floats, valid Unicode, bounded depth. Iterative,
+    so a deep (or cyclic) value cannot exhaust the stack."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -160,7 +161,7 @@ def _v_json(value: Any, path: str) -> Any:
         elif t is float:
             if not math.isfinite(item):
                 _fail(path, "JSON with finite numbers", item)
-        elif t is dict or t is list:
+        elif t is dict or t is list or t is tuple:  # a tuple goes out as a JSON array
             if depth > MAX_JSON_DEPTH:
                 _fail(path, f"JSON nested at most {MAX_JSON_DEPTH} deep", "...")
             if t is dict:

@@ -613,6 +613,22 @@ def test_state_json_cannot_carry_is_an_encode_error(state):
         assert kind_of(msg) in str(info.value)
 
 
+def test_tuples_in_state_travel_as_arrays():
+    msg = Result(P0, 1, "t", "r", 1, "ok", {"last": (1, 2), "nested": [("a", (None,))]})
+    back = decode(encode(msg))
+    assert back.state == {"last": [1, 2], "nested": [["a", [None]]]}
+
+
+def test_cyclic_state_is_an_encode_error():
+    cyclic: list = [1]
+    cyclic.append(cyclic)
+    looped: dict = {}
+    looped["self"] = looped
+    for state in (cyclic, looped):
+        with pytest.raises(EncodeError):
+            encode(Handover(P, 1, (), state))
+
+
 def test_oversize_is_an_encode_error():
     msg = Execute(P, 1, "t", "r", 1, "x" * MAX_MESSAGE_BYTES, 10)
     with pytest.raises(EncodeError, match="limit"):
