@@ -37,11 +37,33 @@ Rules that make it converge:
   member list and state to the higher one (HANDOVER) and follows it.
 * **Graceful leave.** A leaving manager sends HANDOVER (members and replicated state) to the
   highest-ranked live member, which takes over with a new term at once; nothing is lost.
+* **Term bound.** Let ``H`` be the highest term this node has seen (or its *horizon*, if that
+  is higher). A message whose term, or whose claim's term, is above ``H + MAX_TERM_JUMP`` is
+  dropped (``Dropped("term_jump")``) and the horizon moves up by ``MAX_TERM_JUMP``. So no single
+  message raises what a node accepts by more than ``MAX_TERM_JUMP``: a stranger (``--insecure``)
+  or a buggy peer cannot push the cluster's terms to the 64-bit limit, where no node could ever
+  claim a higher term again (at 2**20 per message and 30,000 messages a second that takes 9
+  years of flooding; without the bound, one message). Legitimate clusters do not hit it: a node
+  claims ``highest seen + 1``, so two nodes' terms differ by the elections one ran without the
+  other hearing of them, and a partitioned side would need a million elections to get that far
+  ahead. If one ever does, it still merges: every probe or heartbeat it sends moves the other
+  side's horizon by ``MAX_TERM_JUMP`` until its term is accepted (the simulator tests this with
+  a tiny bound).
+* **Hostile input** (``--insecure``: anyone can send anything). Beyond the codec's checks, the
+  core drops and counts (``Dropped`` effects, shown in status): a LEAVE or a graceful HANDOVER
+  from a non-member or a stale incarnation, a REFUSE from anyone but our manager or a seed, an
+  EXECUTE from a manager this node does not already follow (answered ``refused``), a merge
+  HANDOVER from a node that is neither a member nor one we sent our claim to, and JOINs beyond
+  ``MAX_PROBATION`` admitted members that have not acknowledged yet (a flood of forged names;
+  a real joiner retries). Replayed or reordered messages carry old claims, which the claim
+  order already ignores. A peer that knows the cluster (names, incarnations, terms) can still
+  forge anything without CURVE: that is what the cookie is for.
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -72,6 +94,7 @@ from clerk._timings import Timings
 
 __all__ = [
     "Deliver",
+    "Dropped",
     "Effect",
     "Event",
     "LeaveRequested",
@@ -103,6 +126,12 @@ FORWARD_MEMORY = 16
 #: dead one never does. Below one stagger step, so lower nodes are still waiting when the
 #: winner announces itself.
 DISCONNECT_PROBE = 1 / 6
+#: The most a message's term may exceed the highest term seen (see "Term bound" above).
+MAX_TERM_JUMP = 1 << 20
+#: At most this many members admitted by JOIN and not yet heard from again (forged JOIN floods).
+MAX_PROBATION = 32
+#: At most this many lost members are remembered (and probed).
+MAX_LOST = 1024
 
 
 class Role(StrEnum):
@@ -205,8 +234,17 @@ class Stopped:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A message was dropped as hostile or impossible (``reason`` is a counter key)."""
+
+    reason: str
+    detail: str
+
+
 Effect = (
     Send | ManagerChanged | MemberUp | MemberDown | StateHandedOver | Deliver | Refused | Stopped
+    | Dropped
 )
 
 
@@ -237,6 +275,11 @@ class NodeCore:
         self._claim: Claim | None = None  # the manager we follow (or our own claim)
         self._last_heard = now
         self._epoch_seen = -1
+        self._horizon = 0  # term bound: accept terms up to max(max_term, _horizon) + jump
+        self.max_term_jump = MAX_TERM_JUMP
+        self.dropped: Counter[str] = Counter()
+        self._probation: dict[str, float] = {}  # admitted by JOIN, not heard from since
+        self._told: dict[str, float] = {}  # addresses we sent our claim to (merge HANDOVERs)
         self._seq = 0
         self._deadline = INF  # role-specific: join / election phase / leave
         self._phase = ""  # candidate: "ok" (waiting for OK) or "coord" (waiting for winner)
@@ -306,6 +349,16 @@ class NodeCore:
         self.replicated = state
         self.members.epoch += 1
 
+    def heartbeat_now(self, now: float) -> list[Effect]:
+        """Manager only: send a heartbeat round at once (e.g. to replicate a new task state
+        without waiting for the next interval). Returns the effects to carry out."""
+        if self.role is not Role.MANAGER:
+            return []
+        self._out = []
+        self._heartbeat_round(now)
+        out, self._out = self._out, []
+        return out
+
     def next_deadline(self) -> float:
         """The monotonic time at which the next :class:`Tick` is due."""
         t = self.timings
@@ -372,6 +425,8 @@ class NodeCore:
             return claim.key == mine.key
         if self.highest is not None and claim.key < self.highest.key:
             # Stale: never follow it, and tell its holder about the newer claim.
+            if self.role is Role.MANAGER:
+                self._tell(claim.address, now)
             self._send(claim.address, Coordinator(self.me, self.term, self.highest))
             return False
         if self.role in (Role.LEAVING, Role.STOPPED):
@@ -459,8 +514,12 @@ class NodeCore:
     def _heartbeat_round(self, now: float) -> None:
         t = self.timings
         for row in self.members.expire(now, t.member_timeout):
-            self._lost[row.peer.address] = now
+            if self._probation.pop(row.name, None) is None:  # never acked: not worth a probe
+                self._lost[row.peer.address] = now
             self._out.append(MemberDown(row.name, "silent"))
+        for name, when in list(self._probation.items()):
+            if when < now - t.member_timeout or name not in self.members:
+                del self._probation[name]
         self._seq += 1
         epoch = self.members.epoch
         infos = self.members.infos()
@@ -508,8 +567,15 @@ class NodeCore:
             if when < horizon:
                 del self._lost[addr]
         claim = self._my_claim()
+        if len(self._lost) > MAX_LOST:
+            for addr in sorted(self._lost, key=self._lost.__getitem__)[:-MAX_LOST]:
+                del self._lost[addr]
+        for addr, when in list(self._told.items()):
+            if when < now - 2 * self.timings.probe_interval:
+                del self._told[addr]
         for addr in (*self.seeds, *self._lost):
             if self.members.by_address(addr) is None:
+                self._tell(addr, now)
                 self._send(addr, Coordinator(self.me, self.term, claim))
         self._next_probe = now + self.timings.probe_interval
 
@@ -641,7 +707,33 @@ class NodeCore:
 
     # --- messages ---------------------------------------------------------------------------
 
+    def _tell(self, address: str, now: float) -> None:
+        """Remember that we sent our claim to ``address`` (it may hand over to us)."""
+        self._told[address] = now
+        if len(self._told) > MAX_LOST:
+            del self._told[next(iter(self._told))]
+
+    def _drop(self, reason: str, detail: str) -> None:
+        self.dropped[reason] += 1
+        self._out.append(Dropped(reason, detail))
+
+    def _term_ok(self, msg: Message) -> bool:
+        """The term bound (module docstring)."""
+        term = msg.term
+        claim = getattr(msg, "claim", None) or getattr(msg, "manager", None)
+        if isinstance(claim, Claim):
+            term = max(term, claim.term)
+        limit = max(self.max_term, self._horizon) + self.max_term_jump
+        if term <= limit:
+            return True
+        self._horizon = limit
+        self._drop("term_jump", f"{type(msg).__name__} from {msg.sender.name!r}: term {term} "
+                                f"is more than {self.max_term_jump} above the bound")
+        return False
+
     def _on_message(self, msg: Message, now: float) -> None:
+        if not self._term_ok(msg):
+            return
         self._see_term(msg.term)
         handler = _HANDLERS.get(type(msg))
         if handler is not None:
@@ -650,6 +742,12 @@ class NodeCore:
     def _m_join(self, msg: Join, now: float) -> None:
         sender = msg.sender
         if self.role is Role.MANAGER:
+            row = self.members.get(sender.name)
+            if (row is None or row.peer.incarnation != sender.incarnation) and (
+                    len(self._probation) >= MAX_PROBATION):
+                self._drop("join_flood", f"JOIN from {sender.name!r}: {MAX_PROBATION} joiners "
+                                         "have not acknowledged yet")
+                return
             adm = self.members.admit(sender, msg.tasks, now, self.timings.member_timeout)
             if adm.outcome == "refused":
                 self._send(sender.address, Refuse(self.me, self.term, adm.reason))
@@ -661,6 +759,7 @@ class NodeCore:
             self._send(sender.address, Welcome(self.me, self.term, self._my_claim(),
                                                self.members.infos(), self.members.epoch))
             if adm.outcome in ("added", "replaced"):
+                self._probation[sender.name] = now
                 self._out.append(MemberUp(row.info(), adm.outcome))
             return
         if self.role in (Role.JOINING, Role.CANDIDATE):
@@ -687,6 +786,13 @@ class NodeCore:
             self._send(claim.address, Join(self.me, self.term, self.tasks))
 
     def _m_refuse(self, msg: Refuse, now: float) -> None:
+        s, claim = msg.sender, self._claim
+        ours = (claim is not None and self.role is Role.FOLLOWER and s.name == claim.name
+                and s.address == claim.address and msg.term == claim.term)
+        if not ours and not (self.role is Role.JOINING and s.address in self.seeds):
+            self._drop("refuse_stranger", f"REFUSE from {s.name!r} at {s.address!r}: not our "
+                                          "manager, nor a seed while joining")
+            return
         if self.role is Role.JOINING or msg.sender.name == self.manager:
             self._stop(f"refused by {msg.sender.name}: {msg.reason}")
             self._out.insert(0, Refused(msg.reason))
@@ -719,6 +825,8 @@ class NodeCore:
         row = self.members.get(s.name)
         was_dead = row is not None and not row.alive
         row = self.members.touch(s.name, s.incarnation, now)
+        if row is not None:
+            self._probation.pop(s.name, None)
         if row is None:
             # Not (or no longer) a member: the list we send makes it JOIN again.
             self._send(s.address, Heartbeat(self.me, self.term, self._seq, self.members.epoch,
@@ -782,6 +890,7 @@ class NodeCore:
         s = msg.sender
         row = self.members.get(s.name)
         if row is None or row.peer.incarnation != s.incarnation:
+            self._drop("not_member", f"LEAVE from {s.name!r} ({s.incarnation!r}): not a member")
             return
         if self.role is Role.MANAGER:
             self.members.remove(s.name)
@@ -794,7 +903,15 @@ class NodeCore:
     def _m_handover(self, msg: Handover, now: float) -> None:
         s = msg.sender
         if self.role is Role.MANAGER:
-            # A lower manager stepped down to us: merge its members and state.
+            # A lower manager stepped down to us: merge its members and state. Only from a
+            # member or a node we sent our claim to, with a claim below ours.
+            row = self.members.get(s.name)
+            known = (row is not None and row.peer.incarnation == s.incarnation
+                     and row.peer.address == s.address) or s.address in self._told
+            if not known or (msg.term, s.priority, s.name) >= self._my_claim().key:
+                self._drop("handover_stranger", f"HANDOVER from {s.name!r} at {s.address!r}: "
+                                                "not a member, nor a manager we deposed")
+                return
             self.members.learn(msg.members, now)
             self._out.append(StateHandedOver(s.name, msg.state, True))
             return
@@ -824,12 +941,22 @@ class NodeCore:
 
     def _m_execute(self, msg: Execute, now: float) -> None:
         s = msg.sender
-        if self._on_claim(Claim(msg.term, s.priority, s.name, s.address), now):
+        claim = Claim(msg.term, s.priority, s.name, s.address)
+        if self._claim is not None and claim.key == self._claim.key:
             self._out.append(Deliver(msg))
+            return
+        if self.highest is not None and claim.key < self.highest.key:
+            self._on_claim(claim, now)  # stale: tells its holder about the newer claim
+            error = f"stale term {msg.term} < {self.highest_term}"
         else:
-            self._send(s.address, Result(self.me, self.term, msg.task, msg.run_id, msg.slot,
-                                         "refused", None, 0.0,
-                                         f"stale term {msg.term} < {self.highest_term}"))
+            # Managers announce themselves (COORDINATOR, WELCOME) before they dispatch, on the
+            # same connection: an EXECUTE is never the first word of a claim, so it is neither
+            # followed nor run (a forged one would otherwise both install and use a manager).
+            self._drop("execute_unannounced", f"EXECUTE from {s.name!r} at term {msg.term}: "
+                                              "not from the manager this node follows")
+            error = "not from the manager this node follows"
+        self._send(s.address, Result(self.me, self.term, msg.task, msg.run_id, msg.slot,
+                                     "refused", None, 0.0, error))
 
     def _m_deliver(self, msg: Message, now: float) -> None:
         if isinstance(msg, Result) and self.role is Role.MANAGER:
