@@ -47,3 +47,62 @@ class Failing(clerk.Task):
 
     def execute(self, state: Any) -> Any:
         raise ValueError(f"boom with state {state}")
+
+
+def _append(path: str, line: str) -> None:
+    with open(path, "a") as fh:
+        fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+class PinnedCounter(Counter):
+    """A Counter that only node ``n2`` may run (``nodes()`` filtering)."""
+
+    def nodes(self, members: list[str]) -> list[str]:
+        return [m for m in members if m.startswith("n2@")]
+
+
+class Alternating(clerk.Task):
+    """Fails on odd slots, counts on even ones; logs ``slot count-seen node`` per attempt."""
+
+    def init(self, args: Any) -> Any:
+        return {"count": 0, "log": args["log"]}
+
+    def execute(self, state: Any) -> Any:
+        run = clerk.current_run()
+        _append(state["log"], f"{run.slot} {state['count']} {run.node}")
+        if run.slot % 2:
+            raise ValueError(f"boom at count {state['count']}")
+        return {**state, "count": state["count"] + 1}
+
+
+class SleepFirst(clerk.Task):
+    """The first run starts a grandchild, writes both pids to ``args['pids']`` and sleeps far
+    past any timeout; later runs append ``slot node`` to ``args['log']`` and return at once."""
+
+    def init(self, args: Any) -> Any:
+        return args
+
+    def execute(self, state: Any) -> Any:
+        run = clerk.current_run()
+        pids = Path(state["pids"])
+        if not pids.exists():
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+            pids.write_text(f"{os.getpid()} {child.pid} {run.slot}\n")
+            time.sleep(600)
+        _append(state["log"], f"{run.slot} {run.node}")
+        return state
+
+
+class Slow(clerk.Task):
+    """Logs ``start slot node`` and sleeps ``args['sleep']`` seconds per run."""
+
+    def init(self, args: Any) -> Any:
+        return args
+
+    def execute(self, state: Any) -> Any:
+        run = clerk.current_run()
+        _append(state["log"], f"start {run.slot} {run.node}")
+        time.sleep(state["sleep"])
+        return state

@@ -1,0 +1,55 @@
+"""Helpers shared by the task integration tests: read the task logs, compute the grid."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clerk._schedule import phase_ms
+
+
+@dataclass(frozen=True)
+class CounterLine:
+    task: str
+    slot: int
+    term: int
+    node: str
+    count: int
+    started: float  # wall time (s) when execute began writing
+
+
+def counter_lines(path: Path | str) -> list[CounterLine]:
+    """The lines :class:`~tests.integration.cluster_tasks.Counter` appended (complete ones)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 6:
+            out.append(CounterLine(parts[0], int(parts[1]), int(parts[2]), parts[3],
+                                   int(parts[4]), float(parts[5])))
+    return out
+
+
+def lines(path: Path | str) -> list[list[str]]:
+    try:
+        return [ln.split() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def due(name: str, interval_ms: int, slot: int) -> float:
+    """Wall time (s) at which ``slot`` of task ``name`` is due."""
+    return (phase_ms(name, interval_ms) + slot * interval_ms) / 1000
+
+
+def task_row(status: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(t for t in status["tasks"] if t["name"] == name)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)

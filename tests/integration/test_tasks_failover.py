@@ -1,0 +1,85 @@
+"""State and the grid across a change of manager: kill -9 (crash takeover) and SIGTERM
+(graceful hand-over), on a real 3-node cluster running a Counter."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+import clerk
+from clerk.testing import LocalCluster, wait_until
+from tests.integration.cluster_tasks import Counter
+from tests.integration.task_helpers import CounterLine, counter_lines, due, task_row
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def replicated_slot(cluster: LocalCluster, name: str) -> int:
+    return task_row(cluster.status(name), "c")["last_slot"]
+
+
+def quiet_point(cluster: LocalCluster, manager: str, log: Path, iv: int) -> CounterLine:
+    """Wait until the last run is replicated to every follower and the next slot is at least
+    a third of an interval away: a moment when no run is in flight."""
+    followers = [n for n in cluster.live() if n != manager]
+
+    def ready() -> CounterLine | None:
+        rows = counter_lines(log)
+        if len(rows) < 5:
+            return None
+        last = rows[-1]
+        if any(replicated_slot(cluster, f) != last.slot for f in followers):
+            return None
+        if due("c", iv, last.slot + 1) - time.time() < iv / 3000:
+            return None
+        return last if counter_lines(log)[-1] == last else None
+
+    return wait_until(ready, timeout=20, interval=0.01)
+
+
+def test_after_kill_9_of_the_manager_the_counter_continues(tmp_path: Path) -> None:
+    log, iv = tmp_path / "log", 300
+    t = clerk.task(Counter, name="c", interval=iv, args={"log": str(log)})
+    with LocalCluster(3, tasks=[t]) as cluster:
+        manager = cluster.wait_for_manager(timeout=15)
+        last = quiet_point(cluster, manager, log, iv)
+        killed_at = time.time()
+        cluster.kill(manager)
+        new = cluster.wait_for_manager(timeout=10)
+        assert new != manager
+        rows = wait_until(lambda: (r := counter_lines(log))[last.count + 4:] and r, timeout=20)
+        assert [r.count for r in rows] == list(range(1, len(rows) + 1)), "no reset, no repeat"
+        slots = [r.slot for r in rows]
+        assert slots == sorted(set(slots)), "no slot ran twice"
+        after = rows[last.count:]
+        assert {r.term for r in after} and min(r.term for r in after) > last.term
+        assert manager not in {r.node for r in after}
+        # Only the slots inside the failover window are skipped (under a second here).
+        assert after[0].slot - last.slot - 1 <= int(1500 / iv)
+        assert after[0].started - killed_at < 2.0
+        row = task_row(cluster.status(new), "c")
+        assert row["runs"]["ok"] >= len(rows) - 1 and row["runs"]["timeout"] == 0
+
+
+def test_after_a_graceful_hand_over_no_slot_is_missed(tmp_path: Path) -> None:
+    log, iv = tmp_path / "log", 200
+    t = clerk.task(Counter, name="c", interval=iv, args={"log": str(log)})
+    with LocalCluster(3, tasks=[t]) as cluster:
+        manager = cluster.wait_for_manager(timeout=15)
+        before = wait_until(lambda: (r := counter_lines(log))[5:] and r, timeout=20)
+        skipped = task_row(cluster.status(manager), "c")["runs"]["skipped"]
+        assert cluster.stop(manager) == 0
+        new = cluster.wait_for_manager(timeout=10)
+        assert new != manager
+        rows = wait_until(lambda: (r := counter_lines(log))[len(before) + 8:] and r,
+                          timeout=20)
+        assert [r.count for r in rows] == list(range(1, len(rows) + 1)), "no state lost"
+        # From the last runs of the old manager on, every slot ran exactly once.
+        around = rows[len(before) - 3:]
+        slots = [r.slot for r in around]
+        assert slots == list(range(slots[0], slots[0] + len(slots))), "no slot missed or doubled"
+        assert around[0].term < around[-1].term
+        row = task_row(cluster.status(new), "c")
+        assert row["runs"]["skipped"] == skipped and row["runs"]["timeout"] == 0
