@@ -192,8 +192,9 @@ class TaskRunner:
 
     def _log_finished(self, fin: Finished) -> None:
         level = logging.INFO if fin.outcome == "ok" else logging.WARNING
-        log.log(level, "run task=%s slot=%d node=%s duration_ms=%.1f outcome=%s%s",
-                fin.task, fin.slot, fin.node or "-", fin.duration_ms, fin.outcome,
+        log.log(level, "run task=%s slot=%d node=%s duration_ms=%.1f rtt_ms=%.2f outcome=%s%s",
+                fin.task, fin.slot, fin.node or "-", fin.duration_ms, fin.round_trip_ms,
+                fin.outcome,
                 f" error={fin.error.splitlines()[-1] if fin.error else ''!r}"
                 if fin.outcome != "ok" else "")
         if fin.outcome == "error" and "\n" in fin.error:

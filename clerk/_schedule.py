@@ -119,6 +119,8 @@ class Finished:
     outcome: str
     duration_ms: float
     error: str
+    #: On the manager, from sending EXECUTE to applying the RESULT (dispatch overhead + run).
+    round_trip_ms: float = 0.0
 
 
 NodesFilter = Callable[[TaskDef, list[str]], list[str]]
@@ -338,10 +340,12 @@ class Scheduler:
         node = str(run["node"])
         if outcome in ("ok", "error"):
             self.node_runs[node] = self.node_runs.get(node, 0) + 1
+        round_trip = max(0.0, wall_ms - float(run["started"]))
         rec.last = {"node": node, "slot": run["slot"], "duration_ms": round(duration_ms, 3),
-                    "outcome": outcome, "error": error, "finished": wall_ms}
+                    "outcome": outcome, "error": error, "finished": wall_ms,
+                    "round_trip_ms": round(round_trip, 3)}
         return Finished(name, str(run["run"]), int(run["slot"]), node, outcome, duration_ms,
-                        error)
+                        error, round_trip)
 
     # --- views --------------------------------------------------------------------------------
 

@@ -153,7 +153,8 @@ def test_ok_replaces_the_state_error_keeps_it_and_shows_the_traceback() -> None:
     assert rec.state == {"v": 1} and rec.has_state
     assert rec.last == {"node": ds[0].node, "slot": K + 2, "duration_ms": 3.0,
                         "outcome": "error", "error": tb, "finished": pytest.approx(
-                            (due("t", K + 2) + 0.01) * 1000)}
+                            (due("t", K + 2) + 0.01) * 1000),
+                        "round_trip_ms": pytest.approx(10.0)}
     ds, _ = s.tick(due("t", K + 3), NODES)
     assert ds[0].state == {"v": 1} and not ds[0].init
     # An unknown outcome is an error, not a crash.
