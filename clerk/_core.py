@@ -39,16 +39,17 @@ Rules that make it converge:
   highest-ranked live member, which takes over with a new term at once; nothing is lost.
 * **Term bound.** Let ``H`` be the highest term this node has seen (or its *horizon*, if that
   is higher). A message whose term, or whose claim's term, is above ``H + MAX_TERM_JUMP`` is
-  dropped (``Dropped("term_jump")``) and the horizon moves up by ``MAX_TERM_JUMP``. So no single
-  message raises what a node accepts by more than ``MAX_TERM_JUMP``: a stranger (``--insecure``)
-  or a buggy peer cannot push the cluster's terms to the 64-bit limit, where no node could ever
-  claim a higher term again (at 2**20 per message and 30,000 messages a second that takes 9
-  years of flooding; without the bound, one message). Legitimate clusters do not hit it: a node
-  claims ``highest seen + 1``, so two nodes' terms differ by the elections one ran without the
-  other hearing of them, and a partitioned side would need a million elections to get that far
-  ahead. If one ever does, it still merges: every probe or heartbeat it sends moves the other
-  side's horizon by ``MAX_TERM_JUMP`` until its term is accepted (the simulator tests this with
-  a tiny bound).
+  dropped (``Dropped("term_jump")``), and the horizon moves up by ``MAX_TERM_JUMP``, at most once
+  per ``probe_interval``. So the terms a node accepts grow by at most ``MAX_TERM_JUMP`` per
+  accepted message plus ``MAX_TERM_JUMP`` per second: a stranger (``--insecure``) or a buggy
+  peer cannot push the cluster's terms to the 64-bit limit, where no node could ever claim a
+  higher term again (it would take 2**43 messages, or 2**43 seconds of horizon moves; without
+  the bound, one message), and a blind spray of far-future terms is never followed. Legitimate
+  clusters do not hit the bound: a node claims ``highest seen + 1``, so two nodes' terms differ
+  by the elections one ran without the other hearing of them, and a partitioned side would need
+  a million elections to get that far ahead. If one ever does, it still merges: it keeps
+  probing and heartbeating, and each second the other side's horizon comes ``MAX_TERM_JUMP``
+  closer until its term is accepted (the simulator tests this with a tiny bound).
 * **Hostile input** (``--insecure``: anyone can send anything). Beyond the codec's checks, the
   core drops and counts (``Dropped`` effects, shown in status): a LEAVE or a graceful HANDOVER
   from a non-member or a stale incarnation, a REFUSE from anyone but our manager or a seed, an
@@ -276,6 +277,7 @@ class NodeCore:
         self._last_heard = now
         self._epoch_seen = -1
         self._horizon = 0  # term bound: accept terms up to max(max_term, _horizon) + jump
+        self._horizon_at = -INF  # when the horizon last moved
         self.max_term_jump = MAX_TERM_JUMP
         self.dropped: Counter[str] = Counter()
         self._probation: dict[str, float] = {}  # admitted by JOIN, not heard from since
@@ -717,7 +719,7 @@ class NodeCore:
         self.dropped[reason] += 1
         self._out.append(Dropped(reason, detail))
 
-    def _term_ok(self, msg: Message) -> bool:
+    def _term_ok(self, msg: Message, now: float) -> bool:
         """The term bound (module docstring)."""
         term = msg.term
         claim = getattr(msg, "claim", None) or getattr(msg, "manager", None)
@@ -726,13 +728,14 @@ class NodeCore:
         limit = max(self.max_term, self._horizon) + self.max_term_jump
         if term <= limit:
             return True
-        self._horizon = limit
+        if now - self._horizon_at >= self.timings.probe_interval:
+            self._horizon, self._horizon_at = limit, now
         self._drop("term_jump", f"{type(msg).__name__} from {msg.sender.name!r}: term {term} "
                                 f"is more than {self.max_term_jump} above the bound")
         return False
 
     def _on_message(self, msg: Message, now: float) -> None:
-        if not self._term_ok(msg):
+        if not self._term_ok(msg, now):
             return
         self._see_term(msg.term)
         handler = _HANDLERS.get(type(msg))
