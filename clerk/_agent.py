@@ -29,6 +29,7 @@ from clerk._codec import DecodeError, EncodeError, decode, encode
 from clerk._config import NodeConfig
 from clerk._core import (
     Deliver,
+    Dropped,
     Effect,
     Event,
     LeaveRequested,
@@ -53,6 +54,7 @@ __all__ = ["Agent", "run"]
 
 log = logging.getLogger("clerk.node")
 BAD_FRAME_LOG_EVERY = 5.0
+MAX_PINNED = 256  # members whose sockets are opened ahead of need and kept (a 256-node cluster)
 
 
 class Agent:
@@ -197,16 +199,20 @@ class Agent:
     def _feed(self, event: Event, now: float) -> None:
         try:
             effects = self.core.handle(event, now)
+            self.apply(effects, now)
         except Exception:  # a bug must not take the node down; count it and carry on
             self.bad_frames["handler_error"] += 1
             log.exception("error handling %s", type(event).__name__)
             return
-        self.apply(effects, now)
         if self.core.members.epoch != self._members_epoch:
             self._members_epoch = self.core.members.epoch
-            for info in self.core.member_list():
-                if info.name != self.me.name and info.alive:
-                    self.transport.connect(info.address)
+            live = [i.address for i in self.core.member_list()
+                    if i.name != self.me.name and i.alive]
+            # Pinned links are never closed to make room for strangers' addresses; the list
+            # is capped so that a forged member list cannot pin (or open) unbounded sockets.
+            self.transport.pinned = {*self.config.join, *live[:MAX_PINNED]}
+            for address in live[:MAX_PINNED]:
+                self.transport.connect(address)
 
     # --- effects ----------------------------------------------------------------------------
 
@@ -263,6 +269,8 @@ class Agent:
                          "a merged table" if effect.merge else "the manager's hand-over",
                          effect.sender)
                 self.tasks.on_handover(effect, now, self.clock.wall())
+            elif isinstance(effect, Dropped):
+                self._bad_frame(effect.reason, effect.detail, now)
             elif isinstance(effect, Refused):
                 log.error("refused by the cluster: %s", effect.reason)
             elif isinstance(effect, Stopped):
@@ -275,6 +283,11 @@ class Agent:
         elif isinstance(msg, Execute):
             self.tasks.on_execute(msg, now, self._inbound)
         elif isinstance(msg, Result):
+            row = self.core.members.get(msg.sender.name)
+            if row is None or row.peer.incarnation != msg.sender.incarnation:
+                self._bad_frame("result_not_member", f"RESULT from {msg.sender.name!r} "
+                                f"({msg.sender.incarnation!r}): not a member", now)
+                return
             self.tasks.on_result(msg, now, self.clock.wall())
 
     # --- status -----------------------------------------------------------------------------
@@ -286,7 +299,7 @@ class Agent:
         st["secure"] = not self.config.insecure
         st["uptime_s"] = round(self.clock.wall() - self._started_wall, 3)
         st["bad_frames"] = dict(self.bad_frames)
-        st["transport"] = dict(self.transport.stats)
+        st["transport"] = {**self.transport.stats, "links": len(self.transport.peers())}
         self.tasks.add_status(st)
         return st
 

@@ -15,6 +15,13 @@ Only the agent's loop thread touches these sockets (one loop, one poller per pro
 * With CURVE, a **ZAP** handler on the same loop admits only clients with the cluster key.
 
 ``LINGER 0`` everywhere; ``MAXMSGSIZE`` makes ZeroMQ drop (and disconnect) oversized input.
+
+**Bounded sockets.** Addresses come from messages (a JOIN's sender, a stale claim's holder), and
+without CURVE anyone can write any address there. Links to addresses the agent has not
+*pinned* (live members, seeds) are capped at ``MAX_UNPINNED_LINKS`` and all links at
+``MAX_LINKS``; the least recently used one is closed to make room (``links_evicted``). A REQ
+socket is only opened for addresses that get elections (``connect`` or ``request``), so a link
+opened to answer a stranger costs one DEALER.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ log = logging.getLogger("clerk.transport")
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 PENDING_MAX = 64
+MAX_LINKS = 512
+MAX_UNPINNED_LINKS = 32
 PENDING_TTL = 1.0
 _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -91,7 +100,8 @@ class Transport:
         self.max_bytes = max_bytes
         self.stats: Counter[str] = Counter()
         self.ctx = zmq.Context()
-        self._links: dict[str, _Link] = {}
+        self._links: dict[str, _Link] = {}  # least recently used first
+        self.pinned: set[str] = set()  # addresses whose links are never evicted for strangers
         self._by_socket: dict[zmq.Socket, tuple[str, str]] = {}
         self.poller = zmq.Poller()
         self._readers: dict[Any, Callable[[], None]] = {}
@@ -145,16 +155,29 @@ class Transport:
         return mon
 
     def _link(self, address: str) -> _Link:
-        link = self._links.get(address)
+        link = self._links.pop(address, None)
         if link is None:
+            self._make_room(address)
             dealer = self.ctx.socket(zmq.DEALER)
             self._secure(dealer)
             mon = self._monitor(dealer, address, "dealer")
             dealer.connect(self._endpoint(address))
             link = _Link(address, dealer, mon)
-            self._links[address] = link
-            self._new_req(link)
+            self.stats["links_opened"] += 1
+        self._links[address] = link  # most recently used last
         return link
+
+    def _make_room(self, address: str) -> None:
+        """Close the least recently used link(s) so that opening one to ``address`` stays
+        within ``MAX_UNPINNED_LINKS`` (for an unpinned address) and ``MAX_LINKS``."""
+        if address not in self.pinned:
+            unpinned = [a for a in self._links if a not in self.pinned]
+            for victim in unpinned[:max(0, len(unpinned) - MAX_UNPINNED_LINKS + 1)]:
+                self.forget(victim)
+                self.stats["links_evicted"] += 1
+        while len(self._links) >= MAX_LINKS:
+            self.forget(next(iter(self._links)))
+            self.stats["links_evicted"] += 1
 
     def _new_req(self, link: _Link) -> None:
         if link.req is not None:
@@ -186,7 +209,9 @@ class Transport:
 
     def connect(self, address: str) -> None:
         """Open the sockets to ``address`` ahead of need (elections must not wait on TCP)."""
-        self._link(address)
+        link = self._link(address)
+        if link.req is None:
+            self._new_req(link)
 
     def send(self, address: str, frames: list[bytes], now: float) -> None:
         """Send through the DEALER to ``address``; queued briefly if not connected yet."""
@@ -197,7 +222,9 @@ class Transport:
     def request(self, address: str, frames: list[bytes], now: float) -> None:
         """Send a request (ELECTION) through the REQ to ``address``, Lazy Pirate style."""
         link = self._link(address)
-        if link.req_busy:
+        if link.req is None:
+            self._new_req(link)
+        elif link.req_busy:
             self.stats["req_recreated"] += 1
             self._new_req(link)
         assert link.req is not None
@@ -239,7 +266,7 @@ class Transport:
                 self.stats["send_dropped"] += 1
                 continue
             if req:
-                if link.req_busy:
+                if link.req_busy or link.req is None:
                     self._new_req(link)
                 assert link.req is not None
                 if self._try(link.req, frames):

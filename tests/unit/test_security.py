@@ -8,6 +8,8 @@ cluster as it was: same manager, same term, everyone still agreeing.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import clerk._core as core_mod
@@ -241,3 +243,45 @@ def test_a_flood_of_forged_joins_is_bounded_and_real_joiners_still_get_in() -> N
     assert late.name in boss.members
     assert len(boss._lost) == 0  # forged members that never acked are not probed for an hour
     assert isinstance(Ack, type)
+
+
+# --- the cookie ------------------------------------------------------------------------------
+
+
+def test_cookie_from_env_wins_over_the_default_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clerk._security import keys_from_cookie, load_cookie
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert load_cookie(None, env={"CLERK_COOKIE": "  s3cret \n"}) == b"s3cret"
+    assert not (tmp_path / ".clerk").exists()  # nothing created when the env var is set
+    assert keys_from_cookie(b"s3cret") == keys_from_cookie(b"s3cret")
+    assert keys_from_cookie(b"s3cret").public != keys_from_cookie(b"other").public
+
+
+def test_default_cookie_is_created_0600_once_and_reused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import stat
+
+    from clerk._security import load_cookie
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    first = load_cookie(None, env={})
+    path = tmp_path / ".clerk" / "cookie"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert len(first) >= 32
+    assert load_cookie(None, env={}) == first  # the same cookie next time
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o660])
+def test_a_cookie_file_readable_by_group_or_others_is_refused(tmp_path: Path, mode: int) -> None:
+    from clerk._errors import ConfigError
+    from clerk._security import load_cookie
+
+    path = tmp_path / "cookie"
+    path.write_text("secret\n")
+    path.chmod(mode)
+    with pytest.raises(ConfigError, match="readable by group or others") as err:
+        load_cookie(str(path))
+    assert str(path) in str(err.value) and "chmod 600" in str(err.value)
