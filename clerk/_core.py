@@ -429,7 +429,11 @@ class NodeCore:
             # Stale: never follow it, and tell its holder about the newer claim.
             if self.role is Role.MANAGER:
                 self._tell(claim.address, now)
-            self._send(claim.address, Coordinator(self.me, self.term, self.highest))
+            # (Not if we know its holder is gone: a live manager would follow a dead claim.
+            # Unless the stale claim is the holder's own name: a restarted incarnation, which
+            # must hear of its old claim to claim again above it.)
+            if claim.name == self.highest.name or not self._known_dead(self.highest):
+                self._send(claim.address, Coordinator(self.me, self.term, self.highest))
             return False
         if self.role in (Role.LEAVING, Role.STOPPED):
             self._raise_highest(claim)
@@ -442,6 +446,17 @@ class NodeCore:
             return True
         self._send(claim.address, Coordinator(self.me, self.term, current))
         return False
+
+    def _known_dead(self, claim: Claim) -> bool:
+        """Is the holder of ``claim`` known to be gone (the manager we gave up on, or a member
+        marked dead)? Such a claim is not worth advertising: a live manager that followed it
+        would only wait out the manager timeout and elect again."""
+        if claim.name == self.me.name:
+            return False
+        if self._claim is None and claim.name == self._suspect:
+            return True
+        row = self.members.get(claim.name)
+        return row is not None and not row.alive
 
     def _follow(self, claim: Claim, now: float) -> None:
         old = self._claim
