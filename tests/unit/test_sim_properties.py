@@ -12,10 +12,13 @@ claim any manager ever held). The invariants are checked after *every* event a n
 * fencing: a node delivers an EXECUTE upwards only if its claim was at least the highest claim
   the node had seen when it arrived; a stale one is refused.
 
-Then the faults stop: the network heals, loss goes to 0, every paused node resumes. Within
-``CONVERGE_BOUND`` simulated seconds every live node must agree on one live manager and one
-term, the manager must list every live node as a member, and then for ``STABLE_FOR`` more
-seconds nobody else may become manager (no flapping). The bound: a silent
+Then the faults stop: the network heals, loss goes to 0, every paused node resumes (and
+delivers what it had queued, e.g. a LEAVE). Within ``CONVERGE_BOUND`` simulated seconds every
+live node must agree on one live manager and one term, with the manager listing every live
+node as a member, and that agreement must then hold for ``STABLE_FOR`` seconds with nobody
+else becoming manager (no flapping). Agreements that do not hold (a resumed manager's
+graceful leave hands over with a new term a millisecond later) may come and go before that,
+within the bound. The bound: a silent
 manager is suspected after 0.7 s and an election takes a few hundred ms, but the slowest path
 is a partition merge, which relies on the managers' probes (every 1 s) reaching members they
 dropped after the 2 s member timeout; 10 s leaves room for a couple of those rounds.
@@ -203,24 +206,31 @@ def run_schedule(n: int, seed: int, steps: list[tuple[float, str, object]]) -> N
     net.loss = 0.0
     for name in names:
         net.resume(name)
-    if not net.live():  # everyone crashed or left: bring one back
-        net.restart(names[0])
+    if not any(n.core.role is not Role.LEAVING for n in net.live()):
+        net.restart(names[0])  # everyone crashed or is leaving: bring one back
     stop = net.now
     run += 1
     dispatch(net, inv, run)  # stale claims meet the survivors once more
-    done = net.run_until_true(lambda: net.agreed() is not None and listed(net),
-                              limit=CONVERGE_BOUND, step=0.005)
-    assert done is not None, (
-        f"no agreement {CONVERGE_BOUND} s after the faults stopped: "
-        + "; ".join(f"{x.name}={x.core.role}/{x.core.manager}/{x.core.term}"
-                    for x in net.live())
-    )
-    view = net.agreed()
-    known = inv.claims | {(view[0], net.nodes[view[0]].core.me.incarnation, view[1])}
-    run += 1
-    dispatch(net, inv, run)
-    net.run_for(STABLE_FOR)
-    assert net.agreed() == view, f"agreed on {view} at {done - stop:.3f} s, then {net.agreed()}"
+    # Converged = agreed (and the manager lists every live node) and still the same view
+    # STABLE_FOR later, checked every 5 ms; the first such agreement must come within the bound.
+    while True:
+        left = stop + CONVERGE_BOUND - net.now
+        done = net.run_until_true(lambda: net.agreed() is not None and listed(net),
+                                  limit=max(left, 0.0), step=0.005)
+        assert done is not None, (
+            f"no agreement {CONVERGE_BOUND} s after the faults stopped: "
+            + "; ".join(f"{x.name}={x.core.role}/{x.core.manager}/{x.core.term}"
+                        for x in net.live())
+        )
+        view = net.agreed()
+        assert view is not None
+        known = inv.claims | {(view[0], net.nodes[view[0]].core.me.incarnation, view[1])}
+        run += 1
+        dispatch(net, inv, run)
+        changed = net.run_until_true(lambda v=view: net.agreed() != v, limit=STABLE_FOR,
+                                     step=0.005)
+        if changed is None:
+            break
     assert inv.claims <= known, f"a new manager after agreeing on {view}: {inv.claims - known}"
     assert listed(net)
     assert not inv.violations, "\n".join(inv.violations[:20])
