@@ -3,10 +3,12 @@
 The agent owns a ``supervisor.Supervisor`` of ``workers`` processes (``clerk._worker``) and a
 private ROUTER on an IPC endpoint in a 0700 temporary directory. A run goes to an idle worker
 (or waits in a queue, its clock already running). Past its timeout the worker's whole process
-tree is killed (``terminate_child``, which honours ``brutal_kill``) and a fresh worker started
-(``restart_child``; neither counts against the restart intensity), and the run is reported as a
-timeout. A worker that dies mid-run fails that run with an error naming the exit. Results go to
-the manager this node follows now (which may have changed during the run), else to the sender.
+tree is killed and the worker replaced by a new child (``start_child`` first, then
+``terminate_child``, which honours ``brutal_kill``; neither counts against the restart
+intensity; both on a helper thread, so the loop keeps heartbeating), and the run is reported as
+a timeout. A worker that dies mid-run fails that run with an error naming the exit. Results go
+to the manager this node follows now (which may have changed during the run), else to the
+sender.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class _Job:
 @dataclass
 class _Worker:
     wid: int
+    child: str  # its supervisor child id: worker-<wid>, then worker-<wid>-<n> once replaced
     identity: bytes | None = None
     pid: int | None = None
     job: _Job | None = None
@@ -87,14 +90,19 @@ class Executor:
         self._events_r.setblocking(False)
         self._events_w.setblocking(False)
         add_reader(self._events_r.fileno(), self._on_worker_events)
-        self.workers = {i: _Worker(i) for i in range(workers)}
+        self._endpoint = endpoint
+        self._generation = 0
+        self.workers = {i: _Worker(i, f"worker-{i}") for i in range(workers)}
         self.sup = Supervisor(
-            [ChildSpec(id=f"worker-{i}", start="clerk._worker:main", args=(endpoint, i),
-                       restart="permanent", shutdown="brutal_kill") for i in range(workers)],
+            [self._spec(w.child, w.wid) for w in self.workers.values()],
             strategy="one_for_one", intensity=max(10, 5 * workers), period=60,
             name=f"{node} workers", on_event=self._hook,
         )
         self.sup.start()
+
+    def _spec(self, child: str, wid: int) -> ChildSpec:
+        return ChildSpec(id=child, start="clerk._worker:main", args=(self._endpoint, wid),
+                         restart="permanent", shutdown="brutal_kill")
 
     # --- supervisor events (called on the supervisor's thread: hand off through a socket) ---
 
@@ -116,7 +124,7 @@ class Executor:
         for line in data.splitlines():
             try:
                 ev = json.loads(line)
-                wid = int(str(ev["child"]).rsplit("-", 1)[1])
+                wid = int(str(ev["child"]).split("-")[1])
             except (ValueError, KeyError, IndexError):
                 continue
             worker = self.workers.get(wid)
@@ -207,7 +215,7 @@ class Executor:
                 continue
             worker.job = None
             worker.identity = None
-            child = f"worker-{worker.wid}"
+            child = worker.child
             log.warning("task=%s slot=%d run past its %d ms timeout: killing worker %s "
                         "(pid %s) and its process tree", job.msg.task, job.msg.slot,
                         job.msg.timeout_ms, child, worker.pid)
@@ -215,20 +223,31 @@ class Executor:
             # Off the loop: killing a tree waits for it to be gone (up to a second when a
             # grandchild lingers as a zombie), and the agent must keep heartbeating meanwhile
             # or its followers depose it. The new worker says ready when it is up.
-            killer = threading.Thread(target=self._replace, args=(child,),
+            self._generation += 1
+            worker.child = f"worker-{worker.wid}-{self._generation}"
+            killer = threading.Thread(target=self._replace,
+                                      args=(child, worker.child, worker.wid),
                                       name=f"replace {child}", daemon=True)
             self._killers = [t for t in self._killers if t.is_alive()] + [killer]
             killer.start()
             self._reply(job, "timeout", None, f"killed after {job.msg.timeout_ms} ms")
         self._pump(now)
 
-    def _replace(self, child: str) -> None:
-        """Kill a worker's whole tree and start a fresh one (on a helper thread)."""
+    def _replace(self, old: str, new: str, wid: int) -> None:
+        """Start a fresh worker, then kill the old one's whole tree (on a helper thread).
+
+        The new one first, as a new child: ending the old tree can take the supervisor a
+        while, and runs that arrive meanwhile should not wait for it. Neither a start nor a
+        terminate counts against the restart intensity."""
         try:
-            self.sup.terminate_child(child)
-            self.sup.restart_child(child)
+            self.sup.start_child(self._spec(new, wid))
         except Exception as exc:  # stopping, or the pool is broken: the agent will notice
-            log.error("could not replace %s: %s", child, exc)
+            log.error("could not start %s: %s", new, exc)
+        try:
+            self.sup.terminate_child(old)
+            self.sup.delete_child(old)
+        except Exception as exc:
+            log.error("could not remove %s: %s", old, exc)
 
     def next_deadline(self) -> float:
         deadlines = [j.deadline for j in self.queue]
