@@ -997,3 +997,19 @@ def test_custom_timings_drive_the_core():
     core = NodeCore(peer("a"), now=0.0, rng=random.Random(0), timings=fast)
     core.handle(Start(), 0.0)
     assert core.next_deadline() == pytest.approx(0.01)
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: a candidate whose highest claim belongs to a "
+                   "dead incarnation never joins the live cluster (see /work/notes/core-bugs.md #5)")
+def test_a_candidate_holding_a_dead_incarnations_claim_joins_the_live_manager():
+    # d last heard of c's old incarnation as manager of term 3. c restarted (c-2) and joined
+    # e's cluster (term 1). d's only contact is c's address. Found by a random fault search.
+    net = Net()
+    e = net.node("e", 2)
+    d = net.node("d", 0, seeds=["c"], start=False)
+    net.do(d, Received(Coordinator(peer("c", 2, "c-1"), 3, Claim(3, 2, "c", addr("c")))))
+    net.queue.clear()  # c-1 is gone
+    c2 = net.node("c", 2, seeds=["e"], incarnation="c-2")
+    assert (d.manager, d.highest_term, c2.manager, e.term) == ("c", 3, "e", 1)
+    net.advance(10.0)  # every message arrives: one manager and term must emerge
+    assert net.agreed() is not None, [(x.me.name, x.role, x.term) for x in net.live()]
