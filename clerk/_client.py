@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,10 +16,10 @@ from clerk._messages import Peer, Status, StatusReply
 from clerk._security import CurveKeys
 from clerk._transport import resolve_host
 
-__all__ = ["request_status"]
+__all__ = ["ask_each", "request_status"]
 
 
-def _ask(ctx: zmq.Context, address: str, keys: CurveKeys | None, timeout: float) -> Any:
+def _socket(ctx: zmq.Context, address: str, keys: CurveKeys | None) -> zmq.Socket:
     host, _, port = address.rpartition(":")
     sock = ctx.socket(zmq.REQ)
     sock.linger = 0
@@ -30,14 +31,73 @@ def _ask(ctx: zmq.Context, address: str, keys: CurveKeys | None, timeout: float)
         sock.connect(f"tcp://{resolve_host(host)}:{port}")
         me = Peer("status@client", "", secrets.token_hex(6), 0)
         sock.send_multipart(encode(Status(me, 0)))
+    except BaseException:
+        sock.close(linger=0)
+        raise
+    return sock
+
+
+def _reply(sock: zmq.Socket) -> Any:
+    try:
+        msg = decode(sock.recv_multipart(zmq.NOBLOCK))
+    except (zmq.ZMQError, DecodeError):
+        return None
+    return msg.status if isinstance(msg, StatusReply) else None
+
+
+def _ask(ctx: zmq.Context, address: str, keys: CurveKeys | None, timeout: float) -> Any:
+    try:
+        sock = _socket(ctx, address, keys)
+    except (OSError, zmq.ZMQError):
+        return None
+    try:
         if not sock.poll(int(timeout * 1000), zmq.POLLIN):
             return None
-        msg = decode(sock.recv_multipart())
-        return msg.status if isinstance(msg, StatusReply) else None
-    except (OSError, zmq.ZMQError, DecodeError):
-        return None
+        return _reply(sock)
     finally:
         sock.close(linger=0)
+
+
+def ask_each(
+    addresses: Sequence[str],
+    *,
+    keys: CurveKeys | None,
+    timeout: float = 1.0,
+    ctx: zmq.Context | None = None,
+) -> dict[str, dict[str, Any] | None]:
+    """Ask every address at once (one request each, answers awaited in parallel): the status
+    each node reports, or None for a node that did not answer within ``timeout``. Used by
+    :class:`clerk.testing.LocalCluster` to take all views within a few milliseconds."""
+    own = ctx is None
+    context = zmq.Context() if ctx is None else ctx
+    out: dict[str, dict[str, Any] | None] = dict.fromkeys(addresses)
+    socks: dict[zmq.Socket, str] = {}
+    try:
+        poller = zmq.Poller()
+        for address in addresses:
+            try:
+                sock = _socket(context, address, keys)
+            except (OSError, zmq.ZMQError):
+                continue
+            socks[sock] = address
+            poller.register(sock, zmq.POLLIN)
+        deadline = time.monotonic() + timeout
+        waiting = set(socks)
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for sock, _ in poller.poll(max(1, int(left * 1000))):
+                waiting.discard(sock)
+                poller.unregister(sock)
+                status = _reply(sock)
+                out[socks[sock]] = status if isinstance(status, dict) else None
+    finally:
+        for sock in socks:
+            sock.close(linger=0)
+        if own:
+            context.term()
+    return out
 
 
 def request_status(

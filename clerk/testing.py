@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import zmq
 
-from clerk._client import request_status
-from clerk._errors import NotReachableError
+from clerk._client import ask_each, request_status
 from clerk._security import CurveKeys, keys_from_cookie
 from clerk._tasks import TaskDef
 from supervisor.testing import WaitTimeout, wait_until
@@ -119,6 +119,7 @@ class LocalCluster:
         self._paused: set[str] = set()
         self._all_pids: set[int] = set()
         self._start_on_enter = start
+        self._ctx: zmq.Context | None = None  # for status requests, closed by close()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -279,6 +280,9 @@ class LocalCluster:
         try:
             wait_until(lambda: not [p for p in leftovers if _alive(p)], timeout=5)
         finally:
+            if self._ctx is not None:
+                self._ctx.term()
+                self._ctx = None
             shutil.rmtree(self.dir, ignore_errors=True)
 
     # --- observing ------------------------------------------------------------------------------
@@ -289,14 +293,16 @@ class LocalCluster:
         return request_status([self.address(n) for n in names], keys=self.keys,
                               timeout=timeout)
 
-    def views(self, names: Sequence[str] | None = None) -> dict[str, dict[str, Any] | None]:
-        out: dict[str, dict[str, Any] | None] = {}
-        for n in names if names is not None else self.live():
-            try:
-                out[n] = self.status(n, timeout=0.5)
-            except NotReachableError:
-                out[n] = None
-        return out
+    def views(self, names: Sequence[str] | None = None,
+              timeout: float = 0.5) -> dict[str, dict[str, Any] | None]:
+        """Each node's status (None if it did not answer), all asked at once: every view is
+        taken within a few milliseconds of the others, which keeps agreement checks honest."""
+        names = list(names) if names is not None else self.live()
+        if self._ctx is None:
+            self._ctx = zmq.Context()
+        got = ask_each([self.address(n) for n in names], keys=self.keys, timeout=timeout,
+                       ctx=self._ctx)
+        return {n: got[self.address(n)] for n in names}
 
     def agreed(self, names: Sequence[str] | None = None) -> tuple[str, int] | None:
         """(manager, term) if every live node (or ``names``) reports the same live manager."""
