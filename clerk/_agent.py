@@ -254,6 +254,14 @@ class Agent:
             elif isinstance(effect, ManagerChanged):
                 if effect.is_me:
                     log.info("this node is now the manager (term %d)", effect.term)
+                    alone = not any(i.alive and i.name != self.me.name
+                                    for i in self.core.member_list())
+                    if alone and self.config.join:
+                        # Not fatal: a manager keeps probing its seeds and merges with
+                        # whatever cluster answers later.
+                        log.warning("no seed answered (%s); running alone and retrying them "
+                                    "every %gs", ", ".join(self.config.join),
+                                    self.core.timings.probe_interval)
                 elif effect.manager is None:
                     log.info("manager lost (term %d); electing", effect.term)
                 else:
