@@ -50,9 +50,10 @@ def preflight(config: NodeConfig) -> CurveKeys | None:
     return keys
 
 
-def agent_spec(config: NodeConfig, *, id: str = "agent") -> ChildSpec:  # noqa: A002
+def agent_spec(config: NodeConfig, *, id: str = "agent",  # noqa: A002
+               significant: bool = True) -> ChildSpec:
     return ChildSpec(id=id, start="clerk._agent:run", args=(config,), restart="transient",
-                     significant=True, shutdown=AGENT_SHUTDOWN_MS)
+                     significant=significant, shutdown=AGENT_SHUTDOWN_MS)
 
 
 def node_supervisor(config: NodeConfig) -> Supervisor:
@@ -93,10 +94,17 @@ def node_spec(
     log_level: str = "info",
     id: str | None = None,  # noqa: A002
 ) -> ChildSpec:
-    """A ``supervisor.ChildSpec`` running a Clerk node: make it a child of your own tree."""
+    """A ``supervisor.ChildSpec`` running a Clerk node: make it a child of your own tree.
+
+    The child is ``transient``: restarted if it crashes, not when it ends normally (it left
+    the cluster, or was refused, e.g. for a duplicate name). It is not ``significant``, so it
+    fits a tree with any ``auto_shutdown`` (a significant child is refused by the default
+    ``auto_shutdown="never"``); use ``dataclasses.replace(spec, significant=True)`` to make
+    your tree stop when the node ends.
+    """
     config = _make_config(name, port, join, tasks, priority, cookie_file, insecure, workers,
                           log_level)
-    return agent_spec(config, id=id or f"clerk-{config.name}")
+    return agent_spec(config, id=id or f"clerk-{config.name}", significant=False)
 
 
 class Node:
