@@ -427,8 +427,10 @@ class NodeCore:
             return claim.key == mine.key
         if self.highest is not None and claim.key < self.highest.key:
             # Stale: never follow it, and tell its holder about the newer claim.
-            if self.role is Role.MANAGER:
-                self._tell(claim.address, now)
+            if self.role is Role.MANAGER and (
+                    claim.address in self.seeds or claim.address in self._lost
+                    or self.members.by_address(claim.address) is not None):
+                self._tell(claim.address, now)  # not for strangers: see _m_handover
             # (Not if we know its holder is gone: a live manager would follow a dead claim.
             # Unless the stale claim is the holder's own name: a restarted incarnation, which
             # must hear of its old claim to claim again above it.)
@@ -960,6 +962,9 @@ class NodeCore:
     def _m_execute(self, msg: Execute, now: float) -> None:
         s = msg.sender
         claim = Claim(msg.term, s.priority, s.name, s.address)
+        if s.name == self.me.name:  # a manager runs its own dispatches without the network
+            self._drop("impersonation", f"EXECUTE in this node's own name ({s.incarnation!r})")
+            return
         if self._claim is not None and claim.key == self._claim.key:
             self._out.append(Deliver(msg))
             return

@@ -21,7 +21,10 @@ without CURVE anyone can write any address there. Links to addresses the agent h
 *pinned* (live members, seeds) are capped at ``MAX_UNPINNED_LINKS`` and all links at
 ``MAX_LINKS``; the least recently used one is closed to make room (``links_evicted``). A REQ
 socket is only opened for addresses that get elections (``connect`` or ``request``), so a link
-opened to answer a stranger costs one DEALER.
+opened to answer a stranger costs one DEALER. Opening links to unpinned addresses is also
+rate-limited (``NEW_LINK_RATE`` a second, bursts of ``NEW_LINK_BURST``; ``send_to_stranger_
+dropped``): a flood of forged senders must not keep the loop busy opening and closing sockets
+while tasks are due. A real joiner that loses its WELCOME this way retries its JOIN.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 PENDING_MAX = 64
 MAX_LINKS = 512
 MAX_UNPINNED_LINKS = 32
+NEW_LINK_RATE = 50.0
+NEW_LINK_BURST = 100.0
 PENDING_TTL = 1.0
 _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -102,6 +107,8 @@ class Transport:
         self.ctx = zmq.Context()
         self._links: dict[str, _Link] = {}  # least recently used first
         self.pinned: set[str] = set()  # addresses whose links are never evicted for strangers
+        self._tokens = NEW_LINK_BURST  # token bucket for links to unpinned addresses
+        self._tokens_at = 0.0
         self._by_socket: dict[zmq.Socket, tuple[str, str]] = {}
         self.poller = zmq.Poller()
         self._readers: dict[Any, Callable[[], None]] = {}
@@ -215,6 +222,14 @@ class Transport:
 
     def send(self, address: str, frames: list[bytes], now: float) -> None:
         """Send through the DEALER to ``address``; queued briefly if not connected yet."""
+        if address not in self._links and address not in self.pinned:
+            self._tokens = min(NEW_LINK_BURST,
+                               self._tokens + (now - self._tokens_at) * NEW_LINK_RATE)
+            self._tokens_at = now
+            if self._tokens < 1.0:
+                self.stats["send_to_stranger_dropped"] += 1
+                return
+            self._tokens -= 1.0
         link = self._link(address)
         if not self._try(link.dealer, frames):
             self._queue(link, False, frames, now)

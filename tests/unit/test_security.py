@@ -207,6 +207,11 @@ def test_a_merge_handover_from_a_stranger_is_dropped() -> None:
     effects = feed(net, boss.me.name, Handover(STRANGER, 0, (ghost,), {"tasks": {}}))
     assert [e.reason for e in effects if isinstance(e, Dropped)] == ["handover_stranger"]
     assert "ghost" not in boss.members
+    # A stale claim first (which a manager answers) does not make the stranger a known one.
+    low = Peer("low", "10.66.6.7:7400", "l", -1)
+    feed(net, boss.me.name, Coordinator(low, 0, Claim(0, -1, low.name, low.address)))
+    effects = feed(net, boss.me.name, Handover(low, 0, (ghost,), {"tasks": {}}))
+    assert [e.reason for e in effects if isinstance(e, Dropped)] == ["handover_stranger"]
 
 
 def test_replayed_old_heartbeat_and_coordinator_change_nothing() -> None:

@@ -1,0 +1,147 @@
+"""Garbage against a live ``--insecure`` node while its Counter task keeps running.
+
+Every case of ``tools/fuzz.py``'s garbage list (malformed frames, forged and replayed messages,
+terms from the far future), a flood of forged JOINs and stale claims from thousands of
+addresses, and a short seeded fuzz pass: the node must stay up and keep its manager and term,
+its task must keep running at its interval, each bad frame must show up in ``bad_frames`` in
+its status, and its sockets must stay bounded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import psutil
+import pytest
+import zmq
+
+import clerk
+from clerk._codec import encode
+from clerk._core import MAX_PROBATION
+from clerk._messages import Claim, Coordinator, Join, Peer
+from clerk._transport import MAX_UNPINNED_LINKS
+from clerk.testing import LocalCluster, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+ROOT = Path(__file__).resolve().parents[2]
+INTERVAL = 200  # ms
+
+
+def load_fuzz() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("clerk_tools_fuzz", ROOT / "tools" / "fuzz.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+fuzz = load_fuzz()
+
+
+def run_times(log: Path) -> list[float]:
+    try:
+        return [float(x.split()[-1]) for x in log.read_text().splitlines() if x.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def max_gap(times: list[float], start: float, end: float) -> float:
+    edges = [start, *[t for t in times if start <= t <= end], end]
+    return max(b - a for a, b in zip(edges, edges[1:], strict=False))
+
+
+def agent_fds(cluster: LocalCluster, name: str) -> int:
+    return max(psutil.Process(p).num_fds() for p in cluster.pids(name))
+
+
+def test_garbage_and_forgeries_do_not_hurt_a_live_node(tmp_path: Path) -> None:
+    log = tmp_path / "runs.log"
+    task = clerk.task(fuzz.COUNTER, name="counter", interval=INTERVAL, args={"log": str(log)})
+    with LocalCluster(1, tasks=[task], insecure=True) as cluster:
+        name = cluster.wait_for_manager(timeout=15)
+        wait_until(lambda: len(run_times(log)) >= 3, timeout=15)
+        st0 = cluster.status(name)
+        target = fuzz.Target(name, cluster.address(name), st0["incarnation"], st0["term"])
+        fds_before = agent_fds(cluster, name)
+        rng = random.Random(6)
+        cases = fuzz.garbage(target, rng)
+        ctx = zmq.Context()
+        start = time.time()
+        try:
+            dealer = ctx.socket(zmq.DEALER)
+            dealer.linger = 0
+            dealer.sndtimeo = 2000
+            dealer.connect(f"tcp://{target.address}")
+            for _ in range(10):  # each case, ten times (replays included)
+                for _, frames in cases:
+                    dealer.send_multipart(frames) if frames else dealer.send(b"")
+            # Forged JOINs and stale claims from 3,000 distinct addresses each.
+            for i in range(3000):
+                addr = f"127.77.{i // 200}.{i % 200 + 1}:{20000 + i}"
+                p = Peer(f"forged{i}@x", addr, f"i{i}", -1)
+                dealer.send_multipart(encode(Join(p, 0)))
+                dealer.send_multipart(encode(Coordinator(p, 0, Claim(0, -1, p.name, addr))))
+            # The same garbage through a REQ socket (answers go back the REQ way).
+            req = ctx.socket(zmq.REQ)
+            req.linger = 0
+            req.connect(f"tcp://{target.address}")
+            req.send_multipart(cases[0][1] or [b""])
+            assert req.poll(500, zmq.POLLIN) == 0  # garbage gets no answer
+            dealer.close(linger=0)
+            req.close(linger=0)
+        finally:
+            ctx.term()
+
+        expected = {"frames", "json", "field", "kind", "version", "magic", "term_jump",
+                    "not_member", "refuse_stranger", "execute_unannounced",
+                    "result_not_member", "handover_stranger", "join_flood"}
+
+        def all_counted() -> bool:
+            seen = cluster.status(name)["bad_frames"]
+            return expected <= set(seen) and seen.get("join_flood", 0) >= 2000
+
+        wait_until(all_counted, timeout=30,
+                   message=lambda: f"bad_frames: {cluster.status(name)['bad_frames']}")
+        # Two more runs after the storm, then judge the whole window.
+        n = len(run_times(log))
+        wait_until(lambda: len(run_times(log)) >= n + 2, timeout=10)
+        end = time.time()
+        st = cluster.status(name)
+        assert cluster.running(name)
+        assert (st["manager"], st["incarnation"], st["term"]) == (name, target.incarnation,
+                                                                  target.term)
+        assert max_gap(run_times(log), start, end) <= 3 * INTERVAL / 1000, run_times(log)
+        # Bounded: at most a few dozen links to forged addresses, no socket per address.
+        # (the forged joiners admitted on probation are members for a while: pinned links)
+        assert st["transport"]["links"] <= MAX_UNPINNED_LINKS + MAX_PROBATION
+        assert st["transport"]["links_opened"] >= 20  # they were asked for, and closed
+        assert st["transport"].get("send_to_stranger_dropped", 0) > 0  # and rate-limited
+        assert len(st["members"]) <= 1 + MAX_PROBATION
+        # a few fds per link (socket, monitor, TCP), never one per forged address (3,000)
+        assert agent_fds(cluster, name) <= fds_before + 6 * (MAX_UNPINNED_LINKS + MAX_PROBATION)
+        assert "handler_error" not in st["bad_frames"]
+        assert "malformed frame" in cluster.log(name)  # logged (rate-limited)
+        assert cluster.log(name).count("malformed frame") < 20
+
+
+def test_a_short_fuzz_pass_leaves_the_node_alive_and_on_schedule() -> None:
+    rep = fuzz.run_fuzz(2000, seed=1, interval_ms=INTERVAL)
+    assert rep.alive and rep.manager_kept, rep
+    assert rep.frames_sent == 2000
+    assert rep.frames_rejected >= 0.5 * rep.frames_sent, rep.rejected_by_reason
+    assert rep.max_gap_ms < 5000, rep  # no stall of the loop; see below for the schedule
+
+
+@pytest.mark.xfail(reason="open: under the fuzz mix a run can slip by 0.6-2.6 s (interval "
+                          "0.2 s); not yet diagnosed, see /work/notes/security.md", strict=False)
+def test_a_short_fuzz_pass_keeps_runs_on_schedule() -> None:
+    rep = fuzz.run_fuzz(2000, seed=1, interval_ms=INTERVAL)
+    assert rep.on_schedule, rep
+    assert "handler_error" not in rep.rejected_by_reason
+    assert rep.rss_after_mb < rep.rss_before_mb + 100, rep
