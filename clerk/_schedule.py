@@ -132,6 +132,9 @@ class Scheduler:
     def __init__(self, defs: Sequence[TaskDef], rng: random.Random,
                  nodes_filter: NodesFilter | None = None) -> None:
         self.defs = {d.name: d for d in defs}
+        # phase_ms hashes the name: computed once, not for every task at every tick.
+        self._phase = {d.name: phase_ms(d.name, d.interval) for d in defs
+                       if d.interval is not None}
         self.rng = rng
         self.nodes_filter = nodes_filter or (lambda d, members: members)
         self.records: dict[str, TaskRecord] = {name: TaskRecord() for name in self.defs}
@@ -209,12 +212,12 @@ class Scheduler:
 
     def _slot_at(self, d: TaskDef, wall_ms: float) -> int:
         assert d.interval is not None
-        return math.floor((wall_ms - phase_ms(d.name, d.interval)) / d.interval)
+        return math.floor((wall_ms - self._phase[d.name]) / d.interval)
 
     def due_ms(self, name: str, slot: int) -> float:
         d = self.defs[name]
         assert d.interval is not None
-        return phase_ms(name, d.interval) + slot * d.interval
+        return self._phase[name] + slot * d.interval
 
     def next_deadline(self, wall: float) -> float:
         """Wall time (s) of the next thing to do; ``inf`` when inactive."""
