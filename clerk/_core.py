@@ -463,9 +463,15 @@ class NodeCore:
     def _follow(self, claim: Claim, now: float) -> None:
         old = self._claim
         if self.role is Role.MANAGER:
-            # Two managers met: the lower one (us) hands its table to the winner.
+            # Two managers met: the lower one (us) hands its table to the winner, and tells
+            # its own members who the manager is now. Otherwise they would learn it only if
+            # the winner took our list (it may drop a HANDOVER it cannot vouch for) or after
+            # our heartbeats stop and their manager timeout runs out (0.7 s).
             self._send(claim.address, Handover(self.me, self.term, self.members.infos(),
                                                self.replicated))
+            for row in self.members.others():
+                if row.alive and row.peer.address != claim.address:
+                    self._send(row.peer.address, Coordinator(self.me, claim.term, claim))
         elif old is not None and old.name != claim.name:
             # Tell our previous manager that it has been superseded.
             self._send(old.address, Coordinator(self.me, claim.term, claim))
