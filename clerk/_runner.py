@@ -23,6 +23,12 @@ __all__ = ["TaskRunner"]
 
 log = logging.getLogger("clerk.tasks")
 LEAVE_WAIT = 5.0  # a leaving node lets its runs in flight finish for up to this long
+#: Replication (the whole table to every member) may take at most ~1/REPLICATE_SHARE of the
+#: manager's loop, and of each follower's: after a round that cost ``c`` seconds, the next
+#: waits ``c * (REPLICATE_SHARE - 1)``. With a few tasks that is a few ms (every result is
+#: replicated at once); with 1000 tasks it coalesces the results of tens of milliseconds
+#: instead of flooding every member with the whole table per result.
+REPLICATE_SHARE = 10
 
 
 class TaskRunner:
@@ -38,6 +44,8 @@ class TaskRunner:
                                    self._nodes_filter)
         self._activate: bool | None = None  # pending activation: graceful or not
         self._leave_started: float | None = None
+        self._replicate_dirty = False
+        self._replicate_after = -math.inf  # monotonic
         self.executor: Executor | None = None
         if self.defs:
             self.executor = Executor(
@@ -140,6 +148,8 @@ class TaskRunner:
         if self.executor is not None:
             best = self.executor.next_deadline()
         if self.scheduler.active:
+            if self._replicate_dirty:
+                best = min(best, self._replicate_after)
             clock = self.agent.clock
             wall_next = self.scheduler.next_deadline(clock.wall())
             if wall_next != math.inf:
@@ -157,11 +167,13 @@ class TaskRunner:
             self.scheduler.activate(wall, graceful=graceful)
             log.info("scheduling %d task(s) as manager (%s)", len(self.defs),
                      "hand-over" if graceful else "takeover")
-            self._replicate(now)
+            self._replicate(now, force=True)
         elif self._activate is not None:
             self._activate = None
         if not self.scheduler.active:
             return
+        if self._replicate_dirty and now >= self._replicate_after:
+            self._replicate(now)
         members = {m.name: m.tasks for m in core.member_list() if m.alive}
         dispatches, finished = self.scheduler.tick(wall, members)
         for fin in finished:
@@ -184,11 +196,21 @@ class TaskRunner:
         else:
             self.agent.send(member.peer.address, msg, now)
 
-    def _replicate(self, now: float) -> None:
+    def _replicate(self, now: float, force: bool = False) -> None:
+        """Send the table to every member now, or soon (see REPLICATE_SHARE)."""
         core = self.agent.core
-        if core.is_manager:
-            core.set_replicated(self.scheduler.table())
-            self.agent.apply(core.heartbeat_now(now), now)
+        if not core.is_manager:
+            return
+        if not force and now < self._replicate_after:
+            self._replicate_dirty = True
+            return
+        self._replicate_dirty = False
+        clock = self.agent.clock
+        began = clock.monotonic()
+        core.set_replicated(self.scheduler.table())
+        self.agent.apply(core.heartbeat_now(now), now)
+        cost = clock.monotonic() - began
+        self._replicate_after = now + cost * (REPLICATE_SHARE - 1)
 
     def _log_finished(self, fin: Finished) -> None:
         level = logging.INFO if fin.outcome == "ok" else logging.WARNING
