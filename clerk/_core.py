@@ -867,6 +867,10 @@ class NodeCore:
         if self.role in (Role.LEAVING, Role.STOPPED):
             return
         if self.role is Role.MANAGER:
+            if msg.term > self.term:
+                # The candidate knows a term above ours (a manager that is gone, or it would
+                # have deposed us by now): claim above it, or the candidate must refuse us.
+                self._become_manager(now)
             self._send(s.address, Ok(self.me, self.term, self._my_claim()))
             if self.members.touch(s.name, s.incarnation, now) is None:
                 self._send(s.address, Heartbeat(self.me, self.term, self._seq,
@@ -894,8 +898,18 @@ class NodeCore:
             self._send_elections(now)  # a lower node is waiting on us: no point waiting
 
     def _m_ok(self, msg: Ok, now: float) -> None:
-        if msg.manager is not None and self._on_claim(msg.manager, now):
-            return
+        if msg.manager is not None:
+            if self._on_claim(msg.manager, now):
+                return
+            h = self.highest
+            if (self.role is Role.CANDIDATE and h is not None and msg.manager.key < h.key
+                    and msg.manager.name != h.name and self._known_dead(h)):
+                # A live manager below a claim whose holder is gone: we must not follow it
+                # and must not stand down on it (it will never announce a higher claim by
+                # itself). Our ELECTION carries the higher term; the manager claims above it.
+                self._send(msg.manager.address,
+                           Election(self.me, max(self.term, h.term), self._suspect))
+                return
         # Only a higher node's OK means "stand down, I will run": the probed suspect may answer
         # from below (restarted as a new incarnation, or no longer a manager) and must not
         # stall us; waiting on it would leave nobody to win.
