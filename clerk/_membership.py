@@ -134,14 +134,25 @@ class MemberTable:
         """Adopt the manager's list (keeping our own row as we know it). Returns the rows it
         dropped (members the manager no longer lists), so the caller can remember them."""
         old = self._rows
-        rows: dict[str, Member] = {self.me.name: old[self.me.name]}
+        me = self.me.name
+        rows: dict[str, Member] = {me: old[me]}
         for info in infos:
-            if info.name == self.me.name:
+            name = info.name
+            if name == me:
                 continue
-            prev = old.get(info.name)
-            peer = Peer(info.name, info.address, info.incarnation, info.priority)
-            seen = prev.last_seen if prev is not None and prev.peer == peer else now
-            rows[info.name] = Member(peer, info.tasks, info.alive, seen)
+            prev = old.get(name)
+            if prev is not None:
+                p = prev.peer
+                if (p.incarnation == info.incarnation and p.address == info.address
+                        and p.priority == info.priority):
+                    # The same node: update the row in place (keeps last_seen). This loop
+                    # runs for every member on every list change, so it avoids allocating.
+                    prev.tasks = info.tasks
+                    prev.alive = info.alive
+                    rows[name] = prev
+                    continue
+            peer = Peer(name, info.address, info.incarnation, info.priority)
+            rows[name] = Member(peer, info.tasks, info.alive, now)
         self._rows = rows
         self._changed()
         return [row for name, row in old.items() if name not in rows]
