@@ -1014,3 +1014,30 @@ def test_a_candidate_holding_a_dead_incarnations_claim_joins_the_live_manager():
     assert (d.manager, d.highest_term, c2.manager, e.term) == ("c", 3, "e", 1)
     net.advance(10.0)  # every message arrives: one manager and term must emerge
     assert net.agreed() is not None, [(x.me.name, x.role, x.term) for x in net.live()]
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: a manager that steps down keeps its lost-member "
+                   "list to itself; the cluster it lost stays split (see "
+                   "/work/notes/core-bugs.md #6)")
+def test_a_lost_member_is_still_probed_after_its_manager_steps_down():
+    net = Net()
+    d = net.node("d", 1)
+    e = net.node("e", 0, seeds=["d"])
+    net.advance(T.heartbeat_interval * 3)
+    net.crash(e)
+    net.advance(T.member_timeout + 2 * T.heartbeat_interval)  # d drops e, keeps probing e:7400
+    e2 = net.node("e", 0, seeds=["x"], incarnation="e-2", start=False)  # back, seed gone
+    g = net.node("g", 5, seeds=["d"], start=False)
+    net.partition([e2], [d, g])
+    net.partition([g], [d])
+    net.do(e2, Start())
+    net.do(g, Start())
+    net.run()
+    net.advance(T.join_timeout + 0.01)
+    assert (e2.role, g.role, d.role) == (Role.MANAGER,) * 3
+    net.cut.discard(frozenset((addr("g"), addr("d"))))
+    net.advance(T.probe_interval + 3 * T.heartbeat_interval)  # g's probe: d hands over to g
+    assert d.manager == "g"
+    net.heal()  # only d ever knew where e is, and d is a follower now
+    net.advance(10.0)
+    assert net.agreed() is not None, [(x.me.name, x.role, x.term) for x in net.live()]
