@@ -999,9 +999,6 @@ def test_custom_timings_drive_the_core():
     assert core.next_deadline() == pytest.approx(0.01)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: a candidate whose highest claim belongs to a "
-                   "dead incarnation never joins the live cluster "
-                   "(see /work/notes/core-bugs.md #5)")
 def test_a_candidate_holding_a_dead_incarnations_claim_joins_the_live_manager():
     # d last heard of c's old incarnation as manager of term 3. c restarted (c-2) and joined
     # e's cluster (term 1). d's only contact is c's address. Found by a random fault search.
