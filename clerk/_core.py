@@ -758,6 +758,11 @@ class NodeCore:
         return False
 
     def _on_message(self, msg: Message, now: float) -> None:
+        if msg.sender.name == self.me.name and msg.sender.incarnation == self.me.incarnation:
+            # A node never sends to itself: a forgery (a JOIN in our own name would rewrite
+            # our own row, e.g. the tasks we run).
+            self._drop("impersonation", f"{type(msg).__name__} in this node's own name")
+            return
         if not self._term_ok(msg, now):
             return
         self._see_term(msg.term)

@@ -51,6 +51,8 @@ PENDING_MAX = 64
 MAX_LINKS = 512
 MAX_UNPINNED_LINKS = 32
 NEW_LINK_RATE = 50.0
+DRAIN_MESSAGES = 1000
+DRAIN_BYTES = 4 << 20
 NEW_LINK_BURST = 100.0
 PENDING_TTL = 1.0
 _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | (
@@ -161,14 +163,23 @@ class Transport:
         self.poller.register(mon, zmq.POLLIN)
         return mon
 
-    def _link(self, address: str) -> _Link:
+    def _link(self, address: str) -> _Link | None:
+        """The link to ``address``, opened if need be; None if ZeroMQ rejects the address
+        (it comes from a message: without CURVE, anything can be written there)."""
         link = self._links.pop(address, None)
         if link is None:
             self._make_room(address)
             dealer = self.ctx.socket(zmq.DEALER)
             self._secure(dealer)
             mon = self._monitor(dealer, address, "dealer")
-            dealer.connect(self._endpoint(address))
+            try:
+                dealer.connect(self._endpoint(address))
+            except zmq.ZMQError as exc:
+                self._drop_socket(mon)
+                self._drop_socket(dealer)
+                self.stats["bad_address"] += 1
+                log.debug("cannot connect to %r: %s", address, exc)
+                return None
             link = _Link(address, dealer, mon)
             self.stats["links_opened"] += 1
         self._links[address] = link  # most recently used last
@@ -217,7 +228,7 @@ class Transport:
     def connect(self, address: str) -> None:
         """Open the sockets to ``address`` ahead of need (elections must not wait on TCP)."""
         link = self._link(address)
-        if link.req is None:
+        if link is not None and link.req is None:
             self._new_req(link)
 
     def send(self, address: str, frames: list[bytes], now: float) -> None:
@@ -231,12 +242,16 @@ class Transport:
                 return
             self._tokens -= 1.0
         link = self._link(address)
+        if link is None:
+            return
         if not self._try(link.dealer, frames):
             self._queue(link, False, frames, now)
 
     def request(self, address: str, frames: list[bytes], now: float) -> None:
         """Send a request (ELECTION) through the REQ to ``address``, Lazy Pirate style."""
         link = self._link(address)
+        if link is None:
+            return
         if link.req is None:
             self._new_req(link)
         elif link.req_busy:
@@ -337,11 +352,17 @@ class Transport:
         return out
 
     def _drain_router(self, out: list[Inbound]) -> None:
-        for _ in range(1000):  # bounded: other sockets get their turn
+        # Bounded in messages and in bytes, so that a flood (of 1 MB frames, say) cannot keep
+        # the loop from its timers: due tasks and heartbeats get a turn every DRAIN_BYTES.
+        size = 0
+        for _ in range(DRAIN_MESSAGES):
+            if size > DRAIN_BYTES:
+                return
             try:
                 frames = self.router.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
+            size += sum(len(f) for f in frames)
             rid, rest = frames[0], frames[1:]
             if rest and rest[0] == b"":
                 out.append(Inbound("message", rest[1:], rid, True))
