@@ -29,6 +29,7 @@ args and ``init=True``).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -139,6 +140,11 @@ class Scheduler:
         self.nodes_filter = nodes_filter or (lambda d, members: members)
         self.records: dict[str, TaskRecord] = {name: TaskRecord() for name in self.defs}
         self.next_slot: dict[str, int] = {}
+        # What is due next, so a tick and next_deadline cost O(what is due), not O(tasks):
+        # (due ms of next_slot, task) for enabled grid tasks, with stale entries skipped when
+        # they surface; and the deadline (wall ms) of each run in flight.
+        self._heap: list[tuple[float, str]] = []
+        self._inflight: dict[str, float] = {}
         self.instant_pending: set[str] = set()
         self.active = False
         self._run_seq = 0
@@ -177,6 +183,7 @@ class Scheduler:
                 self.records[name] = rec
                 self.next_slot[name] = max(self.next_slot.get(name, 0), rec.dispatched + 1,
                                            rec.slot + 1)
+                self._push(name)
                 changed = True
         return changed
 
@@ -203,10 +210,25 @@ class Scheduler:
             fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
             if d.instant and d.enabled and fresh:
                 self.instant_pending.add(name)
+        self._inflight = {name: float(rec.running["deadline"])
+                          for name, rec in self.records.items() if rec.running is not None}
+        self._heap = []
+        for name in self.defs:
+            self._push(name)
 
     def deactivate(self) -> None:
         self.active = False
         self.instant_pending.clear()
+        self._heap = []
+        self._inflight = {}
+
+    def _push(self, name: str) -> None:
+        d = self.defs[name]
+        if self.active and d.enabled and d.interval is not None:
+            heapq.heappush(self._heap, (self.due_ms(name, self.next_slot[name]), name))
+
+    def _fresh(self, due: float, name: str) -> bool:
+        return due == self.due_ms(name, self.next_slot[name])
 
     # --- the grid -----------------------------------------------------------------------------
 
@@ -225,13 +247,12 @@ class Scheduler:
             return math.inf
         if self.instant_pending:
             return wall
-        best = math.inf
-        for name, d in self.defs.items():
-            rec = self.records[name]
-            if rec.running is not None:
-                best = min(best, rec.running["deadline"] / 1000)
-            if d.enabled and d.interval is not None:
-                best = min(best, self.due_ms(name, self.next_slot[name]) / 1000)
+        best = min(self._inflight.values(), default=math.inf) / 1000
+        while self._heap:
+            due, name = self._heap[0]
+            if self._fresh(due, name):
+                return min(best, due / 1000)
+            heapq.heappop(self._heap)
         return best
 
     # --- running ------------------------------------------------------------------------------
@@ -245,22 +266,33 @@ class Scheduler:
         wall_ms = wall * 1000
         finished = self._expire(wall_ms)
         dispatches: list[Dispatch] = []
-        for name, d in self.defs.items():
-            if not d.enabled:
-                continue
-            rec = self.records[name]
-            if name in self.instant_pending:
-                self.instant_pending.discard(name)
-                slot = self._slot_at(d, wall_ms) if d.interval is not None else 0
-                self.next_slot[name] = slot + 1
-                dispatches += self._dispatch(d, rec, slot, wall_ms, members, finished)
-                continue
-            if d.interval is None:
-                continue
+        due = [n for n in self.defs if n in self.instant_pending] if self.instant_pending else []
+        while self._heap and self._heap[0][0] <= wall_ms:
+            when, name = heapq.heappop(self._heap)
+            if self._fresh(when, name) and name not in due:
+                due.append(name)
+        for name in due:
+            dispatches += self._tick_task(name, wall_ms, members, finished)
+            self._push(name)
+        return dispatches, finished
+
+    def _tick_task(self, name: str, wall_ms: float, members: Mapping[str, Iterable[str]],
+                   finished: list[Finished]) -> list[Dispatch]:
+        d = self.defs[name]
+        rec = self.records[name]
+        dispatches: list[Dispatch] = []
+        if not d.enabled:
+            return dispatches
+        if name in self.instant_pending:
+            self.instant_pending.discard(name)
+            slot = self._slot_at(d, wall_ms) if d.interval is not None else 0
+            self.next_slot[name] = slot + 1
+            return self._dispatch(d, rec, slot, wall_ms, members, finished)
+        if d.interval is not None:
             current = self._slot_at(d, wall_ms)
             nxt = self.next_slot[name]
             if current < nxt:
-                continue
+                return dispatches
             # Slots before ``current`` were missed (the loop stalled): count them skipped.
             missed = current - nxt
             if missed:
@@ -268,9 +300,9 @@ class Scheduler:
             self.next_slot[name] = current + 1
             if rec.running is not None:
                 rec.counts["skipped"] += 1  # in flight: never overlap
-                continue
+                return dispatches
             dispatches += self._dispatch(d, rec, current, wall_ms, members, finished)
-        return dispatches, finished
+        return dispatches
 
     def _dispatch(self, d: TaskDef, rec: TaskRecord, slot: int, wall_ms: float,
                   members: Mapping[str, Iterable[str]], finished: list[Finished]) -> list[Dispatch]:
@@ -296,15 +328,17 @@ class Scheduler:
         rec.dispatched = slot
         rec.running = {"run": run_id, "slot": slot, "node": node, "started": wall_ms,
                        "deadline": wall_ms + d.timeout + TRANSIT_GRACE_MS}
+        self._inflight[d.name] = rec.running["deadline"]
         init = not rec.has_state
         return [Dispatch(d.name, run_id, slot, node, d.args if init else rec.state, init,
                          d.timeout)]
 
     def _expire(self, wall_ms: float) -> list[Finished]:
         out: list[Finished] = []
-        for name, rec in self.records.items():
+        for name in [n for n, deadline in self._inflight.items() if wall_ms >= deadline]:
+            rec = self.records[name]
             run = rec.running
-            if run is not None and wall_ms >= run["deadline"]:
+            if run is not None:
                 out.append(self._finish(name, rec, "timeout", None, wall_ms - run["started"],
                                         "no result from the node before the deadline", wall_ms))
         return out
@@ -334,6 +368,7 @@ class Scheduler:
         run = rec.running
         assert run is not None
         rec.running = None
+        self._inflight.pop(name, None)
         rec.slot = max(rec.slot, int(run["slot"]))
         rec.runs += 1
         rec.counts[outcome] = rec.counts.get(outcome, 0) + 1

@@ -392,3 +392,24 @@ def test_slots_skipped_for_lack_of_nodes_are_not_counted_again_after_a_hand_over
     new.activate(due("t", K + 4) + 0.1, graceful=True)
     assert [d.slot for d in new.tick(due("t", K + 5), NODES)[0]] == [K + 5]
     assert new.records["t"].counts["skipped"] == 3
+
+
+def test_many_tasks_each_slot_once_in_due_order() -> None:
+    defs = [tdef(f"t{i}", interval=100 * (1 + i % 3)) for i in range(200)]
+    s = started(sched(*defs), 1_800_000_000.0)
+    members = {"a": tuple(d.name for d in defs)}
+    seen: dict[str, list[int]] = {d.name: [] for d in defs}
+    wall = 1_800_000_000.0
+    while wall < 1_800_000_003.0:
+        nxt = s.next_deadline(wall)
+        assert nxt > wall or nxt == pytest.approx(wall)
+        wall = max(wall, nxt)
+        for d in s.tick(wall, members)[0]:
+            assert s.due_ms(d.task, d.slot) <= wall * 1000 + 1e-3, "never before its slot"
+            seen[d.task].append(d.slot)
+            s.on_result(d.task, d.run_id, d.node, "ok", None, 1.0, "", wall)
+    for d in defs:
+        slots = seen[d.name]
+        assert slots == list(range(slots[0], slots[0] + len(slots))), d.name
+        assert len(slots) >= 3000 // (d.interval or 1) - 2
+    assert sum(r.counts["skipped"] for r in s.records.values()) == 0
