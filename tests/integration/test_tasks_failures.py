@@ -42,7 +42,7 @@ def test_a_run_past_its_timeout_is_killed_with_its_grandchild_and_the_next_slot_
         st = wait_until(lambda: (s := cluster.status(manager))
                         and task_row(s, "sleepy")["runs"]["ok"] >= 1 and s, timeout=10)
         row = task_row(st, "sleepy")
-        assert row["runs"]["timeout"] == 1
+        assert row["runs"]["timeout"] == 1, "\n".join(cluster.log(n) for n in cluster.names)
         assert row["runs"]["skipped"] >= 1  # slots that came while it slept: not overlapped
         worker_log = "\n".join(cluster.log(n) for n in cluster.names)
         assert "run past its 500 ms timeout: killing worker" in worker_log
