@@ -133,6 +133,8 @@ MAX_TERM_JUMP = 1 << 20
 MAX_PROBATION = 32
 #: At most this many lost members are remembered (and probed).
 MAX_LOST = 1024
+#: Member lists learned before (or besides) a manager's are taken up to this many rows.
+MAX_LEARN = 1024
 
 
 class Role(StrEnum):
@@ -738,6 +740,16 @@ class NodeCore:
         if len(self._told) > MAX_LOST:
             del self._told[next(iter(self._told))]
 
+    def _learn(self, infos: tuple[MemberInfo, ...], now: float) -> None:
+        """``members.learn``, within ``MAX_LEARN`` rows: member lists arrive in messages, and
+        a forged one may hold 100,000 entries that we would heartbeat and probe."""
+        room = MAX_LEARN - len(self.members)
+        if len(infos) > room:
+            self._drop("member_table_full", f"{len(infos)} members offered, room for "
+                                            f"{max(0, room)}")
+            infos = infos[:max(0, room)]
+        self.members.learn(infos, now)
+
     def _drop(self, reason: str, detail: str) -> None:
         self.dropped[reason] += 1
         self._out.append(Dropped(reason, detail))
@@ -794,7 +806,7 @@ class NodeCore:
                 self._out.append(MemberUp(row.info(), adm.outcome))
             return
         if self.role in (Role.JOINING, Role.CANDIDATE):
-            self.members.learn((MemberInfo(sender.name, sender.address, sender.incarnation,
+            self._learn((MemberInfo(sender.name, sender.address, sender.incarnation,
                                            sender.priority, True, msg.tasks),), now)
         if self.role in (Role.LEAVING, Role.STOPPED):
             return
@@ -805,7 +817,7 @@ class NodeCore:
         claim = msg.manager
         if claim is None:
             if self.role in (Role.JOINING, Role.CANDIDATE):
-                self.members.learn(msg.members, now)
+                self._learn(msg.members, now)
             return
         if claim.name == msg.sender.name:
             if self._on_claim(claim, now) and self.role is Role.FOLLOWER:
@@ -894,7 +906,7 @@ class NodeCore:
             # the cluster would win at once if it ranks high (it knows nobody above it), and
             # its near-empty member list would then replace everyone's. Ask the candidate
             # for the list instead; the winner's COORDINATOR (or a WELCOME) brings us in.
-            self.members.learn((MemberInfo(s.name, s.address, s.incarnation, s.priority,
+            self._learn((MemberInfo(s.name, s.address, s.incarnation, s.priority,
                                            True, ()),), now)
             self._send(s.address, Join(self.me, self.term, self.tasks))
             return
@@ -957,7 +969,7 @@ class NodeCore:
                 self._drop("handover_stranger", f"HANDOVER from {s.name!r} at {s.address!r}: "
                                                 "not a member, nor a manager we deposed")
                 return
-            self.members.learn(msg.members, now)
+            self._learn(msg.members, now)
             self._out.append(StateHandedOver(s.name, msg.state, True))
             return
         if self.role in (Role.LEAVING, Role.STOPPED):

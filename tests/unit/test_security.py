@@ -8,12 +8,13 @@ cluster as it was: same manager, same term, everyone still agreeing.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
 import clerk._core as core_mod
-from clerk._core import Deliver, Dropped, NodeCore, Received, Role, Send, Stopped
+from clerk._core import Deliver, Dropped, NodeCore, Received, Role, Send, Start, Stopped
 from clerk._messages import (
     Ack,
     Claim,
@@ -26,6 +27,7 @@ from clerk._messages import (
     MemberInfo,
     Peer,
     Refuse,
+    Welcome,
 )
 from clerk._simnet import SimNetwork
 
@@ -290,3 +292,15 @@ def test_a_cookie_file_readable_by_group_or_others_is_refused(tmp_path: Path, mo
     with pytest.raises(ConfigError, match="readable by group or others") as err:
         load_cookie(str(path))
     assert str(path) in str(err.value) and "chmod 600" in str(err.value)
+
+
+def test_a_forged_member_list_is_learned_only_up_to_the_cap() -> None:
+    core = NodeCore(Peer("j", "j:7400", "j1", 0), now=0.0, rng=random.Random(0),
+                    seeds=("seed:7400",))
+    core.handle(Start(), 0.0)
+    assert core.role is Role.JOINING
+    many = tuple(MemberInfo(f"m{i}", f"10.1.{i // 250}.{i % 250}:7400", "x", 0, True, ())
+                 for i in range(5000))
+    effects = core.handle(Received(Welcome(STRANGER, 0, None, many)), 0.1)
+    assert len(core.members) == core_mod.MAX_LEARN
+    assert [e.reason for e in effects if isinstance(e, Dropped)] == ["member_table_full"]
