@@ -295,6 +295,7 @@ class NodeCore:
         self._next_heartbeat = INF
         self._next_probe = INF
         self._lost: dict[str, float] = {}  # addresses of members lost while manager -> when
+        self._orphans: dict[str, float] = {}  # lost while we were manager, now a follower
         self._successor = ""
         self._forwarded: dict[tuple[str, str, int], None] = {}  # HANDOVERs passed on
         self._out: list[Effect] = []
@@ -471,6 +472,8 @@ class NodeCore:
             # our heartbeats stop and their manager timeout runs out (0.7 s).
             self._send(claim.address, Handover(self.me, self.term, self.members.infos(),
                                                self.replicated))
+            # The members we lost are in no list the winner gets: keep probing them.
+            self._orphans.update(self._lost)
             for row in self.members.others():
                 if row.alive and row.peer.address != claim.address:
                     self._send(row.peer.address, Coordinator(self.me, claim.term, claim))
@@ -573,11 +576,18 @@ class NodeCore:
                     del self._lost[addr]
 
     def _probe_seeds(self, now: float) -> None:
-        """Follower: send our manager's claim to seeds that are not members. If a seed
-        follows another manager (a healed partition nobody else remembers), claim order
-        merges the two clusters."""
+        """Follower: send our manager's claim to seeds that are not members, and to the
+        members we lost while we were a manager ourselves (our successor never heard of
+        them). If one follows another manager (a healed partition nobody else remembers),
+        claim order merges the two clusters."""
+        if self._orphans:
+            present = {row.peer.address for row in self.members}
+            horizon = now - LOST_HORIZON
+            for addr, when in list(self._orphans.items()):
+                if addr in present or when < horizon:
+                    del self._orphans[addr]
         if self._claim is not None:
-            for addr in self.seeds:
+            for addr in dict.fromkeys((*self.seeds, *self._orphans)):
                 if self.members.by_address(addr) is None:
                     self._send(addr, Coordinator(self.me, self.term, self._claim))
         self._next_probe = now + self._probe_jitter()
