@@ -419,11 +419,9 @@ def sc_pause(n: int, seed: int, args: argparse.Namespace) -> Result:
                  args=args, note=note,
                  extra={"step_down_s": None if down is None else down - resumed_at})
     res.dual_after_ref_s = watch.dual - before  # after the resume
-    # Agreement at convergence excluded the paused node; the final check includes it.
-    res.all_agree = res.all_agree or (
-        took is not None and rejoined is not None and net.agreed() is not None
-        and members_ok(net) and len(net.live()) == n
-    )
+    # finish() compared the view after the resume and rejoin with the view after settling,
+    # with the resumed node among the live ones; it must also have rejoined at all.
+    res.all_agree = res.all_agree and rejoined is not None and len(net.live()) == n
     return res
 
 
