@@ -8,6 +8,8 @@ when it ends on its own (it left the cluster, or was refused) the node ends too.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 from collections.abc import Sequence
 from typing import Any
@@ -18,10 +20,11 @@ from clerk._errors import ConfigError, NotReachableError
 from clerk._security import CurveKeys, keys_from_cookie, load_cookie
 from clerk._tasks import TaskDef, check_unique
 from clerk._transport import resolve_host
-from supervisor import ChildSpec, ShutdownInfo, Supervisor
+from supervisor import ChildSpec, ShutdownInfo, Supervisor, SupervisorError
 from supervisor.testing import WaitTimeout, wait_until
 
-__all__ = ["Node", "agent_spec", "node_spec", "node_supervisor", "preflight"]
+__all__ = ["Node", "agent_spec", "ask_agent_to_leave", "node_spec", "node_supervisor",
+           "preflight"]
 
 #: How long the node waits for its agent to leave gracefully before killing it.
 AGENT_SHUTDOWN_MS = 15_000
@@ -54,6 +57,24 @@ def agent_spec(config: NodeConfig, *, id: str = "agent",  # noqa: A002
                significant: bool = True) -> ChildSpec:
     return ChildSpec(id=id, start="clerk._agent:run", args=(config,), restart="transient",
                      significant=significant, shutdown=AGENT_SHUTDOWN_MS)
+
+
+def ask_agent_to_leave(sup: Supervisor) -> bool:
+    """Send SIGTERM to the agent process alone, which then leaves the cluster gracefully (a
+    manager hands over, runs in flight finish) and exits; the node's supervisor then stops on
+    its own (``auto_shutdown``). ``Supervisor.stop()`` would instead SIGTERM the agent's whole
+    process tree, task workers included, killing the runs in flight. False if there is no
+    agent process to ask (then stop the supervisor)."""
+    try:
+        pids = [c.pid for c in sup.which_children() if c.pid and c.status == "running"]
+    except SupervisorError:
+        return False
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+    return bool(pids)
 
 
 def node_supervisor(config: NodeConfig) -> Supervisor:
@@ -157,10 +178,18 @@ class Node:
         return True
 
     def stop(self, timeout: float | None = 30.0) -> ShutdownInfo | None:
-        """Leave the cluster gracefully (a manager hands over first) and wait for the end."""
+        """Leave the cluster gracefully (a manager hands over first, runs in flight finish)
+        and wait for the end. Returns how the node's supervisor ended (``AUTO_SHUTDOWN``: the
+        agent left and the node followed it), or None if it had already ended."""
         if self._sup is None:
             return None
         try:
+            if ask_agent_to_leave(self._sup):
+                grace = AGENT_SHUTDOWN_MS / 1000 + 5
+                try:
+                    return self._sup.wait(grace if timeout is None else min(timeout, grace))
+                except TimeoutError:
+                    pass
             self._sup.stop()
             return self._sup.wait(timeout)
         except Exception:  # already stopped on its own (e.g. refused): report how

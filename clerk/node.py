@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from types import FrameType
 
@@ -26,7 +27,7 @@ import psutil
 from clerk._agent import configure_logging
 from clerk._config import NodeConfig, load_config
 from clerk._errors import ConfigError
-from clerk._node import node_supervisor, preflight
+from clerk._node import AGENT_SHUTDOWN_MS, ask_agent_to_leave, node_supervisor, preflight
 from supervisor import ShutdownReason, SupervisorError
 
 __all__ = ["build_parser", "main"]
@@ -90,15 +91,22 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m clerk.node") 
     except SupervisorError as exc:
         log.error("node could not start: %s", exc)
         return 1
-    stopping = False
+    stopping = 0.0  # when the graceful leave started
     while True:
         try:
             info = sup.wait(timeout=0.2)
             break
         except TimeoutError:
             if signals.is_set() and not stopping:
-                stopping = True
+                # The agent alone gets SIGTERM (sup.stop() would signal its task workers too,
+                # killing runs in flight); it leaves and exits, and the supervisor follows.
+                stopping = time.monotonic()
+                if not ask_agent_to_leave(sup):
+                    threading.Thread(target=sup.stop, daemon=True).start()
+            elif stopping and time.monotonic() - stopping > AGENT_SHUTDOWN_MS / 1000 + 5:
+                log.warning("the agent did not leave in time; stopping it")
                 threading.Thread(target=sup.stop, daemon=True).start()
+                stopping = float("inf")
         except SupervisorError as exc:
             log.error("node gave up: %s", exc)
             return 1

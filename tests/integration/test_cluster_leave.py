@@ -3,15 +3,18 @@ schedule, a follower leaves the member list, both exit 0 within a few seconds.""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import clerk
 from clerk.testing import LocalCluster, wait_until
 from tests.integration.cluster_helpers import adoptions, logged_since, wait_agreed
-from tests.integration.cluster_tasks import Counter
+from tests.integration.cluster_tasks import Counter, Slow
 from tests.integration.task_helpers import counter_lines
 
 IV = 100  # ms: short, so a gap of even one slot in the hand-over would show
@@ -85,3 +88,33 @@ def test_graceful_leave_of_a_follower_removes_it_at_once() -> None:
         # Well before member_timeout (2 s) would drop a silent member.
         wait_until(gone, timeout=1.5, message=lambda: f"still listed: {cluster.views(rest)}")
         assert cluster.agreed(rest) == (manager, term), "a follower leaving changes nothing"
+
+
+@pytest.mark.timeout(60)
+def test_a_second_sigterm_exits_at_once_leaving_no_process(tmp_path: Path) -> None:
+    """The first SIGTERM starts a graceful leave, which waits for the run in flight (a task
+    that sleeps 600 s); the second one ends the node and all its processes at once."""
+    log = tmp_path / "slow.log"
+    task = clerk.task(Slow, name="slow", interval=100, timeout=300_000,
+                      args={"log": str(log), "sleep": 600})
+    with LocalCluster(1, tasks=[task]) as cluster:
+        (name,) = cluster.names
+        cluster.wait_for_manager(timeout=20)
+        wait_until(log.exists, timeout=15, message="the slow task never started")
+        pids = cluster.pids(name)
+        assert len(pids) >= 3  # node, agent, worker (running the task)
+        proc = cluster.procs[name]
+        proc.send_signal(signal.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.5)  # still leaving: the run is in flight
+        # Only the agent was asked to leave: the worker running the task was not signalled.
+        assert all(psutil.pid_exists(p) for p in pids)
+        assert "leaving the cluster" in cluster.log(name)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=5)
+        assert time.monotonic() - t0 < 2.0
+        assert code != 0
+        wait_until(lambda: not [p for p in pids if psutil.pid_exists(p)
+                                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE],
+                   timeout=5, message="processes of the node outlived it")
