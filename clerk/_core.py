@@ -8,7 +8,7 @@ the real node (the ZeroMQ shell feeds it decoded messages and ticks and carries 
 Roles and transitions::
 
     JOINING --welcome(manager)--> FOLLOWER --manager silent or disconnected--> CANDIDATE
-    JOINING --join timeout, no manager--> CANDIDATE
+    JOINING --join timeout, no manager--> CANDIDATE     (an ELECTION does not make it one)
     CANDIDATE --no OK from higher nodes--> MANAGER     (term = highest term seen + 1)
     CANDIDATE --OK, then COORDINATOR--> FOLLOWER
     MANAGER --sees a higher claim--> FOLLOWER           (hands its table over first)
@@ -20,21 +20,30 @@ Rules that make it converge:
 * **Claims.** A manager's claim is ``(term, priority, name)``; claims are totally ordered and
   every node follows the highest claim it has seen. A claim below the highest seen is stale:
   it is never followed (this is also the fencing rule for EXECUTE) and its holder is told
-  about the higher claim, so a paused-then-resumed manager steps down at its first heartbeat.
+  about the higher claim, so a paused-then-resumed manager steps down at its first heartbeat
+  (not if the higher claim's holder is known to be gone: a live manager would follow a dead
+  claim; a restarted holder is still told, and a manager that sees a claim in its own name
+  above its own, or an ELECTION with a term above its own, claims again above it).
 * **Bully.** A node that suspects the manager sends ELECTION to every live node ranked above
   it by ``(priority, name)`` and also to the suspect itself (a live manager answers OK with its
   claim, so a spurious disconnect event cannot depose it). No OK within ``election_timeout``:
   it becomes manager with ``term = highest term seen + 1`` and broadcasts COORDINATOR. An OK:
-  it waits ``coordinator_timeout`` for the winner, then starts over. When the manager's
+  it waits ``coordinator_timeout`` for the winner, then starts over (only an OK from a node
+  ranked above counts: the probed suspect may answer from below). When the manager's
   connection closed (``PeerDown``, the crash fast path) and the suspect is the only node to
   ask, the wait is ``election_timeout * DISCONNECT_PROBE`` (25 ms by default): a crashed
   manager is replaced in tens of milliseconds, and a live one still answers in time.
 * **No preemption of a healthy manager.** A node that heard from its manager within
   ``vouch_window`` answers an ELECTION with OK carrying that manager's claim and does not start
   an election of its own; a newcomer that ranks higher simply follows the existing manager.
+  A node that has not joined yet takes no part in elections (it answers ELECTION with a
+  JOIN), so a restarted node that knows nobody cannot win with an empty member list.
 * **Partitions heal.** A manager periodically sends its claim (COORDINATOR) to its seeds and to
   members it lost; two managers that meet resolve by claim order: the lower one hands its
-  member list and state to the higher one (HANDOVER) and follows it.
+  member list and state to the higher one (HANDOVER), tells its members the winner's claim,
+  and follows it. Lost members outlive their manager: followers note the members their
+  manager's list dropped (for when they take over), an ex-manager keeps probing the members
+  it lost, and followers send their manager's claim to seeds that are not members.
 * **Graceful leave.** A leaving manager sends HANDOVER (members and replicated state) to the
   highest-ranked live member, which takes over with a new term at once; nothing is lost.
 * **Term bound.** Let ``H`` be the highest term this node has seen (or its *horizon*, if that
