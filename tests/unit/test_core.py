@@ -1038,3 +1038,26 @@ def test_a_lost_member_is_still_probed_after_its_manager_steps_down():
     net.heal()  # only d ever knew where e is, and d is a follower now
     net.advance(10.0)
     assert net.agreed() is not None, [(x.me.name, x.role, x.term) for x in net.live()]
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: ELECTION/OK ping-pong without end between a "
+                   "candidate and a live manager whose claim is below a dead claim of the same "
+                   "term (see /work/notes/core-bugs.md #7)")
+def test_a_candidate_and_a_lower_live_manager_do_not_ping_pong():
+    # g last followed b's claim (1, 2, "b"); b is gone. m, alive, claims (1, 1, "m"): same
+    # term, lower priority. Found by a random fault search (a storm of 100,000 messages).
+    net = Net()
+    m = net.node("m", 1)
+    g = net.node("g", 0, seeds=["x"], start=False)
+    g.members.learn([info(m.me)], net.now)
+    net.do(g, Received(Coordinator(peer("b", 2), 1, Claim(1, 2, "b", addr("b")))))
+    assert g.manager == "b"
+    net.queue.clear()
+    mark = net.mark()
+    try:
+        net.advance(T.manager_timeout + T.election_timeout + T.coordinator_timeout)
+    except AssertionError as exc:
+        pytest.fail(f"{exc}: {len(net.log) - mark} effects")
+    assert len(net.sends(g, Election, after=mark)) < 10
+    net.advance(5.0)
+    assert net.agreed() is not None
