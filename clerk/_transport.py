@@ -52,6 +52,10 @@ MAX_LINKS = 512
 MAX_UNPINNED_LINKS = 32
 NEW_LINK_RATE = 50.0
 DRAIN_MESSAGES = 1000
+#: Inbound queue per connection, in messages. With MAXMSGSIZE this bounds what one peer can
+#: make a node hold (a flood of 1 MB frames: 1000 x 1 MB, and then ZeroMQ stops reading that
+#: peer's connection: back-pressure on the flooder only). Protocol traffic needs far less.
+RCVHWM = 1000
 DRAIN_BYTES = 4 << 20
 NEW_LINK_BURST = 100.0
 PENDING_TTL = 1.0
@@ -123,7 +127,7 @@ class Transport:
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.linger = 0
         self.router.maxmsgsize = max_bytes
-        self.router.rcvhwm = 10_000
+        self.router.rcvhwm = RCVHWM
         self.router.sndhwm = 10_000
         if keys is not None:
             self.router.curve_server = True

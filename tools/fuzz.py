@@ -272,6 +272,7 @@ class FuzzReport:
     max_gap_ms: float = 0.0
     interval_ms: int = 0
     rss_before_mb: float = 0.0
+    rss_mid_mb: float = 0.0  # halfway: growth that stops is warm-up, growth that goes on a leak
     rss_after_mb: float = 0.0
 
     @property
@@ -336,6 +337,8 @@ def run_fuzz(frames: int, *, seed: int = 0, interval_ms: int = 200,
                     except zmq.Again:
                         break  # the node stopped reading for 2 s: reported as not alive
                     rep.frames_sent += 1
+                    if i == frames // 2:
+                        rep.rss_mid_mb = _rss_mb(cluster, name)
                     if time.monotonic() >= next_status:
                         next_status = time.monotonic() + status_every
                         cluster.status(name, timeout=5)  # raises if the node stopped answering
@@ -391,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
             ("longest gap between runs", f"{rep.max_gap_ms:.0f} ms "
                                          f"(interval {rep.interval_ms} ms)"),
             ("runs on schedule", rep.on_schedule),
-            ("RSS before -> after", f"{rep.rss_before_mb:.1f} -> {rep.rss_after_mb:.1f} MB"),
+            ("RSS before -> halfway -> after", f"{rep.rss_before_mb:.1f} -> "
+             f"{rep.rss_mid_mb:.1f} -> {rep.rss_after_mb:.1f} MB"),
         ]
         for k, v in rows:
             print(f"| {k} | {v} |")
