@@ -1013,9 +1013,6 @@ def test_a_candidate_holding_a_dead_incarnations_claim_joins_the_live_manager():
     assert net.agreed() is not None, [(x.me.name, x.role, x.term) for x in net.live()]
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: a manager that steps down keeps its lost-member "
-                   "list to itself; the cluster it lost stays split (see "
-                   "/work/notes/core-bugs.md #6)")
 def test_a_lost_member_is_still_probed_after_its_manager_steps_down():
     net = Net()
     d = net.node("d", 1)
