@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from clerk._core import ManagerChanged, Role, StateHandedOver
 from clerk._executor import Executor
 from clerk._messages import Execute, Result
-from clerk._schedule import Dispatch, Finished, Scheduler
+from clerk._schedule import Dispatch, Finished, Scheduler, pack_table
 from clerk._tasks import TaskDef, load_task_class
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class TaskRunner:
     def on_leave(self, now: float) -> None:
         if self.scheduler.active:
             self.scheduler.deactivate()  # the successor takes over with the table
-            self.agent.core.set_replicated(self.scheduler.table())
+            self.agent.core.set_replicated(pack_table(self.scheduler.table()))
         self._leave_started = now
 
     def ready_to_leave(self, now: float) -> bool:
@@ -207,7 +207,7 @@ class TaskRunner:
         self._replicate_dirty = False
         clock = self.agent.clock
         began = clock.monotonic()
-        core.set_replicated(self.scheduler.table())
+        core.set_replicated(pack_table(self.scheduler.table()))
         self.agent.apply(core.heartbeat_now(now), now)
         cost = clock.monotonic() - began
         self._replicate_after = now + cost * (REPLICATE_SHARE - 1)

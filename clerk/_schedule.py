@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import json
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,11 +39,42 @@ from typing import Any
 
 from clerk._tasks import TaskDef
 
-__all__ = ["Dispatch", "Finished", "Scheduler", "TaskRecord", "phase_ms"]
+__all__ = ["Dispatch", "Finished", "Scheduler", "TaskRecord", "pack_table", "phase_ms",
+           "unpack_table"]
 
 #: Extra time the manager waits past a run's timeout for the node's own timeout report.
 TRANSIT_GRACE_MS = 1000
 OUTCOMES = ("ok", "error", "timeout")
+
+
+#: Chunk size of a packed table: under the codec's longest string (64 Ki characters).
+PACK_CHUNK = 60_000
+
+
+def pack_table(table: Mapping[str, Any]) -> dict[str, Any]:
+    """The table as it travels in heartbeats: its JSON text in a few ASCII strings.
+
+    The codec checks every item of a message's JSON (types, depth, Unicode), which for a table
+    of 1000 tasks is ~25k items per heartbeat on the manager and again on every follower: the
+    largest cost of a big cluster. A few long strings cost next to nothing to check, and a
+    follower parses the table only when it needs it (a takeover, a status request).
+    """
+    text = json.dumps(table, separators=(",", ":"), allow_nan=False)  # ASCII: chars == bytes
+    return {"packed": 1,
+            "chunks": [text[i:i + PACK_CHUNK] for i in range(0, len(text), PACK_CHUNK)]}
+
+
+def unpack_table(raw: Any) -> Any:
+    """The table from :func:`pack_table` (or an unpacked one as is); None if malformed."""
+    if isinstance(raw, Mapping) and raw.get("packed") == 1:
+        chunks = raw.get("chunks")
+        if not isinstance(chunks, list) or not all(isinstance(c, str) for c in chunks):
+            return None
+        try:
+            return json.loads("".join(chunks))
+        except (ValueError, RecursionError):
+            return None
+    return raw
 
 
 def phase_ms(name: str, interval_ms: int) -> int:
@@ -155,6 +187,7 @@ class Scheduler:
 
     def load(self, table: Any) -> None:
         """Adopt a replicated table (as a follower, or before taking over)."""
+        table = unpack_table(table)
         if not isinstance(table, Mapping):
             return
         tasks = table.get("tasks")
@@ -170,6 +203,7 @@ class Scheduler:
     def merge(self, table: Any) -> bool:
         """Merge another manager's table (partition healed): per task keep the one further
         along. True if anything changed."""
+        table = unpack_table(table)
         changed = False
         if not isinstance(table, Mapping) or not isinstance(table.get("tasks"), Mapping):
             return False

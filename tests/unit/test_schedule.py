@@ -413,3 +413,30 @@ def test_many_tasks_each_slot_once_in_due_order() -> None:
         assert slots == list(range(slots[0], slots[0] + len(slots))), d.name
         assert len(slots) >= 3000 // (d.interval or 1) - 2
     assert sum(r.counts["skipped"] for r in s.records.values()) == 0
+
+
+def test_packed_tables_round_trip_and_bad_packs_are_ignored() -> None:
+    from clerk._codec import MAX_STRING
+    from clerk._schedule import PACK_CHUNK, pack_table, unpack_table
+
+    assert PACK_CHUNK <= MAX_STRING
+    defs = [tdef(f"t{i}") for i in range(300)]
+    a = started(sched(*defs), due("t0", K) + 0.1)
+    members = {"a": tuple(d.name for d in defs)}
+    for d in a.tick(due("t0", K + 1) + 0.999, members)[0]:
+        a.on_result(d.task, d.run_id, d.node, "ok", {"é": "ü" * 100, "n": d.slot}, 1.0, "",
+                    due("t0", K + 2))
+    packed = pack_table(a.table())
+    assert len(packed["chunks"]) > 1 and all(c.isascii() for c in packed["chunks"])
+    assert unpack_table(packed) == a.table()
+    b = sched(*defs)
+    b.load(packed)
+    assert b.table() == a.table()
+    c = started(sched(*defs), due("t0", K) + 0.1)
+    assert c.merge(packed) and c.table()["tasks"] == a.table()["tasks"] | {
+        n: {**r, "running": None} for n, r in a.table()["tasks"].items() if r["running"]}
+    for bad in ({"packed": 1, "chunks": ["{nope"]}, {"packed": 1, "chunks": [1]},
+                {"packed": 1, "chunks": ["[" * 100_000]}):
+        assert unpack_table(bad) is None
+        b.load(bad)
+        assert not b.merge(bad)
