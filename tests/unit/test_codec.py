@@ -168,8 +168,8 @@ def strategy_for(tp):
         return json_values
     if tp is int:
         return ints64
-    if tp is float:
-        return st.floats(allow_nan=False, allow_infinity=False) | ints64
+    if tp is float:  # an int is accepted as a float; exactly only up to 2**53
+        return st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53), 2**53)
     if tp is str:
         return texts
     if tp is bool:
