@@ -47,6 +47,16 @@ TRANSIT_GRACE_MS = 1000
 OUTCOMES = ("ok", "error", "timeout")
 
 
+#: All tasks' states together, as they travel in the packed table (JSON text escaped into a
+#: string), may take this much of the one heartbeat (1 MiB) that carries the whole table; the
+#: rest is for the table's rows and the member list. A result whose state would go over is an
+#: error naming the task (the state is kept): a table too big to send would stop the heartbeats
+#: themselves, and every follower would call an election every 0.7 s.
+STATES_BUDGET_BYTES = 512 * 1024
+#: The error text kept in the table (and shown by status): its tail, where the exception is.
+#: The whole remote traceback is in the manager's log.
+ERROR_KEEP_CHARS = 1000
+
 #: Chunk size of a packed table: under the codec's longest string (64 Ki characters).
 PACK_CHUNK = 60_000
 
@@ -75,6 +85,11 @@ def unpack_table(raw: Any) -> Any:
         except (ValueError, RecursionError):
             return None
     return raw
+
+
+def _packed_size(state: Any) -> int:
+    """What a state adds to the packed table: its JSON, escaped again into a string."""
+    return len(json.dumps(json.dumps(state, separators=(",", ":"))))
 
 
 def phase_ms(name: str, interval_ms: int) -> int:
@@ -177,6 +192,8 @@ class Scheduler:
         # they surface; and the deadline (wall ms) of each run in flight.
         self._heap: list[tuple[float, str]] = []
         self._inflight: dict[str, float] = {}
+        self._state_bytes: dict[str, int] = {}
+        self._states_total = 0
         self.instant_pending: set[str] = set()
         self.active = False
         self._run_seq = 0
@@ -215,6 +232,9 @@ class Scheduler:
             if rec.progress() > mine.progress() and mine.running is None:
                 rec.running = None  # its run belongs to the other manager's term
                 self.records[name] = rec
+                size = _packed_size(rec.state) if rec.has_state else 0
+                self._states_total += size - self._state_bytes.get(name, 0)
+                self._state_bytes[name] = size
                 self.next_slot[name] = max(self.next_slot.get(name, 0), rec.dispatched + 1,
                                            rec.slot + 1)
                 self._push(name)
@@ -246,6 +266,9 @@ class Scheduler:
                 self.instant_pending.add(name)
         self._inflight = {name: float(rec.running["deadline"])
                           for name, rec in self.records.items() if rec.running is not None}
+        self._state_bytes = {name: _packed_size(rec.state)
+                             for name, rec in self.records.items() if rec.has_state}
+        self._states_total = sum(self._state_bytes.values())
         self._heap = []
         for name in self.defs:
             self._push(name)
@@ -405,16 +428,28 @@ class Scheduler:
         self._inflight.pop(name, None)
         rec.slot = max(rec.slot, int(run["slot"]))
         rec.runs += 1
-        rec.counts[outcome] = rec.counts.get(outcome, 0) + 1
         if outcome == "ok":
-            rec.state = state
-            rec.has_state = True
+            size = _packed_size(state)
+            others = self._states_total - self._state_bytes.get(name, 0)
+            if others + size > STATES_BUDGET_BYTES:
+                outcome = "error"
+                error = (f"task {name!r} returned a state of {size} bytes (as replicated); with "
+                         f"the other tasks' states ({others} bytes) that is over the "
+                         f"{STATES_BUDGET_BYTES}-byte budget of the replicated table: the "
+                         "previous state is kept")
+            else:
+                rec.state = state
+                rec.has_state = True
+                self._state_bytes[name] = size
+                self._states_total = others + size
+        rec.counts[outcome] = rec.counts.get(outcome, 0) + 1
         node = str(run["node"])
         if outcome in ("ok", "error"):
             self.node_runs[node] = self.node_runs.get(node, 0) + 1
         round_trip = max(0.0, wall_ms - float(run["started"]))
+        kept = error if len(error) <= ERROR_KEEP_CHARS else "..." + error[-ERROR_KEEP_CHARS:]
         rec.last = {"node": node, "slot": run["slot"], "duration_ms": round(duration_ms, 3),
-                    "outcome": outcome, "error": error, "finished": wall_ms,
+                    "outcome": outcome, "error": kept, "finished": wall_ms,
                     "round_trip_ms": round(round_trip, 3)}
         return Finished(name, str(run["run"]), int(run["slot"]), node, outcome, duration_ms,
                         error, round_trip)

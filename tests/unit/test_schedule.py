@@ -440,3 +440,41 @@ def test_packed_tables_round_trip_and_bad_packs_are_ignored() -> None:
         assert unpack_table(bad) is None
         b.load(bad)
         assert not b.merge(bad)
+
+
+def test_states_over_the_replication_budget_are_errors_naming_the_task() -> None:
+    from clerk._schedule import STATES_BUDGET_BYTES
+
+    defs = [tdef(f"t{i}") for i in range(5)]
+    s = started(sched(*defs), due("t0", K) + 0.1)
+    members = {"a": tuple(d.name for d in defs)}
+    big = "x" * (STATES_BUDGET_BYTES // 4)
+    at = (K + 2) * IV / 1000  # every task's slot K+1 is due by then
+    runs = {d.task: d for d in s.tick(at, members)[0]}
+    outcomes = {}
+    for name in sorted(runs):
+        d = runs[name]
+        fin = s.on_result(name, d.run_id, d.node, "ok", big, 1.0, "", at)
+        assert fin is not None
+        outcomes[name] = (fin.outcome, fin.error)
+    assert [o for o, _ in outcomes.values()] == ["ok", "ok", "ok", "error", "error"]
+    assert "task 't3'" in outcomes["t3"][1] and "budget" in outcomes["t3"][1]
+    assert not s.records["t3"].has_state and s.records["t3"].counts["error"] == 1
+    # A task whose state shrinks frees room for another's.
+    at += IV / 1000
+    runs = {d.task: d for d in s.tick(at, members)[0]}
+    s.on_result("t0", runs["t0"].run_id, "a", "ok", "small", 1.0, "", at)
+    fin = s.on_result("t3", runs["t3"].run_id, "a", "ok", big, 1.0, "", at)
+    assert fin is not None and fin.outcome == "ok"
+
+
+def test_long_error_texts_keep_their_tail_in_the_table() -> None:
+    from clerk._schedule import ERROR_KEEP_CHARS
+
+    s = started(sched(), due("t", K) + 0.1)
+    (d,) = s.tick(due("t", K + 1), NODES)[0]
+    tb = "Traceback\n" + "  frame\n" * 1000 + "ValueError: the cause"
+    fin = s.on_result("t", d.run_id, d.node, "error", None, 1.0, tb, due("t", K + 1))
+    assert fin is not None and fin.error == tb  # the log gets all of it
+    kept = s.records["t"].last["error"]
+    assert len(kept) <= ERROR_KEEP_CHARS + 3 and kept.endswith("ValueError: the cause")
