@@ -137,6 +137,31 @@ def wait_agreed(cluster: LocalCluster, names: list[str], timeout: float,
                       message=lambda: f"no agreement among {names}: {brief(cluster, names)}")
 
 
+def wait_converged(cluster: LocalCluster, timeout: float = 10.0) -> tuple[str, int]:
+    """Wait until every running node agrees on the manager *and* lists every running node,
+    alive, with its current incarnation: a restarted node has fully joined, and every link
+    to it is up again (no message queued for its address is still in flight)."""
+    names = [n for n in cluster.names if cluster.running(n)]
+
+    def converged() -> tuple[str, int] | None:
+        views = cluster.views(names)
+        if any(v is None for v in views.values()):
+            return None
+        incarnations = {n: v["incarnation"] for n, v in views.items() if v}
+        agreed = {(v["manager"], v["term"]) for v in views.values() if v}
+        if len(agreed) != 1:
+            return None
+        for v in views.values():
+            assert v is not None
+            rows = {m["name"]: (m["incarnation"], m["alive"]) for m in v["members"]}
+            if any(rows.get(n) != (inc, True) for n, inc in incarnations.items()):
+                return None
+        return agreed.pop()
+
+    return wait_until(converged, timeout=timeout, interval=0.02,
+                      message=lambda: f"members never converged: {cluster.views(names)}")
+
+
 def brief(cluster: LocalCluster, names: list[str]) -> dict[str, Any]:
     return {n: (v["manager"], v["term"], v["role"]) if v else None
             for n, v in cluster.views(names).items()}
