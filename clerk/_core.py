@@ -300,6 +300,7 @@ class NodeCore:
         self._suspect_addr = ""  # where to probe the suspect (it may not be in our list)
         self._probe_suspect = False
         self._disconnected = False  # the suspect's connection closed (PeerDown)
+        self._hinted: set[str] = set()  # managers sent a term hint in this candidacy
         self._next_retry = INF  # joining: resend JOIN to seeds
         self._next_heartbeat = INF
         self._next_probe = INF
@@ -647,6 +648,7 @@ class NodeCore:
         self._suspect = suspect
         self._probe_suspect = probe and bool(suspect)
         self._disconnected = disconnected
+        self._hinted = set()
         if was_following:
             self._out.append(ManagerChanged(None, self.term, False))
         delay = self._stagger(len(self._higher()))
@@ -843,6 +845,8 @@ class NodeCore:
                 self._adopt(msg.members, now)
                 self._epoch_seen = msg.epoch
             return
+        if self._second_hand_suspect(claim, msg.sender.name):
+            return
         already = self._claim is not None and self._claim.key == claim.key
         if self._on_claim(claim, now) and not already:
             self._send(claim.address, Join(self.me, self.term, self.tasks))
@@ -942,9 +946,13 @@ class NodeCore:
                     and msg.manager.name != h.name and self._known_dead(h)):
                 # A live manager below a claim whose holder is gone: we must not follow it
                 # and must not stand down on it (it will never announce a higher claim by
-                # itself). Our ELECTION carries the higher term; the manager claims above it.
-                self._send(msg.manager.address,
-                           Election(self.me, max(self.term, h.term), self._suspect))
+                # itself). Our ELECTION carries a term above the dead claim's (which may be
+                # higher by rank only), so the manager claims above it. Once per manager
+                # and candidacy: if it does not, we complete our candidacy instead.
+                if msg.manager.address not in self._hinted:
+                    self._hinted.add(msg.manager.address)
+                    self._send(msg.manager.address,
+                               Election(self.me, max(self.term, h.term + 1), self._suspect))
                 return
         # Only a higher node's OK means "stand down, I will run": the probed suspect may answer
         # from below (restarted as a new incarnation, or no longer a manager) and must not
@@ -960,7 +968,19 @@ class NodeCore:
             self._raise_highest(msg.claim)
             self._stop(f"left; handed over to {self._successor}")
             return
+        if self._second_hand_suspect(msg.claim, msg.sender.name):
+            return
         self._on_claim(msg.claim, now)
+
+    def _second_hand_suspect(self, claim: Claim, sender: str) -> bool:
+        """A candidate hears, from someone other than its holder, the claim of the manager it
+        gave up on (no higher than it knew): ignore it. Such relays are often late (ZeroMQ
+        delivers messages queued during a reconnect up to 100 ms after the fact), and
+        following a dead manager again costs a whole manager timeout. Only the suspect itself
+        (answering our probe) or a higher claim brings us back."""
+        return (self.role is Role.CANDIDATE and claim.name == self._suspect
+                and sender != claim.name and self.highest is not None
+                and claim.key <= self.highest.key)
 
     def _m_leave(self, msg: Leave, now: float) -> None:
         s = msg.sender
