@@ -1037,9 +1037,6 @@ def test_a_lost_member_is_still_probed_after_its_manager_steps_down():
     assert net.agreed() is not None, [(x.me.name, x.role, x.term) for x in net.live()]
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: ELECTION/OK ping-pong without end between a "
-                   "candidate and a live manager whose claim is below a dead claim of the same "
-                   "term (see /work/notes/core-bugs.md #7)")
 def test_a_candidate_and_a_lower_live_manager_do_not_ping_pong():
     # g last followed b's claim (1, 2, "b"); b is gone. m, alive, claims (1, 1, "m"): same
     # term, lower priority. Found by a random fault search (a storm of 100,000 messages).
