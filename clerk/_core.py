@@ -840,6 +840,17 @@ class NodeCore:
             if self.role in (Role.JOINING, Role.CANDIDATE):
                 self._learn(msg.members, now)
             return
+        if (claim.name == self.me.name and claim.address != self.me.address
+                and self.role is Role.JOINING):
+            # The cluster's manager holds our name at another address: we are a duplicate
+            # (a restart of that manager comes back at its own address). Without this the
+            # joiner never JOINs (it cannot follow a claim in its own name), elects itself
+            # after join_timeout, and the two re-claim above each other forever.
+            reason = (f"the name {self.me.name!r} is already used by the manager at "
+                      f"{claim.address}; {self.me.address} was refused")
+            self._stop(f"refused by {msg.sender.name}: {reason}")
+            self._out.insert(0, Refused(reason))
+            return
         if claim.name == msg.sender.name:
             if self._on_claim(claim, now) and self.role is Role.FOLLOWER:
                 self._adopt(msg.members, now)
