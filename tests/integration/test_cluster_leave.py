@@ -20,6 +20,7 @@ from tests.integration.task_helpers import counter_lines
 IV = 100  # ms: short, so a gap of even one slot in the hand-over would show
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_graceful_leave_of_the_manager_hands_over_without_a_gap(tmp_path: Path) -> None:
     log = tmp_path / "counter.log"

@@ -43,6 +43,7 @@ def test_nodes_agree_on_one_manager(n: int) -> None:
             message=lambda: f"member lists differ: {cluster.views()}")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_kill_9_of_the_manager_gives_a_new_manager_agreed_by_all_within_1s() -> None:
     """Three crashes in a row, each time with the old manager restarted in between; the
