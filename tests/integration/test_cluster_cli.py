@@ -7,6 +7,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def test_status_tries_each_join_until_one_answers(cluster: LocalCluster) -> None
 
 
 def test_the_console_script_runs_status(cluster: LocalCluster) -> None:
-    script = shutil.which("clerk", path=str(Path(subprocess.sys.executable).parent))
+    script = shutil.which("clerk", path=str(Path(sys.executable).parent))
     if script is None:
         pytest.skip("the clerk console script is not installed in this environment")
     proc = subprocess.run([script, *status_args(cluster, "--json")], capture_output=True,
