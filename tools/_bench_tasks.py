@@ -1,0 +1,40 @@
+"""Task classes for tools/bench_tasks.py (imported by the benchmark's node processes)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, TextIO
+
+import clerk
+
+_files: dict[str, TextIO] = {}
+
+
+class Noop(clerk.Task):
+    """Does nothing; only the manager's first node (n1) never runs it, so every run crosses
+    the network: manager -> node -> worker -> back."""
+
+    def execute(self, state: Any) -> Any:
+        return state
+
+    def nodes(self, members: list[str]) -> list[str]:
+        return [m for m in members if not m.startswith("n1@")]
+
+
+class Stamp(clerk.Task):
+    """Appends ``task slot start-time`` to ``<args['dir']>/<pid>.log`` (one file per worker)."""
+
+    def init(self, args: Any) -> Any:
+        return args
+
+    def execute(self, state: Any) -> Any:
+        started = time.time()
+        run = clerk.current_run()
+        path = f"{state['dir']}/{os.getpid()}.log"
+        fh = _files.get(path)
+        if fh is None:
+            fh = _files[path] = open(path, "a")  # noqa: SIM115 (kept open across runs)
+        fh.write(f"{run.task} {run.slot} {started:.6f}\n")
+        fh.flush()
+        return state
