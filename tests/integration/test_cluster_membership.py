@@ -14,7 +14,6 @@ from tests.integration.cluster_helpers import (
     failover,
     run_node,
     wait_agreed,
-    wait_converged,
 )
 
 #: kill -9 of the manager -> every live node agrees on a new one within this (issue 4).
@@ -58,9 +57,10 @@ def test_kill_9_of_the_manager_gives_a_new_manager_agreed_by_all_within_1s() -> 
             # The crashed node is marked dead by the new manager at once.
             assert members_of(cluster.status(fo.new))[fo.old]["alive"] is False
             cluster.start(fo.old)
-            # Fully joined, links up (see notes/core-bugs.md #8 for what a kill during the
-            # join can still cause), before the next kill.
-            assert wait_converged(cluster, timeout=15)[1] >= fo.term
+            # The next kill comes as soon as the restarted node follows the manager, while
+            # its join may still be settling (messages queued for its address in flight):
+            # the harsh case (notes/core-bugs.md #8 made it a 0.8 s failover).
+            wait_agreed(cluster, cluster.names, timeout=15, check=lambda v, t=fo.term: v[1] >= t)
         worst = max(results, key=lambda f: f.agreed_within)
         assert worst.agreed_within < KILL_FAILOVER_S, (
             f"failover took {worst.agreed_within:.3f}s (one poll round took up to "
