@@ -410,12 +410,19 @@ class Scheduler:
             if rec.running is not None and rec.running["node"] == node
         ]
 
+    def expects(self, task: str, run_id: str, node: str) -> bool:
+        """Is this the run of ``task`` in flight, sent to ``node``?"""
+        rec = self.records.get(task)
+        run = rec.running if rec is not None else None
+        return run is not None and run["run"] == run_id and run["node"] == node
+
     def on_result(self, task: str, run_id: str, node: str, outcome: str, state: Any,
                   duration_ms: float, error: str, wall: float) -> Finished | None:
-        """Apply a node's RESULT; None if it is not for a run in flight (late or unknown)."""
-        rec = self.records.get(task)
-        if rec is None or rec.running is None or rec.running["run"] != run_id:
+        """Apply a node's RESULT; None if it is not for a run in flight (late or unknown) or
+        does not come from the node the run was sent to."""
+        if not self.expects(task, run_id, node):
             return None
+        rec = self.records[task]
         if outcome not in (*OUTCOMES, "refused"):
             outcome, error = "error", f"unknown outcome {outcome!r}: {error}"
         return self._finish(task, rec, outcome, state, duration_ms, error, wall * 1000)
