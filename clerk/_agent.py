@@ -292,7 +292,8 @@ class Agent:
             self.tasks.on_execute(msg, now, self._inbound)
         elif isinstance(msg, Result):
             row = self.core.members.get(msg.sender.name)
-            if row is None or row.peer.incarnation != msg.sender.incarnation:
+            member = row is not None and row.peer.incarnation == msg.sender.incarnation
+            if not member and not self.tasks.expects(msg):
                 self._bad_frame("result_not_member", f"RESULT from {msg.sender.name!r} "
                                 f"({msg.sender.incarnation!r}): not a member", now)
                 return

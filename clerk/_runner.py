@@ -45,6 +45,7 @@ class TaskRunner:
         self._activate: bool | None = None  # pending activation: graceful or not
         self._leave_started: float | None = None
         self._replicate_dirty = False
+        self._held: list[Result] = []  # results of a leaving manager's own runs (see below)
         self._replicate_after = -math.inf  # monotonic
         self.executor: Executor | None = None
         if self.defs:
@@ -95,7 +96,9 @@ class TaskRunner:
 
     def ready_to_leave(self, now: float) -> bool:
         """A leaving node first lets its runs in flight finish (for up to LEAVE_WAIT s)."""
-        if self.executor is None or not self.executor.busy():
+        if self._held and self._flush_held(now):
+            return False  # sent now: give the loop a turn to put it on the wire
+        if (self.executor is None or not self.executor.busy()) and not self._held:
             return True
         return self._leave_started is not None and now - self._leave_started >= LEAVE_WAIT
 
@@ -114,6 +117,12 @@ class TaskRunner:
                               msg.sender.address)
             return
         self.executor.submit(msg, msg.sender.address, now)
+
+    def expects(self, msg: Result) -> bool:
+        """A RESULT for a run in flight, from the node it was sent to (which may have left the
+        member list since: a manager that handed over while running a task itself)."""
+        return self.scheduler.active and self.scheduler.expects(msg.task, msg.run_id,
+                                                                msg.sender.name)
 
     def on_result(self, msg: Result, now: float, wall: float) -> None:
         if not self.scheduler.active:
@@ -135,9 +144,25 @@ class TaskRunner:
         if to == self.agent.me.address and core.is_manager:  # local: no network needed
             self.on_result(result, self.agent.clock.monotonic(), self.agent.clock.wall())
             return
+        if to == self.agent.me.address and core.role in (Role.LEAVING, Role.STOPPED):
+            # A leaving manager's own run: its successor (who adopted the run with the table)
+            # is not confirmed yet, and this node no longer schedules. Hold the result until
+            # the successor's claim arrives (see _flush_held) instead of losing it.
+            self._held.append(result)
+            return
         if to == self.agent.me.address:
             to = reply_to
         self.agent.send(to, result, self.agent.clock.monotonic())
+
+    def _flush_held(self, now: float) -> bool:
+        """Send held results to the successor once its claim is known; True if sent."""
+        claim = self.agent.core.highest
+        if claim is None or claim.address == self.agent.me.address:
+            return False
+        held, self._held = self._held, []
+        for result in held:
+            self.agent.send(claim.address, result, now)
+        return True
 
     # --- time -----------------------------------------------------------------------------------
 
@@ -205,6 +230,7 @@ class TaskRunner:
             self._replicate_dirty = True
             return
         self._replicate_dirty = False
+        self._held: list[Result] = []  # results of a leaving manager's own runs (see below)
         clock = self.agent.clock
         began = clock.monotonic()
         core.set_replicated(pack_table(self.scheduler.table()))

@@ -106,3 +106,10 @@ class Slow(clerk.Task):
         _append(state["log"], f"start {run.slot} {run.node}")
         time.sleep(state["sleep"])
         return state
+
+
+class SlowOnN1(Slow):
+    """A Slow task that only node ``n1`` may run."""
+
+    def nodes(self, members: list[str]) -> list[str]:
+        return [m for m in members if m.startswith("n1@")]

@@ -83,3 +83,38 @@ def test_after_a_graceful_hand_over_no_slot_is_missed(tmp_path: Path) -> None:
         assert around[0].term < around[-1].term
         row = task_row(cluster.status(new), "c")
         assert row["runs"]["skipped"] == skipped and row["runs"]["timeout"] == 0
+
+
+def test_a_leaving_managers_own_run_in_flight_reports_to_its_successor(tmp_path: Path) -> None:
+    from tests.integration.cluster_tasks import SlowOnN1
+    from tests.integration.task_helpers import lines
+
+    log = tmp_path / "log"
+    t = clerk.task(SlowOnN1, name="c", interval=300, timeout=10_000,
+                   args={"log": str(log), "sleep": 1.0})
+    with LocalCluster(3, tasks=[t], start=False) as cluster:
+        n1 = cluster.names[0]
+        cluster.start(n1)
+        cluster.wait_for_manager(timeout=15, names=[n1])
+        for name in cluster.names[1:]:
+            cluster.start(name)
+        assert cluster.wait_for_manager(timeout=15) == n1
+
+        def running() -> dict | None:
+            row = task_row(cluster.status(n1), "c")
+            run = row["running"]
+            started = run and any(r[1] == str(run["slot"]) for r in lines(log))
+            return row if started else None
+
+        row = wait_until(running, timeout=20, interval=0.05)
+        slot, ok_before = row["running"]["slot"], row["runs"]["ok"]
+        assert cluster.stop(n1) == 0  # waits for its run, then hands the result on
+        new = cluster.wait_for_manager(timeout=10)
+
+        def counted() -> dict | None:
+            r = task_row(cluster.status(new), "c")
+            return r if r["runs"]["ok"] > ok_before else None
+
+        row = wait_until(counted, timeout=10, message=lambda: "the run in flight was lost\n"
+                         + "\n".join(cluster.log(n)[-3000:] for n in cluster.names))
+        assert row["runs"]["timeout"] == 0 and row["last_slot"] >= slot
