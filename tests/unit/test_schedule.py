@@ -134,6 +134,9 @@ def test_results_for_unknown_runs_or_tasks_are_ignored() -> None:
     w = due("t", K + 1) + 0.01
     assert s.on_result("t", "bogus-1", ds[0].node, "ok", 5, 1.0, "", w) is None
     assert s.on_result("nope", ds[0].run_id, ds[0].node, "ok", 5, 1.0, "", w) is None
+    other = next(n for n in NODES if n != ds[0].node)
+    assert not s.expects("t", ds[0].run_id, other) and s.expects("t", ds[0].run_id, ds[0].node)
+    assert s.on_result("t", ds[0].run_id, other, "ok", 5, 1.0, "", w) is None, "wrong node"
     assert s.records["t"].running is not None
     assert s.on_result("t", ds[0].run_id, ds[0].node, "ok", 5, 1.0, "", w) is not None
     # A second answer for the same run (a duplicate) is ignored too.
