@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 import traceback
 from typing import Any
@@ -67,6 +68,11 @@ def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
 
 def main(endpoint: str, wid: int) -> None:
     """Worker entry point (a supervised child of the agent)."""
+    # A worker ends only by the agent's decision (SIGKILL of its tree on a timeout or at the
+    # agent's exit; the parent-death signal if the agent dies). A SIGTERM sent to the whole
+    # tree from above (e.g. a user's Supervisor stopping clerk.node_spec) must not kill the
+    # run in flight while the agent leaves gracefully and lets it finish.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
