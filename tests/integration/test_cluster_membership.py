@@ -54,8 +54,11 @@ def test_kill_9_of_the_manager_gives_a_new_manager_agreed_by_all_within_1s() -> 
             fo = failover(cluster, cluster.kill)
             results.append(fo)
             assert fo.new != fo.old
-            # The crashed node is marked dead by the new manager at once.
-            assert members_of(cluster.status(fo.new))[fo.old]["alive"] is False
+            # The crashed node is not counted alive by the new manager: marked dead at once,
+            # or absent when the new manager's list came from a view that had already
+            # dropped that incarnation (seen once in a few runs after back-to-back kills).
+            old_row = members_of(cluster.status(fo.new)).get(fo.old)
+            assert old_row is None or old_row["alive"] is False, old_row
             cluster.start(fo.old)
             # The next kill comes as soon as the restarted node follows the manager, while
             # its join may still be settling (messages queued for its address in flight):
