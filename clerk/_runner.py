@@ -230,7 +230,6 @@ class TaskRunner:
             self._replicate_dirty = True
             return
         self._replicate_dirty = False
-        self._held: list[Result] = []  # results of a leaving manager's own runs (see below)
         clock = self.agent.clock
         began = clock.monotonic()
         core.set_replicated(pack_table(self.scheduler.table()))
