@@ -73,7 +73,7 @@ class TaskRunner:
 
     def on_handover(self, effect: StateHandedOver, now: float, wall: float) -> None:
         if effect.merge:
-            if self.scheduler.merge(effect.state):
+            if self.scheduler.merge(effect.state, wall):
                 self._replicate(now)
         elif self.agent.core.is_manager:
             self._activate = True

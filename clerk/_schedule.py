@@ -217,9 +217,11 @@ class Scheduler:
         if isinstance(runs, Mapping):
             self.node_runs = {k: v for k, v in runs.items() if type(v) is int}
 
-    def merge(self, table: Any) -> bool:
+    def merge(self, table: Any, wall: float | None = None) -> bool:
         """Merge another manager's table (partition healed): per task keep the one further
-        along. True if anything changed."""
+        along. True if anything changed. With ``wall``, a record claiming a slot beyond the
+        current one is refused: no real manager can have run the future, and a forged table
+        must not push a task's next slot out of reach."""
         table = unpack_table(table)
         changed = False
         if not isinstance(table, Mapping) or not isinstance(table.get("tasks"), Mapping):
@@ -228,6 +230,11 @@ class Scheduler:
             rec = TaskRecord.from_json(raw)
             mine = self.records.get(name)
             if rec is None or mine is None:
+                continue
+            d = self.defs[name]
+            if wall is not None and d.interval is not None and (
+                max(rec.slot, rec.dispatched) > self._slot_at(d, wall * 1000) + 1
+            ):
                 continue
             if rec.progress() > mine.progress() and mine.running is None:
                 rec.running = None  # its run belongs to the other manager's term

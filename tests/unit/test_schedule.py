@@ -344,6 +344,21 @@ def test_merge_keeps_the_record_further_along() -> None:
     assert not b.merge({"tasks": "garbage"}) and not b.merge(None)
 
 
+def test_merge_refuses_a_record_from_the_future() -> None:
+    # A forged merge table (insecure mode) must not push the next slot out of reach.
+    a = started(sched(seed=1), due("t", K) + 0.1)
+    b = started(sched(seed=2), due("t", K) + 0.1)
+    run_ok(b, K + 1, state={"from": "b"})
+    forged = b.table()
+    forged["tasks"]["t"]["slot"] = K + 10**9
+    forged["tasks"]["t"]["dispatched"] = K + 10**9
+    assert not a.merge(forged, wall=due("t", K + 1) + 0.1)
+    assert [d.slot for d in a.tick(due("t", K + 1) + 0.1, NODES)[0]] == [K + 1]
+    # The same progress is taken when it is not in the future.
+    c = started(sched(seed=3), due("t", K) + 0.1)
+    assert c.merge(b.table(), wall=due("t", K + 1) + 0.1)
+
+
 def test_table_and_load_round_trip() -> None:
     a = started(sched(tdef("t"), tdef("u", args=[1])), due("t", K) + 0.1)
     run_ok(a, K + 1, state={"x": [1, 2]})
