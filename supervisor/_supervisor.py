@@ -269,11 +269,18 @@ class Supervisor:
             clock=self._clock,
         )
         loop = Loop(config, ctl_loop, wake_loop, started, self._done)
+
+        def run_loop() -> None:
+            # Set by the loop thread itself, before any hook can run: assigning it after
+            # start() returned raced with the first "start" event, and an API call from that
+            # hook then waited on its own thread forever instead of being refused.
+            self._loop_thread_id = threading.get_ident()
+            loop.run()
+
         self._thread = threading.Thread(
-            target=loop.run, name=f"supervisor:{self._display_name}", daemon=True
+            target=run_loop, name=f"supervisor:{self._display_name}", daemon=True
         )
         self._thread.start()
-        self._loop_thread_id = self._thread.ident
         _running.add(self)
         try:
             started.result()
