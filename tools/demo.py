@@ -72,8 +72,9 @@ def supervisor_demo() -> None:
         flag = os.path.join(tmp, "crashed")
         sup = Supervisor(
             [ChildSpec(id="ticker", command=["sh", "-c", "while true; do sleep 1; done"]),
-             ChildSpec(id="flaky", command=["sh", "-c", f"sleep 1; [ -e {flag} ] || "
-                                                        f"(touch {flag}; exit 3); sleep 1000"])],
+             ChildSpec(id="flaky", command=[
+                 "sh", "-c", f"sleep 1; [ -e {flag} ] || {{ touch {flag}; exit 3; }}; sleep 1000",
+             ])],
             strategy="one_for_one", intensity=3, period=10)
         sup.start()
         print(sup.which_children())
