@@ -47,6 +47,7 @@ from clerk._core import (
     Tick,
 )
 from clerk._messages import Election, Execute, Message, Ok, Peer, Result, Status, StatusReply
+from clerk._runner import TaskRunner
 from clerk._security import keys_from_cookie, load_cookie
 from clerk._transport import Inbound, Transport
 
@@ -92,10 +93,7 @@ class Agent:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self.tasks: Any = None  # the task layer (clerk._runner.TaskRunner), if tasks are loaded
-        from clerk._runner import TaskRunner
-
-        self.tasks = TaskRunner(self)
+        self.tasks = TaskRunner(self)  # scheduling (as manager) and execution of tasks
 
     # --- signals ----------------------------------------------------------------------------
 
@@ -174,7 +172,6 @@ class Agent:
     def _on_inbound(self, inbound: Inbound, now: float) -> None:
         if inbound.kind == "down":
             self._feed(PeerDown(inbound.address), now)
-            self.tasks.on_peer_down(inbound.address, now)
             return
         try:
             msg = decode(inbound.frames)

@@ -85,9 +85,6 @@ class TaskRunner:
                 self._log_finished(fin)
             self._replicate(now)
 
-    def on_peer_down(self, address: str, now: float) -> None:
-        pass  # the core turns it into MemberDown on the manager
-
     def on_leave(self, now: float) -> None:
         if self.scheduler.active:
             self.scheduler.deactivate()  # the successor takes over with the table
