@@ -2,6 +2,8 @@
 
 ::
 
+    clerk --help | --version
+
     python -m clerk status --join 127.0.0.1:7401          # a human table
     python -m clerk status --join 127.0.0.1:7401 --json   # machine-readable
 """
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -19,8 +23,17 @@ from clerk._client import request_status
 from clerk._config import parse_address
 from clerk._errors import ConfigError, NotReachableError
 from clerk._security import keys_from_cookie, load_cookie
+from clerk._version import __version__
 
-__all__ = ["main", "render_status"]
+__all__ = ["COMMANDS", "main", "render_status"]
+
+#: The subcommands, as ``clerk --help`` lists them.
+COMMANDS = {
+    "node": "run a node in the foreground (the flags of python -m clerk.node)",
+    "status": "show the cluster as a node sees it (--join HOST:PORT [--json])",
+}
+#: Width of an error text in the status table: its last line, shortened at a word boundary.
+ERROR_WIDTH = 72
 
 
 def _fmt_ms(value: Any) -> str:
@@ -47,10 +60,12 @@ def render_status(st: dict[str, Any]) -> str:
             last = t.get("last_run") or {}
             last_s = "-"
             if last:
-                last_s = (f"slot {last.get('slot')} on {last.get('node')}: {last.get('outcome')}"
-                          f" in {_fmt_ms(last.get('duration_ms'))} ms")
+                on = f" on {last['node']}" if last.get("node") else ""
+                last_s = f"slot {last.get('slot')}{on}: {last.get('outcome')}"
+                if last.get("node"):  # a skipped slot ran nowhere and took no time
+                    last_s += f" in {_fmt_ms(last.get('duration_ms'))} ms"
                 if last.get("error"):
-                    last_s += f" ({str(last['error']).splitlines()[-1][:60]})"
+                    last_s += f" ({_short_error(str(last['error']))})"
             if not t.get("enabled", True):
                 last_s = "disabled"
             lines.append(f"{t.get('name', ''):<30} {t.get('interval_ms') or '-':>9} "
@@ -63,6 +78,12 @@ def render_status(st: dict[str, Any]) -> str:
     if bad:
         lines += ["", "dropped frames: " + ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))]
     return "\n".join(lines)
+
+
+def _short_error(error: str) -> str:
+    """The last line of an error text (where the exception is), cut at a word boundary."""
+    lines = error.strip().splitlines() or [""]
+    return textwrap.shorten(lines[-1], width=ERROR_WIDTH, placeholder=" ...")
 
 
 def _status(argv: Sequence[str]) -> int:
@@ -87,17 +108,44 @@ def _status(argv: Sequence[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(st, indent=2, sort_keys=True) if args.json else render_status(st))
+    sys.stdout.flush()  # here, so that a closed pipe is noticed inside main (see there)
     return 0
+
+
+def _usage() -> str:
+    width = max(len(c) for c in COMMANDS)
+    return "\n".join([
+        f"usage: clerk [-h] [--version] {{{','.join(COMMANDS)}}} ...", "",
+        "Global periodic tasks across a cluster of Python nodes.", "", "commands:",
+        *(f"  {c:<{width}}  {text}" for c, text in COMMANDS.items()), "",
+        "options:", "  -h, --help  show this help and exit",
+        "  --version   print the version and exit", "",
+        "`clerk COMMAND --help` shows the flags of one command.",
+    ])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``clerk`` console script and ``python -m clerk``."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _main(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`clerk status | head -n 0`): end quietly. Point stdout at
+        # /dev/null so that the interpreter's own flush at exit does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+
+
+def _main(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help"):
-        print("usage: clerk {node,status} ...\n\n"
-              "  node     run a node in the foreground (same flags as python -m clerk.node)\n"
-              "  status   show the cluster as a node sees it (--join HOST:PORT [--json])")
+        print(_usage(), file=sys.stdout if args else sys.stderr)
         return 0 if args else 2
+    if args[0] in ("-V", "--version"):
+        print(f"clerk {__version__}")
+        return 0
     command, rest = args[0], args[1:]
     if command == "status":
         return _status(rest)

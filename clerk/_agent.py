@@ -6,8 +6,8 @@ polls the transport until the next deadline of any state machine, decodes what a
 frames are counted by reason, logged at a limited rate and dropped: they never raise out of
 the loop), feeds the state machines and carries out their effects.
 
-Signals: SIGTERM or SIGINT starts a graceful leave (a manager hands over first) and the process
-exits 0 once it has left; a second one exits at once.
+Signals: SIGTERM, SIGHUP or SIGINT starts a graceful leave (a manager hands over first) and the
+process exits 0 once it has left; a second one exits at once.
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ class Agent:
         if on_main:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
+            signal.signal(signal.SIGHUP, self._on_signal)
             signal.set_wakeup_fd(self._wake_w.fileno())
         self.transport.poller.register(self._wake_r.fileno(), zmq.POLLIN)
         log.info("node %s (incarnation %s) listening on %s%s; seeds: %s",

@@ -92,14 +92,15 @@ def _make_config(
     insecure: bool,
     workers: int,
     log_level: str,
+    where: str,
 ) -> NodeConfig:
     values = _node_values({"name": name, "port": port, "join": list(join), "priority": priority,
                            "cookie_file": cookie_file, "insecure": insecure, "workers": workers,
-                           "log_level": log_level}, "")
+                           "log_level": log_level}, where)
     for t in tasks:
         if not isinstance(t, TaskDef):
-            raise ConfigError("", "tasks", t, "must be made with clerk.task(...)")
-    return NodeConfig(**values, tasks=check_unique(list(tasks)))
+            raise ConfigError(where, "tasks", t, "must be made with clerk.task(...)")
+    return NodeConfig(**values, tasks=check_unique(list(tasks)), source=where)
 
 
 def node_spec(
@@ -124,7 +125,7 @@ def node_spec(
     your tree stop when the node ends.
     """
     config = _make_config(name, port, join, tasks, priority, cookie_file, insecure, workers,
-                          log_level)
+                          log_level, "clerk.node_spec(...)")
     return agent_spec(config, id=id or f"clerk-{config.name}", significant=False)
 
 
@@ -150,7 +151,7 @@ class Node:
         log_level: str = "info",
     ) -> None:
         self.config = _make_config(name, port, join, tasks, priority, cookie_file, insecure,
-                                   workers, log_level)
+                                   workers, log_level, "clerk.Node(...)")
         self._keys: CurveKeys | None = None
         self._sup: Supervisor | None = None
 

@@ -29,7 +29,14 @@ from zmq.utils import z85
 
 from clerk._errors import ConfigError
 
-__all__ = ["CurveKeys", "default_cookie_path", "keys_from_cookie", "load_cookie"]
+__all__ = ["MIN_COOKIE_BYTES", "CurveKeys", "default_cookie_path", "keys_from_cookie",
+           "load_cookie"]
+
+#: Shortest cookie accepted. The cookie is the cluster's only secret and the CURVE keys are
+#: derived from it without a slow KDF, so a short one could be guessed offline from one
+#: captured handshake; 16 bytes of text is the least that is not a password-sized guess (the
+#: cookie created on first use has 43).
+MIN_COOKIE_BYTES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,15 @@ def _read_cookie_file(path: Path, key: str) -> bytes:
     cookie = path.read_bytes().strip()
     if not cookie:
         raise ConfigError("", key, str(path), "cookie file is empty")
+    return _check_length(cookie, key, str(path))
+
+
+def _check_length(cookie: bytes, key: str, shown: str) -> bytes:
+    if len(cookie) < MIN_COOKIE_BYTES:
+        raise ConfigError("", key, shown,
+                          f"cookie is {len(cookie)} bytes, under the {MIN_COOKIE_BYTES}-byte "
+                          "minimum (make one with: python -c 'import secrets; "
+                          "print(secrets.token_urlsafe(32))')")
     return cookie
 
 
@@ -75,7 +91,7 @@ def load_cookie(cookie_file: str | None, env: dict[str, str] | None = None) -> b
         return _read_cookie_file(Path(cookie_file).expanduser(), "cookie_file")
     value = environ.get("CLERK_COOKIE", "")
     if value.strip():
-        return value.strip().encode()
+        return _check_length(value.strip().encode(), "CLERK_COOKIE", "(environment)")
     path = default_cookie_path()
     if not path.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

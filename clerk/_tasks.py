@@ -181,7 +181,7 @@ def _make_def(
 def task(
     cls: type[Task] | str,
     *,
-    interval: int | None,
+    interval: int | None = None,
     timeout: int = 5000,
     instant: bool = False,
     enabled: bool = True,
@@ -189,6 +189,9 @@ def task(
     name: str | None = None,
 ) -> TaskDef:
     """Declare a task in code: ``clerk.task(ApiPoll, interval=10_000, args={...})``.
+
+    ``interval`` (milliseconds) may be left out only for an instant-only task
+    (``instant=True``: it runs once, as soon as a manager schedules it).
 
     ``cls`` is a :class:`Task` subclass importable by its module path (worker processes import
     it by name, so a class defined in ``__main__`` cannot be used) or a ``"module:Class"``

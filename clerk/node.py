@@ -5,9 +5,10 @@
     python -m clerk.node --name a@127.0.0.1 --port 7401 --join 127.0.0.1:7402 \\
                          --config clerk.toml --priority 0 --cookie-file PATH
 
-Exit codes: 0 after a graceful leave (SIGTERM or Ctrl-C; a second Ctrl-C exits at once),
-1 if the node stopped on its own (refused by the cluster, or its agent kept crashing),
-2 for a configuration error (the message names the file or flag, the key and the value).
+Exit codes: 0 after a graceful leave (SIGTERM, SIGHUP -- the terminal closed -- or Ctrl-C;
+a second Ctrl-C exits at once), 1 if the node stopped on its own (refused by the cluster,
+or its agent kept crashing), 2 for a configuration error (the message names the file or
+flag, the key and the value).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def build_parser(prog: str = "python -m clerk.node") -> argparse.ArgumentParser:
     p.add_argument("--insecure", action="store_true", default=None,
                    help="turn CURVE off: no encryption, no authentication (never the default)")
     p.add_argument("--workers", type=int, help="task worker processes (default 2)")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", type=str.lower, choices=["debug", "info", "warning", "error"],
+                   help="debug, info, warning or error (any case)")
     return p
 
 
@@ -86,6 +88,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m clerk.node") 
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # A closed terminal (or an ssh session that ends) sends SIGHUP: leave gracefully, with the
+    # hand-over, rather than die with 129 and leave the cluster to notice a crash.
+    signal.signal(signal.SIGHUP, on_signal)
     try:
         sup.start()
     except SupervisorError as exc:

@@ -18,6 +18,7 @@ escalation, logging, the no-orphans mechanism) are documented in
 :mod:`supervisor._supervisor`, before the code.
 """
 
+from supervisor import _clash  # noqa: F401  (first: see there)
 from supervisor._errors import (
     ChildNotFoundError,
     ChildStartError,
@@ -37,6 +38,8 @@ from supervisor._types import (
     ShutdownInfo,
     ShutdownReason,
 )
+
+__clerk_supervisor__ = True  # clerk checks it: ``import supervisor`` found this package
 
 __doc__ = (__doc__ or "") + "\n" + (_semantics or "")
 

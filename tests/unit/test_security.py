@@ -260,7 +260,8 @@ def test_cookie_from_env_wins_over_the_default_file(
     from clerk._security import keys_from_cookie, load_cookie
 
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert load_cookie(None, env={"CLERK_COOKIE": "  s3cret \n"}) == b"s3cret"
+    cookie = b"s3cret-s3cret-s3cret"
+    assert load_cookie(None, env={"CLERK_COOKIE": "  s3cret-s3cret-s3cret \n"}) == cookie
     assert not (tmp_path / ".clerk").exists()  # nothing created when the env var is set
     assert keys_from_cookie(b"s3cret") == keys_from_cookie(b"s3cret")
     assert keys_from_cookie(b"s3cret").public != keys_from_cookie(b"other").public
