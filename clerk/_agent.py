@@ -18,7 +18,6 @@ import random
 import secrets
 import signal
 import socket
-import time
 from collections import Counter
 from typing import Any
 
@@ -46,6 +45,7 @@ from clerk._core import (
     Stopped,
     Tick,
 )
+from clerk._logging import configure_child_logging
 from clerk._messages import Election, Execute, Message, Ok, Peer, Result, Status, StatusReply
 from clerk._runner import TaskRunner
 from clerk._security import keys_from_cookie, load_cookie
@@ -317,19 +317,10 @@ def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def configure_logging(config: NodeConfig) -> None:
-    level = getattr(logging, config.log_level.upper(), logging.INFO)
-    logging.basicConfig(
-        level=level,
-        format=f"%(asctime)s {config.name} %(name)s %(levelname)s %(message)s",
-        force=True,
-    )
-    logging.Formatter.converter = time.gmtime
-
-
 def run(config: NodeConfig) -> int:
-    """Entry point of the agent process (a supervised child of the node)."""
-    configure_logging(config)
+    """Entry point of the agent process (a supervised child of the node). Its records, and
+    its workers', go to the process that started the node (see clerk._logging)."""
+    configure_child_logging(config.name, config.log_level, config.log_to)
     try:
         agent = Agent(config)
     except zmq.ZMQError as exc:

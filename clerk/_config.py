@@ -50,6 +50,9 @@ class NodeConfig:
     log_level: str = "info"
     tasks: tuple[Any, ...] = field(default=())  # TaskDef objects (clerk._tasks)
     source: str = ""  # where it came from, for messages
+    #: Where the agent and the workers send their log records (a :class:`clerk._logging.LogSink`
+    #: of the process that started the node); None: they write to their stderr themselves.
+    log_to: str | None = None
 
     @property
     def host(self) -> str:

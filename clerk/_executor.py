@@ -70,8 +70,11 @@ class Executor:
         send_result: Callable[[Result, str], None],
         me: Callable[[], tuple[Peer, int]],
         now: Callable[[], float] = time.monotonic,
+        log_level: str = "info",
+        log_to: str | None = None,
     ) -> None:
         self.node = node
+        self._log = (log_level, log_to)  # for the workers' logging (see clerk._logging)
         self.defs = defs
         self.send_result = send_result
         self.me = me
@@ -101,7 +104,8 @@ class Executor:
         self.sup.start()
 
     def _spec(self, child: str, wid: int) -> ChildSpec:
-        return ChildSpec(id=child, start="clerk._worker:main", args=(self._endpoint, wid),
+        return ChildSpec(id=child, start="clerk._worker:main",
+                         args=(self._endpoint, wid, self.node, *self._log),
                          restart="permanent", shutdown="brutal_kill")
 
     # --- supervisor events (called on the supervisor's thread: hand off through a socket) ---
@@ -142,7 +146,7 @@ class Executor:
     def submit(self, msg: Execute, reply_to: str, now: float) -> None:
         job = _Job(msg, reply_to, now, now + msg.timeout_ms / 1000)
         log.info("executing task=%s slot=%d term=%d run=%s", msg.task, msg.slot, msg.term,
-                 msg.run_id)
+                 msg.run_id, extra={"task": msg.task, "slot": msg.slot, "run": msg.run_id})
         if msg.task not in self.defs:
             self._reply(job, "error", None, f"task {msg.task!r} is not loaded on {self.node}")
             return

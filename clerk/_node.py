@@ -8,6 +8,7 @@ when it ends on its own (it left the cluster, or was refused) the node ends too.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ from typing import Any
 from clerk._client import request_status
 from clerk._config import DEFAULT_PORT, NodeConfig, _node_values
 from clerk._errors import ConfigError, NotReachableError
+from clerk._logging import LogSink
 from clerk._security import CurveKeys, keys_from_cookie, load_cookie
 from clerk._tasks import TaskDef, check_unique
 from clerk._transport import resolve_host
@@ -133,6 +135,12 @@ class Node:
     """A Clerk node embedded in your process: ``start()`` runs it (in child processes),
     ``stop()`` leaves the cluster gracefully.
 
+    Logging: every record of the node's processes, the tasks' own included, comes back to this
+    process and goes through its ``logging`` (loggers ``clerk.*``, ``supervisor`` and the
+    tasks' own names; attributes ``node``, ``task``, ``slot``, ``run``), so your handlers,
+    levels and formats apply. The node configures no handler of its own; ``log_level`` is what
+    its processes send at least.
+
     ``manager()``, ``members()`` and ``status()`` ask the node (over its mailbox, with the
     cookie), so they show the cluster as this node sees it.
     """
@@ -154,6 +162,7 @@ class Node:
                                    workers, log_level, "clerk.Node(...)")
         self._keys: CurveKeys | None = None
         self._sup: Supervisor | None = None
+        self._sink: LogSink | None = None
 
     def __repr__(self) -> str:
         return f"Node(name={self.config.name!r}, port={self.config.port})"
@@ -163,8 +172,13 @@ class Node:
         if self._sup is not None:
             raise RuntimeError(f"{self!r} was already started")
         self._keys = preflight(self.config)
-        self._sup = node_supervisor(self.config)
-        self._sup.start()
+        self._sink = LogSink()
+        self._sup = node_supervisor(dataclasses.replace(self.config, log_to=self._sink.endpoint))
+        try:
+            self._sup.start()
+        except BaseException:
+            self._close_sink()
+            raise
         try:
             wait_until(self._answers, timeout=timeout)
         except WaitTimeout:
@@ -184,6 +198,18 @@ class Node:
         agent left and the node followed it), or None if it had already ended."""
         if self._sup is None:
             return None
+        try:
+            return self._stop(timeout)
+        finally:
+            self._close_sink()
+
+    def _close_sink(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+
+    def _stop(self, timeout: float | None) -> ShutdownInfo | None:
+        assert self._sup is not None
         try:
             if ask_agent_to_leave(self._sup):
                 grace = AGENT_SHUTDOWN_MS / 1000 + 5

@@ -53,7 +53,8 @@ class TaskRunner:
                 node=agent.me.name, defs=self.defs, workers=agent.config.workers,
                 ctx=agent.transport.ctx, add_reader=agent.transport.add_reader,
                 send_result=self._send_result, me=lambda: (agent.me, agent.core.term),
-                now=agent.clock.monotonic,
+                now=agent.clock.monotonic, log_level=agent.config.log_level,
+                log_to=agent.config.log_to,
             )
 
     def _nodes_filter(self, d: TaskDef, members: list[str]) -> list[str]:
@@ -236,14 +237,15 @@ class TaskRunner:
 
     def _log_finished(self, fin: Finished) -> None:
         level = logging.INFO if fin.outcome == "ok" else logging.WARNING
+        extra = {"task": fin.task, "slot": fin.slot, "run": fin.run_id or None}
         log.log(level, "run task=%s slot=%d node=%s duration_ms=%.1f rtt_ms=%.2f outcome=%s%s",
                 fin.task, fin.slot, fin.node or "-", fin.duration_ms, fin.round_trip_ms,
                 fin.outcome,
                 f" error={fin.error.splitlines()[-1] if fin.error else ''!r}"
-                if fin.outcome != "ok" else "")
+                if fin.outcome != "ok" else "", extra=extra)
         if fin.outcome == "error" and "\n" in fin.error:
             log.warning("task=%s slot=%d remote traceback from %s:\n%s", fin.task, fin.slot,
-                        fin.node, fin.error)
+                        fin.node, fin.error, extra=extra)
 
     # --- status ---------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import Any
 import zmq
 
 from clerk import _tasks
+from clerk._logging import configure_child_logging, run_context
 from clerk._tasks import MAX_STATE_BYTES, Run, Task, load_task_class
 
 __all__ = ["main"]
@@ -36,6 +37,7 @@ def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
     name = str(job.get("task"))
     started = time.perf_counter()
     _tasks._set_current(Run(name, int(job["slot"]), int(job["term"]), str(job["node"])))
+    run_context(name, int(job["slot"]), str(job.get("run")))  # on the task's log records
     try:
         inst = _instance(cache, name, str(job["target"]))
         state = job.get("state")
@@ -61,13 +63,17 @@ def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
             error = "".join(traceback.format_exception(exc)).rstrip()
     finally:
         _tasks._set_current(None)
+        run_context()
     duration = (time.perf_counter() - started) * 1000
     return {"run": job.get("run"), "outcome": outcome, "state": new_state,
             "duration_ms": duration, "error": error}
 
 
-def main(endpoint: str, wid: int) -> None:
-    """Worker entry point (a supervised child of the agent)."""
+def main(endpoint: str, wid: int, node: str = "", log_level: str = "info",
+         log_to: str | None = None) -> None:
+    """Worker entry point (a supervised child of the agent). Its records, the task's own
+    included, go where the agent's go (see clerk._logging)."""
+    configure_child_logging(node, log_level, log_to)
     # A worker ends only by the agent's decision (SIGKILL of its tree on a timeout or at the
     # agent's exit; the parent-death signal if the agent dies). A SIGTERM sent to the whole
     # tree from above (e.g. a user's Supervisor stopping clerk.node_spec) must not kill the

@@ -14,6 +14,7 @@ flag, the key and the value).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -25,9 +26,9 @@ from types import FrameType
 
 import psutil
 
-from clerk._agent import configure_logging
 from clerk._config import NodeConfig, load_config
 from clerk._errors import ConfigError
+from clerk._logging import LogSink, configure_host_logging
 from clerk._node import AGENT_SHUTDOWN_MS, ask_agent_to_leave, node_supervisor, preflight
 from supervisor import ShutdownReason, SupervisorError
 
@@ -51,6 +52,9 @@ def build_parser(prog: str = "python -m clerk.node") -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="task worker processes (default 2)")
     p.add_argument("--log-level", type=str.lower, choices=["debug", "info", "warning", "error"],
                    help="debug, info, warning or error (any case)")
+    p.add_argument("--log-format", choices=["text", "json"], default="text", type=str.lower,
+                   help="text: readable lines (default); json: one JSON object per line "
+                        "(ts, level, logger, message, node, task, slot, run, pid, exc)")
     return p
 
 
@@ -69,7 +73,17 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m clerk.node") 
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(config)
+    configure_host_logging(config.name, config.log_level, args.log_format)
+    # The agent's and the workers' records (the tasks' own included) come back here and are
+    # written by this process's handler, in one format (see clerk._logging).
+    sink = LogSink()
+    try:
+        return _run(dataclasses.replace(config, log_to=sink.endpoint))
+    finally:
+        sink.close()
+
+
+def _run(config: NodeConfig) -> int:
     sup = node_supervisor(config)
     signals = threading.Event()
     count = [0]

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,8 @@ def failover(cluster: LocalCluster, act: Callable[[str], None], *, timeout: floa
         time.sleep(0.002)  # a breath between rounds: the nodes need the CPU more than we do
 
 
-_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \S+ clerk\.node INFO "
+# The readable line: ISO 8601 UTC time with its zone, node, logger, level, message.
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) \S+ clerk\.node INFO "
                        r"(?:manager is (\S+) \(term (\d+)\)|this node is now the manager "
                        r"\(term (\d+)\))")
 
@@ -77,7 +78,7 @@ def adoptions(log: str, me: str) -> list[tuple[float, str, int]]:
         m = _LOG_LINE.match(line)
         if not m:
             continue
-        ts = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
+        ts = datetime.fromisoformat(m.group(1))
         if m.group(2):
             out.append((ts.timestamp(), m.group(2), int(m.group(3))))
         else:
@@ -90,7 +91,7 @@ def logged_since(log: str, wall: float, text: str) -> list[str]:
     out = []
     for line in log.splitlines():
         try:
-            ts = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
+            ts = datetime.fromisoformat(line[:24])
         except ValueError:
             continue
         if ts.timestamp() >= wall and text in line:
