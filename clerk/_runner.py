@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from clerk._core import ManagerChanged, Role, StateHandedOver
 from clerk._executor import Executor
 from clerk._messages import Execute, Result
+from clerk._nodes_guard import NodesGuard
 from clerk._schedule import Dispatch, Finished, Scheduler, pack_table
 from clerk._tasks import TaskDef, load_task_class
 
@@ -39,9 +40,10 @@ class TaskRunner:
         self.defs: dict[str, TaskDef] = {d.name: d for d in agent.config.tasks}
         self._classes = {name: load_task_class(d.target, name=name)
                          for name, d in self.defs.items()}
+        self.nodes_guard = NodesGuard(self._classes)  # nodes() within a budget, off the loop
         self.scheduler = Scheduler(list(self.defs.values()),
                                    random.Random(agent.rng.getrandbits(64)),
-                                   self._nodes_filter)
+                                   self.nodes_guard)
         self._activate: bool | None = None  # pending activation: graceful or not
         self._leave_started: float | None = None
         self._replicate_dirty = False
@@ -56,10 +58,6 @@ class TaskRunner:
                 now=agent.clock.monotonic, log_level=agent.config.log_level,
                 log_to=agent.config.log_to,
             )
-
-    def _nodes_filter(self, d: TaskDef, members: list[str]) -> list[str]:
-        chosen = self._classes[d.name]().nodes(list(members))
-        return [str(n) for n in chosen]
 
     # --- cluster events -------------------------------------------------------------------------
 
@@ -254,6 +252,8 @@ class TaskRunner:
         if not self.scheduler.active:
             self.scheduler.load(self.agent.core.replicated)
         st["tasks"] = self.scheduler.status(wall)
+        for row in st["tasks"]:
+            row["nodes_overruns"] = self.nodes_guard.overruns.get(row["name"], 0)
         runs = self.scheduler.node_runs
         for m in st.get("members", []):
             m["runs"] = runs.get(m["name"], 0)
@@ -262,5 +262,6 @@ class TaskRunner:
             st["executor"] = self.executor.stats()
 
     def close(self) -> None:
+        self.nodes_guard.close()
         if self.executor is not None:
             self.executor.close()

@@ -371,20 +371,22 @@ class Scheduler:
     def _dispatch(self, d: TaskDef, rec: TaskRecord, slot: int, wall_ms: float,
                   members: Mapping[str, Iterable[str]], finished: list[Finished]) -> list[Dispatch]:
         eligible = sorted(n for n, tasks in members.items() if d.name in tasks)
+        outcome = "skipped"
         try:
             allowed = [n for n in self.nodes_filter(d, list(eligible)) if n in eligible]
-        except Exception as exc:  # user code in nodes()
+        except Exception as exc:  # user code in nodes(): an error of this run
             allowed = []
+            outcome = "error"
             error = f"nodes() raised {type(exc).__name__}: {exc}"
         else:
             error = "no eligible node (none alive has the task, or nodes() returned none)"
         if not allowed:
-            rec.counts["skipped"] += 1
-            # Done with (as skipped): a successor must neither rerun nor count it again.
+            rec.counts[outcome] += 1
+            # Done with: a successor must neither rerun nor count it again.
             rec.slot = max(rec.slot, slot)
-            rec.last = {"node": None, "slot": slot, "duration_ms": 0.0, "outcome": "skipped",
+            rec.last = {"node": None, "slot": slot, "duration_ms": 0.0, "outcome": outcome,
                         "error": error, "finished": wall_ms}
-            finished.append(Finished(d.name, "", slot, "", "skipped", 0.0, error))
+            finished.append(Finished(d.name, "", slot, "", outcome, 0.0, error))
             return []
         node = self.rng.choice(sorted(allowed))
         self._run_seq += 1

@@ -4,10 +4,17 @@ Started by the agent's worker supervisor (``clerk._worker:main``) in a fresh int
 connects a DEALER to the agent's private IPC endpoint, says ``ready``, then loops: ``run``
 request in, ``done`` reply out. Everything is JSON (no pickle). A run past its timeout is not
 this process's business: the agent kills this process's whole tree and starts a new worker.
+
+``async def execute`` and ``async def init`` are awaited in one event loop per worker, kept
+across runs (a client made in one run, bound to the loop, still works in the next); the
+timeout and the kill are the same as for plain functions. A state that would not come back
+from JSON unchanged fails the run with the path inside it (see :mod:`clerk._jsoncheck`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import signal
@@ -18,6 +25,7 @@ from typing import Any
 import zmq
 
 from clerk import _tasks
+from clerk._jsoncheck import json_problem
 from clerk._logging import configure_child_logging, run_context
 from clerk._tasks import MAX_STATE_BYTES, Run, Task, load_task_class
 
@@ -32,6 +40,31 @@ def _instance(cache: dict[str, Task], name: str, target: str) -> Task:
     return inst
 
 
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _resolve(value: Any) -> Any:
+    """Await what ``async def`` init/execute returned, in this worker's one event loop."""
+    global _loop
+    if not inspect.isawaitable(value):
+        return value
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(_loop)
+
+    async def wait() -> Any:
+        return await value
+
+    return _loop.run_until_complete(wait())
+
+
+def _check_state(name: str, state: Any, who: str) -> None:
+    problem = json_problem(state)
+    if problem is not None:
+        raise _tasks.TaskStateErrorFor(
+            name, f"{who} returned a state JSON cannot carry unchanged: {problem}")
+
+
 def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
     """Run one job; never raises: the outcome says what happened."""
     name = str(job.get("task"))
@@ -42,13 +75,11 @@ def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
         inst = _instance(cache, name, str(job["target"]))
         state = job.get("state")
         if job.get("init"):
-            state = inst.init(state)
-        new_state = inst.execute(state)
-        try:
-            encoded = json.dumps(new_state, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise _tasks.TaskStateErrorFor(
-                name, f"returned a state JSON cannot carry: {exc}") from None
+            state = _resolve(inst.init(state))
+            _check_state(name, state, "init()")
+        new_state = _resolve(inst.execute(state))
+        _check_state(name, new_state, "execute()")
+        encoded = json.dumps(new_state, allow_nan=False)
         if len(encoded) > MAX_STATE_BYTES:
             raise _tasks.TaskStateErrorFor(
                 name, f"returned a state of {len(encoded)} bytes, over the "

@@ -238,17 +238,18 @@ def test_only_members_that_have_the_task_are_eligible() -> None:
     assert {run_ok(s, slot, members=members) for slot in range(K + 1, K + 11)} == {"a"}
 
 
-def test_an_exception_in_nodes_skips_the_slot_with_the_reason() -> None:
+def test_an_exception_in_nodes_is_an_error_of_that_run() -> None:
     def broken(d: TaskDef, members: list[str]) -> list[str]:
         raise KeyError("zone")
 
     s = started(sched(nodes_filter=broken), due("t", K) + 0.1)
     ds, fins = s.tick(due("t", K + 1), NODES)
     assert ds == []
-    assert [(f.outcome, f.slot) for f in fins] == [("skipped", K + 1)]
+    assert [(f.outcome, f.slot) for f in fins] == [("error", K + 1)]
     rec = s.records["t"]
-    assert rec.counts["skipped"] == 1
+    assert rec.counts["error"] == 1 and rec.counts["skipped"] == 0
     assert rec.last is not None and "nodes() raised KeyError" in rec.last["error"]
+    assert rec.last["outcome"] == "error" and rec.slot == K + 1  # done with: not rerun
 
 
 def test_no_eligible_node_skips_with_the_reason() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import pytest
 
 import clerk
 from clerk._tasks import MAX_STATE_BYTES
@@ -94,3 +97,100 @@ def test_instances_are_cached_per_task() -> None:
     first = cache["poll"]
     run_job(job(Echo), cache)
     assert cache["poll"] is first
+
+
+# --- JSON round trip: the path inside the state --------------------------------------------
+
+
+class Returns(clerk.Task):
+    """Returns the state it is given (the test passes the value in the job)."""
+
+    def execute(self, state: Any) -> Any:
+        return state
+
+
+class InitTuple(clerk.Task):
+    def init(self, args: Any) -> Any:
+        return {"pair": (1, 2)}
+
+    def execute(self, state: Any) -> Any:
+        return state
+
+
+def returned(value: Any) -> dict[str, Any]:
+    # The job's state is handed to execute as is (no JSON on the way in, in this test).
+    return run_job(job(Returns, state=value), {})
+
+
+@pytest.mark.parametrize(("value", "where"), [
+    ({1: "one", "t": (1, 2)}, "state[1]: int key"),
+    ({"t": (1, 2)}, 'state["t"]: tuple'),
+    ({"a": [0, {"b": {3}}]}, 'state["a"][1]["b"]: set'),
+    ([1.0, float("nan")], "state[1]: float nan"),
+    ({"when": b"x"}, 'state["when"]: bytes'),
+    ((1,), "state: tuple"),
+])
+def test_a_state_json_would_change_names_the_path(value: Any, where: str) -> None:
+    out = returned(value)
+    assert out["outcome"] == "error" and out["state"] is None
+    assert "task 'poll' execute() returned a state JSON cannot carry unchanged" in out["error"]
+    assert where in out["error"], out["error"]
+    assert "Traceback" not in out["error"]
+
+
+@pytest.mark.parametrize("value", [None, True, 0, -3, 1.5, "s", [], {}, {"a": [1, {"b": None}]}])
+def test_a_state_json_keeps_is_accepted(value: Any) -> None:
+    out = returned(value)
+    assert out["outcome"] == "ok" and out["state"] == value
+
+
+def test_an_init_state_json_would_change_fails_the_run() -> None:
+    out = run_job(job(InitTuple, init=True), {})
+    assert out["outcome"] == "error"
+    assert 'init() returned a state JSON cannot carry unchanged: state["pair"]: tuple' in (
+        out["error"])
+
+
+def test_deep_nesting_is_refused_not_a_crash() -> None:
+    deep: Any = []
+    for _ in range(5000):
+        deep = [deep]
+    out = returned(deep)
+    assert out["outcome"] == "error" and "nested deeper than" in out["error"]
+
+
+# --- async def execute / init --------------------------------------------------------------
+
+
+class AsyncEcho(clerk.Task):
+    async def init(self, args: Any) -> Any:
+        await asyncio.sleep(0)
+        return {"from_init": args}
+
+    async def execute(self, state: Any) -> Any:
+        await asyncio.sleep(0.001)
+        self.loop = asyncio.get_running_loop()
+        return {"state": state, "slot": clerk.current_run().slot}
+
+
+class AsyncRaises(clerk.Task):
+    async def execute(self, state: Any) -> Any:
+        await asyncio.sleep(0)
+        raise KeyError("inside the coroutine")
+
+
+def test_async_init_and_execute_are_awaited() -> None:
+    cache: dict[str, clerk.Task] = {}
+    out = run_job(job(AsyncEcho, state={"u": 1}, init=True), cache)
+    assert out["outcome"] == "ok", out["error"]
+    assert out["state"] == {"state": {"from_init": {"u": 1}}, "slot": 7}
+    first_loop = cache["poll"].loop  # type: ignore[attr-defined]
+    out = run_job(job(AsyncEcho, state={"n": 2}), cache)
+    assert out["outcome"] == "ok"
+    assert cache["poll"].loop is first_loop  # one loop per worker, kept across runs
+
+
+def test_async_execute_raising_is_an_error_with_its_traceback() -> None:
+    out = run_job(job(AsyncRaises), {})
+    assert out["outcome"] == "error"
+    assert "KeyError: 'inside the coroutine'" in out["error"]

@@ -1,0 +1,90 @@
+"""``Task.nodes()`` on the manager, with a time budget: user code never stalls the loop.
+
+Rules:
+
+* ``nodes(members)`` is user code that runs on the manager before each run. The manager's
+  loop waits for it at most :data:`NODES_BUDGET_S` (20 ms); the call itself runs on a helper
+  thread (a small pool), so a slow one cannot hold up heartbeats, elections or other tasks.
+* Past the budget, the run goes to any live member that has the task (as if ``nodes()`` had
+  returned them all), with a warning (at most one per task every :data:`WARN_EVERY_S`) and a
+  counter per task (``nodes_overruns`` in ``clerk status``).
+* While a task's earlier ``nodes()`` call is still running, the next one does not start a
+  second: it takes the fallback at once, and counts. A ``nodes()`` that hangs costs one
+  thread, not one per slot.
+* A ``nodes()`` that raises is an error of that run: the exception goes to the scheduler,
+  which records the run as an error with the exception's text.
+* A task that does not override ``nodes()`` costs nothing: no thread, no wait.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import time
+from collections import Counter
+
+from clerk._tasks import Task, TaskDef
+
+__all__ = ["NODES_BUDGET_S", "NodesGuard"]
+
+log = logging.getLogger("clerk.tasks")
+
+#: The longest the manager's loop waits for one ``nodes()`` call. The loop heartbeats every
+#: 100 ms and followers suspect a silent manager after 700 ms (clerk._timings); 20 ms per call
+#: keeps even several due tasks at once far from that, and is ample for the quick,
+#: side-effect-free filter ``nodes()`` is documented to be (a dict lookup takes microseconds).
+NODES_BUDGET_S = 0.020
+#: Overrun warnings per task at most this often (a hanging nodes() must not flood the log).
+WARN_EVERY_S = 10.0
+#: Helper threads for nodes() calls: a few hung calls must not leave the others waiting.
+POOL_THREADS = 4
+
+
+class NodesGuard:
+    """Calls ``nodes()`` of each task class within the budget (see the module docstring)."""
+
+    def __init__(self, classes: dict[str, type[Task]], budget_s: float = NODES_BUDGET_S) -> None:
+        self.classes = classes
+        self.budget_s = budget_s
+        self.overruns: Counter[str] = Counter()
+        self._pending: dict[str, concurrent.futures.Future[list[str]]] = {}
+        self._warned: dict[str, float] = {}
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def __call__(self, d: TaskDef, members: list[str]) -> list[str]:
+        cls = self.classes[d.name]
+        if cls.nodes is Task.nodes:
+            return list(members)
+        earlier = self._pending.get(d.name)
+        if earlier is not None and not earlier.done():
+            return self._overrun(d, members, "its previous nodes() call is still running")
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                POOL_THREADS, thread_name_prefix="clerk nodes()")
+        future = self._pool.submit(_call_nodes, cls, list(members))
+        self._pending[d.name] = future
+        try:
+            chosen = future.result(timeout=self.budget_s)
+        except concurrent.futures.TimeoutError:
+            return self._overrun(d, members, f"nodes() took over {self.budget_s * 1000:.0f} ms")
+        self._pending.pop(d.name, None)
+        return chosen  # (an exception of nodes() propagates: an error of this run)
+
+    def _overrun(self, d: TaskDef, members: list[str], why: str) -> list[str]:
+        self.overruns[d.name] += 1
+        now = time.monotonic()
+        if now - self._warned.get(d.name, -1e9) >= WARN_EVERY_S:
+            self._warned[d.name] = now
+            log.warning("task=%s %s: this run goes to any member that has the task "
+                        "(%d such run(s) so far; nodes() must be quick)", d.name, why,
+                        self.overruns[d.name], extra={"task": d.name})
+        return list(members)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+def _call_nodes(cls: type[Task], members: list[str]) -> list[str]:
+    return [str(n) for n in cls().nodes(list(members))]

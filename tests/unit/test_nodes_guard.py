@@ -1,0 +1,84 @@
+"""``nodes()`` within its time budget (clerk._nodes_guard), with real threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import clerk
+from clerk._nodes_guard import NODES_BUDGET_S, NodesGuard
+from supervisor.testing import wait_until
+
+pytestmark = pytest.mark.timeout(30)
+
+release = threading.Event()
+
+
+class Default(clerk.Task):
+    def execute(self, state: Any) -> Any:
+        return state
+
+
+class FirstOnly(Default):
+    def nodes(self, members: list[str]) -> list[str]:
+        return members[:1]
+
+
+class Blocks(Default):
+    def nodes(self, members: list[str]) -> list[str]:
+        release.wait(10)
+        return members[:1]
+
+
+class Raises(Default):
+    def nodes(self, members: list[str]) -> list[str]:
+        raise LookupError("no rack map")
+
+
+def d(name: str) -> clerk.TaskDef:
+    return clerk.TaskDef(name=name, target=f"{__name__}:X", interval=1000)
+
+
+@pytest.fixture
+def guard() -> Any:
+    g = NodesGuard({"default": Default, "first": FirstOnly, "blocks": Blocks,
+                    "raises": Raises})
+    release.clear()
+    yield g
+    release.set()
+    g.close()
+
+
+def test_a_quick_nodes_decides(guard: NodesGuard) -> None:
+    assert guard(d("first"), ["a", "b"]) == ["a"]
+    assert guard(d("default"), ["a", "b"]) == ["a", "b"]
+    assert not guard.overruns
+
+
+def test_a_slow_nodes_falls_back_to_every_member_within_the_budget(
+        guard: NodesGuard, caplog: pytest.LogCaptureFixture) -> None:
+    t0 = time.monotonic()
+    assert guard(d("blocks"), ["a", "b"]) == ["a", "b"]
+    waited = time.monotonic() - t0
+    assert NODES_BUDGET_S <= waited < NODES_BUDGET_S + 0.5
+    assert guard.overruns["blocks"] == 1
+    assert "task=blocks nodes() took over 20 ms" in caplog.text
+    # Still running: the next slot does not start a second call, nor wait for it.
+    t0 = time.monotonic()
+    assert guard(d("blocks"), ["a", "b"]) == ["a", "b"]
+    assert time.monotonic() - t0 < NODES_BUDGET_S
+    assert guard.overruns["blocks"] == 2
+    # Another task is not held up by the hung one.
+    assert guard(d("first"), ["a", "b"]) == ["a"]
+    release.set()
+    wait_until(guard._pending["blocks"].done, timeout=5)  # the released call ends
+    assert guard(d("blocks"), ["a", "b"]) == ["a"]
+    assert guard.overruns["blocks"] == 2
+
+
+def test_a_raising_nodes_reaches_the_scheduler(guard: NodesGuard) -> None:
+    with pytest.raises(LookupError, match="no rack map"):
+        guard(d("raises"), ["a"])
