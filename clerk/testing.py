@@ -13,6 +13,10 @@ Each node is ``python -m clerk.node --config <its toml>`` with a free port, a sh
 (CURVE on, unless ``insecure=True``) and every other node as a seed. Leaving the ``with``
 block stops every node (SIGCONT, SIGTERM, then SIGKILL after a grace period) and checks that
 no process of the cluster is left, even when the test failed.
+
+When the block ends with an exception (a failing test), the nodes' logs and configs are kept
+(in ``$CLERK_KEEP_LOGS`` if set, else a new temporary directory): the exception gets a note
+saying where, with the last lines of each node's log, and the same is printed to stderr.
 """
 
 from __future__ import annotations
@@ -120,6 +124,7 @@ class LocalCluster:
         self._all_pids: set[int] = set()
         self._start_on_enter = start
         self._ctx: zmq.Context | None = None  # for status requests, closed by close()
+        self._failure: BaseException | None = None  # the exception that ended the block
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -133,8 +138,37 @@ class LocalCluster:
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self._failure = exc  # close() keeps the logs for it before removing the directory
         self.close()
+
+    #: Lines of each node's log quoted in the note of a failing test's exception.
+    NOTE_TAIL_LINES = 15
+
+    def _keep_logs(self, exc: BaseException) -> Path | None:
+        """Move the nodes' logs and configs somewhere lasting; say where, on ``exc``."""
+        base = os.environ.get("CLERK_KEEP_LOGS")
+        try:
+            if base:
+                Path(base).mkdir(parents=True, exist_ok=True)
+            kept = Path(tempfile.mkdtemp(prefix="clerk-failed-", dir=base or None))
+            for name in self.names:
+                for path in (self.log_path(name), self.config_path(name)):
+                    if path.exists():
+                        shutil.copy2(path, kept / path.name)
+        except OSError as err:
+            exc.add_note(f"LocalCluster: could not keep the node logs: {err}")
+            return None
+        lines = [f"LocalCluster: node logs kept in {kept}"]
+        for name in self.names:
+            path = kept / self.log_path(name).name
+            tail = path.read_text(errors="replace").splitlines()[-self.NOTE_TAIL_LINES:] \
+                if path.exists() else []
+            lines.append(f"--- {path} (last {len(tail)} lines)")
+            lines += tail
+        exc.add_note("\n".join(lines))
+        print(lines[0], file=sys.stderr)
+        return kept
 
     def address(self, name: str) -> str:
         return f"127.0.0.1:{self.ports[name]}"
@@ -283,6 +317,9 @@ class LocalCluster:
             if self._ctx is not None:
                 self._ctx.term()
                 self._ctx = None
+            if self._failure is not None:
+                self._keep_logs(self._failure)
+                self._failure = None
             shutil.rmtree(self.dir, ignore_errors=True)
 
     # --- observing ------------------------------------------------------------------------------

@@ -11,3 +11,31 @@ def test_wait_until_returns_value():
 def test_wait_until_times_out_with_message():
     with pytest.raises(WaitTimeout, match="never"):
         wait_until(lambda: False, timeout=0.05, message="never")
+
+
+def test_a_failing_block_keeps_the_node_logs_and_says_where(tmp_path, monkeypatch) -> None:
+    import pytest
+
+    from clerk.testing import LocalCluster
+
+    monkeypatch.setenv("CLERK_KEEP_LOGS", str(tmp_path / "kept"))
+    with pytest.raises(AssertionError) as err:
+        with LocalCluster(2, start=False) as cluster:
+            for name in cluster.names:
+                cluster.log_path(name).write_text(f"line one of {name}\nlast line of {name}\n")
+            raise AssertionError("the test failed")
+    assert not cluster.dir.exists()
+    note = "\n".join(getattr(err.value, "__notes__", []))
+    (kept,) = (tmp_path / "kept").iterdir()
+    assert f"LocalCluster: node logs kept in {kept}" in note
+    assert "last line of n2@127.0.0.1" in note
+    assert (kept / "n1.log").read_text().startswith("line one of n1@127.0.0.1")
+
+
+def test_a_passing_block_keeps_nothing(tmp_path, monkeypatch) -> None:
+    from clerk.testing import LocalCluster
+
+    monkeypatch.setenv("CLERK_KEEP_LOGS", str(tmp_path / "kept"))
+    with LocalCluster(1, start=False) as cluster:
+        cluster.log_path(cluster.names[0]).write_text("fine\n")
+    assert not cluster.dir.exists() and not (tmp_path / "kept").exists()
