@@ -45,6 +45,7 @@ from clerk._core import (
     Stopped,
     Tick,
 )
+from clerk._deploy import announce, task_names
 from clerk._logging import configure_child_logging
 from clerk._messages import Election, Execute, Message, Ok, Peer, Result, Status, StatusReply
 from clerk._runner import TaskRunner
@@ -74,12 +75,15 @@ class Agent:
         keys = None if config.insecure else keys_from_cookie(load_cookie(config.cookie_file))
         self.transport = Transport(config.host, config.port, keys=keys)
         self.me = Peer(config.name, config.address, secrets.token_hex(6), config.priority)
+        self._started_wall = self.clock.wall()
         self.core = NodeCore(
             self.me,
             now=self.clock.monotonic(),
             rng=self.rng,
             seeds=config.join,
-            tasks=tuple(t.name for t in config.tasks),
+            # The tasks with their parameters: the manager schedules what any live member
+            # has loaded, even when it has not (clerk._deploy).
+            tasks=announce(config.tasks, self._started_wall),
         )
         self.bad_frames: Counter[str] = Counter()
         self._bad_logged_at = -1e9
@@ -88,7 +92,6 @@ class Agent:
         self._done = False
         self._stop_reason = ""
         self._members_epoch = -1
-        self._started_wall = self.clock.wall()
         self._inbound: Inbound | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -301,6 +304,8 @@ class Agent:
 
     def status(self) -> dict[str, Any]:
         st = self.core.status()
+        for m in st.get("members", []):
+            m["tasks"] = list(task_names(m.get("tasks", [])))
         st["incarnation"] = self.me.incarnation
         st["address"] = self.me.address
         st["secure"] = not self.config.insecure

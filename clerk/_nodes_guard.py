@@ -14,6 +14,10 @@ Rules:
 * A ``nodes()`` that raises is an error of that run: the exception goes to the scheduler,
   which records the run as an error with the exception's text.
 * A task that does not override ``nodes()`` costs nothing: no thread, no wait.
+* A task the manager has not loaded itself (a rolling deploy, see clerk._deploy) has its class
+  imported here, once per target; if the manager cannot import it (the new code is not on this
+  node yet), the run goes to any live member that has the task, and status says why
+  (``nodes_unavailable``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import logging
 import time
 from collections import Counter
 
-from clerk._tasks import Task, TaskDef
+from clerk._errors import ConfigError
+from clerk._tasks import Task, TaskDef, load_task_class
 
 __all__ = ["NODES_BUDGET_S", "NodesGuard"]
 
@@ -47,13 +52,15 @@ class NodesGuard:
         self.classes = classes
         self.budget_s = budget_s
         self.overruns: Counter[str] = Counter()
+        self.unavailable: dict[str, str] = {}  # task -> why its nodes() cannot be asked here
+        self._imported: dict[str, type[Task] | None] = {}  # by target, for others' tasks
         self._pending: dict[str, concurrent.futures.Future[list[str]]] = {}
         self._warned: dict[str, float] = {}
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def __call__(self, d: TaskDef, members: list[str]) -> list[str]:
-        cls = self.classes[d.name]
-        if cls.nodes is Task.nodes:
+        cls = self._class_for(d)
+        if cls is None or cls.nodes is Task.nodes:
             return list(members)
         earlier = self._pending.get(d.name)
         if earlier is not None and not earlier.done():
@@ -69,6 +76,22 @@ class NodesGuard:
             return self._overrun(d, members, f"nodes() took over {self.budget_s * 1000:.0f} ms")
         self._pending.pop(d.name, None)
         return chosen  # (an exception of nodes() propagates: an error of this run)
+
+    def _class_for(self, d: TaskDef) -> type[Task] | None:
+        cls = self.classes.get(d.name)
+        if cls is not None and f"{cls.__module__}:{cls.__qualname__}" == d.target:
+            return cls
+        if d.target not in self._imported:
+            try:
+                self._imported[d.target] = load_task_class(d.target, name=d.name)
+                self.unavailable.pop(d.name, None)
+            except ConfigError as exc:
+                self._imported[d.target] = None
+                self.unavailable[d.name] = (f"{exc.problem}; its runs go to any live member "
+                                            "that has it")
+                log.warning("task=%s: nodes() cannot be asked on this manager (%s)", d.name,
+                            self.unavailable[d.name], extra={"task": d.name})
+        return self._imported[d.target]
 
     def _overrun(self, d: TaskDef, members: list[str], why: str) -> list[str]:
         self.overruns[d.name] += 1

@@ -10,6 +10,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from clerk._core import ManagerChanged, Role, StateHandedOver
+from clerk._deploy import resolve
 from clerk._executor import Executor
 from clerk._messages import Execute, Result
 from clerk._nodes_guard import NodesGuard
@@ -44,6 +45,10 @@ class TaskRunner:
         self.scheduler = Scheduler(list(self.defs.values()),
                                    random.Random(agent.rng.getrandbits(64)),
                                    self.nodes_guard)
+        # What the live members announce (clerk._deploy), recomputed when the list changes.
+        self._resolved_epoch = -1
+        self._variants: dict[str, list[dict[str, Any]]] = {}
+        self._loaded: dict[str, tuple[str, ...]] = {}
         self._activate: bool | None = None  # pending activation: graceful or not
         self._leave_started: float | None = None
         self._replicate_dirty = False
@@ -58,6 +63,21 @@ class TaskRunner:
                 now=agent.clock.monotonic, log_level=agent.config.log_level,
                 log_to=agent.config.log_to,
             )
+
+    # --- definitions (rolling deploys) -----------------------------------------------------------
+
+    def _resolve(self, wall: float) -> None:
+        """Schedule what the live members have loaded, with the winning definitions."""
+        core = self.agent.core
+        if core.members.epoch == self._resolved_epoch:
+            return
+        self._resolved_epoch = core.members.epoch
+        entries = {m.name: m.tasks for m in core.member_list() if m.alive}
+        res = resolve(list(self.defs.values()), entries)
+        self._variants, self._loaded = res.variants, res.loaded
+        for note in self.scheduler.update_defs(res.defs, wall):
+            if self.scheduler.active:
+                log.log(logging.WARNING if "stopped" in note else logging.INFO, note)
 
     # --- cluster events -------------------------------------------------------------------------
 
@@ -185,8 +205,13 @@ class TaskRunner:
             graceful = self._activate
             self._activate = None
             self.scheduler.load(core.replicated)
+            self._resolved_epoch = -1
+            self._resolve(wall)
             self.scheduler.activate(wall, graceful=graceful)
-            log.info("scheduling %d task(s) as manager (%s)", len(self.defs),
+            for name in self.scheduler.defs:  # adopted before this node was the manager
+                if name not in self.defs and name not in self.scheduler.gone:
+                    log.info("task=%s is loaded by a live member: scheduling it", name)
+            log.info("scheduling %d task(s) as manager (%s)", len(self.scheduler.defs),
                      "hand-over" if graceful else "takeover")
             self._replicate(now, force=True)
         elif self._activate is not None:
@@ -195,8 +220,8 @@ class TaskRunner:
             return
         if self._replicate_dirty and now >= self._replicate_after:
             self._replicate(now)
-        members = {m.name: m.tasks for m in core.member_list() if m.alive}
-        dispatches, finished = self.scheduler.tick(wall, members)
+        self._resolve(wall)
+        dispatches, finished = self.scheduler.tick(wall, self._loaded)
         for fin in finished:
             self._log_finished(fin)
         for d in dispatches:
@@ -251,9 +276,16 @@ class TaskRunner:
         wall = self.agent.clock.wall()
         if not self.scheduler.active:
             self.scheduler.load(self.agent.core.replicated)
+        self._resolve(wall)
         st["tasks"] = self.scheduler.status(wall)
         for row in st["tasks"]:
-            row["nodes_overruns"] = self.nodes_guard.overruns.get(row["name"], 0)
+            name = row["name"]
+            row["nodes_overruns"] = self.nodes_guard.overruns.get(name, 0)
+            row["loaded_here"] = name in self.defs
+            if name in self._variants:
+                row["definitions"] = self._variants[name]  # members disagree (clerk._deploy)
+            if name in self.nodes_guard.unavailable:
+                row["nodes_unavailable"] = self.nodes_guard.unavailable[name]
         runs = self.scheduler.node_runs
         for m in st.get("members", []):
             m["runs"] = runs.get(m["name"], 0)

@@ -24,6 +24,12 @@ continues:
 
 ``init(args)`` runs only when no node holds a state for the task (the EXECUTE carries the
 args and ``init=True``).
+
+**Definitions change** (rolling deploys, see :mod:`clerk._deploy`): :meth:`Scheduler.update_defs`
+adds a task some live member has loaded, applies changed parameters from the next slot of the
+new grid, and stops a task no live member has any more (``gone_since`` in status) until one
+loads it again. Records of tasks this node has no definition for are kept (and replicated) so
+their state survives until a definition comes back.
 """
 
 from __future__ import annotations
@@ -195,6 +201,7 @@ class Scheduler:
         self._state_bytes: dict[str, int] = {}
         self._states_total = 0
         self.instant_pending: set[str] = set()
+        self.gone: dict[str, float] = {}  # task -> wall time (s) since no live member has it
         self.active = False
         self._run_seq = 0
         self._run_prefix = f"{rng.getrandbits(32):08x}"
@@ -211,8 +218,8 @@ class Scheduler:
         if isinstance(tasks, Mapping):
             for name, raw in tasks.items():
                 rec = TaskRecord.from_json(raw)
-                if rec is not None and name in self.defs:
-                    self.records[name] = rec
+                if rec is not None and isinstance(name, str):
+                    self.records[name] = rec  # kept even without a definition (see above)
         runs = table.get("node_runs")
         if isinstance(runs, Mapping):
             self.node_runs = {k: v for k, v in runs.items() if type(v) is int}
@@ -229,7 +236,7 @@ class Scheduler:
         for name, raw in table["tasks"].items():
             rec = TaskRecord.from_json(raw)
             mine = self.records.get(name)
-            if rec is None or mine is None:
+            if rec is None or mine is None or name not in self.defs:
                 continue
             d = self.defs[name]
             if wall is not None and d.interval is not None and (
@@ -269,7 +276,7 @@ class Scheduler:
                         # The failover window: due while no manager was known, not run.
                         rec.counts["skipped"] += current - done
             fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
-            if d.instant and d.enabled and fresh:
+            if d.instant and d.enabled and fresh and name not in self.gone:
                 self.instant_pending.add(name)
         self._inflight = {name: float(rec.running["deadline"])
                           for name, rec in self.records.items() if rec.running is not None}
@@ -280,6 +287,51 @@ class Scheduler:
         for name in self.defs:
             self._push(name)
 
+    def update_defs(self, defs: Mapping[str, TaskDef], wall: float) -> list[str]:
+        """Adopt the definitions the live members announce (see the module docstring).
+        Returns what changed, as sentences for the log."""
+        notes: list[str] = []
+        wall_ms = wall * 1000
+        for name, d in defs.items():
+            old = self.defs.get(name)
+            back = name in self.gone
+            if old == d and not back:
+                continue
+            self.defs[name] = d
+            if d.interval is not None:
+                self._phase[name] = phase_ms(name, d.interval)
+            rec = self.records.setdefault(name, TaskRecord())
+            self.gone.pop(name, None)
+            if old is None:
+                notes.append(f"task={name} is loaded by a live member: scheduling it")
+            elif back:
+                notes.append(f"task={name} is loaded by a live member again: scheduling it")
+            else:
+                changes = ", ".join(f"{k} {v} -> {d.to_json()[k]}"
+                                    for k, v in old.to_json().items() if d.to_json()[k] != v)
+                notes.append(f"task={name} definition changed ({changes})")
+            if not self.active:
+                continue
+            if d.interval is None:
+                self.next_slot[name] = 0
+            else:
+                current = self._slot_at(d, wall_ms)
+                if old is not None and old.interval != d.interval:
+                    # A new grid: its slot numbers are not the old one's. Carry on from the
+                    # next slot of the new grid; the old ones count as done.
+                    rec.slot = rec.dispatched = current
+                self.next_slot[name] = max(current, rec.slot, rec.dispatched) + 1
+            fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
+            if d.instant and d.enabled and fresh and old is None:
+                self.instant_pending.add(name)
+            self._push(name)
+        for name in self.defs:
+            if name not in defs and name not in self.gone:
+                self.gone[name] = wall
+                self.instant_pending.discard(name)
+                notes.append(f"task={name} is no longer loaded by any live member: stopped")
+        return notes
+
     def deactivate(self) -> None:
         self.active = False
         self.instant_pending.clear()
@@ -288,7 +340,7 @@ class Scheduler:
 
     def _push(self, name: str) -> None:
         d = self.defs[name]
-        if self.active and d.enabled and d.interval is not None:
+        if self.active and d.enabled and d.interval is not None and name not in self.gone:
             heapq.heappush(self._heap, (self.due_ms(name, self.next_slot[name]), name))
 
     def _fresh(self, due: float, name: str) -> bool:
@@ -345,7 +397,7 @@ class Scheduler:
         d = self.defs[name]
         rec = self.records[name]
         dispatches: list[Dispatch] = []
-        if not d.enabled:
+        if not d.enabled or name in self.gone:
             return dispatches
         if name in self.instant_pending:
             self.instant_pending.discard(name)
@@ -481,12 +533,13 @@ class Scheduler:
         for name, d in self.defs.items():
             rec = self.records[name]
             nxt = None
-            if self.active and d.enabled and d.interval is not None:
+            if self.active and d.enabled and d.interval is not None and name not in self.gone:
                 nxt = self.due_ms(name, self.next_slot[name]) / 1000
             out.append({
                 "name": name, "target": d.target, "interval_ms": d.interval,
                 "timeout_ms": d.timeout, "enabled": d.enabled, "instant": d.instant,
                 "runs": dict(rec.counts), "last_run": rec.last, "last_slot": rec.slot,
                 "running": rec.running, "next_due": nxt, "has_state": rec.has_state,
+                "gone_since": self.gone.get(name),
             })
         return out

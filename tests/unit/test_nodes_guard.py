@@ -38,14 +38,18 @@ class Raises(Default):
         raise LookupError("no rack map")
 
 
+CLASSES: dict[str, type[clerk.Task]] = {"default": Default, "first": FirstOnly,
+                                        "blocks": Blocks, "raises": Raises}
+
+
 def d(name: str) -> clerk.TaskDef:
-    return clerk.TaskDef(name=name, target=f"{__name__}:X", interval=1000)
+    target = f"{__name__}:{CLASSES[name].__qualname__}" if name in CLASSES else f"{name}:X"
+    return clerk.TaskDef(name=name, target=target, interval=1000)
 
 
 @pytest.fixture
 def guard() -> Any:
-    g = NodesGuard({"default": Default, "first": FirstOnly, "blocks": Blocks,
-                    "raises": Raises})
+    g = NodesGuard(dict(CLASSES))
     release.clear()
     yield g
     release.set()
@@ -82,3 +86,13 @@ def test_a_slow_nodes_falls_back_to_every_member_within_the_budget(
 def test_a_raising_nodes_reaches_the_scheduler(guard: NodesGuard) -> None:
     with pytest.raises(LookupError, match="no rack map"):
         guard(d("raises"), ["a"])
+
+
+def test_a_task_the_manager_has_not_loaded(guard: NodesGuard) -> None:
+    # Importable here: its own nodes() decides.
+    other = clerk.TaskDef(name="other", target=f"{__name__}:FirstOnly", interval=1000)
+    assert guard(other, ["a", "b"]) == ["a"]
+    # Not importable on the manager (new code elsewhere only): every member that has it.
+    new = clerk.TaskDef(name="new", target="not_deployed_here.tasks:New", interval=1000)
+    assert guard(new, ["a", "b"]) == ["a", "b"]
+    assert "cannot be imported" in guard.unavailable["new"]

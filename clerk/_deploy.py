@@ -1,0 +1,131 @@
+"""Rolling deploys: which tasks the manager schedules, with which parameters (pure).
+
+Rules:
+
+* **Announcement.** Each member announces the tasks it has loaded *with their parameters*:
+  every entry of the ``tasks`` list of its JOIN (and so of its row in the member list the
+  manager replicates) is the task's name, a unit separator (``\\x1f``) and the JSON of its
+  definition and of the time the member started. The core stores and forwards these entries
+  as they are; :func:`task_names` turns them back into names wherever names are wanted. An
+  entry that is a bare name (or that does not parse) still counts as "has the task loaded",
+  without parameters.
+* **Every loaded task is scheduled.** The manager schedules every task that any *live* member
+  has loaded, whether or not it has loaded it itself: in a rolling deploy a new task runs as
+  soon as one upgraded node is up, on the nodes that have it.
+* **One rule when members disagree** on a task's parameters (the deploy changed its interval,
+  timeout, args...): the definition announced by the most recently started member wins (ties:
+  the highest node name). The newest node runs the newest code, and the rule gives the same
+  answer on every node that sees the same member list. Status shows each variant and the
+  nodes that announced it.
+* **A task no live member has any more stops**: it is not dispatched, and status says since
+  when (``gone_since``, wall time). It starts again, on its grid, when a member loads it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from clerk._tasks import TaskDef
+
+__all__ = ["MAX_ENTRY_CHARS", "SEP", "Resolution", "announce", "parse_entry", "resolve",
+           "task_names"]
+
+SEP = "\x1f"
+#: Longest entry announced with its parameters. Entries travel in JOIN and in the member list
+#: (a string of at most 64 Ki characters each, a message of at most 1 MiB); a task whose
+#: ``args`` make it longer is announced by name only, and is scheduled with the definition of
+#: the manager's own definition, when it has one (else the task is not scheduled by it).
+MAX_ENTRY_CHARS = 8192
+_KEYS = ("target", "interval", "timeout", "instant", "enabled", "args")
+
+
+def announce(defs: Iterable[TaskDef], started: float) -> tuple[str, ...]:
+    """This node's task entries, for NodeCore's ``tasks`` (see the module docstring)."""
+    out = []
+    for d in defs:
+        params = {k: v for k, v in d.to_json().items() if k in _KEYS}
+        params["started"] = round(started, 3)
+        entry = d.name + SEP + json.dumps(params, separators=(",", ":"), sort_keys=True)
+        out.append(entry if len(entry) <= MAX_ENTRY_CHARS else d.name)
+    return tuple(out)
+
+
+def parse_entry(entry: str) -> tuple[str, TaskDef | None, float]:
+    """``(name, definition or None, started)`` of one announced entry (never raises)."""
+    name, sep, text = entry.partition(SEP)
+    if not sep:
+        return name, None, 0.0
+    try:
+        raw = json.loads(text)
+        started = float(raw.pop("started", 0.0))
+        interval = raw.get("interval")
+        d = TaskDef(name=name, target=str(raw["target"]),
+                    interval=None if interval is None else int(interval),
+                    timeout=int(raw.get("timeout", 5000)),
+                    instant=bool(raw.get("instant", False)),
+                    enabled=bool(raw.get("enabled", True)), args=raw.get("args"))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return name, None, 0.0
+    if d.timeout <= 0 or (d.interval is not None and d.interval <= 0) or (
+            d.interval is None and not d.instant):
+        return name, None, started  # not a definition this node could schedule
+    return name, d, started
+
+
+def task_names(entries: Iterable[str]) -> tuple[str, ...]:
+    return tuple(e.partition(SEP)[0] for e in entries)
+
+
+@dataclass
+class Resolution:
+    """What the members announce: the definition that wins per task, and the variants."""
+
+    defs: dict[str, TaskDef] = field(default_factory=dict)
+    #: task -> [{"definition": {...}, "nodes": [...], "chosen": bool}], only where the live
+    #: members disagree.
+    variants: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: node -> names of the tasks it has loaded (for the scheduler's "who has it").
+    loaded: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _key(d: TaskDef) -> str:
+    return json.dumps({k: v for k, v in d.to_json().items() if k in _KEYS}, sort_keys=True)
+
+
+def resolve(own: Sequence[TaskDef], members: Mapping[str, Sequence[str]]) -> Resolution:
+    """The tasks to schedule, from the live members' entries (``members``: name -> entries,
+    this node included). ``own``: this node's definitions, used for a task whose announcement
+    carries none (a bare name)."""
+    res = Resolution()
+    best: dict[str, tuple[float, str, TaskDef]] = {}
+    seen: dict[str, dict[str, tuple[TaskDef, list[str]]]] = {}
+    mine = {d.name: d for d in own}
+    for node, entries in members.items():
+        names = []
+        for entry in entries:
+            name, d, started = parse_entry(entry)
+            names.append(name)
+            if d is None:
+                d = mine.get(name)
+                if d is None:
+                    continue
+            rank = (started, node)
+            if name not in best or rank > best[name][:2]:
+                best[name] = (started, node, d)
+            variant = seen.setdefault(name, {}).setdefault(_key(d), (d, []))
+            variant[1].append(node)
+        res.loaded[node] = tuple(names)
+    for name, (_, _, d) in sorted(best.items()):
+        res.defs[name] = d
+        variants = seen[name]
+        if len(variants) > 1:
+            chosen = _key(d)
+            res.variants[name] = [
+                {"definition": {k: v for k, v in vd.to_json().items() if k in _KEYS},
+                 "nodes": sorted(nodes), "chosen": key == chosen}
+                for key, (vd, nodes) in sorted(variants.items())
+            ]
+    return res
