@@ -74,10 +74,28 @@ def render_status(st: dict[str, Any]) -> str:
             nxt = t.get("next_due")
             if nxt:
                 lines.append(f"{'':<30} next due in {max(0.0, nxt - time.time()):.1f}s")
+            lines += _deploy_lines(t)
     bad = st.get("bad_frames") or {}
     if bad:
         lines += ["", "dropped frames: " + ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))]
     return "\n".join(lines)
+
+
+def _deploy_lines(t: dict[str, Any]) -> list[str]:
+    """A rolling deploy, as status sees it: a stopped task, members that disagree."""
+    out = []
+    gone = t.get("gone_since")
+    if gone:
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(gone))
+        out.append(f"{'':<30} stopped: no live member has it loaded since {since}")
+    for v in t.get("definitions") or []:
+        d = v.get("definition", {})
+        mark = "chosen" if v.get("chosen") else "not used"
+        out.append(f"{'':<30} members disagree: every {d.get('interval')} ms, timeout "
+                   f"{d.get('timeout')} ms on {', '.join(v.get('nodes', []))} ({mark})")
+    if t.get("loaded_here") is False and not gone:
+        out.append(f"{'':<30} not loaded on this node (scheduled for the members that have it)")
+    return out
 
 
 def _short_error(error: str) -> str:

@@ -150,3 +150,19 @@ def test_supervisord_files_mixed_into_ours_are_refused(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "same directory as Clerk's" in proc.stderr
     assert "separate virtual environments" in proc.stderr
+
+
+def test_status_shows_a_stopped_task_and_a_disagreement() -> None:
+    text = render_status({"node": "a@h", "role": "manager", "manager": "a@h", "members": [],
+                          "tasks": [
+                              {"name": "gone", "interval_ms": 1000, "runs": {},
+                               "gone_since": 0.0 + 86400, "loaded_here": False},
+                              {"name": "t", "interval_ms": 500, "runs": {}, "loaded_here": True,
+                               "definitions": [
+                                   {"definition": {"interval": 1000, "timeout": 5000},
+                                    "nodes": ["a@h", "b@h"], "chosen": False},
+                                   {"definition": {"interval": 500, "timeout": 5000},
+                                    "nodes": ["c@h"], "chosen": True}]}]})
+    assert "stopped: no live member has it loaded since 1970-01-02T00:00:00Z" in text
+    assert "members disagree: every 1000 ms, timeout 5000 ms on a@h, b@h (not used)" in text
+    assert "members disagree: every 500 ms, timeout 5000 ms on c@h (chosen)" in text
