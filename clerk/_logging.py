@@ -11,9 +11,11 @@ Rules:
   (the run in progress in that process; None outside a run) as attributes, so a host's
   formatter may use ``%(task)s`` or a JSON formatter may pick them up.
 * The channel is a Unix datagram socket in a 0700 temporary directory owned by the host
-  (:class:`LogSink`): one record per datagram, JSON, no pickle. A sender never blocks the
-  agent's loop for long (see :data:`SEND_TIMEOUT_S`); a record that cannot be delivered (the
-  host is gone or stalled) is written to the child's stderr instead, never lost silently.
+  (:class:`LogSink`): one record per datagram, JSON, no pickle. Logging never blocks the
+  agent's loop (or a task): a record is turned into JSON fields and queued, and a sender thread
+  does the sending. A record that cannot be delivered (the host is gone, or stalled for
+  :data:`SEND_TIMEOUT_S`; the queue is full) is written to the child's stderr instead, never
+  lost silently. Records still queued when the process exits normally are sent first.
 * A level is filtered twice: a child sends only records at the node's ``log_level`` or above;
   the host then applies its own loggers' levels (``logging.getLogger("clerk").setLevel(...)``).
 * Without a sink (``clerk.node_spec`` in someone else's tree), a child writes readable lines
@@ -23,9 +25,11 @@ Rules:
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import queue
 import shutil
 import socket
 import sys
@@ -52,10 +56,16 @@ CONTEXT_ATTRS = ("node", "task", "slot", "run")
 #: Largest datagram sent: under the 64 KiB that any Linux accepts for a Unix datagram. A longer
 #: record is cut (its message first, keeping the head and the tail of a traceback).
 MAX_RECORD_BYTES = 60_000
-#: How long a child waits for room in the host's socket before writing the record to its own
-#: stderr instead. The agent's loop heartbeats every ~100 ms: a stalled host must cost it far
-#: less than that per record.
-SEND_TIMEOUT_S = 0.02
+#: How long the sender thread waits for room in the host's socket before writing the record to
+#: the child's stderr instead. Linux queues only ``net.unix.max_dgram_qlen`` (often 10)
+#: datagrams per socket, so a burst waits for the host's thread; a second is far longer than a
+#: busy host needs, and short enough that a host that stopped reading does not hold records up.
+SEND_TIMEOUT_S = 1.0
+#: Records queued for the sender thread at most; past it they go to stderr at once.
+QUEUE_RECORDS = 10_000
+#: How long an exiting process waits for its queued records to be sent; what is left then goes
+#: to its stderr. (A host handles a few thousand records a second: 5 s covers a deep queue.)
+FLUSH_AT_EXIT_S = 5.0
 #: How long closing a sink waits for records still in its socket to be handled.
 DRAIN_S = 0.5
 
@@ -162,29 +172,68 @@ def _encode(fields: dict[str, Any]) -> bytes:
 
 
 class ForwardHandler(logging.Handler):
-    """Sends each record to the host's :class:`LogSink` (falls back to stderr)."""
+    """Queues each record for the host's :class:`LogSink`; a sender thread sends it (falls
+    back to ``fallback``, the child's stderr). ``emit`` never blocks."""
 
     def __init__(self, endpoint: str, fallback: logging.Handler) -> None:
         super().__init__()
         self.endpoint = endpoint
         self.fallback = fallback
         self.undelivered = 0
+        self._queue: queue.Queue[tuple[logging.LogRecord, dict[str, Any]] | None] = (
+            queue.Queue(QUEUE_RECORDS))
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.settimeout(SEND_TIMEOUT_S)
+        self._sender = threading.Thread(target=self._send_loop, name="clerk log sender",
+                                        daemon=True)
+        self._sender.start()
+        atexit.register(self.flush_and_stop)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            data = _encode(record_fields(record))
-        except Exception:  # a record we cannot encode: say so rather than lose it
+            fields = record_fields(record)  # now: the message and the context as they are
+        except Exception:  # a record we cannot format: say so rather than lose it
             self.handleError(record)
             return
         try:
-            self._sock.sendto(data, self.endpoint)
-        except OSError:  # the host is gone, or stalled past SEND_TIMEOUT_S
-            self.undelivered += 1
-            self.fallback.handle(record)
+            self._queue.put_nowait((record, fields))
+        except queue.Full:
+            self._fall_back(record)
+
+    def _fall_back(self, record: logging.LogRecord) -> None:
+        self.undelivered += 1
+        self.fallback.handle(record)
+
+    def _send_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            record, fields = item
+            try:
+                self._sock.sendto(_encode(fields), self.endpoint)
+            except (OSError, TypeError, ValueError):  # host gone or stalled; or not JSON
+                self._fall_back(record)
+
+    def flush_and_stop(self) -> None:
+        """Send what is queued (for up to FLUSH_AT_EXIT_S), stop the sender, and write what
+        is still queued then to stderr."""
+        if self._sender.is_alive():
+            try:
+                self._queue.put(None, timeout=FLUSH_AT_EXIT_S)
+                self._sender.join(FLUSH_AT_EXIT_S)
+            except queue.Full:
+                pass
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                self._fall_back(item[0])
 
     def close(self) -> None:
+        self.flush_and_stop()
         self._sock.close()
         super().close()
 
