@@ -45,7 +45,7 @@ from clerk._core import (
     Stopped,
     Tick,
 )
-from clerk._deploy import announce, task_names
+from clerk._deploy import MAX_ANNOUNCE_CHARS, SEP, announce, task_names
 from clerk._logging import configure_child_logging
 from clerk._messages import Election, Execute, Message, Ok, Peer, Result, Status, StatusReply
 from clerk._runner import TaskRunner
@@ -128,6 +128,12 @@ class Agent:
                  self.me.name, self.me.incarnation, self.me.address,
                  " (INSECURE: CURVE off)" if self.config.insecure else "",
                  ", ".join(self.config.join) or "none")
+        bare = [e for e in self.core.tasks if SEP not in e]
+        if bare:
+            log.warning("%d task(s) announced by name only (over the %d-character announcement "
+                        "budget, or huge args): in a rolling deploy the manager schedules them "
+                        "only if it has loaded them itself; first: %s", len(bare),
+                        MAX_ANNOUNCE_CHARS, ", ".join(bare[:5]))
         if self.config.insecure:
             log.warning("CURVE is off (--insecure): traffic is neither encrypted nor "
                         "authenticated; anyone who can reach %s can talk to this node",

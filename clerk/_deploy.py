@@ -30,26 +30,40 @@ from typing import Any
 
 from clerk._tasks import TaskDef
 
-__all__ = ["MAX_ENTRY_CHARS", "SEP", "Resolution", "announce", "parse_entry", "resolve",
-           "task_names"]
+__all__ = ["MAX_ANNOUNCE_CHARS", "MAX_ENTRY_CHARS", "SEP", "Resolution", "announce",
+           "parse_entry", "resolve", "task_names"]
 
 SEP = "\x1f"
-#: Longest entry announced with its parameters. Entries travel in JOIN and in the member list
-#: (a string of at most 64 Ki characters each, a message of at most 1 MiB); a task whose
-#: ``args`` make it longer is announced by name only, and is scheduled with the definition of
-#: the manager's own definition, when it has one (else the task is not scheduled by it).
-MAX_ENTRY_CHARS = 8192
+#: Longest entry announced with its parameters (a task with big ``args``): longer ones are
+#: announced by name only, and scheduled with the manager's own definition if it has one.
+MAX_ENTRY_CHARS = 2048
+#: All of a node's entries with parameters together, at most. The member list (every member's
+#: entries) travels in one heartbeat of at most 1 MiB when it changes, so the announcement of
+#: a node must stay small: this is ~250 tasks of typical size per node (a 1000-task node
+#: announces the rest by name only, as before rolling deploys existed). It is measured, and
+#: logged at start when it is exceeded.
+MAX_ANNOUNCE_CHARS = 16 * 1024
 _KEYS = ("target", "interval", "timeout", "instant", "enabled", "args")
+#: Short keys on the wire, and the defaults that are left out.
+_SHORT = {"target": "t", "interval": "i", "timeout": "o", "instant": "n", "enabled": "e",
+          "args": "a"}
+_DEFAULT = {"timeout": 5000, "instant": False, "enabled": True, "args": None}
 
 
 def announce(defs: Iterable[TaskDef], started: float) -> tuple[str, ...]:
     """This node's task entries, for NodeCore's ``tasks`` (see the module docstring)."""
     out = []
+    budget = MAX_ANNOUNCE_CHARS
     for d in defs:
-        params = {k: v for k, v in d.to_json().items() if k in _KEYS}
-        params["started"] = round(started, 3)
+        params: dict[str, Any] = {_SHORT[k]: v for k, v in d.to_json().items()
+                                  if k in _KEYS and (k not in _DEFAULT or v != _DEFAULT[k])}
+        params["s"] = round(started, 3)
         entry = d.name + SEP + json.dumps(params, separators=(",", ":"), sort_keys=True)
-        out.append(entry if len(entry) <= MAX_ENTRY_CHARS else d.name)
+        if len(entry) <= min(MAX_ENTRY_CHARS, budget):
+            budget -= len(entry)
+            out.append(entry)
+        else:
+            out.append(d.name)
     return tuple(out)
 
 
@@ -60,13 +74,13 @@ def parse_entry(entry: str) -> tuple[str, TaskDef | None, float]:
         return name, None, 0.0
     try:
         raw = json.loads(text)
-        started = float(raw.pop("started", 0.0))
-        interval = raw.get("interval")
-        d = TaskDef(name=name, target=str(raw["target"]),
+        started = float(raw.pop("s", 0.0))
+        values = {**_DEFAULT, **{k: raw[short] for k, short in _SHORT.items() if short in raw}}
+        interval = values.get("interval")
+        d = TaskDef(name=name, target=str(values["target"]),
                     interval=None if interval is None else int(interval),
-                    timeout=int(raw.get("timeout", 5000)),
-                    instant=bool(raw.get("instant", False)),
-                    enabled=bool(raw.get("enabled", True)), args=raw.get("args"))
+                    timeout=int(values["timeout"]), instant=bool(values["instant"]),
+                    enabled=bool(values["enabled"]), args=values["args"])
     except (ValueError, TypeError, KeyError, AttributeError):
         return name, None, 0.0
     if d.timeout <= 0 or (d.interval is not None and d.interval <= 0) or (

@@ -3,7 +3,14 @@ definitions (clerk._deploy, Scheduler.update_defs), with fake wall times."""
 
 from __future__ import annotations
 
-from clerk._deploy import MAX_ENTRY_CHARS, announce, parse_entry, resolve, task_names
+from clerk._deploy import (
+    MAX_ANNOUNCE_CHARS,
+    MAX_ENTRY_CHARS,
+    announce,
+    parse_entry,
+    resolve,
+    task_names,
+)
 from tests.unit.test_schedule import IV, K, due, run_ok, sched, started, tdef
 
 
@@ -21,6 +28,16 @@ def test_an_announcement_round_trips_and_names_come_back() -> None:
 def test_huge_args_are_announced_by_name_only() -> None:
     big = tdef("big", args={"blob": "x" * MAX_ENTRY_CHARS})
     assert announce([big], 1.0) == ("big",)
+
+
+def test_the_announcement_stays_within_its_budget() -> None:
+    defs = [tdef(f"task{i}", args={"i": i}) for i in range(1000)]
+    entries = announce(defs, 1.0)
+    full = [e for e in entries if "\x1f" in e]
+    assert sum(map(len, full)) <= MAX_ANNOUNCE_CHARS
+    assert len(full) > 100  # the compact form fits a few hundred typical tasks
+    assert task_names(entries) == tuple(d.name for d in defs)  # the rest by name
+    assert parse_entry(full[-1])[1] == defs[len(full) - 1]  # defaults restored on parse
 
 
 def test_every_task_any_live_member_has_is_scheduled() -> None:
