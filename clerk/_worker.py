@@ -13,8 +13,6 @@ from JSON unchanged fails the run with the path inside it (see :mod:`clerk._json
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import os
 import signal
@@ -40,14 +38,16 @@ def _instance(cache: dict[str, Task], name: str, target: str) -> Task:
     return inst
 
 
-_loop: asyncio.AbstractEventLoop | None = None
+_loop: Any = None  # asyncio.AbstractEventLoop, made on the first async run
 
 
 def _resolve(value: Any) -> Any:
     """Await what ``async def`` init/execute returned, in this worker's one event loop."""
     global _loop
-    if not inspect.isawaitable(value):
+    if not hasattr(value, "__await__"):
         return value
+    import asyncio  # only for async tasks: a worker's start is on the clock of its first run
+
     if _loop is None or _loop.is_closed():
         _loop = asyncio.new_event_loop()
         asyncio.set_event_loop(_loop)

@@ -22,9 +22,15 @@ def test_a_task_only_a_follower_has_runs_and_stops_when_it_leaves(tmp_path: Path
     new = clerk.task(Counter, name="new", interval=200, args={"log": str(log)})
     names = [f"n{i}@127.0.0.1" for i in (1, 2, 3)]
     node_tasks = {names[0]: [old_a], names[1]: [old_a, new], names[2]: [new_a]}
-    with LocalCluster(3, priorities=[10, 0, 0], node_tasks=node_tasks) as cluster:
+    with LocalCluster(3, node_tasks=node_tasks, start=False) as cluster:
+        # n1 first: it is the manager (a joiner never deposes a healthy one) and it has not
+        # loaded "new"; then the others, as a deploy would bring them.
+        cluster.start(names[0])
+        assert cluster.wait_for_manager(timeout=20, names=names[:1]) == names[0]
+        cluster.start(names[1])
+        cluster.start(names[2])
         manager = cluster.wait_for_manager(timeout=20)
-        assert manager == names[0]  # the manager has not loaded "new"
+        assert manager == names[0]
         wait_until(lambda: len(counter_lines(log)) >= 5, timeout=20,
                    message=lambda: cluster.log(manager)[-3000:])
         assert {line.node for line in counter_lines(log)} == {names[1]}  # where it is loaded
