@@ -14,6 +14,7 @@ import pickle
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,7 @@ class Spawned:
 
     proc: subprocess.Popen[bytes]
     pidfd: int
+    channel: socket.socket | None = None  # a nested supervisor's control channel
 
     @property
     def pid(self) -> int:
@@ -91,17 +93,26 @@ def _log_level_for_children() -> int | None:
     return None
 
 
-def spawn(spec: ChildSpec) -> Spawned:
+def spawn(
+    spec: ChildSpec, *, stdout: int | None = None, stderr: int | None = None, label: str = ""
+) -> Spawned:
     """Start ``spec``'s process; for a supervisor child, wait until it has started its
-    own children. Raises :class:`ChildStartError` if it cannot start."""
+    own children. Raises :class:`ChildStartError` if it cannot start.
+
+    ``stdout``/``stderr`` are file descriptors for the child's output (``None``: ours);
+    ``label`` is its full id (``pool/worker-1``), which a Python child puts before each
+    line it writes and a nested supervisor uses as its path.
+    """
     env = None
     if spec.env:
         env = dict(os.environ)
         env.update(spec.env)
     common: dict[str, object] = {
         # In a process group of its own a child reading the terminal would be stopped by
-        # SIGTTIN: give it /dev/null. stdout/stderr are inherited.
+        # SIGTTIN: give it /dev/null. stdout/stderr are ours unless files were asked for.
         "stdin": subprocess.DEVNULL,
+        "stdout": stdout,
+        "stderr": stderr,
         "process_group": 0,
         "close_fds": True,
         "env": env,
@@ -120,30 +131,35 @@ def spawn(spec: ChildSpec) -> Spawned:
         except OSError as exc:
             raise ChildStartError(spec.id, repr(exc)) from exc
         return Spawned(proc, _open_pidfd(proc.pid))
-    return _spawn_python(spec, common)
+    return _spawn_python(spec, common, label or spec.id)
 
 
-def _spawn_python(spec: ChildSpec, common: dict[str, object]) -> Spawned:
+def _spawn_python(spec: ChildSpec, common: dict[str, object], label: str) -> Spawned:
     try:
         blob = pickle.dumps((spec.start, spec.args, spec.kwargs))
     except Exception as exc:  # e.g. a nested Supervisor with an unpicklable on_event
         raise ChildStartError(spec.id, f"cannot pickle its start for a new process: {exc}") from exc
     payload_r, payload_w = os.pipe()
     ready_r = ready_w = -1
+    channel: socket.socket | None = None
+    child_end: socket.socket | None = None
     if spec.is_supervisor:
         ready_r, ready_w = os.pipe()
+        channel, child_end = socket.socketpair()
     payload = pickle.dumps(
         {
             "path": list(sys.path),
             "ppid": os.getpid(),
             "id": spec.id,
+            "label": label,
+            "ctl_fd": -1 if child_end is None else child_end.fileno(),
             "kind": "supervisor" if spec.is_supervisor else "call",
             "blob": blob,
             "ready_fd": ready_w,
             "log_level": _log_level_for_children(),
         }
     )
-    fds = (payload_r,) if ready_w < 0 else (payload_r, ready_w)
+    fds = (payload_r,) if child_end is None else (payload_r, ready_w, child_end.fileno())
     # Not -S: the child must see the same import machinery as the parent, including what
     # site-packages' .pth files install (editable installs add a meta path finder, not a
     # sys.path entry, so copying sys.path alone is not enough).
@@ -158,13 +174,16 @@ def _spawn_python(spec: ChildSpec, common: dict[str, object]) -> Spawned:
         if ready_w >= 0:
             os.close(ready_w)
             ready_w = -1
+        if child_end is not None:
+            child_end.close()
+            child_end = None
         try:
             with os.fdopen(payload_w, "wb") as f:
                 payload_w = -1
                 f.write(payload)
         except BrokenPipeError:
             pass  # it died before reading: its exit is reported like any other
-        spawned = Spawned(proc, _open_pidfd(proc.pid))
+        spawned = Spawned(proc, _open_pidfd(proc.pid), channel)
         if ready_r >= 0 and not _wait_ready(ready_r, spawned):
             proc.wait()
             if spawned.pidfd >= 0:
@@ -172,8 +191,12 @@ def _spawn_python(spec: ChildSpec, common: dict[str, object]) -> Spawned:
             raise ChildStartError(
                 spec.id, f"nested supervisor exited during start (code {proc.returncode})"
             )
+        channel = None  # handed over
         return spawned
     finally:
+        for sock in (channel, child_end):
+            if sock is not None:
+                sock.close()
         for fd in (payload_r, payload_w, ready_r, ready_w):
             if fd >= 0:
                 os.close(fd)
