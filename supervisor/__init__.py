@@ -13,11 +13,15 @@
     )
     sup.run()   # start, wait; SIGTERM/SIGINT stop it in order; returns an exit code
 
+Operators steer a running tree through its control socket: ``supervisor ctl status``
+(see :mod:`supervisor._ctl`) or, from Python, :class:`ControlClient`.
+
 The full semantics (strategies, restart types, intensity, shutdown, significant children,
 escalation, logging, the no-orphans mechanism) are documented in
 :mod:`supervisor._supervisor`, before the code.
 """
 
+from supervisor._client import ControlClient, ControlError
 from supervisor._errors import (
     ChildNotFoundError,
     ChildStartError,
@@ -34,6 +38,7 @@ from supervisor._types import (
     ChildInfo,
     Event,
     ExitReason,
+    ReloadResult,
     ShutdownInfo,
     ShutdownReason,
 )
@@ -46,10 +51,13 @@ __all__ = [
     "ChildSpec",
     "ChildStartError",
     "ChildStateError",
+    "ControlClient",
+    "ControlError",
     "Event",
     "ExitReason",
     "InvalidSpecError",
     "NotRunningError",
+    "ReloadResult",
     "RestartIntensityError",
     "ShutdownInfo",
     "ShutdownReason",

@@ -29,6 +29,7 @@ __all__ = [
     "HAVE_PIDFD",
     "Spawned",
     "Watchdog",
+    "command_problem",
     "kill_tree",
     "process_tree",
     "signal_tree",
@@ -93,6 +94,30 @@ def _log_level_for_children() -> int | None:
     return None
 
 
+def command_problem(spec: ChildSpec) -> str | None:
+    """Why ``spec.command`` cannot run (not found, not executable), or ``None``.
+
+    A program with a ``/`` is looked up relative to the child's ``cwd``; a bare name on
+    the ``PATH`` the child will see (its ``env`` may change it).
+    """
+    if spec.command is None:
+        return None
+    program = spec.command[0]
+    if os.sep in program:
+        full = os.path.join(spec.cwd or "", program)
+        if not os.path.exists(full):
+            return f"command not found: {program!r}"
+        if os.path.isdir(full) or not os.access(full, os.X_OK):
+            return f"command is not executable: {program!r}"
+        return None
+    path = (spec.env or {}).get("PATH", os.environ.get("PATH", os.defpath))
+    if shutil.which(program, path=path) is None:
+        if shutil.which(program, mode=os.F_OK, path=path) is not None:
+            return f"command is not executable: {program!r} (on PATH)"
+        return f"command not found: {program!r} (not on PATH)"
+    return None
+
+
 def spawn(
     spec: ChildSpec, *, stdout: int | None = None, stderr: int | None = None, label: str = ""
 ) -> Spawned:
@@ -119,12 +144,9 @@ def spawn(
         "cwd": spec.cwd,
     }
     if spec.command is not None:
-        program = spec.command[0]
-        path = (env or os.environ).get("PATH")
-        if shutil.which(program, path=path) is None and not (
-            os.sep in program and os.access(os.path.join(spec.cwd or "", program), os.X_OK)
-        ):
-            raise ChildStartError(spec.id, f"command not found: {program!r}")
+        problem = command_problem(spec)
+        if problem is not None:
+            raise ChildStartError(spec.id, problem)
         argv = _pdeathsig_prefix() + list(spec.command) + [str(a) for a in spec.args]
         try:
             proc = subprocess.Popen(argv, **common)  # type: ignore[call-overload]
