@@ -180,18 +180,23 @@ class _Loader:
             flags.setdefault(key, value)
         flags.setdefault("name", default_name)
         # What a nested supervisor inherits: its own logs directory under ours.
-        passed = {k: flags[k] for k in ("max_bytes", "backups") if k in flags}
+        passed = {  # only valid values: a bad one is reported once, where it is written
+            k: flags[k]
+            for k, least in (("max_bytes", 1), ("backups", 0))
+            if type(flags.get(k)) is int and flags[k] >= least
+        }
         specs = []
         for i, child in enumerate(children_table):
             sub = dict(passed)
             if isinstance(flags.get("logs"), str) and isinstance(child.get("id"), str):
                 sub["logs"] = os.path.join(flags["logs"], child["id"])
             specs.append(self.child(child, f"{prefix}child[{i}]", sub))
-        if not ok or any(s is None for s in specs):
-            return None
         good = [s for s in specs if s is not None]
+        if not ok or len(good) < len(specs):
+            good = []  # still check the flags, without the children that failed
         try:
-            return Supervisor(good, **flags)
+            sup = Supervisor(good, **flags)
+            return sup if ok and len(good) == len(specs) else None
         except InvalidSpecError as exc:
             if exc.child_id is None:
                 self.error(prefix + exc.field, exc.value, exc.problem)
