@@ -102,7 +102,8 @@ def test_a_socket_with_the_wrong_mode_is_refused(tmp_path):
 
 def test_check_reports_every_problem_at_once(tmp_path):
     path = tmp_path / "tree.toml"
-    path.write_text(textwrap.dedent("""
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")  # not executable
+    path.write_text(textwrap.dedent(f"""
         [[child]]
         id = "missing"
         command = ["no-such-command-xyz"]
@@ -117,7 +118,7 @@ def test_check_reports_every_problem_at_once(tmp_path):
         [child.supervisor]
         [[child.supervisor.child]]
         id = "w"
-        command = ["/etc/hostname"]
+        command = ["{tmp_path}/run.sh"]
         [[child]]
         id = "fine"
         command = ["sleep", "1"]
