@@ -41,23 +41,32 @@ def _parser() -> argparse.ArgumentParser:
         help="the tree's control socket (default $XDG_RUNTIME_DIR/supervisor.sock, "
         "or /tmp/supervisor-<uid>/supervisor.sock when XDG_RUNTIME_DIR is unset)",
     )
+    # Also accepted after the command (`ctl status --control PATH`), as operators type it.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--control", metavar="PATH", dest="control_after", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    status = sub.add_parser("status", help="the tree: every child's state, pid, uptime ...")
+    status = sub.add_parser(
+        "status", parents=[after], help="the tree: every child's state, pid, uptime ..."
+    )
     status.add_argument("--json", action="store_true", help="one JSON list of rows")
     for name, text in (
         ("start", "start a stopped child"),
         ("stop", "stop a child (honouring its shutdown); it stays stopped"),
         ("restart", "stop then start one child; its siblings keep running"),
     ):
-        p = sub.add_parser(name, help=text)
+        p = sub.add_parser(name, parents=[after], help=text)
         p.add_argument("id", help="child id; a nested child as pool/worker-1")
-    tail = sub.add_parser("tail", help="a child's output file (the last lines, or follow)")
+    tail = sub.add_parser(
+        "tail", parents=[after], help="a child's output file (the last lines, or follow)"
+    )
     tail.add_argument("id")
     tail.add_argument("stream", nargs="?", choices=["stdout", "stderr"], default="stdout")
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
     tail.add_argument("-n", "--lines", type=int, default=10, help="lines to show (default 10)")
-    sub.add_parser("reload", help="re-read the tree file and apply the difference")
-    sub.add_parser("stop-all", help="stop every child, right to left (the supervisor stays)")
+    sub.add_parser("reload", parents=[after], help="re-read the tree file and apply the difference")
+    sub.add_parser(
+        "stop-all", parents=[after], help="stop every child, right to left (the supervisor stays)"
+    )
     return parser
 
 
@@ -71,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
-    client = ControlClient(args.control)
+    client = ControlClient(args.control_after or args.control)
     command: str = args.command
     try:
         if command == "status":
@@ -87,7 +96,8 @@ def _main(argv: list[str] | None) -> int:
         return _one(client, command, args.id)
     except ControlError as exc:
         target = f" {args.id}" if getattr(args, "id", None) else ""
-        print(f"Failed to {command}{target}: {exc}", file=sys.stderr)
+        verb = {"status": "get status", "stop-all": "stop all"}.get(command, command)
+        print(f"Failed to {verb}{target}: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -38,7 +38,7 @@ from supervisor._intensity import RestartIntensity
 from supervisor._output import Target
 from supervisor._reload import plan_reload
 from supervisor._spawn import Spawned
-from supervisor._spec import ChildSpec
+from supervisor._spec import ChildSpec, NestedSupervisor
 from supervisor._types import (
     AutoShutdown,
     ChildInfo,
@@ -279,7 +279,7 @@ class Requests:
             child.spec = spec
             children.append(child)
         self.children = children
-        stopped = {cid for cid in plan.stop}
+        stopped = set(plan.stop)
         self._pending = deque(p for p in self._pending if p[0].id not in stopped)
         restarted: list[str] = []
         failed: list[str] = []
@@ -289,7 +289,8 @@ class Requests:
                 continue
             try:
                 self._start(child, "start" if fresh else "restart")
-                (restarted if not fresh else []).append(full(child.id))
+                if not fresh:
+                    restarted.append(full(child.id))
             except ChildStartError as exc:
                 log.error("%s: reload: child %r failed to start: %s", cfg.name, child.id, exc)
                 failed.append(full(child.id))
@@ -303,14 +304,16 @@ class Requests:
         )
         for cid in plan.nested:
             child = old[cid]
-            if not child.running:
-                continue
             sub = child.spec.start
-            inner: ReloadResult = self._ask_nested(
-                child,
-                "reload",
-                (sub._reload_flags(), sub.children),  # type: ignore[union-attr]
-            )
+            if not child.running or not isinstance(sub, NestedSupervisor):
+                continue  # a stopped nested supervisor starts with its new spec
+            try:
+                inner: ReloadResult = self._ask_nested(
+                    child, "reload", (sub._reload_flags(), sub.children)
+                )
+            except SupervisorError as exc:  # it stopped meanwhile: its exit is handled
+                log.error("%s: reload of nested supervisor %r failed: %s", cfg.name, cid, exc)
+                inner = ReloadResult(failed=(full(cid),))
             result = ReloadResult(
                 *(getattr(result, f.name) + getattr(inner, f.name)
                   for f in dataclasses.fields(ReloadResult))

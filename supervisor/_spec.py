@@ -37,9 +37,13 @@ class NestedSupervisor(Protocol):
     """What a spec knows of a nested supervisor: it can run as a child process's body
     (``_boot.py`` calls this with the boot payload) and describe its configuration."""
 
+    children: tuple[ChildSpec, ...]
+
     def _run_nested(self, boot: dict[str, Any]) -> int: ...
 
     def _tree_key(self) -> tuple[object, ...]: ...
+
+    def _reload_flags(self) -> dict[str, Any]: ...
 
 
 Shutdown = int | Literal["brutal_kill", "infinity"]
