@@ -182,11 +182,33 @@ def follow(
                 if rest:
                     yield rest
                 f.close()
+                if st.st_ino != here.st_ino:  # rotated more than once since the last look?
+                    yield from _skipped(path, here.st_ino)
                 f = open(path, "rb")  # noqa: SIM115 - closed in finally or on rotation
                 continue
             time.sleep(interval)
     finally:
         f.close()
+
+
+def _skipped(path: str, old_ino: int) -> Iterator[bytes]:
+    """The whole of each rotated file newer than the one we were reading (``old_ino``),
+    oldest first: what a follower misses when the file rotated twice between two looks."""
+    newer = []
+    for n in range(1, 1000):
+        try:
+            ino = os.stat(f"{path}.{n}").st_ino
+        except FileNotFoundError:
+            return  # ours was deleted already: nothing sure to add
+        if ino == old_ino:
+            break
+        newer.append(f"{path}.{n}")
+    for name in reversed(newer):
+        try:
+            with open(name, "rb") as g:
+                yield g.read()
+        except FileNotFoundError:
+            pass
 
 
 def _open_when_there(path: str, stop: Callable[[], bool], interval: float) -> Any:

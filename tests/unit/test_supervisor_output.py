@@ -6,6 +6,7 @@ import os
 import pytest
 
 from supervisor._boot import LabelledStream
+from supervisor._client import follow, last_lines
 from supervisor._output import RotatingFile
 
 pytestmark = pytest.mark.timeout(10)
@@ -94,3 +95,30 @@ def test_labelled_stream_prefixes_every_line_once():
         "[pool/w1] hello world\n[pool/w1] second\n[pool/w1] third\n[pool/w1] via print\n"
     )
     assert s.getvalue  # other attributes reach the real stream
+
+
+def test_follow_reads_across_rotations_even_two_between_looks(tmp_path):
+    path = str(tmp_path / "w.out")
+    rf = RotatingFile(path, max_bytes=10, backups=3)
+    rf.write(b"1\n")
+    gen = follow(path, offset=0, interval=0.001)
+    assert next(gen) == b"1\n"
+    rf.write(b"2\n")
+    rf.write(b"33333333\n")  # rotation 1: w.out.1 = "1\n2\n"
+    rf.write(b"44\n")  # rotation 2: w.out.2 = "1\n2\n", w.out.1 = "33333333\n"
+    got = b""
+    while len(got) < len(b"2\n33333333\n44\n"):
+        got += next(gen)
+    assert got == b"2\n33333333\n44\n"
+    rf.write(b"5\n")
+    assert next(gen) == b"5\n"
+    gen.close()
+    rf.close()
+
+
+def test_last_lines(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"".join(b"%d\n" % i for i in range(100000)))
+    data, end = last_lines(str(path), 3)
+    assert data == b"99997\n99998\n99999\n" and end == path.stat().st_size
+    assert last_lines(str(path), 0)[0] == b""
