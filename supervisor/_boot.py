@@ -8,9 +8,9 @@ as fast as the interpreter allows. Three modes:
     A Python child: read the pickled payload from the pipe, arm PR_SET_PDEATHSIG, set
     ``sys.path`` to the supervisor's, then call the target. Exit code 0 when it returns,
     its own code on ``SystemExit``, 1 (after printing the traceback) on an exception.
-    Every line a worker writes through ``sys.stdout``/``sys.stderr`` starts with its
-    full id in brackets (``[pool/worker-1] ...``), and both streams are line-buffered so
-    a file or ``ctl tail -f`` sees a line as soon as it is written.
+    A worker's ``sys.stdout``/``sys.stderr`` are line-buffered, so a file or ``ctl tail
+    -f`` sees a line as soon as it is written, and with ``label_lines`` (trees run from a
+    file) every line starts with the worker's full id in brackets: ``[pool/worker-1] ...``.
 
 ``_boot.py --exec <supervisor-pid> <program> <args>...``
     An external command: arm PR_SET_PDEATHSIG (it survives ``execve``), then exec it.
@@ -109,8 +109,8 @@ class LabelledStream:
         return getattr(self._inner, name)
 
 
-def label_output(label: str) -> None:
-    """Line-buffer stdout/stderr and prefix each line with ``[label]``."""
+def setup_output(label: str | None) -> None:
+    """Line-buffer stdout/stderr; with a ``label``, prefix each line with ``[label]``."""
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         if stream is None:
@@ -119,7 +119,8 @@ def label_output(label: str) -> None:
             stream.reconfigure(line_buffering=True)
         except (AttributeError, ValueError):
             pass
-        setattr(sys, name, LabelledStream(stream, label))
+        if label:
+            setattr(sys, name, LabelledStream(stream, label))
 
 
 def run_python_child(payload_fd: int) -> None:
@@ -132,7 +133,7 @@ def run_python_child(payload_fd: int) -> None:
     sys.path[:] = payload["path"]
     child_id = payload["id"]
     if payload["kind"] != "supervisor":
-        label_output(payload.get("label") or child_id)
+        setup_output((payload["label"] or child_id) if payload["label_lines"] else None)
     try:
         target, args, kwargs = pickle.loads(payload["blob"])
         if isinstance(target, str):

@@ -9,6 +9,7 @@
     logs = "logs"                 # children's output files: logs/<id>.out, logs/<id>.err
     max_bytes = 10485760          # rotate an output file before it passes this size
     backups = 5                   # rotated files kept (web.out.1 ... web.out.5)
+    label_output = true           # "[poller] ..." before each line of a Python worker
 
     [[child]]
     id = "web"
@@ -56,7 +57,7 @@ __all__ = ["ConfigError", "TreeFile", "load_tree", "read_tree"]
 
 _SUP_KEYS = {
     "strategy", "intensity", "period", "auto_shutdown", "name", "child",
-    "logs", "max_bytes", "backups",
+    "logs", "max_bytes", "backups", "label_output",
 }  # fmt: skip
 _TOP_KEYS = _SUP_KEYS | {"control"}
 _CHILD_KEYS = {
@@ -179,12 +180,15 @@ class _Loader:
         for key, value in inherited.items():
             flags.setdefault(key, value)
         flags.setdefault("name", default_name)
+        flags.setdefault("label_output", True)
         # What a nested supervisor inherits: its own logs directory under ours.
         passed = {  # only valid values: a bad one is reported once, where it is written
             k: flags[k]
             for k, least in (("max_bytes", 1), ("backups", 0))
             if type(flags.get(k)) is int and flags[k] >= least
         }
+        if isinstance(flags["label_output"], bool):
+            passed["label_output"] = flags["label_output"]
         specs = []
         for i, child in enumerate(children_table):
             sub = dict(passed)

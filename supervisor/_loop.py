@@ -274,6 +274,7 @@ class Loop(Requests):
                 stdout=None if out is None else fds[out.path],
                 stderr=None if err is None else fds[err.path],
                 label=self.config.full_id(child.id),
+                label_lines=self.config.label_output,
             )
         except BaseException:
             for r, w, _ in pipes:

@@ -76,6 +76,7 @@ class LoopConfig:
     logs: str | None = None
     max_bytes: int = 0
     backups: int = 0
+    label_output: bool = False
     parent_ctl: socket.socket | None = None  # a nested supervisor's channel to its parent
 
     def full_id(self, child_id: str) -> str:

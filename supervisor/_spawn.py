@@ -119,14 +119,19 @@ def command_problem(spec: ChildSpec) -> str | None:
 
 
 def spawn(
-    spec: ChildSpec, *, stdout: int | None = None, stderr: int | None = None, label: str = ""
+    spec: ChildSpec,
+    *,
+    stdout: int | None = None,
+    stderr: int | None = None,
+    label: str = "",
+    label_lines: bool = False,
 ) -> Spawned:
     """Start ``spec``'s process; for a supervisor child, wait until it has started its
     own children. Raises :class:`ChildStartError` if it cannot start.
 
     ``stdout``/``stderr`` are file descriptors for the child's output (``None``: ours);
-    ``label`` is its full id (``pool/worker-1``), which a Python child puts before each
-    line it writes and a nested supervisor uses as its path.
+    ``label`` is its full id (``pool/worker-1``): a nested supervisor's path, and with
+    ``label_lines`` what a Python worker puts before each line it writes.
     """
     env = None
     if spec.env:
@@ -153,10 +158,12 @@ def spawn(
         except OSError as exc:
             raise ChildStartError(spec.id, repr(exc)) from exc
         return Spawned(proc, _open_pidfd(proc.pid))
-    return _spawn_python(spec, common, label or spec.id)
+    return _spawn_python(spec, common, label or spec.id, label_lines)
 
 
-def _spawn_python(spec: ChildSpec, common: dict[str, object], label: str) -> Spawned:
+def _spawn_python(
+    spec: ChildSpec, common: dict[str, object], label: str, label_lines: bool
+) -> Spawned:
     try:
         blob = pickle.dumps((spec.start, spec.args, spec.kwargs))
     except Exception as exc:  # e.g. a nested Supervisor with an unpicklable on_event
@@ -174,6 +181,7 @@ def _spawn_python(spec: ChildSpec, common: dict[str, object], label: str) -> Spa
             "ppid": os.getpid(),
             "id": spec.id,
             "label": label,
+            "label_lines": label_lines,
             "ctl_fd": -1 if child_end is None else child_end.fileno(),
             "kind": "supervisor" if spec.is_supervisor else "call",
             "blob": blob,

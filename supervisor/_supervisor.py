@@ -15,8 +15,9 @@ Output
     ``stdout``/``stderr`` files or the supervisor has a ``logs`` directory (then
     ``<logs>/<id>.out`` and ``<id>.err``). Files are written by the supervisor, which
     reads the child's pipes, and rotated by size (``max_bytes``, ``backups``; see
-    :mod:`supervisor._output`). Each line a Python worker writes through ``sys.stdout``
-    or ``sys.stderr`` starts with ``[<full id>] ``.
+    :mod:`supervisor._output`). With ``label_output=True`` (the default for trees run from
+    a file) each line a Python worker writes through ``sys.stdout`` or ``sys.stderr``
+    starts with ``[<full id>] ``; embedders keep their children's lines as written.
 
 Reload
     :meth:`Supervisor.reload` applies a new configuration as OTP's release upgrade does
@@ -183,6 +184,8 @@ class Supervisor:
             (``<id>.out``, ``<id>.err``); default: the supervisor's own output.
         max_bytes: rotate an output file before it grows past this (default 10 MiB).
         backups: rotated files kept per output file (default 5; 0 truncates).
+        label_output: start every line a Python worker writes with ``[<full id>] ``
+            (default False; trees run from a file default to True).
 
     Raises:
         InvalidSpecError: before anything starts, naming the field (and child).
@@ -202,10 +205,13 @@ class Supervisor:
         logs: str | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         backups: int = DEFAULT_BACKUPS,
+        label_output: bool = False,
     ) -> None:
         specs = tuple(children)
         if logs is not None and (not isinstance(logs, str) or not logs):
             raise InvalidSpecError(None, "logs", logs, "must be a directory path")
+        if not isinstance(label_output, bool):
+            raise InvalidSpecError(None, "label_output", label_output, "must be True or False")
         check_rotation(
             max_bytes,
             backups,
@@ -247,6 +253,7 @@ class Supervisor:
         self.logs = logs
         self.max_bytes = max_bytes
         self.backups = backups
+        self.label_output = label_output
         self._clock = clock
         self._path = ""  # "pool" when running as the nested child "pool"
         self._parent_ctl: socket.socket | None = None
@@ -280,6 +287,7 @@ class Supervisor:
             "logs": self.logs,
             "max_bytes": self.max_bytes,
             "backups": self.backups,
+            "label_output": self.label_output,
         }
 
     def _reload_flags(self) -> dict[str, Any]:
@@ -292,6 +300,7 @@ class Supervisor:
             "logs": self.logs,
             "max_bytes": self.max_bytes,
             "backups": self.backups,
+            "label_output": self.label_output,
         }
 
     def _tree_key(self) -> tuple[object, ...]:
@@ -334,6 +343,7 @@ class Supervisor:
             logs=self.logs,
             max_bytes=self.max_bytes,
             backups=self.backups,
+            label_output=self.label_output,
             parent_ctl=self._parent_ctl,
         )
         loop = Loop(config, ctl_loop, wake_loop, started, self._done)

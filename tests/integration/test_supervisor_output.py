@@ -116,3 +116,39 @@ def test_tail_of_a_child_without_files_says_where_its_output_goes(tmp_path):
         assert "goes to the supervisor's own output" in done.stderr
     finally:
         assert t.stop() == 0
+
+
+@pytest.mark.parametrize("label", [False, True])
+def test_embedded_supervisors_label_lines_only_when_asked(tmp_path, label):
+    from supervisor import ChildSpec, Supervisor
+
+    out = str(tmp_path / "say.out")
+    sup = Supervisor(
+        [ChildSpec(id="say", start="tests.integration.sup_children:say", args=("hi",),
+                   stdout=out, stderr=out)],
+        label_output=label,
+    )  # fmt: skip
+    sup.start()
+    try:
+        wait_until(lambda: os.path.exists(out) and open(out).read().count("\n") == 2, 20)
+        text = open(out).read()
+    finally:
+        sup.stop()
+    prefix = "[say] " if label else ""
+    assert text == f"{prefix}hi\n{prefix}hi (err)\n"
+
+
+def test_label_output_false_in_a_tree_file(tmp_path):
+    t = Tree(tmp_path, """
+        label_output = false
+        [[child]]
+        id = "talk"
+        start = "tests.integration.sup_children:say"
+        args = ["plain line"]
+    """)
+    try:
+        t.start()
+        wait_until(lambda: "plain line\n" in t.stdout(), 20, message=t.stdout)
+        assert "[talk]" not in t.stdout()
+    finally:
+        assert t.stop() == 0
