@@ -276,19 +276,9 @@ class Supervisor:
 
     # A nested supervisor is sent to its own process as its configuration only.
     def __getstate__(self) -> dict[str, Any]:
-        return {
-            "children": self.children,
-            "strategy": self.strategy,
-            "intensity": self.intensity,
-            "period": self.period,
-            "auto_shutdown": self.auto_shutdown,
-            "name": self.name,
-            "on_event": self.on_event,
-            "logs": self.logs,
-            "max_bytes": self.max_bytes,
-            "backups": self.backups,
-            "label_output": self.label_output,
-        }
+        state = self._reload_flags()
+        state.update(children=self.children, name=self.name, on_event=self.on_event)
+        return state
 
     def _reload_flags(self) -> dict[str, Any]:
         """The flags :meth:`reload` takes over (everything but the children and hooks)."""
