@@ -212,3 +212,28 @@ def test_kill_9_leaves_no_orphans_and_no_socket_blocking_the_next_start(trees):
     assert not set(again.values()) & set(pids.values())
     assert "removing stale socket" in tree.stderr()
     assert tree.stop() == 0
+
+
+def test_the_python_client_does_what_ctl_does(trees):
+    tree = trees(TREE)
+    tree.start()
+    pids = tree.wait_up(ALL)
+    ctl = tree.client()
+    assert [row["id"] for row in ctl.status()] == ["a", "b", "c", "pool", "pool/x", "pool/y"]
+    assert ctl.child("pool/y")["pid"] == pids["pool/y"]
+    restarted = ctl.restart("pool/y")
+    assert restarted["old_pid"] == pids["pool/y"] and restarted["pid"] != pids["pool/y"]
+    assert ctl.stop("a") == {"id": "a", "already": False}
+    assert ctl.start("a")["already"] is False
+    assert ctl.start("a")["already"] is True
+    # An unchanged file: nothing touched (an unchanged subtree is listed by its root).
+    assert ctl.reload() == {"started": [], "stopped": [], "restarted": [], "failed": [],
+                            "unchanged": ["a", "b", "c", "pool"]}
+    assert ctl.stop_all() == ["pool", "c", "b", "a"]
+    with pytest.raises(ControlError) as info:
+        ctl.child("zz")
+    assert info.value.kind == "not_found" and "known: a, b, c, pool" in str(info.value)
+    assert tree.stop() == 0
+    with pytest.raises(ControlError) as info:
+        ctl.status()
+    assert info.value.kind == "unreachable"

@@ -152,3 +152,28 @@ def test_label_output_false_in_a_tree_file(tmp_path):
         assert "[talk]" not in t.stdout()
     finally:
         assert t.stop() == 0
+
+
+def test_restarts_with_output_files_leak_no_fd_or_thread(tmp_path):
+    import threading
+
+    from supervisor import ChildSpec, Supervisor
+
+    out = str(tmp_path / "crash.out")
+    fds_before = len(os.listdir("/proc/self/fd"))
+    threads_before = threading.active_count()
+    sup = Supervisor(
+        [ChildSpec(id="crash", command=["sh", "-c", "echo run; exit 1"], stdout=out,
+                   max_bytes=64, backups=1)],
+        intensity=1000, period=1,
+    )  # fmt: skip
+    sup.start()
+    try:
+        wait_until(lambda: sup.which_children()[0].restarts >= 30, 30)
+    finally:
+        sup.stop()
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+    assert threading.active_count() == threads_before
+    kept = sorted(os.listdir(tmp_path))
+    assert kept == ["crash.out", "crash.out.1"]
+    assert all(os.path.getsize(tmp_path / name) <= 64 for name in kept)
