@@ -108,6 +108,8 @@ Threads and processes
     crash is noticed at once without polling. Children are started with ``subprocess``
     (fork+exec done in C) as fresh interpreters, never with a bare ``fork()`` of a
     process that may run other threads (e.g. ZeroMQ's); see the README for the numbers.
+    Output files are written by a second thread (see Output); ``supervisor tree.toml``
+    adds a third that answers the control socket by calling this API.
     A supervisor runs once: after it stopped, build a new one.
 """
 
