@@ -18,6 +18,7 @@ import os
 import signal
 import stat
 import sys
+import threading
 from collections.abc import Callable
 from types import FrameType
 
@@ -83,11 +84,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     previous = signal.getsignal(signal.SIGHUP)
 
+    def reload_and_log() -> None:
+        try:
+            log.info("SIGHUP: reloading the tree file: %s", reload())
+        except ConfigError as exc:
+            log.error("reload rejected, the tree is unchanged:\n%s", exc)
+        except Exception as exc:  # e.g. the tree is stopping
+            log.error("reload failed: %s", exc)
+
     def on_hup(signum: int, frame: FrameType | None) -> None:
         if server is not None:
-            server.request_reload()
-        else:
-            log.warning("SIGHUP ignored: no control socket, so nothing to reload with")
+            server.request_reload()  # serialized with the ctl requests
+        else:  # no control socket: reload from a thread (a signal handler must not block)
+            threading.Thread(target=reload_and_log, name="supervisor-reload").start()
 
     signal.signal(signal.SIGHUP, on_hup)
     try:
