@@ -36,7 +36,6 @@ from supervisor._spawn import (
     spawn,
     wait_exited,
 )
-from supervisor._spec import ChildSpec
 from supervisor._strategy import ChildView, on_child_exit
 from supervisor._types import (
     Event,
@@ -236,24 +235,8 @@ class Loop(Requests):
 
     # ---------------------------------------------------------------- start / stop
 
-    def _output(self, spec: ChildSpec) -> tuple[Target | None, Target | None]:
-        """Where a child's stdout and stderr go (``None``: our own output)."""
-        cfg = self.config
-        if spec.is_supervisor:
-            return None, None
-        out, err = spec.output_files
-        if cfg.logs is not None:
-            out = out or os.path.join(cfg.logs, f"{spec.id}.out")
-            err = err or os.path.join(cfg.logs, f"{spec.id}.err")
-        max_bytes = spec.max_bytes or cfg.max_bytes
-        backups = cfg.backups if spec.backups is None else spec.backups
-        return (
-            None if out is None else Target(out, max_bytes, backups),
-            None if err is None else Target(err, max_bytes, backups),
-        )
-
     def _start(self, child: Child, kind: EventKind) -> int:
-        out, err = self._output(child.spec)
+        out, err = self.config.output(child.spec)
         pipes: list[tuple[int, int, Target]] = []  # (read end, write end, target)
         try:
             if out is not None or err is not None:

@@ -82,6 +82,27 @@ class LoopConfig:
     def full_id(self, child_id: str) -> str:
         return f"{self.path}/{child_id}" if self.path else child_id
 
+    def output(self, spec: ChildSpec) -> tuple[Target | None, Target | None]:
+        """Where a child's stdout and stderr go (``None``: the supervisor's own output)."""
+        if spec.is_supervisor:
+            return None, None
+        out, err = spec.output_files
+        if self.logs is not None:
+            out = out or os.path.join(self.logs, f"{spec.id}.out")
+            err = err or os.path.join(self.logs, f"{spec.id}.err")
+        max_bytes = spec.max_bytes or self.max_bytes
+        backups = self.backups if spec.backups is None else spec.backups
+        return (
+            None if out is None else Target(out, max_bytes, backups),
+            None if err is None else Target(err, max_bytes, backups),
+        )
+
+    def runs_as(self, spec: ChildSpec) -> tuple[object, ...]:
+        """What the supervisor's own flags decide about how a child runs (its output, and
+        the labels of a Python worker's lines): a reload that changes it restarts the child."""
+        python_worker = spec.command is None and not spec.is_supervisor
+        return self.output(spec), self.label_output if python_worker else None
+
 
 @dataclass(eq=False)  # identity: a child is the same child across restarts
 class Child:
@@ -115,9 +136,6 @@ class Requests:
         raise NotImplementedError
 
     def _shutdown(self, info: ShutdownInfo) -> None:
-        raise NotImplementedError
-
-    def _output(self, spec: ChildSpec) -> tuple[Target | None, Target | None]:
         raise NotImplementedError
 
     def _find(self, child_id: str) -> Child | None:
@@ -195,7 +213,7 @@ class Requests:
                 nested = tuple(self._ask_nested(c, "which_children", (True,)))
             except NotRunningError:
                 pass
-        out, err = self._output(c.spec)
+        out, err = self.config.output(c.spec)
         return ChildInfo(
             id=self.config.full_id(c.id) if recursive else c.id,
             pid=c.proc.pid if c.proc else None,
@@ -264,14 +282,26 @@ class Requests:
         cfg = self.config
         full = cfg.full_id
         plan = plan_reload([c.spec for c in self.children], specs)
+        new_cfg = dataclasses.replace(cfg, **flags)
         old = {c.id: c for c in self.children}
+        new_by_id = {s.id: s for s in specs}
+        moved = {  # same spec, but the new flags send its output elsewhere
+            cid for cid in plan.unchanged
+            if cfg.runs_as(old[cid].spec) != new_cfg.runs_as(new_by_id[cid])
+        }  # fmt: skip
+        if moved:
+            plan = dataclasses.replace(
+                plan,
+                restart=tuple(s.id for s in specs if s.id in moved or s.id in plan.restart),
+                unchanged=tuple(cid for cid in plan.unchanged if cid not in moved),
+            )
         for cid in plan.stop:
             self._terminate(old[cid])
         was_running = {cid: old[cid].running for cid in plan.restart}
         for child in reversed(self.children):
             if child.id in was_running:
                 self._terminate(child)
-        self.config = dataclasses.replace(cfg, **flags)
+        self.config = new_cfg
         if (cfg.intensity, cfg.period) != (self.config.intensity, self.config.period):
             self.intensity = RestartIntensity(self.config.intensity, self.config.period)
         children: list[Child] = []

@@ -142,3 +142,19 @@ def test_sighup_reloads_and_does_not_kill_the_tree(tree):
     wait_until(lambda: "reload rejected, the tree is unchanged" in tree.stderr(), 20)
     assert tree.pids() == after
     assert tree.stop() == 0
+
+
+def test_a_reload_that_moves_output_restarts_the_children_it_moves(tree):
+    tree.start()
+    before = tree.wait_up({"a", "b", "c", "pool", "pool/x", "pool/y"})
+    tree.write('logs = "logs"\n' + V1)
+    done = tree.ctl("reload")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "reloaded: restarted a, b, c, pool/x, pool/y"
+    rows = tree.rows()
+    assert rows["pool"]["pid"] == before["pool"]  # the nested supervisor itself stays
+    for cid in ("a", "b", "c", "pool/x", "pool/y"):
+        assert rows[cid]["pid"] != before[cid]
+        assert rows[cid]["stdout"] == os.path.join(tree.dir, "logs", f"{cid}.out")
+    assert tree.ctl("reload").stdout.strip() == "reloaded: no change"
+    assert tree.stop() == 0
