@@ -11,8 +11,10 @@ Rules:
 * Reload (:mod:`supervisor._reload`) is applied here, in one request, so no child exit
   interleaves with it: stop the removed children and the changed ones (right to left),
   take the new flags and order, start the new and changed ones (left to right), then
-  recurse into nested supervisors. A child that fails to start is handled like a failed
-  restart (an abnormal exit, counted against the restart intensity).
+  recurse into nested supervisors. A child whose spec is equal but whose output the new
+  flags move elsewhere (``logs``, rotation, ``label_output``) counts as changed. A child
+  that fails to start is handled like a failed restart (an abnormal exit, counted against
+  the restart intensity).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ that is loosened, by SO_PEERCRED), a socket others could use is refused by ctl; 
 
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import textwrap
 
 import pytest
 
+from supervisor.testing import wait_until
 from tests.integration.sup_harness import alive
 from tests.integration.sup_tree import ROOT, Tree
 
@@ -149,3 +151,40 @@ def test_ctl_without_a_supervisor_says_so(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 1 and "no such socket" in done.stderr
+
+
+def test_default_socket_under_xdg_runtime_dir_and_a_second_tree_on_it(tmp_path):
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    first = Tree(tmp_path / "one", TREE)
+    second = Tree(tmp_path / "two", TREE.replace('"a"', '"b"'))
+    procs = []
+    try:
+        for tree in (first, second):
+            with open(tree.err, "ab") as err:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "supervisor", tree.file], cwd=ROOT, env=env,
+                    stdout=subprocess.DEVNULL, stderr=err,
+                ))  # fmt: skip
+            tree.proc = procs[-1]
+            wait_until(lambda t=tree: "started child" in t.stderr(), 20, message=tree.stderr)
+        sock = str(runtime / "supervisor.sock")
+        assert "control socket: $XDG_RUNTIME_DIR/supervisor.sock" in first.stderr()
+        assert "in use by a running supervisor; running without one" in second.stderr()
+        done = subprocess.run(
+            [sys.executable, "-m", "supervisor", "ctl", "status", "--json"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0 and '"id": "a"' in done.stdout  # the first tree's
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+        # The second tree has no socket but still reloads on SIGHUP.
+        second.write(TREE.replace('"a"', '"b"') + '[[child]]\nid = "c"\ncommand = ["sleep", "9"]\n')
+        second.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reloading the tree file: started c" in second.stderr(), 20,
+                   message=second.stderr)
+    finally:
+        for tree in (first, second):
+            assert tree.stop() == 0
