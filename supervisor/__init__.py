@@ -13,12 +13,16 @@
     )
     sup.run()   # start, wait; SIGTERM/SIGINT stop it in order; returns an exit code
 
+Operators steer a running tree through its control socket: ``supervisor ctl status``
+(see :mod:`supervisor._ctl`) or, from Python, :class:`ControlClient`.
+
 The full semantics (strategies, restart types, intensity, shutdown, significant children,
 escalation, logging, the no-orphans mechanism) are documented in
 :mod:`supervisor._supervisor`, before the code.
 """
 
 from supervisor import _clash  # noqa: F401  (first: see there)
+from supervisor._client import ControlClient, ControlError
 from supervisor._errors import (
     ChildNotFoundError,
     ChildStartError,
@@ -35,6 +39,7 @@ from supervisor._types import (
     ChildInfo,
     Event,
     ExitReason,
+    ReloadResult,
     ShutdownInfo,
     ShutdownReason,
 )
@@ -49,10 +54,13 @@ __all__ = [
     "ChildSpec",
     "ChildStartError",
     "ChildStateError",
+    "ControlClient",
+    "ControlError",
     "Event",
     "ExitReason",
     "InvalidSpecError",
     "NotRunningError",
+    "ReloadResult",
     "RestartIntensityError",
     "ShutdownInfo",
     "ShutdownReason",

@@ -8,6 +8,9 @@ as fast as the interpreter allows. Three modes:
     A Python child: read the pickled payload from the pipe, arm PR_SET_PDEATHSIG, set
     ``sys.path`` to the supervisor's, then call the target. Exit code 0 when it returns,
     its own code on ``SystemExit``, 1 (after printing the traceback) on an exception.
+    A worker's ``sys.stdout``/``sys.stderr`` are line-buffered, so a file or ``ctl tail
+    -f`` sees a line as soon as it is written, and with ``label_lines`` (trees run from a
+    file) every line starts with the worker's full id in brackets: ``[pool/worker-1] ...``.
 
 ``_boot.py --exec <supervisor-pid> <program> <args>...``
     An external command: arm PR_SET_PDEATHSIG (it survives ``execve``), then exec it.
@@ -81,6 +84,45 @@ def exec_command(argv: list[str]) -> None:
         os._exit(127)
 
 
+class LabelledStream:
+    """A text stream that puts ``[label] `` before every line written to ``inner``."""
+
+    def __init__(self, inner: object, label: str) -> None:
+        self._inner = inner
+        self._prefix = f"[{label}] "
+        self._at_line_start = True
+
+    def write(self, text: str) -> int:
+        if not text:
+            return 0
+        lines = text.split("\n")
+        out = []
+        for i, line in enumerate(lines):
+            if line and (i > 0 or self._at_line_start):
+                line = self._prefix + line
+            out.append(line)
+        self._at_line_start = text.endswith("\n")
+        self._inner.write("\n".join(out))  # type: ignore[attr-defined]
+        return len(text)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+def setup_output(label: str | None) -> None:
+    """Line-buffer stdout/stderr; with a ``label``, prefix each line with ``[label]``."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None:
+            continue
+        try:
+            stream.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError):
+            pass
+        if label:
+            setattr(sys, name, LabelledStream(stream, label))
+
+
 def run_python_child(payload_fd: int) -> None:
     """Run the pickled target; map its outcome to an exit code."""
     import _pickle as pickle
@@ -90,6 +132,8 @@ def run_python_child(payload_fd: int) -> None:
     arm_parent_death_signal(payload["ppid"])
     sys.path[:] = payload["path"]
     child_id = payload["id"]
+    if payload["kind"] != "supervisor":
+        setup_output((payload["label"] or child_id) if payload["label_lines"] else None)
     try:
         target, args, kwargs = pickle.loads(payload["blob"])
         if isinstance(target, str):
@@ -101,7 +145,7 @@ def run_python_child(payload_fd: int) -> None:
                 obj = getattr(obj, part)
             target = obj
         if payload["kind"] == "supervisor":
-            code = target._run_nested(payload["ready_fd"], payload["log_level"])
+            code = target._run_nested(payload)
         else:
             target(*args, **kwargs)
             code = 0

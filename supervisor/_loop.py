@@ -12,29 +12,23 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import selectors
 import signal
 import socket
-import struct
 import threading
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
 
 from supervisor._errors import (
-    ChildNotFoundError,
     ChildStartError,
-    ChildStateError,
-    InvalidSpecError,
     SupervisorError,
 )
 from supervisor._intensity import RestartIntensity
+from supervisor._output import OutputPump, Target
+from supervisor._requests import Child, LoopConfig, Requests
 from supervisor._spawn import (
     HAVE_PIDFD,
-    Spawned,
     Watchdog,
     kill_tree,
     process_tree,
@@ -42,81 +36,22 @@ from supervisor._spawn import (
     spawn,
     wait_exited,
 )
-from supervisor._spec import ChildSpec
 from supervisor._strategy import ChildView, on_child_exit
 from supervisor._types import (
-    AutoShutdown,
-    ChildInfo,
     Event,
     EventKind,
     ExitReason,
     ShutdownInfo,
     ShutdownReason,
-    Strategy,
 )
 
-__all__ = ["Loop", "LoopConfig", "recv_msg", "send_msg"]
+__all__ = ["Loop", "LoopConfig"]
 
 log = logging.getLogger("supervisor")
 
-_HEADER = struct.Struct("!I")
-
-
-def send_msg(sock: socket.socket, obj: object) -> None:
-    """Send one pickled, length-prefixed message (control socket, in-process only)."""
-    data = pickle.dumps(obj)
-    sock.sendall(_HEADER.pack(len(data)) + data)
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
-
-
-def recv_msg(sock: socket.socket) -> Any:
-    """Receive one message; ``None`` when the peer has closed the socket."""
-    header = _recv_exact(sock, _HEADER.size)
-    if header is None:
-        return None
-    body = _recv_exact(sock, _HEADER.unpack(header)[0])
-    return None if body is None else pickle.loads(body)
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    """Everything the loop needs from its :class:`Supervisor` (validated there)."""
-
-    name: str
-    children: tuple[ChildSpec, ...]
-    strategy: Strategy
-    intensity: int
-    period: float
-    auto_shutdown: AutoShutdown
-    on_event: Callable[[Event], None] | None
-    clock: Callable[[], float]
-
-
-@dataclass(eq=False)  # identity: a child is the same child across restarts
-class _Child:
-    spec: ChildSpec
-    proc: Spawned | None = None
-
-    @property
-    def id(self) -> str:
-        return self.spec.id
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None
-
 
 @dataclass
-class Loop:
+class Loop(Requests):
     """One supervisor's state and loop; :meth:`run` is the body of its thread."""
 
     config: LoopConfig
@@ -124,9 +59,10 @@ class Loop:
     wake: socket.socket
     started: Future[None]
     done: Future[ShutdownInfo]
-    children: list[_Child] = field(default_factory=list)
+    children: list[Child] = field(default_factory=list)
     info: ShutdownInfo | None = None
-    _pending: deque[tuple[_Child, ExitReason]] = field(default_factory=deque)
+    _pending: deque[tuple[Child, ExitReason]] = field(default_factory=deque)
+    pump: OutputPump | None = None
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -146,6 +82,8 @@ class Loop:
             self.watchdog.start()
             self.sel.register(self.ctl, selectors.EVENT_READ, "ctl")
             self.sel.register(self.wake, selectors.EVENT_READ, "wake")
+            if self.config.parent_ctl is not None:
+                self.sel.register(self.config.parent_ctl, selectors.EVENT_READ, "parent")
             if self._start_initial_children():
                 self.started.set_result(None)
                 self._serve()
@@ -164,7 +102,7 @@ class Loop:
 
     def _start_initial_children(self) -> bool:
         for spec in self.config.children:
-            child = _Child(spec)
+            child = Child(spec)
             self.children.append(child)
             try:
                 self._start(child, "start")
@@ -193,7 +131,10 @@ class Loop:
                 if self.info is not None:
                     break
                 if key.data == "ctl":
-                    self._handle_control()
+                    self._handle_control(self.ctl)
+                elif key.data == "parent":
+                    assert self.config.parent_ctl is not None
+                    self._handle_control(self.config.parent_ctl)
                 elif key.data == "wake":
                     self._handle_wake()
                 else:
@@ -216,7 +157,11 @@ class Loop:
     def _close(self) -> None:
         self.sel.close()
         self.watchdog.close()
-        for sock in (self.ctl, self.wake):
+        if self.pump is not None:
+            self.pump.stop()
+        for sock in (self.ctl, self.wake, self.config.parent_ctl):
+            if sock is None:
+                continue
             try:
                 sock.close()
             except OSError:
@@ -224,7 +169,7 @@ class Loop:
 
     # ---------------------------------------------------------------- child exits
 
-    def _child_exited(self, child: _Child) -> None:
+    def _child_exited(self, child: Child) -> None:
         assert child.proc is not None
         pid, reason = self._reap(child, by_supervisor=False)
         log.log(
@@ -238,7 +183,7 @@ class Loop:
         self._emit(Event("exit", self.config.name, child.id, pid, reason))
         self._decide(child, reason)
 
-    def _decide(self, child: _Child, reason: ExitReason) -> None:
+    def _decide(self, child: Child, reason: ExitReason) -> None:
         cfg = self.config
         views = [
             ChildView(c.id, c.spec.restart, c.running, c.spec.significant) for c in self.children
@@ -290,9 +235,43 @@ class Loop:
 
     # ---------------------------------------------------------------- start / stop
 
-    def _start(self, child: _Child, kind: EventKind) -> int:
-        spawned = spawn(child.spec)
+    def _start(self, child: Child, kind: EventKind) -> int:
+        out, err = self.config.output(child.spec)
+        pipes: list[tuple[int, int, Target]] = []  # (read end, write end, target)
+        try:
+            if out is not None or err is not None:
+                if self.pump is None:
+                    self.pump = OutputPump(self.config.name)
+                for target in (out, err):
+                    if target is not None and all(t.path != target.path for *_, t in pipes):
+                        try:
+                            self.pump.open(target)
+                        except OSError as exc:
+                            raise ChildStartError(
+                                child.id, f"cannot open {target.path}: {exc.strerror}"
+                            ) from None
+                        pipes.append((*os.pipe(), target))
+            fds = {t.path: w for _, w, t in pipes}
+            spawned = spawn(
+                child.spec,
+                stdout=None if out is None else fds[out.path],
+                stderr=None if err is None else fds[err.path],
+                label=self.config.full_id(child.id),
+                label_lines=self.config.label_output,
+            )
+        except BaseException:
+            for r, w, _ in pipes:
+                os.close(r)
+                os.close(w)
+            raise
+        for r, w, target in pipes:
+            os.close(w)
+            assert self.pump is not None
+            self.pump.attach(r, target)
         child.proc = spawned
+        child.started_at = self.config.clock()
+        if kind == "restart":
+            child.restarts += 1
         self.watchdog.add(spawned.pid)
         if spawned.pidfd >= 0:
             self.sel.register(spawned.pidfd, selectors.EVENT_READ, child)
@@ -301,7 +280,7 @@ class Loop:
         self._emit(Event(kind, self.config.name, child.id, spawned.pid))
         return spawned.pid
 
-    def _reap(self, child: _Child, *, by_supervisor: bool) -> tuple[int, ExitReason]:
+    def _reap(self, child: Child, *, by_supervisor: bool) -> tuple[int, ExitReason]:
         """The child has exited (zombie): kill what is left of its process group while its
         pid still pins the group id, then reap it and forget its pidfd."""
         spawned = child.proc
@@ -312,10 +291,15 @@ class Loop:
         if spawned.pidfd >= 0:
             self.sel.unregister(spawned.pidfd)
             os.close(spawned.pidfd)
+        if spawned.channel is not None:
+            spawned.channel.close()
         child.proc = None
-        return spawned.pid, ExitReason.from_returncode(returncode, by_supervisor=by_supervisor)
+        child.started_at = None
+        reason = ExitReason.from_returncode(returncode, by_supervisor=by_supervisor)
+        child.last_exit = reason
+        return spawned.pid, reason
 
-    def _terminate(self, child: _Child) -> None:
+    def _terminate(self, child: Child) -> None:
         """Stop a running child honouring its ``shutdown``, and end its whole tree."""
         spawned = child.proc
         if spawned is None:
@@ -349,7 +333,7 @@ class Loop:
         log.info("%s: child %r (pid %d) terminated: %s", self.config.name, child.id, pid, reason)
         self._emit(Event("exit", self.config.name, child.id, pid, reason))
 
-    def _kill_now(self, child: _Child) -> None:
+    def _kill_now(self, child: Child) -> None:
         if child.proc is None:
             return
         try:
@@ -373,9 +357,6 @@ class Loop:
         level = logging.INFO if info.ok else logging.ERROR
         log.log(level, "%s: supervisor stopped: %s", self.config.name, info)
 
-    def _find(self, child_id: str) -> _Child | None:
-        return next((c for c in self.children if c.id == child_id), None)
-
     def _emit(self, event: Event) -> None:
         hook = self.config.on_event
         if hook is None:
@@ -395,87 +376,3 @@ class Loop:
         if data:
             log.info("%s: stop requested by signal", self.config.name)
         self._shutdown(ShutdownInfo(ShutdownReason.STOPPED))
-
-    def _handle_control(self) -> None:
-        request = recv_msg(self.ctl)
-        if request is None:  # the Supervisor object is gone: stop like stop()
-            self._shutdown(ShutdownInfo(ShutdownReason.STOPPED, detail="control closed"))
-            return
-        op, args = request
-        try:
-            reply: tuple[str, Any] = ("ok", getattr(self, "_op_" + op)(*args))
-        except SupervisorError as exc:
-            reply = ("err", exc)
-        except Exception as exc:
-            log.exception("%s: control request %r failed", self.config.name, op)
-            reply = ("err", SupervisorError(f"{op} failed: {exc!r}"))
-        try:
-            send_msg(self.ctl, reply)
-        except (pickle.PicklingError, TypeError, AttributeError):
-            send_msg(self.ctl, ("err", SupervisorError(str(reply[1]))))
-        except OSError:
-            pass  # the caller went away
-
-    def _op_stop(self) -> None:
-        self._shutdown(ShutdownInfo(ShutdownReason.STOPPED))
-
-    def _op_which_children(self) -> list[ChildInfo]:
-        return [
-            ChildInfo(
-                c.id,
-                c.proc.pid if c.proc else None,
-                "supervisor" if c.spec.is_supervisor else "worker",
-                "running" if c.running else "terminated",
-            )
-            for c in self.children
-        ]
-
-    def _op_count_children(self) -> dict[str, int]:
-        sups = sum(1 for c in self.children if c.spec.is_supervisor)
-        return {
-            "specs": len(self.children),
-            "active": sum(1 for c in self.children if c.running),
-            "supervisors": sups,
-            "workers": len(self.children) - sups,
-        }
-
-    def _get(self, child_id: str) -> _Child:
-        child = self._find(child_id)
-        if child is None:
-            raise ChildNotFoundError(f"no child {child_id!r}")
-        return child
-
-    def _op_start_child(self, spec: ChildSpec) -> int:
-        existing = self._find(spec.id)
-        if existing is not None:
-            state = "already_started" if existing.running else "already_present"
-            raise ChildStateError(f"child {spec.id!r}: {state}")
-        if spec.significant and self.config.auto_shutdown == "never":
-            raise InvalidSpecError(
-                spec.id, "significant", True, "not allowed with auto_shutdown='never'"
-            )
-        child = _Child(spec)
-        pid = self._start(child, "start")
-        self.children.append(child)
-        return pid
-
-    def _op_terminate_child(self, child_id: str) -> None:
-        child = self._get(child_id)
-        self._terminate(child)
-        if child.spec.restart == "temporary":
-            self.children.remove(child)
-
-    def _op_restart_child(self, child_id: str) -> int:
-        child = self._get(child_id)
-        if child.running:
-            raise ChildStateError(f"child {child_id!r} is running")
-        return self._start(child, "restart")
-
-    def _op_delete_child(self, child_id: str) -> None:
-        child = self._get(child_id)
-        if child.running:
-            raise ChildStateError(f"child {child_id!r} is running")
-        self.children.remove(child)
-
-    def _op_ping(self) -> int:
-        return os.getpid()

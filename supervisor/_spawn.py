@@ -14,6 +14,7 @@ import pickle
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ __all__ = [
     "HAVE_PIDFD",
     "Spawned",
     "Watchdog",
+    "command_problem",
     "kill_tree",
     "process_tree",
     "signal_tree",
@@ -46,6 +48,7 @@ class Spawned:
 
     proc: subprocess.Popen[bytes]
     pidfd: int
+    channel: socket.socket | None = None  # a nested supervisor's control channel
 
     @property
     def pid(self) -> int:
@@ -91,59 +94,102 @@ def _log_level_for_children() -> int | None:
     return None
 
 
-def spawn(spec: ChildSpec) -> Spawned:
+def command_problem(spec: ChildSpec) -> str | None:
+    """Why ``spec.command`` cannot run (not found, not executable), or ``None``.
+
+    A program with a ``/`` is looked up relative to the child's ``cwd``; a bare name on
+    the ``PATH`` the child will see (its ``env`` may change it).
+    """
+    if spec.command is None:
+        return None
+    program = spec.command[0]
+    if os.sep in program:
+        full = os.path.join(spec.cwd or "", program)
+        if not os.path.exists(full):
+            return f"command not found: {program!r}"
+        if os.path.isdir(full) or not os.access(full, os.X_OK):
+            return f"command is not executable: {program!r}"
+        return None
+    path = (spec.env or {}).get("PATH", os.environ.get("PATH", os.defpath))
+    if shutil.which(program, path=path) is None:
+        if shutil.which(program, mode=os.F_OK, path=path) is not None:
+            return f"command is not executable: {program!r} (on PATH)"
+        return f"command not found: {program!r} (not on PATH)"
+    return None
+
+
+def spawn(
+    spec: ChildSpec,
+    *,
+    stdout: int | None = None,
+    stderr: int | None = None,
+    label: str = "",
+    label_lines: bool = False,
+) -> Spawned:
     """Start ``spec``'s process; for a supervisor child, wait until it has started its
-    own children. Raises :class:`ChildStartError` if it cannot start."""
+    own children. Raises :class:`ChildStartError` if it cannot start.
+
+    ``stdout``/``stderr`` are file descriptors for the child's output (``None``: ours);
+    ``label`` is its full id (``pool/worker-1``): a nested supervisor's path, and with
+    ``label_lines`` what a Python worker puts before each line it writes.
+    """
     env = None
     if spec.env:
         env = dict(os.environ)
         env.update(spec.env)
     common: dict[str, object] = {
         # In a process group of its own a child reading the terminal would be stopped by
-        # SIGTTIN: give it /dev/null. stdout/stderr are inherited.
+        # SIGTTIN: give it /dev/null. stdout/stderr are ours unless files were asked for.
         "stdin": subprocess.DEVNULL,
+        "stdout": stdout,
+        "stderr": stderr,
         "process_group": 0,
         "close_fds": True,
         "env": env,
         "cwd": spec.cwd,
     }
     if spec.command is not None:
-        program = spec.command[0]
-        path = (env or os.environ).get("PATH")
-        if shutil.which(program, path=path) is None and not (
-            os.sep in program and os.access(os.path.join(spec.cwd or "", program), os.X_OK)
-        ):
-            raise ChildStartError(spec.id, f"command not found: {program!r}")
+        problem = command_problem(spec)
+        if problem is not None:
+            raise ChildStartError(spec.id, problem)
         argv = _pdeathsig_prefix() + list(spec.command) + [str(a) for a in spec.args]
         try:
             proc = subprocess.Popen(argv, **common)  # type: ignore[call-overload]
         except OSError as exc:
             raise ChildStartError(spec.id, repr(exc)) from exc
         return Spawned(proc, _open_pidfd(proc.pid))
-    return _spawn_python(spec, common)
+    return _spawn_python(spec, common, label or spec.id, label_lines)
 
 
-def _spawn_python(spec: ChildSpec, common: dict[str, object]) -> Spawned:
+def _spawn_python(
+    spec: ChildSpec, common: dict[str, object], label: str, label_lines: bool
+) -> Spawned:
     try:
         blob = pickle.dumps((spec.start, spec.args, spec.kwargs))
     except Exception as exc:  # e.g. a nested Supervisor with an unpicklable on_event
         raise ChildStartError(spec.id, f"cannot pickle its start for a new process: {exc}") from exc
     payload_r, payload_w = os.pipe()
     ready_r = ready_w = -1
+    channel: socket.socket | None = None
+    child_end: socket.socket | None = None
     if spec.is_supervisor:
         ready_r, ready_w = os.pipe()
+        channel, child_end = socket.socketpair()
     payload = pickle.dumps(
         {
             "path": list(sys.path),
             "ppid": os.getpid(),
             "id": spec.id,
+            "label": label,
+            "label_lines": label_lines,
+            "ctl_fd": -1 if child_end is None else child_end.fileno(),
             "kind": "supervisor" if spec.is_supervisor else "call",
             "blob": blob,
             "ready_fd": ready_w,
             "log_level": _log_level_for_children(),
         }
     )
-    fds = (payload_r,) if ready_w < 0 else (payload_r, ready_w)
+    fds = (payload_r,) if child_end is None else (payload_r, ready_w, child_end.fileno())
     # Not -S: the child must see the same import machinery as the parent, including what
     # site-packages' .pth files install (editable installs add a meta path finder, not a
     # sys.path entry, so copying sys.path alone is not enough).
@@ -158,13 +204,16 @@ def _spawn_python(spec: ChildSpec, common: dict[str, object]) -> Spawned:
         if ready_w >= 0:
             os.close(ready_w)
             ready_w = -1
+        if child_end is not None:
+            child_end.close()
+            child_end = None
         try:
             with os.fdopen(payload_w, "wb") as f:
                 payload_w = -1
                 f.write(payload)
         except BrokenPipeError:
             pass  # it died before reading: its exit is reported like any other
-        spawned = Spawned(proc, _open_pidfd(proc.pid))
+        spawned = Spawned(proc, _open_pidfd(proc.pid), channel)
         if ready_r >= 0 and not _wait_ready(ready_r, spawned):
             proc.wait()
             if spawned.pidfd >= 0:
@@ -172,8 +221,12 @@ def _spawn_python(spec: ChildSpec, common: dict[str, object]) -> Spawned:
             raise ChildStartError(
                 spec.id, f"nested supervisor exited during start (code {proc.returncode})"
             )
+        channel = None  # handed over
         return spawned
     finally:
+        for sock in (channel, child_end):
+            if sock is not None:
+                sock.close()
         for fd in (payload_r, payload_w, ready_r, ready_w):
             if fd >= 0:
                 os.close(fd)
@@ -246,11 +299,34 @@ def signal_tree(pgid: int, procs: list[psutil.Process], sig: int) -> None:
             pass
 
 
+# How long kill_tree waits for a SIGKILLed descendant to die (SIGKILL cannot be caught; only
+# a process stuck in the kernel, e.g. on a dead NFS mount, takes longer).
+_KILL_WAIT = 1.0
+
+
 def kill_tree(pgid: int, procs: list[psutil.Process]) -> None:
-    """SIGKILL whatever is left of a child's tree and wait (up to 1 s) until it is gone."""
+    """SIGKILL whatever is left of a child's tree and wait (up to 1 s) until it is dead.
+
+    A zombie counts as dead: a grandchild orphaned by the child is reparented to init (or
+    a subreaper), and an init that does not reap promptly (some containers' does not)
+    must not cost every stop a whole second.
+    """
     signal_tree(pgid, procs, signal.SIGKILL)
-    if procs:
-        psutil.wait_procs(procs, timeout=1.0)
+    deadline = time.monotonic() + _KILL_WAIT
+    delay = 0.0005
+    pending = list(procs)
+    while pending and time.monotonic() < deadline:
+        pending = [p for p in pending if _alive(p)]
+        if pending:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 class Watchdog:

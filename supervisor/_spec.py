@@ -1,4 +1,16 @@
-"""Child specifications and their validation (before anything starts)."""
+"""Child specifications and their validation (before anything starts).
+
+A spec does not import :class:`~supervisor.Supervisor`: all it needs to know is that a
+nested child *is* a supervisor, i.e. an object that can be the body of a child process
+(:class:`NestedSupervisor`). That keeps the import graph a tree:
+``_supervisor -> _loop -> _spawn -> _spec``.
+
+Output: ``stdout``/``stderr`` name files the supervisor writes the child's output to (it
+reads the child's pipes; the child never sees the files), rotated by size: when a write
+would take a file past ``max_bytes`` it is renamed ``.1`` (``.1`` to ``.2``, and so on,
+keeping ``backups`` old files). Unset, the output goes where the supervisor's own goes
+(or to the supervisor's ``logs`` directory as ``<id>.out``/``<id>.err``).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +18,33 @@ import importlib
 import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from supervisor._errors import InvalidSpecError
 from supervisor._types import CHILD_TYPES, RESTARTS, ChildType, Restart
 
-if TYPE_CHECKING:
-    from supervisor._supervisor import Supervisor
+__all__ = [
+    "DEFAULT_WORKER_SHUTDOWN",
+    "ChildSpec",
+    "NestedSupervisor",
+    "Shutdown",
+    "resolve_start",
+]
 
-__all__ = ["DEFAULT_WORKER_SHUTDOWN", "ChildSpec", "Shutdown", "resolve_start"]
+
+@runtime_checkable
+class NestedSupervisor(Protocol):
+    """What a spec knows of a nested supervisor: it can run as a child process's body
+    (``_boot.py`` calls this with the boot payload) and describe its configuration."""
+
+    children: tuple[ChildSpec, ...]
+
+    def _run_nested(self, boot: dict[str, Any]) -> int: ...
+
+    def _tree_key(self) -> tuple[object, ...]: ...
+
+    def _reload_flags(self) -> dict[str, Any]: ...
+
 
 Shutdown = int | Literal["brutal_kill", "infinity"]
 DEFAULT_WORKER_SHUTDOWN = 5000
@@ -54,13 +84,15 @@ class ChildSpec:
     ``"infinity"`` for supervisors), ``type`` (inferred from ``start``) and
     ``significant`` (default False) have OTP's meanings; see :mod:`supervisor`.
     ``env`` entries are added to the inherited environment; ``cwd`` sets the directory.
+    ``stdout``/``stderr`` send the child's output to files written and rotated by the
+    supervisor (``max_bytes``, ``backups``; defaults from the :class:`Supervisor`).
 
     Raises:
         InvalidSpecError: naming the child id and the offending field.
     """
 
     id: str
-    start: Callable[..., object] | str | Supervisor | None = None
+    start: Callable[..., object] | str | NestedSupervisor | None = None
     command: Sequence[str] | None = None
     args: Sequence[Any] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -70,13 +102,18 @@ class ChildSpec:
     significant: bool = False
     env: Mapping[str, str] | None = None
     cwd: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    max_bytes: int | None = None
+    backups: int | None = None
 
     def __post_init__(self) -> None:
-        from supervisor._supervisor import Supervisor
-
         cid = self.id
         if not isinstance(cid, str) or not cid:
             raise InvalidSpecError(None, "id", cid, "must be a non-empty string")
+        if "/" in cid or cid != cid.strip():
+            # "/" separates the levels of a nested id ("pool/worker-1") in ctl and the API.
+            raise InvalidSpecError(cid, "id", cid, "must not contain '/' or surrounding spaces")
 
         def bad(name: str, problem: str) -> InvalidSpecError:
             return InvalidSpecError(cid, name, getattr(self, name), problem)
@@ -104,6 +141,11 @@ class ChildSpec:
             raise bad("env", "must map strings to strings")
         if self.cwd is not None and not isinstance(self.cwd, str):
             raise bad("cwd", "must be a string")
+        for name in ("stdout", "stderr"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise bad(name, "must be a file path")
+        check_rotation(self.max_bytes, self.backups, bad, allow_none=True)
 
         inferred: ChildType = "worker"
         if self.command is not None:
@@ -115,8 +157,10 @@ class ChildSpec:
             if self.kwargs:
                 raise bad("kwargs", "only a Python 'start' takes kwargs")
             object.__setattr__(self, "command", tuple(cmd))
-        elif isinstance(self.start, Supervisor):
+        elif isinstance(self.start, NestedSupervisor):
             inferred = "supervisor"
+            if self.stdout is not None or self.stderr is not None:
+                raise bad("stdout", "a nested supervisor writes its children's output itself")
             if self.args or self.kwargs:
                 raise bad("args", "a nested Supervisor takes no args")
             try:
@@ -170,6 +214,29 @@ class ChildSpec:
             raise bad("shutdown", "must be 'brutal_kill', 'infinity' or a positive int of ms")
 
     @property
+    def output_files(self) -> tuple[str | None, str | None]:
+        """``(stdout, stderr)`` file paths; ``None`` means the supervisor's own output."""
+        return self.stdout, self.stderr
+
+    @property
     def is_supervisor(self) -> bool:
         """True for a nested supervisor child."""
         return self.type == "supervisor"
+
+
+def check_rotation(
+    max_bytes: object,
+    backups: object,
+    bad: Callable[[str, str], InvalidSpecError],
+    *,
+    allow_none: bool,
+) -> None:
+    """Validate the rotation settings (shared by :class:`ChildSpec` and the supervisor)."""
+    if not (max_bytes is None and allow_none) and (
+        isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1
+    ):
+        raise bad("max_bytes", "must be a positive int of bytes")
+    if not (backups is None and allow_none) and (
+        isinstance(backups, bool) or not isinstance(backups, int) or backups < 0
+    ):
+        raise bad("backups", "must be an int >= 0")

@@ -5,8 +5,26 @@ Children
     started) and stops them right to left. A child is an OS process: a Python callable
     (``start=func`` or ``start="module:function"``, run as ``func(*args, **kwargs)`` in a
     fresh interpreter), an external ``command=[...]``, or a nested :class:`Supervisor`
-    (``type="supervisor"``), which runs in a process of its own. Children inherit
-    stdout, stderr and the environment (plus ``env``); their stdin is ``/dev/null``.
+    (``type="supervisor"``), which runs in a process of its own. Children inherit the
+    environment (plus ``env``); their stdin is ``/dev/null``. A child id never contains
+    ``/``: ``"pool/worker-1"`` names the child ``worker-1`` of the nested supervisor
+    ``pool``, and every method taking a child id accepts such a path.
+
+Output
+    Children write to the supervisor's own stdout/stderr, unless their spec names
+    ``stdout``/``stderr`` files or the supervisor has a ``logs`` directory (then
+    ``<logs>/<id>.out`` and ``<id>.err``). Files are written by the supervisor, which
+    reads the child's pipes, and rotated by size (``max_bytes``, ``backups``; see
+    :mod:`supervisor._output`). With ``label_output=True`` (the default for trees run from
+    a file) each line a Python worker writes through ``sys.stdout`` or ``sys.stderr``
+    starts with ``[<full id>] ``; embedders keep their children's lines as written.
+
+Reload
+    :meth:`Supervisor.reload` applies a new configuration as OTP's release upgrade does
+    (:mod:`supervisor._reload`): new children started, removed ones terminated with their
+    ``shutdown``, changed ones restarted with the new spec, unchanged ones untouched;
+    nested supervisors are compared inside. The restart strategy and intensity take the
+    new values.
 
 Exit reasons
     ``normal``: exit code 0 (a Python child returned or called ``sys.exit(0)``).
@@ -90,6 +108,8 @@ Threads and processes
     crash is noticed at once without polling. Children are started with ``subprocess``
     (fork+exec done in C) as fresh interpreters, never with a bare ``fork()`` of a
     process that may run other threads (e.g. ZeroMQ's); see the README for the numbers.
+    Output files are written by a second thread (see Output); ``supervisor tree.toml``
+    adds a third that answers the control socket by calling this API.
     A supervisor runs once: after it stopped, build a new one.
 """
 
@@ -115,18 +135,22 @@ from supervisor._errors import (
     RestartIntensityError,
     SupervisorError,
 )
-from supervisor._loop import Loop, LoopConfig, recv_msg, send_msg
-from supervisor._spec import ChildSpec
+from supervisor._loop import Loop, LoopConfig
+from supervisor._output import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES
+from supervisor._reload import spec_key
+from supervisor._spec import ChildSpec, check_rotation
 from supervisor._types import (
     AUTO_SHUTDOWNS,
     STRATEGIES,
     AutoShutdown,
     ChildInfo,
     Event,
+    ReloadResult,
     ShutdownInfo,
     ShutdownReason,
     Strategy,
 )
+from supervisor._wire import recv_msg, send_msg
 
 __all__ = ["Supervisor"]
 
@@ -158,6 +182,12 @@ class Supervisor:
             nested).
         on_event: called from the loop thread with each :class:`Event`.
         clock: monotonic seconds, for the restart intensity (injectable for tests).
+        logs: a directory for the output files of children that name none
+            (``<id>.out``, ``<id>.err``); default: the supervisor's own output.
+        max_bytes: rotate an output file before it grows past this (default 10 MiB).
+        backups: rotated files kept per output file (default 5; 0 truncates).
+        label_output: start every line a Python worker writes with ``[<full id>] ``
+            (default False; trees run from a file default to True).
 
     Raises:
         InvalidSpecError: before anything starts, naming the field (and child).
@@ -174,8 +204,24 @@ class Supervisor:
         name: str | None = None,
         on_event: Callable[[Event], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        logs: str | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        backups: int = DEFAULT_BACKUPS,
+        label_output: bool = False,
     ) -> None:
         specs = tuple(children)
+        if logs is not None and (not isinstance(logs, str) or not logs):
+            raise InvalidSpecError(None, "logs", logs, "must be a directory path")
+        if not isinstance(label_output, bool):
+            raise InvalidSpecError(None, "label_output", label_output, "must be True or False")
+        check_rotation(
+            max_bytes,
+            backups,
+            lambda name, problem: InvalidSpecError(
+                None, name, {"max_bytes": max_bytes, "backups": backups}[name], problem
+            ),
+            allow_none=False,
+        )
         if strategy not in STRATEGIES:
             raise InvalidSpecError(None, "strategy", strategy, f"must be one of {STRATEGIES}")
         if isinstance(intensity, bool) or not isinstance(intensity, int) or intensity < 0:
@@ -206,7 +252,13 @@ class Supervisor:
         self.auto_shutdown: AutoShutdown = auto_shutdown
         self.name = name
         self.on_event = on_event
+        self.logs = logs
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.label_output = label_output
         self._clock = clock
+        self._path = ""  # "pool" when running as the nested child "pool"
+        self._parent_ctl: socket.socket | None = None
         self._lock = threading.Lock()
         self._state = "new"
         self._ctl: socket.socket | None = None
@@ -226,15 +278,27 @@ class Supervisor:
 
     # A nested supervisor is sent to its own process as its configuration only.
     def __getstate__(self) -> dict[str, Any]:
+        state = self._reload_flags()
+        state.update(children=self.children, name=self.name, on_event=self.on_event)
+        return state
+
+    def _reload_flags(self) -> dict[str, Any]:
+        """The flags :meth:`reload` takes over (everything but the children and hooks)."""
         return {
-            "children": self.children,
             "strategy": self.strategy,
             "intensity": self.intensity,
             "period": self.period,
             "auto_shutdown": self.auto_shutdown,
-            "name": self.name,
-            "on_event": self.on_event,
+            "logs": self.logs,
+            "max_bytes": self.max_bytes,
+            "backups": self.backups,
+            "label_output": self.label_output,
         }
+
+    def _tree_key(self) -> tuple[object, ...]:
+        """The configuration as a comparable value (for reload's spec comparison)."""
+        flags = tuple(sorted(self._reload_flags().items()))
+        return (self.name, flags, tuple(spec_key(s) for s in self.children))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
@@ -267,6 +331,12 @@ class Supervisor:
             auto_shutdown=self.auto_shutdown,
             on_event=self.on_event,
             clock=self._clock,
+            path=self._path,
+            logs=self.logs,
+            max_bytes=self.max_bytes,
+            backups=self.backups,
+            label_output=self.label_output,
+            parent_ctl=self._parent_ctl,
         )
         loop = Loop(config, ctl_loop, wake_loop, started, self._done)
 
@@ -362,8 +432,14 @@ class Supervisor:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
-    def _run_nested(self, ready_fd: int, log_level: int | None) -> int:
-        """Body of a nested supervisor's process (called by ``_boot.py``)."""
+    def _run_nested(self, boot: dict[str, Any]) -> int:
+        """Body of a nested supervisor's process (called by ``_boot.py`` with its payload:
+        the ready pipe, the log level, its full id and the channel to its parent)."""
+        ready_fd: int = boot["ready_fd"]
+        log_level: int | None = boot["log_level"]
+        self._path = boot["label"]
+        if boot["ctl_fd"] >= 0:
+            self._parent_ctl = socket.socket(fileno=boot["ctl_fd"])
         if log_level is not None:
             logging.basicConfig(
                 level=logging.WARNING,
@@ -389,9 +465,24 @@ class Supervisor:
 
     # ---------------------------------------------------------------- children
 
-    def which_children(self) -> list[ChildInfo]:
-        """One :class:`ChildInfo` per child spec, in start order."""
-        result: list[ChildInfo] = self._call("which_children")
+    def which_children(self, recursive: bool = False) -> list[ChildInfo]:
+        """One :class:`ChildInfo` per child spec, in start order. With ``recursive``,
+        a running nested supervisor's rows are in its ``children`` and every id is a full
+        path (``"pool/worker-1"``)."""
+        result: list[ChildInfo] = self._call("which_children", recursive)
+        return result
+
+    def reload(self, new: Supervisor) -> ReloadResult:
+        """Apply ``new``'s configuration (children, strategy, intensity, output) to this
+        running tree, as an OTP release upgrade does (see :mod:`supervisor`).
+        ``new`` is only read (never started); build it with the same code or file.
+
+        Raises:
+            InvalidSpecError: ``new`` is not a :class:`Supervisor`; nothing changed.
+        """
+        if not isinstance(new, Supervisor):
+            raise InvalidSpecError(None, "new", new, "must be a Supervisor")
+        result: ReloadResult = self._call("reload", new._reload_flags(), new.children)
         return result
 
     def count_children(self) -> dict[str, int]:

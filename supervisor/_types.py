@@ -13,6 +13,7 @@ __all__ = [
     "ChildType",
     "Event",
     "EventKind",
+    "ReloadResult",
     "ExitKind",
     "ExitReason",
     "Restart",
@@ -144,13 +145,54 @@ class ChildInfo:
     """One row of :meth:`Supervisor.which_children` (OTP's ``{Id, Child, Type, Modules}``).
 
     ``status`` is ``"running"`` or ``"terminated"`` (spec kept, no process: a transient
-    child that exited normally, or one stopped by ``terminate_child``).
+    child that exited normally, or one stopped by ``terminate_child``). ``restart`` is the
+    spec's restart type, ``uptime`` the seconds since its process started (``None`` when
+    not running), ``restarts`` how many times the supervisor started it again,
+    ``last_exit`` how its previous process ended, ``stdout``/``stderr`` its output files
+    (``None``: the supervisor's own output). ``children`` holds a nested supervisor's rows
+    when asked for ``which_children(recursive=True)``, with ids as ``"pool/worker-1"``.
     """
 
     id: str
     pid: int | None
     type: ChildType
     status: Literal["running", "terminated"]
+    restart: Restart = "permanent"
+    uptime: float | None = None
+    restarts: int = 0
+    last_exit: ExitReason | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    children: tuple[ChildInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """What :meth:`Supervisor.reload` did, as child ids (nested ones as ``"pool/w1"``).
+
+    ``started``: new in the file; ``stopped``: gone from it (terminated with their
+    ``shutdown``); ``restarted``: changed (stopped, then started with the new spec);
+    ``unchanged``: left alone; ``failed``: could not start (handled like a failed restart).
+    """
+
+    started: tuple[str, ...] = ()
+    stopped: tuple[str, ...] = ()
+    restarted: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        parts = [
+            f"{name} {', '.join(ids)}"
+            for name, ids in (
+                ("started", self.started),
+                ("stopped", self.stopped),
+                ("restarted", self.restarted),
+                ("failed to start", self.failed),
+            )
+            if ids
+        ]
+        return "; ".join(parts) or "no change"
 
 
 @dataclass(frozen=True)

@@ -63,25 +63,57 @@ def cluster_demo(seconds: float) -> None:
 
 
 def supervisor_demo() -> None:
-    import logging
+    """A tree run the way an operator runs one: `supervisor tree.toml`, steered with ctl."""
+    import signal
+    import subprocess
 
-    from supervisor import ChildSpec, Supervisor
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with tempfile.TemporaryDirectory() as tmp:
         flag = os.path.join(tmp, "crashed")
-        sup = Supervisor(
-            [ChildSpec(id="ticker", command=["sh", "-c", "while true; do sleep 1; done"]),
-             ChildSpec(id="flaky", command=[
-                 "sh", "-c", f"sleep 1; [ -e {flag} ] || {{ touch {flag}; exit 3; }}; sleep 1000",
-             ])],
-            strategy="one_for_one", intensity=3, period=10)
-        sup.start()
-        print(sup.which_children())
-        time.sleep(3)
-        print(sup.which_children())
-        sup.stop()
-        print(sup.wait())
+        tree = os.path.join(tmp, "tree.toml")
+        with open(tree, "w") as f:
+            f.write(f"""control = "ctl.sock"
+logs = "logs"
+intensity = 3
+period = 10
+
+[[child]]
+id = "ticker"
+command = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done"]
+
+[[child]]
+id = "flaky"
+command = ["sh", "-c", "sleep 1; [ -e {flag} ] || {{ touch {flag}; exit 3; }}; sleep 1000"]
+
+[[child]]
+id = "pool"
+[child.supervisor]
+[[child.supervisor.child]]
+id = "w1"
+command = ["sleep", "1000"]
+""")
+        run = [sys.executable, "-m", "supervisor"]
+
+        def ctl(*args: str) -> None:
+            print(f"$ supervisor ctl {' '.join(args)}", flush=True)
+            subprocess.run([*run, "ctl", "--control", os.path.join(tmp, "ctl.sock"), *args])
+            print(flush=True)
+
+        print(f"$ supervisor {tree}   (its log below, interleaved)\n", flush=True)
+        proc = subprocess.Popen([*run, tree], cwd=Path(__file__).resolve().parents[1])
+        try:
+            sock = os.path.join(tmp, "ctl.sock")
+            deadline = time.monotonic() + 20
+            while not os.path.exists(sock) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            ctl("status")
+            time.sleep(2)  # flaky exits with code 3 once and is restarted
+            ctl("status")
+            ctl("restart", "pool/w1")
+            ctl("tail", "ticker", "-n", "3")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            print(f"SIGTERM: the tree exited with code {proc.wait()}")
 
 
 def main() -> int:

@@ -104,3 +104,19 @@ def crash_now() -> None:
 
 def return_now() -> str:
     return "done"
+
+
+def chatter(interval: float) -> None:
+    """Print 1, 2, 3, ... to stdout, one line every ``interval`` seconds, forever."""
+    i = 0
+    while True:
+        i += 1
+        print(i)
+        time.sleep(interval)
+
+
+def say(text: str) -> None:
+    """Print ``text`` to stdout and ``text`` + " (err)" to stderr, then wait for SIGTERM."""
+    print(text)
+    print(text + " (err)", file=sys.stderr)
+    _forever()

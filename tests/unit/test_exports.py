@@ -11,7 +11,8 @@ CLERK_PUBLIC = {
 
 SUPERVISOR_PUBLIC = {
     "ChildInfo", "ChildNotFoundError", "ChildSpec", "ChildStartError", "ChildStateError",
-    "Event", "ExitReason", "InvalidSpecError", "NotRunningError", "RestartIntensityError",
+    "ControlClient", "ControlError", "Event", "ExitReason", "InvalidSpecError",
+    "NotRunningError", "ReloadResult", "RestartIntensityError",
     "ShutdownInfo", "ShutdownReason", "Supervisor", "SupervisorError",
 }
 
