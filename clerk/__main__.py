@@ -74,6 +74,11 @@ def render_status(st: dict[str, Any]) -> str:
             nxt = t.get("next_due")
             if nxt:
                 lines.append(f"{'':<30} next due in {max(0.0, nxt - time.time()):.1f}s")
+            if t.get("conflicts"):
+                last_c = t.get("last_conflict") or {}
+                lines.append(f"{'':<30} conflicts: {t['conflicts']} update(s) dropped "
+                             f"(last: {last_c.get('dropped', '?')} of {last_c.get('lost', '?')}; "
+                             f"kept {last_c.get('kept', '?')})")
             lines += _deploy_lines(t)
     bad = st.get("bad_frames") or {}
     if bad:

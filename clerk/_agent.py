@@ -46,8 +46,19 @@ from clerk._core import (
     Tick,
 )
 from clerk._deploy import MAX_ANNOUNCE_CHARS, SEP, announce, task_names
+from clerk._errors import ConfigError
 from clerk._logging import configure_child_logging
-from clerk._messages import Election, Execute, Message, Ok, Peer, Result, Status, StatusReply
+from clerk._messages import (
+    Election,
+    Execute,
+    Message,
+    Offer,
+    Ok,
+    Peer,
+    Result,
+    Status,
+    StatusReply,
+)
 from clerk._runner import TaskRunner
 from clerk._security import keys_from_cookie, load_cookie
 from clerk._transport import Inbound, Transport
@@ -96,7 +107,13 @@ class Agent:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self.tasks = TaskRunner(self)  # scheduling (as manager) and execution of tasks
+        try:
+            self.tasks = TaskRunner(self)  # scheduling (as manager) and execution of tasks
+        except BaseException:
+            self.transport.close()
+            self._wake_r.close()
+            self._wake_w.close()
+            raise
 
     # --- signals ----------------------------------------------------------------------------
 
@@ -157,11 +174,13 @@ class Agent:
                 if deadline <= now:
                     self._feed(Tick(), now)
                     self.tasks.on_tick(now, self.clock.wall())
+                    self.tasks.persist(now)
                     continue
                 timeout_ms = max(0, min(int((deadline - now) * 1000) + 1, 1000))
                 for inbound in self.transport.poll(timeout_ms, now):
                     self._on_inbound(inbound, self.clock.monotonic())
                 self._drain_wakeups()
+                self.tasks.persist(self.clock.monotonic())
         finally:
             if on_main:
                 signal.set_wakeup_fd(-1)
@@ -276,6 +295,7 @@ class Agent:
                 self.tasks.on_manager_changed(effect, now, self.clock.wall())
             elif isinstance(effect, MemberUp):
                 log.info("member %s %s at %s", effect.info.name, effect.how, effect.info.address)
+                self.tasks.on_member_up(effect.info.name, effect.info.incarnation, now)
             elif isinstance(effect, MemberDown):
                 log.info("member %s down (%s)", effect.name, effect.reason)
                 self.tasks.on_member_down(effect.name, now)
@@ -305,6 +325,18 @@ class Agent:
                                 f"({msg.sender.incarnation!r}): not a member", now)
                 return
             self.tasks.on_result(msg, now, self.clock.wall())
+        elif isinstance(msg, Offer):
+            row = self.core.members.get(msg.sender.name)
+            if row is not None and row.peer.incarnation == msg.sender.incarnation:
+                self.tasks.on_offer(msg, now, self.clock.wall())
+            elif msg.term == self.core.term and self.core.is_manager:
+                # A node offers as soon as it follows us, which may be before its JOIN
+                # reaches us: keep it until that node is admitted (MemberUp), never merge
+                # rows from a node that is not a member.
+                self.tasks.hold_offer(msg)
+            else:
+                self._bad_frame("offer_not_member", f"OFFER from {msg.sender.name!r} "
+                                f"({msg.sender.incarnation!r}): not a member", now)
 
     # --- status -----------------------------------------------------------------------------
 
@@ -336,5 +368,8 @@ def run(config: NodeConfig) -> int:
         agent = Agent(config)
     except zmq.ZMQError as exc:
         log.error("cannot listen on %s: %s", config.address, exc)
+        return 2
+    except ConfigError as exc:  # the data directory (in use by another node, unusable)
+        log.error("cannot start: %s", exc)
         return 2
     return agent.run()

@@ -12,10 +12,13 @@ A TOML file has a ``[node]`` table with the same keys as the command-line flags 
     insecure = false            # true turns CURVE off (never the default)
     workers = 2                 # task worker processes on this node
     log_level = "info"
+    data_dir = "/var/lib/clerk/a"  # durable task table; default $XDG_STATE_HOME/clerk/<name>;
+                                # false: none (state then lives only in the members' memory)
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -48,6 +51,8 @@ class NodeConfig:
     insecure: bool = False
     workers: int = 2
     log_level: str = "info"
+    #: The data directory (a path), None for the default (:attr:`data_path`), False for none.
+    data_dir: str | bool | None = None
     tasks: tuple[Any, ...] = field(default=())  # TaskDef objects (clerk._tasks)
     source: str = ""  # where it came from, for messages
     #: Where the agent and the workers send their log records (a :class:`clerk._logging.LogSink`
@@ -61,6 +66,18 @@ class NodeConfig:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def data_path(self) -> Path | None:
+        """Where the durable task table lives: ``data_dir``, or ``$XDG_STATE_HOME/clerk/<name>``
+        (``~/.local/state/clerk/<name>``) by default; None if turned off."""
+        if self.data_dir is False:
+            return None
+        if isinstance(self.data_dir, str):
+            return Path(self.data_dir)
+        from clerk._store import default_data_dir  # local: the store imports config errors
+
+        return default_data_dir(self.name)
 
     def with_tasks(self, tasks: tuple[Any, ...]) -> NodeConfig:
         return replace(self, tasks=tasks)
@@ -125,8 +142,17 @@ def _node_values(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
             if not isinstance(value, str) or value.lower() not in _LOG_LEVELS:
                 raise ConfigError(source, key, value, f"must be one of {', '.join(_LOG_LEVELS)}")
             out[key] = value.lower()
+        elif key == "data_dir":
+            if value is False:
+                out[key] = False
+            elif isinstance(value, str | os.PathLike) and str(value):
+                out[key] = str(Path(value).expanduser().absolute())
+            else:
+                raise ConfigError(source, key, value, "must be a directory path, or false for "
+                                                      "no data directory")
         else:
-            known = "name, port, join, priority, cookie_file, insecure, workers, log_level"
+            known = ("name, port, join, priority, cookie_file, insecure, workers, log_level, "
+                     "data_dir")
             raise ConfigError(source, key, value, f"unknown key (known: {known})")
     return out
 

@@ -92,6 +92,7 @@ from clerk._messages import (
     Leave,
     MemberInfo,
     Message,
+    Offer,
     Ok,
     Peer,
     Refuse,
@@ -1087,6 +1088,7 @@ _HANDLERS: dict[type, Any] = {
     Handover: NodeCore._m_handover,
     Execute: NodeCore._m_execute,
     Result: NodeCore._m_deliver,
+    Offer: NodeCore._m_deliver,
     Status: NodeCore._m_deliver,
     StatusReply: NodeCore._m_deliver,
 }

@@ -16,6 +16,7 @@ Protocol at a glance (``->`` one message, ``=>`` to every member)::
     node    -> manager   LEAVE                  graceful exit of a member
     manager -> successor HANDOVER(members, state)  graceful exit of a manager, or a merge
     manager -> node      EXECUTE(task, run, slot, state, timeout)   answered RESULT
+    member  -> manager   OFFER(state)           its durable task rows, on following a manager
     client  -> any node  STATUS                 answered STATUS_REPLY(status)
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "Leave",
     "MemberInfo",
     "Message",
+    "Offer",
     "Ok",
     "Peer",
     "Refuse",
@@ -200,6 +202,17 @@ class Result:
 
 
 @dataclass(frozen=True, slots=True)
+class Offer:
+    """A member's task rows that hold a state (from its data directory or its replica), sent
+    to each manager it starts following: the manager merges them by lineage and version, and
+    calls ``init`` only once every member has offered (see :mod:`clerk._lineage`)."""
+
+    sender: Peer
+    term: int
+    state: Json = None
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     sender: Peer
     term: int
@@ -214,7 +227,7 @@ class StatusReply:
 
 Message: TypeAlias = (
     Join | Welcome | Refuse | Heartbeat | Ack | Election | Ok | Coordinator | Leave | Handover
-    | Execute | Result | Status | StatusReply
+    | Execute | Result | Offer | Status | StatusReply
 )
 
 #: Wire name of each message kind.
@@ -231,6 +244,7 @@ MESSAGE_KINDS: dict[str, type] = {
     "handover": Handover,
     "execute": Execute,
     "result": Result,
+    "offer": Offer,
     "status": Status,
     "status_reply": StatusReply,
 }

@@ -52,6 +52,11 @@ def preflight(config: NodeConfig) -> CurveKeys | None:
         raise ConfigError(source, "port", config.port, problem) from None
     finally:
         probe.close()
+    path = config.data_path
+    if path is not None:
+        from clerk._store import check_free
+
+        check_free(path, source)
     return keys
 
 
@@ -95,10 +100,14 @@ def _make_config(
     workers: int,
     log_level: str,
     where: str,
+    data_dir: str | os.PathLike[str] | bool | None,
 ) -> NodeConfig:
+    if data_dir is True:
+        raise ConfigError(where, "data_dir", data_dir, "must be a directory path, None for the "
+                                                    "default, or False for none")
     values = _node_values({"name": name, "port": port, "join": list(join), "priority": priority,
                            "cookie_file": cookie_file, "insecure": insecure, "workers": workers,
-                           "log_level": log_level}, where)
+                           "log_level": log_level, "data_dir": data_dir}, where)
     for t in tasks:
         if not isinstance(t, TaskDef):
             raise ConfigError(where, "tasks", t, "must be made with clerk.task(...)")
@@ -116,6 +125,7 @@ def node_spec(
     insecure: bool = False,
     workers: int = 2,
     log_level: str = "info",
+    data_dir: str | os.PathLike[str] | bool | None = None,
     id: str | None = None,  # noqa: A002
 ) -> ChildSpec:
     """A ``supervisor.ChildSpec`` running a Clerk node: make it a child of your own tree.
@@ -125,9 +135,12 @@ def node_spec(
     fits a tree with any ``auto_shutdown`` (a significant child is refused by the default
     ``auto_shutdown="never"``); use ``dataclasses.replace(spec, significant=True)`` to make
     your tree stop when the node ends.
+
+    ``data_dir``: the node's durable task table (None: ``$XDG_STATE_HOME/clerk/<name>``;
+    False: none); one node per directory.
     """
     config = _make_config(name, port, join, tasks, priority, cookie_file, insecure, workers,
-                          log_level, "clerk.node_spec(...)")
+                          log_level, "clerk.node_spec(...)", data_dir)
     return agent_spec(config, id=id or f"clerk-{config.name}", significant=False)
 
 
@@ -142,7 +155,8 @@ class Node:
     its processes send at least.
 
     ``manager()``, ``members()`` and ``status()`` ask the node (over its mailbox, with the
-    cookie), so they show the cluster as this node sees it.
+    cookie), so they show the cluster as this node sees it. ``data_dir`` is where the node
+    keeps its durable task table (None: ``$XDG_STATE_HOME/clerk/<name>``; False: none).
     """
 
     def __init__(
@@ -157,9 +171,10 @@ class Node:
         insecure: bool = False,
         workers: int = 2,
         log_level: str = "info",
+        data_dir: str | os.PathLike[str] | bool | None = None,
     ) -> None:
         self.config = _make_config(name, port, join, tasks, priority, cookie_file, insecure,
-                                   workers, log_level, "clerk.Node(...)")
+                                   workers, log_level, "clerk.Node(...)", data_dir)
         self._keys: CurveKeys | None = None
         self._sup: Supervisor | None = None
         self._sink: LogSink | None = None

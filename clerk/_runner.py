@@ -7,14 +7,17 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from typing import TYPE_CHECKING, Any
 
 from clerk._core import ManagerChanged, Role, StateHandedOver
 from clerk._deploy import resolve
 from clerk._executor import Executor
-from clerk._messages import Execute, Result
+from clerk._lineage import better
+from clerk._messages import Execute, Offer, Result
 from clerk._nodes_guard import NodesGuard
-from clerk._schedule import Dispatch, Finished, Scheduler, pack_table
+from clerk._schedule import Dispatch, Finished, Scheduler, TaskRecord, pack_table, unpack_table
+from clerk._store import Store
 from clerk._tasks import TaskDef, load_task_class
 
 if TYPE_CHECKING:
@@ -31,6 +34,9 @@ LEAVE_WAIT = 5.0  # a leaving node lets its runs in flight finish for up to this
 #: replicated at once); with 1000 tasks it coalesces the results of tens of milliseconds
 #: instead of flooding every member with the whole table per result.
 REPLICATE_SHARE = 10
+#: OFFERs kept for nodes that follow this manager but are not admitted yet: a joiner's JOIN
+#: and OFFER leave together, so one or two are held at a time; the bound is for forgeries.
+MAX_HELD_OFFERS = 64
 
 
 class TaskRunner:
@@ -44,11 +50,26 @@ class TaskRunner:
         self.nodes_guard = NodesGuard(self._classes)  # nodes() within a budget, off the loop
         self.scheduler = Scheduler(list(self.defs.values()),
                                    random.Random(agent.rng.getrandbits(64)),
-                                   self.nodes_guard)
+                                   self.nodes_guard, await_offers=True)
         # What the live members announce (clerk._deploy), recomputed when the list changes.
         self._resolved_epoch = -1
         self._variants: dict[str, list[dict[str, Any]]] = {}
         self._loaded: dict[str, tuple[str, ...]] = {}
+        # The data directory: its rows are this node's first table (merged by lineage with
+        # whatever the cluster holds once this node follows a manager, see on_manager_changed).
+        self.store: Store | None = None
+        path = agent.config.data_path
+        if path is not None:
+            self.store = Store(path, agent.me.name, agent.config.source)
+            rows = self.store.open()
+            if rows is not None:
+                self.scheduler.load(rows)
+                for rec in self.scheduler.records.values():
+                    rec.running = None  # a run of a previous incarnation is unknowable
+                held = sum(1 for r in self.scheduler.records.values() if r.has_state)
+                log.info("data directory %s: %d task state(s) read", path, held)
+        self._persisted: object = None  # the replicated table last marked for the disk
+        self._held_offers: dict[str, Offer] = {}  # from nodes not admitted yet (hold_offer)
         self._activate: bool | None = None  # pending activation: graceful or not
         self._leave_started: float | None = None
         self._replicate_dirty = False
@@ -89,10 +110,69 @@ class TaskRunner:
             self._activate = None
             if self.scheduler.active:
                 self.scheduler.deactivate()
+            core = self.agent.core
+            claim = core.manager_claim
+            if effect.manager is not None and claim is not None:
+                # A fellow member taking over holds the replica we hold: offer only what we
+                # hold beyond it (rows from our data directory). A manager from elsewhere (a
+                # merge; a cluster we just joined) gets every row.
+                row = core.members.get(effect.manager)
+                fellow = (row is not None and row.alive and effect.manager != core.me.name
+                          and core.replicated is not None)
+                self._offer(claim.address, now, only_beyond_replica=fellow)
+
+    def _offer(self, to: str, now: float, only_beyond_replica: bool = False) -> None:
+        """Send the new manager the rows we hold with a state (our data directory's, merged
+        with the replica): it keeps the most advanced lineage any member holds, and calls
+        ``init`` only when no member has a state. Sent even when empty: it says "nothing
+        here", so the manager's ``init`` need not wait."""
+        replicated = self.agent.core.replicated
+        beyond: set[str] | None = None
+        if only_beyond_replica:
+            table = unpack_table(replicated)
+            theirs = table.get("tasks") if isinstance(table, dict) else None
+            theirs = theirs if isinstance(theirs, dict) else {}
+            beyond = set()
+            for name, rec in self.scheduler.records.items():
+                other = TaskRecord.from_json(theirs.get(name))
+                if rec.has_state and (other is None or better(rec, other)):
+                    beyond.add(name)
+        self.scheduler.load(replicated)
+        rows = {name: rec.to_json() for name, rec in self.scheduler.records.items()
+                if rec.has_state and (beyond is None or name in beyond)}
+        for row in rows.values():
+            row["running"] = None
+        self.agent.send(to, Offer(self.agent.me, self.agent.core.term,
+                                  pack_table({"tasks": rows})), now)
+
+    def on_offer(self, msg: Offer, now: float, wall: float) -> None:
+        """A member's rows: merge them (manager only)."""
+        if not self.agent.core.is_manager:
+            return
+        changed = self.scheduler.merge(msg.state, wall, source=msg.sender.name)
+        self.scheduler.offer_from(msg.sender.name)
+        self._log_conflicts()
+        if changed and self.scheduler.active:
+            self._replicate(now)
+
+    def hold_offer(self, msg: Offer) -> None:
+        """An OFFER from a node not admitted yet: kept (the newest per name, at most
+        MAX_HELD_OFFERS) until it becomes a member."""
+        self._held_offers.pop(msg.sender.name, None)
+        self._held_offers[msg.sender.name] = msg
+        while len(self._held_offers) > MAX_HELD_OFFERS:
+            del self._held_offers[next(iter(self._held_offers))]
+
+    def on_member_up(self, name: str, incarnation: str, now: float) -> None:
+        msg = self._held_offers.pop(name, None)
+        if msg is not None and msg.sender.incarnation == incarnation:
+            self.on_offer(msg, now, self.agent.clock.wall())
 
     def on_handover(self, effect: StateHandedOver, now: float, wall: float) -> None:
         if effect.merge:
-            if self.scheduler.merge(effect.state, wall):
+            changed = self.scheduler.merge(effect.state, wall, source=effect.sender)
+            self._log_conflicts()
+            if changed:
                 self._replicate(now)
         elif self.agent.core.is_manager:
             self._activate = True
@@ -106,7 +186,11 @@ class TaskRunner:
 
     def on_leave(self, now: float) -> None:
         if self.scheduler.active:
-            self.scheduler.deactivate()  # the successor takes over with the table
+            # The successor takes over with the table. Until this node exits it dispatches
+            # nothing but still applies results of runs in flight: if every node is stopping
+            # (a full-cluster stop) no successor confirms, and this table, written to the data
+            # directory last, is the one that holds them.
+            self.scheduler.drain()
             self.agent.core.set_replicated(pack_table(self.scheduler.table()))
         self._leave_started = now
 
@@ -147,7 +231,16 @@ class TaskRunner:
                                        msg.state, msg.duration_ms, msg.error, wall)
         if fin is not None:
             self._log_finished(fin)
+            self._log_conflicts()
             self._replicate(now)
+            if self.store is not None:
+                self.store.mark()
+
+    def _log_conflicts(self) -> None:
+        for c in self.scheduler.conflicts_out:
+            log.warning("conflict task=%s: %d update(s) dropped (kept %s; dropped %s)",
+                        c.task, c.dropped, c.kept, c.lost)
+        self.scheduler.conflicts_out.clear()
 
     def _send_result(self, result: Result, reply_to: str) -> None:
         """Results go to the manager this node follows now (it may have changed during the
@@ -165,6 +258,8 @@ class TaskRunner:
             # is not confirmed yet, and this node no longer schedules. Hold the result until
             # the successor's claim arrives (see _flush_held) instead of losing it.
             self._held.append(result)
+            if self.scheduler.draining:  # and into our own last table (a full stop)
+                self.on_result(result, self.agent.clock.monotonic(), self.agent.clock.wall())
             return
         if to == self.agent.me.address:
             to = reply_to
@@ -188,6 +283,8 @@ class TaskRunner:
             return -math.inf  # activate now
         if self.executor is not None:
             best = self.executor.next_deadline()
+        if self.store is not None:
+            best = min(best, self.store.next_deadline())
         if self.scheduler.active:
             if self._replicate_dirty:
                 best = min(best, self._replicate_after)
@@ -207,7 +304,8 @@ class TaskRunner:
             self.scheduler.load(core.replicated)
             self._resolved_epoch = -1
             self._resolve(wall)
-            self.scheduler.activate(wall, graceful=graceful)
+            self.scheduler.activate(wall, graceful=graceful,
+                                    claim=(core.term, self.agent.me.name))
             for name in self.scheduler.defs:  # adopted before this node was the manager
                 if name not in self.defs and name not in self.scheduler.gone:
                     log.info("task=%s is loaded by a live member: scheduling it", name)
@@ -270,6 +368,44 @@ class TaskRunner:
             log.warning("task=%s slot=%d remote traceback from %s:\n%s", fin.task, fin.slot,
                         fin.node, fin.error, extra=extra)
 
+    # --- the data directory -----------------------------------------------------------------------
+
+    def persist(self, now: float, final: bool = False) -> None:
+        """Write the table we hold to the data directory when it changed (coalesced: see
+        clerk._store); ``final``: now, whatever the pacing (a stop)."""
+        store = self.store
+        if store is None:
+            return
+        replicated = self.agent.core.replicated
+        if replicated is not self._persisted:
+            self._persisted = replicated
+            store.mark()
+        if self.scheduler.active and self._replicate_dirty:
+            store.mark()
+        if not (store.due(now) or (final and store.next_deadline() != math.inf)):
+            return
+        began = time.perf_counter()
+        sched = self.scheduler
+        if sched.active and (sched.draining or not self.agent.core.is_manager):
+            # A leaving manager's own last table (results of its runs in flight): only here.
+            table = sched.table()
+            for row in table["tasks"].values():
+                row["running"] = None
+            text: Any = table
+        elif sched.active and self._replicate_dirty and not final:
+            store.defer(self._replicate_after)  # replicated soon: that table is the one
+            return
+        elif sched.active and self._replicate_dirty:
+            text = sched.table()
+        elif replicated is None:
+            store.skip()  # nothing from a manager yet: the disk already holds what we have
+            return
+        elif isinstance(replicated, dict) and replicated.get("packed") == 1:
+            text = "".join(replicated.get("chunks") or ())  # as replicated: no reserialize
+        else:
+            text = replicated
+        store.write(text, now, spent=time.perf_counter() - began)
+
     # --- status ---------------------------------------------------------------------------------
 
     def add_status(self, st: dict[str, Any]) -> None:
@@ -292,8 +428,17 @@ class TaskRunner:
         st["node_runs"] = dict(runs)
         if self.executor is not None:
             st["executor"] = self.executor.stats()
+        if self.store is not None:
+            st["data_dir"] = {"path": str(self.store.path), "writes": self.store.writes,
+                              "moved_aside": [str(p) for p in self.store.moved_aside]}
+        else:
+            st["data_dir"] = None
 
     def close(self) -> None:
         self.nodes_guard.close()
         if self.executor is not None:
             self.executor.close()
+        if self.store is not None:
+            self.store.mark()
+            self.persist(self.agent.clock.monotonic(), final=True)
+            self.store.close()

@@ -23,7 +23,16 @@ continues:
   rather than risked twice (the guarantee: at most the slots inside the failover window).
 
 ``init(args)`` runs only when no node holds a state for the task (the EXECUTE carries the
-args and ``init=True``).
+args and ``init=True``); with ``await_offers`` (a real node) the manager first waits for every
+live member's OFFER of its durable rows, at most ``OFFER_WAIT_MS`` per member.
+
+**Which state wins** is never decided here by terms or slots: every load, merge and takeover
+goes through lineage and version (:mod:`clerk._lineage`, rows in :mod:`clerk._record`). An
+``init`` result starts a lineage under the manager's claim; each ok result adds one to its
+version under the claim that dispatched the run. A merge that replaces the state of a run in
+flight marks it ``rebased``: its result descends from the losing state, so it is dropped and
+counted as a conflict. A leaving manager *drains*: it dispatches nothing more but still applies
+the results of its runs in flight.
 
 **Definitions change** (rolling deploys, see :mod:`clerk._deploy`): :meth:`Scheduler.update_defs`
 adds a task some live member has loaded, applies changed parameters from the next slot of the
@@ -40,13 +49,22 @@ import json
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from clerk._lineage import better, note_update
+from clerk._record import (
+    PACK_CHUNK,
+    Conflict,
+    TaskRecord,
+    merge_rows,
+    pack_table,
+    unpack_table,
+)
 from clerk._tasks import TaskDef
 
-__all__ = ["Dispatch", "Finished", "Scheduler", "TaskRecord", "pack_table", "phase_ms",
-           "unpack_table"]
+__all__ = ["PACK_CHUNK", "Conflict", "Dispatch", "Finished", "Scheduler", "TaskRecord",
+           "pack_table", "phase_ms", "unpack_table"]
 
 #: Extra time the manager waits past a run's timeout for the node's own timeout report.
 TRANSIT_GRACE_MS = 1000
@@ -62,35 +80,12 @@ STATES_BUDGET_BYTES = 512 * 1024
 #: The error text kept in the table (and shown by status): its tail, where the exception is.
 #: The whole remote traceback is in the manager's log.
 ERROR_KEEP_CHARS = 1000
-
-#: Chunk size of a packed table: under the codec's longest string (64 Ki characters).
-PACK_CHUNK = 60_000
-
-
-def pack_table(table: Mapping[str, Any]) -> dict[str, Any]:
-    """The table as it travels in heartbeats: its JSON text in a few ASCII strings.
-
-    The codec checks every item of a message's JSON (types, depth, Unicode), which for a table
-    of 1000 tasks is ~25k items per heartbeat on the manager and again on every follower: the
-    largest cost of a big cluster. A few long strings cost next to nothing to check, and a
-    follower parses the table only when it needs it (a takeover, a status request).
-    """
-    text = json.dumps(table, separators=(",", ":"), allow_nan=False)  # ASCII: chars == bytes
-    return {"packed": 1,
-            "chunks": [text[i:i + PACK_CHUNK] for i in range(0, len(text), PACK_CHUNK)]}
-
-
-def unpack_table(raw: Any) -> Any:
-    """The table from :func:`pack_table` (or an unpacked one as is); None if malformed."""
-    if isinstance(raw, Mapping) and raw.get("packed") == 1:
-        chunks = raw.get("chunks")
-        if not isinstance(chunks, list) or not all(isinstance(c, str) for c in chunks):
-            return None
-        try:
-            return json.loads("".join(chunks))
-        except (ValueError, RecursionError):
-            return None
-    return raw
+#: Before it calls ``init`` for a task without state, the manager waits for every live member
+#: to offer the rows of its data directory (OFFER: sent as soon as it follows the manager, so
+#: it normally comes within a round trip), or for this long after it first saw the member (an
+#: OFFER lost, or a node of an older version that sends none). ``init`` runs only when no
+#: member holds a state; 1 s is 10 heartbeats, far above a loaded machine's round trip.
+OFFER_WAIT_MS = 1000
 
 
 def _packed_size(state: Any) -> int:
@@ -98,55 +93,33 @@ def _packed_size(state: Any) -> int:
     return len(json.dumps(json.dumps(state, separators=(",", ":"))))
 
 
+def _nothing_new(raw: Any, mine: TaskRecord | None) -> bool:
+    """A merged row that cannot change ours: the same state (lineage, version, branch) and
+    nothing further along. Checked on the raw dict, so that the OFFERs every follower sends
+    a new manager (mostly the very rows it already holds) cost microseconds per row, not a
+    full parse: 20 followers' OFFERs of 1000 tasks cost ~90 ms each without it."""
+    if mine is None or not isinstance(raw, dict):
+        return False
+    try:
+        hist = raw.get("history")
+        tip = hist[-1] if isinstance(hist, list) and hist else None
+        return (raw.get("has_state") is mine.has_state and raw.get("version") == mine.version
+                and raw.get("origin") == mine.origin
+                and tip == (mine.history[-1] if mine.history else None)
+                and type(raw.get("slot", -1)) is int and raw.get("slot", -1) <= mine.slot
+                and type(raw.get("dispatched", -1)) is int
+                and raw.get("dispatched", -1) <= mine.dispatched
+                and type(raw.get("runs", 0)) is int and raw.get("runs", 0) <= mine.runs
+                and type(raw.get("conflicts", 0)) is int
+                and raw.get("conflicts", 0) <= mine.conflicts)
+    except TypeError:
+        return False
+
+
 def phase_ms(name: str, interval_ms: int) -> int:
     """The task's offset on its grid: stable across nodes, spread across the interval."""
     digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % interval_ms
-
-
-@dataclass
-class TaskRecord:
-    """One row of the replicated task table."""
-
-    state: Any = None
-    has_state: bool = False
-    slot: int = -1  # last slot finished (any outcome)
-    dispatched: int = -1  # last slot sent to a node
-    running: dict[str, Any] | None = None  # run id, slot, node, deadline (wall ms), started
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("ok", "error", "timeout", "skipped", "refused"), 0))
-    last: dict[str, Any] | None = None
-    runs: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {"state": self.state, "has_state": self.has_state, "slot": self.slot,
-                "dispatched": self.dispatched, "running": self.running,
-                "counts": dict(self.counts), "last": self.last, "runs": self.runs}
-
-    @classmethod
-    def from_json(cls, raw: Any) -> TaskRecord | None:
-        """Parse a replicated row; None if it is not one (never trust the wire blindly)."""
-        if not isinstance(raw, dict):
-            return None
-        try:
-            rec = cls(state=raw.get("state"), has_state=bool(raw.get("has_state")),
-                      slot=int(raw.get("slot", -1)), dispatched=int(raw.get("dispatched", -1)),
-                      runs=int(raw.get("runs", 0)))
-            running = raw.get("running")
-            rec.running = running if isinstance(running, dict) and "run" in running else None
-            counts = raw.get("counts")
-            if isinstance(counts, dict):
-                for key in rec.counts:
-                    value = counts.get(key, 0)
-                    rec.counts[key] = value if type(value) is int else 0
-            last = raw.get("last")
-            rec.last = last if isinstance(last, dict) else None
-        except (TypeError, ValueError):
-            return None
-        return rec
-
-    def progress(self) -> tuple[int, int]:
-        return (max(self.slot, self.dispatched), self.runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +157,7 @@ class Scheduler:
     """The task table and its schedule; active only on the manager."""
 
     def __init__(self, defs: Sequence[TaskDef], rng: random.Random,
-                 nodes_filter: NodesFilter | None = None) -> None:
+                 nodes_filter: NodesFilter | None = None, *, await_offers: bool = False) -> None:
         self.defs = {d.name: d for d in defs}
         # phase_ms hashes the name: computed once, not for every task at every tick.
         self._phase = {d.name: phase_ms(d.name, d.interval) for d in defs
@@ -203,14 +176,30 @@ class Scheduler:
         self.instant_pending: set[str] = set()
         self.gone: dict[str, float] = {}  # task -> wall time (s) since no live member has it
         self.active = False
+        #: A leaving manager: dispatches nothing more, but still applies the results of its
+        #: runs in flight (and expires them), so its last table (on disk too) holds them.
+        self.draining = False
         self._run_seq = 0
         self._run_prefix = f"{rng.getrandbits(32):08x}"
         self.node_runs: dict[str, int] = {}
+        #: The claim this scheduler updates states under (term, manager name): opens a branch
+        #: in a state's history and names the origin of an ``init``.
+        self.claim: tuple[int, str] = (0, "")
+        #: Members whose durable rows were merged (OFFER), and when each was first seen.
+        #: With ``await_offers`` (nodes with data directories), an ``init`` waits for them.
+        self.await_offers = await_offers
+        self.offered: set[str] = set()
+        self._member_since: dict[str, float] = {}
+        self._init_wait_ms = 0.0  # instant inits held until this wall ms (see next_deadline)
+        #: Conflicts found by merges, for the shell to log (drained by it).
+        self.conflicts_out: list[Conflict] = []
 
     # --- activation ---------------------------------------------------------------------------
 
     def load(self, table: Any) -> None:
-        """Adopt a replicated table (as a follower, or before taking over)."""
+        """Adopt a replicated table (as a follower, or before taking over): the manager's rows,
+        except that a state of ours that is better by lineage and version is kept (a row read
+        from our data directory that the manager has not merged yet)."""
         table = unpack_table(table)
         if not isinstance(table, Mapping):
             return
@@ -219,45 +208,97 @@ class Scheduler:
             for name, raw in tasks.items():
                 rec = TaskRecord.from_json(raw)
                 if rec is not None and isinstance(name, str):
+                    mine = self.records.get(name)
+                    if mine is not None and better(mine, rec):
+                        rec.take_state(mine)
                     self.records[name] = rec  # kept even without a definition (see above)
         runs = table.get("node_runs")
         if isinstance(runs, Mapping):
             self.node_runs = {k: v for k, v in runs.items() if type(v) is int}
 
-    def merge(self, table: Any, wall: float | None = None) -> bool:
-        """Merge another manager's table (partition healed): per task keep the one further
-        along. True if anything changed. With ``wall``, a record claiming a slot beyond the
-        current one is refused: no real manager can have run the future, and a forged table
-        must not push a task's next slot out of reach."""
+    def merge(self, table: Any, wall: float | None = None, source: str = "") -> bool:
+        """Merge another table (a partition healed, or a member's OFFER of its durable rows):
+        per task the state by lineage and version, the schedule by the furthest slot (see
+        :func:`clerk._record.merge_rows`); conflicts go to ``conflicts_out``. True if anything
+        changed. With ``wall``, a record claiming a slot beyond the current one is refused: no
+        real manager can have run the future, and a forged table must not push a task's next
+        slot out of reach."""
         table = unpack_table(table)
         changed = False
         if not isinstance(table, Mapping) or not isinstance(table.get("tasks"), Mapping):
             return False
+        wall_ms = (wall or 0.0) * 1000
         for name, raw in table["tasks"].items():
-            rec = TaskRecord.from_json(raw)
             mine = self.records.get(name)
-            if rec is None or mine is None or name not in self.defs:
+            if _nothing_new(raw, mine):
+                continue
+            rec = TaskRecord.from_json(raw)
+            if rec is None or not isinstance(name, str):
+                continue
+            if name not in self.defs:
+                # A task no live member has loaded now: its state is kept (and replicated)
+                # until a definition comes back, by the same lineage rules.
+                rec.running = None
+                if mine is None:
+                    self.records[name] = rec
+                    changed = True
+                else:
+                    row_changed, conflict = merge_rows(name, mine, rec, wall_ms, source)
+                    changed |= row_changed
+                    if conflict is not None:
+                        self.conflicts_out.append(conflict)
+                continue
+            if mine is None:
                 continue
             d = self.defs[name]
             if wall is not None and d.interval is not None and (
-                max(rec.slot, rec.dispatched) > self._slot_at(d, wall * 1000) + 1
+                max(rec.slot, rec.dispatched) > self._slot_at(d, wall_ms) + 1
             ):
                 continue
-            if rec.progress() > mine.progress() and mine.running is None:
-                rec.running = None  # its run belongs to the other manager's term
-                self.records[name] = rec
-                size = _packed_size(rec.state) if rec.has_state else 0
+            version = (mine.origin, mine.version, mine.has_state)
+            row_changed, conflict = merge_rows(name, mine, rec, wall_ms, source)
+            if conflict is not None:
+                self.conflicts_out.append(conflict)
+            if not row_changed:
+                continue
+            changed = True
+            if (mine.origin, mine.version, mine.has_state) != version:
+                size = _packed_size(mine.state) if mine.has_state else 0
                 self._states_total += size - self._state_bytes.get(name, 0)
                 self._state_bytes[name] = size
-                self.next_slot[name] = max(self.next_slot.get(name, 0), rec.dispatched + 1,
-                                           rec.slot + 1)
-                self._push(name)
-                changed = True
+            if self.active and d.interval is not None:
+                nxt = max(self.next_slot.get(name, 0), mine.dispatched + 1, mine.slot + 1)
+                if nxt != self.next_slot.get(name):
+                    self.next_slot[name] = nxt
+                    self._push(name)
         return changed
 
-    def activate(self, wall: float, graceful: bool) -> None:
-        """Become the scheduler: decide each task's next slot (see the module docstring)."""
+    def offer_from(self, node: str) -> None:
+        """``node``'s durable rows are merged: an ``init`` no longer waits for it."""
+        self.offered.add(node)
+        self._init_wait_ms = 0.0
+
+    def _init_held(self, members: Mapping[str, Iterable[str]], wall_ms: float) -> float:
+        """Until when (wall ms) an ``init`` must wait for members' OFFERs; 0 if it need not."""
+        until = 0.0
+        if not self.await_offers:
+            return until
+        for node in members:
+            if node in self.offered:
+                continue
+            since = self._member_since.setdefault(node, wall_ms)
+            if wall_ms < since + OFFER_WAIT_MS:
+                until = max(until, since + OFFER_WAIT_MS)
+        return until
+
+    def activate(self, wall: float, graceful: bool,
+                 claim: tuple[int, str] | None = None) -> None:
+        """Become the scheduler under ``claim`` (term, own name): decide each task's next slot
+        (see the module docstring)."""
         self.active = True
+        if claim is not None:
+            self.claim = claim
+            self.offered.add(claim[1])  # our own durable rows were loaded at start
         wall_ms = wall * 1000
         for name, d in self.defs.items():
             rec = self.records[name]
@@ -332,11 +373,19 @@ class Scheduler:
                 notes.append(f"task={name} is no longer loaded by any live member: stopped")
         return notes
 
+    def drain(self) -> None:
+        """Stop dispatching; keep applying results (see ``draining``)."""
+        self.draining = True
+        self.instant_pending.clear()
+
     def deactivate(self) -> None:
         self.active = False
+        self.draining = False
         self.instant_pending.clear()
         self._heap = []
         self._inflight = {}
+        self.offered.clear()
+        self._member_since.clear()
 
     def _push(self, name: str) -> None:
         d = self.defs[name]
@@ -361,9 +410,12 @@ class Scheduler:
         """Wall time (s) of the next thing to do; ``inf`` when inactive."""
         if not self.active:
             return math.inf
-        if self.instant_pending:
-            return wall
         best = min(self._inflight.values(), default=math.inf) / 1000
+        if self.instant_pending:
+            # Now, unless an init is held for the members' OFFERs (then when that ends).
+            best = min(best, max(wall, self._init_wait_ms / 1000))
+        if self.draining:
+            return best
         while self._heap:
             due, name = self._heap[0]
             if self._fresh(due, name):
@@ -382,6 +434,8 @@ class Scheduler:
         wall_ms = wall * 1000
         finished = self._expire(wall_ms)
         dispatches: list[Dispatch] = []
+        if self.draining:
+            return dispatches, finished
         due = [n for n in self.defs if n in self.instant_pending] if self.instant_pending else []
         while self._heap and self._heap[0][0] <= wall_ms:
             when, name = heapq.heappop(self._heap)
@@ -400,6 +454,11 @@ class Scheduler:
         if not d.enabled or name in self.gone:
             return dispatches
         if name in self.instant_pending:
+            if not rec.has_state:
+                held = self._init_held(members, wall_ms)
+                if held:
+                    self._init_wait_ms = max(self._init_wait_ms, held)
+                    return dispatches  # stays pending: init waits for the members' rows
             self.instant_pending.discard(name)
             slot = self._slot_at(d, wall_ms) if d.interval is not None else 0
             self.next_slot[name] = slot + 1
@@ -432,6 +491,9 @@ class Scheduler:
             error = f"nodes() raised {type(exc).__name__}: {exc}"
         else:
             error = "no eligible node (none alive has the task, or nodes() returned none)"
+        if allowed and not rec.has_state and self._init_held(members, wall_ms):
+            allowed = []
+            error = "init waits for the members' durable states (OFFER)"
         if not allowed:
             rec.counts[outcome] += 1
             # Done with: a successor must neither rerun nor count it again.
@@ -445,7 +507,8 @@ class Scheduler:
         run_id = f"{self._run_prefix}-{self._run_seq}"
         rec.dispatched = slot
         rec.running = {"run": run_id, "slot": slot, "node": node, "started": wall_ms,
-                       "deadline": wall_ms + d.timeout + TRANSIT_GRACE_MS}
+                       "deadline": wall_ms + d.timeout + TRANSIT_GRACE_MS,
+                       "claim": list(self.claim)}
         self._inflight[d.name] = rec.running["deadline"]
         init = not rec.has_state
         return [Dispatch(d.name, run_id, slot, node, d.args if init else rec.state, init,
@@ -505,7 +568,29 @@ class Scheduler:
                          f"the other tasks' states ({others} bytes) that is over the "
                          f"{STATES_BUDGET_BYTES}-byte budget of the replicated table: the "
                          "previous state is kept")
+            elif run.get("rebased"):
+                # The state this run started from was replaced by a better one (a merge) while
+                # it ran: its result descends from the losing state and is dropped, counted.
+                rec.conflicts += 1
+                rec.last_conflict = {"time": wall_ms, "dropped": 1, "kept": rec.describe(),
+                                     "lost": f"the result of run {run['run']}",
+                                     "from": str(run["node"])}
+                self.conflicts_out.append(Conflict(name, 1, rec.describe(),
+                                                   f"the result of run {run['run']}"))
             else:
+                if not rec.has_state:  # an init: a new lineage
+                    rec.origin = {"term": self.claim[0], "node": self.claim[1],
+                                  "time": int(wall_ms)}
+                    rec.version, rec.history = 0, []
+                # The branch of the claim that dispatched the run: a successor that adopted it
+                # (hand-over) and the leaving manager that drained it record the same update.
+                claim = run.get("claim")
+                if (isinstance(claim, list) and len(claim) == 2 and type(claim[0]) is int
+                        and isinstance(claim[1], str)):
+                    note_update(rec, claim[0], claim[1])
+                else:
+                    note_update(rec, *self.claim)
+                rec.version += 1
                 rec.state = state
                 rec.has_state = True
                 self._state_bytes[name] = size
@@ -541,5 +626,7 @@ class Scheduler:
                 "runs": dict(rec.counts), "last_run": rec.last, "last_slot": rec.slot,
                 "running": rec.running, "next_due": nxt, "has_state": rec.has_state,
                 "gone_since": self.gone.get(name),
+                "version": rec.version, "lineage": rec.origin, "conflicts": rec.conflicts,
+                "last_conflict": rec.last_conflict,
             })
         return out

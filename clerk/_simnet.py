@@ -17,6 +17,12 @@ Model of the transport, kept close to ZeroMQ over TCP:
   cable pulled): no ``PeerDown`` anywhere, only silence; ``inject`` then lets a test hand a
   ``PeerDown`` (or any event) to exactly the nodes it chooses.
 
+A *layer* (``SimNetwork(layer=factory)``) runs above each node's core, as the real node's task
+layer does: it sees every event and effect, may send messages, and has its own deadlines.
+:mod:`clerk._simtasks` is the one that runs the real Scheduler with a ledger task and a
+simulated data directory. Without a layer nothing changes (the traces of the scenarios in
+``tools/simulate.py`` stay what they were).
+
 ``observers`` are called after every event a node handles, with the node, the event and the
 effects; the property tests use them to check invariants (terms never decrease, no EXECUTE
 from a stale claim) at every step rather than only at the end.
@@ -29,7 +35,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from clerk._core import (
     Effect,
@@ -47,7 +53,15 @@ from clerk._core import (
 from clerk._messages import Message, Peer
 from clerk._timings import Timings
 
-__all__ = ["SimNetwork", "SimNode"]
+__all__ = ["SimLayer", "SimNetwork", "SimNode"]
+
+
+class SimLayer(Protocol):
+    """What runs above a simulated node's core (see the module docstring)."""
+
+    def after(self, event: Event, effects: list[Effect]) -> None: ...
+
+    def next_deadline(self) -> float: ...
 
 
 @dataclass
@@ -63,6 +77,7 @@ class SimNode:
     paused: bool = False
     timer_at: float = float("inf")
     backlog: list[Event] = field(default_factory=list)
+    layer: SimLayer | None = None
 
 
 class SimNetwork:
@@ -76,8 +91,10 @@ class SimNetwork:
         jitter: float = 0.0005,
         loss: float = 0.0,
         timings: Timings | None = None,
+        layer: Callable[[SimNetwork, SimNode], SimLayer] | None = None,
     ) -> None:
         self.rng = random.Random(seed)
+        self.layer_factory = layer
         self.delay = delay
         self.jitter = jitter
         self.loss = loss
@@ -89,6 +106,7 @@ class SimNetwork:
         self._seq = 0
         self._links: dict[str, set[str]] = {}
         self._groups: dict[str, int] | None = None
+        self.whole_since = 0.0  # when the network was last healed (or built)
         self.sent: Counter[str] = Counter()
         self.dropped = 0
         self.trace: list[tuple[float, str, str]] = []
@@ -104,6 +122,8 @@ class SimNetwork:
         core = self._make_core(name, address, priority, seeds)
         node = SimNode(name, address, priority, seeds, core)
         self.nodes[name] = node
+        if self.layer_factory is not None:
+            node.layer = self.layer_factory(self, node)
         self._by_address[address] = node
         if start:
             self._schedule(self.now, lambda: self._feed(node, Start()))
@@ -119,6 +139,8 @@ class SimNetwork:
             rng=random.Random(self.rng.getrandbits(64)),
             seeds=seeds,
             timings=self.timings,
+            # The tasks a node advertises: its layer's (none without a layer).
+            tasks=tuple(getattr(self.layer_factory, "tasks", ())),
         )
 
     # --- faults -----------------------------------------------------------------------------
@@ -151,6 +173,8 @@ class SimNetwork:
         if node.up and node.core.role is not Role.STOPPED:
             self.crash(name)
         node.core = self._make_core(name, node.address, node.priority, node.seeds)
+        if self.layer_factory is not None:
+            node.layer = self.layer_factory(self, node)  # a new process: from its disk
         node.up = True
         node.paused = False
         node.timer_at = float("inf")
@@ -193,7 +217,17 @@ class SimNetwork:
         self._groups = {n: mapping.get(n, rest) for n in self.nodes}
         self.trace.append((self.now, "*", f"partition {len(groups) + 1}"))
 
+    def whole_for(self) -> float:
+        """How long the network has been whole (-1 while it is cut into groups)."""
+        return -1.0 if self._groups is not None else self.now - self.whole_since
+
+    def at(self, when: float, action: Callable[[], None]) -> None:
+        """Run ``action`` at simulated time ``when`` (for layers: a run's result)."""
+        self._schedule(max(when, self.now), action)
+
     def heal(self) -> None:
+        if self._groups is not None:
+            self.whole_since = self.now
         self._groups = None
         self.trace.append((self.now, "*", "heal"))
 
@@ -214,7 +248,15 @@ class SimNetwork:
         for observer in self.observers:
             observer(node, event, effects)
         self._apply(node, effects)
+        if node.layer is not None:
+            node.layer.after(event, effects)
+        self.reschedule(node)
+
+    def reschedule(self, node: SimNode) -> None:
+        """Arm the node's timer for the next deadline of its core (and layer)."""
         deadline = node.core.next_deadline()
+        if node.layer is not None:
+            deadline = min(deadline, node.layer.next_deadline())
         if deadline < node.timer_at or node.timer_at <= self.now:
             node.timer_at = deadline
             if deadline != float("inf"):
@@ -225,6 +267,10 @@ class SimNetwork:
             return  # superseded
         node.timer_at = float("inf")
         self._feed(node, Tick())
+
+    def apply(self, node: SimNode, effects: list[Effect]) -> None:
+        """Carry out effects a layer got from the core outside ``handle`` (heartbeat_now)."""
+        self._apply(node, effects)
 
     def _apply(self, node: SimNode, effects: list[Effect]) -> None:
         for effect in effects:

@@ -3,7 +3,8 @@
 ::
 
     python -m clerk.node --name a@127.0.0.1 --port 7401 --join 127.0.0.1:7402 \\
-                         --config clerk.toml --priority 0 --cookie-file PATH
+                         --config clerk.toml --priority 0 --cookie-file PATH \\
+                         --data-dir PATH   # or --no-data-dir
 
 Exit codes: 0 after a graceful leave (SIGTERM, SIGHUP -- the terminal closed -- or Ctrl-C;
 a second Ctrl-C exits at once), 1 if the node stopped on its own (refused by the cluster,
@@ -55,13 +56,20 @@ def build_parser(prog: str = "python -m clerk.node") -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=["text", "json"], default="text", type=str.lower,
                    help="text: readable lines (default); json: one JSON object per line "
                         "(ts, level, logger, message, node, task, slot, run, pid, exc)")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--data-dir", metavar="PATH",
+                      help="durable task table (default $XDG_STATE_HOME/clerk/<name>, i.e. "
+                           "~/.local/state/clerk/<name>)")
+    data.add_argument("--no-data-dir", action="store_const", const=False, dest="data_dir",
+                      help="keep no durable task table (states live only in memory)")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> NodeConfig:
     flags = {"name": args.name, "port": args.port, "join": args.join,
              "priority": args.priority, "cookie_file": args.cookie_file,
-             "insecure": args.insecure, "workers": args.workers, "log_level": args.log_level}
+             "insecure": args.insecure, "workers": args.workers, "log_level": args.log_level,
+             "data_dir": args.data_dir}
     return load_config(args.config, flags)
 
 

@@ -10,7 +10,9 @@
         new = cluster.wait_for_manager(timeout=5)
 
 Each node is ``python -m clerk.node --config <its toml>`` with a free port, a shared cookie
-(CURVE on, unless ``insecure=True``) and every other node as a seed. Leaving the ``with``
+(CURVE on, unless ``insecure=True``), every other node as a seed, and its own data directory
+(a temporary one by default, kept across ``restart(node)`` and ``stop_all()``/``start_all()``,
+so a restarted node, or the whole cluster started again, reads it). Leaving the ``with``
 block stops every node (SIGCONT, SIGTERM, then SIGKILL after a grace period) and checks that
 no process of the cluster is left, even when the test failed.
 
@@ -101,7 +103,10 @@ class LocalCluster:
         node_tasks: dict[str, Sequence[TaskDef]] | None = None,
         log_level: str = "info",
         start: bool = True,
+        data_dir: str | os.PathLike[str] | bool | None = None,
     ) -> None:
+        """``data_dir``: None (default) gives each node a temporary data directory (removed
+        by ``close()``); a path gives each node ``<path>/<node>`` (kept); False gives none."""
         self.n = n
         self.tasks = list(tasks)
         self.node_tasks = node_tasks or {}
@@ -119,6 +124,11 @@ class LocalCluster:
         ports = free_ports(n)
         self.names = [f"n{i + 1}@127.0.0.1" for i in range(n)]
         self.ports = dict(zip(self.names, ports, strict=True))
+        if data_dir is True:
+            raise ValueError("data_dir must be a path, None (temporary) or False (none)")
+        self.data_root: Path | None = (
+            None if data_dir is False
+            else self.dir / "data" if data_dir is None else Path(data_dir))
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._paused: set[str] = set()
         self._all_pids: set[int] = set()
@@ -176,6 +186,12 @@ class LocalCluster:
     def config_path(self, name: str) -> Path:
         return self.dir / f"{name.split('@')[0]}.toml"
 
+    def data_path(self, name: str) -> Path | None:
+        """Node ``name``'s data directory (None if the cluster has none)."""
+        if self.data_root is None:
+            return None
+        return self.data_root / name.split("@")[0]
+
     def log_path(self, name: str) -> Path:
         return self.dir / f"{name.split('@')[0]}.log"
 
@@ -203,6 +219,11 @@ class LocalCluster:
             node.append("insecure = true")
         else:
             node.append(f"cookie_file = {_toml_value(str(self.cookie_file))}")
+        data = self.data_path(name)
+        if data is not None and "data_dir" not in extra_node:
+            node.append(f"data_dir = {_toml_value(str(data))}")
+        elif data is None and "data_dir" not in extra_node:
+            node.append("data_dir = false")
         if extra_node:
             node.append(extra_node)
         tasks = self.node_tasks.get(name, self.tasks)
@@ -290,6 +311,36 @@ class LocalCluster:
         if self.running(name):
             self.kill(name)
         self.start(name)
+
+    def stop_all(self, timeout: float = 30.0) -> dict[str, int]:
+        """SIGTERM every running node at once (a deploy's full stop) and wait for all of
+        them; returns each node's exit code. Their data directories stay for ``start_all``."""
+        running = [n for n in self.names if self.running(n)]
+        for name in running:
+            self.pids(name)
+            if name in self._paused:
+                self.resume(name)
+            self.procs[name].send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        return {n: self.procs[n].wait(timeout=max(0.1, deadline - time.monotonic()))
+                for n in running}
+
+    def kill_all(self) -> None:
+        """SIGKILL every process of every node at once (a power cut)."""
+        pids = {n: self.pids(n) for n in self.names if self.running(n)}
+        for plist in pids.values():
+            self._signal_all(plist, signal.SIGKILL)
+        for name, plist in pids.items():
+            self.procs[name].wait(timeout=10)
+            self._paused.discard(name)
+            wait_until(lambda p=plist: not any(_alive(x) for x in p), timeout=5,
+                       message=f"processes of {name} still alive after SIGKILL")
+
+    def start_all(self) -> None:
+        """Start every node that is not running (after ``stop_all`` or ``kill_all``)."""
+        for name in self.names:
+            if not self.running(name):
+                self.start(name)
 
     def close(self) -> None:
         """Stop everything; make sure no process of the cluster is left."""

@@ -45,3 +45,11 @@ def no_leaked_processes(request: pytest.FixtureRequest) -> Iterator[None]:
 def fd_count() -> int:
     """Number of open fds of the test process now (for leak checks in soak tests)."""
     return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture(autouse=True)
+def private_state_home(tmp_path_factory: pytest.TempPathFactory,
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nodes started without a ``data_dir`` use ``$XDG_STATE_HOME/clerk/<name>``: give every
+    test its own, so no test reads another's (or the user's) durable task states."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))

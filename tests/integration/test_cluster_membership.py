@@ -129,7 +129,12 @@ def test_a_duplicate_name_is_refused_and_the_cluster_is_unaffected(whose: str) -
         (port,) = free_ports(1)
         text = cluster.config_path(name).read_text()
         dup = cluster.dir / "dup.toml"
-        dup.write_text(text.replace(f"port = {cluster.ports[name]}", f"port = {port}"))
+        text = text.replace(f"port = {cluster.ports[name]}", f"port = {port}")
+        # Its own data directory, as on another host (one directory shared by two nodes is
+        # refused before the node even starts: test_state_durable).
+        data = cluster.data_path(name)
+        text = text.replace(f'data_dir = "{data}"', f'data_dir = "{cluster.dir / "dup-data"}"')
+        dup.write_text(text)
         t0 = time.monotonic()
         proc = run_node(["--config", str(dup)], timeout=30)
         assert proc.returncode == 1, proc.stderr

@@ -1,0 +1,230 @@
+"""One row of the task table, how it travels, and how two rows of one task combine.
+
+A row (:class:`TaskRecord`) has two parts with different rules:
+
+* **The state part**: ``state``, ``has_state``, ``origin``, ``version``, ``history``. Which of
+  two is kept is decided by lineage and version alone (:mod:`clerk._lineage`): less history
+  never replaces more, a fresh ``init`` never replaces an older lineage.
+* **The schedule part**: ``slot`` (last finished), ``dispatched`` (last sent), ``running``,
+  ``counts``, ``last``. Merging two rows takes the furthest slot of either, so no slot that
+  either side ran is run again.
+
+``conflicts`` counts the updates dropped in merges (the losing side's runs); ``last_conflict``
+says when, how many and whose.
+
+The JSON form is forward-compatible: unknown keys are ignored, missing keys take their
+defaults (a row from a node of an older version has no lineage: it counts as the oldest one).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from clerk._lineage import (
+    better,
+    dropped_updates,
+    parse_history,
+    parse_origin,
+)
+
+__all__ = ["PACK_CHUNK", "Conflict", "TaskRecord", "merge_rows", "pack_table", "unpack_table"]
+
+#: Chunk size of a packed table: under the codec's longest string (64 Ki characters).
+PACK_CHUNK = 60_000
+
+COUNT_KEYS = ("ok", "error", "timeout", "skipped", "refused")
+#: Lost branches remembered per task for counting each once (see ``conflict_seen``).
+SEEN_KEEP = 16
+
+
+def pack_table(table: Mapping[str, Any]) -> dict[str, Any]:
+    """The table as it travels in heartbeats: its JSON text in a few ASCII strings.
+
+    The codec checks every item of a message's JSON (types, depth, Unicode), which for a table
+    of 1000 tasks is ~25k items per heartbeat on the manager and again on every follower: the
+    largest cost of a big cluster. A few long strings cost next to nothing to check, and a
+    follower parses the table only when it needs it (a takeover, a status request).
+    """
+    text = json.dumps(table, separators=(",", ":"), allow_nan=False)  # ASCII: chars == bytes
+    return {"packed": 1,
+            "chunks": [text[i:i + PACK_CHUNK] for i in range(0, len(text), PACK_CHUNK)]}
+
+
+def unpack_table(raw: Any) -> Any:
+    """The table from :func:`pack_table` (or an unpacked one as is); None if malformed."""
+    if isinstance(raw, Mapping) and raw.get("packed") == 1:
+        chunks = raw.get("chunks")
+        if not isinstance(chunks, list) or not all(isinstance(c, str) for c in chunks):
+            return None
+        try:
+            return json.loads("".join(chunks))
+        except (ValueError, RecursionError):
+            return None
+    return raw
+
+
+@dataclass
+class TaskRecord:
+    """One row of the replicated task table (see the module docstring)."""
+
+    state: Any = None
+    has_state: bool = False
+    slot: int = -1  # last slot finished (any outcome)
+    dispatched: int = -1  # last slot sent to a node
+    running: dict[str, Any] | None = None  # run id, slot, node, deadline (wall ms), started
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_KEYS, 0))
+    last: dict[str, Any] | None = None
+    runs: int = 0
+    origin: dict[str, Any] | None = None  # the init this state descends from
+    version: int = 0  # completed (ok) runs this lineage has seen
+    history: list[list[Any]] = field(default_factory=list)  # [term, manager, start version]
+    conflicts: int = 0  # updates dropped in merges (the losing side's)
+    last_conflict: dict[str, Any] | None = None
+    #: Losing branches already counted -> the loser's version counted up to: the same lost
+    #: branch offered again (by each node of the side that lost) is counted once.
+    conflict_seen: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": self.state, "has_state": self.has_state, "slot": self.slot,
+                "dispatched": self.dispatched, "running": self.running,
+                "counts": dict(self.counts), "last": self.last, "runs": self.runs,
+                "origin": self.origin, "version": self.version,
+                "history": [list(h) for h in self.history], "conflicts": self.conflicts,
+                "last_conflict": self.last_conflict, "conflict_seen": dict(self.conflict_seen)}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> TaskRecord | None:
+        """Parse a replicated row; None if it is not one (never trust the wire blindly)."""
+        if not isinstance(raw, dict):
+            return None
+        try:
+            rec = cls(state=raw.get("state"), has_state=bool(raw.get("has_state")),
+                      slot=int(raw.get("slot", -1)), dispatched=int(raw.get("dispatched", -1)),
+                      runs=int(raw.get("runs", 0)))
+            running = raw.get("running")
+            rec.running = running if isinstance(running, dict) and "run" in running else None
+            counts = raw.get("counts")
+            if isinstance(counts, dict):
+                for key in rec.counts:
+                    value = counts.get(key, 0)
+                    rec.counts[key] = value if type(value) is int else 0
+            last = raw.get("last")
+            rec.last = last if isinstance(last, dict) else None
+            rec.origin = parse_origin(raw.get("origin"))
+            version = raw.get("version", 0)
+            rec.version = version if type(version) is int and version >= 0 else 0
+            rec.history = parse_history(raw.get("history"))
+            conflicts = raw.get("conflicts", 0)
+            rec.conflicts = conflicts if type(conflicts) is int and conflicts >= 0 else 0
+            lc = raw.get("last_conflict")
+            rec.last_conflict = lc if isinstance(lc, dict) else None
+            seen = raw.get("conflict_seen")
+            if isinstance(seen, dict):
+                rec.conflict_seen = {str(k): v for k, v in list(seen.items())[-SEEN_KEEP:]
+                                     if type(v) is int}
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if not rec.has_state:
+            rec.origin, rec.version, rec.history = None, 0, []
+        return rec
+
+    def progress(self) -> tuple[int, int]:
+        return (max(self.slot, self.dispatched), self.runs)
+
+    def take_state(self, other: TaskRecord) -> None:
+        """Adopt ``other``'s state part (the caller decided it is better)."""
+        self.state, self.has_state = other.state, other.has_state
+        self.origin = dict(other.origin) if other.origin is not None else None
+        self.version = other.version
+        self.history = [list(h) for h in other.history]
+
+    def describe(self) -> str:
+        """Lineage and version, for logs."""
+        if not self.has_state:
+            return "no state"
+        o = self.origin or {}
+        return (f"lineage init@term {o.get('term', 0)} by {o.get('node') or '?'} "
+                f"version {self.version}")
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """Two rows of a task had diverged; ``dropped`` updates of the loser were dropped."""
+
+    task: str
+    dropped: int
+    kept: str  # describe() of the winner
+    lost: str  # describe() of the loser
+
+
+def merge_rows(name: str, mine: TaskRecord, theirs: TaskRecord, wall_ms: float,
+               source: str) -> tuple[bool, Conflict | None]:
+    """Fold ``theirs`` into ``mine`` (in place). Returns (changed, conflict if any).
+
+    State part by lineage and version; schedule part by the furthest slot; counts by the
+    larger of each; ``last`` by the later finish. A run in flight whose state was replaced is
+    marked ``rebased``: its result no longer applies to the state (see ``Scheduler._finish``).
+    """
+    changed = False
+    conflict: Conflict | None = None
+    if theirs.conflicts > mine.conflicts:
+        mine.conflicts, mine.last_conflict = theirs.conflicts, theirs.last_conflict
+        changed = True
+    for sig, upto in theirs.conflict_seen.items():
+        if upto > mine.conflict_seen.get(sig, -1):
+            mine.conflict_seen[sig] = upto
+    if better(theirs, mine):
+        conflict = _count(name, mine, theirs, mine, wall_ms, source)
+        mine.take_state(theirs)
+        if mine.running is not None:
+            mine.running["rebased"] = True
+        changed = True
+    elif theirs.has_state and better(mine, theirs):
+        conflict = _count(name, theirs, mine, mine, wall_ms, source)
+    if conflict is not None:
+        changed = True
+    while len(mine.conflict_seen) > SEEN_KEEP:
+        del mine.conflict_seen[next(iter(mine.conflict_seen))]
+    for attr in ("slot", "dispatched"):
+        if getattr(theirs, attr) > getattr(mine, attr):
+            setattr(mine, attr, getattr(theirs, attr))
+            changed = True
+    for key, value in theirs.counts.items():
+        if value > mine.counts.get(key, 0):
+            mine.counts[key] = value
+            changed = True
+    if theirs.runs > mine.runs:
+        mine.runs, changed = theirs.runs, True
+    if theirs.last is not None and (mine.last is None or float(
+            theirs.last.get("finished") or 0) > float(mine.last.get("finished") or 0)):
+        mine.last, changed = theirs.last, True
+    return changed, conflict
+
+
+def _branch(rec: TaskRecord) -> str:
+    o = rec.origin or {}
+    tip = rec.history[-1][:2] if rec.history else [0, ""]
+    return f"{o.get('time', 0)}/{o.get('term', 0)}/{o.get('node', '')}@{tip[0]}/{tip[1]}"
+
+
+def _count(name: str, loser: TaskRecord, winner: TaskRecord, into: TaskRecord,
+           wall_ms: float, source: str) -> Conflict | None:
+    """Count (once) the loser's updates that the winner does not hold, into ``into``."""
+    dropped = dropped_updates(loser, winner)
+    if not dropped:
+        return None
+    sig = _branch(loser)
+    done = into.conflict_seen.get(sig)
+    if done is not None:
+        dropped = min(dropped, loser.version - done)
+    if dropped <= 0:
+        return None
+    into.conflict_seen[sig] = loser.version
+    conflict = Conflict(name, dropped, winner.describe(), loser.describe())
+    into.conflicts += dropped
+    into.last_conflict = {"time": wall_ms, "dropped": dropped, "kept": conflict.kept,
+                          "lost": conflict.lost, "from": source}
+    return conflict

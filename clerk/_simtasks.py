@@ -1,0 +1,245 @@
+"""The simulator learns state: the real Scheduler above each simulated core, with a ledger task.
+
+``SimLedger(net)`` is a layer factory for :class:`clerk._simnet.SimNetwork`: every node gets a
+:class:`LedgerLayer` that does what the real node's task layer (``clerk._runner``) does, with
+the same pure pieces:
+
+* as manager: the real :class:`~clerk._schedule.Scheduler` (``await_offers`` on), activated on
+  ``ManagerChanged``/``StateHandedOver`` with its claim, ticking on the simulated wall clock;
+  EXECUTE and RESULT travel over the simulated network (delays, loss, partitions); every change
+  is replicated at once with a heartbeat round; merges on a partition's HANDOVER;
+* as follower: an OFFER of its rows to each manager it follows;
+* a simulated data directory per node that outlives crashes and restarts: the table the node
+  holds, written after every event that changed it (no coalescing: the disk is as fresh as it
+  can be, which is what "acknowledged" means below). A restarted node starts from it.
+
+The task is a ledger: state = counter; ``init`` gives 0 and every run adds 1 (so after ``init``
+the counter equals the lineage's version). Every execution is recorded
+(:attr:`SimLedger.runs`) with how long the network had been whole when it ran; ``acknowledged()`` is
+the counter that a majority of nodes hold on disk. The property tests check the history.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from clerk._core import (
+    Deliver,
+    Effect,
+    Event,
+    ManagerChanged,
+    MemberDown,
+    StateHandedOver,
+    Tick,
+)
+from clerk._messages import Execute, Offer, Result
+from clerk._record import TaskRecord
+from clerk._schedule import Scheduler, pack_table
+from clerk._simnet import SimNetwork, SimNode
+from clerk._tasks import TaskDef
+
+__all__ = ["LEDGER", "LedgerLayer", "LedgerRun", "SimLedger"]
+
+LEDGER = "ledger"
+#: The simulated wall clock: simulated time 0 is this wall time (a realistic slot number).
+WALL0 = 1_700_000_000.0
+#: How long a run takes on its node (s): well under the interval, like the issue's ledger.
+RUN_S = 0.002
+
+
+@dataclass(frozen=True)
+class LedgerRun:
+    """One execution of the ledger task."""
+
+    at: float  # simulated time
+    slot: int
+    node: str
+    term: int
+    manager: str
+    before: int | None  # None: an init
+    after: int
+    whole_for: float  # how long the network had been whole (-1: partitioned)
+    managers: int  # live managers when it ran (2+: a split brain, e.g. restarted seeds)
+
+
+class SimLedger:
+    """The world of the ledger: the layer factory, the disks, and the history."""
+
+    def __init__(self, interval_ms: int = 200, timeout_ms: int = 1000) -> None:
+        self.task = TaskDef(name=LEDGER, target="sim:Ledger", interval=interval_ms,
+                            timeout=timeout_ms, instant=False, enabled=True, args=None)
+        self.disks: dict[str, dict[str, Any]] = {}
+        self.runs: list[LedgerRun] = []
+        self.layers: dict[str, LedgerLayer] = {}
+        self.tasks = (LEDGER,)  # what every simulated node advertises
+
+    def __call__(self, net: SimNetwork, node: SimNode) -> LedgerLayer:
+        layer = LedgerLayer(self, net, node)
+        self.layers[node.name] = layer
+        return layer
+
+    def disk_row(self, name: str) -> TaskRecord | None:
+        table = self.disks.get(name)
+        if table is None:
+            return None
+        return TaskRecord.from_json(table["tasks"].get(LEDGER))
+
+    def disk_counter(self, name: str) -> int:
+        row = self.disk_row(name)
+        return int(row.state) if row is not None and row.has_state else -1
+
+    def acknowledged(self, names: list[str]) -> int:
+        """The highest counter a majority of ``names`` hold on disk (-1: none)."""
+        values = sorted((self.disk_counter(n) for n in names), reverse=True)
+        return values[len(values) // 2]
+
+
+class LedgerLayer:
+    """One node's task layer in the simulator (see the module docstring)."""
+
+    def __init__(self, world: SimLedger, net: SimNetwork, node: SimNode) -> None:
+        self.world = world
+        self.net = net
+        self.node = node
+        self.scheduler = Scheduler([world.task], random.Random(net.rng.getrandbits(64)),
+                                   await_offers=True)
+        disk = world.disks.get(node.name)
+        if disk is not None:
+            self.scheduler.load(disk)
+        self._activate: bool | None = None
+        self._seen_replicated: object = None
+
+    # --- SimLayer -------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float:
+        if self._activate is not None:
+            return self.net.now
+        wall_next = self.scheduler.next_deadline(self.wall())
+        return wall_next - WALL0 if wall_next != float("inf") else wall_next
+
+    def after(self, event: Event, effects: list[Effect]) -> None:
+        core = self.node.core
+        changed = False
+        for effect in effects:
+            if isinstance(effect, ManagerChanged):
+                if effect.is_me:
+                    if self._activate is None:
+                        self._activate = False
+                else:
+                    self._activate = None
+                    if self.scheduler.active:
+                        self.scheduler.deactivate()
+                    claim = core.manager_claim
+                    if effect.manager is not None and claim is not None:
+                        self._offer(claim.address)
+            elif isinstance(effect, StateHandedOver):
+                if effect.merge:
+                    changed |= self.scheduler.merge(effect.state, self.wall(),
+                                                    source=effect.sender)
+                elif core.is_manager:
+                    self._activate = True
+            elif isinstance(effect, MemberDown) and self.scheduler.active:
+                changed |= bool(self.scheduler.fail_node(effect.name, self.wall()))
+            elif isinstance(effect, Deliver):
+                changed |= self._deliver(effect.msg)
+        if self._activate is not None and core.is_manager:
+            graceful, self._activate = self._activate, None
+            self.scheduler.load(core.replicated)
+            self.scheduler.activate(self.wall(), graceful=graceful,
+                                    claim=(core.term, self.node.name))
+            changed = True
+        elif self._activate is not None and not core.is_manager:
+            self._activate = None
+        if self.scheduler.active and not core.is_manager and not self.scheduler.draining:
+            self.scheduler.drain()  # leaving (as the real runner does): results still apply
+        if isinstance(event, Tick) and self.scheduler.active:
+            members = {m.name: m.tasks for m in core.member_list() if m.alive}
+            dispatches, finished = self.scheduler.tick(self.wall(), members)
+            for d in dispatches:
+                msg = Execute(core.me, core.term, d.task, d.run_id, d.slot, d.state,
+                              d.timeout_ms, d.init)
+                if d.node == self.node.name:
+                    self._execute(msg, local=True)
+                else:
+                    member = core.members.get(d.node)
+                    if member is not None:
+                        self.net.send(self.node.name, member.peer.address, msg)
+            changed |= bool(dispatches or finished)
+        self.scheduler.conflicts_out.clear()
+        if changed and self.scheduler.active and core.is_manager:
+            core.set_replicated(pack_table(self.scheduler.table()))
+            self.net.apply(self.node, core.heartbeat_now(self.net.now))
+        self._persist(changed)
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def wall(self) -> float:
+        return WALL0 + self.net.now
+
+    def _offer(self, to: str) -> None:
+        self.scheduler.load(self.node.core.replicated)
+        rows = {name: rec.to_json() for name, rec in self.scheduler.records.items()
+                if rec.has_state}
+        self.net.send(self.node.name, to, Offer(self.node.core.me, self.node.core.term,
+                                                pack_table({"tasks": rows})))
+
+    def _deliver(self, msg: Any) -> bool:
+        core = self.node.core
+        if isinstance(msg, Execute):
+            self._execute(msg, local=False)
+        elif isinstance(msg, Result) and self.scheduler.active:
+            return self.scheduler.on_result(msg.task, msg.run_id, msg.sender.name, msg.outcome,
+                                            msg.state, msg.duration_ms, msg.error,
+                                            self.wall()) is not None
+        elif isinstance(msg, Offer) and core.is_manager:
+            changed = self.scheduler.merge(msg.state, self.wall(), source=msg.sender.name)
+            self.scheduler.offer_from(msg.sender.name)
+            return changed
+        return False
+
+    def _execute(self, msg: Execute, local: bool) -> None:
+        """Run the ledger: the result leaves after RUN_S (if this node is still up)."""
+        before = None if msg.init else int(msg.state)
+        after = 1 if before is None else before + 1  # init gives 0, the run adds 1
+        self.world.runs.append(LedgerRun(self.net.now, msg.slot, self.node.name, msg.term,
+                                         msg.sender.name, before, after,
+                                         self.net.whole_for(), len(self.net.managers())))
+        core = self.node.core
+        result = Result(core.me, core.term, msg.task, msg.run_id, msg.slot, "ok", after,
+                        RUN_S * 1000, "")
+        incarnation = core.me.incarnation
+        node = self.node
+
+        def deliver() -> None:
+            if not node.up or node.core.me.incarnation != incarnation or node.layer is not self:
+                return  # crashed or restarted meanwhile: the run's result is lost
+            if local:
+                if self.scheduler.active and self.scheduler.on_result(
+                        result.task, result.run_id, node.name, "ok", after, RUN_S * 1000, "",
+                        self.wall()) is not None:
+                    core.set_replicated(pack_table(self.scheduler.table()))
+                    self.net.apply(node, core.heartbeat_now(self.net.now))
+                    self._persist(True)
+            else:
+                self.net.send(node.name, msg.sender.address, result)
+
+        self.net.at(self.net.now + RUN_S, deliver)
+
+    def _persist(self, changed: bool) -> None:
+        core = self.node.core
+        if self.scheduler.active:
+            if not changed and self.node.name in self.world.disks:
+                return
+            table = self.scheduler.table()
+        else:
+            if core.replicated is self._seen_replicated:
+                return
+            self._seen_replicated = core.replicated
+            self.scheduler.load(core.replicated)
+            table = self.scheduler.table()
+        for row in table["tasks"].values():
+            row["running"] = None
+        self.world.disks[self.node.name] = json.loads(json.dumps(table))
