@@ -40,6 +40,7 @@ from clerk._core import (
     Received,
     Refused,
     Send,
+    StaleExecute,
     Start,
     StateHandedOver,
     Stopped,
@@ -56,6 +57,8 @@ from clerk._messages import (
     Ok,
     Peer,
     Result,
+    ResultAck,
+    RunQuery,
     Status,
     StatusReply,
 )
@@ -87,14 +90,17 @@ class Agent:
         self.transport = Transport(config.host, config.port, keys=keys)
         self.me = Peer(config.name, config.address, secrets.token_hex(6), config.priority)
         self._started_wall = self.clock.wall()
+        # The tasks with their parameters: the manager schedules what any live member has
+        # loaded, even when it has not (clerk._deploy). Announced once the workers are ready.
+        self.announcement = announce(config.tasks, self._started_wall)
         self.core = NodeCore(
             self.me,
             now=self.clock.monotonic(),
             rng=self.rng,
             seeds=config.join,
-            # The tasks with their parameters: the manager schedules what any live member
-            # has loaded, even when it has not (clerk._deploy).
-            tasks=announce(config.tasks, self._started_wall),
+            # No tasks advertised until the workers are ready (TaskRunner._workers_ready):
+            # a node must not be chosen for runs it cannot start yet.
+            tasks=(),
         )
         self.bad_frames: Counter[str] = Counter()
         self._bad_logged_at = -1e9
@@ -145,7 +151,7 @@ class Agent:
                  self.me.name, self.me.incarnation, self.me.address,
                  " (INSECURE: CURVE off)" if self.config.insecure else "",
                  ", ".join(self.config.join) or "none")
-        bare = [e for e in self.core.tasks if SEP not in e]
+        bare = [e for e in self.announcement if SEP not in e]
         if bare:
             log.warning("%d task(s) announced by name only (over the %d-character announcement "
                         "budget, or huge args): in a rolling deploy the manager schedules them "
@@ -306,6 +312,8 @@ class Agent:
                 self.tasks.on_handover(effect, now, self.clock.wall())
             elif isinstance(effect, Dropped):
                 self._bad_frame(effect.reason, effect.detail, now)
+            elif isinstance(effect, StaleExecute):
+                self.tasks.on_stale_execute(effect)
             elif isinstance(effect, Refused):
                 log.error("refused by the cluster: %s", effect.reason)
             elif isinstance(effect, Stopped):
@@ -337,6 +345,10 @@ class Agent:
             else:
                 self._bad_frame("offer_not_member", f"OFFER from {msg.sender.name!r} "
                                 f"({msg.sender.incarnation!r}): not a member", now)
+        elif isinstance(msg, ResultAck):
+            self.tasks.on_result_ack(msg)
+        elif isinstance(msg, RunQuery):
+            self.tasks.on_run_query(msg, now)
 
     # --- status -----------------------------------------------------------------------------
 

@@ -97,6 +97,8 @@ from clerk._messages import (
     Peer,
     Refuse,
     Result,
+    ResultAck,
+    RunQuery,
     Status,
     StatusReply,
     Welcome,
@@ -118,6 +120,7 @@ __all__ = [
     "Refused",
     "Role",
     "Send",
+    "StaleExecute",
     "Start",
     "StateHandedOver",
     "Stopped",
@@ -243,6 +246,15 @@ class Refused:
 
 
 @dataclass(frozen=True, slots=True)
+class StaleExecute:
+    """An EXECUTE from a claim below the highest this node has seen was refused (the node
+    counts it as ``stale`` and logs it; the refusal was already sent to its holder)."""
+
+    msg: Execute
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Stopped:
     reason: str
 
@@ -257,7 +269,7 @@ class Dropped:
 
 Effect = (
     Send | ManagerChanged | MemberUp | MemberDown | StateHandedOver | Deliver | Refused | Stopped
-    | Dropped
+    | Dropped | StaleExecute
 )
 
 
@@ -310,6 +322,10 @@ class NodeCore:
         self._successor = ""
         self._forwarded: dict[tuple[str, str, int], None] = {}  # HANDOVERs passed on
         self._out: list[Effect] = []
+        self._last_event = now  # stall detection (see dispatch_ok)
+        self._confirm_seq = 0  # a stalled manager's claim is confirmed by an ACK of this seq
+        self.stalls = 0
+        self.returned_handovers = 0
 
     # --- public view ------------------------------------------------------------------------
 
@@ -325,6 +341,20 @@ class NodeCore:
     @property
     def is_manager(self) -> bool:
         return self.role is Role.MANAGER
+
+    @property
+    def dispatch_ok(self) -> bool:
+        """May this node, as manager, dispatch runs now?
+
+        Not while its claim is unconfirmed after a stall: a manager whose loop did not run
+        for longer than ``manager_timeout`` (SIGSTOP, a frozen VM) may have been replaced
+        meanwhile, and the messages that would tell it so are still on their way. It sends a
+        heartbeat round at once and dispatches nothing until a live member acknowledges one
+        of those heartbeats at its term (that member still follows it), or until it has no
+        live member left (alone, it is the manager of its side). If it was replaced, the
+        members answer with the newer claim and it steps down without having run anything.
+        """
+        return self.role is Role.MANAGER and self._confirm_seq == 0
 
     @property
     def highest_term(self) -> int:
@@ -395,6 +425,9 @@ class NodeCore:
         self._out = []
         if self.role is Role.STOPPED:
             return []
+        gap, self._last_event = now - self._last_event, now
+        if gap > self.timings.manager_timeout and self.role is Role.MANAGER:
+            self._stalled(now, gap)
         if isinstance(event, Tick):
             self._on_tick(now)
         elif isinstance(event, Received):
@@ -407,6 +440,29 @@ class NodeCore:
             self._on_leave(now)
         out, self._out = self._out, []
         return out
+
+    def set_tasks(self, tasks: tuple[str, ...], now: float) -> list[Effect]:
+        """Advertise the tasks this node can run now (e.g. once its workers are ready: a node
+        is not eligible for runs before). Returns the effects to carry out."""
+        self._out = []
+        self.tasks = tuple(tasks)
+        if self.members.set_tasks(self.me.name, self.tasks) and (
+                self.role is Role.FOLLOWER and self._claim is not None):
+            self._send(self._claim.address, Join(self.me, self.term, self.tasks))
+        out, self._out = self._out, []
+        return out
+
+    def _stalled(self, now: float, gap: float) -> None:
+        """Our loop did not run for ``gap`` seconds, longer than a follower waits for us: see
+        :attr:`dispatch_ok`. Heartbeat at once; an ACK of this round or later confirms us."""
+        self.stalls += 1
+        live = [r for r in self.members.others() if r.alive]
+        if not live:
+            return  # nobody could have replaced us on our side, nobody to ask
+        for row in live:
+            row.last_seen = now  # our silence, not theirs: each gets a full timeout to answer
+        self._confirm_seq = self._seq + 1
+        self._heartbeat_round(now)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -494,6 +550,7 @@ class NodeCore:
         self._raise_highest(claim)
         self.role = Role.FOLLOWER
         self._claim = claim
+        self._confirm_seq = 0
         self.term = claim.term
         self._last_heard = now
         self._epoch_seen = -1
@@ -561,6 +618,8 @@ class NodeCore:
         for name, when in list(self._probation.items()):
             if when < now - t.member_timeout or name not in self.members:
                 del self._probation[name]
+        if self._confirm_seq and not any(r.alive for r in self.members.others()):
+            self._confirm_seq = 0  # every member timed out: we are alone on our side
         self._seq += 1
         epoch = self.members.epoch
         infos = self.members.infos()
@@ -697,6 +756,7 @@ class NodeCore:
         self.max_term += 1
         self.term = self.max_term
         self.role = Role.MANAGER
+        self._confirm_seq = 0  # a fresh claim: every node that followed another one heard it
         claim = self._my_claim()
         self._claim = claim
         self._raise_highest(claim)
@@ -793,6 +853,12 @@ class NodeCore:
 
     def _on_message(self, msg: Message, now: float) -> None:
         if msg.sender.name == self.me.name and msg.sender.incarnation == self.me.incarnation:
+            if isinstance(msg, Handover):
+                # Our own merge HANDOVER, passed on by followers (each passes it on once)
+                # back to us: an ordinary fault (we stepped down, then our successor did
+                # too), not an attack. Nothing to do with it.
+                self.returned_handovers += 1
+                return
             # A node never sends to itself: a forgery (a JOIN in our own name would rewrite
             # our own row, e.g. the tasks we run).
             self._drop("impersonation", f"{type(msg).__name__} in this node's own name")
@@ -886,7 +952,7 @@ class NodeCore:
             self._adopt(msg.members, now)
             self._epoch_seen = msg.epoch
             if not any(m.name == self.me.name and m.incarnation == self.me.incarnation
-                       for m in msg.members):
+                       and m.tasks == self.tasks for m in msg.members):
                 self._send(s.address, Join(self.me, self.term, self.tasks))
         if msg.state is not None:
             self.replicated = msg.state
@@ -911,6 +977,8 @@ class NodeCore:
                                             self.members.infos(), None))
             return
         row.acked_epoch = msg.epoch
+        if self._confirm_seq and msg.term == self.term and msg.seq >= self._confirm_seq:
+            self._confirm_seq = 0  # a member still follows us after our stall
         if was_dead:
             self._out.append(MemberUp(row.info(), "revived"))
 
@@ -1059,6 +1127,8 @@ class NodeCore:
         if self.highest is not None and claim.key < self.highest.key:
             self._on_claim(claim, now)  # stale: tells its holder about the newer claim
             error = f"stale term {msg.term} < {self.highest_term}"
+            self._out.append(StaleExecute(msg, f"from claim {claim.key}, below the highest "
+                                               f"seen {self.highest.key}"))
         else:
             # Managers announce themselves (COORDINATOR, WELCOME) before they dispatch, on the
             # same connection: an EXECUTE is never the first word of a claim, so it is neither
@@ -1068,6 +1138,14 @@ class NodeCore:
             error = "not from the manager this node follows"
         self._send(s.address, Result(self.me, self.term, msg.task, msg.run_id, msg.slot,
                                      "refused", None, 0.0, error))
+
+    def _m_from_manager(self, msg: Message, now: float) -> None:
+        """RESULT_ACK and RUN_QUERY: only from the manager this node follows now (a deposed
+        manager's are moot, a stranger's forged)."""
+        claim = self._claim
+        if (claim is not None and self.role is Role.FOLLOWER and msg.sender.name == claim.name
+                and msg.sender.address == claim.address and msg.term == claim.term):
+            self._out.append(Deliver(msg))
 
     def _m_deliver(self, msg: Message, now: float) -> None:
         if isinstance(msg, Result) and self.role is Role.MANAGER:
@@ -1089,6 +1167,8 @@ _HANDLERS: dict[type, Any] = {
     Execute: NodeCore._m_execute,
     Result: NodeCore._m_deliver,
     Offer: NodeCore._m_deliver,
+    ResultAck: NodeCore._m_from_manager,
+    RunQuery: NodeCore._m_from_manager,
     Status: NodeCore._m_deliver,
     StatusReply: NodeCore._m_deliver,
 }

@@ -72,6 +72,7 @@ class Executor:
         now: Callable[[], float] = time.monotonic,
         log_level: str = "info",
         log_to: str | None = None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.node = node
         self._log = (log_level, log_to)  # for the workers' logging (see clerk._logging)
@@ -82,6 +83,8 @@ class Executor:
         self.queue: deque[_Job] = deque()
         self._killers: list[threading.Thread] = []
         self._now = now  # the agent's monotonic clock
+        self._on_ready = on_ready  # called once, when every worker has said ready
+        self._said_ready: set[int] = set()
         self._dir = tempfile.mkdtemp(prefix="clerk-workers-")
         os.chmod(self._dir, 0o700)
         endpoint = f"ipc://{self._dir}/workers"
@@ -165,7 +168,8 @@ class Executor:
         msg = job.msg
         d = self.defs[msg.task]
         payload = {"run": msg.run_id, "task": msg.task, "target": d.target, "slot": msg.slot,
-                   "term": msg.term, "node": self.node, "state": msg.state, "init": msg.init}
+                   "term": msg.term, "node": self.node, "state": msg.state, "init": msg.init,
+                   "due_ms": msg.due_ms}
         assert worker.identity is not None
         self.sock.send_multipart([worker.identity, b"run", json.dumps(payload).encode()])
         job.wid = worker.wid
@@ -195,6 +199,11 @@ class Executor:
                         self._reply(lost, "error", None,
                                     f"worker process {worker.pid} exited during the run")
                     worker.identity, worker.pid = identity, data.get("pid")
+                    if self._on_ready is not None and worker.wid not in self._said_ready:
+                        self._said_ready.add(worker.wid)
+                        if len(self._said_ready) == len(self.workers):
+                            on_ready, self._on_ready = self._on_ready, None
+                            on_ready()
                     # Runs may be queued, waiting for exactly this worker.
                     self._pump(self._now())
             elif kind == b"done":
@@ -257,6 +266,11 @@ class Executor:
         deadlines = [j.deadline for j in self.queue]
         deadlines += [w.job.deadline for w in self.workers.values() if w.job is not None]
         return min(deadlines, default=float("inf"))
+
+    def has_run(self, run_id: str) -> bool:
+        """Is this run queued or running here?"""
+        return any(j.msg.run_id == run_id for j in self.queue) or any(
+            w.job is not None and w.job.msg.run_id == run_id for w in self.workers.values())
 
     def busy(self) -> bool:
         return bool(self.queue) or any(w.job is not None for w in self.workers.values())

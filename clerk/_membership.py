@@ -90,6 +90,15 @@ class MemberTable:
     def _changed(self) -> None:
         self.epoch += 1
 
+    def set_tasks(self, name: str, tasks: tuple[str, ...]) -> bool:
+        """Change a row's advertised tasks; True if it changed."""
+        row = self._rows.get(name)
+        if row is None or row.tasks == tasks:
+            return False
+        row.tasks = tasks
+        self._changed()
+        return True
+
     def admit(
         self, peer: Peer, tasks: tuple[str, ...], now: float, member_timeout: float
     ) -> Admission:

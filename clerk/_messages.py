@@ -15,7 +15,9 @@ Protocol at a glance (``->`` one message, ``=>`` to every member)::
     winner  => members   COORDINATOR(claim)     also sent to a stale manager to depose it
     node    -> manager   LEAVE                  graceful exit of a member
     manager -> successor HANDOVER(members, state)  graceful exit of a manager, or a merge
-    manager -> node      EXECUTE(task, run, slot, state, timeout)   answered RESULT
+    manager -> node      EXECUTE(task, run, slot, state, timeout, due, deadline)  answered RESULT
+    manager -> node      RESULT_ACK(task, run)  the result was applied: the node stops resending
+    manager -> node      RUN_QUERY(task, run)   a new manager asks about a run it adopted
     member  -> manager   OFFER(state)           its durable task rows, on following a manager
     client  -> any node  STATUS                 answered STATUS_REPLY(status)
 """
@@ -43,6 +45,8 @@ __all__ = [
     "Peer",
     "Refuse",
     "Result",
+    "ResultAck",
+    "RunQuery",
     "Status",
     "StatusReply",
     "Welcome",
@@ -186,6 +190,11 @@ class Execute:
     state: Json
     timeout_ms: int
     init: bool = False  # no state exists yet: call init(state) first (state holds the args)
+    #: The slot's scheduled wall time and the run's deadline (ms since the epoch; 0: not
+    #: given). A node drops an EXECUTE that arrives after its deadline or more than one
+    #: interval after its due time (``stale``): a delayed run is never started late.
+    due_ms: int = 0
+    deadline_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +222,29 @@ class Offer:
 
 
 @dataclass(frozen=True, slots=True)
+class ResultAck:
+    """The manager applied (or has no use for) the RESULT of ``run_id``: the node that sent it
+    may forget it. Until then a node resends a result to every new manager it follows."""
+
+    sender: Peer
+    term: int
+    task: str
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    """A manager that adopted a run in flight asks the node it was sent to what became of it:
+    the node answers with the RESULT if it has one, says nothing while the run is going, and
+    answers ``refused`` if it never got the run."""
+
+    sender: Peer
+    term: int
+    task: str
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     sender: Peer
     term: int
@@ -227,7 +259,7 @@ class StatusReply:
 
 Message: TypeAlias = (
     Join | Welcome | Refuse | Heartbeat | Ack | Election | Ok | Coordinator | Leave | Handover
-    | Execute | Result | Offer | Status | StatusReply
+    | Execute | Result | Offer | ResultAck | RunQuery | Status | StatusReply
 )
 
 #: Wire name of each message kind.
@@ -245,6 +277,8 @@ MESSAGE_KINDS: dict[str, type] = {
     "execute": Execute,
     "result": Result,
     "offer": Offer,
+    "result_ack": ResultAck,
+    "run_query": RunQuery,
     "status": Status,
     "status_reply": StatusReply,
 }

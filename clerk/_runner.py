@@ -1,5 +1,19 @@
 """The task layer of a node: the manager's scheduler and this node's executor, wired to the
 agent's loop. Logs one structured line per finished run (task, slot, node, duration, outcome).
+
+* **No late runs.** An EXECUTE that reaches this node after its deadline, or more than one
+  interval after its slot was due, is not run: it is answered ``refused``, counted (``stale``
+  in status) and logged; so is one from a claim below the highest this node has seen (the
+  core refuses it). Clocks of the nodes are assumed to agree within a small part of an
+  interval (NTP).
+* **Results reach a new manager** (see :mod:`clerk._outbox`): every result is kept until the
+  manager acknowledges it and is sent again to each new manager; a manager that adopts runs in
+  flight asks their nodes about them (``RUN_QUERY``) instead of waiting for their deadlines,
+  and fails at once those whose node is gone.
+* **Eligible when ready.** A node advertises its tasks (and so gets runs) only once all its
+  workers have said ready.
+* **No dispatch from an unconfirmed manager** (``NodeCore.dispatch_ok``): a manager that
+  stalled dispatches nothing until a member confirms its claim.
 """
 
 from __future__ import annotations
@@ -10,12 +24,13 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from clerk._core import ManagerChanged, Role, StateHandedOver
+from clerk._core import ManagerChanged, Role, StaleExecute, StateHandedOver
 from clerk._deploy import resolve
 from clerk._executor import Executor
 from clerk._lineage import better
-from clerk._messages import Execute, Offer, Result
+from clerk._messages import Execute, Offer, Result, ResultAck, RunQuery
 from clerk._nodes_guard import NodesGuard
+from clerk._outbox import Outbox
 from clerk._schedule import Dispatch, Finished, Scheduler, TaskRecord, pack_table, unpack_table
 from clerk._store import Store
 from clerk._tasks import TaskDef, load_task_class
@@ -75,6 +90,8 @@ class TaskRunner:
         self._replicate_dirty = False
         self._held: list[Result] = []  # results of a leaving manager's own runs (see below)
         self._replicate_after = -math.inf  # monotonic
+        self.outbox = Outbox()
+        self.stale = 0  # EXECUTEs dropped as late or from a stale claim
         self.executor: Executor | None = None
         if self.defs:
             self.executor = Executor(
@@ -82,8 +99,14 @@ class TaskRunner:
                 ctx=agent.transport.ctx, add_reader=agent.transport.add_reader,
                 send_result=self._send_result, me=lambda: (agent.me, agent.core.term),
                 now=agent.clock.monotonic, log_level=agent.config.log_level,
-                log_to=agent.config.log_to,
+                log_to=agent.config.log_to, on_ready=self._workers_ready,
             )
+
+    def _workers_ready(self) -> None:
+        """Every worker is up: announce our tasks (the agent started with none)."""
+        now = self.agent.clock.monotonic()
+        log.info("workers ready: eligible for %d task(s)", len(self.defs))
+        self.agent.apply(self.agent.core.set_tasks(self.agent.announcement, now), now)
 
     # --- definitions (rolling deploys) -----------------------------------------------------------
 
@@ -120,6 +143,9 @@ class TaskRunner:
                 fellow = (row is not None and row.alive and effect.manager != core.me.name
                           and core.replicated is not None)
                 self._offer(claim.address, now, only_beyond_replica=fellow)
+                # The old manager may have died with our results in its inbox.
+                for result in self.outbox.unacked(now):
+                    self.agent.send(claim.address, result, now)
 
     def _offer(self, to: str, now: float, only_beyond_replica: bool = False) -> None:
         """Send the new manager the rows we hold with a state (our data directory's, merged
@@ -205,6 +231,13 @@ class TaskRunner:
     # --- messages -------------------------------------------------------------------------------
 
     def on_execute(self, msg: Execute, now: float, inbound: Inbound | None) -> None:
+        late = self._late(msg, self.agent.clock.wall())
+        if late:
+            self._stale(msg, late)
+            self._send_result(Result(self.agent.me, self.agent.core.term, msg.task, msg.run_id,
+                                     msg.slot, "refused", None, 0.0, f"stale: {late}"),
+                              msg.sender.address)
+            return
         if self._leave_started is not None:
             self._send_result(Result(self.agent.me, self.agent.core.term, msg.task, msg.run_id,
                                      msg.slot, "refused", None, 0.0, "node is leaving"),
@@ -218,15 +251,55 @@ class TaskRunner:
             return
         self.executor.submit(msg, msg.sender.address, now)
 
+    def _late(self, msg: Execute, wall: float) -> str:
+        """Why this EXECUTE must not run (it arrived too late), or ""."""
+        wall_ms = wall * 1000
+        if msg.deadline_ms and wall_ms > msg.deadline_ms:
+            return f"arrived {wall_ms - msg.deadline_ms:.0f} ms after its deadline"
+        d = self.defs.get(msg.task)
+        if msg.due_ms and d is not None and d.interval is not None and (
+                wall_ms > msg.due_ms + d.interval):
+            return (f"arrived {wall_ms - msg.due_ms:.0f} ms after its slot was due, more than "
+                    f"one interval ({d.interval} ms)")
+        return ""
+
+    def _stale(self, msg: Execute, why: str) -> None:
+        self.stale += 1
+        log.warning("dropped a stale EXECUTE task=%s slot=%d term=%d run=%s from %s: %s",
+                    msg.task, msg.slot, msg.term, msg.run_id, msg.sender.name, why)
+
+    def on_stale_execute(self, effect: StaleExecute) -> None:
+        """The core refused an EXECUTE from a stale claim."""
+        self._stale(effect.msg, effect.reason)
+
+    def on_result_ack(self, msg: ResultAck) -> None:
+        self.outbox.ack(msg.run_id)
+
+    def on_run_query(self, msg: RunQuery, now: float) -> None:
+        """Our manager adopted this run and asks what became of it."""
+        result = self.outbox.find(msg.run_id)
+        if result is not None:
+            self.agent.send(msg.sender.address, result, now)
+        elif self.executor is None or not self.executor.has_run(msg.run_id):
+            self._send_result(self._unknown_run(msg.task, msg.run_id, -1), msg.sender.address)
+        # else: still running; its result goes to our manager when it ends.
+
+    def _unknown_run(self, task: str, run_id: str, slot: int) -> Result:
+        return Result(self.agent.me, self.agent.core.term, task, run_id, slot, "refused", None,
+                      0.0, f"node {self.agent.me.name} has no record of run {run_id} (its "
+                      "EXECUTE was lost with the previous manager)")
+
     def expects(self, msg: Result) -> bool:
         """A RESULT for a run in flight, from the node it was sent to (which may have left the
         member list since: a manager that handed over while running a task itself)."""
         return self.scheduler.active and self.scheduler.expects(msg.task, msg.run_id,
                                                                 msg.sender.name)
 
-    def on_result(self, msg: Result, now: float, wall: float) -> None:
+    def on_result(self, msg: Result, now: float, wall: float) -> bool:
+        """Apply a RESULT; False if this node is not scheduling (yet): then it is not
+        acknowledged, and its node sends it again."""
         if not self.scheduler.active:
-            return
+            return False
         fin = self.scheduler.on_result(msg.task, msg.run_id, msg.sender.name, msg.outcome,
                                        msg.state, msg.duration_ms, msg.error, wall)
         if fin is not None:
@@ -235,6 +308,11 @@ class TaskRunner:
             self._replicate(now)
             if self.store is not None:
                 self.store.mark()
+        if msg.sender.name != self.agent.me.name:
+            # Applied, or of no use to us (not a run in flight): either way, stop resending.
+            self.agent.send(msg.sender.address, ResultAck(self.agent.me, self.agent.core.term,
+                                                          msg.task, msg.run_id), now)
+        return True
 
     def _log_conflicts(self) -> None:
         for c in self.scheduler.conflicts_out:
@@ -246,12 +324,16 @@ class TaskRunner:
         """Results go to the manager this node follows now (it may have changed during the
         run; a leaving node's successor), else back to the sender."""
         core = self.agent.core
+        now = self.agent.clock.monotonic()
+        if result.sender.name == self.agent.me.name:
+            self.outbox.add(result, now)
         claim = core.manager_claim
         if core.role in (Role.LEAVING, Role.STOPPED) or claim is None:
             claim = core.highest
         to = claim.address if claim is not None else reply_to
         if to == self.agent.me.address and core.is_manager:  # local: no network needed
-            self.on_result(result, self.agent.clock.monotonic(), self.agent.clock.wall())
+            if self.on_result(result, now, self.agent.clock.wall()):
+                self.outbox.ack(result.run_id)
             return
         if to == self.agent.me.address and core.role in (Role.LEAVING, Role.STOPPED):
             # A leaving manager's own run: its successor (who adopted the run with the table)
@@ -285,6 +367,7 @@ class TaskRunner:
             best = self.executor.next_deadline()
         if self.store is not None:
             best = min(best, self.store.next_deadline())
+        best = min(best, self.outbox.next_deadline())
         if self.scheduler.active:
             if self._replicate_dirty:
                 best = min(best, self._replicate_after)
@@ -311,13 +394,17 @@ class TaskRunner:
                     log.info("task=%s is loaded by a live member: scheduling it", name)
             log.info("scheduling %d task(s) as manager (%s)", len(self.scheduler.defs),
                      "hand-over" if graceful else "takeover")
+            self._resolve_adopted(now, wall, graceful)
             self._replicate(now, force=True)
         elif self._activate is not None:
             self._activate = None
+        self._resend(now, wall)
         if not self.scheduler.active:
             return
         if self._replicate_dirty and now >= self._replicate_after:
             self._replicate(now)
+        if not core.dispatch_ok:
+            return  # stalled: our claim is not confirmed yet (NodeCore.dispatch_ok)
         self._resolve(wall)
         dispatches, finished = self.scheduler.tick(wall, self._loaded)
         for fin in finished:
@@ -327,13 +414,58 @@ class TaskRunner:
         if dispatches or finished:
             self._replicate(now)
 
+    def _resolve_adopted(self, now: float, wall: float, graceful: bool) -> None:
+        """Runs in flight we adopted with the table: ask their nodes rather than wait out
+        their deadlines. After a crash, a run whose node is gone fails now; one on this node
+        that is neither running nor finished here was never received (lost with the old
+        manager). A graceful hand-over's leaving manager reports its own run by itself."""
+        core = self.agent.core
+        me = self.agent.me
+        for name, rec in list(self.scheduler.records.items()):
+            run = rec.running
+            if run is None:
+                continue
+            node, run_id = str(run["node"]), str(run["run"])
+            if node == me.name:
+                result = self.outbox.find(run_id)
+                if result is not None:
+                    self.on_result(result, now, wall)
+                    self.outbox.ack(run_id)
+                elif self.executor is None or not self.executor.has_run(run_id):
+                    self.on_result(self._unknown_run(name, run_id, int(run["slot"])), now,
+                                   wall)
+                continue
+            row = core.members.get(node)
+            if row is not None and row.alive:
+                self.agent.send(row.peer.address, RunQuery(me, core.term, name, run_id), now)
+            elif not graceful:
+                for fin in self.scheduler.fail_node(node, wall):
+                    self._log_finished(fin)
+
+    def _resend(self, now: float, wall: float) -> None:
+        """Unacknowledged results: to the manager we follow, or apply them if it is us."""
+        core = self.agent.core
+        due = self.outbox.due(now)
+        if self.scheduler.active:
+            if self.outbox.pending():
+                for result in self.outbox.unacked(now):
+                    if self.on_result(result, now, wall):
+                        self.outbox.ack(result.run_id)
+            return
+        claim = core.manager_claim
+        if claim is None or claim.address == self.agent.me.address or core.role in (
+                Role.LEAVING, Role.STOPPED):
+            return
+        for result in due:
+            self.agent.send(claim.address, result, now)
+
     def _dispatch(self, d: Dispatch, now: float) -> None:
         core = self.agent.core
         member = core.members.get(d.node)
         if member is None:
             return
         msg = Execute(self.agent.me, core.term, d.task, d.run_id, d.slot, d.state,
-                      d.timeout_ms, d.init)
+                      d.timeout_ms, d.init, d.due_ms, d.deadline_ms)
         if d.node == self.agent.me.name:
             if self.executor is not None:
                 self.executor.submit(msg, self.agent.me.address, now)
@@ -426,8 +558,10 @@ class TaskRunner:
         for m in st.get("members", []):
             m["runs"] = runs.get(m["name"], 0)
         st["node_runs"] = dict(runs)
+        st["stale"] = self.stale
+        st["results_unacked"] = self.outbox.pending()
         if self.executor is not None:
-            st["executor"] = self.executor.stats()
+            st["executor"] = {**self.executor.stats(), "stale": self.stale}
         if self.store is not None:
             st["data_dir"] = {"path": str(self.store.path), "writes": self.store.writes,
                               "moved_aside": [str(p) for p in self.store.moved_aside]}

@@ -133,6 +133,11 @@ class Dispatch:
     state: Any
     init: bool
     timeout_ms: int
+    #: The slot's due time and the run's deadline (wall ms) that EXECUTE carries: the node
+    #: drops a run that reaches it after ``deadline_ms`` (by then this manager has counted it
+    #: a timeout) or more than one interval after ``due_ms`` (the next slot is due).
+    due_ms: int = 0
+    deadline_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,7 +467,7 @@ class Scheduler:
             self.instant_pending.discard(name)
             slot = self._slot_at(d, wall_ms) if d.interval is not None else 0
             self.next_slot[name] = slot + 1
-            return self._dispatch(d, rec, slot, wall_ms, members, finished)
+            return self._dispatch(d, rec, slot, wall_ms, members, finished, instant=True)
         if d.interval is not None:
             current = self._slot_at(d, wall_ms)
             nxt = self.next_slot[name]
@@ -480,7 +485,8 @@ class Scheduler:
         return dispatches
 
     def _dispatch(self, d: TaskDef, rec: TaskRecord, slot: int, wall_ms: float,
-                  members: Mapping[str, Iterable[str]], finished: list[Finished]) -> list[Dispatch]:
+                  members: Mapping[str, Iterable[str]], finished: list[Finished],
+                  instant: bool = False) -> list[Dispatch]:
         eligible = sorted(n for n, tasks in members.items() if d.name in tasks)
         outcome = "skipped"
         try:
@@ -511,8 +517,11 @@ class Scheduler:
                        "claim": list(self.claim)}
         self._inflight[d.name] = rec.running["deadline"]
         init = not rec.has_state
+        # A run started by a trigger (instant) is due when sent; a grid run at its slot's time.
+        due = wall_ms if instant or d.interval is None else min(wall_ms,
+                                                                   self.due_ms(d.name, slot))
         return [Dispatch(d.name, run_id, slot, node, d.args if init else rec.state, init,
-                         d.timeout)]
+                         d.timeout, int(due), int(wall_ms + d.timeout))]
 
     def _expire(self, wall_ms: float) -> list[Finished]:
         out: list[Finished] = []

@@ -13,7 +13,10 @@ A task is a small class::
 declared in code with :func:`task` or in TOML with ``[[task]]``. ``execute`` (and ``init``) run
 in a worker process on the chosen node; ``nodes`` runs on the manager and must be quick and
 side-effect free. Inside a run, :func:`current_run` says which task, slot, term and node this
-is, so a task can use ``(task, slot, term)`` as a fencing token in what it writes.
+is, so a task can use ``(task, slot, term)`` as a fencing token in what it writes, and when the
+slot was due (``due``, a timezone-aware ``datetime``), which is the natural end of the run's
+data window (the run itself starts a few milliseconds later, and never later than one interval:
+a delayed EXECUTE is dropped, not run).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import importlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from clerk._errors import ConfigError, TaskStateError
@@ -32,6 +36,7 @@ __all__ = [
     "Task",
     "TaskDef",
     "current_run",
+    "due_datetime",
     "load_task_class",
     "load_task_entries",
     "task",
@@ -64,12 +69,22 @@ class Task:
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """What :func:`current_run` returns inside ``execute``."""
+    """What :func:`current_run` returns inside ``execute``: the task's name, the slot (run
+    ``k`` of the grid), the manager's term, this node's name, and ``due``: the slot's scheduled
+    wall time (a timezone-aware ``datetime``; for a run triggered outside the grid, the moment
+    the manager sent it)."""
 
     task: str
     slot: int
     term: int
     node: str
+    due: datetime
+
+
+def due_datetime(due_ms: float) -> datetime:
+    """The one place where a slot's due time (wall milliseconds, as EXECUTE carries it)
+    becomes the ``datetime`` tasks see: timezone-aware, in UTC."""
+    return datetime.fromtimestamp(due_ms / 1000, tz=UTC)
 
 
 _current: Run | None = None
@@ -81,7 +96,7 @@ def TaskStateErrorFor(task: str, problem: str) -> TaskStateError:  # noqa: N802
 
 
 def current_run() -> Run:
-    """The run in progress in this worker process (task, slot, term, node).
+    """The run in progress in this worker process (task, slot, term, node, due).
 
     Raises RuntimeError outside of ``execute``."""
     if _current is None:

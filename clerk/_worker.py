@@ -25,7 +25,7 @@ import zmq
 from clerk import _tasks
 from clerk._jsoncheck import json_problem
 from clerk._logging import configure_child_logging, run_context
-from clerk._tasks import MAX_STATE_BYTES, Run, Task, load_task_class
+from clerk._tasks import MAX_STATE_BYTES, Run, Task, due_datetime, load_task_class
 
 __all__ = ["main"]
 
@@ -69,7 +69,11 @@ def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
     """Run one job; never raises: the outcome says what happened."""
     name = str(job.get("task"))
     started = time.perf_counter()
-    _tasks._set_current(Run(name, int(job["slot"]), int(job["term"]), str(job["node"])))
+    due_ms = job.get("due_ms")
+    if not isinstance(due_ms, int | float) or isinstance(due_ms, bool) or due_ms <= 0:
+        due_ms = time.time() * 1000  # an EXECUTE without a due time: it is due now
+    _tasks._set_current(Run(name, int(job["slot"]), int(job["term"]), str(job["node"]),
+                            due_datetime(due_ms)))
     run_context(name, int(job["slot"]), str(job.get("run")))  # on the task's log records
     try:
         inst = _instance(cache, name, str(job["target"]))

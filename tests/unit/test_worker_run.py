@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 import clerk
-from clerk._tasks import MAX_STATE_BYTES
+from clerk._tasks import MAX_STATE_BYTES, due_datetime
 from clerk._worker import run_job
 
 HERE = __name__
@@ -20,7 +21,8 @@ class Echo(clerk.Task):
 
     def execute(self, state: Any) -> Any:
         run = clerk.current_run()
-        return {"state": state, "run": [run.task, run.slot, run.term, run.node]}
+        return {"state": state, "run": [run.task, run.slot, run.term, run.node],
+                "due": run.due.isoformat()}
 
 
 class BadState(clerk.Task):
@@ -43,16 +45,27 @@ class Exits(clerk.Task):
         raise SystemExit(3)
 
 
+DUE_MS = 1_764_640_000_250  # 2025-12-02T01:46:40.250+00:00
+
+
 def job(cls: type, state: Any = None, init: bool = False) -> dict[str, Any]:
     return {"run": "r-1", "task": "poll", "target": f"{HERE}:{cls.__name__}", "slot": 7,
-            "term": 3, "node": "a@h", "state": state, "init": init}
+            "term": 3, "node": "a@h", "state": state, "init": init, "due_ms": DUE_MS}
 
 
 def test_ok_returns_the_new_state_and_current_run_is_set() -> None:
     out = run_job(job(Echo, state={"n": 1}), {})
     assert out["outcome"] == "ok" and out["error"] == "" and out["run"] == "r-1"
-    assert out["state"] == {"state": {"n": 1}, "run": ["poll", 7, 3, "a@h"]}
+    assert out["state"] == {"state": {"n": 1}, "run": ["poll", 7, 3, "a@h"],
+                            "due": "2025-12-02T01:46:40.250000+00:00"}
     assert out["duration_ms"] >= 0
+
+
+def test_due_is_a_timezone_aware_utc_datetime() -> None:
+    due = clerk.Run("t", 1, 1, "n", due_datetime(DUE_MS)).due
+    assert due.tzinfo is not None and due.utcoffset() == timedelta(0)
+    assert due == datetime(2025, 12, 2, 1, 46, 40, 250_000, tzinfo=UTC)
+    assert due.timestamp() * 1000 == DUE_MS
 
 
 def test_init_gets_the_args_and_feeds_execute() -> None:
