@@ -324,6 +324,7 @@ class NodeCore:
         self._out: list[Effect] = []
         self._last_event = now  # stall detection (see dispatch_ok)
         self._confirm_seq = 0  # a stalled manager's claim is confirmed by an ACK of this seq
+        self._confirm_by = INF  # ... or by nobody answering until then (cut off)
         self.stalls = 0
         self.returned_handovers = 0
 
@@ -349,10 +350,11 @@ class NodeCore:
         Not while its claim is unconfirmed after a stall: a manager whose loop did not run
         for longer than ``manager_timeout`` (SIGSTOP, a frozen VM) may have been replaced
         meanwhile, and the messages that would tell it so are still on their way. It sends a
-        heartbeat round at once and dispatches nothing until a live member acknowledges one
-        of those heartbeats at its term (that member still follows it), or until it has no
-        live member left (alone, it is the manager of its side). If it was replaced, the
-        members answer with the newer claim and it steps down without having run anything.
+        heartbeat round at once and dispatches nothing until a member acknowledges one of
+        those heartbeats at its term (that member still follows it), or until nobody has
+        answered for ``member_timeout`` (it is cut off: the manager of its own side). If it
+        was replaced, the members answer with the newer claim and it steps down without
+        having run anything.
         """
         return self.role is Role.MANAGER and self._confirm_seq == 0
 
@@ -462,6 +464,7 @@ class NodeCore:
         for row in live:
             row.last_seen = now  # our silence, not theirs: each gets a full timeout to answer
         self._confirm_seq = self._seq + 1
+        self._confirm_by = now + self.timings.member_timeout
         self._heartbeat_round(now)
 
     # --- helpers ----------------------------------------------------------------------------
@@ -618,8 +621,12 @@ class NodeCore:
         for name, when in list(self._probation.items()):
             if when < now - t.member_timeout or name not in self.members:
                 del self._probation[name]
-        if self._confirm_seq and not any(r.alive for r in self.members.others()):
-            self._confirm_seq = 0  # every member timed out: we are alone on our side
+        if self._confirm_seq and now >= self._confirm_by:
+            # Nobody answered for a whole member timeout: we are cut off, the manager of our
+            # own side (a partition: both sides run, as the guarantees say). Not sooner, and
+            # not because members were marked dead: while we were stopped they closed our
+            # connections (ZeroMQ heartbeats), which reads as PeerDown the moment we resume.
+            self._confirm_seq = 0
         self._seq += 1
         epoch = self.members.epoch
         infos = self.members.infos()

@@ -16,6 +16,22 @@ Only the agent's loop thread touches these sockets (one loop, one poller per pro
 
 ``LINGER 0`` everywhere; ``MAXMSGSIZE`` makes ZeroMQ drop (and disconnect) oversized input.
 
+**Recovery after a heal** (every socket, :func:`tune`). Without these a connection that lived
+through a partition sits in TCP's retry back-off after the heal (SYNs resent after 1, 3, 7,
+15 s; data after exponentially growing RTOs), and nodes see each other again seconds late:
+
+* ZeroMQ heartbeats (``HEARTBEAT_IVL`` / ``TIMEOUT`` / ``TTL``): a connection that carries
+  nothing for ``HEARTBEAT_TIMEOUT`` is closed by ZeroMQ and reconnected from scratch, so no
+  connection is left in back-off. The timeout is above the manager timeout (0.7 s), so the
+  protocol, not this, notices a silent manager; and ZeroMQ's I/O thread answers PINGs even
+  while the Python loop is busy, so a slow loop never loses its connections.
+* ``CONNECT_TIMEOUT``: a connect that got no answer is abandoned and retried (a fresh SYN)
+  after ``RECONNECT_IVL``, capped by ``RECONNECT_IVL_MAX``, instead of waiting for the
+  kernel's SYN back-off.
+* ``HANDSHAKE_IVL``: a CURVE handshake that stalls (a peer cut off mid-handshake) is dropped.
+* TCP keepalive: an idle connection through a stateful middlebox stays known to it, and a
+  peer that vanished is found even if ZeroMQ heartbeats are off on the other side.
+
 **Bounded sockets.** Addresses come from messages (a JOIN's sender, a stale claim's holder), and
 without CURVE anyone can write any address there. Links to addresses the agent has not
 *pinned* (live members, seeds) are capped at ``MAX_UNPINNED_LINKS`` and all links at
@@ -42,7 +58,7 @@ from zmq.utils.monitor import parse_monitor_message
 from clerk._codec import MAX_MESSAGE_BYTES
 from clerk._security import CurveKeys
 
-__all__ = ["Inbound", "Transport", "resolve_host"]
+__all__ = ["Inbound", "Transport", "resolve_host", "tune"]
 
 log = logging.getLogger("clerk.transport")
 
@@ -59,6 +75,40 @@ RCVHWM = 1000
 DRAIN_BYTES = 4 << 20
 NEW_LINK_BURST = 100.0
 PENDING_TTL = 1.0
+#: ZeroMQ heartbeat: a PING every 200 ms (two heartbeat intervals of the protocol: cheap, and
+#: the connection is proven at least as often as the manager heartbeats); a connection with no
+#: traffic for 1 s is dead (above ``manager_timeout``, see the module docstring).
+HEARTBEAT_IVL_MS = 200
+HEARTBEAT_TIMEOUT_MS = 1000
+HEARTBEAT_TTL_MS = 1000
+#: Reconnect attempts every 100 ms (ZeroMQ's default), backing off to at most 500 ms: a healed
+#: link is used again within half a second plus one round trip.
+RECONNECT_IVL_MS = 100
+RECONNECT_IVL_MAX_MS = 500
+#: A TCP connect on a LAN completes in a millisecond; 500 ms leaves room for a loaded host
+#: and stays far below the kernel's SYN back-off (1, 3, 7 s).
+CONNECT_TIMEOUT_MS = 500
+#: A CURVE handshake is a few round trips; ZeroMQ's default waits 30 s for a stalled one.
+HANDSHAKE_IVL_MS = 2000
+#: TCP keepalive: probe an idle connection after 5 s, every 1 s, give up after 3 probes.
+KEEPALIVE_IDLE_S = 5
+KEEPALIVE_INTVL_S = 1
+KEEPALIVE_CNT = 3
+
+
+def tune(sock: zmq.Socket) -> None:
+    """The recovery options above, for any TCP socket of the node."""
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS)
+    sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
+    sock.setsockopt(zmq.CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
+    sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, KEEPALIVE_IDLE_S)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, KEEPALIVE_INTVL_S)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, KEEPALIVE_CNT)
 _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -129,6 +179,7 @@ class Transport:
         self.router.maxmsgsize = max_bytes
         self.router.rcvhwm = RCVHWM
         self.router.sndhwm = 10_000
+        tune(self.router)
         if keys is not None:
             self.router.curve_server = True
             self.router.curve_secretkey = keys.secret
@@ -148,6 +199,7 @@ class Transport:
         sock.immediate = True
         sock.maxmsgsize = self.max_bytes
         sock.sndhwm = 1000
+        tune(sock)
         if self.keys is not None:
             sock.curve_serverkey = self.keys.public
             sock.curve_publickey = self.keys.public

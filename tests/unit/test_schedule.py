@@ -497,3 +497,25 @@ def test_long_error_texts_keep_their_tail_in_the_table() -> None:
     assert fin is not None and fin.error == tb  # the log gets all of it
     kept = s.records["t"].last["error"]
     assert len(kept) <= ERROR_KEEP_CHARS + 3 and kept.endswith("ValueError: the cause")
+
+
+# --- due time and deadline (what EXECUTE carries) -------------------------------------------------
+
+
+def test_a_dispatch_carries_its_slots_due_time_and_the_runs_deadline() -> None:
+    s = started(sched(tdef(timeout=300)), due("t", K) + 0.2)
+    late_by = 0.004  # the tick comes a little after the slot's time
+    ds, _ = s.tick(due("t", K + 1) + late_by, NODES)
+    (d,) = ds
+    assert d.due_ms == round(due("t", K + 1) * 1000)
+    assert d.deadline_ms == int((due("t", K + 1) + late_by) * 1000) + 300
+
+
+def test_an_instant_run_is_due_when_sent() -> None:
+    at = due("t", K) + 0.4
+    s = started(sched(tdef(instant=True)), at)
+    (d,) = s.tick(at, NODES)[0]
+    assert d.due_ms == int(at * 1000) and d.slot == K
+    s2 = started(sched(tdef(interval=None, instant=True)), 1000.0)
+    (d2,) = s2.tick(1000.0, NODES)[0]
+    assert d2.due_ms == 1_000_000 and d2.deadline_ms == 1_000_000 + 500

@@ -1,0 +1,172 @@
+"""NodeCore (fake clock): a stalled manager's fence, advertised tasks, stale EXECUTEs, messages
+only the current manager may send, and a HANDOVER that comes back to its sender (issue 9)."""
+
+from clerk._core import (
+    Deliver,
+    Dropped,
+    NodeCore,
+    PeerDown,
+    Received,
+    Role,
+    Send,
+    StaleExecute,
+    Tick,
+)
+from clerk._messages import (
+    Ack,
+    Claim,
+    Coordinator,
+    Execute,
+    Handover,
+    Heartbeat,
+    Join,
+    ResultAck,
+    RunQuery,
+)
+from tests.unit.test_core import T, addr, cluster, peer
+
+
+def test_a_stalled_manager_that_was_replaced_never_may_dispatch_and_steps_down():
+    net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
+    assert a.dispatch_ok
+    net.down.add(addr("a"))  # SIGSTOP of the manager
+    net.advance(T.manager_timeout + T.election_timeout + T.coordinator_timeout)
+    assert (b.role, c.manager) == (Role.MANAGER, "b")
+    net.down.discard(addr("a"))  # SIGCONT: a still believes it is the manager of term 1
+    seq_before = a._seq
+    effects = net.do(a, Tick())  # the first event after the resume shows the time jump
+    assert a.role is Role.MANAGER and not a.dispatch_ok and a.stalls == 1
+    # It asked at once: a heartbeat round to every member.
+    beats = [e.msg for e in effects if isinstance(e, Send) and isinstance(e.msg, Heartbeat)]
+    assert {m.seq for m in beats} == {seq_before + 1} and len(beats) == 2
+    # An ACK sent before the stall (queued in ZeroMQ meanwhile) confirms nothing.
+    net.do(a, Received(Ack(c.me, 1, seq_before, -1)))
+    assert not a.dispatch_ok
+    while net.queue:  # the members answer with the newer claim: a follows it
+        net.deliver(*net.queue.popleft())
+        assert not a.dispatch_ok
+    assert a.role is Role.FOLLOWER and a.manager == "b"
+    assert net.agreed() == ("b", 2)
+
+
+def test_a_stalled_manager_still_followed_is_confirmed_by_the_next_ack():
+    net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
+    net.down.add(addr("a"))
+    net.advance(T.manager_timeout + 0.02)  # b is probing a, nobody has taken over yet
+    assert b.role is Role.CANDIDATE
+    net.down.discard(addr("a"))
+    net.do(a, Tick())
+    assert not a.dispatch_ok
+    net.run()  # heartbeats out, ACKs of that round back
+    assert a.dispatch_ok and a.role is Role.MANAGER
+    net.advance(T.heartbeat_interval * 2)
+    assert net.agreed() == ("a", 1)
+    # A gap shorter than the manager timeout is an ordinary turn of the loop.
+    net.now += T.manager_timeout * 0.9
+    net.do(a, Tick())
+    assert a.dispatch_ok and a.stalls == 1
+
+
+def test_a_stalled_manager_gives_members_a_full_timeout_and_is_alone_only_after_it():
+    net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
+    net.partition([a], [b, c])
+    net.down.add(addr("a"))
+    net.advance(5.0)  # far beyond member_timeout: still not a reason to drop them at once
+    net.down.discard(addr("a"))
+    effects = net.do(a, Tick())
+    assert not any(e for e in effects if type(e).__name__ == "MemberDown")
+    assert not a.dispatch_ok
+    net.advance(T.member_timeout - 0.2)
+    assert not a.dispatch_ok and a.role is Role.MANAGER
+    net.advance(0.4)  # nobody answered for a member timeout: a runs its own side
+    assert a.dispatch_ok and not any(m.alive for m in a.members.others())
+
+
+def test_members_marked_dead_right_after_the_resume_do_not_confirm_a_stalled_manager():
+    # While a was stopped its peers closed its connections (ZeroMQ heartbeats): the socket
+    # monitor reports each as down the moment a resumes.
+    net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
+    net.partition([a], [b, c])  # (so that the newer claim cannot reach a in this test)
+    net.down.add(addr("a"))
+    net.advance(3.0)
+    net.down.discard(addr("a"))
+    net.do(a, Tick())
+    net.do(a, PeerDown(addr("b")))
+    net.do(a, PeerDown(addr("c")))
+    assert not any(m.alive for m in a.members.others())
+    assert not a.dispatch_ok
+    net.advance(T.member_timeout - 0.2)
+    assert not a.dispatch_ok
+
+
+def test_a_manager_alone_is_never_fenced():
+    net, (a,) = cluster(("a", 1))
+    net.now += 10.0
+    net.do(a, Tick())
+    assert a.dispatch_ok and a.stalls == 1
+
+
+def test_set_tasks_reaches_the_managers_member_list():
+    net, (a, b) = cluster(("a", 1), ("b", 0))
+    assert a.members.get("b").tasks == ()
+    net.do(b, Tick())
+    effects = b.set_tasks(("t1", "t2"), net.now)
+    joins = [e.msg for e in effects if isinstance(e, Send) and isinstance(e.msg, Join)]
+    assert [j.tasks for j in joins] == [("t1", "t2")]
+    for e in effects:
+        if isinstance(e, Send):
+            net.queue.append((b.me.address, e))
+    net.run()
+    assert a.members.get("b").tasks == ("t1", "t2")
+    net.advance(T.heartbeat_interval * 3)
+    assert b.members.get("b").tasks == ("t1", "t2")
+    # The manager's own tasks go out with its member list.
+    a.set_tasks(("t1",), net.now)
+    net.advance(T.heartbeat_interval * 2)
+    assert b.members.get("a").tasks == ("t1",)
+
+
+def test_a_follower_whose_tasks_the_manager_lost_joins_again():
+    net, (a, b) = cluster(("a", 1), ("b", 0))
+    b.tasks = ("t1",)  # advertised by a JOIN the manager never got
+    assert a.members.get("b").tasks == ()
+    mark = net.mark()
+    a.members.epoch += 1  # the next heartbeat carries the list, which shows no tasks for b
+    net.advance(T.heartbeat_interval * 2)
+    assert [j.tasks for j in net.sends(b, Join, to=a, after=mark)] == [("t1",)]
+    assert a.members.get("b").tasks == ("t1",)
+
+
+def test_an_execute_from_a_stale_claim_is_reported_as_stale():
+    net, (a, b) = cluster(("a", 1), ("b", 0))
+    net.do(b, Received(Coordinator(peer("n", 0), 2, Claim(2, 0, "n", addr("n")))))
+    late = Execute(a.me, 1, "t", "run-2", 8, None, 1000)
+    effects = net.do(b, Received(late))
+    (stale,) = [e for e in effects if isinstance(e, StaleExecute)]
+    assert stale.msg == late and "below the highest" in stale.reason
+
+
+def test_result_ack_and_run_query_only_from_the_manager_we_follow():
+    net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
+    for msg in (ResultAck(a.me, 1, "t", "r1"), RunQuery(a.me, 1, "t", "r1")):
+        assert net.do(c, Received(msg)) == [Deliver(msg)]
+    for msg in (ResultAck(b.me, 1, "t", "r1"), RunQuery(b.me, 1, "t", "r1"),
+                RunQuery(a.me, 0, "t", "r1")):
+        assert not any(isinstance(e, Deliver) for e in net.do(c, Received(msg)))
+
+
+def test_a_handover_returning_to_its_sender_is_not_impersonation():
+    net, (a, b) = cluster(("a", 1), ("b", 0))
+    back = Handover(a.me, a.term, a.member_list(), None)
+    effects = net.do(a, Received(back))
+    assert not any(isinstance(e, Dropped) for e in effects)
+    assert not a.dropped and a.returned_handovers == 1
+    # Anything else in our own name still is.
+    effects = net.do(a, Received(Join(a.me, a.term)))
+    assert [e.reason for e in effects if isinstance(e, Dropped)] == ["impersonation"]
+
+
+def test_dispatch_ok_only_for_a_manager():
+    net, (a, b) = cluster(("a", 1), ("b", 0))
+    assert a.dispatch_ok and not b.dispatch_ok
+    assert isinstance(a, NodeCore)

@@ -1,0 +1,41 @@
+"""The outbox of results (clerk._outbox): kept until acknowledged, resent, bounded."""
+
+from clerk._messages import Peer, Result
+from clerk._outbox import KEEP_MAX, KEEP_SECONDS, RESEND_INTERVAL, Outbox
+
+ME = Peer("n", "n:7400", "i", 0)
+
+
+def result(run: str) -> Result:
+    return Result(ME, 1, "t", run, 1, "ok", {"n": 1})
+
+
+def test_unacked_results_go_to_a_new_manager_until_acknowledged() -> None:
+    box = Outbox()
+    box.add(result("r1"), 0.0)
+    box.add(result("r2"), 0.0)
+    assert {r.run_id for r in box.unacked(0.1)} == {"r1", "r2"} and box.pending() == 2
+    assert box.ack("r1") and not box.ack("r1") and not box.ack("nope")
+    assert [r.run_id for r in box.unacked(0.2)] == ["r2"]
+    # Acknowledged results are still there to answer a new manager's question.
+    assert box.find("r1") == result("r1") and box.find("nope") is None
+
+
+def test_resent_every_interval_and_forgotten_after_keep_seconds() -> None:
+    box = Outbox()
+    box.add(result("r1"), 10.0)
+    assert box.next_deadline() == 10.0 + RESEND_INTERVAL
+    assert box.due(10.0 + RESEND_INTERVAL / 2) == []
+    assert [r.run_id for r in box.due(10.0 + RESEND_INTERVAL)] == ["r1"]
+    assert box.due(10.0 + RESEND_INTERVAL * 1.5) == []  # sent just now
+    box.ack("r1")
+    assert box.next_deadline() == float("inf") and box.due(11.0 + RESEND_INTERVAL) == []
+    assert box.due(10.0 + KEEP_SECONDS) == [] and box.find("r1") is None and len(box) == 0
+
+
+def test_bounded() -> None:
+    box = Outbox()
+    for i in range(KEEP_MAX + 10):
+        box.add(result(f"r{i}"), 0.0)
+    assert len(box) == KEEP_MAX and box.pending() == KEEP_MAX
+    assert box.find("r0") is None and box.find(f"r{KEEP_MAX + 9}") is not None
