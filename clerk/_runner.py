@@ -92,6 +92,7 @@ class TaskRunner:
         self._replicate_after = -math.inf  # monotonic
         self.outbox = Outbox()
         self.stale = 0  # EXECUTEs dropped as late or from a stale claim
+        self._stalls_logged = 0
         self.executor: Executor | None = None
         if self.defs:
             self.executor = Executor(
@@ -368,7 +369,10 @@ class TaskRunner:
         if self.store is not None:
             best = min(best, self.store.next_deadline())
         best = min(best, self.outbox.next_deadline())
-        if self.scheduler.active:
+        # While a stalled manager's claim is unconfirmed nothing is dispatched, so what is due
+        # must not wake the loop (it would spin without ever reading the confirmation); the
+        # core's heartbeat timer brings the next look.
+        if self.scheduler.active and self.agent.core.dispatch_ok:
             if self._replicate_dirty:
                 best = min(best, self._replicate_after)
             clock = self.agent.clock
@@ -404,6 +408,11 @@ class TaskRunner:
         if self._replicate_dirty and now >= self._replicate_after:
             self._replicate(now)
         if not core.dispatch_ok:
+            if core.stalls != self._stalls_logged:
+                self._stalls_logged = core.stalls
+                log.warning("this manager's loop stalled past the manager timeout: its claim "
+                            "is unconfirmed, dispatching nothing until a member confirms it "
+                            "(or it learns of a newer manager)")
             return  # stalled: our claim is not confirmed yet (NodeCore.dispatch_ok)
         self._resolve(wall)
         dispatches, finished = self.scheduler.tick(wall, self._loaded)

@@ -180,6 +180,10 @@ class Scheduler:
         self._states_total = 0
         self.instant_pending: set[str] = set()
         self.gone: dict[str, float] = {}  # task -> wall time (s) since no live member has it
+        # Instant runs waiting for a node that has the task loaded (nodes advertise their tasks
+        # only once their workers are ready: at a cluster's start, none for a moment). Retried
+        # at every tick rather than skipped; not a reason to wake the loop by themselves.
+        self._instant_waiting: set[str] = set()
         self.active = False
         #: A leaving manager: dispatches nothing more, but still applies the results of its
         #: runs in flight (and expires them), so its last table (on disk too) holds them.
@@ -368,7 +372,9 @@ class Scheduler:
                     rec.slot = rec.dispatched = current
                 self.next_slot[name] = max(current, rec.slot, rec.dispatched) + 1
             fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
-            if d.instant and d.enabled and fresh and old is None:
+            # (Also a task that was "gone" before it ever ran: at a cluster's start no member
+            # announces its tasks until its workers are ready; its instant run is still due.)
+            if d.instant and d.enabled and fresh and (old is None or back):
                 self.instant_pending.add(name)
             self._push(name)
         for name in self.defs:
@@ -387,6 +393,7 @@ class Scheduler:
         self.active = False
         self.draining = False
         self.instant_pending.clear()
+        self._instant_waiting.clear()
         self._heap = []
         self._inflight = {}
         self.offered.clear()
@@ -416,7 +423,7 @@ class Scheduler:
         if not self.active:
             return math.inf
         best = min(self._inflight.values(), default=math.inf) / 1000
-        if self.instant_pending:
+        if self.instant_pending - self._instant_waiting:
             # Now, unless an init is held for the members' OFFERs (then when that ends).
             best = min(best, max(wall, self._init_wait_ms / 1000))
         if self.draining:
@@ -459,12 +466,21 @@ class Scheduler:
         if not d.enabled or name in self.gone:
             return dispatches
         if name in self.instant_pending:
+            if not any(d.name in tasks for tasks in members.values()):
+                self._instant_waiting.add(name)
+                if d.interval is not None:  # the grid goes on meanwhile (nobody can run it)
+                    current = self._slot_at(d, wall_ms)
+                    if current >= self.next_slot[name]:
+                        rec.counts["skipped"] += current - self.next_slot[name] + 1
+                        self.next_slot[name] = current + 1
+                return dispatches
             if not rec.has_state:
                 held = self._init_held(members, wall_ms)
                 if held:
                     self._init_wait_ms = max(self._init_wait_ms, held)
                     return dispatches  # stays pending: init waits for the members' rows
             self.instant_pending.discard(name)
+            self._instant_waiting.discard(name)
             slot = self._slot_at(d, wall_ms) if d.interval is not None else 0
             self.next_slot[name] = slot + 1
             return self._dispatch(d, rec, slot, wall_ms, members, finished, instant=True)

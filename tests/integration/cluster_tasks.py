@@ -113,3 +113,18 @@ class SlowOnN1(Slow):
 
     def nodes(self, members: list[str]) -> list[str]:
         return [m for m in members if m.startswith("n1@")]
+
+
+class Ledger(clerk.Task):
+    """Counts its runs and appends ``slot term node count started due`` per run to
+    ``args['log']`` (wall seconds): the ledger of the issue-9 fault tests."""
+
+    def init(self, args: Any) -> Any:
+        return {"count": 0, "log": args["log"]}
+
+    def execute(self, state: Any) -> Any:
+        run = clerk.current_run()
+        count = state["count"] + 1
+        _append(state["log"], f"{run.slot} {run.term} {run.node} {count} {time.time():.6f} "
+                              f"{run.due.timestamp():.6f}")
+        return {**state, "count": count}

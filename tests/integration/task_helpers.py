@@ -53,3 +53,31 @@ def task_row(status: dict[str, Any], name: str) -> dict[str, Any]:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+@dataclass(frozen=True)
+class LedgerLine:
+    slot: int
+    term: int
+    node: str
+    count: int
+    started: float  # wall time (s) when execute began writing
+    due: float  # the slot's due time, from clerk.current_run().due
+
+
+def ledger_lines(path: Path | str) -> list[LedgerLine]:
+    """The lines :class:`~tests.integration.cluster_tasks.Ledger` appended (complete ones)."""
+    out = []
+    for parts in lines(path):
+        if len(parts) == 6:
+            out.append(LedgerLine(int(parts[0]), int(parts[1]), parts[2], int(parts[3]),
+                                  float(parts[4]), float(parts[5])))
+    return out
+
+
+def twice(rows: list[LedgerLine]) -> list[int]:
+    """Slots that ran more than once."""
+    seen: dict[int, int] = {}
+    for r in rows:
+        seen[r.slot] = seen.get(r.slot, 0) + 1
+    return sorted(s for s, n in seen.items() if n > 1)

@@ -519,3 +519,16 @@ def test_an_instant_run_is_due_when_sent() -> None:
     s2 = started(sched(tdef(interval=None, instant=True)), 1000.0)
     (d2,) = s2.tick(1000.0, NODES)[0]
     assert d2.due_ms == 1_000_000 and d2.deadline_ms == 1_000_000 + 500
+
+
+def test_an_instant_run_waits_for_a_node_with_the_task_without_busy_looping() -> None:
+    at = due("t", K) + 0.4
+    s = started(sched(tdef(instant=True)), at)
+    nobody: dict[str, tuple[str, ...]] = {"a": ()}  # workers not ready: no tasks advertised
+    assert s.tick(at, nobody) == ([], [])
+    assert s.next_deadline(at) == pytest.approx(due("t", K + 1))  # not "now" again
+    assert s.tick(due("t", K + 1), nobody) == ([], [])
+    assert s.records["t"].counts["skipped"] == 1  # the grid slot nobody could run
+    ds, _ = s.tick(due("t", K + 1) + 0.05, NODES)
+    assert len(ds) == 1 and ds[0].slot == K + 1 and ds[0].init
+    assert s.instant_pending == set()
