@@ -242,13 +242,17 @@ class LocalCluster:
         env.pop("CLERK_COOKIE", None)
         with open(self.log_path(name), "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "clerk.node", "--config", str(path)],
+                self._argv(name, path),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, start_new_session=True,
             )
         self.procs[name] = proc
         self._paused.discard(name)
         self._all_pids.add(proc.pid)
+
+    def _argv(self, name: str, config: Path) -> list[str]:
+        """The command that runs node ``name`` (a subclass may wrap it, e.g. in a netns)."""
+        return [sys.executable, "-m", "clerk.node", "--config", str(config)]
 
     def pids(self, name: str) -> list[int]:
         """Every process of node ``name`` (the node, its agent, its workers)."""
