@@ -80,6 +80,9 @@ def render_status(st: dict[str, Any]) -> str:
                              f"(last: {last_c.get('dropped', '?')} of {last_c.get('lost', '?')}; "
                              f"kept {last_c.get('kept', '?')})")
             lines += _deploy_lines(t)
+    if st.get("stale"):
+        lines += ["", f"stale EXECUTEs dropped by this node (late, or from a deposed manager): "
+                      f"{st['stale']}"]
     bad = st.get("bad_frames") or {}
     if bad:
         lines += ["", "dropped frames: " + ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))]
