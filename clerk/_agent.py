@@ -37,6 +37,7 @@ from clerk._core import (
     MemberUp,
     NodeCore,
     PeerDown,
+    PeerUp,
     Received,
     Refused,
     Send,
@@ -207,6 +208,9 @@ class Agent:
     def _on_inbound(self, inbound: Inbound, now: float) -> None:
         if inbound.kind == "down":
             self._feed(PeerDown(inbound.address), now)
+            return
+        if inbound.kind == "up":
+            self._feed(PeerUp(inbound.address), now)
             return
         try:
             msg = decode(inbound.frames)

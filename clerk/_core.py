@@ -116,6 +116,7 @@ __all__ = [
     "MemberUp",
     "NodeCore",
     "PeerDown",
+    "PeerUp",
     "Received",
     "Refused",
     "Role",
@@ -187,11 +188,19 @@ class PeerDown:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerUp:
+    """A connection to ``address`` was (re-)established (socket monitor): after a partition
+    heals, the moment to tell a node we lost about our claim, rather than at the next probe."""
+
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
 class LeaveRequested:
     """Leave the cluster gracefully (a manager hands over first)."""
 
 
-Event = Start | Tick | Received | PeerDown | LeaveRequested
+Event = Start | Tick | Received | PeerDown | PeerUp | LeaveRequested
 
 
 # --- effects (outputs) --------------------------------------------------------------------------
@@ -436,6 +445,8 @@ class NodeCore:
             self._on_message(event.msg, now)
         elif isinstance(event, PeerDown):
             self._on_peer_down(event.address, now)
+        elif isinstance(event, PeerUp):
+            self._on_peer_up(event.address)
         elif isinstance(event, Start):
             self._on_start(now)
         elif isinstance(event, LeaveRequested):
@@ -796,6 +807,19 @@ class NodeCore:
                 self._out.append(MemberDown(row.name, "disconnected"))
         else:
             self.members.mark_dead(row.name)
+
+    def _on_peer_up(self, address: str) -> None:
+        """A link came (back) up. If it leads to a node outside our member list that we probe
+        anyway (a lost member, a seed, an orphan), send it the probe now: a healed partition
+        then merges as soon as TCP reconnects, not up to a probe interval later."""
+        if self.members.by_address(address) is not None:
+            return
+        if self.role is Role.MANAGER and (address in self._lost or address in self.seeds):
+            self._tell(address, self._last_event)
+            self._send(address, Coordinator(self.me, self.term, self._my_claim()))
+        elif self.role is Role.FOLLOWER and self._claim is not None and (
+                address in self.seeds or address in self._orphans):
+            self._send(address, Coordinator(self.me, self.term, self._claim))
 
     def _on_leave(self, now: float) -> None:
         if self.role is Role.MANAGER:

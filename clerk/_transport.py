@@ -81,13 +81,14 @@ PENDING_TTL = 1.0
 HEARTBEAT_IVL_MS = 200
 HEARTBEAT_TIMEOUT_MS = 1000
 HEARTBEAT_TTL_MS = 1000
-#: Reconnect attempts every 100 ms (ZeroMQ's default), backing off to at most 500 ms: a healed
-#: link is used again within half a second plus one round trip.
+#: Reconnect attempts every 100 ms (ZeroMQ's default), backing off to at most 200 ms.
 RECONNECT_IVL_MS = 100
-RECONNECT_IVL_MAX_MS = 500
-#: A TCP connect on a LAN completes in a millisecond; 500 ms leaves room for a loaded host
-#: and stays far below the kernel's SYN back-off (1, 3, 7 s).
-CONNECT_TIMEOUT_MS = 500
+RECONNECT_IVL_MAX_MS = 200
+#: A TCP connect on a LAN completes in a millisecond (the peer's kernel answers the SYN, not
+#: its process, so a busy host does not slow it); 300 ms is far below the kernel's SYN back-off
+#: (1, 3, 7 s). With the cap above, a node retries a lost peer at least every half second, so
+#: a healed link is up again within that. (It assumes round trips well under 300 ms: a LAN.)
+CONNECT_TIMEOUT_MS = 300
 #: A CURVE handshake is a few round trips; ZeroMQ's default waits 30 s for a stalled one.
 HANDSHAKE_IVL_MS = 2000
 #: TCP keepalive: probe an idle connection after 5 s, every 1 s, give up after 3 probes.
@@ -124,7 +125,7 @@ def resolve_host(host: str) -> str:
 class Inbound:
     """Something the poll produced: a message (``frames``), or a peer going down."""
 
-    kind: str  # "message" | "down"
+    kind: str  # "message" | "down" | "up"
     frames: list[bytes] = field(default_factory=list)
     rid: bytes | None = None  # ROUTER routing id (None: a reply on our REQ)
     via_req: bool = False  # came from a REQ socket: answer with reply()
@@ -458,6 +459,8 @@ class Transport:
                     link.connected = True
                     if link.pending:
                         self._flush(link, now)
+                if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED and role == "dealer":
+                    out.append(Inbound("up", address=address))
             elif kind in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
                           zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
                 self.stats["handshake_failed"] += 1

@@ -6,6 +6,7 @@ from clerk._core import (
     Dropped,
     NodeCore,
     PeerDown,
+    PeerUp,
     Received,
     Role,
     Send,
@@ -170,3 +171,16 @@ def test_dispatch_ok_only_for_a_manager():
     net, (a, b) = cluster(("a", 1), ("b", 0))
     assert a.dispatch_ok and not b.dispatch_ok
     assert isinstance(a, NodeCore)
+
+
+def test_a_link_coming_back_up_to_a_lost_node_gets_our_claim_at_once():
+    net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
+    net.partition([c], [a, b])
+    net.advance(T.member_timeout + 0.3)  # a drops c from its list: c is lost, probed each 1 s
+    assert a.members.get("c") is None and addr("c") in a._lost
+    effects = net.do(a, PeerUp(addr("c")))
+    told = [e.msg for e in effects if isinstance(e, Send) and e.to == addr("c")]
+    assert [type(m) for m in told] == [Coordinator] and told[0].claim == a.manager_claim
+    # A link to a member, or to a stranger, is nothing to act on.
+    assert net.do(a, PeerUp(addr("b"))) == []
+    assert net.do(a, PeerUp("stranger:1")) == []
