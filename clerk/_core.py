@@ -44,6 +44,10 @@ Rules that make it converge:
   and follows it. Lost members outlive their manager: followers note the members their
   manager's list dropped (for when they take over), an ex-manager keeps probing the members
   it lost, and followers send their manager's claim to seeds that are not members.
+* **Stall fence.** A manager whose loop did not run for longer than ``manager_timeout``
+  dispatches nothing until a member acknowledges a heartbeat sent after the stall
+  (``dispatch_ok``; the rules are in :mod:`clerk._fence`). A link that comes back up
+  (``PeerUp``) to a lost member or a seed gets our claim at once, not at the next probe.
 * **Graceful leave.** A leaving manager sends HANDOVER (members and replicated state) to the
   highest-ranked live member, which takes over with a new term at once; nothing is lost.
 * **Term bound.** Let ``H`` be the highest term this node has seen (or its *horizon*, if that
@@ -78,6 +82,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from clerk._fence import StallFence
 from clerk._membership import Member, MemberTable
 from clerk._messages import (
     Ack,
@@ -331,10 +336,7 @@ class NodeCore:
         self._successor = ""
         self._forwarded: dict[tuple[str, str, int], None] = {}  # HANDOVERs passed on
         self._out: list[Effect] = []
-        self._last_event = now  # stall detection (see dispatch_ok)
-        self._confirm_seq = 0  # a stalled manager's claim is confirmed by an ACK of this seq
-        self._confirm_by = INF  # ... or by nobody answering until then (cut off)
-        self.stalls = 0
+        self._fence = StallFence(now)
         self.returned_handovers = 0
 
     # --- public view ------------------------------------------------------------------------
@@ -354,18 +356,14 @@ class NodeCore:
 
     @property
     def dispatch_ok(self) -> bool:
-        """May this node, as manager, dispatch runs now?
+        """May this node, as manager, dispatch runs now? Not while its claim is unconfirmed
+        after a stall (see :mod:`clerk._fence`)."""
+        return self.role is Role.MANAGER and self._fence.confirmed
 
-        Not while its claim is unconfirmed after a stall: a manager whose loop did not run
-        for longer than ``manager_timeout`` (SIGSTOP, a frozen VM) may have been replaced
-        meanwhile, and the messages that would tell it so are still on their way. It sends a
-        heartbeat round at once and dispatches nothing until a member acknowledges one of
-        those heartbeats at its term (that member still follows it), or until nobody has
-        answered for ``member_timeout`` (it is cut off: the manager of its own side). If it
-        was replaced, the members answer with the newer claim and it steps down without
-        having run anything.
-        """
-        return self.role is Role.MANAGER and self._confirm_seq == 0
+    @property
+    def stalls(self) -> int:
+        """How many times this node's loop was seen stalled past the manager timeout."""
+        return self._fence.stalls
 
     @property
     def highest_term(self) -> int:
@@ -436,9 +434,8 @@ class NodeCore:
         self._out = []
         if self.role is Role.STOPPED:
             return []
-        gap, self._last_event = now - self._last_event, now
-        if gap > self.timings.manager_timeout and self.role is Role.MANAGER:
-            self._stalled(now, gap)
+        if self._fence.gap(now) > self.timings.manager_timeout and self.role is Role.MANAGER:
+            self._stalled(now)
         if isinstance(event, Tick):
             self._on_tick(now)
         elif isinstance(event, Received):
@@ -465,17 +462,16 @@ class NodeCore:
         out, self._out = self._out, []
         return out
 
-    def _stalled(self, now: float, gap: float) -> None:
-        """Our loop did not run for ``gap`` seconds, longer than a follower waits for us: see
-        :attr:`dispatch_ok`. Heartbeat at once; an ACK of this round or later confirms us."""
-        self.stalls += 1
+    def _stalled(self, now: float) -> None:
+        """Our loop did not run for longer than a follower waits for us (:mod:`clerk._fence`):
+        heartbeat at once; an ACK of this round or later confirms us."""
         live = [r for r in self.members.others() if r.alive]
         if not live:
-            return  # nobody could have replaced us on our side, nobody to ask
+            self._fence.count()  # nobody could have replaced us on our side, nobody to ask
+            return
         for row in live:
             row.last_seen = now  # our silence, not theirs: each gets a full timeout to answer
-        self._confirm_seq = self._seq + 1
-        self._confirm_by = now + self.timings.member_timeout
+        self._fence.engage(self._seq + 1, now, self.timings.member_timeout)
         self._heartbeat_round(now)
 
     # --- helpers ----------------------------------------------------------------------------
@@ -564,7 +560,7 @@ class NodeCore:
         self._raise_highest(claim)
         self.role = Role.FOLLOWER
         self._claim = claim
-        self._confirm_seq = 0
+        self._fence.clear()
         self.term = claim.term
         self._last_heard = now
         self._epoch_seen = -1
@@ -632,12 +628,7 @@ class NodeCore:
         for name, when in list(self._probation.items()):
             if when < now - t.member_timeout or name not in self.members:
                 del self._probation[name]
-        if self._confirm_seq and now >= self._confirm_by:
-            # Nobody answered for a whole member timeout: we are cut off, the manager of our
-            # own side (a partition: both sides run, as the guarantees say). Not sooner, and
-            # not because members were marked dead: while we were stopped they closed our
-            # connections (ZeroMQ heartbeats), which reads as PeerDown the moment we resume.
-            self._confirm_seq = 0
+        self._fence.expire(now)
         self._seq += 1
         epoch = self.members.epoch
         infos = self.members.infos()
@@ -774,7 +765,7 @@ class NodeCore:
         self.max_term += 1
         self.term = self.max_term
         self.role = Role.MANAGER
-        self._confirm_seq = 0  # a fresh claim: every node that followed another one heard it
+        self._fence.clear()  # a fresh claim: every node that followed another one heard it
         claim = self._my_claim()
         self._claim = claim
         self._raise_highest(claim)
@@ -815,7 +806,7 @@ class NodeCore:
         if self.members.by_address(address) is not None:
             return
         if self.role is Role.MANAGER and (address in self._lost or address in self.seeds):
-            self._tell(address, self._last_event)
+            self._tell(address, self._fence.last_event)
             self._send(address, Coordinator(self.me, self.term, self._my_claim()))
         elif self.role is Role.FOLLOWER and self._claim is not None and (
                 address in self.seeds or address in self._orphans):
@@ -1008,8 +999,7 @@ class NodeCore:
                                             self.members.infos(), None))
             return
         row.acked_epoch = msg.epoch
-        if self._confirm_seq and msg.term == self.term and msg.seq >= self._confirm_seq:
-            self._confirm_seq = 0  # a member still follows us after our stall
+        self._fence.ack(msg.term, self.term, msg.seq)  # a member still follows us
         if was_dead:
             self._out.append(MemberUp(row.info(), "revived"))
 
