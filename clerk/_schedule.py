@@ -183,7 +183,7 @@ class Scheduler:
         # Instant runs waiting for a node that has the task loaded (nodes advertise their tasks
         # only once their workers are ready: at a cluster's start, none for a moment). Retried
         # at every tick rather than skipped; not a reason to wake the loop by themselves.
-        self._instant_waiting: set[str] = set()
+        self._instant_waiting: dict[str, int] = {}  # task -> last slot counted skipped meanwhile
         self.active = False
         #: A leaving manager: dispatches nothing more, but still applies the results of its
         #: runs in flight (and expires them), so its last table (on disk too) holds them.
@@ -423,7 +423,7 @@ class Scheduler:
         if not self.active:
             return math.inf
         best = min(self._inflight.values(), default=math.inf) / 1000
-        if self.instant_pending - self._instant_waiting:
+        if self.instant_pending - self._instant_waiting.keys():
             # Now, unless an init is held for the members' OFFERs (then when that ends).
             best = min(best, max(wall, self._init_wait_ms / 1000))
         if self.draining:
@@ -467,12 +467,13 @@ class Scheduler:
             return dispatches
         if name in self.instant_pending:
             if not any(d.name in tasks for tasks in members.values()):
-                self._instant_waiting.add(name)
+                self._instant_waiting.setdefault(name, -1)
                 if d.interval is not None:  # the grid goes on meanwhile (nobody can run it)
                     current = self._slot_at(d, wall_ms)
                     if current >= self.next_slot[name]:
                         rec.counts["skipped"] += current - self.next_slot[name] + 1
                         self.next_slot[name] = current + 1
+                        self._instant_waiting[name] = current
                 return dispatches
             if not rec.has_state:
                 held = self._init_held(members, wall_ms)
@@ -480,8 +481,10 @@ class Scheduler:
                     self._init_wait_ms = max(self._init_wait_ms, held)
                     return dispatches  # stays pending: init waits for the members' rows
             self.instant_pending.discard(name)
-            self._instant_waiting.discard(name)
             slot = self._slot_at(d, wall_ms) if d.interval is not None else 0
+            counted = self._instant_waiting.pop(name, -1)
+            if counted >= 0 and counted == slot:
+                rec.counts["skipped"] -= 1  # counted while it waited; it runs after all
             self.next_slot[name] = slot + 1
             return self._dispatch(d, rec, slot, wall_ms, members, finished, instant=True)
         if d.interval is not None:

@@ -532,3 +532,14 @@ def test_an_instant_run_waits_for_a_node_with_the_task_without_busy_looping() ->
     ds, _ = s.tick(due("t", K + 1) + 0.05, NODES)
     assert len(ds) == 1 and ds[0].slot == K + 1 and ds[0].init
     assert s.instant_pending == set()
+    assert s.records["t"].counts["skipped"] == 0  # slot K + 1 runs: not skipped after all
+    s.on_result("t", ds[0].run_id, ds[0].node, "ok", 1, 1.0, "", due("t", K + 1) + 0.06)
+    run_ok(s, K + 2)
+
+
+def test_an_instant_run_that_waited_within_its_first_slot_counts_nothing_skipped() -> None:
+    at = due("t", K) + 0.4
+    s = started(sched(tdef(instant=True)), at)
+    assert s.tick(at, {"a": ()}) == ([], [])
+    (d,) = s.tick(at + 0.1, NODES)[0]
+    assert d.slot == K and s.records["t"].counts["skipped"] == 0
