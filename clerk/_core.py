@@ -1150,6 +1150,12 @@ class NodeCore:
             error = f"stale term {msg.term} < {self.highest_term}"
             self._out.append(StaleExecute(msg, f"from claim {claim.key}, below the highest "
                                                f"seen {self.highest.key}"))
+        elif self._claim is None and self.highest is not None and claim.key == self.highest.key:
+            # From the manager we followed until we gave up on it (we are electing): it was
+            # announced, so not a forgery; most likely queued while this node was frozen.
+            error = "this node is electing a manager: its manager went silent"
+            self._out.append(StaleExecute(msg, "arrived while electing: the manager that sent "
+                                               "it had gone silent"))
         else:
             # Managers announce themselves (COORDINATOR, WELCOME) before they dispatch, on the
             # same connection: an EXECUTE is never the first word of a claim, so it is neither

@@ -184,3 +184,16 @@ def test_a_link_coming_back_up_to_a_lost_node_gets_our_claim_at_once():
     # A link to a member, or to a stranger, is nothing to act on.
     assert net.do(a, PeerUp(addr("b"))) == []
     assert net.do(a, PeerUp("stranger:1")) == []
+
+
+def test_an_execute_from_the_manager_we_gave_up_on_is_stale_not_a_forgery():
+    net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
+    net.down.add(addr("a"))
+    net.advance(T.manager_timeout + 0.02)  # b gave up on a, and is electing
+    assert b.role is Role.CANDIDATE
+    queued = Execute(a.me, 1, "t", "run-9", 9, None, 1000)  # a's, sent before it went silent
+    effects = net.do(b, Received(queued))
+    assert [type(e) for e in effects if isinstance(e, StaleExecute | Dropped)] == [StaleExecute]
+    assert not b.dropped
+    refused = [e.msg for e in effects if isinstance(e, Send)]
+    assert [r.outcome for r in refused] == ["refused"]
