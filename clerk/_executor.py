@@ -73,6 +73,7 @@ class Executor:
         log_level: str = "info",
         log_to: str | None = None,
         on_ready: Callable[[], None] | None = None,
+        on_capacity: Callable[[bool], None] | None = None,
     ) -> None:
         self.node = node
         self._log = (log_level, log_to)  # for the workers' logging (see clerk._logging)
@@ -85,6 +86,13 @@ class Executor:
         self._now = now  # the agent's monotonic clock
         self._on_ready = on_ready  # called once, when every worker has said ready
         self._said_ready: set[int] = set()
+        # After that: on_capacity(False) when no worker is left up (all are being replaced,
+        # e.g. the only one was killed on a timeout), on_capacity(True) when one is back. A
+        # node without a worker is not eligible for runs: one sent to it meanwhile would only
+        # wait for the replacement and time out ("no free worker"), which is the next slot
+        # lost for nothing while other nodes could have run it.
+        self._on_capacity = on_capacity
+        self._capable = False
         self._dir = tempfile.mkdtemp(prefix="clerk-workers-")
         os.chmod(self._dir, 0o700)
         endpoint = f"ipc://{self._dir}/workers"
@@ -143,6 +151,7 @@ class Executor:
                 self._reply(job, "error", None,
                             f"worker process {ev.get('pid')} exited during the run: "
                             f"{ev.get('reason')}")
+            self._check_capacity()
 
     # --- runs ---------------------------------------------------------------------------------
 
@@ -203,7 +212,9 @@ class Executor:
                         self._said_ready.add(worker.wid)
                         if len(self._said_ready) == len(self.workers):
                             on_ready, self._on_ready = self._on_ready, None
+                            self._capable = True
                             on_ready()
+                    self._check_capacity()
                     # Runs may be queued, waiting for exactly this worker.
                     self._pump(self._now())
             elif kind == b"done":
@@ -244,7 +255,17 @@ class Executor:
             self._killers = [t for t in self._killers if t.is_alive()] + [killer]
             killer.start()
             self._reply(job, "timeout", None, f"killed after {job.msg.timeout_ms} ms")
+        self._check_capacity()
         self._pump(now)
+
+    def _check_capacity(self) -> None:
+        """Tell the node when it gains or loses its last live worker (after the first ready)."""
+        if self._on_ready is not None or self._on_capacity is None:
+            return  # not every worker has said ready yet: the node is not announced anyway
+        capable = any(w.identity is not None for w in self.workers.values())
+        if capable != self._capable:
+            self._capable = capable
+            self._on_capacity(capable)
 
     def _replace(self, old: str, new: str, wid: int) -> None:
         """Start a fresh worker, then kill the old one's whole tree (on a helper thread).

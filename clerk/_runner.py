@@ -101,6 +101,7 @@ class TaskRunner:
                 send_result=self._send_result, me=lambda: (agent.me, agent.core.term),
                 now=agent.clock.monotonic, log_level=agent.config.log_level,
                 log_to=agent.config.log_to, on_ready=self._workers_ready,
+                on_capacity=self._worker_capacity,
             )
 
     def _workers_ready(self) -> None:
@@ -108,6 +109,18 @@ class TaskRunner:
         now = self.agent.clock.monotonic()
         log.info("workers ready: eligible for %d task(s)", len(self.defs))
         self.agent.apply(self.agent.core.set_tasks(self.agent.announcement, now), now)
+
+    def _worker_capacity(self, capable: bool) -> None:
+        """No worker left up (all being replaced): withdraw our tasks until one is back, so
+        the manager sends the next runs to nodes that can start them."""
+        now = self.agent.clock.monotonic()
+        if capable:
+            log.info("a worker is up again: eligible for %d task(s)", len(self.defs))
+            tasks = self.agent.announcement
+        else:
+            log.info("no worker up (being replaced): not eligible for runs until one is")
+            tasks = ()
+        self.agent.apply(self.agent.core.set_tasks(tuple(tasks), now), now)
 
     # --- definitions (rolling deploys) -----------------------------------------------------------
 
