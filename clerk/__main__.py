@@ -17,6 +17,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from clerk._client import request_status
@@ -40,6 +41,20 @@ def _fmt_ms(value: Any) -> str:
     return "-" if value is None else f"{float(value):.1f}"
 
 
+def _fmt_next(t: dict[str, Any], now: float) -> str:
+    """The next due time in the task's zone and in UTC: ``next 2026-03-29 03:00:00+02:00
+    (Europe/Berlin) = 01:00:00 UTC, in 41.5s``."""
+    try:
+        when = datetime.fromisoformat(str(t.get("next_due")))
+    except ValueError:
+        return f"next due {t.get('next_due')}"
+    utc = when.astimezone(UTC)
+    spec = "milliseconds" if when.microsecond else "seconds"
+    return (f"next {when.isoformat(' ', spec)} ({t.get('timezone') or 'UTC'}) = "
+            f"{utc.replace(tzinfo=None).isoformat(' ', spec)} UTC, "
+            f"in {max(0.0, utc.timestamp() - now):.1f}s")
+
+
 def render_status(st: dict[str, Any]) -> str:
     """The human table for ``clerk status``."""
     lines = [f"cluster as seen by {st.get('node')} ({st.get('role')})",
@@ -53,7 +68,7 @@ def render_status(st: dict[str, Any]) -> str:
                      f"{m.get('runs', 0):>6}  {', '.join(m.get('tasks', []))}")
     tasks = st.get("tasks", [])
     if tasks:
-        lines += ["", f"{'TASK':<30} {'EVERY ms':>9} {'OK':>6} {'ERR':>5} {'T/O':>5} "
+        lines += ["", f"{'TASK':<30} {'EVERY':>14} {'OK':>6} {'ERR':>5} {'T/O':>5} "
                       f"{'SKIP':>5}  LAST RUN"]
         for t in tasks:
             runs = t.get("runs", {})
@@ -68,12 +83,12 @@ def render_status(st: dict[str, Any]) -> str:
                     last_s += f" ({_short_error(str(last['error']))})"
             if not t.get("enabled", True):
                 last_s = "disabled"
-            lines.append(f"{t.get('name', ''):<30} {t.get('interval_ms') or '-':>9} "
+            every = (f"{t['interval_ms']} ms" if t.get("interval_ms") else t.get("cron")) or "-"
+            lines.append(f"{t.get('name', ''):<30} {every:>14} "
                          f"{runs.get('ok', 0):>6} {runs.get('error', 0):>5} "
                          f"{runs.get('timeout', 0):>5} {runs.get('skipped', 0):>5}  {last_s}")
-            nxt = t.get("next_due")
-            if nxt:
-                lines.append(f"{'':<30} next due in {max(0.0, nxt - time.time()):.1f}s")
+            if t.get("next_due"):
+                lines.append(f"{'':<30} {_fmt_next(t, time.time())}")
             if t.get("conflicts"):
                 last_c = t.get("last_conflict") or {}
                 lines.append(f"{'':<30} conflicts: {t['conflicts']} update(s) dropped "
@@ -99,7 +114,8 @@ def _deploy_lines(t: dict[str, Any]) -> list[str]:
     for v in t.get("definitions") or []:
         d = v.get("definition", {})
         mark = "chosen" if v.get("chosen") else "not used"
-        out.append(f"{'':<30} members disagree: every {d.get('interval')} ms, timeout "
+        every = f"cron {d['cron']!r}" if d.get("cron") else f"every {d.get('interval')} ms"
+        out.append(f"{'':<30} members disagree: {every}, timeout "
                    f"{d.get('timeout')} ms on {', '.join(v.get('nodes', []))} ({mark})")
     if t.get("loaded_here") is False and not gone:
         out.append(f"{'':<30} not loaded on this node (scheduled for the members that have it)")

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from clerk._calendar import load_zone, parse_cron
 from clerk._tasks import TaskDef
 
 __all__ = ["MAX_ANNOUNCE_CHARS", "MAX_ENTRY_CHARS", "SEP", "Resolution", "announce",
@@ -43,11 +44,15 @@ MAX_ENTRY_CHARS = 2048
 #: announces the rest by name only, as before rolling deploys existed). It is measured, and
 #: logged at start when it is exceeded.
 MAX_ANNOUNCE_CHARS = 16 * 1024
-_KEYS = ("target", "interval", "timeout", "instant", "enabled", "args")
+_KEYS = ("target", "interval", "cron", "timezone", "catch_up", "timeout", "instant", "enabled",
+         "args")
 #: Short keys on the wire, and the defaults that are left out.
-_SHORT = {"target": "t", "interval": "i", "timeout": "o", "instant": "n", "enabled": "e",
-          "args": "a"}
-_DEFAULT = {"timeout": 5000, "instant": False, "enabled": True, "args": None}
+_SHORT = {"target": "t", "interval": "i", "cron": "c", "timezone": "z", "catch_up": "u",
+          "timeout": "o", "instant": "n", "enabled": "e", "args": "a"}
+#: Left out when equal (so a node without cron support reads an interval task's entry as
+#: before, and a cron task's as one it cannot schedule: see parse_entry).
+_DEFAULT = {"cron": None, "timezone": "UTC", "catch_up": "skip", "timeout": 5000,
+            "instant": False, "enabled": True, "args": None}
 
 
 def announce(defs: Iterable[TaskDef], started: float) -> tuple[str, ...]:
@@ -76,17 +81,32 @@ def parse_entry(entry: str) -> tuple[str, TaskDef | None, float]:
         raw = json.loads(text)
         started = float(raw.pop("s", 0.0))
         values = {**_DEFAULT, **{k: raw[short] for k, short in _SHORT.items() if short in raw}}
-        interval = values.get("interval")
+        interval, cron = values.get("interval"), values["cron"]
         d = TaskDef(name=name, target=str(values["target"]),
                     interval=None if interval is None else int(interval),
                     timeout=int(values["timeout"]), instant=bool(values["instant"]),
-                    enabled=bool(values["enabled"]), args=values["args"])
+                    enabled=bool(values["enabled"]), args=values["args"],
+                    cron=None if cron is None else str(cron),
+                    timezone=str(values["timezone"]), catch_up=str(values["catch_up"]))
     except (ValueError, TypeError, KeyError, AttributeError):
         return name, None, 0.0
     if d.timeout <= 0 or (d.interval is not None and d.interval <= 0) or (
-            d.interval is None and not d.instant):
+            d.interval is None and d.cron is None and not d.instant) or not _schedulable(d):
         return name, None, started  # not a definition this node could schedule
     return name, d, started
+
+
+def _schedulable(d: TaskDef) -> bool:
+    """Can this node evaluate the announced schedule (cron expression, zone, catch_up)?"""
+    if d.catch_up not in ("skip", "last") or (d.interval is not None and d.cron is not None):
+        return False
+    try:
+        if d.cron is not None:
+            parse_cron(d.cron)
+        load_zone(d.timezone)
+    except ValueError:  # a bad expression or zone, or no cronsim on this node
+        return False
+    return True
 
 
 def task_names(entries: Iterable[str]) -> tuple[str, ...]:

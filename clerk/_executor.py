@@ -178,7 +178,7 @@ class Executor:
         d = self.defs[msg.task]
         payload = {"run": msg.run_id, "task": msg.task, "target": d.target, "slot": msg.slot,
                    "term": msg.term, "node": self.node, "state": msg.state, "init": msg.init,
-                   "due_ms": msg.due_ms}
+                   "due_ms": msg.due_ms, "timezone": d.timezone}
         assert worker.identity is not None
         self.sock.send_multipart([worker.identity, b"run", json.dumps(payload).encode()])
         job.wid = worker.wid

@@ -1,9 +1,10 @@
 """The manager's schedule: a pure state machine over the task table (no I/O, time injected).
 
-**Grid.** Run ``k`` of a task is due at wall time ``phase + k * interval`` (milliseconds since
-the epoch), where ``phase`` is derived from the task name, so every node computes the same grid
-and tasks with one interval do not all fire together. A new manager continues the grid without
-asking anyone.
+**Grid.** Each task's slots lie on a grid (:mod:`clerk._calendar`): run ``k`` of an interval
+task is due at wall time ``phase + k * interval`` (milliseconds since the epoch, ``phase``
+derived from the task name); a cron task's slots are its fire times. Every node computes the
+same grid, so a new manager continues it without asking anyone. Slots are counted with the
+grid's ``count``, never by subtracting ids (a cron slot's id is its fire time in seconds).
 
 **One run at a time.** A slot that comes while the previous run is still in flight is
 *skipped* and counted, never overlapped. Each run gets a run id and a deadline
@@ -21,6 +22,9 @@ continues:
 * after a crash, with the first slot due after it took over: a slot that fell due while no
   manager was known may or may not have been dispatched by the dead one, so it is skipped
   rather than risked twice (the guarantee: at most the slots inside the failover window).
+  A task with ``catch_up = "last"`` instead runs, once and at once, the most recent missed
+  slot that fell due at least ``CATCH_UP_GUARD_MS`` before the takeover (the others are
+  skipped); a task that never ran has missed nothing.
 
 ``init(args)`` runs only when no node holds a state for the task (the EXECUTE carries the
 args and ``init=True``); with ``await_offers`` (a real node) the manager first waits for every
@@ -43,7 +47,6 @@ their state survives until a definition comes back.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import json
 import math
@@ -52,6 +55,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from clerk._calendar import Grid, due_datetime, grid_for, phase_ms
 from clerk._lineage import better, note_update
 from clerk._record import (
     PACK_CHUNK,
@@ -68,6 +72,12 @@ __all__ = ["PACK_CHUNK", "Conflict", "Dispatch", "Finished", "Scheduler", "TaskR
 
 #: Extra time the manager waits past a run's timeout for the node's own timeout report.
 TRANSIT_GRACE_MS = 1000
+#: ``catch_up = "last"`` never runs a slot that fell due this shortly before a crash takeover:
+#: the dead manager may have dispatched it in its last moments, before a heartbeat carried that
+#: (a slot due earlier was dispatched at its time and replicated within milliseconds, so the
+#: table knows). A crash is taken over in ~50 ms and a freeze in < 1 s; 5 s leaves room for a
+#: loaded machine's stalls. Such a slot is skipped, as without catch_up: at most once holds.
+CATCH_UP_GUARD_MS = 5000
 OUTCOMES = ("ok", "error", "timeout")
 
 
@@ -116,12 +126,6 @@ def _nothing_new(raw: Any, mine: TaskRecord | None) -> bool:
         return False
 
 
-def phase_ms(name: str, interval_ms: int) -> int:
-    """The task's offset on its grid: stable across nodes, spread across the interval."""
-    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % interval_ms
-
-
 @dataclass(frozen=True, slots=True)
 class Dispatch:
     """Send EXECUTE for ``task`` slot ``slot`` to ``node``."""
@@ -158,15 +162,19 @@ class Finished:
 NodesFilter = Callable[[TaskDef, list[str]], list[str]]
 
 
+def _grid_key(d: TaskDef) -> tuple[int | None, str | None, str]:
+    """What a task's grid depends on: a change of it starts a new grid (new slot ids)."""
+    return (d.interval, d.cron, d.timezone if d.cron is not None else "UTC")
+
+
 class Scheduler:
     """The task table and its schedule; active only on the manager."""
 
     def __init__(self, defs: Sequence[TaskDef], rng: random.Random,
                  nodes_filter: NodesFilter | None = None, *, await_offers: bool = False) -> None:
         self.defs = {d.name: d for d in defs}
-        # phase_ms hashes the name: computed once, not for every task at every tick.
-        self._phase = {d.name: phase_ms(d.name, d.interval) for d in defs
-                       if d.interval is not None}
+        # Each scheduled task's grid, built once (an interval's phase hashes the name).
+        self._grid: dict[str, Grid] = {d.name: g for d in defs if (g := grid_for(d)) is not None}
         self.rng = rng
         self.nodes_filter = nodes_filter or (lambda d, members: members)
         self.records: dict[str, TaskRecord] = {name: TaskRecord() for name in self.defs}
@@ -184,6 +192,7 @@ class Scheduler:
         # only once their workers are ready: at a cluster's start, none for a moment). Retried
         # at every tick rather than skipped; not a reason to wake the loop by themselves.
         self._instant_waiting: dict[str, int] = {}  # task -> last slot counted skipped meanwhile
+        self.catch_up_pending: dict[str, int] = {}  # task -> the missed slot to run at start
         self.active = False
         #: A leaving manager: dispatches nothing more, but still applies the results of its
         #: runs in flight (and expires them), so its last table (on disk too) holds them.
@@ -260,7 +269,7 @@ class Scheduler:
             if mine is None:
                 continue
             d = self.defs[name]
-            if wall is not None and d.interval is not None and (
+            if wall is not None and name in self._grid and (
                 max(rec.slot, rec.dispatched) > self._slot_at(d, wall_ms) + 1
             ):
                 continue
@@ -275,7 +284,7 @@ class Scheduler:
                 size = _packed_size(mine.state) if mine.has_state else 0
                 self._states_total += size - self._state_bytes.get(name, 0)
                 self._state_bytes[name] = size
-            if self.active and d.interval is not None:
+            if self.active and name in self._grid:
                 nxt = max(self.next_slot.get(name, 0), mine.dispatched + 1, mine.slot + 1)
                 if nxt != self.next_slot.get(name):
                     self.next_slot[name] = nxt
@@ -311,7 +320,7 @@ class Scheduler:
         wall_ms = wall * 1000
         for name, d in self.defs.items():
             rec = self.records[name]
-            if d.interval is None:
+            if name not in self._grid:
                 self.next_slot[name] = 0
             else:
                 done = max(rec.slot, rec.dispatched)
@@ -324,7 +333,12 @@ class Scheduler:
                     self.next_slot[name] = max(done + 1, current + 1)
                     if done >= 0 and current > done:
                         # The failover window: due while no manager was known, not run.
-                        rec.counts["skipped"] += current - done
+                        missed = self._grid[name].count(done + 1, current + 1)
+                        late = self._slot_at(d, wall_ms - CATCH_UP_GUARD_MS)
+                        if d.catch_up == "last" and d.enabled and late > done:
+                            self.catch_up_pending[name] = late  # runs at the first tick
+                            missed -= 1
+                        rec.counts["skipped"] += missed
             fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
             if d.instant and d.enabled and fresh and name not in self.gone:
                 self.instant_pending.add(name)
@@ -347,9 +361,17 @@ class Scheduler:
             back = name in self.gone
             if old == d and not back:
                 continue
+            try:
+                grid = grid_for(d)
+            except ValueError as exc:  # a cron expression or zone this node cannot evaluate
+                notes.append(f"task={name} announced with a schedule this node cannot use "
+                             f"({exc}): keeping the previous definition")
+                continue
             self.defs[name] = d
-            if d.interval is not None:
-                self._phase[name] = phase_ms(name, d.interval)
+            if grid is None:
+                self._grid.pop(name, None)
+            else:
+                self._grid[name] = grid
             rec = self.records.setdefault(name, TaskRecord())
             self.gone.pop(name, None)
             if old is None:
@@ -362,11 +384,11 @@ class Scheduler:
                 notes.append(f"task={name} definition changed ({changes})")
             if not self.active:
                 continue
-            if d.interval is None:
+            if grid is None:
                 self.next_slot[name] = 0
             else:
                 current = self._slot_at(d, wall_ms)
-                if old is not None and old.interval != d.interval:
+                if old is not None and _grid_key(old) != _grid_key(d):
                     # A new grid: its slot numbers are not the old one's. Carry on from the
                     # next slot of the new grid; the old ones count as done.
                     rec.slot = rec.dispatched = current
@@ -381,6 +403,7 @@ class Scheduler:
             if name not in defs and name not in self.gone:
                 self.gone[name] = wall
                 self.instant_pending.discard(name)
+                self.catch_up_pending.pop(name, None)
                 notes.append(f"task={name} is no longer loaded by any live member: stopped")
         return notes
 
@@ -394,6 +417,7 @@ class Scheduler:
         self.draining = False
         self.instant_pending.clear()
         self._instant_waiting.clear()
+        self.catch_up_pending.clear()
         self._heap = []
         self._inflight = {}
         self.offered.clear()
@@ -401,7 +425,7 @@ class Scheduler:
 
     def _push(self, name: str) -> None:
         d = self.defs[name]
-        if self.active and d.enabled and d.interval is not None and name not in self.gone:
+        if self.active and d.enabled and name in self._grid and name not in self.gone:
             heapq.heappush(self._heap, (self.due_ms(name, self.next_slot[name]), name))
 
     def _fresh(self, due: float, name: str) -> bool:
@@ -410,18 +434,17 @@ class Scheduler:
     # --- the grid -----------------------------------------------------------------------------
 
     def _slot_at(self, d: TaskDef, wall_ms: float) -> int:
-        assert d.interval is not None
-        return math.floor((wall_ms - self._phase[d.name]) / d.interval)
+        return self._grid[d.name].slot_at(wall_ms)
 
     def due_ms(self, name: str, slot: int) -> float:
-        d = self.defs[name]
-        assert d.interval is not None
-        return self._phase[name] + slot * d.interval
+        return self._grid[name].due_ms(slot)
 
     def next_deadline(self, wall: float) -> float:
         """Wall time (s) of the next thing to do; ``inf`` when inactive."""
         if not self.active:
             return math.inf
+        if self.catch_up_pending:
+            return wall
         best = min(self._inflight.values(), default=math.inf) / 1000
         if self.instant_pending - self._instant_waiting.keys():
             # Now, unless an init is held for the members' OFFERs (then when that ends).
@@ -448,7 +471,8 @@ class Scheduler:
         dispatches: list[Dispatch] = []
         if self.draining:
             return dispatches, finished
-        due = [n for n in self.defs if n in self.instant_pending] if self.instant_pending else []
+        pending = self.instant_pending | self.catch_up_pending.keys()
+        due = [n for n in self.defs if n in pending] if pending else []
         while self._heap and self._heap[0][0] <= wall_ms:
             when, name = heapq.heappop(self._heap)
             if self._fresh(when, name) and name not in due:
@@ -468,10 +492,11 @@ class Scheduler:
         if name in self.instant_pending:
             if not any(d.name in tasks for tasks in members.values()):
                 self._instant_waiting.setdefault(name, -1)
-                if d.interval is not None:  # the grid goes on meanwhile (nobody can run it)
+                if name in self._grid:  # the grid goes on meanwhile (nobody can run it)
                     current = self._slot_at(d, wall_ms)
                     if current >= self.next_slot[name]:
-                        rec.counts["skipped"] += current - self.next_slot[name] + 1
+                        rec.counts["skipped"] += self._grid[name].count(self.next_slot[name],
+                                                                        current + 1)
                         self.next_slot[name] = current + 1
                         self._instant_waiting[name] = current
                 return dispatches
@@ -481,19 +506,28 @@ class Scheduler:
                     self._init_wait_ms = max(self._init_wait_ms, held)
                     return dispatches  # stays pending: init waits for the members' rows
             self.instant_pending.discard(name)
-            slot = self._slot_at(d, wall_ms) if d.interval is not None else 0
+            slot = self._slot_at(d, wall_ms) if name in self._grid else 0
             counted = self._instant_waiting.pop(name, -1)
             if counted >= 0 and counted == slot:
                 rec.counts["skipped"] -= 1  # counted while it waited; it runs after all
             self.next_slot[name] = slot + 1
             return self._dispatch(d, rec, slot, wall_ms, members, finished, instant=True)
-        if d.interval is not None:
+        if name in self.catch_up_pending:
+            slot = self.catch_up_pending.pop(name)
+            if rec.running is not None:
+                rec.counts["skipped"] += 1  # an adopted run is still going: never overlap
+                return dispatches
+            # A cron catch-up carries its fire time as due (the end of the missed window); an
+            # interval one is due when sent (a node drops a run more than an interval late).
+            return self._dispatch(d, rec, slot, wall_ms, members, finished,
+                                  instant=d.cron is None)
+        if name in self._grid:
             current = self._slot_at(d, wall_ms)
             nxt = self.next_slot[name]
             if current < nxt:
                 return dispatches
             # Slots before ``current`` were missed (the loop stalled): count them skipped.
-            missed = current - nxt
+            missed = self._grid[name].count(nxt, current)
             if missed:
                 rec.counts["skipped"] += missed
             self.next_slot[name] = current + 1
@@ -537,8 +571,8 @@ class Scheduler:
         self._inflight[d.name] = rec.running["deadline"]
         init = not rec.has_state
         # A run started by a trigger (instant) is due when sent; a grid run at its slot's time.
-        due = wall_ms if instant or d.interval is None else min(wall_ms,
-                                                                   self.due_ms(d.name, slot))
+        due = wall_ms if instant or d.name not in self._grid else min(
+            wall_ms, self.due_ms(d.name, slot))
         return [Dispatch(d.name, run_id, slot, node, d.args if init else rec.state, init,
                          d.timeout, int(due), int(wall_ms + d.timeout))]
 
@@ -645,16 +679,30 @@ class Scheduler:
         out = []
         for name, d in self.defs.items():
             rec = self.records[name]
-            nxt = None
-            if self.active and d.enabled and d.interval is not None and name not in self.gone:
-                nxt = self.due_ms(name, self.next_slot[name]) / 1000
             out.append({
-                "name": name, "target": d.target, "interval_ms": d.interval,
+                "name": name, "target": d.target, "interval_ms": d.interval, "cron": d.cron,
+                "timezone": d.timezone,
+                "catch_up": d.catch_up,
                 "timeout_ms": d.timeout, "enabled": d.enabled, "instant": d.instant,
                 "runs": dict(rec.counts), "last_run": rec.last, "last_slot": rec.slot,
-                "running": rec.running, "next_due": nxt, "has_state": rec.has_state,
+                "running": rec.running, "next_due": self._next_due(name, rec, wall),
+                "has_state": rec.has_state,
                 "gone_since": self.gone.get(name),
                 "version": rec.version, "lineage": rec.origin, "conflicts": rec.conflicts,
                 "last_conflict": rec.last_conflict,
             })
         return out
+
+    def _next_due(self, name: str, rec: TaskRecord, wall: float) -> str | None:
+        """When the task runs next (ISO 8601 in its zone, with the offset); None if never.
+        A follower (inactive) answers from the replicated table: the next slot after both the
+        last one done and now."""
+        d = self.defs[name]
+        if not d.enabled or name not in self._grid or name in self.gone:
+            return None
+        if self.active:
+            slot = self.next_slot[name]
+        else:
+            slot = max(rec.slot, rec.dispatched, self._slot_at(d, wall * 1000)) + 1
+        due = self.due_ms(name, slot)
+        return None if due == math.inf else due_datetime(d, due).isoformat()

@@ -25,7 +25,7 @@ import importlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from clerk._errors import ConfigError, TaskStateError
@@ -81,10 +81,13 @@ class Run:
     due: datetime
 
 
-def due_datetime(due_ms: float) -> datetime:
-    """The one place where a slot's due time (wall milliseconds, as EXECUTE carries it)
-    becomes the ``datetime`` tasks see: timezone-aware, in UTC."""
-    return datetime.fromtimestamp(due_ms / 1000, tz=UTC)
+def due_datetime(due_ms: float, timezone: str = "UTC") -> datetime:
+    """A slot's due time (wall milliseconds, as EXECUTE carries it) as the ``datetime`` tasks
+    see: timezone-aware, in the task's ``timezone`` (UTC unless the task names one; a cron
+    task's fire time in its zone). See :func:`clerk._calendar.due_in_zone`."""
+    from clerk._calendar import due_in_zone  # local: the calendar module types with TaskDef
+
+    return due_in_zone(due_ms, timezone)
 
 
 _current: Run | None = None
@@ -115,16 +118,20 @@ class TaskDef:
 
     name: str
     target: str  # "module:Class"
-    interval: int | None  # milliseconds; None only for instant-only tasks
+    interval: int | None  # milliseconds; None for cron and instant-only tasks
     timeout: int = 5000
     instant: bool = False
     enabled: bool = True
     args: Any = None
+    cron: str | None = None  # a cron expression (see clerk._calendar); exclusive with interval
+    timezone: str = "UTC"  # the cron expression's zone; for an interval task only for display
+    catch_up: str = "skip"  # "skip" or "last": what a manager does with missed slots at start
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "target": self.target, "interval": self.interval,
                 "timeout": self.timeout, "instant": self.instant, "enabled": self.enabled,
-                "args": self.args}
+                "args": self.args, "cron": self.cron, "timezone": self.timezone,
+                "catch_up": self.catch_up}
 
 
 def load_task_class(target: str, where: str = "", name: str = "") -> type[Task]:
@@ -169,6 +176,9 @@ def _make_def(
     enabled: Any,
     args: Any,
     where: str,
+    cron: Any = None,
+    timezone: Any = None,
+    catch_up: Any = "skip",
 ) -> TaskDef:
     label = name or target
     if name is not None and (not isinstance(name, str) or not name.strip()):
@@ -177,11 +187,8 @@ def _make_def(
         raise ConfigError(where, f"task {label!r}: instant", instant, "must be true or false")
     if type(enabled) is not bool:
         raise ConfigError(where, f"task {label!r}: enabled", enabled, "must be true or false")
-    if interval is None:
-        if not instant:
-            raise ConfigError(where, f"task {label!r}: interval", interval,
-                              "is required (milliseconds) unless instant = true")
-    elif type(interval) is not int or interval < MIN_INTERVAL_MS:
+    _check_schedule(interval, cron, timezone, catch_up, instant, where, label)
+    if interval is not None and (type(interval) is not int or interval < MIN_INTERVAL_MS):
         raise ConfigError(where, f"task {label!r}: interval", interval,
                           f"must be an integer number of milliseconds >= {MIN_INTERVAL_MS}")
     if type(timeout) is not int or timeout <= 0:
@@ -190,7 +197,39 @@ def _make_def(
     _check_json(args, where, "args", label)
     load_task_class(target, where, label)
     return TaskDef(name=name or target, target=target, interval=interval, timeout=timeout,
-                   instant=instant, enabled=enabled, args=args)
+                   instant=instant, enabled=enabled, args=args, cron=cron,
+                   timezone="UTC" if timezone is None else timezone, catch_up=catch_up)
+
+
+CATCH_UP = ("skip", "last")
+
+
+def _check_schedule(interval: Any, cron: Any, zone: Any, catch_up: Any, instant: bool,
+                    where: str, label: str) -> None:
+    """Exactly one of interval and cron (or neither for an instant-only task); the cron
+    expression and the zone must parse (at node start, so a typo never waits for 02:30)."""
+    if interval is not None and cron is not None:
+        raise ConfigError(where, f"task {label!r}: cron", cron,
+                          "cannot be combined with interval: give exactly one of them")
+    if interval is None and cron is None and not instant:
+        raise ConfigError(where, f"task {label!r}: interval", interval,
+                          "is required (milliseconds) unless instant = true "
+                          "(or give cron, an expression, instead)")
+    if catch_up not in CATCH_UP:
+        raise ConfigError(where, f"task {label!r}: catch_up", catch_up,
+                          "must be \"skip\" (the default) or \"last\"")
+    from clerk._calendar import load_zone, parse_cron
+
+    if cron is not None:
+        try:
+            parse_cron(cron)
+        except ValueError as exc:
+            raise ConfigError(where, f"task {label!r}: cron", cron, str(exc)) from None
+    if zone is not None:
+        try:
+            load_zone(zone)
+        except ValueError as exc:
+            raise ConfigError(where, f"task {label!r}: timezone", zone, str(exc)) from None
 
 
 def task(
@@ -202,8 +241,17 @@ def task(
     enabled: bool = True,
     args: Any = None,
     name: str | None = None,
+    cron: str | None = None,
+    timezone: str | None = None,
+    catch_up: str = "skip",
 ) -> TaskDef:
-    """Declare a task in code: ``clerk.task(ApiPoll, interval=10_000, args={...})``.
+    """Declare a task in code: ``clerk.task(ApiPoll, interval=10_000, args={...})`` or
+    ``clerk.task(Report, cron="30 2 * * *", timezone="Europe/Berlin")``.
+
+    Exactly one of ``interval`` (milliseconds) and ``cron`` (an expression evaluated in
+    ``timezone``, default UTC; see :mod:`clerk._calendar`), unless the task is instant-only.
+    For an interval task ``timezone`` only sets the zone its times are shown in.
+    ``catch_up="last"`` runs the most recent missed slot once when a manager takes over.
 
     ``interval`` (milliseconds) may be left out only for an instant-only task
     (``instant=True``: it runs once, as soon as a manager schedules it).
@@ -222,10 +270,12 @@ def task(
     else:
         raise ConfigError("", "task", cls, "must be a Task subclass or 'module:Class'")
     return _make_def(target=target, name=name, interval=interval, timeout=timeout,
-                     instant=instant, enabled=enabled, args=args, where="")
+                     instant=instant, enabled=enabled, args=args, where="", cron=cron,
+                     timezone=timezone, catch_up=catch_up)
 
 
-_TASK_KEYS = ("task", "name", "interval", "timeout", "instant", "enabled", "args")
+_TASK_KEYS = ("task", "name", "interval", "cron", "timezone", "catch_up", "timeout", "instant",
+              "enabled", "args")
 
 
 def load_task_entries(entries: Sequence[Any], source: str) -> tuple[TaskDef, ...]:
@@ -245,7 +295,9 @@ def load_task_entries(entries: Sequence[Any], source: str) -> tuple[TaskDef, ...
                                   f"unknown key (known: {', '.join(_TASK_KEYS)})")
         d = _make_def(target=target, name=entry.get("name"), interval=entry.get("interval"),
                       timeout=entry.get("timeout", 5000), instant=entry.get("instant", False),
-                      enabled=entry.get("enabled", True), args=entry.get("args"), where=where)
+                      enabled=entry.get("enabled", True), args=entry.get("args"), where=where,
+                      cron=entry.get("cron"), timezone=entry.get("timezone"),
+                      catch_up=entry.get("catch_up", "skip"))
         if d.name in seen:
             raise ConfigError(where, f"task {d.name!r}: name", d.name, "duplicate task name")
         seen.add(d.name)

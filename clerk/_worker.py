@@ -73,7 +73,7 @@ def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
     if not isinstance(due_ms, int | float) or isinstance(due_ms, bool) or due_ms <= 0:
         due_ms = time.time() * 1000  # an EXECUTE without a due time: it is due now
     _tasks._set_current(Run(name, int(job["slot"]), int(job["term"]), str(job["node"]),
-                            due_datetime(due_ms)))
+                            due_datetime(due_ms, str(job.get("timezone") or "UTC"))))
     run_context(name, int(job["slot"]), str(job.get("run")))  # on the task's log records
     try:
         inst = _instance(cache, name, str(job["target"]))

@@ -82,6 +82,12 @@ def task_toml(d: TaskDef) -> str:
     lines = ["[[task]]", f"task = {_toml_value(d.target)}", f"name = {_toml_value(d.name)}"]
     if d.interval is not None:
         lines.append(f"interval = {d.interval}")
+    if d.cron is not None:
+        lines.append(f"cron = {_toml_value(d.cron)}")
+    if d.timezone != "UTC":
+        lines.append(f"timezone = {_toml_value(d.timezone)}")
+    if d.catch_up != "skip":
+        lines.append(f"catch_up = {_toml_value(d.catch_up)}")
     lines += [f"timeout = {d.timeout}", f"instant = {_toml_value(d.instant)}",
               f"enabled = {_toml_value(d.enabled)}"]
     if d.args is not None:

@@ -137,6 +137,8 @@ def busy_port() -> Iterator[int]:
         s.close()
 
 
+_TASK = ('[node]\nname = "a@127.0.0.1"\n[[task]]\n'
+         'task = "tests.integration.cluster_tasks:Counter"\n')
 CONFIG_ERRORS = {
     "unknown key": ('[node]\nname = "a@127.0.0.1"\nfrobnicate = 3\n',
                     ["frobnicate", "3", "unknown key"]),
@@ -151,6 +153,13 @@ CONFIG_ERRORS = {
                  ["join[0]", "127.0.0.1:http", "port"]),
     "wrong type of join": ('[node]\nname = "a@127.0.0.1"\njoin = 7401\n',
                            ["join", "7401", "list"]),
+    "bad cron": (_TASK + 'name = "nightly"\ncron = "30 25 * * *"\n',
+                 ["task 'nightly': cron", "'30 25 * * *'", "Bad hour"]),
+    "unknown zone": (_TASK + 'name = "nightly"\ncron = "30 2 * * *"\n'
+                     'timezone = "Europe/Berlln"\n',
+                     ["task 'nightly': timezone", "'Europe/Berlln'", "not a known time zone"]),
+    "interval and cron": (_TASK + 'name = "nightly"\ninterval = 1000\ncron = "@daily"\n',
+                          ["task 'nightly': cron", "'@daily'", "exactly one"]),
 }
 
 

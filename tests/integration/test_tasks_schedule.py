@@ -10,6 +10,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -137,7 +138,9 @@ def test_clerk_status_json_shows_counters_last_run_next_due_and_node_runs(setup:
     assert set(last) >= {"node", "slot", "duration_ms", "outcome", "error"}
     assert last["node"] in c.names and last["outcome"] == "ok" and last["error"] == ""
     assert 0 <= last["duration_ms"] < 1000
-    assert before - 2 < grid["next_due"] < time.time() + 2 * IV / 1000
+    next_due = datetime.fromisoformat(grid["next_due"])  # ISO 8601 with the offset
+    assert next_due.utcoffset() is not None
+    assert before - 2 < next_due.timestamp() < time.time() + 2 * IV / 1000
     per_node = {m["name"]: m["runs"] for m in st["members"]}
     assert set(per_node) == set(c.names)
     assert sum(per_node.values()) == sum(st["node_runs"].values()) >= 10

@@ -3,6 +3,10 @@ definitions (clerk._deploy, Scheduler.update_defs), with fake wall times."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+import pytest
+
 from clerk._deploy import (
     MAX_ANNOUNCE_CHARS,
     MAX_ENTRY_CHARS,
@@ -75,7 +79,8 @@ def test_the_scheduler_adopts_a_task_it_has_not_loaded_and_runs_it() -> None:
     new = tdef("new")
     notes = s.update_defs({"t": tdef("t"), "new": new}, due("new", K) + 0.1)
     assert notes == ["task=new is loaded by a live member: scheduling it"]
-    assert s.status(due("new", K) + 0.1)[-1]["next_due"] == due("new", K + 1)
+    next_due = s.status(due("new", K) + 0.1)[-1]["next_due"]  # ISO 8601 with the offset
+    assert datetime.fromisoformat(next_due).timestamp() == pytest.approx(due("new", K + 1))
     node = run_ok(s, K + 1, name="new", members={"b": ("new",)})
     assert node == "b"  # only the member that has it
 
@@ -119,3 +124,31 @@ def test_a_record_without_a_definition_is_kept_until_one_comes() -> None:
     follower.activate(due("new", K + 2) + 0.1, graceful=True)
     assert follower.records["new"].state == {"n": 1}
     assert follower.next_slot["new"] == K + 2
+
+
+def test_cron_schedules_are_announced_and_a_bad_one_is_not_adopted() -> None:
+    from clerk._tasks import TaskDef
+
+    d = TaskDef(name="nightly", target="m:C", interval=None, cron="30 2 * * *",
+                timezone="Europe/Berlin", catch_up="last")
+    (entry,) = announce([d], started=5.0)
+    assert parse_entry(entry) == ("nightly", d, 5.0)
+    bad = entry.replace("Europe/Berlin", "Europe/Berlln")
+    assert parse_entry(bad) == ("nightly", None, 5.0)  # this node could not schedule it
+    assert parse_entry(entry.replace("30 2", "30 25"))[1] is None
+    # An interval task's entry is unchanged by the cron keys (left out at their defaults).
+    (plain,) = announce([tdef("poll")], started=1.0)
+    assert '"c"' not in plain and '"z"' not in plain and '"u"' not in plain
+
+
+def test_the_scheduler_adopts_an_announced_cron_task_and_a_new_grid_on_change() -> None:
+    from clerk._tasks import TaskDef
+
+    s = started(sched(tdef("t")), due("t", K) + 0.1)
+    cron = TaskDef(name="t", target="x:Y", interval=None, cron="* * * * * *")
+    wall = due("t", K) + 0.6
+    (note,) = s.update_defs({"t": cron}, wall)
+    assert "cron None -> * * * * * *" in note
+    assert s.next_slot["t"] == int(wall) + 1  # the next fire time of the new grid
+    ds, _ = s.tick(int(wall) + 1.0, {"a": ("t",)})
+    assert [x.slot for x in ds] == [int(wall) + 1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -393,7 +394,9 @@ def test_status_shows_counters_last_run_and_next_due() -> None:
     (row,) = s.status(due("t", K + 1) + 0.1)
     assert row["name"] == "t" and row["runs"]["ok"] == 1
     assert row["last_run"]["slot"] == K + 1 and row["last_run"]["outcome"] == "ok"
-    assert row["next_due"] == pytest.approx(due("t", K + 2))
+    next_due = datetime.fromisoformat(row["next_due"])
+    assert next_due.utcoffset() == timedelta(0)  # interval tasks: UTC, offset written out
+    assert next_due.timestamp() == pytest.approx(due("t", K + 2))
     assert row["has_state"] and row["last_slot"] == K + 1
 
 

@@ -128,3 +128,71 @@ def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_current_run_outside_a_run() -> None:
     with pytest.raises(RuntimeError, match="only available inside"):
         clerk.current_run()
+
+
+# --- cron schedules ------------------------------------------------------------------------
+
+
+def test_cron_declared_in_code_and_toml() -> None:
+    d = clerk.task(Counter, cron="30 2 * * *", timezone="Europe/Berlin", catch_up="last")
+    assert (d.interval, d.cron, d.timezone, d.catch_up) == (None, "30 2 * * *",
+                                                             "Europe/Berlin", "last")
+    (t,) = load_task_entries([{"task": TARGET, "name": "nightly", "cron": "@daily"}], "")
+    assert (t.cron, t.timezone, t.catch_up) == ("@daily", "UTC", "skip")
+    assert clerk.task(Counter, interval=1000).catch_up == "skip"
+
+
+def test_exactly_one_of_interval_and_cron() -> None:
+    err = bad([entry(cron="* * * * *", name="poll")], "task 'poll': cron", "exactly one")
+    assert err.value == "* * * * *"
+    with pytest.raises(clerk.ConfigError, match="exactly one"):
+        clerk.task(Counter, interval=1000, cron="@hourly")
+    bad([{"task": TARGET, "name": "poll"}], "task 'poll': interval", "cron")
+
+
+@pytest.mark.parametrize(("expr", "why"), [("30 2 * *", "has 4 fields"),
+                                           ("0 0 * * FUNDAY", "Bad day-of-week"),
+                                           ("@reboot", "unknown macro"), (5, "cron expression")])
+def test_invalid_cron_names_task_key_and_value(expr: Any, why: str) -> None:
+    err = bad([{"task": TARGET, "name": "nightly", "cron": expr}], "tasks.toml",
+              "task 'nightly': cron", why)
+    assert err.value == expr
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "../etc/passwd", "", 3])
+def test_unknown_zone_names_task_key_and_value(zone: Any) -> None:
+    err = bad([{"task": TARGET, "name": "nightly", "cron": "@daily", "timezone": zone}],
+              "task 'nightly': timezone")
+    assert err.value == zone
+
+
+def test_timezone_on_an_interval_task_is_checked_and_bad_catch_up_is_an_error() -> None:
+    (d,) = load_task_entries([entry(timezone="Asia/Kolkata", name="poll")], "")
+    assert (d.interval, d.timezone) == (1000, "Asia/Kolkata")  # only how its times are shown
+    bad([entry(timezone="Asia/Kolkatta", name="poll")], "task 'poll': timezone", "not a known")
+    bad([entry(catch_up="all", name="poll")], "task 'poll': catch_up", '"last"')
+
+
+def test_cron_without_the_library_names_the_task_and_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cronsim", None)
+    err = bad([{"task": TARGET, "name": "nightly", "cron": "30 2 * * *"}],
+              "task 'nightly': cron", "'30 2 * * *'", 'pip install "clerk-cluster[cron]"')
+    assert err.value == "30 2 * * *"
+    assert clerk.task(Counter, interval=1000).cron is None  # interval tasks do not need it
+
+
+def test_local_cluster_writes_cron_keys_to_toml() -> None:
+    import tomllib
+
+    from clerk.testing import task_toml
+
+    for d in (clerk.task(Counter, cron="*/5 * * * * *", timezone="Australia/Lord_Howe",
+                         catch_up="last", name="c"),
+              clerk.task(Counter, interval=1000, timezone="Asia/Kolkata", name="i"),
+              clerk.task(Counter, cron="@daily", name="u")):
+        (back,) = load_task_entries(tomllib.loads(task_toml(d))["task"], "")
+        assert back == d

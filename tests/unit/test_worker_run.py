@@ -207,3 +207,11 @@ def test_async_execute_raising_is_an_error_with_its_traceback() -> None:
     out = run_job(job(AsyncRaises), {})
     assert out["outcome"] == "error"
     assert "KeyError: 'inside the coroutine'" in out["error"]
+
+
+def test_due_is_in_the_tasks_zone_for_a_cron_task() -> None:
+    berlin = {**job(Echo, state={"n": 1}), "timezone": "Europe/Berlin"}
+    out = run_job(berlin, {})
+    assert out["state"]["due"] == "2025-12-02T02:46:40.250000+01:00"  # the same instant
+    assert due_datetime(DUE_MS, "Australia/Lord_Howe").isoformat() == (
+        "2025-12-02T12:46:40.250000+11:00")
