@@ -47,6 +47,9 @@ STABLE_MS = 1000
 #: The ledger task's timeout: a run takes ~1 ms; 2 s is far above any honest run, yet short
 #: enough that a new manager waiting out a finished run (issue 9 #7) shows as ~10 missed slots.
 TASK_TIMEOUT_MS = 2000
+#: A run is abandoned after this many deaths of its own: a node that cannot start (a broken
+#: environment) would otherwise be restarted in a loop.
+MAX_DEATHS = 20
 #: A node asked to leave (SIGTERM) exits within a few seconds; past this it is killed.
 LEAVE_TIMEOUT_S = 20.0
 
@@ -185,6 +188,9 @@ class Cluster:
             proc = self.procs.get(name)
             if proc is not None and proc.poll() is not None:
                 self.deaths.append({"node": name, "t": now_ms(), "code": proc.returncode})
+                if len(self.deaths) > MAX_DEATHS:
+                    raise RuntimeError(f"nodes died on their own {len(self.deaths)} times; "
+                                       f"giving up (see {self.workdir / 'logs'})")
                 print(f"chaos: {name} died on its own (exit {proc.returncode}); restarting",
                       flush=True)
                 self.start(name)

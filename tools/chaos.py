@@ -21,6 +21,8 @@ Faults are drawn from ``--seed`` (every kind once, in a shuffled order, then aga
 * ``term-node``: SIGTERM of a random node (graceful leave), started again 1-3 s later;
 * ``full-stop-term`` / ``full-stop-kill``: SIGTERM (or SIGKILL) of every node, then all start.
 
+A partition's sides, the faults and their timing go to ``report.json`` with the analysis.
+
 After each fault the tool waits for every node to agree, stably, on one manager (the heal time
 of a partition is from the links coming up to that moment), then 1-3 s of quiet. Then it prints
 the analysis (rules in ``tools/_chaos_analysis.py``): slots run twice (connected /
@@ -28,7 +30,8 @@ partitioned), state regressions, updates lost at each heal and whether the side 
 history won, late runs, missed slots per fault against its failover window, heal times,
 unhealed splits, nodes dead on their own, RSS per node. ``--json`` prints it as JSON instead.
 With ``--check`` the exit status is 1 when an enforced invariant (``--enforce``, default all of
-``CHECKS``) is broken. Exit 2: the host cannot run it (not root, no ``ip netns``).
+``CHECKS``) is broken. Exit 2: the host cannot run it (not root, no ``ip netns``); exit 3:
+another chaos run holds the machine's lock (``--wait-lock`` waits for it).
 
 Every namespace, link and process is removed at the end, also on Ctrl-C, SIGTERM or an error,
 and leftovers of a crashed earlier run (anything named ``clk-ch-*``) are removed at the start.
@@ -38,6 +41,7 @@ The nodes' logs, the ledgers and ``report.json`` stay in the work directory it p
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import random
@@ -71,6 +75,11 @@ FAULT_WINDOWS: dict[str, float | None] = {
 #: How long a cluster may take to agree on one manager after a fault before the tool moves on
 #: (a partition not agreed by then is an unhealed split).
 SETTLE_TIMEOUT_S = 20.0
+#: One chaos run per machine: the namespace names are fixed, and the start-up cleanup of a
+#: crashed run's leftovers would tear down a run in progress. Exit status when it is taken.
+LOCK_FILE = Path("/run/lock/clk-ch.lock") if Path("/run/lock").is_dir() else Path(
+    "/tmp/clk-ch.lock")
+EXIT_BUSY = 3
 #: A heal may take this long (issue 9, "Done when": heal max <= 2 s).
 HEAL_MAX_MS = 2000.0
 
@@ -245,6 +254,18 @@ def run(args: argparse.Namespace, workdir: Path, net: Net) -> dict[str, Any]:
         cluster.close()
 
 
+def take_lock(lock: Any, wait: float) -> bool:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
+
+
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -269,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--workdir", help="where logs, ledgers and report.json go (default: new "
                                      "temporary directory)")
+    p.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS",
+                   help=f"wait this long for another chaos run to finish (else exit "
+                        f"{EXIT_BUSY})")
     p.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"),
                    help="the nodes' python (default: the project's .venv)")
     args = p.parse_args(argv)
@@ -282,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     if why is not None:
         say(f"chaos: cannot run here: {why}")
         return 2
+    lock = open(LOCK_FILE, "a")  # noqa: SIM115 (held until exit)
+    if not take_lock(lock, args.wait_lock):
+        say(f"chaos: another chaos run holds {LOCK_FILE}; not starting")
+        return EXIT_BUSY
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="clerk-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
     say(f"chaos: seed {args.seed}, {args.seconds:g} s of faults; logs, ledgers and "
