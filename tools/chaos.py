@@ -317,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in cleanup():
         say(f"chaos: removed a leftover {line}")
     old = signal.signal(signal.SIGTERM, _on_term)
+    # Also when started with SIGINT ignored (a background job of a script): Ctrl-C cleans up.
+    signal.signal(signal.SIGINT, _on_term)
     net = Net(args.nodes)
     try:
         report = run(args, workdir, net)

@@ -1,0 +1,62 @@
+"""CI's short run of ``tools/chaos.py`` (issue 9): about 60 s of faults on 5 real nodes in
+network namespaces. Runs only as root with ``ip netns``; anywhere else it is skipped, saying
+why. A run already holding the machine's chaos lock for longer than we wait is a skip too.
+
+What it enforces is :data:`CI_ENFORCED` (override with ``CLERK_CHAOS_ENFORCE``, comma
+separated; the seed with ``CLERK_CHAOS_SEED``): only the invariants today's main meets. The
+others (slots twice while connected, late runs, heal losses and times, full stops, manager
+kills idling the task) are issue 9's parts A and B; add each here when its fix lands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+
+from _chaos_net import PREFIX, unavailable  # noqa: E402
+
+#: The checks CI enforces today (see the module docstring).
+CI_ENFORCED = ("unhealed", "dead")
+SECONDS = 60
+#: How long to wait for another chaos run on this machine to finish before skipping.
+LOCK_WAIT_S = 60
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(SECONDS + LOCK_WAIT_S + 240)]
+
+
+def test_the_short_chaos_run_keeps_the_enforced_invariants(tmp_path: Path) -> None:
+    why = unavailable()
+    if why is not None:
+        pytest.skip(f"chaos tool short run SKIPPED: {why}")
+    enforce = os.environ.get("CLERK_CHAOS_ENFORCE", ",".join(CI_ENFORCED))
+    seed = os.environ.get("CLERK_CHAOS_SEED", "9")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "chaos.py"), "--seconds", str(SECONDS),
+         "--seed", seed, "--check", "--enforce", enforce, "--json",
+         "--workdir", str(tmp_path), "--wait-lock", str(LOCK_WAIT_S)],
+        capture_output=True, text=True, timeout=SECONDS + LOCK_WAIT_S + 200)
+    if proc.returncode == 3:
+        pytest.skip(f"chaos tool short run SKIPPED: another chaos run held the lock: "
+                    f"{proc.stderr.strip()}")
+    print(proc.stderr)  # the fault log, shown by pytest when the test fails
+    report = json.loads((tmp_path / "report.json").read_text())
+    print(json.dumps({k: v for k, v in report.items() if k != "faults_log"}, indent=1))
+    assert proc.returncode == 0, f"violated: {report['violations']}"
+    assert report["violations"] == [] and report["enforced"] == enforce.split(",")
+    # The run really exercised the cluster: faults happened and the task kept running.
+    assert report["faults"] >= 4, report["faults_log"]
+    assert report["runs"] >= SECONDS * 1000 / 200 / 2
+    assert report["slots"] > 0 and report["heals"], "no partition was healed"
+    # Nothing of the run is left: no namespace, no link, no process.
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert PREFIX not in left
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert PREFIX not in links

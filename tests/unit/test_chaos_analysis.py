@@ -1,0 +1,171 @@
+"""The chaos tool's analysis (tools/_chaos_analysis.py): pure rules over a ledger and faults."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+
+from _chaos_analysis import CHECKS, analyse, render, violations  # noqa: E402
+
+pytestmark = pytest.mark.timeout(30)
+
+IV = 200
+A, B, C, D, E = "a", "b", "c", "d", "e"
+
+
+def run(slot: int, count: int, node: str = A, late: float = 3.0) -> dict[str, Any]:
+    return {"slot": slot, "term": 1, "node": node, "count": count, "due": slot * IV,
+            "start": slot * IV + late}
+
+
+def steady(first: int, last: int, count0: int, node: str = A) -> list[dict[str, Any]]:
+    return [run(s, count0 + s - first, node) for s in range(first, last + 1)]
+
+
+def report(ledger: list[dict[str, Any]], faults: list[dict[str, Any]] | None = None,
+           **kw: Any) -> dict[str, Any]:
+    end = max(r["start"] for r in ledger) + IV
+    return analyse(ledger, faults or [], interval=IV, late_ms=kw.pop("late_ms", IV),
+                   heal_max_ms=kw.pop("heal_max_ms", 2000), end=end, **kw)
+
+
+def split(cut_slot: int, up_slot: int, healed_ms: float | None,
+          sides: list[list[str]]) -> dict[str, Any]:
+    cut, up = cut_slot * IV - 50, up_slot * IV - 50
+    return {"kind": "split", "start": cut, "end": up + 500, "nodes": sides[1], "cut": cut,
+            "up": up, "healed": None if healed_ms is None else up + healed_ms, "sides": sides,
+            "window_ms": 1000}
+
+
+def test_a_clean_connected_run_breaks_nothing() -> None:
+    r = report(steady(0, 99, 0))
+    assert r["runs"] == r["slots"] == 100
+    assert r["twice_connected"] == r["twice_partitioned"] == []
+    assert r["late"] == 0 and r["regressions"] == []
+    assert violations(r, CHECKS) == []
+    assert "| runs / distinct slots | 100 / 100 |" in render(r, 0)
+
+
+def test_a_slot_run_twice_counts_as_partitioned_only_inside_the_partition() -> None:
+    ledger = steady(0, 49, 0)
+    ledger.append(run(10, 10, B))                   # connected: a resumed manager's double
+    ledger.append(run(30, 30, B))                   # inside the split below
+    f = split(25, 40, 300, [[A, C, D], [B, E]])
+    r = report(ledger, [f])
+    assert r["twice_connected"] == [10]
+    assert r["twice_partitioned"] == [30]
+    assert violations(r, ["twice"]) and not violations(r, ["late"])
+
+
+def test_a_heal_that_takes_too_long_stops_counting_as_partitioned() -> None:
+    ledger = steady(0, 99, 0) + [run(60, 60, B)]
+    f = split(25, 40, None, [[A, C, D], [B, E]])    # never healed: partitioned until up + 2 s
+    r = report(ledger, [f])
+    assert r["twice_connected"] == [60] and r["unhealed"] == 1
+    assert any(v.startswith("unhealed") for v in violations(r, CHECKS))
+
+
+def test_late_runs_are_over_the_threshold_only() -> None:
+    ledger = steady(0, 9, 0)
+    ledger[3]["start"] += IV          # just over one interval late: the node should drop it
+    ledger[5]["start"] += IV - 10     # under: fine
+    r = report(ledger)
+    assert r["late"] == 1 and r["lateness_ms"]["max"] == pytest.approx(IV + 3)
+    assert violations(r, ["late"]) == [f"late: 1 runs started > {IV} ms late"]
+
+
+def partitioned_ledger(major_runs: int, minor_runs: int, after: int,
+                       minor_base: int = 20) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """20 connected runs (counts 0-19), a split at slot 20 (majority A/C/D, minority B/E),
+    then runs after the heal from ``after``."""
+    ledger = steady(0, 19, 0)
+    ledger += [run(20 + i, 20 + i, A) for i in range(major_runs)]
+    ledger += [run(20 + i, minor_base + i, B) for i in range(minor_runs)]
+    ledger += [run(41 + i, after + i, C) for i in range(10)]
+    return ledger, split(20, 40, 200, [[A, C, D], [B, E]])
+
+
+def test_a_heal_where_more_history_wins_is_good_and_counts_the_dropped_side() -> None:
+    ledger, f = partitioned_ledger(major_runs=15, minor_runs=8, after=35)
+    [h] = report(ledger, [f])["heals"]
+    assert (h["pre"], h["tops"], h["after"]) == (20, [35, 28], 35)
+    assert h["winner"] == 0 and h["dropped"] == 8 and not h["bad"]
+    assert h["heal_ms"] == 200
+
+
+def test_a_heal_where_less_history_wins_is_bad() -> None:
+    ledger, f = partitioned_ledger(major_runs=15, minor_runs=8, after=28)
+    r = report(ledger, [f])
+    [h] = r["heals"]
+    assert h["winner"] == 1 and h["below_best"] == 7 and h["bad"]
+    assert any(v.startswith("heal-loss") for v in violations(r, CHECKS))
+
+
+def test_one_update_below_the_best_side_is_tolerated() -> None:
+    ledger, f = partitioned_ledger(major_runs=15, minor_runs=8, after=34)
+    assert not report(ledger, [f])["heals"][0]["bad"]
+
+
+def test_a_reinitialised_side_that_wins_is_bad_and_a_regression() -> None:
+    # The cut-off seed restarted and called init (counts from 0); its table won the merge.
+    ledger, f = partitioned_ledger(major_runs=15, minor_runs=8, after=8, minor_base=0)
+    r = report(ledger, [f])
+    [h] = r["heals"]
+    assert h["after"] == 8 and h["below_pre"] == 12 and h["bad"]
+    kinds = sorted((x["partitioned"], x["from"], x["to"]) for x in r["regressions"])
+    assert kinds == [(False, 20, 8), (True, 20, 0)]  # the reset side once, the heal once
+
+
+def test_a_connected_drop_counts_once() -> None:
+    ledger = steady(0, 9, 0) + steady(10, 29, 0)  # a full stop lost everything: 10 -> 0
+    regs = report(ledger)["regressions"]
+    assert [(x["from"], x["to"]) for x in regs] == [(10, 0)]
+
+
+def test_missed_slots_are_charged_to_the_fault_whose_span_holds_them() -> None:
+    ledger = steady(0, 9, 0) + steady(20, 39, 10) + steady(42, 60, 30)
+    kill = {"kind": "kill-manager", "start": 9 * IV + 50, "end": 12 * IV, "nodes": [A],
+            "window_ms": 1000}
+    term = {"kind": "term-node", "start": 35 * IV, "end": 36 * IV, "nodes": [B],
+            "window_ms": 1000}
+    r = report(ledger, [kill, term])
+    assert [(m["kind"], m["missed"], m["allowed"], m["over"]) for m in r["missed"]] == [
+        ("kill-manager", 10, 6, True), ("term-node", 2, 6, False)]
+    assert violations(r, ["kill-idle"]) == [
+        "kill-idle: 1 manager kills idled the task past the window"]
+
+
+def full_stop(kind: str, lost: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    ledger = steady(0, 19, 0) + steady(40, 50, 20 - lost)
+    return ledger, {"kind": kind, "start": 20 * IV, "end": 39 * IV, "nodes": [A, B],
+                    "window_ms": None}
+
+
+@pytest.mark.parametrize(("kind", "lost", "bad"), [
+    ("full-stop-term", 0, False), ("full-stop-term", 1, True),
+    ("full-stop-kill", 1, False), ("full-stop-kill", 2, True),
+])
+def test_a_full_stop_must_continue_the_counter(kind: str, lost: int, bad: bool) -> None:
+    ledger, f = full_stop(kind, lost)
+    r = report(ledger, [f])
+    [s] = r["full_stops"]
+    assert (s["before"], s["after"], s["lost"], s["bad"]) == (20, 20 - lost, lost, bad)
+    assert bool(violations(r, ["full-stop"])) is bad
+    assert r["missed"][0]["allowed"] is None  # down on purpose: no failover window
+
+
+def test_slow_heals_and_deaths_are_violations_only_when_enforced() -> None:
+    ledger, f = partitioned_ledger(major_runs=15, minor_runs=8, after=35)
+    f["healed"] = f["up"] + 2500
+    r = report(ledger, [f], deaths=[{"node": B, "t": 0, "code": 1}],
+               rss={A: [100.0, 104.0]})
+    assert r["heal_times_ms"]["max"] == 2500
+    assert [v.split(":")[0] for v in violations(r, CHECKS)] == ["heal-time", "dead"]
+    assert violations(r, ["twice", "late"]) == []
+    text = render(r, 0)
+    assert "| a | 100 -> 104 | +4 |" in text and "dead on its own: b" in text
