@@ -1,8 +1,9 @@
 """Analysis of a ``tools/chaos.py`` run: the ledger and the fault log in, a report out (pure).
 
 Inputs: the ledger (one dict per run: ``slot, term, node, count, due, start``; times in wall
-ms; ``count`` is the state the run *received*) and the faults (dicts written by the tool:
-``kind, start, end, nodes`` and, for partitions, ``cut, up, sides, healed``). Rules:
+ms; ``count`` is the state the run *received*; runs after ``end`` are ignored) and the faults
+(dicts written by the tool: ``kind, start, end, nodes`` and, for partitions, ``cut, up,
+sides, healed``). Rules:
 
 * **Partitioned time** is, for each partition, ``[cut, healed)``, where ``healed`` is when every
   node agreed on one manager (stably) after the links came up; a heal that never came, or took
@@ -18,9 +19,10 @@ ms; ``count`` is the state the run *received*) and the faults (dicts written by 
 * **Heals**: for each partition, ``pre`` is the highest ``count + 1`` in the last second
   before the cut (:data:`LOOKBACK_MS`), each
   side's top the highest ``count + 1`` its nodes reached in ``[cut, healed)`` (``pre`` if it ran
-  nothing), and ``after`` the count the first run at or after the heal received. A heal is bad
-  when ``after < pre - 1`` or ``after < best side - 1``; the winner is the side whose top is
-  nearest ``after``; the other sides' runs are the updates dropped (conflicts, expected).
+  nothing), and ``after`` the count the first run on time (not late) at or after the heal
+  received. A heal is bad when ``after < pre - 1`` or ``after < best side - 1``; the winner is
+  the side whose top is within one of ``after`` (none: a table that is neither side's won); the
+  runs of the sides other than the nearest are the updates dropped (conflicts, expected).
 * **Late runs**: ``start - due > late_ms`` (default one interval: the node's own rule for
   dropping a stale EXECUTE).
 * **Missed slots**: grid slots between the first and last ledger slot that never ran, each
@@ -89,9 +91,9 @@ def _level_before(runs: Sequence[Mapping[str, Any]], t: float) -> int | None:
 
 
 def _heals(runs: Sequence[Mapping[str, Any]], faults: Sequence[Mapping[str, Any]],
-           heal_max_ms: float) -> list[dict[str, Any]]:
+           heal_max_ms: float, late_ms: float) -> list[dict[str, Any]]:
     heals = []
-    for f in faults:
+    for index, f in enumerate(faults):
         if f.get("cut") is None or f.get("up") is None:
             continue
         cut, up = f["cut"], f["up"]
@@ -102,18 +104,22 @@ def _heals(runs: Sequence[Mapping[str, Any]], faults: Sequence[Mapping[str, Any]
             mine = [r for r in runs if cut <= r["start"] < end and r["node"] in side]
             tops.append(max([r["count"] + 1 for r in mine], default=pre))
             side_runs.append(len(mine))
-        first = next((r for r in runs if r["start"] >= end), None)
-        row: dict[str, Any] = {"at": cut, "kind": f["kind"], "pre": pre, "tops": tops,
-                               "side_runs": side_runs, "after": None, "winner": None,
+        # A late run after the heal is a stale EXECUTE from before it (counted as late), not
+        # the merged table: the first run on time tells which lineage won.
+        first = next((r for r in runs if r["start"] >= end and r["start"] - r["due"] <= late_ms),
+                     None)
+        row: dict[str, Any] = {"fault": index, "at": cut, "kind": f["kind"], "pre": pre,
+                               "tops": tops, "side_runs": side_runs, "after": None, "winner": None,
                                "dropped": None, "bad": False,
                                "heal_ms": None if f.get("healed") is None
                                else f["healed"] - up}
         if first is not None and tops:
             after = first["count"]
             best = max(tops)
-            winner = min(range(len(tops)), key=lambda i: abs(tops[i] - after))
+            near = min(range(len(tops)), key=lambda i: abs(tops[i] - after))
+            winner = near if abs(tops[near] - after) <= 1 else None
             row.update(after=after, winner=winner,
-                       dropped=sum(n for i, n in enumerate(side_runs) if i != winner),
+                       dropped=sum(n for i, n in enumerate(side_runs) if i != near),
                        below_pre=max(0, pre - after), below_best=max(0, best - after),
                        bad=after < pre - 1 or after < best - 1)
         heals.append(row)
@@ -158,7 +164,8 @@ def _missed(runs: Sequence[Mapping[str, Any]], faults: Sequence[Mapping[str, Any
         missed = sum(1 for d in missing_due if f["start"] <= d < span_end)
         window = f.get("window_ms")
         allowed = None if window is None else math.ceil(window / interval) + 1
-        out.append({"kind": f["kind"], "at": f["start"], "missed": missed, "allowed": allowed,
+        out.append({"fault": i, "kind": f["kind"], "at": f["start"], "missed": missed,
+                    "allowed": allowed,
                     "over": allowed is not None and missed > allowed})
     return out
 
@@ -185,7 +192,7 @@ def analyse(ledger: Sequence[Mapping[str, Any]], faults: Sequence[Mapping[str, A
             deaths: Sequence[Mapping[str, Any]] = (),
             rss: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
     """The report of one run (see the module docstring for every rule)."""
-    runs = sorted(ledger, key=lambda r: r["start"])
+    runs = sorted((r for r in ledger if r["start"] <= end), key=lambda r: r["start"])
     windows = _partition_windows(faults, heal_max_ms)
     slots: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     for r in runs:
@@ -194,7 +201,7 @@ def analyse(ledger: Sequence[Mapping[str, Any]], faults: Sequence[Mapping[str, A
     twice_part = [s for s in twice if any(_inside(r["start"], windows) for r in slots[s])]
     lateness = [r["start"] - r["due"] for r in runs]
     late = [x for x in lateness if x > late_ms]
-    heals = _heals(runs, faults, heal_max_ms)
+    heals = _heals(runs, faults, heal_max_ms, late_ms)
     heal_times = [h["heal_ms"] for h in heals if h["heal_ms"] is not None]
     missed = _missed(runs, faults, interval, end)
     return {
@@ -291,15 +298,14 @@ def render(report: Mapping[str, Any], t0: float) -> str:
     ]
     lines += ["", "| t s | fault | missed / allowed | heal ms | pre | side tops | after | "
               "winner | dropped |", "|--:|---|--:|--:|--:|---|--:|--:|--:|"]
-    by_at = {h["at"]: h for h in heals}
+    by_fault = {h["fault"]: h for h in heals}
     for m in r["missed"]:
         allowed = "-" if m["allowed"] is None else str(m["allowed"])
-        h = next((h for at, h in by_at.items() if m["at"] <= at < m["at"] + 60_000
-                  and h["kind"] == m["kind"]), None)
+        h = by_fault.get(m["fault"])
         cells = ["-"] * 6
         if h is not None:
             cells = [_ms(h["heal_ms"]), str(h["pre"]), "/".join(map(str, h["tops"])),
-                     str(h["after"]), "-" if h["winner"] is None else str(h["winner"]),
+                     str(h["after"]), "none" if h["winner"] is None else str(h["winner"]),
                      "-" if h["dropped"] is None else str(h["dropped"])]
             if h["bad"]:
                 cells[3] += " BAD"

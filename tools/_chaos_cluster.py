@@ -147,18 +147,19 @@ class Cluster:
             except ProcessLookupError:
                 pass
 
-    def kill(self, name: str) -> None:
-        """SIGKILL every process of the node at once (a crash)."""
-        self.down.add(name)
-        pids = self.pids(name)
+    def kill(self, *names: str) -> None:
+        """SIGKILL every process of the nodes at once (a crash; all nodes in the same moment)."""
+        self.down.update(names)
+        pids = [pid for name in names for pid in self.pids(name)]
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        proc = self.procs.get(name)
-        if proc is not None:
-            proc.wait(timeout=10)
+        for name in names:
+            proc = self.procs.get(name)
+            if proc is not None:
+                proc.wait(timeout=10)
         psutil.wait_procs([p for p in map(_proc, pids) if p is not None], timeout=5)
 
     def terminate(self, names: Iterable[str]) -> None:
@@ -208,10 +209,7 @@ class Cluster:
 
     def close(self) -> None:
         """Kill every node and probe this cluster started."""
-        for name in self.names:
-            if self.procs.get(name) is not None:
-                self.signal_all(name, signal.SIGCONT)
-                self.kill(name)
+        self.kill(*[name for name in self.names if self.procs.get(name) is not None])
         for probe in self.probes:
             if probe.poll() is None:
                 probe.kill()

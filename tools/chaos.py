@@ -46,6 +46,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -182,8 +183,7 @@ class Faults:
     def full_stop(self, rec: dict[str, Any], kill: bool) -> dict[str, Any]:
         rec["nodes"] = list(self.c.names)
         if kill:
-            for name in self.c.names:
-                self.c.kill(name)
+            self.c.kill(*self.c.names)
         else:
             self.c.terminate(self.c.names)
         self.c.hold(1.0)
@@ -247,8 +247,9 @@ def run(args: argparse.Namespace, workdir: Path, net: Net) -> dict[str, Any]:
         report = analyse(cluster.read_ledger(), records, interval=INTERVAL_MS,
                          late_ms=args.late_ms, heal_max_ms=HEAL_MAX_MS, end=end,
                          deaths=cluster.deaths, rss=cluster.rss)
-        report.update(seed=args.seed, seconds=args.seconds, t0=t0, faults_log=records,
-                      data_dirs=cluster.data_dirs, workdir=str(workdir))
+        report.update(seed=args.seed, seconds=args.seconds, t0=t0, end=end,
+                      faults_log=records, data_dirs=cluster.data_dirs, workdir=str(workdir),
+                      load=os.getloadavg()[0])
         return report
     finally:
         cluster.close()
@@ -293,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wait-lock", type=float, default=0.0, metavar="SECONDS",
                    help=f"wait this long for another chaos run to finish (else exit "
                         f"{EXIT_BUSY})")
+    p.add_argument("--analyse", metavar="WORKDIR",
+                   help="run nothing: analyse an earlier run's work directory again (its "
+                        "ledgers and report.json), e.g. with another --late-ms")
     p.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"),
                    help="the nodes' python (default: the project's .venv)")
     args = p.parse_args(argv)
@@ -300,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [c for c in enforced if c not in CHECKS]
     if unknown:
         p.error(f"--enforce: unknown checks {unknown}; known: {', '.join(CHECKS)}")
+    if args.analyse:
+        return finish(reanalyse(Path(args.analyse), args.late_ms), args, enforced,
+                      Path(args.analyse))
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 10**6)
     why = unavailable()
@@ -325,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("chaos: interrupted")
         return 130
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        say(f"chaos: failed: {exc}")
+        return 1
     finally:
         # Cleanup must finish: a second Ctrl-C or SIGTERM now would leave namespaces behind.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -333,15 +343,33 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, old)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         say(f"chaos: cleaned up {len(removed)} namespaces/links; logs in {workdir}")
+    return finish(report, args, enforced, workdir)
+
+
+def reanalyse(workdir: Path, late_ms: float) -> dict[str, Any]:
+    """The report of an earlier run, computed again from its work directory."""
+    old = json.loads((workdir / "report.json").read_text())
+    ledger = [json.loads(line) for path in sorted((workdir / "ledger").glob("*.jsonl"))
+              for line in path.read_text().splitlines() if line.strip()]
+    report = analyse(ledger, old["faults_log"], interval=INTERVAL_MS, late_ms=late_ms,
+                     heal_max_ms=old["heal_max_ms"], end=old["end"], deaths=old["deaths"],
+                     rss=old["rss_mb"])
+    report.update({k: old[k] for k in ("seed", "seconds", "t0", "end", "faults_log",
+                                       "data_dirs", "workdir", "load")})
+    return report
+
+
+def finish(report: dict[str, Any], args: argparse.Namespace, enforced: list[str],
+           workdir: Path) -> int:
     broken = violations(report, enforced)
     report["violations"], report["enforced"] = broken, enforced
     (workdir / "report.json").write_text(json.dumps(report, indent=1))
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        print(f"seed {args.seed}, {args.seconds:g} s, {report['faults']} faults, interval "
-              f"{INTERVAL_MS} ms, data dirs {'on' if report['data_dirs'] else 'off'}, "
-              f"load {os.getloadavg()[0]:.1f}")
+        print(f"seed {report['seed']}, {report['seconds']:g} s, {report['faults']} faults, "
+              f"interval {INTERVAL_MS} ms, data dirs {'on' if report['data_dirs'] else 'off'}, "
+              f"load {report['load']:.1f}")
         print(render(report, report["t0"]))
         for line in broken:
             print(f"VIOLATED {line}")

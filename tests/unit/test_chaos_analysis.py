@@ -106,6 +106,23 @@ def test_a_heal_where_less_history_wins_is_bad() -> None:
     assert any(v.startswith("heal-loss") for v in violations(r, CHECKS))
 
 
+def test_a_stale_run_after_the_heal_does_not_decide_the_winner() -> None:
+    ledger, f = partitioned_ledger(major_runs=15, minor_runs=8, after=35)
+    stale = run(19, 19, B, late=f["healed"] + 10 - 19 * IV)  # an EXECUTE queued in the split
+    r = report(ledger + [stale], [f])
+    [h] = r["heals"]
+    assert h["after"] == 35 and h["winner"] == 0 and not h["bad"]
+    assert r["late"] == 1 and r["twice_connected"] == [19]
+
+
+def test_a_table_that_is_neither_sides_has_no_winner() -> None:
+    # Both sides ran on, and the merge brought back the table from before the split.
+    ledger, f = partitioned_ledger(major_runs=15, minor_runs=8, after=20)
+    [h] = report(ledger, [f])["heals"]
+    assert h["winner"] is None and h["bad"] and h["below_best"] == 15
+    assert "| 20 BAD | none |" in render(report(ledger, [f]), 0)
+
+
 def test_one_update_below_the_best_side_is_tolerated() -> None:
     ledger, f = partitioned_ledger(major_runs=15, minor_runs=8, after=34)
     assert not report(ledger, [f])["heals"][0]["bad"]
