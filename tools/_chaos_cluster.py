@@ -5,9 +5,10 @@ Rules:
 * Node ``i`` is ``n<i>@10.203.0.<i>`` on port 7400, a real ``python -m clerk.node`` (the
   project's venv python) started with ``ip netns exec`` in its namespace, CURVE on with the
   run's throw-away cookie, joining through the seeds ``n1`` and ``n2``, with ``--data-dir`` in
-  the run's directory when the node CLI has that flag. Its output goes to ``logs/n<i>.log``
-  (appended across restarts). Nodes start in a session of their own, so a Ctrl-C in the
-  terminal reaches only the tool, which then cleans up.
+  the run's directory when the node CLI has that flag. ``clerk`` is the one ``--python`` has
+  installed (nodes and probes run in the work directory, so no other checkout shadows it).
+  Its output goes to ``logs/n<i>.log`` (appended across restarts). Nodes start in a session
+  of their own, so a Ctrl-C in the terminal reaches only the tool, which then cleans up.
 * Every node is either *up* or *down on purpose* (the tool stopped or killed it). A node that
   exits while up died on its own: it is recorded (name, time, exit code) and started again,
   so one crash does not end the run.
@@ -36,7 +37,6 @@ from _chaos_tasks import INTERVAL_MS, LEDGER_ENV
 __all__ = ["PROBE_PERIOD_MS", "STABLE_MS", "Cluster", "now_ms"]
 
 TOOLS = Path(__file__).resolve().parent
-ROOT = TOOLS.parent
 PORT = 7400
 #: How often each probe asks its node: a heal time is known to within this (10x under the
 #: 2 s bound it is checked against), and 5 probes at this rate cost the nodes little CPU.
@@ -96,7 +96,7 @@ class Cluster:
             f"interval = {INTERVAL_MS}\n"
             f"timeout = {TASK_TIMEOUT_MS}\n")
         help_text = subprocess.run([python, "-m", "clerk.node", "--help"], capture_output=True,
-                                   text=True, cwd=ROOT).stdout
+                                   text=True, cwd=workdir).stdout
         self.data_dirs = "--data-dir" in help_text
 
     # -- nodes -------------------------------------------------------------------------------
@@ -116,14 +116,15 @@ class Cluster:
     def start(self, name: str) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            [str(TOOLS), str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+            [str(TOOLS)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env[LEDGER_ENV] = str(self.workdir / "ledger")
         log = open(self.workdir / "logs" / f"{name.split('@')[0]}.log", "ab")  # noqa: SIM115
         try:
             log.write(f"---- chaos: start at {now_ms():.0f}\n".encode())
             log.flush()
             self.procs[name] = subprocess.Popen(self.command(name), stdout=log,
-                                                stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                                stderr=subprocess.STDOUT, env=env,
+                                                cwd=self.workdir,
                                                 start_new_session=True)
         finally:
             log.close()
@@ -221,14 +222,13 @@ class Cluster:
 
     def start_probes(self) -> None:
         env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT)
         for name in self.names:
             i = self.index[name]
             proc = subprocess.Popen(
                 ["ip", "netns", "exec", namespace(i), self.python,
                  str(TOOLS / "_chaos_probe.py"), f"{address(i)}:{PORT}", str(self.cookie),
                  str(PROBE_PERIOD_MS)],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=self.workdir,
                 start_new_session=True)
             self.probes.append(proc)
             threading.Thread(target=self._read_probe, args=(name, proc), daemon=True).start()
