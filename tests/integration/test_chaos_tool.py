@@ -52,7 +52,7 @@ def test_the_short_chaos_run_keeps_the_enforced_invariants(tmp_path: Path) -> No
     assert proc.returncode == 0, f"violated: {report['violations']}"
     assert report["violations"] == [] and report["enforced"] == enforce.split(",")
     # The run really exercised the cluster: faults happened and the task kept running.
-    assert report["faults"] >= 4, report["faults_log"]
+    assert report["faults"] >= 3, report["faults_log"]
     assert report["runs"] >= SECONDS * 1000 / 200 / 2
     assert report["slots"] > 0 and report["heals"], "no partition was healed"
     # Nothing of the run is left: no namespace, no link, no process.
