@@ -29,7 +29,7 @@ sides, healed``). Rules:
   charged to the fault whose span (its start to the next fault's start) holds its due time,
   against the fault's failover window (``window_ms``: allowed ``ceil(window / interval) + 1``).
 * **Full stops**: the first run after the restart must receive the count the last run before
-  the stop returned (SIGTERM: exactly; SIGKILL: at most one update lost).
+  the restart returned (SIGTERM: exactly; SIGKILL: at most one update lost).
 """
 
 from __future__ import annotations
@@ -176,7 +176,8 @@ def _full_stops(runs: Sequence[Mapping[str, Any]],
     for f in faults:
         if not f["kind"].startswith("full-stop"):
             continue
-        before = _level_before(runs, f["start"])
+        # Up to the restart: a leaving manager may still finish (and record) runs in flight.
+        before = _level_before(runs, f["end"])
         first = next((r for r in runs if r["start"] >= f["end"]), None)
         if before is None or first is None:
             continue
