@@ -10,10 +10,12 @@ kills idling the task) are issue 9's parts A and B; add each here when its fix l
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from _chaos_net import PREFIX, unavailable  # noqa: E402
+from _chaos_net import PREFIX, cleanup, unavailable  # noqa: E402
+from chaos import LOCK_FILE  # noqa: E402
 
 #: The checks CI enforces today (see the module docstring).
 CI_ENFORCED = ("unhealed", "dead")
@@ -30,6 +33,41 @@ SECONDS = 60
 LOCK_WAIT_S = 60
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(SECONDS + LOCK_WAIT_S + 240)]
+
+
+def test_cleanup_removes_a_crashed_runs_namespaces_and_processes() -> None:
+    why = unavailable()
+    if why is not None:
+        pytest.skip(f"chaos cleanup test SKIPPED: {why}")
+    with open(LOCK_FILE, "a") as lock:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:  # never tear down a chaos run in progress
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.skip("chaos cleanup test SKIPPED: a chaos run holds the lock")
+                time.sleep(0.5)
+        ns = f"{PREFIX}n1"
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        left = subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "600"])
+        try:
+            deadline = time.monotonic() + 10
+            while str(left.pid) not in subprocess.run(["ip", "netns", "pids", ns],
+                                                      capture_output=True, text=True).stdout:
+                assert time.monotonic() < deadline, "the leftover never entered its namespace"
+                time.sleep(0.02)
+            removed = cleanup()
+            assert removed == [f"namespace {ns} (1 processes killed)"]
+            assert left.wait(timeout=10) == -9
+            assert ns not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                            text=True).stdout
+        finally:
+            if left.poll() is None:
+                left.kill()
+                left.wait()
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 def test_the_short_chaos_run_keeps_the_enforced_invariants(tmp_path: Path) -> None:
