@@ -186,3 +186,16 @@ def test_slow_heals_and_deaths_are_violations_only_when_enforced() -> None:
     assert violations(r, ["twice", "late"]) == []
     text = render(r, 0)
     assert "| a | 100 -> 104 | +4 |" in text and "dead on its own: b" in text
+
+
+def test_the_tool_says_why_it_cannot_run_without_root(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import _chaos_net
+    import chaos
+
+    monkeypatch.setattr(_chaos_net.os, "geteuid", lambda: 1000)
+    assert chaos.main(["--seconds", "1"]) == 2
+    assert "chaos: cannot run here: needs root" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        chaos.main(["--enforce", "twice,nonsense"])
+    assert "unknown checks ['nonsense']" in capsys.readouterr().err
