@@ -27,7 +27,8 @@ sides, healed``). Rules:
   dropping a stale EXECUTE).
 * **Missed slots**: grid slots between the first and last ledger slot that never ran, each
   charged to the fault whose span (its start to the next fault's start) holds its due time,
-  against the fault's failover window (``window_ms``: allowed ``ceil(window / interval) + 1``).
+  against the fault's failover window (``window_ms``: allowed ``ceil(window / interval) + 1``);
+  slots run twice while connected are charged to faults the same way.
 * **Full stops**: the first run after the restart must receive the count the last run before
   the restart returned (SIGTERM: exactly; SIGKILL: at most one update lost).
 """
@@ -150,7 +151,7 @@ def _regressions(runs: Sequence[Mapping[str, Any]],
 
 
 def _missed(runs: Sequence[Mapping[str, Any]], faults: Sequence[Mapping[str, Any]],
-            interval: float, end: float) -> list[dict[str, Any]]:
+            interval: float, end: float, twice_due: Sequence[float]) -> list[dict[str, Any]]:
     if not runs:
         return []
     by_slot = {r["slot"]: r for r in runs}
@@ -162,11 +163,12 @@ def _missed(runs: Sequence[Mapping[str, Any]], faults: Sequence[Mapping[str, Any
     for i, f in enumerate(faults):
         span_end = faults[i + 1]["start"] if i + 1 < len(faults) else end
         missed = sum(1 for d in missing_due if f["start"] <= d < span_end)
+        twice = sum(1 for d in twice_due if f["start"] <= d < span_end)
         window = f.get("window_ms")
         allowed = None if window is None else math.ceil(window / interval) + 1
         out.append({"fault": i, "kind": f["kind"], "at": f["start"], "missed": missed,
-                    "allowed": allowed,
-                    "over": allowed is not None and missed > allowed})
+                    "allowed": allowed, "over": allowed is not None and missed > allowed,
+                    "twice": twice})
     return out
 
 
@@ -204,11 +206,12 @@ def analyse(ledger: Sequence[Mapping[str, Any]], faults: Sequence[Mapping[str, A
     late = [x for x in lateness if x > late_ms]
     heals = _heals(runs, faults, heal_max_ms, late_ms)
     heal_times = [h["heal_ms"] for h in heals if h["heal_ms"] is not None]
-    missed = _missed(runs, faults, interval, end)
+    twice_connected = sorted(set(twice) - set(twice_part))
+    missed = _missed(runs, faults, interval, end, [slots[s][0]["due"] for s in twice_connected])
     return {
         "runs": len(runs),
         "slots": len(slots),
-        "twice_connected": sorted(set(twice) - set(twice_part)),
+        "twice_connected": twice_connected,
         "twice_partitioned": sorted(twice_part),
         "late_ms": late_ms,
         "late": len(late),
@@ -297,8 +300,11 @@ def render(report: Mapping[str, Any], t0: float) -> str:
         f"| full stops: updates lost (before -> after) | {stops or '-'} |",
         f"| nodes dead on their own | {len(r['deaths'])} |",
     ]
-    lines += ["", "| t s | fault | missed / allowed | heal ms | pre | side tops | after | "
-              "winner | dropped |", "|--:|---|--:|--:|--:|---|--:|--:|--:|"]
+    lines += ["", "| t s | fault | nodes | missed / allowed | twice (connected) | heal ms | pre "
+              "| side tops | after | winner | dropped |",
+              "|--:|---|---|--:|--:|--:|--:|---|--:|--:|--:|"]
+    nodes = [",".join(n.split("@")[0] for n in f.get("nodes", []))
+             for f in r.get("faults_log", [])]
     by_fault = {h["fault"]: h for h in heals}
     for m in r["missed"]:
         allowed = "-" if m["allowed"] is None else str(m["allowed"])
@@ -310,8 +316,10 @@ def render(report: Mapping[str, Any], t0: float) -> str:
                      "-" if h["dropped"] is None else str(h["dropped"])]
             if h["bad"]:
                 cells[3] += " BAD"
-        lines.append(f"| {(m['at'] - t0) / 1000:.1f} | {m['kind']} | {m['missed']} / "
-                     f"{allowed}{' OVER' if m['over'] else ''} | " + " | ".join(cells) + " |")
+        who = nodes[m["fault"]] if m["fault"] < len(nodes) else "-"
+        lines.append(f"| {(m['at'] - t0) / 1000:.1f} | {m['kind']} | {who} | {m['missed']} / "
+                     f"{allowed}{' OVER' if m['over'] else ''} | {m['twice']} | "
+                     + " | ".join(cells) + " |")
     if r["rss_mb"]:
         lines += ["", "| node | RSS MB first -> last | growth MB |", "|---|---|--:|"]
         for node, values in sorted(r["rss_mb"].items()):

@@ -157,6 +157,17 @@ def test_missed_slots_are_charged_to_the_fault_whose_span_holds_them() -> None:
         "kill-idle: 1 manager kills idled the task past the window"]
 
 
+def test_a_slot_run_twice_while_connected_is_charged_to_its_fault() -> None:
+    ledger = steady(0, 59, 0) + [run(33, 10, B, late=20)]  # a resumed manager's stale run
+    pause = {"kind": "pause-manager", "start": 25 * IV, "end": 32 * IV, "nodes": [B],
+             "window_ms": 1000}
+    term = {"kind": "term-node", "start": 40 * IV, "end": 41 * IV, "nodes": [C],
+            "window_ms": 1000}
+    r = report(ledger, [pause, term])
+    assert [m["twice"] for m in r["missed"]] == [1, 0]
+    assert r["regressions"][0]["to"] == 10
+
+
 def full_stop(kind: str, lost: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     ledger = steady(0, 19, 0) + steady(40, 50, 20 - lost)
     return ledger, {"kind": kind, "start": 20 * IV, "end": 39 * IV, "nodes": [A, B],
