@@ -166,7 +166,8 @@ class Faults:
         rec["nodes"], rec["start"] = [victim], now_ms()
         self.c.signal_all(victim, signal.SIGSTOP)
         self.c.down.add(victim)  # stopped on purpose: not expected to answer
-        self.c.hold(self.rng.uniform(1, 10))
+        rec["paused_s"] = round(self.rng.uniform(1, 10), 2)
+        self.c.hold(rec["paused_s"])
         self.c.down.discard(victim)
         self.c.signal_all(victim, signal.SIGCONT)
         rec["end"] = now_ms()
