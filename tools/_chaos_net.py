@@ -55,7 +55,16 @@ def unavailable() -> str | None:
     made = _ip("netns", "add", probe, check=False)
     if made.returncode != 0:
         return f"`ip netns add` failed: {made.stderr.strip()}"
-    _ip("netns", "del", probe, check=False)
+    try:
+        # What the run needs inside a namespace: a bridge and a veth pair.
+        for what in (["link", "add", f"{PREFIX}pbr", "type", "bridge"],
+                     ["link", "add", f"{PREFIX}pa", "type", "veth", "peer", "name",
+                      f"{PREFIX}pb"]):
+            made = _ip("-n", probe, *what, check=False)
+            if made.returncode != 0:
+                return f"`ip {' '.join(what)}` failed: {made.stderr.strip()}"
+    finally:
+        _ip("netns", "del", probe, check=False)
     return None
 
 
