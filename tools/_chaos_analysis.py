@@ -320,6 +320,9 @@ def render(report: Mapping[str, Any], t0: float) -> str:
         lines.append(f"| {(m['at'] - t0) / 1000:.1f} | {m['kind']} | {who} | {m['missed']} / "
                      f"{allowed}{' OVER' if m['over'] else ''} | {m['twice']} | "
                      + " | ".join(cells) + " |")
+    if heals:
+        lines.append("side tops: side 0 is the nodes not cut off, then the cut-off (or moved) "
+                     "nodes in the order listed; winner: the side within one update of after")
     if r["rss_mb"]:
         lines += ["", "| node | RSS MB first -> last | growth MB |", "|---|---|--:|"]
         for node, values in sorted(r["rss_mb"].items()):
