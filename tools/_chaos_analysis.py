@@ -19,10 +19,11 @@ sides, healed``). Rules:
 * **Heals**: for each partition, ``pre`` is the highest ``count + 1`` in the last second
   before the cut (:data:`LOOKBACK_MS`), each
   side's top the highest ``count + 1`` its nodes reached in ``[cut, healed)`` (``pre`` if it ran
-  nothing), and ``after`` the count the first run on time (not late) at or after the heal
-  received. A heal is bad when ``after < pre - 1`` or ``after < best side - 1``; the winner is
-  the side whose top is within one of ``after`` (none: a table that is neither side's won); the
-  runs of the sides other than the nearest are the updates dropped (conflicts, expected).
+  nothing), and ``after`` the count the cluster continued from after the heal (the run where
+  the merged table took over: see :func:`_settled`). A heal is bad when ``after < pre - 1`` or
+  ``after < best side - 1``; the winner is the side whose top is within one of ``after`` (none:
+  a table that is neither side's won); the runs of the sides other than the nearest are the
+  updates dropped (conflicts, expected).
 * **Late runs**: ``start - due > late_ms`` (default one interval: the node's own rule for
   dropping a stale EXECUTE).
 * **Missed slots**: grid slots between the first and last ledger slot that never ran, each
@@ -55,6 +56,10 @@ CHECKS: dict[str, str] = {
     "kill-idle": "a kill -9 of the manager misses no more slots than its failover window",
 }
 
+#: After every node agrees on one manager, the two sides' tables may take a few runs more to
+#: meet (the merge travels with the next heartbeats); the lineage the cluster continues from
+#: is read from the runs of this stretch. The tool starts the next fault no sooner than this.
+MERGE_SETTLE_MS = 3000
 #: "The count the cluster had" before a fault is read from the runs of this last stretch
 #: (five slots): the cluster was settled then, and older counts may predate an earlier reset.
 LOOKBACK_MS = 1000
@@ -91,6 +96,23 @@ def _level_before(runs: Sequence[Mapping[str, Any]], t: float) -> int | None:
     return max(recent) if recent else before[-1]["count"] + 1
 
 
+def _settled(runs: Sequence[Mapping[str, Any]], healed: float, next_fault: float,
+             late_ms: float) -> Mapping[str, Any] | None:
+    """The run from which the cluster continued after a heal: among the runs on time in the
+    :data:`MERGE_SETTLE_MS` after it (before the next fault), the last one whose count does not
+    follow its predecessor's (where the merged table took over), else the first. A late run is
+    a stale EXECUTE from before the heal (counted as late), not the merged table."""
+    on_time = [r for r in runs if r["start"] >= healed and r["start"] - r["due"] <= late_ms]
+    window = [r for r in on_time if r["start"] < min(healed + MERGE_SETTLE_MS, next_fault)]
+    if not window:
+        return on_time[0] if on_time else None
+    jump = window[0]
+    for prev, r in zip(window, window[1:], strict=False):
+        if r["count"] != prev["count"] + 1:
+            jump = r
+    return jump
+
+
 def _heals(runs: Sequence[Mapping[str, Any]], faults: Sequence[Mapping[str, Any]],
            heal_max_ms: float, late_ms: float) -> list[dict[str, Any]]:
     heals = []
@@ -105,10 +127,8 @@ def _heals(runs: Sequence[Mapping[str, Any]], faults: Sequence[Mapping[str, Any]
             mine = [r for r in runs if cut <= r["start"] < end and r["node"] in side]
             tops.append(max([r["count"] + 1 for r in mine], default=pre))
             side_runs.append(len(mine))
-        # A late run after the heal is a stale EXECUTE from before it (counted as late), not
-        # the merged table: the first run on time tells which lineage won.
-        first = next((r for r in runs if r["start"] >= end and r["start"] - r["due"] <= late_ms),
-                     None)
+        first = _settled(runs, end, faults[index + 1]["start"] if index + 1 < len(faults)
+                         else math.inf, late_ms)
         row: dict[str, Any] = {"fault": index, "at": cut, "kind": f["kind"], "pre": pre,
                                "tops": tops, "side_runs": side_runs, "after": None, "winner": None,
                                "dropped": None, "bad": False,

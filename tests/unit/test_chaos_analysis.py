@@ -115,6 +115,22 @@ def test_a_stale_run_after_the_heal_does_not_decide_the_winner() -> None:
     assert r["late"] == 1 and r["twice_connected"] == [19]
 
 
+def test_runs_on_one_sides_table_just_before_the_merge_lands_are_not_the_outcome() -> None:
+    # The managers agreed, the majority ran twice more on its own table, then the merged
+    # table (the minority's, with more history) took over: more history won.
+    ledger, f = partitioned_ledger(major_runs=8, minor_runs=15, after=28)
+    ledger = [r for r in ledger if r["slot"] < 41]
+    ledger += [run(41, 28, C), run(42, 29, C), run(43, 35, D), run(44, 36, D), run(45, 37, C)]
+    [h] = report(ledger, [f])["heals"]
+    assert (h["tops"], h["after"], h["winner"], h["bad"]) == ([28, 35], 35, 1, False)
+
+
+def test_a_lesser_table_that_runs_on_after_the_heal_is_still_bad() -> None:
+    ledger, f = partitioned_ledger(major_runs=8, minor_runs=15, after=28)
+    [h] = report(ledger, [f])["heals"]
+    assert (h["after"], h["winner"], h["below_best"], h["bad"]) == (28, 0, 7, True)
+
+
 def test_a_table_that_is_neither_sides_has_no_winner() -> None:
     # Both sides ran on, and the merge brought back the table from before the split.
     ledger, f = partitioned_ledger(major_runs=15, minor_runs=8, after=20)
