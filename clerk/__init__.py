@@ -8,7 +8,13 @@ over within a second when it dies. See the README for the guarantees.
 import clerk._clash  # noqa: F401  (first: refuses supervisord's ``supervisor``, see there)
 from clerk._clock import Clock, FakeClock, SystemClock
 from clerk._config import NodeConfig, load_config
-from clerk._errors import ClerkError, ConfigError, NotReachableError, TaskStateError
+from clerk._errors import (
+    ClerkError,
+    ConfigError,
+    ControlError,
+    NotReachableError,
+    TaskStateError,
+)
 from clerk._node import Node, node_spec
 from clerk._tasks import Run, Task, TaskDef, current_run, task
 from clerk._version import __version__
@@ -17,6 +23,7 @@ __all__ = [
     "ClerkError",
     "Clock",
     "ConfigError",
+    "ControlError",
     "FakeClock",
     "Node",
     "NodeConfig",

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from clerk import _cli_ops
 from clerk._client import request_status
 from clerk._config import parse_address
 from clerk._errors import ConfigError, NotReachableError
@@ -31,7 +32,8 @@ __all__ = ["COMMANDS", "main", "render_status"]
 #: The subcommands, as ``clerk --help`` lists them.
 COMMANDS = {
     "node": "run a node in the foreground (the flags of python -m clerk.node)",
-    "status": "show the cluster as a node sees it (--join HOST:PORT [--json])",
+    "status": "show the cluster as a node sees it (--join HOST:PORT [--json] [TASK])",
+    **_cli_ops.COMMANDS,
 }
 #: Width of an error text in the status table: its last line, shortened at a word boundary.
 ERROR_WIDTH = 72
@@ -83,6 +85,8 @@ def render_status(st: dict[str, Any]) -> str:
                     last_s += f" ({_short_error(str(last['error']))})"
             if not t.get("enabled", True):
                 last_s = "disabled"
+            if t.get("paused"):
+                last_s = f"PAUSED (through {t.get('paused_by')}); last: {last_s}"
             every = (f"{t['interval_ms']} ms" if t.get("interval_ms") else t.get("cron")) or "-"
             lines.append(f"{t.get('name', ''):<30} {every:>14} "
                          f"{runs.get('ok', 0):>6} {runs.get('error', 0):>5} "
@@ -131,6 +135,8 @@ def _short_error(error: str) -> str:
 def _status(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="clerk status",
                                 description="Show the cluster as one of its nodes sees it.")
+    p.add_argument("task", nargs="?", metavar="TASK",
+                   help="show this one task in detail, with its history")
     p.add_argument("--join", action="append", required=True, metavar="HOST:PORT",
                    help="a node to ask (repeatable: the first that answers is used)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -138,6 +144,8 @@ def _status(argv: Sequence[str]) -> int:
     p.add_argument("--insecure", action="store_true", help="talk to nodes running --insecure")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait per node")
     args = p.parse_args(argv)
+    if args.task is not None:
+        return _cli_ops.status_task(args)
     try:
         addresses = [parse_address(a, "command line", "--join") for a in args.join]
         keys = None if args.insecure else keys_from_cookie(load_cookie(args.cookie_file))
@@ -191,11 +199,14 @@ def _main(args: list[str]) -> int:
     command, rest = args[0], args[1:]
     if command == "status":
         return _status(rest)
+    if command in _cli_ops.COMMANDS:
+        return _cli_ops.main_ops(command, rest)
     if command == "node":
         from clerk.node import main as node_main
 
         return node_main(rest, prog="clerk node")
-    print(f"error: unknown command {command!r} (expected node or status)", file=sys.stderr)
+    print(f"error: unknown command {command!r} (expected {', '.join(COMMANDS)})",
+          file=sys.stderr)
     return 2
 
 

@@ -40,6 +40,7 @@ from clerk._core import (
     PeerUp,
     Received,
     Refused,
+    Role,
     Send,
     StaleExecute,
     Start,
@@ -51,6 +52,7 @@ from clerk._deploy import MAX_ANNOUNCE_CHARS, SEP, announce, task_names
 from clerk._errors import ConfigError
 from clerk._logging import configure_child_logging
 from clerk._messages import (
+    Control,
     Election,
     Execute,
     Message,
@@ -63,7 +65,10 @@ from clerk._messages import (
     Status,
     StatusReply,
 )
+from clerk._metrics import MetricsServer, NodeMetrics, Sources
+from clerk._ops import handle_control
 from clerk._runner import TaskRunner
+from clerk._schedule import unpack_table
 from clerk._security import keys_from_cookie, load_cookie
 from clerk._transport import Inbound, Transport
 
@@ -114,6 +119,7 @@ class Agent:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        self.metrics = NodeMetrics(t.name for t in config.tasks)
         try:
             self.tasks = TaskRunner(self)  # scheduling (as manager) and execution of tasks
         except BaseException:
@@ -121,6 +127,7 @@ class Agent:
             self._wake_r.close()
             self._wake_w.close()
             raise
+        self._metrics_server: MetricsServer | None = None
 
     # --- signals ----------------------------------------------------------------------------
 
@@ -164,6 +171,7 @@ class Agent:
                         self.me.address)
         leaving = False
         try:
+            self._start_metrics()
             self._feed(Start(), self.clock.monotonic())
             while True:
                 now = self.clock.monotonic()
@@ -191,12 +199,38 @@ class Agent:
         finally:
             if on_main:
                 signal.set_wakeup_fd(-1)
+            if self._metrics_server is not None:
+                self._metrics_server.close()
             self.tasks.close()
             self.transport.close()
             self._wake_r.close()
             self._wake_w.close()
         log.info("node %s stopped: %s", self.me.name, self._stop_reason)
         return 0
+
+    def _start_metrics(self) -> None:
+        """Serve /metrics (clerk._metrics) when ``metrics_port`` is set. A port that cannot be
+        bound, or prometheus_client missing, is logged, not fatal (the node is more useful
+        running than not; ``clerk.node`` and ``Node.start`` check both before starting)."""
+        port = self.config.metrics_port
+        if port is None:
+            return
+        executor = self.tasks.executor
+        sources = Sources(
+            node=self.metrics, is_manager=lambda: self.core.is_manager,
+            term=lambda: self.core.term, bad_frames=lambda: self.bad_frames.copy(),
+            worker_restarts=lambda: executor.restarts if executor is not None else 0,
+            table=lambda: unpack_table(self.core.replicated))
+        try:
+            self._metrics_server = MetricsServer(self.config.host, port, sources)
+        except ImportError:  # node_spec() skips the node's pre-flight check
+            log.error("cannot serve metrics on port %d: prometheus_client is not installed "
+                      '(pip install "clerk-cluster[metrics]")', port)
+            return
+        except OSError as exc:
+            log.error("cannot serve metrics on %s:%d: %s", self.config.host, port, exc)
+            return
+        log.info("metrics at http://%s:%d/metrics", self.config.host, port)
 
     def _drain_wakeups(self) -> None:
         try:
@@ -217,6 +251,8 @@ class Agent:
         except DecodeError as exc:
             self._bad_frame(exc.reason, exc.detail, now)
             return
+        if isinstance(msg, Execute):
+            self.metrics.executes_received += 1
         self._inbound = inbound
         try:
             self._feed(Received(msg), now)
@@ -234,7 +270,10 @@ class Agent:
 
     def _feed(self, event: Event, now: float) -> None:
         try:
+            was_candidate = self.core.role is Role.CANDIDATE
             effects = self.core.handle(event, now)
+            if self.core.role is Role.CANDIDATE and not was_candidate:
+                self.metrics.elections_started += 1
             self.apply(effects, now)
         except Exception:  # a bug must not take the node down; count it and carry on
             self.bad_frames["handler_error"] += 1
@@ -242,6 +281,7 @@ class Agent:
             return
         if self.core.members.epoch != self._members_epoch:
             self._members_epoch = self.core.members.epoch
+            self.metrics.members_alive = sum(1 for i in self.core.member_list() if i.alive)
             live = [i.address for i in self.core.member_list()
                     if i.name != self.me.name and i.alive]
             # Pinned links are never closed to make room for strangers' addresses; the list
@@ -284,10 +324,17 @@ class Agent:
     def apply(self, effects: list[Effect], now: float) -> None:
         for effect in effects:
             if isinstance(effect, Send):
+                if isinstance(effect.msg, Result) and effect.msg.outcome == "refused":
+                    # The core refuses EXECUTEs from a lower term (stale) or an unknown sender.
+                    if effect.msg.error.startswith("stale"):
+                        self.metrics.executes_stale += 1
+                    else:
+                        self.metrics.executes_refused += 1
                 self.send(effect.to, effect.msg, now)
             elif isinstance(effect, Deliver):
                 self._deliver(effect.msg, now)
             elif isinstance(effect, ManagerChanged):
+                self.metrics.manager_changes += 1
                 if effect.is_me:
                     log.info("this node is now the manager (term %d)", effect.term)
                     alone = not any(i.alive and i.name != self.me.name
@@ -327,6 +374,8 @@ class Agent:
     def _deliver(self, msg: Message, now: float) -> None:
         if isinstance(msg, Status):
             self.reply(StatusReply(self.me, self.core.term, self.status()))
+        elif isinstance(msg, Control):
+            self.reply(handle_control(self.tasks, msg, now, self.clock.wall()))
         elif isinstance(msg, Execute):
             self.tasks.on_execute(msg, now, self._inbound)
         elif isinstance(msg, Result):

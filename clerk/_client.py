@@ -11,15 +11,20 @@ from typing import Any
 import zmq
 
 from clerk._codec import DecodeError, decode, encode
-from clerk._errors import NotReachableError
-from clerk._messages import Peer, Status, StatusReply
+from clerk._errors import ControlError, NotReachableError
+from clerk._messages import Control, ControlReply, Message, Peer, Status, StatusReply
 from clerk._security import CurveKeys
 from clerk._transport import resolve_host
 
-__all__ = ["ask_each", "request_status"]
+__all__ = ["ask_each", "request_control", "request_status"]
+
+#: A client retries a command this often while the cluster has no manager (an election takes
+#: ~50 ms after a crash, under a second after a freeze).
+CONTROL_RETRY_S = 0.05
 
 
-def _socket(ctx: zmq.Context, address: str, keys: CurveKeys | None) -> zmq.Socket:
+def _socket(ctx: zmq.Context, address: str, keys: CurveKeys | None,
+            msg: Message | None = None) -> zmq.Socket:
     host, _, port = address.rpartition(":")
     sock = ctx.socket(zmq.REQ)
     sock.linger = 0
@@ -29,8 +34,9 @@ def _socket(ctx: zmq.Context, address: str, keys: CurveKeys | None) -> zmq.Socke
         sock.curve_secretkey = keys.secret
     try:
         sock.connect(f"tcp://{resolve_host(host)}:{port}")
-        me = Peer("status@client", "", secrets.token_hex(6), 0)
-        sock.send_multipart(encode(Status(me, 0)))
+        if msg is None:
+            msg = Status(Peer("status@client", "", secrets.token_hex(6), 0), 0)
+        sock.send_multipart(encode(msg))
     except BaseException:
         sock.close(linger=0)
         raise
@@ -120,3 +126,71 @@ def request_status(
         f"no clerk node answered at {', '.join(addresses)} within {timeout:g}s "
         "(not running, or a different cookie?)"
     )
+
+
+def _ask_control(ctx: zmq.Context, address: str, keys: CurveKeys | None, msg: Control,
+                 timeout: float) -> ControlReply | None:
+    try:
+        sock = _socket(ctx, address, keys, msg)
+    except (OSError, zmq.ZMQError):
+        return None
+    try:
+        if not sock.poll(max(1, int(timeout * 1000)), zmq.POLLIN):
+            return None
+        reply = decode(sock.recv_multipart(zmq.NOBLOCK))
+    except (zmq.ZMQError, DecodeError):
+        return None
+    finally:
+        sock.close(linger=0)
+    return reply if isinstance(reply, ControlReply) else None
+
+
+def request_control(
+    addresses: Sequence[str], op: str, task: str, *, keys: CurveKeys | None,
+    timeout: float = 5.0,
+) -> Any:
+    """Send an operator's command (``pause``, ``resume``, ``trigger``, ``show``) about
+    ``task`` through the first of ``addresses`` that answers, and return the result the node
+    reports once it is applied (see :mod:`clerk._ops`).
+
+    A follower names the manager and the command is sent there (the status records the
+    follower as the node it came through); while there is no manager it is retried until
+    ``timeout``. Raises :class:`ControlError` when the cluster refuses it (unknown task, a
+    trigger while a run is in flight) and :class:`NotReachableError` when nobody answers.
+    """
+    me = Peer("ops@client", "", secrets.token_hex(6), 0)
+    deadline = time.monotonic() + timeout
+    via = ""
+    last_error = ""
+    ctx = zmq.Context()
+    try:
+        targets = list(addresses)
+        while time.monotonic() < deadline:
+            redirected = False
+            for address in targets:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                reply = _ask_control(ctx, address, keys, Control(me, 0, op, task, via),
+                                     min(left, 2.0))
+                if reply is None:
+                    continue
+                if reply.ok:
+                    return reply.result
+                if reply.manager:  # a follower: go to the manager, say where we came from
+                    via = via or reply.sender.name
+                    targets = [reply.manager, *addresses]
+                    redirected = True
+                    break
+                if not reply.error.startswith("no manager yet"):
+                    raise ControlError(reply.error)
+                last_error = reply.error
+                via = via or reply.sender.name
+                break
+            if not redirected:
+                time.sleep(CONTROL_RETRY_S)
+    finally:
+        ctx.term()
+    raise NotReachableError(
+        f"{op} {task!r}: " + (last_error or f"no clerk node answered at {', '.join(addresses)} "
+                              f"within {timeout:g}s (not running, or a different cookie?)"))

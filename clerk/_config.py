@@ -14,6 +14,7 @@ A TOML file has a ``[node]`` table with the same keys as the command-line flags 
     log_level = "info"
     data_dir = "/var/lib/clerk/a"  # durable task table; default $XDG_STATE_HOME/clerk/<name>;
                                 # false: none (state then lives only in the members' memory)
+    metrics_port = 9400         # serve Prometheus metrics at http://HOST:9400/metrics
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class NodeConfig:
     log_level: str = "info"
     #: The data directory (a path), None for the default (:attr:`data_path`), False for none.
     data_dir: str | bool | None = None
+    metrics_port: int | None = None  # Prometheus /metrics on the node's host (clerk._metrics)
     tasks: tuple[Any, ...] = field(default=())  # TaskDef objects (clerk._tasks)
     source: str = ""  # where it came from, for messages
     #: Where the agent and the workers send their log records (a :class:`clerk._logging.LogSink`
@@ -118,7 +120,7 @@ def _node_values(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
             continue
         if key == "name":
             out[key] = validate_name(value, source, key)
-        elif key == "port":
+        elif key in ("port", "metrics_port"):
             out[key] = _check_int(source, key, value, 1, 65535)
         elif key == "priority":
             out[key] = _check_int(source, key, value, -(2**31), 2**31 - 1)
@@ -152,7 +154,7 @@ def _node_values(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
                                                       "no data directory")
         else:
             known = ("name, port, join, priority, cookie_file, insecure, workers, log_level, "
-                     "data_dir")
+                     "data_dir, metrics_port")
             raise ConfigError(source, key, value, f"unknown key (known: {known})")
     return out
 

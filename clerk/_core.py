@@ -87,6 +87,8 @@ from clerk._membership import Member, MemberTable
 from clerk._messages import (
     Ack,
     Claim,
+    Control,
+    ControlReply,
     Coordinator,
     Election,
     Execute,
@@ -1198,4 +1200,6 @@ _HANDLERS: dict[type, Any] = {
     RunQuery: NodeCore._m_from_manager,
     Status: NodeCore._m_deliver,
     StatusReply: NodeCore._m_deliver,
+    Control: NodeCore._m_deliver,
+    ControlReply: NodeCore._m_deliver,
 }

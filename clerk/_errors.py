@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ClerkError", "ConfigError", "NotReachableError", "TaskStateError"]
+__all__ = ["ClerkError", "ConfigError", "ControlError", "NotReachableError", "TaskStateError"]
 
 
 class ClerkError(Exception):
@@ -22,6 +22,11 @@ class ConfigError(ClerkError, ValueError):
             shown = shown[:77] + "..."
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{key} = {shown}: {problem}")
+
+
+class ControlError(ClerkError):
+    """The cluster refused an operator's command (pause, resume, trigger, show): an unknown
+    task (the message lists the known ones), or a trigger while a run is in flight."""
 
 
 class NotReachableError(ClerkError):

@@ -81,6 +81,7 @@ class Executor:
         self.send_result = send_result
         self.me = me
         self.executed = 0
+        self.restarts = 0  # worker processes replaced (exited, or killed past a timeout)
         self.queue: deque[_Job] = deque()
         self._killers: list[threading.Thread] = []
         self._now = now  # the agent's monotonic clock
@@ -146,6 +147,7 @@ class Executor:
             if worker is None or worker.pid != ev.get("pid"):
                 continue  # an old incarnation (e.g. the one we killed on a timeout)
             worker.identity = None
+            self.restarts += 1  # permanent: the supervisor starts a new one
             job, worker.job = worker.job, None
             if job is not None:
                 self._reply(job, "error", None,
@@ -248,6 +250,7 @@ class Executor:
             # grandchild lingers as a zombie), and the agent must keep heartbeating meanwhile
             # or its followers depose it. The new worker says ready when it is up.
             self._generation += 1
+            self.restarts += 1
             worker.child = f"worker-{worker.wid}-{self._generation}"
             killer = threading.Thread(target=self._replace,
                                       args=(child, worker.child, worker.wid),
@@ -321,4 +324,4 @@ class Executor:
     def stats(self) -> dict[str, Any]:
         return {"executed": self.executed, "queued": len(self.queue),
                 "busy_workers": sum(w.job is not None for w in self.workers.values()),
-                "workers": len(self.workers)}
+                "workers": len(self.workers), "restarts": self.restarts}

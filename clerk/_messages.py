@@ -20,6 +20,11 @@ Protocol at a glance (``->`` one message, ``=>`` to every member)::
     manager -> node      RUN_QUERY(task, run)   a new manager asks about a run it adopted
     member  -> manager   OFFER(state)           its durable task rows, on following a manager
     client  -> any node  STATUS                 answered STATUS_REPLY(status)
+    client  -> any node  CONTROL(op, task, via)  answered CONTROL_REPLY(ok, error, manager,
+                                                result): pause/resume/trigger are applied by
+                                                the manager (a follower answers with the
+                                                manager's address to retry there); show by
+                                                any node from its replica of the table
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from typing import Any, TypeAlias
 __all__ = [
     "Ack",
     "Claim",
+    "Control",
+    "ControlReply",
     "Coordinator",
     "Election",
     "Execute",
@@ -257,9 +264,31 @@ class StatusReply:
     status: Json
 
 
+@dataclass(frozen=True, slots=True)
+class Control:
+    """An operator's command about one task (see clerk._control.OPS)."""
+
+    sender: Peer
+    term: int
+    op: str
+    task: str
+    via: str = ""  # the node the client asked first, when it retries at the manager
+
+
+@dataclass(frozen=True, slots=True)
+class ControlReply:
+    sender: Peer
+    term: int
+    ok: bool
+    error: str = ""
+    manager: str = ""  # not applied here: the manager's address (empty during an election)
+    result: Json = None
+
+
 Message: TypeAlias = (
     Join | Welcome | Refuse | Heartbeat | Ack | Election | Ok | Coordinator | Leave | Handover
-    | Execute | Result | Offer | ResultAck | RunQuery | Status | StatusReply
+    | Execute | Result | Offer | ResultAck | RunQuery | Status | StatusReply | Control
+    | ControlReply
 )
 
 #: Wire name of each message kind.
@@ -281,4 +310,6 @@ MESSAGE_KINDS: dict[str, type] = {
     "run_query": RunQuery,
     "status": Status,
     "status_reply": StatusReply,
+    "control": Control,
+    "control_reply": ControlReply,
 }

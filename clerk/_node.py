@@ -15,10 +15,11 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from clerk._client import request_status
+from clerk._client import request_control, request_status
 from clerk._config import DEFAULT_PORT, NodeConfig, _node_values
 from clerk._errors import ConfigError, NotReachableError
 from clerk._logging import LogSink
+from clerk._metrics import check_available as check_metrics
 from clerk._security import CurveKeys, keys_from_cookie, load_cookie
 from clerk._tasks import TaskDef, check_unique
 from clerk._transport import resolve_host
@@ -42,22 +43,30 @@ def preflight(config: NodeConfig) -> CurveKeys | None:
     except OSError as exc:
         raise ConfigError(source, "name", config.name,
                           f"host {config.host!r} does not resolve: {exc}") from None
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        probe.bind((ip, config.port))
-    except OSError as exc:
-        problem = (f"is already in use on {config.host}" if exc.errno == 98
-                   else f"cannot be bound on {config.host}: {exc.strerror}")
-        raise ConfigError(source, "port", config.port, problem) from None
-    finally:
-        probe.close()
+    _probe(ip, config.host, config.port, source, "port")
+    if config.metrics_port is not None:
+        check_metrics(source, config.metrics_port)
+        _probe(ip, config.host, config.metrics_port, source, "metrics_port")
     path = config.data_path
     if path is not None:
         from clerk._store import check_free
 
         check_free(path, source)
     return keys
+
+
+def _probe(ip: str, host: str, port: int, source: str, key: str) -> None:
+    """ConfigError naming ``key`` if ``port`` cannot be bound on ``host``."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind((ip, port))
+    except OSError as exc:
+        problem = (f"is already in use on {host}" if exc.errno == 98
+                   else f"cannot be bound on {host}: {exc.strerror}")
+        raise ConfigError(source, key, port, problem) from None
+    finally:
+        probe.close()
 
 
 def agent_spec(config: NodeConfig, *, id: str = "agent",  # noqa: A002
@@ -101,13 +110,15 @@ def _make_config(
     log_level: str,
     where: str,
     data_dir: str | os.PathLike[str] | bool | None,
+    metrics_port: int | None = None,
 ) -> NodeConfig:
     if data_dir is True:
         raise ConfigError(where, "data_dir", data_dir, "must be a directory path, None for the "
                                                     "default, or False for none")
     values = _node_values({"name": name, "port": port, "join": list(join), "priority": priority,
                            "cookie_file": cookie_file, "insecure": insecure, "workers": workers,
-                           "log_level": log_level, "data_dir": data_dir}, where)
+                           "log_level": log_level, "data_dir": data_dir,
+                           "metrics_port": metrics_port}, where)
     for t in tasks:
         if not isinstance(t, TaskDef):
             raise ConfigError(where, "tasks", t, "must be made with clerk.task(...)")
@@ -127,6 +138,7 @@ def node_spec(
     log_level: str = "info",
     data_dir: str | os.PathLike[str] | bool | None = None,
     id: str | None = None,  # noqa: A002
+    metrics_port: int | None = None,
 ) -> ChildSpec:
     """A ``supervisor.ChildSpec`` running a Clerk node: make it a child of your own tree.
 
@@ -140,7 +152,7 @@ def node_spec(
     False: none); one node per directory.
     """
     config = _make_config(name, port, join, tasks, priority, cookie_file, insecure, workers,
-                          log_level, "clerk.node_spec(...)", data_dir)
+                          log_level, "clerk.node_spec(...)", data_dir, metrics_port)
     return agent_spec(config, id=id or f"clerk-{config.name}", significant=False)
 
 
@@ -157,6 +169,9 @@ class Node:
     ``manager()``, ``members()`` and ``status()`` ask the node (over its mailbox, with the
     cookie), so they show the cluster as this node sees it. ``data_dir`` is where the node
     keeps its durable task table (None: ``$XDG_STATE_HOME/clerk/<name>``; False: none).
+    ``pause()``, ``resume()`` and
+    ``trigger()`` steer a task cluster-wide through this node (applied by the manager, see
+    :mod:`clerk._ops`); ``history()`` and ``task_status()`` read one task.
     """
 
     def __init__(
@@ -172,9 +187,11 @@ class Node:
         workers: int = 2,
         log_level: str = "info",
         data_dir: str | os.PathLike[str] | bool | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self.config = _make_config(name, port, join, tasks, priority, cookie_file, insecure,
-                                   workers, log_level, "clerk.Node(...)", data_dir)
+                                   workers, log_level, "clerk.Node(...)", data_dir,
+                                   metrics_port)
         self._keys: CurveKeys | None = None
         self._sup: Supervisor | None = None
         self._sink: LogSink | None = None
@@ -248,6 +265,37 @@ class Node:
     def manager(self) -> str | None:
         """Name of the manager as this node sees it (None during an election)."""
         return self.status().get("manager")
+
+    def _control(self, op: str, task: str, timeout: float) -> Any:
+        return request_control([self.config.address], op, task, keys=self._keys_now(),
+                               timeout=timeout)
+
+    def pause(self, task: str, timeout: float = 5.0) -> dict[str, Any]:
+        """Pause ``task`` cluster-wide until :meth:`resume` (survives failover and hand-over).
+        Returns once the manager applied it: ``{"task", "paused", "node", "at"}``. Raises
+        :class:`~clerk.ControlError` for an unknown task (listing the known ones)."""
+        return dict(self._control("pause", task, timeout))
+
+    def resume(self, task: str, timeout: float = 5.0) -> dict[str, Any]:
+        """Resume ``task``: it runs again from the next slot of its grid."""
+        return dict(self._control("resume", task, timeout))
+
+    def trigger(self, task: str, timeout: float = 5.0) -> dict[str, Any]:
+        """Run ``task`` once now, on a random eligible node, with the current state: returns
+        ``{"task", "run", "slot", "node", "via"}`` once dispatched. Refused with
+        :class:`~clerk.ControlError` while a run of the task is in flight (never queued, never
+        overlapping)."""
+        return dict(self._control("trigger", task, timeout))
+
+    def task_status(self, task: str, timeout: float = 5.0) -> dict[str, Any]:
+        """One task in detail as this node sees it (the row of ``status()`` plus ``args``,
+        ``state_bytes`` and ``history``)."""
+        return dict(self._control("show", task, timeout))
+
+    def history(self, task: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The task's last runs, oldest first: ``{"slot", "due", "node", "start",
+        "duration_ms", "outcome", "error", "version", "trigger"}`` (times in seconds)."""
+        return list(self.task_status(task, timeout)["history"])
 
     def members(self) -> list[str]:
         """Names of the live members as this node sees them."""

@@ -9,6 +9,9 @@ A row (:class:`TaskRecord`) has two parts with different rules:
   ``counts``, ``last``. Merging two rows takes the furthest slot of either, so no slot that
   either side ran is run again.
 
+The operator's facts, ``pause`` and ``run_history`` (:mod:`clerk._control`), are merged by
+the scheduler before the rest (the most recent command; both sides' runs).
+
 ``conflicts`` counts the updates dropped in merges (the losing side's runs); ``last_conflict``
 says when, how many and whose.
 
@@ -23,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from clerk._control import RunHistory, parse_pause, parse_run_history
 from clerk._lineage import (
     better,
     dropped_updates,
@@ -86,6 +90,13 @@ class TaskRecord:
     #: Losing branches already counted -> the loser's version counted up to: the same lost
     #: branch offered again (by each node of the side that lost) is counted once.
     conflict_seen: dict[str, int] = field(default_factory=dict)
+    # Operator facts (clerk._control): the last pause/resume command, the last runs.
+    pause: dict[str, Any] | None = None
+    run_history: RunHistory = field(default_factory=RunHistory)
+
+    @property
+    def paused(self) -> bool:
+        return self.pause is not None and self.pause["paused"]
 
     def to_json(self) -> dict[str, Any]:
         return {"state": self.state, "has_state": self.has_state, "slot": self.slot,
@@ -93,7 +104,8 @@ class TaskRecord:
                 "counts": dict(self.counts), "last": self.last, "runs": self.runs,
                 "origin": self.origin, "version": self.version,
                 "history": [list(h) for h in self.history], "conflicts": self.conflicts,
-                "last_conflict": self.last_conflict, "conflict_seen": dict(self.conflict_seen)}
+                "last_conflict": self.last_conflict, "conflict_seen": dict(self.conflict_seen),
+                "pause": self.pause, "run_history": self.run_history.text()}
 
     @classmethod
     def from_json(cls, raw: Any) -> TaskRecord | None:
@@ -125,6 +137,8 @@ class TaskRecord:
             if isinstance(seen, dict):
                 rec.conflict_seen = {str(k): v for k, v in list(seen.items())[-SEEN_KEEP:]
                                      if type(v) is int}
+            rec.pause = parse_pause(raw.get("pause"))
+            rec.run_history = parse_run_history(raw.get("run_history"))
         except (TypeError, ValueError, OverflowError):
             return None
         if not rec.has_state:

@@ -253,11 +253,13 @@ class TaskRunner:
                               msg.sender.address)
             return
         if self._leave_started is not None:
+            self.agent.metrics.executes_refused += 1
             self._send_result(Result(self.agent.me, self.agent.core.term, msg.task, msg.run_id,
                                      msg.slot, "refused", None, 0.0, "node is leaving"),
                               msg.sender.address)
             return
         if self.executor is None:
+            self.agent.metrics.executes_refused += 1
             self._send_result(Result(self.agent.me, self.agent.core.term, msg.task, msg.run_id,
                                      msg.slot, "error", None, 0.0,
                                      f"node {self.agent.me.name} has no tasks loaded"),
@@ -510,7 +512,21 @@ class TaskRunner:
         cost = clock.monotonic() - began
         self._replicate_after = now + cost * (REPLICATE_SHARE - 1)
 
+    def loaded(self, wall: float) -> dict[str, tuple[str, ...]]:
+        """Live node -> the tasks it has loaded: what a dispatch chooses from."""
+        self._resolve(wall)
+        return self._loaded
+
+    def replicate_now(self, now: float) -> None:
+        """Replicate the table at once (an operator's command is answered after this)."""
+        self._replicate(now, force=True)
+
+    def send_dispatch(self, d: Dispatch, now: float) -> None:
+        self._dispatch(d, now)
+
     def _log_finished(self, fin: Finished) -> None:
+        if fin.outcome in ("ok", "error", "timeout"):  # runs, not skipped or refused slots
+            self.agent.metrics.observe_run(fin.task, fin.duration_ms, fin.lateness_ms)
         level = logging.INFO if fin.outcome == "ok" else logging.WARNING
         extra = {"task": fin.task, "slot": fin.slot, "run": fin.run_id or None}
         log.log(level, "run task=%s slot=%d node=%s duration_ms=%.1f rtt_ms=%.2f outcome=%s%s",

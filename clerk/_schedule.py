@@ -14,7 +14,8 @@ its runs at once.
 
 **The table** (``table()``) is what the manager replicates to every member with its heartbeats
 and hands over when it leaves: per task the state, whether a state exists, the last slot
-dispatched and finished, the run in flight, counters and the last run. From it a new manager
+dispatched and finished, the run in flight, counters and the last run, and the operator's
+facts (the pause register and the run history: :mod:`clerk._control`). From it a new manager
 continues:
 
 * after a graceful hand-over, with the very next slot (nothing missed, nothing doubled) and
@@ -56,6 +57,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from clerk._calendar import Grid, due_datetime, grid_for, phase_ms
+from clerk._control import (
+    HISTORY_BUDGET_BYTES,
+    HISTORY_TASK_BYTES,
+    OperatorControl,
+    merge_run_history,
+)
 from clerk._lineage import better, note_update
 from clerk._record import (
     PACK_CHUNK,
@@ -121,7 +128,10 @@ def _nothing_new(raw: Any, mine: TaskRecord | None) -> bool:
                 and raw.get("dispatched", -1) <= mine.dispatched
                 and type(raw.get("runs", 0)) is int and raw.get("runs", 0) <= mine.runs
                 and type(raw.get("conflicts", 0)) is int
-                and raw.get("conflicts", 0) <= mine.conflicts)
+                and raw.get("conflicts", 0) <= mine.conflicts
+                # the operator's facts (clerk._control): the same register and runs
+                and raw.get("pause") == mine.pause
+                and raw.get("run_history") in (None, mine.run_history.text()))
     except TypeError:
         return False
 
@@ -157,6 +167,8 @@ class Finished:
     error: str
     #: On the manager, from sending EXECUTE to applying the RESULT (dispatch overhead + run).
     round_trip_ms: float = 0.0
+    #: From the slot's due time to the dispatch (None for a triggered run, which has no due).
+    lateness_ms: float | None = None
 
 
 NodesFilter = Callable[[TaskDef, list[str]], list[str]]
@@ -167,8 +179,9 @@ def _grid_key(d: TaskDef) -> tuple[int | None, str | None, str]:
     return (d.interval, d.cron, d.timezone if d.cron is not None else "UTC")
 
 
-class Scheduler:
-    """The task table and its schedule; active only on the manager."""
+class Scheduler(OperatorControl):
+    """The task table and its schedule; active only on the manager. Pause, resume, trigger
+    and history: :class:`clerk._control.OperatorControl`."""
 
     def __init__(self, defs: Sequence[TaskDef], rng: random.Random,
                  nodes_filter: NodesFilter | None = None, *, await_offers: bool = False) -> None:
@@ -273,6 +286,12 @@ class Scheduler:
                 max(rec.slot, rec.dispatched) > self._slot_at(d, wall_ms) + 1
             ):
                 continue
+            if self._merge_pause(name, rec.pause, wall):
+                changed = True
+            runs = merge_run_history(mine.run_history, rec.run_history, self.history_cap)
+            if runs is not mine.run_history:
+                mine.run_history = runs
+                changed = True
             version = (mine.origin, mine.version, mine.has_state)
             row_changed, conflict = merge_rows(name, mine, rec, wall_ms, source)
             if conflict is not None:
@@ -331,7 +350,7 @@ class Scheduler:
                     self.next_slot[name] = done + 1 if done >= 0 else current + 1
                 else:
                     self.next_slot[name] = max(done + 1, current + 1)
-                    if done >= 0 and current > done:
+                    if done >= 0 and current > done and not rec.paused:
                         # The failover window: due while no manager was known, not run.
                         missed = self._grid[name].count(done + 1, current + 1)
                         late = self._slot_at(d, wall_ms - CATCH_UP_GUARD_MS)
@@ -340,7 +359,7 @@ class Scheduler:
                             missed -= 1
                         rec.counts["skipped"] += missed
             fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
-            if d.instant and d.enabled and fresh and name not in self.gone:
+            if d.instant and d.enabled and fresh and name not in self.gone and not rec.paused:
                 self.instant_pending.add(name)
         self._inflight = {name: float(rec.running["deadline"])
                           for name, rec in self.records.items() if rec.running is not None}
@@ -396,7 +415,7 @@ class Scheduler:
             fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
             # (Also a task that was "gone" before it ever ran: at a cluster's start no member
             # announces its tasks until its workers are ready; its instant run is still due.)
-            if d.instant and d.enabled and fresh and (old is None or back):
+            if d.instant and d.enabled and fresh and (old is None or back) and not rec.paused:
                 self.instant_pending.add(name)
             self._push(name)
         for name in self.defs:
@@ -425,7 +444,8 @@ class Scheduler:
 
     def _push(self, name: str) -> None:
         d = self.defs[name]
-        if self.active and d.enabled and name in self._grid and name not in self.gone:
+        if (self.active and d.enabled and name in self._grid and name not in self.gone
+                and not self.records[name].paused):
             heapq.heappush(self._heap, (self.due_ms(name, self.next_slot[name]), name))
 
     def _fresh(self, due: float, name: str) -> bool:
@@ -489,6 +509,9 @@ class Scheduler:
         dispatches: list[Dispatch] = []
         if not d.enabled or name in self.gone:
             return dispatches
+        if rec.paused:
+            self.instant_pending.discard(name)
+            return dispatches
         if name in self.instant_pending:
             if not any(d.name in tasks for tasks in members.values()):
                 self._instant_waiting.setdefault(name, -1)
@@ -537,19 +560,22 @@ class Scheduler:
             dispatches += self._dispatch(d, rec, current, wall_ms, members, finished)
         return dispatches
 
-    def _dispatch(self, d: TaskDef, rec: TaskRecord, slot: int, wall_ms: float,
-                  members: Mapping[str, Iterable[str]], finished: list[Finished],
-                  instant: bool = False) -> list[Dispatch]:
+    def _allowed(self, d: TaskDef,
+                 members: Mapping[str, Iterable[str]]) -> tuple[list[str], str, str]:
+        """The nodes that may run ``d`` now; if none, why, and how that slot counts
+        (``skipped``, or ``error`` when ``nodes()`` raised)."""
         eligible = sorted(n for n, tasks in members.items() if d.name in tasks)
-        outcome = "skipped"
         try:
             allowed = [n for n in self.nodes_filter(d, list(eligible)) if n in eligible]
         except Exception as exc:  # user code in nodes(): an error of this run
-            allowed = []
-            outcome = "error"
-            error = f"nodes() raised {type(exc).__name__}: {exc}"
-        else:
-            error = "no eligible node (none alive has the task, or nodes() returned none)"
+            return [], f"nodes() raised {type(exc).__name__}: {exc}", "error"
+        return (allowed, "no eligible node (none alive has the task, or nodes() returned none)",
+                "skipped")
+
+    def _dispatch(self, d: TaskDef, rec: TaskRecord, slot: int, wall_ms: float,
+                  members: Mapping[str, Iterable[str]], finished: list[Finished],
+                  instant: bool = False, trigger: bool = False) -> list[Dispatch]:
+        allowed, error, outcome = self._allowed(d, members)
         if allowed and not rec.has_state and self._init_held(members, wall_ms):
             allowed = []
             error = "init waits for the members' durable states (OFFER)"
@@ -568,10 +594,12 @@ class Scheduler:
         rec.running = {"run": run_id, "slot": slot, "node": node, "started": wall_ms,
                        "deadline": wall_ms + d.timeout + TRANSIT_GRACE_MS,
                        "claim": list(self.claim)}
+        if trigger:
+            rec.running["trigger"] = True
         self._inflight[d.name] = rec.running["deadline"]
         init = not rec.has_state
         # A run started by a trigger (instant) is due when sent; a grid run at its slot's time.
-        due = wall_ms if instant or d.name not in self._grid else min(
+        due = wall_ms if instant or trigger or d.name not in self._grid else min(
             wall_ms, self.due_ms(d.name, slot))
         return [Dispatch(d.name, run_id, slot, node, d.args if init else rec.state, init,
                          d.timeout, int(due), int(wall_ms + d.timeout))]
@@ -666,8 +694,9 @@ class Scheduler:
         rec.last = {"node": node, "slot": run["slot"], "duration_ms": round(duration_ms, 3),
                     "outcome": outcome, "error": kept, "finished": wall_ms,
                     "round_trip_ms": round(round_trip, 3)}
+        lateness = self._record_history(name, rec, run, node, outcome, duration_ms, error)
         return Finished(name, str(run["run"]), int(run["slot"]), node, outcome, duration_ms,
-                        error, round_trip)
+                        error, round_trip, lateness)
 
     # --- views --------------------------------------------------------------------------------
 
@@ -691,6 +720,7 @@ class Scheduler:
                 "version": rec.version, "lineage": rec.origin, "conflicts": rec.conflicts,
                 "last_conflict": rec.last_conflict,
             })
+            out[-1].update(self._pause_fields(rec))
         return out
 
     def _next_due(self, name: str, rec: TaskRecord, wall: float) -> str | None:
@@ -706,3 +736,13 @@ class Scheduler:
             slot = max(rec.slot, rec.dispatched, self._slot_at(d, wall * 1000)) + 1
         due = self.due_ms(name, slot)
         return None if due == math.inf else due_datetime(d, due).isoformat()
+
+    @property
+    def history_cap(self) -> int:
+        """Each task's share of the history budget (see clerk._control); tasks come and go."""
+        return min(HISTORY_TASK_BYTES, HISTORY_BUDGET_BYTES // max(1, len(self.defs)))
+
+    def state_bytes(self, name: str) -> int:
+        """What the task's state takes in the replicated table."""
+        rec = self.records[name]
+        return _packed_size(rec.state) if rec.has_state else 0

@@ -62,6 +62,9 @@ def build_parser(prog: str = "python -m clerk.node") -> argparse.ArgumentParser:
                            "~/.local/state/clerk/<name>)")
     data.add_argument("--no-data-dir", action="store_const", const=False, dest="data_dir",
                       help="keep no durable task table (states live only in memory)")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help='serve Prometheus metrics at http://HOST:PORT/metrics (needs '
+                        'pip install "clerk-cluster[metrics]")')
     return p
 
 
@@ -69,7 +72,7 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
     flags = {"name": args.name, "port": args.port, "join": args.join,
              "priority": args.priority, "cookie_file": args.cookie_file,
              "insecure": args.insecure, "workers": args.workers, "log_level": args.log_level,
-             "data_dir": args.data_dir}
+             "data_dir": args.data_dir, "metrics_port": args.metrics_port}
     return load_config(args.config, flags)
 
 

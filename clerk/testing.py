@@ -110,6 +110,7 @@ class LocalCluster:
         log_level: str = "info",
         start: bool = True,
         data_dir: str | os.PathLike[str] | bool | None = None,
+        metrics: bool = False,
     ) -> None:
         """``data_dir``: None (default) gives each node a temporary data directory (removed
         by ``close()``); a path gives each node ``<path>/<node>`` (kept); False gives none."""
@@ -135,6 +136,9 @@ class LocalCluster:
         self.data_root: Path | None = (
             None if data_dir is False
             else self.dir / "data" if data_dir is None else Path(data_dir))
+        #: With ``metrics=True`` each node serves Prometheus metrics (see metrics_url).
+        self.metrics_ports: dict[str, int] = (
+            dict(zip(self.names, free_ports(n), strict=True)) if metrics else {})
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._paused: set[str] = set()
         self._all_pids: set[int] = set()
@@ -189,6 +193,10 @@ class LocalCluster:
     def address(self, name: str) -> str:
         return f"127.0.0.1:{self.ports[name]}"
 
+    def metrics_url(self, name: str) -> str:
+        """Where node ``name`` serves /metrics (the cluster was made with ``metrics=True``)."""
+        return f"http://127.0.0.1:{self.metrics_ports[name]}/metrics"
+
     def config_path(self, name: str) -> Path:
         return self.dir / f"{name.split('@')[0]}.toml"
 
@@ -230,6 +238,8 @@ class LocalCluster:
             node.append(f"data_dir = {_toml_value(str(data))}")
         elif data is None and "data_dir" not in extra_node:
             node.append("data_dir = false")
+        if name in self.metrics_ports:
+            node.append(f"metrics_port = {self.metrics_ports[name]}")
         if extra_node:
             node.append(extra_node)
         tasks = self.node_tasks.get(name, self.tasks)

@@ -41,6 +41,8 @@ from clerk._codec import MAGIC, MAX_MESSAGE_BYTES, encode  # noqa: E402
 from clerk._messages import (  # noqa: E402
     Ack,
     Claim,
+    Control,
+    ControlReply,
     Coordinator,
     Election,
     Execute,
@@ -129,7 +131,7 @@ def random_message(rng: random.Random, t: Target, informed: bool = False) -> Mes
     member = MemberInfo(f"m{rng.randrange(1000)}", _addr(rng), "x", 0, rng.random() < 0.5, ())
     members = tuple(member for _ in range(rng.randrange(3)))
     state = _json(rng)
-    kind = rng.randrange(14)
+    kind = rng.randrange(16)
     msgs: list[Message] = [
         Join(s, term, ("t",)),
         Welcome(s, term, claim if rng.random() < 0.7 else None, members, rng.randrange(100)),
@@ -147,6 +149,11 @@ def random_message(rng: random.Random, t: Target, informed: bool = False) -> Mes
                rng.choice(["ok", "error", "timeout", "refused", "weird"]), state, 1.0, ""),
         Status(s, term),
         StatusReply(s, term, state),
+        # Operator commands about a task the node does not have (pausing the fuzz's own task
+        # would stop the runs the fuzz counts): every op, including unknown ones.
+        Control(s, term, rng.choice(["show", "pause", "resume", "trigger", "bogus"]),
+                rng.choice(["no-such-task", "", "x" * 300]), rng.choice(["", s.name])),
+        ControlReply(s, term, rng.random() < 0.5, "fuzz", rng.choice(["", _addr(rng)]), state),
     ]
     return msgs[kind]
 

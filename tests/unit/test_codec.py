@@ -31,6 +31,8 @@ from clerk._messages import (
     MESSAGE_KINDS,
     Ack,
     Claim,
+    Control,
+    ControlReply,
     Coordinator,
     Election,
     Execute,
@@ -91,6 +93,10 @@ SAMPLES = [
     Status(P0, 0),
     StatusReply(P, 7, {"node": "a", "members": [{"name": "a", "alive": True}]}),
     StatusReply(P, 7, 0),
+    Control(P0, 0, "pause", "myapp.tasks:Poll"),
+    Control(P0, 0, "trigger", "t", via="b@127.0.0.1"),
+    ControlReply(P, 7, True, result={"task": "t", "paused": True, "node": "a", "at": 1.5}),
+    ControlReply(P, 7, False, "not the manager", "127.0.0.1:7401"),
 ]
 
 

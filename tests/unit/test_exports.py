@@ -4,7 +4,8 @@ import clerk
 import supervisor
 
 CLERK_PUBLIC = {
-    "ClerkError", "Clock", "ConfigError", "FakeClock", "Node", "NodeConfig", "__version__",
+    "ClerkError", "Clock", "ConfigError", "ControlError", "FakeClock", "Node", "NodeConfig",
+    "__version__",
     "NotReachableError", "Run", "SystemClock", "Task", "TaskDef", "TaskStateError",
     "current_run", "load_config", "node_spec", "task",
 }

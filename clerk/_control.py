@@ -1,0 +1,335 @@
+"""Operator control facts of the task table: the pause register and the run history (pure).
+
+Both live in the task's row of the replicated table (:class:`clerk._schedule.TaskRecord`), so
+they travel with heartbeats, hand-overs and merges like the state does, and a new manager
+continues with them.
+
+**Pause.** A row's ``pause`` is a register ``{"paused": bool, "node": str, "at": float}``: the
+last command (``pause`` or ``resume``), the node the command came through and the manager's
+wall time (seconds) when it applied it. A paused task is not dispatched (its slots are neither
+run nor counted as skipped); a run already in flight finishes. Resume continues on the grid
+with the first slot due after it. When two sides of a partition meet, each task keeps the
+register with the larger ``(at, node)``: the most recent command wins, whichever side's state
+wins (rule in :func:`newer_pause`). A resume is kept as a register too (``paused`` false), so
+an older pause from the other side cannot undo it.
+
+**History.** Each row keeps its last :data:`HISTORY_MAX_RUNS` finished runs, oldest first, as
+compact arrays (see :data:`HISTORY_FIELDS`; :func:`history_view` turns them into objects),
+carried in the row (``run_history``; the state's lineage has a ``history`` of its own) as one
+JSON string (:class:`RunHistory` says why). The
+whole table travels in one heartbeat, so the history is bounded in bytes too: each task gets
+at most ``min(HISTORY_TASK_BYTES, HISTORY_BUDGET_BYTES / number of tasks)`` of encoded JSON and
+the oldest entries go first. With a handful of tasks that is the full 50 runs; with 1000 tasks
+it is the last run or two.
+
+Unknown keys of a row are ignored and missing ones defaulted (:func:`parse_pause`,
+:func:`parse_run_history`), so a newer node's table loads on an older node and the reverse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clerk._schedule import Dispatch, Finished, TaskRecord
+    from clerk._tasks import TaskDef
+
+__all__ = [
+    "HISTORY_BUDGET_BYTES",
+    "HISTORY_ERROR_CHARS",
+    "HISTORY_FIELDS",
+    "HISTORY_MAX_RUNS",
+    "HISTORY_TASK_BYTES",
+    "RunHistory",
+    "OPS",
+    "OperatorControl",
+    "append_history",
+    "history_view",
+    "make_entry",
+    "merge_run_history",
+    "newer_pause",
+    "parse_run_history",
+    "parse_pause",
+]
+
+#: Runs kept per task (the issue asks for "the last runs, say 50").
+HISTORY_MAX_RUNS = 50
+#: Bytes of history (encoded JSON) one task may keep: 50 runs of ~100 bytes plus error tails.
+HISTORY_TASK_BYTES = 8 * 1024
+#: Bytes of history all tasks together may keep in the one heartbeat (1 MiB) that carries the
+#: table, next to the states' 512 KiB and the rows themselves (~330 bytes per task: 1000 tasks
+#: with full states take ~850 KiB before any history, tools/bench_ops.py).
+HISTORY_BUDGET_BYTES = 96 * 1024
+#: The tail of a failed run's error kept in its history entry (the exception line); the whole
+#: traceback is in the manager's log and the last one in ``last_run``.
+HISTORY_ERROR_CHARS = 160
+#: Order of the fields of one compact history entry.
+HISTORY_FIELDS = ("slot", "due", "node", "start", "duration_ms", "outcome", "error",
+                  "version", "trigger")
+#: Control operations a client may send: the first three change the table (manager only),
+#: ``show`` reads one task's row (any node, from its replica).
+OPS = ("pause", "resume", "trigger", "show")
+
+
+def parse_pause(raw: Any) -> dict[str, Any] | None:
+    """A pause register from the wire; None when absent or malformed."""
+    if not isinstance(raw, dict):
+        return None
+    paused, node, at = raw.get("paused"), raw.get("node"), raw.get("at")
+    if type(paused) is not bool or not isinstance(node, str):
+        return None
+    if type(at) not in (int, float):
+        return None
+    return {"paused": paused, "node": node, "at": float(at)}
+
+
+def newer_pause(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The register to keep: the most recent command by ``(at, node)``; ``a`` on a tie."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return b if (b["at"], b["node"]) > (a["at"], a["node"]) else a
+
+
+def _entry_ok(e: Any) -> bool:
+    return (isinstance(e, list) and len(e) == len(HISTORY_FIELDS)
+            and type(e[0]) is int and isinstance(e[5], str))
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class RunHistory:
+    """A task's last runs (compact entries, oldest first) with their JSON text cached.
+
+    The row carries the history as one JSON *string*: the manager packs the whole table at
+    every replication, and one string per task costs a copy where 50 arrays of 9 items cost
+    ~450 items to encode (``tools/bench_ops.py``). The text is rebuilt only when a run of that
+    task ends."""
+
+    __slots__ = ("entries", "_sizes", "_text")
+
+    def __init__(self, entries: Sequence[list[Any]] = ()) -> None:
+        self.entries: list[list[Any]] = list(entries)
+        self._sizes: list[int] | None = None
+        self._text: str | None = None
+
+    def __iter__(self) -> Any:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> list[Any]:
+        return self.entries[i]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RunHistory):
+            return self.entries == other.entries
+        return self.entries == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RunHistory({self.entries!r})"
+
+    def text(self) -> str:
+        if self._text is None:
+            self._text = _dumps(self.entries)
+        return self._text
+
+    def append(self, entry: list[Any], cap_bytes: int) -> None:
+        """Append ``entry``; drop the oldest past HISTORY_MAX_RUNS or ``cap_bytes``."""
+        if self._sizes is None:
+            self._sizes = [len(_dumps(e)) + 1 for e in self.entries]
+        self.entries.append(entry)
+        self._sizes.append(len(_dumps(entry)) + 1)
+        drop = max(0, len(self.entries) - HISTORY_MAX_RUNS)
+        total = sum(self._sizes[drop:])
+        while total > cap_bytes and drop < len(self.entries) - 1:  # the newest always stays
+            total -= self._sizes[drop]
+            drop += 1
+        del self.entries[:drop]
+        del self._sizes[:drop]
+        self._text = None
+
+
+def parse_run_history(raw: Any) -> RunHistory:
+    """History from the wire (its JSON text, or a list of entries), malformed entries
+    dropped, at most HISTORY_MAX_RUNS."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except (ValueError, RecursionError):
+            return RunHistory()
+    if not isinstance(raw, list):
+        return RunHistory()
+    return RunHistory([e for e in raw if _entry_ok(e)][-HISTORY_MAX_RUNS:])
+
+
+def merge_run_history(a: RunHistory, b: RunHistory, cap_bytes: int) -> RunHistory:
+    """Both sides' runs (after a partition each side ran some), one entry per (start, slot,
+    node), ordered by start, bounded like :meth:`RunHistory.append`. ``a`` itself if ``b``
+    adds nothing."""
+    seen = {(e[3], e[0], e[2]) for e in a.entries}
+    extra = [e for e in b.entries if (e[3], e[0], e[2]) not in seen]
+    if not extra:
+        return a
+    out = RunHistory()
+    for e in sorted([*a.entries, *extra], key=lambda e: (e[3], e[0])):
+        out.append(e, cap_bytes)
+    return out
+
+
+def append_history(history: RunHistory, entry: list[Any], cap_bytes: int) -> None:
+    """``history.append(entry, cap_bytes)``."""
+    history.append(entry, cap_bytes)
+
+
+def make_entry(*, slot: int, due_ms: float | None, node: str | None, start_ms: float,
+               duration_ms: float, outcome: str, error: str, version: int,
+               trigger: bool) -> list[Any]:
+    """One compact history entry (times in wall milliseconds, rounded to 0.1 ms)."""
+    tail = error.strip().splitlines()[-1] if error.strip() else ""
+    if len(tail) > HISTORY_ERROR_CHARS:
+        tail = "..." + tail[-HISTORY_ERROR_CHARS:]
+    return [slot, None if due_ms is None else round(due_ms, 1), node, round(start_ms, 1),
+            round(duration_ms, 3), outcome, tail, version, 1 if trigger else 0]
+
+
+def history_view(history: Sequence[list[Any]]) -> list[dict[str, Any]]:
+    """Entries as objects with times in seconds: ``{"slot", "due", "node", "start",
+    "duration_ms", "outcome", "error", "version", "trigger"}``, oldest first."""
+    out = []
+    for e in history:
+        row = dict(zip(HISTORY_FIELDS, e, strict=True))
+        row["due"] = None if row["due"] is None else row["due"] / 1000
+        row["start"] = row["start"] / 1000
+        row["trigger"] = bool(row["trigger"])
+        out.append(row)
+    return out
+
+
+class OperatorControl:
+    """The operator's side of :class:`clerk._schedule.Scheduler` (mixed into it): pause,
+    resume, trigger, history and one task's detail. Pure, like the scheduler."""
+
+    defs: dict[str, TaskDef]
+    records: dict[str, TaskRecord]
+    next_slot: dict[str, int]
+    instant_pending: set[str]
+    active: bool
+    gone: dict[str, float]
+    _grid: dict[str, Any]
+
+    @property
+    def history_cap(self) -> int: ...
+
+    # Provided by the Scheduler.
+    def _slot_at(self, d: TaskDef, wall_ms: float) -> int: ...
+    def _push(self, name: str) -> None: ...
+    def due_ms(self, name: str, slot: int) -> float: ...
+    def state_bytes(self, name: str) -> int: ...
+    def status(self, wall: float) -> list[dict[str, Any]]: ...
+    def _init_held(self, members: Mapping[str, Iterable[str]], wall_ms: float) -> float: ...
+    def _allowed(self, d: TaskDef,
+                 members: Mapping[str, Iterable[str]]) -> tuple[list[str], str, str]: ...
+    def _dispatch(self, d: TaskDef, rec: TaskRecord, slot: int, wall_ms: float,
+                  members: Mapping[str, Iterable[str]], finished: list[Finished],
+                  instant: bool = False, trigger: bool = False) -> list[Dispatch]: ...
+
+    @staticmethod
+    def _pause_fields(rec: TaskRecord) -> dict[str, Any]:
+        p = rec.pause
+        return {"paused": rec.paused, "paused_by": p["node"] if rec.paused and p else None,
+                "paused_at": p["at"] if rec.paused and p else None,
+                "control": dict(p) if p else None}
+
+    def unknown(self, name: str) -> str | None:
+        """The error for a task name this manager does not know (listing the known ones)."""
+        if name in self.defs:
+            return None
+        return f"unknown task {name!r} (known: {', '.join(sorted(self.defs)) or 'none'})"
+
+    def set_paused(self, name: str, paused: bool, node: str, wall: float) -> dict[str, Any]:
+        """Apply a pause (or resume) command that came through ``node``; the new register."""
+        self._merge_pause(name, {"paused": paused, "node": node, "at": wall}, wall, force=True)
+        pause = self.records[name].pause
+        assert pause is not None
+        return dict(pause)
+
+    def _merge_pause(self, name: str, other: dict[str, Any] | None, wall: float | None,
+                     force: bool = False) -> bool:
+        """Keep the newer register (or ``other`` with ``force``); True if it changed. A task
+        that stops being paused continues on the grid with the first slot due from now."""
+        rec = self.records[name]
+        before = rec.paused
+        new = other if force else newer_pause(rec.pause, other)
+        if new == rec.pause:
+            return False
+        rec.pause = new
+        if before and not rec.paused and self.active:
+            d = self.defs[name]
+            if name in self._grid and wall is not None:
+                self.next_slot[name] = max(self.next_slot.get(name, 0),
+                                           self._slot_at(d, wall * 1000) + 1)
+            self._push(name)
+        return True
+
+    def trigger(self, name: str, wall: float,
+                members: Mapping[str, Iterable[str]]) -> tuple[Dispatch | None, str]:
+        """One extra run of ``name`` now, with the current state, on a random eligible node.
+
+        Refused (``(None, reason)``) while a run of the task is in flight: a trigger never
+        overlaps a run and is never queued. Allowed while paused or disabled (an operator's
+        explicit one-off; the task stays paused). The run carries the slot of the grid period
+        it runs in (``current_run().slot``), which that period's scheduled run may share."""
+        d = self.defs[name]
+        rec = self.records[name]
+        if not self.active:
+            return None, "this node is not scheduling (not the manager yet)"
+        if rec.running is not None:
+            run = rec.running
+            return None, (f"task {name!r} has a run in flight (slot {run['slot']} on "
+                          f"{run['node']}, run {run['run']}): not triggered, try again when "
+                          "it ends")
+        if name in self.gone:
+            return None, f"task {name!r} is no longer loaded by any live member"
+        allowed, error, _ = self._allowed(d, members)
+        if not allowed:
+            return None, f"task {name!r}: {error}"
+        wall_ms = wall * 1000
+        if not rec.has_state and self._init_held(members, wall_ms):
+            return None, (f"task {name!r} has no state yet and its init waits for the members' "
+                          "durable states: try again in a moment")
+        slot = (self._slot_at(d, wall_ms) if name in self._grid
+                else max(rec.slot, rec.dispatched) + 1)
+        slot = max(slot, rec.slot, rec.dispatched)
+        out = self._dispatch(d, rec, slot, wall_ms, members, [], trigger=True)
+        return out[0], ""
+
+    def _record_history(self, name: str, rec: TaskRecord, run: Mapping[str, Any], node: str,
+                        outcome: str, duration_ms: float, error: str) -> float | None:
+        """Append the finished run to the task's history; its start lateness (ms) if any."""
+        trigger = bool(run.get("trigger"))
+        grid = name in self._grid and not trigger
+        due = self.due_ms(name, int(run["slot"])) if grid else None
+        started = float(run["started"])
+        append_history(rec.run_history, make_entry(
+            slot=int(run["slot"]), due_ms=due, node=node, start_ms=started,
+            duration_ms=duration_ms, outcome=outcome, error=error if outcome != "ok" else "",
+            version=rec.version, trigger=trigger), self.history_cap)
+        return None if due is None else max(0.0, started - due)
+
+    def detail(self, name: str, wall: float) -> dict[str, Any]:
+        """One task in detail: its status row, args, state size and history."""
+        row = next(r for r in self.status(wall) if r["name"] == name)
+        rec = self.records[name]
+        row["args"] = self.defs[name].args
+        row["state_bytes"] = self.state_bytes(name)
+        row["history"] = history_view(rec.run_history)
+        return row

@@ -1,0 +1,202 @@
+"""Prometheus metrics of a node: ``--metrics-port PORT`` / ``metrics_port`` serves the text
+format at ``http://HOST:PORT/metrics`` (HOST: the node's own host, where its mailbox binds).
+
+Needs the optional extra ``pip install "clerk-cluster[metrics]"`` (``prometheus_client``); the
+flag without it is a configuration error (exit 2) naming the extra.
+
+**Where the numbers come from.** The agent's loop only bumps plain counters
+(:class:`NodeMetrics`); the HTTP server runs in ``prometheus_client``'s own thread and builds
+the exposition at scrape time from copies of them and from this node's replica of the task
+table, so a scrape never blocks the loop and the loop never waits for a scrape.
+
+* Task metrics from the table (``clerk_task_runs_total``, ``clerk_task_skipped_slots_total``,
+  ``clerk_task_state_bytes``, ``clerk_task_paused``) are the cluster's: every node reports the
+  same values from its replica, and they continue across failovers (query them with
+  ``max by (task, ...)``).
+* The histograms (``clerk_task_start_lateness_seconds``, ``clerk_task_duration_seconds``) are
+  observed by the manager as results come in (lateness: from the slot's due time to the
+  dispatch), so they are per node: sum them over nodes.
+* ``clerk_node_*`` are this node's own.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from clerk._errors import ConfigError
+
+__all__ = ["DURATION_BUCKETS", "LATENESS_BUCKETS", "MetricsServer", "NodeMetrics",
+           "check_available"]
+
+# Few buckets: a scrape's cost is prometheus_client's per-sample formatting, and each task has
+# two histograms of (buckets + 3) samples (tools/bench_ops.py: the scrape of 1000 tasks).
+#: Start lateness buckets (s): a dispatch costs a few ms; a second means something is wrong.
+LATENESS_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.0)
+#: Run duration buckets (s): from a no-op run to a five-minute job.
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 300.0)
+EXTRA_HINT = 'pip install "clerk-cluster[metrics]"'
+
+
+def check_available(source: str, port: int) -> None:
+    """ConfigError (exit 2) if prometheus_client cannot be imported."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise ConfigError(source, "metrics_port", port,
+                          f"needs prometheus_client, which is not installed: {EXTRA_HINT}"
+                          ) from None
+
+
+@dataclass
+class Histogram:
+    """Cumulative-free bucket counts (the exposition makes them cumulative)."""
+
+    bounds: Sequence[float]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        counts = list(self.counts)  # one copy: consistent under the loop's updates
+        out, acc = [], 0
+        for bound, n in zip([*self.bounds, math.inf], counts, strict=True):
+            acc += n
+            out.append(("+Inf" if bound == math.inf else repr(bound), acc))
+        return out
+
+
+class NodeMetrics:
+    """Counters the agent's loop bumps (cheap, no locks: the scrape thread copies them)."""
+
+    def __init__(self, tasks: Iterable[str]) -> None:
+        self.elections_started = 0
+        self.manager_changes = 0
+        self.members_alive = 0
+        self.executes_received = 0
+        self.executes_refused = 0
+        self.executes_stale = 0
+        self.lateness = {t: Histogram(LATENESS_BUCKETS) for t in tasks}
+        self.duration = {t: Histogram(DURATION_BUCKETS) for t in self.lateness}
+
+    def observe_run(self, task: str, duration_ms: float, lateness_ms: float | None) -> None:
+        if task not in self.duration:  # a task a member started announcing (deploys)
+            self.lateness[task] = Histogram(LATENESS_BUCKETS)
+            self.duration[task] = Histogram(DURATION_BUCKETS)
+        self.duration[task].observe(max(0.0, duration_ms) / 1000)
+        if lateness_ms is not None:
+            self.lateness[task].observe(max(0.0, lateness_ms) / 1000)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What a scrape reads (callables run in the server's thread)."""
+
+    node: NodeMetrics
+    is_manager: Callable[[], bool]
+    term: Callable[[], int]
+    bad_frames: Callable[[], Counter[str]]
+    worker_restarts: Callable[[], int]
+    table: Callable[[], Any]  # this node's replica of the task table (unpacked), or None
+
+
+def _families(src: Sources) -> Iterator[Any]:
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+    )
+
+    n = src.node
+    yield GaugeMetricFamily("clerk_node_is_manager", "1 if this node is the manager",
+                            value=1 if src.is_manager() else 0)
+    yield GaugeMetricFamily("clerk_node_term", "the term this node follows", value=src.term())
+    yield GaugeMetricFamily("clerk_node_members_alive", "live members in this node's view",
+                            value=n.members_alive)
+    for name, doc, value in (
+        ("clerk_node_elections_started", "elections this node started", n.elections_started),
+        ("clerk_node_manager_changes", "changes of the manager this node follows",
+         n.manager_changes),
+        ("clerk_node_executes_received", "EXECUTE messages received", n.executes_received),
+        ("clerk_node_executes_refused", "EXECUTEs refused (node leaving, no tasks loaded)",
+         n.executes_refused),
+        ("clerk_node_executes_stale", "EXECUTEs refused as stale (from a lower term)",
+         n.executes_stale),
+        ("clerk_node_worker_restarts", "task worker processes replaced (crash or timeout)",
+         src.worker_restarts()),
+    ):
+        yield CounterMetricFamily(name, doc, value=value)
+    bad = CounterMetricFamily("clerk_node_bad_frames", "malformed or refused frames dropped",
+                              labels=["reason"])
+    for reason, count in sorted(dict(src.bad_frames()).items()):
+        bad.add_metric([reason], count)
+    yield bad
+    for fam_name, doc, hists in (
+        ("clerk_task_start_lateness_seconds", "from the slot's due time to the dispatch "
+         "(observed by the manager)", n.lateness),
+        ("clerk_task_duration_seconds", "run duration on the worker (observed by the manager)",
+         n.duration),
+    ):
+        fam = HistogramMetricFamily(fam_name, doc, labels=["task"])
+        for task, h in sorted(dict(hists).items()):
+            fam.add_metric([task], h.buckets(), h.total)
+        yield fam
+    yield from _task_families(src.table())
+
+
+def _task_families(table: Any) -> Iterator[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    from clerk._schedule import TaskRecord
+
+    runs = CounterMetricFamily("clerk_task_runs", "finished runs by outcome (cluster-wide, "
+                               "from the replicated table)", labels=["task", "outcome"])
+    skipped = CounterMetricFamily("clerk_task_skipped_slots", "slots not run (in flight, "
+                                  "no eligible node, failover window)", labels=["task"])
+    size = GaugeMetricFamily("clerk_task_state_bytes", "the state's size in the replicated "
+                             "table", labels=["task"])
+    paused = GaugeMetricFamily("clerk_task_paused", "1 while the task is paused",
+                               labels=["task"])
+    from clerk._schedule import _packed_size
+
+    tasks = table.get("tasks") if isinstance(table, dict) else None
+    for name, raw in sorted((tasks or {}).items()):
+        rec = TaskRecord.from_json(raw)
+        if rec is None:
+            continue
+        for outcome in ("ok", "error", "timeout", "refused"):
+            runs.add_metric([name, outcome], rec.counts.get(outcome, 0))
+        skipped.add_metric([name], rec.counts.get("skipped", 0))
+        size.add_metric([name], _packed_size(rec.state) if rec.has_state else 0)
+        paused.add_metric([name], 1 if rec.paused else 0)
+    yield from (runs, skipped, size, paused)
+
+
+class MetricsServer:
+    """``/metrics`` over HTTP in prometheus_client's thread, with a registry of its own."""
+
+    def __init__(self, host: str, port: int, sources: Sources) -> None:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        class _Collector:
+            def collect(self) -> Iterator[Any]:
+                return _families(sources)
+
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector())  # type: ignore[arg-type]
+        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

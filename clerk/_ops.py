@@ -1,0 +1,71 @@
+"""A node's side of the operator commands: CONTROL in, CONTROL_REPLY out (rules in
+:mod:`clerk._control`).
+
+* ``pause``, ``resume`` and ``trigger`` change the task table, so only the manager applies
+  them; it replicates the table at once and answers only then (the answer means "it is in the
+  replicated table"). A follower does not forward: it answers ``ok=False`` with the manager's
+  address, and the client retries there with ``via`` set to the follower's name, so the status
+  still shows the node the command came through. During an election there is no address and
+  the client retries until its timeout.
+* ``show`` (one task's detail and history) is answered by any node from its replica.
+* An unknown task name or operation is an error listing the known ones; a trigger refused
+  because a run is in flight says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from clerk._control import OPS
+from clerk._messages import Control, ControlReply
+
+if TYPE_CHECKING:
+    from clerk._runner import TaskRunner
+
+__all__ = ["handle_control"]
+
+log = logging.getLogger("clerk.tasks")
+
+
+def handle_control(runner: TaskRunner, msg: Control, now: float, wall: float) -> ControlReply:
+    agent = runner.agent
+    core = agent.core
+    sched = runner.scheduler
+
+    def reply(ok: bool, error: str = "", manager: str = "",
+              result: object = None) -> ControlReply:
+        return ControlReply(agent.me, core.term, ok, error, manager, result)
+
+    if msg.op not in OPS:
+        return reply(False, f"unknown operation {msg.op!r} (known: {', '.join(OPS)})")
+    if msg.op == "show":
+        if not sched.active:
+            sched.load(core.replicated)
+        unknown = sched.unknown(msg.task)
+        if unknown:
+            return reply(False, unknown)
+        return reply(True, result=sched.detail(msg.task, wall))
+    if not core.is_manager or not sched.active:
+        claim = core.manager_claim
+        address = "" if claim is None or claim.name == agent.me.name else claim.address
+        return reply(False, "not the manager" if address else "no manager yet (election or "
+                     "take-over in progress): try again", address)
+    unknown = sched.unknown(msg.task)
+    if unknown:
+        return reply(False, unknown)
+    via = msg.via or agent.me.name
+    if msg.op in ("pause", "resume"):
+        register = sched.set_paused(msg.task, msg.op == "pause", via, wall)
+        runner.replicate_now(now)
+        log.info("task=%s %sd by an operator through %s", msg.task, msg.op, via)
+        return reply(True, result={"task": msg.task, **register})
+    dispatch, error = sched.trigger(msg.task, wall, runner.loaded(wall))
+    if dispatch is None:
+        return reply(False, error)
+    runner.send_dispatch(dispatch, now)
+    runner.replicate_now(now)
+    log.info("task=%s triggered by an operator through %s: run %s slot %d on %s", msg.task,
+             via, dispatch.run_id, dispatch.slot, dispatch.node)
+    return reply(True, result={"task": msg.task, "run": dispatch.run_id, "slot": dispatch.slot,
+                               "node": dispatch.node, "via": via})

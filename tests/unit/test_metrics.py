@@ -1,0 +1,67 @@
+"""The metric families a scrape exposes, from fake sources (the live scrape is an integration
+test): names, labels, units, and values read from the table and the loop's counters."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from clerk._metrics import LATENESS_BUCKETS, NodeMetrics, Sources, _families
+from clerk._schedule import Scheduler, pack_table, unpack_table
+from tests.unit.test_schedule import K, due, run_ok, started, tdef
+
+
+def scrape(src: Sources) -> dict[str, float]:
+    class _C:
+        def collect(self) -> Any:
+            return _families(src)
+
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(_C())  # type: ignore[arg-type]
+    out = {}
+    for line in generate_latest(reg).decode().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def test_families_names_labels_and_values() -> None:
+    s = started(Scheduler([tdef("t"), tdef("u")], random.Random(1)), due("t", K) - 0.001)
+    for k in range(K, K + 3):
+        run_ok(s, k, state={"k": k})
+    s.set_paused("u", True, "a", 1.0)
+    node = NodeMetrics(["t", "u"])
+    node.observe_run("t", 12.0, 3.0)
+    node.observe_run("t", 700.0, None)  # a triggered run: no lateness
+    node.elections_started, node.members_alive, node.executes_stale = 2, 3, 1
+    m = scrape(Sources(node=node, is_manager=lambda: True, term=lambda: 7,
+                       bad_frames=lambda: Counter({"json": 4}), worker_restarts=lambda: 5,
+                       table=lambda: unpack_table(pack_table(s.table()))))
+    assert m['clerk_task_runs_total{outcome="ok",task="t"}'] == 3
+    assert m['clerk_task_runs_total{outcome="error",task="t"}'] == 0
+    assert m['clerk_task_skipped_slots_total{task="t"}'] == 0
+    assert m['clerk_task_paused{task="u"}'] == 1 and m['clerk_task_paused{task="t"}'] == 0
+    assert m['clerk_task_state_bytes{task="t"}'] == s.state_bytes("t") > 0
+    assert m['clerk_task_duration_seconds_count{task="t"}'] == 2
+    assert m['clerk_task_duration_seconds_sum{task="t"}'] == 0.712
+    assert m['clerk_task_start_lateness_seconds_count{task="t"}'] == 1
+    assert m[f'clerk_task_start_lateness_seconds_bucket{{le="{LATENESS_BUCKETS[0]}",task="t"}}'
+             ] == 0
+    assert m['clerk_task_start_lateness_seconds_bucket{le="0.005",task="t"}'] == 1
+    assert m["clerk_node_is_manager"] == 1 and m["clerk_node_term"] == 7
+    assert m["clerk_node_members_alive"] == 3
+    assert m["clerk_node_elections_started_total"] == 2
+    assert m["clerk_node_executes_stale_total"] == 1
+    assert m["clerk_node_worker_restarts_total"] == 5
+    assert m['clerk_node_bad_frames_total{reason="json"}'] == 4
+
+
+def test_a_follower_without_a_table_yet_exposes_node_metrics_only() -> None:
+    m = scrape(Sources(node=NodeMetrics([]), is_manager=lambda: False, term=lambda: 0,
+                       bad_frames=Counter, worker_restarts=lambda: 0, table=lambda: None))
+    assert m["clerk_node_is_manager"] == 0
+    assert not any(k.startswith("clerk_task_runs_total") for k in m)
