@@ -3,14 +3,18 @@
 
     .venv/bin/python tools/bench_tasks.py            # the full run (about 3 minutes)
     .venv/bin/python tools/bench_tasks.py --quick    # shorter windows, fewer levels
+    .venv/bin/python tools/bench_tasks.py --only a   # only (a), the round trip (30 s)
 
 Everything is measured in one run on this machine, so the ratios mean something even when the
 machine is noisy:
 
 (a) dispatch overhead: the manager's round trip of a no-op run (EXECUTE sent -> RESULT applied:
     manager -> node over CURVE -> worker process over IPC -> back; the ``rtt_ms`` of the run log
-    lines) against a raw pyzmq DEALER/ROUTER round trip between two processes (plain and with
-    CURVE): the floor.
+    lines) against its floor, the same chain built with plain pyzmq and ``json`` at each hop
+    (tools/_bench_floor.py), and a raw DEALER/ROUTER echo between two processes (plain and
+    CURVE). The three are measured in interleaved repeats in one run; the table gives the median
+    of the repeats' medians, and CPU per run per process role (psutil, 10 ms ticks: read the
+    full run's figures, not --quick's).
 (b) schedule precision: lateness of run starts (``time.time()`` at the top of ``execute``)
     against their slot (``phase_ms(name, interval) + slot * interval``) with 10 and with 1000
     tasks at the same total rate, on a 3-node cluster; APScheduler 3 (BackgroundScheduler,
@@ -39,14 +43,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import zmq  # noqa: E402
+import psutil  # noqa: E402
+from _bench_floor import Chain, Echo, cpu_of, fmt_cpu, measure_cpu  # noqa: E402
 
 import clerk  # noqa: E402
 from clerk._schedule import phase_ms  # noqa: E402
@@ -72,6 +77,7 @@ class Lateness:
     runs_per_s: float
     skipped: int
     target_per_s: float
+    cpu: dict[str, float] = field(default_factory=dict)  # µs per run per process role
 
     @property
     def median(self) -> float:
@@ -84,62 +90,6 @@ class Lateness:
     def ok(self, limit_ms: float = 10.0) -> bool:
         return (bool(self.samples) and self.p99 < limit_ms and self.skipped == 0
                 and self.runs_per_s >= 0.95 * self.target_per_s)
-
-
-# --- (a) the floor: raw pyzmq DEALER/ROUTER -------------------------------------------------
-
-ECHO = r"""
-import sys, zmq
-ctx = zmq.Context()
-s = ctx.socket(zmq.ROUTER)
-s.linger = 0
-if sys.argv[1] == "curve":
-    s.curve_server = True
-    s.curve_secretkey = sys.argv[2].encode()
-port = s.bind_to_random_port("tcp://127.0.0.1")
-print(port, flush=True)
-while True:
-    frames = s.recv_multipart()
-    if frames[1] == b"quit":
-        break
-    s.send_multipart(frames)
-s.close(); ctx.term()
-"""
-
-
-def raw_round_trips(n: int, curve: bool) -> list[float]:
-    """``n`` DEALER -> ROUTER (another process) -> DEALER round trips over loopback TCP, ms."""
-    server_public, server_secret = zmq.curve_keypair()
-    args = [sys.executable, "-c", ECHO, "curve" if curve else "plain", server_secret.decode()]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.linger = 0
-    try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
-        if curve:
-            public, secret = zmq.curve_keypair()
-            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = (
-                server_public, public, secret)
-        sock.connect(f"tcp://127.0.0.1:{port}")
-        payload = b"x" * 200  # about an EXECUTE's size
-        out = []
-        for i in range(n + 200):
-            t0 = time.perf_counter()
-            sock.send(payload)
-            sock.recv()
-            if i >= 200:  # warm-up
-                out.append((time.perf_counter() - t0) * 1000)
-        sock.send(b"quit")
-        proc.wait(timeout=5)
-        return out
-    finally:
-        sock.close()
-        ctx.term()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 # --- clerk clusters -------------------------------------------------------------------------
@@ -178,34 +128,132 @@ def clerk_lateness(n_tasks: int, interval: int, window: float, nodes: int = 3,
                 print(f"  warning: only {len({s[0] for s in read_stamps(d)})} of {n_tasks} "
                       "tasks ran during the warm-up", file=sys.stderr)
             skipped0 = skipped_total(c, manager)
+            roles = clerk_roles(c, manager)
+            cpu0 = {k: f() for k, f in roles.items()}
             w0 = time.time()
             time.sleep(window)
             w1 = time.time()
+            cpu1 = {k: f() for k, f in roles.items()}
             skipped = skipped_total(c, manager) - skipped0
         rows = [s for s in read_stamps(d) if w0 <= s[2] < w1]
     late = [(t - (phase_ms(name, interval) + slot * interval) / 1000) * 1000
             for name, slot, t in rows]
-    return Lateness(late, len(rows) / (w1 - w0), skipped, n_tasks * 1000 / interval)
+    cpu = {k: (cpu1[k] - cpu0[k]) * 1e6 / max(1, len(rows)) for k in roles}
+    return Lateness(late, len(rows) / (w1 - w0), skipped, n_tasks * 1000 / interval, cpu)
 
 
-def clerk_round_trips(n_runs: int) -> list[float]:
-    """rtt_ms of no-op runs, read from the manager's run log lines (n1 is the manager and
-    never runs the task, so every run crosses the network)."""
+def clerk_roles(c: LocalCluster, manager: str) -> dict[str, Callable[[], float]]:
+    """CPU seconds so far per process role of a running cluster: the manager's agent, the
+    other agents, every worker, and the rest (each node's host process, which writes the log,
+    and the supervisors' no-orphans watchdogs)."""
+    role_of: dict[int, str] = {}
+    for name in c.names:
+        top = c.procs[name].pid
+        for pid in c.pids(name):
+            try:
+                p = psutil.Process(pid)
+                cmd, parent = " ".join(p.cmdline()), p.ppid()
+            except psutil.Error:
+                continue
+            if pid == top or "--watchdog" in cmd:
+                role_of[pid] = "hosts"
+            elif parent == top:
+                role_of[pid] = "manager agent" if name == manager else "agents"
+            else:
+                role_of[pid] = "workers"
+    roles = ["manager agent", "agents", "workers", "hosts"]
+
+    def cpu(role: str) -> Callable[[], float]:
+        return lambda: sum(cpu_of(p) for p, k in role_of.items() if k == role)
+
+    return {r: cpu(r) for r in roles if r in role_of.values()}
+
+
+@dataclass
+class RoundTrips:
+    """Medians of interleaved repeats (ms), and CPU per run per role (µs)."""
+    raw: list[float]
+    raw_curve: list[float]
+    chain: list[float]
+    clerk: list[float]
+    raw_p99: float
+    chain_p99: float
+    clerk_p99: float
+    chain_cpu: dict[str, float]
+    clerk_cpu: dict[str, float]
+    chain_pipelined: float  # runs/s, 2 workers, 4 in flight
+
+
+def round_trips(repeats: int, per_repeat: int) -> RoundTrips:
+    """(a): the raw echo, the plain-pyzmq chain and Clerk's no-op run, repeat after repeat.
+
+    Clerk's figure is ``rtt_ms`` of the manager's per-run DEBUG lines (EXECUTE sent -> RESULT
+    applied): n1 is the manager and never runs the task, so every run crosses the network.
+    Only n1 logs at DEBUG (to read those lines; it pays for them after the measured span); n2
+    runs at the default INFO. Five no-op tasks every 100 ms keep Clerk busy at 50 runs/s
+    throughout, so the floors are measured on the same, slightly loaded, machine."""
     tasks = [clerk.task(NOOP, name=f"noop{i}", interval=100, timeout=5000) for i in range(5)]
-    with LocalCluster(2, tasks=tasks, workers=2, start=False) as c:
-        n1, n2 = c.names
-        c.start(n1)
-        c.wait_for_manager(timeout=30, names=[n1])
-        c.start(n2)
-        assert c.wait_for_manager(timeout=30) == n1
-        pattern = re.compile(r"run task=noop\d slot=\d+ node=n2\S* duration_ms=\S+ "
-                             r"rtt_ms=(\S+) outcome=ok")
+    pattern = re.compile(r"run task=noop\d slot=\d+ node=n2\S* duration_ms=\S+ "
+                         r"rtt_ms=(\S+) outcome=ok")
+    echo, echo_curve, chain = Echo(curve=False), Echo(curve=True), Chain(workers=2)
+    try:
+        with LocalCluster(2, tasks=tasks, workers=2, start=False) as c:
+            n1, n2 = c.names
+            c.log_level = "debug"
+            c.start(n1)
+            c.wait_for_manager(timeout=30, names=[n1])
+            c.log_level = "info"
+            c.start(n2)
+            assert c.wait_for_manager(timeout=30) == n1
 
-        def rtts() -> list[float]:
-            return [float(m.group(1)) for m in pattern.finditer(c.log(n1))]
+            def rtts() -> list[float]:
+                return [float(m.group(1)) for m in pattern.finditer(c.log(n1))]
 
-        wait_until(lambda: len(rtts()) >= n_runs + 50, timeout=n_runs / 50 + 60, interval=0.2)
-        return rtts()[50:]  # the first runs warm the workers up
+            wait_until(lambda: len(rtts()) >= 50, timeout=60, interval=0.2)  # warm-up
+            roles = clerk_roles(c, n1)
+            out = RoundTrips([], [], [], [], 0.0, 0.0, 0.0, {}, {}, 0.0)
+            all_chain: list[float] = []
+            all_clerk: list[float] = []
+            chain_cpu: list[dict[str, float]] = []
+            clerk_cpu: list[dict[str, float]] = []
+            raw_all: list[float] = []
+            for _ in range(repeats):
+                trips = echo.trips(per_repeat * 5)
+                raw_all += trips
+                out.raw.append(statistics.median(trips))
+                out.raw_curve.append(statistics.median(echo_curve.trips(per_repeat * 5)))
+                got: list[float] = []
+
+                def chained(got: list[float] = got) -> int:
+                    got.extend(chain.trips(per_repeat * 5))
+                    return len(got)
+
+                _, cpu = measure_cpu(chain.roles(), chained)
+                all_chain += got
+                out.chain.append(statistics.median(got))
+                chain_cpu.append(cpu)
+                seen = len(rtts())
+
+                def window(seen: int = seen) -> int:
+                    wait_until(lambda: len(rtts()) >= seen + per_repeat,
+                               timeout=per_repeat / 10 + 30, interval=0.05)
+                    return len(rtts()) - seen
+
+                _, cpu = measure_cpu(roles, window)
+                new = rtts()[seen:]
+                all_clerk += new
+                out.clerk.append(statistics.median(new))
+                clerk_cpu.append(cpu)
+            out.chain_pipelined = chain.pipelined(5000, inflight=4)
+    finally:
+        echo.close()
+        echo_curve.close()
+        chain.close()
+    out.raw_p99, out.chain_p99, out.clerk_p99 = (pct(v, 99) for v in (raw_all, all_chain,
+                                                                      all_clerk))
+    out.chain_cpu = {k: statistics.median(d[k] for d in chain_cpu) for k in chain_cpu[0]}
+    out.clerk_cpu = {k: statistics.median(d[k] for d in clerk_cpu) for k in clerk_cpu[0]}
+    return out
 
 
 # --- APScheduler 3 --------------------------------------------------------------------------
@@ -305,38 +353,46 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="shorter windows, fewer levels")
     default_out = "/work/notes/bench_tasks.md" if Path("/work/notes").is_dir() else ""
     ap.add_argument("--out", default=default_out, help="write the markdown table here")
+    ap.add_argument("--only", choices=["a"], help="only (a): the round trip and its floors")
     args = ap.parse_args()
     quick = args.quick
-    ensure_apscheduler()
+    if args.only != "a":
+        ensure_apscheduler()
     window = 4.0 if quick else 8.0
     levels = [50, 100, 200, 400] if quick else [50, 100, 200, 400, 800, 1600]
     aps_levels = levels + ([] if quick else [3200, 6400])
     started = time.time()
 
-    print("(a) dispatch round trip ...", flush=True)
-    raw = raw_round_trips(2000, curve=False)
-    raw_curve = raw_round_trips(2000, curve=True)
-    rtt = clerk_round_trips(150 if quick else 400)
-
-    print("(b) schedule precision ...", flush=True)
-    c10 = clerk_lateness(10, 100, window)
-    c1000 = clerk_lateness(1000, 10_000, 12.0 if quick else 20.0)
-    a10 = aps_lateness(10, 100, window)
-    a1000 = aps_lateness(1000, 10_000, 12.0 if quick else 20.0)
-
-    print("(c) throughput (p99 lateness < 10 ms, nothing skipped) ...", flush=True)
+    print("(a) dispatch round trip (interleaved with its floors) ...", flush=True)
+    rt = round_trips(3 if quick else 7, 60 if quick else 120)
+    rows = []
+    med_raw, med_curve, med_chain, med_rtt = (statistics.median(v) for v in (
+        rt.raw, rt.raw_curve, rt.chain, rt.clerk))
+    rows += [
+        ("(a) no-op round trip, median", fmt(med_rtt), "", fmt(med_chain),
+         f"{med_rtt / med_chain:.1f}x the chain floor; raw echo {fmt(med_raw)}, "
+         f"raw+CURVE {fmt(med_curve)}"),
+        ("(a) no-op round trip, p99", fmt(rt.clerk_p99), "", fmt(rt.chain_p99),
+         f"{rt.clerk_p99 / rt.chain_p99:.1f}x the chain floor; raw echo {fmt(rt.raw_p99)}"),
+        ("(a) CPU per run, clerk", fmt_cpu(rt.clerk_cpu), "", "",
+         "at 50 runs/s, idle cost included (n1 manager, n2 runs)"),
+        ("(a) CPU per run, chain floor", "", "", fmt_cpu(rt.chain_cpu),
+         f"sequential; pipelined (4 in flight, 2 workers) {rt.chain_pipelined:.0f} runs/s"),
+    ]
+    if args.only == "a":
+        levels = aps_levels = []
+    else:
+        print("(b) schedule precision ...", flush=True)
+        c10 = clerk_lateness(10, 100, window)
+        c1000 = clerk_lateness(1000, 10_000, 12.0 if quick else 20.0)
+        a10 = aps_lateness(10, 100, window)
+        a1000 = aps_lateness(1000, 10_000, 12.0 if quick else 20.0)
+        print("(c) throughput (p99 lateness < 10 ms, nothing skipped) ...", flush=True)
     c_best, c_tried = max_rate(clerk_lateness, levels, 100, window / 2, "clerk")
     a_best, a_tried = max_rate(aps_lateness, aps_levels, 100, window / 2, "apscheduler")
 
-    med_raw, med_curve, med_rtt = (statistics.median(v) for v in (raw, raw_curve, rtt))
-    rows = [
-        ("(a) no-op round trip, median", fmt(med_rtt), "", fmt(med_raw),
-         f"{med_rtt / med_raw:.1f}x raw, {med_rtt / med_curve:.1f}x raw+CURVE "
-         f"({fmt(med_curve)})"),
-        ("(a) no-op round trip, p99", fmt(pct(rtt, 99)), "", fmt(pct(raw, 99)),
-         f"{pct(rtt, 99) / pct(raw, 99):.1f}x raw, raw+CURVE {fmt(pct(raw_curve, 99))}"),
-    ]
-    for label, c, a in (("10 tasks x 100 ms", c10, a10), ("1000 tasks x 10 s", c1000, a1000)):
+    for label, c, a in () if args.only == "a" else (
+            ("10 tasks x 100 ms", c10, a10), ("1000 tasks x 10 s", c1000, a1000)):
         rows.append((f"(b) lateness, {label}: median", fmt(c.median), fmt(a.median), "",
                      f"{c.runs_per_s:.0f} vs {a.runs_per_s:.0f} runs/s, "
                      f"skipped {c.skipped} vs {a.skipped}"))
@@ -347,10 +403,14 @@ def main() -> int:
     def best_str(best: Lateness | None) -> str:
         return "< 100 runs/s" if best is None else f"{best.runs_per_s:.0f} runs/s"
 
-    rows.append(("(c) max runs/s with p99 < 10 ms", best_str(c_best), best_str(a_best), "",
-                 "3 nodes x 2 workers vs one process, 10 threads; 100 ms interval jobs"))
+    if args.only != "a":
+        rows.append(("(c) max runs/s with p99 < 10 ms", best_str(c_best), best_str(a_best), "",
+                     "3 nodes x 2 workers vs one process, 10 threads; 100 ms interval jobs"))
+        if c_best is not None:
+            rows.append(("(c) CPU per run at that rate", fmt_cpu(c_best.cpu), "", "",
+                         "summed over every process of the 3 nodes, per role"))
 
-    head = ("measurement", "clerk (3 nodes)", "APScheduler 3", "raw pyzmq", "notes")
+    head = ("measurement", "clerk", "APScheduler 3", "floor (plain pyzmq chain)", "notes")
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(5)]
     lines = [" | ".join(str(r[i]).ljust(widths[i]) for i in range(5)) for r in [head, *rows]]
     lines.insert(1, "-|-".join("-" * w for w in widths))
