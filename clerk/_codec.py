@@ -255,23 +255,69 @@ _VALIDATORS: dict[bytes, Validator] = {
 # --- encode / decode ---------------------------------------------------------------------------
 
 
-def _to_json(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple):
-        return [_to_json(v) for v in value]
-    return value
+def _dumper(tp: Any) -> Validator:
+    """What ``encode`` does to a field of type ``tp``: the receiver's check of it fused with the
+    conversion to JSON types, in one pass. Scalars and JSON values use the decoder's own
+    validators (they return the value unchanged; the path is formatted only on failure)."""
+    if tp is Json or tp is Any or tp in (int, float, str, bool):
+        return _compile(tp)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        sub = _dumper(next(a for a in typing.get_args(tp) if a is not type(None)))
+        return lambda value, path: None if value is None else sub(value, path)
+    if origin is tuple:
+        item = _dumper(typing.get_args(tp)[0])
+
+        def d_tuple(value: Any, path: str) -> list[Any]:
+            if type(value) is not tuple and type(value) is not list:
+                _fail(path, "a list", value)
+            if len(value) > MAX_ITEMS:
+                _fail(path, f"a list of at most {MAX_ITEMS} items", "...")
+            return [item(v, path + "[]") for v in value]
+
+        return d_tuple
+    if dataclasses.is_dataclass(tp):
+        return _dataclass_dumper(tp)
+    raise TypeError(f"unsupported field type {tp!r}")
+
+
+def _dataclass_dumper(cls: Any) -> Validator:
+    hints = typing.get_type_hints(cls, localns={"Json": Json})
+    fields = [(f.name, "." + f.name, _dumper(hints[f.name])) for f in dataclasses.fields(cls)]
+    # The same frozen object (this node's Peer in every message it sends) is dumped once: the
+    # cache holds a reference to it, so identity cannot be confused with a recycled id. Only
+    # for classes without a JSON field, whose contents could change under a frozen object.
+    cached = all(hints[f.name] is not Json for f in dataclasses.fields(cls))
+    last: list[Any] = [None, None]
+
+    def d_dataclass(value: Any, path: str) -> dict[str, Any]:
+        if cached and value is last[0]:
+            return last[1]  # type: ignore[no-any-return]
+        if type(value) is not cls:
+            _fail(path, f"a {cls.__name__}", value)
+        out = {name: dump(getattr(value, name), path + dot) for name, dot, dump in fields}
+        if cached:
+            last[0], last[1] = value, out
+        return out
+
+    return d_dataclass
+
+
+_DUMPERS: dict[type, Validator] = {
+    cls: _dataclass_dumper(cls) for cls in MESSAGE_KINDS.values()
+}
 
 
 def encode(msg: Message, max_bytes: int = MAX_MESSAGE_BYTES) -> list[bytes]:
-    """Frames for ``msg``. Raises :class:`EncodeError` if JSON cannot carry it or it is too big."""
+    """Frames for ``msg``. Raises :class:`EncodeError` if JSON cannot carry it or it is too big.
+
+    The receiver's checks are applied here, in the same pass that turns the dataclass into JSON
+    types (not by decoding the result again): what encodes must decode."""
     kind = _KIND_OF.get(type(msg))
     if kind is None:
         raise EncodeError(f"not a protocol message: {type(msg).__name__}")
-    data = _to_json(msg)
     try:
-        # The receiver's checks, applied here: what encodes must decode.
-        _VALIDATORS[kind](data, kind.decode())
+        data = _DUMPERS[type(msg)](msg, kind.decode())
     except DecodeError as exc:
         raise EncodeError(f"{kind.decode()} message cannot be sent: {exc.detail}") from None
     try:
