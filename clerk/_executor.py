@@ -226,6 +226,8 @@ class Executor:
                     continue
                 job, worker.job = worker.job, None
                 self.executed += 1
+                # The next queued run first: it has waited for exactly this worker.
+                self._pump(self._now())
                 self._reply(job, str(data.get("outcome")), data.get("state"),
                             str(data.get("error", "")), float(data.get("duration_ms", 0.0)))
         # (unreachable)

@@ -128,3 +128,11 @@ class Ledger(clerk.Task):
         _append(state["log"], f"{run.slot} {run.term} {run.node} {count} {time.time():.6f} "
                               f"{run.due.timestamp():.6f}")
         return {**state, "count": count}
+
+
+class Nap(clerk.Task):
+    """Sleeps ``state['s']`` seconds and returns its state."""
+
+    def execute(self, state: Any) -> Any:
+        time.sleep(state["s"])
+        return state
