@@ -19,6 +19,7 @@ import secrets
 import signal
 import socket
 from collections import Counter
+from time import sleep as _sleep
 from typing import Any
 
 import zmq
@@ -77,6 +78,9 @@ __all__ = ["Agent", "run"]
 log = logging.getLogger("clerk.node")
 BAD_FRAME_LOG_EVERY = 5.0
 MAX_PINNED = 256  # members whose sockets are opened ahead of need and kept (a 256-node cluster)
+#: The longest sleep in place of a poll: a deadline under a millisecond away cannot be polled
+#: for (ZeroMQ's timeout is in whole ms). Traffic waits at most this long meanwhile.
+SUB_MS_SLEEP = 0.001
 
 
 class Agent:
@@ -191,11 +195,18 @@ class Agent:
                     self.tasks.on_tick(now, self.clock.wall())
                     self.tasks.persist(now)
                     continue
-                timeout_ms = max(0, min(int((deadline - now) * 1000) + 1, 1000))
-                for inbound in self.transport.poll(timeout_ms, now):
+                remaining = deadline - now
+                # ZeroMQ polls in whole milliseconds: round down (rounding up woke the loop up
+                # to 1 ms late for every due run), and spend a last fraction of a millisecond
+                # in a sleep, once nothing is ready: on time, without spinning.
+                timeout_ms = min(int(remaining * 1000), 1000)
+                arrived = self.transport.poll(timeout_ms, now)
+                for inbound in arrived:
                     self._on_inbound(inbound, self.clock.monotonic())
                 self._drain_wakeups()
                 self.tasks.persist(self.clock.monotonic())
+                if not arrived and timeout_ms == 0 and not self._stop_requests:
+                    _sleep(max(0.0, min(deadline - self.clock.monotonic(), SUB_MS_SLEEP)))
         finally:
             if on_main:
                 signal.set_wakeup_fd(-1)
