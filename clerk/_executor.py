@@ -159,8 +159,9 @@ class Executor:
 
     def submit(self, msg: Execute, reply_to: str, now: float) -> None:
         job = _Job(msg, reply_to, now, now + msg.timeout_ms / 1000)
-        log.info("executing task=%s slot=%d term=%d run=%s", msg.task, msg.slot, msg.term,
-                 msg.run_id, extra={"task": msg.task, "slot": msg.slot, "run": msg.run_id})
+        if log.isEnabledFor(logging.DEBUG):  # per run: DEBUG, off the hot path at INFO
+            log.debug("executing task=%s slot=%d term=%d run=%s", msg.task, msg.slot, msg.term,
+                      msg.run_id, extra={"task": msg.task, "slot": msg.slot, "run": msg.run_id})
         if msg.task not in self.defs:
             self._reply(job, "error", None, f"task {msg.task!r} is not loaded on {self.node}")
             return
