@@ -632,13 +632,19 @@ class NodeCore:
                 del self._probation[name]
         self._fence.expire(now)
         self._seq += 1
-        epoch = self.members.epoch
-        infos = self.members.infos()
+        epoch, list_epoch = self.members.epoch, self.members.list_epoch
+        infos: tuple[MemberInfo, ...] | None = None
         for row in self.members.others():
             stale = row.acked_epoch != epoch
+            # Only the table changed since this member's last ACK: the list stays home (at 200
+            # tasks it is most of the encoding cost of a heartbeat, and the table changes after
+            # every dispatch and every result).
+            with_list = stale and row.acked_epoch < list_epoch
+            if with_list and infos is None:
+                infos = self.members.infos()
             self._send(row.peer.address, Heartbeat(
                 self.me, self.term, self._seq, epoch,
-                infos if stale else None, self.replicated if stale else None,
+                infos if with_list else None, self.replicated if stale else None,
             ))
         self._next_heartbeat = now + t.heartbeat_interval
 
@@ -980,6 +986,10 @@ class NodeCore:
                 self._send(s.address, Join(self.me, self.term, self.tasks))
         if msg.state is not None:
             self.replicated = msg.state
+            if msg.members is None:
+                # The manager sends the table alone only to a member whose last ACK showed the
+                # current list: acknowledging this epoch says "list and table", both true.
+                self._epoch_seen = msg.epoch
         self._send(s.address, Ack(self.me, self.term, msg.seq, self._epoch_seen))
 
     def _m_ack(self, msg: Ack, now: float) -> None:

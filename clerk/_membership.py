@@ -3,9 +3,12 @@
 Pure data, no I/O; time comes in as ``now``. The manager's table is authoritative: it admits
 joiners, marks members dead (socket-monitor fast path) and drops silent ones, and bumps
 ``epoch`` on every change so heartbeats only carry the list to members that have not seen the
-latest epoch. A follower's table is a copy replaced wholesale from the manager's heartbeats;
-before any manager exists (cluster formation) nodes also record the peers they hear of, which
-is what the bully election runs over.
+latest epoch. The manager also bumps ``epoch`` when its replicated table changes;
+``list_epoch`` is the epoch of the last change of the list itself, so a member that has seen
+it gets the table alone (one counter per table: epochs of different managers never meet, since
+a follower forgets the epoch it saw whenever it follows a new claim). A follower's table is a
+copy replaced wholesale from the manager's heartbeats; before any manager exists (cluster
+formation) nodes also record the peers they hear of, which is what the bully election runs over.
 
 Admission rules for a JOIN from ``name`` (incarnation ``inc``, address ``addr``):
 
@@ -61,6 +64,7 @@ class MemberTable:
     def __init__(self, me: Peer, tasks: tuple[str, ...], now: float) -> None:
         self.me = me
         self.epoch = 0
+        self.list_epoch = 0  # the epoch of the last change of the list (not of the table)
         self._rows: dict[str, Member] = {me.name: Member(me, tasks, True, now)}
 
     def __contains__(self, name: object) -> bool:
@@ -89,6 +93,7 @@ class MemberTable:
 
     def _changed(self) -> None:
         self.epoch += 1
+        self.list_epoch = self.epoch
 
     def set_tasks(self, name: str, tasks: tuple[str, ...]) -> bool:
         """Change a row's advertised tasks; True if it changed."""

@@ -298,6 +298,37 @@ def test_heartbeats_carry_the_member_list_only_when_the_acked_epoch_is_stale():
     assert all(h.state is None for h in net.sends(a, Heartbeat, after=since))
 
 
+def test_a_table_change_alone_sends_the_table_without_the_member_list():
+    net, (a, b, c) = cluster(("a", 1), ("b", 0), ("c", 0))
+    net.advance(T.heartbeat_interval)  # every member has acked the current list
+    for n in (1, 2):
+        a.set_replicated({"tasks": {"t": n}})
+        since = net.mark()
+        net.advance(T.heartbeat_interval)
+        beats = net.sends(a, Heartbeat, after=since)
+        assert len(beats) == 2 and all(h.members is None and h.state == {"tasks": {"t": n}}
+                                       for h in beats)
+        # ... and the ACK of that epoch settles it: the next round is empty again
+        acks = net.sends(b, Ack, after=since) + net.sends(c, Ack, after=since)
+        assert acks and all(k.epoch == a.members.epoch for k in acks)
+        since = net.mark()
+        net.advance(T.heartbeat_interval)
+        assert all(h.state is None and h.members is None
+                   for h in net.sends(a, Heartbeat, after=since))
+    # A new member changes the list: it goes out again, with the table, to those who lack it.
+    a.set_replicated({"tasks": {"t": 3}})
+    joined = net.mark()
+    d = net.node("d", 0, seeds=["a"])
+    net.advance(T.heartbeat_interval)
+    to_b = net.sends(a, Heartbeat, to=b, after=joined)
+    assert to_b[0].members is not None and {m.name for m in to_b[0].members} == {
+        "a", "b", "c", "d"}
+    assert to_b[0].state == {"tasks": {"t": 3}}
+    net.advance(T.heartbeat_interval)
+    assert all(x.replicated == {"tasks": {"t": 3}} for x in (b, c, d))
+    assert {m.name for m in d.member_list()} == {"a", "b", "c", "d"}
+
+
 def test_members_acknowledge_each_heartbeat():
     net, (a, b) = cluster(("a", 1), ("b", 0))
     since = net.mark()
