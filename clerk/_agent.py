@@ -290,8 +290,9 @@ class Agent:
             self.bad_frames["handler_error"] += 1
             log.exception("error handling %s", type(event).__name__)
             return
-        if self.core.members.epoch != self._members_epoch:
-            self._members_epoch = self.core.members.epoch
+        # The list's own epoch: the member epoch also moves with every replicated table.
+        if self.core.members.list_epoch != self._members_epoch:
+            self._members_epoch = self.core.members.list_epoch
             self.metrics.members_alive = sum(1 for i in self.core.member_list() if i.alive)
             live = [i.address for i in self.core.member_list()
                     if i.name != self.me.name and i.alive]

@@ -127,9 +127,11 @@ class TaskRunner:
     def _resolve(self, wall: float) -> None:
         """Schedule what the live members have loaded, with the winning definitions."""
         core = self.agent.core
-        if core.members.epoch == self._resolved_epoch:
+        # The list's own epoch: the member epoch also moves with every replicated table, and
+        # resolving every definition after each dispatch and each result is O(tasks).
+        if core.members.list_epoch == self._resolved_epoch:
             return
-        self._resolved_epoch = core.members.epoch
+        self._resolved_epoch = core.members.list_epoch
         entries = {m.name: m.tasks for m in core.member_list() if m.alive}
         res = resolve(list(self.defs.values()), entries)
         self._variants, self._loaded = res.variants, res.loaded
