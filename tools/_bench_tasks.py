@@ -12,11 +12,16 @@ _files: dict[str, TextIO] = {}
 
 
 class Noop(clerk.Task):
-    """Does nothing; only the manager's first node (n1) never runs it, so every run crosses
-    the network: manager -> node -> worker -> back."""
+    """Does nothing (the benchmark's manager, n1, does not load it, so every run crosses the
+    network: manager -> node -> worker -> back)."""
 
     def execute(self, state: Any) -> Any:
         return state
+
+
+class PickyNoop(Noop):
+    """A no-op with a ``nodes()`` filter (never n1), which the manager calls on a helper
+    thread before each run (clerk._nodes_guard): what that hand-off adds."""
 
     def nodes(self, members: list[str]) -> list[str]:
         return [m for m in members if not m.startswith("n1@")]
