@@ -304,12 +304,19 @@ class Agent:
 
     # --- effects ----------------------------------------------------------------------------
 
-    def send(self, to: str, msg: Message, now: float) -> None:
-        try:
-            frames = encode(msg)
-        except EncodeError as exc:
-            log.error("cannot send %s to %s: %s", type(msg).__name__, to, exc)
-            return
+    def send(self, to: str, msg: Message, now: float,
+             encoded: dict[int, list[bytes]] | None = None) -> None:
+        """Send ``msg`` to ``to``. ``encoded``: frames of messages already encoded in this
+        batch of effects, by ``id`` (the batch holds the messages, so ids are not reused)."""
+        frames = encoded.get(id(msg)) if encoded is not None else None
+        if frames is None:
+            try:
+                frames = encode(msg)
+            except EncodeError as exc:
+                log.error("cannot send %s to %s: %s", type(msg).__name__, to, exc)
+                return
+            if encoded is not None:
+                encoded[id(msg)] = frames
         inbound = self._inbound
         if isinstance(msg, Election):
             self.transport.request(to, frames, now)
@@ -334,6 +341,8 @@ class Agent:
         self.transport.reply(inbound.rid, inbound.via_req, frames)
 
     def apply(self, effects: list[Effect], now: float) -> None:
+        # One heartbeat round sends the same message object to every member: encode it once.
+        encoded: dict[int, list[bytes]] = {}
         for effect in effects:
             if isinstance(effect, Send):
                 if isinstance(effect.msg, Result) and effect.msg.outcome == "refused":
@@ -342,7 +351,7 @@ class Agent:
                         self.metrics.executes_stale += 1
                     else:
                         self.metrics.executes_refused += 1
-                self.send(effect.to, effect.msg, now)
+                self.send(effect.to, effect.msg, now, encoded)
             elif isinstance(effect, Deliver):
                 self._deliver(effect.msg, now)
             elif isinstance(effect, ManagerChanged):

@@ -633,19 +633,22 @@ class NodeCore:
         self._fence.expire(now)
         self._seq += 1
         epoch, list_epoch = self.members.epoch, self.members.list_epoch
-        infos: tuple[MemberInfo, ...] | None = None
+        # At most three distinct heartbeats per round, each one object whatever the number of
+        # members (the agent encodes an object once per batch of effects: see Agent.apply).
+        beats: dict[tuple[bool, bool], Heartbeat] = {}
         for row in self.members.others():
             stale = row.acked_epoch != epoch
             # Only the table changed since this member's last ACK: the list stays home (at 200
             # tasks it is most of the encoding cost of a heartbeat, and the table changes after
             # every dispatch and every result).
             with_list = stale and row.acked_epoch < list_epoch
-            if with_list and infos is None:
-                infos = self.members.infos()
-            self._send(row.peer.address, Heartbeat(
-                self.me, self.term, self._seq, epoch,
-                infos if with_list else None, self.replicated if stale else None,
-            ))
+            beat = beats.get((stale, with_list))
+            if beat is None:
+                beat = beats[(stale, with_list)] = Heartbeat(
+                    self.me, self.term, self._seq, epoch,
+                    self.members.infos() if with_list else None,
+                    self.replicated if stale else None)
+            self._send(row.peer.address, beat)
         self._next_heartbeat = now + t.heartbeat_interval
 
     def _adopt(self, infos: tuple[MemberInfo, ...], now: float) -> None:

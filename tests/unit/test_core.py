@@ -329,6 +329,16 @@ def test_a_table_change_alone_sends_the_table_without_the_member_list():
     assert {m.name for m in d.member_list()} == {"a", "b", "c", "d"}
 
 
+def test_one_heartbeat_object_per_kind_per_round_so_the_agent_encodes_it_once():
+    net, (a, *_rest) = cluster(("a", 1), ("b", 0), ("c", 0), ("d", 0))
+    net.advance(T.heartbeat_interval)
+    a.set_replicated({"tasks": {"t": 1}})
+    since = net.mark()
+    net.advance(T.heartbeat_interval)
+    beats = net.sends(a, Heartbeat, after=since)
+    assert len(beats) == 3 and all(b is beats[0] for b in beats)
+
+
 def test_members_acknowledge_each_heartbeat():
     net, (a, b) = cluster(("a", 1), ("b", 0))
     since = net.mark()
