@@ -377,6 +377,7 @@ def main() -> int:
     levels = [50, 100, 200, 400] if quick else [50, 100, 200, 400, 800, 1600]
     aps_levels = levels + ([] if quick else [3200, 6400])
     started = time.time()
+    load0 = os.getloadavg()[0]  # other work on the machine: printed with the table
 
     print("(a) dispatch round trip (interleaved with its floors) ...", flush=True)
     rt = round_trips(3 if quick else 7, 60 if quick else 120)
@@ -423,9 +424,10 @@ def main() -> int:
     if args.only != "a":
         rows.append(("(c) max runs/s with p99 < 10 ms", best_str(c_best), best_str(a_best), "",
                      "3 nodes x 2 workers vs one process, 10 threads; 100 ms interval jobs"))
-        if c_best is not None:
-            rows.append(("(c) CPU per run at that rate", fmt_cpu(c_best.cpu), "", "",
-                         "summed over every process of the 3 nodes, per role"))
+        at = c_best or (c_tried[0][1] if c_tried else None)
+        if at is not None:
+            rows.append((f"(c) CPU per run at {at.target_per_s:.0f} runs/s", fmt_cpu(at.cpu),
+                         "", "", "summed over every process of the 3 nodes, per role"))
 
     head = ("measurement", "clerk", "APScheduler 3", "floor (plain pyzmq chain)", "notes")
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(5)]
@@ -439,11 +441,12 @@ def main() -> int:
         f"{lat.skipped} | {'ok' if lat.ok() else 'over'} |"
         for who, tried in (("clerk", c_tried), ("apscheduler", a_tried)) for rate, lat in tried)
     elapsed = time.time() - started
-    print(f"\n({elapsed:.0f} s, {os.cpu_count()} cores, python {sys.version.split()[0]})")
+    load = f"load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    print(f"\n({elapsed:.0f} s, {os.cpu_count()} cores, python {sys.version.split()[0]}, {load})")
     if args.out:
         md = [f"# tools/bench_tasks.py ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
               f"{os.cpu_count()} cores, python {sys.version.split()[0]}"
-              f"{', --quick' if quick else ''})", "",
+              f"{', --quick' if quick else ''}; {load})", "",
               "| " + table.replace("\n", " |\n| ").replace("-|-", "-|-") + " |", "",
               "Throughput steps (100 ms interval tasks; rate = tasks x 10/s):", "",
               "| scheduler | target runs/s | measured runs/s | median ms | p99 ms | skipped | |",
