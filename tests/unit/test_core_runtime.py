@@ -132,7 +132,10 @@ def test_a_follower_whose_tasks_the_manager_lost_joins_again():
     b.tasks = ("t1",)  # advertised by a JOIN the manager never got
     assert a.members.get("b").tasks == ()
     mark = net.mark()
-    a.members.epoch += 1  # the next heartbeat carries the list, which shows no tasks for b
+    # The list changes (its own epoch moves): the next heartbeat carries the list, which shows
+    # no tasks for b. (A bump of the epoch alone is a table change: the table goes, not the list.)
+    a.members.epoch += 1
+    a.members.list_epoch = a.members.epoch
     net.advance(T.heartbeat_interval * 2)
     assert [j.tasks for j in net.sends(b, Join, to=a, after=mark)] == [("t1",)]
     assert a.members.get("b").tasks == ("t1",)
