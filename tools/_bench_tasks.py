@@ -28,7 +28,8 @@ class PickyNoop(Noop):
 
 
 class Stamp(clerk.Task):
-    """Appends ``task slot start-time`` to ``<args['dir']>/<pid>.log`` (one file per worker)."""
+    """Appends ``task slot start-time due-time`` to ``<args['dir']>/<pid>.log`` (one file per
+    worker): its lateness as a user can see it, ``clerk.current_run().due``."""
 
     def init(self, args: Any) -> Any:
         return args
@@ -40,6 +41,6 @@ class Stamp(clerk.Task):
         fh = _files.get(path)
         if fh is None:
             fh = _files[path] = open(path, "a")  # noqa: SIM115 (kept open across runs)
-        fh.write(f"{run.task} {run.slot} {started:.6f}\n")
+        fh.write(f"{run.task} {run.slot} {started:.6f} {run.due.timestamp():.6f}\n")
         fh.flush()
         return state

@@ -16,7 +16,7 @@ machine is noisy:
     of the repeats' medians, and CPU per run per process role (psutil, 10 ms ticks: read the
     full run's figures, not --quick's).
 (b) schedule precision: lateness of run starts (``time.time()`` at the top of ``execute``)
-    against their slot (``phase_ms(name, interval) + slot * interval``) with 10 and with 1000
+    against ``clerk.current_run().due``, as a user sees it, with 10 and with 1000
     tasks at the same total rate, on a 3-node cluster; APScheduler 3 (BackgroundScheduler,
     interval jobs, one process) at the same settings.
 (c) throughput: the most no-op runs per second a 3-node cluster sustains with p99 lateness under
@@ -96,13 +96,14 @@ class Lateness:
 # --- clerk clusters -------------------------------------------------------------------------
 
 
-def read_stamps(d: Path) -> list[tuple[str, int, float]]:
+def read_stamps(d: Path) -> list[tuple[str, int, float, float]]:
+    """``(task, slot, started, due)`` of every run, wall seconds."""
     out = []
     for f in d.glob("*.log"):
         for line in f.read_text().splitlines():
             parts = line.split()
-            if len(parts) == 3:
-                out.append((parts[0], int(parts[1]), float(parts[2])))
+            if len(parts) == 4:
+                out.append((parts[0], int(parts[1]), float(parts[2]), float(parts[3])))
     return out
 
 
@@ -137,8 +138,7 @@ def clerk_lateness(n_tasks: int, interval: int, window: float, nodes: int = 3,
             cpu1 = {k: f() for k, f in roles.items()}
             skipped = skipped_total(c, manager) - skipped0
         rows = [s for s in read_stamps(d) if w0 <= s[2] < w1]
-    late = [(t - (phase_ms(name, interval) + slot * interval) / 1000) * 1000
-            for name, slot, t in rows]
+    late = [(t - due) * 1000 for _name, _slot, t, due in rows]
     cpu = {k: (cpu1[k] - cpu0[k]) * 1e6 / max(1, len(rows)) for k in roles}
     return Lateness(late, len(rows) / (w1 - w0), skipped, n_tasks * 1000 / interval, cpu)
 
