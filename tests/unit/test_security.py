@@ -110,15 +110,15 @@ def test_a_spray_of_far_terms_moves_the_horizon_once_per_probe_interval() -> Non
     for i in range(50):
         feed(net, "n0", Heartbeat(STRANGER, 2**62 + i, 1, 1))
     assert core.max_term == start  # nothing followed
-    assert core._horizon == start + core.max_term_jump  # moved once, not 50 times
+    assert core.term_bound.horizon == start + core.max_term_jump  # moved once, not 50 times
     assert core.dropped["term_jump"] == 50
     # Aiming just past the moved horizon does not work either within the same interval.
-    target = core._horizon + core.max_term_jump + 1
+    target = core.term_bound.horizon + core.max_term_jump + 1
     feed(net, "n0", Heartbeat(STRANGER, target, 1, 1))
     assert core.max_term == start
     net.run_for(net.timings.probe_interval)
     feed(net, "n0", Heartbeat(STRANGER, 2**62, 1, 1))
-    assert core._horizon == start + 2 * core.max_term_jump
+    assert core.term_bound.horizon == start + 2 * core.max_term_jump
 
 
 def test_a_partitioned_side_that_ran_many_elections_still_merges(

@@ -1,0 +1,72 @@
+"""Claims and the term bound: which manager a node may follow, and which terms it accepts.
+
+Rules:
+
+* **Claims.** A manager's claim is ``(term, priority, name)``; claims are totally ordered and
+  every node follows the highest claim it has seen. A claim below the highest seen is stale:
+  it is never followed (this is also the fencing rule for EXECUTE) and its holder is told
+  about the higher claim, so a paused-then-resumed manager steps down at its first heartbeat
+  (not if the higher claim's holder is known to be gone: a live manager would follow a dead
+  claim; a restarted holder is still told, and a manager that sees a claim in its own name
+  above its own, or an ELECTION with a term above its own, claims again above it). Following
+  a claim is a role change: it lives in :mod:`clerk._election` (``on_claim``).
+* **Term bound.** Let ``H`` be the highest term this node has seen (or its *horizon*, if that
+  is higher). A message whose term, or whose claim's term, is above ``H + MAX_TERM_JUMP`` is
+  dropped (``Dropped("term_jump")``), and the horizon moves up by ``MAX_TERM_JUMP``, at most once
+  per ``probe_interval``. So the terms a node accepts grow by at most ``MAX_TERM_JUMP`` per
+  accepted message plus ``MAX_TERM_JUMP`` per second: a stranger (``--insecure``) or a buggy
+  peer cannot push the cluster's terms to the 64-bit limit, where no node could ever claim a
+  higher term again (it would take 2**43 messages, or 2**43 seconds of horizon moves; without
+  the bound, one message), and a blind spray of far-future terms is never followed. Legitimate
+  clusters do not hit the bound: a node claims ``highest seen + 1``, so two nodes' terms differ
+  by the elections one ran without the other hearing of them, and a partitioned side would need
+  a million elections to get that far ahead. If one ever does, it still merges: it keeps
+  probing and heartbeating, and each second the other side's horizon comes ``MAX_TERM_JUMP``
+  closer until its term is accepted (the simulator tests this with a tiny bound).
+"""
+
+from __future__ import annotations
+
+from clerk._messages import Claim, Message, Peer
+
+__all__ = ["MAX_TERM_JUMP", "TermBound", "claim_of", "message_term"]
+
+#: The most a message's term may exceed the highest term seen (see "Term bound" above).
+MAX_TERM_JUMP = 1 << 20
+
+
+def claim_of(sender: Peer, term: int) -> Claim:
+    """The claim a manager message from ``sender`` at ``term`` stands for."""
+    return Claim(term, sender.priority, sender.name, sender.address)
+
+
+def message_term(msg: Message) -> int:
+    """The highest term a message carries: its own, or that of the claim it relays."""
+    term = msg.term
+    claim = getattr(msg, "claim", None) or getattr(msg, "manager", None)
+    if isinstance(claim, Claim):
+        term = max(term, claim.term)
+    return term
+
+
+class TermBound:
+    """The term bound of one node (module docstring): the horizon and when it last moved."""
+
+    def __init__(self, jump: int = MAX_TERM_JUMP) -> None:
+        self.jump = jump
+        self.horizon = 0  # accept terms up to max(max_term, horizon) + jump
+        self.horizon_at = -float("inf")  # when the horizon last moved
+
+    def limit(self, max_term: int) -> int:
+        """The highest term a message may carry when this node has seen ``max_term``."""
+        return max(max_term, self.horizon) + self.jump
+
+    def admits(self, term: int, max_term: int, now: float, interval: float) -> bool:
+        """Is ``term`` within the bound? If not, the horizon moves up by ``jump`` (at most
+        once per ``interval`` seconds) and the caller drops the message."""
+        limit = self.limit(max_term)
+        if term <= limit:
+            return True
+        if now - self.horizon_at >= interval:
+            self.horizon, self.horizon_at = limit, now
+        return False

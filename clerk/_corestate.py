@@ -1,0 +1,226 @@
+"""What one node's core knows, and the small steps every part of the core takes with it.
+
+:class:`CoreState` holds the whole state of a node's cluster brain (role, claims, member
+table, timers, counters) and the public read-only view of it; the rules that change it live
+in :mod:`clerk._joining` (membership and joining), :mod:`clerk._election` (claims followed,
+bully election, role changes) and :mod:`clerk._handover` (merge and graceful hand-over), as
+plain functions taking the state. :class:`~clerk._core.NodeCore` adds the one entry point.
+
+Rules owned here:
+
+* **Effects are collected, never performed.** Every step appends to ``_out``; ``handle``
+  returns the list. A node never sends to itself (``send`` drops such effects).
+* **Fencing token.** ``highest`` is the highest claim this node has seen; it never goes
+  down, and ``accepts`` answers whether a manager message would be followed (module
+  :mod:`clerk._claims`).
+* **Bounded memory.** Addresses we told our claim to, and members lost, are kept for at most
+  ``MAX_LOST`` entries and ``LOST_HORIZON`` seconds: forged traffic cannot grow them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+from clerk._claims import MAX_TERM_JUMP, TermBound, claim_of, message_term
+from clerk._coretypes import INF, Dropped, Effect, Role, Send, Stopped
+from clerk._fence import StallFence
+from clerk._membership import MemberTable
+from clerk._messages import Claim, Json, MemberInfo, Message, Peer
+from clerk._timings import Timings
+
+__all__ = ["LOST_HORIZON", "MAX_LOST", "CoreState"]
+
+#: Lost members (and seeds outside the list) are probed for this long, in seconds.
+LOST_HORIZON = 3600.0
+#: At most this many lost members are remembered (and probed).
+MAX_LOST = 1024
+
+
+class CoreState:
+    """The state of one node's core, its public view, and the shared small steps."""
+
+    def __init__(
+        self,
+        me: Peer,
+        *,
+        now: float,
+        rng: random.Random,
+        seeds: tuple[str, ...] | list[str] = (),
+        tasks: tuple[str, ...] = (),
+        timings: Timings | None = None,
+        max_term_jump: int = MAX_TERM_JUMP,
+    ) -> None:
+        self.me = me
+        self.timings = timings or Timings()
+        self.rng = rng
+        self.seeds = tuple(s for s in dict.fromkeys(seeds) if s != me.address)
+        self.tasks = tuple(tasks)
+        self.members = MemberTable(me, self.tasks, now)
+        self.role = Role.JOINING
+        self.term = 0
+        self.max_term = 0
+        self.highest: Claim | None = None
+        self.replicated: Json = None
+        self._claim: Claim | None = None  # the manager we follow (or our own claim)
+        self._last_heard = now
+        self._epoch_seen = -1
+        self.term_bound = TermBound(max_term_jump)
+        self.dropped: Counter[str] = Counter()
+        self._probation: dict[str, float] = {}  # admitted by JOIN, not heard from since
+        self._told: dict[str, float] = {}  # addresses we sent our claim to (merge HANDOVERs)
+        self._seq = 0
+        self._deadline = INF  # role-specific: join / election phase / leave
+        self._phase = ""  # candidate: "ok" (waiting for OK) or "coord" (waiting for winner)
+        self._suspect = ""
+        self._suspect_addr = ""  # where to probe the suspect (it may not be in our list)
+        self._probe_suspect = False
+        self._disconnected = False  # the suspect's connection closed (PeerDown)
+        self._hinted: set[str] = set()  # managers sent a term hint in this candidacy
+        self._next_retry = INF  # joining: resend JOIN to seeds
+        self._next_heartbeat = INF
+        self._next_probe = INF
+        self._lost: dict[str, float] = {}  # addresses of members lost while manager -> when
+        self._orphans: dict[str, float] = {}  # lost while we were manager, now a follower
+        self._successor = ""
+        self._forwarded: dict[tuple[str, str, int], None] = {}  # HANDOVERs passed on
+        self._out: list[Effect] = []
+        self._fence = StallFence(now)
+        self.returned_handovers = 0
+
+    # --- public view ------------------------------------------------------------------------
+
+    @property
+    def manager(self) -> str | None:
+        """Name of the manager this node follows (or itself), None during an election."""
+        return self._claim.name if self._claim is not None else None
+
+    @property
+    def manager_claim(self) -> Claim | None:
+        return self._claim
+
+    @property
+    def is_manager(self) -> bool:
+        return self.role is Role.MANAGER
+
+    @property
+    def dispatch_ok(self) -> bool:
+        """May this node, as manager, dispatch runs now? Not while its claim is unconfirmed
+        after a stall (see :mod:`clerk._fence`)."""
+        return self.role is Role.MANAGER and self._fence.confirmed
+
+    @property
+    def stalls(self) -> int:
+        """How many times this node's loop was seen stalled past the manager timeout."""
+        return self._fence.stalls
+
+    @property
+    def highest_term(self) -> int:
+        """The fencing token: the highest manager term this node has seen."""
+        return self.highest.term if self.highest is not None else 0
+
+    @property
+    def max_term_jump(self) -> int:
+        """The term bound's step (:mod:`clerk._claims`)."""
+        return self.term_bound.jump
+
+    def member_list(self) -> tuple[MemberInfo, ...]:
+        return self.members.infos()
+
+    def status(self) -> dict[str, Any]:
+        """This node's view of the cluster (JSON-ready)."""
+        return {
+            "node": self.me.name,
+            "role": str(self.role),
+            "manager": self.manager,
+            "term": self.term,
+            "highest_term": self.highest_term,
+            "members": [
+                {
+                    "name": m.name,
+                    "address": m.address,
+                    "alive": m.alive,
+                    "priority": m.priority,
+                    "incarnation": m.incarnation,
+                    "tasks": list(m.tasks),
+                }
+                for m in self.members.infos()
+            ],
+        }
+
+    def accepts(self, term: int, sender: Peer) -> bool:
+        """Fencing: would a manager message with this term from ``sender`` be followed?"""
+        claim = claim_of(sender, term)
+        return self.highest is None or claim.key >= self.highest.key
+
+    def next_deadline(self) -> float:
+        """The monotonic time at which the next :class:`~clerk._core.Tick` is due."""
+        t = self.timings
+        if self.role is Role.MANAGER:
+            return min(self._next_heartbeat, self._next_probe)
+        if self.role is Role.FOLLOWER:
+            return min(self._last_heard + t.manager_timeout, self._next_probe)
+        if self.role is Role.JOINING:
+            return min(self._deadline, self._next_retry)
+        if self.role in (Role.CANDIDATE, Role.LEAVING):
+            return self._deadline
+        return INF
+
+    # --- small steps shared by every part of the core ---------------------------------------
+
+    def send(self, to: str, msg: Message) -> None:
+        if to != self.me.address:
+            self._out.append(Send(to, msg))
+
+    def my_claim(self) -> Claim:
+        return Claim(self.term, self.me.priority, self.me.name, self.me.address)
+
+    def see_term(self, term: int) -> None:
+        if term > self.max_term:
+            self.max_term = term
+
+    def raise_highest(self, claim: Claim) -> None:
+        if self.highest is None or claim.key > self.highest.key:
+            self.highest = claim
+        self.see_term(claim.term)
+
+    def known_dead(self, claim: Claim) -> bool:
+        """Is the holder of ``claim`` known to be gone (the manager we gave up on, or a member
+        marked dead)? Such a claim is not worth advertising: a live manager that followed it
+        would only wait out the manager timeout and elect again."""
+        if claim.name == self.me.name:
+            return False
+        if self._claim is None and claim.name == self._suspect:
+            return True
+        row = self.members.get(claim.name)
+        return row is not None and not row.alive
+
+    def probe_jitter(self) -> float:
+        """A follower's probe period: 1-1.5 probe intervals, so that followers do not probe
+        in step with each other (or with their manager's heartbeats)."""
+        return self.timings.probe_interval * self.rng.uniform(1.0, 1.5)
+
+    def tell(self, address: str, now: float) -> None:
+        """Remember that we sent our claim to ``address`` (it may hand over to us)."""
+        self._told[address] = now
+        if len(self._told) > MAX_LOST:
+            del self._told[next(iter(self._told))]
+
+    def drop(self, reason: str, detail: str) -> None:
+        self.dropped[reason] += 1
+        self._out.append(Dropped(reason, detail))
+
+    def term_ok(self, msg: Message, now: float) -> bool:
+        """The term bound (:mod:`clerk._claims`): drop a message whose term is too far up."""
+        term = message_term(msg)
+        if self.term_bound.admits(term, self.max_term, now, self.timings.probe_interval):
+            return True
+        self.drop("term_jump", f"{type(msg).__name__} from {msg.sender.name!r}: term {term} "
+                               f"is more than {self.max_term_jump} above the bound")
+        return False
+
+    def stop(self, reason: str) -> None:
+        self.role = Role.STOPPED
+        self._deadline = INF
+        self._out.append(Stopped(reason))

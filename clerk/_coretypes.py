@@ -1,0 +1,169 @@
+"""The core's vocabulary: its roles, the events it takes and the effects it returns.
+
+Pure data, no rules: :class:`~clerk._core.NodeCore` takes an :data:`Event` and returns a list
+of :data:`Effect` values for the shell to carry out (``Send``) or report (the rest). Everything
+here is re-exported by :mod:`clerk._core`, the import path the shells and tests use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from clerk._messages import Execute, Json, MemberInfo, Message
+
+__all__ = [
+    "INF",
+    "Deliver",
+    "Dropped",
+    "Effect",
+    "Event",
+    "LeaveRequested",
+    "ManagerChanged",
+    "MemberDown",
+    "MemberUp",
+    "PeerDown",
+    "PeerUp",
+    "Received",
+    "Refused",
+    "Role",
+    "Send",
+    "StaleExecute",
+    "Start",
+    "StateHandedOver",
+    "Stopped",
+    "Tick",
+]
+
+INF = float("inf")
+
+
+class Role(StrEnum):
+    JOINING = "joining"
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    MANAGER = "manager"
+    LEAVING = "leaving"
+    STOPPED = "stopped"
+
+
+# --- events (inputs) ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Begin: join through the seeds, or become the manager of a cluster of one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time has passed; check timers (the shell ticks at :meth:`NodeCore.next_deadline`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A decoded message from a peer."""
+
+    msg: Message
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDown:
+    """The connection to ``address`` closed (socket-monitor fast path for crashed peers)."""
+
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerUp:
+    """A connection to ``address`` was (re-)established (socket monitor): after a partition
+    heals, the moment to tell a node we lost about our claim, rather than at the next probe."""
+
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveRequested:
+    """Leave the cluster gracefully (a manager hands over first)."""
+
+
+Event = Start | Tick | Received | PeerDown | PeerUp | LeaveRequested
+
+
+# --- effects (outputs) --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``msg`` to the node whose mailbox is at ``to`` (``host:port``)."""
+
+    to: str
+    msg: Message
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerChanged:
+    manager: str | None
+    term: int
+    is_me: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MemberUp:
+    info: MemberInfo
+    how: str  # "added" | "replaced" | "revived"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberDown:
+    name: str
+    reason: str  # "disconnected" | "silent" | "left"
+
+
+@dataclass(frozen=True, slots=True)
+class StateHandedOver:
+    """A manager handed its replicated state to us (graceful leave or a merge)."""
+
+    sender: str
+    state: Json
+    merge: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """A message for the layer above (EXECUTE that passed the fence, RESULT, STATUS...)."""
+
+    msg: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StaleExecute:
+    """An EXECUTE from a claim below the highest this node has seen was refused (the node
+    counts it as ``stale`` and logs it; the refusal was already sent to its holder)."""
+
+    msg: Execute
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A message was dropped as hostile or impossible (``reason`` is a counter key)."""
+
+    reason: str
+    detail: str
+
+
+Effect = (
+    Send | ManagerChanged | MemberUp | MemberDown | StateHandedOver | Deliver | Refused | Stopped
+    | Dropped | StaleExecute
+)

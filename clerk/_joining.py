@@ -1,0 +1,254 @@
+"""Membership and joining: how a node gets into a cluster, and how a manager keeps its table.
+
+Functions over a :class:`~clerk._corestate.CoreState`; :class:`~clerk._core.NodeCore` calls
+them. Rules:
+
+* **Joining.** A node with seeds sends JOIN to each seed not yet in its list, every
+  ``join_retry``, until a manager welcomes it (WELCOME with a claim: it follows the claim and
+  JOINs its holder) or ``join_timeout`` passes with no manager (it becomes a candidate). A node
+  without seeds is the manager of a cluster of one. A node that has not joined yet takes no
+  part in elections (it answers ELECTION with a JOIN, :mod:`clerk._election`), so a restarted
+  node that knows nobody cannot win with an empty member list.
+* **Heartbeats.** A manager sends HEARTBEAT every ``heartbeat_interval`` to every member; the
+  member list and replicated state ride along only to members that have not acknowledged the
+  current epoch. A member silent for ``member_timeout`` is marked down (``MemberDown
+  ("silent")``) and its address goes to ``_lost``.
+* **Lost members outlive their manager.** Followers note the members their manager's list
+  dropped (for when they take over), a manager keeps probing (COORDINATOR with its claim) the
+  members it lost and its seeds for ``LOST_HORIZON``, an ex-manager keeps probing the members
+  it lost as "orphans", and followers send their manager's claim to seeds that are not
+  members. A link that comes back up (``PeerUp``) to a lost member or a seed gets our claim at
+  once, not at the next probe.
+* **Stall fence.** A manager whose loop did not run for longer than ``manager_timeout``
+  dispatches nothing until a member acknowledges a heartbeat sent after the stall
+  (``dispatch_ok``; the rules are in :mod:`clerk._fence`).
+* **Hostile input** (``--insecure``). JOINs beyond ``MAX_PROBATION`` admitted members that have
+  not acknowledged yet are dropped (a flood of forged names; a real joiner retries); member
+  lists learned outside a manager's heartbeat are taken up to ``MAX_LEARN`` rows; a REFUSE from
+  anyone but our manager, or a seed while joining, is dropped.
+"""
+
+from __future__ import annotations
+
+from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState
+from clerk._coretypes import MemberDown, MemberUp, Refused, Role
+from clerk._messages import Ack, Coordinator, Heartbeat, Join, MemberInfo, Refuse, Welcome
+
+__all__ = [
+    "MAX_LEARN",
+    "MAX_PROBATION",
+    "adopt",
+    "heartbeat_round",
+    "learn",
+    "m_ack",
+    "m_join",
+    "m_refuse",
+    "on_peer_up",
+    "probe",
+    "probe_seeds",
+    "send_joins",
+    "stalled",
+]
+
+#: At most this many members admitted by JOIN and not yet heard from again (forged JOIN floods).
+MAX_PROBATION = 32
+#: Member lists learned before (or besides) a manager's are taken up to this many rows.
+MAX_LEARN = 1024
+
+
+def learn(core: CoreState, infos: tuple[MemberInfo, ...], now: float) -> None:
+    """``members.learn``, within ``MAX_LEARN`` rows: member lists arrive in messages, and
+    a forged one may hold 100,000 entries that we would heartbeat and probe."""
+    room = MAX_LEARN - len(core.members)
+    if len(infos) > room:
+        core.drop("member_table_full", f"{len(infos)} members offered, room for "
+                                       f"{max(0, room)}")
+        infos = infos[:max(0, room)]
+    core.members.learn(infos, now)
+
+
+def send_joins(core: CoreState, now: float) -> None:
+    for seed in core.seeds:
+        if core.members.by_address(seed) is None:
+            core.send(seed, Join(core.me, core.term, core.tasks))
+    core._next_retry = now + core.timings.join_retry
+
+
+def heartbeat_round(core: CoreState, now: float) -> None:
+    t = core.timings
+    for row in core.members.expire(now, t.member_timeout):
+        if core._probation.pop(row.name, None) is None:  # never acked: not worth a probe
+            core._lost[row.peer.address] = now
+        core._out.append(MemberDown(row.name, "silent"))
+    for name, when in list(core._probation.items()):
+        if when < now - t.member_timeout or name not in core.members:
+            del core._probation[name]
+    core._fence.expire(now)
+    core._seq += 1
+    epoch, list_epoch = core.members.epoch, core.members.list_epoch
+    # At most three distinct heartbeats per round, each one object whatever the number of
+    # members (the agent encodes an object once per batch of effects: see Agent.apply).
+    beats: dict[tuple[bool, bool], Heartbeat] = {}
+    for row in core.members.others():
+        stale = row.acked_epoch != epoch
+        # Only the table changed since this member's last ACK: the list stays home (at 200
+        # tasks it is most of the encoding cost of a heartbeat, and the table changes after
+        # every dispatch and every result).
+        with_list = stale and row.acked_epoch < list_epoch
+        beat = beats.get((stale, with_list))
+        if beat is None:
+            beat = beats[(stale, with_list)] = Heartbeat(
+                core.me, core.term, core._seq, epoch,
+                core.members.infos() if with_list else None,
+                core.replicated if stale else None)
+        core.send(row.peer.address, beat)
+    core._next_heartbeat = now + t.heartbeat_interval
+
+
+def stalled(core: CoreState, now: float) -> None:
+    """Our loop did not run for longer than a follower waits for us (:mod:`clerk._fence`):
+    heartbeat at once; an ACK of this round or later confirms us."""
+    live = [r for r in core.members.others() if r.alive]
+    if not live:
+        core._fence.count()  # nobody could have replaced us on our side, nobody to ask
+        return
+    for row in live:
+        row.last_seen = now  # our silence, not theirs: each gets a full timeout to answer
+    core._fence.engage(core._seq + 1, now, core.timings.member_timeout)
+    heartbeat_round(core, now)
+
+
+def adopt(core: CoreState, infos: tuple[MemberInfo, ...], now: float) -> None:
+    """Take the manager's member list. Members it no longer lists go into our own
+    ``_lost``: if we take over later we keep probing them, so the knowledge of a
+    partitioned-off side does not die with the manager that dropped it."""
+    for row in core.members.replace_all(infos, now):
+        if row.name != core.me.name:
+            core._lost[row.peer.address] = now
+    if core._lost:
+        present = {row.peer.address for row in core.members}
+        horizon = now - LOST_HORIZON
+        for addr, when in list(core._lost.items()):
+            if addr in present or when < horizon:
+                del core._lost[addr]
+
+
+def probe_seeds(core: CoreState, now: float) -> None:
+    """Follower: send our manager's claim to seeds that are not members, and to the
+    members we lost while we were a manager ourselves (our successor never heard of
+    them). If one follows another manager (a healed partition nobody else remembers),
+    claim order merges the two clusters."""
+    if core._orphans:
+        present = {row.peer.address for row in core.members}
+        horizon = now - LOST_HORIZON
+        for addr, when in list(core._orphans.items()):
+            if addr in present or when < horizon:
+                del core._orphans[addr]
+    if core._claim is not None:
+        for addr in dict.fromkeys((*core.seeds, *core._orphans)):
+            if core.members.by_address(addr) is None:
+                core.send(addr, Coordinator(core.me, core.term, core._claim))
+    core._next_probe = now + core.probe_jitter()
+
+
+def probe(core: CoreState, now: float) -> None:
+    """Manager: send our claim to seeds and lost members: heals partitions, merges managers."""
+    horizon = now - LOST_HORIZON
+    for addr, when in list(core._lost.items()):
+        if when < horizon:
+            del core._lost[addr]
+    claim = core.my_claim()
+    if len(core._lost) > MAX_LOST:
+        for addr in sorted(core._lost, key=core._lost.__getitem__)[:-MAX_LOST]:
+            del core._lost[addr]
+    for addr, when in list(core._told.items()):
+        if when < now - 2 * core.timings.probe_interval:
+            del core._told[addr]
+    for addr in (*core.seeds, *core._lost):
+        if core.members.by_address(addr) is None:
+            core.tell(addr, now)
+            core.send(addr, Coordinator(core.me, core.term, claim))
+    core._next_probe = now + core.timings.probe_interval
+
+
+def on_peer_up(core: CoreState, address: str) -> None:
+    """A link came (back) up. If it leads to a node outside our member list that we probe
+    anyway (a lost member, a seed, an orphan), send it the probe now: a healed partition
+    then merges as soon as TCP reconnects, not up to a probe interval later."""
+    if core.members.by_address(address) is not None:
+        return
+    if core.role is Role.MANAGER and (address in core._lost or address in core.seeds):
+        core.tell(address, core._fence.last_event)
+        core.send(address, Coordinator(core.me, core.term, core.my_claim()))
+    elif core.role is Role.FOLLOWER and core._claim is not None and (
+            address in core.seeds or address in core._orphans):
+        core.send(address, Coordinator(core.me, core.term, core._claim))
+
+
+def m_join(core: CoreState, msg: Join, now: float) -> None:
+    sender = msg.sender
+    if core.role is Role.MANAGER:
+        row = core.members.get(sender.name)
+        if (row is None or row.peer.incarnation != sender.incarnation) and (
+                len(core._probation) >= MAX_PROBATION):
+            core.drop("join_flood", f"JOIN from {sender.name!r}: {MAX_PROBATION} joiners "
+                                    "have not acknowledged yet")
+            return
+        adm = core.members.admit(sender, msg.tasks, now, core.timings.member_timeout)
+        if adm.outcome == "refused":
+            core.send(sender.address, Refuse(core.me, core.term, adm.reason))
+            return
+        row = core.members.get(sender.name)
+        assert row is not None
+        core._lost.pop(sender.address, None)
+        row.acked_epoch = core.members.epoch
+        core.send(sender.address, Welcome(core.me, core.term, core.my_claim(),
+                                          core.members.infos(), core.members.epoch))
+        if adm.outcome in ("added", "replaced"):
+            core._probation[sender.name] = now
+            core._out.append(MemberUp(row.info(), adm.outcome))
+        return
+    if core.role in (Role.JOINING, Role.CANDIDATE):
+        learn(core, (MemberInfo(sender.name, sender.address, sender.incarnation,
+                                sender.priority, True, msg.tasks),), now)
+    if core.role in (Role.LEAVING, Role.STOPPED):
+        return
+    core.send(sender.address, Welcome(core.me, core.term, core._claim,
+                                      core.members.infos(), core.members.epoch))
+
+
+def m_refuse(core: CoreState, msg: Refuse, now: float) -> None:
+    s, claim = msg.sender, core._claim
+    ours = (claim is not None and core.role is Role.FOLLOWER and s.name == claim.name
+            and s.address == claim.address and msg.term == claim.term)
+    if not ours and not (core.role is Role.JOINING and s.address in core.seeds):
+        core.drop("refuse_stranger", f"REFUSE from {s.name!r} at {s.address!r}: not our "
+                                     "manager, nor a seed while joining")
+        return
+    if core.role is Role.JOINING or msg.sender.name == core.manager:
+        core.stop(f"refused by {msg.sender.name}: {msg.reason}")
+        core._out.insert(0, Refused(msg.reason))
+
+
+def m_ack(core: CoreState, msg: Ack, now: float) -> None:
+    if core.role is not Role.MANAGER:
+        return
+    if msg.term > core.term:
+        # The sender follows a newer manager; our claim makes it tell us who.
+        core.send(msg.sender.address, Coordinator(core.me, core.term, core.my_claim()))
+        return
+    s = msg.sender
+    row = core.members.get(s.name)
+    was_dead = row is not None and not row.alive
+    row = core.members.touch(s.name, s.incarnation, now)
+    if row is not None:
+        core._probation.pop(s.name, None)
+    if row is None:
+        # Not (or no longer) a member: the list we send makes it JOIN again.
+        core.send(s.address, Heartbeat(core.me, core.term, core._seq, core.members.epoch,
+                                       core.members.infos(), None))
+        return
+    row.acked_epoch = msg.epoch
+    core._fence.ack(msg.term, core.term, msg.seq)  # a member still follows us
+    if was_dead:
+        core._out.append(MemberUp(row.info(), "revived"))
