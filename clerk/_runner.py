@@ -22,11 +22,12 @@ import logging
 import math
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from clerk._core import ManagerChanged, Role, StaleExecute, StateHandedOver
 from clerk._deploy import resolve
 from clerk._executor import Executor
+from clerk._host import Host
 from clerk._lineage import better
 from clerk._messages import Execute, Offer, Result, ResultAck, RunQuery
 from clerk._nodes_guard import NodesGuard
@@ -34,10 +35,7 @@ from clerk._outbox import Outbox
 from clerk._schedule import Dispatch, Finished, Scheduler, TaskRecord, pack_table, unpack_table
 from clerk._store import Store
 from clerk._tasks import TaskDef, load_task_class
-
-if TYPE_CHECKING:
-    from clerk._agent import Agent
-    from clerk._transport import Inbound
+from clerk._transport import Inbound
 
 __all__ = ["TaskRunner"]
 
@@ -57,7 +55,7 @@ MAX_HELD_OFFERS = 64
 class TaskRunner:
     """Scheduling (when this node is the manager) and execution (always) of tasks."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Host) -> None:
         self.agent = agent
         self.defs: dict[str, TaskDef] = {d.name: d for d in agent.config.tasks}
         self._classes = {name: load_task_class(d.target, name=name)
