@@ -24,7 +24,7 @@ from clerk._messages import (
     ResultAck,
     RunQuery,
 )
-from tests.unit.test_core import T, addr, cluster, peer
+from tests.unit.corenet import T, addr, cluster, peer
 
 
 def test_a_stalled_manager_that_was_replaced_never_may_dispatch_and_steps_down():
