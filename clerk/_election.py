@@ -213,6 +213,8 @@ def send_elections(core: CoreState, now: float) -> None:
 def become_manager(
     core: CoreState, now: float, members: tuple[MemberInfo, ...] | None = None
 ) -> None:
+    """Claim the cluster: term = highest seen + 1, COORDINATOR to every member, a heartbeat
+    round and a probe at once. ``members``: a leaving manager's list, taken first."""
     if members is not None:
         adopt(core, members, now)
     if core._suspect:
@@ -241,6 +243,8 @@ def become_manager(
 
 
 def on_peer_down(core: CoreState, address: str, now: float) -> None:
+    """A connection closed: our manager's starts an election with a short probe of it; a
+    manager marks the member down; anyone else marks it dead."""
     row = core.members.by_address(address)
     if row is None:
         return
@@ -257,6 +261,8 @@ def on_peer_down(core: CoreState, address: str, now: float) -> None:
 
 
 def m_welcome(core: CoreState, msg: Welcome, now: float) -> None:
+    """WELCOME: a manager's (follow it, take its list) or a relay's (follow the claim it names,
+    JOIN its holder); one without a claim only teaches a joiner or candidate the members."""
     claim = msg.manager
     if claim is None:
         if core.role in (Role.JOINING, Role.CANDIDATE):
@@ -286,6 +292,8 @@ def m_welcome(core: CoreState, msg: Welcome, now: float) -> None:
 
 
 def m_heartbeat(core: CoreState, msg: Heartbeat, now: float) -> None:
+    """HEARTBEAT: follow its claim if it is the highest; a follower takes the list and state it
+    carries, re-JOINs if the list misses or misstates it, and acknowledges."""
     s = msg.sender
     if not on_claim(core, Claim(msg.term, s.priority, s.name, s.address), now):
         return
@@ -308,6 +316,8 @@ def m_heartbeat(core: CoreState, msg: Heartbeat, now: float) -> None:
 
 
 def m_election(core: CoreState, msg: Election, now: float) -> None:
+    """ELECTION: a manager answers OK with its claim (and claims above a higher term); a follower
+    vouches for a manager heard recently; a joiner stays out (JOIN); a candidate answers OK."""
     s = msg.sender
     if core.role in (Role.LEAVING, Role.STOPPED):
         return
@@ -344,6 +354,8 @@ def m_election(core: CoreState, msg: Election, now: float) -> None:
 
 
 def m_ok(core: CoreState, msg: Ok, now: float) -> None:
+    """OK: a claim in it may be followed; an OK from a node ranked above makes a candidate wait
+    for the winner's COORDINATOR."""
     if msg.manager is not None:
         if on_claim(core, msg.manager, now):
             return
@@ -371,6 +383,7 @@ def m_ok(core: CoreState, msg: Ok, now: float) -> None:
 
 
 def m_coordinator(core: CoreState, msg: Coordinator, now: float) -> None:
+    """COORDINATOR: a claim to follow if it is the highest (or a leaving manager's successor)."""
     if core.role is Role.LEAVING and msg.claim.name == core._successor:
         core.raise_highest(msg.claim)
         core.stop(f"left; handed over to {core._successor}")
@@ -392,6 +405,7 @@ def second_hand_suspect(core: CoreState, claim: Claim, sender: str) -> bool:
 
 
 def m_leave(core: CoreState, msg: Leave, now: float) -> None:
+    """LEAVE: a manager removes the member; a follower whose manager leaves starts an election."""
     s = msg.sender
     row = core.members.get(s.name)
     if row is None or row.peer.incarnation != s.incarnation:

@@ -68,6 +68,7 @@ def learn(core: CoreState, infos: tuple[MemberInfo, ...], now: float) -> None:
 
 
 def send_joins(core: CoreState, now: float) -> None:
+    """JOIN every seed not yet in our list, and retry after ``join_retry``."""
     for seed in core.seeds:
         if core.members.by_address(seed) is None:
             core.send(seed, Join(core.me, core.term, core.tasks))
@@ -75,6 +76,8 @@ def send_joins(core: CoreState, now: float) -> None:
 
 
 def heartbeat_round(core: CoreState, now: float) -> None:
+    """Manager: mark silent members down, then heartbeat every member (list and state only to
+    those behind the current epoch)."""
     t = core.timings
     for row in core.members.expire(now, t.member_timeout):
         if core._probation.pop(row.name, None) is None:  # never acked: not worth a probe
@@ -186,6 +189,8 @@ def on_peer_up(core: CoreState, address: str) -> None:
 
 
 def m_join(core: CoreState, msg: Join, now: float) -> None:
+    """JOIN: a manager admits (or refuses) the joiner and WELCOMEs it; anyone else WELCOMEs it
+    with the claim it follows, so the joiner finds the manager."""
     sender = msg.sender
     if core.role is Role.MANAGER:
         row = core.members.get(sender.name)
@@ -218,6 +223,7 @@ def m_join(core: CoreState, msg: Join, now: float) -> None:
 
 
 def m_refuse(core: CoreState, msg: Refuse, now: float) -> None:
+    """REFUSE from our manager, or from a seed while joining: stop."""
     s, claim = msg.sender, core._claim
     ours = (claim is not None and core.role is Role.FOLLOWER and s.name == claim.name
             and s.address == claim.address and msg.term == claim.term)
@@ -231,6 +237,7 @@ def m_refuse(core: CoreState, msg: Refuse, now: float) -> None:
 
 
 def m_ack(core: CoreState, msg: Ack, now: float) -> None:
+    """ACK: the member is alive and has this epoch; it may confirm a stalled manager's claim."""
     if core.role is not Role.MANAGER:
         return
     if msg.term > core.term:
