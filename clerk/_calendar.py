@@ -48,14 +48,11 @@ import hashlib
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-if TYPE_CHECKING:
-    from clerk._tasks import TaskDef
-
-__all__ = ["CronGrid", "Grid", "IntervalGrid", "MACROS", "due_datetime", "due_in_zone", "grid_for",
-           "load_zone", "parse_cron", "phase_ms"]
+__all__ = ["CronGrid", "Grid", "IntervalGrid", "MACROS", "Scheduled", "due_datetime",
+           "due_in_zone", "grid_for", "load_zone", "parse_cron", "phase_ms"]
 
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -77,6 +74,23 @@ COUNT_EXACT = 2000
 _PROBE_FROM = datetime(2000, 1, 1, tzinfo=UTC)
 #: "No next fire time" in the slot_at cache (an expression whose last fire time has passed).
 _NEVER = 2**62
+
+
+class Scheduled(Protocol):
+    """What this module reads of a task definition (:class:`clerk._tasks.TaskDef`): a
+    Protocol, so that the task module imports the calendar and never the reverse."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def interval(self) -> int | None: ...
+
+    @property
+    def cron(self) -> str | None: ...
+
+    @property
+    def timezone(self) -> str: ...
 
 
 class Grid(Protocol):
@@ -297,7 +311,7 @@ class CronGrid:
         return n
 
 
-def grid_for(d: TaskDef) -> Grid | None:
+def grid_for(d: Scheduled) -> Grid | None:
     """The task's grid; None for a task without a schedule (instant-only)."""
     if d.cron is not None:
         return CronGrid(d.cron, d.timezone)
@@ -306,7 +320,7 @@ def grid_for(d: TaskDef) -> Grid | None:
     return None
 
 
-def due_datetime(d: TaskDef, due_ms: float) -> datetime:
+def due_datetime(d: Scheduled, due_ms: float) -> datetime:
     """A slot's due time (wall ms) as an aware datetime in the task's ``timezone`` (default
     UTC; for an interval task the zone changes only how the instant is written). This is what
     ``clerk.current_run().due`` and the status's ``next_due`` show."""

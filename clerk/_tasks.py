@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from clerk._calendar import due_in_zone, load_zone, parse_cron
 from clerk._errors import ConfigError, TaskStateError
 
 __all__ = [
@@ -85,8 +86,6 @@ def due_datetime(due_ms: float, timezone: str = "UTC") -> datetime:
     """A slot's due time (wall milliseconds, as EXECUTE carries it) as the ``datetime`` tasks
     see: timezone-aware, in the task's ``timezone`` (UTC unless the task names one; a cron
     task's fire time in its zone). See :func:`clerk._calendar.due_in_zone`."""
-    from clerk._calendar import due_in_zone  # local: the calendar module types with TaskDef
-
     return due_in_zone(due_ms, timezone)
 
 
@@ -218,8 +217,6 @@ def _check_schedule(interval: Any, cron: Any, zone: Any, catch_up: Any, instant:
     if catch_up not in CATCH_UP:
         raise ConfigError(where, f"task {label!r}: catch_up", catch_up,
                           "must be \"skip\" (the default) or \"last\"")
-    from clerk._calendar import load_zone, parse_cron
-
     if cron is not None:
         try:
             parse_cron(cron)
