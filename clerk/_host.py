@@ -16,6 +16,7 @@ from clerk._clock import Clock
 from clerk._config import NodeConfig
 from clerk._core import Effect, NodeCore
 from clerk._messages import Message, Peer
+from clerk._metrics import NodeMetrics
 from clerk._transport import Transport
 
 __all__ = ["Host"]
@@ -23,8 +24,8 @@ __all__ = ["Host"]
 
 class Host(Protocol):
     """What the task layer needs of the node that hosts it (:class:`clerk._agent.Agent`): its
-    configuration, clock, randomness, transport (for the workers' sockets), identity and core,
-    and two ways to act on the network. The agent imports the runner, never the reverse."""
+    configuration, clock, randomness, transport (for the workers' sockets), identity, core and
+    metrics, and two ways to act on the network. The agent imports the runner, never the reverse."""
 
     config: NodeConfig
     clock: Clock
@@ -33,6 +34,7 @@ class Host(Protocol):
     me: Peer
     core: NodeCore
     announcement: tuple[str, ...]
+    metrics: NodeMetrics
 
     def send(self, to: str, msg: Message, now: float) -> None:
         """Send ``msg`` to the mailbox at ``to`` (``host:port``)."""
