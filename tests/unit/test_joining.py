@@ -162,7 +162,6 @@ def test_one_heartbeat_object_per_kind_per_round_so_the_agent_encodes_it_once():
     assert len(beats) == 3 and all(b is beats[0] for b in beats)
 
 
-
 def test_members_acknowledge_each_heartbeat():
     net, (a, b) = cluster(("a", 1), ("b", 0))
     since = net.mark()
