@@ -74,7 +74,7 @@ from clerk._coretypes import (
 )
 from clerk._election import DISCONNECT_PROBE, STAGGER_STEPS  # noqa: F401
 from clerk._handover import FORWARD_MEMORY  # noqa: F401
-from clerk._joining import MAX_LEARN, MAX_PROBATION  # noqa: F401
+from clerk._joining import MAX_LEARN, MAX_PROBATION, RESUME_GAP  # noqa: F401
 from clerk._messages import (
     Ack,
     Control,
@@ -149,8 +149,12 @@ class NodeCore(CoreState):
         self._out = []
         if self.role is Role.STOPPED:
             return []
-        if self._fence.gap(now) > self.timings.manager_timeout and self.role is Role.MANAGER:
+        gap = self._fence.gap(now)
+        if gap > self.timings.manager_timeout and self.role is Role.MANAGER:
             _joining.stalled(self, now)
+            _joining.resumed(self, now)
+        elif gap > RESUME_GAP:
+            _joining.resumed(self, now)
         if isinstance(event, Tick):
             self._on_tick(now)
         elif isinstance(event, Received):

@@ -87,6 +87,9 @@ class CoreState:
         self._forwarded: dict[tuple[str, str, int], None] = {}  # HANDOVERs passed on
         self._out: list[Effect] = []
         self._fence = StallFence(now)
+        # Until then a closed connection is not taken as a crash (see _election.on_peer_down):
+        # set when our own loop was seen frozen (:mod:`clerk._fence`).
+        self.distrust_down_until = -INF
         self.returned_handovers = 0
 
     # --- public view ------------------------------------------------------------------------

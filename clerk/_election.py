@@ -246,8 +246,8 @@ def on_peer_down(core: CoreState, address: str, now: float) -> None:
     """A connection closed: our manager's starts an election with a short probe of it; a
     manager marks the member down; anyone else marks it dead."""
     row = core.members.by_address(address)
-    if row is None:
-        return
+    if row is None or now < core.distrust_down_until:
+        return  # (a disconnect right after our own freeze: see _joining.resumed)
     if core.role is Role.FOLLOWER and row.name == core.manager:
         # The connection closed: most likely the process is gone, but a TCP reset of a
         # live manager looks the same, so it still gets a (short) probe.

@@ -121,6 +121,29 @@ def stalled(core: CoreState, now: float) -> None:
     heartbeat_round(core, now)
 
 
+#: A gap between two events of a node that is not the manager longer than this is its own loop
+#: frozen, whatever its role: the agent's loop wakes at least once a second (its poll is capped
+#: at 1 s) and no role's timers are further apart than ``join_retry``/``probe_interval`` (1 s),
+#: so an idle node sees an event at least every ~1 s; 2.5 s leaves a loaded machine's lateness
+#: room. (A manager heartbeats every 100 ms, so its own bound is the manager timeout.)
+RESUME_GAP = 2.5
+
+
+def resumed(core: CoreState, now: float) -> None:
+    """Our own loop was frozen (a manager's gap past the manager timeout, any role's past
+    ``RESUME_GAP``): for a member timeout, a closed connection is not taken as a crash.
+
+    While we were stopped our peers' ZeroMQ heartbeats timed out and closed our links; the socket
+    monitor reports each as down the moment we run again, and the links reconnect by themselves
+    within milliseconds. Taken at face value, such a burst marks every member dead and, for a
+    follower, starts an election on the 25 ms disconnect probe of its (live) manager: a resumed
+    ex-manager then won an election of one, at a new term, and ran a slot on its stale table
+    before it met the cluster again (tools/chaos.py, seed 2: one slot twice while connected and
+    the counter 46 updates back). Real crashes inside the window are still found by the timeouts.
+    """
+    core.distrust_down_until = now + core.timings.member_timeout
+
+
 def adopt(core: CoreState, infos: tuple[MemberInfo, ...], now: float) -> None:
     """Take the manager's member list. Members it no longer lists go into our own
     ``_lost``: if we take over later we keep probing them, so the knowledge of a
