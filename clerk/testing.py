@@ -43,6 +43,7 @@ import zmq
 from clerk._client import ask_each, request_status
 from clerk._security import CurveKeys, keys_from_cookie
 from clerk._tasks import TaskDef
+from supervisor._spawn import _pdeathsig_prefix
 from supervisor.testing import WaitTimeout, wait_until
 
 __all__ = ["LocalCluster", "WaitTimeout", "free_ports", "wait_until"]
@@ -258,7 +259,10 @@ class LocalCluster:
         env.pop("CLERK_COOKIE", None)
         with open(self.log_path(name), "ab") as log:
             proc = subprocess.Popen(
-                self._argv(name, path),
+                # Armed with PR_SET_PDEATHSIG: if this process dies without close() (a test
+                # aborted by pytest-timeout's thread method calls os._exit), the node dies
+                # with it and its own watchdog kills its agent and workers.
+                _pdeathsig_prefix() + self._argv(name, path),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, start_new_session=True,
             )
