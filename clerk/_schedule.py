@@ -53,17 +53,13 @@ import json
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from clerk._calendar import Grid, due_datetime, grid_for, phase_ms
-from clerk._control import (
-    HISTORY_BUDGET_BYTES,
-    HISTORY_TASK_BYTES,
-    OperatorControl,
-    merge_run_history,
-)
+from clerk._control import HISTORY_BUDGET_BYTES, HISTORY_TASK_BYTES, merge_run_history
+from clerk._dispatch import Dispatch, Finished
 from clerk._lineage import better, note_update
+from clerk._operator import OperatorControl
 from clerk._record import (
     PACK_CHUNK,
     Conflict,
@@ -136,41 +132,6 @@ def _nothing_new(raw: Any, mine: TaskRecord | None) -> bool:
         return False
 
 
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    """Send EXECUTE for ``task`` slot ``slot`` to ``node``."""
-
-    task: str
-    run_id: str
-    slot: int
-    node: str
-    state: Any
-    init: bool
-    timeout_ms: int
-    #: The slot's due time and the run's deadline (wall ms) that EXECUTE carries: the node
-    #: drops a run that reaches it after ``deadline_ms`` (by then this manager has counted it
-    #: a timeout) or more than one interval after ``due_ms`` (the next slot is due).
-    due_ms: int = 0
-    deadline_ms: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """A run ended (for logs): outcome ok / error / timeout / refused."""
-
-    task: str
-    run_id: str
-    slot: int
-    node: str
-    outcome: str
-    duration_ms: float
-    error: str
-    #: On the manager, from sending EXECUTE to applying the RESULT (dispatch overhead + run).
-    round_trip_ms: float = 0.0
-    #: From the slot's due time to the dispatch (None for a triggered run, which has no due).
-    lateness_ms: float | None = None
-
-
 NodesFilter = Callable[[TaskDef, list[str]], list[str]]
 
 
@@ -181,7 +142,7 @@ def _grid_key(d: TaskDef) -> tuple[int | None, str | None, str]:
 
 class Scheduler(OperatorControl):
     """The task table and its schedule; active only on the manager. Pause, resume, trigger
-    and history: :class:`clerk._control.OperatorControl`."""
+    and history: :class:`clerk._operator.OperatorControl`."""
 
     def __init__(self, defs: Sequence[TaskDef], rng: random.Random,
                  nodes_filter: NodesFilter | None = None, *, await_offers: bool = False) -> None:

@@ -63,24 +63,8 @@ def test_the_checker_finds_a_cycle():
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
 
 
-#: Known cycles, each a TYPE_CHECKING-only edge, to be removed when fixed (the test below
-#: fails once an edge listed here is gone, so the list cannot go stale). _control (issue 13)
-#: types the scheduler's Dispatch, Finished and TaskRecord while _schedule mixes _control in
-#: and _record imports _control at run time: breaking it means moving those types below
-#: _control, which belongs with the split of _schedule.py.
-KNOWN = {("clerk._control", "clerk._schedule")}
-
-
-def test_every_known_cycle_edge_still_exists():
-    edges = graph()
-    for src, dst in KNOWN:
-        assert dst in edges[src], f"{src} -> {dst} is gone: remove it from KNOWN"
-
-
 def test_no_import_cycle():
     edges = graph()
-    for src, dst in KNOWN:
-        edges[src].discard(dst)
     assert "clerk._core" in edges and "clerk._agent" in edges  # the scan sees the package
     cycle = find_cycle(edges)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])

@@ -1,0 +1,150 @@
+"""The operator's commands on the scheduler: pause, resume, trigger, and one task's detail.
+
+Mixed into :class:`clerk._schedule.Scheduler` (pure, like it); the facts these commands
+write, the pause register and the run history, and their merge rules are in
+:mod:`clerk._control`.
+
+* **Pause** and **resume** set the task's register (the command, the node it came through,
+  the manager's wall time); a resumed task continues on the grid with the first slot due
+  after the resume, never with the slots it missed while paused.
+* **Trigger** is one extra run now, with the current state, on a random eligible node: refused
+  while a run of the task is in flight (never overlapped, never queued), allowed while paused
+  or disabled; refused while the task's ``init`` waits for the members' durable rows.
+* Every finished run is appended to the task's history with its lateness (start minus due; a
+  triggered run has no due).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from clerk._control import append_history, history_view, make_entry, newer_pause
+
+if TYPE_CHECKING:
+    from clerk._dispatch import Dispatch, Finished
+    from clerk._record import TaskRecord
+    from clerk._tasks import TaskDef
+
+__all__ = ["OperatorControl"]
+
+
+class OperatorControl:
+    """The operator's side of :class:`clerk._schedule.Scheduler` (mixed into it): pause,
+    resume, trigger, history and one task's detail. Pure, like the scheduler."""
+
+    defs: dict[str, TaskDef]
+    records: dict[str, TaskRecord]
+    next_slot: dict[str, int]
+    instant_pending: set[str]
+    active: bool
+    gone: dict[str, float]
+    _grid: dict[str, Any]
+
+    @property
+    def history_cap(self) -> int: ...
+
+    # Provided by the Scheduler.
+    def _slot_at(self, d: TaskDef, wall_ms: float) -> int: ...
+    def _push(self, name: str) -> None: ...
+    def due_ms(self, name: str, slot: int) -> float: ...
+    def state_bytes(self, name: str) -> int: ...
+    def status(self, wall: float) -> list[dict[str, Any]]: ...
+    def _init_held(self, members: Mapping[str, Iterable[str]], wall_ms: float) -> float: ...
+    def _allowed(self, d: TaskDef,
+                 members: Mapping[str, Iterable[str]]) -> tuple[list[str], str, str]: ...
+    def _dispatch(self, d: TaskDef, rec: TaskRecord, slot: int, wall_ms: float,
+                  members: Mapping[str, Iterable[str]], finished: list[Finished],
+                  instant: bool = False, trigger: bool = False) -> list[Dispatch]: ...
+
+    @staticmethod
+    def _pause_fields(rec: TaskRecord) -> dict[str, Any]:
+        p = rec.pause
+        return {"paused": rec.paused, "paused_by": p["node"] if rec.paused and p else None,
+                "paused_at": p["at"] if rec.paused and p else None,
+                "control": dict(p) if p else None}
+
+    def unknown(self, name: str) -> str | None:
+        """The error for a task name this manager does not know (listing the known ones)."""
+        if name in self.defs:
+            return None
+        return f"unknown task {name!r} (known: {', '.join(sorted(self.defs)) or 'none'})"
+
+    def set_paused(self, name: str, paused: bool, node: str, wall: float) -> dict[str, Any]:
+        """Apply a pause (or resume) command that came through ``node``; the new register."""
+        self._merge_pause(name, {"paused": paused, "node": node, "at": wall}, wall, force=True)
+        pause = self.records[name].pause
+        assert pause is not None
+        return dict(pause)
+
+    def _merge_pause(self, name: str, other: dict[str, Any] | None, wall: float | None,
+                     force: bool = False) -> bool:
+        """Keep the newer register (or ``other`` with ``force``); True if it changed. A task
+        that stops being paused continues on the grid with the first slot due from now."""
+        rec = self.records[name]
+        before = rec.paused
+        new = other if force else newer_pause(rec.pause, other)
+        if new == rec.pause:
+            return False
+        rec.pause = new
+        if before and not rec.paused and self.active:
+            d = self.defs[name]
+            if name in self._grid and wall is not None:
+                self.next_slot[name] = max(self.next_slot.get(name, 0),
+                                           self._slot_at(d, wall * 1000) + 1)
+            self._push(name)
+        return True
+
+    def trigger(self, name: str, wall: float,
+                members: Mapping[str, Iterable[str]]) -> tuple[Dispatch | None, str]:
+        """One extra run of ``name`` now, with the current state, on a random eligible node.
+
+        Refused (``(None, reason)``) while a run of the task is in flight: a trigger never
+        overlaps a run and is never queued. Allowed while paused or disabled (an operator's
+        explicit one-off; the task stays paused). The run carries the slot of the grid period
+        it runs in (``current_run().slot``), which that period's scheduled run may share."""
+        d = self.defs[name]
+        rec = self.records[name]
+        if not self.active:
+            return None, "this node is not scheduling (not the manager yet)"
+        if rec.running is not None:
+            run = rec.running
+            return None, (f"task {name!r} has a run in flight (slot {run['slot']} on "
+                          f"{run['node']}, run {run['run']}): not triggered, try again when "
+                          "it ends")
+        if name in self.gone:
+            return None, f"task {name!r} is no longer loaded by any live member"
+        allowed, error, _ = self._allowed(d, members)
+        if not allowed:
+            return None, f"task {name!r}: {error}"
+        wall_ms = wall * 1000
+        if not rec.has_state and self._init_held(members, wall_ms):
+            return None, (f"task {name!r} has no state yet and its init waits for the members' "
+                          "durable states: try again in a moment")
+        slot = (self._slot_at(d, wall_ms) if name in self._grid
+                else max(rec.slot, rec.dispatched) + 1)
+        slot = max(slot, rec.slot, rec.dispatched)
+        out = self._dispatch(d, rec, slot, wall_ms, members, [], trigger=True)
+        return out[0], ""
+
+    def _record_history(self, name: str, rec: TaskRecord, run: Mapping[str, Any], node: str,
+                        outcome: str, duration_ms: float, error: str) -> float | None:
+        """Append the finished run to the task's history; its start lateness (ms) if any."""
+        trigger = bool(run.get("trigger"))
+        grid = name in self._grid and not trigger
+        due = self.due_ms(name, int(run["slot"])) if grid else None
+        started = float(run["started"])
+        append_history(rec.run_history, make_entry(
+            slot=int(run["slot"]), due_ms=due, node=node, start_ms=started,
+            duration_ms=duration_ms, outcome=outcome, error=error if outcome != "ok" else "",
+            version=rec.version, trigger=trigger), self.history_cap)
+        return None if due is None else max(0.0, started - due)
+
+    def detail(self, name: str, wall: float) -> dict[str, Any]:
+        """One task in detail: its status row, args, state size and history."""
+        row = next(r for r in self.status(wall) if r["name"] == name)
+        rec = self.records[name]
+        row["args"] = self.defs[name].args
+        row["state_bytes"] = self.state_bytes(name)
+        row["history"] = history_view(rec.run_history)
+        return row
