@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from clerk._control import append_history, history_view, make_entry, newer_pause
+from clerk._schedstate import SchedulerState
 
 if TYPE_CHECKING:
     from clerk._dispatch import Dispatch, Finished
@@ -29,33 +30,18 @@ if TYPE_CHECKING:
 __all__ = ["OperatorControl"]
 
 
-class OperatorControl:
+class OperatorControl(SchedulerState):
     """The operator's side of :class:`clerk._schedule.Scheduler` (mixed into it): pause,
     resume, trigger, history and one task's detail. Pure, like the scheduler."""
 
-    defs: dict[str, TaskDef]
-    records: dict[str, TaskRecord]
-    next_slot: dict[str, int]
-    instant_pending: set[str]
-    active: bool
-    gone: dict[str, float]
-    _grid: dict[str, Any]
-
-    @property
-    def history_cap(self) -> int: ...
-
-    # Provided by the Scheduler.
-    def _slot_at(self, d: TaskDef, wall_ms: float) -> int: ...
-    def _push(self, name: str) -> None: ...
-    def due_ms(self, name: str, slot: int) -> float: ...
-    def state_bytes(self, name: str) -> int: ...
-    def status(self, wall: float) -> list[dict[str, Any]]: ...
-    def _init_held(self, members: Mapping[str, Iterable[str]], wall_ms: float) -> float: ...
-    def _allowed(self, d: TaskDef,
-                 members: Mapping[str, Iterable[str]]) -> tuple[list[str], str, str]: ...
-    def _dispatch(self, d: TaskDef, rec: TaskRecord, slot: int, wall_ms: float,
-                  members: Mapping[str, Iterable[str]], finished: list[Finished],
-                  instant: bool = False, trigger: bool = False) -> list[Dispatch]: ...
+    if TYPE_CHECKING:  # provided by the parts above this one (clerk._adopt, _running, _schedule)
+        def status(self, wall: float) -> list[dict[str, Any]]: ...
+        def _init_held(self, members: Mapping[str, Iterable[str]], wall_ms: float) -> float: ...
+        def _allowed(self, d: TaskDef,
+                     members: Mapping[str, Iterable[str]]) -> tuple[list[str], str, str]: ...
+        def _dispatch(self, d: TaskDef, rec: TaskRecord, slot: int, wall_ms: float,
+                      members: Mapping[str, Iterable[str]], finished: list[Finished],
+                      instant: bool = False, trigger: bool = False) -> list[Dispatch]: ...
 
     @staticmethod
     def _pause_fields(rec: TaskRecord) -> dict[str, Any]:

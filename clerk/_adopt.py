@@ -1,0 +1,307 @@
+"""How a scheduler takes on a table: load, merge, OFFERs, activation, new definitions, leaving.
+
+**Continuing a table.** The table (:meth:`clerk._schedule.Scheduler.table`) is what the
+manager replicates to every member with its heartbeats and hands over when it leaves. From it
+a new manager continues (:meth:`Adoption.activate`):
+
+* after a graceful hand-over, with the very next slot (nothing missed, nothing doubled) and
+  the run in flight adopted (its result comes to the new manager);
+* after a crash, with the first slot due after it took over: a slot that fell due while no
+  manager was known may or may not have been dispatched by the dead one, so it is skipped
+  rather than risked twice (the guarantee: at most the slots inside the failover window).
+  A task with ``catch_up = "last"`` instead runs, once and at once, the most recent missed
+  slot that fell due at least ``CATCH_UP_GUARD_MS`` before the takeover (the others are
+  skipped); a task that never ran has missed nothing.
+
+**Init waits for OFFERs.** ``init(args)`` runs only when no node holds a state for the task;
+with ``await_offers`` (a real node) the manager first waits for every live member's OFFER of
+its durable rows, at most ``OFFER_WAIT_MS`` per member (:meth:`Adoption._init_held`).
+
+**Which state wins** is never decided here by terms or slots: every load, merge and takeover
+goes through lineage and version (:mod:`clerk._lineage`, rows in :mod:`clerk._record`). A
+merge that replaces the state of a run in flight marks it ``rebased`` (its result is then
+dropped, see :mod:`clerk._running`). A merged record claiming a slot beyond the current one is
+refused: no real manager can have run the future.
+
+**Definitions change** (rolling deploys, see :mod:`clerk._deploy`): :meth:`Adoption.update_defs`
+adds a task some live member has loaded, applies changed parameters from the next slot of the
+new grid, and stops a task no live member has any more (``gone_since`` in status) until one
+loads it again. Records of tasks this node has no definition for are kept (and replicated) so
+their state survives until a definition comes back.
+
+**Draining.** A leaving manager dispatches nothing more but still applies the results of its
+runs in flight (:meth:`Adoption.drain`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from clerk._calendar import grid_for
+from clerk._control import merge_run_history
+from clerk._lineage import better
+from clerk._operator import OperatorControl
+from clerk._record import TaskRecord, merge_rows, unpack_table
+from clerk._schedstate import _grid_key, _packed_size
+from clerk._tasks import TaskDef
+
+__all__ = ["CATCH_UP_GUARD_MS", "OFFER_WAIT_MS", "Adoption"]
+
+#: ``catch_up = "last"`` never runs a slot that fell due this shortly before a crash takeover:
+#: the dead manager may have dispatched it in its last moments, before a heartbeat carried that
+#: (a slot due earlier was dispatched at its time and replicated within milliseconds, so the
+#: table knows). A crash is taken over in ~50 ms and a freeze in < 1 s; 5 s leaves room for a
+#: loaded machine's stalls. Such a slot is skipped, as without catch_up: at most once holds.
+CATCH_UP_GUARD_MS = 5000
+#: Before it calls ``init`` for a task without state, the manager waits for every live member
+#: to offer the rows of its data directory (OFFER: sent as soon as it follows the manager, so
+#: it normally comes within a round trip), or for this long after it first saw the member (an
+#: OFFER lost, or a node of an older version that sends none). ``init`` runs only when no
+#: member holds a state; 1 s is 10 heartbeats, far above a loaded machine's round trip.
+OFFER_WAIT_MS = 1000
+
+
+def _nothing_new(raw: Any, mine: TaskRecord | None) -> bool:
+    """A merged row that cannot change ours: the same state (lineage, version, branch) and
+    nothing further along. Checked on the raw dict, so that the OFFERs every follower sends
+    a new manager (mostly the very rows it already holds) cost microseconds per row, not a
+    full parse: 20 followers' OFFERs of 1000 tasks cost ~90 ms each without it."""
+    if mine is None or not isinstance(raw, dict):
+        return False
+    try:
+        hist = raw.get("history")
+        tip = hist[-1] if isinstance(hist, list) and hist else None
+        return (raw.get("has_state") is mine.has_state and raw.get("version") == mine.version
+                and raw.get("origin") == mine.origin
+                and tip == (mine.history[-1] if mine.history else None)
+                and type(raw.get("slot", -1)) is int and raw.get("slot", -1) <= mine.slot
+                and type(raw.get("dispatched", -1)) is int
+                and raw.get("dispatched", -1) <= mine.dispatched
+                and type(raw.get("runs", 0)) is int and raw.get("runs", 0) <= mine.runs
+                and type(raw.get("conflicts", 0)) is int
+                and raw.get("conflicts", 0) <= mine.conflicts
+                # the operator's facts (clerk._control): the same register and runs
+                and raw.get("pause") == mine.pause
+                and raw.get("run_history") in (None, mine.run_history.text()))
+    except TypeError:
+        return False
+
+
+class Adoption(OperatorControl):
+    """Load, merge, OFFERs, activation, definitions and draining (see the module docstring)."""
+
+    def load(self, table: Any) -> None:
+        """Adopt a replicated table (as a follower, or before taking over): the manager's rows,
+        except that a state of ours that is better by lineage and version is kept (a row read
+        from our data directory that the manager has not merged yet)."""
+        table = unpack_table(table)
+        if not isinstance(table, Mapping):
+            return
+        tasks = table.get("tasks")
+        if isinstance(tasks, Mapping):
+            for name, raw in tasks.items():
+                rec = TaskRecord.from_json(raw)
+                if rec is not None and isinstance(name, str):
+                    mine = self.records.get(name)
+                    if mine is not None and better(mine, rec):
+                        rec.take_state(mine)
+                    self.records[name] = rec  # kept even without a definition (see above)
+        runs = table.get("node_runs")
+        if isinstance(runs, Mapping):
+            self.node_runs = {k: v for k, v in runs.items() if type(v) is int}
+
+    def merge(self, table: Any, wall: float | None = None, source: str = "") -> bool:
+        """Merge another table (a partition healed, or a member's OFFER of its durable rows):
+        per task the state by lineage and version, the schedule by the furthest slot (see
+        :func:`clerk._record.merge_rows`); conflicts go to ``conflicts_out``. True if anything
+        changed. With ``wall``, a record claiming a slot beyond the current one is refused: no
+        real manager can have run the future, and a forged table must not push a task's next
+        slot out of reach."""
+        table = unpack_table(table)
+        changed = False
+        if not isinstance(table, Mapping) or not isinstance(table.get("tasks"), Mapping):
+            return False
+        wall_ms = (wall or 0.0) * 1000
+        for name, raw in table["tasks"].items():
+            mine = self.records.get(name)
+            if _nothing_new(raw, mine):
+                continue
+            rec = TaskRecord.from_json(raw)
+            if rec is None or not isinstance(name, str):
+                continue
+            if name not in self.defs:
+                # A task no live member has loaded now: its state is kept (and replicated)
+                # until a definition comes back, by the same lineage rules.
+                rec.running = None
+                if mine is None:
+                    self.records[name] = rec
+                    changed = True
+                else:
+                    row_changed, conflict = merge_rows(name, mine, rec, wall_ms, source)
+                    changed |= row_changed
+                    if conflict is not None:
+                        self.conflicts_out.append(conflict)
+                continue
+            if mine is None:
+                continue
+            d = self.defs[name]
+            if wall is not None and name in self._grid and (
+                max(rec.slot, rec.dispatched) > self._slot_at(d, wall_ms) + 1
+            ):
+                continue
+            if self._merge_pause(name, rec.pause, wall):
+                changed = True
+            runs = merge_run_history(mine.run_history, rec.run_history, self.history_cap)
+            if runs is not mine.run_history:
+                mine.run_history = runs
+                changed = True
+            version = (mine.origin, mine.version, mine.has_state)
+            row_changed, conflict = merge_rows(name, mine, rec, wall_ms, source)
+            if conflict is not None:
+                self.conflicts_out.append(conflict)
+            if not row_changed:
+                continue
+            changed = True
+            if (mine.origin, mine.version, mine.has_state) != version:
+                size = _packed_size(mine.state) if mine.has_state else 0
+                self._states_total += size - self._state_bytes.get(name, 0)
+                self._state_bytes[name] = size
+            if self.active and name in self._grid:
+                nxt = max(self.next_slot.get(name, 0), mine.dispatched + 1, mine.slot + 1)
+                if nxt != self.next_slot.get(name):
+                    self.next_slot[name] = nxt
+                    self._push(name)
+        return changed
+
+    def offer_from(self, node: str) -> None:
+        """``node``'s durable rows are merged: an ``init`` no longer waits for it."""
+        self.offered.add(node)
+        self._init_wait_ms = 0.0
+
+    def _init_held(self, members: Mapping[str, Iterable[str]], wall_ms: float) -> float:
+        """Until when (wall ms) an ``init`` must wait for members' OFFERs; 0 if it need not."""
+        until = 0.0
+        if not self.await_offers:
+            return until
+        for node in members:
+            if node in self.offered:
+                continue
+            since = self._member_since.setdefault(node, wall_ms)
+            if wall_ms < since + OFFER_WAIT_MS:
+                until = max(until, since + OFFER_WAIT_MS)
+        return until
+
+    def activate(self, wall: float, graceful: bool,
+                 claim: tuple[int, str] | None = None) -> None:
+        """Become the scheduler under ``claim`` (term, own name): decide each task's next slot
+        (see the module docstring)."""
+        self.active = True
+        if claim is not None:
+            self.claim = claim
+            self.offered.add(claim[1])  # our own durable rows were loaded at start
+        wall_ms = wall * 1000
+        for name, d in self.defs.items():
+            rec = self.records[name]
+            if name not in self._grid:
+                self.next_slot[name] = 0
+            else:
+                done = max(rec.slot, rec.dispatched)
+                if rec.running is not None:
+                    done = max(done, int(rec.running.get("slot", -1)))
+                current = self._slot_at(d, wall_ms)
+                if graceful:
+                    self.next_slot[name] = done + 1 if done >= 0 else current + 1
+                else:
+                    self.next_slot[name] = max(done + 1, current + 1)
+                    if done >= 0 and current > done and not rec.paused:
+                        # The failover window: due while no manager was known, not run.
+                        missed = self._grid[name].count(done + 1, current + 1)
+                        late = self._slot_at(d, wall_ms - CATCH_UP_GUARD_MS)
+                        if d.catch_up == "last" and d.enabled and late > done:
+                            self.catch_up_pending[name] = late  # runs at the first tick
+                            missed -= 1
+                        rec.counts["skipped"] += missed
+            fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
+            if d.instant and d.enabled and fresh and name not in self.gone and not rec.paused:
+                self.instant_pending.add(name)
+        self._inflight = {name: float(rec.running["deadline"])
+                          for name, rec in self.records.items() if rec.running is not None}
+        self._state_bytes = {name: _packed_size(rec.state)
+                             for name, rec in self.records.items() if rec.has_state}
+        self._states_total = sum(self._state_bytes.values())
+        self._heap = []
+        for name in self.defs:
+            self._push(name)
+
+    def update_defs(self, defs: Mapping[str, TaskDef], wall: float) -> list[str]:
+        """Adopt the definitions the live members announce (see the module docstring).
+        Returns what changed, as sentences for the log."""
+        notes: list[str] = []
+        wall_ms = wall * 1000
+        for name, d in defs.items():
+            old = self.defs.get(name)
+            back = name in self.gone
+            if old == d and not back:
+                continue
+            try:
+                grid = grid_for(d)
+            except ValueError as exc:  # a cron expression or zone this node cannot evaluate
+                notes.append(f"task={name} announced with a schedule this node cannot use "
+                             f"({exc}): keeping the previous definition")
+                continue
+            self.defs[name] = d
+            if grid is None:
+                self._grid.pop(name, None)
+            else:
+                self._grid[name] = grid
+            rec = self.records.setdefault(name, TaskRecord())
+            self.gone.pop(name, None)
+            if old is None:
+                notes.append(f"task={name} is loaded by a live member: scheduling it")
+            elif back:
+                notes.append(f"task={name} is loaded by a live member again: scheduling it")
+            else:
+                changes = ", ".join(f"{k} {v} -> {d.to_json()[k]}"
+                                    for k, v in old.to_json().items() if d.to_json()[k] != v)
+                notes.append(f"task={name} definition changed ({changes})")
+            if not self.active:
+                continue
+            if grid is None:
+                self.next_slot[name] = 0
+            else:
+                current = self._slot_at(d, wall_ms)
+                if old is not None and _grid_key(old) != _grid_key(d):
+                    # A new grid: its slot numbers are not the old one's. Carry on from the
+                    # next slot of the new grid; the old ones count as done.
+                    rec.slot = rec.dispatched = current
+                self.next_slot[name] = max(current, rec.slot, rec.dispatched) + 1
+            fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
+            # (Also a task that was "gone" before it ever ran: at a cluster's start no member
+            # announces its tasks until its workers are ready; its instant run is still due.)
+            if d.instant and d.enabled and fresh and (old is None or back) and not rec.paused:
+                self.instant_pending.add(name)
+            self._push(name)
+        for name in self.defs:
+            if name not in defs and name not in self.gone:
+                self.gone[name] = wall
+                self.instant_pending.discard(name)
+                self.catch_up_pending.pop(name, None)
+                notes.append(f"task={name} is no longer loaded by any live member: stopped")
+        return notes
+
+    def drain(self) -> None:
+        """Stop dispatching; keep applying results (see ``draining``)."""
+        self.draining = True
+        self.instant_pending.clear()
+
+    def deactivate(self) -> None:
+        self.active = False
+        self.draining = False
+        self.instant_pending.clear()
+        self._instant_waiting.clear()
+        self.catch_up_pending.clear()
+        self._heap = []
+        self._inflight = {}
+        self.offered.clear()
+        self._member_since.clear()

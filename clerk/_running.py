@@ -1,0 +1,269 @@
+"""The scheduler's runs: dispatch of due slots, expiry, and results.
+
+**One run at a time.** A slot that comes while the previous run is still in flight is
+*skipped* and counted, never overlapped; slots missed while the loop stalled are counted
+skipped too. Each run gets a run id and a deadline (``timeout`` + ``TRANSIT_GRACE_MS``); past
+it the manager records a timeout even if the node never answers (a node that dies mid-run is a
+timeout, not a hang). A worker node's disconnect fails its runs at once. A slot with no
+eligible node is counted ``skipped`` (``error`` when the task's ``nodes()`` raised) and done
+with: a successor neither reruns nor recounts it.
+
+**Results.** A RESULT counts only from the node the run in flight was sent to. An ``init``
+result starts a lineage under the manager's claim; each ok result adds one to its version
+under the claim that *dispatched* the run (so a successor that adopted the run and the leaving
+manager that drained it record the same update). The result of a run marked ``rebased`` (its
+starting state was replaced by a merge while it ran) is dropped and counted as a conflict. A
+state that would take the states of all tasks over ``STATES_BUDGET_BYTES`` is an error (the
+previous state is kept); error texts keep their last ``ERROR_KEEP_CHARS``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from clerk._adopt import Adoption
+from clerk._dispatch import Dispatch, Finished
+from clerk._lineage import note_update
+from clerk._record import Conflict, TaskRecord
+from clerk._schedstate import _packed_size
+from clerk._tasks import TaskDef
+
+__all__ = ["ERROR_KEEP_CHARS", "OUTCOMES", "STATES_BUDGET_BYTES", "TRANSIT_GRACE_MS", "Running"]
+
+#: Extra time the manager waits past a run's timeout for the node's own timeout report.
+TRANSIT_GRACE_MS = 1000
+OUTCOMES = ("ok", "error", "timeout")
+
+#: All tasks' states together, as they travel in the packed table (JSON text escaped into a
+#: string), may take this much of the one heartbeat (1 MiB) that carries the whole table; the
+#: rest is for the table's rows and the member list. A result whose state would go over is an
+#: error naming the task (the state is kept): a table too big to send would stop the heartbeats
+#: themselves, and every follower would call an election every 0.7 s.
+STATES_BUDGET_BYTES = 512 * 1024
+#: The error text kept in the table (and shown by status): its tail, where the exception is.
+#: The whole remote traceback is in the manager's log.
+ERROR_KEEP_CHARS = 1000
+
+
+class Running(Adoption):
+    """Tick, dispatch, expiry and results (see the module docstring)."""
+
+    def tick(
+        self, wall: float, members: Mapping[str, Iterable[str]]
+    ) -> tuple[list[Dispatch], list[Finished]]:
+        """Expire overdue runs and dispatch due slots. ``members``: live node -> its tasks."""
+        if not self.active:
+            return [], []
+        wall_ms = wall * 1000
+        finished = self._expire(wall_ms)
+        dispatches: list[Dispatch] = []
+        if self.draining:
+            return dispatches, finished
+        pending = self.instant_pending | self.catch_up_pending.keys()
+        due = [n for n in self.defs if n in pending] if pending else []
+        while self._heap and self._heap[0][0] <= wall_ms:
+            when, name = heapq.heappop(self._heap)
+            if self._fresh(when, name) and name not in due:
+                due.append(name)
+        for name in due:
+            dispatches += self._tick_task(name, wall_ms, members, finished)
+            self._push(name)
+        return dispatches, finished
+
+    def _tick_task(self, name: str, wall_ms: float, members: Mapping[str, Iterable[str]],
+                   finished: list[Finished]) -> list[Dispatch]:
+        d = self.defs[name]
+        rec = self.records[name]
+        dispatches: list[Dispatch] = []
+        if not d.enabled or name in self.gone:
+            return dispatches
+        if rec.paused:
+            self.instant_pending.discard(name)
+            return dispatches
+        if name in self.instant_pending:
+            if not any(d.name in tasks for tasks in members.values()):
+                self._instant_waiting.setdefault(name, -1)
+                if name in self._grid:  # the grid goes on meanwhile (nobody can run it)
+                    current = self._slot_at(d, wall_ms)
+                    if current >= self.next_slot[name]:
+                        rec.counts["skipped"] += self._grid[name].count(self.next_slot[name],
+                                                                        current + 1)
+                        self.next_slot[name] = current + 1
+                        self._instant_waiting[name] = current
+                return dispatches
+            if not rec.has_state:
+                held = self._init_held(members, wall_ms)
+                if held:
+                    self._init_wait_ms = max(self._init_wait_ms, held)
+                    return dispatches  # stays pending: init waits for the members' rows
+            self.instant_pending.discard(name)
+            slot = self._slot_at(d, wall_ms) if name in self._grid else 0
+            counted = self._instant_waiting.pop(name, -1)
+            if counted >= 0 and counted == slot:
+                rec.counts["skipped"] -= 1  # counted while it waited; it runs after all
+            self.next_slot[name] = slot + 1
+            return self._dispatch(d, rec, slot, wall_ms, members, finished, instant=True)
+        if name in self.catch_up_pending:
+            slot = self.catch_up_pending.pop(name)
+            if rec.running is not None:
+                rec.counts["skipped"] += 1  # an adopted run is still going: never overlap
+                return dispatches
+            # A cron catch-up carries its fire time as due (the end of the missed window); an
+            # interval one is due when sent (a node drops a run more than an interval late).
+            return self._dispatch(d, rec, slot, wall_ms, members, finished,
+                                  instant=d.cron is None)
+        if name in self._grid:
+            current = self._slot_at(d, wall_ms)
+            nxt = self.next_slot[name]
+            if current < nxt:
+                return dispatches
+            # Slots before ``current`` were missed (the loop stalled): count them skipped.
+            missed = self._grid[name].count(nxt, current)
+            if missed:
+                rec.counts["skipped"] += missed
+            self.next_slot[name] = current + 1
+            if rec.running is not None:
+                rec.counts["skipped"] += 1  # in flight: never overlap
+                return dispatches
+            dispatches += self._dispatch(d, rec, current, wall_ms, members, finished)
+        return dispatches
+
+    def _allowed(self, d: TaskDef,
+                 members: Mapping[str, Iterable[str]]) -> tuple[list[str], str, str]:
+        """The nodes that may run ``d`` now; if none, why, and how that slot counts
+        (``skipped``, or ``error`` when ``nodes()`` raised)."""
+        eligible = sorted(n for n, tasks in members.items() if d.name in tasks)
+        try:
+            allowed = [n for n in self.nodes_filter(d, list(eligible)) if n in eligible]
+        except Exception as exc:  # user code in nodes(): an error of this run
+            return [], f"nodes() raised {type(exc).__name__}: {exc}", "error"
+        return (allowed, "no eligible node (none alive has the task, or nodes() returned none)",
+                "skipped")
+
+    def _dispatch(self, d: TaskDef, rec: TaskRecord, slot: int, wall_ms: float,
+                  members: Mapping[str, Iterable[str]], finished: list[Finished],
+                  instant: bool = False, trigger: bool = False) -> list[Dispatch]:
+        allowed, error, outcome = self._allowed(d, members)
+        if allowed and not rec.has_state and self._init_held(members, wall_ms):
+            allowed = []
+            error = "init waits for the members' durable states (OFFER)"
+        if not allowed:
+            rec.counts[outcome] += 1
+            # Done with: a successor must neither rerun nor count it again.
+            rec.slot = max(rec.slot, slot)
+            rec.last = {"node": None, "slot": slot, "duration_ms": 0.0, "outcome": outcome,
+                        "error": error, "finished": wall_ms}
+            finished.append(Finished(d.name, "", slot, "", outcome, 0.0, error))
+            return []
+        node = self.rng.choice(sorted(allowed))
+        self._run_seq += 1
+        run_id = f"{self._run_prefix}-{self._run_seq}"
+        rec.dispatched = slot
+        rec.running = {"run": run_id, "slot": slot, "node": node, "started": wall_ms,
+                       "deadline": wall_ms + d.timeout + TRANSIT_GRACE_MS,
+                       "claim": list(self.claim)}
+        if trigger:
+            rec.running["trigger"] = True
+        self._inflight[d.name] = rec.running["deadline"]
+        init = not rec.has_state
+        # A run started by a trigger (instant) is due when sent; a grid run at its slot's time.
+        due = wall_ms if instant or trigger or d.name not in self._grid else min(
+            wall_ms, self.due_ms(d.name, slot))
+        return [Dispatch(d.name, run_id, slot, node, d.args if init else rec.state, init,
+                         d.timeout, int(due), int(wall_ms + d.timeout))]
+
+    def _expire(self, wall_ms: float) -> list[Finished]:
+        out: list[Finished] = []
+        for name in [n for n, deadline in self._inflight.items() if wall_ms >= deadline]:
+            rec = self.records[name]
+            run = rec.running
+            if run is not None:
+                out.append(self._finish(name, rec, "timeout", None, wall_ms - run["started"],
+                                        "no result from the node before the deadline", wall_ms))
+        return out
+
+    def fail_node(self, node: str, wall: float) -> list[Finished]:
+        """The node died (disconnect or dropped): its runs end as timeouts now."""
+        wall_ms = wall * 1000
+        return [
+            self._finish(name, rec, "timeout", None, wall_ms - rec.running["started"],
+                         f"node {node} was lost during the run", wall_ms)
+            for name, rec in self.records.items()
+            if rec.running is not None and rec.running["node"] == node
+        ]
+
+    def expects(self, task: str, run_id: str, node: str) -> bool:
+        """Is this the run of ``task`` in flight, sent to ``node``?"""
+        rec = self.records.get(task)
+        run = rec.running if rec is not None else None
+        return run is not None and run["run"] == run_id and run["node"] == node
+
+    def on_result(self, task: str, run_id: str, node: str, outcome: str, state: Any,
+                  duration_ms: float, error: str, wall: float) -> Finished | None:
+        """Apply a node's RESULT; None if it is not for a run in flight (late or unknown) or
+        does not come from the node the run was sent to."""
+        if not self.expects(task, run_id, node):
+            return None
+        rec = self.records[task]
+        if outcome not in (*OUTCOMES, "refused"):
+            outcome, error = "error", f"unknown outcome {outcome!r}: {error}"
+        return self._finish(task, rec, outcome, state, duration_ms, error, wall * 1000)
+
+    def _finish(self, name: str, rec: TaskRecord, outcome: str, state: Any,
+                duration_ms: float, error: str, wall_ms: float) -> Finished:
+        run = rec.running
+        assert run is not None
+        rec.running = None
+        self._inflight.pop(name, None)
+        rec.slot = max(rec.slot, int(run["slot"]))
+        rec.runs += 1
+        if outcome == "ok":
+            size = _packed_size(state)
+            others = self._states_total - self._state_bytes.get(name, 0)
+            if others + size > STATES_BUDGET_BYTES:
+                outcome = "error"
+                error = (f"task {name!r} returned a state of {size} bytes (as replicated); with "
+                         f"the other tasks' states ({others} bytes) that is over the "
+                         f"{STATES_BUDGET_BYTES}-byte budget of the replicated table: the "
+                         "previous state is kept")
+            elif run.get("rebased"):
+                # The state this run started from was replaced by a better one (a merge) while
+                # it ran: its result descends from the losing state and is dropped, counted.
+                rec.conflicts += 1
+                rec.last_conflict = {"time": wall_ms, "dropped": 1, "kept": rec.describe(),
+                                     "lost": f"the result of run {run['run']}",
+                                     "from": str(run["node"])}
+                self.conflicts_out.append(Conflict(name, 1, rec.describe(),
+                                                   f"the result of run {run['run']}"))
+            else:
+                if not rec.has_state:  # an init: a new lineage
+                    rec.origin = {"term": self.claim[0], "node": self.claim[1],
+                                  "time": int(wall_ms)}
+                    rec.version, rec.history = 0, []
+                # The branch of the claim that dispatched the run: a successor that adopted it
+                # (hand-over) and the leaving manager that drained it record the same update.
+                claim = run.get("claim")
+                if (isinstance(claim, list) and len(claim) == 2 and type(claim[0]) is int
+                        and isinstance(claim[1], str)):
+                    note_update(rec, claim[0], claim[1])
+                else:
+                    note_update(rec, *self.claim)
+                rec.version += 1
+                rec.state = state
+                rec.has_state = True
+                self._state_bytes[name] = size
+                self._states_total = others + size
+        rec.counts[outcome] = rec.counts.get(outcome, 0) + 1
+        node = str(run["node"])
+        if outcome in ("ok", "error"):
+            self.node_runs[node] = self.node_runs.get(node, 0) + 1
+        round_trip = max(0.0, wall_ms - float(run["started"]))
+        kept = error if len(error) <= ERROR_KEEP_CHARS else "..." + error[-ERROR_KEEP_CHARS:]
+        rec.last = {"node": node, "slot": run["slot"], "duration_ms": round(duration_ms, 3),
+                    "outcome": outcome, "error": kept, "finished": wall_ms,
+                    "round_trip_ms": round(round_trip, 3)}
+        lateness = self._record_history(name, rec, run, node, outcome, duration_ms, error)
+        return Finished(name, str(run["run"]), int(run["slot"]), node, outcome, duration_ms,
+                        error, round_trip, lateness)
