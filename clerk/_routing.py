@@ -1,0 +1,242 @@
+"""The task layer's messages: EXECUTE in, results out, and where each result goes.
+
+* **No late runs.** An EXECUTE that reaches this node after its deadline, or more than one
+  interval after its slot was due, is not run: it is answered ``refused``, counted (``stale``
+  in status) and logged; so is one from a claim below the highest this node has seen (the
+  core refuses it). Clocks of the nodes are assumed to agree within a small part of an
+  interval (NTP). A leaving node refuses new runs.
+* **Results reach a new manager** (see :mod:`clerk._outbox`): every result is kept until the
+  manager acknowledges it (RESULT_ACK) and is sent again to each new manager; a manager that
+  adopts runs in flight asks their nodes about them (``RUN_QUERY``) instead of waiting for
+  their deadlines, and fails at once those whose node is gone. A leaving manager's own
+  results are *held* until its successor's claim is known (and applied to its own last table
+  while it drains).
+* **One log line per finished run** (task, slot, node, duration, outcome): DEBUG when ok,
+  WARNING otherwise, with the remote traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from clerk._core import Role, StaleExecute
+from clerk._dispatch import Dispatch, Finished
+from clerk._messages import Execute, Result, ResultAck, RunQuery
+from clerk._replication import Replication
+from clerk._transport import Inbound
+
+__all__ = ["ResultRouting"]
+
+log = logging.getLogger("clerk.tasks")
+
+
+class ResultRouting(Replication):
+    """EXECUTE, RESULT, RESULT_ACK, RUN_QUERY and the outbox (see the module docstring)."""
+
+    def on_execute(self, msg: Execute, now: float, inbound: Inbound | None) -> None:
+        late = self._late(msg, self.agent.clock.wall())
+        if late:
+            self._stale(msg, late)
+            self._send_result(Result(self.agent.me, self.agent.core.term, msg.task, msg.run_id,
+                                     msg.slot, "refused", None, 0.0, f"stale: {late}"),
+                              msg.sender.address)
+            return
+        if self._leave_started is not None:
+            self.agent.metrics.executes_refused += 1
+            self._send_result(Result(self.agent.me, self.agent.core.term, msg.task, msg.run_id,
+                                     msg.slot, "refused", None, 0.0, "node is leaving"),
+                              msg.sender.address)
+            return
+        if self.executor is None:
+            self.agent.metrics.executes_refused += 1
+            self._send_result(Result(self.agent.me, self.agent.core.term, msg.task, msg.run_id,
+                                     msg.slot, "error", None, 0.0,
+                                     f"node {self.agent.me.name} has no tasks loaded"),
+                              msg.sender.address)
+            return
+        self.executor.submit(msg, msg.sender.address, now)
+
+    def _late(self, msg: Execute, wall: float) -> str:
+        """Why this EXECUTE must not run (it arrived too late), or ""."""
+        wall_ms = wall * 1000
+        if msg.deadline_ms and wall_ms > msg.deadline_ms:
+            return f"arrived {wall_ms - msg.deadline_ms:.0f} ms after its deadline"
+        d = self.defs.get(msg.task)
+        if msg.due_ms and d is not None and d.interval is not None and (
+                wall_ms > msg.due_ms + d.interval):
+            return (f"arrived {wall_ms - msg.due_ms:.0f} ms after its slot was due, more than "
+                    f"one interval ({d.interval} ms)")
+        return ""
+
+    def _stale(self, msg: Execute, why: str) -> None:
+        self.stale += 1
+        log.warning("dropped a stale EXECUTE task=%s slot=%d term=%d run=%s from %s: %s",
+                    msg.task, msg.slot, msg.term, msg.run_id, msg.sender.name, why)
+
+    def on_stale_execute(self, effect: StaleExecute) -> None:
+        """The core refused an EXECUTE from a stale claim."""
+        self._stale(effect.msg, effect.reason)
+
+    def on_result_ack(self, msg: ResultAck) -> None:
+        self.outbox.ack(msg.run_id)
+
+    def on_run_query(self, msg: RunQuery, now: float) -> None:
+        """Our manager adopted this run and asks what became of it."""
+        result = self.outbox.find(msg.run_id)
+        if result is not None:
+            self.agent.send(msg.sender.address, result, now)
+        elif self.executor is None or not self.executor.has_run(msg.run_id):
+            self._send_result(self._unknown_run(msg.task, msg.run_id, -1), msg.sender.address)
+        # else: still running; its result goes to our manager when it ends.
+
+    def _unknown_run(self, task: str, run_id: str, slot: int) -> Result:
+        return Result(self.agent.me, self.agent.core.term, task, run_id, slot, "refused", None,
+                      0.0, f"node {self.agent.me.name} has no record of run {run_id} (its "
+                      "EXECUTE was lost with the previous manager)")
+
+    def expects(self, msg: Result) -> bool:
+        """A RESULT for a run in flight, from the node it was sent to (which may have left the
+        member list since: a manager that handed over while running a task itself)."""
+        return self.scheduler.active and self.scheduler.expects(msg.task, msg.run_id,
+                                                                msg.sender.name)
+
+    def on_result(self, msg: Result, now: float, wall: float) -> bool:
+        """Apply a RESULT; False if this node is not scheduling (yet): then it is not
+        acknowledged, and its node sends it again."""
+        if not self.scheduler.active:
+            return False
+        fin = self.scheduler.on_result(msg.task, msg.run_id, msg.sender.name, msg.outcome,
+                                       msg.state, msg.duration_ms, msg.error, wall)
+        if fin is not None:
+            self._log_finished(fin)
+            self._log_conflicts()
+            self._replicate(now)
+            if self.store is not None:
+                self.store.mark()
+        if msg.sender.name != self.agent.me.name:
+            # Applied, or of no use to us (not a run in flight): either way, stop resending.
+            self.agent.send(msg.sender.address, ResultAck(self.agent.me, self.agent.core.term,
+                                                          msg.task, msg.run_id), now)
+        return True
+
+    def _log_conflicts(self) -> None:
+        for c in self.scheduler.conflicts_out:
+            log.warning("conflict task=%s: %d update(s) dropped (kept %s; dropped %s)",
+                        c.task, c.dropped, c.kept, c.lost)
+        self.scheduler.conflicts_out.clear()
+
+    def _send_result(self, result: Result, reply_to: str) -> None:
+        """Results go to the manager this node follows now (it may have changed during the
+        run; a leaving node's successor), else back to the sender."""
+        core = self.agent.core
+        now = self.agent.clock.monotonic()
+        if result.sender.name == self.agent.me.name:
+            self.outbox.add(result, now)
+        claim = core.manager_claim
+        if core.role in (Role.LEAVING, Role.STOPPED) or claim is None:
+            claim = core.highest
+        to = claim.address if claim is not None else reply_to
+        if to == self.agent.me.address and core.is_manager:  # local: no network needed
+            if self.on_result(result, now, self.agent.clock.wall()):
+                self.outbox.ack(result.run_id)
+            return
+        if to == self.agent.me.address and core.role in (Role.LEAVING, Role.STOPPED):
+            # A leaving manager's own run: its successor (who adopted the run with the table)
+            # is not confirmed yet, and this node no longer schedules. Hold the result until
+            # the successor's claim arrives (see _flush_held) instead of losing it.
+            self._held.append(result)
+            if self.scheduler.draining:  # and into our own last table (a full stop)
+                self.on_result(result, self.agent.clock.monotonic(), self.agent.clock.wall())
+            return
+        if to == self.agent.me.address:
+            to = reply_to
+        self.agent.send(to, result, self.agent.clock.monotonic())
+
+    def _flush_held(self, now: float) -> bool:
+        """Send held results to the successor once its claim is known; True if sent."""
+        claim = self.agent.core.highest
+        if claim is None or claim.address == self.agent.me.address:
+            return False
+        held, self._held = self._held, []
+        for result in held:
+            self.agent.send(claim.address, result, now)
+        return True
+
+    def _resolve_adopted(self, now: float, wall: float, graceful: bool) -> None:
+        """Runs in flight we adopted with the table: ask their nodes rather than wait out
+        their deadlines. After a crash, a run whose node is gone fails now; one on this node
+        that is neither running nor finished here was never received (lost with the old
+        manager). A graceful hand-over's leaving manager reports its own run by itself."""
+        core = self.agent.core
+        me = self.agent.me
+        for name, rec in list(self.scheduler.records.items()):
+            run = rec.running
+            if run is None:
+                continue
+            node, run_id = str(run["node"]), str(run["run"])
+            if node == me.name:
+                result = self.outbox.find(run_id)
+                if result is not None:
+                    self.on_result(result, now, wall)
+                    self.outbox.ack(run_id)
+                elif self.executor is None or not self.executor.has_run(run_id):
+                    self.on_result(self._unknown_run(name, run_id, int(run["slot"])), now,
+                                   wall)
+                continue
+            row = core.members.get(node)
+            if row is not None and row.alive:
+                self.agent.send(row.peer.address, RunQuery(me, core.term, name, run_id), now)
+            elif not graceful:
+                for fin in self.scheduler.fail_node(node, wall):
+                    self._log_finished(fin)
+
+    def _resend(self, now: float, wall: float) -> None:
+        """Unacknowledged results: to the manager we follow, or apply them if it is us."""
+        core = self.agent.core
+        due = self.outbox.due(now)
+        if self.scheduler.active:
+            if self.outbox.pending():
+                for result in self.outbox.unacked(now):
+                    if self.on_result(result, now, wall):
+                        self.outbox.ack(result.run_id)
+            return
+        claim = core.manager_claim
+        if claim is None or claim.address == self.agent.me.address or core.role in (
+                Role.LEAVING, Role.STOPPED):
+            return
+        for result in due:
+            self.agent.send(claim.address, result, now)
+
+    def _dispatch(self, d: Dispatch, now: float) -> None:
+        core = self.agent.core
+        member = core.members.get(d.node)
+        if member is None:
+            return
+        msg = Execute(self.agent.me, core.term, d.task, d.run_id, d.slot, d.state,
+                      d.timeout_ms, d.init, d.due_ms, d.deadline_ms)
+        if d.node == self.agent.me.name:
+            if self.executor is not None:
+                self.executor.submit(msg, self.agent.me.address, now)
+        else:
+            self.agent.send(member.peer.address, msg, now)
+
+    def send_dispatch(self, d: Dispatch, now: float) -> None:
+        self._dispatch(d, now)
+
+    def _log_finished(self, fin: Finished) -> None:
+        if fin.outcome in ("ok", "error", "timeout"):  # runs, not skipped or refused slots
+            self.agent.metrics.observe_run(fin.task, fin.duration_ms, fin.lateness_ms)
+        # One line per run: DEBUG when it went well (at 1,000 runs/s an INFO line per run costs
+        # the manager's loop more than the run's round trip), WARNING when it did not.
+        level = logging.DEBUG if fin.outcome == "ok" else logging.WARNING
+        if not log.isEnabledFor(level):
+            return
+        extra = {"task": fin.task, "slot": fin.slot, "run": fin.run_id or None}
+        log.log(level, "run task=%s slot=%d node=%s duration_ms=%.1f rtt_ms=%.2f outcome=%s%s",
+                fin.task, fin.slot, fin.node or "-", fin.duration_ms, fin.round_trip_ms,
+                fin.outcome,
+                f" error={fin.error.splitlines()[-1] if fin.error else ''!r}"
+                if fin.outcome != "ok" else "", extra=extra)
+        if fin.outcome == "error" and "\n" in fin.error:
+            log.warning("task=%s slot=%d remote traceback from %s:\n%s", fin.task, fin.slot,
+                        fin.node, fin.error, extra=extra)

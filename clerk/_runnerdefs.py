@@ -1,0 +1,95 @@
+"""The task layer's definitions: which tasks this node offers, and which the cluster schedules.
+
+The state every part of :class:`clerk._runner.TaskRunner` shares is declared here (the
+parts are mixins: this one, :mod:`clerk._replication`, :mod:`clerk._routing`, and the
+runner itself), each part in a module that opens with the rules it owns.
+
+* **Eligible when ready.** A node advertises its tasks (and so gets runs) only once all its
+  workers have said ready, and withdraws them while no worker is up (all being replaced), so
+  the manager sends the next runs to nodes that can start them.
+* **Rolling deploys.** The manager schedules what the live members have loaded, with the
+  winning definition of each task (:mod:`clerk._deploy`); it resolves again only when the
+  member list itself changes (not at every replicated table: that would be O(tasks) after
+  every dispatch and every result).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from clerk._deploy import resolve
+
+if TYPE_CHECKING:
+    from clerk._executor import Executor
+    from clerk._host import Host
+    from clerk._messages import Offer, Result
+    from clerk._nodes_guard import NodesGuard
+    from clerk._outbox import Outbox
+    from clerk._schedule import Scheduler
+    from clerk._store import Store
+    from clerk._tasks import TaskDef
+
+__all__ = ["Definitions"]
+
+log = logging.getLogger("clerk.tasks")
+
+
+class Definitions:
+    """The runner's shared state (set by ``TaskRunner.__init__``) and its definitions."""
+
+    agent: Host
+    defs: dict[str, TaskDef]
+    scheduler: Scheduler
+    nodes_guard: NodesGuard
+    store: Store | None
+    executor: Executor | None
+    outbox: Outbox
+    stale: int
+    _resolved_epoch: int
+    _variants: dict[str, list[dict[str, Any]]]
+    _loaded: dict[str, tuple[str, ...]]
+    _persisted: object
+    _held_offers: dict[str, Offer]
+    _leave_started: float | None
+    _replicate_dirty: bool
+    _replicate_after: float
+    _held: list[Result]
+
+    def _workers_ready(self) -> None:
+        """Every worker is up: announce our tasks (the agent started with none)."""
+        now = self.agent.clock.monotonic()
+        log.info("workers ready: eligible for %d task(s)", len(self.defs))
+        self.agent.apply(self.agent.core.set_tasks(self.agent.announcement, now), now)
+
+    def _worker_capacity(self, capable: bool) -> None:
+        """No worker left up (all being replaced): withdraw our tasks until one is back, so
+        the manager sends the next runs to nodes that can start them."""
+        now = self.agent.clock.monotonic()
+        if capable:
+            log.info("a worker is up again: eligible for %d task(s)", len(self.defs))
+            tasks = self.agent.announcement
+        else:
+            log.info("no worker up (being replaced): not eligible for runs until one is")
+            tasks = ()
+        self.agent.apply(self.agent.core.set_tasks(tuple(tasks), now), now)
+
+    def _resolve(self, wall: float) -> None:
+        """Schedule what the live members have loaded, with the winning definitions."""
+        core = self.agent.core
+        # The list's own epoch: the member epoch also moves with every replicated table, and
+        # resolving every definition after each dispatch and each result is O(tasks).
+        if core.members.list_epoch == self._resolved_epoch:
+            return
+        self._resolved_epoch = core.members.list_epoch
+        entries = {m.name: m.tasks for m in core.member_list() if m.alive}
+        res = resolve(list(self.defs.values()), entries)
+        self._variants, self._loaded = res.variants, res.loaded
+        for note in self.scheduler.update_defs(res.defs, wall):
+            if self.scheduler.active:
+                log.log(logging.WARNING if "stopped" in note else logging.INFO, note)
+
+    def loaded(self, wall: float) -> dict[str, tuple[str, ...]]:
+        """Live node -> the tasks it has loaded: what a dispatch chooses from."""
+        self._resolve(wall)
+        return self._loaded
