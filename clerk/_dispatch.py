@@ -7,7 +7,8 @@
   ``due_ms`` / ``deadline_ms`` let the node refuse a run that reaches it too late.
 * A :class:`Finished` is one line of the run log, for every outcome: ``ok``, ``error``,
   ``timeout`` (no result by the deadline, or the node was lost) and ``refused`` (the node
-  would not run it), and for slots that found no eligible node (``skipped``, empty run id).
+  would not run it), and for slots sent nowhere (empty run id): ``skipped`` when no node was
+  eligible, ``error`` when the task's ``nodes()`` raised.
 """
 
 from __future__ import annotations
