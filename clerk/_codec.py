@@ -19,6 +19,17 @@ would drop as malformed (state nested too deep, a non-string object key that ``j
 would silently turn into a string, an integer beyond 64 bits...) is an :class:`EncodeError` at
 the sender, naming the field. There is no pickle anywhere: task state travels as JSON, and state
 that JSON cannot carry (a set, an object, NaN) is an :class:`EncodeError` naming the field.
+
+Decoding is on every message's path, so its checks are arranged to cost little without
+checking less (``tools/bench_codec.py``):
+
+* one ``json.JSONDecoder`` for every message (``json.loads`` with hooks builds a new decoder
+  and scanner per call);
+* a lone surrogate can only come from a ``\\u`` escape (the UTF-8 codec refuses encoded ones),
+  so a body without ``\\u`` skips the per-string Unicode check;
+* a sender (``Peer``, every message has one) whose exact JSON values, types included, were
+  validated before is the same frozen object again: at most ``PEER_CACHE`` of them are kept,
+  and the cache is emptied when full, so forged senders cannot grow it.
 """
 
 from __future__ import annotations
@@ -52,6 +63,12 @@ MAX_STRING = 1 << 16
 MAX_ITEMS = 100_000
 MAX_JSON_DEPTH = 32
 _INT_LIMIT = 1 << 63
+#: Validated senders kept by the decoder (see the module docstring): a cluster has a few
+#: hundred members at most; a flood of forged ones only empties the cache now and then.
+PEER_CACHE = 1024
+#: Field paths kept per dataclass validator (one per enclosing path: a message kind, or an
+#: item of a list of members).
+PATHS_CACHE = 1024
 
 _KIND_OF: dict[type, bytes] = {cls: kind.encode() for kind, cls in MESSAGE_KINDS.items()}
 
@@ -138,17 +155,28 @@ def _v_str(value: Any, path: str) -> str:
     return value
 
 
+def _v_str_plain(value: Any, path: str) -> str:
+    """:func:`_v_str` for text known to hold no lone surrogate (no ``\\u`` escape in it)."""
+    if type(value) is not str:
+        _fail(path, "a string", value)
+    if len(value) > MAX_STRING:
+        _fail(path, f"a string of at most {MAX_STRING} characters", value)
+    return value
+
+
 def _v_bool(value: Any, path: str) -> bool:
     if type(value) is not bool:
         _fail(path, "true or false", value)
     return value
 
 
-def _v_json(value: Any, path: str) -> Any:
+def _v_json(value: Any, path: str, unicode: bool = True) -> Any:
     """A JSON value that survives a round trip: JSON types only (on encode the value comes from
     the caller, not from json.loads; a tuple is accepted and sent as an array, like
     ``json.dumps`` does), string keys, finite floats, valid Unicode, bounded depth. Iterative,
-    so a deep (or cyclic) value cannot exhaust the stack."""
+    so a deep (or cyclic) value cannot exhaust the stack. ``unicode=False``: the text it was
+    parsed from held no ``\\u`` escape, so its strings cannot hold a lone surrogate."""
+    ok = _unicode_ok if unicode else _always
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -156,7 +184,7 @@ def _v_json(value: Any, path: str) -> Any:
         if item is None or t is bool or t is int:
             continue
         if t is str:
-            if not _unicode_ok(item):
+            if not ok(item):
                 _fail(path, "JSON with valid Unicode strings (no lone surrogates)", item)
         elif t is float:
             if not math.isfinite(item):
@@ -166,7 +194,7 @@ def _v_json(value: Any, path: str) -> Any:
                 _fail(path, f"JSON nested at most {MAX_JSON_DEPTH} deep", "...")
             if t is dict:
                 for key in item:
-                    if type(key) is not str or not _unicode_ok(key):
+                    if type(key) is not str or not ok(key):
                         _fail(path, "JSON objects with string keys", key)
                 stack.extend((v, depth + 1) for v in item.values())
             else:
@@ -176,15 +204,25 @@ def _v_json(value: Any, path: str) -> Any:
     return value
 
 
-def _compile(tp: Any) -> Validator:
+def _always(value: str) -> bool:
+    return True
+
+
+def _v_json_plain(value: Any, path: str) -> Any:
+    return _v_json(value, path, unicode=False)
+
+
+def _compile(tp: Any, unicode: bool = True) -> Validator:
+    """The validator of a field of type ``tp``; ``unicode=False``: for text without ``\\u``
+    escapes (no per-string surrogate check, see the module docstring)."""
     if tp is Json or tp is Any:
-        return _v_json
+        return _v_json if unicode else _v_json_plain
     if tp is int:
         return _v_int
     if tp is float:
         return _v_float
     if tp is str:
-        return _v_str
+        return _v_str if unicode else _v_str_plain
     if tp is bool:
         return _v_bool
     origin = typing.get_origin(tp)
@@ -193,7 +231,7 @@ def _compile(tp: Any) -> Validator:
         inner = [a for a in args if a is not type(None)]
         if len(inner) != 1:
             raise TypeError(f"unsupported union {tp!r}")
-        sub = _compile(inner[0])
+        sub = _compile(inner[0], unicode)
 
         def v_optional(value: Any, path: str) -> Any:
             return None if value is None else sub(value, path)
@@ -203,7 +241,7 @@ def _compile(tp: Any) -> Validator:
         args = typing.get_args(tp)
         if len(args) != 2 or args[1] is not Ellipsis:
             raise TypeError(f"unsupported tuple {tp!r}")
-        item = _compile(args[0])
+        item = _compile(args[0], unicode)
 
         def v_tuple(value: Any, path: str) -> tuple[Any, ...]:
             if type(value) is not list:
@@ -214,13 +252,16 @@ def _compile(tp: Any) -> Validator:
 
         return v_tuple
     if dataclasses.is_dataclass(tp):
-        return _compile_dataclass(tp)
+        return _compile_dataclass(tp, unicode)
     raise TypeError(f"unsupported field type {tp!r}")
 
 
-def _compile_dataclass(cls: Any) -> Validator:
+_SCALARS = (str, int, float, bool)
+
+
+def _compile_dataclass(cls: Any, unicode: bool = True) -> Validator:
     hints = typing.get_type_hints(cls, localns={"Json": Json})
-    fields = [(f.name, _compile(hints[f.name]), f) for f in dataclasses.fields(cls)]
+    fields = [(f.name, _compile(hints[f.name], unicode), f) for f in dataclasses.fields(cls)]
     required = {
         name
         for name, _, f in fields
@@ -228,27 +269,69 @@ def _compile_dataclass(cls: Any) -> Validator:
     }
     known = {name for name, _, _ in fields}
 
+    # Each field's path ("execute.sender"), built once per enclosing path, not per message
+    # (a path is only read in an error; the cache is bounded like the list of paths is).
+    paths: dict[str, tuple[str, ...]] = {}
+
     def v_dataclass(value: Any, path: str) -> Any:
         if type(value) is not dict:
             _fail(path, "an object", value)
-        extra = value.keys() - known
-        if extra:
-            _fail(path, f"only the fields {sorted(known)}", sorted(extra))
-        missing = required - value.keys()
-        if missing:
+        keys = value.keys()
+        if not (keys <= known and required <= keys):
+            extra = keys - known
+            if extra:
+                _fail(path, f"only the fields {sorted(known)}", sorted(extra))
+            missing = required - keys
             raise DecodeError("field", f"{path}: missing field(s) {sorted(missing)}")
+        dotted = paths.get(path)
+        if dotted is None:
+            if len(paths) >= PATHS_CACHE:
+                paths.clear()
+            dotted = paths[path] = tuple(f"{path}.{name}" for name, _, _ in fields)
         kwargs = {
-            name: validate(value[name], f"{path}.{name}")
-            for name, validate, _ in fields
+            name: validate(value[name], p)
+            for (name, validate, _), p in zip(fields, dotted, strict=True)
             if name in value
         }
         return cls(**kwargs)
 
-    return v_dataclass
+    if not cls.__dataclass_params__.frozen or not all(
+            hints[f.name] in _SCALARS for f in dataclasses.fields(cls)):
+        return v_dataclass
+    # Frozen, scalar fields only (a Peer): the same JSON values, types included (``true`` is
+    # not ``1``), validate to an equal object, so the one built before is handed out again.
+    # Shared by both validator sets: a value with a lone surrogate never validates, so it is
+    # never cached.
+    cache = _SCALAR_CACHES.setdefault(cls, {})
+
+    def v_cached(value: Any, path: str) -> Any:
+        if type(value) is not dict:
+            _fail(path, "an object", value)
+        key = tuple((k, type(v), v) for k, v in value.items())
+        try:
+            hit = cache.get(key)
+        except TypeError:  # an unhashable value (a list, an object): not valid anyway
+            hit = None
+        if hit is not None:
+            return hit
+        obj = v_dataclass(value, path)
+        if len(cache) >= PEER_CACHE:
+            cache.clear()
+        cache[key] = obj
+        return obj
+
+    return v_cached
+
+
+_SCALAR_CACHES: dict[type, dict[tuple[Any, ...], Any]] = {}
 
 
 _VALIDATORS: dict[bytes, Validator] = {
     kind.encode(): _compile_dataclass(cls) for kind, cls in MESSAGE_KINDS.items()
+}
+#: The same, for bodies without a ``\\u`` escape (no lone surrogate can be in them).
+_VALIDATORS_PLAIN: dict[bytes, Validator] = {
+    kind.encode(): _compile_dataclass(cls, unicode=False) for kind, cls in MESSAGE_KINDS.items()
 }
 
 
@@ -343,6 +426,10 @@ def _parse_float(text: str) -> float:
     return value
 
 
+#: One decoder for every message: ``json.loads`` with hooks builds a decoder per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_float)
+
+
 def _frame_size(frame: Any) -> int:
     if type(frame) is bytes or type(frame) is bytearray:
         return len(frame)
@@ -365,13 +452,11 @@ def decode(frames: Sequence[bytes], max_bytes: int = MAX_MESSAGE_BYTES) -> Messa
         raise DecodeError("magic", "not a clerk frame")
     if head != MAGIC:
         raise DecodeError("version", f"unsupported protocol header {head!r}")
-    validate = _VALIDATORS.get(kind)
+    validate = (_VALIDATORS if b"\\u" in body else _VALIDATORS_PLAIN).get(kind)
     if validate is None:
         raise DecodeError("kind", f"unknown message kind {kind[:40]!r}")
     try:
-        data = json.loads(
-            body.decode("utf-8"), parse_constant=_reject_constant, parse_float=_parse_float
-        )
+        data = _DECODER.decode(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise DecodeError("json", f"{kind.decode()} body is not valid JSON: {exc}") from None
     return validate(data, kind.decode())
