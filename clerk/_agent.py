@@ -158,7 +158,8 @@ class Agent:
             signal.signal(signal.SIGINT, self._on_signal)
             signal.signal(signal.SIGHUP, self._on_signal)
             signal.set_wakeup_fd(self._wake_w.fileno())
-        self.transport.poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        # Drained when readable only (a recv per loop turn cost a syscall and an exception).
+        self.transport.add_reader(self._wake_r.fileno(), self._drain_wakeups)
         log.info("node %s (incarnation %s) listening on %s%s; seeds: %s",
                  self.me.name, self.me.incarnation, self.me.address,
                  " (INSECURE: CURVE off)" if self.config.insecure else "",
@@ -203,7 +204,6 @@ class Agent:
                 arrived = self.transport.poll(timeout_ms, now)
                 for inbound in arrived:
                     self._on_inbound(inbound, self.clock.monotonic())
-                self._drain_wakeups()
                 self.tasks.persist(self.clock.monotonic())
                 if not arrived and timeout_ms == 0 and not self._stop_requests:
                     _sleep(max(0.0, min(deadline - self.clock.monotonic(), SUB_MS_SLEEP)))
