@@ -28,6 +28,7 @@ from typing import Any
 
 import zmq
 
+from clerk._frames import NOBLOCK, recv_frames, send_frames
 from clerk._messages import Execute, Peer, Result
 from clerk._tasks import TaskDef
 from supervisor import ChildSpec, Event, Supervisor
@@ -183,7 +184,7 @@ class Executor:
                    "term": msg.term, "node": self.node, "state": msg.state, "init": msg.init,
                    "due_ms": msg.due_ms, "timezone": d.timezone}
         assert worker.identity is not None
-        self.sock.send_multipart([worker.identity, b"run", json.dumps(payload).encode()])
+        send_frames(self.sock, [worker.identity, b"run", json.dumps(payload).encode()])
         job.wid = worker.wid
         job.started = now
         worker.job = job
@@ -191,7 +192,7 @@ class Executor:
     def _on_worker_frames(self) -> None:
         while True:
             try:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+                frames = recv_frames(self.sock, NOBLOCK)
             except zmq.Again:
                 return
             if len(frames) != 3:

@@ -56,6 +56,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from clerk._codec import MAX_MESSAGE_BYTES
+from clerk._frames import NOBLOCK, recv_frames, send_frames
 from clerk._security import CurveKeys
 
 __all__ = ["Inbound", "Transport", "resolve_host", "tune"]
@@ -324,13 +325,13 @@ class Transport:
         """Answer a message received on the ROUTER (``rid``), REQ-style if it came from one."""
         envelope = [rid, b""] if via_req else [rid]
         try:
-            self.router.send_multipart(envelope + frames, zmq.NOBLOCK)
+            send_frames(self.router, envelope + frames, NOBLOCK)
         except zmq.ZMQError:
             self.stats["reply_dropped"] += 1
 
     def _try(self, sock: zmq.Socket, frames: list[bytes]) -> bool:
         try:
-            sock.send_multipart(frames, zmq.NOBLOCK)
+            send_frames(sock, frames, NOBLOCK)
         except zmq.Again:
             return False
         except zmq.ZMQError as exc:
@@ -416,7 +417,7 @@ class Transport:
             if size > DRAIN_BYTES:
                 return
             try:
-                frames = self.router.recv_multipart(zmq.NOBLOCK, copy=True)
+                frames = recv_frames(self.router, NOBLOCK)
             except zmq.Again:
                 return
             size += sum(len(f) for f in frames)
@@ -429,7 +430,7 @@ class Transport:
     def _drain_req(self, sock: zmq.Socket, address: str, out: list[Inbound]) -> None:
         link = self._links.get(address)
         try:
-            frames = sock.recv_multipart(zmq.NOBLOCK)
+            frames = recv_frames(sock, NOBLOCK)
         except zmq.ZMQError:
             return
         if link is not None and link.req is sock:

@@ -23,6 +23,7 @@ from typing import Any
 import zmq
 
 from clerk import _tasks
+from clerk._frames import recv_frames, send_frames
 from clerk._jsoncheck import json_problem
 from clerk._logging import configure_child_logging, run_context
 from clerk._tasks import MAX_STATE_BYTES, Run, Task, due_datetime, load_task_class
@@ -123,12 +124,12 @@ def main(endpoint: str, wid: int, node: str = "", log_level: str = "info",
     cache: dict[str, Task] = {}
     try:
         while True:
-            frames = sock.recv_multipart()
+            frames = recv_frames(sock)
             if len(frames) != 2 or frames[0] != b"run":
                 continue
             job = json.loads(frames[1])
             reply = run_job(job, cache)
-            sock.send_multipart([b"done", json.dumps(reply).encode()])
+            send_frames(sock, [b"done", json.dumps(reply).encode()])
     finally:
         sock.close(linger=0)
         ctx.term()

@@ -1,0 +1,52 @@
+"""clerk._frames behaves like pyzmq's send_multipart / recv_multipart (real inproc sockets)."""
+
+from collections.abc import Iterator
+
+import pytest
+import zmq
+
+from clerk._frames import NOBLOCK, recv_frames, send_frames
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[zmq.Socket, zmq.Socket]]:
+    ctx = zmq.Context()
+    router, dealer = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+    router.linger = dealer.linger = 0
+    router.bind("inproc://test-frames")
+    dealer.connect("inproc://test-frames")
+    try:
+        yield router, dealer
+    finally:
+        router.close()
+        dealer.close()
+        ctx.term()
+
+
+@pytest.mark.timeout(10)
+def test_frames_arrive_as_pyzmq_sends_them_and_the_other_way_round(pair):
+    router, dealer = pair
+    frames = [b"CLERK\x01", b"execute", b'{"x": 1}', b""]
+    send_frames(dealer, frames, NOBLOCK)
+    got = router.recv_multipart()  # blocking: pyzmq's own receive
+    identity, rest = got[0], got[1:]
+    assert rest == frames
+    router.send_multipart([identity, b"a", b"b"])
+    assert router.poll(0) == 0 and dealer.poll(5000) == zmq.POLLIN
+    assert recv_frames(dealer, NOBLOCK) == [b"a", b"b"]
+    send_frames(dealer, [b"one"])  # a single frame, blocking flags
+    assert recv_frames(router)[1:] == [b"one"]
+
+
+@pytest.mark.timeout(10)
+def test_nothing_to_receive_is_again_and_a_full_queue_refuses_the_first_frame(pair):
+    router, dealer = pair
+    with pytest.raises(zmq.Again):
+        recv_frames(router, NOBLOCK)
+    lone = zmq.Context.instance().socket(zmq.DEALER)  # connected to nobody: no pipe to send on
+    try:
+        lone.linger = 0
+        with pytest.raises(zmq.Again):
+            send_frames(lone, [b"a", b"b"], NOBLOCK)
+    finally:
+        lone.close()
