@@ -46,6 +46,10 @@ def message_term(msg: Message) -> int:
     claim = getattr(msg, "claim", None) or getattr(msg, "manager", None)
     if isinstance(claim, Claim):
         term = max(term, claim.term)
+    for name in ("ballot", "promised"):  # quorum mode's PREPARE ... REJECT
+        claim = getattr(msg, name, None)
+        if isinstance(claim, Claim):
+            term = max(term, claim.term)
     return term
 
 

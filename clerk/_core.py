@@ -45,10 +45,10 @@ Rules owned here:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from clerk import _election, _handover, _joining
+from clerk import _election, _handover, _joining, _quorumcore
 from clerk._claims import MAX_TERM_JUMP, claim_of
 from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState  # noqa: F401  (re-exported)
 from clerk._coretypes import (
@@ -62,6 +62,7 @@ from clerk._coretypes import (
     MemberUp,
     PeerDown,
     PeerUp,
+    QuorumChanged,
     Received,
     Refused,
     Role,
@@ -71,12 +72,17 @@ from clerk._coretypes import (
     StateHandedOver,
     Stopped,
     Tick,
+    VoterWrite,
+    WriteCommitted,
 )
 from clerk._election import DISCONNECT_PROBE, STAGGER_STEPS  # noqa: F401
 from clerk._handover import FORWARD_MEMORY  # noqa: F401
 from clerk._joining import MAX_LEARN, MAX_PROBATION, RESUME_GAP  # noqa: F401
 from clerk._messages import (
+    Accept,
+    Accepted,
     Ack,
+    Claim,
     Control,
     ControlReply,
     Coordinator,
@@ -91,7 +97,10 @@ from clerk._messages import (
     Offer,
     Ok,
     Peer,
+    Prepare,
+    Promise,
     Refuse,
+    Reject,
     Result,
     ResultAck,
     RunQuery,
@@ -113,6 +122,7 @@ __all__ = [
     "NodeCore",
     "PeerDown",
     "PeerUp",
+    "QuorumChanged",
     "Received",
     "Refused",
     "Role",
@@ -122,6 +132,8 @@ __all__ = [
     "StateHandedOver",
     "Stopped",
     "Tick",
+    "VoterWrite",
+    "WriteCommitted",
 ]
 
 class NodeCore(CoreState):
@@ -136,11 +148,21 @@ class NodeCore(CoreState):
         seeds: tuple[str, ...] | list[str] = (),
         tasks: tuple[str, ...] = (),
         timings: Timings | None = None,
+        voters: Sequence[str] = (),
+        voter_record: Mapping[str, Any] | None = None,
     ) -> None:
+        """``voters``: quorum mode's voters (empty: the default mode); ``voter_record``: what
+        this node's voter file held at start (None: fresh; ignored unless it is a voter).
+        A malformed record is a ``ValueError``: starting fresh would break a promise."""
         # MAX_TERM_JUMP is read here, at construction, so that a test (or the simulator) can
         # shrink the bound by patching this module's constant.
         super().__init__(me, now=now, rng=rng, seeds=seeds, tasks=tasks, timings=timings,
                          max_term_jump=MAX_TERM_JUMP)
+        if voters:
+            q = self.quorum = _quorumcore.QuorumState(me.name, voters, voter_record)
+            if q.register is not None and q.register.promised is not None:
+                # Our next ballot must be above the one we promised before the restart.
+                self.see_term(q.register.promised[0])
 
     # --- the one entry point, and the calls the shell makes besides ------------------------
 
@@ -155,6 +177,8 @@ class NodeCore(CoreState):
             _joining.resumed(self, now)
         elif gap > RESUME_GAP:
             _joining.resumed(self, now)
+        if self.quorum is not None:
+            self.quorum.now = now
         if isinstance(event, Tick):
             self._on_tick(now)
         elif isinstance(event, Received):
@@ -167,8 +191,74 @@ class NodeCore(CoreState):
             self._on_start(now)
         elif isinstance(event, LeaveRequested):
             _handover.leave(self, now)
+        if self.quorum is not None and self.role is not Role.STOPPED:
+            _quorumcore.observe(self, now)
         out, self._out = self._out, []
         return out
+
+    # --- quorum mode -------------------------------------------------------------------------
+
+    def quorum_write(self, rows: Mapping[str, Any], now: float) -> tuple[list[int],
+                                                                        list[Effect]]:
+        """Manager in quorum mode: write ``rows`` (task -> ``{"reserved": slot or None[,
+        "record": ...]}``) to the voters. Returns the write seqs (each is reported by a
+        :class:`WriteCommitted` once a majority holds it; empty: not a manager with a
+        ballot) and the effects to carry out."""
+        if self.quorum is None:
+            return [], []
+        self._out = []
+        seqs = _quorumcore.write(self, rows, now)
+        self._quorum_outcome(self.quorum.deferred, now)
+        self.quorum.deferred = None
+        _quorumcore.observe(self, now)
+        out, self._out = self._out, []
+        return seqs, out
+
+    def quorum_status(self) -> dict[str, Any]:
+        """Quorum mode's view: mode, voters, reachable, ``"ok"``/``"lost"``, detail, the
+        promised ballot (:mod:`clerk._quorumcore`)."""
+        return _quorumcore.status(self)
+
+    @property
+    def quorum_table(self) -> dict[str, Any]:
+        """Manager in quorum mode: the rows its phase 1 learned (task -> ``Row``), for the
+        scheduler to continue from."""
+        p = self.quorum.proposer if self.quorum is not None else None
+        return dict(p.table) if p is not None and p.ready else {}
+
+    @property
+    def proposer(self) -> _quorumcore.Proposer | None:
+        """Manager in quorum mode: the ballot's proposer (commits, reservations)."""
+        q = self.quorum
+        if q is None or self.role is not Role.MANAGER or q.proposer is None:
+            return None
+        return q.proposer if q.proposer.ballot == self.my_claim().key else None
+
+    def status(self) -> dict[str, Any]:
+        st = super().status()
+        st["quorum"] = self.quorum_status()
+        return st
+
+    def next_deadline(self) -> float:
+        deadline = super().next_deadline()
+        if self.quorum is not None:
+            deadline = min(deadline, _quorumcore.next_deadline(self))
+        return deadline
+
+    def _quorum_outcome(self, outcome: _quorumcore.Outcome, now: float) -> None:
+        if isinstance(outcome, Claim):
+            _election.on_claim(self, outcome, now)
+        elif isinstance(outcome, int):
+            _election.take_claim(self, now, term=outcome)
+        elif outcome == "elect":
+            _election.start_election(self, now, suspect="")
+
+    def _m_quorum(self, msg: Message, now: float) -> None:
+        if self.quorum is None:
+            self.drop("not_quorum", f"{type(msg).__name__} from {msg.sender.name!r}: this "
+                                    "node runs in the default mode")
+            return
+        self._quorum_outcome(_quorumcore.on_message(self, msg, now), now)
 
     def set_replicated(self, state: Json) -> None:
         """Manager only: state to replicate to every member with the next heartbeats."""
@@ -214,6 +304,8 @@ class NodeCore(CoreState):
                 _joining.heartbeat_round(self, now)
             if now >= self._next_probe:
                 _joining.probe(self, now)
+            if self.quorum is not None:
+                self._quorum_outcome(_quorumcore.tick(self, now), now)
         elif role is Role.FOLLOWER:
             if now >= self._last_heard + t.manager_timeout:
                 _election.start_election(self, now, suspect=self.manager or "")
@@ -226,7 +318,9 @@ class NodeCore(CoreState):
                 _joining.send_joins(self, now)
         elif role is Role.CANDIDATE:
             if now >= self._deadline:
-                if self._phase == "wait":
+                if self._phase == "prepare":
+                    self._quorum_outcome(_quorumcore.tick(self, now), now)
+                elif self._phase == "wait":
                     _election.send_elections(self, now)
                 elif self._phase == "ok":
                     _election.become_manager(self, now)
@@ -240,6 +334,9 @@ class NodeCore(CoreState):
 
     def _on_message(self, msg: Message, now: float) -> None:
         if msg.sender.name == self.me.name and msg.sender.incarnation == self.me.incarnation:
+            if self.quorum is not None and _quorumcore.from_self(msg):
+                self._m_quorum(msg, now)  # our own vote, durable now
+                return
             if isinstance(msg, Handover):
                 # Our own merge HANDOVER, passed on by followers (each passes it on once)
                 # back to us: an ordinary fault (we stepped down, then our successor did
@@ -253,6 +350,8 @@ class NodeCore(CoreState):
         if not self.term_ok(msg, now):
             return
         self.see_term(msg.term)
+        if self.quorum is not None:
+            _quorumcore.heard(self, msg, now)
         handler = _HANDLERS.get(type(msg))
         if handler is not None:
             handler(self, msg, now)
@@ -338,4 +437,9 @@ _HANDLERS: dict[type, Callable[[NodeCore, Any, float], None]] = {
     StatusReply: NodeCore._m_deliver,
     Control: NodeCore._m_deliver,
     ControlReply: NodeCore._m_deliver,
+    Prepare: NodeCore._m_quorum,
+    Promise: NodeCore._m_quorum,
+    Accept: NodeCore._m_quorum,
+    Accepted: NodeCore._m_quorum,
+    Reject: NodeCore._m_quorum,
 }

@@ -28,6 +28,7 @@ from clerk._coretypes import INF, Dropped, Effect, Role, Send, Stopped
 from clerk._fence import StallFence
 from clerk._membership import MemberTable
 from clerk._messages import Claim, Json, MemberInfo, Message, Peer
+from clerk._quorum import QuorumState
 from clerk._timings import Timings
 
 __all__ = ["LOST_HORIZON", "MAX_LOST", "CoreState"]
@@ -91,6 +92,7 @@ class CoreState:
         # set when our own loop was seen frozen (:mod:`clerk._fence`).
         self.distrust_down_until = -INF
         self.returned_handovers = 0
+        self.quorum: QuorumState | None = None  # quorum mode (set by NodeCore)
 
     # --- public view ------------------------------------------------------------------------
 

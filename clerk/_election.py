@@ -37,6 +37,7 @@ Rules:
 
 from __future__ import annotations
 
+from clerk import _quorumcore
 from clerk._corestate import CoreState
 from clerk._coretypes import INF, ManagerChanged, MemberDown, Refused, Role
 from clerk._handover import step_down_to
@@ -71,6 +72,7 @@ __all__ = [
     "on_peer_down",
     "send_elections",
     "start_election",
+    "take_claim",
 ]
 
 #: Lower-ranked candidates wait ``min(nodes above, STAGGER_STEPS) * election_timeout / 5``.
@@ -185,9 +187,11 @@ def stagger(core: CoreState, above: int) -> float:
 
 def higher(core: CoreState) -> list[Member]:
     me_rank = core.me.rank
+    q = core.quorum
     return [
         r for r in core.members.others()
         if r.alive and r.peer.rank > me_rank and r.name != core._suspect
+        and (q is None or r.name in q.voters)  # quorum mode: only voters may win
     ]
 
 
@@ -214,13 +218,30 @@ def become_manager(
     core: CoreState, now: float, members: tuple[MemberInfo, ...] | None = None
 ) -> None:
     """Claim the cluster: term = highest seen + 1, COORDINATOR to every member, a heartbeat
-    round and a probe at once. ``members``: a leaving manager's list, taken first."""
+    round and a probe at once. ``members``: a leaving manager's list, taken first. In quorum
+    mode the claim first needs a majority of voters' promises (:func:`_quorumcore.claim`)."""
+    if core.quorum is not None:
+        if members is not None:
+            adopt(core, members, now)
+        _quorumcore.claim(core, now)
+        return
+    take_claim(core, now, members)
+
+
+def take_claim(core: CoreState, now: float, members: tuple[MemberInfo, ...] | None = None,
+               term: int | None = None) -> None:
+    """:func:`become_manager` itself; quorum mode's phase 1 passes the ``term`` of the ballot
+    it was promised."""
     if members is not None:
         adopt(core, members, now)
     if core._suspect:
         core.members.mark_dead(core._suspect)
-    core.max_term += 1
-    core.term = core.max_term
+    if term is None:
+        core.max_term += 1
+        core.term = core.max_term
+    else:
+        core.see_term(term)
+        core.term = term
     core.role = Role.MANAGER
     core._fence.clear()  # a fresh claim: every node that followed another one heard it
     claim = core.my_claim()
@@ -376,7 +397,8 @@ def m_ok(core: CoreState, msg: Ok, now: float) -> None:
     # from below (restarted as a new incarnation, or no longer a manager) and must not
     # stall us; waiting on it would leave nobody to win.
     if (core.role is Role.CANDIDATE and core._phase == "ok"
-            and msg.sender.rank > core.me.rank):
+            and msg.sender.rank > core.me.rank
+            and (core.quorum is None or msg.sender.name in core.quorum.voters)):
         core._phase = "coord"
         jitter = core.rng.uniform(0.0, core.timings.election_timeout)
         core._deadline = now + core.timings.coordinator_timeout + jitter

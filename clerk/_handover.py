@@ -91,7 +91,8 @@ def forward(core: CoreState, msg: Handover) -> None:
 
 def leave_as_manager(core: CoreState, now: float) -> None:
     """Hand everything to the highest-ranked live member, then wait for its COORDINATOR."""
-    live = [r for r in core.members.others() if r.alive]
+    live = [r for r in core.members.others() if r.alive
+            and (core.quorum is None or r.name in core.quorum.voters)]  # quorum: voters only
     if not live:
         core.stop("left; no member to hand over to")
         return

@@ -19,6 +19,9 @@ Protocol at a glance (``->`` one message, ``=>`` to every member)::
     manager -> node      RESULT_ACK(task, run)  the result was applied: the node stops resending
     manager -> node      RUN_QUERY(task, run)   a new manager asks about a run it adopted
     member  -> manager   OFFER(state)           its durable task rows, on following a manager
+    candidate -> voters  PREPARE(ballot)        quorum mode: answered PROMISE(ballot, part of
+                                                parts, rows) or REJECT(ballot, promised)
+    manager -> voters    ACCEPT(ballot, seq, rows)  answered ACCEPTED(ballot, seq) or REJECT
     client  -> any node  STATUS                 answered STATUS_REPLY(status)
     client  -> any node  CONTROL(op, task, via)  answered CONTROL_REPLY(ok, error, manager,
                                                 result): pause/resume/trigger are applied by
@@ -33,6 +36,8 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 __all__ = [
+    "Accept",
+    "Accepted",
     "Ack",
     "Claim",
     "Control",
@@ -50,7 +55,10 @@ __all__ = [
     "Offer",
     "Ok",
     "Peer",
+    "Prepare",
+    "Promise",
     "Refuse",
+    "Reject",
     "Result",
     "ResultAck",
     "RunQuery",
@@ -285,10 +293,66 @@ class ControlReply:
     result: Json = None
 
 
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """Quorum mode, phase 1 (:mod:`clerk._quorum`): a candidate asks a voter to promise
+    ``ballot`` (its claim)."""
+
+    sender: Peer
+    term: int
+    ballot: Claim
+
+
+@dataclass(frozen=True, slots=True)
+class Promise:
+    """A voter promised ``ballot``: its rows, packed (:func:`clerk._record.pack_table`), in
+    part ``part`` of ``parts`` (a large register travels in several messages)."""
+
+    sender: Peer
+    term: int
+    ballot: Claim
+    part: int
+    parts: int
+    rows: Json = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """Quorum mode, phase 2: the manager of ``ballot`` writes ``rows`` (packed; per task
+    ``{"reserved", "record"}``) as its write number ``seq``."""
+
+    sender: Peer
+    term: int
+    ballot: Claim
+    seq: int
+    rows: Json = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A voter stored write ``seq`` of ``ballot`` durably."""
+
+    sender: Peer
+    term: int
+    ballot: Claim
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A voter refused ``ballot`` (a PREPARE or an ACCEPT): it promised the higher
+    ``promised``."""
+
+    sender: Peer
+    term: int
+    ballot: Claim
+    promised: Claim
+
+
 Message: TypeAlias = (
     Join | Welcome | Refuse | Heartbeat | Ack | Election | Ok | Coordinator | Leave | Handover
     | Execute | Result | Offer | ResultAck | RunQuery | Status | StatusReply | Control
-    | ControlReply
+    | ControlReply | Prepare | Promise | Accept | Accepted | Reject
 )
 
 #: Wire name of each message kind.
@@ -312,4 +376,9 @@ MESSAGE_KINDS: dict[str, type] = {
     "status_reply": StatusReply,
     "control": Control,
     "control_reply": ControlReply,
+    "prepare": Prepare,
+    "promise": Promise,
+    "accept": Accept,
+    "accepted": Accepted,
+    "reject": Reject,
 }

@@ -47,15 +47,19 @@ part arrived; a manager's large write is several writes, each its own ``seq``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from clerk._messages import Claim
 
 __all__ = [
     "RECORD_VERSION",
     "ROWS_BUDGET",
     "Ballot",
+    "Outcome",
     "Proposer",
+    "QuorumState",
     "Row",
     "VoterRegister",
     "ballot_from",
@@ -68,9 +72,11 @@ Ballot = tuple[int, int, str]
 
 #: The voter file's format version (``{"version": 1, "promised": ..., "rows": ...}``).
 RECORD_VERSION = 1
-#: Largest rows part of one PROMISE or ACCEPT, in bytes of JSON text: half the codec's 1 MiB
-#: message limit, so the envelope and a task record at the state limit (256 KiB) still fit.
-ROWS_BUDGET = 512 * 1024
+#: Largest rows part of one PROMISE or ACCEPT, in bytes of JSON text. Packed rows travel as a JSON
+#: string, where escaping can double their size: a quarter of the codec's 1 MiB
+#: message limit keeps a part under it, and a lone task record at the state limit (256 KiB)
+#: still fits.
+ROWS_BUDGET = 256 * 1024
 
 
 def majority(voters: int) -> int:
@@ -326,3 +332,33 @@ class Proposer:
     def oldest_pending(self) -> float | None:
         """When the oldest write still without its majority was started (None: none)."""
         return min((w.sent_at for w in self.pending.values()), default=None)
+
+
+#: What a quorum step asks of the election (:mod:`clerk._core` carries it out, so that
+#: :mod:`clerk._quorumcore` and :mod:`clerk._election` do not import each other): an ``int``
+#: is a term to take the claim at (phase 1 done), a :class:`~clerk._messages.Claim` one to
+#: learn (``on_claim``), ``"elect"`` a new election; None nothing.
+Outcome = int | Claim | str | None
+
+INF = float("inf")
+
+
+class QuorumState:
+    """What a node's core knows in quorum mode."""
+
+    def __init__(self, me: str, voters: Sequence[str], record: Mapping[str, Any] | None) -> None:
+        self.voters = tuple(dict.fromkeys(voters))
+        self.is_voter = me in self.voters
+        self.register = VoterRegister(record) if self.is_voter else None
+        self.proposer: Proposer | None = None
+        self.rejected = False  # our ballot was refused: quorum lost until the next claim
+        self.heard: dict[str, float] = {}
+        self.reported: tuple[bool, tuple[str, ...]] | None = None
+        self.next_resend = INF
+        self.prepare_until = INF
+        self.deferred: Outcome = None  # from a write outside ``handle`` (NodeCore.quorum_write)
+        self.now = 0.0
+
+    @property
+    def need(self) -> int:
+        return majority(len(self.voters))

@@ -13,6 +13,8 @@ Model of the transport, kept close to ZeroMQ over TCP:
   gets a ``PeerDown`` for its address after one delay (the socket-monitor fast path);
 * a paused node receives nothing and runs no timers; what arrived meanwhile is delivered when
   it resumes, in order, at the resume time (like a SIGSTOPped process's socket buffers);
+* quorum mode (``voters=``): a voter's ``VoterWrite`` is its *disk*: applied at once (its
+  ``then`` sends leave right after), kept across a crash and handed to the restarted core;
 * ``crash(name, silent=True)`` models a death nobody is told about (a host that vanishes, a
   cable pulled): no ``PeerDown`` anywhere, only silence; ``inject`` then lets a test hand a
   ``PeerDown`` (or any event) to exactly the nodes it chooses.
@@ -49,6 +51,7 @@ from clerk._core import (
     Send,
     Start,
     Tick,
+    VoterWrite,
 )
 from clerk._messages import Message, Peer
 from clerk._timings import Timings
@@ -78,6 +81,7 @@ class SimNode:
     timer_at: float = float("inf")
     backlog: list[Event] = field(default_factory=list)
     layer: SimLayer | None = None
+    disk: dict[str, Any] | None = None  # quorum mode: the voter file (survives crashes)
 
 
 class SimNetwork:
@@ -92,8 +96,10 @@ class SimNetwork:
         loss: float = 0.0,
         timings: Timings | None = None,
         layer: Callable[[SimNetwork, SimNode], SimLayer] | None = None,
+        voters: tuple[str, ...] = (),
     ) -> None:
         self.rng = random.Random(seed)
+        self.voters = tuple(voters)
         self.layer_factory = layer
         self.delay = delay
         self.jitter = jitter
@@ -130,9 +136,13 @@ class SimNetwork:
         return node
 
     def _make_core(
-        self, name: str, address: str, priority: int, seeds: tuple[str, ...]
+        self, name: str, address: str, priority: int, seeds: tuple[str, ...],
+        disk: dict[str, Any] | None = None,
     ) -> NodeCore:
         incarnation = f"{self.rng.getrandbits(48):012x}"
+        extra: dict[str, Any] = {}
+        if self.voters:  # (the default mode's cores are built exactly as before)
+            extra = {"voters": self.voters, "voter_record": disk}
         return NodeCore(
             Peer(name, address, incarnation, priority),
             now=self.now,
@@ -141,6 +151,7 @@ class SimNetwork:
             timings=self.timings,
             # The tasks a node advertises: its layer's (none without a layer).
             tasks=tuple(getattr(self.layer_factory, "tasks", ())),
+            **extra,
         )
 
     # --- faults -----------------------------------------------------------------------------
@@ -172,7 +183,7 @@ class SimNetwork:
         node = self.nodes[name]
         if node.up and node.core.role is not Role.STOPPED:
             self.crash(name)
-        node.core = self._make_core(name, node.address, node.priority, node.seeds)
+        node.core = self._make_core(name, node.address, node.priority, node.seeds, node.disk)
         if self.layer_factory is not None:
             node.layer = self.layer_factory(self, node)  # a new process: from its disk
         node.up = True
@@ -279,6 +290,9 @@ class SimNetwork:
             elif isinstance(effect, ManagerChanged):
                 self.trace.append((self.now, node.name, f"manager={effect.manager} "
                                                         f"term={effect.term}"))
+            elif isinstance(effect, VoterWrite):
+                node.disk = effect.record
+                self._apply(node, list(effect.then))
             else:
                 self.trace.append((self.now, node.name, type(effect).__name__))
 
@@ -295,8 +309,9 @@ class SimNetwork:
         if self.loss and self.rng.random() < self.loss:
             self.dropped += 1
             return
-        self._links.setdefault(src.name, set()).add(dst.name)
-        self._links.setdefault(dst.name, set()).add(src.name)
+        if dst is not src:  # (quorum mode: a voter's own vote, sent to itself)
+            self._links.setdefault(src.name, set()).add(dst.name)
+            self._links.setdefault(dst.name, set()).add(src.name)
         at = self.now + self.delay + self.rng.uniform(0.0, self.jitter)
         self._schedule(at, lambda: self._feed(dst, Received(send.msg)))
 

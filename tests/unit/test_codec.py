@@ -29,6 +29,8 @@ from clerk._codec import (
 )
 from clerk._messages import (
     MESSAGE_KINDS,
+    Accept,
+    Accepted,
     Ack,
     Claim,
     Control,
@@ -45,7 +47,10 @@ from clerk._messages import (
     Offer,
     Ok,
     Peer,
+    Prepare,
+    Promise,
     Refuse,
+    Reject,
     Result,
     ResultAck,
     RunQuery,
@@ -97,6 +102,12 @@ SAMPLES = [
     Control(P0, 0, "trigger", "t", via="b@127.0.0.1"),
     ControlReply(P, 7, True, result={"task": "t", "paused": True, "node": "a", "at": 1.5}),
     ControlReply(P, 7, False, "not the manager", "127.0.0.1:7401"),
+    Prepare(P, 7, CLAIM),
+    Promise(P0, 7, CLAIM, 0, 1, {"packed": 1, "chunks": ["{}"]}),
+    Promise(P0, 7, CLAIM, 2, 3),
+    Accept(P, 7, CLAIM, 12, {"packed": 1, "chunks": ['{"t1":{"reserved":4,"record":null}}']}),
+    Accepted(P0, 7, CLAIM, 12),
+    Reject(P0, 9, CLAIM, Claim(9, 0, "z@h", "h:7400")),
 ]
 
 
