@@ -252,6 +252,8 @@ class NodeCore(CoreState):
             _election.take_claim(self, now, term=outcome)
         elif outcome == "elect":
             _election.start_election(self, now, suspect="")
+        elif outcome == "claim":
+            _quorumcore.claim(self, now)
 
     def _m_quorum(self, msg: Message, now: float) -> None:
         if self.quorum is None:

@@ -337,7 +337,7 @@ class Proposer:
 #: What a quorum step asks of the election (:mod:`clerk._core` carries it out, so that
 #: :mod:`clerk._quorumcore` and :mod:`clerk._election` do not import each other): an ``int``
 #: is a term to take the claim at (phase 1 done), a :class:`~clerk._messages.Claim` one to
-#: learn (``on_claim``), ``"elect"`` a new election; None nothing.
+#: learn (``on_claim``), ``"elect"`` a new election, ``"claim"`` a new ballot; None nothing.
 Outcome = int | Claim | str | None
 
 INF = float("inf")

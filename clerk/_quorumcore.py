@@ -16,6 +16,9 @@ registers' rules and the proof are in :mod:`clerk._quorum`. Rules owned here:
   the register is a :class:`~clerk._coretypes.VoterWrite` whose ``then`` holds the answer:
   nothing is promised or acknowledged before it is durable. A voter's own PROMISE and ACCEPTED
   reach it the same way (a send to itself), so its own vote also counts only once durable.
+* **Check-quorum.** A manager that has not heard from a majority of voters (itself included)
+  within ``manager_timeout`` steps down and PREPAREs again (``"claim"``): a minority side has
+  no manager, its followers elect, and nobody there is ever promised a majority.
 * **REJECT** (a voter promised a higher ballot): the candidate or manager of the rejected
   ballot stops (its quorum is ``lost``) and treats the higher promise as a claim
   (:func:`clerk._election.on_claim`): it follows it if it is the highest, and claims again
@@ -132,6 +135,8 @@ def tick(core: CoreState, now: float) -> Outcome:
         _send_prepares(core, core.my_claim(), now)
         core._deadline = now + core.timings.election_timeout
         return None
+    if core.role is Role.MANAGER and len(reachable(core, now)) < q.need:
+        return "claim"  # check-quorum: a manager cut off from the majority steps down
     if core.role is Role.MANAGER and now >= q.next_resend:
         p = q.proposer
         q.next_resend = INF

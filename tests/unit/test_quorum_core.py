@@ -1,0 +1,156 @@
+"""Quorum mode in the core (clerk._quorumcore) on the simulated network: only voters claim,
+phase 1 before COORDINATOR, a minority side has no manager, promises survive restarts."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from clerk._core import NodeCore, QuorumChanged, Role, Send, VoterWrite
+from clerk._messages import Accept, Claim, Peer, Prepare, Promise, Reject
+from clerk._simnet import SimNetwork
+
+NAMES = ["n0", "n1", "n2", "n3", "n4"]
+VOTERS = ("n0", "n1", "n2")  # the three lowest-ranked: the bully alone would pick n4
+
+
+def build(voters: tuple[str, ...] = VOTERS, seed: int = 1) -> SimNetwork:
+    net = SimNetwork(seed, voters=voters)
+    seeds = tuple(f"{x}:7400" for x in NAMES[-3:])
+    for name in reversed(NAMES):
+        net.add_node(name, seeds=seeds)
+    assert net.run_until_true(lambda: net.agreed() is not None and len(net.live()) == 5,
+                              limit=15.0, step=0.01) is not None, net.summary()
+    return net
+
+
+def manager(net: SimNetwork) -> str:
+    ms = net.managers()
+    assert len(ms) == 1, [m.name for m in ms]
+    return ms[0].name
+
+
+def test_the_highest_voter_becomes_manager_not_the_highest_node() -> None:
+    net = build()
+    assert manager(net) == "n2"
+    st = net.nodes["n4"].core.quorum_status()
+    assert st["mode"] == "quorum" and st["quorum"] == "ok" and st["voters"] == list(VOTERS)
+    assert net.nodes["n2"].core.status()["quorum"]["promised"][2] == "n2"
+    assert all(net.nodes[v].disk is not None for v in VOTERS)
+    assert all(net.nodes[n].disk is None for n in ("n3", "n4"))  # non-voters write nothing
+
+
+def test_manager_crash_fails_over_to_the_next_voter_fast() -> None:
+    net = build()
+    t0 = net.now
+    net.crash("n2")
+    took = net.run_until_true(lambda: net.agreed() is not None, limit=5.0, step=0.001)
+    assert took is not None and manager(net) == "n1"
+    assert took - t0 < 0.2  # kill -9: tens of ms, as in the default mode (plus one round trip)
+
+
+def test_a_side_without_a_majority_of_voters_has_no_manager() -> None:
+    net = build()
+    net.partition(["n2", "n3", "n4"])  # the manager keeps only one voter (itself)
+    net.run_for(5.0)
+    minority = [net.nodes[n] for n in ("n2", "n3", "n4")]
+    assert not any(n.core.role is Role.MANAGER for n in minority)
+    assert net.nodes["n2"].core.quorum_status()["quorum"] == "lost"
+    assert net.nodes["n2"].core.quorum_status()["detail"] == "2 of 3 voters unreachable"
+    majority = [n for n in net.managers() if n.name in ("n0", "n1")]
+    assert [n.name for n in majority] == ["n1"]
+    net.heal()
+    assert net.run_until_true(lambda: net.agreed() is not None and len(net.live()) == 5,
+                              limit=15.0, step=0.01) is not None
+    assert manager(net) in VOTERS
+    assert all(n.core.quorum_status()["quorum"] == "ok" for n in net.live())
+
+
+def test_quorum_lost_and_back_is_reported() -> None:
+    net = build()
+    seen: list[tuple[str, bool]] = []
+    net.observers.append(lambda node, ev, effects: seen.extend(
+        (node.name, e.ok) for e in effects if isinstance(e, QuorumChanged)))
+    net.crash("n0")
+    net.crash("n1")
+    net.run_for(3.0)
+    assert ("n2", False) in seen and not net.managers()
+    net.restart("n0")
+    assert net.run_until_true(lambda: net.agreed() is not None, limit=10.0) is not None
+    assert ("n2", True) in seen[seen.index(("n2", False)):]
+
+
+def test_a_restarted_voter_keeps_its_promise() -> None:
+    net = build()
+    promised = net.nodes["n1"].disk["promised"]  # type: ignore[index]
+    net.crash("n1")
+    net.restart("n1")
+    core = net.nodes["n1"].core
+    assert core.quorum_status()["promised"] == promised
+    assert core.max_term >= promised[0]  # its own next ballot goes above its promise
+
+
+def core_of(name: str, voters: tuple[str, ...], record: dict | None = None) -> NodeCore:
+    return NodeCore(Peer(name, f"{name}:1", "inc", 0), now=0.0, rng=random.Random(1),
+                    voters=voters, voter_record=record)
+
+
+def sends(effects: list) -> list:
+    out = [e for e in effects if isinstance(e, Send)]
+    for e in effects:
+        if isinstance(e, VoterWrite):
+            out += [s for s in e.then if isinstance(s, Send)]
+    return out
+
+
+def test_voter_answers_only_after_its_write_and_rejects_lower_ballots() -> None:
+    from clerk._core import Received
+    v = core_of("v", ("v", "a", "b"))
+    a, b = Peer("a", "a:1", "i", 0), Peer("b", "b:1", "i", 0)
+    hi, lo = Claim(5, 0, "b", "b:1"), Claim(4, 0, "a", "a:1")
+    out = v.handle(Received(Prepare(b, 5, hi)), 0.0)
+    writes = [e for e in out if isinstance(e, VoterWrite)]
+    assert len(writes) == 1 and writes[0].record["promised"] == [5, 0, "b"]
+    assert not [e for e in out if isinstance(e, Send)]  # the PROMISE only after the write
+    assert isinstance(writes[0].then[0].msg, Promise)
+    out = v.handle(Received(Prepare(a, 4, lo)), 0.0)
+    rej = [s.msg for s in sends(out)]
+    assert len(rej) == 1 and isinstance(rej[0], Reject) and rej[0].promised == hi
+    assert not [e for e in out if isinstance(e, VoterWrite)]
+    out = v.handle(Received(Accept(a, 4, lo, 1, None)), 0.0)
+    assert isinstance(sends(out)[0].msg, Reject)
+
+
+def test_a_ballot_not_the_senders_own_is_dropped() -> None:
+    from clerk._core import Received
+    v = core_of("v", ("v", "a"))
+    a = Peer("a", "a:1", "i", 0)
+    out = v.handle(Received(Prepare(a, 5, Claim(5, 0, "b", "b:1"))), 0.0)
+    assert not sends(out) and v.dropped["quorum_ballot"] == 1
+
+
+def test_corrupt_voter_record_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        core_of("v", ("v",), {"version": 7})
+
+
+def test_non_voter_ignores_the_record_and_never_claims() -> None:
+    from clerk._core import Start
+    c = core_of("x", ("v",), {"version": 7})  # not a voter: the record is not read
+    c.handle(Start(), 0.0)
+    assert c.role is not Role.MANAGER
+    for t in range(1, 40):
+        c.handle(__import__("clerk._core", fromlist=["Tick"]).Tick(), t * 0.1)
+        assert c.role is not Role.MANAGER
+
+
+def test_single_voter_claims_once_its_own_vote_is_durable() -> None:
+    from clerk._core import Received, Start
+    c = core_of("v", ("v",))
+    out = c.handle(Start(), 0.0)
+    assert c.role is Role.CANDIDATE
+    w = [e for e in out if isinstance(e, VoterWrite)]
+    assert len(w) == 1 and w[0].then[0].to == "v:1"  # its own PROMISE, to itself
+    c.handle(Received(w[0].then[0].msg), 0.001)
+    assert c.role is Role.MANAGER and c.quorum_status()["quorum"] == "ok"
