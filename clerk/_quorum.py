@@ -19,7 +19,8 @@ Rules:
 * **Phase 2.** ACCEPT(b, seq, rows): a voter accepts from ``b >= promised`` (``promised``
   becomes ``b``); per task ``reserved`` only grows and the record is replaced only by a write
   at least as new by ``(ballot, seq)`` (a reordered older write of the same ballot never
-  undoes a newer one); it stores, then answers ACCEPTED(b, seq). Else REJECT(promised). A
+  undoes a newer one; a row without a record only reserves); it stores, then answers
+  ACCEPTED(b, seq). Else REJECT(promised). A
   write is *committed* once a majority of voters ACCEPTED it.
 * **Write-ahead.** A manager dispatches slot ``k`` of task ``t`` only once a write with
   ``reserved[t] >= k`` is committed under its ballot, and reserves only slots above the
@@ -55,6 +56,7 @@ from clerk._messages import Claim
 
 __all__ = [
     "RECORD_VERSION",
+    "NO_BALLOT",
     "ROWS_BUDGET",
     "Ballot",
     "Outcome",
@@ -69,6 +71,8 @@ __all__ = [
 ]
 
 Ballot = tuple[int, int, str]
+#: The ``accepted`` of a row that holds a reservation but no record yet: below every ballot.
+NO_BALLOT: Ballot = (-1, 0, "")
 
 #: The voter file's format version (``{"version": 1, "promised": ..., "rows": ...}``).
 RECORD_VERSION = 1
@@ -213,8 +217,9 @@ class VoterRegister:
 
     def accept(self, ballot: Ballot, seq: int, rows: Mapping[str, Any],
                address: str = "") -> bool:
-        """ACCEPT: take ``rows`` (task -> ``{"reserved", "record"}``) from ``ballot`` if it is
-        ``>= promised``. True if accepted (store, then answer ACCEPTED)."""
+        """ACCEPT: take ``rows`` (task -> ``{"reserved"[, "record"]}``: a row without a record
+        only reserves) from ``ballot`` if it is ``>= promised``. True if accepted (store, then
+        answer ACCEPTED)."""
         if not self.admits(ballot):
             return False
         if ballot != self.promised:
@@ -227,12 +232,11 @@ class VoterRegister:
                 continue
             have = self.rows.get(task)
             if have is None:
-                self.rows[task] = Row(reserved, ballot, seq, raw.get("record"))
-                continue
+                have = self.rows[task] = Row(reserved, NO_BALLOT, 0, None)
             if reserved is not None and (have.reserved is None or reserved > have.reserved):
                 have.reserved = reserved
-            if (ballot, seq) >= have.order:
-                have.accepted, have.seq, have.record = ballot, seq, raw.get("record")
+            if "record" in raw and (ballot, seq) >= have.order:
+                have.accepted, have.seq, have.record = ballot, seq, raw["record"]
         return True
 
     def rows_json(self) -> dict[str, Any]:

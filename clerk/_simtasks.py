@@ -17,6 +17,12 @@ The task is a ledger: state = counter; ``init`` gives 0 and every run adds 1 (so
 the counter equals the lineage's version). Every execution is recorded
 (:attr:`SimLedger.runs`) with how long the network had been whole when it ran; ``acknowledged()`` is
 the counter that a majority of nodes hold on disk. The property tests check the history.
+
+In quorum mode (``SimNetwork(voters=...)``) the manager does what the real runner does with a
+:class:`~clerk._writeahead.WriteAhead`: it continues after the reservations its phase 1
+learned, reserves each slot ahead of its due time, sends EXECUTE only once the reservation is
+committed, and writes each result's record before it counts it (``committed``: every record
+a majority of voters accepted, in order, for the property tests).
 """
 
 from __future__ import annotations
@@ -34,12 +40,14 @@ from clerk._core import (
     MemberDown,
     StateHandedOver,
     Tick,
+    WriteCommitted,
 )
 from clerk._messages import Execute, Offer, Result
 from clerk._record import TaskRecord
 from clerk._schedule import Scheduler, pack_table
 from clerk._simnet import SimNetwork, SimNode
 from clerk._tasks import TaskDef
+from clerk._writeahead import WriteAhead
 
 __all__ = ["LEDGER", "LedgerLayer", "LedgerRun", "SimLedger"]
 
@@ -75,6 +83,12 @@ class SimLedger:
         self.runs: list[LedgerRun] = []
         self.layers: dict[str, LedgerLayer] = {}
         self.tasks = (LEDGER,)  # what every simulated node advertises
+        #: Quorum mode: (time, manager, term, version) of every result record committed.
+        self.committed: list[tuple[float, str, int, int]] = []
+        #: Quorum mode: (time, manager, term, slot) of every EXECUTE sent.
+        self.dispatched: list[tuple[float, str, int, int]] = []
+        #: Per node, how far its wall clock is off (s): clock offsets between machines.
+        self.offsets: dict[str, float] = {}
 
     def __call__(self, net: SimNetwork, node: SimNode) -> LedgerLayer:
         layer = LedgerLayer(self, net, node)
@@ -111,6 +125,7 @@ class LedgerLayer:
             self.scheduler.load(disk)
         self._activate: bool | None = None
         self._seen_replicated: object = None
+        self.wa: WriteAhead | None = None  # quorum mode, manager: this ballot's write-ahead
 
     # --- SimLayer -------------------------------------------------------------------------------
 
@@ -118,7 +133,9 @@ class LedgerLayer:
         if self._activate is not None:
             return self.net.now
         wall_next = self.scheduler.next_deadline(self.wall())
-        return wall_next - WALL0 if wall_next != float("inf") else wall_next
+        if wall_next == float("inf"):
+            return wall_next
+        return wall_next - WALL0 - self.world.offsets.get(self.node.name, 0.0)
 
     def after(self, event: Event, effects: list[Effect]) -> None:
         core = self.node.core
@@ -145,9 +162,15 @@ class LedgerLayer:
                 changed |= bool(self.scheduler.fail_node(effect.name, self.wall()))
             elif isinstance(effect, Deliver):
                 changed |= self._deliver(effect.msg)
+            elif isinstance(effect, WriteCommitted) and self.wa is not None:
+                changed |= self._committed(effect.seq)
         if self._activate is not None and core.is_manager:
             graceful, self._activate = self._activate, None
             self.scheduler.load(core.replicated)
+            self.wa = None
+            proposer = core.proposer
+            if proposer is not None:
+                self.wa = self._quorum_table(proposer)
             self.scheduler.activate(self.wall(), graceful=graceful,
                                     claim=(core.term, self.node.name))
             changed = True
@@ -155,20 +178,30 @@ class LedgerLayer:
             self._activate = None
         if self.scheduler.active and not core.is_manager and not self.scheduler.draining:
             self.scheduler.drain()  # leaving (as the real runner does): results still apply
+        if not core.is_manager:
+            self.wa = None  # held dispatches and results die with the ballot
         if isinstance(event, Tick) and self.scheduler.active:
             members = {m.name: m.tasks for m in core.member_list() if m.alive}
             dispatches, finished = self.scheduler.tick(self.wall(), members)
+            rows: dict[str, Any] = {}
+            wa = self.wa
+            if wa is not None:
+                sched = self.scheduler
+                rows = wa.ahead(((n, sched.next_slot[n], sched.due_ms(n, sched.next_slot[n]))
+                                 for n in sched.defs if n in sched.next_slot),
+                                self.wall() * 1000)
             for d in dispatches:
-                msg = Execute(core.me, core.term, d.task, d.run_id, d.slot, d.state,
-                              d.timeout_ms, d.init)
-                if d.node == self.node.name:
-                    self._execute(msg, local=True)
+                if wa is None or wa.gate(d.task, d.slot):
+                    self._send_execute(d)
                 else:
-                    member = core.members.get(d.node)
-                    if member is not None:
-                        self.net.send(self.node.name, member.peer.address, msg)
+                    rows.update(wa.reserve(d.task, d.slot))
+                    wa.hold_dispatch(d, d.task, d.slot)
+            if rows:
+                self._write(rows)
             changed |= bool(dispatches or finished)
         self.scheduler.conflicts_out.clear()
+        if self.wa is not None:
+            changed = False  # quorum mode: replicated (and persisted) only once committed
         if changed and self.scheduler.active and core.is_manager:
             core.set_replicated(pack_table(self.scheduler.table()))
             self.net.apply(self.node, core.heartbeat_now(self.net.now))
@@ -177,7 +210,65 @@ class LedgerLayer:
     # --- helpers --------------------------------------------------------------------------------
 
     def wall(self) -> float:
-        return WALL0 + self.net.now
+        return WALL0 + self.net.now + self.world.offsets.get(self.node.name, 0.0)
+
+    def _send_execute(self, d: Any) -> None:
+        core = self.node.core
+        msg = Execute(core.me, core.term, d.task, d.run_id, d.slot, d.state, d.timeout_ms,
+                      d.init)
+        if self.wa is not None:
+            self.world.dispatched.append((self.net.now, self.node.name, core.term, d.slot))
+        if d.node == self.node.name:
+            self._execute(msg, local=True)
+        else:
+            member = core.members.get(d.node)
+            if member is not None:
+                self.net.send(self.node.name, member.peer.address, msg)
+
+    # --- quorum mode ------------------------------------------------------------------------
+
+    def _quorum_table(self, proposer: Any) -> WriteAhead:
+        """Take the rows phase 1 learned: merge their records, continue after their
+        reservations."""
+        table = self.node.core.quorum_table
+        records = {t: row.record for t, row in table.items() if isinstance(row.record, dict)}
+        if records:
+            self.scheduler.merge({"tasks": records}, self.wall(), source="voters")
+        wa = WriteAhead({t: row.reserved for t, row in table.items()}, proposer.reserved)
+        wa.continue_after(self.scheduler.records)
+        return wa
+
+    def _write(self, rows: dict[str, Any]) -> list[int]:
+        assert self.wa is not None
+        seqs, effects = self.node.core.quorum_write(rows, self.net.now)
+        self.net.apply(self.node, effects)
+        self.wa.wrote(seqs, self.wall() * 1000)
+        return seqs
+
+    def _result(self, task: str) -> None:
+        """A run finished on the manager: write its record; it counts once committed."""
+        assert self.wa is not None
+        rec = self.scheduler.records[task].to_json()
+        rec["running"] = None
+        seqs = self._write({task: {"reserved": None, "record": rec}})
+        self.wa.hold_result((task, int(rec.get("version", 0))), task, seqs)
+
+    def _committed(self, seq: int) -> bool:
+        assert self.wa is not None
+        changed = False
+        for item in self.wa.on_committed(seq, self.wall() * 1000):
+            if isinstance(item, tuple):
+                self.world.committed.append((self.net.now, self.node.name,
+                                             self.node.core.term, item[1]))
+                changed = True
+            else:
+                self._send_execute(item)
+        if changed:
+            core = self.node.core
+            core.set_replicated(pack_table(self.scheduler.table()))
+            self.net.apply(self.node, core.heartbeat_now(self.net.now))
+            self._persist(True)
+        return False
 
     def _offer(self, to: str) -> None:
         self.scheduler.load(self.node.core.replicated)
@@ -191,9 +282,11 @@ class LedgerLayer:
         if isinstance(msg, Execute):
             self._execute(msg, local=False)
         elif isinstance(msg, Result) and self.scheduler.active:
-            return self.scheduler.on_result(msg.task, msg.run_id, msg.sender.name, msg.outcome,
-                                            msg.state, msg.duration_ms, msg.error,
-                                            self.wall()) is not None
+            fin = self.scheduler.on_result(msg.task, msg.run_id, msg.sender.name, msg.outcome,
+                                           msg.state, msg.duration_ms, msg.error, self.wall())
+            if fin is not None and self.wa is not None:
+                self._result(msg.task)
+            return fin is not None
         elif isinstance(msg, Offer) and core.is_manager:
             changed = self.scheduler.merge(msg.state, self.wall(), source=msg.sender.name)
             self.scheduler.offer_from(msg.sender.name)
@@ -220,6 +313,9 @@ class LedgerLayer:
                 if self.scheduler.active and self.scheduler.on_result(
                         result.task, result.run_id, node.name, "ok", after, RUN_S * 1000, "",
                         self.wall()) is not None:
+                    if self.wa is not None:
+                        self._result(result.task)
+                        return
                     core.set_replicated(pack_table(self.scheduler.table()))
                     self.net.apply(node, core.heartbeat_now(self.net.now))
                     self._persist(True)

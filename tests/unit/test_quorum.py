@@ -70,6 +70,16 @@ def test_reserved_only_grows_and_record_follows_the_newest_write() -> None:
     assert (row.reserved, row.record, row.accepted, row.seq) == (7, rec(3), B2, 1)
 
 
+def test_a_reservation_alone_leaves_the_record() -> None:
+    v = VoterRegister()
+    assert v.accept(B1, 1, {"t": {"reserved": 1, "record": rec(1)}})
+    assert v.accept(B2, 1, {"t": {"reserved": 2}, "u": {"reserved": 9}})
+    assert (v.rows["t"].reserved, v.rows["t"].record, v.rows["t"].accepted) == (2, rec(1), B1)
+    # A task first seen through a reservation has no record, and loses every merge to one.
+    assert v.rows["u"].record is None
+    assert merge_rows([{"u": v.rows["u"]}, {"u": Row(3, B1, 1, rec(5))}])["u"].record == rec(5)
+
+
 def test_record_round_trip_and_corrupt_records_are_errors() -> None:
     v = VoterRegister()
     v.prepare(B2, "b:1")

@@ -1,0 +1,144 @@
+"""Quorum mode's write-ahead: what a manager holds back until a majority of voters has it.
+
+Pure (no I/O, wall time passed in). The task layer (:mod:`clerk._runner`, and
+:mod:`clerk._simtasks` in the simulator) owns one :class:`WriteAhead` per ballot, asks it which
+rows to write through ``NodeCore.quorum_write`` and feeds it the ``WriteCommitted`` seqs.
+The registers and the proof are in :mod:`clerk._quorum`. Rules:
+
+* **Continue after the majority's reservations.** On taking the claim, each task's record gets
+  ``dispatched >= reserved`` as phase 1 learned it (:meth:`WriteAhead.continue_after`): the
+  scheduler never dispatches a slot an earlier ballot may have dispatched. A reservation made
+  just before a crash thus costs at most one slot per task beyond the failover window.
+* **Reserve ahead.** A slot due within :attr:`WriteAhead.lead_ms` is reserved now
+  (:meth:`WriteAhead.ahead`): one write carries the next slot of every task due soon (batched
+  per call). The lead is ``max(RESERVE_LEAD_MIN_MS, RESERVE_LEAD_FACTOR x the median commit
+  latency)`` of the last ``LATENCY_KEEP`` commits: a reservation is committed before its slot
+  is due even when commits slow down, so lateness does not grow by a round trip.
+* **Dispatch only what is committed.** An EXECUTE for slot ``k`` of ``t`` leaves only once a
+  write with ``reserved[t] >= k`` is committed under this ballot (:meth:`WriteAhead.gate`);
+  until then it is held (a slot not reserved ahead, e.g. a trigger, is reserved at once and
+  leaves a commit latency later).
+* **Results count once committed.** A run's new record is written (:meth:`WriteAhead.result`);
+  only when that write is committed is its RESULT acknowledged, its ``ok`` logged and the
+  table replicated with it (:meth:`WriteAhead.on_committed` releases what waited).
+* Everything held dies with the ballot: a manager that loses it leaves its results
+  unacknowledged (the worker resends them to the next manager, which counts a conflict).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["LATENCY_KEEP", "RESERVE_LEAD_FACTOR", "RESERVE_LEAD_MIN_MS", "WriteAhead"]
+
+#: The least reservation lead (ms). A commit is two fsyncs (the manager's own vote and the
+#: fastest other voter's, in parallel) plus one round trip: ~1-5 ms on a LAN with SSDs; 20 ms
+#: also covers a loaded machine's scheduling delays without reserving noticeably early.
+RESERVE_LEAD_MIN_MS = 20.0
+#: The lead is this many times the median commit latency when that is larger: a commit several
+#: times slower than usual (a slow fsync, a GC pause) still lands before the slot is due.
+RESERVE_LEAD_FACTOR = 4.0
+#: Commit latencies kept for the median.
+LATENCY_KEEP = 64
+
+
+@dataclass
+class _Held:
+    what: Any
+    task: str
+    slot: int | None  # a dispatch: waits for reserved[task] >= slot
+    seqs: set[int] = field(default_factory=set)  # a result: waits for these writes
+
+
+class WriteAhead:
+    """One ballot's write-ahead on the manager (module docstring)."""
+
+    def __init__(self, learned: Mapping[str, int | None],
+                 reserved: Callable[[str], int | None]) -> None:
+        """``learned``: per task the highest reservation phase 1 showed; ``reserved``: the
+        highest slot of a task committed as reserved under this ballot (the proposer's)."""
+        self.learned = {t: r for t, r in learned.items() if r is not None}
+        self._reserved = reserved
+        self.asked: dict[str, int] = dict(self.learned)  # highest slot written per task
+        self.held: list[_Held] = []
+        self.started: dict[int, float] = {}  # seq -> wall ms when written
+        self.latencies: deque[float] = deque(maxlen=LATENCY_KEEP)
+        self.committed: set[int] = set()
+
+    @property
+    def lead_ms(self) -> float:
+        if not self.latencies:
+            return RESERVE_LEAD_MIN_MS
+        return max(RESERVE_LEAD_MIN_MS,
+                   RESERVE_LEAD_FACTOR * statistics.median(self.latencies))
+
+    def continue_after(self, records: Mapping[str, Any]) -> None:
+        """Raise each record's ``dispatched`` to the learned reservation (before activating
+        the scheduler): never dispatch a slot an earlier ballot may have."""
+        for task, slot in self.learned.items():
+            rec = records.get(task)
+            if rec is not None and rec.dispatched < slot:
+                rec.dispatched = slot
+
+    def reserve(self, task: str, slot: int) -> dict[str, Any]:
+        """The row reserving ``slot`` of ``task``, or nothing if already written."""
+        if self.asked.get(task, -1) >= slot:
+            return {}
+        self.asked[task] = slot
+        return {task: {"reserved": slot}}
+
+    def ahead(self, upcoming: Iterable[tuple[str, int, float]], wall_ms: float
+              ) -> dict[str, Any]:
+        """Rows reserving every ``(task, slot, due_ms)`` due within the lead."""
+        rows: dict[str, Any] = {}
+        lead = self.lead_ms
+        for task, slot, due in upcoming:
+            if due - wall_ms <= lead:
+                rows.update(self.reserve(task, slot))
+        return rows
+
+    def wrote(self, seqs: Iterable[int], wall_ms: float) -> None:
+        """The caller wrote rows as ``seqs`` (for the commit latency)."""
+        for s in seqs:
+            self.started[s] = wall_ms
+
+    def gate(self, task: str, slot: int) -> bool:
+        """May slot ``slot`` of ``task`` be dispatched now (its reservation committed)?"""
+        got = self._reserved(task)
+        return got is not None and got >= slot
+
+    def hold_dispatch(self, what: Any, task: str, slot: int) -> None:
+        self.held.append(_Held(what, task, slot))
+
+    def hold_result(self, what: Any, task: str, seqs: Iterable[int]) -> None:
+        pending = set(seqs) - self.committed
+        self.held.append(_Held(what, task, None, pending))
+
+    def on_committed(self, seq: int, wall_ms: float) -> list[Any]:
+        """Write ``seq`` is committed: what may go now (dispatches and results, in the order
+        they were held)."""
+        self.committed.add(seq)
+        start = self.started.pop(seq, None)
+        if start is not None:
+            self.latencies.append(max(0.0, wall_ms - start))
+        out: list[Any] = []
+        keep: list[_Held] = []
+        for h in self.held:
+            h.seqs.discard(seq)
+            ready = self.gate(h.task, h.slot) if h.slot is not None else not h.seqs
+            (out if ready else keep).append(h.what if ready else h)
+        self.held = keep
+        if len(self.committed) > 4 * LATENCY_KEEP:  # only recent seqs can still be waited on
+            floor = max(self.committed) - 2 * LATENCY_KEEP
+            self.committed = {s for s in self.committed if s > floor}
+        return out
+
+    def drop_held(self, keep: Callable[[Any], bool]) -> list[Any]:
+        """Forget held items ``keep`` rejects (e.g. dispatches past their deadline); them."""
+        gone = [h.what for h in self.held if not keep(h.what)]
+        self.held = [h for h in self.held if keep(h.what)]
+        return gone

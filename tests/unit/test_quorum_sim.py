@@ -1,0 +1,225 @@
+"""Quorum mode's guarantees, as property tests: the real cores and schedulers on the simulated
+network (clerk._simnet + clerk._simtasks' ledger) with voters, under random faults.
+
+Hypothesis draws 3-5 nodes (3 voters), a seed, clock offsets between the nodes (up to +-5 s:
+several intervals) and a schedule of partitions of any shape, pauses of any length (a pause is
+resumed at a random later step, or only when the faults stop), crashes, restarts, message loss,
+delay and jitter (jitter above the delay reorders messages). After *every* event a node
+handles (``SimNetwork.observers``):
+
+* **no slot twice**: no slot of the ledger is executed twice, on any node, ever;
+* **write-ahead**: every EXECUTE left a manager only while a majority of voters' disks held a
+  reservation of its slot (so a side without a majority dispatches nothing new);
+* **no committed state lost**: the version a majority of voters' disks hold (the median of
+  their record versions) never goes down.
+
+Once the faults stop (heal, loss 0, every paused node resumed, every crashed node restarted):
+one manager, a voter, within ``CONVERGE_BOUND`` s, and the ledger runs again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from clerk._core import Effect, Event
+from clerk._record import TaskRecord
+from clerk._simnet import SimNetwork, SimNode
+from clerk._simtasks import LEDGER, SimLedger
+
+VOTERS = ("n0", "n1", "n2")
+CONVERGE_BOUND = 15.0
+
+
+def build(n: int, seed: int, offsets: list[float], delay: float, jitter: float
+          ) -> tuple[SimNetwork, SimLedger]:
+    world = SimLedger(interval_ms=100)
+    names = [f"n{i}" for i in range(n)]
+    world.offsets = dict(zip(names, offsets, strict=False))
+    net = SimNetwork(seed, layer=world, voters=VOTERS, delay=delay, jitter=jitter)
+    seeds = tuple(f"{x}:7400" for x in names[:3])
+    for name in reversed(names):
+        net.add_node(name, seeds=seeds)
+    return net, world
+
+
+def disk_row(node: SimNode) -> dict | None:
+    rows = (node.disk or {}).get("rows", {})
+    return rows.get(LEDGER)
+
+
+def majority_version(net: SimNetwork) -> int:
+    versions = []
+    for v in VOTERS:
+        row = disk_row(net.nodes[v])
+        rec = TaskRecord.from_json(row["record"]) if row and row.get("record") else None
+        versions.append(rec.version if rec is not None else -1)
+    return sorted(versions, reverse=True)[len(VOTERS) // 2]
+
+
+def reserved_by_majority(net: SimNetwork, slot: int) -> bool:
+    held = 0
+    for v in VOTERS:
+        row = disk_row(net.nodes[v])
+        if row is not None and row.get("reserved") is not None and row["reserved"] >= slot:
+            held += 1
+    return held > len(VOTERS) // 2
+
+
+@dataclass
+class Checks:
+    net: SimNetwork
+    world: SimLedger
+    violations: list[str] = field(default_factory=list)
+    runs_seen: int = 0
+    dispatches_seen: int = 0
+    best_version: int = -1
+
+    def __post_init__(self) -> None:
+        self.net.observers.append(self)
+
+    def __call__(self, node: SimNode, event: Event, effects: list[Effect]) -> None:
+        self.check()
+
+    def check(self) -> None:
+        now = self.net.now
+        runs = self.world.runs
+        if len(runs) != self.runs_seen:
+            slots = [r.slot for r in runs]
+            if len(set(slots)) != len(slots):
+                twice = sorted({s for s in slots if slots.count(s) > 1})
+                self.violations.append(f"{now:.4f}: slots run twice: {twice}")
+            self.runs_seen = len(runs)
+        sent = self.world.dispatched
+        for at, manager, term, slot in sent[self.dispatches_seen:]:
+            if not reserved_by_majority(self.net, slot):
+                self.violations.append(f"{at:.4f}: {manager} (term {term}) sent slot {slot} "
+                                       "without a majority's reservation")
+        self.dispatches_seen = len(sent)
+        version = majority_version(self.net)
+        if version < self.best_version:
+            self.violations.append(f"{now:.4f}: committed version went back "
+                                   f"{self.best_version} -> {version}")
+        self.best_version = max(self.best_version, version)
+
+
+@st.composite
+def schedules(draw: st.DrawFn) -> tuple[int, int, list[float], float, float, list]:
+    n = draw(st.integers(3, 5))
+    seed = draw(st.integers(0, 2**32 - 1))
+    offsets = draw(st.lists(st.sampled_from((0.0, 0.003, -0.04, 0.25, -1.3, 5.0)),
+                            min_size=n, max_size=n))
+    delay = draw(st.sampled_from((0.0005, 0.002)))
+    jitter = draw(st.sampled_from((0.0005, 0.01)))  # 10 ms jitter reorders messages
+    steps = []
+    for _ in range(draw(st.integers(1, 10))):
+        gap = draw(st.sampled_from((0.0, 0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 1.5, 3.0)))
+        op = draw(st.sampled_from(("crash", "restart", "pause", "resume", "partition",
+                                   "heal", "loss")))
+        arg: object
+        if op in ("crash", "restart", "pause", "resume"):
+            arg = draw(st.integers(0, n - 1))
+        elif op == "partition":
+            arg = tuple(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)))
+        elif op == "loss":
+            arg = draw(st.sampled_from((0.0, 0.05, 0.3)))
+        else:
+            arg = None
+        steps.append((gap, op, arg))
+    return n, seed, offsets, delay, jitter, steps
+
+
+def run_schedule(n: int, seed: int, offsets: list[float], delay: float, jitter: float,
+                 steps: list) -> tuple[SimNetwork, SimLedger, Checks]:
+    net, world = build(n, seed, offsets, delay, jitter)
+    checks = Checks(net, world)
+    assert net.run_until_true(lambda: len(world.runs) >= 3, limit=15.0) is not None, (
+        net.summary())
+    names = [f"n{i}" for i in range(n)]
+    for gap, op, arg in steps:
+        net.run_for(gap)
+        if op == "crash":
+            net.crash(names[arg])  # type: ignore[index]
+        elif op == "restart":
+            net.restart(names[arg])  # type: ignore[index]
+        elif op == "pause":
+            net.pause(names[arg])  # type: ignore[index]
+        elif op == "resume":
+            net.resume(names[arg])  # type: ignore[index]
+        elif op == "partition":
+            groups: dict[int, list[str]] = {}
+            for name, g in zip(names, arg, strict=True):  # type: ignore[call-overload]
+                groups.setdefault(g, []).append(name)
+            net.partition(*groups.values())
+        elif op == "heal":
+            net.heal()
+        elif op == "loss":
+            net.loss = arg  # type: ignore[assignment]
+        assert not checks.violations, checks.violations
+    net.run_for(1.0)
+    assert not checks.violations, checks.violations
+    # The faults stop.
+    net.heal()
+    net.loss = 0.0
+    for name in names:
+        node = net.nodes[name]
+        if node.paused:
+            net.resume(name)
+        if not node.up:
+            net.restart(name)
+    t0 = net.now
+    ok = net.run_until_true(lambda: net.agreed() is not None and len(net.live()) == n,
+                            limit=CONVERGE_BOUND, step=0.01)
+    assert ok is not None, (f"no single manager {CONVERGE_BOUND} s after the faults stopped",
+                            net.summary())
+    assert net.managers()[0].name in VOTERS
+    ran = len(world.runs)
+    assert net.run_until_true(lambda: len(world.runs) > ran, limit=5.0) is not None, (
+        "the ledger does not run again after the faults stopped", net.now - t0)
+    assert not checks.violations, checks.violations
+    return net, world, checks
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(schedules())
+def test_quorum_properties_hold_under_random_faults(case: tuple) -> None:
+    run_schedule(*case)
+
+
+def test_a_partitioned_manager_runs_nothing_new_and_the_majority_takes_over() -> None:
+    net, world = build(5, 7, [0.0] * 5, 0.0005, 0.0005)
+    checks = Checks(net, world)
+    assert net.run_until_true(lambda: len(world.runs) >= 5, limit=15.0) is not None
+    boss = net.managers()[0].name
+    assert boss == "n2"
+    net.partition(["n2", "n3", "n4"])
+    cut = net.now
+    net.run_for(3.0)
+    # After the reservations committed before the cut (at most one slot, RESERVE_LEAD ahead)
+    # the minority side sent nothing.
+    late = [d for d in world.dispatched if d[1] == "n2" and d[0] > cut + 0.05]
+    assert late == [], late
+    assert [m.name for m in net.managers()] == ["n1"]
+    runs_then = len(world.runs)
+    net.run_for(1.0)
+    assert len(world.runs) > runs_then  # the majority side runs the ledger
+    assert not checks.violations, checks.violations
+
+
+def test_the_properties_see_a_clockless_takeover_after_a_long_pause() -> None:
+    """The manager freezes for 3 s (any length: no lease, no clock): the next voter takes
+    over, and when the old one resumes, nothing it held is sent."""
+    net, world = build(5, 3, [0.0, 0.0, 2.0, 0.0, 0.0], 0.0005, 0.0005)
+    checks = Checks(net, world)
+    assert net.run_until_true(lambda: len(world.runs) >= 5, limit=15.0) is not None
+    net.pause("n2")
+    net.run_for(3.0)
+    net.resume("n2")
+    net.run_for(2.0)
+    assert not checks.violations, checks.violations
+    assert len(net.managers()) == 1
+    slots = [r.slot for r in world.runs]
+    assert len(slots) == len(set(slots)) and len(slots) > 20
