@@ -112,6 +112,7 @@ class SimNetwork:
         self._seq = 0
         self._links: dict[str, set[str]] = {}
         self._groups: dict[str, int] | None = None
+        self.deaf: set[str] = set()  # nodes that receive nothing (one-way cuts) until heal
         self.whole_since = 0.0  # when the network was last healed (or built)
         self.sent: Counter[str] = Counter()
         self.dropped = 0
@@ -228,18 +229,25 @@ class SimNetwork:
         self._groups = {n: mapping.get(n, rest) for n in self.nodes}
         self.trace.append((self.now, "*", f"partition {len(groups) + 1}"))
 
+    def deafen(self, name: str) -> None:
+        """A one-way cut: ``name`` still sends, but receives nothing until :meth:`heal` (a
+        firewall dropping inbound packets, an asymmetric route)."""
+        self.deaf.add(name)
+        self.trace.append((self.now, name, "deaf"))
+
     def whole_for(self) -> float:
         """How long the network has been whole (-1 while it is cut into groups)."""
-        return -1.0 if self._groups is not None else self.now - self.whole_since
+        return -1.0 if self._groups is not None or self.deaf else self.now - self.whole_since
 
     def at(self, when: float, action: Callable[[], None]) -> None:
         """Run ``action`` at simulated time ``when`` (for layers: a run's result)."""
         self._schedule(max(when, self.now), action)
 
     def heal(self) -> None:
-        if self._groups is not None:
+        if self._groups is not None or self.deaf:
             self.whole_since = self.now
         self._groups = None
+        self.deaf.clear()
         self.trace.append((self.now, "*", "heal"))
 
     # --- running ----------------------------------------------------------------------------
@@ -304,6 +312,9 @@ class SimNetwork:
             self.dropped += 1
             return
         if self._groups is not None and self._groups.get(src.name) != self._groups.get(dst.name):
+            self.dropped += 1
+            return
+        if dst.name in self.deaf and dst is not src:
             self.dropped += 1
             return
         if self.loss and self.rng.random() < self.loss:

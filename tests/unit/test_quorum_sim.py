@@ -3,8 +3,9 @@ network (clerk._simnet + clerk._simtasks' ledger) with voters, under random faul
 
 Hypothesis draws 3-5 nodes (3 voters), a seed, clock offsets between the nodes (up to +-5 s:
 several intervals) and a schedule of partitions of any shape, pauses of any length (a pause is
-resumed at a random later step, or only when the faults stop), crashes, restarts, message loss,
-delay and jitter (jitter above the delay reorders messages). After *every* event a node
+resumed at a random later step, or only when the faults stop), one-way cuts (a node that
+sends but hears nothing), crashes, restarts, message loss, delay and jitter (jitter above the
+delay reorders messages). After *every* event a node
 handles (``SimNetwork.observers``):
 
 * **no slot twice**: no slot of the ledger is executed twice, on any node, ever;
@@ -117,9 +118,9 @@ def schedules(draw: st.DrawFn) -> tuple[int, int, list[float], float, float, lis
     for _ in range(draw(st.integers(1, 10))):
         gap = draw(st.sampled_from((0.0, 0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 1.5, 3.0)))
         op = draw(st.sampled_from(("crash", "restart", "pause", "resume", "partition",
-                                   "heal", "loss")))
+                                   "heal", "loss", "deaf")))
         arg: object
-        if op in ("crash", "restart", "pause", "resume"):
+        if op in ("crash", "restart", "pause", "resume", "deaf"):
             arg = draw(st.integers(0, n - 1))
         elif op == "partition":
             arg = tuple(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)))
@@ -155,6 +156,8 @@ def run_schedule(n: int, seed: int, offsets: list[float], delay: float, jitter: 
             net.partition(*groups.values())
         elif op == "heal":
             net.heal()
+        elif op == "deaf":
+            net.deafen(names[arg])  # type: ignore[index]
         elif op == "loss":
             net.loss = arg  # type: ignore[assignment]
         assert not checks.violations, checks.violations
@@ -223,3 +226,25 @@ def test_the_properties_see_a_clockless_takeover_after_a_long_pause() -> None:
     assert len(net.managers()) == 1
     slots = [r.slot for r in world.runs]
     assert len(slots) == len(set(slots)) and len(slots) > 20
+
+
+def test_a_resumed_manager_that_hears_nothing_commits_nothing() -> None:
+    """The manager is cut off and frozen while the majority elects a successor; it resumes
+    able to send but not to hear (so nothing tells it it was deposed) and goes on scheduling.
+    Its reservations reach the voters, which refuse them (they promised the successor): it
+    never dispatches. Fencing is no help here: it never hears of the higher claim. Only the
+    voters' promise does it (the test fails if the accept rule is flipped)."""
+    net, world = build(5, 11, [0.0] * 5, 0.0005, 0.0005)
+    checks = Checks(net, world)
+    assert net.run_until_true(lambda: len(world.runs) >= 5, limit=15.0) is not None
+    net.partition(["n2"])
+    net.pause("n2")
+    net.run_for(3.0)
+    assert [m.name for m in net.managers()] == ["n1"]
+    net.heal()
+    net.deafen("n2")
+    resumed = net.now
+    net.resume("n2")
+    net.run_for(0.5)
+    assert not checks.violations, checks.violations
+    assert not [d for d in world.dispatched if d[1] == "n2" and d[0] >= resumed]
