@@ -20,90 +20,15 @@ one manager, a voter, within ``CONVERGE_BOUND`` s, and the ledger runs again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clerk._core import Effect, Event
-from clerk._record import TaskRecord
-from clerk._simnet import SimNetwork, SimNode
-from clerk._simtasks import LEDGER, SimLedger
+from clerk._simnet import SimNetwork
+from clerk._simquorum import VOTERS, apply_fault, build
+from clerk._simquorum import QuorumChecks as Checks
+from clerk._simtasks import SimLedger
 
-VOTERS = ("n0", "n1", "n2")
 CONVERGE_BOUND = 15.0
-
-
-def build(n: int, seed: int, offsets: list[float], delay: float, jitter: float
-          ) -> tuple[SimNetwork, SimLedger]:
-    world = SimLedger(interval_ms=100)
-    names = [f"n{i}" for i in range(n)]
-    world.offsets = dict(zip(names, offsets, strict=False))
-    net = SimNetwork(seed, layer=world, voters=VOTERS, delay=delay, jitter=jitter)
-    seeds = tuple(f"{x}:7400" for x in names[:3])
-    for name in reversed(names):
-        net.add_node(name, seeds=seeds)
-    return net, world
-
-
-def disk_row(node: SimNode) -> dict | None:
-    rows = (node.disk or {}).get("rows", {})
-    return rows.get(LEDGER)
-
-
-def majority_version(net: SimNetwork) -> int:
-    versions = []
-    for v in VOTERS:
-        row = disk_row(net.nodes[v])
-        rec = TaskRecord.from_json(row["record"]) if row and row.get("record") else None
-        versions.append(rec.version if rec is not None else -1)
-    return sorted(versions, reverse=True)[len(VOTERS) // 2]
-
-
-def reserved_by_majority(net: SimNetwork, slot: int) -> bool:
-    held = 0
-    for v in VOTERS:
-        row = disk_row(net.nodes[v])
-        if row is not None and row.get("reserved") is not None and row["reserved"] >= slot:
-            held += 1
-    return held > len(VOTERS) // 2
-
-
-@dataclass
-class Checks:
-    net: SimNetwork
-    world: SimLedger
-    violations: list[str] = field(default_factory=list)
-    runs_seen: int = 0
-    dispatches_seen: int = 0
-    best_version: int = -1
-
-    def __post_init__(self) -> None:
-        self.net.observers.append(self)
-
-    def __call__(self, node: SimNode, event: Event, effects: list[Effect]) -> None:
-        self.check()
-
-    def check(self) -> None:
-        now = self.net.now
-        runs = self.world.runs
-        if len(runs) != self.runs_seen:
-            slots = [r.slot for r in runs]
-            if len(set(slots)) != len(slots):
-                twice = sorted({s for s in slots if slots.count(s) > 1})
-                self.violations.append(f"{now:.4f}: slots run twice: {twice}")
-            self.runs_seen = len(runs)
-        sent = self.world.dispatched
-        for at, manager, term, slot in sent[self.dispatches_seen:]:
-            if not reserved_by_majority(self.net, slot):
-                self.violations.append(f"{at:.4f}: {manager} (term {term}) sent slot {slot} "
-                                       "without a majority's reservation")
-        self.dispatches_seen = len(sent)
-        version = majority_version(self.net)
-        if version < self.best_version:
-            self.violations.append(f"{now:.4f}: committed version went back "
-                                   f"{self.best_version} -> {version}")
-        self.best_version = max(self.best_version, version)
 
 
 @st.composite
@@ -141,25 +66,7 @@ def run_schedule(n: int, seed: int, offsets: list[float], delay: float, jitter: 
     names = [f"n{i}" for i in range(n)]
     for gap, op, arg in steps:
         net.run_for(gap)
-        if op == "crash":
-            net.crash(names[arg])  # type: ignore[index]
-        elif op == "restart":
-            net.restart(names[arg])  # type: ignore[index]
-        elif op == "pause":
-            net.pause(names[arg])  # type: ignore[index]
-        elif op == "resume":
-            net.resume(names[arg])  # type: ignore[index]
-        elif op == "partition":
-            groups: dict[int, list[str]] = {}
-            for name, g in zip(names, arg, strict=True):  # type: ignore[call-overload]
-                groups.setdefault(g, []).append(name)
-            net.partition(*groups.values())
-        elif op == "heal":
-            net.heal()
-        elif op == "deaf":
-            net.deafen(names[arg])  # type: ignore[index]
-        elif op == "loss":
-            net.loss = arg  # type: ignore[assignment]
+        apply_fault(net, names, op, arg)
         assert not checks.violations, checks.violations
     net.run_for(1.0)
     assert not checks.violations, checks.violations
