@@ -10,8 +10,9 @@ registers' rules and the proof are in :mod:`clerk._quorum`. Rules owned here:
   phase ``"prepare"``), resending to the voters that have not answered every
   ``election_timeout``; with PROMISEs from a majority it takes the claim with that very term
   (COORDINATOR, heartbeats: :func:`clerk._election.take_claim`). No majority within
-  ``manager_timeout``: it starts an election again. A non-voter that would have won waits
-  ``coordinator_timeout`` for a voter's COORDINATOR, then asks again.
+  ``manager_timeout``: it starts an election again. A non-voter that would have won sends
+  ELECTION to every voter not known dead and waits ``NON_VOTER_WAIT`` for a voter's claim,
+  then asks again.
 * **Voters answer** only a PREPARE/ACCEPT whose ballot is the sender's own claim. Every change of
   the register is a :class:`~clerk._coretypes.VoterWrite` whose ``then`` holds the answer:
   nothing is promised or acknowledged before it is durable. A voter's own PROMISE and ACCEPTED
@@ -48,15 +49,31 @@ from clerk._coretypes import (
     VoterWrite,
     WriteCommitted,
 )
-from clerk._messages import Accept, Accepted, Claim, Message, Prepare, Promise, Reject
+from clerk._messages import (
+    Accept,
+    Accepted,
+    Claim,
+    Election,
+    Message,
+    Prepare,
+    Promise,
+    Reject,
+)
 from clerk._quorum import Outcome, Proposer, QuorumState, chunk_rows
 from clerk._record import pack_table, unpack_table
 
-__all__ = ["MAX_PARTS", "Outcome", "Proposer", "QuorumState", "claim", "from_self", "next_deadline",
-           "observe", "on_message", "status", "tick", "write"]
+__all__ = ["MAX_PARTS", "NON_VOTER_WAIT", "Outcome", "Proposer", "QuorumState", "claim",
+           "from_self", "heard", "next_deadline", "observe", "on_message", "status", "tick",
+           "write"]
 
 
 
+#: A non-voter without a manager asks the voters again every ``manager_timeout *
+#: NON_VOTER_WAIT`` (350 ms by default), plus its bully round (at most ~0.25 s): its asks are
+#: less than ``manager_timeout`` apart, so the voters it can reach stay in its view (voters
+#: heard within ``manager_timeout``), and a voter's new claim is found within half a second
+#: even if its COORDINATOR was lost. A few messages per round per non-voter.
+NON_VOTER_WAIT = 0.5
 #: The most parts one PROMISE may come in: 4096 parts of ``ROWS_BUDGET`` (256 KiB) are 1 GiB
 #: of rows, far beyond any register; a bound so a forged ``parts`` cannot make us wait forever.
 MAX_PARTS = 4096
@@ -88,11 +105,16 @@ def claim(core: CoreState, now: float) -> None:
     waits for a voter's COORDINATOR instead (module docstring)."""
     q = _q(core)
     if not q.is_voter:
+        # Ask every voter not known dead: a live manager answers with its claim, a candidate
+        # with OK; either way this node hears from the voters it can reach (its quorum view).
+        for name in q.voters:
+            row = core.members.get(name)
+            if row is not None and row.alive:
+                core.send(row.peer.address, Election(core.me, core.term, core._suspect))
         core.role = Role.CANDIDATE
         core._claim = None
         core._phase = "coord"
-        core._deadline = now + core.timings.coordinator_timeout + core.rng.uniform(
-            0.0, core.timings.election_timeout)
+        core._deadline = now + core.timings.manager_timeout * NON_VOTER_WAIT
         return
     if core.role is Role.MANAGER:
         core._out.append(ManagerChanged(None, core.term, False))
@@ -308,6 +330,9 @@ def _m_reject(core: CoreState, msg: Reject, now: float) -> Outcome:
     if _ours(core, msg.ballot) is None or msg.promised.key <= msg.ballot.key:
         return None
     q.rejected = True
+    if not msg.promised.address:  # (a record without the holder's address: learn the term)
+        core.see_term(msg.promised.term)
+        return None
     return msg.promised
 
 

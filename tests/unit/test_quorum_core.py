@@ -154,3 +154,20 @@ def test_single_voter_claims_once_its_own_vote_is_durable() -> None:
     assert len(w) == 1 and w[0].then[0].to == "v:1"  # its own PROMISE, to itself
     c.handle(Received(w[0].then[0].msg), 0.001)
     assert c.role is Role.MANAGER and c.quorum_status()["quorum"] == "ok"
+
+
+def test_every_survivor_reports_the_voters_it_reaches_after_losing_a_majority() -> None:
+    net = build()
+    net.crash("n2")
+    net.crash("n1")
+    net.run_for(1.5)
+    for _ in range(30):  # stays true, not only at one moment (non-voters keep asking)
+        net.run_for(0.1)
+        for name in ("n0", "n3", "n4"):
+            q = net.nodes[name].core.quorum_status()
+            assert (q["quorum"], q["detail"], q["reachable"]) == (
+                "lost", "2 of 3 voters unreachable", ["n0"]), (name, net.now, q)
+    assert not net.managers()
+    net.restart("n1")
+    assert net.run_until_true(lambda: net.agreed() is not None, limit=10.0) is not None
+    assert all(n.core.quorum_status()["quorum"] == "ok" for n in net.live())
