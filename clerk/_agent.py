@@ -48,6 +48,7 @@ from clerk._core import (
     StateHandedOver,
     Stopped,
     Tick,
+    WriteCommitted,
 )
 from clerk._deploy import MAX_ANNOUNCE_CHARS, SEP, announce, task_names
 from clerk._errors import ConfigError
@@ -384,6 +385,8 @@ class Agent:
                 self.tasks.on_handover(effect, now, self.clock.wall())
             elif isinstance(effect, Dropped):
                 self._bad_frame(effect.reason, effect.detail, now)
+            elif isinstance(effect, WriteCommitted):
+                self.tasks.on_write_committed(effect.seq, now)
             elif isinstance(effect, StaleExecute):
                 self.tasks.on_stale_execute(effect)
             elif isinstance(effect, Refused):

@@ -11,6 +11,8 @@
   their deadlines, and fails at once those whose node is gone. A leaving manager's own
   results are *held* until its successor's claim is known (and applied to its own last table
   while it drains).
+* **Quorum mode** (:mod:`clerk._runquorum`): a result counts, and is acknowledged, only once
+  the record it produced is committed by a majority of voters.
 * **One log line per finished run** (task, slot, node, duration, outcome): DEBUG when ok,
   WARNING otherwise, with the remote traceback.
 """
@@ -22,7 +24,7 @@ import logging
 from clerk._core import Role, StaleExecute
 from clerk._dispatch import Dispatch, Finished
 from clerk._messages import Execute, Result, ResultAck, RunQuery
-from clerk._replication import Replication
+from clerk._runquorum import QuorumWriting
 from clerk._transport import Inbound
 
 __all__ = ["ResultRouting"]
@@ -30,7 +32,7 @@ __all__ = ["ResultRouting"]
 log = logging.getLogger("clerk.tasks")
 
 
-class ResultRouting(Replication):
+class ResultRouting(QuorumWriting):
     """EXECUTE, RESULT, RESULT_ACK, RUN_QUERY and the outbox (see the module docstring)."""
 
     def on_execute(self, msg: Execute, now: float, inbound: Inbound | None) -> None:
@@ -107,7 +109,16 @@ class ResultRouting(Replication):
             return False
         fin = self.scheduler.on_result(msg.task, msg.run_id, msg.sender.name, msg.outcome,
                                        msg.state, msg.duration_ms, msg.error, wall)
-        if fin is not None:
+        if self.wa is not None:  # quorum mode: it counts once its record is committed
+            local = msg.sender.name == self.agent.me.name
+            if fin is not None:
+                self._log_conflicts()
+                self._quorum_result(fin, msg.task, None if local else msg.sender.address,
+                                    msg.run_id, now, wall)
+                return not local
+            if local:
+                return msg.run_id not in self._uncommitted
+        elif fin is not None:
             self._log_finished(fin)
             self._log_conflicts()
             self._replicate(now)

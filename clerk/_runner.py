@@ -11,6 +11,8 @@ agent's loop (cluster events, the loop's deadline and tick, status, close).
 * **Activation** happens at the next tick after this node became the manager: it loads the
   replicated table, resolves the definitions, activates the scheduler (graceful after a
   hand-over), resolves the runs it adopted, and replicates at once.
+* **Quorum mode**: activation takes the voters' rows first, dispatches wait for their
+  reservation's commit, results for their record's (:mod:`clerk._runquorum`).
 * **Leaving**: a leaving manager drains (no more dispatches, results still applied); a leaving
   node lets its runs in flight finish for up to ``LEAVE_WAIT`` s.
 """
@@ -76,6 +78,8 @@ class TaskRunner(ResultRouting):
         self._leave_started: float | None = None
         self._replicate_dirty = False
         self._held: list[Result] = []  # results of a leaving manager's own runs (see below)
+        self.wa = None  # quorum mode, manager: this ballot's write-ahead (clerk._runquorum)
+        self._uncommitted = set()
         self._replicate_after = -math.inf  # monotonic
         self.outbox = Outbox()
         self.stale = 0  # EXECUTEs dropped as late or from a stale claim
@@ -94,6 +98,7 @@ class TaskRunner(ResultRouting):
     # --- cluster events -------------------------------------------------------------------------
 
     def on_manager_changed(self, effect: ManagerChanged, now: float, wall: float) -> None:
+        self._quorum_drop()
         if effect.is_me:
             if self._activate is None:
                 self._activate = False
@@ -182,6 +187,8 @@ class TaskRunner(ResultRouting):
             self.scheduler.load(core.replicated)
             self._resolved_epoch = -1
             self._resolve(wall)
+            if core.quorum is not None:
+                self._quorum_activate(wall)
             self.scheduler.activate(wall, graceful=graceful,
                                     claim=(core.term, self.agent.me.name))
             for name in self.scheduler.defs:  # adopted before this node was the manager
@@ -209,8 +216,11 @@ class TaskRunner(ResultRouting):
         dispatches, finished = self.scheduler.tick(wall, self._loaded)
         for fin in finished:
             self._log_finished(fin)
-        for d in dispatches:
-            self._dispatch(d, now)
+        if self.wa is not None:
+            self._quorum_dispatch(dispatches, now, wall)
+        else:
+            for d in dispatches:
+                self._dispatch(d, now)
         if dispatches or finished:
             self._replicate(now)
 

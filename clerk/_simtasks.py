@@ -186,10 +186,7 @@ class LedgerLayer:
             rows: dict[str, Any] = {}
             wa = self.wa
             if wa is not None:
-                sched = self.scheduler
-                rows = wa.ahead(((n, sched.next_slot[n], sched.due_ms(n, sched.next_slot[n]))
-                                 for n in sched.defs if n in sched.next_slot),
-                                self.wall() * 1000)
+                rows = wa.ahead(self.scheduler.upcoming(), self.wall() * 1000)
             for d in dispatches:
                 if wa is None or wa.gate(d.task, d.slot):
                     self._send_execute(d)

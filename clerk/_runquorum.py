@@ -1,0 +1,139 @@
+"""Quorum mode in the task layer: the manager's write-ahead on a real node.
+
+The rules are :mod:`clerk._writeahead`'s (and the proof :mod:`clerk._quorum`'s); this module
+carries them out with the node's scheduler, core and sockets. Without voters none of it runs
+(``self.wa`` stays None and every caller takes the default path).
+
+* **Activation** (:meth:`QuorumWriting._quorum_activate`): the records phase 1 learned are
+  merged into the table (lineage rules), and every task continues after the highest slot its
+  majority showed reserved.
+* **Dispatch** (:meth:`QuorumWriting._quorum_dispatch`): each tick writes the reservations of
+  the slots due within the lead, in one write; an EXECUTE whose reservation is not committed
+  yet is held and leaves on the ``WriteCommitted`` that commits it (if its run is still the
+  one in flight and not past its deadline).
+* **Results** (:meth:`QuorumWriting._quorum_result`): the record a result produced is written;
+  only once it is committed is the RESULT acknowledged (RESULT_ACK, or the local outbox
+  entry), the run logged and the table replicated. Until then a local result stays in the
+  outbox (``on_result`` answers "not applied" for it), so a manager that loses its ballot
+  leaves it unacknowledged and it goes to the next manager.
+* **Losing the ballot** (any ``ManagerChanged``): everything held is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from clerk._dispatch import Dispatch, Finished
+from clerk._messages import ResultAck
+from clerk._replication import Replication
+from clerk._writeahead import WriteAhead
+
+__all__ = ["QuorumWriting"]
+
+log = logging.getLogger("clerk.tasks")
+
+
+class QuorumWriting(Replication):
+    """The manager's write-ahead in the task layer (see the module docstring)."""
+
+    wa: WriteAhead | None
+    _uncommitted: set[str]  # run ids of local results whose record is not committed yet
+
+    if TYPE_CHECKING:  # provided by clerk._routing
+        def _dispatch(self, d: Dispatch, now: float) -> None: ...
+        def _log_finished(self, fin: Finished) -> None: ...
+
+    def _quorum_activate(self, wall: float) -> None:
+        """Before the scheduler activates: take phase 1's rows (module docstring)."""
+        core = self.agent.core
+        self.wa = None
+        self._uncommitted = set()
+        proposer = core.proposer
+        if proposer is None:
+            return
+        table = core.quorum_table
+        records = {t: row.record for t, row in table.items() if isinstance(row.record, dict)}
+        if records:
+            self.scheduler.merge({"tasks": records}, wall, source="voters")
+            self._log_conflicts()
+        self.wa = WriteAhead({t: row.reserved for t, row in table.items()}, proposer.reserved)
+        self.wa.continue_after(self.scheduler.records)
+        learned = sum(1 for row in table.values() if row.reserved is not None)
+        log.info("quorum: %d task row(s) from a majority of voters; continuing after the "
+                 "slots they reserved for %d task(s)", len(records), learned)
+
+    def _quorum_drop(self) -> None:
+        """Our ballot is gone: what waited for its commits dies with it."""
+        if getattr(self, "wa", None) is not None:
+            self.wa = None
+            self._uncommitted = set()
+
+    def _quorum_write(self, rows: dict[str, Any], now: float, wall: float) -> list[int]:
+        assert self.wa is not None
+        seqs, effects = self.agent.core.quorum_write(rows, now)
+        self.agent.apply(effects, now)
+        self.wa.wrote(seqs, wall * 1000)
+        return seqs
+
+    def _quorum_dispatch(self, dispatches: list[Dispatch], now: float, wall: float) -> None:
+        wa = self.wa
+        assert wa is not None
+        rows = wa.ahead(self.scheduler.upcoming(), wall * 1000)
+        for d in dispatches:
+            if wa.gate(d.task, d.slot):
+                self._dispatch(d, now)
+            else:
+                rows.update(wa.reserve(d.task, d.slot))
+                wa.hold_dispatch(d, d.task, d.slot)
+        if rows:
+            self._quorum_write(rows, now, wall)
+
+    def _quorum_result(self, fin: Finished, task: str, reply_to: str | None, run_id: str,
+                       now: float, wall: float) -> None:
+        """Write the record ``fin`` produced; acknowledge once committed (``reply_to``: the
+        remote node to RESULT_ACK, None for a result of this node's outbox)."""
+        assert self.wa is not None
+        rec = self.scheduler.records[task].to_json()
+        rec["running"] = None  # a run in flight is this manager's to track, not the voters'
+        seqs = self._quorum_write({task: {"reserved": None, "record": rec}}, now, wall)
+        if reply_to is None:
+            self._uncommitted.add(run_id)
+        self.wa.hold_result((fin, task, reply_to, run_id), task, seqs)
+
+    def on_write_committed(self, seq: int, now: float) -> None:
+        """``WriteCommitted``: send the EXECUTEs and acknowledge the results it released."""
+        wa = getattr(self, "wa", None)
+        if wa is None:
+            return
+        wall = self.agent.clock.wall()
+        applied = False
+        for item in wa.on_committed(seq, wall * 1000):
+            if isinstance(item, Dispatch):
+                if (self.scheduler.active and self.scheduler.expects(item.task, item.run_id,
+                                                                     item.node)
+                        and (not item.deadline_ms or wall * 1000 < item.deadline_ms)):
+                    self._dispatch(item, now)
+                continue
+            fin, task, reply_to, run_id = item
+            self._log_finished(fin)
+            applied = True
+            if reply_to is None:
+                self._uncommitted.discard(run_id)
+                self.outbox.ack(run_id)
+            else:
+                self.agent.send(reply_to, ResultAck(self.agent.me, self.agent.core.term, task,
+                                                    run_id), now)
+        if applied:
+            self._replicate(now)
+            if self.store is not None:
+                self.store.mark()
+
+    def quorum_status(self) -> dict[str, Any] | None:
+        """The write-ahead's figures for status (None when not writing ahead)."""
+        wa = getattr(self, "wa", None)
+        if wa is None:
+            return None
+        return {"held": len(wa.held), "lead_ms": round(wa.lead_ms, 2),
+                "commit_ms": sorted(wa.latencies)[len(wa.latencies) // 2]
+                if wa.latencies else None}
