@@ -245,6 +245,9 @@ class TaskRunner(ResultRouting):
             m["runs"] = runs.get(m["name"], 0)
         st["node_runs"] = dict(runs)
         st["stale"] = self.stale
+        write_ahead = self.quorum_status()
+        if write_ahead is not None:  # quorum mode, manager (clerk._runquorum)
+            st["write_ahead"] = write_ahead
         st["results_unacked"] = self.outbox.pending()
         if self.executor is not None:
             st["executor"] = {**self.executor.stats(), "stale": self.stale}
