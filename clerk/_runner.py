@@ -173,6 +173,9 @@ class TaskRunner(ResultRouting):
                 best = min(best, self._replicate_after)
             clock = self.agent.clock
             wall_next = self.scheduler.next_deadline(clock.wall())
+            if self.wa is not None:  # quorum mode: wake up to reserve ahead of due times
+                wall_next = min(wall_next,
+                                self.wa.next_reserve_ms(self.scheduler.upcoming()) / 1000)
             if wall_next != math.inf:
                 best = min(best, clock.monotonic() + (wall_next - clock.wall()))
         return best

@@ -133,6 +133,9 @@ class LedgerLayer:
         if self._activate is not None:
             return self.net.now
         wall_next = self.scheduler.next_deadline(self.wall())
+        if self.wa is not None:  # quorum mode: wake up to reserve ahead of due times
+            upcoming = self.scheduler.upcoming()
+            wall_next = min(wall_next, self.wa.next_reserve_ms(upcoming) / 1000)
         if wall_next == float("inf"):
             return wall_next
         return wall_next - WALL0 - self.world.offsets.get(self.node.name, 0.0)

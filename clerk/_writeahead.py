@@ -101,6 +101,13 @@ class WriteAhead:
                 rows.update(self.reserve(task, slot))
         return rows
 
+    def next_reserve_ms(self, upcoming: Iterable[tuple[str, int, float]]) -> float:
+        """When (wall ms) the next reservation is due: ``lead`` before the earliest slot not
+        reserved yet (the loop must wake up then, not at the due time); ``inf``: none."""
+        lead = self.lead_ms
+        return min((due - lead for task, slot, due in upcoming
+                    if self.asked.get(task, -1) < slot), default=float("inf"))
+
     def wrote(self, seqs: Iterable[int], wall_ms: float) -> None:
         """The caller wrote rows as ``seqs`` (for the commit latency)."""
         for s in seqs:

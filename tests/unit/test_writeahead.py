@@ -34,6 +34,16 @@ def test_reserve_ahead_only_within_the_lead() -> None:
     assert rows == {"t": {"reserved": 5}}
 
 
+def test_the_loop_wakes_up_a_lead_before_the_next_unreserved_slot() -> None:
+    wa, _ = make()
+    up = [("t", 5, 1000.0), ("u", 2, 900.0)]
+    assert wa.next_reserve_ms(up) == 900.0 - RESERVE_LEAD_MIN_MS
+    wa.reserve("u", 2)
+    assert wa.next_reserve_ms(up) == 1000.0 - RESERVE_LEAD_MIN_MS
+    wa.reserve("t", 5)
+    assert wa.next_reserve_ms(up) == float("inf")
+
+
 def test_the_lead_follows_the_median_commit_latency() -> None:
     wa, _ = make()
     assert wa.lead_ms == RESERVE_LEAD_MIN_MS
