@@ -82,6 +82,7 @@ class QuorumWriting(Replication):
         rows = wa.ahead(self.scheduler.upcoming(), wall * 1000)
         for d in dispatches:
             if wa.gate(d.task, d.slot):
+                wa.at_once += 1
                 self._dispatch(d, now)
             else:
                 rows.update(wa.reserve(d.task, d.slot))
@@ -136,4 +137,5 @@ class QuorumWriting(Replication):
         if wa is None:
             return None
         return {"held": len(wa.held), "lead_ms": round(wa.lead_ms, 3),
+                "dispatched_at_once": wa.at_once, "dispatched_late": wa.late,
                 "commit_ms": [round(x, 3) for x in wa.latencies]}

@@ -68,6 +68,8 @@ class WriteAhead:
         self.started: dict[int, float] = {}  # seq -> wall ms when written
         self.latencies: deque[float] = deque(maxlen=LATENCY_KEEP)
         self.committed: set[int] = set()
+        self.at_once = 0  # dispatches whose reservation was committed in time
+        self.late = 0  # dispatches held for their reservation's commit
 
     @property
     def lead_ms(self) -> float:
@@ -119,6 +121,7 @@ class WriteAhead:
         return got is not None and got >= slot
 
     def hold_dispatch(self, what: Any, task: str, slot: int) -> None:
+        self.late += 1
         self.held.append(_Held(what, task, slot))
 
     def hold_result(self, what: Any, task: str, seqs: Iterable[int]) -> None:
