@@ -109,16 +109,13 @@ class SchedulerState:
     def due_ms(self, name: str, slot: int) -> float:
         return self._grid[name].due_ms(slot)
 
-    def upcoming(self) -> list[tuple[str, int, float]]:
-        """Each scheduled grid task's next slot and its due time (wall ms): what quorum mode
-        reserves ahead of time (:mod:`clerk._writeahead`)."""
-        out = []
-        for name, d in self.defs.items():
-            if (d.enabled and name in self._grid and name in self.next_slot
-                    and name not in self.gone and not self.records[name].paused):
-                slot = self.next_slot[name]
-                out.append((name, slot, self.due_ms(name, slot)))
-        return out
+    def upcoming(self) -> list[tuple[str, int, Grid]]:
+        """Each scheduled grid task's next slot and its grid: what quorum mode reserves ahead
+        of time (:mod:`clerk._writeahead`)."""
+        return [(name, self.next_slot[name], self._grid[name])
+                for name, d in self.defs.items()
+                if d.enabled and name in self._grid and name in self.next_slot
+                and name not in self.gone and not self.records[name].paused]
 
     def next_deadline(self, wall: float) -> float:
         """Wall time (s) of the next thing to do; ``inf`` when inactive."""

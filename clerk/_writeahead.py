@@ -7,13 +7,17 @@ The registers and the proof are in :mod:`clerk._quorum`. Rules:
 
 * **Continue after the majority's reservations.** On taking the claim, each task's record gets
   ``dispatched >= reserved`` as phase 1 learned it (:meth:`WriteAhead.continue_after`): the
-  scheduler never dispatches a slot an earlier ballot may have dispatched. A reservation made
-  just before a crash thus costs at most one slot per task beyond the failover window.
-* **Reserve ahead.** A slot due within :attr:`WriteAhead.lead_ms` is reserved now
-  (:meth:`WriteAhead.ahead`): one write carries the next slot of every task due soon (batched
-  per call). The lead is ``max(RESERVE_LEAD_MIN_MS, RESERVE_LEAD_FACTOR x the median commit
-  latency)`` of the last ``LATENCY_KEEP`` commits: a reservation is committed before its slot
-  is due even when commits slow down, so lateness does not grow by a round trip.
+  scheduler never dispatches a slot an earlier ballot may have dispatched. Reservations made
+  just before a crash thus cost the slots due within one lead of it, beyond the failover
+  window: one slot per task while the lead is below the interval (20 ms on an idle machine).
+* **Reserve ahead.** When a task's first unreserved slot is due within
+  :attr:`WriteAhead.lead_ms`, every slot due within the lead is reserved in one row (the
+  highest of them: ``reserved`` is a maximum), and one write carries the rows of every task
+  due soon (:meth:`WriteAhead.ahead`). The loop wakes up for it a lead before the due time
+  (:meth:`WriteAhead.next_reserve_ms`). The lead is ``max(RESERVE_LEAD_MIN_MS,
+  RESERVE_LEAD_FACTOR x the median commit latency)`` of the last ``LATENCY_KEEP`` commits,
+  at most ``RESERVE_LEAD_MAX_MS``: a reservation is committed before its slot is due even when
+  commits slow down (a loaded machine, a slow disk), so lateness does not grow by a commit.
 * **Dispatch only what is committed.** An EXECUTE for slot ``k`` of ``t`` leaves only once a
   write with ``reserved[t] >= k`` is committed under this ballot (:meth:`WriteAhead.gate`);
   until then it is held (a slot not reserved ahead, e.g. a trigger, is reserved at once and
@@ -33,7 +37,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LATENCY_KEEP", "RESERVE_LEAD_FACTOR", "RESERVE_LEAD_MIN_MS", "WriteAhead"]
+from clerk._calendar import Grid
+
+__all__ = ["LATENCY_KEEP", "RESERVE_LEAD_FACTOR", "RESERVE_LEAD_MAX_MS", "RESERVE_LEAD_MIN_MS",
+           "WriteAhead"]
 
 #: The least reservation lead (ms). A commit is two fsyncs (the manager's own vote and the
 #: fastest other voter's, in parallel) plus one round trip: ~1-5 ms on a LAN with SSDs; 20 ms
@@ -44,6 +51,9 @@ RESERVE_LEAD_MIN_MS = 20.0
 RESERVE_LEAD_FACTOR = 4.0
 #: Commit latencies kept for the median.
 LATENCY_KEEP = 64
+#: The most the lead may grow to (ms): a crash costs the slots reserved within one lead, so a
+#: disk slow enough to need more than a second is better paid in lateness than in lost slots.
+RESERVE_LEAD_MAX_MS = 1000.0
 
 
 @dataclass
@@ -75,8 +85,8 @@ class WriteAhead:
     def lead_ms(self) -> float:
         if not self.latencies:
             return RESERVE_LEAD_MIN_MS
-        return max(RESERVE_LEAD_MIN_MS,
-                   RESERVE_LEAD_FACTOR * statistics.median(self.latencies))
+        return min(RESERVE_LEAD_MAX_MS, max(
+            RESERVE_LEAD_MIN_MS, RESERVE_LEAD_FACTOR * statistics.median(self.latencies)))
 
     def continue_after(self, records: Mapping[str, Any]) -> None:
         """Raise each record's ``dispatched`` to the learned reservation (before activating
@@ -93,22 +103,27 @@ class WriteAhead:
         self.asked[task] = slot
         return {task: {"reserved": slot}}
 
-    def ahead(self, upcoming: Iterable[tuple[str, int, float]], wall_ms: float
+    def _first_unreserved(self, task: str, nxt: int) -> int:
+        return max(nxt, self.asked.get(task, nxt - 1) + 1)
+
+    def ahead(self, upcoming: Iterable[tuple[str, int, Grid]], wall_ms: float
               ) -> dict[str, Any]:
-        """Rows reserving every ``(task, slot, due_ms)`` due within the lead."""
+        """Rows reserving, for each ``(task, next slot, grid)`` whose first unreserved slot is
+        due within the lead, every slot due within the lead."""
         rows: dict[str, Any] = {}
         lead = self.lead_ms
-        for task, slot, due in upcoming:
-            if due - wall_ms <= lead:
-                rows.update(self.reserve(task, slot))
+        for task, nxt, grid in upcoming:
+            first = self._first_unreserved(task, nxt)
+            if grid.due_ms(first) - wall_ms <= lead:
+                rows.update(self.reserve(task, max(first, grid.slot_at(wall_ms + lead))))
         return rows
 
-    def next_reserve_ms(self, upcoming: Iterable[tuple[str, int, float]]) -> float:
+    def next_reserve_ms(self, upcoming: Iterable[tuple[str, int, Grid]]) -> float:
         """When (wall ms) the next reservation is due: ``lead`` before the earliest slot not
         reserved yet (the loop must wake up then, not at the due time); ``inf``: none."""
         lead = self.lead_ms
-        return min((due - lead for task, slot, due in upcoming
-                    if self.asked.get(task, -1) < slot), default=float("inf"))
+        return min((grid.due_ms(self._first_unreserved(task, nxt)) - lead
+                    for task, nxt, grid in upcoming), default=float("inf"))
 
     def wrote(self, seqs: Iterable[int], wall_ms: float) -> None:
         """The caller wrote rows as ``seqs`` (for the commit latency)."""

@@ -5,7 +5,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clerk._writeahead import RESERVE_LEAD_FACTOR, RESERVE_LEAD_MIN_MS, WriteAhead
+from clerk._writeahead import (
+    RESERVE_LEAD_FACTOR,
+    RESERVE_LEAD_MAX_MS,
+    RESERVE_LEAD_MIN_MS,
+    WriteAhead,
+)
+
+
+class Every:
+    """A grid: slot k due at k * ms."""
+
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def slot_at(self, wall_ms: float) -> int:
+        return int(wall_ms // self.ms)
+
+    def due_ms(self, slot: int) -> float:
+        return float(slot * self.ms)
+
+    def count(self, lo: int, hi: int) -> int:
+        return max(0, hi - lo)
 
 
 @dataclass
@@ -30,18 +51,41 @@ def test_a_new_manager_continues_after_the_learned_reservations() -> None:
 
 def test_reserve_ahead_only_within_the_lead() -> None:
     wa, _ = make()
-    rows = wa.ahead([("t", 5, 1000.0 + RESERVE_LEAD_MIN_MS), ("u", 9, 1000.0 + 500)], 1000.0)
-    assert rows == {"t": {"reserved": 5}}
+    g = Every(100)
+    wall = 500.0 - RESERVE_LEAD_MIN_MS  # t's slot 5 is due in one lead, u's slot 9 later
+    assert wa.ahead([("t", 5, g), ("u", 9, g)], wall) == {"t": {"reserved": 5}}
+    assert wa.ahead([("t", 5, g), ("u", 9, g)], wall) == {}  # written once
+
+
+def test_a_lead_longer_than_the_interval_reserves_every_slot_within_it() -> None:
+    wa, _ = make()
+    for i in range(3):  # commits of 60 ms: a lead of 240 ms on a 100 ms grid
+        wa.wrote([i + 1], 0.0)
+        wa.on_committed(i + 1, 60.0)
+    assert wa.lead_ms == 240.0
+    g = Every(100)
+    assert wa.ahead([("t", 5, g)], 480.0) == {"t": {"reserved": 7}}  # slots 5, 6, 7
+    assert wa.next_reserve_ms([("t", 5, g)]) == 800.0 - 240.0  # for slot 8
+    assert wa.ahead([("t", 6, g)], 550.0) == {}  # slot 8 is due in 250 ms: not yet
+    assert wa.ahead([("t", 6, g)], 560.0) == {"t": {"reserved": 8}}
+
+
+def test_the_lead_has_a_ceiling() -> None:
+    wa, _ = make()
+    wa.wrote([1], 0.0)
+    wa.on_committed(1, 10_000.0)
+    assert wa.lead_ms == RESERVE_LEAD_MAX_MS
 
 
 def test_the_loop_wakes_up_a_lead_before_the_next_unreserved_slot() -> None:
     wa, _ = make()
-    up = [("t", 5, 1000.0), ("u", 2, 900.0)]
+    up = [("t", 10, Every(100)), ("u", 3, Every(300))]
     assert wa.next_reserve_ms(up) == 900.0 - RESERVE_LEAD_MIN_MS
-    wa.reserve("u", 2)
+    wa.reserve("u", 3)
     assert wa.next_reserve_ms(up) == 1000.0 - RESERVE_LEAD_MIN_MS
-    wa.reserve("t", 5)
-    assert wa.next_reserve_ms(up) == float("inf")
+    wa.reserve("t", 10)
+    assert wa.next_reserve_ms(up) == 1100.0 - RESERVE_LEAD_MIN_MS
+    assert wa.next_reserve_ms([]) == float("inf")
 
 
 def test_the_lead_follows_the_median_commit_latency() -> None:
