@@ -116,8 +116,10 @@ class ResultRouting(QuorumWriting):
                 self._quorum_result(fin, msg.task, None if local else msg.sender.address,
                                     msg.run_id, now, wall)
                 return not local
+            if msg.run_id in self._uncommitted:
+                return False  # a resend while its record is being committed: ack comes then
             if local:
-                return msg.run_id not in self._uncommitted
+                return True
         elif fin is not None:
             self._log_finished(fin)
             self._log_conflicts()

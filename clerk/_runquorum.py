@@ -14,8 +14,9 @@ carries them out with the node's scheduler, core and sockets. Without voters non
 * **Results** (:meth:`QuorumWriting._quorum_result`): the record a result produced is written;
   only once it is committed is the RESULT acknowledged (RESULT_ACK, or the local outbox
   entry), the run logged and the table replicated. Until then a local result stays in the
-  outbox (``on_result`` answers "not applied" for it), so a manager that loses its ballot
-  leaves it unacknowledged and it goes to the next manager.
+  outbox (``on_result`` answers "not applied" for it) and a resent remote one is not
+  acknowledged either, so a manager that loses its ballot leaves it unacknowledged and it
+  goes to the next manager.
 * **Losing the ballot** (any ``ManagerChanged``): everything held is dropped.
 """
 
@@ -38,7 +39,7 @@ class QuorumWriting(Replication):
     """The manager's write-ahead in the task layer (see the module docstring)."""
 
     wa: WriteAhead | None
-    _uncommitted: set[str]  # run ids of local results whose record is not committed yet
+    _uncommitted: set[str]  # run ids of results whose record is not committed yet
 
     if TYPE_CHECKING:  # provided by clerk._routing
         def _dispatch(self, d: Dispatch, now: float) -> None: ...
@@ -98,8 +99,7 @@ class QuorumWriting(Replication):
         rec = self.scheduler.records[task].to_json()
         rec["running"] = None  # a run in flight is this manager's to track, not the voters'
         seqs = self._quorum_write({task: {"reserved": None, "record": rec}}, now, wall)
-        if reply_to is None:
-            self._uncommitted.add(run_id)
+        self._uncommitted.add(run_id)
         self.wa.hold_result((fin, task, reply_to, run_id), task, seqs)
 
     def on_write_committed(self, seq: int, now: float) -> None:
@@ -119,8 +119,8 @@ class QuorumWriting(Replication):
             fin, task, reply_to, run_id = item
             self._log_finished(fin)
             applied = True
+            self._uncommitted.discard(run_id)
             if reply_to is None:
-                self._uncommitted.discard(run_id)
                 self.outbox.ack(run_id)
             else:
                 self.agent.send(reply_to, ResultAck(self.agent.me, self.agent.core.term, task,
