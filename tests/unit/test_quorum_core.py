@@ -7,8 +7,21 @@ import random
 
 import pytest
 
-from clerk._core import NodeCore, QuorumChanged, Role, Send, VoterWrite
+from clerk._codec import MAX_MESSAGE_BYTES, decode, encode
+from clerk._core import (
+    NodeCore,
+    QuorumChanged,
+    Received,
+    Role,
+    Send,
+    Start,
+    Tick,
+    VoterWrite,
+    WriteCommitted,
+)
 from clerk._messages import Accept, Claim, Peer, Prepare, Promise, Reject
+from clerk._quorum import Proposer
+from clerk._record import unpack_table
 from clerk._simnet import SimNetwork
 
 NAMES = ["n0", "n1", "n2", "n3", "n4"]
@@ -105,7 +118,6 @@ def sends(effects: list) -> list:
 
 
 def test_voter_answers_only_after_its_write_and_rejects_lower_ballots() -> None:
-    from clerk._core import Received
     v = core_of("v", ("v", "a", "b"))
     a, b = Peer("a", "a:1", "i", 0), Peer("b", "b:1", "i", 0)
     hi, lo = Claim(5, 0, "b", "b:1"), Claim(4, 0, "a", "a:1")
@@ -123,7 +135,6 @@ def test_voter_answers_only_after_its_write_and_rejects_lower_ballots() -> None:
 
 
 def test_a_ballot_not_the_senders_own_is_dropped() -> None:
-    from clerk._core import Received
     v = core_of("v", ("v", "a"))
     a = Peer("a", "a:1", "i", 0)
     out = v.handle(Received(Prepare(a, 5, Claim(5, 0, "b", "b:1"))), 0.0)
@@ -136,17 +147,15 @@ def test_corrupt_voter_record_is_an_error() -> None:
 
 
 def test_non_voter_ignores_the_record_and_never_claims() -> None:
-    from clerk._core import Start
     c = core_of("x", ("v",), {"version": 7})  # not a voter: the record is not read
     c.handle(Start(), 0.0)
     assert c.role is not Role.MANAGER
     for t in range(1, 40):
-        c.handle(__import__("clerk._core", fromlist=["Tick"]).Tick(), t * 0.1)
+        c.handle(Tick(), t * 0.1)
         assert c.role is not Role.MANAGER
 
 
 def test_single_voter_claims_once_its_own_vote_is_durable() -> None:
-    from clerk._core import Received, Start
     c = core_of("v", ("v",))
     out = c.handle(Start(), 0.0)
     assert c.role is Role.CANDIDATE
@@ -171,3 +180,43 @@ def test_every_survivor_reports_the_voters_it_reaches_after_losing_a_majority() 
     net.restart("n1")
     assert net.run_until_true(lambda: net.agreed() is not None, limit=10.0) is not None
     assert all(n.core.quorum_status()["quorum"] == "ok" for n in net.live())
+
+
+def test_a_promise_of_ten_thousand_rows_travels_in_parts_under_the_message_limit() -> None:
+    record = {"version": 1, "rows": {
+        f"task{i:05d}": {"reserved": i, "accepted": [1, 0, "a"], "seq": 1,
+                         "record": {"version": 3, "state": {"n": i, "pad": "x" * 100}}}
+        for i in range(10_000)}, "promised": None}
+    v = core_of("v", ("v", "a"), record)
+    a = Peer("a", "a:1", "i", 0)
+    ballot = Claim(5, 0, "a", "a:1")
+    out = v.handle(Received(Prepare(a, 5, ballot)), 0.0)
+    parts = [s.msg for s in sends(out)]
+    assert len(parts) > 1 and all(isinstance(m, Promise) for m in parts)
+    p = Proposer(ballot.key, ("v", "a"), 0.0)
+    for m in parts:
+        frames = encode(m)
+        assert sum(len(f) for f in frames) <= MAX_MESSAGE_BYTES
+        got = decode(frames)
+        p.on_promise("v", got.part, got.parts, unpack_table(got.rows))
+    assert len(p.promises["v"]) == 10_000
+    assert p.promises["v"]["task09999"].reserved == 9999
+
+
+def test_a_large_write_is_split_into_several_commits() -> None:
+    c = core_of("v", ("v",))
+    w = [e for e in c.handle(Start(), 0.0) if isinstance(e, VoterWrite)]
+    c.handle(Received(w[0].then[0].msg), 0.001)
+    assert c.role is Role.MANAGER
+    rows = {f"t{i}": {"reserved": i, "record": {"version": 1, "pad": "y" * 2000}}
+            for i in range(300)}  # ~600 KB: more than one part
+    seqs, effects = c.quorum_write(rows, 0.002)
+    assert len(seqs) > 1
+    committed = []
+    for e in effects:
+        if isinstance(e, VoterWrite):
+            for s in e.then:
+                committed += [x.seq for x in c.handle(Received(s.msg), 0.003)
+                              if isinstance(x, WriteCommitted)]
+    assert committed == seqs
+    assert c.proposer is not None and c.proposer.reserved("t299") == 299
