@@ -271,7 +271,11 @@ class Proposer:
         self.table: dict[str, Row] = {}
         self.next_seq = 1
         self.pending: dict[int, Write] = {}
-        self.committed: dict[str, tuple[int, dict[str, Any]]] = {}
+        #: Per task: the highest slot committed as reserved under this ballot, and the newest
+        #: committed record (with its seq). Kept apart: a result's write carries no
+        #: reservation, and must not hide the one committed before it.
+        self.committed_reserved: dict[str, int] = {}
+        self.committed: dict[str, tuple[int, Any]] = {}
         self.last_commit = now
 
     def on_promise(self, voter: str, part: int, parts: int, rows: Mapping[str, Any]) -> bool:
@@ -302,8 +306,7 @@ class Proposer:
 
     def reserved(self, task: str) -> int | None:
         """The highest slot of ``task`` committed as reserved under this ballot (None: none)."""
-        got = self.committed.get(task)
-        return got[1].get("reserved") if got is not None else None
+        return self.committed_reserved.get(task)
 
     def learned_reserved(self, task: str) -> int | None:
         """The highest reservation phase 1 showed for ``task`` (never dispatch at or below)."""
@@ -328,9 +331,12 @@ class Proposer:
         del self.pending[seq]
         self.last_commit = now
         for task, row in w.rows.items():
+            r = row.get("reserved")
+            if type(r) is int and r > self.committed_reserved.get(task, r - 1):
+                self.committed_reserved[task] = r
             have = self.committed.get(task)
-            if have is None or seq > have[0]:
-                self.committed[task] = (seq, row)
+            if "record" in row and (have is None or seq > have[0]):
+                self.committed[task] = (seq, row["record"])
         return [seq]
 
     def oldest_pending(self) -> float | None:

@@ -147,6 +147,18 @@ def test_commits_out_of_order_keep_the_newest_row() -> None:
     assert p.reserved("t") == 5
 
 
+def test_a_result_write_does_not_hide_the_committed_reservation() -> None:
+    p = Proposer(B2, ("a@h",), 0.0)
+    s1 = p.write({"t": {"reserved": 8}}, 0.0)
+    s2 = p.write({"t": {"reserved": None, "record": rec(3)}}, 0.0)
+    p.on_accepted("a@h", s1, 0.1)
+    p.on_accepted("a@h", s2, 0.2)
+    assert p.reserved("t") == 8 and p.committed["t"] == (s2, rec(3))
+    s3 = p.write({"t": {"reserved": 5}}, 0.0)  # (never lower)
+    p.on_accepted("a@h", s3, 0.3)
+    assert p.reserved("t") == 8
+
+
 def _run_phase1(p: Proposer, voters: dict[str, VoterRegister], names: list[str]) -> None:
     for n in names:
         assert voters[n].prepare(p.ballot)
@@ -202,7 +214,7 @@ def test_an_older_ballots_record_never_replaces_a_committed_one() -> None:
     for n in ("b@h", "c@h"):
         voters[n].accept(B2, s, p2.pending[s].rows)
         p2.on_accepted(n, s, 0.0)
-    assert p2.committed["t"][1]["record"] == rec(2)
+    assert p2.committed["t"][1] == rec(2)
     p3 = Proposer((3, 0, "a@h"), VOTERS, 0.0)
     _run_phase1(p3, voters, ["a@h", "b@h"])
     assert p3.table["t"].record == rec(2) and p3.learned_reserved("t") == 2
