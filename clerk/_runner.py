@@ -80,6 +80,7 @@ class TaskRunner(ResultRouting):
         self._held: list[Result] = []  # results of a leaving manager's own runs (see below)
         self.wa = None  # quorum mode, manager: this ballot's write-ahead (clerk._runquorum)
         self._uncommitted = set()
+        self._rows_out, self._results_out = {}, []
         self._replicate_after = -math.inf  # monotonic
         self.outbox = Outbox()
         self.stale = 0  # EXECUTEs dropped as late or from a stale claim

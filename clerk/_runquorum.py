@@ -11,7 +11,9 @@ carries them out with the node's scheduler, core and sockets. Without voters non
   the slots due within the lead, in one write; an EXECUTE whose reservation is not committed
   yet is held and leaves on the ``WriteCommitted`` that commits it (if its run is still the
   one in flight and not past its deadline).
-* **Results** (:meth:`QuorumWriting._quorum_result`): the record a result produced is written;
+* **Results** (:meth:`QuorumWriting._quorum_result`): the record a result produced is written
+  (the results of one turn of the loop, and the reservations of the same tick, in one write:
+  :meth:`QuorumWriting._quorum_flush`, at the latest from ``persist`` at the end of the turn);
   only once it is committed is the RESULT acknowledged (RESULT_ACK, or the local outbox
   entry), the run logged and the table replicated. Until then a local result stays in the
   outbox (``on_result`` answers "not applied" for it) and a resent remote one is not
@@ -40,6 +42,8 @@ class QuorumWriting(Replication):
 
     wa: WriteAhead | None
     _uncommitted: set[str]  # run ids of results whose record is not committed yet
+    _rows_out: dict[str, dict[str, Any]]  # rows of results not written yet (this turn's)
+    _results_out: list[tuple[Finished, str, str | None, str]]  # their results
 
     if TYPE_CHECKING:  # provided by clerk._routing
         def _dispatch(self, d: Dispatch, now: float) -> None: ...
@@ -50,6 +54,7 @@ class QuorumWriting(Replication):
         core = self.agent.core
         self.wa = None
         self._uncommitted = set()
+        self._rows_out, self._results_out = {}, []
         proposer = core.proposer
         if proposer is None:
             return
@@ -69,6 +74,7 @@ class QuorumWriting(Replication):
         if getattr(self, "wa", None) is not None:
             self.wa = None
             self._uncommitted = set()
+            self._rows_out, self._results_out = {}, []
 
     def _quorum_write(self, rows: dict[str, Any], now: float, wall: float) -> list[int]:
         assert self.wa is not None
@@ -88,8 +94,30 @@ class QuorumWriting(Replication):
             else:
                 rows.update(wa.reserve(d.task, d.slot))
                 wa.hold_dispatch(d, d.task, d.slot)
-        if rows:
-            self._quorum_write(rows, now, wall)
+        self._quorum_flush(rows, now, wall)
+
+    def _quorum_flush(self, rows: dict[str, Any], now: float, wall: float) -> None:
+        """Write ``rows`` (reservations) with the results' rows waiting, as one write."""
+        wa = self.wa
+        if wa is None:
+            return
+        for task, row in self._rows_out.items():
+            if task in rows:  # a reservation and a record of one task: one row
+                rows[task] = {**row, "reserved": rows[task]["reserved"]}
+            else:
+                rows[task] = row
+        results, self._rows_out, self._results_out = self._results_out, {}, []
+        if not rows:
+            return
+        seqs = self._quorum_write(rows, now, wall)
+        for item in results:
+            wa.hold_result(item, item[1], seqs)
+
+    def persist(self, now: float, final: bool = False) -> None:
+        """(Every turn of the loop.) Quorum mode: write the results of this turn first."""
+        if getattr(self, "wa", None) is not None and self._rows_out and not final:
+            self._quorum_flush({}, now, self.agent.clock.wall())
+        super().persist(now, final)
 
     def _quorum_result(self, fin: Finished, task: str, reply_to: str | None, run_id: str,
                        now: float, wall: float) -> None:
@@ -98,9 +126,9 @@ class QuorumWriting(Replication):
         assert self.wa is not None
         rec = self.scheduler.records[task].to_json()
         rec["running"] = None  # a run in flight is this manager's to track, not the voters'
-        seqs = self._quorum_write({task: {"reserved": None, "record": rec}}, now, wall)
+        self._rows_out[task] = {"reserved": None, "record": rec}
         self._uncommitted.add(run_id)
-        self.wa.hold_result((fin, task, reply_to, run_id), task, seqs)
+        self._results_out.append((fin, task, reply_to, run_id))
 
     def on_write_committed(self, seq: int, now: float) -> None:
         """``WriteCommitted``: send the EXECUTEs and acknowledge the results it released."""
