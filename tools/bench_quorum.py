@@ -16,7 +16,8 @@ voter file in its data directory, fsynced). Each runs ``--tasks`` Stamp tasks ev
   ``64 / writes per second`` seconds, so the samples barely overlap.
 * **lateness ms**: a run's start minus its slot's due time, as the task sees it
   (``clerk.current_run().due``): the reservations are written ``lead`` ahead of the due time,
-  so quorum mode should not add a commit to it.
+  so quorum mode should not add a commit to it; the EXECUTEs that had to wait for one anyway
+  are counted (``held for a commit``).
 
 Prints a markdown table: median and p99 per mode and the quorum/default ratio.
 """
@@ -87,6 +88,7 @@ def main() -> int:
             every = max(0.5, 64 / writes_per_s)
             commits: list[float] = []
             lead: list[float] = []
+            held = (0, 0)
             w0 = time.time()
             while time.time() - w0 < args.seconds:
                 time.sleep(every)
@@ -95,6 +97,7 @@ def main() -> int:
                 commits += wa.get("commit_ms", [])
                 if "lead_ms" in wa:
                     lead.append(wa["lead_ms"])
+                    held = (wa.get("dispatched_at_once", 0), wa.get("dispatched_late", 0))
             w1 = time.time()
         finally:
             for c in clusters.values():
@@ -114,6 +117,7 @@ def main() -> int:
     print(f"| commits sampled | | {len(commits)} | |")
     if lead:
         print(f"| reservation lead ms (median) | | {statistics.median(lead):.1f} | |")
+    print(f"| EXECUTEs sent at once / held for a commit | | {held[0]} / {held[1]} | |")
     return 0
 
 
