@@ -89,10 +89,16 @@ def main() -> int:
             commits: list[float] = []
             lead: list[float] = []
             held = (0, 0)
+            takeovers = 0
             w0 = time.time()
             while time.time() - w0 < args.seconds:
                 time.sleep(every)
-                st = clusters["quorum"].status(managers["quorum"], timeout=5)
+                qc = clusters["quorum"]
+                boss = qc.status(managers["quorum"], timeout=5).get("manager")
+                if boss and boss != managers["quorum"]:  # (a takeover: count it, follow it)
+                    takeovers += 1
+                    managers["quorum"] = boss
+                st = qc.status(boss or managers["quorum"], timeout=5)
                 wa = st.get("write_ahead") or {}
                 commits += wa.get("commit_ms", [])
                 if "lead_ms" in wa:
@@ -118,6 +124,7 @@ def main() -> int:
     if lead:
         print(f"| reservation lead ms (median) | | {statistics.median(lead):.1f} | |")
     print(f"| EXECUTEs sent at once / held for a commit | | {held[0]} / {held[1]} | |")
+    print(f"| takeovers seen during the run | | {takeovers} | |")
     return 0
 
 
