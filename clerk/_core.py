@@ -13,7 +13,9 @@ each opening with the rules it owns:
 * :mod:`clerk._corestate`: the state, its public view, and the small shared steps;
 * :mod:`clerk._joining`: membership and joining, heartbeats, probes, the stall fence's use;
 * :mod:`clerk._election`: following claims, the bully election, every change of role;
-* :mod:`clerk._handover`: merges of two managers and the graceful hand-over.
+* :mod:`clerk._handover`: merges of two managers and the graceful hand-over;
+* :mod:`clerk._quorumcore`: quorum mode (voters, PREPARE/ACCEPT, check-quorum), which runs
+  only with ``voters``.
 
 Rules owned here:
 
