@@ -11,8 +11,8 @@ registers' rules and the proof are in :mod:`clerk._quorum`. Rules owned here:
   ``election_timeout``; with PROMISEs from a majority it takes the claim with that very term
   (COORDINATOR, heartbeats: :func:`clerk._election.take_claim`). No majority within
   ``manager_timeout``: it starts an election again. A non-voter that would have won sends
-  ELECTION to every voter not known dead and waits ``NON_VOTER_WAIT`` for a voter's claim,
-  then asks again.
+  ELECTION to every voter it knows the address of and waits ``NON_VOTER_WAIT`` for a voter's
+  claim, then asks again.
 * **Voters answer** only a PREPARE/ACCEPT whose ballot is the sender's own claim. Every change of
   the register is a :class:`~clerk._coretypes.VoterWrite` whose ``then`` holds the answer:
   nothing is promised or acknowledged before it is durable. A voter's own PROMISE and ACCEPTED
@@ -105,11 +105,14 @@ def claim(core: CoreState, now: float) -> None:
     waits for a voter's COORDINATOR instead (module docstring)."""
     q = _q(core)
     if not q.is_voter:
-        # Ask every voter not known dead: a live manager answers with its claim, a candidate
-        # with OK; either way this node hears from the voters it can reach (its quorum view).
+        # Ask every voter whose address we know, even one marked dead here (a restarted
+        # non-voter may hold a list in which everyone is dead, and it never becomes manager to
+        # probe them): a follower vouches for its live manager, a manager answers with its
+        # claim, a candidate with OK; so this node finds the cluster again and hears from the
+        # voters it can reach (its quorum view).
         for name in q.voters:
             row = core.members.get(name)
-            if row is not None and row.alive:
+            if row is not None:
                 core.send(row.peer.address, Election(core.me, core.term, core._suspect))
         core.role = Role.CANDIDATE
         core._claim = None

@@ -20,11 +20,13 @@ one manager, a voter, within ``CONVERGE_BOUND`` s, and the ledger runs again.
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clerk._simnet import SimNetwork
-from clerk._simquorum import VOTERS, apply_fault, build
+from clerk._simquorum import VOTERS, apply_fault, build, random_faults
 from clerk._simquorum import QuorumChecks as Checks
 from clerk._simtasks import SimLedger
 
@@ -155,3 +157,31 @@ def test_a_resumed_manager_that_hears_nothing_commits_nothing() -> None:
     net.run_for(0.5)
     assert not checks.violations, checks.violations
     assert not [d for d in world.dispatched if d[1] == "n2" and d[0] >= resumed]
+
+
+
+def test_a_restarted_non_voter_that_believes_everyone_dead_finds_the_cluster() -> None:
+    """Seed 26 of tools/simulate_quorum.py, replayed: after its faults n4 (a non-voter) holds a
+    list in which every voter is dead, and a non-voter never becomes manager to probe anyone;
+    it must still ask the voters it knows of, and follow their manager, once the faults stop."""
+    rng = random.Random(26)
+    offsets = [rng.choice((0.0, 0.003, -0.04, 0.25, -1.3, 5.0)) for _ in range(5)]
+    net, world = build(5, 26, offsets, 0.0005, rng.choice((0.0005, 0.01)))
+    checks = Checks(net, world)
+    net.run_until_true(lambda: len(world.runs) >= 3, limit=15.0)
+    names = [f"n{i}" for i in range(5)]
+    for gap, op, arg in random_faults(rng, 5, 12):
+        net.run_for(gap)
+        apply_fault(net, names, op, arg)
+    net.run_for(1.0)
+    net.heal()
+    net.loss = 0.0
+    for name in names:
+        if net.nodes[name].paused:
+            net.resume(name)
+        if not net.nodes[name].up:
+            net.restart(name)
+    assert net.run_until_true(lambda: net.agreed() is not None and len(net.live()) == 5,
+                              limit=CONVERGE_BOUND, step=0.01) is not None, [
+        (n.name, str(n.core.role), n.core.manager) for n in net.live()]
+    assert not checks.violations, checks.violations
