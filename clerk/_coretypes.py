@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from clerk._messages import Execute, Json, MemberInfo, Message
 
@@ -24,6 +25,7 @@ __all__ = [
     "MemberUp",
     "PeerDown",
     "PeerUp",
+    "QuorumChanged",
     "Received",
     "Refused",
     "Role",
@@ -33,6 +35,8 @@ __all__ = [
     "StateHandedOver",
     "Stopped",
     "Tick",
+    "VoterWrite",
+    "WriteCommitted",
 ]
 
 INF = float("inf")
@@ -163,7 +167,36 @@ class Dropped:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class VoterWrite:
+    """Quorum mode, a voter's register changed: make ``record`` durable (replace the voter file
+    atomically, fsync), and only then carry out ``then`` (the PROMISE/ACCEPTED sends, which
+    may be addressed to this very node: deliver those like any message). Writes are applied
+    in order; consecutive ones may be coalesced (write the last record, then carry out every
+    ``then`` in order). If the node dies first, ``then`` never happens."""
+
+    record: dict[str, Any]
+    then: tuple[Effect, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumChanged:
+    """Quorum mode: this node's view of the quorum changed (the shell logs it)."""
+
+    ok: bool
+    reachable: tuple[str, ...]
+    voters: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCommitted:
+    """Quorum mode, manager: its write ``seq`` (from :meth:`NodeCore.quorum_write`) is held
+    by a majority of voters, durably."""
+
+    seq: int
+
+
 Effect = (
     Send | ManagerChanged | MemberUp | MemberDown | StateHandedOver | Deliver | Refused | Stopped
-    | Dropped | StaleExecute
+    | Dropped | StaleExecute | VoterWrite | QuorumChanged | WriteCommitted
 )
