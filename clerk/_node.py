@@ -52,6 +52,10 @@ def preflight(config: NodeConfig) -> CurveKeys | None:
         from clerk._store import check_free
 
         check_free(path, source)
+        if config.is_voter:
+            from clerk._voterstore import VoterStore
+
+            VoterStore(path, config.name, source=source).load()  # a clear error, exit 2
     return keys
 
 
