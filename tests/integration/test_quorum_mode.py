@@ -130,10 +130,13 @@ def test_loss_of_a_majority_stops_the_rest_then_it_resumes(tmp_path: Path) -> No
         wait_until(all_lost, timeout=10, message=lambda: f"views: {cluster.views(rest)}")
         # At most one slot already committed as reserved before the loss may still run.
         _quiet(log, 8 * IV / 1000, allowed=1)
-        survivor = rest[0]
-        q = quorum_view(cluster, survivor)
-        assert q["mode"] == "quorum" and q["detail"] == "2 of 3 voters unreachable"
-        assert set(q["reachable"]) == {v for v in cluster.voters if v not in gone}
+        alive_voters = {v for v in cluster.voters if v not in gone}
+        for name in rest:  # every survivor, voter or not, sees which voters it can reach
+            q = quorum_view(cluster, name)
+            assert q["mode"] == "quorum" and q["detail"] == "2 of 3 voters unreachable", \
+                (name, q)
+            assert set(q["reachable"]) == alive_voters, (name, q)
+        survivor = next(n for n in rest if n not in cluster.voters)
         proc = run_clerk(["status", "--join", cluster.address(survivor),
                           "--cookie-file", str(cluster.cookie_file)])
         assert proc.returncode == 0, proc.stderr
