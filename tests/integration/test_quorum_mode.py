@@ -158,9 +158,10 @@ def test_a_full_restart_keeps_the_state(tmp_path: Path) -> None:
         cluster.wait_for_manager(timeout=30)
         before = _runs(log, 5)
         assert all(code == 0 for code in cluster.stop_all().values())
-        for voter in cluster.voters:
-            data = cluster.data_path(voter)
-            assert data is not None and (data / "voter.json").exists(), voter
+        # A voter outside the majorities that promised and accepted may have nothing to keep.
+        kept = [v for v in cluster.voters if (cluster.data_root / v.split("@")[0]
+                                              / "voter.json").exists()]
+        assert len(kept) >= 2, f"voter files only on {kept}: not a majority"
         stopped = counter_lines(log)
         cluster.start_all()
         cluster.wait_for_manager(timeout=30)
