@@ -39,7 +39,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from clerk._errors import ConfigError
 
@@ -108,7 +108,7 @@ class VoterStore:
             self._refuse("holds no record")
         return record
 
-    def _refuse(self, problem: str) -> Any:
+    def _refuse(self, problem: str) -> NoReturn:
         raise ConfigError(self.source or str(self.file), "voter file", str(self.file),
                           f"{problem}. It holds this voter's promises: starting without it "
                           "could let a stale manager win a majority. Restore it from a backup, "
