@@ -123,6 +123,9 @@ class LocalCluster:
         if isinstance(voters, int) and not 0 <= voters <= n:
             raise ValueError(f"voters={voters}: a number from 0 to the {n} nodes, or a list "
                              "of node names")
+        if voters and data_dir is False:
+            raise ValueError("voters need data directories (their promises are kept there): "
+                             "not with data_dir=False")
         self.n = n
         self.tasks = list(tasks)
         self.node_tasks = node_tasks or {}

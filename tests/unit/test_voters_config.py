@@ -112,3 +112,5 @@ def test_local_cluster_voters() -> None:
         assert "voters" not in cluster.write_config(cluster.names[0]).read_text()
     with pytest.raises(ValueError, match="voters=6"):
         LocalCluster(5, voters=6, start=False)
+    with pytest.raises(ValueError, match="data directories"):
+        LocalCluster(3, voters=3, data_dir=False, start=False)
