@@ -6,9 +6,10 @@ quorum mode (issues 4 and 10).
                                              [--idle 10] [--modes default,quorum] [--out FILE]
 
 Each mode runs its own cluster of ``--nodes`` nodes (quorum mode: the first ``--voters`` of
-them vote) with a Counter task every ``--interval`` ms that logs each run's slot. For each
-trial the manager is SIGKILLed (or SIGSTOPped) and the time until every other live node
-agrees on a new manager with a higher term is measured two ways:
+them vote) with a Counter task every ``--interval`` ms that logs each run's slot; both
+clusters are up at once and the trials alternate between them, so that the machine's load
+hits both alike. For each trial the manager is SIGKILLed (or SIGSTOPped) and the time until
+every other live node agrees on a new manager with a higher term is measured two ways:
 
 * **polled**: from just before the signal to the end of the first round of status requests
   (every live node asked at once) in which all agree. An upper bound, off by at most one round
@@ -37,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import psutil
@@ -110,44 +112,52 @@ def pct(values: list[float], q: float) -> float:
 Result = dict[str, tuple[list[float], list[float], list[int]]]
 
 
-def run_mode(args: argparse.Namespace, voters: int) -> tuple[Result, dict[str, float], int]:
-    """One cluster: every fault kind ``args.trials`` times, then the idle usage."""
+def run_modes(args: argparse.Namespace,
+              modes: list[str]) -> dict[str, tuple[Result, dict[str, float], int]]:
+    """One cluster per mode, all up at once; the trials alternate between them (default,
+    quorum, default, ...) so that the machine's load hits every mode alike. Then the idle
+    usage of each (its own cluster only, the other one idle too)."""
     work = Path(tempfile.mkdtemp(prefix="clerk-bench-failover-"))
-    log = work / "runs.log"
-    task = clerk.task(Counter, name="c", interval=args.interval, args={"log": str(log)})
-    results: Result = {}
-    label_mode = f"voters={voters}" if voters else "default"
-    with LocalCluster(args.nodes, tasks=[task], log_level="info", voters=voters) as cluster:
-        cluster.wait_for_manager(timeout=60)
-        wait_agreed(cluster, cluster.names, timeout=60)
-
-        def restart(name: str) -> None:
-            cluster.start(name)
-
-        for label, act, recover in (
-            ("SIGKILL of the manager", cluster.kill, restart),
-            ("SIGSTOP of the manager", cluster.pause, cluster.resume),
-        ):
-            polled, logged, lost = [], [], []
+    results: dict[str, Result] = {m: {} for m in modes}
+    usage: dict[str, dict[str, float]] = {}
+    doubles: dict[str, int] = {}
+    logs = {m: work / f"{m}.log" for m in modes}
+    with ExitStack() as stack:
+        clusters = {}
+        for m in modes:
+            task = clerk.task(Counter, name="c", interval=args.interval,
+                              args={"log": str(logs[m])})
+            clusters[m] = stack.enter_context(LocalCluster(
+                args.nodes, tasks=[task], log_level="info",
+                voters=args.voters if m == "quorum" else 0))
+        for cluster in clusters.values():
+            cluster.wait_for_manager(timeout=60)
+            wait_agreed(cluster, cluster.names, timeout=60)
+        for label, how in (("SIGKILL of the manager", "kill"),
+                           ("SIGSTOP of the manager", "pause")):
+            for m in modes:
+                results[m][label] = ([], [], [])
             for i in range(args.trials):
-                a, b, n = trial(cluster, act, recover, log)
-                polled.append(a)
-                logged.append(b)
-                lost.append(n)
-                print(f"{label_mode}: {label} #{i + 1}: polled {a * 1000:.0f} ms, logged "
-                      f"{b * 1000:.0f} ms, {n} slot(s) lost", file=sys.stderr, flush=True)
-            results[label] = (polled, logged, lost)
-
-        manager = cluster.wait_for_manager(timeout=30)
-        follower = next(n for n in cluster.names if n != manager)
+                for m, cluster in clusters.items():
+                    act = cluster.kill if how == "kill" else cluster.pause
+                    recover = cluster.start if how == "kill" else cluster.resume
+                    a, b, n = trial(cluster, act, recover, logs[m])
+                    polled, logged, lost = results[m][label]
+                    polled.append(a)
+                    logged.append(b)
+                    lost.append(n)
+                    print(f"{m}: {label} #{i + 1}: polled {a * 1000:.0f} ms, logged "
+                          f"{b * 1000:.0f} ms, {n} slot(s) lost", file=sys.stderr, flush=True)
         time.sleep(2)  # let the last restart's start-up work settle before measuring idle
-        m_cpu, m_rss = node_usage(cluster, manager, args.idle)
-        f_cpu, f_rss = node_usage(cluster, follower, args.idle)
-        usage = {"m_cpu": m_cpu, "m_rss": m_rss, "f_cpu": f_cpu, "f_rss": f_rss,
-                 "procs": float(len(cluster.pids(follower)))}
-    doubles = twice(log)
+        for m, cluster in clusters.items():
+            manager = cluster.wait_for_manager(timeout=30)
+            follower = next(n for n in cluster.names if n != manager)
+            m_cpu, m_rss = node_usage(cluster, manager, args.idle)
+            f_cpu, f_rss = node_usage(cluster, follower, args.idle)
+            usage[m] = {"m_cpu": m_cpu, "m_rss": m_rss, "f_cpu": f_cpu, "f_rss": f_rss}
+            doubles[m] = twice(logs[m])
     shutil.rmtree(work, ignore_errors=True)
-    return results, usage, doubles
+    return {m: (results[m], usage[m], doubles[m]) for m in modes}
 
 
 def main() -> int:
@@ -163,7 +173,7 @@ def main() -> int:
     args = p.parse_args()
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    runs = {m: run_mode(args, args.voters if m == "quorum" else 0) for m in modes}
+    runs = run_modes(args, modes)
     load = os.getloadavg()[0]
     rows = [f"{args.nodes}-node cluster on 127.0.0.1, CURVE on, {args.trials} trials each, "
             f"a task every {args.interval} ms, {os.cpu_count()} CPUs (load average {load:.1f} "
