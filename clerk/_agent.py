@@ -327,14 +327,16 @@ class Agent:
     def _drain_loopback(self, now: float) -> None:
         """Feed the messages this node sent itself to its core, one after the other (never
         nested: a message fed here may send itself another, handled in the same loop)."""
-        if self._looping:
+        if self._looping or not self._loopback:
             return
         self._looping = True
+        inbound, self._inbound = self._inbound, None  # not an answer to what came in
         try:
             while self._loopback:
                 self._feed(Received(self._loopback.popleft()), now)
         finally:
             self._looping = False
+            self._inbound = inbound
 
     # --- effects ----------------------------------------------------------------------------
 
