@@ -171,6 +171,20 @@ def test_a_full_restart_keeps_the_state(tmp_path: Path) -> None:
             "the state after the restart is older than the last committed one"
 
 
+@needs_core
+def test_a_single_voter_promises_itself(tmp_path: Path) -> None:
+    """One voter: its own PROMISE and ACCEPTED (sends to itself, answered once its voter file
+    is on disk) are the whole majority."""
+    log = tmp_path / "runs.log"
+    task = clerk.task(Counter, name="c", interval=IV, args={"log": str(log)})
+    with LocalCluster(2, tasks=[task], voters=1) as cluster:
+        assert cluster.wait_for_manager(timeout=30) == cluster.names[0]
+        check_history(_runs(log, 3))
+        q = quorum_view(cluster, cluster.names[0])
+        assert q["quorum"] == "ok" and q["voter_file"]["writes"] >= 1
+        assert q["promised"] is not None and q["promised"][2] == cluster.names[0]
+
+
 # --- configuration errors through the command line: exit 2, naming the source and key ------
 
 
