@@ -61,7 +61,9 @@ def render_status(st: dict[str, Any]) -> str:
     """The human table for ``clerk status``."""
     lines = [f"cluster as seen by {st.get('node')} ({st.get('role')})",
              f"manager: {st.get('manager') or '(election in progress)'}   term: {st.get('term')}"
-             f"   highest term seen: {st.get('highest_term')}", ""]
+             f"   highest term seen: {st.get('highest_term')}"]
+    lines += _quorum_lines(st.get("quorum"))
+    lines.append("")
     lines.append(f"{'MEMBER':<28} {'ADDRESS':<22} {'ALIVE':<6} {'PRIO':>4} {'RUNS':>6}  TASKS")
     for m in st.get("members", []):
         star = "*" if m.get("name") == st.get("manager") else " "
@@ -106,6 +108,20 @@ def render_status(st: dict[str, Any]) -> str:
     if bad:
         lines += ["", "dropped frames: " + ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))]
     return "\n".join(lines)
+
+
+def _quorum_lines(q: Any) -> list[str]:
+    """The mode; in quorum mode the voters (reachable from this node or not) and the quorum:
+    ``quorum: ok`` or ``quorum: lost (2 of 3 voters unreachable)``."""
+    if not isinstance(q, dict) or q.get("mode") != "quorum":
+        return ["mode: available (no voters)"]
+    reachable = set(q.get("reachable") or [])
+    state = str(q.get("quorum") or "unknown")
+    if state != "ok" and q.get("detail"):
+        state += f" ({q['detail']})"
+    voters = ", ".join(f"{v} ({'reachable' if v in reachable else 'UNREACHABLE'})"
+                       for v in q.get("voters") or [])
+    return [f"mode: quorum   quorum: {state}", f"voters: {voters}"]
 
 
 def _deploy_lines(t: dict[str, Any]) -> list[str]:

@@ -18,7 +18,7 @@ import random
 import secrets
 import signal
 import socket
-from collections import Counter
+from collections import Counter, deque
 from time import sleep as _sleep
 from typing import Any
 
@@ -50,6 +50,7 @@ from clerk._core import (
     Tick,
     WriteCommitted,
 )
+from clerk._coretypes import QuorumChanged, VoterWrite
 from clerk._deploy import MAX_ANNOUNCE_CHARS, SEP, announce, task_names
 from clerk._errors import ConfigError
 from clerk._logging import configure_child_logging
@@ -69,6 +70,7 @@ from clerk._messages import (
 )
 from clerk._metrics import MetricsServer, NodeMetrics, Sources
 from clerk._ops import handle_control
+from clerk._quorumshell import QuorumShell
 from clerk._runner import TaskRunner
 from clerk._schedule import unpack_table
 from clerk._security import keys_from_cookie, load_cookie
@@ -98,7 +100,18 @@ class Agent:
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
         keys = None if config.insecure else keys_from_cookie(load_cookie(config.cookie_file))
-        self.transport = Transport(config.host, config.port, keys=keys)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        try:
+            # Quorum mode (clerk._quorumshell): a voter's register is read before the core
+            # exists; an unusable voter file stops the node here, naming the file.
+            self.quorum = QuorumShell(config, self._wake)
+            self.transport = Transport(config.host, config.port, keys=keys)
+        except BaseException:
+            self._wake_r.close()
+            self._wake_w.close()
+            raise
         self.me = Peer(config.name, config.address, secrets.token_hex(6), config.priority)
         self._started_wall = self.clock.wall()
         # The tasks with their parameters: the manager schedules what any live member has
@@ -112,6 +125,7 @@ class Agent:
             # No tasks advertised until the workers are ready (TaskRunner._workers_ready):
             # a node must not be chosen for runs it cannot start yet.
             tasks=(),
+            **self.quorum.core_kwargs(),
         )
         self.bad_frames: Counter[str] = Counter()
         self._bad_logged_at = -1e9
@@ -121,13 +135,13 @@ class Agent:
         self._stop_reason = ""
         self._members_epoch = -1
         self._inbound: Inbound | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._loopback: deque[Message] = deque()  # messages this node sent itself
+        self._looping = False
         self.metrics = NodeMetrics(t.name for t in config.tasks)
         try:
             self.tasks = TaskRunner(self)  # scheduling (as manager) and execution of tasks
         except BaseException:
+            self.quorum.close()
             self.transport.close()
             self._wake_r.close()
             self._wake_w.close()
@@ -145,9 +159,13 @@ class Agent:
     def request_stop(self) -> None:
         """Ask the loop (from any thread) to leave gracefully."""
         self._stop_requests += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake the loop up from another thread (a stop request, a voter write done)."""
         try:
             self._wake_w.send(b"x")
-        except OSError:
+        except OSError:  # full (the loop is already due to wake up) or closed
             pass
 
     # --- loop -------------------------------------------------------------------------------
@@ -178,6 +196,7 @@ class Agent:
         leaving = False
         try:
             self._start_metrics()
+            self.quorum.started()
             self._feed(Start(), self.clock.monotonic())
             while True:
                 now = self.clock.monotonic()
@@ -205,6 +224,7 @@ class Agent:
                 arrived = self.transport.poll(timeout_ms, now)
                 for inbound in arrived:
                     self._on_inbound(inbound, self.clock.monotonic())
+                self.quorum.deliver()  # the answers whose voter record is now on disk
                 self.tasks.persist(self.clock.monotonic())
                 if not arrived and timeout_ms == 0 and not self._stop_requests:
                     _sleep(max(0.0, min(deadline - self.clock.monotonic(), SUB_MS_SLEEP)))
@@ -214,6 +234,7 @@ class Agent:
             if self._metrics_server is not None:
                 self._metrics_server.close()
             self.tasks.close()
+            self.quorum.close()
             self.transport.close()
             self._wake_r.close()
             self._wake_w.close()
@@ -232,7 +253,7 @@ class Agent:
             node=self.metrics, is_manager=lambda: self.core.is_manager,
             term=lambda: self.core.term, bad_frames=lambda: self.bad_frames.copy(),
             worker_restarts=lambda: executor.restarts if executor is not None else 0,
-            table=lambda: unpack_table(self.core.replicated))
+            table=lambda: unpack_table(self.core.replicated), quorum=self.quorum.gauges)
         try:
             self._metrics_server = MetricsServer(self.config.host, port, sources)
         except ImportError:  # node_spec() skips the node's pre-flight check
@@ -291,6 +312,7 @@ class Agent:
             self.bad_frames["handler_error"] += 1
             log.exception("error handling %s", type(event).__name__)
             return
+        self._drain_loopback(now)
         # The list's own epoch: the member epoch also moves with every replicated table.
         if self.core.members.list_epoch != self._members_epoch:
             self._members_epoch = self.core.members.list_epoch
@@ -303,12 +325,31 @@ class Agent:
             for address in live[:MAX_PINNED]:
                 self.transport.connect(address)
 
+    def _drain_loopback(self, now: float) -> None:
+        """Feed the messages this node sent itself to its core, one after the other (never
+        nested: a message fed here may send itself another, handled in the same loop)."""
+        if self._looping or not self._loopback:
+            return
+        self._looping = True
+        inbound, self._inbound = self._inbound, None  # not an answer to what came in
+        try:
+            while self._loopback:
+                self._feed(Received(self._loopback.popleft()), now)
+        finally:
+            self._looping = False
+            self._inbound = inbound
+
     # --- effects ----------------------------------------------------------------------------
 
     def send(self, to: str, msg: Message, now: float,
              encoded: dict[int, list[bytes]] | None = None) -> None:
         """Send ``msg`` to ``to``. ``encoded``: frames of messages already encoded in this
         batch of effects, by ``id`` (the batch holds the messages, so ids are not reused)."""
+        if to == self.me.address and self.quorum.enabled:
+            # Quorum mode: a voter that is the candidate or manager answers its own PREPARE
+            # and ACCEPT: fed back to the core on this loop (see _drain_loopback).
+            self._loopback.append(msg)
+            return
         frames = encoded.get(id(msg)) if encoded is not None else None
         if frames is None:
             try:
@@ -344,7 +385,14 @@ class Agent:
     def apply(self, effects: list[Effect], now: float) -> None:
         # One heartbeat round sends the same message object to every member: encode it once.
         encoded: dict[int, list[bytes]] = {}
+        writes: list[VoterWrite] = []  # consecutive VoterWrites: one write (clerk._quorumshell)
         for effect in effects:
+            if isinstance(effect, VoterWrite):
+                writes.append(effect)
+                continue
+            if writes:
+                self._voter_writes(writes)
+                writes = []
             if isinstance(effect, Send):
                 if isinstance(effect.msg, Result) and effect.msg.outcome == "refused":
                     # The core refuses EXECUTEs from a lower term (stale) or an unknown sender.
@@ -394,6 +442,19 @@ class Agent:
             elif isinstance(effect, Stopped):
                 self._done = True
                 self._stop_reason = effect.reason
+            elif isinstance(effect, QuorumChanged):
+                self.quorum.quorum_changed(effect)
+        if writes:
+            self._voter_writes(writes)
+
+    def _voter_writes(self, writes: list[VoterWrite]) -> None:
+        """Durable first, then the answers, on the loop (see clerk._quorumshell)."""
+        def then(effects: list[Effect]) -> None:
+            now = self.clock.monotonic()
+            self.apply(effects, now)
+            self._drain_loopback(now)
+
+        self.quorum.voter_writes(writes, then)
 
     def _deliver(self, msg: Message, now: float) -> None:
         if isinstance(msg, Status):
@@ -440,6 +501,7 @@ class Agent:
         st["bad_frames"] = dict(self.bad_frames)
         st["transport"] = {**self.transport.stats, "links": len(self.transport.peers())}
         self.tasks.add_status(st)
+        st["quorum"] = self.quorum.status(st)
         return st
 
 

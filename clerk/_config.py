@@ -15,10 +15,18 @@ A TOML file has a ``[node]`` table with the same keys as the command-line flags 
     data_dir = "/var/lib/clerk/a"  # durable task table; default $XDG_STATE_HOME/clerk/<name>;
                                 # false: none (state then lives only in the members' memory)
     metrics_port = 9400         # serve Prometheus metrics at http://HOST:9400/metrics
+    voters = ["a@10.0.0.5", "b@10.0.0.6", "c@10.0.0.7"]  # quorum mode (the same list on every
+                                # node; 1, 3, 5 or 7 names); absent or []: the default mode
+
+Voters (quorum mode, see clerk._quorum): each a valid node name, no duplicates, 1 to 7 of them
+(an even count is accepted with a warning: 4 voters tolerate one failure, like 3). A node that
+is one of the voters keeps its promises in ``<data_dir>/voter.json``, so it needs a data
+directory: ``data_dir = false`` on a voter is an error naming both keys.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -33,11 +41,17 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11 (pyproject pulls
 
 from clerk._errors import ConfigError
 
-__all__ = ["DEFAULT_PORT", "NodeConfig", "load_config", "parse_address", "validate_name"]
+__all__ = ["DEFAULT_PORT", "MAX_VOTERS", "NodeConfig", "check_voter_data_dir", "load_config",
+           "parse_address", "validate_name", "validate_voters"]
+
+log = logging.getLogger("clerk.config")
 
 DEFAULT_PORT = 7400
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}@[A-Za-z0-9_.\-]{1,253}$")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+#: Seven voters tolerate three failures; more only adds fsyncs and round trips to every
+#: commit (a write waits for a majority), and the voter set is fixed, not scaled.
+MAX_VOTERS = 7
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +69,8 @@ class NodeConfig:
     #: The data directory (a path), None for the default (:attr:`data_path`), False for none.
     data_dir: str | bool | None = None
     metrics_port: int | None = None  # Prometheus /metrics on the node's host (clerk._metrics)
+    #: Quorum mode: the voters' names, the same on every node; empty: the default mode.
+    voters: tuple[str, ...] = ()
     tasks: tuple[Any, ...] = field(default=())  # TaskDef objects (clerk._tasks)
     source: str = ""  # where it came from, for messages
     #: Where the agent and the workers send their log records (a :class:`clerk._logging.LogSink`
@@ -68,6 +84,10 @@ class NodeConfig:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def is_voter(self) -> bool:
+        return self.name in self.voters
 
     @property
     def data_path(self) -> Path | None:
@@ -104,6 +124,39 @@ def parse_address(value: object, source: str = "", key: str = "join") -> str:
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ConfigError(source, key, value, "port must be a number from 1 to 65535")
     return f"{host}:{int(port)}"
+
+
+def validate_voters(value: object, source: str = "", key: str = "voters",
+                    warn: bool = True) -> tuple[str, ...]:
+    """The voter list (see the module docstring): a tuple of distinct node names, 0 to
+    ``MAX_VOTERS`` long (empty: the default mode). An even count logs a warning."""
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ConfigError(source, key, value, 'must be a list of node names (name@host), e.g. '
+                                              '["a@10.0.0.5", "b@10.0.0.6", "c@10.0.0.7"]')
+    names = tuple(validate_name(v, source, f"{key}[{i}]") for i, v in enumerate(value))
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(source, key, list(value), f"lists {name} twice")
+        seen.add(name)
+    if len(names) > MAX_VOTERS:
+        raise ConfigError(source, key, list(value),
+                          f"has {len(names)} voters: 1 to {MAX_VOTERS} (1, 3, 5 or 7)")
+    if names and len(names) % 2 == 0 and warn:
+        log.warning("%s: %s: %d voters tolerate no more failures than %d (a majority is %d): "
+                    "an odd count (1, 3, 5, 7) is the usual choice", source or "command line",
+                    key, len(names), len(names) - 1, len(names) // 2 + 1)
+    return names
+
+
+def check_voter_data_dir(config: NodeConfig, where: str = "") -> None:
+    """A voter keeps its promises on disk: ``voters`` naming this node with ``data_dir =
+    false`` is a ConfigError naming both keys."""
+    if config.is_voter and config.data_dir is False:
+        raise ConfigError(where or config.source or "command line", "data_dir", False,
+                          f"is false (or --no-data-dir), but voters lists this node "
+                          f"({config.name}): a voter keeps its promises in its data directory "
+                          "(voter.json); give it one, or remove it from voters")
 
 
 def _check_int(source: str, key: str, value: object, lo: int, hi: int) -> int:
@@ -152,9 +205,11 @@ def _node_values(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
             else:
                 raise ConfigError(source, key, value, "must be a directory path, or false for "
                                                       "no data directory")
+        elif key == "voters":
+            out[key] = validate_voters(value, source, key)
         else:
             known = ("name, port, join, priority, cookie_file, insecure, workers, log_level, "
-                     "data_dir, metrics_port")
+                     "data_dir, metrics_port, voters")
             raise ConfigError(source, key, value, f"unknown key (known: {known})")
     return out
 
@@ -196,4 +251,6 @@ def load_config(path: str | None, flags: Mapping[str, Any]) -> NodeConfig:
         raise ConfigError(source or "command line", "name", None,
                           "is required (--name a@host or name in [node])")
     tasks = load_task_entries(task_entries, source)
-    return NodeConfig(**values, tasks=tasks, source=source)
+    config = NodeConfig(**values, tasks=tasks, source=source)
+    check_voter_data_dir(config, source or "command line")
+    return config

@@ -108,6 +108,8 @@ class Sources:
     bad_frames: Callable[[], Counter[str]]
     worker_restarts: Callable[[], int]
     table: Callable[[], Any]  # this node's replica of the task table (unpacked), or None
+    #: Quorum mode's gauges ({"ok", "reachable", "voters"}), None in the default mode.
+    quorum: Callable[[], dict[str, float] | None] = lambda: None
 
 
 def _families(src: Sources) -> Iterator[Any]:
@@ -123,6 +125,16 @@ def _families(src: Sources) -> Iterator[Any]:
     yield GaugeMetricFamily("clerk_node_term", "the term this node follows", value=src.term())
     yield GaugeMetricFamily("clerk_node_members_alive", "live members in this node's view",
                             value=n.members_alive)
+    quorum = src.quorum()
+    if quorum is not None:  # quorum mode only
+        yield GaugeMetricFamily("clerk_quorum_ok", "1 while this node sees a quorum of voters "
+                                "(a manager: its writes accepted by a majority), else 0",
+                                value=quorum["ok"])
+        yield GaugeMetricFamily("clerk_quorum_voters_reachable", "voters this node heard from "
+                                "within manager_timeout (itself included)",
+                                value=quorum["reachable"])
+        yield GaugeMetricFamily("clerk_quorum_voters", "voters configured",
+                                value=quorum["voters"])
     for name, doc, value in (
         ("clerk_node_elections_started", "elections this node started", n.elections_started),
         ("clerk_node_manager_changes", "changes of the manager this node follows",

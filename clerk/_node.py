@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from clerk._client import request_control, request_status
-from clerk._config import DEFAULT_PORT, NodeConfig, _node_values
+from clerk._config import DEFAULT_PORT, NodeConfig, _node_values, check_voter_data_dir
 from clerk._errors import ConfigError, NotReachableError
 from clerk._logging import LogSink
 from clerk._metrics import check_available as check_metrics
@@ -52,6 +52,10 @@ def preflight(config: NodeConfig) -> CurveKeys | None:
         from clerk._store import check_free
 
         check_free(path, source)
+        if config.is_voter:
+            from clerk._voterstore import VoterStore
+
+            VoterStore(path, config.name, source=source).load()  # a clear error, exit 2
     return keys
 
 
@@ -111,6 +115,7 @@ def _make_config(
     where: str,
     data_dir: str | os.PathLike[str] | bool | None,
     metrics_port: int | None = None,
+    voters: Sequence[str] = (),
 ) -> NodeConfig:
     if data_dir is True:
         raise ConfigError(where, "data_dir", data_dir, "must be a directory path, None for the "
@@ -118,11 +123,13 @@ def _make_config(
     values = _node_values({"name": name, "port": port, "join": list(join), "priority": priority,
                            "cookie_file": cookie_file, "insecure": insecure, "workers": workers,
                            "log_level": log_level, "data_dir": data_dir,
-                           "metrics_port": metrics_port}, where)
+                           "metrics_port": metrics_port, "voters": voters}, where)
     for t in tasks:
         if not isinstance(t, TaskDef):
             raise ConfigError(where, "tasks", t, "must be made with clerk.task(...)")
-    return NodeConfig(**values, tasks=check_unique(list(tasks)), source=where)
+    config = NodeConfig(**values, tasks=check_unique(list(tasks)), source=where)
+    check_voter_data_dir(config, where)
+    return config
 
 
 def node_spec(
@@ -139,6 +146,7 @@ def node_spec(
     data_dir: str | os.PathLike[str] | bool | None = None,
     id: str | None = None,  # noqa: A002
     metrics_port: int | None = None,
+    voters: Sequence[str] = (),
 ) -> ChildSpec:
     """A ``supervisor.ChildSpec`` running a Clerk node: make it a child of your own tree.
 
@@ -150,9 +158,13 @@ def node_spec(
 
     ``data_dir``: the node's durable task table (None: ``$XDG_STATE_HOME/clerk/<name>``;
     False: none); one node per directory.
+
+    ``voters``: quorum mode's voter names, the same list on every node (see the README's
+    "Quorum mode"); empty: the default mode.
     """
     config = _make_config(name, port, join, tasks, priority, cookie_file, insecure, workers,
-                          log_level, "clerk.node_spec(...)", data_dir, metrics_port)
+                          log_level, "clerk.node_spec(...)", data_dir, metrics_port,
+                          voters)
     return agent_spec(config, id=id or f"clerk-{config.name}", significant=False)
 
 
@@ -171,7 +183,9 @@ class Node:
     keeps its durable task table (None: ``$XDG_STATE_HOME/clerk/<name>``; False: none).
     ``pause()``, ``resume()`` and
     ``trigger()`` steer a task cluster-wide through this node (applied by the manager, see
-    :mod:`clerk._ops`); ``history()`` and ``task_status()`` read one task.
+    :mod:`clerk._ops`); ``history()`` and ``task_status()`` read one task. ``voters``
+    turns quorum mode on (the same list of node names on every node; a voter needs a data
+    directory).
     """
 
     def __init__(
@@ -188,10 +202,11 @@ class Node:
         log_level: str = "info",
         data_dir: str | os.PathLike[str] | bool | None = None,
         metrics_port: int | None = None,
+        voters: Sequence[str] = (),
     ) -> None:
         self.config = _make_config(name, port, join, tasks, priority, cookie_file, insecure,
                                    workers, log_level, "clerk.Node(...)", data_dir,
-                                   metrics_port)
+                                   metrics_port, voters)
         self._keys: CurveKeys | None = None
         self._sup: Supervisor | None = None
         self._sink: LogSink | None = None

@@ -5,6 +5,7 @@
     python -m clerk.node --name a@127.0.0.1 --port 7401 --join 127.0.0.1:7402 \\
                          --config clerk.toml --priority 0 --cookie-file PATH \\
                          --data-dir PATH   # or --no-data-dir
+                         --voter a@10.0.0.5 --voter b@10.0.0.6 --voter c@10.0.0.7
 
 Exit codes: 0 after a graceful leave (SIGTERM, SIGHUP -- the terminal closed -- or Ctrl-C;
 a second Ctrl-C exits at once), 1 if the node stopped on its own (refused by the cluster,
@@ -65,6 +66,9 @@ def build_parser(prog: str = "python -m clerk.node") -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help='serve Prometheus metrics at http://HOST:PORT/metrics (needs '
                         'pip install "clerk-cluster[metrics]")')
+    p.add_argument("--voter", action="append", metavar="NAME", dest="voters",
+                   help="quorum mode: a voter's node name, name@host (repeat for each voter; "
+                        "the same list on every node; 1, 3, 5 or 7 voters)")
     return p
 
 
@@ -72,7 +76,8 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
     flags = {"name": args.name, "port": args.port, "join": args.join,
              "priority": args.priority, "cookie_file": args.cookie_file,
              "insecure": args.insecure, "workers": args.workers, "log_level": args.log_level,
-             "data_dir": args.data_dir, "metrics_port": args.metrics_port}
+             "data_dir": args.data_dir, "metrics_port": args.metrics_port,
+             "voters": args.voters}
     return load_config(args.config, flags)
 
 

@@ -112,9 +112,20 @@ class LocalCluster:
         start: bool = True,
         data_dir: str | os.PathLike[str] | bool | None = None,
         metrics: bool = False,
+        voters: int | Sequence[str] = 0,
     ) -> None:
         """``data_dir``: None (default) gives each node a temporary data directory (removed
-        by ``close()``); a path gives each node ``<path>/<node>`` (kept); False gives none."""
+        by ``close()``); a path gives each node ``<path>/<node>`` (kept); False gives none.
+
+        ``voters``: quorum mode. A number k makes the first k nodes (``n1`` .. ``nk``) the
+        voters; a list names them (node names of this cluster, or others: a voter that is
+        not one of the nodes is simply never reachable). 0 or []: the default mode."""
+        if isinstance(voters, int) and not 0 <= voters <= n:
+            raise ValueError(f"voters={voters}: a number from 0 to the {n} nodes, or a list "
+                             "of node names")
+        if voters and data_dir is False:
+            raise ValueError("voters need data directories (their promises are kept there): "
+                             "not with data_dir=False")
         self.n = n
         self.tasks = list(tasks)
         self.node_tasks = node_tasks or {}
@@ -132,6 +143,10 @@ class LocalCluster:
         ports = free_ports(n)
         self.names = [f"n{i + 1}@127.0.0.1" for i in range(n)]
         self.ports = dict(zip(self.names, ports, strict=True))
+        if isinstance(voters, int):
+            voters = self.names[:voters]
+        #: Quorum mode's voters (the same list in every node's config); empty: default mode.
+        self.voters: list[str] = list(voters)
         if data_dir is True:
             raise ValueError("data_dir must be a path, None (temporary) or False (none)")
         self.data_root: Path | None = (
@@ -241,6 +256,8 @@ class LocalCluster:
             node.append("data_dir = false")
         if name in self.metrics_ports:
             node.append(f"metrics_port = {self.metrics_ports[name]}")
+        if self.voters and "voters" not in extra_node:
+            node.append(f"voters = {_toml_value(self.voters)}")
         if extra_node:
             node.append(extra_node)
         tasks = self.node_tasks.get(name, self.tasks)

@@ -32,6 +32,18 @@ sides, healed``). Rules:
   slots run twice while connected are charged to faults the same way.
 * **Full stops**: the first run after the restart must receive the count the last run before
   the restart returned (SIGTERM: exactly; SIGKILL: at most one update lost).
+
+Quorum mode (``voters`` given; the report then also holds these, :data:`QUORUM_CHECKS`):
+
+* **Slots run twice in any period**: connected or partitioned, the guarantee is none.
+* **Committed updates lost**: walking the runs in slot order, a run that received less than
+  the highest count an earlier slot's run received. A manager dispatches only a state that a
+  majority of voters holds, so every count a run received was committed; a run may receive
+  the same count again (a result never committed is redone from the committed state), never
+  less.
+* **Minority sides idle**: for each partition, every side without a majority of the voters
+  starts at most :data:`RESERVED_PER_TASK` run (per task: a slot already reserved, its EXECUTE
+  sent before the cut) from the cut until the links come up.
 """
 
 from __future__ import annotations
@@ -42,7 +54,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["CHECKS", "analyse", "render", "violations"]
+__all__ = ["CHECKS", "QUORUM_CHECKS", "analyse", "render", "violations"]
 
 #: Check names for ``--enforce``, each with the invariant it enforces (issue 9, "Done when").
 CHECKS: dict[str, str] = {
@@ -55,6 +67,18 @@ CHECKS: dict[str, str] = {
     "full-stop": "a full stop and start continues every counter (SIGKILL: at most 1 update lost)",
     "kill-idle": "a kill -9 of the manager misses no more slots than its failover window",
 }
+
+#: Quorum mode's checks (``tools/chaos.py --voters N`` enforces them too), issue 10.
+QUORUM_CHECKS: dict[str, str] = {
+    "twice-any": "0 slots run twice in any period, partitioned included",
+    "regress-any": "0 state regressions in any period, partitioned included",
+    "committed-lost": "0 committed updates lost (no run receives less than an earlier slot's)",
+    "minority-idle": "a side without a majority of voters starts no run after the cut beyond "
+                     "one already-reserved slot per task",
+}
+#: Runs a minority side may still start after the cut: the ledger task's one slot that was
+#: reserved (and its EXECUTE sent, dispatch is slightly early) before the cut.
+RESERVED_PER_TASK = 1
 
 #: After every node agrees on one manager, the two sides' tables may take a few runs more to
 #: meet (the merge travels with the next heartbeats); the lineage the cluster continues from
@@ -210,11 +234,40 @@ def _full_stops(runs: Sequence[Mapping[str, Any]],
     return out
 
 
+def _committed_lost(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out, level = [], -1
+    for r in sorted(runs, key=lambda r: (r["slot"], r["start"])):
+        if r["count"] < level:
+            out.append({"at": r["start"], "slot": r["slot"], "from": level, "to": r["count"],
+                        "node": r["node"]})
+        level = max(level, r["count"])
+    return out
+
+
+def _minority_runs(runs: Sequence[Mapping[str, Any]], faults: Sequence[Mapping[str, Any]],
+                   voters: Sequence[str]) -> list[dict[str, Any]]:
+    need = len(voters) // 2 + 1
+    out = []
+    for index, f in enumerate(faults):
+        if f.get("cut") is None or f.get("up") is None:
+            continue
+        for side in f.get("sides") or []:
+            if sum(1 for n in side if n in voters) >= need:
+                continue
+            mine = [r for r in runs if f["cut"] <= r["start"] < f["up"] and r["node"] in side]
+            out.append({"fault": index, "kind": f["kind"], "at": f["cut"], "side": list(side),
+                        "runs": len(mine), "allowed": RESERVED_PER_TASK,
+                        "over": len(mine) > RESERVED_PER_TASK})
+    return out
+
+
 def analyse(ledger: Sequence[Mapping[str, Any]], faults: Sequence[Mapping[str, Any]], *,
             interval: float, late_ms: float, heal_max_ms: float, end: float,
             deaths: Sequence[Mapping[str, Any]] = (),
-            rss: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
-    """The report of one run (see the module docstring for every rule)."""
+            rss: Mapping[str, Sequence[float]] | None = None,
+            voters: Sequence[str] = ()) -> dict[str, Any]:
+    """The report of one run (see the module docstring for every rule). ``voters``: quorum
+    mode's voters (adds its checks to the report); empty: the default mode."""
     runs = sorted((r for r in ledger if r["start"] <= end), key=lambda r: r["start"])
     windows = _partition_windows(faults, heal_max_ms)
     slots: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
@@ -228,7 +281,12 @@ def analyse(ledger: Sequence[Mapping[str, Any]], faults: Sequence[Mapping[str, A
     heal_times = [h["heal_ms"] for h in heals if h["heal_ms"] is not None]
     twice_connected = sorted(set(twice) - set(twice_part))
     missed = _missed(runs, faults, interval, end, [slots[s][0]["due"] for s in twice_connected])
+    quorum: dict[str, Any] = {}
+    if voters:
+        quorum = {"voters": list(voters), "committed_lost": _committed_lost(runs),
+                  "minority": _minority_runs(runs, faults, voters)}
     return {
+        **quorum,
         "runs": len(runs),
         "slots": len(slots),
         "twice_connected": twice_connected,
@@ -279,6 +337,20 @@ def violations(report: Mapping[str, Any], enforced: Iterable[str]) -> list[str]:
     over = [m for m in report["missed"] if m["over"] and m["kind"] == "kill-manager"]
     if "kill-idle" in on and over:
         out.append(f"kill-idle: {len(over)} manager kills idled the task past the window")
+    if "voters" not in report:
+        return out
+    both = len(report["twice_connected"]) + len(report["twice_partitioned"])
+    if "twice-any" in on and both:
+        out.append(f"twice-any: {both} slots ran twice")
+    if "regress-any" in on and report["regressions"]:
+        out.append(f"regress-any: {len(report['regressions'])} state regressions")
+    if "committed-lost" in on and report["committed_lost"]:
+        out.append(f"committed-lost: {len(report['committed_lost'])} runs received less than "
+                   "an earlier slot's run")
+    busy = [m for m in report["minority"] if m["over"]]
+    if "minority-idle" in on and busy:
+        out.append(f"minority-idle: {len(busy)} minority sides started runs after the cut "
+                   f"(most: {max(m['runs'] for m in busy)})")
     return out
 
 
@@ -320,6 +392,18 @@ def render(report: Mapping[str, Any], t0: float) -> str:
         f"| full stops: updates lost (before -> after) | {stops or '-'} |",
         f"| nodes dead on their own | {len(r['deaths'])} |",
     ]
+    if "voters" in r:
+        minority = r["minority"]
+        lines += [
+            f"| quorum mode: voters | {', '.join(v.split('@')[0] for v in r['voters'])} |",
+            f"| quorum: slots run twice in any period | "
+            f"{len(r['twice_connected']) + len(r['twice_partitioned'])} |",
+            f"| quorum: committed updates lost | {len(r['committed_lost'])} |",
+            f"| quorum: minority sides / runs they started after the cut (max per side, "
+            f"allowed {RESERVED_PER_TASK}) | {len(minority)} / "
+            f"{sum(m['runs'] for m in minority)} (max "
+            f"{max((m['runs'] for m in minority), default=0)}) |",
+        ]
     lines += ["", "| t s | fault | nodes | missed / allowed | twice (connected) | heal ms | pre "
               "| side tops | after | winner | dropped |",
               "|--:|---|---|--:|--:|--:|--:|---|--:|--:|--:|"]

@@ -69,12 +69,14 @@ class View:
 class Cluster:
     """Five (``n``) real nodes in their namespaces, with their probes."""
 
-    def __init__(self, n: int, workdir: Path, python: str) -> None:
+    def __init__(self, n: int, workdir: Path, python: str, voters: int = 0) -> None:
         self.n = n
         self.workdir = workdir
         self.python = python
         self.names = [f"n{i}@{address(i)}" for i in range(1, n + 1)]
         self.index = {name: i for i, name in enumerate(self.names, start=1)}
+        #: Quorum mode: the first ``voters`` nodes vote (``--voter`` on every node).
+        self.voters = self.names[:voters]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.down: set[str] = set()
         self.deaths: list[dict[str, Any]] = []
@@ -111,6 +113,8 @@ class Cluster:
             cmd += ["--join", seed]
         if self.data_dirs:
             cmd += ["--data-dir", str(self.workdir / "data" / f"n{i}")]
+        for voter in self.voters:
+            cmd += ["--voter", voter]
         return cmd
 
     def start(self, name: str) -> None:

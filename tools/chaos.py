@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Chaos test of a real 5-node Clerk cluster in network namespaces (issue 9). Run as root.
 
-    sudo .venv/bin/python tools/chaos.py [--seconds 240] [--seed N] [--check]
+    sudo .venv/bin/python tools/chaos.py [--seconds 240] [--seed N] [--check] [--voters 3]
                                          [--enforce twice,late,...] [--json] [--workdir DIR]
 
 Five real ``python -m clerk.node`` processes (CURVE on, a throw-away cookie; ``--data-dir``
@@ -23,6 +23,12 @@ for issue 9's 20 SIGSTOP trials):
 * ``full-stop-term`` / ``full-stop-kill``: SIGTERM (or SIGKILL) of every node, then all start.
 
 A partition's sides, the faults and their timing go to ``report.json`` with the analysis.
+
+``--voters 3``: quorum mode (issue 10), the first three nodes vote (``--voter`` on every node).
+The analysis then also checks that no slot runs twice in *any* period (partitioned included),
+no state regresses in any period, no committed update is lost, and a side without a majority
+of the voters starts nothing after the cut beyond one already-reserved slot
+(``QUORUM_CHECKS``, enforced by default with ``--voters``).
 
 After each fault the tool waits for every node to agree, stably, on one manager (the heal time
 of a partition is from the links coming up to that moment), then 1-3 s of quiet. Then it prints
@@ -58,7 +64,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _chaos_analysis import CHECKS, analyse, render, violations  # noqa: E402
+from _chaos_analysis import CHECKS, QUORUM_CHECKS, analyse, render, violations  # noqa: E402
 from _chaos_cluster import Cluster, now_ms  # noqa: E402
 from _chaos_net import Net, cleanup, unavailable  # noqa: E402
 from _chaos_tasks import INTERVAL_MS  # noqa: E402
@@ -206,14 +212,18 @@ class Faults:
 
 def run(args: argparse.Namespace, workdir: Path, net: Net) -> dict[str, Any]:
     rng = random.Random(args.seed)
-    cluster = Cluster(args.nodes, workdir, args.python)
+    cluster = Cluster(args.nodes, workdir, args.python, voters=args.voters)
     try:
         net.create()
         for name in cluster.names:
             cluster.start(name)
         cluster.start_probes()
+        if cluster.voters and not cluster.data_dirs:
+            raise RuntimeError("--voters needs a node with --data-dir (a voter's promises)")
         say(f"chaos: {args.nodes} nodes starting (data dirs: "
-            f"{'yes' if cluster.data_dirs else 'no, the node has no --data-dir'})")
+            f"{'yes' if cluster.data_dirs else 'no, the node has no --data-dir'}; "
+            + (f"quorum mode, voters {', '.join(cluster.voters)})" if cluster.voters
+               else "default mode)"))
         if cluster.wait_agreed(0, 60) is None:
             raise RuntimeError("the cluster never agreed on a manager (see the logs)")
         cluster.hold(2.0)
@@ -250,7 +260,7 @@ def run(args: argparse.Namespace, workdir: Path, net: Net) -> dict[str, Any]:
         end = now_ms()
         report = analyse(cluster.read_ledger(), records, interval=INTERVAL_MS,
                          late_ms=args.late_ms, heal_max_ms=HEAL_MAX_MS, end=end,
-                         deaths=cluster.deaths, rss=cluster.rss)
+                         deaths=cluster.deaths, rss=cluster.rss, voters=cluster.voters)
         report.update(seed=args.seed, seconds=args.seconds, t0=t0, end=end,
                       faults_log=records, data_dirs=cluster.data_dirs, workdir=str(workdir),
                       load=os.getloadavg()[0])
@@ -289,9 +299,12 @@ def main(argv: list[str] | None = None) -> int:
                        FAULT_WINDOWS))
     p.add_argument("--check", action="store_true",
                    help="exit 1 when an enforced invariant is violated")
-    p.add_argument("--enforce", default=",".join(CHECKS),
-                   help="comma-separated checks for --check: " + ", ".join(
-                       f"{k} ({v})" for k, v in CHECKS.items()))
+    p.add_argument("--voters", type=int, default=0, metavar="N",
+                   help="quorum mode: the first N nodes vote (default 0: the default mode)")
+    p.add_argument("--enforce", default=None,
+                   help="comma-separated checks for --check (default: all; with --voters, "
+                        "the quorum checks too): " + ", ".join(
+                       f"{k} ({v})" for k, v in {**CHECKS, **QUORUM_CHECKS}.items()))
     p.add_argument("--late-ms", type=float, default=INTERVAL_MS,
                    help="a run starting more than this after its due time is late "
                         "(default: one interval, the node's own staleness rule)")
@@ -307,10 +320,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"),
                    help="the nodes' python (default: the project's .venv)")
     args = p.parse_args(argv)
+    if not 0 <= args.voters <= args.nodes:
+        p.error(f"--voters: from 0 to the {args.nodes} nodes")
+    known = {**CHECKS, **QUORUM_CHECKS}
+    if args.enforce is None:
+        args.enforce = ",".join([*CHECKS, *(QUORUM_CHECKS if args.voters else ())])
     enforced = [c for c in args.enforce.split(",") if c]
-    unknown = [c for c in enforced if c not in CHECKS]
+    unknown = [c for c in enforced if c not in known]
     if unknown:
-        p.error(f"--enforce: unknown checks {unknown}; known: {', '.join(CHECKS)}")
+        p.error(f"--enforce: unknown checks {unknown}; known: {', '.join(known)}")
     args.kinds = [k for k in args.faults.split(",") if k]
     if not args.kinds or any(k not in FAULT_WINDOWS for k in args.kinds):
         p.error(f"--faults: choose from {', '.join(FAULT_WINDOWS)}")
@@ -363,7 +381,7 @@ def reanalyse(workdir: Path, late_ms: float) -> dict[str, Any]:
               for line in path.read_text().splitlines() if line.strip()]
     report = analyse(ledger, old["faults_log"], interval=INTERVAL_MS, late_ms=late_ms,
                      heal_max_ms=old["heal_max_ms"], end=old["end"], deaths=old["deaths"],
-                     rss=old["rss_mb"])
+                     rss=old["rss_mb"], voters=old.get("voters", ()))
     report.update({k: old[k] for k in ("seed", "seconds", "t0", "end", "faults_log",
                                        "data_dirs", "workdir", "load")})
     return report
@@ -377,9 +395,11 @@ def finish(report: dict[str, Any], args: argparse.Namespace, enforced: list[str]
     if args.json:
         print(json.dumps(report, indent=1))
     else:
+        mode = (f"quorum mode ({len(report['voters'])} voters)" if report.get("voters")
+                else "default mode")
         print(f"seed {report['seed']}, {report['seconds']:g} s, {report['faults']} faults, "
               f"interval {INTERVAL_MS} ms, data dirs {'on' if report['data_dirs'] else 'off'}, "
-              f"load {report['load']:.1f}")
+              f"{mode}, load {report['load']:.1f}")
         print(render(report, report["t0"]))
         for line in broken:
             print(f"VIOLATED {line}")

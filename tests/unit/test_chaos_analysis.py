@@ -226,3 +226,59 @@ def test_the_tool_says_why_it_cannot_run_without_root(monkeypatch: pytest.Monkey
     with pytest.raises(SystemExit):
         chaos.main(["--enforce", "twice,nonsense"])
     assert "unknown checks ['nonsense']" in capsys.readouterr().err
+
+
+# --- quorum mode (issue 10) --------------------------------------------------------------------
+
+V = [A, B, C]  # the voters; D and E do not vote
+
+
+def test_quorum_checks_only_in_quorum_mode() -> None:
+    from _chaos_analysis import QUORUM_CHECKS
+
+    r = report(steady(0, 49, 0))
+    assert "voters" not in r and violations(r, QUORUM_CHECKS) == []
+    q = report(steady(0, 49, 0), voters=V)
+    assert q["committed_lost"] == [] and q["minority"] == []
+    assert violations(q, {**CHECKS, **QUORUM_CHECKS}) == []
+    assert "| quorum: committed updates lost | 0 |" in render(q, 0)
+
+
+def test_quorum_mode_counts_a_partitioned_double_and_a_busy_minority() -> None:
+    from _chaos_analysis import QUORUM_CHECKS
+
+    ledger = steady(0, 24, 0) + [run(s, s, D) for s in range(25, 50)]
+    # The split: {A, D, E} (one voter: a minority) | {B, C} (two voters: the majority side).
+    f = split(25, 40, 300, [[A, D, E], [B, C]])
+    ledger.append(run(30, 30, B))  # the majority side ran slot 30 too
+    r = report(ledger, [f], voters=V)
+    assert r["twice_partitioned"] == [30]
+    (minority,) = r["minority"]
+    assert minority["side"] == [A, D, E] and minority["runs"] == 15 and minority["over"]
+    broken = violations(r, QUORUM_CHECKS)
+    assert any(b.startswith("twice-any: 1 ") for b in broken)
+    assert any(b.startswith("minority-idle: 1 ") for b in broken)
+
+
+def test_a_minority_may_run_one_reserved_slot_and_a_count_may_repeat() -> None:
+    from _chaos_analysis import QUORUM_CHECKS
+
+    ledger = steady(0, 25, 0, node=D)  # slot 25 was reserved and sent before the cut
+    ledger += [run(s, s - 1, B) for s in range(27, 50)]  # slot 25's result never committed
+    f = split(25, 40, 300, [[C, D], [A, B, E]])
+    ledger[25]["start"] = 25 * IV + 3  # after the cut (at 25 * IV - 50)
+    r = report(ledger, [f], voters=V)
+    assert r["minority"][0]["runs"] == 1 and not r["minority"][0]["over"]
+    assert r["committed_lost"] == []
+    assert violations(r, QUORUM_CHECKS) == []
+
+
+def test_a_run_receiving_less_than_an_earlier_slot_lost_a_committed_update() -> None:
+    from _chaos_analysis import QUORUM_CHECKS
+
+    ledger = steady(0, 20, 0) + [run(s, s - 3, B) for s in range(21, 30)]
+    r = report(ledger, voters=V)
+    assert r["committed_lost"][0] == {"at": 21 * IV + 3, "slot": 21, "from": 20, "to": 18,
+                                      "node": B}
+    assert any(b.startswith("committed-lost") for b in violations(r, QUORUM_CHECKS))
+    assert any(b.startswith("regress-any") for b in violations(r, QUORUM_CHECKS))
