@@ -190,8 +190,10 @@ class ResultRouting(QuorumWriting):
             if node == me.name:
                 result = self.outbox.find(run_id)
                 if result is not None:
-                    self.on_result(result, now, wall)
-                    self.outbox.ack(run_id)
+                    # Acked now unless quorum mode holds it until its record commits
+                    # (on_result says which; the commit acks it then).
+                    if self.on_result(result, now, wall):
+                        self.outbox.ack(run_id)
                 elif self.executor is None or not self.executor.has_run(run_id):
                     self.on_result(self._unknown_run(name, run_id, int(run["slot"])), now,
                                    wall)
