@@ -363,6 +363,7 @@ class QuorumState:
         self.proposer: Proposer | None = None
         self.rejected = False  # our ballot was refused: quorum lost until the next claim
         self.heard: dict[str, float] = {}
+        self.addresses: dict[str, str] = {}  # voter -> the address it last wrote from
         self.reported: tuple[bool, tuple[str, ...]] | None = None
         self.next_resend = INF
         self.prepare_until = INF

@@ -89,7 +89,13 @@ def _voter_address(core: CoreState, name: str) -> str:
     if name == core.me.name:
         return core.me.address
     row = core.members.get(name)
-    return row.peer.address if row is not None else ""
+    if row is not None:
+        return row.peer.address
+    # Not in our list (a voter restarted while cut off has joined nobody): where we last
+    # heard it from. Without this such a voter PREPAREs only itself, and as the highest node
+    # it answers every ELECTION with OK: no manager, ever (simulator, 3 voters, a restart then
+    # a one-way cut of the highest).
+    return _q(core).addresses.get(name, "")
 
 
 def _ours(core: CoreState, ballot: Claim) -> Proposer | None:
@@ -233,6 +239,7 @@ def heard(core: CoreState, msg: Message, now: float) -> None:
     q = _q(core)
     if msg.sender.name in q.voters:
         q.heard[msg.sender.name] = now
+        q.addresses[msg.sender.name] = msg.sender.address
 
 
 def on_message(core: CoreState, msg: Message, now: float) -> Outcome:

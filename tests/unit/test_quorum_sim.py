@@ -185,3 +185,10 @@ def test_a_restarted_non_voter_that_believes_everyone_dead_finds_the_cluster() -
                               limit=CONVERGE_BOUND, step=0.01) is not None, [
         (n.name, str(n.core.role), n.core.manager) for n in net.live()]
     assert not checks.violations, checks.violations
+
+
+def test_a_voter_restarted_while_cut_off_finds_the_others_by_their_messages() -> None:
+    # Found by the property test with the dispatch lead's timing: n2 (the highest voter)
+    # restarted, then cut one-way, joined nobody; on heal it PREPAREd only itself (no address
+    # for n0, n1 in its empty list) while answering their ELECTIONs with OK: no manager, ever.
+    run_schedule(3, 0, [0.0, 0.0, 0.003], 0.0005, 0.0005, [(0.0, "restart", 2), (0.0, "deaf", 2)])
