@@ -39,6 +39,17 @@ class Member:
     alive: bool
     last_seen: float
     acked_epoch: int = -1
+    # Replication of the table to this member (clerk._replica): the change sequence it
+    # acknowledged, the last one sent, when, and the row text sent since its last ACK.
+    acked_table: int = -1
+    sent_table: int = -1
+    sent_at: float = float("-inf")
+    sent_chars: int = 0
+
+    def reset_table(self) -> None:
+        """A new table log: this member holds nothing of it yet."""
+        self.acked_table = self.sent_table = -1
+        self.sent_at, self.sent_chars = float("-inf"), 0
 
     @property
     def name(self) -> str:

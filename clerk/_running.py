@@ -77,6 +77,7 @@ class Running(Adoption):
         d = self.defs[name]
         rec = self.records[name]
         dispatches: list[Dispatch] = []
+        self.dirty.add(name)
         if not d.enabled or name in self.gone:
             return dispatches
         if rec.paused:
@@ -145,6 +146,7 @@ class Running(Adoption):
     def _dispatch(self, d: TaskDef, rec: TaskRecord, slot: int, wall_ms: float,
                   members: Mapping[str, Iterable[str]], finished: list[Finished],
                   instant: bool = False, trigger: bool = False) -> list[Dispatch]:
+        self.dirty.add(d.name)
         allowed, error, outcome = self._allowed(d, members)
         if allowed and not rec.has_state and self._init_held(members, wall_ms):
             allowed = []
@@ -215,6 +217,8 @@ class Running(Adoption):
                 duration_ms: float, error: str, wall_ms: float) -> Finished:
         run = rec.running
         assert run is not None
+        self.dirty.add(name)
+        self.runs_dirty = True
         rec.running = None
         self._inflight.pop(name, None)
         rec.slot = max(rec.slot, int(run["slot"]))
