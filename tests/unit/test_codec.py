@@ -53,10 +53,10 @@ from clerk._messages import (
     Reject,
     Result,
     ResultAck,
-    TableDelta,
     RunQuery,
     Status,
     StatusReply,
+    TableDelta,
     Welcome,
 )
 

@@ -16,13 +16,13 @@ from clerk._core import (
     Stopped,
 )
 from clerk._handover import FORWARD_MEMORY
-from clerk._record import unpack_table
 from clerk._messages import (
     Claim,
     Coordinator,
     Handover,
     Leave,
 )
+from clerk._record import unpack_table
 from tests.unit.corenet import Net, T, addr, cluster, info, peer
 
 
