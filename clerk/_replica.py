@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from clerk._messages import TableDelta
@@ -64,6 +64,10 @@ TABLE_WINDOW_CHARS = 4 * TABLE_CHUNK_CHARS
 #: ACK is back within milliseconds; this covers a link that dropped queued messages, a gap the
 #: member refused, or a joiner that never answered (which is not re-sent the table each round).
 TABLE_RESEND = 1.0
+#: A member fewer changes behind than this gets them by a walk back from the newest change
+#: (O(changes)); one further behind (a joiner), by a walk from the oldest that stops when
+#: its chunk is full.
+RECENT = 4096
 #: Part of a delta's text per string: under the codec's longest string (64 Ki characters).
 _PART = 60_000
 #: One row's JSON text (compact, like every table text).
@@ -89,12 +93,16 @@ def split_table(table: Any) -> dict[str, Any]:
     return rows
 
 
-def table_text(items: list[tuple[str, str | None]]) -> str:
-    """The JSON text of the table made of ``items`` (key, row text), without parsing a row."""
+def table_text(items: list[tuple[str, str | None]], yield_gil: bool = False) -> str:
+    """The JSON text of the table made of ``items`` (key, row text), without parsing a row.
+    ``yield_gil``: in a thread beside the node's loop, let the loop run between slices (else
+    it could wait for the interpreter up to the switch interval, 5 ms, per write)."""
     tasks: list[str] = []
     other: list[str] = []
     step = 512  # joined in slices: no single call holds the interpreter for a whole 5 MB table
     for i in range(0, len(items), step):
+        if yield_gil and i:
+            time.sleep(0)
         t_part, k_part = [], []
         for key, text in items[i:i + step]:
             if text is None:
@@ -180,36 +188,40 @@ class ReplicaLog:
         """A snapshot of the rows, turned into the table's JSON text when called (by the
         data directory's writer thread, off the loop)."""
         items = self.items()
-        return lambda: table_text(items)
+        return lambda: table_text(items, yield_gil=True)
 
     def delta(self, base: int, max_chars: int = TABLE_CHUNK_CHARS) -> TableDelta | None:
         """The rows changed after ``base`` (oldest change first), up to ``max_chars`` of row
         text (at least one row); None if the member is up to date."""
         if base >= self.seq:
             return None
-        if self.seq - base <= 4096:  # recent: walk back from the newest change
-            keys: list[str] = []
+        keys: Iterable[str]
+        if self.seq - base <= RECENT:  # recent: walk back from the newest change
+            back: list[str] = []
             for s in reversed(self._order):
                 if s <= base:
                     break
-                keys.append(self._order[s])
-            keys.reverse()
-        else:
-            keys = [k for s, k in self._order.items() if s > base]
+                back.append(self._order[s])
+            back.reverse()
+            keys = back
+        else:  # far behind (a joiner): from the oldest, stopping when the chunk is full
+            keys = (k for s, k in self._order.items() if s > base)
         parts: list[str] = []
         gone: list[str] = []
         size = 0
         upto = self.seq
-        for i, key in enumerate(keys):
+        last = ""
+        for key in keys:
             text = self._text[key]
             if (parts or gone) and size + len(text or "") > max_chars:
-                upto = self._at[keys[i - 1]]
+                upto = self._at[last]
                 break
             if text is None:
                 gone.append(key)
             else:
                 parts.append(f"{_DUMP(key)}:{text}")
                 size += len(text) + len(key) + 3
+            last = key
         body = "{" + ",".join(parts) + "}"
         return TableDelta(self.log, base, upto,
                           tuple(body[i:i + _PART] for i in range(0, len(body), _PART)),
@@ -353,4 +365,4 @@ class Replica:
         """A snapshot of the rows, turned into the table's JSON text when called (by the
         data directory's writer thread, off the loop)."""
         items = self.items()
-        return lambda: table_text(items)
+        return lambda: table_text(items, yield_gil=True)
