@@ -30,11 +30,11 @@ from typing import Any
 from clerk._claims import MAX_TERM_JUMP, TermBound, claim_of, message_term
 from clerk._coretypes import INF, Dropped, Effect, Role, Send, Stopped
 from clerk._fence import StallFence
-from clerk._membership import MemberTable
+from clerk._membership import Member, MemberTable
 from clerk._messages import Claim, Json, MemberInfo, Message, Peer
 from clerk._quorum import QuorumState
 from clerk._record import PACK_CHUNK
-from clerk._replica import Replica, ReplicaLog, table_text
+from clerk._replica import HANDOVER_WHOLE_CHARS, Replica, ReplicaLog, handover_delta, table_text
 from clerk._timings import Timings
 
 __all__ = ["LOST_HORIZON", "MAX_LOST", "CoreState"]
@@ -181,8 +181,31 @@ class CoreState:
 
     @replicated.setter
     def replicated(self, table: Json) -> None:
-        """Hold ``table`` as the replica (a hand-over's table)."""
+        """Hold ``table`` as the replica (a hand-over's table: a whole one, or the rows our
+        replica lacks, see ``handover_state``)."""
+        if isinstance(table, dict) and table.get("delta") == 1:
+            delta = handover_delta(table)
+            if delta is None or not self.replica.apply(delta):
+                self.drop("handover_gap", "a hand-over's rows do not follow our replica: "
+                                          "taking over with the replica as it is")
+            return
         self.replica.reset(table)
+
+    def handover_state(self, to: Member | None) -> Json:
+        """The table for a graceful hand-over to member ``to``: whole and packed if it fits a
+        message, else only the rows changed after the sequence ``to`` acknowledged (its
+        replica holds the rest: the hand-over of 10,000 tasks is then a few rows)."""
+        packed = self.replicated_packed()
+        whole = 0 if packed is None else sum(len(c) for c in packed["chunks"])
+        log = self.table_log
+        if (to is None or whole <= HANDOVER_WHOLE_CHARS or not log.complete
+                or to.acked_table < 0):
+            return packed
+        delta = log.delta(to.acked_table, max_chars=HANDOVER_WHOLE_CHARS)
+        if delta is None or delta.upto != log.seq:
+            return packed  # too far behind for one message: sent whole (and refused if big)
+        return {"delta": 1, "log": delta.log, "base": delta.base, "upto": delta.upto,
+                "rows": list(delta.rows), "gone": list(delta.gone)}
 
     def new_log(self, keep: bool) -> None:
         """A claim of our own: a new table log (its sequences mean nothing to members).

@@ -99,7 +99,7 @@ def leave_as_manager(core: CoreState, now: float) -> None:
     successor = max(live, key=lambda r: r.peer.rank)
     members = tuple(i for i in core.members.infos() if i.name != core.me.name)
     core.send(successor.peer.address,
-              Handover(core.me, core.term, members, core.replicated_packed()))
+              Handover(core.me, core.term, members, core.handover_state(successor)))
     core.role = Role.LEAVING
     core._successor = successor.name
     core._deadline = now + core.timings.handover_timeout

@@ -42,10 +42,12 @@ from clerk._record import unpack_table
 
 __all__ = [
     "DUMP",
+    "HANDOVER_WHOLE_CHARS",
     "TABLE_CHUNK_CHARS",
     "TABLE_RESEND",
     "TABLE_WINDOW_CHARS",
     "Replica",
+    "handover_delta",
     "ReplicaLog",
     "RowEncoder",
     "row_key",
@@ -64,6 +66,10 @@ TABLE_WINDOW_CHARS = 4 * TABLE_CHUNK_CHARS
 #: ACK is back within milliseconds; this covers a link that dropped queued messages, a gap the
 #: member refused, or a joiner that never answered (which is not re-sent the table each round).
 TABLE_RESEND = 1.0
+#: A graceful hand-over carries the whole table when its text is at most this long (a 1 MiB
+#: message, with room for JSON's escaping of the quotes in the packed text); a bigger one
+#: carries only the rows the successor has not acknowledged (``handover_delta``).
+HANDOVER_WHOLE_CHARS = 600_000
 #: A member fewer changes behind than this gets them by a walk back from the newest change
 #: (O(changes)); one further behind (a joiner), by a walk from the oldest that stops when
 #: its chunk is full.
@@ -123,6 +129,18 @@ def table_text(items: list[tuple[str, str | None]], yield_gil: bool = False) -> 
 
 def _materialize(items: list[tuple[str, str | None]]) -> Any:
     return json.loads(table_text(items))
+
+
+def handover_delta(raw: Mapping[str, Any]) -> TableDelta | None:
+    """The rows of a hand-over that carries only what the successor lacks (checked: it comes
+    off the wire); None if malformed."""
+    log, base, upto = raw.get("log"), raw.get("base"), raw.get("upto")
+    rows, gone = raw.get("rows"), raw.get("gone")
+    if not (isinstance(log, str) and type(base) is int and type(upto) is int
+            and isinstance(rows, list) and all(isinstance(r, str) for r in rows)
+            and isinstance(gone, list) and all(isinstance(g, str) for g in gone)):
+        return None
+    return TableDelta(log, base, upto, tuple(rows), tuple(gone))
 
 
 class ReplicaLog:

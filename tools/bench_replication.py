@@ -21,7 +21,7 @@ round (median, and max over the rounds). Then, ``now`` only: a member joining th
 (rounds until it holds it all, its largest message) and a takeover filling a new log
 (``fill`` steps and the longest one).
 
-**CPU part** (``--cpu``): ``LocalCluster`` clusters of 1 / 10 / 30 real nodes with one no-op
+**CPU part** (``--cpu``): ``LocalCluster`` clusters of 1 / 10 / 30 real nodes with one small
 task every 200 ms; the manager's whole process tree (node, agent, workers) and its agent
 (the loop) alone, in % of one core over 10 s, once settled. ``--before PATH`` runs the same
 clusters from another source tree (e.g. ``git archive main | tar -x -C PATH``), interleaved
@@ -215,7 +215,7 @@ import clerk
 from clerk.testing import LocalCluster
 
 size, window = int(sys.argv[1]), float(sys.argv[2])
-task = clerk.task("clerk.examples:Noop", name="tick", interval=200)
+task = clerk.task("clerk.examples:Tally", name="tick", interval=200)
 prios = [9] + [0] * (size - 1)
 with LocalCluster(size, [task], priorities=prios, data_dir=False, log_level="warning") as c:
     deadline = time.monotonic() + 120
@@ -256,7 +256,8 @@ def cpu_once(tree: Path | None, size: int, window: float) -> dict[str, Any]:
                          capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if not lines:
-        return {"error": (out.stderr or out.stdout)[-300:]}
+        tail = (out.stderr or out.stdout).strip().splitlines()
+        return {"error": tail[-1][-200:] if tail else f"exit {out.returncode}"}
     result: dict[str, Any] = json.loads(lines[-1])
     return result
 
@@ -280,8 +281,8 @@ def cpu_part(sizes: list[int], before: Path | None, window: float, repeats: int)
 
         rows.append((str(size), _med(got["before"], "agent"), _med(got["now"], "agent"),
                      _med(got["before"], "tree"), _med(got["now"], "tree")))
-    print(f"Manager CPU, % of one core over {window:.0f} s (one no-op task every 200 ms; "
-          f"median of {repeats})")
+    print(f"Manager CPU, % of one core over {window:.0f} s (clerk.examples:Tally every "
+          f"200 ms; median of {repeats})")
     show(("members", "agent before", "agent now", "tree before", "tree now"), rows)
 
 

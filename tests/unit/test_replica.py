@@ -6,8 +6,8 @@ import json
 import random
 
 from clerk._codec import MAX_MESSAGE_BYTES, MAX_STRING, decode, encode
-from clerk._core import Received, Send
-from clerk._messages import Ack, Heartbeat, Join, Peer, TableDelta
+from clerk._core import LeaveRequested, Received, Role, Send
+from clerk._messages import Ack, Handover, Heartbeat, Join, Peer, TableDelta
 from clerk._replica import (
     TABLE_CHUNK_CHARS,
     TABLE_RESEND,
@@ -207,3 +207,36 @@ def test_a_member_acks_the_sequence_it_holds_and_the_manager_resumes_from_it() -
     assert (ack.table, ack.log) == (a.table_log.seq, a.table_log.log)
     assert a.members.get("b").acked_table == a.table_log.seq
     assert b.replicated == a.replicated
+
+
+def test_a_big_table_is_handed_over_as_the_rows_the_successor_lacks() -> None:
+    net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
+    big = table(3000, "z" * 300)  # ~1 MB of rows: over what one HANDOVER may carry whole
+    a.set_replicated(big)
+    net.advance(T.heartbeat_interval * 10)
+    assert b.replicated == big
+    # Changes the successor has not acknowledged yet: the hand-over carries exactly those.
+    big["tasks"]["t00001"] = {"slot": 1, "state": "new"}
+    big["tasks"]["extra"] = {"slot": 0}
+    del big["tasks"]["t00002"]
+    a.set_replicated(big)
+    since = net.mark()
+    net.do(a, LeaveRequested())
+    (hand,) = net.sends(a, Handover, after=since)
+    assert hand.state["delta"] == 1
+    assert sum(map(len, hand.state["rows"])) < 10_000
+    assert sum(map(len, encode(hand))) < MAX_MESSAGE_BYTES
+    net.run()
+    assert b.role is Role.MANAGER
+    assert b.replicated == big
+
+
+def test_a_hand_over_that_does_not_follow_the_replica_is_refused_not_applied() -> None:
+    net, (a, b) = cluster(("a", 9), ("b", 5))
+    a.set_replicated(table(5))
+    net.advance(T.heartbeat_interval * 3)
+    held = b.replicated
+    b.replicated = {"delta": 1, "log": "elsewhere", "base": 7, "upto": 9,
+                    "rows": ['{"t:x":1}'], "gone": []}
+    assert b.replicated == held
+    assert b.dropped["handover_gap"] == 1
