@@ -36,11 +36,12 @@ __all__ = ["ERROR_KEEP_CHARS", "OUTCOMES", "STATES_BUDGET_BYTES", "TRANSIT_GRACE
 TRANSIT_GRACE_MS = 1000
 OUTCOMES = ("ok", "error", "timeout")
 
-#: All tasks' states together, as they travel in the packed table (JSON text escaped into a
-#: string), may take this much of the one heartbeat (1 MiB) that carries the whole table; the
-#: rest is for the table's rows and the member list. A result whose state would go over is an
-#: error naming the task (the state is kept): a table too big to send would stop the heartbeats
-#: themselves, and every follower would call an election every 0.7 s.
+#: All tasks' states together (as JSON text) may take this much. A result whose state would
+#: go over is an error naming the task (the state is kept). It was set when the whole table
+#: travelled in one 1 MiB heartbeat; replication now sends changed rows in chunks
+#: (clerk._replica), so what it still bounds is the table every takeover parses, every joiner
+#: receives and every data directory writes (8 MiB at most). Kept as it was: raising it is a
+#: change of a user-facing limit, not of replication.
 STATES_BUDGET_BYTES = 512 * 1024
 #: The error text kept in the table (and shown by status): its tail, where the exception is.
 #: The whole remote traceback is in the manager's log.

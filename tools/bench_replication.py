@@ -216,25 +216,29 @@ from clerk.testing import LocalCluster
 
 size, window = int(sys.argv[1]), float(sys.argv[2])
 task = clerk.task("clerk.examples:Tally", name="tick", interval=200)
-prios = [9] + [0] * (size - 1)
-with LocalCluster(size, [task], priorities=prios, data_dir=False, log_level="warning") as c:
-    deadline = time.monotonic() + 120
+with LocalCluster(size, [task], data_dir=False, log_level="warning") as c:
+    deadline = time.monotonic() + 180
+    manager = None
     while time.monotonic() < deadline:
         try:
-            st = c.status(c.names[0])
-            if st.get("role") == "manager" and sum(
-                    1 for m in st.get("members", []) if m.get("alive")) >= size:
-                break
+            manager = c.agreed()
+            if manager is not None:
+                st = c.status(manager[0])
+                if sum(1 for m in st.get("members", []) if m.get("alive")) >= size:
+                    break
         except Exception:
             pass
         time.sleep(0.5)
     else:
-        print(json.dumps({"error": "cluster did not form"}))
+        print(json.dumps({"error": f"cluster did not form ({manager})"}))
         sys.exit(1)
+    name = manager[0]
     time.sleep(3.0)  # settled: every member has the table
-    procs = [psutil.Process(p) for p in c.pids(c.names[0])]
-    agent = [p for p in procs if "clerk-agent" in " ".join(p.cmdline()) or
-             "_agent" in " ".join(p.cmdline())]
+    procs = [psutil.Process(p) for p in c.pids(name)]
+    port = c.ports[name]
+    # The agent (the node's loop) is the process that listens on the node's port.
+    agent = [p for p in procs if any(k.laddr and k.laddr.port == port and k.status == "LISTEN"
+                                     for k in p.net_connections(kind="tcp"))]
     def cpu(ps):
         return sum(sum(p.cpu_times()[:2]) for p in ps)
     t0, a0, w0 = cpu(procs), cpu(agent), time.monotonic()
