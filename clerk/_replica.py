@@ -55,13 +55,15 @@ __all__ = [
     "table_text",
 ]
 
-#: Row text per delta: 64 Ki characters encode (escaped into the heartbeat) in well under a
-#: millisecond and stay far below the 1 MiB frame limit, whatever the rows' states.
-TABLE_CHUNK_CHARS = 64 * 1024
-#: Row text sent to one member and not acknowledged yet: four chunks per heartbeat round. A
-#: joiner of a 10,000-task table (~5.4 MB) has it in ~2 s of rounds, and a round never spends
-#: more than a few chunks' encoding per distinct member position (members in step share one).
-TABLE_WINDOW_CHARS = 4 * TABLE_CHUNK_CHARS
+#: Row text per delta: 32 Ki characters are built and encoded (escaped into the heartbeat)
+#: in ~0.3 ms on a loaded 2-core machine, far below the 1 MiB frame limit.
+TABLE_CHUNK_CHARS = 32 * 1024
+#: Row text sent to one member and not acknowledged yet: two chunks per heartbeat round, so a
+#: round costs ~0.6 ms per distinct member position (members in step share one) and the loop
+#: is not blocked for more than ~1 ms by a join (measured: tools/bench_replication.py). The
+#: price: a joiner of a 10,000-task table (~5.4 MB of rows) takes ~80 rounds (~8 s) to hold
+#: all of it; it follows, acknowledges and runs tasks meanwhile.
+TABLE_WINDOW_CHARS = 2 * TABLE_CHUNK_CHARS
 #: A window not acknowledged this long (s) is sent again from the acknowledged sequence. An
 #: ACK is back within milliseconds; this covers a link that dropped queued messages, a gap the
 #: member refused, or a joiner that never answered (which is not re-sent the table each round).

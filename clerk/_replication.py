@@ -36,9 +36,9 @@ __all__ = ["ENCODE_BUDGET", "MAX_HELD_OFFERS", "REPLICATE_SHARE", "Replication"]
 #: instead of flooding every member with the whole table per result.
 REPLICATE_SHARE = 10
 #: Row encoding per replication step, in seconds: a takeover puts every row into the new
-#: table log (10,000 rows are ~60 ms of encoding), in slices of this much, so no loop step
-#: stalls dispatches, results or heartbeats for longer than ~1 ms.
-ENCODE_BUDGET = 0.0005
+#: table log (10,000 rows are ~250 ms of encoding on a loaded machine), in slices of this
+#: much, so a step (the slice, then the heartbeat round sending those rows) stays near 1 ms.
+ENCODE_BUDGET = 0.0004
 #: OFFERs kept for nodes that follow this manager but are not admitted yet: a joiner's JOIN
 #: and OFFER leave together, so one or two are held at a time; the bound is for forgeries.
 MAX_HELD_OFFERS = 64
