@@ -32,9 +32,10 @@ Rules:
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from clerk._messages import TableDelta
@@ -72,10 +73,9 @@ TABLE_RESEND = 1.0
 #: message, with room for JSON's escaping of the quotes in the packed text); a bigger one
 #: carries only the rows the successor has not acknowledged (``handover_delta``).
 HANDOVER_WHOLE_CHARS = 600_000
-#: A member fewer changes behind than this gets them by a walk back from the newest change
-#: (O(changes)); one further behind (a joiner), by a walk from the oldest that stops when
-#: its chunk is full.
-RECENT = 4096
+#: The log's list of changes keeps an entry per change, stale ones (rows changed again since)
+#: skipped when met; it is compacted when the stale ones pass this many and the live rows.
+COMPACT_AFTER = 4096
 #: Part of a delta's text per string: under the codec's longest string (64 Ki characters).
 _PART = 60_000
 #: One row's JSON text (compact, like every table text).
@@ -145,6 +145,10 @@ def handover_delta(raw: Mapping[str, Any]) -> TableDelta | None:
     return TableDelta(log, base, upto, tuple(rows), tuple(gone))
 
 
+def _seq_of(change: tuple[int, str]) -> int:
+    return change[0]
+
+
 class ReplicaLog:
     """The manager's rows with their change sequences (see the module docstring)."""
 
@@ -154,18 +158,25 @@ class ReplicaLog:
         self.complete = False
         self._text: dict[str, str | None] = {}  # key -> row text (None: removed)
         self._at: dict[str, int] = {}  # key -> sequence of its last change
-        self._order: dict[int, str] = {}  # sequence -> key, oldest first (latest per key)
+        # (sequence, key) of every change, oldest first; an entry whose sequence is no longer
+        # its key's last change is stale (skipped). Sorted by sequence: a delta finds where it
+        # starts by bisection, so a joiner's chunk costs O(log rows + chunk), not O(rows).
+        self._changes: list[tuple[int, str]] = []
+        self._stale = 0
 
     def __len__(self) -> int:
         return sum(1 for t in self._text.values() if t is not None)
 
     def _bump(self, key: str) -> None:
-        old = self._at.get(key)
-        if old is not None:
-            del self._order[old]
+        if key in self._at:
+            self._stale += 1
         self.seq += 1
         self._at[key] = self.seq
-        self._order[self.seq] = key
+        self._changes.append((self.seq, key))
+        if self._stale > max(COMPACT_AFTER, len(self._at)):
+            at = self._at
+            self._changes = [(q, k) for q, k in self._changes if at[k] == q]
+            self._stale = 0
 
     def put(self, key: str, text: str) -> bool:
         """Row ``key`` is now ``text`` (its JSON). True if that is a change."""
@@ -215,17 +226,10 @@ class ReplicaLog:
         text (at least one row); None if the member is up to date."""
         if base >= self.seq:
             return None
-        keys: Iterable[str]
-        if self.seq - base <= RECENT:  # recent: walk back from the newest change
-            back: list[str] = []
-            for s in reversed(self._order):
-                if s <= base:
-                    break
-                back.append(self._order[s])
-            back.reverse()
-            keys = back
-        else:  # far behind (a joiner): from the oldest, stopping when the chunk is full
-            keys = (k for s, k in self._order.items() if s > base)
+        changes, at = self._changes, self._at
+        start = bisect.bisect_right(changes, base, key=_seq_of)
+        keys = (changes[i][1] for i in range(start, len(changes))
+                if at[changes[i][1]] == changes[i][0])
         parts: list[str] = []
         gone: list[str] = []
         size = 0

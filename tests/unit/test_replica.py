@@ -248,3 +248,18 @@ def test_a_hand_over_that_does_not_follow_the_replica_is_refused_not_applied() -
                     "rows": ['{"t:x":1}'], "gone": []}
     assert b.replicated == held
     assert b.dropped["handover_gap"] == 1
+
+
+def test_the_log_stays_compact_and_exact_under_many_changes() -> None:
+    log = ReplicaLog("L")
+    log.put_table(table(50))
+    rep = Replica()
+    sync(log, rep)
+    rng = random.Random(3)
+    for n in range(20_000):
+        log.put(row_key(f"t{rng.randrange(50):05d}"), str(n))
+        if n % 997 == 0:
+            sync(log, rep, 200)
+    sync(log, rep, 200)
+    assert rep.table() == log.table()
+    assert len(log._changes) <= 50 + 4096 + 1  # compacted: stale entries do not pile up
