@@ -98,6 +98,7 @@ class Adoption(OperatorControl):
         table = unpack_table(table)
         if not isinstance(table, Mapping):
             return
+        self.all_dirty = self.runs_dirty = True
         tasks = table.get("tasks")
         if isinstance(tasks, Mapping):
             for name, raw in tasks.items():
@@ -127,6 +128,7 @@ class Adoption(OperatorControl):
             mine = self.records.get(name)
             if _nothing_new(raw, mine):
                 continue
+            self.dirty.add(name)
             rec = TaskRecord.from_json(raw)
             if rec is None or not isinstance(name, str):
                 continue
@@ -197,6 +199,7 @@ class Adoption(OperatorControl):
         """Become the scheduler under ``claim`` (term, own name): decide each task's next slot
         (see the module docstring)."""
         self.active = True
+        self.all_dirty = self.runs_dirty = True
         if claim is not None:
             self.claim = claim
             self.offered.add(claim[1])  # our own durable rows were loaded at start
@@ -251,6 +254,7 @@ class Adoption(OperatorControl):
                              f"({exc}): keeping the previous definition")
                 continue
             self.defs[name] = d
+            self.dirty.add(name)
             if grid is None:
                 self._grid.pop(name, None)
             else:
@@ -285,6 +289,7 @@ class Adoption(OperatorControl):
         for name in self.defs:
             if name not in defs and name not in self.gone:
                 self.gone[name] = wall
+                self.dirty.add(name)
                 self.instant_pending.discard(name)
                 self.catch_up_pending.pop(name, None)
                 notes.append(f"task={name} is no longer loaded by any live member: stopped")

@@ -55,7 +55,7 @@ __all__ = [
     "json_depth",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAGIC = b"CLERK" + bytes([PROTOCOL_VERSION])
 #: Largest accepted message (all frames together). Task state has its own, smaller limit.
 MAX_MESSAGE_BYTES = 1 << 20

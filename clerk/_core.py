@@ -110,6 +110,7 @@ from clerk._messages import (
     StatusReply,
     Welcome,
 )
+from clerk._record import unpack_table
 from clerk._timings import Timings
 
 __all__ = [
@@ -265,9 +266,10 @@ class NodeCore(CoreState):
         self._quorum_outcome(_quorumcore.on_message(self, msg, now), now)
 
     def set_replicated(self, state: Json) -> None:
-        """Manager only: state to replicate to every member with the next heartbeats."""
-        self.replicated = state
-        self.members.epoch += 1
+        """Manager only: make the table log hold exactly this whole table (O(rows): the
+        task layer puts changed rows into ``table_log`` itself, see clerk._replication);
+        members get what changed with the next heartbeats."""
+        self.table_log.put_table(unpack_table(state))
 
     def heartbeat_now(self, now: float) -> list[Effect]:
         """Manager only: send a heartbeat round at once (e.g. to replicate a new task state

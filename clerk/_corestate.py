@@ -13,6 +13,10 @@ Rules owned here:
 * **Fencing token.** ``highest`` is the highest claim this node has seen; it never goes
   down, and ``accepts`` answers whether a manager message would be followed (module
   :mod:`clerk._claims`).
+* **The replicated table** is two objects (:mod:`clerk._replica`): ``table_log``, the rows a
+  manager sends (a new log at every claim of its own), and ``replica``, the rows received from
+  the manager followed (or handed over). ``replicated`` is the whole table as one JSON value:
+  the log's once it is complete on a manager, else the replica's.
 * **Bounded memory.** Addresses we told our claim to, and members lost, are kept for at most
   ``MAX_LOST`` entries and ``LOST_HORIZON`` seconds: forged traffic cannot grow them.
 """
@@ -26,9 +30,11 @@ from typing import Any
 from clerk._claims import MAX_TERM_JUMP, TermBound, claim_of, message_term
 from clerk._coretypes import INF, Dropped, Effect, Role, Send, Stopped
 from clerk._fence import StallFence
-from clerk._membership import MemberTable
+from clerk._membership import Member, MemberTable
 from clerk._messages import Claim, Json, MemberInfo, Message, Peer
 from clerk._quorum import QuorumState
+from clerk._record import PACK_CHUNK
+from clerk._replica import HANDOVER_WHOLE_CHARS, Replica, ReplicaLog, handover_delta, table_text
 from clerk._timings import Timings
 
 __all__ = ["LOST_HORIZON", "MAX_LOST", "CoreState"]
@@ -63,7 +69,8 @@ class CoreState:
         self.term = 0
         self.max_term = 0
         self.highest: Claim | None = None
-        self.replicated: Json = None
+        self.table_log = ReplicaLog()
+        self.replica = Replica()
         self._claim: Claim | None = None  # the manager we follow (or our own claim)
         self._last_heard = now
         self._epoch_seen = -1
@@ -72,6 +79,7 @@ class CoreState:
         self._probation: dict[str, float] = {}  # admitted by JOIN, not heard from since
         self._told: dict[str, float] = {}  # addresses we sent our claim to (merge HANDOVERs)
         self._seq = 0
+        self._logs = 0  # table logs started (a part of each log's id)
         self._deadline = INF  # role-specific: join / election phase / leave
         self._phase = ""  # candidate: "ok" (waiting for OK) or "coord" (waiting for winner)
         self._suspect = ""
@@ -153,6 +161,62 @@ class CoreState:
                 for m in self.members.infos()
             ],
         }
+
+    @property
+    def replicated(self) -> Json:
+        """The whole replicated table (parsed: O(rows)); None if there is none."""
+        if self.table_log.complete:
+            return self.table_log.table()
+        return self.replica.table()
+
+    def replicated_packed(self) -> Json:
+        """The same table as it travels in a HANDOVER: packed (clerk._record.pack_table),
+        made from the rows' text without parsing them."""
+        source = self.table_log if self.table_log.complete else self.replica
+        if not source.items():
+            return None
+        text = table_text(source.items())
+        return {"packed": 1, "chunks": [text[i:i + PACK_CHUNK]
+                                        for i in range(0, len(text), PACK_CHUNK)]}
+
+    @replicated.setter
+    def replicated(self, table: Json) -> None:
+        """Hold ``table`` as the replica (a hand-over's table: a whole one, or the rows our
+        replica lacks, see ``handover_state``)."""
+        if isinstance(table, dict) and table.get("delta") == 1:
+            delta = handover_delta(table)
+            if delta is None or not self.replica.apply(delta):
+                self.drop("handover_gap", "a hand-over's rows do not follow our replica: "
+                                          "taking over with the replica as it is")
+            return
+        self.replica.reset(table)
+
+    def handover_state(self, to: Member | None) -> Json:
+        """The table for a graceful hand-over to member ``to``: whole and packed if it fits a
+        message, else only the rows changed after the sequence ``to`` acknowledged (its
+        replica holds the rest: the hand-over of 10,000 tasks is then a few rows)."""
+        packed = self.replicated_packed()
+        whole = 0 if packed is None else sum(len(c) for c in packed["chunks"])
+        log = self.table_log
+        if (to is None or whole <= HANDOVER_WHOLE_CHARS or not log.complete
+                or to.acked_table < 0):
+            return packed
+        delta = log.delta(to.acked_table, max_chars=HANDOVER_WHOLE_CHARS)
+        if delta is None or delta.upto != log.seq:
+            return packed  # too far behind for one message: sent whole (and refused if big)
+        return {"delta": 1, "log": delta.log, "base": delta.base, "upto": delta.upto,
+                "rows": list(delta.rows), "gone": list(delta.gone)}
+
+    def new_log(self, keep: bool) -> None:
+        """A claim of our own: a new table log (its sequences mean nothing to members).
+        ``keep``: we were the manager already (a claim above a higher term): our own last
+        table stays the one we hold."""
+        self._logs += 1
+        if keep and self.table_log.complete:
+            self.replica.take(self.table_log.items())
+        for row in self.members:
+            row.reset_table()
+        self.table_log = ReplicaLog(f"{self.me.incarnation}.{self.term}.{self._logs}")
 
     def accepts(self, term: int, sender: Peer) -> bool:
         """Fencing: would a manager message with this term from ``sender`` be followed?"""

@@ -56,6 +56,7 @@ from clerk._messages import (
     Ok,
     Welcome,
 )
+from clerk._replica import ReplicaLog
 
 __all__ = [
     "DISCONNECT_PROBE",
@@ -242,6 +243,7 @@ def take_claim(core: CoreState, now: float, members: tuple[MemberInfo, ...] | No
     else:
         core.see_term(term)
         core.term = term
+    core.new_log(keep=core.role is Role.MANAGER)
     core.role = Role.MANAGER
     core._fence.clear()  # a fresh claim: every node that followed another one heard it
     claim = core.my_claim()
@@ -313,8 +315,9 @@ def m_welcome(core: CoreState, msg: Welcome, now: float) -> None:
 
 
 def m_heartbeat(core: CoreState, msg: Heartbeat, now: float) -> None:
-    """HEARTBEAT: follow its claim if it is the highest; a follower takes the list and state it
-    carries, re-JOINs if the list misses or misstates it, and acknowledges."""
+    """HEARTBEAT: follow its claim if it is the highest; a follower takes the list it carries,
+    re-JOINs if the list misses or misstates it, applies the table's changes
+    (:mod:`clerk._replica`), and acknowledges both."""
     s = msg.sender
     if not on_claim(core, Claim(msg.term, s.priority, s.name, s.address), now):
         return
@@ -327,13 +330,15 @@ def m_heartbeat(core: CoreState, msg: Heartbeat, now: float) -> None:
         if not any(m.name == core.me.name and m.incarnation == core.me.incarnation
                    and m.tasks == core.tasks for m in msg.members):
             core.send(s.address, Join(core.me, core.term, core.tasks))
-    if msg.state is not None:
-        core.replicated = msg.state
-        if msg.members is None:
-            # The manager sends the table alone only to a member whose last ACK showed the
-            # current list: acknowledging this epoch says "list and table", both true.
-            core._epoch_seen = msg.epoch
-    core.send(s.address, Ack(core.me, core.term, msg.seq, core._epoch_seen))
+    if msg.table is not None:
+        if core.table_log.log:
+            # We were a manager: our own last table is the base the new log's rows replace.
+            if core.table_log.complete:
+                core.replica.take(core.table_log.items())
+            core.table_log = ReplicaLog()
+        core.replica.apply(msg.table)
+    core.send(s.address, Ack(core.me, core.term, msg.seq, core._epoch_seen,
+                             core.replica.seq, core.replica.log))
 
 
 def m_election(core: CoreState, msg: Election, now: float) -> None:

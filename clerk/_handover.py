@@ -46,7 +46,7 @@ def step_down_to(core: CoreState, claim: Claim) -> None:
     our list (it may drop a HANDOVER it cannot vouch for) or after our heartbeats stop and
     their manager timeout runs out (0.7 s)."""
     core.send(claim.address, Handover(core.me, core.term, core.members.infos(),
-                                      core.replicated))
+                                      core.replicated_packed()))
     # The members we lost are in no list the winner gets: keep probing them.
     core._orphans.update(core._lost)
     for row in core.members.others():
@@ -98,7 +98,8 @@ def leave_as_manager(core: CoreState, now: float) -> None:
         return
     successor = max(live, key=lambda r: r.peer.rank)
     members = tuple(i for i in core.members.infos() if i.name != core.me.name)
-    core.send(successor.peer.address, Handover(core.me, core.term, members, core.replicated))
+    core.send(successor.peer.address,
+              Handover(core.me, core.term, members, core.handover_state(successor)))
     core.role = Role.LEAVING
     core._successor = successor.name
     core._deadline = now + core.timings.handover_timeout

@@ -10,9 +10,12 @@ them. Rules:
   part in elections (it answers ELECTION with a JOIN, :mod:`clerk._election`), so a restarted
   node that knows nobody cannot win with an empty member list.
 * **Heartbeats.** A manager sends HEARTBEAT every ``heartbeat_interval`` to every member; the
-  member list and replicated state ride along only to members that have not acknowledged the
-  current epoch. A member silent for ``member_timeout`` is marked down (``MemberDown
-  ("silent")``) and its address goes to ``_lost``.
+  member list rides along only to members that have not acknowledged the current epoch, and
+  the task table's changes only to members behind the table log, in bounded chunks
+  (:mod:`clerk._replica`). A WELCOMEd joiner gets its first chunks with the WELCOME; one that
+  does not acknowledge them is not sent the table again before ``TABLE_RESEND``. A member
+  silent for ``member_timeout`` is marked down (``MemberDown("silent")``) and its address
+  goes to ``_lost``.
 * **Lost members outlive their manager.** Followers note the members their manager's list
   dropped (for when they take over), a manager keeps probing (COORDINATOR with its claim) the
   members it lost and its seeds for ``LOST_HORIZON``, an ex-manager keeps probing the members
@@ -32,7 +35,9 @@ from __future__ import annotations
 
 from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState
 from clerk._coretypes import MemberDown, MemberUp, Refused, Role
+from clerk._membership import Member
 from clerk._messages import Ack, Coordinator, Heartbeat, Join, MemberInfo, Refuse, Welcome
+from clerk._replica import TABLE_RESEND, TABLE_WINDOW_CHARS
 
 __all__ = [
     "MAX_LEARN",
@@ -47,6 +52,8 @@ __all__ = [
     "probe",
     "probe_seeds",
     "send_joins",
+    "send_table",
+    "table_position",
     "stalled",
 ]
 
@@ -76,8 +83,9 @@ def send_joins(core: CoreState, now: float) -> None:
 
 
 def heartbeat_round(core: CoreState, now: float) -> None:
-    """Manager: mark silent members down, then heartbeat every member (list and state only to
-    those behind the current epoch)."""
+    """Manager: mark silent members down, then heartbeat every member: the list only to those
+    behind the current epoch, the table's changes only to those behind the log
+    (:func:`send_table`)."""
     t = core.timings
     for row in core.members.expire(now, t.member_timeout):
         if core._probation.pop(row.name, None) is None:  # never acked: not worth a probe
@@ -88,24 +96,70 @@ def heartbeat_round(core: CoreState, now: float) -> None:
             del core._probation[name]
     core._fence.expire(now)
     core._seq += 1
-    epoch, list_epoch = core.members.epoch, core.members.list_epoch
-    # At most three distinct heartbeats per round, each one object whatever the number of
-    # members (the agent encodes an object once per batch of effects: see Agent.apply).
-    beats: dict[tuple[bool, bool], Heartbeat] = {}
+    epoch = core.members.epoch
+    # Members in the same position share the same heartbeat objects (the agent encodes an
+    # object once per batch of effects: see Agent.apply): in a steady cluster, one or two
+    # distinct heartbeats per round whatever the number of members.
+    beats: dict[tuple[bool, int, int], list[Heartbeat]] = {}
     for row in core.members.others():
-        stale = row.acked_epoch != epoch
-        # Only the table changed since this member's last ACK: the list stays home (at 200
-        # tasks it is most of the encoding cost of a heartbeat, and the table changes after
-        # every dispatch and every result).
-        with_list = stale and row.acked_epoch < list_epoch
-        beat = beats.get((stale, with_list))
-        if beat is None:
-            beat = beats[(stale, with_list)] = Heartbeat(
-                core.me, core.term, core._seq, epoch,
-                core.members.infos() if with_list else None,
-                core.replicated if stale else None)
-        core.send(row.peer.address, beat)
+        with_list = row.acked_epoch != epoch
+        base, room = table_position(core, row, now)
+        key = (with_list, base, room)
+        chain = beats.get(key)
+        if chain is None:
+            chain = beats[key] = _chain(core, with_list, base, room)
+        for beat in chain:
+            core.send(row.peer.address, beat)
+        _sent(row, chain, now)
     core._next_heartbeat = now + t.heartbeat_interval
+
+
+def table_position(core: CoreState, row: Member, now: float) -> tuple[int, int]:
+    """Where the table's changes to ``row`` start, and how much row text it may get now:
+    after what it was sent while that is recent and the window not full, else after what it
+    acknowledged (-1: nothing to send now). See :mod:`clerk._replica`."""
+    log = core.table_log
+    if row.sent_table > row.acked_table and now - row.sent_at < TABLE_RESEND:
+        room = TABLE_WINDOW_CHARS - row.sent_chars
+        if row.sent_table >= log.seq or room <= 0:
+            return -1, 0  # everything sent, or the window is full: wait for the ACK
+        return row.sent_table, room
+    if row.acked_table >= log.seq:
+        return -1, 0
+    row.sent_chars = 0
+    return row.acked_table, TABLE_WINDOW_CHARS
+
+
+def _chain(core: CoreState, with_list: bool, base: int, room: int) -> list[Heartbeat]:
+    """One heartbeat (the list if ``with_list``, the first delta), then one per further delta
+    of the window."""
+    deltas = core.table_log.window(base, room) if room > 0 else []
+    members = core.members.infos() if with_list else None
+    first = Heartbeat(core.me, core.term, core._seq, core.members.epoch, members,
+                      deltas[0] if deltas else None)
+    return [first, *(Heartbeat(core.me, core.term, core._seq, core.members.epoch, None, d)
+                     for d in deltas[1:])]
+
+
+def _sent(row: Member, chain: list[Heartbeat], now: float) -> None:
+    for beat in chain:
+        if beat.table is not None:
+            row.sent_table = beat.table.upto
+            row.sent_at = now
+            row.sent_chars += sum(len(p) for p in beat.table.rows)
+
+
+def send_table(core: CoreState, row: Member, now: float) -> None:
+    """Send ``row`` the table's changes it lacks now, within its window (a WELCOMEd joiner
+    gets the first chunks at once, not at the next change)."""
+    base, room = table_position(core, row, now)
+    if room <= 0:
+        return
+    chain = [Heartbeat(core.me, core.term, core._seq, core.members.epoch, None, d)
+             for d in core.table_log.window(base, room)]
+    for beat in chain:
+        core.send(row.peer.address, beat)
+    _sent(row, chain, now)
 
 
 def stalled(core: CoreState, now: float) -> None:
@@ -233,6 +287,9 @@ def m_join(core: CoreState, msg: Join, now: float) -> None:
         core.send(sender.address, Welcome(core.me, core.term, core.my_claim(),
                                           core.members.infos(), core.members.epoch))
         if adm.outcome in ("added", "replaced"):
+            row.reset_table()
+        send_table(core, row, now)  # the table in chunks, now (a retried JOIN: if not sent)
+        if adm.outcome in ("added", "replaced"):
             core._probation[sender.name] = now
             core._out.append(MemberUp(row.info(), adm.outcome))
         return
@@ -279,6 +336,12 @@ def m_ack(core: CoreState, msg: Ack, now: float) -> None:
                                        core.members.infos(), None))
         return
     row.acked_epoch = msg.epoch
+    acked = msg.table if msg.log == core.table_log.log else -1
+    if acked >= row.sent_table or acked < row.acked_table:
+        row.sent_chars = 0  # the window is acknowledged (or the member restarted its replica)
+    row.acked_table = acked
+    if row.sent_table < acked:
+        row.sent_table = acked
     core._fence.ack(msg.term, core.term, msg.seq)  # a member still follows us
     if was_dead:
         core._out.append(MemberUp(row.info(), "revived"))

@@ -3,10 +3,12 @@
 Pure data, no I/O; time comes in as ``now``. The manager's table is authoritative: it admits
 joiners, marks members dead (socket-monitor fast path) and drops silent ones, and bumps
 ``epoch`` on every change so heartbeats only carry the list to members that have not seen the
-latest epoch. The manager also bumps ``epoch`` when its replicated table changes;
-``list_epoch`` is the epoch of the last change of the list itself, so a member that has seen
-it gets the table alone (one counter per table: epochs of different managers never meet, since
-a follower forgets the epoch it saw whenever it follows a new claim). A follower's table is a
+latest epoch (epochs of different managers never meet, since a follower forgets the epoch it
+saw whenever it follows a new claim). The task table has its own sequence and is acknowledged
+apart (:mod:`clerk._replica`): a change of the table no longer moves ``epoch``, so
+``list_epoch`` now always equals it (kept for the readers that ask for the list's own
+epoch). Each row also holds where the table's replication to that member stands
+(``acked_table``, ``sent_table``, ``sent_at``, ``sent_chars``). A follower's table is a
 copy replaced wholesale from the manager's heartbeats; before any manager exists (cluster
 formation) nodes also record the peers they hear of, which is what the bully election runs over.
 
@@ -39,6 +41,17 @@ class Member:
     alive: bool
     last_seen: float
     acked_epoch: int = -1
+    # Replication of the table to this member (clerk._replica): the change sequence it
+    # acknowledged, the last one sent, when, and the row text sent since its last ACK.
+    acked_table: int = -1
+    sent_table: int = -1
+    sent_at: float = float("-inf")
+    sent_chars: int = 0
+
+    def reset_table(self) -> None:
+        """A new table log: this member holds nothing of it yet."""
+        self.acked_table = self.sent_table = -1
+        self.sent_at, self.sent_chars = float("-inf"), 0
 
     @property
     def name(self) -> str:

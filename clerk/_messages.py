@@ -9,8 +9,8 @@ Protocol at a glance (``->`` one message, ``=>`` to every member)::
 
     joiner  -> seed      JOIN(tasks)            any node answers WELCOME(manager claim, members)
     joiner  -> manager   JOIN                   manager answers WELCOME, or REFUSE(reason)
-    manager => members   HEARTBEAT(seq, epoch, members if stale, state)
-    member  -> manager   ACK(seq, epoch)
+    manager => members   HEARTBEAT(seq, epoch, members if stale, table delta if behind)
+    member  -> manager   ACK(seq, epoch, table seq, table log)
     node    -> higher    ELECTION(suspect)      answered OK(manager claim if one is healthy)
     winner  => members   COORDINATOR(claim)     also sent to a stale manager to depose it
     node    -> manager   LEAVE                  graceful exit of a member
@@ -64,6 +64,7 @@ __all__ = [
     "RunQuery",
     "Status",
     "StatusReply",
+    "TableDelta",
     "Welcome",
     "MESSAGE_KINDS",
 ]
@@ -143,13 +144,29 @@ class Refuse:
 
 
 @dataclass(frozen=True, slots=True)
+class TableDelta:
+    """Rows of the manager's task table changed after ``base`` up to ``upto`` (change
+    sequence numbers of the log ``log``), as the JSON text of one object split into strings
+    (``rows``), plus the keys removed (``gone``). ``done``: after applying it the receiver
+    holds the manager's whole table (the last chunk of a complete log). Rules:
+    :mod:`clerk._replica`."""
+
+    log: str
+    base: int
+    upto: int
+    rows: tuple[str, ...] = ()
+    gone: tuple[str, ...] = ()
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     sender: Peer
     term: int
     seq: int
     epoch: int
     members: tuple[MemberInfo, ...] | None = None
-    state: Json = None
+    table: TableDelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +175,10 @@ class Ack:
     term: int
     seq: int
     epoch: int
+    #: The change sequence of the manager's table log this member holds up to, and that
+    #: log's id (-1, "": none): the manager sends it what changed after it.
+    table: int = -1
+    log: str = ""
 
 
 @dataclass(frozen=True, slots=True)

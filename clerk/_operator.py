@@ -73,6 +73,7 @@ class OperatorControl(SchedulerState):
         if new == rec.pause:
             return False
         rec.pause = new
+        self.dirty.add(name)
         if before and not rec.paused and self.active:
             d = self.defs[name]
             if name in self._grid and wall is not None:

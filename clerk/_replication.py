@@ -1,17 +1,19 @@
 """The task layer's copies of the table: replication to the members, OFFERs, the data directory.
 
-* **Replication** (manager): the whole table goes to every member with a heartbeat after each
-  change, paced so it takes at most ~1/``REPLICATE_SHARE`` of the loop (a burst of results is
-  coalesced into one table rather than one table per result).
+* **Replication** (manager): the rows the scheduler changed are encoded into the core's table
+  log (:mod:`clerk._replica`), at most ``ENCODE_BUDGET`` s of encoding per step, and a
+  heartbeat round sends each member what it lacks. Paced so it takes at most
+  ~1/``REPLICATE_SHARE`` of the loop (a burst of results is coalesced into one round).
 * **OFFERs** (member): each manager this node follows gets the rows it holds with a state (its
   data directory's, merged with the replica): only those beyond the shared replica for a
   fellow member taking over, every row for a manager from elsewhere. Sent even when empty (it
   says "nothing here", so ``init`` need not wait). The manager merges an OFFER only from a
   member; one from a node not admitted yet is held (at most ``MAX_HELD_OFFERS``) until its
   ``MemberUp``.
-* **The data directory** (:mod:`clerk._store`) holds the table this node holds: the
-  replicated one as it came (no second serialization), or a leaving manager's own last table
-  (results of its runs in flight); writes are coalesced and paced.
+* **The data directory** (:mod:`clerk._store`) holds the table this node holds: the rows of
+  its log or replica as they are (joined into one text by the writer thread, off the loop), or
+  a leaving manager's own last table (results of its runs in flight); writes are coalesced and
+  paced.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from clerk._messages import Offer
 from clerk._record import TaskRecord, pack_table, unpack_table
 from clerk._runnerdefs import Definitions
 
-__all__ = ["MAX_HELD_OFFERS", "REPLICATE_SHARE", "Replication"]
+__all__ = ["ENCODE_BUDGET", "MAX_HELD_OFFERS", "REPLICATE_SHARE", "Replication"]
 
 #: Replication (the whole table to every member) may take at most ~1/REPLICATE_SHARE of the
 #: manager's loop, and of each follower's: after a round that cost ``c`` seconds, the next
@@ -33,6 +35,10 @@ __all__ = ["MAX_HELD_OFFERS", "REPLICATE_SHARE", "Replication"]
 #: replicated at once); with 1000 tasks it coalesces the results of tens of milliseconds
 #: instead of flooding every member with the whole table per result.
 REPLICATE_SHARE = 10
+#: Row encoding per replication step, in seconds: a takeover puts every row into the new
+#: table log (10,000 rows are ~250 ms of encoding on a loaded machine), in slices of this
+#: much, so a step (the slice, then the heartbeat round sending those rows) stays near 1 ms.
+ENCODE_BUDGET = 0.0004
 #: OFFERs kept for nodes that follow this manager but are not admitted yet: a joiner's JOIN
 #: and OFFER leave together, so one or two are held at a time; the bound is for forgeries.
 MAX_HELD_OFFERS = 64
@@ -92,20 +98,28 @@ class Replication(Definitions):
             self.on_offer(msg, now, self.agent.clock.wall())
 
     def _replicate(self, now: float, force: bool = False) -> None:
-        """Send the table to every member now, or soon (see REPLICATE_SHARE)."""
+        """Put the changed rows into the table log and send the members what they lack, now
+        or soon (see REPLICATE_SHARE)."""
         core = self.agent.core
         if not core.is_manager:
             return
+        self._replicate_dirty = True
         if not force and now < self._replicate_after:
-            self._replicate_dirty = True
             return
-        self._replicate_dirty = False
-        clock = self.agent.clock
-        began = clock.monotonic()
-        core.set_replicated(pack_table(self.scheduler.table()))
-        self.agent.apply(core.heartbeat_now(now), now)
-        cost = clock.monotonic() - began
+        began = time.perf_counter()
+        done = self._encode_rows(began + ENCODE_BUDGET if not force else math.inf)
+        self._replicate_dirty = not done
+        log = core.table_log
+        if (log.log, log.seq) != self._sent:
+            self._sent = (log.log, log.seq)
+            self.agent.apply(core.heartbeat_now(now), now)
+        cost = time.perf_counter() - began
         self._replicate_after = now + cost * (REPLICATE_SHARE - 1)
+
+    def _encode_rows(self, deadline: float) -> bool:
+        """Encode the rows the scheduler changed into the table log, until ``deadline``
+        (perf_counter); True when none is left (the log is then complete)."""
+        return self._encoder.step(self.scheduler, self.agent.core.table_log, deadline)
 
     def replicate_now(self, now: float) -> None:
         """Replicate the table at once (an operator's command is answered after this)."""
@@ -117,9 +131,11 @@ class Replication(Definitions):
         store = self.store
         if store is None:
             return
-        replicated = self.agent.core.replicated
-        if replicated is not self._persisted:
-            self._persisted = replicated
+        core = self.agent.core
+        log, replica = core.table_log, core.replica
+        version = (log.log, log.seq, replica.version)
+        if version != self._persisted:
+            self._persisted = version
             store.mark()
         if self.scheduler.active and self._replicate_dirty:
             store.mark()
@@ -127,22 +143,23 @@ class Replication(Definitions):
             return
         began = time.perf_counter()
         sched = self.scheduler
-        if sched.active and (sched.draining or not self.agent.core.is_manager):
+        source: Any
+        if sched.active and (sched.draining or not core.is_manager):
             # A leaving manager's own last table (results of its runs in flight): only here.
             table = sched.table()
             for row in table["tasks"].values():
                 row["running"] = None
-            text: Any = table
-        elif sched.active and self._replicate_dirty and not final:
+            source = table
+        elif sched.active and (self._replicate_dirty or not log.complete) and not final:
             store.defer(self._replicate_after)  # replicated soon: that table is the one
             return
-        elif sched.active and self._replicate_dirty:
-            text = sched.table()
-        elif replicated is None:
+        elif sched.active and (self._replicate_dirty or not log.complete):
+            source = sched.table()
+        elif log.complete:
+            source = log.text_source()  # as replicated: no reserialization on the loop
+        elif replica:
+            source = replica.text_source()
+        else:
             store.skip()  # nothing from a manager yet: the disk already holds what we have
             return
-        elif isinstance(replicated, dict) and replicated.get("packed") == 1:
-            text = "".join(replicated.get("chunks") or ())  # as replicated: no reserialize
-        else:
-            text = replicated
-        store.write(text, now, spent=time.perf_counter() - began)
+        store.write(source, now, spent=time.perf_counter() - began)

@@ -30,7 +30,7 @@ from clerk._host import Host
 from clerk._messages import Offer, Result
 from clerk._nodes_guard import NodesGuard
 from clerk._outbox import Outbox
-from clerk._record import pack_table
+from clerk._replica import RowEncoder
 from clerk._replication import MAX_HELD_OFFERS, REPLICATE_SHARE
 from clerk._routing import ResultRouting
 from clerk._schedule import Scheduler
@@ -72,7 +72,11 @@ class TaskRunner(ResultRouting):
                     rec.running = None  # a run of a previous incarnation is unknowable
                 held = sum(1 for r in self.scheduler.records.values() if r.has_state)
                 log.info("data directory %s: %d task state(s) read", path, held)
-        self._persisted: object = None  # the replicated table last marked for the disk
+        self._persisted: object = None  # the table version last marked for the disk
+        # Replication (clerk._replication): the rows' encoder into the table log, and the
+        # (log, sequence) last announced with a heartbeat round.
+        self._encoder = RowEncoder()
+        self._sent: tuple[str, int] = ("", -1)
         self._held_offers: dict[str, Offer] = {}  # from nodes not admitted yet (hold_offer)
         self._activate: bool | None = None  # pending activation: graceful or not
         self._leave_started: float | None = None
@@ -144,7 +148,7 @@ class TaskRunner(ResultRouting):
             # (a full-cluster stop) no successor confirms, and this table, written to the data
             # directory last, is the one that holds them.
             self.scheduler.drain()
-            self.agent.core.set_replicated(pack_table(self.scheduler.table()))
+            self._encode_rows(math.inf)  # the hand-over carries every row, now
         self._leave_started = now
 
     def ready_to_leave(self, now: float) -> bool:

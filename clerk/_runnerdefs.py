@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from clerk._messages import Offer, Result
     from clerk._nodes_guard import NodesGuard
     from clerk._outbox import Outbox
+    from clerk._replica import RowEncoder
     from clerk._schedule import Scheduler
     from clerk._store import Store
     from clerk._tasks import TaskDef
@@ -55,6 +56,8 @@ class Definitions:
     _replicate_dirty: bool
     _replicate_after: float
     _held: list[Result]
+    _encoder: RowEncoder
+    _sent: tuple[str, int]
 
     def _workers_ready(self) -> None:
         """Every worker is up: announce our tasks (the agent started with none)."""

@@ -36,11 +36,12 @@ __all__ = ["ERROR_KEEP_CHARS", "OUTCOMES", "STATES_BUDGET_BYTES", "TRANSIT_GRACE
 TRANSIT_GRACE_MS = 1000
 OUTCOMES = ("ok", "error", "timeout")
 
-#: All tasks' states together, as they travel in the packed table (JSON text escaped into a
-#: string), may take this much of the one heartbeat (1 MiB) that carries the whole table; the
-#: rest is for the table's rows and the member list. A result whose state would go over is an
-#: error naming the task (the state is kept): a table too big to send would stop the heartbeats
-#: themselves, and every follower would call an election every 0.7 s.
+#: All tasks' states together (as JSON text) may take this much. A result whose state would
+#: go over is an error naming the task (the state is kept). It was set when the whole table
+#: travelled in one 1 MiB heartbeat; replication now sends changed rows in chunks
+#: (clerk._replica), so what it still bounds is the table every takeover parses, every joiner
+#: receives and every data directory writes (8 MiB at most). Kept as it was: raising it is a
+#: change of a user-facing limit, not of replication.
 STATES_BUDGET_BYTES = 512 * 1024
 #: The error text kept in the table (and shown by status): its tail, where the exception is.
 #: The whole remote traceback is in the manager's log.
@@ -77,6 +78,7 @@ class Running(Adoption):
         d = self.defs[name]
         rec = self.records[name]
         dispatches: list[Dispatch] = []
+        self.dirty.add(name)
         if not d.enabled or name in self.gone:
             return dispatches
         if rec.paused:
@@ -145,6 +147,7 @@ class Running(Adoption):
     def _dispatch(self, d: TaskDef, rec: TaskRecord, slot: int, wall_ms: float,
                   members: Mapping[str, Iterable[str]], finished: list[Finished],
                   instant: bool = False, trigger: bool = False) -> list[Dispatch]:
+        self.dirty.add(d.name)
         allowed, error, outcome = self._allowed(d, members)
         if allowed and not rec.has_state and self._init_held(members, wall_ms):
             allowed = []
@@ -215,6 +218,8 @@ class Running(Adoption):
                 duration_ms: float, error: str, wall_ms: float) -> Finished:
         run = rec.running
         assert run is not None
+        self.dirty.add(name)
+        self.runs_dirty = True
         rec.running = None
         self._inflight.pop(name, None)
         rec.slot = max(rec.slot, int(run["slot"]))

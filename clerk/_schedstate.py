@@ -91,6 +91,23 @@ class SchedulerState:
         self._init_wait_ms = 0.0  # instant inits held until this wall ms (see next_deadline)
         #: Conflicts found by merges, for the shell to log (drained by it).
         self.conflicts_out: list[Conflict] = []
+        #: What changed since the shell last took it (``take_dirty``): the rows replication
+        #: must encode again (clerk._replica). ``all_dirty``: every row (a load, an activation).
+        self.dirty: set[str] = set()
+        self.all_dirty = True
+        self.runs_dirty = True  # node_runs
+
+    def take_dirty(self) -> tuple[list[str], bool]:
+        """The tasks whose rows changed since the last call, and whether ``node_runs`` did."""
+        if self.all_dirty:
+            self.all_dirty = False
+            self.dirty.clear()
+            names = list(self.records)
+        else:
+            names = [n for n in self.dirty if n in self.records]
+            self.dirty.clear()
+        runs, self.runs_dirty = self.runs_dirty, False
+        return names, runs
 
     # --- the grid -----------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from clerk._core import (
 )
 from clerk._messages import Execute, Offer, Result
 from clerk._record import TaskRecord
+from clerk._replica import RowEncoder
 from clerk._schedule import Scheduler, pack_table
 from clerk._simnet import SimNetwork, SimNode
 from clerk._tasks import TaskDef
@@ -126,6 +127,7 @@ class LedgerLayer:
         self._activate: bool | None = None
         self._seen_replicated: object = None
         self.wa: WriteAhead | None = None  # quorum mode, manager: this ballot's write-ahead
+        self._encoder = RowEncoder()
 
     # --- SimLayer -------------------------------------------------------------------------------
 
@@ -203,9 +205,20 @@ class LedgerLayer:
         if self.wa is not None:
             changed = False  # quorum mode: replicated (and persisted) only once committed
         if changed and self.scheduler.active and core.is_manager:
-            core.set_replicated(pack_table(self.scheduler.table()))
-            self.net.apply(self.node, core.heartbeat_now(self.net.now))
+            self._replicate()
         self._persist(changed)
+
+    def _replicate(self) -> None:
+        """The changed rows into the table log, as the real runner does (without its time
+        budget), then a heartbeat round. The log must then hold exactly the scheduler's
+        table: a change the scheduler did not mark dirty would be lost for every follower."""
+        core = self.node.core
+        self._encoder.step(self.scheduler, core.table_log, float("inf"))
+        held = core.table_log.table()
+        if held != json.loads(json.dumps(self.scheduler.table())):
+            raise AssertionError(f"{self.node.name}: the table log differs from the "
+                                 "scheduler's table (a change not marked dirty)")
+        self.net.apply(self.node, core.heartbeat_now(self.net.now))
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -264,9 +277,7 @@ class LedgerLayer:
             else:
                 self._send_execute(item)
         if changed:
-            core = self.node.core
-            core.set_replicated(pack_table(self.scheduler.table()))
-            self.net.apply(self.node, core.heartbeat_now(self.net.now))
+            self._replicate()
             self._persist(True)
         return False
 
@@ -316,8 +327,7 @@ class LedgerLayer:
                     if self.wa is not None:
                         self._result(result.task)
                         return
-                    core.set_replicated(pack_table(self.scheduler.table()))
-                    self.net.apply(node, core.heartbeat_now(self.net.now))
+                    self._replicate()
                     self._persist(True)
             else:
                 self.net.send(node.name, msg.sender.address, result)
@@ -331,9 +341,10 @@ class LedgerLayer:
                 return
             table = self.scheduler.table()
         else:
-            if core.replicated is self._seen_replicated:
+            seen = (core.replica.version, core.table_log.log, core.table_log.seq)
+            if seen == self._seen_replicated:
                 return
-            self._seen_replicated = core.replicated
+            self._seen_replicated = seen
             self.scheduler.load(core.replicated)
             table = self.scheduler.table()
         for row in table["tasks"].values():

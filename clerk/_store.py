@@ -16,9 +16,10 @@ Rules:
   loses at most the updates since the last write (``WRITE_INTERVAL`` for a few tasks), plus
   the one write in progress. A table over ``MAX_FILE_BYTES`` is not
   written (an error is logged, the previous file stays).
-* **Off the loop.** The node's loop hands over the replicated table's JSON text, already
-  serialized for the heartbeats (it serializes only a leaving manager's own last table); the
-  write, the fsyncs and the rename happen in one writer thread, which takes the
+* **Off the loop.** The node's loop hands over a snapshot of the replicated rows' JSON texts,
+  already made for replication (it serializes only a leaving manager's own last table); the
+  joining of the rows into one text, the write, the fsyncs and the rename happen in one
+  writer thread, which takes the
   newest table handed to it (an older one still waiting is dropped: coalesced again). An fsync
   that stalls on a busy disk therefore never delays a heartbeat or a dispatch. ``close()``
   waits for the last table to be on disk.
@@ -39,6 +40,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +126,8 @@ class Store:
         self.writes = 0
         self.moved_aside: list[Path] = []
         self._cond = threading.Condition()
-        self._pending: bytes | None = None  # the newest serialized table not yet written
+        #: The newest table not yet written: its bytes, or a function that makes them.
+        self._pending: bytes | Callable[[], bytes | None] | None = None
         self._busy = False
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -201,11 +204,13 @@ class Store:
     def due(self, now: float) -> bool:
         return self._dirty and now >= self._next_write
 
-    def write(self, table: dict[str, Any] | str, now: float, spent: float = 0.0) -> bool:
-        """Hand ``table`` (a dict, or its JSON text: the replicated table is already
-        serialized) to the writer thread. False (and logged) if it cannot be written at all
-        (not JSON, over the size bound). ``spent``: seconds the caller took to build it
-        (counted in the pacing, see ``WRITE_SHARE``)."""
+    def write(self, table: dict[str, Any] | str | Callable[[], str], now: float,
+              spent: float = 0.0) -> bool:
+        """Hand ``table`` (a dict, its JSON text, or a function that makes that text: called
+        by the writer thread, so a big table is joined off the loop) to the writer thread.
+        False (and logged) if it cannot be written at all (not JSON, over the size bound).
+        ``spent``: seconds the caller took to build it (counted in the pacing, see
+        ``WRITE_SHARE``)."""
         began = time.perf_counter()
         self._dirty = False
         try:
@@ -214,22 +219,35 @@ class Store:
             cost = spent + time.perf_counter() - began
             self._next_write = now + max(WRITE_INTERVAL, cost * (WRITE_SHARE - 1))
 
-    def _hand_over(self, table: dict[str, Any] | str) -> bool:
-        try:
-            text = table if isinstance(table, str) else json.dumps(
-                table, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            log.error("cannot write %s: %s", self.file, exc)
-            return False
+    def _frame(self, text: str) -> bytes | None:
+        """The file's bytes around the table's text; None (logged) if over the size bound."""
         head = json.dumps({"format": FORMAT, "node": self.node, "written": time.time()},
                           separators=(",", ":"))
         data = f'{head[:-1]},"table":{text}}}'.encode()
         if len(data) > MAX_FILE_BYTES:
             log.error("task table of %d bytes is over the %d-byte limit of %s: not written "
                       "(the previous file stays)", len(data), MAX_FILE_BYTES, self.file)
-            return False
+            return None
+        return data
+
+    def _hand_over(self, table: dict[str, Any] | str | Callable[[], str]) -> bool:
+        pending: bytes | Callable[[], bytes | None]
+        if callable(table):
+            source = table
+            pending = lambda: self._frame(source())  # noqa: E731
+        else:
+            try:
+                text = table if isinstance(table, str) else json.dumps(
+                    table, separators=(",", ":"), allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                log.error("cannot write %s: %s", self.file, exc)
+                return False
+            data = self._frame(text)
+            if data is None:
+                return False
+            pending = data
         with self._cond:
-            self._pending = data
+            self._pending = pending
             if self._thread is None:
                 self._thread = threading.Thread(target=self._writer, name="clerk-store",
                                                 daemon=True)
@@ -251,10 +269,11 @@ class Store:
                     self._cond.wait()
                 if self._pending is None:
                     return
-                data, self._pending = self._pending, None
+                pending, self._pending = self._pending, None
                 self._busy = True
             try:
-                if self._write_file(data):
+                data = pending() if callable(pending) else pending
+                if data is not None and self._write_file(data):
                     self.writes += 1
             finally:
                 with self._cond:

@@ -29,6 +29,7 @@ import zmq  # noqa: E402
 from clerk._codec import decode, encode  # noqa: E402
 from clerk._frames import NOBLOCK, recv_frames, send_frames  # noqa: E402
 from clerk._messages import Execute, Heartbeat, MemberInfo, Message, Peer, Result  # noqa: E402
+from clerk._replica import ReplicaLog  # noqa: E402
 
 P = Peer("n1@127.0.0.1", "127.0.0.1:47001", "5f0c1a2b3c4d", 0)
 
@@ -36,11 +37,13 @@ P = Peer("n1@127.0.0.1", "127.0.0.1:47001", "5f0c1a2b3c4d", 0)
 def messages() -> dict[str, Message]:
     members = tuple(MemberInfo(f"n{i}@127.0.0.1", f"127.0.0.1:{47000 + i}", "5f0c1a2b3c4d", 0,
                                True, tuple(f"task{j}" for j in range(200))) for i in range(3))
-    table = {"tasks": {f"task{j}": {"slot": j, "state": {"n": j}} for j in range(200)}}
+    log = ReplicaLog("5f0c1a2b3c4d.3.1")
+    log.put_table({"tasks": {f"task{j}": {"slot": j, "state": {"n": j}} for j in range(200)}})
+    table = log.delta(-1)
     return {
         "EXECUTE (no-op)": Execute(P, 3, "noop1", "r-abcdef0123", 17345678, None, 5000),
         "RESULT (no-op)": Result(P, 3, "noop1", "r-abcdef0123", 17345678, "ok", None, 0.02),
-        "HEARTBEAT (3 members x 200 tasks, table)": Heartbeat(P, 3, 10, 2, members, table),
+        "HEARTBEAT (3 members x 200 tasks, table delta)": Heartbeat(P, 3, 10, 2, members, table),
     }
 
 

@@ -1,46 +1,70 @@
 #!/usr/bin/env python3
-"""What replicating the task table costs the manager's loop, at 100 / 1,000 / 10,000 tasks.
+"""What replicating the task table costs: heartbeat bytes and loop stalls at 100 / 1,000 /
+10,000 tasks, and the manager's CPU at 1 / 10 / 30 members.
 
-    .venv/bin/python tools/bench_replication.py [--members 3 30] [--tasks 100 1000 10000]
+    .venv/bin/python tools/bench_replication.py [--tasks 100 1000 10000] [--members 10]
+    .venv/bin/python tools/bench_replication.py --cpu --before /tmp/base [--sizes 1 10 30]
 
-After every dispatch and every result the manager packs its table (``pack_table``) and sends
-it to every member in a HEARTBEAT (``clerk._runner._replicate``). This measures, with the real
-scheduler, packer and codec and no sockets, one such round: bytes of one heartbeat, and the
-time the loop is blocked packing and encoding it for every member (``loop stall``), for
+**Table part** (in process: the real NodeCore, Scheduler, row encoder and codec, no
+sockets; each member acknowledges what it was sent, as a live member does). A *round* is
+what the manager's loop does after a burst of changes (``Replication._replicate``): here 20
+tasks each dispatched and finished (~200 runs/s at the 100 ms heartbeat). Per round:
 
-* now: a table change sends the table alone once a member has acknowledged the current
-  member list (clerk._membership), and the agent encodes one heartbeat for all members;
-* before: every member's announced task entries (``clerk._deploy.announce``) rode along, and
-  the heartbeat was encoded again for each member (still what a change of the list costs).
+* before: the whole table packed (``pack_table``) and one HEARTBEAT carrying it, encoded once
+  for every member (the agent encodes an object once per batch): what every member got after
+  every change;
+* now: the changed rows encoded into the table log (``RowEncoder``, its time budget) and a
+  heartbeat round with each member's delta (clerk._replica).
 
-Every task has run once (a small state, a ``last`` row). Medians of 5 interleaved rounds.
+``bytes/member`` is one member's heartbeat bytes in a round; ``stall`` the loop's time for the
+round (median, and max over the rounds), as CPU time of the loop's thread (``STEP_CLOCK``).
+Then, ``now`` only: a member joining the table (rounds until it holds it all, its largest
+message) and a takeover filling a new log (``fill`` steps and the longest one).
+
+**CPU part** (``--cpu``): ``LocalCluster`` clusters of 1 / 10 / 30 real nodes with one small
+task every 200 ms; the manager's whole process tree (node, agent, workers) and its agent
+(the loop) alone, in % of one core over 10 s, once settled. ``--before PATH`` runs the same
+clusters from another source tree (e.g. ``git archive main | tar -x -C PATH``), interleaved
+with this one so both see the same machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import clerk  # noqa: E402
 from clerk._codec import MAX_MESSAGE_BYTES, encode  # noqa: E402
-from clerk._deploy import announce  # noqa: E402
-from clerk._messages import Heartbeat, MemberInfo, Peer  # noqa: E402
+from clerk._core import NodeCore, Received, Send, Start  # noqa: E402
+from clerk._messages import Ack, Heartbeat, Join, Peer  # noqa: E402
+from clerk._replica import RowEncoder  # noqa: E402
+from clerk._replication import ENCODE_BUDGET  # noqa: E402
 from clerk._schedule import Scheduler, pack_table  # noqa: E402
 
-ME = Peer("n1@127.0.0.1", "127.0.0.1:47001", "5f0c1a2b3c4d", 0)
+ME = Peer("n1@127.0.0.1", "127.0.0.1:47001", "5f0c1a2b3c4d", 9)
+CHANGES = 20  # tasks run per round
+#: A step's cost: the CPU time of this thread. Wall time on a shared, loaded machine adds
+#: whatever the OS gives other processes meanwhile (tens of ms at a load of 30 on 2 cores);
+#: on an idle machine the two agree.
+STEP_CLOCK = time.thread_time
+ROUNDS = 30
 
 
-def scheduler_with(n: int) -> Scheduler:
+def scheduler_with(n: int, wall: float) -> Scheduler:
+    """``n`` tasks, each run once (a small state, a ``last`` row, its history)."""
     defs = [clerk.task("clerk.examples:Tally", name=f"task{i:05d}", interval=1000)
             for i in range(n)]
     s = Scheduler(defs, random.Random(1))
-    wall = time.time()
     s.activate(wall, graceful=False)
     members = {"n2@127.0.0.1": [d.name for d in defs]}
     dispatches, _ = s.tick(wall + 2.0, members)
@@ -50,47 +74,245 @@ def scheduler_with(n: int) -> Scheduler:
     return s
 
 
-def round_cost(s: Scheduler, members: int, now: bool) -> tuple[int, float]:
-    """(bytes of one heartbeat, ms the loop spends packing the table and encoding one round of
-    heartbeats): ``now`` the table alone, encoded once for every member; before, the table
-    and the member list, encoded once per member."""
-    entries = announce(list(s.defs.values()), time.time())
-    infos = tuple(MemberInfo(f"n{i}@127.0.0.1", f"127.0.0.1:{47001 + i}", "5f0c1a2b3c4d", 0,
-                             True, entries) for i in range(1, members + 1))
-    t0 = time.perf_counter()
+def churn(s: Scheduler, rng: random.Random, wall: float) -> None:
+    """CHANGES tasks dispatched and finished: the rows a burst of results changes."""
+    members = {"n2@127.0.0.1": list(s.defs)}
+    for name in rng.sample(sorted(s.defs), min(CHANGES, len(s.defs))):
+        d, _ = s.trigger(name, wall, members)
+        if d is not None:
+            s.on_result(d.task, d.run_id, d.node, "ok", {"count": d.slot}, 1.0, "", wall)
+
+
+class Manager:
+    """A manager core with ``members`` members that acknowledge what they are sent."""
+
+    def __init__(self, members: int) -> None:
+        self.now = 0.0
+        self.core = NodeCore(ME, now=0.0, rng=random.Random(1))
+        self.core.handle(Start(), 0.0)
+        self.peers = {f"127.0.0.1:{47002 + i}": Peer(f"n{i + 2}@127.0.0.1",
+                                                     f"127.0.0.1:{47002 + i}", "i", 0)
+                      for i in range(members)}
+        for p in self.peers.values():
+            self.settle(self.core.handle(Received(Join(p, self.core.term, ())), 0.0))
+        self.encoder = RowEncoder()
+
+    def settle(self, effects: list[Any]) -> dict[str, int]:
+        """Encode the sends (each object once, as the agent does), let each member ACK;
+        the bytes each member got."""
+        encoded: dict[int, int] = {}
+        got: dict[str, int] = {}
+        acks = []
+        for e in effects:
+            if not isinstance(e, Send) or e.to not in self.peers:
+                continue
+            size = encoded.get(id(e.msg))
+            if size is None:
+                size = encoded[id(e.msg)] = sum(map(len, encode(e.msg)))
+            got[e.to] = got.get(e.to, 0) + size
+            if isinstance(e.msg, Heartbeat):
+                t = e.msg.table
+                acks.append(Ack(self.peers[e.to], self.core.term, e.msg.seq, e.msg.epoch,
+                                t.upto if t else -1, t.log if t else ""))
+        for ack in acks:
+            if ack.table >= 0:
+                self.core.handle(Received(ack), self.now)
+        return got
+
+    def round(self, s: Scheduler, budget: float = ENCODE_BUDGET) -> tuple[float, int, bool]:
+        """One replication step: (ms, largest bytes to a member, all rows encoded)."""
+        self.now += 0.1
+        t0 = STEP_CLOCK()
+        done = self.encoder.step(s, self.core.table_log, time.perf_counter() + budget)
+        effects = self.core.heartbeat_now(self.now)
+        encoded: dict[int, list[bytes]] = {}
+        for e in effects:  # each object once, as the agent does
+            if isinstance(e, Send) and id(e.msg) not in encoded:
+                encoded[id(e.msg)] = encode(e.msg)
+        ms = (STEP_CLOCK() - t0) * 1000
+        del encoded
+        got = self.settle(effects)
+        return ms, max(got.values(), default=0), done
+
+
+def before_round(s: Scheduler) -> tuple[float, int]:
+    t0 = STEP_CLOCK()
+    beat = Heartbeat(ME, 3, 7, 9, None, None)
     table = pack_table(s.table())
-    size = 0
-    for _ in range(1 if now else members - 1):
-        size = sum(map(len, encode(Heartbeat(ME, 3, 7, 9, None if now else infos, table),
-                                   max_bytes=1 << 30)))
-    return size, (time.perf_counter() - t0) * 1000
+    # The old HEARTBEAT carried the packed table in its ``state`` field: the same strings in
+    # a JSON object, encoded once (sized here as JSON: the old codec did the same work).
+    size = sum(map(len, encode(beat))) + len(json.dumps(table, separators=(",", ":")))
+    return (STEP_CLOCK() - t0) * 1000, size
+
+
+def table_part(tasks: list[int], members: int) -> None:
+    rows = []
+    extra = []
+    for n in tasks:
+        wall = time.time()
+        s = scheduler_with(n, wall)
+        m = Manager(members)
+        fill = []
+        while True:  # the first table: a takeover fills its new log in budgeted steps
+            ms, _, done = m.round(s)
+            fill.append(ms)
+            if done:
+                break
+        for _ in range(3):
+            m.round(s)
+        rng = random.Random(2)
+        before: list[tuple[float, int]] = []
+        now: list[tuple[float, int]] = []
+        for r in range(ROUNDS):  # interleaved: both see the same machine
+            churn(s, rng, wall + 3 + r)
+            now.append(m.round(s)[:2])
+            before.append(before_round(s))
+        b_ms = [x[0] for x in before]
+        n_ms = [x[0] for x in now]
+        b_bytes = statistics.median(x[1] for x in before)
+        n_bytes = statistics.median(x[1] for x in now)
+        over = " (over 1 MiB: cannot be sent)" if b_bytes > MAX_MESSAGE_BYTES else ""
+        rows.append((f"{n:,}", f"{b_bytes:,.0f}{over}", f"{n_bytes:,.0f}",
+                     f"{b_bytes / n_bytes:,.0f}x",
+                     f"{statistics.median(b_ms):.2f} / {max(b_ms):.2f}",
+                     f"{statistics.median(n_ms):.3f} / {max(n_ms):.3f}",
+                     f"{statistics.median(b_ms) / statistics.median(n_ms):,.0f}x"))
+        # A joiner: rounds until it holds the table, its largest message.
+        joiner = Peer("late@127.0.0.1", "127.0.0.1:46999", "j", 0)
+        m.peers[joiner.address] = joiner
+        got = m.settle(m.core.handle(Received(Join(joiner, m.core.term, ())), m.now))
+        biggest = got.get(joiner.address, 0)
+        join_rounds, join_ms = 0, []
+        while m.core.members.get(joiner.name).acked_table < m.core.table_log.seq:
+            join_rounds += 1
+            m.now += 0.1
+            t0 = STEP_CLOCK()
+            effects = m.core.heartbeat_now(m.now)
+            seen: set[int] = set()
+            for e in effects:
+                if isinstance(e, Send) and id(e.msg) not in seen:
+                    seen.add(id(e.msg))
+                    encode(e.msg)
+            join_ms.append((STEP_CLOCK() - t0) * 1000)
+            got = m.settle(effects)
+            biggest = max(biggest, got.get(joiner.address, 0))
+        extra.append((f"{n:,}", str(len(fill)), f"{max(fill):.2f}", f"{sum(fill):.1f}",
+                      str(join_rounds), f"{biggest:,}", f"{max(join_ms, default=0):.2f}"))
+    print(f"Heartbeat bytes per member and loop stall per round ({CHANGES} tasks run per "
+          f"round, {members} members, {ROUNDS} rounds; stall: median / max ms)")
+    show(("tasks", "bytes before", "bytes now", "ratio", "stall before", "stall now",
+          "ratio"), rows)
+    print()
+    print("Now: a takeover's fill of the new log, and a joiner's transfer")
+    show(("tasks", "fill steps", "longest step ms", "fill total ms", "join rounds after "
+          "WELCOME", "largest message B", "longest join round ms"), extra)
+
+
+def show(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    table = [head, *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    for r in table:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
+# --- the CPU part ---------------------------------------------------------------------------
+
+CPU_CHILD = r"""
+import json, sys, time
+import psutil
+import clerk
+from clerk.testing import LocalCluster
+
+size, window = int(sys.argv[1]), float(sys.argv[2])
+task = clerk.task("clerk.examples:Tally", name="tick", interval=200)
+with LocalCluster(size, [task], data_dir=False, log_level="warning") as c:
+    deadline = time.monotonic() + 180
+    manager = None
+    while time.monotonic() < deadline:
+        try:
+            manager = c.agreed()
+            if manager is not None:
+                st = c.status(manager[0])
+                if sum(1 for m in st.get("members", []) if m.get("alive")) >= size:
+                    break
+        except Exception:
+            pass
+        time.sleep(0.5)
+    else:
+        print(json.dumps({"error": f"cluster did not form ({manager})"}))
+        sys.exit(1)
+    name = manager[0]
+    time.sleep(3.0)  # settled: every member has the table
+    procs = [psutil.Process(p) for p in c.pids(name)]
+    port = c.ports[name]
+    # The agent (the node's loop) is the process that listens on the node's port.
+    agent = [p for p in procs if any(k.laddr and k.laddr.port == port and k.status == "LISTEN"
+                                     for k in p.net_connections(kind="tcp"))]
+    def cpu(ps):
+        return sum(sum(p.cpu_times()[:2]) for p in ps)
+    t0, a0, w0 = cpu(procs), cpu(agent), time.monotonic()
+    time.sleep(window)
+    t1, a1, w1 = cpu(procs), cpu(agent), time.monotonic()
+    print(json.dumps({"tree": 100 * (t1 - t0) / (w1 - w0),
+                      "agent": 100 * (a1 - a0) / (w1 - w0) if agent else None,
+                      "processes": len(procs)}))
+"""
+
+
+def cpu_once(tree: Path | None, size: int, window: float) -> dict[str, Any]:
+    env = dict(os.environ)
+    cwd = None
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+        cwd = str(tree)
+    out = subprocess.run([sys.executable, "-c", CPU_CHILD, str(size), str(window)],
+                         capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        tail = (out.stderr or out.stdout).strip().splitlines()
+        return {"error": tail[-1][-200:] if tail else f"exit {out.returncode}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def _med(runs: list[dict[str, Any]], key: str) -> str:
+    vals = [r[key] for r in runs if r.get(key) is not None]
+    if not vals:
+        errs = [r.get("error") for r in runs if r.get("error")]
+        return f"failed: {errs[0]!r}" if errs else "-"
+    return f"{statistics.median(vals):.1f}"
+
+
+def cpu_part(sizes: list[int], before: Path | None, window: float, repeats: int) -> None:
+    rows = []
+    for size in sizes:
+        got: dict[str, list[dict[str, Any]]] = {"before": [], "now": []}
+        for _ in range(repeats):
+            if before is not None:
+                got["before"].append(cpu_once(before, size, window))
+            got["now"].append(cpu_once(None, size, window))
+
+        rows.append((str(size), _med(got["before"], "agent"), _med(got["now"], "agent"),
+                     _med(got["before"], "tree"), _med(got["now"], "tree")))
+    print(f"Manager CPU, % of one core over {window:.0f} s (clerk.examples:Tally every "
+          f"200 ms; median of {repeats})")
+    show(("members", "agent before", "agent now", "tree before", "tree now"), rows)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--members", type=int, nargs="+", default=[3, 30])
     ap.add_argument("--tasks", type=int, nargs="+", default=[100, 1000, 10_000])
+    ap.add_argument("--members", type=int, default=10)
+    ap.add_argument("--cpu", action="store_true", help="the CPU part (real clusters)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 30])
+    ap.add_argument("--before", type=Path, help="source tree to compare the CPU part with")
+    ap.add_argument("--window", type=float, default=10.0)
+    ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args()
-    rows = []
-    for n in args.tasks:
-        s = scheduler_with(n)
-        for members in args.members:
-            cost: dict[bool, list[tuple[int, float]]] = {False: [], True: []}
-            for _ in range(5):  # interleaved: both see the same machine
-                for now in (False, True):
-                    cost[now].append(round_cost(s, members, now))
-            size = {now: runs[0][0] for now, runs in cost.items()}
-            stall = {now: statistics.median(r[1] for r in runs) for now, runs in cost.items()}
-            over = " (over the 1 MiB message limit)" if size[True] > MAX_MESSAGE_BYTES else ""
-            rows.append((n, members, f"{size[False]:,}", f"{size[True]:,}",
-                         f"{stall[False]:.2f}", f"{stall[True]:.2f}",
-                         f"{stall[False] / stall[True]:.1f}x{over}"))
-    head = ("tasks", "members", "bytes before", "bytes now", "stall before ms",
-            "stall now ms", "before/now")
-    table = [tuple(str(c) for c in r) for r in [head, *rows]]
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    for r in table:
-        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    if args.cpu:
+        cpu_part(args.sizes, args.before, args.window, args.repeats)
+    else:
+        table_part(args.tasks, args.members)
     return 0
 
 

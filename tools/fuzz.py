@@ -58,6 +58,7 @@ from clerk._messages import (  # noqa: E402
     Result,
     Status,
     StatusReply,
+    TableDelta,
     Welcome,
 )
 from clerk.testing import LocalCluster, wait_until  # noqa: E402
@@ -118,6 +119,15 @@ def _json(rng: random.Random, depth: int = 0) -> Any:
     return {f"k{i}": _json(rng, depth + 1) for i in range(rng.randrange(4))}
 
 
+def _delta(rng: random.Random) -> TableDelta:
+    """A table delta of a random shape: rows that parse or not, sequences anywhere."""
+    base = rng.randrange(-1, 50)
+    rows = rng.choice([(), ('{"t:x":1}',), ('{"t:x":',), ("[1,2]",), ('{"t:a":{"slot":1e9}}',)])
+    return TableDelta(rng.choice(["", "x.1.1", "y.2.1"]), base, base + rng.randrange(-2, 5),
+                      rows, tuple(rng.choice(["t:x", "k:node_runs"]) for _ in range(2)),
+                      rng.random() < 0.3)
+
+
 def random_message(rng: random.Random, t: Target, informed: bool = False) -> Message:
     """A valid message of a random kind, from a stranger (or forged in the node's name).
     Blind by default: nothing a stranger sends is a claim the node should follow."""
@@ -136,8 +146,10 @@ def random_message(rng: random.Random, t: Target, informed: bool = False) -> Mes
         Join(s, term, ("t",)),
         Welcome(s, term, claim if rng.random() < 0.7 else None, members, rng.randrange(100)),
         Refuse(s, term, "fuzz"),
-        Heartbeat(s, term, rng.randrange(100), rng.randrange(100), members or None, state),
-        Ack(s, term, rng.randrange(100), rng.randrange(100)),
+        Heartbeat(s, term, rng.randrange(100), rng.randrange(100), members or None,
+                  _delta(rng) if rng.random() < 0.7 else None),
+        Ack(s, term, rng.randrange(100), rng.randrange(100), rng.randrange(-1, 100),
+            rng.choice(["", "x.1.1", t.incarnation])),
         Election(s, term, rng.choice(["", t.name, s.name])),
         Ok(s, term, claim if rng.random() < 0.7 else None),
         Coordinator(s, term, claim),

@@ -56,6 +56,7 @@ from clerk._messages import (
     RunQuery,
     Status,
     StatusReply,
+    TableDelta,
     Welcome,
 )
 
@@ -74,9 +75,11 @@ SAMPLES = [
     Welcome(P0, 0, None, ()),
     Refuse(P, 7, "the name 'b' is already used"),
     Heartbeat(P, 7, 1, 2),
-    Heartbeat(P, 7, 2**63 - 1, -(2**63), (M1, M2), STATE),
-    Heartbeat(P, 7, 3, 4, (), [1, 2, 3]),
+    Heartbeat(P, 7, 2**63 - 1, -(2**63), (M1, M2),
+              TableDelta("i.1.1", -1, 3, ('{"t:a":', '{"x":1}}'), ("t:b",), True)),
+    Heartbeat(P, 7, 3, 4, (), TableDelta("i.1.1", 3, 4)),
     Ack(P0, 7, 12, -1),
+    Ack(P0, 7, 12, 3, 41, "i.1.1"),
     Election(P0, 3),
     Election(P0, 3, "a@h1"),
     Ok(P, 7),
@@ -271,7 +274,8 @@ def test_foreign_magic(head):
     reject([head, GOOD[1], GOOD[2]], "magic")
 
 
-@pytest.mark.parametrize("head", [b"CLERK", b"CLERK\x00", b"CLERK\x02", b"CLERK\xff", MAGIC + b"x"])
+@pytest.mark.parametrize("head", [b"CLERK", b"CLERK\x00", b"CLERK\x01", b"CLERK\x03", b"CLERK\xff",
+                                  MAGIC + b"x"])
 def test_wrong_version(head):
     reject([head, GOOD[1], GOOD[2]], "version")
 
@@ -627,7 +631,6 @@ class Opaque:
 )
 def test_state_json_cannot_carry_is_an_encode_error(state):
     for msg in (
-        Heartbeat(P, 1, 1, 1, None, state),
         Execute(P, 1, "t", "r", 1, state, 10),
         Result(P0, 1, "t", "r", 1, "ok", state),
         Handover(P, 1, (), state),

@@ -2,6 +2,7 @@
 (:mod:`tests.unit.corenet`): joining through seeds, heartbeats and their acks, admission and
 refusal, members marked down and revived, lost members still probed."""
 
+import json
 import random
 
 from clerk._core import (
@@ -95,7 +96,7 @@ def test_heartbeats_carry_the_member_list_only_when_the_acked_epoch_is_stale():
     start = net.mark()
     net.advance(T.heartbeat_interval)
     beats = net.sends(a, Heartbeat, after=start)
-    assert len(beats) == 2 and all(h.members is None and h.state is None for h in beats)
+    assert len(beats) == 2 and all(h.members is None and h.table is None for h in beats)
     # a change of the list (a new member) bumps the epoch: the next round carries the list
     joined = net.mark()
     net.node("d", 0, seeds=["a"])
@@ -109,46 +110,54 @@ def test_heartbeats_carry_the_member_list_only_when_the_acked_epoch_is_stale():
     net.advance(T.heartbeat_interval)
     beats = net.sends(a, Heartbeat, after=settled)
     assert len(beats) == 3 and all(h.members is None for h in beats)
-    # replicated state travels the same way
+    # the table travels the same way: to those behind the log, once
     a.set_replicated({"tasks": {"t": 1}})
     since = net.mark()
     net.advance(T.heartbeat_interval)
     beats = net.sends(a, Heartbeat, after=since)
-    assert len(beats) == 3 and all(h.state == {"tasks": {"t": 1}} for h in beats)
+    assert len(beats) == 3 and all(h.table is not None and h.members is None for h in beats)
     assert all(c.replicated == {"tasks": {"t": 1}} for c in net.live())
     since = net.mark()
     net.advance(T.heartbeat_interval)
-    assert all(h.state is None for h in net.sends(a, Heartbeat, after=since))
+    assert all(h.table is None for h in net.sends(a, Heartbeat, after=since))
 
 
-def test_a_table_change_alone_sends_the_table_without_the_member_list():
+def rows_of(beat: Heartbeat) -> dict:
+    assert beat.table is not None
+    return json.loads("".join(beat.table.rows))
+
+
+def test_a_table_change_sends_only_the_changed_rows_without_the_member_list():
     net, (a, b, c) = cluster(("a", 1), ("b", 0), ("c", 0))
-    net.advance(T.heartbeat_interval)  # every member has acked the current list
+    a.set_replicated({"tasks": {"t": 0, "u": 0}})
+    net.advance(T.heartbeat_interval * 2)  # every member has acked the list and the table
     for n in (1, 2):
-        a.set_replicated({"tasks": {"t": n}})
+        a.set_replicated({"tasks": {"t": 0, "u": n}})
         since = net.mark()
         net.advance(T.heartbeat_interval)
         beats = net.sends(a, Heartbeat, after=since)
-        assert len(beats) == 2 and all(h.members is None and h.state == {"tasks": {"t": n}}
+        assert len(beats) == 2 and all(h.members is None and rows_of(h) == {"t:u": n}
                                        for h in beats)
-        # ... and the ACK of that epoch settles it: the next round is empty again
+        # ... and the ACK of that sequence settles it: the next round is empty again
         acks = net.sends(b, Ack, after=since) + net.sends(c, Ack, after=since)
-        assert acks and all(k.epoch == a.members.epoch for k in acks)
+        assert acks and all((k.table, k.log) == (a.table_log.seq, a.table_log.log)
+                            for k in acks)
         since = net.mark()
         net.advance(T.heartbeat_interval)
-        assert all(h.state is None and h.members is None
+        assert all(h.table is None and h.members is None
                    for h in net.sends(a, Heartbeat, after=since))
-    # A new member changes the list: it goes out again, with the table, to those who lack it.
-    a.set_replicated({"tasks": {"t": 3}})
+        assert all(x.replicated == {"tasks": {"t": 0, "u": n}} for x in (b, c))
+    # A joiner gets the whole table with its WELCOME, not at the next change.
     joined = net.mark()
     d = net.node("d", 0, seeds=["a"])
+    to_d = net.sends(a, Heartbeat, to=d, after=joined)
+    assert to_d and rows_of(to_d[0]) == {"t:t": 0, "t:u": 2}
+    assert d.replicated == {"tasks": {"t": 0, "u": 2}}
     net.advance(T.heartbeat_interval)
     to_b = net.sends(a, Heartbeat, to=b, after=joined)
     assert to_b[0].members is not None and {m.name for m in to_b[0].members} == {
         "a", "b", "c", "d"}
-    assert to_b[0].state == {"tasks": {"t": 3}}
-    net.advance(T.heartbeat_interval)
-    assert all(x.replicated == {"tasks": {"t": 3}} for x in (b, c, d))
+    assert all(h.table is None for h in to_b)  # the list changed, the table did not
     assert {m.name for m in d.member_list()} == {"a", "b", "c", "d"}
 
 

@@ -1,0 +1,392 @@
+"""Replication of the task table by change: the manager's log of rows, a member's replica.
+
+Rules:
+
+* **Rows and keys.** The table is split into rows, each kept as its JSON text: ``t:<task>``
+  for a task's row (:class:`clerk._record.TaskRecord`), ``k:<key>`` for any other top-level
+  key of the table (``node_runs``). Row text is made once, when the row changes, and never
+  again for sending (``ReplicaLog.put``): no step of the manager's loop encodes the whole
+  table.
+* **Versioned rows.** The manager's :class:`ReplicaLog` numbers every change: the log's
+  sequence ``seq`` grows by one per changed row, and each row remembers the sequence of its
+  last change. The log has an id (``log``): sequences of two logs (two managers, or one
+  manager's two terms) are never compared.
+* **Acknowledged per member.** A member's ACK carries the log id and sequence its replica
+  holds; the manager sends it the rows changed after that sequence (:meth:`ReplicaLog.delta`),
+  oldest change first. A member of another log (new, or following a new manager) holds -1 and
+  gets every row. Deltas are bounded: at most ``TABLE_CHUNK_CHARS`` of row text each, and at
+  most ``TABLE_WINDOW_CHARS`` sent and not acknowledged per member; a delta ends at the change
+  sequence of its last row, so a member that got part of the table resumes from there (chunks
+  of a join are resumable by construction). A window not acknowledged for ``TABLE_RESEND`` s is
+  sent again from the acknowledged sequence.
+* **Applying** (:class:`Replica`): a delta applies if it is of the replica's log and starts at
+  or before the replica's sequence (a gap is refused: the ACK tells the manager where to
+  resume); a delta of another log applies only from -1 (the replica then switches log, keeping
+  its rows until they are replaced). ``done`` says the log is complete and this delta reaches
+  its end: rows the replica holds that the new log never sent are then dropped, so a finished
+  transfer leaves exactly the manager's table.
+* **Completeness.** A manager fills its log incrementally (a bounded number of rows per loop
+  step); only once every row is in does it ``mark_complete`` the log, so no member drops a
+  row the manager has not encoded yet.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from clerk._messages import TableDelta
+from clerk._record import unpack_table
+
+__all__ = [
+    "DUMP",
+    "HANDOVER_WHOLE_CHARS",
+    "TABLE_CHUNK_CHARS",
+    "TABLE_RESEND",
+    "TABLE_WINDOW_CHARS",
+    "Replica",
+    "handover_delta",
+    "ReplicaLog",
+    "RowEncoder",
+    "row_key",
+    "split_table",
+    "table_text",
+]
+
+#: Row text per delta: 32 Ki characters are built and encoded (escaped into the heartbeat)
+#: in ~0.3 ms on a loaded 2-core machine, far below the 1 MiB frame limit.
+TABLE_CHUNK_CHARS = 32 * 1024
+#: Row text sent to one member and not acknowledged yet: two chunks per heartbeat round, so a
+#: round costs ~0.6 ms per distinct member position (members in step share one) and the loop
+#: is not blocked for more than ~1 ms by a join (measured: tools/bench_replication.py). The
+#: price: a joiner of a 10,000-task table (~5.4 MB of rows) takes ~80 rounds (~8 s) to hold
+#: all of it; it follows, acknowledges and runs tasks meanwhile.
+TABLE_WINDOW_CHARS = 2 * TABLE_CHUNK_CHARS
+#: A window not acknowledged this long (s) is sent again from the acknowledged sequence. An
+#: ACK is back within milliseconds; this covers a link that dropped queued messages, a gap the
+#: member refused, or a joiner that never answered (which is not re-sent the table each round).
+TABLE_RESEND = 1.0
+#: A graceful hand-over carries the whole table when its text is at most this long (a 1 MiB
+#: message, with room for JSON's escaping of the quotes in the packed text); a bigger one
+#: carries only the rows the successor has not acknowledged (``handover_delta``).
+HANDOVER_WHOLE_CHARS = 600_000
+#: The log's list of changes keeps an entry per change, stale ones (rows changed again since)
+#: skipped when met; it is compacted when the stale ones pass this many and the live rows.
+COMPACT_AFTER = 4096
+#: Part of a delta's text per string: under the codec's longest string (64 Ki characters).
+_PART = 60_000
+#: One row's JSON text (compact, like every table text).
+DUMP = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_DUMP = DUMP
+
+
+def row_key(task: str) -> str:
+    return "t:" + task
+
+
+def split_table(table: Any) -> dict[str, Any]:
+    """A whole table (``{"tasks": {...}, ...}``) as rows by key (see the module docstring)."""
+    rows: dict[str, Any] = {}
+    if not isinstance(table, Mapping):
+        return rows
+    for key, value in table.items():
+        if key == "tasks" and isinstance(value, Mapping):
+            for name, row in value.items():
+                rows[row_key(str(name))] = row
+        else:
+            rows["k:" + str(key)] = value
+    return rows
+
+
+def table_text(items: list[tuple[str, str | None]], yield_gil: bool = False) -> str:
+    """The JSON text of the table made of ``items`` (key, row text), without parsing a row.
+    ``yield_gil``: in a thread beside the node's loop, let the loop run between slices (else
+    it could wait for the interpreter up to the switch interval, 5 ms, per write)."""
+    tasks: list[str] = []
+    other: list[str] = []
+    step = 512  # joined in slices: no single call holds the interpreter for a whole 5 MB table
+    for i in range(0, len(items), step):
+        if yield_gil and i:
+            time.sleep(0)
+        t_part, k_part = [], []
+        for key, text in items[i:i + step]:
+            if text is None:
+                continue
+            if key.startswith("t:"):
+                t_part.append(f"{_DUMP(key[2:])}:{text}")
+            else:
+                k_part.append(f"{_DUMP(key[2:])}:{text}")
+        if t_part:
+            tasks.append(",".join(t_part))
+        if k_part:
+            other.append(",".join(k_part))
+    head = '{"tasks":{' + ",".join(tasks) + "}" if tasks else "{"
+    if not other:
+        return head + "}" if tasks else "{}"
+    return head + ("," if tasks else "") + ",".join(other) + "}"
+
+
+def _materialize(items: list[tuple[str, str | None]]) -> Any:
+    return json.loads(table_text(items))
+
+
+def handover_delta(raw: Mapping[str, Any]) -> TableDelta | None:
+    """The rows of a hand-over that carries only what the successor lacks (checked: it comes
+    off the wire); None if malformed."""
+    log, base, upto = raw.get("log"), raw.get("base"), raw.get("upto")
+    rows, gone = raw.get("rows"), raw.get("gone")
+    if not (isinstance(log, str) and type(base) is int and type(upto) is int
+            and isinstance(rows, list) and all(isinstance(r, str) for r in rows)
+            and isinstance(gone, list) and all(isinstance(g, str) for g in gone)):
+        return None
+    return TableDelta(log, base, upto, tuple(rows), tuple(gone))
+
+
+def _seq_of(change: tuple[int, str]) -> int:
+    return change[0]
+
+
+class ReplicaLog:
+    """The manager's rows with their change sequences (see the module docstring)."""
+
+    def __init__(self, log: str = "") -> None:
+        self.log = log
+        self.seq = -1
+        self.complete = False
+        self._text: dict[str, str | None] = {}  # key -> row text (None: removed)
+        self._at: dict[str, int] = {}  # key -> sequence of its last change
+        # (sequence, key) of every change, oldest first; an entry whose sequence is no longer
+        # its key's last change is stale (skipped). Sorted by sequence: a delta finds where it
+        # starts by bisection, so a joiner's chunk costs O(log rows + chunk), not O(rows).
+        self._changes: list[tuple[int, str]] = []
+        self._stale = 0
+
+    def __len__(self) -> int:
+        return sum(1 for t in self._text.values() if t is not None)
+
+    def _bump(self, key: str) -> None:
+        if key in self._at:
+            self._stale += 1
+        self.seq += 1
+        self._at[key] = self.seq
+        self._changes.append((self.seq, key))
+        if self._stale > max(COMPACT_AFTER, len(self._at)):
+            at = self._at
+            self._changes = [(q, k) for q, k in self._changes if at[k] == q]
+            self._stale = 0
+
+    def put(self, key: str, text: str) -> bool:
+        """Row ``key`` is now ``text`` (its JSON). True if that is a change."""
+        if self._text.get(key) == text:
+            return False
+        self._text[key] = text
+        self._bump(key)
+        return True
+
+    def remove(self, key: str) -> bool:
+        if self._text.get(key) is None:
+            return False
+        self._text[key] = None
+        self._bump(key)
+        return True
+
+    def put_table(self, table: Any) -> None:
+        """Make the log hold exactly ``table`` (a whole table: O(rows); tests, simulator)."""
+        rows = split_table(table)
+        for key, value in rows.items():
+            self.put(key, _DUMP(value))
+        for key in [k for k, t in self._text.items() if t is not None and k not in rows]:
+            self.remove(key)
+        self.mark_complete()
+
+    def mark_complete(self) -> None:
+        """Every row is in: members that reach the end may drop rows the log never held."""
+        if not self.complete:
+            self.complete = True
+            self.seq += 1  # a delta reaching this sequence carries ``done``
+
+    def items(self) -> list[tuple[str, str | None]]:
+        return list(self._text.items())
+
+    def table(self) -> Any:
+        """The whole table (parsed: O(rows); a takeover, a hand-over, a status)."""
+        return _materialize(self.items()) if self._text else None
+
+    def text_source(self) -> Callable[[], str]:
+        """A snapshot of the rows, turned into the table's JSON text when called (by the
+        data directory's writer thread, off the loop)."""
+        items = self.items()
+        return lambda: table_text(items, yield_gil=True)
+
+    def delta(self, base: int, max_chars: int = TABLE_CHUNK_CHARS) -> TableDelta | None:
+        """The rows changed after ``base`` (oldest change first), up to ``max_chars`` of row
+        text (at least one row); None if the member is up to date."""
+        if base >= self.seq:
+            return None
+        changes, at = self._changes, self._at
+        start = bisect.bisect_right(changes, base, key=_seq_of)
+        keys = (changes[i][1] for i in range(start, len(changes))
+                if at[changes[i][1]] == changes[i][0])
+        parts: list[str] = []
+        gone: list[str] = []
+        size = 0
+        upto = self.seq
+        last = ""
+        for key in keys:
+            text = self._text[key]
+            if (parts or gone) and size + len(text or "") > max_chars:
+                upto = self._at[last]
+                break
+            if text is None:
+                gone.append(key)
+            else:
+                parts.append(f"{_DUMP(key)}:{text}")
+                size += len(text) + len(key) + 3
+            last = key
+        body = "{" + ",".join(parts) + "}"
+        return TableDelta(self.log, base, upto,
+                          tuple(body[i:i + _PART] for i in range(0, len(body), _PART)),
+                          tuple(gone), self.complete and upto == self.seq)
+
+    def window(self, base: int, max_chars: int) -> list[TableDelta]:
+        """Consecutive deltas after ``base`` with at most ``max_chars`` of row text in all
+        (at least one delta if the member is behind)."""
+        out: list[TableDelta] = []
+        spent = 0
+        while spent < max_chars or not out:
+            d = self.delta(base, min(TABLE_CHUNK_CHARS, max(1, max_chars - spent)))
+            if d is None:
+                break
+            out.append(d)
+            spent += sum(len(p) for p in d.rows)
+            base = d.upto
+        return out
+
+
+class _Rows(Protocol):
+    """What :class:`RowEncoder` needs of the scheduler (clerk._schedstate)."""
+
+    records: Mapping[str, Any]
+    node_runs: Mapping[str, int]
+    all_dirty: bool
+    runs_dirty: bool
+
+    def take_dirty(self) -> tuple[list[str], bool]: ...
+
+
+class RowEncoder:
+    """Puts the rows a scheduler changed into a table log, a bounded amount per ``step``."""
+
+    def __init__(self) -> None:
+        self._queue: dict[str, None] = {}
+        self._runs = False
+        self._log: ReplicaLog | None = None
+
+    def step(self, rows: _Rows, log: ReplicaLog, deadline: float,
+             clock: Callable[[], float] = time.perf_counter) -> bool:
+        """Encode changed rows into ``log`` until ``deadline`` (``clock`` time); True when
+        none is left (the log is then complete: ``mark_complete``)."""
+        if log is not self._log:  # a new claim: every row goes into the new log
+            self._log = log
+            self._queue.clear()
+            rows.all_dirty = rows.runs_dirty = True
+        names, runs = rows.take_dirty()
+        queue = self._queue
+        queue.update(dict.fromkeys(names))
+        self._runs |= runs
+        n = 0
+        records = rows.records
+        while queue:
+            name, _ = queue.popitem()
+            rec = records.get(name)
+            if rec is None:
+                log.remove(row_key(name))
+            else:
+                log.put(row_key(name), DUMP(rec.to_json()))
+            n += 1
+            if n % 16 == 0 and clock() > deadline:
+                return False
+        if self._runs:
+            self._runs = False
+            log.put("k:node_runs", DUMP(dict(rows.node_runs)))
+        log.mark_complete()
+        return True
+
+
+class Replica:
+    """A member's copy of its manager's table, kept by applying deltas (module docstring)."""
+
+    def __init__(self) -> None:
+        self.log = ""
+        self.seq = -1
+        self.refused = 0  # deltas refused (a gap, another log, malformed)
+        self.version = 0  # changes applied (of any log): when to write the data directory
+        self._text: dict[str, str] = {}
+        self._fresh: set[str] | None = None  # keys sent by the current log, until ``done``
+
+    def __bool__(self) -> bool:
+        return bool(self._text)
+
+    def apply(self, delta: TableDelta) -> bool:
+        """Apply ``delta`` if it fits (see the module docstring). True if the table changed."""
+        if delta.log != self.log:
+            if delta.base != -1:
+                self.refused += 1
+                return False
+            self.log, self.seq, self._fresh = delta.log, -1, set()
+        if delta.base > self.seq:
+            self.refused += 1
+            return False
+        if delta.upto <= self.seq:
+            return False
+        try:
+            rows = json.loads("".join(delta.rows)) if delta.rows else {}
+        except (ValueError, RecursionError):
+            rows = None
+        if not isinstance(rows, dict):
+            self.refused += 1
+            return False
+        fresh = self._fresh
+        for key, value in rows.items():
+            self._text[key] = _DUMP(value)
+            if fresh is not None:
+                fresh.add(key)
+        for key in delta.gone:
+            self._text.pop(key, None)
+            if fresh is not None:
+                fresh.add(key)
+        self.seq = delta.upto
+        self.version += 1
+        if delta.done and fresh is not None:
+            for key in [k for k in self._text if k not in fresh]:
+                del self._text[key]
+            self._fresh = None
+        return True
+
+    def reset(self, table: Any) -> None:
+        """Hold exactly ``table`` (a hand-over's, packed or not), outside any log."""
+        self._text = {k: _DUMP(v) for k, v in split_table(unpack_table(table)).items()}
+        self.log, self.seq, self._fresh = "", -1, None
+        self.version += 1
+
+    def take(self, items: list[tuple[str, str | None]]) -> None:
+        """Hold exactly these rows (a manager's own last log), outside any log."""
+        self._text = {k: t for k, t in items if t is not None}
+        self.log, self.seq, self._fresh = "", -1, None
+        self.version += 1
+
+    def items(self) -> list[tuple[str, str | None]]:
+        return list(self._text.items())
+
+    def table(self) -> Any:
+        """The whole table (parsed: O(rows)); None if nothing was replicated yet."""
+        return _materialize(self.items()) if self._text else None
+
+    def text_source(self) -> Callable[[], str]:
+        """A snapshot of the rows, turned into the table's JSON text when called (by the
+        data directory's writer thread, off the loop)."""
+        items = self.items()
+        return lambda: table_text(items, yield_gil=True)

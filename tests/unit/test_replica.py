@@ -1,0 +1,265 @@
+"""The table log and replicas (clerk._replica): deltas by change, chunks, resuming, logs."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from clerk._codec import MAX_MESSAGE_BYTES, MAX_STRING, decode, encode
+from clerk._core import LeaveRequested, Received, Role, Send
+from clerk._messages import Ack, Handover, Heartbeat, Join, Peer, TableDelta
+from clerk._replica import (
+    TABLE_CHUNK_CHARS,
+    TABLE_RESEND,
+    TABLE_WINDOW_CHARS,
+    Replica,
+    ReplicaLog,
+    RowEncoder,
+    row_key,
+)
+from clerk._schedule import Scheduler
+from clerk._tasks import task
+from tests.unit.corenet import Net, T, cluster
+
+
+def table(n: int, value: object = 0) -> dict:
+    return {"tasks": {f"t{i:05d}": {"slot": i, "state": value} for i in range(n)},
+            "node_runs": {"a": n}}
+
+
+def sync(log: ReplicaLog, rep: Replica, chunk: int = TABLE_CHUNK_CHARS) -> int:
+    """Apply deltas until the replica holds the log; the number of deltas."""
+    n = 0
+    while (d := log.delta(rep.seq if rep.log == log.log else -1, chunk)) is not None:
+        assert rep.apply(d) or d.upto <= rep.seq
+        n += 1
+        assert n < 10_000
+    return n
+
+
+def test_a_delta_carries_only_the_rows_changed_after_the_base() -> None:
+    log = ReplicaLog("L")
+    log.put_table(table(100))
+    base = log.seq
+    log.put(row_key("t00007"), json.dumps({"slot": 8}))
+    log.put(row_key("t00003"), json.dumps({"slot": 9}))
+    assert log.put(row_key("t00003"), json.dumps({"slot": 9})) is False  # same text
+    d = log.delta(base)
+    assert d is not None and (d.base, d.upto, d.done) == (base, log.seq, True)
+    assert json.loads("".join(d.rows)) == {"t:t00007": {"slot": 8}, "t:t00003": {"slot": 9}}
+    assert log.delta(log.seq) is None
+
+
+def test_a_joiner_gets_the_table_in_bounded_resumable_chunks() -> None:
+    log = ReplicaLog("L")
+    log.put_table(table(2000, "x" * 200))
+    rep = Replica()
+    first = log.delta(-1, 20_000)
+    assert first is not None and not first.done
+    assert sum(map(len, first.rows)) <= 20_000 + 300
+    assert rep.apply(first)
+    # Changes meanwhile move to the end; the transfer resumes from where it stopped.
+    log.put(row_key("t00000"), json.dumps({"slot": -5}))
+    log.put(row_key("new"), json.dumps({"slot": 1}))
+    n = sync(log, rep, 20_000)
+    assert n > 20
+    assert rep.table() == log.table()
+    assert rep.table()["tasks"]["t00000"] == {"slot": -5}
+
+
+def test_deltas_fit_the_codec_whatever_the_row_size() -> None:
+    log = ReplicaLog("L")
+    log.put_table({"tasks": {"big": {"state": "y" * 200_000}, "small": {"state": 1}}})
+    rep = Replica()
+    while (d := log.delta(rep.seq)) is not None:
+        assert all(len(p) <= MAX_STRING for p in d.rows)
+        frames = encode(Heartbeat(Peer("a", "a:1", "i", 0), 1, 1, 1, None, d))
+        assert sum(map(len, frames)) < MAX_MESSAGE_BYTES
+        assert rep.apply(decode(frames).table)
+    assert rep.table() == log.table()
+
+
+def test_a_gap_or_another_log_is_refused_until_it_starts_from_nothing() -> None:
+    log = ReplicaLog("L1")
+    log.put_table(table(3))
+    rep = Replica()
+    sync(log, rep)
+    seq = rep.seq
+    log.put(row_key("t00001"), "1")
+    mid = log.seq
+    log.put(row_key("t00002"), "2")
+    assert not rep.apply(log.delta(mid))  # starts after what we hold: a gap
+    assert rep.seq == seq and rep.refused == 1
+    other = ReplicaLog("L2")
+    other.put_table({"tasks": {"z": 1}})
+    assert not rep.apply(TableDelta("L2", 0, other.seq))
+    assert rep.apply(other.delta(-1))
+    assert rep.log == "L2" and rep.table() == {"tasks": {"z": 1}}  # done: the old rows go
+
+
+def test_rows_of_an_old_log_stay_until_the_new_log_is_complete() -> None:
+    rep = Replica()
+    old = ReplicaLog("L1")
+    old.put_table(table(3))
+    sync(old, rep)
+    new = ReplicaLog("L2")
+    new.put(row_key("t00000"), json.dumps({"slot": 99}))  # filling: not complete yet
+    assert rep.apply(new.delta(-1))
+    assert set(rep.table()["tasks"]) == {"t00000", "t00001", "t00002"}
+    new.put(row_key("t00001"), "1")
+    new.mark_complete()
+    sync(new, rep)
+    assert rep.table() == {"tasks": {"t00000": {"slot": 99}, "t00001": 1}}
+
+
+def test_removed_rows_travel_as_gone() -> None:
+    log = ReplicaLog("L")
+    log.put_table(table(3))
+    rep = Replica()
+    sync(log, rep)
+    base = log.seq
+    log.put_table({"tasks": {"t00000": {"slot": 0, "state": 0}}})
+    d = log.delta(base)
+    assert d is not None and set(d.gone) == {"t:t00001", "t:t00002", "k:node_runs"}
+    rep.apply(d)
+    assert rep.table() == {"tasks": {"t00000": {"slot": 0, "state": 0}}}
+
+
+def test_the_encoder_encodes_only_what_the_scheduler_changed_within_its_budget() -> None:
+    defs = [task("clerk.examples:Tally", name=f"t{i}", interval=1000) for i in range(300)]
+    s = Scheduler(defs, random.Random(1))
+    s.activate(1000.0, graceful=False)
+    log = ReplicaLog("L")
+    enc = RowEncoder()
+    reads = [0]
+
+    def clock() -> float:  # one unit per read: a deadline of 3 stops a step after 64 rows
+        reads[0] += 1
+        return float(reads[0])
+
+    steps = 0
+    while not enc.step(s, log, 3.0, clock=clock):
+        steps += 1
+        reads[0] = 0
+        assert not log.complete
+    assert steps == 4 and log.complete  # 300 rows, 64 per step (a clock read every 16)
+    assert log.table() == json.loads(json.dumps(s.table()))
+    seq = log.seq
+    d, _ = s.trigger("t7", 1001.0, {"n": ["t7"]})
+    assert d is not None
+    assert enc.step(s, log, float("inf"))
+    assert log.seq == seq + 1  # the row of t7 alone (node_runs moves with results)
+    assert json.loads("".join(log.delta(seq).rows)).keys() == {"t:t7"}
+
+
+# --- through the core -------------------------------------------------------------------------
+
+
+def synced(net: Net, a: object, b: object) -> None:
+    """Advance until ``b`` holds ``a``'s table (a window per round: bounded)."""
+    for _ in range(60):
+        if b.replicated == a.replicated:
+            return
+        net.advance(T.heartbeat_interval)
+    raise AssertionError("the replica did not catch up in 60 rounds")
+
+
+def test_a_joiner_gets_a_big_table_in_windows_without_waiting_for_a_change() -> None:
+    net, (a, b) = cluster(("a", 1), ("b", 0))
+    a.set_replicated(table(3000, "z" * 300))  # ~1 MB of rows
+    synced(net, a, b)
+    since = net.mark()
+    d = net.node("d", 0, seeds=["a"])
+    first = net.sends(a, Heartbeat, to=d, after=since)
+    assert first and sum(len("".join(h.table.rows)) for h in first) <= (
+        TABLE_WINDOW_CHARS + TABLE_CHUNK_CHARS)
+    total = len(json.dumps(a.replicated))
+    rounds = 0
+    while d.replicated != a.replicated:
+        net.advance(T.heartbeat_interval)
+        rounds += 1
+        assert rounds <= total // TABLE_WINDOW_CHARS + 3  # a window every round
+    assert rounds >= 2  # more than one window: several rounds, each bounded
+    for h in net.sends(a, Heartbeat, to=d, after=since):
+        assert sum(map(len, encode(h))) < MAX_MESSAGE_BYTES
+
+
+def test_a_joiner_that_never_acknowledges_is_not_sent_the_table_every_round() -> None:
+    net = Net()
+    a = net.node("a", 1)
+    a.set_replicated(table(2000, "z" * 300))
+    ghost = Peer("ghost", "ghost:7400", "g-1", 0)
+    joined = net.mark()
+    net.do(a, Received(Join(ghost, a.term, ())))  # admitted; never answers
+
+    def to_ghost(after: int) -> list[Heartbeat]:
+        return [e.msg for e in net.effects(a, Send, after) if e.to == ghost.address
+                and isinstance(e.msg, Heartbeat) and e.msg.table is not None]
+
+    assert to_ghost(joined)  # the first window, with the WELCOME
+    since = net.mark()
+    net.advance(TABLE_RESEND * 0.9)
+    assert to_ghost(since) == []
+    net.advance(TABLE_RESEND * 0.2)
+    again = to_ghost(since)
+    assert again and again[0].table.base == -1  # resent once, from what it acknowledged
+
+
+def test_a_member_acks_the_sequence_it_holds_and_the_manager_resumes_from_it() -> None:
+    net, (a, b) = cluster(("a", 1), ("b", 0))
+    a.set_replicated(table(10))
+    net.advance(T.heartbeat_interval * 2)
+    since = net.mark()
+    a.set_replicated(table(10, 1))
+    net.advance(T.heartbeat_interval)
+    (ack, *_) = [k for k in net.sends(b, Ack, after=since) if k.table >= 0]
+    assert (ack.table, ack.log) == (a.table_log.seq, a.table_log.log)
+    assert a.members.get("b").acked_table == a.table_log.seq
+    assert b.replicated == a.replicated
+
+
+def test_a_big_table_is_handed_over_as_the_rows_the_successor_lacks() -> None:
+    net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
+    big = table(3000, "z" * 300)  # ~1 MB of rows: over what one HANDOVER may carry whole
+    a.set_replicated(big)
+    synced(net, a, b)
+    # Changes the successor has not acknowledged yet: the hand-over carries exactly those.
+    big["tasks"]["t00001"] = {"slot": 1, "state": "new"}
+    big["tasks"]["extra"] = {"slot": 0}
+    del big["tasks"]["t00002"]
+    a.set_replicated(big)
+    since = net.mark()
+    net.do(a, LeaveRequested())
+    (hand,) = net.sends(a, Handover, after=since)
+    assert hand.state["delta"] == 1
+    assert sum(map(len, hand.state["rows"])) < 10_000
+    assert sum(map(len, encode(hand))) < MAX_MESSAGE_BYTES
+    net.run()
+    assert b.role is Role.MANAGER
+    assert b.replicated == big
+
+
+def test_a_hand_over_that_does_not_follow_the_replica_is_refused_not_applied() -> None:
+    net, (a, b) = cluster(("a", 9), ("b", 5))
+    a.set_replicated(table(5))
+    net.advance(T.heartbeat_interval * 3)
+    held = b.replicated
+    b.replicated = {"delta": 1, "log": "elsewhere", "base": 7, "upto": 9,
+                    "rows": ['{"t:x":1}'], "gone": []}
+    assert b.replicated == held
+    assert b.dropped["handover_gap"] == 1
+
+
+def test_the_log_stays_compact_and_exact_under_many_changes() -> None:
+    log = ReplicaLog("L")
+    log.put_table(table(50))
+    rep = Replica()
+    sync(log, rep)
+    rng = random.Random(3)
+    for n in range(20_000):
+        log.put(row_key(f"t{rng.randrange(50):05d}"), str(n))
+        if n % 997 == 0:
+            sync(log, rep, 200)
+    sync(log, rep, 200)
+    assert rep.table() == log.table()
+    assert len(log._changes) <= 50 + 4096 + 1  # compacted: stale entries do not pile up
