@@ -46,16 +46,16 @@ while tasks are due. A real joiner that loses its WELCOME this way retries its J
 from __future__ import annotations
 
 import logging
-import socket as pysocket
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from clerk._codec import MAX_MESSAGE_BYTES
+from clerk._config import resolve_host
 from clerk._frames import NOBLOCK, recv_frames, send_frames
 from clerk._security import CurveKeys
 
@@ -117,9 +117,15 @@ _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_
 )
 
 
-def resolve_host(host: str) -> str:
-    """The IPv4 address to bind/connect for ``host`` (a name or an address)."""
-    return pysocket.gethostbyname(host)
+
+def monitor_event(frames: list[bytes]) -> int | None:
+    """The event id of one socket-monitor message (frame 1: a 16-bit event id and a 32-bit
+    value, native byte order; frame 2: the endpoint), None for a malformed one. Parsed here
+    rather than with ``zmq.utils.monitor``, whose import pulls in ``zmq.asyncio`` and so
+    ``asyncio`` (~5 MiB in every node process that never uses it)."""
+    if len(frames) != 2 or len(frames[0]) != 6:
+        return None
+    return int.from_bytes(frames[0][:2], sys.byteorder)
 
 
 @dataclass
@@ -442,12 +448,13 @@ class Transport:
     ) -> None:
         while True:
             try:
-                event = parse_monitor_message(mon.recv_multipart(zmq.NOBLOCK))
+                kind = monitor_event(mon.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return
             except zmq.ZMQError:
                 return
-            kind = event["event"]
+            if kind is None:
+                continue
             link = self._links.get(address)
             if kind == zmq.EVENT_DISCONNECTED:
                 if link is not None:
