@@ -12,6 +12,13 @@ Only the agent's loop thread touches these sockets (one loop, one poller per pro
   (the crashed-process fast path) and a completed one into a flush of messages queued while
   the connection was being set up (sockets use ``IMMEDIATE`` so nothing queues for a dead
   peer; the shell keeps a short, expiring queue instead).
+* **Polled only while in use.** ``zmq_poll`` costs ~0.85 µs per socket per call, and the
+  manager's loop polls a few hundred times a second (every acknowledgement wakes it): with a
+  REQ and two monitors per peer that was O(members) per wake-up, O(members²) per second. A
+  DEALER's monitor (the crash fast path) is always polled; a REQ and its monitor only from a
+  ``request`` until its answer came (or the request was replaced), since nothing else can
+  arrive on them. Their monitor events meanwhile wait in its queue and are read in order
+  when the REQ is next watched or stops being watched.
 * With CURVE, a **ZAP** handler on the same loop admits only clients with the cluster key.
 
 ``LINGER 0`` everywhere; ``MAXMSGSIZE`` makes ZeroMQ drop (and disconnect) oversized input.
@@ -149,6 +156,7 @@ class _Link:
     req: zmq.Socket | None = None
     req_mon: zmq.Socket | None = None
     req_busy: bool = False
+    req_watched: bool = False  # the REQ and its monitor are in the poller (see the docstring)
     pending: list[tuple[float, bool, list[bytes]]] = field(default_factory=list)
     connected: bool = False
 
@@ -221,10 +229,12 @@ class Transport:
             pass  # let ZeroMQ retry the name later
         return f"tcp://{host}:{port}"
 
-    def _monitor(self, sock: zmq.Socket, address: str, role: str) -> zmq.Socket:
+    def _monitor(self, sock: zmq.Socket, address: str, role: str,
+                 watch: bool = True) -> zmq.Socket:
         mon = sock.get_monitor_socket(_MONITORED)
         self._by_socket[mon] = (address, role)
-        self.poller.register(mon, zmq.POLLIN)
+        if watch:
+            self.poller.register(mon, zmq.POLLIN)
         return mon
 
     def _link(self, address: str) -> _Link | None:
@@ -267,12 +277,26 @@ class Transport:
             self._drop_socket(link.req_mon)
         req = self.ctx.socket(zmq.REQ)
         self._secure(req)
-        link.req_mon = self._monitor(req, link.address, "req")
+        link.req_mon = self._monitor(req, link.address, "req", watch=False)
         req.connect(self._endpoint(link.address))
         self._by_socket[req] = (link.address, "req-data")
-        self.poller.register(req, zmq.POLLIN)
         link.req = req
         link.req_busy = False
+        link.req_watched = False
+
+    def _watch_req(self, link: _Link, on: bool, now: float) -> None:
+        """Put the link's REQ and its monitor in the poller (``on``) or take them out; the
+        monitor's queued events are read either way, so none is handled out of order."""
+        if link.req is None or link.req_mon is None or link.req_watched == on:
+            return
+        # No flush from here: _watch_req runs inside _flush and request(), which send next.
+        self._drain_monitor(link.req_mon, link.address, "req", [], now, flush=False)
+        for sock in (link.req, link.req_mon):
+            if on:
+                self.poller.register(sock, zmq.POLLIN)
+            else:
+                self.poller.unregister(sock)
+        link.req_watched = on
 
     def _drop_socket(self, sock: zmq.Socket | None) -> None:
         if sock is None:
@@ -322,6 +346,7 @@ class Transport:
             self.stats["req_recreated"] += 1
             self._new_req(link)
         assert link.req is not None
+        self._watch_req(link, True, now)
         if self._try(link.req, frames):
             link.req_busy = True
         else:
@@ -363,6 +388,7 @@ class Transport:
                 if link.req_busy or link.req is None:
                     self._new_req(link)
                 assert link.req is not None
+                self._watch_req(link, True, now)
                 if self._try(link.req, frames):
                     link.req_busy = True
                     continue
@@ -410,7 +436,7 @@ class Transport:
             else:
                 address, role = self._by_socket.get(sock, ("", ""))
                 if role == "req-data":
-                    self._drain_req(sock, address, out)
+                    self._drain_req(sock, address, out, now)
                 elif role in ("dealer", "req"):
                     self._drain_monitor(sock, address, role, out, now)
         return out
@@ -433,7 +459,8 @@ class Transport:
             else:
                 out.append(Inbound("message", rest, rid, False))
 
-    def _drain_req(self, sock: zmq.Socket, address: str, out: list[Inbound]) -> None:
+    def _drain_req(self, sock: zmq.Socket, address: str, out: list[Inbound],
+                   now: float) -> None:
         link = self._links.get(address)
         try:
             frames = recv_frames(sock, NOBLOCK)
@@ -441,10 +468,13 @@ class Transport:
             return
         if link is not None and link.req is sock:
             link.req_busy = False
+            if not any(req for _, req, _ in link.pending):
+                self._watch_req(link, False, now)
         out.append(Inbound("message", frames, None, False, address))
 
     def _drain_monitor(
-        self, mon: zmq.Socket, address: str, role: str, out: list[Inbound], now: float
+        self, mon: zmq.Socket, address: str, role: str, out: list[Inbound], now: float,
+        flush: bool = True,
     ) -> None:
         while True:
             try:
@@ -465,7 +495,7 @@ class Transport:
             elif kind in (zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
                 if link is not None:
                     link.connected = True
-                    if link.pending:
+                    if link.pending and flush:
                         self._flush(link, now)
                 if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED and role == "dealer":
                     out.append(Inbound("up", address=address))
