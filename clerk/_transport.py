@@ -18,7 +18,12 @@ Only the agent's loop thread touches these sockets (one loop, one poller per pro
   DEALER's monitor (the crash fast path) is always polled; a REQ and its monitor only from a
   ``request`` until its answer came (or the request was replaced), since nothing else can
   arrive on them. Their monitor events meanwhile wait in its queue and are read in order
-  when the REQ is next watched or stops being watched.
+  when the REQ is next watched or stops being watched. A monitor is polled through its
+  ``ZMQ_FD`` (a plain file descriptor: one ``pollfd`` for the kernel, no ZeroMQ call per
+  poll), which is sound because the monitor is read until ``EAGAIN`` once at its creation
+  (before its socket connects: nothing to lose) and after every readiness: only a read that
+  found its pipe empty makes ZeroMQ signal the descriptor for the next event (without the
+  first read, a DEALER's monitor never signalled, and a crash was only seen by silence).
 * With CURVE, a **ZAP** handler on the same loop admits only clients with the cluster key.
 
 ``LINGER 0`` everywhere; ``MAXMSGSIZE`` makes ZeroMQ drop (and disconnect) oversized input.
@@ -182,6 +187,8 @@ class Transport:
         self._tokens = NEW_LINK_BURST  # token bucket for links to unpinned addresses
         self._tokens_at = 0.0
         self._by_socket: dict[zmq.Socket, tuple[str, str]] = {}
+        self._mon_fd: dict[zmq.Socket, int] = {}  # monitors are polled by their ZMQ_FD
+        self._fd_mon: dict[int, zmq.Socket] = {}
         self.poller = zmq.Poller()
         self._readers: dict[Any, Callable[[], None]] = {}
         self.zap: zmq.Socket | None = None
@@ -233,9 +240,20 @@ class Transport:
                  watch: bool = True) -> zmq.Socket:
         mon = sock.get_monitor_socket(_MONITORED)
         self._by_socket[mon] = (address, role)
+        try:  # empty: arms the FD (see the module docstring); ``sock`` is not connected yet
+            while True:
+                mon.recv_multipart(zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+        fd = mon.getsockopt(zmq.FD)
+        self._mon_fd[mon] = fd
+        self._fd_mon[fd] = mon
         if watch:
-            self.poller.register(mon, zmq.POLLIN)
+            self.poller.register(fd, zmq.POLLIN)
         return mon
+
+    def _poll_key(self, sock: zmq.Socket) -> Any:
+        return self._mon_fd.get(sock, sock)
 
     def _link(self, address: str) -> _Link | None:
         """The link to ``address``, opened if need be; None if ZeroMQ rejects the address
@@ -293,19 +311,22 @@ class Transport:
         self._drain_monitor(link.req_mon, link.address, "req", [], now, flush=False)
         for sock in (link.req, link.req_mon):
             if on:
-                self.poller.register(sock, zmq.POLLIN)
+                self.poller.register(self._poll_key(sock), zmq.POLLIN)
             else:
-                self.poller.unregister(sock)
+                self.poller.unregister(self._poll_key(sock))
         link.req_watched = on
 
     def _drop_socket(self, sock: zmq.Socket | None) -> None:
         if sock is None:
             return
         try:
-            self.poller.unregister(sock)
+            self.poller.unregister(self._poll_key(sock))
         except KeyError:
             pass
         self._by_socket.pop(sock, None)
+        fd = self._mon_fd.pop(sock, None)
+        if fd is not None:
+            self._fd_mon.pop(fd, None)
         if not sock.closed:
             try:
                 sock.disable_monitor()
@@ -426,13 +447,15 @@ class Transport:
             if link.pending:
                 self._flush(link, now)
         ready = dict(self.poller.poll(timeout_ms))
-        for sock in ready:
+        for key in ready:
+            if key in self._readers:
+                self._readers[key]()
+                continue
+            sock = self._fd_mon.get(key, key) if isinstance(key, int) else key
             if sock is self.router:
                 self._drain_router(out)
             elif sock is self.zap:
                 self._answer_zap()
-            elif sock in self._readers:
-                self._readers[sock]()
             else:
                 address, role = self._by_socket.get(sock, ("", ""))
                 if role == "req-data":
