@@ -136,7 +136,6 @@ _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_
 )
 
 
-
 def monitor_event(frames: list[bytes]) -> int | None:
     """The event id of one socket-monitor message (frame 1: a 16-bit event id and a 32-bit
     value, native byte order; frame 2: the endpoint), None for a malformed one. Parsed here
