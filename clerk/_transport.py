@@ -251,7 +251,7 @@ class Transport:
                 mon.recv_multipart(zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
-        fd = mon.getsockopt(zmq.FD)
+        fd = int(mon.getsockopt(zmq.FD))
         self._mon_fd[mon] = fd
         self._fd_mon[fd] = mon
         if watch:
@@ -458,7 +458,9 @@ class Transport:
             if key in self._readers:
                 self._readers[key]()
                 continue
-            sock = self._fd_mon.get(key, key) if isinstance(key, int) else key
+            sock: zmq.Socket | None = self._fd_mon.get(key) if isinstance(key, int) else key
+            if sock is None:
+                continue
             if sock is self.router:
                 self._drain_router(out)
             elif sock is self.zap:
