@@ -22,16 +22,36 @@ CLASH_FIX = (
 
 
 def check_supervisor_package() -> None:
-    """Raise ImportError naming the clash if ``supervisor`` is not Clerk's own package."""
-    try:
-        import supervisor
-    except ImportError as exc:
-        if "supervisord" in str(exc):
-            raise  # our supervisor/__init__.py found supervisord's files beside it
-        raise ImportError(f"cannot import Clerk's 'supervisor' package: {exc}. "
-                          f"{CLASH_FIX}") from exc
-    if getattr(supervisor, "__clerk_supervisor__", False) is not True:
-        where = getattr(supervisor, "__file__", None) or "?"
+    """Raise ImportError naming the clash if ``supervisor`` is not Clerk's own package.
+
+    Checked without importing the package (a task worker imports ``clerk`` but never needs
+    the supervisor, whose import costs ~5 MiB): the ``supervisor/__init__.py`` that
+    ``import supervisor`` would run must be ours (it sets ``__clerk_supervisor__``), with no
+    supervisord module mixed in beside it (what ``supervisor/_clash.py`` refuses)."""
+    import sys
+
+    loaded = sys.modules.get("supervisor")
+    if loaded is not None:
+        where = getattr(loaded, "__file__", None) or "?"
+        ours = getattr(loaded, "__clerk_supervisor__", False) is True
+    else:
+        import importlib.util
+        import os
+
+        try:
+            spec = importlib.util.find_spec("supervisor")
+        except (ImportError, ValueError) as exc:
+            raise ImportError(f"cannot import Clerk's 'supervisor' package: {exc}. "
+                              f"{CLASH_FIX}") from exc
+        if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+            raise ImportError(f"cannot import Clerk's 'supervisor' package: not found. "
+                              f"{CLASH_FIX}")
+        where = spec.origin
+        if os.path.exists(os.path.join(os.path.dirname(where), "supervisord.py")):
+            import supervisor  # noqa: F401  (its own check names the mixed files)
+        with open(where, encoding="utf-8", errors="replace") as fh:
+            ours = "\n__clerk_supervisor__ = True" in fh.read()
+    if not ours:
         raise ImportError(f"'import supervisor' found supervisord's package at {where}, not "
                           f"Clerk's. {CLASH_FIX}")
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,7 +43,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11 (pyproject pulls
 from clerk._errors import ConfigError
 
 __all__ = ["DEFAULT_PORT", "MAX_VOTERS", "NodeConfig", "check_voter_data_dir", "load_config",
-           "parse_address", "validate_name", "validate_voters"]
+           "parse_address", "resolve_host", "validate_name", "validate_voters"]
 
 log = logging.getLogger("clerk.config")
 
@@ -52,6 +53,11 @@ _LOG_LEVELS = ("debug", "info", "warning", "error")
 #: Seven voters tolerate three failures; more only adds fsyncs and round trips to every
 #: commit (a write waits for a majority), and the voter set is fixed, not scaled.
 MAX_VOTERS = 7
+
+
+def resolve_host(host: str) -> str:
+    """The IPv4 address to bind/connect for ``host`` (a name or an address)."""
+    return socket.gethostbyname(host)
 
 
 @dataclass(frozen=True, kw_only=True)

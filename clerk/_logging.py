@@ -68,6 +68,9 @@ QUEUE_RECORDS = 10_000
 FLUSH_AT_EXIT_S = 5.0
 #: How long closing a sink waits for records still in its socket to be handled.
 DRAIN_S = 0.5
+#: A closing sink stops once its socket has been empty this long: records already sent are
+#: queued in the socket, so a short quiet spell means nothing more is on its way.
+DRAIN_QUIET_S = 0.1
 
 _context: dict[str, Any] = {"task": None, "slot": None, "run": None}
 
@@ -311,16 +314,19 @@ class LogSink:
         self._thread.start()
 
     def _loop(self) -> None:
-        self._sock.settimeout(0.1)
+        # Blocks until a record comes (an idle node's host process is not woken 10 times a
+        # second to look at _closing); close() wakes it with an empty datagram, and from
+        # then on it drains until the socket has been quiet for DRAIN_QUIET_S.
         while True:
             try:
                 data = self._sock.recv(MAX_RECORD_BYTES + 1024)
             except TimeoutError:
-                if self._closing.is_set():
-                    return
-                continue
+                return  # closing, and nothing more came
             except OSError:
                 return
+            if not data and self._closing.is_set():
+                self._sock.settimeout(DRAIN_QUIET_S)
+                continue
             try:
                 fields = json.loads(data)
                 if not isinstance(fields, dict):
@@ -337,6 +343,12 @@ class LogSink:
     def close(self) -> None:
         """Handle what is left (for up to DRAIN_S), stop the thread, remove the socket."""
         self._closing.set()
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as waker:
+                waker.settimeout(DRAIN_S)  # a full queue: the thread is reading it
+                waker.sendto(b"", self.endpoint)
+        except OSError:  # the thread has already ended
+            pass
         self._thread.join(timeout=DRAIN_S + 0.5)
         self._sock.close()
         shutil.rmtree(self._dir, ignore_errors=True)

@@ -15,14 +15,12 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from clerk._client import request_control, request_status
-from clerk._config import DEFAULT_PORT, NodeConfig, _node_values, check_voter_data_dir
+from clerk._config import DEFAULT_PORT, NodeConfig, _node_values, check_voter_data_dir, resolve_host
 from clerk._errors import ConfigError, NotReachableError
 from clerk._logging import LogSink
 from clerk._metrics import check_available as check_metrics
 from clerk._security import CurveKeys, keys_from_cookie, load_cookie
 from clerk._tasks import TaskDef, check_unique
-from clerk._transport import resolve_host
 from supervisor import ChildSpec, ShutdownInfo, Supervisor, SupervisorError
 from supervisor.testing import WaitTimeout, wait_until
 
@@ -33,10 +31,12 @@ __all__ = ["Node", "agent_spec", "ask_agent_to_leave", "node_spec", "node_superv
 AGENT_SHUTDOWN_MS = 15_000
 
 
-def preflight(config: NodeConfig) -> CurveKeys | None:
+def preflight(config: NodeConfig, *, derive_keys: bool = True) -> CurveKeys | None:
     """Checks that deserve a clear error before anything starts: the cookie, the host, the port.
-    Returns the CURVE keys (None when insecure)."""
-    keys = None if config.insecure else keys_from_cookie(load_cookie(config.cookie_file))
+    Returns the CURVE keys (None when insecure, or when not ``derive_keys``: the node's root
+    process never opens a socket, and deriving them would import ZeroMQ into it)."""
+    cookie = None if config.insecure else load_cookie(config.cookie_file)
+    keys = keys_from_cookie(cookie) if cookie is not None and derive_keys else None
     source = config.source or "command line"
     try:
         ip = resolve_host(config.host)
@@ -270,6 +270,8 @@ class Node:
             return None
 
     def status(self, timeout: float = 2.0) -> dict[str, Any]:
+        from clerk._client import request_status  # not in the node's own processes
+
         return request_status([self.config.address], keys=self._keys_now(), timeout=timeout)
 
     def _keys_now(self) -> CurveKeys | None:
@@ -282,6 +284,8 @@ class Node:
         return self.status().get("manager")
 
     def _control(self, op: str, task: str, timeout: float) -> Any:
+        from clerk._client import request_control
+
         return request_control([self.config.address], op, task, keys=self._keys_now(),
                                timeout=timeout)
 

@@ -24,9 +24,6 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-import zmq
-from zmq.utils import z85
-
 from clerk._errors import ConfigError
 
 __all__ = ["MIN_COOKIE_BYTES", "CurveKeys", "default_cookie_path", "keys_from_cookie",
@@ -55,6 +52,11 @@ def default_cookie_path() -> Path:
 
 
 def keys_from_cookie(cookie: bytes) -> CurveKeys:
+    # ZeroMQ is imported here, not at the top: the node's root process checks the cookie
+    # (load_cookie) but never opens a socket, and pyzmq would cost it ~2.5 MiB.
+    import zmq
+    from zmq.utils import z85
+
     raw = hashlib.blake2b(cookie, digest_size=32, person=b"clerk-curve-v1").digest()
     secret = z85.encode(raw)
     return CurveKeys(public=zmq.curve_public(secret), secret=secret)

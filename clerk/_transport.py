@@ -12,6 +12,18 @@ Only the agent's loop thread touches these sockets (one loop, one poller per pro
   (the crashed-process fast path) and a completed one into a flush of messages queued while
   the connection was being set up (sockets use ``IMMEDIATE`` so nothing queues for a dead
   peer; the shell keeps a short, expiring queue instead).
+* **Polled only while in use.** ``zmq_poll`` costs ~0.85 µs per socket per call, and the
+  manager's loop polls a few hundred times a second (every acknowledgement wakes it): with a
+  REQ and two monitors per peer that was O(members) per wake-up, O(members²) per second. A
+  DEALER's monitor (the crash fast path) is always polled; a REQ and its monitor only from a
+  ``request`` until its answer came (or the request was replaced), since nothing else can
+  arrive on them. Their monitor events meanwhile wait in its queue and are read in order
+  when the REQ is next watched or stops being watched. A monitor is polled through its
+  ``ZMQ_FD`` (a plain file descriptor: one ``pollfd`` for the kernel, no ZeroMQ call per
+  poll), which is sound because the monitor is read until ``EAGAIN`` once at its creation
+  (before its socket connects: nothing to lose) and after every readiness: only a read that
+  found its pipe empty makes ZeroMQ signal the descriptor for the next event (without the
+  first read, a DEALER's monitor never signalled, and a crash was only seen by silence).
 * With CURVE, a **ZAP** handler on the same loop admits only clients with the cluster key.
 
 ``LINGER 0`` everywhere; ``MAXMSGSIZE`` makes ZeroMQ drop (and disconnect) oversized input.
@@ -24,7 +36,11 @@ through a partition sits in TCP's retry back-off after the heal (SYNs resent aft
   nothing for ``HEARTBEAT_TIMEOUT`` is closed by ZeroMQ and reconnected from scratch, so no
   connection is left in back-off. The timeout is above the manager timeout (0.7 s), so the
   protocol, not this, notices a silent manager; and ZeroMQ's I/O thread answers PINGs even
-  while the Python loop is busy, so a slow loop never loses its connections.
+  while the Python loop is busy, so a slow loop never loses its connections. Only the
+  connecting side (DEALER, REQ) sends PINGs: every node links to every member, so a ROUTER
+  pinging too doubled the PING/PONG traffic, which was most of an idle follower's CPU (the
+  ZeroMQ I/O thread: 1.4 % of 1.9 % at 10 members, on ~36 connections). The ROUTER side
+  still closes a connection that is silent for the TTL its peer's PINGs carry.
 * ``CONNECT_TIMEOUT``: a connect that got no answer is abandoned and retried (a fresh SYN)
   after ``RECONNECT_IVL``, capped by ``RECONNECT_IVL_MAX``, instead of waiting for the
   kernel's SYN back-off.
@@ -46,16 +62,16 @@ while tasks are due. A real joiner that loses its WELCOME this way retries its J
 from __future__ import annotations
 
 import logging
-import socket as pysocket
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from clerk._codec import MAX_MESSAGE_BYTES
+from clerk._config import resolve_host
 from clerk._frames import NOBLOCK, recv_frames, send_frames
 from clerk._security import CurveKeys
 
@@ -98,11 +114,14 @@ KEEPALIVE_INTVL_S = 1
 KEEPALIVE_CNT = 3
 
 
-def tune(sock: zmq.Socket) -> None:
-    """The recovery options above, for any TCP socket of the node."""
-    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
-    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS)
+def tune(sock: zmq.Socket, ping: bool = True) -> None:
+    """The recovery options above, for any TCP socket of the node. ``ping=False`` (the
+    ROUTER): no PINGs of its own on its connections; it still answers the connecting side's
+    PINGs, and drops a connection silent for the TTL that those PINGs carry."""
+    if ping:
+        sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS)
     sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
     sock.setsockopt(zmq.CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
@@ -117,9 +136,14 @@ _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_
 )
 
 
-def resolve_host(host: str) -> str:
-    """The IPv4 address to bind/connect for ``host`` (a name or an address)."""
-    return pysocket.gethostbyname(host)
+def monitor_event(frames: list[bytes]) -> int | None:
+    """The event id of one socket-monitor message (frame 1: a 16-bit event id and a 32-bit
+    value, native byte order; frame 2: the endpoint), None for a malformed one. Parsed here
+    rather than with ``zmq.utils.monitor``, whose import pulls in ``zmq.asyncio`` and so
+    ``asyncio`` (~5 MiB in every node process that never uses it)."""
+    if len(frames) != 2 or len(frames[0]) != 6:
+        return None
+    return int.from_bytes(frames[0][:2], sys.byteorder)
 
 
 @dataclass
@@ -143,6 +167,7 @@ class _Link:
     req: zmq.Socket | None = None
     req_mon: zmq.Socket | None = None
     req_busy: bool = False
+    req_watched: bool = False  # the REQ and its monitor are in the poller (see the docstring)
     pending: list[tuple[float, bool, list[bytes]]] = field(default_factory=list)
     connected: bool = False
 
@@ -168,6 +193,8 @@ class Transport:
         self._tokens = NEW_LINK_BURST  # token bucket for links to unpinned addresses
         self._tokens_at = 0.0
         self._by_socket: dict[zmq.Socket, tuple[str, str]] = {}
+        self._mon_fd: dict[zmq.Socket, int] = {}  # monitors are polled by their ZMQ_FD
+        self._fd_mon: dict[int, zmq.Socket] = {}
         self.poller = zmq.Poller()
         self._readers: dict[Any, Callable[[], None]] = {}
         self.zap: zmq.Socket | None = None
@@ -181,7 +208,7 @@ class Transport:
         self.router.maxmsgsize = max_bytes
         self.router.rcvhwm = RCVHWM
         self.router.sndhwm = 10_000
-        tune(self.router)
+        tune(self.router, ping=False)
         if keys is not None:
             self.router.curve_server = True
             self.router.curve_secretkey = keys.secret
@@ -215,11 +242,24 @@ class Transport:
             pass  # let ZeroMQ retry the name later
         return f"tcp://{host}:{port}"
 
-    def _monitor(self, sock: zmq.Socket, address: str, role: str) -> zmq.Socket:
+    def _monitor(self, sock: zmq.Socket, address: str, role: str,
+                 watch: bool = True) -> zmq.Socket:
         mon = sock.get_monitor_socket(_MONITORED)
         self._by_socket[mon] = (address, role)
-        self.poller.register(mon, zmq.POLLIN)
+        try:  # empty: arms the FD (see the module docstring); ``sock`` is not connected yet
+            while True:
+                mon.recv_multipart(zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+        fd = int(mon.getsockopt(zmq.FD))
+        self._mon_fd[mon] = fd
+        self._fd_mon[fd] = mon
+        if watch:
+            self.poller.register(fd, zmq.POLLIN)
         return mon
+
+    def _poll_key(self, sock: zmq.Socket) -> Any:
+        return self._mon_fd.get(sock, sock)
 
     def _link(self, address: str) -> _Link | None:
         """The link to ``address``, opened if need be; None if ZeroMQ rejects the address
@@ -261,21 +301,38 @@ class Transport:
             self._drop_socket(link.req_mon)
         req = self.ctx.socket(zmq.REQ)
         self._secure(req)
-        link.req_mon = self._monitor(req, link.address, "req")
+        link.req_mon = self._monitor(req, link.address, "req", watch=False)
         req.connect(self._endpoint(link.address))
         self._by_socket[req] = (link.address, "req-data")
-        self.poller.register(req, zmq.POLLIN)
         link.req = req
         link.req_busy = False
+        link.req_watched = False
+
+    def _watch_req(self, link: _Link, on: bool, now: float) -> None:
+        """Put the link's REQ and its monitor in the poller (``on``) or take them out; the
+        monitor's queued events are read either way, so none is handled out of order."""
+        if link.req is None or link.req_mon is None or link.req_watched == on:
+            return
+        # No flush from here: _watch_req runs inside _flush and request(), which send next.
+        self._drain_monitor(link.req_mon, link.address, "req", [], now, flush=False)
+        for sock in (link.req, link.req_mon):
+            if on:
+                self.poller.register(self._poll_key(sock), zmq.POLLIN)
+            else:
+                self.poller.unregister(self._poll_key(sock))
+        link.req_watched = on
 
     def _drop_socket(self, sock: zmq.Socket | None) -> None:
         if sock is None:
             return
         try:
-            self.poller.unregister(sock)
+            self.poller.unregister(self._poll_key(sock))
         except KeyError:
             pass
         self._by_socket.pop(sock, None)
+        fd = self._mon_fd.pop(sock, None)
+        if fd is not None:
+            self._fd_mon.pop(fd, None)
         if not sock.closed:
             try:
                 sock.disable_monitor()
@@ -283,10 +340,11 @@ class Transport:
                 pass
             sock.close(linger=0)
 
-    def connect(self, address: str) -> None:
-        """Open the sockets to ``address`` ahead of need (elections must not wait on TCP)."""
+    def connect(self, address: str, req: bool = True) -> None:
+        """Open the sockets to ``address`` ahead of need (elections must not wait on TCP):
+        its DEALER, and its REQ unless not ``req``."""
         link = self._link(address)
-        if link is not None and link.req is None:
+        if link is not None and req and link.req is None:
             self._new_req(link)
 
     def send(self, address: str, frames: list[bytes], now: float) -> None:
@@ -316,6 +374,7 @@ class Transport:
             self.stats["req_recreated"] += 1
             self._new_req(link)
         assert link.req is not None
+        self._watch_req(link, True, now)
         if self._try(link.req, frames):
             link.req_busy = True
         else:
@@ -357,6 +416,7 @@ class Transport:
                 if link.req_busy or link.req is None:
                     self._new_req(link)
                 assert link.req is not None
+                self._watch_req(link, True, now)
                 if self._try(link.req, frames):
                     link.req_busy = True
                     continue
@@ -394,17 +454,21 @@ class Transport:
             if link.pending:
                 self._flush(link, now)
         ready = dict(self.poller.poll(timeout_ms))
-        for sock in ready:
+        for key in ready:
+            if key in self._readers:
+                self._readers[key]()
+                continue
+            sock: zmq.Socket | None = self._fd_mon.get(key) if isinstance(key, int) else key
+            if sock is None:
+                continue
             if sock is self.router:
                 self._drain_router(out)
             elif sock is self.zap:
                 self._answer_zap()
-            elif sock in self._readers:
-                self._readers[sock]()
             else:
                 address, role = self._by_socket.get(sock, ("", ""))
                 if role == "req-data":
-                    self._drain_req(sock, address, out)
+                    self._drain_req(sock, address, out, now)
                 elif role in ("dealer", "req"):
                     self._drain_monitor(sock, address, role, out, now)
         return out
@@ -427,7 +491,8 @@ class Transport:
             else:
                 out.append(Inbound("message", rest, rid, False))
 
-    def _drain_req(self, sock: zmq.Socket, address: str, out: list[Inbound]) -> None:
+    def _drain_req(self, sock: zmq.Socket, address: str, out: list[Inbound],
+                   now: float) -> None:
         link = self._links.get(address)
         try:
             frames = recv_frames(sock, NOBLOCK)
@@ -435,19 +500,23 @@ class Transport:
             return
         if link is not None and link.req is sock:
             link.req_busy = False
+            if not any(req for _, req, _ in link.pending):
+                self._watch_req(link, False, now)
         out.append(Inbound("message", frames, None, False, address))
 
     def _drain_monitor(
-        self, mon: zmq.Socket, address: str, role: str, out: list[Inbound], now: float
+        self, mon: zmq.Socket, address: str, role: str, out: list[Inbound], now: float,
+        flush: bool = True,
     ) -> None:
         while True:
             try:
-                event = parse_monitor_message(mon.recv_multipart(zmq.NOBLOCK))
+                kind = monitor_event(mon.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return
             except zmq.ZMQError:
                 return
-            kind = event["event"]
+            if kind is None:
+                continue
             link = self._links.get(address)
             if kind == zmq.EVENT_DISCONNECTED:
                 if link is not None:
@@ -458,7 +527,7 @@ class Transport:
             elif kind in (zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
                 if link is not None:
                     link.connected = True
-                    if link.pending:
+                    if link.pending and flush:
                         self._flush(link, now)
                 if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED and role == "dealer":
                     out.append(Inbound("up", address=address))

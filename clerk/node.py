@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m clerk.node") 
     args = build_parser(prog).parse_args(argv)
     try:
         config = config_from_args(args)
-        preflight(config)
+        preflight(config, derive_keys=False)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

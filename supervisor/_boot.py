@@ -16,9 +16,11 @@ as fast as the interpreter allows. Three modes:
     An external command: arm PR_SET_PDEATHSIG (it survives ``execve``), then exec it.
 
 ``_boot.py --watchdog``
-    The no-orphans watchdog: reads ``+<pgid>`` / ``-<pgid>`` lines on stdin from the
-    supervisor; when stdin reaches EOF (the supervisor closed it or died, even by
-    SIGKILL) it SIGKILLs every process group still listed, then exits.
+    The no-orphans watchdog where there is no ``/bin/sh`` (elsewhere the same rules run as
+    a shell script, ``_spawn.WATCHDOG_SH``, in a tenth of the memory): reads ``+<pgid>`` /
+    ``-<pgid>`` lines on stdin from the supervisor; when stdin reaches EOF (the supervisor
+    closed it or died, even by SIGKILL) it SIGKILLs every process group still listed, then
+    exits.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def watchdog() -> None:
         pending += data
         *lines, pending = pending.split(b"\n")
         for line in lines:
+            if not line[1:].isdigit():  # only numbers (as the shell version: _spawn.py)
+                continue
             if line[:1] == b"+":
                 groups.add(int(line[1:]))
             elif line[:1] == b"-":

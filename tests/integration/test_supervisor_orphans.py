@@ -74,3 +74,30 @@ def test_sigkill_of_the_supervisor_leaves_no_process_behind(tmp_path, round_):
         for pid in pids if "pids" in locals() else ():
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("shell", ["/bin/sh", None], ids=["shell", "python"])
+def test_the_watchdog_kills_the_listed_groups_at_eof_and_spares_the_removed(shell):
+    from supervisor._spawn import Watchdog, watchdog_argv
+
+    argv = watchdog_argv(shell)
+    assert ("-c" in argv) == (shell is not None) and "--watchdog" in argv
+    groups = [subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in range(3)]
+    dog = Watchdog(argv)
+    try:
+        dog.start()
+        kept, *doomed = groups
+        for g in groups:
+            dog.add(g.pid)  # each leads its own group: pgid == pid
+        dog.add(2**22 + 7)  # a group that does not exist is harmless
+        dog._send("+12x\n-\n+\n")  # malformed lines are ignored
+        dog.remove(kept.pid)
+        time.sleep(0.2)  # lines in flight are read before EOF either way; not a wait for state
+        assert all(g.poll() is None for g in groups)
+        dog.close()  # EOF, as when the supervisor dies
+        wait_until(lambda: all(g.poll() is not None for g in doomed), timeout=2.0)
+        assert kept.poll() is None
+    finally:
+        for g in groups:
+            g.kill()
+            g.wait()

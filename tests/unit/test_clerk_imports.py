@@ -91,3 +91,30 @@ def test_the_core_parts_import_only_the_layers_below(module, below):
     parts = {"clerk._coretypes", "clerk._claims", "clerk._corestate", "clerk._joining",
              "clerk._handover", "clerk._election", "clerk._core"}
     assert graph()[module] & parts <= below
+
+
+@pytest.mark.parametrize(("module", "absent"), [
+    # a task worker: its task module imports clerk, the worker imports clerk._worker
+    ("clerk", {"zmq", "supervisor", "asyncio", "psutil", "clerk._node", "clerk._config"}),
+    ("clerk._worker", {"supervisor", "asyncio", "clerk._node", "clerk._codec"}),
+    # the node's root process: supervises the agent, never opens a ZeroMQ socket
+    ("clerk.node", {"zmq", "asyncio", "clerk._client", "clerk._transport"}),
+    # the agent: zmq.utils.monitor would bring zmq.asyncio and asyncio (~5 MiB)
+    ("clerk._agent", {"asyncio", "zmq.asyncio"}),
+])
+def test_each_process_imports_only_what_it_uses(module, absent):
+    """Every module is memory in every process of every node (tools/bench_idle.py)."""
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=30).stdout.split()
+    assert absent & set(out) == set()
+
+
+def test_lazy_names_resolve_and_are_listed():
+    assert clerk.Node.__name__ == "Node" and callable(clerk.node_spec)
+    assert {"Node", "node_spec", "NodeConfig", "load_config"} <= set(dir(clerk))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        clerk.nope  # noqa: B018
