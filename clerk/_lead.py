@@ -1,0 +1,78 @@
+"""Dispatching ahead of the slot: the rules and the timings of an on-time start.
+
+A run that is sent at its due time starts late by the whole dispatch path (the manager's wake-up,
+the network, the node's loop, the hop to a worker, the worker's wake-up): ~1-2 ms median and
+several ms at p99 on a loaded 2-core machine. So the manager sends EXECUTE a *lead* ahead of the
+due time, the EXECUTE carries the due time, and the run starts at it:
+
+* **The manager** dispatches slot ``k`` at ``due(k) - dispatch_lead`` (``dispatch_lead_ms`` of
+  the scheduler; the node's ``dispatch_lead`` key, default ``DISPATCH_LEAD_MS``, 0 = off). The
+  worker, eligibility (live, has the task, ``nodes()``) and capacity (a live worker) are judged
+  at that instant; the random choice is the same as without a lead.
+* **Overlap rule, unchanged**: a slot is skipped when the previous run of its task is still in
+  flight *at the slot's due time*, never overlapped. A slot whose predecessor is in flight at
+  the early dispatch instant is not sent then: the decision waits for the due time (still in
+  flight: skipped and counted; finished meanwhile: sent at once, without the lead, exactly as
+  a slot was before leads existed). An early EXECUTE is therefore only ever sent when no run of
+  the task is in flight, and the node queues it behind nothing of that task.
+* **The run's clock starts at its due time**: the manager's deadline is ``due + timeout +
+  TRANSIT_GRACE_MS`` and EXECUTE's ``deadline_ms`` is ``due + timeout`` (both from the send
+  time when that is later, as for a run sent late); the node's kill deadline is the same
+  timeout counted from the due time. A run's ``duration`` is measured from its start.
+* **The node** holds an early run (queued, its worker not taken) until ``RELEASE_LEAD_MS``
+  before its due time, then hands it to a free worker, which sleeps and, for the last
+  ``SPIN_MS``, spins on the wall clock: a run **never starts before its due time** by the
+  node's wall clock (the worker checks it against ``time.time()`` before calling the task's
+  code). An EXECUTE due more than ``EARLY_LIMIT_MS`` ahead of the node's clock is refused (the
+  clocks disagree far beyond NTP's; holding it could let it run after the manager gave up on
+  it). A held run is a run in flight for everything else: ``RUN_QUERY`` finds it, a leaving
+  node waits for it, its node's loss fails it.
+* **Takeover after a crash**: the dead manager may have sent, in its last moments, any slot due
+  up to ``MAX_DISPATCH_LEAD_MS`` after its last instant without a heartbeat telling anyone.
+  The new manager therefore starts with the first slot due more than ``MAX_DISPATCH_LEAD_MS``
+  after it took over (whatever its own lead: the dead one's setting is unknown): at most once
+  per slot holds, and the failover window grows by at most that much. A graceful hand-over
+  carries the slots already dispatched and misses nothing.
+* **Pause**: a run already dispatched when the pause is applied is a run in flight: it still
+  starts at its due time (at most ``dispatch_lead`` after the pause).
+* Instant runs, triggered runs and catch-ups are due when sent: no lead, no hold.
+
+Quorum mode composes with this: a slot's reservation is written a reserve lead before the
+dispatch instant, i.e. at ``due - reserve lead - dispatch_lead``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DISPATCH_LEAD_MS", "EARLY_LIMIT_MS", "MAX_DISPATCH_LEAD_MS", "RELEASE_LEAD_MS",
+           "SPIN_MS", "check_lead"]
+
+#: The manager's default lead. It must cover the dispatch path's tail, from the manager's
+#: wake-up to the run in the node's executor: measured with ``tools/bench_tasks.py --only b``
+#: at lead 0 on the shared 2-core machine (load 10-20), p99 of that path was 5-8 ms at 10 tasks
+#: and 10-20 ms at 1,000 tasks (the manager's loop blocked by replication). 20 ms covers both
+#: with room; what it costs is small: a run waits in its node's queue (no worker taken) for the
+#: lead, a trigger is refused for those ms before a slot, a pause lets that one run start.
+DISPATCH_LEAD_MS = 20
+#: The largest lead accepted, and the takeover guard (see the module docstring). Half the
+#: shortest interval (100 ms): only ever the very next slot of a task is sent ahead.
+MAX_DISPATCH_LEAD_MS = 50
+#: A held run goes to a free worker this long before its due time: the node's loop wakes
+#: within well under 1 ms of a deadline when it can run at all, the hop to the worker over IPC
+#: takes ~0.1 ms; 2 ms covers a loaded loop's wake-up most of the time. The worker waits the
+#: rest itself (it is taken, idle, for these ~2 ms per run: 1 % of a worker at 5 runs/s each).
+RELEASE_LEAD_MS = 2.0
+#: The worker sleeps until this long before the due time (with a 1 us timer slack), then spins
+#: on the wall clock: a sleep alone wakes ~60-120 us late on an idle machine, the spin costs at
+#: most this much CPU per run (measured: ~30 us of CPU per run on average at 0.1 ms).
+SPIN_MS = 0.1
+#: A node refuses an EXECUTE due further ahead than this by its own clock.
+EARLY_LIMIT_MS = 1000
+
+
+def check_lead(lead_ms: float) -> float:
+    """A valid dispatch lead (ms), or ValueError."""
+    if (not isinstance(lead_ms, int | float) or isinstance(lead_ms, bool)
+            or not 0 <= lead_ms <= MAX_DISPATCH_LEAD_MS):
+        raise ValueError(f"dispatch lead must be from 0 to {MAX_DISPATCH_LEAD_MS} ms, "
+                         f"got {lead_ms!r}")
+    return float(lead_ms)
