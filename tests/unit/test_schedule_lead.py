@@ -8,7 +8,7 @@ import pytest
 
 from clerk._lead import DISPATCH_LEAD_MS, MAX_DISPATCH_LEAD_MS, check_lead
 from clerk._schedule import TRANSIT_GRACE_MS, Scheduler, pack_table
-from tests.unit.test_schedule import IV, K, NODES, due, tdef
+from tests.unit.test_schedule import IV, NODES, K, due, tdef
 
 LEAD = 20.0  # ms
 L = LEAD / 1000  # s
