@@ -2,9 +2,10 @@
 
 The agent owns a ``supervisor.Supervisor`` of ``workers`` processes (``clerk._worker``) and a
 private ROUTER on an IPC endpoint in a 0700 temporary directory. A run goes to an idle worker
-(or waits in a queue, its clock already running). A run sent ahead of its due time waits in
-the queue without a worker until ``RELEASE_LEAD_MS`` before it, and its worker starts it at
-the due time (:mod:`clerk._lead`); its timeout counts from the due time. Past its timeout the
+(or waits in a queue, its clock already running). A run sent ahead of its due time goes to an idle
+worker once it is due within ``RELEASE_LEAD_MS`` (at once, with the default lead), which
+starts it at the due time (:mod:`clerk._lead`); free workers take the earliest start first;
+its timeout counts from the due time. Past its timeout the
 worker's whole process tree is killed and the worker replaced by a new child (``start_child``
 first, then ``terminate_child``, which honours ``brutal_kill``; neither counts against the
 restart intensity; both on a helper thread, so the loop keeps heartbeating), and the run is
@@ -49,6 +50,8 @@ class _Job:
     deadline: float
     #: When it may go to a worker (monotonic): at once, or RELEASE_LEAD_MS before its due time.
     release: float = 0.0
+    #: When it starts (monotonic): its due time, or at once. Free workers take the earliest.
+    start: float = 0.0
     #: Until its release is seen by ``_pump``: that time wakes the loop (``next_deadline``).
     held: bool = False
     wid: int | None = None
@@ -173,7 +176,7 @@ class Executor:
         ahead = max(0.0, msg.due_ms / 1000 - self._wall()) if msg.due_ms > 0 else 0.0
         release = now + max(0.0, ahead - RELEASE_LEAD_MS / 1000)
         job = _Job(msg, reply_to, now, now + ahead + msg.timeout_ms / 1000, release,
-                   held=release > now)
+                   now + ahead, held=release > now)
         if log.isEnabledFor(logging.DEBUG):  # per run: DEBUG, off the hot path at INFO
             log.debug("executing task=%s slot=%d term=%d run=%s", msg.task, msg.slot, msg.term,
                       msg.run_id, extra={"task": msg.task, "slot": msg.slot, "run": msg.run_id})
@@ -184,7 +187,8 @@ class Executor:
         self._pump(now)
 
     def _pump(self, now: float) -> None:
-        """Idle workers take the oldest runs that may go now (a held one waits its turn)."""
+        """Idle workers take the runs that may go now, the earliest start first (a run due
+        now before one that waits for its due time; otherwise in arrival order)."""
         for job in self.queue:
             if job.held and job.release <= now:
                 job.held = False
@@ -192,7 +196,8 @@ class Executor:
             if not self.queue:
                 return
             if worker.identity is not None and worker.job is None:
-                job = next((j for j in self.queue if j.release <= now), None)
+                job = min((j for j in self.queue if not j.held), key=lambda j: j.start,
+                          default=None)
                 if job is None:
                     return
                 self.queue.remove(job)

@@ -19,14 +19,17 @@ due time, the EXECUTE carries the due time, and the run starts at it:
   TRANSIT_GRACE_MS`` and EXECUTE's ``deadline_ms`` is ``due + timeout`` (both from the send
   time when that is later, as for a run sent late); the node's kill deadline is the same
   timeout counted from the due time. A run's ``duration`` is measured from its start.
-* **The node** holds an early run (queued, its worker not taken) until ``RELEASE_LEAD_MS``
-  before its due time, then hands it to a free worker, which sleeps and, for the last
-  ``SPIN_MS``, spins on the wall clock: a run **never starts before its due time** by the
-  node's wall clock (the worker checks it against ``time.time()`` before calling the task's
-  code). An EXECUTE due more than ``EARLY_LIMIT_MS`` ahead of the node's clock is refused (the
-  clocks disagree far beyond NTP's; holding it could let it run after the manager gave up on
-  it). A held run is a run in flight for everything else: ``RUN_QUERY`` finds it, a leaving
-  node waits for it, its node's loss fails it.
+* **The node** hands an early run to an idle worker as soon as it is due within
+  ``RELEASE_LEAD_MS`` (with the default lead: as it arrives, so a stall of the node's own loop
+  after that cannot make it late); the worker sleeps and, for the last ``SPIN_MS``, spins on
+  the wall clock: a run **never starts before its due time** by the node's wall clock (the
+  worker checks it against ``time.time()`` before calling the task's code). Free workers take
+  the queued run that starts first, so a run due now is not queued behind runs that wait for
+  their due time; one that arrives while every worker holds a run waits at most until those
+  start (within ``RELEASE_LEAD_MS``). An EXECUTE due more than ``EARLY_LIMIT_MS`` ahead of the
+  node's clock is refused (the clocks disagree far beyond NTP's; holding it could let it run
+  after the manager gave up on it). A held run is a run in flight for everything else:
+  ``RUN_QUERY`` finds it, a leaving node waits for it, its node's loss fails it.
 * **Takeover after a crash**: the dead manager may have sent, in its last moments, any slot due
   up to ``MAX_DISPATCH_LEAD_MS`` after its last instant without a heartbeat telling anyone.
   The new manager therefore starts with the first slot due more than ``MAX_DISPATCH_LEAD_MS``
@@ -56,11 +59,12 @@ DISPATCH_LEAD_MS = 20
 #: The largest lead accepted, and the takeover guard (see the module docstring). Half the
 #: shortest interval (100 ms): only ever the very next slot of a task is sent ahead.
 MAX_DISPATCH_LEAD_MS = 50
-#: A held run goes to a free worker this long before its due time: the node's loop wakes
-#: within well under 1 ms of a deadline when it can run at all, the hop to the worker over IPC
-#: takes ~0.1 ms; 2 ms covers a loaded loop's wake-up most of the time. The worker waits the
-#: rest itself (it is taken, idle, for these ~2 ms per run: 1 % of a worker at 5 runs/s each).
-RELEASE_LEAD_MS = 2.0
+#: A run sent ahead goes to an idle worker once it is due within this: more than the default
+#: lead, so normally as it arrives. Why not at its due time minus a hair: the node's loop is
+#: itself late under load (decoding a 0.5 MB table heartbeat at 1,000 tasks blocks it for
+#: 10-20 ms), and a worker that sleeps costs no CPU. Why bounded: a worker holding a run is
+#: taken, so a run due much further ahead (clocks apart) must not hold one for long.
+RELEASE_LEAD_MS = 30.0
 #: The worker sleeps until this long before the due time (with a 1 us timer slack), then spins
 #: on the wall clock: a sleep alone wakes ~60-120 us late on an idle machine, the spin costs at
 #: most this much CPU per run (measured: ~30 us of CPU per run on average at 0.1 ms).
