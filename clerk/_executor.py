@@ -335,8 +335,9 @@ class Executor:
                duration_ms: float | None = None) -> None:
         msg = job.msg
         me, term = self.me()
-        if duration_ms is None:  # no word from the worker: time since the run came in
-            duration_ms = max(0.0, (self._now() - job.received) * 1000)
+        if duration_ms is None:  # no word from the worker: time since the run came in, or
+            # since its due time for one sent ahead (clerk._lead)
+            duration_ms = max(0.0, (self._now() - max(job.received, job.start)) * 1000)
         result = Result(me, term, msg.task, msg.run_id, msg.slot, outcome,
                         state if outcome == "ok" else None, duration_ms, error)
         self.send_result(result, job.reply_to)
