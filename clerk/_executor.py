@@ -2,16 +2,15 @@
 
 The agent owns a ``supervisor.Supervisor`` of ``workers`` processes (``clerk._worker``) and a
 private ROUTER on an IPC endpoint in a 0700 temporary directory. A run goes to an idle worker
-(or waits in a queue, its clock already running). A run sent ahead of its due time goes to an idle
-worker once it is due within ``RELEASE_LEAD_MS`` (at once, with the default lead), which
-starts it at the due time (:mod:`clerk._lead`); free workers take the earliest start first;
-its timeout counts from the due time. Past its timeout the
-worker's whole process tree is killed and the worker replaced by a new child (``start_child``
-first, then ``terminate_child``, which honours ``brutal_kill``; neither counts against the
-restart intensity; both on a helper thread, so the loop keeps heartbeating), and the run is
-reported as a timeout. A worker that dies mid-run fails that run with an error naming the
-exit. Results go to the manager this node follows now (which may have changed during the
-run), else to the sender.
+(or waits in a queue, its clock already running). A run sent ahead of its due time goes to an
+idle worker once it is due within ``RELEASE_LEAD_MS`` (at once, with the default lead), which
+starts it at the due time (:mod:`clerk._lead`); free workers take the earliest start first; its
+timeout counts from the due time. Past its timeout the worker's whole process tree is killed and
+the worker replaced by a new child (``start_child`` first, then ``terminate_child``, which
+honours ``brutal_kill``; neither counts against the restart intensity; both on a helper thread,
+so the loop keeps heartbeating), and the run is reported as a timeout. A worker that dies
+mid-run fails that run with an error naming the exit. Results go to the manager this node follows
+now (which may have changed during the run), else to the sender.
 """
 
 from __future__ import annotations
@@ -171,8 +170,8 @@ class Executor:
     # --- runs ---------------------------------------------------------------------------------
 
     def submit(self, msg: Execute, reply_to: str, now: float) -> None:
-        # A run sent ahead of its due time (clerk._lead) waits here, no worker taken, until
-        # shortly before it; its timeout counts from the due time.
+        # A run sent ahead of its due time (clerk._lead) waits here, no worker taken, until it
+        # is due within RELEASE_LEAD_MS (normally at once); its timeout counts from the due time.
         ahead = max(0.0, msg.due_ms / 1000 - self._wall()) if msg.due_ms > 0 else 0.0
         release = now + max(0.0, ahead - RELEASE_LEAD_MS / 1000)
         job = _Job(msg, reply_to, now, now + ahead + msg.timeout_ms / 1000, release,

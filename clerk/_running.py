@@ -4,14 +4,13 @@
 starts it at its due time: the rules (the overlap rule with a lead, deadlines, takeover) are in
 :mod:`clerk._lead`.
 
-**One run at a time.** A slot that comes while the previous run is still in flight is
-*skipped* and counted, never overlapped; slots missed while the loop stalled are counted
-skipped too. Each run gets a run id and a deadline (``timeout`` + ``TRANSIT_GRACE_MS`` from
-its due time, or from its dispatch when that is later); past
-it the manager records a timeout even if the node never answers (a node that dies mid-run is a
-timeout, not a hang). A worker node's disconnect fails its runs at once. A slot with no
-eligible node is counted ``skipped`` (``error`` when the task's ``nodes()`` raised) and done
-with: a successor neither reruns nor recounts it.
+**One run at a time.** A slot that comes while the previous run is still in flight is *skipped*
+and counted, never overlapped; slots missed while the loop stalled are counted skipped too. Each
+run gets a run id and a deadline (``timeout`` + ``TRANSIT_GRACE_MS`` from its due time, or from
+its dispatch when that is later); past it the manager records a timeout even if the node never
+answers (a node that dies mid-run is a timeout, not a hang). A worker node's disconnect fails
+its runs at once. A slot with no eligible node is counted ``skipped`` (``error`` when the task's
+``nodes()`` raised) and done with: a successor neither reruns nor recounts it.
 
 **Results.** A RESULT counts only from the node the run in flight was sent to. An ``init``
 result starts a lineage under the manager's claim; each ok result adds one to its version
