@@ -49,12 +49,14 @@ from __future__ import annotations
 __all__ = ["DISPATCH_LEAD_MS", "EARLY_LIMIT_MS", "MAX_DISPATCH_LEAD_MS", "RELEASE_LEAD_MS",
            "SPIN_MS", "check_lead"]
 
-#: The manager's default lead. It must cover the dispatch path's tail, from the manager's
-#: wake-up to the run in the node's executor: measured with ``tools/bench_tasks.py --only b``
-#: at lead 0 on the shared 2-core machine (load 10-20), p99 of that path was 5-8 ms at 10 tasks
-#: and 10-20 ms at 1,000 tasks (the manager's loop blocked by replication). 20 ms covers both
-#: with room; what it costs is small: a run waits in its node's queue (no worker taken) for the
-#: lead, a trigger is refused for those ms before a slot, a pause lets that one run start.
+#: The manager's default lead. It must cover the tail of the dispatch path, from the manager's
+#: wake-up to the run in the node's executor, which is the start lateness at lead 0: measured
+#: with ``tools/bench_tasks.py --only b --quick`` on the shared 2-core machine at load 14-18,
+#: p99 10-24 ms at 10 tasks (median 2 ms) and 130-310 ms at 1,000 tasks (the manager's loop
+#: blocked by whole-table replication and a starved CPU: no lead can hide that). With 20 ms
+#: the 10-task p99 fell to 4-5 ms in the same runs, and a larger lead buys little there; what
+#: a lead costs grows with it: a trigger is refused for that long before a slot, a pause lets
+#: that one already-sent run start, and a worker may sleep that long holding a run.
 DISPATCH_LEAD_MS = 20
 #: The largest lead accepted, and the takeover guard (see the module docstring). Half the
 #: shortest interval (100 ms): only ever the very next slot of a task is sent ahead.
@@ -65,9 +67,11 @@ MAX_DISPATCH_LEAD_MS = 50
 #: 10-20 ms), and a worker that sleeps costs no CPU. Why bounded: a worker holding a run is
 #: taken, so a run due much further ahead (clocks apart) must not hold one for long.
 RELEASE_LEAD_MS = 30.0
-#: The worker sleeps until this long before the due time (with a 1 us timer slack), then spins
-#: on the wall clock: a sleep alone wakes ~60-120 us late on an idle machine, the spin costs at
-#: most this much CPU per run (measured: ~30 us of CPU per run on average at 0.1 ms).
+#: The worker sleeps until this long before the due time (with a 1 ns timer slack), then spins
+#: on the wall clock. ``tools/bench_hold.py`` (runs 20 ms ahead, load 15-20): a plain sleep
+#: returns 69 us late (median) for 60 us of CPU per run; a 0.05 ms spin 31 us for 59 us; 0.1 ms
+#: 0 us for 87 us. So the spin costs ~27 us of CPU per run (the rest is the sleep's wake-up) and
+#: takes the median from ~70 us to nothing; the tail is the CPU queue, which no spin shortens.
 SPIN_MS = 0.1
 #: A node refuses an EXECUTE due further ahead than this by its own clock.
 EARLY_LIMIT_MS = 1000
