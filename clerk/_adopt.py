@@ -6,8 +6,9 @@ a new manager continues (:meth:`Adoption.activate`):
 
 * after a graceful hand-over, with the very next slot (nothing missed, nothing doubled) and
   the run in flight adopted (its result comes to the new manager);
-* after a crash, with the first slot due after it took over: a slot that fell due while no
-  manager was known may or may not have been dispatched by the dead one, so it is skipped
+* after a crash, with the first slot due more than ``MAX_DISPATCH_LEAD_MS`` after it took over:
+  a slot that fell due while no manager was known, or that the dead one may have sent ahead of
+  its due time (:mod:`clerk._lead`), may or may not have been dispatched, so it is skipped
   rather than risked twice (the guarantee: at most the slots inside the failover window).
   A task with ``catch_up = "last"`` instead runs, once and at once, the most recent missed
   slot that fell due at least ``CATCH_UP_GUARD_MS`` before the takeover (the others are
@@ -40,6 +41,7 @@ from typing import Any
 
 from clerk._calendar import grid_for
 from clerk._control import merge_run_history
+from clerk._lead import MAX_DISPATCH_LEAD_MS
 from clerk._lineage import better
 from clerk._operator import OperatorControl
 from clerk._record import TaskRecord, merge_rows, unpack_table
@@ -216,6 +218,9 @@ class Adoption(OperatorControl):
                 if graceful:
                     self.next_slot[name] = done + 1 if done >= 0 else current + 1
                 else:
+                    # The dead manager may have sent slots due up to its lead ahead (any
+                    # lead: MAX_DISPATCH_LEAD_MS) without a heartbeat telling us.
+                    current = self._slot_at(d, wall_ms + MAX_DISPATCH_LEAD_MS)
                     self.next_slot[name] = max(done + 1, current + 1)
                     if done >= 0 and current > done and not rec.paused:
                         # The failover window: due while no manager was known, not run.
@@ -234,6 +239,7 @@ class Adoption(OperatorControl):
                              for name, rec in self.records.items() if rec.has_state}
         self._states_total = sum(self._state_bytes.values())
         self._heap = []
+        self._deferred.clear()
         for name in self.defs:
             self._push(name)
 
@@ -299,6 +305,7 @@ class Adoption(OperatorControl):
         """Stop dispatching; keep applying results (see ``draining``)."""
         self.draining = True
         self.instant_pending.clear()
+        self._deferred.clear()
 
     def deactivate(self) -> None:
         self.active = False
@@ -307,6 +314,7 @@ class Adoption(OperatorControl):
         self._instant_waiting.clear()
         self.catch_up_pending.clear()
         self._heap = []
+        self._deferred.clear()
         self._inflight = {}
         self.offered.clear()
         self._member_since.clear()

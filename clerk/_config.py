@@ -17,6 +17,8 @@ A TOML file has a ``[node]`` table with the same keys as the command-line flags 
     metrics_port = 9400         # serve Prometheus metrics at http://HOST:9400/metrics
     voters = ["a@10.0.0.5", "b@10.0.0.6", "c@10.0.0.7"]  # quorum mode (the same list on every
                                 # node; 1, 3, 5 or 7 names); absent or []: the default mode
+    dispatch_lead = 20          # ms: as manager, send each run this far ahead of its due time
+                                # (the node starts it at the due time); 0 = at the due time
 
 Voters (quorum mode, see clerk._quorum): each a valid node name, no duplicates, 1 to 7 of them
 (an even count is accepted with a warning: 4 voters tolerate one failure, like 3). A node that
@@ -41,6 +43,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11 (pyproject pulls
     import tomli as tomllib  # type: ignore[no-redef]
 
 from clerk._errors import ConfigError
+from clerk._lead import DISPATCH_LEAD_MS, MAX_DISPATCH_LEAD_MS
 
 __all__ = ["DEFAULT_PORT", "MAX_VOTERS", "NodeConfig", "check_voter_data_dir", "load_config",
            "parse_address", "resolve_host", "validate_name", "validate_voters"]
@@ -77,6 +80,8 @@ class NodeConfig:
     metrics_port: int | None = None  # Prometheus /metrics on the node's host (clerk._metrics)
     #: Quorum mode: the voters' names, the same on every node; empty: the default mode.
     voters: tuple[str, ...] = ()
+    #: As manager, send runs this many ms ahead of their due time (clerk._lead); 0: at it.
+    dispatch_lead: int = DISPATCH_LEAD_MS
     tasks: tuple[Any, ...] = field(default=())  # TaskDef objects (clerk._tasks)
     source: str = ""  # where it came from, for messages
     #: Where the agent and the workers send their log records (a :class:`clerk._logging.LogSink`
@@ -185,6 +190,8 @@ def _node_values(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
             out[key] = _check_int(source, key, value, -(2**31), 2**31 - 1)
         elif key == "workers":
             out[key] = _check_int(source, key, value, 1, 64)
+        elif key == "dispatch_lead":
+            out[key] = _check_int(source, key, value, 0, MAX_DISPATCH_LEAD_MS)
         elif key == "join":
             if isinstance(value, str):
                 value = [value]
@@ -215,7 +222,7 @@ def _node_values(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
             out[key] = validate_voters(value, source, key)
         else:
             known = ("name, port, join, priority, cookie_file, insecure, workers, log_level, "
-                     "data_dir, metrics_port, voters")
+                     "data_dir, metrics_port, voters, dispatch_lead")
             raise ConfigError(source, key, value, f"unknown key (known: {known})")
     return out
 

@@ -2,13 +2,15 @@
 
 The agent owns a ``supervisor.Supervisor`` of ``workers`` processes (``clerk._worker``) and a
 private ROUTER on an IPC endpoint in a 0700 temporary directory. A run goes to an idle worker
-(or waits in a queue, its clock already running). Past its timeout the worker's whole process
-tree is killed and the worker replaced by a new child (``start_child`` first, then
-``terminate_child``, which honours ``brutal_kill``; neither counts against the restart
-intensity; both on a helper thread, so the loop keeps heartbeating), and the run is reported as
-a timeout. A worker that dies mid-run fails that run with an error naming the exit. Results go
-to the manager this node follows now (which may have changed during the run), else to the
-sender.
+(or waits in a queue, its clock already running). A run sent ahead of its due time goes to an
+idle worker once it is due within ``RELEASE_LEAD_MS`` (at once, with the default lead), which
+starts it at the due time (:mod:`clerk._lead`); free workers take the earliest start first; its
+timeout counts from the due time. Past its timeout the worker's whole process tree is killed and
+the worker replaced by a new child (``start_child`` first, then ``terminate_child``, which
+honours ``brutal_kill``; neither counts against the restart intensity; both on a helper thread,
+so the loop keeps heartbeating), and the run is reported as a timeout. A worker that dies
+mid-run fails that run with an error naming the exit. Results go to the manager this node follows
+now (which may have changed during the run), else to the sender.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 import zmq
 
 from clerk._frames import NOBLOCK, recv_frames, send_frames
+from clerk._lead import RELEASE_LEAD_MS
 from clerk._messages import Execute, Peer, Result
 from clerk._tasks import TaskDef
 from supervisor import ChildSpec, Event, Supervisor
@@ -44,6 +47,12 @@ class _Job:
     reply_to: str
     received: float
     deadline: float
+    #: When it may go to a worker (monotonic): at once, or RELEASE_LEAD_MS before its due time.
+    release: float = 0.0
+    #: When it starts (monotonic): its due time, or at once. Free workers take the earliest.
+    start: float = 0.0
+    #: Until its release is seen by ``_pump``: that time wakes the loop (``next_deadline``).
+    held: bool = False
     wid: int | None = None
     started: float = 0.0
 
@@ -71,6 +80,7 @@ class Executor:
         send_result: Callable[[Result, str], None],
         me: Callable[[], tuple[Peer, int]],
         now: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         log_level: str = "info",
         log_to: str | None = None,
         on_ready: Callable[[], None] | None = None,
@@ -86,6 +96,7 @@ class Executor:
         self.queue: deque[_Job] = deque()
         self._killers: list[threading.Thread] = []
         self._now = now  # the agent's monotonic clock
+        self._wall = wall  # and its wall clock: EXECUTE's due time is a wall time
         self._on_ready = on_ready  # called once, when every worker has said ready
         self._said_ready: set[int] = set()
         # After that: on_capacity(False) when no worker is left up (all are being replaced,
@@ -159,7 +170,12 @@ class Executor:
     # --- runs ---------------------------------------------------------------------------------
 
     def submit(self, msg: Execute, reply_to: str, now: float) -> None:
-        job = _Job(msg, reply_to, now, now + msg.timeout_ms / 1000)
+        # A run sent ahead of its due time (clerk._lead) waits here, no worker taken, until it
+        # is due within RELEASE_LEAD_MS (normally at once); its timeout counts from the due time.
+        ahead = max(0.0, msg.due_ms / 1000 - self._wall()) if msg.due_ms > 0 else 0.0
+        release = now + max(0.0, ahead - RELEASE_LEAD_MS / 1000)
+        job = _Job(msg, reply_to, now, now + ahead + msg.timeout_ms / 1000, release,
+                   now + ahead, held=release > now)
         if log.isEnabledFor(logging.DEBUG):  # per run: DEBUG, off the hot path at INFO
             log.debug("executing task=%s slot=%d term=%d run=%s", msg.task, msg.slot, msg.term,
                       msg.run_id, extra={"task": msg.task, "slot": msg.slot, "run": msg.run_id})
@@ -170,11 +186,20 @@ class Executor:
         self._pump(now)
 
     def _pump(self, now: float) -> None:
+        """Idle workers take the runs that may go now, the earliest start first (a run due
+        now before one that waits for its due time; otherwise in arrival order)."""
+        for job in self.queue:
+            if job.held and job.release <= now:
+                job.held = False
         for worker in self.workers.values():
             if not self.queue:
                 return
             if worker.identity is not None and worker.job is None:
-                job = self.queue.popleft()
+                job = min((j for j in self.queue if not j.held), key=lambda j: j.start,
+                          default=None)
+                if job is None:
+                    return
+                self.queue.remove(job)
                 self._start(worker, job, now)
 
     def _start(self, worker: _Worker, job: _Job, now: float) -> None:
@@ -291,7 +316,9 @@ class Executor:
             log.error("could not remove %s: %s", old, exc)
 
     def next_deadline(self) -> float:
+        """The next kill or queue timeout, or the next release of a held run."""
         deadlines = [j.deadline for j in self.queue]
+        deadlines += [j.release for j in self.queue if j.held]
         deadlines += [w.job.deadline for w in self.workers.values() if w.job is not None]
         return min(deadlines, default=float("inf"))
 
@@ -307,8 +334,9 @@ class Executor:
                duration_ms: float | None = None) -> None:
         msg = job.msg
         me, term = self.me()
-        if duration_ms is None:  # no word from the worker: time since the run came in
-            duration_ms = max(0.0, (self._now() - job.received) * 1000)
+        if duration_ms is None:  # no word from the worker: time since the run came in, or
+            # since its due time for one sent ahead (clerk._lead)
+            duration_ms = max(0.0, (self._now() - max(job.received, job.start)) * 1000)
         result = Result(me, term, msg.task, msg.run_id, msg.slot, outcome,
                         state if outcome == "ok" else None, duration_ms, error)
         self.send_result(result, job.reply_to)
@@ -327,5 +355,6 @@ class Executor:
 
     def stats(self) -> dict[str, Any]:
         return {"executed": self.executed, "queued": len(self.queue),
+                "held": sum(j.held for j in self.queue),
                 "busy_workers": sum(w.job is not None for w in self.workers.values()),
                 "workers": len(self.workers), "restarts": self.restarts}

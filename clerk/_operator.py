@@ -10,8 +10,9 @@ write, the pause register and the run history, and their merge rules are in
 * **Trigger** is one extra run now, with the current state, on a random eligible node: refused
   while a run of the task is in flight (never overlapped, never queued), allowed while paused
   or disabled; refused while the task's ``init`` waits for the members' durable rows.
-* Every finished run is appended to the task's history with its lateness (start minus due; a
-  triggered run has no due).
+* Every finished run is appended to the task's history with its lateness (dispatch minus due,
+  0 for a run sent ahead of its slot; a triggered run has no due) and its start (its due time
+  for a run sent ahead: :mod:`clerk._lead`).
 """
 
 from __future__ import annotations
@@ -114,15 +115,23 @@ class OperatorControl(SchedulerState):
         out = self._dispatch(d, rec, slot, wall_ms, members, [], trigger=True)
         return out[0], ""
 
+    def _run_start(self, name: str, run: Mapping[str, Any]) -> float:
+        """When a run in flight starts (wall ms): when it was sent, or its slot's due time if
+        it was sent ahead of it (clerk._lead)."""
+        started = float(run["started"])
+        if name not in self._grid or run.get("trigger"):
+            return started
+        return max(started, self.due_ms(name, int(run["slot"])))
+
     def _record_history(self, name: str, rec: TaskRecord, run: Mapping[str, Any], node: str,
                         outcome: str, duration_ms: float, error: str) -> float | None:
         """Append the finished run to the task's history; its start lateness (ms) if any."""
         trigger = bool(run.get("trigger"))
         grid = name in self._grid and not trigger
         due = self.due_ms(name, int(run["slot"])) if grid else None
-        started = float(run["started"])
+        started = float(run["started"])  # sent; the run starts at its due time if later
         append_history(rec.run_history, make_entry(
-            slot=int(run["slot"]), due_ms=due, node=node, start_ms=started,
+            slot=int(run["slot"]), due_ms=due, node=node, start_ms=self._run_start(name, run),
             duration_ms=duration_ms, outcome=outcome, error=error if outcome != "ok" else "",
             version=rec.version, trigger=trigger), self.history_cap)
         return None if due is None else max(0.0, started - due)

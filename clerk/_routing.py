@@ -4,7 +4,9 @@
   interval after its slot was due, is not run: it is answered ``refused``, counted (``stale``
   in status) and logged; so is one from a claim below the highest this node has seen (the
   core refuses it). Clocks of the nodes are assumed to agree within a small part of an
-  interval (NTP). A leaving node refuses new runs.
+  interval (NTP). A run sent ahead of its due time is held until it (:mod:`clerk._lead`);
+  one due more than ``EARLY_LIMIT_MS`` ahead is refused the same way. A leaving node refuses
+  new runs.
 * **Results reach a new manager** (see :mod:`clerk._outbox`): every result is kept until the
   manager acknowledges it (RESULT_ACK) and is sent again to each new manager; a manager that
   adopts runs in flight asks their nodes about them (``RUN_QUERY``) instead of waiting for
@@ -23,6 +25,7 @@ import logging
 
 from clerk._core import Role, StaleExecute
 from clerk._dispatch import Dispatch, Finished
+from clerk._lead import EARLY_LIMIT_MS
 from clerk._messages import Execute, Result, ResultAck, RunQuery
 from clerk._runquorum import QuorumWriting
 from clerk._transport import Inbound
@@ -63,6 +66,9 @@ class ResultRouting(QuorumWriting):
         wall_ms = wall * 1000
         if msg.deadline_ms and wall_ms > msg.deadline_ms:
             return f"arrived {wall_ms - msg.deadline_ms:.0f} ms after its deadline"
+        if msg.due_ms and msg.due_ms - wall_ms > EARLY_LIMIT_MS:
+            return (f"arrived {msg.due_ms - wall_ms:.0f} ms before its due time, more than "
+                    f"{EARLY_LIMIT_MS} ms (do the clocks of this node and the manager agree?)")
         d = self.defs.get(msg.task)
         if msg.due_ms and d is not None and d.interval is not None and (
                 wall_ms > msg.due_ms + d.interval):

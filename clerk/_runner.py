@@ -54,7 +54,8 @@ class TaskRunner(ResultRouting):
         self.nodes_guard = NodesGuard(self._classes)  # nodes() within a budget, off the loop
         self.scheduler = Scheduler(list(self.defs.values()),
                                    random.Random(agent.rng.getrandbits(64)),
-                                   self.nodes_guard, await_offers=True)
+                                   self.nodes_guard, await_offers=True,
+                                   dispatch_lead_ms=agent.config.dispatch_lead)
         # What the live members announce (clerk._deploy), recomputed when the list changes.
         self._resolved_epoch = -1
         self._variants: dict[str, list[dict[str, Any]]] = {}
@@ -95,7 +96,8 @@ class TaskRunner(ResultRouting):
                 node=agent.me.name, defs=self.defs, workers=agent.config.workers,
                 ctx=agent.transport.ctx, add_reader=agent.transport.add_reader,
                 send_result=self._send_result, me=lambda: (agent.me, agent.core.term),
-                now=agent.clock.monotonic, log_level=agent.config.log_level,
+                now=agent.clock.monotonic, wall=agent.clock.wall,
+                log_level=agent.config.log_level,
                 log_to=agent.config.log_to, on_ready=self._workers_ready,
                 on_capacity=self._worker_capacity,
             )

@@ -1,12 +1,16 @@
 """The scheduler's runs: dispatch of due slots, expiry, and results.
 
-**One run at a time.** A slot that comes while the previous run is still in flight is
-*skipped* and counted, never overlapped; slots missed while the loop stalled are counted
-skipped too. Each run gets a run id and a deadline (``timeout`` + ``TRANSIT_GRACE_MS``); past
-it the manager records a timeout even if the node never answers (a node that dies mid-run is a
-timeout, not a hang). A worker node's disconnect fails its runs at once. A slot with no
-eligible node is counted ``skipped`` (``error`` when the task's ``nodes()`` raised) and done
-with: a successor neither reruns nor recounts it.
+**Ahead of the slot.** A slot is dispatched ``dispatch_lead_ms`` before it is due and the node
+starts it at its due time: the rules (the overlap rule with a lead, deadlines, takeover) are in
+:mod:`clerk._lead`.
+
+**One run at a time.** A slot that comes while the previous run is still in flight is *skipped*
+and counted, never overlapped; slots missed while the loop stalled are counted skipped too. Each
+run gets a run id and a deadline (``timeout`` + ``TRANSIT_GRACE_MS`` from its due time, or from
+its dispatch when that is later); past it the manager records a timeout even if the node never
+answers (a node that dies mid-run is a timeout, not a hang). A worker node's disconnect fails
+its runs at once. A slot with no eligible node is counted ``skipped`` (``error`` when the task's
+``nodes()`` raised) and done with: a successor neither reruns nor recounts it.
 
 **Results.** A RESULT counts only from the node the run in flight was sent to. An ``init``
 result starts a lineage under the manager's claim; each ok result adds one to its version
@@ -64,7 +68,12 @@ class Running(Adoption):
             return dispatches, finished
         pending = self.instant_pending | self.catch_up_pending.keys()
         due = [n for n in self.defs if n in pending] if pending else []
-        while self._heap and self._heap[0][0] <= wall_ms:
+        for name in [n for n, at in self._deferred.items() if at <= wall_ms]:
+            del self._deferred[name]  # its due time: decide now (see _tick_task)
+            if name not in due:
+                due.append(name)
+        ahead = wall_ms + self.dispatch_lead_ms  # slots due by then go now (clerk._lead)
+        while self._heap and self._heap[0][0] <= ahead:
             when, name = heapq.heappop(self._heap)
             if self._fresh(when, name) and name not in due:
                 due.append(name)
@@ -117,9 +126,16 @@ class Running(Adoption):
             return self._dispatch(d, rec, slot, wall_ms, members, finished,
                                   instant=d.cron is None)
         if name in self._grid:
-            current = self._slot_at(d, wall_ms)
+            # The latest slot due by now plus the lead (clerk._lead): at most the next one.
+            current = self._slot_at(d, wall_ms + self.dispatch_lead_ms)
             nxt = self.next_slot[name]
             if current < nxt:
+                return dispatches
+            slot_due = self.due_ms(name, current)
+            if rec.running is not None and slot_due > wall_ms:
+                # Early, and the previous run is still in flight: decide at the due time
+                # (skipped if it is still in flight then), as without a lead.
+                self._deferred[name] = slot_due
                 return dispatches
             # Slots before ``current`` were missed (the loop stalled): count them skipped.
             missed = self._grid[name].count(nxt, current)
@@ -163,19 +179,22 @@ class Running(Adoption):
         node = self.rng.choice(sorted(allowed))
         self._run_seq += 1
         run_id = f"{self._run_prefix}-{self._run_seq}"
+        # A run started by a trigger (instant) is due when sent; a grid run at its slot's time,
+        # which may be up to the lead ahead (clerk._lead). Its clock starts at the later of
+        # the two: the timeout is the run's own, not eaten by the lead.
+        due = wall_ms if instant or trigger or d.name not in self._grid else self.due_ms(
+            d.name, slot)
+        start = max(wall_ms, due)
         rec.dispatched = slot
         rec.running = {"run": run_id, "slot": slot, "node": node, "started": wall_ms,
-                       "deadline": wall_ms + d.timeout + TRANSIT_GRACE_MS,
+                       "deadline": start + d.timeout + TRANSIT_GRACE_MS,
                        "claim": list(self.claim)}
         if trigger:
             rec.running["trigger"] = True
         self._inflight[d.name] = rec.running["deadline"]
         init = not rec.has_state
-        # A run started by a trigger (instant) is due when sent; a grid run at its slot's time.
-        due = wall_ms if instant or trigger or d.name not in self._grid else min(
-            wall_ms, self.due_ms(d.name, slot))
         return [Dispatch(d.name, run_id, slot, node, d.args if init else rec.state, init,
-                         d.timeout, int(due), int(wall_ms + d.timeout))]
+                         d.timeout, int(due), int(start + d.timeout))]
 
     def _expire(self, wall_ms: float) -> list[Finished]:
         out: list[Finished] = []
@@ -183,7 +202,8 @@ class Running(Adoption):
             rec = self.records[name]
             run = rec.running
             if run is not None:
-                out.append(self._finish(name, rec, "timeout", None, wall_ms - run["started"],
+                out.append(self._finish(name, rec, "timeout", None,
+                                        max(0.0, wall_ms - self._run_start(name, run)),
                                         "no result from the node before the deadline", wall_ms))
         return out
 
@@ -191,7 +211,8 @@ class Running(Adoption):
         """The node died (disconnect or dropped): its runs end as timeouts now."""
         wall_ms = wall * 1000
         return [
-            self._finish(name, rec, "timeout", None, wall_ms - rec.running["started"],
+            self._finish(name, rec, "timeout", None,
+                         max(0.0, wall_ms - self._run_start(name, rec.running)),
                          f"node {node} was lost during the run", wall_ms)
             for name, rec in self.records.items()
             if rec.running is not None and rec.running["node"] == node
@@ -264,7 +285,8 @@ class Running(Adoption):
         node = str(run["node"])
         if outcome in ("ok", "error"):
             self.node_runs[node] = self.node_runs.get(node, 0) + 1
-        round_trip = max(0.0, wall_ms - float(run["started"]))
+        # From its start: the lead a run waited at its node is not dispatch overhead.
+        round_trip = max(0.0, wall_ms - self._run_start(name, run))
         kept = error if len(error) <= ERROR_KEEP_CHARS else "..." + error[-ERROR_KEEP_CHARS:]
         rec.last = {"node": node, "slot": run["slot"], "duration_ms": round(duration_ms, 3),
                     "outcome": outcome, "error": kept, "finished": wall_ms,

@@ -10,8 +10,10 @@ grid's ``count``, never by subtracting ids (a cron slot's id is its fire time in
 **What is due next** is kept so a tick costs O(what is due), not O(tasks): a heap of
 ``(due ms of next_slot, task)`` for enabled grid tasks (stale entries are skipped when they
 surface: an entry is fresh only while it still names the task's ``next_slot``), and the
-deadline of each run in flight. ``next_deadline`` is the earliest of those, of an instant run
-that can go now (or when its ``init`` stops waiting for OFFERs) and of a catch-up (at once).
+deadline of each run in flight. ``next_deadline`` is the earliest of those (a heap entry
+``dispatch_lead_ms`` before its due time: :mod:`clerk._lead`), of a slot whose early dispatch
+waits for its due time (a run was in flight), of an instant run that can go now (or when its
+``init`` stops waiting for OFFERs) and of a catch-up (at once).
 
 **Budgets.** A state's size is what it adds to the packed table (its JSON escaped again into
 a string, :func:`_packed_size`); each task's run history gets an equal share of the history
@@ -29,6 +31,7 @@ from typing import Any
 
 from clerk._calendar import Grid, grid_for
 from clerk._control import HISTORY_BUDGET_BYTES, HISTORY_TASK_BYTES
+from clerk._lead import check_lead
 from clerk._record import Conflict, TaskRecord
 from clerk._tasks import TaskDef
 
@@ -51,7 +54,8 @@ class SchedulerState:
     """The task table, the schedule's bookkeeping and the grid (see the module docstring)."""
 
     def __init__(self, defs: Sequence[TaskDef], rng: random.Random,
-                 nodes_filter: NodesFilter | None = None, *, await_offers: bool = False) -> None:
+                 nodes_filter: NodesFilter | None = None, *, await_offers: bool = False,
+                 dispatch_lead_ms: float = 0.0) -> None:
         self.defs = {d.name: d for d in defs}
         # Each scheduled task's grid, built once (an interval's phase hashes the name).
         self._grid: dict[str, Grid] = {d.name: g for d in defs if (g := grid_for(d)) is not None}
@@ -64,6 +68,11 @@ class SchedulerState:
         # they surface; and the deadline (wall ms) of each run in flight.
         self._heap: list[tuple[float, str]] = []
         self._inflight: dict[str, float] = {}
+        #: Slots are sent this long before they are due (clerk._lead; 0: at their due time).
+        self.dispatch_lead_ms = check_lead(dispatch_lead_ms)
+        #: Tasks whose next slot came up for early dispatch while a run was in flight: the
+        #: decision waits for the slot's due time (task -> due ms; out of the heap meanwhile).
+        self._deferred: dict[str, float] = {}
         self._state_bytes: dict[str, int] = {}
         self._states_total = 0
         self.instant_pending: set[str] = set()
@@ -114,7 +123,7 @@ class SchedulerState:
     def _push(self, name: str) -> None:
         d = self.defs[name]
         if (self.active and d.enabled and name in self._grid and name not in self.gone
-                and not self.records[name].paused):
+                and not self.records[name].paused and name not in self._deferred):
             heapq.heappush(self._heap, (self.due_ms(name, self.next_slot[name]), name))
 
     def _fresh(self, due: float, name: str) -> bool:
@@ -146,10 +155,12 @@ class SchedulerState:
             best = min(best, max(wall, self._init_wait_ms / 1000))
         if self.draining:
             return best
+        if self._deferred:
+            best = min(best, min(self._deferred.values()) / 1000)
         while self._heap:
             due, name = self._heap[0]
             if self._fresh(due, name):
-                return min(best, due / 1000)
+                return min(best, (due - self.dispatch_lead_ms) / 1000)
             heapq.heappop(self._heap)
         return best
 

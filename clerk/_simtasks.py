@@ -4,9 +4,10 @@
 :class:`LedgerLayer` that does what the real node's task layer (``clerk._runner``) does, with
 the same pure pieces:
 
-* as manager: the real :class:`~clerk._schedule.Scheduler` (``await_offers`` on), activated on
-  ``ManagerChanged``/``StateHandedOver`` with its claim, ticking on the simulated wall clock;
-  EXECUTE and RESULT travel over the simulated network (delays, loss, partitions); every change
+* as manager: the real :class:`~clerk._schedule.Scheduler` (``await_offers`` on, the default
+  dispatch lead), activated on ``ManagerChanged``/``StateHandedOver`` with its claim, ticking
+  on the simulated wall clock; EXECUTE and RESULT travel over the simulated network (delays,
+  loss, partitions), and a run sent ahead starts at its due time on its node; every change
   is replicated at once with a heartbeat round; merges on a partition's HANDOVER;
 * as follower: an OFFER of its rows to each manager it follows;
 * a simulated data directory per node that outlives crashes and restarts: the table the node
@@ -42,6 +43,7 @@ from clerk._core import (
     Tick,
     WriteCommitted,
 )
+from clerk._lead import DISPATCH_LEAD_MS
 from clerk._messages import Execute, Offer, Result
 from clerk._record import TaskRecord
 from clerk._replica import RowEncoder
@@ -77,7 +79,8 @@ class LedgerRun:
 class SimLedger:
     """The world of the ledger: the layer factory, the disks, and the history."""
 
-    def __init__(self, interval_ms: int = 200, timeout_ms: int = 1000) -> None:
+    def __init__(self, interval_ms: int = 200, timeout_ms: int = 1000,
+                 lead_ms: float = DISPATCH_LEAD_MS) -> None:
         self.task = TaskDef(name=LEDGER, target="sim:Ledger", interval=interval_ms,
                             timeout=timeout_ms, instant=False, enabled=True, args=None)
         self.disks: dict[str, dict[str, Any]] = {}
@@ -90,6 +93,7 @@ class SimLedger:
         self.dispatched: list[tuple[float, str, int, int]] = []
         #: Per node, how far its wall clock is off (s): clock offsets between machines.
         self.offsets: dict[str, float] = {}
+        self.lead_ms = lead_ms  # runs are sent this far ahead and start at their due time
 
     def __call__(self, net: SimNetwork, node: SimNode) -> LedgerLayer:
         layer = LedgerLayer(self, net, node)
@@ -120,7 +124,7 @@ class LedgerLayer:
         self.net = net
         self.node = node
         self.scheduler = Scheduler([world.task], random.Random(net.rng.getrandbits(64)),
-                                   await_offers=True)
+                                   await_offers=True, dispatch_lead_ms=world.lead_ms)
         disk = world.disks.get(node.name)
         if disk is not None:
             self.scheduler.load(disk)
@@ -228,7 +232,7 @@ class LedgerLayer:
     def _send_execute(self, d: Any) -> None:
         core = self.node.core
         msg = Execute(core.me, core.term, d.task, d.run_id, d.slot, d.state, d.timeout_ms,
-                      d.init)
+                      d.init, d.due_ms, d.deadline_ms)
         if self.wa is not None:
             self.world.dispatched.append((self.net.now, self.node.name, core.term, d.slot))
         if d.node == self.node.name:
@@ -305,7 +309,23 @@ class LedgerLayer:
         return False
 
     def _execute(self, msg: Execute, local: bool) -> None:
-        """Run the ledger: the result leaves after RUN_S (if this node is still up)."""
+        """Run the ledger at the run's due time (it may arrive ahead: clerk._lead) if this node
+        is still up then; the result leaves RUN_S later (if it is still up)."""
+        # The due time by this node's own wall clock (it may be off: world.offsets).
+        start = self.net.now + (msg.due_ms / 1000 - self.wall()) if msg.due_ms else self.net.now
+        if start <= self.net.now:
+            self._run(msg, local)
+            return
+        incarnation = self.node.core.me.incarnation
+        node = self.node
+
+        def held() -> None:
+            if node.up and node.core.me.incarnation == incarnation and node.layer is self:
+                self._run(msg, local)  # else: crashed meanwhile, the run never started
+
+        self.net.at(start, held)
+
+    def _run(self, msg: Execute, local: bool) -> None:
         before = None if msg.init else int(msg.state)
         after = 1 if before is None else before + 1  # init gives 0, the run adds 1
         self.world.runs.append(LedgerRun(self.net.now, msg.slot, self.node.name, msg.term,

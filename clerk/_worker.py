@@ -4,6 +4,8 @@ Started by the agent's worker supervisor (``clerk._worker:main``) in a fresh int
 connects a DEALER to the agent's private IPC endpoint, says ``ready``, then loops: ``run``
 request in, ``done`` reply out. Everything is JSON (no pickle). A run past its timeout is not
 this process's business: the agent kills this process's whole tree and starts a new worker.
+A run sent ahead of its due time (:mod:`clerk._lead`) is held here until that time, checked
+against the wall clock: the task's code never starts before its slot is due.
 
 ``async def execute`` and ``async def init`` are awaited in one event loop per worker, kept
 across runs (a client made in one run, bound to the loop, still works in the next); the
@@ -13,11 +15,13 @@ from JSON unchanged fails the run with the path inside it (see :mod:`clerk._json
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -25,10 +29,23 @@ import zmq
 from clerk import _tasks
 from clerk._frames import recv_frames, send_frames
 from clerk._jsoncheck import json_problem
+from clerk._lead import SPIN_MS
 from clerk._logging import configure_child_logging, run_context
 from clerk._tasks import MAX_STATE_BYTES, Run, Task, due_datetime, load_task_class
 
-__all__ = ["main"]
+__all__ = ["hold_until", "main", "run_job"]
+
+#: prctl(2) option: the timer slack of this thread, in ns (Linux; default 50 us).
+PR_SET_TIMERSLACK = 29
+
+
+def _fine_timer_slack() -> None:
+    """Ask Linux to wake this process's sleeps within 1 ns rather than 50 us of their end:
+    a run held until its due time then needs a shorter spin (clerk._lead). Best effort."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _instance(cache: dict[str, Task], name: str, target: str) -> Task:
@@ -66,8 +83,24 @@ def _check_state(name: str, state: Any, who: str) -> None:
             name, f"{who} returned a state JSON cannot carry unchanged: {problem}")
 
 
+def hold_until(due_ms: float, wall: Callable[[], float] = time.time,
+               sleep: Callable[[float], None] = time.sleep) -> float:
+    """Wait until the wall clock reaches ``due_ms``; return the wall time (s) then, which is
+    never before it. Sleeps until ``SPIN_MS`` before it, then spins (clerk._lead)."""
+    due = due_ms / 1000
+    now = wall()
+    rest = due - now - SPIN_MS / 1000
+    if rest > 0:
+        sleep(rest)
+        now = wall()
+    while now < due:  # the last fraction of a millisecond (or an early wake-up)
+        now = wall()
+    return now
+
+
 def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
-    """Run one job; never raises: the outcome says what happened."""
+    """Run one job; never raises: the outcome says what happened. A job sent ahead of its
+    due time starts at it (``hold_until``), never before; its duration counts from then."""
     name = str(job.get("task"))
     started = time.perf_counter()
     due_ms = job.get("due_ms")
@@ -79,6 +112,8 @@ def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
     try:
         inst = _instance(cache, name, str(job["target"]))
         state = job.get("state")
+        hold_until(due_ms)  # everything else is ready: the user's code starts at the due time
+        started = time.perf_counter()
         if job.get("init"):
             state = _resolve(inst.init(state))
             _check_state(name, state, "init()")
@@ -110,6 +145,7 @@ def main(endpoint: str, wid: int, node: str = "", log_level: str = "info",
     """Worker entry point (a supervised child of the agent). Its records, the task's own
     included, go where the agent's go (see clerk._logging)."""
     configure_child_logging(node, log_level, log_to)
+    _fine_timer_slack()
     # A worker ends only by the agent's decision (SIGKILL of its tree on a timeout or at the
     # agent's exit; the parent-death signal if the agent dies). A SIGTERM sent to the whole
     # tree from above (e.g. a user's Supervisor stopping clerk.node_spec) must not kill the

@@ -30,6 +30,7 @@ import psutil
 
 from clerk._config import NodeConfig, load_config
 from clerk._errors import ConfigError
+from clerk._lead import DISPATCH_LEAD_MS, MAX_DISPATCH_LEAD_MS
 from clerk._logging import LogSink, configure_host_logging
 from clerk._node import AGENT_SHUTDOWN_MS, ask_agent_to_leave, node_supervisor, preflight
 from supervisor import ShutdownReason, SupervisorError
@@ -63,6 +64,10 @@ def build_parser(prog: str = "python -m clerk.node") -> argparse.ArgumentParser:
                            "~/.local/state/clerk/<name>)")
     data.add_argument("--no-data-dir", action="store_const", const=False, dest="data_dir",
                       help="keep no durable task table (states live only in memory)")
+    p.add_argument("--dispatch-lead", type=int, metavar="MS",
+                   help=f"as manager, send each run MS ms ahead of its due time; the node "
+                        f"starts it at the due time (default {DISPATCH_LEAD_MS}; 0 = off; at "
+                        f"most {MAX_DISPATCH_LEAD_MS})")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help='serve Prometheus metrics at http://HOST:PORT/metrics (needs '
                         'pip install "clerk-cluster[metrics]")')
@@ -77,7 +82,8 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
              "priority": args.priority, "cookie_file": args.cookie_file,
              "insecure": args.insecure, "workers": args.workers, "log_level": args.log_level,
              "data_dir": args.data_dir, "metrics_port": args.metrics_port,
-             "voters": args.voters}
+             "voters": args.voters,
+             "dispatch_lead": args.dispatch_lead}
     return load_config(args.config, flags)
 
 

@@ -113,13 +113,16 @@ class LocalCluster:
         data_dir: str | os.PathLike[str] | bool | None = None,
         metrics: bool = False,
         voters: int | Sequence[str] = 0,
+        dispatch_lead: int | None = None,
     ) -> None:
         """``data_dir``: None (default) gives each node a temporary data directory (removed
         by ``close()``); a path gives each node ``<path>/<node>`` (kept); False gives none.
 
         ``voters``: quorum mode. A number k makes the first k nodes (``n1`` .. ``nk``) the
         voters; a list names them (node names of this cluster, or others: a voter that is
-        not one of the nodes is simply never reachable). 0 or []: the default mode."""
+        not one of the nodes is simply never reachable). 0 or []: the default mode.
+
+        ``dispatch_lead``: the nodes' ``dispatch_lead`` (ms; None: the default)."""
         if isinstance(voters, int) and not 0 <= voters <= n:
             raise ValueError(f"voters={voters}: a number from 0 to the {n} nodes, or a list "
                              "of node names")
@@ -132,6 +135,7 @@ class LocalCluster:
         self.insecure = insecure
         self.workers = workers
         self.log_level = log_level
+        self.dispatch_lead = dispatch_lead
         self.priorities = list(priorities) if priorities is not None else [0] * n
         self.dir = Path(tempfile.mkdtemp(prefix="clerk-cluster-"))
         self.cookie_file = self.dir / "cookie"
@@ -258,6 +262,8 @@ class LocalCluster:
             node.append(f"metrics_port = {self.metrics_ports[name]}")
         if self.voters and "voters" not in extra_node:
             node.append(f"voters = {_toml_value(self.voters)}")
+        if self.dispatch_lead is not None:
+            node.append(f"dispatch_lead = {self.dispatch_lead}")
         if extra_node:
             node.append(extra_node)
         tasks = self.node_tasks.get(name, self.tasks)

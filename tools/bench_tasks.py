@@ -4,21 +4,25 @@
     .venv/bin/python tools/bench_tasks.py            # the full run (about 3 minutes)
     .venv/bin/python tools/bench_tasks.py --quick    # shorter windows, fewer levels
     .venv/bin/python tools/bench_tasks.py --only a   # only (a), the round trip (30 s)
+    .venv/bin/python tools/bench_tasks.py --only b   # only (b), lateness, lead vs no lead
 
 Everything is measured in one run on this machine, so the ratios mean something even when the
 machine is noisy:
 
 (a) dispatch overhead: the manager's round trip of a no-op run (EXECUTE sent -> RESULT applied:
     manager -> node over CURVE -> worker process over IPC -> back; the ``rtt_ms`` of the run log
-    lines) against its floor, the same chain built with plain pyzmq and ``json`` at each hop
-    (tools/_bench_floor.py), and a raw DEALER/ROUTER echo between two processes (plain and
-    CURVE). The three are measured in interleaved repeats in one run; the table gives the median
-    of the repeats' medians, and CPU per run per process role (psutil, 10 ms ticks: read the
-    full run's figures, not --quick's).
+    lines, with ``dispatch_lead = 0`` so that it spans the whole chain) against its floor, the
+    same chain built with plain pyzmq and ``json`` at each hop (tools/_bench_floor.py), and a
+    raw DEALER/ROUTER echo between two processes (plain and CURVE). The three are measured in
+    interleaved repeats in one run; the table gives the median of the repeats' medians, and CPU
+    per run per process role (psutil, 10 ms ticks: read the full run's figures, not --quick's).
 (b) schedule precision: lateness of run starts (``time.time()`` at the top of ``execute``)
     against ``clerk.current_run().due``, as a user sees it, with 10 and with 1000
-    tasks at the same total rate, on a 3-node cluster; APScheduler 3 (BackgroundScheduler,
-    interval jobs, one process) at the same settings.
+    tasks at the same total rate, on a 3-node cluster (CURVE on, 2 workers per node as
+    ``clerk.node``'s default), with the default dispatch lead and with ``dispatch_lead = 0``
+    (sent at the due time, as before clerk._lead) in interleaved repeats of the same build;
+    APScheduler 3 (BackgroundScheduler, interval jobs, one process) at the same settings.
+    ``--only b`` runs just this (about 4 minutes; ``--quick`` about 2).
 (c) throughput: the most no-op runs per second a 3-node cluster sustains with p99 lateness under
     10 ms and no skipped slot, doubling the rate until a level fails twice in a row; the same
     for APScheduler.
@@ -114,13 +118,15 @@ def skipped_total(cluster: LocalCluster, manager: str) -> int:
 
 
 def clerk_lateness(n_tasks: int, interval: int, window: float, nodes: int = 3,
-                   workers: int = 2) -> Lateness:
-    """Run ``n_tasks`` Stamp tasks every ``interval`` ms on a ``nodes``-node cluster."""
+                   workers: int = 2, lead: int | None = None) -> Lateness:
+    """Run ``n_tasks`` Stamp tasks every ``interval`` ms on a ``nodes``-node cluster, with
+    the default dispatch lead (``lead`` None) or ``dispatch_lead = lead``."""
     with tempfile.TemporaryDirectory(prefix="bench-stamps-") as tmp:
         d = Path(tmp)
         tasks = [clerk.task(STAMP, name=f"t{i:04d}", interval=interval, timeout=5000,
                             args={"dir": str(d)}) for i in range(n_tasks)]
-        with LocalCluster(nodes, tasks=tasks, workers=workers, log_level="warning") as c:
+        with LocalCluster(nodes, tasks=tasks, workers=workers, log_level="warning",
+                          dispatch_lead=lead) as c:
             manager = c.wait_for_manager(timeout=60)
             # Warm up: every task has run once (first slots come one interval after takeover).
             try:
@@ -208,7 +214,9 @@ def round_trips(repeats: int, per_repeat: int) -> RoundTrips:
     echo, echo_curve, chain = Echo(curve=False), Echo(curve=True), Chain(workers=2)
     try:
         # n1 loads no task: it schedules what n2 announces (clerk._deploy) and runs nothing.
-        with LocalCluster(2, tasks=tasks, workers=2, start=False,
+        # dispatch_lead 0: a run sent at its due time, so that rtt_ms is the whole chain
+        # (with a lead, it counts from the run's due time and hides the way there).
+        with LocalCluster(2, tasks=tasks, workers=2, start=False, dispatch_lead=0,
                           node_tasks={"n1@127.0.0.1": []}) as c:
             n1, n2 = c.names
             c.log_level = "debug"
@@ -363,12 +371,36 @@ def fmt(x: float, unit: str = "ms") -> str:
     return "n/a" if x != x else f"{x:.2f} {unit}"
 
 
+def lead_pair(n_tasks: int, interval: int, window: float,
+              repeats: int) -> tuple[Lateness, Lateness]:
+    """(b) with the default dispatch lead and with ``dispatch_lead = 0`` (sent at the due
+    time: the "before"), same build, in interleaved repeats (A B, B A, ...), samples pooled."""
+    runs: dict[bool, list[Lateness]] = {True: [], False: []}
+    for i in range(repeats):
+        for with_lead in ((True, False) if i % 2 == 0 else (False, True)):
+            lat = clerk_lateness(n_tasks, interval, window, lead=None if with_lead else 0)
+            runs[with_lead].append(lat)
+            low = min(lat.samples, default=float("nan"))
+            print(f"  {n_tasks} tasks, lead {'default' if with_lead else 0}: median "
+                  f"{lat.median:.2f} ms  p99 {lat.p99:.2f} ms  min {low:.3f} ms  "
+                  f"{lat.runs_per_s:.0f} runs/s", flush=True)
+
+    def pooled(ls: list[Lateness]) -> Lateness:
+        cpu = {k: statistics.median(x.cpu.get(k, 0.0) for x in ls) for k in ls[0].cpu}
+        return Lateness([v for x in ls for v in x.samples],
+                        statistics.mean(x.runs_per_s for x in ls), sum(x.skipped for x in ls),
+                        ls[0].target_per_s, cpu)
+
+    return pooled(runs[True]), pooled(runs[False])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter windows, fewer levels")
     default_out = "/work/notes/bench_tasks.md" if Path("/work/notes").is_dir() else ""
     ap.add_argument("--out", default=default_out, help="write the markdown table here")
-    ap.add_argument("--only", choices=["a"], help="only (a): the round trip and its floors")
+    ap.add_argument("--only", choices=["a", "b"],
+                    help="only (a), the round trip and its floors; or only (b), lateness")
     args = ap.parse_args()
     quick = args.quick
     if args.only != "a":
@@ -379,59 +411,72 @@ def main() -> int:
     started = time.time()
     load0 = os.getloadavg()[0]  # other work on the machine: printed with the table
 
-    print("(a) dispatch round trip (interleaved with its floors) ...", flush=True)
-    rt = round_trips(3 if quick else 7, 60 if quick else 120)
-    rows = []
-    med_raw, med_curve, med_chain, med_rtt = (statistics.median(v) for v in (
-        rt.raw, rt.raw_curve, rt.chain, rt.clerk))
-    rows += [
-        ("(a) no-op round trip, median", fmt(med_rtt), "", fmt(med_chain),
-         f"{med_rtt / med_chain:.1f}x the chain floor; raw echo {fmt(med_raw)}, "
-         f"raw+CURVE {fmt(med_curve)}"),
-        ("(a) no-op round trip with nodes(), median", fmt(statistics.median(rt.picky)), "",
-         "", "the manager waits for nodes() on a helper thread (clerk._nodes_guard)"),
-        ("(a) no-op round trip, p99", fmt(rt.clerk_p99), "", fmt(rt.chain_p99),
-         f"{rt.clerk_p99 / rt.chain_p99:.1f}x the chain floor; raw echo {fmt(rt.raw_p99)}"),
-        ("(a) CPU per run, clerk", fmt_cpu(rt.clerk_cpu), "", "",
-         "at 100 runs/s, idle cost included; n1 (manager) logs each run at DEBUG"),
-        ("(a) CPU per run, chain floor", "", "", fmt_cpu(rt.chain_cpu),
-         f"sequential; pipelined (4 in flight, 2 workers) {rt.chain_pipelined:.0f} runs/s"),
-    ]
+    rows: list[tuple[str, ...]] = []
+    if args.only != "b":
+        print("(a) dispatch round trip (interleaved with its floors) ...", flush=True)
+        rt = round_trips(3 if quick else 7, 60 if quick else 120)
+        med_raw, med_curve, med_chain, med_rtt = (statistics.median(v) for v in (
+            rt.raw, rt.raw_curve, rt.chain, rt.clerk))
+        rows += [
+            ("(a) no-op round trip, median", fmt(med_rtt), "", "", fmt(med_chain),
+             f"{med_rtt / med_chain:.1f}x the chain floor; raw echo {fmt(med_raw)}, "
+             f"raw+CURVE {fmt(med_curve)}"),
+            ("(a) no-op round trip with nodes(), median", fmt(statistics.median(rt.picky)), "",
+             "", "", "the manager waits for nodes() on a helper thread (clerk._nodes_guard)"),
+            ("(a) no-op round trip, p99", fmt(rt.clerk_p99), "", "", fmt(rt.chain_p99),
+             f"{rt.clerk_p99 / rt.chain_p99:.1f}x the chain floor; raw echo {fmt(rt.raw_p99)}"),
+            ("(a) CPU per run, clerk", fmt_cpu(rt.clerk_cpu), "", "", "",
+             "at 100 runs/s, idle cost included; n1 (manager) logs each run at DEBUG"),
+            ("(a) CPU per run, chain floor", "", "", "", fmt_cpu(rt.chain_cpu),
+             f"sequential; pipelined (4 in flight, 2 workers) {rt.chain_pipelined:.0f} runs/s"),
+        ]
     if args.only == "a":
         levels = aps_levels = []
     else:
-        print("(b) schedule precision ...", flush=True)
-        c10 = clerk_lateness(10, 100, window)
-        c1000 = clerk_lateness(1000, 10_000, 12.0 if quick else 20.0)
+        print("(b) schedule precision (default dispatch lead vs lead 0, interleaved) ...",
+              flush=True)
+        reps = 1 if quick else 2
+        c10, z10 = lead_pair(10, 100, window, reps)
+        c1000, z1000 = lead_pair(1000, 10_000, 12.0 if quick else 20.0, reps)
         a10 = aps_lateness(10, 100, window)
         a1000 = aps_lateness(1000, 10_000, 12.0 if quick else 20.0)
+        for label, c, z, a in (("10 tasks x 100 ms", c10, z10, a10),
+                               ("1000 tasks x 10 s", c1000, z1000, a1000)):
+            rows.append((f"(b) lateness, {label}: median", fmt(c.median), fmt(z.median),
+                         fmt(a.median), "",
+                         f"{z.median / c.median:.0f}x lower with the lead; {c.runs_per_s:.0f} "
+                         f"vs {a.runs_per_s:.0f} runs/s, skipped {c.skipped} vs {a.skipped}"))
+            rows.append((f"(b) lateness, {label}: p99", fmt(c.p99), fmt(z.p99), fmt(a.p99), "",
+                         f"{z.p99 / c.p99:.1f}x lower with the lead; max "
+                         f"{fmt(max(c.samples, default=float('nan')))} vs "
+                         f"{fmt(max(z.samples, default=float('nan')))} (lead 0); min "
+                         f"{min(c.samples, default=float('nan')):.3f} ms: never before due"))
+            rows.append((f"(b) CPU per run, {label}", fmt_cpu(c.cpu), fmt_cpu(z.cpu), "", "",
+                         "the workers' share holds the wait for the due time (sleep, then a "
+                         "spin of at most 0.1 ms)"))
+    if args.only is None:
         print("(c) throughput (p99 lateness < 10 ms, nothing skipped) ...", flush=True)
+    else:
+        levels = aps_levels = []
     c_best, c_tried = max_rate(clerk_lateness, levels, 100, window / 2, "clerk")
     a_best, a_tried = max_rate(aps_lateness, aps_levels, 100, window / 2, "apscheduler")
-
-    for label, c, a in () if args.only == "a" else (
-            ("10 tasks x 100 ms", c10, a10), ("1000 tasks x 10 s", c1000, a1000)):
-        rows.append((f"(b) lateness, {label}: median", fmt(c.median), fmt(a.median), "",
-                     f"{c.runs_per_s:.0f} vs {a.runs_per_s:.0f} runs/s, "
-                     f"skipped {c.skipped} vs {a.skipped}"))
-        rows.append((f"(b) lateness, {label}: p99", fmt(c.p99), fmt(a.p99), "",
-                     f"max {fmt(max(c.samples, default=float('nan')))} vs "
-                     f"{fmt(max(a.samples, default=float('nan')))}"))
 
     def best_str(best: Lateness | None) -> str:
         return "< 100 runs/s" if best is None else f"{best.runs_per_s:.0f} runs/s"
 
-    if args.only != "a":
-        rows.append(("(c) max runs/s with p99 < 10 ms", best_str(c_best), best_str(a_best), "",
-                     "3 nodes x 2 workers vs one process, 10 threads; 100 ms interval jobs"))
+    if args.only is None:
+        rows.append(("(c) max runs/s with p99 < 10 ms", best_str(c_best), "", best_str(a_best),
+                     "", "3 nodes x 2 workers vs one process, 10 threads; 100 ms interval jobs"))
         at = c_best or (c_tried[0][1] if c_tried else None)
         if at is not None:
             rows.append((f"(c) CPU per run at {at.target_per_s:.0f} runs/s", fmt_cpu(at.cpu),
-                         "", "", "summed over every process of the 3 nodes, per role"))
+                         "", "", "", "summed over every process of the 3 nodes, per role"))
 
-    head = ("measurement", "clerk", "APScheduler 3", "floor (plain pyzmq chain)", "notes")
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(5)]
-    lines = [" | ".join(str(r[i]).ljust(widths[i]) for i in range(5)) for r in [head, *rows]]
+    head = ("measurement", "clerk", "clerk, dispatch_lead 0", "APScheduler 3",
+            "floor (plain pyzmq chain)", "notes")
+    n = len(head)
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(n)]
+    lines = [" | ".join(str(r[i]).ljust(widths[i]) for i in range(n)) for r in [head, *rows]]
     lines.insert(1, "-|-".join("-" * w for w in widths))
     table = "\n".join(lines)
     print()
@@ -446,8 +491,9 @@ def main() -> int:
     if args.out:
         md = [f"# tools/bench_tasks.py ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
               f"{os.cpu_count()} cores, python {sys.version.split()[0]}"
-              f"{', --quick' if quick else ''}; {load})", "",
-              "| " + table.replace("\n", " |\n| ").replace("-|-", "-|-") + " |", "",
+              f"{', --quick' if quick else ''}{f', --only {args.only}' if args.only else ''}; "
+              f"{load})", "",
+              "| " + table.replace("\n", " |\n| ") + " |", "",
               "Throughput steps (100 ms interval tasks; rate = tasks x 10/s):", "",
               "| scheduler | target runs/s | measured runs/s | median ms | p99 ms | skipped | |",
               "|---|---|---|---|---|---|---|", levels_txt, ""]

@@ -136,3 +136,25 @@ class Nap(clerk.Task):
     def execute(self, state: Any) -> Any:
         time.sleep(state["s"])
         return state
+
+
+class OnTime(clerk.Task):
+    """Reads the wall clock first thing, then appends ``slot node started due`` to
+    ``args['log']`` (wall seconds): a run's start against its due time, as a user sees it."""
+
+    def init(self, args: Any) -> Any:
+        return {"log": args["log"]}
+
+    def execute(self, state: Any) -> Any:
+        started = time.time()
+        run = clerk.current_run()
+        _append(state["log"], f"{run.slot} {run.node} {started:.6f} {run.due.timestamp():.6f}")
+        return state
+
+
+class StampStart(clerk.Task):
+    """Returns when it started (wall s) and its due time: for executor tests."""
+
+    def execute(self, state: Any) -> Any:
+        started = time.time()
+        return {"start": started, "due": clerk.current_run().due.timestamp()}

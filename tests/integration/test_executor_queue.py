@@ -65,3 +65,57 @@ def test_a_queued_run_starts_when_a_worker_finishes(monkeypatch: pytest.MonkeyPa
     finally:
         ex.close()
         ctx.term()
+
+
+@pytest.mark.timeout(60)
+def test_a_run_sent_ahead_waits_without_a_worker_and_starts_at_its_due_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """clerk._lead: a run due 0.5 s ahead does not take the only worker meanwhile (a run due
+    now, sent after it, goes first) and its task code starts at its due time, never before."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([ROOT, *sys.path]))
+    stamp = clerk.task("tests.integration.cluster_tasks:StampStart", name="stamp",
+                       interval=60_000, timeout=10_000)
+    nap = clerk.task("tests.integration.cluster_tasks:Nap", name="nap", interval=60_000,
+                     timeout=10_000)
+    ctx = zmq.Context()
+    poller = zmq.Poller()
+    readers: dict[object, object] = {}
+    results: list[tuple[float, Result]] = []
+
+    def add_reader(sock: object, callback: object) -> None:
+        readers[sock] = callback
+        poller.register(sock, zmq.POLLIN)  # type: ignore[arg-type]
+
+    ex = Executor(node="a@127.0.0.1", defs={"stamp": stamp, "nap": nap}, workers=1, ctx=ctx,
+                  add_reader=add_reader,  # type: ignore[arg-type]
+                  send_result=lambda r, to: results.append((time.time(), r)),
+                  me=lambda: (ME, 1), log_level="warning")
+
+    def turn() -> bool:
+        """One loop turn as the agent does it: poll until the executor's next deadline."""
+        wait = max(0.0, min(ex.next_deadline() - time.monotonic(), 0.02))
+        for sock, _ in poller.poll(int(wait * 1000)):
+            readers[sock]()  # type: ignore[operator]
+        if time.monotonic() >= ex.next_deadline():
+            ex.expire(time.monotonic())
+        return False
+
+    try:
+        wait_until(lambda: turn() or ex.workers[0].identity is not None, timeout=30,
+                   interval=0)
+        due_ms = int((time.time() + 0.5) * 1000)
+        ex.submit(Execute(ME, 1, "stamp", "ahead", 1, None, 10_000, False, due_ms,
+                          due_ms + 10_000), "m", time.monotonic())
+        assert ex.stats()["held"] == 1
+        ex.submit(Execute(ME, 1, "nap", "now", 1, {"s": 0.05}, 10_000), "m", time.monotonic())
+        wait_until(lambda: turn() or len(results) == 2, timeout=20, interval=0)
+        assert [r.run_id for _, r in results] == ["now", "ahead"]
+        assert results[0][0] < due_ms / 1000  # the held run did not block the worker
+        ahead = results[1][1]
+        assert ahead.outcome == "ok", ahead.error
+        assert ahead.state["due"] == due_ms / 1000
+        assert ahead.state["start"] >= due_ms / 1000  # never before due (the wall clock)
+        assert ahead.duration_ms < 400  # counted from its start, not from its arrival
+    finally:
+        ex.close()
+        ctx.term()

@@ -24,7 +24,7 @@ from tests.unit.test_schedule import IV, NODES, K, due, run_ok, sched, started, 
 
 
 def test_a_paused_task_is_not_dispatched_and_its_slots_are_not_skipped() -> None:
-    s = started(sched(), due("t", K) - 0.001)
+    s = started(sched(), due("t", K) - 0.1)
     run_ok(s, K)
     s.set_paused("t", True, "b", due("t", K) + 0.5)
     for k in range(K + 1, K + 6):
@@ -37,7 +37,7 @@ def test_a_paused_task_is_not_dispatched_and_its_slots_are_not_skipped() -> None
 
 
 def test_resume_continues_on_the_grid_with_the_next_slot() -> None:
-    s = started(sched(), due("t", K) - 0.001)
+    s = started(sched(), due("t", K) - 0.1)
     run_ok(s, K)
     s.set_paused("t", True, "a", due("t", K) + 0.1)
     s.tick(due("t", K + 3), NODES)
@@ -49,7 +49,7 @@ def test_resume_continues_on_the_grid_with_the_next_slot() -> None:
 
 
 def test_pause_lets_the_run_in_flight_finish() -> None:
-    s = started(sched(), due("t", K) - 0.001)
+    s = started(sched(), due("t", K) - 0.1)
     ds, _ = s.tick(due("t", K), NODES)
     s.set_paused("t", True, "a", due("t", K) + 0.01)
     fin = s.on_result("t", ds[0].run_id, ds[0].node, "ok", {"n": 1}, 1.0, "", due("t", K) + 0.1)
@@ -57,7 +57,7 @@ def test_pause_lets_the_run_in_flight_finish() -> None:
 
 
 def test_a_takeover_keeps_the_task_paused_and_counts_no_failover_skips() -> None:
-    s = started(sched(), due("t", K) - 0.001)
+    s = started(sched(), due("t", K) - 0.1)
     run_ok(s, K)
     s.set_paused("t", True, "a", due("t", K) + 0.1)
     new = sched(seed=2)
@@ -69,8 +69,8 @@ def test_a_takeover_keeps_the_task_paused_and_counts_no_failover_skips() -> None
 
 
 def test_merge_keeps_the_most_recent_command_whichever_state_wins() -> None:
-    a = started(sched(), due("t", K) - 0.001)
-    b = started(sched(seed=2), due("t", K) - 0.001)
+    a = started(sched(), due("t", K) - 0.1)
+    b = started(sched(seed=2), due("t", K) - 0.1)
     for k in range(K, K + 3):
         run_ok(a, k)  # a has more history: its record wins the merge
     run_ok(b, K)  # b ran slot K on its side of the partition too
@@ -91,7 +91,7 @@ def test_merge_keeps_the_most_recent_command_whichever_state_wins() -> None:
 
 
 def test_trigger_runs_now_with_the_current_state_and_never_overlaps() -> None:
-    s = started(sched(), due("t", K) - 0.001)
+    s = started(sched(), due("t", K) - 0.1)
     run_ok(s, K, state={"n": 1})
     s.set_paused("t", True, "a", due("t", K) + 0.1)
     d, err = s.trigger("t", due("t", K) + 0.2, NODES)
@@ -124,7 +124,7 @@ def test_unknown_task_lists_the_known_ones() -> None:
 
 
 def test_history_keeps_the_last_50_runs_with_their_facts() -> None:
-    s = started(sched(), due("t", K) - 0.001)
+    s = started(sched(), due("t", K) - 0.1)
     for k in range(K, K + 60):
         ds, _ = s.tick(due("t", k), NODES)
         outcome = "error" if k % 7 == 0 else "ok"

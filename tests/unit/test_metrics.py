@@ -30,7 +30,7 @@ def scrape(src: Sources) -> dict[str, float]:
 
 
 def test_families_names_labels_and_values() -> None:
-    s = started(Scheduler([tdef("t"), tdef("u")], random.Random(1)), due("t", K) - 0.001)
+    s = started(Scheduler([tdef("t"), tdef("u")], random.Random(1)), due("t", K) - 0.1)
     for k in range(K, K + 3):
         run_ok(s, k, state={"k": k})
     s.set_paused("u", True, "a", 1.0)

@@ -26,3 +26,23 @@ def test_a_bad_metrics_port_names_the_key(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(str(path), {})
     assert err.value.key == "metrics_port" and str(path) in str(err.value)
+
+
+def test_dispatch_lead_from_toml_and_flag(tmp_path: Path) -> None:
+    from clerk._lead import DISPATCH_LEAD_MS
+
+    path = tmp_path / "c.toml"
+    path.write_text('[node]\nname = "a@127.0.0.1"\ndispatch_lead = 5\n')
+    assert load_config(str(path), {}).dispatch_lead == 5
+    args = build_parser().parse_args(["--config", str(path), "--dispatch-lead", "0"])
+    assert config_from_args(args).dispatch_lead == 0  # the flag wins; 0 turns it off
+    assert load_config(None, {"name": "a@127.0.0.1"}).dispatch_lead == DISPATCH_LEAD_MS
+
+
+@pytest.mark.parametrize("value", ['"5"', "-1", "51", "true", "2.5"])
+def test_a_bad_dispatch_lead_names_the_key(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[node]\nname = "a@127.0.0.1"\ndispatch_lead = {value}\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path), {})
+    assert err.value.key == "dispatch_lead" and str(path) in str(err.value)

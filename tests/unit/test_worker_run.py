@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 import clerk
+from clerk._lead import SPIN_MS
 from clerk._tasks import MAX_STATE_BYTES, due_datetime
-from clerk._worker import run_job
+from clerk._worker import hold_until, run_job
 
 HERE = __name__
 
@@ -215,3 +217,42 @@ def test_due_is_in_the_tasks_zone_for_a_cron_task() -> None:
     assert out["state"]["due"] == "2025-12-02T02:46:40.250000+01:00"  # the same instant
     assert due_datetime(DUE_MS, "Australia/Lord_Howe").isoformat() == (
         "2025-12-02T12:46:40.250000+11:00")
+
+
+# --- runs sent ahead of their due time (clerk._lead) ----------------------------------------------
+
+
+class StampStart(clerk.Task):
+    def execute(self, state: Any) -> Any:
+        return {"start": time.time(), "due": clerk.current_run().due.timestamp()}
+
+
+def test_hold_until_sleeps_then_spins_and_never_returns_before_due() -> None:
+    clock = [100.0]
+    slept: list[float] = []
+    reads = iter([100.0, 100.0099, 100.00995, 100.01, 100.02])
+
+    def wall() -> float:
+        clock[0] = next(reads)
+        return clock[0]
+
+    at = hold_until(100_010.0, wall=wall, sleep=slept.append)
+    # One sleep to SPIN_MS before the due time, then reads of the clock until it is reached.
+    assert slept == [pytest.approx(0.01 - SPIN_MS / 1000)]
+    assert at == 100.01
+
+
+def test_hold_until_returns_at_once_for_a_past_due_time() -> None:
+    slept: list[float] = []
+    assert hold_until(1000.0, wall=lambda: 5.0, sleep=slept.append) == 5.0
+    assert slept == []
+
+
+def test_a_job_sent_ahead_starts_at_its_due_time_and_its_duration_counts_from_it() -> None:
+    due_ms = (time.time() + 0.3) * 1000
+    j = {**job(StampStart), "due_ms": due_ms}
+    out = run_job(j, {})
+    assert out["outcome"] == "ok", out["error"]
+    assert out["state"]["start"] >= due_ms / 1000  # never before due, by the wall clock
+    assert out["state"]["due"] == pytest.approx(due_ms / 1000, abs=1e-6)
+    assert out["duration_ms"] < 250  # the 300 ms wait is not part of the run

@@ -1,0 +1,86 @@
+"""Dispatching ahead of the slot: the rules and the timings of an on-time start.
+
+A run that is sent at its due time starts late by the whole dispatch path (the manager's wake-up,
+the network, the node's loop, the hop to a worker, the worker's wake-up): ~1-2 ms median and
+several ms at p99 on a loaded 2-core machine. So the manager sends EXECUTE a *lead* ahead of the
+due time, the EXECUTE carries the due time, and the run starts at it:
+
+* **The manager** dispatches slot ``k`` at ``due(k) - dispatch_lead`` (``dispatch_lead_ms`` of
+  the scheduler; the node's ``dispatch_lead`` key, default ``DISPATCH_LEAD_MS``, 0 = off). The
+  worker, eligibility (live, has the task, ``nodes()``) and capacity (a live worker) are judged
+  at that instant; the random choice is the same as without a lead.
+* **Overlap rule, unchanged**: a slot is skipped when the previous run of its task is still in
+  flight *at the slot's due time*, never overlapped. A slot whose predecessor is in flight at
+  the early dispatch instant is not sent then: the decision waits for the due time (still in
+  flight: skipped and counted; finished meanwhile: sent at once, without the lead, exactly as
+  a slot was before leads existed). An early EXECUTE is therefore only ever sent when no run of
+  the task is in flight, and the node queues it behind nothing of that task.
+* **The run's clock starts at its due time**: the manager's deadline is ``due + timeout +
+  TRANSIT_GRACE_MS`` and EXECUTE's ``deadline_ms`` is ``due + timeout`` (both from the send
+  time when that is later, as for a run sent late); the node's kill deadline is the same
+  timeout counted from the due time. A run's ``duration`` is measured from its start.
+* **The node** hands an early run to an idle worker as soon as it is due within
+  ``RELEASE_LEAD_MS`` (with the default lead: as it arrives, so a stall of the node's own loop
+  after that cannot make it late); the worker sleeps and, for the last ``SPIN_MS``, spins on
+  the wall clock: a run **never starts before its due time** by the node's wall clock (the
+  worker checks it against ``time.time()`` before calling the task's code). Free workers take
+  the queued run that starts first, so a run due now is not queued behind runs that wait for
+  their due time; one that arrives while every worker holds a run waits at most until those
+  start (within ``RELEASE_LEAD_MS``). An EXECUTE due more than ``EARLY_LIMIT_MS`` ahead of the
+  node's clock is refused (the clocks disagree far beyond NTP's; holding it could let it run
+  after the manager gave up on it). A held run is a run in flight for everything else:
+  ``RUN_QUERY`` finds it, a leaving node waits for it, its node's loss fails it.
+* **Takeover after a crash**: the dead manager may have sent, in its last moments, any slot due
+  up to ``MAX_DISPATCH_LEAD_MS`` after its last instant without a heartbeat telling anyone.
+  The new manager therefore starts with the first slot due more than ``MAX_DISPATCH_LEAD_MS``
+  after it took over (whatever its own lead: the dead one's setting is unknown): at most once
+  per slot holds, and the failover window grows by at most that much. A graceful hand-over
+  carries the slots already dispatched and misses nothing.
+* **Pause**: a run already dispatched when the pause is applied is a run in flight: it still
+  starts at its due time (at most ``dispatch_lead`` after the pause).
+* Instant runs, triggered runs and catch-ups are due when sent: no lead, no hold.
+
+Quorum mode composes with this: a slot's reservation is written a reserve lead before the
+dispatch instant, i.e. at ``due - reserve lead - dispatch_lead``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DISPATCH_LEAD_MS", "EARLY_LIMIT_MS", "MAX_DISPATCH_LEAD_MS", "RELEASE_LEAD_MS",
+           "SPIN_MS", "check_lead"]
+
+#: The manager's default lead. It must cover the tail of the dispatch path, from the manager's
+#: wake-up to the run in the node's executor, which is the start lateness at lead 0: measured
+#: with ``tools/bench_tasks.py --only b --quick`` on the shared 2-core machine at load 14-18,
+#: p99 10-24 ms at 10 tasks (median 2 ms) and 130-310 ms at 1,000 tasks (the manager's loop
+#: blocked by whole-table replication and a starved CPU: no lead can hide that). With 20 ms
+#: the 10-task p99 fell to 4-5 ms in the same runs, and a larger lead buys little there; what
+#: a lead costs grows with it: a trigger is refused for that long before a slot, a pause lets
+#: that one already-sent run start, and a worker may sleep that long holding a run.
+DISPATCH_LEAD_MS = 20
+#: The largest lead accepted, and the takeover guard (see the module docstring). Half the
+#: shortest interval (100 ms): only ever the very next slot of a task is sent ahead.
+MAX_DISPATCH_LEAD_MS = 50
+#: A run sent ahead goes to an idle worker once it is due within this: more than the default
+#: lead, so normally as it arrives. Why not at its due time minus a hair: the node's loop is
+#: itself late under load (decoding a 0.5 MB table heartbeat at 1,000 tasks blocks it for
+#: 10-20 ms), and a worker that sleeps costs no CPU. Why bounded: a worker holding a run is
+#: taken, so a run due much further ahead (clocks apart) must not hold one for long.
+RELEASE_LEAD_MS = 30.0
+#: The worker sleeps until this long before the due time (with a 1 ns timer slack), then spins
+#: on the wall clock. ``tools/bench_hold.py`` (runs 20 ms ahead, load 15-20): a plain sleep
+#: returns 69 us late (median) for 60 us of CPU per run; a 0.05 ms spin 31 us for 59 us; 0.1 ms
+#: 0 us for 87 us. So the spin costs ~27 us of CPU per run (the rest is the sleep's wake-up) and
+#: takes the median from ~70 us to nothing; the tail is the CPU queue, which no spin shortens.
+SPIN_MS = 0.1
+#: A node refuses an EXECUTE due further ahead than this by its own clock.
+EARLY_LIMIT_MS = 1000
+
+
+def check_lead(lead_ms: float) -> float:
+    """A valid dispatch lead (ms), or ValueError."""
+    if (not isinstance(lead_ms, int | float) or isinstance(lead_ms, bool)
+            or not 0 <= lead_ms <= MAX_DISPATCH_LEAD_MS):
+        raise ValueError(f"dispatch lead must be from 0 to {MAX_DISPATCH_LEAD_MS} ms, "
+                         f"got {lead_ms!r}")
+    return float(lead_ms)
