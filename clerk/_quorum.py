@@ -260,8 +260,13 @@ class Proposer:
     became committed; :attr:`committed` holds, per task, the newest committed row.
     """
 
-    def __init__(self, ballot: Ballot, voters: Iterable[str], now: float) -> None:
+    def __init__(self, ballot: Ballot, voters: Iterable[str], now: float,
+                 own: str | None = None) -> None:
         self.ballot = ballot
+        #: The proposer's own voter name: phase 1 completes only with its own PROMISE among
+        #: the majority's, so its own voter file holds the ballot before any write under it,
+        #: and a restart claims above every ballot this node ever used.
+        self.own = own
         self.voters = tuple(voters)
         self.need = majority(len(self.voters))
         self.started = now
@@ -298,7 +303,8 @@ class Proposer:
                     return False
                 parsed[task] = row
         self.promises[voter] = parsed
-        if len(self.promises) < self.need:
+        if len(self.promises) < self.need or (
+                self.own is not None and self.own not in self.promises):
             return False
         self.ready = True
         self.table = merge_rows(self.promises[v] for v in sorted(self.promises))
@@ -361,6 +367,9 @@ class QuorumState:
         self.is_voter = me in self.voters
         self.register = VoterRegister(record) if self.is_voter else None
         self.proposer: Proposer | None = None
+        #: The last ballot of ours whose phase 1 never completed and was not refused: the
+        #: next candidacy reuses it unless a higher term was seen meanwhile.
+        self.unused: Ballot | None = None
         self.rejected = False  # our ballot was refused: quorum lost until the next claim
         self.heard: dict[str, float] = {}
         self.addresses: dict[str, str] = {}  # voter -> the address it last wrote from

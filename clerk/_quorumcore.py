@@ -17,6 +17,22 @@ registers' rules and the proof are in :mod:`clerk._quorum`. Rules owned here:
   the register is a :class:`~clerk._coretypes.VoterWrite` whose ``then`` holds the answer:
   nothing is promised or acknowledged before it is durable. A voter's own PROMISE and ACCEPTED
   reach it the same way (a send to itself), so its own vote also counts only once durable.
+* **Stickiness** (Raft's pre-vote / leader stickiness): a voter that heard from its manager
+  within ``vouch_window`` (a FOLLOWER), or a manager whose quorum is ok, refuses a PREPARE from
+  anyone but that manager with a REJECT carrying that manager's claim (below the PREPARE's
+  ballot: that is how a candidate tells it from a promise's REJECT), and the candidate follows
+  it, unless it is the manager it gave up on (:func:`_m_reject`). Refusing a promise is always
+  safe: safety rests only on what a voter *did* promise or accept, never on a promise being
+  given (at worst no ballot completes phase 1: liveness). A dead manager is still replaced
+  as fast: its closed connection makes its followers candidates (``PeerDown``), and a silent
+  one is not heard within ``vouch_window``, far below ``manager_timeout``. A manager that a
+  voter refuses with that voter's own, higher, promise (a candidacy it made while cut off,
+  now given up) claims again above it instead of handing over to it.
+* **Ballots.** A candidate's own PROMISE must be among the majority's (:class:`Proposer`
+  ``own``): its voter file holds every ballot it used before a write under it, so a restart
+  claims above it. A candidate that cannot reach a majority retries with the same ballot while
+  nothing higher was seen (:func:`claim`): a voter cut off for long comes back with the
+  cluster's term + 1, not with a term raised every ``manager_timeout``.
 * **Check-quorum.** A manager that has not heard from a majority of voters (itself included)
   within ``manager_timeout`` steps down and PREPAREs again (``"claim"``): a minority side has
   no manager, its followers elect, and nobody there is ever promised a majority.
@@ -129,15 +145,38 @@ def claim(core: CoreState, now: float) -> None:
         core._out.append(ManagerChanged(None, core.term, False))
     core.role = Role.CANDIDATE
     core._claim = None
-    core.max_term += 1
-    core.term = core.max_term
+    _give_up(q)
+    retry = q.unused
+    q.unused = None
+    promised = q.register.promised if q.register is not None else None
+    if (retry is not None and retry == (core.max_term, core.me.priority, core.me.name)
+            and (core.highest is None or retry > core.highest.key)
+            and (promised is None or retry >= promised)
+            and len(reachable(core, now)) < q.need):
+        # A retry while cut off from the majority: the same ballot (nothing was written under
+        # it, no higher claim or promise seen since), so a voter cut off for long comes back
+        # with the cluster's term + 1. (With a majority in reach a retry takes a new ballot
+        # as before: equal-term ballots of several candidates must not stall each other.)
+        core.term = retry[0]
+    else:
+        core.max_term += 1
+        core.term = core.max_term
     ballot = core.my_claim()
-    q.proposer = Proposer(ballot.key, q.voters, now)
+    q.proposer = Proposer(ballot.key, q.voters, now, own=core.me.name)
     q.rejected = False
     core._phase = "prepare"
     core._deadline = now + core.timings.election_timeout
     q.prepare_until = now + core.timings.manager_timeout
     _send_prepares(core, ballot, now)
+
+
+def _give_up(q: QuorumState) -> None:
+    """Drop the current proposer; remember its ballot for a retry if phase 1 never completed
+    (nothing was written under it) and nobody refused it."""
+    p = q.proposer
+    if p is not None and not p.ready and not q.rejected:
+        q.unused = p.ballot
+    q.proposer = None
 
 
 def _send_prepares(core: CoreState, ballot: Claim, now: float) -> None:
@@ -161,7 +200,7 @@ def tick(core: CoreState, now: float) -> Outcome:
     q = _q(core)
     if core.role is Role.CANDIDATE and core._phase == "prepare":
         if now >= q.prepare_until:
-            q.proposer = None
+            _give_up(q)
             return "elect"
         _send_prepares(core, core.my_claim(), now)
         core._deadline = now + core.timings.election_timeout
@@ -275,12 +314,35 @@ def _reject(core: CoreState, msg: Prepare | Accept, now: float) -> Outcome:
     return None
 
 
+def _vouch(core: CoreState, msg: Prepare, now: float) -> Claim | None:
+    """The manager this voter vouches for against ``msg``'s sender (module docstring,
+    "Stickiness"): its manager, heard within ``vouch_window``; or itself, a manager whose
+    quorum is ok. None: no vouch, the PREPARE is answered by the register's rule."""
+    sender = msg.sender.name
+    if core.role is Role.FOLLOWER:
+        c = core._claim
+        if (c is not None and c.name != sender
+                and now - core._last_heard <= core.timings.vouch_window):
+            return c
+        return None
+    if core.role is Role.MANAGER and sender != core.me.name:
+        p = _q(core).proposer
+        if p is not None and p.ready and quorum_ok(core, now):
+            return core.my_claim()
+    return None
+
+
 def _m_prepare(core: CoreState, msg: Prepare, now: float) -> Outcome:
     reg = _q(core).register
     if reg is None:
         core.drop("not_voter", f"PREPARE from {msg.sender.name!r}: this node is no voter")
         return None
     if not _sender_ballot_ok(core, msg):
+        return None
+    vouched = _vouch(core, msg, now)
+    if vouched is not None and reg.admits(msg.ballot.key):
+        # Stickiness: refuse, naming the manager we vouch for (nothing changed: no write).
+        core.send(msg.sender.address, Reject(core.me, core.term, msg.ballot, vouched))
         return None
     if not reg.prepare(msg.ballot.key, msg.ballot.address):
         return _reject(core, msg, now)
@@ -337,8 +399,23 @@ def _m_accepted(core: CoreState, msg: Accepted, now: float) -> Outcome:
 
 def _m_reject(core: CoreState, msg: Reject, now: float) -> Outcome:
     q = _q(core)
-    if _ours(core, msg.ballot) is None or msg.promised.key <= msg.ballot.key:
+    if _ours(core, msg.ballot) is None or msg.promised.key == msg.ballot.key:
         return None
+    if msg.promised.key < msg.ballot.key:
+        # A vouch (stickiness): a live manager below our ballot; follow it, unless it is
+        # the manager we gave up on (the voter has not heard it is gone yet: we resend).
+        c = msg.promised
+        if (core.role is not Role.CANDIDATE or core._phase != "prepare" or not c.address
+                or c.name in (core.me.name, core._suspect) or core.known_dead(c)):
+            return None
+        return c
+    if (core.role is Role.MANAGER and msg.promised.name == msg.sender.name
+            and msg.promised.name != core.me.name and quorum_ok(core, q.now)):
+        # A voter promised its own ballot (a candidacy of its while cut off, now given up: it
+        # follows us): a healthy manager claims again above it instead of handing over to a
+        # node whose workers may not be ready.
+        core.see_term(msg.promised.term)
+        return "claim"
     q.rejected = True
     if not msg.promised.address:  # (a record without the holder's address: learn the term)
         core.see_term(msg.promised.term)

@@ -229,3 +229,15 @@ def test_chunk_rows_bounds_each_part() -> None:
     assert chunk_rows({}) == [{}]
     big = {"a": {"s": "x" * 1000}, "b": {"s": "y"}}
     assert [list(p) for p in chunk_rows(big, budget=100)] == [["a"], ["b"]]
+
+
+def test_phase_one_waits_for_the_candidates_own_durable_promise() -> None:
+    """A majority of other voters is not enough: the candidate's own voter file must hold its
+    ballot before any write under it, or a restart could claim the same ballot again and write
+    different rows under it (seqs from 1 again)."""
+    p = Proposer(B2, VOTERS, 0.0, own="b@h")
+    assert not p.on_promise("a@h", 0, 1, {})
+    assert not p.on_promise("c@h", 0, 1, {})
+    assert not p.ready
+    assert p.on_promise("b@h", 0, 1, {})
+    assert p.ready
