@@ -272,6 +272,7 @@ class Proposer:
         self.started = now
         self.promises: dict[str, dict[str, Row]] = {}
         self._parts: dict[str, dict[int, Mapping[str, Any]]] = {}
+        self._counts: dict[str, int] = {}  # per voter: how many parts its answer has
         self.ready = False
         self.table: dict[str, Row] = {}
         self.next_seq = 1
@@ -291,6 +292,9 @@ class Proposer:
         if not (0 <= part < parts):
             return False
         got = self._parts.setdefault(voter, {})
+        if self._counts.get(voter) != parts:
+            got.clear()  # parts of another answer (another chunking): start over
+            self._counts[voter] = parts
         got[part] = rows
         if len(got) < parts:
             return False

@@ -241,3 +241,14 @@ def test_phase_one_waits_for_the_candidates_own_durable_promise() -> None:
     assert not p.ready
     assert p.on_promise("b@h", 0, 1, {})
     assert p.ready
+
+
+def test_a_promise_counts_only_once_every_part_of_one_answer_arrived() -> None:
+    """Parts of two answers chunked differently (part 0 of 3, then part 1 of 2) must not add
+    up to a complete PROMISE: part 2 of the first is still missing."""
+    p = Proposer(B2, ("a@h",), 0.0)
+    assert not p.on_promise("a@h", 0, 3, {})
+    assert not p.on_promise("a@h", 1, 2, {})
+    assert not p.ready
+    assert p.on_promise("a@h", 0, 2, {})
+    assert p.ready
