@@ -128,6 +128,14 @@ class TaskRunner(ResultRouting):
                     self.agent.send(claim.address, result, now)
 
     def on_handover(self, effect: StateHandedOver, now: float, wall: float) -> None:
+        if effect.merge and self.agent.core.quorum is not None:
+            # Quorum mode: a deposed manager's table may hold results not committed yet (its
+            # scheduler applies a result before the write of its record commits); everything
+            # it committed is in the voters' rows this manager's phase 1 merged. Importing it
+            # would continue from a state a majority never held.
+            log.info("quorum mode: the table handed over by %s is not merged (the voters' "
+                     "rows are the committed state)", effect.sender)
+            return
         if effect.merge:
             changed = self.scheduler.merge(effect.state, wall, source=effect.sender)
             self._log_conflicts()

@@ -220,3 +220,20 @@ def test_a_large_write_is_split_into_several_commits() -> None:
                               if isinstance(x, WriteCommitted)]
     assert committed == seqs
     assert c.proposer is not None and c.proposer.reserved("t299") == 299
+
+
+def test_quorum_mode_does_not_import_a_deposed_managers_handed_over_table() -> None:
+    """A merge HANDOVER in quorum mode: the deposed manager's table may hold a result whose
+    write never committed; the new manager keeps to the voters' rows (phase 1) instead."""
+    from types import SimpleNamespace
+
+    from clerk._core import StateHandedOver
+    from clerk._runner import TaskRunner
+
+    merged: list[object] = []
+    runner = SimpleNamespace(
+        agent=SimpleNamespace(core=SimpleNamespace(quorum=object(), is_manager=True)),
+        scheduler=SimpleNamespace(merge=lambda *a, **k: merged.append(a) or True))
+    TaskRunner.on_handover(runner, StateHandedOver("z", {"tasks": {}}, True),  # type: ignore[arg-type]
+                           0.0, 0.0)
+    assert merged == []
