@@ -374,10 +374,6 @@ def m_election(core: CoreState, msg: Election, now: float) -> None:
                                        True, ()),), now)
         core.send(s.address, Join(core.me, core.term, core.tasks))
         return
-    if core.quorum is not None and core.members.get(s.name) is None:
-        # Quorum mode: a candidate must reach the voters with its PREPARE; one that restarted
-        # and heard no list yet learns a voter's address from its ELECTION.
-        learn(core, (MemberInfo(s.name, s.address, s.incarnation, s.priority, True, ()),), now)
     core.send(s.address, Ok(core.me, core.term, None))  # already a candidate
     if core._phase == "wait":
         send_elections(core, now)  # a lower node is waiting on us: no point waiting
