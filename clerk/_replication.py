@@ -78,6 +78,13 @@ class Replication(Definitions):
         """A member's rows: merge them (manager only)."""
         if not self.agent.core.is_manager:
             return
+        if self.agent.core.quorum is not None:
+            # Quorum mode: every committed record is on a majority of voters, and phase 1
+            # merged them. A member's data directory may hold a record whose write never
+            # committed (a manager applies a result before its commit): merging it could
+            # replace a committed state. Taken as an answer only (init stops waiting for it).
+            self.scheduler.offer_from(msg.sender.name)
+            return
         changed = self.scheduler.merge(msg.state, wall, source=msg.sender.name)
         self.scheduler.offer_from(msg.sender.name)
         self._log_conflicts()

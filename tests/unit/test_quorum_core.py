@@ -237,3 +237,28 @@ def test_quorum_mode_does_not_import_a_deposed_managers_handed_over_table() -> N
     TaskRunner.on_handover(runner, StateHandedOver("z", {"tasks": {}}, True),  # type: ignore[arg-type]
                            0.0, 0.0)
     assert merged == []
+
+
+def test_quorum_mode_does_not_merge_a_members_offered_rows() -> None:
+    """An OFFER in quorum mode: a member's data directory may hold a record whose write never
+    committed; it is taken as an answer (init stops waiting for it), never merged."""
+    from types import SimpleNamespace
+
+    from clerk._messages import Offer, Peer
+    from clerk._runner import TaskRunner
+
+    merged: list[object] = []
+    answered: list[str] = []
+
+    def runner(quorum: object) -> SimpleNamespace:
+        return SimpleNamespace(
+            agent=SimpleNamespace(core=SimpleNamespace(quorum=quorum, is_manager=True)),
+            scheduler=SimpleNamespace(merge=lambda *a, **k: merged.append(a) or False,
+                                      offer_from=answered.append, active=True),
+            _log_conflicts=lambda: None)
+
+    msg = Offer(Peer("m@x", "127.0.0.1:1", "i", 0), 1, {"tasks": {}})
+    TaskRunner.on_offer(runner(object()), msg, 0.0, 0.0)  # type: ignore[arg-type]
+    assert merged == [] and answered == ["m@x"]
+    TaskRunner.on_offer(runner(None), msg, 0.0, 0.0)  # type: ignore[arg-type]
+    assert len(merged) == 1 and answered == ["m@x", "m@x"]  # default mode merges
