@@ -44,6 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clerk._durable import replace_durably
 from clerk._errors import ConfigError
 
 __all__ = ["FORMAT", "MAX_FILE_BYTES", "WRITE_INTERVAL", "DataDirInUse", "Store",
@@ -282,28 +283,11 @@ class Store:
 
     def _write_file(self, data: bytes) -> bool:
         """Temp file, fsync, rename, fsync of the directory."""
-        tmp = self.file.with_name(f".{TABLE_FILE}.{os.getpid()}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.file)
-            dfd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            replace_durably(self.file, data,
+                            self.file.with_name(f".{TABLE_FILE}.{os.getpid()}.tmp"))
         except OSError as exc:
             log.error("cannot write %s: %s", self.file, exc.strerror)
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
             return False
         return True
 

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from clerk._durable import replace_durably
 from clerk._errors import ConfigError
 
 __all__ = ["FORMAT", "MAX_RECORD_BYTES", "VOTER_FILE", "VoterStore"]
@@ -207,30 +208,13 @@ class VoterStore:
 
     def _write_file(self, data: bytes) -> bool:
         """Temp file, fsync, rename over ``voter.json``, fsync of the directory."""
-        tmp = self.file.with_name(f".{VOTER_FILE}.{os.getpid()}.tmp")
         try:
             self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.file)
-            dfd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            replace_durably(self.file, data,
+                            self.file.with_name(f".{VOTER_FILE}.{os.getpid()}.tmp"))
         except OSError as exc:
             log.error("cannot write %s: %s; the answers waiting on it are not sent",
                       self.file, exc.strerror)
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
             return False
         return True
 
