@@ -165,7 +165,15 @@ class TaskRunner(ResultRouting):
         """A leaving node first lets its runs in flight finish (for up to LEAVE_WAIT s)."""
         if self._held and self._flush_held(now):
             return False  # sent now: give the loop a turn to put it on the wire
-        if (self.executor is None or not self.executor.busy()) and not self._held:
+        # A draining manager that stops without a successor (the last node of a full stop)
+        # writes the table last: it waits for the results of its runs in flight elsewhere too
+        # (a run sent a dispatch lead ahead can start on a member after the SIGTERMs went out;
+        # its update was lost when this node stopped first). A member's loss or the run's
+        # deadline ends the wait early; LEAVE_WAIT bounds it.
+        elsewhere = self.scheduler.active and any(
+            rec.running is not None for rec in self.scheduler.records.values())
+        if (self.executor is None or not self.executor.busy()) and not self._held \
+                and not elsewhere:
             return True
         return self._leave_started is not None and now - self._leave_started >= LEAVE_WAIT
 
