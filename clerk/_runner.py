@@ -170,7 +170,11 @@ class TaskRunner(ResultRouting):
         # (a run sent a dispatch lead ahead can start on a member after the SIGTERMs went out;
         # its update was lost when this node stopped first). A member's loss or the run's
         # deadline ends the wait early; LEAVE_WAIT bounds it.
-        elsewhere = self.scheduler.active and any(
+        # After a confirmed hand-over those results go to the successor: no wait then.
+        core = self.agent.core
+        handed_over = bool(core._successor) and core.highest is not None \
+            and core.highest.name == core._successor
+        elsewhere = self.scheduler.active and not handed_over and any(
             rec.running is not None for rec in self.scheduler.records.values())
         if (self.executor is None or not self.executor.busy()) and not self._held \
                 and not elsewhere:
