@@ -11,7 +11,9 @@ node handles it checks, from the whole history and the voters' simulated disks:
   their record versions) never goes down.
 
 :func:`random_faults` draws a seeded fault schedule (partitions of any shape, pauses of any
-length, one-way cuts, crashes, restarts, loss) for the tool.
+length, one-way cuts, crashes, restarts, loss) for the tool; :func:`apply_fault` injects one
+fault of it and :func:`end_faults` stops them all (heal, no loss, every paused node resumed,
+every crashed node restarted), after which the properties expect one manager.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from clerk._record import TaskRecord
 from clerk._simnet import SimNetwork, SimNode
 from clerk._simtasks import LEDGER, SimLedger
 
-__all__ = ["FAULTS", "VOTERS", "QuorumChecks", "apply_fault", "build", "random_faults"]
+__all__ = ["FAULTS", "VOTERS", "QuorumChecks", "apply_fault", "build", "end_faults",
+           "random_faults"]
 
 VOTERS = ("n0", "n1", "n2")
 
@@ -104,8 +107,6 @@ class QuorumChecks:
         self.best_version = max(self.best_version, version)
 
 
-
-
 FAULTS = ("crash", "restart", "pause", "resume", "partition", "heal", "loss", "deaf")
 
 
@@ -130,6 +131,19 @@ def apply_fault(net: SimNetwork, names: list[str], op: str, arg: Any) -> None:
         net.deafen(names[arg])
     elif op == "loss":
         net.loss = arg
+
+
+def end_faults(net: SimNetwork, names: list[str]) -> None:
+    """The faults stop: heal every cut, loss 0, resume every paused node and restart every
+    crashed one (in ``names`` order)."""
+    net.heal()
+    net.loss = 0.0
+    for name in names:
+        node = net.nodes[name]
+        if node.paused:
+            net.resume(name)
+        if not node.up:
+            net.restart(name)
 
 
 def random_faults(rng: random.Random, n: int, count: int) -> list[tuple[float, str, Any]]:

@@ -25,7 +25,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from clerk._simquorum import QuorumChecks, apply_fault, build, random_faults  # noqa: E402
+from clerk._simquorum import (  # noqa: E402
+    QuorumChecks,
+    apply_fault,
+    build,
+    end_faults,
+    random_faults,
+)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -47,13 +53,7 @@ def run(seed: int, n: int, faults: int) -> dict[str, object]:
         net.run_for(gap)
         apply_fault(net, names, op, arg)
     net.run_for(1.0)
-    net.heal()
-    net.loss = 0.0
-    for name in names:
-        if net.nodes[name].paused:
-            net.resume(name)
-        if not net.nodes[name].up:
-            net.restart(name)
+    end_faults(net, names)
     stop = net.now
     agreed = net.run_until_true(lambda: net.agreed() is not None and len(net.live()) == n,
                                 limit=15.0, step=0.01)

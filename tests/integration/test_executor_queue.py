@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,18 +19,22 @@ import zmq
 import clerk
 from clerk._executor import Executor
 from clerk._messages import Execute, Peer, Result
+from clerk._tasks import TaskDef
 from clerk.testing import wait_until
 
 ROOT = str(Path(__file__).resolve().parents[2])
 ME = Peer("a@127.0.0.1", "127.0.0.1:1", "inc", 0)
 
 
-@pytest.mark.timeout(60)
-def test_a_queued_run_starts_when_a_worker_finishes(monkeypatch: pytest.MonkeyPatch) -> None:
+@contextmanager
+def running_executor(monkeypatch: pytest.MonkeyPatch, defs: dict[str, TaskDef]
+                     ) -> Iterator[tuple[Executor, list[tuple[float, Result]], Callable[[], bool]]]:
+    """An executor with one real worker, ready: ``(executor, results, turn)``. ``results``
+    holds ``(time.time() when it came, result)``; ``turn()`` is one loop turn as the agent
+    does it (poll until the executor's next deadline, at most 20 ms; expire only at it) and
+    returns False, for ``wait_until(lambda: turn() or ...)``."""
     # The workers import the task by its module path: give them the repository root.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([ROOT, *sys.path]))
-    nap = clerk.task("tests.integration.cluster_tasks:Nap", name="nap", interval=60_000,
-                     timeout=10_000)
     ctx = zmq.Context()
     poller = zmq.Poller()
     readers: dict[object, object] = {}
@@ -38,61 +44,12 @@ def test_a_queued_run_starts_when_a_worker_finishes(monkeypatch: pytest.MonkeyPa
         readers[sock] = callback
         poller.register(sock, zmq.POLLIN)  # type: ignore[arg-type]
 
-    ex = Executor(node="a@127.0.0.1", defs={"nap": nap}, workers=1, ctx=ctx,
-                  add_reader=add_reader,  # type: ignore[arg-type]
-                  send_result=lambda r, to: results.append((time.monotonic(), r)),
-                  me=lambda: (ME, 1), log_level="warning")
-
-    def turn() -> bool:
-        """One loop turn as the agent does it (expire only at the executor's own deadline)."""
-        for sock, _ in poller.poll(20):
-            readers[sock]()  # type: ignore[operator]
-        if time.monotonic() >= ex.next_deadline():
-            ex.expire(time.monotonic())
-        return False
-
-    try:
-        wait_until(lambda: turn() or ex.workers[0].identity is not None, timeout=30,
-                   interval=0)
-        began = time.monotonic()
-        for i in range(3):  # one EXECUTE each, all at once: two wait in the queue
-            ex.submit(Execute(ME, 1, "nap", f"r{i}", i, {"s": 0.2}, 10_000), "m", began)
-        wait_until(lambda: turn() or len(results) == 3, timeout=20, interval=0)
-        assert [r.outcome for _, r in results] == ["ok", "ok", "ok"]
-        assert [r.run_id for _, r in results] == ["r0", "r1", "r2"]
-        # Back to back: 3 x 0.2 s and a little, far below the 10 s timeout the bug waited for.
-        assert results[-1][0] - began < 2.0, [t - began for t, _ in results]
-    finally:
-        ex.close()
-        ctx.term()
-
-
-@pytest.mark.timeout(60)
-def test_a_run_sent_ahead_waits_without_a_worker_and_starts_at_its_due_time(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """clerk._lead: a run due 0.5 s ahead does not take the only worker meanwhile (a run due
-    now, sent after it, goes first) and its task code starts at its due time, never before."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([ROOT, *sys.path]))
-    stamp = clerk.task("tests.integration.cluster_tasks:StampStart", name="stamp",
-                       interval=60_000, timeout=10_000)
-    nap = clerk.task("tests.integration.cluster_tasks:Nap", name="nap", interval=60_000,
-                     timeout=10_000)
-    ctx = zmq.Context()
-    poller = zmq.Poller()
-    readers: dict[object, object] = {}
-    results: list[tuple[float, Result]] = []
-
-    def add_reader(sock: object, callback: object) -> None:
-        readers[sock] = callback
-        poller.register(sock, zmq.POLLIN)  # type: ignore[arg-type]
-
-    ex = Executor(node="a@127.0.0.1", defs={"stamp": stamp, "nap": nap}, workers=1, ctx=ctx,
+    ex = Executor(node="a@127.0.0.1", defs=defs, workers=1, ctx=ctx,
                   add_reader=add_reader,  # type: ignore[arg-type]
                   send_result=lambda r, to: results.append((time.time(), r)),
                   me=lambda: (ME, 1), log_level="warning")
 
     def turn() -> bool:
-        """One loop turn as the agent does it: poll until the executor's next deadline."""
         wait = max(0.0, min(ex.next_deadline() - time.monotonic(), 0.02))
         for sock, _ in poller.poll(int(wait * 1000)):
             readers[sock]()  # type: ignore[operator]
@@ -103,6 +60,38 @@ def test_a_run_sent_ahead_waits_without_a_worker_and_starts_at_its_due_time(
     try:
         wait_until(lambda: turn() or ex.workers[0].identity is not None, timeout=30,
                    interval=0)
+        yield ex, results, turn
+    finally:
+        ex.close()
+        ctx.term()
+
+
+@pytest.mark.timeout(60)
+def test_a_queued_run_starts_when_a_worker_finishes(monkeypatch: pytest.MonkeyPatch) -> None:
+    nap = clerk.task("tests.integration.cluster_tasks:Nap", name="nap", interval=60_000,
+                     timeout=10_000)
+    with running_executor(monkeypatch, {"nap": nap}) as (ex, results, turn):
+        began = time.time()
+        for i in range(3):  # one EXECUTE each, all at once: two wait in the queue
+            ex.submit(Execute(ME, 1, "nap", f"r{i}", i, {"s": 0.2}, 10_000), "m",
+                      time.monotonic())
+        wait_until(lambda: turn() or len(results) == 3, timeout=20, interval=0)
+        assert [r.outcome for _, r in results] == ["ok", "ok", "ok"]
+        assert [r.run_id for _, r in results] == ["r0", "r1", "r2"]
+        # Back to back: 3 x 0.2 s and a little, far below the 10 s timeout the bug waited for.
+        assert results[-1][0] - began < 2.0, [t - began for t, _ in results]
+
+
+@pytest.mark.timeout(60)
+def test_a_run_sent_ahead_waits_without_a_worker_and_starts_at_its_due_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """clerk._lead: a run due 0.5 s ahead does not take the only worker meanwhile (a run due
+    now, sent after it, goes first) and its task code starts at its due time, never before."""
+    stamp = clerk.task("tests.integration.cluster_tasks:StampStart", name="stamp",
+                       interval=60_000, timeout=10_000)
+    nap = clerk.task("tests.integration.cluster_tasks:Nap", name="nap", interval=60_000,
+                     timeout=10_000)
+    with running_executor(monkeypatch, {"stamp": stamp, "nap": nap}) as (ex, results, turn):
         due_ms = int((time.time() + 0.5) * 1000)
         ex.submit(Execute(ME, 1, "stamp", "ahead", 1, None, 10_000, False, due_ms,
                           due_ms + 10_000), "m", time.monotonic())
@@ -116,6 +105,3 @@ def test_a_run_sent_ahead_waits_without_a_worker_and_starts_at_its_due_time(
         assert ahead.state["due"] == due_ms / 1000
         assert ahead.state["start"] >= due_ms / 1000  # never before due (the wall clock)
         assert ahead.duration_ms < 400  # counted from its start, not from its arrival
-    finally:
-        ex.close()
-        ctx.term()

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clerk._simnet import SimNetwork
-from clerk._simquorum import VOTERS, apply_fault, build, random_faults
+from clerk._simquorum import VOTERS, apply_fault, build, end_faults, random_faults
 from clerk._simquorum import QuorumChecks as Checks
 from clerk._simtasks import SimLedger
 
@@ -72,15 +72,7 @@ def run_schedule(n: int, seed: int, offsets: list[float], delay: float, jitter: 
         assert not checks.violations, checks.violations
     net.run_for(1.0)
     assert not checks.violations, checks.violations
-    # The faults stop.
-    net.heal()
-    net.loss = 0.0
-    for name in names:
-        node = net.nodes[name]
-        if node.paused:
-            net.resume(name)
-        if not node.up:
-            net.restart(name)
+    end_faults(net, names)
     t0 = net.now
     ok = net.run_until_true(lambda: net.agreed() is not None and len(net.live()) == n,
                             limit=CONVERGE_BOUND, step=0.01)
@@ -174,13 +166,7 @@ def test_a_restarted_non_voter_that_believes_everyone_dead_finds_the_cluster() -
         net.run_for(gap)
         apply_fault(net, names, op, arg)
     net.run_for(1.0)
-    net.heal()
-    net.loss = 0.0
-    for name in names:
-        if net.nodes[name].paused:
-            net.resume(name)
-        if not net.nodes[name].up:
-            net.restart(name)
+    end_faults(net, names)
     assert net.run_until_true(lambda: net.agreed() is not None and len(net.live()) == 5,
                               limit=CONVERGE_BOUND, step=0.01) is not None, [
         (n.name, str(n.core.role), n.core.manager) for n in net.live()]
