@@ -17,6 +17,7 @@ from typing import Any
 
 from clerk._config import DEFAULT_PORT, NodeConfig, _node_values, check_voter_data_dir, resolve_host
 from clerk._errors import ConfigError, NotReachableError
+from clerk._lead import DISPATCH_LEAD_MS
 from clerk._logging import LogSink
 from clerk._metrics import check_available as check_metrics
 from clerk._security import CurveKeys, keys_from_cookie, load_cookie
@@ -116,6 +117,7 @@ def _make_config(
     data_dir: str | os.PathLike[str] | bool | None,
     metrics_port: int | None = None,
     voters: Sequence[str] = (),
+    dispatch_lead: int = DISPATCH_LEAD_MS,
 ) -> NodeConfig:
     if data_dir is True:
         raise ConfigError(where, "data_dir", data_dir, "must be a directory path, None for the "
@@ -123,7 +125,8 @@ def _make_config(
     values = _node_values({"name": name, "port": port, "join": list(join), "priority": priority,
                            "cookie_file": cookie_file, "insecure": insecure, "workers": workers,
                            "log_level": log_level, "data_dir": data_dir,
-                           "metrics_port": metrics_port, "voters": voters}, where)
+                           "metrics_port": metrics_port, "voters": voters,
+                           "dispatch_lead": dispatch_lead}, where)
     for t in tasks:
         if not isinstance(t, TaskDef):
             raise ConfigError(where, "tasks", t, "must be made with clerk.task(...)")
@@ -147,6 +150,7 @@ def node_spec(
     id: str | None = None,  # noqa: A002
     metrics_port: int | None = None,
     voters: Sequence[str] = (),
+    dispatch_lead: int = DISPATCH_LEAD_MS,
 ) -> ChildSpec:
     """A ``supervisor.ChildSpec`` running a Clerk node: make it a child of your own tree.
 
@@ -161,10 +165,13 @@ def node_spec(
 
     ``voters``: quorum mode's voter names, the same list on every node (see the README's
     "Quorum mode"); empty: the default mode.
+
+    ``dispatch_lead``: ms (0-50), how far ahead of its due time this node, as manager, sends
+    each run (the member starts it at the due time); 0: at the due time.
     """
     config = _make_config(name, port, join, tasks, priority, cookie_file, insecure, workers,
                           log_level, "clerk.node_spec(...)", data_dir, metrics_port,
-                          voters)
+                          voters, dispatch_lead)
     return agent_spec(config, id=id or f"clerk-{config.name}", significant=False)
 
 
@@ -185,7 +192,8 @@ class Node:
     ``trigger()`` steer a task cluster-wide through this node (applied by the manager, see
     :mod:`clerk._ops`); ``history()`` and ``task_status()`` read one task. ``voters``
     turns quorum mode on (the same list of node names on every node; a voter needs a data
-    directory).
+    directory). ``dispatch_lead`` (ms, 0-50) is how far ahead of due this node, as manager,
+    sends each run (:mod:`clerk._lead`); 0: at the due time.
     """
 
     def __init__(
@@ -203,10 +211,11 @@ class Node:
         data_dir: str | os.PathLike[str] | bool | None = None,
         metrics_port: int | None = None,
         voters: Sequence[str] = (),
+        dispatch_lead: int = DISPATCH_LEAD_MS,
     ) -> None:
         self.config = _make_config(name, port, join, tasks, priority, cookie_file, insecure,
                                    workers, log_level, "clerk.Node(...)", data_dir,
-                                   metrics_port, voters)
+                                   metrics_port, voters, dispatch_lead)
         self._keys: CurveKeys | None = None
         self._sup: Supervisor | None = None
         self._sink: LogSink | None = None

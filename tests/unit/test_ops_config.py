@@ -1,11 +1,14 @@
-"""``metrics_port`` / ``--metrics-port``: parsed, validated, named in errors."""
+"""``metrics_port`` / ``--metrics-port`` and ``dispatch_lead`` (TOML, flag, ``clerk.Node``,
+``clerk.node_spec``): parsed, validated, named in errors."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+import clerk
 from clerk import ConfigError, load_config
 from clerk.node import build_parser, config_from_args
 
@@ -46,3 +49,38 @@ def test_a_bad_dispatch_lead_names_the_key(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(str(path), {})
     assert err.value.key == "dispatch_lead" and str(path) in str(err.value)
+
+
+def test_dispatch_lead_is_a_parameter_of_node_and_node_spec() -> None:
+    from clerk._lead import DISPATCH_LEAD_MS
+
+    assert clerk.Node(name="a@10.0.0.5").config.dispatch_lead == DISPATCH_LEAD_MS
+    assert clerk.Node(name="a@10.0.0.5", dispatch_lead=0).config.dispatch_lead == 0
+    # The spec's argument is the config the agent runs with (the same object as from TOML).
+    spec = clerk.node_spec(name="a@10.0.0.5", dispatch_lead=50)
+    assert spec.args[0].dispatch_lead == 50
+    assert clerk.node_spec(name="a@10.0.0.5").args[0].dispatch_lead == DISPATCH_LEAD_MS
+
+
+@pytest.mark.parametrize("value", ["5", -1, 51, True, 2.5])
+def test_a_bad_dispatch_lead_parameter_names_the_caller_and_the_key(value: object) -> None:
+    with pytest.raises(ConfigError) as err:
+        clerk.Node(name="a@10.0.0.5", dispatch_lead=value)  # type: ignore[arg-type]
+    assert err.value.key == "dispatch_lead"
+    assert str(err.value).startswith("clerk.Node(...): dispatch_lead")
+    assert "0 to 50" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        clerk.node_spec(name="a@10.0.0.5", dispatch_lead=value)  # type: ignore[arg-type]
+    assert str(err.value).startswith("clerk.node_spec(...): dispatch_lead")
+
+
+def test_every_node_key_is_a_parameter_of_node_and_node_spec() -> None:
+    """The README says every ``[node]`` key is a keyword of both: a new key must be added to
+    them too (dispatch_lead was once TOML and flag only)."""
+    import inspect
+
+    from clerk._config import NodeConfig
+
+    keys = {f.name for f in dataclasses.fields(NodeConfig)} - {"tasks", "source", "log_to"}
+    for api in (clerk.Node, clerk.node_spec):
+        assert keys <= set(inspect.signature(api).parameters), (api, keys)
