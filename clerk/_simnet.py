@@ -17,7 +17,11 @@ Model of the transport, kept close to ZeroMQ over TCP:
   ``then`` sends leave right after), kept across a crash and handed to the restarted core;
 * ``crash(name, silent=True)`` models a death nobody is told about (a host that vanishes, a
   cable pulled): no ``PeerDown`` anywhere, only silence; ``inject`` then lets a test hand a
-  ``PeerDown`` (or any event) to exactly the nodes it chooses.
+  ``PeerDown`` (or any event) to exactly the nodes it chooses;
+* ``deafen(name)`` is a one-way cut (the node sends, hears nothing); ``cut_where(drop)`` is
+  a selective one: it drops every message for which ``drop(src, dst, msg)`` holds (node
+  names), to build a directed scenario (e.g. an old manager that hears only the voters'
+  ACCEPTED). Both last until ``heal``.
 
 A *layer* (``SimNetwork(layer=factory)``) runs above each node's core, as the real node's task
 layer does: it sees every event and effect, may send messages, and has its own deadlines.
@@ -113,6 +117,8 @@ class SimNetwork:
         self._links: dict[str, set[str]] = {}
         self._groups: dict[str, int] | None = None
         self.deaf: set[str] = set()  # nodes that receive nothing (one-way cuts) until heal
+        #: Selective cuts until heal: a message is dropped if any says so (:meth:`cut_where`).
+        self.cuts: list[Callable[[str, str, Message], bool]] = []
         self.whole_since = 0.0  # when the network was last healed (or built)
         self.sent: Counter[str] = Counter()
         self.dropped = 0
@@ -235,19 +241,28 @@ class SimNetwork:
         self.deaf.add(name)
         self.trace.append((self.now, name, "deaf"))
 
+    def cut_where(self, drop: Callable[[str, str, Message], bool]) -> None:
+        """A selective cut: drop every message ``src -> dst`` for which ``drop(src, dst,
+        msg)`` holds (node names), until :meth:`heal`."""
+        self.cuts.append(drop)
+        self.trace.append((self.now, "*", "cut"))
+
     def whole_for(self) -> float:
         """How long the network has been whole (-1 while it is cut into groups)."""
-        return -1.0 if self._groups is not None or self.deaf else self.now - self.whole_since
+        if self._groups is not None or self.deaf or self.cuts:
+            return -1.0
+        return self.now - self.whole_since
 
     def at(self, when: float, action: Callable[[], None]) -> None:
         """Run ``action`` at simulated time ``when`` (for layers: a run's result)."""
         self._schedule(max(when, self.now), action)
 
     def heal(self) -> None:
-        if self._groups is not None or self.deaf:
+        if self._groups is not None or self.deaf or self.cuts:
             self.whole_since = self.now
         self._groups = None
         self.deaf.clear()
+        self.cuts.clear()
         self.trace.append((self.now, "*", "heal"))
 
     # --- running ----------------------------------------------------------------------------
@@ -315,6 +330,9 @@ class SimNetwork:
             self.dropped += 1
             return
         if dst.name in self.deaf and dst is not src:
+            self.dropped += 1
+            return
+        if dst is not src and any(drop(src.name, dst.name, send.msg) for drop in self.cuts):
             self.dropped += 1
             return
         if self.loss and self.rng.random() < self.loss:
