@@ -436,7 +436,12 @@ class Agent:
                 self.tasks.on_member_up(effect.info.name, effect.info.incarnation, now)
             elif isinstance(effect, MemberDown):
                 log.info("member %s down (%s)", effect.name, effect.reason)
-                self.tasks.on_member_down(effect.name, now)
+                if effect.reason != "left":
+                    # A member that left gracefully finishes its runs in flight and sends
+                    # their results (clerk._runner.LEAVE_WAIT): they end by those results, or
+                    # at their deadlines, not now (failing them dropped their updates, and
+                    # let the next slot overlap the run still going on the leaving node).
+                    self.tasks.on_member_down(effect.name, now)
             elif isinstance(effect, StateHandedOver):
                 log.info("received %s from %s",
                          "a merged table" if effect.merge else "the manager's hand-over",

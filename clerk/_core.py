@@ -21,10 +21,13 @@ Rules owned here:
 
 * **One step at a time.** ``handle`` first checks the stall fence (a manager whose loop did
   not run for longer than ``manager_timeout``, :mod:`clerk._fence`), then applies the event;
-  a STOPPED core ignores everything. Every message passes the impersonation check (a message
-  in this node's own name and incarnation is a forgery, except our own merge HANDOVER passed
-  back to us, which is counted in ``returned_handovers``) and the term bound before its
-  handler.
+  a STOPPED core ignores everything but a RESULT from another node, which it still delivers:
+  a node that left keeps its loop until its runs in flight end, and the last manager of a
+  full stop waits there for the results of its runs on members, to write them into its
+  table (``TaskRunner.ready_to_leave``; before, they were dropped here). Every message
+  passes the impersonation check (a message in this node's own name and incarnation is a
+  forgery, except our own merge HANDOVER passed back to us, which is counted in
+  ``returned_handovers``) and the term bound before its handler.
 * **Fencing for the layer above.** An EXECUTE is delivered only from the claim this node
   follows. One from a claim below the highest seen is refused as stale (``StaleExecute``, and
   its holder is told the higher claim); one from the manager we just gave up on (queued while
@@ -173,6 +176,9 @@ class NodeCore(CoreState):
         """Apply ``event`` at monotonic time ``now``; return what the shell must do."""
         self._out = []
         if self.role is Role.STOPPED:
+            if (isinstance(event, Received) and isinstance(event.msg, Result)
+                    and event.msg.sender.name != self.me.name):
+                return [Deliver(event.msg)]
             return []
         gap = self._fence.gap(now)
         if gap > self.timings.manager_timeout and self.role is Role.MANAGER:

@@ -167,7 +167,9 @@ class LedgerLayer:
                                                     source=effect.sender)
                 elif core.is_manager:
                     self._activate = True
-            elif isinstance(effect, MemberDown) and self.scheduler.active:
+            elif (isinstance(effect, MemberDown) and effect.reason != "left"
+                  and self.scheduler.active):
+                # (as the agent does: a member that left finishes its runs in flight)
                 changed |= bool(self.scheduler.fail_node(effect.name, self.wall()))
             elif isinstance(effect, Deliver):
                 changed |= self._deliver(effect.msg)

@@ -63,6 +63,23 @@ class PinnedCounter(Counter):
         return [m for m in members if m.startswith("n2@")]
 
 
+class SlowCounterOnN1(Counter):
+    """A Counter that only node ``n1`` may run, and slowly: it appends ``start SLOT NODE`` to
+    ``args['log']`` (ignored by ``counter_lines``), sleeps ``args['sleep']`` s, then counts."""
+
+    def init(self, args: Any) -> Any:
+        return {**super().init(args), "sleep": args["sleep"]}
+
+    def execute(self, state: Any) -> Any:
+        run = clerk.current_run()
+        _append(state["log"], f"start {run.slot} {run.node}")
+        time.sleep(state["sleep"])
+        return super().execute(state)
+
+    def nodes(self, members: list[str]) -> list[str]:
+        return [m for m in members if m.startswith("n1@")]
+
+
 class Alternating(clerk.Task):
     """Fails on odd slots, counts on even ones; logs ``slot count-seen node`` per attempt."""
 

@@ -6,6 +6,7 @@ appends ``task slot term node count time`` to a ledger file, which is the histor
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -15,8 +16,8 @@ import pytest
 
 import clerk
 from clerk.testing import LocalCluster, free_ports, wait_until
-from tests.integration.cluster_tasks import Counter
-from tests.integration.task_helpers import CounterLine, counter_lines, task_row
+from tests.integration.cluster_tasks import Counter, SlowCounterOnN1
+from tests.integration.task_helpers import CounterLine, counter_lines, lines, task_row
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -69,6 +70,52 @@ def test_full_cluster_sigterm_then_start_continues_every_counter_exactly(
         assert after[0].count == before[-1].count + 1, (before[-3:], after[:3])
         row = _row(cluster)
         assert row["lineage"] == origin and row["conflicts"] == 0
+
+
+def test_a_full_stop_keeps_the_update_of_a_run_in_flight_on_a_member(tmp_path: Path) -> None:
+    """The full-stop race of the dispatch lead, made deterministic: a run sent just before the
+    SIGTERMs is in flight on a member when its manager stops. Here n1 runs a slow task (the
+    run takes 3 s), n1 and n2 get SIGTERM while it is in flight, and the manager n3 only once
+    it has seen both leave: it stops with no successor. n1 finishes the run while leaving and
+    sends the result; n3 must wait for it and write it into its table, its last
+    (``TaskRunner.ready_to_leave``: runs in flight elsewhere), or the count repeats after the
+    restart. Three things each lost the update: n3 failed the run when n1's LEAVE came
+    (``MemberDown("left")``), did not wait for it, or (its core stopped) dropped the RESULT."""
+    log = tmp_path / "ledger.log"
+    tasks = [clerk.task(SlowCounterOnN1, name="ledger", interval=4000, timeout=10_000,
+                        args={"log": str(log), "sleep": 3.0})]
+    with LocalCluster(3, tasks, start=False) as cluster:
+        n1, n2, n3 = cluster.names
+        cluster.start(n3)  # n3 first, so that it is the manager and n1 a member
+        assert cluster.wait_for_manager(timeout=15) == n3
+        cluster.start(n1)
+        cluster.start(n2)
+        _count_at_least(log, 1)
+
+        def in_flight() -> str | None:
+            starts = [ln[1] for ln in lines(log) if ln[0] == "start"]
+            done = {str(x.slot) for x in counter_lines(log)}
+            return starts[-1] if starts and starts[-1] not in done else None
+
+        slot = wait_until(in_flight, timeout=15, interval=0.01)
+        stopping = time.time()
+        for name in (n1, n2):
+            cluster.procs[name].send_signal(signal.SIGTERM)
+        wait_until(lambda: all(f"member {n} down (left)" in cluster.log(n3) for n in (n1, n2)),
+                   timeout=10, message=lambda: cluster.log(n3)[-2000:])
+        assert in_flight() == slot, "the run ended before the manager's stop: no race"
+        assert cluster.stop(n3) == 0
+        assert [cluster.procs[n].wait(timeout=20) for n in (n1, n2)] == [0, 0]
+        stopped = time.time()
+        before = counter_lines(log)
+        last = before[-1]
+        # n1 finished the run while leaving, after the stop began.
+        assert str(last.slot) == slot and last.started > stopping, (slot, stopping, before[-2:])
+        cluster.start_all()
+        cluster.wait_for_manager(timeout=15)
+        after = _count_at_least(log, last.count + 1, after=stopped)
+        assert after[0].count == last.count + 1, ("the in-flight run's update was lost",
+                                                  before[-3:], after[:3])
 
 
 def test_full_cluster_sigkill_then_start_loses_at_most_the_last_update(tmp_path: Path) -> None:

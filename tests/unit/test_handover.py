@@ -6,6 +6,7 @@ import pytest
 
 from clerk import _handover
 from clerk._core import (
+    Deliver,
     LeaveRequested,
     MemberDown,
     Received,
@@ -14,16 +15,36 @@ from clerk._core import (
     Start,
     StateHandedOver,
     Stopped,
+    Tick,
 )
 from clerk._handover import FORWARD_MEMORY
 from clerk._messages import (
     Claim,
     Coordinator,
     Handover,
+    Heartbeat,
     Leave,
+    Result,
 )
 from clerk._record import unpack_table
 from tests.unit.corenet import Net, T, addr, cluster, info, peer
+
+
+def test_a_stopped_core_still_delivers_results_and_nothing_else():
+    """The last manager of a full stop has no successor: its core stops at once, but its loop
+    waits for the results of its runs in flight on members (TaskRunner.ready_to_leave). The
+    stopped core must deliver those RESULTs (it dropped everything before, and the update was
+    lost); any other message, and a RESULT in its own name, is still ignored."""
+    net, (a, b) = cluster(("a", 1), ("b", 0))
+    net.do(b, LeaveRequested())
+    net.run()
+    effects = net.do(a, LeaveRequested())
+    assert Stopped("left; no member to hand over to") in effects and a.role is Role.STOPPED
+    result = Result(b.me, 1, "t", "r1", 7, "ok", {"n": 1}, 3.0)
+    assert net.do(a, Received(result)) == [Deliver(result)]
+    assert net.do(a, Received(Result(a.me, 1, "t", "r2", 7, "ok"))) == []
+    assert net.do(a, Received(Heartbeat(b.me, 1, 1, 0))) == []
+    assert net.do(a, Tick()) == []
 
 
 def test_graceful_leave_of_a_follower():
