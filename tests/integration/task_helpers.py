@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clerk._deploy import SEP
 from clerk._schedule import phase_ms
 
 
@@ -45,6 +46,25 @@ def lines(path: Path | str) -> list[list[str]]:
 def due(name: str, interval_ms: int, slot: int) -> float:
     """Wall time (s) at which ``slot`` of task ``name`` is due."""
     return (phase_ms(name, interval_ms) + slot * interval_ms) / 1000
+
+
+def all_eligible(cluster: Any, task: str, timeout: float = 30.0) -> str:
+    """Wait until the manager sees every live node advertise ``task`` (a node does so only
+    once all its workers are ready: clerk._runnerdefs) and return the manager's name. A test
+    of "no slot missed" across a change of manager needs this: a successor whose workers are
+    still starting, with no other node ready, rightly skips the slots until they are."""
+    from clerk.testing import wait_until
+
+    def ready() -> str | None:
+        manager = cluster.wait_for_manager(timeout=timeout)
+        members = cluster.status(manager)["members"]
+        live = set(cluster.live())
+        have = {m["name"] for m in members
+                if m["alive"] and task in (e.partition(SEP)[0] for e in m["tasks"])}
+        return manager if live <= have else None
+
+    return wait_until(ready, timeout=timeout, interval=0.05,
+                      message=lambda: f"not every node advertises {task!r} yet")
 
 
 def task_row(status: dict[str, Any], name: str) -> dict[str, Any]:

@@ -11,7 +11,13 @@ import pytest
 import clerk
 from clerk.testing import LocalCluster, wait_until
 from tests.integration.cluster_tasks import Counter
-from tests.integration.task_helpers import CounterLine, counter_lines, due, task_row
+from tests.integration.task_helpers import (
+    CounterLine,
+    all_eligible,
+    counter_lines,
+    due,
+    task_row,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -43,7 +49,7 @@ def test_after_kill_9_of_the_manager_the_counter_continues(tmp_path: Path) -> No
     log, iv = tmp_path / "log", 300
     t = clerk.task(Counter, name="c", interval=iv, args={"log": str(log)})
     with LocalCluster(3, tasks=[t]) as cluster:
-        manager = cluster.wait_for_manager(timeout=15)
+        manager = all_eligible(cluster, "c")  # (see the hand-over test below)
         last = quiet_point(cluster, manager, log, iv)
         killed_at = time.time()
         cluster.kill(manager)
@@ -67,7 +73,9 @@ def test_after_a_graceful_hand_over_no_slot_is_missed(tmp_path: Path) -> None:
     log, iv = tmp_path / "log", 200
     t = clerk.task(Counter, name="c", interval=iv, args={"log": str(log)})
     with LocalCluster(3, tasks=[t]) as cluster:
-        manager = cluster.wait_for_manager(timeout=15)
+        # Every node's workers ready first (under load they start in seconds): else the
+        # successor and the third node may have none yet, and the slots are rightly skipped.
+        manager = all_eligible(cluster, "c")
         before = wait_until(lambda: (r := counter_lines(log))[5:] and r, timeout=20)
         skipped = task_row(cluster.status(manager), "c")["runs"]["skipped"]
         assert cluster.stop(manager) == 0
