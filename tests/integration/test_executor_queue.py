@@ -1,4 +1,4 @@
-"""The executor's run queue, with real worker processes over IPC and no cluster around it.
+"""The executor's run queue, with real worker processes (Unix sockets) and no cluster.
 
 A run queued behind busy workers starts as soon as one of them finishes, not when something
 else (the next EXECUTE, the queued run's own timeout) happens to wake the executor up.
@@ -29,7 +29,6 @@ def test_a_queued_run_starts_when_a_worker_finishes(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([ROOT, *sys.path]))
     nap = clerk.task("tests.integration.cluster_tasks:Nap", name="nap", interval=60_000,
                      timeout=10_000)
-    ctx = zmq.Context()
     poller = zmq.Poller()
     readers: dict[object, object] = {}
     results: list[tuple[float, Result]] = []
@@ -38,8 +37,13 @@ def test_a_queued_run_starts_when_a_worker_finishes(monkeypatch: pytest.MonkeyPa
         readers[sock] = callback
         poller.register(sock, zmq.POLLIN)  # type: ignore[arg-type]
 
-    ex = Executor(node="a@127.0.0.1", defs={"nap": nap}, workers=1, ctx=ctx,
+    def remove_reader(sock: object) -> None:
+        del readers[sock]
+        poller.unregister(sock)  # type: ignore[arg-type]
+
+    ex = Executor(node="a@127.0.0.1", defs={"nap": nap}, workers=1,
                   add_reader=add_reader,  # type: ignore[arg-type]
+                  remove_reader=remove_reader,
                   send_result=lambda r, to: results.append((time.monotonic(), r)),
                   me=lambda: (ME, 1), log_level="warning")
 
@@ -64,7 +68,6 @@ def test_a_queued_run_starts_when_a_worker_finishes(monkeypatch: pytest.MonkeyPa
         assert results[-1][0] - began < 2.0, [t - began for t, _ in results]
     finally:
         ex.close()
-        ctx.term()
 
 
 @pytest.mark.timeout(60)
@@ -77,7 +80,6 @@ def test_a_run_sent_ahead_waits_without_a_worker_and_starts_at_its_due_time(
                        interval=60_000, timeout=10_000)
     nap = clerk.task("tests.integration.cluster_tasks:Nap", name="nap", interval=60_000,
                      timeout=10_000)
-    ctx = zmq.Context()
     poller = zmq.Poller()
     readers: dict[object, object] = {}
     results: list[tuple[float, Result]] = []
@@ -86,8 +88,13 @@ def test_a_run_sent_ahead_waits_without_a_worker_and_starts_at_its_due_time(
         readers[sock] = callback
         poller.register(sock, zmq.POLLIN)  # type: ignore[arg-type]
 
-    ex = Executor(node="a@127.0.0.1", defs={"stamp": stamp, "nap": nap}, workers=1, ctx=ctx,
+    def remove_reader(sock: object) -> None:
+        del readers[sock]
+        poller.unregister(sock)  # type: ignore[arg-type]
+
+    ex = Executor(node="a@127.0.0.1", defs={"stamp": stamp, "nap": nap}, workers=1,
                   add_reader=add_reader,  # type: ignore[arg-type]
+                  remove_reader=remove_reader,
                   send_result=lambda r, to: results.append((time.time(), r)),
                   me=lambda: (ME, 1), log_level="warning")
 
@@ -118,4 +125,3 @@ def test_a_run_sent_ahead_waits_without_a_worker_and_starts_at_its_due_time(
         assert ahead.duration_ms < 400  # counted from its start, not from its arrival
     finally:
         ex.close()
-        ctx.term()
