@@ -2,17 +2,18 @@
 
 The agent owns a ``supervisor.Supervisor`` of ``workers`` processes (``clerk._worker``) and a
 Unix socket in a 0700 temporary directory that each worker connects to (one connection per
-worker, :mod:`clerk._workerlink`; the end of a connection is the end of that worker's link). A
-run goes to an idle worker
-(or waits in a queue, its clock already running). A run sent ahead of its due time goes to an
-idle worker once it is due within ``RELEASE_LEAD_MS`` (at once, with the default lead), which
-starts it at the due time (:mod:`clerk._lead`); free workers take the earliest start first; its
-timeout counts from the due time. Past its timeout the worker's whole process tree is killed and
-the worker replaced by a new child (``start_child`` first, then ``terminate_child``, which
-honours ``brutal_kill``; neither counts against the restart intensity; both on a helper thread,
-so the loop keeps heartbeating), and the run is reported as a timeout. A worker that dies
-mid-run fails that run with an error naming the exit. Results go to the manager this node follows
-now (which may have changed during the run), else to the sender.
+worker, :mod:`clerk._workerlink`; the end of a connection is the end of that worker's link: a
+worker whose agent is gone exits, and the agent sends nothing more on a link that closed). A run
+goes to an idle worker (or waits in a queue, its clock already running). A run sent ahead of its
+due time goes to an idle worker once it is due within ``RELEASE_LEAD_MS`` (at once, with the
+default lead), which starts it at the due time (:mod:`clerk._lead`); free workers take the
+earliest start first; its timeout counts from the due time. Past its timeout the worker's whole
+process tree is killed and the worker replaced by a new child (``start_child`` first, then
+``terminate_child``, which honours ``brutal_kill``; neither counts against the restart
+intensity; both on a helper thread, so the loop keeps heartbeating), and the run is reported as
+a timeout. A worker that dies mid-run fails that run with an error naming the exit. Results go
+to the manager this node follows now (which may have changed during the run), else to the
+sender.
 """
 
 from __future__ import annotations

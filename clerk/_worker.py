@@ -3,8 +3,9 @@
 Started by the agent's worker supervisor (``clerk._worker:main``) in a fresh interpreter. It
 connects to the agent's private Unix socket (:mod:`clerk._workerlink`), says ``ready``, then
 loops: ``run`` request in, ``done`` reply out; it exits when the agent's end of the connection
-closes. Everything is JSON (no pickle). A run past its timeout is not
-this process's business: the agent kills this process's whole tree and starts a new worker.
+closes (its supervisor starts a new one if the agent is still there). Everything is JSON (no
+pickle). A run past its timeout is not this process's business: the agent kills this
+process's whole tree and starts a new worker.
 A run sent ahead of its due time (:mod:`clerk._lead`) is held here until that time, checked
 against the wall clock: the task's code never starts before its slot is due.
 

@@ -7,6 +7,7 @@ else (the next EXECUTE, the queued run's own timeout) happens to wake the execut
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -123,5 +124,59 @@ def test_a_run_sent_ahead_waits_without_a_worker_and_starts_at_its_due_time(
         assert ahead.state["due"] == due_ms / 1000
         assert ahead.state["start"] >= due_ms / 1000  # never before due (the wall clock)
         assert ahead.duration_ms < 400  # counted from its start, not from its arrival
+    finally:
+        ex.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_killed_mid_run_fails_that_run_and_its_replacement_takes_the_next(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """clerk._workerlink: the dead worker's connection ends (its link is dropped: no run goes
+    to it), its exit fails the run in flight, and the new worker's link takes the next run."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([ROOT, *sys.path]))
+    nap = clerk.task("tests.integration.cluster_tasks:Nap", name="nap", interval=60_000,
+                     timeout=10_000)
+    poller = zmq.Poller()
+    readers: dict[object, object] = {}
+    results: list[Result] = []
+
+    def add_reader(sock: object, callback: object) -> None:
+        readers[sock] = callback
+        poller.register(sock, zmq.POLLIN)  # type: ignore[arg-type]
+
+    def remove_reader(sock: object) -> None:
+        del readers[sock]
+        poller.unregister(sock)  # type: ignore[arg-type]
+
+    ex = Executor(node="a@127.0.0.1", defs={"nap": nap}, workers=1,
+                  add_reader=add_reader,  # type: ignore[arg-type]
+                  remove_reader=remove_reader,
+                  send_result=lambda r, to: results.append(r),
+                  me=lambda: (ME, 1), log_level="warning")
+
+    def turn() -> bool:
+        for sock, _ in poller.poll(20):
+            callback = readers.get(sock)
+            if callback is not None:
+                callback()  # type: ignore[operator]
+        return False
+
+    try:
+        wait_until(lambda: turn() or ex.workers[0].identity is not None, timeout=30,
+                   interval=0)
+        first = ex.workers[0].pid
+        links = len(readers)
+        ex.submit(Execute(ME, 1, "nap", "r0", 0, {"s": 30}, 10_000), "m", time.monotonic())
+        assert ex.workers[0].job is not None
+        assert isinstance(first, int)
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: turn() or len(results) == 1, timeout=20, interval=0)
+        assert results[0].outcome == "error" and "exited during the run" in results[0].error
+        wait_until(lambda: turn() or (ex.workers[0].identity is not None
+                                      and ex.workers[0].pid != first), timeout=30, interval=0)
+        assert len(readers) == links  # the dead worker's link is gone, the new one is in
+        ex.submit(Execute(ME, 1, "nap", "r1", 1, {"s": 0.01}, 10_000), "m", time.monotonic())
+        wait_until(lambda: turn() or len(results) == 2, timeout=20, interval=0)
+        assert results[1].run_id == "r1" and results[1].outcome == "ok", results[1].error
     finally:
         ex.close()
