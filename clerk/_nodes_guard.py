@@ -16,12 +16,14 @@ Rules:
 * A task that does not override ``nodes()`` costs nothing: no thread, no wait.
 * **Asked ahead** (a task of an ``interval`` up to :data:`AHEAD_MAX_S`): as soon as a run's
   answer is in, the call for the task's *next* run starts on a helper thread, with the same
-  members, so that the next dispatch finds its answer ready instead of waiting for a thread
-  hand-off (two thread wake-ups: ~0.1-0.5 ms on a loaded machine, several ms at load 20+).
-  That answer is used only if the members are the same and it was asked at most
-  :data:`AHEAD_STALE_S` before; otherwise ``nodes()`` is asked again, as above. Each run still
-  gets one ``nodes()`` answer of its own, asked at most one interval (plus a late tick) before
-  its dispatch; a slow one ahead is an overrun of the run it was asked for, as above.
+  members (once the loop has sent this turn's dispatches: :meth:`NodesGuard.ask_ahead`, so the
+  helper does not compete with them for the interpreter), so that the next dispatch finds its
+  answer ready instead of waiting for a thread hand-off (two thread wake-ups: ~0.1-0.5 ms on a
+  loaded machine, several ms at load 20+). That answer is used only if the members are the same
+  and it was asked at most :data:`AHEAD_STALE_S` before; otherwise ``nodes()`` is asked again,
+  as above. Each run still gets one ``nodes()`` answer of its own, asked at most one interval
+  (plus a late tick) before its dispatch; a slow one ahead is an overrun of the run it was asked
+  for, as above.
 * A task the manager has not loaded itself (a rolling deploy, see clerk._deploy) has its class
   imported here, once per target; if the manager cannot import it (the new code is not on this
   node yet), the run goes to any live member that has the task, and status says why
@@ -75,6 +77,7 @@ class NodesGuard:
         #: Calls asked ahead, by task: (the members asked, when (monotonic), the call).
         self._ahead: dict[str, tuple[tuple[str, ...], float,
                                      concurrent.futures.Future[list[str]]]] = {}
+        self._to_ask: dict[str, tuple[TaskDef, type[Task], list[str]]] = {}  # see ask_ahead
         self._warned: dict[str, float] = {}
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -99,8 +102,18 @@ class NodesGuard:
             return self._overrun(d, members, f"nodes() took over {self.budget_s * 1000:.0f} ms")
         self._pending.pop(d.name, None)
         if d.interval is not None and d.interval <= AHEAD_MAX_S * 1000:
-            self._ahead[d.name] = (asked, self._clock(), self._submit(d, cls, members))
+            self._to_ask[d.name] = (d, cls, list(members))
         return chosen  # (an exception of nodes() propagates: an error of this run)
+
+    def ask_ahead(self) -> None:
+        """Start the calls for the next runs of the tasks answered since the last time (the
+        loop calls this once its dispatches are sent)."""
+        to_ask, self._to_ask = self._to_ask, {}
+        for name, (d, cls, members) in to_ask.items():
+            earlier = self._pending.get(name)
+            if earlier is not None and not earlier.done():
+                continue  # (an overrun's call still running: the next run asks, as above)
+            self._ahead[name] = (tuple(members), self._clock(), self._submit(d, cls, members))
 
     def _submit(self, d: TaskDef, cls: type[Task],
                 members: list[str]) -> concurrent.futures.Future[list[str]]:
@@ -139,6 +152,7 @@ class NodesGuard:
 
     def close(self) -> None:
         self._ahead.clear()
+        self._to_ask.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None

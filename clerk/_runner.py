@@ -252,6 +252,7 @@ class TaskRunner(ResultRouting):
         else:
             for d in dispatches:
                 self._dispatch(d, now)
+        self.nodes_guard.ask_ahead()  # the next runs' nodes(), now that these are sent
         if dispatches or finished:
             self._replicate(now)
 

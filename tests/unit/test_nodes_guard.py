@@ -116,20 +116,27 @@ def test_the_next_runs_nodes_is_asked_ahead_and_used_when_the_members_are_the_sa
     calls.clear()
     try:
         assert guard(d("counting"), ["a", "b"]) == ["b"]
+        time.sleep(0.05)
+        assert calls == [("a", "b")]  # nothing asked ahead before the loop's dispatches went
+        guard.ask_ahead()
         wait_until(lambda: len(calls) == 2, timeout=5)  # run 2's call, asked ahead
         assert calls == [("a", "b"), ("a", "b")]
         now[0] += 1.0
         assert guard(d("counting"), ["a", "b"]) == ["b"]  # the answer asked ahead
+        guard.ask_ahead()
         wait_until(lambda: len(calls) == 3, timeout=5)  # and run 3's, asked ahead in turn
         time.sleep(0.05)
         assert len(calls) == 3  # one call per run, no more
         # A member joined: the answer asked ahead (for a, b) is not this run's.
         assert guard(d("counting"), ["a", "b", "c"]) == ["c"]
         assert calls[3] == ("a", "b", "c")
+        guard.ask_ahead()
         wait_until(lambda: len(calls) == 5, timeout=5)
         # Asked ahead too long ago (a paused loop, a late tick): asked again.
         now[0] += AHEAD_STALE_S + 0.1
         assert guard(d("counting"), ["a", "b", "c"]) == ["c"]
+        assert len(calls) == 6
+        guard.ask_ahead()
         wait_until(lambda: len(calls) == 7, timeout=5)
         assert not guard.overruns
     finally:
@@ -142,6 +149,7 @@ def test_a_longer_interval_is_not_asked_ahead() -> None:
     try:
         slow = d("counting", interval=int(AHEAD_MAX_S * 1000) + 1)
         assert guard(slow, ["a", "b"]) == ["b"]
+        guard.ask_ahead()
         time.sleep(0.1)
         assert calls == [("a", "b")]
         assert guard(slow, ["a", "b"]) == ["b"]
