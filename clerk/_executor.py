@@ -1,16 +1,19 @@
 """Runs EXECUTE requests on this node, in worker processes supervised by the agent.
 
 The agent owns a ``supervisor.Supervisor`` of ``workers`` processes (``clerk._worker``) and a
-private ROUTER on an IPC endpoint in a 0700 temporary directory. A run goes to an idle worker
-(or waits in a queue, its clock already running). A run sent ahead of its due time goes to an
-idle worker once it is due within ``RELEASE_LEAD_MS`` (at once, with the default lead), which
-starts it at the due time (:mod:`clerk._lead`); free workers take the earliest start first; its
-timeout counts from the due time. Past its timeout the worker's whole process tree is killed and
-the worker replaced by a new child (``start_child`` first, then ``terminate_child``, which
-honours ``brutal_kill``; neither counts against the restart intensity; both on a helper thread,
-so the loop keeps heartbeating), and the run is reported as a timeout. A worker that dies
-mid-run fails that run with an error naming the exit. Results go to the manager this node follows
-now (which may have changed during the run), else to the sender.
+Unix socket in a 0700 temporary directory that each worker connects to (one connection per
+worker, :mod:`clerk._workerlink`; the end of a connection is the end of that worker's link: a
+worker whose agent is gone exits, and the agent sends nothing more on a link that closed). A run
+goes to an idle worker (or waits in a queue, its clock already running). A run sent ahead of its
+due time goes to an idle worker once it is due within ``RELEASE_LEAD_MS`` (at once, with the
+default lead), which starts it at the due time (:mod:`clerk._lead`); free workers take the
+earliest start first; its timeout counts from the due time. Past its timeout the worker's whole
+process tree is killed and the worker replaced by a new child (``start_child`` first, then
+``terminate_child``, which honours ``brutal_kill``; neither counts against the restart
+intensity; both on a helper thread, so the loop keeps heartbeating), and the run is reported as
+a timeout. A worker that dies mid-run fails that run with an error naming the exit. Results go
+to the manager this node follows now (which may have changed during the run), else to the
+sender.
 """
 
 from __future__ import annotations
@@ -28,12 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import zmq
-
-from clerk._frames import NOBLOCK, recv_frames, send_frames
 from clerk._lead import RELEASE_LEAD_MS
 from clerk._messages import Execute, Peer, Result
 from clerk._tasks import TaskDef
+from clerk._workerlink import DONE, READY, RUN, LinkClosed, Reader, send_msg
 from supervisor import ChildSpec, Event, Supervisor
 
 __all__ = ["Executor"]
@@ -61,7 +62,7 @@ class _Job:
 class _Worker:
     wid: int
     child: str  # its supervisor child id: worker-<wid>, then worker-<wid>-<n> once replaced
-    identity: bytes | None = None
+    identity: socket.socket | None = None  # its connection, once it said ready
     pid: int | None = None
     job: _Job | None = None
 
@@ -75,8 +76,8 @@ class Executor:
         node: str,
         defs: dict[str, TaskDef],
         workers: int,
-        ctx: zmq.Context,
         add_reader: Callable[[Any, Callable[[], None]], None],
+        remove_reader: Callable[[Any], None],
         send_result: Callable[[Result, str], None],
         me: Callable[[], tuple[Peer, int]],
         now: Callable[[], float] = time.monotonic,
@@ -108,11 +109,14 @@ class Executor:
         self._capable = False
         self._dir = tempfile.mkdtemp(prefix="clerk-workers-")
         os.chmod(self._dir, 0o700)
-        endpoint = f"ipc://{self._dir}/workers"
-        self.sock = ctx.socket(zmq.ROUTER)
-        self.sock.linger = 0
-        self.sock.bind(endpoint)
-        add_reader(self.sock, self._on_worker_frames)
+        endpoint = f"{self._dir}/workers"
+        self._add_reader, self._remove_reader = add_reader, remove_reader
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(endpoint)
+        self._listener.listen(2 * workers + 4)
+        self._listener.setblocking(False)
+        self._links: dict[int, socket.socket] = {}  # fd -> a worker's connection
+        add_reader(self._listener.fileno(), self._accept)
         self._events_r, self._events_w = socket.socketpair()
         self._events_r.setblocking(False)
         self._events_w.setblocking(False)
@@ -200,34 +204,71 @@ class Executor:
                 if job is None:
                     return
                 self.queue.remove(job)
-                self._start(worker, job, now)
+                if not self._start(worker, job, now):
+                    self.queue.appendleft(job)  # for the next idle worker
 
-    def _start(self, worker: _Worker, job: _Job, now: float) -> None:
+    def _start(self, worker: _Worker, job: _Job, now: float) -> bool:
+        """Hand ``job`` to ``worker``; False if its link broke (the job is not taken)."""
         msg = job.msg
         d = self.defs[msg.task]
         payload = {"run": msg.run_id, "task": msg.task, "target": d.target, "slot": msg.slot,
                    "term": msg.term, "node": self.node, "state": msg.state, "init": msg.init,
                    "due_ms": msg.due_ms, "timezone": d.timezone}
         assert worker.identity is not None
-        send_frames(self.sock, [worker.identity, b"run", json.dumps(payload).encode()])
+        try:
+            send_msg(worker.identity, RUN, json.dumps(payload).encode())
+        except LinkClosed as exc:
+            log.warning("worker %s (pid %s) did not take a run: %s", worker.child, worker.pid,
+                        exc)
+            self._drop_link(worker.identity)
+            return False
         job.wid = worker.wid
         job.started = now
         worker.job = job
+        return True
 
-    def _on_worker_frames(self) -> None:
+    def _accept(self) -> None:
+        """A worker connected: its messages are read as they come (``_on_link``)."""
         while True:
             try:
-                frames = recv_frames(self.sock, NOBLOCK)
-            except zmq.Again:
+                conn, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
                 return
-            if len(frames) != 3:
-                continue
-            identity, kind, body = frames
+            except OSError as exc:
+                log.error("cannot accept a worker's connection: %s", exc)
+                return
+            conn.setblocking(False)
+            reader = Reader(conn)
+            self._links[conn.fileno()] = conn
+            self._add_reader(conn.fileno(), lambda r=reader: self._on_link(r))
+
+    def _drop_link(self, conn: socket.socket) -> None:
+        """Close a worker's connection; the worker on it (if any) takes no more runs (a run it
+        holds fails when its exit is seen, as before)."""
+        fd = conn.fileno()
+        if fd >= 0 and self._links.pop(fd, None) is not None:
+            self._remove_reader(fd)
+        conn.close()
+        for worker in self.workers.values():
+            if worker.identity is conn:
+                worker.identity = None
+        self._check_capacity()
+
+    def _on_link(self, reader: Reader) -> None:
+        identity = reader.sock
+        try:
+            messages = reader.read()
+        except LinkClosed:
+            self._drop_link(identity)
+            return
+        for kind, body in messages:
             try:
                 data = json.loads(body)
             except ValueError:
                 continue
-            if kind == b"ready":
+            if not isinstance(data, dict):
+                continue
+            if kind == READY:
                 worker = self.workers.get(int(data.get("wid", -1)))
                 if worker is not None:
                     lost, worker.job = worker.job, None
@@ -246,8 +287,9 @@ class Executor:
                     self._check_capacity()
                     # Runs may be queued, waiting for exactly this worker.
                     self._pump(self._now())
-            elif kind == b"done":
-                worker = next((w for w in self.workers.values() if w.identity == identity), None)
+            elif kind == DONE:
+                worker = next((w for w in self.workers.values() if w.identity is identity),
+                              None)
                 if worker is None or worker.job is None or worker.job.msg.run_id != data.get(
                         "run"):
                     continue
@@ -257,7 +299,6 @@ class Executor:
                 self._pump(self._now())
                 self._reply(job, str(data.get("outcome")), data.get("state"),
                             str(data.get("error", "")), float(data.get("duration_ms", 0.0)))
-        # (unreachable)
 
     def expire(self, now: float) -> None:
         """Kill runs past their timeout; time out runs that never got a worker."""
@@ -348,7 +389,10 @@ class Executor:
             self.sup.stop()
         except Exception:  # already stopped (e.g. gave up)
             pass
-        self.sock.close(linger=0)
+        for conn in list(self._links.values()):
+            conn.close()
+        self._links.clear()
+        self._listener.close()
         self._events_r.close()
         self._events_w.close()
         shutil.rmtree(self._dir, ignore_errors=True)

@@ -94,7 +94,8 @@ class TaskRunner(ResultRouting):
         if self.defs:
             self.executor = Executor(
                 node=agent.me.name, defs=self.defs, workers=agent.config.workers,
-                ctx=agent.transport.ctx, add_reader=agent.transport.add_reader,
+                add_reader=agent.transport.add_reader,
+                remove_reader=agent.transport.remove_reader,
                 send_result=self._send_result, me=lambda: (agent.me, agent.core.term),
                 now=agent.clock.monotonic, wall=agent.clock.wall,
                 log_level=agent.config.log_level,
@@ -251,6 +252,7 @@ class TaskRunner(ResultRouting):
         else:
             for d in dispatches:
                 self._dispatch(d, now)
+        self.nodes_guard.ask_ahead()  # the next runs' nodes(), now that these are sent
         if dispatches or finished:
             self._replicate(now)
 

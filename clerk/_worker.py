@@ -1,9 +1,11 @@
 """A task worker process: runs ``init``/``execute`` for the node's agent, one run at a time.
 
 Started by the agent's worker supervisor (``clerk._worker:main``) in a fresh interpreter. It
-connects a DEALER to the agent's private IPC endpoint, says ``ready``, then loops: ``run``
-request in, ``done`` reply out. Everything is JSON (no pickle). A run past its timeout is not
-this process's business: the agent kills this process's whole tree and starts a new worker.
+connects to the agent's private Unix socket (:mod:`clerk._workerlink`), says ``ready``, then
+loops: ``run`` request in, ``done`` reply out; it exits when the agent's end of the connection
+closes (its supervisor starts a new one if the agent is still there). Everything is JSON (no
+pickle). A run past its timeout is not this process's business: the agent kills this
+process's whole tree and starts a new worker.
 A run sent ahead of its due time (:mod:`clerk._lead`) is held here until that time, checked
 against the wall clock: the task's code never starts before its slot is due.
 
@@ -19,19 +21,18 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-import zmq
-
 from clerk import _tasks
-from clerk._frames import recv_frames, send_frames
 from clerk._jsoncheck import json_problem
 from clerk._lead import SPIN_MS
 from clerk._logging import configure_child_logging, run_context
 from clerk._tasks import MAX_STATE_BYTES, Run, Task, due_datetime, load_task_class
+from clerk._workerlink import DONE, READY, RUN, LinkClosed, recv_msg, send_msg
 
 __all__ = ["hold_until", "main", "run_job"]
 
@@ -151,21 +152,23 @@ def main(endpoint: str, wid: int, node: str = "", log_level: str = "info",
     # tree from above (e.g. a user's Supervisor stopping clerk.node_spec) must not kill the
     # run in flight while the agent leaves gracefully and lets it finish.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.linger = 0
-    sock.identity = f"w{wid}-{os.getpid()}".encode()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(endpoint)
-    sock.send_multipart([b"ready", json.dumps({"wid": wid, "pid": os.getpid()}).encode()])
+    send_msg(sock, READY, json.dumps({"wid": wid, "pid": os.getpid()}).encode())
     cache: dict[str, Task] = {}
     try:
         while True:
-            frames = recv_frames(sock)
-            if len(frames) != 2 or frames[0] != b"run":
+            try:
+                kind, body = recv_msg(sock)
+            except LinkClosed:
+                return  # the agent is gone (or closed our link): nothing more to run
+            if kind != RUN:
                 continue
-            job = json.loads(frames[1])
+            job = json.loads(body)
             reply = run_job(job, cache)
-            send_frames(sock, [b"done", json.dumps(reply).encode()])
+            try:
+                send_msg(sock, DONE, json.dumps(reply).encode())
+            except LinkClosed:
+                return
     finally:
-        sock.close(linger=0)
-        ctx.term()
+        sock.close()

@@ -5,6 +5,7 @@
     .venv/bin/python tools/bench_tasks.py --quick    # shorter windows, fewer levels
     .venv/bin/python tools/bench_tasks.py --only a   # only (a), the round trip (30 s)
     .venv/bin/python tools/bench_tasks.py --only b   # only (b), lateness, lead vs no lead
+    .venv/bin/python tools/bench_tasks.py --only a --against ../main   # (a): this tree vs another
 
 Everything is measured in one run on this machine, so the ratios mean something even when the
 machine is noisy:
@@ -36,6 +37,7 @@ into the running interpreter's environment with pip (or run ``.venv/bin/python -
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib
 import os
@@ -190,9 +192,10 @@ class RoundTrips:
     clerk_cpu: dict[str, float]
     chain_pipelined: float  # runs/s, 2 workers, 4 in flight
     picky: list[float] = field(default_factory=list)  # the same no-op with a nodes() filter
+    against: RoundTrips | None = None  # --against: the other tree's figures (same repeats)
 
 
-def round_trips(repeats: int, per_repeat: int) -> RoundTrips:
+def round_trips(repeats: int, per_repeat: int, against: str | None = None) -> RoundTrips:
     """(a): the raw echo, the plain-pyzmq chain and Clerk's no-op run, repeat after repeat.
 
     Five no-op tasks run beside five with a ``nodes()`` filter (``picky``), whose round trip
@@ -204,79 +207,129 @@ def round_trips(repeats: int, per_repeat: int) -> RoundTrips:
     Only n1 logs at DEBUG (to read those lines; it pays for them after the measured span); n2
     runs at the default INFO. Five no-op tasks every 100 ms keep Clerk busy at 50 runs/s
     throughout (100 with the picky ones), so the floors are measured on the same, slightly
-    loaded, machine."""
+    loaded, machine.
+
+    ``against``: another source tree of Clerk (a checkout or ``git worktree`` of main): a second
+    cluster runs its nodes (the same settings; its node processes import ``clerk`` from there)
+    beside this tree's, and each repeat measures both, so before/after is one interleaved run."""
     tasks = [clerk.task(NOOP, name=f"noop{i}", interval=100, timeout=5000) for i in range(5)]
     tasks += [clerk.task(PICKY, name=f"picky{i}", interval=100, timeout=5000) for i in range(5)]
-    pattern = re.compile(r"run task=noop\d slot=\d+ node=n2\S* duration_ms=\S+ "
-                         r"rtt_ms=(\S+) outcome=ok")
-    picky = re.compile(r"run task=picky\d slot=\d+ node=n2\S* duration_ms=\S+ "
-                       r"rtt_ms=(\S+) outcome=ok")
     echo, echo_curve, chain = Echo(curve=False), Echo(curve=True), Chain(workers=2)
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(chain.close)
+        stack.callback(echo_curve.close)
+        stack.callback(echo.close)
         # n1 loads no task: it schedules what n2 announces (clerk._deploy) and runs nothing.
         # dispatch_lead 0: a run sent at its due time, so that rtt_ms is the whole chain
         # (with a lead, it counts from the run's due time and hides the way there).
-        with LocalCluster(2, tasks=tasks, workers=2, start=False, dispatch_lead=0,
-                          node_tasks={"n1@127.0.0.1": []}) as c:
-            n1, n2 = c.names
-            c.log_level = "debug"
-            c.start(n1)
-            c.wait_for_manager(timeout=30, names=[n1])
-            c.log_level = "info"
-            c.start(n2)
-            assert c.wait_for_manager(timeout=30) == n1
+        clusters = [stack.enter_context(_ClusterA(tasks, None))]
+        if against is not None:
+            clusters.append(stack.enter_context(_ClusterA(tasks, against)))
+        for cl in clusters:
+            wait_until(lambda cl=cl: len(cl.rtts()) >= 50, timeout=60, interval=0.2)  # warm-up
+        roles = [clerk_roles(cl.c, cl.n1) for cl in clusters]
+        out = RoundTrips([], [], [], [], 0.0, 0.0, 0.0, {}, {}, 0.0)
+        other = RoundTrips([], [], [], [], 0.0, 0.0, 0.0, {}, {}, 0.0)
+        all_chain: list[float] = []
+        all_clerk: list[list[float]] = [[] for _ in clusters]
+        chain_cpu: list[dict[str, float]] = []
+        clerk_cpu: list[list[dict[str, float]]] = [[] for _ in clusters]
+        raw_all: list[float] = []
+        for rep in range(repeats):
+            trips = echo.trips(per_repeat * 5)
+            raw_all += trips
+            out.raw.append(statistics.median(trips))
+            out.raw_curve.append(statistics.median(echo_curve.trips(per_repeat * 5)))
+            got: list[float] = []
 
-            def rtts() -> list[float]:
-                return [float(m.group(1)) for m in pattern.finditer(c.log(n1))]
+            def chained(got: list[float] = got) -> int:
+                got.extend(chain.trips(per_repeat * 5))
+                return len(got)
 
-            wait_until(lambda: len(rtts()) >= 50, timeout=60, interval=0.2)  # warm-up
-            roles = clerk_roles(c, n1)
-            out = RoundTrips([], [], [], [], 0.0, 0.0, 0.0, {}, {}, 0.0)
-            all_chain: list[float] = []
-            all_clerk: list[float] = []
-            chain_cpu: list[dict[str, float]] = []
-            clerk_cpu: list[dict[str, float]] = []
-            raw_all: list[float] = []
-            for _ in range(repeats):
-                trips = echo.trips(per_repeat * 5)
-                raw_all += trips
-                out.raw.append(statistics.median(trips))
-                out.raw_curve.append(statistics.median(echo_curve.trips(per_repeat * 5)))
-                got: list[float] = []
+            _, cpu = measure_cpu(chain.roles(), chained)
+            all_chain += got
+            out.chain.append(statistics.median(got))
+            chain_cpu.append(cpu)
+            # This tree and the other in turns, the first one alternating between repeats.
+            order = list(range(len(clusters)))
+            if rep % 2:
+                order.reverse()
+            for i in order:
+                cl = clusters[i]
+                seen = len(cl.rtts())
 
-                def chained(got: list[float] = got) -> int:
-                    got.extend(chain.trips(per_repeat * 5))
-                    return len(got)
-
-                _, cpu = measure_cpu(chain.roles(), chained)
-                all_chain += got
-                out.chain.append(statistics.median(got))
-                chain_cpu.append(cpu)
-                seen = len(rtts())
-
-                def window(seen: int = seen) -> int:
+                def window(seen: int = seen, cl: _ClusterA = cl) -> int:
                     """Runs (plain and picky) while ``per_repeat`` plain ones finish."""
-                    before = len(picky.findall(c.log(n1)))
-                    wait_until(lambda: len(rtts()) >= seen + per_repeat,
+                    before = len(cl.pickies())
+                    wait_until(lambda: len(cl.rtts()) >= seen + per_repeat,
                                timeout=per_repeat / 10 + 30, interval=0.05)
-                    return len(rtts()) - seen + len(picky.findall(c.log(n1))) - before
+                    return len(cl.rtts()) - seen + len(cl.pickies()) - before
 
-                _, cpu = measure_cpu(roles, window)
-                new = rtts()[seen:]
-                all_clerk += new
-                out.clerk.append(statistics.median(new))
-                clerk_cpu.append(cpu)
-            out.chain_pipelined = chain.pipelined(5000, inflight=4)
-            out.picky = [float(m.group(1)) for m in picky.finditer(c.log(n1))][50:]
-    finally:
-        echo.close()
-        echo_curve.close()
-        chain.close()
-    out.raw_p99, out.chain_p99, out.clerk_p99 = (pct(v, 99) for v in (raw_all, all_chain,
-                                                                      all_clerk))
+                _, cpu = measure_cpu(roles[i], window)
+                new = cl.rtts()[seen:]
+                all_clerk[i] += new
+                (out if i == 0 else other).clerk.append(statistics.median(new))
+                clerk_cpu[i].append(cpu)
+        out.chain_pipelined = chain.pipelined(5000, inflight=4)
+        out.picky = clusters[0].pickies()[50:]
+        if against is not None:
+            other.picky = clusters[1].pickies()[50:]
+    out.raw_p99, out.chain_p99 = pct(raw_all, 99), pct(all_chain, 99)
     out.chain_cpu = {k: statistics.median(d[k] for d in chain_cpu) for k in chain_cpu[0]}
-    out.clerk_cpu = {k: statistics.median(d[k] for d in clerk_cpu) for k in clerk_cpu[0]}
+    for rt, cpus, trips in zip((out, other), clerk_cpu, all_clerk, strict=False):
+        rt.clerk_cpu = {k: statistics.median(d[k] for d in cpus) for k in cpus[0]}
+        rt.clerk_p99 = pct(trips, 99)
+    if against is not None:
+        out.against = other
     return out
+
+
+class _ClusterA:
+    """(a)'s two-node cluster: n1 (manager, DEBUG log, no task) and n2 (runs every task),
+    its node processes importing ``clerk`` from ``source`` (None: this tree)."""
+
+    PLAIN = re.compile(r"run task=noop\d slot=\d+ node=n2\S* duration_ms=\S+ "
+                       r"rtt_ms=(\S+) outcome=ok")
+    PICKY = re.compile(r"run task=picky\d slot=\d+ node=n2\S* duration_ms=\S+ "
+                       r"rtt_ms=(\S+) outcome=ok")
+
+    def __init__(self, tasks: list[Any], source: str | None) -> None:
+        self.tasks = tasks
+        self.source = source
+
+    def __enter__(self) -> _ClusterA:
+        self.c = c = LocalCluster(2, tasks=self.tasks, workers=2, start=False, dispatch_lead=0,
+                                  node_tasks={"n1@127.0.0.1": []})
+        c.__enter__()
+        try:
+            self.n1, n2 = c.names
+            # LocalCluster hands its nodes this process's sys.path as PYTHONPATH when it
+            # starts them: the other tree goes first for those two starts.
+            if self.source is not None:
+                sys.path.insert(0, self.source)
+            try:
+                c.log_level = "debug"
+                c.start(self.n1)
+                c.wait_for_manager(timeout=30, names=[self.n1])
+                c.log_level = "info"
+                c.start(n2)
+            finally:
+                if self.source is not None:
+                    sys.path.remove(self.source)
+            assert c.wait_for_manager(timeout=30) == self.n1
+        except BaseException:
+            c.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.c.__exit__(*exc)
+
+    def rtts(self) -> list[float]:
+        return [float(m.group(1)) for m in self.PLAIN.finditer(self.c.log(self.n1))]
+
+    def pickies(self) -> list[float]:
+        return [float(m.group(1)) for m in self.PICKY.finditer(self.c.log(self.n1))]
 
 
 # --- APScheduler 3 --------------------------------------------------------------------------
@@ -401,7 +454,16 @@ def main() -> int:
     ap.add_argument("--out", default=default_out, help="write the markdown table here")
     ap.add_argument("--only", choices=["a", "b"],
                     help="only (a), the round trip and its floors; or only (b), lateness")
+    ap.add_argument("--against", metavar="DIR",
+                    help="(a) only: also measure the Clerk in DIR (another checkout, e.g. a git "
+                         "worktree of main), interleaved with this one")
     args = ap.parse_args()
+    if args.against is not None:
+        if args.only != "a":
+            ap.error("--against goes with --only a")
+        args.against = str(Path(args.against).resolve())
+        if not (Path(args.against) / "clerk" / "__init__.py").is_file():
+            ap.error(f"--against {args.against}: no clerk/__init__.py there")
     quick = args.quick
     if args.only != "a":
         ensure_apscheduler()
@@ -414,7 +476,7 @@ def main() -> int:
     rows: list[tuple[str, ...]] = []
     if args.only != "b":
         print("(a) dispatch round trip (interleaved with its floors) ...", flush=True)
-        rt = round_trips(3 if quick else 7, 60 if quick else 120)
+        rt = round_trips(3 if quick else 7, 60 if quick else 120, args.against)
         med_raw, med_curve, med_chain, med_rtt = (statistics.median(v) for v in (
             rt.raw, rt.raw_curve, rt.chain, rt.clerk))
         rows += [
@@ -430,6 +492,22 @@ def main() -> int:
             ("(a) CPU per run, chain floor", "", "", "", fmt_cpu(rt.chain_cpu),
              f"sequential; pipelined (4 in flight, 2 workers) {rt.chain_pipelined:.0f} runs/s"),
         ]
+        if rt.against is not None:
+            ag = rt.against
+            med_ag = statistics.median(ag.clerk)
+            rows += [
+                ("(a) no-op round trip, median, --against", fmt(med_ag), "", "",
+                 fmt(med_chain), f"{med_ag / med_chain:.1f}x the chain floor; this tree "
+                 f"{med_rtt / med_ag:.2f}x of it ({args.against})"),
+                ("(a) no-op round trip with nodes(), median, --against",
+                 fmt(statistics.median(ag.picky)), "", "", "",
+                 f"this tree {statistics.median(rt.picky) / statistics.median(ag.picky):.2f}x "
+                 "of it"),
+                ("(a) no-op round trip, p99, --against", fmt(ag.clerk_p99), "", "",
+                 fmt(rt.chain_p99), f"this tree {rt.clerk_p99 / ag.clerk_p99:.2f}x of it"),
+                ("(a) CPU per run, clerk, --against", fmt_cpu(ag.clerk_cpu), "", "", "",
+                 "the same windows, interleaved"),
+            ]
     if args.only == "a":
         levels = aps_levels = []
     else:

@@ -1,4 +1,4 @@
-"""The executor's run queue, with real worker processes over IPC and no cluster around it.
+"""The executor's run queue, with real worker processes (Unix-socket links), no cluster.
 
 A run queued behind busy workers starts as soon as one of them finishes, not when something
 else (the next EXECUTE, the queued run's own timeout) happens to wake the executor up.
@@ -7,6 +7,7 @@ else (the next EXECUTE, the queued run's own timeout) happens to wake the execut
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +36,6 @@ def running_executor(monkeypatch: pytest.MonkeyPatch, defs: dict[str, TaskDef]
     returns False, for ``wait_until(lambda: turn() or ...)``."""
     # The workers import the task by its module path: give them the repository root.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([ROOT, *sys.path]))
-    ctx = zmq.Context()
     poller = zmq.Poller()
     readers: dict[object, object] = {}
     results: list[tuple[float, Result]] = []
@@ -44,15 +44,22 @@ def running_executor(monkeypatch: pytest.MonkeyPatch, defs: dict[str, TaskDef]
         readers[sock] = callback
         poller.register(sock, zmq.POLLIN)  # type: ignore[arg-type]
 
-    ex = Executor(node="a@127.0.0.1", defs=defs, workers=1, ctx=ctx,
+    def remove_reader(sock: object) -> None:
+        del readers[sock]
+        poller.unregister(sock)  # type: ignore[arg-type]
+
+    ex = Executor(node="a@127.0.0.1", defs=defs, workers=1,
                   add_reader=add_reader,  # type: ignore[arg-type]
+                  remove_reader=remove_reader,
                   send_result=lambda r, to: results.append((time.time(), r)),
                   me=lambda: (ME, 1), log_level="warning")
 
     def turn() -> bool:
         wait = max(0.0, min(ex.next_deadline() - time.monotonic(), 0.02))
         for sock, _ in poller.poll(int(wait * 1000)):
-            readers[sock]()  # type: ignore[operator]
+            callback = readers.get(sock)  # a dead worker's link may go earlier in the turn
+            if callback is not None:
+                callback()  # type: ignore[operator]
         if time.monotonic() >= ex.next_deadline():
             ex.expire(time.monotonic())
         return False
@@ -63,7 +70,6 @@ def running_executor(monkeypatch: pytest.MonkeyPatch, defs: dict[str, TaskDef]
         yield ex, results, turn
     finally:
         ex.close()
-        ctx.term()
 
 
 @pytest.mark.timeout(60)
@@ -105,3 +111,28 @@ def test_a_run_sent_ahead_waits_without_a_worker_and_starts_at_its_due_time(
         assert ahead.state["due"] == due_ms / 1000
         assert ahead.state["start"] >= due_ms / 1000  # never before due (the wall clock)
         assert ahead.duration_ms < 400  # counted from its start, not from its arrival
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_killed_mid_run_fails_that_run_and_its_replacement_takes_the_next(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """clerk._workerlink: the dead worker's connection ends (its link is dropped: no run goes
+    to it), its exit fails the run in flight, and the new worker's link takes the next run."""
+    nap = clerk.task("tests.integration.cluster_tasks:Nap", name="nap", interval=60_000,
+                     timeout=10_000)
+    with running_executor(monkeypatch, {"nap": nap}) as (ex, results, turn):
+        first = ex.workers[0].pid
+        ex.submit(Execute(ME, 1, "nap", "r0", 0, {"s": 30}, 10_000), "m", time.monotonic())
+        assert ex.workers[0].job is not None
+        assert isinstance(first, int)
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: turn() or len(results) == 1, timeout=20, interval=0)
+        failed = results[0][1]
+        assert failed.outcome == "error" and "exited during the run" in failed.error
+        wait_until(lambda: turn() or (ex.workers[0].identity is not None
+                                      and ex.workers[0].pid != first), timeout=30, interval=0)
+        assert len(ex._links) == 1  # the dead worker's link is gone, the new one is in
+        ex.submit(Execute(ME, 1, "nap", "r1", 1, {"s": 0.01}, 10_000), "m", time.monotonic())
+        wait_until(lambda: turn() or len(results) == 2, timeout=20, interval=0)
+        done = results[1][1]
+        assert done.run_id == "r1" and done.outcome == "ok", done.error

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import clerk
-from clerk._nodes_guard import NODES_BUDGET_S, NodesGuard
+from clerk._nodes_guard import AHEAD_MAX_S, AHEAD_STALE_S, NODES_BUDGET_S, NodesGuard
 from supervisor.testing import wait_until
 
 pytestmark = pytest.mark.timeout(30)
@@ -38,13 +38,23 @@ class Raises(Default):
         raise LookupError("no rack map")
 
 
+calls: list[tuple[str, ...]] = []  # what Counting.nodes() was asked, in order
+
+
+class Counting(Default):
+    def nodes(self, members: list[str]) -> list[str]:
+        calls.append(tuple(members))
+        return members[-1:]
+
+
 CLASSES: dict[str, type[clerk.Task]] = {"default": Default, "first": FirstOnly,
-                                        "blocks": Blocks, "raises": Raises}
+                                        "blocks": Blocks, "raises": Raises,
+                                        "counting": Counting}
 
 
-def d(name: str) -> clerk.TaskDef:
+def d(name: str, interval: int = 1000) -> clerk.TaskDef:
     target = f"{__name__}:{CLASSES[name].__qualname__}" if name in CLASSES else f"{name}:X"
-    return clerk.TaskDef(name=name, target=target, interval=1000)
+    return clerk.TaskDef(name=name, target=target, interval=interval)
 
 
 @pytest.fixture
@@ -96,3 +106,53 @@ def test_a_task_the_manager_has_not_loaded(guard: NodesGuard) -> None:
     new = clerk.TaskDef(name="new", target="not_deployed_here.tasks:New", interval=1000)
     assert guard(new, ["a", "b"]) == ["a", "b"]
     assert "cannot be imported" in guard.unavailable["new"]
+
+
+def test_the_next_runs_nodes_is_asked_ahead_and_used_when_the_members_are_the_same() -> None:
+    """A 1 s task: run 1 asks (and waits); run 2's answer was asked as run 1's came in, so
+    run 2 finds it ready; each run gets one answer; changed members are asked again."""
+    now = [100.0]
+    guard = NodesGuard(dict(CLASSES), clock=lambda: now[0])
+    calls.clear()
+    try:
+        assert guard(d("counting"), ["a", "b"]) == ["b"]
+        time.sleep(0.05)
+        assert calls == [("a", "b")]  # nothing asked ahead before the loop's dispatches went
+        guard.ask_ahead()
+        wait_until(lambda: len(calls) == 2, timeout=5)  # run 2's call, asked ahead
+        assert calls == [("a", "b"), ("a", "b")]
+        now[0] += 1.0
+        assert guard(d("counting"), ["a", "b"]) == ["b"]  # the answer asked ahead
+        guard.ask_ahead()
+        wait_until(lambda: len(calls) == 3, timeout=5)  # and run 3's, asked ahead in turn
+        time.sleep(0.05)
+        assert len(calls) == 3  # one call per run, no more
+        # A member joined: the answer asked ahead (for a, b) is not this run's.
+        assert guard(d("counting"), ["a", "b", "c"]) == ["c"]
+        assert calls[3] == ("a", "b", "c")
+        guard.ask_ahead()
+        wait_until(lambda: len(calls) == 5, timeout=5)
+        # Asked ahead too long ago (a paused loop, a late tick): asked again.
+        now[0] += AHEAD_STALE_S + 0.1
+        assert guard(d("counting"), ["a", "b", "c"]) == ["c"]
+        assert len(calls) == 6
+        guard.ask_ahead()
+        wait_until(lambda: len(calls) == 7, timeout=5)
+        assert not guard.overruns
+    finally:
+        guard.close()
+
+
+def test_a_longer_interval_is_not_asked_ahead() -> None:
+    guard = NodesGuard(dict(CLASSES))
+    calls.clear()
+    try:
+        slow = d("counting", interval=int(AHEAD_MAX_S * 1000) + 1)
+        assert guard(slow, ["a", "b"]) == ["b"]
+        guard.ask_ahead()
+        time.sleep(0.1)
+        assert calls == [("a", "b")]
+        assert guard(slow, ["a", "b"]) == ["b"]
+        assert calls == [("a", "b")] * 2
+    finally:
+        guard.close()

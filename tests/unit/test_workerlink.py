@@ -1,0 +1,91 @@
+"""clerk._workerlink: messages over a worker's Unix socket, reassembled whatever the reads."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from clerk._workerlink import DONE, RUN, LinkClosed, Reader, pack, recv_msg, send_msg
+
+
+def _pair() -> tuple[socket.socket, socket.socket]:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    a.setblocking(False)  # the agent's end
+    return a, b
+
+
+@pytest.mark.timeout(10)
+def test_messages_split_anywhere_are_reassembled_in_order() -> None:
+    a, b = _pair()
+    try:
+        wire = pack(DONE, b'{"run": "r1"}') + pack(DONE, b"") + pack(RUN, b"x" * 1000)
+        reader = Reader(a)
+        got = []
+        for i in range(len(wire)):  # one byte at a time: every split point
+            b.sendall(wire[i:i + 1])
+            got += reader.read()
+        assert got == [(DONE, b'{"run": "r1"}'), (DONE, b""), (RUN, b"x" * 1000)]
+        assert reader.read() == []  # nothing more, and the link is still open
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.timeout(10)
+def test_the_end_of_the_connection_comes_after_the_messages_before_it() -> None:
+    a, b = _pair()
+    try:
+        b.sendall(pack(DONE, b"last"))
+        b.close()
+        reader = Reader(a)
+        assert reader.read() == [(DONE, b"last")]
+        with pytest.raises(LinkClosed):
+            reader.read()
+    finally:
+        a.close()
+
+
+@pytest.mark.timeout(10)
+def test_a_large_run_goes_through_to_a_reading_worker() -> None:
+    """A state of MAX_STATE_BYTES and more is larger than a socket's buffer: the agent's
+    non-blocking write waits for the worker to read, within its bound."""
+    a, b = _pair()
+    body = bytes(range(256)) * 8192  # 2 MiB
+    got: list[tuple[int, bytes]] = []
+    worker = threading.Thread(target=lambda: got.append(recv_msg(b)))
+    worker.start()
+    try:
+        send_msg(a, RUN, body)
+        worker.join(5)
+        assert got == [(RUN, body)]
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.timeout(10)
+def test_a_worker_that_does_not_read_fails_the_write_within_the_bound() -> None:
+    a, b = _pair()
+    try:
+        with pytest.raises(LinkClosed):
+            send_msg(a, RUN, b"x" * (8 << 20), timeout=0.2)
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.timeout(10)
+def test_a_closed_peer_is_link_closed_on_both_sides() -> None:
+    a, b = _pair()
+    b.close()
+    with pytest.raises(LinkClosed):
+        send_msg(a, RUN, b"{}")
+    a.close()
+    c, d = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.sendall(pack(RUN, b"abc")[:4])  # a header cut short, then the end
+    c.close()
+    with pytest.raises(LinkClosed):
+        recv_msg(d)
+    d.close()
