@@ -73,6 +73,8 @@ class CoreState:
         self.replica = Replica()
         self._claim: Claim | None = None  # the manager we follow (or our own claim)
         self._last_heard = now
+        self._acked_at = -INF  # follower: when we last sent our manager an ACK
+        self._ack_said: tuple[int, int, str] = (-1, -1, "")  # ... and what it said
         self._epoch_seen = -1
         self.term_bound = TermBound(max_term_jump)
         self.dropped: Counter[str] = Counter()

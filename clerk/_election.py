@@ -41,7 +41,7 @@ from clerk import _quorumcore
 from clerk._corestate import CoreState
 from clerk._coretypes import INF, ManagerChanged, MemberDown, Refused, Role
 from clerk._handover import step_down_to
-from clerk._joining import adopt, heartbeat_round, learn
+from clerk._joining import acknowledge, adopt, heartbeat_round, learn
 from clerk._joining import probe as probe_lost
 from clerk._membership import Member
 from clerk._messages import (
@@ -146,6 +146,7 @@ def follow(core: CoreState, claim: Claim, now: float) -> None:
     core._next_probe = now + core.probe_jitter()
     # Announce ourselves; a manager that does not know us answers with its member list.
     core.send(claim.address, Ack(core.me, core.term, 0, -1))
+    core._acked_at, core._ack_said = now, (-1, -1, "")
     core._out.append(ManagerChanged(claim.name, claim.term, False))
 
 
@@ -317,7 +318,8 @@ def m_welcome(core: CoreState, msg: Welcome, now: float) -> None:
 def m_heartbeat(core: CoreState, msg: Heartbeat, now: float) -> None:
     """HEARTBEAT: follow its claim if it is the highest; a follower takes the list it carries,
     re-JOINs if the list misses or misstates it, applies the table's changes
-    (:mod:`clerk._replica`), and acknowledges both."""
+    (:mod:`clerk._replica`), and acknowledges both, or, for a heartbeat that brought
+    nothing, only every so often (:func:`clerk._joining.acknowledge`)."""
     s = msg.sender
     if not on_claim(core, Claim(msg.term, s.priority, s.name, s.address), now):
         return
@@ -337,8 +339,7 @@ def m_heartbeat(core: CoreState, msg: Heartbeat, now: float) -> None:
                 core.replica.take(core.table_log.items())
             core.table_log = ReplicaLog()
         core.replica.apply(msg.table)
-    core.send(s.address, Ack(core.me, core.term, msg.seq, core._epoch_seen,
-                             core.replica.seq, core.replica.log))
+    acknowledge(core, msg, now)
 
 
 def m_election(core: CoreState, msg: Election, now: float) -> None:

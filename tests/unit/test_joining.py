@@ -171,13 +171,15 @@ def test_one_heartbeat_object_per_kind_per_round_so_the_agent_encodes_it_once():
     assert len(beats) == 3 and all(b is beats[0] for b in beats)
 
 
-def test_members_acknowledge_each_heartbeat():
+def test_members_acknowledge_heartbeats():
+    # (How often an idle member does: tests/unit/test_acks.py.)
     net, (a, b) = cluster(("a", 1), ("b", 0))
     since = net.mark()
-    net.advance(T.heartbeat_interval)
-    (beat,) = net.sends(a, Heartbeat, after=since)
-    (ack,) = net.sends(b, Ack, after=since)
-    assert (ack.seq, ack.epoch, ack.term) == (beat.seq, a.members.epoch, 1)
+    net.advance(1.0)
+    beats = {h.seq: h for h in net.sends(a, Heartbeat, after=since)}
+    acks = net.sends(b, Ack, after=since)
+    assert acks and all((k.epoch, k.term) == (a.members.epoch, 1) and k.seq in beats
+                        for k in acks)
 
 
 def test_peer_down_of_a_member_only_marks_it_dead_on_the_manager():
