@@ -75,6 +75,8 @@ class CoreState:
         self._last_heard = now
         self._acked_at = -INF  # follower: when we last sent our manager an ACK
         self._ack_said: tuple[int, int, str] = (-1, -1, "")  # ... and what it said
+        self._acked_seq = -1  # ... of which heartbeat round
+        self._unacked_chars = 0  # ... and the table's row text received since
         self._epoch_seen = -1
         self.term_bound = TermBound(max_term_jump)
         self.dropped: Counter[str] = Counter()

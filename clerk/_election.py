@@ -146,7 +146,8 @@ def follow(core: CoreState, claim: Claim, now: float) -> None:
     core._next_probe = now + core.probe_jitter()
     # Announce ourselves; a manager that does not know us answers with its member list.
     core.send(claim.address, Ack(core.me, core.term, 0, -1))
-    core._acked_at, core._ack_said = now, (-1, -1, "")
+    core._acked_at, core._ack_said, core._unacked_chars = now, (-1, -1, ""), 0
+    core._acked_seq = -1
     core._out.append(ManagerChanged(claim.name, claim.term, False))
 
 

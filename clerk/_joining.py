@@ -17,26 +17,20 @@ them. Rules:
   silent for ``member_timeout`` is marked down (``MemberDown("silent")``) and its address
   goes to ``_lost``.
 * **ACKs when there is something to say** (:func:`acknowledge`). A follower acknowledges a
-  heartbeat at once when it carries the member list or table changes (a manager that needs
-  an answer sooner, e.g. after its own stall, sends the list), when the ACK would say
-  something the last one did not, and when it is a voter in quorum mode (check-quorum counts
-  the voters heard within ``manager_timeout``); any other heartbeat only once its last ACK to
-  that manager is ``member_timeout / ACKS_PER_TIMEOUT`` old. An unchanged cluster then costs
-  the manager one ACK per member every 0.5 s, not every 100 ms, and the member timeout keeps
-  its meaning: a member silent for that long is dropped.
-* **Lost members outlive their manager.** Followers note the members their manager's list
-  dropped (for when they take over), a manager keeps probing (COORDINATOR with its claim) the
-  members it lost and its seeds for ``LOST_HORIZON``, an ex-manager keeps probing the members
-  it lost as "orphans", and followers send their manager's claim to seeds that are not
-  members. A link that comes back up (``PeerUp``) to a lost member or a seed gets our claim at
-  once, not at the next probe.
-* **Stall fence.** A manager whose loop did not run for longer than ``manager_timeout``
-  dispatches nothing until a member acknowledges a heartbeat sent after the stall
-  (``dispatch_ok``; the rules are in :mod:`clerk._fence`).
-* **Hostile input** (``--insecure``). JOINs beyond ``MAX_PROBATION`` admitted members that have
-  not acknowledged yet are dropped (a flood of forged names; a real joiner retries); member
-  lists learned outside a manager's heartbeat are taken up to ``MAX_LEARN`` rows; a REFUSE from
-  anyone but our manager, or a seed while joining, is dropped.
+  heartbeat at once when it carries the member list (a manager that needs an answer sooner,
+  e.g. after its own stall, sends the list) and when it is a voter in quorum mode
+  (check-quorum counts the voters heard within ``manager_timeout``). What changed its table
+  (or a table change it could not apply) it acknowledges at most once per
+  ``heartbeat_interval``: a burst of replication rounds between two heartbeats costs the
+  manager one ACK per member, and the next heartbeat (at most an interval later) carries the
+  rest, since its ACK then says something the last one did not. Big changes are acknowledged
+  at once (a quarter of the window's row text since the last ACK: a join, a takeover), and so
+  is every further heartbeat of a round already acknowledged (the chunks of one window: the
+  last one must not hold the window shut for an interval). A heartbeat that brings nothing
+  is acknowledged only once the last ACK to that manager is ``member_timeout /
+  ACKS_PER_TIMEOUT`` old. An unchanged cluster then costs the manager one ACK per member
+  every 0.5 s, not every 100 ms, and the member timeout keeps its meaning: a member silent
+  for that long is dropped.
 """
 
 from __future__ import annotations
@@ -96,11 +90,19 @@ def acknowledge(core: CoreState, msg: Heartbeat, now: float) -> None:
     """Follower, after applying ``msg`` from its manager: ACK it now, or not yet (the rules
     are in the module docstring)."""
     said = (core._epoch_seen, core.replica.seq, core.replica.log)
-    if (msg.members is None and msg.table is None and said == core._ack_said
-            and (core.quorum is None or not core.quorum.is_voter)
-            and now - core._acked_at < core.timings.member_timeout / ACKS_PER_TIMEOUT):
+    since = now - core._acked_at
+    t = core.timings
+    if msg.table is not None:
+        core._unacked_chars += sum(len(p) for p in msg.table.rows)
+    if not (msg.members is not None
+            or (core.quorum is not None and core.quorum.is_voter)
+            or since >= t.member_timeout / ACKS_PER_TIMEOUT
+            or ((said != core._ack_said or msg.table is not None)
+                and (since >= t.heartbeat_interval or msg.seq == core._acked_seq
+                     or core._unacked_chars >= TABLE_WINDOW_CHARS // 4))):
         return
-    core._ack_said, core._acked_at = said, now
+    core._ack_said, core._acked_at, core._acked_seq, core._unacked_chars = (
+        said, now, msg.seq, 0)
     core.send(msg.sender.address, Ack(core.me, core.term, msg.seq, *said))
 
 

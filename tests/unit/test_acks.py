@@ -1,7 +1,8 @@
 """ACKs of heartbeats (:func:`clerk._joining.acknowledge`), through NodeCore on the in-test
-router (:mod:`tests.unit.corenet`): a follower answers a heartbeat that brings news at once,
-an idle one only every ``member_timeout / ACKS_PER_TIMEOUT``; voters answer every one; a
-stalled manager still gets its confirmation at once; idle members are never dropped."""
+router (:mod:`tests.unit.corenet`): a follower answers the list at once, table changes at
+most once per heartbeat interval (a burst of rounds once, the rest with the next heartbeat),
+an idle heartbeat only every ``member_timeout / ACKS_PER_TIMEOUT``; voters answer every one;
+a stalled manager still gets its confirmation at once; idle members are never dropped."""
 
 import random
 
@@ -76,6 +77,30 @@ def test_a_heartbeat_with_table_changes_or_the_list_is_acked_at_once():
     since = net.mark()
     net.advance(T.heartbeat_interval * 3)
     assert all(h.members is None for h in net.sends(a, Heartbeat, after=since))
+
+
+def test_a_burst_of_replication_rounds_is_acked_once_and_the_rest_by_the_next_heartbeat():
+    net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
+    net.advance(1.0)
+    since = net.mark()
+    for n in range(5):  # five results replicated at once, 10 ms apart
+        net.now += 0.01
+        a.set_replicated({"tasks": {"t": n}})
+        for e in a.heartbeat_now(net.now):
+            net.log.append((net.now, a.me.address, e))
+            if isinstance(e, Send):
+                net.queue.append((a.me.address, e))
+        net.run()
+    rounds = net.sends(a, Heartbeat, to=b, after=since)
+    assert len(rounds) == 5 and all(h.table is not None for h in rounds)
+    assert b.replicated == {"tasks": {"t": 4}}
+    for member in (b, c):
+        assert len(net.sends(member, Ack, after=since)) <= 1
+    net.advance(T.heartbeat_interval)
+    for member in (b, c):  # the next heartbeat's ACK says what was held back
+        last = net.sends(member, Ack, after=since)[-1]
+        assert (last.table, last.log) == (a.table_log.seq, a.table_log.log)
+        assert a.members.get(member.me.name).acked_table == a.table_log.seq
 
 
 def test_a_stalled_manager_is_confirmed_at_once_even_when_acks_are_rarer_than_its_timeout(
