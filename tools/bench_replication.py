@@ -4,6 +4,7 @@
 
     .venv/bin/python tools/bench_replication.py [--tasks 100 1000 10000] [--members 10]
     .venv/bin/python tools/bench_replication.py --cpu --before /tmp/base [--sizes 1 10 30]
+        [--task-interval 200]
 
 **Table part** (in process: the real NodeCore, Scheduler, row encoder and codec, no
 sockets; each member acknowledges what it was sent, as a live member does). A *round* is
@@ -22,10 +23,11 @@ Then, ``now`` only: a member joining the table (rounds until it holds it all, it
 message) and a takeover filling a new log (``fill`` steps and the longest one).
 
 **CPU part** (``--cpu``): ``LocalCluster`` clusters of 1 / 10 / 30 real nodes with one small
-task every 200 ms; the manager's whole process tree (node, agent, workers) and its agent
-(the loop) alone, in % of one core over 10 s, once settled. ``--before PATH`` runs the same
-clusters from another source tree (e.g. ``git archive main | tar -x -C PATH``), interleaved
-with this one so both see the same machine.
+task every 200 ms (``--task-interval``; ``0``: no task at all, the cost of heartbeats alone);
+the manager's whole process tree (node, agent, workers) and its agent (the loop) alone, in %
+of one core over 10 s, once settled, and what that is per member beyond the first (the
+growth). ``--before PATH`` runs the same clusters from another source tree (e.g. ``git
+archive main | tar -x -C PATH``), interleaved with this one so both see the same machine.
 """
 
 from __future__ import annotations
@@ -223,9 +225,9 @@ import psutil
 import clerk
 from clerk.testing import LocalCluster
 
-size, window = int(sys.argv[1]), float(sys.argv[2])
-task = clerk.task("clerk.examples:Tally", name="tick", interval=200)
-with LocalCluster(size, [task], data_dir=False, log_level="warning") as c:
+size, window, every = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+tasks = [clerk.task("clerk.examples:Tally", name="tick", interval=every)] if every else []
+with LocalCluster(size, tasks, data_dir=False, log_level="warning") as c:
     deadline = time.monotonic() + 180
     manager = None
     while time.monotonic() < deadline:
@@ -259,13 +261,13 @@ with LocalCluster(size, [task], data_dir=False, log_level="warning") as c:
 """
 
 
-def cpu_once(tree: Path | None, size: int, window: float) -> dict[str, Any]:
+def cpu_once(tree: Path | None, size: int, window: float, every: int) -> dict[str, Any]:
     env = dict(os.environ)
     cwd = None
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
         cwd = str(tree)
-    out = subprocess.run([sys.executable, "-c", CPU_CHILD, str(size), str(window)],
+    out = subprocess.run([sys.executable, "-c", CPU_CHILD, str(size), str(window), str(every)],
                          capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if not lines:
@@ -275,28 +277,57 @@ def cpu_once(tree: Path | None, size: int, window: float) -> dict[str, Any]:
     return result
 
 
-def _med(runs: list[dict[str, Any]], key: str) -> str:
+def _median(runs: list[dict[str, Any]], key: str) -> float | None:
     vals = [r[key] for r in runs if r.get(key) is not None]
-    if not vals:
+    return statistics.median(vals) if vals else None
+
+
+def _med(runs: list[dict[str, Any]], key: str) -> str:
+    value = _median(runs, key)
+    if value is None:
         errs = [r.get("error") for r in runs if r.get("error")]
         return f"failed: {errs[0]!r}" if errs else "-"
-    return f"{statistics.median(vals):.1f}"
+    return f"{value:.2f}"
 
 
-def cpu_part(sizes: list[int], before: Path | None, window: float, repeats: int) -> None:
+def _ratio(g: dict[str, list[dict[str, Any]]], key: str) -> str:
+    b, n = _median(g["before"], key), _median(g["now"], key)
+    return f"{n / b:.2f}x" if b and n is not None else "-"
+
+
+def cpu_part(sizes: list[int], before: Path | None, window: float, repeats: int,
+             every: int) -> None:
     rows = []
+    got: dict[int, dict[str, list[dict[str, Any]]]] = {}
     for size in sizes:
-        got: dict[str, list[dict[str, Any]]] = {"before": [], "now": []}
+        got[size] = {"before": [], "now": []}
         for _ in range(repeats):
             if before is not None:
-                got["before"].append(cpu_once(before, size, window))
-            got["now"].append(cpu_once(None, size, window))
-
-        rows.append((str(size), _med(got["before"], "agent"), _med(got["now"], "agent"),
-                     _med(got["before"], "tree"), _med(got["now"], "tree")))
-    print(f"Manager CPU, % of one core over {window:.0f} s (clerk.examples:Tally every "
-          f"200 ms; median of {repeats})")
-    show(("members", "agent before", "agent now", "tree before", "tree now"), rows)
+                got[size]["before"].append(cpu_once(before, size, window, every))
+            got[size]["now"].append(cpu_once(None, size, window, every))
+        g = got[size]
+        rows.append((str(size), _med(g["before"], "agent"), _med(g["now"], "agent"),
+                     _ratio(g, "agent"), _med(g["before"], "tree"), _med(g["now"], "tree"),
+                     _ratio(g, "tree")))
+    # Growth per member: the slope from the smallest cluster to each larger one.
+    first = sizes[0]
+    for size in sizes[1:]:
+        cells = []
+        for which, key in (("before", "agent"), ("now", "agent"), ("", ""),
+                           ("before", "tree"), ("now", "tree"), ("", "")):
+            if not which:
+                b, n = cells[-2:]
+                cells.append(f"{float(n) / float(b):.2f}x" if "-" not in (b, n)
+                             and float(b) > 0 else "-")
+                continue
+            lo, hi = _median(got[first][which], key), _median(got[size][which], key)
+            cells.append("-" if lo is None or hi is None else
+                         f"{(hi - lo) / (size - first):.3f}")
+        rows.append((f"per member {first}->{size}", *cells))
+    load = f"one small task (clerk.examples:Tally) every {every} ms" if every else "no task"
+    print(f"Manager CPU, % of one core over {window:.0f} s ({load}; median of {repeats})")
+    show(("members", "agent before", "agent now", "now/before", "tree before", "tree now",
+          "now/before"), rows)
 
 
 def main() -> int:
@@ -308,9 +339,11 @@ def main() -> int:
     ap.add_argument("--before", type=Path, help="source tree to compare the CPU part with")
     ap.add_argument("--window", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--task-interval", type=int, default=200,
+                    help="the CPU part's task interval in ms (0: no task, heartbeats alone)")
     args = ap.parse_args()
     if args.cpu:
-        cpu_part(args.sizes, args.before, args.window, args.repeats)
+        cpu_part(args.sizes, args.before, args.window, args.repeats, args.task_interval)
     else:
         table_part(args.tasks, args.members)
     return 0
