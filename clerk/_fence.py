@@ -6,8 +6,10 @@ Rules (issue 9, item 6: a resumed manager ran a slot its successor had already r
   handles one at least every heartbeat interval, so a gap longer than ``manager_timeout`` means
   the process did not run (SIGSTOP, a frozen VM, a huge stall) for longer than its followers
   wait before electing a successor: it may have been replaced.
-* **Fence.** It then sends a heartbeat round at once and is *unconfirmed*: it dispatches
-  nothing. Its members get a full member timeout to answer (their silence was ours).
+* **Fence.** It then sends a heartbeat round at once, with the member list (which members
+  acknowledge at once, however rarely they acknowledge an idle heartbeat: clerk._joining),
+  and is *unconfirmed*: it dispatches nothing. Its members get a full member timeout to
+  answer (their silence was ours).
 * **Confirm.** An ACK at its term of a heartbeat sequence number from that round or later means
   a member still follows it: confirmed. An older ACK (queued in ZeroMQ during the freeze) proves
   nothing. If it was replaced, members answer its heartbeats with the newer claim instead and it

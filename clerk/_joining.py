@@ -31,6 +31,20 @@ them. Rules:
   ACKS_PER_TIMEOUT`` old. An unchanged cluster then costs the manager one ACK per member
   every 0.5 s, not every 100 ms, and the member timeout keeps its meaning: a member silent
   for that long is dropped.
+* **Lost members outlive their manager.** Followers note the members their manager's list
+  dropped (for when they take over), a manager keeps probing (COORDINATOR with its claim) the
+  members it lost and its seeds for ``LOST_HORIZON``, an ex-manager keeps probing the members
+  it lost as "orphans", and followers send their manager's claim to seeds that are not
+  members. A link that comes back up (``PeerUp``) to a lost member or a seed gets our claim at
+  once, not at the next probe.
+* **Stall fence.** A manager whose loop did not run for longer than ``manager_timeout``
+  dispatches nothing until a member acknowledges a heartbeat sent after the stall
+  (``dispatch_ok``; the rules are in :mod:`clerk._fence`). That round carries the member
+  list, so members acknowledge it at once, however rarely they ACK an idle heartbeat.
+* **Hostile input** (``--insecure``). JOINs beyond ``MAX_PROBATION`` admitted members that have
+  not acknowledged yet are dropped (a flood of forged names; a real joiner retries); member
+  lists learned outside a manager's heartbeat are taken up to ``MAX_LEARN`` rows; a REFUSE from
+  anyone but our manager, or a seed while joining, is dropped.
 """
 
 from __future__ import annotations
