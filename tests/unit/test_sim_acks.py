@@ -4,7 +4,8 @@ was, on the real cores over the simulated network.
 Hypothesis draws a cluster of 3-12 nodes, a seed, and a network from a LAN to a badly loaded
 machine (delay up to 20 ms, jitter up to 60 ms). Once formed it idles for 12 s (six member
 timeouts): the manager never marks a live member down or drops it as silent, nobody starts an
-election, and each member ACKs a few times per member timeout, not every heartbeat. In
+election, no heartbeat carries the member list (it did not change), and each member ACKs a
+few times per member timeout, not every heartbeat. In
 quorum mode, the voters' ACKs keep the manager's quorum ok all along.
 """
 
@@ -13,8 +14,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clerk._core import Effect, Event, MemberDown, Role
+from clerk._core import Effect, Event, MemberDown, Role, Send
 from clerk._joining import ACKS_PER_TIMEOUT
+from clerk._messages import Heartbeat
 from clerk._simnet import SimNetwork, SimNode
 from clerk._timings import Timings
 
@@ -54,8 +56,12 @@ def test_an_idle_cluster_never_loses_a_member_and_acks_rarely(
     downs: list[tuple[str, object]] = []
     quorum_lost: list[float] = []
 
+    lists: list[Heartbeat] = []
+
     def watch(node: SimNode, event: Event, effects: list[Effect]) -> None:
         downs.extend((node.name, e) for e in effects if isinstance(e, MemberDown))
+        lists.extend(e.msg for e in effects if isinstance(e, Send)
+                     and isinstance(e.msg, Heartbeat) and e.msg.members is not None)
         if quorum and node is manager and node.core.quorum_status().get("quorum") == "lost":
             quorum_lost.append(net.now)
 
@@ -63,6 +69,7 @@ def test_an_idle_cluster_never_loses_a_member_and_acks_rarely(
     sent = net.sent.copy()
     net.run_for(IDLE)
     assert downs == []
+    assert lists == []  # the member list rides along only when it changed
     assert net.agreed() == agreed and manager.core.role is Role.MANAGER
     assert all(row.alive for row in manager.core.members)
     assert quorum_lost == []
