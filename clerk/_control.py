@@ -99,19 +99,22 @@ def _dumps(value: Any) -> str:
 
 
 class RunHistory:
-    """A task's last runs (compact entries, oldest first) with their JSON text cached.
+    """A task's last runs (compact entries, oldest first) with their JSON text kept up to date.
 
     The row carries the history as one JSON *string*: the manager packs the whole table at
     every replication, and one string per task costs a copy where 50 arrays of 9 items cost
-    ~450 items to encode (``tools/bench_ops.py``). The text is rebuilt only when a run of that
-    task ends."""
+    ~450 items to encode (``tools/bench_ops.py``). Each entry's text is made once, when it is
+    appended: the history's text is the entries' texts joined (no entry is encoded twice), and
+    its quoted form (as it sits in a row's JSON, :meth:`quoted`) is made once per change, not
+    once per row encoding (a row changes at every dispatch too)."""
 
-    __slots__ = ("entries", "_sizes", "_text")
+    __slots__ = ("entries", "_parts", "_text", "_quoted")
 
     def __init__(self, entries: Sequence[list[Any]] = ()) -> None:
         self.entries: list[list[Any]] = list(entries)
-        self._sizes: list[int] | None = None
+        self._parts: list[str] | None = None
         self._text: str | None = None
+        self._quoted: str | None = None
 
     def __iter__(self) -> Any:
         return iter(self.entries)
@@ -132,38 +135,54 @@ class RunHistory:
     def __repr__(self) -> str:
         return f"RunHistory({self.entries!r})"
 
+    def _texts(self) -> list[str]:
+        if self._parts is None:
+            self._parts = [_dumps(e) for e in self.entries]
+        return self._parts
+
     def text(self) -> str:
+        """The entries' JSON text (a list of arrays), as :func:`parse_run_history` reads it."""
         if self._text is None:
-            self._text = _dumps(self.entries)
+            self._text = "[" + ",".join(self._texts()) + "]"
         return self._text
+
+    def quoted(self) -> str:
+        """:meth:`text` as a JSON string literal (how a row's JSON holds it)."""
+        if self._quoted is None:
+            self._quoted = _dumps(self.text())
+        return self._quoted
 
     def append(self, entry: list[Any], cap_bytes: int) -> None:
         """Append ``entry``; drop the oldest past HISTORY_MAX_RUNS or ``cap_bytes``."""
-        if self._sizes is None:
-            self._sizes = [len(_dumps(e)) + 1 for e in self.entries]
+        parts = self._texts()
         self.entries.append(entry)
-        self._sizes.append(len(_dumps(entry)) + 1)
+        parts.append(_dumps(entry))
         drop = max(0, len(self.entries) - HISTORY_MAX_RUNS)
-        total = sum(self._sizes[drop:])
+        total = sum(len(p) + 1 for p in parts[drop:])
         while total > cap_bytes and drop < len(self.entries) - 1:  # the newest always stays
-            total -= self._sizes[drop]
+            total -= len(parts[drop]) + 1
             drop += 1
         del self.entries[:drop]
-        del self._sizes[:drop]
-        self._text = None
+        del parts[:drop]
+        self._text = self._quoted = None
 
 
 def parse_run_history(raw: Any) -> RunHistory:
     """History from the wire (its JSON text, or a list of entries), malformed entries
     dropped, at most HISTORY_MAX_RUNS."""
-    if isinstance(raw, str):
+    text = raw if isinstance(raw, str) else None
+    if text is not None:
         try:
-            raw = json.loads(raw)
+            raw = json.loads(text)
         except (ValueError, RecursionError):
             return RunHistory()
     if not isinstance(raw, list):
         return RunHistory()
-    return RunHistory([e for e in raw if _entry_ok(e)][-HISTORY_MAX_RUNS:])
+    entries = [e for e in raw if _entry_ok(e)][-HISTORY_MAX_RUNS:]
+    out = RunHistory(entries)
+    if text is not None and len(entries) == len(raw):
+        out._text = text  # as received: a row passed on unchanged is not encoded again
+    return out
 
 
 def merge_run_history(a: RunHistory, b: RunHistory, cap_bytes: int) -> RunHistory:

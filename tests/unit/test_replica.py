@@ -263,3 +263,47 @@ def test_the_log_stays_compact_and_exact_under_many_changes() -> None:
     sync(log, rep, 200)
     assert rep.table() == log.table()
     assert len(log._changes) <= 50 + 4096 + 1  # compacted: stale entries do not pile up
+
+
+def test_a_row_text_is_the_rows_json_whatever_changed_since_the_last_one() -> None:
+    """``TaskRecord.to_text`` reuses the history's quoted text: after appends, drops by count
+    and by bytes, and a history read from the wire, it is still exactly the row's JSON."""
+    from clerk._control import RunHistory, make_entry, parse_run_history
+    from clerk._record import TaskRecord
+
+    rng = random.Random(5)
+    rec = TaskRecord(state={"n": 0, "s": "é\"\\"}, has_state=True)
+    for i in range(140):
+        rec.run_history.append(make_entry(
+            slot=i, due_ms=i * 1000.0, node=f"n{rng.randrange(3)}", start_ms=i * 1000.5,
+            duration_ms=rng.random(), outcome="error" if i % 7 else "ok",
+            error="boom \"quoted\"\n" * rng.randrange(3), version=i, trigger=i % 5 == 0),
+            cap_bytes=rng.choice([300, 1200, 8192]))
+        rec.slot, rec.dispatched, rec.state = i, i + 1, {"n": i, "s": "é\"\\"}
+        assert rec.to_text() == json.dumps(rec.to_json(), separators=(",", ":"))
+        assert json.loads(rec.run_history.text()) == rec.run_history.entries
+    again = TaskRecord.from_json(json.loads(rec.to_text()))
+    assert again is not None and again.run_history == rec.run_history
+    assert again.to_text() == rec.to_text()
+    assert parse_run_history(" [ ] ").text() == " [ ] " and RunHistory().text() == "[]"
+    assert parse_run_history('[[1],[2]]') == []  # malformed entries dropped, text rebuilt
+    assert parse_run_history('[[1],[2]]').text() == "[]"
+
+
+def test_a_replica_keeps_the_row_texts_it_was_sent_and_refuses_what_is_not_json() -> None:
+    from clerk._replica import row_texts
+
+    rows = {"t:a": {"x": [1, {"y": "\"é"}], "z": None}, "k:node_runs": {"a": 3}, "t:b": 1.5}
+    compact = json.dumps(rows, separators=(",", ":"))
+    assert row_texts(compact) == {k: json.dumps(v, separators=(",", ":"))
+                                  for k, v in rows.items()}
+    assert row_texts(json.dumps(rows, indent=1)) == row_texts(compact)  # spaced: slow path
+    assert row_texts("{}") == {}
+    for bad in ("", "{", "[]", '{"a":1', '{"a":1,}', '{"a":1}x', '{"a":NaN}',
+                '{"a":[Infinity]}', '{1:2}', '{"a" 1}', '"x"'):
+        assert row_texts(bad) is None, bad
+    rep = Replica()
+    assert not rep.apply(TableDelta("L", -1, 1, ('{"t:a":{"x":NaN}}',)))
+    assert rep.refused == 1 and not rep
+    assert rep.apply(TableDelta("L", -1, 1, ('{"t:a":', '{"x":1}}'), (), True))
+    assert rep.items() == [("t:a", '{"x":1}')] and rep.table() == {"tasks": {"a": {"x": 1}}}
