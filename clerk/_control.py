@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 __all__ = [
@@ -98,6 +99,10 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+#: A text as a JSON string literal (ASCII, like every table text).
+_quote = encode_basestring_ascii
+
+
 class RunHistory:
     """A task's last runs (compact entries, oldest first) with their JSON text kept up to date.
 
@@ -108,11 +113,13 @@ class RunHistory:
     its quoted form (as it sits in a row's JSON, :meth:`quoted`) is made once per change, not
     once per row encoding (a row changes at every dispatch too)."""
 
-    __slots__ = ("entries", "_parts", "_text", "_quoted")
+    __slots__ = ("entries", "_parts", "_qparts", "_bytes", "_text", "_quoted")
 
     def __init__(self, entries: Sequence[list[Any]] = ()) -> None:
         self.entries: list[list[Any]] = list(entries)
-        self._parts: list[str] | None = None
+        self._parts: list[str] | None = None  # each entry's JSON text
+        self._qparts: list[str] | None = None  # the same, escaped as inside a JSON string
+        self._bytes = 0  # sum(len(part) + 1): the entries' share of the history's text
         self._text: str | None = None
         self._quoted: str | None = None
 
@@ -135,35 +142,47 @@ class RunHistory:
     def __repr__(self) -> str:
         return f"RunHistory({self.entries!r})"
 
-    def _texts(self) -> list[str]:
-        if self._parts is None:
+    def _texts(self) -> tuple[list[str], list[str]]:
+        if self._parts is None or self._qparts is None:
             self._parts = [_dumps(e) for e in self.entries]
-        return self._parts
+            # JSON escaping is per character: the escaped text of the whole history is the
+            # escaped texts of its entries joined by the same (unescaped) commas.
+            self._qparts = [_quote(p)[1:-1] for p in self._parts]
+            self._bytes = sum(len(p) + 1 for p in self._parts)
+        return self._parts, self._qparts
 
     def text(self) -> str:
         """The entries' JSON text (a list of arrays), as :func:`parse_run_history` reads it."""
         if self._text is None:
-            self._text = "[" + ",".join(self._texts()) + "]"
+            self._text = "[" + ",".join(self._texts()[0]) + "]"
         return self._text
 
     def quoted(self) -> str:
         """:meth:`text` as a JSON string literal (how a row's JSON holds it)."""
         if self._quoted is None:
-            self._quoted = _dumps(self.text())
+            if self._parts is None and self._text is not None:
+                self._quoted = _quote(self._text)  # as received (see parse_run_history)
+            else:
+                self._quoted = '"[' + ",".join(self._texts()[1]) + ']"'
         return self._quoted
 
     def append(self, entry: list[Any], cap_bytes: int) -> None:
         """Append ``entry``; drop the oldest past HISTORY_MAX_RUNS or ``cap_bytes``."""
-        parts = self._texts()
+        parts, qparts = self._texts()
+        text = _dumps(entry)
         self.entries.append(entry)
-        parts.append(_dumps(entry))
-        drop = max(0, len(self.entries) - HISTORY_MAX_RUNS)
-        total = sum(len(p) + 1 for p in parts[drop:])
-        while total > cap_bytes and drop < len(self.entries) - 1:  # the newest always stays
-            total -= len(parts[drop]) + 1
+        parts.append(text)
+        qparts.append(_quote(text)[1:-1])
+        self._bytes += len(text) + 1
+        drop = 0
+        while len(self.entries) - drop > HISTORY_MAX_RUNS or (
+                self._bytes > cap_bytes and drop < len(self.entries) - 1):  # newest stays
+            self._bytes -= len(parts[drop]) + 1
             drop += 1
-        del self.entries[:drop]
-        del parts[:drop]
+        if drop:
+            del self.entries[:drop]
+            del parts[:drop]
+            del qparts[:drop]
         self._text = self._quoted = None
 
 

@@ -285,6 +285,10 @@ def test_a_row_text_is_the_rows_json_whatever_changed_since_the_last_one() -> No
     again = TaskRecord.from_json(json.loads(rec.to_text()))
     assert again is not None and again.run_history == rec.run_history
     assert again.to_text() == rec.to_text()
+    again.run_history.append(make_entry(slot=999, due_ms=None, node="\u00e9", start_ms=1.0,
+                                        duration_ms=0.5, outcome="ok", error="", version=9,
+                                        trigger=False), cap_bytes=8192)
+    assert again.to_text() == json.dumps(again.to_json(), separators=(",", ":"))
     assert parse_run_history(" [ ] ").text() == " [ ] " and RunHistory().text() == "[]"
     assert parse_run_history('[[1],[2]]') == []  # malformed entries dropped, text rebuilt
     assert parse_run_history('[[1],[2]]').text() == "[]"
