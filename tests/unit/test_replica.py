@@ -311,3 +311,42 @@ def test_a_replica_keeps_the_row_texts_it_was_sent_and_refuses_what_is_not_json(
     assert rep.refused == 1 and not rep
     assert rep.apply(TableDelta("L", -1, 1, ('{"t:a":', '{"x":1}}'), (), True))
     assert rep.items() == [("t:a", '{"x":1}')] and rep.table() == {"tasks": {"a": {"x": 1}}}
+
+
+def test_a_takeover_loads_the_table_in_slices_exactly_as_in_one_piece() -> None:
+    """``Scheduler.load_rows`` over a replica's row texts, a few rows per call, leaves the
+    scheduler as ``Scheduler.load`` of the parsed table does (a state of ours that is better
+    by lineage is kept in both); a slice stops at its deadline."""
+    defs = [task("clerk.examples:Tally", name=f"t{i:03d}", interval=1000) for i in range(60)]
+    src = Scheduler(defs, random.Random(1))
+    src.activate(1000.0, graceful=False)
+    dispatches, _ = src.tick(1002.0, {"n2": [d.name for d in defs]})
+    for d in dispatches:
+        src.on_result(d.task, d.run_id, d.node, "ok", {"count": d.slot}, 1.0, "", 1002.1)
+    log = ReplicaLog("a")
+    RowEncoder().step(src, log, float("inf"))
+    rep = Replica()
+    sync(log, rep)
+
+    def fresh() -> Scheduler:
+        s = Scheduler(defs, random.Random(2))
+        mine = s.records["t007"]  # ours: further along by lineage than the replicated row
+        mine.state, mine.has_state, mine.version = {"count": 99}, True, 10**6
+        mine.origin = dict(src.records["t007"].origin or {})
+        mine.history = [list(h) for h in src.records["t007"].history]
+        return s
+
+    whole = fresh()
+    whole.load(rep.table())
+    sliced = fresh()
+    items = rep.items()
+    ticks = iter(range(1, 10**6))
+    at, calls = 0, 0
+    while at < len(items):
+        # a clock past the deadline at its first look: one check's worth of rows per call
+        at = sliced.load_rows(items, at, 0.5, clock=lambda: float(next(ticks)))
+        calls += 1
+    assert calls == -(-len(items) // 8)  # 8 rows between two looks at the clock
+    assert sliced.table() == whole.table()
+    assert sliced.records["t007"].state == {"count": 99}
+    assert sliced.node_runs == whole.node_runs == src.node_runs
