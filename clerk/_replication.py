@@ -83,6 +83,13 @@ class Replication(Definitions):
         """A member's rows: merge them (manager only)."""
         if not self.agent.core.is_manager:
             return
+        if self._activate is not None:
+            # The table this node takes over is being loaded (in slices, _load_step): the load
+            # would overwrite what a merge did now. Merged once it is loaded (the newest per
+            # sender; senders are members, so at most one per member).
+            self._offers_waiting.pop(msg.sender.name, None)
+            self._offers_waiting[msg.sender.name] = msg
+            return
         if self.agent.core.quorum is not None:
             # Quorum mode: every committed record is on a majority of voters, and phase 1
             # merged them. A member's data directory may hold a record whose write never
