@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 __all__ = [
@@ -98,20 +99,29 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+#: A text as a JSON string literal (ASCII, like every table text).
+_quote = encode_basestring_ascii
+
+
 class RunHistory:
-    """A task's last runs (compact entries, oldest first) with their JSON text cached.
+    """A task's last runs (compact entries, oldest first) with their JSON text kept up to date.
 
     The row carries the history as one JSON *string*: the manager packs the whole table at
     every replication, and one string per task costs a copy where 50 arrays of 9 items cost
-    ~450 items to encode (``tools/bench_ops.py``). The text is rebuilt only when a run of that
-    task ends."""
+    ~450 items to encode (``tools/bench_ops.py``). Each entry's text is made once, when it is
+    appended: the history's text is the entries' texts joined (no entry is encoded twice), and
+    its quoted form (as it sits in a row's JSON, :meth:`quoted`) is made once per change, not
+    once per row encoding (a row changes at every dispatch too)."""
 
-    __slots__ = ("entries", "_sizes", "_text")
+    __slots__ = ("entries", "_parts", "_qparts", "_bytes", "_text", "_quoted")
 
     def __init__(self, entries: Sequence[list[Any]] = ()) -> None:
         self.entries: list[list[Any]] = list(entries)
-        self._sizes: list[int] | None = None
+        self._parts: list[str] | None = None  # each entry's JSON text
+        self._qparts: list[str] | None = None  # the same, escaped as inside a JSON string
+        self._bytes = 0  # sum(len(part) + 1): the entries' share of the history's text
         self._text: str | None = None
+        self._quoted: str | None = None
 
     def __iter__(self) -> Any:
         return iter(self.entries)
@@ -132,38 +142,66 @@ class RunHistory:
     def __repr__(self) -> str:
         return f"RunHistory({self.entries!r})"
 
+    def _texts(self) -> tuple[list[str], list[str]]:
+        if self._parts is None or self._qparts is None:
+            self._parts = [_dumps(e) for e in self.entries]
+            # JSON escaping is per character: the escaped text of the whole history is the
+            # escaped texts of its entries joined by the same (unescaped) commas.
+            self._qparts = [_quote(p)[1:-1] for p in self._parts]
+            self._bytes = sum(len(p) + 1 for p in self._parts)
+        return self._parts, self._qparts
+
     def text(self) -> str:
+        """The entries' JSON text (a list of arrays), as :func:`parse_run_history` reads it."""
         if self._text is None:
-            self._text = _dumps(self.entries)
+            self._text = "[" + ",".join(self._texts()[0]) + "]"
         return self._text
+
+    def quoted(self) -> str:
+        """:meth:`text` as a JSON string literal (how a row's JSON holds it)."""
+        if self._quoted is None:
+            if self._parts is None and self._text is not None:
+                self._quoted = _quote(self._text)  # as received (see parse_run_history)
+            else:
+                self._quoted = '"[' + ",".join(self._texts()[1]) + ']"'
+        return self._quoted
 
     def append(self, entry: list[Any], cap_bytes: int) -> None:
         """Append ``entry``; drop the oldest past HISTORY_MAX_RUNS or ``cap_bytes``."""
-        if self._sizes is None:
-            self._sizes = [len(_dumps(e)) + 1 for e in self.entries]
+        parts, qparts = self._texts()
+        text = _dumps(entry)
         self.entries.append(entry)
-        self._sizes.append(len(_dumps(entry)) + 1)
-        drop = max(0, len(self.entries) - HISTORY_MAX_RUNS)
-        total = sum(self._sizes[drop:])
-        while total > cap_bytes and drop < len(self.entries) - 1:  # the newest always stays
-            total -= self._sizes[drop]
+        parts.append(text)
+        qparts.append(_quote(text)[1:-1])
+        self._bytes += len(text) + 1
+        drop = 0
+        while len(self.entries) - drop > HISTORY_MAX_RUNS or (
+                self._bytes > cap_bytes and drop < len(self.entries) - 1):  # newest stays
+            self._bytes -= len(parts[drop]) + 1
             drop += 1
-        del self.entries[:drop]
-        del self._sizes[:drop]
-        self._text = None
+        if drop:
+            del self.entries[:drop]
+            del parts[:drop]
+            del qparts[:drop]
+        self._text = self._quoted = None
 
 
 def parse_run_history(raw: Any) -> RunHistory:
     """History from the wire (its JSON text, or a list of entries), malformed entries
     dropped, at most HISTORY_MAX_RUNS."""
-    if isinstance(raw, str):
+    text = raw if isinstance(raw, str) else None
+    if text is not None:
         try:
-            raw = json.loads(raw)
+            raw = json.loads(text)
         except (ValueError, RecursionError):
             return RunHistory()
     if not isinstance(raw, list):
         return RunHistory()
-    return RunHistory([e for e in raw if _entry_ok(e)][-HISTORY_MAX_RUNS:])
+    entries = [e for e in raw if _entry_ok(e)][-HISTORY_MAX_RUNS:]
+    out = RunHistory(entries)
+    if text is not None and len(entries) == len(raw):
+        out._text = text  # as received: a row passed on unchanged is not encoded again
+    return out
 
 
 def merge_run_history(a: RunHistory, b: RunHistory, cap_bytes: int) -> RunHistory:

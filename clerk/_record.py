@@ -36,6 +36,8 @@ from clerk._lineage import (
 
 __all__ = ["PACK_CHUNK", "Conflict", "TaskRecord", "merge_rows", "pack_table", "unpack_table"]
 
+#: A row's compact JSON text (as every table text: no NaN, ASCII).
+_ROW_DUMP = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 #: Chunk size of a packed table: under the codec's longest string (64 Ki characters).
 PACK_CHUNK = 60_000
 
@@ -106,6 +108,20 @@ class TaskRecord:
                 "history": [list(h) for h in self.history], "conflicts": self.conflicts,
                 "last_conflict": self.last_conflict, "conflict_seen": dict(self.conflict_seen),
                 "pause": self.pause, "run_history": self.run_history.text()}
+
+    def to_text(self) -> str:
+        """``to_json()`` as compact JSON text, the same characters, made without encoding the
+        run history again: a row changes at every dispatch and every result, its history only
+        at a result, and the history is most of the row (raises ValueError like
+        ``json.dumps(allow_nan=False)`` for a state JSON cannot carry)."""
+        head = _ROW_DUMP({
+            "state": self.state, "has_state": self.has_state, "slot": self.slot,
+            "dispatched": self.dispatched, "running": self.running, "counts": self.counts,
+            "last": self.last, "runs": self.runs, "origin": self.origin,
+            "version": self.version, "history": self.history, "conflicts": self.conflicts,
+            "last_conflict": self.last_conflict, "conflict_seen": self.conflict_seen,
+            "pause": self.pause})
+        return f'{head[:-1]},"run_history":{self.run_history.quoted()}}}'
 
     @classmethod
     def from_json(cls, raw: Any) -> TaskRecord | None:

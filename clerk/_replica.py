@@ -52,6 +52,7 @@ __all__ = [
     "ReplicaLog",
     "RowEncoder",
     "row_key",
+    "row_texts",
     "split_table",
     "table_text",
 ]
@@ -127,6 +128,61 @@ def table_text(items: list[tuple[str, str | None]], yield_gil: bool = False) -> 
     if not other:
         return head + "}" if tasks else "{}"
     return head + ("," if tasks else "") + ",".join(other) + "}"
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+#: Parses one JSON value at an index: (value, end). NaN and Infinity are refused, as the
+#: manager's encoder never writes them.
+_SCAN = json.JSONDecoder(parse_constant=_no_constant).scan_once
+
+
+def row_texts(text: str) -> dict[str, str] | None:
+    """The rows of a delta's JSON object text (``{"<key>":<row>,...}``), each as its own
+    text, as the manager wrote it; None if ``text`` is not such an object.
+
+    Each row is parsed (that checks it is JSON) but not encoded again: a member keeps row
+    texts, and parses a row into objects only when it needs the table (a takeover, a status,
+    a write). The manager writes the object compactly (:meth:`ReplicaLog.delta`); any other
+    spacing is parsed the slow way, then each row encoded."""
+    scan = _SCAN
+    out: dict[str, str] = {}
+    n = len(text)
+    try:
+        if n < 2 or text[0] != "{":
+            return None
+        i = 1
+        if text[i] == "}":
+            return out if n == 2 else None
+        while True:
+            key, i = scan(text, i)
+            if type(key) is not str or text[i] != ":":
+                return _row_texts_slow(text)
+            start = i + 1
+            _, i = scan(text, start)
+            out[key] = text[start:i]
+            if text[i] == ",":
+                i += 1
+                continue
+            if text[i] == "}" and i == n - 1:
+                return out
+            return _row_texts_slow(text)
+    except (StopIteration, IndexError):
+        return _row_texts_slow(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _row_texts_slow(text: str) -> dict[str, str] | None:
+    try:
+        rows = json.loads(text, parse_constant=_no_constant)
+        if not isinstance(rows, dict):
+            return None
+        return {key: _DUMP(value) for key, value in rows.items()}
+    except (ValueError, RecursionError):
+        return None
 
 
 def _materialize(items: list[tuple[str, str | None]]) -> Any:
@@ -305,7 +361,7 @@ class RowEncoder:
             if rec is None:
                 log.remove(row_key(name))
             else:
-                log.put(row_key(name), DUMP(rec.to_json()))
+                log.put(row_key(name), rec.to_text())
             n += 1
             if n % 16 == 0 and clock() > deadline:
                 return False
@@ -342,16 +398,13 @@ class Replica:
             return False
         if delta.upto <= self.seq:
             return False
-        try:
-            rows = json.loads("".join(delta.rows)) if delta.rows else {}
-        except (ValueError, RecursionError):
-            rows = None
-        if not isinstance(rows, dict):
+        rows = row_texts("".join(delta.rows)) if delta.rows else {}
+        if rows is None:
             self.refused += 1
             return False
         fresh = self._fresh
-        for key, value in rows.items():
-            self._text[key] = _DUMP(value)
+        for key, text in rows.items():
+            self._text[key] = text
             if fresh is not None:
                 fresh.add(key)
         for key in delta.gone:

@@ -27,7 +27,7 @@ from clerk._messages import Offer
 from clerk._record import TaskRecord, pack_table, unpack_table
 from clerk._runnerdefs import Definitions
 
-__all__ = ["ENCODE_BUDGET", "MAX_HELD_OFFERS", "REPLICATE_SHARE", "Replication"]
+__all__ = ["ENCODE_BUDGET", "LOAD_BUDGET", "MAX_HELD_OFFERS", "REPLICATE_SHARE", "Replication"]
 
 #: Replication (the whole table to every member) may take at most ~1/REPLICATE_SHARE of the
 #: manager's loop, and of each follower's: after a round that cost ``c`` seconds, the next
@@ -39,6 +39,11 @@ REPLICATE_SHARE = 10
 #: table log (10,000 rows are ~250 ms of encoding on a loaded machine), in slices of this
 #: much, so a step (the slice, then the heartbeat round sending those rows) stays near 1 ms.
 ENCODE_BUDGET = 0.0004
+#: Row parsing per loop turn while a new manager loads the table it takes over
+#: (``Scheduler.load_rows``), in seconds: a 10,000-task table is ~0.5 s of parsing on a
+#: loaded machine, and the loop (heartbeats, ACKs, results) must run between slices like
+#: between encoding ones. The same slice as ``ENCODE_BUDGET``: a turn stays near 1 ms.
+LOAD_BUDGET = 0.0004
 #: OFFERs kept for nodes that follow this manager but are not admitted yet: a joiner's JOIN
 #: and OFFER leave together, so one or two are held at a time; the bound is for forgeries.
 MAX_HELD_OFFERS = 64
@@ -78,6 +83,13 @@ class Replication(Definitions):
         """A member's rows: merge them (manager only)."""
         if not self.agent.core.is_manager:
             return
+        if self._activate is not None:
+            # The table this node takes over is being loaded (in slices, _load_step): the load
+            # would overwrite what a merge did now. Merged once it is loaded (the newest per
+            # sender; senders are members, so at most one per member).
+            self._offers_waiting.pop(msg.sender.name, None)
+            self._offers_waiting[msg.sender.name] = msg
+            return
         if self.agent.core.quorum is not None:
             # Quorum mode: every committed record is on a majority of voters, and phase 1
             # merged them. A member's data directory may hold a record whose write never
@@ -103,6 +115,25 @@ class Replication(Definitions):
         msg = self._held_offers.pop(name, None)
         if msg is not None and msg.sender.incarnation == incarnation:
             self.on_offer(msg, now, self.agent.clock.wall())
+
+    def _load_step(self) -> bool:
+        """Load a slice of the table this node takes over (at most ``LOAD_BUDGET``); True
+        once all of it is in the scheduler. The rows are those of the table log if it is
+        complete, else the replica's (``CoreState.replicated``); if they change meanwhile (a
+        hand-over's table arrives), the load starts over with them."""
+        core = self.agent.core
+        log, replica = core.table_log, core.replica
+        token = (log.log, log.seq) if log.complete else ("", replica.version)
+        job = self._loading
+        if job is None or job[0] != token:
+            job = self._loading = (token, log.items() if log.complete else replica.items(), 0)
+        token, items, start = job
+        done = self.scheduler.load_rows(items, start, time.perf_counter() + LOAD_BUDGET)
+        self._loading = (token, items, done)
+        if done < len(items):
+            return False
+        self._loading = None
+        return True
 
     def _replicate(self, now: float, force: bool = False) -> None:
         """Put the changed rows into the table log and send the members what they lack, now

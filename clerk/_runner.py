@@ -80,6 +80,8 @@ class TaskRunner(ResultRouting):
         self._sent: tuple[str, int] = ("", -1)
         self._held_offers: dict[str, Offer] = {}  # from nodes not admitted yet (hold_offer)
         self._activate: bool | None = None  # pending activation: graceful or not
+        self._loading = None  # the activation's sliced load of the table (_load_step)
+        self._offers_waiting: dict[str, Offer] = {}  # from members, until it is loaded
         self._leave_started: float | None = None
         self._replicate_dirty = False
         self._held: list[Result] = []  # results of a leaving manager's own runs (see below)
@@ -111,7 +113,8 @@ class TaskRunner(ResultRouting):
             if self._activate is None:
                 self._activate = False
         else:
-            self._activate = None
+            self._activate = self._loading = None
+            self._offers_waiting.clear()
             if self.scheduler.active:
                 self.scheduler.deactivate()
             core = self.agent.core
@@ -213,9 +216,10 @@ class TaskRunner(ResultRouting):
             self.executor.expire(now)
         core = self.agent.core
         if self._activate is not None and core.is_manager:
+            if not self._load_step():
+                return  # the rest of the table at the next turns (next_deadline: at once)
             graceful = self._activate
             self._activate = None
-            self.scheduler.load(core.replicated)
             self._resolved_epoch = -1
             self._resolve(wall)
             if core.quorum is not None:
@@ -228,9 +232,15 @@ class TaskRunner(ResultRouting):
             log.info("scheduling %d task(s) as manager (%s)", len(self.scheduler.defs),
                      "hand-over" if graceful else "takeover")
             self._resolve_adopted(now, wall, graceful)
-            self._replicate(now, force=True)
+            waiting, self._offers_waiting = self._offers_waiting, {}
+            for msg in waiting.values():  # came while the table was loading
+                self.on_offer(msg, now, wall)
+            # At once, but in slices: a big table fills the new log over the next turns.
+            self._replicate_after = -math.inf
+            self._replicate(now)
         elif self._activate is not None:
-            self._activate = None
+            self._activate = self._loading = None
+            self._offers_waiting.clear()
         self._resend(now, wall)
         if not self.scheduler.active:
             return

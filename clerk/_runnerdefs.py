@@ -55,6 +55,9 @@ class Definitions:
     _leave_started: float | None
     _replicate_dirty: bool
     _replicate_after: float
+    _loading: tuple[object, list[tuple[str, str | None]], int] | None
+    _offers_waiting: dict[str, Offer]
+    _activate: bool | None
     _held: list[Result]
     _encoder: RowEncoder
     _sent: tuple[str, int]

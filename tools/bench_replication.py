@@ -20,7 +20,9 @@ tasks each dispatched and finished (~200 runs/s at the 100 ms heartbeat). Per ro
 ``bytes/member`` is one member's heartbeat bytes in a round; ``stall`` the loop's time for the
 round (median, and max over the rounds), as CPU time of the loop's thread (``STEP_CLOCK``).
 Then, ``now`` only: a member joining the table (rounds until it holds it all, its largest
-message) and a takeover filling a new log (``fill`` steps and the longest one).
+message), a takeover filling a new log (``fill`` steps and the longest one), and a takeover
+loading its replica's rows in slices (against parsing and loading the whole table in one step,
+as before) and activating (still one step).
 
 **CPU part** (``--cpu``): ``LocalCluster`` clusters of 1 / 10 / 30 real nodes with one small
 task every 200 ms (``--task-interval``; ``0``: no task at all, the cost of heartbeats alone);
@@ -49,8 +51,8 @@ import clerk  # noqa: E402
 from clerk._codec import MAX_MESSAGE_BYTES, encode  # noqa: E402
 from clerk._core import NodeCore, Received, Send, Start  # noqa: E402
 from clerk._messages import Ack, Heartbeat, Join, Peer  # noqa: E402
-from clerk._replica import RowEncoder  # noqa: E402
-from clerk._replication import ENCODE_BUDGET  # noqa: E402
+from clerk._replica import Replica, ReplicaLog, RowEncoder  # noqa: E402
+from clerk._replication import ENCODE_BUDGET, LOAD_BUDGET  # noqa: E402
 from clerk._schedule import Scheduler, pack_table  # noqa: E402
 
 ME = Peer("n1@127.0.0.1", "127.0.0.1:47001", "5f0c1a2b3c4d", 9)
@@ -150,6 +152,7 @@ def before_round(s: Scheduler) -> tuple[float, int]:
 def table_part(tasks: list[int], members: int) -> None:
     rows = []
     extra = []
+    takeover: list[tuple[str, ...]] = []
     for n in tasks:
         wall = time.time()
         s = scheduler_with(n, wall)
@@ -200,6 +203,7 @@ def table_part(tasks: list[int], members: int) -> None:
             biggest = max(biggest, got.get(joiner.address, 0))
         extra.append((f"{n:,}", str(len(fill)), f"{max(fill):.2f}", f"{sum(fill):.1f}",
                       str(join_rounds), f"{biggest:,}", f"{max(join_ms, default=0):.2f}"))
+        takeover.append(takeover_load(s, m.core.table_log, wall))
     print(f"Heartbeat bytes per member and loop stall per round ({CHANGES} tasks run per "
           f"round, {members} members, {ROUNDS} rounds; stall: median / max ms)")
     show(("tasks", "bytes before", "bytes now", "ratio", "stall before", "stall now",
@@ -208,6 +212,36 @@ def table_part(tasks: list[int], members: int) -> None:
     print("Now: a takeover's fill of the new log, and a joiner's transfer")
     show(("tasks", "fill steps", "longest step ms", "fill total ms", "join rounds after "
           "WELCOME", "largest message B", "longest join round ms"), extra)
+    print()
+    print("Now: a takeover's load of the replica's rows (Scheduler.load_rows, LOAD_BUDGET "
+          "slices), and what is still one step (ms)")
+    show(("tasks", "load steps", "longest load step ms", "load total ms",
+          "whole parse + load (before) ms", "activate ms (one step)"), takeover)
+
+
+def takeover_load(s: Scheduler, log: ReplicaLog, wall: float) -> tuple[str, ...]:
+    """A follower's replica of ``log`` loaded by a new manager: in slices (now) and as the
+    whole parsed table in one step (before), then ``activate`` (still one step)."""
+    rep = Replica()
+    for d in log.window(-1, 1 << 40):
+        rep.apply(d)
+    defs = list(s.defs.values())
+    items = rep.items()
+    fresh = Scheduler(defs, random.Random(3))
+    steps: list[float] = []
+    at = 0
+    while at < len(items):
+        t0 = STEP_CLOCK()
+        at = fresh.load_rows(items, at, time.perf_counter() + LOAD_BUDGET)
+        steps.append((STEP_CLOCK() - t0) * 1000)
+    t0 = STEP_CLOCK()
+    Scheduler(defs, random.Random(3)).load(rep.table())
+    whole = (STEP_CLOCK() - t0) * 1000
+    t0 = STEP_CLOCK()
+    fresh.activate(wall + 5, graceful=False, claim=(2, "n2@127.0.0.1"))
+    act = (STEP_CLOCK() - t0) * 1000
+    return (f"{len(s.defs):,}", str(len(steps)), f"{max(steps):.2f}", f"{sum(steps):.1f}",
+            f"{whole:.1f}", f"{act:.1f}")
 
 
 def show(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

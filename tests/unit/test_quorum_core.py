@@ -250,15 +250,19 @@ def test_quorum_mode_does_not_merge_a_members_offered_rows() -> None:
     merged: list[object] = []
     answered: list[str] = []
 
-    def runner(quorum: object) -> SimpleNamespace:
+    def runner(quorum: object, activate: bool | None = None) -> SimpleNamespace:
         return SimpleNamespace(
             agent=SimpleNamespace(core=SimpleNamespace(quorum=quorum, is_manager=True)),
             scheduler=SimpleNamespace(merge=lambda *a, **k: merged.append(a) or False,
                                       offer_from=answered.append, active=True),
-            _log_conflicts=lambda: None)
+            _log_conflicts=lambda: None, _activate=activate, _offers_waiting={})
 
     msg = Offer(Peer("m@x", "127.0.0.1:1", "i", 0), 1, {"tasks": {}})
     TaskRunner.on_offer(runner(object()), msg, 0.0, 0.0)  # type: ignore[arg-type]
     assert merged == [] and answered == ["m@x"]
     TaskRunner.on_offer(runner(None), msg, 0.0, 0.0)  # type: ignore[arg-type]
     assert len(merged) == 1 and answered == ["m@x", "m@x"]  # default mode merges
+    loading = runner(None, activate=False)  # the table it takes over is still loading
+    TaskRunner.on_offer(loading, msg, 0.0, 0.0)  # type: ignore[arg-type]
+    assert len(merged) == 1 and answered == ["m@x", "m@x"]
+    assert loading._offers_waiting == {"m@x": msg}  # merged once the table is loaded

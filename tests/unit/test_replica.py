@@ -263,3 +263,90 @@ def test_the_log_stays_compact_and_exact_under_many_changes() -> None:
     sync(log, rep, 200)
     assert rep.table() == log.table()
     assert len(log._changes) <= 50 + 4096 + 1  # compacted: stale entries do not pile up
+
+
+def test_a_row_text_is_the_rows_json_whatever_changed_since_the_last_one() -> None:
+    """``TaskRecord.to_text`` reuses the history's quoted text: after appends, drops by count
+    and by bytes, and a history read from the wire, it is still exactly the row's JSON."""
+    from clerk._control import RunHistory, make_entry, parse_run_history
+    from clerk._record import TaskRecord
+
+    rng = random.Random(5)
+    rec = TaskRecord(state={"n": 0, "s": "é\"\\"}, has_state=True)
+    for i in range(140):
+        rec.run_history.append(make_entry(
+            slot=i, due_ms=i * 1000.0, node=f"n{rng.randrange(3)}", start_ms=i * 1000.5,
+            duration_ms=rng.random(), outcome="error" if i % 7 else "ok",
+            error="boom \"quoted\"\n" * rng.randrange(3), version=i, trigger=i % 5 == 0),
+            cap_bytes=rng.choice([300, 1200, 8192]))
+        rec.slot, rec.dispatched, rec.state = i, i + 1, {"n": i, "s": "é\"\\"}
+        assert rec.to_text() == json.dumps(rec.to_json(), separators=(",", ":"))
+        assert json.loads(rec.run_history.text()) == rec.run_history.entries
+    again = TaskRecord.from_json(json.loads(rec.to_text()))
+    assert again is not None and again.run_history == rec.run_history
+    assert again.to_text() == rec.to_text()
+    again.run_history.append(make_entry(slot=999, due_ms=None, node="\u00e9", start_ms=1.0,
+                                        duration_ms=0.5, outcome="ok", error="", version=9,
+                                        trigger=False), cap_bytes=8192)
+    assert again.to_text() == json.dumps(again.to_json(), separators=(",", ":"))
+    assert parse_run_history(" [ ] ").text() == " [ ] " and RunHistory().text() == "[]"
+    assert parse_run_history('[[1],[2]]') == []  # malformed entries dropped, text rebuilt
+    assert parse_run_history('[[1],[2]]').text() == "[]"
+
+
+def test_a_replica_keeps_the_row_texts_it_was_sent_and_refuses_what_is_not_json() -> None:
+    from clerk._replica import row_texts
+
+    rows = {"t:a": {"x": [1, {"y": "\"é"}], "z": None}, "k:node_runs": {"a": 3}, "t:b": 1.5}
+    compact = json.dumps(rows, separators=(",", ":"))
+    assert row_texts(compact) == {k: json.dumps(v, separators=(",", ":"))
+                                  for k, v in rows.items()}
+    assert row_texts(json.dumps(rows, indent=1)) == row_texts(compact)  # spaced: slow path
+    assert row_texts("{}") == {}
+    for bad in ("", "{", "[]", '{"a":1', '{"a":1,}', '{"a":1}x', '{"a":NaN}',
+                '{"a":[Infinity]}', '{1:2}', '{"a" 1}', '"x"'):
+        assert row_texts(bad) is None, bad
+    rep = Replica()
+    assert not rep.apply(TableDelta("L", -1, 1, ('{"t:a":{"x":NaN}}',)))
+    assert rep.refused == 1 and not rep
+    assert rep.apply(TableDelta("L", -1, 1, ('{"t:a":', '{"x":1}}'), (), True))
+    assert rep.items() == [("t:a", '{"x":1}')] and rep.table() == {"tasks": {"a": {"x": 1}}}
+
+
+def test_a_takeover_loads_the_table_in_slices_exactly_as_in_one_piece() -> None:
+    """``Scheduler.load_rows`` over a replica's row texts, a few rows per call, leaves the
+    scheduler as ``Scheduler.load`` of the parsed table does (a state of ours that is better
+    by lineage is kept in both); a slice stops at its deadline."""
+    defs = [task("clerk.examples:Tally", name=f"t{i:03d}", interval=1000) for i in range(60)]
+    src = Scheduler(defs, random.Random(1))
+    src.activate(1000.0, graceful=False)
+    dispatches, _ = src.tick(1002.0, {"n2": [d.name for d in defs]})
+    for d in dispatches:
+        src.on_result(d.task, d.run_id, d.node, "ok", {"count": d.slot}, 1.0, "", 1002.1)
+    log = ReplicaLog("a")
+    RowEncoder().step(src, log, float("inf"))
+    rep = Replica()
+    sync(log, rep)
+
+    def fresh() -> Scheduler:
+        s = Scheduler(defs, random.Random(2))
+        mine = s.records["t007"]  # ours: further along by lineage than the replicated row
+        mine.state, mine.has_state, mine.version = {"count": 99}, True, 10**6
+        mine.origin = dict(src.records["t007"].origin or {})
+        mine.history = [list(h) for h in src.records["t007"].history]
+        return s
+
+    whole = fresh()
+    whole.load(rep.table())
+    sliced = fresh()
+    items = rep.items()
+    ticks = iter(range(1, 10**6))
+    at, calls = 0, 0
+    while at < len(items):
+        # a clock past the deadline at its first look: one check's worth of rows per call
+        at = sliced.load_rows(items, at, 0.5, clock=lambda: float(next(ticks)))
+        calls += 1
+    assert calls == -(-len(items) // 8)  # 8 rows between two looks at the clock
+    assert sliced.table() == whole.table()
+    assert sliced.records["t007"].state == {"count": 99}
+    assert sliced.node_runs == whole.node_runs == src.node_runs
