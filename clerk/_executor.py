@@ -358,10 +358,18 @@ class Executor:
 
     def next_deadline(self) -> float:
         """The next kill or queue timeout, or the next release of a held run."""
-        deadlines = [j.deadline for j in self.queue]
-        deadlines += [j.release for j in self.queue if j.held]
-        deadlines += [w.job.deadline for w in self.workers.values() if w.job is not None]
-        return min(deadlines, default=float("inf"))
+        # Every loop turn asks: one pass, no lists (O(runs on this node), not O(tasks)).
+        best = float("inf")
+        for j in self.queue:
+            if j.deadline < best:
+                best = j.deadline
+            if j.held and j.release < best:
+                best = j.release
+        for w in self.workers.values():
+            job = w.job
+            if job is not None and job.deadline < best:
+                best = job.deadline
+        return best
 
     def has_run(self, run_id: str) -> bool:
         """Is this run queued or running here?"""

@@ -59,7 +59,7 @@ class TaskRunner(ResultRouting):
         # What the live members announce (clerk._deploy), recomputed when the list changes.
         self._resolved_epoch = -1
         self._variants: dict[str, list[dict[str, Any]]] = {}
-        self._loaded: dict[str, tuple[str, ...]] = {}
+        self._loaded: dict[str, frozenset[str]] = {}
         # The data directory: its rows are this node's first table (merged by lineage with
         # whatever the cluster holds once this node follows a manager, see on_manager_changed).
         self.store: Store | None = None
@@ -203,12 +203,14 @@ class TaskRunner(ResultRouting):
             if self._replicate_dirty:
                 best = min(best, self._replicate_after)
             clock = self.agent.clock
-            wall_next = self.scheduler.next_deadline(clock.wall())
+            wall = clock.wall()  # both clocks read once, together
+            mono = clock.monotonic()
+            wall_next = self.scheduler.next_deadline(wall)
             if self.wa is not None:  # quorum mode: wake up to reserve ahead of due times
                 wall_next = min(wall_next,
                                 self.wa.next_reserve_ms(self.scheduler.upcoming()) / 1000)
             if wall_next != math.inf:
-                best = min(best, clock.monotonic() + (wall_next - clock.wall()))
+                best = min(best, mono + (wall_next - wall))
         return best
 
     def on_tick(self, now: float, wall: float) -> None:

@@ -49,7 +49,7 @@ class Definitions:
     stale: int
     _resolved_epoch: int
     _variants: dict[str, list[dict[str, Any]]]
-    _loaded: dict[str, tuple[str, ...]]
+    _loaded: dict[str, frozenset[str]]
     _persisted: object
     _held_offers: dict[str, Offer]
     _leave_started: float | None
@@ -90,12 +90,14 @@ class Definitions:
         self._resolved_epoch = core.members.list_epoch
         entries = {m.name: m.tasks for m in core.member_list() if m.alive}
         res = resolve(list(self.defs.values()), entries)
-        self._variants, self._loaded = res.variants, res.loaded
+        # Sets: each dispatch asks every member "has it this task?" (O(1), not O(tasks)).
+        self._variants = res.variants
+        self._loaded = {node: frozenset(names) for node, names in res.loaded.items()}
         for note in self.scheduler.update_defs(res.defs, wall):
             if self.scheduler.active:
                 log.log(logging.WARNING if "stopped" in note else logging.INFO, note)
 
-    def loaded(self, wall: float) -> dict[str, tuple[str, ...]]:
+    def loaded(self, wall: float) -> dict[str, frozenset[str]]:
         """Live node -> the tasks it has loaded: what a dispatch chooses from."""
         self._resolve(wall)
         return self._loaded

@@ -66,16 +66,27 @@ class Running(Adoption):
         dispatches: list[Dispatch] = []
         if self.draining:
             return dispatches, finished
-        pending = self.instant_pending | self.catch_up_pending.keys()
-        due = [n for n in self.defs if n in pending] if pending else []
-        for name in [n for n, at in self._deferred.items() if at <= wall_ms]:
-            del self._deferred[name]  # its due time: decide now (see _tick_task)
-            if name not in due:
-                due.append(name)
+        # What is due, in the order it is decided (the random choice of a node follows it):
+        # pending instant runs and catch-ups in the order of the definitions, the deferred
+        # slots in the order they were deferred, then the grid's by due time. Each part costs
+        # O(what is due), never a walk over every task.
+        pending = self.instant_pending
+        if self.catch_up_pending:
+            pending = pending | self.catch_up_pending.keys()
+        due = self.in_defs_order(pending) if pending else []
+        seen = set(due)
+        if self._deferred:
+            for name in [n for n, at in self._deferred.items() if at <= wall_ms]:
+                del self._deferred[name]  # its due time: decide now (see _tick_task)
+                if name not in seen:
+                    seen.add(name)
+                    due.append(name)
         ahead = wall_ms + self.dispatch_lead_ms  # slots due by then go now (clerk._lead)
-        while self._heap and self._heap[0][0] <= ahead:
-            when, name = heapq.heappop(self._heap)
-            if self._fresh(when, name) and name not in due:
+        heap = self._heap
+        while heap and heap[0][0] <= ahead:
+            when, name = heapq.heappop(heap)
+            if self._fresh(when, name) and name not in seen:
+                seen.add(name)
                 due.append(name)
         for name in due:
             dispatches += self._tick_task(name, wall_ms, members, finished)
@@ -198,13 +209,15 @@ class Running(Adoption):
 
     def _expire(self, wall_ms: float) -> list[Finished]:
         out: list[Finished] = []
-        for name in [n for n, deadline in self._inflight.items() if wall_ms >= deadline]:
+        for name in self._inflight.due(wall_ms):  # O(what expires), not O(runs in flight)
             rec = self.records[name]
             run = rec.running
             if run is not None:
                 out.append(self._finish(name, rec, "timeout", None,
                                         max(0.0, wall_ms - self._run_start(name, run)),
                                         "no result from the node before the deadline", wall_ms))
+            else:
+                self._inflight.keep(name)  # as the whole-dict scan did: it stays due
         return out
 
     def fail_node(self, node: str, wall: float) -> list[Finished]:

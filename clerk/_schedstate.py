@@ -7,13 +7,17 @@ derived from the task name); a cron task's slots are its fire times. Every node 
 same grid, so a new manager continues it without asking anyone. Slots are counted with the
 grid's ``count``, never by subtracting ids (a cron slot's id is its fire time in seconds).
 
-**What is due next** is kept so a tick costs O(what is due), not O(tasks): a heap of
-``(due ms of next_slot, task)`` for enabled grid tasks (stale entries are skipped when they
-surface: an entry is fresh only while it still names the task's ``next_slot``), and the
-deadline of each run in flight. ``next_deadline`` is the earliest of those (a heap entry
+**What is due next** is kept so that a loop turn costs O(log tasks) and a tick O(what is due),
+never O(tasks): a heap of ``(due ms of next_slot, task)`` for enabled grid tasks (stale entries
+are skipped when they surface: an entry is fresh only while the task still has a grid and the
+entry still names its ``next_slot``), and the deadlines of the runs in flight
+(:class:`Deadlines`, a heap too). ``next_deadline`` is the earliest of those (a heap entry
 ``dispatch_lead_ms`` before its due time: :mod:`clerk._lead`), of a slot whose early dispatch
-waits for its due time (a run was in flight), of an instant run that can go now (or when its
-``init`` stops waiting for OFFERs) and of a catch-up (at once).
+waits for its due time (a run was in flight; at most the slots due within one lead), of an
+instant run that can go now (or when its ``init`` stops waiting for OFFERs) and of a catch-up
+(at once). Nothing is cached beyond those heaps: every change goes through the dict that is
+the truth (``next_slot``, ``_inflight``), and a heap entry that no longer matches it is stale,
+so no path that forgets to update a cache can leave a wrong deadline behind.
 
 **Budgets.** A state's size is what it adds to the packed table (its JSON escaped again into
 a string, :func:`_packed_size`); each task's run history gets an equal share of the history
@@ -26,7 +30,7 @@ import heapq
 import json
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from clerk._calendar import Grid, grid_for
@@ -35,7 +39,7 @@ from clerk._lead import check_lead
 from clerk._record import Conflict, TaskRecord
 from clerk._tasks import TaskDef
 
-__all__ = ["NodesFilter", "SchedulerState"]
+__all__ = ["Deadlines", "NodesFilter", "SchedulerState"]
 
 NodesFilter = Callable[[TaskDef, list[str]], list[str]]
 
@@ -48,6 +52,92 @@ def _packed_size(state: Any) -> int:
 def _grid_key(d: TaskDef) -> tuple[int | None, str | None, str]:
     """What a task's grid depends on: a change of it starts a new grid (new slot ids)."""
     return (d.interval, d.cron, d.timezone if d.cron is not None else "UTC")
+
+
+class Deadlines:
+    """Task -> the deadline (wall ms) of its run in flight, with the earliest at hand.
+
+    The dict is the truth; a heap of ``(deadline, order, task)`` beside it is read lazily: an
+    entry is fresh while the dict still holds that deadline with that order, and stale ones
+    are dropped when they surface, so ``earliest`` is O(log n) amortized and ``due`` O(what
+    is due). ``order`` is when the task entered the dict (writing an existing task keeps it,
+    as a dict keeps a key's place): ``due`` answers in that order, which is the order the
+    whole-dict scan it replaces answered in (the order runs time out in, in the run log)."""
+
+    __slots__ = ("_at", "_heap", "_seq")
+
+    def __init__(self, items: Mapping[str, float] | None = None) -> None:
+        self._at: dict[str, tuple[float, int]] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = 0
+        for name, deadline in (items or {}).items():
+            self[name] = deadline
+
+    def __setitem__(self, name: str, deadline: float) -> None:
+        old = self._at.get(name)
+        if old is None:
+            self._seq += 1
+            order = self._seq
+        else:
+            order = old[1]
+        self._at[name] = (deadline, order)
+        heapq.heappush(self._heap, (deadline, order, name))
+
+    def pop(self, name: str, default: float | None = None) -> float | None:
+        got = self._at.pop(name, None)
+        return default if got is None else got[0]
+
+    def get(self, name: str) -> float | None:
+        got = self._at.get(name)
+        return None if got is None else got[0]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._at
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._at)
+
+    def items(self) -> Iterable[tuple[str, float]]:
+        return [(name, at[0]) for name, at in self._at.items()]
+
+    def values(self) -> Iterable[float]:
+        return [at[0] for at in self._at.values()]
+
+    def clear(self) -> None:
+        self._at.clear()
+        self._heap.clear()
+
+    def earliest(self) -> float:
+        """The earliest deadline (wall ms); ``inf`` if no run is in flight."""
+        heap, at = self._heap, self._at
+        while heap:
+            deadline, order, name = heap[0]
+            if at.get(name) == (deadline, order):
+                return deadline
+            heapq.heappop(heap)
+        return math.inf
+
+    def due(self, wall_ms: float) -> list[str]:
+        """The tasks whose deadline is ``<= wall_ms``, in the order they entered. They stay in
+        the dict (the caller ends their runs); a task the caller does not end must be handed
+        back with :meth:`keep`, or its deadline is no longer seen by ``earliest``."""
+        heap, at = self._heap, self._at
+        out: list[tuple[int, str]] = []
+        while heap and heap[0][0] <= wall_ms:
+            deadline, order, name = heapq.heappop(heap)
+            if at.get(name) == (deadline, order):
+                out.append((order, name))
+        out.sort()
+        return [name for _, name in out]
+
+    def keep(self, name: str) -> None:
+        """Hand back a task from :meth:`due` whose run was not ended (see there)."""
+        got = self._at.get(name)
+        if got is not None:
+            heapq.heappush(self._heap, (got[0], got[1], name))
 
 
 class SchedulerState:
@@ -67,7 +157,10 @@ class SchedulerState:
         # (due ms of next_slot, task) for enabled grid tasks, with stale entries skipped when
         # they surface; and the deadline (wall ms) of each run in flight.
         self._heap: list[tuple[float, str]] = []
-        self._inflight: dict[str, float] = {}
+        self._inflight = {}  # a Deadlines (see the property)
+        #: Each task's place in ``defs`` (which only ever grows at its end): the order in
+        #: which pending tasks are decided, without walking every task (see ``in_defs_order``).
+        self._order: dict[str, int] = {}
         #: Slots are sent this long before they are due (clerk._lead; 0: at their due time).
         self.dispatch_lead_ms = check_lead(dispatch_lead_ms)
         #: Tasks whose next slot came up for early dispatch while a run was in flight: the
@@ -106,6 +199,25 @@ class SchedulerState:
         self.all_dirty = True
         self.runs_dirty = True  # node_runs
 
+    @property
+    def _inflight(self) -> Deadlines:
+        """The deadline (wall ms) of each run in flight (:class:`Deadlines`). Assigned a plain
+        mapping (a takeover rebuilds it from the records), it makes a Deadlines of it."""
+        return self._deadlines
+
+    @_inflight.setter
+    def _inflight(self, value: Mapping[str, float]) -> None:
+        self._deadlines = value if isinstance(value, Deadlines) else Deadlines(value)
+
+    def in_defs_order(self, names: Iterable[str]) -> list[str]:
+        """``names`` that have a definition, in the order of ``defs`` (O(k log k) for k names,
+        where walking ``defs`` would be O(tasks)). ``defs`` only ever gains tasks at its end
+        (a changed definition keeps its place), so its length tells when to renumber."""
+        order = self._order
+        if len(order) != len(self.defs):
+            order = self._order = {name: i for i, name in enumerate(self.defs)}
+        return sorted((n for n in names if n in order), key=order.__getitem__)
+
     def take_dirty(self) -> tuple[list[str], bool]:
         """The tasks whose rows changed since the last call, and whether ``node_runs`` did."""
         if self.all_dirty:
@@ -127,7 +239,10 @@ class SchedulerState:
             heapq.heappush(self._heap, (self.due_ms(name, self.next_slot[name]), name))
 
     def _fresh(self, due: float, name: str) -> bool:
-        return due == self.due_ms(name, self.next_slot[name])
+        # A deploy may take a task's schedule away (an interval task made instant-only): its
+        # old entries are stale, not a KeyError on the loop.
+        grid = self._grid.get(name)
+        return grid is not None and due == grid.due_ms(self.next_slot[name])
 
     def _slot_at(self, d: TaskDef, wall_ms: float) -> int:
         return self._grid[d.name].slot_at(wall_ms)
@@ -149,19 +264,21 @@ class SchedulerState:
             return math.inf
         if self.catch_up_pending:
             return wall
-        best = min(self._inflight.values(), default=math.inf) / 1000
-        if self.instant_pending - self._instant_waiting.keys():
+        best = self._deadlines.earliest() / 1000
+        pending = self.instant_pending
+        if pending and not pending <= self._instant_waiting.keys():
             # Now, unless an init is held for the members' OFFERs (then when that ends).
             best = min(best, max(wall, self._init_wait_ms / 1000))
         if self.draining:
             return best
-        if self._deferred:
+        if self._deferred:  # the slots due within one lead whose predecessor was running
             best = min(best, min(self._deferred.values()) / 1000)
-        while self._heap:
-            due, name = self._heap[0]
+        heap = self._heap
+        while heap:
+            due, name = heap[0]
             if self._fresh(due, name):
                 return min(best, (due - self.dispatch_lead_ms) / 1000)
-            heapq.heappop(self._heap)
+            heapq.heappop(heap)
         return best
 
     @property
