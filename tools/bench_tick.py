@@ -126,8 +126,22 @@ def _child(n: int, kind: str, turns: int) -> dict[str, float]:
                 agent.tasks.on_tick(now, clock.wall())
                 agent.tasks.persist(now)
 
+            executor = agent.tasks.executor
+            loaded = agent.tasks._loaded
+
+            def scheduler_part() -> None:  # what the scheduler adds to a tick turn
+                wall = clock.wall()
+                sched.next_deadline(wall)
+                sched.tick(wall, loaded)
+
+            def executor_part() -> None:  # and what this node's executor adds
+                assert executor is not None
+                executor.next_deadline()
+                executor.expire(clock.monotonic())
+
             out: dict[str, float] = {}
-            for label, fn in (("idle_us", idle_turn), ("tick_us", tick_turn)):
+            for label, fn in (("idle_us", idle_turn), ("tick_us", tick_turn),
+                              ("sched_us", scheduler_part), ("exec_us", executor_part)):
                 per: list[float] = []
                 for _ in range(BATCHES):
                     began = time.perf_counter()
@@ -273,24 +287,28 @@ def main() -> int:
                     print(f"# {label} {kind} {n}: {r}", file=sys.stderr, flush=True)
     print(f"load average at the end: {os.getloadavg()[0]:.1f}; median of {args.repeats} "
           f"children x median of {BATCHES} batches of {args.turns} turns")
-    head = "| tables | tasks | idle turn (µs) | tick turn (µs) |"
+    keys = [("idle_us", "idle turn"), ("tick_us", "tick turn"),
+            ("sched_us", "scheduler in a tick"), ("exec_us", "executor in a tick")]
+    print("(µs per call; the scheduler's and the executor's parts: next_deadline + tick, "
+          "next_deadline + expire)")
     if args.base:
-        head = ("| tables | tasks | idle turn base | this | ratio | tick turn base | this "
-                "| ratio |")
-    print(head)
-    print("|" + "---|" * (head.count("|") - 1))
+        print("| tables | tasks | " + " | ".join(f"{t} base | this | ratio" for _, t in keys)
+              + " |")
+    else:
+        print("| tables | tasks | " + " | ".join(t for _, t in keys) + " |")
+    print("|---|---|" + "---|" * (len(keys) * (3 if args.base else 1)))
     for kind in args.kinds:
         for n in args.tasks:
             def med(label: str, key: str, kind: str = kind, n: int = n) -> float:
                 return statistics.median(r[key] for r in results[(label, kind, n)])
-            if args.base:
-                bi, ti = med("base", "idle_us"), med("this", "idle_us")
-                bt, tt = med("base", "tick_us"), med("this", "tick_us")
-                print(f"| {kind} | {n:,} | {bi:.1f} | {ti:.1f} | {bi / ti:.2f}x | {bt:.1f} | "
-                      f"{tt:.1f} | {bt / tt:.2f}x |")
-            else:
-                print(f"| {kind} | {n:,} | {med('this', 'idle_us'):.1f} | "
-                      f"{med('this', 'tick_us'):.1f} |")
+            cells = []
+            for key, _ in keys:
+                if args.base:
+                    b, t = med("base", key), med("this", key)
+                    cells.append(f"{b:.1f} | {t:.1f} | {b / t:.2f}x")
+                else:
+                    cells.append(f"{med('this', key):.1f}")
+            print(f"| {kind} | {n:,} | " + " | ".join(cells) + " |")
     return 0
 
 
