@@ -220,14 +220,21 @@ def _cluster_child(n: int, rate: float, seconds: float) -> dict[str, float]:
     return out
 
 
-def _run_child(root: Path, args: list[str]) -> dict[str, float]:
+def _run_child(root: Path, args: list[str], tolerate: bool = False) -> dict[str, float] | None:
+    """One child's figures; a failed child stops the benchmark, or with ``tolerate`` (a
+    cluster that did not form on a loaded machine) is reported and left out (None)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(root), str(HERE / "tools")])
     out = subprocess.run([sys.executable, str(HERE / "tools" / "bench_tick.py"), *args],
                          env=env, capture_output=True, text=True, timeout=900, check=False)
     if out.returncode != 0:
-        raise SystemExit(f"child failed ({root}, {args}):\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        text = f"child failed ({root}, {args}):\n{out.stderr[-3000:]}"
+        if not tolerate:
+            raise SystemExit(text)
+        print(text, file=sys.stderr)
+        return None
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def _cluster_main(args: argparse.Namespace, roots: list[tuple[str, Path]]) -> int:
@@ -236,11 +243,16 @@ def _cluster_main(args: argparse.Namespace, roots: list[tuple[str, Path]]) -> in
         for n in args.tasks:
             for label, root in (roots if rep % 2 == 0 else roots[::-1]):
                 r = _run_child(root, ["--cluster-child", "--tasks", str(n), "--rate",
-                                      str(args.rate), "--seconds", str(args.seconds)])
-                results.setdefault((label, n), []).append(r)
+                                      str(args.rate), "--seconds", str(args.seconds)],
+                               tolerate=True)
+                results.setdefault((label, n), [])
+                if r is not None:
+                    results[(label, n)].append(r)
                 print(f"# {label} {n}: {r}", file=sys.stderr, flush=True)
     print(f"load average at the end: {os.getloadavg()[0]:.1f}; {args.rate:g} runs/s asked, "
-          f"{args.seconds:g} s windows, median of {args.repeats}")
+          f"{args.seconds:g} s windows, median of the clusters that formed (of "
+          f"{args.repeats}): " + ", ".join(f"{label} {n}: {len(v)}"
+                                            for (label, n), v in results.items()))
     keys = ["runs_per_s", "manager agent %", "manager agent us/run", "other agents us/run",
             "workers us/run", "hosts us/run", "total us/run", "manager changed"]
     labels = [label for label, _ in roots]
@@ -249,6 +261,9 @@ def _cluster_main(args: argparse.Namespace, roots: list[tuple[str, Path]]) -> in
     print("|" + "---|" * (len(labels) + 2 + bool(args.base)))
     for n in args.tasks:
         for key in keys:
+            if not all(results[(label, n)] for label in labels):
+                print(f"| {n:,} | {key} | (a side's clusters all failed) |")
+                continue
             vals = [statistics.median(r.get(key, 0.0) for r in results[(label, n)])
                     for label in labels]
             ratio = f" {vals[0] / vals[1]:.2f}x |" if args.base and vals[1] else ""
@@ -293,6 +308,7 @@ def main() -> int:
                 for label, root in (roots if rep % 2 == 0 else roots[::-1]):
                     r = _run_child(root, ["--child", "--tasks", str(n), "--kind", kind,
                                           "--turns", str(args.turns)])
+                    assert r is not None
                     results.setdefault((label, kind, n), []).append(r)
                     print(f"# {label} {kind} {n}: {r}", file=sys.stderr, flush=True)
     print(f"load average at the end: {os.getloadavg()[0]:.1f}; median of {args.repeats} "
