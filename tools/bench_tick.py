@@ -202,7 +202,10 @@ def _cluster_child(n: int, rate: float, seconds: float) -> dict[str, float]:
         def cpu() -> dict[str, float]:
             out: dict[str, float] = {}
             for pid, role in role_of.items():
-                t = psutil.Process(pid).cpu_times()
+                try:
+                    t = psutil.Process(pid).cpu_times()
+                except psutil.Error:  # a worker replaced meanwhile: its time is gone with it
+                    continue
                 out[role] = out.get(role, 0.0) + t.user + t.system
             return out
 
