@@ -477,6 +477,7 @@ class Transport:
         # Bounded in messages and in bytes, so that a flood (of 1 MB frames, say) cannot keep
         # the loop from its timers: due tasks and heartbeats get a turn every DRAIN_BYTES.
         size = 0
+        stats = self.stats
         for _ in range(DRAIN_MESSAGES):
             if size > DRAIN_BYTES:
                 return
@@ -484,6 +485,7 @@ class Transport:
                 frames = recv_frames(self.router, NOBLOCK)
             except zmq.Again:
                 return
+            stats["received"] += 1  # ZeroMQ messages (a batch is one: clerk._batch)
             size += sum(len(f) for f in frames)
             rid, rest = frames[0], frames[1:]
             if rest and rest[0] == b"":
