@@ -230,6 +230,9 @@ class Agent:
                 timeout_ms = min(int(remaining * 1000), 1000)
                 self._flush(now)  # nothing queued may wait out the poll (a leave, the start)
                 arrived = self.transport.poll(timeout_ms, now)
+                # The results the executor read during the poll go before the turn decodes
+                # what arrived (a heartbeat's rows can take milliseconds on a busy machine).
+                self._flush(now)
                 for inbound in arrived:
                     self._on_inbound(inbound, self.clock.monotonic())
                 self.quorum.deliver()  # the answers whose voter record is now on disk
