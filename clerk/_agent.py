@@ -232,9 +232,12 @@ class Agent:
                 arrived = self.transport.poll(timeout_ms, now)
                 # The results the executor read during the poll go before the turn decodes
                 # what arrived (a heartbeat's rows can take milliseconds on a busy machine).
-                self._flush(now)
+                self._flush(self.clock.monotonic())
                 for inbound in arrived:
-                    self._on_inbound(inbound, self.clock.monotonic())
+                    now = self.clock.monotonic()
+                    if self.outgoing.overdue(now):  # a long turn (clerk._batch.FLUSH_AFTER)
+                        self._flush(now)
+                    self._on_inbound(inbound, now)
                 self.quorum.deliver()  # the answers whose voter record is now on disk
                 now = self.clock.monotonic()
                 self._flush(now)  # end of the turn: never wait for more to batch
@@ -398,7 +401,7 @@ class Agent:
         ):
             self.transport.reply(inbound.rid, True, frames)
         else:
-            self.outgoing.add(to, frames)  # sent at the end of the loop turn (_flush)
+            self.outgoing.add(to, frames, now)  # sent at the end of the loop turn (_flush)
 
     def _flush(self, now: float) -> None:
         """Send what this loop turn queued, a batch per peer that reads them (clerk._batch)."""

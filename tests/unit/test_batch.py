@@ -10,6 +10,7 @@ from clerk._batch import (
     BATCH_KIND,
     BATCH_MARK,
     BATCH_MAX,
+    FLUSH_AFTER,
     Coalescer,
     decode_batch,
     decode_frames,
@@ -109,17 +110,17 @@ def test_coalescer_batches_only_to_peers_that_read_them():
     c.learn(OTHER)
     c.learn(old)
     for frames in acks(3):
-        c.add(OTHER.address, frames)
-        c.add(old.address, frames)
-    c.add("127.0.0.1:9", acks(1)[0])  # nothing heard from it: messages go alone
-    c.add("127.0.0.1:9", acks(1)[0])
+        c.add(OTHER.address, frames, 0.0)
+        c.add(old.address, frames, 0.0)
+    c.add("127.0.0.1:9", acks(1)[0], 0.0)  # nothing heard from it: messages go alone
+    c.add("127.0.0.1:9", acks(1)[0], 0.0)
     sent: list[tuple[str, list[bytes]]] = []
     c.flush(lambda to, frames: sent.append((to, frames)))
     assert [(to, f[1]) for to, f in sent] == [
         (OTHER.address, BATCH_KIND), *[(old.address, b"result_ack")] * 3,
         *[("127.0.0.1:9", b"result_ack")] * 2]
     assert c.stats["messages_sent"] == 8 and c.stats["batches_sent"] == 1
-    assert not c
+    assert not c and not c.overdue(1.0)
     c.flush(lambda to, frames: sent.append((to, frames)))  # nothing queued: nothing sent
     assert len(sent) == 6
 
@@ -132,3 +133,11 @@ def test_coalescer_forgets_a_peer_restarted_without_batches():
     assert OTHER.address not in c.readers
     c.learn(Status(Peer("status@client", "", "x", 0), 0).sender)
     assert "" not in c.readers
+
+
+def test_coalescer_is_overdue_once_its_oldest_message_waited_flush_after():
+    c = Coalescer()
+    c.add(OTHER.address, acks(1)[0], 10.0)
+    c.add(OTHER.address, acks(1)[0], 10.0 + FLUSH_AFTER)  # the oldest one counts
+    assert not c.overdue(10.0 + FLUSH_AFTER / 2)
+    assert c.overdue(10.0 + FLUSH_AFTER)
