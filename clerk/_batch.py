@@ -115,11 +115,13 @@ def decode_batch(frames: list[bytes], max_bytes: int = MAX_MESSAGE_BYTES) -> lis
         decode([head, b"", b""])  # the codec's own magic/version errors
     if len(head) + len(frames[1]) + len(body) > max_bytes:
         raise DecodeError("size", f"batch of {len(body)} bytes is over the {max_bytes} limit")
+    # Framing first (headers only), then the messages: a batch that is malformed as a whole
+    # costs no decoding, however many messages it claims.
     view = memoryview(body)
-    out: list[Message] = []
+    items: list[tuple[bytes, bytes]] = []
     at, end = 0, len(body)
     while at < end:
-        if len(out) >= BATCH_MAX:
+        if len(items) >= BATCH_MAX:
             raise DecodeError("batch", f"more than {BATCH_MAX} messages in a batch")
         if at + _ITEM_SIZE > end:
             raise DecodeError("batch", f"truncated item header at byte {at}")
@@ -130,8 +132,11 @@ def decode_batch(frames: list[bytes], max_bytes: int = MAX_MESSAGE_BYTES) -> lis
         kind = bytes(view[at:at + klen])
         if kind == BATCH_KIND:
             raise DecodeError("batch", "a batch inside a batch")
-        msg = decode([head, kind, bytes(view[at + klen:at + klen + blen])], max_bytes)
+        items.append((kind, bytes(view[at + klen:at + klen + blen])))
         at += klen + blen
+    out: list[Message] = []
+    for kind, item in items:
+        msg = decode([head, kind, item], max_bytes)
         if out and msg.sender != out[0].sender:
             raise DecodeError("batch_sender", f"a batch from {out[0].sender.name!r} "
                               f"holds a message from {msg.sender.name!r}")
