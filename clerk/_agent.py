@@ -75,7 +75,7 @@ from clerk._quorumshell import QuorumShell
 from clerk._runner import TaskRunner
 from clerk._schedule import unpack_table
 from clerk._security import keys_from_cookie, load_cookie
-from clerk._transport import Inbound, Transport
+from clerk._transport import FINAL_LINGER_MS, Inbound, Transport
 
 __all__ = ["Agent", "run"]
 
@@ -252,7 +252,8 @@ class Agent:
             self.tasks.close()
             self._flush(self.clock.monotonic())  # the last turn's sends (a hand-over, results)
             self.quorum.close()
-            self.transport.close()
+            # A node that left lets its last messages leave (bounded: FINAL_LINGER_MS).
+            self.transport.close(FINAL_LINGER_MS if self._done else 0)
             self._wake_r.close()
             self._wake_w.close()
         log.info("node %s stopped: %s", self.me.name, self._stop_reason)

@@ -75,7 +75,7 @@ from clerk._config import resolve_host
 from clerk._frames import NOBLOCK, recv_frames, send_frames
 from clerk._security import CurveKeys
 
-__all__ = ["Inbound", "Transport", "resolve_host", "tune"]
+__all__ = ["FINAL_LINGER_MS", "Inbound", "Transport", "resolve_host", "tune"]
 
 log = logging.getLogger("clerk.transport")
 
@@ -91,6 +91,11 @@ DRAIN_MESSAGES = 1000
 RCVHWM = 1000
 DRAIN_BYTES = 4 << 20
 NEW_LINK_BURST = 100.0
+#: On a graceful stop, how long the last messages queued on the DEALERs may still take to
+#: leave (ms). The agent hands its last RESULT, ACKs or hand-over to ZeroMQ just before it
+#: closes; with LINGER 0 ZeroMQ dropped what its I/O thread had not written yet, and a full
+#: stop lost a run's result now and then. Bounded: a peer that is gone costs this much once.
+FINAL_LINGER_MS = 200
 PENDING_TTL = 1.0
 #: ZeroMQ heartbeat: a PING every 200 ms (two heartbeat intervals of the protocol: cheap, and
 #: the connection is proven at least as often as the manager heartbeats); a connection with no
@@ -559,7 +564,13 @@ class Transport:
         status = [b"200", b"OK"] if ok else [b"400", b"not a member of this cluster"]
         self.zap.send_multipart([version, request_id, *status, b"", b""])
 
-    def close(self) -> None:
+    def close(self, linger_ms: int = 0) -> None:
+        """Close every socket. ``linger_ms``: how long the DEALERs' last messages may still
+        take to leave (a graceful stop: see ``FINAL_LINGER_MS``); 0 drops them."""
+        if linger_ms:
+            for link in self._links.values():
+                link.dealer.linger = linger_ms
+                link.dealer.close(linger=linger_ms)
         for address in list(self._links):
             self.forget(address)
         for sock in (getattr(self, "router", None), self.zap):
