@@ -26,7 +26,9 @@ Only the agent's loop thread touches these sockets (one loop, one poller per pro
   first read, a DEALER's monitor never signalled, and a crash was only seen by silence).
 * With CURVE, a **ZAP** handler on the same loop admits only clients with the cluster key.
 
-``LINGER 0`` everywhere; ``MAXMSGSIZE`` makes ZeroMQ drop (and disconnect) oversized input.
+``LINGER 0`` everywhere (but the DEALERs of a node that left gracefully: ``FINAL_LINGER_MS``,
+so its last messages still go); ``MAXMSGSIZE`` makes ZeroMQ drop (and disconnect) oversized
+input.
 
 **Recovery after a heal** (every socket, :func:`tune`). Without these a connection that lived
 through a partition sits in TCP's retry back-off after the heal (SYNs resent after 1, 3, 7,
