@@ -24,8 +24,9 @@ from typing import Any
 
 import zmq
 
+from clerk._batch import BATCH_MARK, Coalescer, decode_frames
 from clerk._clock import Clock, SystemClock
-from clerk._codec import DecodeError, EncodeError, decode, encode
+from clerk._codec import DecodeError, EncodeError, encode
 from clerk._config import NodeConfig
 from clerk._core import (
     Deliver,
@@ -74,7 +75,7 @@ from clerk._quorumshell import QuorumShell
 from clerk._runner import TaskRunner
 from clerk._schedule import unpack_table
 from clerk._security import keys_from_cookie, load_cookie
-from clerk._transport import Inbound, Transport
+from clerk._transport import FINAL_LINGER_MS, Inbound, Transport
 
 __all__ = ["Agent", "run"]
 
@@ -112,7 +113,11 @@ class Agent:
             self._wake_r.close()
             self._wake_w.close()
             raise
-        self.me = Peer(config.name, config.address, secrets.token_hex(6), config.priority)
+        # The incarnation's mark announces that this node reads batches (clerk._batch).
+        self.me = Peer(config.name, config.address, secrets.token_hex(6) + BATCH_MARK,
+                       config.priority)
+        # What a loop turn sends, by peer: flushed at the end of the turn (clerk._batch).
+        self.outgoing = Coalescer()
         self._started_wall = self.clock.wall()
         # The tasks with their parameters: the manager schedules what any live member has
         # loaded, even when it has not (clerk._deploy). Announced once the workers are ready.
@@ -201,6 +206,7 @@ class Agent:
             while True:
                 now = self.clock.monotonic()
                 if self._done and self.tasks.ready_to_leave(now):
+                    self._flush(now)
                     break
                 if self._stop_requests and not leaving:
                     leaving = True
@@ -214,6 +220,7 @@ class Agent:
                 if deadline <= now:
                     self._feed(Tick(), now)
                     self.tasks.on_tick(now, self.clock.wall())
+                    self._flush(now)  # the turn's sends go before the disk's bookkeeping
                     self.tasks.persist(now)
                     continue
                 remaining = deadline - now
@@ -221,11 +228,20 @@ class Agent:
                 # to 1 ms late for every due run), and spend a last fraction of a millisecond
                 # in a sleep, once nothing is ready: on time, without spinning.
                 timeout_ms = min(int(remaining * 1000), 1000)
+                self._flush(now)  # nothing queued may wait out the poll (a leave, the start)
                 arrived = self.transport.poll(timeout_ms, now)
+                # The results the executor read during the poll go before the turn decodes
+                # what arrived (a heartbeat's rows can take milliseconds on a busy machine).
+                self._flush(self.clock.monotonic())
                 for inbound in arrived:
-                    self._on_inbound(inbound, self.clock.monotonic())
+                    now = self.clock.monotonic()
+                    if self.outgoing.overdue(now):  # a long turn (clerk._batch.FLUSH_AFTER)
+                        self._flush(now)
+                    self._on_inbound(inbound, now)
                 self.quorum.deliver()  # the answers whose voter record is now on disk
-                self.tasks.persist(self.clock.monotonic())
+                now = self.clock.monotonic()
+                self._flush(now)  # end of the turn: never wait for more to batch
+                self.tasks.persist(now)
                 if not arrived and timeout_ms == 0 and not self._stop_requests:
                     _sleep(max(0.0, min(deadline - self.clock.monotonic(), SUB_MS_SLEEP)))
         finally:
@@ -234,8 +250,10 @@ class Agent:
             if self._metrics_server is not None:
                 self._metrics_server.close()
             self.tasks.close()
+            self._flush(self.clock.monotonic())  # the last turn's sends (a hand-over, results)
             self.quorum.close()
-            self.transport.close()
+            # A node that left lets its last messages leave (bounded: FINAL_LINGER_MS).
+            self.transport.close(FINAL_LINGER_MS if self._done else 0)
             self._wake_r.close()
             self._wake_w.close()
         log.info("node %s stopped: %s", self.me.name, self._stop_reason)
@@ -280,15 +298,21 @@ class Agent:
             self._feed(PeerUp(inbound.address), now)
             return
         try:
-            msg = decode(inbound.frames)
+            msgs = decode_frames(inbound.frames)  # one message, or a batch (clerk._batch)
         except DecodeError as exc:
             self._bad_frame(exc.reason, exc.detail, now)
             return
-        if isinstance(msg, Execute):
-            self.metrics.executes_received += 1
+        stats = self.outgoing.stats
+        stats["messages_received"] += len(msgs)
+        if len(msgs) > 1:
+            stats["batches_received"] += 1
+        self.outgoing.learn(msgs[0].sender)
         self._inbound = inbound
         try:
-            self._feed(Received(msg), now)
+            for msg in msgs:
+                if isinstance(msg, Execute):
+                    self.metrics.executes_received += 1
+                self._feed(Received(msg), now)
         finally:
             self._inbound = None
 
@@ -378,7 +402,13 @@ class Agent:
         ):
             self.transport.reply(inbound.rid, True, frames)
         else:
-            self.transport.send(to, frames, now)
+            self.outgoing.add(to, frames, now)  # sent at the end of the loop turn (_flush)
+
+    def _flush(self, now: float) -> None:
+        """Send what this loop turn queued, a batch per peer that reads them (clerk._batch)."""
+        if self.outgoing:
+            transport = self.transport
+            self.outgoing.flush(lambda to, frames: transport.send(to, frames, now))
 
     def reply(self, msg: Message) -> None:
         """Answer the message being handled on the connection it came in on."""
@@ -515,7 +545,8 @@ class Agent:
         st["secure"] = not self.config.insecure
         st["uptime_s"] = round(self.clock.wall() - self._started_wall, 3)
         st["bad_frames"] = dict(self.bad_frames)
-        st["transport"] = {**self.transport.stats, "links": len(self.transport.peers())}
+        st["transport"] = {**self.transport.stats, **self.outgoing.stats,
+                           "links": len(self.transport.peers())}
         self.tasks.add_status(st)
         st["quorum"] = self.quorum.status(st)
         return st

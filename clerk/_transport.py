@@ -26,7 +26,9 @@ Only the agent's loop thread touches these sockets (one loop, one poller per pro
   first read, a DEALER's monitor never signalled, and a crash was only seen by silence).
 * With CURVE, a **ZAP** handler on the same loop admits only clients with the cluster key.
 
-``LINGER 0`` everywhere; ``MAXMSGSIZE`` makes ZeroMQ drop (and disconnect) oversized input.
+``LINGER 0`` everywhere (but the DEALERs of a node that left gracefully: ``FINAL_LINGER_MS``,
+so its last messages still go); ``MAXMSGSIZE`` makes ZeroMQ drop (and disconnect) oversized
+input.
 
 **Recovery after a heal** (every socket, :func:`tune`). Without these a connection that lived
 through a partition sits in TCP's retry back-off after the heal (SYNs resent after 1, 3, 7,
@@ -75,7 +77,7 @@ from clerk._config import resolve_host
 from clerk._frames import NOBLOCK, recv_frames, send_frames
 from clerk._security import CurveKeys
 
-__all__ = ["Inbound", "Transport", "resolve_host", "tune"]
+__all__ = ["FINAL_LINGER_MS", "Inbound", "Transport", "resolve_host", "tune"]
 
 log = logging.getLogger("clerk.transport")
 
@@ -91,6 +93,11 @@ DRAIN_MESSAGES = 1000
 RCVHWM = 1000
 DRAIN_BYTES = 4 << 20
 NEW_LINK_BURST = 100.0
+#: On a graceful stop, how long the last messages queued on the DEALERs may still take to
+#: leave (ms). The agent hands its last RESULT, ACKs or hand-over to ZeroMQ just before it
+#: closes; with LINGER 0 ZeroMQ dropped what its I/O thread had not written yet, and a full
+#: stop lost a run's result now and then. Bounded: a peer that is gone costs this much once.
+FINAL_LINGER_MS = 200
 PENDING_TTL = 1.0
 #: ZeroMQ heartbeat: a PING every 200 ms (two heartbeat intervals of the protocol: cheap, and
 #: the connection is proven at least as often as the manager heartbeats); a connection with no
@@ -477,6 +484,7 @@ class Transport:
         # Bounded in messages and in bytes, so that a flood (of 1 MB frames, say) cannot keep
         # the loop from its timers: due tasks and heartbeats get a turn every DRAIN_BYTES.
         size = 0
+        stats = self.stats
         for _ in range(DRAIN_MESSAGES):
             if size > DRAIN_BYTES:
                 return
@@ -484,6 +492,7 @@ class Transport:
                 frames = recv_frames(self.router, NOBLOCK)
             except zmq.Again:
                 return
+            stats["received"] += 1  # ZeroMQ messages (a batch is one: clerk._batch)
             size += sum(len(f) for f in frames)
             rid, rest = frames[0], frames[1:]
             if rest and rest[0] == b"":
@@ -557,7 +566,13 @@ class Transport:
         status = [b"200", b"OK"] if ok else [b"400", b"not a member of this cluster"]
         self.zap.send_multipart([version, request_id, *status, b"", b""])
 
-    def close(self) -> None:
+    def close(self, linger_ms: int = 0) -> None:
+        """Close every socket. ``linger_ms``: how long the DEALERs' last messages may still
+        take to leave (a graceful stop: see ``FINAL_LINGER_MS``); 0 drops them."""
+        if linger_ms:
+            for link in self._links.values():
+                link.dealer.linger = linger_ms
+                link.dealer.close(linger=linger_ms)
         for address in list(self._links):
             self.forget(address)
         for sock in (getattr(self, "router", None), self.zap):

@@ -6,6 +6,7 @@
     .venv/bin/python tools/bench_tasks.py --only a   # only (a), the round trip (30 s)
     .venv/bin/python tools/bench_tasks.py --only b   # only (b), lateness, lead vs no lead
     .venv/bin/python tools/bench_tasks.py --only a --against ../main   # (a): this tree vs another
+    .venv/bin/python tools/bench_tasks.py --only c --levels 400,2000   # (c) at these rates
 
 Everything is measured in one run on this machine, so the ratios mean something even when the
 machine is noisy:
@@ -25,8 +26,11 @@ machine is noisy:
     APScheduler 3 (BackgroundScheduler, interval jobs, one process) at the same settings.
     ``--only b`` runs just this (about 4 minutes; ``--quick`` about 2).
 (c) throughput: the most no-op runs per second a 3-node cluster sustains with p99 lateness under
-    10 ms and no skipped slot, doubling the rate until a level fails twice in a row; the same
-    for APScheduler.
+    10 ms and no skipped slot, stepping the rate up (to 2,000 runs/s and beyond) until a
+    level fails twice in a row; the same for APScheduler. Each clerk level also reports, per
+    run and per role, the protocol messages its agents sent and the ZeroMQ sends that
+    carried them (fewer when a turn's messages to one peer go as one batch, clerk._batch),
+    and the ZeroMQ messages they received (``clerk status``'s transport counters).
 
 APScheduler is a bench-only dependency: if it is missing the script installs ``apscheduler<4``
 into the running interpreter's environment with pip (or run ``.venv/bin/python -m pip install
@@ -85,6 +89,8 @@ class Lateness:
     skipped: int
     target_per_s: float
     cpu: dict[str, float] = field(default_factory=dict)  # µs per run per process role
+    #: per run per agent role: protocol messages sent, ZeroMQ sends, ZeroMQ messages received
+    wire: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
     @property
     def median(self) -> float:
@@ -139,16 +145,42 @@ def clerk_lateness(n_tasks: int, interval: int, window: float, nodes: int = 3,
                       "tasks ran during the warm-up", file=sys.stderr)
             skipped0 = skipped_total(c, manager)
             roles = clerk_roles(c, manager)
+            wire0 = wire_counts(c, manager)
             cpu0 = {k: f() for k, f in roles.items()}
             w0 = time.time()
             time.sleep(window)
             w1 = time.time()
             cpu1 = {k: f() for k, f in roles.items()}
+            wire1 = wire_counts(c, manager)
             skipped = skipped_total(c, manager) - skipped0
         rows = [s for s in read_stamps(d) if w0 <= s[2] < w1]
     late = [(t - due) * 1000 for _name, _slot, t, due in rows]
-    cpu = {k: (cpu1[k] - cpu0[k]) * 1e6 / max(1, len(rows)) for k in roles}
-    return Lateness(late, len(rows) / (w1 - w0), skipped, n_tasks * 1000 / interval, cpu)
+    per = max(1, len(rows))
+    cpu = {k: (cpu1[k] - cpu0[k]) * 1e6 / per for k in roles}
+    wire = {k: tuple((b - a) / per for a, b in zip(wire0[k], wire1[k], strict=True))
+            for k in wire1}
+    return Lateness(late, len(rows) / (w1 - w0), skipped, n_tasks * 1000 / interval, cpu,
+                    wire)  # type: ignore[arg-type]
+
+
+def wire_counts(c: LocalCluster, manager: str) -> dict[str, tuple[int, int, int]]:
+    """Per agent role, so far: protocol messages sent, ZeroMQ sends, ZeroMQ messages received
+    (a build without batches counts every message as a send of its own)."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for name in c.names:
+        t = c.status(name, timeout=10).get("transport", {})
+        role = "manager agent" if name == manager else "agents"
+        sends = t.get("sent", 0)
+        row = (t.get("messages_sent", sends), sends, t.get("received", 0))
+        old = out.get(role, (0, 0, 0))
+        out[role] = (old[0] + row[0], old[1] + row[1], old[2] + row[2])
+    return out
+
+
+def fmt_wire(wire: dict[str, tuple[float, float, float]]) -> str:
+    """``manager agent 2.1 msgs in 1.2 sends, 1.3 recvs; ...`` per run."""
+    return "; ".join(f"{k} {m:.2f} msgs in {s:.2f} sends, {r:.2f} recvs"
+                     for k, (m, s, r) in wire.items())
 
 
 def clerk_roles(c: LocalCluster, manager: str) -> dict[str, Callable[[], float]]:
@@ -409,6 +441,9 @@ def max_rate(measure: Callable[[int, int, float], Lateness], levels: Sequence[in
                   f"{lat.median:6.2f} ms  p99 {lat.p99:7.2f} ms  skipped {lat.skipped}"
                   f"  {'ok' if lat.ok() else 'over'}{' (retry)' if attempt == 2 else ''}",
                   flush=True)
+            if lat.cpu:
+                print(f"  {'':<11} CPU per run {fmt_cpu(lat.cpu)}; per run: "
+                      f"{fmt_wire(lat.wire)}", flush=True)
             if lat.ok():
                 break
         if not lat.ok():
@@ -452,8 +487,12 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="shorter windows, fewer levels")
     default_out = "/work/notes/bench_tasks.md" if Path("/work/notes").is_dir() else ""
     ap.add_argument("--out", default=default_out, help="write the markdown table here")
-    ap.add_argument("--only", choices=["a", "b"],
-                    help="only (a), the round trip and its floors; or only (b), lateness")
+    ap.add_argument("--only", choices=["a", "b", "c"],
+                    help="only (a), the round trip and its floors; only (b), lateness; or "
+                         "only (c), throughput")
+    ap.add_argument("--levels", default="",
+                    help="(c): these rates (runs/s, comma-separated) instead of the default "
+                         "steps")
     ap.add_argument("--against", metavar="DIR",
                     help="(a) only: also measure the Clerk in DIR (another checkout, e.g. a git "
                          "worktree of main), interleaved with this one")
@@ -465,16 +504,19 @@ def main() -> int:
         if not (Path(args.against) / "clerk" / "__init__.py").is_file():
             ap.error(f"--against {args.against}: no clerk/__init__.py there")
     quick = args.quick
-    if args.only != "a":
+    if args.only in (None, "b", "c"):
         ensure_apscheduler()
     window = 4.0 if quick else 8.0
-    levels = [50, 100, 200, 400] if quick else [50, 100, 200, 400, 800, 1600]
-    aps_levels = levels + ([] if quick else [3200, 6400])
+    levels = ([100, 400, 1000, 2000, 2400] if quick
+              else [50, 100, 200, 400, 800, 1600, 2000, 2400, 3200])
+    if args.levels:
+        levels = [int(x) for x in args.levels.split(",")]
+    aps_levels = levels + ([] if quick or args.levels else [6400])
     started = time.time()
     load0 = os.getloadavg()[0]  # other work on the machine: printed with the table
 
     rows: list[tuple[str, ...]] = []
-    if args.only != "b":
+    if args.only in (None, "a"):
         print("(a) dispatch round trip (interleaved with its floors) ...", flush=True)
         rt = round_trips(3 if quick else 7, 60 if quick else 120, args.against)
         med_raw, med_curve, med_chain, med_rtt = (statistics.median(v) for v in (
@@ -508,9 +550,7 @@ def main() -> int:
                 ("(a) CPU per run, clerk, --against", fmt_cpu(ag.clerk_cpu), "", "", "",
                  "the same windows, interleaved"),
             ]
-    if args.only == "a":
-        levels = aps_levels = []
-    else:
+    if args.only in (None, "b"):
         print("(b) schedule precision (default dispatch lead vs lead 0, interleaved) ...",
               flush=True)
         reps = 1 if quick else 2
@@ -532,7 +572,7 @@ def main() -> int:
             rows.append((f"(b) CPU per run, {label}", fmt_cpu(c.cpu), fmt_cpu(z.cpu), "", "",
                          "the workers' share holds the wait for the due time (sleep, then a "
                          "spin of at most 0.1 ms)"))
-    if args.only is None:
+    if args.only in (None, "c"):
         print("(c) throughput (p99 lateness < 10 ms, nothing skipped) ...", flush=True)
     else:
         levels = aps_levels = []
@@ -542,13 +582,17 @@ def main() -> int:
     def best_str(best: Lateness | None) -> str:
         return "< 100 runs/s" if best is None else f"{best.runs_per_s:.0f} runs/s"
 
-    if args.only is None:
+    if args.only in (None, "c"):
         rows.append(("(c) max runs/s with p99 < 10 ms", best_str(c_best), "", best_str(a_best),
                      "", "3 nodes x 2 workers vs one process, 10 threads; 100 ms interval jobs"))
         at = c_best or (c_tried[0][1] if c_tried else None)
         if at is not None:
             rows.append((f"(c) CPU per run at {at.target_per_s:.0f} runs/s", fmt_cpu(at.cpu),
                          "", "", "", "summed over every process of the 3 nodes, per role"))
+            rows.append((f"(c) messages per run at {at.target_per_s:.0f} runs/s",
+                         fmt_wire(at.wire), "", "", "",
+                         "protocol messages, the ZeroMQ sends carrying them (batches), "
+                         "ZeroMQ messages received; per agent role"))
 
     head = ("measurement", "clerk", "clerk, dispatch_lead 0", "APScheduler 3",
             "floor (plain pyzmq chain)", "notes")

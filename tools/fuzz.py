@@ -11,7 +11,9 @@ fixed garbage list (``garbage()``: every kind of malformed frame, forged and rep
 the node must shrug off), then a seeded mix of valid messages of every kind (as a stranger:
 unknown names, random addresses, terms from the past, present and far future) and mutations of
 them (frames added, dropped, truncated, bit-flipped, oversized; invalid JSON, deep nesting,
-unknown kinds and versions, every field replaced by a value of a wrong type). Reports frames
+unknown kinds and versions, every field replaced by a value of a wrong type), and batches
+(``clerk._batch``: several messages in one frame, a tenth of the mix, half of them with their
+framing mutated; the garbage list has the hostile ones). Reports frames
 sent, frames rejected (the node's ``bad_frames`` counters, by reason), whether the node stayed
 alive and kept its manager and term, the task runs during the fuzz against the schedule, and
 the node's RSS before and after. Exit status 1 if the node died or the runs fell off schedule.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import struct
 import sys
 import tempfile
 import time
@@ -37,6 +40,7 @@ import psutil  # noqa: E402
 import zmq  # noqa: E402
 
 import clerk  # noqa: E402
+from clerk._batch import BATCH_KIND, BATCH_MAX, pack  # noqa: E402
 from clerk._codec import MAGIC, MAX_MESSAGE_BYTES, encode  # noqa: E402
 from clerk._messages import (  # noqa: E402
     Ack,
@@ -63,7 +67,8 @@ from clerk._messages import (  # noqa: E402
 )
 from clerk.testing import LocalCluster, wait_until  # noqa: E402
 
-__all__ = ["FuzzReport", "Target", "garbage", "mutate", "random_message", "run_fuzz"]
+__all__ = ["FuzzReport", "Target", "batch_garbage", "garbage", "mutate", "random_batch",
+           "random_message", "run_fuzz"]
 
 COUNTER = "tests.integration.cluster_tasks:Counter"
 
@@ -224,6 +229,59 @@ def mutate(frames: list[bytes], rng: random.Random) -> list[bytes]:
     return [head, kind, body + b"x" * rng.randrange(1, 100)]
 
 
+def _item(kind: bytes, body: bytes) -> bytes:
+    """One message inside a batch (clerk._batch's framing), built by hand."""
+    return struct.pack(">BI", len(kind), len(body)) + kind + body
+
+
+def random_batch(rng: random.Random, t: Target, informed: bool = False) -> list[bytes]:
+    """A batch (clerk._batch) of 2-5 random messages, half of them with the batch's body
+    mutated (bytes flipped, cut, a length field rewritten, items repeated)."""
+    msgs = [encode(random_message(rng, t, informed), max_bytes=1 << 30)
+            for _ in range(rng.randrange(2, 6))]
+    if rng.random() < 0.5:  # one sender for all: the batch gets as far as its messages
+        first = msgs[0]
+        msgs = [first] * len(msgs)
+    blob = b"".join(_item(m[1], m[2]) for m in msgs)
+    if rng.random() < 0.5:
+        return [MAGIC, BATCH_KIND, blob]
+    m = rng.randrange(5)
+    data = bytearray(blob)
+    if m == 0:
+        for _ in range(rng.randrange(1, 6)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+    elif m == 1:
+        del data[rng.randrange(len(data)):]
+    elif m == 2:
+        data[1:5] = rng.randrange(2**32).to_bytes(4, "big")
+    elif m == 3:
+        data = bytearray(bytes(data) * (BATCH_MAX // len(msgs) + 1))
+    else:
+        data += b"\x00" * rng.randrange(1, 9)
+    return [MAGIC, BATCH_KIND, bytes(data)]
+
+
+def batch_garbage(t: Target, rng: random.Random) -> list[tuple[str, list[bytes]]]:
+    """Hostile batches (clerk._batch): each must be dropped whole and counted."""
+    s, other = _stranger(rng), _stranger(rng)
+    leave = encode(Leave(s, t.term))
+    one = _item(leave[1], leave[2])
+    return [
+        ("empty batch", [MAGIC, BATCH_KIND, b""]),
+        ("truncated batch header", [MAGIC, BATCH_KIND, one[:3]]),
+        ("batch item overruns", [MAGIC, BATCH_KIND, struct.pack(">BI", 5, 1 << 20) + b"leave"]),
+        ("trailing bytes", [MAGIC, BATCH_KIND, one + b"\x00\x00"]),
+        ("nested batch", [MAGIC, BATCH_KIND, one + _item(BATCH_KIND, one * 2)]),
+        ("batch of two senders", pack([leave, encode(Leave(other, t.term))])[0]),
+        ("batch with bad json", [MAGIC, BATCH_KIND, one + _item(b"leave", b"{not json")]),
+        ("batch with unknown kind", [MAGIC, BATCH_KIND, one + _item(b"takeover", leave[2])]),
+        ("too many in a batch", [MAGIC, BATCH_KIND, one * (BATCH_MAX + 1)]),
+        ("batch of an unknown version", [MAGIC[:5] + b"\x09", BATCH_KIND, one * 2]),
+        ("batch of forged results", pack([encode(Result(s, t.term, "counter", f"r{i}", 1, "ok",
+                                                        {})) for i in range(3)])[0]),
+    ]
+
+
 def garbage(t: Target, rng: random.Random) -> list[tuple[str, list[bytes]]]:
     """The fixed list of hostile frames every node must drop (name, frames)."""
     s = _stranger(rng)
@@ -273,6 +331,7 @@ def garbage(t: Target, rng: random.Random) -> list[tuple[str, list[bytes]]]:
                                           "counter", "r", 1, {}, 1000))),
         ("forged result", encode(Result(s, t.term, "counter", "r", 1, "ok", {}))),
         ("forged handover", encode(Handover(s, 0, (), {"tasks": {"counter": {}}}))),
+        *batch_garbage(t, rng),
     ]
     return cases
 
@@ -348,6 +407,8 @@ def run_fuzz(frames: int, *, seed: int = 0, interval_ms: int = 200,
                 for i in range(frames):
                     if i < len(queue):
                         out = queue[i]
+                    elif rng.random() < 0.1:
+                        out = random_batch(rng, t, informed)
                     else:
                         valid = encode(random_message(rng, t, informed), max_bytes=1 << 30)
                         out = valid if rng.random() < 0.3 else mutate(valid, rng)
