@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 __all__ = ["ClerkError", "ConfigError", "ControlError", "NotReachableError", "TaskStateError"]
 
 
@@ -17,8 +19,10 @@ class ConfigError(ClerkError, ValueError):
         self.key = key
         self.value = value
         self.problem = problem
-        shown = repr(value)
-        if len(shown) > 80:
+        # A long value is cut to 80 characters, but never a file's path: that is what the
+        # reader needs to find the problem (a path is at most PATH_MAX long anyway).
+        shown = repr(os.fspath(value) if isinstance(value, os.PathLike) else value)
+        if len(shown) > 80 and not isinstance(value, os.PathLike):
             shown = shown[:77] + "..."
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{key} = {shown}: {problem}")

@@ -93,14 +93,14 @@ def _lock(path: Path, source: str) -> int:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise ConfigError(source, "data_dir", str(path),
+        raise ConfigError(source, "data_dir", path,
                           f"cannot be used: {exc.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         os.close(fd)
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise DataDirInUse(source, "data_dir", str(path),
+            raise DataDirInUse(source, "data_dir", path,
                                f"is in use by {_holder(path)}: two nodes cannot share a "
                                "data directory (give each node its own)") from None
         raise

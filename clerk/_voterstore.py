@@ -110,7 +110,7 @@ class VoterStore:
         return record
 
     def _refuse(self, problem: str) -> NoReturn:
-        raise ConfigError(self.source or str(self.file), "voter file", str(self.file),
+        raise ConfigError(self.source or str(self.file), "voter file", self.file,
                           f"{problem}. It holds this voter's promises: starting without it "
                           "could let a stale manager win a majority. Restore it from a backup, "
                           "or, knowing that the promises are lost, move it away")

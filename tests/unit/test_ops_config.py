@@ -84,3 +84,17 @@ def test_every_node_key_is_a_parameter_of_node_and_node_spec() -> None:
     keys = {f.name for f in dataclasses.fields(NodeConfig)} - {"tasks", "source", "log_to"}
     for api in (clerk.Node, clerk.node_spec):
         assert keys <= set(inspect.signature(api).parameters), (api, keys)
+
+
+def test_a_config_error_never_cuts_a_files_path() -> None:
+    """A long value is cut to 80 characters in the message, a path never (it is what the
+    reader must find: a voter file or a data directory under a deep temporary directory)."""
+    from pathlib import Path
+
+    from clerk import ConfigError
+
+    deep = Path("/tmp") / ("d" * 120) / "voter.json"
+    err = ConfigError("cmd", "voter file", deep, "is not valid JSON")
+    assert str(deep) in str(err) and err.value == deep
+    long_text = ConfigError("cmd", "name", "x" * 200, "is too long")
+    assert "..." in str(long_text) and len(str(long_text)) < 140
