@@ -23,8 +23,8 @@ goes through lineage and version (:mod:`clerk._lineage`, rows in :mod:`clerk._re
 run in flight started from the state of its row: a merge that replaces that state marks it
 ``rebased`` (its result is then dropped, see :mod:`clerk._running`), and so does a load that
 keeps our own better state under a loaded row's run (a manager re-claiming with a stale
-replica: that run's late result would otherwise replace the kept state). A merged record claiming a slot beyond the current one is
-refused: no real manager can have run the future.
+replica: that run's late result would otherwise replace the kept state). A merged record
+claiming a slot beyond the current one is refused: no real manager can have run the future.
 
 **Definitions change** (rolling deploys, see :mod:`clerk._deploy`): :meth:`Adoption.update_defs`
 adds a task some live member has loaded, applies changed parameters from the next slot of the
