@@ -20,9 +20,11 @@ its durable rows, at most ``OFFER_WAIT_MS`` per member (:meth:`Adoption._init_he
 
 **Which state wins** is never decided here by terms or slots: every load, merge and takeover
 goes through lineage and version (:mod:`clerk._lineage`, rows in :mod:`clerk._record`). A
-merge that replaces the state of a run in flight marks it ``rebased`` (its result is then
-dropped, see :mod:`clerk._running`). A merged record claiming a slot beyond the current one is
-refused: no real manager can have run the future.
+run in flight started from the state of its row: a merge that replaces that state marks it
+``rebased`` (its result is then dropped, see :mod:`clerk._running`), and so does a load that
+keeps our own better state under a loaded row's run (a manager re-claiming with a stale
+replica: that run's late result would otherwise replace the kept state). A merged record
+claiming a slot beyond the current one is refused: no real manager can have run the future.
 
 **Definitions change** (rolling deploys, see :mod:`clerk._deploy`): :meth:`Adoption.update_defs`
 adds a task some live member has loaded, applies changed parameters from the next slot of the
@@ -116,6 +118,8 @@ class Adoption(OperatorControl):
             mine = self.records.get(name)
             if mine is not None and better(mine, rec):
                 rec.take_state(mine)
+                if rec.running is not None:  # it started from the state not kept
+                    rec.running = {**rec.running, "rebased": True}
             self.records[name] = rec  # kept even without a definition (see above)
 
     def _load_runs(self, runs: Any) -> None:

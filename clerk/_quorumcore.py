@@ -33,6 +33,11 @@ registers' rules and the proof are in :mod:`clerk._quorum`. Rules owned here:
   claims above it. A candidate that cannot reach a majority retries with the same ballot while
   nothing higher was seen (:func:`claim`): a voter cut off for long comes back with the
   cluster's term + 1, not with a term raised every ``manager_timeout``.
+* **Re-claim.** A manager that claims again (check-quorum, or a voter's own promise above
+  its ballot) passes through CANDIDATE, so the new claim's table log does not keep its table
+  the way a manager claiming above a higher term does: it keeps it here, as its replica.
+  Otherwise the replica would still be the table of the manager it followed before its own
+  ballot, whose run in flight (long over) its next activation would adopt.
 * **Check-quorum.** A manager that has not heard from a majority of voters (itself included)
   within ``manager_timeout`` steps down and PREPAREs again (``"claim"``): a minority side has
   no manager, its followers elect, and nobody there is ever promised a majority.
@@ -143,6 +148,9 @@ def claim(core: CoreState, now: float) -> None:
         return
     if core.role is Role.MANAGER:
         core._out.append(ManagerChanged(None, core.term, False))
+        if core.table_log.complete:
+            # Our own last table stays the one we hold (module docstring, "Re-claim").
+            core.replica.take(core.table_log.items())
     core.role = Role.CANDIDATE
     core._claim = None
     _give_up(q)

@@ -12,7 +12,9 @@ Model of the transport, kept close to ZeroMQ over TCP:
 * a crashed node's open connections close: every live node that exchanged messages with it
   gets a ``PeerDown`` for its address after one delay (the socket-monitor fast path);
 * a paused node receives nothing and runs no timers; what arrived meanwhile is delivered when
-  it resumes, in order, at the resume time (like a SIGSTOPped process's socket buffers);
+  it resumes, in order, at the resume time (like a SIGSTOPped process's socket buffers), and
+  then its timers run (``resume(timers_first=True)``: before, as the real loop does when its
+  deadlines passed during the pause);
 * quorum mode (``voters=``): a voter's ``VoterWrite`` is its *disk*: applied at once (its
   ``then`` sends leave right after), kept across a crash and handed to the restarted core;
 * ``crash(name, silent=True)`` models a death nobody is told about (a host that vanishes, a
@@ -203,13 +205,18 @@ class SimNetwork:
         self.nodes[name].paused = True
         self.trace.append((self.now, name, "pause"))
 
-    def resume(self, name: str) -> None:
+    def resume(self, name: str, *, timers_first: bool = False) -> None:
+        """Resume a paused node: what arrived meanwhile is delivered, then its timers run;
+        ``timers_first``: its timers run first (a SIGSTOPped loop whose deadlines passed
+        handles them before it reads its sockets, as the real agent's loop does)."""
         node = self.nodes[name]
         if not node.paused:
             return
         node.paused = False
         self.trace.append((self.now, name, "resume"))
         backlog, node.backlog = node.backlog, []
+        if timers_first:
+            self._feed(node, Tick())
         for event in backlog:
             self._feed(node, event)
         self._feed(node, Tick())

@@ -8,7 +8,11 @@ node handles it checks, from the whole history and the voters' simulated disks:
 * **write-ahead**: every EXECUTE left a manager only while a majority of voters' disks held a
   reservation of its slot (so a side without a majority dispatches nothing new);
 * **no committed state lost**: the version a majority of voters' disks hold (the median of
-  their record versions) never goes down.
+  their record versions) never goes down;
+* **state matches version**: on every voter's disk the ledger's counter equals its record's
+  version (the ledger adds 1 per run, as the version counts runs): a result applied to a state
+  it was not computed from (a late result of a run started from an older state) shows as a
+  counter below its version, i.e. committed updates lost under a higher version.
 
 :func:`random_faults` draws a seeded fault schedule (partitions of any shape, pauses of any
 length, one-way cuts, crashes, restarts, loss) for the tool; :func:`apply_fault` injects one
@@ -61,6 +65,18 @@ def majority_version(net: SimNetwork) -> int:
     return sorted(versions, reverse=True)[len(VOTERS) // 2]
 
 
+def mismatched_states(net: SimNetwork) -> list[tuple[str, int, int]]:
+    """(voter, counter, version) of every voter disk whose ledger counter is not its version."""
+    out = []
+    for v in VOTERS:  # (the raw record: this runs after every event)
+        row = disk_row(net.nodes[v])
+        rec = row.get("record") if row else None
+        if isinstance(rec, dict) and rec.get("has_state") and rec.get("state") != rec.get(
+                "version"):
+            out.append((v, rec.get("state"), rec.get("version")))
+    return out
+
+
 def reserved_by_majority(net: SimNetwork, slot: int) -> bool:
     held = 0
     for v in VOTERS:
@@ -78,6 +94,7 @@ class QuorumChecks:
     runs_seen: int = 0
     dispatches_seen: int = 0
     best_version: int = -1
+    mismatches: set[tuple[str, int, int]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.net.observers.append(self)
@@ -105,6 +122,12 @@ class QuorumChecks:
             self.violations.append(f"{now:.4f}: committed version went back "
                                    f"{self.best_version} -> {version}")
         self.best_version = max(self.best_version, version)
+        for voter, state, version in mismatched_states(self.net):
+            if (voter, state, version) not in self.mismatches:
+                self.mismatches.add((voter, state, version))
+                self.violations.append(f"{now:.4f}: {voter}'s disk holds counter {state} at "
+                                       f"version {version} (updates lost under a higher "
+                                       "version)")
 
 
 FAULTS = ("crash", "restart", "pause", "resume", "partition", "heal", "loss", "deaf")

@@ -228,3 +228,28 @@ def test_status_shows_lineage_version_and_conflicts() -> None:
     text = render_status({"node": "a", "role": "manager", "manager": "a", "tasks": [
         {**row, "name": "t"}]})
     assert "conflicts: 1 update(s) dropped" in text
+
+
+def test_a_run_in_flight_of_an_older_loaded_row_is_rebased_onto_the_kept_state() -> None:
+    """A manager re-claiming (quorum mode: manager, candidate, manager at a higher ballot)
+    loads a stale table (the previous manager's, with that manager's run in flight) and keeps
+    its own better state: that run started from the stale state, so its late result (resent
+    from its node's outbox, or answered to the RUN_QUERY) must not replace the kept state.
+    Seen as a Counter going from 12 back to 7 under load (test_sigstop_and_sigcont_...)."""
+    old = manager(1, "a")
+    for slot in range(K + 1, K + 4):
+        run(old, slot)  # counter 3
+    ds, _ = old.tick(due(K + 4), NODES)  # run R in flight from the state 3
+    stale = old.table()
+    me = manager(2, "b", at_slot=K + 4, seed=2)
+    me.load(stale)
+    me.on_result("t", ds[0].run_id, ds[0].node, "refused", None, 0.0, "", due(K + 4))
+    for slot in range(K + 5, K + 10):
+        run(me, slot)  # counter 8, committed under our claim
+    me.deactivate()
+    me.load(stale)  # the re-claim: the replica still holds the old manager's table
+    me.activate(due(K + 10) + 0.1, graceful=False, claim=(3, "b"))
+    assert counter(me) == 8
+    me.on_result("t", ds[0].run_id, ds[0].node, "ok", 4, 1.0, "", due(K + 10) + 0.2)
+    assert counter(me) == 8, "a result computed from the stale state replaced a better one"
+    assert me.records["t"].conflicts >= 1

@@ -25,11 +25,13 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clerk._core import ManagerChanged
 from clerk._messages import Accept, Accepted, Message
-from clerk._simnet import SimNetwork
+from clerk._record import TaskRecord, unpack_table
+from clerk._simnet import SimNetwork, SimNode
 from clerk._simquorum import VOTERS, apply_fault, build, end_faults, random_faults
 from clerk._simquorum import QuorumChecks as Checks
-from clerk._simtasks import SimLedger
+from clerk._simtasks import LEDGER, SimLedger
 
 CONVERGE_BOUND = 15.0
 
@@ -266,3 +268,44 @@ def test_a_killed_manager_is_replaced_at_once_despite_the_vouch_window() -> None
                               limit=2.0, step=0.001) is not None
     assert net.now - killed < 0.1, net.now - killed
     assert not checks.violations, checks.violations
+
+
+def test_a_manager_that_claims_again_applies_no_stale_result() -> None:
+    """test_sigstop_and_sigcont_of_the_manager's failure (Counter 12 -> 7), replayed. The
+    manager n2 freezes; n1 takes over (term 2) and runs. n2 resumes and its timers run first:
+    check-quorum makes it claim (2, n2), above n1's (2, n1); its own register promises that,
+    so n1's next write is refused by the voter n2 in its own name and n1 claims again
+    (term 3). Its replica still holds n2's term-1 table with n2's last run in flight, and that
+    run's result (kept in its node's outbox) comes back: it must not be applied to n1's state
+    (a counter back to n2's, under a higher version: committed updates lost)."""
+    net, world = build(5, 3, [0.0] * 5, 0.0005, 0.0005)
+    world.replicate_dispatches = True  # the replicas show the run in flight, as for real
+    checks = Checks(net, world)
+    assert net.run_until_true(lambda: len(world.runs) >= 5, limit=15.0) is not None
+    assert [m.name for m in net.managers()] == ["n2"]
+    net.pause("n2")
+    net.run_for(1.2)
+    assert [m.name for m in net.managers()] == ["n1"]
+    term = net.nodes["n1"].core.term
+    base: list[int] = []
+
+    def at_claim(node: SimNode, event: object, effects: list) -> None:
+        if node.name == "n1" and any(isinstance(e, ManagerChanged) and e.is_me and e.term > term
+                                     for e in effects):
+            rec = TaskRecord.from_json(unpack_table(node.core.replicated)["tasks"][LEDGER])
+            assert rec is not None
+            base.append(rec.version)
+
+    net.observers.append(at_claim)
+    net.resume("n2", timers_first=True)
+    net.run_for(3.0)
+    assert [m.name for m in net.managers()] == ["n1"]
+    assert net.nodes["n1"].core.term > term, "n1 did not claim again (the scenario changed)"
+    assert not checks.violations, checks.violations
+    # It claimed again from its own table, not from the one n2 replicated before it froze.
+    ours = max(v for _, m, t, v in world.committed if m == "n1" and t == term)
+    assert base and base[0] >= ours, (base, ours)
+    runs = world.runs
+    back = [(a, b) for a, b in zip(runs, runs[1:], strict=False)
+            if b.before is not None and b.before < a.after - 1]
+    assert not back, back
