@@ -205,7 +205,27 @@ def _seq_of(change: tuple[int, str]) -> int:
     return change[0]
 
 
-class ReplicaLog:
+class _RowTexts:
+    """What the manager's log and a member's replica both answer from their row texts."""
+
+    _text: Mapping[str, str | None]
+
+    def items(self) -> list[tuple[str, str | None]]:
+        return list(self._text.items())
+
+    def table(self) -> Any:
+        """The whole table (parsed: O(rows); a takeover, a hand-over, a status); None if it
+        holds no row yet."""
+        return _materialize(self.items()) if self._text else None
+
+    def text_source(self) -> Callable[[], str]:
+        """A snapshot of the rows, turned into the table's JSON text when called (by the
+        data directory's writer thread, off the loop)."""
+        items = self.items()
+        return lambda: table_text(items, yield_gil=True)
+
+
+class ReplicaLog(_RowTexts):
     """The manager's rows with their change sequences (see the module docstring)."""
 
     def __init__(self, log: str = "") -> None:
@@ -263,19 +283,6 @@ class ReplicaLog:
         if not self.complete:
             self.complete = True
             self.seq += 1  # a delta reaching this sequence carries ``done``
-
-    def items(self) -> list[tuple[str, str | None]]:
-        return list(self._text.items())
-
-    def table(self) -> Any:
-        """The whole table (parsed: O(rows); a takeover, a hand-over, a status)."""
-        return _materialize(self.items()) if self._text else None
-
-    def text_source(self) -> Callable[[], str]:
-        """A snapshot of the rows, turned into the table's JSON text when called (by the
-        data directory's writer thread, off the loop)."""
-        items = self.items()
-        return lambda: table_text(items, yield_gil=True)
 
     def delta(self, base: int, max_chars: int = TABLE_CHUNK_CHARS) -> TableDelta | None:
         """The rows changed after ``base`` (oldest change first), up to ``max_chars`` of row
@@ -372,7 +379,7 @@ class RowEncoder:
         return True
 
 
-class Replica:
+class Replica(_RowTexts):
     """A member's copy of its manager's table, kept by applying deltas (module docstring)."""
 
     def __init__(self) -> None:
@@ -430,16 +437,3 @@ class Replica:
         self._text = {k: t for k, t in items if t is not None}
         self.log, self.seq, self._fresh = "", -1, None
         self.version += 1
-
-    def items(self) -> list[tuple[str, str | None]]:
-        return list(self._text.items())
-
-    def table(self) -> Any:
-        """The whole table (parsed: O(rows)); None if nothing was replicated yet."""
-        return _materialize(self.items()) if self._text else None
-
-    def text_source(self) -> Callable[[], str]:
-        """A snapshot of the rows, turned into the table's JSON text when called (by the
-        data directory's writer thread, off the loop)."""
-        items = self.items()
-        return lambda: table_text(items, yield_gil=True)
