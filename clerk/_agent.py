@@ -220,6 +220,7 @@ class Agent:
                 if deadline <= now:
                     self._feed(Tick(), now)
                     self.tasks.on_tick(now, self.clock.wall())
+                    self.tasks.release_acks(now)
                     self._flush(now)  # the turn's sends go before the disk's bookkeeping
                     self.tasks.persist(now)
                     continue
@@ -240,6 +241,7 @@ class Agent:
                     self._on_inbound(inbound, now)
                 self.quorum.deliver()  # the answers whose voter record is now on disk
                 now = self.clock.monotonic()
+                self.tasks.release_acks(now)  # RESULT_ACKs whose rows the members now hold
                 self._flush(now)  # end of the turn: never wait for more to batch
                 self.tasks.persist(now)
                 if not arrived and timeout_ms == 0 and not self._stop_requests:

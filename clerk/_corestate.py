@@ -78,6 +78,7 @@ class CoreState:
         self._acked_seq = -1  # ... of which heartbeat round
         self._unacked_chars = 0  # ... and the table's row text received since
         self._epoch_seen = -1
+        self.table_acks = 0  # manager: bumped when a member's acknowledged sequence moves
         self.term_bound = TermBound(max_term_jump)
         self.dropped: Counter[str] = Counter()
         self._probation: dict[str, float] = {}  # admitted by JOIN, not heard from since
@@ -210,6 +211,19 @@ class CoreState:
             return packed  # too far behind for one message: sent whole (and refused if big)
         return {"delta": 1, "log": delta.log, "base": delta.base, "upto": delta.upto,
                 "rows": list(delta.rows), "gone": list(delta.gone)}
+
+    def replicated_upto(self) -> int:
+        """Manager: the highest sequence of the table log that every live member
+        acknowledged (the log's own sequence with no live member; -1 while the log is
+        incomplete: a member may lack rows the log has not encoded yet)."""
+        log = self.table_log
+        if not log.complete:
+            return -1
+        upto = log.seq
+        for row in self.members.others():
+            if row.alive and row.acked_table < upto:
+                upto = row.acked_table
+        return upto
 
     def new_log(self, keep: bool) -> None:
         """A claim of our own: a new table log (its sequences mean nothing to members).

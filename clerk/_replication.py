@@ -54,6 +54,7 @@ class Replication(Definitions):
 
     if TYPE_CHECKING:  # provided by clerk._routing
         def _log_conflicts(self) -> None: ...
+        def _stamp_acks(self) -> None: ...
 
     def _offer(self, to: str, now: float, only_beyond_replica: bool = False) -> None:
         """Send the new manager the rows we hold with a state (our data directory's, merged
@@ -151,6 +152,8 @@ class Replication(Definitions):
         if (log.log, log.seq) != self._sent:
             self._sent = (log.log, log.seq)
             self.agent.apply(core.heartbeat_now(now), now)
+        if done:
+            self._stamp_acks()
         cost = time.perf_counter() - began
         self._replicate_after = now + cost * (REPLICATE_SHARE - 1)
 

@@ -13,6 +13,10 @@
   their deadlines, and fails at once those whose node is gone. A leaving manager's own
   results are *held* until its successor's claim is known (and applied to its own last table
   while it drains).
+* **A result is acknowledged once its row is on every live member** (:mod:`clerk._resultacks`):
+  applied at once, but its RESULT_ACK waits until every live member acknowledged the table
+  log's sequence holding it, so a manager that dies in between loses nothing (the node
+  resends the result to the next manager).
 * **Quorum mode** (:mod:`clerk._runquorum`): a result counts, and is acknowledged, only once
   the record it produced is committed by a majority of voters.
 * **One log line per finished run** (task, slot, node, duration, outcome): DEBUG when ok,
@@ -113,6 +117,8 @@ class ResultRouting(QuorumWriting):
         acknowledged, and its node sends it again."""
         if not self.scheduler.active:
             return False
+        if self.wa is None and self._acks.holds(msg.run_id):
+            return True  # applied; its node resent it before the ACK left (see below)
         fin = self.scheduler.on_result(msg.task, msg.run_id, msg.sender.name, msg.outcome,
                                        msg.state, msg.duration_ms, msg.error, wall)
         if self.wa is not None:  # quorum mode: it counts once its record is committed
@@ -132,11 +138,38 @@ class ResultRouting(QuorumWriting):
             self._replicate(now)
             if self.store is not None:
                 self.store.mark()
-        if msg.sender.name != self.agent.me.name:
-            # Applied, or of no use to us (not a run in flight): either way, stop resending.
-            self.agent.send(msg.sender.address, ResultAck(self.agent.me, self.agent.core.term,
-                                                          msg.task, msg.run_id), now)
+        if msg.sender.name == self.agent.me.name:
+            return True
+        if self.wa is None:
+            # Applied, or of no use to us (not a run in flight): acknowledged once every live
+            # member holds the table as it is now (clerk._resultacks): until then its node
+            # keeps the result and gives it to the next manager if this one dies.
+            if self._acks.hold(msg.sender.address, msg.task, msg.run_id, now) \
+                    and not self._replicate_dirty:
+                self._stamp_acks()
+            return True
+        self.agent.send(msg.sender.address, ResultAck(self.agent.me, self.agent.core.term,
+                                                      msg.task, msg.run_id), now)
         return True
+
+    def _stamp_acks(self) -> None:
+        """Every change so far is in the table log: the held ACKs wait for its sequence."""
+        log = self.agent.core.table_log
+        if log.complete and self._acks.waiting_stamp():
+            self._acks.stamp(log.log, log.seq)
+
+    def release_acks(self, now: float) -> None:
+        """End of a loop turn: send the RESULT_ACKs whose rows every live member holds now
+        (or that waited ``ACK_WAIT``)."""
+        acks = self._acks
+        core = self.agent.core
+        if not len(acks) or (core.table_acks == self._acks_seen
+                             and now < acks.next_deadline()):
+            return
+        self._acks_seen = core.table_acks
+        for ack in acks.release(core.table_log.log, core.replicated_upto(), now):
+            self.agent.send(ack.to, ResultAck(self.agent.me, core.term, ack.task, ack.run_id),
+                            now)
 
     def _log_conflicts(self) -> None:
         for c in self.scheduler.conflicts_out:

@@ -32,6 +32,7 @@ from clerk._nodes_guard import NodesGuard
 from clerk._outbox import Outbox
 from clerk._replica import RowEncoder
 from clerk._replication import MAX_HELD_OFFERS, REPLICATE_SHARE
+from clerk._resultacks import PendingAcks
 from clerk._routing import ResultRouting
 from clerk._schedule import Scheduler
 from clerk._store import Store
@@ -90,6 +91,8 @@ class TaskRunner(ResultRouting):
         self._rows_out, self._results_out = {}, []
         self._replicate_after = -math.inf  # monotonic
         self.outbox = Outbox()
+        self._acks = PendingAcks()  # manager: RESULT_ACKs held until replicated
+        self._acks_seen = -1  # core.table_acks when they were last looked at
         self.stale = 0  # EXECUTEs dropped as late or from a stale claim
         self._stalls_logged = 0
         self.executor: Executor | None = None
@@ -109,6 +112,7 @@ class TaskRunner(ResultRouting):
 
     def on_manager_changed(self, effect: ManagerChanged, now: float, wall: float) -> None:
         self._quorum_drop()
+        self._acks.clear()  # held ACKs of a claim of ours: their nodes resend to the next
         if effect.is_me:
             if self._activate is None:
                 self._activate = False
@@ -149,6 +153,7 @@ class TaskRunner(ResultRouting):
             self._activate = True
 
     def on_member_down(self, name: str, now: float) -> None:
+        self._acks_seen = -1  # one member fewer to wait for (release_acks)
         if self.scheduler.active:
             wall = self.agent.clock.wall()
             for fin in self.scheduler.fail_node(name, wall):
@@ -195,7 +200,7 @@ class TaskRunner(ResultRouting):
             best = self.executor.next_deadline()
         if self.store is not None:
             best = min(best, self.store.next_deadline())
-        best = min(best, self.outbox.next_deadline())
+        best = min(best, self.outbox.next_deadline(), self._acks.next_deadline())
         # While a stalled manager's claim is unconfirmed nothing is dispatched, so what is due
         # must not wake the loop (it would spin without ever reading the confirmation); the
         # core's heartbeat timer brings the next look.
@@ -293,6 +298,9 @@ class TaskRunner(ResultRouting):
         if write_ahead is not None:  # quorum mode, manager (clerk._runquorum)
             st["write_ahead"] = write_ahead
         st["results_unacked"] = self.outbox.pending()
+        if self.scheduler.active:
+            st["result_acks_held"] = len(self._acks)
+            st["result_acks_waited_out"] = self._acks.expired
         if self.executor is not None:
             st["executor"] = {**self.executor.stats(), "stale": self.stale}
         if self.store is not None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from clerk._nodes_guard import NodesGuard
     from clerk._outbox import Outbox
     from clerk._replica import RowEncoder
+    from clerk._resultacks import PendingAcks
     from clerk._schedule import Scheduler
     from clerk._store import Store
     from clerk._tasks import TaskDef
@@ -46,6 +47,8 @@ class Definitions:
     store: Store | None
     executor: Executor | None
     outbox: Outbox
+    _acks: PendingAcks
+    _acks_seen: int
     stale: int
     _resolved_epoch: int
     _variants: dict[str, list[dict[str, Any]]]

@@ -49,15 +49,16 @@ from clerk._core import (
     WriteCommitted,
 )
 from clerk._lead import DISPATCH_LEAD_MS
-from clerk._messages import Execute, Offer, Result
+from clerk._messages import Execute, Offer, Result, ResultAck
 from clerk._record import TaskRecord
 from clerk._replica import RowEncoder
+from clerk._resultacks import ACK_WAIT, PendingAcks
 from clerk._schedule import Scheduler, pack_table
 from clerk._simnet import SimNetwork, SimNode
 from clerk._tasks import TaskDef
 from clerk._writeahead import WriteAhead
 
-__all__ = ["LEDGER", "OUTBOX_KEEP", "LedgerLayer", "LedgerRun", "SimLedger"]
+__all__ = ["LEDGER", "OUTBOX_KEEP", "AckedResult", "LedgerLayer", "LedgerRun", "SimLedger"]
 
 LEDGER = "ledger"
 #: The simulated wall clock: simulated time 0 is this wall time (a realistic slot number).
@@ -67,6 +68,9 @@ RUN_S = 0.002
 #: Quorum mode: results a node keeps and resends to each new manager (the real outbox keeps
 #: them until acknowledged; a few cover every run in flight across a failover).
 OUTBOX_KEEP = 8
+#: Default mode: an unacknowledged result goes again to the current manager this often (s),
+#: as the real outbox's RESEND_INTERVAL.
+RESEND_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,17 @@ class LedgerRun:
     after: int
     whole_for: float  # how long the network had been whole (-1: partitioned)
     managers: int  # live managers when it ran (2+: a split brain, e.g. restarted seeds)
+
+
+@dataclass(frozen=True)
+class AckedResult:
+    """A RESULT_ACK a manager sent (default mode) for a result it applied."""
+
+    at: float  # simulated time
+    manager: str
+    node: str  # where the run ran
+    run_id: str
+    value: int  # the counter the run returned
 
 
 class SimLedger:
@@ -106,6 +121,11 @@ class SimLedger:
         #: followers' replicas show the run in flight (off by default: with it, the property
         #: tests' long pause under a 2 s clock offset stalls commits; not understood yet).
         self.replicate_dispatches = False
+        #: Default mode: a manager acknowledges a result only once every live member holds
+        #: its row (clerk._resultacks); False: at once, as before (the loss it allowed).
+        self.ack_after_replication = True
+        #: Default mode: every RESULT_ACK sent for a result applied (for the property tests).
+        self.acked: list[AckedResult] = []
 
     def __call__(self, net: SimNetwork, node: SimNode) -> LedgerLayer:
         layer = LedgerLayer(self, net, node)
@@ -145,6 +165,13 @@ class LedgerLayer:
         self.wa: WriteAhead | None = None  # quorum mode, manager: this ballot's write-ahead
         self._encoder = RowEncoder()
         self.outbox: deque[Result] = deque(maxlen=OUTBOX_KEEP)  # quorum mode (module doc)
+        # Default mode, as the real node (clerk._outbox, clerk._resultacks): results kept
+        # until the manager acknowledges them, resent to each new manager and every
+        # RESEND_S to the current one; a manager's held ACKs and the values it applied.
+        self.unacked: dict[str, Result] = {}
+        self._resend_at = 0.0
+        self.acks = PendingAcks()
+        self._applied: dict[str, tuple[str, int]] = {}  # run id -> (node, value)
 
     # --- SimLayer -------------------------------------------------------------------------------
 
@@ -169,12 +196,16 @@ class LedgerLayer:
                         self._activate = False
                 else:
                     self._activate = None
+                    self.acks.clear()
+                    self._applied.clear()
                     if self.scheduler.active:
                         self.scheduler.deactivate()
                     claim = core.manager_claim
                     if effect.manager is not None and claim is not None:
                         self._offer(claim.address)
                         for result in self.outbox:  # (quorum mode: see OUTBOX_KEEP)
+                            self.net.send(self.node.name, claim.address, result)
+                        for result in self.unacked.values():  # (default mode)
                             self.net.send(self.node.name, claim.address, result)
             elif isinstance(effect, StateHandedOver):
                 if effect.merge:
@@ -202,6 +233,9 @@ class LedgerLayer:
             changed = True
             for result in list(self.outbox):  # our own kept results (runs we adopted)
                 changed |= self._deliver(result)
+            for run_id, result in list(self.unacked.items()):  # (default mode: the same)
+                changed |= self._deliver(result)
+                del self.unacked[run_id]
         elif self._activate is not None and not core.is_manager:
             self._activate = None
         if self.scheduler.active and not core.is_manager and not self.scheduler.draining:
@@ -235,6 +269,30 @@ class LedgerLayer:
         if changed and self.scheduler.active and core.is_manager:
             self._replicate()
         self._persist(changed)
+        if core.quorum is None:
+            self._acks_and_resends(event)
+
+    def _acks_and_resends(self, event: Event) -> None:
+        """Default mode: release the held ACKs whose rows every live member holds (or that
+        waited ACK_WAIT); resend unacknowledged results every RESEND_S."""
+        core = self.node.core
+        if len(self.acks) and core.is_manager:
+            log = core.table_log
+            if log.complete and self.acks.waiting_stamp():
+                self.acks.stamp(log.log, log.seq)
+            for ack in self.acks.release(log.log, core.replicated_upto(), self.net.now):
+                applied = self._applied.pop(ack.run_id, None)
+                if applied is not None:
+                    self.world.acked.append(AckedResult(self.net.now, self.node.name,
+                                                        applied[0], ack.run_id, applied[1]))
+                self.net.send(self.node.name, ack.to,
+                              ResultAck(core.me, core.term, ack.task, ack.run_id))
+        claim = core.manager_claim
+        if (isinstance(event, Tick) and self.unacked and self.net.now >= self._resend_at
+                and claim is not None and not core.is_manager):
+            self._resend_at = self.net.now + RESEND_S
+            for result in self.unacked.values():
+                self.net.send(self.node.name, claim.address, result)
 
     def _replicate(self) -> None:
         """The changed rows into the table log, as the real runner does (without its time
@@ -321,11 +379,23 @@ class LedgerLayer:
         if isinstance(msg, Execute):
             self._execute(msg, local=False)
         elif isinstance(msg, Result) and self.scheduler.active:
+            default = core.quorum is None
+            if default and self.acks.holds(msg.run_id):
+                return False  # a resend of a result applied, its ACK not released yet
             fin = self.scheduler.on_result(msg.task, msg.run_id, msg.sender.name, msg.outcome,
                                            msg.state, msg.duration_ms, msg.error, self.wall())
             if fin is not None and self.wa is not None:
                 self._result(msg.task)
+            if default and msg.sender.name != self.node.name:
+                if fin is not None and msg.outcome == "ok":
+                    self._applied[msg.run_id] = (msg.sender.name, int(msg.state))
+                if self.world.ack_after_replication:
+                    self.acks.hold(msg.sender.address, msg.task, msg.run_id, self.net.now)
+                else:
+                    self.acks.hold(msg.sender.address, msg.task, msg.run_id, -ACK_WAIT)
             return fin is not None
+        elif isinstance(msg, ResultAck):
+            self.unacked.pop(msg.run_id, None)
         elif isinstance(msg, Offer) and core.is_manager:
             changed = self.scheduler.merge(msg.state, self.wall(), source=msg.sender.name)
             self.scheduler.offer_from(msg.sender.name)
@@ -366,6 +436,8 @@ class LedgerLayer:
                 return  # crashed or restarted meanwhile: the run's result is lost
             if core.quorum is not None:
                 self.outbox.append(result)
+            elif not local:
+                self.unacked[result.run_id] = result
             if local:
                 if self.scheduler.active and self.scheduler.on_result(
                         result.task, result.run_id, node.name, "ok", after, RUN_S * 1000, "",
