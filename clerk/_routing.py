@@ -34,7 +34,11 @@ from clerk._messages import Execute, Result, ResultAck, RunQuery
 from clerk._runquorum import QuorumWriting
 from clerk._transport import Inbound
 
-__all__ = ["ResultRouting"]
+__all__ = ["MAX_WAITING_RESULTS", "ResultRouting"]
+
+#: RESULTs kept while this node takes over (until its table is loaded): one per run in flight
+#: in the table at most; the bound is for forgeries.
+MAX_WAITING_RESULTS = 4096
 
 log = logging.getLogger("clerk.tasks")
 
@@ -116,11 +120,21 @@ class ResultRouting(QuorumWriting):
         """Apply a RESULT; False if this node is not scheduling (yet): then it is not
         acknowledged, and its node sends it again."""
         if not self.scheduler.active:
+            if self._activate is not None and self.agent.core.is_manager \
+                    and msg.sender.name != self.agent.me.name:
+                # Taking over (the table loads in slices): its node sent it to us as its new
+                # manager, and would send it again only after RESEND_INTERVAL. Applied once
+                # the table is loaded (the newest per run; at most one per run in flight).
+                self._results_waiting.pop(msg.run_id, None)
+                self._results_waiting[msg.run_id] = msg
+                while len(self._results_waiting) > MAX_WAITING_RESULTS:
+                    del self._results_waiting[next(iter(self._results_waiting))]
             return False
         if self.wa is None and self._acks.holds(msg.run_id):
             return True  # applied; its node resent it before the ACK left (see below)
         fin = self.scheduler.on_result(msg.task, msg.run_id, msg.sender.name, msg.outcome,
-                                       msg.state, msg.duration_ms, msg.error, wall)
+                                       msg.state, msg.duration_ms, msg.error, wall,
+                                       slot=msg.slot)
         if self.wa is not None:  # quorum mode: it counts once its record is committed
             local = msg.sender.name == self.agent.me.name
             if fin is not None:
@@ -243,6 +257,12 @@ class ResultRouting(QuorumWriting):
             elif not graceful:
                 for fin in self.scheduler.fail_node(node, wall):
                     self._log_finished(fin)
+
+    def _apply_waiting_results(self, now: float, wall: float) -> None:
+        """The RESULTs that came while the table was loading (on_result), now that it is."""
+        waiting, self._results_waiting = self._results_waiting, {}
+        for result in waiting.values():
+            self.on_result(result, now, wall)
 
     def _resend(self, now: float, wall: float) -> None:
         """Unacknowledged results: to the manager we follow, or apply them if it is us."""

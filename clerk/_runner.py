@@ -83,6 +83,7 @@ class TaskRunner(ResultRouting):
         self._activate: bool | None = None  # pending activation: graceful or not
         self._loading = None  # the activation's sliced load of the table (_load_step)
         self._offers_waiting: dict[str, Offer] = {}  # from members, until it is loaded
+        self._results_waiting: dict[str, Result] = {}  # the same for RESULTs (by run id)
         self._leave_started: float | None = None
         self._replicate_dirty = False
         self._held: list[Result] = []  # results of a leaving manager's own runs (see below)
@@ -119,6 +120,7 @@ class TaskRunner(ResultRouting):
         else:
             self._activate = self._loading = None
             self._offers_waiting.clear()
+            self._results_waiting.clear()
             if self.scheduler.active:
                 self.scheduler.deactivate()
             core = self.agent.core
@@ -239,6 +241,7 @@ class TaskRunner(ResultRouting):
             log.info("scheduling %d task(s) as manager (%s)", len(self.scheduler.defs),
                      "hand-over" if graceful else "takeover")
             self._resolve_adopted(now, wall, graceful)
+            self._apply_waiting_results(now, wall)
             waiting, self._offers_waiting = self._offers_waiting, {}
             for msg in waiting.values():  # came while the table was loading
                 self.on_offer(msg, now, wall)
@@ -248,6 +251,7 @@ class TaskRunner(ResultRouting):
         elif self._activate is not None:
             self._activate = self._loading = None
             self._offers_waiting.clear()
+            self._results_waiting.clear()
         self._resend(now, wall)
         if not self.scheduler.active:
             return

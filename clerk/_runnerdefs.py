@@ -60,6 +60,7 @@ class Definitions:
     _replicate_after: float
     _loading: tuple[object, list[tuple[str, str | None]], int] | None
     _offers_waiting: dict[str, Offer]
+    _results_waiting: dict[str, Result]
     _activate: bool | None
     _held: list[Result]
     _encoder: RowEncoder

@@ -19,11 +19,22 @@ manager that drained it record the same update). The result of a run marked ``re
 starting state was replaced by a merge while it ran) is dropped and counted as a conflict. A
 state that would take the states of all tasks over ``STATES_BUDGET_BYTES`` is an error (the
 previous state is kept); error texts keep their last ``ERROR_KEEP_CHARS``.
+
+**A result for a run the table never showed** (a takeover whose replica missed the dispatch:
+the old manager died before its heartbeat carried it) is applied only if it continues the
+row exactly: a run id ends with the state the run started from (:func:`base_tag`: the
+version, and a checksum of the lineage's origin and last branch; ``~init`` for an ``init``),
+and such a result counts, as ok, if that is the row's state now, no run is in flight, and its
+slot is after every slot the row has seen. Otherwise it is of no use (its state descends
+from a state this manager does not hold, or the row moved on) and dropped; when the slot is
+newer than the row's it is counted as a conflict, never silently.
 """
 
 from __future__ import annotations
 
 import heapq
+import json
+import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -34,7 +45,8 @@ from clerk._record import Conflict, TaskRecord
 from clerk._schedstate import _packed_size
 from clerk._tasks import TaskDef
 
-__all__ = ["ERROR_KEEP_CHARS", "OUTCOMES", "STATES_BUDGET_BYTES", "TRANSIT_GRACE_MS", "Running"]
+__all__ = ["ERROR_KEEP_CHARS", "OUTCOMES", "STATES_BUDGET_BYTES", "TRANSIT_GRACE_MS", "Running",
+           "base_tag"]
 
 #: Extra time the manager waits past a run's timeout for the node's own timeout report.
 TRANSIT_GRACE_MS = 1000
@@ -50,6 +62,17 @@ STATES_BUDGET_BYTES = 512 * 1024
 #: The error text kept in the table (and shown by status): its tail, where the exception is.
 #: The whole remote traceback is in the manager's log.
 ERROR_KEEP_CHARS = 1000
+
+
+def base_tag(rec: TaskRecord) -> str:
+    """The state a run of ``rec`` starts from, as the end of its run id: ``~<version>.<crc>``
+    (the checksum of the lineage's origin and last branch: within one branch the version
+    names exactly one state), ``~init`` when there is no state yet."""
+    if not rec.has_state:
+        return "~init"
+    branch = rec.history[-1] if rec.history else None
+    lineage = json.dumps([rec.origin, branch], sort_keys=True, separators=(",", ":"))
+    return f"~{rec.version}.{zlib.crc32(lineage.encode()):08x}"
 
 
 class Running(Adoption):
@@ -189,7 +212,7 @@ class Running(Adoption):
             return []
         node = self.rng.choice(sorted(allowed))
         self._run_seq += 1
-        run_id = f"{self._run_prefix}-{self._run_seq}"
+        run_id = f"{self._run_prefix}-{self._run_seq}{base_tag(rec)}"
         # A run started by a trigger (instant) is due when sent; a grid run at its slot's time,
         # which may be up to the lead ahead (clerk._lead). Its clock starts at the later of
         # the two: the timeout is the run's own, not eaten by the lead.
@@ -238,15 +261,44 @@ class Running(Adoption):
         return run is not None and run["run"] == run_id and run["node"] == node
 
     def on_result(self, task: str, run_id: str, node: str, outcome: str, state: Any,
-                  duration_ms: float, error: str, wall: float) -> Finished | None:
+                  duration_ms: float, error: str, wall: float,
+                  slot: int | None = None) -> Finished | None:
         """Apply a node's RESULT; None if it is not for a run in flight (late or unknown) or
-        does not come from the node the run was sent to."""
+        does not come from the node the run was sent to. ``slot``: the RESULT's, for a run
+        the table never showed (see the module docstring)."""
         if not self.expects(task, run_id, node):
-            return None
+            if slot is None:
+                return None
+            return self._unseen_run(task, run_id, node, slot, outcome, state, duration_ms,
+                                    wall)
         rec = self.records[task]
         if outcome not in (*OUTCOMES, "refused"):
             outcome, error = "error", f"unknown outcome {outcome!r}: {error}"
         return self._finish(task, rec, outcome, state, duration_ms, error, wall * 1000)
+
+    def _unseen_run(self, task: str, run_id: str, node: str, slot: int, outcome: str,
+                    state: Any, duration_ms: float, wall: float) -> Finished | None:
+        """A RESULT for a run the table does not show: applied if it continues the row
+        exactly, else dropped (counted when the row never saw its slot)."""
+        rec = self.records.get(task)
+        if (rec is None or task not in self.defs or rec.running is not None or outcome != "ok"
+                or slot <= max(rec.slot, rec.dispatched)):
+            return None  # not ours to judge, or an old run the row already holds
+        wall_ms = wall * 1000
+        if not run_id.endswith(base_tag(rec)):
+            rec.conflicts += 1
+            rec.last_conflict = {"time": wall_ms, "dropped": 1, "kept": rec.describe(),
+                                 "lost": f"the result of run {run_id}", "from": node}
+            self.conflicts_out.append(Conflict(task, 1, rec.describe(),
+                                               f"the result of run {run_id} (slot {slot}, "
+                                               "from a state this manager does not hold)"))
+            self.dirty.add(task)
+            return None
+        rec.dispatched = max(rec.dispatched, slot)
+        rec.running = {"run": run_id, "slot": slot, "node": node,
+                       "started": wall_ms - duration_ms, "deadline": wall_ms,
+                       "claim": list(self.claim)}
+        return self._finish(task, rec, outcome, state, duration_ms, "", wall_ms)
 
     def _finish(self, name: str, rec: TaskRecord, outcome: str, state: Any,
                 duration_ms: float, error: str, wall_ms: float) -> Finished:

@@ -124,6 +124,9 @@ class SimLedger:
         #: Default mode: a manager acknowledges a result only once every live member holds
         #: its row (clerk._resultacks); False: at once, as before (the loss it allowed).
         self.ack_after_replication = True
+        #: A manager applies a result for a run its table never showed if the run id says it
+        #: continues the row (clerk._running); False: dropped, as before.
+        self.unseen_runs = True
         #: Default mode: every RESULT_ACK sent for a result applied (for the property tests).
         self.acked: list[AckedResult] = []
 
@@ -383,7 +386,8 @@ class LedgerLayer:
             if default and self.acks.holds(msg.run_id):
                 return False  # a resend of a result applied, its ACK not released yet
             fin = self.scheduler.on_result(msg.task, msg.run_id, msg.sender.name, msg.outcome,
-                                           msg.state, msg.duration_ms, msg.error, self.wall())
+                                           msg.state, msg.duration_ms, msg.error, self.wall(),
+                                           slot=msg.slot if self.world.unseen_runs else None)
             if fin is not None and self.wa is not None:
                 self._result(msg.task)
             if default and msg.sender.name != self.node.name:

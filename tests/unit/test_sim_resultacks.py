@@ -73,6 +73,47 @@ def test_acknowledged_at_once_the_same_schedule_loses_the_update() -> None:
     assert lost, "no seed lost the update with the ACK sent at once"
 
 
+def _unseen_run(seed: int, unseen_runs: bool) -> tuple[int, int] | None:
+    """Drop every table delta from the manager from before a follower's run is dispatched, so
+    no member ever learns of that run; kill the manager once it applied the run's result.
+    Returns (the run's counter, the counter the next run started from), or None when the
+    first run after the cut was on the manager itself (its update has no other copy)."""
+    net, world, _ = _cluster(seed, ack_after_replication=True)
+    world.unseen_runs = unseen_runs
+    manager = net.managers()[0].name
+    cut_at = net.now
+    net.cut_where(lambda src, dst, msg: src == manager and isinstance(msg, Heartbeat)
+                  and msg.table is not None)
+    lead = world.lead_ms / 1000
+    assert net.run_until_true(lambda: any(r.at > cut_at + lead + 0.001 for r in world.runs),
+                              limit=5.0, step=0.001) is not None
+    run = next(r for r in world.runs if r.at > cut_at + lead + 0.001)
+    if run.node == manager:
+        return None
+    sched = world.layers[manager].scheduler
+    assert net.run_until_true(lambda: int(sched.records[LEDGER].state) >= run.after,
+                              limit=1.0, step=0.001) is not None, "the result was not applied"
+    net.crash(manager)
+    net.heal()
+    after = len(world.runs)
+    assert net.run_until_true(lambda: any(r.before is not None for r in world.runs[after:]),
+                              limit=5.0, step=0.005) is not None, net.summary()
+    nxt = next(r for r in world.runs[after:] if r.before is not None)
+    return run.after, int(nxt.before)  # type: ignore[arg-type]
+
+
+def test_a_result_for_a_run_the_successor_never_saw_continues_the_row() -> None:
+    tried = [(seed, r) for seed in range(8) if (r := _unseen_run(seed, unseen_runs=True))]
+    assert len(tried) >= 3, tried
+    for seed, (done, next_from) in tried:
+        assert next_from == done, (seed, done, next_from)
+
+
+def test_dropped_as_unknown_the_same_schedule_loses_the_update() -> None:
+    tried = [r for seed in range(8) if (r := _unseen_run(seed, unseen_runs=False))]
+    assert tried and any(next_from < done for done, next_from in tried), tried
+
+
 crash_fault = st.one_of(
     st.tuples(st.just("crash"), st.integers(0, 4)),
     st.tuples(st.just("restart"), st.integers(0, 4)),

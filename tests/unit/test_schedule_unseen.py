@@ -1,0 +1,74 @@
+"""A RESULT for a run the new manager's table never showed (clerk._running, base_tag)."""
+
+from __future__ import annotations
+
+from clerk._dispatch import Dispatch
+from clerk._running import base_tag
+from clerk._schedule import Scheduler
+from tests.unit.test_schedule import NODES, K, due, run_ok, sched, started
+
+
+def _lost_dispatch() -> tuple[Scheduler, Scheduler, Dispatch]:
+    """The old manager dispatched slot K+2 from state n=1 and died before any member's
+    replica showed it: the new manager loaded the table from before that dispatch."""
+    old = started(sched(seed=1), due("t", K) + 0.1)
+    run_ok(old, K + 1, state={"n": 1})
+    table = old.table()
+    ds, _ = old.tick(due("t", K + 2), NODES)
+    new = sched(seed=2)
+    new.load(table)
+    new.activate(due("t", K + 2) + 0.05, graceful=False)
+    return old, new, ds[0]
+
+
+def test_the_run_id_names_the_state_the_run_started_from() -> None:
+    old, _, d = _lost_dispatch()
+    rec = old.records["t"]
+    assert d.run_id.endswith(base_tag(rec))
+    assert base_tag(rec).startswith(f"~{rec.version}.")
+    fresh = sched(seed=3)
+    assert base_tag(fresh.records["t"]) == "~init"
+
+
+def test_a_result_that_continues_the_row_is_applied() -> None:
+    _, new, d = _lost_dispatch()
+    fin = new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "",
+                        due("t", K + 2) + 0.1, slot=d.slot)
+    assert fin is not None and fin.outcome == "ok"
+    rec = new.records["t"]
+    assert rec.state == {"n": 2} and rec.slot == K + 2 and rec.running is None
+    assert rec.conflicts == 0
+    # A resend of it is of no use now (the row holds that slot).
+    again = new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "",
+                          due("t", K + 2) + 0.2, slot=d.slot)
+    assert again is None and rec.state == {"n": 2}
+
+
+def test_without_its_slot_it_is_dropped_as_before() -> None:
+    _, new, d = _lost_dispatch()
+    assert new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "",
+                         due("t", K + 2) + 0.1) is None
+
+
+def test_a_result_from_another_state_is_dropped_and_counted() -> None:
+    _, new, d = _lost_dispatch()
+    rec = new.records["t"]
+    forged = d.run_id.rsplit("~", 1)[0] + f"~{rec.version + 5}.00000000"
+    assert new.on_result("t", forged, d.node, "ok", {"n": 9}, 1.0, "",
+                         due("t", K + 2) + 0.1, slot=d.slot) is None
+    assert rec.state == {"n": 1} and rec.conflicts == 1
+    assert new.conflicts_out and "does not hold" in new.conflicts_out[-1].lost
+
+
+def test_not_while_a_run_is_in_flight_and_not_for_an_old_slot() -> None:
+    _, new, d = _lost_dispatch()
+    rec = new.records["t"]
+    ds, _ = new.tick(due("t", K + 4), NODES)
+    assert ds and rec.running is not None
+    assert new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "",
+                         due("t", K + 4) + 0.1, slot=d.slot) is None
+    assert rec.state == {"n": 1}
+    for outcome in ("error", "timeout", "refused"):
+        _, other, d2 = _lost_dispatch()
+        assert other.on_result("t", d2.run_id, d2.node, outcome, None, 1.0, "x",
+                               due("t", K + 2) + 0.1, slot=d2.slot) is None
