@@ -78,7 +78,6 @@ class CoreState:
         self._acked_seq = -1  # ... of which heartbeat round
         self._unacked_chars = 0  # ... and the table's row text received since
         self._epoch_seen = -1
-        self.table_acks = 0  # manager: bumped when a member's acknowledged sequence moves
         self.term_bound = TermBound(max_term_jump)
         self.dropped: Counter[str] = Counter()
         self._probation: dict[str, float] = {}  # admitted by JOIN, not heard from since
@@ -211,6 +210,11 @@ class CoreState:
             return packed  # too far behind for one message: sent whole (and refused if big)
         return {"delta": 1, "log": delta.log, "base": delta.base, "upto": delta.upto,
                 "rows": list(delta.rows), "gone": list(delta.gone)}
+
+    @property
+    def heartbeat_rounds(self) -> int:
+        """Manager: heartbeat rounds sent so far (each sends every member a message)."""
+        return self._seq
 
     def replicated_upto(self) -> int:
         """Manager: the highest sequence of the table log that every live member

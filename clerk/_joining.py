@@ -387,8 +387,6 @@ def m_ack(core: CoreState, msg: Ack, now: float) -> None:
     acked = msg.table if msg.log == core.table_log.log else -1
     if acked >= row.sent_table or acked < row.acked_table:
         row.sent_chars = 0  # the window is acknowledged (or the member restarted its replica)
-    if acked != row.acked_table:
-        core.table_acks += 1  # the task layer's held RESULT_ACKs look again (_resultacks)
     row.acked_table = acked
     if row.sent_table < acked:
         row.sent_table = acked

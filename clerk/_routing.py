@@ -173,14 +173,16 @@ class ResultRouting(QuorumWriting):
             self._acks.stamp(log.log, log.seq)
 
     def release_acks(self, now: float) -> None:
-        """End of a loop turn: send the RESULT_ACKs whose rows every live member holds now
-        (or that waited ``ACK_WAIT``)."""
+        """End of a loop turn that sent a heartbeat round (or when the oldest waited
+        ``ACK_WAIT``): send the RESULT_ACKs whose rows every live member holds now. They leave
+        in the same batch as the heartbeat each member gets in that round (clerk._batch): one
+        message, one wake-up of the member, instead of one per acknowledgement."""
         acks = self._acks
         core = self.agent.core
-        if not len(acks) or (core.table_acks == self._acks_seen
+        if not len(acks) or (core.heartbeat_rounds == self._acks_round
                              and now < acks.next_deadline()):
             return
-        self._acks_seen = core.table_acks
+        self._acks_round = core.heartbeat_rounds
         for ack in acks.release(core.table_log.log, core.replicated_upto(), now):
             self.agent.send(ack.to, ResultAck(self.agent.me, core.term, ack.task, ack.run_id),
                             now)

@@ -93,7 +93,7 @@ class TaskRunner(ResultRouting):
         self._replicate_after = -math.inf  # monotonic
         self.outbox = Outbox()
         self._acks = PendingAcks()  # manager: RESULT_ACKs held until replicated
-        self._acks_seen = -1  # core.table_acks when they were last looked at
+        self._acks_round = -1  # the heartbeat round they were last looked at
         self.stale = 0  # EXECUTEs dropped as late or from a stale claim
         self._stalls_logged = 0
         self.executor: Executor | None = None
@@ -155,7 +155,7 @@ class TaskRunner(ResultRouting):
             self._activate = True
 
     def on_member_down(self, name: str, now: float) -> None:
-        self._acks_seen = -1  # one member fewer to wait for (release_acks)
+        self._acks_round = -1  # one member fewer to wait for: look at the next turn
         if self.scheduler.active:
             wall = self.agent.clock.wall()
             for fin in self.scheduler.fail_node(name, wall):

@@ -48,7 +48,7 @@ class Definitions:
     executor: Executor | None
     outbox: Outbox
     _acks: PendingAcks
-    _acks_seen: int
+    _acks_round: int
     stale: int
     _resolved_epoch: int
     _variants: dict[str, list[dict[str, Any]]]
