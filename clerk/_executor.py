@@ -26,13 +26,14 @@ import socket
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from clerk._lead import RELEASE_LEAD_MS
 from clerk._messages import Execute, Peer, Result
+from clerk._runqueue import Job as _Job
+from clerk._runqueue import RunQueue
 from clerk._tasks import TaskDef
 from clerk._workerlink import DONE, READY, RUN, LinkClosed, Reader, send_msg
 from supervisor import ChildSpec, Event, Supervisor
@@ -40,22 +41,6 @@ from supervisor import ChildSpec, Event, Supervisor
 __all__ = ["Executor"]
 
 log = logging.getLogger("clerk.executor")
-
-
-@dataclass
-class _Job:
-    msg: Execute
-    reply_to: str
-    received: float
-    deadline: float
-    #: When it may go to a worker (monotonic): at once, or RELEASE_LEAD_MS before its due time.
-    release: float = 0.0
-    #: When it starts (monotonic): its due time, or at once. Free workers take the earliest.
-    start: float = 0.0
-    #: Until its release is seen by ``_pump``: that time wakes the loop (``next_deadline``).
-    held: bool = False
-    wid: int | None = None
-    started: float = 0.0
 
 
 @dataclass
@@ -94,7 +79,7 @@ class Executor:
         self.me = me
         self.executed = 0
         self.restarts = 0  # worker processes replaced (exited, or killed past a timeout)
-        self.queue: deque[_Job] = deque()
+        self.queue = RunQueue()  # runs waiting for a worker (O(log n) a run, a tick)
         self._killers: list[threading.Thread] = []
         self._now = now  # the agent's monotonic clock
         self._wall = wall  # and its wall clock: EXECUTE's due time is a wall time
@@ -179,33 +164,30 @@ class Executor:
         ahead = max(0.0, msg.due_ms / 1000 - self._wall()) if msg.due_ms > 0 else 0.0
         release = now + max(0.0, ahead - RELEASE_LEAD_MS / 1000)
         job = _Job(msg, reply_to, now, now + ahead + msg.timeout_ms / 1000, release,
-                   now + ahead, held=release > now)
+                   now + ahead)
         if log.isEnabledFor(logging.DEBUG):  # per run: DEBUG, off the hot path at INFO
             log.debug("executing task=%s slot=%d term=%d run=%s", msg.task, msg.slot, msg.term,
                       msg.run_id, extra={"task": msg.task, "slot": msg.slot, "run": msg.run_id})
         if msg.task not in self.defs:
             self._reply(job, "error", None, f"task {msg.task!r} is not loaded on {self.node}")
             return
-        self.queue.append(job)
+        self.queue.add(job, now)
         self._pump(now)
 
     def _pump(self, now: float) -> None:
         """Idle workers take the runs that may go now, the earliest start first (a run due
         now before one that waits for its due time; otherwise in arrival order)."""
-        for job in self.queue:
-            if job.held and job.release <= now:
-                job.held = False
+        queue = self.queue
+        if not queue:
+            return
+        queue.release(now)
         for worker in self.workers.values():
-            if not self.queue:
-                return
             if worker.identity is not None and worker.job is None:
-                job = min((j for j in self.queue if not j.held), key=lambda j: j.start,
-                          default=None)
+                job = queue.pop_ready()
                 if job is None:
                     return
-                self.queue.remove(job)
                 if not self._start(worker, job, now):
-                    self.queue.appendleft(job)  # for the next idle worker
+                    queue.push_back(job)  # for the next idle worker
 
     def _start(self, worker: _Worker, job: _Job, now: float) -> bool:
         """Hand ``job`` to ``worker``; False if its link broke (the job is not taken)."""
@@ -302,8 +284,7 @@ class Executor:
 
     def expire(self, now: float) -> None:
         """Kill runs past their timeout; time out runs that never got a worker."""
-        for job in [j for j in self.queue if now >= j.deadline]:
-            self.queue.remove(job)
+        for job in self.queue.expired(now):
             self._reply(job, "timeout", None, "no free worker before the timeout")
         for worker in self.workers.values():
             job = worker.job
@@ -358,13 +339,8 @@ class Executor:
 
     def next_deadline(self) -> float:
         """The next kill or queue timeout, or the next release of a held run."""
-        # Every loop turn asks: one pass, no lists (O(runs on this node), not O(tasks)).
-        best = float("inf")
-        for j in self.queue:
-            if j.deadline < best:
-                best = j.deadline
-            if j.held and j.release < best:
-                best = j.release
+        # Every loop turn asks: O(workers) plus the queue's heads, however many wait.
+        best = self.queue.next_deadline()
         for w in self.workers.values():
             job = w.job
             if job is not None and job.deadline < best:
@@ -373,7 +349,7 @@ class Executor:
 
     def has_run(self, run_id: str) -> bool:
         """Is this run queued or running here?"""
-        return any(j.msg.run_id == run_id for j in self.queue) or any(
+        return self.queue.has_run(run_id) or any(
             w.job is not None and w.job.msg.run_id == run_id for w in self.workers.values())
 
     def busy(self) -> bool:
@@ -407,6 +383,6 @@ class Executor:
 
     def stats(self) -> dict[str, Any]:
         return {"executed": self.executed, "queued": len(self.queue),
-                "held": sum(j.held for j in self.queue),
+                "held": self.queue.held_count,
                 "busy_workers": sum(w.job is not None for w in self.workers.values()),
                 "workers": len(self.workers), "restarts": self.restarts}

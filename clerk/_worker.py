@@ -102,6 +102,22 @@ def hold_until(due_ms: float, wall: Callable[[], float] = time.time,
 def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
     """Run one job; never raises: the outcome says what happened. A job sent ahead of its
     due time starts at it (``hold_until``), never before; its duration counts from then."""
+    reply, _ = _run_job(job, cache)
+    return reply
+
+
+def done_body(reply: dict[str, Any], state_json: str | None) -> bytes:
+    """The ``done`` message's body for ``reply``, with its state as ``state_json`` when given
+    (the text ``run_job`` already encoded to check its size: a state is encoded once)."""
+    if state_json is None:
+        return json.dumps(reply).encode()
+    rest = json.dumps({k: v for k, v in reply.items() if k != "state"})
+    return f'{rest[:-1]}, "state": {state_json}}}'.encode()
+
+
+def _run_job(job: dict[str, Any], cache: dict[str, Task]) -> tuple[dict[str, Any], str | None]:
+    """:func:`run_job`, and the new state as JSON text (None when the run failed)."""
+    encoded: str | None = None
     name = str(job.get("task"))
     started = time.perf_counter()
     due_ms = job.get("due_ms")
@@ -127,7 +143,7 @@ def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
                       f"{MAX_STATE_BYTES}-byte limit")
         outcome, error = "ok", ""
     except (Exception, SystemExit) as exc:  # the user's code: report it, keep the state
-        new_state = None
+        new_state = encoded = None
         outcome = "error"
         if isinstance(exc, _tasks.TaskStateError):
             error = str(exc)
@@ -138,7 +154,7 @@ def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
         run_context()
     duration = (time.perf_counter() - started) * 1000
     return {"run": job.get("run"), "outcome": outcome, "state": new_state,
-            "duration_ms": duration, "error": error}
+            "duration_ms": duration, "error": error}, encoded
 
 
 def main(endpoint: str, wid: int, node: str = "", log_level: str = "info",
@@ -165,9 +181,9 @@ def main(endpoint: str, wid: int, node: str = "", log_level: str = "info",
             if kind != RUN:
                 continue
             job = json.loads(body)
-            reply = run_job(job, cache)
+            reply, state_json = _run_job(job, cache)
             try:
-                send_msg(sock, DONE, json.dumps(reply).encode())
+                send_msg(sock, DONE, done_body(reply, state_json))
             except LinkClosed:
                 return
     finally:

@@ -7,6 +7,8 @@
     .venv/bin/python tools/bench_tasks.py --only b   # only (b), lateness, lead vs no lead
     .venv/bin/python tools/bench_tasks.py --only a --against ../main   # (a): this tree vs another
     .venv/bin/python tools/bench_tasks.py --only c --levels 400,2000   # (c) at these rates
+    .venv/bin/python tools/bench_tasks.py --only c --levels 400,1000 --against ../main
+        # (c): this tree and another in turns, level by level (--repeats each), a table of both
 
 Everything is measured in one run on this machine, so the ratios mean something even when the
 machine is noisy:
@@ -125,16 +127,32 @@ def skipped_total(cluster: LocalCluster, manager: str) -> int:
                for t in st["tasks"])
 
 
+@contextlib.contextmanager
+def _source(source: str | None) -> Any:
+    """Node processes started meanwhile import ``clerk`` from ``source`` (None: this tree):
+    LocalCluster hands them this process's ``sys.path`` as PYTHONPATH."""
+    if source is None:
+        yield
+        return
+    sys.path.insert(0, source)
+    try:
+        yield
+    finally:
+        sys.path.remove(source)
+
+
 def clerk_lateness(n_tasks: int, interval: int, window: float, nodes: int = 3,
-                   workers: int = 2, lead: int | None = None) -> Lateness:
+                   workers: int = 2, lead: int | None = None,
+                   source: str | None = None) -> Lateness:
     """Run ``n_tasks`` Stamp tasks every ``interval`` ms on a ``nodes``-node cluster, with
-    the default dispatch lead (``lead`` None) or ``dispatch_lead = lead``."""
+    the default dispatch lead (``lead`` None) or ``dispatch_lead = lead``; its nodes run the
+    Clerk of ``source`` (another tree; None: this one)."""
     with tempfile.TemporaryDirectory(prefix="bench-stamps-") as tmp:
         d = Path(tmp)
         tasks = [clerk.task(STAMP, name=f"t{i:04d}", interval=interval, timeout=5000,
                             args={"dir": str(d)}) for i in range(n_tasks)]
-        with LocalCluster(nodes, tasks=tasks, workers=workers, log_level="warning",
-                          dispatch_lead=lead) as c:
+        with _source(source), LocalCluster(nodes, tasks=tasks, workers=workers,
+                                           log_level="warning", dispatch_lead=lead) as c:
             manager = c.wait_for_manager(timeout=60)
             # Warm up: every task has run once (first slots come one interval after takeover).
             try:
@@ -452,6 +470,50 @@ def max_rate(measure: Callable[[int, int, float], Lateness], levels: Sequence[in
     return best, tried
 
 
+def rate_pairs(levels: Sequence[int], interval: int, window: float, against: str,
+               repeats: int) -> list[tuple[int, list[Lateness], list[Lateness]]]:
+    """(c) with ``--against``: each level measured on this tree and on ``against`` in turns
+    (the first one alternating from repeat to repeat), every level whatever the last gave."""
+    out = []
+    for rate in levels:
+        n = max(1, rate * interval // 1000)
+        mine: list[Lateness] = []
+        other: list[Lateness] = []
+        for rep in range(repeats):
+            order = [None, against] if (rate + rep) % 2 == 0 else [against, None]
+            for source in order:
+                lat = clerk_lateness(n, interval, window, source=source)
+                (mine if source is None else other).append(lat)
+                label = "this tree" if source is None else "against"
+                print(f"  {label:<10} {rate:>5}/s target: {lat.runs_per_s:7.1f}/s  median "
+                      f"{lat.median:6.2f} ms  p99 {lat.p99:7.2f} ms  skipped {lat.skipped}  "
+                      f"{'ok' if lat.ok() else 'over'}; CPU per run {fmt_cpu(lat.cpu)}; "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+        out.append((rate, mine, other))
+    return out
+
+
+def pairs_table(pairs: list[tuple[int, list[Lateness], list[Lateness]]]) -> str:
+    """Medians over the repeats, this tree against the other, level by level."""
+    def med(ls: list[Lateness], f: Callable[[Lateness], float]) -> float:
+        return statistics.median(f(x) for x in ls)
+
+    def cpu(ls: list[Lateness]) -> str:
+        roles = [k for k in ls[0].cpu]
+        parts = {k: med(ls, lambda x, k=k: x.cpu.get(k, 0.0)) for k in roles}
+        return fmt_cpu(parts)
+
+    lines = ["| target runs/s | tree | runs/s | p99 ms | skipped | ok | CPU per run (µs) |",
+             "|--:|---|--:|--:|--:|--:|---|"]
+    for rate, mine, other in pairs:
+        for label, ls in (("against", other), ("this tree", mine)):
+            lines.append(
+                f"| {rate} | {label} | {med(ls, lambda x: x.runs_per_s):.0f} | "
+                f"{med(ls, lambda x: x.p99):.2f} | {sum(x.skipped for x in ls)} | "
+                f"{sum(x.ok() for x in ls)}/{len(ls)} | {cpu(ls)} |")
+    return "\n".join(lines)
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -494,17 +556,19 @@ def main() -> int:
                     help="(c): these rates (runs/s, comma-separated) instead of the default "
                          "steps")
     ap.add_argument("--against", metavar="DIR",
-                    help="(a) only: also measure the Clerk in DIR (another checkout, e.g. a git "
-                         "worktree of main), interleaved with this one")
+                    help="(a) or (c) only: also measure the Clerk in DIR (another checkout, "
+                         "e.g. a git worktree of main), interleaved with this one")
+    ap.add_argument("--repeats", type=int, default=2,
+                    help="(c) with --against: measurements of each tree at each level")
     args = ap.parse_args()
     if args.against is not None:
-        if args.only != "a":
-            ap.error("--against goes with --only a")
+        if args.only not in ("a", "c"):
+            ap.error("--against goes with --only a or --only c")
         args.against = str(Path(args.against).resolve())
         if not (Path(args.against) / "clerk" / "__init__.py").is_file():
             ap.error(f"--against {args.against}: no clerk/__init__.py there")
     quick = args.quick
-    if args.only in (None, "b", "c"):
+    if args.only in (None, "b", "c") and args.against is None:
         ensure_apscheduler()
     window = 4.0 if quick else 8.0
     levels = ([100, 400, 1000, 2000, 2400] if quick
@@ -572,6 +636,19 @@ def main() -> int:
             rows.append((f"(b) CPU per run, {label}", fmt_cpu(c.cpu), fmt_cpu(z.cpu), "", "",
                          "the workers' share holds the wait for the due time (sleep, then a "
                          "spin of at most 0.1 ms)"))
+    if args.only == "c" and args.against is not None:
+        print(f"(c) throughput, this tree and {args.against} in turns ...", flush=True)
+        pairs = rate_pairs(levels, 100, window / 2, args.against, args.repeats)
+        table = pairs_table(pairs)
+        load = f"load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+        print(f"\n{table}\n\n({time.time() - started:.0f} s, {os.cpu_count()} cores, {load})")
+        if args.out:
+            Path(args.out).write_text(
+                f"# tools/bench_tasks.py --only c --against {args.against} "
+                f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {load})\n\n"
+                f"{table}\n")
+            print(f"wrote {args.out}")
+        return 0
     if args.only in (None, "c"):
         print("(c) throughput (p99 lateness < 10 ms, nothing skipped) ...", flush=True)
     else:

@@ -256,3 +256,23 @@ def test_a_job_sent_ahead_starts_at_its_due_time_and_its_duration_counts_from_it
     assert out["state"]["start"] >= due_ms / 1000  # never before due, by the wall clock
     assert out["state"]["due"] == pytest.approx(due_ms / 1000, abs=1e-6)
     assert out["duration_ms"] < 250  # the 300 ms wait is not part of the run
+
+
+@pytest.mark.parametrize("cls", [Echo, BadState, Huge, Raises])
+def test_done_body_carries_the_state_encoded_once(cls: type,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``done`` body holds the state as the text the size check encoded: it reads back
+    as the reply itself, and the state is not encoded a second time."""
+    import json
+
+    from clerk import _worker
+
+    reply, text = _worker._run_job(job(cls, state={"n": "é"}), {})
+    assert (text is None) == (reply["outcome"] != "ok")
+    encoded: list[Any] = []
+    real = json.dumps
+    monkeypatch.setattr(_worker.json, "dumps",
+                        lambda obj, **kw: encoded.append(obj) or real(obj, **kw))
+    body = _worker.done_body(reply, text)
+    assert json.loads(body) == reply
+    assert all("state" not in o for o in encoded) or text is None

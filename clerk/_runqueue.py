@@ -1,0 +1,180 @@
+"""The executor's queue of runs that wait for a worker, O(log n) per run and per tick.
+
+A run waits here until a worker takes it (:mod:`clerk._executor`). Rules, as the executor had
+them with a plain list:
+
+* **Held, then ready.** A run sent ahead of its due time is *held* until its ``release`` time
+  (``RELEASE_LEAD_MS`` before it is due, :mod:`clerk._lead`); :meth:`RunQueue.release` makes
+  the held runs whose time has come ready.
+* **Earliest start first.** A free worker takes the ready run with the earliest ``start`` (its
+  due time, or its arrival for a run due at once); ties go to the run that arrived first. A run
+  handed back (its worker's link broke before it took the run) keeps its place.
+* **Timeouts.** A queued run whose ``deadline`` passed leaves the queue (:meth:`expired`).
+* **Wake-ups.** :meth:`next_deadline` is the earliest deadline of a queued run or release of
+  a held one: the loop must wake up then.
+
+Every operation is O(log n) amortized for n queued runs (heaps with lazy deletion, compacted
+when stale entries outnumber live ones): the loop asks for the next deadline every turn and
+expires every tick, and with a list both walked every queued run (2.9 ms a tick with 10,000
+runs queued on one node).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Job", "RunQueue"]
+
+
+@dataclass(eq=False)
+class Job:
+    """A run in this node's executor: queued, then on a worker."""
+
+    msg: Any  # clerk._messages.Execute
+    reply_to: str
+    received: float
+    deadline: float
+    #: When it may go to a worker (monotonic): at once, or RELEASE_LEAD_MS before its due time.
+    release: float = 0.0
+    #: When it starts (monotonic): its due time, or at once. Free workers take the earliest.
+    start: float = 0.0
+    #: Until :meth:`RunQueue.release` sees its release time: that time wakes the loop.
+    held: bool = False
+    wid: int | None = None
+    started: float = 0.0
+    seq: int = field(default=0, repr=False)  # arrival order in the queue (ties, staleness)
+
+
+class RunQueue:
+    """Queued runs (see the module docstring). Iterates in arrival order."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[int, Job] = {}  # queued, by seq (insertion: arrival order)
+        self._seq = 0
+        self._ready: list[tuple[float, int]] = []  # (start, seq) of ready runs
+        self._held: list[tuple[float, int]] = []  # (release, seq) of held runs
+        self._deadlines: list[tuple[float, int]] = []  # (deadline, seq) of every queued run
+        self._run_ids: Counter[str] = Counter()
+        self.held_count = 0
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __bool__(self) -> bool:
+        return bool(self._jobs)
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(list(self._jobs.values()))
+
+    def has_run(self, run_id: str) -> bool:
+        return self._run_ids[run_id] > 0
+
+    def add(self, job: Job, now: float) -> None:
+        """Queue ``job``: held if its release time is still to come."""
+        self._seq += 1
+        job.seq = self._seq
+        job.held = job.release > now
+        self._enter(job)
+        heapq.heappush(self._deadlines, (job.deadline, job.seq))
+
+    def push_back(self, job: Job) -> None:
+        """A run :meth:`pop_ready` gave out that no worker took: it waits again, in its
+        place (its arrival order kept)."""
+        job.held = False
+        self._enter(job)
+        heapq.heappush(self._deadlines, (job.deadline, job.seq))
+
+    def _enter(self, job: Job) -> None:
+        self._jobs[job.seq] = job
+        self._run_ids[job.msg.run_id] += 1
+        if job.held:
+            self.held_count += 1
+            heapq.heappush(self._held, (job.release, job.seq))
+        else:
+            heapq.heappush(self._ready, (job.start, job.seq))
+
+    def _leave(self, job: Job) -> None:
+        del self._jobs[job.seq]
+        rid = job.msg.run_id
+        left = self._run_ids[rid] - 1
+        if left > 0:
+            self._run_ids[rid] = left
+        else:
+            del self._run_ids[rid]
+        if job.held:
+            self.held_count -= 1
+
+    def release(self, now: float) -> None:
+        """Held runs whose release time has come are ready."""
+        held, jobs = self._held, self._jobs
+        while held and held[0][0] <= now:
+            _, seq = heapq.heappop(held)
+            job = jobs.get(seq)
+            if job is None or not job.held:
+                continue  # stale: it left the queue
+            job.held = False
+            self.held_count -= 1
+            heapq.heappush(self._ready, (job.start, seq))
+
+    def pop_ready(self) -> Job | None:
+        """The ready run with the earliest start (then arrival), out of the queue; None if
+        no run is ready."""
+        ready, jobs = self._ready, self._jobs
+        while ready:
+            _, seq = heapq.heappop(ready)
+            job = jobs.get(seq)
+            if job is None or job.held:
+                continue  # stale
+            self._leave(job)
+            self._compact()
+            return job
+        return None
+
+    def expired(self, now: float) -> list[Job]:
+        """Queued runs whose deadline is ``now`` or past, out of the queue."""
+        out: list[Job] = []
+        deadlines, jobs = self._deadlines, self._jobs
+        while deadlines and deadlines[0][0] <= now:
+            _, seq = heapq.heappop(deadlines)
+            job = jobs.get(seq)
+            if job is not None and now >= job.deadline:
+                self._leave(job)
+                out.append(job)
+        self._compact()
+        return out
+
+    def next_deadline(self) -> float:
+        """The earliest deadline of a queued run or release of a held one (``inf``: none)."""
+        best = float("inf")
+        jobs = self._jobs
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1] not in jobs:
+            heapq.heappop(deadlines)  # stale: it left the queue
+        if deadlines:
+            best = deadlines[0][0]
+        held = self._held
+        while held:
+            job = jobs.get(held[0][1])
+            if job is not None and job.held:
+                if held[0][0] < best:
+                    best = held[0][0]
+                break
+            heapq.heappop(held)
+        return best
+
+    def _compact(self) -> None:
+        """Rebuild the heaps from the live runs once stale entries outnumber them (bounds
+        memory; amortized O(1) per operation)."""
+        live = len(self._jobs)
+        if len(self._deadlines) + len(self._ready) + len(self._held) <= 4 * live + 64:
+            return
+        jobs = self._jobs.values()
+        self._deadlines = [(j.deadline, j.seq) for j in jobs]
+        self._ready = [(j.start, j.seq) for j in jobs if not j.held]
+        self._held = [(j.release, j.seq) for j in jobs if j.held]
+        for heap in (self._deadlines, self._ready, self._held):
+            heapq.heapify(heap)
