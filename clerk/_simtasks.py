@@ -97,6 +97,9 @@ class AckedResult:
     node: str  # where the run ran
     run_id: str
     value: int  # the counter the run returned
+    #: The nodes that held its row when it was acknowledged (the manager and every live
+    #: member); empty when it was acknowledged after ACK_WAIT without that.
+    holders: tuple[str, ...] = ()
 
 
 class SimLedger:
@@ -283,11 +286,14 @@ class LedgerLayer:
             log = core.table_log
             if log.complete and self.acks.waiting_stamp():
                 self.acks.stamp(log.log, log.seq)
+            live = (self.node.name, *(m.name for m in core.members.others() if m.alive))
             for ack in self.acks.release(log.log, core.replicated_upto(), self.net.now):
                 applied = self._applied.pop(ack.run_id, None)
                 if applied is not None:
+                    waited_out = ack.since + ACK_WAIT <= self.net.now
                     self.world.acked.append(AckedResult(self.net.now, self.node.name,
-                                                        applied[0], ack.run_id, applied[1]))
+                                                        applied[0], ack.run_id, applied[1],
+                                                        () if waited_out else live))
                 self.net.send(self.node.name, ack.to,
                               ResultAck(core.me, core.term, ack.task, ack.run_id))
         claim = core.manager_claim
