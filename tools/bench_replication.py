@@ -28,8 +28,13 @@ as before) and activating (still one step).
 task every 200 ms (``--task-interval``; ``0``: no task at all, the cost of heartbeats alone);
 the manager's whole process tree (node, agent, workers) and its agent (the loop) alone, in %
 of one core over 10 s, once settled, and what that is per member beyond the first (the
-growth). ``--before PATH`` runs the same clusters from another source tree (e.g. ``git
-archive main | tar -x -C PATH``), interleaved with this one so both see the same machine.
+growth). A second table says where it goes: the agent's loop thread and ZeroMQ's I/O thread
+(per-thread CPU from ``/proc/<pid>/task``), the agent's wake-ups (context switches of all its
+threads), per member per second the ZeroMQ messages the manager sends and receives
+(``clerk status``) and the TCP data segments on its connections (``ss -ti``: messages and
+ZeroMQ PINGs/PONGs alike), and the median follower's whole tree. ``--before PATH`` runs the
+same clusters from another source tree (e.g. ``git archive main | tar -x -C PATH``),
+interleaved with this one so both see the same machine.
 """
 
 from __future__ import annotations
