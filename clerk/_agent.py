@@ -350,7 +350,7 @@ class Agent:
         a DEALER to each, and a REQ (elections only) to those this node's ELECTIONs go to,
         the members ranked above it and the manager it follows (probed when suspected); any
         other gets one when first asked. Every connection costs both ends ZeroMQ PINGs
-        (5 a second), and a REQ to every member was a quarter of an idle node's connections."""
+        (one a second), and a REQ to every member was a quarter of an idle node's connections."""
         live = [i for i in self.core.member_list() if i.name != self.me.name and i.alive]
         # Pinned links are never closed to make room for strangers' addresses; the list
         # is capped so that a forged member list cannot pin (or open) unbounded sockets.

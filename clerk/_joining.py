@@ -82,8 +82,9 @@ MAX_PROBATION = 32
 #: only sign of life of an idle member, and each costs the manager's loop a wake-up, a
 #: receive, a decode and a core step: ten a second per member were most of its CPU per member
 #: (``tools/bench_replication.py --cpu``). Four per timeout leave a member's loop 3/4 of the
-#: member timeout (1.5 s, was 1.9 s) of stall before it is dropped as silent, and a crash or
-#: a pause is noticed sooner anyway, by the connection (``PeerDown``; ZeroMQ's 1 s TTL).
+#: member timeout (1.5 s, was 1.9 s) of stall before it is dropped as silent; a crash is
+#: noticed at once by the connection (``PeerDown``), a pause by the member timeout or within
+#: ~2 s by the connection (ZeroMQ's PING a second, ``clerk._transport``), whichever is first.
 ACKS_PER_TIMEOUT = 4
 #: Member lists learned before (or besides) a manager's are taken up to this many rows.
 MAX_LEARN = 1024

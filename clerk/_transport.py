@@ -34,15 +34,20 @@ input.
 through a partition sits in TCP's retry back-off after the heal (SYNs resent after 1, 3, 7,
 15 s; data after exponentially growing RTOs), and nodes see each other again seconds late:
 
-* ZeroMQ heartbeats (``HEARTBEAT_IVL`` / ``TIMEOUT`` / ``TTL``): a connection that carries
-  nothing for ``HEARTBEAT_TIMEOUT`` is closed by ZeroMQ and reconnected from scratch, so no
-  connection is left in back-off. The timeout is above the manager timeout (0.7 s), so the
-  protocol, not this, notices a silent manager; and ZeroMQ's I/O thread answers PINGs even
-  while the Python loop is busy, so a slow loop never loses its connections. Only the
-  connecting side (DEALER, REQ) sends PINGs: every node links to every member, so a ROUTER
-  pinging too doubled the PING/PONG traffic, which was most of an idle follower's CPU (the
-  ZeroMQ I/O thread: 1.4 % of 1.9 % at 10 members, on ~36 connections). The ROUTER side
-  still closes a connection that is silent for the TTL its peer's PINGs carry.
+* ``TCP_MAXRT`` (Linux's ``TCP_USER_TIMEOUT``): a connection whose data stays unacknowledged
+  for ``MAXRT_MS`` is closed by the kernel and ZeroMQ reconnects. Free while the network works
+  (the peer's *kernel* acknowledges, so a busy or paused peer keeps its connections), it
+  catches every connection that carries traffic within a second of a partition.
+* ZeroMQ heartbeats, for connections that carry nothing: a PING a second from the connecting
+  side (DEALER, REQ; a ROUTER pinging too would double them), closed if unanswered for
+  ``HEARTBEAT_TIMEOUT``. So within ~2 s of a partition every connection across it is in
+  ZeroMQ's reconnect loop (a SYN at least every half second; an ``up`` event when one gets
+  through sends our claim at once: :func:`clerk._joining.on_peer_up`), not idle until the
+  protocol first writes to it late in the partition, into TCP's back-off (without PINGs, 3 s
+  heals took ~1.1 s instead of ~0.3). PINGs every 200 ms were ~30 of an idle manager's ~44
+  frames per member per second, half its agent's CPU (ZeroMQ's I/O thread); at 1 s, 6. The
+  timeout is above the manager timeout, and ZeroMQ's I/O thread answers PINGs while the loop
+  is busy. The ROUTER closes a connection silent for the TTL its peer's PINGs carry.
 * ``CONNECT_TIMEOUT``: a connect that got no answer is abandoned and retried (a fresh SYN)
   after ``RECONNECT_IVL``, capped by ``RECONNECT_IVL_MAX``, instead of waiting for the
   kernel's SYN back-off.
@@ -99,12 +104,15 @@ NEW_LINK_BURST = 100.0
 #: stop lost a run's result now and then. Bounded: a peer that is gone costs this much once.
 FINAL_LINGER_MS = 200
 PENDING_TTL = 1.0
-#: ZeroMQ heartbeat: a PING every 200 ms (two heartbeat intervals of the protocol: cheap, and
-#: the connection is proven at least as often as the manager heartbeats); a connection with no
-#: traffic for 1 s is dead (above ``manager_timeout``, see the module docstring).
-HEARTBEAT_IVL_MS = 200
+#: Sent data unacknowledged this long closes the connection (``TCP_USER_TIMEOUT``): above the
+#: manager timeout (0.7 s), so the protocol, not this, notices a silent manager; a peer's
+#: kernel answers in well under a millisecond on a LAN, however loaded the peer is.
+MAXRT_MS = 1000
+#: ZeroMQ heartbeat: a PING a second; a connection with no answer for 1 s after one is dead
+#: (above ``manager_timeout``). Every connection across a partition is closed within ~2 s.
+HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 1000
-HEARTBEAT_TTL_MS = 1000
+HEARTBEAT_TTL_MS = 2000
 #: Reconnect attempts every 100 ms (ZeroMQ's default), backing off to at most 200 ms.
 RECONNECT_IVL_MS = 100
 RECONNECT_IVL_MAX_MS = 200
@@ -122,13 +130,13 @@ KEEPALIVE_CNT = 3
 
 
 def tune(sock: zmq.Socket, ping: bool = True) -> None:
-    """The recovery options above, for any TCP socket of the node. ``ping=False`` (the
-    ROUTER): no PINGs of its own on its connections; it still answers the connecting side's
-    PINGs, and drops a connection silent for the TTL that those PINGs carry."""
+    """The recovery options above, for any TCP socket of the node (a ROUTER's apply to the
+    connections it accepts). ``ping=False`` (the ROUTER): no PINGs of its own."""
     if ping:
         sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS)
+    sock.setsockopt(zmq.TCP_MAXRT, MAXRT_MS)
     sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
     sock.setsockopt(zmq.CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)

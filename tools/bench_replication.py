@@ -28,8 +28,13 @@ as before) and activating (still one step).
 task every 200 ms (``--task-interval``; ``0``: no task at all, the cost of heartbeats alone);
 the manager's whole process tree (node, agent, workers) and its agent (the loop) alone, in %
 of one core over 10 s, once settled, and what that is per member beyond the first (the
-growth). ``--before PATH`` runs the same clusters from another source tree (e.g. ``git
-archive main | tar -x -C PATH``), interleaved with this one so both see the same machine.
+growth). A second table says where it goes: the agent's loop thread and ZeroMQ's I/O thread
+(per-thread CPU from ``/proc/<pid>/task``), the agent's wake-ups (context switches of all its
+threads), per member per second the ZeroMQ messages the manager sends and receives
+(``clerk status``) and the TCP data segments on its connections (``ss -ti``: messages and
+ZeroMQ PINGs/PONGs alike), and the median follower's whole tree. ``--before PATH`` runs the
+same clusters from another source tree (e.g. ``git archive main | tar -x -C PATH``),
+interleaved with this one so both see the same machine.
 """
 
 from __future__ import annotations
@@ -254,13 +259,50 @@ def show(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 # --- the CPU part ---------------------------------------------------------------------------
 
 CPU_CHILD = r"""
-import json, sys, time
+import json, os, statistics, subprocess, sys, time
 import psutil
 import clerk
 from clerk.testing import LocalCluster
 
 size, window, every = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 tasks = [clerk.task("clerk.examples:Tally", name="tick", interval=every)] if every else []
+HZ = os.sysconf("SC_CLK_TCK")
+
+def threads(pid):
+    # {tid: (name, cpu s, context switches)} from /proc: per thread, which psutil does not name
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+                stat = fh.read()
+            with open(f"/proc/{pid}/task/{tid}/status") as fh:
+                sw = sum(int(ln.split()[1]) for ln in fh if "ctxt_switches" in ln)
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        f = stat[stat.rindex(")") + 2:].split()
+        out[int(tid)] = (name, (int(f[11]) + int(f[12])) / HZ, sw)
+    return out
+
+def segments(conns):
+    # data segments in + out (ss -ti) on these (local, remote) TCP endpoints: ZeroMQ frames
+    # on the wire, application messages and ZMTP PINGs/PONGs alike
+    want = {(f"{c.laddr.ip}:{c.laddr.port}", f"{c.raddr.ip}:{c.raddr.port}") for c in conns
+            if c.raddr}
+    text = subprocess.run(["ss", "-tinH", "state", "established"], capture_output=True,
+                          text=True).stdout
+    total, key = 0, None
+    for line in text.splitlines():
+        if not line.startswith((" ", "\t")):
+            parts = line.split()
+            key = (parts[2], parts[3]) if len(parts) >= 4 else None
+            continue
+        if key in want:
+            for part in line.split():
+                if part.startswith(("data_segs_in:", "data_segs_out:")):
+                    total += int(part.split(":")[1])
+    return total
+
 with LocalCluster(size, tasks, data_dir=False, log_level="warning") as c:
     deadline = time.monotonic() + 180
     manager = None
@@ -280,17 +322,52 @@ with LocalCluster(size, tasks, data_dir=False, log_level="warning") as c:
     name = manager[0]
     time.sleep(3.0)  # settled: every member has the table
     procs = [psutil.Process(p) for p in c.pids(name)]
+    followers = {n: [psutil.Process(p) for p in c.pids(n)] for n in c.names if n != name}
     port = c.ports[name]
     # The agent (the node's loop) is the process that listens on the node's port.
     agent = [p for p in procs if any(k.laddr and k.laddr.port == port and k.status == "LISTEN"
                                      for k in p.net_connections(kind="tcp"))]
     def cpu(ps):
-        return sum(sum(p.cpu_times()[:2]) for p in ps)
-    t0, a0, w0 = cpu(procs), cpu(agent), time.monotonic()
+        total = 0.0
+        for p in ps:
+            try:
+                total += sum(p.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        return total
+    def sample():
+        th = threads(agent[0].pid) if agent else {}
+        tr = c.status(name).get("transport", {})
+        conns = agent[0].net_connections(kind="tcp") if agent else []
+        return (cpu(procs), cpu(agent), {n: cpu(ps) for n, ps in followers.items()}, th,
+                tr, segments(conns), time.monotonic())
+    t0, a0, f0, th0, tr0, s0, w0 = sample()
     time.sleep(window)
-    t1, a1, w1 = cpu(procs), cpu(agent), time.monotonic()
-    print(json.dumps({"tree": 100 * (t1 - t0) / (w1 - w0),
-                      "agent": 100 * (a1 - a0) / (w1 - w0) if agent else None,
+    t1, a1, f1, th1, tr1, s1, w1 = sample()
+    span = w1 - w0
+    def pct(a, b):
+        return 100 * (b - a) / span
+    groups = {"loop": 0.0, "io": 0.0, "other": 0.0}
+    switches = 0
+    for tid, (tname, cpu1, sw1) in th1.items():
+        tname0, cpu0, sw0 = th0.get(tid, (tname, 0.0, 0))
+        group = ("loop" if agent and tid == agent[0].pid else
+                 "io" if tname.startswith("ZMQbg/IO") else "other")
+        groups[group] += cpu1 - cpu0
+        switches += sw1 - sw0
+    others = max(1, size - 1)
+    def per(key):
+        return (tr1.get(key, 0) - tr0.get(key, 0)) / span / others
+    print(json.dumps({"tree": pct(t0, t1),
+                      "agent": pct(a0, a1) if agent else None,
+                      "loop": 100 * groups["loop"] / span if agent else None,
+                      "io": 100 * groups["io"] / span if agent else None,
+                      "wakeups": switches / span if agent else None,
+                      "follower": statistics.median(pct(f0[n], f1[n]) for n in f1)
+                      if f1 else None,
+                      "sent": per("messages_sent") if size > 1 else None,
+                      "received": per("messages_received") if size > 1 else None,
+                      "segments": (s1 - s0) / span / others if size > 1 else None,
                       "processes": len(procs)}))
 """
 
@@ -329,6 +406,10 @@ def _ratio(g: dict[str, list[dict[str, Any]]], key: str) -> str:
     return f"{n / b:.2f}x" if b and n is not None else "-"
 
 
+#: The second table's columns: keys of the child's JSON line.
+DETAIL = ("loop", "io", "wakeups", "sent", "received", "segments", "follower")
+
+
 def cpu_part(sizes: list[int], before: Path | None, window: float, repeats: int,
              every: int) -> None:
     rows = []
@@ -362,6 +443,19 @@ def cpu_part(sizes: list[int], before: Path | None, window: float, repeats: int,
     print(f"Manager CPU, % of one core over {window:.0f} s ({load}; median of {repeats})")
     show(("members", "agent before", "agent now", "now/before", "tree before", "tree now",
           "now/before"), rows)
+    print()
+    print("Where the manager's agent spends it, before -> now: its loop thread and ZeroMQ's "
+          "I/O thread (% of a core), its wake-ups/s (context switches of all its threads); "
+          "per member per second, the ZeroMQ messages it sends and receives and the data "
+          "segments on its TCP connections (messages and ZMTP PINGs/PONGs alike); the median "
+          "follower's whole tree (% of a core)")
+    detail = []
+    for size in sizes:
+        g = got[size]
+        detail.append((str(size), *(f"{_med(g['before'], k)} -> {_med(g['now'], k)}"
+                                    if before is not None else _med(g["now"], k)
+                                    for k in DETAIL)))
+    show(("members", *DETAIL), detail)
 
 
 def main() -> int:

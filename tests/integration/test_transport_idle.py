@@ -8,12 +8,16 @@ its connection is reported ``down`` at once, not after a protocol timeout.
 
 from __future__ import annotations
 
+import os
+import socket
+import struct
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from clerk._transport import Inbound, Transport
+from clerk._transport import MAXRT_MS, Inbound, Transport
 from clerk.testing import free_ports, wait_until
 
 pytestmark = pytest.mark.timeout(30)
@@ -74,3 +78,74 @@ def test_a_closed_peer_is_down_at_once(pair) -> None:
                            for i in pump(a, seen)), timeout=5)
     # ZeroMQ's heartbeat timeout and the member timeout are both over a second.
     assert time.monotonic() - closed < 0.5
+
+
+def _tcp_connections() -> dict[int, socket.socket]:
+    """This process's connected TCP sockets (ZeroMQ's, duplicated), by descriptor."""
+    out: dict[int, socket.socket] = {}
+    for name in os.listdir("/proc/self/fd"):
+        if any(int(name) == s.fileno() for s in out.values()):
+            continue  # a number freed since the listing (its own) and taken by our dup
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            s = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue
+        try:
+            if s.family == socket.AF_INET and s.type == socket.SOCK_STREAM and s.getpeername():
+                out[int(name)] = s
+                continue
+        except OSError:
+            pass
+        s.close()
+    return out
+
+
+def _data_segments(s: socket.socket) -> int:
+    """Data segments in + out so far (``struct tcp_info``: tcpi_data_segs_in and _out)."""
+    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 160)
+    data_in, data_out = struct.unpack_from("II", info, 152)
+    return int(data_in + data_out)
+
+
+def _quiet_for(seconds: float, *transports: Transport) -> None:
+    """Let ``transports`` run their polls for ``seconds`` (a span of nothing happening)."""
+    until = time.monotonic() + seconds
+    wait_until(lambda: [t.poll(5, time.monotonic()) for t in transports] and
+               time.monotonic() >= until, timeout=seconds + 5)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="TCP_USER_TIMEOUT and tcp_info: Linux")
+def test_an_idle_link_carries_a_ping_a_second_and_a_stuck_one_is_closed_by_the_kernel(
+        pair) -> None:
+    """An idle connection carries ZeroMQ's PINGs and PONGs only, one each a second (they were
+    five, most of an idle manager's frames); the protocol's traffic proves the busy ones. A
+    connection whose data goes unacknowledged (a partition) is closed by the kernel:
+    TCP_USER_TIMEOUT on every connection, both ends (``test_netns_heal.py``: real links)."""
+    a, b, b_address = pair
+    a.connect(b_address)  # a DEALER and a REQ: two connections, four TCP endpoints here
+    a.send(b_address, [b"hello"], time.monotonic())
+    got: list[Inbound] = []
+    wait_until(lambda: pump(b, got, a) and any(i.frames == [b"hello"] for i in got), timeout=5)
+    wait_until(lambda: len(_close_all(_tcp_connections())) == 4, timeout=5)
+    _quiet_for(0.3, a, b)  # the handshakes' last frames are on their way
+    conns = _tcp_connections()
+    try:
+        assert len(conns) == 4
+        assert {s.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+                for s in conns.values()} == {MAXRT_MS}
+        before = {fd: _data_segments(s) for fd, s in conns.items()}
+        _quiet_for(2.0, a, b)
+        grew = {fd: _data_segments(s) - before[fd] for fd, s in conns.items()}
+        # Each end of a connection: 2 PINGs and 2 PONGs in 2 s, +1 for the span's edges
+        # (with a PING every 200 ms: 20).
+        assert max(grew.values()) <= 5, grew
+    finally:
+        _close_all(conns)
+
+
+def _close_all(conns: dict[int, socket.socket]) -> dict[int, socket.socket]:
+    for s in conns.values():
+        s.close()
+    return conns
