@@ -58,6 +58,7 @@ class Definitions:
     _loading: tuple[object, list[tuple[str, str | None]], int] | None
     _offers_waiting: dict[str, Offer]
     _activate: bool | None
+    _rows_seen: dict[str, str | None] | None
     _held: list[Result]
     _encoder: RowEncoder
     _sent: tuple[str, int]
