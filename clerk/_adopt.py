@@ -185,11 +185,14 @@ class Adoption(OperatorControl):
                 if mine is None:
                     self.records[name] = rec
                     changed = True
+                    self._resize(name)
                 else:
                     row_changed, conflict = merge_rows(name, mine, rec, wall_ms, source)
                     changed |= row_changed
                     if conflict is not None:
                         self.conflicts_out.append(conflict)
+                    if row_changed:
+                        self._resize(name)  # (its state counts in the budget too)
                 continue
             if mine is None:
                 continue
@@ -212,15 +215,20 @@ class Adoption(OperatorControl):
                 continue
             changed = True
             if (mine.origin, mine.version, mine.has_state) != version:
-                size = _packed_size(mine.state) if mine.has_state else 0
-                self._states_total += size - self._state_bytes.get(name, 0)
-                self._state_bytes[name] = size
+                self._resize(name)
             if (self.active or self.activating) and name in self._grid:
                 nxt = max(self.next_slot.get(name, 0), mine.dispatched + 1, mine.slot + 1)
                 if nxt != self.next_slot.get(name):
                     self.next_slot[name] = nxt
                     self._push(name)
         return changed
+
+    def _resize(self, name: str) -> None:
+        """The task's state changed: what it takes of the states' budget."""
+        rec = self.records[name]
+        size = _packed_size(rec.state) if rec.has_state else 0
+        self._states_total += size - self._state_bytes.get(name, 0)
+        self._state_bytes[name] = size
 
     def offer_from(self, node: str) -> None:
         """``node``'s durable rows are merged: an ``init`` no longer waits for it."""

@@ -240,8 +240,9 @@ class Running(Adoption):
     def on_result(self, task: str, run_id: str, node: str, outcome: str, state: Any,
                   duration_ms: float, error: str, wall: float) -> Finished | None:
         """Apply a node's RESULT; None if it is not for a run in flight (late or unknown) or
-        does not come from the node the run was sent to."""
-        if not self.expects(task, run_id, node):
+        does not come from the node the run was sent to, or while an activation is under
+        way (its table is half done: the node, not acknowledged, sends it again)."""
+        if self.activating or not self.expects(task, run_id, node):
             return None
         rec = self.records[task]
         if outcome not in (*OUTCOMES, "refused"):
