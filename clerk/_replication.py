@@ -89,16 +89,9 @@ class Replication(Definitions):
             return  # the table is this node's own, or being loaded (_load_step)
         core = self.agent.core
         source = core.table_log if core.table_log.complete else core.replica
-        items = source.items()
-        seen = self._rows_seen
-        if seen is None:
-            seen = self._rows_seen = {}
-            changed = items
-        else:
-            changed = [(k, t) for k, t in items if seen.get(k) is not t]
-        if changed:
-            sched.load_rows(changed, 0, math.inf)
-            seen.update(changed)
+        if self._rows_seen is None:
+            self._rows_seen = {}
+        sched.follow_rows(source.items(), self._rows_seen)
 
     def on_offer(self, msg: Offer, now: float, wall: float) -> None:
         """A member's rows: merge them (manager only)."""
