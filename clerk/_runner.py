@@ -248,8 +248,8 @@ class TaskRunner(ResultRouting):
             return False
         graceful = bool(self._activate)
         self._activate = None
-        for name in sched.defs:  # adopted before this node was the manager
-            if name not in self.defs and name not in sched.gone:
+        for name in sched.in_defs_order(sched.defs.keys() - self.defs.keys()):
+            if name not in sched.gone:  # adopted before this node was the manager
                 log.info("task=%s is loaded by a live member: scheduling it", name)
         log.info("scheduling %d task(s) as manager (%s)", len(sched.defs),
                  "hand-over" if graceful else "takeover")

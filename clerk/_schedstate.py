@@ -242,6 +242,10 @@ class SchedulerState:
     def _inflight(self, value: Mapping[str, float]) -> None:
         self._deadlines = value if isinstance(value, Deadlines) else Deadlines(value)
 
+    def in_flight(self) -> list[str]:
+        """The tasks with a run in flight, in the order their runs entered (O(runs))."""
+        return list(self._deadlines)
+
     def in_defs_order(self, names: Iterable[str]) -> list[str]:
         """``names`` that have a definition, in the order of ``defs`` (O(k log k) for k names,
         where walking ``defs`` would be O(tasks)). ``defs`` only ever gains tasks at its end

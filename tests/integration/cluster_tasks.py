@@ -80,6 +80,13 @@ class SlowCounterOnN1(Counter):
         return [m for m in members if m.startswith("n1@")]
 
 
+class SlowCounterOnN2(SlowCounterOnN1):
+    """:class:`SlowCounterOnN1` that only node ``n2`` may run."""
+
+    def nodes(self, members: list[str]) -> list[str]:
+        return [m for m in members if m.startswith("n2@")]
+
+
 class Alternating(clerk.Task):
     """Fails on odd slots, counts on even ones; logs ``slot count-seen node`` per attempt."""
 
