@@ -162,12 +162,16 @@ class Adoption(OperatorControl):
                     seen: dict[str, str | None]) -> int:
         """:meth:`load_rows` of those ``items`` whose text is not the very object ``seen``
         holds for their key (a replica keeps a row's text object until the row changes), then
-        ``seen`` updated: a follower brought up to its replica again parses only the rows
-        changed since (10,000 tasks: every row was ~0.5 s). Returns how many it loaded."""
+        ``seen`` made the items' keys and texts: a follower brought up to its replica again
+        parses only the rows changed since (10,000 tasks: every row was ~0.5 s). Returns how
+        many it loaded."""
         changed = [(k, t) for k, t in items if seen.get(k) is not t] if seen else list(items)
         if changed:
             self.load_rows(changed, 0, math.inf)
             seen.update(changed)
+        if len(seen) > len(items):  # rows gone from the replica: ``seen`` holds exactly its
+            seen.clear()
+            seen.update(items)
         return len(changed)
 
     def merge(self, table: Any, wall: float | None = None, source: str = "") -> bool:
