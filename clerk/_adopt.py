@@ -14,6 +14,13 @@ a new manager continues (:meth:`Adoption.activate`):
   slot that fell due at least ``CATCH_UP_GUARD_MS`` before the takeover (the others are
   skipped); a task that never ran has missed nothing.
 
+**In slices.** A takeover activates in slices of the loop (:meth:`Adoption.begin_activation`,
+:meth:`Adoption.activate_step`; 10,000 tasks were one step of ~200 ms): until it is done the
+scheduler is not ``active`` and refuses results (their nodes send them again); a merge or a
+new definition between slices is taken into account (a task decided already has its next
+slot moved as when active, one not decided yet is decided from the merged row), and the
+outcome is the one-step one's. :meth:`Adoption.activate` is both in one step.
+
 **Init waits for OFFERs.** ``init(args)`` runs only when no node holds a state for the task;
 with ``await_offers`` (a real node) the manager first waits for every live member's OFFER of
 its durable rows, at most ``OFFER_WAIT_MS`` per member (:meth:`Adoption._init_held`).

@@ -8,9 +8,12 @@ agent's loop (cluster events, the loop's deadline and tick, status, close).
 
 * **No dispatch from an unconfirmed manager** (``NodeCore.dispatch_ok``): a manager that
   stalled dispatches nothing until a member confirms its claim.
-* **Activation** happens at the next tick after this node became the manager: it loads the
+* **Activation** starts at the next tick after this node became the manager: it loads the
   replicated table, resolves the definitions, activates the scheduler (graceful after a
-  hand-over), resolves the runs it adopted, and replicates at once.
+  hand-over), resolves the runs it adopted, and replicates at once. The load and the
+  activation run in slices of ``LOAD_BUDGET`` between the loop's other work
+  (:meth:`TaskRunner._take_over_step`); meanwhile results are not acknowledged (resent),
+  OFFERs wait, and status answers from the table as it is (``taking_over``).
 * **Quorum mode**: activation takes the voters' rows first, dispatches wait for their
   reservation's commit, results for their record's (:mod:`clerk._runquorum`).
 * **Leaving**: a leaving manager drains (no more dispatches, results still applied); a leaving
