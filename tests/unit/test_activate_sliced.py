@@ -241,3 +241,28 @@ def test_tasks_defined_during_the_activation_are_scheduled_too() -> None:
     assert "late" in s.next_slot
     ds, _ = s.tick(due("late", K + 2), members([*defs, tdef("late", IV)]))
     assert "late" in {d.task for d in ds}
+
+
+def _packed_size_by_encoding(state: Any) -> int:
+    """The definition: the state's JSON, escaped again into a string (as it was computed)."""
+    return len(json.dumps(json.dumps(state, separators=(",", ":"))))
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True)
+    | st.text(st.characters(codec=None)),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                 max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(state=_JSON)
+def test_a_states_size_is_counted_as_encoding_it_twice_would(state: Any) -> None:
+    assert _packed_size(state) == _packed_size_by_encoding(state)
+
+
+def test_a_states_size_with_every_kind_of_escape() -> None:
+    for state in ['"', "\\", "\n\t\x00\x1f\x7f", "é\u2028\ud800\U0001f600", {'k"\\': ['"\\']},
+                  float("inf"), -0.0, 1e300, [None, True, {"": ""}]]:
+        assert _packed_size(state) == _packed_size_by_encoding(state)
