@@ -14,6 +14,13 @@ a new manager continues (:meth:`Adoption.activate`):
   slot that fell due at least ``CATCH_UP_GUARD_MS`` before the takeover (the others are
   skipped); a task that never ran has missed nothing.
 
+**In slices.** A takeover activates in slices of the loop (:meth:`Adoption.begin_activation`,
+:meth:`Adoption.activate_step`; 10,000 tasks were one step of ~200 ms): until it is done the
+scheduler is not ``active`` and refuses results (their nodes send them again); a merge or a
+new definition between slices is taken into account (a task decided already has its next
+slot moved as when active, one not decided yet is decided from the merged row), and the
+outcome is the one-step one's. :meth:`Adoption.activate` is both in one step.
+
 **Init waits for OFFERs.** ``init(args)`` runs only when no node holds a state for the task;
 with ``await_offers`` (a real node) the manager first waits for every live member's OFFER of
 its durable rows, at most ``OFFER_WAIT_MS`` per member (:meth:`Adoption._init_held`).
@@ -39,6 +46,7 @@ runs in flight (:meth:`Adoption.drain`).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -49,7 +57,7 @@ from clerk._lead import MAX_DISPATCH_LEAD_MS
 from clerk._lineage import better
 from clerk._operator import OperatorControl
 from clerk._record import TaskRecord, merge_rows, unpack_table
-from clerk._schedstate import _grid_key, _packed_size
+from clerk._schedstate import _Activation, _grid_key, _packed_size
 from clerk._tasks import TaskDef
 
 __all__ = ["CATCH_UP_GUARD_MS", "OFFER_WAIT_MS", "Adoption"]
@@ -118,8 +126,11 @@ class Adoption(OperatorControl):
             mine = self.records.get(name)
             if mine is not None and better(mine, rec):
                 rec.take_state(mine)
+                self.kept_own.add(name)
                 if rec.running is not None:  # it started from the state not kept
                     rec.running = {**rec.running, "rebased": True}
+            else:
+                self.kept_own.discard(name)
             self.records[name] = rec  # kept even without a definition (see above)
 
     def _load_runs(self, runs: Any) -> None:
@@ -154,6 +165,22 @@ class Adoption(OperatorControl):
                 break
         return i
 
+    def follow_rows(self, items: Sequence[tuple[str, str | None]],
+                    seen: dict[str, str | None]) -> int:
+        """:meth:`load_rows` of those ``items`` whose text is not the very object ``seen``
+        holds for their key (a replica keeps a row's text object until the row changes), then
+        ``seen`` made the items' keys and texts: a follower brought up to its replica again
+        parses only the rows changed since (10,000 tasks: every row was ~0.5 s). Returns how
+        many it loaded."""
+        changed = [(k, t) for k, t in items if seen.get(k) is not t] if seen else list(items)
+        if changed:
+            self.load_rows(changed, 0, math.inf)
+            seen.update(changed)
+        if len(seen) > len(items):  # rows gone from the replica: ``seen`` holds exactly its
+            seen.clear()
+            seen.update(items)
+        return len(changed)
+
     def merge(self, table: Any, wall: float | None = None, source: str = "") -> bool:
         """Merge another table (a partition healed, or a member's OFFER of its durable rows):
         per task the state by lineage and version, the schedule by the furthest slot (see
@@ -181,11 +208,14 @@ class Adoption(OperatorControl):
                 if mine is None:
                     self.records[name] = rec
                     changed = True
+                    self._resize(name)
                 else:
                     row_changed, conflict = merge_rows(name, mine, rec, wall_ms, source)
                     changed |= row_changed
                     if conflict is not None:
                         self.conflicts_out.append(conflict)
+                    if row_changed:
+                        self._resize(name)  # (its state counts in the budget too)
                 continue
             if mine is None:
                 continue
@@ -208,15 +238,20 @@ class Adoption(OperatorControl):
                 continue
             changed = True
             if (mine.origin, mine.version, mine.has_state) != version:
-                size = _packed_size(mine.state) if mine.has_state else 0
-                self._states_total += size - self._state_bytes.get(name, 0)
-                self._state_bytes[name] = size
-            if self.active and name in self._grid:
+                self._resize(name)
+            if (self.active or self.activating) and name in self._grid:
                 nxt = max(self.next_slot.get(name, 0), mine.dispatched + 1, mine.slot + 1)
                 if nxt != self.next_slot.get(name):
                     self.next_slot[name] = nxt
                     self._push(name)
         return changed
+
+    def _resize(self, name: str) -> None:
+        """The task's state changed: what it takes of the states' budget."""
+        rec = self.records[name]
+        size = _packed_size(rec.state) if rec.has_state else 0
+        self._states_total += size - self._state_bytes.get(name, 0)
+        self._state_bytes[name] = size
 
     def offer_from(self, node: str) -> None:
         """``node``'s durable rows are merged: an ``init`` no longer waits for it."""
@@ -239,49 +274,101 @@ class Adoption(OperatorControl):
     def activate(self, wall: float, graceful: bool,
                  claim: tuple[int, str] | None = None) -> None:
         """Become the scheduler under ``claim`` (term, own name): decide each task's next slot
-        (see the module docstring)."""
-        self.active = True
+        (see the module docstring). In one step: :meth:`begin_activation` and
+        :meth:`activate_step` without a deadline."""
+        self.begin_activation(wall, graceful, claim)
+        self.activate_step(math.inf)
+
+    def begin_activation(self, wall: float, graceful: bool,
+                         claim: tuple[int, str] | None = None) -> None:
+        """Start becoming the scheduler under ``claim`` at ``wall``; the work is done by
+        :meth:`activate_step`, in slices (10,000 tasks are ~200 ms of it on a loaded
+        machine: the loop runs between slices). Until it is done the scheduler is not
+        ``active``: it dispatches nothing and applies no result, and nothing may load or
+        merge into the table meanwhile (the shell holds OFFERs, RESULTs and merges)."""
+        self.active = False
         self.all_dirty = self.runs_dirty = True
         if claim is not None:
             self.claim = claim
             self.offered.add(claim[1])  # our own durable rows were loaded at start
-        wall_ms = wall * 1000
-        for name, d in self.defs.items():
-            rec = self.records[name]
-            if name not in self._grid:
-                self.next_slot[name] = 0
-            else:
-                done = max(rec.slot, rec.dispatched)
-                if rec.running is not None:
-                    done = max(done, int(rec.running.get("slot", -1)))
-                current = self._slot_at(d, wall_ms)
-                if graceful:
-                    self.next_slot[name] = done + 1 if done >= 0 else current + 1
-                else:
-                    # The dead manager may have sent slots due up to its lead ahead (any
-                    # lead: MAX_DISPATCH_LEAD_MS) without a heartbeat telling us.
-                    current = self._slot_at(d, wall_ms + MAX_DISPATCH_LEAD_MS)
-                    self.next_slot[name] = max(done + 1, current + 1)
-                    if done >= 0 and current > done and not rec.paused:
-                        # The failover window: due while no manager was known, not run.
-                        missed = self._grid[name].count(done + 1, current + 1)
-                        late = self._slot_at(d, wall_ms - CATCH_UP_GUARD_MS)
-                        if d.catch_up == "last" and d.enabled and late > done:
-                            self.catch_up_pending[name] = late  # runs at the first tick
-                            missed -= 1
-                        rec.counts["skipped"] += missed
-            fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
-            if d.instant and d.enabled and fresh and name not in self.gone and not rec.paused:
-                self.instant_pending.add(name)
-        self._inflight = {name: float(rec.running["deadline"])
-                          for name, rec in self.records.items() if rec.running is not None}
-        self._state_bytes = {name: _packed_size(rec.state)
-                             for name, rec in self.records.items() if rec.has_state}
-        self._states_total = sum(self._state_bytes.values())
         self._heap = []
         self._deferred.clear()
-        for name in self.defs:
-            self._push(name)
+        self._inflight = {}
+        self._state_bytes = {}
+        self._states_total = 0
+        self._activation = _Activation(wall * 1000, graceful, list(self.defs),
+                                       list(self.records))
+
+    def activate_step(self, deadline: float,
+                      clock: Callable[[], float] = time.perf_counter) -> bool:
+        """Continue the activation until ``deadline`` (``clock`` time); True once the
+        scheduler is active (the result is the same however it is sliced: each task's
+        decision depends on its own row and the activation's ``wall`` only)."""
+        job = self._activation
+        if job is None:
+            return self.active
+        while True:
+            defs, records = job.defs, job.records
+            while job.at_def < len(defs):
+                name = defs[job.at_def]
+                job.at_def += 1
+                self._activate_task(name, job.wall_ms, job.graceful)
+                if clock() > deadline:
+                    return False
+            inflight, sizes = self._inflight, self._state_bytes
+            while job.at_record < len(records):
+                name = records[job.at_record]
+                job.at_record += 1
+                rec = self.records[name]
+                if rec.running is not None:
+                    inflight[name] = float(rec.running["deadline"])
+                if rec.has_state:
+                    size = _packed_size(rec.state)
+                    self._states_total += size - sizes.get(name, 0)
+                    sizes[name] = size
+                if clock() > deadline:
+                    return False
+            # Tasks and rows only ever join at the end of ``defs`` and ``records``.
+            if len(self.defs) == len(defs) and len(self.records) == len(records):
+                break
+            defs.extend(list(self.defs)[len(defs):])
+            records.extend(list(self.records)[len(records):])
+        self._activation = None
+        self.active = True
+        self.all_dirty = self.runs_dirty = True
+        return True
+
+    def _activate_task(self, name: str, wall_ms: float, graceful: bool) -> None:
+        """One task's part of an activation: its next slot, a skipped failover window, a
+        catch-up, an instant run; then its place in the heap."""
+        d = self.defs[name]
+        rec = self.records[name]
+        if name not in self._grid:
+            self.next_slot[name] = 0
+        else:
+            done = max(rec.slot, rec.dispatched)
+            if rec.running is not None:
+                done = max(done, int(rec.running.get("slot", -1)))
+            current = self._slot_at(d, wall_ms)
+            if graceful:
+                self.next_slot[name] = done + 1 if done >= 0 else current + 1
+            else:
+                # The dead manager may have sent slots due up to its lead ahead (any
+                # lead: MAX_DISPATCH_LEAD_MS) without a heartbeat telling us.
+                current = self._slot_at(d, wall_ms + MAX_DISPATCH_LEAD_MS)
+                self.next_slot[name] = max(done + 1, current + 1)
+                if done >= 0 and current > done and not rec.paused:
+                    # The failover window: due while no manager was known, not run.
+                    missed = self._grid[name].count(done + 1, current + 1)
+                    late = self._slot_at(d, wall_ms - CATCH_UP_GUARD_MS)
+                    if d.catch_up == "last" and d.enabled and late > done:
+                        self.catch_up_pending[name] = late  # runs at the first tick
+                        missed -= 1
+                    rec.counts["skipped"] += missed
+        fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
+        if d.instant and d.enabled and fresh and name not in self.gone and not rec.paused:
+            self.instant_pending.add(name)
+        self._push(name)
 
     def update_defs(self, defs: Mapping[str, TaskDef], wall: float) -> list[str]:
         """Adopt the definitions the live members announce (see the module docstring).
@@ -315,7 +402,7 @@ class Adoption(OperatorControl):
                 changes = ", ".join(f"{k} {v} -> {d.to_json()[k]}"
                                     for k, v in old.to_json().items() if d.to_json()[k] != v)
                 notes.append(f"task={name} definition changed ({changes})")
-            if not self.active:
+            if not (self.active or self.activating):
                 continue
             if grid is None:
                 self.next_slot[name] = 0
@@ -348,7 +435,9 @@ class Adoption(OperatorControl):
         self._deferred.clear()
 
     def deactivate(self) -> None:
+        """No longer the scheduler (an activation under way ends too)."""
         self.active = False
+        self._activation = None
         self.draining = False
         self.instant_pending.clear()
         self._instant_waiting.clear()

@@ -40,8 +40,7 @@ def handle_control(runner: TaskRunner, msg: Control, now: float, wall: float) ->
     if msg.op not in OPS:
         return reply(False, f"unknown operation {msg.op!r} (known: {', '.join(OPS)})")
     if msg.op == "show":
-        if not sched.active:
-            sched.load(core.replicated)
+        runner._follow_replica()  # a follower: its replica's rows changed since last time
         unknown = sched.unknown(msg.task)
         if unknown:
             return reply(False, unknown)

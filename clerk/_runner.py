@@ -8,9 +8,12 @@ agent's loop (cluster events, the loop's deadline and tick, status, close).
 
 * **No dispatch from an unconfirmed manager** (``NodeCore.dispatch_ok``): a manager that
   stalled dispatches nothing until a member confirms its claim.
-* **Activation** happens at the next tick after this node became the manager: it loads the
+* **Activation** starts at the next tick after this node became the manager: it loads the
   replicated table, resolves the definitions, activates the scheduler (graceful after a
-  hand-over), resolves the runs it adopted, and replicates at once.
+  hand-over), resolves the runs it adopted, and replicates at once. The load and the
+  activation run in slices of ``LOAD_BUDGET`` between the loop's other work
+  (:meth:`TaskRunner._take_over_step`); meanwhile results are not acknowledged (resent),
+  OFFERs wait, and status answers from the table as it is (``taking_over``).
 * **Quorum mode**: activation takes the voters' rows first, dispatches wait for their
   reservation's commit, results for their record's (:mod:`clerk._runquorum`).
 * **Leaving**: a leaving manager drains (no more dispatches, results still applied); a leaving
@@ -22,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from typing import Any
 
 from clerk._core import ManagerChanged, StateHandedOver
@@ -31,7 +35,7 @@ from clerk._messages import Offer, Result
 from clerk._nodes_guard import NodesGuard
 from clerk._outbox import Outbox
 from clerk._replica import RowEncoder
-from clerk._replication import MAX_HELD_OFFERS, REPLICATE_SHARE
+from clerk._replication import LOAD_BUDGET, MAX_HELD_OFFERS, REPLICATE_SHARE
 from clerk._resultacks import PendingAcks
 from clerk._routing import ResultRouting
 from clerk._schedule import Scheduler
@@ -84,6 +88,9 @@ class TaskRunner(ResultRouting):
         self._loading = None  # the activation's sliced load of the table (_load_step)
         self._offers_waiting: dict[str, Offer] = {}  # from members, until it is loaded
         self._results_waiting: dict[str, Result] = {}  # the same for RESULTs (by run id)
+        # Replica rows a follower's scheduler was brought up to (_follow_replica), by key:
+        # their text objects. None: the scheduler's rows are not just those (any more).
+        self._rows_seen: dict[str, str | None] | None = None
         self._leave_started: float | None = None
         self._replicate_dirty = False
         self._held: list[Result] = []  # results of a leaving manager's own runs (see below)
@@ -114,14 +121,20 @@ class TaskRunner(ResultRouting):
     def on_manager_changed(self, effect: ManagerChanged, now: float, wall: float) -> None:
         self._quorum_drop()
         self._acks.clear()  # held ACKs of a claim of ours: their nodes resend to the next
+        if effect.is_me or self._activate is not None or self.scheduler.active:
+            self._rows_seen = None  # its rows become (became) this manager's own
         if effect.is_me:
             if self._activate is None:
                 self._activate = False
+            elif self.scheduler.activating:
+                # A new claim of ours while activating under the previous one: over again
+                # (the table is loaded again: the activation began changing its rows).
+                self.scheduler.deactivate()
         else:
             self._activate = self._loading = None
             self._offers_waiting.clear()
             self._results_waiting.clear()
-            if self.scheduler.active:
+            if self.scheduler.active or self.scheduler.activating:
                 self.scheduler.deactivate()
             core = self.agent.core
             claim = core.manager_claim
@@ -130,8 +143,9 @@ class TaskRunner(ResultRouting):
                 # hold beyond it (rows from our data directory). A manager from elsewhere (a
                 # merge; a cluster we just joined) gets every row.
                 row = core.members.get(effect.manager)
+                tlog = core.table_log  # (a replica at all: without parsing it)
                 fellow = (row is not None and row.alive and effect.manager != core.me.name
-                          and core.replicated is not None)
+                          and bool((tlog if tlog.complete else core.replica).items()))
                 self._offer(claim.address, now, only_beyond_replica=fellow)
                 # The old manager may have died with our results in its inbox.
                 for result in self.outbox.unacked(now):
@@ -147,12 +161,15 @@ class TaskRunner(ResultRouting):
                      "rows are the committed state)", effect.sender)
             return
         if effect.merge:
+            self._rows_seen = None
             changed = self.scheduler.merge(effect.state, wall, source=effect.sender)
             self._log_conflicts()
-            if changed:
+            if changed and self._activate is None:  # (else replicated once it schedules)
                 self._replicate(now)
         elif self.agent.core.is_manager:
             self._activate = True
+            if self.scheduler.activating:  # a crash takeover under way: this table instead
+                self.scheduler.deactivate()
 
     def on_member_down(self, name: str, now: float) -> None:
         self._acks_round = -1  # one member fewer to wait for: look at the next turn
@@ -220,38 +237,55 @@ class TaskRunner(ResultRouting):
                 best = min(best, mono + (wall_next - wall))
         return best
 
+    def _take_over_step(self, now: float, wall: float) -> bool:
+        """One slice of taking over (each at most ~``LOAD_BUDGET`` of the loop): loading
+        the table, then activating the scheduler (``Scheduler.activate_step``); True once
+        this node schedules. Until then results and OFFERs wait (applied once it schedules;
+        not acknowledged meanwhile), status answers from the table as it is."""
+        core = self.agent.core
+        sched = self.scheduler
+        if not sched.activating:
+            if not self._load_step():
+                return False
+            self._resolved_epoch = -1
+            self._resolve(wall)
+            if core.quorum is not None:
+                self._quorum_activate(wall)
+            sched.begin_activation(wall, graceful=bool(self._activate),
+                                   claim=(core.term, self.agent.me.name))
+            return False  # this turn's slice went to the load
+        if not sched.activate_step(time.perf_counter() + LOAD_BUDGET):
+            return False
+        graceful = bool(self._activate)
+        self._activate = None
+        for name in sched.in_defs_order(sched.defs.keys() - self.defs.keys()):
+            if name not in sched.gone:  # adopted before this node was the manager
+                log.info("task=%s is loaded by a live member: scheduling it", name)
+        log.info("scheduling %d task(s) as manager (%s)", len(sched.defs),
+                 "hand-over" if graceful else "takeover")
+        self._resolve_adopted(now, wall, graceful)
+        self._apply_waiting_results(now, wall)
+        waiting, self._offers_waiting = self._offers_waiting, {}
+        for msg in waiting.values():  # came while the table was loading
+            self.on_offer(msg, now, wall)
+        # At once, but in slices: a big table fills the new log over the next turns.
+        self._replicate_after = -math.inf
+        self._replicate(now)
+        return True
+
     def on_tick(self, now: float, wall: float) -> None:
         if self.executor is not None:
             self.executor.expire(now)
         core = self.agent.core
         if self._activate is not None and core.is_manager:
-            if not self._load_step():
-                return  # the rest of the table at the next turns (next_deadline: at once)
-            graceful = self._activate
-            self._activate = None
-            self._resolved_epoch = -1
-            self._resolve(wall)
-            if core.quorum is not None:
-                self._quorum_activate(wall)
-            self.scheduler.activate(wall, graceful=graceful,
-                                    claim=(core.term, self.agent.me.name))
-            for name in self.scheduler.defs:  # adopted before this node was the manager
-                if name not in self.defs and name not in self.scheduler.gone:
-                    log.info("task=%s is loaded by a live member: scheduling it", name)
-            log.info("scheduling %d task(s) as manager (%s)", len(self.scheduler.defs),
-                     "hand-over" if graceful else "takeover")
-            self._resolve_adopted(now, wall, graceful)
-            self._apply_waiting_results(now, wall)
-            waiting, self._offers_waiting = self._offers_waiting, {}
-            for msg in waiting.values():  # came while the table was loading
-                self.on_offer(msg, now, wall)
-            # At once, but in slices: a big table fills the new log over the next turns.
-            self._replicate_after = -math.inf
-            self._replicate(now)
+            if not self._take_over_step(now, wall):
+                return  # the rest at the next turns (next_deadline: at once)
         elif self._activate is not None:
             self._activate = self._loading = None
             self._offers_waiting.clear()
             self._results_waiting.clear()
+            if self.scheduler.activating:
+                self.scheduler.deactivate()
         self._resend(now, wall)
         if not self.scheduler.active:
             return
@@ -281,9 +315,13 @@ class TaskRunner(ResultRouting):
 
     def add_status(self, st: dict[str, Any]) -> None:
         wall = self.agent.clock.wall()
-        if not self.scheduler.active:
-            self.scheduler.load(self.agent.core.replicated)
-        self._resolve(wall)
+        if self._activate is not None:
+            # Taking over (in slices, see _take_over_step): the table as it is now, without
+            # loading or resolving anything into it meanwhile.
+            st["taking_over"] = True
+        else:
+            self._follow_replica()  # a follower: the rows changed since the last status
+            self._resolve(wall)
         st["tasks"] = self.scheduler.status(wall)
         for row in st["tasks"]:
             name = row["name"]

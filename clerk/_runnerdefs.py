@@ -62,6 +62,7 @@ class Definitions:
     _offers_waiting: dict[str, Offer]
     _results_waiting: dict[str, Result]
     _activate: bool | None
+    _rows_seen: dict[str, str | None] | None
     _held: list[Result]
     _encoder: RowEncoder
     _sent: tuple[str, int]

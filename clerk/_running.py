@@ -264,8 +264,11 @@ class Running(Adoption):
                   duration_ms: float, error: str, wall: float,
                   slot: int | None = None) -> Finished | None:
         """Apply a node's RESULT; None if it is not for a run in flight (late or unknown) or
-        does not come from the node the run was sent to. ``slot``: the RESULT's, for a run
-        the table never showed (see the module docstring)."""
+        does not come from the node the run was sent to, or while an activation is under
+        way (its table is half done: the node, not acknowledged, sends it again). ``slot``:
+        the RESULT's, for a run the table never showed (see the module docstring)."""
+        if self.activating:
+            return None
         if not self.expects(task, run_id, node):
             if slot is None:
                 return None

@@ -31,6 +31,7 @@ import json
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from clerk._calendar import Grid, grid_for
@@ -44,14 +45,36 @@ __all__ = ["Deadlines", "NodesFilter", "SchedulerState"]
 NodesFilter = Callable[[TaskDef, list[str]], list[str]]
 
 
+_STATE_DUMP = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _packed_size(state: Any) -> int:
-    """What a state adds to the packed table: its JSON, escaped again into a string."""
-    return len(json.dumps(json.dumps(state, separators=(",", ":"))))
+    """What a state adds to the packed table: its JSON, escaped again into a string, i.e.
+    ``len(json.dumps(json.dumps(state, separators=(",", ":"))))``. Counted rather than
+    escaped: the inner JSON is ASCII without control characters (``ensure_ascii``), so the
+    outer encoding only adds its two quotes and a backslash before each ``"`` and ``\\``.
+    A takeover sizes every state (10,000: a third of its work when encoded twice, with a
+    new encoder per call for the separators)."""
+    text = _STATE_DUMP(state)
+    return len(text) + 2 + text.count('"') + text.count("\\")
 
 
 def _grid_key(d: TaskDef) -> tuple[int | None, str | None, str]:
     """What a task's grid depends on: a change of it starts a new grid (new slot ids)."""
     return (d.interval, d.cron, d.timezone if d.cron is not None else "UTC")
+
+
+@dataclass
+class _Activation:
+    """An activation under way (:meth:`clerk._adopt.Adoption.begin_activation`): the tasks
+    to decide and the rows to index, and how far it got."""
+
+    wall_ms: float
+    graceful: bool
+    defs: list[str]
+    records: list[str]
+    at_def: int = 0
+    at_record: int = 0
 
 
 class Deadlines:
@@ -176,6 +199,7 @@ class SchedulerState:
         self._instant_waiting: dict[str, int] = {}  # task -> last slot counted skipped meanwhile
         self.catch_up_pending: dict[str, int] = {}  # task -> the missed slot to run at start
         self.active = False
+        self._activation: _Activation | None = None  # under way (clerk._adopt)
         #: A leaving manager: dispatches nothing more, but still applies the results of its
         #: runs in flight (and expires them), so its last table (on disk too) holds them.
         self.draining = False
@@ -191,6 +215,9 @@ class SchedulerState:
         self.offered: set[str] = set()
         self._member_since: dict[str, float] = {}
         self._init_wait_ms = 0.0  # instant inits held until this wall ms (see next_deadline)
+        #: Tasks whose state a load kept over the loaded row's (ours is better: a row of our
+        #: data directory the manager has not merged yet), as of each task's last load.
+        self.kept_own: set[str] = set()
         #: Conflicts found by merges, for the shell to log (drained by it).
         self.conflicts_out: list[Conflict] = []
         #: What changed since the shell last took it (``take_dirty``): the rows replication
@@ -198,6 +225,12 @@ class SchedulerState:
         self.dirty: set[str] = set()
         self.all_dirty = True
         self.runs_dirty = True  # node_runs
+
+    @property
+    def activating(self) -> bool:
+        """An activation is under way (``begin_activation``, :mod:`clerk._adopt`): the
+        scheduler is not ``active`` until it is done."""
+        return self._activation is not None
 
     @property
     def _inflight(self) -> Deadlines:
@@ -208,6 +241,10 @@ class SchedulerState:
     @_inflight.setter
     def _inflight(self, value: Mapping[str, float]) -> None:
         self._deadlines = value if isinstance(value, Deadlines) else Deadlines(value)
+
+    def in_flight(self) -> list[str]:
+        """The tasks with a run in flight, in the order their runs entered (O(runs))."""
+        return list(self._deadlines)
 
     def in_defs_order(self, names: Iterable[str]) -> list[str]:
         """``names`` that have a definition, in the order of ``defs`` (O(k log k) for k names,
@@ -234,7 +271,8 @@ class SchedulerState:
 
     def _push(self, name: str) -> None:
         d = self.defs[name]
-        if (self.active and d.enabled and name in self._grid and name not in self.gone
+        if ((self.active or self._activation is not None) and d.enabled and name in self._grid
+                and name not in self.gone
                 and not self.records[name].paused and name not in self._deferred):
             heapq.heappush(self._heap, (self.due_ms(name, self.next_slot[name]), name))
 

@@ -234,8 +234,19 @@ class LedgerLayer:
             proposer = core.proposer
             if proposer is not None:
                 self.wa = self._quorum_table(proposer)
-            self.scheduler.activate(self.wall(), graceful=graceful,
-                                    claim=(core.term, self.node.name))
+            # In slices, as the real runner does (_take_over_step), here within this one
+            # event: slices of two tasks or rows (the sliced path, deterministic; the result is
+            # the one-step one's, see tests/unit/test_activate_sliced.py).
+            self.scheduler.begin_activation(self.wall(), graceful=graceful,
+                                            claim=(core.term, self.node.name))
+            reads = [0]
+
+            def clock() -> float:
+                reads[0] += 1
+                return float(reads[0])
+
+            while not self.scheduler.activate_step(reads[0] + 2.5, clock):
+                pass
             changed = True
             for result in list(self.outbox):  # our own kept results (runs we adopted)
                 changed |= self._deliver(result)

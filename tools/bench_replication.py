@@ -20,9 +20,12 @@ tasks each dispatched and finished (~200 runs/s at the 100 ms heartbeat). Per ro
 ``bytes/member`` is one member's heartbeat bytes in a round; ``stall`` the loop's time for the
 round (median, and max over the rounds), as CPU time of the loop's thread (``STEP_CLOCK``).
 Then, ``now`` only: a member joining the table (rounds until it holds it all, its largest
-message), a takeover filling a new log (``fill`` steps and the longest one), and a takeover
-loading its replica's rows in slices (against parsing and loading the whole table in one step,
-as before) and activating (still one step).
+message), a takeover filling a new log (``fill`` steps and the longest one), a takeover
+loading its replica's rows and activating, each in slices (against each in one step, as
+before), and a follower brought up to its replica for a status, a ``show`` or an OFFER (the
+rows changed since the last time, against the whole table parsed and loaded, as before).
+The one-step activation here is this tree's code; ``main``'s is slower (it sized each state
+by encoding it twice): run this tool from both trees for that comparison.
 
 **CPU part** (``--cpu``): ``LocalCluster`` clusters of 1 / 10 / 30 real nodes with one small
 task every 200 ms (``--task-interval``; ``0``: no task at all, the cost of heartbeats alone);
@@ -40,6 +43,7 @@ interleaved with this one so both see the same machine.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -56,7 +60,7 @@ import clerk  # noqa: E402
 from clerk._codec import MAX_MESSAGE_BYTES, encode  # noqa: E402
 from clerk._core import NodeCore, Received, Send, Start  # noqa: E402
 from clerk._messages import Ack, Heartbeat, Join, Peer  # noqa: E402
-from clerk._replica import Replica, ReplicaLog, RowEncoder  # noqa: E402
+from clerk._replica import Replica, RowEncoder  # noqa: E402
 from clerk._replication import ENCODE_BUDGET, LOAD_BUDGET  # noqa: E402
 from clerk._schedule import Scheduler, pack_table  # noqa: E402
 
@@ -158,6 +162,7 @@ def table_part(tasks: list[int], members: int) -> None:
     rows = []
     extra = []
     takeover: list[tuple[str, ...]] = []
+    follow: list[tuple[str, ...]] = []
     for n in tasks:
         wall = time.time()
         s = scheduler_with(n, wall)
@@ -208,7 +213,9 @@ def table_part(tasks: list[int], members: int) -> None:
             biggest = max(biggest, got.get(joiner.address, 0))
         extra.append((f"{n:,}", str(len(fill)), f"{max(fill):.2f}", f"{sum(fill):.1f}",
                       str(join_rounds), f"{biggest:,}", f"{max(join_ms, default=0):.2f}"))
-        takeover.append(takeover_load(s, m.core.table_log, wall))
+        got = takeover_load(s, m, wall)
+        takeover.append(got[0])
+        follow.append(got[1])
     print(f"Heartbeat bytes per member and loop stall per round ({CHANGES} tasks run per "
           f"round, {members} members, {ROUNDS} rounds; stall: median / max ms)")
     show(("tasks", "bytes before", "bytes now", "ratio", "stall before", "stall now",
@@ -218,35 +225,107 @@ def table_part(tasks: list[int], members: int) -> None:
     show(("tasks", "fill steps", "longest step ms", "fill total ms", "join rounds after "
           "WELCOME", "largest message B", "longest join round ms"), extra)
     print()
-    print("Now: a takeover's load of the replica's rows (Scheduler.load_rows, LOAD_BUDGET "
-          "slices), and what is still one step (ms)")
-    show(("tasks", "load steps", "longest load step ms", "load total ms",
-          "whole parse + load (before) ms", "activate ms (one step)"), takeover)
+    print("A takeover in LOAD_BUDGET slices: the load of the replica's rows "
+          "(Scheduler.load_rows) and the activation (Scheduler.activate_step), against each "
+          "in one step (before); the longest step is the loop's longest stall")
+    show(("tasks", "load: steps / longest / total ms", "load in one step (before) ms",
+          "activate: steps / longest / total ms", "activate in one step (before) ms"),
+         takeover)
+    print()
+    print(f"A follower's status, show or OFFER after a round ({CHANGES} tasks run): its "
+          "scheduler brought up to the replica (Scheduler.follow_rows, the rows changed) "
+          "against the whole table parsed and loaded (before)")
+    show(("tasks", "rows loaded now", "before ms", "now ms", "ratio"), follow)
 
 
-def takeover_load(s: Scheduler, log: ReplicaLog, wall: float) -> tuple[str, ...]:
-    """A follower's replica of ``log`` loaded by a new manager: in slices (now) and as the
-    whole parsed table in one step (before), then ``activate`` (still one step)."""
+class GcTime:
+    """The interpreter's full (generation 2) collections, timed: a 10,000-task table keeps
+    millions of objects alive, and a full collection that lands in a step makes it ~100 ms
+    whatever the step does (the step's own work is the rest)."""
+
+    def __init__(self) -> None:
+        self.ms = 0.0
+        self._t0 = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._t0 = STEP_CLOCK()
+        else:
+            self.ms += (STEP_CLOCK() - self._t0) * 1000
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+def _longest(steps: list[tuple[float, float]]) -> str:
+    """The longest step, and the longest without a full collection in it if that differs."""
+    top = max(t for t, _ in steps)
+    own = max(t - g for t, g in steps)
+    return f"{top:.2f}" if own >= top - 0.01 else f"{top:.2f} ({own:.2f} without gc)"
+
+
+def takeover_load(s: Scheduler, m: Manager, wall: float) -> tuple[tuple[str, ...],
+                                                                 tuple[str, ...]]:
+    """A follower's replica of the manager's log loaded by a new manager: in slices (now) and
+    as the whole parsed table in one step (before), then activated: in slices (now) and in one
+    step (before). Then a follower brought up to its replica again after a round of changes
+    (a status, a ``show``, an OFFER): the rows changed (now) against the whole table (before).
+    """
+    log = m.core.table_log
     rep = Replica()
     for d in log.window(-1, 1 << 40):
         rep.apply(d)
     defs = list(s.defs.values())
     items = rep.items()
     fresh = Scheduler(defs, random.Random(3))
-    steps: list[float] = []
+    gct = GcTime()
+    steps: list[tuple[float, float]] = []
     at = 0
     while at < len(items):
-        t0 = STEP_CLOCK()
+        g0, t0 = gct.ms, STEP_CLOCK()
         at = fresh.load_rows(items, at, time.perf_counter() + LOAD_BUDGET)
-        steps.append((STEP_CLOCK() - t0) * 1000)
+        steps.append(((STEP_CLOCK() - t0) * 1000, gct.ms - g0))
+    once = Scheduler(defs, random.Random(3))
     t0 = STEP_CLOCK()
-    Scheduler(defs, random.Random(3)).load(rep.table())
+    once.load(rep.table())
     whole = (STEP_CLOCK() - t0) * 1000
+    claim = (2, "n2@127.0.0.1")
     t0 = STEP_CLOCK()
-    fresh.activate(wall + 5, graceful=False, claim=(2, "n2@127.0.0.1"))
-    act = (STEP_CLOCK() - t0) * 1000
-    return (f"{len(s.defs):,}", str(len(steps)), f"{max(steps):.2f}", f"{sum(steps):.1f}",
-            f"{whole:.1f}", f"{act:.1f}")
+    once.activate(wall + 5, graceful=False, claim=claim)
+    act_once = (STEP_CLOCK() - t0) * 1000
+    fresh.begin_activation(wall + 5, graceful=False, claim=claim)
+    act: list[tuple[float, float]] = []
+    while True:
+        g0, t0 = gct.ms, STEP_CLOCK()
+        done = fresh.activate_step(time.perf_counter() + LOAD_BUDGET)
+        act.append(((STEP_CLOCK() - t0) * 1000, gct.ms - g0))
+        if done:
+            break
+    gct.close()
+    n = f"{len(s.defs):,}"
+    takeover = (n, f"{len(steps)} / {_longest(steps)} / {sum(t for t, _ in steps):.1f}",
+                f"{whole:.1f}", f"{len(act)} / {_longest(act)} / {sum(t for t, _ in act):.1f}",
+                f"{act_once:.1f}")
+    # A follower (its scheduler brought up to the replica once), after a round of changes.
+    follower = Scheduler(defs, random.Random(4))
+    seen: dict[str, str | None] = {}
+    follower.follow_rows(rep.items(), seen)
+    churn(s, random.Random(5), wall + 40)
+    m.round(s, budget=1.0)
+    for d in log.window(rep.seq, 1 << 40):
+        rep.apply(d)
+    t0 = STEP_CLOCK()
+    loaded = follower.follow_rows(rep.items(), seen)
+    now_ms = (STEP_CLOCK() - t0) * 1000
+    t0 = STEP_CLOCK()
+    Scheduler(defs, random.Random(4)).load(rep.table())
+    before_ms = (STEP_CLOCK() - t0) * 1000
+    follow = (n, str(loaded), f"{before_ms:.1f}", f"{now_ms:.2f}",
+              f"{before_ms / max(now_ms, 1e-6):,.0f}x")
+    return takeover, follow
 
 
 def show(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

@@ -80,6 +80,20 @@ class SlowCounterOnN1(Counter):
         return [m for m in members if m.startswith("n1@")]
 
 
+class SlowCounterOnN2(SlowCounterOnN1):
+    """:class:`SlowCounterOnN1` that only node ``n2`` may run."""
+
+    def nodes(self, members: list[str]) -> list[str]:
+        return [m for m in members if m.startswith("n2@")]
+
+
+class SlowCounterOnN3(SlowCounterOnN1):
+    """:class:`SlowCounterOnN1` that only node ``n3`` may run."""
+
+    def nodes(self, members: list[str]) -> list[str]:
+        return [m for m in members if m.startswith("n3@")]
+
+
 class Alternating(clerk.Task):
     """Fails on odd slots, counts on even ones; logs ``slot count-seen node`` per attempt."""
 
