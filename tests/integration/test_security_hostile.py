@@ -122,9 +122,9 @@ def test_garbage_and_forgeries_do_not_hurt_a_live_node(tmp_path: Path) -> None:
         # held the loop's timers up for long: a turn handles the mailbox for at most
         # DRAIN_BUDGET_S (20 ms) and leaves the rest queued for the next turn. The bound is
         # that plus slack for a loaded machine (a descheduled process, one costly message);
-        # a turn that drained up to DRAIN_MESSAGES before its tick took ~1 s at load 10.
+        # a turn that drained up to DRAIN_MESSAGES before its tick took 0.8-2 s at load 12-19.
         assert st["transport"].get("drain_cut", 0) > 0, st["transport"]  # it was a flood
-        assert st["transport"]["drain_ms_max"] <= 250, st["transport"]
+        assert st["transport"]["drain_ms_max"] <= 300, st["transport"]
         # Bounded: at most a few dozen links to forged addresses, no socket per address.
         # (the forged joiners admitted on probation are members for a while: pinned links)
         assert st["transport"]["links"] <= MAX_UNPINNED_LINKS + MAX_PROBATION
