@@ -75,7 +75,7 @@ from clerk._quorumshell import QuorumShell
 from clerk._runner import TaskRunner
 from clerk._schedule import unpack_table
 from clerk._security import keys_from_cookie, load_cookie
-from clerk._transport import FINAL_LINGER_MS, Inbound, Transport
+from clerk._transport import FINAL_LINGER_MS, MAX_UNPINNED_LINKS, Inbound, Transport
 
 __all__ = ["Agent", "run"]
 
@@ -375,7 +375,12 @@ class Agent:
         # Pinned links are never closed to make room for strangers' addresses; the list
         # is capped so that a forged member list cannot pin (or open) unbounded sockets.
         live = live[:MAX_PINNED]
-        self.transport.pinned = {*self.config.join, *(i.address for i in live)}
+        pinned = self.transport.pinned = {*self.config.join, *(i.address for i in live)}
+        # A member dropped leaves its link unpinned: the cap holds now, not from the next link
+        # to a stranger (forged joiners on probation, dropped, left 4-32 links over it).
+        unpinned = [a for a in self.transport.peers() if a not in pinned]  # LRU first
+        for address in unpinned[:max(0, len(unpinned) - MAX_UNPINNED_LINKS)]:
+            self.transport.forget(address)
         manager = self.core.highest.address if self.core.highest is not None else None
         for i in live:
             asked = (i.priority, i.name) > self.me.rank or i.address == manager
