@@ -47,7 +47,8 @@ PREFIX = "clk-rt"  # the old shared prefix: only leftovers of older runs still h
 SUBNET = "10.202.0"
 PORT = 7400
 #: A lab's own prefix: ``clk`` and the pid that made it (interface names have 15 characters
-#: at most: ``clk4194304-b2`` is 13). The chaos tool's ``clk-ch-`` never matches.
+#: at most: ``clk4194304-b2`` is 13). The chaos tool's ``clk-ch-`` never matches, and an
+#: older checkout's ``clk-rt-`` is left alone (it may be another suite's, running now).
 _OWNED = re.compile(r"^(clk-rt|clk(\d+))-")
 
 
@@ -123,10 +124,8 @@ def cleanup(prefix: str = PREFIX, owned: Any = None) -> None:
 
 def _stale(name: str) -> bool:
     m = _OWNED.match(name)
-    if m is None:
+    if m is None or m.group(2) is None:  # (clk-rt: an older checkout's lab, maybe running)
         return False
-    if m.group(2) is None:  # clk-rt: from before labs had their own prefix
-        return True
     pid = int(m.group(2))
     if pid == os.getpid():
         return False
