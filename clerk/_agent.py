@@ -75,7 +75,7 @@ from clerk._quorumshell import QuorumShell
 from clerk._runner import TaskRunner
 from clerk._schedule import unpack_table
 from clerk._security import keys_from_cookie, load_cookie
-from clerk._transport import FINAL_LINGER_MS, Inbound, Transport
+from clerk._transport import FINAL_LINGER_MS, MAX_UNPINNED_LINKS, Inbound, Transport
 
 __all__ = ["Agent", "run"]
 
@@ -85,6 +85,10 @@ MAX_PINNED = 256  # members whose sockets are opened ahead of need and kept (a 2
 #: The longest sleep in place of a poll: a deadline under a millisecond away cannot be polled
 #: for (ZeroMQ's timeout is in whole ms). Traffic waits at most this long meanwhile.
 SUB_MS_SLEEP = 0.001
+#: The longest a turn handles mailbox messages before the timers get their turn (a flood's
+#: 1,000 a turn took ~1 s at load 13). Read one at a time as handled (Transport.receive), the
+#: rest stays queued in ZeroMQ, in order: a tick never overtakes a message already received.
+DRAIN_BUDGET_S = 0.020
 
 
 class Agent:
@@ -230,21 +234,22 @@ class Agent:
                 # in a sleep, once nothing is ready: on time, without spinning.
                 timeout_ms = min(int(remaining * 1000), 1000)
                 self._flush(now)  # nothing queued may wait out the poll (a leave, the start)
-                arrived = self.transport.poll(timeout_ms, now)
+                arrived = self.transport.poll(timeout_ms, now, router=False)
                 # The results the executor read during the poll go before the turn decodes
                 # what arrived (a heartbeat's rows can take milliseconds on a busy machine).
                 self._flush(self.clock.monotonic())
-                for inbound in arrived:
+                for inbound in arrived:  # connection events and election replies: a few
                     now = self.clock.monotonic()
                     if self.outgoing.overdue(now):  # a long turn (clerk._batch.FLUSH_AFTER)
                         self._flush(now)
                     self._on_inbound(inbound, now)
+                handled = self._handle_mailbox() if self.transport.router_ready else 0
                 self.quorum.deliver()  # the answers whose voter record is now on disk
                 now = self.clock.monotonic()
                 self.tasks.release_acks(now)  # RESULT_ACKs whose rows the members now hold
                 self._flush(now)  # end of the turn: never wait for more to batch
                 self.tasks.persist(now)
-                if not arrived and timeout_ms == 0 and not self._stop_requests:
+                if not arrived and not handled and timeout_ms == 0 and not self._stop_requests:
                     _sleep(max(0.0, min(deadline - self.clock.monotonic(), SUB_MS_SLEEP)))
         finally:
             if on_main:
@@ -260,6 +265,23 @@ class Agent:
             self._wake_w.close()
         log.info("node %s stopped: %s", self.me.name, self._stop_reason)
         return 0
+
+    def _handle_mailbox(self) -> int:
+        """Handle mailbox messages for up to DRAIN_BUDGET_S (the rest: next turn); how many."""
+        clock, stats, handled = self.clock, self.transport.stats, 0
+        start = clock.monotonic()
+        for inbound in self.transport.receive():
+            now = clock.monotonic()
+            if self.outgoing.overdue(now):  # a long turn (clerk._batch.FLUSH_AFTER)
+                self._flush(now)
+            self._on_inbound(inbound, now)
+            handled += 1
+            if clock.monotonic() - start >= DRAIN_BUDGET_S:
+                stats["drain_cut"] += 1
+                break
+        took = int((clock.monotonic() - start) * 1000)  # the longest the timers waited on it
+        stats["drain_ms_max"] = max(stats["drain_ms_max"], took)
+        return handled
 
     def _start_metrics(self) -> None:
         """Serve /metrics (clerk._metrics) when ``metrics_port`` is set. A port that cannot be
@@ -355,7 +377,12 @@ class Agent:
         # Pinned links are never closed to make room for strangers' addresses; the list
         # is capped so that a forged member list cannot pin (or open) unbounded sockets.
         live = live[:MAX_PINNED]
-        self.transport.pinned = {*self.config.join, *(i.address for i in live)}
+        pinned = self.transport.pinned = {*self.config.join, *(i.address for i in live)}
+        # A member dropped leaves its link unpinned: the cap holds now, not from the next link
+        # to a stranger (forged joiners on probation, dropped, left 4-32 links over it).
+        unpinned = [a for a in self.transport.peers() if a not in pinned]  # LRU first
+        for address in unpinned[:max(0, len(unpinned) - MAX_UNPINNED_LINKS)]:
+            self.transport.forget(address)
         manager = self.core.highest.address if self.core.highest is not None else None
         for i in live:
             asked = (i.priority, i.name) > self.me.rank or i.address == manager

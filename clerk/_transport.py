@@ -71,7 +71,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,6 +202,7 @@ class Transport:
         self.keys = keys
         self.max_bytes = max_bytes
         self.stats: Counter[str] = Counter()
+        self.router_ready = False  # poll(router=False) saw messages in the mailbox
         self.ctx = zmq.Context()
         self._links: dict[str, _Link] = {}  # least recently used first
         self.pinned: set[str] = set()  # addresses whose links are never evicted for strangers
@@ -462,9 +463,12 @@ class Transport:
 
     # --- incoming ----------------------------------------------------------------------------
 
-    def poll(self, timeout_ms: int, now: float) -> list[Inbound]:
-        """Wait up to ``timeout_ms`` for traffic and return everything ready."""
+    def poll(self, timeout_ms: int, now: float, router: bool = True) -> list[Inbound]:
+        """Wait up to ``timeout_ms`` for traffic and return everything ready. With
+        ``router=False`` the mailbox is not read here: :attr:`router_ready` says whether it
+        has messages, and :meth:`receive` reads them as the caller asks for them."""
         out: list[Inbound] = []
+        self.router_ready = False
         for link in list(self._links.values()):
             if link.pending:
                 self._flush(link, now)
@@ -477,7 +481,10 @@ class Transport:
             if sock is None:
                 continue
             if sock is self.router:
-                self._drain_router(out)
+                if router:
+                    out.extend(self.receive())
+                else:
+                    self.router_ready = True
             elif sock is self.zap:
                 self._answer_zap()
             else:
@@ -488,7 +495,11 @@ class Transport:
                     self._drain_monitor(sock, address, role, out, now)
         return out
 
-    def _drain_router(self, out: list[Inbound]) -> None:
+    def receive(self) -> Iterator[Inbound]:
+        """The messages waiting in the mailbox, each received from ZeroMQ only when the caller
+        asks for the next: a caller that stops (its turn's time is up, see clerk._agent)
+        leaves the rest queued in ZeroMQ, in order, for the next turn. Nothing is received
+        that the caller does not handle before it stops."""
         # Bounded in messages and in bytes, so that a flood (of 1 MB frames, say) cannot keep
         # the loop from its timers: due tasks and heartbeats get a turn every DRAIN_BYTES.
         size = 0
@@ -504,9 +515,9 @@ class Transport:
             size += sum(len(f) for f in frames)
             rid, rest = frames[0], frames[1:]
             if rest and rest[0] == b"":
-                out.append(Inbound("message", rest[1:], rid, True))
+                yield Inbound("message", rest[1:], rid, True)
             else:
-                out.append(Inbound("message", rest, rid, False))
+                yield Inbound("message", rest, rid, False)
 
     def _drain_req(self, sock: zmq.Socket, address: str, out: list[Inbound],
                    now: float) -> None:

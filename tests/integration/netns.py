@@ -3,9 +3,15 @@
 Needs root and ``ip netns`` (iproute2); :func:`available` says whether this host has them, and
 why not. Layout (every name starts with the prefix, every address is in its /24)::
 
-    root namespace:  bridge <prefix>-br (10.202.0.1/24), spare bridge <prefix>-b2 (no address)
+    root namespace:  bridge <prefix>-br (<subnet>.1/24), spare bridge <prefix>-b2 (no address)
     per node i:      namespace <prefix>-n<i>, veth <prefix>-v<i> (root side, on a bridge)
-                     <-> eth0 (inside, 10.202.0.<10+i>/24), and lo up
+                     <-> eth0 (inside, <subnet>.<10+i>/24), and lo up
+
+Several suites may run on one host at once (CI jobs, parallel checkouts): the root namespace is
+shared, so each lab's names and /24 are its own. The prefix is ``clk<pid>`` (the pid of the
+process that made it) and the subnet a ``10.202.X`` that no interface of the host has yet;
+one lab never deletes another's links (it did: every lab was ``clk-rt``, and one suite's clean
+start deleted a running suite's bridge, whose next ``ip addr add`` then failed).
 
 Faults are link-level, as on a real LAN (``tc netem`` is not needed, nor iptables):
 
@@ -17,12 +23,14 @@ Faults are link-level, as on a real LAN (``tc netem`` is not needed, nor iptable
 
 :class:`NetnsCluster` is :class:`clerk.testing.LocalCluster` with each node in its own
 namespace at its own address (port 7400 everywhere). Everything created is deleted on exit,
-also after a failure; :func:`cleanup` removes leftovers of a killed run by prefix.
+also after a failure; :func:`cleanup` removes one lab's leftovers by prefix, and
+:func:`cleanup_stale` those of labs whose process is gone (a killed run).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,11 +40,37 @@ from typing import Any
 
 from clerk.testing import LocalCluster
 
-__all__ = ["PREFIX", "SUBNET", "Lab", "NetnsCluster", "available", "cleanup"]
+__all__ = ["PREFIX", "SUBNET", "Lab", "NetnsCluster", "available", "cleanup", "cleanup_stale",
+           "free_subnet", "names", "run_prefix"]
 
-PREFIX = "clk-rt"
+PREFIX = "clk-rt"  # the old shared prefix: only leftovers of older runs still have it
 SUBNET = "10.202.0"
 PORT = 7400
+#: A lab's own prefix: ``clk`` and the pid that made it (interface names have 15 characters
+#: at most: ``clk4194304-b2`` is 13). The chaos tool's ``clk-ch-`` never matches, and an
+#: older checkout's ``clk-rt-`` is left alone (it may be another suite's, running now).
+_OWNED = re.compile(r"^(clk-rt|clk(\d+))-")
+
+
+def run_prefix(pid: int | None = None) -> str:
+    """The prefix of the labs of this process (or of ``pid``)."""
+    return f"clk{os.getpid() if pid is None else pid}"
+
+
+def _addresses() -> str:
+    return _ip("-o", "addr", "show", check=False).stdout
+
+
+def free_subnet(base: str = "10.202", start: int | None = None) -> str:
+    """A ``base.X`` /24 that no interface of this host is in: tried from a pid-derived ``X``
+    (parallel runs start apart), in order, wrapping around."""
+    used = _addresses()
+    first = (os.getpid() if start is None else start) % 250
+    for k in range(250):
+        subnet = f"{base}.{(first + k) % 250 + 1}"
+        if f" {subnet}." not in used:
+            return subnet
+    raise RuntimeError(f"no free /24 left in {base}.0.0/16")
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -52,7 +86,7 @@ def available() -> str:
         return "network namespaces need root"
     if shutil.which("ip") is None:
         return "the ip command (iproute2) is not installed"
-    probe = f"{PREFIX}-probe"
+    probe = f"{run_prefix()}-probe"
     try:
         _ip("netns", "add", probe)
     except (subprocess.SubprocessError, OSError) as exc:
@@ -61,28 +95,62 @@ def available() -> str:
     return ""
 
 
-def cleanup(prefix: str = PREFIX) -> None:
-    """Delete every namespace and link whose name starts with ``prefix``."""
-    out = _ip("netns", "list", check=False).stdout
-    for line in out.splitlines():
-        name = line.split()[0] if line.split() else ""
-        if name.startswith(prefix + "-"):
-            _ip("netns", "del", name, check=False)
-    out = _ip("-o", "link", "show", check=False).stdout
-    for line in out.splitlines():
+def names() -> tuple[list[str], list[str]]:
+    """(namespaces, links) of the root namespace, by name."""
+    namespaces = [line.split()[0] for line in _ip("netns", "list", check=False).stdout
+                  .splitlines() if line.split()]
+    links = []
+    for line in _ip("-o", "link", "show", check=False).stdout.splitlines():
         parts = line.split(":")
         if len(parts) > 1:
-            link = parts[1].strip().split("@")[0]
-            if link.startswith(prefix + "-"):
-                _ip("link", "del", link, check=False)
+            links.append(parts[1].strip().split("@")[0])
+    return namespaces, links
+
+
+def cleanup(prefix: str = PREFIX, owned: Any = None) -> None:
+    """Delete every namespace and link whose name starts with ``prefix`` + ``-`` (or, with
+    ``owned``, whose name it accepts)."""
+    def mine(name: str) -> bool:
+        return bool(owned(name)) if owned is not None else name.startswith(prefix + "-")
+
+    namespaces, links = names()
+    for name in namespaces:
+        if mine(name):
+            _ip("netns", "del", name, check=False)
+    for link in links:
+        if mine(link):
+            _ip("link", "del", link, check=False)
+
+
+def _stale(name: str) -> bool:
+    m = _OWNED.match(name)
+    if m is None or m.group(2) is None:  # (clk-rt: an older checkout's lab, maybe running)
+        return False
+    pid = int(m.group(2))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def cleanup_stale() -> None:
+    """Delete the labs of processes that are gone (a run killed before its clean-up), never
+    those of a live process: another suite's lab stays up."""
+    cleanup(owned=_stale)
 
 
 class Lab:
     """``n`` namespaces on a bridge (see the module docstring). Use as a context manager."""
 
-    def __init__(self, n: int, prefix: str = PREFIX, subnet: str = SUBNET) -> None:
-        self.n, self.prefix, self.subnet = n, prefix, subnet
-        self.bridge, self.spare = f"{prefix}-br", f"{prefix}-b2"
+    def __init__(self, n: int, prefix: str | None = None, subnet: str | None = None) -> None:
+        self.n, self.prefix = n, prefix if prefix is not None else run_prefix()
+        self.subnet = subnet  # chosen on entry (free_subnet) unless given
+        self.bridge, self.spare = f"{self.prefix}-br", f"{self.prefix}-b2"
 
     def ns(self, i: int) -> str:
         return f"{self.prefix}-n{i}"
@@ -91,15 +159,17 @@ class Lab:
         return f"{self.prefix}-v{i}"
 
     def ip(self, i: int) -> str:
+        assert self.subnet is not None, "the lab's subnet is chosen when it is entered"
         return f"{self.subnet}.{10 + i}"
 
     def __enter__(self) -> Lab:
-        cleanup(self.prefix)
+        cleanup_stale()
+        cleanup(self.prefix)  # (this process's own earlier lab, if one was left)
         try:
             for br in (self.bridge, self.spare):
                 _ip("link", "add", br, "type", "bridge")
                 _ip("link", "set", br, "up")
-            _ip("addr", "add", f"{self.subnet}.1/24", "dev", self.bridge)
+            self._address_bridge()
             for i in range(1, self.n + 1):
                 ns, veth = self.ns(i), self.veth(i)
                 _ip("netns", "add", ns)
@@ -113,6 +183,24 @@ class Lab:
             cleanup(self.prefix)
             raise
         return self
+
+    def _address_bridge(self) -> None:
+        """Give the bridge ``<subnet>.1/24``: a free /24 unless one was given. Linux lets two
+        interfaces hold one subnet, so a race with another suite picking the same one at the
+        same moment is checked after the add (any other interface in it: take the next)."""
+        if self.subnet is not None:
+            _ip("addr", "add", f"{self.subnet}.1/24", "dev", self.bridge)
+            return
+        for attempt in range(250):
+            subnet = free_subnet(start=os.getpid() + attempt)
+            added = _ip("addr", "add", f"{subnet}.1/24", "dev", self.bridge, check=False)
+            others = [line for line in _addresses().splitlines()
+                      if f" {subnet}." in line and f" {self.bridge} " not in line]
+            if added.returncode == 0 and not others:
+                self.subnet = subnet
+                return
+            _ip("addr", "del", f"{subnet}.1/24", "dev", self.bridge, check=False)
+        raise RuntimeError("no free /24 for the lab's bridge")
 
     def __exit__(self, *exc: object) -> None:
         cleanup(self.prefix)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import clerk
+from clerk._lead import MAX_DISPATCH_LEAD_MS
 from clerk.testing import LocalCluster, wait_until
 from tests.integration.cluster_tasks import Counter
 from tests.integration.task_helpers import (
@@ -53,20 +54,36 @@ def test_after_kill_9_of_the_manager_the_counter_continues(tmp_path: Path) -> No
         last = quiet_point(cluster, manager, log, iv)
         killed_at = time.time()
         cluster.kill(manager)
+        killed_by = time.time()
         new = cluster.wait_for_manager(timeout=10)
         assert new != manager
         rows = wait_until(lambda: (r := counter_lines(log))[last.count + 4:] and r, timeout=20)
-        assert [r.count for r in rows] == list(range(1, len(rows) + 1)), "no reset, no repeat"
         slots = [r.slot for r in rows]
         assert slots == sorted(set(slots)), "no slot ran twice"
+        # quiet_point aims the kill a third of an interval before the next slot, but a loaded
+        # machine can be late for it: then the old manager may have sent that slot before it
+        # died (dispatch_lead early, clerk._lead), and it runs, in the old term. Only a slot
+        # due within MAX_DISPATCH_LEAD_MS of the kill can have left that early.
+        late = due("c", iv, last.slot + 1) <= killed_by + MAX_DISPATCH_LEAD_MS / 1000
         after = rows[last.count:]
-        assert {r.term for r in after} and min(r.term for r in after) > last.term
-        assert manager not in {r.node for r in after}
+        sent = [r for r in after if r.term == last.term]
+        assert not sent or (late and len(sent) == 1 and sent[0].slot == last.slot + 1), sent
+        taken = after[len(sent):]  # the new manager's runs
+        assert taken and min(r.term for r in taken) > last.term
+        assert manager not in {r.node for r in taken}
+        expected = list(range(1, len(rows) + 1))
+        if sent and sent[0].node == manager and taken[0].count == sent[0].count:
+            # It ran on the dying manager itself, whose result died with it unreplicated: the
+            # README's "a manager crash inside that short window can lose that one update".
+            expected = [*range(1, sent[0].count + 1),
+                        *range(sent[0].count, sent[0].count + len(taken))]
+        assert [r.count for r in rows] == expected, "no reset, no repeat"
         # Only the slots inside the failover window are skipped (under a second here).
-        assert after[0].slot - last.slot - 1 <= int(1500 / iv)
-        assert after[0].started - killed_at < 2.0
+        assert taken[0].slot - (sent or [last])[-1].slot - 1 <= int(1500 / iv)
+        assert taken[0].started - killed_at < 2.0
         row = task_row(cluster.status(new), "c")
-        assert row["runs"]["ok"] >= len(rows) - 1 and row["runs"]["timeout"] == 0
+        # (a run in flight on the dead manager's own node is failed at once: "lost")
+        assert row["runs"]["ok"] >= len(rows) - 1 - late and row["runs"]["timeout"] <= late
 
 
 def test_after_a_graceful_hand_over_no_slot_is_missed(tmp_path: Path) -> None:

@@ -106,7 +106,16 @@ def test_over_100_runs_every_node_runs_a_fair_share(setup: Setup) -> None:
 
 def test_nodes_filter_is_obeyed(setup: Setup) -> None:
     rows = wait_runs(setup, "pinned", 15, timeout=20)
-    assert {r.node for r in rows} == {"n2@127.0.0.1"}
+    # nodes() has a 20 ms budget (README): past it, that run may go to any member that has the
+    # task, and the manager counts it. On a loaded machine the helper thread can be that late
+    # (a first call, or members that changed while the cluster formed: no answer asked ahead),
+    # so a run elsewhere is allowed exactly as often as an overrun was counted, on any node
+    # that was manager. Without the filter two runs in three would land elsewhere, uncounted.
+    elsewhere = [r for r in rows if r.node != "n2@127.0.0.1"]
+    if elsewhere:
+        overruns = sum(task_row(setup.cluster.status(n), "pinned")["nodes_overruns"]
+                       for n in setup.cluster.names)
+        assert len(elsewhere) <= overruns, (elsewhere, overruns)
     assert [r.count for r in rows] == list(range(1, len(rows) + 1))
 
 
