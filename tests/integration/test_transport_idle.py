@@ -18,22 +18,16 @@ from collections.abc import Iterator
 import pytest
 
 from clerk._transport import MAXRT_MS, Inbound, Transport
-from clerk.testing import free_ports, wait_until
+from clerk.testing import wait_until
+from tests.integration.transport_helpers import transport_pair
 
 pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
 def pair() -> Iterator[tuple[Transport, Transport, str]]:
-    port_a, port_b = free_ports(2)
-    a = Transport("127.0.0.1", port_a, keys=None)
-    b = Transport("127.0.0.1", port_b, keys=None)
-    try:
-        yield a, b, f"127.0.0.1:{port_b}"
-    finally:
-        a.close()
-        if not b.router.closed:
-            b.close()
+    with transport_pair() as p:
+        yield p
 
 
 def pump(t: Transport, into: list[Inbound], other: Transport | None = None) -> list[Inbound]:
