@@ -155,6 +155,10 @@ from supervisor._wire import recv_msg, send_msg
 __all__ = ["Supervisor"]
 
 log = logging.getLogger("supervisor")
+#: ``run()`` waits for the stop in slices this long (s), so a SIGTERM the kernel delivered to
+#: another thread of ours still runs its handler (Python runs handlers in the main thread,
+#: between bytecodes only).
+SIGNAL_CHECK_S = 0.1
 
 _running: weakref.WeakSet[Supervisor] = weakref.WeakSet()
 
@@ -423,7 +427,16 @@ class Supervisor:
             if on_started is not None:
                 on_started()
             try:
-                info = self.wait()
+                while True:
+                    # In slices: the kernel may deliver SIGTERM to any of our threads, and
+                    # Python runs the handler in the main thread only when it next runs
+                    # bytecode; blocked in one endless wait it never did (a tree that
+                    # ignored its SIGTERM, about 1 time in 20).
+                    try:
+                        info = self.wait(SIGNAL_CHECK_S)
+                        break
+                    except TimeoutError:
+                        continue
             except SupervisorError as exc:
                 log.error("%s: gave up: %s", self._display_name, exc)
                 return 1
