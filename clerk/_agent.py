@@ -22,8 +22,6 @@ from collections import Counter, deque
 from time import sleep as _sleep
 from typing import Any
 
-import zmq
-
 from clerk._batch import BATCH_MARK, Coalescer, decode_frames
 from clerk._clock import Clock, SystemClock
 from clerk._codec import DecodeError, EncodeError, encode
@@ -53,8 +51,6 @@ from clerk._core import (
 )
 from clerk._coretypes import QuorumChanged, VoterWrite
 from clerk._deploy import MAX_ANNOUNCE_CHARS, SEP, announce, task_names
-from clerk._errors import ConfigError
-from clerk._logging import configure_child_logging
 from clerk._messages import (
     Control,
     Election,
@@ -77,7 +73,7 @@ from clerk._schedule import unpack_table
 from clerk._security import keys_from_cookie, load_cookie
 from clerk._transport import FINAL_LINGER_MS, MAX_UNPINNED_LINKS, Inbound, Transport
 
-__all__ = ["Agent", "run"]
+__all__ = ["Agent"]
 
 log = logging.getLogger("clerk.node")
 BAD_FRAME_LOG_EVERY = 5.0
@@ -585,18 +581,3 @@ def _is_main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-def run(config: NodeConfig) -> int:
-    """Entry point of the agent process (a supervised child of the node). Its records, and
-    its workers', go to the process that started the node (see clerk._logging)."""
-    configure_child_logging(config.name, config.log_level, config.log_to)
-    try:
-        agent = Agent(config)
-    except zmq.ZMQError as exc:
-        log.error("cannot listen on %s: %s", config.address, exc)
-        return 2
-    except ConfigError as exc:  # the data directory (in use by another node, unusable)
-        log.error("cannot start: %s", exc)
-        return 2
-    return agent.run()

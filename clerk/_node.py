@@ -1,6 +1,6 @@
 """Running a node: the supervision tree, pre-flight checks, and the embedding API.
 
-A node is a ``supervisor.Supervisor`` whose child is the cluster agent (``clerk._agent:run``);
+A node is a ``supervisor.Supervisor`` whose child is the cluster agent (``clerk._agentmain:run``);
 the agent in turn supervises the task worker processes. The agent is ``transient`` and
 ``significant`` with ``auto_shutdown = any_significant``: it is restarted if it crashes, and
 when it ends on its own (it left the cluster, or was refused) the node ends too.
@@ -76,7 +76,7 @@ def _probe(ip: str, host: str, port: int, source: str, key: str) -> None:
 
 def agent_spec(config: NodeConfig, *, id: str = "agent",  # noqa: A002
                significant: bool = True) -> ChildSpec:
-    return ChildSpec(id=id, start="clerk._agent:run", args=(config,), restart="transient",
+    return ChildSpec(id=id, start="clerk._agentmain:run", args=(config,), restart="transient",
                      significant=significant, shutdown=AGENT_SHUTDOWN_MS)
 
 

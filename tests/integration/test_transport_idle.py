@@ -17,7 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from clerk._transport import MAXRT_MS, Inbound, Transport
+from clerk._sockopts import MAXRT_MS
+from clerk._transport import Inbound, Transport
 from clerk.testing import wait_until
 from tests.integration.transport_helpers import transport_pair
 
