@@ -29,7 +29,7 @@ Unknown keys of a row are ignored and missing ones defaulted (:func:`parse_pause
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -123,7 +123,7 @@ class RunHistory:
         self._text: str | None = None
         self._quoted: str | None = None
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[list[Any]]:
         return iter(self.entries)
 
     def __len__(self) -> int:
@@ -234,7 +234,7 @@ def make_entry(*, slot: int, due_ms: float | None, node: str | None, start_ms: f
             round(duration_ms, 3), outcome, tail, version, 1 if trigger else 0]
 
 
-def history_view(history: Sequence[list[Any]]) -> list[dict[str, Any]]:
+def history_view(history: Iterable[list[Any]]) -> list[dict[str, Any]]:
     """Entries as objects with times in seconds: ``{"slot", "due", "node", "start",
     "duration_ms", "outcome", "error", "version", "trigger"}``, oldest first."""
     out = []

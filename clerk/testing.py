@@ -380,8 +380,9 @@ class LocalCluster:
         for name, plist in pids.items():
             self.procs[name].wait(timeout=10)
             self._paused.discard(name)
-            wait_until(lambda p=plist: not any(_alive(x) for x in p), timeout=5,
-                       message=f"processes of {name} still alive after SIGKILL")
+            def gone(p: list[int] = plist) -> bool:
+                return not any(_alive(x) for x in p)
+            wait_until(gone, timeout=5, message=f"processes of {name} still alive after SIGKILL")
 
     def start_all(self) -> None:
         """Start every node that is not running (after ``stop_all`` or ``kill_all``)."""
@@ -457,6 +458,7 @@ class LocalCluster:
         """Wait until every live node (or ``names``) agrees on one manager; return its name."""
         view = wait_until(lambda: self.agreed(names), timeout=timeout, interval=0.02,
                           message=lambda: f"no agreed manager; views: {self._brief()}")
+        assert view is not None  # (wait_until returns a truthy value)
         return view[0]
 
     def _brief(self) -> dict[str, Any]:

@@ -442,8 +442,8 @@ class Supervisor:
                 return 1
             return info.exit_code
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            for prev_signum, handler in previous.items():
+                signal.signal(prev_signum, handler)
 
     def _run_nested(self, boot: dict[str, Any]) -> int:
         """Body of a nested supervisor's process (called by ``_boot.py`` with its payload:
