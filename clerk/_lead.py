@@ -46,7 +46,8 @@ due time, the EXECUTE carries the due time, and the run starts at it:
   per slot holds, and the failover window grows by at most that much. A graceful hand-over
   carries the slots already dispatched and misses nothing.
 * **Pause**: a run already dispatched when the pause is applied is a run in flight: it still
-  starts at its due time (at most ``dispatch_lead`` after the pause).
+  starts at its due time (at most ``dispatch_lead`` plus the window after the
+  pause).
 * Instant runs, triggered runs and catch-ups are due when sent: no lead, no hold.
 
 Quorum mode composes with this: a slot's reservation is written a reserve lead before the

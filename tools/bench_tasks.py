@@ -539,6 +539,7 @@ def rate_pairs(levels: Sequence[int], interval: int, window: float, against: str
                       f"{'ok' if lat.ok() else 'over'}; CPU per run {fmt_cpu(lat.cpu)}; "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
                 print(f"  {'':<10} wake-ups per run: {fmt_wakeups(lat.wakeups)}", flush=True)
+                print(f"  {'':<10} per run: {fmt_wire(lat.wire)}", flush=True)
         out.append((rate, mine, other))
     return out
 
