@@ -51,7 +51,9 @@ due time, the EXECUTE carries the due time, and the run starts at it:
 * Instant runs, triggered runs and catch-ups are due when sent: no lead, no hold.
 
 Quorum mode composes with this: a slot's reservation is written a reserve lead before the
-dispatch instant, i.e. at ``due - reserve lead - dispatch_lead``.
+dispatch instant, i.e. at ``due - reserve lead - dispatch_lead``; a slot a tick takes along in
+its window before its reservation is committed waits for the commit, like any dispatch
+(:mod:`clerk._writeahead`'s gate).
 """
 
 from __future__ import annotations
