@@ -9,9 +9,18 @@ due time, the EXECUTE carries the due time, and the run starts at it:
   the scheduler; the node's ``dispatch_lead`` key, default ``DISPATCH_LEAD_MS``, 0 = off). The
   worker, eligibility (live, has the task, ``nodes()``) and capacity (a live worker) are judged
   at that instant; the random choice is the same as without a lead.
+* **Dispatch window**: a tick that sends a slot at its dispatch instant also sends every slot
+  due within ``dispatch_window`` (:func:`window_for`) after that instant's own, each early by
+  between the lead and the lead plus the window. The window only fills a tick that happens
+  anyway: it never wakes the manager by itself, and a slot alone is still sent exactly its
+  lead ahead. Why: the ticks, EXECUTE batches and node wake-ups per run (at 400 runs/s a tick
+  dispatched ~1.4 runs; with a 10 ms window a tick and one batch per node carry several). The
+  lead plus the window stays within ``MAX_DISPATCH_LEAD_MS``, so the takeover guard below
+  covers every slot sent early (the window is 0 at the largest lead, and with no lead).
 * **Overlap rule, unchanged**: a slot is skipped when the previous run of its task is still in
   flight *at the slot's due time*, never overlapped. A slot whose predecessor is in flight at
-  the early dispatch instant is not sent then: the decision waits for the due time (still in
+  the early dispatch instant (its own or a window's) is not sent then: the decision waits for
+  the due time (still in
   flight: skipped and counted; finished meanwhile: sent at once, without the lead, exactly as
   a slot was before leads existed). An early EXECUTE is therefore only ever sent when no run of
   the task is in flight, and the node queues it behind nothing of that task.
@@ -37,17 +46,20 @@ due time, the EXECUTE carries the due time, and the run starts at it:
   per slot holds, and the failover window grows by at most that much. A graceful hand-over
   carries the slots already dispatched and misses nothing.
 * **Pause**: a run already dispatched when the pause is applied is a run in flight: it still
-  starts at its due time (at most ``dispatch_lead`` after the pause).
+  starts at its due time (at most ``dispatch_lead`` plus the window after the
+  pause).
 * Instant runs, triggered runs and catch-ups are due when sent: no lead, no hold.
 
 Quorum mode composes with this: a slot's reservation is written a reserve lead before the
-dispatch instant, i.e. at ``due - reserve lead - dispatch_lead``.
+dispatch instant, i.e. at ``due - reserve lead - dispatch_lead``; a slot a tick takes along in
+its window before its reservation is committed waits for the commit, like any dispatch
+(:mod:`clerk._writeahead`'s gate).
 """
 
 from __future__ import annotations
 
-__all__ = ["DISPATCH_LEAD_MS", "EARLY_LIMIT_MS", "MAX_DISPATCH_LEAD_MS", "RELEASE_LEAD_MS",
-           "SPIN_MS", "check_lead"]
+__all__ = ["DISPATCH_LEAD_MS", "DISPATCH_WINDOW_MS", "EARLY_LIMIT_MS", "MAX_DISPATCH_LEAD_MS",
+           "RELEASE_LEAD_MS", "SPIN_MS", "check_lead", "window_for"]
 
 #: The manager's default lead. It must cover the tail of the dispatch path, from the manager's
 #: wake-up to the run in the node's executor, which is the start lateness at lead 0: measured
@@ -61,12 +73,16 @@ DISPATCH_LEAD_MS = 20
 #: The largest lead accepted, and the takeover guard (see the module docstring). Half the
 #: shortest interval (100 ms): only ever the very next slot of a task is sent ahead.
 MAX_DISPATCH_LEAD_MS = 50
+#: A tick that dispatches also sends the slots due within this much past its own horizon (the
+#: lead), when there is a lead: see the module docstring and :func:`window_for`.
+DISPATCH_WINDOW_MS = 10
 #: A run sent ahead goes to an idle worker once it is due within this: more than the default
-#: lead, so normally as it arrives. Why not at its due time minus a hair: the node's loop is
-#: itself late under load (decoding a 0.5 MB table heartbeat at 1,000 tasks blocks it for
-#: 10-20 ms), and a worker that sleeps costs no CPU. Why bounded: a worker holding a run is
-#: taken, so a run due much further ahead (clocks apart) must not hold one for long.
-RELEASE_LEAD_MS = 30.0
+#: lead plus the window, so normally as it arrives. Why not at its due time minus a hair: the
+#: node's loop is itself late under load (decoding a 0.5 MB table heartbeat at 1,000 tasks
+#: blocks it for 10-20 ms), and a worker that sleeps costs no CPU. Why bounded: a worker
+#: holding a run is taken, so a run due much further ahead (clocks apart) must not hold one
+#: for long.
+RELEASE_LEAD_MS = 40.0
 #: The worker sleeps until this long before the due time (with a 1 ns timer slack), then spins
 #: on the wall clock. ``tools/bench_hold.py`` (runs 20 ms ahead, load 15-20): a plain sleep
 #: returns 69 us late (median) for 60 us of CPU per run; a 0.05 ms spin 31 us for 59 us; 0.1 ms
@@ -84,3 +100,12 @@ def check_lead(lead_ms: float) -> float:
         raise ValueError(f"dispatch lead must be from 0 to {MAX_DISPATCH_LEAD_MS} ms, "
                          f"got {lead_ms!r}")
     return float(lead_ms)
+
+
+def window_for(lead_ms: float) -> float:
+    """The dispatch window (ms) that goes with a lead: none without a lead (sent at the due
+    time), and never past ``MAX_DISPATCH_LEAD_MS`` together with the lead (the takeover
+    guard)."""
+    if lead_ms <= 0:
+        return 0.0
+    return float(max(0.0, min(DISPATCH_WINDOW_MS, MAX_DISPATCH_LEAD_MS - lead_ms)))

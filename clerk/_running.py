@@ -1,8 +1,9 @@
 """The scheduler's runs: dispatch of due slots, expiry, and results.
 
 **Ahead of the slot.** A slot is dispatched ``dispatch_lead_ms`` before it is due and the node
-starts it at its due time: the rules (the overlap rule with a lead, deadlines, takeover) are in
-:mod:`clerk._lead`.
+starts it at its due time; a tick that sends a slot also sends those due within the dispatch
+window after it (:func:`clerk._lead.window_for`). The rules (the overlap rule with a lead,
+deadlines, takeover) are in :mod:`clerk._lead`.
 
 **One run at a time.** A slot that comes while the previous run is still in flight is *skipped*
 and counted, never overlapped; slots missed while the loop stalled are counted skipped too. Each
@@ -40,6 +41,7 @@ from typing import Any
 
 from clerk._adopt import Adoption
 from clerk._dispatch import Dispatch, Finished
+from clerk._lead import window_for
 from clerk._lineage import note_update
 from clerk._record import Conflict, TaskRecord
 from clerk._schedstate import _packed_size
@@ -106,18 +108,31 @@ class Running(Adoption):
                     due.append(name)
         ahead = wall_ms + self.dispatch_lead_ms  # slots due by then go now (clerk._lead)
         heap = self._heap
+        while heap and not self._fresh(*heap[0]):
+            heapq.heappop(heap)
+        if heap and heap[0][0] <= ahead:
+            # A slot goes now: so do those due within the window after it (clerk._lead).
+            ahead += self.dispatch_window_ms
+        horizon = ahead
         while heap and heap[0][0] <= ahead:
             when, name = heapq.heappop(heap)
             if self._fresh(when, name) and name not in seen:
                 seen.add(name)
                 due.append(name)
         for name in due:
-            dispatches += self._tick_task(name, wall_ms, members, finished)
+            dispatches += self._tick_task(name, wall_ms, members, finished, horizon)
             self._push(name)
         return dispatches, finished
 
+    @property
+    def dispatch_window_ms(self) -> float:
+        """How far past the lead a tick that dispatches also sends slots (clerk._lead)."""
+        return window_for(self.dispatch_lead_ms)
+
     def _tick_task(self, name: str, wall_ms: float, members: Mapping[str, Iterable[str]],
-                   finished: list[Finished]) -> list[Dispatch]:
+                   finished: list[Finished], horizon: float | None = None) -> list[Dispatch]:
+        """Decide ``name``'s pending run or grid slot; ``horizon`` (wall ms): a slot due by
+        then goes now (default: the lead's)."""
         d = self.defs[name]
         rec = self.records[name]
         dispatches: list[Dispatch] = []
@@ -160,8 +175,10 @@ class Running(Adoption):
             return self._dispatch(d, rec, slot, wall_ms, members, finished,
                                   instant=d.cron is None)
         if name in self._grid:
-            # The latest slot due by now plus the lead (clerk._lead): at most the next one.
-            current = self._slot_at(d, wall_ms + self.dispatch_lead_ms)
+            # The latest slot due by the horizon, the lead (and this tick's window) ahead
+            # (clerk._lead): at most the next one.
+            current = self._slot_at(d, wall_ms + self.dispatch_lead_ms if horizon is None
+                                    else horizon)
             nxt = self.next_slot[name]
             if current < nxt:
                 return dispatches

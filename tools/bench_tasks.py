@@ -93,6 +93,8 @@ class Lateness:
     cpu: dict[str, float] = field(default_factory=dict)  # µs per run per process role
     #: per run per agent role: protocol messages sent, ZeroMQ sends, ZeroMQ messages received
     wire: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    #: per run per process role and thread kind: voluntary context switches (wake-ups)
+    wakeups: dict[str, float] = field(default_factory=dict)
 
     @property
     def median(self) -> float:
@@ -165,10 +167,12 @@ def clerk_lateness(n_tasks: int, interval: int, window: float, nodes: int = 3,
             roles = clerk_roles(c, manager)
             wire0 = wire_counts(c, manager)
             cpu0 = {k: f() for k, f in roles.items()}
+            wake0 = wakeups_of(c, manager)
             w0 = time.time()
             time.sleep(window)
             w1 = time.time()
             cpu1 = {k: f() for k, f in roles.items()}
+            wake1 = wakeups_of(c, manager)
             wire1 = wire_counts(c, manager)
             skipped = skipped_total(c, manager) - skipped0
         rows = [s for s in read_stamps(d) if w0 <= s[2] < w1]
@@ -177,8 +181,46 @@ def clerk_lateness(n_tasks: int, interval: int, window: float, nodes: int = 3,
     cpu = {k: (cpu1[k] - cpu0[k]) * 1e6 / per for k in roles}
     wire = {k: tuple((b - a) / per for a, b in zip(wire0[k], wire1[k], strict=True))
             for k in wire1}
+    wakes = {k: (wake1[k] - wake0.get(k, 0)) / per for k in wake1}
     return Lateness(late, len(rows) / (w1 - w0), skipped, n_tasks * 1000 / interval, cpu,
-                    wire)  # type: ignore[arg-type]
+                    wire, wakes)  # type: ignore[arg-type]
+
+
+def _thread_kind(pid: int, tid: int, comm: str) -> str:
+    if tid == pid:
+        return "loop" if comm.startswith("python") or "clerk" in comm else "main"
+    if comm.startswith("ZMQbg/IO"):
+        return "zmq io"
+    if comm.startswith("ZMQbg"):
+        return "zmq other"
+    return "threads"
+
+
+def wakeups_of(c: LocalCluster, manager: str) -> dict[str, int]:
+    """Voluntary context switches so far (a thread blocked, then woken) summed per process
+    role and thread kind (``manager agent/loop``, ``agents/zmq io``, ``workers/loop`` ...),
+    from ``/proc/PID/task/TID/status``."""
+    out: dict[str, int] = {}
+    roles = clerk_role_pids(c, manager)
+    for pid, role in roles.items():
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                comm = (task / "comm").read_text().strip()
+                status = (task / "status").read_text()
+            except OSError:
+                continue
+            m = re.search(r"^voluntary_ctxt_switches:\s+(\d+)", status, re.M)
+            if m is None:
+                continue
+            key = f"{role}/{_thread_kind(pid, int(task.name), comm)}"
+            out[key] = out.get(key, 0) + int(m.group(1))
+    return out
+
+
+def fmt_wakeups(w: dict[str, float]) -> str:
+    """``manager agent/loop 1.2 + ... = 11.3 wake-ups`` per run (threads of a role summed)."""
+    parts = " + ".join(f"{k} {v:.2f}" for k, v in sorted(w.items()) if v >= 0.005)
+    return f"{parts} = {sum(w.values()):.2f}"
 
 
 def wire_counts(c: LocalCluster, manager: str) -> dict[str, tuple[int, int, int]]:
@@ -201,10 +243,10 @@ def fmt_wire(wire: dict[str, tuple[float, float, float]]) -> str:
                      for k, (m, s, r) in wire.items())
 
 
-def clerk_roles(c: LocalCluster, manager: str) -> dict[str, Callable[[], float]]:
-    """CPU seconds so far per process role of a running cluster: the manager's agent, the
-    other agents, every worker, and the rest (each node's host process, which writes the log,
-    and the supervisors' no-orphans watchdogs)."""
+def clerk_role_pids(c: LocalCluster, manager: str) -> dict[int, str]:
+    """The role of every process of a running cluster: the manager's agent, the other agents,
+    every worker, and the rest (each node's host process, which writes the log, and the
+    supervisors' no-orphans watchdogs)."""
     role_of: dict[int, str] = {}
     for name in c.names:
         top = c.procs[name].pid
@@ -220,6 +262,12 @@ def clerk_roles(c: LocalCluster, manager: str) -> dict[str, Callable[[], float]]
                 role_of[pid] = "manager agent" if name == manager else "agents"
             else:
                 role_of[pid] = "workers"
+    return role_of
+
+
+def clerk_roles(c: LocalCluster, manager: str) -> dict[str, Callable[[], float]]:
+    """CPU seconds so far per process role of a running cluster (:func:`clerk_role_pids`)."""
+    role_of = clerk_role_pids(c, manager)
     roles = ["manager agent", "agents", "workers", "hosts"]
 
     def cpu(role: str) -> Callable[[], float]:
@@ -462,6 +510,7 @@ def max_rate(measure: Callable[[int, int, float], Lateness], levels: Sequence[in
             if lat.cpu:
                 print(f"  {'':<11} CPU per run {fmt_cpu(lat.cpu)}; per run: "
                       f"{fmt_wire(lat.wire)}", flush=True)
+                print(f"  {'':<11} wake-ups per run: {fmt_wakeups(lat.wakeups)}", flush=True)
             if lat.ok():
                 break
         if not lat.ok():
@@ -489,6 +538,8 @@ def rate_pairs(levels: Sequence[int], interval: int, window: float, against: str
                       f"{lat.median:6.2f} ms  p99 {lat.p99:7.2f} ms  skipped {lat.skipped}  "
                       f"{'ok' if lat.ok() else 'over'}; CPU per run {fmt_cpu(lat.cpu)}; "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
+                print(f"  {'':<10} wake-ups per run: {fmt_wakeups(lat.wakeups)}", flush=True)
+                print(f"  {'':<10} per run: {fmt_wire(lat.wire)}", flush=True)
         out.append((rate, mine, other))
     return out
 
