@@ -18,7 +18,6 @@ import pytest
 import zmq
 
 import clerk
-import clerk._executor
 from clerk._executor import Executor
 from clerk._messages import Execute, Peer, Result
 from clerk._tasks import TaskDef
@@ -158,10 +157,7 @@ def test_results_of_runs_that_end_together_leave_together(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """clerk._executor: two runs due at the same time on two workers: the first result waits
     for the other (under way) and both leave in one loop turn, i.e. one batch to the manager;
-    a run alone afterwards is not held. (The hold is made long here: on a loaded machine the
-    second worker can be off the CPU for more than the real 2 ms, which is that hold's
-    business, not this rule's.)"""
-    monkeypatch.setattr(clerk._executor, "RESULT_HOLD_MS", 5000.0)
+    a run alone afterwards is not held."""
     defs = {n: clerk.task("tests.integration.cluster_tasks:StampStart", name=n,
                           interval=60_000, timeout=10_000) for n in ("s1", "s2")}
     turns: dict[str, int] = {}
