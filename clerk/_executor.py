@@ -14,14 +14,6 @@ intensity; both on a helper thread, so the loop keeps heartbeating), and the run
 a timeout. A worker that dies mid-run fails that run with an error naming the exit. Results go
 to the manager this node follows now (which may have changed during the run), else to the
 sender.
-
-**Results ride together.** A run's result leaves at once, unless another run on this node is
-under way or starts within ``RESULT_HOLD_MS``: then it waits for that run's result, at most
-``RESULT_HOLD_MS`` after the first one held, and they leave in the same loop turn, i.e. in one
-batch to the manager (:mod:`clerk._batch`): one send, one wake-up of this node's ZeroMQ I/O
-thread, the manager's and the manager's loop, instead of one each per run. A held result is
-a run in flight for everything else (``has_run``, ``busy``), and :meth:`Executor.close`
-sends it. A run alone (no other run near) is never held.
 """
 
 from __future__ import annotations
@@ -46,15 +38,9 @@ from clerk._tasks import TaskDef
 from clerk._workerlink import DONE, READY, RUN, LinkClosed, Reader, send_msg
 from supervisor import ChildSpec, Event, Supervisor
 
-__all__ = ["RESULT_HOLD_MS", "Executor"]
+__all__ = ["Executor"]
 
 log = logging.getLogger("clerk.executor")
-
-#: How long a result may wait for the result of another run here that is under way or about
-#: to start (see the module docstring). Short next to what a result's delay can cost (the
-#: next slot of its task is dispatched a lead ahead and needs it; intervals are >= 100 ms),
-#: long enough to pair results at a few hundred runs/s per node.
-RESULT_HOLD_MS = 2.0
 
 
 @dataclass
@@ -106,11 +92,6 @@ class Executor:
         # lost for nothing while other nodes could have run it.
         self._on_capacity = on_capacity
         self._capable = False
-        # Results held to leave with the next one (see the module docstring), and when the
-        # first of them must leave at the latest (monotonic).
-        self._held: list[tuple[Result, str]] = []
-        self._held_until = float("inf")
-        self.results_held = 0  # results that waited for another (counted)
         self._dir = tempfile.mkdtemp(prefix="clerk-workers-")
         os.chmod(self._dir, 0o700)
         endpoint = f"{self._dir}/workers"
@@ -297,32 +278,12 @@ class Executor:
                 job, worker.job = worker.job, None
                 self.executed += 1
                 # The next queued run first: it has waited for exactly this worker.
-                now = self._now()
-                self._pump(now)
+                self._pump(self._now())
                 self._reply(job, str(data.get("outcome")), data.get("state"),
-                            str(data.get("error", "")), float(data.get("duration_ms", 0.0)),
-                            hold=self._another_run_near(now))
-
-    def _another_run_near(self, now: float) -> bool:
-        """Is a run on a worker under way, or due to start within RESULT_HOLD_MS? (Then a
-        result just read waits for its result: they leave together.)"""
-        soon = now + RESULT_HOLD_MS / 1000
-        return any(w.job is not None and w.job.start <= soon for w in self.workers.values())
-
-    def flush_results(self, now: float | None = None) -> None:
-        """Send the held results: all of them, or (``now`` given) only once the first one's
-        hold is over."""
-        if not self._held or (now is not None and now < self._held_until):
-            return
-        held, self._held = self._held, []
-        self._held_until = float("inf")
-        for result, reply_to in held:
-            self.send_result(result, reply_to)
+                            str(data.get("error", "")), float(data.get("duration_ms", 0.0)))
 
     def expire(self, now: float) -> None:
-        """Kill runs past their timeout; time out runs that never got a worker; send held
-        results whose hold is over."""
-        self.flush_results(now)
+        """Kill runs past their timeout; time out runs that never got a worker."""
         for job in self.queue.expired(now):
             self._reply(job, "timeout", None, "no free worker before the timeout")
         for worker in self.workers.values():
@@ -379,7 +340,7 @@ class Executor:
     def next_deadline(self) -> float:
         """The next kill or queue timeout, or the next release of a held run."""
         # Every loop turn asks: O(workers) plus the queue's heads, however many wait.
-        best = min(self.queue.next_deadline(), self._held_until)
+        best = self.queue.next_deadline()
         for w in self.workers.values():
             job = w.job
             if job is not None and job.deadline < best:
@@ -387,17 +348,15 @@ class Executor:
         return best
 
     def has_run(self, run_id: str) -> bool:
-        """Is this run queued or running here (or its result held)?"""
+        """Is this run queued or running here?"""
         return self.queue.has_run(run_id) or any(
-            w.job is not None and w.job.msg.run_id == run_id for w in self.workers.values()
-        ) or any(r.run_id == run_id for r, _ in self._held)
+            w.job is not None and w.job.msg.run_id == run_id for w in self.workers.values())
 
     def busy(self) -> bool:
-        return bool(self.queue) or bool(self._held) or any(
-            w.job is not None for w in self.workers.values())
+        return bool(self.queue) or any(w.job is not None for w in self.workers.values())
 
     def _reply(self, job: _Job, outcome: str, state: Any, error: str,
-               duration_ms: float | None = None, hold: bool = False) -> None:
+               duration_ms: float | None = None) -> None:
         msg = job.msg
         me, term = self.me()
         if duration_ms is None:  # no word from the worker: time since the run came in, or
@@ -405,17 +364,9 @@ class Executor:
             duration_ms = max(0.0, (self._now() - max(job.received, job.start)) * 1000)
         result = Result(me, term, msg.task, msg.run_id, msg.slot, outcome,
                         state if outcome == "ok" else None, duration_ms, error)
-        if hold:
-            if not self._held:
-                self._held_until = self._now() + RESULT_HOLD_MS / 1000
-            self._held.append((result, job.reply_to))
-            self.results_held += 1
-            return
-        self._held.append((result, job.reply_to))
-        self.flush_results()  # with any held before it, in order
+        self.send_result(result, job.reply_to)
 
     def close(self) -> None:
-        self.flush_results()  # (the agent sends them before its transport closes)
         for killer in self._killers:
             killer.join(timeout=5)
         try:
@@ -434,5 +385,4 @@ class Executor:
         return {"executed": self.executed, "queued": len(self.queue),
                 "held": self.queue.held_count,
                 "busy_workers": sum(w.job is not None for w in self.workers.values()),
-                "workers": len(self.workers), "restarts": self.restarts,
-                "results_held": self.results_held}
+                "workers": len(self.workers), "restarts": self.restarts}

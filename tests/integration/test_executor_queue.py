@@ -28,25 +28,17 @@ ME = Peer("a@127.0.0.1", "127.0.0.1:1", "inc", 0)
 
 
 @contextmanager
-def running_executor(monkeypatch: pytest.MonkeyPatch, defs: dict[str, TaskDef],
-                     workers: int = 1, turns: dict[str, int] | None = None
+def running_executor(monkeypatch: pytest.MonkeyPatch, defs: dict[str, TaskDef]
                      ) -> Iterator[tuple[Executor, list[tuple[float, Result]], Callable[[], bool]]]:
-    """An executor with ``workers`` real workers, ready: ``(executor, results, turn)``.
-    ``results`` holds ``(time.time() when it came, result)``; ``turn()`` is one loop turn as
-    the agent does it (poll until the executor's next deadline, at most 20 ms; expire only at
-    it) and returns False, for ``wait_until(lambda: turn() or ...)``. ``turns``: filled with
-    the number of the turn each result (by run id) came in."""
+    """An executor with one real worker, ready: ``(executor, results, turn)``. ``results``
+    holds ``(time.time() when it came, result)``; ``turn()`` is one loop turn as the agent
+    does it (poll until the executor's next deadline, at most 20 ms; expire only at it) and
+    returns False, for ``wait_until(lambda: turn() or ...)``."""
     # The workers import the task by its module path: give them the repository root.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([ROOT, *sys.path]))
     poller = zmq.Poller()
     readers: dict[object, object] = {}
     results: list[tuple[float, Result]] = []
-    turn_no = [0]
-
-    def got(result: Result, to: str) -> None:
-        results.append((time.time(), result))
-        if turns is not None:
-            turns[result.run_id] = turn_no[0]
 
     def add_reader(sock: object, callback: object) -> None:
         readers[sock] = callback
@@ -56,14 +48,13 @@ def running_executor(monkeypatch: pytest.MonkeyPatch, defs: dict[str, TaskDef],
         del readers[sock]
         poller.unregister(sock)  # type: ignore[arg-type]
 
-    ex = Executor(node="a@127.0.0.1", defs=defs, workers=workers,
+    ex = Executor(node="a@127.0.0.1", defs=defs, workers=1,
                   add_reader=add_reader,  # type: ignore[arg-type]
                   remove_reader=remove_reader,
-                  send_result=got,
+                  send_result=lambda r, to: results.append((time.time(), r)),
                   me=lambda: (ME, 1), log_level="warning")
 
     def turn() -> bool:
-        turn_no[0] += 1
         wait = max(0.0, min(ex.next_deadline() - time.monotonic(), 0.02))
         for sock, _ in poller.poll(int(wait * 1000)):
             callback = readers.get(sock)  # a dead worker's link may go earlier in the turn
@@ -74,8 +65,8 @@ def running_executor(monkeypatch: pytest.MonkeyPatch, defs: dict[str, TaskDef],
         return False
 
     try:
-        wait_until(lambda: turn() or all(w.identity is not None for w in ex.workers.values()),
-                   timeout=30, interval=0)
+        wait_until(lambda: turn() or ex.workers[0].identity is not None, timeout=30,
+                   interval=0)
         yield ex, results, turn
     finally:
         ex.close()
@@ -145,62 +136,3 @@ def test_a_worker_killed_mid_run_fails_that_run_and_its_replacement_takes_the_ne
         wait_until(lambda: turn() or len(results) == 2, timeout=20, interval=0)
         done = results[1][1]
         assert done.run_id == "r1" and done.outcome == "ok", done.error
-
-
-def _execute(task: str, run_id: str, due_ms: int = 0, state: object = None) -> Execute:
-    return Execute(ME, 1, task, run_id, 1, state, 10_000, False, due_ms,
-                   due_ms + 10_000 if due_ms else 0)
-
-
-@pytest.mark.timeout(90)
-def test_results_of_runs_that_end_together_leave_together(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """clerk._executor: two runs due at the same time on two workers: the first result waits
-    for the other (under way) and both leave in one loop turn, i.e. one batch to the manager;
-    a run alone afterwards is not held."""
-    defs = {n: clerk.task("tests.integration.cluster_tasks:StampStart", name=n,
-                          interval=60_000, timeout=10_000) for n in ("s1", "s2")}
-    turns: dict[str, int] = {}
-    with running_executor(monkeypatch, defs, workers=2, turns=turns) as (ex, results, turn):
-        due_ms = int((time.time() + 0.3) * 1000)
-        for n in ("s1", "s2"):
-            ex.submit(_execute(n, n, due_ms), "m", time.monotonic())
-        wait_until(lambda: turn() or len(results) == 2, timeout=20, interval=0)
-        assert sorted(r.run_id for _, r in results) == ["s1", "s2"]
-        assert all(r.outcome == "ok" for _, r in results), [r.error for _, r in results]
-        assert ex.stats()["results_held"] == 1
-        assert turns["s1"] == turns["s2"]  # the same turn: one batch
-        ex.submit(_execute("s1", "alone"), "m", time.monotonic())
-        wait_until(lambda: turn() or len(results) == 3, timeout=20, interval=0)
-        assert ex.stats()["results_held"] == 1  # nothing else near: sent at once
-
-
-@pytest.mark.timeout(90)
-def test_a_held_result_is_a_run_in_flight_and_waits_at_most_the_hold(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A result held for a long run under way leaves RESULT_HOLD_MS later, not when that run
-    ends; meanwhile its run is still this node's (has_run, busy: a RUN_QUERY and a leave wait
-    for it); close() sends what is held."""
-    nap = clerk.task("tests.integration.cluster_tasks:Nap", name="nap", interval=60_000,
-                     timeout=10_000)
-    quick = clerk.task("tests.integration.cluster_tasks:StampStart", name="quick",
-                       interval=60_000, timeout=10_000)
-    with running_executor(monkeypatch, {"nap": nap, "quick": quick}, workers=2) as (
-            ex, results, turn):
-        ex.submit(_execute("nap", "long", state={"s": 3.0}), "m", time.monotonic())
-        began = time.time()
-        ex.submit(_execute("quick", "short"), "m", time.monotonic())
-        # Its DONE read, the result is held (the long run is under way) ...
-        wait_until(lambda: turn() or ex.stats()["results_held"] == 1, timeout=20, interval=0)
-        if not results:  # (a slow turn may already have sent it)
-            assert ex.has_run("short") and ex.busy()
-        # ... for at most the hold: long before the 3 s run ends.
-        wait_until(lambda: turn() or len(results) == 1, timeout=20, interval=0)
-        assert results[0][1].run_id == "short"
-        assert results[0][0] - began < 2.0
-        assert not ex.has_run("short")
-        # close() sends a result still held (here: one held by hand, then closed).
-        ex._held.append((results[0][1], "m"))
-        ex._held_until = time.monotonic() + 60
-        ex.close()
-        assert [r.run_id for _, r in results] == ["short", "short"]
