@@ -5,9 +5,14 @@
   heartbeat round sends each member what it lacks. Paced so it takes at most
   ~1/``REPLICATE_SHARE`` of the loop (a burst of results is coalesced into one round).
 * **OFFERs** (member): each manager this node follows gets the rows it holds with a state (its
-  data directory's, merged with the replica): only those beyond the shared replica for a
-  fellow member taking over, every row for a manager from elsewhere. Sent even when empty (it
-  says "nothing here", so ``init`` need not wait). The manager merges an OFFER only from a
+  data directory's, merged with the replica). A fellow member taking over says where its table
+  stands (``Coordinator.table``: its replica, caught up with a log at a sequence): it gets only
+  the rows this node may hold beyond that (``clerk._replica.offer_keys``: rows changed after
+  that sequence in our copy of the same log, rows of no known sequence, and rows from our data
+  directory); every row when it did not say or is a manager from elsewhere. Never only "beyond
+  our replica" on the assumption that the new manager holds the same replica: it may lag, or
+  have rejoined moments ago. Sent even when empty (it says "nothing here", so ``init`` need
+  not wait). The manager merges an OFFER only from a
   member; one from a node not admitted yet is held (at most ``MAX_HELD_OFFERS``) until its
   ``MemberUp``.
 * **The data directory** (:mod:`clerk._store`) holds the table this node holds: the rows of
@@ -22,9 +27,9 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from clerk._messages import Offer
+from clerk._messages import Offer, TableAt
 from clerk._record import pack_table
-from clerk._replica import row_key
+from clerk._replica import offer_keys, row_key
 from clerk._runnerdefs import Definitions
 
 __all__ = ["ENCODE_BUDGET", "LOAD_BUDGET", "MAX_HELD_OFFERS", "REPLICATE_SHARE", "Replication"]
@@ -56,22 +61,28 @@ class Replication(Definitions):
         def _log_conflicts(self) -> None: ...
         def _stamp_acks(self) -> None: ...
 
-    def _offer(self, to: str, now: float, only_beyond_replica: bool = False) -> None:
+    def _offer(self, to: str, now: float, at: TableAt | None = None) -> None:
         """Send the new manager the rows we hold with a state (our data directory's, merged
         with the replica): it keeps the most advanced lineage any member holds, and calls
         ``init`` only when no member has a state. Sent even when empty: it says "nothing
         here", so the manager's ``init`` need not wait.
 
-        Beyond the replica are the states the replica's rows do not hold: a task it has no
-        row for, or one whose state the load kept over the row's (``kept_own``). Found
-        without parsing the replica again (10,000 tasks: ~1 s, twice, per manager change)."""
+        ``at``: where the new manager's table stands (a fellow member's replica, caught up
+        with a log: see the module docstring); then only the rows it may lack: those our copy
+        of that log holds changed after it (``offer_keys``), and the states our replica's rows
+        do not hold (a task it has no row for, or one whose state the load kept over the
+        row's, ``kept_own``). Found without parsing the replica again (10,000 tasks: ~1 s,
+        twice, per manager change)."""
         self._follow_replica()
         sched = self.scheduler
-        if only_beyond_replica:
+        core = self.agent.core
+        newer = offer_keys(core.table_log if core.table_log.complete else core.replica, at)
+        if newer is not None:
             seen = self._rows_seen or {}
             rows = {name: rec.to_json() for name, rec in sched.records.items()
                     if rec.has_state and (name in sched.kept_own
-                                          or seen.get(row_key(name)) is None)}
+                                          or seen.get(key := row_key(name)) is None
+                                          or key in newer)}
         else:
             rows = {name: rec.to_json() for name, rec in sched.records.items()
                     if rec.has_state}

@@ -139,14 +139,15 @@ class TaskRunner(ResultRouting):
             core = self.agent.core
             claim = core.manager_claim
             if effect.manager is not None and claim is not None:
-                # A fellow member taking over holds the replica we hold: offer only what we
-                # hold beyond it (rows from our data directory). A manager from elsewhere (a
-                # merge; a cluster we just joined) gets every row.
+                # A fellow member taking over said where its table stands (its COORDINATOR:
+                # its replica, caught up with a log at a sequence): offer only what we may
+                # hold beyond that (clerk._replica.offer_keys). Every row otherwise: it did
+                # not say (an older build, a replica not caught up, a claim we learnt from
+                # someone else), or it is a manager from elsewhere (a merge; a cluster we
+                # just joined).
                 row = core.members.get(effect.manager)
-                tlog = core.table_log  # (a replica at all: without parsing it)
-                fellow = (row is not None and row.alive and effect.manager != core.me.name
-                          and bool((tlog if tlog.complete else core.replica).items()))
-                self._offer(claim.address, now, only_beyond_replica=fellow)
+                fellow = (row is not None and row.alive and effect.manager != core.me.name)
+                self._offer(claim.address, now, core.manager_table if fellow else None)
                 # The old manager may have died with our results in its inbox.
                 for result in self.outbox.unacked(now):
                     self.agent.send(claim.address, result, now)
