@@ -265,10 +265,14 @@ class TaskRunner(ResultRouting):
         log.info("scheduling %d task(s) as manager (%s)", len(sched.defs),
                  "hand-over" if graceful else "takeover")
         self._resolve_adopted(now, wall, graceful)
-        self._apply_waiting_results(now, wall)
+        # The OFFERs that came while the table was loading, then the RESULTs: a result
+        # continues the row its run started from (clerk._running), which may be only in a
+        # member's OFFER (this node's replica lacked the row, or held an older state): applied
+        # first, it would be dropped, and the member's state then continued without it.
         waiting, self._offers_waiting = self._offers_waiting, {}
-        for msg in waiting.values():  # came while the table was loading
+        for msg in waiting.values():
             self.on_offer(msg, now, wall)
+        self._apply_waiting_results(now, wall)
         # At once, but in slices: a big table fills the new log over the next turns.
         self._replicate_after = -math.inf
         self._replicate(now)
