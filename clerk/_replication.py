@@ -12,7 +12,8 @@
   directory); every row when it did not say or is a manager from elsewhere. Never only "beyond
   our replica" on the assumption that the new manager holds the same replica: it may lag, or
   have rejoined moments ago. Sent even when empty (it says "nothing here", so ``init`` need
-  not wait). The manager merges an OFFER only from a
+  not wait). Every row of a big table goes in several OFFERs (``offer_parts``), each
+  within the message limit. The manager merges an OFFER only from a
   member; one from a node not admitted yet is held (at most ``MAX_HELD_OFFERS``) until its
   ``MemberUp``.
 * **The data directory** (:mod:`clerk._store`) holds the table this node holds: the rows of
@@ -29,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 from clerk._messages import Offer, TableAt
 from clerk._record import pack_table
-from clerk._replica import offer_keys, row_key
+from clerk._replica import HANDOVER_WHOLE_CHARS, offer_keys, row_key
 from clerk._runnerdefs import Definitions
 
-__all__ = ["ENCODE_BUDGET", "LOAD_BUDGET", "MAX_HELD_OFFERS", "REPLICATE_SHARE", "Replication"]
+__all__ = ["ENCODE_BUDGET", "LOAD_BUDGET", "MAX_HELD_OFFERS", "OFFER_CHARS", "REPLICATE_SHARE",
+           "Replication", "offer_parts"]
 
 #: Replication (the whole table to every member) may take at most ~1/REPLICATE_SHARE of the
 #: manager's loop, and of each follower's: after a round that cost ``c`` seconds, the next
@@ -49,9 +51,44 @@ ENCODE_BUDGET = 0.0004
 #: loaded machine, and the loop (heartbeats, ACKs, results) must run between slices like
 #: between encoding ones. The same slice as ``ENCODE_BUDGET``: a turn stays near 1 ms.
 LOAD_BUDGET = 0.0004
+#: Table text per OFFER message at most: every row of a big table (10,000 tasks: ~5 MB) goes
+#: in several OFFERs, each within the 1 MiB message limit (as a hand-over's whole table).
+OFFER_CHARS = HANDOVER_WHOLE_CHARS
+#: Parts of one member's OFFER kept while they wait (a 10,000-task table is ~10): the bound
+#: is for forgeries.
+MAX_OFFER_PARTS = 64
 #: OFFERs kept for nodes that follow this manager but are not admitted yet: a joiner's JOIN
 #: and OFFER leave together, so one or two are held at a time; the bound is for forgeries.
 MAX_HELD_OFFERS = 64
+
+
+def offer_parts(rows: dict[str, Any], limit: int = OFFER_CHARS) -> list[Any]:
+    """``rows`` (task rows by name) packed for OFFERs (``pack_table``), in as many parts as
+    keep each under ``limit`` characters of table text (an OFFER is one message: at most
+    1 MiB). One part, maybe empty, when they fit."""
+    packed = pack_table({"tasks": rows})
+    size = sum(len(c) for c in packed["chunks"])
+    if size <= limit or len(rows) <= 1:
+        return [packed]
+    items = list(rows.items())
+    step = math.ceil(len(items) / math.ceil(size / (limit * 0.8)))
+    out: list[Any] = []
+    for i in range(0, len(items), step):
+        out += offer_parts(dict(items[i:i + step]), limit)
+    return out
+
+
+def _keep_part(kept: dict[str, list[Offer]], msg: Offer) -> None:
+    """Keep ``msg`` with the other parts of its sender's OFFER (``offer_parts``): those of
+    one incarnation following one claim (its term); an OFFER of another replaces them."""
+    name = msg.sender.name
+    parts = kept.pop(name, [])
+    if parts and (parts[0].term, parts[0].sender.incarnation) != (msg.term,
+                                                                    msg.sender.incarnation):
+        parts = []
+    if len(parts) < MAX_OFFER_PARTS:
+        parts.append(msg)
+    kept[name] = parts
 
 
 class Replication(Definitions):
@@ -88,8 +125,8 @@ class Replication(Definitions):
                     if rec.has_state}
         for row in rows.values():
             row["running"] = None
-        self.agent.send(to, Offer(self.agent.me, self.agent.core.term,
-                                  pack_table({"tasks": rows})), now)
+        for part in offer_parts(rows):
+            self.agent.send(to, Offer(self.agent.me, self.agent.core.term, part), now)
 
     def _follow_replica(self) -> None:
         """Bring the scheduler of a node that does not schedule (a follower: for a status, a
@@ -112,9 +149,8 @@ class Replication(Definitions):
         if self._activate is not None:
             # The table this node takes over is being loaded (in slices, _load_step): the load
             # would overwrite what a merge did now. Merged once it is loaded (the newest per
-            # sender; senders are members, so at most one per member).
-            self._offers_waiting.pop(msg.sender.name, None)
-            self._offers_waiting[msg.sender.name] = msg
+            # sender, all its parts; senders are members, so at most one per member).
+            _keep_part(self._offers_waiting, msg)
             return
         if self.agent.core.quorum is not None:
             # Quorum mode: every committed record is on a majority of voters, and phase 1
@@ -130,17 +166,16 @@ class Replication(Definitions):
             self._replicate(now)
 
     def hold_offer(self, msg: Offer) -> None:
-        """An OFFER from a node not admitted yet: kept (the newest per name, at most
-        MAX_HELD_OFFERS) until it becomes a member."""
-        self._held_offers.pop(msg.sender.name, None)
-        self._held_offers[msg.sender.name] = msg
+        """An OFFER from a node not admitted yet: kept (the newest per name, all its parts, at
+        most MAX_HELD_OFFERS names) until it becomes a member."""
+        _keep_part(self._held_offers, msg)
         while len(self._held_offers) > MAX_HELD_OFFERS:
             del self._held_offers[next(iter(self._held_offers))]
 
     def on_member_up(self, name: str, incarnation: str, now: float) -> None:
-        msg = self._held_offers.pop(name, None)
-        if msg is not None and msg.sender.incarnation == incarnation:
-            self.on_offer(msg, now, self.agent.clock.wall())
+        for msg in self._held_offers.pop(name, []):
+            if msg.sender.incarnation == incarnation:
+                self.on_offer(msg, now, self.agent.clock.wall())
 
     def _load_step(self) -> bool:
         """Load a slice of the table this node takes over (at most ``LOAD_BUDGET``); True

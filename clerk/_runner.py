@@ -83,10 +83,10 @@ class TaskRunner(ResultRouting):
         # (log, sequence) last announced with a heartbeat round.
         self._encoder = RowEncoder()
         self._sent: tuple[str, int] = ("", -1)
-        self._held_offers: dict[str, Offer] = {}  # from nodes not admitted yet (hold_offer)
+        self._held_offers: dict[str, list[Offer]] = {}  # from nodes not admitted yet (parts)
         self._activate: bool | None = None  # pending activation: graceful or not
         self._loading = None  # the activation's sliced load of the table (_load_step)
-        self._offers_waiting: dict[str, Offer] = {}  # from members, until it is loaded
+        self._offers_waiting: dict[str, list[Offer]] = {}  # from members, until it is loaded
         self._results_waiting: dict[str, Result] = {}  # the same for RESULTs (by run id)
         # Replica rows a follower's scheduler was brought up to (_follow_replica), by key:
         # their text objects. None: the scheduler's rows are not just those (any more).
@@ -270,8 +270,9 @@ class TaskRunner(ResultRouting):
         # member's OFFER (this node's replica lacked the row, or held an older state): applied
         # first, it would be dropped, and the member's state then continued without it.
         waiting, self._offers_waiting = self._offers_waiting, {}
-        for msg in waiting.values():
-            self.on_offer(msg, now, wall)
+        for parts in waiting.values():
+            for msg in parts:
+                self.on_offer(msg, now, wall)
         self._apply_waiting_results(now, wall)
         # At once, but in slices: a big table fills the new log over the next turns.
         self._replicate_after = -math.inf

@@ -134,3 +134,28 @@ def test_an_older_node_reads_a_coordinator_without_a_table_as_before() -> None:
     assert decode(with_table) == Coordinator(PEER, 3, CLAIM, TableAt("L", 17))
     assert decode(plain).table is None
     assert reads_table_at(PEER) and not reads_table_at(Peer("b", "h:2", "0123456789ab+b", 0))
+
+
+def test_every_row_of_a_big_table_goes_in_offers_within_the_message_limit() -> None:
+    from clerk._messages import Offer
+    from clerk._record import unpack_table
+    from clerk._replication import _keep_part, offer_parts
+
+    rows = {f"t{i:05d}": {"state": {"pad": "y" * 400}, "has_state": True}
+            for i in range(6000)}  # ~2.6 MB of table text: over one message
+    parts = offer_parts(rows)
+    assert len(parts) > 1
+    got: dict[str, object] = {}
+    for part in parts:
+        encode(Offer(PEER, 3, part))  # each fits a message
+        got.update(unpack_table(part)["tasks"])
+    assert got == rows
+    assert offer_parts({}) == [{"packed": 1, "chunks": ['{"tasks":{}}']}]
+    # While they wait (a takeover loading its table), every part of the newest OFFER of a
+    # sender is kept; an OFFER of another claim replaces them.
+    kept: dict[str, list[Offer]] = {}
+    for part in parts:
+        _keep_part(kept, Offer(PEER, 3, part))
+    assert len(kept[PEER.name]) == len(parts)
+    _keep_part(kept, Offer(PEER, 4, parts[0]))
+    assert [m.term for m in kept[PEER.name]] == [4]
