@@ -159,3 +159,45 @@ def test_every_row_of_a_big_table_goes_in_offers_within_the_message_limit() -> N
     assert len(kept[PEER.name]) == len(parts)
     _keep_part(kept, Offer(PEER, 4, parts[0]))
     assert [m.term for m in kept[PEER.name]] == [4]
+
+
+def test_a_claim_says_where_its_replica_stands_only_to_nodes_that_read_it() -> None:
+    import random
+
+    from clerk import _election
+    from clerk._core import NodeCore, Received, Role, Send, Start
+    from clerk._messages import Join
+
+    me = Peer("m", "h:0", "000000000000" + TABLE_MARK + "+b", 0)
+    new = Peer("a", "h:1", "111111111111" + TABLE_MARK + "+b", 0)
+    old = Peer("b", "h:2", "222222222222+b", 0)
+    core = NodeCore(me, now=0.0, rng=random.Random(1))
+    core.handle(Start(), 0.0)
+    for p in (new, old):
+        core.handle(Received(Join(p, core.term, ())), 0.0)
+    log = _log()
+    _apply_all(log, core.replica)
+    assert core.replica.position() == TableAt("L", log.seq)
+
+    def coordinators() -> dict[str, Coordinator]:
+        core.role = Role.FOLLOWER  # (a claim of a node that was not the manager)
+        core._out.clear()
+        _election.take_claim(core, 1.0)
+        return {e.to: e.msg for e in core._out
+                if isinstance(e, Send) and isinstance(e.msg, Coordinator)}
+
+    sent = coordinators()
+    assert sent[new.address].table == TableAt("L", log.seq)
+    assert sent[old.address].table is None  # (and the codec leaves it out: see above)
+    # A member that follows the claim from its holder's COORDINATOR knows where it stands.
+    member = NodeCore(new, now=0.0, rng=random.Random(2))
+    member.handle(Start(), 0.0)
+    member.handle(Received(sent[new.address]), 1.0)
+    assert member.manager == me.name and member.manager_table == TableAt("L", log.seq)
+    # A replica not caught up (a chunk short of the end) says nothing.
+    _put(log, "t0", 3)
+    _put(log, "t1", 3)
+    d = log.delta(core.replica.seq, max_chars=500)
+    assert d is not None and not d.done
+    core.replica.apply(d)
+    assert coordinators()[new.address].table is None
