@@ -10,8 +10,9 @@ replica, assuming the new manager's replica was the same. Replicas differ in how
 * the same with a member that has just rejoined (its replica is still being sent).
 * a property over random crash / restart / leave schedules with a member lagging at random:
   every run a manager starts after a takeover starts from at least the newest counter that a
-  member held (in its replica or on disk) when the manager died, if that member is alive and
-  a member of the new manager's cluster when it takes over.
+  member held (in its replica or on disk) when the new manager took over, if that member is
+  alive (not left) and a member of the new manager's cluster then, and still alive when the
+  run starts.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from clerk._core import ManagerChanged
+from clerk._core import ManagerChanged, Role
 from clerk._messages import Coordinator, Heartbeat
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
@@ -151,8 +152,8 @@ def _takeovers(net: SimNetwork, world: SimLedger, names: list[str],
     the current manager dies) and check every takeover; returns the violations. A member of
     an older build (``net.older``) offers only what is beyond its replica: what it holds is
     not counted."""
-    # (manager, term, the newest counter a qualifying member held, those members' incarnations)
-    takeovers: list[tuple[str, int, int, dict[str, str]]] = []
+    # (when, manager, term, the newest counter a qualifying member held, their incarnations)
+    takeovers: list[tuple[float, str, int, int, dict[str, str]]] = []
 
     def observe(node, event, effects) -> None:  # type: ignore[no-untyped-def]
         for e in effects:
@@ -164,7 +165,7 @@ def _takeovers(net: SimNetwork, world: SimLedger, names: list[str],
                     n = net.nodes[other]
                     row = core.members.get(other)
                     if (other == node.name or other in net.older or not n.up or row is None
-                            or not row.alive
+                            or n.core.role is Role.STOPPED or not row.alive
                             or row.peer.incarnation != n.core.me.incarnation):
                         continue
                     value = world.disk_counter(other)
@@ -172,7 +173,7 @@ def _takeovers(net: SimNetwork, world: SimLedger, names: list[str],
                         best, held = value, {}
                     if value == best:
                         held[other] = n.core.me.incarnation
-                takeovers.append((node.name, e.term, best, held))
+                takeovers.append((net.now, node.name, e.term, best, held))
 
     net.observers.append(observe)
     for (kind, arg), wait in faults:
@@ -196,16 +197,17 @@ def _takeovers(net: SimNetwork, world: SimLedger, names: list[str],
     net.heal()
     net.run_for(2.0)
     bad = []
-    for manager, term, best, held in takeovers:
+    for at, manager, term, best, held in takeovers:
         if best < 0:
             continue
-        first = next((r for r in world.runs if r.manager == manager and r.term == term
-                      and r.before is not None), None)
+        # (A restarted node may claim a term again that it held before it crashed.)
+        first = next((r for r in world.runs if r.at >= at and r.manager == manager
+                      and r.term == term and r.before is not None), None)
         if first is None or first.managers != 1:
             continue
         if not any(net.nodes[n].up and net.nodes[n].core.me.incarnation == inc
-                   for n, inc in held.items()):
-            continue  # every holder died or restarted before the run
+                   and net.nodes[n].core.role is not Role.STOPPED for n, inc in held.items()):
+            continue  # every holder died, left or restarted before the run
         if first.before < best:  # type: ignore[operator]
             bad.append(f"{manager} (term {term}) took over while {sorted(held)} held "
                        f"{best}, and ran from {first.before}: {first}")
