@@ -52,6 +52,7 @@ from clerk._core import (
 from clerk._coretypes import QuorumChanged, VoterWrite
 from clerk._deploy import MAX_ANNOUNCE_CHARS, SEP, announce, task_names
 from clerk._messages import (
+    TABLE_MARK,
     Control,
     Election,
     Execute,
@@ -113,9 +114,10 @@ class Agent:
             self._wake_r.close()
             self._wake_w.close()
             raise
-        # The incarnation's mark announces that this node reads batches (clerk._batch).
-        self.me = Peer(config.name, config.address, secrets.token_hex(6) + BATCH_MARK,
-                       config.priority)
+        # The incarnation's marks announce that this node reads a COORDINATOR's table position
+        # (clerk._messages.TABLE_MARK) and batches (clerk._batch, last).
+        self.me = Peer(config.name, config.address,
+                       secrets.token_hex(6) + TABLE_MARK + BATCH_MARK, config.priority)
         # What a loop turn sends, by peer: flushed at the end of the turn (clerk._batch).
         self.outgoing = Coalescer()
         self._started_wall = self.clock.wall()

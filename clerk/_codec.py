@@ -19,6 +19,8 @@ would drop as malformed (state nested too deep, a non-string object key that ``j
 would silently turn into a string, an integer beyond 64 bits...) is an :class:`EncodeError` at
 the sender, naming the field. There is no pickle anywhere: task state travels as JSON, and state
 that JSON cannot carry (a set, an object, NaN) is an :class:`EncodeError` naming the field.
+A field marked ``OMIT_NONE`` (:mod:`clerk._messages`) is left out of the body while it is
+None: a node of an older build, which refuses fields it does not know, reads it as before.
 
 Decoding is on every message's path, so its checks are arranged to cost little without
 checking less (``tools/bench_codec.py``):
@@ -372,6 +374,8 @@ def _dataclass_dumper(cls: Any) -> Validator:
     # for classes without a JSON field, whose contents could change under a frozen object.
     cached = all(hints[f.name] is not Json for f in dataclasses.fields(cls))
     last: list[Any] = [None, None]
+    # Fields left out while None (``OMIT_NONE``): an older node refuses a field it lacks.
+    omit = [f.name for f in dataclasses.fields(cls) if f.metadata.get("omit_none")]
 
     def d_dataclass(value: Any, path: str) -> dict[str, Any]:
         if cached and value is last[0]:
@@ -379,6 +383,9 @@ def _dataclass_dumper(cls: Any) -> Validator:
         if type(value) is not cls:
             _fail(path, f"a {cls.__name__}", value)
         out = {name: dump(getattr(value, name), path + dot) for name, dot, dump in fields}
+        for name in omit:
+            if out[name] is None:
+                del out[name]
         if cached:
             last[0], last[1] = value, out
         return out

@@ -31,7 +31,7 @@ from clerk._claims import MAX_TERM_JUMP, TermBound, claim_of, message_term
 from clerk._coretypes import INF, Dropped, Effect, Role, Send, Stopped
 from clerk._fence import StallFence
 from clerk._membership import Member, MemberTable
-from clerk._messages import Claim, Json, MemberInfo, Message, Peer
+from clerk._messages import Claim, Json, MemberInfo, Message, Peer, TableAt
 from clerk._quorum import QuorumState
 from clerk._record import PACK_CHUNK
 from clerk._replica import HANDOVER_WHOLE_CHARS, Replica, ReplicaLog, handover_delta, table_text
@@ -72,6 +72,8 @@ class CoreState:
         self.table_log = ReplicaLog()
         self.replica = Replica()
         self._claim: Claim | None = None  # the manager we follow (or our own claim)
+        # A claim's key and where its holder said its table stands (its COORDINATOR).
+        self._announced: tuple[tuple[int, int, str], TableAt] | None = None
         self._last_heard = now
         self._acked_at = -INF  # follower: when we last sent our manager an ACK
         self._ack_said: tuple[int, int, str] = (-1, -1, "")  # ... and what it said
@@ -116,6 +118,15 @@ class CoreState:
     @property
     def manager_claim(self) -> Claim | None:
         return self._claim
+
+    @property
+    def manager_table(self) -> TableAt | None:
+        """Where the table of the manager we follow stands, as its COORDINATOR said (None:
+        not said, e.g. a node of an older build, or a claim learnt from someone else)."""
+        a, claim = self._announced, self._claim
+        if a is None or claim is None or a[0] != claim.key:
+            return None
+        return a[1]
 
     @property
     def is_manager(self) -> bool:

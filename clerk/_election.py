@@ -55,6 +55,7 @@ from clerk._messages import (
     MemberInfo,
     Ok,
     Welcome,
+    reads_table_at,
 )
 from clerk._replica import ReplicaLog
 
@@ -254,10 +255,14 @@ def take_claim(core: CoreState, now: float, members: tuple[MemberInfo, ...] | No
     core._phase = ""
     core._suspect = ""
     core._deadline = INF
+    # Where the table we continue from stands (our replica, if caught up with its log): a
+    # member then offers us only the rows it holds beyond it (clerk._replica.offer_keys).
+    at = core.replica.position()
     for row in core.members.others():
         row.acked_epoch = -1
         row.last_seen = now  # every member gets a full timeout to acknowledge us
-        core.send(row.peer.address, Coordinator(core.me, core.term, claim))
+        core.send(row.peer.address, Coordinator(core.me, core.term, claim,
+                                                at if reads_table_at(row.peer) else None))
     core._out.append(ManagerChanged(core.me.name, core.term, True))
     core._next_heartbeat = now  # first heartbeat right away
     heartbeat_round(core, now)
@@ -412,13 +417,16 @@ def m_ok(core: CoreState, msg: Ok, now: float) -> None:
 
 
 def m_coordinator(core: CoreState, msg: Coordinator, now: float) -> None:
-    """COORDINATOR: a claim to follow if it is the highest (or a leaving manager's successor)."""
+    """COORDINATOR: a claim to follow if it is the highest (or a leaving manager's successor),
+    and, from the claimant itself, where its table stands (``CoreState.manager_table``)."""
     if core.role is Role.LEAVING and msg.claim.name == core._successor:
         core.raise_highest(msg.claim)
         core.stop(f"left; handed over to {core._successor}")
         return
     if second_hand_suspect(core, msg.claim, msg.sender.name):
         return
+    if msg.table is not None and msg.sender.name == msg.claim.name:
+        core._announced = (msg.claim.key, msg.table)  # (read on following it: manager_table)
     on_claim(core, msg.claim, now)
 
 

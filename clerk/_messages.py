@@ -12,7 +12,8 @@ Protocol at a glance (``->`` one message, ``=>`` to every member)::
     manager => members   HEARTBEAT(seq, epoch, members if stale, table delta if behind)
     member  -> manager   ACK(seq, epoch, table seq, table log)
     node    -> higher    ELECTION(suspect)      answered OK(manager claim if one is healthy)
-    winner  => members   COORDINATOR(claim)     also sent to a stale manager to depose it
+    winner  => members   COORDINATOR(claim, table at)  also sent to a stale manager to depose
+                                                it; ``table``: where the winner's table stands
     node    -> manager   LEAVE                  graceful exit of a member
     manager -> successor HANDOVER(members, state)  graceful exit of a manager, or a merge
     manager -> node      EXECUTE(task, run, slot, state, timeout, due, deadline)  answered RESULT
@@ -32,7 +33,7 @@ Protocol at a glance (``->`` one message, ``=>`` to every member)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 __all__ = [
@@ -64,9 +65,13 @@ __all__ = [
     "RunQuery",
     "Status",
     "StatusReply",
+    "TABLE_MARK",
+    "TableAt",
     "TableDelta",
     "Welcome",
     "MESSAGE_KINDS",
+    "OMIT_NONE",
+    "reads_table_at",
 ]
 
 #: Any JSON value (validated by the codec: JSON types only, bounded depth).
@@ -195,11 +200,39 @@ class Ok:
     manager: Claim | None = None
 
 
+#: Field metadata: the codec leaves the field out of the body while it is None, so a node of
+#: an older build (which refuses a field it does not know) reads the message as before.
+OMIT_NONE = {"omit_none": True}
+#: The end of the incarnation (before the batch mark) of a node that reads ``Coordinator.table``:
+#: only such a node is sent one (a node learns it from the member list, like ``+b``).
+TABLE_MARK = "+t"
+
+
+def reads_table_at(peer: Peer) -> bool:
+    """The node ``peer`` announced that it reads ``Coordinator.table``."""
+    return TABLE_MARK in peer.incarnation
+
+
+@dataclass(frozen=True, slots=True)
+class TableAt:
+    """Where a new manager's table stands: its replica of the log ``log`` caught up at
+    ``seq`` (:meth:`clerk._replica.Replica.position`)."""
+
+    log: str
+    seq: int
+
+
 @dataclass(frozen=True, slots=True)
 class Coordinator:
+    """A claim. ``table``, from the claimant itself to a node that reads it
+    (:func:`reads_table_at`): where the table it continues from stands, so that a member
+    offers it only the rows it lacks (:func:`clerk._replica.offer_keys`); None: unknown
+    (every row)."""
+
     sender: Peer
     term: int
     claim: Claim
+    table: TableAt | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True, slots=True)

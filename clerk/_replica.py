@@ -28,6 +28,18 @@ Rules:
 * **Completeness.** A manager fills its log incrementally (a bounded number of rows per loop
   step); only once every row is in does it ``mark_complete`` the log, so no member drops a
   row the manager has not encoded yet.
+* **Where a replica stands** (a takeover's OFFERs, :func:`offer_keys`). A sequence alone does
+  not say what a replica holds: a delta cut into chunks ends at its last row's change, and a
+  row changed again after that (its newer change beyond the cut) was skipped, so two replicas
+  at one sequence can hold different versions of a row. What holds: a replica whose last
+  delta was ``done`` (``caught_up``: it reached the end of a complete log) holds exactly the
+  log's table as it was when that delta was made, and every change it lacks has a sequence
+  above its own. So a replica ``caught_up`` at ``seq`` of ``log`` (:meth:`Replica.position`)
+  lacks nothing that another copy of ``log`` holds with a change at or below ``seq``: each
+  row remembers the end (``upto``) of the delta that brought it, an upper bound of its
+  change's sequence, and a member offers a new manager whose table stands there only the
+  rows it holds above ``seq`` (or of no known sequence: rows of an earlier log). Anything else
+  (another log, a replica not caught up, a position not announced) means every row.
 """
 
 from __future__ import annotations
@@ -38,7 +50,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from clerk._messages import TableDelta
+from clerk._messages import TableAt, TableDelta
 from clerk._record import unpack_table
 
 __all__ = [
@@ -49,6 +61,7 @@ __all__ = [
     "TABLE_WINDOW_CHARS",
     "Replica",
     "handover_delta",
+    "offer_keys",
     "ReplicaLog",
     "RowEncoder",
     "row_key",
@@ -191,14 +204,15 @@ def _materialize(items: list[tuple[str, str | None]]) -> Any:
 
 def handover_delta(raw: Mapping[str, Any]) -> TableDelta | None:
     """The rows of a hand-over that carries only what the successor lacks (checked: it comes
-    off the wire); None if malformed."""
+    off the wire); None if malformed. Such a delta reaches the end of a complete log
+    (``CoreState.handover_state`` sends one only then): it is ``done``."""
     log, base, upto = raw.get("log"), raw.get("base"), raw.get("upto")
     rows, gone = raw.get("rows"), raw.get("gone")
     if not (isinstance(log, str) and type(base) is int and type(upto) is int
             and isinstance(rows, list) and all(isinstance(r, str) for r in rows)
             and isinstance(gone, list) and all(isinstance(g, str) for g in gone)):
         return None
-    return TableDelta(log, base, upto, tuple(rows), tuple(gone))
+    return TableDelta(log, base, upto, tuple(rows), tuple(gone), True)
 
 
 def _seq_of(change: tuple[int, str]) -> int:
@@ -277,6 +291,12 @@ class ReplicaLog(_RowTexts):
         for key in [k for k, t in self._text.items() if t is not None and k not in rows]:
             self.remove(key)
         self.mark_complete()
+
+    def changed_after(self, seq: int) -> set[str]:
+        """Keys of the live rows whose last change is after ``seq``."""
+        changes, at, text = self._changes, self._at, self._text
+        start = bisect.bisect_right(changes, seq, key=_seq_of)
+        return {k for q, k in changes[start:] if at[k] == q and text[k] is not None}
 
     def mark_complete(self) -> None:
         """Every row is in: members that reach the end may drop rows the log never held."""
@@ -389,6 +409,10 @@ class Replica(_RowTexts):
         self.version = 0  # changes applied (of any log): when to write the data directory
         self._text: dict[str, str] = {}
         self._fresh: set[str] | None = None  # keys sent by the current log, until ``done``
+        # key -> the end (upto) of the delta of the current log that brought the row: at
+        # least its change's sequence. A row of an earlier log has none.
+        self._at: dict[str, int] = {}
+        self.caught_up = False  # the last delta applied was ``done`` (module docstring)
 
     def __bool__(self) -> bool:
         return bool(self._text)
@@ -400,6 +424,8 @@ class Replica(_RowTexts):
                 self.refused += 1
                 return False
             self.log, self.seq, self._fresh = delta.log, -1, set()
+            self._at = {}
+            self.caught_up = False
         if delta.base > self.seq:
             self.refused += 1
             return False
@@ -410,15 +436,19 @@ class Replica(_RowTexts):
             self.refused += 1
             return False
         fresh = self._fresh
+        at, upto = self._at, delta.upto
         for key, text in rows.items():
             self._text[key] = text
+            at[key] = upto
             if fresh is not None:
                 fresh.add(key)
         for key in delta.gone:
             self._text.pop(key, None)
+            at.pop(key, None)
             if fresh is not None:
                 fresh.add(key)
-        self.seq = delta.upto
+        self.seq = upto
+        self.caught_up = delta.done
         self.version += 1
         if delta.done and fresh is not None:
             for key in [k for k in self._text if k not in fresh]:
@@ -429,11 +459,36 @@ class Replica(_RowTexts):
     def reset(self, table: Any) -> None:
         """Hold exactly ``table`` (a hand-over's, packed or not), outside any log."""
         self._text = {k: _DUMP(v) for k, v in split_table(unpack_table(table)).items()}
+        self._outside_logs()
+
+    def _outside_logs(self) -> None:
         self.log, self.seq, self._fresh = "", -1, None
+        self._at = {}
+        self.caught_up = False
         self.version += 1
 
     def take(self, items: list[tuple[str, str | None]]) -> None:
         """Hold exactly these rows (a manager's own last log), outside any log."""
         self._text = {k: t for k, t in items if t is not None}
-        self.log, self.seq, self._fresh = "", -1, None
-        self.version += 1
+        self._outside_logs()
+
+    def position(self) -> TableAt | None:
+        """Where this replica stands, if it is caught up with a log (module docstring): a
+        new manager announces it, so that members offer only what it lacks."""
+        return TableAt(self.log, self.seq) if self.caught_up and self.log else None
+
+    def changed_after(self, seq: int) -> set[str]:
+        """Keys of the rows that may have changed after ``seq`` of this replica's log: those
+        brought by a delta ending after it, and those of no known sequence."""
+        at = self._at
+        return {k for k in self._text if at.get(k, seq + 1) > seq}
+
+
+def offer_keys(source: ReplicaLog | Replica, at: TableAt | None) -> set[str] | None:
+    """The keys of the rows that ``source`` (a member's table log if complete, else its
+    replica) may hold newer than a new manager whose table stands at ``at`` (its replica,
+    caught up with ``at.log`` at ``at.seq``); None: maybe any row (no position announced,
+    or of another log). See the module docstring."""
+    if at is None or not at.log or source.log != at.log:
+        return None
+    return source.changed_after(at.seq)

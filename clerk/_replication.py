@@ -5,9 +5,15 @@
   heartbeat round sends each member what it lacks. Paced so it takes at most
   ~1/``REPLICATE_SHARE`` of the loop (a burst of results is coalesced into one round).
 * **OFFERs** (member): each manager this node follows gets the rows it holds with a state (its
-  data directory's, merged with the replica): only those beyond the shared replica for a
-  fellow member taking over, every row for a manager from elsewhere. Sent even when empty (it
-  says "nothing here", so ``init`` need not wait). The manager merges an OFFER only from a
+  data directory's, merged with the replica). A fellow member taking over says where its table
+  stands (``Coordinator.table``: its replica, caught up with a log at a sequence): it gets only
+  the rows this node may hold beyond that (``clerk._replica.offer_keys``: rows changed after
+  that sequence in our copy of the same log, rows of no known sequence, and rows from our data
+  directory); every row when it did not say or is a manager from elsewhere. Never only "beyond
+  our replica" on the assumption that the new manager holds the same replica: it may lag, or
+  have rejoined moments ago. Sent even when empty (it says "nothing here", so ``init`` need
+  not wait). Every row of a big table goes in several OFFERs (``offer_parts``), each
+  within the message limit. The manager merges an OFFER only from a
   member; one from a node not admitted yet is held (at most ``MAX_HELD_OFFERS``) until its
   ``MemberUp``.
 * **The data directory** (:mod:`clerk._store`) holds the table this node holds: the rows of
@@ -22,12 +28,13 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from clerk._messages import Offer
+from clerk._messages import Offer, TableAt
 from clerk._record import pack_table
-from clerk._replica import row_key
+from clerk._replica import HANDOVER_WHOLE_CHARS, offer_keys, row_key
 from clerk._runnerdefs import Definitions
 
-__all__ = ["ENCODE_BUDGET", "LOAD_BUDGET", "MAX_HELD_OFFERS", "REPLICATE_SHARE", "Replication"]
+__all__ = ["ENCODE_BUDGET", "LOAD_BUDGET", "MAX_HELD_OFFERS", "OFFER_CHARS", "REPLICATE_SHARE",
+           "Replication", "offer_parts"]
 
 #: Replication (the whole table to every member) may take at most ~1/REPLICATE_SHARE of the
 #: manager's loop, and of each follower's: after a round that cost ``c`` seconds, the next
@@ -44,9 +51,44 @@ ENCODE_BUDGET = 0.0004
 #: loaded machine, and the loop (heartbeats, ACKs, results) must run between slices like
 #: between encoding ones. The same slice as ``ENCODE_BUDGET``: a turn stays near 1 ms.
 LOAD_BUDGET = 0.0004
+#: Table text per OFFER message at most: every row of a big table (10,000 tasks: ~5 MB) goes
+#: in several OFFERs, each within the 1 MiB message limit (as a hand-over's whole table).
+OFFER_CHARS = HANDOVER_WHOLE_CHARS
+#: Parts of one member's OFFER kept while they wait (a 10,000-task table is ~10): the bound
+#: is for forgeries.
+MAX_OFFER_PARTS = 64
 #: OFFERs kept for nodes that follow this manager but are not admitted yet: a joiner's JOIN
 #: and OFFER leave together, so one or two are held at a time; the bound is for forgeries.
 MAX_HELD_OFFERS = 64
+
+
+def offer_parts(rows: dict[str, Any], limit: int = OFFER_CHARS) -> list[Any]:
+    """``rows`` (task rows by name) packed for OFFERs (``pack_table``), in as many parts as
+    keep each under ``limit`` characters of table text (an OFFER is one message: at most
+    1 MiB). One part, maybe empty, when they fit."""
+    packed = pack_table({"tasks": rows})
+    size = sum(len(c) for c in packed["chunks"])
+    if size <= limit or len(rows) <= 1:
+        return [packed]
+    items = list(rows.items())
+    step = math.ceil(len(items) / math.ceil(size / (limit * 0.8)))
+    out: list[Any] = []
+    for i in range(0, len(items), step):
+        out += offer_parts(dict(items[i:i + step]), limit)
+    return out
+
+
+def _keep_part(kept: dict[str, list[Offer]], msg: Offer) -> None:
+    """Keep ``msg`` with the other parts of its sender's OFFER (``offer_parts``): those of
+    one incarnation following one claim (its term); an OFFER of another replaces them."""
+    name = msg.sender.name
+    parts = kept.pop(name, [])
+    if parts and (parts[0].term, parts[0].sender.incarnation) != (msg.term,
+                                                                    msg.sender.incarnation):
+        parts = []
+    if len(parts) < MAX_OFFER_PARTS:
+        parts.append(msg)
+    kept[name] = parts
 
 
 class Replication(Definitions):
@@ -56,29 +98,35 @@ class Replication(Definitions):
         def _log_conflicts(self) -> None: ...
         def _stamp_acks(self) -> None: ...
 
-    def _offer(self, to: str, now: float, only_beyond_replica: bool = False) -> None:
+    def _offer(self, to: str, now: float, at: TableAt | None = None) -> None:
         """Send the new manager the rows we hold with a state (our data directory's, merged
         with the replica): it keeps the most advanced lineage any member holds, and calls
         ``init`` only when no member has a state. Sent even when empty: it says "nothing
         here", so the manager's ``init`` need not wait.
 
-        Beyond the replica are the states the replica's rows do not hold: a task it has no
-        row for, or one whose state the load kept over the row's (``kept_own``). Found
-        without parsing the replica again (10,000 tasks: ~1 s, twice, per manager change)."""
+        ``at``: where the new manager's table stands (a fellow member's replica, caught up
+        with a log: see the module docstring); then only the rows it may lack: those our copy
+        of that log holds changed after it (``offer_keys``), and the states our replica's rows
+        do not hold (a task it has no row for, or one whose state the load kept over the
+        row's, ``kept_own``). Found without parsing the replica again (10,000 tasks: ~1 s,
+        twice, per manager change)."""
         self._follow_replica()
         sched = self.scheduler
-        if only_beyond_replica:
+        core = self.agent.core
+        newer = offer_keys(core.table_log if core.table_log.complete else core.replica, at)
+        if newer is not None:
             seen = self._rows_seen or {}
             rows = {name: rec.to_json() for name, rec in sched.records.items()
                     if rec.has_state and (name in sched.kept_own
-                                          or seen.get(row_key(name)) is None)}
+                                          or seen.get(key := row_key(name)) is None
+                                          or key in newer)}
         else:
             rows = {name: rec.to_json() for name, rec in sched.records.items()
                     if rec.has_state}
         for row in rows.values():
             row["running"] = None
-        self.agent.send(to, Offer(self.agent.me, self.agent.core.term,
-                                  pack_table({"tasks": rows})), now)
+        for part in offer_parts(rows):
+            self.agent.send(to, Offer(self.agent.me, self.agent.core.term, part), now)
 
     def _follow_replica(self) -> None:
         """Bring the scheduler of a node that does not schedule (a follower: for a status, a
@@ -101,9 +149,8 @@ class Replication(Definitions):
         if self._activate is not None:
             # The table this node takes over is being loaded (in slices, _load_step): the load
             # would overwrite what a merge did now. Merged once it is loaded (the newest per
-            # sender; senders are members, so at most one per member).
-            self._offers_waiting.pop(msg.sender.name, None)
-            self._offers_waiting[msg.sender.name] = msg
+            # sender, all its parts; senders are members, so at most one per member).
+            _keep_part(self._offers_waiting, msg)
             return
         if self.agent.core.quorum is not None:
             # Quorum mode: every committed record is on a majority of voters, and phase 1
@@ -119,17 +166,16 @@ class Replication(Definitions):
             self._replicate(now)
 
     def hold_offer(self, msg: Offer) -> None:
-        """An OFFER from a node not admitted yet: kept (the newest per name, at most
-        MAX_HELD_OFFERS) until it becomes a member."""
-        self._held_offers.pop(msg.sender.name, None)
-        self._held_offers[msg.sender.name] = msg
+        """An OFFER from a node not admitted yet: kept (the newest per name, all its parts, at
+        most MAX_HELD_OFFERS names) until it becomes a member."""
+        _keep_part(self._held_offers, msg)
         while len(self._held_offers) > MAX_HELD_OFFERS:
             del self._held_offers[next(iter(self._held_offers))]
 
     def on_member_up(self, name: str, incarnation: str, now: float) -> None:
-        msg = self._held_offers.pop(name, None)
-        if msg is not None and msg.sender.incarnation == incarnation:
-            self.on_offer(msg, now, self.agent.clock.wall())
+        for msg in self._held_offers.pop(name, []):
+            if msg.sender.incarnation == incarnation:
+                self.on_offer(msg, now, self.agent.clock.wall())
 
     def _load_step(self) -> bool:
         """Load a slice of the table this node takes over (at most ``LOAD_BUDGET``); True

@@ -83,10 +83,10 @@ class TaskRunner(ResultRouting):
         # (log, sequence) last announced with a heartbeat round.
         self._encoder = RowEncoder()
         self._sent: tuple[str, int] = ("", -1)
-        self._held_offers: dict[str, Offer] = {}  # from nodes not admitted yet (hold_offer)
+        self._held_offers: dict[str, list[Offer]] = {}  # from nodes not admitted yet (parts)
         self._activate: bool | None = None  # pending activation: graceful or not
         self._loading = None  # the activation's sliced load of the table (_load_step)
-        self._offers_waiting: dict[str, Offer] = {}  # from members, until it is loaded
+        self._offers_waiting: dict[str, list[Offer]] = {}  # from members, until it is loaded
         self._results_waiting: dict[str, Result] = {}  # the same for RESULTs (by run id)
         # Replica rows a follower's scheduler was brought up to (_follow_replica), by key:
         # their text objects. None: the scheduler's rows are not just those (any more).
@@ -139,14 +139,15 @@ class TaskRunner(ResultRouting):
             core = self.agent.core
             claim = core.manager_claim
             if effect.manager is not None and claim is not None:
-                # A fellow member taking over holds the replica we hold: offer only what we
-                # hold beyond it (rows from our data directory). A manager from elsewhere (a
-                # merge; a cluster we just joined) gets every row.
+                # A fellow member taking over said where its table stands (its COORDINATOR:
+                # its replica, caught up with a log at a sequence): offer only what we may
+                # hold beyond that (clerk._replica.offer_keys). Every row otherwise: it did
+                # not say (an older build, a replica not caught up, a claim we learnt from
+                # someone else), or it is a manager from elsewhere (a merge; a cluster we
+                # just joined).
                 row = core.members.get(effect.manager)
-                tlog = core.table_log  # (a replica at all: without parsing it)
-                fellow = (row is not None and row.alive and effect.manager != core.me.name
-                          and bool((tlog if tlog.complete else core.replica).items()))
-                self._offer(claim.address, now, only_beyond_replica=fellow)
+                fellow = (row is not None and row.alive and effect.manager != core.me.name)
+                self._offer(claim.address, now, core.manager_table if fellow else None)
                 # The old manager may have died with our results in its inbox.
                 for result in self.outbox.unacked(now):
                     self.agent.send(claim.address, result, now)
@@ -264,10 +265,15 @@ class TaskRunner(ResultRouting):
         log.info("scheduling %d task(s) as manager (%s)", len(sched.defs),
                  "hand-over" if graceful else "takeover")
         self._resolve_adopted(now, wall, graceful)
-        self._apply_waiting_results(now, wall)
+        # The OFFERs that came while the table was loading, then the RESULTs: a result
+        # continues the row its run started from (clerk._running), which may be only in a
+        # member's OFFER (this node's replica lacked the row, or held an older state): applied
+        # first, it would be dropped, and the member's state then continued without it.
         waiting, self._offers_waiting = self._offers_waiting, {}
-        for msg in waiting.values():  # came while the table was loading
-            self.on_offer(msg, now, wall)
+        for parts in waiting.values():
+            for msg in parts:
+                self.on_offer(msg, now, wall)
+        self._apply_waiting_results(now, wall)
         # At once, but in slices: a big table fills the new log over the next turns.
         self._replicate_after = -math.inf
         self._replicate(now)

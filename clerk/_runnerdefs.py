@@ -54,12 +54,12 @@ class Definitions:
     _variants: dict[str, list[dict[str, Any]]]
     _loaded: dict[str, frozenset[str]]
     _persisted: object
-    _held_offers: dict[str, Offer]
+    _held_offers: dict[str, list[Offer]]
     _leave_started: float | None
     _replicate_dirty: bool
     _replicate_after: float
     _loading: tuple[object, list[tuple[str, str | None]], int] | None
-    _offers_waiting: dict[str, Offer]
+    _offers_waiting: dict[str, list[Offer]]
     _results_waiting: dict[str, Result]
     _activate: bool | None
     _rows_seen: dict[str, str | None] | None

@@ -28,7 +28,12 @@ version, and a checksum of the lineage's origin and last branch; ``~init`` for a
 and such a result counts, as ok, if that is the row's state now, no run is in flight, and its
 slot is after every slot the row has seen. Otherwise it is of no use (its state descends
 from a state this manager does not hold, or the row moved on) and dropped; when the slot is
-newer than the row's it is counted as a conflict, never silently.
+newer than the row's it is counted as a conflict, never silently. Such an update is recorded
+under this manager's claim (a RESULT does not say which claim dispatched its run): if the old
+manager's own copy of the same update comes back later (its data directory after a restart,
+or a paused manager that resumes), the merge sees two branches at one version and counts one
+conflict although nothing was lost. Known, not fixed: naming the dispatching claim needs it
+in the run id or the RESULT (a wire change).
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from a stale claim) at every step rather than only at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 from collections import Counter
@@ -59,7 +60,7 @@ from clerk._core import (
     Tick,
     VoterWrite,
 )
-from clerk._messages import Message, Peer
+from clerk._messages import TABLE_MARK, Coordinator, Message, Peer
 from clerk._timings import Timings
 
 __all__ = ["SimLayer", "SimNetwork", "SimNode"]
@@ -125,6 +126,8 @@ class SimNetwork:
         self.sent: Counter[str] = Counter()
         self.dropped = 0
         self.trace: list[tuple[float, str, str]] = []
+        #: Nodes of an older build (no ``TABLE_MARK``: sent no COORDINATOR table), by name.
+        self.older: set[str] = set()
         #: Called as ``observer(node, event, effects)`` after every event a node handles.
         self.observers: list[Callable[[SimNode, Event, list[Effect]], None]] = []
 
@@ -149,6 +152,8 @@ class SimNetwork:
         disk: dict[str, Any] | None = None,
     ) -> NodeCore:
         incarnation = f"{self.rng.getrandbits(48):012x}"
+        if name not in self.older:  # (a node of an older build reads no COORDINATOR table)
+            incarnation += TABLE_MARK
         extra: dict[str, Any] = {}
         if self.voters:  # (the default mode's cores are built exactly as before)
             extra = {"voters": self.voters, "voter_record": disk}
@@ -349,7 +354,10 @@ class SimNetwork:
             self._links.setdefault(src.name, set()).add(dst.name)
             self._links.setdefault(dst.name, set()).add(src.name)
         at = self.now + self.delay + self.rng.uniform(0.0, self.jitter)
-        self._schedule(at, lambda: self._feed(dst, Received(send.msg)))
+        msg = send.msg
+        if src.name in self.older and isinstance(msg, Coordinator) and msg.table is not None:
+            msg = dataclasses.replace(msg, table=None)  # an older build has no such field
+        self._schedule(at, lambda: self._feed(dst, Received(msg)))
 
     def run_for(self, seconds: float) -> None:
         self.run_until(self.now + seconds)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +51,7 @@ from clerk._core import (
 from clerk._lead import DISPATCH_LEAD_MS
 from clerk._messages import Execute, Offer, Result, ResultAck
 from clerk._record import TaskRecord
-from clerk._replica import RowEncoder
+from clerk._replica import RowEncoder, offer_keys, row_key
 from clerk._resultacks import ACK_WAIT, PendingAcks
 from clerk._schedule import Scheduler, pack_table
 from clerk._simnet import SimNetwork, SimNode
@@ -132,6 +132,14 @@ class SimLedger:
         self.unseen_runs = True
         #: Default mode: every RESULT_ACK sent for a result applied (for the property tests).
         self.acked: list[AckedResult] = []
+        #: What a member OFFERs a fellow member taking over: ``"position"``, as the real node
+        #: does (clerk._replication): the rows it may hold beyond where the new manager's
+        #: table stands (its COORDINATOR says); ``"beyond_replica"``, only the rows beyond
+        #: its own replica, assumed to be the new manager's too (the old rule, and a node of
+        #: an older build: ``SimNetwork.older``); ``"all"``, every row.
+        self.offers = "position"
+        #: OFFERs sent: ``"all"`` (every row) or ``"partial"`` (only rows a new manager may lack).
+        self.offered: Counter[str] = Counter()
 
     def __call__(self, net: SimNetwork, node: SimNode) -> LedgerLayer:
         layer = LedgerLayer(self, net, node)
@@ -208,7 +216,7 @@ class LedgerLayer:
                         self.scheduler.deactivate()
                     claim = core.manager_claim
                     if effect.manager is not None and claim is not None:
-                        self._offer(claim.address)
+                        self._offer(claim.address, effect.manager)
                         for result in self.outbox:  # (quorum mode: see OUTBOX_KEEP)
                             self.net.send(self.node.name, claim.address, result)
                         for result in self.unacked.values():  # (default mode)
@@ -387,10 +395,30 @@ class LedgerLayer:
             self._persist(True)
         return False
 
-    def _offer(self, to: str) -> None:
-        self.scheduler.load(self.node.core.replicated)
-        rows = {name: rec.to_json() for name, rec in self.scheduler.records.items()
-                if rec.has_state}
+    def _offer(self, to: str, manager: str) -> None:
+        """The rows this node holds with a state, as the real node's ``Replication._offer``
+        chooses them (see ``SimLedger.offers``)."""
+        core = self.node.core
+        sched = self.scheduler
+        sched.load(core.replicated)
+        source = core.table_log if core.table_log.complete else core.replica
+        row = core.members.get(manager)
+        fellow = row is not None and row.alive and manager != core.me.name
+        mode = "beyond_replica" if self.node.name in self.net.older else self.world.offers
+        newer: set[str] | None = None
+        if fellow and mode == "beyond_replica" and source.items():
+            newer = set()
+        elif fellow and mode == "position":
+            newer = offer_keys(source, core.manager_table)
+        self.world.offered["all" if newer is None else "partial"] += 1
+        if newer is not None:
+            held = {k for k, t in source.items() if t is not None}
+            rows = {name: rec.to_json() for name, rec in sched.records.items()
+                    if rec.has_state and (name in sched.kept_own or row_key(name) not in held
+                                          or row_key(name) in newer)}
+        else:
+            rows = {name: rec.to_json() for name, rec in sched.records.items()
+                    if rec.has_state}
         self.net.send(self.node.name, to, Offer(self.node.core.me, self.node.core.term,
                                                 pack_table({"tasks": rows})))
 

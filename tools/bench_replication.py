@@ -19,7 +19,9 @@ tasks each dispatched and finished (~200 runs/s at the 100 ms heartbeat). Per ro
 
 ``bytes/member`` is one member's heartbeat bytes in a round; ``stall`` the loop's time for the
 round (median, and max over the rounds), as CPU time of the loop's thread (``STEP_CLOCK``).
-Then, ``now`` only: a member joining the table (rounds until it holds it all, its largest
+Then, ``now`` only: a member's side of a takeover (its replica fed the whole log; the rows
+it OFFERs a fellow member taking over, by where the new manager's table stands,
+clerk._replica.offer_keys), a member joining the table (rounds until it holds it all, its largest
 message), a takeover filling a new log (``fill`` steps and the longest one), a takeover
 loading its replica's rows and activating, each in slices (against each in one step, as
 before), and a follower brought up to its replica for a status, a ``show`` or an OFFER (the
@@ -60,7 +62,12 @@ import clerk  # noqa: E402
 from clerk._codec import MAX_MESSAGE_BYTES, encode  # noqa: E402
 from clerk._core import NodeCore, Received, Send, Start  # noqa: E402
 from clerk._messages import Ack, Heartbeat, Join, Peer  # noqa: E402
-from clerk._replica import Replica, RowEncoder  # noqa: E402
+from clerk._replica import Replica, RowEncoder, row_key  # noqa: E402
+
+try:  # (this tree's OFFER rule: absent from a tree before it, run with --tasks for the rest)
+    from clerk._replica import offer_keys  # noqa: E402
+except ImportError:  # pragma: no cover
+    offer_keys = None  # type: ignore[assignment]
 from clerk._replication import ENCODE_BUDGET, LOAD_BUDGET  # noqa: E402
 from clerk._schedule import Scheduler, pack_table  # noqa: E402
 
@@ -163,6 +170,7 @@ def table_part(tasks: list[int], members: int) -> None:
     extra = []
     takeover: list[tuple[str, ...]] = []
     follow: list[tuple[str, ...]] = []
+    offers: list[tuple[str, ...]] = []
     for n in tasks:
         wall = time.time()
         s = scheduler_with(n, wall)
@@ -216,6 +224,7 @@ def table_part(tasks: list[int], members: int) -> None:
         got = takeover_load(s, m, wall)
         takeover.append(got[0])
         follow.append(got[1])
+        offers.append(offer_part(s, m, wall))
     print(f"Heartbeat bytes per member and loop stall per round ({CHANGES} tasks run per "
           f"round, {members} members, {ROUNDS} rounds; stall: median / max ms)")
     show(("tasks", "bytes before", "bytes now", "ratio", "stall before", "stall now",
@@ -236,6 +245,13 @@ def table_part(tasks: list[int], members: int) -> None:
           "scheduler brought up to the replica (Scheduler.follow_rows, the rows changed) "
           "against the whole table parsed and loaded (before)")
     show(("tasks", "rows loaded now", "before ms", "now ms", "ratio"), follow)
+    print()
+    print(f"A member at a takeover: its replica fed the whole log (ms), and its OFFER to a "
+          f"fellow member taking over (rows / ms, selected and packed) when the new manager's "
+          f"table stands where its own does, when it stands a round ({CHANGES} tasks run) "
+          f"behind, and every row (a position not announced)")
+    show(("tasks", "replica fed ms", "OFFER: same replica", "OFFER: a round behind",
+          "OFFER: every row", "every row / same"), offers)
 
 
 class GcTime:
@@ -326,6 +342,50 @@ def takeover_load(s: Scheduler, m: Manager, wall: float) -> tuple[tuple[str, ...
     follow = (n, str(loaded), f"{before_ms:.1f}", f"{now_ms:.2f}",
               f"{before_ms / max(now_ms, 1e-6):,.0f}x")
     return takeover, follow
+
+
+def offer_part(s: Scheduler, m: Manager, wall: float) -> tuple[str, ...]:
+    """A member's side of a takeover: its replica fed the whole log (every delta, as a joiner
+    gets it), then the rows it OFFERs a fellow member taking over (``Replication._offer``):
+    with the same replica (the common case), and with a new manager one round behind (its
+    replica caught up a round earlier). Against the cost of offering every row."""
+    log = m.core.table_log
+    rep = Replica()
+    t0 = STEP_CLOCK()
+    for d in log.window(-1, 1 << 40):
+        rep.apply(d)
+    apply_ms = (STEP_CLOCK() - t0) * 1000
+    n = f"{len(s.defs):,}"
+    if offer_keys is None:
+        return (n, f"{apply_ms:.1f}", "-", "-", "-", "-")
+    follower = Scheduler(list(s.defs.values()), random.Random(4))
+    seen: dict[str, str | None] = {}
+    follower.follow_rows(rep.items(), seen)
+    behind = rep.position()
+
+    def offer(at: Any) -> tuple[float, int]:
+        t0 = STEP_CLOCK()
+        newer = offer_keys(rep, at)
+        if newer is None:
+            rows = {k: r.to_json() for k, r in follower.records.items() if r.has_state}
+        else:
+            rows = {k: r.to_json() for k, r in follower.records.items()
+                    if r.has_state and (k in follower.kept_own
+                                        or seen.get(key := row_key(k)) is None
+                                        or key in newer)}
+        pack_table({"tasks": rows})
+        return (STEP_CLOCK() - t0) * 1000, len(rows)
+
+    churn(s, random.Random(6), wall + 50)
+    m.round(s, budget=1.0)
+    for d in log.window(rep.seq, 1 << 40):
+        rep.apply(d)
+    follower.follow_rows(rep.items(), seen)
+    same_ms, same_rows = offer(rep.position())
+    lag_ms, lag_rows = offer(behind)
+    all_ms, all_rows = offer(None)
+    return (n, f"{apply_ms:.1f}", f"{same_rows} / {same_ms:.2f}", f"{lag_rows} / {lag_ms:.2f}",
+            f"{all_rows:,} / {all_ms:.1f}", f"{all_ms / max(same_ms, 1e-6):,.0f}x")
 
 
 def show(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

@@ -265,4 +265,4 @@ def test_quorum_mode_does_not_merge_a_members_offered_rows() -> None:
     loading = runner(None, activate=False)  # the table it takes over is still loading
     TaskRunner.on_offer(loading, msg, 0.0, 0.0)  # type: ignore[arg-type]
     assert len(merged) == 1 and answered == ["m@x", "m@x"]
-    assert loading._offers_waiting == {"m@x": msg}  # merged once the table is loaded
+    assert loading._offers_waiting == {"m@x": [msg]}  # merged once the table is loaded
