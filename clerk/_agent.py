@@ -428,7 +428,9 @@ class Agent:
         ):
             self.transport.reply(inbound.rid, True, frames)
         else:
-            self.outgoing.add(to, frames, now)  # sent at the end of the loop turn (_flush)
+            # Sent at the end of the loop turn (_flush), a run or a result sooner if a
+            # replication round comes first (flush_urgent).
+            self.outgoing.add(to, frames, now)
             if type(msg) is Execute or type(msg) is Result:
                 self._urgent = True
 
