@@ -33,8 +33,8 @@ checking less (``tools/bench_codec.py``):
 * each message class gets a validator and a dumper compiled for its fields (``_fast``): the
   common case (ASCII strings, 64-bit ints, finite floats, ``null`` state) is checked inline,
   and anything else, valid or not, goes through the generic per-field path, which gives the
-  same value or the same error (an EXECUTE decoded in ~0.74x the time, a RESULT ~0.65x,
-  either encoded in ~0.65x: medians of 5 interleaved runs against the generic path, load 6-7).
+  same value or the same error (an EXECUTE decoded in ~0.74x the time and encoded in ~0.63x,
+  a RESULT ~0.65x and ~0.8x: medians of 5 interleaved runs against the generic path, load 6-7).
 """
 
 from __future__ import annotations
