@@ -120,6 +120,7 @@ class Agent:
                        secrets.token_hex(6) + TABLE_MARK + BATCH_MARK, config.priority)
         # What a loop turn sends, by peer: flushed at the end of the turn (clerk._batch).
         self.outgoing = Coalescer()
+        self._urgent = False  # a run or a result is among them (flush_urgent)
         self._started_wall = self.clock.wall()
         # The tasks with their parameters: the manager schedules what any live member has
         # loaded, even when it has not (clerk._deploy). Announced once the workers are ready.
@@ -429,13 +430,25 @@ class Agent:
         ):
             self.transport.reply(inbound.rid, True, frames)
         else:
-            self.outgoing.add(to, frames, now)  # sent at the end of the loop turn (_flush)
+            # Sent at the end of the loop turn (_flush), a run or a result sooner if a
+            # replication round comes first (flush_urgent).
+            self.outgoing.add(to, frames, now)
+            if type(msg) is Execute or type(msg) is Result:
+                self._urgent = True
 
     def _flush(self, now: float) -> None:
         """Send what this loop turn queued, a batch per peer that reads them (clerk._batch)."""
+        self._urgent = False
         if self.outgoing:
             transport = self.transport
             self.outgoing.flush(lambda to, frames: transport.send(to, frames, now))
+
+    def flush_urgent(self, now: float) -> None:
+        """Send what this turn queued now if a run (EXECUTE) or a result is among it, instead
+        of at the end of the turn: before work that does not concern them (a replication
+        round's encoding) rather than after it."""
+        if self._urgent:
+            self._flush(now)
 
     def reply(self, msg: Message) -> None:
         """Answer the message being handled on the connection it came in on."""

@@ -31,7 +31,12 @@ checking less (``tools/bench_codec.py``):
   so a body without ``\\u`` skips the per-string Unicode check;
 * a sender (``Peer``, every message has one) whose exact JSON values, types included, were
   validated before is the same frozen object again: at most ``PEER_CACHE`` of them are kept,
-  and the cache is emptied when full, so forged senders cannot grow it.
+  and the cache is emptied when full, so forged senders cannot grow it;
+* each message class gets a validator and a dumper compiled for its fields (``_fast``): the
+  common case (ASCII strings, 64-bit ints, finite floats, ``null`` state) is checked inline,
+  and anything else, valid or not, goes through the generic per-field path, which gives the
+  same value or the same error (an EXECUTE decoded in ~0.74x the time and encoded in ~0.63x,
+  a RESULT ~0.65x and ~0.8x: medians of 5 interleaved runs against the generic path, load 6-7).
 """
 
 from __future__ import annotations
@@ -328,12 +333,108 @@ def _compile_dataclass(cls: Any, unicode: bool = True) -> Validator:
 _SCALAR_CACHES: dict[type, dict[tuple[Any, ...], Any]] = {}
 
 
+def _inline(tp: Any, x: str, unicode: bool) -> str | None:
+    """A Python expression true when the field value ``x`` is certainly valid as it is (the
+    generic validator would return it unchanged), or None if the field has no such check."""
+    if tp is int:
+        return f"(type({x}) is int and -_L <= {x} < _L)"
+    if tp is float:
+        return f"(type({x}) is float and _finite({x}))"
+    if tp is bool:
+        return f"(type({x}) is bool)"
+    if tp is str:
+        ascii_ok = f" and {x}.isascii()" if unicode else ""
+        return f"(type({x}) is str and len({x}) <= _S{ascii_ok})"
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        sub = _inline(inner[0], x, unicode) if len(inner) == 1 else None
+        return f"({x} is None or {sub})" if sub is not None else None
+    return None
+
+
+def _fast(cls: Any, generic: Validator, field_fn: Callable[[Any], Validator], *,
+          decode: bool, unicode: bool = True) -> Validator:
+    """``generic`` (a dataclass validator, or dumper: ``decode=False``) compiled for the fields
+    of ``cls``: fields with an inline check (:func:`_inline`) are checked in place, the others
+    go through their own validator (``field_fn(type)``) with their path, as in ``generic``.
+    The first field that fails its inline check hands the whole value to ``generic``, which
+    checks every field in the same order: the same result, or the same error, as ``generic``
+    alone. Generated as source, like ``dataclasses`` does, so no call is made per scalar."""
+    hints = typing.get_type_hints(cls, localns={"Json": Json})
+    fields = dataclasses.fields(cls)
+    ns: dict[str, Any] = {"_L": _INT_LIMIT, "_S": MAX_STRING, "_finite": math.isfinite,
+                          "_slow": generic, "_cls": cls, "_MISSING": dataclasses.MISSING}
+    lines: list[str] = []
+    out: list[str] = []
+    cached = not decode and all(hints[f.name] is not Json for f in fields)
+    if decode:
+        required = {f.name for f in fields if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING}
+        ns["_known"], ns["_required"] = {f.name for f in fields}, required
+        lines.append("    if type(value) is not dict or not (value.keys() <= _known "
+                     "and _required <= value.keys()):")
+        lines.append("        return _slow(value, path)")
+    else:
+        if cached:  # the same frozen object (this node's Peer) is dumped once, as in generic
+            ns["_last"] = [_NOTHING, None]
+            lines.append("    if value is _last[0]:")
+            lines.append("        return _last[1]")
+        lines.append("    if type(value) is not _cls:")
+        lines.append("        return _slow(value, path)")
+    for i, f in enumerate(fields):
+        x = f"x{i}"
+        tp = hints[f.name]
+        check = _inline(tp, x, unicode)
+        if check is None:
+            ns[f"_v{i}"] = field_fn(tp)
+            value_of = f"_v{i}({x}, path + {'.' + f.name!r})"
+        if decode and f.name not in required:
+            if f.default_factory is not dataclasses.MISSING:  # (no message has one)
+                raise TypeError(f"{cls.__name__}.{f.name}: default_factory is not supported")
+            ns[f"_d{i}"] = f.default
+            lines.append(f"    {x} = value.get({f.name!r}, _MISSING)")
+            lines.append(f"    if {x} is _MISSING:")
+            lines.append(f"        {x} = _d{i}")
+            indent = "    elif "
+        else:
+            lines.append(f"    {x} = value[{f.name!r}]" if decode else f"    {x} = value.{f.name}")
+            indent = "    if "
+        if check is None:
+            if indent.startswith("    elif"):
+                lines.append("    else:")
+                lines.append(f"        {x} = {value_of}")
+            else:
+                lines.append(f"    {x} = {value_of}")
+        else:
+            lines.append(f"{indent}not {check}:")
+            lines.append("        return _slow(value, path)")
+        out.append(x)
+    if decode:
+        lines.append(f"    return _cls({', '.join(out)})")
+    else:
+        pairs = ", ".join(f"{f.name!r}: {x}" for f, x in zip(fields, out, strict=True))
+        lines.append(f"    out = {{{pairs}}}")
+        for f, x in zip(fields, out, strict=True):
+            if f.metadata.get("omit_none"):  # (OMIT_NONE: as in _dataclass_dumper)
+                lines.append(f"    if {x} is None:")
+                lines.append(f"        del out[{f.name!r}]")
+        if cached:
+            lines.append("    _last[0], _last[1] = value, out")
+        lines.append("    return out")
+    source = "def fast(value, path):\n" + "\n".join(lines) + "\n"
+    exec(compile(source, f"<clerk._codec {cls.__name__}>", "exec"), ns)  # noqa: S102
+    return ns["fast"]  # type: ignore[no-any-return]
+
+
 _VALIDATORS: dict[bytes, Validator] = {
-    kind.encode(): _compile_dataclass(cls) for kind, cls in MESSAGE_KINDS.items()
+    kind.encode(): _fast(cls, _compile_dataclass(cls), _compile, decode=True)
+    for kind, cls in MESSAGE_KINDS.items()
 }
 #: The same, for bodies without a ``\\u`` escape (no lone surrogate can be in them).
 _VALIDATORS_PLAIN: dict[bytes, Validator] = {
-    kind.encode(): _compile_dataclass(cls, unicode=False) for kind, cls in MESSAGE_KINDS.items()
+    kind.encode(): _fast(cls, _compile_dataclass(cls, unicode=False),
+                         lambda tp: _compile(tp, unicode=False), decode=True, unicode=False)
+    for kind, cls in MESSAGE_KINDS.items()
 }
 
 
@@ -366,6 +467,9 @@ def _dumper(tp: Any) -> Validator:
     raise TypeError(f"unsupported field type {tp!r}")
 
 
+_NOTHING = object()  # no message dumped yet
+
+
 def _dataclass_dumper(cls: Any) -> Validator:
     hints = typing.get_type_hints(cls, localns={"Json": Json})
     fields = [(f.name, "." + f.name, _dumper(hints[f.name])) for f in dataclasses.fields(cls)]
@@ -373,7 +477,7 @@ def _dataclass_dumper(cls: Any) -> Validator:
     # cache holds a reference to it, so identity cannot be confused with a recycled id. Only
     # for classes without a JSON field, whose contents could change under a frozen object.
     cached = all(hints[f.name] is not Json for f in dataclasses.fields(cls))
-    last: list[Any] = [None, None]
+    last: list[Any] = [_NOTHING, None]  # (not None: a None in its place is an error)
     # Fields left out while None (``OMIT_NONE``): an older node refuses a field it lacks.
     omit = [f.name for f in dataclasses.fields(cls) if f.metadata.get("omit_none")]
 
@@ -394,8 +498,13 @@ def _dataclass_dumper(cls: Any) -> Validator:
 
 
 _DUMPERS: dict[type, Validator] = {
-    cls: _dataclass_dumper(cls) for cls in MESSAGE_KINDS.values()
+    cls: _fast(cls, _dataclass_dumper(cls), _dumper, decode=False)
+    for cls in MESSAGE_KINDS.values()
 }
+
+
+#: One encoder for every message: ``json.dumps`` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def encode(msg: Message, max_bytes: int = MAX_MESSAGE_BYTES) -> list[bytes]:
@@ -411,9 +520,7 @@ def encode(msg: Message, max_bytes: int = MAX_MESSAGE_BYTES) -> list[bytes]:
     except DecodeError as exc:
         raise EncodeError(f"{kind.decode()} message cannot be sent: {exc.detail}") from None
     try:
-        body = json.dumps(
-            data, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        ).encode()
+        body = _ENCODER.encode(data).encode()
     except (TypeError, ValueError, RecursionError) as exc:
         raise EncodeError(f"{kind.decode()} message cannot be encoded as JSON: {exc}") from None
     size = len(MAGIC) + len(kind) + len(body)

@@ -40,6 +40,10 @@ class Host(Protocol):
         """Send ``msg`` to the mailbox at ``to`` (``host:port``)."""
         ...
 
+    def flush_urgent(self, now: float) -> None:
+        """Send the runs and results queued so far now, not at the end of the loop turn."""
+        ...
+
     def apply(self, effects: list[Effect], now: float) -> None:
         """Carry out the core's effects."""
         ...

@@ -77,10 +77,15 @@ class QuorumWriting(Replication):
             self._rows_out, self._results_out = {}, []
 
     def _quorum_write(self, rows: dict[str, Any], now: float, wall: float) -> list[int]:
-        assert self.wa is not None
+        wa = self.wa
+        assert wa is not None
         seqs, effects = self.agent.core.quorum_write(rows, now)
+        # Applying them can end our ballot (this node's own voter answers at once and may
+        # have promised a newer one: the manager steps down, _quorum_drop): the write is then
+        # recorded in the dropped write-ahead, which nothing reads any more. Reading
+        # self.wa after it crashed the agent.
         self.agent.apply(effects, now)
-        self.wa.wrote(seqs, wall * 1000)
+        wa.wrote(seqs, wall * 1000)
         return seqs
 
     def _quorum_dispatch(self, dispatches: list[Dispatch], now: float, wall: float) -> None:

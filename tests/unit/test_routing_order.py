@@ -1,0 +1,64 @@
+"""The manager's turn order (clerk._routing): the runs and results a turn queued leave before a
+replication round is encoded, and only when a round actually goes (a paced one keeps them
+for the end of the turn, where they batch with the rest)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+from clerk._routing import ResultRouting
+
+
+class _Agent:
+    def __init__(self, calls: list[str], manager: bool = True) -> None:
+        self.calls = calls
+        self.core = SimpleNamespace(
+            is_manager=manager, table_log=SimpleNamespace(log="L", seq=1),
+            heartbeat_now=lambda now: ["heartbeat round"])
+
+    def flush_urgent(self, now: float) -> None:
+        self.calls.append("flush")
+
+    def apply(self, effects: list[Any], now: float) -> None:
+        self.calls.extend(effects)
+
+
+class _Runner(ResultRouting):
+    def __init__(self, agent: _Agent) -> None:
+        self.agent = agent  # type: ignore[assignment]
+        self._replicate_after = -math.inf
+        self._replicate_dirty = False
+        self._sent = ("", -1)
+
+    def _encode_rows(self, deadline: float) -> bool:
+        self.agent.calls.append("rows encoded")  # type: ignore[attr-defined]
+        return True
+
+    def _stamp_acks(self) -> None:
+        pass
+
+
+def test_queued_runs_leave_before_the_round_is_encoded() -> None:
+    calls: list[str] = []
+    runner = _Runner(_Agent(calls))
+    runner._replicate(10.0)
+    assert calls == ["flush", "rows encoded", "heartbeat round"]
+
+
+def test_a_paced_round_leaves_them_to_the_end_of_the_turn() -> None:
+    calls: list[str] = []
+    runner = _Runner(_Agent(calls))
+    runner._replicate_after = 11.0  # the last round was expensive: the next waits
+    runner._replicate(10.0)
+    assert calls == [] and runner._replicate_dirty
+    runner._replicate(10.0, force=True)  # an operator's command: at once
+    assert calls == ["flush", "rows encoded", "heartbeat round"]
+
+
+def test_a_follower_does_not_flush() -> None:
+    calls: list[str] = []
+    runner = _Runner(_Agent(calls, manager=False))
+    runner._replicate(10.0)
+    assert calls == []
