@@ -35,6 +35,7 @@ def test_install_freezes_what_exists(policy: GcPolicy) -> None:
     assert _gcpolicy.current() is policy
     assert gc.get_freeze_count() > 0
     assert gc.get_count()[0] < 50  # (what the test allocated since)
+    assert gc.get_threshold()[0] == _gcpolicy.GEN0_THRESHOLD  # short pauses
 
 
 def test_survivors_of_a_collection_are_frozen_and_timed(policy: GcPolicy) -> None:
@@ -87,10 +88,12 @@ def test_reclaim_waits_for_room_then_goes_anyway(policy: GcPolicy) -> None:
 
 
 def test_close_stops_freezing() -> None:
+    before = gc.get_threshold()
     p = GcPolicy(freeze=True)
     p.install(0.0)
     p.close()
     try:
+        assert gc.get_threshold() == before
         assert _gcpolicy.current() is None
         assert p._on_gc not in gc.callbacks
         keep = [Cycle() for _ in range(10)]
