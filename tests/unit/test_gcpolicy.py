@@ -83,8 +83,26 @@ def test_reclaim_waits_for_room_then_goes_anyway(policy: GcPolicy) -> None:
     assert asked and policy.reclaims == 0
     policy.turn(10.0, lambda: 1.0)  # room
     assert policy.reclaims == 1
-    policy.turn(20.0 + _gcpolicy.RECLAIM_LATEST_S, room)  # late enough: anyway
+    policy.turn(policy._reclaim_at + _gcpolicy.RECLAIM_LATEST_S, room)  # late enough: anyway
     assert policy.reclaims == 2
+
+
+def test_reclaims_come_rarer_while_they_find_nothing(policy: GcPolicy) -> None:
+    for _ in range(5):  # until what the test process left behind is collected
+        if policy.reclaim(0.0) == 0 and policy.interval_s > 10.0:
+            break
+    start = policy.interval_s
+    assert start >= 20.0
+    policy.reclaim(20.0)
+    assert policy.interval_s == 2 * start and policy._reclaim_at == 20.0 + 2 * start
+    cycles = [Cycle() for _ in range(5)]
+    gc.collect(0)  # frozen alive...
+    del cycles  # ... and garbage: the next reclaim finds it
+    assert policy.reclaim(60.0) >= 5
+    assert policy.interval_s == 10.0  # back to every RECLAIM_EVERY_S
+    for i in range(20):
+        policy.reclaim(100.0 + i)
+    assert policy.interval_s == _gcpolicy.RECLAIM_MAX_EVERY_S
 
 
 def test_close_stops_freezing() -> None:
