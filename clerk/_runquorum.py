@@ -79,10 +79,14 @@ class QuorumWriting(Replication):
             self._rows_out, self._results_out = {}, []
 
     def _quorum_write(self, rows: dict[str, Any], now: float, wall: float) -> list[int]:
-        assert self.wa is not None
+        wa = self.wa
+        assert wa is not None
         seqs, effects = self.agent.core.quorum_write(rows, now)
+        # Before the effects: applying them may end this ballot (a higher one learned: the
+        # ManagerChanged drops ``self.wa``) or commit a write at once (its latency needs its
+        # start).
+        wa.wrote(seqs, wall * 1000)
         self.agent.apply(effects, now)
-        self.wa.wrote(seqs, wall * 1000)
         return seqs
 
     def _quorum_dispatch(self, dispatches: list[Dispatch], now: float, wall: float) -> None:
