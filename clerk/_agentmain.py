@@ -1,5 +1,9 @@
 """The agent process's entry point (``clerk._agentmain:run``, a supervised child of the node):
-its logging, then :class:`clerk._agent.Agent`, and the exit code when it cannot start."""
+its logging, then :class:`clerk._agent.Agent`, and the exit code when it cannot start.
+
+Once the agent is built (its modules, task classes and configuration loaded) the process's
+garbage collector is set up (:mod:`clerk._gcpolicy`): what exists then is frozen, and from
+then on what survives each collection, so no collection in the loop walks the task table."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import zmq
 from clerk._agent import Agent
 from clerk._config import NodeConfig
 from clerk._errors import ConfigError
+from clerk._gcpolicy import GcPolicy
 from clerk._logging import configure_child_logging
 
 __all__ = ["run"]
@@ -29,4 +34,9 @@ def run(config: NodeConfig) -> int:
     except ConfigError as exc:  # the data directory (in use by another node, unusable)
         log.error("cannot start: %s", exc)
         return 2
-    return agent.run()
+    policy = GcPolicy()
+    policy.install(agent.clock.monotonic())
+    try:
+        return agent.run()
+    finally:
+        policy.close()

@@ -30,6 +30,7 @@ from typing import Any
 
 from clerk._core import ManagerChanged, StateHandedOver
 from clerk._executor import Executor
+from clerk._gcpolicy import current as gc_policy
 from clerk._host import Host
 from clerk._messages import Offer, Result
 from clerk._nodes_guard import NodesGuard
@@ -233,7 +234,7 @@ class TaskRunner(ResultRouting):
             wall_next = self.scheduler.next_deadline(wall)
             if self.wa is not None:  # quorum mode: wake up to reserve ahead of due times
                 wall_next = min(wall_next,
-                                self.wa.next_reserve_ms(self.scheduler.upcoming()) / 1000)
+                                self.wa.next_reserve_ms(self.scheduler) / 1000)
             if wall_next != math.inf:
                 best = min(best, mono + (wall_next - wall))
         return best
@@ -345,6 +346,9 @@ class TaskRunner(ResultRouting):
         write_ahead = self.quorum_status()
         if write_ahead is not None:  # quorum mode, manager (clerk._runquorum)
             st["write_ahead"] = write_ahead
+        policy = gc_policy()
+        if policy is not None:  # the agent process's collections (clerk._gcpolicy)
+            st["gc"] = policy.status()
         st["results_unacked"] = self.outbox.pending()
         if self.scheduler.active:
             st["result_acks_held"] = len(self._acks)

@@ -28,6 +28,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from clerk._dispatch import Dispatch, Finished
+from clerk._gcpolicy import current as gc_policy
 from clerk._messages import ResultAck
 from clerk._replication import Replication
 from clerk._writeahead import WriteAhead
@@ -45,8 +46,9 @@ class QuorumWriting(Replication):
     _rows_out: dict[str, dict[str, Any]]  # rows of results not written yet (this turn's)
     _results_out: list[tuple[Finished, str, str | None, str]]  # their results
 
-    if TYPE_CHECKING:  # provided by clerk._routing
+    if TYPE_CHECKING:  # provided by clerk._routing and clerk._runner
         def _dispatch(self, d: Dispatch, now: float) -> None: ...
+        def next_deadline(self) -> float: ...
         def _log_finished(self, fin: Finished) -> None: ...
 
     def _quorum_activate(self, wall: float) -> None:
@@ -80,18 +82,18 @@ class QuorumWriting(Replication):
         wa = self.wa
         assert wa is not None
         seqs, effects = self.agent.core.quorum_write(rows, now)
-        # Applying them can end our ballot (this node's own voter answers at once and may
-        # have promised a newer one: the manager steps down, _quorum_drop): the write is then
-        # recorded in the dropped write-ahead, which nothing reads any more. Reading
-        # self.wa after it crashed the agent.
-        self.agent.apply(effects, now)
+        # Before the effects: applying them may end this ballot (this node's own voter answers
+        # at once and may have promised a newer one: the manager steps down, _quorum_drop, and
+        # ``self.wa`` is dropped; reading it after the effects crashed the agent) or commit a
+        # write at once (its latency needs its start).
         wa.wrote(seqs, wall * 1000)
+        self.agent.apply(effects, now)
         return seqs
 
     def _quorum_dispatch(self, dispatches: list[Dispatch], now: float, wall: float) -> None:
         wa = self.wa
         assert wa is not None
-        rows = wa.ahead(self.scheduler.upcoming(), wall * 1000)
+        rows = wa.ahead(self.scheduler, wall * 1000)
         for d in dispatches:
             if wa.gate(d.task, d.slot):
                 wa.at_once += 1
@@ -119,10 +121,15 @@ class QuorumWriting(Replication):
             wa.hold_result(item, item[1], seqs)
 
     def persist(self, now: float, final: bool = False) -> None:
-        """(Every turn of the loop.) Quorum mode: write the results of this turn first."""
+        """(Every turn of the loop.) Quorum mode: write the results of this turn first. Then
+        the process's garbage collector's turn (:mod:`clerk._gcpolicy`: a reclaim, when due,
+        waits for a turn with nothing due soon)."""
         if getattr(self, "wa", None) is not None and self._rows_out and not final:
             self._quorum_flush({}, now, self.agent.clock.wall())
         super().persist(now, final)
+        policy = gc_policy()
+        if policy is not None and not final:
+            policy.turn(now, lambda: self.next_deadline() - now)
 
     def _quorum_result(self, fin: Finished, task: str, reply_to: str | None, run_id: str,
                        now: float, wall: float) -> None:

@@ -225,6 +225,9 @@ class SchedulerState:
         self.dirty: set[str] = set()
         self.all_dirty = True
         self.runs_dirty = True  # node_runs
+        #: Quorum mode's write-ahead watches the next slots (``watch_upcoming``): the tasks
+        #: whose next slot was (re)scheduled since it last looked. None: nobody watches.
+        self._rescheduled: set[str] | None = None
 
     @property
     def activating(self) -> bool:
@@ -270,6 +273,8 @@ class SchedulerState:
     # --- the grid -----------------------------------------------------------------------------
 
     def _push(self, name: str) -> None:
+        if self._rescheduled is not None:
+            self._rescheduled.add(name)
         d = self.defs[name]
         if ((self.active or self._activation is not None) and d.enabled and name in self._grid
                 and name not in self.gone
@@ -295,6 +300,33 @@ class SchedulerState:
                 for name, d in self.defs.items()
                 if d.enabled and name in self._grid and name in self.next_slot
                 and name not in self.gone and not self.records[name].paused]
+
+    def upcoming_of(self, name: str) -> tuple[int, Grid] | None:
+        """One task's entry of :meth:`upcoming` (its next slot and grid), None if it has none."""
+        d = self.defs.get(name)
+        grid = self._grid.get(name)
+        nxt = self.next_slot.get(name)
+        if (d is None or grid is None or nxt is None or not d.enabled or name in self.gone
+                or self.records[name].paused):
+            return None
+        return nxt, grid
+
+    def watch_upcoming(self) -> list[tuple[str, int, Grid]]:
+        """:meth:`upcoming` now, and from now on remember the tasks whose next slot is
+        (re)scheduled (``take_rescheduled``): every path that makes a task upcoming again or
+        moves its next slot goes through ``_push`` (activation, tick, merge, resume, deploy).
+        Bounded: a set of task names."""
+        self._rescheduled = set()
+        return self.upcoming()
+
+    def take_rescheduled(self) -> list[str]:
+        """The tasks whose next slot was (re)scheduled since the last call (see
+        ``watch_upcoming``), sorted (a deterministic order for the simulator)."""
+        got = self._rescheduled
+        if not got:
+            return []
+        self._rescheduled = set()
+        return sorted(got)
 
     def next_deadline(self, wall: float) -> float:
         """Wall time (s) of the next thing to do; ``inf`` when inactive."""

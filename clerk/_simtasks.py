@@ -194,8 +194,7 @@ class LedgerLayer:
             return self.net.now
         wall_next = self.scheduler.next_deadline(self.wall())
         if self.wa is not None:  # quorum mode: wake up to reserve ahead of due times
-            upcoming = self.scheduler.upcoming()
-            wall_next = min(wall_next, self.wa.next_reserve_ms(upcoming) / 1000)
+            wall_next = min(wall_next, self.wa.next_reserve_ms(self.scheduler) / 1000)
         if wall_next == float("inf"):
             return wall_next
         return wall_next - WALL0 - self.world.offsets.get(self.node.name, 0.0)
@@ -273,7 +272,7 @@ class LedgerLayer:
             rows: dict[str, Any] = {}
             wa = self.wa
             if wa is not None:
-                rows = wa.ahead(self.scheduler.upcoming(), self.wall() * 1000)
+                rows = wa.ahead(self.scheduler, self.wall() * 1000)
             for d in dispatches:
                 if wa is None or wa.gate(d.task, d.slot):
                     self._send_execute(d)

@@ -14,10 +14,15 @@ The registers and the proof are in :mod:`clerk._quorum`. Rules:
   :attr:`WriteAhead.lead_ms`, every slot due within the lead is reserved in one row (the
   highest of them: ``reserved`` is a maximum), and one write carries the rows of every task
   due soon (:meth:`WriteAhead.ahead`). The loop wakes up for it a lead before the due time
-  (:meth:`WriteAhead.next_reserve_ms`). The lead is ``max(RESERVE_LEAD_MIN_MS,
-  RESERVE_LEAD_FACTOR x the median commit latency)`` of the last ``LATENCY_KEEP`` commits,
-  at most ``RESERVE_LEAD_MAX_MS``: a reservation is committed before its slot is due even when
-  commits slow down (a loaded machine, a slow disk), so lateness does not grow by a commit.
+  (:meth:`WriteAhead.next_reserve_ms`). Both read the top of a heap of each upcoming task's
+  first unreserved slot's due time (``WriteAhead._heap``), not every task: a turn costs
+  O(log tasks), a reservation O(what it reserves). The heap learns from the scheduler which
+  tasks' next slots were (re)scheduled (:class:`Upcoming`); an entry that no longer matches
+  the scheduler (a reservation, a pause, a task gone) is corrected when it surfaces.
+  The lead is ``max(RESERVE_LEAD_MIN_MS, RESERVE_LEAD_FACTOR x the median commit
+  latency)`` of the last ``LATENCY_KEEP`` commits, at most ``RESERVE_LEAD_MAX_MS``: a
+  reservation is committed before its slot is due even when commits slow down (a loaded
+  machine, a slow disk), so lateness does not grow by a commit.
 * **Dispatch only what is committed.** An EXECUTE for slot ``k`` of ``t`` leaves only once a
   write with ``reserved[t] >= k`` is committed under this ballot (:meth:`WriteAhead.gate`);
   until then it is held (a slot not reserved ahead, e.g. a trigger, is reserved at once and
@@ -31,16 +36,17 @@ The registers and the proof are in :mod:`clerk._quorum`. Rules:
 
 from __future__ import annotations
 
+import heapq
 import statistics
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from clerk._calendar import Grid
 
 __all__ = ["LATENCY_KEEP", "RESERVE_LEAD_FACTOR", "RESERVE_LEAD_MAX_MS", "RESERVE_LEAD_MIN_MS",
-           "WriteAhead"]
+           "Upcoming", "WriteAhead"]
 
 #: The least reservation lead (ms). A commit is two fsyncs (the manager's own vote and the
 #: fastest other voter's, in parallel) plus one round trip: ~1-5 ms on a LAN with SSDs; 20 ms
@@ -54,6 +60,24 @@ LATENCY_KEEP = 64
 #: The most the lead may grow to (ms): a crash costs the slots reserved within one lead, so a
 #: disk slow enough to need more than a second is better paid in lateness than in lost slots.
 RESERVE_LEAD_MAX_MS = 1000.0
+
+
+class Upcoming(Protocol):
+    """What the write-ahead reads of the scheduler (:class:`clerk._schedstate.SchedulerState`):
+    each scheduled grid task's next slot and grid."""
+
+    def watch_upcoming(self) -> list[tuple[str, int, Grid]]:
+        """Every upcoming ``(task, next slot, grid)``; from now on, note the tasks whose next
+        slot is (re)scheduled."""
+        ...
+
+    def take_rescheduled(self) -> list[str]:
+        """The tasks noted since the last call."""
+        ...
+
+    def upcoming_of(self, task: str) -> tuple[int, Grid] | None:
+        """``(next slot, grid)`` of an upcoming task; None if it is not (paused, gone...)."""
+        ...
 
 
 @dataclass
@@ -80,6 +104,11 @@ class WriteAhead:
         self.committed: set[int] = set()
         self.at_once = 0  # dispatches whose reservation was committed in time
         self.late = 0  # dispatches held for their reservation's commit
+        # The reserve heap (see the module docstring): (due ms of the first unreserved
+        # slot, task), and each task's current key; entries that differ are superseded.
+        self._up: Upcoming | None = None
+        self._heap: list[tuple[float, str]] = []
+        self._key: dict[str, float] = {}
 
     @property
     def lead_ms(self) -> float:
@@ -101,29 +130,88 @@ class WriteAhead:
         if self.asked.get(task, -1) >= slot:
             return {}
         self.asked[task] = slot
+        if self._up is not None:
+            self._note(self._up, task)
         return {task: {"reserved": slot}}
 
     def _first_unreserved(self, task: str, nxt: int) -> int:
         return max(nxt, self.asked.get(task, nxt - 1) + 1)
 
-    def ahead(self, upcoming: Iterable[tuple[str, int, Grid]], wall_ms: float
-              ) -> dict[str, Any]:
-        """Rows reserving, for each ``(task, next slot, grid)`` whose first unreserved slot is
-        due within the lead, every slot due within the lead."""
+    def _due_first(self, up: Upcoming, task: str) -> float | None:
+        """The due time (wall ms) of ``task``'s first slot not reserved yet; None: not
+        upcoming."""
+        got = up.upcoming_of(task)
+        if got is None:
+            return None
+        nxt, grid = got
+        return grid.due_ms(self._first_unreserved(task, nxt))
+
+    def _sync(self, up: Upcoming) -> None:
+        """Bring the heap up to the scheduler: all of it the first time (O(tasks), once per
+        ballot), then the tasks it rescheduled since (O(changes))."""
+        if self._up is not up:
+            self._up = up
+            self._key = {t: grid.due_ms(self._first_unreserved(t, nxt))
+                         for t, nxt, grid in up.watch_upcoming()}
+            self._heap = [(due, t) for t, due in self._key.items()]
+            heapq.heapify(self._heap)
+            return
+        for task in up.take_rescheduled():
+            self._note(up, task)
+
+    def _note(self, up: Upcoming, task: str) -> None:
+        """Key ``task`` by its first unreserved slot's due time (again)."""
+        due = self._due_first(up, task)
+        if due is None:
+            self._key.pop(task, None)  # its entries are dropped when they surface
+        elif self._key.get(task) != due:
+            self._key[task] = due
+            heapq.heappush(self._heap, (due, task))
+            if len(self._heap) > 2 * len(self._key) + 64:  # superseded entries: compact
+                self._heap = [(d, t) for t, d in self._key.items()]
+                heapq.heapify(self._heap)
+
+    def _top(self, up: Upcoming) -> tuple[float, str] | None:
+        """The upcoming task whose first unreserved slot is due first, and that due time."""
+        heap, key = self._heap, self._key
+        while heap:
+            due, task = heap[0]
+            if key.get(task) != due:  # superseded by a later entry of the task, or gone
+                heapq.heappop(heap)
+                continue
+            now_due = self._due_first(up, task)
+            if now_due == due:
+                return due, task
+            heapq.heappop(heap)  # the scheduler moved on without a note: key it again
+            if now_due is None:
+                del key[task]
+            else:
+                key[task] = now_due
+                heapq.heappush(heap, (now_due, task))
+        return None
+
+    def ahead(self, up: Upcoming, wall_ms: float) -> dict[str, Any]:
+        """Rows reserving, for each upcoming task whose first unreserved slot is due within
+        the lead, every slot due within the lead (O(log tasks) + O(what it reserves))."""
+        self._sync(up)
         rows: dict[str, Any] = {}
         lead = self.lead_ms
-        for task, nxt, grid in upcoming:
+        while (top := self._top(up)) is not None and top[0] - wall_ms <= lead:
+            task = top[1]
+            got = up.upcoming_of(task)
+            assert got is not None  # (_top checked)
+            nxt, grid = got
             first = self._first_unreserved(task, nxt)
-            if grid.due_ms(first) - wall_ms <= lead:
-                rows.update(self.reserve(task, max(first, grid.slot_at(wall_ms + lead))))
+            rows.update(self.reserve(task, max(first, grid.slot_at(wall_ms + lead))))
+            self._note(up, task)  # its next unreserved slot is due after the lead now
         return rows
 
-    def next_reserve_ms(self, upcoming: Iterable[tuple[str, int, Grid]]) -> float:
+    def next_reserve_ms(self, up: Upcoming) -> float:
         """When (wall ms) the next reservation is due: ``lead`` before the earliest slot not
         reserved yet (the loop must wake up then, not at the due time); ``inf``: none."""
-        lead = self.lead_ms
-        return min((grid.due_ms(self._first_unreserved(task, nxt)) - lead
-                    for task, nxt, grid in upcoming), default=float("inf"))
+        self._sync(up)
+        top = self._top(up)
+        return float("inf") if top is None else top[0] - self.lead_ms
 
     def wrote(self, seqs: Iterable[int], wall_ms: float) -> None:
         """The caller wrote rows as ``seqs`` (for the commit latency)."""
