@@ -32,15 +32,11 @@ import logging
 import os
 import re
 import socket
+import tomllib  # (Python >= 3.11: requires-python)
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python < 3.11 (pyproject pulls in tomli)
-    import tomli as tomllib  # type: ignore[no-redef]
 
 from clerk._errors import ConfigError
 from clerk._lead import DISPATCH_LEAD_MS, MAX_DISPATCH_LEAD_MS

@@ -76,7 +76,7 @@ def parse_pause(raw: Any) -> dict[str, Any] | None:
     paused, node, at = raw.get("paused"), raw.get("node"), raw.get("at")
     if type(paused) is not bool or not isinstance(node, str):
         return None
-    if type(at) not in (int, float):
+    if type(at) is not int and type(at) is not float:  # (not a bool)
         return None
     return {"paused": paused, "node": node, "at": float(at)}
 

@@ -184,16 +184,6 @@ class CoreState:
             return self.table_log.table()
         return self.replica.table()
 
-    def replicated_packed(self) -> Json:
-        """The same table as it travels in a HANDOVER: packed (clerk._record.pack_table),
-        made from the rows' text without parsing them."""
-        source = self.table_log if self.table_log.complete else self.replica
-        if not source.items():
-            return None
-        text = table_text(source.items())
-        return {"packed": 1, "chunks": [text[i:i + PACK_CHUNK]
-                                        for i in range(0, len(text), PACK_CHUNK)]}
-
     @replicated.setter
     def replicated(self, table: Json) -> None:
         """Hold ``table`` as the replica (a hand-over's table: a whole one, or the rows our
@@ -205,6 +195,16 @@ class CoreState:
                                           "taking over with the replica as it is")
             return
         self.replica.reset(table)
+
+    def replicated_packed(self) -> Json:
+        """The same table as it travels in a HANDOVER: packed (clerk._record.pack_table),
+        made from the rows' text without parsing them."""
+        source = self.table_log if self.table_log.complete else self.replica
+        if not source.items():
+            return None
+        text = table_text(source.items())
+        return {"packed": 1, "chunks": [text[i:i + PACK_CHUNK]
+                                        for i in range(0, len(text), PACK_CHUNK)]}
 
     def handover_state(self, to: Member | None) -> Json:
         """The table for a graceful hand-over to member ``to``: whole and packed if it fits a

@@ -18,6 +18,7 @@ sender.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -222,7 +223,7 @@ class Executor:
             conn.setblocking(False)
             reader = Reader(conn)
             self._links[conn.fileno()] = conn
-            self._add_reader(conn.fileno(), lambda r=reader: self._on_link(r))
+            self._add_reader(conn.fileno(), functools.partial(self._on_link, reader))
 
     def _drop_link(self, conn: socket.socket) -> None:
         """Close a worker's connection; the worker on it (if any) takes no more runs (a run it
@@ -287,15 +288,15 @@ class Executor:
         for job in self.queue.expired(now):
             self._reply(job, "timeout", None, "no free worker before the timeout")
         for worker in self.workers.values():
-            job = worker.job
-            if job is None or now < job.deadline:
+            running = worker.job
+            if running is None or now < running.deadline:
                 continue
             worker.job = None
             worker.identity = None
             child = worker.child
             log.warning("task=%s slot=%d run past its %d ms timeout: killing worker %s "
-                        "(pid %s) and its process tree", job.msg.task, job.msg.slot,
-                        job.msg.timeout_ms, child, worker.pid)
+                        "(pid %s) and its process tree", running.msg.task, running.msg.slot,
+                        running.msg.timeout_ms, child, worker.pid)
             worker.pid = None  # its exit event is ours, not a crash
             # Off the loop: killing a tree waits for it to be gone (up to a second when a
             # grandchild lingers as a zombie), and the agent must keep heartbeating meanwhile
@@ -308,7 +309,7 @@ class Executor:
                                       name=f"replace {child}", daemon=True)
             self._killers = [t for t in self._killers if t.is_alive()] + [killer]
             killer.start()
-            self._reply(job, "timeout", None, f"killed after {job.msg.timeout_ms} ms")
+            self._reply(running, "timeout", None, f"killed after {running.msg.timeout_ms} ms")
         self._check_capacity()
         self._pump(now)
 

@@ -69,7 +69,8 @@ class Histogram:
 
     def buckets(self) -> list[tuple[str, float]]:
         counts = list(self.counts)  # one copy: consistent under the loop's updates
-        out, acc = [], 0
+        out: list[tuple[str, float]] = []
+        acc = 0
         for bound, n in zip([*self.bounds, math.inf], counts, strict=True):
             acc += n
             out.append(("+Inf" if bound == math.inf else repr(bound), acc))

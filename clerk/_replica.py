@@ -149,7 +149,8 @@ def _no_constant(name: str) -> Any:
 
 #: Parses one JSON value at an index: (value, end). NaN and Infinity are refused, as the
 #: manager's encoder never writes them.
-_SCAN = json.JSONDecoder(parse_constant=_no_constant).scan_once
+_SCAN: Callable[[str, int], tuple[Any, int]] = (
+    json.JSONDecoder(parse_constant=_no_constant).scan_once)  # type: ignore[attr-defined]
 
 
 def row_texts(text: str) -> dict[str, str] | None:
@@ -352,8 +353,10 @@ class ReplicaLog(_RowTexts):
 class _Rows(Protocol):
     """What :class:`RowEncoder` needs of the scheduler (clerk._schedstate)."""
 
-    records: Mapping[str, Any]
-    node_runs: Mapping[str, int]
+    @property
+    def records(self) -> Mapping[str, Any]: ...
+    @property
+    def node_runs(self) -> Mapping[str, int]: ...
     all_dirty: bool
     runs_dirty: bool
 

@@ -58,7 +58,7 @@ class Definitions:
     _leave_started: float | None
     _replicate_dirty: bool
     _replicate_after: float
-    _loading: tuple[object, list[tuple[str, str | None]], int] | None
+    _loading: tuple[tuple[str, int], list[tuple[str, str | None]], int] | None
     _offers_waiting: dict[str, list[Offer]]
     _results_waiting: dict[str, Result]
     _activate: bool | None

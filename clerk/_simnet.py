@@ -39,6 +39,7 @@ from a stale claim) at every step rather than only at the end.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import random
 from collections import Counter
@@ -185,7 +186,7 @@ class SimNetwork:
             self._links.get(other_name, set()).discard(name)
             if not silent:
                 self._schedule(self.now + self.delay,
-                               lambda o=other: self._feed(o, PeerDown(node.address)))
+                               functools.partial(self._feed, other, PeerDown(node.address)))
 
     def inject(self, name: str, event: Event) -> None:
         """Hand ``event`` to node ``name`` now (e.g. a ``PeerDown`` only it observes)."""

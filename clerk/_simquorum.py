@@ -65,7 +65,7 @@ def majority_version(net: SimNetwork) -> int:
     return sorted(versions, reverse=True)[len(VOTERS) // 2]
 
 
-def mismatched_states(net: SimNetwork) -> list[tuple[str, int, int]]:
+def mismatched_states(net: SimNetwork) -> list[tuple[str, Any, Any]]:
     """(voter, counter, version) of every voter disk whose ledger counter is not its version."""
     out = []
     for v in VOTERS:  # (the raw record: this runs after every event)

@@ -104,13 +104,13 @@ def on_child_exit(
     exited = children[index]
 
     if not should_restart(exited.restart, kind):
-        actions = (Action("remove", exited.id),) if exited.restart == "temporary" else ()
+        removed = (Action("remove", exited.id),) if exited.restart == "temporary" else ()
         stop = False
         if exited.significant and auto_shutdown == "any_significant":
             stop = True
         elif exited.significant and auto_shutdown == "all_significant":
             stop = not any(c.significant and c.running for c in children if c.id != exited.id)
-        return Decision(actions, restart=False, auto_shutdown=stop)
+        return Decision(removed, restart=False, auto_shutdown=stop)
 
     if strategy == "one_for_one":
         return Decision((Action("start", exited.id),), restart=True)
