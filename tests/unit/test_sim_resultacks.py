@@ -23,10 +23,15 @@ from clerk._simtasks import LEDGER, SimLedger
 from tests.unit.test_sim_state import _apply, _settle
 
 
-def _cluster(seed: int, ack_after_replication: bool,
-             n: int = 3) -> tuple[SimNetwork, SimLedger, list[str]]:
+def ledger_cluster(seed: int, n: int = 3,
+                   **settings: object) -> tuple[SimNetwork, SimLedger, list[str]]:
+    """``n`` simulated nodes running the ledger task every 200 ms, each node seeding all,
+    once they agree on a manager and a few runs are done; ``settings`` are set on the
+    ``SimLedger`` first (its rules under test)."""
     world = SimLedger(interval_ms=200)
-    world.ack_after_replication = ack_after_replication
+    for name, value in settings.items():
+        assert hasattr(world, name), name
+        setattr(world, name, value)
     net = SimNetwork(seed, layer=world)
     names = [f"n{i}" for i in range(n)]
     seeds = tuple(f"{x}:7400" for x in names)
@@ -35,6 +40,11 @@ def _cluster(seed: int, ack_after_replication: bool,
     assert net.run_until_true(lambda: net.agreed() is not None and len(world.runs) > 3,
                               limit=10.0, step=0.01) is not None, net.summary()
     return net, world, names
+
+
+def _cluster(seed: int, ack_after_replication: bool,
+             n: int = 3) -> tuple[SimNetwork, SimLedger, list[str]]:
+    return ledger_cluster(seed, n, ack_after_replication=ack_after_replication)
 
 
 def _lost_update(seed: int, ack_after_replication: bool) -> tuple[int, int]:

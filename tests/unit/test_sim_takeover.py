@@ -24,22 +24,15 @@ from clerk._core import ManagerChanged, Role
 from clerk._messages import Coordinator, Heartbeat
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
+from tests.unit.test_sim_resultacks import ledger_cluster
 from tests.unit.test_sim_state import _apply
 
 INTERVAL_MS = 200
 
 
 def _cluster(seed: int, offers: str, n: int = 3) -> tuple[SimNetwork, SimLedger, list[str]]:
-    world = SimLedger(interval_ms=INTERVAL_MS)
-    world.offers = offers
-    net = SimNetwork(seed, layer=world)
-    names = [f"n{i}" for i in range(n)]
-    seeds = tuple(f"{x}:7400" for x in names)
-    for name in reversed(names):
-        net.add_node(name, seeds=seeds)
-    assert net.run_until_true(lambda: net.agreed() is not None and len(world.runs) > 3,
-                              limit=10.0, step=0.01) is not None, net.summary()
-    return net, world, names
+    assert INTERVAL_MS == 200  # (ledger_cluster's interval)
+    return ledger_cluster(seed, n, offers=offers)
 
 
 def _held(world: SimLedger, name: str) -> int:
