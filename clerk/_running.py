@@ -306,8 +306,11 @@ class Running(Adoption):
         """A RESULT for a run the table does not show: applied if it continues the row
         exactly, else dropped (counted when the row never saw its slot)."""
         rec = self.records.get(task)
+        # ``slot == rec.dispatched`` with no run in flight and no result for it: the row
+        # learnt of the dispatch, not of the run (a member's OFFER carries ``dispatched`` but
+        # never its run in flight, and a merge keeps the larger ``dispatched``): still judged.
         if (rec is None or task not in self.defs or rec.running is not None or outcome != "ok"
-                or slot <= max(rec.slot, rec.dispatched)):
+                or slot <= rec.slot or slot < rec.dispatched):
             return None  # not ours to judge, or an old run the row already holds
         wall_ms = wall * 1000
         if not run_id.endswith(base_tag(rec)):

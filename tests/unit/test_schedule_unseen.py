@@ -72,3 +72,22 @@ def test_not_while_a_run_is_in_flight_and_not_for_an_old_slot() -> None:
         _, other, d2 = _lost_dispatch()
         assert other.on_result("t", d2.run_id, d2.node, outcome, None, 1.0, "x",
                                due("t", K + 2) + 0.1, slot=d2.slot) is None
+
+
+def test_a_result_for_a_dispatch_an_offer_carried_without_its_run_is_applied() -> None:
+    """CI found this: the successor's table lacked the dispatch of K+2; a member's OFFER
+    brought the row with ``dispatched`` = K+2 but (as every OFFER) no run in flight, and the
+    merge kept that ``dispatched``. The member's RESULT for K+2, resent to the successor, was
+    then taken for "an old run the row already holds" and dropped: the next run started from
+    the state before it (the count repeated)."""
+    old, new, d = _lost_dispatch()
+    row = old.table()["tasks"]["t"]
+    row["running"] = None  # (what Replication._offer sends)
+    assert row["dispatched"] == d.slot
+    new.merge({"tasks": {"t": row}}, due("t", K + 2) + 0.06, source="n2")
+    rec = new.records["t"]
+    assert rec.dispatched == d.slot and rec.running is None and rec.slot < d.slot
+    fin = new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "",
+                        due("t", K + 2) + 0.1, slot=d.slot)
+    assert fin is not None and fin.outcome == "ok"
+    assert rec.state == {"n": 2} and rec.slot == d.slot and rec.conflicts == 0
