@@ -26,7 +26,9 @@ the old manager died before its heartbeat carried it) is applied only if it cont
 row exactly: a run id ends with the state the run started from (:func:`base_tag`: the
 version, and a checksum of the lineage's origin and last branch; ``~init`` for an ``init``),
 and such a result counts, as ok, if that is the row's state now, no run is in flight, and its
-slot is after every slot the row has seen. Otherwise it is of no use (its state descends
+slot is after every slot the row has seen finish and not before the last it has seen sent (a
+row may know of a dispatch but not of its run: a member's OFFER carries ``dispatched`` and
+never a run in flight). Otherwise it is of no use (its state descends
 from a state this manager does not hold, or the row moved on) and dropped; when the slot is
 newer than the row's it is counted as a conflict, never silently. Such an update is recorded
 under this manager's claim (a RESULT does not say which claim dispatched its run): if the old
