@@ -53,6 +53,8 @@ from clerk._messages import Ack, Heartbeat, Join, Peer
 from clerk._replica import Replica, RowEncoder
 from clerk._replication import ENCODE_BUDGET, LOAD_BUDGET
 from clerk._schedule import Scheduler
+sys.path.insert(0, sys.argv[4])  # the measuring tree's tools/ (the members' ACKs)
+from _bench_acks import ack_heartbeats
 try:
     from clerk._gcpolicy import GcPolicy
 except ImportError:
@@ -92,15 +94,7 @@ class Manager:
             self.settle(self.core.handle(Received(Join(p, self.core.term, ())), 0.0))
         self.encoder = RowEncoder()
     def settle(self, effects):
-        acks = []
-        for e in effects:
-            if isinstance(e, Send) and e.to in self.peers and isinstance(e.msg, Heartbeat):
-                t = e.msg.table
-                acks.append(Ack(self.peers[e.to], self.core.term, e.msg.seq, e.msg.epoch,
-                                t.upto if t else -1, t.log if t else ""))
-        for ack in acks:
-            if ack.table >= 0:
-                self.core.handle(Received(ack), self.now)
+        ack_heartbeats(self.core, self.peers, effects, self.now)
     def round(self, s):
         # one step of the loop: the changed rows into the log, a heartbeat round encoded
         self.now += 0.1
@@ -211,7 +205,8 @@ print(json.dumps(out))
 
 def run_child(tree: Path, n: int, members: int, seconds: float) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(tree))
-    got = subprocess.run([sys.executable, "-c", CHILD, str(n), str(members), str(seconds)],
+    got = subprocess.run([sys.executable, "-c", CHILD, str(n), str(members), str(seconds),
+                          str(HERE / "tools")],
                          capture_output=True, text=True, env=env, cwd=str(tree), timeout=1200)
     lines = [ln for ln in got.stdout.splitlines() if ln.startswith("{")]
     if not lines:

@@ -61,13 +61,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import clerk  # noqa: E402
 from clerk._codec import MAX_MESSAGE_BYTES, encode  # noqa: E402
 from clerk._core import NodeCore, Received, Send, Start  # noqa: E402
-from clerk._messages import Ack, Heartbeat, Join, Peer  # noqa: E402
+from clerk._messages import Heartbeat, Join, Peer  # noqa: E402
 from clerk._replica import Replica, RowEncoder, row_key  # noqa: E402
 
 try:  # (this tree's OFFER rule: absent from a tree before it, run with --tasks for the rest)
     from clerk._replica import offer_keys  # noqa: E402
 except ImportError:  # pragma: no cover
     offer_keys = None  # type: ignore[assignment]
+from _bench_acks import ack_heartbeats  # noqa: E402
+
 from clerk._replication import ENCODE_BUDGET, LOAD_BUDGET  # noqa: E402
 from clerk._schedule import Scheduler, pack_table  # noqa: E402
 
@@ -122,7 +124,6 @@ class Manager:
         the bytes each member got."""
         encoded: dict[int, int] = {}
         got: dict[str, int] = {}
-        acks = []
         for e in effects:
             if not isinstance(e, Send) or e.to not in self.peers:
                 continue
@@ -130,13 +131,7 @@ class Manager:
             if size is None:
                 size = encoded[id(e.msg)] = sum(map(len, encode(e.msg)))
             got[e.to] = got.get(e.to, 0) + size
-            if isinstance(e.msg, Heartbeat):
-                t = e.msg.table
-                acks.append(Ack(self.peers[e.to], self.core.term, e.msg.seq, e.msg.epoch,
-                                t.upto if t else -1, t.log if t else ""))
-        for ack in acks:
-            if ack.table >= 0:
-                self.core.handle(Received(ack), self.now)
+        ack_heartbeats(self.core, self.peers, effects, self.now)
         return got
 
     def round(self, s: Scheduler, budget: float = ENCODE_BUDGET) -> tuple[float, int, bool]:

@@ -127,6 +127,13 @@ def test_dropped_as_unknown_the_same_schedule_loses_the_update() -> None:
     assert tried and any(next_from < done for done, next_from in tried), tried
 
 
+#: Hypothesis settings of the simulator's fault-schedule properties (here and in
+#: test_sim_takeover): each example runs a whole simulated cluster, so no deadline and no
+#: too-slow health check; no "explain" phase (it reruns each failing schedule many times).
+FAULT_SCHEDULES = settings(max_examples=40, deadline=None,
+                           suppress_health_check=[HealthCheck.too_slow],
+                           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
+
 crash_fault = st.one_of(
     st.tuples(st.just("crash"), st.integers(0, 4)),
     st.tuples(st.just("restart"), st.integers(0, 4)),
@@ -134,8 +141,7 @@ crash_fault = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
+@FAULT_SCHEDULES
 @given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
        faults=st.lists(st.tuples(crash_fault, st.floats(0.0, 1.5)), min_size=1, max_size=8))
 def test_no_acknowledged_result_is_lost_through_crashes_and_restarts(

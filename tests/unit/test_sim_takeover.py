@@ -24,7 +24,7 @@ from clerk._core import ManagerChanged, Role
 from clerk._messages import Coordinator, Heartbeat
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
-from tests.unit.test_sim_resultacks import ledger_cluster
+from tests.unit.test_sim_resultacks import FAULT_SCHEDULES, ledger_cluster
 from tests.unit.test_sim_state import _apply
 
 INTERVAL_MS = 200
@@ -207,8 +207,7 @@ def _takeovers(net: SimNetwork, world: SimLedger, names: list[str],
     return bad
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
+@FAULT_SCHEDULES
 @given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
        faults=st.lists(st.tuples(fault, st.floats(0.0, 1.5)), min_size=1, max_size=8))
 def test_a_new_manager_continues_from_the_newest_state_its_members_hold(
