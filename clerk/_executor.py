@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from clerk._lead import RELEASE_LEAD_MS
+from clerk._lead import RELEASE_LEAD_MS, too_late
 from clerk._messages import Execute, Peer, Result
 from clerk._runqueue import Job as _Job
 from clerk._runqueue import RunQueue
@@ -72,6 +72,7 @@ class Executor:
         log_to: str | None = None,
         on_ready: Callable[[], None] | None = None,
         on_capacity: Callable[[bool], None] | None = None,
+        on_stale: Callable[[Execute, str], None] | None = None,
     ) -> None:
         self.node = node
         self._log = (log_level, log_to)  # for the workers' logging (see clerk._logging)
@@ -93,6 +94,9 @@ class Executor:
         # lost for nothing while other nodes could have run it.
         self._on_capacity = on_capacity
         self._capable = False
+        # A run that could not start before it went stale (clerk._lead.too_late): it waited
+        # for a worker past it, or its worker was stopped while it held the run.
+        self._on_stale = on_stale
         self._dir = tempfile.mkdtemp(prefix="clerk-workers-")
         os.chmod(self._dir, 0o700)
         endpoint = f"{self._dir}/workers"
@@ -184,11 +188,29 @@ class Executor:
         queue.release(now)
         for worker in self.workers.values():
             if worker.identity is not None and worker.job is None:
-                job = queue.pop_ready()
+                while (job := queue.pop_ready()) is not None and self._refused_stale(job):
+                    pass
                 if job is None:
                     return
                 if not self._start(worker, job, now):
                     queue.push_back(job)  # for the next idle worker
+
+    def _refused_stale(self, job: _Job) -> bool:
+        """Refuse a queued run that may no longer start (it waited for a worker past its
+        deadline, or more than one interval past its due time); True if it was."""
+        msg = job.msg
+        d = self.defs[msg.task]
+        why = too_late(self._wall() * 1000, msg.due_ms, msg.deadline_ms, d.interval,
+                       "reached a worker")
+        if not why:
+            return False
+        self._refuse_stale(job, why)
+        return True
+
+    def _refuse_stale(self, job: _Job, why: str) -> None:
+        if self._on_stale is not None:
+            self._on_stale(job.msg, why)
+        self._reply(job, "refused", None, f"stale: {why}", 0.0)
 
     def _start(self, worker: _Worker, job: _Job, now: float) -> bool:
         """Hand ``job`` to ``worker``; False if its link broke (the job is not taken)."""
@@ -196,7 +218,9 @@ class Executor:
         d = self.defs[msg.task]
         payload = {"run": msg.run_id, "task": msg.task, "target": d.target, "slot": msg.slot,
                    "term": msg.term, "node": self.node, "state": msg.state, "init": msg.init,
-                   "due_ms": msg.due_ms, "timezone": d.timezone}
+                   "due_ms": msg.due_ms, "timezone": d.timezone,
+                   # the worker checks these again as the run would start (clerk._lead)
+                   "deadline_ms": msg.deadline_ms, "interval_ms": d.interval}
         assert worker.identity is not None
         try:
             send_msg(worker.identity, RUN, json.dumps(payload).encode())
@@ -280,8 +304,12 @@ class Executor:
                 self.executed += 1
                 # The next queued run first: it has waited for exactly this worker.
                 self._pump(self._now())
-                self._reply(job, str(data.get("outcome")), data.get("state"),
-                            str(data.get("error", "")), float(data.get("duration_ms", 0.0)))
+                outcome, error = str(data.get("outcome")), str(data.get("error", ""))
+                if outcome == "refused" and error.startswith("stale: "):
+                    self._refuse_stale(job, error.removeprefix("stale: "))
+                    continue
+                self._reply(job, outcome, data.get("state"), error,
+                            float(data.get("duration_ms", 0.0)))
 
     def expire(self, now: float) -> None:
         """Kill runs past their timeout; time out runs that never got a worker."""

@@ -59,7 +59,7 @@ its window before its reservation is committed waits for the commit, like any di
 from __future__ import annotations
 
 __all__ = ["DISPATCH_LEAD_MS", "DISPATCH_WINDOW_MS", "EARLY_LIMIT_MS", "MAX_DISPATCH_LEAD_MS",
-           "RELEASE_LEAD_MS", "SPIN_MS", "check_lead", "window_for"]
+           "RELEASE_LEAD_MS", "SPIN_MS", "check_lead", "too_late", "window_for"]
 
 #: The manager's default lead. It must cover the tail of the dispatch path, from the manager's
 #: wake-up to the run in the node's executor, which is the start lateness at lead 0: measured
@@ -109,3 +109,18 @@ def window_for(lead_ms: float) -> float:
     if lead_ms <= 0:
         return 0.0
     return float(max(0.0, min(DISPATCH_WINDOW_MS, MAX_DISPATCH_LEAD_MS - lead_ms)))
+
+
+def too_late(wall_ms: float, due_ms: float, deadline_ms: float, interval_ms: float | None,
+             verb: str = "arrived") -> str:
+    """Why a run may no longer start at ``wall_ms`` (it would be a late run), or "": past its
+    deadline, or more than one interval after its slot was due. The node judges an EXECUTE by
+    this as it arrives, and the worker again just before the task's code would start: a run
+    held for its due time in a worker that was stopped meanwhile (SIGSTOP, a VM stall) must not
+    start late either."""
+    if deadline_ms and wall_ms > deadline_ms:
+        return f"{verb} {wall_ms - deadline_ms:.0f} ms after its deadline"
+    if due_ms and interval_ms is not None and wall_ms > due_ms + interval_ms:
+        return (f"{verb} {wall_ms - due_ms:.0f} ms after its slot was due, more than "
+                f"one interval ({interval_ms:g} ms)")
+    return ""

@@ -29,7 +29,7 @@ import logging
 
 from clerk._core import Role, StaleExecute
 from clerk._dispatch import Dispatch, Finished
-from clerk._lead import EARLY_LIMIT_MS
+from clerk._lead import EARLY_LIMIT_MS, too_late
 from clerk._messages import Execute, Result, ResultAck, RunQuery
 from clerk._runquorum import QuorumWriting
 from clerk._transport import Inbound
@@ -70,19 +70,13 @@ class ResultRouting(QuorumWriting):
         self.executor.submit(msg, msg.sender.address, now)
 
     def _late(self, msg: Execute, wall: float) -> str:
-        """Why this EXECUTE must not run (it arrived too late), or ""."""
+        """Why this EXECUTE must not run (it arrived too late, or far too early), or ""."""
         wall_ms = wall * 1000
-        if msg.deadline_ms and wall_ms > msg.deadline_ms:
-            return f"arrived {wall_ms - msg.deadline_ms:.0f} ms after its deadline"
         if msg.due_ms and msg.due_ms - wall_ms > EARLY_LIMIT_MS:
             return (f"arrived {msg.due_ms - wall_ms:.0f} ms before its due time, more than "
                     f"{EARLY_LIMIT_MS} ms (do the clocks of this node and the manager agree?)")
         d = self.defs.get(msg.task)
-        if msg.due_ms and d is not None and d.interval is not None and (
-                wall_ms > msg.due_ms + d.interval):
-            return (f"arrived {wall_ms - msg.due_ms:.0f} ms after its slot was due, more than "
-                    f"one interval ({d.interval} ms)")
-        return ""
+        return too_late(wall_ms, msg.due_ms, msg.deadline_ms, d.interval if d else None)
 
     def _stale(self, msg: Execute, why: str) -> None:
         self.stale += 1

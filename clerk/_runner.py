@@ -114,7 +114,7 @@ class TaskRunner(ResultRouting):
                 now=agent.clock.monotonic, wall=agent.clock.wall,
                 log_level=agent.config.log_level,
                 log_to=agent.config.log_to, on_ready=self._workers_ready,
-                on_capacity=self._worker_capacity,
+                on_capacity=self._worker_capacity, on_stale=self._stale,
             )
 
     # --- cluster events -------------------------------------------------------------------------

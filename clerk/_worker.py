@@ -7,7 +7,10 @@ closes (its supervisor starts a new one if the agent is still there). Everything
 pickle). A run past its timeout is not this process's business: the agent kills this
 process's whole tree and starts a new worker.
 A run sent ahead of its due time (:mod:`clerk._lead`) is held here until that time, checked
-against the wall clock: the task's code never starts before its slot is due.
+against the wall clock: the task's code never starts before its slot is due, and never late
+either: a run this process held while it was stopped (SIGSTOP, a VM stall) until past its
+deadline or more than one interval past its due time is answered ``refused`` (``stale``)
+instead of started, as the node answers an EXECUTE that arrives that late.
 
 ``async def execute`` and ``async def init`` are awaited in one event loop per worker, kept
 across runs (a client made in one run, bound to the loop, still works in the next); the
@@ -29,7 +32,7 @@ from typing import Any
 
 from clerk import _tasks
 from clerk._jsoncheck import json_problem
-from clerk._lead import SPIN_MS
+from clerk._lead import SPIN_MS, too_late
 from clerk._logging import configure_child_logging, run_context
 from clerk._tasks import MAX_STATE_BYTES, Run, Task, due_datetime, load_task_class
 from clerk._workerlink import DONE, READY, RUN, LinkClosed, recv_msg, send_msg
@@ -99,6 +102,13 @@ def hold_until(due_ms: float, wall: Callable[[], float] = time.time,
     return now
 
 
+def _late_start(job: dict[str, Any], due_ms: float, wall: float) -> str:
+    """Why the run may no longer start now (clerk._lead.too_late), or ""."""
+    deadline, interval = job.get("deadline_ms"), job.get("interval_ms")
+    return too_late(wall * 1000, due_ms, deadline if isinstance(deadline, int | float) else 0,
+                    interval if isinstance(interval, int | float) else None, "would start")
+
+
 def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
     """Run one job; never raises: the outcome says what happened. A job sent ahead of its
     due time starts at it (``hold_until``), never before; its duration counts from then."""
@@ -129,7 +139,12 @@ def _run_job(job: dict[str, Any], cache: dict[str, Task]) -> tuple[dict[str, Any
     try:
         inst = _instance(cache, name, str(job["target"]))
         state = job.get("state")
-        hold_until(due_ms)  # everything else is ready: the user's code starts at the due time
+        # Everything else is ready: the user's code starts at the due time, and not late.
+        wall = hold_until(due_ms)
+        late = _late_start(job, due_ms, wall)
+        if late:  # this worker was stopped while it held the run (SIGSTOP, a VM stall)
+            return {"run": job.get("run"), "outcome": "refused", "state": None,
+                    "duration_ms": 0.0, "error": f"stale: {late}"}, None
         started = time.perf_counter()
         if job.get("init"):
             state = _resolve(inst.init(state))

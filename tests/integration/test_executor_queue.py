@@ -28,8 +28,10 @@ ME = Peer("a@127.0.0.1", "127.0.0.1:1", "inc", 0)
 
 
 @contextmanager
-def running_executor(monkeypatch: pytest.MonkeyPatch, defs: dict[str, TaskDef]
-                     ) -> Iterator[tuple[Executor, list[tuple[float, Result]], Callable[[], bool]]]:
+def running_executor(
+        monkeypatch: pytest.MonkeyPatch, defs: dict[str, TaskDef],
+        stale: list[tuple[str, str]] | None = None,
+) -> Iterator[tuple[Executor, list[tuple[float, Result]], Callable[[], bool]]]:
     """An executor with one real worker, ready: ``(executor, results, turn)``. ``results``
     holds ``(time.time() when it came, result)``; ``turn()`` is one loop turn as the agent
     does it (poll until the executor's next deadline, at most 20 ms; expire only at it) and
@@ -52,7 +54,9 @@ def running_executor(monkeypatch: pytest.MonkeyPatch, defs: dict[str, TaskDef]
                   add_reader=add_reader,  # type: ignore[arg-type]
                   remove_reader=remove_reader,
                   send_result=lambda r, to: results.append((time.time(), r)),
-                  me=lambda: (ME, 1), log_level="warning")
+                  me=lambda: (ME, 1), log_level="warning",
+                  on_stale=None if stale is None else (
+                      lambda msg, why: stale.append((msg.run_id, why))))
 
     def turn() -> bool:
         wait = max(0.0, min(ex.next_deadline() - time.monotonic(), 0.02))
@@ -136,3 +140,73 @@ def test_a_worker_killed_mid_run_fails_that_run_and_its_replacement_takes_the_ne
         wait_until(lambda: turn() or len(results) == 2, timeout=20, interval=0)
         done = results[1][1]
         assert done.run_id == "r1" and done.outcome == "ok", done.error
+
+
+def _stopped_for(pid: int, seconds: float) -> None:
+    """SIGSTOP ``pid`` for ``seconds`` (the fault's duration, not a wait for a state)."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        until = time.monotonic() + seconds
+        wait_until(lambda: time.monotonic() >= until, timeout=seconds + 5, interval=0.01)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.timeout(60)
+def test_a_run_its_worker_held_while_stopped_past_its_interval_is_refused_stale(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """clerk._lead.too_late, checked again by the worker as the run would start: a run sent
+    ahead is in its worker's hands before its due time; a worker stopped then (SIGSTOP of the
+    node's tree, a VM stall) until more than one interval past the due time does not start it
+    late on waking: it answers ``refused`` (stale), the node counts it, the code never runs."""
+    stamp = clerk.task("tests.integration.cluster_tasks:StampStart", name="stamp",
+                       interval=200, timeout=10_000)
+    stale: list[tuple[str, str]] = []
+    with running_executor(monkeypatch, {"stamp": stamp}, stale) as (ex, results, turn):
+        due_ms = int((time.time() + 0.3) * 1000)
+        ex.submit(Execute(ME, 1, "stamp", "held", 1, None, 10_000, False, due_ms,
+                          due_ms + 10_000), "m", time.monotonic())
+        worker = ex.workers[0]
+        # Released to the worker RELEASE_LEAD_MS before its due time: the worker holds it.
+        wait_until(lambda: turn() or worker.job is not None, timeout=10, interval=0)
+        assert time.time() * 1000 < due_ms and results == []
+        assert worker.pid is not None
+        _stopped_for(worker.pid, 0.3 + 0.25)  # past due + one interval (200 ms)
+        wait_until(lambda: turn() or len(results) == 1, timeout=20, interval=0)
+        result = results[0][1]
+        assert (result.run_id, result.outcome, result.state) == ("held", "refused", None)
+        assert result.error.startswith("stale: would start "), result.error
+        assert "more than one interval (200 ms)" in result.error
+        assert stale == [("held", result.error.removeprefix("stale: "))]
+        # The worker is free again and runs the next one on time.
+        due_ms = int((time.time() + 0.1) * 1000)
+        ex.submit(Execute(ME, 1, "stamp", "next", 2, None, 10_000, False, due_ms,
+                          due_ms + 10_000), "m", time.monotonic())
+        wait_until(lambda: turn() or len(results) == 2, timeout=20, interval=0)
+        assert results[1][1].outcome == "ok" and results[1][1].state["start"] >= due_ms / 1000
+
+
+@pytest.mark.timeout(60)
+def test_a_run_queued_behind_a_busy_worker_past_its_interval_is_refused_stale(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that waited for a worker until more than one interval past its due time is not
+    handed to one when it frees up: it is refused (stale), and the next queued run goes."""
+    stamp = clerk.task("tests.integration.cluster_tasks:StampStart", name="stamp",
+                       interval=200, timeout=10_000)
+    nap = clerk.task("tests.integration.cluster_tasks:Nap", name="nap", interval=60_000,
+                     timeout=10_000)
+    stale: list[tuple[str, str]] = []
+    with running_executor(monkeypatch, {"stamp": stamp, "nap": nap}, stale) as (
+            ex, results, turn):
+        now_ms = int(time.time() * 1000)
+        ex.submit(Execute(ME, 1, "nap", "busy", 1, {"s": 0.5}, 10_000), "m", time.monotonic())
+        ex.submit(Execute(ME, 1, "stamp", "late", 1, None, 10_000, False, now_ms,
+                          now_ms + 10_000), "m", time.monotonic())
+        ex.submit(Execute(ME, 1, "nap", "after", 2, {"s": 0.0}, 10_000), "m", time.monotonic())
+        wait_until(lambda: turn() or len(results) == 3, timeout=20, interval=0)
+        by_run = {r.run_id: r for _, r in results}
+        assert by_run["busy"].outcome == "ok" and by_run["after"].outcome == "ok"
+        late = by_run["late"]
+        assert late.outcome == "refused", late
+        assert late.error.startswith("stale: reached a worker "), late.error
+        assert [run for run, _ in stale] == ["late"]
