@@ -31,11 +31,18 @@ row may know of a dispatch but not of its run: a member's OFFER carries ``dispat
 never a run in flight). Otherwise it is of no use (its state descends
 from a state this manager does not hold, or the row moved on) and dropped; when the slot is
 newer than the row's it is counted as a conflict, never silently. Such an update is recorded
-under this manager's claim (a RESULT does not say which claim dispatched its run): if the old
-manager's own copy of the same update comes back later (its data directory after a restart,
-or a paused manager that resumes), the merge sees two branches at one version and counts one
-conflict although nothing was lost. Known, not fixed: naming the dispatching claim needs it
-in the run id or the RESULT (a wire change).
+under the row's last branch (a RESULT does not say which claim dispatched its run; the run
+continued the row's state, and a manager that dispatches a run of a task it has updated before
+records its result in that same branch). So the new manager's copy of the update is the one
+the old manager made and replicated to some members: when their OFFERs or the old manager's
+data directory meet it, nothing differs. (Recorded under the new manager's own claim, as
+before, the two copies were two branches at one version: the merge counted a conflict, and a
+member's next RESULT, started from the old manager's copy, was then dropped as from a state
+the new manager did not hold: a lost update, found by ``tests/unit/test_sim_takeover.py``.)
+Left: the first run a manager dispatches of a task opens that manager's branch; lost this way
+it is recorded in the previous branch, and a copy of the old manager's may then count one
+conflict although the states are equal. Naming the dispatching claim needs it in the run id
+or the RESULT (a wire change).
 """
 
 from __future__ import annotations
@@ -325,9 +332,11 @@ class Running(Adoption):
             self.dirty.add(task)
             return None
         rec.dispatched = max(rec.dispatched, slot)
+        # The branch it is recorded under: the row's last one (see the module docstring).
+        tip = rec.history[-1][:2] if rec.history else list(self.claim)
         rec.running = {"run": run_id, "slot": slot, "node": node,
                        "started": wall_ms - duration_ms, "deadline": wall_ms,
-                       "claim": list(self.claim)}
+                       "claim": tip}
         return self._finish(task, rec, outcome, state, duration_ms, "", wall_ms)
 
     def _finish(self, name: str, rec: TaskRecord, outcome: str, state: Any,

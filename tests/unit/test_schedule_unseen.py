@@ -91,3 +91,34 @@ def test_a_result_for_a_dispatch_an_offer_carried_without_its_run_is_applied() -
                         due("t", K + 2) + 0.1, slot=d.slot)
     assert fin is not None and fin.outcome == "ok"
     assert rec.state == {"n": 2} and rec.slot == d.slot and rec.conflicts == 0
+
+
+def test_it_is_recorded_in_the_rows_branch_so_the_old_managers_copy_is_the_same() -> None:
+    """The old manager applied the same result and replicated it to some member; that copy
+    meets the new manager's later (an OFFER, its data directory). Both record the update in
+    the branch the old manager had been updating (the row's last): equal records, no
+    conflict, and a run started from the old manager's copy continues the new manager's row.
+    (Recorded under the new manager's own claim, as before, the two were two branches at one
+    version: a conflict, and that next run's result dropped as from a foreign state.)"""
+    old = started(sched(seed=1), due("t", K) + 0.1)  # (the claims: see activate)
+    old.claim = (1, "old")
+    run_ok(old, K + 1, state={"n": 1})
+    table = old.table()
+    ds, _ = old.tick(due("t", K + 2), NODES)
+    d = ds[0]
+    new = sched(seed=2)
+    new.load(table)
+    new.activate(due("t", K + 2) + 0.05, graceful=False, claim=(2, "new"))
+    at = due("t", K + 2) + 0.1
+    assert old.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "", at) is not None
+    assert new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "", at,
+                         slot=d.slot) is not None
+    theirs, mine = old.records["t"], new.records["t"]
+    assert mine.history == theirs.history and mine.version == theirs.version
+    assert base_tag(mine) == base_tag(theirs)
+    new.merge(old.table(), at + 0.01, source="old")
+    mine = new.records["t"]
+    assert mine.conflicts == 0 and mine.state == {"n": 2} and not new.conflicts_out
+    # The old manager's next dispatch (its copy's base) continues the new manager's row.
+    ds, _ = old.tick(due("t", K + 3), NODES)
+    assert ds and ds[0].run_id.endswith(base_tag(mine))
