@@ -8,7 +8,9 @@ tests; the cores are the very classes the real node runs, not copies.
 Model of the transport, kept close to ZeroMQ over TCP:
 
 * a message arrives after ``delay + uniform(0, jitter)`` seconds unless it is lost (``loss``),
-  crosses a partition, or its destination is down;
+  crosses a partition, or its destination is down. Two messages on one link may overtake each
+  other (a stricter network than the real one); with ``fifo = True`` they arrive in the order
+  they were sent, as over the one ZeroMQ connection between two real nodes;
 * a crashed node's open connections close: every live node that exchanged messages with it
   gets a ``PeerDown`` for its address after one delay (the socket-monitor fast path);
 * a paused node receives nothing and runs no timers; what arrived meanwhile is delivered when
@@ -123,6 +125,9 @@ class SimNetwork:
         self.deaf: set[str] = set()  # nodes that receive nothing (one-way cuts) until heal
         #: Selective cuts until heal: a message is dropped if any says so (:meth:`cut_where`).
         self.cuts: list[Callable[[str, str, Message], bool]] = []
+        #: Per-link order, as the real transport keeps it (see the module docstring).
+        self.fifo = False
+        self._link_last: dict[tuple[str, str], float] = {}
         self.whole_since = 0.0  # when the network was last healed (or built)
         self.sent: Counter[str] = Counter()
         self.dropped = 0
@@ -355,6 +360,10 @@ class SimNetwork:
             self._links.setdefault(src.name, set()).add(dst.name)
             self._links.setdefault(dst.name, set()).add(src.name)
         at = self.now + self.delay + self.rng.uniform(0.0, self.jitter)
+        if self.fifo:  # not before the last message sent on this link (same time: in order)
+            link = (src.name, dst.name)
+            at = max(at, self._link_last.get(link, 0.0))
+            self._link_last[link] = at
         msg = send.msg
         if src.name in self.older and isinstance(msg, Coordinator) and msg.table is not None:
             msg = dataclasses.replace(msg, table=None)  # an older build has no such field
