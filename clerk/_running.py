@@ -31,24 +31,22 @@ row may know of a dispatch but not of its run: a member's OFFER carries ``dispat
 never a run in flight). Otherwise it is of no use (its state descends
 from a state this manager does not hold, or the row moved on) and dropped; when the slot is
 newer than the row's it is counted as a conflict, never silently. Such an update is recorded
-under the row's last branch (a RESULT does not say which claim dispatched its run; the run
-continued the row's state, and a manager that dispatches a run of a task it has updated before
-records its result in that same branch). So the new manager's copy of the update is the one
-the old manager made and replicated to some members: when their OFFERs or the old manager's
-data directory meet it, nothing differs. (Recorded under the new manager's own claim, as
+in the branch of the claim that dispatched the run, which the run id names
+(:func:`dispatching_claim`): so the new manager's copy of the update is exactly the one the
+old manager made and replicated to some members, and when their OFFERs or the old manager's
+data directory meet it nothing differs. (Recorded under the new manager's own claim, as
 before, the two copies were two branches at one version: the merge counted a conflict, and a
 member's next RESULT, started from the old manager's copy, was then dropped as from a state
 the new manager did not hold: a lost update, found by ``tests/unit/test_sim_takeover.py``.)
-Left: the first run a manager dispatches of a task opens that manager's branch; lost this way
-it is recorded in the previous branch, and a copy of the old manager's may then count one
-conflict although the states are equal. Naming the dispatching claim needs it in the run id
-or the RESULT (a wire change).
+A run id from an older build names no claim: its update goes in the row's last branch, which
+is the dispatching one unless that run was the first its manager sent of the task.
 """
 
 from __future__ import annotations
 
 import heapq
 import json
+import re
 import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -62,7 +60,7 @@ from clerk._schedstate import _packed_size
 from clerk._tasks import TaskDef
 
 __all__ = ["ERROR_KEEP_CHARS", "OUTCOMES", "STATES_BUDGET_BYTES", "TRANSIT_GRACE_MS", "Running",
-           "base_tag"]
+           "base_tag", "dispatching_claim"]
 
 #: Extra time the manager waits past a run's timeout for the node's own timeout report.
 TRANSIT_GRACE_MS = 1000
@@ -89,6 +87,18 @@ def base_tag(rec: TaskRecord) -> str:
     branch = rec.history[-1] if rec.history else None
     lineage = json.dumps([rec.origin, branch], sort_keys=True, separators=(",", ":"))
     return f"~{rec.version}.{zlib.crc32(lineage.encode()):08x}"
+
+
+#: A run id: ``<scheduler prefix>-<seq>/<term>/<manager>`` and the ``base_tag``: the claim
+#: that dispatched the run is in it, for a new manager that gets the run's RESULT without
+#: having seen the run (:meth:`Running._unseen_run`). Node names hold neither "/" nor "~".
+_RUN_CLAIM = re.compile(r"^[^/~]*/(\d{1,18})/([^/~]+)~")
+
+
+def dispatching_claim(run_id: str) -> tuple[int, str] | None:
+    """The claim (term, manager) a run id names, or None (an id from an older build)."""
+    m = _RUN_CLAIM.match(run_id)
+    return None if m is None else (int(m.group(1)), m.group(2))
 
 
 class Running(Adoption):
@@ -243,7 +253,8 @@ class Running(Adoption):
             return []
         node = self.rng.choice(sorted(allowed))
         self._run_seq += 1
-        run_id = f"{self._run_prefix}-{self._run_seq}{base_tag(rec)}"
+        term, manager = self.claim
+        run_id = f"{self._run_prefix}-{self._run_seq}/{term}/{manager}{base_tag(rec)}"
         # A run started by a trigger (instant) is due when sent; a grid run at its slot's time,
         # which may be up to the lead ahead (clerk._lead). Its clock starts at the later of
         # the two: the timeout is the run's own, not eaten by the lead.
@@ -332,11 +343,14 @@ class Running(Adoption):
             self.dirty.add(task)
             return None
         rec.dispatched = max(rec.dispatched, slot)
-        # The branch it is recorded under: the row's last one (see the module docstring).
-        tip = rec.history[-1][:2] if rec.history else list(self.claim)
+        # The branch it is recorded under: the claim that dispatched it, as its run id says
+        # (see the module docstring); from an older build's id, the row's last branch.
+        claim = dispatching_claim(run_id)
+        branch = (list(claim) if claim is not None
+                  else rec.history[-1][:2] if rec.history else list(self.claim))
         rec.running = {"run": run_id, "slot": slot, "node": node,
                        "started": wall_ms - duration_ms, "deadline": wall_ms,
-                       "claim": tip}
+                       "claim": branch}
         return self._finish(task, rec, outcome, state, duration_ms, "", wall_ms)
 
     def _finish(self, name: str, rec: TaskRecord, outcome: str, state: Any,

@@ -482,21 +482,28 @@ class LedgerLayer:
         def deliver() -> None:
             if not node.up or node.core.me.incarnation != incarnation or node.layer is not self:
                 return  # crashed or restarted meanwhile: the run's result is lost
+            # As the real node (ResultRouting._send_result): to the manager this node follows
+            # now, which may have changed during the run (a hand-over made this node the
+            # manager of a run it was sent), else back to the sender.
+            here = core.is_manager or (local and self.scheduler.active)
             if core.quorum is not None:
                 self.outbox.append(result)
-            elif not local:
+            elif not here:
                 self.unacked[result.run_id] = result
-            if local:
+            if here:
                 if self.scheduler.active and self.scheduler.on_result(
                         result.task, result.run_id, node.name, "ok", after, RUN_S * 1000, "",
-                        self.wall()) is not None:
+                        self.wall(), slot=None if local or not self.world.unseen_runs
+                        else msg.slot) is not None:
                     if self.wa is not None:
                         self._result(result.task)
                         return
                     self._replicate()
                     self._persist(True)
             else:
-                self.net.send(node.name, msg.sender.address, result)
+                claim = core.manager_claim
+                to = claim.address if claim is not None else msg.sender.address
+                self.net.send(node.name, to, result)
 
         self.net.at(self.net.now + RUN_S, deliver)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from clerk._dispatch import Dispatch
-from clerk._running import base_tag
+from clerk._running import base_tag, dispatching_claim
 from clerk._schedule import Scheduler
 from tests.unit.test_schedule import NODES, K, due, run_ok, sched, started
 
@@ -122,3 +122,41 @@ def test_it_is_recorded_in_the_rows_branch_so_the_old_managers_copy_is_the_same(
     # The old manager's next dispatch (its copy's base) continues the new manager's row.
     ds, _ = old.tick(due("t", K + 3), NODES)
     assert ds and ds[0].run_id.endswith(base_tag(mine))
+
+
+def test_the_first_run_a_manager_sent_of_a_task_is_recorded_in_that_managers_branch() -> None:
+    """The run id names the claim that dispatched it: a new manager that never saw the run
+    records its update in the dispatching manager's branch even when that run opened the
+    branch (its first of the task), so the copies agree and the next run continues."""
+    old = started(sched(seed=1), due("t", K) + 0.1)
+    old.claim = (1, "old")
+    run_ok(old, K + 1, state={"n": 1})
+    mid = sched(seed=4)  # took over from the old one's table; its first run of "t" is K+2
+    mid.load(old.table())
+    mid.activate(due("t", K + 1) + 0.1, graceful=True, claim=(2, "mid"))
+    table = mid.table()
+    ds, _ = mid.tick(due("t", K + 2), NODES)
+    d = ds[0]
+    assert dispatching_claim(d.run_id) == (2, "mid")
+    new = sched(seed=2)  # replica from before mid's dispatch
+    new.load(table)
+    new.activate(due("t", K + 2) + 0.05, graceful=False, claim=(3, "new"))
+    at = due("t", K + 2) + 0.1
+    assert mid.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "", at) is not None
+    assert new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "", at,
+                         slot=d.slot) is not None
+    assert new.records["t"].history == mid.records["t"].history == [[1, "old", 0],
+                                                                     [2, "mid", 1]]
+    assert base_tag(new.records["t"]) == base_tag(mid.records["t"])
+
+
+def test_a_run_id_of_an_older_build_names_no_claim_and_goes_in_the_rows_last_branch() -> None:
+    assert dispatching_claim("0a1b2c3d-7~3.00ff00ff") is None
+    assert dispatching_claim("0a1b2c3d-7/12/a-1@host.example~init") == (12, "a-1@host.example")
+    old, new, d = _lost_dispatch()
+    legacy = d.run_id.split("/", 1)[0] + "~" + d.run_id.rsplit("~", 1)[1]
+    assert dispatching_claim(legacy) is None and legacy.endswith(base_tag(new.records["t"]))
+    tip = new.records["t"].history[-1][:2]
+    assert new.on_result("t", legacy, d.node, "ok", {"n": 2}, 1.0, "",
+                         due("t", K + 2) + 0.1, slot=d.slot) is not None
+    assert new.records["t"].history[-1][:2] == tip
