@@ -93,6 +93,23 @@ def test_a_result_for_a_dispatch_an_offer_carried_without_its_run_is_applied() -
     assert rec.state == {"n": 2} and rec.slot == d.slot and rec.conflicts == 0
 
 
+def _old_manager() -> Scheduler:
+    """A manager under claim (1, "old") whose task "t" ran once (state n=1, slot K+1)."""
+    old = started(sched(seed=1), due("t", K) + 0.1)
+    old.claim = (1, "old")
+    run_ok(old, K + 1, state={"n": 1})
+    return old
+
+
+def _both_apply(sender: Scheduler, new: Scheduler, d: Dispatch) -> float:
+    """The run's result (n=2) reaches the manager that sent it and, unseen, a new one."""
+    at = due("t", K + 2) + 0.1
+    assert sender.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "", at) is not None
+    assert new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "", at,
+                         slot=d.slot) is not None
+    return at
+
+
 def test_it_is_recorded_in_the_rows_branch_so_the_old_managers_copy_is_the_same() -> None:
     """The old manager applied the same result and replicated it to some member; that copy
     meets the new manager's later (an OFFER, its data directory). Both record the update in
@@ -100,19 +117,14 @@ def test_it_is_recorded_in_the_rows_branch_so_the_old_managers_copy_is_the_same(
     conflict, and a run started from the old manager's copy continues the new manager's row.
     (Recorded under the new manager's own claim, as before, the two were two branches at one
     version: a conflict, and that next run's result dropped as from a foreign state.)"""
-    old = started(sched(seed=1), due("t", K) + 0.1)  # (the claims: see activate)
-    old.claim = (1, "old")
-    run_ok(old, K + 1, state={"n": 1})
+    old = _old_manager()
     table = old.table()
     ds, _ = old.tick(due("t", K + 2), NODES)
     d = ds[0]
     new = sched(seed=2)
     new.load(table)
     new.activate(due("t", K + 2) + 0.05, graceful=False, claim=(2, "new"))
-    at = due("t", K + 2) + 0.1
-    assert old.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "", at) is not None
-    assert new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "", at,
-                         slot=d.slot) is not None
+    at = _both_apply(old, new, d)
     theirs, mine = old.records["t"], new.records["t"]
     assert mine.history == theirs.history and mine.version == theirs.version
     assert base_tag(mine) == base_tag(theirs)
@@ -128,9 +140,7 @@ def test_the_first_run_a_manager_sent_of_a_task_is_recorded_in_that_managers_bra
     """The run id names the claim that dispatched it: a new manager that never saw the run
     records its update in the dispatching manager's branch even when that run opened the
     branch (its first of the task), so the copies agree and the next run continues."""
-    old = started(sched(seed=1), due("t", K) + 0.1)
-    old.claim = (1, "old")
-    run_ok(old, K + 1, state={"n": 1})
+    old = _old_manager()
     mid = sched(seed=4)  # took over from the old one's table; its first run of "t" is K+2
     mid.load(old.table())
     mid.activate(due("t", K + 1) + 0.1, graceful=True, claim=(2, "mid"))
@@ -141,10 +151,7 @@ def test_the_first_run_a_manager_sent_of_a_task_is_recorded_in_that_managers_bra
     new = sched(seed=2)  # replica from before mid's dispatch
     new.load(table)
     new.activate(due("t", K + 2) + 0.05, graceful=False, claim=(3, "new"))
-    at = due("t", K + 2) + 0.1
-    assert mid.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "", at) is not None
-    assert new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "", at,
-                         slot=d.slot) is not None
+    _both_apply(mid, new, d)
     assert new.records["t"].history == mid.records["t"].history == [[1, "old", 0],
                                                                      [2, "mid", 1]]
     assert base_tag(new.records["t"]) == base_tag(mid.records["t"])

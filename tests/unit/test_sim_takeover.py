@@ -201,6 +201,38 @@ fault = st.one_of(
 )
 
 
+#: A cluster of 3-5 and up to 8 faults (``fault``), each followed by 0-1.5 s of running.
+RANDOM_FAULTS = given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
+                      faults=st.lists(st.tuples(fault, st.floats(0.0, 1.5)), min_size=1,
+                                      max_size=8))
+
+
+def _fault(net: SimNetwork, names: list[str], kind: str, arg: int) -> list[str]:
+    """Apply one fault (``lag``: the node gets no table deltas for 0.3 s; ``crash_manager``:
+    the current manager dies; else as ``test_sim_state._apply``); returns the nodes it
+    crashed, restarted or made leave."""
+    if kind == "lag":
+        name = names[arg % len(names)]
+
+        def cut(src: str, dst: str, msg: object, name: str = name) -> bool:
+            return dst == name and isinstance(msg, Heartbeat) and msg.table is not None
+
+        def uncut(cut: object = cut) -> None:
+            if cut in net.cuts:
+                net.cuts.remove(cut)  # type: ignore[arg-type]
+
+        net.cuts.append(cut)
+        net.at(net.now + 0.3, uncut)
+        return []
+    if kind == "crash_manager":
+        crashed = [m.name for m in net.managers()]
+        for name in crashed:
+            net.crash(name)
+        return crashed
+    _apply(net, names, kind, arg)
+    return [names[arg % len(names)]]
+
+
 def _takeovers(net: SimNetwork, world: SimLedger, names: list[str],
                faults: list[tuple[tuple[str, int], float]]) -> list[str]:
     """Run ``faults`` (``lag``: the node gets no table deltas for 0.3 s; ``crash_manager``:
@@ -232,22 +264,7 @@ def _takeovers(net: SimNetwork, world: SimLedger, names: list[str],
 
     net.observers.append(observe)
     for (kind, arg), wait in faults:
-        if kind == "lag":
-            name = names[arg % len(names)]
-            def cut(src: str, dst: str, msg: object, name: str = name) -> bool:
-                return dst == name and isinstance(msg, Heartbeat) and msg.table is not None
-
-            def uncut(cut: object = cut) -> None:
-                if cut in net.cuts:
-                    net.cuts.remove(cut)  # type: ignore[arg-type]
-
-            net.cuts.append(cut)
-            net.at(net.now + 0.3, uncut)
-        elif kind == "crash_manager":
-            for m in net.managers():
-                net.crash(m.name)
-        else:
-            _apply(net, names, kind, arg)
+        _fault(net, names, kind, arg)
         net.run_for(wait)
     net.heal()
     net.run_for(2.0)
@@ -270,8 +287,7 @@ def _takeovers(net: SimNetwork, world: SimLedger, names: list[str],
 
 
 @FAULT_SCHEDULES
-@given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
-       faults=st.lists(st.tuples(fault, st.floats(0.0, 1.5)), min_size=1, max_size=8))
+@RANDOM_FAULTS
 def test_a_new_manager_continues_from_the_newest_state_its_members_hold(
         n: int, seed: int, faults: list[tuple[tuple[str, int], float]]) -> None:
     net, world, names = _cluster(seed, "position", n=n)
@@ -342,32 +358,17 @@ def _repeated_counts(net: SimNetwork, world: SimLedger, names: list[str],
     left: dict[str, float] = {}  # node -> when it was last told to leave, while it was out
 
     for (kind, arg), wait in faults:
-        if kind == "lag":
-            name = names[arg % len(names)]
-
-            def cut(src: str, dst: str, msg: object, name: str = name) -> bool:
-                return dst == name and isinstance(msg, Heartbeat) and msg.table is not None
-
-            def uncut(cut: object = cut) -> None:
-                if cut in net.cuts:
-                    net.cuts.remove(cut)  # type: ignore[arg-type]
-
-            net.cuts.append(cut)
-            net.at(net.now + 0.3, uncut)
-        elif kind == "crash_manager":
-            for m in net.managers():
-                ended[m.name] = net.now
-                net.crash(m.name)
-        else:
-            name = names[arg % len(names)]
-            node = net.nodes[name]
-            leaves = kind == "leave" and node.up and node.core.role is not Role.STOPPED
+        leaving = None
+        if kind not in ("lag", "crash_manager"):
+            leaving = names[arg % len(names)]
+            node = net.nodes[leaving]
+            if kind != "leave" or not node.up or node.core.role is Role.STOPPED:
+                left.pop(leaving, None)  # (crashed, or started again)
+                leaving = None
+        for name in _fault(net, names, kind, arg):
             ended[name] = net.now
-            _apply(net, names, kind, arg)
-            if leaves:
-                left[name] = net.now
-            else:
-                left.pop(name, None)  # (crashed, or started again)
+        if leaving is not None:
+            left[leaving] = net.now
         net.run_for(wait)
     net.heal()
     net.run_for(2.0)
@@ -391,8 +392,7 @@ def _repeated_counts(net: SimNetwork, world: SimLedger, names: list[str],
 
 
 @FAULT_SCHEDULES
-@given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
-       faults=st.lists(st.tuples(fault, st.floats(0.0, 1.5)), min_size=1, max_size=8))
+@RANDOM_FAULTS
 def test_a_count_made_on_a_node_that_stays_up_is_never_repeated(
         n: int, seed: int, faults: list[tuple[tuple[str, int], float]]) -> None:
     """Whatever crashes, restarts, leaves and lagging replicas around it: a run's result
