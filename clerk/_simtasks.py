@@ -110,6 +110,11 @@ class SimLedger:
         self.task = TaskDef(name=LEDGER, target="sim:Ledger", interval=interval_ms,
                             timeout=timeout_ms, instant=False, enabled=True, args=None)
         self.disks: dict[str, dict[str, Any]] = {}
+        #: What each disk recorded besides the table: the other live members (name ->
+        #: address) at its last write, as the real data directory does (clerk._store).
+        self.disk_members: dict[str, dict[str, str]] = {}
+        #: Read the recorded members at a restart (``NodeCore.rejoin``); False: as before.
+        self.rejoin = True
         self.runs: list[LedgerRun] = []
         self.layers: dict[str, LedgerLayer] = {}
         self.tasks = (LEDGER,)  # what every simulated node advertises
@@ -174,6 +179,8 @@ class LedgerLayer:
         disk = world.disks.get(node.name)
         if disk is not None:
             self.scheduler.load(disk)
+            if world.rejoin:
+                node.core.rejoin(world.disk_members.get(node.name, {}))
         self._activate: bool | None = None
         self._seen_replicated: object = None
         self.wa: WriteAhead | None = None  # quorum mode, manager: this ballot's write-ahead
@@ -516,3 +523,6 @@ class LedgerLayer:
         for row in table["tasks"].values():
             row["running"] = None
         self.world.disks[self.node.name] = json.loads(json.dumps(table))
+        self.world.disk_members[self.node.name] = {
+            m.name: m.address for m in core.member_list()
+            if m.alive and m.name != self.node.name}
