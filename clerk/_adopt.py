@@ -25,6 +25,15 @@ outcome is the one-step one's. :meth:`Adoption.activate` is both in one step.
 with ``await_offers`` (a real node) the manager first waits for every live member's OFFER of
 its durable rows, at most ``OFFER_WAIT_MS`` per member (:meth:`Adoption._init_held`).
 
+**A manager that starts from its own disk waits for OFFERs.** When this scheduler's table is
+only its own data directory's (``from_disk``: its node took over without a table from any
+manager of this incarnation, as in a full-cluster restart), a member may hold a newer copy:
+every dispatch, not only ``init``, then waits for every live member's OFFER (at most
+``OFFER_WAIT_MS`` per member, as ``init`` does), and a slot due meanwhile is skipped. A run
+from the older copy would repeat a count the cluster already produced, even if its result
+were then dropped (the task ran). Takeovers with a replicated table (every failover) are
+unchanged.
+
 **Which state wins** is never decided here by terms or slots: every load, merge and takeover
 goes through lineage and version (:mod:`clerk._lineage`, rows in :mod:`clerk._record`). A
 run in flight started from the state of its row: a merge that replaces that state marks it
@@ -104,6 +113,10 @@ def _nothing_new(raw: Any, mine: TaskRecord | None) -> bool:
 
 class Adoption(OperatorControl):
     """Load, merge, OFFERs, activation, definitions and draining (see the module docstring)."""
+
+    #: Set by the shell at an activation: this table is only the data directory's (see the
+    #: module docstring, "A manager that starts from its own disk").
+    from_disk: bool = False
 
     def load(self, table: Any) -> None:
         """Adopt a replicated table (as a follower, or before taking over): the manager's rows,
@@ -259,7 +272,8 @@ class Adoption(OperatorControl):
         self._init_wait_ms = 0.0
 
     def _init_held(self, members: Mapping[str, Iterable[str]], wall_ms: float) -> float:
-        """Until when (wall ms) an ``init`` must wait for members' OFFERs; 0 if it need not."""
+        """Until when (wall ms) an ``init`` (any run, ``from_disk``) must wait for members'
+        OFFERs; 0 if it need not."""
         until = 0.0
         if not self.await_offers:
             return until

@@ -115,6 +115,9 @@ class SimLedger:
         self.disk_members: dict[str, dict[str, str]] = {}
         #: Read the recorded members at a restart (``NodeCore.rejoin``); False: as before.
         self.rejoin = True
+        #: A manager whose table is only its disk's waits for the members' OFFERs before any
+        #: dispatch (``Scheduler.from_disk``, clerk._adopt); False: only ``init`` waits.
+        self.offers_first = True
         self.runs: list[LedgerRun] = []
         self.layers: dict[str, LedgerLayer] = {}
         self.tasks = (LEDGER,)  # what every simulated node advertises
@@ -243,6 +246,7 @@ class LedgerLayer:
                 changed |= self._committed(effect.seq)
         if self._activate is not None and core.is_manager:
             graceful, self._activate = self._activate, None
+            self.scheduler.from_disk = self.world.offers_first and not core.replica.items()
             self.scheduler.load(core.replicated)
             self.wa = None
             proposer = core.proposer
