@@ -114,6 +114,28 @@ def test_a_full_restart_where_a_node_with_an_older_copy_starts_alone_first_repea
         assert "waiting up to" in cluster.log(early)
 
 
+def test_a_node_restarted_without_its_members_runs_alone_after_the_rejoin_timeout(
+        tmp_path: Path) -> None:
+    """After a power cut only one node comes back (the others are gone for good): it waits
+    ``rejoin_timeout`` (5 s) for the members its data directory recorded, then runs alone
+    from its own copy: a bounded wait, not a node that never runs."""
+    log, tasks = _ledger(tmp_path)
+    with LocalCluster(3, tasks) as cluster:
+        cluster.wait_for_manager(timeout=15)
+        _count_at_least(log, 3)
+        cluster.kill_all()
+        killed = time.time()
+        before = counter_lines(log)
+        lone = cluster.names[0]
+        started = time.time()
+        cluster.start(lone)
+        after = _count_at_least(log, before[-1].count + 1, after=killed)
+        assert after[0].started - started >= 5.0, "ran before the rejoin timeout"
+        assert after[0].count in (before[-1].count, before[-1].count + 1), (before[-3:],
+                                                                            after[:3])
+        assert "recorded 2 other member(s)" in cluster.log(lone)
+
+
 def test_a_full_stop_keeps_the_update_of_a_run_in_flight_on_a_member(tmp_path: Path) -> None:
     """The full-stop race of the dispatch lead, made deterministic: a run sent just before the
     SIGTERMs is in flight on a member when its manager stops. Here n1 runs a slow task (the
