@@ -76,10 +76,8 @@ __all__ = [
     "MAX_PROBATION",
     "acknowledge",
     "adopt",
-    "awaiting",
     "give_up_waiting",
     "heard",
-    "remember",
     "heartbeat_round",
     "learn",
     "m_ack",
@@ -88,6 +86,7 @@ __all__ = [
     "on_peer_up",
     "probe",
     "probe_seeds",
+    "remember",
     "send_joins",
     "send_table",
     "table_position",
@@ -173,11 +172,6 @@ def give_up_waiting(core: CoreState) -> None:
     """Election time: whoever we still waited for is not coming (``rejoin_timeout``)."""
     core._awaited = {}
     core._rejoin_until = -INF
-
-
-def awaiting(core: CoreState) -> list[str]:
-    """The members our data directory recorded that we still wait for (status)."""
-    return sorted(core._awaited) if core.role is Role.JOINING else []
 
 
 def heartbeat_round(core: CoreState, now: float) -> None:
