@@ -26,13 +26,14 @@ with ``await_offers`` (a real node) the manager first waits for every live membe
 its durable rows, at most ``OFFER_WAIT_MS`` per member (:meth:`Adoption._init_held`).
 
 **A manager that starts from its own disk waits for OFFERs.** When this scheduler's table is
-only its own data directory's (``from_disk``: its node took over without a table from any
-manager of this incarnation, as in a full-cluster restart), a member may hold a newer copy:
-every dispatch, not only ``init``, then waits for every live member's OFFER (at most
-``OFFER_WAIT_MS`` per member, as ``init`` does), and a slot due meanwhile is skipped. A run
-from the older copy would repeat a count the cluster already produced, even if its result
-were then dropped (the task ran). Takeovers with a replicated table (every failover) are
-unchanged.
+only its own data directory's states (``from_disk``: its node read states at start and took
+over without a table from any manager of this incarnation, as in a full-cluster restart), a
+member may hold a newer copy: every dispatch, not only ``init``, then waits for the live
+members' OFFERs, for at most ``OFFER_WAIT_MS`` after the activation (a slot due meanwhile is
+skipped). A run from the older copy would repeat a count the cluster already produced, even
+if its result were then dropped (the task ran). The window is bounded once per takeover, so
+members that join later (or forged JOINs) cost nothing; takeovers with a replicated table
+(every failover) and a fresh node's first claim are unchanged.
 
 **Which state wins** is never decided here by terms or slots: every load, merge and takeover
 goes through lineage and version (:mod:`clerk._lineage`, rows in :mod:`clerk._record`). A
@@ -117,6 +118,12 @@ class Adoption(OperatorControl):
     #: Set by the shell at an activation: this table is only the data directory's (see the
     #: module docstring, "A manager that starts from its own disk").
     from_disk: bool = False
+    #: ... and until when (wall ms) its dispatches wait for the members' OFFERs.
+    _from_disk_until: float = 0.0
+
+    def _disk_held(self, wall_ms: float) -> bool:
+        """Does a dispatch of a state wait for the members' OFFERs (``from_disk``)?"""
+        return self.from_disk and wall_ms < self._from_disk_until
 
     def load(self, table: Any) -> None:
         """Adopt a replicated table (as a follower, or before taking over): the manager's rows,
@@ -305,6 +312,7 @@ class Adoption(OperatorControl):
         if claim is not None:
             self.claim = claim
             self.offered.add(claim[1])  # our own durable rows were loaded at start
+        self._from_disk_until = wall * 1000 + OFFER_WAIT_MS if self.from_disk else 0.0
         self._heap = []
         self._deferred.clear()
         self._inflight = {}

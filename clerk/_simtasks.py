@@ -180,8 +180,10 @@ class LedgerLayer:
         self.scheduler = Scheduler([world.task], random.Random(net.rng.getrandbits(64)),
                                    await_offers=True, dispatch_lead_ms=world.lead_ms)
         disk = world.disks.get(node.name)
+        self._disk_states = False
         if disk is not None:
             self.scheduler.load(disk)
+            self._disk_states = any(r.has_state for r in self.scheduler.records.values())
             if world.rejoin:
                 node.core.rejoin(world.disk_members.get(node.name, {}))
         self._activate: bool | None = None
@@ -246,7 +248,8 @@ class LedgerLayer:
                 changed |= self._committed(effect.seq)
         if self._activate is not None and core.is_manager:
             graceful, self._activate = self._activate, None
-            self.scheduler.from_disk = self.world.offers_first and not core.replica.items()
+            self.scheduler.from_disk = (self.world.offers_first and self._disk_states
+                                        and not core.replica.items())
             self.scheduler.load(core.replicated)
             self.wa = None
             proposer = core.proposer

@@ -174,3 +174,46 @@ def test_a_bad_rejoin_timeout_names_the_key(tmp_path: Path, value: str) -> None:
         load_config(str(path), {})
     assert err.value.key == "rejoin_timeout" and str(path) in str(err.value)
     assert "0 to 3600000" in str(err.value)
+
+
+def test_a_manager_from_its_own_disk_waits_once_for_the_members_offers() -> None:
+    """``Scheduler.from_disk`` (clerk._adopt): a manager whose table is only its data
+    directory's states dispatches nothing before the live members' OFFERs (a member may hold
+    a newer copy), for at most OFFER_WAIT_MS after its activation; without it, at once."""
+    from clerk._schedule import OFFER_WAIT_MS, Scheduler
+    from tests.unit.test_lineage import NODES, K, due, manager, run, tdef
+
+    src = manager(1, "x")
+    for slot in range(K + 1, K + 4):
+        run(src, slot)
+    old = src.table()  # counter 3: the restarted manager's own disk
+    for slot in range(K + 4, K + 6):
+        run(src, slot)
+    new = src.table()  # counter 5: a member's disk
+
+    def restarted(from_disk: bool) -> Scheduler:
+        s = Scheduler([tdef()], random.Random(2), await_offers=True)
+        s.load(old)
+        s.from_disk = from_disk
+        s.activate(due(K + 10) + 0.1, graceful=False, claim=(2, "a"))
+        return s
+
+    s = restarted(True)
+    skipped = s.records["t"].counts["skipped"]
+    ds, _ = s.tick(due(K + 11), NODES)
+    assert ds == [] and s.records["t"].counts["skipped"] == skipped + 1  # b, c may hold newer
+    s.merge(new, source="b")
+    s.offer_from("b")
+    s.offer_from("c")
+    ds, _ = s.tick(due(K + 12), NODES)
+    assert len(ds) == 1 and ds[0].state == 5  # from the best copy among them
+    # Members that never offer hold it back at most OFFER_WAIT_MS after the activation.
+    s = restarted(True)
+    assert s.tick(due(K + 11), NODES)[0] == []
+    late = due(K + 10) + 0.1 + OFFER_WAIT_MS / 1000
+    ds, _ = s.tick(max(due(K + 12), late), NODES)
+    assert len(ds) == 1 and ds[0].state == 3
+    # Without it (a failover: a replicated table), at once.
+    s = restarted(False)
+    ds, _ = s.tick(due(K + 11), NODES)
+    assert len(ds) == 1 and ds[0].state == 3
