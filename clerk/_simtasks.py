@@ -44,6 +44,7 @@ from clerk._core import (
     Event,
     ManagerChanged,
     MemberDown,
+    Role,
     StateHandedOver,
     Tick,
     WriteCommitted,
@@ -71,6 +72,8 @@ OUTBOX_KEEP = 8
 #: Default mode: an unacknowledged result goes again to the current manager this often (s),
 #: as the real outbox's RESEND_INTERVAL.
 RESEND_S = 1.0
+#: A leaving node waits this long for its runs in flight (clerk._runner.LEAVE_WAIT).
+LEAVE_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -496,11 +499,18 @@ class LedgerLayer:
         def deliver() -> None:
             if not node.up or node.core.me.incarnation != incarnation or node.layer is not self:
                 return  # crashed or restarted meanwhile: the run's result is lost
+            to = msg.sender.address
             if core.quorum is not None:
                 self.outbox.append(result)
-            elif not local:
-                self.unacked[result.run_id] = result
-            if local:
+            else:
+                # As the real node (clerk._routing._send_result): to the manager this node
+                # follows now (a leaving node's successor), which may be itself.
+                claim = core.manager_claim
+                if core.role in (Role.LEAVING, Role.STOPPED) or claim is None:
+                    claim = core.highest
+                if claim is not None:
+                    to = claim.address
+            if local or to == core.me.address:
                 if self.scheduler.active and self.scheduler.on_result(
                         result.task, result.run_id, node.name, "ok", after, RUN_S * 1000, "",
                         self.wall()) is not None:
@@ -509,10 +519,26 @@ class LedgerLayer:
                         return
                     self._replicate()
                     self._persist(True)
+                if not core.is_manager and core.quorum is None:
+                    self._to_successor(result, core, self.net.now + LEAVE_WAIT_S)
             else:
-                self.net.send(node.name, msg.sender.address, result)
+                if core.quorum is None:
+                    self.unacked[result.run_id] = result
+                self.net.send(node.name, to, result)
 
         self.net.at(self.net.now + RUN_S, deliver)
+
+    def _to_successor(self, result: Result, core: Any, until: float) -> None:
+        """A run of ours that ended after we stopped scheduling (a leaving manager's own
+        run, adopted by its successor with the table): the result goes to the successor once
+        its claim is known, as the real node's held results do (``_flush_held``)."""
+        if not self.node.up or self.node.core is not core:
+            return  # crashed or restarted meanwhile
+        claim = core.highest
+        if claim is not None and claim.address != core.me.address:
+            self.net.send(self.node.name, claim.address, result)
+        elif self.net.now < until:
+            self.net.at(self.net.now + 0.05, lambda: self._to_successor(result, core, until))
 
     def _persist(self, changed: bool) -> None:
         core = self.node.core
