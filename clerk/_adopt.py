@@ -25,6 +25,16 @@ outcome is the one-step one's. :meth:`Adoption.activate` is both in one step.
 with ``await_offers`` (a real node) the manager first waits for every live member's OFFER of
 its durable rows, at most ``OFFER_WAIT_MS`` per member (:meth:`Adoption._init_held`).
 
+**A manager that starts from its own disk waits for OFFERs.** When this scheduler's table is
+only its own data directory's states (``from_disk``: its node read states at start and took
+over without a table from any manager of this incarnation, as in a full-cluster restart), a
+member may hold a newer copy: every dispatch, not only ``init``, then waits for the live
+members' OFFERs, for at most ``OFFER_WAIT_MS`` after the activation (a slot due meanwhile is
+skipped). A run from the older copy would repeat a count the cluster already produced, even
+if its result were then dropped (the task ran). The window is bounded once per takeover, so
+members that join later (or forged JOINs) cost nothing; takeovers with a replicated table
+(every failover) and a fresh node's first claim are unchanged.
+
 **Which state wins** is never decided here by terms or slots: every load, merge and takeover
 goes through lineage and version (:mod:`clerk._lineage`, rows in :mod:`clerk._record`). A
 run in flight started from the state of its row: a merge that replaces that state marks it
@@ -104,6 +114,16 @@ def _nothing_new(raw: Any, mine: TaskRecord | None) -> bool:
 
 class Adoption(OperatorControl):
     """Load, merge, OFFERs, activation, definitions and draining (see the module docstring)."""
+
+    #: Set by the shell at an activation: this table is only the data directory's (see the
+    #: module docstring, "A manager that starts from its own disk").
+    from_disk: bool = False
+    #: ... and until when (wall ms) its dispatches wait for the members' OFFERs.
+    _from_disk_until: float = 0.0
+
+    def _disk_held(self, wall_ms: float) -> bool:
+        """Does a dispatch of a state wait for the members' OFFERs (``from_disk``)?"""
+        return self.from_disk and wall_ms < self._from_disk_until
 
     def load(self, table: Any) -> None:
         """Adopt a replicated table (as a follower, or before taking over): the manager's rows,
@@ -259,7 +279,8 @@ class Adoption(OperatorControl):
         self._init_wait_ms = 0.0
 
     def _init_held(self, members: Mapping[str, Iterable[str]], wall_ms: float) -> float:
-        """Until when (wall ms) an ``init`` must wait for members' OFFERs; 0 if it need not."""
+        """Until when (wall ms) an ``init`` (any run, ``from_disk``) must wait for members'
+        OFFERs; 0 if it need not."""
         until = 0.0
         if not self.await_offers:
             return until
@@ -291,6 +312,7 @@ class Adoption(OperatorControl):
         if claim is not None:
             self.claim = claim
             self.offered.add(claim[1])  # our own durable rows were loaded at start
+        self._from_disk_until = wall * 1000 + OFFER_WAIT_MS if self.from_disk else 0.0
         self._heap = []
         self._deferred.clear()
         self._inflight = {}

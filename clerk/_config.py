@@ -19,6 +19,9 @@ A TOML file has a ``[node]`` table with the same keys as the command-line flags 
                                 # node; 1, 3, 5 or 7 names); absent or []: the default mode
     dispatch_lead = 20          # ms: as manager, send each run this far ahead of its due time
                                 # (the node starts it at the due time); 0 = at the due time
+    rejoin_timeout = 5000       # ms: restarted from a data directory that recorded other
+                                # members, wait this long for them before running alone;
+                                # 0 = off (run alone after 0.5 s, as a fresh node)
 
 Voters (quorum mode, see clerk._quorum): each a valid node name, no duplicates, 1 to 7 of them
 (an even count is accepted with a warning: 4 voters tolerate one failure, like 3). A node that
@@ -41,7 +44,8 @@ from typing import Any
 from clerk._errors import ConfigError
 from clerk._lead import DISPATCH_LEAD_MS, MAX_DISPATCH_LEAD_MS
 
-__all__ = ["DEFAULT_PORT", "MAX_VOTERS", "NodeConfig", "check_voter_data_dir", "load_config",
+__all__ = ["DEFAULT_PORT", "MAX_REJOIN_TIMEOUT_MS", "MAX_VOTERS", "REJOIN_TIMEOUT_MS",
+           "NodeConfig", "check_voter_data_dir", "load_config",
            "parse_address", "resolve_host", "validate_name", "validate_voters"]
 
 log = logging.getLogger("clerk.config")
@@ -52,6 +56,10 @@ _LOG_LEVELS = ("debug", "info", "warning", "error")
 #: Seven voters tolerate three failures; more only adds fsyncs and round trips to every
 #: commit (a write waits for a majority), and the voter set is fixed, not scaled.
 MAX_VOTERS = 7
+#: A restarted node's wait for the members its data directory recorded (ms; clerk._timings).
+REJOIN_TIMEOUT_MS = 5000
+#: At most an hour: a wait beyond that is a node that never runs alone.
+MAX_REJOIN_TIMEOUT_MS = 3_600_000
 
 
 def resolve_host(host: str) -> str:
@@ -78,6 +86,9 @@ class NodeConfig:
     voters: tuple[str, ...] = ()
     #: As manager, send runs this many ms ahead of their due time (clerk._lead); 0: at it.
     dispatch_lead: int = DISPATCH_LEAD_MS
+    #: ms a node restarted from a data directory waits for the members it recorded before
+    #: it runs alone (clerk._joining, "Restarts"); 0: it does not wait.
+    rejoin_timeout: int = REJOIN_TIMEOUT_MS
     tasks: tuple[Any, ...] = field(default=())  # TaskDef objects (clerk._tasks)
     source: str = ""  # where it came from, for messages
     #: Where the agent and the workers send their log records (a :class:`clerk._logging.LogSink`
@@ -188,6 +199,8 @@ def _node_values(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
             out[key] = _check_int(source, key, value, 1, 64)
         elif key == "dispatch_lead":
             out[key] = _check_int(source, key, value, 0, MAX_DISPATCH_LEAD_MS)
+        elif key == "rejoin_timeout":
+            out[key] = _check_int(source, key, value, 0, MAX_REJOIN_TIMEOUT_MS)
         elif key == "join":
             if isinstance(value, str):
                 value = [value]
@@ -218,7 +231,7 @@ def _node_values(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
             out[key] = validate_voters(value, source, key)
         else:
             known = ("name, port, join, priority, cookie_file, insecure, workers, log_level, "
-                     "data_dir, metrics_port, voters, dispatch_lead")
+                     "data_dir, metrics_port, voters, dispatch_lead, rejoin_timeout")
             raise ConfigError(source, key, value, f"unknown key (known: {known})")
     return out
 

@@ -49,6 +49,7 @@ Rules owned here:
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -300,12 +301,22 @@ class NodeCore(CoreState):
 
     # --- events -----------------------------------------------------------------------------
 
+    def rejoin(self, members: Mapping[str, str], timeout: float | None = None) -> None:
+        """Before ``Start``: the other members (name -> address) this node's data directory
+        recorded. It waits for them, at most ``timeout`` s (default: the timings'
+        ``rejoin_timeout``), before it runs alone (:mod:`clerk._joining`, "Restarts")."""
+        if timeout is not None:
+            self.timings = dataclasses.replace(self.timings, rejoin_timeout=timeout)
+        _joining.remember(self, members)
+
     def _on_start(self, now: float) -> None:
-        if not self.seeds:
+        if not self.seeds and not self._awaited:
             _election.become_manager(self, now)
             return
         self.role = Role.JOINING
         self._deadline = now + self.timings.join_timeout
+        if self._awaited:
+            self._rejoin_until = now + self.timings.rejoin_timeout
         _joining.send_joins(self, now)
 
     def _on_tick(self, now: float) -> None:
@@ -324,7 +335,8 @@ class NodeCore(CoreState):
             elif now >= self._next_probe:
                 _joining.probe_seeds(self, now)
         elif role is Role.JOINING:
-            if now >= self._deadline:
+            if now >= self.elect_at():
+                _joining.give_up_waiting(self)
                 _election.start_election(self, now, suspect="")
             elif now >= self._next_retry:
                 _joining.send_joins(self, now)
@@ -361,6 +373,8 @@ class NodeCore(CoreState):
             return
         if not self.term_ok(msg, now):
             return
+        if self._awaited and self._awaited.pop(msg.sender.name, None) is not None:
+            _joining.heard(self)
         self.see_term(msg.term)
         if self.quorum is not None:
             _quorumcore.heard(self, msg, now)

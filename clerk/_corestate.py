@@ -94,6 +94,10 @@ class CoreState:
         self._disconnected = False  # the suspect's connection closed (PeerDown)
         self._hinted: set[str] = set()  # managers sent a term hint in this candidacy
         self._next_retry = INF  # joining: resend JOIN to seeds
+        # Restarts (clerk._joining): the members our data directory recorded (name ->
+        # address) not heard from since we started, and until when we wait for them.
+        self._awaited: dict[str, str] = {}
+        self._rejoin_until = -INF
         self._next_heartbeat = INF
         self._next_probe = INF
         self._lost: dict[str, float] = {}  # addresses of members lost while manager -> when
@@ -264,10 +268,18 @@ class CoreState:
         if self.role is Role.FOLLOWER:
             return min(self._last_heard + t.manager_timeout, self._next_probe)
         if self.role is Role.JOINING:
-            return min(self._deadline, self._next_retry)
+            return min(self.elect_at(), self._next_retry)
         if self.role in (Role.CANDIDATE, Role.LEAVING):
             return self._deadline
         return INF
+
+    def elect_at(self) -> float:
+        """JOINING: when we call an election if no manager welcomes us first: at the join
+        timeout, or, while members our data directory recorded are still unheard of, at the
+        rejoin timeout (see clerk._joining, "Restarts")."""
+        if self._awaited:
+            return max(self._deadline, self._rejoin_until)
+        return self._deadline
 
     # --- small steps shared by every part of the core ---------------------------------------
 

@@ -9,6 +9,19 @@ them. Rules:
   without seeds is the manager of a cluster of one. A node that has not joined yet takes no
   part in elections (it answers ELECTION with a JOIN, :mod:`clerk._election`), so a restarted
   node that knows nobody cannot win with an empty member list.
+* **Restarts.** A node restarted from a data directory that recorded other members (the
+  live members of its list at its last write, :mod:`clerk._store`) does not run alone from
+  its copy of the table after ``join_timeout``: any of them may hold a newer copy, and a
+  node that ran alone from an older one repeated counts the cluster had already produced
+  (a full-cluster restart where one node found nobody within 0.5 s). It JOINs its seeds and
+  those members, and calls an election only once it has heard from every one of them (any
+  message: a JOIN, a WELCOME, an ELECTION), or ``rejoin_timeout`` after its start (a member
+  gone for good, a cluster of one whose seeds never come). A manager that welcomes it ends
+  the wait at once (it follows it, as any joiner). Until then it stays out of elections
+  (a joiner answers ELECTION with a JOIN): the manager is elected among nodes that are all
+  up, whose OFFERs then bring it the best copy among them before it dispatches
+  (:mod:`clerk._adopt`, "A manager that starts from its own disk"). A node restarting into a
+  cluster whose manager is up, or starting without a data directory, joins as before.
 * **Heartbeats.** A manager sends HEARTBEAT every ``heartbeat_interval`` to every member; the
   member list rides along only to members that have not acknowledged the current epoch, and
   the task table's changes only to members behind the table log, in bounded chunks
@@ -49,8 +62,10 @@ them. Rules:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState
-from clerk._coretypes import MemberDown, MemberUp, Refused, Role
+from clerk._coretypes import INF, MemberDown, MemberUp, Refused, Role
 from clerk._membership import Member
 from clerk._messages import Ack, Coordinator, Heartbeat, Join, MemberInfo, Refuse, Welcome
 from clerk._replica import TABLE_RESEND, TABLE_WINDOW_CHARS
@@ -61,6 +76,8 @@ __all__ = [
     "MAX_PROBATION",
     "acknowledge",
     "adopt",
+    "give_up_waiting",
+    "heard",
     "heartbeat_round",
     "learn",
     "m_ack",
@@ -69,6 +86,7 @@ __all__ = [
     "on_peer_up",
     "probe",
     "probe_seeds",
+    "remember",
     "send_joins",
     "send_table",
     "table_position",
@@ -122,11 +140,38 @@ def acknowledge(core: CoreState, msg: Heartbeat, now: float) -> None:
 
 
 def send_joins(core: CoreState, now: float) -> None:
-    """JOIN every seed not yet in our list, and retry after ``join_retry``."""
+    """JOIN every seed not yet in our list, and every member our data directory recorded
+    that we have not heard from yet; retry after ``join_retry``."""
+    awaited = set(core._awaited.values())
     for seed in core.seeds:
-        if core.members.by_address(seed) is None:
+        if core.members.by_address(seed) is None and seed not in awaited:
             core.send(seed, Join(core.me, core.term, core.tasks))
+    for address in sorted(awaited):
+        core.send(address, Join(core.me, core.term, core.tasks))
     core._next_retry = now + core.timings.join_retry
+
+
+def remember(core: CoreState, members: Mapping[str, str]) -> None:
+    """Before the start: the other members (name -> address) our data directory recorded;
+    we wait for them before we run alone (see "Restarts" above). Nothing with
+    ``rejoin_timeout`` 0 (the wait is off)."""
+    if core.timings.rejoin_timeout <= 0:
+        return
+    core._awaited = {name: addr for name, addr in list(members.items())[:MAX_LEARN]
+                     if name != core.me.name and addr != core.me.address}
+
+
+def heard(core: CoreState) -> None:
+    """A member we waited for is up (its name left ``_awaited``): with none left, we call
+    the election at the join timeout (now, if it passed: ``CoreState.elect_at``)."""
+    if not core._awaited:
+        core._rejoin_until = -INF
+
+
+def give_up_waiting(core: CoreState) -> None:
+    """Election time: whoever we still waited for is not coming (``rejoin_timeout``)."""
+    core._awaited = {}
+    core._rejoin_until = -INF
 
 
 def heartbeat_round(core: CoreState, now: float) -> None:

@@ -15,7 +15,14 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from clerk._config import DEFAULT_PORT, NodeConfig, _node_values, check_voter_data_dir, resolve_host
+from clerk._config import (
+    DEFAULT_PORT,
+    REJOIN_TIMEOUT_MS,
+    NodeConfig,
+    _node_values,
+    check_voter_data_dir,
+    resolve_host,
+)
 from clerk._errors import ConfigError, NotReachableError
 from clerk._lead import DISPATCH_LEAD_MS
 from clerk._logging import LogSink
@@ -118,6 +125,7 @@ def _make_config(
     metrics_port: int | None = None,
     voters: Sequence[str] = (),
     dispatch_lead: int = DISPATCH_LEAD_MS,
+    rejoin_timeout: int = REJOIN_TIMEOUT_MS,
 ) -> NodeConfig:
     if data_dir is True:
         raise ConfigError(where, "data_dir", data_dir, "must be a directory path, None for the "
@@ -126,7 +134,8 @@ def _make_config(
                            "cookie_file": cookie_file, "insecure": insecure, "workers": workers,
                            "log_level": log_level, "data_dir": data_dir,
                            "metrics_port": metrics_port, "voters": voters,
-                           "dispatch_lead": dispatch_lead}, where)
+                           "dispatch_lead": dispatch_lead,
+                           "rejoin_timeout": rejoin_timeout}, where)
     for t in tasks:
         if not isinstance(t, TaskDef):
             raise ConfigError(where, "tasks", t, "must be made with clerk.task(...)")
@@ -151,6 +160,7 @@ def node_spec(
     metrics_port: int | None = None,
     voters: Sequence[str] = (),
     dispatch_lead: int = DISPATCH_LEAD_MS,
+    rejoin_timeout: int = REJOIN_TIMEOUT_MS,
 ) -> ChildSpec:
     """A ``supervisor.ChildSpec`` running a Clerk node: make it a child of your own tree.
 
@@ -168,10 +178,13 @@ def node_spec(
 
     ``dispatch_lead``: ms (0-50), how far ahead of its due time this node, as manager, sends
     each run (the member starts it at the due time); 0: at the due time.
+
+    ``rejoin_timeout``: ms a node restarted from a data directory that recorded other members
+    waits for them before it runs alone (default 5000; 0: it does not wait).
     """
     config = _make_config(name, port, join, tasks, priority, cookie_file, insecure, workers,
                           log_level, "clerk.node_spec(...)", data_dir, metrics_port,
-                          voters, dispatch_lead)
+                          voters, dispatch_lead, rejoin_timeout)
     return agent_spec(config, id=id or f"clerk-{config.name}", significant=False)
 
 
@@ -193,7 +206,9 @@ class Node:
     :mod:`clerk._ops`); ``history()`` and ``task_status()`` read one task. ``voters``
     turns quorum mode on (the same list of node names on every node; a voter needs a data
     directory). ``dispatch_lead`` (ms, 0-50) is how far ahead of due this node, as manager,
-    sends each run (:mod:`clerk._lead`); 0: at the due time.
+    sends each run (:mod:`clerk._lead`); 0: at the due time. ``rejoin_timeout`` (ms) is how
+    long it waits, restarted from a data directory that recorded other members, for them
+    before it runs alone (:mod:`clerk._joining`, "Restarts"; 0: it does not wait).
     """
 
     def __init__(
@@ -212,10 +227,11 @@ class Node:
         metrics_port: int | None = None,
         voters: Sequence[str] = (),
         dispatch_lead: int = DISPATCH_LEAD_MS,
+        rejoin_timeout: int = REJOIN_TIMEOUT_MS,
     ) -> None:
         self.config = _make_config(name, port, join, tasks, priority, cookie_file, insecure,
                                    workers, log_level, "clerk.Node(...)", data_dir,
-                                   metrics_port, voters, dispatch_lead)
+                                   metrics_port, voters, dispatch_lead, rejoin_timeout)
         self._keys: CurveKeys | None = None
         self._sup: Supervisor | None = None
         self._sink: LogSink | None = None

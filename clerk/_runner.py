@@ -69,16 +69,29 @@ class TaskRunner(ResultRouting):
         # The data directory: its rows are this node's first table (merged by lineage with
         # whatever the cluster holds once this node follows a manager, see on_manager_changed).
         self.store: Store | None = None
+        self._disk_states = False  # states were read from it (see _take_over_step)
         path = agent.config.data_path
         if path is not None:
             self.store = Store(path, agent.me.name, agent.config.source)
+            me = agent.me.name
+            self.store.members = lambda: {m.name: m.address for m in agent.core.member_list()
+                                          if m.alive and m.name != me}
             rows = self.store.open()
+            if self.store.recorded and agent.config.rejoin_timeout > 0:
+                # A restart: wait for the members it recorded before running alone
+                # (clerk._joining, "Restarts").
+                agent.core.rejoin(self.store.recorded, agent.config.rejoin_timeout / 1000)
+                log.info("data directory %s recorded %d other member(s) (%s): waiting up to "
+                         "%.1f s for them before running alone", path, len(self.store.recorded),
+                         ", ".join(sorted(self.store.recorded)),
+                         agent.config.rejoin_timeout / 1000)
             if rows is not None:
                 self.scheduler.load(rows)
                 for rec in self.scheduler.records.values():
                     rec.running = None  # a run of a previous incarnation is unknowable
                 held = sum(1 for r in self.scheduler.records.values() if r.has_state)
                 log.info("data directory %s: %d task state(s) read", path, held)
+                self._disk_states = held > 0
         self._persisted: object = None  # the table version last marked for the disk
         # Replication (clerk._replication): the rows' encoder into the table log, and the
         # (log, sequence) last announced with a heartbeat round.
@@ -253,6 +266,9 @@ class TaskRunner(ResultRouting):
             self._resolve(wall)
             if core.quorum is not None:
                 self._quorum_activate(wall)
+            # No table from any manager of this incarnation (a full-cluster restart): the
+            # members' OFFERs may hold newer copies; dispatches wait for them (clerk._adopt).
+            sched.from_disk = self._disk_states and not core.replica.items()
             sched.begin_activation(wall, graceful=bool(self._activate),
                                    claim=(core.term, self.agent.me.name))
             return False  # this turn's slice went to the load

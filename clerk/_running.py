@@ -177,7 +177,7 @@ class Running(Adoption):
                         self.next_slot[name] = current + 1
                         self._instant_waiting[name] = current
                 return dispatches
-            if not rec.has_state:
+            if not rec.has_state or self._disk_held(wall_ms):
                 held = self._init_held(members, wall_ms)
                 if held:
                     self._init_wait_ms = max(self._init_wait_ms, held)
@@ -240,9 +240,12 @@ class Running(Adoption):
                   instant: bool = False, trigger: bool = False) -> list[Dispatch]:
         self.dirty.add(d.name)
         allowed, error, outcome = self._allowed(d, members)
-        if allowed and not rec.has_state and self._init_held(members, wall_ms):
+        if allowed and (not rec.has_state or self._disk_held(wall_ms)) and self._init_held(
+                members, wall_ms):
             allowed = []
-            error = "init waits for the members' durable states (OFFER)"
+            error = ("init waits for the members' durable states (OFFER)" if not rec.has_state
+                     else "this manager's table is its data directory's: waits for the "
+                          "members' durable states (OFFER)")
         if not allowed:
             rec.counts[outcome] += 1
             # Done with: a successor must neither rerun nor count it again.

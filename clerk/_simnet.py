@@ -63,7 +63,7 @@ from clerk._core import (
     Tick,
     VoterWrite,
 )
-from clerk._messages import TABLE_MARK, Coordinator, Message, Peer
+from clerk._messages import TABLE_MARK, Coordinator, Message, Peer, Result
 from clerk._timings import Timings
 
 __all__ = ["SimLayer", "SimNetwork", "SimNode"]
@@ -234,10 +234,12 @@ class SimNetwork:
 
     def send(self, name: str, to: str, msg: Message) -> None:
         """Have node ``name`` send ``msg`` to the mailbox ``to``, as the layer above the core
-        would (e.g. the scheduler's EXECUTE). Nothing is sent by a node that is down, paused
-        or stopped (a node that left has exited)."""
+        would (e.g. the scheduler's EXECUTE). Nothing is sent by a node that is down or
+        paused, nor by one that stopped (left) but a RESULT: like the real node, a node that
+        left keeps its loop until its runs in flight end, and sends their results."""
         node = self.nodes[name]
-        if node.up and not node.paused and node.core.role is not Role.STOPPED:
+        if node.up and not node.paused and (node.core.role is not Role.STOPPED
+                                            or isinstance(msg, Result)):
             self._transmit(node, Send(to, msg))
 
     def leave(self, name: str) -> None:

@@ -44,6 +44,7 @@ from clerk._core import (
     Event,
     ManagerChanged,
     MemberDown,
+    Role,
     StateHandedOver,
     Tick,
     WriteCommitted,
@@ -71,6 +72,8 @@ OUTBOX_KEEP = 8
 #: Default mode: an unacknowledged result goes again to the current manager this often (s),
 #: as the real outbox's RESEND_INTERVAL.
 RESEND_S = 1.0
+#: A leaving node waits this long for its runs in flight (clerk._runner.LEAVE_WAIT).
+LEAVE_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,14 @@ class SimLedger:
         self.task = TaskDef(name=LEDGER, target="sim:Ledger", interval=interval_ms,
                             timeout=timeout_ms, instant=False, enabled=True, args=None)
         self.disks: dict[str, dict[str, Any]] = {}
+        #: What each disk recorded besides the table: the other live members (name ->
+        #: address) at its last write, as the real data directory does (clerk._store).
+        self.disk_members: dict[str, dict[str, str]] = {}
+        #: Read the recorded members at a restart (``NodeCore.rejoin``); False: as before.
+        self.rejoin = True
+        #: A manager whose table is only its disk's waits for the members' OFFERs before any
+        #: dispatch (``Scheduler.from_disk``, clerk._adopt); False: only ``init`` waits.
+        self.offers_first = True
         self.runs: list[LedgerRun] = []
         self.layers: dict[str, LedgerLayer] = {}
         self.tasks = (LEDGER,)  # what every simulated node advertises
@@ -172,8 +183,12 @@ class LedgerLayer:
         self.scheduler = Scheduler([world.task], random.Random(net.rng.getrandbits(64)),
                                    await_offers=True, dispatch_lead_ms=world.lead_ms)
         disk = world.disks.get(node.name)
+        self._disk_states = False
         if disk is not None:
             self.scheduler.load(disk)
+            self._disk_states = any(r.has_state for r in self.scheduler.records.values())
+            if world.rejoin:
+                node.core.rejoin(world.disk_members.get(node.name, {}))
         self._activate: bool | None = None
         self._seen_replicated: object = None
         self.wa: WriteAhead | None = None  # quorum mode, manager: this ballot's write-ahead
@@ -236,6 +251,8 @@ class LedgerLayer:
                 changed |= self._committed(effect.seq)
         if self._activate is not None and core.is_manager:
             graceful, self._activate = self._activate, None
+            self.scheduler.from_disk = (self.world.offers_first and self._disk_states
+                                        and not core.replica.items())
             self.scheduler.load(core.replicated)
             self.wa = None
             proposer = core.proposer
@@ -482,15 +499,18 @@ class LedgerLayer:
         def deliver() -> None:
             if not node.up or node.core.me.incarnation != incarnation or node.layer is not self:
                 return  # crashed or restarted meanwhile: the run's result is lost
-            # As the real node (ResultRouting._send_result): to the manager this node follows
-            # now, which may have changed during the run (a hand-over made this node the
-            # manager of a run it was sent), else back to the sender.
-            here = core.is_manager or (local and self.scheduler.active)
+            to = msg.sender.address
             if core.quorum is not None:
                 self.outbox.append(result)
-            elif not here:
-                self.unacked[result.run_id] = result
-            if here:
+            else:
+                # As the real node (clerk._routing._send_result): to the manager this node
+                # follows now (a leaving node's successor), which may be itself.
+                claim = core.manager_claim
+                if core.role in (Role.LEAVING, Role.STOPPED) or claim is None:
+                    claim = core.highest
+                if claim is not None:
+                    to = claim.address
+            if local or to == core.me.address:
                 if self.scheduler.active and self.scheduler.on_result(
                         result.task, result.run_id, node.name, "ok", after, RUN_S * 1000, "",
                         self.wall(), slot=None if local or not self.world.unseen_runs
@@ -500,12 +520,26 @@ class LedgerLayer:
                         return
                     self._replicate()
                     self._persist(True)
+                if not core.is_manager and core.quorum is None:
+                    self._to_successor(result, core, self.net.now + LEAVE_WAIT_S)
             else:
-                claim = core.manager_claim
-                to = claim.address if claim is not None else msg.sender.address
+                if core.quorum is None:
+                    self.unacked[result.run_id] = result
                 self.net.send(node.name, to, result)
 
         self.net.at(self.net.now + RUN_S, deliver)
+
+    def _to_successor(self, result: Result, core: Any, until: float) -> None:
+        """A run of ours that ended after we stopped scheduling (a leaving manager's own
+        run, adopted by its successor with the table): the result goes to the successor once
+        its claim is known, as the real node's held results do (``_flush_held``)."""
+        if not self.node.up or self.node.core is not core:
+            return  # crashed or restarted meanwhile
+        claim = core.highest
+        if claim is not None and claim.address != core.me.address:
+            self.net.send(self.node.name, claim.address, result)
+        elif self.net.now < until:
+            self.net.at(self.net.now + 0.05, lambda: self._to_successor(result, core, until))
 
     def _persist(self, changed: bool) -> None:
         core = self.node.core
@@ -523,3 +557,6 @@ class LedgerLayer:
         for row in table["tasks"].values():
             row["running"] = None
         self.world.disks[self.node.name] = json.loads(json.dumps(table))
+        self.world.disk_members[self.node.name] = {
+            m.name: m.address for m in core.member_list()
+            if m.alive and m.name != self.node.name}

@@ -5,7 +5,10 @@ Rules:
 * **What it holds.** ``tasks.json``: the task table this node holds (as manager, its own; as a
   follower, the manager's replicated one merged with its own better states), with every row's
   state, lineage, version, last slot and counters; runs in flight are not kept (a run of a
-  previous incarnation is unknowable). ``lock``: the pid and name of the node using the
+  previous incarnation is unknowable). Beside the table, ``members``: the other live members
+  (name -> address) of this node's list at the write; a node restarted from it waits for
+  them before it runs alone (:mod:`clerk._joining`, "Restarts"). A file without it (an
+  older build's) records none. ``lock``: the pid and name of the node using the
   directory. Nothing else, and nothing secret (the cookie is not in it).
 * **Atomic writes.** Temp file in the same directory, ``fsync``, ``rename`` over the old file,
   ``fsync`` of the directory: a crash at any point leaves the old file or the new one, never a
@@ -132,6 +135,11 @@ class Store:
         self._busy = False
         self._closing = False
         self._thread: threading.Thread | None = None
+        #: The other live members (name -> address) to record with each write, asked on the
+        #: loop's thread at each write; None: none recorded.
+        self.members: Callable[[], dict[str, str]] | None = None
+        #: What the file read at start recorded (name -> address).
+        self.recorded: dict[str, str] = {}
 
     # --- start ----------------------------------------------------------------------------------
 
@@ -165,6 +173,10 @@ class Store:
         if not isinstance(table, dict):
             self._move_aside("unreadable", "no table in it")
             return None
+        members = doc.get("members")
+        if isinstance(members, dict):
+            self.recorded = {k: v for k, v in members.items()
+                             if isinstance(k, str) and isinstance(v, str) and k != self.node}
         return table
 
     def _move_aside(self, reason: str, why: str) -> None:
@@ -215,15 +227,17 @@ class Store:
         began = time.perf_counter()
         self._dirty = False
         try:
-            return self._hand_over(table)
+            return self._hand_over(table, self.members() if self.members is not None else None)
         finally:
             cost = spent + time.perf_counter() - began
             self._next_write = now + max(WRITE_INTERVAL, cost * (WRITE_SHARE - 1))
 
-    def _frame(self, text: str) -> bytes | None:
+    def _frame(self, text: str, members: dict[str, str] | None = None) -> bytes | None:
         """The file's bytes around the table's text; None (logged) if over the size bound."""
-        head = json.dumps({"format": FORMAT, "node": self.node, "written": time.time()},
-                          separators=(",", ":"))
+        doc: dict[str, Any] = {"format": FORMAT, "node": self.node, "written": time.time()}
+        if members is not None:
+            doc["members"] = members
+        head = json.dumps(doc, separators=(",", ":"))
         data = f'{head[:-1]},"table":{text}}}'.encode()
         if len(data) > MAX_FILE_BYTES:
             log.error("task table of %d bytes is over the %d-byte limit of %s: not written "
@@ -231,11 +245,12 @@ class Store:
             return None
         return data
 
-    def _hand_over(self, table: dict[str, Any] | str | Callable[[], str]) -> bool:
+    def _hand_over(self, table: dict[str, Any] | str | Callable[[], str],
+                   members: dict[str, str] | None = None) -> bool:
         pending: bytes | Callable[[], bytes | None]
         if callable(table):
             source = table
-            pending = lambda: self._frame(source())  # noqa: E731
+            pending = lambda: self._frame(source(), members)  # noqa: E731
         else:
             try:
                 text = table if isinstance(table, str) else json.dumps(
@@ -243,7 +258,7 @@ class Store:
             except (TypeError, ValueError) as exc:
                 log.error("cannot write %s: %s", self.file, exc)
                 return False
-            data = self._frame(text)
+            data = self._frame(text, members)
             if data is None:
                 return False
             pending = data

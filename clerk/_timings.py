@@ -21,6 +21,13 @@ within about 1 s, and a busy 2-core machine must not cause false suspicions.
   avoids member churn under load.
 * ``vouch_window`` (250 ms, 2.5 heartbeats): a follower that heard its manager this recently
   vouches for it when a lower node calls an election, instead of deposing a healthy manager.
+* ``join_timeout`` (500 ms): a starting node that found no manager through its seeds by then
+  calls an election (a fresh cluster's nodes find each other within milliseconds).
+* ``rejoin_timeout`` (5 s, the TOML key ``rejoin_timeout`` in ms): a node restarted from a data
+  directory that recorded other members waits this long for them (not only ``join_timeout``)
+  before it calls an election without them (:mod:`clerk._joining`, "Restarts"). A full-cluster
+  restart whose nodes come up within it continues from the best copy among them; a node whose
+  members are gone for good runs alone after it. 0 turns the wait off.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 __all__ = ["Timings"]
+
+#: Timings where 0 means "off" rather than an error.
+ZERO_OFF = frozenset({"rejoin_timeout"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,12 +55,16 @@ class Timings:
     join_retry: float = 1.0
     probe_interval: float = 1.0
     handover_timeout: float = 1.0
+    rejoin_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"timing {f.name} must be a positive number, got {value!r}")
+            if not isinstance(value, int | float) or isinstance(value, bool) or not (
+                    value > 0 or (value == 0 and f.name in ZERO_OFF)):
+                what = "a positive number (or 0: off)" if f.name in ZERO_OFF else \
+                    "a positive number"
+                raise ValueError(f"timing {f.name} must be {what}, got {value!r}")
         if self.manager_timeout <= 2 * self.heartbeat_interval:
             raise ValueError(
                 "timing manager_timeout must be more than 2 heartbeat intervals "

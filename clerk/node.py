@@ -28,7 +28,7 @@ from types import FrameType
 
 import psutil
 
-from clerk._config import NodeConfig, load_config
+from clerk._config import REJOIN_TIMEOUT_MS, NodeConfig, load_config
 from clerk._errors import ConfigError
 from clerk._lead import DISPATCH_LEAD_MS, MAX_DISPATCH_LEAD_MS
 from clerk._logging import LogSink, configure_host_logging
@@ -68,6 +68,10 @@ def build_parser(prog: str = "python -m clerk.node") -> argparse.ArgumentParser:
                    help=f"as manager, send each run MS ms ahead of its due time; the node "
                         f"starts it at the due time (default {DISPATCH_LEAD_MS}; 0 = off; at "
                         f"most {MAX_DISPATCH_LEAD_MS})")
+    p.add_argument("--rejoin-timeout", type=int, metavar="MS",
+                   help=f"restarted from a data directory that recorded other members, wait "
+                        f"MS ms for them before running alone (default {REJOIN_TIMEOUT_MS}; "
+                        f"0 = off)")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help='serve Prometheus metrics at http://HOST:PORT/metrics (needs '
                         'pip install "clerk-cluster[metrics]")')
@@ -83,7 +87,7 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
              "insecure": args.insecure, "workers": args.workers, "log_level": args.log_level,
              "data_dir": args.data_dir, "metrics_port": args.metrics_port,
              "voters": args.voters,
-             "dispatch_lead": args.dispatch_lead}
+             "dispatch_lead": args.dispatch_lead, "rejoin_timeout": args.rejoin_timeout}
     return load_config(args.config, flags)
 
 

@@ -72,6 +72,70 @@ def test_full_cluster_sigterm_then_start_continues_every_counter_exactly(
         assert row["lineage"] == origin and row["conflicts"] == 0
 
 
+def test_a_full_restart_where_a_node_with_an_older_copy_starts_alone_first_repeats_no_count(
+        tmp_path: Path) -> None:
+    """The full-restart race made deterministic. A member stops first (its data directory
+    then holds an older copy of the table: the cluster runs on), then the rest; the member
+    with the old copy is started first, alone, and the others only 2 s later (4 join
+    timeouts). Before the restart rule it found no seed within ``join_timeout``, won an
+    election of one and ran from its old copy: counts the cluster had already produced came
+    again. Now it waits for the members its data directory recorded (``rejoin_timeout``),
+    and the cluster continues from the newest copy, exactly."""
+    log, tasks = _ledger(tmp_path)
+    with LocalCluster(3, tasks) as cluster:
+        manager = cluster.wait_for_manager(timeout=15)
+        early = next(n for n in cluster.names if n != manager)
+        _count_at_least(log, 3)
+        origin = _row(cluster)["lineage"]
+        assert cluster.stop(early) == 0
+        left = counter_lines(log)[-1].count
+        _count_at_least(log, left + 3)  # the others run on: the early one's copy is older
+        codes = cluster.stop_all()
+        assert set(codes.values()) == {0}, codes
+        stopped = time.time()
+        before = counter_lines(log)
+        cluster.start(early)
+        wait_until(lambda: "listening on" in cluster.log(early), timeout=15)
+        alone = time.monotonic()
+        # Long enough for a node that runs alone to run (join timeout + an election + a
+        # slot): on a build without the rule its first count is already in the ledger.
+        wait_until(lambda: time.monotonic() > alone + 2.0
+                   or [x for x in counter_lines(log) if x.started > stopped], timeout=10)
+        for name in cluster.names:
+            if name != early:
+                cluster.start(name)
+        cluster.wait_for_manager(timeout=15)
+        after = _count_at_least(log, before[-1].count + 3, after=stopped)
+        assert after[0].count == before[-1].count + 1, (before[-3:], after[:3])
+        counts = [x.count for x in counter_lines(log)]
+        assert len(counts) == len(set(counts)), "a count was repeated"
+        row = _row(cluster)
+        assert row["lineage"] == origin and row["conflicts"] == 0
+        assert "waiting up to" in cluster.log(early)
+
+
+def test_a_node_restarted_without_its_members_runs_alone_after_the_rejoin_timeout(
+        tmp_path: Path) -> None:
+    """After a power cut only one node comes back (the others are gone for good): it waits
+    ``rejoin_timeout`` (5 s) for the members its data directory recorded, then runs alone
+    from its own copy: a bounded wait, not a node that never runs."""
+    log, tasks = _ledger(tmp_path)
+    with LocalCluster(3, tasks) as cluster:
+        cluster.wait_for_manager(timeout=15)
+        _count_at_least(log, 3)
+        cluster.kill_all()
+        killed = time.time()
+        before = counter_lines(log)
+        lone = cluster.names[0]
+        started = time.time()
+        cluster.start(lone)
+        after = _count_at_least(log, before[-1].count + 1, after=killed)
+        assert after[0].started - started >= 5.0, "ran before the rejoin timeout"
+        assert after[0].count in (before[-1].count, before[-1].count + 1), (before[-3:],
+                                                                            after[:3])
+        assert "recorded 2 other member(s)" in cluster.log(lone)
+
+
 def test_a_full_stop_keeps_the_update_of_a_run_in_flight_on_a_member(tmp_path: Path) -> None:
     """The full-stop race of the dispatch lead, made deterministic: a run sent just before the
     SIGTERMs is in flight on a member when its manager stops. Here n1 runs a slow task (the
