@@ -65,7 +65,7 @@ def test_a_pause_made_on_the_side_that_steps_down_reaches_the_winner() -> None:
     assert net.sent["handover"] > 1  # the merge's table went in parts
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
        faults=st.lists(st.tuples(base.fault, st.floats(0.05, 3.0)), min_size=1, max_size=8))
