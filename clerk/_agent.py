@@ -20,8 +20,8 @@ import signal
 import socket
 from collections import Counter, deque
 from time import sleep as _sleep
-from typing import Any
 
+from clerk._agentreplies import AgentReplies
 from clerk._batch import BATCH_MARK, Coalescer, decode_frames
 from clerk._clock import Clock, SystemClock
 from clerk._codec import DecodeError, EncodeError, encode
@@ -50,28 +50,22 @@ from clerk._core import (
     WriteCommitted,
 )
 from clerk._coretypes import QuorumChanged, VoterWrite
-from clerk._deploy import MAX_ANNOUNCE_CHARS, SEP, announce, task_names
+from clerk._deploy import MAX_ANNOUNCE_CHARS, SEP, announce
 from clerk._messages import (
     TABLE_MARK,
-    Control,
     Election,
     Execute,
     Message,
-    Offer,
     Ok,
     Peer,
     Result,
-    ResultAck,
-    RunQuery,
-    Status,
-    StatusReply,
 )
 from clerk._metrics import MetricsServer, NodeMetrics, Sources
-from clerk._ops import handle_control
 from clerk._quorumshell import QuorumShell
 from clerk._runner import TaskRunner
 from clerk._schedule import unpack_table
 from clerk._security import keys_from_cookie, load_cookie
+from clerk._statusparts import StatusParts
 from clerk._transport import FINAL_LINGER_MS, MAX_UNPINNED_LINKS, Inbound, Transport
 
 __all__ = ["Agent"]
@@ -88,7 +82,7 @@ SUB_MS_SLEEP = 0.001
 DRAIN_BUDGET_S = 0.020
 
 
-class Agent:
+class Agent(AgentReplies):
     """One node's loop. ``Agent(config).run()`` blocks until the node has left."""
 
     def __init__(
@@ -155,6 +149,8 @@ class Agent:
             self._wake_w.close()
             raise
         self._metrics_server: MetricsServer | None = None
+        #: Big statuses, served in parts (clerk._statusparts).
+        self.status_parts = StatusParts(self.clock.monotonic)
 
     # --- signals ----------------------------------------------------------------------------
 
@@ -450,18 +446,6 @@ class Agent:
         if self._urgent:
             self._flush(now)
 
-    def reply(self, msg: Message) -> None:
-        """Answer the message being handled on the connection it came in on."""
-        inbound = self._inbound
-        if inbound is None or inbound.rid is None:
-            return
-        try:
-            frames = encode(msg)
-        except EncodeError as exc:
-            log.error("cannot reply %s: %s", type(msg).__name__, exc)
-            return
-        self.transport.reply(inbound.rid, inbound.via_req, frames)
-
     def apply(self, effects: list[Effect], now: float) -> None:
         # One heartbeat round sends the same message object to every member: encode it once.
         encoded: dict[int, list[bytes]] = {}
@@ -541,56 +525,6 @@ class Agent:
             self._drain_loopback(now)
 
         self.quorum.voter_writes(writes, then)
-
-    def _deliver(self, msg: Message, now: float) -> None:
-        if isinstance(msg, Status):
-            self.reply(StatusReply(self.me, self.core.term, self.status()))
-        elif isinstance(msg, Control):
-            self.reply(handle_control(self.tasks, msg, now, self.clock.wall()))
-        elif isinstance(msg, Execute):
-            self.tasks.on_execute(msg, now, self._inbound)
-        elif isinstance(msg, Result):
-            row = self.core.members.get(msg.sender.name)
-            member = row is not None and row.peer.incarnation == msg.sender.incarnation
-            if not member and not self.tasks.expects(msg):
-                self._bad_frame("result_not_member", f"RESULT from {msg.sender.name!r} "
-                                f"({msg.sender.incarnation!r}): not a member", now)
-                return
-            self.tasks.on_result(msg, now, self.clock.wall())
-        elif isinstance(msg, Offer):
-            row = self.core.members.get(msg.sender.name)
-            if row is not None and row.peer.incarnation == msg.sender.incarnation:
-                self.tasks.on_offer(msg, now, self.clock.wall())
-            elif msg.term == self.core.term and self.core.is_manager:
-                # A node offers as soon as it follows us, which may be before its JOIN
-                # reaches us: keep it until that node is admitted (MemberUp), never merge
-                # rows from a node that is not a member.
-                self.tasks.hold_offer(msg)
-            else:
-                self._bad_frame("offer_not_member", f"OFFER from {msg.sender.name!r} "
-                                f"({msg.sender.incarnation!r}): not a member", now)
-        elif isinstance(msg, ResultAck):
-            self.tasks.on_result_ack(msg)
-        elif isinstance(msg, RunQuery):
-            self.tasks.on_run_query(msg, now)
-
-    # --- status -----------------------------------------------------------------------------
-
-    def status(self) -> dict[str, Any]:
-        st = self.core.status()
-        for m in st.get("members", []):
-            m["tasks"] = list(task_names(m.get("tasks", [])))
-        st["incarnation"] = self.me.incarnation
-        st["address"] = self.me.address
-        st["secure"] = not self.config.insecure
-        st["uptime_s"] = round(self.clock.wall() - self._started_wall, 3)
-        st["bad_frames"] = dict(self.bad_frames)
-        st["transport"] = {**self.transport.stats, **self.outgoing.stats,
-                           "links": len(self.transport.peers())}
-        self.tasks.add_status(st)
-        st["quorum"] = self.quorum.status(st)
-        return st
-
 
 def _is_main_thread() -> bool:
     import threading

@@ -48,6 +48,10 @@ MAX_LOST = 1024
 class CoreState:
     """The state of one node's core, its public view, and the shared small steps."""
 
+    #: Table text per message that carries a table in parts (a merge's HANDOVERs,
+    #: clerk._handover.step_down_to): within the 1 MiB limit. The simulator sets less.
+    part_chars: int = HANDOVER_WHOLE_CHARS
+
     def __init__(
         self,
         me: Peer,
@@ -103,7 +107,7 @@ class CoreState:
         self._lost: dict[str, float] = {}  # addresses of members lost while manager -> when
         self._orphans: dict[str, float] = {}  # lost while we were manager, now a follower
         self._successor = ""
-        self._forwarded: dict[tuple[str, str, int], None] = {}  # HANDOVERs passed on
+        self._forwarded: dict[tuple[str, str, int, str], None] = {}  # HANDOVERs passed on
         self._out: list[Effect] = []
         self._fence = StallFence(now)
         # Until then a closed connection is not taken as a crash (see _election.on_peer_down):
@@ -194,6 +198,9 @@ class CoreState:
         replica lacks, see ``handover_state``)."""
         if isinstance(table, dict) and table.get("delta") == 1:
             delta = handover_delta(table)
+            if delta is not None and (delta.log, delta.upto) == (self.replica.log,
+                                                                  self.replica.seq):
+                return  # our replica holds it all already (an empty delta)
             if delta is None or not self.replica.apply(delta):
                 self.drop("handover_gap", "a hand-over's rows do not follow our replica: "
                                           "taking over with the replica as it is")
@@ -217,10 +224,13 @@ class CoreState:
         packed = self.replicated_packed()
         whole = 0 if packed is None else sum(len(c) for c in packed["chunks"])
         log = self.table_log
-        if (to is None or whole <= HANDOVER_WHOLE_CHARS or not log.complete
+        if (to is None or whole <= self.part_chars or not log.complete
                 or to.acked_table < 0):
             return packed
-        delta = log.delta(to.acked_table, max_chars=HANDOVER_WHOLE_CHARS)
+        if to.acked_table >= log.seq:  # up to date: nothing to carry (delta() says None)
+            return {"delta": 1, "log": log.log, "base": log.seq, "upto": log.seq,
+                    "rows": [], "gone": []}
+        delta = log.delta(to.acked_table, max_chars=self.part_chars)
         if delta is None or delta.upto != log.seq:
             return packed  # too far behind for one message: sent whole (and refused if big)
         return {"delta": 1, "log": delta.log, "base": delta.base, "upto": delta.upto,

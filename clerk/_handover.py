@@ -24,7 +24,9 @@ from __future__ import annotations
 from clerk._corestate import CoreState
 from clerk._coretypes import Role, StateHandedOver
 from clerk._joining import learn
-from clerk._messages import Claim, Coordinator, Handover, Leave
+from clerk._messages import Claim, Coordinator, Handover, Json, Leave, MemberInfo
+from clerk._record import PACK_CHUNK
+from clerk._replica import table_text
 
 __all__ = [
     "FORWARD_MEMORY",
@@ -33,20 +35,71 @@ __all__ = [
     "from_current_manager",
     "leave",
     "leave_as_manager",
+    "members_chars",
     "step_down_to",
+    "table_parts",
 ]
 
-#: How many HANDOVERs a follower remembers having passed on (each is passed on once).
-FORWARD_MEMORY = 16
+#: How many HANDOVERs a follower remembers having passed on (each is passed on once; a table
+#: of 10,000 tasks is ~9 of them).
+FORWARD_MEMORY = 64
+
+
+def table_parts(items: list[tuple[str, str | None]], limit: int,
+                first: int | None = None) -> list[Json]:
+    """The rows ``items`` (key, row text) packed (:func:`clerk._record.pack_table`'s form) as
+    tables of at most ``limit`` characters of text each (``first``: of the first one, which
+    may then be None: no room for a row), a row longer than that alone; none for no rows.
+    Made from the rows' text without parsing them."""
+    groups: list[list[tuple[str, str | None]]] = [[]]
+    budget = limit if first is None else first
+    used = 0
+    for key, text in items:
+        if text is None:
+            continue
+        size = len(key) + len(text) + 4  # the key's quotes, the colon and the comma
+        if used + size > budget and (groups[-1] or len(groups) == 1 and budget < limit):
+            groups.append([])
+            budget, used = limit, 0
+        groups[-1].append((key, text))
+        used += size
+    out: list[Json] = []
+    for group in groups:
+        if not group:
+            out.append(None)  # (only the first: it had no room)
+            continue
+        text = table_text(group)
+        out.append({"packed": 1, "chunks": [text[i:i + PACK_CHUNK]
+                                            for i in range(0, len(text), PACK_CHUNK)]})
+    return [] if out == [None] else out
+
+
+def members_chars(members: tuple[MemberInfo, ...]) -> int:
+    """About how long the JSON of a member list is (its task lists make it long: 10,000 task
+    names are ~0.3 MB per member)."""
+    return sum(len(m.name) + len(m.address) + len(m.incarnation) + 80
+               + sum(len(t) + 3 for t in m.tasks) for m in members)
 
 
 def step_down_to(core: CoreState, claim: Claim) -> None:
     """We are a manager and met a higher claim: hand our table to the winner, and tell our
     own members who the manager is now. Otherwise they would learn it only if the winner took
     our list (it may drop a HANDOVER it cannot vouch for) or after our heartbeats stop and
-    their manager timeout runs out (0.7 s)."""
-    core.send(claim.address, Handover(core.me, core.term, core.members.infos(),
-                                      core.replicated_packed()))
+    their manager timeout runs out (0.7 s).
+
+    The table goes in as many HANDOVERs as keep each within the message limit
+    (``core.part_chars`` of text; the first carries the member list and the rows that fit
+    beside it, the others no members): 10,000 tasks, ~5 MB, are ~9; one HANDOVER of it was
+    never sent. Each is a table of its own rows: the winner merges each as it comes, row by
+    row by lineage and version (``Scheduler.merge``), so a part that never comes loses only
+    its rows' progress, never corrupts another's, and a node of an older build reads each as
+    a merge HANDOVER, as before (nothing new on the wire)."""
+    source = core.table_log if core.table_log.complete else core.replica
+    members = core.members.infos()
+    room = max(0, core.part_chars - members_chars(members))
+    parts = table_parts(source.items(), core.part_chars, room) or [None]
+    for i, part in enumerate(parts):
+        core.send(claim.address, Handover(core.me, core.term, members if i == 0 else (), part))
     # The members we lost are in no list the winner gets: keep probing them.
     core._orphans.update(core._lost)
     for row in core.members.others():
@@ -81,12 +134,29 @@ def forward(core: CoreState, msg: Handover) -> None:
     Taking over would depose the real manager with a needless new term; pass the table and
     state on to the manager we follow instead, once per node."""
     s = msg.sender
-    key = (s.name, s.incarnation, msg.term)
+    key = (s.name, s.incarnation, msg.term, _part_key(msg.state))
     if core.role is Role.FOLLOWER and core._claim is not None and key not in core._forwarded:
         core._forwarded[key] = None
         if len(core._forwarded) > FORWARD_MEMORY:
             del core._forwarded[next(iter(core._forwarded))]
         core.send(core._claim.address, msg)
+
+
+def _part_key(state: Json) -> str:
+    """Which part of a merge's table ``state`` is (its first row's key begins its text):
+    each part of a table in several HANDOVERs is passed on once."""
+    if isinstance(state, dict) and isinstance(state.get("chunks"), list) and state["chunks"]:
+        first = state["chunks"][0]
+        return first[:200] if isinstance(first, str) else ""
+    return ""
+
+
+def _state_chars(state: Json) -> int:
+    """The text length of a hand-over's table (whole and packed, or the rows of a delta)."""
+    if not isinstance(state, dict):
+        return 0
+    texts = state.get("chunks") if "chunks" in state else state.get("rows")
+    return sum(len(t) for t in texts) if isinstance(texts, list) else 0
 
 
 def leave_as_manager(core: CoreState, now: float) -> None:
@@ -96,10 +166,21 @@ def leave_as_manager(core: CoreState, now: float) -> None:
     if not live:
         core.stop("left; no member to hand over to")
         return
-    successor = max(live, key=lambda r: r.peer.rank)
     members = tuple(i for i in core.members.infos() if i.name != core.me.name)
-    core.send(successor.peer.address,
-              Handover(core.me, core.term, members, core.handover_state(successor)))
+    room = core.part_chars - members_chars(members)
+    # The highest-ranked member whose hand-over fits one message: one too far behind (it
+    # joined moments ago) would need the whole table, over the limit from ~2,000 tasks, and
+    # would take over with its replica as it is. None fits: the highest, as before.
+    ranked = sorted(live, key=lambda r: r.peer.rank, reverse=True)
+    successor, state = ranked[0], None
+    for i, row in enumerate(ranked):
+        candidate = core.handover_state(row)
+        if i == 0:
+            state = candidate
+        if _state_chars(candidate) <= room:
+            successor, state = row, candidate
+            break
+    core.send(successor.peer.address, Handover(core.me, core.term, members, state))
     core.role = Role.LEAVING
     core._successor = successor.name
     core._deadline = now + core.timings.handover_timeout

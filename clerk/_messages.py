@@ -23,7 +23,8 @@ Protocol at a glance (``->`` one message, ``=>`` to every member)::
     candidate -> voters  PREPARE(ballot)        quorum mode: answered PROMISE(ballot, part of
                                                 parts, rows) or REJECT(ballot, promised)
     manager -> voters    ACCEPT(ballot, seq, rows)  answered ACCEPTED(ballot, seq) or REJECT
-    client  -> any node  STATUS                 answered STATUS_REPLY(status)
+    client  -> any node  STATUS(snapshot, part)  answered STATUS_REPLY(status); a big one
+                                                in parts, asked for one by one
     client  -> any node  CONTROL(op, task, via)  answered CONTROL_REPLY(ok, error, manager,
                                                 result): pause/resume/trigger are applied by
                                                 the manager (a follower answers with the
@@ -315,8 +316,15 @@ class RunQuery:
 
 @dataclass(frozen=True, slots=True)
 class Status:
+    """A status request. ``snapshot`` and ``part``: part ``part`` (1-based) of a status too
+    big for one message, whose first reply named ``snapshot`` (:mod:`clerk._statusparts`);
+    ``part`` 0 without a snapshot: the brief status, without the tasks. Left out while None,
+    so a plain STATUS reads as before on any node (an older one refuses the others)."""
+
     sender: Peer
     term: int
+    snapshot: str | None = field(default=None, metadata=OMIT_NONE)
+    part: int | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ write, the pause register and the run history, and their merge rules are in
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from clerk._tasks import TaskDef
 
 __all__ = ["OperatorControl"]
+
+#: An unknown task's error lists the known ones up to this many characters (then the closest).
+MAX_KNOWN_CHARS = 2000
 
 
 class OperatorControl(SchedulerState):
@@ -55,7 +59,14 @@ class OperatorControl(SchedulerState):
         """The error for a task name this manager does not know (listing the known ones)."""
         if name in self.defs:
             return None
-        return f"unknown task {name!r} (known: {', '.join(sorted(self.defs)) or 'none'})"
+        known = ", ".join(sorted(self.defs)) or "none"
+        if len(known) > MAX_KNOWN_CHARS:
+            # 10,000 names are over a message's longest string (the reply was never sent):
+            # the closest names and how many there are.
+            close = difflib.get_close_matches(name, self.defs, n=5, cutoff=0.5)
+            known = (f"{len(self.defs)} tasks; closest: {', '.join(close) or 'none'}; "
+                     "clerk status lists them")
+        return f"unknown task {name!r} (known: {known})"
 
     def set_paused(self, name: str, paused: bool, node: str, wall: float) -> dict[str, Any]:
         """Apply a pause (or resume) command that came through ``node``; the new register."""

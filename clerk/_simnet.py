@@ -22,6 +22,10 @@ Model of the transport, kept close to ZeroMQ over TCP:
 * ``crash(name, silent=True)`` models a death nobody is told about (a host that vanishes, a
   cable pulled): no ``PeerDown`` anywhere, only silence; ``inject`` then lets a test hand a
   ``PeerDown`` (or any event) to exactly the nodes it chooses;
+* ``max_bytes``: a HANDOVER or OFFER over it (encoded by the real codec) is dropped, as the
+  real node does not send a message over its 1 MiB limit; the cores and the ledger layer cut
+  their tables in parts for it (in the real proportion), so a small table in the simulator
+  travels in parts as a 10,000-task one does on a real cluster;
 * ``deafen(name)`` is a one-way cut (the node sends, hears nothing); ``cut_where(drop)`` is
   a selective one: it drops every message for which ``drop(src, dst, msg)`` holds (node
   names), to build a directed scenario (e.g. an old manager that hears only the voters'
@@ -49,6 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from clerk._codec import MAX_MESSAGE_BYTES, EncodeError, encode
 from clerk._core import (
     Effect,
     Event,
@@ -63,7 +68,8 @@ from clerk._core import (
     Tick,
     VoterWrite,
 )
-from clerk._messages import TABLE_MARK, Coordinator, Message, Peer, Result
+from clerk._messages import TABLE_MARK, Coordinator, Handover, Message, Offer, Peer, Result
+from clerk._replica import HANDOVER_WHOLE_CHARS
 from clerk._timings import Timings
 
 __all__ = ["SimLayer", "SimNetwork", "SimNode"]
@@ -107,8 +113,18 @@ class SimNetwork:
         timings: Timings | None = None,
         layer: Callable[[SimNetwork, SimNode], SimLayer] | None = None,
         voters: tuple[str, ...] = (),
+        max_bytes: int | None = None,
     ) -> None:
         self.rng = random.Random(seed)
+        #: A HANDOVER or OFFER (the messages that carry a table) whose encoding (the real
+        #: codec) is over this is dropped and counted (``too_big``), as a real node does not
+        #: send a message over its limit; the cores cut their tables for it (``part_chars``,
+        #: in the real proportion to the 1 MiB limit). None: no limit (as before).
+        self.max_bytes = max_bytes
+        self.too_big = 0
+        #: What was dropped as too big: (message kind, the sender's role then: ``LEAVING``
+        #: for a graceful hand-over, ``FOLLOWER`` for a merge's that stepped down).
+        self.too_big_kinds: Counter[tuple[str, str]] = Counter()
         self.voters = tuple(voters)
         self.layer_factory = layer
         self.delay = delay
@@ -163,7 +179,7 @@ class SimNetwork:
         extra: dict[str, Any] = {}
         if self.voters:  # (the default mode's cores are built exactly as before)
             extra = {"voters": self.voters, "voter_record": disk}
-        return NodeCore(
+        core = NodeCore(
             Peer(name, address, incarnation, priority),
             now=self.now,
             rng=random.Random(self.rng.getrandbits(64)),
@@ -173,6 +189,9 @@ class SimNetwork:
             tasks=tuple(getattr(self.layer_factory, "tasks", ())),
             **extra,
         )
+        if self.max_bytes is not None:
+            core.part_chars = self.max_bytes * HANDOVER_WHOLE_CHARS // MAX_MESSAGE_BYTES
+        return core
 
     # --- faults -----------------------------------------------------------------------------
 
@@ -358,6 +377,14 @@ class SimNetwork:
         if self.loss and self.rng.random() < self.loss:
             self.dropped += 1
             return
+        if self.max_bytes is not None and isinstance(send.msg, Handover | Offer):
+            try:
+                encode(send.msg, self.max_bytes)
+            except EncodeError:
+                self.too_big += 1  # (the real node logs "cannot send")
+                self.too_big_kinds[kind, src.core.role.name] += 1
+                self.dropped += 1
+                return
         if dst is not src:  # (quorum mode: a voter's own vote, sent to itself)
             self._links.setdefault(src.name, set()).add(dst.name)
             self._links.setdefault(dst.name, set()).add(src.name)

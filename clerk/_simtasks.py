@@ -53,6 +53,7 @@ from clerk._lead import DISPATCH_LEAD_MS
 from clerk._messages import Execute, Offer, Result, ResultAck
 from clerk._record import TaskRecord
 from clerk._replica import RowEncoder, offer_keys, row_key
+from clerk._replication import offer_parts
 from clerk._resultacks import ACK_WAIT, PendingAcks
 from clerk._schedule import Scheduler, pack_table
 from clerk._simnet import SimNetwork, SimNode
@@ -109,9 +110,16 @@ class SimLedger:
     """The world of the ledger: the layer factory, the disks, and the history."""
 
     def __init__(self, interval_ms: int = 200, timeout_ms: int = 1000,
-                 lead_ms: float = DISPATCH_LEAD_MS) -> None:
+                 lead_ms: float = DISPATCH_LEAD_MS, fillers: int = 0) -> None:
         self.task = TaskDef(name=LEDGER, target="sim:Ledger", interval=interval_ms,
                             timeout=timeout_ms, instant=False, enabled=True, args=None)
+        #: ``fillers`` tasks beside the ledger, disabled (never run, no state): rows that make
+        #: the table big (with ``SimNetwork(max_bytes=...)``: in parts); an operator's pause
+        #: of one is a fact of the table that only a HANDOVER carries (an OFFER holds the
+        #: rows with a state).
+        self.fillers = [TaskDef(name=f"filler{i:03d}", target="sim:Filler", interval=60_000,
+                                timeout=timeout_ms, instant=False, enabled=False, args=None)
+                        for i in range(fillers)]
         self.disks: dict[str, dict[str, Any]] = {}
         #: What each disk recorded besides the table: the other live members (name ->
         #: address) at its last write, as the real data directory does (clerk._store).
@@ -123,7 +131,7 @@ class SimLedger:
         self.offers_first = True
         self.runs: list[LedgerRun] = []
         self.layers: dict[str, LedgerLayer] = {}
-        self.tasks = (LEDGER,)  # what every simulated node advertises
+        self.tasks = (LEDGER, *(f.name for f in self.fillers))  # what every node advertises
         #: Quorum mode: (time, manager, term, version) of every result record committed.
         self.committed: list[tuple[float, str, int, int]] = []
         #: Quorum mode: (time, manager, term, slot) of every EXECUTE sent.
@@ -180,7 +188,8 @@ class LedgerLayer:
         self.world = world
         self.net = net
         self.node = node
-        self.scheduler = Scheduler([world.task], random.Random(net.rng.getrandbits(64)),
+        self.scheduler = Scheduler([world.task, *world.fillers],
+                                   random.Random(net.rng.getrandbits(64)),
                                    await_offers=True, dispatch_lead_ms=world.lead_ms)
         disk = world.disks.get(node.name)
         self._disk_states = False
@@ -435,8 +444,11 @@ class LedgerLayer:
         else:
             rows = {name: rec.to_json() for name, rec in sched.records.items()
                     if rec.has_state}
-        self.net.send(self.node.name, to, Offer(self.node.core.me, self.node.core.term,
-                                                pack_table({"tasks": rows})))
+        limit = self.node.core.part_chars  # (in parts as the real node's: offer_parts)
+        for part in offer_parts(rows, limit) if self.net.max_bytes else [
+                pack_table({"tasks": rows})]:
+            self.net.send(self.node.name, to, Offer(self.node.core.me, self.node.core.term,
+                                                    part))
 
     def _deliver(self, msg: Any) -> bool:
         core = self.node.core

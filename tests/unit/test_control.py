@@ -123,6 +123,17 @@ def test_unknown_task_lists_the_known_ones() -> None:
     assert s.unknown("zz") == "unknown task 'zz' (known: a, b)"
 
 
+def test_unknown_task_among_10000_names_the_closest_within_a_message() -> None:
+    """Listing 10,000 names made an error text over the codec's longest string: the reply
+    was never sent and the operator saw "no node answered"."""
+    s = sched(*(tdef(f"myapp.tasks:Poll{i:05d}") for i in range(10_000)))
+    err = s.unknown("myapp.tasks:Poll0012")
+    assert err is not None and len(err) < 2_000
+    assert "10000 tasks" in err and "closest: myapp.tasks:Poll" in err
+    frames = encode(ControlReply(Peer("n", "h:1", "i", 0), 1, False, err))
+    assert decode(frames) == ControlReply(Peer("n", "h:1", "i", 0), 1, False, err)
+
+
 def test_history_keeps_the_last_50_runs_with_their_facts() -> None:
     s = started(sched(), due("t", K) - 0.1)
     for k in range(K, K + 60):

@@ -2,6 +2,8 @@
 (:mod:`tests.unit.corenet`): graceful leaves, two managers meeting, HANDOVERs that are stale
 or passed on, partitions that heal after failovers on both sides."""
 
+import json
+
 import pytest
 
 from clerk import _handover
@@ -214,7 +216,7 @@ def test_forward_passes_each_handover_on_once_and_remembers_a_bounded_number():
     for m in msgs[1:]:
         _handover.forward(b, m)
     assert len(b._forwarded) == FORWARD_MEMORY  # the oldest is forgotten
-    assert ("s0", "s0-1", 1) not in b._forwarded
+    assert ("s0", "s0-1", 1, "") not in b._forwarded
 
 
 def test_a_handover_is_from_the_current_manager_only_with_its_name_and_term():
@@ -234,3 +236,92 @@ def test_accept_merge_takes_a_lower_known_manager_and_drops_a_stranger():
     _handover.accept_merge(a, Handover(z, 0, (info(z),), {"s": 1}), net.now)
     assert StateHandedOver("z", {"s": 1}, True) in a._out
     assert a.members.get("z") is not None
+
+
+def big_table(n: int) -> dict:
+    """``n`` task rows of ~500 bytes each (a row with its run history)."""
+    return {"tasks": {f"pkg.tasks:Poll{i:05d}": {"state": {"n": i, "pad": "x" * 400},
+                                                  "slot": 1_700_000 + i, "version": i}
+                      for i in range(n)}}
+
+
+def test_a_big_table_steps_down_in_parts_each_within_the_message_limit():
+    """A merge's whole table in one HANDOVER was over 1 MiB from ~2,000 tasks: never sent, so
+    the winner lost what the lower side did during the partition (a pause of a task without
+    state, a run in flight: an OFFER carries neither). Now each part is a table of its own
+    rows, each merged as it comes."""
+    from clerk._codec import MAX_MESSAGE_BYTES, encode
+
+    net = Net()
+    a = net.node("a", 1)
+    b = net.node("b", 0, seeds=["a"])
+    z = net.node("z", 9, seeds=["a"], start=False)
+    net.partition([z], [a, b])
+    net.do(z, Start())
+    net.run()
+    net.advance(T.join_timeout + T.election_timeout)
+    assert z.role is Role.MANAGER and a.role is Role.MANAGER
+    table = big_table(10_000)
+    a.set_replicated(table)
+    net.heal()
+    net.advance(T.probe_interval + T.heartbeat_interval * 3)
+    assert net.agreed() == ("z", 1)
+    hand = net.sends(a, Handover, to=z)
+    assert len(hand) > 1
+    assert all(sum(len(f) for f in encode(h)) <= MAX_MESSAGE_BYTES for h in hand)
+    got: dict = {}
+    for h in hand:
+        part = unpack_table(h.state)["tasks"]
+        assert not set(part) & set(got)  # each row in one part
+        got.update(part)
+    assert got == table["tasks"]
+    merged = [e for e in net.effects(z, StateHandedOver) if e.merge]
+    assert len(merged) == len(hand)
+    assert {m.name for m in z.member_list()} == {"a", "b", "z"}
+
+
+def test_table_parts_keep_every_row_once_within_the_limit():
+    table = big_table(300)
+    log_items = [(f"t:{k}", json.dumps(v, separators=(",", ":")))
+                 for k, v in table["tasks"].items()]
+    parts = _handover.table_parts(log_items, 20_000)
+    assert len(parts) > 5
+    assert all(sum(len(c) for c in p["chunks"]) <= 20_000 for p in parts)
+    merged: dict = {}
+    for p in parts:
+        merged.update(unpack_table(p)["tasks"])
+    assert merged == table["tasks"]
+    assert _handover.table_parts([], 20_000) == []
+    one = _handover.table_parts(log_items[:1], 10)  # a row over the limit goes alone
+    assert unpack_table(one[0])["tasks"] == dict(list(table["tasks"].items())[:1])
+
+
+def test_forward_passes_each_part_of_a_merge_on_once():
+    net, (a, b) = cluster(("a", 1), ("b", 0))
+    b._out = []
+    s = peer("s", 0)
+    items = [(f"t:x{i}", "{}") for i in range(4)]
+    parts = [Handover(s, 1, (), p) for p in _handover.table_parts(items, 10)]
+    assert len(parts) == 4
+    for m in [*parts, *parts]:
+        _handover.forward(b, m)
+    assert [e.msg for e in b._out if isinstance(e, Send)] == parts
+
+
+def test_a_leaving_manager_hands_over_to_the_highest_member_whose_hand_over_fits():
+    """The highest-ranked member too far behind for a delta (it joined moments ago) would need
+    the whole table: over the message limit from ~2,000 tasks, never sent, and it took over
+    with its replica as it was. The next one that holds all but a few rows takes over."""
+    net, (a, b, d) = cluster(("a", 9), ("b", 5), ("d", 1))
+    for core in (a, b, d):
+        core.part_chars = 20_000  # (the table below is ~50 KB: as 10,000 tasks to 1 MiB)
+    a.set_replicated(big_table(100))
+    net.advance(T.heartbeat_interval * 20)  # both members catch up and acknowledge
+    a.members.get("b").reset_table()  # b: as if it had just joined (nothing acknowledged)
+    effects = net.do(a, LeaveRequested())
+    (hand,) = [e for e in effects if isinstance(e, Send) and isinstance(e.msg, Handover)]
+    assert hand.to == addr("d")
+    assert hand.msg.state is None or hand.msg.state.get("delta") == 1
+    net.run()
+    assert d.role is Role.MANAGER
+    assert unpack_table(d.replicated) == big_table(100)

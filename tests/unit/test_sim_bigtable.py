@@ -1,0 +1,93 @@
+"""Big tables in the simulator: the real cores and Scheduler with a table over the message limit
+(``SimNetwork(max_bytes=...)``: a HANDOVER or OFFER over it is dropped, as the real node does
+not send one; ``SimLedger(fillers=...)``: rows beside the ledger). A merge's HANDOVER goes in
+parts (clerk._handover.step_down_to), an OFFER too (clerk._replication.offer_parts).
+
+* **a fact only the HANDOVER carries survives the heal**: a pause of a task without state,
+  made by the manager of the side that steps down, reaches the winner (an OFFER holds only
+  rows with a state; the one HANDOVER of the whole table was too big and never sent);
+* the property test of :mod:`tests.unit.test_sim_state` (no lineage regression, no lost
+  acknowledged update) holds with big tables over random partitions, heals, crashes, restarts
+  and leaves, and no merge's HANDOVER nor OFFER is ever dropped as too big (a graceful
+  hand-over to a member too far behind for a delta still is: see the test).
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from clerk._simnet import SimNetwork
+from clerk._simtasks import LEDGER, SimLedger
+from tests.unit import test_sim_state as base
+
+FILLERS = 50
+#: The simulator's message limit: the table of the ledger and 50 fillers (~12 KB of text) is
+#: over it, as a 10,000-task table (~5 MB) is over the real 1 MiB.
+MAX_BYTES = 7_000
+
+
+def build(n: int, seed: int) -> tuple[SimNetwork, SimLedger, list[str]]:
+    world = SimLedger(interval_ms=200, fillers=FILLERS)
+    net = SimNetwork(seed, layer=world, max_bytes=MAX_BYTES)
+    names = [f"n{i}" for i in range(n)]
+    seeds = tuple(f"{x}:7400" for x in names[-3:])
+    for name in reversed(names):
+        net.add_node(name, seeds=seeds)
+    assert net.run_until_true(lambda: net.agreed() is not None and world.acknowledged(names) > 2,
+                              limit=10.0, step=0.01) is not None, net.summary()
+    return net, world, names
+
+
+def test_the_table_is_over_the_limit_and_travels_in_parts() -> None:
+    net, world, names = build(3, seed=3)
+    manager = net.managers()[0]
+    text = sum(len(k) + len(t or "") for k, t in manager.core.table_log.items())
+    assert text > 2 * MAX_BYTES  # in one message it would be dropped
+    assert net.too_big == 0
+
+
+def test_a_pause_made_on_the_side_that_steps_down_reaches_the_winner() -> None:
+    net, world, names = build(3, seed=11)
+    old = net.managers()[0].name
+    net.partition([old])  # alone, it stays the manager of its side at its term
+    assert net.run_until_true(lambda: len(net.managers()) == 2, limit=5.0) is not None
+    layer = world.layers[old]
+    layer.scheduler.set_paused("filler007", True, old, layer.wall())
+    layer._replicate()  # as the real runner does after a command (replicate_now)
+    net.run_for(0.5)
+    base._settle(net, names)
+    winner = net.managers()[0].name
+    assert winner != old
+    rec = world.layers[winner].scheduler.records["filler007"]
+    assert rec.paused, "the pause made during the partition was lost at the heal"
+    assert net.too_big == 0
+    assert net.sent["handover"] > 1  # the merge's table went in parts
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
+@given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
+       faults=st.lists(st.tuples(base.fault, st.floats(0.05, 3.0)), min_size=1, max_size=8))
+def test_no_lost_update_with_big_tables_over_random_partitions_and_heals(
+        n: int, seed: int, faults: list[tuple[tuple[str, object], float]]) -> None:
+    net, world, names = build(n, seed)
+    origin = world.layers[net.managers()[0].name].scheduler.records[LEDGER].origin
+    acked = world.acknowledged(names)
+    for (kind, arg), wait in faults:
+        acked = max(acked, world.acknowledged(names))
+        base._apply(net, names, kind, arg)
+        net.run_for(wait)
+    acked = max(acked, world.acknowledged(names))
+    base._settle(net, names)
+    manager = net.managers()[0].name
+    row = world.layers[manager].scheduler.records[LEDGER]
+    assert row.origin == origin, "a lineage other than the first init's won"
+    assert sum(1 for r in world.runs if r.before is None) == 1, "init ran more than once"
+    assert int(row.state) >= acked, f"counter {row.state} < acknowledged {acked}"
+    assert row.version == int(row.state)
+    # Every merge's HANDOVER and every OFFER fit (in parts). A graceful hand-over whose every
+    # candidate is too far behind for a delta (all joined moments ago) still needs the whole
+    # table: over the limit, so the successor takes over with its replica (not covered yet).
+    assert not {k: v for k, v in net.too_big_kinds.items() if k != ("handover", "LEAVING")}, \
+        net.too_big_kinds
