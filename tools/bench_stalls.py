@@ -25,7 +25,8 @@ members acknowledge what they are sent, ``tools/_bench_acks.py``), one loop step
   100 ms of runs (so a tenth of the table changed per round: ~1,000 rows at 10,000 tasks):
   the changed rows encoded into the log and the heartbeats encoded (each object once).
 * ``trigger`` / ``result``: the same steady state's per-run steps.
-* ``follower``: a member's side of each steady round: its HEARTBEAT decoded from the bytes
+* ``follower fill`` / ``follower``: a member's side of each ``fill`` step (table chunks of up
+  to ``TABLE_CHUNK_CHARS``) and of each steady round: its HEARTBEAT decoded from the bytes
   and its delta applied to its replica.
 
 A step's time is the CPU time of the loop's thread (``time.thread_time``: a loaded machine's
@@ -139,12 +140,19 @@ fresh.begin_activation(wall + 5, graceful=False, claim=(2, "n2@127.0.0.1"))
 while not step("activate", fresh.activate_step, time.perf_counter() + LOAD_BUDGET):
     pass
 m = Manager()
+filling = Replica()
+def follow_fill(frames):
+    msg = decode(frames)
+    if msg.table is not None:
+        filling.apply(msg.table)
 while True:
     effects, done = step("fill", m.round, fresh)
+    if m.frames is not None:
+        step("follower fill", follow_fill, m.frames)
     ack_heartbeats(m.core, m.peers, effects, m.now)
     if done:
         break
-del items
+del items, filling
 
 # --- rolling deploys: a member joins, then leaves ---
 def resolve_once(live):
@@ -202,8 +210,8 @@ for r_ in range(int(seconds * 10)):
 print(json.dumps(steps))
 """
 
-KINDS = ("deploy join", "deploy leave", "load", "activate", "fill", "round", "trigger",
-         "result", "follower")
+KINDS = ("deploy join", "deploy leave", "load", "activate", "fill", "follower fill", "round",
+         "trigger", "result", "follower")
 
 
 def run_child(tree: Path, n: int, members: int, seconds: float) -> dict[str, list[float]]:
