@@ -192,9 +192,10 @@ class Resolver:
     :meth:`step` slices within a deadline, between the loop's other work. The result is
     exactly :func:`resolve`'s over the latest list once :meth:`step` returns True
     (``tests/unit/test_deploy_incremental.py``). Meanwhile ``loaded`` already leaves out each
-    member that left or re-announces (no run goes to a node for a task it may not have any
-    more); it gets each member's new set once that member is done, and ``defs`` and
-    ``variants`` are the previous list's, each task's until it is recomputed.
+    member that left, and has no task for one that announces none any more; a member that
+    joins is in it, and one that re-announces has its new set, once that member is done
+    (until then its previous set); ``defs`` and ``variants`` are the previous list's, each
+    task's until it is recomputed.
 
     Per task it keeps who announces it and how (``node -> (started, definition)``), the rank
     of the winner, and how many nodes announce each distinct definition object: a task all
@@ -249,6 +250,17 @@ class Resolver:
     def update(self, members: Mapping[str, Sequence[str]]) -> None:
         """The live members' entries now (``members``: name -> entries, this node included)."""
         self._want = {node: tuple(entries) for node, entries in members.items()}
+        # Left: no run to it, at once. Announces none of its tasks any more (a node whose
+        # workers are all down): none, at once. Re-announces others: its previous set until
+        # its new one is known (taking it away meanwhile would skip the slots of the tasks
+        # only it has). Joins: once its set is known.
+        for node in list(self.loaded):
+            entries = self._want.get(node)
+            if entries is None:
+                del self.loaded[node]
+            elif not entries and self.loaded[node]:
+                self.loaded[node] = frozenset()
+        # Each node whose contribution is not its entries any more is redone, in slices.
         queued = set(self._queue)
         job = self._job
         doing = [] if job is None else [job[0]]
@@ -261,9 +273,6 @@ class Resolver:
                     continue
             elif entries is self._applied.get(node):
                 continue
-            # Left, or re-announces: no run to it until its new set is known (at once), and
-            # its contribution redone (in slices).
-            self.loaded.pop(node, None)
             queued.add(node)
             self._queue.append(node)
 
