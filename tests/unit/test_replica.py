@@ -9,6 +9,7 @@ from clerk._codec import MAX_MESSAGE_BYTES, MAX_STRING, decode, encode
 from clerk._core import LeaveRequested, Received, Role, Send
 from clerk._messages import Ack, Handover, Heartbeat, Join, Peer, TableDelta
 from clerk._replica import (
+    COMPACT_SLICE,
     TABLE_CHUNK_CHARS,
     TABLE_RESEND,
     TABLE_WINDOW_CHARS,
@@ -256,13 +257,20 @@ def test_the_log_stays_compact_and_exact_under_many_changes() -> None:
     rep = Replica()
     sync(log, rep)
     rng = random.Random(3)
+    sweeps = 0
     for n in range(20_000):
+        before = len(log._changes)
         log.put(row_key(f"t{rng.randrange(50):05d}"), str(n))
+        # Compacted in slices: never more than COMPACT_SLICE entries dropped by one change.
+        assert before + 1 - len(log._changes) <= COMPACT_SLICE
+        sweeps += log._sweep is not None
         if n % 997 == 0:
             sync(log, rep, 200)
     sync(log, rep, 200)
     assert rep.table() == log.table()
-    assert len(log._changes) <= 50 + 4096 + 1  # compacted: stale entries do not pile up
+    assert sweeps > 20  # spread over changes
+    # compacted: stale entries do not pile up (the threshold, and what a sweep's changes add)
+    assert len(log._changes) <= 50 + 4096 + 16
 
 
 def test_a_row_text_is_the_rows_json_whatever_changed_since_the_last_one() -> None:
