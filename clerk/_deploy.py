@@ -241,6 +241,8 @@ class Resolver:
         # own); both caches are dropped when they outgrow what the members announce.
         self._parsed: dict[str, _Parsed] = {}
         self._keys: dict[int, tuple[TaskDef, str]] = {}
+        #: (name, key) -> the one parsed definition object
+        self._canon: dict[tuple[str, str], TaskDef] = {}
 
     @property
     def pending(self) -> bool:
@@ -318,12 +320,14 @@ class Resolver:
                 self._touched = set()
                 self._win_at = 0
             names = self._winners
+            check = count + _CHECK_EVERY
             while self._win_at < len(names):
-                self._win(names[self._win_at])
+                count += self._win(names[self._win_at])
                 self._win_at += 1
-                count += 1
-                if count % _CHECK_EVERY == 0 and time.perf_counter() >= deadline:
-                    return False
+                if count >= check:
+                    check = count + _CHECK_EVERY
+                    if time.perf_counter() >= deadline:
+                        return False
             self._winners = None
         self._trim()
         return True
@@ -357,8 +361,8 @@ class Resolver:
             entry = entries[self._new_at]
             self._new_at += 1
             got = parsed.get(entry)
-            if got is None:  # ~20 us with parameters: the clock is looked at after each
-                got = parsed[entry] = parse_entry(entry)
+            if got is None:  # ~30 us with parameters: the clock is looked at after each
+                got = parsed[entry] = self._parse(entry)
                 count = (count // _CHECK_EVERY + 1) * _CHECK_EVERY - 1
             new.append(got)
             name, d, started = got
@@ -399,6 +403,22 @@ class Resolver:
         self._new_parsed, self._new_names = [], set()
         return count
 
+    def _parse(self, entry: str) -> _Parsed:
+        """An entry parsed, its definition the same object as every equal one parsed before
+        (members started at different times announce equal definitions in different
+        entries: one object each made every such task a disagreement to sort out, O(members),
+        at each change)."""
+        name, d, started = parse_entry(entry)
+        if d is None:
+            return name, d, started
+        key = _key(d)  # (the parameters: tasks of equal ones are not the same definition)
+        same = self._canon.get((name, key))
+        if same is None:
+            self._canon[(name, key)] = d
+            self._keys[id(d)] = (d, key)
+            return name, d, started
+        return name, same, started
+
     def _uncount(self, name: str, d: TaskDef) -> None:
         counts = self._objs[name]
         left = counts[id(d)] - 1
@@ -413,8 +433,9 @@ class Resolver:
             keyed = self._keys[id(d)] = (d, _key(d))
         return keyed[1]
 
-    def _win(self, name: str) -> None:
-        """Recompute one task's winner and variants (what resolve() does for it)."""
+    def _win(self, name: str) -> int:
+        """Recompute one task's winner and variants (what resolve() does for it); returns
+        about how much work that was (1: O(1); more: O(members))."""
         by = self._has.get(name)
         old = self.defs.get(name)
         if not by:
@@ -422,35 +443,38 @@ class Resolver:
             self.variants.pop(name, None)
             if old is not None:
                 self._changed.add(name)
-            return
+            return 1
+        cost = 1
         rank = self._best.get(name)
-        if rank is None:
+        if rank is None:  # the winner left: the next one, O(members)
             node = max(by, key=lambda n: (by[n][0], n))
             rank = self._best[name] = (by[node][0], node)
+            cost += len(by)
         d = by[rank[1]][1]
         self.defs[name] = d
         if d is not old:
             self._changed.add(name)
         if len(self._objs[name]) == 1:  # one definition object: no variants
             self.variants.pop(name, None)
-            return
+            return cost
+        cost += len(by)
         groups: dict[str, tuple[TaskDef, list[str]]] = {}
         for n, (_, vd) in by.items():
             groups.setdefault(self._key(vd), (vd, []))[1].append(n)
         if len(groups) == 1:
             self.variants.pop(name, None)
-            return
+            return cost
         chosen = self._key(d)
         self.variants[name] = [
             {"definition": {k: v for k, v in vd.to_json().items() if k in _KEYS},
              "nodes": sorted(nodes), "chosen": key == chosen}
             for key, (vd, nodes) in sorted(groups.items())
         ]
+        return cost
 
     def _trim(self) -> None:
-        """Drop the caches once they hold far more than the members announce now."""
+        """Drop the caches once they hold far more than the members announce now (each
+        entry in use holds at most one parsed definition and its key)."""
         live = sum(len(e) for e in self._applied.values())
-        if len(self._parsed) > 2 * live + 4096:
-            self._parsed = {}
-        if len(self._keys) > 2 * len(self._has) + 4096:
-            self._keys = {}
+        if max(len(self._parsed), len(self._keys)) > 2 * live + 4096:
+            self._parsed, self._keys, self._canon = {}, {}, {}
