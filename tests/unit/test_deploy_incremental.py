@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import clerk._deploy as deploy
 from clerk._deploy import Resolver, announce, resolve
 from clerk._tasks import TaskDef
-from tests.unit.test_schedule import tdef
+from tests.unit.test_schedule import sched, started, tdef
 
 NAMES = ("a", "b", "c", "d", "e")
 NODES = ("n0", "n1", "n2", "n3")
@@ -127,3 +127,36 @@ def test_a_big_change_is_sliced_and_each_slice_keeps_its_deadline() -> None:
     assert "m3" not in r.loaded and r.loaded["m4"] == frozenset()
     assert r.step(math.inf)
     assert r.defs == resolve(own, members).defs
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(event, max_size=20))
+def test_the_scheduler_adopting_what_changed_equals_adopting_everything(
+        events: list[tuple]) -> None:
+    """``Scheduler.update_defs(names=...)`` of the changed tasks, in chunks, new ones first in
+    name order (as the task runner does), leaves the scheduler as ``update_defs`` of every
+    definition after each list does: the same definitions in the same order, the same
+    stopped tasks."""
+    wall = 1000.0
+    full = started(sched(*OWN), wall)
+    inc = started(sched(*OWN), wall)
+    r = Resolver(OWN)
+    members: dict[str, tuple[str, ...]] = {}
+    for ev in events:
+        if ev[0] == "steps":
+            continue
+        if ev[0] == "set":
+            members[ev[1]] = entries_of(ev[2], ev[3])
+        elif ev[0] == "drop":
+            members.pop(ev[1], None)
+        wall += 1.0
+        full.update_defs(resolve(OWN, members).defs, wall)
+        r.update(dict(members))
+        assert r.step(math.inf)
+        changed = r.take_changed()
+        names = [*sorted(n for n in changed if n not in inc.defs),
+                 *(n for n in changed if n in inc.defs)]
+        for i in range(0, len(names), 2):
+            inc.update_defs(r.defs, wall, names[i:i + 2])
+        assert list(inc.defs.items()) == list(full.defs.items())
+        assert inc.gone == full.gone
