@@ -24,14 +24,16 @@ Rules:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
 from clerk._calendar import load_zone, parse_cron
 from clerk._tasks import TaskDef
 
-__all__ = ["MAX_ANNOUNCE_CHARS", "MAX_ENTRY_CHARS", "SEP", "Resolution", "announce",
+__all__ = ["MAX_ANNOUNCE_CHARS", "MAX_ENTRY_CHARS", "SEP", "Resolution", "Resolver", "announce",
            "parse_entry", "resolve", "task_names"]
 
 SEP = "\x1f"
@@ -174,3 +176,305 @@ def resolve(own: Sequence[TaskDef], members: Mapping[str, Sequence[str]]) -> Res
                 for key, (vd, nodes) in sorted(variants.items())
             ]
     return res
+
+
+#: Entries (or winners) handled between two looks at the clock in :meth:`Resolver.step`.
+_CHECK_EVERY = 64
+
+_Parsed = tuple[str, TaskDef | None, float]
+
+
+class Resolver:
+    """:func:`resolve`, kept current as the member list changes: incremental and sliced.
+
+    A change of the member list costs what the members that changed announce (a member
+    joining, leaving or re-announcing), not every member's every entry, and that work runs in
+    :meth:`step` slices within a deadline, between the loop's other work. The result is
+    exactly :func:`resolve`'s over the latest list once :meth:`step` returns True
+    (``tests/unit/test_deploy_incremental.py``). Meanwhile ``loaded`` already leaves out each
+    member that left, and has no task for one that announces none any more; a member that
+    joins is in it, and one that re-announces has its new set, once that member is done
+    (until then its previous set); ``defs`` and ``variants`` are the previous list's, each
+    task's until it is recomputed.
+
+    Per task it keeps who announces it and how (``node -> (started, definition)``), the rank
+    of the winner, and how many nodes announce each distinct definition object: a task all
+    members announce with one definition (the common case, and every bare name) is
+    recomputed in O(1), not O(members).
+
+    ``changed`` collects the tasks whose winning definition (or whether there is one) may have
+    changed since the caller last took them (:meth:`take_changed`): what the scheduler adopts.
+    It starts with this node's own tasks (the scheduler starts with them), so the first
+    resolution also stops those no live member has.
+    """
+
+    def __init__(self, own: Sequence[TaskDef]) -> None:
+        self._mine = {d.name: d for d in own}
+        self.defs: dict[str, TaskDef] = {}
+        self.variants: dict[str, list[dict[str, Any]]] = {}
+        #: node -> the names it has loaded (each set built once, never changed after).
+        self.loaded: dict[str, AbstractSet[str]] = {}
+        self._changed: set[str] = set(self._mine)
+        #: The entries each node's contribution stands for, that contribution parsed, and
+        #: the names in it.
+        self._applied: dict[str, tuple[str, ...]] = {}
+        self._parsed_of: dict[str, list[_Parsed]] = {}
+        self._sets: dict[str, AbstractSet[str]] = {}
+        #: task -> node -> (started, definition): who announces each task, how.
+        self._has: dict[str, dict[str, tuple[float, TaskDef]]] = {}
+        #: task -> the winner's (started, node) (absent: to be found again), and
+        #: task -> id(definition) -> how many nodes announce that object.
+        self._best: dict[str, tuple[float, str]] = {}
+        self._objs: dict[str, dict[int, int]] = {}
+        self._want: dict[str, tuple[str, ...]] = {}
+        self._queue: list[str] = []  # nodes whose contribution is not their wanted entries
+        # The node being redone: its new entries, the old contribution's and the new's cursor.
+        self._job: tuple[str, tuple[str, ...]] | None = None
+        self._old_at = 0
+        self._new_at = 0
+        self._new_parsed: list[_Parsed] = []
+        self._new_names: set[str] = set()
+        self._touched: set[str] = set()
+        self._winners: list[str] | None = None  # the touched tasks, being recomputed
+        self._win_at = 0
+        # Each distinct entry parsed once, each definition keyed once (kept: its id stays its
+        # own); both caches are dropped when they outgrow what the members announce.
+        self._parsed: dict[str, _Parsed] = {}
+        self._keys: dict[int, tuple[TaskDef, str]] = {}
+        #: (name, key) -> the one parsed definition object
+        self._canon: dict[tuple[str, str], TaskDef] = {}
+
+    @property
+    def pending(self) -> bool:
+        return (bool(self._queue) or self._job is not None or bool(self._touched)
+                or self._winners is not None)
+
+    def update(self, members: Mapping[str, Sequence[str]]) -> None:
+        """The live members' entries now (``members``: name -> entries, this node included)."""
+        self._want = {node: tuple(entries) for node, entries in members.items()}
+        # Left: no run to it, at once. Announces none of its tasks any more (a node whose
+        # workers are all down): none, at once. Re-announces others: its previous set until
+        # its new one is known (taking it away meanwhile would skip the slots of the tasks
+        # only it has). Joins: once its set is known.
+        for node in list(self.loaded):
+            entries = self._want.get(node)
+            if entries is None:
+                del self.loaded[node]
+            elif not entries and self.loaded[node]:
+                self.loaded[node] = frozenset()
+        # Each node whose contribution is not its entries any more is redone, in slices.
+        queued = set(self._queue)
+        job = self._job
+        doing = [] if job is None else [job[0]]
+        for node in [*self._applied, *self._want, *doing]:
+            entries = self._want.get(node)
+            if node in queued:
+                continue
+            if job is not None and job[0] == node:
+                if job[1] is entries:
+                    continue
+            elif entries is self._applied.get(node):
+                continue
+            queued.add(node)
+            self._queue.append(node)
+
+    @property
+    def has_changed(self) -> bool:
+        return bool(self._changed)
+
+    def take_changed(self) -> list[str]:
+        """The tasks to adopt again since the last call (in no particular order)."""
+        out = list(self._changed)
+        self._changed = set()
+        return out
+
+    def step(self, deadline: float) -> bool:
+        """Work until ``deadline`` (``time.perf_counter``); True once the result is current."""
+        count = 0
+        while True:
+            if self._job is None:
+                if not self._queue:
+                    break
+                node = self._queue.pop(0)
+                entries = self._want.get(node)
+                applied = self._applied.get(node)
+                if entries is not None and applied is not None and entries == applied:
+                    self._applied[node] = entries  # the same entries, a new tuple
+                    self.loaded[node] = self._sets[node]
+                    count += 1 + len(entries) // 64
+                else:
+                    self._job = (node, () if entries is None else entries)
+                    self._old_at = self._new_at = 0
+                    self._new_parsed, self._new_names = [], set()
+            if self._job is not None:
+                count = self._redo(deadline, count)
+                if self._job is not None:
+                    return False
+            if time.perf_counter() >= deadline:
+                return False
+        while True:  # then each touched task's winner (a task touched again: again)
+            if self._winners is None:
+                if not self._touched:
+                    break
+                self._winners = list(self._touched)
+                self._touched = set()
+                self._win_at = 0
+            names = self._winners
+            check = count + _CHECK_EVERY
+            while self._win_at < len(names):
+                count += self._win(names[self._win_at])
+                self._win_at += 1
+                if count >= check:
+                    check = count + _CHECK_EVERY
+                    if time.perf_counter() >= deadline:
+                        return False
+            self._winners = None
+        self._trim()
+        return True
+
+    def _redo(self, deadline: float, count: int) -> int:
+        """Continue the node being redone: its old contribution out, its new one in."""
+        assert self._job is not None
+        node, entries = self._job
+        old = self._parsed_of.get(node, [])
+        has, best, objs, touched = self._has, self._best, self._objs, self._touched
+        while self._old_at < len(old):
+            name = old[self._old_at][0]
+            self._old_at += 1
+            by = has.get(name)
+            gone = None if by is None else by.pop(node, None)
+            if gone is not None:
+                assert by is not None
+                touched.add(name)
+                if not by:
+                    del has[name], objs[name]
+                    best.pop(name, None)
+                else:
+                    self._uncount(name, gone[1])
+                    if best.get(name, ("", ""))[1] == node:
+                        del best[name]  # found again in _win
+            count += 1
+            if count % _CHECK_EVERY == 0 and time.perf_counter() >= deadline:
+                return count
+        parsed, mine, new, names = self._parsed, self._mine, self._new_parsed, self._new_names
+        while self._new_at < len(entries):
+            entry = entries[self._new_at]
+            self._new_at += 1
+            got = parsed.get(entry)
+            if got is None:  # ~30 us with parameters: the clock is looked at after each
+                got = parsed[entry] = self._parse(entry)
+                count = (count // _CHECK_EVERY + 1) * _CHECK_EVERY - 1
+            new.append(got)
+            name, d, started = got
+            names.add(name)
+            if d is None:
+                d = mine.get(name)
+            if d is not None:
+                by = has.get(name)
+                if by is None:
+                    by = has[name] = {}
+                    objs[name] = {}
+                was = by.get(node)
+                # (a name announced twice by one node: its greatest rank, as resolve())
+                if was is None or started > was[0]:
+                    if was is not None:
+                        self._uncount(name, was[1])
+                    by[node] = (started, d)
+                    counts = objs[name]
+                    counts[id(d)] = counts.get(id(d), 0) + 1
+                    b = best.get(name)
+                    if len(by) == 1 or (b is not None and (started, node) > b):
+                        best[name] = (started, node)
+                    touched.add(name)
+            count += 1
+            if count % _CHECK_EVERY == 0 and time.perf_counter() >= deadline:
+                return count
+        self._job = None
+        if node in self._want or entries:
+            # (a node that left meanwhile is queued again: update() saw it differ)
+            self._applied[node] = entries
+            self._parsed_of[node] = new
+            self._sets[node] = names  # (not copied: a new set is built for the next job)
+            if self._want.get(node) is entries:
+                self.loaded[node] = self._sets[node]
+        else:
+            for table in (self._applied, self._parsed_of, self._sets):
+                table.pop(node, None)
+        self._new_parsed, self._new_names = [], set()
+        return count
+
+    def _parse(self, entry: str) -> _Parsed:
+        """An entry parsed, its definition the same object as every equal one parsed before
+        (members started at different times announce equal definitions in different
+        entries: one object each made every such task a disagreement to sort out, O(members),
+        at each change)."""
+        name, d, started = parse_entry(entry)
+        if d is None:
+            return name, d, started
+        key = _key(d)  # (the parameters: tasks of equal ones are not the same definition)
+        same = self._canon.get((name, key))
+        if same is None:
+            self._canon[(name, key)] = d
+            self._keys[id(d)] = (d, key)
+            return name, d, started
+        return name, same, started
+
+    def _uncount(self, name: str, d: TaskDef) -> None:
+        counts = self._objs[name]
+        left = counts[id(d)] - 1
+        if left:
+            counts[id(d)] = left
+        else:
+            del counts[id(d)]
+
+    def _key(self, d: TaskDef) -> str:
+        keyed = self._keys.get(id(d))
+        if keyed is None:
+            keyed = self._keys[id(d)] = (d, _key(d))
+        return keyed[1]
+
+    def _win(self, name: str) -> int:
+        """Recompute one task's winner and variants (what resolve() does for it); returns
+        about how much work that was (1: O(1); more: O(members))."""
+        by = self._has.get(name)
+        old = self.defs.get(name)
+        if not by:
+            self.defs.pop(name, None)
+            self.variants.pop(name, None)
+            if old is not None:
+                self._changed.add(name)
+            return 1
+        cost = 1
+        rank = self._best.get(name)
+        if rank is None:  # the winner left: the next one, O(members)
+            node = max(by, key=lambda n: (by[n][0], n))
+            rank = self._best[name] = (by[node][0], node)
+            cost += len(by)
+        d = by[rank[1]][1]
+        self.defs[name] = d
+        if d is not old:
+            self._changed.add(name)
+        if len(self._objs[name]) == 1:  # one definition object: no variants
+            self.variants.pop(name, None)
+            return cost
+        cost += len(by)
+        groups: dict[str, tuple[TaskDef, list[str]]] = {}
+        for n, (_, vd) in by.items():
+            groups.setdefault(self._key(vd), (vd, []))[1].append(n)
+        if len(groups) == 1:
+            self.variants.pop(name, None)
+            return cost
+        chosen = self._key(d)
+        self.variants[name] = [
+            {"definition": {k: v for k, v in vd.to_json().items() if k in _KEYS},
+             "nodes": sorted(nodes), "chosen": key == chosen}
+            for key, (vd, nodes) in sorted(groups.items())
+        ]
+        return cost
+
+    def _trim(self) -> None:
+        """Drop the caches once they hold far more than the members announce now (each
+        entry in use holds at most one parsed definition and its key)."""
+        live = sum(len(e) for e in self._applied.values())
+        if max(len(self._parsed), len(self._keys)) > 2 * live + 4096:
+            self._parsed, self._keys, self._canon = {}, {}, {}

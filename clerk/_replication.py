@@ -177,8 +177,9 @@ class Replication(Definitions):
             if msg.sender.incarnation == incarnation:
                 self.on_offer(msg, now, self.agent.clock.wall())
 
-    def _load_step(self) -> bool:
-        """Load a slice of the table this node takes over (at most ``LOAD_BUDGET``); True
+    def _load_step(self, deadline: float | None = None) -> bool:
+        """Load a slice of the table this node takes over (until ``deadline``,
+        ``time.perf_counter``, at most ``LOAD_BUDGET`` from now); True
         once all of it is in the scheduler. The rows are those of the table log if it is
         complete, else the replica's (``CoreState.replicated``); if they change meanwhile (a
         hand-over's table arrives), the load starts over with them."""
@@ -189,7 +190,9 @@ class Replication(Definitions):
         if job is None or job[0] != token:
             job = self._loading = (token, log.items() if log.complete else replica.items(), 0)
         token, items, start = job
-        done = self.scheduler.load_rows(items, start, time.perf_counter() + LOAD_BUDGET)
+        limit = time.perf_counter() + LOAD_BUDGET
+        done = self.scheduler.load_rows(items, start,
+                                        limit if deadline is None else min(deadline, limit))
         self._loading = (token, items, done)
         if done < len(items):
             return False

@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 from clerk._core import ManagerChanged, StateHandedOver
+from clerk._deploy import Resolver
 from clerk._executor import Executor
 from clerk._gcpolicy import current as gc_policy
 from clerk._host import Host
@@ -47,6 +48,8 @@ __all__ = ["LEAVE_WAIT", "MAX_HELD_OFFERS", "REPLICATE_SHARE", "TaskRunner"]
 
 log = logging.getLogger("clerk.tasks")
 LEAVE_WAIT = 5.0  # a leaving node lets its runs in flight finish for up to this long
+#: Between two slices of resolving the member list (s): a turn that reads the sockets.
+RESOLVE_PAUSE = 0.0002
 
 
 class TaskRunner(ResultRouting):
@@ -62,10 +65,15 @@ class TaskRunner(ResultRouting):
                                    random.Random(agent.rng.getrandbits(64)),
                                    self.nodes_guard, await_offers=True,
                                    dispatch_lead_ms=agent.config.dispatch_lead)
-        # What the live members announce (clerk._deploy), recomputed when the list changes.
+        # What the live members announce (clerk._deploy), kept current as the list changes.
         self._resolved_epoch = -1
-        self._variants: dict[str, list[dict[str, Any]]] = {}
-        self._loaded: dict[str, frozenset[str]] = {}
+        self._resolver = Resolver(list(self.defs.values()))
+        self._variants = self._resolver.variants  # (the resolver's, kept current)
+        self._loaded = self._resolver.loaded
+        self._resolving = False  # work left (see next_deadline)
+        self._resolve_wake = -math.inf  # monotonic: the next slice of it
+        self._adopting: list[str] = []
+        self._adopt_at = 0
         # The data directory: its rows are this node's first table (merged by lineage with
         # whatever the cluster holds once this node follows a manager, see on_manager_changed).
         self.store: Store | None = None
@@ -235,6 +243,8 @@ class TaskRunner(ResultRouting):
         if self.store is not None:
             best = min(best, self.store.next_deadline())
         best = min(best, self.outbox.next_deadline(), self._acks.next_deadline())
+        if self._resolving or self.agent.core.members.list_epoch != self._resolved_epoch:
+            best = min(best, self._resolve_wake)
         # While a stalled manager's claim is unconfirmed nothing is dispatched, so what is due
         # must not wake the loop (it would spin without ever reading the confirmation); the
         # core's heartbeat timer brings the next look.
@@ -260,10 +270,11 @@ class TaskRunner(ResultRouting):
         core = self.agent.core
         sched = self.scheduler
         if not sched.activating:
-            if not self._load_step():
+            # What the members announce (usually current already: every node keeps it so),
+            # then the table, in slices of one budget a turn.
+            deadline = time.perf_counter() + LOAD_BUDGET
+            if not self._resolve(wall, deadline) or not self._load_step(deadline):
                 return False
-            self._resolved_epoch = -1
-            self._resolve(wall)
             if core.quorum is not None:
                 self._quorum_activate(wall)
             # No table from any manager of this incarnation (a full-cluster restart): the
@@ -310,6 +321,11 @@ class TaskRunner(ResultRouting):
             if self.scheduler.activating:
                 self.scheduler.deactivate()
         self._resend(now, wall)
+        if self._resolving or core.members.list_epoch != self._resolved_epoch:
+            # A slice of what a change of the member list brings (clerk._deploy): every node
+            # keeps it current; the manager's scheduler adopts it as it goes.
+            self._resolve(wall, time.perf_counter() + LOAD_BUDGET, adopt=self.scheduler.active)
+            self._resolve_wake = self.agent.clock.monotonic() + RESOLVE_PAUSE
         if not self.scheduler.active:
             return
         if self._replicate_dirty and now >= self._replicate_after:
@@ -321,7 +337,6 @@ class TaskRunner(ResultRouting):
                             "is unconfirmed, dispatching nothing until a member confirms it "
                             "(or it learns of a newer manager)")
             return  # stalled: our claim is not confirmed yet (NodeCore.dispatch_ok)
-        self._resolve(wall)
         dispatches, finished = self.scheduler.tick(wall, self._loaded)
         for fin in finished:
             self._log_finished(fin)

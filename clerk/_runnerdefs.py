@@ -10,15 +10,20 @@ runner itself), each part in a module that opens with the rules it owns.
 * **Rolling deploys.** The manager schedules what the live members have loaded, with the
   winning definition of each task (:mod:`clerk._deploy`); it resolves again only when the
   member list itself changes (not at every replicated table: that would be O(tasks) after
-  every dispatch and every result).
+  every dispatch and every result), only what changed, in slices between the loop's other
+  work (every node keeps it current, so a take-over starts from it).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
-from clerk._deploy import resolve
+from clerk._deploy import Resolver
 
 if TYPE_CHECKING:
     from clerk._executor import Executor
@@ -35,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["Definitions"]
 
 log = logging.getLogger("clerk.tasks")
+#: Tasks the scheduler adopts between two looks at the clock (``Scheduler.update_defs``).
+ADOPT_CHUNK = 64
 
 
 class Definitions:
@@ -52,7 +59,11 @@ class Definitions:
     stale: int
     _resolved_epoch: int
     _variants: dict[str, list[dict[str, Any]]]
-    _loaded: dict[str, frozenset[str]]
+    _loaded: dict[str, AbstractSet[str]]
+    _resolver: Resolver
+    _resolving: bool
+    _adopting: list[str]
+    _adopt_at: int
     _persisted: object
     _held_offers: dict[str, list[Offer]]
     _leave_started: float | None
@@ -85,24 +96,49 @@ class Definitions:
             tasks = ()
         self.agent.apply(self.agent.core.set_tasks(tuple(tasks), now), now)
 
-    def _resolve(self, wall: float) -> None:
-        """Schedule what the live members have loaded, with the winning definitions."""
+    def _resolve(self, wall: float, deadline: float = math.inf, adopt: bool = True) -> bool:
+        """Schedule what the live members have loaded, with the winning definitions: the
+        work a change of the member list brings (:class:`clerk._deploy.Resolver`, O(what
+        changed)) until ``deadline`` (``time.perf_counter``), then the scheduler adopts the
+        tasks that changed (``adopt``; a follower's scheduler adopts at its status or its
+        take-over). True once nothing is left to do."""
         core = self.agent.core
         # The list's own epoch: the member epoch also moves with every replicated table, and
         # resolving every definition after each dispatch and each result is O(tasks).
-        if core.members.list_epoch == self._resolved_epoch:
-            return
-        self._resolved_epoch = core.members.list_epoch
-        entries = {m.name: m.tasks for m in core.member_list() if m.alive}
-        res = resolve(list(self.defs.values()), entries)
-        # Sets: each dispatch asks every member "has it this task?" (O(1), not O(tasks)).
-        self._variants = res.variants
-        self._loaded = {node: frozenset(names) for node, names in res.loaded.items()}
-        for note in self.scheduler.update_defs(res.defs, wall):
-            if self.scheduler.active:
-                log.log(logging.WARNING if "stopped" in note else logging.INFO, note)
+        if core.members.list_epoch != self._resolved_epoch:
+            self._resolved_epoch = core.members.list_epoch
+            self._resolver.update({m.name: m.tasks for m in core.member_list() if m.alive})
+        self._resolving = True
+        if not self._resolver.step(deadline):
+            return False
+        if not adopt:
+            self._resolving = False
+            return True
+        sched = self.scheduler
+        if not self._adopting:
+            changed = self._resolver.take_changed()
+            if not changed:
+                self._resolving = False
+                return True
+            # New tasks join ``defs`` in name order, as a full resolution adds them.
+            self._adopting = [*sorted(n for n in changed if n not in sched.defs),
+                              *(n for n in changed if n in sched.defs)]
+            self._adopt_at = 0
+        names = self._adopting
+        while self._adopt_at < len(names):
+            chunk = names[self._adopt_at:self._adopt_at + ADOPT_CHUNK]
+            self._adopt_at += len(chunk)
+            for note in sched.update_defs(self._resolver.defs, wall, chunk):
+                if sched.active:
+                    log.log(logging.WARNING if "stopped" in note else logging.INFO, note)
+            if self._adopt_at < len(names) and time.perf_counter() >= deadline:
+                return False
+        self._adopting = []
+        # (more may have changed meanwhile: the next call adopts them)
+        self._resolving = self._resolver.pending or self._resolver.has_changed
+        return not self._resolving
 
-    def loaded(self, wall: float) -> dict[str, frozenset[str]]:
+    def loaded(self, wall: float) -> Mapping[str, AbstractSet[str]]:
         """Live node -> the tasks it has loaded: what a dispatch chooses from."""
         self._resolve(wall)
         return self._loaded

@@ -9,6 +9,7 @@ from clerk._codec import MAX_MESSAGE_BYTES, MAX_STRING, decode, encode
 from clerk._core import LeaveRequested, Received, Role, Send
 from clerk._messages import Ack, Handover, Heartbeat, Join, Peer, TableDelta
 from clerk._replica import (
+    COMPACT_SLICE,
     TABLE_CHUNK_CHARS,
     TABLE_RESEND,
     TABLE_WINDOW_CHARS,
@@ -133,7 +134,7 @@ def test_the_encoder_encodes_only_what_the_scheduler_changed_within_its_budget()
     enc = RowEncoder()
     reads = [0]
 
-    def clock() -> float:  # one unit per read: a deadline of 3 stops a step after 64 rows
+    def clock() -> float:  # one unit per read: a deadline of 3 stops a step after 8 rows
         reads[0] += 1
         return float(reads[0])
 
@@ -142,7 +143,7 @@ def test_the_encoder_encodes_only_what_the_scheduler_changed_within_its_budget()
         steps += 1
         reads[0] = 0
         assert not log.complete
-    assert steps == 4 and log.complete  # 300 rows, 64 per step (a clock read every 16)
+    assert steps == 37 and log.complete  # 300 rows, 8 per step (a clock read every 2)
     assert log.table() == json.loads(json.dumps(s.table()))
     seq = log.seq
     d, _ = s.trigger("t7", 1001.0, {"n": ["t7"]})
@@ -256,13 +257,20 @@ def test_the_log_stays_compact_and_exact_under_many_changes() -> None:
     rep = Replica()
     sync(log, rep)
     rng = random.Random(3)
+    sweeps = 0
     for n in range(20_000):
+        before = len(log._changes)
         log.put(row_key(f"t{rng.randrange(50):05d}"), str(n))
+        # Compacted in slices: never more than COMPACT_SLICE entries dropped by one change.
+        assert before + 1 - len(log._changes) <= COMPACT_SLICE
+        sweeps += log._sweep is not None
         if n % 997 == 0:
             sync(log, rep, 200)
     sync(log, rep, 200)
     assert rep.table() == log.table()
-    assert len(log._changes) <= 50 + 4096 + 1  # compacted: stale entries do not pile up
+    assert sweeps > 20  # spread over changes
+    # compacted: stale entries do not pile up (the threshold, and what a sweep's changes add)
+    assert len(log._changes) <= 50 + 4096 + 16
 
 
 def test_a_row_text_is_the_rows_json_whatever_changed_since_the_last_one() -> None:
@@ -346,7 +354,7 @@ def test_a_takeover_loads_the_table_in_slices_exactly_as_in_one_piece() -> None:
         # a clock past the deadline at its first look: one check's worth of rows per call
         at = sliced.load_rows(items, at, 0.5, clock=lambda: float(next(ticks)))
         calls += 1
-    assert calls == -(-len(items) // 8)  # 8 rows between two looks at the clock
+    assert calls == len(items)  # a look at the clock after each row
     assert sliced.table() == whole.table()
     assert sliced.records["t007"].state == {"count": 99}
     assert sliced.node_runs == whole.node_runs == src.node_runs
