@@ -463,6 +463,11 @@ class LedgerLayer:
                                            slot=msg.slot if self.world.unseen_runs else None)
             if fin is not None and self.wa is not None:
                 self._result(msg.task)
+            if default and fin is not None and self.scheduler.draining:
+                # A leaving manager applied it to its own last table (a full stop may
+                # confirm no successor): it goes to the successor too, which adopted the
+                # run with the table, as the real node's held results do (_flush_held).
+                self._to_successor(msg, core, self.net.now + LEAVE_WAIT_S)
             if default and msg.sender.name != self.node.name:
                 if fin is not None and msg.outcome == "ok":
                     self._applied[msg.run_id] = (msg.sender.name, int(msg.state))
@@ -542,14 +547,20 @@ class LedgerLayer:
         self.net.at(self.net.now + RUN_S, deliver)
 
     def _to_successor(self, result: Result, core: Any, until: float) -> None:
-        """A run of ours that ended after we stopped scheduling (a leaving manager's own
-        run, adopted by its successor with the table): the result goes to the successor once
-        its claim is known, as the real node's held results do (``_flush_held``)."""
+        """A result a leaving manager got after it stopped scheduling (its own run's, or a
+        member's it applied to its own last table while draining): the successor adopted the
+        run with the table, so the result goes there once its claim is known, as the real
+        node's held results do (``_flush_held``). A node that stopped before the successor
+        confirmed (``handover_timeout``, a second stop request) hears no claim any more: it
+        goes to the member it handed over to."""
         if not self.node.up or self.node.core is not core:
             return  # crashed or restarted meanwhile
         claim = core.highest
+        successor = core.members.get(core._successor) if core._successor else None
         if claim is not None and claim.address != core.me.address:
             self.net.send(self.node.name, claim.address, result)
+        elif core.role is Role.STOPPED and successor is not None:
+            self.net.send(self.node.name, successor.peer.address, result)
         elif self.net.now < until:
             self.net.at(self.net.now + 0.05, lambda: self._to_successor(result, core, until))
 

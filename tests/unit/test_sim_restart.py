@@ -130,6 +130,12 @@ def _full_restart(n: int, seed: int, order: list[int], gaps: list[float],
 # continues from the newest copy on disk.
 @example(n=5, seed=5, order=[4, 2, 3, 1, 0], gaps=[0.5, 0.0, 1.0, 0.0, 0.0],
          delays=[0.0, 0.0, 0.0, 0.0, 0.0], slow=True)
+# A leaving manager stopped before its successor confirmed (a second stop request) and then
+# applied a member's result to its own last table: the only copy of that count was on its
+# disk, and the successor, which recorded it as gone, was elected after the restart without
+# it. The result goes to the successor too (LedgerLayer._to_successor).
+@example(n=5, seed=999999, order=[1, 4, 3, 2, 0], gaps=[0.25, 0.25, 0.125, 0.0, 0.0],
+         delays=[0.0, 0.0, 0.0, 1.0, 0.0], slow=True)
 def test_a_full_restart_in_any_order_never_repeats_or_loses_a_count(
         n: int, seed: int, order: list[int], gaps: list[float], delays: list[float],
         slow: bool) -> None:
