@@ -12,7 +12,9 @@
   adopts runs in flight asks their nodes about them (``RUN_QUERY``) instead of waiting for
   their deadlines, and fails at once those whose node is gone. A leaving manager's own
   results are *held* until its successor's claim is known (and applied to its own last table
-  while it drains).
+  while it drains); so are the members' results it applies while it drains after a
+  hand-over (the successor adopted those runs), sent to the member it handed over to if it
+  stopped before that member confirmed.
 * **A result is acknowledged once its row is on every live member** (:mod:`clerk._resultacks`):
   applied at once, but its RESULT_ACK waits until every live member acknowledged the table
   log's sequence holding it, so a manager that dies in between loses nothing (the node
@@ -146,6 +148,12 @@ class ResultRouting(QuorumWriting):
             self._replicate(now)
             if self.store is not None:
                 self.store.mark()
+            if (self.scheduler.draining and self.agent.core._successor
+                    and msg.sender.name != self.agent.me.name):
+                # A leaving manager applied it to its own last table: its successor adopted
+                # the run with the table and needs it too (else the newest count is only on
+                # this node's disk, which the successor does not wait for at a restart).
+                self._held.append(msg)
         if msg.sender.name == self.agent.me.name:
             return True
         if self.wa is None:
@@ -215,13 +223,23 @@ class ResultRouting(QuorumWriting):
         self.agent.send(to, result, self.agent.clock.monotonic())
 
     def _flush_held(self, now: float) -> bool:
-        """Send held results to the successor once its claim is known; True if sent."""
-        claim = self.agent.core.highest
-        if claim is None or claim.address == self.agent.me.address:
-            return False
+        """Send held results to the successor once its claim is known; True if sent. A node
+        that stopped before its successor confirmed (``handover_timeout``: the successor was
+        frozen or slow) hears no claim any more: they go to the member it handed over to."""
+        core = self.agent.core
+        claim = core.highest
+        if claim is not None and claim.address != self.agent.me.address:
+            to = claim.address
+        else:
+            row = core.members.get(core._successor) if core._successor else None
+            if core.role is not Role.STOPPED or row is None:
+                return False
+            to = row.peer.address
         held, self._held = self._held, []
         for result in held:
-            self.agent.send(claim.address, result, now)
+            self.agent.send(to, result, now)
+        log.info("sent %d result(s) applied while leaving to the successor (%s)", len(held),
+                 ", ".join(f"task={r.task} run={r.run_id}" for r in held[:5]))
         return True
 
     def _resolve_adopted(self, now: float, wall: float, graceful: bool) -> None:

@@ -182,6 +182,66 @@ def test_a_full_stop_keeps_the_update_of_a_run_in_flight_on_a_member(tmp_path: P
                                                   before[-3:], after[:3])
 
 
+def test_a_manager_stopped_before_its_successor_confirmed_passes_on_what_it_applied(
+        tmp_path: Path) -> None:
+    """The simulator's full-restart counterexample, made deterministic. n1 runs a slow task
+    (4 s) and leaves while it runs: its result goes to the manager n3. n3 leaves too, but its
+    successor n2 is frozen (SIGSTOP) until n3's ``handover_timeout`` (1 s) has passed: n3's
+    core stops unconfirmed, n3 waits for n1's run and applies the result to its own last
+    table. Before, that count was then only on n3's disk: n2 took over without it and, as it
+    recorded no member, a restart without n3 repeated the count. The stopped manager now
+    sends what it applied to the member it handed over to (which adopted the run with the
+    table), and the restart continues exactly."""
+    log = tmp_path / "ledger.log"
+    tasks = [clerk.task(SlowCounterOnN1, name="ledger", interval=6000, timeout=10_000,
+                        args={"log": str(log), "sleep": 4.0})]
+    with LocalCluster(3, tasks, start=False) as cluster:
+        n1, n2, n3 = cluster.names
+        cluster.start(n3)  # n3 first, so that it is the manager, n2 its successor
+        assert cluster.wait_for_manager(timeout=15) == n3
+        cluster.start(n1)
+        cluster.start(n2)
+        _count_at_least(log, 1)
+
+        def in_flight() -> str | None:
+            starts = [ln[1] for ln in lines(log) if ln[0] == "start"]
+            done = {str(x.slot) for x in counter_lines(log)}
+            return starts[-1] if starts and starts[-1] not in done else None
+
+        slot = wait_until(in_flight, timeout=15, interval=0.01)
+        cluster.procs[n1].send_signal(signal.SIGTERM)
+        wait_until(lambda: f"member {n1} down (left)" in cluster.log(n3), timeout=10,
+                   message=lambda: cluster.log(n3)[-2000:])
+        cluster.pause(n2)
+        try:
+            cluster.procs[n3].send_signal(signal.SIGTERM)
+            wait_until(lambda: "leaving the cluster" in cluster.log(n3), timeout=10,
+                       interval=0.01)
+            leaving = time.monotonic()
+            # n3's hand-over times out after 1 s; n2 must not be frozen much longer than 2 s
+            # (ZeroMQ's heartbeats would drop its connections).
+            wait_until(lambda: time.monotonic() > leaving + 1.3, timeout=5, interval=0.01)
+        finally:
+            cluster.resume(n2)
+        assert in_flight() == slot, "the run ended before n2 resumed: no race"
+        assert cluster.procs[n3].wait(timeout=20) == 0
+        assert cluster.procs[n1].wait(timeout=20) == 0
+        assert "did not confirm in time" in cluster.log(n3), cluster.log(n3)[-2000:]
+        last = counter_lines(log)[-1]
+        assert str(last.slot) == slot, (slot, counter_lines(log)[-2:])
+        # n2 took over with n3's hand-over, alone (nobody else may run the task).
+        wait_until(lambda: cluster.status(n2).get("role") == "manager", timeout=15)
+        assert cluster.stop(n2) == 0
+        stopped = time.time()
+        cluster.start(n1)  # n3 (whose disk holds the count) comes back only later
+        cluster.start(n2)
+        after = _count_at_least(log, last.count + 1, after=stopped)
+        assert after[0].count == last.count + 1, ("a count repeated after the restart",
+                                                  last, after[:3])
+        cluster.start(n3)
+        cluster.wait_for_manager(timeout=15)
+
+
 def test_full_cluster_sigkill_then_start_loses_at_most_the_last_update(tmp_path: Path) -> None:
     log, tasks = _ledger(tmp_path)
     with LocalCluster(3, tasks) as cluster:
