@@ -37,12 +37,20 @@ def test_a_task_only_a_follower_has_runs_and_stops_when_it_leaves(tmp_path: Path
         # A run writes its line before its result reaches the manager: wait for the count.
         wait_until(lambda: task_row(cluster.status(manager), "new")["runs"]["ok"] >= 5,
                    timeout=10, message=lambda: str(task_row(cluster.status(manager), "new")))
-        st = cluster.status(manager)
+        # The members disagree on "a": status shows both definitions, one of them chosen,
+        # once n3 announced its tasks (its workers ready: it may come after n2's runs).
+
+        def both_announced() -> tuple[dict, list] | None:
+            st = cluster.status(manager)
+            variants = task_row(st, "a").get("definitions") or []
+            nodes = sorted(n for v in variants for n in v["nodes"])
+            return (st, variants) if nodes == sorted(names) else None
+
+        st, variants = wait_until(both_announced, timeout=20,
+                                  message=lambda: str(task_row(cluster.status(manager), "a")))
         row = task_row(st, "new")
         assert row["loaded_here"] is False and row["next_due"] and row["gone_since"] is None
         assert row["runs"]["error"] == 0
-        # The members disagree on "a": status shows both definitions, one of them chosen.
-        variants = task_row(st, "a")["definitions"]
         assert sorted((v["definition"]["interval"], v["nodes"]) for v in variants) == [
             (500, [names[2]]), (1000, [names[0], names[1]])]
         assert sum(v["chosen"] for v in variants) == 1
