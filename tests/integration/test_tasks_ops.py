@@ -187,11 +187,18 @@ def test_history_matches_the_ledger(setup: Setup) -> None:
     rows = wait_quiet(setup, "ledger")
     out = setup.cli("history", "ledger", "--json")
     assert out.returncode == 0, out.stderr
-    hist = [h for h in json.loads(out.stdout) if h["outcome"] == "ok"]
-    assert len(hist) == min(50, len(rows))
-    tail = rows[-len(hist):]
+    # The last 50 finished runs, whatever their outcome: a ledger run sent to a node whose
+    # worker runs "slow" (the trigger tests before this one) waits behind it and is refused
+    # as stale, more than an interval late; that is a finished run too. The ok ones are
+    # exactly the ledger's runs since the oldest entry.
+    entries = json.loads(out.stdout)
+    hist = [h for h in entries if h["outcome"] == "ok"]
+    others = [(h["slot"], h["outcome"]) for h in entries if h["outcome"] != "ok"]
+    assert hist and (len(entries) == 50 or len(hist) == len(rows)), (len(entries), len(rows),
+                                                                     others)
+    tail = [r for r in rows if r.slot >= entries[0]["slot"]]
     assert [(h["slot"], h["node"], h["version"]) for h in hist] == [
-        (r.slot, r.node, r.count) for r in tail]
+        (r.slot, r.node, r.count) for r in tail], others
     for h, r in zip(hist, tail, strict=True):
         assert h["due"] == pytest.approx(due("ledger", IV, r.slot), abs=1e-3)
         assert h["start"] <= r.started + 0.01  # dispatched before the worker began
