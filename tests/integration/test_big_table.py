@@ -15,7 +15,7 @@ import pytest
 
 import clerk
 from clerk._client import request_control
-from clerk.testing import LocalCluster
+from clerk.testing import LocalCluster, wait_until
 from tests.integration.cluster_tasks import Counter
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -50,7 +50,12 @@ def test_the_status_of_5000_tasks_reaches_the_caller_from_the_manager_and_a_foll
     manager = cluster.wait_for_manager(timeout=30)
     follower = next(n for n in cluster.live() if n != manager)
     for node in (manager, follower):
-        st = cluster.status(node, timeout=10)
+        # Each member announces its 5,000 tasks once its workers are ready, which on a
+        # loaded machine can come after the manager is known: wait for it, then check.
+        st = wait_until(lambda node=node: (s := cluster.status(node, timeout=10)) and all(
+            len(m["tasks"]) == TASKS for m in s["members"]) and s, timeout=60, interval=0.5,
+            message=lambda node=node: str({m["name"]: len(m["tasks"]) for m in cluster.status(
+                node, timeout=10)["members"]}))
         assert st["node"] == node and st["manager"] == manager
         assert len(json.dumps(st)) > 1 << 20  # over one message
         assert sorted(t["name"] for t in st["tasks"]) == [name(i) for i in range(TASKS)]
