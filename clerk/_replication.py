@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from clerk._messages import Offer, TableAt
 from clerk._record import pack_table
 from clerk._replica import HANDOVER_WHOLE_CHARS, offer_keys, row_key
 from clerk._runnerdefs import Definitions
+from clerk._statusjob import Slice
 
 __all__ = ["ENCODE_BUDGET", "LOAD_BUDGET", "MAX_HELD_OFFERS", "OFFER_CHARS", "REPLICATE_SHARE",
            "Replication", "offer_parts"]
@@ -60,6 +62,8 @@ MAX_OFFER_PARTS = 64
 #: OFFERs kept for nodes that follow this manager but are not admitted yet: a joiner's JOIN
 #: and OFFER leave together, so one or two are held at a time; the bound is for forgeries.
 MAX_HELD_OFFERS = 64
+#: Rows of the replica compared with what a follower parsed last, per look at the clock.
+FOLLOW_SCAN = 1024
 
 
 def offer_parts(rows: dict[str, Any], limit: int = OFFER_CHARS) -> list[Any]:
@@ -133,6 +137,13 @@ class Replication(Definitions):
         ``show``, an OFFER) up to the replicated table, parsing only the rows whose text
         changed since it last did: the log and the replica keep a row's text object until
         the row changes. A status of a 10,000-task follower parsed every row (~0.5 s)."""
+        for _ in self._follow_steps(None):
+            pass
+
+    def _follow_steps(self, sl: Slice | None) -> Iterator[None]:
+        """:meth:`_follow_replica` in slices (``sl``: yields whenever its deadline passed;
+        None: in one go). The rows it loads are noted as changed for a status being built
+        meanwhile (``Scheduler.dirty.watchers``), as the manager's own changes are."""
         sched = self.scheduler
         if sched.active or sched.activating or self._activate is not None:
             return  # the table is this node's own, or being loaded (_load_step)
@@ -140,7 +151,26 @@ class Replication(Definitions):
         source = core.table_log if core.table_log.complete else core.replica
         if self._rows_seen is None:
             self._rows_seen = {}
-        sched.follow_rows(source.items(), self._rows_seen)
+        seen = self._rows_seen
+        items = source.items()
+        changed: list[tuple[str, str | None]] = []
+        for i in range(0, len(items), FOLLOW_SCAN):
+            changed += [(k, t) for k, t in items[i:i + FOLLOW_SCAN] if seen.get(k) is not t]
+            if sl is not None and sl.over():
+                yield
+        at = 0
+        while at < len(changed):
+            end = sched.load_rows(changed, at, math.inf if sl is None else sl.deadline)
+            done = changed[at:end]
+            seen.update(done)
+            for watch in sched.dirty.watchers:
+                watch.update(k[2:] for k, _ in done if k.startswith("t:"))
+            at = end
+            if at < len(changed) and sl is not None:
+                yield
+        if len(seen) > len(items):  # rows gone from the replica: ``seen`` holds exactly its
+            seen.clear()
+            seen.update(items)
 
     def on_offer(self, msg: Offer, now: float, wall: float) -> None:
         """A member's rows: merge them (manager only)."""
