@@ -6,7 +6,7 @@ big status the same text whether made in slices or in one go."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import clerk
@@ -128,15 +128,15 @@ def test_askers_arriving_meanwhile_share_the_job_and_its_answer() -> None:
     jobs = StatusJobs()
     made = []
 
-    def make(sl: Slice) -> Iterator[None]:
+    def make(sl: Slice) -> Generator[None, None, str]:
         made.append(sl)
         yield
         yield
         return "the status"
 
-    jobs.ask("a", make)  # type: ignore[arg-type]
+    jobs.ask("a", make)
     assert jobs.busy() and jobs.step() is None
-    jobs.ask("b", make)  # type: ignore[arg-type]
+    jobs.ask("b", make)
     assert jobs.step() is None
     assert jobs.step() == (["a", "b"], "the status")
     assert not jobs.busy() and len(made) == 1
