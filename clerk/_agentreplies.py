@@ -23,7 +23,7 @@ from clerk._messages import (
     StatusReply,
 )
 from clerk._ops import handle_control
-from clerk._statusjob import Slice, Steps, run
+from clerk._statusjob import Slice, Steps, release, run
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -150,7 +150,10 @@ class AgentReplies:
         """The frames of the STATUS_REPLY to a whole STATUS (a job of ``status_jobs``): the
         status, or its summary and the parts kept for the client to ask for next."""
         st = yield from self._status_steps(False, sl)
+        yield  # (the last look at the rows took this step)
         body = yield from self.status_parts.first_steps(st, sl)
+        if body is not st:
+            yield from release(st.pop("tasks", []), sl)
         yield  # the message's encoding in a step of its own
         try:
             return encode(StatusReply(self.me, self.core.term, body))

@@ -28,11 +28,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-__all__ = ["MAX_STATUS_ASKERS", "STATUS_PASSES", "STATUS_SLICE", "Slice", "StatusJobs", "run"]
+__all__ = ["MAX_STATUS_ASKERS", "STATUS_PASSES", "STATUS_SLICE", "Slice", "StatusJobs", "release",
+           "run"]
 
 #: Building a status per loop turn, in seconds: a slice's rows and the turn's other work stay
 #: near 1 ms (as ``LOAD_BUDGET`` and ``ENCODE_BUDGET``).
@@ -73,6 +74,15 @@ def run(steps: Generator[None, None, T]) -> T:
 
 
 Job = Generator[None, None, Any]
+
+
+def release(items: list[Any], sl: Slice, step: int = 512) -> Iterator[None]:
+    """Empty ``items`` (a status's 10,000 rows, their texts) from the end, ``step`` at a time,
+    yielding whenever ``sl`` is over: dropping them all at once was ~6 ms of one step."""
+    while items:
+        del items[-step:]
+        if items and sl.over():
+            yield
 
 
 @dataclass

@@ -35,7 +35,7 @@ from typing import Any
 from clerk._codec import MAX_MESSAGE_BYTES
 from clerk._messages import Status
 from clerk._record import PACK_CHUNK
-from clerk._statusjob import Slice, Steps, run
+from clerk._statusjob import Slice, Steps, release, run
 
 __all__ = [
     "MAX_SNAPSHOTS",
@@ -81,7 +81,8 @@ def split_status(st: dict[str, Any], budget: int = PART_BYTES,
 def split_steps(st: dict[str, Any], sl: Slice, texts: list[str] | None = None,
                 budget: int = PART_BYTES, chunk: int = PACK_CHUNK) -> Steps2:
     """:func:`split_status`, yielding whenever ``sl`` is over; ``texts``: the task rows'
-    JSON texts (``_DUMP``), if the caller encoded them already."""
+    JSON texts (``_DUMP``), if the caller encoded them already (emptied once they are cut
+    into parts: released in slices)."""
     summary = {k: v for k, v in st.items() if k != "tasks"}
     if texts is None:
         texts = []
@@ -115,6 +116,7 @@ def split_steps(st: dict[str, Any], sl: Slice, texts: list[str] | None = None,
         used += size
         if sl.over():
             yield
+    yield from release(texts, sl)
     summary["parts"] = {"count": len(parts), "keys": keys}
     return summary, parts
 
@@ -185,7 +187,10 @@ class StatusParts:
     def first_steps(self, st: dict[str, Any], sl: Slice,
                     texts: list[str] | None = None) -> Steps:
         """:meth:`first`, yielding whenever ``sl`` is over (``texts``: see ``split_steps``)."""
-        summary, parts = yield from split_steps(st, sl, texts, self._budget)
+        # (pieces of at most a sixth of a message: measuring one's escaped size is a step's
+        # work, ~0.1 ms for 16 Ki characters)
+        summary, parts = yield from split_steps(st, sl, texts, self._budget,
+                                                min(PACK_CHUNK, self._budget // 6))
         if not parts:
             return summary
         now = self._clock()

@@ -71,6 +71,7 @@ class StatusRows:
                     yield
             built: dict[str, dict[str, Any]] = {}
             todo: set[str] | list[str] = list(sched.defs)
+            reordered = False  # definitions came or went: ``built`` is not in their order
             passes = 0
             mode = (sched.active, self._activate is None)
             while True:
@@ -95,6 +96,7 @@ class StatusRows:
                 watch.clear()
                 if len(built) != len(sched.defs) or built.keys() != sched.defs.keys():
                     todo |= built.keys() ^ sched.defs.keys()  # definitions came or went
+                    reordered = True
                 if not todo:
                     break  # no change since every row was built: all of one moment
         finally:
@@ -103,7 +105,9 @@ class StatusRows:
             # Taking over (in slices, see _take_over_step): the table as it is now, without
             # loading or resolving anything into it meanwhile.
             st["taking_over"] = True
-        st["tasks"] = [built[name] for name in sched.defs]
+        # (in the order of the definitions, as built unless they changed: 10,000 rows looked up
+        # by name were a millisecond of this step)
+        st["tasks"] = [built[name] for name in sched.defs] if reordered else list(built.values())
         self._status_tail(st)
 
     def _status_tail(self, st: dict[str, Any]) -> None:

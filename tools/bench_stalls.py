@@ -25,6 +25,10 @@ members acknowledge what they are sent, ``tools/_bench_acks.py``), one loop step
   100 ms of runs (so a tenth of the table changed per round: ~1,000 rows at 10,000 tasks):
   the changed rows encoded into the log and the heartbeats encoded (each object once).
 * ``trigger`` / ``result``: the same steady state's per-run steps.
+* ``status``: a whole status of the manager after the steady state: its task rows (a tree
+  with ``clerk._statusrows``: in ``STATUS_SLICE`` slices, with the reply's first message;
+  before it: ``Scheduler.status`` and the reply's split in one step), without the agent's
+  own keys.
 * ``follower fill`` / ``follower``: a member's side of each ``fill`` step (table chunks of up
   to ``TABLE_CHUNK_CHARS``) and of each steady round: its HEARTBEAT decoded from the bytes
   and its delta applied to its replica.
@@ -207,11 +211,65 @@ for r_ in range(int(seconds * 10)):
     if m.frames is not None:
         step("follower", follow, m.frames)
     ack_heartbeats(m.core, m.peers, effects, m.now)
+
+# --- a whole status of the manager: its task rows and the reply's first message ---
+from clerk._statusparts import StatusParts
+try:
+    from clerk._statusjob import STATUS_SLICE, Slice
+    from clerk._statusparts import LOOP_PART_BYTES
+    from clerk._statusrows import StatusRows
+    try:
+        from clerk._statusjob import release
+    except ImportError:
+        release = None
+except ImportError:
+    StatusRows = None
+if StatusRows is not None:
+    class _Stub:
+        overruns, unavailable, expired = {}, {}, 0
+        def wall(self): return t
+        def pending(self): return 0
+        def __len__(self): return 0
+    class Rows(StatusRows):
+        def __init__(self, sched):
+            stub = _Stub()
+            self.agent = type("H", (), {"clock": stub})()
+            self.scheduler, self.nodes_guard, self.defs = sched, stub, dict(sched.defs)
+            self._variants, self._activate, self.stale = {}, None, 0
+            self.outbox, self._acks, self.executor, self.store = stub, stub, None, None
+        def _follow_steps(self, sl): return iter(())
+        def _resolve(self, wall, deadline=0.0, adopt=True): return True
+        def quorum_status(self): return None
+    rows_ = Rows(fresh)
+    parts = StatusParts(lambda: 0.0, budget=LOOP_PART_BYTES)
+    def job(sl):
+        st = {"node": ME.name, "members": []}
+        yield from rows_.status_steps(st, sl)
+        yield
+        body = yield from parts.first_steps(st, sl)
+        if release is not None:
+            yield from release(st.pop("tasks", []), sl)
+        return body
+    sl = Slice()
+    gen = job(sl)
+    def status_slice():
+        sl.start(STATUS_SLICE)
+        try:
+            next(gen)
+        except StopIteration:
+            return True
+        return False
+    while not step("status", status_slice):
+        pass
+else:
+    parts = StatusParts(lambda: 0.0)
+    step("status", lambda: parts.first({"node": ME.name, "members": [],
+                                        "tasks": fresh.status(t)}))
 print(json.dumps(steps))
 """
 
 KINDS = ("deploy join", "deploy leave", "load", "activate", "fill", "follower fill", "round",
-         "trigger", "result", "follower")
+         "trigger", "result", "follower", "status")
 
 
 def run_child(tree: Path, n: int, members: int, seconds: float) -> dict[str, list[float]]:
