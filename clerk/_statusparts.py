@@ -90,6 +90,8 @@ def split_steps(st: dict[str, Any], sl: Slice, texts: list[str] | None = None,
             texts.append(_DUMP(row))
             if sl.over():
                 yield
+        if len(texts) > 64:
+            yield  # (what follows looks at every text: a slice of its own)
     summary_size = _size(summary)
     tasks_size = 2 + len(texts) + sum(map(len, texts))  # brackets, commas; then the bytes
     if tasks_size + summary_size + len(',"tasks":') <= budget:

@@ -82,6 +82,8 @@ class StatusRows:
                         built.pop(name, None)
                     if passes < STATUS_PASSES and sl.over():
                         yield
+                if passes < STATUS_PASSES:
+                    yield  # the look below in a slice of its own (~0.5 ms at 10,000 tasks)
                 passes += 1
                 if mode != (sched.active, self._activate is None):
                     # Taken over or stepped down meanwhile: every row again (a new table).
