@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Generator, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import clerk
+from clerk._replica import Replica, ReplicaLog, RowEncoder
+from clerk._replication import Replication
 from clerk._schedule import Scheduler
 from clerk._statusjob import STATUS_PASSES, Slice, StatusJobs, run
 from clerk._statusparts import split_status, split_steps
@@ -158,3 +161,43 @@ def test_the_parts_made_in_slices_are_those_made_in_one_go() -> None:
         assert stop.value == whole
     assert turns > 300 and len(whole[1]) > 1
     assert run(split_steps(st, Slice(), None, 1 << 30)) == (st, [])  # fits: as it is
+
+
+def test_a_follower_catches_up_with_its_replica_in_slices_as_in_one_go() -> None:
+    """``Replication._follow_steps`` (a follower's status: its scheduler brought up to the
+    replica in slices) leaves the records ``Scheduler.follow_rows`` leaves, and notes the
+    rows it loaded for a status being built (the job builds those rows again)."""
+    rng = random.Random(4)
+    defs = [clerk.task("clerk.examples:Tally", name=f"t{i:02d}", interval=1000)
+            for i in range(30)]
+    loaded = {"a": frozenset(d.name for d in defs)}
+    manager = Scheduler(defs, random.Random(1))
+    wall = WALL
+    manager.activate(wall, graceful=False)
+    log, encoder = ReplicaLog("L1"), RowEncoder()
+    follower, reference = Scheduler(defs, random.Random(2)), Scheduler(defs, random.Random(2))
+    node = SimpleNamespace(scheduler=follower, _activate=None, _rows_seen=None,
+                           agent=SimpleNamespace(core=SimpleNamespace(table_log=ReplicaLog(),
+                                                                      replica=Replica())))
+    core = node.agent.core
+    seen: dict[str, str | None] = {}
+    watch: set[str] = set()
+    follower.dirty.watchers.append(watch)
+    for _ in range(6):
+        wall += 1.0
+        ds, _ = manager.tick(wall, loaded)
+        for d in ds:
+            if rng.random() < 0.7:
+                manager.on_result(d.task, d.run_id, d.node, "ok", {"n": d.slot}, 1.0, "",
+                                  wall + 0.01)
+        encoder.step(manager, log, float("inf"))
+        for delta in log.window(core.replica.seq, 1 << 30):
+            core.replica.apply(delta)
+        before = {n: r.to_json() for n, r in follower.records.items()}
+        turns = sum(1 for _ in Replication._follow_steps(node, _Always()))  # type: ignore[arg-type]
+        reference.follow_rows(core.replica.items(), seen)
+        after = {n: r.to_json() for n, r in follower.records.items()}
+        assert after == {n: r.to_json() for n, r in reference.records.items()}
+        assert {n for n in after if before.get(n) != after[n]} <= watch
+        assert turns >= 1
+        watch.clear()
