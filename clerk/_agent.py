@@ -65,7 +65,8 @@ from clerk._quorumshell import QuorumShell
 from clerk._runner import TaskRunner
 from clerk._schedule import unpack_table
 from clerk._security import keys_from_cookie, load_cookie
-from clerk._statusparts import StatusParts
+from clerk._statusjob import StatusJobs
+from clerk._statusparts import LOOP_PART_BYTES, StatusParts
 from clerk._transport import FINAL_LINGER_MS, MAX_UNPINNED_LINKS, Inbound, Transport
 
 __all__ = ["Agent"]
@@ -150,7 +151,8 @@ class Agent(AgentReplies):
             raise
         self._metrics_server: MetricsServer | None = None
         #: Big statuses, served in parts (clerk._statusparts).
-        self.status_parts = StatusParts(self.clock.monotonic)
+        self.status_parts = StatusParts(self.clock.monotonic, budget=LOOP_PART_BYTES)
+        self.status_jobs = StatusJobs()  # whole statuses built in slices (status_step)
 
     # --- signals ----------------------------------------------------------------------------
 
@@ -228,6 +230,8 @@ class Agent(AgentReplies):
                 # to 1 ms late for every due run), and spend a last fraction of a millisecond
                 # in a sleep, once nothing is ready: on time, without spinning.
                 timeout_ms = min(int(remaining * 1000), 1000)
+                if self.status_jobs.busy():
+                    timeout_ms = 0  # a status under way: a slice of it every turn
                 self._flush(now)  # nothing queued may wait out the poll (a leave, the start)
                 arrived = self.transport.poll(timeout_ms, now, router=False)
                 # The results the executor read during the poll go before the turn decodes
@@ -244,6 +248,9 @@ class Agent(AgentReplies):
                 self.tasks.release_acks(now)  # RESULT_ACKs whose rows the members now hold
                 self._flush(now)  # end of the turn: never wait for more to batch
                 self.tasks.persist(now)
+                if self.status_jobs.busy():
+                    self.status_step()  # (clerk._statusjob)
+                    continue
                 if not arrived and not handled and timeout_ms == 0 and not self._stop_requests:
                     _sleep(max(0.0, min(deadline - self.clock.monotonic(), SUB_MS_SLEEP)))
         finally:

@@ -6,6 +6,7 @@ which mixes :class:`AgentReplies` in). A status too big for one message goes in 
 from __future__ import annotations
 
 import logging
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from clerk._codec import EncodeError, encode
@@ -22,6 +23,7 @@ from clerk._messages import (
     StatusReply,
 )
 from clerk._ops import handle_control
+from clerk._statusjob import Slice, Steps, release, run
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from clerk._messages import Peer
     from clerk._quorumshell import QuorumShell
     from clerk._runner import TaskRunner
+    from clerk._statusjob import StatusJobs
     from clerk._statusparts import StatusParts
     from clerk._transport import Inbound, Transport
 
@@ -54,6 +57,7 @@ class AgentReplies:
         tasks: TaskRunner
         quorum: QuorumShell
         status_parts: StatusParts
+        status_jobs: StatusJobs
         bad_frames: Counter[str]
         _started_wall: float
         _inbound: Inbound | None
@@ -74,8 +78,13 @@ class AgentReplies:
 
     def _deliver(self, msg: Message, now: float) -> None:
         if isinstance(msg, Status):
-            body = self.status_parts.answer(msg, self.status)  # (clerk._statusparts)
-            self.reply(StatusReply(self.me, self.core.term, body))
+            inbound = self._inbound
+            if msg.snapshot is not None or msg.part == 0:  # a part, or the brief status
+                body = self.status_parts.answer(msg, self.status)  # (clerk._statusparts)
+                self.reply(StatusReply(self.me, self.core.term, body))
+            elif inbound is not None and inbound.rid is not None:
+                # A whole status: built in slices between loop turns (clerk._statusjob).
+                self.status_jobs.ask((inbound.rid, inbound.via_req), self._status_reply)
         elif isinstance(msg, Control):
             self.reply(handle_control(self.tasks, msg, now, self.clock.wall()))
         elif isinstance(msg, Execute):
@@ -109,13 +118,19 @@ class AgentReplies:
 
     def status(self, brief: bool = False) -> dict[str, Any]:
         """The node's status (what ``clerk status --json`` prints); ``brief``: without the
-        tasks and the task layer's keys (the whole one takes ~0.5 s at 10,000 tasks)."""
+        tasks and the task layer's keys (the whole one takes ~1 s at 10,000 tasks: the
+        loop builds it in slices, ``status_step``)."""
+        return run(self._status_steps(brief, Slice()))
+
+    def _status_steps(self, brief: bool, sl: Slice) -> Steps:
         st = self.core.status()
         for m in st.get("members", []):
             if brief:
                 m.pop("tasks", None)
             else:
                 m["tasks"] = list(task_names(m.get("tasks", [])))
+                if sl.over():
+                    yield
         st["incarnation"] = self.me.incarnation
         st["address"] = self.me.address
         st["secure"] = not self.config.insecure
@@ -126,6 +141,33 @@ class AgentReplies:
         if brief:
             st["brief"] = True
         else:
-            self.tasks.add_status(st)
+            st["status_jobs"] = self.status_jobs.stats()
+            yield from self.tasks.status_steps(st, sl)
         st["quorum"] = self.quorum.status(st)
         return st
+
+    def _status_reply(self, sl: Slice) -> Generator[None, None, Any]:
+        """The frames of the STATUS_REPLY to a whole STATUS (a job of ``status_jobs``): the
+        status, or its summary and the parts kept for the client to ask for next."""
+        st = yield from self._status_steps(False, sl)
+        yield  # (the last look at the rows took this step)
+        body = yield from self.status_parts.first_steps(st, sl)
+        if body is not st:
+            yield from release(st.pop("tasks", []), sl)
+        yield  # the message's encoding in a step of its own
+        try:
+            return encode(StatusReply(self.me, self.core.term, body))
+        except EncodeError as exc:
+            log.error("cannot reply StatusReply: %s", exc)
+            return None
+
+    def status_step(self) -> None:
+        """A slice of the status under way; its answer to each asker once it is done."""
+        done = self.status_jobs.step()
+        if done is None:
+            return
+        askers, frames = done
+        if frames is None:
+            return
+        for rid, via_req in askers:
+            self.transport.reply(rid, via_req, frames)

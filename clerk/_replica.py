@@ -433,6 +433,7 @@ class Replica(_RowTexts):
         self.version = 0  # changes applied (of any log): when to write the data directory
         self._text: dict[str, str] = {}
         self._fresh: set[str] | None = None  # keys sent by the current log, until ``done``
+        self._fresh_gone = False  # one of them was a removal (``delta.gone``)
         # key -> the end (upto) of the delta of the current log that brought the row: at
         # least its change's sequence. A row of an earlier log has none.
         self._at: dict[str, int] = {}
@@ -448,6 +449,7 @@ class Replica(_RowTexts):
                 self.refused += 1
                 return False
             self.log, self.seq, self._fresh = delta.log, -1, set()
+            self._fresh_gone = False
             self._at = {}
             self.caught_up = False
         if delta.base > self.seq:
@@ -471,12 +473,17 @@ class Replica(_RowTexts):
             at.pop(key, None)
             if fresh is not None:
                 fresh.add(key)
+                self._fresh_gone = True
         self.seq = upto
         self.caught_up = delta.done
         self.version += 1
         if delta.done and fresh is not None:
-            for key in [k for k in self._text if k not in fresh]:
-                del self._text[key]
+            # Every key the log sent is held unless one was gone (``delta.gone``): then, and
+            # only then, the counts cannot say that no other key is held. (A loop over every
+            # key was ~1 ms of the step that ends a join or a takeover's transfer.)
+            if self._fresh_gone or len(fresh) != len(self._text):
+                for key in [k for k in self._text if k not in fresh]:
+                    del self._text[key]
             self._fresh = None
         return True
 

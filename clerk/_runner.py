@@ -26,12 +26,10 @@ import logging
 import math
 import random
 import time
-from typing import Any
 
 from clerk._core import ManagerChanged, StateHandedOver
 from clerk._deploy import Resolver
 from clerk._executor import Executor
-from clerk._gcpolicy import current as gc_policy
 from clerk._host import Host
 from clerk._messages import Offer, Result
 from clerk._nodes_guard import NodesGuard
@@ -41,6 +39,7 @@ from clerk._replication import LOAD_BUDGET, MAX_HELD_OFFERS, REPLICATE_SHARE
 from clerk._resultacks import PendingAcks
 from clerk._routing import ResultRouting
 from clerk._schedule import Scheduler
+from clerk._statusrows import StatusRows
 from clerk._store import Store
 from clerk._tasks import TaskDef, load_task_class
 
@@ -52,7 +51,7 @@ LEAVE_WAIT = 5.0  # a leaving node lets its runs in flight finish for up to this
 RESOLVE_PAUSE = 0.0002
 
 
-class TaskRunner(ResultRouting):
+class TaskRunner(ResultRouting, StatusRows):
     """Scheduling (when this node is the manager) and execution (always) of tasks."""
 
     def __init__(self, agent: Host) -> None:
@@ -348,49 +347,6 @@ class TaskRunner(ResultRouting):
         self.nodes_guard.ask_ahead()  # the next runs' nodes(), now that these are sent
         if dispatches or finished:
             self._replicate(now)
-
-    # --- status ---------------------------------------------------------------------------------
-
-    def add_status(self, st: dict[str, Any]) -> None:
-        wall = self.agent.clock.wall()
-        if self._activate is not None:
-            # Taking over (in slices, see _take_over_step): the table as it is now, without
-            # loading or resolving anything into it meanwhile.
-            st["taking_over"] = True
-        else:
-            self._follow_replica()  # a follower: the rows changed since the last status
-            self._resolve(wall)
-        st["tasks"] = self.scheduler.status(wall)
-        for row in st["tasks"]:
-            name = row["name"]
-            row["nodes_overruns"] = self.nodes_guard.overruns.get(name, 0)
-            row["loaded_here"] = name in self.defs
-            if name in self._variants:
-                row["definitions"] = self._variants[name]  # members disagree (clerk._deploy)
-            if name in self.nodes_guard.unavailable:
-                row["nodes_unavailable"] = self.nodes_guard.unavailable[name]
-        runs = self.scheduler.node_runs
-        for m in st.get("members", []):
-            m["runs"] = runs.get(m["name"], 0)
-        st["node_runs"] = dict(runs)
-        st["stale"] = self.stale
-        write_ahead = self.quorum_status()
-        if write_ahead is not None:  # quorum mode, manager (clerk._runquorum)
-            st["write_ahead"] = write_ahead
-        policy = gc_policy()
-        if policy is not None:  # the agent process's collections (clerk._gcpolicy)
-            st["gc"] = policy.status()
-        st["results_unacked"] = self.outbox.pending()
-        if self.scheduler.active:
-            st["result_acks_held"] = len(self._acks)
-            st["result_acks_waited_out"] = self._acks.expired
-        if self.executor is not None:
-            st["executor"] = {**self.executor.stats(), "stale": self.stale}
-        if self.store is not None:
-            st["data_dir"] = {"path": str(self.store.path), "writes": self.store.writes,
-                              "moved_aside": [str(p) for p in self.store.moved_aside]}
-        else:
-            st["data_dir"] = None
 
     def close(self) -> None:
         self.nodes_guard.close()

@@ -40,7 +40,7 @@ from clerk._lead import check_lead
 from clerk._record import Conflict, TaskRecord
 from clerk._tasks import TaskDef
 
-__all__ = ["Deadlines", "NodesFilter", "SchedulerState"]
+__all__ = ["Deadlines", "NodesFilter", "SchedulerState", "Touched"]
 
 NodesFilter = Callable[[TaskDef, list[str]], list[str]]
 
@@ -62,6 +62,21 @@ def _packed_size(state: Any) -> int:
 def _grid_key(d: TaskDef) -> tuple[int | None, str | None, str]:
     """What a task's grid depends on: a change of it starts a new grid (new slot ids)."""
     return (d.interval, d.cron, d.timezone if d.cron is not None else "UTC")
+
+
+class Touched(set[str]):
+    """The names of the rows that changed (``SchedulerState.dirty``), also noted in each set
+    of ``watchers``: a status built in slices between loop turns (clerk._statusjob) learns
+    which rows changed meanwhile, whoever takes this set first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watchers: list[set[str]] = []
+
+    def add(self, name: str) -> None:
+        set.add(self, name)
+        for watch in self.watchers:
+            watch.add(name)
 
 
 @dataclass
@@ -222,7 +237,7 @@ class SchedulerState:
         self.conflicts_out: list[Conflict] = []
         #: What changed since the shell last took it (``take_dirty``): the rows replication
         #: must encode again (clerk._replica). ``all_dirty``: every row (a load, an activation).
-        self.dirty: set[str] = set()
+        self.dirty: Touched = Touched()
         self.all_dirty = True
         self.runs_dirty = True  # node_runs
         #: Quorum mode's write-ahead watches the next slots (``watch_upcoming``): the tasks

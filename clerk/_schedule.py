@@ -51,23 +51,29 @@ class Scheduler(Running):
                 "node_runs": dict(self.node_runs)}
 
     def status(self, wall: float) -> list[dict[str, Any]]:
-        out = []
-        for name, d in self.defs.items():
-            rec = self.records[name]
-            out.append({
-                "name": name, "target": d.target, "interval_ms": d.interval, "cron": d.cron,
-                "timezone": d.timezone,
-                "catch_up": d.catch_up,
-                "timeout_ms": d.timeout, "enabled": d.enabled, "instant": d.instant,
-                "runs": dict(rec.counts), "last_run": rec.last, "last_slot": rec.slot,
-                "running": rec.running, "next_due": self._next_due(name, rec, wall),
-                "has_state": rec.has_state,
-                "gone_since": self.gone.get(name),
-                "version": rec.version, "lineage": rec.origin, "conflicts": rec.conflicts,
-                "last_conflict": rec.last_conflict,
-            })
-            out[-1].update(self._pause_fields(rec))
-        return out
+        return [self.status_row(name, wall) for name in self.defs]
+
+    def status_row(self, name: str, wall: float) -> dict[str, Any]:
+        """One task's row of the status (``name`` must be in ``defs``): built on its own, so
+        a status can be built in slices between loop turns (clerk._statusjob) and a ``show``
+        needs no other task's row."""
+        d = self.defs[name]
+        rec = self.records[name]
+        row = {
+            "name": name, "target": d.target, "interval_ms": d.interval, "cron": d.cron,
+            "timezone": d.timezone,
+            "catch_up": d.catch_up,
+            "timeout_ms": d.timeout, "enabled": d.enabled, "instant": d.instant,
+            "runs": dict(rec.counts), "last_run": rec.last, "last_slot": rec.slot,
+            "running": dict(rec.running) if rec.running else None,
+            "next_due": self._next_due(name, rec, wall),
+            "has_state": rec.has_state,
+            "gone_since": self.gone.get(name),
+            "version": rec.version, "lineage": rec.origin, "conflicts": rec.conflicts,
+            "last_conflict": rec.last_conflict,
+        }
+        row.update(self._pause_fields(rec))
+        return row
 
     def _next_due(self, name: str, rec: TaskRecord, wall: float) -> str | None:
         """When the task runs next (ISO 8601 in its zone, with the offset); None if never.

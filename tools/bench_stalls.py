@@ -23,8 +23,14 @@ members acknowledge what they are sent, ``tools/_bench_acks.py``), one loop step
   and the new log filled in ``ENCODE_BUDGET`` steps with a heartbeat round each.
 * ``round``: steady state, every task once per virtual second, a replication round every
   100 ms of runs (so a tenth of the table changed per round: ~1,000 rows at 10,000 tasks):
-  the changed rows encoded into the log and the heartbeats encoded (each object once).
+  the changed rows encoded into the log and the heartbeats encoded (each object once); in a
+  tree whose manager sends in a step of its own once a step spent its whole encoding budget
+  (``Replication._send_next``), that is two steps, as there.
 * ``trigger`` / ``result``: the same steady state's per-run steps.
+* ``status``: a whole status of the manager after the steady state: its task rows (a tree
+  with ``clerk._statusrows``: in ``STATUS_SLICE`` slices, with the reply's first message;
+  before it: ``Scheduler.status`` and the reply's split in one step), without the agent's
+  own keys.
 * ``follower fill`` / ``follower``: a member's side of each ``fill`` step (table chunks of up
   to ``TABLE_CHUNK_CHARS``) and of each steady round: its HEARTBEAT decoded from the bytes
   and its delta applied to its replica.
@@ -84,8 +90,12 @@ class Manager:
         self.encoder = RowEncoder()
         self.frames = None
     def round(self, s):
+        done = self.encode(s)
+        return self.send(), done
+    def encode(self, s):
+        return self.encoder.step(s, self.core.table_log, time.perf_counter() + ENCODE_BUDGET)
+    def send(self):
         self.now += 0.1
-        done = self.encoder.step(s, self.core.table_log, time.perf_counter() + ENCODE_BUDGET)
         effects = self.core.heartbeat_now(self.now)
         seen = {}
         for e in effects:
@@ -94,7 +104,7 @@ class Manager:
         first = next(iter(self.peers))
         self.frames = next((seen[id(e.msg)] for e in effects if isinstance(e, Send)
                             and e.to == first and isinstance(e.msg, Heartbeat)), None)
-        return effects, done
+        return effects
 
 wall = time.time()
 defs = [clerk.task("clerk.examples:Tally", name=f"task{i:05d}", interval=1000)
@@ -129,6 +139,24 @@ def step(kind, fn, *args):
     if policy is not None:
         policy.turn(0.0, lambda: 0.0)
     return out
+try:  # a tree whose manager sends a round in a step of its own after a full encoding budget
+    from clerk._replication import Replication
+    SEND_APART = hasattr(Replication, "_send_next")
+except ImportError:
+    SEND_APART = False
+def replicate(kind, s):
+    # a replication step as the tree's manager does it: (effects, done)
+    if not SEND_APART:
+        return step(kind, m.round, s)
+    t0 = CLOCK()
+    done = m.encode(s)
+    effects = m.send() if done else None
+    steps.setdefault(kind, []).append((CLOCK() - t0) * 1000)
+    if policy is not None:
+        policy.turn(0.0, lambda: 0.0)
+    if not done:
+        effects = step(kind, m.send)
+    return effects, done
 
 # --- takeover ---
 items = rep.items()
@@ -146,7 +174,7 @@ def follow_fill(frames):
     if msg.table is not None:
         filling.apply(msg.table)
 while True:
-    effects, done = step("fill", m.round, fresh)
+    effects, done = replicate("fill", fresh)
     if m.frames is not None:
         step("follower fill", follow_fill, m.frames)
     ack_heartbeats(m.core, m.peers, effects, m.now)
@@ -203,15 +231,69 @@ for r_ in range(int(seconds * 10)):
         if d is not None:
             step("result", fresh.on_result, d.task, d.run_id, d.node, "ok", {"count": d.slot},
                  1.0, "", t + 0.01)
-    effects, _ = step("round", m.round, fresh)
+    effects, _ = replicate("round", fresh)
     if m.frames is not None:
         step("follower", follow, m.frames)
     ack_heartbeats(m.core, m.peers, effects, m.now)
+
+# --- a whole status of the manager: its task rows and the reply's first message ---
+from clerk._statusparts import StatusParts
+try:
+    from clerk._statusjob import STATUS_SLICE, Slice
+    from clerk._statusparts import LOOP_PART_BYTES
+    from clerk._statusrows import StatusRows
+    try:
+        from clerk._statusjob import release
+    except ImportError:
+        release = None
+except ImportError:
+    StatusRows = None
+if StatusRows is not None:
+    class _Stub:
+        overruns, unavailable, expired = {}, {}, 0
+        def wall(self): return t
+        def pending(self): return 0
+        def __len__(self): return 0
+    class Rows(StatusRows):
+        def __init__(self, sched):
+            stub = _Stub()
+            self.agent = type("H", (), {"clock": stub})()
+            self.scheduler, self.nodes_guard, self.defs = sched, stub, dict(sched.defs)
+            self._variants, self._activate, self.stale = {}, None, 0
+            self.outbox, self._acks, self.executor, self.store = stub, stub, None, None
+        def _follow_steps(self, sl): return iter(())
+        def _resolve(self, wall, deadline=0.0, adopt=True): return True
+        def quorum_status(self): return None
+    rows_ = Rows(fresh)
+    parts = StatusParts(lambda: 0.0, budget=LOOP_PART_BYTES)
+    def job(sl):
+        st = {"node": ME.name, "members": []}
+        yield from rows_.status_steps(st, sl)
+        yield
+        body = yield from parts.first_steps(st, sl)
+        if release is not None:
+            yield from release(st.pop("tasks", []), sl)
+        return body
+    sl = Slice()
+    gen = job(sl)
+    def status_slice():
+        sl.start(STATUS_SLICE)
+        try:
+            next(gen)
+        except StopIteration:
+            return True
+        return False
+    while not step("status", status_slice):
+        pass
+else:
+    parts = StatusParts(lambda: 0.0)
+    step("status", lambda: parts.first({"node": ME.name, "members": [],
+                                        "tasks": fresh.status(t)}))
 print(json.dumps(steps))
 """
 
 KINDS = ("deploy join", "deploy leave", "load", "activate", "fill", "follower fill", "round",
-         "trigger", "result", "follower")
+         "trigger", "result", "follower", "status")
 
 
 def run_child(tree: Path, n: int, members: int, seconds: float) -> dict[str, list[float]]:

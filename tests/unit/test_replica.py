@@ -113,6 +113,25 @@ def test_rows_of_an_old_log_stay_until_the_new_log_is_complete() -> None:
     assert rep.table() == {"tasks": {"t00000": {"slot": 99}, "t00001": 1}}
 
 
+def test_a_finished_transfer_drops_old_rows_even_when_as_many_keys_came_and_went() -> None:
+    """The end of a transfer drops the rows the new log never sent; it counts the keys sent
+    (no look at every row) unless one of them was a removal, as here: one row sent, one gone,
+    and exactly one old row held, which must still go."""
+    rep = Replica()
+    old = ReplicaLog("L1")
+    old.put_table({"tasks": {"t00001": 1}})
+    sync(old, rep)
+    new = ReplicaLog("L2")
+    new.put(row_key("t00000"), "0")
+    new.put(row_key("t00009"), "9")
+    new.remove(row_key("t00009"))
+    new.mark_complete()
+    d = new.delta(-1)
+    assert d is not None and d.done and d.gone == ("t:t00009",)
+    assert rep.apply(d)
+    assert rep.table() == {"tasks": {"t00000": 0}}
+
+
 def test_removed_rows_travel_as_gone() -> None:
     log = ReplicaLog("L")
     log.put_table(table(3))
