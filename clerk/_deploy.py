@@ -46,6 +46,8 @@ MAX_ENTRY_CHARS = 2048
 #: announces the rest by name only, as before rolling deploys existed). It is measured, and
 #: logged at start when it is exceeded.
 MAX_ANNOUNCE_CHARS = 16 * 1024
+#: What an entry's start time (``"s":<seconds>,``) counts for against the limits above.
+_STARTED_ROOM = 24
 _KEYS = ("target", "interval", "cron", "timezone", "catch_up", "timeout", "instant", "enabled",
          "args")
 #: Short keys on the wire, and the defaults that are left out.
@@ -64,11 +66,13 @@ def announce(defs: Iterable[TaskDef], started: float) -> tuple[str, ...]:
     for d in defs:
         params: dict[str, Any] = {_SHORT[k]: v for k, v in d.to_json().items()
                                   if k in _KEYS and (k not in _DEFAULT or v != _DEFAULT[k])}
+        # Measured without the start time (plus room for it), so that members of one build
+        # announce the same entries up to it whenever they started (clerk._tasksets: one set).
+        size = len(d.name) + 1 + len(json.dumps(params, separators=(",", ":"))) + _STARTED_ROOM
         params["s"] = round(started, 3)
-        entry = d.name + SEP + json.dumps(params, separators=(",", ":"), sort_keys=True)
-        if len(entry) <= min(MAX_ENTRY_CHARS, budget):
-            budget -= len(entry)
-            out.append(entry)
+        if size <= min(MAX_ENTRY_CHARS, budget):
+            budget -= size
+            out.append(d.name + SEP + json.dumps(params, separators=(",", ":"), sort_keys=True))
         else:
             out.append(d.name)
     return tuple(out)
