@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -70,7 +71,8 @@ PART_CHARS = 192 * 1024
 KEEP_SETS = 16
 #: Fetches assembled at once (parts of others are dropped until one ends).
 MAX_FETCHES = 64
-_STARTED = "s"
+_T_KEY = '"t":'
+_S_BEFORE = re.compile(r'"s":(-?[0-9][0-9.eE+-]*),$')
 
 
 def reads_digests(incarnation: str) -> bool:
@@ -85,44 +87,55 @@ def base_of(entries: Sequence[str]) -> tuple[tuple[str, ...], float | None]:
     started: float | None = None
     out: list[str] = []
     for entry in entries:
-        name, sep, text = entry.partition(SEP)
-        if not sep:
+        cut = _cut(entry)
+        if cut is None:
+            if SEP in entry:
+                return tuple(entries), None
             out.append(entry)
             continue
-        try:
-            raw = json.loads(text)
-            s = raw.pop(_STARTED)
-        except (ValueError, TypeError, KeyError, AttributeError):
+        base, s = cut
+        if started is not None and s != started:
             return tuple(entries), None
-        if type(s) not in (int, float) or (started is not None and s != started):
-            return tuple(entries), None
-        started = float(s)
-        out.append(name + SEP + json.dumps(raw, separators=(",", ":"), sort_keys=True))
-    base = tuple(out)
+        started = s
+        out.append(base)
+    base_set = tuple(out)
     if started is None:
-        return base, None
-    if with_started(base, started) != tuple(entries):
+        return base_set, None
+    if with_started(base_set, started) != tuple(entries):
         return tuple(entries), None  # (not written as clerk._deploy.announce writes them)
-    return base, started
+    return base_set, started
+
+
+def _cut(entry: str) -> tuple[str, float] | None:
+    """An entry with parameters without its start time, and that time (None: not such an
+    entry). The parameters are compact JSON with sorted keys, so the start time ``"s"`` is
+    just before the target ``"t"`` (always there); a ``"t":`` can only be a key (a quote in
+    a string value is escaped), and the only one after the top level's is none (``"u"`` and
+    ``"z"`` hold plain strings), so the top level's is the last. Checked by the caller
+    against :func:`with_started`."""
+    k = entry.rfind(_T_KEY)
+    if k < 0 or SEP not in entry:
+        return None
+    m = _S_BEFORE.search(entry, max(0, k - 48), k)  # ($: ending at k)
+    if m is None:
+        return None
+    try:
+        started = float(m.group(1))
+    except ValueError:
+        return None
+    return entry[:m.start()] + entry[k:], started
 
 
 def with_started(base: Sequence[str], started: float | None) -> tuple[str, ...]:
     """The entries a member announced, from its set and start time (:func:`base_of`'s
-    inverse)."""
+    inverse: the start time put back before the target, as ``json.dumps`` writes it)."""
     if started is None:
         return tuple(base)
+    s = '"s":' + json.dumps(started) + ","
     out: list[str] = []
     for entry in base:
-        name, sep, text = entry.partition(SEP)
-        if not sep:
-            out.append(entry)
-            continue
-        try:
-            raw = json.loads(text)
-            raw[_STARTED] = started
-            out.append(name + SEP + json.dumps(raw, separators=(",", ":"), sort_keys=True))
-        except (ValueError, TypeError, AttributeError):
-            out.append(entry)
+        k = entry.rfind(_T_KEY) if SEP in entry else -1
+        out.append(entry if k < 0 else entry[:k] + s + entry[k:])
     return tuple(out)
 
 

@@ -10,7 +10,9 @@ from clerk._tasksets import DIGEST_MARK, base_of, digest_of, parts_of, split, wi
 from tests.unit.corenet import Net, addr
 
 DEFS = [clerk.task("clerk.examples:Tally", name=f"big.tasks:Poll{i:05d}", interval=1000,
-                   args={"n": i} if i < 5 else None) for i in range(400)]
+                   args={"n": i} if i < 5 else None) for i in range(400)] + [
+    clerk.task("clerk.examples:Tally", name="odd", interval=500, timezone="Europe/Paris",
+               args={"s": 1.5, "t": {"t": "\"t\":", "s": 2}}, catch_up="last")]
 
 
 def entries(started: float) -> tuple[str, ...]:
