@@ -184,6 +184,7 @@ class TaskSets:
     def __init__(self) -> None:
         self.sets: dict[str, tuple[str, ...]] = {}
         self._entries: dict[tuple[str, float | None], tuple[str, ...]] = {}
+        self._at: dict[str, list[tuple[int, int]]] = {}  # digest -> where "s" goes, per entry
         self.fetches: dict[str, Fetch] = {}
         #: A row began waiting for a set since the last look (ask at once, not at a retry).
         self.fresh = False
@@ -205,7 +206,22 @@ class TaskSets:
             base = self.sets.get(digest)
             if base is None:
                 return None
-            got = self._entries[key] = with_started(base, started)
+            if started is None:
+                got = base
+            else:
+                # Only the entries with parameters change (at most MAX_ANNOUNCE_CHARS of
+                # them): where each takes the start time is found once per set.
+                at = self._at.get(digest)
+                if at is None:
+                    at = self._at[digest] = [(i, e.rfind(_T_KEY)) for i, e in enumerate(base)
+                                             if SEP in e and _T_KEY in e]
+                text = '"s":' + json.dumps(started) + ","
+                out = list(base)
+                for i, k in at:
+                    e = out[i]
+                    out[i] = e[:k] + text + e[k:]
+                got = tuple(out)
+            self._entries[key] = got
         return got
 
     def due(self, digest: str, now: float) -> int | None:
@@ -260,5 +276,6 @@ class TaskSets:
             return
         self.sets = {d: b for d, b in self.sets.items() if d in keep}
         self._entries = {k: e for k, e in self._entries.items() if k[0] in keep}
+        self._at = {d: a for d, a in self._at.items() if d in keep}
         for d in [d for d in self.fetches if d not in keep]:
             del self.fetches[d]

@@ -6,7 +6,7 @@ from clerk._codec import encode
 from clerk._core import Send, Start
 from clerk._deploy import announce
 from clerk._messages import Heartbeat, TasksQuery, TasksReply, Welcome
-from clerk._tasksets import DIGEST_MARK, base_of, digest_of, parts_of, split, with_started
+from clerk._tasksets import DIGEST_MARK, TaskSets, base_of, digest_of, parts_of, split, with_started
 from tests.unit.corenet import Net, addr
 
 DEFS = [clerk.task("clerk.examples:Tally", name=f"big.tasks:Poll{i:05d}", interval=1000,
@@ -26,6 +26,10 @@ def test_members_of_one_build_share_one_set_and_get_their_own_entries_back() -> 
     db, base_b, sb = split(b)
     assert da == db and base_a == base_b and (sa, sb) == (1000.25, 2000.5)
     assert with_started(base_a, sa) == a and with_started(base_b, sb) == b
+    sets = TaskSets()
+    sets.add(da, base_a)
+    assert sets.entries(da, sb) == b and sets.entries(da, sb) is sets.entries(da, sb)
+    assert sets.entries(db[::-1], sb) is None
     # entries that do not split exactly are a set as they are
     odd = ("x", "y\x1f{\"s\":1,\"t\":\"m:f\"}", "z\x1f{\"s\":2,\"t\":\"m:f\"}")
     assert base_of(odd) == (odd, None)
