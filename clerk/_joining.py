@@ -482,7 +482,8 @@ def lists_me(core: CoreState, infos: tuple[MemberInfo, ...]) -> bool:
 def fetch_sets(core: CoreState, now: float) -> None:
     """Ask for the sets of the digests our rows wait for, that were not asked for within
     ``FETCH_RETRY``: first our manager (who sent the list), then each member that announces
-    the digest, in turn. Fetches nobody waits for any more are dropped."""
+    the digest, in turn (nodes that read digests only: an older build does not answer).
+    Fetches nobody waits for any more are dropped."""
     sets = core.members.sets
     sets.fresh = False
     wanted = core.members.wanted()
@@ -493,13 +494,15 @@ def fetch_sets(core: CoreState, now: float) -> None:
         core.members.trim_sets()
         return
     claim = core._claim
-    first = [] if claim is None or claim.name == core.me.name else [claim.address]
+    row = None if claim is None else core.members.get(claim.name)
+    first = [row.peer.address] if (row is not None and row.name != core.me.name
+                                   and reads_digests(row.peer.incarnation)) else []
     for digest, rows in wanted.items():
         attempt = sets.due(digest, now)
         if attempt is None:
             continue
-        holders = first + [r.peer.address for r in rows
-                           if r.alive and r.name != core.me.name]
+        holders = first + [r.peer.address for r in rows if r.alive and r.name != core.me.name
+                           and reads_digests(r.peer.incarnation)]
         if holders:
             core.send(holders[attempt % len(holders)], TasksQuery(core.me, core.term, digest))
 

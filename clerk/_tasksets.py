@@ -36,11 +36,13 @@ all of it again, to every member. Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from clerk._deploy import SEP
 
@@ -54,6 +56,8 @@ __all__ = [
     "TaskSets",
     "base_of",
     "digest_of",
+    "by_digest",
+    "with_entries",
     "parts_of",
     "reads_digests",
     "split",
@@ -233,7 +237,7 @@ class TaskSets:
                 return None
             self.fetches[digest] = Fetch(now)
             return 0
-        if now - f.asked_at < FETCH_RETRY:
+        if now < f.asked_at + FETCH_RETRY:  # (as next_retry computes it: no busy loop)
             return None
         f.asked_at = now
         f.attempts += 1
@@ -279,3 +283,26 @@ class TaskSets:
         self._at = {d: a for d, a in self._at.items() if d in keep}
         for d in [d for d in self.fetches if d not in keep]:
             del self.fetches[d]
+
+
+# --- for the simulator: what a node of an older build sends and reads --------------------------
+
+
+def by_digest(msg: Any) -> bool:
+    """Does ``msg`` hold a member list by digest (which an older build refuses whole)?"""
+    members = getattr(msg, "members", None)
+    return bool(members) and any(m.digest is not None for m in members)
+
+
+def with_entries(msg: Any, tasks_of: Callable[[str], tuple[str, ...] | None]) -> Any:
+    """``msg`` with its member list as a node of an older build sends it: each row with the
+    entries (``tasks_of(name)``: the sender's, None: as they are)."""
+    members = getattr(msg, "members", None)
+    if not members or not by_digest(msg):
+        return msg
+    rows = []
+    for m in members:
+        tasks = tasks_of(m.name) if m.digest is not None else None
+        rows.append(m if tasks is None and m.digest is None else dataclasses.replace(
+            m, tasks=tasks or (), digest=None, started=None))
+    return dataclasses.replace(msg, members=tuple(rows))
