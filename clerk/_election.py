@@ -311,7 +311,7 @@ def m_welcome(core: CoreState, msg: Welcome, now: float) -> None:
         return
     if claim.name == msg.sender.name:
         if on_claim(core, claim, now) and core.role is Role.FOLLOWER:
-            adopt(core, msg.members, now)
+            adopt(core, msg.members, now, welcomed=True)
             core._epoch_seen = msg.epoch
         return
     if second_hand_suspect(core, claim, msg.sender.name):

@@ -62,6 +62,7 @@ them. Rules:
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 
 from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState
@@ -309,14 +310,15 @@ def resumed(core: CoreState, now: float) -> None:
     core.distrust_down_until = now + core.timings.member_timeout
 
 
-def adopt(core: CoreState, infos: tuple[MemberInfo, ...], now: float) -> None:
+def adopt(core: CoreState, infos: tuple[MemberInfo, ...], now: float,
+          welcomed: bool = False) -> None:
     """Take the manager's member list. Members it no longer lists go into our own
     ``_lost``: if we take over later we keep probing them, so the knowledge of a
     partitioned-off side does not die with the manager that dropped it."""
     for row in core.members.replace_all(infos, now):
         if row.name != core.me.name:
             core._lost[row.peer.address] = now
-    fetch_sets(core, now)
+    fetch_sets(core, now, welcomed)
     if core._lost:
         present = {row.peer.address for row in core.members}
         horizon = now - LOST_HORIZON
@@ -479,11 +481,14 @@ def lists_me(core: CoreState, infos: tuple[MemberInfo, ...]) -> bool:
     return False
 
 
-def fetch_sets(core: CoreState, now: float) -> None:
+def fetch_sets(core: CoreState, now: float, welcomed: bool = False) -> None:
     """Ask for the sets of the digests our rows wait for, that were not asked for within
-    ``FETCH_RETRY``: first our manager (who sent the list), then each member that announces
-    the digest, in turn (nodes that read digests only: an older build does not answer).
-    Fetches nobody waits for any more are dropped."""
+    ``FETCH_RETRY``: the members that announce the digest in turn, each node starting at its
+    own place among them (a new build's first node is asked by every other member once: not
+    all of the manager), then our manager; nodes that read digests only (an older build
+    drops TASKS_QUERY). ``welcomed``: the list came in our WELCOME: the members may not list
+    us yet (they drop a query from a stranger), so the manager is asked first. Fetches nobody
+    waits for any more are dropped."""
     sets = core.members.sets
     sets.fresh = False
     wanted = core.members.wanted()
@@ -494,15 +499,18 @@ def fetch_sets(core: CoreState, now: float) -> None:
         core.members.trim_sets()
         return
     claim = core._claim
-    row = None if claim is None else core.members.get(claim.name)
-    first = [row.peer.address] if (row is not None and row.name != core.me.name
-                                   and reads_digests(row.peer.incarnation)) else []
+    manager = None if claim is None else core.members.get(claim.name)
+    last = [manager.peer.address] if (manager is not None and manager.name != core.me.name
+                                      and reads_digests(manager.peer.incarnation)) else []
+    start = zlib.crc32(core.me.name.encode())
     for digest, rows in wanted.items():
         attempt = sets.due(digest, now)
         if attempt is None:
             continue
-        holders = first + [r.peer.address for r in rows if r.alive and r.name != core.me.name
-                           and reads_digests(r.peer.incarnation)]
+        owners = sorted(r.peer.address for r in rows if r.alive and r.name != core.me.name
+                        and reads_digests(r.peer.incarnation) and r.peer.address not in last)
+        holders = owners[start % len(owners):] + owners[:start % len(owners)] if owners else []
+        holders = last + holders if welcomed else holders + last
         if holders:
             core.send(holders[attempt % len(holders)], TasksQuery(core.me, core.term, digest))
 
