@@ -23,7 +23,9 @@ them. Rules:
   (:mod:`clerk._adopt`, "A manager that starts from its own disk"). A node restarting into a
   cluster whose manager is up, or starting without a data directory, joins as before.
 * **Heartbeats.** A manager sends HEARTBEAT every ``heartbeat_interval`` to every member; the
-  member list rides along only to members that have not acknowledged the current epoch, and
+  member list rides along only to members that have not acknowledged the current epoch (each
+  member's tasks by digest to a node that reads it, :mod:`clerk._tasksets`; a node asks for a
+  set it lacks, :func:`fetch_sets`), and
   the task table's changes only to members behind the table log, in bounded chunks
   (:mod:`clerk._replica`). A WELCOMEd joiner gets its first chunks with the WELCOME; one that
   does not acknowledge them is not sent the table again before ``TABLE_RESEND``. A member
