@@ -194,13 +194,18 @@ class MemberTable:
         return changed
 
     def trim_sets(self) -> None:
-        """Let the sets no row refers to go (:meth:`TaskSets.trim`)."""
-        self.sets.trim([d for r in self._rows.values()
-                        for d in (r.digest, r.want[0] if r.want else None) if d is not None])
+        """Let the sets no row refers to go, once there are too many (:meth:`TaskSets.trim`:
+        a manager through many deploys held every set it ever heard of)."""
+        if not self.sets.crowded(len(self._rows)):
+            return
+        self.sets.trim([p for r in self._rows.values()
+                        for p in ((r.digest, r.started), r.want) if p is not None
+                        and p[0] is not None])
 
     def _changed(self) -> None:
         self.epoch += 1
         self.list_epoch = self.epoch
+        self.trim_sets()
 
     def set_tasks(self, name: str, tasks: tuple[str, ...]) -> bool:
         """Change a row's advertised tasks; True if it changed."""

@@ -51,6 +51,7 @@ __all__ = [
     "FETCH_RETRY",
     "KEEP_SETS",
     "MAX_FETCHES",
+    "MAX_PARTS",
     "PART_CHARS",
     "Fetch",
     "TaskSets",
@@ -75,6 +76,9 @@ PART_CHARS = 192 * 1024
 KEEP_SETS = 16
 #: Fetches assembled at once (parts of others are dropped until one ends).
 MAX_FETCHES = 64
+#: Parts of one set, at most (a forged reply cannot make a node hold more than this many
+#: messages' worth for one fetch; a real set of 10,000 tasks is 2).
+MAX_PARTS = 64
 _T_KEY = '"t":'
 _S_BEFORE = re.compile(r'"s":(-?[0-9][0-9.eE+-]*),$')
 
@@ -257,7 +261,7 @@ class TaskSets:
         f = self.fetches.get(digest)
         if f is None:
             return "unasked"
-        if not 1 <= part <= parts or (f.parts and parts != f.parts) or parts > 4096:
+        if not 1 <= part <= parts or (f.parts and parts != f.parts) or parts > MAX_PARTS:
             return "parts"
         if f.parts != parts:
             f.parts, f.got = parts, {}
@@ -273,13 +277,17 @@ class TaskSets:
         self.fetched += 1
         return "done"
 
-    def trim(self, used: Iterable[str]) -> None:
-        """Drop the sets (and rebuilt entries) no row uses, once there are too many."""
-        keep = set(used)
-        if len(self.sets) <= len(keep) + KEEP_SETS:
-            return
+    def crowded(self, rows: int) -> bool:
+        """More sets or rebuilt entries held than ``rows`` rows can use (and some spare)."""
+        return max(len(self.sets), len(self._entries)) > rows + KEEP_SETS
+
+    def trim(self, used: Iterable[tuple[str, float | None]]) -> None:
+        """Drop the sets and rebuilt entries no row uses (``used``: the rows' digests and
+        start times)."""
+        pairs = set(used)
+        keep = {d for d, _ in pairs}
         self.sets = {d: b for d, b in self.sets.items() if d in keep}
-        self._entries = {k: e for k, e in self._entries.items() if k[0] in keep}
+        self._entries = {k: e for k, e in self._entries.items() if k in pairs}
         self._at = {d: a for d, a in self._at.items() if d in keep}
         for d in [d for d in self.fetches if d not in keep]:
             del self.fetches[d]

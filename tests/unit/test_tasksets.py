@@ -114,3 +114,21 @@ def test_a_set_that_never_arrives_is_asked_again_of_each_holder_in_turn() -> Non
     assert lost.members.get("b").tasks == ("b1", "b2")  # type: ignore[union-attr]
     assert not lost.members.wanting or not lost.members.wanted()
     assert m.members.get("d").tasks == ("d",)  # type: ignore[union-attr]
+
+
+def test_sets_nobody_uses_any_more_are_let_go() -> None:
+    from clerk._membership import MemberTable
+    from clerk._messages import Peer
+    from clerk._tasksets import KEEP_SETS
+
+    me = Peer("m", "m:1", "m-1+d")
+    table = MemberTable(me, ("a",), 0.0)
+    peer = Peer("b", "b:1", "b-1+d")
+    for i in range(100):  # b re-announces 100 times (deploys): each set digested once
+        table.admit(peer, (f"t{i}",), float(i), 2.0)
+        table.infos(digests=True)
+    assert len(table.sets.sets) <= 2 + KEEP_SETS + 1
+    assert table.sets.sets[table.form(table.get("b"))[0]] == ("t99",)  # type: ignore[arg-type]
+    # a forged reply cannot make a fetch hold more than MAX_PARTS parts
+    assert table.sets.due("ff" * 16, 0.0) == 0
+    assert table.sets.part("ff" * 16, 1, 10_000, ("x",)) == "parts"
