@@ -132,3 +132,24 @@ def test_sets_nobody_uses_any_more_are_let_go() -> None:
     # a forged reply cannot make a fetch hold more than MAX_PARTS parts
     assert table.sets.due("ff" * 16, 0.0) == 0
     assert table.sets.part("ff" * 16, 1, 10_000, ("x",)) == "parts"
+
+
+def test_a_thirtieth_node_joins_a_10000_task_cluster() -> None:
+    """30 cores announcing 10,000 tasks each, every message through the real codec (over
+    1 MiB it raises): each joins, and every node holds every member's entries. Before, the
+    list of 5 such members was over the limit."""
+    defs = [clerk.task("clerk.examples:Tally", name=f"myapp.tasks:Poll{i:05d}", interval=60_000,
+                       args={"n": i}) for i in range(10_000)]
+    net = Net()
+    cores = [net.node("n00", priority=9, tasks=announce(defs, 1.0), incarnation=new("n00"))]
+    for i in range(1, 30):
+        cores.append(net.node(f"n{i:02d}", seeds=["n00"], tasks=announce(defs, 1.0 + i),
+                              incarnation=new(f"n{i:02d}")))
+        net.advance(0.2)
+    net.advance(1.0)
+    assert len(cores[0].members) == 30
+    for core in cores[::7]:
+        rows = {r.name: r for r in core.members}
+        assert len(rows) == 30 and all(r.want is None for r in rows.values())
+        assert all(rows[c.me.name].tasks == c.tasks for c in cores)
+    assert not any(isinstance(e.msg, TasksQuery) for c in cores for e in net.effects(c, Send))
