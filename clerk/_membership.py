@@ -198,9 +198,13 @@ class MemberTable:
         a manager through many deploys held every set it ever heard of)."""
         if not self.sets.crowded(len(self._rows)):
             return
-        self.sets.trim([p for r in self._rows.values()
-                        for p in ((r.digest, r.started), r.want) if p is not None
-                        and p[0] is not None])
+        used: list[tuple[str, float | None]] = []
+        for r in self._rows.values():
+            if r.digest is not None:
+                used.append((r.digest, r.started))
+            if r.want is not None:
+                used.append(r.want)
+        self.sets.trim(used)
 
     def _changed(self) -> None:
         self.epoch += 1

@@ -299,7 +299,7 @@ class TaskSets:
 def by_digest(msg: Any) -> bool:
     """Does ``msg`` hold a member list by digest (which an older build refuses whole)?"""
     members = getattr(msg, "members", None)
-    return bool(members) and any(m.digest is not None for m in members)
+    return members is not None and any(m.digest is not None for m in members)
 
 
 def with_entries(msg: Any, tasks_of: Callable[[str], tuple[str, ...] | None]) -> Any:
