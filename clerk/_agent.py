@@ -67,6 +67,7 @@ from clerk._schedule import unpack_table
 from clerk._security import keys_from_cookie, load_cookie
 from clerk._statusjob import StatusJobs
 from clerk._statusparts import LOOP_PART_BYTES, StatusParts
+from clerk._tasksets import DIGEST_MARK
 from clerk._transport import FINAL_LINGER_MS, MAX_UNPINNED_LINKS, Inbound, Transport
 
 __all__ = ["Agent"]
@@ -110,9 +111,11 @@ class Agent(AgentReplies):
             self._wake_w.close()
             raise
         # The incarnation's marks announce that this node reads a COORDINATOR's table position
-        # (clerk._messages.TABLE_MARK) and batches (clerk._batch, last).
+        # (clerk._messages.TABLE_MARK), member lists by digest (clerk._tasksets.DIGEST_MARK)
+        # and batches (clerk._batch, last).
         self.me = Peer(config.name, config.address,
-                       secrets.token_hex(6) + TABLE_MARK + BATCH_MARK, config.priority)
+                       secrets.token_hex(6) + TABLE_MARK + DIGEST_MARK + BATCH_MARK,
+                       config.priority)
         # What a loop turn sends, by peer: flushed at the end of the turn (clerk._batch).
         self.outgoing = Coalescer()
         self._urgent = False  # a run or a result is among them (flush_urgent)

@@ -112,6 +112,8 @@ from clerk._messages import (
     RunQuery,
     Status,
     StatusReply,
+    TasksQuery,
+    TasksReply,
     Welcome,
 )
 from clerk._record import unpack_table
@@ -329,7 +331,11 @@ class NodeCore(CoreState):
                 _joining.probe(self, now)
             if self.quorum is not None:
                 self._quorum_outcome(_quorumcore.tick(self, now), now)
+            if now >= self.next_fetch():
+                _joining.fetch_sets(self, now)
         elif role is Role.FOLLOWER:
+            if now >= self.next_fetch():
+                _joining.fetch_sets(self, now)
             if now >= self._last_heard + t.manager_timeout:
                 _election.start_election(self, now, suspect=self.manager or "")
             elif now >= self._next_probe:
@@ -468,4 +474,6 @@ _HANDLERS: dict[type, Callable[[NodeCore, Any, float], None]] = {
     Accept: NodeCore._m_quorum,
     Accepted: NodeCore._m_quorum,
     Reject: NodeCore._m_quorum,
+    TasksQuery: _joining.m_tasks_query,
+    TasksReply: _joining.m_tasks_reply,
 }

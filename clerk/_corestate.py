@@ -274,14 +274,19 @@ class CoreState:
         """The monotonic time at which the next :class:`~clerk._core.Tick` is due."""
         t = self.timings
         if self.role is Role.MANAGER:
-            return min(self._next_heartbeat, self._next_probe)
+            return min(self._next_heartbeat, self._next_probe, self.next_fetch())
         if self.role is Role.FOLLOWER:
-            return min(self._last_heard + t.manager_timeout, self._next_probe)
+            return min(self._last_heard + t.manager_timeout, self._next_probe,
+                       self.next_fetch())
         if self.role is Role.JOINING:
             return min(self.elect_at(), self._next_retry)
         if self.role in (Role.CANDIDATE, Role.LEAVING):
             return self._deadline
         return INF
+
+    def next_fetch(self) -> float:
+        """When to ask for the task sets our rows wait for (clerk._tasksets)."""
+        return self.members.sets.next_retry() if self.members.wanting else INF
 
     def elect_at(self) -> float:
         """JOINING: when we call an election if no manager welcomes us first: at the join

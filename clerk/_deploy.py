@@ -4,9 +4,10 @@ Rules:
 
 * **Announcement.** Each member announces the tasks it has loaded *with their parameters*:
   every entry of the ``tasks`` list of its JOIN (and so of its row in the member list the
-  manager replicates) is the task's name, a unit separator (``\\x1f``) and the JSON of its
-  definition and of the time the member started. The core stores and forwards these entries
-  as they are; :func:`task_names` turns them back into names wherever names are wanted. An
+  manager replicates, by reference: :mod:`clerk._tasksets`) is the task's name, a unit
+  separator (``\\x1f``) and the JSON of its definition and of the time the member started.
+  The core stores and forwards these entries as they are; :func:`task_names` turns them back
+  into names wherever names are wanted. An
   entry that is a bare name (or that does not parse) still counts as "has the task loaded",
   without parameters.
 * **Every loaded task is scheduled.** The manager schedules every task that any *live* member
@@ -40,12 +41,14 @@ SEP = "\x1f"
 #: Longest entry announced with its parameters (a task with big ``args``): longer ones are
 #: announced by name only, and scheduled with the manager's own definition if it has one.
 MAX_ENTRY_CHARS = 2048
-#: All of a node's entries with parameters together, at most. The member list (every member's
-#: entries) travels in one heartbeat of at most 1 MiB when it changes, so the announcement of
-#: a node must stay small: this is ~250 tasks of typical size per node (a 1000-task node
-#: announces the rest by name only, as before rolling deploys existed). It is measured, and
-#: logged at start when it is exceeded.
+#: All of a node's entries with parameters together, at most. The member list carries the
+#: entries by reference (clerk._tasksets) to nodes that read it, but an older build's list,
+#: a JOIN and a fetched set carry them, so the announcement of a node stays small: this is
+#: ~250 tasks of typical size per node (a 1000-task node announces the rest by name only, as
+#: before rolling deploys existed). It is measured, and logged at start when it is exceeded.
 MAX_ANNOUNCE_CHARS = 16 * 1024
+#: What an entry's start time (``"s":<seconds>,``) counts for against the limits above.
+_STARTED_ROOM = 24
 _KEYS = ("target", "interval", "cron", "timezone", "catch_up", "timeout", "instant", "enabled",
          "args")
 #: Short keys on the wire, and the defaults that are left out.
@@ -64,11 +67,13 @@ def announce(defs: Iterable[TaskDef], started: float) -> tuple[str, ...]:
     for d in defs:
         params: dict[str, Any] = {_SHORT[k]: v for k, v in d.to_json().items()
                                   if k in _KEYS and (k not in _DEFAULT or v != _DEFAULT[k])}
+        # Measured without the start time (plus room for it), so that members of one build
+        # announce the same entries up to it whenever they started (clerk._tasksets: one set).
+        size = len(d.name) + 1 + len(json.dumps(params, separators=(",", ":"))) + _STARTED_ROOM
         params["s"] = round(started, 3)
-        entry = d.name + SEP + json.dumps(params, separators=(",", ":"), sort_keys=True)
-        if len(entry) <= min(MAX_ENTRY_CHARS, budget):
-            budget -= len(entry)
-            out.append(entry)
+        if size <= min(MAX_ENTRY_CHARS, budget):
+            budget -= size
+            out.append(d.name + SEP + json.dumps(params, separators=(",", ":"), sort_keys=True))
         else:
             out.append(d.name)
     return tuple(out)

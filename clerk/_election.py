@@ -41,7 +41,7 @@ from clerk import _quorumcore
 from clerk._corestate import CoreState
 from clerk._coretypes import INF, ManagerChanged, MemberDown, Refused, Role
 from clerk._handover import step_down_to
-from clerk._joining import acknowledge, adopt, heartbeat_round, learn
+from clerk._joining import acknowledge, adopt, heartbeat_round, learn, list_for, lists_me
 from clerk._joining import probe as probe_lost
 from clerk._membership import Member
 from clerk._messages import (
@@ -311,7 +311,7 @@ def m_welcome(core: CoreState, msg: Welcome, now: float) -> None:
         return
     if claim.name == msg.sender.name:
         if on_claim(core, claim, now) and core.role is Role.FOLLOWER:
-            adopt(core, msg.members, now)
+            adopt(core, msg.members, now, welcomed=True)
             core._epoch_seen = msg.epoch
         return
     if second_hand_suspect(core, claim, msg.sender.name):
@@ -335,8 +335,7 @@ def m_heartbeat(core: CoreState, msg: Heartbeat, now: float) -> None:
     if msg.members is not None:
         adopt(core, msg.members, now)
         core._epoch_seen = msg.epoch
-        if not any(m.name == core.me.name and m.incarnation == core.me.incarnation
-                   and m.tasks == core.tasks for m in msg.members):
+        if not lists_me(core, msg.members):
             core.send(s.address, Join(core.me, core.term, core.tasks))
     if msg.table is not None:
         if core.table_log.log:
@@ -362,7 +361,8 @@ def m_election(core: CoreState, msg: Election, now: float) -> None:
         core.send(s.address, Ok(core.me, core.term, core.my_claim()))
         if core.members.touch(s.name, s.incarnation, now) is None:
             core.send(s.address, Heartbeat(core.me, core.term, core._seq,
-                                            core.members.epoch, core.members.infos(), None))
+                                            core.members.epoch, list_for(core, s.incarnation),
+                                            None))
         return
     if core.role is Role.FOLLOWER:
         fresh = now - core._last_heard <= core.timings.vouch_window

@@ -24,9 +24,11 @@ from __future__ import annotations
 from clerk._corestate import CoreState
 from clerk._coretypes import Role, StateHandedOver
 from clerk._joining import learn
+from clerk._membership import Member
 from clerk._messages import Claim, Coordinator, Handover, Json, Leave, MemberInfo
 from clerk._record import PACK_CHUNK
 from clerk._replica import table_text
+from clerk._tasksets import reads_digests
 
 __all__ = [
     "FORWARD_MEMORY",
@@ -95,7 +97,11 @@ def step_down_to(core: CoreState, claim: Claim) -> None:
     its rows' progress, never corrupts another's, and a node of an older build reads each as
     a merge HANDOVER, as before (nothing new on the wire)."""
     source = core.table_log if core.table_log.complete else core.replica
-    members = core.members.infos()
+    # By digest to a winner we know reads them (a member); one we do not know (most merges:
+    # the other side's manager) gets the entries, as an older build reads them.
+    winner = core.members.by_address(claim.address)
+    members = core.members.infos(
+        digests=winner is not None and reads_digests(winner.peer.incarnation))
     room = max(0, core.part_chars - members_chars(members))
     parts = table_parts(source.items(), core.part_chars, room) or [None]
     for i, part in enumerate(parts):
@@ -166,8 +172,12 @@ def leave_as_manager(core: CoreState, now: float) -> None:
     if not live:
         core.stop("left; no member to hand over to")
         return
-    members = tuple(i for i in core.members.infos() if i.name != core.me.name)
-    room = core.part_chars - members_chars(members)
+    forms = {d: tuple(i for i in core.members.infos(digests=d) if i.name != core.me.name)
+             for d in (False, True)}
+
+    def members_for(row: Member) -> tuple[MemberInfo, ...]:
+        return forms[reads_digests(row.peer.incarnation)]
+
     # The highest-ranked member whose hand-over fits one message: one too far behind (it
     # joined moments ago) would need the whole table, over the limit from ~2,000 tasks, and
     # would take over with its replica as it is. None fits: the highest, as before.
@@ -177,9 +187,10 @@ def leave_as_manager(core: CoreState, now: float) -> None:
         candidate = core.handover_state(row)
         if i == 0:
             state = candidate
-        if _state_chars(candidate) <= room:
+        if _state_chars(candidate) <= core.part_chars - members_chars(members_for(row)):
             successor, state = row, candidate
             break
+    members = members_for(successor)
     core.send(successor.peer.address, Handover(core.me, core.term, members, state))
     core.role = Role.LEAVING
     core._successor = successor.name

@@ -23,7 +23,9 @@ them. Rules:
   (:mod:`clerk._adopt`, "A manager that starts from its own disk"). A node restarting into a
   cluster whose manager is up, or starting without a data directory, joins as before.
 * **Heartbeats.** A manager sends HEARTBEAT every ``heartbeat_interval`` to every member; the
-  member list rides along only to members that have not acknowledged the current epoch, and
+  member list rides along only to members that have not acknowledged the current epoch (each
+  member's tasks by digest to a node that reads it, :mod:`clerk._tasksets`; a node asks for a
+  set it lacks, :func:`fetch_sets`), and
   the task table's changes only to members behind the table log, in bounded chunks
   (:mod:`clerk._replica`). A WELCOMEd joiner gets its first chunks with the WELCOME; one that
   does not acknowledge them is not sent the table again before ``TABLE_RESEND``. A member
@@ -62,13 +64,25 @@ them. Rules:
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 
 from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState
 from clerk._coretypes import INF, MemberDown, MemberUp, Refused, Role
 from clerk._membership import Member
-from clerk._messages import Ack, Coordinator, Heartbeat, Join, MemberInfo, Refuse, Welcome
+from clerk._messages import (
+    Ack,
+    Coordinator,
+    Heartbeat,
+    Join,
+    MemberInfo,
+    Refuse,
+    TasksQuery,
+    TasksReply,
+    Welcome,
+)
 from clerk._replica import TABLE_RESEND, TABLE_WINDOW_CHARS
+from clerk._tasksets import parts_of, reads_digests
 
 __all__ = [
     "ACKS_PER_TIMEOUT",
@@ -77,12 +91,16 @@ __all__ = [
     "acknowledge",
     "adopt",
     "give_up_waiting",
+    "fetch_sets",
     "heard",
     "heartbeat_round",
     "learn",
+    "lists_me",
     "m_ack",
     "m_join",
     "m_refuse",
+    "m_tasks_query",
+    "m_tasks_reply",
     "on_peer_up",
     "probe",
     "probe_seeds",
@@ -192,14 +210,16 @@ def heartbeat_round(core: CoreState, now: float) -> None:
     # Members in the same position share the same heartbeat objects (the agent encodes an
     # object once per batch of effects: see Agent.apply): in a steady cluster, one or two
     # distinct heartbeats per round whatever the number of members.
-    beats: dict[tuple[bool, int, int], list[Heartbeat]] = {}
+    beats: dict[tuple[int, int, int], list[Heartbeat]] = {}
     for row in core.members.others():
-        with_list = row.acked_epoch != epoch
+        # The list (0: none), with each member's entries (1) or by digest (2).
+        form = 0 if row.acked_epoch == epoch else (
+            2 if reads_digests(row.peer.incarnation) else 1)
         base, room = table_position(core, row, now)
-        key = (with_list, base, room)
+        key = (form, base, room)
         chain = beats.get(key)
         if chain is None:
-            chain = beats[key] = _chain(core, with_list, base, room)
+            chain = beats[key] = _chain(core, form, base, room)
         for beat in chain:
             core.send(row.peer.address, beat)
         _sent(row, chain, now)
@@ -222,11 +242,11 @@ def table_position(core: CoreState, row: Member, now: float) -> tuple[int, int]:
     return row.acked_table, TABLE_WINDOW_CHARS
 
 
-def _chain(core: CoreState, with_list: bool, base: int, room: int) -> list[Heartbeat]:
-    """One heartbeat (the list if ``with_list``, the first delta), then one per further delta
-    of the window."""
+def _chain(core: CoreState, form: int, base: int, room: int) -> list[Heartbeat]:
+    """One heartbeat (the list if ``form``: 1 with the entries, 2 by digest; the first
+    delta), then one per further delta of the window."""
     deltas = core.table_log.window(base, room) if room > 0 else []
-    members = core.members.infos() if with_list else None
+    members = core.members.infos(digests=form == 2) if form else None
     first = Heartbeat(core.me, core.term, core._seq, core.members.epoch, members,
                       deltas[0] if deltas else None)
     return [first, *(Heartbeat(core.me, core.term, core._seq, core.members.epoch, None, d)
@@ -292,13 +312,15 @@ def resumed(core: CoreState, now: float) -> None:
     core.distrust_down_until = now + core.timings.member_timeout
 
 
-def adopt(core: CoreState, infos: tuple[MemberInfo, ...], now: float) -> None:
+def adopt(core: CoreState, infos: tuple[MemberInfo, ...], now: float,
+          welcomed: bool = False) -> None:
     """Take the manager's member list. Members it no longer lists go into our own
     ``_lost``: if we take over later we keep probing them, so the knowledge of a
     partitioned-off side does not die with the manager that dropped it."""
     for row in core.members.replace_all(infos, now):
         if row.name != core.me.name:
             core._lost[row.peer.address] = now
+    fetch_sets(core, now, welcomed)
     if core._lost:
         present = {row.peer.address for row in core.members}
         horizon = now - LOST_HORIZON
@@ -379,7 +401,8 @@ def m_join(core: CoreState, msg: Join, now: float) -> None:
         core._lost.pop(sender.address, None)
         row.acked_epoch = core.members.epoch
         core.send(sender.address, Welcome(core.me, core.term, core.my_claim(),
-                                          core.members.infos(), core.members.epoch))
+                                          list_for(core, sender.incarnation),
+                                          core.members.epoch))
         if adm.outcome in ("added", "replaced"):
             row.reset_table()
         send_table(core, row, now)  # the table in chunks, now (a retried JOIN: if not sent)
@@ -393,7 +416,7 @@ def m_join(core: CoreState, msg: Join, now: float) -> None:
     if core.role in (Role.LEAVING, Role.STOPPED):
         return
     core.send(sender.address, Welcome(core.me, core.term, core._claim,
-                                      core.members.infos(), core.members.epoch))
+                                      list_for(core, sender.incarnation), core.members.epoch))
 
 
 def m_refuse(core: CoreState, msg: Refuse, now: float) -> None:
@@ -427,7 +450,7 @@ def m_ack(core: CoreState, msg: Ack, now: float) -> None:
     if row is None:
         # Not (or no longer) a member: the list we send makes it JOIN again.
         core.send(s.address, Heartbeat(core.me, core.term, core._seq, core.members.epoch,
-                                       core.members.infos(), None))
+                                       list_for(core, s.incarnation), None))
         return
     row.acked_epoch = msg.epoch
     acked = msg.table if msg.log == core.table_log.log else -1
@@ -439,3 +462,85 @@ def m_ack(core: CoreState, msg: Ack, now: float) -> None:
     core._fence.ack(msg.term, core.term, msg.seq)  # a member still follows us
     if was_dead:
         core._out.append(MemberUp(row.info(), "revived"))
+
+
+# --- task sets by reference (clerk._tasksets) ---------------------------------------------------
+
+
+def list_for(core: CoreState, incarnation: str) -> tuple[MemberInfo, ...]:
+    """The member list as the node of ``incarnation`` reads it: by digest if it can."""
+    return core.members.infos(digests=reads_digests(incarnation))
+
+
+def lists_me(core: CoreState, infos: tuple[MemberInfo, ...]) -> bool:
+    """Does this list hold this node, with the tasks it announces?"""
+    me = core.me
+    for m in infos:
+        if m.name == me.name and m.incarnation == me.incarnation:
+            if m.digest is None:
+                return m.tasks == core.tasks
+            return (m.digest, m.started) == core.members.own_form()
+    return False
+
+
+def fetch_sets(core: CoreState, now: float, welcomed: bool = False) -> None:
+    """Ask for the sets of the digests our rows wait for, that were not asked for within
+    ``FETCH_RETRY``: the members that announce the digest in turn, each node starting at its
+    own place among them (a new build's first node is asked by every other member once: not
+    all of the manager), then our manager; nodes that read digests only (an older build
+    drops TASKS_QUERY). ``welcomed``: the list came in our WELCOME: the members may not list
+    us yet (they drop a query from a stranger), so the manager is asked first. Fetches nobody
+    waits for any more are dropped."""
+    sets = core.members.sets
+    sets.fresh = False
+    wanted = core.members.wanted()
+    for digest in [d for d in sets.fetches if d not in wanted]:
+        del sets.fetches[digest]
+    if not wanted:
+        core.members.wanting = False
+        core.members.trim_sets()
+        return
+    claim = core._claim
+    manager = None if claim is None else core.members.get(claim.name)
+    last = [manager.peer.address] if (manager is not None and manager.name != core.me.name
+                                      and reads_digests(manager.peer.incarnation)) else []
+    start = zlib.crc32(core.me.name.encode())
+    for digest, rows in wanted.items():
+        attempt = sets.due(digest, now)
+        if attempt is None:
+            continue
+        owners = sorted(r.peer.address for r in rows if r.alive and r.name != core.me.name
+                        and reads_digests(r.peer.incarnation) and r.peer.address not in last)
+        holders = owners[start % len(owners):] + owners[:start % len(owners)] if owners else []
+        holders = last + holders if welcomed else holders + last
+        if holders:
+            core.send(holders[attempt % len(holders)], TasksQuery(core.me, core.term, digest))
+
+
+def m_tasks_query(core: CoreState, msg: TasksQuery, now: float) -> None:
+    """TASKS_QUERY: a member (or our manager) asks for a set we hold: all its parts."""
+    s = msg.sender
+    row = core.members.get(s.name)
+    if row is None or row.peer.incarnation != s.incarnation:
+        core.drop("tasks_query_stranger", f"TASKS_QUERY from {s.name!r} at {s.address!r}: "
+                                          "not a member")
+        return
+    sets = core.members.sets
+    if msg.digest not in sets.sets:
+        core.members.own_form()  # (our own set is held once its digest is known)
+    base = sets.sets.get(msg.digest)
+    if base is None:
+        return  # not held here: the asker asks another holder after FETCH_RETRY
+    parts = parts_of(base)
+    for i, part in enumerate(parts, 1):
+        core.send(s.address, TasksReply(core.me, core.term, msg.digest, i, len(parts), part))
+
+
+def m_tasks_reply(core: CoreState, msg: TasksReply, now: float) -> None:
+    """TASKS_REPLY: a part of a set we asked for; the rows waiting for it take it whole."""
+    outcome = core.members.sets.part(msg.digest, msg.part, msg.parts, msg.tasks)
+    if outcome == "done":
+        core.members.resolved(msg.digest)
+    elif outcome != "more":
+        core.drop(f"tasks_reply_{outcome}", f"TASKS_REPLY from {msg.sender.name!r} for "
+                                            f"{msg.digest[:40]!r}: {outcome}")

@@ -12,6 +12,11 @@ epoch). Each row also holds where the table's replication to that member stands
 copy replaced wholesale from the manager's heartbeats; before any manager exists (cluster
 formation) nodes also record the peers they hear of, which is what the bully election runs over.
 
+A row's tasks (the entries its member announced) travel by reference to nodes that read it
+(:mod:`clerk._tasksets`): :meth:`MemberTable.infos` gives either form, the table computes a
+row's digest once per change of its entries, and a row told a digest whose set this node does
+not hold yet keeps its entries (``want``) until :meth:`MemberTable.resolved`.
+
 Admission rules for a JOIN from ``name`` (incarnation ``inc``, address ``addr``):
 
 * same name, same incarnation: a repeat of the same node; refreshed.
@@ -28,6 +33,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from clerk._messages import MemberInfo, Peer
+from clerk._tasksets import TaskSets, split
 
 __all__ = ["Admission", "Member", "MemberTable"]
 
@@ -47,6 +53,11 @@ class Member:
     sent_table: int = -1
     sent_at: float = float("-inf")
     sent_chars: int = 0
+    #: The digest and start time of ``tasks`` (clerk._tasksets; None: not computed yet),
+    #: and the ones announced whose set this node does not hold yet (None: none).
+    digest: str | None = None
+    started: float | None = None
+    want: tuple[str, float | None] | None = None
 
     def reset_table(self) -> None:
         """A new table log: this member holds nothing of it yet."""
@@ -61,6 +72,13 @@ class Member:
         p = self.peer
         return MemberInfo(p.name, p.address, p.incarnation, p.priority, self.alive, self.tasks)
 
+    def set_tasks(self, tasks: tuple[str, ...]) -> None:
+        """New entries (from a JOIN or a list that carries them): the digest is redone."""
+        if tasks is not self.tasks:
+            self.tasks = tasks
+            self.digest = self.started = None
+        self.want = None
+
 
 @dataclass(frozen=True, slots=True)
 class Admission:
@@ -74,8 +92,12 @@ class Admission:
 class MemberTable:
     """Members by name, plus an ``epoch`` that changes whenever the list does."""
 
-    def __init__(self, me: Peer, tasks: tuple[str, ...], now: float) -> None:
+    def __init__(self, me: Peer, tasks: tuple[str, ...], now: float,
+                 sets: TaskSets | None = None) -> None:
         self.me = me
+        self.sets = sets if sets is not None else TaskSets()
+        #: Some row may wait for a set (cleared by clerk._joining.fetch_sets when none does).
+        self.wanting = False
         self.epoch = 0
         self.list_epoch = 0  # the epoch of the last change of the list (not of the table)
         self._rows: dict[str, Member] = {me.name: Member(me, tasks, True, now)}
@@ -101,19 +123,100 @@ class MemberTable:
     def others(self) -> list[Member]:
         return [r for r in self._rows.values() if r.name != self.me.name]
 
-    def infos(self) -> tuple[MemberInfo, ...]:
-        return tuple(r.info() for r in sorted(self._rows.values(), key=lambda r: r.name))
+    def infos(self, digests: bool = False) -> tuple[MemberInfo, ...]:
+        """The list, each row with its entries, or (``digests``) by reference."""
+        rows = sorted(self._rows.values(), key=lambda r: r.name)
+        if not digests:
+            return tuple(r.info() for r in rows)
+        out = []
+        for r in rows:
+            p = r.peer
+            digest, started = r.want if r.want is not None else self.form(r)
+            out.append(MemberInfo(p.name, p.address, p.incarnation, p.priority, r.alive, (),
+                                  digest, started))
+        return tuple(out)
+
+    def form(self, row: Member) -> tuple[str, float | None]:
+        """``(digest, started)`` of the row's entries (computed once per change of them; the
+        set is then held, so this node can answer for it)."""
+        if row.digest is None:
+            digest, base, row.started = split(row.tasks)
+            self.sets.add(digest, base)
+            row.digest = digest
+        return row.digest, row.started
+
+    def own_form(self) -> tuple[str, float | None]:
+        return self.form(self._rows[self.me.name])
+
+    def _take(self, row: Member, info: MemberInfo) -> bool:
+        """Give ``row`` the tasks ``info`` announces; True if they changed."""
+        if info.digest is None:
+            if row.want is None and row.tasks == info.tasks:
+                return False  # (the same entries: the same object, for the resolver)
+            row.set_tasks(info.tasks)
+            return True
+        said = (info.digest, info.started)
+        if row.want == said:
+            return False
+        if row.want is None and self.form(row) == said:
+            return False
+        self.own_form()  # (our own set is held: a member of our build needs no fetch)
+        got = self.sets.entries(info.digest, info.started)
+        if got is None:
+            row.want = said
+            self.wanting = self.sets.fresh = True
+            return False
+        row.tasks, row.want = got, None
+        row.digest, row.started = said
+        return True
+
+    def wanted(self) -> dict[str, list[Member]]:
+        """digest -> the rows waiting for its set."""
+        out: dict[str, list[Member]] = {}
+        for row in self._rows.values():
+            if row.want is not None:
+                out.setdefault(row.want[0], []).append(row)
+        return out
+
+    def resolved(self, digest: str) -> bool:
+        """The set of ``digest`` arrived: the rows that wait for it take it. True if any."""
+        changed = False
+        for row in self._rows.values():
+            if row.want is not None and row.want[0] == digest:
+                got = self.sets.entries(*row.want)
+                if got is not None:
+                    row.tasks = got
+                    row.digest, row.started = row.want
+                    row.want = None
+                    changed = True
+        if changed:
+            self._changed()
+        return changed
+
+    def trim_sets(self) -> None:
+        """Let the sets no row refers to go, once there are too many (:meth:`TaskSets.trim`:
+        a manager through many deploys held every set it ever heard of)."""
+        if not self.sets.crowded(len(self._rows)):
+            return
+        used: list[tuple[str, float | None]] = []
+        for r in self._rows.values():
+            if r.digest is not None:
+                used.append((r.digest, r.started))
+            if r.want is not None:
+                used.append(r.want)
+        self.sets.trim(used)
 
     def _changed(self) -> None:
         self.epoch += 1
         self.list_epoch = self.epoch
+        self.trim_sets()
 
     def set_tasks(self, name: str, tasks: tuple[str, ...]) -> bool:
         """Change a row's advertised tasks; True if it changed."""
         row = self._rows.get(name)
         if row is None or row.tasks == tasks:
             return False
-        row.tasks = tasks
+        row.set_tasks(tasks)
         self._changed()
         return True
 
@@ -127,8 +230,12 @@ class MemberTable:
             self._changed()
             return Admission("added")
         if row.peer.incarnation == peer.incarnation:
-            changed = row.tasks != tasks or not row.alive or row.peer != peer
-            row.peer, row.tasks, row.alive, row.last_seen = peer, tasks, True, now
+            changed = (row.tasks != tasks or row.want is not None or not row.alive
+                       or row.peer != peer)
+            if row.tasks != tasks:
+                row.set_tasks(tasks)
+            row.want = None
+            row.peer, row.alive, row.last_seen = peer, True, now
             if changed:
                 self._changed()
             return Admission("refreshed")
@@ -154,7 +261,8 @@ class MemberTable:
             if info.name == self.me.name or (row is not None and row.alive):
                 continue
             peer = Peer(info.name, info.address, info.incarnation, info.priority)
-            self._rows[info.name] = Member(peer, info.tasks, info.alive, now)
+            row = self._rows[info.name] = Member(peer, (), info.alive, now)
+            self._take(row, info)
             self._changed()
 
     def replace_all(self, infos: Iterable[MemberInfo], now: float) -> list[Member]:
@@ -174,12 +282,13 @@ class MemberTable:
                         and p.priority == info.priority):
                     # The same node: update the row in place (keeps last_seen). This loop
                     # runs for every member on every list change, so it avoids allocating.
-                    prev.tasks = info.tasks
+                    self._take(prev, info)
                     prev.alive = info.alive
                     rows[name] = prev
                     continue
             peer = Peer(name, info.address, info.incarnation, info.priority)
-            rows[name] = Member(peer, info.tasks, info.alive, now)
+            row = rows[name] = Member(peer, (), info.alive, now)
+            self._take(row, info)
         self._rows = rows
         self._changed()
         return [row for name, row in old.items() if name not in rows]

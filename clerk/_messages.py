@@ -14,6 +14,8 @@ Protocol at a glance (``->`` one message, ``=>`` to every member)::
     node    -> higher    ELECTION(suspect)      answered OK(manager claim if one is healthy)
     winner  => members   COORDINATOR(claim, table at)  also sent to a stale manager to depose
                                                 it; ``table``: where the winner's table stands
+    node    -> holder    TASKS_QUERY(digest)    a member's task set by its digest, answered
+                                                TASKS_REPLY(digest, part, parts, tasks)
     node    -> manager   LEAVE                  graceful exit of a member
     manager -> successor HANDOVER(members, state)  graceful exit of a manager, or a merge
     manager -> node      EXECUTE(task, run, slot, state, timeout, due, deadline)  answered RESULT
@@ -69,6 +71,8 @@ __all__ = [
     "TABLE_MARK",
     "TableAt",
     "TableDelta",
+    "TasksQuery",
+    "TasksReply",
     "Welcome",
     "MESSAGE_KINDS",
     "OMIT_NONE",
@@ -77,6 +81,10 @@ __all__ = [
 
 #: Any JSON value (validated by the codec: JSON types only, bounded depth).
 Json: TypeAlias = Any
+
+#: Field metadata: the codec leaves the field out of the body while it is None, so a node of
+#: an older build (which refuses a field it does not know) reads the message as before.
+OMIT_NONE = {"omit_none": True}
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +132,11 @@ class MemberInfo:
     priority: int
     alive: bool
     tasks: tuple[str, ...] = ()
+    #: By reference (to a node that reads it, :mod:`clerk._tasksets`): the digest of the
+    #: member's task set and its start time (``tasks`` then empty). Left out while None, so
+    #: a node of an older build reads the row as before.
+    digest: str | None = field(default=None, metadata=OMIT_NONE)
+    started: float | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,9 +214,6 @@ class Ok:
     manager: Claim | None = None
 
 
-#: Field metadata: the codec leaves the field out of the body while it is None, so a node of
-#: an older build (which refuses a field it does not know) reads the message as before.
-OMIT_NONE = {"omit_none": True}
 #: The end of the incarnation (before the batch mark) of a node that reads ``Coordinator.table``:
 #: only such a node is sent one (a node learns it from the member list, like ``+b``).
 TABLE_MARK = "+t"
@@ -356,6 +366,28 @@ class ControlReply:
 
 
 @dataclass(frozen=True, slots=True)
+class TasksQuery:
+    """Asks for the task set of digest ``digest`` (:mod:`clerk._tasksets`); answered, by a
+    node that holds it, with every part of it."""
+
+    sender: Peer
+    term: int
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class TasksReply:
+    """Part ``part`` (1-based) of ``parts`` of the task set of digest ``digest``."""
+
+    sender: Peer
+    term: int
+    digest: str
+    part: int
+    parts: int
+    tasks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Prepare:
     """Quorum mode, phase 1 (:mod:`clerk._quorum`): a candidate asks a voter to promise
     ``ballot`` (its claim)."""
@@ -414,7 +446,7 @@ class Reject:
 Message: TypeAlias = (
     Join | Welcome | Refuse | Heartbeat | Ack | Election | Ok | Coordinator | Leave | Handover
     | Execute | Result | Offer | ResultAck | RunQuery | Status | StatusReply | Control
-    | ControlReply | Prepare | Promise | Accept | Accepted | Reject
+    | ControlReply | Prepare | Promise | Accept | Accepted | Reject | TasksQuery | TasksReply
 )
 
 #: Wire name of each message kind.
@@ -443,4 +475,6 @@ MESSAGE_KINDS: dict[str, type] = {
     "accept": Accept,
     "accepted": Accepted,
     "reject": Reject,
+    "tasks_query": TasksQuery,
+    "tasks_reply": TasksReply,
 }

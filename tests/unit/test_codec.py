@@ -57,6 +57,8 @@ from clerk._messages import (
     Status,
     StatusReply,
     TableDelta,
+    TasksQuery,
+    TasksReply,
     Welcome,
 )
 
@@ -111,6 +113,10 @@ SAMPLES = [
     Accept(P, 7, CLAIM, 12, {"packed": 1, "chunks": ['{"t1":{"reserved":4,"record":null}}']}),
     Accepted(P0, 7, CLAIM, 12),
     Reject(P0, 9, CLAIM, Claim(9, 0, "z@h", "h:7400")),
+    TasksQuery(P, 7, "0f" * 16),
+    TasksReply(P, 7, "0f" * 16, 1, 2, ("a", "b\x1f{}")),
+    Welcome(P, 7, CLAIM, (MemberInfo("d@h", "h:1", "i+d", 0, True, (), "ab" * 16, 12.5),
+                          MemberInfo("e@h", "h:2", "i+d", 0, False, (), "cd" * 16)), 3),
 ]
 
 
