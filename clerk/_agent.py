@@ -202,7 +202,9 @@ class Agent(AgentReplies):
             self._start_metrics()
             self.quorum.started()
             self._feed(Start(), self.clock.monotonic())
+            stats = self.transport.stats
             while True:
+                stats["turns"] += 1  # loop turns, per run in tools/bench_tasks.py (c)
                 now = self.clock.monotonic()
                 if self._done and self.tasks.ready_to_leave(now):
                     self._flush(now)
@@ -408,6 +410,7 @@ class Agent(AgentReplies):
             # and ACCEPT: fed back to the core on this loop (see _drain_loopback).
             self._loopback.append(msg)
             return
+        self.transport.stats["out_" + type(msg).__name__] += 1  # sent by kind (clerk status)
         frames = encoded.get(id(msg)) if encoded is not None else None
         if frames is None:
             try:
