@@ -32,7 +32,10 @@ machine is noisy:
     level fails twice in a row; the same for APScheduler. Each clerk level also reports, per
     run and per role, the protocol messages its agents sent and the ZeroMQ sends that
     carried them (fewer when a turn's messages to one peer go as one batch, clerk._batch),
-    and the ZeroMQ messages they received (``clerk status``'s transport counters).
+    and the ZeroMQ messages they received (``clerk status``'s transport counters), the loop's
+    turns and polls, and the wake-ups (voluntary and involuntary context switches) and CPU of
+    every process role's threads by kind (tools/_bench_counts.py): counts are far less
+    sensitive to a shared machine's load than times.
 
 APScheduler is a bench-only dependency: if it is missing the script installs ``apscheduler<4``
 into the running interpreter's environment with pip (or run ``.venv/bin/python -m pip install
