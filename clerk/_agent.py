@@ -69,7 +69,7 @@ from clerk._security import keys_from_cookie, load_cookie
 from clerk._statusparts import StatusParts
 from clerk._transport import FINAL_LINGER_MS, MAX_UNPINNED_LINKS, Inbound, Transport
 
-__all__ = ["Agent"]
+__all__ = ["Agent", "poll_timeout_ms"]
 
 log = logging.getLogger("clerk.node")
 BAD_FRAME_LOG_EVERY = 5.0
@@ -226,17 +226,7 @@ class Agent(AgentReplies):
                     self._flush(now)  # the turn's sends go before the disk's bookkeeping
                     self.tasks.persist(now)
                     continue
-                remaining = deadline - now
-                if self._precise():
-                    # ZeroMQ polls in whole milliseconds: round down (rounding up woke the loop
-                    # up to 1 ms late for every due run), and spend a last fraction of a
-                    # millisecond in a sleep, once nothing is ready: on time, no spinning.
-                    timeout_ms = min(int(remaining * 1000), 1000)
-                else:
-                    # Up to 1 ms late is on time here (see _precise): one wake-up per timer,
-                    # where rounding down woke the loop twice (the poll that ends early,
-                    # then the sleep for the rest).
-                    timeout_ms = min(math.ceil(remaining * 1000), 1000)
+                timeout_ms = poll_timeout_ms(deadline - now, self._precise())
                 self._flush(now)  # nothing queued may wait out the poll (a leave, the start)
                 arrived = self.transport.poll(timeout_ms, now, router=False)
                 # The results the executor read during the poll go before the turn decodes
@@ -545,6 +535,18 @@ class Agent(AgentReplies):
             self._drain_loopback(now)
 
         self.quorum.voter_writes(writes, then)
+
+def poll_timeout_ms(remaining: float, precise: bool) -> int:
+    """The poll's timeout (whole ms: ZeroMQ's unit) for a deadline ``remaining`` seconds away.
+
+    ``precise``: round down (rounding up woke the loop up to 1 ms late for every due run) and
+    let the loop spend the last fraction of a millisecond in a sleep once nothing is ready: on
+    time, without spinning, but two wake-ups per timer (the poll that ends early, the sleep).
+    Otherwise round up: one wake-up, up to 1 ms late (``Agent._precise`` says when that is on
+    time). At most a second either way."""
+    ms = remaining * 1000
+    return min(int(ms) if precise else math.ceil(ms), 1000)
+
 
 def _is_main_thread() -> bool:
     import threading
