@@ -13,6 +13,7 @@ process exits 0 once it has left; a second one exits at once.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import secrets
@@ -70,7 +71,7 @@ from clerk._statusparts import LOOP_PART_BYTES, StatusParts
 from clerk._tasksets import DIGEST_MARK
 from clerk._transport import FINAL_LINGER_MS, MAX_UNPINNED_LINKS, Inbound, Transport
 
-__all__ = ["Agent"]
+__all__ = ["Agent", "poll_timeout_ms"]
 
 log = logging.getLogger("clerk.node")
 BAD_FRAME_LOG_EVERY = 5.0
@@ -207,7 +208,9 @@ class Agent(AgentReplies):
             self._start_metrics()
             self.quorum.started()
             self._feed(Start(), self.clock.monotonic())
+            stats = self.transport.stats
             while True:
+                stats["turns"] += 1  # loop turns, per run in tools/bench_tasks.py (c)
                 now = self.clock.monotonic()
                 if self._done and self.tasks.ready_to_leave(now):
                     self._flush(now)
@@ -228,11 +231,7 @@ class Agent(AgentReplies):
                     self._flush(now)  # the turn's sends go before the disk's bookkeeping
                     self.tasks.persist(now)
                     continue
-                remaining = deadline - now
-                # ZeroMQ polls in whole milliseconds: round down (rounding up woke the loop up
-                # to 1 ms late for every due run), and spend a last fraction of a millisecond
-                # in a sleep, once nothing is ready: on time, without spinning.
-                timeout_ms = min(int(remaining * 1000), 1000)
+                timeout_ms = poll_timeout_ms(deadline - now, self._precise())
                 if self.status_jobs.busy():
                     timeout_ms = 0  # a status under way: a slice of it every turn
                 self._flush(now)  # nothing queued may wait out the poll (a leave, the start)
@@ -270,6 +269,16 @@ class Agent(AgentReplies):
             self._wake_w.close()
         log.info("node %s stopped: %s", self.me.name, self._stop_reason)
         return 0
+
+    def _precise(self) -> bool:
+        """Must the loop wake at its deadlines to the sub-millisecond? Only when, as manager,
+        it sends runs at their due times: always with ``dispatch_lead = 0``, and with a lead
+        for a slot deferred to its due time (its predecessor was running at its dispatch
+        instant, clerk._lead): the start of such a run waits for the tick. A dispatch up to
+        1 ms late with a lead still leaves ahead of the due time, and no other timer of the
+        node (heartbeats, timeouts, a held run's release, replication, the data directory)
+        needs that precision."""
+        return self.config.dispatch_lead <= 0 or self.tasks.scheduler.due_time_pending
 
     def _handle_mailbox(self) -> int:
         """Handle mailbox messages for up to DRAIN_BUDGET_S (the rest: next turn); how many."""
@@ -418,6 +427,7 @@ class Agent(AgentReplies):
             # and ACCEPT: fed back to the core on this loop (see _drain_loopback).
             self._loopback.append(msg)
             return
+        self.transport.stats["out_" + type(msg).__name__] += 1  # sent by kind (clerk status)
         frames = encoded.get(id(msg)) if encoded is not None else None
         if frames is None:
             try:
@@ -535,6 +545,18 @@ class Agent(AgentReplies):
             self._drain_loopback(now)
 
         self.quorum.voter_writes(writes, then)
+
+def poll_timeout_ms(remaining: float, precise: bool) -> int:
+    """The poll's timeout (whole ms: ZeroMQ's unit) for a deadline ``remaining`` seconds away.
+
+    ``precise``: round down (rounding up woke the loop up to 1 ms late for every due run) and
+    let the loop spend the last fraction of a millisecond in a sleep once nothing is ready: on
+    time, without spinning, but two wake-ups per timer (the poll that ends early, the sleep).
+    Otherwise round up: one wake-up, up to 1 ms late (``Agent._precise`` says when that is on
+    time). At most a second either way."""
+    ms = remaining * 1000
+    return min(int(ms) if precise else math.ceil(ms), 1000)
+
 
 def _is_main_thread() -> bool:
     import threading

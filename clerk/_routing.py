@@ -36,8 +36,21 @@ from clerk._messages import Execute, Result, ResultAck, RunQuery
 from clerk._runquorum import QuorumWriting
 from clerk._transport import Inbound
 
-__all__ = ["MAX_WAITING_RESULTS", "ResultRouting"]
+__all__ = ["MAX_WAITING_RESULTS", "REPLICATE_GAP_S", "ResultRouting"]
 
+#: The shortest time between two replication rounds of the manager (seconds), on top of the
+#: pacing by cost (clerk._replication.REPLICATE_SHARE, ~2 ms for a few tasks). A round is a
+#: heartbeat to every member and an ACK from each: four ZeroMQ messages on a 3-node cluster,
+#: each waking its sender's ZeroMQ I/O thread, the receiver's and the receiver's loop. At 400
+#: runs/s nearly every result was a round of its own (~0.7 per run, two thirds of the
+#: cluster's wake-ups: tools/bench_tasks.py (c)); with this gap a round carries the changes
+#: of up to 10 ms. A change after a quiet spell still goes at once; what waits is only the
+#: members' copy of the changes that follow it within the gap (and so their RESULT_ACKs, held
+#: until every member has the row): a window the cost pacing already opens wider for big
+#: tables (tens of ms at 1,000 tasks), and which a takeover covers (the dispatch guard of
+#: clerk._lead, results resent from the nodes' outboxes). Slices of a takeover's encoding are
+#: not held by it (only a round that left nothing to encode starts the gap).
+REPLICATE_GAP_S = 0.010
 #: RESULTs kept while this node takes over (until its table is loaded): one per run in flight
 #: in the table at most; the bound is for forgeries.
 MAX_WAITING_RESULTS = 4096
@@ -305,6 +318,10 @@ class ResultRouting(QuorumWriting):
         in the same turn."""
         if (force or now >= self._replicate_after) and self.agent.core.is_manager:
             self.agent.flush_urgent(now)
+            super()._replicate(now, force)
+            if not self._replicate_dirty:  # a round that sent every change: the next waits
+                self._replicate_after = max(self._replicate_after, now + REPLICATE_GAP_S)
+            return
         super()._replicate(now, force)
 
     def _dispatch(self, d: Dispatch, now: float) -> None:

@@ -343,6 +343,13 @@ class SchedulerState:
         self._rescheduled = set()
         return sorted(got)
 
+    @property
+    def due_time_pending(self) -> bool:
+        """Slots wait to be sent at their due time, without the lead (their predecessor was
+        running at their dispatch instant): the loop must wake for them to the
+        sub-millisecond (clerk._agent's poll rounding)."""
+        return bool(self._deferred)
+
     def next_deadline(self, wall: float) -> float:
         """Wall time (s) of the next thing to do; ``inf`` when inactive."""
         if not self.active:

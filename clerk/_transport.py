@@ -412,6 +412,10 @@ class Transport:
             if link.pending:
                 self._flush(link, now)
         ready = dict(self.poller.poll(timeout_ms))
+        stats = self.stats
+        stats["polls"] += 1  # per run, with the loop's turns: tools/bench_tasks.py (c)
+        if not ready:
+            stats["polls_empty"] += 1  # a timer woke the loop (or a zero-timeout poll)
         for key in ready:
             if key in self._readers:
                 self._readers[key]()

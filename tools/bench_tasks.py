@@ -32,7 +32,10 @@ machine is noisy:
     level fails twice in a row; the same for APScheduler. Each clerk level also reports, per
     run and per role, the protocol messages its agents sent and the ZeroMQ sends that
     carried them (fewer when a turn's messages to one peer go as one batch, clerk._batch),
-    and the ZeroMQ messages they received (``clerk status``'s transport counters).
+    and the ZeroMQ messages they received (``clerk status``'s transport counters), the loop's
+    turns and polls, and the wake-ups (voluntary and involuntary context switches) and CPU of
+    every process role's threads by kind (tools/_bench_counts.py): counts are far less
+    sensitive to a shared machine's load than times.
 
 APScheduler is a bench-only dependency: if it is missing the script installs ``apscheduler<4``
 into the running interpreter's environment with pip (or run ``.venv/bin/python -m pip install
@@ -62,8 +65,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import psutil  # noqa: E402
-from _bench_floor import Chain, Echo, cpu_of, fmt_cpu, measure_cpu  # noqa: E402
+from _bench_counts import (  # noqa: E402
+    by_role,
+    clerk_roles,
+    fmt_threads,
+    fmt_wakeups,
+    fmt_wire,
+    threads_of,
+    wire_counts,
+)
+from _bench_floor import Chain, Echo, fmt_cpu, measure_cpu  # noqa: E402
 
 import clerk  # noqa: E402
 from clerk._schedule import phase_ms  # noqa: E402
@@ -91,10 +102,12 @@ class Lateness:
     skipped: int
     target_per_s: float
     cpu: dict[str, float] = field(default_factory=dict)  # µs per run per process role
-    #: per run per agent role: protocol messages sent, ZeroMQ sends, ZeroMQ messages received
-    wire: dict[str, tuple[float, float, float]] = field(default_factory=dict)
-    #: per run per process role and thread kind: voluntary context switches (wake-ups)
-    wakeups: dict[str, float] = field(default_factory=dict)
+    #: per run per agent role: protocol messages sent, ZeroMQ sends, ZeroMQ messages received,
+    #: loop turns, polls, empty polls (tools/_bench_counts.WIRE_FIELDS)
+    wire: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    #: per run per process role and thread kind: voluntary and involuntary context switches
+    #: (wake-ups, preemptions) and CPU µs
+    wakeups: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
     @property
     def median(self) -> float:
@@ -131,16 +144,20 @@ def skipped_total(cluster: LocalCluster, manager: str) -> int:
 
 @contextlib.contextmanager
 def _source(source: str | None) -> Any:
-    """Node processes started meanwhile import ``clerk`` from ``source`` (None: this tree):
-    LocalCluster hands them this process's ``sys.path`` as PYTHONPATH."""
-    if source is None:
-        yield
-        return
-    sys.path.insert(0, source)
+    """Node processes started meanwhile import ``clerk`` from ``source`` (None: this tree).
+    LocalCluster hands them this process's ``sys.path`` as PYTHONPATH, but a node starts as
+    ``python -m clerk.node``, which puts the current directory before PYTHONPATH (and its
+    agent and workers copy the node's path): run from a tree's root, every cluster ran that
+    tree, ``--against`` included. So the nodes also start in the root of the tree they run."""
+    root = source or str(Path(__file__).resolve().parent.parent)
+    cwd = os.getcwd()
+    sys.path.insert(0, root)
+    os.chdir(root)
     try:
         yield
     finally:
-        sys.path.remove(source)
+        os.chdir(cwd)
+        sys.path.remove(root)
 
 
 def clerk_lateness(n_tasks: int, interval: int, window: float, nodes: int = 3,
@@ -167,12 +184,12 @@ def clerk_lateness(n_tasks: int, interval: int, window: float, nodes: int = 3,
             roles = clerk_roles(c, manager)
             wire0 = wire_counts(c, manager)
             cpu0 = {k: f() for k, f in roles.items()}
-            wake0 = wakeups_of(c, manager)
+            wake0 = threads_of(c, manager)
             w0 = time.time()
             time.sleep(window)
             w1 = time.time()
             cpu1 = {k: f() for k, f in roles.items()}
-            wake1 = wakeups_of(c, manager)
+            wake1 = threads_of(c, manager)
             wire1 = wire_counts(c, manager)
             skipped = skipped_total(c, manager) - skipped0
         rows = [s for s in read_stamps(d) if w0 <= s[2] < w1]
@@ -181,99 +198,12 @@ def clerk_lateness(n_tasks: int, interval: int, window: float, nodes: int = 3,
     cpu = {k: (cpu1[k] - cpu0[k]) * 1e6 / per for k in roles}
     wire = {k: tuple((b - a) / per for a, b in zip(wire0[k], wire1[k], strict=True))
             for k in wire1}
-    wakes = {k: (wake1[k] - wake0.get(k, 0)) / per for k in wake1}
+    wakes = {k: ((v1 - wake0.get(k, (0, 0, 0.0))[0]) / per,
+                 (i1 - wake0.get(k, (0, 0, 0.0))[1]) / per,
+                 (t1 - wake0.get(k, (0, 0, 0.0))[2]) * 1e6 / per)
+             for k, (v1, i1, t1) in wake1.items()}
     return Lateness(late, len(rows) / (w1 - w0), skipped, n_tasks * 1000 / interval, cpu,
                     wire, wakes)  # type: ignore[arg-type]
-
-
-def _thread_kind(pid: int, tid: int, comm: str) -> str:
-    if tid == pid:
-        return "loop" if comm.startswith("python") or "clerk" in comm else "main"
-    if comm.startswith("ZMQbg/IO"):
-        return "zmq io"
-    if comm.startswith("ZMQbg"):
-        return "zmq other"
-    return "threads"
-
-
-def wakeups_of(c: LocalCluster, manager: str) -> dict[str, int]:
-    """Voluntary context switches so far (a thread blocked, then woken) summed per process
-    role and thread kind (``manager agent/loop``, ``agents/zmq io``, ``workers/loop`` ...),
-    from ``/proc/PID/task/TID/status``."""
-    out: dict[str, int] = {}
-    roles = clerk_role_pids(c, manager)
-    for pid, role in roles.items():
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            try:
-                comm = (task / "comm").read_text().strip()
-                status = (task / "status").read_text()
-            except OSError:
-                continue
-            m = re.search(r"^voluntary_ctxt_switches:\s+(\d+)", status, re.M)
-            if m is None:
-                continue
-            key = f"{role}/{_thread_kind(pid, int(task.name), comm)}"
-            out[key] = out.get(key, 0) + int(m.group(1))
-    return out
-
-
-def fmt_wakeups(w: dict[str, float]) -> str:
-    """``manager agent/loop 1.2 + ... = 11.3 wake-ups`` per run (threads of a role summed)."""
-    parts = " + ".join(f"{k} {v:.2f}" for k, v in sorted(w.items()) if v >= 0.005)
-    return f"{parts} = {sum(w.values()):.2f}"
-
-
-def wire_counts(c: LocalCluster, manager: str) -> dict[str, tuple[int, int, int]]:
-    """Per agent role, so far: protocol messages sent, ZeroMQ sends, ZeroMQ messages received
-    (a build without batches counts every message as a send of its own)."""
-    out: dict[str, tuple[int, int, int]] = {}
-    for name in c.names:
-        t = c.status(name, timeout=10).get("transport", {})
-        role = "manager agent" if name == manager else "agents"
-        sends = t.get("sent", 0)
-        row = (t.get("messages_sent", sends), sends, t.get("received", 0))
-        old = out.get(role, (0, 0, 0))
-        out[role] = (old[0] + row[0], old[1] + row[1], old[2] + row[2])
-    return out
-
-
-def fmt_wire(wire: dict[str, tuple[float, float, float]]) -> str:
-    """``manager agent 2.1 msgs in 1.2 sends, 1.3 recvs; ...`` per run."""
-    return "; ".join(f"{k} {m:.2f} msgs in {s:.2f} sends, {r:.2f} recvs"
-                     for k, (m, s, r) in wire.items())
-
-
-def clerk_role_pids(c: LocalCluster, manager: str) -> dict[int, str]:
-    """The role of every process of a running cluster: the manager's agent, the other agents,
-    every worker, and the rest (each node's host process, which writes the log, and the
-    supervisors' no-orphans watchdogs)."""
-    role_of: dict[int, str] = {}
-    for name in c.names:
-        top = c.procs[name].pid
-        for pid in c.pids(name):
-            try:
-                p = psutil.Process(pid)
-                cmd, parent = " ".join(p.cmdline()), p.ppid()
-            except psutil.Error:
-                continue
-            if pid == top or "--watchdog" in cmd:
-                role_of[pid] = "hosts"
-            elif parent == top:
-                role_of[pid] = "manager agent" if name == manager else "agents"
-            else:
-                role_of[pid] = "workers"
-    return role_of
-
-
-def clerk_roles(c: LocalCluster, manager: str) -> dict[str, Callable[[], float]]:
-    """CPU seconds so far per process role of a running cluster (:func:`clerk_role_pids`)."""
-    role_of = clerk_role_pids(c, manager)
-    roles = ["manager agent", "agents", "workers", "hosts"]
-
-    def cpu(role: str) -> Callable[[], float]:
-        return lambda: sum(cpu_of(p) for p, k in role_of.items() if k == role)
-
-    return {r: cpu(r) for r in roles if r in role_of.values()}
 
 
 @dataclass
@@ -401,19 +331,12 @@ class _ClusterA:
         c.__enter__()
         try:
             self.n1, n2 = c.names
-            # LocalCluster hands its nodes this process's sys.path as PYTHONPATH when it
-            # starts them: the other tree goes first for those two starts.
-            if self.source is not None:
-                sys.path.insert(0, self.source)
-            try:
+            with _source(self.source):  # the nodes run the Clerk of that tree
                 c.log_level = "debug"
                 c.start(self.n1)
                 c.wait_for_manager(timeout=30, names=[self.n1])
                 c.log_level = "info"
                 c.start(n2)
-            finally:
-                if self.source is not None:
-                    sys.path.remove(self.source)
             assert c.wait_for_manager(timeout=30) == self.n1
         except BaseException:
             c.__exit__(*sys.exc_info())
@@ -511,6 +434,8 @@ def max_rate(measure: Callable[[int, int, float], Lateness], levels: Sequence[in
                 print(f"  {'':<11} CPU per run {fmt_cpu(lat.cpu)}; per run: "
                       f"{fmt_wire(lat.wire)}", flush=True)
                 print(f"  {'':<11} wake-ups per run: {fmt_wakeups(lat.wakeups)}", flush=True)
+                print(f"  {'':<11} CPU µs per run by thread: {fmt_threads(lat.wakeups)}",
+                      flush=True)
             if lat.ok():
                 break
         if not lat.ok():
@@ -539,6 +464,8 @@ def rate_pairs(levels: Sequence[int], interval: int, window: float, against: str
                       f"{'ok' if lat.ok() else 'over'}; CPU per run {fmt_cpu(lat.cpu)}; "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
                 print(f"  {'':<10} wake-ups per run: {fmt_wakeups(lat.wakeups)}", flush=True)
+                print(f"  {'':<10} CPU µs per run by thread: {fmt_threads(lat.wakeups)}",
+                      flush=True)
                 print(f"  {'':<10} per run: {fmt_wire(lat.wire)}", flush=True)
         out.append((rate, mine, other))
     return out
@@ -554,14 +481,27 @@ def pairs_table(pairs: list[tuple[int, list[Lateness], list[Lateness]]]) -> str:
         parts = {k: med(ls, lambda x, k=k: x.cpu.get(k, 0.0)) for k in roles}
         return fmt_cpu(parts)
 
-    lines = ["| target runs/s | tree | runs/s | p99 ms | skipped | ok | CPU per run (µs) |",
-             "|--:|---|--:|--:|--:|--:|---|"]
+    def wakes(ls: list[Lateness]) -> str:
+        roles = sorted({k for x in ls for k in by_role(x.wakeups)})
+        parts = {k: med(ls, lambda x, k=k: by_role(x.wakeups).get(k, 0.0)) for k in roles}
+        return (" + ".join(f"{k} {v:.2f}" for k, v in parts.items())
+                + f" = {sum(parts.values()):.2f}")
+
+    def turns(ls: list[Lateness]) -> str:
+        return " / ".join(
+            f"{med(ls, lambda x, k=k: x.wire.get(k, (0.0,) * 6)[3]):.2f}"
+            for k in ("manager agent", "agents"))
+
+    lines = ["| target runs/s | tree | runs/s | p99 ms | skipped | ok | CPU per run (µs) | "
+             "wake-ups per run (voluntary) | loop turns per run: manager / agents |",
+             "|--:|---|--:|--:|--:|--:|---|---|--:|"]
     for rate, mine, other in pairs:
         for label, ls in (("against", other), ("this tree", mine)):
             lines.append(
                 f"| {rate} | {label} | {med(ls, lambda x: x.runs_per_s):.0f} | "
                 f"{med(ls, lambda x: x.p99):.2f} | {sum(x.skipped for x in ls)} | "
-                f"{sum(x.ok() for x in ls)}/{len(ls)} | {cpu(ls)} |")
+                f"{sum(x.ok() for x in ls)}/{len(ls)} | {cpu(ls)} | {wakes(ls)} | "
+                f"{turns(ls)} |")
     return "\n".join(lines)
 
 
