@@ -33,6 +33,26 @@ def _count_at_least(log: Path, n: int, after: float = 0.0) -> list[CounterLine]:
                       message=lambda: f"ledger stuck: {counter_lines(log)[-3:]}")
 
 
+
+def _run_in_flight_on_n3_managed(cluster: LocalCluster, log: Path) -> str:
+    """Start n3 first (the manager; n2 its successor), then n1 and n2; wait for a first count
+    and then for a run in flight; return its slot."""
+    n1, n2, n3 = cluster.names
+    cluster.start(n3)
+    assert cluster.wait_for_manager(timeout=15) == n3
+    cluster.start(n1)
+    cluster.start(n2)
+    _count_at_least(log, 1)
+    return wait_until(lambda: _in_flight(log), timeout=15, interval=0.01)
+
+
+def _in_flight(log: Path) -> str | None:
+    """The slot of the last run started and not yet counted, if any."""
+    starts = [ln[1] for ln in lines(log) if ln[0] == "start"]
+    done = {str(x.slot) for x in counter_lines(log)}
+    return starts[-1] if starts and starts[-1] not in done else None
+
+
 def _row(cluster: LocalCluster) -> dict:
     return task_row(cluster.status(), "ledger")
 
@@ -150,24 +170,13 @@ def test_a_full_stop_keeps_the_update_of_a_run_in_flight_on_a_member(tmp_path: P
                         args={"log": str(log), "sleep": 3.0})]
     with LocalCluster(3, tasks, start=False) as cluster:
         n1, n2, n3 = cluster.names
-        cluster.start(n3)  # n3 first, so that it is the manager and n1 a member
-        assert cluster.wait_for_manager(timeout=15) == n3
-        cluster.start(n1)
-        cluster.start(n2)
-        _count_at_least(log, 1)
-
-        def in_flight() -> str | None:
-            starts = [ln[1] for ln in lines(log) if ln[0] == "start"]
-            done = {str(x.slot) for x in counter_lines(log)}
-            return starts[-1] if starts and starts[-1] not in done else None
-
-        slot = wait_until(in_flight, timeout=15, interval=0.01)
+        slot = _run_in_flight_on_n3_managed(cluster, log)
         stopping = time.time()
         for name in (n1, n2):
             cluster.procs[name].send_signal(signal.SIGTERM)
         wait_until(lambda: all(f"member {n} down (left)" in cluster.log(n3) for n in (n1, n2)),
                    timeout=10, message=lambda: cluster.log(n3)[-2000:])
-        assert in_flight() == slot, "the run ended before the manager's stop: no race"
+        assert _in_flight(log) == slot, "the run ended before the manager's stop: no race"
         assert cluster.stop(n3) == 0
         assert [cluster.procs[n].wait(timeout=20) for n in (n1, n2)] == [0, 0]
         stopped = time.time()
@@ -197,18 +206,7 @@ def test_a_manager_stopped_before_its_successor_confirmed_passes_on_what_it_appl
                         args={"log": str(log), "sleep": 4.0})]
     with LocalCluster(3, tasks, start=False) as cluster:
         n1, n2, n3 = cluster.names
-        cluster.start(n3)  # n3 first, so that it is the manager, n2 its successor
-        assert cluster.wait_for_manager(timeout=15) == n3
-        cluster.start(n1)
-        cluster.start(n2)
-        _count_at_least(log, 1)
-
-        def in_flight() -> str | None:
-            starts = [ln[1] for ln in lines(log) if ln[0] == "start"]
-            done = {str(x.slot) for x in counter_lines(log)}
-            return starts[-1] if starts and starts[-1] not in done else None
-
-        slot = wait_until(in_flight, timeout=15, interval=0.01)
+        slot = _run_in_flight_on_n3_managed(cluster, log)
         cluster.procs[n1].send_signal(signal.SIGTERM)
         wait_until(lambda: f"member {n1} down (left)" in cluster.log(n3), timeout=10,
                    message=lambda: cluster.log(n3)[-2000:])
@@ -223,7 +221,7 @@ def test_a_manager_stopped_before_its_successor_confirmed_passes_on_what_it_appl
             wait_until(lambda: time.monotonic() > leaving + 1.3, timeout=5, interval=0.01)
         finally:
             cluster.resume(n2)
-        assert in_flight() == slot, "the run ended before n2 resumed: no race"
+        assert _in_flight(log) == slot, "the run ended before n2 resumed: no race"
         assert cluster.procs[n3].wait(timeout=20) == 0
         assert cluster.procs[n1].wait(timeout=20) == 0
         assert "did not confirm in time" in cluster.log(n3), cluster.log(n3)[-2000:]

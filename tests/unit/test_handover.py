@@ -3,6 +3,7 @@
 or passed on, partitions that heal after failovers on both sides."""
 
 import json
+from typing import Any
 
 import pytest
 
@@ -130,7 +131,8 @@ def test_leave_of_the_manager_seen_by_a_follower_starts_an_election():
     assert b.role in (Role.CANDIDATE, Role.MANAGER)
 
 
-def test_two_managers_meeting_the_lower_hands_over_and_follows():
+def _two_managers() -> tuple[Net, Any, Any, Any]:
+    """a (manager) and b on one side, z alone on the other: both sides elect a manager."""
     net = Net()
     a = net.node("a", 1)
     b = net.node("b", 0, seeds=["a"])
@@ -139,6 +141,11 @@ def test_two_managers_meeting_the_lower_hands_over_and_follows():
     net.do(z, Start())
     net.run()
     net.advance(T.join_timeout + T.election_timeout)
+    return net, a, b, z
+
+
+def test_two_managers_meeting_the_lower_hands_over_and_follows():
+    net, a, b, z = _two_managers()
     assert z.role is Role.MANAGER and z.term == 1 and a.role is Role.MANAGER and a.term == 1
     a.set_replicated({"from": "a"})
     net.heal()
@@ -252,14 +259,7 @@ def test_a_big_table_steps_down_in_parts_each_within_the_message_limit():
     rows, each merged as it comes."""
     from clerk._codec import MAX_MESSAGE_BYTES, encode
 
-    net = Net()
-    a = net.node("a", 1)
-    b = net.node("b", 0, seeds=["a"])
-    z = net.node("z", 9, seeds=["a"], start=False)
-    net.partition([z], [a, b])
-    net.do(z, Start())
-    net.run()
-    net.advance(T.join_timeout + T.election_timeout)
+    net, a, b, z = _two_managers()
     assert z.role is Role.MANAGER and a.role is Role.MANAGER
     table = big_table(10_000)
     a.set_replicated(table)
