@@ -40,11 +40,12 @@ from clerk._statusjob import Slice
 __all__ = ["ENCODE_BUDGET", "LOAD_BUDGET", "MAX_HELD_OFFERS", "OFFER_CHARS", "REPLICATE_SHARE",
            "Replication", "offer_parts"]
 
-#: Replication (the whole table to every member) may take at most ~1/REPLICATE_SHARE of the
-#: manager's loop, and of each follower's: after a round that cost ``c`` seconds, the next
-#: waits ``c * (REPLICATE_SHARE - 1)``. With a few tasks that is a few ms (every result is
-#: replicated at once); with 1000 tasks it coalesces the results of tens of milliseconds
-#: instead of flooding every member with the whole table per result.
+#: Replication (the rows changed since each member's acknowledged point, to every member) may
+#: take at most ~1/REPLICATE_SHARE of the manager's loop, and of each follower's: after a
+#: round that cost ``c`` seconds, the next waits ``c * (REPLICATE_SHARE - 1)``, and never less
+#: than ``clerk._routing.REPLICATE_GAP_S`` after the previous round (a change after a quiet
+#: spell goes at once; the changes of the next 10 ms share a round). With 1000 tasks the cost
+#: pacing coalesces the results of tens of milliseconds instead of a round per result.
 REPLICATE_SHARE = 10
 #: Row encoding per replication step, in seconds: a takeover puts every row into the new
 #: table log (10,000 rows are ~250 ms of encoding on a loaded machine), in slices of this
