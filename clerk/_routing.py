@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from clerk._core import Role, StaleExecute
 from clerk._dispatch import Dispatch, Finished
@@ -44,13 +45,16 @@ __all__ = ["MAX_WAITING_RESULTS", "REPLICATE_GAP_S", "ResultRouting"]
 #: each waking its sender's ZeroMQ I/O thread, the receiver's and the receiver's loop. At 400
 #: runs/s nearly every result was a round of its own (~0.7 per run, two thirds of the
 #: cluster's wake-ups: tools/bench_tasks.py (c)); with this gap a round carries the changes
-#: of up to 10 ms. A change after a quiet spell still goes at once; what waits is only the
-#: members' copy of the changes that follow it within the gap (and so their RESULT_ACKs, held
-#: until every member has the row): a window the cost pacing already opens wider for big
-#: tables (tens of ms at 1,000 tasks), and which a takeover covers (the dispatch guard of
-#: clerk._lead, results resent from the nodes' outboxes). Slices of a takeover's encoding are
-#: not held by it (only a round that left nothing to encode starts the gap).
-REPLICATE_GAP_S = 0.010
+#: of up to 25 ms (10 ms before: at 100 runs/s that was still about a round per run). A
+#: change after a quiet spell still goes at once; what waits is only the members' copy of
+#: the changes that follow it within the gap (and so their RESULT_ACKs, held until every
+#: member has the row): a window the cost pacing already opens wider for big tables (tens
+#: of ms at 1,000 tasks), and which a takeover covers (the dispatch guard of clerk._lead,
+#: results resent from the nodes' outboxes). Not held by it: slices of a takeover's encoding
+#: (only a round that left nothing to encode starts the gap), and the result of a run on the
+#: manager's own node, which no outbox elsewhere keeps (a crash before its round loses that
+#: update, README "What is guaranteed"): its round goes as soon as the cost pacing allows.
+REPLICATE_GAP_S = 0.025
 #: RESULTs kept while this node takes over (until its table is loaded): one per run in flight
 #: in the table at most; the bound is for forgeries.
 MAX_WAITING_RESULTS = 4096
@@ -60,6 +64,10 @@ log = logging.getLogger("clerk.tasks")
 
 class ResultRouting(QuorumWriting):
     """EXECUTE, RESULT, RESULT_ACK, RUN_QUERY and the outbox (see the module docstring)."""
+
+    #: When the cost pacing alone lets the next round go (``_replicate_after`` without the
+    #: gap); see ``_replicate_result``.
+    _paced_after: float = -math.inf
 
     def on_execute(self, msg: Execute, now: float, inbound: Inbound | None) -> None:
         late = self._late(msg, self.agent.clock.wall())
@@ -158,7 +166,7 @@ class ResultRouting(QuorumWriting):
         elif fin is not None:
             self._log_finished(fin)
             self._log_conflicts()
-            self._replicate(now)
+            self._replicate_result(msg.sender.name == self.agent.me.name, now)
             if self.store is not None:
                 self.store.mark()
             if (self.scheduler.draining and self.agent.core._successor
@@ -319,10 +327,19 @@ class ResultRouting(QuorumWriting):
         if (force or now >= self._replicate_after) and self.agent.core.is_manager:
             self.agent.flush_urgent(now)
             super()._replicate(now, force)
+            self._paced_after = self._replicate_after  # the cost pacing's, without the gap
             if not self._replicate_dirty:  # a round that sent every change: the next waits
                 self._replicate_after = max(self._replicate_after, now + REPLICATE_GAP_S)
             return
         super()._replicate(now, force)
+
+    def _replicate_result(self, local: bool, now: float) -> None:
+        """A result was applied: replicate it, after the gap, unless it is of a run on this
+        node (no other node's outbox holds it: see REPLICATE_GAP_S), whose round goes as soon
+        as the cost pacing allows."""
+        if local:
+            self._replicate_after = min(self._replicate_after, self._paced_after)
+        self._replicate(now)
 
     def _dispatch(self, d: Dispatch, now: float) -> None:
         core = self.agent.core

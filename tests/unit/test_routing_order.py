@@ -89,3 +89,28 @@ def test_a_takeovers_encoding_slices_are_not_held_by_the_gap() -> None:
     runner._encode_rows = lambda deadline: False  # type: ignore[method-assign]
     runner._replicate(10.0)
     assert runner._replicate_dirty and runner._replicate_after < 10.0 + REPLICATE_GAP_S
+
+
+def test_the_result_of_a_run_on_the_managers_own_node_is_not_held_by_the_gap() -> None:
+    """No other node's outbox keeps such a result: its round goes as soon as the cost pacing
+    allows, while a member's result (kept in its outbox until acknowledged) waits the gap."""
+    calls: list[str] = []
+    runner = _Runner(_Agent(calls))
+    runner._replicate(10.0)
+    calls.clear()
+    runner.agent.core.table_log.seq = 2
+    runner._replicate_result(False, 10.001)  # a member's result: held for the gap
+    assert calls == [] and runner._replicate_dirty
+    runner._replicate_result(True, 10.002)  # the manager's own run: at once
+    assert calls == ["flush", "rows encoded", "heartbeat round"]
+    assert not runner._replicate_dirty
+
+
+def test_an_own_result_still_keeps_the_cost_pacing() -> None:
+    calls: list[str] = []
+    runner = _Runner(_Agent(calls))
+    runner._replicate(10.0)
+    calls.clear()
+    runner._paced_after = runner._replicate_after = 10.5  # the last round was expensive
+    runner._replicate_result(True, 10.1)
+    assert calls == [] and runner._replicate_dirty
