@@ -33,6 +33,7 @@ from clerk._executor import Executor
 from clerk._host import Host
 from clerk._messages import Offer, Result
 from clerk._nodes_guard import NodesGuard
+from clerk._ops import Answered
 from clerk._outbox import Outbox
 from clerk._replica import RowEncoder
 from clerk._replication import LOAD_BUDGET, MAX_HELD_OFFERS, REPLICATE_SHARE
@@ -60,6 +61,7 @@ class TaskRunner(ResultRouting, StatusRows):
         self._classes = {name: load_task_class(d.target, name=name)
                          for name, d in self.defs.items()}
         self.nodes_guard = NodesGuard(self._classes)  # nodes() within a budget, off the loop
+        self.answered = Answered()  # operator commands applied, by request (clerk._ops)
         self.scheduler = Scheduler(list(self.defs.values()),
                                    random.Random(agent.rng.getrandbits(64)),
                                    self.nodes_guard, await_offers=True,
