@@ -176,8 +176,10 @@ def test_trigger_never_overlaps_a_run_in_flight(setup: Setup) -> None:
     setup.ctl("trigger", "slow")
     wait_until(lambda: len(lines(setup.log("slow"))) >= 2, timeout=10)
     wait_until(lambda: task_row(setup.cluster.status(), "slow")["running"] is None, timeout=10)
-    starts = [float(h["start"]) for h in setup.ctl("show", "slow")["history"]]
-    assert len(lines(setup.log("slow"))) == 2 and len(starts) == 2
+    hist = setup.ctl("show", "slow")["history"]
+    starts = [float(h["start"]) for h in hist]
+    assert len(lines(setup.log("slow"))) == 2 and len(starts) == 2, (
+        lines(setup.log("slow")), hist)
     assert starts[1] - starts[0] >= SLOW_S  # the second began after the first ended
 
 
