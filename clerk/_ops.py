@@ -10,24 +10,23 @@
 * ``show`` (one task's detail and history) is answered by any node from its replica.
 * An unknown task name or operation is an error listing the known ones; a trigger refused
   because a run is in flight says so.
-* **A repeated request gets the first answer** (:class:`Answered`). A client sends a command
-  again when no answer came within its per-attempt wait (2 s, :func:`clerk._client.
-  request_control`), to the next address, and from there to the manager again: on a loaded
-  machine the first attempt may well have been applied, its answer late. A trigger applied
-  twice started a second run once the first had ended (the operator asked for one; the
-  client's attempt that timed out had started the run); a pause sent twice moved
-  ``paused_at``. Every attempt of one request carries the client's one-off incarnation, so
-  the manager keeps its answer to each applied ``pause``/``resume``/``trigger`` by
-  (incarnation, operation, task) for ``ANSWER_MEMORY_S`` (at most ``MAX_ANSWERS``) and gives
-  a repeat that same answer without applying it again. The memory is the manager's own: a
-  repeat that reaches a new manager after a failover is applied there (the trigger is then
-  refused while the run it started is in flight, as any other).
+* **A repeated request gets the first answer** (:mod:`clerk._answered`). A client sends a
+  command again when no answer came within its per-attempt wait (2 s,
+  :func:`clerk._client.request_control`), to the next address, and from there to the manager
+  again: on a loaded machine the first attempt may well have been applied, its answer late.
+  A trigger applied twice started a second run once the first had ended (the operator asked
+  for one); a pause sent twice moved ``paused_at``. Every attempt of one request carries the
+  client's one-off incarnation, so the manager keeps its answer to each applied
+  ``pause``/``resume``/``trigger`` by (incarnation, operation, task) for
+  ``ANSWER_MEMORY_S`` (at most ``MAX_ANSWERS``) and gives a repeat that same answer without
+  applying it again. The memory is the manager's own: a repeat that reaches a new manager
+  after a failover is applied there (a trigger is then refused while the run it started is
+  in flight, as any other).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from clerk._control import OPS
@@ -36,51 +35,9 @@ from clerk._messages import Control, ControlReply
 if TYPE_CHECKING:
     from clerk._runner import TaskRunner
 
-__all__ = ["ANSWER_MEMORY_S", "MAX_ANSWERS", "Answered", "handle_control"]
+__all__ = ["handle_control"]
 
 log = logging.getLogger("clerk.tasks")
-
-#: How long the manager answers a repeated request with its first answer (s): well past any
-#: client's wait (the CLI's default timeout is 5 s).
-ANSWER_MEMORY_S = 120.0
-#: At most this many answers are kept (the oldest go first).
-MAX_ANSWERS = 1024
-
-
-class Answered:
-    """The manager's answers to applied commands, by request (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self._answers: OrderedDict[tuple[str, str, str], tuple[float, ControlReply]] = (
-            OrderedDict())
-
-    def __len__(self) -> int:
-        return len(self._answers)
-
-    def get(self, msg: Control, now: float) -> ControlReply | None:
-        """The answer given to this request before, if it was applied within the memory."""
-        self._expire(now)
-        got = self._answers.get(_request(msg))
-        return None if got is None else got[1]
-
-    def put(self, msg: Control, answer: ControlReply, now: float) -> None:
-        self._answers[_request(msg)] = (now, answer)
-        self._answers.move_to_end(_request(msg))
-        while len(self._answers) > MAX_ANSWERS:
-            self._answers.popitem(last=False)
-
-    def _expire(self, now: float) -> None:
-        answers = self._answers
-        while answers:
-            key, (when, _) = next(iter(answers.items()))
-            if when > now - ANSWER_MEMORY_S:
-                break
-            del answers[key]
-
-
-def _request(msg: Control) -> tuple[str, str, str]:
-    return (msg.sender.incarnation, msg.op, msg.task)
-
 
 def handle_control(runner: TaskRunner, msg: Control, now: float, wall: float) -> ControlReply:
     agent = runner.agent

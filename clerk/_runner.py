@@ -27,13 +27,13 @@ import math
 import random
 import time
 
+from clerk._answered import Answered
 from clerk._core import ManagerChanged, StateHandedOver
 from clerk._deploy import Resolver
 from clerk._executor import Executor
 from clerk._host import Host
 from clerk._messages import Offer, Result
 from clerk._nodes_guard import NodesGuard
-from clerk._ops import Answered
 from clerk._outbox import Outbox
 from clerk._replica import RowEncoder
 from clerk._replication import LOAD_BUDGET, MAX_HELD_OFFERS, REPLICATE_SHARE

@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from clerk._answered import ANSWER_MEMORY_S, MAX_ANSWERS, Answered
 from clerk._messages import Control, ControlReply, Peer
-from clerk._ops import ANSWER_MEMORY_S, MAX_ANSWERS, Answered, handle_control
+from clerk._ops import handle_control
 from clerk._schedule import Dispatch, Scheduler
 from tests.unit.test_schedule import NODES, K, due, run_ok, sched, started
 
