@@ -140,6 +140,8 @@ class Agent(AgentReplies):
         self._stop_requests = 0
         self._done = False
         self._stop_reason = ""
+        #: The joining deadline whose mailbox was read before its tick (_read_before_electing).
+        self._read_before = -math.inf
         self._members_epoch = -1
         self._inbound: Inbound | None = None
         self._loopback: deque[Message] = deque()  # messages this node sent itself
@@ -225,6 +227,8 @@ class Agent(AgentReplies):
                 if self._done:
                     deadline = min(deadline, now + 0.05)  # waiting for runs in flight
                 if deadline <= now:
+                    if self._read_before_electing(now):
+                        continue  # a WELCOME or REFUSE was waiting: the core decides again
                     self._feed(Tick(), now)
                     self.tasks.on_tick(now, self.clock.wall())
                     self.tasks.release_acks(now)
@@ -269,6 +273,23 @@ class Agent(AgentReplies):
             self._wake_w.close()
         log.info("node %s stopped: %s", self.me.name, self._stop_reason)
         return 0
+
+    def _read_before_electing(self, now: float) -> bool:
+        """A joiner whose join timeout passed reads what already arrived before the tick that
+        makes it a candidate (once per deadline): a node whose own start stalled its loop
+        past ``join_timeout`` (a loaded machine) otherwise elected itself with its seeds'
+        WELCOMEs (or its REFUSE: a duplicate name, clerk._dupname) unread in its mailbox.
+        True if it handled anything."""
+        due = self.core.next_deadline()
+        if self.core.role is not Role.JOINING or due > now or due == self._read_before:
+            return False
+        self._read_before = due
+        arrived = self.transport.poll(0, now, router=False)
+        for inbound in arrived:
+            self._on_inbound(inbound, self.clock.monotonic())
+        handled = self._handle_mailbox() if self.transport.router_ready else 0
+        self._flush(self.clock.monotonic())
+        return bool(arrived or handled)
 
     def _precise(self) -> bool:
         """Must the loop wake at its deadlines to the sub-millisecond? Only when, as manager,

@@ -14,6 +14,7 @@ each opening with the rules it owns:
 * :mod:`clerk._joining`: membership and joining, heartbeats, probes, the stall fence's use;
 * :mod:`clerk._election`: following claims, the bully election, every change of role;
 * :mod:`clerk._handover`: merges of two managers and the graceful hand-over;
+* :mod:`clerk._dupname`: a second node in a live member's name (refused, never followed);
 * :mod:`clerk._quorumcore`: quorum mode (voters, PREPARE/ACCEPT, check-quorum), which runs
   only with ``voters``.
 
@@ -27,7 +28,9 @@ Rules owned here:
   table (``TaskRunner.ready_to_leave``; before, they were dropped here). Every message
   passes the impersonation check (a message in this node's own name and incarnation is a
   forgery, except our own merge HANDOVER passed back to us, which is counted in
-  ``returned_handovers``) and the term bound before its handler.
+  ``returned_handovers``), the term bound, and the duplicate-name check (a message from a
+  second node in a live member's name is dropped and its sender refused,
+  :mod:`clerk._dupname`) before its handler.
 * **Fencing for the layer above.** An EXECUTE is delivered only from the claim this node
   follows. One from a claim below the highest seen is refused as stale (``StaleExecute``, and
   its holder is told the higher claim); one from the manager we just gave up on (queued while
@@ -54,7 +57,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from clerk import _election, _handover, _joining, _quorumcore
+from clerk import _dupname, _election, _handover, _joining, _quorumcore
 from clerk._claims import MAX_TERM_JUMP, claim_of
 from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState  # noqa: F401  (re-exported)
 from clerk._coretypes import (
@@ -379,6 +382,8 @@ class NodeCore(CoreState):
             return
         if not self.term_ok(msg, now):
             return
+        if isinstance(msg, _dupname.CHECKED) and _dupname.from_duplicate(self, msg, now):
+            return  # a second node in a live member's name: nothing it says counts
         if self._awaited and self._awaited.pop(msg.sender.name, None) is not None:
             _joining.heard(self)
         self.see_term(msg.term)

@@ -88,6 +88,8 @@ class CoreState:
         self.dropped: Counter[str] = Counter()
         self._probation: dict[str, float] = {}  # admitted by JOIN, not heard from since
         self._told: dict[str, float] = {}  # addresses we sent our claim to (merge HANDOVERs)
+        #: Duplicates of a live member's name (clerk._dupname), by address -> when last refused.
+        self.refused_dups: dict[str, float] = {}
         self._seq = 0
         self._logs = 0  # table logs started (a part of each log's id)
         self._deadline = INF  # role-specific: join / election phase / leave

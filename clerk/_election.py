@@ -14,7 +14,8 @@ ELECTION, OK, COORDINATOR, WELCOME, HEARTBEAT and LEAVE here. Roles and transiti
 Rules:
 
 * **Follow the highest claim** (:mod:`clerk._claims`, :func:`on_claim`). A manager that sees a
-  higher claim steps down to it (:func:`clerk._handover.step_down_to`).
+  higher claim steps down to it (:func:`clerk._handover.step_down_to`). Never a claim held by
+  a second node in a live member's name (:mod:`clerk._dupname`).
 * **Bully.** A node that suspects the manager sends ELECTION to every live node ranked above
   it by ``(priority, name)`` and also to the suspect itself (a live manager answers OK with its
   claim, so a spurious disconnect event cannot depose it). No OK within ``election_timeout``:
@@ -40,6 +41,7 @@ from __future__ import annotations
 from clerk import _quorumcore
 from clerk._corestate import CoreState
 from clerk._coretypes import INF, ManagerChanged, MemberDown, Refused, Role
+from clerk._dupname import duplicate_claim
 from clerk._handover import step_down_to
 from clerk._joining import acknowledge, adopt, heartbeat_round, learn, list_for, lists_me
 from clerk._joining import probe as probe_lost
@@ -89,6 +91,12 @@ DISCONNECT_PROBE = 1 / 6
 
 def on_claim(core: CoreState, claim: Claim, now: float) -> bool:
     """Learn of a manager claim; follow it if it is the highest. True if we follow it."""
+    if duplicate_claim(core, claim, now):
+        # Held by a second node in a live member's name, relayed (its own messages never
+        # get here): never followed, whatever its term (clerk._dupname).
+        core.drop("duplicate_claim", f"claim {claim.key} at {claim.address}: the name is "
+                                     "held by a live member at another address")
+        return False
     core.see_term(claim.term)
     if claim.name == core.me.name:
         if core.role is not Role.MANAGER:

@@ -59,7 +59,8 @@ them. Rules:
 * **Hostile input** (``--insecure``). JOINs beyond ``MAX_PROBATION`` admitted members that have
   not acknowledged yet are dropped (a flood of forged names; a real joiner retries); member
   lists learned outside a manager's heartbeat are taken up to ``MAX_LEARN`` rows; a REFUSE from
-  anyone but our manager, or a seed while joining, is dropped.
+  anyone but our manager, or a seed while joining (the other cases of a duplicate name:
+  :mod:`clerk._dupname`), is dropped.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from collections.abc import Mapping
 
 from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState
 from clerk._coretypes import INF, MemberDown, MemberUp, Refused, Role
+from clerk._dupname import refuse_accepted
 from clerk._membership import Member
 from clerk._messages import (
     Ack,
@@ -420,17 +422,18 @@ def m_join(core: CoreState, msg: Join, now: float) -> None:
 
 
 def m_refuse(core: CoreState, msg: Refuse, now: float) -> None:
-    """REFUSE from our manager, or from a seed while joining: stop."""
+    """REFUSE from our manager, from a seed while joining or electing, or, as a manager of
+    nobody, from a seed or a node we sent our claim to (:func:`clerk._dupname.refuse_accepted`:
+    a duplicate name that elected itself): stop."""
     s, claim = msg.sender, core._claim
     ours = (claim is not None and core.role is Role.FOLLOWER and s.name == claim.name
             and s.address == claim.address and msg.term == claim.term)
-    if not ours and not (core.role is Role.JOINING and s.address in core.seeds):
+    if not ours and not refuse_accepted(core, msg):
         core.drop("refuse_stranger", f"REFUSE from {s.name!r} at {s.address!r}: not our "
                                      "manager, nor a seed while joining")
         return
-    if core.role is Role.JOINING or msg.sender.name == core.manager:
-        core.stop(f"refused by {msg.sender.name}: {msg.reason}")
-        core._out.insert(0, Refused(msg.reason))
+    core.stop(f"refused by {msg.sender.name}: {msg.reason}")
+    core._out.insert(0, Refused(msg.reason))
 
 
 def m_ack(core: CoreState, msg: Ack, now: float) -> None:

@@ -35,7 +35,15 @@ from dataclasses import dataclass
 from clerk._messages import MemberInfo, Peer
 from clerk._tasksets import TaskSets, split
 
-__all__ = ["Admission", "Member", "MemberTable"]
+__all__ = ["Admission", "Member", "MemberTable", "duplicate_reason"]
+
+
+def duplicate_reason(name: str, holder: Peer, is_me: bool, address: str) -> str:
+    """Why a node at ``address`` that calls itself ``name`` is refused: ``holder`` (this
+    node, if ``is_me``) holds the name. Names the name and both addresses."""
+    who = "this node" if is_me else "a live node"
+    return (f"the name {name!r} is already used by {who} at {holder.address} "
+            f"(incarnation {holder.incarnation}); {address} was refused")
 
 
 @dataclass(slots=True)
@@ -244,12 +252,8 @@ class MemberTable:
             and row.alive
             and now - row.last_seen < member_timeout
         ):
-            holder = "this node" if peer.name == self.me.name else "a live node"
-            return Admission(
-                "refused",
-                f"the name {peer.name!r} is already used by {holder} at {row.peer.address} "
-                f"(incarnation {row.peer.incarnation}); {peer.address} was refused",
-            )
+            return Admission("refused", duplicate_reason(
+                peer.name, row.peer, peer.name == self.me.name, peer.address))
         self._rows[peer.name] = Member(peer, tasks, True, now)
         self._changed()
         return Admission("replaced")

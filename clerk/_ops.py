@@ -10,6 +10,18 @@
 * ``show`` (one task's detail and history) is answered by any node from its replica.
 * An unknown task name or operation is an error listing the known ones; a trigger refused
   because a run is in flight says so.
+* **A repeated request gets the first answer** (:mod:`clerk._answered`). A client sends a
+  command again when no answer came within its per-attempt wait (2 s,
+  :func:`clerk._client.request_control`), to the next address, and from there to the manager
+  again: on a loaded machine the first attempt may well have been applied, its answer late.
+  A trigger applied twice started a second run once the first had ended (the operator asked
+  for one); a pause sent twice moved ``paused_at``. Every attempt of one request carries the
+  client's one-off incarnation, so the manager keeps its answer to each applied
+  ``pause``/``resume``/``trigger`` by (incarnation, operation, task) for
+  ``ANSWER_MEMORY_S`` (at most ``MAX_ANSWERS``) and gives a repeat that same answer without
+  applying it again. The memory is the manager's own: a repeat that reaches a new manager
+  after a failover is applied there (a trigger is then refused while the run it started is
+  in flight, as any other).
 """
 
 from __future__ import annotations
@@ -26,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["handle_control"]
 
 log = logging.getLogger("clerk.tasks")
-
 
 def handle_control(runner: TaskRunner, msg: Control, now: float, wall: float) -> ControlReply:
     agent = runner.agent
@@ -53,12 +64,20 @@ def handle_control(runner: TaskRunner, msg: Control, now: float, wall: float) ->
     unknown = sched.unknown(msg.task)
     if unknown:
         return reply(False, unknown)
+    before = runner.answered.get(msg, now)
+    if before is not None:
+        # A repeat of a request applied already (its answer was late): not applied again.
+        log.info("task=%s %s repeated by the same client: answered as before", msg.task,
+                 msg.op)
+        return before
     via = msg.via or agent.me.name
     if msg.op in ("pause", "resume"):
         register = sched.set_paused(msg.task, msg.op == "pause", via, wall)
         runner.replicate_now(now)
         log.info("task=%s %sd by an operator through %s", msg.task, msg.op, via)
-        return reply(True, result={"task": msg.task, **register})
+        answer = reply(True, result={"task": msg.task, **register})
+        runner.answered.put(msg, answer, now)
+        return answer
     dispatch, error = sched.trigger(msg.task, wall, runner.loaded(wall))
     if dispatch is None:
         return reply(False, error)
@@ -66,5 +85,7 @@ def handle_control(runner: TaskRunner, msg: Control, now: float, wall: float) ->
     runner.replicate_now(now)
     log.info("task=%s triggered by an operator through %s: run %s slot %d on %s", msg.task,
              via, dispatch.run_id, dispatch.slot, dispatch.node)
-    return reply(True, result={"task": msg.task, "run": dispatch.run_id, "slot": dispatch.slot,
-                               "node": dispatch.node, "via": via})
+    answer = reply(True, result={"task": msg.task, "run": dispatch.run_id,
+                                 "slot": dispatch.slot, "node": dispatch.node, "via": via})
+    runner.answered.put(msg, answer, now)
+    return answer

@@ -27,6 +27,7 @@ import math
 import random
 import time
 
+from clerk._answered import Answered
 from clerk._core import ManagerChanged, StateHandedOver
 from clerk._deploy import Resolver
 from clerk._executor import Executor
@@ -60,6 +61,7 @@ class TaskRunner(ResultRouting, StatusRows):
         self._classes = {name: load_task_class(d.target, name=name)
                          for name, d in self.defs.items()}
         self.nodes_guard = NodesGuard(self._classes)  # nodes() within a budget, off the loop
+        self.answered = Answered()  # operator commands applied, by request (clerk._ops)
         self.scheduler = Scheduler(list(self.defs.values()),
                                    random.Random(agent.rng.getrandbits(64)),
                                    self.nodes_guard, await_offers=True,

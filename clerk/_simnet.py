@@ -22,6 +22,10 @@ Model of the transport, kept close to ZeroMQ over TCP:
 * ``crash(name, silent=True)`` models a death nobody is told about (a host that vanishes, a
   cable pulled): no ``PeerDown`` anywhere, only silence; ``inject`` then lets a test hand a
   ``PeerDown`` (or any event) to exactly the nodes it chooses;
+* ``add_node(key, as_name=name)`` starts a second node that calls itself ``name`` (a
+  duplicate name: another process with the same configuration on another host) under its
+  own ``key`` and address; ``link_delay(src, dst, msg)`` adds seconds to a message's delay
+  (a link that is slow to come up: connection set-up and handshakes on a loaded machine);
 * ``max_bytes``: a HANDOVER or OFFER over it (encoded by the real codec) is dropped, as the
   real node does not send a message over its 1 MiB limit; the cores and the ledger layer cut
   their tables in parts for it (in the real proportion), so a small table in the simulator
@@ -109,6 +113,7 @@ class SimNode:
     backlog: list[Event] = field(default_factory=list)
     layer: SimLayer | None = None
     disk: dict[str, Any] | None = None  # quorum mode: the voter file (survives crashes)
+    as_name: str = ""  # the name its core goes by, if not ``name`` (a duplicate name)
 
 
 class SimNetwork:
@@ -170,15 +175,20 @@ class SimNetwork:
         self.tasks_of: Callable[[str], tuple[str, ...]] | None = None
         #: Called as ``observer(node, event, effects)`` after every event a node handles.
         self.observers: list[Callable[[SimNode, Event, list[Effect]], None]] = []
+        #: Extra seconds of delay for a message ``src -> dst`` (node keys); None: none.
+        self.link_delay: Callable[[str, str, Message], float] | None = None
 
     # --- building ---------------------------------------------------------------------------
 
     def add_node(
-        self, name: str, *, priority: int = 0, seeds: tuple[str, ...] = (), start: bool = True
+        self, name: str, *, priority: int = 0, seeds: tuple[str, ...] = (), start: bool = True,
+        as_name: str = "",
     ) -> SimNode:
+        """A node keyed ``name`` at ``name:7400``; ``as_name``: its core's name, if not
+        ``name`` (a duplicate of another node's name, at its own address)."""
         address = f"{name}:7400"
-        core = self._make_core(name, address, priority, seeds)
-        node = SimNode(name, address, priority, seeds, core)
+        core = self._make_core(as_name or name, address, priority, seeds)
+        node = SimNode(name, address, priority, seeds, core, as_name=as_name)
         self.nodes[name] = node
         if self.layer_factory is not None:
             node.layer = self.layer_factory(self, node)
@@ -241,7 +251,8 @@ class SimNetwork:
         node = self.nodes[name]
         if node.up and node.core.role is not Role.STOPPED:
             self.crash(name)
-        node.core = self._make_core(name, node.address, node.priority, node.seeds, node.disk)
+        node.core = self._make_core(node.as_name or name, node.address, node.priority,
+                                    node.seeds, node.disk)
         if self.layer_factory is not None:
             node.layer = self.layer_factory(self, node)  # a new process: from its disk
         node.up = True
@@ -408,6 +419,8 @@ class SimNetwork:
             self._links.setdefault(src.name, set()).add(dst.name)
             self._links.setdefault(dst.name, set()).add(src.name)
         at = self.now + self.delay + self.rng.uniform(0.0, self.jitter)
+        if self.link_delay is not None:
+            at += self.link_delay(src.name, dst.name, send.msg)
         if self.fifo:  # not before the last message sent on this link (same time: in order)
             link = (src.name, dst.name)
             at = max(at, self._link_last.get(link, 0.0))

@@ -126,6 +126,9 @@ def test_killed_node_restarted_rejoins_with_a_new_incarnation() -> None:
 def test_a_duplicate_name_is_refused_and_the_cluster_is_unaffected(whose: str) -> None:
     with LocalCluster(3) as cluster:
         manager = cluster.wait_for_manager(timeout=20)
+        # Formed: a node that has just followed the manager (on a relayed claim) may not list
+        # every member yet, and the rows compared below would be missing from ``before``.
+        wait_converged(cluster, timeout=20)
         before = cluster.views()
         name = manager if whose == "manager" else next(n for n in cluster.names
                                                         if n != manager)

@@ -1,9 +1,10 @@
 """The agent loop's poll timeout (clerk._agent.poll_timeout_ms): one wake-up per timer unless a
-run waits for the tick to start on time."""
+run waits for the tick to start on time; a joiner reads its mailbox before it elects itself."""
 
 from __future__ import annotations
 
-from clerk._agent import poll_timeout_ms
+from clerk._agent import Agent, poll_timeout_ms
+from clerk._core import Role
 
 
 def test_a_timer_that_may_be_late_by_a_millisecond_is_polled_for_in_one_wake_up() -> None:
@@ -23,3 +24,38 @@ def test_a_run_that_waits_for_the_tick_is_polled_for_to_the_sub_millisecond() ->
 def test_at_most_a_second() -> None:
     assert poll_timeout_ms(5.0, precise=False) == 1000
     assert poll_timeout_ms(5.0, precise=True) == 1000
+
+
+class _Stub:
+    """What Agent._read_before_electing touches."""
+
+    def __init__(self, role: str, due: float) -> None:
+        self.core = type("C", (), {"role": Role(role), "next_deadline": lambda _s: due})()
+        self.transport = type("T", (), {"router_ready": True,
+                                        "poll": lambda _s, ms, now, router: []})()
+        self.clock = type("K", (), {"monotonic": lambda _s: 5.0})()
+        self._read_before = float("-inf")
+        self.read = 0
+
+    def _handle_mailbox(self) -> int:
+        self.read += 1
+        return 1
+
+    def _on_inbound(self, inbound: object, now: float) -> None:
+        pass
+
+    def _flush(self, now: float) -> None:
+        pass
+
+
+def test_a_joiner_reads_its_mailbox_before_the_tick_that_would_make_it_a_candidate() -> None:
+    stub = _Stub("joining", 4.0)
+    assert Agent._read_before_electing(stub, 5.0) is True  # type: ignore[arg-type]
+    assert stub.read == 1
+    # Once per deadline: the tick comes next, whatever keeps arriving.
+    assert Agent._read_before_electing(stub, 5.0) is False  # type: ignore[arg-type]
+    assert stub.read == 1
+    for role in ("follower", "manager", "candidate"):
+        other = _Stub(role, 4.0)
+        assert Agent._read_before_electing(other, 5.0) is False  # type: ignore[arg-type]
+        assert other.read == 0

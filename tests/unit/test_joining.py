@@ -22,6 +22,7 @@ from clerk._core import (
 from clerk._messages import (
     Ack,
     Claim,
+    Coordinator,
     Heartbeat,
     Join,
     Peer,
@@ -243,6 +244,70 @@ def test_a_duplicate_name_joining_through_a_follower_is_refused_by_the_manager()
     assert net.agreed() == ("a", 1)
     assert {(m.name, m.address) for m in c.member_list()} == {
         ("a", addr("a")), ("b", addr("b")), ("c", addr("c"))}
+
+
+def impostor_manager(net, name, seeds):
+    """A second node in ``name``'s name that found nobody in time and elected itself: a
+    manager of nobody at term 1 (its seeds' answers come later)."""
+    impostor = NodeCore(Peer(name, "elsewhere:7400", f"{name}-other", 0), now=net.now,
+                        rng=random.Random(1), seeds=[addr(s) for s in seeds], timings=T)
+    net.cores["elsewhere:7400"] = impostor
+    net.every_core.append(impostor)
+    cut = {frozenset(("elsewhere:7400", addr(s))) for s in seeds}
+    net.cut |= cut  # its links are not up yet: what it sends meanwhile is lost
+    net.do(impostor, Start())
+    net.advance(T.join_timeout + T.election_timeout)
+    assert impostor.role is Role.MANAGER and impostor.term == 1
+    net.cut -= cut
+    return impostor
+
+
+def test_a_duplicate_that_elected_itself_never_displaces_the_manager():
+    """Its claim (1, "c") is above the manager's (1, "a"): before clerk._dupname, the manager
+    stepped down to it and handed it its table."""
+    net, (a, b, c) = cluster(("a", 0), ("b", 0), ("c", 0))
+    assert net.agreed() == ("a", 1)
+    mark = net.mark()
+    impostor = impostor_manager(net, "c", ["a", "b"])
+    net.advance(T.probe_interval + 0.1)  # its probes reach the seeds
+    assert impostor.role is Role.STOPPED
+    refused = [e.reason for e in net.effects(impostor, Refused)]
+    assert refused and "the name 'c' is already used by a live node at c:7400" in refused[0]
+    assert "elsewhere:7400 was refused" in refused[0]
+    assert net.agreed() == ("a", 1)
+    assert not any(net.effects(x, ManagerChanged, after=mark) for x in (a, b, c))
+    assert all(x.members.get("c").peer == c.me for x in (a, b))
+    assert a.dropped["duplicate_name"] >= 1
+
+
+def test_a_duplicate_of_the_manager_with_its_very_claim_is_refused():
+    """Its claim has the key of the manager's (1, 0, "a"); only the address differs."""
+    net, (a, b, c) = cluster(("a", 0), ("b", 0), ("c", 0))
+    mark = net.mark()
+    impostor = impostor_manager(net, "a", ["b", "c"])
+    assert impostor.manager_claim.key == a.manager_claim.key
+    net.advance(T.probe_interval + 0.1)
+    assert impostor.role is Role.STOPPED
+    assert net.agreed() == ("a", 1)
+    assert not any(net.effects(x, ManagerChanged, after=mark) for x in (a, b, c))
+    assert b.manager_claim == a.manager_claim  # at a's address
+
+
+def test_a_relayed_claim_of_a_duplicate_is_not_followed():
+    net, (a, b, c) = cluster(("a", 0), ("b", 0), ("c", 0))
+    dup = Claim(5, 0, "c", "elsewhere:7400")
+    net.deliver(addr("a"), Send(addr("b"), Coordinator(a.me, 1, dup)))
+    net.run()
+    assert b.manager_claim == a.manager_claim and b.highest_term == 1
+    assert b.dropped["duplicate_claim"] == 1
+    assert net.agreed() == ("a", 1)
+
+
+def test_a_refuse_from_a_seed_does_not_stop_a_manager_with_members():
+    """Only a manager of nobody (a duplicate that elected itself) stops on a seed's REFUSE."""
+    net, (a, b) = cluster(("a", 0), ("b", 0))
+    net.deliver(addr("b"), Send(addr("a"), Refuse(b.me, 1, "go away")))
+    assert a.role is Role.MANAGER and a.dropped["refuse_stranger"] == 1
 
 
 def test_a_restarted_node_replaces_its_entry():
