@@ -129,7 +129,7 @@ def follow(core: CoreState, claim: Claim, now: float) -> None:
     """Follow ``claim`` (the highest seen): become its FOLLOWER and announce ourselves."""
     old = core._claim
     if core.role is Role.MANAGER:
-        step_down_to(core, claim)  # two managers met: the lower one (us) hands over
+        step_down_to(core, claim, now)  # two managers met: the lower one (us) hands over
     elif old is not None and old.name != claim.name:
         # Tell our previous manager that it has been superseded.
         core.send(old.address, Coordinator(core.me, claim.term, claim))

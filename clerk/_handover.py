@@ -7,12 +7,30 @@ HANDOVER and leave requests to them, :mod:`clerk._election` calls :func:`step_do
   the lower one hands its member list and state to the higher one (HANDOVER), tells its
   members the winner's claim, and follows it (:func:`step_down_to`). The members it lost are in
   no list the winner gets: it keeps probing them as orphans (:mod:`clerk._joining`).
-* **Merge HANDOVER.** A manager takes a merge HANDOVER only from a member or a node it sent
-  its claim to, with a claim below its own (:func:`accept_merge`); anything else is dropped
-  and counted (``handover_stranger``). A follower that gets a HANDOVER not from the manager it
-  knows as current (it stepped down since) passes it on to the manager it follows, once per
-  node (:func:`forward`, ``FORWARD_MEMORY``): followers can briefly follow each other in a loop
-  after restarts, and the message would circle at network speed.
+* **Merge HANDOVER.** A manager takes a merge HANDOVER only from a member, a member it lost
+  (it probes those with its claim: a partition's other side) or a node it sent its claim to,
+  with a claim below its own (:func:`accept_merge`); anything else is dropped and counted
+  (``handover_stranger``). Before, a lost member was not enough: a winner that dropped the
+  old manager's row (silent for the member timeout since the takeover) between the old
+  manager's step-down and its HANDOVER's arrival, and had not probed it again yet, dropped
+  the table.
+* **Merges are confirmed.** The winner answers each merge HANDOVER part it took with MERGED
+  (its :func:`part_id`; only to a node whose incarnation says it reads it). The stepped-down
+  manager keeps each part until it is confirmed and sends the unconfirmed ones again to the
+  manager it follows (:func:`retry_merge`): after ``MERGE_RETRY`` s, then twice as long each
+  time up to ``MERGE_RETRY_MAX``, for ``MERGE_GIVE_UP`` s at most. ZeroMQ does not deliver
+  across a reconnect: at a heal the old manager often steps down within ~50 ms into a
+  connection that is closed ~200 ms later (the stale one from before the partition), and
+  what it had queued there was lost with the table's facts only it carried (an operator's
+  pause). A merge is idempotent (rows by lineage and version, a conflict counted once per
+  branch), so a part merged twice (its MERGED lost, or a winner of an older build, which
+  never confirms) changes nothing the second time. Parts are kept while we are no follower
+  (a candidate, or a manager again after the winner died) and go to the next manager we
+  follow; a new step-down adds its parts to them.
+* **Passed on.** A follower that gets a HANDOVER not from the manager it knows as current (it
+  stepped down since) passes it on to the manager it follows, once per node (:func:`forward`,
+  ``FORWARD_MEMORY``): followers can briefly follow each other in a loop after restarts, and
+  the message would circle at network speed.
 * **Graceful leave.** A leaving manager sends HANDOVER (members and replicated state) to the
   highest-ranked live member (:func:`leave_as_manager`), which takes over with a new term at
   once; nothing is lost. The leaver stops on its successor's COORDINATOR, or after
@@ -21,23 +39,40 @@ HANDOVER and leave requests to them, :mod:`clerk._election` calls :func:`step_do
 
 from __future__ import annotations
 
+import hashlib
+
 from clerk._corestate import CoreState
 from clerk._coretypes import Role, StateHandedOver
 from clerk._joining import learn
 from clerk._membership import Member
-from clerk._messages import Claim, Coordinator, Handover, Json, Leave, MemberInfo
+from clerk._messages import (
+    Claim,
+    Coordinator,
+    Handover,
+    Json,
+    Leave,
+    MemberInfo,
+    Merged,
+    reads_merged,
+)
 from clerk._record import PACK_CHUNK
 from clerk._replica import table_text
 from clerk._tasksets import reads_digests
 
 __all__ = [
     "FORWARD_MEMORY",
+    "MERGE_GIVE_UP",
+    "MERGE_RETRY",
+    "MERGE_RETRY_MAX",
     "accept_merge",
     "forward",
     "from_current_manager",
     "leave",
     "leave_as_manager",
+    "m_merged",
     "members_chars",
+    "part_id",
+    "retry_merge",
     "step_down_to",
     "table_parts",
 ]
@@ -45,6 +80,15 @@ __all__ = [
 #: How many HANDOVERs a follower remembers having passed on (each is passed on once; a table
 #: of 10,000 tasks is ~9 of them).
 FORWARD_MEMORY = 64
+#: A merge HANDOVER part not confirmed (MERGED) goes again after this many seconds: past a
+#: heal's reconnections (a stale connection is closed within ~1 s, ZeroMQ reconnects within
+#: 0.2 s after), and the winner's merge of a big table (~0.1 s per part on a loaded machine).
+MERGE_RETRY = 1.0
+#: ... then twice as long each time, up to this.
+MERGE_RETRY_MAX = 8.0
+#: ... and not after this many seconds since the step-down (a winner of an older build never
+#: confirms: it gets the table about 8 times, each merge idempotent).
+MERGE_GIVE_UP = 60.0
 
 
 def table_parts(items: list[tuple[str, str | None]], limit: int,
@@ -83,7 +127,7 @@ def members_chars(members: tuple[MemberInfo, ...]) -> int:
                + sum(len(t) + 3 for t in m.tasks) for m in members)
 
 
-def step_down_to(core: CoreState, claim: Claim) -> None:
+def step_down_to(core: CoreState, claim: Claim, now: float) -> None:
     """We are a manager and met a higher claim: hand our table to the winner, and tell our
     own members who the manager is now. Otherwise they would learn it only if the winner took
     our list (it may drop a HANDOVER it cannot vouch for) or after our heartbeats stop and
@@ -105,7 +149,13 @@ def step_down_to(core: CoreState, claim: Claim) -> None:
     room = max(0, core.part_chars - members_chars(members))
     parts = table_parts(source.items(), core.part_chars, room) or [None]
     for i, part in enumerate(parts):
-        core.send(claim.address, Handover(core.me, core.term, members if i == 0 else (), part))
+        msg = Handover(core.me, core.term, members if i == 0 else (), part)
+        core.send(claim.address, msg)
+        core._merge_out[part_id(part)] = msg  # until MERGED (module docstring)
+    core._merge_to.add(claim.address)
+    core._merge_wait = MERGE_RETRY
+    core._merge_retry = now + MERGE_RETRY
+    core._merge_until = now + MERGE_GIVE_UP
     # The members we lost are in no list the winner gets: keep probing them.
     core._orphans.update(core._lost)
     for row in core.members.others():
@@ -120,12 +170,59 @@ def accept_merge(core: CoreState, msg: Handover, now: float) -> None:
     row = core.members.get(s.name)
     known = (row is not None and row.peer.incarnation == s.incarnation
              and row.peer.address == s.address) or s.address in core._told
+    known = known or s.address in core._lost  # (probed with our claim: the other side)
     if not known or (msg.term, s.priority, s.name) >= core.my_claim().key:
         core.drop("handover_stranger", f"HANDOVER from {s.name!r} at {s.address!r}: "
                                        "not a member, nor a manager we deposed")
         return
     learn(core, msg.members, now)
     core._out.append(StateHandedOver(s.name, msg.state, True))
+    if reads_merged(s):
+        core.send(s.address, Merged(core.me, core.term, part_id(msg.state)))
+
+
+def part_id(state: Json) -> str:
+    """A merge HANDOVER part's identity, for its MERGED: a digest of its first row's text
+    (each part of one table begins with a row of its own; "" for an empty table's one)."""
+    key = _part_key(state)
+    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest() if key else ""
+
+
+def retry_merge(core: CoreState, now: float) -> None:
+    """Follower: send the merge HANDOVER parts not confirmed yet again, to the manager we
+    follow (module docstring, "Merges are confirmed"); give up after ``MERGE_GIVE_UP``."""
+    if not core._merge_out or now >= core._merge_until:
+        clear_merge(core)
+        return
+    claim = core._claim
+    if core.role is Role.FOLLOWER and claim is not None:
+        for msg in core._merge_out.values():
+            core.send(claim.address, msg)
+            core.merge_resent += 1
+        core._merge_to.add(claim.address)
+    core._merge_wait = min(2 * core._merge_wait, MERGE_RETRY_MAX)
+    core._merge_retry = now + core._merge_wait
+
+
+def clear_merge(core: CoreState) -> None:
+    core._merge_out.clear()
+    core._merge_to.clear()
+    core._merge_retry = core._merge_until = float("inf")
+
+
+def m_merged(core: CoreState, msg: Merged, now: float) -> None:
+    """MERGED: a part of our merge HANDOVER was merged; only from a node we sent it to or the
+    manager we follow (anyone else's is dropped: it would stop a retry)."""
+    claim = core._claim
+    s = msg.sender
+    if s.address not in core._merge_to and not (
+            claim is not None and claim.name == s.name and claim.address == s.address):
+        core.drop("merged_stranger", f"MERGED from {s.name!r} at {s.address!r}: "
+                                     "we sent it no merge HANDOVER")
+        return
+    core._merge_out.pop(msg.part, None)
+    if not core._merge_out:
+        clear_merge(core)
 
 
 def from_current_manager(core: CoreState, msg: Handover) -> bool:

@@ -19,7 +19,6 @@ Rule: the pause is in the winner's table after the heal. Before the fix it was l
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
@@ -61,9 +60,6 @@ def _scenario(n: int, seed: int, others: int, before_pause: float, before_heal: 
     assert rec.paused, "the pause made on the losing side was lost at the heal"
 
 
-@pytest.mark.xfail(strict=True, reason="a merge HANDOVER is sent once and never confirmed: lost "
-                   "on the wire, or dropped as a stranger by a winner that expired the loser's "
-                   "row and has not probed it since")
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @example(n=3, seed=11, others=0, before_pause=0.1, before_heal=0.5, lose_for=0.0)
