@@ -134,3 +134,72 @@ def test_a_pause_made_on_the_lower_side_of_a_partition_survives_the_heal(tmp_pat
 
 def test_a_pause_made_just_before_a_heal_soon_after_the_cut_survives_it(tmp_path) -> None:
     _pause_on_the_lower_side_then_heal(tmp_path, fast=True)
+
+
+#: Seconds from the cut to the heal, one partition each: across the window where the
+#: connections from before the cut are closed (~1-1.6 s: a HANDOVER sent into one that closes
+#: next is lost) and the one where the winner drops the old manager's row (member timeout
+#: after its takeover, ~2.7-3 s: a HANDOVER then came from "a stranger").
+HEALS_AFTER = (1.2, 1.5, 2.0, 2.7, 3.0)
+
+
+def _partition_round(lab: Lab, cluster: NetnsCluster, manager: str, task: str, after: float,
+                     env: dict[str, str]) -> str:
+    """Cut ``manager`` off alone, pause ``task`` through it once the rest agree on a new
+    manager, heal ``after`` s after the cut (the partition's length is the scenario's input,
+    not a wait for an outcome), and wait for the pause on the winner; the winner's name."""
+    i = cluster.index(manager)
+    pauser = subprocess.Popen(
+        ["ip", "netns", "exec", lab.ns(i), sys.executable, "-c", PAUSER,
+         cluster.address(manager), task, str(cluster.cookie_file)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert pauser.stdout is not None and pauser.stdin is not None
+        assert pauser.stdout.readline().strip() == "ready"
+        cut = time.monotonic()
+        lab.split([i])
+        rest = [n for n in cluster.names if n != manager]
+        wait_until(lambda: (v := cluster.agreed(rest)) is not None and v[0] != manager,
+                   timeout=30, interval=0.02)
+        pauser.stdin.write("go\n")
+        pauser.stdin.flush()
+        assert pauser.stdout.readline().strip() == "done"
+        assert pauser.wait(timeout=30) == 0
+    finally:
+        if pauser.poll() is None:
+            pauser.kill()
+            pauser.wait(timeout=10)
+    wait_until(lambda: time.monotonic() >= cut + after, timeout=after + 1, interval=0.01)
+    lab.heal()
+    winner: str = wait_until(lambda: (v := cluster.agreed()) is not None and v[0] != manager
+                             and v, timeout=30, interval=0.05)[0]
+
+    def paused() -> bool:
+        row = request_control([cluster.address(winner)], "show", task, keys=cluster.keys,
+                              timeout=5)
+        return bool(row.get("paused"))
+
+    wait_until(paused, timeout=30, interval=0.2,
+               message=lambda: f"{task} not paused on {winner} (heal {after} s after the cut)")
+    return winner
+
+
+def test_pauses_made_on_the_lower_side_survive_heals_at_any_moment(tmp_path) -> None:
+    """One partition per moment in HEALS_AFTER, each cutting off the manager of the moment
+    alone and pausing another idle task through it: every pause is on the winner after its
+    heal, and all of them at the end."""
+    log = str(tmp_path / "runs.log")
+    tasks = [clerk.task(Counter, name=name(i), interval=HOUR, args={"log": log})
+             for i in range(TASKS)]
+    now = time.time() * 1000
+    idle = [name(i) for i in range(TASKS)
+            if (phase_ms(name(i), HOUR) - now) % HOUR > 600_000][:len(HEALS_AFTER)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+    with Lab(3) as lab, NetnsCluster(lab, tasks=tasks) as cluster:
+        manager = cluster.wait_for_manager(timeout=90)
+        for task, after in zip(idle, HEALS_AFTER, strict=True):
+            manager = _partition_round(lab, cluster, manager, task, after, env)
+        for task in idle:
+            assert request_control([cluster.address(manager)], "show", task,
+                                   keys=cluster.keys, timeout=5).get("paused"), task
