@@ -16,9 +16,10 @@ HANDOVER and leave requests to them, :mod:`clerk._election` calls :func:`step_do
   the table.
 * **Merges are confirmed.** The winner answers each merge HANDOVER part it took with MERGED
   (its :func:`part_id`; only to a node whose incarnation says it reads it). The stepped-down
-  manager keeps each part until it is confirmed and sends the unconfirmed ones again to the
-  manager it follows (:func:`retry_merge`): after ``MERGE_RETRY`` s, then twice as long each
-  time up to ``MERGE_RETRY_MAX``, for ``MERGE_GIVE_UP`` s at most. ZeroMQ does not deliver
+  manager keeps each part until it is confirmed and sends the unconfirmed ones again (without
+  the member list, which may be stale by then) to the manager it follows
+  (:func:`retry_merge`): after ``MERGE_RETRY`` s, then twice as long each time up to
+  ``MERGE_RETRY_MAX``, for ``MERGE_GIVE_UP`` s at most. ZeroMQ does not deliver
   across a reconnect: at a heal the old manager often steps down within ~50 ms into a
   connection that is closed ~200 ms later (the stale one from before the partition), and
   what it had queued there was lost with the table's facts only it carried (an operator's
@@ -39,6 +40,7 @@ HANDOVER and leave requests to them, :mod:`clerk._election` calls :func:`step_do
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -205,7 +207,10 @@ def retry_merge(core: CoreState, now: float) -> None:
     claim = core._claim
     if core.role is Role.FOLLOWER and claim is not None:
         for msg in core._merge_out.values():
-            core.send(claim.address, msg)
+            # Without the member list: the one we had at the step-down may be stale by now
+            # (the winner would learn nodes gone since); our live members followed the
+            # winner on our word, the others we probe as orphans.
+            core.send(claim.address, dataclasses.replace(msg, members=()))
             core.merge_resent += 1
         core._merge_to.add(claim.address)
     core._merge_wait = min(2 * core._merge_wait, MERGE_RETRY_MAX)

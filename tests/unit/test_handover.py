@@ -383,6 +383,7 @@ def test_a_lost_merge_handover_is_sent_again_until_confirmed():
     assert len(lost) == 2
     merged = [e for e in net.effects(z, StateHandedOver) if e.merge]
     assert [unpack_table(e.state) for e in merged] == [unpack_table(lost[0].state)]
+    assert lost[0].members and not lost[1].members  # a retry has no (maybe stale) list
     assert a.status()["merge"] == {"unconfirmed": 0, "resent": 2}
     mark = net.mark()
     net.advance(_handover.MERGE_GIVE_UP)
