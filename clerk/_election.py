@@ -40,7 +40,7 @@ from __future__ import annotations
 from clerk import _quorumcore
 from clerk._corestate import CoreState
 from clerk._coretypes import INF, ManagerChanged, MemberDown, Refused, Role
-from clerk._handover import step_down_to
+from clerk._handover import step_down_to, take_back_merge
 from clerk._joining import acknowledge, adopt, heartbeat_round, learn, list_for, lists_me
 from clerk._joining import probe as probe_lost
 from clerk._membership import Member
@@ -264,6 +264,7 @@ def take_claim(core: CoreState, now: float, members: tuple[MemberInfo, ...] | No
         core.send(row.peer.address, Coordinator(core.me, core.term, claim,
                                                 at if reads_table_at(row.peer) else None))
     core._out.append(ManagerChanged(core.me.name, core.term, True))
+    take_back_merge(core)  # (after ManagerChanged: the layer loads, then merges)
     core._next_heartbeat = now  # first heartbeat right away
     heartbeat_round(core, now)
     # Probe at once, too: a node that gave up joining because no seed answered (all were

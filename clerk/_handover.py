@@ -25,9 +25,10 @@ HANDOVER and leave requests to them, :mod:`clerk._election` calls :func:`step_do
   what it had queued there was lost with the table's facts only it carried (an operator's
   pause). A merge is idempotent (rows by lineage and version, a conflict counted once per
   branch), so a part merged twice (its MERGED lost, or a winner of an older build, which
-  never confirms) changes nothing the second time. Parts are kept while we are no follower
-  (a candidate, or a manager again after the winner died) and go to the next manager we
-  follow; a new step-down adds its parts to them.
+  never confirms) changes nothing the second time. Parts are kept while we are a candidate;
+  if we claim again instead (the winner's connection closed and we won the election that
+  followed: seen on a real cluster), they go into our own new table
+  (:func:`take_back_merge`); a new step-down adds its parts to them.
 * **Passed on.** A follower that gets a HANDOVER not from the manager it knows as current (it
   stepped down since) passes it on to the manager it follows, once per node (:func:`forward`,
   ``FORWARD_MEMORY``): followers can briefly follow each other in a loop after restarts, and
@@ -78,6 +79,7 @@ __all__ = [
     "retry_merge",
     "step_down_to",
     "table_parts",
+    "take_back_merge",
 ]
 
 #: How many HANDOVERs a follower remembers having passed on (each is passed on once; a table
@@ -215,6 +217,16 @@ def retry_merge(core: CoreState, now: float) -> None:
         core._merge_to.add(claim.address)
     core._merge_wait = min(2 * core._merge_wait, MERGE_RETRY_MAX)
     core._merge_retry = now + core._merge_wait
+
+
+def take_back_merge(core: CoreState) -> None:
+    """We claim again with our merge HANDOVER not confirmed (the winner's connection closed
+    and we won the election that followed, or the winner died): our table is the one its
+    parts go into now (``StateHandedOver`` from ourselves, after ``ManagerChanged``: the task
+    layer merges them once it has loaded the table it continues from)."""
+    for msg in core._merge_out.values():
+        core._out.append(StateHandedOver(core.me.name, msg.state, True))
+    clear_merge(core)
 
 
 def clear_merge(core: CoreState) -> None:

@@ -114,8 +114,11 @@ def _pause_on_the_lower_side_then_heal(tmp_path, fast: bool) -> None:
                 pauser.kill()
                 pauser.wait(timeout=10)
         lab.heal()
-        winner = wait_until(lambda: (v := cluster.agreed()) is not None and v[0] != old and v,
-                            timeout=30, interval=0.05)[0]
+        # Usually the other side's manager (higher term). Not always: the old manager's stale
+        # connection to it may close right after the old one followed it, and the old one may
+        # then win the election that follows (a higher term again); its own table, with the
+        # pause, then goes into its new one (clerk._handover.take_back_merge).
+        winner = wait_until(lambda: cluster.agreed(), timeout=30, interval=0.05)[0]
 
         def paused() -> bool:
             row = request_control([cluster.address(winner)], "show", task,
@@ -125,7 +128,7 @@ def _pause_on_the_lower_side_then_heal(tmp_path, fast: bool) -> None:
         wait_until(paused, timeout=30, interval=0.2,
                    message=lambda: f"{task} not paused on {winner}")
         assert "cannot send Handover" not in cluster.log(old)
-        assert "received a merged table" in cluster.log(winner)
+        wait_until(lambda: "received a merged table" in cluster.log(winner), timeout=30)
 
 
 def test_a_pause_made_on_the_lower_side_of_a_partition_survives_the_heal(tmp_path) -> None:
@@ -171,8 +174,7 @@ def _partition_round(lab: Lab, cluster: NetnsCluster, manager: str, task: str, a
             pauser.wait(timeout=10)
     wait_until(lambda: time.monotonic() >= cut + after, timeout=after + 1, interval=0.01)
     lab.heal()
-    winner: str = wait_until(lambda: (v := cluster.agreed()) is not None and v[0] != manager
-                             and v, timeout=30, interval=0.05)[0]
+    winner: str = wait_until(lambda: cluster.agreed(), timeout=30, interval=0.05)[0]  # (any)
 
     def paused() -> bool:
         row = request_control([cluster.address(winner)], "show", task, keys=cluster.keys,

@@ -11,6 +11,7 @@ from clerk import _handover
 from clerk._core import (
     Deliver,
     LeaveRequested,
+    ManagerChanged,
     MemberDown,
     Received,
     Role,
@@ -433,3 +434,28 @@ def test_merged_from_a_stranger_is_dropped():
     assert b.dropped["merged_stranger"] == 1 and "x" in b._merge_out
     net.do(b, Received(Merged(a.me, a.term, "x")))  # from the manager b follows
     assert not b._merge_out
+
+
+def test_a_loser_that_claims_again_takes_its_unconfirmed_table_into_its_own():
+    """The old manager's HANDOVER was lost and the winner died before a retry: the old one
+    claims again (it ranks highest of the rest), and its unconfirmed parts come back to its
+    own task layer as a merge, after its ManagerChanged (merged once its table is loaded)."""
+    net, a, b, z = _two_managers_marked()
+    a.set_replicated({"tasks": {"t": {"pause": {"paused": True, "node": "a", "at": 1.0}}}})
+    net.heal()
+    deliver = net.deliver
+    net.deliver = lambda src, send: (  # type: ignore[method-assign]
+        None if isinstance(send.msg, Handover) else deliver(src, send))
+    net.advance(T.probe_interval + T.heartbeat_interval * 3)
+    assert net.agreed() == ("z", 1) and a.status()["merge"]["unconfirmed"] == 1
+    mark = net.mark()
+    net.crash(z)
+    net.advance(T.manager_timeout + T.election_timeout * 2)
+    assert a.role is Role.MANAGER
+    kinds = [type(e).__name__ for e in net.effects(a, after=mark)
+             if isinstance(e, ManagerChanged | StateHandedOver)]
+    assert kinds[-2:] == ["ManagerChanged", "StateHandedOver"]
+    back = net.effects(a, StateHandedOver, after=mark)
+    assert [(e.sender, e.merge) for e in back] == [("a", True)]
+    assert unpack_table(back[0].state)["tasks"]["t"]["pause"]["paused"] is True
+    assert a.status()["merge"]["unconfirmed"] == 0
