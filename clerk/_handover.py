@@ -238,6 +238,8 @@ def clear_merge(core: CoreState) -> None:
 def m_merged(core: CoreState, msg: Merged, now: float) -> None:
     """MERGED: a part of our merge HANDOVER was merged; only from a node we sent it to or the
     manager we follow (anyone else's is dropped: it would stop a retry)."""
+    if not core._merge_out:
+        return  # nothing pending: a late or second MERGED (a part sent again) is moot
     claim = core._claim
     s = msg.sender
     if s.address not in core._merge_to and not (
