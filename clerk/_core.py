@@ -43,7 +43,8 @@ Rules owned here:
   core drops and counts (``Dropped`` effects, shown in status): a LEAVE or a graceful HANDOVER
   from a non-member or a stale incarnation, a REFUSE from anyone but our manager or a seed, an
   EXECUTE from a manager this node does not already follow (answered ``refused``), a merge
-  HANDOVER from a node that is neither a member nor one we sent our claim to, and JOINs beyond
+  HANDOVER from a node that is neither a member (or one we lost) nor one we sent our claim to,
+  a MERGED from a node we sent no merge HANDOVER to (nor our manager), and JOINs beyond
   ``MAX_PROBATION`` admitted members that have not acknowledged yet (a flood of forged names;
   a real joiner retries). Replayed or reordered messages carry old claims, which the claim
   order already ignores. A peer that knows the cluster (names, incarnations, terms) can still
@@ -102,6 +103,7 @@ from clerk._messages import (
     Join,
     Json,
     Leave,
+    Merged,
     Message,
     Offer,
     Ok,
@@ -339,6 +341,8 @@ class NodeCore(CoreState):
         elif role is Role.FOLLOWER:
             if now >= self.next_fetch():
                 _joining.fetch_sets(self, now)
+            if now >= self._merge_retry:
+                _handover.retry_merge(self, now)
             if now >= self._last_heard + t.manager_timeout:
                 _election.start_election(self, now, suspect=self.manager or "")
             elif now >= self._next_probe:
@@ -481,4 +485,5 @@ _HANDLERS: dict[type, Callable[[NodeCore, Any, float], None]] = {
     Reject: NodeCore._m_quorum,
     TasksQuery: _joining.m_tasks_query,
     TasksReply: _joining.m_tasks_reply,
+    Merged: _handover.m_merged,
 }

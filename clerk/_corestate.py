@@ -31,7 +31,7 @@ from clerk._claims import MAX_TERM_JUMP, TermBound, claim_of, message_term
 from clerk._coretypes import INF, Dropped, Effect, Role, Send, Stopped
 from clerk._fence import StallFence
 from clerk._membership import Member, MemberTable
-from clerk._messages import Claim, Json, MemberInfo, Message, Peer, TableAt
+from clerk._messages import Claim, Handover, Json, MemberInfo, Message, Peer, TableAt
 from clerk._quorum import QuorumState
 from clerk._record import PACK_CHUNK
 from clerk._replica import HANDOVER_WHOLE_CHARS, Replica, ReplicaLog, handover_delta, table_text
@@ -110,6 +110,15 @@ class CoreState:
         self._orphans: dict[str, float] = {}  # lost while we were manager, now a follower
         self._successor = ""
         self._forwarded: dict[tuple[str, str, int, str], None] = {}  # HANDOVERs passed on
+        # Our merge HANDOVER's parts not confirmed yet (MERGED), by part id, the addresses
+        # they went to, when to send them again, the wait after that, and when to give up
+        # (clerk._handover, "Merges are confirmed").
+        self._merge_out: dict[str, Handover] = {}
+        self._merge_to: set[str] = set()
+        self._merge_retry = INF
+        self._merge_wait = 0.0
+        self._merge_until = INF
+        self.merge_resent = 0  # merge HANDOVER parts sent again, unconfirmed
         self._out: list[Effect] = []
         self._fence = StallFence(now)
         # Until then a closed connection is not taken as a crash (see _election.on_peer_down):
@@ -174,6 +183,8 @@ class CoreState:
             "manager": self.manager,
             "term": self.term,
             "highest_term": self.highest_term,
+            # Our merge HANDOVER's parts not confirmed yet, and how many went again.
+            "merge": {"unconfirmed": len(self._merge_out), "resent": self.merge_resent},
             "members": [
                 {
                     "name": m.name,
@@ -279,7 +290,7 @@ class CoreState:
             return min(self._next_heartbeat, self._next_probe, self.next_fetch())
         if self.role is Role.FOLLOWER:
             return min(self._last_heard + t.manager_timeout, self._next_probe,
-                       self.next_fetch())
+                       self.next_fetch(), self._merge_retry)
         if self.role is Role.JOINING:
             return min(self.elect_at(), self._next_retry)
         if self.role in (Role.CANDIDATE, Role.LEAVING):

@@ -42,7 +42,7 @@ from clerk import _quorumcore
 from clerk._corestate import CoreState
 from clerk._coretypes import INF, ManagerChanged, MemberDown, Refused, Role
 from clerk._dupname import duplicate_claim
-from clerk._handover import step_down_to
+from clerk._handover import step_down_to, take_back_merge
 from clerk._joining import acknowledge, adopt, heartbeat_round, learn, list_for, lists_me
 from clerk._joining import probe as probe_lost
 from clerk._membership import Member
@@ -137,7 +137,7 @@ def follow(core: CoreState, claim: Claim, now: float) -> None:
     """Follow ``claim`` (the highest seen): become its FOLLOWER and announce ourselves."""
     old = core._claim
     if core.role is Role.MANAGER:
-        step_down_to(core, claim)  # two managers met: the lower one (us) hands over
+        step_down_to(core, claim, now)  # two managers met: the lower one (us) hands over
     elif old is not None and old.name != claim.name:
         # Tell our previous manager that it has been superseded.
         core.send(old.address, Coordinator(core.me, claim.term, claim))
@@ -272,6 +272,7 @@ def take_claim(core: CoreState, now: float, members: tuple[MemberInfo, ...] | No
         core.send(row.peer.address, Coordinator(core.me, core.term, claim,
                                                 at if reads_table_at(row.peer) else None))
     core._out.append(ManagerChanged(core.me.name, core.term, True))
+    take_back_merge(core)  # (after ManagerChanged: the layer loads, then merges)
     core._next_heartbeat = now  # first heartbeat right away
     heartbeat_round(core, now)
     # Probe at once, too: a node that gave up joining because no seed answered (all were

@@ -7,12 +7,32 @@ HANDOVER and leave requests to them, :mod:`clerk._election` calls :func:`step_do
   the lower one hands its member list and state to the higher one (HANDOVER), tells its
   members the winner's claim, and follows it (:func:`step_down_to`). The members it lost are in
   no list the winner gets: it keeps probing them as orphans (:mod:`clerk._joining`).
-* **Merge HANDOVER.** A manager takes a merge HANDOVER only from a member or a node it sent
-  its claim to, with a claim below its own (:func:`accept_merge`); anything else is dropped
-  and counted (``handover_stranger``). A follower that gets a HANDOVER not from the manager it
-  knows as current (it stepped down since) passes it on to the manager it follows, once per
-  node (:func:`forward`, ``FORWARD_MEMORY``): followers can briefly follow each other in a loop
-  after restarts, and the message would circle at network speed.
+* **Merge HANDOVER.** A manager takes a merge HANDOVER only from a member, a member it lost
+  (it probes those with its claim: a partition's other side) or a node it sent its claim to,
+  with a claim below its own (:func:`accept_merge`); anything else is dropped and counted
+  (``handover_stranger``). Before, a lost member was not enough: a winner that dropped the
+  old manager's row (silent for the member timeout since the takeover) between the old
+  manager's step-down and its HANDOVER's arrival, and had not probed it again yet, dropped
+  the table.
+* **Merges are confirmed.** The winner answers each merge HANDOVER part it took with MERGED
+  (its :func:`part_id`; only to a node whose incarnation says it reads it). The stepped-down
+  manager keeps each part until it is confirmed and sends the unconfirmed ones again (without
+  the member list, which may be stale by then) to the manager it follows
+  (:func:`retry_merge`): after ``MERGE_RETRY`` s, then twice as long each time up to
+  ``MERGE_RETRY_MAX``, for ``MERGE_GIVE_UP`` s at most. ZeroMQ does not deliver
+  across a reconnect: at a heal the old manager often steps down within ~50 ms into a
+  connection that is closed ~200 ms later (the stale one from before the partition), and
+  what it had queued there was lost with the table's facts only it carried (an operator's
+  pause). A merge is idempotent (rows by lineage and version, a conflict counted once per
+  branch), so a part merged twice (its MERGED lost, or a winner of an older build, which
+  never confirms) changes nothing the second time. Parts are kept while we are a candidate;
+  if we claim again instead (the winner's connection closed and we won the election that
+  followed: seen on a real cluster), they go into our own new table
+  (:func:`take_back_merge`); a new step-down adds its parts to them.
+* **Passed on.** A follower that gets a HANDOVER not from the manager it knows as current (it
+  stepped down since) passes it on to the manager it follows, once per node (:func:`forward`,
+  ``FORWARD_MEMORY``): followers can briefly follow each other in a loop after restarts, and
+  the message would circle at network speed.
 * **Graceful leave.** A leaving manager sends HANDOVER (members and replicated state) to the
   highest-ranked live member (:func:`leave_as_manager`), which takes over with a new term at
   once; nothing is lost. The leaver stops on its successor's COORDINATOR, or after
@@ -21,30 +41,59 @@ HANDOVER and leave requests to them, :mod:`clerk._election` calls :func:`step_do
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+
 from clerk._corestate import CoreState
 from clerk._coretypes import Role, StateHandedOver
 from clerk._joining import learn
 from clerk._membership import Member
-from clerk._messages import Claim, Coordinator, Handover, Json, Leave, MemberInfo
+from clerk._messages import (
+    Claim,
+    Coordinator,
+    Handover,
+    Json,
+    Leave,
+    MemberInfo,
+    Merged,
+    reads_merged,
+)
 from clerk._record import PACK_CHUNK
 from clerk._replica import table_text
 from clerk._tasksets import reads_digests
 
 __all__ = [
     "FORWARD_MEMORY",
+    "MERGE_GIVE_UP",
+    "MERGE_RETRY",
+    "MERGE_RETRY_MAX",
     "accept_merge",
     "forward",
     "from_current_manager",
     "leave",
     "leave_as_manager",
+    "m_merged",
     "members_chars",
+    "part_id",
+    "retry_merge",
     "step_down_to",
     "table_parts",
+    "take_back_merge",
 ]
 
 #: How many HANDOVERs a follower remembers having passed on (each is passed on once; a table
 #: of 10,000 tasks is ~9 of them).
 FORWARD_MEMORY = 64
+#: A merge HANDOVER part not confirmed (MERGED) goes again after this many seconds: past a
+#: heal's reconnections (a stale connection is closed within ~1 s, ZeroMQ reconnects within
+#: 0.2 s after), and the winner's merge of a big table (~0.1 s per part on a loaded machine).
+MERGE_RETRY = 1.0
+#: ... then twice as long each time, up to this.
+MERGE_RETRY_MAX = 8.0
+#: ... and not after this many seconds since the step-down (a winner of an older build never
+#: confirms: it gets the table 10 times, at 0, 1, 3, 7, 15, 23 ... 55 s; each merge idempotent).
+MERGE_GIVE_UP = 60.0
 
 
 def table_parts(items: list[tuple[str, str | None]], limit: int,
@@ -83,7 +132,7 @@ def members_chars(members: tuple[MemberInfo, ...]) -> int:
                + sum(len(t) + 3 for t in m.tasks) for m in members)
 
 
-def step_down_to(core: CoreState, claim: Claim) -> None:
+def step_down_to(core: CoreState, claim: Claim, now: float) -> None:
     """We are a manager and met a higher claim: hand our table to the winner, and tell our
     own members who the manager is now. Otherwise they would learn it only if the winner took
     our list (it may drop a HANDOVER it cannot vouch for) or after our heartbeats stop and
@@ -105,7 +154,13 @@ def step_down_to(core: CoreState, claim: Claim) -> None:
     room = max(0, core.part_chars - members_chars(members))
     parts = table_parts(source.items(), core.part_chars, room) or [None]
     for i, part in enumerate(parts):
-        core.send(claim.address, Handover(core.me, core.term, members if i == 0 else (), part))
+        msg = Handover(core.me, core.term, members if i == 0 else (), part)
+        core.send(claim.address, msg)
+        core._merge_out[part_id(part)] = msg  # until MERGED (module docstring)
+    core._merge_to.add(claim.address)
+    core._merge_wait = MERGE_RETRY
+    core._merge_retry = now + MERGE_RETRY
+    core._merge_until = now + MERGE_GIVE_UP
     # The members we lost are in no list the winner gets: keep probing them.
     core._orphans.update(core._lost)
     for row in core.members.others():
@@ -120,12 +175,81 @@ def accept_merge(core: CoreState, msg: Handover, now: float) -> None:
     row = core.members.get(s.name)
     known = (row is not None and row.peer.incarnation == s.incarnation
              and row.peer.address == s.address) or s.address in core._told
+    known = known or s.address in core._lost  # (probed with our claim: the other side)
     if not known or (msg.term, s.priority, s.name) >= core.my_claim().key:
         core.drop("handover_stranger", f"HANDOVER from {s.name!r} at {s.address!r}: "
                                        "not a member, nor a manager we deposed")
         return
     learn(core, msg.members, now)
     core._out.append(StateHandedOver(s.name, msg.state, True))
+    if reads_merged(s):
+        core.send(s.address, Merged(core.me, core.term, part_id(msg.state)))
+
+
+def part_id(state: Json) -> str:
+    """A merge HANDOVER part's identity, for its MERGED: a digest of its whole text (~1 ms
+    for a part of ~600 KB; its first row alone could be shared by two parts, when task names
+    are long), or of its JSON if it is not packed."""
+    h = hashlib.blake2b(digest_size=8)
+    chunks = state.get("chunks") if isinstance(state, dict) else None
+    if isinstance(chunks, list) and all(isinstance(c, str) for c in chunks):
+        for chunk in chunks:
+            h.update(chunk.encode())
+    else:
+        h.update(json.dumps(state, sort_keys=True, separators=(",", ":")).encode())
+    return h.hexdigest()
+
+
+def retry_merge(core: CoreState, now: float) -> None:
+    """Follower: send the merge HANDOVER parts not confirmed yet again, to the manager we
+    follow (module docstring, "Merges are confirmed"); give up after ``MERGE_GIVE_UP``."""
+    if not core._merge_out or now >= core._merge_until:
+        clear_merge(core)
+        return
+    claim = core._claim
+    if core.role is Role.FOLLOWER and claim is not None:
+        for msg in core._merge_out.values():
+            # Without the member list: the one we had at the step-down may be stale by now
+            # (the winner would learn nodes gone since); our live members followed the
+            # winner on our word, the others we probe as orphans.
+            core.send(claim.address, dataclasses.replace(msg, members=()))
+            core.merge_resent += 1
+        core._merge_to.add(claim.address)
+    core._merge_wait = min(2 * core._merge_wait, MERGE_RETRY_MAX)
+    core._merge_retry = now + core._merge_wait
+
+
+def take_back_merge(core: CoreState) -> None:
+    """We claim again with our merge HANDOVER not confirmed (the winner's connection closed
+    and we won the election that followed, or the winner died): our table is the one its
+    parts go into now (``StateHandedOver`` from ourselves, after ``ManagerChanged``: the task
+    layer merges them once it has loaded the table it continues from)."""
+    for msg in core._merge_out.values():
+        core._out.append(StateHandedOver(core.me.name, msg.state, True))
+    clear_merge(core)
+
+
+def clear_merge(core: CoreState) -> None:
+    core._merge_out.clear()
+    core._merge_to.clear()
+    core._merge_retry = core._merge_until = float("inf")
+
+
+def m_merged(core: CoreState, msg: Merged, now: float) -> None:
+    """MERGED: a part of our merge HANDOVER was merged; only from a node we sent it to or the
+    manager we follow (anyone else's is dropped: it would stop a retry)."""
+    if not core._merge_out:
+        return  # nothing pending: a late or second MERGED (a part sent again) is moot
+    claim = core._claim
+    s = msg.sender
+    if s.address not in core._merge_to and not (
+            claim is not None and claim.name == s.name and claim.address == s.address):
+        core.drop("merged_stranger", f"MERGED from {s.name!r} at {s.address!r}: "
+                                     "we sent it no merge HANDOVER")
+        return
+    core._merge_out.pop(msg.part, None)
+    if not core._merge_out:
+        clear_merge(core)
 
 
 def from_current_manager(core: CoreState, msg: Handover) -> bool:

@@ -18,6 +18,8 @@ Protocol at a glance (``->`` one message, ``=>`` to every member)::
                                                 TASKS_REPLY(digest, part, parts, tasks)
     node    -> manager   LEAVE                  graceful exit of a member
     manager -> successor HANDOVER(members, state)  graceful exit of a manager, or a merge
+    winner  -> loser     MERGED(part)           a merge HANDOVER's part was merged: the
+                                                stepped-down manager stops sending it again
     manager -> node      EXECUTE(task, run, slot, state, timeout, due, deadline)  answered RESULT
     manager -> node      RESULT_ACK(task, run)  the result was applied: the node stops resending
     manager -> node      RUN_QUERY(task, run)   a new manager asks about a run it adopted
@@ -54,7 +56,9 @@ __all__ = [
     "Join",
     "Json",
     "Leave",
+    "MERGE_MARK",
     "MemberInfo",
+    "Merged",
     "Message",
     "Offer",
     "Ok",
@@ -76,6 +80,7 @@ __all__ = [
     "Welcome",
     "MESSAGE_KINDS",
     "OMIT_NONE",
+    "reads_merged",
     "reads_table_at",
 ]
 
@@ -224,6 +229,16 @@ def reads_table_at(peer: Peer) -> bool:
     return TABLE_MARK in peer.incarnation
 
 
+#: In the incarnation (before the batch mark) of a node that reads MERGED: only such a node is
+#: sent one (an older build would drop an unknown kind as a malformed frame).
+MERGE_MARK = "+m"
+
+
+def reads_merged(peer: Peer) -> bool:
+    """The node ``peer`` announced that it reads ``Merged``."""
+    return MERGE_MARK in peer.incarnation
+
+
 @dataclass(frozen=True, slots=True)
 class TableAt:
     """Where a new manager's table stands: its replica of the log ``log`` caught up at
@@ -258,6 +273,17 @@ class Handover:
     term: int
     members: tuple[MemberInfo, ...]
     state: Json = None
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """A manager merged one part of the table a stepped-down manager handed it (a merge
+    HANDOVER; ``part``: :func:`clerk._handover.part_id` of its state): the stepped-down
+    manager stops sending that part again (:mod:`clerk._handover`, "Merges are confirmed")."""
+
+    sender: Peer
+    term: int
+    part: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,6 +473,7 @@ Message: TypeAlias = (
     Join | Welcome | Refuse | Heartbeat | Ack | Election | Ok | Coordinator | Leave | Handover
     | Execute | Result | Offer | ResultAck | RunQuery | Status | StatusReply | Control
     | ControlReply | Prepare | Promise | Accept | Accepted | Reject | TasksQuery | TasksReply
+    | Merged
 )
 
 #: Wire name of each message kind.
@@ -477,4 +504,5 @@ MESSAGE_KINDS: dict[str, type] = {
     "reject": Reject,
     "tasks_query": TasksQuery,
     "tasks_reply": TasksReply,
+    "merged": Merged,
 }

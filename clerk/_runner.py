@@ -32,7 +32,7 @@ from clerk._core import ManagerChanged, StateHandedOver
 from clerk._deploy import Resolver
 from clerk._executor import Executor
 from clerk._host import Host
-from clerk._messages import Offer, Result
+from clerk._messages import Json, Offer, Result
 from clerk._nodes_guard import NodesGuard
 from clerk._outbox import Outbox
 from clerk._replica import RowEncoder
@@ -110,6 +110,9 @@ class TaskRunner(ResultRouting, StatusRows):
         self._activate: bool | None = None  # pending activation: graceful or not
         self._loading = None  # the activation's sliced load of the table (_load_step)
         self._offers_waiting: dict[str, list[Offer]] = {}  # from members, until it is loaded
+        # Merge HANDOVERs (sender, table) that came while the table was loading: the load
+        # would overwrite what a merge did then; merged once it is loaded, before the OFFERs.
+        self._merges_waiting: list[tuple[str, Json]] = []
         self._results_waiting: dict[str, Result] = {}  # the same for RESULTs (by run id)
         # Replica rows a follower's scheduler was brought up to (_follow_replica), by key:
         # their text objects. None: the scheduler's rows are not just those (any more).
@@ -156,6 +159,7 @@ class TaskRunner(ResultRouting, StatusRows):
         else:
             self._activate = self._loading = None
             self._offers_waiting.clear()
+            self._merges_waiting.clear()
             self._results_waiting.clear()
             if self.scheduler.active or self.scheduler.activating:
                 self.scheduler.deactivate()
@@ -183,6 +187,11 @@ class TaskRunner(ResultRouting, StatusRows):
             # would continue from a state a majority never held.
             log.info("quorum mode: the table handed over by %s is not merged (the voters' "
                      "rows are the committed state)", effect.sender)
+            return
+        if effect.merge and self._activate is not None:
+            # Taking over (our own merge not confirmed before we claimed again, or a manager
+            # that stepped down to us at once): the load would overwrite a merge done now.
+            self._merges_waiting.append((effect.sender, effect.state))
             return
         if effect.merge:
             self._rows_seen = None
@@ -298,6 +307,12 @@ class TaskRunner(ResultRouting, StatusRows):
         # continues the row its run started from (clerk._running), which may be only in a
         # member's OFFER (this node's replica lacked the row, or held an older state): applied
         # first, it would be dropped, and the member's state then continued without it.
+        merges, self._merges_waiting = self._merges_waiting, []
+        for sender, table in merges:
+            self._rows_seen = None
+            self.scheduler.merge(table, wall, source=sender)
+        if merges:
+            self._log_conflicts()
         waiting, self._offers_waiting = self._offers_waiting, {}
         for parts in waiting.values():
             for msg in parts:
@@ -318,6 +333,7 @@ class TaskRunner(ResultRouting, StatusRows):
         elif self._activate is not None:
             self._activate = self._loading = None
             self._offers_waiting.clear()
+            self._merges_waiting.clear()
             self._results_waiting.clear()
             if self.scheduler.activating:
                 self.scheduler.deactivate()

@@ -28,7 +28,7 @@ from clerk._deploy import Resolver
 if TYPE_CHECKING:
     from clerk._executor import Executor
     from clerk._host import Host
-    from clerk._messages import Offer, Result
+    from clerk._messages import Json, Offer, Result
     from clerk._nodes_guard import NodesGuard
     from clerk._outbox import Outbox
     from clerk._replica import RowEncoder
@@ -71,6 +71,7 @@ class Definitions:
     _replicate_after: float
     _loading: tuple[tuple[str, int], list[tuple[str, str | None]], int] | None
     _offers_waiting: dict[str, list[Offer]]
+    _merges_waiting: list[tuple[str, Json]]
     _results_waiting: dict[str, Result]
     _activate: bool | None
     _rows_seen: dict[str, str | None] | None

@@ -73,9 +73,11 @@ from clerk._core import (
     VoterWrite,
 )
 from clerk._messages import (
+    MERGE_MARK,
     TABLE_MARK,
     Coordinator,
     Handover,
+    Merged,
     Message,
     Offer,
     Peer,
@@ -164,7 +166,8 @@ class SimNetwork:
         self.sent: Counter[str] = Counter()
         self.dropped = 0
         self.trace: list[tuple[float, str, str]] = []
-        #: Nodes of an older build (no ``TABLE_MARK``: sent no COORDINATOR table; no
+        #: Nodes of an older build (no ``MERGE_MARK``: never sent MERGED, never send it;
+        #: no ``TABLE_MARK``: sent no COORDINATOR table; no
         #: ``DIGEST_MARK``: member lists with every entry, no TASKS_QUERY), by name.
         self.older: set[str] = set()
         #: A member list by digest that reached a node of an older build (its codec refuses
@@ -203,7 +206,7 @@ class SimNetwork:
     ) -> NodeCore:
         incarnation = f"{self.rng.getrandbits(48):012x}"
         if name not in self.older:  # (a node of an older build reads no COORDINATOR table)
-            incarnation += TABLE_MARK + DIGEST_MARK
+            incarnation += TABLE_MARK + DIGEST_MARK + MERGE_MARK
         extra: dict[str, Any] = {}
         if self.voters:  # (the default mode's cores are built exactly as before)
             extra = {"voters": self.voters, "voter_record": disk}
@@ -430,7 +433,11 @@ class SimNetwork:
             msg = dataclasses.replace(msg, table=None)  # an older build has no such field
         if src.name in self.older:  # (it sends every member's entries)
             msg = with_entries(msg, lambda n: getattr(src.core.members.get(n), "tasks", None))
-        if dst.name in self.older and (by_digest(msg) or isinstance(msg, TasksQuery | TasksReply)):
+        if src.name in self.older and isinstance(msg, Merged):
+            self.dropped += 1  # (an older build never confirms a merge)
+            return
+        if dst.name in self.older and (by_digest(msg)
+                                       or isinstance(msg, TasksQuery | TasksReply | Merged)):
             self.too_new += 1  # (its codec refuses it)
             self.dropped += 1
             return

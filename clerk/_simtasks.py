@@ -199,6 +199,7 @@ class LedgerLayer:
             if world.rejoin:
                 node.core.rejoin(world.disk_members.get(node.name, {}))
         self._activate: bool | None = None
+        self._merges_waiting: list[tuple[str, Any]] = []  # merges that came while activating
         self._seen_replicated: object = None
         self.wa: WriteAhead | None = None  # quorum mode, manager: this ballot's write-ahead
         self._encoder = RowEncoder()
@@ -233,6 +234,7 @@ class LedgerLayer:
                         self._activate = False
                 else:
                     self._activate = None
+                    self._merges_waiting.clear()
                     self.acks.clear()
                     self._applied.clear()
                     if self.scheduler.active:
@@ -245,7 +247,10 @@ class LedgerLayer:
                         for result in self.unacked.values():  # (default mode)
                             self.net.send(self.node.name, claim.address, result)
             elif isinstance(effect, StateHandedOver):
-                if effect.merge:
+                if effect.merge and self._activate is not None:
+                    # (as the real runner: merged once the table it takes over is loaded)
+                    self._merges_waiting.append((effect.sender, effect.state))
+                elif effect.merge:
                     changed |= self.scheduler.merge(effect.state, self.wall(),
                                                     source=effect.sender)
                 elif core.is_manager:
@@ -281,6 +286,9 @@ class LedgerLayer:
             while not self.scheduler.activate_step(reads[0] + 2.5, clock):
                 pass
             changed = True
+            for sender, table in self._merges_waiting:
+                self.scheduler.merge(table, self.wall(), source=sender)
+            self._merges_waiting.clear()
             for result in list(self.outbox):  # our own kept results (runs we adopted)
                 changed |= self._deliver(result)
             for run_id, result in list(self.unacked.items()):  # (default mode: the same)
@@ -288,6 +296,7 @@ class LedgerLayer:
                 del self.unacked[run_id]
         elif self._activate is not None and not core.is_manager:
             self._activate = None
+            self._merges_waiting.clear()
         if self.scheduler.active and not core.is_manager and not self.scheduler.draining:
             self.scheduler.drain()  # leaving (as the real runner does): results still apply
         if not core.is_manager:

@@ -44,6 +44,7 @@ from clerk._messages import (
     Json,
     Leave,
     MemberInfo,
+    Merged,
     Offer,
     Ok,
     Peer,
@@ -115,6 +116,7 @@ SAMPLES = [
     Reject(P0, 9, CLAIM, Claim(9, 0, "z@h", "h:7400")),
     TasksQuery(P, 7, "0f" * 16),
     TasksReply(P, 7, "0f" * 16, 1, 2, ("a", "b\x1f{}")),
+    Merged(P, 7, "0123456789abcdef"),
     Welcome(P, 7, CLAIM, (MemberInfo("d@h", "h:1", "i+d", 0, True, (), "ab" * 16, 12.5),
                           MemberInfo("e@h", "h:2", "i+d", 0, False, (), "cd" * 16)), 3),
 ]

@@ -41,7 +41,9 @@ def test_deliver_passes_status_and_results_up():
 def test_status_shape_is_json_ready():
     net, (a, b) = cluster(("a", 1), ("b", 0))
     st = b.status()
-    assert set(st) == {"node", "role", "manager", "term", "highest_term", "members", "quorum"}
+    assert set(st) == {"node", "role", "manager", "term", "highest_term", "members", "quorum",
+                       "merge"}
+    assert st["merge"] == {"unconfirmed": 0, "resent": 0}  # (clerk._handover: MERGED)
     assert st["quorum"] == {"mode": "available", "voters": [], "reachable": [], "quorum": None,
                             "detail": "", "promised": None}  # the default mode (issue #10)
     assert (st["node"], st["role"], st["manager"], st["term"], st["highest_term"]) == (

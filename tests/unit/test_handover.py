@@ -11,6 +11,7 @@ from clerk import _handover
 from clerk._core import (
     Deliver,
     LeaveRequested,
+    ManagerChanged,
     MemberDown,
     Received,
     Role,
@@ -22,11 +23,13 @@ from clerk._core import (
 )
 from clerk._handover import FORWARD_MEMORY
 from clerk._messages import (
+    MERGE_MARK,
     Claim,
     Coordinator,
     Handover,
     Heartbeat,
     Leave,
+    Merged,
     Result,
 )
 from clerk._record import unpack_table
@@ -325,3 +328,134 @@ def test_a_leaving_manager_hands_over_to_the_highest_member_whose_hand_over_fits
     net.run()
     assert d.role is Role.MANAGER
     assert unpack_table(d.replicated) == big_table(100)
+
+
+def _two_managers_marked() -> tuple[Net, Any, Any, Any]:
+    """As :func:`_two_managers`, every node of a build that reads MERGED (``MERGE_MARK``)."""
+    net = Net()
+    a = net.node("a", 1, incarnation="a-1" + MERGE_MARK)
+    b = net.node("b", 0, seeds=["a"], incarnation="b-1" + MERGE_MARK)
+    z = net.node("z", 9, seeds=["a"], start=False, incarnation="z-1" + MERGE_MARK)
+    net.partition([z], [a, b])
+    net.do(z, Start())
+    net.run()
+    net.advance(T.join_timeout + T.election_timeout)
+    return net, a, b, z
+
+
+def test_each_merged_part_is_confirmed_and_not_sent_again():
+    net, a, b, z = _two_managers_marked()
+    a.set_replicated(big_table(3_000))
+    net.heal()
+    net.advance(T.probe_interval + T.heartbeat_interval * 3)
+    assert net.agreed() == ("z", 1)
+    hand = net.sends(a, Handover, to=z)
+    assert len(hand) > 1
+    acks = net.sends(z, Merged, to=a)
+    assert sorted(m.part for m in acks) == sorted(_handover.part_id(h.state) for h in hand)
+    assert a.status()["merge"] == {"unconfirmed": 0, "resent": 0}
+    mark = net.mark()
+    net.advance(_handover.MERGE_GIVE_UP)
+    assert not net.sends(a, Handover, after=mark)
+
+
+def test_a_lost_merge_handover_is_sent_again_until_confirmed():
+    """ZeroMQ drops what it queued on a connection that closes: at a heal the old manager
+    steps down into a stale connection that is closed moments later. Its parts go again to
+    the manager it follows, with a growing wait, until each is confirmed."""
+    net, a, b, z = _two_managers_marked()
+    a.set_replicated({"tasks": {"t": {"pause": {"paused": True, "node": "a", "at": 1.0}}}})
+    net.heal()
+    lost: list[Handover] = []
+    deliver = net.deliver
+
+    def lossy(src: str, send: Send) -> None:
+        if isinstance(send.msg, Handover) and len(lost) < 2:
+            lost.append(send.msg)  # the first send and the first retry are lost
+            return
+        deliver(src, send)
+
+    net.deliver = lossy  # type: ignore[method-assign]
+    net.advance(T.probe_interval + T.heartbeat_interval * 3)
+    assert net.agreed() == ("z", 1) and len(lost) == 1
+    assert not [e for e in net.effects(z, StateHandedOver) if e.merge]
+    assert a.status()["merge"]["unconfirmed"] == 1
+    net.advance(_handover.MERGE_RETRY + 2 * _handover.MERGE_RETRY + 0.1)
+    assert len(lost) == 2
+    merged = [e for e in net.effects(z, StateHandedOver) if e.merge]
+    assert [unpack_table(e.state) for e in merged] == [unpack_table(lost[0].state)]
+    assert lost[0].members and not lost[1].members  # a retry has no (maybe stale) list
+    assert a.status()["merge"] == {"unconfirmed": 0, "resent": 2}
+    mark = net.mark()
+    net.advance(_handover.MERGE_GIVE_UP)
+    assert not net.sends(a, Handover, after=mark)
+
+
+def test_an_unconfirmed_merge_is_given_up_after_a_while():
+    """A winner of an older build never confirms: it gets the table a few times (each merge
+    idempotent), then no more."""
+    net, a, b, z = _two_managers()  # no MERGE_MARK: z never confirms, a is never told
+    a.set_replicated({"from": "a"})
+    net.heal()
+    net.advance(T.probe_interval + T.heartbeat_interval * 3)
+    assert net.agreed() == ("z", 1)
+    assert not net.sends(z, Merged)
+    net.advance(_handover.MERGE_GIVE_UP + _handover.MERGE_RETRY_MAX)
+    sent = len(net.sends(a, Handover, to=z))
+    assert 2 <= sent <= 2 + _handover.MERGE_GIVE_UP / _handover.MERGE_RETRY_MAX + 3
+    assert a.status()["merge"]["unconfirmed"] == 0
+    mark = net.mark()
+    net.advance(2 * _handover.MERGE_RETRY_MAX)
+    assert not net.sends(a, Handover, after=mark)
+
+
+def test_accept_merge_takes_a_member_it_lost_and_confirms_only_a_reader():
+    """The winner dropped the old manager's row (silent for the member timeout since the
+    takeover) and did not probe it again yet: a member it lost, whose HANDOVER it takes."""
+    net, (a, b) = cluster(("a", 1), ("b", 0))
+    a._out = []
+    z = peer("z", 0, incarnation="z-1" + MERGE_MARK)
+    a._lost[z.address] = net.now
+    _handover.accept_merge(a, Handover(z, 0, (), {"s": 1}), net.now)
+    assert StateHandedOver("z", {"s": 1}, True) in a._out
+    assert Send(z.address, Merged(a.me, a.term, _handover.part_id({"s": 1}))) in a._out
+    a._out = []
+    old = peer("o", 0)  # an older build: no MERGED (it would drop an unknown kind)
+    a._lost[old.address] = net.now
+    _handover.accept_merge(a, Handover(old, 0, (), {"s": 2}), net.now)
+    assert StateHandedOver("o", {"s": 2}, True) in a._out
+    assert not [e for e in a._out if isinstance(e, Send) and isinstance(e.msg, Merged)]
+
+
+def test_merged_from_a_stranger_is_dropped():
+    net, (a, b) = cluster(("a", 1), ("b", 0))
+    b._merge_out["x"] = Handover(b.me, 1, (), None)
+    net.do(b, Received(Merged(peer("q", 5), 9, "x")))
+    assert b.dropped["merged_stranger"] == 1 and "x" in b._merge_out
+    net.do(b, Received(Merged(a.me, a.term, "x")))  # from the manager b follows
+    assert not b._merge_out
+
+
+def test_a_loser_that_claims_again_takes_its_unconfirmed_table_into_its_own():
+    """The old manager's HANDOVER was lost and the winner died before a retry: the old one
+    claims again (it ranks highest of the rest), and its unconfirmed parts come back to its
+    own task layer as a merge, after its ManagerChanged (merged once its table is loaded)."""
+    net, a, b, z = _two_managers_marked()
+    a.set_replicated({"tasks": {"t": {"pause": {"paused": True, "node": "a", "at": 1.0}}}})
+    net.heal()
+    deliver = net.deliver
+    net.deliver = lambda src, send: (  # type: ignore[method-assign]
+        None if isinstance(send.msg, Handover) else deliver(src, send))
+    net.advance(T.probe_interval + T.heartbeat_interval * 3)
+    assert net.agreed() == ("z", 1) and a.status()["merge"]["unconfirmed"] == 1
+    mark = net.mark()
+    net.crash(z)
+    net.advance(T.manager_timeout + T.election_timeout * 2)
+    assert a.role is Role.MANAGER
+    kinds = [type(e).__name__ for e in net.effects(a, after=mark)
+             if isinstance(e, ManagerChanged | StateHandedOver)]
+    assert kinds[-2:] == ["ManagerChanged", "StateHandedOver"]
+    back = net.effects(a, StateHandedOver, after=mark)
+    assert [(e.sender, e.merge) for e in back] == [("a", True)]
+    assert unpack_table(back[0].state)["tasks"]["t"]["pause"]["paused"] is True
+    assert a.status()["merge"]["unconfirmed"] == 0
