@@ -201,6 +201,7 @@ class LedgerLayer:
         self._activate: bool | None = None
         self._seen_replicated: object = None
         self.wa: WriteAhead | None = None  # quorum mode, manager: this ballot's write-ahead
+        self.never_left: set[tuple[str, str]] = set()  # held dispatches of a lost ballot
         self._encoder = RowEncoder()
         self.outbox: deque[Result] = deque(maxlen=OUTBOX_KEEP)  # quorum mode (module doc)
         # Default mode, as the real node (clerk._outbox, clerk._resultacks): results kept
@@ -290,7 +291,8 @@ class LedgerLayer:
             self._activate = None
         if self.scheduler.active and not core.is_manager and not self.scheduler.draining:
             self.scheduler.drain()  # leaving (as the real runner does): results still apply
-        if not core.is_manager:
+        if not core.is_manager and self.wa is not None:
+            self.never_left |= self.wa.never_left()  # (they never left: clerk._writeahead)
             self.wa = None  # held dispatches and results die with the ballot
         if isinstance(event, Tick) and self.scheduler.active:
             members = {m.name: m.tasks for m in core.member_list() if m.alive}
@@ -387,7 +389,8 @@ class LedgerLayer:
         if records:
             self.scheduler.merge({"tasks": records}, self.wall(), source="voters")
         wa = WriteAhead({t: row.reserved for t, row in table.items()}, proposer.reserved)
-        wa.continue_after(self.scheduler.records)
+        wa.continue_after(self.scheduler.records, self.never_left)
+        self.never_left = set()
         return wa
 
     def _write(self, rows: dict[str, Any]) -> list[int]:
