@@ -37,9 +37,11 @@ members that join later (or forged JOINs) cost nothing; takeovers with a replica
 
 **A manager whose replica was behind waits for OFFERs.** The same wait, for every dispatch,
 holds after a crash takeover by a node whose replica was not caught up with the last manager's
-log (``stale``: it joined moments ago, or lagged): a member may hold a newer state of any task,
-or the only one. Its OFFER is built when it follows the new manager, which takes a member of a
-big table ~1 s of parsing on a loaded machine; the new manager took ~1 s to load that table
+log (``stale``: it joined moments ago and the table was still on its way): a member may hold a
+newer state of any task, or the only one. (A replica caught up at an older sequence, its last
+deltas lost, says nothing of what it missed: such a successor does not wait.) A member builds
+its OFFER when it follows the new manager, which takes a member of a big table ~1 s of parsing
+on a loaded machine; the new manager took ~1 s to load that table
 too, so a fixed 1 s wait from its first look lost the race now and then (the ledger started
 over from ``init``, or from an older state). So a member whose build always sends an OFFER
 (every build that announces ``TABLE_MARK``: ``always_offers``) is waited for up to
