@@ -35,6 +35,20 @@ if its result were then dropped (the task ran). The window is bounded once per t
 members that join later (or forged JOINs) cost nothing; takeovers with a replicated table
 (every failover) and a fresh node's first claim are unchanged.
 
+**A manager whose replica was behind waits for OFFERs.** The same wait, for every dispatch,
+holds after a crash takeover by a node whose replica was not caught up with the last manager's
+log (``stale``: it joined moments ago and the table was still on its way): a member may hold a
+newer state of any task, or the only one. (A replica caught up at an older sequence, its last
+deltas lost, says nothing of what it missed: such a successor does not wait.) A member builds
+its OFFER when it follows the new manager, which takes a member of a big table ~1 s of parsing
+on a loaded machine; the new manager took ~1 s to load that table
+too, so a fixed 1 s wait from its first look lost the race now and then (the ledger started
+over from ``init``, or from an older state). So a member whose build always sends an OFFER
+(every build that announces ``TABLE_MARK``: ``always_offers``) is waited for up to
+``OFFER_WAIT_SURE_MS`` (a live member offers; only a lost OFFER costs the whole wait), any
+other up to ``OFFER_WAIT_MS``. A caught-up successor (every failover of a settled cluster)
+does not wait: the members offer only what is newer than its position.
+
 **Which state wins** is never decided here by terms or slots: every load, merge and takeover
 goes through lineage and version (:mod:`clerk._lineage`, rows in :mod:`clerk._record`). A
 run in flight started from the state of its row: a merge that replaces that state marks it
@@ -70,7 +84,7 @@ from clerk._record import TaskRecord, merge_rows, unpack_table
 from clerk._schedstate import _Activation, _grid_key, _packed_size
 from clerk._tasks import TaskDef
 
-__all__ = ["CATCH_UP_GUARD_MS", "OFFER_WAIT_MS", "Adoption"]
+__all__ = ["CATCH_UP_GUARD_MS", "OFFER_WAIT_MS", "OFFER_WAIT_SURE_MS", "Adoption"]
 
 #: ``catch_up = "last"`` never runs a slot that fell due this shortly before a crash takeover:
 #: the dead manager may have dispatched it in its last moments, before a heartbeat carried that
@@ -84,6 +98,12 @@ CATCH_UP_GUARD_MS = 5000
 #: OFFER lost, or a node of an older version that sends none). ``init`` runs only when no
 #: member holds a state; 1 s is 10 heartbeats, far above a loaded machine's round trip.
 OFFER_WAIT_MS = 1000
+#: ... and for a member whose build always sends an OFFER when it follows a manager (see the
+#: module docstring): it is alive (a silent member is dropped after ``member_timeout``), so
+#: its OFFER comes, once it has parsed its copy of the table (~1 s for 4,000 tasks on a
+#: loaded machine). Only a lost OFFER costs this much: a task without a state starts 10 s
+#: late, rather than from ``init`` while a member holds its state.
+OFFER_WAIT_SURE_MS = 10_000
 
 
 def _nothing_new(raw: Any, mine: TaskRecord | None) -> bool:
@@ -118,12 +138,17 @@ class Adoption(OperatorControl):
     #: Set by the shell at an activation: this table is only the data directory's (see the
     #: module docstring, "A manager that starts from its own disk").
     from_disk: bool = False
+    #: Set by the shell at an activation: this table is a replica that was not caught up
+    #: with the last manager's log (see the module docstring, "A manager whose replica was
+    #: behind").
+    stale: bool = False
     #: ... and until when (wall ms) its dispatches wait for the members' OFFERs.
     _from_disk_until: float = 0.0
 
     def _disk_held(self, wall_ms: float) -> bool:
-        """Does a dispatch of a state wait for the members' OFFERs (``from_disk``)?"""
-        return self.from_disk and wall_ms < self._from_disk_until
+        """Does a dispatch of a state wait for the members' OFFERs (``from_disk``,
+        ``stale``)?"""
+        return (self.from_disk or self.stale) and wall_ms < self._from_disk_until
 
     def load(self, table: Any) -> None:
         """Adopt a replicated table (as a follower, or before taking over): the manager's rows,
@@ -290,8 +315,9 @@ class Adoption(OperatorControl):
             if node in self.offered:
                 continue
             since = self._member_since.setdefault(node, wall_ms)
-            if wall_ms < since + OFFER_WAIT_MS:
-                until = max(until, since + OFFER_WAIT_MS)
+            wait = OFFER_WAIT_SURE_MS if self.always_offers(node) else OFFER_WAIT_MS
+            if wall_ms < since + wait:
+                until = max(until, since + wait)
         return until
 
     def activate(self, wall: float, graceful: bool,
@@ -314,7 +340,8 @@ class Adoption(OperatorControl):
         if claim is not None:
             self.claim = claim
             self.offered.add(claim[1])  # our own durable rows were loaded at start
-        self._from_disk_until = wall * 1000 + OFFER_WAIT_MS if self.from_disk else 0.0
+        self._from_disk_until = (wall * 1000 + OFFER_WAIT_SURE_MS if self.stale
+                                 else wall * 1000 + OFFER_WAIT_MS if self.from_disk else 0.0)
         self._heap = []
         self._deferred.clear()
         self._inflight = {}

@@ -244,12 +244,22 @@ class Agent(AgentReplies):
                 # The results the executor read during the poll go before the turn decodes
                 # what arrived (a heartbeat's rows can take milliseconds on a busy machine).
                 self._flush(self.clock.monotonic())
+                # Election replies, then the mailbox, then connection events: a disconnect is
+                # judged with what arrived before it. A follower whose loop did not run while
+                # its manager left (a loaded machine) finds the successor's COORDINATOR and the
+                # leaver's closed connection in one turn; the other way round it started an
+                # election ("manager lost") on a graceful hand-over.
+                links = [i for i in arrived if i.kind in ("down", "up")]
                 for inbound in arrived:  # connection events and election replies: a few
+                    if inbound.kind in ("down", "up"):
+                        continue
                     now = self.clock.monotonic()
                     if self.outgoing.overdue(now):  # a long turn (clerk._batch.FLUSH_AFTER)
                         self._flush(now)
                     self._on_inbound(inbound, now)
                 handled = self._handle_mailbox() if self.transport.router_ready else 0
+                for inbound in links:  # (in the order they came: a reconnect's up last)
+                    self._on_inbound(inbound, self.clock.monotonic())
                 self.quorum.deliver()  # the answers whose voter record is now on disk
                 now = self.clock.monotonic()
                 self.tasks.release_acks(now)  # RESULT_ACKs whose rows the members now hold

@@ -258,8 +258,14 @@ def _chain(core: CoreState, form: int, base: int, room: int) -> list[Heartbeat]:
 def _sent(row: Member, chain: list[Heartbeat], now: float) -> None:
     for beat in chain:
         if beat.table is not None:
+            if row.sent_table <= row.acked_table:
+                # A new window: its age (TABLE_RESEND) counts from here and from each ACK
+                # that moves it on, not from each later change sent after it. Refreshed by
+                # every send, the window of a member that refused a delta (a gap: a message
+                # lost) was never sent again while the table kept changing (a 200 ms task):
+                # its replica stayed short of the table for good (simulator, 1,000 fillers).
+                row.sent_at = now
             row.sent_table = beat.table.upto
-            row.sent_at = now
             row.sent_chars += sum(len(p) for p in beat.table.rows)
 
 
@@ -459,6 +465,8 @@ def m_ack(core: CoreState, msg: Ack, now: float) -> None:
     acked = msg.table if msg.log == core.table_log.log else -1
     if acked >= row.sent_table or acked < row.acked_table:
         row.sent_chars = 0  # the window is acknowledged (or the member restarted its replica)
+    elif acked > row.acked_table:
+        row.sent_at = now  # the window moves on: its age counts from here (_sent)
     row.acked_table = acked
     if row.sent_table < acked:
         row.sent_table = acked

@@ -25,9 +25,14 @@ registers' rules and the proof are in :mod:`clerk._quorum`. Rules owned here:
   safe: safety rests only on what a voter *did* promise or accept, never on a promise being
   given (at worst no ballot completes phase 1: liveness). A dead manager is still replaced
   as fast: its closed connection makes its followers candidates (``PeerDown``), and a silent
-  one is not heard within ``vouch_window``, far below ``manager_timeout``. A manager that a
-  voter refuses with that voter's own, higher, promise (a candidacy it made while cut off,
-  now given up) claims again above it instead of handing over to it.
+  one is not heard within ``vouch_window``, far below ``manager_timeout``. A healthy manager
+  (quorum ok) that a voter refuses with a higher promise claims again above it instead of
+  handing over to its holder: the voter's own (a candidacy it made while cut off, now given
+  up), or any other node's (at start-up, several voters PREPARE at once; one that promised a
+  candidate which then followed the winner's COORDINATOR refuses the winner's first ACCEPT
+  with that abandoned ballot, and the whole cluster moved to a node that was no manager). If
+  that ballot's holder really is the manager a majority follows, its voters vouch for it
+  against the new PREPARE, and this node follows it then (one round trip later).
 * **Ballots.** A candidate's own PROMISE must be among the majority's (:class:`Proposer`
   ``own``): its voter file holds every ballot it used before a write under it, so a restart
   claims above it. A candidate that cannot reach a majority retries with the same ballot while
@@ -417,11 +422,12 @@ def _m_reject(core: CoreState, msg: Reject, now: float) -> Outcome:
                 or c.name in (core.me.name, core._suspect) or core.known_dead(c)):
             return None
         return c
-    if (core.role is Role.MANAGER and msg.promised.name == msg.sender.name
-            and msg.promised.name != core.me.name and quorum_ok(core, q.now)):
-        # A voter promised its own ballot (a candidacy of its while cut off, now given up: it
-        # follows us): a healthy manager claims again above it instead of handing over to a
-        # node whose workers may not be ready.
+    if (core.role is Role.MANAGER and msg.promised.name != core.me.name
+            and quorum_ok(core, q.now)):
+        # A voter promised a ballot above ours that is no manager we heard of (a candidacy
+        # given up: the voter's own while cut off, or a start-up rival that followed us): a
+        # healthy manager claims again above it instead of handing over to a node that may
+        # not even be a candidate any more (module docstring, "Stickiness").
         core.see_term(msg.promised.term)
         return "claim"
     q.rejected = True

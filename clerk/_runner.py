@@ -32,7 +32,7 @@ from clerk._core import ManagerChanged, StateHandedOver
 from clerk._deploy import Resolver
 from clerk._executor import Executor
 from clerk._host import Host
-from clerk._messages import Json, Offer, Result
+from clerk._messages import Json, Offer, Result, reads_table_at
 from clerk._nodes_guard import NodesGuard
 from clerk._outbox import Outbox
 from clerk._replica import RowEncoder
@@ -66,6 +66,7 @@ class TaskRunner(ResultRouting, StatusRows):
                                    random.Random(agent.rng.getrandbits(64)),
                                    self.nodes_guard, await_offers=True,
                                    dispatch_lead_ms=agent.config.dispatch_lead)
+        self.scheduler.always_offers = self._always_offers
         # What the live members announce (clerk._deploy), kept current as the list changes.
         self._resolved_epoch = -1
         self._resolver = Resolver(list(self.defs.values()))
@@ -141,6 +142,12 @@ class TaskRunner(ResultRouting, StatusRows):
                 log_to=agent.config.log_to, on_ready=self._workers_ready,
                 on_capacity=self._worker_capacity, on_stale=self._stale,
             )
+
+    def _always_offers(self, name: str) -> bool:
+        """Does member ``name``'s build always OFFER a manager it follows? (Every build that
+        reads ``Coordinator.table`` does: clerk._adopt, ``OFFER_WAIT_SURE_MS``.)"""
+        row = self.agent.core.members.get(name)
+        return row is not None and reads_table_at(row.peer)
 
     # --- cluster events -------------------------------------------------------------------------
 
@@ -290,6 +297,11 @@ class TaskRunner(ResultRouting, StatusRows):
             # No table from any manager of this incarnation (a full-cluster restart): the
             # members' OFFERs may hold newer copies; dispatches wait for them (clerk._adopt).
             sched.from_disk = self._disk_states and not core.replica.items()
+            # A crash takeover from a replica behind the last manager's log (this node joined
+            # moments ago, or lagged): dispatches wait for the members' OFFERs (clerk._adopt).
+            sched.stale = (core.quorum is None and not self._activate
+                           and not core.table_log.complete and bool(core.replica.items())
+                           and core.replica.position() is None)
             sched.begin_activation(wall, graceful=bool(self._activate),
                                    claim=(core.term, self.agent.me.name))
             return False  # this turn's slice went to the load

@@ -19,7 +19,8 @@ carries them out with the node's scheduler, core and sockets. Without voters non
   outbox (``on_result`` answers "not applied" for it) and a resent remote one is not
   acknowledged either, so a manager that loses its ballot leaves it unacknowledged and it
   goes to the next manager.
-* **Losing the ballot** (any ``ManagerChanged``): everything held is dropped.
+* **Losing the ballot** (any ``ManagerChanged``): everything held is dropped; the runs of the
+  dispatches held never left, and this node's next ballot drops them from its table.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class QuorumWriting(Replication):
     _uncommitted: set[str]  # run ids of results whose record is not committed yet
     _rows_out: dict[str, dict[str, Any]]  # rows of results not written yet (this turn's)
     _results_out: list[tuple[Finished, str, str | None, str]]  # their results
+    #: (task, run id) of dispatches a lost ballot of ours held (never sent), until our next
+    #: activation drops them from its table (clerk._writeahead, "Runs that never left").
+    _never_left: set[tuple[str, str]] = set()  # (replaced, never mutated in place)
 
     if TYPE_CHECKING:  # provided by clerk._routing and clerk._runner
         def _dispatch(self, d: Dispatch, now: float) -> None: ...
@@ -66,14 +70,22 @@ class QuorumWriting(Replication):
             self.scheduler.merge({"tasks": records}, wall, source="voters")
             self._log_conflicts()
         self.wa = WriteAhead({t: row.reserved for t, row in table.items()}, proposer.reserved)
-        self.wa.continue_after(self.scheduler.records)
+        never = self.wa.continue_after(self.scheduler.records, self._never_left)
+        self._never_left = set()
         learned = sum(1 for row in table.values() if row.reserved is not None)
         log.info("quorum: %d task row(s) from a majority of voters; continuing after the "
                  "slots they reserved for %d task(s)", len(records), learned)
+        if never:
+            log.info("quorum: %d run(s) in flight in the table never left (their slots were "
+                     "never reserved on a majority), dropped: %s", len(never),
+                     ", ".join(never[:10]))
 
     def _quorum_drop(self) -> None:
-        """Our ballot is gone: what waited for its commits dies with it."""
-        if getattr(self, "wa", None) is not None:
+        """Our ballot is gone: what waited for its commits dies with it. The runs it held
+        never left: our next ballot drops them from the table it continues from."""
+        wa = getattr(self, "wa", None)
+        if wa is not None:
+            self._never_left = self._never_left | wa.never_left()
             self.wa = None
             self._uncommitted = set()
             self._rows_out, self._results_out = {}, []

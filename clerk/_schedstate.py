@@ -59,6 +59,10 @@ def _packed_size(state: Any) -> int:
     return len(text) + 2 + text.count('"') + text.count("\\")
 
 
+def _no(node: str) -> bool:
+    return False
+
+
 def _grid_key(d: TaskDef) -> tuple[int | None, str | None, str]:
     """What a task's grid depends on: a change of it starts a new grid (new slot ids)."""
     return (d.interval, d.cron, d.timezone if d.cron is not None else "UTC")
@@ -228,6 +232,9 @@ class SchedulerState:
         #: With ``await_offers`` (nodes with data directories), an ``init`` waits for them.
         self.await_offers = await_offers
         self.offered: set[str] = set()
+        #: Does a node's build always send an OFFER when it follows a manager? (The shell
+        #: sets it: a look at the member's incarnation; see clerk._adopt.)
+        self.always_offers: Callable[[str], bool] = _no
         self._member_since: dict[str, float] = {}
         self._init_wait_ms = 0.0  # instant inits held until this wall ms (see next_deadline)
         #: Tasks whose state a load kept over the loaded row's (ours is better: a row of our

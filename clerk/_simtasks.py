@@ -50,7 +50,7 @@ from clerk._core import (
     WriteCommitted,
 )
 from clerk._lead import DISPATCH_LEAD_MS
-from clerk._messages import Execute, Offer, Result, ResultAck
+from clerk._messages import Execute, Offer, Result, ResultAck, reads_table_at
 from clerk._record import TaskRecord
 from clerk._replica import RowEncoder, offer_keys, row_key
 from clerk._replication import offer_parts
@@ -159,6 +159,15 @@ class SimLedger:
         self.offers = "position"
         #: OFFERs sent: ``"all"`` (every row) or ``"partial"`` (only rows a new manager may lack).
         self.offered: Counter[str] = Counter()
+        #: Seconds a member takes to build its OFFER (a real node parses the replica rows its
+        #: scheduler has not seen: a big table's are ~1 s on a loaded machine); sent then, if
+        #: the member is still up and follows the same claim.
+        self.offer_delay = 0.0
+        #: A new manager waits up to ``OFFER_WAIT_SURE_MS`` for the OFFER of a member whose
+        #: build always offers, and a crash takeover from a replica that was not caught up
+        #: waits for the members' OFFERs before any dispatch (``Scheduler.stale``), as the
+        #: real runner does (clerk._adopt); False: ``OFFER_WAIT_MS`` for all, ``init`` only.
+        self.sure_offers = True
 
     def __call__(self, net: SimNetwork, node: SimNode) -> LedgerLayer:
         layer = LedgerLayer(self, net, node)
@@ -191,6 +200,8 @@ class LedgerLayer:
         self.scheduler = Scheduler([world.task, *world.fillers],
                                    random.Random(net.rng.getrandbits(64)),
                                    await_offers=True, dispatch_lead_ms=world.lead_ms)
+        if world.sure_offers:
+            self.scheduler.always_offers = self._always_offers
         disk = world.disks.get(node.name)
         self._disk_states = False
         if disk is not None:
@@ -202,6 +213,7 @@ class LedgerLayer:
         self._merges_waiting: list[tuple[str, Any]] = []  # merges that came while activating
         self._seen_replicated: object = None
         self.wa: WriteAhead | None = None  # quorum mode, manager: this ballot's write-ahead
+        self.never_left: set[tuple[str, str]] = set()  # held dispatches of a lost ballot
         self._encoder = RowEncoder()
         self.outbox: deque[Result] = deque(maxlen=OUTBOX_KEEP)  # quorum mode (module doc)
         # Default mode, as the real node (clerk._outbox, clerk._resultacks): results kept
@@ -267,6 +279,12 @@ class LedgerLayer:
             graceful, self._activate = self._activate, None
             self.scheduler.from_disk = (self.world.offers_first and self._disk_states
                                         and not core.replica.items())
+            # As the real runner (clerk._runner._take_over_step): a crash takeover from a
+            # replica behind the last manager's log waits for the members' OFFERs.
+            self.scheduler.stale = (self.world.sure_offers and core.quorum is None
+                                    and not graceful and not core.table_log.complete
+                                    and bool(core.replica.items())
+                                    and core.replica.position() is None)
             self.scheduler.load(core.replicated)
             self.wa = None
             proposer = core.proposer
@@ -299,7 +317,8 @@ class LedgerLayer:
             self._merges_waiting.clear()
         if self.scheduler.active and not core.is_manager and not self.scheduler.draining:
             self.scheduler.drain()  # leaving (as the real runner does): results still apply
-        if not core.is_manager:
+        if not core.is_manager and self.wa is not None:
+            self.never_left |= self.wa.never_left()  # (they never left: clerk._writeahead)
             self.wa = None  # held dispatches and results die with the ballot
         if isinstance(event, Tick) and self.scheduler.active:
             members = {m.name: m.tasks for m in core.member_list() if m.alive}
@@ -396,7 +415,8 @@ class LedgerLayer:
         if records:
             self.scheduler.merge({"tasks": records}, self.wall(), source="voters")
         wa = WriteAhead({t: row.reserved for t, row in table.items()}, proposer.reserved)
-        wa.continue_after(self.scheduler.records)
+        wa.continue_after(self.scheduler.records, self.never_left)
+        self.never_left = set()
         return wa
 
     def _write(self, rows: dict[str, Any]) -> list[int]:
@@ -429,6 +449,10 @@ class LedgerLayer:
             self._persist(True)
         return False
 
+    def _always_offers(self, name: str) -> bool:
+        row = self.node.core.members.get(name)
+        return row is not None and reads_table_at(row.peer)
+
     def _offer(self, to: str, manager: str) -> None:
         """The rows this node holds with a state, as the real node's ``Replication._offer``
         chooses them (see ``SimLedger.offers``)."""
@@ -454,10 +478,19 @@ class LedgerLayer:
             rows = {name: rec.to_json() for name, rec in sched.records.items()
                     if rec.has_state}
         limit = self.node.core.part_chars  # (in parts as the real node's: offer_parts)
-        for part in offer_parts(rows, limit) if self.net.max_bytes else [
-                pack_table({"tasks": rows})]:
-            self.net.send(self.node.name, to, Offer(self.node.core.me, self.node.core.term,
-                                                    part))
+        parts = offer_parts(rows, limit) if self.net.max_bytes else [pack_table({"tasks": rows})]
+        me, term, claim = core.me, core.term, core.manager_claim
+
+        def send() -> None:
+            if core is not self.node.core or core.manager_claim != claim:
+                return  # restarted, or follows another claim by now (it offers that one)
+            for part in parts:
+                self.net.send(self.node.name, to, Offer(me, term, part))
+
+        if self.world.offer_delay > 0:
+            self.net.at(self.net.now + self.world.offer_delay, send)
+        else:
+            send()
 
     def _deliver(self, msg: Any) -> bool:
         core = self.node.core

@@ -10,6 +10,16 @@ The registers and the proof are in :mod:`clerk._quorum`. Rules:
   scheduler never dispatches a slot an earlier ballot may have dispatched. Reservations made
   just before a crash thus cost the slots due within one lead of it, beyond the failover
   window: one slot per task while the lead is below the interval (20 ms on an idle machine).
+* **Runs that never left.** A run in flight in the table a new ballot continues from, whose
+  slot is above the reservation phase 1 learned, never left: its EXECUTE waited for a commit
+  of that reservation, and a committed one is on a majority, so phase 1 would show it. It is
+  a held dispatch of a ballot that was lost before the commit. So is one this node held
+  itself when its ballot was lost (:meth:`WriteAhead.never_left`), even if phase 1 shows its
+  reservation (accepted by a minority, this node's own voter among them): a manager that
+  claims again continues from its own table (:mod:`clerk._quorumcore`, "Re-claim"), which
+  shows the held run as in flight. Adopted, such a run would be waited for until its
+  deadline (the task's timeout: seconds of slots skipped, then a "timeout" of a run that
+  never ran); it is dropped instead, its slot counted as skipped and never run again.
 * **Reserve ahead.** When a task's first unreserved slot is due within
   :attr:`WriteAhead.lead_ms`, every slot due within the lead is reserved in one row (the
   highest of them: ``reserved`` is a maximum), and one write carries the rows of every task
@@ -39,7 +49,7 @@ from __future__ import annotations
 import heapq
 import statistics
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -117,13 +127,27 @@ class WriteAhead:
         return min(RESERVE_LEAD_MAX_MS, max(
             RESERVE_LEAD_MIN_MS, RESERVE_LEAD_FACTOR * statistics.median(self.latencies)))
 
-    def continue_after(self, records: Mapping[str, Any]) -> None:
+    def continue_after(self, records: Mapping[str, Any],
+                       never_left: Collection[tuple[str, str]] = ()) -> list[str]:
         """Raise each record's ``dispatched`` to the learned reservation (before activating
-        the scheduler): never dispatch a slot an earlier ballot may have."""
+        the scheduler): never dispatch a slot an earlier ballot may have. Drop every run in
+        flight that never left (module docstring, "Runs that never left"): above it, or
+        in ``never_left`` (task, run id: this node's held dispatches of an earlier ballot,
+        :meth:`never_left`); returns their tasks."""
         for task, slot in self.learned.items():
             rec = records.get(task)
             if rec is not None and rec.dispatched < slot:
                 rec.dispatched = slot
+        dropped = []
+        for task, rec in records.items():
+            run = getattr(rec, "running", None)
+            if run is not None and (int(run["slot"]) > self.learned.get(task, -1)
+                                    or (task, run["run"]) in never_left):
+                rec.running = None
+                rec.dispatched = max(rec.dispatched, int(run["slot"]))  # (never run again)
+                rec.counts["skipped"] += 1
+                dropped.append(task)
+        return dropped
 
     def reserve(self, task: str, slot: int) -> dict[str, Any]:
         """The row reserving ``slot`` of ``task``, or nothing if already written."""
@@ -226,6 +250,12 @@ class WriteAhead:
     def hold_dispatch(self, what: Any, task: str, slot: int) -> None:
         self.late += 1
         self.held.append(_Held(what, task, slot))
+
+    def never_left(self) -> set[tuple[str, str]]:
+        """(task, run id) of every dispatch held now: when the ballot is lost, these runs
+        never left (no EXECUTE was sent), whatever phase 1 of the next ballot shows."""
+        return {(h.task, h.what.run_id) for h in self.held
+                if h.slot is not None and isinstance(getattr(h.what, "run_id", None), str)}
 
     def hold_result(self, what: Any, task: str, seqs: Iterable[int]) -> None:
         pending = set(seqs) - self.committed

@@ -8,6 +8,9 @@ replica, assuming the new manager's replica was the same. Replicas differ in how
   to it are dropped for a while) and the manager dies; the newest state of the task is on
   another member only. That member must offer it, and the next run continues from it.
 * the same with a member that has just rejoined (its replica is still being sent).
+* a member that joined moments ago takes over while the table is still on the way, and the
+  other member's OFFER is slow (it parses its copy of a big table first): the new manager
+  waits for it, neither ``init`` nor an older state runs before.
 * a property over random crash / restart / leave schedules with a member lagging at random:
   every run a manager starts after a takeover starts from at least the newest counter that a
   member held (in its replica or on disk) when the new manager took over, if that member is
@@ -21,7 +24,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from clerk._core import ManagerChanged, Role
+from clerk._coretypes import PeerDown
 from clerk._messages import Coordinator, Heartbeat, Result
+from clerk._replica import row_key
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
 from tests.unit.test_sim_resultacks import FAULT_SCHEDULES, ledger_cluster
@@ -403,3 +408,67 @@ def test_a_count_made_on_a_node_that_stays_up_is_never_repeated(
     net, world, names = _cluster(seed, "position", n=n)
     bad = _repeated_counts(net, world, names, faults)
     assert not bad, bad[0]
+
+
+def _mid_transfer_takeover(seed: int, offer_delay: float,
+                           sure_offers: bool) -> tuple[int, int | None, str]:
+    """test_takeover_replica.py in the simulator: a node (``n9``, ranked highest) joins a
+    cluster of two whose table is big (1,000 fillers: several heartbeat rounds to send), and
+    the manager is killed while the table is on the way: ``n9`` takes over (its connection
+    closed; the other member only sees silence) with a replica that lacks the ledger's row.
+    The other member's OFFER takes ``offer_delay`` s to build (a real node parses the replica
+    rows its scheduler has not seen: ~1 s for 4,000 tasks on a loaded machine). Returns (the
+    counter the other member holds, the counter the next run starts from (None: ``init``),
+    the manager of that run)."""
+    world = SimLedger(interval_ms=INTERVAL_MS, fillers=1000)
+    world.offer_delay, world.sure_offers = offer_delay, sure_offers
+    world.ack_after_replication = False  # (its held ACKs would resend the newest result)
+    net = SimNetwork(seed, layer=world)
+    net.fifo = True  # (the real transport's per-link order: no delta refused for a gap)
+    names = ["n0", "n1"]
+    seeds = tuple(f"{x}:7400" for x in names)
+    for name in reversed(names):
+        net.add_node(name, seeds=seeds)
+    assert net.run_until_true(lambda: net.agreed() is not None and len(world.runs) > 3,
+                              limit=20.0, step=0.01) is not None, net.summary()
+    manager = net.managers()[0].name
+    other = next(n for n in names if n != manager)
+    assert net.run_until_true(lambda: _held(world, other) >= 1, limit=10.0,
+                              step=0.01) is not None
+    net.add_node("n9", priority=5, seeds=seeds)
+    replica = net.nodes["n9"].core.replica
+    assert net.run_until_true(lambda: len(replica.items()) > 10, limit=5.0,
+                              step=0.001) is not None
+    newest = _held(world, other)
+    net.crash(manager, silent=True)
+    net.inject("n9", PeerDown(f"{manager}:7400"))
+    assert net.run_until_true(lambda: net.managers() != [], limit=5.0,
+                              step=0.001) is not None
+    assert net.managers()[0].name == "n9"
+    assert row_key(LEDGER) not in dict(replica.items()), "n9's replica has the ledger's row"
+    after = len(world.runs)
+    assert net.run_until_true(lambda: len(world.runs) > after, limit=15.0,
+                              step=0.005) is not None, net.summary()
+    run = world.runs[after]
+    return newest, run.before, run.manager
+
+
+def test_a_joiner_taking_over_mid_transfer_waits_for_a_slow_offer() -> None:
+    """The successor's replica lacks the ledger's row; the other member's OFFER comes 1.5 s
+    after it follows. Before, ``init`` waited ``OFFER_WAIT_MS`` (1 s) from the new manager's
+    first look and then ran: the ledger started over while a live member held its state
+    (test_takeover_replica.py, once under load). A member whose build always offers is
+    waited for (``OFFER_WAIT_SURE_MS``), and a takeover from a replica that was not caught
+    up waits for the members' OFFERs before any dispatch."""
+    for seed in range(2):
+        newest, next_from, boss = _mid_transfer_takeover(seed, 1.5, sure_offers=True)
+        assert boss == "n9" and newest >= 1, (seed, newest, boss)
+        assert next_from is not None and next_from >= newest, (seed, newest, next_from)
+        # An OFFER at once: no wait beyond it (the member's answer ends it).
+        newest, next_from, _ = _mid_transfer_takeover(seed, 0.0, sure_offers=True)
+        assert next_from is not None and next_from >= newest, (seed, newest, next_from)
+
+
+def test_with_a_fixed_one_second_wait_a_slow_offer_loses_the_state() -> None:
+    newest, next_from, boss = _mid_transfer_takeover(0, 1.5, sure_offers=False)
+    assert boss == "n9" and newest >= 1 and next_from is None, (newest, next_from)

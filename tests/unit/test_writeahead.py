@@ -4,12 +4,13 @@ held until their reservation is committed, results until their record is."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clerk._dispatch import Dispatch
 from clerk._schedule import Scheduler
 from clerk._tasks import TaskDef
 from clerk._writeahead import (
@@ -220,3 +221,30 @@ def test_the_reserve_heap_answers_as_the_whole_table_walk(seed: int, ops: list[i
         assert heap_wa.next_reserve_ms(s) == walk_wa.next_reserve_ms(s)
         assert heap_wa.ahead(s, wall * 1000) == walk_wa.ahead(s, wall * 1000)
         assert heap_wa.asked == walk_wa.asked
+
+
+@dataclass
+class RunRec:
+    dispatched: int
+    running: dict | None
+    counts: dict = field(default_factory=lambda: {"skipped": 0})
+
+
+def test_runs_that_never_left_are_not_adopted() -> None:
+    """A run in flight above the learned reservation, or one this node held itself when its
+    ballot was lost, never left: the next ballot drops it instead of waiting for it until its
+    deadline (its slot is skipped, never run again). One at or below a reservation it did not
+    hold may have left: adopted."""
+    old, _ = make()
+    old.hold_dispatch(Dispatch("h", "r-h", 9, "n1", None, False, 1000), "h", 9)
+    old.hold_result("a result", "h", [3])
+    never = old.never_left()
+    assert never == {("h", "r-h")}
+    wa, _ = make({"t": 7, "h": 9})
+    recs = {"t": RunRec(7, {"run": "r-t", "slot": 7}), "u": RunRec(4, {"run": "r-u", "slot": 5}),
+            "h": RunRec(9, {"run": "r-h", "slot": 9})}
+    assert sorted(wa.continue_after(recs, never)) == ["h", "u"]
+    assert recs["t"].running is not None  # reserved on a majority: it may have left
+    assert recs["u"].running is None and recs["u"].dispatched == 5
+    assert recs["u"].counts["skipped"] == 1
+    assert recs["h"].running is None and recs["h"].dispatched == 9
