@@ -310,11 +310,20 @@ class Replication(Definitions):
             return
         elif sched.active and (self._replicate_dirty or not log.complete):
             source = sched.table()
-        elif log.complete:
-            source = log.text_source()  # as replicated: no reserialization on the loop
-        elif replica:
-            source = replica.text_source()
+        elif log.complete or replica:
+            # The rows as replicated: no reserialization on the loop. Only those changed since
+            # the last write when the store holds this same table (O(changes)); every row when
+            # it is a new one (a new log, a takeover, a hand-over's table).
+            rows = log if log.complete else replica
+            if rows is self._disk_rows and rows.tracking() and store.takes_changes():
+                store.write_changes(rows.take_changes(), now,
+                                    spent=time.perf_counter() - began)
+            else:
+                self._disk_rows = rows
+                store.write_rows(rows.track(), now, spent=time.perf_counter() - began)
+            return
         else:
             store.skip()  # nothing from a manager yet: the disk already holds what we have
             return
+        self._disk_rows = None
         store.write(source, now, spent=time.perf_counter() - began)
