@@ -11,7 +11,8 @@ Rules:
   the disk (zeros, garbage): its length runs past the end, or its checksum does not match.
   :func:`split_records` stops at the first such record and says where: the intact records
   before it are the journal, the rest is dropped, never misread. A payload that is not JSON
-  despite a good checksum is treated the same way.
+  despite a good checksum is treated the same way. A bad record followed by an intact one
+  is damage, not a torn tail (:func:`torn_tail`): the reader moves that journal aside.
 * **Generations.** Journal ``tasks.<gen>.journal`` continues the snapshot of generation
   ``gen`` (``tasks.json`` says its own). Reading is the snapshot, then the journals of its
   generation and every later one, in order (a compaction in progress: see clerk._store).
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["HEADER", "JOURNAL_FORMAT", "apply_rows", "change_record", "frame",
-           "header_record", "journal_name", "journals", "split_records"]
+           "header_record", "journal_name", "journals", "split_records", "torn_tail"]
 
 JOURNAL_FORMAT = "clerk-task-journal/1"
 #: Length and checksum before each payload.
@@ -99,6 +100,20 @@ def split_records(data: bytes) -> tuple[list[Any], int]:
             break
         at = end
     return out, at
+
+
+def torn_tail(data: bytes, end: int) -> bool:
+    """Whether the bytes of ``data`` from ``end`` (where :func:`split_records` stopped) are a
+    torn tail: no intact record follows the broken one. One that does means damage before
+    the end (a flipped bit, not a crash mid-append)."""
+    if end >= len(data):
+        return True
+    if end + HEADER.size <= len(data):
+        length, _ = HEADER.unpack_from(data, end)
+        nxt = end + HEADER.size + length
+        if length <= MAX_RECORD and nxt < len(data) and split_records(data[nxt:])[0]:
+            return False
+    return True
 
 
 def apply_rows(table: dict[str, Any], rows: Mapping[str, Any]) -> bool:

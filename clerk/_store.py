@@ -82,6 +82,7 @@ from clerk._journal import (
     journal_name,
     journals,
     split_records,
+    torn_tail,
 )
 from clerk._replica import DUMP, split_table
 
@@ -324,7 +325,8 @@ class Store:
                     break
                 self._record_members(rec.get("members"))
                 applied += 1
-            if applied < len(records) or (end < len(data) and i < len(found) - 1):
+            if applied < len(records) or (end < len(data) and (
+                    i < len(found) - 1 or not torn_tail(data, end))):
                 self._journals_aside([p for _, p in found[i:]], "unreadable",
                                      f"damaged at record {applied}")
                 return
