@@ -21,15 +21,18 @@ Rules:
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
+import time
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 __all__ = ["HEADER", "JOURNAL_FORMAT", "apply_rows", "change_record", "frame",
-           "header_record", "journal_name", "journals", "split_records", "torn_tail"]
+           "header_record", "journal_name", "journals", "snapshot_text", "split_records",
+           "sync_dir", "torn_tail", "write_all"]
 
 JOURNAL_FORMAT = "clerk-task-journal/1"
 #: Length and checksum before each payload.
@@ -136,3 +139,42 @@ def apply_rows(table: dict[str, Any], rows: Mapping[str, Any]) -> bool:
         else:
             table[name] = value
     return True
+
+
+_DUMP = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def snapshot_text(items: list[tuple[str, str]]) -> str:
+    """The table's JSON text from its rows' texts (``tasks`` always present), joined in
+    slices that let the node's loop run between them (this runs in a writer thread)."""
+    tasks: list[str] = []
+    other: list[str] = []
+    step = 512
+    for i in range(0, len(items), step):
+        if i:
+            time.sleep(0)
+        t_part, k_part = [], []
+        for key, text in items[i:i + step]:
+            if key.startswith("t:"):
+                t_part.append(f"{_DUMP(key[2:])}:{text}")
+            else:
+                k_part.append(f"{_DUMP(key[2:])}:{text}")
+        if t_part:
+            tasks.append(",".join(t_part))
+        if k_part:
+            other.append(",".join(k_part))
+    return '{"tasks":{' + ",".join(tasks) + "}" + "".join("," + o for o in other) + "}"
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def sync_dir(path: Path) -> None:
+    dfd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

@@ -61,8 +61,6 @@ Rules:
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -72,8 +70,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from clerk._datadir import DataDirInUse, check_free, default_data_dir, lock_dir
 from clerk._durable import replace_durably
-from clerk._errors import ConfigError
 from clerk._journal import (
     JOURNAL_FORMAT,
     apply_rows,
@@ -81,8 +79,11 @@ from clerk._journal import (
     header_record,
     journal_name,
     journals,
+    snapshot_text,
     split_records,
+    sync_dir,
     torn_tail,
+    write_all,
 )
 from clerk._replica import DUMP, split_table
 
@@ -97,7 +98,6 @@ FORMAT = "clerk-task-table/1"
 #: A snapshot continued by the journals of its generation and later ones.
 FORMAT_JOURNALED = "clerk-task-table/2"
 TABLE_FILE = "tasks.json"
-LOCK_FILE = "lock"
 #: Seconds between two writes: at most 20 writes/s, each an fdatasync (~1-10 ms on a disk).
 #: Tasks of a 200 ms interval still reach the disk at every run, and 1000 tasks' results
 #: coalesce.
@@ -114,71 +114,6 @@ MAX_FILE_BYTES = 8 * 1024 * 1024
 #: costs at most about twice the snapshot), or ``COMPACT_RECORDS`` records.
 COMPACT_MIN_BYTES = 256 * 1024
 COMPACT_RECORDS = 10_000
-
-
-class DataDirInUse(ConfigError):
-    """Another node holds the data directory."""
-
-
-def default_data_dir(name: str) -> Path:
-    """``$XDG_STATE_HOME/clerk/<node name>`` (``~/.local/state/clerk/<node name>``)."""
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "clerk" / name
-
-
-def _holder(path: Path) -> str:
-    try:
-        text = (path / LOCK_FILE).read_text().strip()
-    except OSError:
-        return "another node"
-    return text or "another node"
-
-
-def _lock(path: Path, source: str) -> int:
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise ConfigError(source, "data_dir", path,
-                          f"cannot be used: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise DataDirInUse(source, "data_dir", path,
-                               f"is in use by {_holder(path)}: two nodes cannot share a "
-                               "data directory (give each node its own)") from None
-        raise
-    return fd
-
-
-def check_free(path: Path, source: str = "") -> None:
-    """Pre-flight: raise :class:`DataDirInUse` (or ConfigError) if ``path`` cannot be ours."""
-    os.close(_lock(path, source))
-
-
-def _snapshot_text(items: list[tuple[str, str]]) -> str:
-    """The table's JSON text from its rows' texts (``tasks`` always present), joined in
-    slices that let the node's loop run between them (this runs in a writer thread)."""
-    tasks: list[str] = []
-    other: list[str] = []
-    step = 512
-    for i in range(0, len(items), step):
-        if i:
-            time.sleep(0)
-        t_part, k_part = [], []
-        for key, text in items[i:i + step]:
-            if key.startswith("t:"):
-                t_part.append(f"{DUMP(key[2:])}:{text}")
-            else:
-                k_part.append(f"{DUMP(key[2:])}:{text}")
-        if t_part:
-            tasks.append(",".join(t_part))
-        if k_part:
-            other.append(",".join(k_part))
-    return '{"tasks":{' + ",".join(tasks) + "}" + "".join("," + o for o in other) + "}"
 
 
 def _row_size(key: str, text: str) -> int:
@@ -234,7 +169,7 @@ class Store:
     # --- start ----------------------------------------------------------------------------------
 
     def open(self) -> dict[str, Any] | None:
-        self._fd = _lock(self.path, self.source)
+        self._fd = lock_dir(self.path, self.source)
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"node {self.node} (pid {os.getpid()})\n".encode(), 0)
         return self.read()
@@ -593,7 +528,7 @@ class Store:
         if members is not None:
             doc["members"] = members
         head = json.dumps(doc, separators=(",", ":"))
-        data = f'{head[:-1]},"table":{_snapshot_text(items)}}}'.encode()
+        data = f'{head[:-1]},"table":{snapshot_text(items)}}}'.encode()
         if len(data) > MAX_FILE_BYTES:
             log.error("task table of %d bytes is over the %d-byte limit of %s: not written "
                       "(the previous files stay)", len(data), MAX_FILE_BYTES, self.file)
@@ -618,12 +553,12 @@ class Store:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
                 self._jfd = fd
                 head = header_record(self.node, self._gen)
-                _write_all(fd, head + record)
+                write_all(fd, head + record)
                 os.fdatasync(fd)
-                _sync_dir(self.path)  # the new file's name is durable too
+                sync_dir(self.path)  # the new file's name is durable too
                 self._jbytes, self._jrecords = len(head) + len(record), 1
                 return True
-            _write_all(self._jfd, record)
+            write_all(self._jfd, record)
             os.fdatasync(self._jfd)
         except OSError as exc:
             log.error("cannot append to the journal in %s: %s", self.path, exc.strerror)
@@ -649,17 +584,3 @@ class Store:
                     path.unlink()
                 except OSError:
                     pass
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _sync_dir(path: Path) -> None:
-    dfd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
