@@ -135,6 +135,8 @@ class Store:
         self._based = False  # (loop) a whole table was handed over: changes may follow it
         self.writes = 0  # appends and snapshots
         self.snapshots = 0  # of which snapshots (first write, new table, compaction)
+        self.bytes_written = 0  # to the disk, snapshots and journal records
+        self.syncs = 0  # fsync / fdatasync calls (a snapshot's two, an append's one)
         self.moved_aside: list[Path] = []
         self._cond = threading.Condition()
         # Handed over and not taken by the writer yet: a whole table's rows (None: none), then
@@ -541,6 +543,8 @@ class Store:
             return False
         self._snap_bytes = len(data)
         self.snapshots += 1
+        self.bytes_written += len(data)
+        self.syncs += 2
         return True
 
     def _append(self, record: bytes) -> bool:
@@ -557,6 +561,8 @@ class Store:
                 os.fdatasync(fd)
                 sync_dir(self.path)  # the new file's name is durable too
                 self._jbytes, self._jrecords = len(head) + len(record), 1
+                self.bytes_written += len(head) + len(record)
+                self.syncs += 2
                 return True
             write_all(self._jfd, record)
             os.fdatasync(self._jfd)
@@ -566,6 +572,8 @@ class Store:
             return False
         self._jbytes += len(record)
         self._jrecords += 1
+        self.bytes_written += len(record)
+        self.syncs += 1
         return True
 
     def _close_journal(self) -> None:
