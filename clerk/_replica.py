@@ -237,12 +237,6 @@ class _RowTexts:
         holds no row yet."""
         return _materialize(self.items()) if self._text else None
 
-    def text_source(self) -> Callable[[], str]:
-        """A snapshot of the rows, turned into the table's JSON text when called (off the
-        loop)."""
-        items = self.items()
-        return lambda: table_text(items, yield_gil=True)
-
     #: Keys changed since the data directory last took them (``take_changes``); None: not
     #: tracked (until ``track``), or no longer (the rows were replaced wholesale).
     _changed: set[str] | None = None

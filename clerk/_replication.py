@@ -19,9 +19,11 @@
   member; one from a node not admitted yet is held (at most ``MAX_HELD_OFFERS``) until its
   ``MemberUp``.
 * **The data directory** (:mod:`clerk._store`) holds the table this node holds: the rows of
-  its log or replica as they are (joined into one text by the writer thread, off the loop), or
-  a leaving manager's own last table (results of its runs in flight); writes are coalesced and
-  paced.
+  its log or replica as they are, or a leaving manager's own last table (results of its runs
+  in flight); writes are coalesced and paced. Once the store holds the log's (or replica's)
+  rows, a write hands over only the rows changed since the last one (their change sets:
+  ``track``, ``take_changes``), appended to the journal off the loop; a new log or replica,
+  or one replaced wholesale, is handed over whole (a snapshot).
 """
 
 from __future__ import annotations
