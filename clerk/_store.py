@@ -476,6 +476,8 @@ class Store:
             self._must_snapshot = True
             return False
         self._members_written = self._members
+        if self._compactor is not None and not self._compactor.is_alive():
+            self._compactor = None  # the last compaction is done
         if (self._compactor is None
                 and (self._jbytes > max(COMPACT_MIN_BYTES, self._snap_bytes)
                      or self._jrecords >= COMPACT_RECORDS)):

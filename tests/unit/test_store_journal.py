@@ -320,3 +320,24 @@ def test_the_tables_track_which_rows_changed() -> None:
     assert rep.take_changes() == {"t:x": "1", "t:y": None}
     rep.reset({"tasks": {}})
     assert not rep.tracking(), "replaced wholesale: the disk takes every row again"
+
+
+def test_compaction_runs_again_and_again_and_bounds_the_journal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_mod, "COMPACT_MIN_BYTES", 3000)
+    s = Store(tmp_path / "d", NODE)
+    s.open()
+    rows = {f"t:t{i}": row(0, 100) for i in range(10)}
+    s.write_rows(list(rows.items()), 0.0)
+    for n in range(1, 300):
+        rows[f"t:t{n % 10}"] = row(n, 100)
+        s.write_changes({f"t:t{n % 10}": rows[f"t:t{n % 10}"]}, float(n))
+        s.flush()
+        if s._compactor is not None:
+            s._compactor.join()  # (done before the next write: deterministic counts)
+        size = sum(p.stat().st_size for _, p in journals(tmp_path / "d"))
+        assert size < 2 * 3000 + 2000, "compaction keeps the journal bounded"
+    assert s.snapshots > 10
+    table, _ = read(crash_copy(tmp_path / "d", tmp_path / "c"))
+    assert table == table_of(rows)
+    s.close()
