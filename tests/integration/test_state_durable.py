@@ -249,6 +249,9 @@ def test_full_cluster_sigkill_then_start_loses_at_most_the_last_update(tmp_path:
         cluster.kill_all()
         killed = time.time()
         before = counter_lines(log)
+        for name in cluster.names:  # the updates since each node's first write: its journal
+            data = cluster.data_path(name)
+            assert data is not None and list(data.glob("tasks.*.journal")), name
         cluster.start_all()
         cluster.wait_for_manager(timeout=15)
         after = _count_at_least(log, before[-1].count + 1, after=killed)
