@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
+import time
 from pathlib import Path
 
 from clerk._errors import ConfigError
 
-__all__ = ["LOCK_FILE", "DataDirInUse", "check_free", "default_data_dir", "lock_dir"]
+__all__ = ["LOCK_FILE", "DataDirInUse", "check_free", "default_data_dir", "lock_dir",
+           "move_aside"]
+
+log = logging.getLogger("clerk.store")
 
 LOCK_FILE = "lock"
 
@@ -58,3 +63,25 @@ def lock_dir(path: Path, source: str) -> int:
 def check_free(path: Path, source: str = "") -> None:
     """Pre-flight: raise :class:`DataDirInUse` (or ConfigError) if ``path`` cannot be ours."""
     os.close(lock_dir(path, source))
+
+
+def move_aside(file: Path, reason: str, why: str, beyond: bool = False) -> Path | None:
+    """Rename a data file that cannot be used to ``<name>.<reason>-<time>`` (never deleted),
+    with a warning naming both paths; the new path (None if it could not be renamed).
+    ``beyond``: a journal, the states before it are kept."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    target = file.with_name(f"{file.name}.{reason}-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = file.with_name(f"{file.name}.{reason}-{stamp}.{n}")
+    try:
+        os.replace(file, target)
+    except OSError as exc:
+        log.warning("data file %s is %s (%s) and could not be moved aside: %s; starting "
+                    "without durable task states", file, reason, why, exc.strerror)
+        return None
+    log.warning("data file %s is %s (%s): moved aside to %s; starting without durable "
+                "task states%s", file, reason, why, target,
+                " beyond what is before it" if beyond else "")
+    return target

@@ -28,13 +28,19 @@ Rules:
   and the new one; after it, the new snapshot and the new journal (the older journals are
   superseded and deleted at the next snapshot). Appends go on meanwhile: a compaction never
   widens the loss window.
-* **Formats.** A snapshot with journals is ``clerk-task-table/2`` (``FORMAT_JOURNALED``); a
-  graceful stop folds the journal into a plain ``clerk-task-table/1`` snapshot (``FORMAT``,
-  as an older build writes) and deletes the journals, so an older build reads a stopped
-  node's directory as its own. A ``/1`` snapshot is read as before, and any journal beside it
-  is superseded (an older build wrote the snapshot after it): an older build's directory
-  upgrades in place. An older build moves a ``/2`` snapshot aside as foreign (a node killed,
-  then downgraded) and starts without durable states.
+* **Formats.** Every snapshot is ``clerk-task-table/1`` (``FORMAT``), as an older build
+  (before the journal) reads and writes it; one continued by journals names their first
+  generation in one more key, ``"journal": <gen>`` (``JOURNAL_KEY``), which an older build
+  ignores. Without the key (a graceful stop folds the journal in and deletes it; an older
+  build's file) the snapshot is the whole table and a journal beside it is superseded (an
+  older build wrote the snapshot later): not replayed, deleted at the next snapshot. So an
+  older build's directory upgrades in place, and a **downgrade** after a kill -9 or a host
+  crash keeps the states: the older build reads the table as of the last snapshot, missing
+  only the journal's changes since (at most ``COMPACT_MIN_BYTES`` or ``COMPACT_RECORDS``);
+  such a row is an older copy, less history by the lineage rules (a member's newer copy wins;
+  a node alone runs on from it, as from what any kill -9 leaves). Its own snapshot has no
+  key: a later upgrade ignores the stale journals. (An unreleased build of this branch wrote
+  ``clerk-task-table/2``; none is in the field, and it is moved aside as foreign.)
 * **Coalesced and bounded.** Changes mark the table dirty; it is written at most every
   ``WRITE_INTERVAL`` seconds (so at most 1/WRITE_INTERVAL writes per second, whatever the rate
   of results), less often if handing it over took the loop long (``WRITE_SHARE``: a whole
@@ -70,7 +76,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from clerk._datadir import DataDirInUse, check_free, default_data_dir, lock_dir
+from clerk._datadir import DataDirInUse, check_free, default_data_dir, lock_dir, move_aside
 from clerk._durable import replace_durably
 from clerk._journal import (
     JOURNAL_FORMAT,
@@ -87,16 +93,18 @@ from clerk._journal import (
 )
 from clerk._replica import DUMP, split_table
 
-__all__ = ["COMPACT_MIN_BYTES", "COMPACT_RECORDS", "FORMAT", "FORMAT_JOURNALED",
+__all__ = ["COMPACT_MIN_BYTES", "COMPACT_RECORDS", "FORMAT", "JOURNAL_KEY",
            "MAX_FILE_BYTES", "WRITE_INTERVAL", "WRITE_SHARE", "DataDirInUse", "Store",
            "default_data_dir", "check_free"]
 
 log = logging.getLogger("clerk.store")
 
-#: A whole table, nothing else to read (a graceful stop's, an older build's).
+#: Every snapshot's format: an older build's, which reads ``node``, ``table`` and ``members``
+#: and ignores any other key.
 FORMAT = "clerk-task-table/1"
-#: A snapshot continued by the journals of its generation and later ones.
-FORMAT_JOURNALED = "clerk-task-table/2"
+#: The key of a snapshot continued by the journals of its generation and later ones (its
+#: value); a snapshot without it has no journal (a graceful stop's, an older build's).
+JOURNAL_KEY = "journal"
 TABLE_FILE = "tasks.json"
 #: Seconds between two writes: at most 20 writes/s, each an fdatasync (~1-10 ms on a disk).
 #: Tasks of a 200 ms interval still reach the disk at every run, and 1000 tasks' results
@@ -199,7 +207,7 @@ class Store:
         return table
 
     def _read_snapshot(self) -> tuple[dict[str, Any] | None, int | None]:
-        """The snapshot's table and generation (None: a plain ``/1`` one)."""
+        """The snapshot's table and journal generation (None: no ``JOURNAL_KEY``)."""
         try:
             raw = self.file.read_bytes()
         except FileNotFoundError:
@@ -212,21 +220,23 @@ class Store:
         except (ValueError, RecursionError) as exc:
             self._move_aside("unreadable", f"not JSON: {exc}")
             return None, None
-        if not isinstance(doc, dict) or doc.get("format") not in (FORMAT, FORMAT_JOURNALED):
-            self._move_aside("foreign", f"not a Clerk task table (format {FORMAT!r} or "
-                                        f"{FORMAT_JOURNALED!r})")
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            self._move_aside("foreign", f"not a Clerk task table (format {FORMAT!r})")
             return None, None
         if doc.get("node") != self.node:
             self._move_aside("foreign", f"written by node {doc.get('node')!r}, not "
                                         f"{self.node!r}")
             return None, None
         table = doc.get("table")
-        gen = doc.get("gen") if doc["format"] == FORMAT_JOURNALED else None
-        if not isinstance(table, dict) or (doc["format"] == FORMAT_JOURNALED
-                                           and (type(gen) is not int or gen < 0)):
-            self._move_aside("unreadable", "no table in it" if not isinstance(table, dict)
-                             else "no generation in it")
+        if not isinstance(table, dict):
+            self._move_aside("unreadable", "no table in it")
             return None, None
+        gen = doc.get(JOURNAL_KEY)
+        if gen is not None and (type(gen) is not int or gen < 0):
+            # The table is good (an older build reads it): kept; the journals set aside.
+            self._journals_aside([p for _, p in journals(self.path)], "unreplayed",
+                                 f"{TABLE_FILE} names no journal generation")
+            gen = None
         self._record_members(doc.get("members"))
         return table, gen
 
@@ -276,23 +286,9 @@ class Store:
             self._move_aside(reason, why, path)
 
     def _move_aside(self, reason: str, why: str, file: Path | None = None) -> None:
-        file = file or self.file
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        target = file.with_name(f"{file.name}.{reason}-{stamp}")
-        n = 1
-        while target.exists():
-            n += 1
-            target = file.with_name(f"{file.name}.{reason}-{stamp}.{n}")
-        try:
-            os.replace(file, target)
-        except OSError as exc:
-            log.warning("data file %s is %s (%s) and could not be moved aside: %s; starting "
-                        "without durable task states", file, reason, why, exc.strerror)
-            return
-        self.moved_aside.append(target)
-        log.warning("data file %s is %s (%s): moved aside to %s; starting without durable "
-                    "task states%s", file, reason, why, target,
-                    "" if file == self.file else " beyond what is before it")
+        target = move_aside(file or self.file, reason, why, beyond=file not in (None, self.file))
+        if target is not None:
+            self.moved_aside.append(target)
 
     # --- the loop's side ------------------------------------------------------------------------
 
@@ -395,7 +391,7 @@ class Store:
 
     def close(self) -> None:
         """Write what is pending, stop the writer, fold the journal into a plain snapshot
-        (``FORMAT``: an older build reads it), release the directory."""
+        (no ``JOURNAL_KEY``, no journals left), release the directory."""
         self.flush()
         with self._cond:
             self._closing = True
@@ -523,12 +519,11 @@ class Store:
 
     def _write_snapshot(self, gen: int | None, items: list[tuple[str, str]],
                         members: dict[str, str] | None) -> bool:
-        """Snapshot ``gen`` (None: a plain one, ``FORMAT``), atomically; False if not
-        written (logged)."""
-        doc: dict[str, Any] = {"format": FORMAT if gen is None else FORMAT_JOURNALED,
-                               "node": self.node, "written": time.time()}
+        """Snapshot ``gen`` (None: a plain one, without ``JOURNAL_KEY``), atomically; False
+        if not written (logged). Both are ``FORMAT``: an older build reads them."""
+        doc: dict[str, Any] = {"format": FORMAT, "node": self.node, "written": time.time()}
         if gen is not None:
-            doc["gen"] = gen
+            doc[JOURNAL_KEY] = gen
         if members is not None:
             doc["members"] = members
         head = json.dumps(doc, separators=(",", ":"))

@@ -25,7 +25,7 @@ from clerk._journal import (
     torn_tail,
 )
 from clerk._replica import DUMP, Replica, ReplicaLog
-from clerk._store import FORMAT, FORMAT_JOURNALED, Store
+from clerk._store import FORMAT, JOURNAL_KEY, Store
 
 NODE = "a@h"
 
@@ -43,6 +43,29 @@ def table_of(rows: dict[str, str]) -> dict[str, Any]:
         else:
             out[key[2:]] = json.loads(text)
     return out
+
+
+def older_build_read(path: Path, node: str = NODE) -> tuple[dict[str, Any], dict[str, str]]:
+    """What main before the journal (``git show main:clerk/_store.py``, ``Store.read``) takes
+    from ``tasks.json``: the same checks, in the same order; an AssertionError where it would
+    move the file aside as foreign or unreadable. Its table and recorded members."""
+    doc = json.loads((path / "tasks.json").read_bytes())
+    assert isinstance(doc, dict) and doc.get("format") == "clerk-task-table/1", "foreign"
+    assert doc.get("node") == node, "foreign"
+    table = doc.get("table")
+    assert isinstance(table, dict), "unreadable"
+    members = doc.get("members")
+    recorded = ({k: v for k, v in members.items()
+                 if isinstance(k, str) and isinstance(v, str) and k != node}
+                if isinstance(members, dict) else {})
+    return table, recorded
+
+
+def older_build_write(path: Path, table: dict[str, Any], members: dict[str, str]) -> None:
+    """A snapshot as main before the journal writes it (``Store._frame``): no journal key."""
+    doc = {"format": "clerk-task-table/1", "node": NODE, "written": 0.0,
+           "members": members, "table": table}
+    (path / "tasks.json").write_text(json.dumps(doc))
 
 
 def crash_copy(src: Path, dst: Path) -> Path:
@@ -107,7 +130,7 @@ def test_a_graceful_stop_folds_the_journal_into_a_plain_snapshot(tmp_path: Path)
     s.close()
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["lock", "tasks.json"]
     doc = json.loads((tmp_path / "d" / "tasks.json").read_text())
-    assert doc["format"] == FORMAT and "gen" not in doc, "what an older build reads"
+    assert doc["format"] == FORMAT and JOURNAL_KEY not in doc, "no journal left to replay"
     assert doc["table"] == table_of(rows) and doc["members"] == {"b@h": "h:1"}
 
 
@@ -121,10 +144,9 @@ def _journal_bytes(gen: int, records: list[dict[str, str | None]]) -> tuple[byte
 
 
 def _snapshot(path: Path, table: dict[str, Any], gen: int | None) -> None:
-    doc: dict[str, Any] = {"format": FORMAT if gen is None else FORMAT_JOURNALED,
-                           "node": NODE, "table": table}
+    doc: dict[str, Any] = {"format": FORMAT, "node": NODE, "table": table}
     if gen is not None:
-        doc["gen"] = gen
+        doc[JOURNAL_KEY] = gen
     path.mkdir(parents=True, exist_ok=True)
     (path / "tasks.json").write_text(json.dumps(doc))
 
@@ -220,7 +242,7 @@ def test_an_older_builds_directory_upgrades_in_place(tmp_path: Path) -> None:
     s.write_changes({"t:a": row(6)}, 1.0)
     s.flush()
     doc = json.loads((d / "tasks.json").read_text())
-    assert doc["format"] == FORMAT_JOURNALED and doc["gen"] == 8
+    assert doc["format"] == FORMAT and doc[JOURNAL_KEY] == 8
     assert [g for g, _ in journals(d)] == [8], "the superseded journal is gone"
     table, _ = read(crash_copy(d, tmp_path / "c"))
     assert table == {"tasks": {"a": json.loads(row(6))}, "node_runs": {"a@h": 5}}
@@ -280,7 +302,9 @@ def test_a_crash_at_every_point_of_a_compaction_loses_nothing(
         s.write_changes({f"t:t{m % 10}": rows[f"t:t{m % 10}"]}, float(m))
         s.flush()
     assert len(journals(tmp_path / "d")) == (1 if point == "after-delete" else 2)
-    table, r = read(crash_copy(tmp_path / "d", tmp_path / "crash"))
+    crashed = crash_copy(tmp_path / "d", tmp_path / "crash")
+    assert older_build_read(crashed)[0], "an older build reads it too (a downgrade)"
+    table, r = read(crashed)
     assert table == table_of(rows) and not r.moved_aside
     gate.go.set()
     s.close()
@@ -388,3 +412,62 @@ def test_random_changes_read_back_after_a_crash_at_any_write(
     s.close()
     table, _ = read(tmp_path / "d")
     assert table == table_of({k: t for k, t in log.items() if t is not None})
+
+
+def test_a_downgrade_after_a_kill_reads_the_snapshot_and_a_later_upgrade_skips_the_journal(
+        tmp_path: Path) -> None:
+    """Killed mid-life (snapshot plus journal), then an older build: it reads the snapshot as
+    its own (the table as of the snapshot, not the journal's changes since), not as foreign.
+    Its own write has no journal key: the new build, back again, ignores the stale journal."""
+    s = Store(tmp_path / "d", NODE)
+    s.open()
+    s.members = lambda: {"b@h": "h:1", "c@h": "h:2"}
+    rows = {"t:a": row(1), "t:b": row(1), "k:node_runs": DUMP({"a@h": 1})}
+    s.write_rows(list(rows.items()), 0.0)
+    s.flush()
+    snapshot = table_of(rows)
+    for n in range(2, 5):
+        rows["t:a"] = row(n)
+        s.write_changes({"t:a": rows["t:a"]}, float(n))
+        s.flush()
+    killed = crash_copy(tmp_path / "d", tmp_path / "k")
+    s.close()
+    assert journals(killed), "a journal beside the snapshot: the kill -9 case"
+    doc = json.loads((killed / "tasks.json").read_text())
+    assert doc["format"] == "clerk-task-table/1" and type(doc[JOURNAL_KEY]) is int
+    table, recorded = older_build_read(killed)
+    assert table == snapshot and recorded == {"b@h": "h:1", "c@h": "h:2"}
+    assert read(crash_copy(killed, tmp_path / "n"))[0] == table_of(rows), "the new build: all"
+    # The older build runs on and writes its own (older) table; then the new build is back.
+    older = {"tasks": {"a": json.loads(row(9)), "b": json.loads(row(1))}}
+    older_build_write(killed, older, {"b@h": "h:1"})
+    again = Store(killed, NODE)
+    assert again.open() == older, "the journal beside a key-less snapshot is not replayed"
+    assert again.recorded == {"b@h": "h:1"} and not again.moved_aside
+    again.write_rows([("t:a", row(10))], 0.0)
+    again.flush()
+    assert [p.name for _, p in journals(killed)] == [], "the stale journal is deleted"
+    again.close()
+
+
+def test_a_snapshot_with_a_bad_journal_key_keeps_its_table_and_sets_the_journals_aside(
+        tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    _snapshot(d, {"tasks": {"a": json.loads(row(3))}}, 1)
+    doc = json.loads((d / "tasks.json").read_text())
+    doc[JOURNAL_KEY] = "1"
+    (d / "tasks.json").write_text(json.dumps(doc))
+    (d / journal_name(1)).write_bytes(_journal_bytes(1, RECORDS)[0])
+    table, s = read(d)
+    assert table == {"tasks": {"a": json.loads(row(3))}}
+    (aside,) = s.moved_aside
+    assert aside.name.startswith(journal_name(1) + ".unreplayed-") and not journals(d)
+
+
+def test_a_snapshot_of_the_unreleased_format_2_is_foreign(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "tasks.json").write_text(json.dumps(
+        {"format": "clerk-task-table/2", "node": NODE, "gen": 1, "table": {"tasks": {}}}))
+    table, s = read(d)
+    assert table is None and s.moved_aside[0].name.startswith("tasks.json.foreign-")
