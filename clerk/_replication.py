@@ -290,7 +290,10 @@ class Replication(Definitions):
             return
         core = self.agent.core
         log, replica = core.table_log, core.replica
-        version = (log.log, log.seq, replica.version)
+        # The member list too: the directory records the live members for a restart
+        # (clerk._joining, "Restarts"), and a list change alone (a member joined, none of the
+        # table's rows changed yet) must reach it, not wait for the next result.
+        version = (log.log, log.seq, replica.version, core.members.list_epoch)
         if version != self._persisted:
             self._persisted = version
             store.mark()
