@@ -6,7 +6,8 @@ Rules:
   manager, its own; as a follower, the manager's replicated one merged with its own better
   states), with every row's state, lineage, version, last slot and counters; runs in flight
   are not kept (a run of a previous incarnation is unknowable). Beside the table, ``members``:
-  the other live members (name -> address) of this node's list at the write; a node restarted
+  the other live members (name -> address) of this node's list at the write (a change of the
+  list alone is a reason to write: clerk._replication, ``persist``); a node restarted
   from it waits for them before it runs alone (:mod:`clerk._joining`, "Restarts"). A file
   without it (an older build's) records none. ``tasks.<gen>.journal``: the rows changed
   since that snapshot (:mod:`clerk._journal`). ``lock``: the pid and name of the node using
@@ -36,7 +37,7 @@ Rules:
   older build wrote the snapshot later): not replayed, deleted at the next snapshot. So an
   older build's directory upgrades in place, and a **downgrade** after a kill -9 or a host
   crash keeps the states: the older build reads the table as of the last snapshot, missing
-  only the journal's changes since (at most ``COMPACT_MIN_BYTES`` or ``COMPACT_RECORDS``);
+  only the journal's changes since (compacted at ``COMPACT_MIN_BYTES`` and the snapshot);
   such a row is an older copy, less history by the lineage rules (a member's newer copy wins;
   a node alone runs on from it, as from what any kill -9 leaves). Its own snapshot has no
   key: a later upgrade ignores the stale journals. (An unreleased build of this branch wrote
