@@ -237,11 +237,26 @@ class _RowTexts:
         holds no row yet."""
         return _materialize(self.items()) if self._text else None
 
-    def text_source(self) -> Callable[[], str]:
-        """A snapshot of the rows, turned into the table's JSON text when called (by the
-        data directory's writer thread, off the loop)."""
-        items = self.items()
-        return lambda: table_text(items, yield_gil=True)
+    #: Keys changed since the data directory last took them (``take_changes``); None: not
+    #: tracked (until ``track``), or no longer (the rows were replaced wholesale).
+    _changed: set[str] | None = None
+
+    def track(self) -> list[tuple[str, str | None]]:
+        """Every row (for a snapshot), and from now on note which rows change."""
+        self._changed = set()
+        return self.items()
+
+    def tracking(self) -> bool:
+        return self._changed is not None
+
+    def take_changes(self) -> dict[str, str | None]:
+        """The rows changed since ``track`` or the last call (key -> text; None: gone):
+        O(changes)."""
+        changed, text = self._changed, self._text
+        if not changed:
+            return {}
+        self._changed = set()
+        return {k: text.get(k) for k in changed}
 
 
 class ReplicaLog(_RowTexts):
@@ -264,6 +279,8 @@ class ReplicaLog(_RowTexts):
         return sum(1 for t in self._text.values() if t is not None)
 
     def _bump(self, key: str) -> None:
+        if self._changed is not None:
+            self._changed.add(key)
         if key in self._at:
             self._stale += 1
         self.seq += 1
@@ -463,6 +480,7 @@ class Replica(_RowTexts):
             return False
         fresh = self._fresh
         at, upto = self._at, delta.upto
+        changed = self._changed
         for key, text in rows.items():
             self._text[key] = text
             at[key] = upto
@@ -474,6 +492,9 @@ class Replica(_RowTexts):
             if fresh is not None:
                 fresh.add(key)
                 self._fresh_gone = True
+        if changed is not None:
+            changed.update(rows)
+            changed.update(delta.gone)
         self.seq = upto
         self.caught_up = delta.done
         self.version += 1
@@ -484,6 +505,8 @@ class Replica(_RowTexts):
             if self._fresh_gone or len(fresh) != len(self._text):
                 for key in [k for k in self._text if k not in fresh]:
                     del self._text[key]
+                    if changed is not None:
+                        changed.add(key)
             self._fresh = None
         return True
 
@@ -493,6 +516,7 @@ class Replica(_RowTexts):
         self._outside_logs()
 
     def _outside_logs(self) -> None:
+        self._changed = None  # replaced wholesale: the data directory takes a snapshot
         self.log, self.seq, self._fresh = "", -1, None
         self._at = {}
         self.caught_up = False

@@ -19,9 +19,11 @@
   member; one from a node not admitted yet is held (at most ``MAX_HELD_OFFERS``) until its
   ``MemberUp``.
 * **The data directory** (:mod:`clerk._store`) holds the table this node holds: the rows of
-  its log or replica as they are (joined into one text by the writer thread, off the loop), or
-  a leaving manager's own last table (results of its runs in flight); writes are coalesced and
-  paced.
+  its log or replica as they are, or a leaving manager's own last table (results of its runs
+  in flight); writes are coalesced and paced. Once the store holds the log's (or replica's)
+  rows, a write hands over only the rows changed since the last one (their change sets:
+  ``track``, ``take_changes``), appended to the journal off the loop; a new log or replica,
+  or one replaced wholesale, is handed over whole (a snapshot).
 """
 
 from __future__ import annotations
@@ -289,7 +291,10 @@ class Replication(Definitions):
             return
         core = self.agent.core
         log, replica = core.table_log, core.replica
-        version = (log.log, log.seq, replica.version)
+        # The member list too: the directory records the live members for a restart
+        # (clerk._joining, "Restarts"), and a list change alone (a member joined, none of the
+        # table's rows changed yet) must reach it, not wait for the next result.
+        version = (log.log, log.seq, replica.version, core.members.list_epoch)
         if version != self._persisted:
             self._persisted = version
             store.mark()
@@ -311,11 +316,20 @@ class Replication(Definitions):
             return
         elif sched.active and (self._replicate_dirty or not log.complete):
             source = sched.table()
-        elif log.complete:
-            source = log.text_source()  # as replicated: no reserialization on the loop
-        elif replica:
-            source = replica.text_source()
+        elif log.complete or replica:
+            # The rows as replicated: no reserialization on the loop. Only those changed since
+            # the last write when the store holds this same table (O(changes)); every row when
+            # it is a new one (a new log, a takeover, a hand-over's table).
+            rows = log if log.complete else replica
+            if rows is self._disk_rows and rows.tracking() and store.takes_changes():
+                store.write_changes(rows.take_changes(), now,
+                                    spent=time.perf_counter() - began)
+            else:
+                self._disk_rows = rows
+                store.write_rows(rows.track(), now, spent=time.perf_counter() - began)
+            return
         else:
             store.skip()  # nothing from a manager yet: the disk already holds what we have
             return
+        self._disk_rows = None
         store.write(source, now, spent=time.perf_counter() - began)

@@ -35,7 +35,7 @@ from clerk._host import Host
 from clerk._messages import Json, Offer, Result, reads_table_at
 from clerk._nodes_guard import NodesGuard
 from clerk._outbox import Outbox
-from clerk._replica import RowEncoder
+from clerk._replica import Replica, ReplicaLog, RowEncoder
 from clerk._replication import LOAD_BUDGET, MAX_HELD_OFFERS, REPLICATE_SHARE
 from clerk._resultacks import PendingAcks
 from clerk._routing import ResultRouting
@@ -103,6 +103,7 @@ class TaskRunner(ResultRouting, StatusRows):
                 log.info("data directory %s: %d task state(s) read", path, held)
                 self._disk_states = held > 0
         self._persisted: object = None  # the table version last marked for the disk
+        self._disk_rows: ReplicaLog | Replica | None = None  # the rows the disk last took whole
         # Replication (clerk._replication): the rows' encoder into the table log, and the
         # (log, sequence) last announced with a heartbeat round.
         self._encoder = RowEncoder()

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from clerk._messages import Json, Offer, Result
     from clerk._nodes_guard import NodesGuard
     from clerk._outbox import Outbox
-    from clerk._replica import RowEncoder
+    from clerk._replica import Replica, ReplicaLog, RowEncoder
     from clerk._resultacks import PendingAcks
     from clerk._schedule import Scheduler
     from clerk._store import Store
@@ -65,6 +65,7 @@ class Definitions:
     _adopting: list[str]
     _adopt_at: int
     _persisted: object
+    _disk_rows: ReplicaLog | Replica | None
     _held_offers: dict[str, list[Offer]]
     _leave_started: float | None
     _replicate_dirty: bool

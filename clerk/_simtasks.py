@@ -608,6 +608,10 @@ class LedgerLayer:
 
     def _persist(self, changed: bool) -> None:
         core = self.node.core
+        if self.node.name in self.world.disks:
+            # A change of the member list alone is written too, as the node's does
+            # (clerk._replication, ``persist``): a restart waits for the members it had.
+            self._persist_members()
         if self.scheduler.active:
             if not changed and self.node.name in self.world.disks:
                 return
@@ -622,6 +626,9 @@ class LedgerLayer:
         for row in table["tasks"].values():
             row["running"] = None
         self.world.disks[self.node.name] = json.loads(json.dumps(table))
+        self._persist_members()
+
+    def _persist_members(self) -> None:
         self.world.disk_members[self.node.name] = {
-            m.name: m.address for m in core.member_list()
+            m.name: m.address for m in self.node.core.member_list()
             if m.alive and m.name != self.node.name}

@@ -132,6 +132,8 @@ class StatusRows:
             st["executor"] = {**self.executor.stats(), "stale": self.stale}
         if self.store is not None:
             st["data_dir"] = {"path": str(self.store.path), "writes": self.store.writes,
+                              "snapshots": self.store.snapshots,
+                              "bytes_written": self.store.bytes_written,
                               "moved_aside": [str(p) for p in self.store.moved_aside]}
         else:
             st["data_dir"] = None

@@ -2,33 +2,65 @@
 
 Rules:
 
-* **What it holds.** ``tasks.json``: the task table this node holds (as manager, its own; as a
-  follower, the manager's replicated one merged with its own better states), with every row's
-  state, lineage, version, last slot and counters; runs in flight are not kept (a run of a
-  previous incarnation is unknowable). Beside the table, ``members``: the other live members
-  (name -> address) of this node's list at the write; a node restarted from it waits for
-  them before it runs alone (:mod:`clerk._joining`, "Restarts"). A file without it (an
-  older build's) records none. ``lock``: the pid and name of the node using the
-  directory. Nothing else, and nothing secret (the cookie is not in it).
-* **Atomic writes.** Temp file in the same directory, ``fsync``, ``rename`` over the old file,
-  ``fsync`` of the directory: a crash at any point leaves the old file or the new one, never a
-  mix.
+* **What it holds.** ``tasks.json``: a snapshot of the task table this node holds (as
+  manager, its own; as a follower, the manager's replicated one merged with its own better
+  states), with every row's state, lineage, version, last slot and counters; runs in flight
+  are not kept (a run of a previous incarnation is unknowable). Beside the table, ``members``:
+  the other live members (name -> address) of this node's list at the write (a change of the
+  list alone is a reason to write: clerk._replication, ``persist``); a node restarted
+  from it waits for them before it runs alone (:mod:`clerk._joining`, "Restarts"). A file
+  without it (an older build's) records none. ``tasks.<gen>.journal``: the rows changed
+  since that snapshot (:mod:`clerk._journal`). ``lock``: the pid and name of the node using
+  the directory. Nothing else, and nothing secret (the cookie is not in it).
+* **Snapshot plus journal.** A write appends only the rows changed since the last write (the
+  row texts the loop already made for replication, and the member list when it changed) to
+  the journal, with one ``fdatasync``: its cost is O(changes), whatever the table's size. A
+  record is framed (length, checksum): a torn tail (a crash mid-append) is dropped on read,
+  never misread. Reading is the snapshot, then its journals' intact records in order.
+* **Snapshots are atomic.** Temp file in the same directory, ``fsync``, ``rename`` over the
+  old file, ``fsync`` of the directory: a crash at any point leaves the old file or the new
+  one, never a mix. A snapshot is written at the first write of a node's life (the journal
+  then starts from it), when the table handed over is a new one (a takeover, a new log), after
+  an error, and by **compaction**: when the journal outgrows ``COMPACT_MIN_BYTES`` and the
+  snapshot (or ``COMPACT_RECORDS`` records), the writer starts journal ``gen + 1`` and a
+  second thread writes snapshot ``gen + 1`` (the rows as of the switch), then deletes the
+  journals before it. Snapshot ``g`` names its generation, and a read replays every journal
+  of generation ``>= g``: a crash before the rename reads the old snapshot, the old journal
+  and the new one; after it, the new snapshot and the new journal (the older journals are
+  superseded and deleted at the next snapshot). Appends go on meanwhile: a compaction never
+  widens the loss window.
+* **Formats.** Every snapshot is ``clerk-task-table/1`` (``FORMAT``), as an older build
+  (before the journal) reads and writes it; one continued by journals names their first
+  generation in one more key, ``"journal": <gen>`` (``JOURNAL_KEY``), which an older build
+  ignores. Without the key (a graceful stop folds the journal in and deletes it; an older
+  build's file) the snapshot is the whole table and a journal beside it is superseded (an
+  older build wrote the snapshot later): not replayed, deleted at the next snapshot. So an
+  older build's directory upgrades in place, and a **downgrade** after a kill -9 or a host
+  crash keeps the states: the older build reads the table as of the last snapshot, missing
+  only the journal's changes since (compacted at ``COMPACT_MIN_BYTES`` and the snapshot);
+  such a row is an older copy, less history by the lineage rules (a member's newer copy wins;
+  a node alone runs on from it, as from what any kill -9 leaves). Its own snapshot has no
+  key: a later upgrade ignores the stale journals. (An unreleased build of this branch wrote
+  ``clerk-task-table/2``; none is in the field, and it is moved aside as foreign.)
 * **Coalesced and bounded.** Changes mark the table dirty; it is written at most every
   ``WRITE_INTERVAL`` seconds (so at most 1/WRITE_INTERVAL writes per second, whatever the rate
-  of results), less often for big tables (``WRITE_SHARE``), and on a graceful stop. A kill -9
-  loses at most the updates since the last write (``WRITE_INTERVAL`` for a few tasks), plus
-  the one write in progress. A table over ``MAX_FILE_BYTES`` is not
-  written (an error is logged, the previous file stays).
-* **Off the loop.** The node's loop hands over a snapshot of the replicated rows' JSON texts,
-  already made for replication (it serializes only a leaving manager's own last table); the
-  joining of the rows into one text, the write, the fsyncs and the rename happen in one
-  writer thread, which takes the
-  newest table handed to it (an older one still waiting is dropped: coalesced again). An fsync
-  that stalls on a busy disk therefore never delays a heartbeat or a dispatch. ``close()``
-  waits for the last table to be on disk.
-* **Read at start.** An unreadable or foreign file (not JSON, not our format, another node's
-  name) is moved aside to ``tasks.json.<reason>-<time>`` with a warning naming both paths:
-  never deleted, never fatal; the node starts without durable rows.
+  of results), less often if handing it over took the loop long (``WRITE_SHARE``: a whole
+  table, rare now), and on a graceful stop. A kill -9 loses at most the updates since the
+  last write (``WRITE_INTERVAL``), plus the one write in progress. A table over
+  ``MAX_FILE_BYTES`` is not written (an error is logged, the previous files stay).
+* **Off the loop.** The node's loop hands over the row texts already made for replication:
+  only the changed ones (``write_changes``: the table log's and the replica's change sets),
+  or a snapshot of the rows (``write_rows``) when they are a new table; it serializes only a
+  leaving manager's own last table. The framing, the joining, the writes and the fsyncs
+  happen in one writer thread (and compaction's snapshot in a second one), which takes
+  everything handed over since its last write at once (coalesced again). An fsync that stalls
+  on a busy disk therefore never delays a heartbeat or a dispatch. ``close()`` waits for the
+  last table to be on disk.
+* **Read at start.** An unreadable or foreign snapshot (not JSON, not our format, another
+  node's name) is moved aside to ``tasks.json.<reason>-<time>`` with a warning naming both
+  paths, and so are journals that cannot be replayed (foreign, or damaged before their end):
+  never deleted, never fatal; the node starts without durable rows (or with those before the
+  damage).
 * **One node per directory.** The directory is locked (``fcntl.flock`` on ``lock``) for the
   node's life; a second node on it is refused with an error naming the directory and the
   holder. The lock dies with the process, so a kill -9 never leaves a stale lock.
@@ -36,83 +68,65 @@ Rules:
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from clerk._datadir import DataDirInUse, check_free, default_data_dir, lock_dir, move_aside
 from clerk._durable import replace_durably
-from clerk._errors import ConfigError
+from clerk._journal import (
+    JOURNAL_FORMAT,
+    apply_rows,
+    change_record,
+    header_record,
+    journal_name,
+    journals,
+    snapshot_text,
+    split_records,
+    sync_dir,
+    torn_tail,
+    write_all,
+)
+from clerk._replica import DUMP, split_table
 
-__all__ = ["FORMAT", "MAX_FILE_BYTES", "WRITE_INTERVAL", "DataDirInUse", "Store",
+__all__ = ["COMPACT_MIN_BYTES", "COMPACT_RECORDS", "FORMAT", "JOURNAL_KEY",
+           "MAX_FILE_BYTES", "WRITE_INTERVAL", "WRITE_SHARE", "DataDirInUse", "Store",
            "default_data_dir", "check_free"]
 
 log = logging.getLogger("clerk.store")
 
+#: Every snapshot's format: an older build's, which reads ``node``, ``table`` and ``members``
+#: and ignores any other key.
 FORMAT = "clerk-task-table/1"
+#: The key of a snapshot continued by the journals of its generation and later ones (its
+#: value); a snapshot without it has no journal (a graceful stop's, an older build's).
+JOURNAL_KEY = "journal"
 TABLE_FILE = "tasks.json"
-LOCK_FILE = "lock"
-#: Seconds between two writes: at most 20 writes/s, each an fsync (~1-10 ms on a disk). Tasks
-#: of a 200 ms interval still reach the disk at every run, and 1000 tasks' results coalesce.
+#: Seconds between two writes: at most 20 writes/s, each an fdatasync (~1-10 ms on a disk).
+#: Tasks of a 200 ms interval still reach the disk at every run, and 1000 tasks' results
+#: coalesce.
 WRITE_INTERVAL = 0.05
 #: The disk may take at most ~1/WRITE_SHARE of the loop: after a write whose preparation
-#: (building and serializing the table) cost ``c`` seconds, the next waits at least
-#: ``c * (WRITE_SHARE - 1)``. A few tasks cost well under a millisecond (20 writes/s); 1000
-#: tasks cost tens of ms, so their writes coalesce over a few hundred ms instead of taking
-#: most of the loop (as replication does, see clerk._runner.REPLICATE_SHARE).
+#: (collecting the changed rows; a whole table's rows after a takeover) cost ``c`` seconds,
+#: the next waits at least ``c * (WRITE_SHARE - 1)``. Changed rows cost microseconds (20
+#: writes/s at any table size).
 WRITE_SHARE = 10
-#: The replicated table travels in one heartbeat of at most 1 MiB; 8 MiB on disk leaves room
-#: for the JSON around it and refuses only a table that could never have been replicated.
+#: The replicated table travels in heartbeats; 8 MiB on disk leaves room for the JSON around
+#: a 10,000-task table (~5 MB) and refuses only a runaway one.
 MAX_FILE_BYTES = 8 * 1024 * 1024
+#: Compaction: when the journal passes this many bytes and the snapshot's size (a read then
+#: costs at most about twice the snapshot), or ``COMPACT_RECORDS`` records.
+COMPACT_MIN_BYTES = 256 * 1024
+COMPACT_RECORDS = 10_000
 
 
-class DataDirInUse(ConfigError):
-    """Another node holds the data directory."""
-
-
-def default_data_dir(name: str) -> Path:
-    """``$XDG_STATE_HOME/clerk/<node name>`` (``~/.local/state/clerk/<node name>``)."""
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "clerk" / name
-
-
-def _holder(path: Path) -> str:
-    try:
-        text = (path / LOCK_FILE).read_text().strip()
-    except OSError:
-        return "another node"
-    return text or "another node"
-
-
-def _lock(path: Path, source: str) -> int:
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise ConfigError(source, "data_dir", path,
-                          f"cannot be used: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise DataDirInUse(source, "data_dir", path,
-                               f"is in use by {_holder(path)}: two nodes cannot share a "
-                               "data directory (give each node its own)") from None
-        raise
-    return fd
-
-
-def check_free(path: Path, source: str = "") -> None:
-    """Pre-flight: raise :class:`DataDirInUse` (or ConfigError) if ``path`` cannot be ours."""
-    os.close(_lock(path, source))
+def _row_size(key: str, text: str) -> int:
+    return len(key) + len(text) + 4
 
 
 class Store:
@@ -127,76 +141,157 @@ class Store:
         self._fd: int | None = None
         self._dirty = False
         self._next_write = 0.0  # monotonic
-        self.writes = 0
+        self._based = False  # (loop) a whole table was handed over: changes may follow it
+        self.writes = 0  # appends and snapshots
+        self.snapshots = 0  # of which snapshots (first write, new table, compaction)
+        self.bytes_written = 0  # to the disk, snapshots and journal records
+        self.syncs = 0  # fsync / fdatasync calls (a snapshot's two, an append's one)
         self.moved_aside: list[Path] = []
         self._cond = threading.Condition()
-        #: The newest table not yet written: its bytes, or a function that makes them.
-        self._pending: bytes | Callable[[], bytes | None] | None = None
+        # Handed over and not taken by the writer yet: a whole table's rows (None: none), then
+        # the rows changed after it, and the member list.
+        self._p_full: list[tuple[str, str | None]] | None = None
+        self._p_changes: dict[str, str | None] = {}
+        self._p_members: dict[str, str] | None = None
+        self._p_set = False
         self._busy = False
         self._closing = False
         self._thread: threading.Thread | None = None
         #: The other live members (name -> address) to record with each write, asked on the
         #: loop's thread at each write; None: none recorded.
         self.members: Callable[[], dict[str, str]] | None = None
-        #: What the file read at start recorded (name -> address).
+        #: What the directory read at start recorded (name -> address).
         self.recorded: dict[str, str] = {}
+        # --- the writer's (and close's) own -------------------------------------------------
+        self._rows: dict[str, str] = {}  # the table as on disk (snapshot + journal), by row key
+        self._rows_bytes = 0
+        self._members: dict[str, str] | None = None
+        self._members_written: dict[str, str] | None = None
+        self._gen = 0  # generation of the current journal (and of the last snapshot)
+        self._jfd: int | None = None  # the current journal, once created
+        self._jbytes = 0
+        self._jrecords = 0
+        self._snap_bytes = 0
+        self._must_snapshot = True  # the next write is a whole snapshot (start, error)
+        self._plain = True  # the directory needs no final snapshot (nothing to fold in)
+        self._too_big = False
+        self._compactor: threading.Thread | None = None
 
     # --- start ----------------------------------------------------------------------------------
 
     def open(self) -> dict[str, Any] | None:
-        self._fd = _lock(self.path, self.source)
+        self._fd = lock_dir(self.path, self.source)
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"node {self.node} (pid {os.getpid()})\n".encode(), 0)
         return self.read()
 
     def read(self) -> dict[str, Any] | None:
+        """The snapshot and its journals' intact records (module docstring)."""
+        found = journals(self.path)
+        self._gen = max((g for g, _ in found), default=0)
+        table, gen = self._read_snapshot()
+        if table is None:
+            if found:  # journals without their snapshot: kept aside, not replayed
+                self._journals_aside([p for _, p in found], "orphan",
+                                     f"no readable {TABLE_FILE} to replay it onto")
+            return None
+        self._gen = max(self._gen, gen or 0)
+        if gen is not None:
+            self._replay(table, [(g, p) for g, p in found if g >= gen])
+        self._plain = gen is None
+        try:
+            self._rows = {k: DUMP(v) for k, v in split_table(table).items()}
+        except (TypeError, ValueError):
+            self._rows = {}
+        self._rows_bytes = sum(_row_size(k, t) for k, t in self._rows.items())
+        self._members = dict(self.recorded) if self.recorded else None
+        return table
+
+    def _read_snapshot(self) -> tuple[dict[str, Any] | None, int | None]:
+        """The snapshot's table and journal generation (None: no ``JOURNAL_KEY``)."""
         try:
             raw = self.file.read_bytes()
         except FileNotFoundError:
-            return None
+            return None, None
         except OSError as exc:
             self._move_aside("unreadable", f"cannot read it: {exc.strerror}")
-            return None
+            return None, None
         try:
             doc = json.loads(raw)
         except (ValueError, RecursionError) as exc:
             self._move_aside("unreadable", f"not JSON: {exc}")
-            return None
+            return None, None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             self._move_aside("foreign", f"not a Clerk task table (format {FORMAT!r})")
-            return None
+            return None, None
         if doc.get("node") != self.node:
             self._move_aside("foreign", f"written by node {doc.get('node')!r}, not "
                                         f"{self.node!r}")
-            return None
+            return None, None
         table = doc.get("table")
         if not isinstance(table, dict):
             self._move_aside("unreadable", "no table in it")
-            return None
-        members = doc.get("members")
+            return None, None
+        gen = doc.get(JOURNAL_KEY)
+        if gen is not None and (type(gen) is not int or gen < 0):
+            # The table is good (an older build reads it): kept; the journals set aside.
+            self._journals_aside([p for _, p in journals(self.path)], "unreplayed",
+                                 f"{TABLE_FILE} names no journal generation")
+            gen = None
+        self._record_members(doc.get("members"))
+        return table, gen
+
+    def _record_members(self, members: object) -> None:
         if isinstance(members, dict):
             self.recorded = {k: v for k, v in members.items()
                              if isinstance(k, str) and isinstance(v, str) and k != self.node}
-        return table
 
-    def _move_aside(self, reason: str, why: str) -> None:
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        target = self.file.with_name(f"{TABLE_FILE}.{reason}-{stamp}")
-        n = 1
-        while target.exists():
-            n += 1
-            target = self.file.with_name(f"{TABLE_FILE}.{reason}-{stamp}.{n}")
-        try:
-            os.replace(self.file, target)
-        except OSError as exc:
-            log.warning("data file %s is %s (%s) and could not be moved aside: %s; starting "
-                        "without durable task states", self.file, reason, why, exc.strerror)
-            return
-        self.moved_aside.append(target)
-        log.warning("data file %s is %s (%s): moved aside to %s; starting without durable "
-                    "task states", self.file, reason, why, target)
+    def _replay(self, table: dict[str, Any], found: list[tuple[int, Path]]) -> None:
+        """Apply the intact records of ``found`` (oldest first) to ``table``. A torn tail of
+        the last journal is dropped (a crash mid-append); damage anywhere else ends the
+        replay, and that journal and the later ones are moved aside."""
+        for i, (gen, path) in enumerate(found):
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                self._journals_aside([p for _, p in found[i:]], "unreadable",
+                                     f"cannot read it: {exc.strerror}")
+                return
+            records, end = split_records(data)
+            head = records[0] if records else None
+            if head is not None and not (isinstance(head, dict)
+                                         and head.get("format") == JOURNAL_FORMAT
+                                         and head.get("node") == self.node
+                                         and head.get("gen") == gen):
+                self._journals_aside([p for _, p in found[i:]], "foreign",
+                                     f"not this node's journal of generation {gen}")
+                return
+            applied = 1
+            for rec in records[1:]:
+                rows = rec.get("rows") if isinstance(rec, dict) else None
+                if not isinstance(rows, dict) or not apply_rows(table, rows):
+                    break
+                self._record_members(rec.get("members"))
+                applied += 1
+            if applied < len(records) or (end < len(data) and (
+                    i < len(found) - 1 or not torn_tail(data, end))):
+                self._journals_aside([p for _, p in found[i:]], "unreadable",
+                                     f"damaged at record {applied}")
+                return
+            if end < len(data):
+                log.warning("journal %s: dropped %d byte(s) of a record cut short (a crash "
+                            "while it was written)", path, len(data) - end)
 
-    # --- writing --------------------------------------------------------------------------------
+    def _journals_aside(self, paths: list[Path], reason: str, why: str) -> None:
+        for path in paths:
+            self._move_aside(reason, why, path)
+
+    def _move_aside(self, reason: str, why: str, file: Path | None = None) -> None:
+        target = move_aside(file or self.file, reason, why, beyond=file not in (None, self.file))
+        if target is not None:
+            self.moved_aside.append(target)
+
+    # --- the loop's side ------------------------------------------------------------------------
 
     def mark(self) -> None:
         """The table changed: write it at the next opportunity (coalesced)."""
@@ -217,97 +312,87 @@ class Store:
     def due(self, now: float) -> bool:
         return self._dirty and now >= self._next_write
 
-    def write(self, table: dict[str, Any] | str | Callable[[], str], now: float,
-              spent: float = 0.0) -> bool:
-        """Hand ``table`` (a dict, its JSON text, or a function that makes that text: called
-        by the writer thread, so a big table is joined off the loop) to the writer thread.
-        False (and logged) if it cannot be written at all (not JSON, over the size bound).
-        ``spent``: seconds the caller took to build it (counted in the pacing, see
-        ``WRITE_SHARE``)."""
+    def takes_changes(self) -> bool:
+        """A whole table was handed over: changed rows may follow (``write_changes``)."""
+        return self._based
+
+    def write(self, table: dict[str, Any] | str, now: float, spent: float = 0.0) -> bool:
+        """Hand a whole ``table`` (a dict, or its JSON text) to the writer thread: its rows
+        are made here (a leaving manager's own last table; tests). False (and logged) if it
+        cannot be written at all (not JSON, over the size bound)."""
         began = time.perf_counter()
         self._dirty = False
         try:
-            return self._hand_over(table, self.members() if self.members is not None else None)
-        finally:
-            cost = spent + time.perf_counter() - began
-            self._next_write = now + max(WRITE_INTERVAL, cost * (WRITE_SHARE - 1))
-
-    def _frame(self, text: str, members: dict[str, str] | None = None) -> bytes | None:
-        """The file's bytes around the table's text; None (logged) if over the size bound."""
-        doc: dict[str, Any] = {"format": FORMAT, "node": self.node, "written": time.time()}
-        if members is not None:
-            doc["members"] = members
-        head = json.dumps(doc, separators=(",", ":"))
-        data = f'{head[:-1]},"table":{text}}}'.encode()
-        if len(data) > MAX_FILE_BYTES:
-            log.error("task table of %d bytes is over the %d-byte limit of %s: not written "
-                      "(the previous file stays)", len(data), MAX_FILE_BYTES, self.file)
-            return None
-        return data
-
-    def _hand_over(self, table: dict[str, Any] | str | Callable[[], str],
-                   members: dict[str, str] | None = None) -> bool:
-        pending: bytes | Callable[[], bytes | None]
-        if callable(table):
-            source = table
-            pending = lambda: self._frame(source(), members)  # noqa: E731
-        else:
             try:
-                text = table if isinstance(table, str) else json.dumps(
-                    table, separators=(",", ":"), allow_nan=False)
-            except (TypeError, ValueError) as exc:
+                doc = json.loads(table) if isinstance(table, str) else table
+                items: list[tuple[str, str | None]] = [
+                    (k, DUMP(v)) for k, v in split_table(doc).items()]
+            except (TypeError, ValueError, RecursionError) as exc:
                 log.error("cannot write %s: %s", self.file, exc)
                 return False
-            data = self._frame(text, members)
-            if data is None:
+            size = sum(_row_size(k, t or "") for k, t in items)
+            if size > MAX_FILE_BYTES:
+                log.error("task table of %d bytes is over the %d-byte limit of %s: not "
+                          "written (the previous file stays)", size, MAX_FILE_BYTES, self.file)
                 return False
-            pending = data
+            self._hand_over(items, None)
+            return True
+        finally:
+            self._paced(now, spent + time.perf_counter() - began)
+
+    def write_rows(self, items: list[tuple[str, str | None]], now: float,
+                   spent: float = 0.0) -> bool:
+        """Hand over a whole table as its rows' texts (``(key, text)``; None: no row): a
+        snapshot, which changed rows may then follow."""
+        began = time.perf_counter()
+        self._dirty = False
+        self._hand_over(items, None)
+        self._paced(now, spent + time.perf_counter() - began)
+        return True
+
+    def write_changes(self, changes: dict[str, str | None], now: float,
+                      spent: float = 0.0) -> bool:
+        """Hand over the rows changed since the last hand-over (key -> text; None: gone):
+        appended to the journal. False if no whole table came first (hand one over)."""
+        if not self._based:
+            return False
+        began = time.perf_counter()
+        self._dirty = False
+        self._hand_over(None, changes)
+        self._paced(now, spent + time.perf_counter() - began)
+        return True
+
+    def _paced(self, now: float, cost: float) -> None:
+        self._next_write = now + max(WRITE_INTERVAL, cost * (WRITE_SHARE - 1))
+
+    def _hand_over(self, full: list[tuple[str, str | None]] | None,
+                   changes: dict[str, str | None] | None) -> None:
+        members = self.members() if self.members is not None else None
         with self._cond:
-            self._pending = pending
+            if full is not None:
+                self._based = True
+                self._p_full = full
+                self._p_changes = {}
+            if changes:
+                self._p_changes.update(changes)
+            self._p_members = members
+            self._p_set = True
             if self._thread is None:
                 self._thread = threading.Thread(target=self._writer, name="clerk-store",
                                                 daemon=True)
                 self._thread.start()
             self._cond.notify()
-        return True
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every table handed over is on disk (or ``timeout``)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while (self._pending is not None or self._busy) and time.monotonic() < deadline:
+            while (self._p_set or self._busy) and time.monotonic() < deadline:
                 self._cond.wait(0.05)
 
-    def _writer(self) -> None:
-        while True:
-            with self._cond:
-                while self._pending is None and not self._closing:
-                    self._cond.wait()
-                if self._pending is None:
-                    return
-                pending, self._pending = self._pending, None
-                self._busy = True
-            try:
-                data = pending() if callable(pending) else pending
-                if data is not None and self._write_file(data):
-                    self.writes += 1
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
-
-    def _write_file(self, data: bytes) -> bool:
-        """Temp file, fsync, rename, fsync of the directory."""
-        try:
-            replace_durably(self.file, data,
-                            self.file.with_name(f".{TABLE_FILE}.{os.getpid()}.tmp"))
-        except OSError as exc:
-            log.error("cannot write %s: %s", self.file, exc.strerror)
-            return False
-        return True
-
     def close(self) -> None:
-        """Write what is pending, stop the writer, release the directory."""
+        """Write what is pending, stop the writer, fold the journal into a plain snapshot
+        (no ``JOURNAL_KEY``, no journals left), release the directory."""
         self.flush()
         with self._cond:
             self._closing = True
@@ -315,6 +400,193 @@ class Store:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self._join_compactor()
+        self._close_journal()
+        if self._fd is not None and not self._plain and not self._too_big:
+            if self._write_snapshot(None, list(self._rows.items()), self._members):
+                self._remove_journals(None)
+                self._plain = True
         if self._fd is not None:
             os.close(self._fd)  # releases the lock
             self._fd = None
+
+    # --- the writer thread ----------------------------------------------------------------------
+
+    def _writer(self) -> None:
+        while True:
+            with self._cond:
+                while not self._p_set and not self._closing:
+                    self._cond.wait()
+                if not self._p_set:
+                    return
+                full, changes, members = self._p_full, self._p_changes, self._p_members
+                self._p_full, self._p_changes, self._p_set = None, {}, False
+                self._busy = True
+            try:
+                if self._apply(full, changes, members):
+                    self.writes += 1
+            except Exception:  # a bug must not kill the writer silently
+                log.exception("writing %s failed", self.path)
+                self._must_snapshot = True
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _apply(self, full: list[tuple[str, str | None]] | None,
+               changes: Mapping[str, str | None], members: dict[str, str] | None) -> bool:
+        """Bring the in-memory table up to date and put it on disk: an append of
+        ``changes``, or a snapshot. True if something was written."""
+        rows = self._rows
+        if full is not None:
+            rows = self._rows = {k: t for k, t in full if t is not None}
+            self._rows_bytes = sum(_row_size(k, t) for k, t in rows.items())
+            self._must_snapshot = True
+        size = self._rows_bytes
+        for key, text in changes.items():
+            old = rows.pop(key, None)
+            if old is not None:
+                size -= _row_size(key, old)
+            if text is not None:
+                rows[key] = text
+                size += _row_size(key, text)
+        self._rows_bytes = size
+        if members is not None:
+            self._members = members
+        new_members = self._members != self._members_written
+        if full is None and not changes and not new_members:
+            return False
+        self._plain = False
+        if size > MAX_FILE_BYTES:
+            if not self._too_big:
+                log.error("task table of %d bytes is over the %d-byte limit of %s: not "
+                          "written (the previous files stay)", size, MAX_FILE_BYTES, self.file)
+            self._too_big = self._must_snapshot = True
+            return False
+        self._too_big = False
+        if self._must_snapshot:
+            return self._snapshot_now()
+        record = change_record(changes, self._members if new_members else None)
+        if len(record) > max(COMPACT_MIN_BYTES, self._snap_bytes) // 2:
+            return self._snapshot_now()  # most of the table: a snapshot is as cheap
+        if not self._append(record):
+            self._must_snapshot = True
+            return False
+        self._members_written = self._members
+        if self._compactor is not None and not self._compactor.is_alive():
+            self._compactor = None  # the last compaction is done
+        if (self._compactor is None
+                and (self._jbytes > max(COMPACT_MIN_BYTES, self._snap_bytes)
+                     or self._jrecords >= COMPACT_RECORDS)):
+            self._start_compaction()
+        return True
+
+    def _snapshot_now(self) -> bool:
+        """A snapshot of the next generation, here (the first write, a new table, an error):
+        its journal starts empty."""
+        self._join_compactor()  # its (older) snapshot must not land after this one
+        gen = self._gen + 1
+        if not self._write_snapshot(gen, list(self._rows.items()), self._members):
+            self._must_snapshot = True
+            return False
+        self._close_journal()
+        self._gen, self._jbytes, self._jrecords = gen, 0, 0
+        self._must_snapshot = False
+        self._members_written = self._members
+        self._remove_journals(gen)
+        return True
+
+    def _start_compaction(self) -> None:
+        """Start journal ``gen + 1`` (at the next append) and write snapshot ``gen + 1`` of
+        the rows as they are now in a thread of its own (module docstring)."""
+        gen = self._gen + 1
+        self._close_journal()
+        self._gen, self._jbytes, self._jrecords = gen, 0, 0
+        items = list(self._rows.items())
+        members = self._members
+
+        def compact() -> None:
+            if self._write_snapshot(gen, items, members):
+                self._remove_journals(gen)
+
+        self._compactor = threading.Thread(target=compact, name="clerk-store-compact",
+                                           daemon=True)
+        self._compactor.start()
+
+    def _join_compactor(self) -> None:
+        if self._compactor is not None:
+            self._compactor.join()
+            self._compactor = None
+
+    def _write_snapshot(self, gen: int | None, items: list[tuple[str, str]],
+                        members: dict[str, str] | None) -> bool:
+        """Snapshot ``gen`` (None: a plain one, without ``JOURNAL_KEY``), atomically; False
+        if not written (logged). Both are ``FORMAT``: an older build reads them."""
+        doc: dict[str, Any] = {"format": FORMAT, "node": self.node, "written": time.time()}
+        if gen is not None:
+            doc[JOURNAL_KEY] = gen
+        if members is not None:
+            doc["members"] = members
+        head = json.dumps(doc, separators=(",", ":"))
+        data = f'{head[:-1]},"table":{snapshot_text(items)}}}'.encode()
+        if len(data) > MAX_FILE_BYTES:
+            log.error("task table of %d bytes is over the %d-byte limit of %s: not written "
+                      "(the previous files stay)", len(data), MAX_FILE_BYTES, self.file)
+            return False
+        try:
+            replace_durably(self.file, data,
+                            self.file.with_name(f".{TABLE_FILE}.{os.getpid()}.tmp"))
+        except OSError as exc:
+            log.error("cannot write %s: %s", self.file, exc.strerror)
+            return False
+        self._snap_bytes = len(data)
+        self.snapshots += 1
+        self.bytes_written += len(data)
+        self.syncs += 2
+        return True
+
+    def _append(self, record: bytes) -> bool:
+        """Append ``record`` to the current journal (created, with its header, at its first
+        record) and ``fdatasync`` it; False (logged) on an error: that journal then takes no
+        more records (the next write is a snapshot)."""
+        try:
+            if self._jfd is None:
+                path = self.path / journal_name(self._gen)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+                self._jfd = fd
+                head = header_record(self.node, self._gen)
+                write_all(fd, head + record)
+                os.fdatasync(fd)
+                sync_dir(self.path)  # the new file's name is durable too
+                self._jbytes, self._jrecords = len(head) + len(record), 1
+                self.bytes_written += len(head) + len(record)
+                self.syncs += 2
+                return True
+            write_all(self._jfd, record)
+            os.fdatasync(self._jfd)
+        except OSError as exc:
+            log.error("cannot append to the journal in %s: %s", self.path, exc.strerror)
+            self._close_journal()
+            return False
+        self._jbytes += len(record)
+        self._jrecords += 1
+        self.bytes_written += len(record)
+        self.syncs += 1
+        return True
+
+    def _close_journal(self) -> None:
+        if self._jfd is not None:
+            try:
+                os.close(self._jfd)
+            except OSError:
+                pass
+            self._jfd = None
+
+    def _remove_journals(self, below: int | None) -> None:
+        """Delete the journals a snapshot superseded (generation < ``below``; None: all)."""
+        for gen, path in journals(self.path):
+            if below is None or gen < below:
+                try:
+                    path.unlink()
+                except OSError:
+                    pass

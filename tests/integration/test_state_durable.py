@@ -6,6 +6,8 @@ appends ``task slot term node count time`` to a ledger file, which is the histor
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import clerk
+from clerk._store import Store
 from clerk.testing import LocalCluster, free_ports, wait_until
 from tests.integration.cluster_tasks import Counter, SlowCounterOnN1
 from tests.integration.task_helpers import CounterLine, counter_lines, lines, task_row
@@ -51,6 +54,22 @@ def _in_flight(log: Path) -> str | None:
     starts = [ln[1] for ln in lines(log) if ln[0] == "start"]
     done = {str(x.slot) for x in counter_lines(log)}
     return starts[-1] if starts and starts[-1] not in done else None
+
+
+def _recorded(cluster: LocalCluster, name: str, scratch: Path) -> dict[str, str]:
+    """The members ``name``'s data directory records now, as a restart would read them (from
+    a copy: the node holds the directory's lock)."""
+    src = cluster.data_path(name)
+    assert src is not None
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    for p in src.iterdir():
+        if p.name != "lock":
+            with contextlib.suppress(FileNotFoundError):  # a journal a compaction deleted
+                shutil.copy2(p, scratch / p.name)
+    store = Store(scratch, name)
+    store.read()
+    return store.recorded
 
 
 def _row(cluster: LocalCluster) -> dict:
@@ -143,10 +162,14 @@ def test_a_node_restarted_without_its_members_runs_alone_after_the_rejoin_timeou
     with LocalCluster(3, tasks) as cluster:
         cluster.wait_for_manager(timeout=15)
         _count_at_least(log, 3)
+        lone = cluster.names[0]
+        # The kill must come after the lone node knew both others (else it rightly records
+        # fewer): its directory records them once its list has them, a row changed or not.
+        wait_until(lambda: len(_recorded(cluster, lone, tmp_path / "peek")) == 2, timeout=15,
+                   message=lambda: f"{lone} recorded {_recorded(cluster, lone, tmp_path / 'peek')}")
         cluster.kill_all()
         killed = time.time()
         before = counter_lines(log)
-        lone = cluster.names[0]
         started = time.time()
         cluster.start(lone)
         after = _count_at_least(log, before[-1].count + 1, after=killed)
@@ -249,6 +272,9 @@ def test_full_cluster_sigkill_then_start_loses_at_most_the_last_update(tmp_path:
         cluster.kill_all()
         killed = time.time()
         before = counter_lines(log)
+        for name in cluster.names:  # the updates since each node's first write: its journal
+            data = cluster.data_path(name)
+            assert data is not None and list(data.glob("tasks.*.journal")), name
         cluster.start_all()
         cluster.wait_for_manager(timeout=15)
         after = _count_at_least(log, before[-1].count + 1, after=killed)

@@ -217,3 +217,46 @@ def test_a_manager_from_its_own_disk_waits_once_for_the_members_offers() -> None
     s = restarted(False)
     ds, _ = s.tick(due(K + 11), NODES)
     assert len(ds) == 1 and ds[0].state == 3
+
+
+def test_a_change_of_the_member_list_alone_reaches_the_data_directory(tmp_path: Path) -> None:
+    """A member joins while no row of the table changes (a task of a long interval, or the
+    kill -9 before the next result): the list must still be written, or a restart from that
+    directory waits for fewer members than it had (the flaky ``recorded 2 other member(s)``
+    of tests/integration/test_state_durable.py). The follower's path of ``persist``."""
+    from types import SimpleNamespace
+
+    from clerk._replica import Replica, ReplicaLog
+    from clerk._replication import Replication
+
+    store = Store(tmp_path / "d", "a@h")
+    store.open()
+    live = {"b@h": "h:7401"}
+    store.members = lambda: dict(live)
+    replica = Replica()
+    source = ReplicaLog("M")
+    source.put_table({"tasks": {"x": 1}})
+    delta = source.delta(-1)
+    assert delta is not None and replica.apply(delta)
+    members = SimpleNamespace(list_epoch=1)
+    core = SimpleNamespace(table_log=ReplicaLog("own"), replica=replica, members=members,
+                           is_manager=False)
+    runner = SimpleNamespace(store=store, agent=SimpleNamespace(core=core), _persisted=None,
+                             _disk_rows=None, _replicate_dirty=False, _replicate_after=0.0,
+                             scheduler=SimpleNamespace(active=False))
+    now = 100.0
+    Replication.persist(runner, now)  # type: ignore[arg-type]
+    store.flush()
+    assert store.writes == 1
+    live["c@h"] = "h:7402"  # c joins: the list's epoch moves, the table stays as it was
+    members.list_epoch = 2
+    for step in range(1, 4):
+        Replication.persist(runner, now + step)  # type: ignore[arg-type]
+    store.flush()
+    assert store.writes == 2, "the list change alone is one write"
+    store._plain = True  # as a kill -9 leaves it: no final snapshot
+    store.close()
+    again = Store(tmp_path / "d", "a@h")
+    assert again.open() == {"tasks": {"x": 1}}
+    assert again.recorded == {"b@h": "h:7401", "c@h": "h:7402"}
+    again.close()

@@ -235,3 +235,26 @@ def test_rejoin_timeout_zero_turns_the_wait_off() -> None:
     became = net.run_until_true(lambda: net.nodes[names[0]].core.is_manager, limit=10.0,
                                 step=0.01)
     assert became is not None and became - t0 < 1.0, became
+
+
+def test_a_member_that_joins_while_no_row_changes_is_recorded_on_every_disk() -> None:
+    """A task of a long interval: no row changes for a minute (its first slot is a minute
+    away). A member that joins then is recorded by the others' disks all the same (a list
+    change alone is written), so a restart of any of them waits for it too."""
+    world = SimLedger(interval_ms=60_000)
+    net = SimNetwork(7, layer=world)
+    seeds = ("n0:7400", "n1:7400", "n2:7400")
+    for name in ("n0", "n1"):
+        net.add_node(name, seeds=seeds)
+    assert net.run_until_true(lambda: net.agreed() is not None
+                              and all(n in world.disks for n in ("n0", "n1")),
+                              limit=10.0, step=0.01) is not None, net.summary()
+    runs = len(world.runs)
+    net.add_node("n2", seeds=seeds)
+    assert net.run_until_true(
+        lambda: all(sum(m.alive for m in net.nodes[n].core.member_list()) == 3
+                    for n in ("n0", "n1", "n2")), limit=10.0, step=0.01) is not None
+    net.run_for(0.5)
+    assert len(world.runs) == runs, "no run in between: the table did not change"
+    for name in ("n0", "n1"):
+        assert "n2" in world.disk_members[name], (name, world.disk_members[name])
