@@ -44,7 +44,6 @@ from clerk._core import (
     Event,
     ManagerChanged,
     MemberDown,
-    Role,
     StateHandedOver,
     Tick,
     WriteCommitted,
@@ -56,40 +55,21 @@ from clerk._replica import RowEncoder, offer_keys, row_key
 from clerk._replication import offer_parts
 from clerk._resultacks import ACK_WAIT, PendingAcks
 from clerk._schedule import Scheduler, pack_table
+from clerk._simledgerrun import LEAVE_WAIT_S, RUN_S, WALL0, LedgerRun, LedgerRuns
 from clerk._simnet import SimNetwork, SimNode
 from clerk._tasks import TaskDef
 from clerk._writeahead import WriteAhead
 
-__all__ = ["LEDGER", "OUTBOX_KEEP", "AckedResult", "LedgerLayer", "LedgerRun", "SimLedger"]
+__all__ = ["LEAVE_WAIT_S", "LEDGER", "OUTBOX_KEEP", "RUN_S", "WALL0", "AckedResult", "LedgerLayer",
+           "LedgerRun", "SimLedger"]
 
 LEDGER = "ledger"
-#: The simulated wall clock: simulated time 0 is this wall time (a realistic slot number).
-WALL0 = 1_700_000_000.0
-#: How long a run takes on its node (s): well under the interval, like the issue's ledger.
-RUN_S = 0.002
 #: Quorum mode: results a node keeps and resends to each new manager (the real outbox keeps
 #: them until acknowledged; a few cover every run in flight across a failover).
 OUTBOX_KEEP = 8
 #: Default mode: an unacknowledged result goes again to the current manager this often (s),
 #: as the real outbox's RESEND_INTERVAL.
 RESEND_S = 1.0
-#: A leaving node waits this long for its runs in flight (clerk._runner.LEAVE_WAIT).
-LEAVE_WAIT_S = 5.0
-
-
-@dataclass(frozen=True)
-class LedgerRun:
-    """One execution of the ledger task."""
-
-    at: float  # simulated time
-    slot: int
-    node: str
-    term: int
-    manager: str
-    before: int | None  # None: an init
-    after: int
-    whole_for: float  # how long the network had been whole (-1: partitioned)
-    managers: int  # live managers when it ran (2+: a split brain, e.g. restarted seeds)
 
 
 @dataclass(frozen=True)
@@ -190,7 +170,7 @@ class SimLedger:
         return values[len(values) // 2]
 
 
-class LedgerLayer:
+class LedgerLayer(LedgerRuns):
     """One node's task layer in the simulator (see the module docstring)."""
 
     def __init__(self, world: SimLedger, net: SimNetwork, node: SimNode) -> None:
@@ -525,86 +505,6 @@ class LedgerLayer:
             self.scheduler.offer_from(msg.sender.name)
             return changed
         return False
-
-    def _execute(self, msg: Execute, local: bool) -> None:
-        """Run the ledger at the run's due time (it may arrive ahead: clerk._lead) if this node
-        is still up then; the result leaves RUN_S later (if it is still up)."""
-        # The due time by this node's own wall clock (it may be off: world.offsets).
-        start = self.net.now + (msg.due_ms / 1000 - self.wall()) if msg.due_ms else self.net.now
-        if start <= self.net.now:
-            self._run(msg, local)
-            return
-        incarnation = self.node.core.me.incarnation
-        node = self.node
-
-        def held() -> None:
-            if node.up and node.core.me.incarnation == incarnation and node.layer is self:
-                self._run(msg, local)  # else: crashed meanwhile, the run never started
-
-        self.net.at(start, held)
-
-    def _run(self, msg: Execute, local: bool) -> None:
-        before = None if msg.init else int(msg.state)
-        after = 1 if before is None else before + 1  # init gives 0, the run adds 1
-        self.world.runs.append(LedgerRun(self.net.now, msg.slot, self.node.name, msg.term,
-                                         msg.sender.name, before, after,
-                                         self.net.whole_for(), len(self.net.managers())))
-        core = self.node.core
-        result = Result(core.me, core.term, msg.task, msg.run_id, msg.slot, "ok", after,
-                        RUN_S * 1000, "")
-        incarnation = core.me.incarnation
-        node = self.node
-
-        def deliver() -> None:
-            if not node.up or node.core.me.incarnation != incarnation or node.layer is not self:
-                return  # crashed or restarted meanwhile: the run's result is lost
-            to = msg.sender.address
-            if core.quorum is not None:
-                self.outbox.append(result)
-            else:
-                # As the real node (clerk._routing._send_result): to the manager this node
-                # follows now (a leaving node's successor), which may be itself.
-                claim = core.manager_claim
-                if core.role in (Role.LEAVING, Role.STOPPED) or claim is None:
-                    claim = core.highest
-                if claim is not None:
-                    to = claim.address
-            if local or to == core.me.address:
-                if self.scheduler.active and self.scheduler.on_result(
-                        result.task, result.run_id, node.name, "ok", after, RUN_S * 1000, "",
-                        self.wall(), slot=None if local or not self.world.unseen_runs
-                        else msg.slot) is not None:
-                    if self.wa is not None:
-                        self._result(result.task)
-                        return
-                    self._replicate()
-                    self._persist(True)
-                if not core.is_manager and core.quorum is None:
-                    self._to_successor(result, core, self.net.now + LEAVE_WAIT_S)
-            else:
-                if core.quorum is None:
-                    self.unacked[result.run_id] = result
-                self.net.send(node.name, to, result)
-
-        self.net.at(self.net.now + RUN_S, deliver)
-
-    def _to_successor(self, result: Result, core: Any, until: float) -> None:
-        """A result a leaving manager got after it stopped scheduling (its own run's, or a
-        member's it applied to its own last table while draining): the successor adopted the
-        run with the table, so the result goes there once its claim is known, as the real
-        node's held results do (``_flush_held``). A node that stopped before the successor
-        confirmed (``handover_timeout``, a second stop request) hears no claim any more: it
-        goes to the member it handed over to."""
-        if not self.node.up or self.node.core is not core:
-            return  # crashed or restarted meanwhile
-        claim = core.highest
-        successor = core.members.get(core._successor) if core._successor else None
-        if claim is not None and claim.address != core.me.address:
-            self.net.send(self.node.name, claim.address, result)
-        elif core.role is Role.STOPPED and successor is not None:
-            self.net.send(self.node.name, successor.peer.address, result)
-        elif self.net.now < until:
-            self.net.at(self.net.now + 0.05, lambda: self._to_successor(result, core, until))
 
     def _persist(self, changed: bool) -> None:
         core = self.node.core
