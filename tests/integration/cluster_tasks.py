@@ -161,6 +161,27 @@ class Ledger(clerk.Task):
         return {**state, "count": count}
 
 
+class LedgerOnN1(Ledger):
+    """A :class:`Ledger` that only node ``n1`` may run: every slot of it goes to that node."""
+
+    def nodes(self, members: list[str]) -> list[str]:
+        return [m for m in members if m.startswith("n1@")]
+
+
+class LedgerOnN2(Ledger):
+    """A :class:`Ledger` that only node ``n2`` may run."""
+
+    def nodes(self, members: list[str]) -> list[str]:
+        return [m for m in members if m.startswith("n2@")]
+
+
+class LedgerOnN3(Ledger):
+    """A :class:`Ledger` that only node ``n3`` may run."""
+
+    def nodes(self, members: list[str]) -> list[str]:
+        return [m for m in members if m.startswith("n3@")]
+
+
 class Nap(clerk.Task):
     """Sleeps ``state['s']`` seconds and returns its state."""
 
