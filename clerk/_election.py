@@ -42,7 +42,7 @@ from clerk import _quorumcore
 from clerk._corestate import CoreState
 from clerk._coretypes import INF, ManagerChanged, MemberDown, Refused, Role
 from clerk._dupname import duplicate_claim
-from clerk._handover import step_down_to, take_back_merge
+from clerk._handover import leave_as_manager, step_down_to, take_back_merge
 from clerk._joining import acknowledge, adopt, heartbeat_round, learn, list_for, lists_me
 from clerk._joining import probe as probe_lost
 from clerk._membership import Member
@@ -464,3 +464,9 @@ def m_leave(core: CoreState, msg: Leave, now: float) -> None:
         start_election(core, now, suspect=s.name)
     else:
         core.members.mark_dead(s.name)
+        if core.role is Role.LEAVING and s.name == core._successor:
+            # The member it handed over to left before taking over (it never will): hand
+            # over to the next live member, or stop if none is left. Else it waited out
+            # handover_timeout, and the results it applied meanwhile went to that member
+            # only: a count on its own disk alone, repeated by a full restart without it.
+            leave_as_manager(core, now)

@@ -112,6 +112,33 @@ def test_a_leaving_manager_whose_successor_is_silent_stops_after_the_handover_ti
     assert a.role is Role.STOPPED and "did not confirm" in net.effects(a, Stopped)[-1].reason
 
 
+def test_a_leaving_manager_whose_successor_leaves_too_hands_over_to_the_next_member():
+    """A full stop: the successor's LEAVE was on its way when the manager chose it. It will
+    never take over, so the manager hands over to the next live member at once instead of
+    waiting out the hand-over timeout (the results it applies meanwhile go to its successor:
+    to a member that left, the count was on the manager's disk only, and a full restart
+    without it repeated it: tests/unit/test_sim_restart.py)."""
+    net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
+    net.do(b, LeaveRequested())  # its LEAVE to a is in flight
+    effects = net.do(a, LeaveRequested())
+    (hand,) = [e for e in effects if isinstance(e, Send)]
+    assert hand.to == addr("b") and a.role is Role.LEAVING
+    net.run()
+    assert net.sends(a, Handover, to=c)
+    assert c.role is Role.MANAGER and c.term == 2
+    assert a.role is Role.STOPPED
+    assert "handed over to c" in net.effects(a, Stopped)[-1].reason
+
+
+def test_a_leaving_manager_whose_only_successor_leaves_stops_at_once():
+    net, (a, b) = cluster(("a", 9), ("b", 5))
+    net.do(b, LeaveRequested())
+    net.do(a, LeaveRequested())
+    assert a.role is Role.LEAVING
+    net.run()
+    assert a.role is Role.STOPPED and "no member" in net.effects(a, Stopped)[-1].reason
+
+
 def test_a_stale_handover_is_not_taken_as_a_graceful_leave():
     # a was paused, b took over with term 2; a then hands over (term 1) to c, a follower of b.
     net, (a, b, c, d) = cluster(("a", 9), ("b", 7), ("c", 5), ("d", 1))
