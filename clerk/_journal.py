@@ -24,11 +24,12 @@ import json
 import os
 import re
 import struct
-import time
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from clerk._replica import table_text
 
 __all__ = ["HEADER", "JOURNAL_FORMAT", "apply_rows", "change_record", "frame",
            "header_record", "journal_name", "journals", "snapshot_text", "split_records",
@@ -141,29 +142,14 @@ def apply_rows(table: dict[str, Any], rows: Mapping[str, Any]) -> bool:
     return True
 
 
-_DUMP = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-
-
 def snapshot_text(items: list[tuple[str, str]]) -> str:
-    """The table's JSON text from its rows' texts (``tasks`` always present), joined in
-    slices that let the node's loop run between them (this runs in a writer thread)."""
-    tasks: list[str] = []
-    other: list[str] = []
-    step = 512
-    for i in range(0, len(items), step):
-        if i:
-            time.sleep(0)
-        t_part, k_part = [], []
-        for key, text in items[i:i + step]:
-            if key.startswith("t:"):
-                t_part.append(f"{_DUMP(key[2:])}:{text}")
-            else:
-                k_part.append(f"{_DUMP(key[2:])}:{text}")
-        if t_part:
-            tasks.append(",".join(t_part))
-        if k_part:
-            other.append(",".join(k_part))
-    return '{"tasks":{' + ",".join(tasks) + "}" + "".join("," + o for o in other) + "}"
+    """The table's JSON text from its rows' texts, with ``tasks`` always present (a snapshot
+    is read as a table), joined in slices that let the node's loop run between them (this
+    runs in a writer thread): :func:`clerk._replica.table_text`."""
+    text = table_text(list(items), yield_gil=True)
+    if text.startswith('{"tasks":'):
+        return text
+    return '{"tasks":{}' + ("," + text[1:] if text != "{}" else "}")
 
 
 def write_all(fd: int, data: bytes) -> None:
