@@ -21,10 +21,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +33,7 @@ from clerk._lead import RELEASE_LEAD_MS, too_late
 from clerk._messages import Execute, Peer, Result
 from clerk._runqueue import Job as _Job
 from clerk._runqueue import RunQueue
+from clerk._sockdir import socket_dir
 from clerk._tasks import TaskDef
 from clerk._workerlink import DONE, READY, RUN, LinkClosed, Reader, send_msg
 from supervisor import ChildSpec, Event, Supervisor
@@ -97,9 +96,8 @@ class Executor:
         # A run that could not start before it went stale (clerk._lead.too_late): it waited
         # for a worker past it, or its worker was stopped while it held the run.
         self._on_stale = on_stale
-        self._dir = tempfile.mkdtemp(prefix="clerk-workers-")
-        os.chmod(self._dir, 0o700)
-        endpoint = f"{self._dir}/workers"
+        # (with the directories that killed agents left: clerk._sockdir)
+        self._dir, endpoint = socket_dir("clerk-workers-", "workers", socket.SOCK_STREAM)
         self._add_reader, self._remove_reader = add_reader, remove_reader
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(endpoint)

@@ -28,16 +28,16 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import os
 import queue
 import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
 import traceback
 from typing import Any
+
+from clerk._sockdir import socket_dir
 
 __all__ = [
     "CONTEXT_ATTRS",
@@ -300,9 +300,8 @@ class LogSink:
     the socket, then removes it."""
 
     def __init__(self) -> None:
-        self._dir = tempfile.mkdtemp(prefix="clerk-log-")
-        os.chmod(self._dir, 0o700)
-        self.endpoint = os.path.join(self._dir, "log")
+        # (with the directories that killed hosts left: clerk._sockdir)
+        self._dir, self.endpoint = socket_dir("clerk-log-", "log", socket.SOCK_DGRAM)
         self.received = 0
         self.bad = 0
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -1,0 +1,90 @@
+"""Private directories for a process's Unix sockets, and the ones dead processes left behind.
+
+A node's host process binds its log sink (``clerk-log-*/log``, :mod:`clerk._logging`) and its
+agent binds the worker link (``clerk-workers-*/workers``, :mod:`clerk._executor`) in a
+directory of their own under the temp directory, mode 0700, removed when they close. A
+process killed with SIGKILL (or a host that crashed) cannot remove its own. Rules:
+
+* **Made with a sweep** (:func:`socket_dir`): before making its directory, a process removes
+  the directories of the same prefix that a dead process left: owned by this user, holding
+  nothing but the one socket file of that prefix, and either that socket refuses a
+  connection (``ECONNREFUSED``: nobody has it bound any more) or, with no socket file at all,
+  older than ``EMPTY_AGE_S`` (a process between ``mkdtemp`` and ``bind`` is never swept).
+* **Nothing else is touched**: another user's directories, a directory with any other entry,
+  a socket that accepts or answers with any other error (a full backlog: ``EAGAIN``) stay.
+* **Bounded**: at most ``MAX_SWEPT`` directories are looked at per call (the rest on later
+  starts), so a start never pays for a temp directory full of them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import stat
+import tempfile
+import time
+
+__all__ = ["EMPTY_AGE_S", "MAX_SWEPT", "socket_dir", "sweep"]
+
+#: A directory of ours with no socket in it yet is a process between mkdtemp and bind, unless
+#: it is older than this.
+EMPTY_AGE_S = 60.0
+#: Directories looked at per sweep, at most.
+MAX_SWEPT = 256
+
+
+def _dead(path: str, name: str, kind: int, now: float) -> bool:
+    """Is ``path`` a directory a dead process left (see the module docstring)?"""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            return False
+        entries = os.listdir(path)
+    except OSError:
+        return False
+    if not entries:
+        return now - st.st_mtime > EMPTY_AGE_S
+    if entries != [name]:
+        return False
+    endpoint = os.path.join(path, name)
+    try:
+        if not stat.S_ISSOCK(os.lstat(endpoint).st_mode):
+            return False
+    except OSError:
+        return False
+    with socket.socket(socket.AF_UNIX, kind) as probe:
+        probe.setblocking(False)
+        try:
+            probe.connect(endpoint)
+        except OSError as exc:
+            return exc.errno == errno.ECONNREFUSED
+    return False
+
+
+def sweep(prefix: str, name: str, kind: int, directory: str | None = None) -> int:
+    """Remove the directories ``<directory>/<prefix>*`` that dead processes left, whose socket
+    is ``name`` of socket type ``kind``; returns how many went."""
+    base = directory or tempfile.gettempdir()
+    try:
+        found = [e for e in os.listdir(base) if e.startswith(prefix)]
+    except OSError:
+        return 0
+    now = time.time()
+    removed = 0
+    for entry in found[:MAX_SWEPT]:
+        path = os.path.join(base, entry)
+        if _dead(path, name, kind, now):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def socket_dir(prefix: str, name: str, kind: int) -> tuple[str, str]:
+    """Sweep the leftovers of ``prefix``, then make a private directory for the socket
+    ``name``: returns ``(directory, endpoint)``."""
+    sweep(prefix, name, kind)
+    path = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(path, 0o700)
+    return path, os.path.join(path, name)
