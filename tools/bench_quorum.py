@@ -34,20 +34,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bench_lateness import STAMP, read_stamps  # noqa: E402  (the Stamp task's files)
+
 import clerk  # noqa: E402
 from clerk.testing import LocalCluster, wait_until  # noqa: E402
-
-STAMP = "_bench_tasks:Stamp"
-
-
-def read_stamps(d: Path) -> list[tuple[str, int, float, float]]:
-    out = []
-    for f in d.glob("*.log"):
-        for line in f.read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 4:
-                out.append((parts[0], int(parts[1]), float(parts[2]), float(parts[3])))
-    return out
 
 
 def pct(values: list[float], q: float) -> float:
