@@ -1,7 +1,8 @@
 """Analysis of a ``tools/chaos.py`` run: the ledger and the fault log in, a report out (pure).
 
-Inputs: the ledger (one dict per run: ``slot, term, node, count, due, start``; times in wall
-ms; ``count`` is the state the run *received*; runs after ``end`` are ignored) and the faults
+Inputs: the ledger (one dict per run: ``slot, term, node, count, from, due, start``; times in
+wall ms; ``count`` is the state the run *received*, ``from`` the run that produced it,
+``"<node>/<slot>"``, absent in older ledgers); runs after ``end`` are ignored) and the faults
 (dicts written by the tool: ``kind, start, end, nodes`` and, for partitions, ``cut, up,
 sides, healed``). Rules:
 
@@ -123,8 +124,8 @@ def _level_before(runs: Sequence[Mapping[str, Any]], t: float) -> int | None:
 def _settled(runs: Sequence[Mapping[str, Any]], healed: float, next_fault: float,
              late_ms: float) -> Mapping[str, Any] | None:
     """The run from which the cluster continued after a heal: among the runs on time in the
-    :data:`MERGE_SETTLE_MS` after it (before the next fault), the last one whose count does not
-    follow its predecessor's (where the merged table took over), else the first. A late run is
+    :data:`MERGE_SETTLE_MS` after it (before the next fault), the last one that did not receive
+    its predecessor's result (where the merged table took over), else the first. A late run is
     a stale EXECUTE from before the heal (counted as late), not the merged table."""
     on_time = [r for r in runs if r["start"] >= healed and r["start"] - r["due"] <= late_ms]
     window = [r for r in on_time if r["start"] < min(healed + MERGE_SETTLE_MS, next_fault)]
@@ -132,9 +133,19 @@ def _settled(runs: Sequence[Mapping[str, Any]], healed: float, next_fault: float
         return on_time[0] if on_time else None
     jump = window[0]
     for prev, r in zip(window, window[1:], strict=False):
-        if r["count"] != prev["count"] + 1:
+        if not _continues(r, prev):
             jump = r
     return jump
+
+
+def _continues(run: Mapping[str, Any], prev: Mapping[str, Any]) -> bool:
+    """Whether ``run`` received the state ``prev`` produced. With the ledger's ``from`` (the
+    run whose result it received), exactly; without it (an older ledger), by the count alone,
+    which is wrong when the merged table's count happens to follow the losing side's last
+    run: a side 2 updates behind that ran 2 more slots between the heal and the merge."""
+    if "from" in run and "from" in prev:
+        return run["from"] == f"{prev['node']}/{prev['slot']}"
+    return bool(run["count"] == prev["count"] + 1)
 
 
 def _heals(runs: Sequence[Mapping[str, Any]], faults: Sequence[Mapping[str, Any]],

@@ -2,12 +2,16 @@
 
 Rules:
 
-* The state is an integer counter; ``init`` returns 0 and every run returns ``count + 1``.
-* Before returning, a run appends one JSON line ``{"slot", "term", "node", "count", "due",
-  "start"}`` to ``$CLERK_CHAOS_LEDGER/<node>.jsonl`` (one file per node, opened with
+* The state is a counter and the run that produced it: ``init`` returns ``{"count": 0, "by":
+  None}`` and every run returns ``{"count": count + 1, "by": "<node>/<slot>"}`` (a bare integer
+  state, from an older ledger, counts as ``{"count": state, "by": None}``).
+* Before returning, a run appends one JSON line ``{"slot", "term", "node", "count", "from",
+  "due", "start"}`` to ``$CLERK_CHAOS_LEDGER/<node>.jsonl`` (one file per node, opened with
   ``O_APPEND`` and written with one ``write`` call, so the lines of a node's two workers never
   interleave and a line is on disk even if the node is SIGKILLed a moment later).
-* ``count`` is the state the run *received*; ``start`` is the wall time (ms) the run started;
+* ``count`` is the count the run *received* and ``from`` the run that produced it (``None``
+  after ``init``): two sides of a partition reach the same counts, so only ``from`` tells which
+  side's history a run continues; ``start`` is the wall time (ms) the run started;
   ``due`` is the slot's scheduled wall time (ms): ``clerk.current_run().due`` when the runtime
   provides it, else computed from the grid (``phase_ms(name, interval) + slot * interval``),
   which is the same number.
@@ -46,15 +50,15 @@ def _due_ms(run: Any) -> float:
 class Ledger(clerk.Task):
     """Counter task that appends one line per run to its node's ledger file."""
 
-    def init(self, args: Any) -> int:
-        return 0
+    def init(self, args: Any) -> dict[str, Any]:
+        return {"count": 0, "by": None}
 
-    def execute(self, state: Any) -> int:
+    def execute(self, state: Any) -> dict[str, Any]:
         start = time.time() * 1000
         run = clerk.current_run()
-        count = state if isinstance(state, int) else -1
+        count, parent = _received(state)
         line = json.dumps({"slot": run.slot, "term": run.term, "node": run.node,
-                           "count": count, "due": round(_due_ms(run), 3),
+                           "count": count, "from": parent, "due": round(_due_ms(run), 3),
                            "start": round(start, 3)}) + "\n"
         folder = os.environ.get(LEDGER_ENV, ".")
         fd = os.open(os.path.join(folder, f"{run.node}.jsonl"),
@@ -63,4 +67,14 @@ class Ledger(clerk.Task):
             os.write(fd, line.encode())
         finally:
             os.close(fd)
-        return count + 1
+        return {"count": count + 1, "by": f"{run.node}/{run.slot}"}
+
+
+def _received(state: Any) -> tuple[int, str | None]:
+    """(count, the run that produced it) of a state as a run receives it (-1: no state)."""
+    if isinstance(state, dict) and isinstance(state.get("count"), int):
+        by = state.get("by")
+        return state["count"], by if isinstance(by, str) else None
+    if isinstance(state, int) and not isinstance(state, bool):
+        return state, None
+    return -1, None

@@ -8,7 +8,7 @@ Five real ``python -m clerk.node`` processes (CURVE on, a throw-away cookie; ``-
 when the node has it) each run in a network namespace of their own (``clk-ch-n1`` ..,
 addresses ``10.203.0.1-5``), linked by veth pairs to a bridge in the namespace ``clk-ch-br``
 (see ``tools/_chaos_net.py``). They run a ledger task every 200 ms (``tools/_chaos_tasks.py``:
-a counter that appends ``(slot, term, node, count, due, start)`` to a per-node ledger).
+a counter that appends ``(slot, term, node, count, from, due, start)`` to a per-node ledger).
 
 Faults are drawn from ``--seed`` (every kind once, in a shuffled order, then again), until
 ``--seconds`` have passed (``--faults`` restricts the kinds, e.g. ``--faults pause-manager``

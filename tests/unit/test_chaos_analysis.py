@@ -125,6 +125,52 @@ def test_runs_on_one_sides_table_just_before_the_merge_lands_are_not_the_outcome
     assert (h["tops"], h["after"], h["winner"], h["bad"]) == ([28, 35], 35, 1, False)
 
 
+def linked(runs: list[tuple[int, int, str, str | None]]) -> list[dict[str, Any]]:
+    """Runs (slot, count, node, from) as the ledger writes them now: ``from`` names the run
+    whose result each one received, ``"<node>/<slot>"``."""
+    return [dict(run(slot, count, node), **{"from": parent})
+            for slot, count, node, parent in runs]
+
+
+def chain(first: int, last: int, count0: int, node: str,
+          parent: str | None) -> list[tuple[int, int, str, str | None]]:
+    out = []
+    for slot in range(first, last + 1):
+        out.append((slot, count0 + slot - first, node, parent))
+        parent = f"{node}/{slot}"
+    return out
+
+
+def test_a_merged_count_that_happens_to_follow_the_losing_sides_runs_is_told_by_from() -> None:
+    # Chaos seed 9 in CI: the majority reached 79, the minority 77. After the managers agreed
+    # (the minority's won the election) it ran 77 and 78 on its own table, then the merge kept
+    # the majority's 79, and the next run received 79: by counts alone 77, 78, 79, 80 is one
+    # unbroken line from the minority's table (2 updates lost); ``from`` shows the jump.
+    pre = chain(0, 19, 0, A, None)
+    major = chain(20, 38, 20, C, f"{A}/19")                    # counts 20..38: top 39
+    minor = chain(20, 36, 20, B, f"{A}/19")                    # counts 20..36: top 37
+    after_heal = [(41, 37, B, f"{B}/36"), (42, 38, B, f"{B}/41"),
+                  (43, 39, D, f"{C}/38")] + chain(44, 50, 40, D, f"{D}/43")
+    ledger = linked(pre + major + minor + after_heal)
+    f = split(20, 40, 150, [[A, C, D], [B, E]])
+    [h] = report(ledger, [f])["heals"]
+    assert (h["tops"], h["after"], h["winner"], h["bad"]) == ([39, 37], 39, 0, False)
+    # The same ledger without ``from`` (an older one) reads as the loss it is not.
+    legacy = [{k: v for k, v in r.items() if k != "from"} for r in ledger]
+    [old] = report(legacy, [f])["heals"]
+    assert (old["after"], old["bad"]) == (37, True)
+
+
+def test_a_lesser_table_that_runs_on_is_bad_by_from_too() -> None:
+    pre = chain(0, 19, 0, A, None)
+    major = chain(20, 38, 20, C, f"{A}/19")
+    minor = chain(20, 36, 20, B, f"{A}/19")
+    after_heal = chain(41, 50, 37, D, f"{B}/36")               # the minority's table went on
+    [h] = report(linked(pre + major + minor + after_heal),
+                 [split(20, 40, 150, [[A, C, D], [B, E]])])["heals"]
+    assert (h["after"], h["winner"], h["below_best"], h["bad"]) == (37, 1, 2, True)
+
+
 def test_a_lesser_table_that_runs_on_after_the_heal_is_still_bad() -> None:
     ledger, f = partitioned_ledger(major_runs=8, minor_runs=15, after=28)
     [h] = report(ledger, [f])["heals"]
