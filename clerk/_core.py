@@ -59,7 +59,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from clerk import _dupname, _election, _handover, _joining, _quorumcore
-from clerk._claims import MAX_TERM_JUMP, claim_of
+from clerk._claims import LONE_TERM, MAX_TERM_JUMP, claim_of
 from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState  # noqa: F401  (re-exported)
 from clerk._coretypes import (
     Deliver,
@@ -210,6 +210,8 @@ class NodeCore(CoreState):
             _handover.leave(self, now)
         if self.quorum is not None and self.role is not Role.STOPPED:
             _quorumcore.observe(self, now)
+        elif self.term == LONE_TERM and self.role is Role.MANAGER:
+            _election.graduate(self, now)  # a lone manager that got a member claims again
         out, self._out = self._out, []
         return out
 
