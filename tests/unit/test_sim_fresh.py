@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 
 from clerk._core import Effect, Event, ManagerChanged, Role
 from clerk._simnet import SimNetwork, SimNode
+from clerk._simtasks import LEDGER, SimLedger
 
 #: Until the fix: the fresh node's lone claim is at term 1, above the manager's (1, "n0").
 DEPOSES = pytest.mark.xfail(strict=True, reason=(
@@ -107,11 +108,12 @@ def run(n: int, first: int, seed: int, start_after: float, lag: float, slow_for:
     if partition_for > 0:
         net.run_for(partition_for)
         net.heal()
-    whole = max(t0 + slow_for + lag, net.now)
+    net.run_until(max(t0 + slow_for + lag, net.now))  # every link of the fresh node is up
     joined = net.run_until_true(
         lambda: node.core.role is Role.FOLLOWER and node.core.manager == manager
-        and net.agreed() == (manager, term),
-        limit=max(0.0, whole - net.now) + JOINED_WITHIN)
+        and net.agreed() == (manager, term) and fresh in {
+            r.name for r in net.nodes[manager].core.members if r.alive},
+        limit=JOINED_WITHIN)
     assert joined is not None, (f"the fresh node is {node.core.role} of "
                                 f"{node.core.manager_claim}: {net.summary()}",
                                 violations[:5], net.trace[-30:])
@@ -201,3 +203,51 @@ def run_all_fresh(n: int, seed: int, spread: float, lag: float, slow_for: float,
 def test_fresh_nodes_started_together_agree_on_one_manager(
         n: int, seed: int, spread: float, lag: float, slow_for: float, jitter: float) -> None:
     run_all_fresh(n, seed, spread, lag, slow_for, jitter)
+
+
+# --- the fresh node's own state loses to the cluster's lineage ----------------------------------
+
+
+def test_a_lone_fresh_node_that_ran_the_task_alone_loses_its_state_to_the_cluster() -> None:
+    """With the real Scheduler above each core (a ledger task: a counter): the fresh node,
+    cut off at its start, elects itself alone, calls ``init`` and runs the task a few times.
+    When the cut heals it follows the cluster's manager and hands over its table: its state,
+    a fresh ``init``, never replaces the cluster's older lineage; its updates are counted as
+    conflicts, and the cluster's counter goes on from where it was."""
+    world = SimLedger(interval_ms=200)
+    net = SimNetwork(5, layer=world)
+    net.fifo = True
+    names = ["n0", "n1", "n2"]
+    seeds = tuple(f"{x}:7400" for x in names)
+    for name in names:
+        net.add_node(name, seeds=seeds)
+    assert net.run_until_true(lambda: net.agreed() is not None
+                              and world.acknowledged(names) > 3, limit=10.0) is not None
+    manager, term = net.agreed() or ("", -1)
+    origin = world.layers[manager].scheduler.records[LEDGER].origin
+    changes: list[str] = []
+
+    def check(node: SimNode, event: Event, effects: list[Effect]) -> None:
+        changes.extend(f"{net.now:.3f} {node.name}: {e}" for e in effects
+                       if isinstance(e, ManagerChanged) and node.name != "z")
+
+    net.observers.append(check)
+    net.partition(["z"])
+    z = net.add_node("z", seeds=seeds)
+    assert net.run_until_true(lambda: sum(1 for r in world.runs if r.node == "z"
+                                          and r.before is not None) >= 3, limit=10.0)
+    mine = world.layers["z"].scheduler.records[LEDGER]
+    assert mine.origin is not None and mine.origin["node"] == "z"
+    assert mine.origin["term"] == 0  # a lone claim's init
+    acked = world.acknowledged(names)
+    net.heal()
+    assert net.run_until_true(lambda: z.core.manager == manager and net.agreed() == (manager,
+                                                                                    term),
+                              limit=JOINED_WITHIN) is not None, net.summary()
+    net.run_for(2.0)
+    assert not changes, changes[:5]
+    assert net.agreed() == (manager, term)
+    row = world.layers[manager].scheduler.records[LEDGER]
+    assert row.origin == origin, "the fresh node's init replaced the cluster's lineage"
+    assert int(row.state) > acked and row.version == int(row.state)
+    assert row.conflicts >= 3, row.conflicts  # the fresh node's runs, dropped and counted
