@@ -30,7 +30,8 @@ Rules owned here:
   forgery, except our own merge HANDOVER passed back to us, which is counted in
   ``returned_handovers``), the term bound, and the duplicate-name check (a message from a
   second node in a live member's name is dropped and its sender refused,
-  :mod:`clerk._dupname`) before its handler.
+  :mod:`clerk._dupname`) before its handler. After the event, a lone manager (term 0) that
+  has a live member now claims again (:func:`clerk._election.graduate`, :mod:`clerk._claims`).
 * **Fencing for the layer above.** An EXECUTE is delivered only from the claim this node
   follows. One from a claim below the highest seen is refused as stale (``StaleExecute``, and
   its holder is told the higher claim); one from the manager we just gave up on (queued while
