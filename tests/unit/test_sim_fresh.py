@@ -30,18 +30,12 @@ from __future__ import annotations
 
 import random
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clerk._core import Effect, Event, ManagerChanged, Role
 from clerk._simnet import SimNetwork, SimNode
 from clerk._simtasks import LEDGER, SimLedger
-
-#: Until the fix: the fresh node's lone claim is at term 1, above the manager's (1, "n0").
-DEPOSES = pytest.mark.xfail(strict=True, reason=(
-    "a node that elected itself alone claims term 1 (highest seen + 1), and its claim "
-    "(1, 0, 'z') is above the cluster manager's (1, 0, 'nX'): every node follows it"))
 
 #: The fresh node must follow the cluster's manager within this long after its links are
 #: whole (s): its probes and the cluster's go every ``probe_interval`` (1 s).
