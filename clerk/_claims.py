@@ -10,6 +10,27 @@ Rules:
   claim; a restarted holder is still told, and a manager that sees a claim in its own name
   above its own, or an ELECTION with a term above its own, claims again above it). Following
   a claim is a role change: it lives in :mod:`clerk._election` (``on_claim``).
+* **Lone claims.** A node that elects itself knowing nobody (a candidate that was never part
+  of a cluster in this incarnation, i.e. never took a manager's member list nor claimed with
+  members, and has no live member in its table: a fresh node whose seeds did not answer
+  within ``join_timeout``, because its links were slow to come up or it was cut off at its
+  start; one that followed a claim on a relay's word and never heard from its holder before
+  the manager timeout; a restarted node that waited out ``rejoin_timeout``) claims at
+  ``LONE_TERM`` (0), not at the highest term seen + 1. Every claim a cluster ever made with
+  members is at a term of 1 or more, so a lone claim is below all of them whatever the
+  node's priority and name, in every build (the order itself is unchanged: an older node
+  orders it the same way, nothing new is on the wire). When the lone node meets an
+  established cluster it follows the cluster's manager and hands it its table (its states
+  lose to the cluster's lineage by the lineage rules); before, its claim at term 1 beat a
+  manager of term 1 (a cluster that never failed over) whose name sorts lower, and a healthy
+  manager with members and history stepped down to a node with none. A lone manager that
+  gets a live member (a joiner, or a lone node that stepped down to it) claims again at once
+  at the highest term seen + 1 (:func:`clerk._election.graduate`): a cluster formed around a
+  lone node (the first node of a cluster started at once, up before its seeds) is not left
+  at term 0, where the next lone node with a higher name would depose it. Two lone nodes
+  that meet resolve by name at term 0, then the winner claims again with its new member: a
+  cluster whose nodes all started alone still agrees on one manager. Quorum mode's ballots
+  are not affected, nor is a node without seeds (a cluster of one by its configuration).
 * **Term bound.** Let ``H`` be the highest term this node has seen (or its *horizon*, if that
   is higher). A message whose term, or whose claim's term, is above ``H + MAX_TERM_JUMP`` is
   dropped (``Dropped("term_jump")``), and the horizon moves up by ``MAX_TERM_JUMP``, at most once
@@ -29,7 +50,10 @@ from __future__ import annotations
 
 from clerk._messages import Claim, Message, Peer
 
-__all__ = ["MAX_TERM_JUMP", "TermBound", "claim_of", "message_term"]
+__all__ = ["LONE_TERM", "MAX_TERM_JUMP", "TermBound", "claim_of", "message_term"]
+
+#: The term of a lone claim: a node that elected itself knowing nobody (see "Lone claims").
+LONE_TERM = 0
 
 #: The most a message's term may exceed the highest term seen (see "Term bound" above).
 MAX_TERM_JUMP = 1 << 20

@@ -30,7 +30,8 @@ Rules owned here:
   forgery, except our own merge HANDOVER passed back to us, which is counted in
   ``returned_handovers``), the term bound, and the duplicate-name check (a message from a
   second node in a live member's name is dropped and its sender refused,
-  :mod:`clerk._dupname`) before its handler.
+  :mod:`clerk._dupname`) before its handler. After the event, a lone manager (term 0) that
+  has a live member now claims again (:func:`clerk._election.graduate`, :mod:`clerk._claims`).
 * **Fencing for the layer above.** An EXECUTE is delivered only from the claim this node
   follows. One from a claim below the highest seen is refused as stale (``StaleExecute``, and
   its holder is told the higher claim); one from the manager we just gave up on (queued while
@@ -59,7 +60,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from clerk import _dupname, _election, _handover, _joining, _quorumcore
-from clerk._claims import MAX_TERM_JUMP, claim_of
+from clerk._claims import LONE_TERM, MAX_TERM_JUMP, claim_of
 from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState  # noqa: F401  (re-exported)
 from clerk._coretypes import (
     Deliver,
@@ -210,6 +211,8 @@ class NodeCore(CoreState):
             _handover.leave(self, now)
         if self.quorum is not None and self.role is not Role.STOPPED:
             _quorumcore.observe(self, now)
+        elif self.term == LONE_TERM and self.role is Role.MANAGER:
+            _election.graduate(self, now)  # a lone manager that got a member claims again
         out, self._out = self._out, []
         return out
 

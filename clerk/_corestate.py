@@ -76,6 +76,10 @@ class CoreState:
         self.table_log = ReplicaLog()
         self.replica = Replica()
         self._claim: Claim | None = None  # the manager we follow (or our own claim)
+        #: Part of a cluster in this incarnation: took a manager's member list (a WELCOME or
+        #: a HEARTBEAT of the manager it follows, a hand-over) or claimed with members. A
+        #: node that was not elects itself with a lone claim (clerk._claims, "Lone claims").
+        self.joined = False
         # A claim's key and where its holder said its table stands (its COORDINATOR).
         self._announced: tuple[tuple[int, int, str], TableAt] | None = None
         self._last_heard = now

@@ -27,7 +27,9 @@ anyone's manager, and never displaces the cluster's. The live member keeps its n
   is a duplicate that ran out of ``join_timeout`` before any seed answered (a slow start on
   a loaded machine) and elected itself: before this rule its claim, at the cluster's term
   and with a name above the manager's, won the merge, and the cluster followed it (and
-  handed it its table) until it was refused, ~25 s later.
+  handed it its table) until it was refused, ~25 s later. (Such a claim is a lone one now,
+  at term 0, below the cluster's: :mod:`clerk._claims`; these rules hold at any term, for a
+  duplicate of an older build, or one that had been part of a cluster.)
 
 A manager that manages members is not stopped by a seed's REFUSE: two clusters that each
 hold a node of one name (a node started again elsewhere during a partition) do not merge

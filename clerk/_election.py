@@ -5,7 +5,8 @@ ELECTION, OK, COORDINATOR, WELCOME, HEARTBEAT and LEAVE here. Roles and transiti
 
     JOINING --welcome(manager)--> FOLLOWER --manager silent or disconnected--> CANDIDATE
     JOINING --join timeout, no manager--> CANDIDATE     (an ELECTION does not make it one)
-    CANDIDATE --no OK from higher nodes--> MANAGER     (term = highest term seen + 1)
+    CANDIDATE --no OK from higher nodes--> MANAGER     (term = highest term seen + 1;
+                                                        0 if lone, until it has a member)
     CANDIDATE --OK, then COORDINATOR--> FOLLOWER
     MANAGER --sees a higher claim--> FOLLOWER           (hands its table over first)
     MANAGER --leave--> LEAVING --successor's COORDINATOR or timeout--> STOPPED
@@ -32,6 +33,11 @@ Rules:
   an election of its own; a newcomer that ranks higher simply follows the existing manager.
   A node that has not joined yet takes no part in elections (it answers ELECTION with a
   JOIN), so a restarted node that knows nobody cannot win with an empty member list.
+* **Lone claims** (:mod:`clerk._claims`). A candidate that was never part of a cluster and
+  knows no live member claims at term 0 (:func:`is_lone`): below every claim made with
+  members, so meeting an established cluster it follows that cluster's manager instead of
+  deposing it. Once it has a live member it claims again at the highest term seen + 1
+  (:func:`graduate`, after every event: ``NodeCore.handle``).
 * **Late relays of a dead claim.** A candidate ignores its suspect's claim relayed by a third
   node (:func:`second_hand_suspect`): only the suspect itself or a higher claim brings it back.
 """
@@ -39,6 +45,7 @@ Rules:
 from __future__ import annotations
 
 from clerk import _quorumcore
+from clerk._claims import LONE_TERM
 from clerk._corestate import CoreState
 from clerk._coretypes import INF, ManagerChanged, MemberDown, Refused, Role
 from clerk._dupname import duplicate_claim
@@ -66,6 +73,8 @@ __all__ = [
     "STAGGER_STEPS",
     "become_manager",
     "follow",
+    "graduate",
+    "is_lone",
     "m_coordinator",
     "m_election",
     "m_heartbeat",
@@ -244,16 +253,20 @@ def take_claim(core: CoreState, now: float, members: tuple[MemberInfo, ...] | No
                term: int | None = None) -> None:
     """:func:`become_manager` itself; quorum mode's phase 1 passes the ``term`` of the ballot
     it was promised."""
+    lone = is_lone(core, members, term)
     if members is not None:
         adopt(core, members, now)
     if core._suspect:
         core.members.mark_dead(core._suspect)
-    if term is None:
+    if lone:
+        core.term = LONE_TERM  # below every claim made with members (clerk._claims)
+    elif term is None:
         core.max_term += 1
         core.term = core.max_term
     else:
         core.see_term(term)
         core.term = term
+    core.joined = core.joined or not lone
     core.new_log(keep=core.role is Role.MANAGER)
     core.role = Role.MANAGER
     core._fence.clear()  # a fresh claim: every node that followed another one heard it
@@ -279,6 +292,27 @@ def take_claim(core: CoreState, now: float, members: tuple[MemberInfo, ...] | No
     # down) finds the cluster as soon as a seed is back, instead of a probe interval later.
     # Costs nothing in the usual takeover: seeds already in our list are not probed.
     probe_lost(core, now)
+
+
+def is_lone(core: CoreState, members: tuple[MemberInfo, ...] | None, term: int | None) -> bool:
+    """Would our claim now be a lone one (:mod:`clerk._claims`, "Lone claims")? A candidate
+    that was never part of a cluster (``CoreState.joined``: it never took a manager's member
+    list, nor claimed with members) and has no live member in its table; not a hand-over's
+    successor (``members``), nor a ballot of quorum mode (``term``), nor a node without
+    seeds claiming at its start (a cluster of one by its configuration: the first node that
+    the others join)."""
+    return (members is None and term is None and core.quorum is None
+            and core.role is Role.CANDIDATE and not core.joined
+            and not any(r.alive for r in core.members.others()))
+
+
+def graduate(core: CoreState, now: float) -> None:
+    """A lone manager that has a live member now (a joiner it admitted, a lone node that
+    stepped down to it) claims again at the highest term seen + 1, at once: its cluster's
+    claim must rank above the next lone node's (:mod:`clerk._claims`, "Lone claims")."""
+    if (core.role is Role.MANAGER and core.term == LONE_TERM and core.quorum is None
+            and any(r.alive for r in core.members.others())):
+        take_claim(core, now)
 
 
 def on_peer_down(core: CoreState, address: str, now: float) -> None:

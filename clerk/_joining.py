@@ -324,7 +324,9 @@ def adopt(core: CoreState, infos: tuple[MemberInfo, ...], now: float,
           welcomed: bool = False) -> None:
     """Take the manager's member list. Members it no longer lists go into our own
     ``_lost``: if we take over later we keep probing them, so the knowledge of a
-    partitioned-off side does not die with the manager that dropped it."""
+    partitioned-off side does not die with the manager that dropped it. From now on this
+    node has been part of a cluster (``CoreState.joined``: its claims are never lone)."""
+    core.joined = True
     for row in core.members.replace_all(infos, now):
         if row.name != core.me.name:
             core._lost[row.peer.address] = now

@@ -162,7 +162,27 @@ def test_leave_of_the_manager_seen_by_a_follower_starts_an_election():
 
 
 def _two_managers() -> tuple[Net, Any, Any, Any]:
-    """a (manager) and b on one side, z alone on the other: both sides elect a manager."""
+    """a (manager) and b on one side, z and y on the other: both sides elect a manager. (z
+    alone would make a lone claim, at term 0, below a's: see test_a_lone_manager_...)"""
+    net = Net()
+    a = net.node("a", 1)
+    b = net.node("b", 0, seeds=["a"])
+    z = net.node("z", 9, seeds=["a"], start=False)
+    y = net.node("y", 0, seeds=["z"], start=False)
+    net.partition([z, y], [a, b])
+    net.do(z, Start())
+    net.do(y, Start())
+    net.run()
+    net.advance(T.join_timeout + T.election_timeout)
+    assert y.manager == "z"
+    return net, a, b, z
+
+
+def test_a_lone_manager_meeting_a_manager_of_members_follows_it_and_hands_over():
+    """z started cut off from its seed a, found nobody and elected itself: a lone claim, at
+    term 0 (clerk._claims). When the cut heals, a's claim (term 1, with a member) wins
+    although z ranks higher: z hands its table over to a and follows it. (Before, z claimed
+    at term 1 and a, the manager of a cluster with members, stepped down to it.)"""
     net = Net()
     a = net.node("a", 1)
     b = net.node("b", 0, seeds=["a"])
@@ -171,7 +191,24 @@ def _two_managers() -> tuple[Net, Any, Any, Any]:
     net.do(z, Start())
     net.run()
     net.advance(T.join_timeout + T.election_timeout)
-    return net, a, b, z
+    assert (z.role, z.term, a.role, a.term) == (Role.MANAGER, 0, Role.MANAGER, 1)
+    z.set_replicated({"from": "z"})
+    mark = net.mark()
+    net.heal()
+    net.advance(T.probe_interval + T.heartbeat_interval * 3)  # z probes its seed a
+    assert net.agreed() == ("a", 1)
+    assert not net.effects(a, ManagerChanged, after=mark)
+    assert not net.effects(b, ManagerChanged, after=mark)
+    # a does not know z (not its seed, not a member yet): the first HANDOVER is a
+    # stranger's; z JOINs a as it follows it, and its retry (MERGE_RETRY) is taken.
+    assert a.dropped["handover_stranger"] == 1
+    net.advance(_handover.MERGE_RETRY)
+    hand = net.sends(z, Handover, to=a)
+    assert len(hand) == 2 and all(unpack_table(h.state) == {"from": "z"} for h in hand)
+    assert [(e.sender, unpack_table(e.state), e.merge)
+            for e in net.effects(a, StateHandedOver)] == [("z", {"from": "z"}, True)]
+    assert {m.name for m in a.member_list()} == {"a", "b", "z"}
+    assert net.agreed() == ("a", 1)
 
 
 def test_two_managers_meeting_the_lower_hands_over_and_follows():
@@ -186,7 +223,7 @@ def test_two_managers_meeting_the_lower_hands_over_and_follows():
     assert {m.name for m in hand[0].members} == {"a", "b"}
     assert [(e.sender, unpack_table(e.state), e.merge)
             for e in net.effects(z, StateHandedOver)] == [("a", {"from": "a"}, True)]
-    assert {m.name for m in z.member_list()} == {"a", "b", "z"}
+    assert {m.name for m in z.member_list()} == {"a", "b", "y", "z"}
 
 
 def test_two_managers_same_term_resolve_directly():
@@ -307,7 +344,7 @@ def test_a_big_table_steps_down_in_parts_each_within_the_message_limit():
     assert got == table["tasks"]
     merged = [e for e in net.effects(z, StateHandedOver) if e.merge]
     assert len(merged) == len(hand)
-    assert {m.name for m in z.member_list()} == {"a", "b", "z"}
+    assert {m.name for m in z.member_list()} == {"a", "b", "y", "z"}
 
 
 def test_table_parts_keep_every_row_once_within_the_limit():
@@ -363,10 +400,13 @@ def _two_managers_marked() -> tuple[Net, Any, Any, Any]:
     a = net.node("a", 1, incarnation="a-1" + MERGE_MARK)
     b = net.node("b", 0, seeds=["a"], incarnation="b-1" + MERGE_MARK)
     z = net.node("z", 9, seeds=["a"], start=False, incarnation="z-1" + MERGE_MARK)
-    net.partition([z], [a, b])
+    y = net.node("y", 0, seeds=["z"], start=False, incarnation="y-1" + MERGE_MARK)
+    net.partition([z, y], [a, b])
     net.do(z, Start())
+    net.do(y, Start())
     net.run()
     net.advance(T.join_timeout + T.election_timeout)
+    assert y.manager == "z"
     return net, a, b, z
 
 

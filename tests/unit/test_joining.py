@@ -5,6 +5,9 @@ refusal, members marked down and revived, lost members still probed."""
 import json
 import random
 
+import pytest
+
+from clerk._claims import LONE_TERM
 from clerk._core import (
     ManagerChanged,
     MemberDown,
@@ -89,7 +92,8 @@ def test_join_with_no_reachable_seed_elects_itself_after_the_join_timeout():
     net.advance(T.join_timeout - 0.001)
     assert a.role is Role.JOINING
     net.advance(0.001)
-    assert a.role is Role.MANAGER and a.term == 1
+    # A lone claim (it knows nobody): below every claim made with members (clerk._claims).
+    assert a.role is Role.MANAGER and a.term == LONE_TERM == 0
 
 
 def test_heartbeats_carry_the_member_list_only_when_the_acked_epoch_is_stale():
@@ -246,29 +250,34 @@ def test_a_duplicate_name_joining_through_a_follower_is_refused_by_the_manager()
         ("a", addr("a")), ("b", addr("b")), ("c", addr("c"))}
 
 
-def impostor_manager(net, name, seeds):
+def impostor_manager(net, name, seeds, joined=False):
     """A second node in ``name``'s name that found nobody in time and elected itself: a
-    manager of nobody at term 1 (its seeds' answers come later)."""
+    manager of nobody, with a lone claim at term 0 (its seeds' answers come later); with
+    ``joined``, at term 1, as a node that had been part of a cluster before claims (its
+    claim is not a lone one: clerk._claims): the duplicate-name rules hold at any term."""
     impostor = NodeCore(Peer(name, "elsewhere:7400", f"{name}-other", 0), now=net.now,
                         rng=random.Random(1), seeds=[addr(s) for s in seeds], timings=T)
+    impostor.joined = joined
     net.cores["elsewhere:7400"] = impostor
     net.every_core.append(impostor)
     cut = {frozenset(("elsewhere:7400", addr(s))) for s in seeds}
     net.cut |= cut  # its links are not up yet: what it sends meanwhile is lost
     net.do(impostor, Start())
     net.advance(T.join_timeout + T.election_timeout)
-    assert impostor.role is Role.MANAGER and impostor.term == 1
+    assert impostor.role is Role.MANAGER and impostor.term == (1 if joined else LONE_TERM)
     net.cut -= cut
     return impostor
 
 
-def test_a_duplicate_that_elected_itself_never_displaces_the_manager():
-    """Its claim (1, "c") is above the manager's (1, "a"): before clerk._dupname, the manager
-    stepped down to it and handed it its table."""
+@pytest.mark.parametrize("joined", [False, True])
+def test_a_duplicate_that_elected_itself_never_displaces_the_manager(joined):
+    """Its claim (1, "c") (``joined``; a lone claim is (0, "c")) is above the manager's
+    (1, "a"): before clerk._dupname, the manager stepped down to it and handed it its
+    table."""
     net, (a, b, c) = cluster(("a", 0), ("b", 0), ("c", 0))
     assert net.agreed() == ("a", 1)
     mark = net.mark()
-    impostor = impostor_manager(net, "c", ["a", "b"])
+    impostor = impostor_manager(net, "c", ["a", "b"], joined)
     net.advance(T.probe_interval + 0.1)  # its probes reach the seeds
     assert impostor.role is Role.STOPPED
     refused = [e.reason for e in net.effects(impostor, Refused)]
@@ -281,10 +290,11 @@ def test_a_duplicate_that_elected_itself_never_displaces_the_manager():
 
 
 def test_a_duplicate_of_the_manager_with_its_very_claim_is_refused():
-    """Its claim has the key of the manager's (1, 0, "a"); only the address differs."""
+    """Its claim has the key of the manager's (1, 0, "a"); only the address differs. (A
+    fresh duplicate's claim is a lone one, (0, 0, "a"): ``joined`` makes it (1, 0, "a").)"""
     net, (a, b, c) = cluster(("a", 0), ("b", 0), ("c", 0))
     mark = net.mark()
-    impostor = impostor_manager(net, "a", ["b", "c"])
+    impostor = impostor_manager(net, "a", ["b", "c"], joined=True)
     assert impostor.manager_claim.key == a.manager_claim.key
     net.advance(T.probe_interval + 0.1)
     assert impostor.role is Role.STOPPED
@@ -351,13 +361,18 @@ def test_a_lost_member_is_still_probed_after_its_manager_steps_down():
     net.advance(T.member_timeout + 2 * T.heartbeat_interval)  # d drops e, keeps probing e:7400
     e2 = net.node("e", 0, seeds=["x"], incarnation="e-2", start=False)  # back, seed gone
     g = net.node("g", 5, seeds=["d"], start=False)
-    net.partition([e2], [d, g])
-    net.partition([g], [d])
+    # h with g: g claims with a member (alone, its claim would be a lone one, at term 0,
+    # below d's, and d would stay the manager: clerk._claims).
+    h = net.node("h", 0, seeds=["g"], start=False)
+    net.partition([e2], [d, g, h])
+    net.partition([g, h], [d])
     net.do(e2, Start())
     net.do(g, Start())
+    net.do(h, Start())
     net.run()
     net.advance(T.join_timeout + 0.01)
     assert (e2.role, g.role, d.role) == (Role.MANAGER,) * 3
+    assert (g.term, h.manager) == (1, "g")
     net.cut.discard(frozenset((addr("g"), addr("d"))))
     net.advance(T.probe_interval + 3 * T.heartbeat_interval)  # g's probe: d hands over to g
     assert d.manager == "g"

@@ -5,8 +5,9 @@ Hypothesis draws a cluster of 2-5 nodes (every node a seed of every other, as
 manager's or a follower's), when it starts, and how slow its links are at first: for a while
 after its start every message to or from it takes ``lag`` more seconds (connection set-up and
 CURVE handshakes on a loaded machine), long enough, often, for its ``join_timeout`` to pass
-before any seed answered, so that it elects itself (at the cluster's term, or at term 1 while
-it knows no term). Checked after every event a node handles:
+before any seed answered, so that it elects itself (knowing nobody: a lone claim, at term 0,
+``clerk._claims``; before, at the cluster's term, or at term 1 while it knew no term).
+Checked after every event a node handles:
 
 * no node of the cluster ever follows a claim held at the duplicate's address, and none
   changes its manager (no ``ManagerChanged``) after the duplicate started;
