@@ -14,8 +14,12 @@ HANDOVER and leave requests to them, :mod:`clerk._election` calls :func:`step_do
   old manager's row (silent for the member timeout since the takeover) between the old
   manager's step-down and its HANDOVER's arrival, and had not probed it again yet, dropped
   the table.
-* **Merges are confirmed.** The winner answers each merge HANDOVER part it took with MERGED
-  (its :func:`part_id`; only to a node whose incarnation says it reads it). The stepped-down
+* **Merges are confirmed.** The winner answers each merge HANDOVER part with MERGED (its
+  :func:`part_id`; only to a node whose incarnation says it reads it) once its task layer
+  merged it into the table it schedules (``StateHandedOver.confirm``), not when it arrives:
+  a winner still loading its table holds the parts until it is loaded, and one that loses
+  its claim (or dies) meanwhile drops them unconfirmed, so the loser sends them again to the
+  manager it follows next. Before, they were confirmed on arrival and lost then. The stepped-down
   manager keeps each part until it is confirmed and sends the unconfirmed ones again (without
   the member list, which may be stale by then) to the manager it follows
   (:func:`retry_merge`): after ``MERGE_RETRY`` s, then twice as long each time up to
@@ -46,7 +50,7 @@ import hashlib
 import json
 
 from clerk._corestate import CoreState
-from clerk._coretypes import Role, StateHandedOver
+from clerk._coretypes import Role, Send, StateHandedOver
 from clerk._joining import learn
 from clerk._membership import Member
 from clerk._messages import (
@@ -181,9 +185,9 @@ def accept_merge(core: CoreState, msg: Handover, now: float) -> None:
                                        "not a member, nor a manager we deposed")
         return
     learn(core, msg.members, now)
-    core._out.append(StateHandedOver(s.name, msg.state, True))
-    if reads_merged(s):
-        core.send(s.address, Merged(core.me, core.term, part_id(msg.state)))
+    confirm = (Send(s.address, Merged(core.me, core.term, part_id(msg.state)))
+               if reads_merged(s) else None)
+    core._out.append(StateHandedOver(s.name, msg.state, True, confirm))
 
 
 def part_id(state: Json) -> str:
