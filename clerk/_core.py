@@ -120,6 +120,7 @@ from clerk._messages import (
     TasksQuery,
     TasksReply,
     Welcome,
+    reads_table_at,
 )
 from clerk._record import unpack_table
 from clerk._timings import Timings
@@ -364,8 +365,10 @@ class NodeCore(CoreState):
                 else:
                     _election.start_election(self, now, self._suspect, self._probe_suspect)
         elif role is Role.LEAVING:
+            if now >= self._merge_retry:
+                _handover.retry_merge(self, now)
             if now >= self._deadline:
-                self.stop(f"left; successor {self._successor} did not confirm in time")
+                _handover.leave_timeout(self, now)
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -407,11 +410,14 @@ class NodeCore(CoreState):
         if not _handover.from_current_manager(self, msg):
             _handover.forward(self, msg)
             return
-        # Our manager is leaving and chose us: take over now, with a new term.
+        # Our manager is leaving and chose us: take over now, with a new term, and tell it
+        # where our replica stands (it sends the rows it lacks: clerk._handover).
         self.replicated = msg.state
         _election.become_manager(self, now,
                                  members=tuple(m for m in msg.members if m.name != s.name))
-        self.send(s.address, Coordinator(self.me, self.term, self.my_claim()))
+        at = self.replica.position() if reads_table_at(s) else None
+        self.send(s.address, Coordinator(self.me, self.term, self.my_claim(), at))
+        self.tell(s.address, now)  # (its merge HANDOVER of that rest is then taken)
         self._out.append(StateHandedOver(s.name, msg.state, False))
 
     def _m_execute(self, msg: Execute, now: float) -> None:

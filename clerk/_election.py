@@ -8,7 +8,7 @@ ELECTION, OK, COORDINATOR, WELCOME, HEARTBEAT and LEAVE here. Roles and transiti
     CANDIDATE --no OK from higher nodes--> MANAGER     (term = highest term seen + 1)
     CANDIDATE --OK, then COORDINATOR--> FOLLOWER
     MANAGER --sees a higher claim--> FOLLOWER           (hands its table over first)
-    MANAGER --leave--> LEAVING --successor's COORDINATOR or timeout--> STOPPED
+    MANAGER --leave--> LEAVING --successor's COORDINATOR (+ MERGED) or timeout--> STOPPED
     FOLLOWER --leave--> STOPPED
 
 Rules:
@@ -42,7 +42,13 @@ from clerk import _quorumcore
 from clerk._corestate import CoreState
 from clerk._coretypes import INF, ManagerChanged, MemberDown, Refused, Role
 from clerk._dupname import duplicate_claim
-from clerk._handover import leave_as_manager, step_down_to, take_back_merge
+from clerk._handover import (
+    leave_as_manager,
+    leaving_saw,
+    step_down_to,
+    successor_took_over,
+    take_back_merge,
+)
 from clerk._joining import acknowledge, adopt, heartbeat_round, learn, list_for, lists_me
 from clerk._joining import probe as probe_lost
 from clerk._membership import Member
@@ -122,6 +128,7 @@ def on_claim(core: CoreState, claim: Claim, now: float) -> bool:
         return False
     if core.role in (Role.LEAVING, Role.STOPPED):
         core.raise_highest(claim)
+        leaving_saw(core, claim, now)
         return False
     current = core._claim
     if current is not None and claim.key == current.key:
@@ -429,8 +436,7 @@ def m_coordinator(core: CoreState, msg: Coordinator, now: float) -> None:
     """COORDINATOR: a claim to follow if it is the highest (or a leaving manager's successor),
     and, from the claimant itself, where its table stands (``CoreState.manager_table``)."""
     if core.role is Role.LEAVING and msg.claim.name == core._successor:
-        core.raise_highest(msg.claim)
-        core.stop(f"left; handed over to {core._successor}")
+        successor_took_over(core, msg, now)
         return
     if second_hand_suspect(core, msg.claim, msg.sender.name):
         return

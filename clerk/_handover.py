@@ -39,8 +39,22 @@ HANDOVER and leave requests to them, :mod:`clerk._election` calls :func:`step_do
   the message would circle at network speed.
 * **Graceful leave.** A leaving manager sends HANDOVER (members and replicated state) to the
   highest-ranked live member (:func:`leave_as_manager`), which takes over with a new term at
-  once; nothing is lost. The leaver stops on its successor's COORDINATOR, or after
-  ``handover_timeout``. A follower that leaves sends LEAVE to its manager and stops.
+  once. A big table's hand-over carries only the rows the successor has not acknowledged (a
+  delta): its successor says in its COORDINATOR to the leaver where its replica stands
+  (``Coordinator.table``, from a build with ``HANDED_MARK``). The leaver stops when that is
+  the end of its log (or it sent the whole table); else (the delta was refused for a gap, or
+  the successor's replica was not where its ACK said) it sends the rows the successor lacks
+  as a merge HANDOVER, confirmed and sent again as a stepped-down manager's
+  (:func:`successor_took_over`), and stops once they are confirmed (``LEAVE_MERGE_WAIT`` at
+  most). Before, those rows (the last results, an operator's last command) were lost. The
+  same when another manager took over without its hand-over (an election while the
+  successor was silent, its COORDINATOR lost: :func:`leaving_saw`), with the whole table.
+  A successor that does not take over within ``handover_timeout`` (its HANDOVER lost on a
+  closing connection, a frozen process) is replaced by the next live member, the members
+  not tried yet first, ``LEAVE_PICKS`` hand-overs at most
+  (:func:`leave_timeout`). Before, the leaver stopped after ``handover_timeout`` and the
+  next manager took over from its replica without the leaver's last updates. A follower
+  that leaves sends LEAVE to its manager and stops.
 """
 
 from __future__ import annotations
@@ -61,7 +75,9 @@ from clerk._messages import (
     Leave,
     MemberInfo,
     Merged,
+    TableAt,
     reads_merged,
+    says_handed,
 )
 from clerk._record import PACK_CHUNK
 from clerk._replica import table_text
@@ -69,6 +85,8 @@ from clerk._tasksets import reads_digests
 
 __all__ = [
     "FORWARD_MEMORY",
+    "LEAVE_MERGE_WAIT",
+    "LEAVE_PICKS",
     "MERGE_GIVE_UP",
     "MERGE_RETRY",
     "MERGE_RETRY_MAX",
@@ -77,11 +95,14 @@ __all__ = [
     "from_current_manager",
     "leave",
     "leave_as_manager",
+    "leave_timeout",
+    "leaving_saw",
     "m_merged",
     "members_chars",
     "part_id",
     "retry_merge",
     "step_down_to",
+    "successor_took_over",
     "table_parts",
     "take_back_merge",
 ]
@@ -98,6 +119,12 @@ MERGE_RETRY_MAX = 8.0
 #: ... and not after this many seconds since the step-down (a winner of an older build never
 #: confirms: it gets the table 10 times, at 0, 1, 3, 7, 15, 23 ... 55 s; each merge idempotent).
 MERGE_GIVE_UP = 60.0
+#: A leaving manager hands over at most this many times (its successor did not take over in
+#: ``handover_timeout``: to the next live member not tried yet, else the same one again).
+LEAVE_PICKS = 3
+#: A leaving manager waits at most this long for MERGED of the rest of its table (a successor
+#: that took over without it loads its table first: ~1 s at 10,000 tasks on a loaded machine).
+LEAVE_MERGE_WAIT = 10.0
 
 
 def table_parts(items: list[tuple[str, str | None]], limit: int,
@@ -184,6 +211,12 @@ def accept_merge(core: CoreState, msg: Handover, now: float) -> None:
         core.drop("handover_stranger", f"HANDOVER from {s.name!r} at {s.address!r}: "
                                        "not a member, nor a manager we deposed")
         return
+    if isinstance(msg.state, dict) and msg.state.get("delta") == 1:
+        # A graceful hand-over's rows beyond a replica (a leaving manager handed over to a
+        # member that follows us by now): no table to merge. The leaver sends us its whole
+        # table when it sees our claim (leaving_saw).
+        core.drop("handover_delta", f"a hand-over delta from {s.name!r}: not a table")
+        return
     learn(core, msg.members, now)
     confirm = (Send(s.address, Merged(core.me, core.term, part_id(msg.state)))
                if reads_merged(s) else None)
@@ -210,8 +243,10 @@ def retry_merge(core: CoreState, now: float) -> None:
     if not core._merge_out or now >= core._merge_until:
         clear_merge(core)
         return
-    claim = core._claim
-    if core.role is Role.FOLLOWER and claim is not None:
+    claim = core._claim if core.role is Role.FOLLOWER else None
+    if core.role is Role.LEAVING:
+        claim = core._leave_to  # (the rest of a leaving manager's table: successor_took_over)
+    if claim is not None:
         for msg in core._merge_out.values():
             # Without the member list: the one we had at the step-down may be stale by now
             # (the winner would learn nodes gone since); our live members followed the
@@ -254,6 +289,8 @@ def m_merged(core: CoreState, msg: Merged, now: float) -> None:
     core._merge_out.pop(msg.part, None)
     if not core._merge_out:
         clear_merge(core)
+        if core.role is Role.LEAVING:
+            core.stop(f"left; handed over to {s.name}")
 
 
 def from_current_manager(core: CoreState, msg: Handover) -> bool:
@@ -309,7 +346,9 @@ def leave_as_manager(core: CoreState, now: float) -> None:
     # The highest-ranked member whose hand-over fits one message: one too far behind (it
     # joined moments ago) would need the whole table, over the limit from ~2,000 tasks, and
     # would take over with its replica as it is. None fits: the highest, as before.
-    ranked = sorted(live, key=lambda r: r.peer.rank, reverse=True)
+    # (Members handed over to already, silent since, last: leave_timeout.)
+    ranked = sorted(live, key=lambda r: (r.name not in core._leave_tried, r.peer.rank),
+                    reverse=True)
     successor, state = ranked[0], None
     for i, row in enumerate(ranked):
         candidate = core.handover_state(row)
@@ -323,6 +362,77 @@ def leave_as_manager(core: CoreState, now: float) -> None:
     core.role = Role.LEAVING
     core._successor = successor.name
     core._deadline = now + core.timings.handover_timeout
+    core._leave_tried.add(successor.name)
+    core._leave_picks += 1
+    core._leave_sent = None
+    if isinstance(state, dict) and state.get("delta") == 1:
+        core._leave_sent = TableAt(state["log"], state["upto"])  # (where it brings it)
+
+
+def successor_took_over(core: CoreState, msg: Coordinator, now: float) -> None:
+    """LEAVING: our successor's COORDINATOR. Stop, unless it says that its replica is not at
+    the end of our log after a hand-over that carried a delta: then send it the rows it lacks
+    (module docstring, "Graceful leave")."""
+    core.raise_highest(msg.claim)
+    if core._leave_to is not None:
+        return  # the rest is on its way already (a COORDINATOR again)
+    if (core._leave_sent is None or core.quorum is not None or not says_handed(msg.sender)
+            or msg.table == core._leave_sent):
+        # (Quorum mode: every result is on a majority of voters, and the successor's phase 1
+        # took them; an older build does not say where its replica stands.)
+        core.stop(f"left; handed over to {core._successor}")
+        return
+    send_rest(core, msg.claim, msg.table, now)
+
+
+def leaving_saw(core: CoreState, claim: Claim, now: float) -> None:
+    """LEAVING: a claim above ours other than our successor's: a manager took over without
+    our hand-over (elected while our successor was silent). Send it our whole table."""
+    if (core.role is Role.LEAVING and core._leave_to is None and core.quorum is None
+            and claim.name != core._successor and claim.key > core.my_claim().key):
+        send_rest(core, claim, None, now)
+
+
+def send_rest(core: CoreState, claim: Claim, at: TableAt | None, now: float) -> None:
+    """LEAVING: the rows of our table that the manager of ``claim`` may lack (those changed
+    after ``at`` if it is of our log, else every row), as a merge HANDOVER in parts, kept until
+    confirmed (:func:`retry_merge`); we stop when all are (:func:`m_merged`)."""
+    log = core.table_log
+    source = log if log.complete else core.replica
+    items = source.items()
+    if at is not None and log.complete and at.log == log.log:
+        changed = log.changed_after(at.seq)
+        items = [(k, t) for k, t in items if k in changed]
+    parts = table_parts(items, core.part_chars)
+    if not parts:
+        core.stop(f"left; handed over to {claim.name}")
+        return
+    for part in parts:
+        msg = Handover(core.me, core.term, (), part)
+        core.send(claim.address, msg)
+        core._merge_out[part_id(part)] = msg
+    core._leave_to = claim
+    core._merge_to.add(claim.address)
+    core._merge_wait = MERGE_RETRY
+    core._merge_retry = now + MERGE_RETRY
+    core._merge_until = core._deadline = now + LEAVE_MERGE_WAIT
+
+
+def leave_timeout(core: CoreState, now: float) -> None:
+    """LEAVING past the deadline: the rest of our table is not confirmed (stop); a manager
+    took over that we did not send it to (send it); else our successor did not take over:
+    the next live member, ``LEAVE_PICKS`` times at most (module docstring)."""
+    if core._leave_to is not None:
+        core.stop(f"left; {core._leave_to.name} did not confirm the rest of the table in time")
+        return
+    h = core.highest
+    if h is not None and h.key > core.my_claim().key and core.quorum is None:
+        send_rest(core, h, None, now)  # (its COORDINATOR to us was lost: every row)
+        return
+    if core._leave_picks < LEAVE_PICKS and core.quorum is None:
+        leave_as_manager(core, now)
+        return
+    core.stop(f"left; successor {core._successor} did not confirm in time")
 
 
 def leave(core: CoreState, now: float) -> None:

@@ -100,16 +100,32 @@ def test_a_leaving_manager_without_members_stops_at_once():
     assert "no member" in effects[-1].reason
 
 
-def test_a_leaving_manager_whose_successor_is_silent_stops_after_the_handover_timeout():
+def test_a_leaving_manager_whose_successor_is_silent_hands_over_again_then_stops():
+    """Its HANDOVER may have been lost on a closing connection (or the successor is frozen):
+    sent again every ``handover_timeout`` (to the next member not tried yet, here none), for
+    ``LEAVE_PICKS`` hand-overs in all; then it stops. Before, it stopped after the first."""
     net, (a, b) = cluster(("a", 9), ("b", 5))
     net.down.add(addr("b"))
     net.do(a, LeaveRequested())
     assert a.role is Role.LEAVING
     assert a.next_deadline() == pytest.approx(net.now + T.handover_timeout)
-    net.advance(T.handover_timeout - 0.001)
-    assert a.role is Role.LEAVING
-    net.advance(0.001)
+    for _ in range(_handover.LEAVE_PICKS):
+        net.advance(T.handover_timeout - 0.001)
+        assert a.role is Role.LEAVING
+        net.advance(0.001)
+    assert len(net.sends(a, Handover, to=b)) == _handover.LEAVE_PICKS
     assert a.role is Role.STOPPED and "did not confirm" in net.effects(a, Stopped)[-1].reason
+
+
+def test_a_leaving_managers_lost_handover_is_sent_again_and_taken():
+    net, (a, b) = cluster(("a", 9), ("b", 5))
+    net.cut.add(frozenset((addr("a"), addr("b"))))
+    net.do(a, LeaveRequested())
+    net.run()
+    net.cut.clear()
+    net.advance(T.handover_timeout)
+    assert b.role is Role.MANAGER and b.term == 2
+    assert a.role is Role.STOPPED and "handed over to b" in net.effects(a, Stopped)[-1].reason
 
 
 def test_a_leaving_manager_whose_successor_leaves_too_hands_over_to_the_next_member():
