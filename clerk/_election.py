@@ -46,6 +46,7 @@ from clerk._handover import (
     leave_as_manager,
     leaving_saw,
     step_down_to,
+    successor_down,
     successor_took_over,
     take_back_merge,
 )
@@ -304,6 +305,7 @@ def on_peer_down(core: CoreState, address: str, now: float) -> None:
             core._out.append(MemberDown(row.name, "disconnected"))
     else:
         core.members.mark_dead(row.name)
+        successor_down(core, row.name, now)  # (leaving: the next member at once)
 
 
 def m_welcome(core: CoreState, msg: Welcome, now: float) -> None:

@@ -49,9 +49,10 @@ HANDOVER and leave requests to them, :mod:`clerk._election` calls :func:`step_do
   most). Before, those rows (the last results, an operator's last command) were lost. The
   same when another manager took over without its hand-over (an election while the
   successor was silent, its COORDINATOR lost: :func:`leaving_saw`), with the whole table.
-  A successor that does not take over within ``handover_timeout`` (its HANDOVER lost on a
-  closing connection, a frozen process) is replaced by the next live member, the members
-  not tried yet first, ``LEAVE_PICKS`` hand-overs at most
+  A successor whose connection closes before it took over (a crash) is replaced at once by
+  the next live member (:func:`successor_down`); one that does not take over within
+  ``handover_timeout`` (its HANDOVER lost on a closing connection, a frozen process) too,
+  the members not tried yet first, ``LEAVE_PICKS`` hand-overs at most
   (:func:`leave_timeout`). Before, the leaver stopped after ``handover_timeout`` and the
   next manager took over from its replica without the leaver's last updates. A follower
   that leaves sends LEAVE to its manager and stops.
@@ -102,6 +103,7 @@ __all__ = [
     "part_id",
     "retry_merge",
     "step_down_to",
+    "successor_down",
     "successor_took_over",
     "table_parts",
     "take_back_merge",
@@ -416,6 +418,14 @@ def send_rest(core: CoreState, claim: Claim, at: TableAt | None, now: float) -> 
     core._merge_wait = MERGE_RETRY
     core._merge_retry = now + MERGE_RETRY
     core._merge_until = core._deadline = now + LEAVE_MERGE_WAIT
+
+
+def successor_down(core: CoreState, name: str, now: float) -> None:
+    """LEAVING: the connection of member ``name`` closed (marked dead): if it is the successor
+    and it has not taken over, hand over to the next live member at once."""
+    if core.role is Role.LEAVING and name == core._successor and core._leave_to is None \
+            and (core.highest is None or core.highest.name != name):
+        leave_as_manager(core, now)
 
 
 def leave_timeout(core: CoreState, now: float) -> None:

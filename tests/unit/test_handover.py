@@ -117,6 +117,23 @@ def test_a_leaving_manager_whose_successor_is_silent_hands_over_again_then_stops
     assert a.role is Role.STOPPED and "did not confirm" in net.effects(a, Stopped)[-1].reason
 
 
+def test_a_leaving_managers_successor_that_crashes_is_replaced_at_once():
+    """Its connection closes before it took over (a crash): the next live member gets the
+    hand-over now, not after ``handover_timeout``."""
+    net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
+    net.cut.add(frozenset((addr("a"), addr("b"))))  # (b dies before it hears a)
+    effects = net.do(a, LeaveRequested())
+    (hand,) = [e for e in effects if isinstance(e, Send)]
+    assert hand.to == addr("b")
+    net.run()
+    net.cut.clear()
+    net.crash(b)  # a gets PeerDown(b) at once
+    assert net.sends(a, Handover, to=c)
+    net.run()
+    assert c.role is Role.MANAGER and c.term == 2
+    assert a.role is Role.STOPPED and "handed over to c" in net.effects(a, Stopped)[-1].reason
+
+
 def test_a_leaving_managers_lost_handover_is_sent_again_and_taken():
     net, (a, b) = cluster(("a", 9), ("b", 5))
     net.cut.add(frozenset((addr("a"), addr("b"))))

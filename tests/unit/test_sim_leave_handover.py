@@ -92,6 +92,26 @@ def test_a_refused_delta_is_followed_by_the_rows_the_successor_lacks() -> None:
     _assert_paused(net, world, names, old)
 
 
+def test_a_successor_that_crashes_is_replaced_at_once() -> None:
+    """The successor's connection closes (a crash) before it takes over: the leaving manager
+    hands over to the next member at once, not after ``handover_timeout``."""
+    net, world, names = big.build(4, seed=4)
+    old = net.managers()[0].name
+    succ = _successor_of(net, old)
+    net.cut_where(lambda src, dst, msg: src == old and dst == succ)  # (it dies unheard)
+    _pause_and_leave(net, world, old)
+    net.run_for(0.01)
+    net.crash(succ)
+    crashed = net.now
+    took = net.run_until_true(lambda: any(n.name not in (old, succ) for n in net.managers()),
+                              limit=2.0, step=0.001)
+    assert took is not None and took - crashed < 0.05, (took, crashed)
+    assert net.run_until_true(lambda: net.nodes[old].core.role is Role.STOPPED,
+                              limit=0.1) is not None
+    net.cuts.clear()
+    _assert_paused(net, world, names, old)
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @example(n=3, seed=4, lose_for=0.3, lose_kind="all", crash_after=None)
