@@ -124,6 +124,7 @@ class CoreState:
         self._merge_to: set[str] = set()
         self._merge_retry = INF
         self._merge_wait = 0.0
+        self._merge_rounds = 0  # retries sent since the step-down (MERGE_OLD_RESENDS)
         self._merge_until = INF
         self.merge_resent = 0  # merge HANDOVER parts sent again, unconfirmed
         self._out: list[Effect] = []

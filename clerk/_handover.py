@@ -23,7 +23,9 @@ HANDOVER and leave requests to them, :mod:`clerk._election` calls :func:`step_do
   manager keeps each part until it is confirmed and sends the unconfirmed ones again (without
   the member list, which may be stale by then) to the manager it follows
   (:func:`retry_merge`): after ``MERGE_RETRY`` s, then twice as long each time up to
-  ``MERGE_RETRY_MAX``, for ``MERGE_GIVE_UP`` s at most. ZeroMQ does not deliver
+  ``MERGE_RETRY_MAX``, for ``MERGE_GIVE_UP`` s at most; to a winner of an older build (it
+  never confirms) ``MERGE_OLD_RESENDS`` times at most once we know its build. Before, such a
+  winner got the whole table ten times in a minute (~50 MB at 10,000 tasks). ZeroMQ does not deliver
   across a reconnect: at a heal the old manager often steps down within ~50 ms into a
   connection that is closed ~200 ms later (the stale one from before the partition), and
   what it had queued there was lost with the table's facts only it carried (an operator's
@@ -89,6 +91,7 @@ __all__ = [
     "LEAVE_MERGE_WAIT",
     "LEAVE_PICKS",
     "MERGE_GIVE_UP",
+    "MERGE_OLD_RESENDS",
     "MERGE_RETRY",
     "MERGE_RETRY_MAX",
     "accept_merge",
@@ -121,6 +124,11 @@ MERGE_RETRY_MAX = 8.0
 #: ... and not after this many seconds since the step-down (a winner of an older build never
 #: confirms: it gets the table 10 times, at 0, 1, 3, 7, 15, 23 ... 55 s; each merge idempotent).
 MERGE_GIVE_UP = 60.0
+#: A winner of an older build (no ``MERGE_MARK``: it never confirms) gets the parts again this
+#: many times at most, once we know its build (its row in the list it sends us): past a heal's
+#: reconnections, without the ten sends of ``MERGE_GIVE_UP`` (each the whole table: ~5 MB at
+#: 10,000 tasks, merged again each time).
+MERGE_OLD_RESENDS = 1
 #: A leaving manager hands over at most this many times (its successor did not take over in
 #: ``handover_timeout``: to the next live member not tried yet, else the same one again).
 LEAVE_PICKS = 3
@@ -192,6 +200,7 @@ def step_down_to(core: CoreState, claim: Claim, now: float) -> None:
         core._merge_out[part_id(part)] = msg  # until MERGED (module docstring)
     core._merge_to.add(claim.address)
     core._merge_wait = MERGE_RETRY
+    core._merge_rounds = 0
     core._merge_retry = now + MERGE_RETRY
     core._merge_until = now + MERGE_GIVE_UP
     # The members we lost are in no list the winner gets: keep probing them.
@@ -249,6 +258,14 @@ def retry_merge(core: CoreState, now: float) -> None:
     if core.role is Role.LEAVING:
         claim = core._leave_to  # (the rest of a leaving manager's table: successor_took_over)
     if claim is not None:
+        row = core.members.get(claim.name)
+        if (row is not None and row.peer.address == claim.address
+                and not reads_merged(row.peer) and core._merge_rounds >= MERGE_OLD_RESENDS):
+            clear_merge(core)  # (an older build: it never confirms; bounded, see above)
+            if core.role is Role.LEAVING:
+                core.stop(f"left; handed over to {claim.name} (an older build: unconfirmed)")
+            return
+        core._merge_rounds += 1
         for msg in core._merge_out.values():
             # Without the member list: the one we had at the step-down may be stale by now
             # (the winner would learn nodes gone since); our live members followed the
@@ -416,6 +433,7 @@ def send_rest(core: CoreState, claim: Claim, at: TableAt | None, now: float) -> 
     core._leave_to = claim
     core._merge_to.add(claim.address)
     core._merge_wait = MERGE_RETRY
+    core._merge_rounds = 0
     core._merge_retry = now + MERGE_RETRY
     core._merge_until = core._deadline = now + LEAVE_MERGE_WAIT
 

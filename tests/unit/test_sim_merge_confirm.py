@@ -17,10 +17,16 @@ it follows next (``X``).
 
 from __future__ import annotations
 
+from collections import Counter
+
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from clerk._coretypes import Role
+from clerk import _handover
+from clerk._coretypes import Role, Send
+from clerk._messages import Handover
+from clerk._simnet import SimNetwork
+from clerk._simtasks import SimLedger
 from tests.unit import test_sim_bigtable as big
 from tests.unit import test_sim_state as base
 
@@ -75,3 +81,31 @@ def test_a_winner_that_dies_while_loading_does_not_lose_a_merge_it_held() -> Non
 def test_a_merge_held_while_loading_survives_whatever_the_timing(
         seed: int, load_s: float, meet_x_after: float, crash_w: bool) -> None:
     _scenario(seed, load_s, meet_x_after, crash_w)
+
+
+def test_a_winner_of_an_older_build_gets_the_table_again_once_not_ten_times() -> None:
+    """It never confirms (no ``MERGE_MARK``): the loser sends its parts again
+    ``MERGE_OLD_RESENDS`` times once it knows the winner's build (from the list the winner
+    sends it), not for ``MERGE_GIVE_UP`` s (ten times: ~50 MB at 10,000 tasks)."""
+    world = SimLedger(interval_ms=200, fillers=big.FILLERS)
+    net = SimNetwork(5, layer=world, max_bytes=big.MAX_BYTES)
+    names = ["n0", "n1", "n2"]
+    net.older = {"n0", "n1"}
+    for name in reversed(names):
+        net.add_node(name, seeds=tuple(f"{x}:7400" for x in names))
+    assert net.run_until_true(lambda: net.agreed() is not None, limit=10.0) is not None
+    assert net.managers()[0].name == "n2"
+    net.partition(["n2"])
+    assert net.run_until_true(lambda: len(net.managers()) == 2, limit=5.0) is not None
+    net.run_for(0.5)
+    sent: Counter[str] = Counter()
+    net.observers.append(lambda node, event, effects: sent.update(
+        _handover.part_id(e.msg.state) for e in effects
+        if node.name == "n2" and isinstance(e, Send) and isinstance(e.msg, Handover)
+        and e.to == "n1:7400"))
+    net.heal()
+    net.run_for(_handover.MERGE_GIVE_UP + _handover.MERGE_RETRY_MAX)
+    assert net.nodes["n2"].core.role is Role.FOLLOWER
+    assert len(sent) >= 2, sent  # (the table went in parts)
+    assert set(sent.values()) == {1 + _handover.MERGE_OLD_RESENDS}, sent
+    assert not net.nodes["n2"].core._merge_out
