@@ -417,7 +417,7 @@ class NodeCore(CoreState):
                                  members=tuple(m for m in msg.members if m.name != s.name))
         at = self.replica.position() if reads_table_at(s) else None
         self.send(s.address, Coordinator(self.me, self.term, self.my_claim(), at))
-        self.tell(s.address, now)  # (its merge HANDOVER of that rest is then taken)
+        self._took_from = s.address  # (its merge HANDOVER of that rest is then taken)
         self._out.append(StateHandedOver(s.name, msg.state, False))
 
     def _m_execute(self, msg: Execute, now: float) -> None:

@@ -116,6 +116,7 @@ class CoreState:
         self._leave_picks = 0
         self._leave_sent: TableAt | None = None
         self._leave_to: Claim | None = None
+        self._took_from = ""  # the leaving manager we took over from (its rest: accept_merge)
         self._forwarded: dict[tuple[str, str, int, str], None] = {}  # HANDOVERs passed on
         # Our merge HANDOVER's parts not confirmed yet (MERGED), by part id, the addresses
         # they went to, when to send them again, the wait after that, and when to give up

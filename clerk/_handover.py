@@ -218,6 +218,7 @@ def accept_merge(core: CoreState, msg: Handover, now: float) -> None:
     known = (row is not None and row.peer.incarnation == s.incarnation
              and row.peer.address == s.address) or s.address in core._told
     known = known or s.address in core._lost  # (probed with our claim: the other side)
+    known = known or s.address == core._took_from  # (a leaver's rest: successor_took_over)
     if not known or (msg.term, s.priority, s.name) >= core.my_claim().key:
         core.drop("handover_stranger", f"HANDOVER from {s.name!r} at {s.address!r}: "
                                        "not a member, nor a manager we deposed")

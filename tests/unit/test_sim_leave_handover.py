@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from clerk._coretypes import Role
+from clerk._messages import Handover
 from clerk._simnet import SimNetwork
 from clerk._simtasks import SimLedger
 from tests.unit import test_sim_bigtable as big
@@ -88,6 +89,36 @@ def test_a_refused_delta_is_followed_by_the_rows_the_successor_lacks() -> None:
     _pause_and_leave(net, world, old)
     net.run_for(0.1)
     assert net.nodes[succ].core.dropped["handover_gap"] == 1
+    net.cuts.clear()
+    _assert_paused(net, world, names, old)
+
+
+def test_the_rest_lost_twice_is_taken_when_it_comes_again() -> None:
+    """As above, and the rest's first send and first resend are lost: the third, 3 s after,
+    is still taken (the successor remembers whom it took over from; its record of the nodes
+    it sent its claim to forgets them after 2 s)."""
+    net, world, names = big.build(3, seed=4)
+    old = net.managers()[0].name
+    succ = _successor_of(net, old)
+    replica = net.nodes[succ].core.replica
+    seen = {"handover": 0}
+    until = net.now + 2.5
+
+    def gap_then_lose(src: str, dst: str, msg: object) -> bool:
+        if src != old or dst != succ or not isinstance(msg, Handover):
+            return False
+        seen["handover"] += 1
+        if seen["handover"] == 1:
+            replica.take(replica.items())  # (the gap, as above)
+            return False
+        return net.now < until  # the rest, twice
+
+    net.cut_where(gap_then_lose)
+    _pause_and_leave(net, world, old)
+    assert net.run_until_true(lambda: net.nodes[old].core.role is Role.STOPPED,
+                              limit=6.0) is not None
+    assert net.nodes[old].core.merge_resent > 0
+    assert net.nodes[succ].core.dropped["handover_stranger"] == 0
     net.cuts.clear()
     _assert_paused(net, world, names, old)
 
