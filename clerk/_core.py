@@ -117,6 +117,7 @@ from clerk._messages import (
     RunQuery,
     Status,
     StatusReply,
+    TableAt,
     TasksQuery,
     TasksReply,
     Welcome,
@@ -415,7 +416,8 @@ class NodeCore(CoreState):
         self.replicated = msg.state
         _election.become_manager(self, now,
                                  members=tuple(m for m in msg.members if m.name != s.name))
-        at = self.replica.position() if reads_table_at(s) else None
+        # (TableAt("", -1): our replica is caught up with no log; None would say nothing.)
+        at = (self.replica.position() or TableAt("", -1)) if reads_table_at(s) else None
         self.send(s.address, Coordinator(self.me, self.term, self.my_claim(), at))
         self._took_from = s.address  # (its merge HANDOVER of that rest is then taken)
         self._out.append(StateHandedOver(s.name, msg.state, False))

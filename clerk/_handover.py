@@ -396,13 +396,22 @@ def successor_took_over(core: CoreState, msg: Coordinator, now: float) -> None:
     core.raise_highest(msg.claim)
     if core._leave_to is not None:
         return  # the rest is on its way already (a COORDINATOR again)
-    if (core._leave_sent is None or core.quorum is not None or not says_handed(msg.sender)
-            or msg.table == core._leave_sent):
+    row = core.members.get(core._successor)
+    if core._leave_sent is None or core.quorum is not None or row is None \
+            or not says_handed(row.peer):
         # (Quorum mode: every result is on a majority of voters, and the successor's phase 1
         # took them; an older build does not say where its replica stands.)
         core.stop(f"left; handed over to {core._successor}")
         return
-    send_rest(core, msg.claim, msg.table, now)
+    if msg.sender.name != msg.claim.name or msg.table is None:
+        # A member's relay of the claim, or the successor telling us of it (our claim is
+        # stale to it): its answer to our HANDOVER says where its replica stands (else
+        # leave_timeout sends the whole table).
+        return
+    if msg.table == core._leave_sent:
+        core.stop(f"left; handed over to {core._successor}")
+        return
+    send_rest(core, msg.claim, msg.table if msg.table.log else None, now)
 
 
 def leaving_saw(core: CoreState, claim: Claim, now: float) -> None:

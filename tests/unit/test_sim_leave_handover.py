@@ -56,6 +56,22 @@ def _assert_paused(net: SimNetwork, world: SimLedger, names: list[str], old: str
         "the pause made just before the leave was lost", winner, net.summary())
 
 
+def test_a_plain_leave_sends_one_hand_over_and_no_rest() -> None:
+    """Nothing lost: the successor's COORDINATOR says its replica is at the end of the log,
+    and the leaver stops on it, whatever order the members' relays of the new claim come in."""
+    for seed in range(6):
+        net, world, names = big.build(3, seed)
+        old = net.managers()[0].name
+        succ = _successor_of(net, old)
+        before = net.sent["handover"]
+        _pause_and_leave(net, world, old)
+        assert net.run_until_true(lambda n=net, o=old: n.nodes[o].core.role is Role.STOPPED,
+                                  limit=2.0) is not None
+        assert net.sent["handover"] - before == 1, seed
+        assert net.nodes[succ].core.is_manager
+        assert world.layers[succ].scheduler.records[TASK].paused
+
+
 def test_a_lost_hand_over_does_not_lose_the_leaving_managers_last_update() -> None:
     net, world, names = big.build(3, seed=4)
     old = net.managers()[0].name
