@@ -133,8 +133,10 @@ MERGE_OLD_RESENDS = 1
 #: ``handover_timeout``: to the next live member not tried yet, else the same one again).
 LEAVE_PICKS = 3
 #: A leaving manager waits at most this long for MERGED of the rest of its table (a successor
-#: that took over without it loads its table first: ~1 s at 10,000 tasks on a loaded machine).
-LEAVE_MERGE_WAIT = 10.0
+#: that took over without it loads its table first: ~1 s at 10,000 tasks on a loaded machine;
+#: sent at 0, 1 and 3 s). With ``LEAVE_PICKS`` hand-overs before, a leave stays well within
+#: the node's 15 s for its agent to stop (``clerk._node.AGENT_SHUTDOWN_MS``).
+LEAVE_MERGE_WAIT = 5.0
 
 
 def table_parts(items: list[tuple[str, str | None]], limit: int,
