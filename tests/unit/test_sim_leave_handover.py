@@ -161,15 +161,20 @@ def test_a_successor_that_crashes_is_replaced_at_once() -> None:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
-@example(n=3, seed=4, lose_for=0.3, lose_kind="all", crash_after=None)
-@example(n=3, seed=4, lose_for=0.0, lose_kind="all", crash_after=0.0)
+@example(n=3, seed=4, lose_for=0.3, lose_kind="all", crash_after=None, load_s=0.0)
+@example(n=3, seed=4, lose_for=0.0, lose_kind="all", crash_after=0.0, load_s=0.0)
+@example(n=3, seed=0, lose_for=0.05, lose_kind="all", crash_after=None, load_s=0.4)
 @given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
        lose_for=st.sampled_from([0.0, 0.05, 0.3, 1.5]),
        lose_kind=st.sampled_from(["all", "handover", "heartbeat"]),
-       crash_after=st.one_of(st.none(), st.floats(0.0, 1.5)))
+       crash_after=st.one_of(st.none(), st.floats(0.0, 1.5)),
+       load_s=st.sampled_from([0.0, 0.4]))
 def test_a_leaving_managers_last_update_survives_whatever_the_timing(
-        n: int, seed: int, lose_for: float, lose_kind: str, crash_after: float | None) -> None:
+        n: int, seed: int, lose_for: float, lose_kind: str, crash_after: float | None,
+        load_s: float) -> None:
+    """``load_s``: a new manager loads the table it takes over for that long (merges wait)."""
     net, world, names = big.build(n, seed)
+    world.load_s = load_s
     old = net.managers()[0].name
     succ = _successor_of(net, old)
     until = net.now + lose_for
