@@ -452,9 +452,12 @@ def send_rest(core: CoreState, claim: Claim, at: TableAt | None, now: float) -> 
 
 def successor_down(core: CoreState, name: str, now: float) -> None:
     """LEAVING: the connection of member ``name`` closed (marked dead): if it is the successor
-    and it has not taken over, hand over to the next live member at once."""
+    and it has not taken over, hand over to the next live member at once. With none left, we
+    wait on (a connection also closes under a process frozen past ZeroMQ's heartbeats: it may
+    still take over when it runs again; leave_timeout)."""
     if core.role is Role.LEAVING and name == core._successor and core._leave_to is None \
-            and (core.highest is None or core.highest.name != name):
+            and (core.highest is None or core.highest.name != name) \
+            and any(r.alive for r in core.members.others()):
         leave_as_manager(core, now)
 
 

@@ -249,12 +249,17 @@ class TaskRunner(ResultRouting, StatusRows):
         # (a run sent a dispatch lead ahead can start on a member after the SIGTERMs went out;
         # its update was lost when this node stopped first). A member's loss or the run's
         # deadline ends the wait early; LEAVE_WAIT bounds it.
-        # After a confirmed hand-over those results go to the successor: no wait then.
+        # After a confirmed hand-over those results go to the successor: no wait then, but for
+        # runs on a node no longer listed (it left before the hand-over: it never heard of the
+        # successor and sends its result here, which is then passed on, _flush_held).
         core = self.agent.core
         handed_over = bool(core._successor) and core.highest is not None \
             and core.highest.name == core._successor
-        elsewhere = self.scheduler.active and not handed_over and any(
-            rec.running is not None for rec in self.scheduler.records.values())
+        members = core.members
+        elsewhere = self.scheduler.active and any(
+            rec.running is not None and (not handed_over or members.get(
+                str(rec.running.get("node"))) is None)
+            for rec in self.scheduler.records.values())
         if (self.executor is None or not self.executor.busy()) and not self._held \
                 and not elsewhere:
             return True
