@@ -72,6 +72,28 @@ def test_a_plain_leave_sends_one_hand_over_and_no_rest() -> None:
         assert world.layers[succ].scheduler.records[TASK].paused
 
 
+def test_a_successor_of_an_older_build_is_trusted_as_before() -> None:
+    """It does not say where its replica stands (no ``HANDED_MARK``): the leaver stops on its
+    COORDINATOR, as before, and sends no rest."""
+    world = SimLedger(interval_ms=200, fillers=big.FILLERS)
+    net = SimNetwork(4, layer=world, max_bytes=big.MAX_BYTES)
+    names = ["n0", "n1", "n2"]
+    net.older = {"n1"}
+    for name in reversed(names):
+        net.add_node(name, seeds=tuple(f"{x}:7400" for x in names))
+    assert net.run_until_true(lambda: net.agreed() is not None
+                              and world.acknowledged(names) > 2, limit=10.0) is not None
+    old = net.managers()[0].name
+    assert old == "n2" and _successor_of(net, old) == "n1"
+    before = net.sent["handover"]
+    _pause_and_leave(net, world, old)
+    assert net.run_until_true(lambda: net.nodes[old].core.role is Role.STOPPED,
+                              limit=2.0) is not None
+    assert net.sent["handover"] - before == 1
+    assert net.nodes["n1"].core.is_manager
+    assert world.layers["n1"].scheduler.records[TASK].paused
+
+
 def test_a_lost_hand_over_does_not_lose_the_leaving_managers_last_update() -> None:
     net, world, names = big.build(3, seed=4)
     old = net.managers()[0].name
