@@ -118,9 +118,11 @@ from clerk._messages import (
     RunQuery,
     Status,
     StatusReply,
+    TableAt,
     TasksQuery,
     TasksReply,
     Welcome,
+    reads_table_at,
 )
 from clerk._record import unpack_table
 from clerk._timings import Timings
@@ -367,8 +369,10 @@ class NodeCore(CoreState):
                 else:
                     _election.start_election(self, now, self._suspect, self._probe_suspect)
         elif role is Role.LEAVING:
+            if now >= self._merge_retry:
+                _handover.retry_merge(self, now)
             if now >= self._deadline:
-                self.stop(f"left; successor {self._successor} did not confirm in time")
+                _handover.leave_timeout(self, now)
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -410,11 +414,15 @@ class NodeCore(CoreState):
         if not _handover.from_current_manager(self, msg):
             _handover.forward(self, msg)
             return
-        # Our manager is leaving and chose us: take over now, with a new term.
+        # Our manager is leaving and chose us: take over now, with a new term, and tell it
+        # where our replica stands (it sends the rows it lacks: clerk._handover).
         self.replicated = msg.state
         _election.become_manager(self, now,
                                  members=tuple(m for m in msg.members if m.name != s.name))
-        self.send(s.address, Coordinator(self.me, self.term, self.my_claim()))
+        # (TableAt("", -1): our replica is caught up with no log; None would say nothing.)
+        at = (self.replica.position() or TableAt("", -1)) if reads_table_at(s) else None
+        self.send(s.address, Coordinator(self.me, self.term, self.my_claim(), at))
+        self._took_from = s.address  # (its merge HANDOVER of that rest is then taken)
         self._out.append(StateHandedOver(s.name, msg.state, False))
 
     def _m_execute(self, msg: Execute, now: float) -> None:

@@ -113,6 +113,14 @@ class CoreState:
         self._lost: dict[str, float] = {}  # addresses of members lost while manager -> when
         self._orphans: dict[str, float] = {}  # lost while we were manager, now a follower
         self._successor = ""
+        # Leaving (clerk._handover, "Graceful leave"): the members handed over to so far, how
+        # many times, where the last hand-over's delta brought its successor (None: it carried
+        # the whole table), and the manager the rest of the table goes to as a merge.
+        self._leave_tried: set[str] = set()
+        self._leave_picks = 0
+        self._leave_sent: TableAt | None = None
+        self._leave_to: Claim | None = None
+        self._took_from = ""  # the leaving manager we took over from (its rest: accept_merge)
         self._forwarded: dict[tuple[str, str, int, str], None] = {}  # HANDOVERs passed on
         # Our merge HANDOVER's parts not confirmed yet (MERGED), by part id, the addresses
         # they went to, when to send them again, the wait after that, and when to give up
@@ -121,6 +129,7 @@ class CoreState:
         self._merge_to: set[str] = set()
         self._merge_retry = INF
         self._merge_wait = 0.0
+        self._merge_rounds = 0  # retries sent since the step-down (MERGE_OLD_RESENDS)
         self._merge_until = INF
         self.merge_resent = 0  # merge HANDOVER parts sent again, unconfirmed
         self._out: list[Effect] = []
@@ -297,7 +306,9 @@ class CoreState:
                        self.next_fetch(), self._merge_retry)
         if self.role is Role.JOINING:
             return min(self.elect_at(), self._next_retry)
-        if self.role in (Role.CANDIDATE, Role.LEAVING):
+        if self.role is Role.LEAVING:
+            return min(self._deadline, self._merge_retry)
+        if self.role is Role.CANDIDATE:
             return self._deadline
         return INF
 

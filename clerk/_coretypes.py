@@ -126,11 +126,14 @@ class MemberDown:
 
 @dataclass(frozen=True, slots=True)
 class StateHandedOver:
-    """A manager handed its replicated state to us (graceful leave or a merge)."""
+    """A manager handed its replicated state to us (graceful leave or a merge). ``confirm``:
+    the MERGED to send once the task layer merged ``state`` into the table it schedules (or
+    took it: quorum mode), never before (clerk._handover, "Merges are confirmed")."""
 
     sender: str
     state: Json
     merge: bool
+    confirm: Send | None = None
 
 
 @dataclass(frozen=True, slots=True)

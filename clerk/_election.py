@@ -9,7 +9,7 @@ ELECTION, OK, COORDINATOR, WELCOME, HEARTBEAT and LEAVE here. Roles and transiti
                                                         0 if lone, until it has a member)
     CANDIDATE --OK, then COORDINATOR--> FOLLOWER
     MANAGER --sees a higher claim--> FOLLOWER           (hands its table over first)
-    MANAGER --leave--> LEAVING --successor's COORDINATOR or timeout--> STOPPED
+    MANAGER --leave--> LEAVING --successor's COORDINATOR (+ MERGED) or timeout--> STOPPED
     FOLLOWER --leave--> STOPPED
 
 Rules:
@@ -49,7 +49,14 @@ from clerk._claims import LONE_TERM
 from clerk._corestate import CoreState
 from clerk._coretypes import INF, ManagerChanged, MemberDown, Refused, Role
 from clerk._dupname import duplicate_claim
-from clerk._handover import leave_as_manager, step_down_to, take_back_merge
+from clerk._handover import (
+    leave_as_manager,
+    leaving_saw,
+    step_down_to,
+    successor_down,
+    successor_took_over,
+    take_back_merge,
+)
 from clerk._joining import acknowledge, adopt, heartbeat_round, learn, list_for, lists_me
 from clerk._joining import probe as probe_lost
 from clerk._membership import Member
@@ -131,6 +138,7 @@ def on_claim(core: CoreState, claim: Claim, now: float) -> bool:
         return False
     if core.role in (Role.LEAVING, Role.STOPPED):
         core.raise_highest(claim)
+        leaving_saw(core, claim, now)
         return False
     current = core._claim
     if current is not None and claim.key == current.key:
@@ -331,6 +339,7 @@ def on_peer_down(core: CoreState, address: str, now: float) -> None:
             core._out.append(MemberDown(row.name, "disconnected"))
     else:
         core.members.mark_dead(row.name)
+        successor_down(core, row.name, now)  # (leaving: the next member at once)
 
 
 def m_welcome(core: CoreState, msg: Welcome, now: float) -> None:
@@ -463,8 +472,7 @@ def m_coordinator(core: CoreState, msg: Coordinator, now: float) -> None:
     """COORDINATOR: a claim to follow if it is the highest (or a leaving manager's successor),
     and, from the claimant itself, where its table stands (``CoreState.manager_table``)."""
     if core.role is Role.LEAVING and msg.claim.name == core._successor:
-        core.raise_highest(msg.claim)
-        core.stop(f"left; handed over to {core._successor}")
+        successor_took_over(core, msg, now)
         return
     if second_hand_suspect(core, msg.claim, msg.sender.name):
         return

@@ -14,12 +14,18 @@ HANDOVER and leave requests to them, :mod:`clerk._election` calls :func:`step_do
   old manager's row (silent for the member timeout since the takeover) between the old
   manager's step-down and its HANDOVER's arrival, and had not probed it again yet, dropped
   the table.
-* **Merges are confirmed.** The winner answers each merge HANDOVER part it took with MERGED
-  (its :func:`part_id`; only to a node whose incarnation says it reads it). The stepped-down
+* **Merges are confirmed.** The winner answers each merge HANDOVER part with MERGED (its
+  :func:`part_id`; only to a node whose incarnation says it reads it) once its task layer
+  merged it into the table it schedules (``StateHandedOver.confirm``), not when it arrives:
+  a winner still loading its table holds the parts until it is loaded, and one that loses
+  its claim (or dies) meanwhile drops them unconfirmed, so the loser sends them again to the
+  manager it follows next. Before, they were confirmed on arrival and lost then. The stepped-down
   manager keeps each part until it is confirmed and sends the unconfirmed ones again (without
   the member list, which may be stale by then) to the manager it follows
   (:func:`retry_merge`): after ``MERGE_RETRY`` s, then twice as long each time up to
-  ``MERGE_RETRY_MAX``, for ``MERGE_GIVE_UP`` s at most. ZeroMQ does not deliver
+  ``MERGE_RETRY_MAX``, for ``MERGE_GIVE_UP`` s at most; to a winner of an older build (it
+  never confirms) ``MERGE_OLD_RESENDS`` times at most once we know its build. Before, such a
+  winner got the whole table ten times in a minute (~50 MB at 10,000 tasks). ZeroMQ does not deliver
   across a reconnect: at a heal the old manager often steps down within ~50 ms into a
   connection that is closed ~200 ms later (the stale one from before the partition), and
   what it had queued there was lost with the table's facts only it carried (an operator's
@@ -35,8 +41,23 @@ HANDOVER and leave requests to them, :mod:`clerk._election` calls :func:`step_do
   the message would circle at network speed.
 * **Graceful leave.** A leaving manager sends HANDOVER (members and replicated state) to the
   highest-ranked live member (:func:`leave_as_manager`), which takes over with a new term at
-  once; nothing is lost. The leaver stops on its successor's COORDINATOR, or after
-  ``handover_timeout``. A follower that leaves sends LEAVE to its manager and stops.
+  once. A big table's hand-over carries only the rows the successor has not acknowledged (a
+  delta): its successor says in its COORDINATOR to the leaver where its replica stands
+  (``Coordinator.table``, from a build with ``HANDED_MARK``). The leaver stops when that is
+  the end of its log (or it sent the whole table); else (the delta was refused for a gap, or
+  the successor's replica was not where its ACK said) it sends the rows the successor lacks
+  as a merge HANDOVER, confirmed and sent again as a stepped-down manager's
+  (:func:`successor_took_over`), and stops once they are confirmed (``LEAVE_MERGE_WAIT`` at
+  most). Before, those rows (the last results, an operator's last command) were lost. The
+  same when another manager took over without its hand-over (an election while the
+  successor was silent, its COORDINATOR lost: :func:`leaving_saw`), with the whole table.
+  A successor whose connection closes before it took over (a crash) is replaced at once by
+  the next live member (:func:`successor_down`); one that does not take over within
+  ``handover_timeout`` (its HANDOVER lost on a closing connection, a frozen process) too,
+  the members not tried yet first, ``LEAVE_PICKS`` hand-overs at most
+  (:func:`leave_timeout`). Before, the leaver stopped after ``handover_timeout`` and the
+  next manager took over from its replica without the leaver's last updates. A follower
+  that leaves sends LEAVE to its manager and stops.
 """
 
 from __future__ import annotations
@@ -46,7 +67,7 @@ import hashlib
 import json
 
 from clerk._corestate import CoreState
-from clerk._coretypes import Role, StateHandedOver
+from clerk._coretypes import Role, Send, StateHandedOver
 from clerk._joining import learn
 from clerk._membership import Member
 from clerk._messages import (
@@ -57,7 +78,9 @@ from clerk._messages import (
     Leave,
     MemberInfo,
     Merged,
+    TableAt,
     reads_merged,
+    says_handed,
 )
 from clerk._record import PACK_CHUNK
 from clerk._replica import table_text
@@ -65,7 +88,10 @@ from clerk._tasksets import reads_digests
 
 __all__ = [
     "FORWARD_MEMORY",
+    "LEAVE_MERGE_WAIT",
+    "LEAVE_PICKS",
     "MERGE_GIVE_UP",
+    "MERGE_OLD_RESENDS",
     "MERGE_RETRY",
     "MERGE_RETRY_MAX",
     "accept_merge",
@@ -73,11 +99,15 @@ __all__ = [
     "from_current_manager",
     "leave",
     "leave_as_manager",
+    "leave_timeout",
+    "leaving_saw",
     "m_merged",
     "members_chars",
     "part_id",
     "retry_merge",
     "step_down_to",
+    "successor_down",
+    "successor_took_over",
     "table_parts",
     "take_back_merge",
 ]
@@ -94,6 +124,19 @@ MERGE_RETRY_MAX = 8.0
 #: ... and not after this many seconds since the step-down (a winner of an older build never
 #: confirms: it gets the table 10 times, at 0, 1, 3, 7, 15, 23 ... 55 s; each merge idempotent).
 MERGE_GIVE_UP = 60.0
+#: A winner of an older build (no ``MERGE_MARK``: it never confirms) gets the parts again this
+#: many times at most, once we know its build (its row in the list it sends us): past a heal's
+#: reconnections, without the ten sends of ``MERGE_GIVE_UP`` (each the whole table: ~5 MB at
+#: 10,000 tasks, merged again each time).
+MERGE_OLD_RESENDS = 1
+#: A leaving manager hands over at most this many times (its successor did not take over in
+#: ``handover_timeout``: to the next live member not tried yet, else the same one again).
+LEAVE_PICKS = 3
+#: A leaving manager waits at most this long for MERGED of the rest of its table (a successor
+#: that took over without it loads its table first: ~1 s at 10,000 tasks on a loaded machine;
+#: sent at 0, 1 and 3 s). With ``LEAVE_PICKS`` hand-overs before, a leave stays well within
+#: the node's 15 s for its agent to stop (``clerk._node.AGENT_SHUTDOWN_MS``).
+LEAVE_MERGE_WAIT = 5.0
 
 
 def table_parts(items: list[tuple[str, str | None]], limit: int,
@@ -159,6 +202,7 @@ def step_down_to(core: CoreState, claim: Claim, now: float) -> None:
         core._merge_out[part_id(part)] = msg  # until MERGED (module docstring)
     core._merge_to.add(claim.address)
     core._merge_wait = MERGE_RETRY
+    core._merge_rounds = 0
     core._merge_retry = now + MERGE_RETRY
     core._merge_until = now + MERGE_GIVE_UP
     # The members we lost are in no list the winner gets: keep probing them.
@@ -176,14 +220,21 @@ def accept_merge(core: CoreState, msg: Handover, now: float) -> None:
     known = (row is not None and row.peer.incarnation == s.incarnation
              and row.peer.address == s.address) or s.address in core._told
     known = known or s.address in core._lost  # (probed with our claim: the other side)
+    known = known or s.address == core._took_from  # (a leaver's rest: successor_took_over)
     if not known or (msg.term, s.priority, s.name) >= core.my_claim().key:
         core.drop("handover_stranger", f"HANDOVER from {s.name!r} at {s.address!r}: "
                                        "not a member, nor a manager we deposed")
         return
+    if isinstance(msg.state, dict) and msg.state.get("delta") == 1:
+        # A graceful hand-over's rows beyond a replica (a leaving manager handed over to a
+        # member that follows us by now): no table to merge. The leaver sends us its whole
+        # table when it sees our claim (leaving_saw).
+        core.drop("handover_delta", f"a hand-over delta from {s.name!r}: not a table")
+        return
     learn(core, msg.members, now)
-    core._out.append(StateHandedOver(s.name, msg.state, True))
-    if reads_merged(s):
-        core.send(s.address, Merged(core.me, core.term, part_id(msg.state)))
+    confirm = (Send(s.address, Merged(core.me, core.term, part_id(msg.state)))
+               if reads_merged(s) else None)
+    core._out.append(StateHandedOver(s.name, msg.state, True, confirm))
 
 
 def part_id(state: Json) -> str:
@@ -206,8 +257,18 @@ def retry_merge(core: CoreState, now: float) -> None:
     if not core._merge_out or now >= core._merge_until:
         clear_merge(core)
         return
-    claim = core._claim
-    if core.role is Role.FOLLOWER and claim is not None:
+    claim = core._claim if core.role is Role.FOLLOWER else None
+    if core.role is Role.LEAVING:
+        claim = core._leave_to  # (the rest of a leaving manager's table: successor_took_over)
+    if claim is not None:
+        row = core.members.get(claim.name)
+        if (row is not None and row.peer.address == claim.address
+                and not reads_merged(row.peer) and core._merge_rounds >= MERGE_OLD_RESENDS):
+            clear_merge(core)  # (an older build: it never confirms; bounded, see above)
+            if core.role is Role.LEAVING:
+                core.stop(f"left; handed over to {claim.name} (an older build: unconfirmed)")
+            return
+        core._merge_rounds += 1
         for msg in core._merge_out.values():
             # Without the member list: the one we had at the step-down may be stale by now
             # (the winner would learn nodes gone since); our live members followed the
@@ -250,6 +311,8 @@ def m_merged(core: CoreState, msg: Merged, now: float) -> None:
     core._merge_out.pop(msg.part, None)
     if not core._merge_out:
         clear_merge(core)
+        if core.role is Role.LEAVING:
+            core.stop(f"left; handed over to {s.name}")
 
 
 def from_current_manager(core: CoreState, msg: Handover) -> bool:
@@ -305,7 +368,9 @@ def leave_as_manager(core: CoreState, now: float) -> None:
     # The highest-ranked member whose hand-over fits one message: one too far behind (it
     # joined moments ago) would need the whole table, over the limit from ~2,000 tasks, and
     # would take over with its replica as it is. None fits: the highest, as before.
-    ranked = sorted(live, key=lambda r: r.peer.rank, reverse=True)
+    # (Members handed over to already, silent since, last: leave_timeout.)
+    ranked = sorted(live, key=lambda r: (r.name not in core._leave_tried, r.peer.rank),
+                    reverse=True)
     successor, state = ranked[0], None
     for i, row in enumerate(ranked):
         candidate = core.handover_state(row)
@@ -319,6 +384,98 @@ def leave_as_manager(core: CoreState, now: float) -> None:
     core.role = Role.LEAVING
     core._successor = successor.name
     core._deadline = now + core.timings.handover_timeout
+    core._leave_tried.add(successor.name)
+    core._leave_picks += 1
+    core._leave_sent = None
+    if isinstance(state, dict) and state.get("delta") == 1:
+        core._leave_sent = TableAt(state["log"], state["upto"])  # (where it brings it)
+
+
+def successor_took_over(core: CoreState, msg: Coordinator, now: float) -> None:
+    """LEAVING: our successor's COORDINATOR. Stop, unless it says that its replica is not at
+    the end of our log after a hand-over that carried a delta: then send it the rows it lacks
+    (module docstring, "Graceful leave")."""
+    core.raise_highest(msg.claim)
+    if core._leave_to is not None:
+        return  # the rest is on its way already (a COORDINATOR again)
+    row = core.members.get(core._successor)
+    if core._leave_sent is None or core.quorum is not None or row is None \
+            or not says_handed(row.peer):
+        # (Quorum mode: every result is on a majority of voters, and the successor's phase 1
+        # took them; an older build does not say where its replica stands.)
+        core.stop(f"left; handed over to {core._successor}")
+        return
+    if msg.sender.name != msg.claim.name or msg.table is None:
+        # A member's relay of the claim, or the successor telling us of it (our claim is
+        # stale to it): its answer to our HANDOVER says where its replica stands (else
+        # leave_timeout sends the whole table).
+        return
+    if msg.table == core._leave_sent:
+        core.stop(f"left; handed over to {core._successor}")
+        return
+    send_rest(core, msg.claim, msg.table if msg.table.log else None, now)
+
+
+def leaving_saw(core: CoreState, claim: Claim, now: float) -> None:
+    """LEAVING: a claim above ours other than our successor's: a manager took over without
+    our hand-over (elected while our successor was silent). Send it our whole table."""
+    if (core.role is Role.LEAVING and core._leave_to is None and core.quorum is None
+            and claim.name != core._successor and claim.key > core.my_claim().key):
+        send_rest(core, claim, None, now)
+
+
+def send_rest(core: CoreState, claim: Claim, at: TableAt | None, now: float) -> None:
+    """LEAVING: the rows of our table that the manager of ``claim`` may lack (those changed
+    after ``at`` if it is of our log, else every row), as a merge HANDOVER in parts, kept until
+    confirmed (:func:`retry_merge`); we stop when all are (:func:`m_merged`)."""
+    log = core.table_log
+    source = log if log.complete else core.replica
+    items = source.items()
+    if at is not None and log.complete and at.log == log.log:
+        changed = log.changed_after(at.seq)
+        items = [(k, t) for k, t in items if k in changed]
+    parts = table_parts(items, core.part_chars)
+    if not parts:
+        core.stop(f"left; handed over to {claim.name}")
+        return
+    for part in parts:
+        msg = Handover(core.me, core.term, (), part)
+        core.send(claim.address, msg)
+        core._merge_out[part_id(part)] = msg
+    core._leave_to = claim
+    core._merge_to.add(claim.address)
+    core._merge_wait = MERGE_RETRY
+    core._merge_rounds = 0
+    core._merge_retry = now + MERGE_RETRY
+    core._merge_until = core._deadline = now + LEAVE_MERGE_WAIT
+
+
+def successor_down(core: CoreState, name: str, now: float) -> None:
+    """LEAVING: the connection of member ``name`` closed (marked dead): if it is the successor
+    and it has not taken over, hand over to the next live member at once. With none left, we
+    wait on (a connection also closes under a process frozen past ZeroMQ's heartbeats: it may
+    still take over when it runs again; leave_timeout)."""
+    if core.role is Role.LEAVING and name == core._successor and core._leave_to is None \
+            and (core.highest is None or core.highest.name != name) \
+            and any(r.alive for r in core.members.others()):
+        leave_as_manager(core, now)
+
+
+def leave_timeout(core: CoreState, now: float) -> None:
+    """LEAVING past the deadline: the rest of our table is not confirmed (stop); a manager
+    took over that we did not send it to (send it); else our successor did not take over:
+    the next live member, ``LEAVE_PICKS`` times at most (module docstring)."""
+    if core._leave_to is not None:
+        core.stop(f"left; {core._leave_to.name} did not confirm the rest of the table in time")
+        return
+    h = core.highest
+    if h is not None and h.key > core.my_claim().key and core.quorum is None:
+        send_rest(core, h, None, now)  # (its COORDINATOR to us was lost: every row)
+        return
+    if core._leave_picks < LEAVE_PICKS and core.quorum is None:
+        leave_as_manager(core, now)
+        return
+    core.stop(f"left; successor {core._successor} did not confirm in time")
 
 
 def leave(core: CoreState, now: float) -> None:

@@ -56,6 +56,7 @@ __all__ = [
     "Join",
     "Json",
     "Leave",
+    "HANDED_MARK",
     "MERGE_MARK",
     "MemberInfo",
     "Merged",
@@ -82,6 +83,7 @@ __all__ = [
     "OMIT_NONE",
     "reads_merged",
     "reads_table_at",
+    "says_handed",
 ]
 
 #: Any JSON value (validated by the codec: JSON types only, bounded depth).
@@ -237,6 +239,18 @@ MERGE_MARK = "+m"
 def reads_merged(peer: Peer) -> bool:
     """The node ``peer`` announced that it reads ``Merged``."""
     return MERGE_MARK in peer.incarnation
+
+
+#: In the incarnation of a node that, taking over from a leaving manager, says in its COORDINATOR
+#: to it where its replica stands (``Coordinator.table``; None: not caught up with any log):
+#: the leaving manager then sends the rows it lacks (clerk._handover, "Graceful leave").
+HANDED_MARK = "+h"
+
+
+def says_handed(peer: Peer) -> bool:
+    """The node ``peer`` announced that its COORDINATOR to a leaving manager says where its
+    replica stands (``HANDED_MARK``)."""
+    return HANDED_MARK in peer.incarnation
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ import random
 import time
 
 from clerk._answered import Answered
-from clerk._core import ManagerChanged, StateHandedOver
+from clerk._core import ManagerChanged, Send, StateHandedOver
 from clerk._deploy import Resolver
 from clerk._executor import Executor
 from clerk._host import Host
@@ -50,6 +50,12 @@ log = logging.getLogger("clerk.tasks")
 LEAVE_WAIT = 5.0  # a leaving node lets its runs in flight finish for up to this long
 #: Between two slices of resolving the member list (s): a turn that reads the sockets.
 RESOLVE_PAUSE = 0.0002
+
+
+def _confirm(agent: Host, confirm: Send | None, now: float) -> None:
+    """Send a merge HANDOVER part's MERGED: it is in the table this node schedules."""
+    if confirm is not None:
+        agent.send(confirm.to, confirm.msg, now)
 
 
 class TaskRunner(ResultRouting, StatusRows):
@@ -112,9 +118,11 @@ class TaskRunner(ResultRouting, StatusRows):
         self._activate: bool | None = None  # pending activation: graceful or not
         self._loading = None  # the activation's sliced load of the table (_load_step)
         self._offers_waiting: dict[str, list[Offer]] = {}  # from members, until it is loaded
-        # Merge HANDOVERs (sender, table) that came while the table was loading: the load
-        # would overwrite what a merge did then; merged once it is loaded, before the OFFERs.
-        self._merges_waiting: list[tuple[str, Json]] = []
+        # Merge HANDOVERs (sender, table, MERGED to send) that came while the table was loading:
+        # the load would overwrite what a merge did then; merged once it is loaded, before the
+        # OFFERs, and confirmed only then (dropped unconfirmed if this node stops being the
+        # manager first: the sender sends them again to the next one).
+        self._merges_waiting: list[tuple[str, Json, Send | None]] = []
         self._results_waiting: dict[str, Result] = {}  # the same for RESULTs (by run id)
         # Replica rows a follower's scheduler was brought up to (_follow_replica), by key:
         # their text objects. None: the scheduler's rows are not just those (any more).
@@ -195,11 +203,12 @@ class TaskRunner(ResultRouting, StatusRows):
             # would continue from a state a majority never held.
             log.info("quorum mode: the table handed over by %s is not merged (the voters' "
                      "rows are the committed state)", effect.sender)
+            _confirm(self.agent, effect.confirm, now)  # (taken: not to be sent again)
             return
         if effect.merge and self._activate is not None:
             # Taking over (our own merge not confirmed before we claimed again, or a manager
             # that stepped down to us at once): the load would overwrite a merge done now.
-            self._merges_waiting.append((effect.sender, effect.state))
+            self._merges_waiting.append((effect.sender, effect.state, effect.confirm))
             return
         if effect.merge:
             self._rows_seen = None
@@ -207,6 +216,7 @@ class TaskRunner(ResultRouting, StatusRows):
             self._log_conflicts()
             if changed and self._activate is None:  # (else replicated once it schedules)
                 self._replicate(now)
+            _confirm(self.agent, effect.confirm, now)
         elif self.agent.core.is_manager:
             self._activate = True
             if self.scheduler.activating:  # a crash takeover under way: this table instead
@@ -239,12 +249,17 @@ class TaskRunner(ResultRouting, StatusRows):
         # (a run sent a dispatch lead ahead can start on a member after the SIGTERMs went out;
         # its update was lost when this node stopped first). A member's loss or the run's
         # deadline ends the wait early; LEAVE_WAIT bounds it.
-        # After a confirmed hand-over those results go to the successor: no wait then.
+        # After a confirmed hand-over those results go to the successor: no wait then, but for
+        # runs on a node no longer listed (it left before the hand-over: it never heard of the
+        # successor and sends its result here, which is then passed on, _flush_held).
         core = self.agent.core
         handed_over = bool(core._successor) and core.highest is not None \
             and core.highest.name == core._successor
-        elsewhere = self.scheduler.active and not handed_over and any(
-            rec.running is not None for rec in self.scheduler.records.values())
+        members = core.members
+        elsewhere = self.scheduler.active and any(
+            rec.running is not None and (not handed_over or members.get(
+                str(rec.running.get("node"))) is None)
+            for rec in self.scheduler.records.values())
         if (self.executor is None or not self.executor.busy()) and not self._held \
                 and not elsewhere:
             return True
@@ -321,11 +336,13 @@ class TaskRunner(ResultRouting, StatusRows):
         # member's OFFER (this node's replica lacked the row, or held an older state): applied
         # first, it would be dropped, and the member's state then continued without it.
         merges, self._merges_waiting = self._merges_waiting, []
-        for sender, table in merges:
+        for sender, table, _ in merges:
             self._rows_seen = None
             self.scheduler.merge(table, wall, source=sender)
         if merges:
             self._log_conflicts()
+        for _, _, confirm in merges:
+            _confirm(self.agent, confirm, now)
         waiting, self._offers_waiting = self._offers_waiting, {}
         for parts in waiting.values():
             for msg in parts:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from clerk._deploy import Resolver
 
 if TYPE_CHECKING:
+    from clerk._coretypes import Send
     from clerk._executor import Executor
     from clerk._host import Host
     from clerk._messages import Json, Offer, Result
@@ -72,7 +73,7 @@ class Definitions:
     _replicate_after: float
     _loading: tuple[tuple[str, int], list[tuple[str, str | None]], int] | None
     _offers_waiting: dict[str, list[Offer]]
-    _merges_waiting: list[tuple[str, Json]]
+    _merges_waiting: list[tuple[str, Json, Send | None]]  # (with the MERGED to send)
     _results_waiting: dict[str, Result]
     _activate: bool | None
     _rows_seen: dict[str, str | None] | None

@@ -73,6 +73,7 @@ from clerk._core import (
     VoterWrite,
 )
 from clerk._messages import (
+    HANDED_MARK,
     MERGE_MARK,
     TABLE_MARK,
     Coordinator,
@@ -206,7 +207,7 @@ class SimNetwork:
     ) -> NodeCore:
         incarnation = f"{self.rng.getrandbits(48):012x}"
         if name not in self.older:  # (a node of an older build reads no COORDINATOR table)
-            incarnation += TABLE_MARK + DIGEST_MARK + MERGE_MARK
+            incarnation += TABLE_MARK + DIGEST_MARK + MERGE_MARK + HANDED_MARK
         extra: dict[str, Any] = {}
         if self.voters:  # (the default mode's cores are built exactly as before)
             extra = {"voters": self.voters, "voter_record": disk}

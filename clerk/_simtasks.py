@@ -44,6 +44,7 @@ from clerk._core import (
     Event,
     ManagerChanged,
     MemberDown,
+    Send,
     StateHandedOver,
     Tick,
     WriteCommitted,
@@ -148,6 +149,9 @@ class SimLedger:
         #: waits for the members' OFFERs before any dispatch (``Scheduler.stale``), as the
         #: real runner does (clerk._adopt); False: ``OFFER_WAIT_MS`` for all, ``init`` only.
         self.sure_offers = True
+        #: Seconds a new manager takes to load the table it takes over (0: at once); merges
+        #: and results wait meanwhile, as on a real node (clerk._runner._take_over_step).
+        self.load_s = 0.0
 
     def __call__(self, net: SimNetwork, node: SimNode) -> LedgerLayer:
         layer = LedgerLayer(self, net, node)
@@ -190,7 +194,9 @@ class LedgerLayer(LedgerRuns):
             if world.rejoin:
                 node.core.rejoin(world.disk_members.get(node.name, {}))
         self._activate: bool | None = None
-        self._merges_waiting: list[tuple[str, Any]] = []  # merges that came while activating
+        # Merges that came while activating (sender, table, MERGED to send once merged).
+        self._merges_waiting: list[tuple[str, Any, Send | None]] = []
+        self._loaded_at: float | None = None  # (``SimLedger.load_s``) the activation's load
         self._seen_replicated: object = None
         self.wa: WriteAhead | None = None  # quorum mode, manager: this ballot's write-ahead
         self.never_left: set[tuple[str, str]] = set()  # held dispatches of a lost ballot
@@ -206,9 +212,22 @@ class LedgerLayer(LedgerRuns):
 
     # --- SimLayer -------------------------------------------------------------------------------
 
+    def _loaded(self) -> bool:
+        """Is the table this node takes over loaded? At once, or ``SimLedger.load_s`` after
+        the activation began (a real node loads a big table in slices: ~1 s at 10,000 tasks
+        on a loaded machine, while its loop runs)."""
+        if self._loaded_at is None:
+            self._loaded_at = self.net.now + self.world.load_s
+        return self.net.now >= self._loaded_at
+
+    def _confirm(self, confirm: Send | None) -> None:
+        """A merge HANDOVER part's MERGED, once merged (as the real runner's ``_confirm``)."""
+        if confirm is not None:
+            self.net.send(self.node.name, confirm.to, confirm.msg)
+
     def next_deadline(self) -> float:
         if self._activate is not None:
-            return self.net.now
+            return self._loaded_at if self._loaded_at is not None else self.net.now
         wall_next = self.scheduler.next_deadline(self.wall())
         if self.wa is not None:  # quorum mode: wake up to reserve ahead of due times
             wall_next = min(wall_next, self.wa.next_reserve_ms(self.scheduler) / 1000)
@@ -224,8 +243,9 @@ class LedgerLayer(LedgerRuns):
                 if effect.is_me:
                     if self._activate is None:
                         self._activate = False
+                    self._loaded_at = None  # (a new claim while loading: loaded again)
                 else:
-                    self._activate = None
+                    self._activate = self._loaded_at = None
                     self._merges_waiting.clear()
                     self.acks.clear()
                     self._applied.clear()
@@ -240,11 +260,13 @@ class LedgerLayer(LedgerRuns):
                             self.net.send(self.node.name, claim.address, result)
             elif isinstance(effect, StateHandedOver):
                 if effect.merge and self._activate is not None:
-                    # (as the real runner: merged once the table it takes over is loaded)
-                    self._merges_waiting.append((effect.sender, effect.state))
+                    # (as the real runner: merged once the table it takes over is loaded,
+                    # and confirmed only then)
+                    self._merges_waiting.append((effect.sender, effect.state, effect.confirm))
                 elif effect.merge:
                     changed |= self.scheduler.merge(effect.state, self.wall(),
                                                     source=effect.sender)
+                    self._confirm(effect.confirm)
                 elif core.is_manager:
                     self._activate = True
             elif (isinstance(effect, MemberDown) and effect.reason != "left"
@@ -255,8 +277,9 @@ class LedgerLayer(LedgerRuns):
                 changed |= self._deliver(effect.msg)
             elif isinstance(effect, WriteCommitted) and self.wa is not None:
                 changed |= self._committed(effect.seq)
-        if self._activate is not None and core.is_manager:
+        if self._activate is not None and core.is_manager and self._loaded():
             graceful, self._activate = self._activate, None
+            self._loaded_at = None
             self.scheduler.from_disk = (self.world.offers_first and self._disk_states
                                         and not core.replica.items())
             # As the real runner (clerk._runner._take_over_step): a crash takeover from a
@@ -284,17 +307,19 @@ class LedgerLayer(LedgerRuns):
             while not self.scheduler.activate_step(reads[0] + 2.5, clock):
                 pass
             changed = True
-            for sender, table in self._merges_waiting:
+            merges, self._merges_waiting = self._merges_waiting, []
+            for sender, table, _ in merges:
                 self.scheduler.merge(table, self.wall(), source=sender)
-            self._merges_waiting.clear()
+            for _, _, confirm in merges:
+                self._confirm(confirm)
             for result in list(self.outbox):  # our own kept results (runs we adopted)
                 changed |= self._deliver(result)
             for run_id, result in list(self.unacked.items()):  # (default mode: the same)
                 changed |= self._deliver(result)
                 del self.unacked[run_id]
         elif self._activate is not None and not core.is_manager:
-            self._activate = None
-            self._merges_waiting.clear()
+            self._activate = self._loaded_at = None
+            self._merges_waiting.clear()  # (unconfirmed: their senders send them again)
         if self.scheduler.active and not core.is_manager and not self.scheduler.draining:
             self.scheduler.drain()  # leaving (as the real runner does): results still apply
         if not core.is_manager and self.wa is not None:

@@ -219,11 +219,12 @@ def test_a_manager_stopped_before_its_successor_confirmed_passes_on_what_it_appl
     """The simulator's full-restart counterexample, made deterministic. n1 runs a slow task
     (4 s) and leaves while it runs: its result goes to the manager n3. n3 leaves too, but its
     successor n2 is frozen (SIGSTOP) until n3's ``handover_timeout`` (1 s) has passed: n3's
-    core stops unconfirmed, n3 waits for n1's run and applies the result to its own last
-    table. Before, that count was then only on n3's disk: n2 took over without it and, as it
-    recorded no member, a restart without n3 repeated the count. The stopped manager now
-    sends what it applied to the member it handed over to (which adopted the run with the
-    table), and the restart continues exactly."""
+    core stopped unconfirmed then (now it hands over to n2 again, n2 takes over when it
+    resumes and confirms; unconfirmed only after ``LEAVE_PICKS`` hand-overs), n3 waits for
+    n1's run and applies the result to its own last table. Before, that count was then only on
+    n3's disk: n2 took over without it and, as it recorded no member, a restart without n3
+    repeated the count. The stopped manager now sends what it applied to the member it handed
+    over to (which adopted the run with the table), and the restart continues exactly."""
     log = tmp_path / "ledger.log"
     tasks = [clerk.task(SlowCounterOnN1, name="ledger", interval=6000, timeout=10_000,
                         args={"log": str(log), "sleep": 4.0})]
@@ -247,7 +248,9 @@ def test_a_manager_stopped_before_its_successor_confirmed_passes_on_what_it_appl
         assert _in_flight(log) == slot, "the run ended before n2 resumed: no race"
         assert cluster.procs[n3].wait(timeout=20) == 0
         assert cluster.procs[n1].wait(timeout=20) == 0
-        assert "did not confirm in time" in cluster.log(n3), cluster.log(n3)[-2000:]
+        # (Stopped unconfirmed, or confirmed by n2 once it ran again, or with n2's connection
+        # closed under it, by timing: the count must reach n2 whichever.)
+        assert f"{n3} stopped: left" in cluster.log(n3), cluster.log(n3)[-2000:]
         last = counter_lines(log)[-1]
         assert str(last.slot) == slot, (slot, counter_lines(log)[-2:])
         # n2 took over with n3's hand-over, alone (nobody else may run the task).

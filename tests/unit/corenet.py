@@ -19,6 +19,7 @@ from clerk._core import (
     Role,
     Send,
     Start,
+    StateHandedOver,
     Tick,
 )
 from clerk._messages import (
@@ -73,6 +74,9 @@ class Net:
             self.log.append((self.now, core.me.address, e))
             if isinstance(e, Deliver) and isinstance(e.msg, Execute):  # fencing, every time
                 assert core.accepts(e.msg.term, e.msg.sender), (core.me.name, e, core.highest)
+            if isinstance(e, StateHandedOver) and e.confirm is not None:
+                e = e.confirm  # (a task layer that merges at once confirms at once)
+                self.log.append((self.now, core.me.address, e))
             if isinstance(e, Send):
                 assert e.to != core.me.address, "a node never sends to itself"
                 self.queue.append((core.me.address, e))

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from clerk._core import Role
+from clerk._handover import LEAVE_MERGE_WAIT, LEAVE_PICKS
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
 
@@ -78,6 +79,12 @@ def _apply(net: SimNetwork, names: list[str], kind: str, arg: object) -> None:
 def _settle(net: SimNetwork, names: list[str]) -> None:
     net.heal()
     net.run_for(net.timings.handover_timeout + 0.1)  # a leaving manager is done leaving
+    # (or, handing over again or sending the rest of its table as a merge, soon:
+    # clerk._handover, "Graceful leave")
+    bound = LEAVE_PICKS * net.timings.handover_timeout + LEAVE_MERGE_WAIT
+    assert net.run_until_true(lambda: not any(n.up and n.core.role is Role.LEAVING
+                                              for n in net.nodes.values()),
+                              limit=bound) is not None, net.summary()
     for name in names:
         node = net.nodes[name]
         if not node.up or node.core.role is Role.STOPPED:
