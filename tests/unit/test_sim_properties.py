@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from clerk._claims import LONE_TERM
 from clerk._core import Deliver, Effect, Event, NodeCore, Received, Role
 from clerk._messages import Claim, Execute
 from clerk._simnet import SimNetwork, SimNode
@@ -93,7 +94,12 @@ class Invariants:
         if inc != core.me.incarnation:  # a restart: a new process, nothing to compare with
             term, max_term, hk = 0, 0, None
         new_hk = core.highest.key if core.highest is not None else None
-        if core.term < term or core.max_term < max_term:
+        # A lone claim (clerk._claims, "Lone claims": a node never part of a cluster, with no
+        # live member, e.g. one that followed a claim on a relay's word and never heard from
+        # its holder) is at term 0 on purpose: below every claim made with members, the one
+        # it saw included, so that it follows that claim's holder when they meet.
+        lone = (core.role is Role.MANAGER and core.term == LONE_TERM and not core.joined)
+        if (core.term < term and not lone) or core.max_term < max_term:
             self.violations.append(f"{now:.4f} {node.name}: term went down "
                                    f"({term}->{core.term}, max {max_term}->{core.max_term})")
         if hk is not None and (new_hk is None or new_hk < hk):
@@ -101,7 +107,7 @@ class Invariants:
                                    f"({hk} -> {new_hk})")
         if core.role in (Role.FOLLOWER, Role.MANAGER):
             claim = core.manager_claim
-            if claim is None or (new_hk is not None and claim.key < new_hk):
+            if claim is None or (new_hk is not None and claim.key < new_hk and not lone):
                 self.violations.append(f"{now:.4f} {node.name}: {core.role} of claim "
                                        f"{claim} below the highest seen {new_hk}")
         if core.role is Role.MANAGER:
@@ -227,8 +233,12 @@ def run_schedule(n: int, seed: int, steps: list[tuple[float, str, object]]) -> N
         known = inv.claims | {(view[0], net.nodes[view[0]].core.me.incarnation, view[1])}
         run += 1
         dispatch(net, inv, run)
-        changed = net.run_until_true(lambda v=view: net.agreed() != v, limit=STABLE_FOR,
-                                     step=0.005)
+        # A member may still be dropped after the faults stop: one whose ACKs the loss ate
+        # for the silence timeout just before, as idle members ACK every 0.5 s (seed 243:
+        # dropped 0.49 s after the loss ended, back 0.5 s later). Not stable yet: wait again,
+        # within the same bound.
+        changed = net.run_until_true(lambda v=view: net.agreed() != v or not listed(net),
+                                     limit=STABLE_FOR, step=0.005)
         if changed is None:
             break
     assert inv.claims <= known, f"a new manager after agreeing on {view}: {inv.claims - known}"
@@ -238,6 +248,13 @@ def run_schedule(n: int, seed: int, steps: list[tuple[float, str, object]]) -> N
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(schedules())
+# Found by CI's random search after lone claims: a restarted n4 followed n5's claim (term 1)
+# on a relay's word, never heard from n5 under 50 % loss, and elected itself alone at term 0.
+@example((6, 243, [(0.0, "loss", 0.5), (0.0, "dispatch", None), (0.0, "crash", 0),
+                   (0.0, "restart", 4), (0.2, "crash", 5)]))
+@example((7, 243, [(0.0, "leave", 6), (0.0, "loss", 0.5), (0.01, "dispatch", None),
+                   (0.0, "partition", (0, 0, 1, 0, 1, 0, 1)), (0.2, "heal", None),
+                   (2.5, "heal", None)]))
 def test_random_faults_converge_and_keep_invariants(schedule) -> None:
     n, seed, steps = schedule
     run_schedule(n, seed, steps)
