@@ -492,10 +492,10 @@ class Agent(AgentReplies):
             self.outgoing.flush(lambda to, frames: transport.send(to, frames, now))
 
     def flush_urgent(self, now: float) -> None:
-        """Send what this turn queued now if a run (EXECUTE) or a result is among it, instead
-        of at the end of the turn: before work that does not concern them (a replication
-        round's encoding) rather than after it."""
-        if self._urgent:
+        """Send what this turn queued now if a run (EXECUTE) or a result is among it and runs
+        leave at their due times (``_precise``), not after a replication round's encoding;
+        with a lead they go at the end of the turn, one batch per node with the round's."""
+        if self._urgent and self._precise():
             self._flush(now)
 
     def apply(self, effects: list[Effect], now: float) -> None:

@@ -95,8 +95,9 @@ def _entry_ok(e: Any) -> bool:
             and type(e[0]) is int and isinstance(e[5], str))
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+#: ``json.dumps(value, separators=(",", ":"))`` without making an encoder per call (one per
+#: history entry: every result on the manager).
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 #: A text as a JSON string literal (ASCII, like every table text).

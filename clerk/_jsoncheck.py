@@ -33,8 +33,44 @@ def _at(path: str, key: object) -> str:
     return f"{path}[{shown}]"
 
 
+def _plain(value: Any, depth: int) -> bool:
+    """True if ``value`` is made of the exact built-in JSON types only, finite floats, ``str``
+    keys and at most ``MAX_DEPTH`` levels: then it comes back unchanged. False for anything
+    else, which :func:`json_problem`'s walk judges (a subclass may still be fine). No paths
+    are built: a worker checks every state it returns, and naming each element's path (a
+    ``json.dumps`` per key) cost more than the check)."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return True
+    if t is float:
+        return math.isfinite(value)
+    if depth >= MAX_DEPTH:
+        return False
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or not _plain(v, depth + 1):
+                return False
+        return True
+    if t is list:
+        for v in value:
+            if not _plain(v, depth + 1):
+                return False
+        return True
+    return False
+
+
 def json_problem(value: Any, path: str = "state") -> str | None:
     """None if ``value`` comes back from JSON unchanged, else ``'<path>: <why>'``."""
+    try:
+        if _plain(value, 0):
+            return None
+    except RecursionError:  # (the walk has no recursion)
+        pass
+    return _walk(value, path)
+
+
+def _walk(value: Any, path: str) -> str | None:
+    """:func:`json_problem` element by element, each with its path (the first problem)."""
     stack: list[tuple[Any, str, int]] = [(value, path, 0)]
     while stack:
         item, where, depth = stack.pop()

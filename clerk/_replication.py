@@ -107,6 +107,12 @@ class Replication(Definitions):
     #: next one sends (``_replicate``).
     _send_next = False
     _encode_cost = 0.0  # (that step's, in seconds: paced with the step that sends)
+    #: When this manager's last round went (monotonic). A step that leaves rows to encode
+    #: sends the rows encoded so far in a round of its own only once ``_slice_round_gap``
+    #: has passed since: see ``_replicate``.
+    _round_went = -math.inf
+    #: 0 here: every such step is followed by a round (clerk._routing sets REPLICATE_GAP_S).
+    _slice_round_gap = 0.0
 
     if TYPE_CHECKING:  # provided by clerk._routing
         def _log_conflicts(self) -> None: ...
@@ -254,13 +260,25 @@ class Replication(Definitions):
         else:
             done = self._encode_rows(began + ENCODE_BUDGET if not force else math.inf)
         self._replicate_dirty = not done
+        if (not done and not force and not self._send_next and core.table_log.complete
+                and now - self._round_went < self._slice_round_gap):
+            # Rows left of a complete log's changes (not a takeover's fill, which sends its
+            # slices as below), and a round went within the gap: the next step (the next
+            # turn, as below) encodes on, and the round goes once every row is encoded, or
+            # once the gap has passed. On a loaded machine (a row ~20-100 us to encode) the
+            # changed rows of 25 ms at 400 runs/s took 2-4 budgets, and each slice was a
+            # round of its own (a heartbeat to every member and an ACK back): about half
+            # of the manager's rounds (tools/bench_tasks.py (c): README "Fewer rounds").
+            self._encode_cost += time.perf_counter() - began
+            self._replicate_after = now
+            return
         if not done and not force and not self._send_next:
             # Rows left after a whole budget of encoding (a burst of ~1,000 changed rows, a
             # takeover's fill): the heartbeats go in a step of their own, at the next turn,
             # not after the budget in this one (together: 1.0-1.6 ms of the loop); the pace
             # below counts both steps. A round whose rows are all encoded sends at once.
             self._send_next = True
-            self._encode_cost = time.perf_counter() - began
+            self._encode_cost += time.perf_counter() - began
             self._replicate_after = now
             return
         self._send_next = False
@@ -268,6 +286,7 @@ class Replication(Definitions):
         if (log.log, log.seq) != self._sent:
             self._sent = (log.log, log.seq)
             self.agent.apply(core.heartbeat_now(now), now)
+            self._round_went = now
         if done:
             self._stamp_acks()
         cost = time.perf_counter() - began + self._encode_cost

@@ -78,6 +78,10 @@ STATES_BUDGET_BYTES = 512 * 1024
 ERROR_KEEP_CHARS = 1000
 
 
+#: ``json.dumps(..., sort_keys=True, separators=(",", ":"))`` without an encoder per call.
+_LINEAGE_DUMP = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
 def base_tag(rec: TaskRecord) -> str:
     """The state a run of ``rec`` starts from, as the end of its run id: ``~<version>.<crc>``
     (the checksum of the lineage's origin and last branch: within one branch the version
@@ -85,7 +89,7 @@ def base_tag(rec: TaskRecord) -> str:
     if not rec.has_state:
         return "~init"
     branch = rec.history[-1] if rec.history else None
-    lineage = json.dumps([rec.origin, branch], sort_keys=True, separators=(",", ":"))
+    lineage = _LINEAGE_DUMP([rec.origin, branch])
     return f"~{rec.version}.{zlib.crc32(lineage.encode()):08x}"
 
 

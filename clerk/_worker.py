@@ -39,6 +39,8 @@ from clerk._workerlink import DONE, READY, RUN, LinkClosed, recv_msg, send_msg
 
 __all__ = ["hold_until", "main", "run_job"]
 
+#: ``json.dumps(state, allow_nan=False)``, without making an encoder per call.
+_STATE_DUMP = json.JSONEncoder(allow_nan=False).encode
 #: prctl(2) option: the timer slack of this thread, in ns (Linux; default 50 us).
 PR_SET_TIMERSLACK = 29
 
@@ -151,7 +153,7 @@ def _run_job(job: dict[str, Any], cache: dict[str, Task]) -> tuple[dict[str, Any
             _check_state(name, state, "init()")
         new_state = _resolve(inst.execute(state))
         _check_state(name, new_state, "execute()")
-        encoded = json.dumps(new_state, allow_nan=False)
+        encoded = _STATE_DUMP(new_state)
         if len(encoded) > MAX_STATE_BYTES:
             raise _tasks.TaskStateErrorFor(
                 name, f"returned a state of {len(encoded)} bytes, over the "

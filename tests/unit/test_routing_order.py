@@ -8,14 +8,14 @@ import math
 from types import SimpleNamespace
 from typing import Any
 
-from clerk._routing import REPLICATE_GAP_S, ResultRouting
+from clerk._routing import LOCAL_GAP_S, REPLICATE_GAP_S, ResultRouting
 
 
 class _Agent:
     def __init__(self, calls: list[str], manager: bool = True) -> None:
         self.calls = calls
         self.core = SimpleNamespace(
-            is_manager=manager, table_log=SimpleNamespace(log="L", seq=1),
+            is_manager=manager, table_log=SimpleNamespace(log="L", seq=1, complete=True),
             heartbeat_now=lambda now: ["heartbeat round"])
 
     def flush_urgent(self, now: float) -> None:
@@ -91,9 +91,11 @@ def test_a_takeovers_encoding_slices_are_not_held_by_the_gap() -> None:
     assert runner._replicate_dirty and runner._replicate_after < 10.0 + REPLICATE_GAP_S
 
 
-def test_the_result_of_a_run_on_the_managers_own_node_is_not_held_by_the_gap() -> None:
-    """No other node's outbox keeps such a result: its round goes as soon as the cost pacing
-    allows, while a member's result (kept in its outbox until acknowledged) waits the gap."""
+def test_the_result_of_a_run_on_the_managers_own_node_waits_only_the_local_gap() -> None:
+    """No other node's outbox keeps such a result: its round waits LOCAL_GAP_S after the last
+    round (not REPLICATE_GAP_S), while a member's result (kept in its outbox until
+    acknowledged) waits the whole gap."""
+    assert LOCAL_GAP_S < REPLICATE_GAP_S
     calls: list[str] = []
     runner = _Runner(_Agent(calls))
     runner._replicate(10.0)
@@ -101,7 +103,21 @@ def test_the_result_of_a_run_on_the_managers_own_node_is_not_held_by_the_gap() -
     runner.agent.core.table_log.seq = 2
     runner._replicate_result(False, 10.001)  # a member's result: held for the gap
     assert calls == [] and runner._replicate_dirty
-    runner._replicate_result(True, 10.002)  # the manager's own run: at once
+    runner._replicate_result(True, 10.002)  # the manager's own run: held for the local gap
+    assert calls == [] and runner._replicate_dirty
+    assert runner._replicate_after == 10.0 + LOCAL_GAP_S
+    runner._replicate(10.0 + LOCAL_GAP_S)  # the loop's deadline
+    assert calls == ["flush", "rows encoded", "heartbeat round"]
+    assert not runner._replicate_dirty
+
+
+def test_an_own_result_after_the_local_gap_goes_at_once() -> None:
+    calls: list[str] = []
+    runner = _Runner(_Agent(calls))
+    runner._replicate(10.0)
+    calls.clear()
+    runner.agent.core.table_log.seq = 2
+    runner._replicate_result(True, 10.0 + LOCAL_GAP_S + 0.001)  # inside the gap, past it
     assert calls == ["flush", "rows encoded", "heartbeat round"]
     assert not runner._replicate_dirty
 
@@ -114,3 +130,61 @@ def test_an_own_result_still_keeps_the_cost_pacing() -> None:
     runner._paced_after = runner._replicate_after = 10.5  # the last round was expensive
     runner._replicate_result(True, 10.1)
     assert calls == [] and runner._replicate_dirty
+
+
+def test_slices_after_a_recent_round_encode_on_and_send_one_round() -> None:
+    """A step that leaves rows to encode within REPLICATE_GAP_S of the last round sends no
+    round of its own: the next steps encode on, and one round carries every row."""
+    calls: list[str] = []
+    runner = _Runner(_Agent(calls))
+    runner._replicate(10.0)  # a round
+    calls.clear()
+    steps = iter([False, False, True])
+    runner._encode_rows = lambda deadline: (  # type: ignore[method-assign]
+        calls.append("rows encoded"), next(steps))[1]
+    runner.agent.core.table_log.seq = 2
+    runner._replicate_after = -math.inf  # (whatever the pacing: the gap is the point here)
+    runner._replicate(10.005)
+    runner._replicate(10.006)
+    assert calls == ["flush", "rows encoded", "flush", "rows encoded"]
+    assert runner._replicate_dirty and runner._replicate_after <= 10.006  # the next turn
+    runner._replicate(10.007)
+    assert calls[-2:] == ["rows encoded", "heartbeat round"]
+    assert calls.count("heartbeat round") == 1 and not runner._replicate_dirty
+
+
+def test_slices_past_the_gap_still_send_rounds() -> None:
+    """A takeover's fill (rows left step after step) reaches the members at least every gap:
+    a partial step past it is followed by a round of what was encoded, as before."""
+    calls: list[str] = []
+    runner = _Runner(_Agent(calls))
+    runner._encode_rows = lambda deadline: (  # type: ignore[method-assign]
+        calls.append("rows encoded"), False)[1]
+    runner._replicate(10.0)  # no round yet: the step's rows go in the next step's round
+    runner._replicate(10.0)
+    assert calls[-1] == "heartbeat round" and calls.count("heartbeat round") == 1
+    runner.agent.core.table_log.seq = 2
+    runner._replicate(10.001)  # within the gap: encodes on
+    runner._replicate(10.002)
+    assert calls.count("heartbeat round") == 1
+    runner.agent.core.table_log.seq = 3
+    runner._replicate(10.0 + REPLICATE_GAP_S)  # the gap passed: this slice's round is next
+    runner._replicate(10.0 + REPLICATE_GAP_S)
+    assert calls[-1] == "heartbeat round" and calls.count("heartbeat round") == 2
+
+
+def test_a_takeovers_fill_sends_a_round_after_each_slice_as_before() -> None:
+    """While the log is not complete (a takeover's fill), the gap does not hold its slices'
+    rounds: what is encoded reaches the members step after step."""
+    calls: list[str] = []
+    runner = _Runner(_Agent(calls))
+    runner._replicate(10.0)  # a round
+    calls.clear()
+    runner.agent.core.table_log.complete = False
+    runner.agent.core.table_log.seq = 2
+    runner._encode_rows = lambda deadline: (  # type: ignore[method-assign]
+        calls.append("rows encoded"), False)[1]
+    runner._replicate_after = -math.inf
+    runner._replicate(10.001)  # a slice
+    runner._replicate(10.001)  # its round, at once
+    assert calls[-1] == "heartbeat round"
