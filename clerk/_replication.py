@@ -134,7 +134,7 @@ class Replication(Definitions):
         def send(part: Any) -> None:
             agent.send(to, Offer(me, term, part), agent.clock.monotonic())
 
-        self._offer_job = offer_job(to, self.scheduler, source.items(),
+        self._offer_job = offer_job(to, self.scheduler, source.texts(),
                                     offer_test(source, at), self._rows_seen, send)
         self._offer_step(now)
 

@@ -27,6 +27,13 @@ members acknowledge what they are sent, ``tools/_bench_acks.py``), one loop step
   tree whose manager sends in a step of its own once a step spent its whole encoding budget
   (``Replication._send_next``), that is two steps, as there.
 * ``trigger`` / ``result``: the same steady state's per-run steps.
+* ``offer`` / ``offer fellow``: a follower whose scheduler never loaded a row of its
+  replica (the table has not changed hands since it joined) starts following a new manager:
+  its OFFER (``Replication._offer``), to a manager from elsewhere (every row with a state)
+  and to a fellow member whose replica stands where its own does (only what it may lack),
+  with the encoding of each part sent (a tree with ``clerk._offerjob``: its slices, a part
+  per turn; before it: the replica followed, the rows chosen and packed, and every part
+  encoded in one step).
 * ``status``: a whole status of the manager after the steady state: its task rows (a tree
   with ``clerk._statusrows``: in ``STATUS_SLICE`` slices, with the reply's first message;
   before it: ``Scheduler.status`` and the reply's split in one step), without the agent's
@@ -182,6 +189,50 @@ while True:
         break
 del items, filling
 
+# --- a follower's OFFER at a manager change: its scheduler never loaded a replica row ---
+from clerk._messages import Offer
+try:
+    from clerk._offerjob import offer_job
+    from clerk._replica import offer_test
+except ImportError:
+    offer_job = None
+def offer(kind, at):
+    follower = Scheduler(defs, random.Random(4))
+    seen = {}
+    sent = []
+    if offer_job is not None:  # in slices, a part per turn (each encoded as it leaves)
+        job = None
+        while True:
+            t0 = CLOCK()
+            if job is None:  # (the rows taken at the change: in its first step)
+                job = offer_job("m", follower, rep.texts(), offer_test(rep, at), seen,
+                                lambda part: sent.append(Offer(ME, 3, part)))
+            done = job.step(LOAD_BUDGET)
+            while sent:
+                encode(sent.pop())
+            steps.setdefault(kind, []).append((CLOCK() - t0) * 1000)
+            if policy is not None:
+                policy.turn(0.0, lambda: 0.0)
+            if done:
+                break
+        return
+    from clerk._replica import offer_keys, row_key
+    from clerk._replication import offer_parts
+    def once():  # Replication._offer before: the replica followed, the rows chosen, packed
+        follower.follow_rows(rep.items(), seen)
+        newer = offer_keys(rep, at)
+        rows = {name: rec.to_json() for name, rec in follower.records.items()
+                if rec.has_state and (newer is None or name in follower.kept_own
+                                      or seen.get(key := row_key(name)) is None
+                                      or key in newer)}
+        for row in rows.values():
+            row["running"] = None
+        for part in offer_parts(rows):
+            encode(Offer(ME, 3, part))
+    step(kind, once)
+offer("offer", None)  # a manager from elsewhere (or an older build's): every row
+offer("offer fellow", rep.position())  # a fellow member with the same replica
+
 # --- rolling deploys: a member joins, then leaves ---
 def resolve_once(live):
     res = resolve(defs, live)
@@ -293,7 +344,7 @@ print(json.dumps(steps))
 """
 
 KINDS = ("deploy join", "deploy leave", "load", "activate", "fill", "follower fill", "round",
-         "trigger", "result", "follower", "status")
+         "trigger", "result", "follower", "status", "offer", "offer fellow")
 
 
 def run_child(tree: Path, n: int, members: int, seconds: float) -> dict[str, list[float]]:

@@ -126,7 +126,7 @@ def test_an_offer_in_slices_holds_the_rows_of_an_offer_in_one_step() -> None:
         expected = one_step_offer(old, old_seen, c.replica, at)
         new, seen = c.follower(loaded)
         sl = Slice(itertools.count().__next__)  # every look at the clock: over
-        steps = offer_rows(new, c.replica.items(), offer_test(c.replica, at), seen, sl)
+        steps = offer_rows(new, c.replica.texts(), offer_test(c.replica, at), seen, sl)
         yields = 0
         while True:
             sl.start(0.5)
@@ -144,7 +144,7 @@ def test_an_offer_in_slices_holds_the_rows_of_an_offer_in_one_step() -> None:
         assert yields >= len(c.replica.items())  # a slice per row here
         # The same in one go.
         again, seen2 = c.follower(loaded)
-        assert offered(run(offer_rows(again, c.replica.items(), offer_test(c.replica, at),
+        assert offered(run(offer_rows(again, c.replica.texts(), offer_test(c.replica, at),
                                       seen2, Slice()))) == got
         if fellow == "same":
             assert len(expected) < N  # only what the fellow may lack
@@ -166,7 +166,7 @@ def test_rows_not_loaded_without_a_state_of_ours_are_offered_unparsed() -> None:
         return real(items, start, deadline)
 
     s.load_rows = counted  # type: ignore[method-assign,assignment]
-    parts = run(offer_rows(s, c.replica.items(), None, seen, Slice()))
+    parts = run(offer_rows(s, c.replica.texts(), None, seen, Slice()))
     assert loads == [] and seen == {}
     held = {k[2:]: t for k, t in c.replica.items() if k.startswith("t:") and t is not None}
     with_state = {n for n, t in held.items() if not t.startswith(NO_STATE)}
@@ -183,7 +183,7 @@ def test_the_offer_holds_the_rows_of_the_moment_it_started() -> None:
     expected = one_step_offer(old, old_seen, c.replica, None)
     s, seen = c.follower("none")
     sent: list[Any] = []
-    job = offer_job("m", s, c.replica.items(), offer_test(c.replica, None), seen, sent.append)
+    job = offer_job("m", s, c.replica.texts(), offer_test(c.replica, None), seen, sent.append)
     # A new manager from elsewhere: a fresh table (every state at init), sent from -1.
     other = Scheduler(c.defs, random.Random(9))
     other.activate(c.wall, graceful=False, claim=(5, "b"))
@@ -203,7 +203,7 @@ def test_a_big_offer_goes_in_parts_within_the_limit() -> None:
     for rec in s.records.values():  # states of ~20 KB each: ~600 KB in all
         if rec.has_state:
             rec.state = {"blob": "y" * 20_000}
-    parts = run(offer_rows(s, [], None, seen, Slice()))
+    parts = run(offer_rows(s, {}, None, seen, Slice()))
     sizes = [sum(len(ch) for ch in p["chunks"]) for p in parts]
     assert len(parts) > 3 and max(sizes) <= OFFER_PART_CHARS + 25_000
     assert offered(parts).keys() == {n for n, r in s.records.items() if r.has_state}
@@ -211,12 +211,12 @@ def test_a_big_offer_goes_in_parts_within_the_limit() -> None:
     for rec in s.records.values():
         if rec.has_state:
             rec.state = {"blob": "y" * 200_000}
-    parts = run(offer_rows(s, [], None, seen, Slice()))
+    parts = run(offer_rows(s, {}, None, seen, Slice()))
     sizes = [sum(len(ch) for ch in p["chunks"]) for p in parts]
     assert len(parts) <= 32 and max(sizes) <= OFFER_CHARS + 210_000
     # Nothing with a state: one empty part ("nothing here").
     empty = Scheduler(c.defs, random.Random(2))
-    assert run(offer_rows(empty, [], None, {}, Slice())) == [
+    assert run(offer_rows(empty, {}, None, {}, Slice())) == [
         {"packed": 1, "chunks": ['{"tasks":{}}']}]
 
 
@@ -224,13 +224,13 @@ def test_the_job_sends_a_part_per_step_and_the_first_in_the_slice_that_built_it(
     c = Cluster(4)
     s, seen = c.follower("all")
     sent: list[Any] = []
-    job = offer_job("m", s, c.replica.items(), None, seen, sent.append)
+    job = offer_job("m", s, c.replica.texts(), None, seen, sent.append)
     assert job.step(10.0) and job.done and len(sent) == 1  # small: at once
     for rec in s.records.values():
         if rec.has_state:
             rec.state = {"blob": "z" * 30_000}
     sent.clear()
-    job = offer_job("m", s, [], None, seen, sent.append)
+    job = offer_job("m", s, {}, None, seen, sent.append)
     steps = 0
     while not job.step(10.0):
         steps += 1
