@@ -92,6 +92,9 @@ def base_of(entries: Sequence[str]) -> tuple[tuple[str, ...], float | None]:
     """``(set, started)`` of announced entries: each entry with parameters without its start
     time, and that time; ``(entries, None)`` when they do not split exactly (see the module
     docstring)."""
+    fast = _base_as_announced(entries)
+    if fast is not None:
+        return fast
     started: float | None = None
     out: list[str] = []
     for entry in entries:
@@ -112,6 +115,33 @@ def base_of(entries: Sequence[str]) -> tuple[tuple[str, ...], float | None]:
     if with_started(base_set, started) != tuple(entries):
         return tuple(entries), None  # (not written as clerk._deploy.announce writes them)
     return base_set, started
+
+
+def _base_as_announced(entries: Sequence[str]) -> tuple[tuple[str, ...], float] | None:
+    """:func:`base_of` of entries as :func:`clerk._deploy.announce` writes them (the start
+    time ``"s"`` of each with parameters, written alike, just before its target ``"t"``): one
+    look per entry where the general path (a pattern search per entry, and the entries made
+    again to check the cut) took ~10 ms for 10,000 on a manager's loop, at every JOIN. None:
+    not such entries (the general path decides). What it cuts is what :func:`_cut` cuts (the
+    same ``"s"`` text right before the last ``"t":``), and putting it back
+    (:func:`with_started`) gives the entries again, as the start time's text is
+    ``json.dumps``'s: no check of each entry afterwards."""
+    first = next((e for e in entries if SEP in e), None)
+    cut = _cut(first) if first is not None else None
+    if first is None or cut is None:
+        return None
+    mark = '"s":' + json.dumps(cut[1]) + ","
+    n = len(mark)
+    out: list[str] = []
+    for entry in entries:
+        if SEP not in entry:
+            out.append(entry)
+            continue
+        k = entry.rfind(_T_KEY)
+        if k < n or not entry.startswith(mark, k - n):
+            return None
+        out.append(entry[:k - n] + entry[k:])
+    return tuple(out), cut[1]
 
 
 def _cut(entry: str) -> tuple[str, float] | None:
