@@ -174,7 +174,7 @@ class Replication(Definitions):
         if self._rows_seen is None:
             self._rows_seen = {}
         seen = self._rows_seen
-        items = source.items()
+        items = source.rows()
         changed: list[tuple[str, str | None]] = []
         for i in range(0, len(items), FOLLOW_SCAN):
             changed += [(k, t) for k, t in items[i:i + FOLLOW_SCAN] if seen.get(k) is not t]
@@ -192,7 +192,7 @@ class Replication(Definitions):
                 yield
         if len(seen) > len(items):  # rows gone from the replica: ``seen`` holds exactly its
             seen.clear()
-            seen.update(items)
+            seen.update(items.texts)
 
     def on_offer(self, msg: Offer, now: float, wall: float) -> None:
         """A member's rows: merge them (manager only)."""
@@ -240,7 +240,7 @@ class Replication(Definitions):
         token = (log.log, log.seq) if log.complete else ("", replica.version)
         job = self._loading
         if job is None or job[0] != token:
-            job = self._loading = (token, log.items() if log.complete else replica.items(), 0)
+            job = self._loading = (token, log.rows() if log.complete else replica.rows(), 0)
         token, items, start = job
         limit = time.perf_counter() + LOAD_BUDGET
         done = self.scheduler.load_rows(items, start,
