@@ -24,7 +24,7 @@ the replica its scheduler had not seen (a follower parses the table only when it
 * **Slices.** The rows are gone through, and the parts packed, in slices of ``LOAD_BUDGET``
   (:class:`clerk._statusjob.Slice`); a part per turn is sent (each is encoded as it leaves).
   Parts are of ``OFFER_PART_CHARS`` of text, more when a table would need more than
-  ``MAX_OFFER_PARTS // 2`` of them (a manager that is still loading keeps at most
+  ``OFFER_MOST_PARTS`` of them (a manager that is still loading keeps at most
   ``MAX_OFFER_PARTS`` per member), never more than ``OFFER_CHARS`` (the message limit).
 * **Results after the OFFER.** Until the last part is sent, this node's results wait for it
   (the new manager applies a result to the row its run started from, which may be only in our
@@ -42,8 +42,8 @@ from clerk._record import PACK_CHUNK, TaskRecord
 from clerk._replica import DUMP, HANDOVER_WHOLE_CHARS, table_text
 from clerk._statusjob import Slice
 
-__all__ = ["MAX_OFFER_PARTS", "NO_STATE", "OFFER_CHARS", "OFFER_PART_CHARS", "OfferJob",
-           "offer_job", "offer_rows"]
+__all__ = ["MAX_OFFER_PARTS", "NO_STATE", "OFFER_CHARS", "OFFER_MOST_PARTS", "OFFER_PART_CHARS",
+           "OfferJob", "offer_job", "offer_rows"]
 
 #: Table text per OFFER message at most: every row of a big table (10,000 tasks: ~5 MB) goes
 #: in several OFFERs, each within the 1 MiB message limit (as a hand-over's whole table).
@@ -51,10 +51,14 @@ OFFER_CHARS = HANDOVER_WHOLE_CHARS
 #: Table text per OFFER message as a rule: a part is encoded in one step as it leaves (and
 #: decoded and merged in one step of the manager): ~0.6 ms for 128 Ki characters, ~2-3 ms for
 #: ``OFFER_CHARS``, on a loaded machine.
-OFFER_PART_CHARS = 128 * 1024
+OFFER_PART_CHARS = 64 * 1024
 #: Parts of one member's OFFER a manager keeps while they wait (a 10,000-task table is ~10
 #: of ``OFFER_CHARS``): the bound is for forgeries.
 MAX_OFFER_PARTS = 64
+#: An OFFER's parts at most, unless each would be over ``OFFER_CHARS`` (then bigger ones,
+#: within a manager's ``MAX_OFFER_PARTS`` with room to spare): 10,000 tasks of small states
+#: (~5.4 MB) are 48 parts of ~110 Ki characters.
+OFFER_MOST_PARTS = MAX_OFFER_PARTS * 3 // 4
 #: How a row that has no state begins (``TaskRecord.to_text``: ``state`` first). A row of
 #: another form (an older build's) is taken to have one: offering it costs a few bytes.
 NO_STATE = '{"state":null,"has_state":false,'
@@ -147,7 +151,7 @@ def offer_rows(sched: _Sched, rows: Mapping[str, str | None],
             size += len(key) + len(row) + 4
         if sl.over():
             yield
-    limit = min(OFFER_CHARS, max(OFFER_PART_CHARS, math.ceil(size / (MAX_OFFER_PARTS // 2))))
+    limit = min(OFFER_CHARS, max(OFFER_PART_CHARS, math.ceil(size / OFFER_MOST_PARTS)))
     parts: list[Any] = []
     group: list[tuple[str, str | None]] = []
     used = 0

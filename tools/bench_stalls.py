@@ -18,7 +18,8 @@ members acknowledge what they are sent, ``tools/_bench_acks.py``), one loop step
   (a tree with ``clerk._deploy.Resolver``: its slices, then the scheduler adopting the tasks
   that changed in chunks; before it: ``resolve``, the loaded sets and ``update_defs`` in one
   step). The resolver is warmed first (as every node keeps it current).
-* ``load`` / ``activate`` / ``fill``: a takeover: the replica's rows loaded
+* ``load`` / ``activate`` / ``fill``: a takeover: the replica's rows taken (as the tree's
+  ``Replication._load_step`` takes them, in the first slice), loaded
   (``Scheduler.load_rows``) and activated (``activate_step``) in ``LOAD_BUDGET`` slices,
   and the new log filled in ``ENCODE_BUDGET`` steps with a heartbeat round each.
 * ``round``: steady state, every task once per virtual second, a replication round every
@@ -166,11 +167,18 @@ def replicate(kind, s):
     return effects, done
 
 # --- takeover ---
-items = rep.items()
-fresh = Scheduler(defs, random.Random(3))
+take = getattr(rep, "rows", rep.items)  # the rows as the tree's _load_step takes them,
+fresh = Scheduler(defs, random.Random(3))  # in its first slice (its budget counts it)
+items = None
 at = 0
-while at < len(items):
-    at = step("load", fresh.load_rows, items, at, time.perf_counter() + LOAD_BUDGET)
+def load_slice():
+    global items
+    deadline = time.perf_counter() + LOAD_BUDGET
+    if items is None:
+        items = take()
+    return fresh.load_rows(items, at, deadline)
+while items is None or at < len(items):
+    at = step("load", load_slice)
 fresh.begin_activation(wall + 5, graceful=False, claim=(2, "n2@127.0.0.1"))
 while not step("activate", fresh.activate_step, time.perf_counter() + LOAD_BUDGET):
     pass

@@ -11,7 +11,14 @@ import random
 from typing import Any
 
 from clerk._messages import TableAt
-from clerk._offerjob import NO_STATE, OFFER_CHARS, OFFER_PART_CHARS, offer_job, offer_rows
+from clerk._offerjob import (
+    NO_STATE,
+    OFFER_CHARS,
+    OFFER_MOST_PARTS,
+    OFFER_PART_CHARS,
+    offer_job,
+    offer_rows,
+)
 from clerk._record import TaskRecord, unpack_table
 from clerk._replica import Replica, ReplicaLog, RowEncoder, offer_keys, offer_test, row_key
 from clerk._schedule import Scheduler
@@ -213,7 +220,7 @@ def test_a_big_offer_goes_in_parts_within_the_limit() -> None:
             rec.state = {"blob": "y" * 200_000}
     parts = run(offer_rows(s, {}, None, seen, Slice()))
     sizes = [sum(len(ch) for ch in p["chunks"]) for p in parts]
-    assert len(parts) <= 32 and max(sizes) <= OFFER_CHARS + 210_000
+    assert len(parts) <= OFFER_MOST_PARTS and max(sizes) <= OFFER_CHARS + 210_000
     # Nothing with a state: one empty part ("nothing here").
     empty = Scheduler(c.defs, random.Random(2))
     assert run(offer_rows(empty, {}, None, {}, Slice())) == [
