@@ -467,6 +467,9 @@ def _dumper(tp: Any) -> Validator:
                 _fail(path, "a list", value)
             if len(value) > MAX_ITEMS:
                 _fail(path, f"a list of at most {MAX_ITEMS} items", "...")
+            if item is _v_str and set(map(type, value)) <= _STR and max(  # (as v_tuple)
+                    map(len, value), default=0) <= MAX_STRING and "".join(value).isascii():
+                return list(value)
             return [item(v, path + "[]") for v in value]
 
         return d_tuple

@@ -103,3 +103,13 @@ def test_a_list_of_strings_checked_at_once_refuses_what_the_item_checks_refuse()
         with pytest.raises(DecodeError) as info:
             decode(join_frames(bad))
         assert info.value.reason == "field" and where in info.value.detail, info.value.detail
+
+
+def test_a_tuple_of_strings_encoded_at_once_refuses_what_the_item_checks_refuse():
+    many = tuple(f"task{i:05d}" for i in range(5000))
+    assert decode(encode(Join(P, 1, many))).tasks == many
+    assert decode(encode(Join(P, 1, ("é", *many)))).tasks[0] == "é"
+    for bad in ((*many, 5), (*many, "\ud800"), (*many, "x" * (_codec.MAX_STRING + 1))):
+        with pytest.raises(_codec.EncodeError) as info:
+            encode(Join(P, 1, bad))  # type: ignore[arg-type]
+        assert "tasks[]" in str(info.value), info.value
