@@ -223,6 +223,7 @@ class TaskSets:
         self.sets: dict[str, tuple[str, ...]] = {}
         self._entries: dict[tuple[str, float | None], tuple[str, ...]] = {}
         self._at: dict[str, list[tuple[int, int]]] = {}  # digest -> where "s" goes, per entry
+        self._parts: dict[str, list[tuple[str, ...]]] = {}  # digest -> its TASKS_REPLY parts
         self.fetches: dict[str, Fetch] = {}
         #: A row began waiting for a set since the last look (ask at once, not at a retry).
         self.fresh = False
@@ -260,6 +261,18 @@ class TaskSets:
                     out[i] = e[:k] + text + e[k:]
                 got = tuple(out)
             self._entries[key] = got
+        return got
+
+    def parts(self, digest: str) -> list[tuple[str, ...]] | None:
+        """The set's TASKS_REPLY parts (:func:`parts_of`), cut once per set: every member
+        that joins with a build asks for its set (10,000 entries: ~1 ms to cut); None if
+        the set is not held."""
+        got = self._parts.get(digest)
+        if got is None:
+            base = self.sets.get(digest)
+            if base is None:
+                return None
+            got = self._parts[digest] = parts_of(base)
         return got
 
     def due(self, digest: str, now: float) -> int | None:
@@ -319,6 +332,7 @@ class TaskSets:
         self.sets = {d: b for d, b in self.sets.items() if d in keep}
         self._entries = {k: e for k, e in self._entries.items() if k in pairs}
         self._at = {d: a for d, a in self._at.items() if d in keep}
+        self._parts = {d: p for d, p in self._parts.items() if d in keep}
         for d in [d for d in self.fetches if d not in keep]:
             del self.fetches[d]
 

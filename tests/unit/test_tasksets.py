@@ -176,3 +176,15 @@ def test_the_shortcut_for_announced_entries_cuts_what_the_general_path_cuts() ->
         assert base_of(entries) == general, entries[:2]
         assert with_started(*general) == tuple(entries)
     assert _tasksets._base_as_announced(announce(defs, 1234.5)) is not None
+
+
+def test_a_sets_parts_are_cut_once_and_let_go_with_it() -> None:
+    defs = [clerk.task("clerk.examples:Tally", name=f"t{i}", interval=1000) for i in range(50)]
+    digest, base, _ = split(announce(defs, 7.0))
+    sets = TaskSets()
+    assert sets.parts(digest) is None
+    sets.add(digest, base)
+    first = sets.parts(digest)
+    assert first == parts_of(base) and sets.parts(digest) is first
+    sets.trim([])
+    assert sets.parts(digest) is None
