@@ -35,6 +35,8 @@ members acknowledge what they are sent, ``tools/_bench_acks.py``), one loop step
   with the encoding of each part sent (a tree with ``clerk._offerjob``: its slices, a part
   per turn; before it: the replica followed, the rows chosen and packed, and every part
   encoded in one step).
+* ``join``: a node that announces every task joins: its JOIN decoded from the bytes and
+  handled by the manager's core (its set cut from its entries and digested, the WELCOME).
 * ``status``: a whole status of the manager after the steady state: its task rows (a tree
   with ``clerk._statusrows``: in ``STATUS_SLICE`` slices, with the reply's first message;
   before it: ``Scheduler.status`` and the reply's split in one step), without the agent's
@@ -241,6 +243,13 @@ def offer(kind, at):
 offer("offer", None)  # a manager from elsewhere (or an older build's): every row
 offer("offer fellow", rep.position())  # a fellow member with the same replica
 
+# --- a JOIN of a node that announces every task, on the manager: decoded and handled ---
+from clerk._core import Received as _Received
+for j in range(3):
+    joiner = Peer(f"j{j}@127.0.0.1", f"127.0.0.1:{46900 + j}", f"j{j}+d+t", 0)
+    frames = encode(Join(joiner, m.core.term, tuple(announce(defs, 7000.0 + j))))
+    step("join", lambda: m.core.handle(_Received(decode(frames)), m.now))
+
 # --- rolling deploys: a member joins, then leaves ---
 def resolve_once(live):
     res = resolve(defs, live)
@@ -352,7 +361,7 @@ print(json.dumps(steps))
 """
 
 KINDS = ("deploy join", "deploy leave", "load", "activate", "fill", "follower fill", "round",
-         "trigger", "result", "follower", "status", "offer", "offer fellow")
+         "trigger", "result", "follower", "status", "offer", "offer fellow", "join")
 
 
 def run_child(tree: Path, n: int, members: int, seconds: float) -> dict[str, list[float]]:
