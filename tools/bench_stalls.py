@@ -243,13 +243,6 @@ def offer(kind, at):
 offer("offer", None)  # a manager from elsewhere (or an older build's): every row
 offer("offer fellow", rep.position())  # a fellow member with the same replica
 
-# --- a JOIN of a node that announces every task, on the manager: decoded and handled ---
-from clerk._core import Received as _Received
-for j in range(3):
-    joiner = Peer(f"j{j}@127.0.0.1", f"127.0.0.1:{46900 + j}", f"j{j}+d+t", 0)
-    frames = encode(Join(joiner, m.core.term, tuple(announce(defs, 7000.0 + j))))
-    step("join", lambda: m.core.handle(_Received(decode(frames)), m.now))
-
 # --- rolling deploys: a member joins, then leaves ---
 def resolve_once(live):
     res = resolve(defs, live)
@@ -357,6 +350,14 @@ else:
     parts = StatusParts(lambda: 0.0)
     step("status", lambda: parts.first({"node": ME.name, "members": [],
                                         "tasks": fresh.status(t)}))
+# --- last (its new members change the list every heartbeat carries): a JOIN of a node
+# that announces every task, on the manager: decoded and handled ---
+from clerk._core import Received as _Received
+for j in range(3):
+    joiner = Peer(f"j{j}@127.0.0.1", f"127.0.0.1:{46900 + j}", f"j{j}+d+t", 0)
+    frames = encode(Join(joiner, m.core.term, tuple(announce(defs, 7000.0 + j))))
+    step("join", lambda: m.core.handle(_Received(decode(frames)), m.now))
+
 print(json.dumps(steps))
 """
 
