@@ -47,7 +47,6 @@ from typing import Any
 from clerk._deploy import SEP
 
 __all__ = [
-    "DIGESTS_KEPT",
     "DIGEST_MARK",
     "FETCH_RETRY",
     "KEEP_SETS",
@@ -184,24 +183,10 @@ def digest_of(base: Sequence[str]) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-#: Digests of the sets seen last (a set -> its digest): every member that joins with one build
-#: announces the same set, and its digest (``json.dumps`` of 10,000 entries: ~1 ms) is made
-#: once; a set is found again by hashing and comparing its strings (~0.2 ms).
-_DIGESTS: dict[tuple[str, ...], str] = {}
-#: ... at most this many.
-DIGESTS_KEPT = 16
-
-
 def split(entries: Sequence[str]) -> tuple[str, tuple[str, ...], float | None]:
     """``(digest, set, started)`` of announced entries."""
     base, started = base_of(entries)
-    digest = _DIGESTS.get(base)
-    if digest is None:
-        digest = digest_of(base)
-        if len(_DIGESTS) >= DIGESTS_KEPT:
-            _DIGESTS.clear()
-        _DIGESTS[base] = digest
-    return digest, base, started
+    return digest_of(base), base, started
 
 
 def parts_of(base: Sequence[str], chars: int = PART_CHARS) -> list[tuple[str, ...]]:

@@ -188,17 +188,3 @@ def test_a_sets_parts_are_cut_once_and_let_go_with_it() -> None:
     assert first == parts_of(base) and sets.parts(digest) is first
     sets.trim([])
     assert sets.parts(digest) is None
-
-
-def test_a_sets_digest_is_made_once_and_the_memo_stays_bounded() -> None:
-    from clerk import _tasksets
-
-    defs = [clerk.task("clerk.examples:Tally", name=f"t{i}", interval=1000) for i in range(30)]
-    first = split(announce(defs, 1.0))
-    again = split(announce(defs, 2.0))  # another member of the build: the same set
-    assert first[0] == again[0] == digest_of(first[1]) and first[2] == 1.0 and again[2] == 2.0
-    assert _tasksets._DIGESTS[first[1]] == first[0]
-    for i in range(3 * _tasksets.DIGESTS_KEPT):
-        d, base, _ = split((*announce(defs[: i % 29 + 1], 1.0), f"x{i}"))
-        assert d == digest_of(base)
-    assert len(_tasksets._DIGESTS) <= _tasksets.DIGESTS_KEPT
