@@ -30,7 +30,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clerk._core import Effect, Event, ManagerChanged, Refused, Role
-from clerk._simnet import SimNetwork, SimNode
+from clerk._simnet import SimNode
+from tests.unit.simcluster import settled_cluster
 
 #: The duplicate must be refused within this long after its links are fast again (s).
 REFUSED_WITHIN = 6.0
@@ -41,22 +42,8 @@ def run(n: int, first: int, which: int, seed: int, start_after: float, lag: floa
     """``first``: the node started a second before the others (it becomes the manager, so
     the manager's name is not always the highest); ``which``: the duplicate takes the name
     of the ``which``-th follower (-1: the manager's)."""
-    net = SimNetwork(seed, jitter=jitter)
-    net.fifo = True  # one connection per pair of nodes, as over ZeroMQ
-    names = [f"n{i}" for i in range(n)]
+    net, names, manager, term = settled_cluster(n, seed, jitter, first, start_after)
     seeds = tuple(f"{x}:7400" for x in names)
-    net.add_node(names[first % n], seeds=seeds)
-    net.run_for(1.0)
-    for name in names:
-        if name != names[first % n]:
-            net.add_node(name, seeds=seeds)
-    assert net.run_until_true(lambda: net.agreed() is not None and all(
-        {r.name for r in net.nodes[x].core.members if r.alive} == set(names) for x in names),
-        limit=10.0) is not None, net.summary()
-    net.run_for(start_after)
-    view = net.agreed()
-    assert view is not None, net.summary()
-    manager, term = view
     followers = [x for x in names if x != manager]
     name = followers[which % len(followers)] if which >= 0 else manager
     before = {x: net.nodes[x].core.members.get(name) for x in names}

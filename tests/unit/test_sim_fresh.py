@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from clerk._core import Effect, Event, ManagerChanged, Role
 from clerk._simnet import SimNetwork, SimNode
 from clerk._simtasks import LEDGER, SimLedger
+from tests.unit.simcluster import settled_cluster
 
 #: The fresh node must follow the cluster's manager within this long after its links are
 #: whole (s): its probes and the cluster's go every ``probe_interval`` (1 s).
@@ -49,24 +50,11 @@ def run(n: int, first: int, seed: int, start_after: float, lag: float, slow_for:
     node comes up within ``slow_for + lag`` s of its start (what it carries before waits);
     ``partition_for``: it is cut off from everyone for that long after its start (0: no
     partition)."""
-    net = SimNetwork(seed, jitter=jitter)
-    net.fifo = True  # one connection per pair of nodes, as over ZeroMQ
-    names = [f"n{i}" for i in range(n)]
     fresh = "z"
-    seeds = tuple(f"{x}:7400" for x in names)
+    seeds = tuple(f"n{i}:7400" for i in range(n))
     cluster_seeds = (*seeds, f"{fresh}:7400") if fresh_is_seed else seeds
-    net.add_node(names[first % n], seeds=cluster_seeds)
-    net.run_for(1.0)
-    for name in names:
-        if name != names[first % n]:
-            net.add_node(name, seeds=cluster_seeds)
-    assert net.run_until_true(lambda: net.agreed() is not None and all(
-        {r.name for r in net.nodes[x].core.members if r.alive} == set(names) for x in names),
-        limit=10.0) is not None, net.summary()
-    net.run_for(start_after)
-    view = net.agreed()
-    assert view is not None, net.summary()
-    manager, term = view
+    net, names, manager, term = settled_cluster(n, seed, jitter, first, start_after,
+                                                cluster_seeds)
     t0 = net.now
     rng = random.Random(seed)
     up_at: dict[tuple[str, str], float] = {}
