@@ -8,6 +8,7 @@ each node's own watchdog takes its agent and workers with it.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -25,7 +26,7 @@ c = LocalCluster(2)
 c.__enter__()
 c.wait_for_manager()
 pids = [p for n in c.names for p in c.pids(n)]
-print(json.dumps(pids), flush=True)
+print(json.dumps({"pids": pids, "dir": str(c.dir)}), flush=True)
 os._exit(1)
 """
 
@@ -34,7 +35,8 @@ def test_nodes_die_with_a_test_process_that_exits_without_close() -> None:
     out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
                          timeout=45, check=False)
     assert out.returncode == 1, out.stderr
-    pids = json.loads(out.stdout.strip().splitlines()[-1])
+    child = json.loads(out.stdout.strip().splitlines()[-1])
+    pids = child["pids"]
     assert len(pids) >= 4, pids  # two nodes, each with at least an agent
 
     def gone() -> bool:
@@ -49,3 +51,6 @@ def test_nodes_die_with_a_test_process_that_exits_without_close() -> None:
                 psutil.Process(p).kill()
             except psutil.Error:
                 pass
+        # The cluster's directory is what a process that died without close() leaves: ours
+        # to remove (one was left behind per suite run).
+        shutil.rmtree(child["dir"], ignore_errors=True)
