@@ -3,9 +3,13 @@ that meet an established cluster: a duplicate name, a fresh node)."""
 
 from __future__ import annotations
 
-from clerk._simnet import SimNetwork
+from collections.abc import Callable
 
-__all__ = ["settled_cluster"]
+from clerk._core import Effect, Event, ManagerChanged
+from clerk._messages import Claim
+from clerk._simnet import SimNetwork, SimNode
+
+__all__ = ["settled_cluster", "watch_the_cluster"]
 
 
 def settled_cluster(n: int, seed: int, jitter: float, first: int, start_after: float,
@@ -31,3 +35,28 @@ def settled_cluster(n: int, seed: int, jitter: float, first: int, start_after: f
     view = net.agreed()
     assert view is not None, net.summary()
     return net, names, view[0], view[1]
+
+
+def watch_the_cluster(net: SimNetwork, outsider: str, follows: Callable[[Claim], bool],
+                      what: str,
+                      on_outsider: Callable[[list[Effect]], None] | None = None) -> list[str]:
+    """Observe ``net`` for the settled cluster meeting ``outsider`` (a node by that name):
+    the returned list collects each moment a member follows a claim ``follows`` accepts
+    (``what`` names it in the message) and each manager change of a member. The outsider's
+    own effects go to ``on_outsider``."""
+    violations: list[str] = []
+
+    def check(node: SimNode, event: Event, effects: list[Effect]) -> None:
+        if node.name == outsider:
+            if on_outsider is not None:
+                on_outsider(effects)
+            return
+        claim = node.core.manager_claim
+        if claim is not None and follows(claim):
+            violations.append(f"{net.now:.3f} {node.name} follows {what}: {claim}")
+        for e in effects:
+            if isinstance(e, ManagerChanged):
+                violations.append(f"{net.now:.3f} {node.name}: {e}")
+
+    net.observers.append(check)
+    return violations

@@ -29,9 +29,8 @@ import random
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from clerk._core import Effect, Event, ManagerChanged, Refused, Role
-from clerk._simnet import SimNode
-from tests.unit.simcluster import settled_cluster
+from clerk._core import Effect, Refused, Role
+from tests.unit.simcluster import settled_cluster, watch_the_cluster
 
 #: The duplicate must be refused within this long after its links are fast again (s).
 REFUSED_WITHIN = 6.0
@@ -58,22 +57,14 @@ def run(n: int, first: int, which: int, seed: int, start_after: float, lag: floa
         return 0.0
 
     net.link_delay = link_delay
-    violations: list[str] = []
     refused: list[str] = []
     dup_address = "dup:7400"
 
-    def check(node: SimNode, event: Event, effects: list[Effect]) -> None:
-        if node.name == "dup":
-            refused.extend(e.reason for e in effects if isinstance(e, Refused))
-            return
-        claim = node.core.manager_claim
-        if claim is not None and claim.address == dup_address:
-            violations.append(f"{net.now:.3f} {node.name} follows the duplicate: {claim}")
-        for e in effects:
-            if isinstance(e, ManagerChanged):
-                violations.append(f"{net.now:.3f} {node.name}: {e}")
+    def on_dup(effects: list[Effect]) -> None:
+        refused.extend(e.reason for e in effects if isinstance(e, Refused))
 
-    net.observers.append(check)
+    violations = watch_the_cluster(net, "dup", lambda claim: claim.address == dup_address,
+                                   "the duplicate", on_dup)
     dup = net.add_node("dup", seeds=seeds, as_name=name)
     assert net.run_until_true(lambda: dup.core.role is Role.STOPPED,
                               limit=slow_for + lag + REFUSED_WITHIN) is not None, (

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from clerk._core import Effect, Event, ManagerChanged, Role
 from clerk._simnet import SimNetwork, SimNode
 from clerk._simtasks import LEDGER, SimLedger
-from tests.unit.simcluster import settled_cluster
+from tests.unit.simcluster import settled_cluster, watch_the_cluster
 
 #: The fresh node must follow the cluster's manager within this long after its links are
 #: whole (s): its probes and the cluster's go every ``probe_interval`` (1 s).
@@ -71,19 +71,8 @@ def run(n: int, first: int, seed: int, start_after: float, lag: float, slow_for:
         return max(0.0, when - net.now)
 
     net.link_delay = link_delay
-    violations: list[str] = []
-
-    def check(node: SimNode, event: Event, effects: list[Effect]) -> None:
-        if node.name == fresh:
-            return
-        claim = node.core.manager_claim
-        if claim is not None and claim.name == fresh:
-            violations.append(f"{net.now:.3f} {node.name} follows the fresh node: {claim}")
-        for e in effects:
-            if isinstance(e, ManagerChanged):
-                violations.append(f"{net.now:.3f} {node.name}: {e}")
-
-    net.observers.append(check)
+    violations = watch_the_cluster(net, fresh, lambda claim: claim.name == fresh,
+                                   "the fresh node")
     if partition_for > 0:
         net.partition([fresh])
     node = net.add_node(fresh, seeds=seeds)
