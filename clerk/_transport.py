@@ -58,7 +58,7 @@ import zmq
 
 from clerk._codec import MAX_MESSAGE_BYTES
 from clerk._config import resolve_host
-from clerk._frames import NOBLOCK, recv_frames, send_frames
+from clerk._frames import NOBLOCK, readable, recv_frames, send_frames
 from clerk._security import CurveKeys
 from clerk._sockopts import tune
 
@@ -447,11 +447,12 @@ class Transport:
         # the loop from its timers: due tasks and heartbeats get a turn every DRAIN_BYTES.
         size = 0
         stats = self.stats
+        router = self.router
         for _ in range(DRAIN_MESSAGES):
-            if size > DRAIN_BYTES:
+            if size > DRAIN_BYTES or not readable(router):  # (no raised zmq.Again: _frames)
                 return
             try:
-                frames = recv_frames(self.router, NOBLOCK)
+                frames = recv_frames(router, NOBLOCK)
             except zmq.Again:
                 return
             stats["received"] += 1  # ZeroMQ messages (a batch is one: clerk._batch)
