@@ -12,9 +12,11 @@ Rules:
   every frame (``SNDMORE | flags``) and look the ``RCVMORE`` option up by enum per frame,
   which cost more than the send itself (``tools/bench_codec.py`` prints both: ~12 µs against
   ~6 µs for a 3-frame send and receive).
-* A drain asks :func:`readable` before each receive instead of ending on a raised
-  ``zmq.Again``: pyzmq builds that exception with its message text, ~6x the cost of asking the
-  socket (``ZMQ_EVENTS``), and every drain of every loop turn ended on one.
+* A drain asks :func:`readable` before each receive but the first (which the poll said is
+  there) instead of ending on a raised ``zmq.Again``: pyzmq builds that exception with its
+  message text, ~6x the cost of asking the socket (``ZMQ_EVENTS``; both check the socket's
+  command mailbox with the same two system calls), and every drain of every loop turn ended
+  on one.
 * Only for sockets of the loop that owns them (one loop, one poller per process); nothing
   here is thread-safe, like the sockets themselves.
 """

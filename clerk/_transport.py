@@ -448,8 +448,10 @@ class Transport:
         size = 0
         stats = self.stats
         router = self.router
-        for _ in range(DRAIN_MESSAGES):
-            if size > DRAIN_BYTES or not readable(router):  # (no raised zmq.Again: _frames)
+        for i in range(DRAIN_MESSAGES):
+            # Asked before every receive but the first (the poll said there is one): a drain
+            # no longer ends on a raised zmq.Again (clerk._frames.readable).
+            if size > DRAIN_BYTES or (i and not readable(router)):
                 return
             try:
                 frames = recv_frames(router, NOBLOCK)
