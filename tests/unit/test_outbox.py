@@ -46,11 +46,12 @@ def test_bounded() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["add", "ack", "due", "unacked"]),
-                          st.integers(0, 7), st.floats(0.0, 1.5)), max_size=60))
+                          st.integers(0, 7), st.floats(0.0, 0.9)), max_size=60))
 def test_resends_and_deadline_match_a_scan_of_every_open_result(
         ops: list[tuple[str, int, float]]) -> None:
     """The open results are kept least recently sent first, so that the next resend is O(1)
-    for every loop turn: what is due, and when, is what a scan of every open result says."""
+    for every loop turn: what is due, and when, is what a scan of every open result says.
+    (At most 60 steps of 0.9 s: under KEEP_SECONDS, so nothing is forgotten meanwhile.)"""
     box = Outbox()
     sent: dict[str, float] = {}  # the model: open run id -> last sent
     now = 0.0
