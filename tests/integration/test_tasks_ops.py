@@ -22,15 +22,12 @@ import clerk
 from clerk._client import request_control
 from clerk._schedule import phase_ms
 from clerk.testing import LocalCluster, free_ports, wait_until
-from tests.integration.cluster_tasks import Counter, Slow
+from tests.integration.cluster_tasks import Counter, Gated
 from tests.integration.task_helpers import counter_lines, due, lines, task_row
 
 pytestmark = pytest.mark.timeout(120)
 
 IV = 200  # ms
-#: How long a run of "slow" lasts: long enough for a CLI process to start and be refused
-#: while it runs, even on a loaded machine (a 1.5 s run once ended first at load 10).
-SLOW_S = 4.0
 CLERK = [sys.executable, "-m", "clerk"]
 
 
@@ -62,8 +59,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         clerk.task(Counter, name="pausable", interval=IV, args={"log": str(d / "pausable.log")}),
         clerk.task(Counter, name="ledger", interval=IV, args={"log": str(d / "ledger.log")}),
         clerk.task(Counter, name="manual", interval=3_600_000, args={"log": str(d / "manual.log")}),
-        clerk.task(Slow, name="slow", interval=3_600_000, timeout=10_000,
-                   args={"log": str(d / "slow.log"), "sleep": SLOW_S}),
+        # A run of "slow" lasts until its test opens the gate (see cluster_tasks.Gated).
+        clerk.task(Gated, name="slow", interval=3_600_000, timeout=60_000,
+                   args={"log": str(d / "slow.log"), "gate": str(d / "slow.gate"),
+                         "max_s": 30}),
     ]
     with LocalCluster(3, tasks=tasks, metrics=True) as cluster:
         cluster.wait_for_manager(timeout=15)
@@ -177,22 +176,25 @@ def test_trigger_never_overlaps_a_run_in_flight(setup: Setup) -> None:
     setup.ctl("pause", "slow")
     wait_until(lambda: at_manager(setup, "slow")["running"] is None, timeout=10)
     first = setup.ctl("trigger", "slow")
-    began = time.monotonic()
+    # The run stays in flight until the gate opens, so both refusals below come while it
+    # runs however long the CLI takes to start. (With a run of a fixed 4 s the CLI, which
+    # took 5-7 s to start at load 9, was applied after the run had ended: a second run.)
     out = setup.cli("run", "slow")
-    assert time.monotonic() - began < SLOW_S, "the CLI took longer than the run"
     assert out.returncode == 1
     assert "in flight" in out.stderr and first["run"] in out.stderr
     with pytest.raises(clerk.ControlError, match="in flight"):
         setup.ctl("trigger", "slow")
+    setup.log("slow").with_name("slow.gate").touch()
     wait_until(lambda: at_manager(setup, "slow")["running"] is None, timeout=10)
     setup.ctl("trigger", "slow")
-    wait_until(lambda: len(lines(setup.log("slow"))) >= 2, timeout=10)
+    wait_until(lambda: [ln[0] for ln in lines(setup.log("slow"))].count("end") >= 2,
+               timeout=10)
     wait_until(lambda: at_manager(setup, "slow")["running"] is None, timeout=10)
     hist = history_at_manager(setup, "slow")
-    starts = [float(h["start"]) for h in hist]
-    assert len(lines(setup.log("slow"))) == 2 and len(starts) == 2, (
+    # Exactly two runs, each started only once the one before had ended (by the worker).
+    events = [ln[0] for ln in lines(setup.log("slow"))]
+    assert events == ["start", "end", "start", "end"] and len(hist) == 2, (
         lines(setup.log("slow")), hist)
-    assert starts[1] - starts[0] >= SLOW_S  # the second began after the first ended
 
 
 def test_history_matches_the_ledger(setup: Setup) -> None:
