@@ -105,12 +105,15 @@ def assert_no_runs_for(s: Setup, name: str, seconds: float) -> None:
 def test_pause_through_a_follower_stops_runs_within_one_interval(setup: Setup) -> None:
     wait_runs(setup, "pausable", 3)
     via = follower(setup)
+    asked_at = time.time()
     out = setup.cli("pause", "pausable", through=via)
     assert out.returncode == 0, out.stderr
     assert f"pausable paused (through {via}" in out.stdout
     paused_at = time.time()
     row = wait_until(lambda: paused_everywhere(setup, "pausable"), timeout=5)
-    assert row["paused_by"] == via and abs(row["paused_at"] - paused_at) < 2
+    # Applied by the manager (one host, one wall clock) while the CLI ran: the CLI's own start
+    # and exit can take seconds at load, so no fixed bound around its return.
+    assert row["paused_by"] == via and asked_at - 0.01 <= row["paused_at"] <= paused_at + 0.01
     # A run already in flight finishes; none starts more than one interval after the pause.
     time.sleep(IV / 1000 + 0.3)
     late = [r for r in counter_lines(setup.log("pausable")) if r.started > paused_at + IV / 1000]
