@@ -85,9 +85,9 @@ def check_history(net: SimNetwork, world: SimLedger, names: list[str], stopped_a
                   on_disk: int, last: float) -> None:
     """After the restart: the cluster agrees, continues from the newest copy any disk held
     at the stop (``on_disk``), and repeats no count. Counts repeated *during* the stop are
-    not this rule's (the README's known case: a member that left before its manager handed
-    over sends its result to the old manager, which is gone; the update is lost and the
-    next run repeats it): the copies on disk are what a restart can continue from."""
+    not this rule's: the copies on disk are what a restart can continue from. (A member that
+    left before its manager handed over once lost its update so; the leaving manager now
+    waits for such runs: README, "What is guaranteed".)"""
     net.run_until(last)
     assert net.run_until_true(lambda: net.agreed() is not None and len(net.live()) == len(names),
                               limit=SETTLE, step=0.05) is not None, net.summary()
@@ -149,8 +149,8 @@ FOUND = [
     (3, 0, [2, 1, 0, 3, 4], [0.59375, 1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0, 0.0], False),
     (3, 66467, [2, 1, 0, 3, 4], [0.59375, 1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0, 0.0],
      False),
-    # The stop itself loses an update (the known case in check_history): the restart still
-    # continues from the newest copy on disk.
+    # A schedule where the stop itself lost an update before the leaver waited for runs of
+    # nodes that left: the restart continues from the newest copy on disk.
     (5, 5, [4, 2, 3, 1, 0], [0.5, 0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0], True),
     # A leaving manager stopped before its successor confirmed (a second stop request) and
     # then applied a member's result to its own last table: the only copy of that count was
