@@ -17,21 +17,25 @@ the whole row each time, history included, to every member. Rules:
   its last change at or before ``b``, exactly: each row's history state at ``b`` is known.
   The manager remembers, per member, which of the positions it sent it were such ends
   (``Member.snaps``, :mod:`clerk._joining`); only a delta from one of them carries patches.
-* **A patch** (``[hid, n, K, [entries]]`` beside the row's text without its history, the
-  row's *head*): the history is now ``hid`` at ``n`` with ``K`` entries; the member keeps its
-  own entries numbered ``n - K + 1 .. n - len(entries)`` and appends ``entries``. The manager
-  sends one only when the member's state at ``b`` is the same ``hid`` with some entries still
-  kept; else the whole row, with ``[hid, n]`` so the member can take a patch next time. A row
-  whose history text is not its entries' texts joined (received with other spacing) goes whole
-  without it.
-* **The member checks** (:func:`apply_hist`): the row it holds must carry ``hid`` at an
-  ``n0`` with ``n - len(entries) <= n0 <= n``, and hold the numbers it is asked to keep. If
-  any row of a delta fails, the whole delta is refused (as a gap): the manager sends the
-  window again after ``TABLE_RESEND`` from the acknowledged position, as whole rows
-  (``Member.snaps`` is cleared at a resend). The row's text a member rebuilds is the
-  manager's, character for character (the entries' texts are ``json`` round trips of the
-  manager's compact texts), so what it stores and writes to its data directory is what it
-  stored before.
+* **A patch** (``[hid, base_n, n, keep, "new"]`` beside the row's text without its history,
+  the row's *head*): the history was ``hid`` at ``base_n`` and is now at ``n``; its text (as it
+  sits in the row, inside a JSON string) is the last ``keep`` characters of the one the member
+  holds between ``[`` and ``]``, a comma if both are non-empty, and ``new``: the new entries'
+  texts. Nothing is parsed or encoded for it on either side: the manager knows the quoted
+  texts of its newest entries (``RunHistory.patch_view``), the member slices the row text it
+  holds. The manager sends one only when the member's state at ``b`` is the same ``hid``
+  with at most ``PATCH_TAIL`` entries since; else the whole row, with ``[hid, n, qlen]`` (the
+  history's quoted length, where it starts in the row's text) so the member can take a patch
+  next time. A row whose history text is not its entries' texts joined (received with other
+  spacing) goes whole without it.
+* **The member checks** (:func:`apply_hist`): the row it holds must carry ``hid`` at exactly
+  ``base_n`` (noted when the row came), the kept characters must start at an entry's start
+  (after a comma, or the whole text), and ``new`` must be a JSON string's content, so the
+  row it rebuilds is JSON. If any row of a delta fails, the whole delta is refused (as a
+  gap): the manager sends the window again after ``TABLE_RESEND`` from the acknowledged
+  position, as whole rows (``Member.snaps`` is cleared at a resend). The text a member
+  rebuilds is the manager's, character for character, so what it stores and writes to its
+  data directory is what it stored before.
 * **Mixed builds.** Only a member that announced ``HIST_MARK`` in its incarnation is sent
   patches (``TableDelta.hist``, left out of the body when None); any other gets whole rows.
   A member keeps a row's history identity only within one log: a new log, a hand-over's
@@ -41,10 +45,9 @@ the whole row each time, history included, to every member. Rules:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from clerk._control import HISTORY_FIELDS
 from clerk._messages import HIST_MARK
 
 __all__ = [
@@ -52,7 +55,6 @@ __all__ = [
     "HistVersions",
     "KEEP",
     "apply_hist",
-    "held_parts",
     "parse_hist",
     "reads_hist",
 ]
@@ -60,13 +62,8 @@ __all__ = [
 #: History states kept per row in the manager's log: a member at most this many history
 #: changes of one row behind gets a patch, else the whole row.
 KEEP = 4
-#: Length of ``,"run_history":`` plus the row's closing ``}``.
-_TAIL = len(',"run_history":') + 1
-
-#: An entry's compact JSON text, as the manager makes it (clerk._control), but refusing what
-#: the manager never writes (NaN, Infinity).
-_DUMPS = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-_QUOTE = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+#: What precedes a row's history in its text (it is the row's last key).
+_KEY = ',"run_history":'
 
 
 def reads_hist(incarnation: str) -> bool:
@@ -74,9 +71,9 @@ def reads_hist(incarnation: str) -> bool:
     return HIST_MARK in incarnation
 
 
-#: (hid, n, the entries' JSON texts, len of the history's quoted text) of a row's history:
-#: ``RunHistory.patch_view``.
-View = tuple[int, int, tuple[str, ...], int]
+#: (hid, n, len of the history's quoted text, the newest entries' quoted texts) of a row's
+#: history: ``RunHistory.patch_view``.
+View = tuple[int, int, int, tuple[str, ...]]
 
 
 class HistVersions:
@@ -91,11 +88,14 @@ class HistVersions:
     def note(self, key: str, seq: int, view: View | None) -> None:
         """Row ``key`` changed at ``seq``; its history is now ``view`` (None: none to patch)."""
         states = self._states.get(key)
-        hid, n = (view[0], view[1]) if view is not None else (-1, -1)
         if view is None:
+            if states is None:
+                return  # (a row never patchable: nothing to note)
             self._view.pop(key, None)
+            hid = n = -1
         else:
             self._view[key] = view
+            hid, n = view[0], view[1]
         if states is None:
             self._states[key] = [(seq, hid, n)]
             return
@@ -108,9 +108,6 @@ class HistVersions:
     def drop(self, key: str) -> None:
         self._view.pop(key, None)
         self._states.pop(key, None)
-
-    def view(self, key: str) -> View | None:
-        return self._view.get(key)
 
     def at(self, key: str, base: int) -> tuple[int, int] | None:
         """The history state (hid, n) of row ``key`` as of its last change at or before
@@ -129,23 +126,38 @@ class HistVersions:
         view = self._view.get(key)
         if view is None:
             return None
-        hid, n, parts, qlen = view
+        hid, n, qlen, tail = view
         was = self.at(key, base)
-        if was is None or was[0] != hid or not 0 <= n - was[1] < len(parts):
+        if was is None or was[0] != hid or not 0 <= n - was[1] <= len(tail):
             return None
-        new = parts[len(parts) - (n - was[1]):]
-        return (text[:-(qlen + _TAIL)] + "}",
-                f"[{hid},{n},{len(parts)},[{','.join(new)}]]")
+        new = ",".join(tail[len(tail) - (n - was[1]):]) if n > was[1] else ""
+        inner = qlen - 4  # the text between '"[' and ']"'
+        keep = inner - len(new) - (1 if new and inner > len(new) else 0)
+        return (text[:-(qlen + len(_KEY) + 1)] + "}",
+                f"[{hid},{was[1]},{n},{keep},{_DUMP(new)}]")
 
     def whole(self, key: str) -> str | None:
-        """The ``[hid, n]`` that goes with row ``key`` sent whole (None: not patchable)."""
+        """The ``[hid, n, qlen]`` that goes with row ``key`` sent whole (None: not
+        patchable)."""
         view = self._view.get(key)
-        return None if view is None else f"[{view[0]},{view[1]}]"
+        return None if view is None else f"[{view[0]},{view[1]},{view[2]}]"
+
+
+_DUMP = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _refuse(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+#: Parses one JSON value at an index: (value, end); NaN and Infinity refused.
+_SCAN: Callable[[str, int], tuple[Any, int]] = (
+    json.JSONDecoder(parse_constant=_refuse).scan_once)  # type: ignore[attr-defined]
 
 
 def parse_hist(text: str) -> dict[str, list[Any]] | None:
-    """A delta's ``hist`` object (key -> ``[hid, n]`` or ``[hid, n, K, [entries]]``),
-    checked; None if malformed."""
+    """A delta's ``hist`` object (key -> ``[hid, n, qlen]`` or
+    ``[hid, base_n, n, keep, "new"]``), checked; None if malformed."""
     try:
         raw = json.loads(text, parse_constant=_refuse)
     except (ValueError, RecursionError):
@@ -153,90 +165,61 @@ def parse_hist(text: str) -> dict[str, list[Any]] | None:
     if not isinstance(raw, dict):
         return None
     for value in raw.values():
-        if not (isinstance(value, list) and len(value) in (2, 4)
-                and all(type(v) is int and v >= 0 for v in value[:3])):
+        if not (isinstance(value, list) and len(value) in (3, 5)
+                and all(type(v) is int and v >= 0 for v in value[:4])):
             return None
-        if len(value) == 4 and not (isinstance(value[3], list) and value[2] >= 1
-                                    and all(_entry_ok(e) for e in value[3])):
+        if len(value) == 5 and not isinstance(value[4], str):
             return None
     return raw
 
 
-def _refuse(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+#: A member's note of a row's history: (hid, n, len of its quoted text in the row).
+Held = tuple[int, int, int]
 
 
-def _entry_ok(e: Any) -> bool:
-    return (isinstance(e, list) and len(e) == len(HISTORY_FIELDS)
-            and type(e[0]) is int and isinstance(e[5], str))
-
-
-def held_parts(text: str) -> list[str] | None:
-    """The quoted entry texts of the history a row's ``text`` ends with (as the manager's
-    ``TaskRecord.to_text`` writes it), checked to rebuild the same text; None if it does
-    not end so."""
-    at = text.rfind(',"run_history":"')
-    if at < 0 or not text.endswith('"}'):
-        return None
-    quoted = text[at + _TAIL - 1:-1]
-    try:
-        entries = json.loads(json.loads(quoted), parse_constant=_refuse)
-        if not isinstance(entries, list):
-            return None
-        parts = [_QUOTE(_DUMPS(e))[1:-1] for e in entries]
-    except (ValueError, TypeError, RecursionError):
-        return None
-    if '"[' + ",".join(parts) + ']"' != quoted:
-        return None
-    return parts
-
-
-#: A member's note of a row's history: [hid, n, the entries' quoted texts or None (not
-#: split yet: ``held_parts`` when a patch needs them)].
-Held = list[Any]
+def _quoted_at(text: str, qlen: int) -> bool:
+    """``text`` (a row) ends with its history's key and a quoted list ``qlen`` long."""
+    end = len(text) - 1
+    start = end - qlen
+    return (qlen >= 4 and start - len(_KEY) > 0 and text.endswith(']"}')
+            and text.startswith('"[', start) and text.startswith(_KEY, start - len(_KEY)))
 
 
 def apply_hist(hist: Mapping[str, list[Any]], rows: dict[str, str],
                held: Mapping[str, Held], texts: Mapping[str, str]) -> dict[str, Held] | None:
     """Rebuild the patched rows of a delta in ``rows`` (key -> head, replaced by the whole
-    row's text) from the histories the member holds (``held``, of the rows ``texts``); the
-    notes to keep for the delta's rows that carry one. None if a patch does not fit (the
-    delta is refused: see the module docstring)."""
+    row's text) from the rows the member holds (``texts``, their notes ``held``); the notes
+    of the delta's rows that carry one. None if a patch or a note does not fit (the delta
+    is refused: see the module docstring)."""
     out: dict[str, Held] = {}
     for key, value in hist.items():
-        head = rows.get(key)
-        if head is None:
+        row = rows.get(key)
+        if row is None:
             return None
-        hid, n = value[0], value[1]
-        if len(value) == 2:
-            out[key] = [hid, n, None]
+        if len(value) == 3:
+            if not _quoted_at(row, value[2]):
+                return None
+            out[key] = (value[0], value[1], value[2])
             continue
-        k, entries = value[2], value[3]
+        hid, base_n, n, keep, new = value
         note = held.get(key)
-        if note is None or note[0] != hid or not n - len(entries) <= note[1] <= n:
+        old = texts.get(key)
+        if note is None or old is None or note[0] != hid or note[1] != base_n:
             return None
-        parts = note[2]
-        if parts is None:
-            old = texts.get(key)
-            parts = held_parts(old) if old is not None else None
-            if parts is None:
+        inner = old[len(old) - note[2] + 1:-3]  # between '"[' and ']"'
+        if keep > len(inner) or (0 < keep < len(inner) and inner[-keep - 1] != ","):
+            return None
+        if new:
+            try:
+                _, end = _SCAN(f'"{new}"', 0)
+            except (ValueError, StopIteration):
                 return None
-        n0 = note[1]
-        first = n0 - len(parts) + 1  # the number of parts[0]
-        keep_from, keep_to = n - k + 1, n - len(entries)  # numbers kept, inclusive
-        if keep_to >= keep_from:
-            if keep_from < first or keep_to > n0:
+            if end != len(new) + 2:
                 return None
-            kept = parts[keep_from - first:keep_to - first + 1]
-        else:
-            kept = []
-        try:
-            new = [_QUOTE(_DUMPS(e))[1:-1] for e in entries[max(0, len(entries) - k):]]
-        except ValueError:
+        kept = inner[len(inner) - keep:] if keep else ""
+        body = kept + ("," if kept and new else "") + new
+        if not (row.endswith("}") and len(row) > 2):
             return None
-        if not (head.endswith("}") and len(head) > 2):
-            return None
-        parts = kept + new
-        rows[key] = head[:-1] + ',"run_history":"[' + ",".join(parts) + ']"}'
-        out[key] = [hid, n, parts]
+        rows[key] = f'{row[:-1]}{_KEY}"[{body}]"}}'
+        out[key] = (hid, n, len(body) + 4)
     return out

@@ -5,15 +5,26 @@ the member rebuilds the very text the manager holds; anything that does not fit 
 
 from __future__ import annotations
 
+import copy
+import json
 import random
 
+import pytest
+
+from clerk import _control
 from clerk._control import RunHistory, make_entry, merge_run_history, parse_run_history
-from clerk._histdelta import HistVersions, held_parts, parse_hist
+from clerk._histdelta import HistVersions, parse_hist
 from clerk._messages import TableDelta
 from clerk._record import TaskRecord
 from clerk._replica import Replica, ReplicaLog, row_key
 
 CAP = 2_000
+
+
+@pytest.fixture(autouse=True)
+def _short_histories_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests' histories are short: patch them anyway (the threshold has its own test)."""
+    monkeypatch.setattr(_control, "PATCH_MIN_CHARS", 0)
 
 
 def entry(slot: int, error: str = "") -> list[object]:
@@ -41,14 +52,23 @@ def test_a_history_knows_which_it_is_and_how_far() -> None:
         h.append(entry(i), CAP)
     assert h.n == 60 and len(h) < 60, "the oldest went, the count did not"
     view = h.patch_view()
-    assert view is not None and view[:2] == (h.hid, 60)
-    assert '"[' + ",".join(p.replace('"', '\\"') for p in view[2]) + ']"' == h.quoted()
+    assert view is not None and view[:3] == (h.hid, 60, len(h.quoted()))
+    assert h.quoted().endswith(",".join(view[3]) + ']"'), "the newest entries, as quoted"
     other = parse_run_history(h.text())
     assert other.hid != h.hid and other.n == len(h), "a parsed history is another one"
     merged = merge_run_history(h, RunHistory([entry(1000)]), CAP)
     assert merged.hid not in (h.hid, other.hid)
     spaced = parse_run_history(h.text().replace(",", ", "))
     assert spaced.patch_view() is None, "a text not made of its entries' texts goes whole"
+
+
+def test_a_short_history_goes_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_control, "PATCH_MIN_CHARS", 1024)
+    h = RunHistory()
+    while len(h.quoted()) < 1024:
+        assert h.patch_view() is None
+        h.append(entry(h.n), 10**6)
+    assert h.patch_view() is not None
 
 
 def test_a_member_at_the_logs_end_gets_only_the_new_entries_and_rebuilds_the_same_row() -> None:
@@ -72,7 +92,8 @@ def test_a_member_at_the_logs_end_gets_only_the_new_entries_and_rebuilds_the_sam
         put(log, "a", rec)  # a result: one more entry (and the oldest gone past the cap)
         d = send(log, replica, 2)
         assert d is not None and d.hist is not None
-        assert len(parse_hist("".join(d.hist))["t:a"][3]) == 1
+        patch = parse_hist("".join(d.hist))["t:a"]  # type: ignore[index]
+        assert patch[1:3] == [rec.run_history.n - 1, rec.run_history.n]
         assert dict(replica.items()) == dict(log.items())
     whole = len(rec.to_text())
     assert sum(len(p) for p in d.rows + d.hist) < whole / 3
@@ -97,7 +118,8 @@ def test_a_member_that_lacks_the_base_is_refused_the_patch_and_whole_rows_fix_it
     rec.run_history = merge_run_history(rec.run_history, RunHistory([entry(7)]), CAP)
     put(log, "a", rec)  # another history (a merge): whole again
     d = log.delta(replica.seq, 10**9, 2)
-    assert d is not None and d.hist is not None and len(parse_hist("".join(d.hist))["t:a"]) == 2
+    assert d is not None and d.hist is not None
+    assert len(parse_hist("".join(d.hist))["t:a"]) == 3  # type: ignore[index]
     assert replica.apply(d) and dict(replica.items()) == dict(log.items())
 
 
@@ -116,30 +138,42 @@ def test_a_patch_that_does_not_fit_the_held_history_is_refused_whole() -> None:
     put(log, "b", recs["b"])
     d = log.delta(replica.seq, 10**9, 2)
     assert d is not None and d.hist is not None
-    forged = TableDelta(d.log, d.base, d.upto, d.rows, d.gone, d.done,
-                        ("".join(d.hist).replace(f",{recs['b'].run_history.n},",
-                                                 f",{recs['b'].run_history.n + 5},"),))
+    hist = parse_hist("".join(d.hist))
+    assert hist is not None
+    hist["t:b"][1] += 5  # a base the member does not hold
+    forged = TableDelta(d.log, d.base, d.upto, d.rows, d.gone, d.done, (json.dumps(hist),))
     assert not replica.apply(forged)
     assert dict(replica.items()) == held, "nothing of a refused delta applied"
     assert replica.apply(d) and dict(replica.items()) == dict(log.items())
 
 
-def test_held_parts_splits_only_what_rebuilds_the_same_text() -> None:
+def test_a_patch_keeps_whole_entries_and_adds_json_only() -> None:
+    log, replica = ReplicaLog("L"), Replica()
     rec = TaskRecord()
     for i in range(3):
         rec.run_history.append(entry(i, error='quote " and \\ back'), CAP)
-    parts = held_parts(rec.to_text())
-    assert parts is not None and len(parts) == 3
-    assert held_parts('{"a":1}') is None
-    assert held_parts('{"run_history":"[1,2"}') is None
+    put(log, "a", rec)
+    log.mark_complete()
+    send(log, replica, 1)
+    rec.run_history.append(entry(3), 10**6)
+    put(log, "a", rec)
+    d = log.delta(replica.seq, 10**9, 2)
+    assert d is not None and d.hist is not None
+    hid, base_n, n, keep, new = parse_hist("".join(d.hist))["t:a"]  # type: ignore[index]
+    for bad in ([hid, base_n, n, keep - 1, new], [hid, base_n, n, keep, new + "\\"],
+                [hid, base_n + 1, n, keep, new], [hid + 1, base_n, n, keep, new]):
+        forged = TableDelta(d.log, d.base, d.upto, d.rows, d.gone, d.done,
+                            ('{"t:a":' + json.dumps(bad) + "}",))
+        assert not Replica.apply(copy.deepcopy(replica), forged), bad
+    assert replica.apply(d) and dict(replica.items()) == dict(log.items())
 
 
 def test_the_log_notes_a_few_history_states_per_row() -> None:
     v = HistVersions()
-    v.note("k", 3, (1, 1, ("[0]",), 5))
-    v.note("k", 4, (1, 1, ("[0]",), 5))  # a dispatch: same history
+    v.note("k", 3, (1, 1, 7, ("[0]",)))
+    v.note("k", 4, (1, 1, 7, ("[0]",)))  # a dispatch: same history
     for seq in range(5, 12):
-        v.note("k", seq, (1, seq - 3, ("[0]",), 5))
+        v.note("k", seq, (1, seq - 3, 7, ("[0]",)))
     assert v.at("k", 2) is None, "before the row's first change here"
     assert v.at("k", 11) == (1, 8)
     assert v.at("k", 7) is None, "older than the states kept"

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from clerk._coretypes import Role, Send
+from clerk._histdelta import parse_hist
 from clerk._messages import Heartbeat
 from clerk._simnet import SimNetwork, SimNode
 from clerk._simtasks import LEDGER, SimLedger
@@ -46,7 +47,8 @@ class Watch:
             d = eff.msg.table
             if d.rows and "".join(d.rows) != "{}":
                 self.rows += 1
-                if d.hist is not None and ",[" in "".join(d.hist):
+                hist = parse_hist("".join(d.hist)) if d.hist is not None else None
+                if hist and any(len(v) == 5 for v in hist.values()):
                     self.patched += 1
                     if eff.to.split(":")[0] in self.older:
                         self.to_older += 1
