@@ -108,12 +108,12 @@ _HIDS = itertools.count(1)
 #: The newest entries a history's ``patch_view`` carries: a member that lacks more of them
 #: gets the whole row.
 PATCH_TAIL = 4
-#: A history shorter than this (its quoted text: ~9 entries) goes whole. Below it the
+#: A history shorter than this (its quoted text: ~7 entries) goes whole. Below it the
 #: patch's bookkeeping (per row, on the manager and on each member) cost more CPU than the
-#: bytes it saved (20 rows a round, in process: equal at ~100 tasks, whose histories are
-#: ~1,050 characters; +20 % at 200 tasks, ~500; at 1,000 tasks a history is the last run,
-#: ~110 characters, and a patch saves nothing).
-PATCH_MIN_CHARS = 1024
+#: bytes it saved (``tools/bench_histdelta.py``: CPU equal at 100 tasks, whose histories
+#: are ~1,000 characters; +20 % at 200 tasks, ~500; at 1,000 tasks a history is the last
+#: run, ~110 characters, and a patch saves nothing).
+PATCH_MIN_CHARS = 768
 
 
 class RunHistory:
