@@ -117,7 +117,7 @@ def test_a_node_of_an_older_build_gets_whole_rows_and_holds_the_same() -> None:
     assert older.refused_hist == 0
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
        faults=st.lists(st.tuples(base.fault, st.floats(0.05, 3.0)), min_size=1, max_size=8))
@@ -129,8 +129,8 @@ def test_members_hold_the_managers_rows_through_random_faults(
     for (kind, arg), wait in faults:
         acked = max(acked, world.acknowledged(names))
         base._apply(net, names, kind, arg)
-        for _ in range(max(1, int(wait / 0.1))):
-            net.run_for(min(wait, 0.1))
+        for _ in range(max(1, int(wait / 0.25))):
+            net.run_for(min(wait, 0.25))
             caught_up_equal(net)
     acked = max(acked, world.acknowledged(names))
     base._settle(net, names)
