@@ -208,6 +208,11 @@ def _materialize(items: list[tuple[str, str | None]]) -> Any:
     return json.loads(table_text(items))
 
 
+def _split(body: str) -> tuple[str, ...]:
+    """A delta's object text in strings under the codec's longest."""
+    return tuple(body[i:i + _PART] for i in range(0, len(body), _PART))
+
+
 def handover_delta(raw: Mapping[str, Any]) -> TableDelta | None:
     """The rows of a hand-over that carries only what the successor lacks (checked: it comes
     off the wire); None if malformed. Such a delta reaches the end of a complete log
@@ -223,10 +228,6 @@ def handover_delta(raw: Mapping[str, Any]) -> TableDelta | None:
 
 def _seq_of(change: tuple[int, str]) -> int:
     return change[0]
-
-
-def _split(body: str) -> tuple[str, ...]:
-    return tuple(body[i:i + _PART] for i in range(0, len(body), _PART))
 
 
 class _RowTexts:
