@@ -208,11 +208,6 @@ def _materialize(items: list[tuple[str, str | None]]) -> Any:
     return json.loads(table_text(items))
 
 
-def _split(body: str) -> tuple[str, ...]:
-    """A delta's object text in strings under the codec's longest."""
-    return tuple(body[i:i + _PART] for i in range(0, len(body), _PART))
-
-
 def handover_delta(raw: Mapping[str, Any]) -> TableDelta | None:
     """The rows of a hand-over that carries only what the successor lacks (checked: it comes
     off the wire); None if malformed. Such a delta reaches the end of a complete log
@@ -393,9 +388,13 @@ class ReplicaLog(_RowTexts):
                 hists.append(f"{_DUMP(key)}:{h}")
                 size += len(h)
             last = key
-        return TableDelta(self.log, base, upto, _split("{" + ",".join(parts) + "}"),
+        body = "{" + ",".join(parts) + "}"
+        more = "{" + ",".join(hists) + "}" if hists else ""
+        return TableDelta(self.log, base, upto,
+                          tuple(body[i:i + _PART] for i in range(0, len(body), _PART)),
                           tuple(gone), self.complete and upto == self.seq,
-                          _split("{" + ",".join(hists) + "}") if hists else None)
+                          tuple(more[i:i + _PART] for i in range(0, len(more), _PART))
+                          if hists else None)
 
     def window(self, base: int, max_chars: int, hist: int = 0) -> list[TableDelta]:
         """Consecutive deltas after ``base`` with at most ``max_chars`` of row text in all
