@@ -54,6 +54,7 @@ from clerk._coretypes import QuorumChanged, VoterWrite
 from clerk._deploy import MAX_ANNOUNCE_CHARS, SEP, announce
 from clerk._messages import (
     HANDED_MARK,
+    HIST_MARK,
     MERGE_MARK,
     TABLE_MARK,
     Election,
@@ -113,11 +114,13 @@ class Agent(AgentReplies):
             self._wake_r.close()
             self._wake_w.close()
             raise
-        # The incarnation's marks announce that this node reads a COORDINATOR's table position
+        # The incarnation's marks announce what this node reads: a COORDINATOR's table position
         # (clerk._messages.TABLE_MARK), member lists by digest (clerk._tasksets.DIGEST_MARK),
-        # MERGED (clerk._messages.MERGE_MARK), a leaver's position (HANDED_MARK), batches (last).
+        # MERGED (MERGE_MARK), a leaver's position (HANDED_MARK), history patches (HIST_MARK);
+        # batches (last).
         self.me = Peer(config.name, config.address, secrets.token_hex(6) + TABLE_MARK
-                       + DIGEST_MARK + MERGE_MARK + HANDED_MARK + BATCH_MARK, config.priority)
+                       + DIGEST_MARK + MERGE_MARK + HANDED_MARK + HIST_MARK + BATCH_MARK,
+                       config.priority)
         # What a loop turn sends, by peer: flushed at the end of the turn (clerk._batch).
         self.outgoing = Coalescer()
         self._urgent = False  # a run or a result is among them (flush_urgent)

@@ -28,6 +28,7 @@ Unknown keys of a row are ignored and missing ones defaulted (:func:`parse_pause
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii
@@ -102,6 +103,17 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 #: A text as a JSON string literal (ASCII, like every table text).
 _quote = encode_basestring_ascii
+#: Ids of the histories this process made (``RunHistory.hid``).
+_HIDS = itertools.count(1)
+#: The newest entries a history's ``patch_view`` carries: a member that lacks more of them
+#: gets the whole row.
+PATCH_TAIL = 4
+#: A history shorter than this (its quoted text: ~7 entries) goes whole. Below it the
+#: patch's bookkeeping (per row, on the manager and on each member) cost more CPU than the
+#: bytes it saved (``tools/bench_histdelta.py``: CPU equal at 100 tasks, whose histories
+#: are ~1,000 characters; +20 % at 200 tasks, ~500; at 1,000 tasks a history is the last
+#: run, ~110 characters, and a patch saves nothing).
+PATCH_MIN_CHARS = 768
 
 
 class RunHistory:
@@ -114,10 +126,18 @@ class RunHistory:
     its quoted form (as it sits in a row's JSON, :meth:`quoted`) is made once per change, not
     once per row encoding (a row changes at every dispatch too)."""
 
-    __slots__ = ("entries", "_parts", "_qparts", "_bytes", "_text", "_quoted")
+    __slots__ = ("entries", "hid", "n", "_parts", "_qparts", "_bytes", "_text", "_quoted",
+                 "_joined")
 
     def __init__(self, entries: Sequence[list[Any]] = ()) -> None:
         self.entries: list[list[Any]] = list(entries)
+        #: Which history this is (new at every one made: a parse, a merge) and how many
+        #: entries it has had in all (``append`` adds one): its entries are numbered
+        #: ``n - len + 1 .. n``. Replication sends a member that holds this same history at an
+        #: earlier ``n`` only the entries after it (:mod:`clerk._histdelta`).
+        self.hid = next(_HIDS)
+        self.n = len(self.entries)
+        self._joined: bool | None = None  # text() is the entries' texts joined (patch_view)
         self._parts: list[str] | None = None  # each entry's JSON text
         self._qparts: list[str] | None = None  # the same, escaped as inside a JSON string
         self._bytes = 0  # sum(len(part) + 1): the entries' share of the history's text
@@ -184,7 +204,24 @@ class RunHistory:
             del self.entries[:drop]
             del parts[:drop]
             del qparts[:drop]
+        self.n += 1
         self._text = self._quoted = None
+        self._joined = True
+
+    def patch_view(self) -> tuple[int, int, int, tuple[str, ...]] | None:
+        """``(hid, n, len(quoted()), the last PATCH_TAIL entries' texts as quoted)`` for a
+        replication that sends only new entries (:mod:`clerk._histdelta`); None when the
+        history is short (``PATCH_MIN_CHARS``) or its text as it sits in the row is not its
+        entries' texts joined (one received with other spacing): then the row goes whole."""
+        quoted = self.quoted()  # (first: as received, if it was, before _texts() is made)
+        if len(quoted) < PATCH_MIN_CHARS:
+            return None
+        parts, qparts = self._texts()
+        if self._joined is None:
+            self._joined = self._text is None or self._text == "[" + ",".join(parts) + "]"
+        if not self._joined:
+            return None
+        return self.hid, self.n, len(quoted), tuple(qparts[-PATCH_TAIL:])
 
 
 def parse_run_history(raw: Any) -> RunHistory:

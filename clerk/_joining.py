@@ -71,6 +71,7 @@ from collections.abc import Mapping
 from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState
 from clerk._coretypes import INF, MemberDown, MemberUp, Refused, Role
 from clerk._dupname import refuse_accepted
+from clerk._histdelta import reads_hist
 from clerk._membership import Member
 from clerk._messages import (
     Ack,
@@ -79,6 +80,7 @@ from clerk._messages import (
     Join,
     MemberInfo,
     Refuse,
+    TableDelta,
     TasksQuery,
     TasksReply,
     Welcome,
@@ -146,7 +148,7 @@ def acknowledge(core: CoreState, msg: Heartbeat, now: float) -> None:
     since = now - core._acked_at
     t = core.timings
     if msg.table is not None:
-        core._unacked_chars += sum(len(p) for p in msg.table.rows)
+        core._unacked_chars += _chars(msg.table)
     if not (msg.members is not None
             or (core.quorum is not None and core.quorum.is_voter)
             or since >= t.member_timeout / ACKS_PER_TIMEOUT
@@ -212,20 +214,26 @@ def heartbeat_round(core: CoreState, now: float) -> None:
     # Members in the same position share the same heartbeat objects (the agent encodes an
     # object once per batch of effects: see Agent.apply): in a steady cluster, one or two
     # distinct heartbeats per round whatever the number of members.
-    beats: dict[tuple[int, int, int], list[Heartbeat]] = {}
+    beats: dict[tuple[int, int, int, int], list[Heartbeat]] = {}
     for row in core.members.others():
         # The list (0: none), with each member's entries (1) or by digest (2).
         form = 0 if row.acked_epoch == epoch else (
             2 if reads_digests(row.peer.incarnation) else 1)
         base, room = table_position(core, row, now)
-        key = (form, base, room)
+        key = (form, base, room, _patches(row, base))
         chain = beats.get(key)
         if chain is None:
-            chain = beats[key] = _chain(core, form, base, room)
+            chain = beats[key] = _chain(core, form, base, room, key[3])
         for beat in chain:
             core.send(row.peer.address, beat)
-        _sent(row, chain, now)
+        _sent(core, row, chain, now)
     core._next_heartbeat = now + t.heartbeat_interval
+
+
+def _chars(delta: TableDelta) -> int:
+    """A delta's text (its rows, and their histories' patches if any)."""
+    n = sum(len(p) for p in delta.rows)
+    return n if delta.hist is None else n + sum(len(p) for p in delta.hist)
 
 
 def table_position(core: CoreState, row: Member, now: float) -> tuple[int, int]:
@@ -238,16 +246,31 @@ def table_position(core: CoreState, row: Member, now: float) -> tuple[int, int]:
         if row.sent_table >= log.seq or room <= 0:
             return -1, 0  # everything sent, or the window is full: wait for the ACK
         return row.sent_table, room
+    if row.sent_table > row.acked_table:
+        # The window again, from the acknowledged position: what the member holds may not
+        # be what we think (a delta lost, or a patch it refused), so rows go whole from here
+        # until a delta reaches the log's end again (clerk._histdelta).
+        row.snaps.clear()
     if row.acked_table >= log.seq:
         return -1, 0
     row.sent_chars = 0
     return row.acked_table, TABLE_WINDOW_CHARS
 
 
-def _chain(core: CoreState, form: int, base: int, room: int) -> list[Heartbeat]:
+def _patches(row: Member, base: int) -> int:
+    """How rows' histories go to ``row`` from ``base`` (``ReplicaLog.delta``'s ``hist``): 0,
+    only in the rows (an older build); 2, as patches from a position it holds exactly; 1,
+    whole, with their identities (clerk._histdelta)."""
+    if not reads_hist(row.peer.incarnation):
+        return 0
+    return 2 if base in row.snaps else 1
+
+
+def _chain(core: CoreState, form: int, base: int, room: int,
+           hist: int = 0) -> list[Heartbeat]:
     """One heartbeat (the list if ``form``: 1 with the entries, 2 by digest; the first
-    delta), then one per further delta of the window."""
-    deltas = core.table_log.window(base, room) if room > 0 else []
+    delta), then one per further delta of the window (``hist``: see ``_patches``)."""
+    deltas = core.table_log.window(base, room, hist) if room > 0 else []
     members = core.members.infos(digests=form == 2) if form else None
     first = Heartbeat(core.me, core.term, core._seq, core.members.epoch, members,
                       deltas[0] if deltas else None)
@@ -255,9 +278,14 @@ def _chain(core: CoreState, form: int, base: int, room: int) -> list[Heartbeat]:
                      for d in deltas[1:])]
 
 
-def _sent(row: Member, chain: list[Heartbeat], now: float) -> None:
+def _sent(core: CoreState, row: Member, chain: list[Heartbeat], now: float) -> None:
+    end = core.table_log.seq
     for beat in chain:
         if beat.table is not None:
+            if beat.table.upto == end:  # an uncut delta: the member then holds the log as is
+                if len(row.snaps) >= 8:
+                    row.snaps.discard(min(row.snaps))
+                row.snaps.add(end)
             if row.sent_table <= row.acked_table:
                 # A new window: its age (TABLE_RESEND) counts from here and from each ACK
                 # that moves it on, not from each later change sent after it. Refreshed by
@@ -266,7 +294,7 @@ def _sent(row: Member, chain: list[Heartbeat], now: float) -> None:
                 # its replica stayed short of the table for good (simulator, 1,000 fillers).
                 row.sent_at = now
             row.sent_table = beat.table.upto
-            row.sent_chars += sum(len(p) for p in beat.table.rows)
+            row.sent_chars += _chars(beat.table)
 
 
 def send_table(core: CoreState, row: Member, now: float) -> None:
@@ -276,10 +304,10 @@ def send_table(core: CoreState, row: Member, now: float) -> None:
     if room <= 0:
         return
     chain = [Heartbeat(core.me, core.term, core._seq, core.members.epoch, None, d)
-             for d in core.table_log.window(base, room)]
+             for d in core.table_log.window(base, room, _patches(row, base))]
     for beat in chain:
         core.send(row.peer.address, beat)
-    _sent(row, chain, now)
+    _sent(core, row, chain, now)
 
 
 def stalled(core: CoreState, now: float) -> None:
@@ -465,6 +493,8 @@ def m_ack(core: CoreState, msg: Ack, now: float) -> None:
         return
     row.acked_epoch = msg.epoch
     acked = msg.table if msg.log == core.table_log.log else -1
+    if acked < row.acked_table:
+        row.snaps.clear()  # the member restarted its replica (or left our log)
     if acked >= row.sent_table or acked < row.acked_table:
         row.sent_chars = 0  # the window is acknowledged (or the member restarted its replica)
     elif acked > row.acked_table:

@@ -30,7 +30,7 @@ Admission rules for a JOIN from ``name`` (incarnation ``inc``, address ``addr``)
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clerk._messages import MemberInfo, Peer
 from clerk._tasksets import TaskSets, split
@@ -61,6 +61,9 @@ class Member:
     sent_table: int = -1
     sent_at: float = float("-inf")
     sent_chars: int = 0
+    #: Positions of the table log this member was sent by a delta that reached the log's
+    #: end as it stood (clerk._histdelta): from one of these, rows' histories go as patches.
+    snaps: set[int] = field(default_factory=set)
     #: The digest and start time of ``tasks`` (clerk._tasksets; None: not computed yet),
     #: and the ones announced whose set this node does not hold yet (None: none).
     digest: str | None = None
@@ -71,6 +74,7 @@ class Member:
         """A new table log: this member holds nothing of it yet."""
         self.acked_table = self.sent_table = -1
         self.sent_at, self.sent_chars = float("-inf"), 0
+        self.snaps.clear()
 
     @property
     def name(self) -> str:

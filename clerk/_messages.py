@@ -57,6 +57,7 @@ __all__ = [
     "Json",
     "Leave",
     "HANDED_MARK",
+    "HIST_MARK",
     "MERGE_MARK",
     "MemberInfo",
     "Merged",
@@ -183,6 +184,9 @@ class TableDelta:
     rows: tuple[str, ...] = ()
     gone: tuple[str, ...] = ()
     done: bool = False
+    #: The history of some of ``rows`` as what changed (:mod:`clerk._histdelta`): the JSON
+    #: text of one object split into strings; only to a node that reads it (``+r``).
+    hist: tuple[str, ...] | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +255,11 @@ def says_handed(peer: Peer) -> bool:
     """The node ``peer`` announced that its COORDINATOR to a leaving manager says where its
     replica stands (``HANDED_MARK``)."""
     return HANDED_MARK in peer.incarnation
+
+
+#: In the incarnation of a node that reads ``TableDelta.hist`` (rows' histories as what
+#: changed, :mod:`clerk._histdelta`): only such a node is sent one.
+HIST_MARK = "+r"
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from clerk._histdelta import Held, HistVersions, View, apply_hist, parse_hist
 from clerk._messages import TableAt, TableDelta
 from clerk._record import unpack_table
 
@@ -274,6 +275,7 @@ class ReplicaLog(_RowTexts):
         self._changes: list[tuple[int, str]] = []
         self._stale = 0
         self._sweep: int | None = None  # where the compaction under way is (_compact_some)
+        self._hists = HistVersions()  # the rows' history states (clerk._histdelta)
 
     def __len__(self) -> int:
         return sum(1 for t in self._text.values() if t is not None)
@@ -305,12 +307,15 @@ class ReplicaLog(_RowTexts):
         start += len(live)
         self._sweep = None if start >= len(changes) else start
 
-    def put(self, key: str, text: str) -> bool:
-        """Row ``key`` is now ``text`` (its JSON). True if that is a change."""
+    def put(self, key: str, text: str, hist: View | None = None) -> bool:
+        """Row ``key`` is now ``text`` (its JSON; ``hist``: its run history's
+        ``RunHistory.patch_view``, if a member may get it as a patch). True if that is a
+        change."""
         if self._text.get(key) == text:
             return False
         self._text[key] = text
         self._bump(key)
+        self._hists.note(key, self.seq, hist)
         return True
 
     def remove(self, key: str) -> bool:
@@ -318,6 +323,7 @@ class ReplicaLog(_RowTexts):
             return False
         self._text[key] = None
         self._bump(key)
+        self._hists.drop(key)
         return True
 
     def put_table(self, table: Any) -> None:
@@ -341,9 +347,13 @@ class ReplicaLog(_RowTexts):
             self.complete = True
             self.seq += 1  # a delta reaching this sequence carries ``done``
 
-    def delta(self, base: int, max_chars: int = TABLE_CHUNK_CHARS) -> TableDelta | None:
+    def delta(self, base: int, max_chars: int = TABLE_CHUNK_CHARS,
+              hist: int = 0) -> TableDelta | None:
         """The rows changed after ``base`` (oldest change first), up to ``max_chars`` of row
-        text (at least one row); None if the member is up to date."""
+        text (at least one row); None if the member is up to date. ``hist``, for a member
+        that reads ``TableDelta.hist`` (:mod:`clerk._histdelta`): 1, each row's history's
+        identity; 2, and the rows' histories as what changed since ``base``, for a member
+        that holds the log as of ``base`` exactly (an uncut delta's end)."""
         if base >= self.seq:
             return None
         changes, at = self._changes, self._at
@@ -352,32 +362,49 @@ class ReplicaLog(_RowTexts):
                 if at[changes[i][1]] == changes[i][0])
         parts: list[str] = []
         gone: list[str] = []
+        hists: list[str] | None = [] if hist else None
         size = 0
         upto = self.seq
         last = ""
         for key in keys:
             text = self._text[key]
-            if (parts or gone) and size + len(text or "") > max_chars:
+            sent, h = text, None
+            if hists is not None and text is not None:
+                p = self._hists.patch(key, text, base) if hist == 2 else None
+                if p is not None:
+                    sent, h = p
+                else:
+                    h = self._hists.whole(key)
+            if (parts or gone) and size + len(sent or "") + len(h or "") > max_chars:
                 upto = self._at[last]
                 break
-            if text is None:
+            if sent is None:
                 gone.append(key)
             else:
-                parts.append(f"{_DUMP(key)}:{text}")
-                size += len(text) + len(key) + 3
+                parts.append(f"{_DUMP(key)}:{sent}")
+                size += len(sent) + len(key) + 3
+            if h is not None:
+                assert hists is not None
+                hists.append(f"{_DUMP(key)}:{h}")
+                size += len(h)
             last = key
         body = "{" + ",".join(parts) + "}"
+        more = "{" + ",".join(hists) + "}" if hists else ""
         return TableDelta(self.log, base, upto,
                           tuple(body[i:i + _PART] for i in range(0, len(body), _PART)),
-                          tuple(gone), self.complete and upto == self.seq)
+                          tuple(gone), self.complete and upto == self.seq,
+                          tuple(more[i:i + _PART] for i in range(0, len(more), _PART))
+                          if hists else None)
 
-    def window(self, base: int, max_chars: int) -> list[TableDelta]:
+    def window(self, base: int, max_chars: int, hist: int = 0) -> list[TableDelta]:
         """Consecutive deltas after ``base`` with at most ``max_chars`` of row text in all
-        (at least one delta if the member is behind)."""
+        (at least one delta if the member is behind); ``hist``: see :meth:`delta` (patches
+        in the first only: the next ones start where a cut delta ended)."""
         out: list[TableDelta] = []
         spent = 0
         while spent < max_chars or not out:
-            d = self.delta(base, min(TABLE_CHUNK_CHARS, max(1, max_chars - spent)))
+            d = self.delta(base, min(TABLE_CHUNK_CHARS, max(1, max_chars - spent)),
+                           min(hist, 1) if out else hist)
             if d is None:
                 break
             out.append(d)
@@ -427,7 +454,7 @@ class RowEncoder:
             if rec is None:
                 log.remove(row_key(name))
             else:
-                log.put(row_key(name), rec.to_text())
+                log.put(row_key(name), rec.to_text(), rec.run_history.patch_view())
             n += 1
             # A row is ~20 us to encode (a 10,000-task table's rows, with their history):
             # looked at every 16 rows, a step overran its budget by ~0.3 ms and more.
@@ -455,6 +482,9 @@ class Replica(_RowTexts):
         # least its change's sequence. A row of an earlier log has none.
         self._at: dict[str, int] = {}
         self.caught_up = False  # the last delta applied was ``done`` (module docstring)
+        # key -> its history's identity, for a patch (clerk._histdelta): rows of this log only.
+        self._hist: dict[str, Held] = {}
+        self.refused_hist = 0  # deltas refused because a patch did not fit (of ``refused``)
 
     def __bool__(self) -> bool:
         return bool(self._text)
@@ -468,6 +498,7 @@ class Replica(_RowTexts):
             self.log, self.seq, self._fresh = delta.log, -1, set()
             self._fresh_gone = False
             self._at = {}
+            self._hist = {}
             self.caught_up = False
         if delta.base > self.seq:
             self.refused += 1
@@ -478,17 +509,33 @@ class Replica(_RowTexts):
         if rows is None:
             self.refused += 1
             return False
+        notes: dict[str, Held] = {}
+        if delta.hist is not None:
+            hist = parse_hist("".join(delta.hist))
+            got = None if hist is None else apply_hist(hist, rows, self._hist, self._text)
+            if got is None:
+                self.refused += 1
+                self.refused_hist += 1
+                return False
+            notes = got
         fresh = self._fresh
         at, upto = self._at, delta.upto
         changed = self._changed
+        held = self._hist
         for key, text in rows.items():
             self._text[key] = text
             at[key] = upto
+            note = notes.get(key)
+            if note is not None:
+                held[key] = note
+            elif held:
+                held.pop(key, None)
             if fresh is not None:
                 fresh.add(key)
         for key in delta.gone:
             self._text.pop(key, None)
             at.pop(key, None)
+            held.pop(key, None)
             if fresh is not None:
                 fresh.add(key)
                 self._fresh_gone = True
@@ -505,6 +552,7 @@ class Replica(_RowTexts):
             if self._fresh_gone or len(fresh) != len(self._text):
                 for key in [k for k in self._text if k not in fresh]:
                     del self._text[key]
+                    held.pop(key, None)
                     if changed is not None:
                         changed.add(key)
             self._fresh = None
@@ -519,6 +567,7 @@ class Replica(_RowTexts):
         self._changed = None  # replaced wholesale: the data directory takes a snapshot
         self.log, self.seq, self._fresh = "", -1, None
         self._at = {}
+        self._hist = {}
         self.caught_up = False
         self.version += 1
 

@@ -74,6 +74,7 @@ from clerk._core import (
 )
 from clerk._messages import (
     HANDED_MARK,
+    HIST_MARK,
     MERGE_MARK,
     TABLE_MARK,
     Coordinator,
@@ -211,7 +212,7 @@ class SimNetwork:
     ) -> NodeCore:
         incarnation = f"{self.rng.getrandbits(48):012x}"
         if name not in self.older:  # (a node of an older build reads no COORDINATOR table)
-            incarnation += TABLE_MARK + DIGEST_MARK + MERGE_MARK + HANDED_MARK
+            incarnation += TABLE_MARK + DIGEST_MARK + MERGE_MARK + HANDED_MARK + HIST_MARK
         extra: dict[str, Any] = {}
         if self.voters:  # (the default mode's cores are built exactly as before)
             extra = {"voters": self.voters, "voter_record": disk}

@@ -74,6 +74,9 @@ from clerk._replication import ENCODE_BUDGET, LOAD_BUDGET  # noqa: E402
 from clerk._schedule import Scheduler, pack_table  # noqa: E402
 
 ME = Peer("n1@127.0.0.1", "127.0.0.1:47001", "5f0c1a2b3c4d", 9)
+#: The members' incarnation: they read rows' histories as patches (``+r``, clerk._histdelta),
+#: as every node of this build does (a tree without it ignores the mark).
+MEMBER_MARKS = "i+r"
 CHANGES = 20  # tasks run per round
 #: A step's cost: the CPU time of this thread. Wall time on a shared, loaded machine adds
 #: whatever the OS gives other processes meanwhile (tens of ms at a load of 30 on 2 cores);
@@ -113,7 +116,7 @@ class Manager:
         self.core = NodeCore(ME, now=0.0, rng=random.Random(1))
         self.core.handle(Start(), 0.0)
         self.peers = {f"127.0.0.1:{47002 + i}": Peer(f"n{i + 2}@127.0.0.1",
-                                                     f"127.0.0.1:{47002 + i}", "i", 0)
+                                                     f"127.0.0.1:{47002 + i}", MEMBER_MARKS, 0)
                       for i in range(members)}
         for p in self.peers.values():
             self.settle(self.core.handle(Received(Join(p, self.core.term, ())), 0.0))

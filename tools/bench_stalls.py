@@ -83,7 +83,7 @@ class Manager:
         self.core = NodeCore(ME, now=0.0, rng=random.Random(1))
         self.core.handle(Start(), 0.0)
         self.peers = {f"127.0.0.1:{47002 + i}": Peer(f"n{i + 2}@127.0.0.1",
-                      f"127.0.0.1:{47002 + i}", "i", 0) for i in range(max(1, members - 1))}
+                      f"127.0.0.1:{47002 + i}", "i+r", 0) for i in range(max(1, members - 1))}
         for p in self.peers.values():
             ack_heartbeats(self.core, self.peers,
                            self.core.handle(Received(Join(p, self.core.term, ())), 0.0), 0.0)

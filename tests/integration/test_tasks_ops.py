@@ -230,6 +230,26 @@ def test_history_matches_the_ledger(setup: Setup) -> None:
     setup.ctl("resume", "ledger")
 
 
+def test_every_followers_history_is_the_managers_run_for_run(setup: Setup) -> None:
+    """A follower gets a task's history as the entries it lacks (clerk._histdelta): once the
+    task is quiet, every follower's ``show`` (its replica) holds the manager's history."""
+    wait_runs(setup, "steady", 8)
+    setup.ctl("pause", "steady")
+    wait_quiet(setup, "steady")
+    manager = setup.cluster.wait_for_manager(timeout=10)
+    others = [n for n in setup.cluster.live() if n != manager]
+
+    def same() -> bool:
+        mine = setup.ctl("show", "steady", through=manager)["history"]
+        return len(mine) >= 8 and all(
+            setup.ctl("show", "steady", through=n)["history"] == mine for n in others)
+
+    try:
+        wait_until(same, timeout=10, message="a follower's history is not the manager's")
+    finally:
+        setup.ctl("resume", "steady")
+
+
 def scrape(s: Setup, name: str) -> dict[str, float]:
     with urllib.request.urlopen(s.cluster.metrics_url(name), timeout=5) as resp:
         assert resp.status == 200
