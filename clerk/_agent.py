@@ -483,7 +483,7 @@ class Agent(AgentReplies):
         else:
             # Sent at the end of the loop turn (_flush), a run or a result sooner if a
             # replication round comes first (flush_urgent).
-            self.outgoing.add(to, frames, now)
+            self.outgoing.add(to, frames, now, msg.sender.name != self.me.name)
             if type(msg) is Execute or type(msg) is Result:
                 self._urgent = True
 

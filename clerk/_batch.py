@@ -166,6 +166,7 @@ class Coalescer:
         self.stats: Counter[str] = Counter()
         self._queued: dict[str, list[list[bytes]]] = {}
         self._last: Peer | None = None
+        self._alone: set[int] = set()  # ids of queued frames that go outside batches (add)
         #: When the oldest message now queued was queued (monotonic seconds).
         self.since = 0.0
 
@@ -179,10 +180,16 @@ class Coalescer:
         else:
             self.readers.discard(peer.address)
 
-    def add(self, to: str, frames: list[bytes], now: float) -> None:
-        """Queue ``frames`` for ``to`` (``now``: monotonic seconds, the caller's clock)."""
+    def add(self, to: str, frames: list[bytes], now: float, alone: bool = False) -> None:
+        """Queue ``frames`` for ``to`` (``now``: monotonic seconds, the caller's clock).
+        ``alone``: a message in another node's name (a HANDOVER passed on,
+        ``clerk._handover.forward``) goes outside any batch, in its place in the order: a
+        batch holds only its sender's own messages, and its receiver drops one that does not
+        (with every message in it)."""
         if not self._queued:
             self.since = now
+        if alone:
+            self._alone.add(id(frames))  # (the frames are held until flush: ids stay unique)
         queued = self._queued.get(to)
         if queued is None:
             self._queued[to] = [frames]
@@ -202,6 +209,7 @@ class Coalescer:
         if not self._queued:
             return
         queued, self._queued = self._queued, {}
+        alone, self._alone = self._alone, set()
         stats = self.stats
         for to, messages in queued.items():
             stats["messages_sent"] += len(messages)
@@ -209,7 +217,19 @@ class Coalescer:
                 for frames in messages:
                     send(to, frames)
                 continue
-            for frames in pack(messages, self.max_bytes):
-                if frames[1] == BATCH_KIND:
-                    stats["batches_sent"] += 1
-                send(to, frames)
+            runs: list[list[list[bytes]]] = [messages]
+            if alone:  # split at each message that goes alone, keeping the order
+                runs = []
+                run: list[list[bytes]] = []
+                for frames in messages:
+                    if id(frames) in alone:
+                        runs += [run, [frames]]
+                        run = []
+                    else:
+                        run.append(frames)
+                runs.append(run)
+            for run in runs:
+                for frames in pack(run, self.max_bytes):
+                    if frames[1] == BATCH_KIND:
+                        stats["batches_sent"] += 1
+                    send(to, frames)

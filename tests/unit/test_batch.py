@@ -141,3 +141,32 @@ def test_coalescer_is_overdue_once_its_oldest_message_waited_flush_after():
     c.add(OTHER.address, acks(1)[0], 10.0 + FLUSH_AFTER)  # the oldest one counts
     assert not c.overdue(10.0 + FLUSH_AFTER / 2)
     assert c.overdue(10.0 + FLUSH_AFTER)
+
+
+def test_a_message_in_another_nodes_name_goes_alone_in_its_place():
+    """A HANDOVER passed on (clerk._handover.forward) names its first sender: packed into a
+    batch of this node's own messages, the receiver dropped the whole batch
+    ("batch_sender"). It goes alone, between batches of the messages around it, in order."""
+    c = Coalescer()
+    c.learn(OTHER)
+    third = Peer("c", "127.0.0.1:7403", "aaaaaaaaaaaa" + BATCH_MARK, 0)
+    mine = acks(4)
+    passed_on = acks(1, third)[0]
+    for frames in mine[:2]:
+        c.add(OTHER.address, frames, 0.0)
+    c.add(OTHER.address, passed_on, 0.0, alone=True)
+    for frames in mine[2:]:
+        c.add(OTHER.address, frames, 0.0)
+    sent: list[list[bytes]] = []
+    c.flush(lambda to, frames: sent.append(frames))
+    assert [f[1] for f in sent] == [BATCH_KIND, b"result_ack", BATCH_KIND]
+    received = [m for f in sent
+                for m in (decode_batch(f) if f[1] == BATCH_KIND else [decode(f)])]
+    assert [(m.sender.name, m.run_id) for m in received] == [  # type: ignore[attr-defined]
+        ("a", "run-0"), ("a", "run-1"), ("c", "run-0"), ("a", "run-2"), ("a", "run-3")]
+    assert c.stats["messages_sent"] == 5 and c.stats["batches_sent"] == 2
+    # The mark is for that flush only: the next turn batches as before.
+    for frames in acks(2):
+        c.add(OTHER.address, frames, 1.0)
+    c.flush(lambda to, frames: sent.append(frames))
+    assert sent[-1][1] == BATCH_KIND and len(sent) == 4
