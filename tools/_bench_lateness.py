@@ -89,7 +89,13 @@ def read_stamps(d: Path) -> list[tuple[str, int, float, float]]:
 
 
 def skipped_total(cluster: LocalCluster, manager: str) -> int:
-    st = cluster.status(manager, timeout=10)
+    """Slots skipped, timed out or failed so far; -1 if the manager did not answer (a rate
+    it cannot hold: the level then reads "over", see Lateness.ok)."""
+    try:
+        st = cluster.status(manager, timeout=10)
+    except Exception as exc:
+        print(f"  warning: no status from the manager {manager}: {exc}", file=sys.stderr)
+        return -1
     return sum(t["runs"]["skipped"] + t["runs"]["timeout"] + t["runs"]["error"]
                for t in st["tasks"])
 
@@ -143,13 +149,14 @@ def clerk_lateness(n_tasks: int, interval: int, window: float, nodes: int = 3,
             cpu1 = {k: f() for k, f in roles.items()}
             wake1 = threads_of(c, manager)
             wire1 = wire_counts(c, manager)
-            skipped = skipped_total(c, manager) - skipped0
+            skipped1 = skipped_total(c, manager)
+            skipped = -1 if min(skipped0, skipped1) < 0 else skipped1 - skipped0
         rows = [s for s in read_stamps(d) if w0 <= s[2] < w1]
     late = [(t - due) * 1000 for _name, _slot, t, due in rows]
     per = max(1, len(rows))
     cpu = {k: (cpu1[k] - cpu0[k]) * 1e6 / per for k in roles}
     wire = {k: tuple((b - a) / per for a, b in zip(wire0[k], wire1[k], strict=True))
-            for k in wire1}
+            for k in wire1 if k in wire0}  # ({} if a node did not answer: wire_counts)
     wakes = {k: ((v1 - wake0.get(k, (0, 0, 0.0))[0]) / per,
                  (i1 - wake0.get(k, (0, 0, 0.0))[1]) / per,
                  (t1 - wake0.get(k, (0, 0, 0.0))[2]) * 1e6 / per)
