@@ -153,3 +153,38 @@ def test_a_thirtieth_node_joins_a_10000_task_cluster() -> None:
         assert len(rows) == 30 and all(r.want is None for r in rows.values())
         assert all(rows[c.me.name].tasks == c.tasks for c in cores)
     assert not any(isinstance(e.msg, TasksQuery) for c in cores for e in net.effects(c, Send))
+
+
+def test_the_shortcut_for_announced_entries_cuts_what_the_general_path_cuts() -> None:
+    from unittest import mock
+
+    from clerk import _tasksets
+
+    defs = [clerk.task("clerk.examples:Tally", name=f"t{i}", interval=1000, args={"k": i})
+            for i in range(20)]
+    cases = [
+        announce(defs, 1234.5), announce(defs, 1e-7), announce(defs, -3.0),
+        announce(defs, 1e300), [*announce(defs, 5.0), "bare-name"],
+        [*announce(defs[:3], 5.0), *announce(defs[3:6], 6.0)],  # two start times
+        [e.replace('"s":5.0', '"s":5.00') for e in announce(defs, 5.0)],  # not json.dumps'
+        ["bare", "names"], [],
+        [e.replace('"s":5.0,', "") for e in announce(defs, 5.0)],  # no start time
+    ]
+    for entries in cases:
+        with mock.patch.object(_tasksets, "_base_as_announced", lambda e: None):
+            general = base_of(entries)
+        assert base_of(entries) == general, entries[:2]
+        assert with_started(*general) == tuple(entries)
+    assert _tasksets._base_as_announced(announce(defs, 1234.5)) is not None
+
+
+def test_a_sets_parts_are_cut_once_and_let_go_with_it() -> None:
+    defs = [clerk.task("clerk.examples:Tally", name=f"t{i}", interval=1000) for i in range(50)]
+    digest, base, _ = split(announce(defs, 7.0))
+    sets = TaskSets()
+    assert sets.parts(digest) is None
+    sets.add(digest, base)
+    first = sets.parts(digest)
+    assert first == parts_of(base) and sets.parts(digest) is first
+    sets.trim([])
+    assert sets.parts(digest) is None
