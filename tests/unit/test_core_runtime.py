@@ -1,6 +1,8 @@
 """NodeCore (fake clock): a stalled manager's fence, advertised tasks, stale EXECUTEs, messages
 only the current manager may send, and a HANDOVER that comes back to its sender (issue 9)."""
 
+import pytest
+
 from clerk._core import (
     Deliver,
     Dropped,
@@ -11,6 +13,7 @@ from clerk._core import (
     Role,
     Send,
     StaleExecute,
+    Start,
     Tick,
 )
 from clerk._messages import (
@@ -24,7 +27,7 @@ from clerk._messages import (
     ResultAck,
     RunQuery,
 )
-from tests.unit.corenet import T, addr, cluster, peer
+from tests.unit.corenet import Net, T, addr, cluster, peer
 
 
 def test_a_stalled_manager_that_was_replaced_never_may_dispatch_and_steps_down():
@@ -157,6 +160,32 @@ def test_a_follower_whose_tasks_the_manager_lost_joins_again():
     net.advance(T.heartbeat_interval * 2)
     assert [j.tasks for j in net.sends(b, Join, to=a, after=mark)] == [("t1",)]
     assert a.members.get("b").tasks == ("t1",)
+
+
+@pytest.mark.parametrize("digests", [False, True], ids=["entries", "by-digest"])
+def test_a_joiner_welcomed_for_a_join_older_than_its_tasks_joins_again(digests):
+    # A node JOINs before its workers are ready (no tasks), then announces its tasks; its
+    # first JOIN reaches the manager last (the transport let a later message overtake it:
+    # tests/integration/test_members_big.py, issue 11). The manager takes the stale entries
+    # and WELCOMEs it with them; no heartbeat brings the list again once the joiner ACKs
+    # that epoch, so the joiner must JOIN again on the WELCOME itself.
+    inc = "+d" if digests else ""
+    net = Net()
+    a = net.node("a", 1, incarnation="a-1" + inc)
+    net.advance(T.heartbeat_interval * 3)
+    b = net.node("b", 0, seeds=["a"], incarnation="b-1" + inc, start=False)
+    net.do(b, Start())
+    stale = net.queue.popleft()  # JOIN with no tasks, held back
+    assert not net.queue and isinstance(stale[1].msg, Join) and stale[1].msg.tasks == ()
+    assert b.set_tasks(("t1", "t2"), net.now) == []  # (joining: the next JOIN carries them)
+    net.advance(T.join_retry + T.heartbeat_interval * 3)
+    assert b.role is Role.FOLLOWER and a.members.get("b").tasks == ("t1", "t2")
+    mark = net.mark()
+    net.deliver(*stale)  # the old JOIN arrives after all
+    net.run()
+    net.advance(T.heartbeat_interval * 5)
+    assert [j.tasks for j in net.sends(b, Join, to=a, after=mark)] == [("t1", "t2")]
+    assert a.members.get("b").tasks == ("t1", "t2")
 
 
 def test_an_execute_from_a_stale_claim_is_reported_as_stale():
