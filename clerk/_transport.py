@@ -317,7 +317,10 @@ class Transport:
             return
         if link.pending:
             self._flush(link, now)  # what waits goes first (see _flush)
-        if any(not req for _, req, _ in link.pending) or not self._try(link.dealer, frames):
+            if any(not req for _, req, _ in link.pending):
+                self._queue(link, False, frames, now)  # behind what still waits
+                return
+        if not self._try(link.dealer, frames):
             self._queue(link, False, frames, now)
 
     def request(self, address: str, frames: list[bytes], now: float) -> None:
