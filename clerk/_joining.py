@@ -519,6 +519,9 @@ def fetch_sets(core: CoreState, now: float, welcomed: bool = False) -> None:
                                       and reads_digests(manager.peer.incarnation)) else []
     start = zlib.crc32(core.me.name.encode())
     for digest, rows in wanted.items():
+        if digest in sets.sets:  # held since the rows began waiting (TaskSets.add)
+            core.members.resolved(digest)
+            continue
         attempt = sets.due(digest, now)
         if attempt is None:
             continue

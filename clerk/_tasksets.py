@@ -231,9 +231,13 @@ class TaskSets:
         self.refused = 0  # sets received whole whose digest was not the one asked for
 
     def add(self, digest: str, base: tuple[str, ...]) -> None:
-        """A set this node holds (its own, a JOINer's, or fetched)."""
+        """A set this node holds (its own, a JOINer's, or fetched). One that was being
+        fetched (our own, announced since: a node's workers became ready after the list
+        came) is a look due now: the rows waiting for it take it there
+        (clerk._joining.fetch_sets), as no reply and no retry would come for it."""
         self.sets.setdefault(digest, base)
-        self.fetches.pop(digest, None)
+        if self.fetches.pop(digest, None) is not None:
+            self.fresh = True
 
     def entries(self, digest: str, started: float | None) -> tuple[str, ...] | None:
         """The entries of a member that announced ``digest`` and ``started`` (one tuple per

@@ -6,7 +6,16 @@ from clerk._codec import encode
 from clerk._core import Send, Start
 from clerk._deploy import announce
 from clerk._messages import Heartbeat, TasksQuery, TasksReply, Welcome
-from clerk._tasksets import DIGEST_MARK, TaskSets, base_of, digest_of, parts_of, split, with_started
+from clerk._tasksets import (
+    DIGEST_MARK,
+    FETCH_RETRY,
+    TaskSets,
+    base_of,
+    digest_of,
+    parts_of,
+    split,
+    with_started,
+)
 from tests.unit.corenet import Net, addr
 
 DEFS = [clerk.task("clerk.examples:Tally", name=f"big.tasks:Poll{i:05d}", interval=1000,
@@ -188,3 +197,17 @@ def test_a_sets_parts_are_cut_once_and_let_go_with_it() -> None:
     assert first == parts_of(base) and sets.parts(digest) is first
     sets.trim([])
     assert sets.parts(digest) is None
+
+
+def test_a_set_held_while_it_was_being_fetched_is_a_look_due_now() -> None:
+    # Our own set, announced after rows began waiting for it (a node whose workers became
+    # ready after its WELCOME): the fetch ends, and the rows must take it at the next look
+    # (clerk._joining.fetch_sets), as no reply will come for it and no retry is left.
+    sets = TaskSets()
+    assert sets.due("d1", 0.0) == 0 and sets.next_retry() == FETCH_RETRY
+    sets.fresh = False
+    sets.add("d1", ("a", "b"))
+    assert "d1" not in sets.fetches and sets.fresh and sets.next_retry() == float("-inf")
+    fresh = TaskSets()
+    fresh.add("d2", ("c",))  # held with no fetch under way: nothing to look at
+    assert not fresh.fresh
