@@ -218,7 +218,7 @@ class Agent(AgentReplies):
                 if self._done and self.tasks.ready_to_leave(now):
                     self._flush(now)
                     break
-                if self._stop_requests and not leaving:
+                if self._stop_requests and not leaving and self.tasks.may_leave(now):
                     leaving = True
                     log.info("leaving the cluster")
                     self.tasks.on_leave(now)

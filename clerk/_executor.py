@@ -25,6 +25,7 @@ import shutil
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,9 @@ from supervisor import ChildSpec, Event, Supervisor
 __all__ = ["Executor"]
 
 log = logging.getLogger("clerk.executor")
+
+#: How many ended runs' ids an executor remembers to refuse a second EXECUTE of one.
+ENDED_KEPT = 4096
 
 
 @dataclass
@@ -111,6 +115,10 @@ class Executor:
         add_reader(self._events_r.fileno(), self._on_worker_events)
         self._endpoint = endpoint
         self._generation = 0
+        # The last ENDED_KEPT runs this executor answered for: a second EXECUTE of one of them
+        # (or of a run queued or running here) is ignored, never run twice (see submit).
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self.duplicates = 0
         self.workers = {i: _Worker(i, f"worker-{i}") for i in range(workers)}
         self.sup = Supervisor(
             [self._spec(w.child, w.wid) for w in self.workers.values()],
@@ -166,6 +174,16 @@ class Executor:
         # is due within RELEASE_LEAD_MS (normally at once); its timeout counts from the due time.
         ahead = max(0.0, msg.due_ms / 1000 - self._wall()) if msg.due_ms > 0 else 0.0
         release = now + max(0.0, ahead - RELEASE_LEAD_MS / 1000)
+        if msg.run_id in self._ended or self.has_run(msg.run_id):
+            # No path sends a run twice today (ZeroMQ delivers at most once, a manager never
+            # resends an EXECUTE); should one come, the run it names is not started again,
+            # and no second answer goes (a "refused" could overwrite the run's own result).
+            self.duplicates += 1
+            log.warning("ignored a second EXECUTE of run %s (task=%s slot=%d term=%d): it is "
+                        "%s here", msg.run_id, msg.task, msg.slot, msg.term,
+                        "done" if msg.run_id in self._ended else "queued or running",
+                        extra={"task": msg.task, "slot": msg.slot, "run": msg.run_id})
+            return
         job = _Job(msg, reply_to, now, now + ahead + msg.timeout_ms / 1000, release,
                    now + ahead)
         if log.isEnabledFor(logging.DEBUG):  # per run: DEBUG, off the hot path at INFO
@@ -385,6 +403,10 @@ class Executor:
     def _reply(self, job: _Job, outcome: str, state: Any, error: str,
                duration_ms: float | None = None) -> None:
         msg = job.msg
+        ended = self._ended
+        ended[msg.run_id] = None
+        if len(ended) > ENDED_KEPT:
+            ended.popitem(last=False)
         me, term = self.me()
         if duration_ms is None:  # no word from the worker: time since the run came in, or
             # since its due time for one sent ahead (clerk._lead)
@@ -412,4 +434,5 @@ class Executor:
         return {"executed": self.executed, "queued": len(self.queue),
                 "held": self.queue.held_count,
                 "busy_workers": sum(w.job is not None for w in self.workers.values()),
-                "workers": len(self.workers), "restarts": self.restarts}
+                "workers": len(self.workers), "restarts": self.restarts,
+                "duplicates": self.duplicates}

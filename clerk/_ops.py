@@ -10,6 +10,11 @@
 * ``show`` (one task's detail and history) is answered by any node from its replica.
 * An unknown task name or operation is an error listing the known ones; a trigger refused
   because a run is in flight says so.
+* **A trigger respects the stall fence** (:mod:`clerk._fence`): a manager whose claim is
+  unconfirmed after a stall answers it as "no manager yet" (the client tries again), never
+  dispatches it. Its client may have given up on it and had the trigger applied by the
+  manager elected meanwhile; applied here too, it was a second run of one command (the
+  flake of ``test_trigger_never_overlaps_a_run_in_flight``: three starts for two runs).
 * **A repeated request gets the first answer** (:mod:`clerk._answered`). A client sends a
   command again when no answer came within its per-attempt wait (2 s,
   :func:`clerk._client.request_control`), to the next address, and from there to the manager
@@ -78,6 +83,14 @@ def handle_control(runner: TaskRunner, msg: Control, now: float, wall: float) ->
         answer = reply(True, result={"task": msg.task, **register})
         runner.answered.put(msg, answer, now)
         return answer
+    if not core.dispatch_ok:
+        # This manager's loop stalled past the manager timeout and no member has confirmed
+        # its claim since (clerk._fence): it may have been replaced meanwhile, and it
+        # dispatches nothing until it knows. A trigger the stall held back (an attempt whose
+        # client gave up and asked the new manager) started a second run beside the new
+        # manager's, on this node itself when it chose itself (a local run has no fence).
+        return reply(False, "no manager yet (this manager's loop stalled: its claim is "
+                     "unconfirmed until a member answers): try again")
     dispatch, error = sched.trigger(msg.task, wall, runner.loaded(wall))
     if dispatch is None:
         return reply(False, error)

@@ -53,7 +53,9 @@ class Outbox:
 
     def __init__(self) -> None:
         self._rows: OrderedDict[str, _Kept] = OrderedDict()
-        self._open: set[str] = set()  # run ids not acknowledged yet
+        # Run ids not acknowledged yet, the least recently sent first (add and resend move
+        # one to the end): the next resend is the first one's, O(1) for every loop turn.
+        self._open: OrderedDict[str, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -62,9 +64,10 @@ class Outbox:
         """A run ended here; its result is being sent (or applied) now."""
         self._rows.pop(result.run_id, None)
         self._rows[result.run_id] = _Kept(result, now, now)
-        self._open.add(result.run_id)
+        self._open.pop(result.run_id, None)
+        self._open[result.run_id] = None
         while len(self._rows) > KEEP_MAX:
-            self._open.discard(self._rows.popitem(last=False)[0])
+            self._open.pop(self._rows.popitem(last=False)[0], None)
 
     def ack(self, run_id: str) -> bool:
         """The manager applied it (or has no use for it). True if it was unacknowledged."""
@@ -72,7 +75,7 @@ class Outbox:
         if row is None or row.acked:
             return False
         row.acked = True
-        self._open.discard(run_id)
+        self._open.pop(run_id, None)
         return True
 
     def find(self, run_id: str) -> Result | None:
@@ -95,19 +98,24 @@ class Outbox:
             row = next(iter(self._rows.values()))
             if now - row.kept_at < KEEP_SECONDS:
                 break
-            self._open.discard(self._rows.popitem(last=False)[0])
+            self._open.pop(self._rows.popitem(last=False)[0], None)
         out = []
-        for run_id in self._open:
-            row = self._rows[run_id]
-            if now - row.sent_at >= RESEND_INTERVAL:
-                row.sent_at = now
-                out.append(row.result)
+        rows, open_ = self._rows, self._open
+        while open_:  # the least recently sent first: stop at one not due (one sent now)
+            run_id = next(iter(open_))
+            row = rows[run_id]
+            if now - row.sent_at < RESEND_INTERVAL:
+                break
+            row.sent_at = now
+            open_.move_to_end(run_id)
+            out.append(row.result)
         return out
 
     def next_deadline(self) -> float:
         """When :meth:`due` has something to do (monotonic seconds), ``inf`` if never."""
-        times = [self._rows[run_id].sent_at + RESEND_INTERVAL for run_id in self._open]
-        return min(times, default=float("inf"))
+        for run_id in self._open:  # the least recently sent
+            return self._rows[run_id].sent_at + RESEND_INTERVAL
+        return float("inf")
 
     def pending(self) -> int:
         """How many results wait for the manager's acknowledgement."""

@@ -265,6 +265,12 @@ class ResultRouting(QuorumWriting):
         if claim is not None and claim.address != self.agent.me.address:
             to = claim.address
         else:
+            if core.role is Role.STOPPED and not core._successor and self.scheduler.draining:
+                # The last manager of a full stop (it handed over to nobody): they are in the
+                # table it writes last, and nobody is there to take them. Kept, they held
+                # its exit for LEAVE_WAIT (5 s) after its own last run.
+                self._held = []
+                return False
             row = core.members.get(core._successor) if core._successor else None
             if core.role is not Role.STOPPED or row is None:
                 return False

@@ -44,10 +44,22 @@ from clerk._statusrows import StatusRows
 from clerk._store import Store
 from clerk._tasks import TaskDef, load_task_class
 
-__all__ = ["LEAVE_WAIT", "MAX_HELD_OFFERS", "REPLICATE_SHARE", "TaskRunner"]
+__all__ = ["LEAVE_WAIT", "MAX_HELD_OFFERS", "REPLICATE_SHARE", "TAKEOVER_BEFORE_LEAVE",
+           "TaskRunner"]
 
 log = logging.getLogger("clerk.tasks")
 LEAVE_WAIT = 5.0  # a leaving node lets its runs in flight finish for up to this long
+#: A node asked to leave while it takes over (it became the manager and its table is still
+#: loading: a few ms, ~1 s at 10,000 tasks on a loaded machine) finishes the take-over first,
+#: for this long at most (s), and then leaves as a manager that drains. Why: in a full stop a
+#: successor can get its manager's hand-over just before its own stop request (the node
+#: process passes SIGTERM on to its agent within 0.2 s). Leaving before its scheduler ran, it
+#: applied no result of the runs in flight it had adopted (its own run's included), wrote the
+#: handed-over table as it was, and the manager that handed over did not wait for them: that
+#: update was on no disk, and the restarted cluster repeated the count
+#: (tests/unit/test_sim_restart.py, a successor that leaves while it loads). With the waits
+#: of a leave after it, well inside the node's 15 s for its agent to stop.
+TAKEOVER_BEFORE_LEAVE = 2.0
 #: Between two slices of resolving the member list, or of an OFFER (s): a turn that reads
 #: the sockets.
 RESOLVE_PAUSE = 0.0002
@@ -130,6 +142,7 @@ class TaskRunner(ResultRouting, StatusRows):
         # their text objects. None: the scheduler's rows are not just those (any more).
         self._rows_seen: dict[str, str | None] | None = None
         self._leave_started: float | None = None
+        self._leave_asked: float | None = None  # a stop request waiting for a take-over
         self._replicate_dirty = False
         self._held: list[Result] = []  # results of a leaving manager's own runs (see below)
         self.wa = None  # quorum mode, manager: this ballot's write-ahead (clerk._runquorum)
@@ -242,6 +255,18 @@ class TaskRunner(ResultRouting, StatusRows):
             self.scheduler.drain()
             self._encode_rows(math.inf)  # the hand-over carries every row, now
         self._leave_started = now
+
+    def may_leave(self, now: float) -> bool:
+        """May this node act on a stop request now? Not while it takes over (the manager,
+        its table still loading): it finishes that first, for ``TAKEOVER_BEFORE_LEAVE`` s at
+        most, and then leaves as a manager that drains (results still applied to its table,
+        its runs in flight waited for), not with a table no scheduler ran."""
+        if self._activate is None or not self.agent.core.is_manager:
+            return True
+        if self._leave_asked is None:
+            self._leave_asked = now
+            log.info("asked to leave while taking over: finishing the take-over first")
+        return now - self._leave_asked >= TAKEOVER_BEFORE_LEAVE
 
     def ready_to_leave(self, now: float) -> bool:
         """A leaving node first lets its runs in flight finish (for up to LEAVE_WAIT s)."""

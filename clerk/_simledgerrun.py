@@ -21,7 +21,8 @@ from clerk._writeahead import WriteAhead
 if TYPE_CHECKING:
     from clerk._simnet import SimNetwork, SimNode
 
-__all__ = ["LEAVE_WAIT_S", "RUN_S", "WALL0", "LedgerRun", "LedgerRuns"]
+__all__ = ["LEAVE_WAIT_S", "RUN_S", "TAKEOVER_BEFORE_LEAVE_S", "WALL0", "LedgerRun",
+           "LedgerRuns"]
 
 #: The simulated wall clock: simulated time 0 is this wall time (a realistic slot number).
 WALL0 = 1_700_000_000.0
@@ -29,6 +30,9 @@ WALL0 = 1_700_000_000.0
 RUN_S = 0.002
 #: A leaving node waits this long for its runs in flight (clerk._runner.LEAVE_WAIT).
 LEAVE_WAIT_S = 5.0
+#: A node asked to leave while it takes over finishes that first, this long at most
+#: (clerk._runner.TAKEOVER_BEFORE_LEAVE).
+TAKEOVER_BEFORE_LEAVE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,10 @@ class LedgerRuns:
                 if claim is not None:
                     to = claim.address
             if local or to == core.me.address:
+                if not self.scheduler.active and core.is_manager and core.quorum is None:
+                    # Taking over (its table still loading): kept, and applied once it
+                    # schedules, as the real node's outbox keeps it (clerk._outbox).
+                    self.unacked[result.run_id] = result
                 if self.scheduler.active and self.scheduler.on_result(
                         result.task, result.run_id, node.name, "ok", after, RUN_S * 1000, "",
                         self.wall(), slot=None if local or not self.world.unseen_runs

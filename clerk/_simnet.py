@@ -100,6 +100,10 @@ class SimLayer(Protocol):
 
     def next_deadline(self) -> float: ...
 
+    def leave_at(self, now: float) -> float | None:
+        """When to look again at a stop request made ``now`` (None: act on it now)."""
+        ...
+
 
 @dataclass
 class SimNode:
@@ -296,7 +300,15 @@ class SimNetwork:
             self._transmit(node, Send(to, msg))
 
     def leave(self, name: str) -> None:
-        self._feed(self.nodes[name], LeaveRequested())
+        """A stop request. Its layer may defer it (``SimLayer.leave_at``: a node that takes
+        over finishes that first, as the real agent does), then it is looked at again."""
+        node = self.nodes[name]
+        again = node.layer.leave_at(self.now) if node.layer is not None and node.up else None
+        if again is None:
+            self._feed(node, LeaveRequested())
+            return
+        core = node.core  # (a node restarted meanwhile is not asked to leave)
+        self.at(again, lambda: self.leave(name) if node.core is core else None)
 
     def partition(self, *groups: list[str] | tuple[str, ...] | set[str]) -> None:
         """Cut the network into ``groups``; nodes not named form one more group."""

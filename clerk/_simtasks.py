@@ -56,7 +56,14 @@ from clerk._replica import RowEncoder, offer_keys, row_key
 from clerk._replication import offer_parts
 from clerk._resultacks import ACK_WAIT, PendingAcks
 from clerk._schedule import Scheduler, pack_table
-from clerk._simledgerrun import LEAVE_WAIT_S, RUN_S, WALL0, LedgerRun, LedgerRuns
+from clerk._simledgerrun import (
+    LEAVE_WAIT_S,
+    RUN_S,
+    TAKEOVER_BEFORE_LEAVE_S,
+    WALL0,
+    LedgerRun,
+    LedgerRuns,
+)
 from clerk._simnet import SimNetwork, SimNode
 from clerk._tasks import TaskDef
 from clerk._writeahead import WriteAhead
@@ -110,6 +117,9 @@ class SimLedger:
         #: A manager whose table is only its disk's waits for the members' OFFERs before any
         #: dispatch (``Scheduler.from_disk``, clerk._adopt); False: only ``init`` waits.
         self.offers_first = True
+        #: A node asked to leave while it takes over finishes that first (``leave_at``, as
+        #: the real agent); False: it leaves at once, as before.
+        self.finish_takeover = True
         self.runs: list[LedgerRun] = []
         self.layers: dict[str, LedgerLayer] = {}
         self.tasks = (LEDGER, *(f.name for f in self.fillers))  # what every node advertises
@@ -197,6 +207,7 @@ class LedgerLayer(LedgerRuns):
         # Merges that came while activating (sender, table, MERGED to send once merged).
         self._merges_waiting: list[tuple[str, Any, Send | None]] = []
         self._loaded_at: float | None = None  # (``SimLedger.load_s``) the activation's load
+        self._leave_asked: float | None = None  # a stop request waiting for a take-over
         self._seen_replicated: object = None
         self.wa: WriteAhead | None = None  # quorum mode, manager: this ballot's write-ahead
         self.never_left: set[tuple[str, str]] = set()  # held dispatches of a lost ballot
@@ -220,6 +231,20 @@ class LedgerLayer(LedgerRuns):
         if self._loaded_at is None:
             self._loaded_at = self.net.now + self.world.load_s
         return self.net.now >= self._loaded_at
+
+    def leave_at(self, now: float) -> float | None:
+        """A stop request while this node takes over (the manager, its table still loading:
+        ``SimLedger.load_s``) waits for the take-over, ``TAKEOVER_BEFORE_LEAVE_S`` at most,
+        as the real agent's does (``clerk._runner.TaskRunner.may_leave``); it is looked at
+        again every millisecond (the agent's loop turns meanwhile)."""
+        if (self._activate is None or not self.node.core.is_manager
+                or not self.world.finish_takeover):
+            return None
+        if self._leave_asked is None:
+            self._leave_asked = now
+        if now - self._leave_asked >= TAKEOVER_BEFORE_LEAVE_S:
+            return None
+        return now + 0.001
 
     def _confirm(self, confirm: Send | None) -> None:
         """A merge HANDOVER part's MERGED, once merged (as the real runner's ``_confirm``)."""

@@ -121,8 +121,12 @@ WRITE_SHARE = 10
 #: a 10,000-task table (~5 MB) and refuses only a runaway one.
 MAX_FILE_BYTES = 8 * 1024 * 1024
 #: Compaction: when the journal passes this many bytes and the snapshot's size (a read then
-#: costs at most about twice the snapshot), or ``COMPACT_RECORDS`` records.
-COMPACT_MIN_BYTES = 256 * 1024
+#: costs at most the snapshot plus this, or about twice the snapshot), or ``COMPACT_RECORDS``
+#: records. Every changed row is appended whole (~3 KB with its run history), so a busy node's
+#: journal grows ~1 MB/s at 400 runs/s: at 256 KiB that was ~6 compactions a second, each a
+#: thread, a snapshot with two fsyncs, a new journal with two more and an unlink; at 4 MiB one
+#: every few seconds (a read at start replays at most ~4 MiB more: tens of milliseconds).
+COMPACT_MIN_BYTES = 4 * 1024 * 1024
 COMPACT_RECORDS = 10_000
 
 

@@ -58,7 +58,7 @@ import zmq
 
 from clerk._codec import MAX_MESSAGE_BYTES
 from clerk._config import resolve_host
-from clerk._frames import NOBLOCK, recv_frames, send_frames
+from clerk._frames import NOBLOCK, readable, recv_frames, send_frames
 from clerk._security import CurveKeys
 from clerk._sockopts import tune
 
@@ -464,11 +464,14 @@ class Transport:
         # the loop from its timers: due tasks and heartbeats get a turn every DRAIN_BYTES.
         size = 0
         stats = self.stats
-        for _ in range(DRAIN_MESSAGES):
-            if size > DRAIN_BYTES:
+        router = self.router
+        for i in range(DRAIN_MESSAGES):
+            # Asked before every receive but the first (the poll said there is one): a drain
+            # no longer ends on a raised zmq.Again (clerk._frames.readable).
+            if size > DRAIN_BYTES or (i and not readable(router)):
                 return
             try:
-                frames = recv_frames(self.router, NOBLOCK)
+                frames = recv_frames(router, NOBLOCK)
             except zmq.Again:
                 return
             stats["received"] += 1  # ZeroMQ messages (a batch is one: clerk._batch)

@@ -35,7 +35,7 @@ from clerk._jsoncheck import json_problem
 from clerk._lead import SPIN_MS, too_late
 from clerk._logging import configure_child_logging, run_context
 from clerk._tasks import MAX_STATE_BYTES, Run, Task, due_datetime, load_task_class
-from clerk._workerlink import DONE, READY, RUN, LinkClosed, recv_msg, send_msg
+from clerk._workerlink import DONE, READY, RUN, BlockingReader, LinkClosed, send_msg
 
 __all__ = ["hold_until", "main", "run_job"]
 
@@ -189,10 +189,11 @@ def main(endpoint: str, wid: int, node: str = "", log_level: str = "info",
     sock.connect(endpoint)
     send_msg(sock, READY, json.dumps({"wid": wid, "pid": os.getpid()}).encode())
     cache: dict[str, Task] = {}
+    inbox = BlockingReader(sock)
     try:
         while True:
             try:
-                kind, body = recv_msg(sock)
+                kind, body = inbox.recv()
             except LinkClosed:
                 return  # the agent is gone (or closed our link): nothing more to run
             if kind != RUN:

@@ -139,6 +139,24 @@ class Slow(clerk.Task):
         return state
 
 
+class Gated(clerk.Task):
+    """Logs ``start slot node`` as a run begins and ``end slot node`` as it ends, which is once
+    the file ``args['gate']`` exists (looked for every 10 ms, for ``args['max_s']`` s at most):
+    a run that stays in flight for exactly as long as a test needs it to, at any load."""
+
+    def init(self, args: Any) -> Any:
+        return args
+
+    def execute(self, state: Any) -> Any:
+        run = clerk.current_run()
+        _append(state["log"], f"start {run.slot} {run.node}")
+        gate, until = Path(state["gate"]), time.monotonic() + state["max_s"]
+        while not gate.exists() and time.monotonic() < until:
+            time.sleep(0.01)
+        _append(state["log"], f"end {run.slot} {run.node}")
+        return state
+
+
 class SlowOnN1(Slow):
     """A Slow task that only node ``n1`` may run."""
 

@@ -93,6 +93,35 @@ def test_a_queued_run_starts_when_a_worker_finishes(monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.timeout(60)
+def test_a_second_execute_of_a_run_queued_running_or_done_here_is_ignored(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run id names one run: an EXECUTE of a run this executor holds, runs or answered
+    for is not started again and gets no second answer (the overlap rule; a "refused"
+    answer could overwrite the run's own result at the manager)."""
+    nap = clerk.task("tests.integration.cluster_tasks:Nap", name="nap", interval=60_000,
+                     timeout=10_000)
+    with running_executor(monkeypatch, {"nap": nap}) as (ex, results, turn):
+        def execute(run_id: str, slot: int) -> None:
+            ex.submit(Execute(ME, 1, "nap", run_id, slot, {"s": 0.3}, 10_000), "m",
+                      time.monotonic())
+
+        execute("r0", 0)
+        execute("r1", 1)  # queued behind r0 (one worker)
+        assert ex.workers[0].job is not None and ex.workers[0].job.msg.run_id == "r0"
+        execute("r0", 0)  # running here
+        execute("r1", 1)  # queued here
+        assert ex.stats()["queued"] == 1 and ex.duplicates == 2
+        wait_until(lambda: turn() or len(results) == 2, timeout=20, interval=0)
+        execute("r0", 0)  # done here
+        assert ex.duplicates == 3 and not ex.busy()
+        execute("r2", 2)  # a new run still runs
+        wait_until(lambda: turn() or len(results) == 3, timeout=20, interval=0)
+        assert [(r.run_id, r.outcome) for _, r in results] == [
+            ("r0", "ok"), ("r1", "ok"), ("r2", "ok")]
+        assert ex.executed == 3 and not ex.busy() and ex.stats()["duplicates"] == 3
+
+
+@pytest.mark.timeout(60)
 def test_a_run_sent_ahead_waits_without_a_worker_and_starts_at_its_due_time(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """clerk._lead: a run due 0.5 s ahead does not take the only worker meanwhile (a run due

@@ -7,6 +7,7 @@ appends ``task slot term node count time`` to a ledger file, which is the histor
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -14,12 +15,13 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import clerk
 from clerk._store import Store
 from clerk.testing import LocalCluster, free_ports, wait_until
-from tests.integration.cluster_tasks import Counter, SlowCounterOnN1
+from tests.integration.cluster_tasks import Counter, SlowCounterOnN1, SlowCounterOnN2
 from tests.integration.task_helpers import CounterLine, counter_lines, lines, task_row
 
 pytestmark = pytest.mark.timeout(120)
@@ -264,6 +266,50 @@ def test_a_manager_stopped_before_its_successor_confirmed_passes_on_what_it_appl
                                                   last, after[:3])
         cluster.start(n3)
         cluster.wait_for_manager(timeout=15)
+
+
+def test_a_successor_asked_to_stop_as_it_takes_over_keeps_the_update_of_its_run(
+        tmp_path: Path) -> None:
+    """The count-8-repeated full restart, on real processes. n2 runs a slow task (3 s); n1
+    leaves; n2 is frozen while its manager n3 leaves and hands it the table (the run in
+    flight with it); n2 runs again with its own stop request on its way (the node process
+    passes SIGTERM on within 0.2 s: the hand-over can come first). If n2 reads the hand-over
+    first, it is asked to leave while it takes over: it must finish that and leave as a
+    manager that drains, with the run's result in its table. It left before its scheduler
+    ran: the count was on no disk (n3, confirmed, did not wait for a run on a listed member)
+    and the restart repeated it. Whichever it reads first, the count must continue."""
+    log = tmp_path / "ledger.log"
+    tasks = [clerk.task(SlowCounterOnN2, name="ledger", interval=4000, timeout=10_000,
+                        args={"log": str(log), "sleep": 3.0})]
+    with LocalCluster(3, tasks, start=False) as cluster:
+        n1, n2, n3 = cluster.names
+        slot = _run_in_flight_on_n3_managed(cluster, log)
+        cluster.procs[n1].send_signal(signal.SIGTERM)
+        wait_until(lambda: f"member {n1} down (left)" in cluster.log(n3), timeout=10,
+                   message=lambda: cluster.log(n3)[-2000:])
+        agent = next(c.pid for c in psutil.Process(cluster.procs[n2].pid).children()
+                     if any("_boot.py" in a for a in c.cmdline()))  # (supervisor's child)
+        cluster.pause(n2)
+        try:
+            cluster.procs[n3].send_signal(signal.SIGTERM)
+            wait_until(lambda: "leaving the cluster" in cluster.log(n3), timeout=10,
+                       interval=0.01)
+        finally:
+            cluster.resume(n2)
+            os.kill(agent, signal.SIGTERM)  # the agent's own stop request, at once
+        assert [cluster.procs[n].wait(timeout=30) for n in (n1, n3)] == [0, 0]
+        # (n2's node process exits 1: its agent left on a signal the node process did not
+        # get, which it reports as the agent stopping on its own.)
+        cluster.procs[n2].wait(timeout=30)
+        assert f"{n2} stopped: left" in cluster.log(n2), cluster.log(n2)[-2000:]
+        stopped = time.time()
+        last = counter_lines(log)[-1]
+        assert str(last.slot) == slot, ("the run in flight did not finish", slot, last)
+        cluster.start_all()
+        cluster.wait_for_manager(timeout=15)
+        after = _count_at_least(log, last.count + 1, after=stopped)
+        assert after[0].count == last.count + 1, ("the in-flight run's update was lost",
+                                                  counter_lines(log)[-4:], after[:3])
 
 
 def test_full_cluster_sigkill_then_start_loses_at_most_the_last_update(tmp_path: Path) -> None:

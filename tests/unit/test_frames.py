@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
-from clerk._frames import NOBLOCK, recv_frames, send_frames
+from clerk._frames import NOBLOCK, readable, recv_frames, send_frames
 
 
 @pytest.fixture
@@ -50,3 +50,21 @@ def test_nothing_to_receive_is_again_and_a_full_queue_refuses_the_first_frame(pa
             send_frames(lone, [b"a", b"b"], NOBLOCK)
     finally:
         lone.close()
+
+
+def test_readable_says_whether_a_receive_would_block() -> None:
+    """A drain asks before each receive instead of ending on a raised zmq.Again."""
+    ctx = zmq.Context()
+    try:
+        a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+        a.bind("inproc://readable")
+        b.connect("inproc://readable")
+        assert not readable(b)
+        send_frames(a, [b"x", b"y"])
+        assert readable(b)
+        assert recv_frames(b, NOBLOCK) == [b"x", b"y"]
+        assert not readable(b)
+        a.close(0)
+        b.close(0)
+    finally:
+        ctx.term()

@@ -19,6 +19,7 @@ class FakeCore:
     term: int = 1
     is_manager: bool = True
     manager_claim: Any = None
+    dispatch_ok: bool = True
 
 
 @dataclass
@@ -114,3 +115,20 @@ def test_answers_are_kept_for_a_while_and_bounded() -> None:
                        ControlReply(r.agent.me, 1, True, "", "", None), 20.0)
     assert len(r.answered) == MAX_ANSWERS
     assert r.answered.get(Control(client("x0"), 0, "pause", "t", ""), 20.0) is None
+
+
+def test_a_trigger_that_reaches_a_manager_unconfirmed_after_a_stall_is_not_dispatched() -> None:
+    """The stall fence (clerk._fence) holds for a trigger as for a slot: a manager whose loop
+    stalled past the manager timeout may have been replaced, and the request it finds queued
+    may be one its client gave up on and had applied by the new manager. It is answered as
+    "no manager yet" (the client tries again), nothing dispatched; once a member confirms
+    the claim, the same request is applied."""
+    s = started(sched(), due("t", K) - 0.1)
+    r = FakeRunner(s)
+    r.agent.core.dispatch_ok = False
+    me = client("c-1")
+    held = ask(r, me, "trigger", due("t", K) + 0.2, 10.0)
+    assert not held.ok and held.error.startswith("no manager yet") and r.sent == []
+    assert s.records["t"].running is None
+    r.agent.core.dispatch_ok = True
+    assert ask(r, me, "trigger", due("t", K) + 0.3, 10.1).ok and len(r.sent) == 1

@@ -1,5 +1,8 @@
 """The outbox of results (clerk._outbox): kept until acknowledged, resent, bounded."""
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from clerk._messages import Peer, Result
 from clerk._outbox import KEEP_MAX, KEEP_SECONDS, RESEND_INTERVAL, Outbox
 
@@ -39,3 +42,35 @@ def test_bounded() -> None:
         box.add(result(f"r{i}"), 0.0)
     assert len(box) == KEEP_MAX and box.pending() == KEEP_MAX
     assert box.find("r0") is None and box.find(f"r{KEEP_MAX + 9}") is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "ack", "due", "unacked"]),
+                          st.integers(0, 7), st.floats(0.0, 0.9)), max_size=60))
+def test_resends_and_deadline_match_a_scan_of_every_open_result(
+        ops: list[tuple[str, int, float]]) -> None:
+    """The open results are kept least recently sent first, so that the next resend is O(1)
+    for every loop turn: what is due, and when, is what a scan of every open result says.
+    (At most 60 steps of 0.9 s: under KEEP_SECONDS, so nothing is forgotten meanwhile.)"""
+    box = Outbox()
+    sent: dict[str, float] = {}  # the model: open run id -> last sent
+    now = 0.0
+    for op, i, step in ops:
+        now += step
+        run = f"r{i}"
+        if op == "add":
+            box.add(result(run), now)
+            sent[run] = now
+        elif op == "ack":
+            assert box.ack(run) == (run in sent)
+            sent.pop(run, None)
+        elif op == "due":
+            due = {r for r, t in sent.items() if now - t >= RESEND_INTERVAL}
+            assert {r.run_id for r in box.due(now)} == due
+            sent.update(dict.fromkeys(due, now))
+        else:
+            assert {r.run_id for r in box.unacked(now)} == set(sent)
+            sent = dict.fromkeys(sent, now)
+        assert box.pending() == len(sent)
+        assert box.next_deadline() == min((t + RESEND_INTERVAL for t in sent.values()),
+                                          default=float("inf"))

@@ -7,7 +7,16 @@ import threading
 
 import pytest
 
-from clerk._workerlink import DONE, RUN, LinkClosed, Reader, pack, recv_msg, send_msg
+from clerk._workerlink import (
+    DONE,
+    RUN,
+    BlockingReader,
+    LinkClosed,
+    Reader,
+    pack,
+    recv_msg,
+    send_msg,
+)
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -89,3 +98,38 @@ def test_a_closed_peer_is_link_closed_on_both_sides() -> None:
     with pytest.raises(LinkClosed):
         recv_msg(d)
     d.close()
+
+
+@pytest.mark.timeout(10)
+def test_the_workers_reader_takes_messages_however_they_arrive() -> None:
+    """The worker reads a run in one recv (header and body came in one write), and still
+    reassembles messages split anywhere or arriving several at once, in order."""
+    a, b = _pair()
+    b.settimeout(5)
+    try:
+        wire = pack(RUN, b'{"run": "r1"}') + pack(RUN, b"") + pack(RUN, b"y" * 1000)
+        inbox = BlockingReader(b)
+        a.sendall(wire)  # all at once
+        assert [inbox.recv() for _ in range(3)] == [
+            (RUN, b'{"run": "r1"}'), (RUN, b""), (RUN, b"y" * 1000)]
+        for cut in range(1, len(wire)):  # every split point: the rest comes later
+            got: list[tuple[int, bytes]] = []
+            reader = threading.Thread(
+                target=lambda got=got: got.extend(inbox.recv() for _ in range(3)))
+            a.sendall(wire[:cut])
+            reader.start()
+            a.sendall(wire[cut:])
+            reader.join(5)
+            assert got == [(RUN, b'{"run": "r1"}'), (RUN, b""), (RUN, b"y" * 1000)]
+        big = bytes(range(256)) * 8192  # 2 MiB: more than a socket's buffer
+        writer = threading.Thread(target=lambda: send_msg(a, RUN, big))
+        writer.start()
+        assert inbox.recv() == (RUN, big)
+        writer.join(5)
+        a.sendall(pack(RUN, b"abc")[:4])  # a header cut short, then the end
+        a.close()
+        with pytest.raises(LinkClosed):
+            inbox.recv()
+    finally:
+        a.close()
+        b.close()
