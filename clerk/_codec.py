@@ -250,11 +250,18 @@ def _compile(tp: Any, unicode: bool = True) -> Validator:
             raise TypeError(f"unsupported tuple {tp!r}")
         item = _compile(args[0], unicode)
 
+        strs = item is _v_str or item is _v_str_plain
+
         def v_tuple(value: Any, path: str) -> tuple[Any, ...]:
             if type(value) is not list:
                 _fail(path, "a list", value)
             if len(value) > MAX_ITEMS:
                 _fail(path, f"a list of at most {MAX_ITEMS} items", "...")
+            # Strings (a JOIN's 10,000 task entries: 3.7 ms item by item) checked at once;
+            # anything else item by item, which names the item that fails.
+            if strs and set(map(type, value)) <= _STR and max(map(len, value), default=0) \
+                    <= MAX_STRING and (item is _v_str_plain or "".join(value).isascii()):
+                return tuple(value)
             return tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))
 
         return v_tuple
@@ -264,6 +271,7 @@ def _compile(tp: Any, unicode: bool = True) -> Validator:
 
 
 _SCALARS = (str, int, float, bool)
+_STR = {str}
 
 
 def _compile_dataclass(cls: Any, unicode: bool = True) -> Validator:
@@ -459,6 +467,9 @@ def _dumper(tp: Any) -> Validator:
                 _fail(path, "a list", value)
             if len(value) > MAX_ITEMS:
                 _fail(path, f"a list of at most {MAX_ITEMS} items", "...")
+            if item is _v_str and set(map(type, value)) <= _STR and max(  # (as v_tuple)
+                    map(len, value), default=0) <= MAX_STRING and "".join(value).isascii():
+                return list(value)
             return [item(v, path + "[]") for v in value]
 
         return d_tuple

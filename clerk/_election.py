@@ -365,6 +365,12 @@ def m_welcome(core: CoreState, msg: Welcome, now: float) -> None:
         if on_claim(core, claim, now) and core.role is Role.FOLLOWER:
             adopt(core, msg.members, now, welcomed=True)
             core._epoch_seen = msg.epoch
+            if not lists_me(core, msg.members):
+                # It answers a JOIN of ours older than our tasks (sent before our workers
+                # were ready; or one a later JOIN overtook): the manager lists what it said,
+                # and once we ACK this epoch (a heartbeat right behind it, answered by a busy
+                # loop) no heartbeat brings the list again.
+                core.send(claim.address, Join(core.me, core.term, core.tasks))
         return
     if second_hand_suspect(core, claim, msg.sender.name):
         return

@@ -86,7 +86,7 @@ from clerk._messages import (
     Welcome,
 )
 from clerk._replica import TABLE_RESEND, TABLE_WINDOW_CHARS
-from clerk._tasksets import parts_of, reads_digests
+from clerk._tasksets import reads_digests
 
 __all__ = [
     "ACKS_PER_TIMEOUT",
@@ -549,6 +549,9 @@ def fetch_sets(core: CoreState, now: float, welcomed: bool = False) -> None:
                                       and reads_digests(manager.peer.incarnation)) else []
     start = zlib.crc32(core.me.name.encode())
     for digest, rows in wanted.items():
+        if digest in sets.sets:  # held since the rows began waiting (TaskSets.add)
+            core.members.resolved(digest)
+            continue
         attempt = sets.due(digest, now)
         if attempt is None:
             continue
@@ -571,10 +574,9 @@ def m_tasks_query(core: CoreState, msg: TasksQuery, now: float) -> None:
     sets = core.members.sets
     if msg.digest not in sets.sets:
         core.members.own_form()  # (our own set is held once its digest is known)
-    base = sets.sets.get(msg.digest)
-    if base is None:
+    parts = sets.parts(msg.digest)
+    if parts is None:
         return  # not held here: the asker asks another holder after FETCH_RETRY
-    parts = parts_of(base)
     for i, part in enumerate(parts, 1):
         core.send(s.address, TasksReply(core.me, core.term, msg.digest, i, len(parts), part))
 

@@ -45,7 +45,6 @@ Rules:
 from __future__ import annotations
 
 import bisect
-import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -53,6 +52,17 @@ from typing import Any, Protocol
 from clerk._histdelta import Held, HistVersions, View, apply_hist, parse_hist
 from clerk._messages import TableAt, TableDelta
 from clerk._record import unpack_table
+from clerk._rowtexts import (
+    DUMP,
+    RowsView,
+    RowTexts,
+    row_key,
+    row_texts,
+    split_table,
+    table_text,
+)
+
+_DUMP = DUMP
 
 __all__ = [
     "COMPACT_SLICE",
@@ -62,8 +72,10 @@ __all__ = [
     "TABLE_RESEND",
     "TABLE_WINDOW_CHARS",
     "Replica",
+    "RowsView",
     "handover_delta",
     "offer_keys",
+    "offer_test",
     "ReplicaLog",
     "RowEncoder",
     "row_key",
@@ -97,117 +109,6 @@ COMPACT_AFTER = 4096
 COMPACT_SLICE = 512
 #: Part of a delta's text per string: under the codec's longest string (64 Ki characters).
 _PART = 60_000
-#: One row's JSON text (compact, like every table text).
-DUMP = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-_DUMP = DUMP
-
-
-def row_key(task: str) -> str:
-    return "t:" + task
-
-
-def split_table(table: Any) -> dict[str, Any]:
-    """A whole table (``{"tasks": {...}, ...}``) as rows by key (see the module docstring)."""
-    rows: dict[str, Any] = {}
-    if not isinstance(table, Mapping):
-        return rows
-    for key, value in table.items():
-        if key == "tasks" and isinstance(value, Mapping):
-            for name, row in value.items():
-                rows[row_key(str(name))] = row
-        else:
-            rows["k:" + str(key)] = value
-    return rows
-
-
-def table_text(items: list[tuple[str, str | None]], yield_gil: bool = False) -> str:
-    """The JSON text of the table made of ``items`` (key, row text), without parsing a row.
-    ``yield_gil``: in a thread beside the node's loop, let the loop run between slices (else
-    it could wait for the interpreter up to the switch interval, 5 ms, per write)."""
-    tasks: list[str] = []
-    other: list[str] = []
-    step = 512  # joined in slices: no single call holds the interpreter for a whole 5 MB table
-    for i in range(0, len(items), step):
-        if yield_gil and i:
-            time.sleep(0)
-        t_part, k_part = [], []
-        for key, text in items[i:i + step]:
-            if text is None:
-                continue
-            if key.startswith("t:"):
-                t_part.append(f"{_DUMP(key[2:])}:{text}")
-            else:
-                k_part.append(f"{_DUMP(key[2:])}:{text}")
-        if t_part:
-            tasks.append(",".join(t_part))
-        if k_part:
-            other.append(",".join(k_part))
-    head = '{"tasks":{' + ",".join(tasks) + "}" if tasks else "{"
-    if not other:
-        return head + "}" if tasks else "{}"
-    return head + ("," if tasks else "") + ",".join(other) + "}"
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-#: Parses one JSON value at an index: (value, end). NaN and Infinity are refused, as the
-#: manager's encoder never writes them.
-_SCAN: Callable[[str, int], tuple[Any, int]] = (
-    json.JSONDecoder(parse_constant=_no_constant).scan_once)  # type: ignore[attr-defined]
-
-
-def row_texts(text: str) -> dict[str, str] | None:
-    """The rows of a delta's JSON object text (``{"<key>":<row>,...}``), each as its own
-    text, as the manager wrote it; None if ``text`` is not such an object.
-
-    Each row is parsed (that checks it is JSON) but not encoded again: a member keeps row
-    texts, and parses a row into objects only when it needs the table (a takeover, a status,
-    a write). The manager writes the object compactly (:meth:`ReplicaLog.delta`); any other
-    spacing is parsed the slow way, then each row encoded."""
-    scan = _SCAN
-    out: dict[str, str] = {}
-    n = len(text)
-    try:
-        if n < 2 or text[0] != "{":
-            return None
-        i = 1
-        if text[i] == "}":
-            return out if n == 2 else None
-        while True:
-            key, i = scan(text, i)
-            if type(key) is not str or text[i] != ":":
-                return _row_texts_slow(text)
-            start = i + 1
-            _, i = scan(text, start)
-            out[key] = text[start:i]
-            if text[i] == ",":
-                i += 1
-                continue
-            if text[i] == "}" and i == n - 1:
-                return out
-            return _row_texts_slow(text)
-    except (StopIteration, IndexError):
-        return _row_texts_slow(text)
-    except (ValueError, RecursionError):
-        return None
-
-
-def _row_texts_slow(text: str) -> dict[str, str] | None:
-    try:
-        rows = json.loads(text, parse_constant=_no_constant)
-        if not isinstance(rows, dict):
-            return None
-        return {key: _DUMP(value) for key, value in rows.items()}
-    except (ValueError, RecursionError):
-        return None
-
-
-def _materialize(items: list[tuple[str, str | None]]) -> Any:
-    return json.loads(table_text(items))
-
-
 def handover_delta(raw: Mapping[str, Any]) -> TableDelta | None:
     """The rows of a hand-over that carries only what the successor lacks (checked: it comes
     off the wire); None if malformed. Such a delta reaches the end of a complete log
@@ -225,42 +126,7 @@ def _seq_of(change: tuple[int, str]) -> int:
     return change[0]
 
 
-class _RowTexts:
-    """What the manager's log and a member's replica both answer from their row texts."""
-
-    _text: Mapping[str, str | None]
-
-    def items(self) -> list[tuple[str, str | None]]:
-        return list(self._text.items())
-
-    def table(self) -> Any:
-        """The whole table (parsed: O(rows); a takeover, a hand-over, a status); None if it
-        holds no row yet."""
-        return _materialize(self.items()) if self._text else None
-
-    #: Keys changed since the data directory last took them (``take_changes``); None: not
-    #: tracked (until ``track``), or no longer (the rows were replaced wholesale).
-    _changed: set[str] | None = None
-
-    def track(self) -> list[tuple[str, str | None]]:
-        """Every row (for a snapshot), and from now on note which rows change."""
-        self._changed = set()
-        return self.items()
-
-    def tracking(self) -> bool:
-        return self._changed is not None
-
-    def take_changes(self) -> dict[str, str | None]:
-        """The rows changed since ``track`` or the last call (key -> text; None: gone):
-        O(changes)."""
-        changed, text = self._changed, self._text
-        if not changed:
-            return {}
-        self._changed = set()
-        return {k: text.get(k) for k in changed}
-
-
-class ReplicaLog(_RowTexts):
+class ReplicaLog(RowTexts):
     """The manager's rows with their change sequences (see the module docstring)."""
 
     def __init__(self, log: str = "") -> None:
@@ -340,6 +206,10 @@ class ReplicaLog(_RowTexts):
         changes, at, text = self._changes, self._at, self._text
         start = bisect.bisect_right(changes, seq, key=_seq_of)
         return {k for q, k in changes[start:] if at[k] == q and text[k] is not None}
+
+    def newer_than(self, seq: int) -> Callable[[str], bool]:
+        """Whether a key's row is one of :meth:`changed_after` ``seq`` (as of now)."""
+        return self.changed_after(seq).__contains__
 
     def mark_complete(self) -> None:
         """Every row is in: members that reach the end may drop rows the log never held."""
@@ -467,7 +337,7 @@ class RowEncoder:
         return True
 
 
-class Replica(_RowTexts):
+class Replica(RowTexts):
     """A member's copy of its manager's table, kept by applying deltas (module docstring)."""
 
     def __init__(self) -> None:
@@ -587,6 +457,12 @@ class Replica(_RowTexts):
         at = self._at
         return {k for k in self._text if at.get(k, seq + 1) > seq}
 
+    def newer_than(self, seq: int) -> Callable[[str], bool]:
+        """Whether a key's row is one of :meth:`changed_after` ``seq``, as of now (the
+        marks are copied: O(rows) in C, no loop over the rows in Python)."""
+        marks = dict(self._at)
+        return lambda key: marks.get(key, seq + 1) > seq
+
 
 def offer_keys(source: ReplicaLog | Replica, at: TableAt | None) -> set[str] | None:
     """The keys of the rows that ``source`` (a member's table log if complete, else its
@@ -596,3 +472,11 @@ def offer_keys(source: ReplicaLog | Replica, at: TableAt | None) -> set[str] | N
     if at is None or not at.log or source.log != at.log:
         return None
     return source.changed_after(at.seq)
+
+
+def offer_test(source: ReplicaLog | Replica, at: TableAt | None) -> Callable[[str], bool] | None:
+    """:func:`offer_keys` as a test of one key at a time, of the rows as they are now (an
+    OFFER built in slices: clerk._offerjob)."""
+    if at is None or not at.log or source.log != at.log:
+        return None
+    return source.newer_than(at.seq)

@@ -14,8 +14,10 @@
   directory); every row when it did not say or is a manager from elsewhere. Never only "beyond
   our replica" on the assumption that the new manager holds the same replica: it may lag, or
   have rejoined moments ago. Sent even when empty (it says "nothing here", so ``init`` need
-  not wait). Every row of a big table goes in several OFFERs (``offer_parts``), each
-  within the message limit. The manager merges an OFFER only from a
+  not wait). Built in slices of the loop from the rows as they are when this node starts
+  following, parsing only the rows it must merge with a state of its own, and sent a part per
+  turn, each within the message limit; this node's results to the new manager follow it
+  (:mod:`clerk._offerjob`). The manager merges an OFFER only from a
   member; one from a node not admitted yet is held (at most ``MAX_HELD_OFFERS``) until its
   ``MemberUp``.
 * **The data directory** (:mod:`clerk._store`) holds the table this node holds: the rows of
@@ -34,13 +36,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from clerk._messages import Offer, TableAt
+from clerk._offerjob import MAX_OFFER_PARTS, OFFER_CHARS, OfferJob, offer_job
 from clerk._record import pack_table
-from clerk._replica import HANDOVER_WHOLE_CHARS, offer_keys, row_key
+from clerk._replica import offer_test
 from clerk._runnerdefs import Definitions
 from clerk._statusjob import Slice
 
-__all__ = ["ENCODE_BUDGET", "LOAD_BUDGET", "MAX_HELD_OFFERS", "OFFER_CHARS", "REPLICATE_SHARE",
-           "Replication", "offer_parts"]
+__all__ = ["ENCODE_BUDGET", "LOAD_BUDGET", "MAX_HELD_OFFERS", "MAX_OFFER_PARTS", "OFFER_CHARS",
+           "REPLICATE_SHARE", "Replication", "offer_parts"]
 
 #: Replication (the rows changed since each member's acknowledged point, to every member) may
 #: take at most ~1/REPLICATE_SHARE of the manager's loop, and of each follower's: after a
@@ -58,12 +61,6 @@ ENCODE_BUDGET = 0.0004
 #: loaded machine, and the loop (heartbeats, ACKs, results) must run between slices like
 #: between encoding ones. The same slice as ``ENCODE_BUDGET``: a turn stays near 1 ms.
 LOAD_BUDGET = 0.0004
-#: Table text per OFFER message at most: every row of a big table (10,000 tasks: ~5 MB) goes
-#: in several OFFERs, each within the 1 MiB message limit (as a hand-over's whole table).
-OFFER_CHARS = HANDOVER_WHOLE_CHARS
-#: Parts of one member's OFFER kept while they wait (a 10,000-task table is ~10): the bound
-#: is for forgeries.
-MAX_OFFER_PARTS = 64
 #: OFFERs kept for nodes that follow this manager but are not admitted yet: a joiner's JOIN
 #: and OFFER leave together, so one or two are held at a time; the bound is for forgeries.
 MAX_HELD_OFFERS = 64
@@ -113,6 +110,8 @@ class Replication(Definitions):
     _round_went = -math.inf
     #: 0 here: every such step is followed by a round (clerk._routing sets REPLICATE_GAP_S).
     _slice_round_gap = 0.0
+    #: The OFFER under way to the manager this node follows (built in slices).
+    _offer_job: OfferJob | None = None
 
     if TYPE_CHECKING:  # provided by clerk._routing
         def _log_conflicts(self) -> None: ...
@@ -126,27 +125,40 @@ class Replication(Definitions):
 
         ``at``: where the new manager's table stands (a fellow member's replica, caught up
         with a log: see the module docstring); then only the rows it may lack: those our copy
-        of that log holds changed after it (``offer_keys``), and the states our replica's rows
+        of that log holds changed after it (``offer_test``), and the states our replica's rows
         do not hold (a task it has no row for, or one whose state the load kept over the
-        row's, ``kept_own``). Found without parsing the replica again (10,000 tasks: ~1 s,
-        twice, per manager change)."""
-        self._follow_replica()
-        sched = self.scheduler
+        row's, ``kept_own``). Built from the rows as they are now, in slices of the loop, a
+        part sent per turn (clerk._offerjob); our results wait for it (``offer_pending``).
+        In one step, it parsed the replica rows the scheduler had not seen: ~0.7 s at 10,000
+        tasks."""
         core = self.agent.core
-        newer = offer_keys(core.table_log if core.table_log.complete else core.replica, at)
-        if newer is not None:
-            seen = self._rows_seen or {}
-            rows = {name: rec.to_json() for name, rec in sched.records.items()
-                    if rec.has_state and (name in sched.kept_own
-                                          or seen.get(key := row_key(name)) is None
-                                          or key in newer)}
-        else:
-            rows = {name: rec.to_json() for name, rec in sched.records.items()
-                    if rec.has_state}
-        for row in rows.values():
-            row["running"] = None
-        for part in offer_parts(rows):
-            self.agent.send(to, Offer(self.agent.me, self.agent.core.term, part), now)
+        source = core.table_log if core.table_log.complete else core.replica
+        if self._rows_seen is None:
+            self._rows_seen = {}
+        me, term, agent = self.agent.me, core.term, self.agent
+
+        def send(part: Any) -> None:
+            agent.send(to, Offer(me, term, part), agent.clock.monotonic())
+
+        self._offer_job = offer_job(to, self.scheduler, source.texts(),
+                                    offer_test(source, at), self._rows_seen, send)
+        self._offer_step(now)
+
+    def offer_pending(self, to: str) -> bool:
+        """Is an OFFER to ``to`` under way (our results to it wait until it is sent)?"""
+        job = self._offer_job
+        return job is not None and job.to == to
+
+    def _offer_step(self, now: float) -> None:
+        """A slice of the OFFER under way (clerk._offerjob); once its last part is sent, the
+        results the new manager has not acknowledged (the old one may have died with them in
+        its inbox) follow it."""
+        job = self._offer_job
+        if job is None or not job.step(LOAD_BUDGET):
+            return
+        self._offer_job = None
+        for result in self.outbox.unacked(now):
+            self.agent.send(job.to, result, now)
 
     def _follow_replica(self) -> None:
         """Bring the scheduler of a node that does not schedule (a follower: for a status, a
@@ -168,7 +180,7 @@ class Replication(Definitions):
         if self._rows_seen is None:
             self._rows_seen = {}
         seen = self._rows_seen
-        items = source.items()
+        items = source.rows()
         changed: list[tuple[str, str | None]] = []
         for i in range(0, len(items), FOLLOW_SCAN):
             changed += [(k, t) for k, t in items[i:i + FOLLOW_SCAN] if seen.get(k) is not t]
@@ -186,7 +198,7 @@ class Replication(Definitions):
                 yield
         if len(seen) > len(items):  # rows gone from the replica: ``seen`` holds exactly its
             seen.clear()
-            seen.update(items)
+            seen.update(items.texts)
 
     def on_offer(self, msg: Offer, now: float, wall: float) -> None:
         """A member's rows: merge them (manager only)."""
@@ -234,7 +246,7 @@ class Replication(Definitions):
         token = (log.log, log.seq) if log.complete else ("", replica.version)
         job = self._loading
         if job is None or job[0] != token:
-            job = self._loading = (token, log.items() if log.complete else replica.items(), 0)
+            job = self._loading = (token, log.rows() if log.complete else replica.rows(), 0)
         token, items, start = job
         limit = time.perf_counter() + LOAD_BUDGET
         done = self.scheduler.load_rows(items, start,

@@ -252,6 +252,8 @@ class ResultRouting(QuorumWriting):
             return
         if to == self.agent.me.address:
             to = reply_to
+        if self.offer_pending(to):
+            return  # after our OFFER to it (kept in the outbox: clerk._offerjob)
         self.agent.send(to, result, self.agent.clock.monotonic())
 
     def _flush_held(self, now: float) -> bool:
@@ -329,8 +331,8 @@ class ResultRouting(QuorumWriting):
             return
         claim = core.manager_claim
         if claim is None or claim.address == self.agent.me.address or core.role in (
-                Role.LEAVING, Role.STOPPED):
-            return
+                Role.LEAVING, Role.STOPPED) or self.offer_pending(claim.address):
+            return  # (an OFFER under way sends them all once it is sent)
         for result in due:
             self.agent.send(claim.address, result, now)
 

@@ -60,7 +60,8 @@ LEAVE_WAIT = 5.0  # a leaving node lets its runs in flight finish for up to this
 #: (tests/unit/test_sim_restart.py, a successor that leaves while it loads). With the waits
 #: of a leave after it, well inside the node's 15 s for its agent to stop.
 TAKEOVER_BEFORE_LEAVE = 2.0
-#: Between two slices of resolving the member list (s): a turn that reads the sockets.
+#: Between two slices of resolving the member list, or of an OFFER (s): a turn that reads
+#: the sockets.
 RESOLVE_PAUSE = 0.0002
 
 
@@ -92,6 +93,7 @@ class TaskRunner(ResultRouting, StatusRows):
         self._loaded = self._resolver.loaded
         self._resolving = False  # work left (see next_deadline)
         self._resolve_wake = -math.inf  # monotonic: the next slice of it
+        self._offer_wake = -math.inf  # monotonic: the next slice of an OFFER (_offer_step)
         self._adopting: list[str] = []
         self._adopt_at = 0
         # The data directory: its rows are this node's first table (merged by lineage with
@@ -176,6 +178,7 @@ class TaskRunner(ResultRouting, StatusRows):
     def on_manager_changed(self, effect: ManagerChanged, now: float, wall: float) -> None:
         self._quorum_drop()
         self._acks.clear()  # held ACKs of a claim of ours: their nodes resend to the next
+        self._offer_job = None  # (to a manager we no longer follow)
         if effect.is_me or self._activate is not None or self.scheduler.active:
             self._rows_seen = None  # its rows become (became) this manager's own
         if effect.is_me:
@@ -203,10 +206,10 @@ class TaskRunner(ResultRouting, StatusRows):
                 # just joined).
                 row = core.members.get(effect.manager)
                 fellow = (row is not None and row.alive and effect.manager != core.me.name)
+                # (In slices; then our results the old manager may have died with: the new
+                # one applies a result to the row its run started from, maybe only in this.)
                 self._offer(claim.address, now, core.manager_table if fellow else None)
-                # The old manager may have died with our results in its inbox.
-                for result in self.outbox.unacked(now):
-                    self.agent.send(claim.address, result, now)
+                self._offer_wake = self.agent.clock.monotonic() + RESOLVE_PAUSE
 
     def on_handover(self, effect: StateHandedOver, now: float, wall: float) -> None:
         if effect.merge and self.agent.core.quorum is not None:
@@ -303,6 +306,8 @@ class TaskRunner(ResultRouting, StatusRows):
         best = min(best, self.outbox.next_deadline(), self._acks.next_deadline())
         if self._resolving or self.agent.core.members.list_epoch != self._resolved_epoch:
             best = min(best, self._resolve_wake)
+        if self._offer_job is not None:
+            best = min(best, self._offer_wake)
         # While a stalled manager's claim is unconfirmed nothing is dispatched, so what is due
         # must not wake the loop (it would spin without ever reading the confirmation); the
         # core's heartbeat timer brings the next look.
@@ -392,6 +397,11 @@ class TaskRunner(ResultRouting, StatusRows):
             self._results_waiting.clear()
             if self.scheduler.activating:
                 self.scheduler.deactivate()
+        if self._offer_job is not None and now >= self._offer_wake:
+            # A slice of our OFFER to the manager we follow (clerk._offerjob), then a turn
+            # that reads the sockets.
+            self._offer_step(now)
+            self._offer_wake = self.agent.clock.monotonic() + RESOLVE_PAUSE
         self._resend(now, wall)
         if self._resolving or core.members.list_epoch != self._resolved_epoch:
             # A slice of what a change of the member list brings (clerk._deploy): every node

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +71,7 @@ class Definitions:
     _leave_started: float | None
     _replicate_dirty: bool
     _replicate_after: float
-    _loading: tuple[tuple[str, int], list[tuple[str, str | None]], int] | None
+    _loading: tuple[tuple[str, int], Sequence[tuple[str, str | None]], int] | None
     _offers_waiting: dict[str, list[Offer]]
     _merges_waiting: list[tuple[str, Json, Send | None]]  # (with the MERGED to send)
     _results_waiting: dict[str, Result]

@@ -61,6 +61,9 @@ class LedgerRuns:
     wa: WriteAhead | None
     outbox: deque[Result]
     unacked: dict[str, Result]
+    #: The manager our OFFER is under way to (sent after ``world.offer_delay``): our results
+    #: to it wait for it, as the real node's (clerk._offerjob).
+    _offer_to: str | None
 
     def wall(self) -> float:
         raise NotImplementedError
@@ -136,7 +139,8 @@ class LedgerRuns:
             else:
                 if core.quorum is None:
                     self.unacked[result.run_id] = result
-                self.net.send(node.name, to, result)
+                if to != self._offer_to:  # (else with the OFFER: kept above)
+                    self.net.send(node.name, to, result)
 
         self.net.at(self.net.now + RUN_S, deliver)
 

@@ -218,6 +218,7 @@ class LedgerLayer(LedgerRuns):
         # RESEND_S to the current one; a manager's held ACKs and the values it applied.
         self.unacked: dict[str, Result] = {}
         self._resend_at = 0.0
+        self._offer_to: str | None = None  # (clerk._simledgerrun.LedgerRuns)
         self.acks = PendingAcks()
         self._applied: dict[str, tuple[str, int]] = {}  # run id -> (node, value)
 
@@ -265,6 +266,7 @@ class LedgerLayer(LedgerRuns):
         changed = False
         for effect in effects:
             if isinstance(effect, ManagerChanged):
+                self._offer_to = None  # (an OFFER to a manager we no longer follow)
                 if effect.is_me:
                     if self._activate is None:
                         self._activate = False
@@ -278,11 +280,7 @@ class LedgerLayer(LedgerRuns):
                         self.scheduler.deactivate()
                     claim = core.manager_claim
                     if effect.manager is not None and claim is not None:
-                        self._offer(claim.address, effect.manager)
-                        for result in self.outbox:  # (quorum mode: see OUTBOX_KEEP)
-                            self.net.send(self.node.name, claim.address, result)
-                        for result in self.unacked.values():  # (default mode)
-                            self.net.send(self.node.name, claim.address, result)
+                        self._offer(claim.address, effect.manager)  # (our results after it)
             elif isinstance(effect, StateHandedOver):
                 if effect.merge and self._activate is not None:
                     # (as the real runner: merged once the table it takes over is loaded,
@@ -400,7 +398,8 @@ class LedgerLayer(LedgerRuns):
                               ResultAck(core.me, core.term, ack.task, ack.run_id))
         claim = core.manager_claim
         if (isinstance(event, Tick) and self.unacked and self.net.now >= self._resend_at
-                and claim is not None and not core.is_manager):
+                and claim is not None and not core.is_manager
+                and claim.address != self._offer_to):
             self._resend_at = self.net.now + RESEND_S
             for result in self.unacked.values():
                 self.net.send(self.node.name, claim.address, result)
@@ -516,6 +515,16 @@ class LedgerLayer(LedgerRuns):
                 return  # restarted, or follows another claim by now (it offers that one)
             for part in parts:
                 self.net.send(self.node.name, to, Offer(me, term, part))
+            # Then our results the old manager may have died with (as the real node's,
+            # clerk._offerjob: the new manager applies a result to the row its run started
+            # from, maybe only in this OFFER).
+            self._offer_to = None
+            for result in self.outbox:  # (quorum mode: see OUTBOX_KEEP)
+                self.net.send(self.node.name, to, result)
+            for result in self.unacked.values():  # (default mode)
+                self.net.send(self.node.name, to, result)
+
+        self._offer_to = to
 
         if self.world.offer_delay > 0:
             self.net.at(self.net.now + self.world.offer_delay, send)

@@ -99,6 +99,7 @@ __all__ = ["COMPACT_MIN_BYTES", "COMPACT_RECORDS", "FORMAT", "JOURNAL_KEY",
            "default_data_dir", "check_free"]
 
 log = logging.getLogger("clerk.store")
+Rows = Mapping[str, str | None] | list[tuple[str, str | None]]  # a whole table's rows
 
 #: Every snapshot's format: an older build's, which reads ``node``, ``table`` and ``members``
 #: and ignores any other key.
@@ -154,7 +155,7 @@ class Store:
         self._cond = threading.Condition()
         # Handed over and not taken by the writer yet: a whole table's rows (None: none), then
         # the rows changed after it, and the member list.
-        self._p_full: list[tuple[str, str | None]] | None = None
+        self._p_full: Rows | None = None
         self._p_changes: dict[str, str | None] = {}
         self._p_members: dict[str, str] | None = None
         self._p_set = False
@@ -344,7 +345,7 @@ class Store:
         finally:
             self._paced(now, spent + time.perf_counter() - began)
 
-    def write_rows(self, items: list[tuple[str, str | None]], now: float,
+    def write_rows(self, items: Rows, now: float,
                    spent: float = 0.0) -> bool:
         """Hand over a whole table as its rows' texts (``(key, text)``; None: no row): a
         snapshot, which changed rows may then follow."""
@@ -369,7 +370,7 @@ class Store:
     def _paced(self, now: float, cost: float) -> None:
         self._next_write = now + max(WRITE_INTERVAL, cost * (WRITE_SHARE - 1))
 
-    def _hand_over(self, full: list[tuple[str, str | None]] | None,
+    def _hand_over(self, full: Rows | None,
                    changes: dict[str, str | None] | None) -> None:
         members = self.members() if self.members is not None else None
         with self._cond:
@@ -437,13 +438,14 @@ class Store:
                     self._busy = False
                     self._cond.notify_all()
 
-    def _apply(self, full: list[tuple[str, str | None]] | None,
+    def _apply(self, full: Rows | None,
                changes: Mapping[str, str | None], members: dict[str, str] | None) -> bool:
         """Bring the in-memory table up to date and put it on disk: an append of
         ``changes``, or a snapshot. True if something was written."""
         rows = self._rows
         if full is not None:
-            rows = self._rows = {k: t for k, t in full if t is not None}
+            pairs = full.items() if isinstance(full, Mapping) else full  # (track(): a copy)
+            rows = self._rows = {k: t for k, t in pairs if t is not None}
             self._rows_bytes = sum(_row_size(k, t) for k, t in rows.items())
             self._must_snapshot = True
         size = self._rows_bytes

@@ -315,6 +315,11 @@ class Transport:
         link = self._link(address)
         if link is None:
             return
+        if link.pending:
+            self._flush(link, now)  # what waits goes first (see _flush)
+            if any(not req for _, req, _ in link.pending):
+                self._queue(link, False, frames, now)  # behind what still waits
+                return
         if not self._try(link.dealer, frames):
             self._queue(link, False, frames, now)
 
@@ -362,10 +367,20 @@ class Transport:
         link.pending.append((now, req, frames))
 
     def _flush(self, link: _Link, now: float) -> None:
+        """Send what waits for the connection, in order. The DEALER's messages keep their
+        order: once one cannot go, the later ones wait behind it; and :meth:`send` queues
+        behind them. (ZeroMQ connects in its own thread, so a connection can come up between
+        two polls; a message sent then went straight out, ahead of those queued before it: a
+        node's first JOIN, without its tasks, reached the manager after its second, issue 11.)
+        """
         keep: list[tuple[float, bool, list[bytes]]] = []
+        blocked = False  # a DEALER message is kept: the later ones wait behind it
         for queued_at, req, frames in link.pending:
             if now - queued_at > PENDING_TTL:
                 self.stats["send_dropped"] += 1
+                continue
+            if not req and blocked:
+                keep.append((queued_at, req, frames))
                 continue
             if req:
                 if link.req_busy or link.req is None:
@@ -377,6 +392,8 @@ class Transport:
                     continue
             elif self._try(link.dealer, frames):
                 continue
+            else:
+                blocked = True
             keep.append((queued_at, req, frames))
         link.pending = keep
 

@@ -7,7 +7,9 @@
         [--task-interval 200]
 
 **Table part** (in process: the real NodeCore, Scheduler, row encoder and codec, no
-sockets; each member acknowledges what it was sent, as a live member does). A *round* is
+sockets; each member acknowledges what it was sent, as a live member does; the agent's
+collector policy, ``clerk._gcpolicy``, installed as an agent installs it, unless
+``--no-gc-policy``). A *round* is
 what the manager's loop does after a burst of changes (``Replication._replicate``): here 20
 tasks each dispatched and finished (~200 runs/s at the 100 ms heartbeat). Per round:
 
@@ -58,18 +60,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _bench_acks import ack_heartbeats  # noqa: E402
+
 import clerk  # noqa: E402
 from clerk._codec import MAX_MESSAGE_BYTES, encode  # noqa: E402
 from clerk._core import NodeCore, Received, Send, Start  # noqa: E402
-from clerk._messages import Heartbeat, Join, Peer  # noqa: E402
-from clerk._replica import Replica, RowEncoder, row_key  # noqa: E402
-
-try:  # (this tree's OFFER rule: absent from a tree before it, run with --tasks for the rest)
-    from clerk._replica import offer_keys  # noqa: E402
-except ImportError:  # pragma: no cover
-    offer_keys = None  # type: ignore[assignment]
-from _bench_acks import ack_heartbeats  # noqa: E402
-
+from clerk._gcpolicy import GcPolicy  # noqa: E402
+from clerk._messages import Heartbeat, Join, Offer, Peer  # noqa: E402
+from clerk._offerjob import offer_job  # noqa: E402
+from clerk._record import unpack_table  # noqa: E402
+from clerk._replica import Replica, RowEncoder, offer_test  # noqa: E402
 from clerk._replication import ENCODE_BUDGET, LOAD_BUDGET  # noqa: E402
 from clerk._schedule import Scheduler, pack_table  # noqa: E402
 
@@ -244,12 +244,13 @@ def table_part(tasks: list[int], members: int) -> None:
           "against the whole table parsed and loaded (before)")
     show(("tasks", "rows loaded now", "before ms", "now ms", "ratio"), follow)
     print()
-    print(f"A member at a takeover: its replica fed the whole log (ms), and its OFFER to a "
-          f"fellow member taking over (rows / ms, selected and packed) when the new manager's "
-          f"table stands where its own does, when it stands a round ({CHANGES} tasks run) "
-          f"behind, and every row (a position not announced)")
+    print(f"A member at a takeover: its replica fed the whole log (ms), and its OFFER "
+          f"(clerk._offerjob: rows / total ms / longest step ms, parts encoded) to a fellow "
+          f"member taking over when the new manager's table stands where its own does, when "
+          f"it stands a round ({CHANGES} tasks run) behind, every row (a position not "
+          f"announced), and every row from a follower that never loaded a row of its replica")
     show(("tasks", "replica fed ms", "OFFER: same replica", "OFFER: a round behind",
-          "OFFER: every row", "every row / same"), offers)
+          "OFFER: every row", "every row, never loaded"), offers)
 
 
 class GcTime:
@@ -354,36 +355,47 @@ def offer_part(s: Scheduler, m: Manager, wall: float) -> tuple[str, ...]:
         rep.apply(d)
     apply_ms = (STEP_CLOCK() - t0) * 1000
     n = f"{len(s.defs):,}"
-    if offer_keys is None:
-        return (n, f"{apply_ms:.1f}", "-", "-", "-", "-")
-    follower = Scheduler(list(s.defs.values()), random.Random(4))
+    defs = list(s.defs.values())
+    follower = Scheduler(defs, random.Random(4))
     seen: dict[str, str | None] = {}
     follower.follow_rows(rep.items(), seen)
     behind = rep.position()
 
-    def offer(at: Any) -> tuple[float, int]:
-        t0 = STEP_CLOCK()
-        newer = offer_keys(rep, at)
-        if newer is None:
-            rows = {k: r.to_json() for k, r in follower.records.items() if r.has_state}
-        else:
-            rows = {k: r.to_json() for k, r in follower.records.items()
-                    if r.has_state and (k in follower.kept_own
-                                        or seen.get(key := row_key(k)) is None
-                                        or key in newer)}
-        pack_table({"tasks": rows})
-        return (STEP_CLOCK() - t0) * 1000, len(rows)
+    def offer(at: Any, sched: Scheduler, seen: dict[str, str | None]) -> str:
+        """rows / total ms / longest step ms of the OFFER (clerk._offerjob: in slices, a
+        part sent per step, each encoded as it leaves)."""
+        sent: list[Any] = []
+        job = None
+        steps: list[float] = []
+        while True:
+            t0 = STEP_CLOCK()
+            if job is None:
+                job = offer_job("m", sched, rep.texts(), offer_test(rep, at), seen,
+                                sent.append)
+            done = job.step(LOAD_BUDGET)
+            for part in sent:
+                encode(Offer(ME, 3, part))
+            steps.append((STEP_CLOCK() - t0) * 1000)
+            counted.append(sum(len(unpack_table(p)["tasks"]) for p in sent))  # (not timed)
+            sent.clear()
+            if done:
+                break
+        return f"{sum(counted):,} / {sum(steps):.1f} / {max(steps):.2f}"
 
     churn(s, random.Random(6), wall + 50)
     m.round(s, budget=1.0)
     for d in log.window(rep.seq, 1 << 40):
         rep.apply(d)
     follower.follow_rows(rep.items(), seen)
-    same_ms, same_rows = offer(rep.position())
-    lag_ms, lag_rows = offer(behind)
-    all_ms, all_rows = offer(None)
-    return (n, f"{apply_ms:.1f}", f"{same_rows} / {same_ms:.2f}", f"{lag_rows} / {lag_ms:.2f}",
-            f"{all_rows:,} / {all_ms:.1f}", f"{all_ms / max(same_ms, 1e-6):,.0f}x")
+    counted: list[int] = []
+    same = offer(rep.position(), follower, seen)
+    counted = []
+    lag = offer(behind, follower, seen)
+    counted = []
+    every = offer(None, follower, seen)
+    counted = []
+    first = offer(None, Scheduler(defs, random.Random(4)), {})
+    return (n, f"{apply_ms:.1f}", same, lag, every, first)
 
 
 def show(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -606,10 +618,17 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--task-interval", type=int, default=200,
                     help="the CPU part's task interval in ms (0: no task, heartbeats alone)")
+    ap.add_argument("--no-gc-policy", action="store_true",
+                    help="the table part without the agent's collector policy")
     args = ap.parse_args()
     if args.cpu:
         cpu_part(args.sizes, args.before, args.window, args.repeats, args.task_interval)
     else:
+        if not args.no_gc_policy:
+            # The agent process's collector policy (clerk._gcpolicy, set up by
+            # clerk._agentmain): without it a full collection (~100 ms at 10,000 tasks) lands
+            # in whichever step runs then, which no node does.
+            GcPolicy(clock=STEP_CLOCK).install(0.0)
         table_part(args.tasks, args.members)
     return 0
 

@@ -18,7 +18,8 @@ members acknowledge what they are sent, ``tools/_bench_acks.py``), one loop step
   (a tree with ``clerk._deploy.Resolver``: its slices, then the scheduler adopting the tasks
   that changed in chunks; before it: ``resolve``, the loaded sets and ``update_defs`` in one
   step). The resolver is warmed first (as every node keeps it current).
-* ``load`` / ``activate`` / ``fill``: a takeover: the replica's rows loaded
+* ``load`` / ``activate`` / ``fill``: a takeover: the replica's rows taken (as the tree's
+  ``Replication._load_step`` takes them, in the first slice), loaded
   (``Scheduler.load_rows``) and activated (``activate_step``) in ``LOAD_BUDGET`` slices,
   and the new log filled in ``ENCODE_BUDGET`` steps with a heartbeat round each.
 * ``round``: steady state, every task once per virtual second, a replication round every
@@ -27,6 +28,15 @@ members acknowledge what they are sent, ``tools/_bench_acks.py``), one loop step
   tree whose manager sends in a step of its own once a step spent its whole encoding budget
   (``Replication._send_next``), that is two steps, as there.
 * ``trigger`` / ``result``: the same steady state's per-run steps.
+* ``offer`` / ``offer fellow``: a follower whose scheduler never loaded a row of its
+  replica (the table has not changed hands since it joined) starts following a new manager:
+  its OFFER (``Replication._offer``), to a manager from elsewhere (every row with a state)
+  and to a fellow member whose replica stands where its own does (only what it may lack),
+  with the encoding of each part sent (a tree with ``clerk._offerjob``: its slices, a part
+  per turn; before it: the replica followed, the rows chosen and packed, and every part
+  encoded in one step).
+* ``join``: a node that announces every task joins: its JOIN decoded from the bytes and
+  handled by the manager's core (its set cut from its entries and digested, the WELCOME).
 * ``status``: a whole status of the manager after the steady state: its task rows (a tree
   with ``clerk._statusrows``: in ``STATUS_SLICE`` slices, with the reply's first message;
   before it: ``Scheduler.status`` and the reply's split in one step), without the agent's
@@ -159,11 +169,18 @@ def replicate(kind, s):
     return effects, done
 
 # --- takeover ---
-items = rep.items()
-fresh = Scheduler(defs, random.Random(3))
+take = getattr(rep, "rows", rep.items)  # the rows as the tree's _load_step takes them,
+fresh = Scheduler(defs, random.Random(3))  # in its first slice (its budget counts it)
+items = None
 at = 0
-while at < len(items):
-    at = step("load", fresh.load_rows, items, at, time.perf_counter() + LOAD_BUDGET)
+def load_slice():
+    global items
+    deadline = time.perf_counter() + LOAD_BUDGET
+    if items is None:
+        items = take()
+    return fresh.load_rows(items, at, deadline)
+while items is None or at < len(items):
+    at = step("load", load_slice)
 fresh.begin_activation(wall + 5, graceful=False, claim=(2, "n2@127.0.0.1"))
 while not step("activate", fresh.activate_step, time.perf_counter() + LOAD_BUDGET):
     pass
@@ -181,6 +198,50 @@ while True:
     if done:
         break
 del items, filling
+
+# --- a follower's OFFER at a manager change: its scheduler never loaded a replica row ---
+from clerk._messages import Offer
+try:
+    from clerk._offerjob import offer_job
+    from clerk._replica import offer_test
+except ImportError:
+    offer_job = None
+def offer(kind, at):
+    follower = Scheduler(defs, random.Random(4))
+    seen = {}
+    sent = []
+    if offer_job is not None:  # in slices, a part per turn (each encoded as it leaves)
+        job = None
+        while True:
+            t0 = CLOCK()
+            if job is None:  # (the rows taken at the change: in its first step)
+                job = offer_job("m", follower, rep.texts(), offer_test(rep, at), seen,
+                                lambda part: sent.append(Offer(ME, 3, part)))
+            done = job.step(LOAD_BUDGET)
+            while sent:
+                encode(sent.pop())
+            steps.setdefault(kind, []).append((CLOCK() - t0) * 1000)
+            if policy is not None:
+                policy.turn(0.0, lambda: 0.0)
+            if done:
+                break
+        return
+    from clerk._replica import offer_keys, row_key
+    from clerk._replication import offer_parts
+    def once():  # Replication._offer before: the replica followed, the rows chosen, packed
+        follower.follow_rows(rep.items(), seen)
+        newer = offer_keys(rep, at)
+        rows = {name: rec.to_json() for name, rec in follower.records.items()
+                if rec.has_state and (newer is None or name in follower.kept_own
+                                      or seen.get(key := row_key(name)) is None
+                                      or key in newer)}
+        for row in rows.values():
+            row["running"] = None
+        for part in offer_parts(rows):
+            encode(Offer(ME, 3, part))
+    step(kind, once)
+offer("offer", None)  # a manager from elsewhere (or an older build's): every row
+offer("offer fellow", rep.position())  # a fellow member with the same replica
 
 # --- rolling deploys: a member joins, then leaves ---
 def resolve_once(live):
@@ -289,11 +350,19 @@ else:
     parts = StatusParts(lambda: 0.0)
     step("status", lambda: parts.first({"node": ME.name, "members": [],
                                         "tasks": fresh.status(t)}))
+# --- last (its new members change the list every heartbeat carries): a JOIN of a node
+# that announces every task, on the manager: decoded and handled ---
+from clerk._core import Received as _Received
+for j in range(3):
+    joiner = Peer(f"j{j}@127.0.0.1", f"127.0.0.1:{46900 + j}", f"j{j}+d+t", 0)
+    frames = encode(Join(joiner, m.core.term, tuple(announce(defs, 7000.0 + j))))
+    step("join", lambda: m.core.handle(_Received(decode(frames)), m.now))
+
 print(json.dumps(steps))
 """
 
 KINDS = ("deploy join", "deploy leave", "load", "activate", "fill", "follower fill", "round",
-         "trigger", "result", "follower", "status")
+         "trigger", "result", "follower", "status", "offer", "offer fellow", "join")
 
 
 def run_child(tree: Path, n: int, members: int, seconds: float) -> dict[str, list[float]]:

@@ -10,6 +10,7 @@ sockets."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,8 @@ def name(i: int) -> str:
     return f"myapp.tasks.reports.refresh_materialized_view_{i:05d}"
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+@contextmanager
+def big_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     log = str(tmp_path / "runs.log")
     tasks = [clerk.task(Counter, name=name(i), interval=3_600_000, args={"log": log})
              for i in range(TASKS)]
@@ -44,7 +45,14 @@ def members_seen(c: LocalCluster, node: str) -> dict[str, int]:
 
 
 def test_a_fifth_node_joins_a_cluster_whose_member_list_is_over_a_message(
-        cluster: LocalCluster) -> None:
+        tmp_path: Path) -> None:
+    # The cluster is made here, not in a fixture: a failure inside the block keeps the
+    # nodes' logs (LocalCluster, $CLERK_KEEP_LOGS); a fixture's block never sees it.
+    with big_cluster(tmp_path) as cluster:
+        fifth_joins(cluster)
+
+
+def fifth_joins(cluster: LocalCluster) -> None:
     names = cluster.names
     cluster.start(names[0])
     assert cluster.wait_for_manager(timeout=60, names=names[:1]) == names[0]

@@ -84,3 +84,32 @@ def test_field_paths_in_errors_and_their_cache_is_bounded():
                                    "priority": 0}))
     assert "result_ack.sender.name" in info.value.detail
     assert PATHS_CACHE >= 64
+
+
+def join_frames(tasks: object, escaped: bool = True) -> list[bytes]:
+    body = json.loads(encode(Join(P, 1, ("x",)))[2])
+    body["tasks"] = tasks
+    return [MAGIC, b"join", json.dumps(body, ensure_ascii=escaped).encode()]
+
+
+def test_a_list_of_strings_checked_at_once_refuses_what_the_item_checks_refuse():
+    many = [f"task{i:05d}" for i in range(5000)]
+    assert decode(join_frames(many)).tasks == tuple(many)
+    assert decode(join_frames(["é", *many])).tasks[0] == "é"  # not ASCII: item by item
+    assert decode(join_frames(["é", *many], escaped=False)).tasks[0] == "é"
+    for bad, where in (([*many, 5], "[5000]"), ([*many, "\ud800"], "[5000]"),
+                       ([*many, "x" * (_codec.MAX_STRING + 1)], "[5000]"),
+                       ([None, *many], "[0]")):
+        with pytest.raises(DecodeError) as info:
+            decode(join_frames(bad))
+        assert info.value.reason == "field" and where in info.value.detail, info.value.detail
+
+
+def test_a_tuple_of_strings_encoded_at_once_refuses_what_the_item_checks_refuse():
+    many = tuple(f"task{i:05d}" for i in range(5000))
+    assert decode(encode(Join(P, 1, many))).tasks == many
+    assert decode(encode(Join(P, 1, ("é", *many)))).tasks[0] == "é"
+    for bad in ((*many, 5), (*many, "\ud800"), (*many, "x" * (_codec.MAX_STRING + 1))):
+        with pytest.raises(_codec.EncodeError) as info:
+            encode(Join(P, 1, bad))  # type: ignore[arg-type]
+        assert "tasks[]" in str(info.value), info.value

@@ -1,6 +1,8 @@
 """NodeCore (fake clock): a stalled manager's fence, advertised tasks, stale EXECUTEs, messages
 only the current manager may send, and a HANDOVER that comes back to its sender (issue 9)."""
 
+import pytest
+
 from clerk._core import (
     Deliver,
     Dropped,
@@ -11,6 +13,7 @@ from clerk._core import (
     Role,
     Send,
     StaleExecute,
+    Start,
     Tick,
 )
 from clerk._messages import (
@@ -24,7 +27,7 @@ from clerk._messages import (
     ResultAck,
     RunQuery,
 )
-from tests.unit.corenet import T, addr, cluster, peer
+from tests.unit.corenet import Net, T, addr, cluster, peer
 
 
 def test_a_stalled_manager_that_was_replaced_never_may_dispatch_and_steps_down():
@@ -157,6 +160,65 @@ def test_a_follower_whose_tasks_the_manager_lost_joins_again():
     net.advance(T.heartbeat_interval * 2)
     assert [j.tasks for j in net.sends(b, Join, to=a, after=mark)] == [("t1",)]
     assert a.members.get("b").tasks == ("t1",)
+
+
+@pytest.mark.parametrize("digests", [False, True], ids=["entries", "by-digest"])
+def test_a_joiner_welcomed_for_a_join_older_than_its_tasks_joins_again(digests):
+    # A node JOINs before its workers are ready (no tasks), then announces its tasks; its
+    # first JOIN reaches the manager last (the transport let a later message overtake it:
+    # tests/integration/test_members_big.py, issue 11). The manager takes the stale entries
+    # and WELCOMEs it with them; no heartbeat brings the list again once the joiner ACKs
+    # that epoch, so the joiner must JOIN again on the WELCOME itself.
+    inc = "+d" if digests else ""
+    net = Net()
+    a = net.node("a", 1, incarnation="a-1" + inc)
+    net.advance(T.heartbeat_interval * 3)
+    b = net.node("b", 0, seeds=["a"], incarnation="b-1" + inc, start=False)
+    net.do(b, Start())
+    stale = net.queue.popleft()  # JOIN with no tasks, held back
+    assert not net.queue and isinstance(stale[1].msg, Join) and stale[1].msg.tasks == ()
+    assert b.set_tasks(("t1", "t2"), net.now) == []  # (joining: the next JOIN carries them)
+    net.advance(T.join_retry + T.heartbeat_interval * 3)
+    assert b.role is Role.FOLLOWER and a.members.get("b").tasks == ("t1", "t2")
+    mark = net.mark()
+    net.deliver(*stale)  # the old JOIN arrives after all
+    net.run()
+    net.advance(T.heartbeat_interval * 5)
+    assert [j.tasks for j in net.sends(b, Join, to=a, after=mark)] == [("t1", "t2")]
+    assert a.members.get("b").tasks == ("t1", "t2")
+
+
+def test_a_joiner_whose_tasks_came_before_its_welcome_is_listed_with_them():
+    # No message overtakes another here. The joiner's workers are ready after its first JOIN
+    # (no tasks) left and before the WELCOME (answering it) came: JOINING, it sent nothing
+    # for them. It follows (ACK epoch -1: "send me the list"), but a heartbeat without the
+    # list came right behind the WELCOME, and its loop, slow, ACKs that with the WELCOME's
+    # epoch right behind the first ACK: the manager took the list as seen and never sent it
+    # again (the CI failure of tests/integration/test_members_big.py: its n5 was ready 1 ms
+    # before it followed).
+    net = Net()
+    a = net.node("a", 1, incarnation="a-1+d")
+    net.advance(T.heartbeat_interval * 3)
+    b = net.node("b", 0, seeds=["a"], incarnation="b-1+d", start=False)
+    net.do(b, Start())
+    assert b.set_tasks(("t1", "t2"), net.now) == []  # workers ready while joining
+    net.deliver(*net.queue.popleft())  # the JOIN without tasks: the WELCOME
+    welcome = net.queue.popleft()
+    beat = []
+    while not beat:  # the manager's next heartbeat round, before b reads the WELCOME
+        net.now = max(net.now, a.next_deadline())
+        net.do(a, Tick())
+        beat = [q for q in net.queue if isinstance(q[1].msg, Heartbeat) and q[1].to == addr("b")]
+    net.queue.clear()
+    assert beat[0][1].msg.members is None
+    mark = net.mark()
+    net.deliver(*welcome)
+    net.now += T.heartbeat_interval  # b's loop was busy
+    net.deliver(*beat[0])
+    net.run()
+    net.advance(T.heartbeat_interval * 10)
+    assert [j.tasks for j in net.sends(b, Join, to=a, after=mark)] == [("t1", "t2")]
+    assert a.members.get("b").tasks == ("t1", "t2")
 
 
 def test_an_execute_from_a_stale_claim_is_reported_as_stale():

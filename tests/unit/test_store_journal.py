@@ -324,7 +324,7 @@ def test_the_tables_track_which_rows_changed() -> None:
     log = ReplicaLog("L")
     log.put("t:a", "1")
     assert not log.tracking() and log.take_changes() == {}
-    assert log.track() == [("t:a", "1")]
+    assert log.track() == {"t:a": "1"}
     log.put("t:b", "2")
     log.put("t:a", "3")
     log.remove("t:b")

@@ -6,7 +6,16 @@ from clerk._codec import encode
 from clerk._core import Send, Start
 from clerk._deploy import announce
 from clerk._messages import Heartbeat, TasksQuery, TasksReply, Welcome
-from clerk._tasksets import DIGEST_MARK, TaskSets, base_of, digest_of, parts_of, split, with_started
+from clerk._tasksets import (
+    DIGEST_MARK,
+    FETCH_RETRY,
+    TaskSets,
+    base_of,
+    digest_of,
+    parts_of,
+    split,
+    with_started,
+)
 from tests.unit.corenet import Net, addr
 
 DEFS = [clerk.task("clerk.examples:Tally", name=f"big.tasks:Poll{i:05d}", interval=1000,
@@ -153,3 +162,52 @@ def test_a_thirtieth_node_joins_a_10000_task_cluster() -> None:
         assert len(rows) == 30 and all(r.want is None for r in rows.values())
         assert all(rows[c.me.name].tasks == c.tasks for c in cores)
     assert not any(isinstance(e.msg, TasksQuery) for c in cores for e in net.effects(c, Send))
+
+
+def test_the_shortcut_for_announced_entries_cuts_what_the_general_path_cuts() -> None:
+    from unittest import mock
+
+    from clerk import _tasksets
+
+    defs = [clerk.task("clerk.examples:Tally", name=f"t{i}", interval=1000, args={"k": i})
+            for i in range(20)]
+    cases = [
+        announce(defs, 1234.5), announce(defs, 1e-7), announce(defs, -3.0),
+        announce(defs, 1e300), [*announce(defs, 5.0), "bare-name"],
+        [*announce(defs[:3], 5.0), *announce(defs[3:6], 6.0)],  # two start times
+        [e.replace('"s":5.0', '"s":5.00') for e in announce(defs, 5.0)],  # not json.dumps'
+        ["bare", "names"], [],
+        [e.replace('"s":5.0,', "") for e in announce(defs, 5.0)],  # no start time
+    ]
+    for entries in cases:
+        with mock.patch.object(_tasksets, "_base_as_announced", lambda e: None):
+            general = base_of(entries)
+        assert base_of(entries) == general, entries[:2]
+        assert with_started(*general) == tuple(entries)
+    assert _tasksets._base_as_announced(announce(defs, 1234.5)) is not None
+
+
+def test_a_sets_parts_are_cut_once_and_let_go_with_it() -> None:
+    defs = [clerk.task("clerk.examples:Tally", name=f"t{i}", interval=1000) for i in range(50)]
+    digest, base, _ = split(announce(defs, 7.0))
+    sets = TaskSets()
+    assert sets.parts(digest) is None
+    sets.add(digest, base)
+    first = sets.parts(digest)
+    assert first == parts_of(base) and sets.parts(digest) is first
+    sets.trim([])
+    assert sets.parts(digest) is None
+
+
+def test_a_set_held_while_it_was_being_fetched_is_a_look_due_now() -> None:
+    # Our own set, announced after rows began waiting for it (a node whose workers became
+    # ready after its WELCOME): the fetch ends, and the rows must take it at the next look
+    # (clerk._joining.fetch_sets), as no reply will come for it and no retry is left.
+    sets = TaskSets()
+    assert sets.due("d1", 0.0) == 0 and sets.next_retry() == FETCH_RETRY
+    sets.fresh = False
+    sets.add("d1", ("a", "b"))
+    assert "d1" not in sets.fetches and sets.fresh and sets.next_retry() == float("-inf")
+    fresh = TaskSets()
+    fresh.add("d2", ("c",))  # held with no fetch under way: nothing to look at
+    assert not fresh.fresh
