@@ -1,5 +1,6 @@
 """A settled simulated cluster to start a scenario from (shared by the sim tests of nodes
-that meet an established cluster: a duplicate name, a fresh node)."""
+that meet an established cluster: a duplicate name, a fresh node; and the check that
+every node lists every set, of the member-list sim tests)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from clerk._core import Effect, Event, ManagerChanged
 from clerk._messages import Claim
 from clerk._simnet import SimNetwork, SimNode
 
-__all__ = ["settled_cluster", "watch_the_cluster"]
+__all__ = ["every_set_listed", "settled_cluster", "watch_the_cluster"]
 
 
 def settled_cluster(n: int, seed: int, jitter: float, first: int, start_after: float,
@@ -60,3 +61,18 @@ def watch_the_cluster(net: SimNetwork, outsider: str, follows: Callable[[Claim],
 
     net.observers.append(check)
     return violations
+
+
+def every_set_listed(net: SimNetwork) -> bool:
+    """The live nodes agree on a manager and each lists every live node with the task set
+    that node holds itself, fetching none."""
+    if net.agreed() is None:
+        return False
+    live = {x.name: x for x in net.live()}
+    for x in live.values():
+        rows = {r.name: r for r in x.core.members}
+        for name, other in live.items():
+            row = rows.get(name)
+            if row is None or row.want is not None or row.tasks != other.core.tasks:
+                return False
+    return True

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clerk._simnet import SimNetwork
+from tests.unit.simcluster import every_set_listed
 
 CONVERGE_BOUND = 10.0
 TASKS = tuple(f"app.tasks:T{i:03d}" for i in range(20))
@@ -56,19 +57,7 @@ def run(n_settled: int, n_late: int, seed: int, jitter: float,
         net.at(net.now + ready[i % len(ready)], workers_ready)
     net.run_for(max(ready) + 0.01)
 
-    def listed() -> bool:
-        if net.agreed() is None:
-            return False
-        live = {x.name: x for x in net.live()}
-        for x in live.values():
-            rows = {r.name: r for r in x.core.members}
-            for name, other in live.items():
-                row = rows.get(name)
-                if row is None or row.want is not None or row.tasks != other.core.tasks:
-                    return False
-        return True
-
-    done = net.run_until_true(listed, limit=CONVERGE_BOUND, step=0.01)
+    done = net.run_until_true(lambda: every_set_listed(net), limit=CONVERGE_BOUND, step=0.01)
     views = {x.name: {r.name: len(r.tasks) for r in x.core.members} for x in net.live()}
     assert done is not None, f"not listed right {CONVERGE_BOUND} s after: {views}"
 

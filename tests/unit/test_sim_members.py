@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from clerk._core import Effect, Event
 from clerk._messages import Message, TasksQuery, TasksReply
 from clerk._simnet import SimNetwork, SimNode
+from tests.unit.simcluster import every_set_listed
 
 CONVERGE_BOUND = 10.0
 #: The builds a node may run: a few shared sets (as one build on many nodes) and odd ones.
@@ -121,19 +122,7 @@ def run_schedule(n: int, older: set[int], seed: int, steps: list[tuple[str, int,
             net.restart(name)
     stop = net.now
 
-    def settled() -> bool:
-        if net.agreed() is None:
-            return False
-        live = {x.name: x for x in net.live()}
-        for x in live.values():
-            rows = {r.name: r for r in x.core.members}
-            for name, other in live.items():
-                row = rows.get(name)
-                if row is None or row.want is not None or row.tasks != other.core.tasks:
-                    return False
-        return True
-
-    done = net.run_until_true(settled, limit=CONVERGE_BOUND, step=0.01)
+    done = net.run_until_true(lambda: every_set_listed(net), limit=CONVERGE_BOUND, step=0.01)
     views = {x.name: {r.name: (len(r.tasks), r.want is not None) for r in x.core.members}
              for x in net.live()}
     assert done is not None, f"not settled {net.now - stop:.1f} s after the faults: {views}"
