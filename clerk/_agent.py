@@ -4,7 +4,9 @@ It runs as a supervised child process of the node (``python -m clerk.node`` or
 :class:`clerk.Node`): ``run(config)`` is its entry point. Each loop turn reads the clock once,
 polls the transport until the next deadline of any state machine, decodes what arrived (bad
 frames are counted by reason, logged at a limited rate and dropped: they never raise out of
-the loop), feeds the state machines and carries out their effects.
+the loop), feeds the state machines and carries out their effects. The feeding and the effects
+are :class:`clerk._agentfeed.AgentFeed`, the replies to clients
+:class:`clerk._agentreplies.AgentReplies`: both mixed in here.
 
 Signals: SIGTERM, SIGHUP or SIGINT starts a graceful leave (a manager hands over first) and the
 process exits 0 once it has left; a second one exits at once.
@@ -22,47 +24,20 @@ import socket
 from collections import Counter, deque
 from time import sleep as _sleep
 
+from clerk._agentfeed import AgentFeed
 from clerk._agentreplies import AgentReplies
-from clerk._batch import BATCH_MARK, Coalescer, decode_frames
+from clerk._batch import BATCH_MARK, Coalescer
 from clerk._clock import Clock, SystemClock
-from clerk._codec import DecodeError, EncodeError, encode
 from clerk._config import NodeConfig
-from clerk._core import (
-    Deliver,
-    Dropped,
-    Effect,
-    Event,
-    LeaveRequested,
-    ManagerChanged,
-    MemberDown,
-    MemberUp,
-    NodeCore,
-    PeerDown,
-    PeerUp,
-    Received,
-    Refused,
-    Role,
-    Send,
-    StaleExecute,
-    Start,
-    StateHandedOver,
-    Stopped,
-    Tick,
-    WriteCommitted,
-)
-from clerk._coretypes import QuorumChanged, VoterWrite
+from clerk._core import LeaveRequested, NodeCore, Role, Start, Tick
 from clerk._deploy import MAX_ANNOUNCE_CHARS, SEP, announce
 from clerk._messages import (
     HANDED_MARK,
     HIST_MARK,
     MERGE_MARK,
     TABLE_MARK,
-    Election,
-    Execute,
     Message,
-    Ok,
     Peer,
-    Result,
 )
 from clerk._metrics import MetricsServer, NodeMetrics, Sources
 from clerk._quorumshell import QuorumShell
@@ -77,7 +52,6 @@ from clerk._transport import FINAL_LINGER_MS, MAX_UNPINNED_LINKS, Inbound, Trans
 __all__ = ["Agent", "poll_timeout_ms"]
 
 log = logging.getLogger("clerk.node")
-BAD_FRAME_LOG_EVERY = 5.0
 MAX_PINNED = 256  # members whose sockets are opened ahead of need and kept (a 256-node cluster)
 #: The longest sleep in place of a poll: a deadline under a millisecond away cannot be polled
 #: for (ZeroMQ's timeout is in whole ms). Traffic waits at most this long meanwhile.
@@ -88,7 +62,7 @@ SUB_MS_SLEEP = 0.001
 DRAIN_BUDGET_S = 0.020
 
 
-class Agent(AgentReplies):
+class Agent(AgentFeed, AgentReplies):
     """One node's loop. ``Agent(config).run()`` blocks until the node has left."""
 
     def __init__(
@@ -363,59 +337,6 @@ class Agent(AgentReplies):
         except (BlockingIOError, OSError):
             pass
 
-    def _on_inbound(self, inbound: Inbound, now: float) -> None:
-        if inbound.kind == "down":
-            self._feed(PeerDown(inbound.address), now)
-            return
-        if inbound.kind == "up":
-            self._feed(PeerUp(inbound.address), now)
-            return
-        try:
-            msgs = decode_frames(inbound.frames)  # one message, or a batch (clerk._batch)
-        except DecodeError as exc:
-            self._bad_frame(exc.reason, exc.detail, now)
-            return
-        stats = self.outgoing.stats
-        stats["messages_received"] += len(msgs)
-        if len(msgs) > 1:
-            stats["batches_received"] += 1
-        self.outgoing.learn(msgs[0].sender)
-        self._inbound = inbound
-        try:
-            for msg in msgs:
-                if isinstance(msg, Execute):
-                    self.metrics.executes_received += 1
-                self._feed(Received(msg), now)
-        finally:
-            self._inbound = None
-
-    def _bad_frame(self, reason: str, detail: str, now: float) -> None:
-        self.bad_frames[reason] += 1
-        self._bad_since_log += 1
-        if now - self._bad_logged_at >= BAD_FRAME_LOG_EVERY:
-            log.warning("dropped %d malformed frame(s) (latest: %s: %s); totals %s",
-                        self._bad_since_log, reason, detail[:200], dict(self.bad_frames))
-            self._bad_logged_at = now
-            self._bad_since_log = 0
-
-    def _feed(self, event: Event, now: float) -> None:
-        try:
-            was_candidate = self.core.role is Role.CANDIDATE
-            effects = self.core.handle(event, now)
-            if self.core.role is Role.CANDIDATE and not was_candidate:
-                self.metrics.elections_started += 1
-            self.apply(effects, now)
-        except Exception:  # a bug must not take the node down; count it and carry on
-            self.bad_frames["handler_error"] += 1
-            log.exception("error handling %s", type(event).__name__)
-            return
-        self._drain_loopback(now)
-        # The list's own epoch: the member epoch also moves with every replicated table.
-        if self.core.members.list_epoch != self._members_epoch:
-            self._members_epoch = self.core.members.list_epoch
-            self.metrics.members_alive = sum(1 for i in self.core.member_list() if i.alive)
-            self._open_links()
-
     def _open_links(self) -> None:
         """Open the sockets to live members ahead of need (elections must not wait on TCP):
         a DEALER to each, and a REQ (elections only) to those this node's ELECTIONs go to,
@@ -437,149 +358,6 @@ class Agent(AgentReplies):
             asked = (i.priority, i.name) > self.me.rank or i.address == manager
             self.transport.connect(i.address, req=asked)
 
-    def _drain_loopback(self, now: float) -> None:
-        """Feed the messages this node sent itself to its core, one after the other (never
-        nested: a message fed here may send itself another, handled in the same loop)."""
-        if self._looping or not self._loopback:
-            return
-        self._looping = True
-        inbound, self._inbound = self._inbound, None  # not an answer to what came in
-        try:
-            while self._loopback:
-                self._feed(Received(self._loopback.popleft()), now)
-        finally:
-            self._looping = False
-            self._inbound = inbound
-
-    # --- effects ----------------------------------------------------------------------------
-
-    def send(self, to: str, msg: Message, now: float,
-             encoded: dict[int, list[bytes]] | None = None) -> None:
-        """Send ``msg`` to ``to``. ``encoded``: frames of messages already encoded in this
-        batch of effects, by ``id`` (the batch holds the messages, so ids are not reused)."""
-        if to == self.me.address and self.quorum.enabled:
-            # Quorum mode: a voter that is the candidate or manager answers its own PREPARE
-            # and ACCEPT: fed back to the core on this loop (see _drain_loopback).
-            self._loopback.append(msg)
-            return
-        self.transport.stats["out_" + type(msg).__name__] += 1  # sent by kind (clerk status)
-        frames = encoded.get(id(msg)) if encoded is not None else None
-        if frames is None:
-            try:
-                frames = encode(msg)
-            except EncodeError as exc:
-                log.error("cannot send %s to %s: %s", type(msg).__name__, to, exc)
-                return
-            if encoded is not None:
-                encoded[id(msg)] = frames
-        inbound = self._inbound
-        if isinstance(msg, Election):
-            self.transport.request(to, frames, now)
-        elif (
-            isinstance(msg, Ok) and inbound is not None and inbound.via_req
-            and inbound.rid is not None
-        ):
-            self.transport.reply(inbound.rid, True, frames)
-        else:
-            # Sent at the end of the loop turn (_flush), a run or a result sooner if a
-            # replication round comes first (flush_urgent).
-            self.outgoing.add(to, frames, now, msg.sender.name != self.me.name)
-            if type(msg) is Execute or type(msg) is Result:
-                self._urgent = True
-
-    def _flush(self, now: float) -> None:
-        """Send what this loop turn queued, a batch per peer that reads them (clerk._batch)."""
-        self._urgent = False
-        if self.outgoing:
-            transport = self.transport
-            self.outgoing.flush(lambda to, frames: transport.send(to, frames, now))
-
-    def flush_urgent(self, now: float) -> None:
-        """Send what this turn queued now if a run (EXECUTE) or a result is among it and runs
-        leave at their due times (``_precise``), not after a replication round's encoding;
-        with a lead they go at the end of the turn, one batch per node with the round's."""
-        if self._urgent and self._precise():
-            self._flush(now)
-
-    def apply(self, effects: list[Effect], now: float) -> None:
-        # One heartbeat round sends the same message object to every member: encode it once.
-        encoded: dict[int, list[bytes]] = {}
-        writes: list[VoterWrite] = []  # consecutive VoterWrites: one write (clerk._quorumshell)
-        for effect in effects:
-            if isinstance(effect, VoterWrite):
-                writes.append(effect)
-                continue
-            if writes:
-                self._voter_writes(writes)
-                writes = []
-            if isinstance(effect, Send):
-                if isinstance(effect.msg, Result) and effect.msg.outcome == "refused":
-                    # The core refuses EXECUTEs from a lower term (stale) or an unknown sender.
-                    if effect.msg.error.startswith("stale"):
-                        self.metrics.executes_stale += 1
-                    else:
-                        self.metrics.executes_refused += 1
-                self.send(effect.to, effect.msg, now, encoded)
-            elif isinstance(effect, Deliver):
-                self._deliver(effect.msg, now)
-            elif isinstance(effect, ManagerChanged):
-                self.metrics.manager_changes += 1
-                if effect.is_me:
-                    log.info("this node is now the manager (term %d)", effect.term)
-                    alone = not any(i.alive and i.name != self.me.name
-                                    for i in self.core.member_list())
-                    if alone and self.config.join:
-                        # Not fatal: a manager keeps probing its seeds and merges with
-                        # whatever cluster answers later.
-                        log.warning("no seed answered (%s); running alone and retrying them "
-                                    "every %gs", ", ".join(self.config.join),
-                                    self.core.timings.probe_interval)
-                elif effect.manager is None:
-                    log.info("manager lost (term %d); electing", effect.term)
-                else:
-                    log.info("manager is %s (term %d)", effect.manager, effect.term)
-                    self._open_links()  # a REQ to the manager, for when it is suspected
-                self.tasks.on_manager_changed(effect, now, self.clock.wall())
-            elif isinstance(effect, MemberUp):
-                log.info("member %s %s at %s", effect.info.name, effect.how, effect.info.address)
-                self.tasks.on_member_up(effect.info.name, effect.info.incarnation, now)
-            elif isinstance(effect, MemberDown):
-                log.info("member %s down (%s)", effect.name, effect.reason)
-                if effect.reason != "left":
-                    # A member that left gracefully finishes its runs in flight and sends
-                    # their results (clerk._runner.LEAVE_WAIT): they end by those results, or
-                    # at their deadlines, not now (failing them dropped their updates, and
-                    # let the next slot overlap the run still going on the leaving node).
-                    self.tasks.on_member_down(effect.name, now)
-            elif isinstance(effect, StateHandedOver):
-                log.info("received %s from %s",
-                         "a merged table" if effect.merge else "the manager's hand-over",
-                         effect.sender)
-                self.tasks.on_handover(effect, now, self.clock.wall())
-            elif isinstance(effect, Dropped):
-                self._bad_frame(effect.reason, effect.detail, now)
-            elif isinstance(effect, WriteCommitted):
-                self.tasks.on_write_committed(effect.seq, now)
-            elif isinstance(effect, StaleExecute):
-                self.tasks.on_stale_execute(effect)
-            elif isinstance(effect, Refused):
-                log.error("refused by the cluster: %s", effect.reason)
-            elif isinstance(effect, Stopped):
-                self._done = True
-                self._stop_reason = effect.reason
-            elif isinstance(effect, QuorumChanged):
-                self.quorum.quorum_changed(effect)
-        if writes:
-            self._voter_writes(writes)
-
-    def _voter_writes(self, writes: list[VoterWrite]) -> None:
-        """Durable first, then the answers, on the loop (see clerk._quorumshell)."""
-        def then(effects: list[Effect]) -> None:
-            now = self.clock.monotonic()
-            self.apply(effects, now)
-            self._drain_loopback(now)
-
-        self.quorum.voter_writes(writes, then)
 
 def poll_timeout_ms(remaining: float, precise: bool) -> int:
     """The poll's timeout (whole ms: ZeroMQ's unit) for a deadline ``remaining`` seconds away.

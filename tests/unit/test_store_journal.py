@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-import clerk._store as store_mod
+import clerk._storewriter as writer_mod
 from clerk._journal import (
     apply_rows,
     change_record,
@@ -265,9 +265,9 @@ class _Gate:
 @pytest.mark.parametrize("point", ["before-rename", "after-rename", "after-delete"])
 def test_a_crash_at_every_point_of_a_compaction_loses_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str) -> None:
-    monkeypatch.setattr(store_mod, "COMPACT_MIN_BYTES", 2000)
+    monkeypatch.setattr(writer_mod, "COMPACT_MIN_BYTES", 2000)
     gate = _Gate()
-    real_replace: Callable[..., None] = store_mod.replace_durably
+    real_replace: Callable[..., None] = writer_mod.replace_durably
     real_remove = Store._remove_journals
 
     def replace(file: Path, data: bytes, tmp: Path) -> None:
@@ -282,7 +282,7 @@ def test_a_crash_at_every_point_of_a_compaction_loses_nothing(
         if point == "after-delete":
             gate.wait_here()
 
-    monkeypatch.setattr(store_mod, "replace_durably", replace)
+    monkeypatch.setattr(writer_mod, "replace_durably", replace)
     monkeypatch.setattr(Store, "_remove_journals", remove)
     s = Store(tmp_path / "d", NODE)
     s.open()
@@ -348,7 +348,7 @@ def test_the_tables_track_which_rows_changed() -> None:
 
 def test_compaction_runs_again_and_again_and_bounds_the_journal(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_mod, "COMPACT_MIN_BYTES", 3000)
+    monkeypatch.setattr(writer_mod, "COMPACT_MIN_BYTES", 3000)
     s = Store(tmp_path / "d", NODE)
     s.open()
     rows = {f"t:t{i}": row(0, 100) for i in range(10)}
@@ -375,7 +375,7 @@ def test_random_changes_read_back_after_a_crash_at_any_write(
     table as it was at the last write, exactly."""
     import random
 
-    monkeypatch.setattr(store_mod, "COMPACT_MIN_BYTES", 4000)
+    monkeypatch.setattr(writer_mod, "COMPACT_MIN_BYTES", 4000)
     rng = random.Random(seed)
     s = Store(tmp_path / "d", NODE)
     s.open()
