@@ -66,8 +66,10 @@ import dataclasses
 import hashlib
 import json
 
+from clerk._codec import EncodeError, encode
 from clerk._corestate import CoreState
 from clerk._coretypes import Role, Send, StateHandedOver
+from clerk._handparts import handover_parts, is_part
 from clerk._joining import learn
 from clerk._membership import Member
 from clerk._messages import (
@@ -80,6 +82,7 @@ from clerk._messages import (
     Merged,
     TableAt,
     reads_merged,
+    reads_parts,
     says_handed,
 )
 from clerk._record import PACK_CHUNK
@@ -225,6 +228,10 @@ def accept_merge(core: CoreState, msg: Handover, now: float) -> None:
         core.drop("handover_stranger", f"HANDOVER from {s.name!r} at {s.address!r}: "
                                        "not a member, nor a manager we deposed")
         return
+    if is_part(msg.state):
+        # A part of a graceful hand-over's table (clerk._handparts): not a table of its own.
+        core.drop("handover_part", f"a hand-over part from {s.name!r}: not a table")
+        return
     if isinstance(msg.state, dict) and msg.state.get("delta") == 1:
         # A graceful hand-over's rows beyond a replica (a leaving manager handed over to a
         # member that follows us by now): no table to merge. The leaver sends us its whole
@@ -327,6 +334,12 @@ def forward(core: CoreState, msg: Handover) -> None:
     Taking over would depose the real manager with a needless new term; pass the table and
     state on to the manager we follow instead, once per node."""
     s = msg.sender
+    if is_part(msg.state):
+        # A graceful hand-over's part, to us as a member that no longer follows the leaver:
+        # never a merge (clerk._handparts); the leaver sends the manager its whole table
+        # when it sees its claim (leaving_saw).
+        core.drop("handover_part", f"a hand-over part from {s.name!r}: not passed on")
+        return
     key = (s.name, s.incarnation, msg.term, _part_key(msg.state))
     if core.role is Role.FOLLOWER and core._claim is not None and key not in core._forwarded:
         core._forwarded[key] = None
@@ -352,6 +365,17 @@ def _state_chars(state: Json) -> int:
     return sum(len(t) for t in texts) if isinstance(texts, list) else 0
 
 
+def _fits(core: CoreState, members: tuple[MemberInfo, ...], state: Json) -> bool:
+    """Does a HANDOVER of ``state`` with ``members`` fit one message (its encoded bytes)?"""
+    if _state_chars(state) > core.message_bytes:
+        return False  # (a character is a byte at least: not encoded, ~5 MB at 10,000 tasks)
+    try:
+        encode(Handover(core.me, core.term, members, state), core.message_bytes)
+    except EncodeError:
+        return False
+    return True
+
+
 def leave_as_manager(core: CoreState, now: float) -> None:
     """Hand everything to the highest-ranked live member, then wait for its COORDINATOR."""
     live = [r for r in core.members.others() if r.alive
@@ -365,28 +389,42 @@ def leave_as_manager(core: CoreState, now: float) -> None:
     def members_for(row: Member) -> tuple[MemberInfo, ...]:
         return forms[reads_digests(row.peer.incarnation)]
 
-    # The highest-ranked member whose hand-over fits one message: one too far behind (it
-    # joined moments ago) would need the whole table, over the limit from ~2,000 tasks, and
-    # would take over with its replica as it is. None fits: the highest, as before.
-    # (Members handed over to already, silent since, last: leave_timeout.)
+    # The highest-ranked member whose hand-over fits one message, or that takes it in parts
+    # (clerk._handparts): one too far behind for a delta (it joined moments ago, or we took
+    # over moments ago) needs the whole table, over the limit from ~2,000 tasks. Before
+    # parts, it never got it and took over later, by an election, with its replica as it
+    # was. None does: the highest, as before. (Members handed over to already, silent
+    # since, last: leave_timeout.)
     ranked = sorted(live, key=lambda r: (r.name not in core._leave_tried, r.peer.rank),
                     reverse=True)
-    successor, state = ranked[0], None
+    successor, state, in_parts = ranked[0], None, False
     for i, row in enumerate(ranked):
         candidate = core.handover_state(row)
         if i == 0:
             state = candidate
-        if _state_chars(candidate) <= core.part_chars - members_chars(members_for(row)):
+        if _fits(core, members_for(row), candidate):
             successor, state = row, candidate
             break
+        if reads_parts(row.peer):
+            successor, state, in_parts = row, core.replicated_packed(), True
+            break
     members = members_for(successor)
-    core.send(successor.peer.address, Handover(core.me, core.term, members, state))
+    whole_at = None
+    if in_parts and isinstance(state, dict):
+        log = core.table_log
+        whole_at = TableAt(log.log, log.seq) if log.complete else None
+        text = "".join(state["chunks"])
+        for msg in handover_parts(core.me, core.term, members, text, str(core._leave_picks),
+                                  core.message_bytes, whole_at):
+            core.send(successor.peer.address, msg)
+    else:
+        core.send(successor.peer.address, Handover(core.me, core.term, members, state))
     core.role = Role.LEAVING
     core._successor = successor.name
     core._deadline = now + core.timings.handover_timeout
     core._leave_tried.add(successor.name)
     core._leave_picks += 1
-    core._leave_sent = None
+    core._leave_sent = whole_at  # (in parts: where its replica then stands, _handparts)
     if isinstance(state, dict) and state.get("delta") == 1:
         core._leave_sent = TableAt(state["log"], state["upto"])  # (where it brings it)
 
