@@ -410,15 +410,17 @@ def leave_as_manager(core: CoreState, now: float) -> None:
             break
     members = members_for(successor)
     whole_at = None
+    msgs = [Handover(core.me, core.term, members, state)]
     if in_parts and isinstance(state, dict):
         log = core.table_log
         whole_at = TableAt(log.log, log.seq) if log.complete else None
-        text = "".join(state["chunks"])
-        for msg in handover_parts(core.me, core.term, members, text, str(core._leave_picks),
-                                  core.message_bytes, whole_at):
-            core.send(successor.peer.address, msg)
-    else:
-        core.send(successor.peer.address, Handover(core.me, core.term, members, state))
+        try:
+            msgs = handover_parts(core.me, core.term, members, "".join(state["chunks"]),
+                                  str(core._leave_picks), core.message_bytes, whole_at)
+        except ValueError:  # (a limit that holds no text beside a HANDOVER's fields)
+            whole_at = None
+    for msg in msgs:
+        core.send(successor.peer.address, msg)
     core.role = Role.LEAVING
     core._successor = successor.name
     core._deadline = now + core.timings.handover_timeout

@@ -102,7 +102,7 @@ def handover_parts(me: Peer, term: int, members: tuple[MemberInfo, ...], text: s
         n = min(PACK_CHUNK, len(text) - pos, left - 2)
         piece = text[pos:pos + n] if n > 0 else ""
         size = wire_bytes(piece) if piece else 0
-        while piece and size > left:
+        while size > left and n > 1:
             n = max(1, n * left // size - 1)
             piece = text[pos:pos + n]
             size = wire_bytes(piece)

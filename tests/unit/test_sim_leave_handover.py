@@ -184,11 +184,11 @@ def test_a_successor_that_crashes_is_replaced_at_once() -> None:
 def _leave_right_after_a_takeover(seed: int, older: set[str] | None = None,
                                   cut: object = None) -> tuple[SimNetwork, SimLedger,
                                                                list[str], str, str, float]:
-    """... Returns the network, the ledger, the live nodes, the leaver, its successor and
-    how long after the leave request the successor took over."""
     """A manager crashes; the member that takes over leaves at once, its pause's heartbeats
     lost: no member has acknowledged a row of its new log (a delta needs one), so its
-    successor needs the whole table, over the message limit."""
+    successor needs the whole table, over the message limit. Returns the network, the
+    ledger, the live nodes, the leaver, its successor and how long after the leave request
+    the successor took over."""
     world = SimLedger(interval_ms=200, fillers=big.FILLERS)
     net = SimNetwork(seed, layer=world, max_bytes=big.MAX_BYTES)
     names = ["n0", "n1", "n2", "n3"]
