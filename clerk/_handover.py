@@ -69,7 +69,7 @@ import json
 from clerk._codec import EncodeError, encode
 from clerk._corestate import CoreState
 from clerk._coretypes import Role, Send, StateHandedOver
-from clerk._handparts import handover_parts, is_part
+from clerk._handparts import handover_parts, is_part, wire_bytes
 from clerk._joining import learn
 from clerk._membership import Member
 from clerk._messages import (
@@ -145,16 +145,19 @@ LEAVE_MERGE_WAIT = 5.0
 def table_parts(items: list[tuple[str, str | None]], limit: int,
                 first: int | None = None) -> list[Json]:
     """The rows ``items`` (key, row text) packed (:func:`clerk._record.pack_table`'s form) as
-    tables of at most ``limit`` characters of text each (``first``: of the first one, which
-    may then be None: no room for a row), a row longer than that alone; none for no rows.
-    Made from the rows' text without parsing them."""
+    tables of at most ``limit`` bytes of text each, as encoded in a message (``first``: of
+    the first one, which may then be None: no room for a row), a row longer than that alone;
+    none for no rows. Made from the rows' text without parsing them."""
     groups: list[list[tuple[str, str | None]]] = [[]]
     budget = limit if first is None else first
     used = 0
     for key, text in items:
         if text is None:
             continue
-        size = len(key) + len(text) + 4  # the key's quotes, the colon and the comma
+        # The key's quotes, the colon and the comma, as encoded in the message: the packed
+        # text is escaped again inside a JSON string (clerk._handparts.wire_bytes). Counted
+        # in characters, a part of rows full of quotes was up to twice the limit.
+        size = wire_bytes(key) + wire_bytes(text) + 2
         if used + size > budget and (groups[-1] or len(groups) == 1 and budget < limit):
             groups.append([])
             budget, used = limit, 0
