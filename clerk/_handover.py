@@ -42,7 +42,10 @@ HANDOVER and leave requests to them, :mod:`clerk._election` calls :func:`step_do
 * **Graceful leave.** A leaving manager sends HANDOVER (members and replicated state) to the
   highest-ranked live member (:func:`leave_as_manager`), which takes over with a new term at
   once. A big table's hand-over carries only the rows the successor has not acknowledged (a
-  delta): its successor says in its COORDINATOR to the leaver where its replica stands
+  delta); a successor too far behind for one (nothing of our log acknowledged: it joined, or
+  we took over, moments ago) gets the whole table in parts of at most the message limit
+  (:mod:`clerk._handparts`, a successor with ``PARTS_MARK``) and takes over once it has them
+  all. Its successor says in its COORDINATOR to the leaver where its replica stands
   (``Coordinator.table``, from a build with ``HANDED_MARK``). The leaver stops when that is
   the end of its log (or it sent the whole table); else (the delta was refused for a gap, or
   the successor's replica was not where its ACK said) it sends the rows the successor lacks
