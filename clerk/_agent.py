@@ -35,6 +35,7 @@ from clerk._messages import (
     HANDED_MARK,
     HIST_MARK,
     MERGE_MARK,
+    PARTS_MARK,
     TABLE_MARK,
     Message,
     Peer,
@@ -90,10 +91,12 @@ class Agent(AgentFeed, AgentReplies):
             raise
         # The incarnation's marks announce what this node reads: a COORDINATOR's table position
         # (clerk._messages.TABLE_MARK), member lists by digest (clerk._tasksets.DIGEST_MARK),
-        # MERGED (MERGE_MARK), a leaver's position (HANDED_MARK), history patches (HIST_MARK);
+        # MERGED (MERGE_MARK), a leaver's position (HANDED_MARK), history patches (HIST_MARK),
+        # a hand-over in parts (PARTS_MARK);
         # batches (last).
         self.me = Peer(config.name, config.address, secrets.token_hex(6) + TABLE_MARK
-                       + DIGEST_MARK + MERGE_MARK + HANDED_MARK + HIST_MARK + BATCH_MARK,
+                       + DIGEST_MARK + MERGE_MARK + HANDED_MARK + HIST_MARK + PARTS_MARK
+                       + BATCH_MARK,
                        config.priority)
         # What a loop turn sends, by peer: flushed at the end of the turn (clerk._batch).
         self.outgoing = Coalescer()

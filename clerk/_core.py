@@ -88,6 +88,7 @@ from clerk._coretypes import (
 )
 from clerk._election import DISCONNECT_PROBE, STAGGER_STEPS  # noqa: F401
 from clerk._handover import FORWARD_MEMORY  # noqa: F401
+from clerk._handparts import is_part
 from clerk._joining import MAX_LEARN, MAX_PROBATION, RESUME_GAP  # noqa: F401
 from clerk._messages import (
     Accept,
@@ -414,6 +415,17 @@ class NodeCore(CoreState):
         if not _handover.from_current_manager(self, msg):
             _handover.forward(self, msg)
             return
+        if is_part(msg.state):  # (its table in parts: we take over once we have them all)
+            try:
+                whole = self.parts_in.add(msg)
+            except ValueError:
+                self.drop("handover_part", f"a malformed hand-over part from {s.name!r}")
+                return
+            if whole is None:
+                if self.role is Role.FOLLOWER:
+                    self._last_heard = now  # (a sign of life of our manager)
+                return
+            msg = whole
         # Our manager is leaving and chose us: take over now, with a new term, and tell it
         # where our replica stands (it sends the rows it lacks: clerk._handover).
         self.replicated = msg.state

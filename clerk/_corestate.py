@@ -28,8 +28,10 @@ from collections import Counter
 from typing import Any
 
 from clerk._claims import MAX_TERM_JUMP, TermBound, claim_of, message_term
+from clerk._codec import MAX_MESSAGE_BYTES
 from clerk._coretypes import INF, Dropped, Effect, Role, Send, Stopped
 from clerk._fence import StallFence
+from clerk._handparts import PartsInbox, wire_bytes
 from clerk._membership import Member, MemberTable
 from clerk._messages import Claim, Handover, Json, MemberInfo, Message, Peer, TableAt
 from clerk._quorum import QuorumState
@@ -51,6 +53,9 @@ class CoreState:
     #: Table text per message that carries a table in parts (a merge's HANDOVERs,
     #: clerk._handover.step_down_to): within the 1 MiB limit. The simulator sets less.
     part_chars: int = HANDOVER_WHOLE_CHARS
+    #: The message limit a graceful hand-over's parts are cut to, in encoded bytes
+    #: (clerk._handparts). The simulator sets its own.
+    message_bytes: int = MAX_MESSAGE_BYTES
 
     def __init__(
         self,
@@ -120,6 +125,7 @@ class CoreState:
         self._leave_picks = 0
         self._leave_sent: TableAt | None = None
         self._leave_to: Claim | None = None
+        self.parts_in = PartsInbox()  # a graceful hand-over's parts to us (clerk._handparts)
         self._took_from = ""  # the leaving manager we took over from (its rest: accept_merge)
         self._forwarded: dict[tuple[str, str, int, str], None] = {}  # HANDOVERs passed on
         # Our merge HANDOVER's parts not confirmed yet (MERGED), by part id, the addresses
@@ -232,6 +238,11 @@ class CoreState:
                                           "taking over with the replica as it is")
             return
         self.replica.reset(table)
+        log, upto = (table.get("log"), table.get("upto")) if isinstance(table, dict) else (0, 0)
+        if self.replica and isinstance(log, str) and log and type(upto) is int:
+            # A whole table in parts (clerk._handparts): exactly the leaver's log as of
+            # ``upto``, so our replica stands there, caught up (its COORDINATOR says so).
+            self.replica.log, self.replica.seq, self.replica.caught_up = log, upto, True
 
     def replicated_packed(self) -> Json:
         """The same table as it travels in a HANDOVER: packed (clerk._record.pack_table),
@@ -248,7 +259,8 @@ class CoreState:
         message, else only the rows changed after the sequence ``to`` acknowledged (its
         replica holds the rest: the hand-over of 10,000 tasks is then a few rows)."""
         packed = self.replicated_packed()
-        whole = 0 if packed is None else sum(len(c) for c in packed["chunks"])
+        # (In encoded bytes: the text is escaped again in the message, clerk._handparts.)
+        whole = 0 if packed is None else sum(wire_bytes(c) for c in packed["chunks"])
         log = self.table_log
         if (to is None or whole <= self.part_chars or not log.complete
                 or to.acked_table < 0):
@@ -258,7 +270,7 @@ class CoreState:
                     "rows": [], "gone": []}
         delta = log.delta(to.acked_table, max_chars=self.part_chars)
         if delta is None or delta.upto != log.seq:
-            return packed  # too far behind for one message: sent whole (and refused if big)
+            return packed  # too far behind for one message: whole (in parts if big: _handover)
         return {"delta": 1, "log": delta.log, "base": delta.base, "upto": delta.upto,
                 "rows": list(delta.rows), "gone": list(delta.gone)}
 

@@ -42,7 +42,10 @@ HANDOVER and leave requests to them, :mod:`clerk._election` calls :func:`step_do
 * **Graceful leave.** A leaving manager sends HANDOVER (members and replicated state) to the
   highest-ranked live member (:func:`leave_as_manager`), which takes over with a new term at
   once. A big table's hand-over carries only the rows the successor has not acknowledged (a
-  delta): its successor says in its COORDINATOR to the leaver where its replica stands
+  delta); a successor too far behind for one (nothing of our log acknowledged: it joined, or
+  we took over, moments ago) gets the whole table in parts of at most the message limit
+  (:mod:`clerk._handparts`, a successor with ``PARTS_MARK``) and takes over once it has them
+  all. Its successor says in its COORDINATOR to the leaver where its replica stands
   (``Coordinator.table``, from a build with ``HANDED_MARK``). The leaver stops when that is
   the end of its log (or it sent the whole table); else (the delta was refused for a gap, or
   the successor's replica was not where its ACK said) it sends the rows the successor lacks
@@ -66,8 +69,10 @@ import dataclasses
 import hashlib
 import json
 
+from clerk._codec import EncodeError, encode
 from clerk._corestate import CoreState
 from clerk._coretypes import Role, Send, StateHandedOver
+from clerk._handparts import handover_parts, is_part, wire_bytes
 from clerk._joining import learn
 from clerk._membership import Member
 from clerk._messages import (
@@ -80,6 +85,7 @@ from clerk._messages import (
     Merged,
     TableAt,
     reads_merged,
+    reads_parts,
     says_handed,
 )
 from clerk._record import PACK_CHUNK
@@ -142,16 +148,19 @@ LEAVE_MERGE_WAIT = 5.0
 def table_parts(items: list[tuple[str, str | None]], limit: int,
                 first: int | None = None) -> list[Json]:
     """The rows ``items`` (key, row text) packed (:func:`clerk._record.pack_table`'s form) as
-    tables of at most ``limit`` characters of text each (``first``: of the first one, which
-    may then be None: no room for a row), a row longer than that alone; none for no rows.
-    Made from the rows' text without parsing them."""
+    tables of at most ``limit`` bytes of text each, as encoded in a message (``first``: of
+    the first one, which may then be None: no room for a row), a row longer than that alone;
+    none for no rows. Made from the rows' text without parsing them."""
     groups: list[list[tuple[str, str | None]]] = [[]]
     budget = limit if first is None else first
     used = 0
     for key, text in items:
         if text is None:
             continue
-        size = len(key) + len(text) + 4  # the key's quotes, the colon and the comma
+        # The key's quotes, the colon and the comma, as encoded in the message: the packed
+        # text is escaped again inside a JSON string (clerk._handparts.wire_bytes). Counted
+        # in characters, a part of rows full of quotes was up to twice the limit.
+        size = wire_bytes(key) + wire_bytes(text) + 2
         if used + size > budget and (groups[-1] or len(groups) == 1 and budget < limit):
             groups.append([])
             budget, used = limit, 0
@@ -224,6 +233,10 @@ def accept_merge(core: CoreState, msg: Handover, now: float) -> None:
     if not known or (msg.term, s.priority, s.name) >= core.my_claim().key:
         core.drop("handover_stranger", f"HANDOVER from {s.name!r} at {s.address!r}: "
                                        "not a member, nor a manager we deposed")
+        return
+    if is_part(msg.state):
+        # A part of a graceful hand-over's table (clerk._handparts): not a table of its own.
+        core.drop("handover_part", f"a hand-over part from {s.name!r}: not a table")
         return
     if isinstance(msg.state, dict) and msg.state.get("delta") == 1:
         # A graceful hand-over's rows beyond a replica (a leaving manager handed over to a
@@ -327,6 +340,12 @@ def forward(core: CoreState, msg: Handover) -> None:
     Taking over would depose the real manager with a needless new term; pass the table and
     state on to the manager we follow instead, once per node."""
     s = msg.sender
+    if is_part(msg.state):
+        # A graceful hand-over's part, to us as a member that no longer follows the leaver:
+        # never a merge (clerk._handparts); the leaver sends the manager its whole table
+        # when it sees its claim (leaving_saw).
+        core.drop("handover_part", f"a hand-over part from {s.name!r}: not passed on")
+        return
     key = (s.name, s.incarnation, msg.term, _part_key(msg.state))
     if core.role is Role.FOLLOWER and core._claim is not None and key not in core._forwarded:
         core._forwarded[key] = None
@@ -352,6 +371,17 @@ def _state_chars(state: Json) -> int:
     return sum(len(t) for t in texts) if isinstance(texts, list) else 0
 
 
+def _fits(core: CoreState, members: tuple[MemberInfo, ...], state: Json) -> bool:
+    """Does a HANDOVER of ``state`` with ``members`` fit one message (its encoded bytes)?"""
+    if _state_chars(state) > core.message_bytes:
+        return False  # (a character is a byte at least: not encoded, ~5 MB at 10,000 tasks)
+    try:
+        encode(Handover(core.me, core.term, members, state), core.message_bytes)
+    except EncodeError:
+        return False
+    return True
+
+
 def leave_as_manager(core: CoreState, now: float) -> None:
     """Hand everything to the highest-ranked live member, then wait for its COORDINATOR."""
     live = [r for r in core.members.others() if r.alive
@@ -365,28 +395,44 @@ def leave_as_manager(core: CoreState, now: float) -> None:
     def members_for(row: Member) -> tuple[MemberInfo, ...]:
         return forms[reads_digests(row.peer.incarnation)]
 
-    # The highest-ranked member whose hand-over fits one message: one too far behind (it
-    # joined moments ago) would need the whole table, over the limit from ~2,000 tasks, and
-    # would take over with its replica as it is. None fits: the highest, as before.
-    # (Members handed over to already, silent since, last: leave_timeout.)
+    # The highest-ranked member whose hand-over fits one message, or that takes it in parts
+    # (clerk._handparts): one too far behind for a delta (it joined moments ago, or we took
+    # over moments ago) needs the whole table, over the limit from ~2,000 tasks. Before
+    # parts, it never got it and took over later, by an election, with its replica as it
+    # was. None does: the highest, as before. (Members handed over to already, silent
+    # since, last: leave_timeout.)
     ranked = sorted(live, key=lambda r: (r.name not in core._leave_tried, r.peer.rank),
                     reverse=True)
-    successor, state = ranked[0], None
+    successor, state, in_parts = ranked[0], None, False
     for i, row in enumerate(ranked):
         candidate = core.handover_state(row)
         if i == 0:
             state = candidate
-        if _state_chars(candidate) <= core.part_chars - members_chars(members_for(row)):
+        if _fits(core, members_for(row), candidate):
             successor, state = row, candidate
             break
+        if reads_parts(row.peer):
+            successor, state, in_parts = row, core.replicated_packed(), True
+            break
     members = members_for(successor)
-    core.send(successor.peer.address, Handover(core.me, core.term, members, state))
+    whole_at = None
+    msgs = [Handover(core.me, core.term, members, state)]
+    if in_parts and isinstance(state, dict):
+        log = core.table_log
+        whole_at = TableAt(log.log, log.seq) if log.complete else None
+        try:
+            msgs = handover_parts(core.me, core.term, members, "".join(state["chunks"]),
+                                  str(core._leave_picks), core.message_bytes, whole_at)
+        except ValueError:  # (a limit that holds no text beside a HANDOVER's fields)
+            whole_at = None
+    for msg in msgs:
+        core.send(successor.peer.address, msg)
     core.role = Role.LEAVING
     core._successor = successor.name
     core._deadline = now + core.timings.handover_timeout
     core._leave_tried.add(successor.name)
     core._leave_picks += 1
-    core._leave_sent = None
+    core._leave_sent = whole_at  # (in parts: where its replica then stands, _handparts)
     if isinstance(state, dict) and state.get("delta") == 1:
         core._leave_sent = TableAt(state["log"], state["upto"])  # (where it brings it)
 

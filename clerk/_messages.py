@@ -57,6 +57,7 @@ __all__ = [
     "Json",
     "Leave",
     "HANDED_MARK",
+    "PARTS_MARK",
     "HIST_MARK",
     "MERGE_MARK",
     "MemberInfo",
@@ -83,6 +84,7 @@ __all__ = [
     "MESSAGE_KINDS",
     "OMIT_NONE",
     "reads_merged",
+    "reads_parts",
     "reads_table_at",
     "says_handed",
 ]
@@ -255,6 +257,16 @@ def says_handed(peer: Peer) -> bool:
     """The node ``peer`` announced that its COORDINATOR to a leaving manager says where its
     replica stands (``HANDED_MARK``)."""
     return HANDED_MARK in peer.incarnation
+
+
+#: In the incarnation of a node that takes a graceful hand-over in parts (clerk._handparts):
+#: only such a node is sent one (an older build would take a part for the whole table).
+PARTS_MARK = "+p"
+
+
+def reads_parts(peer: Peer) -> bool:
+    """The node ``peer`` announced that it takes a graceful hand-over in parts."""
+    return PARTS_MARK in peer.incarnation
 
 
 #: In the incarnation of a node that reads ``TableDelta.hist`` (rows' histories as what

@@ -76,6 +76,7 @@ from clerk._messages import (
     HANDED_MARK,
     HIST_MARK,
     MERGE_MARK,
+    PARTS_MARK,
     TABLE_MARK,
     Coordinator,
     Handover,
@@ -212,7 +213,8 @@ class SimNetwork:
     ) -> NodeCore:
         incarnation = f"{self.rng.getrandbits(48):012x}"
         if name not in self.older:  # (a node of an older build reads no COORDINATOR table)
-            incarnation += TABLE_MARK + DIGEST_MARK + MERGE_MARK + HANDED_MARK + HIST_MARK
+            incarnation += (TABLE_MARK + DIGEST_MARK + MERGE_MARK + HANDED_MARK + HIST_MARK
+                            + PARTS_MARK)
         extra: dict[str, Any] = {}
         if self.voters:  # (the default mode's cores are built exactly as before)
             extra = {"voters": self.voters, "voter_record": disk}
@@ -229,6 +231,7 @@ class SimNetwork:
         )
         if self.max_bytes is not None:
             core.part_chars = self.max_bytes * HANDOVER_WHOLE_CHARS // MAX_MESSAGE_BYTES
+            core.message_bytes = self.max_bytes
         return core
 
     # --- faults -----------------------------------------------------------------------------

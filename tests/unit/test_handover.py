@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from clerk import _handover
+from clerk._codec import encode
 from clerk._core import (
     Deliver,
     LeaveRequested,
@@ -23,7 +24,10 @@ from clerk._core import (
 )
 from clerk._handover import FORWARD_MEMORY
 from clerk._messages import (
+    HANDED_MARK,
     MERGE_MARK,
+    PARTS_MARK,
+    TABLE_MARK,
     Claim,
     Coordinator,
     Handover,
@@ -415,6 +419,7 @@ def test_a_leaving_manager_hands_over_to_the_highest_member_whose_hand_over_fits
     net, (a, b, d) = cluster(("a", 9), ("b", 5), ("d", 1))
     for core in (a, b, d):
         core.part_chars = 20_000  # (the table below is ~50 KB: as 10,000 tasks to 1 MiB)
+        core.message_bytes = 35_000  # (the limit a hand-over is measured against, encoded)
     a.set_replicated(big_table(100))
     net.advance(T.heartbeat_interval * 20)  # both members catch up and acknowledge
     a.members.get("b").reset_table()  # b: as if it had just joined (nothing acknowledged)
@@ -425,6 +430,31 @@ def test_a_leaving_manager_hands_over_to_the_highest_member_whose_hand_over_fits
     net.run()
     assert d.role is Role.MANAGER
     assert unpack_table(d.replicated) == big_table(100)
+
+
+def test_a_member_that_takes_parts_gets_the_whole_table_in_parts():
+    """As above, every node of a build that takes a hand-over in parts (``PARTS_MARK``): the
+    highest-ranked member gets the whole table in parts, each within the limit, and takes
+    over once it has the last one, with all of it (clerk._handparts)."""
+    net = Net()
+    a = net.node("a", 9, incarnation="a-1" + PARTS_MARK + HANDED_MARK + TABLE_MARK)
+    b = net.node("b", 5, seeds=["a"], incarnation="b-1" + PARTS_MARK + HANDED_MARK + TABLE_MARK)
+    d = net.node("d", 1, seeds=["a"], incarnation="d-1" + PARTS_MARK + HANDED_MARK + TABLE_MARK)
+    net.advance(T.heartbeat_interval * 3)
+    for core in (a, b, d):
+        core.part_chars = 20_000
+        core.message_bytes = 35_000
+    a.set_replicated(big_table(100))
+    net.advance(T.heartbeat_interval * 20)
+    a.members.get("b").reset_table()  # b: as if it had just joined (nothing acknowledged)
+    effects = net.do(a, LeaveRequested())
+    hands = [e for e in effects if isinstance(e, Send) and isinstance(e.msg, Handover)]
+    assert len(hands) > 1 and {h.to for h in hands} == {addr("b")}
+    assert all(sum(len(f) for f in encode(h.msg)) <= 35_000 for h in hands)
+    net.run()
+    assert b.role is Role.MANAGER and d.role is Role.FOLLOWER
+    assert unpack_table(b.replicated) == big_table(100)
+    assert a.role is Role.STOPPED
 
 
 def _two_managers_marked() -> tuple[Net, Any, Any, Any]:
