@@ -9,8 +9,9 @@ from collections.abc import Callable
 from clerk._core import Effect, Event, ManagerChanged
 from clerk._messages import Claim
 from clerk._simnet import SimNetwork, SimNode
+from clerk._simtasks import SimLedger
 
-__all__ = ["every_set_listed", "settled_cluster", "watch_the_cluster"]
+__all__ = ["every_set_listed", "ledger_started", "settled_cluster", "watch_the_cluster"]
 
 
 def settled_cluster(n: int, seed: int, jitter: float, first: int, start_after: float,
@@ -76,3 +77,16 @@ def every_set_listed(net: SimNetwork) -> bool:
             if row is None or row.want is not None or row.tasks != other.core.tasks:
                 return False
     return True
+
+
+def ledger_started(net: SimNetwork, world: SimLedger, n: int) -> list[str]:
+    """Start nodes ``n0``.. (the last three are every node's seeds; the highest name first)
+    and run until they agree on a manager and the ledger's results were acknowledged more
+    than twice (the sim state tests' starting point). Returns the names."""
+    names = [f"n{i}" for i in range(n)]
+    seeds = tuple(f"{x}:7400" for x in names[-3:])
+    for name in reversed(names):
+        net.add_node(name, seeds=seeds)
+    assert net.run_until_true(lambda: net.agreed() is not None and world.acknowledged(names) > 2,
+                              limit=10.0, step=0.01) is not None, net.summary()
+    return names

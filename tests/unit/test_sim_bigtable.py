@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
 from tests.unit import test_sim_state as base
+from tests.unit.simcluster import ledger_started
 
 FILLERS = 50
 #: The simulator's message limit: the table of the ledger and 50 fillers (~12 KB of text) is
@@ -30,12 +31,7 @@ MAX_BYTES = 7_000
 def build(n: int, seed: int) -> tuple[SimNetwork, SimLedger, list[str]]:
     world = SimLedger(interval_ms=200, fillers=FILLERS)
     net = SimNetwork(seed, layer=world, max_bytes=MAX_BYTES)
-    names = [f"n{i}" for i in range(n)]
-    seeds = tuple(f"{x}:7400" for x in names[-3:])
-    for name in reversed(names):
-        net.add_node(name, seeds=seeds)
-    assert net.run_until_true(lambda: net.agreed() is not None and world.acknowledged(names) > 2,
-                              limit=10.0, step=0.01) is not None, net.summary()
+    names = ledger_started(net, world, n)
     return net, world, names
 
 

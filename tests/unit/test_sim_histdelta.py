@@ -22,6 +22,7 @@ from clerk._messages import Heartbeat
 from clerk._simnet import SimNetwork, SimNode
 from clerk._simtasks import LEDGER, SimLedger
 from tests.unit import test_sim_state as base
+from tests.unit.simcluster import ledger_started
 
 
 class Watch:
@@ -62,12 +63,7 @@ def build(n: int, seed: int, older: set[str] = frozenset()  # type: ignore[assig
     watch = Watch()
     watch.older = set(older)
     watch.watch(net)
-    names = [f"n{i}" for i in range(n)]
-    seeds = tuple(f"{x}:7400" for x in names[-3:])
-    for name in reversed(names):
-        net.add_node(name, seeds=seeds)
-    assert net.run_until_true(lambda: net.agreed() is not None and world.acknowledged(names) > 2,
-                              limit=10.0, step=0.01) is not None, net.summary()
+    names = ledger_started(net, world, n)
     return net, world, names, watch
 
 

@@ -30,6 +30,7 @@ from clerk._core import Role
 from clerk._handover import LEAVE_MERGE_WAIT, LEAVE_PICKS
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
+from tests.unit.simcluster import ledger_started
 
 #: Two managers meet through probes (every 1 s) of seeds and lost members; after the member
 #: timeout (2 s) a side may have dropped the other's nodes, so allow two probe rounds more.
@@ -40,12 +41,7 @@ SETTLE = 12.0
 def build(n: int, seed: int) -> tuple[SimNetwork, SimLedger, list[str]]:
     world = SimLedger(interval_ms=200)
     net = SimNetwork(seed, layer=world)
-    names = [f"n{i}" for i in range(n)]
-    seeds = tuple(f"{x}:7400" for x in names[-3:])
-    for name in reversed(names):
-        net.add_node(name, seeds=seeds)
-    assert net.run_until_true(lambda: net.agreed() is not None and world.acknowledged(names) > 2,
-                              limit=10.0, step=0.01) is not None, net.summary()
+    names = ledger_started(net, world, n)
     return net, world, names
 
 
