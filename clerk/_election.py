@@ -162,6 +162,7 @@ def follow(core: CoreState, claim: Claim, now: float) -> None:
     core.role = Role.FOLLOWER
     core._claim = claim
     core._fence.clear()
+    core.parts_in.keep_only(claim.name, claim.term)  # (another manager's: clerk._handparts)
     core.term = claim.term
     core._last_heard = now
     core._epoch_seen = -1
@@ -278,6 +279,7 @@ def take_claim(core: CoreState, now: float, members: tuple[MemberInfo, ...] | No
     core.new_log(keep=core.role is Role.MANAGER)
     core.role = Role.MANAGER
     core._fence.clear()  # a fresh claim: every node that followed another one heard it
+    core.parts_in.clear()  # (a hand-over's parts we hold can no longer be taken: _handparts)
     claim = core.my_claim()
     core._claim = claim
     core.raise_highest(claim)
