@@ -121,7 +121,8 @@ class Agent(AgentFeed, AgentReplies):
         self._stop_requests = 0
         self._done = False
         self._stop_reason = ""
-        #: The joining deadline whose mailbox was read before its tick (_read_before_electing).
+        #: The joining or manager deadline whose mailbox was read before its tick
+        #: (_read_before_electing).
         self._read_before = -math.inf
         self._members_epoch = -1
         self._inbound: Inbound | None = None
@@ -266,19 +267,31 @@ class Agent(AgentFeed, AgentReplies):
         return 0
 
     def _read_before_electing(self, now: float) -> bool:
-        """A joiner whose join timeout passed reads what already arrived before the tick that
-        makes it a candidate (once per deadline): a node whose own start stalled its loop
-        past ``join_timeout`` (a loaded machine) otherwise elected itself with its seeds'
-        WELCOMEs (or its REFUSE: a duplicate name, clerk._dupname) unread in its mailbox.
-        True if it handled anything."""
-        due = self.core.next_deadline()
-        if self.core.role is not Role.JOINING or due > now or due == self._read_before:
+        """A joiner whose join timeout passed, or a follower whose manager's is due, reads
+        what already arrived before the tick that makes it a candidate (once per deadline).
+        A node whose own loop stalled past the timeout (a loaded machine: its start, a long
+        turn applying a table) otherwise elected with its seeds' WELCOMEs (or its REFUSE: a
+        duplicate name, clerk._dupname), or its manager's heartbeats, unread in its mailbox:
+        its timers are judged before its sockets are read. True if it handled anything."""
+        core = self.core
+        if core.role is Role.JOINING:
+            due = core.next_deadline()
+        elif core.role is Role.FOLLOWER:
+            due = core.manager_due()
+        else:
+            return False
+        if due > now or due == self._read_before:
             return False
         self._read_before = due
         arrived = self.transport.poll(0, now, router=False)
+        # (In the loop's order: election replies, the mailbox, then connection events.)
+        links = [i for i in arrived if i.kind in ("down", "up")]
         for inbound in arrived:
-            self._on_inbound(inbound, self.clock.monotonic())
+            if inbound.kind not in ("down", "up"):
+                self._on_inbound(inbound, self.clock.monotonic())
         handled = self._handle_mailbox() if self.transport.router_ready else 0
+        for inbound in links:
+            self._on_inbound(inbound, self.clock.monotonic())
         self._flush(self.clock.monotonic())
         return bool(arrived or handled)
 

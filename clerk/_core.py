@@ -333,7 +333,6 @@ class NodeCore(CoreState):
         _joining.send_joins(self, now)
 
     def _on_tick(self, now: float) -> None:
-        t = self.timings
         role = self.role
         if role is Role.MANAGER:
             if now >= self._next_heartbeat:
@@ -349,7 +348,7 @@ class NodeCore(CoreState):
                 _joining.fetch_sets(self, now)
             if now >= self._merge_retry:
                 _handover.retry_merge(self, now)
-            if now >= self._last_heard + t.manager_timeout:
+            if now >= self.manager_due():
                 _election.start_election(self, now, suspect=self.manager or "")
             elif now >= self._next_probe:
                 _joining.probe_seeds(self, now)
@@ -423,7 +422,7 @@ class NodeCore(CoreState):
                 return
             if whole is None:
                 if self.role is Role.FOLLOWER:
-                    self._last_heard = now  # (a sign of life of our manager)
+                    self.heard_manager(now)  # (a sign of life of our manager)
                 return
             msg = whole
         # Our manager is leaving and chose us: take over now, with a new term, and tell it

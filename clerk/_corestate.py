@@ -88,6 +88,10 @@ class CoreState:
         # A claim's key and where its holder said its table stands (its COORDINATOR).
         self._announced: tuple[tuple[int, int, str], TableAt] | None = None
         self._last_heard = now
+        #: Follower: seconds its manager has beyond ``manager_timeout`` to say its first word
+        #: (``join_timeout`` for a claim followed on a relay's WELCOME, else 0): see
+        #: :meth:`manager_due`.
+        self._unheard = 0.0
         self._acked_at = -INF  # follower: when we last sent our manager an ACK
         self._ack_said: tuple[int, int, str] = (-1, -1, "")  # ... and what it said
         self._acked_seq = -1  # ... of which heartbeat round
@@ -310,12 +314,11 @@ class CoreState:
 
     def next_deadline(self) -> float:
         """The monotonic time at which the next :class:`~clerk._core.Tick` is due."""
-        t = self.timings
         if self.role is Role.MANAGER:
             return min(self._next_heartbeat, self._next_probe, self.next_fetch())
         if self.role is Role.FOLLOWER:
-            return min(self._last_heard + t.manager_timeout, self._next_probe,
-                       self.next_fetch(), self._merge_retry)
+            return min(self.manager_due(), self._next_probe, self.next_fetch(),
+                       self._merge_retry)
         if self.role is Role.JOINING:
             return min(self.elect_at(), self._next_retry)
         if self.role is Role.LEAVING:
@@ -323,6 +326,22 @@ class CoreState:
         if self.role is Role.CANDIDATE:
             return self._deadline
         return INF
+
+    def manager_due(self) -> float:
+        """Follower: when the manager it follows is suspected, ``manager_timeout`` after its
+        last word. A claim followed on a relay's WELCOME (a joiner through a seed that is not
+        the manager) gives the manager ``join_timeout`` more for its first word: it answers
+        our JOIN a round trip and a turn of its loop later, and the relay's word says nothing
+        of how recently it was heard. Counted from the relay, a joiner declared "manager
+        lost" 0.7 s after joining, with the manager's answer on its way
+        (tests/unit/test_sim_join_clock.py)."""
+        return self._last_heard + self.timings.manager_timeout + self._unheard
+
+    def heard_manager(self, now: float) -> None:
+        """Follower: a word of the manager it follows itself (its WELCOME, a heartbeat, a
+        part of its hand-over): its silence counts from ``now``."""
+        self._last_heard = now
+        self._unheard = 0.0
 
     def next_fetch(self) -> float:
         """When to ask for the task sets our rows wait for (clerk._tasksets)."""

@@ -162,8 +162,9 @@ def follow(core: CoreState, claim: Claim, now: float) -> None:
     core.role = Role.FOLLOWER
     core._claim = claim
     core._fence.clear()
+    core.parts_in.keep_only(claim.name, claim.term)  # (another manager's: clerk._handparts)
     core.term = claim.term
-    core._last_heard = now
+    core.heard_manager(now)
     core._epoch_seen = -1
     core._phase = ""
     core._suspect = ""
@@ -278,6 +279,7 @@ def take_claim(core: CoreState, now: float, members: tuple[MemberInfo, ...] | No
     core.new_log(keep=core.role is Role.MANAGER)
     core.role = Role.MANAGER
     core._fence.clear()  # a fresh claim: every node that followed another one heard it
+    core.parts_in.clear()  # (a hand-over's parts we hold can no longer be taken: _handparts)
     claim = core.my_claim()
     core._claim = claim
     core.raise_highest(claim)
@@ -363,6 +365,7 @@ def m_welcome(core: CoreState, msg: Welcome, now: float) -> None:
         return
     if claim.name == msg.sender.name:
         if on_claim(core, claim, now) and core.role is Role.FOLLOWER:
+            core.heard_manager(now)  # (its own word: CoreState.manager_due)
             adopt(core, msg.members, now, welcomed=True)
             core._epoch_seen = msg.epoch
             if not lists_me(core, msg.members):
@@ -376,6 +379,8 @@ def m_welcome(core: CoreState, msg: Welcome, now: float) -> None:
         return
     already = core._claim is not None and core._claim.key == claim.key
     if on_claim(core, claim, now) and not already:
+        if core.role is Role.FOLLOWER:
+            core._unheard = core.timings.join_timeout  # (a relay's word: manager_due)
         core.send(claim.address, Join(core.me, core.term, core.tasks))
 
 
@@ -389,7 +394,7 @@ def m_heartbeat(core: CoreState, msg: Heartbeat, now: float) -> None:
         return
     if core.role is not Role.FOLLOWER:
         return
-    core._last_heard = now
+    core.heard_manager(now)
     if msg.members is not None:
         adopt(core, msg.members, now)
         core._epoch_seen = msg.epoch

@@ -31,8 +31,19 @@ Rules:
   hand-over (one hand-over at a time, by sender, incarnation, term and ``id``; a new ``id``
   replaces it: the leaver handed over again) and takes over only once it has all ``n``: never
   with part of a table. Each part is a sign of life of the leaver (the successor does not
-  suspect it while the parts arrive). A part lost is not asked for: the leaver hands over again
-  after ``handover_timeout`` (``clerk._handover.leave_timeout``), with a new ``id``.
+  suspect it while the parts arrive). A part lost is not asked for. The successor, no longer
+  hearing from the leaver, elects after ``manager_timeout`` (below ``handover_timeout``), wins
+  (the leaver's choice was the highest-ranked member) with its replica as it was, and says in
+  its COORDINATOR where that replica stands; the leaver sends the rows it lacks as a
+  confirmed merge (``clerk._handover.successor_took_over``). If the leaver's
+  ``handover_timeout`` comes first, it hands over again, with a new ``id``
+  (``clerk._handover.leave_timeout``).
+* **Parts are dropped with the claim they came under.** A successor that takes a claim any
+  other way (an election, above) or follows another one than the leaver's drops the parts it
+  holds (:meth:`PartsInbox.keep_only`): they can never be completed into a table it would take
+  over with, and held, they were up to a whole table's text (~5 MB at 10,000 tasks) kept until
+  the next hand-over to this node. A candidate keeps them: the rest may still come (a delayed
+  part), and the hand-over is then taken as it would have been.
 * **Mixed builds.** Only a successor whose incarnation carries ``PARTS_MARK`` is sent parts:
   an older build would take a part for the whole table. A part is never a merge: a manager
   drops one (``handover_part``), a follower does not pass one on.
@@ -163,6 +174,12 @@ class PartsInbox:
         members, at = self._members, self._at
         self.clear()
         return Handover(s, msg.term, members, {"packed": 1, "chunks": whole, **at})
+
+    def keep_only(self, name: str | None, term: int) -> None:
+        """Drop the parts held unless they are of a hand-over by ``name`` at ``term`` (the
+        claim this node follows now; ``None``: it took a claim itself, drop any)."""
+        if self._key is not None and (self._key[0], self._key[2]) != (name, term):
+            self.clear()
 
     def clear(self) -> None:
         self._key = None

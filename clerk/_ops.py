@@ -10,11 +10,16 @@
 * ``show`` (one task's detail and history) is answered by any node from its replica.
 * An unknown task name or operation is an error listing the known ones; a trigger refused
   because a run is in flight says so.
-* **A trigger respects the stall fence** (:mod:`clerk._fence`): a manager whose claim is
-  unconfirmed after a stall answers it as "no manager yet" (the client tries again), never
-  dispatches it. Its client may have given up on it and had the trigger applied by the
-  manager elected meanwhile; applied here too, it was a second run of one command (the
-  flake of ``test_trigger_never_overlaps_a_run_in_flight``: three starts for two runs).
+* **Every table-changing command respects the stall fence** (:mod:`clerk._fence`): a
+  manager whose claim is unconfirmed after a stall answers ``pause``, ``resume`` and
+  ``trigger`` as "no manager yet" (the client tries again, through the others too), and
+  applies none of them. It may have been replaced during the stall, and its client may have
+  given up on it and had the command applied by the manager elected meanwhile. A trigger
+  applied here too was a second run of one command (the flake of
+  ``test_trigger_never_overlaps_a_run_in_flight``: three starts for two runs); a pause or
+  resume applied here went into a table nobody follows any more: lost when this node steps
+  down, or contradicting the new manager's, and answered ``ok`` all the same. A repeat of a
+  command applied before the stall still gets its first answer (that answer was true).
 * **A repeated request gets the first answer** (:mod:`clerk._answered`). A client sends a
   command again when no answer came within its per-attempt wait (2 s,
   :func:`clerk._client.request_control`), to the next address, and from there to the manager
@@ -75,6 +80,15 @@ def handle_control(runner: TaskRunner, msg: Control, now: float, wall: float) ->
         log.info("task=%s %s repeated by the same client: answered as before", msg.task,
                  msg.op)
         return before
+    if not core.dispatch_ok:
+        # This manager's loop stalled past the manager timeout and no member has confirmed
+        # its claim since (clerk._fence): it may have been replaced meanwhile, and it changes
+        # nothing in its table until it knows. A trigger the stall held back (an attempt whose
+        # client gave up and asked the new manager) started a second run beside the new
+        # manager's, on this node itself when it chose itself (a local run has no fence); a
+        # pause or resume went into a table that a new manager's contradicts.
+        return reply(False, "no manager yet (this manager's loop stalled: its claim is "
+                     "unconfirmed until a member answers): try again")
     via = msg.via or agent.me.name
     if msg.op in ("pause", "resume"):
         register = sched.set_paused(msg.task, msg.op == "pause", via, wall)
@@ -83,14 +97,6 @@ def handle_control(runner: TaskRunner, msg: Control, now: float, wall: float) ->
         answer = reply(True, result={"task": msg.task, **register})
         runner.answered.put(msg, answer, now)
         return answer
-    if not core.dispatch_ok:
-        # This manager's loop stalled past the manager timeout and no member has confirmed
-        # its claim since (clerk._fence): it may have been replaced meanwhile, and it
-        # dispatches nothing until it knows. A trigger the stall held back (an attempt whose
-        # client gave up and asked the new manager) started a second run beside the new
-        # manager's, on this node itself when it chose itself (a local run has no fence).
-        return reply(False, "no manager yet (this manager's loop stalled: its claim is "
-                     "unconfirmed until a member answers): try again")
     dispatch, error = sched.trigger(msg.task, wall, runner.loaded(wall))
     if dispatch is None:
         return reply(False, error)

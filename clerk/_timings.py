@@ -22,7 +22,10 @@ within about 1 s, and a busy 2-core machine must not cause false suspicions.
 * ``vouch_window`` (250 ms, 2.5 heartbeats): a follower that heard its manager this recently
   vouches for it when a lower node calls an election, instead of deposing a healthy manager.
 * ``join_timeout`` (500 ms): a starting node that found no manager through its seeds by then
-  calls an election (a fresh cluster's nodes find each other within milliseconds).
+  calls an election (a fresh cluster's nodes find each other within milliseconds). A joiner
+  that follows a manager on a seed's word (a relayed WELCOME) gives that manager
+  ``manager_timeout + join_timeout`` for its first own word, not ``manager_timeout``
+  (``CoreState.manager_due``): it answers the JOIN a round trip and a turn of its loop later.
 * ``rejoin_timeout`` (5 s, the TOML key ``rejoin_timeout`` in ms): a node restarted from a data
   directory that recorded other members waits this long for them (not only ``join_timeout``)
   before it calls an election without them (:mod:`clerk._joining`, "Restarts"). A full-cluster

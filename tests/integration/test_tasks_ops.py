@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -415,6 +415,47 @@ def test_embedded_node_pause_resume_trigger_history(tmp_path: Path) -> None:
         assert 'clerk_task_runs_total{outcome="ok",task="tick"}' in text
 
 
+def held_by_a_stall(cluster: LocalCluster, op: str, task: str,
+                    meanwhile: Callable[[], object] = lambda: None) -> ControlReply:
+    """Send ``op`` about ``task`` to the manager n3 as its loop stalls (SIGSTOP, past the
+    manager timeout), let n1 and n2 elect n2 meanwhile (then call ``meanwhile``), let n3 run
+    again and return its answer: the shape of a client that gave up on n3 after 2 s and
+    asked the others."""
+    n1, n2, n3 = cluster.names
+    ctx = zmq.Context()
+    sock = _socket(ctx, cluster.address(n3), cluster.keys, BRIEF)
+    try:
+        assert sock.poll(10_000), "n3 did not answer a status"  # connected, handshake done
+        sock.recv_multipart()
+        cluster.pause(n3)
+        try:
+            # Into n3's socket buffer, on the connection made: handled when n3 runs again.
+            sock.send_multipart(encode(Control(Peer("ops@client", "", f"held-{op}", 0), 0,
+                                               op, task, "")))
+            wait_until(lambda: all((v or {}).get("manager") == n2 for v in
+                                   cluster.views([n1, n2], brief=True).values()),
+                       timeout=15, message="n1 and n2 did not elect n2")
+            meanwhile()
+        finally:
+            cluster.resume(n3)
+        assert sock.poll(15_000), f"n3 did not answer the {op}"
+        reply = decode(sock.recv_multipart())
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+    assert isinstance(reply, ControlReply), reply
+    return reply
+
+
+def started_under_n3(cluster: LocalCluster) -> None:
+    n1, n2, n3 = cluster.names
+    cluster.start(n3)
+    assert cluster.wait_for_manager(timeout=15) == n3
+    cluster.start(n1)
+    cluster.start(n2)
+    wait_until(lambda: cluster.agreed(cluster.names), timeout=15)
+
+
 def test_a_trigger_held_back_by_a_stalled_manager_starts_no_run_after_a_failover(
         tmp_path: Path) -> None:
     """The flake of test_trigger_never_overlaps_a_run_in_flight (three starts for two runs,
@@ -430,38 +471,42 @@ def test_a_trigger_held_back_by_a_stalled_manager_starts_no_run_after_a_failover
                         args={"log": str(log), "sleep": 0.5})]
     with LocalCluster(3, tasks, start=False) as cluster:
         n1, n2, n3 = cluster.names
-        cluster.start(n3)
-        assert cluster.wait_for_manager(timeout=15) == n3
-        cluster.start(n1)
-        cluster.start(n2)
-        wait_until(lambda: cluster.agreed(cluster.names), timeout=15)
+        started_under_n3(cluster)
         request_control([cluster.address(n3)], "pause", "ledger", keys=cluster.keys,
                         timeout=10)
         wait_until(lambda: task_row(cluster.status(n3), "ledger")["running"] is None,
                    timeout=10)
         starts = len([ln for ln in lines(log) if ln[0] == "start"])
-        ctx = zmq.Context()
-        sock = _socket(ctx, cluster.address(n3), cluster.keys, BRIEF)
-        try:
-            assert sock.poll(10_000), "n3 did not answer a status"  # connected, handshake done
-            sock.recv_multipart()
-            cluster.pause(n3)
-            try:
-                # Into n3's socket buffer, on the connection made: handled when n3 runs again.
-                sock.send_multipart(encode(Control(Peer("ops@client", "", "held-1", 0), 0,
-                                                   "trigger", "ledger", "")))
-                wait_until(lambda: all((v or {}).get("manager") == n2 for v in
-                                       cluster.views([n1, n2], brief=True).values()),
-                           timeout=15, message="n1 and n2 did not elect n2")
-            finally:
-                cluster.resume(n3)
-            assert sock.poll(15_000), "n3 did not answer the trigger"
-            reply = decode(sock.recv_multipart())
-        finally:
-            sock.close(linger=0)
-            ctx.term()
-        assert isinstance(reply, ControlReply) and not reply.ok, reply
+        reply = held_by_a_stall(cluster, "trigger", "ledger")
+        assert not reply.ok and reply.error.startswith("no manager yet"), reply
         wait_until(lambda: (cluster.agreed(cluster.names) or ("",))[0] == n2, timeout=15)
         # A run it dispatched would be on its worker by now (a local run: no network).
         wait_until(lambda: cluster.status(n3)["executor"]["busy_workers"] == 0, timeout=10)
         assert len([ln for ln in lines(log) if ln[0] == "start"]) == starts, lines(log)
+
+
+def test_a_pause_held_back_by_a_stalled_manager_is_refused_not_applied(tmp_path: Path) -> None:
+    """As the trigger above, for a pause: n3, the manager, stalls past the manager timeout
+    with a pause in its socket; n1 and n2 elect n2, and the operator (whose client gave up on
+    n3) pauses through n2, then changes their mind and resumes through n2. When n3 runs
+    again its claim is unconfirmed (clerk._fence). It applied the stale pause all the same,
+    stamped later than the resume, answered ``ok``, and the pause won the merge as n3 stepped
+    down: the task stopped, against the last command the cluster had applied. Now n3 answers
+    "no manager yet" and the task runs on."""
+    log = tmp_path / "steady.log"
+    tasks = [clerk.task(Counter, name="steady", interval=IV, args={"log": str(log)})]
+    with LocalCluster(3, tasks, start=False) as cluster:
+        n1, n2, n3 = cluster.names
+
+        def changed_mind() -> None:
+            for op in ("pause", "resume"):
+                request_control([cluster.address(n2)], op, "steady", keys=cluster.keys,
+                                timeout=10)
+
+        started_under_n3(cluster)
+        reply = held_by_a_stall(cluster, "pause", "steady", changed_mind)
+        assert not reply.ok and reply.error.startswith("no manager yet"), reply
+        wait_until(lambda: (cluster.agreed(cluster.names) or ("",))[0] == n2, timeout=15)
+        assert not task_row(cluster.status(n2), "steady")["paused"]
+        ran = len(counter_lines(log))
+        wait_until(lambda: len(counter_lines(log)) >= ran + 2, timeout=10)

@@ -1,5 +1,6 @@
 """The agent loop's poll timeout (clerk._agent.poll_timeout_ms): one wake-up per timer unless a
-run waits for the tick to start on time; a joiner reads its mailbox before it elects itself."""
+run waits for the tick to start on time; a joiner, or a follower whose manager is due, reads
+its mailbox before it elects."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ def test_at_most_a_second() -> None:
 class _Stub:
     """What Agent._read_before_electing touches."""
 
-    def __init__(self, role: str, due: float) -> None:
-        self.core = type("C", (), {"role": Role(role), "next_deadline": lambda _s: due})()
+    def __init__(self, role: str, due: float, manager_due: float = float("inf")) -> None:
+        self.core = type("C", (), {"role": Role(role), "next_deadline": lambda _s: due,
+                                   "manager_due": lambda _s: manager_due})()
         self.transport = type("T", (), {"router_ready": True,
                                         "poll": lambda _s, ms, now, router: []})()
         self.clock = type("K", (), {"monotonic": lambda _s: 5.0})()
@@ -55,7 +57,22 @@ def test_a_joiner_reads_its_mailbox_before_the_tick_that_would_make_it_a_candida
     # Once per deadline: the tick comes next, whatever keeps arriving.
     assert Agent._read_before_electing(stub, 5.0) is False  # type: ignore[arg-type]
     assert stub.read == 1
-    for role in ("follower", "manager", "candidate"):
+    for role in ("manager", "candidate", "leaving"):
         other = _Stub(role, 4.0)
         assert Agent._read_before_electing(other, 5.0) is False  # type: ignore[arg-type]
         assert other.read == 0
+
+
+def test_a_follower_reads_its_mailbox_before_the_tick_that_would_suspect_its_manager() -> None:
+    """A follower whose own loop ran long (a loaded machine, a joiner applying the table) finds
+    its manager's deadline past: the heartbeats waiting in its mailbox are read first (they
+    move the deadline), once per deadline. Before, the tick came first: "manager lost" with
+    the manager's heartbeats unread. Its other timers (a probe, a fetch) read nothing."""
+    stub = _Stub("follower", 4.0, manager_due=4.5)
+    assert Agent._read_before_electing(stub, 5.0) is True  # type: ignore[arg-type]
+    assert stub.read == 1
+    assert Agent._read_before_electing(stub, 5.0) is False  # type: ignore[arg-type]
+    assert stub.read == 1
+    probe_only = _Stub("follower", 4.0, manager_due=6.0)
+    assert Agent._read_before_electing(probe_only, 5.0) is False  # type: ignore[arg-type]
+    assert probe_only.read == 0

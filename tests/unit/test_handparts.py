@@ -92,3 +92,23 @@ def test_a_new_hand_over_replaces_the_parts_of_an_older_one() -> None:
 def test_a_malformed_part_is_refused(state: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         PartsInbox().add(Handover(ME, 1, (), state))
+
+
+def test_parts_are_kept_only_under_the_claim_they_came_under() -> None:
+    """``keep_only``: the parts of a hand-over by the manager at that term stay (the node
+    follows it again), anything else drops them (another manager, another term, a claim of
+    its own); the hand-over then starts again from its first part."""
+    msgs = handover_parts(ME, 4, (), _table_text(400, "x"), "0", 7_000)
+    assert len(msgs) > 2
+    inbox = PartsInbox()
+    inbox.add(msgs[0])
+    inbox.keep_only(ME.name, 4)
+    assert len(inbox) == 1
+    for name, term in ((ME.name, 5), ("b", 4), (None, 4)):
+        inbox.add(msgs[0])
+        inbox.keep_only(name, term)
+        assert len(inbox) == 0, (name, term)
+    got = [inbox.add(m) for m in msgs[1:]]
+    assert got == [None] * (len(msgs) - 1)  # (part 0 is gone: never taken without it)
+    whole = inbox.add(msgs[0])
+    assert whole is not None and unpack_table(whole.state) == json.loads(_table_text(400, "x"))

@@ -132,3 +132,24 @@ def test_a_trigger_that_reaches_a_manager_unconfirmed_after_a_stall_is_not_dispa
     assert s.records["t"].running is None
     r.agent.core.dispatch_ok = True
     assert ask(r, me, "trigger", due("t", K) + 0.3, 10.1).ok and len(r.sent) == 1
+
+
+def test_a_pause_or_resume_that_reaches_a_manager_unconfirmed_after_a_stall_is_refused() -> None:
+    """Every table-changing command respects the stall fence, not the trigger alone. A pause
+    (or resume) applied by a manager that may have been replaced during its stall goes into
+    a table nobody follows any more: lost when it steps down, or contradicting the new
+    manager's (whose client may have had its own pause or resume applied meanwhile). It is
+    answered as "no manager yet", the table unchanged, and nothing remembered: once a member
+    confirms the claim (or the client reaches the new manager), the same request is applied."""
+    s = started(sched(), due("t", K) - 0.1)
+    r = FakeRunner(s)
+    r.agent.core.dispatch_ok = False
+    me = client("c-1")
+    for op in ("pause", "resume"):
+        held = ask(r, me, op, due("t", K) + 0.2, 10.0)
+        assert not held.ok and held.error.startswith("no manager yet"), held
+        assert not s.detail("t", due("t", K) + 0.2)["paused"]
+        assert r.answered.get(Control(me, 0, op, "t", ""), 10.0) is None
+    r.agent.core.dispatch_ok = True
+    paused = ask(r, me, "pause", due("t", K) + 0.3, 10.1)
+    assert paused.ok and s.detail("t", due("t", K) + 0.3)["paused"]

@@ -24,10 +24,13 @@ successor does not answer in ``handover_timeout``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from clerk._coretypes import Role
+from clerk._handover import LEAVE_MERGE_WAIT, LEAVE_PICKS
 from clerk._messages import Handover
 from clerk._simnet import SimNetwork
 from clerk._simtasks import SimLedger
@@ -250,6 +253,81 @@ def test_a_lost_part_is_followed_by_a_new_hand_over() -> None:
 
     net, world, live, old, succ, _ = _leave_right_after_a_takeover(0, cut=second_part)
     assert lost["n"] == 1
+    assert net.too_big == 0, net.too_big_kinds
+    _assert_paused(net, world, live, old)
+
+
+def _lose_parts(lose: frozenset[int], ids: frozenset[str],
+                until: Callable[[], bool] = lambda: True) -> Callable[[str, str, object], bool]:
+    """A cut: the hand-over parts numbered ``lose`` of the hand-overs ``ids`` (a leaver's
+    first is ``"0"``, then ``"1"``, ...), while ``until()``."""
+    def cut(src: str, dst: str, msg: object) -> bool:
+        state = getattr(msg, "state", None)
+        return (isinstance(msg, Handover) and isinstance(state, dict)
+                and state.get("part") in lose and state.get("id") in ids and until())
+    return cut
+
+
+def _left_without_restart(net: SimNetwork, old: str) -> str:
+    """Wait until the leaver stopped and the others agree on a manager (the leaver is not
+    restarted: its data directory would bring the pause back whatever the hand-over did);
+    the manager's name."""
+    bound = LEAVE_PICKS * net.timings.handover_timeout + LEAVE_MERGE_WAIT
+    assert net.run_until_true(lambda: net.nodes[old].core.role is Role.STOPPED,
+                              limit=bound) is not None, net.summary()
+    net.cuts.clear()
+    assert net.run_until_true(lambda: net.agreed() is not None, limit=5.0) is not None, \
+        net.summary()
+    return net.managers()[0].name
+
+
+def _nothing_held(net: SimNetwork, live: list[str]) -> None:
+    held = {n: len(net.nodes[n].core.parts_in) for n in live}
+    assert not any(held.values()), ("parts of a hand-over never completed are held", held)
+
+
+def test_a_lost_part_is_recovered_by_the_successors_election_and_a_merge() -> None:
+    """A part of the hand-over is lost for good: the successor, no longer hearing from the
+    leaver, elects after ``manager_timeout`` (below ``handover_timeout``) and wins with its
+    replica as it was; its COORDINATOR says where that stands and the leaver sends the rest as
+    a confirmed merge. The pause is in the new manager's table before the leaver could bring
+    it back from its data directory, and no node holds the parts of the hand-over it never
+    completed (they were kept until the next hand-over to it: up to a whole table's text)."""
+    for seed in range(4):
+        cut = _lose_parts(frozenset({1}), frozenset({"0"}))
+        net, world, live, old, succ, took = _leave_right_after_a_takeover(seed, cut=cut)
+        net.cut_where(cut)  # (for good: past the helper's 0.3 s)
+        winner = _left_without_restart(net, old)
+        assert took > net.timings.manager_timeout, (seed, took)  # by an election
+        assert winner == succ, (seed, winner)
+        assert net.nodes[old].core._leave_picks == 1, seed  # (no second hand-over)
+        assert net.nodes[old].core._leave_to is not None, seed  # (the rest, as a merge)
+        assert world.layers[winner].scheduler.records[TASK].paused, (seed, net.summary())
+        _nothing_held(net, live)
+        assert net.too_big == 0, (seed, net.too_big_kinds)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
+@given(seed=st.integers(0, 2**32 - 1),
+       lose=st.frozensets(st.integers(0, 2), min_size=1),
+       ids=st.sampled_from([frozenset({"0"}), frozenset({"0", "1"}),
+                            frozenset({"0", "1", "2"})]),
+       lose_for=st.sampled_from([0.3, 1.5, 4.0]),
+       load_s=st.sampled_from([0.0, 0.4]))
+def test_lost_parts_never_lose_the_leavers_last_update(
+        seed: int, lose: frozenset[int], ids: frozenset[str], lose_for: float,
+        load_s: float) -> None:
+    """Any parts of the first hand-over (and of the ones after it, for ``lose_for`` s) lost:
+    the pause reaches the new manager without the leaver's restart, no node holds parts."""
+    net, world, live, old, _, _ = _leave_right_after_a_takeover(
+        seed, cut=_lose_parts(lose, frozenset({"0"})))
+    world.load_s = load_s
+    end = net.now + lose_for
+    net.cut_where(_lose_parts(lose, ids, lambda: net.now < end))
+    winner = _left_without_restart(net, old)
+    assert world.layers[winner].scheduler.records[TASK].paused, net.summary()
+    _nothing_held(net, live)
     assert net.too_big == 0, net.too_big_kinds
     _assert_paused(net, world, live, old)
 
