@@ -26,6 +26,17 @@ the replica its scheduler had not seen (a follower parses the table only when it
   Parts are of ``OFFER_PART_CHARS`` of text, more when a table would need more than
   ``OFFER_MOST_PARTS`` of them (a manager that is still loading keeps at most
   ``MAX_OFFER_PARTS`` per member), never more than ``OFFER_CHARS`` (the message limit).
+* **Numbered parts.** Every part's packed table also says which part of how many of which
+  OFFER it is (``"part": i, "of": n, "id": ...``, :func:`number_parts`; a manager of an
+  older build reads ``packed`` and ``chunks`` only). A manager counts a member as having
+  offered (``Scheduler.offer_from``: an ``init``, or a dispatch from a table that waits for
+  the members' states, stops waiting for it) only once it holds every part of one of its
+  OFFERs (:class:`OfferParts`); each part is merged as it comes. Before, the first part of an
+  OFFER over ``OFFER_PART_CHARS`` (a hundred or so tasks with a state and a run history)
+  ended the wait: a task whose state was in a later part ran from ``init``, or from an older
+  state, while a live member held a newer one. An OFFER without numbers (an older build's)
+  counts at its first part, as before; so does a malformed number (a forgery can only end a
+  wait, which a member's silence ends anyway).
 * **Results after the OFFER.** Until the last part is sent, this node's results wait for it
   (the new manager applies a result to the row its run started from, which may be only in our
   OFFER); then every unacknowledged one goes, as at once before.
@@ -33,17 +44,19 @@ the replica its scheduler had not seen (a follower parses the table only when it
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable, Generator, Mapping
 from typing import Any, Protocol
 
+from clerk._messages import Peer
 from clerk._record import PACK_CHUNK, TaskRecord
 from clerk._replica import DUMP, HANDOVER_WHOLE_CHARS, table_text
 from clerk._statusjob import Slice
 
 __all__ = ["MAX_OFFER_PARTS", "NO_STATE", "OFFER_CHARS", "OFFER_MOST_PARTS", "OFFER_PART_CHARS",
-           "OfferJob", "offer_job", "offer_rows"]
+           "OfferJob", "OfferParts", "number_parts", "offer_job", "offer_rows"]
 
 #: Table text per OFFER message at most: every row of a big table (10,000 tasks: ~5 MB) goes
 #: in several OFFERs, each within the 1 MiB message limit (as a hand-over's whole table).
@@ -182,7 +195,7 @@ def offer_rows(sched: _Sched, rows: Mapping[str, str | None],
         group.append((key, row))
         used += grow
     parts.append(_packed(group))
-    return parts
+    return number_parts(parts)
 
 
 def _packed(group: list[tuple[str, str | None]]) -> dict[str, Any]:
@@ -190,6 +203,61 @@ def _packed(group: list[tuple[str, str | None]]) -> dict[str, Any]:
     text = table_text(group) if group else '{"tasks":{}}'
     return {"packed": 1, "chunks": [text[i:i + PACK_CHUNK]
                                     for i in range(0, len(text), PACK_CHUNK)]}
+
+
+_OFFER_IDS = itertools.count(1)
+
+
+def number_parts(parts: list[Any]) -> list[Any]:
+    """``parts`` (packed tables, :func:`clerk._record.pack_table`'s form: dicts) as the
+    parts of one OFFER, numbered in place (see the module docstring)."""
+    ident = next(_OFFER_IDS)
+    for i, part in enumerate(parts):
+        part.update(part=i, of=len(parts), id=ident)
+    return parts
+
+
+def _numbers(state: Any) -> tuple[int, int, Any] | None:
+    """(part, of, id) of an OFFER's part; None if it has none or they make no sense."""
+    if not isinstance(state, Mapping):
+        return None
+    part, of, ident = state.get("part"), state.get("of"), state.get("id")
+    if (type(part) is not int or type(of) is not int or not 0 <= part < of <= MAX_OFFER_PARTS
+            or not isinstance(ident, (int, str))):
+        return None
+    return part, of, ident
+
+
+class OfferParts:
+    """The parts of the OFFERs a manager has from each member (see the module docstring):
+    :meth:`add` says when a member's OFFER is whole."""
+
+    def __init__(self) -> None:
+        # member name -> ((incarnation, term, id), parts held of it, how many it has)
+        self._open: dict[str, tuple[tuple[str, int, Any], set[int], int]] = {}
+
+    def add(self, sender: Peer, term: int, state: Any) -> bool:
+        """A part of ``sender``'s OFFER (following claim ``term``) arrived: True if that
+        OFFER is now whole (or was never in numbered parts)."""
+        numbers = _numbers(state)
+        if numbers is None:
+            self._open.pop(sender.name, None)
+            return True
+        part, of, ident = numbers
+        key = (sender.incarnation, term, ident)
+        held = self._open.get(sender.name)
+        if held is None or held[0] != key or held[2] != of:
+            held = (key, set(), of)
+            self._open[sender.name] = held
+        held[1].add(part)
+        if len(held[1]) < of:
+            return False
+        del self._open[sender.name]
+        return True
+
+    def clear(self) -> None:
+        """Forget every part (this node no longer manages, or manages anew)."""
+        self._open.clear()
 
 
 class OfferJob:

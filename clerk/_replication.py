@@ -36,7 +36,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from clerk._messages import Offer, TableAt
-from clerk._offerjob import MAX_OFFER_PARTS, OFFER_CHARS, OfferJob, offer_job
+from clerk._offerjob import (
+    MAX_OFFER_PARTS,
+    OFFER_CHARS,
+    OfferJob,
+    OfferParts,
+    number_parts,
+    offer_job,
+)
 from clerk._record import pack_table
 from clerk._replica import offer_test
 from clerk._runnerdefs import Definitions
@@ -72,15 +79,19 @@ def offer_parts(rows: dict[str, Any], limit: int = OFFER_CHARS) -> list[Any]:
     """``rows`` (task rows by name) packed for OFFERs (``pack_table``), in as many parts as
     keep each under ``limit`` characters of table text (an OFFER is one message: at most
     1 MiB). One part, maybe empty, when they fit."""
+    return number_parts(_cut(rows, limit))
+
+
+def _cut(rows: dict[str, Any], limit: int) -> list[dict[str, Any]]:
     packed = pack_table({"tasks": rows})
     size = sum(len(c) for c in packed["chunks"])
     if size <= limit or len(rows) <= 1:
         return [packed]
     items = list(rows.items())
     step = math.ceil(len(items) / math.ceil(size / (limit * 0.8)))
-    out: list[Any] = []
+    out: list[dict[str, Any]] = []
     for i in range(0, len(items), step):
-        out += offer_parts(dict(items[i:i + step]), limit)
+        out += _cut(dict(items[i:i + step]), limit)
     return out
 
 
@@ -112,6 +123,8 @@ class Replication(Definitions):
     _slice_round_gap = 0.0
     #: The OFFER under way to the manager this node follows (built in slices).
     _offer_job: OfferJob | None = None
+    #: As manager: the parts of the members' OFFERs (clerk._offerjob, "Numbered parts").
+    _offer_parts: OfferParts
 
     if TYPE_CHECKING:  # provided by clerk._routing
         def _log_conflicts(self) -> None: ...
@@ -215,10 +228,13 @@ class Replication(Definitions):
             # merged them. A member's data directory may hold a record whose write never
             # committed (a manager applies a result before its commit): merging it could
             # replace a committed state. Taken as an answer only (init stops waiting for it).
-            self.scheduler.offer_from(msg.sender.name)
+            if self._offer_parts.add(msg.sender, msg.term, msg.state):
+                self.scheduler.offer_from(msg.sender.name)
             return
         changed = self.scheduler.merge(msg.state, wall, source=msg.sender.name)
-        self.scheduler.offer_from(msg.sender.name)
+        # (Once every part of its OFFER is in: clerk._offerjob, "Numbered parts".)
+        if self._offer_parts.add(msg.sender, msg.term, msg.state):
+            self.scheduler.offer_from(msg.sender.name)
         self._log_conflicts()
         if changed and self.scheduler.active:
             self._replicate(now)

@@ -34,6 +34,7 @@ from clerk._executor import Executor
 from clerk._host import Host
 from clerk._messages import Json, Offer, Result, reads_table_at
 from clerk._nodes_guard import NodesGuard
+from clerk._offerjob import OfferParts
 from clerk._outbox import Outbox
 from clerk._replica import Replica, ReplicaLog, RowEncoder
 from clerk._replication import LOAD_BUDGET, MAX_HELD_OFFERS, REPLICATE_SHARE
@@ -132,6 +133,7 @@ class TaskRunner(ResultRouting, StatusRows):
         self._activate: bool | None = None  # pending activation: graceful or not
         self._loading = None  # the activation's sliced load of the table (_load_step)
         self._offers_waiting: dict[str, list[Offer]] = {}  # from members, until it is loaded
+        self._offer_parts = OfferParts()  # which parts of each member's OFFER are in
         # Merge HANDOVERs (sender, table, MERGED to send) that came while the table was loading:
         # the load would overwrite what a merge did then; merged once it is loaded, before the
         # OFFERs, and confirmed only then (dropped unconfirmed if this node stops being the
@@ -177,6 +179,7 @@ class TaskRunner(ResultRouting, StatusRows):
 
     def on_manager_changed(self, effect: ManagerChanged, now: float, wall: float) -> None:
         self._quorum_drop()
+        self._offer_parts.clear()  # (counted anew under each claim, as Scheduler.offered)
         self._acks.clear()  # held ACKs of a claim of ours: their nodes resend to the next
         self._offer_job = None  # (to a manager we no longer follow)
         if effect.is_me or self._activate is not None or self.scheduler.active:

@@ -1,10 +1,11 @@
 """The simulated node's side of a ledger run (:mod:`clerk._simtasks`): an EXECUTE held until
-its due time, the ledger's execution, and where its RESULT goes.
+its due time, the ledger's execution, where its RESULT goes, and the OFFER to a new manager
+(the results wait behind it).
 
-Split out of :mod:`clerk._simtasks` (the layer's event handling, replication, OFFERs and the
-simulated disk stay there) to keep each module under ~600 lines. :class:`LedgerRuns` is a mixin
-of :class:`clerk._simtasks.LedgerLayer`: the attributes and methods it declares are the
-layer's.
+Split out of :mod:`clerk._simtasks` (the layer's event handling, replication, merging OFFERs
+and the simulated disk stay there) to keep each module under ~600 lines. :class:`LedgerRuns`
+is a mixin of :class:`clerk._simtasks.LedgerLayer`: the attributes and methods it declares
+are the layer's.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from clerk._core import Role
-from clerk._messages import Execute, Result
-from clerk._schedule import Scheduler
+from clerk._messages import Execute, Offer, Result, reads_table_at
+from clerk._offerjob import number_parts
+from clerk._replica import offer_keys, row_key
+from clerk._replication import offer_parts
+from clerk._schedule import Scheduler, pack_table
 from clerk._writeahead import WriteAhead
 
 if TYPE_CHECKING:
@@ -161,3 +165,57 @@ class LedgerRuns:
             self.net.send(self.node.name, successor.peer.address, result)
         elif self.net.now < until:
             self.net.at(self.net.now + 0.05, lambda: self._to_successor(result, core, until))
+
+    def _always_offers(self, name: str) -> bool:
+        row = self.node.core.members.get(name)
+        return row is not None and reads_table_at(row.peer)
+
+    def _offer(self, to: str, manager: str) -> None:
+        """The rows this node holds with a state, as the real node's ``Replication._offer``
+        chooses them (see ``SimLedger.offers``)."""
+        core = self.node.core
+        sched = self.scheduler
+        sched.load(core.replicated)
+        source = core.table_log if core.table_log.complete else core.replica
+        row = core.members.get(manager)
+        fellow = row is not None and row.alive and manager != core.me.name
+        mode = "beyond_replica" if self.node.name in self.net.older else self.world.offers
+        newer: set[str] | None = None
+        if fellow and mode == "beyond_replica" and source.items():
+            newer = set()
+        elif fellow and mode == "position":
+            newer = offer_keys(source, core.manager_table)
+        self.world.offered["all" if newer is None else "partial"] += 1
+        if newer is not None:
+            held = {k for k, t in source.items() if t is not None}
+            rows = {name: rec.to_json() for name, rec in sched.records.items()
+                    if rec.has_state and (name in sched.kept_own or row_key(name) not in held
+                                          or row_key(name) in newer)}
+        else:
+            rows = {name: rec.to_json() for name, rec in sched.records.items()
+                    if rec.has_state}
+        limit = self.node.core.part_chars  # (in parts as the real node's: offer_parts)
+        parts = offer_parts(rows, limit) if self.net.max_bytes else number_parts(
+            [pack_table({"tasks": rows})])
+        me, term, claim = core.me, core.term, core.manager_claim
+
+        def send() -> None:
+            if core is not self.node.core or core.manager_claim != claim:
+                return  # restarted, or follows another claim by now (it offers that one)
+            for part in parts:
+                self.net.send(self.node.name, to, Offer(me, term, part))
+            # Then our results the old manager may have died with (as the real node's,
+            # clerk._offerjob: the new manager applies a result to the row its run started
+            # from, maybe only in this OFFER).
+            self._offer_to = None
+            for result in self.outbox:  # (quorum mode: see OUTBOX_KEEP)
+                self.net.send(self.node.name, to, result)
+            for result in self.unacked.values():  # (default mode)
+                self.net.send(self.node.name, to, result)
+
+        self._offer_to = to
+
+        if self.world.offer_delay > 0:
+            self.net.at(self.net.now + self.world.offer_delay, send)
+        else:
+            send()

@@ -50,12 +50,12 @@ from clerk._core import (
     WriteCommitted,
 )
 from clerk._lead import DISPATCH_LEAD_MS
-from clerk._messages import Execute, Offer, Result, ResultAck, reads_table_at
+from clerk._messages import Execute, Offer, Result, ResultAck
+from clerk._offerjob import OfferParts
 from clerk._record import TaskRecord
-from clerk._replica import RowEncoder, offer_keys, row_key
-from clerk._replication import offer_parts
+from clerk._replica import RowEncoder
 from clerk._resultacks import ACK_WAIT, PendingAcks
-from clerk._schedule import Scheduler, pack_table
+from clerk._schedule import Scheduler
 from clerk._simledgerrun import (
     LEAVE_WAIT_S,
     RUN_S,
@@ -154,6 +154,9 @@ class SimLedger:
         #: scheduler has not seen: a big table's are ~1 s on a loaded machine); sent then, if
         #: the member is still up and follows the same claim.
         self.offer_delay = 0.0
+        #: A manager counts a member as having offered once it holds every part of its
+        #: OFFER (clerk._offerjob, "Numbered parts"); False: at its first part, as before.
+        self.whole_offers = True
         #: A new manager waits up to ``OFFER_WAIT_SURE_MS`` for the OFFER of a member whose
         #: build always offers, and a crash takeover from a replica that was not caught up
         #: waits for the members' OFFERs before any dispatch (``Scheduler.stale``), as the
@@ -221,6 +224,7 @@ class LedgerLayer(LedgerRuns):
         self._offer_to: str | None = None  # (clerk._simledgerrun.LedgerRuns)
         self.acks = PendingAcks()
         self._applied: dict[str, tuple[str, int]] = {}  # run id -> (node, value)
+        self.offer_parts = OfferParts()  # as manager: the members' OFFERs' parts held
 
     # --- SimLayer -------------------------------------------------------------------------------
 
@@ -267,6 +271,7 @@ class LedgerLayer(LedgerRuns):
         for effect in effects:
             if isinstance(effect, ManagerChanged):
                 self._offer_to = None  # (an OFFER to a manager we no longer follow)
+                self.offer_parts.clear()
                 if effect.is_me:
                     if self._activate is None:
                         self._activate = False
@@ -478,59 +483,6 @@ class LedgerLayer(LedgerRuns):
             self._persist(True)
         return False
 
-    def _always_offers(self, name: str) -> bool:
-        row = self.node.core.members.get(name)
-        return row is not None and reads_table_at(row.peer)
-
-    def _offer(self, to: str, manager: str) -> None:
-        """The rows this node holds with a state, as the real node's ``Replication._offer``
-        chooses them (see ``SimLedger.offers``)."""
-        core = self.node.core
-        sched = self.scheduler
-        sched.load(core.replicated)
-        source = core.table_log if core.table_log.complete else core.replica
-        row = core.members.get(manager)
-        fellow = row is not None and row.alive and manager != core.me.name
-        mode = "beyond_replica" if self.node.name in self.net.older else self.world.offers
-        newer: set[str] | None = None
-        if fellow and mode == "beyond_replica" and source.items():
-            newer = set()
-        elif fellow and mode == "position":
-            newer = offer_keys(source, core.manager_table)
-        self.world.offered["all" if newer is None else "partial"] += 1
-        if newer is not None:
-            held = {k for k, t in source.items() if t is not None}
-            rows = {name: rec.to_json() for name, rec in sched.records.items()
-                    if rec.has_state and (name in sched.kept_own or row_key(name) not in held
-                                          or row_key(name) in newer)}
-        else:
-            rows = {name: rec.to_json() for name, rec in sched.records.items()
-                    if rec.has_state}
-        limit = self.node.core.part_chars  # (in parts as the real node's: offer_parts)
-        parts = offer_parts(rows, limit) if self.net.max_bytes else [pack_table({"tasks": rows})]
-        me, term, claim = core.me, core.term, core.manager_claim
-
-        def send() -> None:
-            if core is not self.node.core or core.manager_claim != claim:
-                return  # restarted, or follows another claim by now (it offers that one)
-            for part in parts:
-                self.net.send(self.node.name, to, Offer(me, term, part))
-            # Then our results the old manager may have died with (as the real node's,
-            # clerk._offerjob: the new manager applies a result to the row its run started
-            # from, maybe only in this OFFER).
-            self._offer_to = None
-            for result in self.outbox:  # (quorum mode: see OUTBOX_KEEP)
-                self.net.send(self.node.name, to, result)
-            for result in self.unacked.values():  # (default mode)
-                self.net.send(self.node.name, to, result)
-
-        self._offer_to = to
-
-        if self.world.offer_delay > 0:
-            self.net.at(self.net.now + self.world.offer_delay, send)
-        else:
-            send()
-
     def _deliver(self, msg: Any) -> bool:
         core = self.node.core
         if isinstance(msg, Execute):
@@ -561,7 +513,9 @@ class LedgerLayer(LedgerRuns):
             self.unacked.pop(msg.run_id, None)
         elif isinstance(msg, Offer) and core.is_manager:
             changed = self.scheduler.merge(msg.state, self.wall(), source=msg.sender.name)
-            self.scheduler.offer_from(msg.sender.name)
+            if not self.world.whole_offers or self.offer_parts.add(msg.sender, msg.term,
+                                                                    msg.state):
+                self.scheduler.offer_from(msg.sender.name)
             return changed
         return False
 

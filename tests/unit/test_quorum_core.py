@@ -245,6 +245,7 @@ def test_quorum_mode_does_not_merge_a_members_offered_rows() -> None:
     from types import SimpleNamespace
 
     from clerk._messages import Offer, Peer
+    from clerk._offerjob import OfferParts
     from clerk._runner import TaskRunner
 
     merged: list[object] = []
@@ -255,7 +256,8 @@ def test_quorum_mode_does_not_merge_a_members_offered_rows() -> None:
             agent=SimpleNamespace(core=SimpleNamespace(quorum=quorum, is_manager=True)),
             scheduler=SimpleNamespace(merge=lambda *a, **k: merged.append(a) or False,
                                       offer_from=answered.append, active=True),
-            _log_conflicts=lambda: None, _activate=activate, _offers_waiting={})
+            _log_conflicts=lambda: None, _activate=activate, _offers_waiting={},
+            _offer_parts=OfferParts())
 
     msg = Offer(Peer("m@x", "127.0.0.1:1", "i", 0), 1, {"tasks": {}})
     TaskRunner.on_offer(runner(object()), msg, 0.0, 0.0)  # type: ignore[arg-type]
