@@ -75,6 +75,8 @@ def _no_constant(name: str) -> Any:
 #: manager's encoder never writes them.
 _SCAN: Callable[[str, int], tuple[Any, int]] = (
     json.JSONDecoder(parse_constant=_no_constant).scan_once)  # type: ignore[attr-defined]
+#: The same as a whole-text decoder (``json.loads`` with a hook builds one per call).
+_DECODE: Callable[[str], Any] = json.JSONDecoder(parse_constant=_no_constant).decode
 
 
 def row_texts(text: str) -> dict[str, str] | None:
@@ -115,7 +117,7 @@ def row_texts(text: str) -> dict[str, str] | None:
 
 def _row_texts_slow(text: str) -> dict[str, str] | None:
     try:
-        rows = json.loads(text, parse_constant=_no_constant)
+        rows = _DECODE(text)
         if not isinstance(rows, dict):
             return None
         return {key: _DUMP(value) for key, value in rows.items()}

@@ -198,7 +198,7 @@ def main(endpoint: str, wid: int, node: str = "", log_level: str = "info",
                 return  # the agent is gone (or closed our link): nothing more to run
             if kind != RUN:
                 continue
-            job = json.loads(body)
+            job = json.loads(body.decode())  # (a str: see Executor._on_link)
             reply, state_json = _run_job(job, cache)
             try:
                 send_msg(sock, DONE, done_body(reply, state_json))
