@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, overload
 
+from clerk._jsondump import encoder
+
 __all__ = ["DUMP", "RowTexts", "RowsView", "row_key", "row_texts", "split_table", "table_text"]
 
 #: One row's JSON text (compact, like every table text).
-DUMP = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+DUMP = encoder(allow_nan=False)  # (one C encoder for every call: clerk._jsondump)
 _DUMP = DUMP
 
 

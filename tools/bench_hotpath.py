@@ -13,7 +13,12 @@ their ratio. What each row is, and how often a run pays it:
   (the worker), one each per run: ``json.loads`` of bytes (their encoding guessed in Python
   first) against of their text.
 * ``parse_hist``: a delta's history patches (20 rows), on every follower per replication
-  round: ``json.loads`` with a hook (a new decoder per call) against one decoder.
+  round: ``json.loads`` with a hook (a new decoder per call) and a generator per entry
+  against one decoder and the checks unrolled.
+* ``row head`` and ``message body``: ``JSONEncoder.encode`` (its C encoder made at every
+  call) against :func:`clerk._jsondump.encoder` (made once), for a task row's head (two a run
+  on the manager: ``TaskRecord.to_text`` at its dispatch and its result) and a RESULT's body
+  (every message a node sends is one such encode: ``clerk._codec.encode``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clerk._histdelta import _refuse, parse_hist  # noqa: E402
+from clerk._jsondump import encoder  # noqa: E402
 from clerk._record import TaskRecord  # noqa: E402
 from clerk._running import _LINEAGE_DUMP, base_tag  # noqa: E402
 
@@ -71,7 +77,24 @@ def _cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
     hist = "{" + ",".join(f'"t:t{i:05d}":[123456,{100 + i},{101 + i},2300,"{entry}"]'
                           for i in range(20)) + "}"
     assert parse_hist(hist) == _old_parse_hist(hist)
+    head = rec.to_json()
+    head.pop("run_history")
+    head["running"] = {"run": "a1b2-17/3/n1@127.0.0.1~1234.0badf00d", "slot": 101,
+                       "node": "n2@127.0.0.1", "started": 1764770000000.4,
+                       "deadline": 1764770005000.4, "claim": [3, "n1@127.0.0.1"]}
+    body = {"sender": {"name": "n2@127.0.0.1", "address": "127.0.0.1:47002",
+                       "incarnation": "5f0c1a2b3c4d+t+d", "priority": 0},
+            "term": 3, "run_id": "a1b2-17/3/n1@127.0.0.1~1234.0badf00d", "task": "t0001",
+            "slot": 101, "outcome": "ok", "state": {"n": 1}, "duration_ms": 0.12,
+            "error": "", "due_ms": 1764770000000.0}
+    std_row = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+    std_msg = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
+                               allow_nan=False).encode
+    new_row, new_msg = encoder(allow_nan=False), encoder(ensure_ascii=False, allow_nan=False)
+    assert std_row(head) == new_row(head) and std_msg(body) == new_msg(body)
     return [
+        ("row head", lambda: std_row(head), lambda: new_row(head)),
+        ("message body", lambda: std_msg(body), lambda: new_msg(body)),
         ("base_tag", lambda: _old_base_tag(rec), lambda: base_tag(rec)),
         ("link message", lambda: json.loads(done), lambda: json.loads(done.decode())),
         ("parse_hist, 20 rows", lambda: _old_parse_hist(hist), lambda: parse_hist(hist)),
