@@ -425,10 +425,11 @@ class LocalCluster:
     MAX_MOVES = 5
 
     def settle(self, names: Sequence[str] | None = None, timeout: float = 30.0) -> None:
-        """Wait until each of ``names`` (default: every node started) listens on its port. A
-        node that exited because its port (or metrics port) was in use is started again on
-        another reserved one (listed in ``moved``); a node that exited for another reason is
-        left as it is (a test may mean it to).
+        """Wait until each of ``names`` (default: every node started) listens on its port
+        (and metrics port). A node that exited because its port was in use, or runs without
+        its metrics port for that reason, is started again on another reserved one (listed in
+        ``moved``); a node that exited for another reason is left as it is (a test may mean
+        it to).
 
         Raises:
             WaitTimeout: a node still runs without listening after ``timeout`` seconds, or
@@ -440,13 +441,22 @@ class LocalCluster:
         def check() -> bool:
             for name in list(pending):
                 if self.running(name):
-                    if listens(self.pids(name), self.ports[name]):
+                    pids = self.pids(name)
+                    if not listens(pids, self.ports[name]):
+                        continue
+                    metrics = self.metrics_ports.get(name)
+                    if metrics is None or listens(pids, metrics):
                         pending.remove(name)
-                    continue
-                taken = self._taken_port(name)
-                if taken is None:
-                    pending.remove(name)  # exited for its own reasons: the test's business
-                    continue
+                        continue
+                    taken = self._taken_port(name)  # a metrics port in use is not fatal
+                    if taken is None:
+                        continue
+                    self.kill(name)
+                else:
+                    taken = self._taken_port(name)
+                    if taken is None:
+                        pending.remove(name)  # exited for its own reasons: the test's business
+                        continue
                 moves[name] += 1
                 if moves[name] > self.MAX_MOVES:
                     raise WaitTimeout(f"{name}: port {taken} taken by another program "

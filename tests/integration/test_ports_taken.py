@@ -90,3 +90,18 @@ def test_an_agent_that_cannot_bind_is_not_restarted_and_the_node_exits_2() -> No
     assert out.stderr.count("started child 'agent'") == 1, out.stderr
     assert "restarted child" not in out.stderr and "gave up" not in out.stderr, out.stderr
     assert took < 30
+
+
+def test_a_node_whose_metrics_port_was_taken_serves_metrics_on_another() -> None:
+    import urllib.request
+
+    cluster = LocalCluster(2, metrics=True)
+    n1 = cluster.names[0]
+    old = cluster.metrics_ports[n1]
+    with listening(old), cluster:
+        assert [(name, port) for name, port, _ in cluster.moved] == [(n1, old)]
+        assert cluster.metrics_ports[n1] != old
+        with urllib.request.urlopen(cluster.metrics_url(n1), timeout=10) as reply:
+            assert b"clerk_" in reply.read()
+        assert (f"metrics_port = {old}: is already in use on 127.0.0.1 (held by pid "
+                f"{os.getpid()} " in cluster.log(n1))
