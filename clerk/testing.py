@@ -160,13 +160,17 @@ class LocalCluster:
         #: The cluster's ports, held until close() (see the module docstring).
         self.reservation = PortReservation("127.0.0.1")
         ports = self.reservation.take(n + (n if metrics else 0))
-        self.dir = Path(tempfile.mkdtemp(prefix="clerk-cluster-"))
-        self.cookie_file = self.dir / "cookie"
-        self.cookie_file.write_text(secrets.token_urlsafe(24) + "\n")
-        self.cookie_file.chmod(0o600)
-        self.keys: CurveKeys | None = (
-            None if insecure else keys_from_cookie(self.cookie_file.read_bytes().strip())
-        )
+        try:
+            self.dir = Path(tempfile.mkdtemp(prefix="clerk-cluster-"))
+            self.cookie_file = self.dir / "cookie"
+            self.cookie_file.write_text(secrets.token_urlsafe(24) + "\n")
+            self.cookie_file.chmod(0o600)
+            self.keys: CurveKeys | None = (
+                None if insecure else keys_from_cookie(self.cookie_file.read_bytes().strip())
+            )
+        except BaseException:
+            self.reservation.close()  # no close() will come: the cluster was never made
+            raise
         self.names = [f"n{i + 1}@127.0.0.1" for i in range(n)]
         self.ports = dict(zip(self.names, ports[:n], strict=True))
         if isinstance(voters, int):
