@@ -29,6 +29,7 @@ saying where, with the last lines of each node's log, and the same is printed to
 
 from __future__ import annotations
 
+import atexit
 import collections
 import json
 import os
@@ -63,6 +64,14 @@ LOOSE_PORTS_KEPT = 64
 _loose: dict[str, PortReservation] = {}
 _loose_order: collections.deque[tuple[str, int]] = collections.deque()
 _loose_lock = threading.Lock()
+
+
+def _release_loose() -> None:
+    for res in _loose.values():
+        res.close()
+
+
+atexit.register(_release_loose)  # unlink their lock files (the kernel would only unlock them)
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
