@@ -24,6 +24,8 @@ and another test process picking "a free port" the same way can pick the same nu
 
 from __future__ import annotations
 
+import atexit
+import collections
 import contextlib
 import errno
 import fcntl
@@ -42,6 +44,7 @@ __all__ = [
     "PortReservation",
     "PortsExhausted",
     "ephemeral_range",
+    "free_ports",
     "listens",
     "lock_dir",
     "pool",
@@ -316,3 +319,34 @@ def listens(pids: list[int], port: int) -> bool:
         return False
     inodes = _listening_inodes(pids[0], port)
     return bool(inodes) and any(_socket_inodes(p) & inodes for p in pids)
+
+
+#: How many ports ``free_ports`` keeps reserved for this process (the oldest go first).
+LOOSE_PORTS_KEPT = 64
+_loose: dict[str, PortReservation] = {}
+_loose_order: collections.deque[tuple[str, int]] = collections.deque()
+_loose_lock = threading.Lock()
+
+
+def _release_loose() -> None:
+    for res in _loose.values():
+        res.close()
+
+
+atexit.register(_release_loose)  # unlink their lock files (the kernel would only unlock them)
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` TCP ports free now on ``host``, outside the kernel's ephemeral range, and
+    reserved against every other test process on the machine (see above) until
+    this process ends or has asked for ``LOOSE_PORTS_KEPT`` more."""
+    with _loose_lock:
+        res = _loose.get(host)
+        if res is None:
+            res = _loose[host] = PortReservation(host)
+        ports = res.take(n)
+        _loose_order.extend((host, p) for p in ports)
+        while len(_loose_order) > LOOSE_PORTS_KEPT:
+            old_host, old = _loose_order.popleft()
+            _loose[old_host].release(old)
+        return ports

@@ -29,7 +29,6 @@ saying where, with the last lines of each node's log, and the same is printed to
 
 from __future__ import annotations
 
-import atexit
 import collections
 import json
 import os
@@ -40,7 +39,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -50,44 +48,13 @@ import psutil
 import zmq
 
 from clerk._client import ask_each, request_status
-from clerk._ports import PortReservation, listens
+from clerk._ports import PortReservation, free_ports, listens
 from clerk._security import CurveKeys, keys_from_cookie
 from clerk._tasks import TaskDef
 from supervisor._spawn import _pdeathsig_prefix
 from supervisor.testing import WaitTimeout, wait_until
 
 __all__ = ["LocalCluster", "WaitTimeout", "free_ports", "wait_until"]
-
-
-#: How many ports ``free_ports`` keeps reserved for this process (the oldest go first).
-LOOSE_PORTS_KEPT = 64
-_loose: dict[str, PortReservation] = {}
-_loose_order: collections.deque[tuple[str, int]] = collections.deque()
-_loose_lock = threading.Lock()
-
-
-def _release_loose() -> None:
-    for res in _loose.values():
-        res.close()
-
-
-atexit.register(_release_loose)  # unlink their lock files (the kernel would only unlock them)
-
-
-def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """``n`` TCP ports free now on ``host``, outside the kernel's ephemeral range, and
-    reserved against every other test process on the machine (:mod:`clerk._ports`) until
-    this process ends or has asked for ``LOOSE_PORTS_KEPT`` more."""
-    with _loose_lock:
-        res = _loose.get(host)
-        if res is None:
-            res = _loose[host] = PortReservation(host)
-        ports = res.take(n)
-        _loose_order.extend((host, p) for p in ports)
-        while len(_loose_order) > LOOSE_PORTS_KEPT:
-            old_host, old = _loose_order.popleft()
-            _loose[old_host].release(old)
-        return ports
 
 
 def _toml_value(value: Any) -> str:

@@ -42,14 +42,14 @@ def test_a_passing_block_keeps_nothing(tmp_path, monkeypatch) -> None:
 
 
 def test_free_ports_are_reserved_outside_the_ephemeral_range_and_bounded(monkeypatch) -> None:
-    from clerk import testing
+    import collections
+
+    from clerk import _ports, testing
     from clerk._ports import ephemeral_range, lock_dir
 
     lo, hi = ephemeral_range()
-    import collections
-
-    monkeypatch.setattr(testing, "LOOSE_PORTS_KEPT", 4)
-    monkeypatch.setattr(testing, "_loose_order", collections.deque())  # this test's alone
+    monkeypatch.setattr(_ports, "LOOSE_PORTS_KEPT", 4)
+    monkeypatch.setattr(_ports, "_loose_order", collections.deque())  # this test's alone
     first = testing.free_ports(3)
     assert not [p for p in first if lo <= p <= hi]
     assert all((lock_dir() / f"{p}.lock").exists() for p in first)  # held: others skip them
