@@ -14,6 +14,7 @@ process exits 0 once it has left; a second one exits at once.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -41,6 +42,7 @@ from clerk._messages import (
     Peer,
 )
 from clerk._metrics import MetricsServer, NodeMetrics, Sources
+from clerk._portholder import in_use
 from clerk._quorumshell import QuorumShell
 from clerk._runner import TaskRunner
 from clerk._schedule import unpack_table
@@ -342,7 +344,9 @@ class Agent(AgentFeed, AgentReplies):
                       '(pip install "clerk-cluster[metrics]")', port)
             return
         except OSError as exc:
-            log.error("cannot serve metrics on %s:%d: %s", self.config.host, port, exc)
+            problem = (f"port {port} {in_use(self.config.host, port, err=exc.errno)}"
+                       if exc.errno == errno.EADDRINUSE else str(exc))
+            log.error("cannot serve metrics on %s:%d: %s", self.config.host, port, problem)
             return
         log.info("metrics at http://%s:%d/metrics", self.config.host, port)
 

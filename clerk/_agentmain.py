@@ -7,15 +7,18 @@ then on what survives each collection, so no collection in the loop walks the ta
 
 from __future__ import annotations
 
+import errno
 import logging
+import sys
 
 import zmq
 
 from clerk._agent import Agent
-from clerk._config import NodeConfig
+from clerk._config import NodeConfig, resolve_host
 from clerk._errors import ConfigError
 from clerk._gcpolicy import GcPolicy
 from clerk._logging import configure_child_logging
+from clerk._portholder import EXIT_CANNOT_LISTEN, in_use
 
 __all__ = ["run"]
 
@@ -26,17 +29,32 @@ def run(config: NodeConfig) -> int:
     """Entry point of the agent process (a supervised child of the node). Its records, and
     its workers', go to the process that started the node (see clerk._logging)."""
     configure_child_logging(config.name, config.log_level, config.log_to)
+    # Either failure would only repeat: the exit code (sys.exit: a start function's return
+    # value is not its exit code) tells the node's supervisor not to start this process
+    # again (clerk._node.agent_spec), and the node exits with 2.
     try:
         agent = Agent(config)
     except zmq.ZMQError as exc:
-        log.error("cannot listen on %s: %s", config.address, exc)
-        return 2
+        if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+            problem = f"port {config.port} " + in_use(
+                config.host, config.port, _ip(config.host), exc.errno)
+        else:
+            problem = str(exc)
+        log.error("cannot listen on %s: %s (not retried)", config.address, problem)
+        sys.exit(EXIT_CANNOT_LISTEN)
     except ConfigError as exc:  # the data directory (in use by another node, unusable)
-        log.error("cannot start: %s", exc)
-        return 2
+        log.error("cannot start: %s (not retried)", exc)
+        sys.exit(EXIT_CANNOT_LISTEN)
     policy = GcPolicy()
     policy.install(agent.clock.monotonic())
     try:
         return agent.run()
     finally:
         policy.close()
+
+
+def _ip(host: str) -> str:
+    try:
+        return resolve_host(host)
+    except OSError:
+        return ""

@@ -49,6 +49,7 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from clerk._jsondump import encoder
 from clerk._messages import MESSAGE_KINDS, Json, Message
 
 __all__ = [
@@ -514,8 +515,9 @@ _DUMPERS: dict[type, Validator] = {
 }
 
 
-#: One encoder for every message: ``json.dumps`` with options builds a new one per call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+#: One encoder for every message: ``json.dumps`` with options builds a new one per call, and
+#: ``JSONEncoder.encode`` its C encoder (clerk._jsondump).
+_ENCODE = encoder(ensure_ascii=False, allow_nan=False)
 
 
 def encode(msg: Message, max_bytes: int = MAX_MESSAGE_BYTES) -> list[bytes]:
@@ -531,7 +533,7 @@ def encode(msg: Message, max_bytes: int = MAX_MESSAGE_BYTES) -> list[bytes]:
     except DecodeError as exc:
         raise EncodeError(f"{kind.decode()} message cannot be sent: {exc.detail}") from None
     try:
-        body = _ENCODER.encode(data).encode()
+        body = _ENCODE(data).encode()
     except (TypeError, ValueError, RecursionError) as exc:
         raise EncodeError(f"{kind.decode()} message cannot be encoded as JSON: {exc}") from None
     size = len(MAGIC) + len(kind) + len(body)

@@ -34,6 +34,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+from clerk._jsondump import encoder
+
 __all__ = [
     "HISTORY_BUDGET_BYTES",
     "HISTORY_ERROR_CHARS",
@@ -98,7 +100,7 @@ def _entry_ok(e: Any) -> bool:
 
 #: ``json.dumps(value, separators=(",", ":"))`` without making an encoder per call (one per
 #: history entry: every result on the manager).
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_dumps = encoder()  # (one C encoder for every call: clerk._jsondump)
 
 
 #: A text as a JSON string literal (ASCII, like every table text).

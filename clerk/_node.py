@@ -27,6 +27,7 @@ from clerk._errors import ConfigError, NotReachableError
 from clerk._lead import DISPATCH_LEAD_MS
 from clerk._logging import LogSink
 from clerk._metrics import check_available as check_metrics
+from clerk._portholder import EXIT_CANNOT_LISTEN, in_use
 from clerk._security import CurveKeys, keys_from_cookie, load_cookie
 from clerk._tasks import TaskDef, check_unique
 from supervisor import ChildSpec, ShutdownInfo, Supervisor, SupervisorError
@@ -74,8 +75,7 @@ def _probe(ip: str, host: str, port: int, source: str, key: str) -> None:
     try:
         probe.bind((ip, port))
     except OSError as exc:
-        problem = (f"is already in use on {host}" if exc.errno == 98
-                   else f"cannot be bound on {host}: {exc.strerror}")
+        problem = in_use(host, port, ip, exc.errno or 0)
         raise ConfigError(source, key, port, problem) from None
     finally:
         probe.close()
@@ -83,8 +83,11 @@ def _probe(ip: str, host: str, port: int, source: str, key: str) -> None:
 
 def agent_spec(config: NodeConfig, *, id: str = "agent",  # noqa: A002
                significant: bool = True) -> ChildSpec:
+    # An agent that cannot bind its mailbox or take its data directory exits with
+    # EXIT_CANNOT_LISTEN: starting it again would fail the same way, so that is not restarted.
     return ChildSpec(id=id, start="clerk._agentmain:run", args=(config,), restart="transient",
-                     significant=significant, shutdown=AGENT_SHUTDOWN_MS)
+                     significant=significant, shutdown=AGENT_SHUTDOWN_MS,
+                     shutdown_exits=(EXIT_CANNOT_LISTEN,))
 
 
 def ask_agent_to_leave(sup: Supervisor) -> bool:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clerk._control import RunHistory, parse_pause, parse_run_history
+from clerk._jsondump import encoder
 from clerk._lineage import (
     better,
     dropped_updates,
@@ -37,7 +38,7 @@ from clerk._lineage import (
 __all__ = ["PACK_CHUNK", "Conflict", "TaskRecord", "merge_rows", "pack_table", "unpack_table"]
 
 #: A row's compact JSON text (as every table text: no NaN, ASCII).
-_ROW_DUMP = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_ROW_DUMP = encoder(allow_nan=False)  # (one C encoder for every call: clerk._jsondump)
 #: Chunk size of a packed table: under the codec's longest string (64 Ki characters).
 PACK_CHUNK = 60_000
 

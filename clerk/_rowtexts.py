@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, overload
 
+from clerk._jsondump import encoder
+
 __all__ = ["DUMP", "RowTexts", "RowsView", "row_key", "row_texts", "split_table", "table_text"]
 
 #: One row's JSON text (compact, like every table text).
-DUMP = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+DUMP = encoder(allow_nan=False)  # (one C encoder for every call: clerk._jsondump)
 _DUMP = DUMP
 
 
@@ -75,6 +77,8 @@ def _no_constant(name: str) -> Any:
 #: manager's encoder never writes them.
 _SCAN: Callable[[str, int], tuple[Any, int]] = (
     json.JSONDecoder(parse_constant=_no_constant).scan_once)  # type: ignore[attr-defined]
+#: The same as a whole-text decoder (``json.loads`` with a hook builds one per call).
+_DECODE: Callable[[str], Any] = json.JSONDecoder(parse_constant=_no_constant).decode
 
 
 def row_texts(text: str) -> dict[str, str] | None:
@@ -115,7 +119,7 @@ def row_texts(text: str) -> dict[str, str] | None:
 
 def _row_texts_slow(text: str) -> dict[str, str] | None:
     try:
-        rows = json.loads(text, parse_constant=_no_constant)
+        rows = _DECODE(text)
         if not isinstance(rows, dict):
             return None
         return {key: _DUMP(value) for key, value in rows.items()}

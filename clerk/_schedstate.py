@@ -27,7 +27,6 @@ budget (:mod:`clerk._control`), recomputed as tasks come and go.
 from __future__ import annotations
 
 import heapq
-import json
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -36,6 +35,7 @@ from typing import Any
 
 from clerk._calendar import Grid, grid_for
 from clerk._control import HISTORY_BUDGET_BYTES, HISTORY_TASK_BYTES
+from clerk._jsondump import encoder
 from clerk._lead import check_lead
 from clerk._record import Conflict, TaskRecord
 from clerk._tasks import TaskDef
@@ -45,7 +45,7 @@ __all__ = ["Deadlines", "NodesFilter", "SchedulerState", "Touched"]
 NodesFilter = Callable[[TaskDef, list[str]], list[str]]
 
 
-_STATE_DUMP = json.JSONEncoder(separators=(",", ":")).encode
+_STATE_DUMP = encoder()  # (one C encoder for every call: clerk._jsondump)
 
 
 def _packed_size(state: Any) -> int:

@@ -32,6 +32,7 @@ from typing import Any
 
 from clerk import _tasks
 from clerk._jsoncheck import json_problem
+from clerk._jsondump import encoder
 from clerk._lead import SPIN_MS, too_late
 from clerk._logging import configure_child_logging, run_context
 from clerk._tasks import MAX_STATE_BYTES, Run, Task, due_datetime, load_task_class
@@ -40,7 +41,9 @@ from clerk._workerlink import DONE, READY, RUN, BlockingReader, LinkClosed, send
 __all__ = ["hold_until", "main", "run_job"]
 
 #: ``json.dumps(state, allow_nan=False)``, without making an encoder per call.
-_STATE_DUMP = json.JSONEncoder(allow_nan=False).encode
+_STATE_DUMP = encoder(separators=(", ", ": "), allow_nan=False)
+#: ``json.dumps(value)`` (a reply), the same way.
+_DUMPS = encoder(separators=(", ", ": "))
 #: prctl(2) option: the timer slack of this thread, in ns (Linux; default 50 us).
 PR_SET_TIMERSLACK = 29
 
@@ -122,8 +125,8 @@ def done_body(reply: dict[str, Any], state_json: str | None) -> bytes:
     """The ``done`` message's body for ``reply``, with its state as ``state_json`` when given
     (the text ``run_job`` already encoded to check its size: a state is encoded once)."""
     if state_json is None:
-        return json.dumps(reply).encode()
-    rest = json.dumps({k: v for k, v in reply.items() if k != "state"})
+        return _DUMPS(reply).encode()
+    rest = _DUMPS({k: v for k, v in reply.items() if k != "state"})
     return f'{rest[:-1]}, "state": {state_json}}}'.encode()
 
 
@@ -198,7 +201,7 @@ def main(endpoint: str, wid: int, node: str = "", log_level: str = "info",
                 return  # the agent is gone (or closed our link): nothing more to run
             if kind != RUN:
                 continue
-            job = json.loads(body)
+            job = json.loads(body.decode())  # (a str: see Executor._on_link)
             reply, state_json = _run_job(job, cache)
             try:
                 send_msg(sock, DONE, done_body(reply, state_json))

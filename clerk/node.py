@@ -10,7 +10,9 @@
 Exit codes: 0 after a graceful leave (SIGTERM, SIGHUP -- the terminal closed -- or Ctrl-C;
 a second Ctrl-C exits at once), 1 if the node stopped on its own (refused by the cluster,
 or its agent kept crashing), 2 for a configuration error (the message names the file or
-flag, the key and the value).
+flag, the key and the value) or when the node cannot listen on its port or take its data
+directory (the message names the address and, where it can tell, the process holding it;
+not retried: it would fail the same way).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from clerk._errors import ConfigError
 from clerk._lead import DISPATCH_LEAD_MS, MAX_DISPATCH_LEAD_MS
 from clerk._logging import LogSink, configure_host_logging
 from clerk._node import AGENT_SHUTDOWN_MS, ask_agent_to_leave, node_supervisor, preflight
+from clerk._portholder import EXIT_CANNOT_LISTEN
 from supervisor import ShutdownReason, SupervisorError
 
 __all__ = ["build_parser", "main"]
@@ -156,6 +159,11 @@ def _run(config: NodeConfig) -> int:
             log.error("node gave up: %s", exc)
             return 1
     if info.reason is ShutdownReason.AUTO_SHUTDOWN and not stopping:
+        if info.exit is not None and info.exit.exitcode == EXIT_CANNOT_LISTEN:
+            # Its port was taken after the pre-flight check, or its data directory:
+            # the agent said which; starting it again would fail the same way.
+            log.error("node could not start (see the log above)")
+            return 2
         log.error("node stopped on its own (see the log above)")
         return 1
     return 0

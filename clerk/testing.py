@@ -9,12 +9,18 @@
         cluster.kill(manager)                     # SIGKILL of the node's whole process tree
         new = cluster.wait_for_manager(timeout=5)
 
-Each node is ``python -m clerk.node --config <its toml>`` with a free port, a shared cookie
+Each node is ``python -m clerk.node --config <its toml>`` with a reserved port, a shared cookie
 (CURVE on, unless ``insecure=True``), every other node as a seed, and its own data directory
 (a temporary one by default, kept across ``restart(node)`` and ``stop_all()``/``start_all()``,
 so a restarted node, or the whole cluster started again, reads it). Leaving the ``with``
 block stops every node (SIGCONT, SIGTERM, then SIGKILL after a grace period) and checks that
 no process of the cluster is left, even when the test failed.
+
+Ports are reserved for the cluster's life (:mod:`clerk._ports`): outside the kernel's ephemeral
+range, each held with a lock no other test process on the machine can take. Starting the
+cluster (and ``start_all()``, ``restart(node)``) waits until each node listens (``settle()``);
+a node whose port was taken anyway by some other program is started again on another reserved
+port and listed in ``cluster.moved``, so a test never gets a node that could not bind.
 
 When the block ends with an exception (a failing test), the nodes' logs and configs are kept
 (in ``$CLERK_KEEP_LOGS`` if set, else a new temporary directory): the exception gets a note
@@ -23,12 +29,13 @@ saying where, with the last lines of each node's log, and the same is printed to
 
 from __future__ import annotations
 
+import collections
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,26 +48,13 @@ import psutil
 import zmq
 
 from clerk._client import ask_each, request_status
+from clerk._ports import PortReservation, free_ports, listens
 from clerk._security import CurveKeys, keys_from_cookie
 from clerk._tasks import TaskDef
 from supervisor._spawn import _pdeathsig_prefix
 from supervisor.testing import WaitTimeout, wait_until
 
 __all__ = ["LocalCluster", "WaitTimeout", "free_ports", "wait_until"]
-
-
-def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """``n`` TCP ports that were free a moment ago (bound to port 0, then released)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _toml_value(value: Any) -> str:
@@ -136,29 +130,40 @@ class LocalCluster:
         self.workers = workers
         self.log_level = log_level
         self.dispatch_lead = dispatch_lead
+        if data_dir is True:
+            raise ValueError("data_dir must be a path, None (temporary) or False (none)")
         self.priorities = list(priorities) if priorities is not None else [0] * n
-        self.dir = Path(tempfile.mkdtemp(prefix="clerk-cluster-"))
-        self.cookie_file = self.dir / "cookie"
-        self.cookie_file.write_text(secrets.token_urlsafe(24) + "\n")
-        self.cookie_file.chmod(0o600)
-        self.keys: CurveKeys | None = (
-            None if insecure else keys_from_cookie(self.cookie_file.read_bytes().strip())
-        )
-        ports = free_ports(n)
+        #: The cluster's ports, held until close() (see the module docstring).
+        self.reservation = PortReservation("127.0.0.1")
+        ports = self.reservation.take(n + (n if metrics else 0))
+        try:
+            self.dir = Path(tempfile.mkdtemp(prefix="clerk-cluster-"))
+            self.cookie_file = self.dir / "cookie"
+            self.cookie_file.write_text(secrets.token_urlsafe(24) + "\n")
+            self.cookie_file.chmod(0o600)
+            self.keys: CurveKeys | None = (
+                None if insecure else keys_from_cookie(self.cookie_file.read_bytes().strip())
+            )
+        except BaseException:
+            self.reservation.close()  # no close() will come: the cluster was never made
+            raise
         self.names = [f"n{i + 1}@127.0.0.1" for i in range(n)]
-        self.ports = dict(zip(self.names, ports, strict=True))
+        self.ports = dict(zip(self.names, ports[:n], strict=True))
         if isinstance(voters, int):
             voters = self.names[:voters]
         #: Quorum mode's voters (the same list in every node's config); empty: default mode.
         self.voters: list[str] = list(voters)
-        if data_dir is True:
-            raise ValueError("data_dir must be a path, None (temporary) or False (none)")
         self.data_root: Path | None = (
             None if data_dir is False
             else self.dir / "data" if data_dir is None else Path(data_dir))
         #: With ``metrics=True`` each node serves Prometheus metrics (see metrics_url).
         self.metrics_ports: dict[str, int] = (
-            dict(zip(self.names, free_ports(n), strict=True)) if metrics else {})
+            dict(zip(self.names, ports[n:], strict=True)) if metrics else {})
+        #: Nodes started again on another port because theirs was taken before they bound
+        #: it: (node, old port, new port), in order (a metrics port too).
+        self.moved: list[tuple[str, int, int]] = []
+        self._seeds: dict[str, list[str] | None] = {}  # as last given to start()
+        self._log_at: dict[str, int] = {}  # where each node's log was when it last started
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._paused: set[str] = set()
         self._all_pids: set[int] = set()
@@ -173,6 +178,7 @@ class LocalCluster:
             if self._start_on_enter:
                 for name in self.names:
                     self.start(name)
+                self.settle()
         except BaseException:
             self.close()
             raise
@@ -276,7 +282,10 @@ class LocalCluster:
         """Start (or start again) node ``name``."""
         if name in self.procs and self.procs[name].poll() is None:
             raise RuntimeError(f"{name} is already running")
+        self._seeds[name] = list(seeds) if seeds is not None else None
         path = self.write_config(name, seeds)
+        log_path = self.log_path(name)
+        self._log_at[name] = log_path.stat().st_size if log_path.exists() else 0
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
         env.pop("CLERK_COOKIE", None)
@@ -358,6 +367,7 @@ class LocalCluster:
         if self.running(name):
             self.kill(name)
         self.start(name)
+        self.settle([name])
 
     def stop_all(self, timeout: float = 30.0) -> dict[str, int]:
         """SIGTERM every running node at once (a deploy's full stop) and wait for all of
@@ -386,9 +396,90 @@ class LocalCluster:
 
     def start_all(self) -> None:
         """Start every node that is not running (after ``stop_all`` or ``kill_all``)."""
-        for name in self.names:
-            if not self.running(name):
-                self.start(name)
+        started = [n for n in self.names if not self.running(n)]
+        for name in started:
+            self.start(name)
+        self.settle(started)
+
+    #: How often ``settle`` starts one node again on another port before it gives up.
+    MAX_MOVES = 5
+
+    def settle(self, names: Sequence[str] | None = None, timeout: float = 30.0) -> None:
+        """Wait until each of ``names`` (default: every node started) listens on its port
+        (and metrics port). A node that exited because its port was in use, or runs without
+        its metrics port for that reason, is started again on another reserved one (listed in
+        ``moved``); a node that exited for another reason is left as it is (a test may mean
+        it to).
+
+        Raises:
+            WaitTimeout: a node still runs without listening after ``timeout`` seconds, or
+                its ports were taken ``MAX_MOVES`` times.
+        """
+        pending = list(names) if names is not None else list(self._log_at)
+        moves: collections.Counter[str] = collections.Counter()
+
+        def check() -> bool:
+            for name in list(pending):
+                if self.running(name):
+                    pids = self.pids(name)
+                    if not listens(pids, self.ports[name]):
+                        continue
+                    metrics = self.metrics_ports.get(name)
+                    if metrics is None or listens(pids, metrics):
+                        pending.remove(name)
+                        continue
+                    taken = self._taken_port(name)  # a metrics port in use is not fatal
+                    if taken is None:
+                        continue
+                    self.kill(name)
+                else:
+                    taken = self._taken_port(name)
+                    if taken is None:
+                        pending.remove(name)  # exited for its own reasons: the test's business
+                        continue
+                moves[name] += 1
+                if moves[name] > self.MAX_MOVES:
+                    raise WaitTimeout(f"{name}: port {taken} taken by another program "
+                                      f"{self.MAX_MOVES} times in a row; see {self.log_path(name)}")
+                self._move(name, taken)
+            return not pending
+
+        wait_until(check, timeout=timeout, interval=0.02,
+                   message=lambda: f"nodes not listening after {timeout:g} s: "
+                                   + ", ".join(f"{n} on port {self.ports[n]}" for n in pending))
+
+    def _taken_port(self, name: str) -> int | None:
+        """The port of ``name`` its log (since it last started) says is in use, if any."""
+        ports = [self.ports[name]] + ([self.metrics_ports[name]]
+                                      if name in self.metrics_ports else [])
+        try:
+            with open(self.log_path(name), "rb") as f:
+                f.seek(self._log_at.get(name, 0))
+                text = f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return None
+        for port in ports:
+            if self.reservation_holds(port) and re.search(rf"\b{port}\b[^\n]*in use", text):
+                return port
+        return None
+
+    def reservation_holds(self, port: int) -> bool:
+        """Whether ``port`` is one of this cluster's reserved ports (a subclass may run
+        nodes on ports of its own, which cannot be moved)."""
+        return port in self.reservation.held
+
+    def _move(self, name: str, old: int) -> None:
+        """Start ``name`` again with another reserved port in place of ``old``."""
+        (new,) = self.reservation.take(1)
+        self.reservation.release(old)
+        if self.ports[name] == old:
+            self.ports[name] = new
+        else:
+            self.metrics_ports[name] = new
+        self.moved.append((name, old, new))
+        print(f"LocalCluster: {name}'s port {old} was taken before it bound it; "
+              f"started again on {new}", file=sys.stderr)
+        self.start(name, self._seeds.get(name))
 
     def close(self) -> None:
         """Stop everything; make sure no process of the cluster is left."""
@@ -420,6 +511,7 @@ class LocalCluster:
                 self._keep_logs(self._failure)
                 self._failure = None
             shutil.rmtree(self.dir, ignore_errors=True)
+            self.reservation.close()
 
     # --- observing ------------------------------------------------------------------------------
 

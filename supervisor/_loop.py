@@ -295,7 +295,8 @@ class Loop(Requests):
             spawned.channel.close()
         child.proc = None
         child.started_at = None
-        reason = ExitReason.from_returncode(returncode, by_supervisor=by_supervisor)
+        reason = ExitReason.from_returncode(returncode, by_supervisor=by_supervisor,
+                                            shutdown_exits=tuple(child.spec.shutdown_exits))
         child.last_exit = reason
         return spawned.pid, reason
 

@@ -86,6 +86,10 @@ class ChildSpec:
     ``env`` entries are added to the inherited environment; ``cwd`` sets the directory.
     ``stdout``/``stderr`` send the child's output to files written and rotated by the
     supervisor (``max_bytes``, ``backups``; defaults from the :class:`Supervisor`).
+    ``shutdown_exits``: exit codes that end the child with reason ``shutdown`` instead of
+    ``abnormal`` (OTP's ``{shutdown, Term}``; systemd's ``RestartPreventExitStatus``): a
+    transient child exiting with one is not restarted and counts no restart, e.g. a server
+    whose port is taken, which would only fail the same way again.
 
     Raises:
         InvalidSpecError: naming the child id and the offending field.
@@ -106,6 +110,7 @@ class ChildSpec:
     stderr: str | None = None
     max_bytes: int | None = None
     backups: int | None = None
+    shutdown_exits: Sequence[int] = ()
 
     def __post_init__(self) -> None:
         cid = self.id
@@ -146,6 +151,12 @@ class ChildSpec:
             if value is not None and (not isinstance(value, str) or not value):
                 raise bad(name, "must be a file path")
         check_rotation(self.max_bytes, self.backups, bad, allow_none=True)
+        codes = self.shutdown_exits
+        if (isinstance(codes, str | bytes) or not isinstance(codes, Sequence)
+                or not all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 255
+                           for c in codes)):
+            raise bad("shutdown_exits", "must be a list of exit codes from 1 to 255")
+        object.__setattr__(self, "shutdown_exits", tuple(codes))
 
         inferred: ChildType = "worker"
         if self.command is not None:

@@ -29,11 +29,12 @@ Reload
 Exit reasons
     ``normal``: exit code 0 (a Python child returned or called ``sys.exit(0)``).
     ``shutdown``: the supervisor terminated it, or it died of SIGTERM (the OS analogue of
-    an Erlang exit with reason ``shutdown``). ``abnormal``: any other exit code or signal
-    (an exception in a Python child exits with code 1 after printing its traceback), or a
-    failed start (e.g. command not found). A failed *restart* is handled as an immediate
-    abnormal exit of that child, so it counts towards the restart intensity (OTP's
-    ``try_again``); a failed start in ``start()`` stops the supervisor (``START_FAILED``).
+    an Erlang exit with reason ``shutdown``), or it exited with a code its spec lists in
+    ``shutdown_exits`` (``{shutdown, Term}``: not worth a restart). ``abnormal``: any other
+    exit code or signal (an exception in a Python child exits with code 1 after printing its
+    traceback), or a failed start (e.g. command not found). A failed *restart* is handled
+    as an immediate abnormal exit of that child, so it counts towards the restart intensity
+    (OTP's ``try_again``); a failed start in ``start()`` stops the supervisor (``START_FAILED``).
 
 Restart types (``restart=``)
     ``permanent`` (default): always restarted. ``transient``: restarted only after an

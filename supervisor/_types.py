@@ -51,7 +51,8 @@ class ExitReason:
 
     * ``"normal"``: exit code 0 (a Python child returned or called ``sys.exit(0)``);
     * ``"shutdown"``: the supervisor terminated it, or it died of SIGTERM (the OS
-      analogue of an Erlang process exiting with reason ``shutdown``);
+      analogue of an Erlang process exiting with reason ``shutdown``), or it exited with
+      a code its spec lists in ``shutdown_exits`` (``{shutdown, Term}``);
     * ``"abnormal"``: any other exit code or signal, or a failed start.
 
     ``exitcode``/``signal`` tell what the OS reported (both ``None`` for a failed start,
@@ -64,14 +65,16 @@ class ExitReason:
     detail: str = ""
 
     @classmethod
-    def from_returncode(cls, returncode: int, *, by_supervisor: bool = False) -> ExitReason:
-        """Classify a ``subprocess``-style return code (negative means killed by a signal)."""
+    def from_returncode(cls, returncode: int, *, by_supervisor: bool = False,
+                        shutdown_exits: tuple[int, ...] = ()) -> ExitReason:
+        """Classify a ``subprocess``-style return code (negative means killed by a signal);
+        an exit code in ``shutdown_exits`` (the child's spec) is a ``shutdown``."""
         if returncode < 0:
             signum = -returncode
             if by_supervisor or signum == signal.SIGTERM:
                 return cls("shutdown", signal=signum)
             return cls("abnormal", signal=signum)
-        if by_supervisor:
+        if by_supervisor or returncode in shutdown_exits:
             return cls("shutdown", exitcode=returncode)
         return cls("normal" if returncode == 0 else "abnormal", exitcode=returncode)
 

@@ -223,3 +223,19 @@ def test_random_changes_and_members_at_random_positions_end_with_the_managers_ro
                     assert dict(m.items()) == dict(log.items()), (trial, _step)
             for m in members:
                 assert m.refused_hist == 0, "a patch only where the member holds its base"
+
+
+def test_parse_hist_takes_exactly_the_two_shapes() -> None:
+    """``[hid, n, qlen]`` or ``[hid, base_n, n, keep, "new"]`` of non-negative ints (no bool,
+    no float) and a string; anything else refuses the whole ``hist``."""
+    good = {"t:a": [1, 2, 30], "t:b": [1, 2, 3, 4, "x"], "t:c": [0, 0, 0, 0, ""]}
+    assert parse_hist(json.dumps(good)) == good
+    bad_values: list[object] = [
+        [1, 2], [1, 2, 3, 4], [1, 2, 3, 4, "x", 6], [1, 2, -1], [1, -2, 3, 4, "x"],
+        [True, 2, 3], [1, 2.0, 3], [1, 2, 3, 4, 5], [1, 2, 3, 4, None], [1, 2, 3, False, "x"],
+        "1,2,3", {"hid": 1}, None, [1, 2, "3"],
+    ]
+    for value in bad_values:
+        assert parse_hist(json.dumps({"t:a": [1, 2, 30], "t:b": value})) is None, value
+    for text in ("[]", "1", "nope", '{"t:a": [1, 2, NaN]}', ""):
+        assert parse_hist(text) is None, text

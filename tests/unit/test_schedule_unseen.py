@@ -167,3 +167,41 @@ def test_a_run_id_of_an_older_build_names_no_claim_and_goes_in_the_rows_last_bra
     assert new.on_result("t", legacy, d.node, "ok", {"n": 2}, 1.0, "",
                          due("t", K + 2) + 0.1, slot=d.slot) is not None
     assert new.records["t"].history[-1][:2] == tip
+
+
+def test_the_tag_is_the_checksum_of_the_lineage_json_whatever_is_cached() -> None:
+    """base_tag looks a lineage's checksum up (clerk._running._CRCS): each tag is still the
+    checksum of that row's own ``[origin, last branch]`` JSON, also for values that compare
+    equal as keys but encode differently (1, 1.0, True), for keys in another order, and
+    after a branch or an origin changes."""
+    import json
+    import zlib
+
+    from clerk._record import TaskRecord
+
+    def plain(rec: TaskRecord) -> str:
+        branch = rec.history[-1] if rec.history else None
+        text = json.dumps([rec.origin, branch], sort_keys=True, separators=(",", ":"))
+        return f"~{rec.version}.{zlib.crc32(text.encode()):08x}"
+
+    shapes: list[tuple[object, list[list[object]]]] = [
+        ({"term": 3, "node": "n1@h", "time": 17}, [[3, "n1@h", 0]]),
+        ({"term": 3.0, "node": "n1@h", "time": 17}, [[3, "n1@h", 0]]),
+        ({"term": True, "node": "n1@h", "time": 17}, [[3, "n1@h", 0]]),
+        ({"term": 3, "node": "n1@h", "time": 17}, [[True, "n1@h", 0]]),
+        ({"term": 3, "node": "n1@h", "time": 17}, [[3.0, "n1@h", 0]]),
+        ({"time": 17, "node": "n1@h", "term": 3}, [[3, "n1@h", 0]]),
+        ({"term": 3, "node": "n1@h", "time": 17}, [[3, "n1@h", 0], [4, "n2@h", 9]]),
+        ({"term": 3, "node": "n1@h", "time": 17}, []),
+        ({"term": [3], "node": "n1@h"}, [[3, "n1@h", 0]]),
+    ]
+    tags = set()
+    for _ in range(2):  # the second pass answers from the cache
+        for origin, history in shapes:
+            rec = TaskRecord(state=1, has_state=True, version=5, origin=origin,  # type: ignore[arg-type]
+                             history=history)
+            assert base_tag(rec) == plain(rec)
+            tags.add(base_tag(rec))
+    assert len(tags) == len(shapes) - 1  # only the reordered keys give the same JSON
+    rec = TaskRecord(state=1, has_state=True, version=5, origin=None, history=[])
+    assert base_tag(rec) == plain(rec)

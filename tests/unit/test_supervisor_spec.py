@@ -134,3 +134,13 @@ def test_nested_supervisor_must_pickle():
     with pytest.raises(InvalidSpecError, match="pickle") as info:
         ChildSpec(id="pool", start=inner)
     assert info.value.field == "start"
+
+
+@pytest.mark.parametrize("codes", [(0,), (256,), ("2",), (True,), "2", 2])
+def test_shutdown_exits_must_be_exit_codes(codes):
+    with pytest.raises(InvalidSpecError, match=r"shutdown_exits.*exit codes from 1 to 255"):
+        ChildSpec(id="w", start=work, shutdown_exits=codes)
+
+
+def test_shutdown_exits_become_a_tuple():
+    assert ChildSpec(id="w", start=work, shutdown_exits=[2, 3]).shutdown_exits == (2, 3)

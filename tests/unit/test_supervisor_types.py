@@ -91,3 +91,16 @@ def test_strategy_invariants(children, strategy, auto, kind, data):
     assert set(starts) | set(stops) | set(removes) <= affected
     assert set(starts) == {c for c in affected
                            if c == exited.id or by_id[c].restart != "temporary"}
+
+
+def test_an_exit_code_listed_in_shutdown_exits_is_a_shutdown_not_restarted():
+    reason = ExitReason.from_returncode(2, shutdown_exits=(2, 7))
+    assert reason == ExitReason("shutdown", exitcode=2)
+    assert str(reason) == "shutdown (exit code 2)"
+    assert ExitReason.from_returncode(3, shutdown_exits=(2,)).kind == "abnormal"
+    assert ExitReason.from_returncode(-9, shutdown_exits=(9,)).kind == "abnormal"
+    assert not should_restart("transient", reason.kind)
+    assert should_restart("permanent", reason.kind)
+    views = [ChildView("agent", "transient", False, True)]
+    decision = on_child_exit("one_for_one", "any_significant", views, "agent", reason.kind)
+    assert not decision.restart and decision.auto_shutdown

@@ -39,3 +39,22 @@ def test_a_passing_block_keeps_nothing(tmp_path, monkeypatch) -> None:
     with LocalCluster(1, start=False) as cluster:
         cluster.log_path(cluster.names[0]).write_text("fine\n")
     assert not cluster.dir.exists() and not (tmp_path / "kept").exists()
+
+
+def test_free_ports_are_reserved_outside_the_ephemeral_range_and_bounded(monkeypatch) -> None:
+    import collections
+
+    from clerk import _ports, testing
+    from clerk._ports import ephemeral_range, lock_dir
+
+    lo, hi = ephemeral_range()
+    monkeypatch.setattr(_ports, "LOOSE_PORTS_KEPT", 4)
+    monkeypatch.setattr(_ports, "_loose_order", collections.deque())  # this test's alone
+    first = testing.free_ports(3)
+    assert not [p for p in first if lo <= p <= hi]
+    assert all((lock_dir() / f"{p}.lock").exists() for p in first)  # held: others skip them
+    second = testing.free_ports(3)
+    assert not set(first) & set(second)
+    assert not (lock_dir() / f"{first[0]}.lock").exists()  # the oldest two were let go
+    assert not (lock_dir() / f"{first[1]}.lock").exists()
+    assert (lock_dir() / f"{first[2]}.lock").exists()
