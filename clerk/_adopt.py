@@ -35,19 +35,24 @@ if its result were then dropped (the task ran). The window is bounded once per t
 members that join later (or forged JOINs) cost nothing; takeovers with a replicated table
 (every failover) and a fresh node's first claim are unchanged.
 
-**A manager whose replica was behind waits for OFFERs.** The same wait, for every dispatch,
-holds after a crash takeover by a node whose replica was not caught up with the last manager's
-log (``stale``: it joined moments ago and the table was still on its way): a member may hold a
-newer state of any task, or the only one. (A replica caught up at an older sequence, its last
-deltas lost, says nothing of what it missed: such a successor does not wait.) A member builds
+**A manager that took over from its replica waits for OFFERs.** The same wait, for every
+dispatch, holds after a crash takeover from a replica (``stale``): one not caught up with the
+last manager's log (the node joined moments ago and the table was still on its way) may lack
+any task's newer state, or its only one; and one caught up at an older sequence, its last deltas
+lost, cannot tell what it missed: a member may hold the newest result of a task, and a dispatch
+from the older state would repeat that count (the simulator found it: a link dropped the
+manager's last deltas to the successor, the other member's OFFER took 0.3 s, and the first run
+started from the count before its newest). Before, only a successor not caught up waited. The
+members' OFFERs to a caught-up successor are small (only what is newer than its position: in a
+settled cluster, nothing) and come within a round trip; a member that never offers is waited
+for at most as below, and a dead one only until it is no longer a live member. A member builds
 its OFFER when it follows the new manager, which takes a member of a big table ~1 s of parsing
 on a loaded machine; the new manager took ~1 s to load that table
 too, so a fixed 1 s wait from its first look lost the race now and then (the ledger started
 over from ``init``, or from an older state). So a member whose build always sends an OFFER
 (every build that announces ``TABLE_MARK``: ``always_offers``) is waited for up to
 ``OFFER_WAIT_SURE_MS`` (a live member offers; only a lost OFFER costs the whole wait), any
-other up to ``OFFER_WAIT_MS``. A caught-up successor (every failover of a settled cluster)
-does not wait: the members offer only what is newer than its position.
+other up to ``OFFER_WAIT_MS``.
 
 **Which state wins** is never decided here by terms or slots: every load, merge and takeover
 goes through lineage and version (:mod:`clerk._lineage`, rows in :mod:`clerk._record`). A

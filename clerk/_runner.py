@@ -346,11 +346,11 @@ class TaskRunner(ResultRouting, StatusRows):
             # No table from any manager of this incarnation (a full-cluster restart): the
             # members' OFFERs may hold newer copies; dispatches wait for them (clerk._adopt).
             sched.from_disk = self._disk_states and not core.replica.items()
-            # A crash takeover from a replica behind the last manager's log (this node joined
-            # moments ago, or lagged): dispatches wait for the members' OFFERs (clerk._adopt).
+            # A crash takeover from a replica (this node joined moments ago, lagged, or lost
+            # the last deltas, which a caught-up position cannot tell): dispatches wait for
+            # the members' OFFERs (clerk._adopt).
             sched.stale = (core.quorum is None and not self._activate
-                           and not core.table_log.complete and bool(core.replica.items())
-                           and core.replica.position() is None)
+                           and not core.table_log.complete and bool(core.replica.items()))
             sched.begin_activation(wall, graceful=bool(self._activate),
                                    claim=(core.term, self.agent.me.name))
             return False  # this turn's slice went to the load

@@ -279,7 +279,7 @@ class Running(Adoption):
                 members, wall_ms):
             allowed = []
             error = ("init waits for the members' durable states (OFFER)" if not rec.has_state
-                     else "this manager's table was a replica behind the last manager's: "
+                     else "this manager took over from its replica: "
                           "waits for the members' states (OFFER)" if self.stale
                      else "this manager's table is its data directory's: waits for the "
                           "members' durable states (OFFER)")

@@ -157,6 +157,10 @@ class SimLedger:
         #: A manager counts a member as having offered once it holds every part of its
         #: OFFER (clerk._offerjob, "Numbered parts"); False: at its first part, as before.
         self.whole_offers = True
+        #: A crash takeover from a replica caught up with the last manager's log waits for
+        #: the members' OFFERs too (its last deltas may have been lost); False: only one
+        #: whose replica was not caught up waits, as before.
+        self.wait_caught_up = True
         #: A new manager waits up to ``OFFER_WAIT_SURE_MS`` for the OFFER of a member whose
         #: build always offers, and a crash takeover from a replica that was not caught up
         #: waits for the members' OFFERs before any dispatch (``Scheduler.stale``), as the
@@ -311,11 +315,12 @@ class LedgerLayer(LedgerRuns):
             self.scheduler.from_disk = (self.world.offers_first and self._disk_states
                                         and not core.replica.items())
             # As the real runner (clerk._runner._take_over_step): a crash takeover from a
-            # replica behind the last manager's log waits for the members' OFFERs.
+            # replica waits for the members' OFFERs (``wait_caught_up``: even one caught up).
             self.scheduler.stale = (self.world.sure_offers and core.quorum is None
                                     and not graceful and not core.table_log.complete
                                     and bool(core.replica.items())
-                                    and core.replica.position() is None)
+                                    and (self.world.wait_caught_up
+                                         or core.replica.position() is None))
             self.scheduler.load(core.replicated)
             self.wa = None
             proposer = core.proposer

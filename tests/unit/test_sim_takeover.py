@@ -35,9 +35,10 @@ from tests.unit.test_sim_state import _apply
 INTERVAL_MS = 200
 
 
-def _cluster(seed: int, offers: str, n: int = 3) -> tuple[SimNetwork, SimLedger, list[str]]:
+def _cluster(seed: int, offers: str, n: int = 3,
+             **settings: object) -> tuple[SimNetwork, SimLedger, list[str]]:
     assert INTERVAL_MS == 200  # (ledger_cluster's interval)
-    return ledger_cluster(seed, n, offers=offers)
+    return ledger_cluster(seed, n, offers=offers, **settings)
 
 
 def _held(world: SimLedger, name: str) -> int:
@@ -54,11 +55,11 @@ def _next_start(net: SimNetwork, world: SimLedger, after: int) -> int:
     return int(next(r for r in world.runs[after:] if r.before is not None).before)  # type: ignore[arg-type]
 
 
-def _lagging_takeover(seed: int, offers: str) -> tuple[int, int]:
+def _lagging_takeover(seed: int, offers: str, **settings: object) -> tuple[int, int]:
     """The member that will take over (the highest-ranked one after the manager) gets no
     table deltas for two runs; then the manager dies. Returns (the newest counter a surviving
-    member holds, the counter the next run starts from)."""
-    net, world, names = _cluster(seed, offers)
+    member holds, the counter the next run starts from). ``settings``: of the SimLedger."""
+    net, world, names = _cluster(seed, offers, **settings)
     manager = net.managers()[0].name
     successor = max((n for n in names if n != manager), key=lambda n: net.nodes[n].core.me.rank)
     other = next(n for n in names if n not in (manager, successor))
@@ -89,6 +90,25 @@ def test_offering_only_beyond_the_replica_the_same_schedule_loses_the_update() -
     lost = [seed for seed in range(6)
             if (r := _lagging_takeover(seed, offers="beyond_replica"))[1] < r[0]]
     assert lost, "no seed lost the update with the old rule"
+
+
+def test_a_caught_up_successor_that_lost_the_last_deltas_waits_for_a_slow_offer() -> None:
+    """The same, with the other member's OFFER 0.3 s on its way (a loaded machine). The
+    successor's replica is caught up at an older sequence: the deltas it lacks never came,
+    and its last one reached the end of the log as it then stood, so nothing tells it what it
+    missed. Before, such a successor did not wait for the members' OFFERs and ran the ledger
+    from its own older count (found by a random schedule: the link healed just before the
+    crash); every crash takeover from a replica now waits for them (``Scheduler.stale``)."""
+    for seed in range(6):
+        newest, next_from = _lagging_takeover(seed, "position", offer_delay=0.3)
+        assert next_from >= newest, (seed, newest, next_from)
+
+
+def test_a_caught_up_successor_that_does_not_wait_repeats_a_count() -> None:
+    # The rule before (only a successor not caught up waited): the update is lost.
+    lost = [seed for seed in range(6) if (r := _lagging_takeover(
+        seed, "position", offer_delay=0.3, wait_caught_up=False))[1] < r[0]]
+    assert lost, "no seed lost the update without the wait"
 
 
 def _rejoined_takeover(seed: int, offers: str) -> tuple[int, int] | None:
