@@ -54,6 +54,13 @@ def test_a_node_that_joined_moments_ago_takes_over_from_the_newest_state(
         wait_until(lambda: any(logged(n, f"member {successor} added") for n in (first, other))
                    and logged(successor, "workers ready"), timeout=60, interval=0.01)
         manager = next(n for n in (first, other) if logged(n, f"member {successor} added"))
+        # ... and the other member lists it (a heartbeat's list: one round). Its workers may be
+        # ready within ~50 ms of its JOIN: killed before that, the other member knew no node
+        # ranked above it and took over itself (the test then waited 30 s for the successor).
+        fellow = next(n for n in (first, other) if n != manager)
+        wait_until(lambda: any(m.get("name") == successor and m.get("alive")
+                               for m in (cluster.views([fellow], brief=True)[fellow] or {})
+                               .get("members", [])), timeout=30, interval=0.01)
         before = ledger_lines(log)
         cluster.kill(manager)
         killed = time.time()
