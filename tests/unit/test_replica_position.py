@@ -150,7 +150,9 @@ def test_every_row_of_a_big_table_goes_in_offers_within_the_message_limit() -> N
         encode(Offer(PEER, 3, part))  # each fits a message
         got.update(unpack_table(part)["tasks"])
     assert got == rows
-    assert offer_parts({}) == [{"packed": 1, "chunks": ['{"tasks":{}}']}]
+    (part,) = offer_parts({})
+    assert part == {"packed": 1, "chunks": ['{"tasks":{}}'], "part": 0, "of": 1,
+                    "id": part["id"]}
     # While they wait (a takeover loading its table), every part of the newest OFFER of a
     # sender is kept; an OFFER of another claim replaces them.
     kept: dict[str, list[Offer]] = {}
