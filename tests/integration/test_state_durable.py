@@ -302,7 +302,7 @@ def test_a_manager_stopped_before_its_successor_confirmed_passes_on_what_it_appl
 def test_a_successor_asked_to_stop_as_it_takes_over_keeps_the_update_of_its_run(
         tmp_path: Path) -> None:
     """The count-8-repeated full restart, on real processes. n2's run is held in flight
-    (cluster_tasks.HeldCounterOnN2) until n1 and n3 are gone; n1 leaves; n2 is frozen while
+    (cluster_tasks.HeldCounterOnN2) until n2 is leaving; n1 leaves; n2 is frozen while
     its manager n3 leaves and hands it the table (the run in flight with it); n2 runs again
     with its own stop request on its way (the node process passes SIGTERM on within 0.2 s:
     the hand-over can come first). If n2 reads the hand-over first, it is asked to leave
@@ -327,8 +327,11 @@ def test_a_successor_asked_to_stop_as_it_takes_over_keeps_the_update_of_its_run(
         finally:
             cluster.resume(n2)
             os.kill(agent, signal.SIGTERM)  # the agent's own stop request, at once
+        # n2 acts on its stop request (at once, or once it finished taking over): its run ends
+        # then. (Not later: n3, if n2's LEAVE came before it could hand over, waits for it.)
+        wait_until(lambda: "leaving the cluster" in cluster.log(n2), timeout=15, interval=0.01)
+        hold.unlink()
         assert [cluster.procs[n].wait(timeout=30) for n in (n1, n3)] == [0, 0]
-        hold.unlink()  # n2's run ends now: n2 is leaving (as the manager, if it took over)
         # (n2's node process exits 1: its agent left on a signal the node process did not
         # get, which it reports as the agent stopping on its own.)
         cluster.procs[n2].wait(timeout=30)
