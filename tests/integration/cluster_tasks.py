@@ -94,6 +94,36 @@ class SlowCounterOnN3(SlowCounterOnN1):
         return [m for m in members if m.startswith("n3@")]
 
 
+class HeldCounterOnN1(Counter):
+    """A Counter that only node ``n1`` may run, each run held in flight while the test wants:
+    it appends ``start SLOT NODE`` to ``args['log']`` (ignored by ``counter_lines``), then
+    waits while the file ``args['hold']`` exists (looked for every 10 ms, ``args['max_s']`` s
+    at most), then counts. Without the file a run counts at once; with it, a run stays in
+    flight until the test removes it, at any load (a fixed sleep either wasted seconds on every
+    run or, on a loaded machine, ended before the test's race was set up)."""
+
+    def init(self, args: Any) -> Any:
+        return {**super().init(args), "hold": args["hold"], "max_s": args["max_s"]}
+
+    def execute(self, state: Any) -> Any:
+        run = clerk.current_run()
+        _append(state["log"], f"start {run.slot} {run.node}")
+        hold, until = Path(state["hold"]), time.monotonic() + state["max_s"]
+        while hold.exists() and time.monotonic() < until:
+            time.sleep(0.01)
+        return super().execute(state)
+
+    def nodes(self, members: list[str]) -> list[str]:
+        return [m for m in members if m.startswith("n1@")]
+
+
+class HeldCounterOnN2(HeldCounterOnN1):
+    """:class:`HeldCounterOnN1` that only node ``n2`` may run."""
+
+    def nodes(self, members: list[str]) -> list[str]:
+        return [m for m in members if m.startswith("n2@")]
+
+
 class Alternating(clerk.Task):
     """Fails on odd slots, counts on even ones; logs ``slot count-seen node`` per attempt."""
 

@@ -21,7 +21,12 @@ import pytest
 import clerk
 from clerk._store import Store
 from clerk.testing import LocalCluster, free_ports, wait_until
-from tests.integration.cluster_tasks import Counter, SlowCounterOnN1, SlowCounterOnN2
+from tests.integration.cluster_tasks import (
+    Counter,
+    HeldCounterOnN1,
+    HeldCounterOnN2,
+    SlowCounterOnN1,
+)
 from tests.integration.task_helpers import CounterLine, counter_lines, lines, task_row
 
 pytestmark = pytest.mark.timeout(120)
@@ -39,21 +44,45 @@ def _count_at_least(log: Path, n: int, after: float = 0.0) -> list[CounterLine]:
 
 
 
-def _run_in_flight_on_n3_managed(cluster: LocalCluster, log: Path) -> str:
+#: How long a held run (cluster_tasks.HeldCounterOnN1) waits for its hold at most: below the
+#: tasks' 10 s timeout, so a test that fails to release it still ends with a counted run.
+HOLD_MAX_S = 8.0
+
+
+def _held(log: Path, hold: Path, cls: type[HeldCounterOnN1]) -> list[clerk.TaskDef]:
+    """The ledger task for the in-flight races: each run held in flight while ``hold`` exists
+    (a run takes no time otherwise), a run at most every 1 s (one run at a time: no slot
+    starts while the held run is in flight)."""
+    return [clerk.task(cls, name="ledger", interval=1000, timeout=10_000,
+                       args={"log": str(log), "hold": str(hold), "max_s": HOLD_MAX_S})]
+
+
+def _run_in_flight_on_n3_managed(cluster: LocalCluster, log: Path,
+                                 hold: Path | None = None) -> str:
     """Start n3 first (the manager; n2 its successor), then n1 and n2; wait for a first count
-    and then for a run in flight; return its slot."""
+    and then for a run in flight (with ``hold``: create it first, and wait for a run held by
+    it); return its slot."""
     n1, n2, n3 = cluster.names
     cluster.start(n3)
     assert cluster.wait_for_manager(timeout=15) == n3
     cluster.start(n1)
     cluster.start(n2)
     _count_at_least(log, 1)
-    return wait_until(lambda: _in_flight(log), timeout=15, interval=0.01)
+    if hold is not None:
+        hold.touch()
+    # A run whose start line comes after this count looked for the hold after it existed.
+    held_from = len(_starts(log)) if hold is not None else 0
+    return wait_until(lambda: len(_starts(log)) > held_from and _in_flight(log), timeout=15,
+                      interval=0.01)
+
+
+def _starts(log: Path) -> list[str]:
+    return [ln[1] for ln in lines(log) if ln[0] == "start"]
 
 
 def _in_flight(log: Path) -> str | None:
     """The slot of the last run started and not yet counted, if any."""
-    starts = [ln[1] for ln in lines(log) if ln[0] == "start"]
+    starts = _starts(log)
     done = {str(x.slot) for x in counter_lines(log)}
     return starts[-1] if starts and starts[-1] not in done else None
 
@@ -183,26 +212,28 @@ def test_a_node_restarted_without_its_members_runs_alone_after_the_rejoin_timeou
 
 def test_a_full_stop_keeps_the_update_of_a_run_in_flight_on_a_member(tmp_path: Path) -> None:
     """The full-stop race of the dispatch lead, made deterministic: a run sent just before the
-    SIGTERMs is in flight on a member when its manager stops. Here n1 runs a slow task (the
-    run takes 3 s), n1 and n2 get SIGTERM while it is in flight, and the manager n3 only once
-    it has seen both leave: it stops with no successor. n1 finishes the run while leaving and
-    sends the result; n3 must wait for it and write it into its table, its last
-    (``TaskRunner.ready_to_leave``: runs in flight elsewhere), or the count repeats after the
-    restart. Three things each lost the update: n3 failed the run when n1's LEAVE came
-    (``MemberDown("left")``), did not wait for it, or (its core stopped) dropped the RESULT."""
-    log = tmp_path / "ledger.log"
-    tasks = [clerk.task(SlowCounterOnN1, name="ledger", interval=4000, timeout=10_000,
-                        args={"log": str(log), "sleep": 3.0})]
-    with LocalCluster(3, tasks, start=False) as cluster:
+    SIGTERMs is in flight on a member when its manager stops. Here n1's run is held in flight
+    (cluster_tasks.HeldCounterOnN1), n1 and n2 get SIGTERM, and the manager n3 only once it
+    has seen both leave: it stops with no successor. Once n3 is leaving, n1 finishes the run
+    (leaving itself) and sends the result; n3 must wait for it and write it into its table,
+    its last (``TaskRunner.ready_to_leave``: runs in flight elsewhere), or the count repeats
+    after the restart. Three things each lost the update: n3 failed the run when n1's LEAVE
+    came (``MemberDown("left")``), did not wait for it, or (its core stopped) dropped the
+    RESULT."""
+    log, hold = tmp_path / "ledger.log", tmp_path / "hold"
+    with LocalCluster(3, _held(log, hold, HeldCounterOnN1), start=False) as cluster:
         n1, n2, n3 = cluster.names
-        slot = _run_in_flight_on_n3_managed(cluster, log)
+        slot = _run_in_flight_on_n3_managed(cluster, log, hold)
         stopping = time.time()
         for name in (n1, n2):
             cluster.procs[name].send_signal(signal.SIGTERM)
         wait_until(lambda: all(f"member {n} down (left)" in cluster.log(n3) for n in (n1, n2)),
                    timeout=10, message=lambda: cluster.log(n3)[-2000:])
         assert _in_flight(log) == slot, "the run ended before the manager's stop: no race"
-        assert cluster.stop(n3) == 0
+        cluster.procs[n3].send_signal(signal.SIGTERM)
+        wait_until(lambda: "leaving the cluster" in cluster.log(n3), timeout=10, interval=0.01)
+        hold.unlink()  # n1's run ends now, while n3 stops
+        assert cluster.procs[n3].wait(timeout=20) == 0
         assert [cluster.procs[n].wait(timeout=20) for n in (n1, n2)] == [0, 0]
         stopped = time.time()
         before = counter_lines(log)
@@ -270,20 +301,19 @@ def test_a_manager_stopped_before_its_successor_confirmed_passes_on_what_it_appl
 
 def test_a_successor_asked_to_stop_as_it_takes_over_keeps_the_update_of_its_run(
         tmp_path: Path) -> None:
-    """The count-8-repeated full restart, on real processes. n2 runs a slow task (3 s); n1
-    leaves; n2 is frozen while its manager n3 leaves and hands it the table (the run in
-    flight with it); n2 runs again with its own stop request on its way (the node process
-    passes SIGTERM on within 0.2 s: the hand-over can come first). If n2 reads the hand-over
-    first, it is asked to leave while it takes over: it must finish that and leave as a
-    manager that drains, with the run's result in its table. It left before its scheduler
-    ran: the count was on no disk (n3, confirmed, did not wait for a run on a listed member)
-    and the restart repeated it. Whichever it reads first, the count must continue."""
-    log = tmp_path / "ledger.log"
-    tasks = [clerk.task(SlowCounterOnN2, name="ledger", interval=4000, timeout=10_000,
-                        args={"log": str(log), "sleep": 3.0})]
-    with LocalCluster(3, tasks, start=False) as cluster:
+    """The count-8-repeated full restart, on real processes. n2's run is held in flight
+    (cluster_tasks.HeldCounterOnN2) until n2 is leaving; n1 leaves; n2 is frozen while
+    its manager n3 leaves and hands it the table (the run in flight with it); n2 runs again
+    with its own stop request on its way (the node process passes SIGTERM on within 0.2 s:
+    the hand-over can come first). If n2 reads the hand-over first, it is asked to leave
+    while it takes over: it must finish that and leave as a manager that drains, with the
+    run's result in its table. It left before its scheduler ran: the count was on no disk
+    (n3, confirmed, did not wait for a run on a listed member) and the restart repeated it.
+    Whichever it reads first, the count must continue."""
+    log, hold = tmp_path / "ledger.log", tmp_path / "hold"
+    with LocalCluster(3, _held(log, hold, HeldCounterOnN2), start=False) as cluster:
         n1, n2, n3 = cluster.names
-        slot = _run_in_flight_on_n3_managed(cluster, log)
+        slot = _run_in_flight_on_n3_managed(cluster, log, hold)
         cluster.procs[n1].send_signal(signal.SIGTERM)
         wait_until(lambda: f"member {n1} down (left)" in cluster.log(n3), timeout=10,
                    message=lambda: cluster.log(n3)[-2000:])
@@ -297,6 +327,10 @@ def test_a_successor_asked_to_stop_as_it_takes_over_keeps_the_update_of_its_run(
         finally:
             cluster.resume(n2)
             os.kill(agent, signal.SIGTERM)  # the agent's own stop request, at once
+        # n2 acts on its stop request (at once, or once it finished taking over): its run ends
+        # then. (Not later: n3, if n2's LEAVE came before it could hand over, waits for it.)
+        wait_until(lambda: "leaving the cluster" in cluster.log(n2), timeout=15, interval=0.01)
+        hold.unlink()
         assert [cluster.procs[n].wait(timeout=30) for n in (n1, n3)] == [0, 0]
         # (n2's node process exits 1: its agent left on a signal the node process did not
         # get, which it reports as the agent stopping on its own.)
