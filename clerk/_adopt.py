@@ -32,8 +32,8 @@ member may hold a newer copy: every dispatch, not only ``init``, then waits for 
 members' OFFERs, for at most ``OFFER_WAIT_MS`` after the activation (a slot due meanwhile is
 skipped). A run from the older copy would repeat a count the cluster already produced, even
 if its result were then dropped (the task ran). The window is bounded once per takeover, so
-members that join later (or forged JOINs) cost nothing; takeovers with a replicated table
-(every failover) and a fresh node's first claim are unchanged.
+members that join later (or forged JOINs) cost nothing; a takeover with a replicated table
+(every failover: the next rule) and a fresh node's first claim are not ``from_disk``.
 
 **A manager that took over from its replica waits for OFFERs.** The same wait, for every
 dispatch, holds after a crash takeover from a replica (``stale``): one not caught up with the
