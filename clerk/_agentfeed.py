@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from clerk._agentattrs import AgentAttrs
 from clerk._batch import decode_frames
 from clerk._codec import DecodeError, EncodeError, encode
 from clerk._core import (
@@ -37,17 +38,10 @@ from clerk._coretypes import QuorumChanged, VoterWrite
 from clerk._messages import Election, Execute, Message, Ok, Result
 
 if TYPE_CHECKING:
-    from collections import Counter, deque
+    from collections import deque
 
-    from clerk._batch import Coalescer
-    from clerk._clock import Clock
-    from clerk._config import NodeConfig
-    from clerk._core import NodeCore
-    from clerk._messages import Peer
     from clerk._metrics import NodeMetrics
-    from clerk._quorumshell import QuorumShell
-    from clerk._runner import TaskRunner
-    from clerk._transport import Inbound, Transport
+    from clerk._transport import Inbound
 
 __all__ = ["AgentFeed"]
 
@@ -55,27 +49,17 @@ log = logging.getLogger("clerk.node")
 BAD_FRAME_LOG_EVERY = 5.0
 
 
-class AgentFeed:
+class AgentFeed(AgentAttrs):
     """Mixed into :class:`clerk._agent.Agent` (which provides these attributes)."""
 
     if TYPE_CHECKING:
-        me: Peer
-        core: NodeCore
-        config: NodeConfig
-        clock: Clock
-        transport: Transport
-        outgoing: Coalescer
-        tasks: TaskRunner
-        quorum: QuorumShell
         metrics: NodeMetrics
-        bad_frames: Counter[str]
         _bad_logged_at: float
         _bad_since_log: int
         _urgent: bool
         _done: bool
         _stop_reason: str
         _members_epoch: int
-        _inbound: Inbound | None
         _loopback: deque[Message]
         _looping: bool
 

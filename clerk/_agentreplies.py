@@ -9,6 +9,7 @@ import logging
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+from clerk._agentattrs import AgentAttrs
 from clerk._codec import EncodeError, encode
 from clerk._deploy import task_names
 from clerk._messages import (
@@ -26,41 +27,22 @@ from clerk._ops import handle_control
 from clerk._statusjob import Slice, Steps, release, run
 
 if TYPE_CHECKING:
-    from collections import Counter
 
-    from clerk._batch import Coalescer
-    from clerk._clock import Clock
-    from clerk._config import NodeConfig
-    from clerk._core import NodeCore
-    from clerk._messages import Peer
-    from clerk._quorumshell import QuorumShell
-    from clerk._runner import TaskRunner
     from clerk._statusjob import StatusJobs
     from clerk._statusparts import StatusParts
-    from clerk._transport import Inbound, Transport
 
 __all__ = ["AgentReplies"]
 
 log = logging.getLogger("clerk.node")
 
 
-class AgentReplies:
+class AgentReplies(AgentAttrs):
     """Mixed into :class:`clerk._agent.Agent` (which provides these attributes)."""
 
     if TYPE_CHECKING:
-        me: Peer
-        core: NodeCore
-        config: NodeConfig
-        clock: Clock
-        transport: Transport
-        outgoing: Coalescer
-        tasks: TaskRunner
-        quorum: QuorumShell
         status_parts: StatusParts
         status_jobs: StatusJobs
-        bad_frames: Counter[str]
         _started_wall: float
-        _inbound: Inbound | None
 
         def _bad_frame(self, reason: str, detail: str, now: float) -> None: ...
 
