@@ -14,9 +14,6 @@ parts (clerk._handover.step_down_to), an OFFER too (clerk._replication.offer_par
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
-
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
 from tests.unit import test_sim_state as base
@@ -61,10 +58,7 @@ def test_a_pause_made_on_the_side_that_steps_down_reaches_the_winner() -> None:
     assert net.sent["handover"] > 1  # the merge's table went in parts
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
-@given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
-       faults=st.lists(st.tuples(base.fault, st.floats(0.05, 3.0)), min_size=1, max_size=8))
+@base.random_faults(max_examples=12)
 def test_no_lost_update_with_big_tables_over_random_partitions_and_heals(
         n: int, seed: int, faults: list[tuple[tuple[str, object], float]]) -> None:
     net, world, names = build(n, seed)

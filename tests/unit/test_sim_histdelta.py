@@ -13,9 +13,6 @@ cores, Scheduler and table log, over random partitions, heals, crashes, restarts
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
-
 from clerk._coretypes import Role, Send
 from clerk._histdelta import parse_hist
 from clerk._messages import Heartbeat
@@ -113,10 +110,7 @@ def test_a_node_of_an_older_build_gets_whole_rows_and_holds_the_same() -> None:
     assert older.refused_hist == 0
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
-@given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
-       faults=st.lists(st.tuples(base.fault, st.floats(0.05, 3.0)), min_size=1, max_size=8))
+@base.random_faults(max_examples=10)
 def test_members_hold_the_managers_rows_through_random_faults(
         n: int, seed: int, faults: list[tuple[tuple[str, object], float]]) -> None:
     net, world, names, watch = build(n, seed)

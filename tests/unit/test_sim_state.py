@@ -22,6 +22,7 @@ leaves followed by a start again). The ledger task's state is a counter (see
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -52,6 +53,20 @@ fault = st.one_of(
     st.tuples(st.just("restart"), st.integers(0, 4)),
     st.tuples(st.just("leave"), st.integers(0, 4)),
 )
+
+
+def random_faults(max_examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The random fault schedules of the property tests (this module's and the other state
+    properties'): 3 to 5 nodes, a seed, and 1 to 8 faults (``fault``), each followed by 0.05
+    to 3 simulated s; ``max_examples`` of them. No deadline and no ``too_slow`` check: a
+    simulation runs on its own clock (``tools/test`` runs these beside the other tests at
+    the lowest priority); no slow explain phase."""
+    return lambda test: settings(
+        max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+    )(given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
+            faults=st.lists(st.tuples(fault, st.floats(0.05, 3.0)), min_size=1,
+                            max_size=8))(test))
 
 
 def _apply(net: SimNetwork, names: list[str], kind: str, arg: object) -> None:
@@ -90,10 +105,7 @@ def _settle(net: SimNetwork, names: list[str]) -> None:
     net.run_for(2.0)  # the merged cluster runs on for a while
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])  # no slow explain
-@given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
-       faults=st.lists(st.tuples(fault, st.floats(0.05, 3.0)), min_size=1, max_size=8))
+@random_faults(max_examples=50)
 def test_no_lineage_regression_and_no_slot_twice_while_connected(
         n: int, seed: int, faults: list[tuple[tuple[str, object], float]]) -> None:
     net, world, names = build(n, seed)
