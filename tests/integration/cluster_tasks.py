@@ -56,14 +56,23 @@ def _append(path: str, line: str) -> None:
         os.fsync(fh.fileno())
 
 
-class PinnedCounter(Counter):
-    """A Counter that only node ``n2`` may run (``nodes()`` filtering)."""
+class OnlyOn:
+    """Mixed into a task before its class: only the node named ``ONLY`` (its name before the
+    ``@``) may run it (``nodes()`` filtering)."""
+
+    ONLY = "n1"
 
     def nodes(self, members: list[str]) -> list[str]:
-        return [m for m in members if m.startswith("n2@")]
+        return [m for m in members if m.startswith(self.ONLY + "@")]
 
 
-class SlowCounterOnN1(Counter):
+class PinnedCounter(OnlyOn, Counter):
+    """A Counter that only node ``n2`` may run (``nodes()`` filtering)."""
+
+    ONLY = "n2"
+
+
+class SlowCounterOnN1(OnlyOn, Counter):
     """A Counter that only node ``n1`` may run, and slowly: it appends ``start SLOT NODE`` to
     ``args['log']`` (ignored by ``counter_lines``), sleeps ``args['sleep']`` s, then counts."""
 
@@ -76,25 +85,20 @@ class SlowCounterOnN1(Counter):
         time.sleep(state["sleep"])
         return super().execute(state)
 
-    def nodes(self, members: list[str]) -> list[str]:
-        return [m for m in members if m.startswith("n1@")]
-
 
 class SlowCounterOnN2(SlowCounterOnN1):
     """:class:`SlowCounterOnN1` that only node ``n2`` may run."""
 
-    def nodes(self, members: list[str]) -> list[str]:
-        return [m for m in members if m.startswith("n2@")]
+    ONLY = "n2"
 
 
 class SlowCounterOnN3(SlowCounterOnN1):
     """:class:`SlowCounterOnN1` that only node ``n3`` may run."""
 
-    def nodes(self, members: list[str]) -> list[str]:
-        return [m for m in members if m.startswith("n3@")]
+    ONLY = "n3"
 
 
-class HeldCounterOnN1(Counter):
+class HeldCounterOnN1(OnlyOn, Counter):
     """A Counter that only node ``n1`` may run, each run held in flight while the test wants:
     it appends ``start SLOT NODE`` to ``args['log']`` (ignored by ``counter_lines``), then
     waits while the file ``args['hold']`` exists (looked for every 10 ms, ``args['max_s']`` s
@@ -113,15 +117,11 @@ class HeldCounterOnN1(Counter):
             time.sleep(0.01)
         return super().execute(state)
 
-    def nodes(self, members: list[str]) -> list[str]:
-        return [m for m in members if m.startswith("n1@")]
-
 
 class HeldCounterOnN2(HeldCounterOnN1):
     """:class:`HeldCounterOnN1` that only node ``n2`` may run."""
 
-    def nodes(self, members: list[str]) -> list[str]:
-        return [m for m in members if m.startswith("n2@")]
+    ONLY = "n2"
 
 
 class Alternating(clerk.Task):
@@ -187,11 +187,8 @@ class Gated(clerk.Task):
         return state
 
 
-class SlowOnN1(Slow):
+class SlowOnN1(OnlyOn, Slow):
     """A Slow task that only node ``n1`` may run."""
-
-    def nodes(self, members: list[str]) -> list[str]:
-        return [m for m in members if m.startswith("n1@")]
 
 
 class Ledger(clerk.Task):
@@ -209,25 +206,20 @@ class Ledger(clerk.Task):
         return {**state, "count": count}
 
 
-class LedgerOnN1(Ledger):
+class LedgerOnN1(OnlyOn, Ledger):
     """A :class:`Ledger` that only node ``n1`` may run: every slot of it goes to that node."""
 
-    def nodes(self, members: list[str]) -> list[str]:
-        return [m for m in members if m.startswith("n1@")]
 
-
-class LedgerOnN2(Ledger):
+class LedgerOnN2(LedgerOnN1):
     """A :class:`Ledger` that only node ``n2`` may run."""
 
-    def nodes(self, members: list[str]) -> list[str]:
-        return [m for m in members if m.startswith("n2@")]
+    ONLY = "n2"
 
 
-class LedgerOnN3(Ledger):
+class LedgerOnN3(LedgerOnN1):
     """A :class:`Ledger` that only node ``n3`` may run."""
 
-    def nodes(self, members: list[str]) -> list[str]:
-        return [m for m in members if m.startswith("n3@")]
+    ONLY = "n3"
 
 
 class Nap(clerk.Task):
