@@ -14,6 +14,7 @@ from clerk._errors import (
     ConfigError,
     ControlError,
     NotReachableError,
+    StartError,
     TaskStateError,
 )
 from clerk._tasks import Run, Task, TaskDef, current_run, task
@@ -55,6 +56,7 @@ __all__ = [
     "NodeConfig",
     "NotReachableError",
     "Run",
+    "StartError",
     "SystemClock",
     "Task",
     "TaskDef",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["ClerkError", "ConfigError", "ControlError", "NotReachableError", "TaskStateError"]
+__all__ = ["ClerkError", "ConfigError", "ControlError", "NotReachableError", "StartError",
+           "TaskStateError"]
 
 
 class ClerkError(Exception):
@@ -35,6 +36,22 @@ class ControlError(ClerkError):
 
 class NotReachableError(ClerkError):
     """No node answered (status client, embedded node queries)."""
+
+
+class StartError(ClerkError):
+    """An embedded node ended while it was starting, before it answered: its agent could not
+    listen on its port or take its data directory (taken after the pre-flight check; not
+    retried), kept crashing, or ended for another reason it logged. Raised as soon as the node has
+    ended, not after ``start()``'s timeout. ``reason`` is the agent's own words (its last
+    error records: which address, which process holds the port), ``exitcode`` the agent's
+    last exit code (None if it did not exit with one), ``node`` the node's name."""
+
+    def __init__(self, node: str, description: str, reason: str,
+                 exitcode: int | None) -> None:
+        self.node = node
+        self.reason = reason
+        self.exitcode = exitcode
+        super().__init__(f"{description} could not start: {reason}")
 
 
 class TaskStateError(ClerkError, ValueError):

@@ -26,6 +26,7 @@ Rules:
 from __future__ import annotations
 
 import atexit
+import collections
 import json
 import logging
 import queue
@@ -71,6 +72,8 @@ DRAIN_S = 0.5
 #: A closing sink stops once its socket has been empty this long: records already sent are
 #: queued in the socket, so a short quiet spell means nothing more is on its way.
 DRAIN_QUIET_S = 0.1
+#: How many ERROR records' messages a sink keeps (``LogSink.errors``).
+ERRORS_KEPT = 5
 
 _context: dict[str, Any] = {"task": None, "slot": None, "run": None}
 
@@ -297,13 +300,16 @@ class LogSink:
     """The host's end: a Unix datagram socket and a thread passing records to ``logging``.
 
     ``endpoint`` is what the node's children are given. ``close()`` handles what is still in
-    the socket, then removes it."""
+    the socket, then removes it. ``errors`` keeps the messages of the last ``ERRORS_KEPT``
+    records at ERROR or above, whatever the host's logging does with them: what
+    ``clerk.Node.start()`` quotes when the node ends before it answers."""
 
     def __init__(self) -> None:
         # (with the directories that killed hosts left: clerk._sockdir)
         self._dir, self.endpoint = socket_dir("clerk-log-", "log", socket.SOCK_DGRAM)
         self.received = 0
         self.bad = 0
+        self.errors: collections.deque[str] = collections.deque(maxlen=ERRORS_KEPT)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(self.endpoint)
         # Room for bursts (a node starting, a flood of warnings) before senders time out.
@@ -334,6 +340,9 @@ class LogSink:
                 self.bad += 1
                 continue
             self.received += 1
+            level = fields.get("levelno")
+            if isinstance(level, int) and level >= logging.ERROR:
+                self.errors.append(str(fields.get("msg", "")))
             try:
                 dispatch(fields)
             except Exception:  # a host handler's failure must not end the sink

@@ -23,14 +23,14 @@ from clerk._config import (
     check_voter_data_dir,
     resolve_host,
 )
-from clerk._errors import ConfigError, NotReachableError
+from clerk._errors import ConfigError, NotReachableError, StartError
 from clerk._lead import DISPATCH_LEAD_MS
 from clerk._logging import LogSink
 from clerk._metrics import check_available as check_metrics
 from clerk._portholder import EXIT_CANNOT_LISTEN, in_use
 from clerk._security import CurveKeys, keys_from_cookie, load_cookie
 from clerk._tasks import TaskDef, check_unique
-from supervisor import ChildSpec, ShutdownInfo, Supervisor, SupervisorError
+from supervisor import ChildSpec, RestartIntensityError, ShutdownInfo, Supervisor, SupervisorError
 from supervisor.testing import WaitTimeout, wait_until
 
 __all__ = ["Node", "agent_spec", "ask_agent_to_leave", "node_spec", "node_supervisor",
@@ -243,7 +243,17 @@ class Node:
         return f"Node(name={self.config.name!r}, port={self.config.port})"
 
     def start(self, timeout: float = 10.0) -> None:
-        """Start the node and wait until it answers on its mailbox."""
+        """Start the node and wait until it answers on its mailbox.
+
+        Raises:
+            ConfigError: found by the pre-flight check, before anything starts (a port in
+                use, naming the process holding it; a bad host, cookie or data directory).
+            StartError: the node ended before it answered (its agent could not bind its
+                port or take its data directory, or kept crashing): raised as
+                soon as it has ended, with the agent's own reason. ``start()`` may then be
+                called again.
+            NotReachableError: it runs but did not answer within ``timeout`` (it is stopped).
+        """
         if self._sup is not None:
             raise RuntimeError(f"{self!r} was already started")
         self._keys = preflight(self.config)
@@ -255,10 +265,45 @@ class Node:
             self._close_sink()
             raise
         try:
-            wait_until(self._answers, timeout=timeout)
+            up = wait_until(self._up_or_ended, timeout=timeout)
         except WaitTimeout:
             self.stop()
             raise NotReachableError(f"{self!r} did not come up within {timeout}s") from None
+        if not isinstance(up, bool):
+            raise self._start_error(up) from None
+
+    def _up_or_ended(self) -> bool | ShutdownInfo | SupervisorError:
+        """True once the node answers; how its supervisor ended if it has; else False."""
+        assert self._sup is not None
+        try:
+            return self._sup.wait(timeout=0)
+        except TimeoutError:
+            pass
+        except SupervisorError as exc:  # it gave up on the agent (kept crashing)
+            return exc
+        return self._answers()
+
+    def _start_error(self, ended: ShutdownInfo | SupervisorError) -> StartError:
+        """The node ended while starting: the error, in the agent's own words (its last
+        error records, all sent before it exited: closing the sink handles them)."""
+        sink = self._sink
+        self._close_sink()
+        self._sup = None  # ended (its loop joined): start() may be called again
+        said = list(dict.fromkeys(sink.errors)) if sink is not None else []
+        info = ended.info if isinstance(ended, RestartIntensityError) else ended
+        last = info.exit if isinstance(info, ShutdownInfo) else None
+        if isinstance(ended, SupervisorError):
+            why = (f"its agent kept crashing: {ended}"
+                   if isinstance(ended, RestartIntensityError) else str(ended))
+            reason = f"{'; '.join(said)} ({why})" if said else why
+        elif said:
+            reason = "; ".join(said)
+        elif last is not None:
+            reason = f"its agent ended ({last}) without saying why"
+        else:
+            reason = f"it ended ({ended})"
+        return StartError(self.config.name, repr(self), reason,
+                          None if last is None else last.exitcode)
 
     def _answers(self) -> bool:
         try:

@@ -19,7 +19,12 @@ and another test process picking "a free port" the same way can pick the same nu
 * a released lock file is unlinked while still locked. A process that opened the file before
   that, and then gets the lock, finds the path gone or naming another file (``fstat`` against
   ``stat``) and lets go: only the file the path names counts, so the directory holds the ports
-  in use (and those of processes killed mid-way), not every port ever used.
+  in use, not every port ever used;
+* a killed process cannot unlink its files (the kernel only drops its locks), so a
+  reservation's first ``take`` sweeps the directory (:func:`sweep`): every ``<port>.lock`` it
+  can lock at once is nobody's, and is unlinked while locked, as a release does. A file held
+  by a live process cannot be locked and is left alone; one that a claimer opened just before
+  the sweep unlinked it is refused by that claimer's ``fstat`` check, as after a release.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ __all__ = [
     "lock_dir",
     "pool",
     "port_bindable",
+    "sweep",
 ]
 
 EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
@@ -184,6 +190,34 @@ def _unclaim(path: Path, fd: int) -> None:
         os.close(fd)
 
 
+def sweep(directory: str | os.PathLike[str]) -> list[int]:
+    """Unlink the lock files in ``directory`` that no process holds (left by killed
+    processes); return their ports. Each is locked first, and unlinked only while locked,
+    so a file a live process holds (this one's included) is never touched; files other than
+    ``<port>.lock`` are not looked at."""
+    removed: list[int] = []
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        stem, dot, ext = name.partition(".")
+        if ext != "lock" or not stem.isdigit():
+            continue
+        path = Path(directory) / name
+        fd = _claim(path)
+        if fd is None:
+            continue  # held, or not ours to open
+        try:
+            path.unlink()
+        except (FileNotFoundError, PermissionError):
+            continue  # another user's file in the shared (sticky) directory
+        finally:
+            os.close(fd)
+        removed.append(int(stem))
+    return removed
+
+
 class PortReservation:
     """TCP ports held for this process until :meth:`release`/:meth:`close` (or its end).
 
@@ -206,6 +240,7 @@ class PortReservation:
         self._rng = rng or random.Random()
         self._held: dict[int, int] = {}  # port -> locked descriptor
         self._lock = threading.Lock()
+        self._swept = False  # the first take() sweeps stale lock files (see sweep)
 
     def __enter__(self) -> PortReservation:
         return self
@@ -240,6 +275,9 @@ class PortReservation:
         _ensure_dir(self.dir)
         got: list[int] = []
         with self._lock:
+            if not self._swept:
+                self._swept = True
+                sweep(self.dir)
             for port in self._candidates():
                 if len(got) == n:
                     break

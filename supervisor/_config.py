@@ -23,6 +23,7 @@
     start = "myapp.jobs:poll"     # imported from the current directory / sys.path
     args = [5]
     restart = "transient"
+    shutdown_exits = [3]          # exit code 3: stopped on purpose, not restarted
 
     [[child]]                     # a nested supervisor: a [child.supervisor] sub-table
     id = "pool"
@@ -63,6 +64,7 @@ _TOP_KEYS = _SUP_KEYS | {"control"}
 _CHILD_KEYS = {
     "id", "start", "command", "args", "kwargs", "restart", "shutdown", "type",
     "significant", "env", "cwd", "supervisor", "stdout", "stderr", "max_bytes", "backups",
+    "shutdown_exits",
 }  # fmt: skip
 
 
@@ -97,6 +99,7 @@ _NEUTRAL: dict[str, Any] = {
     "restart": "permanent", "shutdown": None, "type": None, "significant": False,
     "args": (), "kwargs": {}, "env": None, "cwd": None, "stdout": None, "stderr": None,
     "max_bytes": None, "backups": None, "start": None, "command": None,
+    "shutdown_exits": (),
 }  # fmt: skip
 
 

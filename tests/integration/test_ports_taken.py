@@ -92,6 +92,51 @@ def test_an_agent_that_cannot_bind_is_not_restarted_and_the_node_exits_2() -> No
     assert took < 30
 
 
+def test_an_embedded_node_on_a_taken_port_fails_at_once_naming_the_holder() -> None:
+    import clerk
+
+    (port,) = free_ports(1)
+    node = clerk.Node(name="lone@127.0.0.1", port=port, insecure=True, data_dir=False,
+                      workers=1)
+    with listening(port), pytest.raises(clerk.ConfigError) as info:
+        node.start()  # the pre-flight check finds it before anything starts
+    assert (f"clerk.Node(...): port = {port}: is already in use on 127.0.0.1 (held by pid "
+            f"{os.getpid()} " in str(info.value)), info.value
+
+
+def test_an_embedded_node_whose_agent_cannot_bind_fails_at_once_with_its_reason(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The port taken between the pre-flight check and the agent's bind: ``start()`` raises
+    as soon as the node has ended, with the agent's own words, not after its timeout."""
+    import clerk
+    import clerk._node
+
+    monkeypatch.setattr(clerk._node, "preflight", lambda config, derive_keys=True: None)
+    (port,) = free_ports(1)
+    node = clerk.Node(name="lone@127.0.0.1", port=port, insecure=True, data_dir=False,
+                      workers=1)
+    with listening(port):
+        started = time.monotonic()
+        with pytest.raises(clerk.StartError) as info:
+            node.start(timeout=60)
+        took = time.monotonic() - started
+    error = info.value
+    assert isinstance(error, clerk.ClerkError)
+    assert str(error).startswith(f"{node!r} could not start: cannot listen on "
+                                 f"127.0.0.1:{port}: port {port} is already in use on "
+                                 f"127.0.0.1 (held by pid {os.getpid()} "), error
+    assert "(not retried)" in str(error)
+    assert error.node == "lone@127.0.0.1" and error.exitcode == 2
+    assert error.reason in str(error) and f"port {port}" in error.reason
+    assert took < 20, took  # the agent's start and exit only, never the 60 s timeout
+    assert node.stop() is None  # already ended: nothing to stop
+    try:
+        node.start(timeout=60)  # the port is free again: the same Node starts
+        assert node.status()["node"] == "lone@127.0.0.1"
+    finally:
+        node.stop()
+
+
 def test_a_node_whose_metrics_port_was_taken_serves_metrics_on_another() -> None:
     import urllib.request
 

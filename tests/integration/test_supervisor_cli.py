@@ -139,3 +139,48 @@ def test_check_flag_validates_only(tmp_path):
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "ok" in out
     assert not (tmp_path / "log").exists()
+
+
+SHUTDOWN_EXITS = """
+    [[child]]
+    id = "listed"
+    command = ["sh", "-c", "echo start listed >> {log}; exit 3"]
+    restart = "transient"
+    shutdown_exits = [3, 4]
+
+    [[child]]
+    id = "unlisted"
+    command = ["sh", "-c", "echo start unlisted >> {log}; [ -e {dir}/again ] && exec sleep 1000; touch {dir}/again; exit 3"]
+    restart = "transient"
+"""  # noqa: E501
+
+
+def test_a_child_exiting_with_a_code_listed_in_the_file_is_not_restarted(tmp_path):
+    from tests.integration.sup_tree import Tree
+
+    tree = Tree(tmp_path, SHUTDOWN_EXITS)
+    try:
+        tree.start()
+        # The same exit code without the key is an abnormal exit: that child is restarted.
+        tree.wait_up({"unlisted"})
+
+        def starts() -> list[str]:
+            with open(tree.log) as f:
+                return f.read().split("\n")
+
+        def settled() -> dict[str, dict] | None:
+            rows = tree.client_rows()
+            done = (rows["listed"]["state"] == "terminated" and rows["unlisted"]["restarts"] == 1
+                    and starts().count("start unlisted") == 2)  # its second run has begun
+            return rows if done else None
+
+        rows = wait_until(settled, 20, message=lambda: f"{tree.client_rows()}; {tree.stderr()}")
+        # The exit was handled (terminated, no restart pending): it stays down, counted as none.
+        assert rows["listed"]["restarts"] == 0, rows
+        assert rows["listed"]["last_exit"].startswith("shutdown"), rows
+        assert rows["unlisted"]["state"] == "running", rows
+        assert starts().count("start listed") == 1
+        err = tree.stderr()
+        assert "restarted child 'unlisted'" in err and "restarted child 'listed'" not in err
+    finally:
+        assert tree.stop() == 0, tree.stderr()

@@ -6,7 +6,7 @@ import supervisor
 CLERK_PUBLIC = {
     "ClerkError", "Clock", "ConfigError", "ControlError", "FakeClock", "Node", "NodeConfig",
     "__version__",
-    "NotReachableError", "Run", "SystemClock", "Task", "TaskDef", "TaskStateError",
+    "NotReachableError", "Run", "StartError", "SystemClock", "Task", "TaskDef", "TaskStateError",
     "current_run", "load_config", "node_spec", "task",
 }
 

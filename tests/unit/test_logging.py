@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from clerk._logging import (
+    ERRORS_KEPT,
     MAX_RECORD_BYTES,
     ContextFilter,
     ForwardHandler,
@@ -121,3 +122,23 @@ def test_a_huge_record_is_cut_not_dropped(sink: LogSink, host: Keep) -> None:
     handler.close()
     msg = host.records[0].getMessage()
     assert len(msg) < MAX_RECORD_BYTES and msg.endswith("THE END") and "cut" in msg
+
+
+def test_the_sink_keeps_the_last_error_messages_whatever_the_host_does(sink: LogSink) -> None:
+    """What ``Node.start()`` quotes when the node ends before it answers: kept even when the
+    host's logging drops the records (here, the logger is silenced)."""
+    quiet = logging.getLogger("fwd.silenced")
+    quiet.setLevel(logging.CRITICAL + 1)
+    handler = ForwardHandler(sink.endpoint, Keep())
+    try:
+        handler.handle(make("fwd.silenced", "just info"))
+        for i in range(7):
+            handler.handle(make("fwd.silenced", "cannot %s #%d", "listen", i,
+                                level=logging.ERROR))
+        handler.handle(make("fwd.silenced", "bad", level=logging.CRITICAL))
+        wait_until(lambda: sink.received >= 9, timeout=5)
+    finally:
+        handler.close()
+        quiet.setLevel(logging.NOTSET)
+    assert ERRORS_KEPT == 5  # the last five at ERROR or above, formatted; INFO is not kept
+    assert list(sink.errors) == [f"cannot listen #{i}" for i in range(3, 7)] + ["bad"]

@@ -215,6 +215,52 @@ def test_a_killed_holders_ports_are_free_again(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_killed_holders_lock_files_are_swept_by_the_next_reservation(tmp_path: Path) -> None:
+    """Files a SIGKILLed process left go at the next reservation's first take, even for ports
+    outside its pool; a live process's files, this process's own and other files stay."""
+    dead_ports, live_ports, mine, fresh = (window(2, skip=3000 + 10 * i) for i in range(4))
+    assert len(set(dead_ports + live_ports + mine + fresh)) == 8
+    dead, live = _holders(dead_ports, tmp_path, [2]), _holders(live_ports, tmp_path, [2])
+    procs = dead + live
+    try:
+        for p in procs:
+            assert p.stdout is not None and len(json.loads(p.stdout.readline())) == 2
+        dead[0].send_signal(signal.SIGKILL)
+        dead[0].wait(timeout=10)
+        left = {f"{p}.lock" for p in dead_ports}
+        assert left <= {f.name for f in tmp_path.iterdir()}  # the kernel only unlocked them
+        (tmp_path / "notes.txt").write_text("not a lock file")
+        (tmp_path / "99999.lock.tmp").write_text("")
+        with PortReservation(ports=mine, directory=tmp_path) as own:
+            own.take(2)
+            with PortReservation(ports=fresh, directory=tmp_path) as res:
+                (got,) = res.take(1)
+                names = {f.name for f in tmp_path.iterdir()}
+                assert not left & names  # swept
+                assert {f"{p}.lock" for p in live_ports + mine} <= names  # held: kept
+                assert {"notes.txt", "99999.lock.tmp", f"{got}.lock"} <= names
+                assert _ports.sweep(tmp_path) == []  # nothing left that nobody holds
+    finally:
+        _finish(procs)
+    assert {f.name for f in tmp_path.iterdir()} == {"notes.txt", "99999.lock.tmp"}
+
+
+def test_sweep_locks_before_it_unlinks(tmp_path: Path) -> None:
+    """The sweep unlinks a file only while holding its lock: one it cannot lock (held by
+    another open file description, here in this very process) is never unlinked."""
+    held = tmp_path / "7001.lock"
+    fd = _ports._claim(held)
+    assert fd is not None
+    (tmp_path / "7002.lock").touch()
+    try:
+        assert _ports.sweep(tmp_path) == [7002]
+        assert held.exists()
+    finally:
+        _ports._unclaim(held, fd)
+    assert list(tmp_path.iterdir()) == []
+    assert _ports.sweep(tmp_path / "missing") == []
+
+
 def test_listens_sees_a_listener_of_these_processes_only() -> None:
     (port,) = window(1, skip=2000)
     assert not listens([os.getpid()], port)

@@ -154,3 +154,70 @@ def test_protocol_lines():
     for bad in (b"[1]", b'{"v": 2, "op": "status"}', b"not json"):
         with pytest.raises(ValueError):
             decode(bad)
+
+
+def test_shutdown_exits_from_the_file(tmp_path):
+    path = write(tmp_path, """
+        [[child]]
+        id = "server"
+        command = ["true"]
+        restart = "transient"
+        shutdown_exits = [2, 78]
+        [[child]]
+        id = "plain"
+        command = ["true"]
+    """)
+    server, plain = read_tree(path).supervisor.children
+    assert server.shutdown_exits == (2, 78)
+    assert plain.shutdown_exits == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("[0]", "[0]"),
+        ("[256]", "[256]"),
+        ("[2, -1]", "[2, -1]"),
+        ("2", "2"),
+        ('["2"]', "['2']"),
+        ("[true]", "[True]"),
+        ("[2.0]", "[2.0]"),
+    ],
+)
+def test_a_bad_shutdown_exits_names_file_child_and_key(tmp_path, value, shown):
+    path = write(tmp_path, f"""
+        [[child]]
+        id = "ok"
+        command = ["true"]
+        [[child]]
+        id = "server"
+        command = ["true"]
+        restart = "transient"
+        shutdown_exits = {value}
+        shutdown = "later"
+    """)
+    with pytest.raises(ConfigError) as info:
+        read_tree(path)
+    problems = {p.key: p for p in info.value.problems}
+    # every problem of the child is reported, this one beside the others
+    assert set(problems) == {"child[1].shutdown_exits", "child[1].shutdown"}
+    line = next(s for s in str(info.value).splitlines() if "shutdown_exits" in s)
+    assert line == (f"{path}: child[1].shutdown_exits = {shown}: must be a list of exit "
+                    "codes from 1 to 255")
+
+
+def test_shutdown_exits_in_a_nested_tree_and_under_check(tmp_path):
+    path = write(tmp_path, """
+        [[child]]
+        id = "pool"
+        [child.supervisor]
+        [[child.supervisor.child]]
+        id = "w"
+        command = ["true"]
+        restart = "transient"
+        shutdown_exits = [300]
+    """)
+    for check in (False, True):
+        with pytest.raises(ConfigError, match=r"child\[0\]\.supervisor\.child\[0\]\."
+                                              r"shutdown_exits = \[300\]: must be a list"):
+            read_tree(path, check=check)
