@@ -34,8 +34,9 @@ class Counter(clerk.Task):
 
 class QuickCounter(Counter):
     """A :class:`Counter` whose line is written, not flushed to the disk: a run takes
-    microseconds, not an ``fsync`` (which a busy CI disk held for 0.6 s and more: the run was in
-    flight for that long, and the overlap rule rightly skipped the slots due meanwhile). For the
+    microseconds, not an ``fsync`` (which a busy disk can hold for 0.6 s and more: the run is in
+    flight for that long, and the overlap rule rightly skips the slots due meanwhile; the hostile
+    test's one CI failure, a 0.79 s gap, has exactly that signature). For the
     tests that judge the node's timing by the gaps between runs: they must not time the disk.
     Other processes read the line at once all the same (the page cache); only a crash of the
     machine could lose it."""

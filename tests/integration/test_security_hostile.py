@@ -7,14 +7,15 @@ its task must keep running at its interval, each bad frame must show up in ``bad
 its status, and its sockets must stay bounded.
 
 The live task is ``QuickCounter`` (``tools/fuzz.py``'s ``COUNTER``): it does not ``fsync`` its
-line. With ``Counter`` this test once failed in CI with a 0.79 s gap: one run's ``fsync`` held
-on a busy disk for ~0.6 s keeps the run in flight past the next three due times, which the
-overlap rule skips (a worker's ``fsync`` delayed by 0.65 s with ``strace -e inject`` gives
-exactly that: a 0.78 s gap, four slots skipped), while the node's loop, its longest turn under
-the flood ~30 ms, had done nothing wrong. The gap bound judges the node, not the disk. Should
-it fail again, its message says which it was: slots missing with ``skipped`` counted (a run
-in flight: the task or the worker was slow), ``refused``/``stale`` counted (runs that reached
-the worker too late), or consecutive slots far apart (runs started late).
+line. With ``Counter`` this test once failed in CI with a 0.79 s gap, the signature of one
+run's ``fsync`` held ~0.6 s by a busy disk: the run stays in flight past the next three due
+times, which the overlap rule skips (``tools/bench_flood_gaps.py``: a worker's ``fsync``
+delayed 0.65 s with ``strace -e inject`` gives 0.65-0.80 s gaps, three slots skipped), while
+the node's loop (its longest turn under the flood ~30 ms) does nothing wrong. The gap bound
+judges the node, not the disk. Should it fail again, its message says which it was: slots
+missing with ``skipped`` counted (a run in flight: the task or the worker was slow),
+``refused``/``stale`` counted (runs that reached the worker too late), or consecutive slots
+far apart (runs started late).
 """
 
 from __future__ import annotations
