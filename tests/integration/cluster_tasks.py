@@ -13,7 +13,10 @@ import clerk
 
 
 class Counter(clerk.Task):
-    """Counts its runs in its state and appends one line per run to ``args['log']``."""
+    """Counts its runs in its state and appends one line per run to ``args['log']`` (its start
+    time last), flushed to the disk (``fsync``) before the run ends."""
+
+    SYNC = True
 
     def init(self, args: Any) -> Any:
         return {"count": 0, "log": args["log"]}
@@ -24,8 +27,21 @@ class Counter(clerk.Task):
         with open(state["log"], "a") as fh:
             fh.write(f"{run.task} {run.slot} {run.term} {run.node} {count} {time.time():.6f}\n")
             fh.flush()
-            os.fsync(fh.fileno())
+            if self.SYNC:
+                os.fsync(fh.fileno())
         return {**state, "count": count}
+
+
+class QuickCounter(Counter):
+    """A :class:`Counter` whose line is written, not flushed to the disk: a run takes
+    microseconds, not an ``fsync`` (which a busy disk can hold for 0.6 s and more: the run is in
+    flight for that long, and the overlap rule rightly skips the slots due meanwhile; the hostile
+    test's one CI failure, a 0.79 s gap, has exactly that signature). For the
+    tests that judge the node's timing by the gaps between runs: they must not time the disk.
+    Other processes read the line at once all the same (the page cache); only a crash of the
+    machine could lose it."""
+
+    SYNC = False
 
 
 class Sleeper(clerk.Task):
