@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import signal
 import socket
 import time
 import traceback
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from clerk import _tasks
@@ -35,8 +37,8 @@ from clerk._jsoncheck import json_problem
 from clerk._jsondump import encoder
 from clerk._lead import SPIN_MS, too_late
 from clerk._logging import configure_child_logging, run_context
-from clerk._tasks import MAX_STATE_BYTES, Run, Task, due_datetime, load_task_class
-from clerk._workerlink import DONE, READY, RUN, BlockingReader, LinkClosed, send_msg
+from clerk._tasks import MAX_STATE_BYTES, Task, load_task_class
+from clerk._workerlink import DONE, READY, RUN, BlockingReader, LinkClosed, pack, parse, send_msg
 
 __all__ = ["hold_until", "main", "run_job"]
 
@@ -108,10 +110,18 @@ def hold_until(due_ms: float, wall: Callable[[], float] = time.time,
 
 
 def _late_start(job: dict[str, Any], due_ms: float, wall: float) -> str:
-    """Why the run may no longer start now (clerk._lead.too_late), or ""."""
+    """Why the run may no longer start now (clerk._lead.too_late), or "". The two limits are
+    compared here first: the message is only made for a run that is late."""
     deadline, interval = job.get("deadline_ms"), job.get("interval_ms")
-    return too_late(wall * 1000, due_ms, deadline if isinstance(deadline, int | float) else 0,
-                    interval if isinstance(interval, int | float) else None, "would start")
+    if not isinstance(deadline, (int, float)):
+        deadline = 0
+    if not isinstance(interval, (int, float)):
+        interval = None
+    wall_ms = wall * 1000
+    if (deadline and wall_ms > deadline) or (interval is not None
+                                             and wall_ms > due_ms + interval):
+        return too_late(wall_ms, due_ms, deadline, interval, "would start")
+    return ""
 
 
 def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
@@ -123,11 +133,26 @@ def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
 
 def done_body(reply: dict[str, Any], state_json: str | None) -> bytes:
     """The ``done`` message's body for ``reply``, with its state as ``state_json`` when given
-    (the text ``run_job`` already encoded to check its size: a state is encoded once)."""
+    (the text ``run_job`` already encoded to check its size: a state is encoded once).
+
+    The text is ``json.dumps(reply)``'s, written in one step: the reply's keys are fixed, and
+    its values (a str run id, outcome and error, a finite float duration) are quoted by the
+    encoder's own C functions; other values go through the encoder one by one."""
+    run, outcome, error = reply["run"], reply["outcome"], reply["error"]
+    duration = reply["duration_ms"]
     if state_json is None:
-        return _DUMPS(reply).encode()
-    rest = _DUMPS({k: v for k, v in reply.items() if k != "state"})
-    return f'{rest[:-1]}, "state": {state_json}}}'.encode()
+        state_json = _DUMPS(reply["state"])
+    if (type(run) is str and type(outcome) is str and type(error) is str
+            and type(duration) is float and math.isfinite(duration) and len(reply) == 5):
+        return (f'{{"run": {_quote(run)}, "outcome": {_quote(outcome)}, "state": {state_json}, '
+                f'"duration_ms": {duration!r}, "error": {_quote(error)}}}').encode()
+    items = ", ".join(f"{_quote(k)}: {state_json if k == 'state' else _DUMPS(v)}"
+                      for k, v in reply.items())
+    return f"{{{items}}}".encode()
+
+
+#: A str as JSON text (quotes, escapes, ASCII), as the encoder writes it.
+_quote: Callable[[str], str] = encode_basestring_ascii
 
 
 def _run_job(job: dict[str, Any], cache: dict[str, Task]) -> tuple[dict[str, Any], str | None]:
@@ -136,13 +161,17 @@ def _run_job(job: dict[str, Any], cache: dict[str, Task]) -> tuple[dict[str, Any
     name = str(job.get("task"))
     started = time.perf_counter()
     due_ms = job.get("due_ms")
-    if not isinstance(due_ms, int | float) or isinstance(due_ms, bool) or due_ms <= 0:
+    if not isinstance(due_ms, (int, float)) or isinstance(due_ms, bool) or due_ms <= 0:
         due_ms = time.time() * 1000  # an EXECUTE without a due time: it is due now
-    _tasks._set_current(Run(name, int(job["slot"]), int(job["term"]), str(job["node"]),
-                            due_datetime(due_ms, str(job.get("timezone") or "UTC"))))
-    run_context(name, int(job["slot"]), str(job.get("run")))  # on the task's log records
+    slot = int(job["slot"])
+    # current_run() makes the Run (and its due datetime) when the task first asks for it.
+    _tasks._begin_run(name, slot, int(job["term"]), str(job["node"]), due_ms,
+                      str(job.get("timezone") or "UTC"))
+    run_context(name, slot, str(job.get("run")))  # on the task's log records
     try:
-        inst = _instance(cache, name, str(job["target"]))
+        inst = cache.get(name)
+        if inst is None:
+            inst = _instance(cache, name, str(job["target"]))
         state = job.get("state")
         # Everything else is ready: the user's code starts at the due time, and not late.
         wall = hold_until(due_ms)
@@ -201,11 +230,11 @@ def main(endpoint: str, wid: int, node: str = "", log_level: str = "info",
                 return  # the agent is gone (or closed our link): nothing more to run
             if kind != RUN:
                 continue
-            job = json.loads(body.decode())  # (a str: see Executor._on_link)
+            job = parse(body.decode())  # (a str: see Executor._on_link)
             reply, state_json = _run_job(job, cache)
-            try:
-                send_msg(sock, DONE, done_body(reply, state_json))
-            except LinkClosed:
-                return
+            try:  # (a blocking socket: one call writes it all)
+                sock.sendall(pack(DONE, done_body(reply, state_json)))
+            except OSError:
+                return  # the agent is gone
     finally:
         sock.close()
