@@ -254,17 +254,16 @@ class Executor:
         return True
 
     def _run_body(self, msg: Execute) -> bytes:
-        """A RUN's body: ``json.dumps`` of the run's object (``run``, ``slot``, ``term``,
-        ``state``, ``init``, ``due_ms``, ``deadline_ms``, and its task's ``task``, ``target``,
-        ``node``, ``timezone``, ``interval_ms``), written in one step: the task's part is
-        encoded once per definition, the run's str quoted and its ints written by the
-        encoder's own rules (a value of another type goes through the encoder)."""
+        """A RUN's body: the array of ``RUN_FIELDS`` (clerk._workerlink), written in one
+        step: the task's fields (``task``, ``target``, ``node``, ``timezone``,
+        ``interval_ms``) are encoded once per definition, the run's str quoted and its ints
+        and bool written as JSON writes them (a value of another type goes through the
+        encoder). The worker checks ``deadline_ms`` and ``interval_ms`` again as the run would
+        start (clerk._lead)."""
         d = self.defs[msg.task]
         tail = self._run_tail.get(msg.task)
         if tail is None or tail[0] is not d:
-            # the worker checks deadline_ms and interval_ms again as the run would start
-            text = _DUMPS({"task": msg.task, "target": d.target, "node": self.node,
-                           "timezone": d.timezone, "interval_ms": d.interval})
+            text = _DUMPS([msg.task, d.target, self.node, d.timezone, d.interval])
             tail = self._run_tail[msg.task] = (d, text[1:-1])
         values: tuple[Any, ...] = (msg.run_id, msg.slot, msg.term, msg.due_ms,
                                    msg.deadline_ms, msg.init)
@@ -274,9 +273,8 @@ class Executor:
             run_id, init = _quote(run_id), "true" if init else "false"
         else:
             run_id, slot, term, due, deadline, init = (_DUMPS(v) for v in values)
-        return (f'{{"run": {run_id}, "slot": {slot}, "term": {term}, '
-                f'"state": {_DUMPS(msg.state)}, "init": {init}, '
-                f'"due_ms": {due}, "deadline_ms": {deadline}, {tail[1]}}}').encode()
+        return (f"[{run_id}, {slot}, {term}, {_DUMPS(msg.state)}, {init}, {due}, {deadline}, "
+                f"{tail[1]}]").encode()
 
     def _accept(self) -> None:
         """A worker connected: its messages are read as they come (``_on_link``)."""

@@ -38,7 +38,17 @@ from clerk._jsondump import encoder
 from clerk._lead import SPIN_MS, too_late
 from clerk._logging import configure_child_logging, run_context
 from clerk._tasks import MAX_STATE_BYTES, Task, load_task_class
-from clerk._workerlink import DONE, READY, RUN, BlockingReader, LinkClosed, pack, parse, send_msg
+from clerk._workerlink import (
+    DONE,
+    READY,
+    RUN,
+    RUN_FIELDS,
+    BlockingReader,
+    LinkClosed,
+    pack,
+    parse,
+    send_msg,
+)
 
 __all__ = ["hold_until", "main", "run_job"]
 
@@ -109,10 +119,9 @@ def hold_until(due_ms: float, wall: Callable[[], float] = time.time,
     return now
 
 
-def _late_start(job: dict[str, Any], due_ms: float, wall: float) -> str:
+def _late_start(deadline: Any, interval: Any, due_ms: float, wall: float) -> str:
     """Why the run may no longer start now (clerk._lead.too_late), or "". The two limits are
     compared here first: the message is only made for a run that is late."""
-    deadline, interval = job.get("deadline_ms"), job.get("interval_ms")
     if not isinstance(deadline, (int, float)):
         deadline = 0
     if not isinstance(interval, (int, float)):
@@ -157,30 +166,51 @@ _quote: Callable[[str], str] = encode_basestring_ascii
 
 def _run_job(job: dict[str, Any], cache: dict[str, Task]) -> tuple[dict[str, Any], str | None]:
     """:func:`run_job`, and the new state as JSON text (None when the run failed)."""
+    return _run(job.get("run"), job["slot"], job["term"], job.get("state"), job.get("init"),
+                job.get("due_ms"), job.get("deadline_ms"), job.get("task"), job.get("target"),
+                job["node"], job.get("timezone"), job.get("interval_ms"), cache)
+
+
+def _run_message(body: bytes, cache: dict[str, Task]) -> tuple[dict[str, Any], str | None]:
+    """:func:`_run_job` of a RUN's body: the array of ``RUN_FIELDS`` (clerk._workerlink) the
+    agent writes, or the object an agent of an earlier version wrote (a worker started after
+    the package was upgraded under a running agent). ValueError for anything else."""
+    job = parse(body.decode())  # (a str: see Executor._on_link)
+    if type(job) is list and len(job) == len(RUN_FIELDS):
+        run, slot, term, state, init, due, deadline, task, target, node, zone, interval = job
+        return _run(run, slot, term, state, init, due, deadline, task, target, node, zone,
+                    interval, cache)
+    if isinstance(job, dict):
+        return _run_job(job, cache)
+    raise ValueError(f"a run from the agent is not an array of {len(RUN_FIELDS)} fields "
+                     f"({', '.join(RUN_FIELDS)}): {body[:200]!r}")
+
+
+def _run(run: Any, slot: Any, term: Any, state: Any, init: Any, due_ms: Any, deadline: Any,
+         task: Any, target: Any, node: Any, timezone: Any, interval: Any,
+         cache: dict[str, Task]) -> tuple[dict[str, Any], str | None]:
+    """:func:`_run_job` of the run's fields, in the order of ``RUN_FIELDS``."""
     encoded: str | None = None
-    name = str(job.get("task"))
+    name = str(task)
     started = time.perf_counter()
-    due_ms = job.get("due_ms")
     if not isinstance(due_ms, (int, float)) or isinstance(due_ms, bool) or due_ms <= 0:
         due_ms = time.time() * 1000  # an EXECUTE without a due time: it is due now
-    slot = int(job["slot"])
+    slot = int(slot)
     # current_run() makes the Run (and its due datetime) when the task first asks for it.
-    _tasks._begin_run(name, slot, int(job["term"]), str(job["node"]), due_ms,
-                      str(job.get("timezone") or "UTC"))
-    run_context(name, slot, str(job.get("run")))  # on the task's log records
+    _tasks._begin_run(name, slot, int(term), str(node), due_ms, str(timezone or "UTC"))
+    run_context(name, slot, str(run))  # on the task's log records
     try:
         inst = cache.get(name)
         if inst is None:
-            inst = _instance(cache, name, str(job["target"]))
-        state = job.get("state")
+            inst = _instance(cache, name, str(target))
         # Everything else is ready: the user's code starts at the due time, and not late.
         wall = hold_until(due_ms)
-        late = _late_start(job, due_ms, wall)
+        late = _late_start(deadline, interval, due_ms, wall)
         if late:  # this worker was stopped while it held the run (SIGSTOP, a VM stall)
-            return {"run": job.get("run"), "outcome": "refused", "state": None,
+            return {"run": run, "outcome": "refused", "state": None,
                     "duration_ms": 0.0, "error": f"stale: {late}"}, None
         started = time.perf_counter()
-        if job.get("init"):
+        if init:
             state = _resolve(inst.init(state))
             _check_state(name, state, "init()")
         new_state = _resolve(inst.execute(state))
@@ -202,7 +232,7 @@ def _run_job(job: dict[str, Any], cache: dict[str, Task]) -> tuple[dict[str, Any
         _tasks._set_current(None)
         run_context()
     duration = (time.perf_counter() - started) * 1000
-    return {"run": job.get("run"), "outcome": outcome, "state": new_state,
+    return {"run": run, "outcome": outcome, "state": new_state,
             "duration_ms": duration, "error": error}, encoded
 
 
@@ -230,8 +260,7 @@ def main(endpoint: str, wid: int, node: str = "", log_level: str = "info",
                 return  # the agent is gone (or closed our link): nothing more to run
             if kind != RUN:
                 continue
-            job = parse(body.decode())  # (a str: see Executor._on_link)
-            reply, state_json = _run_job(job, cache)
+            reply, state_json = _run_message(body, cache)
             try:  # (a blocking socket: one call writes it all)
                 sock.sendall(pack(DONE, done_body(reply, state_json)))
             except OSError:

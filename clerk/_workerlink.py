@@ -6,7 +6,10 @@ Rules:
   once and says ``ready`` (its ``wid`` and pid). The connection *is* the worker's identity: what
   comes in on it is from that worker, and a run goes to a worker by writing to its connection.
 * A message is a 5-byte header (body length, 4 bytes big-endian; kind, 1 byte) and a JSON body.
-  Kinds: ``ready`` and ``done`` (worker -> agent), ``run`` (agent -> worker).
+  Kinds: ``ready`` and ``done`` (worker -> agent), ``run`` (agent -> worker). ``ready`` and
+  ``done`` are objects; ``run`` is an array of :data:`RUN_FIELDS`, in that order (decoding a
+  12-key object was the largest part of a worker's own work per run after the task's; a
+  worker also takes the object an earlier agent wrote, see ``clerk._worker``).
 * The agent never blocks on a worker for long: it reads only what is there (non-blocking, one
   :class:`Reader` per connection reassembles messages), and writes with a bounded wait
   (``SEND_TIMEOUT_S``); a worker that does not take a run in that time is treated as gone (its
@@ -32,10 +35,14 @@ import struct
 import time
 from typing import Any
 
-__all__ = ["DONE", "READY", "RUN", "SEND_TIMEOUT_S", "BlockingReader", "LinkClosed", "Reader",
-           "pack", "parse", "recv_msg", "send_msg"]
+__all__ = ["DONE", "READY", "RUN", "RUN_FIELDS", "SEND_TIMEOUT_S", "BlockingReader",
+           "LinkClosed", "Reader", "pack", "parse", "recv_msg", "send_msg"]
 
 READY, RUN, DONE = 1, 2, 3
+#: A RUN's body, an array: the run's fields, then its task's (the same for every run of the
+#: task: the agent encodes them once per task definition).
+RUN_FIELDS = ("run", "slot", "term", "state", "init", "due_ms", "deadline_ms",
+              "task", "target", "node", "timezone", "interval_ms")
 _HEADER = struct.Struct("!IB")
 #: The longest a worker's body may be: a state of MAX_STATE_BYTES (256 KiB) escaped as JSON
 #: inside the run's JSON is under 1.5 MiB; anything over this is a broken peer.

@@ -13,7 +13,8 @@ import pytest
 from clerk._executor import Executor
 from clerk._messages import Execute, Peer
 from clerk._tasks import TaskDef
-from clerk._workerlink import DONE, READY, Reader, pack
+from clerk._worker import _run_message
+from clerk._workerlink import DONE, READY, RUN_FIELDS, Reader, pack
 
 ME = Peer("a@127.0.0.1", "127.0.0.1:1", "inc", 0)
 NODE = "n2@127.0.0.1"
@@ -39,11 +40,13 @@ def _fake(defs: dict[str, TaskDef]) -> Any:
             0),
     Execute(ME, 2, "poll", "r", 7, "s", 100, 1, 5, 6),  # type: ignore[arg-type]
 ])
-def test_the_run_body_is_the_object_it_was(msg: Execute) -> None:
+def test_the_run_body_is_the_object_it_was_as_an_array(msg: Execute) -> None:
     defs = {"poll": TaskDef(name="poll", target="m:C", interval=1000)}
     fake = _fake(defs)
     body = Executor._run_body(fake, msg)
-    assert json.loads(body) == _old_payload(msg, defs["poll"])
+    values = json.loads(body)
+    assert len(values) == len(RUN_FIELDS)
+    assert dict(zip(RUN_FIELDS, values, strict=True)) == _old_payload(msg, defs["poll"])
     assert Executor._run_body(fake, msg) == body  # (its task's part, remembered)
 
 
@@ -53,7 +56,19 @@ def test_the_run_body_follows_a_changed_definition() -> None:
     Executor._run_body(fake, msg)
     fake.defs["poll"] = TaskDef(name="poll", target="m:D", interval=None, cron="* * * * *",
                                 timezone="Europe/Berlin")
-    assert json.loads(Executor._run_body(fake, msg)) == _old_payload(msg, fake.defs["poll"])
+    values = json.loads(Executor._run_body(fake, msg))
+    assert dict(zip(RUN_FIELDS, values, strict=True)) == _old_payload(msg, fake.defs["poll"])
+
+
+def test_a_worker_runs_the_body_the_agent_writes() -> None:
+    d = TaskDef(name="poll", target="tests.unit.test_worker_run:Echo", interval=None,
+                timezone="Asia/Kolkata")
+    msg = Execute(ME, 3, "poll", "r-9", 7, {"n": 1}, 5000, False, 1_764_640_000_250, 0)
+    reply, _ = _run_message(Executor._run_body(_fake({"poll": d}), msg), {})
+    assert reply["outcome"] == "ok", reply["error"]
+    assert reply["run"] == "r-9" and reply["state"] == {
+        "state": {"n": 1}, "run": ["poll", 7, 3, NODE],
+        "due": "2025-12-02T07:16:40.250000+05:30"}
 
 
 @pytest.mark.timeout(10)

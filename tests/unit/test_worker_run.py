@@ -359,8 +359,28 @@ def test_late_start_says_what_too_late_says(deadline: Any, interval: Any,
     from clerk._lead import too_late
     from clerk._worker import _late_start
 
-    j = {"deadline_ms": deadline, "interval_ms": interval}
     wall = (DUE_MS + after) / 1000
     want = too_late(wall * 1000, DUE_MS, deadline if isinstance(deadline, int | float) else 0,
                     interval if isinstance(interval, int | float) else None, "would start")
-    assert _late_start(j, DUE_MS, wall) == want
+    assert _late_start(deadline, interval, DUE_MS, wall) == want
+
+
+def test_a_run_message_is_the_array_of_run_fields_or_an_earlier_agents_object() -> None:
+    """The agent's array (RUN_FIELDS) and the object an agent of an earlier version wrote run
+    the same; any other body is a ValueError naming the fields."""
+    import json
+
+    from clerk._worker import _run_message
+    from clerk._workerlink import RUN_FIELDS
+
+    j = {**job(Echo, state={"n": 1}), "timezone": "Europe/Berlin", "deadline_ms": 0,
+         "interval_ms": None}
+    as_array = json.dumps([j[k] for k in RUN_FIELDS]).encode()
+    got = [_run_message(body, {})[0] for body in (as_array, json.dumps(j).encode())]
+    for reply in got:
+        reply.pop("duration_ms")
+    assert got[0] == got[1] and got[0]["outcome"] == "ok"
+    assert got[0]["state"]["due"] == "2025-12-02T02:46:40.250000+01:00"
+    for bad in (b"[1, 2]", b'"run"', b"null"):
+        with pytest.raises(ValueError, match="is not an array of 12 fields"):
+            _run_message(bad, {})
