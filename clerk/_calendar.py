@@ -327,11 +327,24 @@ def due_datetime(d: Scheduled, due_ms: float) -> datetime:
     return due_in_zone(due_ms, d.timezone)
 
 
+#: The zones :func:`due_in_zone` has converted into, by name (a zone it could not load: UTC).
+_ZONES: dict[str, tzinfo] = {}
+
+
 def due_in_zone(due_ms: float, zone: str) -> datetime:
     """The one conversion of a due time (wall ms) into an aware datetime in ``zone``; a zone
-    this node cannot load (validated at start, so never expected) falls back to UTC."""
-    when = datetime.fromtimestamp(due_ms / 1000, UTC)
-    try:
-        return when.astimezone(load_zone(zone))
-    except ValueError:
-        return when
+    this node cannot load (validated at start, so never expected) falls back to UTC.
+
+    One step, ``datetime.fromtimestamp(s, zone)``: the same datetime as converting the UTC
+    instant with ``astimezone(zone)`` (both are ``zone.fromutc`` of the same UTC wall time,
+    fold included; tests/unit/test_calendar.py), without the intermediate datetime, and the
+    zone looked up once per name rather than per call (a worker converts one per run)."""
+    tz = _ZONES.get(zone)
+    if tz is None:
+        try:
+            tz = load_zone(zone)
+        except ValueError:
+            tz = UTC
+        if len(_ZONES) < 1024:  # zone names come from task declarations: a handful
+            _ZONES[zone] = tz
+    return datetime.fromtimestamp(due_ms / 1000, tz)

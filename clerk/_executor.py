@@ -28,6 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from clerk._jsondump import encoder
@@ -37,13 +38,15 @@ from clerk._runqueue import Job as _Job
 from clerk._runqueue import RunQueue
 from clerk._sockdir import socket_dir
 from clerk._tasks import TaskDef
-from clerk._workerlink import DONE, READY, RUN, LinkClosed, Reader, send_msg
+from clerk._workerlink import DONE, READY, RUN, LinkClosed, Reader, parse, send_msg
 from supervisor import ChildSpec, Event, Supervisor
 
 __all__ = ["Executor"]
 
 #: ``json.dumps(value)`` (a RUN), without the set-up per call (clerk._jsondump).
 _DUMPS = encoder(separators=(", ", ": "))
+#: A str as JSON text (quotes, escapes, ASCII), as that encoder writes it.
+_quote: Callable[[str], str] = encode_basestring_ascii
 
 log = logging.getLogger("clerk.executor")
 
@@ -123,6 +126,9 @@ class Executor:
         # (or of a run queued or running here) is ignored, never run twice (see submit).
         self._ended: OrderedDict[str, None] = OrderedDict()
         self.duplicates = 0
+        # Per task: its definition and the part of a RUN's text that only that definition
+        # decides (see _start), remade when the definition is another object.
+        self._run_tail: dict[str, tuple[TaskDef, str]] = {}
         self.workers = {i: _Worker(i, f"worker-{i}") for i in range(workers)}
         self.sup = Supervisor(
             [self._spec(w.child, w.wid) for w in self.workers.values()],
@@ -234,16 +240,9 @@ class Executor:
 
     def _start(self, worker: _Worker, job: _Job, now: float) -> bool:
         """Hand ``job`` to ``worker``; False if its link broke (the job is not taken)."""
-        msg = job.msg
-        d = self.defs[msg.task]
-        payload = {"run": msg.run_id, "task": msg.task, "target": d.target, "slot": msg.slot,
-                   "term": msg.term, "node": self.node, "state": msg.state, "init": msg.init,
-                   "due_ms": msg.due_ms, "timezone": d.timezone,
-                   # the worker checks these again as the run would start (clerk._lead)
-                   "deadline_ms": msg.deadline_ms, "interval_ms": d.interval}
         assert worker.identity is not None
         try:
-            send_msg(worker.identity, RUN, _DUMPS(payload).encode())
+            send_msg(worker.identity, RUN, self._run_body(job.msg))
         except LinkClosed as exc:
             log.warning("worker %s (pid %s) did not take a run: %s", worker.child, worker.pid,
                         exc)
@@ -253,6 +252,29 @@ class Executor:
         job.started = now
         worker.job = job
         return True
+
+    def _run_body(self, msg: Execute) -> bytes:
+        """A RUN's body: the array of ``RUN_FIELDS`` (clerk._workerlink), written in one
+        step: the task's fields (``task``, ``target``, ``node``, ``timezone``,
+        ``interval_ms``) are encoded once per definition, the run's str quoted and its ints
+        and bool written as JSON writes them (a value of another type goes through the
+        encoder). The worker checks ``deadline_ms`` and ``interval_ms`` again as the run would
+        start (clerk._lead)."""
+        d = self.defs[msg.task]
+        tail = self._run_tail.get(msg.task)
+        if tail is None or tail[0] is not d:
+            text = _DUMPS([msg.task, d.target, self.node, d.timezone, d.interval])
+            tail = self._run_tail[msg.task] = (d, text[1:-1])
+        values: tuple[Any, ...] = (msg.run_id, msg.slot, msg.term, msg.due_ms,
+                                   msg.deadline_ms, msg.init)
+        run_id, slot, term, due, deadline, init = values
+        if (type(run_id) is str and type(slot) is int and type(term) is int
+                and type(due) is int and type(deadline) is int and type(init) is bool):
+            run_id, init = _quote(run_id), "true" if init else "false"
+        else:
+            run_id, slot, term, due, deadline, init = (_DUMPS(v) for v in values)
+        return (f"[{run_id}, {slot}, {term}, {_DUMPS(msg.state)}, {init}, {due}, {deadline}, "
+                f"{tail[1]}]").encode()
 
     def _accept(self) -> None:
         """A worker connected: its messages are read as they come (``_on_link``)."""
@@ -292,9 +314,10 @@ class Executor:
             try:
                 # A str, not bytes: json.loads of bytes first guesses their encoding in Python
                 # (~3 us of its ~6.6 per message). A worker writes UTF-8 (ASCII) JSON; bytes
-                # that are not UTF-8 fail here as UnicodeDecodeError, a ValueError.
-                data = json.loads(body.decode())
-            except ValueError:
+                # that are not UTF-8 fail here as UnicodeDecodeError, a ValueError; nesting
+                # deep enough to exhaust the decoder's recursion is dropped too.
+                data = parse(body.decode())
+            except (ValueError, RecursionError):
                 continue
             if not isinstance(data, dict):
                 continue
@@ -318,10 +341,12 @@ class Executor:
                     # Runs may be queued, waiting for exactly this worker.
                     self._pump(self._now())
             elif kind == DONE:
-                worker = next((w for w in self.workers.values() if w.identity is identity),
-                              None)
-                if worker is None or worker.job is None or worker.job.msg.run_id != data.get(
-                        "run"):
+                for worker in self.workers.values():
+                    if worker.identity is identity:
+                        break
+                else:
+                    continue
+                if worker.job is None or worker.job.msg.run_id != data.get("run"):
                     continue
                 job, worker.job = worker.job, None
                 self.executed += 1

@@ -90,6 +90,11 @@ def due_datetime(due_ms: float, timezone: str = "UTC") -> datetime:
 
 
 _current: Run | None = None
+#: The run in progress before :func:`current_run` made its :class:`Run`: (task, slot, term,
+#: node, due_ms, timezone). A worker starts every run with :func:`_begin_run`; the ``Run`` and
+#: its ``due`` (an aware datetime in the task's zone) are built on the first ``current_run()``
+#: of the run, so a task that never asks pays for neither.
+_pending: tuple[str, int, int, str, float, str] | None = None
 
 
 def TaskStateErrorFor(task: str, problem: str) -> TaskStateError:  # noqa: N802
@@ -101,14 +106,29 @@ def current_run() -> Run:
     """The run in progress in this worker process (task, slot, term, node, due).
 
     Raises RuntimeError outside of ``execute``."""
-    if _current is None:
-        raise RuntimeError("clerk.current_run() is only available inside Task.execute()")
-    return _current
+    global _current
+    run = _current
+    if run is None:
+        pending = _pending
+        if pending is None:
+            raise RuntimeError("clerk.current_run() is only available inside Task.execute()")
+        task, slot, term, node, due_ms, zone = pending
+        run = _current = Run(task, slot, term, node, due_in_zone(due_ms, zone))
+    return run
 
 
 def _set_current(run: Run | None) -> None:
-    global _current
-    _current = run
+    """Make ``run`` the run in progress (None: no run)."""
+    global _current, _pending
+    _current, _pending = run, None
+
+
+def _begin_run(task: str, slot: int, term: int, node: str, due_ms: float,
+               timezone: str) -> None:
+    """Make this the run in progress; its :class:`Run` is made when first asked for, the
+    same as ``_set_current(Run(task, slot, term, node, due_datetime(due_ms, timezone)))``."""
+    global _current, _pending
+    _current, _pending = None, (task, slot, term, node, due_ms, timezone)
 
 
 @dataclass(frozen=True, kw_only=True)

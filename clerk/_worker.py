@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import signal
 import socket
 import time
 import traceback
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from clerk import _tasks
@@ -35,8 +37,18 @@ from clerk._jsoncheck import json_problem
 from clerk._jsondump import encoder
 from clerk._lead import SPIN_MS, too_late
 from clerk._logging import configure_child_logging, run_context
-from clerk._tasks import MAX_STATE_BYTES, Run, Task, due_datetime, load_task_class
-from clerk._workerlink import DONE, READY, RUN, BlockingReader, LinkClosed, send_msg
+from clerk._tasks import MAX_STATE_BYTES, Task, load_task_class
+from clerk._workerlink import (
+    DONE,
+    READY,
+    RUN,
+    RUN_FIELDS,
+    BlockingReader,
+    LinkClosed,
+    pack,
+    parse,
+    send_msg,
+)
 
 __all__ = ["hold_until", "main", "run_job"]
 
@@ -107,11 +119,18 @@ def hold_until(due_ms: float, wall: Callable[[], float] = time.time,
     return now
 
 
-def _late_start(job: dict[str, Any], due_ms: float, wall: float) -> str:
-    """Why the run may no longer start now (clerk._lead.too_late), or ""."""
-    deadline, interval = job.get("deadline_ms"), job.get("interval_ms")
-    return too_late(wall * 1000, due_ms, deadline if isinstance(deadline, int | float) else 0,
-                    interval if isinstance(interval, int | float) else None, "would start")
+def _late_start(deadline: Any, interval: Any, due_ms: float, wall: float) -> str:
+    """Why the run may no longer start now (clerk._lead.too_late), or "". The two limits are
+    compared here first: the message is only made for a run that is late."""
+    if not isinstance(deadline, (int, float)):
+        deadline = 0
+    if not isinstance(interval, (int, float)):
+        interval = None
+    wall_ms = wall * 1000
+    if (deadline and wall_ms > deadline) or (interval is not None
+                                             and wall_ms > due_ms + interval):
+        return too_late(wall_ms, due_ms, deadline, interval, "would start")
+    return ""
 
 
 def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
@@ -123,35 +142,75 @@ def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
 
 def done_body(reply: dict[str, Any], state_json: str | None) -> bytes:
     """The ``done`` message's body for ``reply``, with its state as ``state_json`` when given
-    (the text ``run_job`` already encoded to check its size: a state is encoded once)."""
+    (the text ``run_job`` already encoded to check its size: a state is encoded once).
+
+    The text is ``json.dumps(reply)``'s, written in one step: the reply's keys are fixed, and
+    its values (a str run id, outcome and error, a finite float duration) are quoted by the
+    encoder's own C functions; other values go through the encoder one by one."""
+    run, outcome, error = reply["run"], reply["outcome"], reply["error"]
+    duration = reply["duration_ms"]
     if state_json is None:
-        return _DUMPS(reply).encode()
-    rest = _DUMPS({k: v for k, v in reply.items() if k != "state"})
-    return f'{rest[:-1]}, "state": {state_json}}}'.encode()
+        state_json = _DUMPS(reply["state"])
+    if (type(run) is str and type(outcome) is str and type(error) is str
+            and type(duration) is float and math.isfinite(duration) and len(reply) == 5):
+        return (f'{{"run": {_quote(run)}, "outcome": {_quote(outcome)}, "state": {state_json}, '
+                f'"duration_ms": {duration!r}, "error": {_quote(error)}}}').encode()
+    items = ", ".join(f"{_quote(k)}: {state_json if k == 'state' else _DUMPS(v)}"
+                      for k, v in reply.items())
+    return f"{{{items}}}".encode()
+
+
+#: A str as JSON text (quotes, escapes, ASCII), as the encoder writes it.
+_quote: Callable[[str], str] = encode_basestring_ascii
 
 
 def _run_job(job: dict[str, Any], cache: dict[str, Task]) -> tuple[dict[str, Any], str | None]:
     """:func:`run_job`, and the new state as JSON text (None when the run failed)."""
+    return _run(job.get("run"), job["slot"], job["term"], job.get("state"), job.get("init"),
+                job.get("due_ms"), job.get("deadline_ms"), job.get("task"), job.get("target"),
+                job["node"], job.get("timezone"), job.get("interval_ms"), cache)
+
+
+def _run_message(body: bytes, cache: dict[str, Task]) -> tuple[dict[str, Any], str | None]:
+    """:func:`_run_job` of a RUN's body: the array of ``RUN_FIELDS`` (clerk._workerlink) the
+    agent writes, or the object an agent of an earlier version wrote (a worker started after
+    the package was upgraded under a running agent). ValueError for anything else."""
+    job = parse(body.decode())  # (a str: see Executor._on_link)
+    if type(job) is list and len(job) == len(RUN_FIELDS):
+        run, slot, term, state, init, due, deadline, task, target, node, zone, interval = job
+        return _run(run, slot, term, state, init, due, deadline, task, target, node, zone,
+                    interval, cache)
+    if isinstance(job, dict):
+        return _run_job(job, cache)
+    raise ValueError(f"a run from the agent is not an array of {len(RUN_FIELDS)} fields "
+                     f"({', '.join(RUN_FIELDS)}): {body[:200]!r}")
+
+
+def _run(run: Any, slot: Any, term: Any, state: Any, init: Any, due_ms: Any, deadline: Any,
+         task: Any, target: Any, node: Any, timezone: Any, interval: Any,
+         cache: dict[str, Task]) -> tuple[dict[str, Any], str | None]:
+    """:func:`_run_job` of the run's fields, in the order of ``RUN_FIELDS``."""
     encoded: str | None = None
-    name = str(job.get("task"))
+    name = str(task)
     started = time.perf_counter()
-    due_ms = job.get("due_ms")
-    if not isinstance(due_ms, int | float) or isinstance(due_ms, bool) or due_ms <= 0:
+    if not isinstance(due_ms, (int, float)) or isinstance(due_ms, bool) or due_ms <= 0:
         due_ms = time.time() * 1000  # an EXECUTE without a due time: it is due now
-    _tasks._set_current(Run(name, int(job["slot"]), int(job["term"]), str(job["node"]),
-                            due_datetime(due_ms, str(job.get("timezone") or "UTC"))))
-    run_context(name, int(job["slot"]), str(job.get("run")))  # on the task's log records
+    slot = int(slot)
+    # current_run() makes the Run (and its due datetime) when the task first asks for it.
+    _tasks._begin_run(name, slot, int(term), str(node), due_ms, str(timezone or "UTC"))
+    run_context(name, slot, str(run))  # on the task's log records
     try:
-        inst = _instance(cache, name, str(job["target"]))
-        state = job.get("state")
+        inst = cache.get(name)
+        if inst is None:
+            inst = _instance(cache, name, str(target))
         # Everything else is ready: the user's code starts at the due time, and not late.
         wall = hold_until(due_ms)
-        late = _late_start(job, due_ms, wall)
+        late = _late_start(deadline, interval, due_ms, wall)
         if late:  # this worker was stopped while it held the run (SIGSTOP, a VM stall)
-            return {"run": job.get("run"), "outcome": "refused", "state": None,
+            return {"run": run, "outcome": "refused", "state": None,
                     "duration_ms": 0.0, "error": f"stale: {late}"}, None
         started = time.perf_counter()
-        if job.get("init"):
+        if init:
             state = _resolve(inst.init(state))
             _check_state(name, state, "init()")
         new_state = _resolve(inst.execute(state))
@@ -173,7 +232,7 @@ def _run_job(job: dict[str, Any], cache: dict[str, Task]) -> tuple[dict[str, Any
         _tasks._set_current(None)
         run_context()
     duration = (time.perf_counter() - started) * 1000
-    return {"run": job.get("run"), "outcome": outcome, "state": new_state,
+    return {"run": run, "outcome": outcome, "state": new_state,
             "duration_ms": duration, "error": error}, encoded
 
 
@@ -201,11 +260,10 @@ def main(endpoint: str, wid: int, node: str = "", log_level: str = "info",
                 return  # the agent is gone (or closed our link): nothing more to run
             if kind != RUN:
                 continue
-            job = json.loads(body.decode())  # (a str: see Executor._on_link)
-            reply, state_json = _run_job(job, cache)
-            try:
-                send_msg(sock, DONE, done_body(reply, state_json))
-            except LinkClosed:
-                return
+            reply, state_json = _run_message(body, cache)
+            try:  # (a blocking socket: one call writes it all)
+                sock.sendall(pack(DONE, done_body(reply, state_json)))
+            except OSError:
+                return  # the agent is gone
     finally:
         sock.close()

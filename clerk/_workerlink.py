@@ -6,7 +6,10 @@ Rules:
   once and says ``ready`` (its ``wid`` and pid). The connection *is* the worker's identity: what
   comes in on it is from that worker, and a run goes to a worker by writing to its connection.
 * A message is a 5-byte header (body length, 4 bytes big-endian; kind, 1 byte) and a JSON body.
-  Kinds: ``ready`` and ``done`` (worker -> agent), ``run`` (agent -> worker).
+  Kinds: ``ready`` and ``done`` (worker -> agent), ``run`` (agent -> worker). ``ready`` and
+  ``done`` are objects; ``run`` is an array of :data:`RUN_FIELDS`, in that order (decoding a
+  12-key object was the largest part of a worker's own work per run after the task's; a
+  worker also takes the object an earlier agent wrote, see ``clerk._worker``).
 * The agent never blocks on a worker for long: it reads only what is there (non-blocking, one
   :class:`Reader` per connection reassembles messages), and writes with a bounded wait
   (``SEND_TIMEOUT_S``); a worker that does not take a run in that time is treated as gone (its
@@ -25,15 +28,21 @@ four hops of every run.
 
 from __future__ import annotations
 
+import json
 import select
 import socket
 import struct
 import time
+from typing import Any
 
-__all__ = ["DONE", "READY", "RUN", "SEND_TIMEOUT_S", "BlockingReader", "LinkClosed", "Reader",
-           "pack", "recv_msg", "send_msg"]
+__all__ = ["DONE", "READY", "RUN", "RUN_FIELDS", "SEND_TIMEOUT_S", "BlockingReader",
+           "LinkClosed", "Reader", "pack", "parse", "recv_msg", "send_msg"]
 
 READY, RUN, DONE = 1, 2, 3
+#: A RUN's body, an array: the run's fields, then its task's (the same for every run of the
+#: task: the agent encodes them once per task definition).
+RUN_FIELDS = ("run", "slot", "term", "state", "init", "due_ms", "deadline_ms",
+              "task", "target", "node", "timezone", "interval_ms")
 _HEADER = struct.Struct("!IB")
 #: The longest a worker's body may be: a state of MAX_STATE_BYTES (256 KiB) escaped as JSON
 #: inside the run's JSON is under 1.5 MiB; anything over this is a broken peer.
@@ -45,6 +54,23 @@ SEND_TIMEOUT_S = 1.0
 
 class LinkClosed(Exception):
     """The other end of a worker link is gone (or sent something that is not a message)."""
+
+
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def parse(text: str) -> Any:
+    """``json.loads(text)`` of a message's body, the same value or the same error (a
+    ValueError; RecursionError for absurd nesting), without its checks and set-up per call:
+    the decoder's C scanner reads the text, and only a text it does not take whole (leading
+    or trailing whitespace, an error) goes through ``json.loads`` to be judged."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)  # it says why
+    if end != len(text):
+        return json.loads(text)
+    return value
 
 
 def pack(kind: int, body: bytes) -> bytes:
@@ -85,6 +111,26 @@ class Reader:
     def read(self) -> list[tuple[int, bytes]]:
         """Every complete message that has arrived; LinkClosed at the end of the connection
         (after the messages before it were returned by earlier calls)."""
+        if not self._buf:  # the usual case: exactly one whole message has arrived
+            try:
+                data = self.sock.recv(1 << 16)
+            except BlockingIOError:
+                return []
+            except OSError:
+                raise LinkClosed("end of the connection") from None
+            if not data:
+                raise LinkClosed("end of the connection")
+            if len(data) >= _HEADER.size:
+                size, kind = _HEADER.unpack_from(data)
+                if size + _HEADER.size == len(data):
+                    return [(kind, data[_HEADER.size:])]
+            self._buf += data
+            if len(data) < 1 << 16:
+                return self._split(False)
+        return self._split(self._fill())
+
+    def _fill(self) -> bool:
+        """Read what has arrived into the buffer; True at the end of the connection."""
         closed = False
         while True:
             try:
@@ -100,6 +146,10 @@ class Reader:
             self._buf += data
             if len(data) < 1 << 16:
                 break
+        return closed
+
+    def _split(self, closed: bool) -> list[tuple[int, bytes]]:
+        """The complete messages in the buffer (see :meth:`read`)."""
         out = []
         buf = self._buf
         pos = 0
@@ -131,6 +181,15 @@ class BlockingReader:
     def recv(self) -> tuple[int, bytes]:
         """The next message; LinkClosed at the end of the connection."""
         buf = self._buf
+        if not buf:  # the usual case: one recv brings exactly one whole message
+            data = self.sock.recv(1 << 16)
+            if len(data) >= _HEADER.size:
+                size, kind = _HEADER.unpack_from(data)
+                if size + _HEADER.size == len(data):
+                    return kind, data[_HEADER.size:]
+            elif not data:
+                raise LinkClosed("end of the connection")
+            buf += data
         while True:
             if len(buf) >= _HEADER.size:
                 size, kind = _HEADER.unpack_from(buf, 0)

@@ -19,6 +19,16 @@ their ratio. What each row is, and how often a run pays it:
   call) against :func:`clerk._jsondump.encoder` (made once), for a task row's head (two a run
   on the manager: ``TaskRecord.to_text`` at its dispatch and its result) and a RESULT's body
   (every message a node sends is one such encode: ``clerk._codec.encode``).
+* ``worker run, no-op`` and ``worker run, due``: one run in a worker process as
+  ``clerk._worker.main`` does it, without the socket and the wait for the due time (the job is
+  due): the RUN's body decoded, the run, the DONE's body written. Before: a 12-key object
+  through ``json.loads``, the ``Run`` and its ``due`` datetime made up front, ``_late_start``
+  through ``too_late``, the reply dumped without its state and spliced. After: an array of
+  ``RUN_FIELDS`` through the C scanner (``_run_message``), the rest as the worker does it
+  now. The ``due`` task reads ``current_run().due`` (as the benchmarks' Stamp task does), the
+  no-op one does not.
+* ``RUN body``: the agent's RUN for a run (``Executor._start``), once per run: a 12-key dict
+  dumped against the array, its task's part remembered and the run's written in one step.
 """
 
 from __future__ import annotations
@@ -31,14 +41,117 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import clerk  # noqa: E402
+from clerk import _tasks, _worker  # noqa: E402
+from clerk._executor import Executor  # noqa: E402
 from clerk._histdelta import _refuse, parse_hist  # noqa: E402
 from clerk._jsondump import encoder  # noqa: E402
+from clerk._lead import too_late  # noqa: E402
+from clerk._logging import run_context  # noqa: E402
+from clerk._messages import Execute, Peer  # noqa: E402
 from clerk._record import TaskRecord  # noqa: E402
 from clerk._running import _LINEAGE_DUMP, base_tag  # noqa: E402
+from clerk._tasks import MAX_STATE_BYTES, Run, Task, TaskDef  # noqa: E402
+from clerk._workerlink import DONE, RUN_FIELDS, pack  # noqa: E402
+
+
+class NoOp(Task):
+    def execute(self, state: Any) -> Any:
+        return state
+
+
+class ReadsDue(Task):
+    def execute(self, state: Any) -> Any:
+        return state if clerk.current_run().due.year else None
+
+
+def _old_due(due_ms: float, zone: str) -> Any:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+    return datetime.fromtimestamp(due_ms / 1000, UTC).astimezone(ZoneInfo(zone))
+
+
+def _old_run_job(job: dict[str, Any], cache: dict[str, Task]) -> tuple[dict[str, Any], Any]:
+    """clerk._worker._run_job before its last cut (the exception path left out: not timed)."""
+    name = str(job.get("task"))
+    started = time.perf_counter()
+    due_ms = job.get("due_ms")
+    if not isinstance(due_ms, int | float) or isinstance(due_ms, bool) or due_ms <= 0:
+        due_ms = time.time() * 1000
+    _tasks._set_current(Run(name, int(job["slot"]), int(job["term"]), str(job["node"]),
+                            _old_due(due_ms, str(job.get("timezone") or "UTC"))))
+    run_context(name, int(job["slot"]), str(job.get("run")))
+    try:
+        inst = _worker._instance(cache, name, str(job["target"]))
+        state = job.get("state")
+        wall = _worker.hold_until(due_ms)
+        deadline, interval = job.get("deadline_ms"), job.get("interval_ms")
+        late = too_late(wall * 1000, due_ms, deadline if isinstance(deadline, int | float)
+                        else 0, interval if isinstance(interval, int | float) else None,
+                        "would start")
+        assert not late
+        started = time.perf_counter()
+        new_state = _worker._resolve(inst.execute(state))
+        _worker._check_state(name, new_state, "execute()")
+        encoded = _worker._STATE_DUMP(new_state)
+        assert len(encoded) <= MAX_STATE_BYTES
+    finally:
+        _tasks._set_current(None)
+        run_context()
+    duration = (time.perf_counter() - started) * 1000
+    return {"run": job.get("run"), "outcome": "ok", "state": new_state,
+            "duration_ms": duration, "error": ""}, encoded
+
+
+def _old_done_body(reply: dict[str, Any], state_json: str) -> bytes:
+    rest = _worker._DUMPS({k: v for k, v in reply.items() if k != "state"})
+    return f'{rest[:-1]}, "state": {state_json}}}'.encode()
+
+
+def _worker_cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
+    out = []
+    for label, cls in (("no-op", NoOp), ("due", ReadsDue)):
+        job = {"run": "a1b2-17/3/n1@127.0.0.1~1234.0badf00d", "task": "t0001",
+               "target": f"__main__:{cls.__name__}", "slot": 101, "term": 3,
+               "node": "n2@127.0.0.1", "state": {"dir": "/tmp/bench"}, "init": False,
+               "due_ms": 1764770000000, "timezone": "UTC", "deadline_ms": 0,
+               "interval_ms": None}
+        old_body = json.dumps(job).encode()
+        new_body = json.dumps([job[k] for k in RUN_FIELDS]).encode()
+        cache: dict[str, Task] = {}
+
+        def before(body: bytes = old_body, cache: dict[str, Task] = cache) -> bytes:
+            reply, text = _old_run_job(json.loads(body.decode()), cache)
+            return pack(DONE, _old_done_body(reply, text))
+
+        def after(body: bytes = new_body, cache: dict[str, Task] = cache) -> bytes:
+            reply, text = _worker._run_message(body, cache)
+            return pack(DONE, _worker.done_body(reply, text))
+
+        assert json.loads(before()[5:])["state"] == json.loads(after()[5:])["state"]
+        out.append((f"worker run, {label}", before, after))
+    d = TaskDef(name="t0001", target="tools._bench_tasks:Stamp", interval=1000)
+    msg = Execute(Peer("n1@127.0.0.1", "127.0.0.1:47001", "inc", 0), 3, "t0001",
+                  "a1b2-17/3/n1@127.0.0.1~1234.0badf00d", 101, {"dir": "/tmp/bench"}, 5000,
+                  False, 1764770000000, 1764770005000)
+    fake: Any = SimpleNamespace(defs={"t0001": d}, _run_tail={}, node="n2@127.0.0.1")
+
+    def old_run_body() -> bytes:
+        payload = {"run": msg.run_id, "task": msg.task, "target": d.target, "slot": msg.slot,
+                   "term": msg.term, "node": fake.node, "state": msg.state, "init": msg.init,
+                   "due_ms": msg.due_ms, "timezone": d.timezone,
+                   "deadline_ms": msg.deadline_ms, "interval_ms": d.interval}
+        return _worker._DUMPS(payload).encode()
+
+    assert json.loads(old_run_body()) == dict(zip(RUN_FIELDS, json.loads(
+        Executor._run_body(fake, msg)), strict=True))
+    out.append(("RUN body", old_run_body, lambda: Executor._run_body(fake, msg)))
+    return out
 
 
 def _old_base_tag(rec: TaskRecord) -> str:
@@ -98,6 +211,7 @@ def _cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
         ("base_tag", lambda: _old_base_tag(rec), lambda: base_tag(rec)),
         ("link message", lambda: json.loads(done), lambda: json.loads(done.decode())),
         ("parse_hist, 20 rows", lambda: _old_parse_hist(hist), lambda: parse_hist(hist)),
+        *_worker_cases(),
     ]
 
 

@@ -19,6 +19,7 @@ from clerk._calendar import (
     CronGrid,
     IntervalGrid,
     due_datetime,
+    due_in_zone,
     parse_cron,
     phase_ms,
 )
@@ -267,3 +268,42 @@ def test_six_fields_match_the_library_in_utc(t: int, step: int) -> None:
         t_next = grid.next_after(t_next)  # type: ignore[assignment]
         assert t_next == expected
     assert datetime.fromtimestamp(t_next, UTC) - datetime.fromtimestamp(t, UTC) < timedelta(days=1)
+
+
+def _due_in_zone_before(due_ms: float, zone: str) -> datetime:
+    """clerk._calendar.due_in_zone as it was: the UTC instant, then ``astimezone``."""
+    when = datetime.fromtimestamp(due_ms / 1000, UTC)
+    try:
+        return when.astimezone(ZoneInfo(zone))
+    except (ValueError, KeyError):
+        return when
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.floats(min_value=0, max_value=4_102_444_800_000, allow_nan=False),
+       st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe",
+                        "Asia/Kolkata", "America/Sao_Paulo", "Pacific/Chatham"]))
+def test_due_in_zone_in_one_step_is_the_conversion_it_replaced(ms: float, zone: str) -> None:
+    """The same datetime, zone object, offset and fold as the UTC instant converted with
+    ``astimezone`` (what due_in_zone did before it converted in one step)."""
+    got, want = due_in_zone(ms, zone), _due_in_zone_before(ms, zone)
+    assert got == want and got.isoformat() == want.isoformat()
+    assert got.tzinfo is want.tzinfo and got.fold == want.fold
+
+
+@pytest.mark.parametrize(("zone", "day"), [("Europe/Berlin", (2026, 10, 25)),
+                                           ("America/New_York", (2026, 11, 1))])
+def test_due_in_zone_keeps_the_fold_of_a_repeated_hour(zone: str,
+                                                       day: tuple[int, int, int]) -> None:
+    """Both instants of an hour the clocks repeat (the end of summer time) keep their fold."""
+    hour = 2 if zone == "Europe/Berlin" else 1
+    for fold in (0, 1):
+        ms = at(zone, *day, hour, 30, fold=fold) * 1000
+        got = due_in_zone(ms, zone)
+        assert got.fold == fold and got == _due_in_zone_before(ms, zone)
+        assert (got.hour, got.minute) == (hour, 30)
+
+
+def test_due_in_zone_of_a_zone_it_cannot_load_is_utc() -> None:
+    got = due_in_zone(1_764_640_000_250, "No/Such_Zone")
+    assert got.tzinfo is UTC and got == _due_in_zone_before(1_764_640_000_250, "No/Such_Zone")

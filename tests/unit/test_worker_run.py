@@ -276,3 +276,111 @@ def test_done_body_carries_the_state_encoded_once(cls: type,
     body = _worker.done_body(reply, text)
     assert json.loads(body) == reply
     assert all("state" not in o for o in encoded) or text is None
+
+
+# --- the run's Run is made when first asked for; the reply is written in one step -------------
+
+
+class Quiet(clerk.Task):
+    def execute(self, state: Any) -> Any:
+        return state
+
+
+class AsksTwice(clerk.Task):
+    def execute(self, state: Any) -> Any:
+        first, second = clerk.current_run(), clerk.current_run()
+        return {"same": first is second, "due": first.due.isoformat(),
+                "repr": repr(first)}
+
+
+def test_due_is_made_only_for_a_task_that_asks_and_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from clerk import _tasks
+
+    made: list[tuple[float, str]] = []
+    real = _tasks.due_in_zone
+    monkeypatch.setattr(_tasks, "due_in_zone",
+                        lambda ms, zone: made.append((ms, zone)) or real(ms, zone))
+    assert run_job(job(Quiet, state={"n": 1}), {})["outcome"] == "ok"
+    assert made == []  # never asked: no datetime made
+    out = run_job({**job(AsksTwice), "timezone": "Europe/Berlin"}, {})
+    assert out["outcome"] == "ok", out["error"]
+    assert made == [(DUE_MS, "Europe/Berlin")]
+    want = clerk.Run("poll", 7, 3, "a@h", due_datetime(DUE_MS, "Europe/Berlin"))
+    assert out["state"] == {"same": True, "due": "2025-12-02T02:46:40.250000+01:00",
+                            "repr": repr(want)}
+
+
+def test_the_lazy_run_is_the_run_it_replaced() -> None:
+    """``_begin_run`` then ``current_run()``: equal to the Run that was made up front, same
+    zone, same repr; cleared by ``_set_current(None)``."""
+    from clerk import _tasks
+
+    for zone in ("UTC", "Asia/Kolkata", "No/Such_Zone"):
+        _tasks._begin_run("t", 5, 2, "n@h", DUE_MS + 0.4, zone)
+        got = clerk.current_run()
+        want = clerk.Run("t", 5, 2, "n@h", due_datetime(DUE_MS + 0.4, zone))
+        assert got == want and repr(got) == repr(want) and hash(got) == hash(want)
+        assert got.due.tzinfo is want.due.tzinfo and clerk.current_run() is got
+        _tasks._set_current(None)
+        with pytest.raises(RuntimeError):
+            clerk.current_run()
+    _tasks._set_current(want)
+    assert clerk.current_run() is want
+    _tasks._set_current(None)
+
+
+@pytest.mark.parametrize("reply", [
+    {"run": "r-1", "outcome": "ok", "state": {"n": "é"}, "duration_ms": 0.123,
+     "error": ""},
+    {"run": 'r "2"\n/é', "outcome": "error", "state": None, "duration_ms": 12.0,
+     "error": "Traceback ...\nKeyError: 'é'"},
+    {"run": "r-3", "outcome": "refused", "state": None, "duration_ms": 0.0,
+     "error": "stale: would start 3 ms after its deadline"},
+    {"run": None, "outcome": "ok", "state": [1], "duration_ms": 0, "error": ""},
+    {"run": "r-4", "outcome": "ok", "state": 1, "duration_ms": float("nan"), "error": ""},
+])
+def test_done_body_is_the_replys_json_text(reply: dict[str, Any]) -> None:
+    """Written in one step or through the encoder, the body is ``json.dumps(reply)``'s text."""
+    import json
+
+    from clerk._worker import _STATE_DUMP, done_body
+
+    text = None if reply["state"] is None else _STATE_DUMP(reply["state"])
+    for state_json in (None, text):
+        assert done_body(reply, state_json) == json.dumps(reply).encode()
+
+
+@pytest.mark.parametrize("deadline", [0, DUE_MS + 5, DUE_MS + 50, None, "x", True])
+@pytest.mark.parametrize("interval", [None, 10, 100, "x"])
+@pytest.mark.parametrize("after", [0.0, 4.0, 5.5, 10.0, 10.5, 60.0])
+def test_late_start_says_what_too_late_says(deadline: Any, interval: Any,
+                                            after: float) -> None:
+    from clerk._lead import too_late
+    from clerk._worker import _late_start
+
+    wall = (DUE_MS + after) / 1000
+    want = too_late(wall * 1000, DUE_MS, deadline if isinstance(deadline, int | float) else 0,
+                    interval if isinstance(interval, int | float) else None, "would start")
+    assert _late_start(deadline, interval, DUE_MS, wall) == want
+
+
+def test_a_run_message_is_the_array_of_run_fields_or_an_earlier_agents_object() -> None:
+    """The agent's array (RUN_FIELDS) and the object an agent of an earlier version wrote run
+    the same; any other body is a ValueError naming the fields."""
+    import json
+
+    from clerk._worker import _run_message
+    from clerk._workerlink import RUN_FIELDS
+
+    j = {**job(Echo, state={"n": 1}), "timezone": "Europe/Berlin", "deadline_ms": 0,
+         "interval_ms": None}
+    as_array = json.dumps([j[k] for k in RUN_FIELDS]).encode()
+    got = [_run_message(body, {})[0] for body in (as_array, json.dumps(j).encode())]
+    for reply in got:
+        reply.pop("duration_ms")
+    assert got[0] == got[1] and got[0]["outcome"] == "ok"
+    assert got[0]["state"]["due"] == "2025-12-02T02:46:40.250000+01:00"
+    for bad in (b"[1, 2]", b'"run"', b"null"):
+        with pytest.raises(ValueError, match="is not an array of 12 fields"):
+            _run_message(bad, {})

@@ -14,6 +14,7 @@ from clerk._workerlink import (
     LinkClosed,
     Reader,
     pack,
+    parse,
     recv_msg,
     send_msg,
 )
@@ -130,6 +131,59 @@ def test_the_workers_reader_takes_messages_however_they_arrive() -> None:
         a.close()
         with pytest.raises(LinkClosed):
             inbox.recv()
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("text", [
+    '{"run": "r1", "state": {"a": [1, 2.5, null, true]}}', '[]', '"x"', '12', ' {"a": 1} ',
+    '{"a": 1}\n', 'NaN', '{"a": 1} x', '', '{"a": ', '{"a" 1}', '\ufeff{}', '[1,]',
+])
+def test_parse_is_json_loads(text: str) -> None:
+    """The same value, or an error where json.loads raises one (a ValueError)."""
+    import json
+
+    try:
+        want = json.loads(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            parse(text)
+        return
+    got = parse(text)
+    assert got == want or (got != got and want != want)  # (NaN)
+
+
+def test_parse_of_absurd_nesting_is_an_error_not_a_crash() -> None:
+    with pytest.raises((ValueError, RecursionError)):
+        parse("[" * 100_000)
+
+
+@pytest.mark.timeout(10)
+def test_one_whole_message_per_read_and_the_end_after_it() -> None:
+    """The common case (each read brings exactly one message) on both sides, then the end of
+    the connection after the last message."""
+    a, b = _pair()
+    b.settimeout(5)
+    try:
+        agent, worker = Reader(a), BlockingReader(b)
+        for i in range(3):
+            a.sendall(pack(RUN, b'{"run": "r%d"}' % i))
+            assert worker.recv() == (RUN, b'{"run": "r%d"}' % i)
+            b.sendall(pack(DONE, b"d" * i))
+            got: list[tuple[int, bytes]] = []
+            while not got:
+                got = agent.read()
+            assert got == [(DONE, b"d" * i)]
+        assert agent.read() == []  # nothing there: nothing, no end
+        b.sendall(pack(DONE, b"last"))
+        b.close()
+        got = []
+        while not got:
+            got = agent.read()
+        assert got == [(DONE, b"last")]
+        with pytest.raises(LinkClosed):
+            agent.read()
     finally:
         a.close()
         b.close()
