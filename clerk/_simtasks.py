@@ -263,6 +263,13 @@ class LedgerLayer(LedgerRuns):
             return None
         return now + 0.001
 
+    def on_leave(self) -> None:
+        """As the real runner's ``on_leave``: a leaving manager's hand-over carries every row
+        (the core builds it from the table log), so the rows not encoded yet (a dispatch's,
+        held: ``SimLedger.hold_dispatches``) go into the log first."""
+        if self.scheduler.active and self.node.core.is_manager:
+            self._encoder.step(self.scheduler, self.node.core.table_log, float("inf"))
+
     def _confirm(self, confirm: Send | None) -> None:
         """A merge HANDOVER part's MERGED, once merged (as the real runner's ``_confirm``)."""
         if confirm is not None:
