@@ -431,8 +431,10 @@ class TaskRunner(ResultRouting, StatusRows):
             for d in dispatches:
                 self._dispatch(d, now)
         self.nodes_guard.ask_ahead()  # the next runs' nodes(), now that these are sent
-        if dispatches or finished:
+        if finished or (dispatches and self.wa is not None):
             self._replicate(now)
+        elif dispatches:
+            self._hold_dispatches(now)
 
     def close(self) -> None:
         self.nodes_guard.close()
