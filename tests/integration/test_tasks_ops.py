@@ -447,6 +447,15 @@ def held_by_a_stall(cluster: LocalCluster, op: str, task: str,
     return reply
 
 
+def refused_for_now(reply: ControlReply) -> bool:
+    """n3's answer to the held-back request refuses it, sending the client elsewhere: "no
+    manager yet" when n3 handles it before it learns of n2 (its claim unconfirmed: the case
+    these tests are about; the old code applied it then), "not the manager" when n2's
+    heartbeat is read first (the ROUTER queues the client's connection and n2's side by side,
+    in no set order: seen once at load 9). Either way nothing is applied."""
+    return not reply.ok and reply.error.startswith(("no manager yet", "not the manager"))
+
+
 def started_under_n3(cluster: LocalCluster) -> None:
     n1, n2, n3 = cluster.names
     cluster.start(n3)
@@ -478,7 +487,7 @@ def test_a_trigger_held_back_by_a_stalled_manager_starts_no_run_after_a_failover
                    timeout=10)
         starts = len([ln for ln in lines(log) if ln[0] == "start"])
         reply = held_by_a_stall(cluster, "trigger", "ledger")
-        assert not reply.ok and reply.error.startswith("no manager yet"), reply
+        assert refused_for_now(reply), reply
         wait_until(lambda: (cluster.agreed(cluster.names) or ("",))[0] == n2, timeout=15)
         # A run it dispatched would be on its worker by now (a local run: no network).
         wait_until(lambda: cluster.status(n3)["executor"]["busy_workers"] == 0, timeout=10)
@@ -505,7 +514,7 @@ def test_a_pause_held_back_by_a_stalled_manager_is_refused_not_applied(tmp_path:
 
         started_under_n3(cluster)
         reply = held_by_a_stall(cluster, "pause", "steady", changed_mind)
-        assert not reply.ok and reply.error.startswith("no manager yet"), reply
+        assert refused_for_now(reply), reply
         wait_until(lambda: (cluster.agreed(cluster.names) or ("",))[0] == n2, timeout=15)
         assert not task_row(cluster.status(n2), "steady")["paused"]
         ran = len(counter_lines(log))
