@@ -49,8 +49,8 @@ from clerk._replica import offer_test
 from clerk._runnerdefs import Definitions
 from clerk._statusjob import Slice
 
-__all__ = ["DISPATCH_HOLD_S", "ENCODE_BUDGET", "LOAD_BUDGET", "MAX_HELD_OFFERS",
-           "MAX_OFFER_PARTS", "OFFER_CHARS", "REPLICATE_SHARE", "Replication", "offer_parts"]
+__all__ = ["ENCODE_BUDGET", "LOAD_BUDGET", "MAX_HELD_OFFERS", "MAX_OFFER_PARTS", "OFFER_CHARS",
+           "REPLICATE_SHARE", "Replication", "offer_parts"]
 
 #: Replication (the rows changed since each member's acknowledged point, to every member) may
 #: take at most ~1/REPLICATE_SHARE of the manager's loop, and of each follower's: after a
@@ -59,19 +59,6 @@ __all__ = ["DISPATCH_HOLD_S", "ENCODE_BUDGET", "LOAD_BUDGET", "MAX_HELD_OFFERS",
 #: spell goes at once; the changes of the next 10 ms share a round). With 1000 tasks the cost
 #: pacing coalesces the results of tens of milliseconds instead of a round per result.
 REPLICATE_SHARE = 10
-#: How long the rows of a tick that only sent runs may wait for a round (seconds; default
-#: mode). Such rows say "in flight" and nothing else, and their runs' results normally follow
-#: within the dispatch lead plus a few milliseconds: the round goes with the first result (or
-#: any other change), or once this has passed, so a run costs one round, not two. Before, on a
-#: quiet cluster (a few runs a second) every run was two rounds, each a heartbeat to every
-#: member and an ACK back, and the dispatch's round, right after the EXECUTE left, competed
-#: with that run for the CPU (the manager's loop, then each member's) on its way to the worker.
-#: What waits is the members' view of the run in flight, for at most this long: the same
-#: window ``clerk._routing.REPLICATE_GAP_S`` already opens after any round, and which a
-#: takeover covers (``clerk._lead``'s takeover guard; results resent from the nodes'
-#: outboxes, applied as continuing the row: ``clerk._running``). Quorum mode writes its
-#: reservations before a dispatch and is not held.
-DISPATCH_HOLD_S = 0.025
 #: Row encoding per replication step, in seconds: a takeover puts every row into the new
 #: table log (10,000 rows are ~250 ms of encoding on a loaded machine), in slices of this
 #: much, so a step (the slice, then the heartbeat round sending those rows) stays near 1 ms.

@@ -34,7 +34,6 @@ from clerk._core import Role, StaleExecute
 from clerk._dispatch import Dispatch, Finished
 from clerk._lead import EARLY_LIMIT_MS, too_late
 from clerk._messages import Execute, Result, ResultAck, RunQuery
-from clerk._replication import DISPATCH_HOLD_S
 from clerk._runquorum import QuorumWriting
 from clerk._transport import Inbound
 
@@ -47,8 +46,7 @@ __all__ = ["LOCAL_GAP_S", "MAX_WAITING_RESULTS", "REPLICATE_GAP_S", "ResultRouti
 #: runs/s nearly every result was a round of its own (~0.7 per run, two thirds of the
 #: cluster's wake-ups: tools/bench_tasks.py (c)); with this gap a round carries the changes
 #: of up to 25 ms (10 ms before: at 100 runs/s that was still about a round per run). A
-#: change after a quiet spell still goes at once (but not a tick's dispatches alone:
-#: clerk._replication.DISPATCH_HOLD_S); what waits is only the members' copy of
+#: change after a quiet spell still goes at once; what waits is only the members' copy of
 #: the changes that follow it within the gap (and so their RESULT_ACKs, held until every
 #: member has the row): a window the cost pacing already opens wider for big tables (tens
 #: of ms at 1,000 tasks), and which a takeover covers (the dispatch guard of clerk._lead,
@@ -81,10 +79,6 @@ class ResultRouting(QuorumWriting):
     #: A step of replication that leaves rows to encode sends a round only once the gap has
     #: passed since the last one (clerk._replication.Replication._replicate).
     _slice_round_gap = REPLICATE_GAP_S
-    #: Rows of dispatches held for their results' round until then (monotonic; see
-    #: ``_hold_dispatches``), and when the round could have gone without the hold.
-    _held_until = -math.inf
-    _hold_from = -math.inf
 
     def on_execute(self, msg: Execute, now: float, inbound: Inbound | None) -> None:
         late = self._late(msg, self.agent.clock.wall())
@@ -349,11 +343,6 @@ class ResultRouting(QuorumWriting):
         heartbeat's decoding before it was handed to a worker. Queued since the dispatch
         tick began, they leave microseconds apart, as before, and the round follows at once
         in the same turn."""
-        if now < self._held_until:
-            # Another change while dispatches' rows are held (_hold_dispatches): they go with
-            # its round, when it would have gone without them.
-            self._replicate_after = min(self._replicate_after, self._hold_from)
-            self._held_until = -math.inf
         if (force or now >= self._replicate_after) and self.agent.core.is_manager:
             self.agent.flush_urgent(now)
             super()._replicate(now, force)
@@ -362,19 +351,6 @@ class ResultRouting(QuorumWriting):
                 self._replicate_after = max(self._replicate_after, now + REPLICATE_GAP_S)
             return
         super()._replicate(now, force)
-
-    def _hold_dispatches(self, now: float) -> None:
-        """A tick sent runs and changed nothing else: their rows (in flight) wait for the next
-        change's round (their results', normally), or ``DISPATCH_HOLD_S``
-        (clerk._replication), when no round is pending anyway; else they go with that one."""
-        if now < self._held_until:
-            return  # (rows held already: these join them)
-        if self._replicate_dirty or now < self._replicate_after:
-            self._replicate(now)  # (a round is due or paced: these rows join it)
-            return
-        self._replicate_dirty = True
-        self._hold_from, self._held_until = self._replicate_after, now + DISPATCH_HOLD_S
-        self._replicate_after = self._held_until
 
     def _replicate_result(self, local: bool, now: float) -> None:
         """A result was applied: replicate it, after the gap, unless it is of a run on this

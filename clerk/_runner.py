@@ -431,10 +431,8 @@ class TaskRunner(ResultRouting, StatusRows):
             for d in dispatches:
                 self._dispatch(d, now)
         self.nodes_guard.ask_ahead()  # the next runs' nodes(), now that these are sent
-        if finished or (dispatches and self.wa is not None):
+        if dispatches or finished:
             self._replicate(now)
-        elif dispatches:
-            self._hold_dispatches(now)
 
     def close(self) -> None:
         self.nodes_guard.close()

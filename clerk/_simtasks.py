@@ -54,7 +54,6 @@ from clerk._messages import Execute, Offer, Result, ResultAck
 from clerk._offerjob import OfferParts
 from clerk._record import TaskRecord
 from clerk._replica import RowEncoder
-from clerk._replication import DISPATCH_HOLD_S
 from clerk._resultacks import ACK_WAIT, PendingAcks
 from clerk._schedule import Scheduler
 from clerk._simledgerrun import (
@@ -167,10 +166,6 @@ class SimLedger:
         #: waits for the members' OFFERs before any dispatch (``Scheduler.stale``), as the
         #: real runner does (clerk._adopt); False: ``OFFER_WAIT_MS`` for all, ``init`` only.
         self.sure_offers = True
-        #: Default mode: the rows of a tick that only dispatched wait for the next change (the
-        #: results, normally) or ``DISPATCH_HOLD_S``, as the real runner's do
-        #: (clerk._replication); False: replicated at once, as before.
-        self.hold_dispatches = True
         #: Seconds a new manager takes to load the table it takes over (0: at once); merges
         #: and results wait meanwhile, as on a real node (clerk._runner._take_over_step).
         self.load_s = 0.0
@@ -198,10 +193,6 @@ class SimLedger:
 
 class LedgerLayer(LedgerRuns):
     """One node's task layer in the simulator (see the module docstring)."""
-
-    #: When the rows of runs dispatched and not yet replicated must go (simulated time; None:
-    #: none held): ``SimLedger.hold_dispatches``.
-    _hold_until: float | None = None
 
     def __init__(self, world: SimLedger, net: SimNetwork, node: SimNode) -> None:
         self.world = world
@@ -263,13 +254,6 @@ class LedgerLayer(LedgerRuns):
             return None
         return now + 0.001
 
-    def on_leave(self) -> None:
-        """As the real runner's ``on_leave``: a leaving manager's hand-over carries every row
-        (the core builds it from the table log), so the rows not encoded yet (a dispatch's,
-        held: ``SimLedger.hold_dispatches``) go into the log first."""
-        if self.scheduler.active and self.node.core.is_manager:
-            self._encoder.step(self.scheduler, self.node.core.table_log, float("inf"))
-
     def _confirm(self, confirm: Send | None) -> None:
         """A merge HANDOVER part's MERGED, once merged (as the real runner's ``_confirm``)."""
         if confirm is not None:
@@ -281,14 +265,13 @@ class LedgerLayer(LedgerRuns):
         wall_next = self.scheduler.next_deadline(self.wall())
         if self.wa is not None:  # quorum mode: wake up to reserve ahead of due times
             wall_next = min(wall_next, self.wa.next_reserve_ms(self.scheduler) / 1000)
-        hold = self._hold_until if self._hold_until is not None else float("inf")
         if wall_next == float("inf"):
-            return hold
-        return min(hold, wall_next - WALL0 - self.world.offsets.get(self.node.name, 0.0))
+            return wall_next
+        return wall_next - WALL0 - self.world.offsets.get(self.node.name, 0.0)
 
     def after(self, event: Event, effects: list[Effect]) -> None:
         core = self.node.core
-        changed = held = False
+        changed = False
         for effect in effects:
             if isinstance(effect, ManagerChanged):
                 self._offer_to = None  # (an OFFER to a manager we no longer follow)
@@ -390,12 +373,7 @@ class LedgerLayer(LedgerRuns):
                     wa.hold_dispatch(d, d.task, d.slot)
             if rows:
                 self._write(rows)
-            if (dispatches and not finished and not changed and wa is None
-                    and self.world.hold_dispatches):
-                if self._hold_until is None:  # (held: see SimLedger.hold_dispatches)
-                    self._hold_until = self.net.now + DISPATCH_HOLD_S
-                held = True
-            changed |= bool(finished) or (bool(dispatches) and not held)
+            changed |= bool(dispatches or finished)
             sent = bool(dispatches)
         else:
             sent = False
@@ -404,13 +382,9 @@ class LedgerLayer(LedgerRuns):
             # Quorum mode: a result is replicated (and persisted) once committed; a dispatch
             # too with ``replicate_dispatches`` (see SimLedger).
             changed = sent and self.world.replicate_dispatches
-        if not core.is_manager:
-            self._hold_until = None
-        elif self._hold_until is not None and self.net.now >= self._hold_until:
-            changed = True  # the held rows' time is up
         if changed and self.scheduler.active and core.is_manager:
             self._replicate()
-        self._persist(changed or held)
+        self._persist(changed)
         if core.quorum is None:
             self._acks_and_resends(event)
 
@@ -445,7 +419,6 @@ class LedgerLayer(LedgerRuns):
         budget), then a heartbeat round. The log must then hold exactly the scheduler's
         table: a change the scheduler did not mark dirty would be lost for every follower."""
         core = self.node.core
-        self._hold_until = None
         self._encoder.step(self.scheduler, core.table_log, float("inf"))
         held = core.table_log.table()
         if held != json.loads(json.dumps(self.scheduler.table())):

@@ -8,7 +8,6 @@ import math
 from types import SimpleNamespace
 from typing import Any
 
-from clerk._replication import DISPATCH_HOLD_S
 from clerk._routing import LOCAL_GAP_S, REPLICATE_GAP_S, ResultRouting
 
 
@@ -189,55 +188,3 @@ def test_a_takeovers_fill_sends_a_round_after_each_slice_as_before() -> None:
     runner._replicate(10.001)  # a slice
     runner._replicate(10.001)  # its round, at once
     assert calls[-1] == "heartbeat round"
-
-
-def _held(calls: list[str]) -> _Runner:
-    """A manager after a quiet spell whose tick only dispatched (``_hold_dispatches``)."""
-    runner = _Runner(_Agent(calls))
-    runner._hold_dispatches(10.0)
-    return runner
-
-
-def test_a_tick_that_only_dispatched_holds_its_rows_for_the_results_round() -> None:
-    """DISPATCH_HOLD_S: no round of its own (it was one round per dispatch and one per result
-    on a quiet cluster); the first result's round carries them, at once."""
-    calls: list[str] = []
-    runner = _held(calls)
-    assert calls == [] and runner._replicate_dirty
-    assert runner._replicate_after == 10.0 + DISPATCH_HOLD_S  # (the loop's deadline)
-    runner._hold_dispatches(10.005)  # another tick's runs join them; the hold is not extended
-    assert calls == [] and runner._replicate_after == 10.0 + DISPATCH_HOLD_S
-    runner._replicate_result(False, 10.02)  # a member's result
-    assert calls == ["flush", "rows encoded", "heartbeat round"]
-    assert not runner._replicate_dirty
-    assert runner._replicate_after >= 10.02 + REPLICATE_GAP_S  # (the gap after any round)
-
-
-def test_held_rows_go_when_the_hold_is_over() -> None:
-    calls: list[str] = []
-    runner = _held(calls)
-    runner._replicate(10.0 + DISPATCH_HOLD_S / 2)  # another change (a merge, a member down)
-    assert calls == ["flush", "rows encoded", "heartbeat round"], "its round takes them"
-    calls.clear()
-    runner = _held(calls)
-    runner._replicate(10.0 + DISPATCH_HOLD_S)  # the loop's deadline: no result came
-    assert calls == ["flush", "rows encoded", "heartbeat round"]
-
-
-def test_dispatches_within_the_gap_join_the_pending_round_without_a_hold() -> None:
-    calls: list[str] = []
-    runner = _Runner(_Agent(calls))
-    runner._replicate(10.0)
-    calls.clear()
-    runner._hold_dispatches(10.01)  # a round went 10 ms ago: the gap holds the next anyway
-    assert calls == [] and runner._replicate_dirty
-    assert runner._replicate_after == 10.0 + REPLICATE_GAP_S  # not moved by a hold
-    runner._replicate_result(False, 10.02)  # still inside the gap: waits for it, as before
-    assert calls == []
-
-
-def test_an_operators_command_sends_held_rows_at_once() -> None:
-    calls: list[str] = []
-    runner = _held(calls)
-    runner._replicate(10.001, force=True)
-    assert calls == ["flush", "rows encoded", "heartbeat round"]

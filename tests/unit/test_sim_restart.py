@@ -40,10 +40,9 @@ SLOW = {"delay": 0.03, "jitter": 0.08}
 
 def build(n: int, seed: int, rejoin: bool = True, timings: Timings | None = None,
           slow: bool = False, offers_first: bool = True, fifo: bool = False,
-          hold: bool = True) -> tuple[SimNetwork, SimLedger, list[str]]:
+          ) -> tuple[SimNetwork, SimLedger, list[str]]:
     world = SimLedger(interval_ms=200)
     world.rejoin = rejoin
-    world.hold_dispatches = hold
     world.offers_first = offers_first
     net = SimNetwork(seed, layer=world, timings=timings, **(SLOW if slow else {}))
     net.fifo = fifo
@@ -106,9 +105,9 @@ def check_history(net: SimNetwork, world: SimLedger, names: list[str], stopped_a
 
 def _full_restart(n: int, seed: int, order: list[int], gaps: list[float],
                   delays: list[float], rejoin: bool = True, slow: bool = False,
-                  offers_first: bool = True, fifo: bool = False, hold: bool = True) -> None:
+                  offers_first: bool = True, fifo: bool = False) -> None:
     net, world, names = build(n, seed, rejoin, slow=slow, offers_first=offers_first,
-                              fifo=fifo, hold=hold)
+                              fifo=fifo)
     stop_all(net, names, order, gaps)
     stopped_at = len(world.runs)
     on_disk = max(world.disk_counter(x) for x in names)
@@ -178,8 +177,7 @@ def test_the_schedules_found_on_a_reordering_network_continue_exactly(
 
 #: Schedules (seed, stop order, gaps, start delays) where, on a slow network, the manager
 #: elected among the restarted nodes dispatched from its older copy before a member's OFFER
-#: of a newer one arrived (found with offers_first off, before dispatches' rows were held for
-#: their results' round: ``SimLedger.hold_dispatches``, which shifts the timings).
+#: of a newer one arrived (found with offers_first off).
 OFFER_RACES = [
     (6, [2, 0, 1], [0.8, 0.0, 0.1], [1.8, 2.9, 2.2]),
     (17, [2, 1, 0], [1.0, 0.3, 0.8], [2.1, 2.0, 0.3]),
@@ -189,14 +187,12 @@ OFFER_RACES = [
 
 def test_a_manager_that_starts_from_its_own_disk_waits_for_the_members_offers() -> None:
     """Without ``from_disk`` (only ``init`` waited for OFFERs) the schedules below repeat a
-    count (on the timings they were found with); with it they continue exactly."""
+    count; with it they continue exactly."""
     failed = 0
     for seed, order, gaps, delays in OFFER_RACES:
         _full_restart(3, seed, order, gaps, delays, slow=True)
-        _full_restart(3, seed, order, gaps, delays, slow=True, hold=False)
         try:
-            _full_restart(3, seed, order, gaps, delays, slow=True, offers_first=False,
-                          hold=False)
+            _full_restart(3, seed, order, gaps, delays, slow=True, offers_first=False)
         except AssertionError:
             failed += 1
     assert failed == len(OFFER_RACES)

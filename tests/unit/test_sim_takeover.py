@@ -193,14 +193,7 @@ def _offer_carried_dispatch(seed: int) -> tuple[int, int] | None:
                           limit=1.0, step=0.001) is None:
         return None
     rec = world.layers[runner].scheduler
-
-    def replica_shows_dispatch() -> bool:
-        # (the round that carries the dispatch goes once DISPATCH_HOLD_S has passed: it
-        # waits for the run's result, which never comes; SimLedger.hold_dispatches)
-        rec.load(net.nodes[runner].core.replicated)
-        return bool(rec.records[LEDGER].dispatched == run.slot)
-
-    net.run_until_true(replica_shows_dispatch, limit=0.2, step=0.001)
+    rec.load(net.nodes[runner].core.replicated)
     held = rec.records[LEDGER]
     assert held.dispatched == run.slot and held.slot < run.slot, "the runner's replica"
     net.crash(manager)
