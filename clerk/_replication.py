@@ -49,8 +49,9 @@ from clerk._replica import offer_test
 from clerk._runnerdefs import Definitions
 from clerk._statusjob import Slice
 
-__all__ = ["ENCODE_BUDGET", "LOAD_BUDGET", "MAX_HELD_OFFERS", "MAX_OFFER_PARTS", "OFFER_CHARS",
-           "REPLICATE_SHARE", "Replication", "offer_parts"]
+__all__ = ["ENCODE_BUDGET", "LOAD_BUDGET", "LOCAL_GAP_S", "MAX_HELD_OFFERS", "MAX_OFFER_PARTS",
+           "OFFER_CHARS", "REPLICATE_GAP_S", "REPLICATE_SHARE", "SHORT_RUN_MS", "Replication",
+           "offer_parts", "short_runs"]
 
 #: Replication (the rows changed since each member's acknowledged point, to every member) may
 #: take at most ~1/REPLICATE_SHARE of the manager's loop, and of each follower's: after a
@@ -59,6 +60,44 @@ __all__ = ["ENCODE_BUDGET", "LOAD_BUDGET", "MAX_HELD_OFFERS", "MAX_OFFER_PARTS",
 #: spell goes at once; the changes of the next 10 ms share a round). With 1000 tasks the cost
 #: pacing coalesces the results of tens of milliseconds instead of a round per result.
 REPLICATE_SHARE = 10
+#: The shortest time between two replication rounds of the manager (seconds), on top of the
+#: pacing by cost (REPLICATE_SHARE, ~2 ms for a few tasks). A round is a
+#: heartbeat to every member and an ACK from each: four ZeroMQ messages on a 3-node cluster,
+#: each waking its sender's ZeroMQ I/O thread, the receiver's and the receiver's loop. At 400
+#: runs/s nearly every result was a round of its own (~0.7 per run, two thirds of the
+#: cluster's wake-ups: tools/bench_tasks.py (c)); with this gap a round carries the changes
+#: of up to 25 ms (10 ms before: at 100 runs/s that was still about a round per run). A
+#: change after a quiet spell still goes at once; what waits is only the members' copy of
+#: the changes that follow it within the gap (and so their RESULT_ACKs, held until every
+#: member has the row): a window the cost pacing already opens wider for big tables (tens
+#: of ms at 1,000 tasks), and which a takeover covers (the dispatch guard of clerk._lead,
+#: results resent from the nodes' outboxes). Not held by it: slices of a takeover's encoding
+#: (only a round that left nothing to encode starts the gap), and the result of a run on the
+#: manager's own node, which no outbox elsewhere keeps (a crash before its round loses that
+#: update, README "What is guaranteed"): its round waits only ``LOCAL_GAP_S``.
+REPLICATE_GAP_S = 0.025
+#: The shortest time between a round and the next one that a result of a run on the
+#: manager's own node calls for (seconds; the cost pacing on top). Such a result has no copy
+#: elsewhere until its round: this bounds the window in which a manager crash loses that one
+#: update (README "What is guaranteed": within 10 ms on a small cluster). It was the cost
+#: pacing alone (~2 ms): at 400 runs/s a third of the results are the manager's own, and
+#: each called a round of its own, ~140 rounds/s in all instead of one per gap, each a
+#: heartbeat to every member and an ACK back (README "Fewer rounds").
+LOCAL_GAP_S = 0.010
+#: A dispatch waits for the next round (the gap after the last one, the cost pacing) only for
+#: a task whose runs are short: its last run ended well (ok or error) in under this many ms.
+#: Any other dispatch (a task that never ran, was skipped, refused, timed out, or ran this long
+#: or longer) sends its round at once. Why: the members learn that a run is in flight only from
+#: a round. A manager that dies before it leaves a new manager that does not know of the run:
+#: the takeover guard (clerk._lead) keeps the slot itself from running twice, and a short run
+#: has ended, its result kept in its node's outbox and applied as the row's continuation
+#: (clerk._running), before the new manager can dispatch the next slot (its first slot is due
+#: more than MAX_DISPATCH_LEAD_MS after it took over). A long run is still going then: the new
+#: manager sent the next slot beside it (the task overlapped itself) and dropped its result (a
+#: run was in flight), and the next run repeated the count. Found by a review in the simulator
+#: (tests/unit/test_sim_gap.py). A short task whose run suddenly lasts far longer is still
+#: exposed inside the gap (README "What is guaranteed").
+SHORT_RUN_MS = 10.0
 #: Row encoding per replication step, in seconds: a takeover puts every row into the new
 #: table log (10,000 rows are ~250 ms of encoding on a loaded machine), in slices of this
 #: much, so a step (the slice, then the heartbeat round sending those rows) stays near 1 ms.
@@ -73,6 +112,15 @@ LOAD_BUDGET = 0.0004
 MAX_HELD_OFFERS = 64
 #: Rows of the replica compared with what a follower parsed last, per look at the clock.
 FOLLOW_SCAN = 1024
+
+
+def short_runs(last: Any) -> bool:
+    """Does a task whose row's ``last`` is this run short (``SHORT_RUN_MS``)?"""
+    if not isinstance(last, dict) or last.get("outcome") not in ("ok", "error"):
+        return False
+    duration = last.get("duration_ms")
+    return (isinstance(duration, int | float) and not isinstance(duration, bool)
+            and duration < SHORT_RUN_MS)
 
 
 def offer_parts(rows: dict[str, Any], limit: int = OFFER_CHARS) -> list[Any]:

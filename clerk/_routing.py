@@ -34,35 +34,12 @@ from clerk._core import Role, StaleExecute
 from clerk._dispatch import Dispatch, Finished
 from clerk._lead import EARLY_LIMIT_MS, too_late
 from clerk._messages import Execute, Result, ResultAck, RunQuery
+from clerk._replication import LOCAL_GAP_S, REPLICATE_GAP_S
 from clerk._runquorum import QuorumWriting
 from clerk._transport import Inbound
 
 __all__ = ["LOCAL_GAP_S", "MAX_WAITING_RESULTS", "REPLICATE_GAP_S", "ResultRouting"]
 
-#: The shortest time between two replication rounds of the manager (seconds), on top of the
-#: pacing by cost (clerk._replication.REPLICATE_SHARE, ~2 ms for a few tasks). A round is a
-#: heartbeat to every member and an ACK from each: four ZeroMQ messages on a 3-node cluster,
-#: each waking its sender's ZeroMQ I/O thread, the receiver's and the receiver's loop. At 400
-#: runs/s nearly every result was a round of its own (~0.7 per run, two thirds of the
-#: cluster's wake-ups: tools/bench_tasks.py (c)); with this gap a round carries the changes
-#: of up to 25 ms (10 ms before: at 100 runs/s that was still about a round per run). A
-#: change after a quiet spell still goes at once; what waits is only the members' copy of
-#: the changes that follow it within the gap (and so their RESULT_ACKs, held until every
-#: member has the row): a window the cost pacing already opens wider for big tables (tens
-#: of ms at 1,000 tasks), and which a takeover covers (the dispatch guard of clerk._lead,
-#: results resent from the nodes' outboxes). Not held by it: slices of a takeover's encoding
-#: (only a round that left nothing to encode starts the gap), and the result of a run on the
-#: manager's own node, which no outbox elsewhere keeps (a crash before its round loses that
-#: update, README "What is guaranteed"): its round waits only ``LOCAL_GAP_S``.
-REPLICATE_GAP_S = 0.025
-#: The shortest time between a round and the next one that a result of a run on the
-#: manager's own node calls for (seconds; the cost pacing on top). Such a result has no copy
-#: elsewhere until its round: this bounds the window in which a manager crash loses that one
-#: update (README "What is guaranteed": within 10 ms on a small cluster). It was the cost
-#: pacing alone (~2 ms): at 400 runs/s a third of the results are the manager's own, and
-#: each called a round of its own, ~140 rounds/s in all instead of one per gap, each a
-#: heartbeat to every member and an ACK back (README "Fewer rounds").
-LOCAL_GAP_S = 0.010
 #: RESULTs kept while this node takes over (until its table is loaded): one per run in flight
 #: in the table at most; the bound is for forgeries.
 MAX_WAITING_RESULTS = 4096

@@ -37,7 +37,7 @@ from clerk._nodes_guard import NodesGuard
 from clerk._offerjob import OfferParts
 from clerk._outbox import Outbox
 from clerk._replica import Replica, ReplicaLog, RowEncoder
-from clerk._replication import LOAD_BUDGET, MAX_HELD_OFFERS, REPLICATE_SHARE
+from clerk._replication import LOAD_BUDGET, MAX_HELD_OFFERS, REPLICATE_SHARE, short_runs
 from clerk._resultacks import PendingAcks
 from clerk._routing import ResultRouting
 from clerk._schedule import Scheduler
@@ -432,7 +432,11 @@ class TaskRunner(ResultRouting, StatusRows):
                 self._dispatch(d, now)
         self.nodes_guard.ask_ahead()  # the next runs' nodes(), now that these are sent
         if dispatches or finished:
-            self._replicate(now)
+            # A long run's dispatch goes to the members at once, gap or pacing: a new manager
+            # that did not know of it would overlap it (clerk._replication.SHORT_RUN_MS).
+            records = self.scheduler.records
+            self._replicate(now, force=any(not short_runs(records[d.task].last)
+                                           for d in dispatches if d.task in records))
 
     def close(self) -> None:
         self.nodes_guard.close()

@@ -78,6 +78,9 @@ class LedgerRuns:
     def _replicate(self) -> None:
         raise NotImplementedError
 
+    def _changed(self, local: bool = False, urgent: bool = False) -> None:
+        raise NotImplementedError
+
     def _persist(self, changed: bool) -> None:
         raise NotImplementedError
 
@@ -105,8 +108,9 @@ class LedgerRuns:
                                          msg.sender.name, before, after,
                                          self.net.whole_for(), len(self.net.managers())))
         core = self.node.core
+        run_s = self.world.run_s
         result = Result(core.me, core.term, msg.task, msg.run_id, msg.slot, "ok", after,
-                        RUN_S * 1000, "")
+                        run_s * 1000, "")
         incarnation = core.me.incarnation
         node = self.node
 
@@ -130,13 +134,13 @@ class LedgerRuns:
                     # schedules, as the real node's outbox keeps it (clerk._outbox).
                     self.unacked[result.run_id] = result
                 if self.scheduler.active and self.scheduler.on_result(
-                        result.task, result.run_id, node.name, "ok", after, RUN_S * 1000, "",
+                        result.task, result.run_id, node.name, "ok", after, run_s * 1000, "",
                         self.wall(), slot=None if local or not self.world.unseen_runs
                         else msg.slot) is not None:
                     if self.wa is not None:
                         self._result(result.task)
                         return
-                    self._replicate()
+                    self._changed(local=True)
                     self._persist(True)
                 if not core.is_manager and core.quorum is None:
                     self._to_successor(result, core, self.net.now + LEAVE_WAIT_S)
@@ -146,7 +150,7 @@ class LedgerRuns:
                 if to != self._offer_to:  # (else with the OFFER: kept above)
                     self.net.send(node.name, to, result)
 
-        self.net.at(self.net.now + RUN_S, deliver)
+        self.net.at(self.net.now + run_s, deliver)
 
     def _to_successor(self, result: Result, core: Any, until: float) -> None:
         """A result a leaving manager got after it stopped scheduling (its own run's, or a

@@ -106,6 +106,11 @@ class SimLayer(Protocol):
         """When to look again at a stop request made ``now`` (None: act on it now)."""
         ...
 
+    def on_leave(self) -> None:
+        """The node acts on a stop request now (called just before its core is told, as the
+        real agent calls its task runner's ``on_leave``)."""
+        ...
+
 
 @dataclass
 class SimNode:
@@ -309,6 +314,8 @@ class SimNetwork:
         node = self.nodes[name]
         again = node.layer.leave_at(self.now) if node.layer is not None and node.up else None
         if again is None:
+            if node.layer is not None and node.up:
+                node.layer.on_leave()
             self._feed(node, LeaveRequested())
             return
         core = node.core  # (a node restarted meanwhile is not asked to leave)

@@ -54,6 +54,7 @@ from clerk._messages import Execute, Offer, Result, ResultAck
 from clerk._offerjob import OfferParts
 from clerk._record import TaskRecord
 from clerk._replica import RowEncoder
+from clerk._replication import LOCAL_GAP_S, short_runs
 from clerk._resultacks import ACK_WAIT, PendingAcks
 from clerk._schedule import Scheduler
 from clerk._simledgerrun import (
@@ -166,6 +167,15 @@ class SimLedger:
         #: waits for the members' OFFERs before any dispatch (``Scheduler.stale``), as the
         #: real runner does (clerk._adopt); False: ``OFFER_WAIT_MS`` for all, ``init`` only.
         self.sure_offers = True
+        #: Default mode: after a round, the manager's next one waits this long (s), as the
+        #: real runner's (``clerk._routing.REPLICATE_GAP_S``, 25 ms; a result of a run on its
+        #: own node ``LOCAL_GAP_S``); 0: every change replicated at once, as before.
+        self.replicate_gap_s = 0.0
+        #: A dispatch of a task whose runs are not short replicates at once, gap or not
+        #: (clerk._replication.SHORT_RUN_MS); False: it waits for the gap like any change.
+        self.long_runs_at_once = True
+        #: How long a run takes on its node (s).
+        self.run_s = RUN_S
         #: Seconds a new manager takes to load the table it takes over (0: at once); merges
         #: and results wait meanwhile, as on a real node (clerk._runner._take_over_step).
         self.load_s = 0.0
@@ -193,6 +203,11 @@ class SimLedger:
 
 class LedgerLayer(LedgerRuns):
     """One node's task layer in the simulator (see the module docstring)."""
+
+    #: When this manager's last round went, and when the changes made since go
+    #: (``SimLedger.replicate_gap_s``; None: none waits). Simulated time.
+    _round_at = float("-inf")
+    _round_due: float | None = None
 
     def __init__(self, world: SimLedger, net: SimNetwork, node: SimNode) -> None:
         self.world = world
@@ -265,13 +280,14 @@ class LedgerLayer(LedgerRuns):
         wall_next = self.scheduler.next_deadline(self.wall())
         if self.wa is not None:  # quorum mode: wake up to reserve ahead of due times
             wall_next = min(wall_next, self.wa.next_reserve_ms(self.scheduler) / 1000)
+        due = self._round_due if self._round_due is not None else float("inf")
         if wall_next == float("inf"):
-            return wall_next
-        return wall_next - WALL0 - self.world.offsets.get(self.node.name, 0.0)
+            return due
+        return min(due, wall_next - WALL0 - self.world.offsets.get(self.node.name, 0.0))
 
     def after(self, event: Event, effects: list[Effect]) -> None:
         core = self.node.core
-        changed = False
+        changed = urgent = False
         for effect in effects:
             if isinstance(effect, ManagerChanged):
                 self._offer_to = None  # (an OFFER to a manager we no longer follow)
@@ -375,6 +391,8 @@ class LedgerLayer(LedgerRuns):
                 self._write(rows)
             changed |= bool(dispatches or finished)
             sent = bool(dispatches)
+            urgent = self.world.long_runs_at_once and any(
+                not short_runs(self.scheduler.records[d.task].last) for d in dispatches)
         else:
             sent = False
         self.scheduler.conflicts_out.clear()
@@ -382,8 +400,13 @@ class LedgerLayer(LedgerRuns):
             # Quorum mode: a result is replicated (and persisted) once committed; a dispatch
             # too with ``replicate_dispatches`` (see SimLedger).
             changed = sent and self.world.replicate_dispatches
-        if changed and self.scheduler.active and core.is_manager:
-            self._replicate()
+        if not core.is_manager:
+            self._round_due = None
+        elif changed and self.scheduler.active:
+            self._changed(urgent=urgent)
+        elif (self._round_due is not None and self.scheduler.active
+              and self.net.now >= self._round_due):
+            self._replicate()  # the gap is over
         self._persist(changed)
         if core.quorum is None:
             self._acks_and_resends(event)
@@ -414,11 +437,34 @@ class LedgerLayer(LedgerRuns):
             for result in self.unacked.values():
                 self.net.send(self.node.name, claim.address, result)
 
+    def _changed(self, local: bool = False, urgent: bool = False) -> None:
+        """The table changed: its round goes now, or once the gap after the last round has
+        passed (``SimLedger.replicate_gap_s``: ``LOCAL_GAP_S`` for a result of a run on this
+        node), as the real runner's (clerk._routing); ``urgent`` (a long run's dispatch),
+        now. Quorum mode: now (it replicates what it committed)."""
+        gap = self.world.replicate_gap_s
+        if gap <= 0 or urgent or self.wa is not None:
+            self._replicate()
+            return
+        due = self._round_at + (min(gap, LOCAL_GAP_S) if local else gap)
+        if self.net.now >= due:
+            self._replicate()
+        else:
+            self._round_due = due if self._round_due is None else min(self._round_due, due)
+
+    def on_leave(self) -> None:
+        """As the real runner's ``on_leave``: a leaving manager's hand-over carries every row
+        (the core builds it from the table log), so rows that wait for the gap go into the
+        log first."""
+        if self.scheduler.active and self.node.core.is_manager:
+            self._encoder.step(self.scheduler, self.node.core.table_log, float("inf"))
+
     def _replicate(self) -> None:
         """The changed rows into the table log, as the real runner does (without its time
         budget), then a heartbeat round. The log must then hold exactly the scheduler's
         table: a change the scheduler did not mark dirty would be lost for every follower."""
         core = self.node.core
+        self._round_at, self._round_due = self.net.now, None
         self._encoder.step(self.scheduler, core.table_log, float("inf"))
         held = core.table_log.table()
         if held != json.loads(json.dumps(self.scheduler.table())):
