@@ -24,7 +24,8 @@ Only the agent's loop thread touches these sockets (one loop, one poller per pro
   (before its socket connects: nothing to lose) and after every readiness: only a read that
   found its pipe empty makes ZeroMQ signal the descriptor for the next event (without the
   first read, a DEALER's monitor never signalled, and a crash was only seen by silence).
-* With CURVE, a **ZAP** handler on the same loop admits only clients with the cluster key.
+* With CURVE, a **ZAP** handler on the same loop admits only clients with the cluster key
+  (:mod:`clerk._zap`).
 
 ``LINGER 0`` everywhere (but the DEALERs of a node that left gracefully: ``FINAL_LINGER_MS``,
 so its last messages still go); ``MAXMSGSIZE`` makes ZeroMQ drop (and disconnect) oversized
@@ -61,12 +62,12 @@ from clerk._config import resolve_host
 from clerk._frames import NOBLOCK, readable, recv_frames, send_frames
 from clerk._security import CurveKeys
 from clerk._sockopts import tune
+from clerk._zap import ZAP_ENDPOINT, answer_zap
 
 __all__ = ["FINAL_LINGER_MS", "Inbound", "Transport", "resolve_host", "tune"]
 
 log = logging.getLogger("clerk.transport")
 
-ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 PENDING_MAX = 64
 MAX_LINKS = 512
 MAX_UNPINNED_LINKS = 32
@@ -529,24 +530,9 @@ class Transport:
                             address)
 
     def _answer_zap(self) -> None:
-        """ZAP (RFC 27): admit CURVE clients holding the cluster's key, nobody else."""
         assert self.zap is not None and self.keys is not None
-        try:
-            frames = self.zap.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
-            return
-        version = frames[0] if frames else b"1.0"
-        request_id = frames[1] if len(frames) > 1 else b""
-        ok = (
-            len(frames) >= 7
-            and frames[0] == b"1.0"
-            and frames[5] == b"CURVE"
-            and frames[6] == _z85_decode(self.keys.public)
-        )
-        if not ok:
+        if answer_zap(self.zap, self.keys.public) is False:
             self.stats["auth_rejected"] += 1
-        status = [b"200", b"OK"] if ok else [b"400", b"not a member of this cluster"]
-        self.zap.send_multipart([version, request_id, *status, b"", b""])
 
     def close(self, linger_ms: int = 0) -> None:
         """Close every socket. ``linger_ms``: how long the DEALERs' last messages may still
@@ -562,8 +548,3 @@ class Transport:
                 sock.close(linger=0)
         self.ctx.term()
 
-
-def _z85_decode(text: bytes) -> bytes:
-    from zmq.utils import z85
-
-    return z85.decode(text)
