@@ -195,10 +195,6 @@ class HostResolver:
                 self._log_failure(host, error, entry.ip, now)
         return out
 
-    def pending(self) -> int:
-        """Names queued or being looked up."""
-        return sum(1 for e in self._cache.values() if e.busy)
-
     def close(self) -> None:
         """Stop the workers (a lookup under way finishes in its thread, its answer unread)."""
         with self._cond:
