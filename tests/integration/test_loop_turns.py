@@ -40,9 +40,8 @@ def test_a_stalled_loop_turn_shows_in_the_status_and_the_metrics(stall_dir: Path
         (name,) = cluster.names
         cluster.wait_for_manager(timeout=20)
         url = cluster.metrics_url(name)
-        before = cluster.status(name)["transport"]
-        assert before["turn_ms_max"] < STALL_S * 1000, before  # (an idle node's turns)
-        scrape(url)  # a window of its own, from here
+        cluster.status(name)  # the status's window of recent turns opens here
+        scrape(url)  # and the scrape's
         request = stall(stall_dir, name, STALL_S)
         wait_until(lambda: not request.exists(), timeout=10, message="the stall not taken")
         st = wait_until(lambda: cluster.status(name, timeout=5)["transport"], timeout=10)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from clerk._dns import HostResolver
+from clerk._dns import RETRY_MIN, HostResolver
 from clerk._transport import Inbound, Transport
 from clerk.testing import free_ports, wait_until
 
@@ -94,7 +94,9 @@ def test_a_name_that_fails_leaves_the_link_waiting_and_drops_its_messages_in_tim
     (port,) = free_ports(1)
     dns = GatedDNS()
     dns.gate.set()
-    a = Transport("127.0.0.1", port, keys=None, resolver=HostResolver(lookup=dns))
+    clock = [0.0]  # the resolver's (its retries), apart from the transport's queue times
+    a = Transport("127.0.0.1", port, keys=None,
+                  resolver=HostResolver(lookup=dns, clock=lambda: clock[0]))
     try:
         a.send("gone.clerk.test:7400", [b"x"], time.monotonic())
         wait_until(lambda: (a.poll(10, time.monotonic()), a.stats["resolve_failed"])[1] == 1,
@@ -105,5 +107,10 @@ def test_a_name_that_fails_leaves_the_link_waiting_and_drops_its_messages_in_tim
                    timeout=5)  # PENDING_TTL, as for a peer that is not up
         a.send("gone.clerk.test:7400", [b"y"], time.monotonic())  # before its retry is due
         assert dns.asked == ["gone.clerk.test"]
+        clock[0] += RETRY_MIN
+        a.send("gone.clerk.test:7400", [b"z"], time.monotonic())  # its retry is due
+        wait_until(lambda: (a.poll(10, time.monotonic()), a.stats["resolve_failed"])[1] == 2,
+                   timeout=5)
+        assert dns.asked == ["gone.clerk.test"] * 2
     finally:
         a.close()
