@@ -17,7 +17,9 @@ Host names are legitimate node addresses (``name@host``), so they are resolved h
   and they go first; any other is refused (``resolve_refused``: not remembered, asked again
   later). The cache holds ``CACHE_MAX`` names, least recently used evicted first (failed
   names before answered ones); a name is looked up at most once per ``CACHE_TTL`` while it
-  resolves, and with a backoff from ``RETRY_MIN`` doubling to ``RETRY_MAX`` while it fails.
+  resolves, and with a backoff from ``RETRY_MIN`` doubling to ``RETRY_MAX`` while it fails
+  (``URGENT_RETRY_MAX`` for a member's or seed's name: a seed whose DNS record appears only
+  once it is up, as in a Kubernetes headless service, is found within seconds of it).
   So a flood of distinct names costs the loop a dictionary look-up each, and the resolver a
   bounded queue, whatever the system's resolver does.
 * **Answers expire** after ``CACHE_TTL``; an expired answer is still served while it is looked
@@ -42,8 +44,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["CACHE_MAX", "CACHE_TTL", "LOCALHOST", "QUEUE_MAX", "RETRY_MAX", "RETRY_MIN",
-           "URGENT_RESERVE", "WORKERS", "HostResolver", "literal", "system_lookup",
-           "valid_address"]
+           "URGENT_RESERVE", "URGENT_RETRY_MAX", "WORKERS", "HostResolver", "literal",
+           "system_lookup", "valid_address"]
 
 log = logging.getLogger("clerk.transport")
 
@@ -61,6 +63,7 @@ CACHE_TTL = 60.0
 #: A failed name is looked up again after RETRY_MIN s, doubling up to RETRY_MAX.
 RETRY_MIN = 1.0
 RETRY_MAX = 60.0
+URGENT_RETRY_MAX = 5.0
 #: Failed names logged a minute at most (the rest counted in the next line).
 LOG_BURST = 10
 LOG_WINDOW = 60.0
@@ -100,6 +103,7 @@ class _Entry:
     due: float  # when the name may be looked up again
     failures: int = 0  # in a row
     busy: bool = False  # queued or being looked up
+    urgent: bool = False  # ever asked for as a member's or a seed's
     logged: bool = False  # its failure was logged
 
 
@@ -145,12 +149,13 @@ class HostResolver:
             return ip
         entry = self._cache.get(host)
         if entry is None:
-            entry = _Entry(None, 0.0)
+            entry = _Entry(None, 0.0, urgent=urgent)
             if not self._submit(host, entry, urgent):
                 return None  # not remembered: asked again next time
             self._remember(host, entry)
             return None
         self._cache.move_to_end(host)
+        entry.urgent = entry.urgent or urgent
         if not entry.busy and self._clock() >= entry.due:
             self._submit(host, entry, urgent)  # expired, or its retry is due
         return entry.ip  # (an expired answer is served while it is looked up again)
@@ -189,7 +194,8 @@ class HostResolver:
                 continue
             self.stats["resolve_failed"] += 1
             entry.failures += 1
-            entry.due = now + min(RETRY_MAX, RETRY_MIN * 2 ** (entry.failures - 1))
+            cap = URGENT_RETRY_MAX if entry.urgent else RETRY_MAX
+            entry.due = now + min(cap, RETRY_MIN * 2 ** min(entry.failures - 1, 16))
             if not entry.logged:
                 entry.logged = True
                 self._log_failure(host, error, entry.ip, now)

@@ -21,6 +21,7 @@ from clerk._dns import (
     RETRY_MAX,
     RETRY_MIN,
     URGENT_RESERVE,
+    URGENT_RETRY_MAX,
     HostResolver,
     literal,
     valid_address,
@@ -139,6 +140,23 @@ def test_a_failing_name_is_retried_with_a_doubling_backoff() -> None:
     r.resolve("gone.example")
     assert run_all(r) == [("gone.example", "10.0.0.9")]
     assert r.resolve("gone.example") == "10.0.0.9"
+    r.close()
+
+
+def test_a_members_or_seeds_failing_name_is_retried_within_seconds() -> None:
+    r, dns, clock = resolver()
+    r.resolve("seed.example", urgent=True)
+    run_all(r)
+    for _ in range(10):
+        clock.now += URGENT_RETRY_MAX
+        r.resolve("seed.example")  # (asked once as a seed: its backoff stays short)
+        assert r.work()
+        r.answers()
+    assert len(dns.asked) == 11
+    dns.table["seed.example"] = "10.0.0.2"  # its record appears (the seed is up)
+    clock.now += URGENT_RETRY_MAX
+    r.resolve("seed.example", urgent=True)
+    assert run_all(r) == [("seed.example", "10.0.0.2")]
     r.close()
 
 
