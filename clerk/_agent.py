@@ -23,6 +23,7 @@ import secrets
 import signal
 import socket
 from collections import Counter, deque
+from time import perf_counter
 from time import sleep as _sleep
 
 from clerk._agentfeed import AgentFeed
@@ -195,6 +196,11 @@ class Agent(AgentFeed, AgentReplies):
             self.quorum.started()
             self._feed(Start(), self.clock.monotonic())
             stats = self.transport.stats
+            # The longest busy turn (clerk._metrics.LoopTurns): from a poll's return to the
+            # next poll (or idle sleep), the ticks between them included: one perf_counter
+            # pair per poll.
+            turns = self.metrics.turns
+            woke = perf_counter()
             while True:
                 stats["turns"] += 1  # loop turns, per run in tools/bench_tasks.py (c)
                 now = self.clock.monotonic()
@@ -223,7 +229,11 @@ class Agent(AgentFeed, AgentReplies):
                 if self.status_jobs.busy():
                     timeout_ms = 0  # a status under way: a slice of it every turn
                 self._flush(now)  # nothing queued may wait out the poll (a leave, the start)
+                busy = perf_counter() - woke
+                if busy > turns.floor:
+                    turns.note(busy)
                 arrived = self.transport.poll(timeout_ms, now, router=False)
+                woke = perf_counter()
                 # The results the executor read during the poll go before the turn decodes
                 # what arrived (a heartbeat's rows can take milliseconds on a busy machine).
                 self._flush(self.clock.monotonic())
@@ -252,7 +262,11 @@ class Agent(AgentFeed, AgentReplies):
                     self.status_step()  # (clerk._statusjob)
                     continue
                 if not arrived and not handled and timeout_ms == 0 and not self._stop_requests:
+                    busy = perf_counter() - woke
+                    if busy > turns.floor:
+                        turns.note(busy)
                     _sleep(max(0.0, min(deadline - self.clock.monotonic(), SUB_MS_SLEEP)))
+                    woke = perf_counter()
         finally:
             if on_main:
                 signal.set_wakeup_fd(-1)

@@ -28,6 +28,7 @@ from clerk._statusjob import Slice, Steps, release, run
 
 if TYPE_CHECKING:
 
+    from clerk._metrics import NodeMetrics
     from clerk._statusjob import StatusJobs
     from clerk._statusparts import StatusParts
 
@@ -42,6 +43,7 @@ class AgentReplies(AgentAttrs):
     if TYPE_CHECKING:
         status_parts: StatusParts
         status_jobs: StatusJobs
+        metrics: NodeMetrics
         _started_wall: float
 
         def _bad_frame(self, reason: str, detail: str, now: float) -> None: ...
@@ -118,8 +120,13 @@ class AgentReplies(AgentAttrs):
         st["secure"] = not self.config.insecure
         st["uptime_s"] = round(self.clock.wall() - self._started_wall, 3)
         st["bad_frames"] = dict(self.bad_frames)
+        # The loop's longest busy turn (ms): since the start, and since the last status read
+        # (this one starts a new window: clerk._metrics.LoopTurns).
+        turns = self.metrics.turns
         st["transport"] = {**self.transport.stats, **self.outgoing.stats,
-                           "links": len(self.transport.peers())}
+                           "links": len(self.transport.peers()),
+                           "turn_ms_max": round(turns.longest * 1000, 1),
+                           "turn_ms_max_recent": round(turns.take_status() * 1000, 1)}
         if brief:
             st["brief"] = True
         else:

@@ -16,7 +16,10 @@ table, so a scrape never blocks the loop and the loop never waits for a scrape.
 * The histograms (``clerk_task_start_lateness_seconds``, ``clerk_task_duration_seconds``) are
   observed by the manager as results come in (lateness: from the slot's due time to the
   dispatch), so they are per node: sum them over nodes.
-* ``clerk_node_*`` are this node's own.
+* ``clerk_node_*`` are this node's own. ``clerk_node_loop_turn_max_seconds`` is the longest
+  *busy turn* of the node's loop since it started: the time between two of its polls, in
+  which it read no socket and ran no timer (:class:`LoopTurns`); ``..._recent_max_seconds``
+  the same since the previous scrape (each scrape starts a new window).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 
 from clerk._errors import ConfigError
 
-__all__ = ["DURATION_BUCKETS", "LATENESS_BUCKETS", "MetricsServer", "NodeMetrics",
+__all__ = ["DURATION_BUCKETS", "LATENESS_BUCKETS", "LoopTurns", "MetricsServer", "NodeMetrics",
            "check_available"]
 
 # Few buckets: a scrape's cost is prometheus_client's per-sample formatting, and each task has
@@ -77,6 +80,41 @@ class Histogram:
         return out
 
 
+class LoopTurns:
+    """The agent loop's longest busy turn (s): the longest it went between two polls (its
+    timers, tick, replication, mailbox and flush), in three windows: since the start
+    (``longest``), since the last status read (:meth:`take_status`) and since the last scrape
+    (:meth:`take_scrape`). Cheap per turn: the loop calls :meth:`note` only for a turn longer
+    than ``floor`` (the shorter of the two open windows' maxima), so a turn costs a compare.
+
+    A scrape runs in the metrics server's thread: a turn noted while it resets its window may
+    be lost to that window (one turn's value, at most; the GIL keeps each field whole)."""
+
+    __slots__ = ("floor", "longest", "since_scrape", "since_status")
+
+    def __init__(self) -> None:
+        self.floor = 0.0
+        self.longest = 0.0
+        self.since_status = 0.0
+        self.since_scrape = 0.0
+
+    def note(self, busy: float) -> None:
+        self.longest = max(self.longest, busy)
+        self.since_status = max(self.since_status, busy)
+        self.since_scrape = max(self.since_scrape, busy)
+        self.floor = min(self.since_status, self.since_scrape)
+
+    def take_status(self) -> float:
+        """The longest turn since the previous call (a status read), starting a new window."""
+        value, self.since_status, self.floor = self.since_status, 0.0, 0.0
+        return value
+
+    def take_scrape(self) -> float:
+        """The longest turn since the previous scrape, starting a new window."""
+        value, self.since_scrape, self.floor = self.since_scrape, 0.0, 0.0
+        return value
+
+
 class NodeMetrics:
     """Counters the agent's loop bumps (cheap, no locks: the scrape thread copies them)."""
 
@@ -87,6 +125,7 @@ class NodeMetrics:
         self.executes_received = 0
         self.executes_refused = 0
         self.executes_stale = 0
+        self.turns = LoopTurns()
         self.lateness = {t: Histogram(LATENESS_BUCKETS) for t in tasks}
         self.duration = {t: Histogram(DURATION_BUCKETS) for t in self.lateness}
 
@@ -126,6 +165,12 @@ def _families(src: Sources) -> Iterator[Any]:
     yield GaugeMetricFamily("clerk_node_term", "the term this node follows", value=src.term())
     yield GaugeMetricFamily("clerk_node_members_alive", "live members in this node's view",
                             value=n.members_alive)
+    yield GaugeMetricFamily("clerk_node_loop_turn_max_seconds", "the longest busy turn of the "
+                            "node's loop since it started (no socket read, no timer run)",
+                            value=n.turns.longest)
+    yield GaugeMetricFamily("clerk_node_loop_turn_recent_max_seconds", "the longest busy turn "
+                            "of the node's loop since the previous scrape",
+                            value=n.turns.take_scrape())
     quorum = src.quorum()
     if quorum is not None:  # quorum mode only
         yield GaugeMetricFamily("clerk_quorum_ok", "1 while this node sees a quorum of voters "

@@ -24,7 +24,8 @@ Only the agent's loop thread touches these sockets (one loop, one poller per pro
   (before its socket connects: nothing to lose) and after every readiness: only a read that
   found its pipe empty makes ZeroMQ signal the descriptor for the next event (without the
   first read, a DEALER's monitor never signalled, and a crash was only seen by silence).
-* With CURVE, a **ZAP** handler on the same loop admits only clients with the cluster key.
+* With CURVE, a **ZAP** handler on the same loop admits only clients with the cluster key
+  (:mod:`clerk._zap`).
 
 ``LINGER 0`` everywhere (but the DEALERs of a node that left gracefully: ``FINAL_LINGER_MS``,
 so its last messages still go); ``MAXMSGSIZE`` makes ZeroMQ drop (and disconnect) oversized
@@ -43,6 +44,13 @@ opened to answer a stranger costs one DEALER. Opening links to unpinned addresse
 rate-limited (``NEW_LINK_RATE`` a second, bursts of ``NEW_LINK_BURST``; ``send_to_stranger_
 dropped``): a flood of forged senders must not keep the loop busy opening and closing sockets
 while tasks are due. A real joiner that loses its WELCOME this way retries its JOIN.
+
+**Host names** in addresses are resolved off the loop (:mod:`clerk._dns`): a link to a name
+not resolved yet is opened without a connection, its messages wait in its queue as for a
+peer not connected yet, and it connects once the answer is in (``ZeroMQ`` is only ever given
+IP addresses, so its own I/O thread never blocks on a lookup either). IP literals and
+``localhost`` connect at once. An address that is not ``host:port`` is refused before any
+lookup (``bad_address``).
 """
 
 from __future__ import annotations
@@ -58,15 +66,16 @@ import zmq
 
 from clerk._codec import MAX_MESSAGE_BYTES
 from clerk._config import resolve_host
+from clerk._dns import HostResolver, valid_address
 from clerk._frames import NOBLOCK, readable, recv_frames, send_frames
 from clerk._security import CurveKeys
 from clerk._sockopts import tune
+from clerk._zap import ZAP_ENDPOINT, answer_zap
 
 __all__ = ["FINAL_LINGER_MS", "Inbound", "Transport", "resolve_host", "tune"]
 
 log = logging.getLogger("clerk.transport")
 
-ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 PENDING_MAX = 64
 MAX_LINKS = 512
 MAX_UNPINNED_LINKS = 32
@@ -124,6 +133,7 @@ class _Link:
     req_watched: bool = False  # the REQ and its monitor are in the poller (see the docstring)
     pending: list[tuple[float, bool, list[bytes]]] = field(default_factory=list)
     connected: bool = False
+    endpoint: str | None = None  # tcp://IP:port once the host is resolved (and connected to)
 
 
 class Transport:
@@ -137,10 +147,16 @@ class Transport:
         *,
         keys: CurveKeys | None,
         max_bytes: int = MAX_MESSAGE_BYTES,
+        resolver: HostResolver | None = None,
     ) -> None:
+        """``resolver``: host names' lookups (tests pass one with a fake lookup); its
+        counters become the transport's (``resolve_*`` in ``stats``)."""
         self.keys = keys
         self.max_bytes = max_bytes
         self.stats: Counter[str] = Counter()
+        self.resolver = resolver if resolver is not None else HostResolver()
+        self.resolver.stats = self.stats
+        self._resolver_polled = False
         self.router_ready = False  # poll(router=False) saw messages in the mailbox
         self.ctx = zmq.Context()
         self._links: dict[str, _Link] = {}  # least recently used first
@@ -189,13 +205,37 @@ class Transport:
             sock.curve_publickey = self.keys.public
             sock.curve_secretkey = self.keys.secret
 
-    def _endpoint(self, address: str) -> str:
-        host, _, port = address.rpartition(":")
+    def _attach(self, link: _Link) -> bool:
+        """Connect the link's sockets once its host has an address (asked of the resolver: an
+        IP literal at once, a name from its cache or later, see :meth:`_on_resolved`); False
+        if ZeroMQ rejects the endpoint."""
+        host, _, port = link.address.rpartition(":")
+        ip = self.resolver.resolve(host, urgent=link.address in self.pinned)
+        if ip is None:
+            if not self._resolver_polled:  # from the first name on: its answers wake the poll
+                self._resolver_polled = True
+                self.add_reader(self.resolver.fileno(), self._on_resolved)
+            return True
+        endpoint = f"tcp://{ip}:{port}"
         try:
-            host = resolve_host(host)
-        except OSError:
-            pass  # let ZeroMQ retry the name later
-        return f"tcp://{host}:{port}"
+            link.dealer.connect(endpoint)
+            if link.req is not None:
+                link.req.connect(endpoint)
+        except zmq.ZMQError as exc:
+            self.stats["bad_address"] += 1
+            log.debug("cannot connect to %r (%s): %s", link.address, endpoint, exc)
+            return False
+        link.endpoint = endpoint
+        return True
+
+    def _on_resolved(self) -> None:
+        """Answers from the resolver: connect the links that wait for them (their queued
+        messages go once the connection is up, as for any new link)."""
+        for host, _ in self.resolver.answers():
+            for link in list(self._links.values()):
+                if link.endpoint is None and link.address.rpartition(":")[0] == host:
+                    if not self._attach(link):
+                        self.forget(link.address)
 
     def _monitor(self, sock: zmq.Socket, address: str, role: str,
                  watch: bool = True) -> zmq.Socket:
@@ -221,20 +261,22 @@ class Transport:
         (it comes from a message: without CURVE, anything can be written there)."""
         link = self._links.pop(address, None)
         if link is None:
+            if not valid_address(address):
+                self.stats["bad_address"] += 1
+                log.debug("not an address: %r", address)
+                return None
             self._make_room(address)
             dealer = self.ctx.socket(zmq.DEALER)
             self._secure(dealer)
             mon = self._monitor(dealer, address, "dealer")
-            try:
-                dealer.connect(self._endpoint(address))
-            except zmq.ZMQError as exc:
+            link = _Link(address, dealer, mon)
+            if not self._attach(link):
                 self._drop_socket(mon)
                 self._drop_socket(dealer)
-                self.stats["bad_address"] += 1
-                log.debug("cannot connect to %r: %s", address, exc)
                 return None
-            link = _Link(address, dealer, mon)
             self.stats["links_opened"] += 1
+        elif link.endpoint is None:
+            self._attach(link)  # its name still unresolved: asked again (its retry is due?)
         self._links[address] = link  # most recently used last
         return link
 
@@ -257,7 +299,8 @@ class Transport:
         req = self.ctx.socket(zmq.REQ)
         self._secure(req)
         link.req_mon = self._monitor(req, link.address, "req", watch=False)
-        req.connect(self._endpoint(link.address))
+        if link.endpoint is not None:  # (otherwise connected with the DEALER: _attach)
+            req.connect(link.endpoint)
         self._by_socket[req] = (link.address, "req-data")
         link.req = req
         link.req_busy = False
@@ -529,24 +572,9 @@ class Transport:
                             address)
 
     def _answer_zap(self) -> None:
-        """ZAP (RFC 27): admit CURVE clients holding the cluster's key, nobody else."""
         assert self.zap is not None and self.keys is not None
-        try:
-            frames = self.zap.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
-            return
-        version = frames[0] if frames else b"1.0"
-        request_id = frames[1] if len(frames) > 1 else b""
-        ok = (
-            len(frames) >= 7
-            and frames[0] == b"1.0"
-            and frames[5] == b"CURVE"
-            and frames[6] == _z85_decode(self.keys.public)
-        )
-        if not ok:
+        if answer_zap(self.zap, self.keys.public) is False:
             self.stats["auth_rejected"] += 1
-        status = [b"200", b"OK"] if ok else [b"400", b"not a member of this cluster"]
-        self.zap.send_multipart([version, request_id, *status, b"", b""])
 
     def close(self, linger_ms: int = 0) -> None:
         """Close every socket. ``linger_ms``: how long the DEALERs' last messages may still
@@ -560,10 +588,8 @@ class Transport:
         for sock in (getattr(self, "router", None), self.zap):
             if sock is not None and not sock.closed:
                 sock.close(linger=0)
+        if self._resolver_polled:
+            self.remove_reader(self.resolver.fileno())
+        self.resolver.close()
         self.ctx.term()
 
-
-def _z85_decode(text: bytes) -> bytes:
-    from zmq.utils import z85
-
-    return z85.decode(text)

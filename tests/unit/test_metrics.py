@@ -9,7 +9,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from clerk._metrics import LATENESS_BUCKETS, NodeMetrics, Sources, _families
+from clerk._metrics import LATENESS_BUCKETS, LoopTurns, NodeMetrics, Sources, _families
 from clerk._schedule import Scheduler, pack_table, unpack_table
 from tests.unit.test_schedule import K, due, run_ok, started, tdef
 
@@ -65,3 +65,30 @@ def test_a_follower_without_a_table_yet_exposes_node_metrics_only() -> None:
                        bad_frames=Counter, worker_restarts=lambda: 0, table=lambda: None))
     assert m["clerk_node_is_manager"] == 0
     assert not any(k.startswith("clerk_task_runs_total") for k in m)
+
+
+def test_the_loops_longest_turn_since_start_since_a_status_read_and_since_a_scrape() -> None:
+    t = LoopTurns()
+    for busy in (0.002, 0.5, 0.01):
+        if busy > t.floor:  # as the loop calls it
+            t.note(busy)
+    assert (t.longest, t.since_status, t.since_scrape) == (0.5, 0.5, 0.5)
+    assert t.take_status() == 0.5 and t.since_status == 0.0 and t.floor == 0.0
+    for busy in (0.003, 0.02, 0.001):
+        if busy > t.floor:
+            t.note(busy)
+    assert t.take_status() == 0.02 and t.longest == 0.5
+    assert t.take_scrape() == 0.5  # its own window: status reads did not reset it
+    assert t.take_scrape() == 0.0
+    node = NodeMetrics([])
+    node.turns.note(0.25)
+    src = Sources(node=node, is_manager=lambda: False, term=lambda: 0, bad_frames=Counter,
+                  worker_restarts=lambda: 0, table=lambda: None)
+    m = scrape(src)
+    assert m["clerk_node_loop_turn_max_seconds"] == 0.25
+    assert m["clerk_node_loop_turn_recent_max_seconds"] == 0.25
+    node.turns.note(0.125)
+    m = scrape(src)
+    assert m["clerk_node_loop_turn_max_seconds"] == 0.25
+    assert m["clerk_node_loop_turn_recent_max_seconds"] == 0.125
+    assert scrape(src)["clerk_node_loop_turn_recent_max_seconds"] == 0.0
