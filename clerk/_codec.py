@@ -292,7 +292,12 @@ def _fast(cls: Any, generic: Validator, field_fn: Callable[[Any], Validator], *,
         else:
             lines.append(f"    {x} = value[{f.name!r}]" if decode else f"    {x} = value.{f.name}")
             indent = "    if "
-        if check is None:
+        if check is None and decode and tp is Json:
+            # A JSON field's null (an EXECUTE's or a RESULT's usual state) is what its
+            # validator returns for it: no call, no path built.
+            lines.append(f"{indent}{x} is not None:")
+            lines.append(f"        {x} = {value_of}")
+        elif check is None:
             if indent.startswith("    elif"):
                 lines.append("    else:")
                 lines.append(f"        {x} = {value_of}")
