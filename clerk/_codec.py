@@ -26,7 +26,10 @@ Decoding is on every message's path, so its checks are arranged to cost little w
 checking less (``tools/bench_codec.py``):
 
 * one ``json.JSONDecoder`` for every message (``json.loads`` with hooks builds a new decoder
-  and scanner per call);
+  and scanner per call), and its scanner called directly (:func:`decode_body`): a body that
+  is not exactly one value goes through ``decode`` itself, which accepts or refuses it;
+* a batch's messages (:mod:`clerk._batch`) go through :func:`decode_body` only: the header
+  and size checks :func:`decode` makes are the batch's, made once;
 * a lone surrogate can only come from a ``\\u`` escape (the UTF-8 codec refuses encoded ones),
   so a body without ``\\u`` skips the per-string Unicode check;
 * a sender (``Peer``, every message has one) whose exact JSON values, types included, were
