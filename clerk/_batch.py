@@ -44,7 +44,7 @@ import struct
 from collections import Counter
 from collections.abc import Callable
 
-from clerk._codec import MAGIC, MAX_MESSAGE_BYTES, DecodeError, decode
+from clerk._codec import MAGIC, MAX_MESSAGE_BYTES, DecodeError, decode, decode_body
 from clerk._messages import Message, Peer
 
 __all__ = [
@@ -117,32 +117,40 @@ def decode_batch(frames: list[bytes], max_bytes: int = MAX_MESSAGE_BYTES) -> lis
         raise DecodeError("size", f"batch of {len(body)} bytes is over the {max_bytes} limit")
     # Framing first (headers only), then the messages: a batch that is malformed as a whole
     # costs no decoding, however many messages it claims.
-    view = memoryview(body)
+    if type(body) is not bytes:
+        body = bytes(body)  # (what the loop receives is bytes: a test's frames may not be)
     items: list[tuple[bytes, bytes]] = []
+    unpack = _ITEM.unpack_from
     at, end = 0, len(body)
     while at < end:
         if len(items) >= BATCH_MAX:
             raise DecodeError("batch", f"more than {BATCH_MAX} messages in a batch")
         if at + _ITEM_SIZE > end:
             raise DecodeError("batch", f"truncated item header at byte {at}")
-        klen, blen = _ITEM.unpack_from(body, at)
+        klen, blen = unpack(body, at)
         at += _ITEM_SIZE
-        if at + klen + blen > end:
+        mid = at + klen
+        stop = mid + blen
+        if stop > end:
             raise DecodeError("batch", f"item of {klen} + {blen} bytes overruns the batch")
-        kind = bytes(view[at:at + klen])
+        kind = body[at:mid]
         if kind == BATCH_KIND:
             raise DecodeError("batch", "a batch inside a batch")
-        items.append((kind, bytes(view[at + klen:at + klen + blen])))
-        at += klen + blen
-    out: list[Message] = []
-    for kind, item in items:
-        msg = decode([head, kind, item], max_bytes)
-        if out and msg.sender != out[0].sender:
-            raise DecodeError("batch_sender", f"a batch from {out[0].sender.name!r} "
+        items.append((kind, body[mid:stop]))
+        at = stop
+    if not items:
+        raise DecodeError("batch", "an empty batch")
+    # Each message as :func:`decode` checks one sent alone: the header and the size it would
+    # check are the batch's, checked above (an item is smaller than the batch holding it).
+    first = decode_body(*items[0])
+    out = [first]
+    sender = first.sender
+    for kind, item in items[1:]:
+        msg = decode_body(kind, item)
+        if msg.sender is not sender and msg.sender != sender:  # (the codec's cached Peer)
+            raise DecodeError("batch_sender", f"a batch from {sender.name!r} "
                               f"holds a message from {msg.sender.name!r}")
         out.append(msg)
-    if not out:
-        raise DecodeError("batch", "an empty batch")
     return out
 
 

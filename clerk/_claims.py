@@ -48,6 +48,8 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
+
 from clerk._messages import Claim, Message, Peer
 
 __all__ = ["LONE_TERM", "MAX_TERM_JUMP", "TermBound", "claim_of", "message_term"]
@@ -64,9 +66,29 @@ def claim_of(sender: Peer, term: int) -> Claim:
     return Claim(term, sender.priority, sender.name, sender.address)
 
 
+#: The fields of a message that may relay a claim (its term counts too).
+_CLAIM_FIELDS = ("claim", "manager", "ballot", "promised")
+#: Message class -> whether it has none of them (every message asks: an EXECUTE, a
+#: heartbeat, a RESULT_ACK has none, and its term is its own).
+_PLAIN: dict[type, bool] = {}
+
+
+def _plain(cls: type) -> bool:
+    if not dataclasses.is_dataclass(cls):
+        return False
+    names = {f.name for f in dataclasses.fields(cls)}
+    return not any(name in names or hasattr(cls, name) for name in _CLAIM_FIELDS)
+
+
 def message_term(msg: Message) -> int:
     """The highest term a message carries: its own, or that of the claim it relays."""
     term = msg.term
+    cls = type(msg)
+    plain = _PLAIN.get(cls)
+    if plain is None:
+        plain = _PLAIN[cls] = _plain(cls)
+    if plain:
+        return term
     claim = getattr(msg, "claim", None) or getattr(msg, "manager", None)
     if isinstance(claim, Claim):
         term = max(term, claim.term)

@@ -438,13 +438,14 @@ class NodeCore(CoreState):
 
     def _m_execute(self, msg: Execute, now: float) -> None:
         s = msg.sender
-        claim = claim_of(s, msg.term)
         if s.name == self.me.name:  # a manager runs its own dispatches without the network
             self.drop("impersonation", f"EXECUTE in this node's own name ({s.incarnation!r})")
             return
-        if self._claim is not None and claim.key == self._claim.key:
-            self._out.append(Deliver(msg))
+        c = self._claim  # the key of the sender's claim (term, priority, name) is the claim's
+        if c is not None and msg.term == c.term and s.priority == c.priority and s.name == c.name:
+            self._out.append(Deliver(msg))  # (every run: no Claim built to compare it)
             return
+        claim = claim_of(s, msg.term)
         if self.highest is not None and claim.key < self.highest.key:
             _election.on_claim(self, claim, now)  # stale: tells its holder about the newer claim
             error = f"stale term {msg.term} < {self.highest_term}"

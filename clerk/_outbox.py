@@ -40,7 +40,7 @@ KEEP_MAX = 1024
 RESEND_INTERVAL = 1.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Kept:
     result: Result
     kept_at: float

@@ -231,7 +231,7 @@ class ResultRouting(QuorumWriting):
             to = reply_to
         if self.offer_pending(to):
             return  # after our OFFER to it (kept in the outbox: clerk._offerjob)
-        self.agent.send(to, result, self.agent.clock.monotonic())
+        self.agent.send(to, result, now)
 
     def _flush_held(self, now: float) -> bool:
         """Send held results to the successor once its claim is known; True if sent. A node

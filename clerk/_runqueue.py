@@ -22,7 +22,6 @@ runs queued on one node).
 from __future__ import annotations
 
 import heapq
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 __all__ = ["Job", "RunQueue"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Job:
     """A run in this node's executor: queued, then on a worker."""
 
@@ -58,7 +57,9 @@ class RunQueue:
         self._ready: list[tuple[float, int]] = []  # (start, seq) of ready runs
         self._held: list[tuple[float, int]] = []  # (release, seq) of held runs
         self._deadlines: list[tuple[float, int]] = []  # (deadline, seq) of every queued run
-        self._run_ids: Counter[str] = Counter()
+        # run id -> how many queued runs carry it (a plain dict: Counter's deletion is a
+        # Python-level method, ~1 % of a follower's loop at 1,200 runs/s).
+        self._run_ids: dict[str, int] = {}
         self.held_count = 0
 
     def __len__(self) -> int:
@@ -71,7 +72,7 @@ class RunQueue:
         return iter(list(self._jobs.values()))
 
     def has_run(self, run_id: str) -> bool:
-        return self._run_ids[run_id] > 0
+        return run_id in self._run_ids
 
     def add(self, job: Job, now: float) -> None:
         """Queue ``job``: held if its release time is still to come."""
@@ -90,7 +91,8 @@ class RunQueue:
 
     def _enter(self, job: Job) -> None:
         self._jobs[job.seq] = job
-        self._run_ids[job.msg.run_id] += 1
+        rid = job.msg.run_id
+        self._run_ids[rid] = self._run_ids.get(rid, 0) + 1
         if job.held:
             self.held_count += 1
             heapq.heappush(self._held, (job.release, job.seq))
@@ -100,11 +102,11 @@ class RunQueue:
     def _leave(self, job: Job) -> None:
         del self._jobs[job.seq]
         rid = job.msg.run_id
-        left = self._run_ids[rid] - 1
+        left = self._run_ids.get(rid, 0) - 1
         if left > 0:
             self._run_ids[rid] = left
         else:
-            del self._run_ids[rid]
+            self._run_ids.pop(rid, None)
         if job.held:
             self.held_count -= 1
 

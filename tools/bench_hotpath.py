@@ -29,6 +29,19 @@ their ratio. What each row is, and how often a run pays it:
   no-op one does not.
 * ``RUN body``: the agent's RUN for a run (``Executor._start``), once per run: a 12-key dict
   dumped against the array, its task's part remembered and the run's written in one step.
+* ``decode EXECUTE`` and ``decode RESULT_ACK``: ``clerk._codec.decode`` of a no-op run's
+  EXECUTE (a follower, once per run it executes) and of its RESULT_ACK: the body through
+  ``JSONDecoder.decode`` (two whitespace regexes around the scanner) against the scanner
+  straight away (the validators as they are now in both).
+* ``sender key``: the key of the decoder's sender cache (every message): a generator of
+  (key, type, value) triples against the items and the types unpacked in C.
+* ``decode batch, 6``: a follower's typical batch (3 EXECUTEs, 3 RESULT_ACKs): framing
+  through a memoryview and each item through ``decode`` (its frames checked again) against
+  bytes slices and ``decode_body``.
+* ``message_term``: the term a message carries, checked against the term bound for every
+  message a node receives: four attribute look-ups against one per message class.
+* ``run id count``: the run queue's count of run ids, one up and one down per run: a
+  ``Counter`` (its deletion a Python method) against a plain dict.
 """
 
 from __future__ import annotations
@@ -36,9 +49,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import struct
 import sys
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -47,13 +62,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import clerk  # noqa: E402
-from clerk import _tasks, _worker  # noqa: E402
+from clerk import _codec, _tasks, _worker  # noqa: E402
+from clerk._batch import BATCH_KIND, decode_batch  # noqa: E402
+from clerk._claims import message_term  # noqa: E402
+from clerk._codec import MAGIC, DecodeError, decode, encode  # noqa: E402
 from clerk._executor import Executor  # noqa: E402
 from clerk._histdelta import _refuse, parse_hist  # noqa: E402
 from clerk._jsondump import encoder  # noqa: E402
 from clerk._lead import too_late  # noqa: E402
 from clerk._logging import run_context  # noqa: E402
-from clerk._messages import Execute, Peer  # noqa: E402
+from clerk._messages import Claim, Execute, Message, Peer, ResultAck  # noqa: E402
 from clerk._record import TaskRecord  # noqa: E402
 from clerk._running import _LINEAGE_DUMP, base_tag  # noqa: E402
 from clerk._tasks import MAX_STATE_BYTES, Run, Task, TaskDef  # noqa: E402
@@ -212,6 +230,109 @@ def _cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
         ("link message", lambda: json.loads(done), lambda: json.loads(done.decode())),
         ("parse_hist, 20 rows", lambda: _old_parse_hist(hist), lambda: parse_hist(hist)),
         *_worker_cases(),
+        *_follower_cases(),
+    ]
+
+
+def _old_decode(frames: list[bytes]) -> Message:
+    """clerk._codec.decode before the scanner was called directly (frame checks kept)."""
+    head, kind, body = frames
+    if len(head) + len(kind) + len(body) > _codec.MAX_MESSAGE_BYTES or head != MAGIC:
+        raise DecodeError("size", "")
+    validate = (_codec._VALIDATORS if b"\\u" in body else _codec._VALIDATORS_PLAIN).get(kind)
+    if validate is None:
+        raise DecodeError("kind", "")
+    data = _codec._DECODER.decode(body.decode("utf-8"))
+    return validate(data, kind.decode())  # type: ignore[no-any-return]
+
+
+def _old_decode_batch(frames: list[bytes]) -> list[Message]:
+    """clerk._batch.decode_batch before (its checks of the batch as a whole kept)."""
+    head, body = frames[0], frames[2]
+    view = memoryview(body)
+    items: list[tuple[bytes, bytes]] = []
+    at, end = 0, len(body)
+    while at < end:
+        klen, blen = struct.unpack_from(">BI", body, at)
+        at += 5
+        if at + klen + blen > end:
+            raise DecodeError("batch", "")
+        kind = bytes(view[at:at + klen])
+        if kind == BATCH_KIND:
+            raise DecodeError("batch", "")
+        items.append((kind, bytes(view[at + klen:at + klen + blen])))
+        at += klen + blen
+    out: list[Message] = []
+    for kind, item in items:
+        msg = _old_decode([head, kind, item])  # (as decode was: frames checked per item)
+        if out and msg.sender != out[0].sender:
+            raise DecodeError("batch_sender", "")
+        out.append(msg)
+    return out
+
+
+def _follower_cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
+    """A follower's per-message path: what it decodes, and the run queue's bookkeeping."""
+    me = Peer("n1@127.0.0.1", "127.0.0.1:47001", "5f0c1a2b3c4d+b+r+t+d", 0)
+    runs = [f"a1b2-17/3/n1@127.0.0.1~{1234 + i}.0badf00d" for i in range(3)]
+    execs = [encode(Execute(me, 3, f"t{i:04d}", r, 17345678, None, 5000, due_ms=1764770000000,
+                            deadline_ms=1764770000100)) for i, r in enumerate(runs)]
+    acks = [encode(ResultAck(me, 3, f"t{i:04d}", r)) for i, r in enumerate(runs)]
+    body = b"".join(struct.pack(">BI", len(f[1]), len(f[2])) + f[1] + f[2]
+                    for f in execs + acks)
+    batch = [MAGIC, BATCH_KIND, body]
+    assert _old_decode_batch(batch) == decode_batch(batch)
+    assert _old_decode(execs[0]) == decode(execs[0]) and _old_decode(acks[0]) == decode(acks[0])
+    sender = json.loads(execs[0][2])["sender"]
+
+    def old_key() -> Any:
+        return tuple((k, type(v), v) for k, v in sender.items())
+
+    def new_key() -> Any:
+        return (*sender.items(), *map(type, sender.values()))
+
+    counter: Counter[str] = Counter()
+    plain: dict[str, int] = {}
+
+    def old_count(rid: str = runs[0]) -> bool:
+        counter[rid] += 1
+        left = counter[rid] - 1
+        if left > 0:
+            counter[rid] = left
+        else:
+            del counter[rid]
+        return counter[rid] > 0
+
+    def new_count(rid: str = runs[0]) -> bool:
+        plain[rid] = plain.get(rid, 0) + 1
+        left = plain.get(rid, 0) - 1
+        if left > 0:
+            plain[rid] = left
+        else:
+            plain.pop(rid, None)
+        return rid in plain
+
+    ex = decode(execs[0])
+
+    def old_term(msg: Any = ex) -> int:
+        term: int = msg.term
+        claim = getattr(msg, "claim", None) or getattr(msg, "manager", None)
+        if isinstance(claim, Claim):
+            term = max(term, claim.term)
+        for name in ("ballot", "promised"):
+            claim = getattr(msg, name, None)
+            if isinstance(claim, Claim):
+                term = max(term, claim.term)
+        return term
+
+    assert old_term(ex) == message_term(ex)
+    return [
+        ("message_term", old_term, lambda: message_term(ex)),
+        ("decode EXECUTE", lambda: _old_decode(execs[0]), lambda: decode(execs[0])),
+        ("decode RESULT_ACK", lambda: _old_decode(acks[0]), lambda: decode(acks[0])),
+        ("sender key", old_key, new_key),
+        ("decode batch, 6", lambda: _old_decode_batch(batch), lambda: decode_batch(batch)),
+        ("run id count", old_count, new_count),
     ]
 
 

@@ -139,6 +139,20 @@ def test_claim_of_and_message_term():
     assert message_term(Ok(a, 5, None)) == 5
 
 
+def test_only_messages_without_a_claim_field_skip_the_claim_lookup():
+    """message_term's fast path (a class with none of the fields that relay a claim) is
+    taken by exactly the message kinds that have none: every other kind looks its claim up."""
+    import dataclasses
+
+    from clerk import _claims
+    from clerk._messages import MESSAGE_KINDS
+
+    for kind, cls in MESSAGE_KINDS.items():
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert _claims._plain(cls) == (not names & set(_claims._CLAIM_FIELDS)), kind
+    assert not _claims._plain(object)  # (not a dataclass: the full lookup)
+
+
 def test_the_term_bound_admits_up_to_the_jump_above_the_highest_term_seen():
     bound = TermBound(jump=10)
     assert bound.limit(5) == 15

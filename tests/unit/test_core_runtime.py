@@ -230,6 +230,17 @@ def test_an_execute_from_a_stale_claim_is_reported_as_stale():
     assert stale.msg == late and "below the highest" in stale.reason
 
 
+def test_an_execute_is_delivered_only_under_the_exact_claim_followed():
+    """The claim an EXECUTE stands for is compared by its key (term, priority, name): the
+    manager's own is delivered; its name at another priority or term is not."""
+    net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
+    run = Execute(a.me, 1, "t", "run-1", 1, None, 1000)
+    assert net.do(c, Received(run)) == [Deliver(run)]
+    for sender, term in ((peer("a", 8), 1), (a.me, 2), (b.me, 1)):
+        other = Execute(sender, term, "t", "run-2", 2, None, 1000)
+        assert Deliver(other) not in net.do(c, Received(other))
+
+
 def test_result_ack_and_run_query_only_from_the_manager_we_follow():
     net, (a, b, c) = cluster(("a", 9), ("b", 5), ("c", 1))
     for msg in (ResultAck(a.me, 1, "t", "r1"), RunQuery(a.me, 1, "t", "r1")):
