@@ -38,8 +38,14 @@ from clerk._replication import LOCAL_GAP_S, REPLICATE_GAP_S
 from clerk._runquorum import QuorumWriting
 from clerk._transport import Inbound
 
-__all__ = ["LOCAL_GAP_S", "MAX_WAITING_RESULTS", "REPLICATE_GAP_S", "ResultRouting"]
+__all__ = ["LOCAL_GAP_S", "MAX_WAITING_RESULTS", "REPLICATE_GAP_S", "STALE_LOG_S",
+           "ResultRouting"]
 
+#: One WARNING per this many seconds at most for stale EXECUTEs (the first of a burst in full,
+#: the others counted into the next line, each at DEBUG). On an overloaded node nearly every
+#: run can arrive stale, and a synchronous WARNING per run (~5 % of a follower's loop under
+#: py-spy at 1,200 runs/s) fed the overload that made them stale.
+STALE_LOG_S = 1.0
 #: RESULTs kept while this node takes over (until its table is loaded): one per run in flight
 #: in the table at most; the bound is for forgeries.
 MAX_WAITING_RESULTS = 4096
@@ -56,6 +62,10 @@ class ResultRouting(QuorumWriting):
     #: A step of replication that leaves rows to encode sends a round only once the gap has
     #: passed since the last one (clerk._replication.Replication._replicate).
     _slice_round_gap = REPLICATE_GAP_S
+    #: Stale EXECUTEs since the last one logged as a WARNING, and until when the next ones
+    #: are only counted (monotonic): see ``_stale``.
+    _stale_unlogged = 0
+    _stale_quiet_until = -math.inf
 
     def on_execute(self, msg: Execute, now: float, inbound: Inbound | None) -> None:
         late = self._late(msg, self.agent.clock.wall())
@@ -90,9 +100,23 @@ class ResultRouting(QuorumWriting):
         return too_late(wall_ms, msg.due_ms, msg.deadline_ms, d.interval if d else None)
 
     def _stale(self, msg: Execute, why: str) -> None:
+        """Count a stale EXECUTE (the status's ``stale``) and log it: the first of a burst as
+        a WARNING, the others of the next ``STALE_LOG_S`` counted into the next WARNING (each
+        at DEBUG)."""
         self.stale += 1
-        log.warning("dropped a stale EXECUTE task=%s slot=%d term=%d run=%s from %s: %s",
-                    msg.task, msg.slot, msg.term, msg.run_id, msg.sender.name, why)
+        now = self.agent.clock.monotonic()
+        if now < self._stale_quiet_until:
+            self._stale_unlogged += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("dropped a stale EXECUTE task=%s slot=%d term=%d run=%s from %s: %s",
+                          msg.task, msg.slot, msg.term, msg.run_id, msg.sender.name, why)
+            return
+        more, self._stale_unlogged = self._stale_unlogged, 0
+        self._stale_quiet_until = now + STALE_LOG_S
+        log.warning("dropped a stale EXECUTE task=%s slot=%d term=%d run=%s from %s: %s%s",
+                    msg.task, msg.slot, msg.term, msg.run_id, msg.sender.name, why,
+                    f" (and {more} more since the last such line, logged at DEBUG only; the "
+                    f"status's stale count has them all)" if more else "")
 
     def on_stale_execute(self, effect: StaleExecute) -> None:
         """The core refused an EXECUTE from a stale claim."""

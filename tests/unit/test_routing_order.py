@@ -4,9 +4,12 @@ for the end of the turn, where they batch with the rest)."""
 
 from __future__ import annotations
 
+import logging
 import math
 from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from clerk._routing import LOCAL_GAP_S, REPLICATE_GAP_S, ResultRouting
 
@@ -188,3 +191,33 @@ def test_a_takeovers_fill_sends_a_round_after_each_slice_as_before() -> None:
     runner._replicate(10.001)  # a slice
     runner._replicate(10.001)  # its round, at once
     assert calls[-1] == "heartbeat round"
+
+
+def test_stale_executes_are_one_warning_a_second_and_all_counted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """STALE_LOG_S: on an overloaded node nearly every run can arrive stale; a WARNING per run
+    fed the overload. The first of a burst is logged in full, the rest counted into the next
+    line; ``stale`` (the status) counts every one."""
+    from clerk._messages import Execute, Peer
+    from clerk._routing import STALE_LOG_S
+
+    clock = [100.0]
+    runner = _Runner(_Agent([]))
+    runner.agent.clock = SimpleNamespace(monotonic=lambda: clock[0])  # type: ignore[attr-defined]
+    runner.stale = 0
+    sender = Peer("m@127.0.0.1", "127.0.0.1:7400", "i")
+
+    def execute(slot: int) -> Execute:
+        return Execute(sender, 1, "t", f"r{slot}", slot, None, 1000, False, 0, 0)
+
+    with caplog.at_level(logging.INFO, logger="clerk.tasks"):
+        for slot in range(50):
+            runner._stale(execute(slot), "late")
+            clock[0] += STALE_LOG_S / 100  # 50 in half the window
+        lines = [r.getMessage() for r in caplog.records if "stale EXECUTE" in r.getMessage()]
+        assert len(lines) == 1 and "slot=0 " in lines[0] and "more" not in lines[0]
+        clock[0] += STALE_LOG_S
+        runner._stale(execute(99), "late")
+        lines = [r.getMessage() for r in caplog.records if "stale EXECUTE" in r.getMessage()]
+    assert len(lines) == 2 and "slot=99 " in lines[1] and "and 49 more" in lines[1]
+    assert runner.stale == 51
