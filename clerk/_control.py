@@ -267,7 +267,8 @@ def make_entry(*, slot: int, due_ms: float | None, node: str | None, start_ms: f
                duration_ms: float, outcome: str, error: str, version: int,
                trigger: bool) -> list[Any]:
     """One compact history entry (times in wall milliseconds, rounded to 0.1 ms)."""
-    tail = error.strip().splitlines()[-1] if error.strip() else ""
+    stripped = error.strip() if error else ""
+    tail = stripped.splitlines()[-1] if stripped else ""
     if len(tail) > HISTORY_ERROR_CHARS:
         tail = "..." + tail[-HISTORY_ERROR_CHARS:]
     return [slot, None if due_ms is None else round(due_ms, 1), node, round(start_ms, 1),

@@ -21,7 +21,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from clerk._control import append_history, history_view, make_entry, newer_pause
+from clerk._control import history_view, make_entry, newer_pause
 from clerk._schedstate import SchedulerState
 
 if TYPE_CHECKING:
@@ -134,18 +134,16 @@ class OperatorControl(SchedulerState):
             return started
         return max(started, self.due_ms(name, int(run["slot"])))
 
-    def _record_history(self, name: str, rec: TaskRecord, run: Mapping[str, Any], node: str,
-                        outcome: str, duration_ms: float, error: str) -> float | None:
-        """Append the finished run to the task's history; its start lateness (ms) if any."""
-        trigger = bool(run.get("trigger"))
-        grid = name in self._grid and not trigger
-        due = self.due_ms(name, int(run["slot"])) if grid else None
-        started = float(run["started"])  # sent; the run starts at its due time if later
-        append_history(rec.run_history, make_entry(
-            slot=int(run["slot"]), due_ms=due, node=node, start_ms=self._run_start(name, run),
-            duration_ms=duration_ms, outcome=outcome, error=error if outcome != "ok" else "",
-            version=rec.version, trigger=trigger), self.history_cap)
-        return None if due is None else max(0.0, started - due)
+    def _record_history(self, rec: TaskRecord, slot: int, due: float | None, start: float,
+                        node: str, outcome: str, duration_ms: float, error: str,
+                        trigger: bool) -> None:
+        """Append a finished run to the task's history: ``due``, its slot's due time (None
+        for a triggered run or a task off the grid), ``start``, when it started (its sending,
+        or its due time if that is later: :meth:`_run_start`)."""
+        rec.run_history.append(make_entry(
+            slot=slot, due_ms=due, node=node, start_ms=start, duration_ms=duration_ms,
+            outcome=outcome, error=error if outcome != "ok" else "", version=rec.version,
+            trigger=trigger), self.history_cap)
 
     def detail(self, name: str, wall: float) -> dict[str, Any]:
         """One task in detail: its status row, args, state size and history."""

@@ -262,7 +262,8 @@ class Running(Adoption):
                  members: Mapping[str, Iterable[str]]) -> tuple[list[str], str, str]:
         """The nodes that may run ``d`` now; if none, why, and how that slot counts
         (``skipped``, or ``error`` when ``nodes()`` raised)."""
-        eligible = sorted(n for n, tasks in members.items() if d.name in tasks)
+        name = d.name
+        eligible = sorted([n for n, tasks in members.items() if name in tasks])
         try:
             allowed = [n for n in self.nodes_filter(d, list(eligible)) if n in eligible]
         except Exception as exc:  # user code in nodes(): an error of this run
@@ -443,12 +444,22 @@ class Running(Adoption):
         node = str(run["node"])
         if outcome in ("ok", "error"):
             self.node_runs[node] = self.node_runs.get(node, 0) + 1
+        # The slot's due time and the run's start, once for the round trip, the history and
+        # the lateness (as ``_run_start``: the later of its sending and its due time, which a
+        # triggered run or a task off the grid does not have).
+        slot = int(run["slot"])
+        started = float(run["started"])
+        grid = self._grid.get(name)
+        due = None if grid is None or run.get("trigger") else grid.due_ms(slot)
+        start = started if due is None or started >= due else due
         # From its start: the lead a run waited at its node is not dispatch overhead.
-        round_trip = max(0.0, wall_ms - self._run_start(name, run))
+        round_trip = wall_ms - start if wall_ms > start else 0.0
         kept = error if len(error) <= ERROR_KEEP_CHARS else "..." + error[-ERROR_KEEP_CHARS:]
         rec.last = {"node": node, "slot": run["slot"], "duration_ms": round(duration_ms, 3),
                     "outcome": outcome, "error": kept, "finished": wall_ms,
                     "round_trip_ms": round(round_trip, 3)}
-        lateness = self._record_history(name, rec, run, node, outcome, duration_ms, error)
-        return Finished(name, str(run["run"]), int(run["slot"]), node, outcome, duration_ms,
-                        error, round_trip, lateness)
+        self._record_history(rec, slot, due, start, node, outcome, duration_ms, error,
+                             bool(run.get("trigger")))
+        return Finished(name, str(run["run"]), slot, node, outcome, duration_ms,
+                        error, round_trip, None if due is None
+                        else started - due if started > due else 0.0)

@@ -42,6 +42,15 @@ their ratio. What each row is, and how often a run pays it:
   message a node receives: four attribute look-ups against one per message class.
 * ``run id count``: the run queue's count of run ids, one up and one down per run: a
   ``Counter`` (its deletion a Python method) against a plain dict.
+* ``Dispatch`` and ``Finished`` (the manager, one each per run: ``Running._dispatch``,
+  ``Running._finish``): the frozen slotted dataclasses they were (each field set through
+  ``object.__setattr__``) against the slotted (not frozen) ones they are.
+* ``dispatch + result``: one run through the scheduler on the manager, ``_dispatch`` then
+  ``on_result`` (a no-op task, 3 nodes, history as at 120 tasks): before, ``_finish``
+  computed the run's start twice (``_run_start``, the round trip and the history) and the
+  slot's due time three times, and made a frozen-dataclass Finished; after, each once.
+* ``observe_run``: the manager's metrics at every result, ``Histogram.observe`` per value
+  against inlined.
 """
 
 from __future__ import annotations
@@ -231,6 +240,7 @@ def _cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
         ("parse_hist, 20 rows", lambda: _old_parse_hist(hist), lambda: parse_hist(hist)),
         *_worker_cases(),
         *_follower_cases(),
+        *_manager_cases(),
     ]
 
 
@@ -333,6 +343,169 @@ def _follower_cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
         ("sender key", old_key, new_key),
         ("decode batch, 6", lambda: _old_decode_batch(batch), lambda: decode_batch(batch)),
         ("run id count", old_count, new_count),
+    ]
+
+
+# --- the manager's per-run path (rows: Dispatch, Finished, dispatch + result, observe_run) ---
+
+
+def _old_types() -> tuple[Any, Any]:
+    """clerk._dispatch's Dispatch and Finished as they were: frozen slotted dataclasses."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True, slots=True)
+    class OldDispatch:
+        task: str
+        run_id: str
+        slot: int
+        node: str
+        state: Any
+        init: bool
+        timeout_ms: int
+        due_ms: int = 0
+        deadline_ms: int = 0
+
+    @dataclass(frozen=True, slots=True)
+    class OldFinished:
+        task: str
+        run_id: str
+        slot: int
+        node: str
+        outcome: str
+        duration_ms: float
+        error: str
+        round_trip_ms: float = 0.0
+        lateness_ms: float | None = None
+
+    return OldDispatch, OldFinished
+
+
+def _old_scheduler_class(old_finished: Any) -> Any:
+    """The Scheduler with ``_finish``'s tail and ``_record_history`` as they were."""
+    from clerk._control import append_history, make_entry
+    from clerk._lineage import note_update
+    from clerk._running import ERROR_KEEP_CHARS
+    from clerk._schedstate import _packed_size
+    from clerk._schedule import Scheduler
+
+    class OldScheduler(Scheduler):
+        def _finish(self, name: str, rec: TaskRecord, outcome: str, state: Any,
+                    duration_ms: float, error: str, wall_ms: float) -> Any:
+            # The no-op ok path of the old _finish, as it was (the budget and lineage checks
+            # are the same code in both: clerk._running).
+            run = rec.running
+            assert run is not None
+            self.dirty.add(name)
+            self.runs_dirty = True
+            rec.running = None
+            self._inflight.pop(name, None)
+            rec.slot = max(rec.slot, int(run["slot"]))
+            rec.runs += 1
+            size = _packed_size(state)
+            others = self._states_total - self._state_bytes.get(name, 0)
+            claim = run.get("claim")
+            if (isinstance(claim, list) and len(claim) == 2 and type(claim[0]) is int
+                    and isinstance(claim[1], str)):
+                note_update(rec, claim[0], claim[1])
+            rec.version += 1
+            rec.state = state
+            rec.has_state = True
+            self._state_bytes[name] = size
+            self._states_total = others + size
+            rec.counts[outcome] = rec.counts.get(outcome, 0) + 1
+            node = str(run["node"])
+            if outcome in ("ok", "error"):
+                self.node_runs[node] = self.node_runs.get(node, 0) + 1
+            round_trip = max(0.0, wall_ms - self._run_start(name, run))
+            kept = error if len(error) <= ERROR_KEEP_CHARS else "..." + error[-ERROR_KEEP_CHARS:]
+            rec.last = {"node": node, "slot": run["slot"], "duration_ms": round(duration_ms, 3),
+                        "outcome": outcome, "error": kept, "finished": wall_ms,
+                        "round_trip_ms": round(round_trip, 3)}
+            trigger = bool(run.get("trigger"))
+            grid = name in self._grid and not trigger
+            due = self.due_ms(name, int(run["slot"])) if grid else None
+            started = float(run["started"])
+            append_history(rec.run_history, make_entry(
+                slot=int(run["slot"]), due_ms=due, node=node,
+                start_ms=self._run_start(name, run), duration_ms=duration_ms, outcome=outcome,
+                error=error if outcome != "ok" else "", version=rec.version,
+                trigger=trigger), self.history_cap)
+            lateness = None if due is None else max(0.0, started - due)
+            return old_finished(name, str(run["run"]), int(run["slot"]), node, outcome,
+                                duration_ms, error, round_trip, lateness)
+
+    return OldScheduler
+
+
+def _run_pair(cls: Any) -> Callable[[], Any]:
+    """One run of task t0001 through ``cls`` (dispatch, then its ok result)."""
+    import random
+
+    from clerk._dispatch import Finished
+
+    defs = [TaskDef(name=f"t{i:04d}", target="x:Y", interval=100, timeout=5000)
+            for i in range(120)]
+    s = cls(defs, random.Random(1))
+    members = {f"n{i}@127.0.0.1": frozenset(x.name for x in defs) for i in range(3)}
+    wall = 1764770000.0
+    s.activate(wall, False, (3, "n0@127.0.0.1"))
+    d, rec = s.defs["t0001"], s.records["t0001"]
+    rec.state, rec.has_state, rec.version = {"dir": "/tmp/bench-stamps-x"}, True, 1
+    rec.origin = {"term": 3, "node": "n0@127.0.0.1", "time": 1764770000000}
+    rec.history = [[3, "n0@127.0.0.1", 0]]
+    at = [s._slot_at(d, wall * 1000)]
+
+    def pair() -> Any:
+        at[0] += 1
+        slot = at[0]
+        wall_ms = s.due_ms("t0001", slot) + 0.4
+        (out,) = s._dispatch(d, rec, slot, wall_ms, members, [])
+        fin = s.on_result("t0001", out.run_id, out.node, "ok", out.state, 0.12, "",
+                          (wall_ms + 2.0) / 1000)
+        assert fin is not None and fin.outcome == "ok"
+        return fin
+
+    for _ in range(60):  # a history as at 120 tasks (its byte cap: ~8 entries)
+        pair()
+    last = pair()
+    assert isinstance(last, Finished) or type(last).__name__ == "OldFinished"
+    return pair
+
+
+def _manager_cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
+    from clerk._dispatch import Dispatch, Finished
+    from clerk._metrics import DURATION_BUCKETS, LATENESS_BUCKETS, NodeMetrics
+    from clerk._schedule import Scheduler
+
+    old_dispatch, old_finished = _old_types()
+    d_args = ("t0001", "a1b2-17/3/n1@127.0.0.1~1234.0badf00d", 101, "n2@127.0.0.1",
+              {"dir": "/tmp/bench"}, False, 5000, 1764770000000, 1764770005000)
+    f_args = ("t0001", "a1b2-17/3/n1@127.0.0.1~1234.0badf00d", 101, "n2@127.0.0.1", "ok",
+              0.12, "", 2.1, 0.0)
+    assert repr(old_dispatch(*d_args)).split("(", 1)[1] == repr(Dispatch(*d_args)).split(
+        "(", 1)[1]
+    assert repr(old_finished(*f_args)).split("(", 1)[1] == repr(Finished(*f_args)).split(
+        "(", 1)[1]
+    old_pair, new_pair = _run_pair(_old_scheduler_class(old_finished)), _run_pair(Scheduler)
+    a, b = old_pair(), new_pair()
+    assert tuple(getattr(a, f) for f in Finished.__slots__[2:]) == tuple(
+        getattr(b, f) for f in Finished.__slots__[2:]), (a, b)
+    m = NodeMetrics(["t0001"])
+
+    def old_observe(task: str = "t0001", duration_ms: float = 0.12,
+                    lateness_ms: float | None = 0.3) -> None:
+        if task not in m.duration:
+            m.lateness[task] = type(m.lateness[task])(LATENESS_BUCKETS)
+            m.duration[task] = type(m.duration[task])(DURATION_BUCKETS)
+        m.duration[task].observe(max(0.0, duration_ms) / 1000)
+        if lateness_ms is not None:
+            m.lateness[task].observe(max(0.0, lateness_ms) / 1000)
+
+    return [
+        ("Dispatch", lambda: old_dispatch(*d_args), lambda: Dispatch(*d_args)),
+        ("Finished", lambda: old_finished(*f_args), lambda: Finished(*f_args)),
+        ("dispatch + result", old_pair, new_pair),
+        ("observe_run", old_observe, lambda: m.observe_run("t0001", 0.12, 0.3)),
     ]
 
 

@@ -7,9 +7,17 @@ import random
 from collections import Counter
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from clerk._metrics import LATENESS_BUCKETS, LoopTurns, NodeMetrics, Sources, _families
+from clerk._metrics import (
+    DURATION_BUCKETS,
+    LATENESS_BUCKETS,
+    LoopTurns,
+    NodeMetrics,
+    Sources,
+    _families,
+)
 from clerk._schedule import Scheduler, pack_table, unpack_table
 from tests.unit.test_schedule import K, due, run_ok, started, tdef
 
@@ -92,3 +100,21 @@ def test_the_loops_longest_turn_since_start_since_a_status_read_and_since_a_scra
     assert m["clerk_node_loop_turn_max_seconds"] == 0.25
     assert m["clerk_node_loop_turn_recent_max_seconds"] == 0.125
     assert scrape(src)["clerk_node_loop_turn_recent_max_seconds"] == 0.0
+
+
+def test_observe_run_buckets_clamps_and_adds_tasks() -> None:
+    """What ``observe_run`` (inlined, once per result on the manager) records: seconds in
+    the first bucket they fit (a bound is inclusive), negative or NaN times as 0, no lateness
+    for a run without one, and histograms for a task announced after the start."""
+    node = NodeMetrics(["t"])
+    node.observe_run("t", 10.0, 2.0)  # 0.01 s: the first duration bound; 0.002 s: lateness's
+    node.observe_run("t", -5.0, float("nan"))
+    node.observe_run("t", 400_000.0, None)  # past the last bound: +Inf
+    node.observe_run("new", 60.0, 1000.0)
+    d, lt = node.duration["t"], node.lateness["t"]
+    assert d.counts == [2] + [0] * (len(DURATION_BUCKETS) - 1) + [1]
+    assert d.total == pytest.approx(0.01 + 400.0)
+    assert lt.counts == [2] + [0] * len(LATENESS_BUCKETS)
+    assert lt.total == pytest.approx(0.002)
+    assert node.duration["new"].counts[DURATION_BUCKETS.index(0.1)] == 1
+    assert node.lateness["new"].counts[LATENESS_BUCKETS.index(2.0)] == 1
