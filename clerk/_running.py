@@ -76,6 +76,9 @@ STATES_BUDGET_BYTES = 512 * 1024
 #: The error text kept in the table (and shown by status): its tail, where the exception is.
 #: The whole remote traceback is in the manager's log.
 ERROR_KEEP_CHARS = 1000
+#: Run ids whose dropped result was counted as a conflict, remembered so a resend of the same
+#: result is not counted again (``Running._count_dropped``).
+DROPPED_KEEP = 1024
 
 
 #: ``json.dumps(..., sort_keys=True, separators=(",", ":"))`` without an encoder per call.
@@ -367,21 +370,23 @@ class Running(Adoption):
         """A RESULT for a run the table does not show: applied if it continues the row
         exactly, else dropped (counted when the row never saw its slot)."""
         rec = self.records.get(task)
+        if rec is None or task not in self.defs or outcome != "ok" or slot <= rec.slot:
+            return None  # not ours to judge, or an old run the row already holds
+        wall_ms = wall * 1000
         # ``slot == rec.dispatched`` with no run in flight and no result for it: the row
         # learnt of the dispatch, not of the run (a member's OFFER carries ``dispatched`` but
         # never its run in flight, and a merge keeps the larger ``dispatched``): still judged.
-        if (rec is None or task not in self.defs or rec.running is not None or outcome != "ok"
-                or slot <= rec.slot or slot < rec.dispatched):
-            return None  # not ours to judge, or an old run the row already holds
-        wall_ms = wall * 1000
+        if rec.running is not None or slot < rec.dispatched:
+            # A run this row never saw finish, while a later slot was sent (the manager that
+            # sent this one died before any member knew of it, and its successor went on
+            # beside it): the later run did not start from this one's state, so its update is
+            # lost. Counted, once per run (its node resends it until it is acknowledged).
+            self._count_dropped(task, rec, run_id, node, slot, wall_ms,
+                                "a later slot of the task was already sent")
+            return None
         if not run_id.endswith(base_tag(rec)):
-            rec.conflicts += 1
-            rec.last_conflict = {"time": wall_ms, "dropped": 1, "kept": rec.describe(),
-                                 "lost": f"the result of run {run_id}", "from": node}
-            self.conflicts_out.append(Conflict(task, 1, rec.describe(),
-                                               f"the result of run {run_id} (slot {slot}, "
-                                               "from a state this manager does not hold)"))
-            self.dirty.add(task)
+            self._count_dropped(task, rec, run_id, node, slot, wall_ms,
+                                "from a state this manager does not hold")
             return None
         rec.dispatched = max(rec.dispatched, slot)
         # The branch it is recorded under: the claim that dispatched it, as its run id says
@@ -393,6 +398,27 @@ class Running(Adoption):
                        "started": wall_ms - duration_ms, "deadline": wall_ms,
                        "claim": branch}
         return self._finish(task, rec, outcome, state, duration_ms, "", wall_ms)
+
+    def _count_dropped(self, task: str, rec: TaskRecord, run_id: str, node: str, slot: int,
+                       wall_ms: float, why: str) -> None:
+        """A result dropped although the row never held its update: counted in ``conflicts``
+        (README "What is guaranteed": never silently), once per run id (its node resends it
+        until it is acknowledged; the last ``DROPPED_KEEP`` ids are remembered here)."""
+        counted: dict[str, None] | None = getattr(self, "_dropped_runs", None)
+        if counted is None:
+            counted = {}
+            self._dropped_runs = counted
+        if run_id in counted:
+            return
+        counted[run_id] = None
+        while len(counted) > DROPPED_KEEP:
+            del counted[next(iter(counted))]
+        rec.conflicts += 1
+        rec.last_conflict = {"time": wall_ms, "dropped": 1, "kept": rec.describe(),
+                             "lost": f"the result of run {run_id}", "from": node}
+        self.conflicts_out.append(Conflict(task, 1, rec.describe(),
+                                           f"the result of run {run_id} (slot {slot}, {why})"))
+        self.dirty.add(task)
 
     def _finish(self, name: str, rec: TaskRecord, outcome: str, state: Any,
                 duration_ms: float, error: str, wall_ms: float) -> Finished:

@@ -68,6 +68,16 @@ def test_not_while_a_run_is_in_flight_and_not_for_an_old_slot() -> None:
     assert new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "",
                          due("t", K + 4) + 0.1, slot=d.slot) is None
     assert rec.state == {"n": 1}
+    # Its update is lost (the run in flight started from n=1): counted, not silent, and
+    # once, however often its node resends it before the ACK.
+    assert rec.conflicts == 1 and "a later slot" in new.conflicts_out[-1].lost
+    assert new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "",
+                         due("t", K + 4) + 0.2, slot=d.slot) is None
+    assert rec.conflicts == 1
+    # A resend of a run the row already holds is no conflict.
+    assert new.on_result("t", "t/1/x~old", d.node, "ok", {"n": 0}, 1.0, "",
+                         due("t", K + 4) + 0.3, slot=K) is None
+    assert rec.conflicts == 1
     for outcome in ("error", "timeout", "refused"):
         _, other, d2 = _lost_dispatch()
         assert other.on_result("t", d2.run_id, d2.node, outcome, None, 1.0, "x",

@@ -54,7 +54,9 @@ def _crash_after_a_dispatch(seed: int, at_once: bool) -> dict[str, Any]:
     overlaps = [(a.slot, b.slot) for a, b in zip(runs, runs[1:], strict=False)
                 if b.at < a.at + LONG_S - 1e-6]
     counts = Counter(r.after for r in world.runs if r.before is not None)
-    return {"in_gap": in_gap, "overlaps": overlaps,
+    boss = net.managers()[0].name
+    conflicts = world.layers[boss].scheduler.records[LEDGER].conflicts
+    return {"in_gap": in_gap, "overlaps": overlaps, "conflicts": conflicts,
             "repeated": sorted(c for c, k in counts.items() if k > 1),
             "twice": sorted(s for s, k in Counter(r.slot for r in world.runs).items() if k > 1)}
 
@@ -69,6 +71,8 @@ def test_without_the_rule_a_crash_in_the_gap_overlaps_a_long_run_and_repeats_a_c
     hit = [g for g in got if g["in_gap"]]
     assert len(hit) >= 3, got  # (the schedule comes about)
     assert any(g["overlaps"] and g["repeated"] for g in hit), got
+    # The dropped update is counted, never silent (Running._count_dropped).
+    assert all(g["conflicts"] >= 1 for g in hit if g["repeated"]), got
 
 
 def test_a_long_runs_dispatch_goes_at_once_and_a_crash_loses_nothing() -> None:
@@ -76,6 +80,7 @@ def test_a_long_runs_dispatch_goes_at_once_and_a_crash_loses_nothing() -> None:
     for g in got:
         assert not g["in_gap"], g  # its round went with it
         assert not g["overlaps"] and not g["repeated"] and not g["twice"], g
+        assert g["conflicts"] == 0, g
 
 
 def test_which_runs_are_short() -> None:
