@@ -3,8 +3,10 @@ timing, reading node logs, starting a stray node process next to a LocalCluster.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from clerk._store import Store
 from clerk.testing import LocalCluster, wait_until
 
 
@@ -166,3 +169,19 @@ def wait_converged(cluster: LocalCluster, timeout: float = 10.0) -> tuple[str, i
 def brief(cluster: LocalCluster, names: list[str]) -> dict[str, Any]:
     return {n: (v["manager"], v["term"], v["role"]) if v else None
             for n, v in cluster.views(names).items()}
+
+
+def recorded_members(cluster: LocalCluster, name: str, scratch: Path) -> dict[str, str]:
+    """The members ``name``'s data directory records now, as a restart would read them (from
+    a copy in ``scratch``: the node holds the directory's lock)."""
+    src = cluster.data_path(name)
+    assert src is not None
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    for p in src.iterdir():
+        if p.name != "lock":
+            with contextlib.suppress(FileNotFoundError):  # a journal a compaction deleted
+                shutil.copy2(p, scratch / p.name)
+    store = Store(scratch, name)
+    store.read()
+    return store.recorded

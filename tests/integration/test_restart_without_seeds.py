@@ -9,31 +9,17 @@ for the dead ones, elect one manager between them (not two lone managers at term
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 from pathlib import Path
 
 import pytest
 
-from clerk._store import Store
 from clerk.testing import LocalCluster, wait_until
-from tests.integration.cluster_helpers import brief, wait_agreed, wait_converged
-
-
-def recorded(cluster: LocalCluster, name: str, scratch: Path) -> dict[str, str]:
-    """The members ``name``'s data directory records now, as a restart reads them (from a
-    copy: the node holds the directory's lock)."""
-    src = cluster.data_path(name)
-    assert src is not None
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    for p in src.iterdir():
-        if p.name != "lock":
-            with contextlib.suppress(FileNotFoundError):  # a journal a compaction deleted
-                shutil.copy2(p, scratch / p.name)
-    store = Store(scratch, name)
-    store.read()
-    return store.recorded
+from tests.integration.cluster_helpers import (
+    brief,
+    recorded_members,
+    wait_agreed,
+    wait_converged,
+)
 
 
 @pytest.mark.timeout(120)
@@ -50,9 +36,9 @@ def test_two_restarted_non_seeds_with_every_seed_dead_agree_through_their_data_d
         cluster.settle()
         wait_converged(cluster, timeout=30)
         for name in (n1, n2):
-            wait_until(lambda x=name: len(recorded(cluster, x, tmp_path / "peek")) == 4,
+            wait_until(lambda x=name: len(recorded_members(cluster, x, tmp_path / "peek")) == 4,
                        timeout=15, message=lambda x=name: f"{x} recorded "
-                       f"{recorded(cluster, x, tmp_path / 'peek')}")
+                       f"{recorded_members(cluster, x, tmp_path / 'peek')}")
         for name in cluster.names:  # (n2 may see n1 die and record it gone: n1 JOINs it)
             cluster.kill(name)
         start(n1)

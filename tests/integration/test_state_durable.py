@@ -6,9 +6,7 @@ appends ``task slot term node count time`` to a ledger file, which is the histor
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,8 +17,8 @@ import psutil
 import pytest
 
 import clerk
-from clerk._store import Store
 from clerk.testing import LocalCluster, free_ports, wait_until
+from tests.integration.cluster_helpers import recorded_members
 from tests.integration.cluster_tasks import (
     Counter,
     HeldCounterOnN1,
@@ -85,22 +83,6 @@ def _in_flight(log: Path) -> str | None:
     starts = _starts(log)
     done = {str(x.slot) for x in counter_lines(log)}
     return starts[-1] if starts and starts[-1] not in done else None
-
-
-def _recorded(cluster: LocalCluster, name: str, scratch: Path) -> dict[str, str]:
-    """The members ``name``'s data directory records now, as a restart would read them (from
-    a copy: the node holds the directory's lock)."""
-    src = cluster.data_path(name)
-    assert src is not None
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    for p in src.iterdir():
-        if p.name != "lock":
-            with contextlib.suppress(FileNotFoundError):  # a journal a compaction deleted
-                shutil.copy2(p, scratch / p.name)
-    store = Store(scratch, name)
-    store.read()
-    return store.recorded
 
 
 def _row(cluster: LocalCluster) -> dict:
@@ -196,8 +178,9 @@ def test_a_node_restarted_without_its_members_runs_alone_after_the_rejoin_timeou
         lone = cluster.names[0]
         # The kill must come after the lone node knew both others (else it rightly records
         # fewer): its directory records them once its list has them, a row changed or not.
-        wait_until(lambda: len(_recorded(cluster, lone, tmp_path / "peek")) == 2, timeout=15,
-                   message=lambda: f"{lone} recorded {_recorded(cluster, lone, tmp_path / 'peek')}")
+        peek = tmp_path / "peek"
+        wait_until(lambda: len(recorded_members(cluster, lone, peek)) == 2, timeout=15,
+                   message=lambda: f"{lone} recorded {recorded_members(cluster, lone, peek)}")
         cluster.kill_all()
         killed = time.time()
         before = counter_lines(log)
