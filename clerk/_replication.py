@@ -94,9 +94,10 @@ LOCAL_GAP_S = 0.010
 #: (clerk._running), before the new manager can dispatch the next slot (its first slot is due
 #: more than MAX_DISPATCH_LEAD_MS after it took over). A long run is still going then: the new
 #: manager sent the next slot beside it (the task overlapped itself) and dropped its result (a
-#: run was in flight), and the next run repeated the count. Found by a review in the simulator
-#: (tests/unit/test_sim_gap.py). A short task whose run suddenly lasts far longer is still
-#: exposed inside the gap (README "What is guaranteed").
+#: run was in flight; now counted in ``conflicts``: clerk._running), and the next run repeated
+#: the count. Found by a review in the simulator (tests/unit/test_sim_gap.py). A short task
+#: whose run suddenly lasts far longer is still exposed inside the gap (README "What is
+#: guaranteed").
 SHORT_RUN_MS = 10.0
 #: Row encoding per replication step, in seconds: a takeover puts every row into the new
 #: table log (10,000 rows are ~250 ms of encoding on a loaded machine), in slices of this
