@@ -21,7 +21,6 @@ turn the node's mailbox held its timers (``drain_ms_max``).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import random
 import shutil
 import statistics
@@ -30,7 +29,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import psutil
@@ -38,22 +36,14 @@ import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+import fuzz  # noqa: E402  (tools/fuzz.py)
 
 import clerk  # noqa: E402
-from clerk._codec import encode  # noqa: E402
-from clerk._messages import Claim, Coordinator, Join, Peer  # noqa: E402
 from clerk.testing import LocalCluster, wait_until  # noqa: E402
 
 INTERVAL = 200  # ms
-
-
-def _fuzz() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("clerk_tools_fuzz", ROOT / "tools" / "fuzz.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _runs(log: Path) -> list[tuple[int, float]]:
@@ -80,7 +70,7 @@ def _workers(cluster: LocalCluster, name: str) -> list[int]:
     return found
 
 
-def measure(fuzz: ModuleType, task_class: str, forged: int, delay_ms: int) -> dict[str, Any]:
+def measure(task_class: str, forged: int, delay_ms: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="clerk-flood-gaps-"))
     log = tmp / "runs.log"
     task = clerk.task(f"tests.integration.cluster_tasks:{task_class}", name="counter",
@@ -101,19 +91,9 @@ def measure(fuzz: ModuleType, task_class: str, forged: int, delay_ms: int) -> di
             ctx = zmq.Context()
             start = time.time()
             try:
-                dealer = ctx.socket(zmq.DEALER)
-                dealer.linger = 0
-                dealer.sndtimeo = 2000
-                dealer.connect(f"tcp://{target.address}")
-                cases = fuzz.garbage(target, random.Random(6))
-                for _ in range(10):
-                    for _, frames in cases:
-                        dealer.send_multipart(frames) if frames else dealer.send(b"")
-                for i in range(forged):
-                    addr = f"127.77.{i // 200 % 256}.{i % 200 + 1}:{20000 + i % 40000}"
-                    p = Peer(f"forged{i}@x", addr, f"i{i}", -1)
-                    dealer.send_multipart(encode(Join(p, 0)))
-                    dealer.send_multipart(encode(Coordinator(p, 0, Claim(0, -1, p.name, addr))))
+                dealer = fuzz.flood_socket(ctx, target.address)
+                fuzz.send_garbage(dealer, fuzz.garbage(target, random.Random(6)), 10)
+                fuzz.forged_joins(dealer, forged)
                 dealer.close(linger=0)
             finally:
                 ctx.term()
@@ -145,11 +125,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.fsync_delay_ms and shutil.which("strace") is None:
         sys.exit("--fsync-delay-ms needs strace on the PATH (or pass --fsync-delay-ms 0)")
-    fuzz = _fuzz()
     results: dict[str, list[dict[str, Any]]] = {t: [] for t in args.tasks}
     for r in range(args.repeats):
         for task in args.tasks:  # interleaved: the machine's load falls on both alike
-            res = measure(fuzz, task, args.forged, args.fsync_delay_ms)
+            res = measure(task, args.forged, args.fsync_delay_ms)
             results[task].append(res)
             print(f"  repeat {r + 1} {task}: gap {res['gap']:.3f} s, skipped {res['skipped']}, "
                   f"refused {res['refused']}, drain_ms_max {res['drain_ms_max']}", flush=True)

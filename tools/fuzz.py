@@ -67,8 +67,8 @@ from clerk._messages import (  # noqa: E402
 )
 from clerk.testing import LocalCluster, wait_until  # noqa: E402
 
-__all__ = ["FuzzReport", "Target", "batch_garbage", "garbage", "mutate", "random_batch",
-           "random_message", "run_fuzz"]
+__all__ = ["FuzzReport", "Target", "batch_garbage", "flood_socket", "forged_joins", "garbage",
+           "mutate", "random_batch", "random_message", "run_fuzz", "send_garbage"]
 
 #: The live task whose runs judge the node's schedule (no gap over three intervals): one that
 #: does not ``fsync`` its line, so that a slow disk's flush (a run in flight for 0.6 s, its next
@@ -363,6 +363,33 @@ class FuzzReport:
                 and self.runs >= 0.8 * self.runs_expected - 1)
 
 
+def flood_socket(ctx: zmq.Context, address: str) -> zmq.Socket:
+    """A plain DEALER to a node's mailbox at ``address`` (``host:port``), as a stranger
+    would open it: no linger, a send that gives up after 2 s."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.sndtimeo = 2000
+    sock.connect(f"tcp://{address}")
+    return sock
+
+
+def send_garbage(sock: zmq.Socket, cases: list[tuple[str, list[bytes]]], times: int) -> None:
+    """Each of ``cases`` (:func:`garbage`) ``times`` times, in order (replays included)."""
+    for _ in range(times):
+        for _, frames in cases:
+            sock.send_multipart(frames) if frames else sock.send(b"")
+
+
+def forged_joins(sock: zmq.Socket, n: int) -> None:
+    """A JOIN and a stale claim (a COORDINATOR of term 0) from each of ``n`` distinct forged
+    addresses (127.77.x.y, nothing listens there)."""
+    for i in range(n):
+        addr = f"127.77.{i // 200 % 256}.{i % 200 + 1}:{20000 + i % 40000}"
+        p = Peer(f"forged{i}@x", addr, f"i{i}", -1)
+        sock.send_multipart(encode(Join(p, 0)))
+        sock.send_multipart(encode(Coordinator(p, 0, Claim(0, -1, p.name, addr))))
+
+
 def _rss_mb(cluster: LocalCluster, name: str) -> float:
     total = 0
     for pid in cluster.pids(name):
@@ -399,10 +426,7 @@ def run_fuzz(frames: int, *, seed: int = 0, interval_ms: int = 200,
             t = Target(name, cluster.address(name), st0["incarnation"], st0["term"])
             rep.rss_before_mb = _rss_mb(cluster, name)
             ctx = zmq.Context()
-            sock = ctx.socket(zmq.DEALER)
-            sock.linger = 0
-            sock.sndtimeo = 2000
-            sock.connect(f"tcp://{t.address}")
+            sock = flood_socket(ctx, t.address)
             queue = [f for _, f in garbage(t, rng)]
             start = time.time()
             next_status = time.monotonic() + status_every

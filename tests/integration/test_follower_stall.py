@@ -11,7 +11,6 @@ arrived meanwhile were waiting. It now reads what arrived first (clerk._agent,
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,17 +18,9 @@ import pytest
 import clerk
 from clerk.testing import LocalCluster, wait_until
 from tests.integration.cluster_helpers import logged_since
-from tests.integration.stall_tasks import STALL_DIR, Idle, stall
+from tests.integration.stall_tasks import Idle, stall
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def stall_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    d = tmp_path / "stalls"
-    d.mkdir()
-    monkeypatch.setenv(STALL_DIR, str(d))  # (inherited by the cluster's node processes)
-    yield d
 
 
 def test_a_follower_whose_loop_ran_past_the_manager_timeout_reads_before_it_elects(

@@ -6,25 +6,16 @@ the test-only stall hook of ``tests/integration/stall_tasks.py``."""
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import clerk
 from clerk.testing import LocalCluster, wait_until
-from tests.integration.stall_tasks import STALL_DIR, Idle, stall
+from tests.integration.stall_tasks import Idle, stall
 
 pytestmark = pytest.mark.timeout(90)
 STALL_S = 1.0
-
-
-@pytest.fixture
-def stall_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    d = tmp_path / "stalls"
-    d.mkdir()
-    monkeypatch.setenv(STALL_DIR, str(d))  # (inherited by the cluster's node processes)
-    yield d
 
 
 def scrape(url: str) -> dict[str, float]:

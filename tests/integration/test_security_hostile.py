@@ -33,9 +33,7 @@ import pytest
 import zmq
 
 import clerk
-from clerk._codec import encode
 from clerk._core import MAX_PROBATION
-from clerk._messages import Claim, Coordinator, Join, Peer
 from clerk._transport import MAX_UNPINNED_LINKS
 from clerk.testing import LocalCluster, wait_until
 
@@ -105,19 +103,10 @@ def test_garbage_and_forgeries_do_not_hurt_a_live_node(tmp_path: Path) -> None:
         ctx = zmq.Context()
         start = time.time()
         try:
-            dealer = ctx.socket(zmq.DEALER)
-            dealer.linger = 0
-            dealer.sndtimeo = 2000
-            dealer.connect(f"tcp://{target.address}")
-            for _ in range(10):  # each case, ten times (replays included)
-                for _, frames in cases:
-                    dealer.send_multipart(frames) if frames else dealer.send(b"")
+            dealer = fuzz.flood_socket(ctx, target.address)
+            fuzz.send_garbage(dealer, cases, 10)  # each case, ten times (replays included)
             # Forged JOINs and stale claims from 3,000 distinct addresses each.
-            for i in range(3000):
-                addr = f"127.77.{i // 200}.{i % 200 + 1}:{20000 + i}"
-                p = Peer(f"forged{i}@x", addr, f"i{i}", -1)
-                dealer.send_multipart(encode(Join(p, 0)))
-                dealer.send_multipart(encode(Coordinator(p, 0, Claim(0, -1, p.name, addr))))
+            fuzz.forged_joins(dealer, 3000)
             # The same garbage through a REQ socket (answers go back the REQ way).
             req = ctx.socket(zmq.REQ)
             req.linger = 0
