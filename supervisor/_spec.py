@@ -89,7 +89,8 @@ class ChildSpec:
     ``shutdown_exits``: exit codes that end the child with reason ``shutdown`` instead of
     ``abnormal`` (OTP's ``{shutdown, Term}``; systemd's ``RestartPreventExitStatus``): a
     transient child exiting with one is not restarted and counts no restart, e.g. a server
-    whose port is taken, which would only fail the same way again.
+    whose port is taken, which would only fail the same way again. A permanent child is
+    restarted whatever its exit, so listing codes for one is an error.
 
     Raises:
         InvalidSpecError: naming the child id and the offending field.
@@ -156,6 +157,12 @@ class ChildSpec:
                 or not all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 255
                            for c in codes)):
             raise bad("shutdown_exits", "must be a list of exit codes from 1 to 255")
+        if codes and self.restart == "permanent":
+            # A permanent child is restarted whatever ended it: the codes would change only
+            # the reason logged, not what the user who lists them expects (no restart).
+            raise bad("shutdown_exits", "a permanent child is restarted whatever its exit "
+                      "code: these codes take effect with restart = 'transient' (restart "
+                      "defaults to 'permanent')")
         object.__setattr__(self, "shutdown_exits", tuple(codes))
 
         inferred: ChildType = "worker"

@@ -221,3 +221,18 @@ def test_shutdown_exits_in_a_nested_tree_and_under_check(tmp_path):
         with pytest.raises(ConfigError, match=r"child\[0\]\.supervisor\.child\[0\]\."
                                               r"shutdown_exits = \[300\]: must be a list"):
             read_tree(path, check=check)
+
+
+def test_shutdown_exits_on_a_child_left_permanent_names_file_child_and_key(tmp_path):
+    path = write(tmp_path, """
+        [[child]]
+        id = "server"
+        command = ["true"]
+        shutdown_exits = [3]
+    """)
+    with pytest.raises(ConfigError) as info:
+        read_tree(path)
+    assert str(info.value).strip().endswith(
+        f"{path}: child[0].shutdown_exits = [3]: a permanent child is restarted whatever its "
+        "exit code: these codes take effect with restart = 'transient' (restart defaults to "
+        "'permanent')")

@@ -139,8 +139,19 @@ def test_nested_supervisor_must_pickle():
 @pytest.mark.parametrize("codes", [(0,), (256,), ("2",), (True,), "2", 2])
 def test_shutdown_exits_must_be_exit_codes(codes):
     with pytest.raises(InvalidSpecError, match=r"shutdown_exits.*exit codes from 1 to 255"):
-        ChildSpec(id="w", start=work, shutdown_exits=codes)
+        ChildSpec(id="w", start=work, restart="transient", shutdown_exits=codes)
 
 
 def test_shutdown_exits_become_a_tuple():
-    assert ChildSpec(id="w", start=work, shutdown_exits=[2, 3]).shutdown_exits == (2, 3)
+    spec = ChildSpec(id="w", start=work, restart="transient", shutdown_exits=[2, 3])
+    assert spec.shutdown_exits == (2, 3)
+
+
+def test_shutdown_exits_on_a_permanent_child_is_an_error_that_says_why():
+    # A permanent child is restarted whatever its exit: the listed codes would not stop it.
+    for spec in ({}, {"restart": "permanent"}):
+        with pytest.raises(InvalidSpecError, match=r"shutdown_exits.*permanent child is "
+                                                   r"restarted whatever.*'transient'"):
+            ChildSpec(id="w", start=work, shutdown_exits=[3], **spec)
+    assert ChildSpec(id="w", start=work, restart="temporary", shutdown_exits=[3]).shutdown_exits
+    assert ChildSpec(id="w", start=work, shutdown_exits=[]).shutdown_exits == ()
