@@ -19,6 +19,7 @@ CPU per run is read per process role (``psutil`` user + system time of each proc
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -226,6 +227,42 @@ class Chain:
                 self._send()
                 sent += 1
         return n / (time.perf_counter() - t0)
+
+    def paced(self, rate: float, seconds: float) -> tuple[int, list[float]]:
+        """Runs sent ``rate`` a second, evenly spaced, for ``seconds``, without waiting for
+        their results (as a scheduler dispatches): the results are taken as they come, and
+        the last ones waited for (at most 5 s). Returns the runs completed and their round
+        trips (ms), for CPU per run at a given rate (``measure_cpu``) beside Clerk's."""
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        period = 1.0 / rate
+        start = time.perf_counter()
+        end = start + seconds
+        next_send = start
+        sent_at: dict[str, float] = {}
+        trips: list[float] = []
+        while True:
+            now = time.perf_counter()
+            while next_send <= now and next_send < end:
+                self._seq += 1
+                run = f"r{self._seq}"
+                sent_at[run] = now
+                self.sock.send(json.dumps({**EXECUTE_LIKE, "run": run}).encode())
+                next_send += period
+            if next_send >= end and (not sent_at or now > end + 5.0):
+                break
+            # whole milliseconds, at least 1 (as a scheduler's tick): a shorter poll spins
+            wait_ms = max(1, math.ceil((next_send - now) * 1000)) if next_send < end else 100
+            if poller.poll(wait_ms):
+                while True:
+                    try:
+                        body = self.sock.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    t = sent_at.pop(json.loads(body)["run"], None)
+                    if t is not None:
+                        trips.append((time.perf_counter() - t) * 1000)
+        return len(trips), trips
 
     def roles(self) -> dict[str, Callable[[], float]]:
         """CPU seconds so far, per process role."""

@@ -262,15 +262,50 @@ def max_rate(measure: Callable[[int, int, float], Lateness], levels: Sequence[in
     return best, tried
 
 
+@dataclass
+class FloorAt:
+    """The plain-pyzmq chain paced at a rate (``Chain.paced``): what the same hops cost per
+    run at that rate, with no scheduling, state or replication."""
+    rate: int
+    runs_per_s: float
+    cpu: dict[str, float]
+    median: float  # round trip, ms
+    p99: float
+
+    def text(self) -> str:
+        return (f"{fmt_cpu(self.cpu)} ({self.runs_per_s:.0f} runs/s; round trip median "
+                f"{self.median:.2f} ms, p99 {self.p99:.2f} ms)")
+
+
+def floor_at(chain: Chain, rate: int, seconds: float) -> FloorAt:
+    """The chain floor paced at ``rate`` runs/s for ``seconds``: CPU per run per role."""
+    trips: list[float] = []
+
+    def body() -> int:
+        runs, got = chain.paced(rate, seconds)
+        trips.extend(got)
+        return runs
+
+    runs, cpu = measure_cpu(chain.roles(), body)
+    return FloorAt(rate, runs / seconds, cpu, statistics.median(trips) if trips else NAN,
+                   pct(trips, 99) if trips else NAN)
+
+
+NAN = float("nan")
+
+
 def rate_pairs(levels: Sequence[int], interval: int, window: float, against: str,
-               repeats: int) -> list[tuple[int, list[Lateness], list[Lateness]]]:
+               repeats: int, chain: Chain | None = None
+               ) -> list[tuple[int, list[Lateness], list[Lateness], list[FloorAt]]]:
     """(c) with ``--against``: each level measured on this tree and on ``against`` in turns
-    (the first one alternating from repeat to repeat), every level whatever the last gave."""
+    (the first one alternating from repeat to repeat), every level whatever the last gave;
+    with ``chain``, its floor paced at the same rate after each repeat's pair."""
     out = []
     for rate in levels:
         n = max(1, rate * interval // 1000)
         mine: list[Lateness] = []
         other: list[Lateness] = []
+        floors: list[FloorAt] = []
         for rep in range(repeats):
             order = [None, against] if (rate + rep) % 2 == 0 else [against, None]
             for source in order:
@@ -285,12 +320,17 @@ def rate_pairs(levels: Sequence[int], interval: int, window: float, against: str
                 print(f"  {'':<10} CPU µs per run by thread: {fmt_threads(lat.wakeups)}",
                       flush=True)
                 print(f"  {'':<10} per run: {fmt_wire(lat.wire)}", flush=True)
-        out.append((rate, mine, other))
+            if chain is not None:
+                floors.append(floor_at(chain, rate, window))
+                print(f"  {'floor':<10} {rate:>5}/s target: {floors[-1].text()}", flush=True)
+        out.append((rate, mine, other, floors))
     return out
 
 
-def pairs_table(pairs: list[tuple[int, list[Lateness], list[Lateness]]]) -> str:
-    """Medians over the repeats, this tree against the other, level by level."""
+def pairs_table(pairs: list[tuple[int, list[Lateness], list[Lateness], list[FloorAt]]]
+                ) -> str:
+    """Medians over the repeats, this tree against the other, level by level, and the floor
+    paced at the same rate (its CPU per run, the lower bound of the same hops)."""
     def med(ls: list[Lateness], f: Callable[[Lateness], float]) -> float:
         return statistics.median(f(x) for x in ls)
 
@@ -313,13 +353,20 @@ def pairs_table(pairs: list[tuple[int, list[Lateness], list[Lateness]]]) -> str:
     lines = ["| target runs/s | tree | runs/s | p99 ms | skipped | ok | CPU per run (µs) | "
              "wake-ups per run (voluntary) | loop turns per run: manager / agents |",
              "|--:|---|--:|--:|--:|--:|---|---|--:|"]
-    for rate, mine, other in pairs:
+    for rate, mine, other, floors in pairs:
         for label, ls in (("against", other), ("this tree", mine)):
             lines.append(
                 f"| {rate} | {label} | {med(ls, lambda x: x.runs_per_s):.0f} | "
                 f"{med(ls, lambda x: x.p99):.2f} | {sum(x.skipped for x in ls)} | "
                 f"{sum(x.ok() for x in ls)}/{len(ls)} | {cpu(ls)} | {wakes(ls)} | "
                 f"{turns(ls)} |")
+        if floors:
+            fcpu = {k: statistics.median(f.cpu[k] for f in floors) for k in floors[0].cpu}
+            lines.append(
+                f"| {rate} | floor (plain pyzmq chain, paced) | "
+                f"{statistics.median(f.runs_per_s for f in floors):.0f} | "
+                f"{statistics.median(f.p99 for f in floors):.2f} (round trip) | | | "
+                f"{fmt_cpu(fcpu)} | | |")
     return "\n".join(lines)
 
 
@@ -447,7 +494,11 @@ def main() -> int:
                          "spin of at most 0.1 ms)"))
     if args.only == "c" and args.against is not None:
         print(f"(c) throughput, this tree and {args.against} in turns ...", flush=True)
-        pairs = rate_pairs(levels, 100, window / 2, args.against, args.repeats)
+        chain = Chain(workers=2)
+        try:
+            pairs = rate_pairs(levels, 100, window / 2, args.against, args.repeats, chain)
+        finally:
+            chain.close()
         table = pairs_table(pairs)
         load = f"load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
         print(f"\n{table}\n\n({time.time() - started:.0f} s, {os.cpu_count()} cores, {load})")
@@ -479,6 +530,21 @@ def main() -> int:
                          fmt_wire(at.wire), "", "", "",
                          "protocol messages, the ZeroMQ sends carrying them (batches), "
                          "ZeroMQ messages received; per agent role"))
+        # The floor's CPU per run at Clerk's best rate and at the goal's 2,000 runs/s: the
+        # same hops paced at the same rate, with no scheduling, state or replication.
+        print("(c) the chain floor paced at the same rates ...", flush=True)
+        chain = Chain(workers=2)
+        try:
+            for rate in sorted({int(at.target_per_s) if at is not None else 400, 2000}):
+                f = floor_at(chain, rate, window / 2)
+                print(f"  floor {rate:>5}/s target: {f.text()}", flush=True)
+                rows.append((f"(c) CPU per run at {rate} runs/s, chain floor paced", "", "",
+                             "", fmt_cpu(f.cpu),
+                             f"{f.runs_per_s:.0f} runs/s sent evenly, not waiting for "
+                             f"results; round trip median {f.median:.2f} ms, p99 "
+                             f"{f.p99:.2f} ms"))
+        finally:
+            chain.close()
 
     head = ("measurement", "clerk", "clerk, dispatch_lead 0", "APScheduler 3",
             "floor (plain pyzmq chain)", "notes")
