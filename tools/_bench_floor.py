@@ -176,27 +176,37 @@ class Echo:
 
 
 class Chain:
-    """Manager (here) -> node over TCP + CURVE -> worker over IPC -> back, JSON at each hop."""
+    """Manager (here) -> node over TCP + CURVE -> worker over IPC -> back, JSON at each hop.
 
-    def __init__(self, workers: int = 2) -> None:
+    ``nodes`` node processes (each with ``workers`` workers): the manager's DEALER deals the
+    runs to them in turn, as Clerk's manager spreads runs over its cluster's nodes."""
+
+    def __init__(self, workers: int = 2, nodes: int = 1) -> None:
         self._dir = tempfile.mkdtemp(prefix="bench-chain-")
-        ipc = f"ipc://{self._dir}/workers"
         server_public, server_secret = zmq.curve_keypair()
-        self.node = subprocess.Popen([sys.executable, "-c", CHAIN_NODE,
-                                      server_secret.decode(), ipc],
-                                     stdout=subprocess.PIPE, text=True)
-        port = _read_port(self.node)
-        self.workers = [subprocess.Popen([sys.executable, "-c", CHAIN_WORKER, ipc])
-                        for _ in range(workers)]
+        self.nodes: list[subprocess.Popen[str]] = []
+        self.workers: list[subprocess.Popen[bytes]] = []
+        ports = []
+        for i in range(nodes):
+            ipc = f"ipc://{self._dir}/workers{i}"
+            node = subprocess.Popen([sys.executable, "-c", CHAIN_NODE,
+                                     server_secret.decode(), ipc],
+                                    stdout=subprocess.PIPE, text=True)
+            self.nodes.append(node)
+            ports.append(_read_port(node))
+            self.workers += [subprocess.Popen([sys.executable, "-c", CHAIN_WORKER, ipc])
+                             for _ in range(workers)]
+        self.node = self.nodes[0]
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.linger = 0
         public, secret = zmq.curve_keypair()
         self.sock.curve_serverkey, self.sock.curve_publickey, self.sock.curve_secretkey = (
             server_public, public, secret)
-        self.sock.connect(f"tcp://127.0.0.1:{port}")
+        for port in ports:
+            self.sock.connect(f"tcp://127.0.0.1:{port}")
         self._seq = 0
-        self.trips(200)  # warm-up (and every worker has said ready)
+        self.trips(200 * nodes)  # warm-up (and every worker has said ready)
 
     def _send(self) -> None:
         self._seq += 1
@@ -267,16 +277,21 @@ class Chain:
     def roles(self) -> dict[str, Callable[[], float]]:
         """CPU seconds so far, per process role."""
         return {"manager": time.process_time,
-                "node": lambda: cpu_of(self.node.pid),
+                "node": lambda: sum(cpu_of(n.pid) for n in self.nodes),
                 "workers": lambda: sum(cpu_of(w.pid) for w in self.workers)}
 
     def close(self) -> None:
-        try:
-            self.sock.send(b"quit")
-            self.node.wait(timeout=5)
-        except (zmq.ZMQError, subprocess.TimeoutExpired):
-            self.node.kill()
-            self.node.wait()
+        for _ in self.nodes:
+            try:
+                self.sock.send(b"quit")  # dealt in turn: one to each node
+            except zmq.ZMQError:
+                break
+        for node in self.nodes:
+            try:
+                node.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                node.kill()
+                node.wait()
         for w in self.workers:
             try:
                 w.wait(timeout=5)

@@ -363,7 +363,7 @@ def pairs_table(pairs: list[tuple[int, list[Lateness], list[Lateness], list[Floo
         if floors:
             fcpu = {k: statistics.median(f.cpu[k] for f in floors) for k in floors[0].cpu}
             lines.append(
-                f"| {rate} | floor (plain pyzmq chain, paced) | "
+                f"| {rate} | floor (plain pyzmq chain, 3 nodes x 2 workers, paced) | "
                 f"{statistics.median(f.runs_per_s for f in floors):.0f} | "
                 f"{statistics.median(f.p99 for f in floors):.2f} (round trip) | | | "
                 f"{fmt_cpu(fcpu)} | | |")
@@ -494,7 +494,7 @@ def main() -> int:
                          "spin of at most 0.1 ms)"))
     if args.only == "c" and args.against is not None:
         print(f"(c) throughput, this tree and {args.against} in turns ...", flush=True)
-        chain = Chain(workers=2)
+        chain = Chain(workers=2, nodes=3)  # as (c)'s clusters: 3 nodes x 2 workers
         try:
             pairs = rate_pairs(levels, 100, window / 2, args.against, args.repeats, chain)
         finally:
@@ -533,14 +533,15 @@ def main() -> int:
         # The floor's CPU per run at Clerk's best rate and at the goal's 2,000 runs/s: the
         # same hops paced at the same rate, with no scheduling, state or replication.
         print("(c) the chain floor paced at the same rates ...", flush=True)
-        chain = Chain(workers=2)
+        chain = Chain(workers=2, nodes=3)  # as (c)'s clusters: 3 nodes x 2 workers
         try:
             for rate in sorted({int(at.target_per_s) if at is not None else 400, 2000}):
                 f = floor_at(chain, rate, window / 2)
                 print(f"  floor {rate:>5}/s target: {f.text()}", flush=True)
                 rows.append((f"(c) CPU per run at {rate} runs/s, chain floor paced", "", "",
                              "", fmt_cpu(f.cpu),
-                             f"{f.runs_per_s:.0f} runs/s sent evenly, not waiting for "
+                             f"3 nodes x 2 workers; {f.runs_per_s:.0f} runs/s sent evenly, "
+                             "not waiting for "
                              f"results; round trip median {f.median:.2f} ms, p99 "
                              f"{f.p99:.2f} ms"))
         finally:
