@@ -115,9 +115,17 @@ def result_cases() -> list[Case]:
     dumper_r, dumper_a = _codec._DUMPERS[Result], _codec._DUMPERS[ResultAck]
 
     def old_encode(msg: Any, dump: Any, kind: str) -> list[bytes]:
-        # The generic path as it was: the dumper, then the encoder (encode's own checks).
-        body = _codec._ENCODE(dump(msg, kind)).encode()
-        return [_codec.MAGIC, kind.encode(), body]
+        """``encode`` as it was: the kind, the dumper, the encoder, the size check."""
+        k = _codec._KIND_OF.get(type(msg))
+        assert k is not None
+        try:
+            data = dump(msg, k.decode())
+        except _codec.DecodeError:
+            raise
+        body = _codec._ENCODE(data).encode()
+        if len(_codec.MAGIC) + len(k) + len(body) > _codec.MAX_MESSAGE_BYTES:
+            raise _codec.EncodeError(kind)
+        return [_codec.MAGIC, k, body]
 
     assert old_encode(result, dumper_r, "result") == _codec.encode(result)
     old_box, new_box = _outbox_pair()
