@@ -399,10 +399,11 @@ class Executor:
         # The next queued run first: it has waited for exactly this worker.
         if self.queue:
             self._pump(self._now())
-        if (outcome not in _OUTCOMES or type(error) is not str
+        known = type(outcome) is str and outcome in _OUTCOMES
+        if (not known or type(error) is not str
                 or type(duration) not in (int, float) or not math.isfinite(duration)):
             # Its run is over (the worker waits for the next one): failed, saying why.
-            problem = (f"outcome {outcome!r}" if outcome not in _OUTCOMES
+            problem = (f"outcome {outcome!r}" if not known
                        else f"error {error!r}" if type(error) is not str
                        else f"duration_ms {duration!r}")
             self._malformed(identity, f"a done with {problem}"[:300])

@@ -157,6 +157,8 @@ def test_a_done_in_neither_form_is_dropped_saying_what_it_was(
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize(("fields", "named"), [
     (["r-1", "done", None, 1.0, ""], "outcome 'done'"),
+    (["r-1", ["ok"], None, 1.0, ""], "outcome ['ok']"),
+    (["r-1", "ok", None, 1e400, ""], "duration_ms inf"),
     (["r-1", "ok", None, "1.5", ""], "duration_ms '1.5'"),
     (["r-1", "ok", None, None, ""], "duration_ms None"),
     (["r-1", "ok", None, True, ""], "duration_ms True"),
