@@ -421,6 +421,7 @@ _ENCODE = encoder(ensure_ascii=False, allow_nan=False)
 
 
 _PEER_DUMP = _dumper(Peer)
+_S, _L = MAX_STRING, _INT_LIMIT
 _last_sender: list[Any] = [_NOTHING, ""]  # the last sender written, and its JSON text
 
 
@@ -438,14 +439,6 @@ def _sender_text(peer: Any) -> str | None:
     return text
 
 
-def _ok_str(x: Any) -> bool:
-    return type(x) is str and len(x) <= MAX_STRING and x.isascii()
-
-
-def _ok_int(x: Any) -> bool:
-    return type(x) is int and -_INT_LIMIT <= x < _INT_LIMIT
-
-
 def _write_result(msg: Any) -> str | None:
     """A RESULT's body (one per run a node reports) written in one step, the generic path's
     text character for character: the sender's text remembered, the scalars checked inline
@@ -455,9 +448,14 @@ def _write_result(msg: Any) -> str | None:
     sender = _sender_text(msg.sender)
     task, run_id, outcome, error = msg.task, msg.run_id, msg.outcome, msg.error
     term, slot, duration, state = msg.term, msg.slot, msg.duration_ms, msg.state
-    if (sender is None or not (_ok_str(task) and _ok_str(run_id) and _ok_str(outcome)
-                               and _ok_str(error) and _ok_int(term) and _ok_int(slot)
-                               and type(duration) is float and math.isfinite(duration))):
+    if (sender is None or type(task) is not str or type(run_id) is not str
+            or type(outcome) is not str or type(error) is not str or type(term) is not int
+            or type(slot) is not int or type(duration) is not float):
+        return None
+    # (inline, not a helper per field: six calls were a third of this function's own time)
+    if not (len(task) <= _S and len(run_id) <= _S and len(outcome) <= _S and len(error) <= _S
+            and (task + run_id + outcome + error).isascii() and -_L <= term < _L
+            and -_L <= slot < _L and math.isfinite(duration)):
         return None
     if state is None:
         state_text = "null"
@@ -475,7 +473,10 @@ def _write_result_ack(msg: Any) -> str | None:
     """A RESULT_ACK's body, the same way (one per run another node reports)."""
     sender = _sender_text(msg.sender)
     task, run_id, term = msg.task, msg.run_id, msg.term
-    if sender is None or not (_ok_str(task) and _ok_str(run_id) and _ok_int(term)):
+    if (sender is None or type(task) is not str or type(run_id) is not str
+            or type(term) is not int or not (len(task) <= _S and len(run_id) <= _S
+                                              and (task + run_id).isascii()
+                                              and -_L <= term < _L)):
         return None
     return (f'{{"sender":{sender},"term":{term},"task":{_quote(task)},'
             f'"run_id":{_quote(run_id)}}}')
