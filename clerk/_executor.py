@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import shutil
 import socket
 import threading
@@ -38,7 +39,16 @@ from clerk._runqueue import Job as _Job
 from clerk._runqueue import RunQueue
 from clerk._sockdir import socket_dir
 from clerk._tasks import TaskDef
-from clerk._workerlink import DONE, READY, RUN, LinkClosed, Reader, parse, send_msg
+from clerk._workerlink import (
+    DONE,
+    DONE_FIELDS,
+    READY,
+    RUN,
+    LinkClosed,
+    Reader,
+    parse,
+    send_msg,
+)
 from supervisor import ChildSpec, Event, Supervisor
 
 __all__ = ["Executor"]
@@ -52,6 +62,22 @@ log = logging.getLogger("clerk.executor")
 
 #: How many ended runs' ids an executor remembers to refuse a second EXECUTE of one.
 ENDED_KEPT = 4096
+#: One WARNING per this many seconds at most for malformed messages from workers.
+MALFORMED_LOG_S = 1.0
+#: A run's outcomes, as a worker may report them.
+_OUTCOMES = frozenset({"ok", "error", "timeout", "refused"})
+
+
+def _form(value: Any) -> str:
+    """What a message body was, for a log line: its JSON type, and its length if it has one."""
+    name = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), "null")
+    return f"{name} of {len(value)} items" if type(value) in (dict, list) else name
+
+
+def _int(value: Any) -> int:
+    """A worker's ``wid`` as an int, -1 (no worker) if it is not one."""
+    return value if type(value) is int else -1
 
 
 @dataclass
@@ -126,6 +152,8 @@ class Executor:
         # (or of a run queued or running here) is ignored, never run twice (see submit).
         self._ended: OrderedDict[str, None] = OrderedDict()
         self.duplicates = 0
+        self.malformed = 0  # messages from workers dropped as malformed (_malformed)
+        self._malformed_quiet_until = -math.inf
         # Per task: its definition and the part of a RUN's text that only that definition
         # decides (see _start), remade when the definition is another object.
         self._run_tail: dict[str, tuple[TaskDef, str]] = {}
@@ -317,12 +345,16 @@ class Executor:
                 # that are not UTF-8 fail here as UnicodeDecodeError, a ValueError; nesting
                 # deep enough to exhaust the decoder's recursion is dropped too.
                 data = parse(body.decode())
-            except (ValueError, RecursionError):
+            except (ValueError, RecursionError) as exc:
+                self._malformed(identity, f"a message that is not JSON ({exc})")
                 continue
-            if not isinstance(data, dict):
-                continue
-            if kind == READY:
-                worker = self.workers.get(int(data.get("wid", -1)))
+            if kind == DONE:
+                self._on_done(identity, data)
+            elif kind == READY:
+                if type(data) is not dict:
+                    self._malformed(identity, f"a ready that is not an object: {_form(data)}")
+                    continue
+                worker = self.workers.get(_int(data.get("wid", -1)))
                 if worker is not None:
                     lost, worker.job = worker.job, None
                     if lost is not None:
@@ -340,24 +372,61 @@ class Executor:
                     self._check_capacity()
                     # Runs may be queued, waiting for exactly this worker.
                     self._pump(self._now())
-            elif kind == DONE:
-                for worker in self.workers.values():
-                    if worker.identity is identity:
-                        break
-                else:
-                    continue
-                if worker.job is None or worker.job.msg.run_id != data.get("run"):
-                    continue
-                job, worker.job = worker.job, None
-                self.executed += 1
-                # The next queued run first: it has waited for exactly this worker.
-                self._pump(self._now())
-                outcome, error = str(data.get("outcome")), str(data.get("error", ""))
-                if outcome == "refused" and error.startswith("stale: "):
-                    self._refuse_stale(job, error.removeprefix("stale: "))
-                    continue
-                self._reply(job, outcome, data.get("state"), error,
-                            float(data.get("duration_ms", 0.0)))
+
+    def _on_done(self, identity: socket.socket, data: Any) -> None:
+        """A worker's reply to its run: the array of ``DONE_FIELDS``, or the object of a
+        worker of an earlier version (clerk._workerlink)."""
+        if type(data) is list and len(data) == len(DONE_FIELDS):
+            run, outcome, state, duration, error = data
+        elif type(data) is dict:
+            run, outcome, state = data.get("run"), data.get("outcome"), data.get("state")
+            duration, error = data.get("duration_ms", 0.0), data.get("error", "")
+        else:
+            self._malformed(identity, f"a done that is neither an array of the "
+                                      f"{len(DONE_FIELDS)} fields ({', '.join(DONE_FIELDS)}) "
+                                      f"nor an object with them: {_form(data)}")
+            return
+        for worker in self.workers.values():
+            if worker.identity is identity:
+                break
+        else:
+            return
+        job = worker.job
+        if job is None or job.msg.run_id != run:
+            return
+        worker.job = None
+        self.executed += 1
+        # The next queued run first: it has waited for exactly this worker.
+        if self.queue:
+            self._pump(self._now())
+        known = type(outcome) is str and outcome in _OUTCOMES
+        if (not known or type(error) is not str
+                or type(duration) not in (int, float) or not math.isfinite(duration)):
+            # Its run is over (the worker waits for the next one): failed, saying why.
+            problem = (f"outcome {outcome!r}" if not known
+                       else f"error {error!r}" if type(error) is not str
+                       else f"duration_ms {duration!r}")
+            self._malformed(identity, f"a done with {problem}"[:300])
+            self._reply(job, "error", None, f"worker process {worker.pid} answered the run "
+                                            f"with a malformed reply ({problem})"[:1000])
+            return
+        if outcome == "refused" and error.startswith("stale: "):
+            self._refuse_stale(job, error.removeprefix("stale: "))
+            return
+        self._reply(job, outcome, state, error, float(duration))
+
+    def _malformed(self, identity: socket.socket, what: str) -> None:
+        """Count (``malformed`` in stats) and log a message from a worker that is not one:
+        one WARNING per ``MALFORMED_LOG_S`` at most (a broken worker writing in a loop must
+        not make the agent's loop a logger)."""
+        self.malformed += 1
+        now = self._now()
+        if now < self._malformed_quiet_until:
+            return
+        self._malformed_quiet_until = now + MALFORMED_LOG_S
+        pid = next((w.pid for w in self.workers.values() if w.identity is identity), None)
+        log.warning("dropped %s from worker pid %s (%d such messages in all)", what,
+                    pid if pid is not None else "(not ready)", self.malformed)
 
     def expire(self, now: float) -> None:
         """Kill runs past their timeout; time out runs that never got a worker."""
@@ -467,4 +536,4 @@ class Executor:
                 "held": self.queue.held_count,
                 "busy_workers": sum(w.job is not None for w in self.workers.values()),
                 "workers": len(self.workers), "restarts": self.restarts,
-                "duplicates": self.duplicates}
+                "duplicates": self.duplicates, "malformed": self.malformed}

@@ -62,12 +62,14 @@ class Outbox:
 
     def add(self, result: Result, now: float) -> None:
         """A run ended here; its result is being sent (or applied) now."""
-        self._rows.pop(result.run_id, None)
-        self._rows[result.run_id] = _Kept(result, now, now)
-        self._open.pop(result.run_id, None)
-        self._open[result.run_id] = None
-        while len(self._rows) > KEEP_MAX:
-            self._open.pop(self._rows.popitem(last=False)[0], None)
+        run_id, rows, open_ = result.run_id, self._rows, self._open
+        if run_id in rows:  # (a second result for a run: it goes to the end, as new)
+            del rows[run_id]
+            open_.pop(run_id, None)
+        rows[run_id] = _Kept(result, now, now)
+        open_[run_id] = None
+        while len(rows) > KEEP_MAX:  # (once full: the oldest, one per result)
+            open_.pop(rows.popitem(last=False)[0], None)
 
     def ack(self, run_id: str) -> bool:
         """The manager applied it (or has no use for it). True if it was unacknowledged."""

@@ -2,10 +2,11 @@
 
 Started by the agent's worker supervisor (``clerk._worker:main``) in a fresh interpreter. It
 connects to the agent's private Unix socket (:mod:`clerk._workerlink`), says ``ready``, then
-loops: ``run`` request in, ``done`` reply out; it exits when the agent's end of the connection
-closes (its supervisor starts a new one if the agent is still there). Everything is JSON (no
-pickle). A run past its timeout is not this process's business: the agent kills this
-process's whole tree and starts a new worker.
+loops: ``run`` request in, ``done`` reply out (an array of ``DONE_FIELDS``, or the object an
+agent of an earlier version reads when its ``run`` came as one); it exits when the agent's end
+of the connection closes (its supervisor starts a new one if the agent is still there).
+Everything is JSON (no pickle). A run past its timeout is not this process's business: the
+agent kills this process's whole tree and starts a new worker.
 A run sent ahead of its due time (:mod:`clerk._lead`) is held here until that time, checked
 against the wall clock: the task's code never starts before its slot is due, and never late
 either: a run this process held while it was stopped (SIGSTOP, a VM stall) until past its
@@ -40,6 +41,7 @@ from clerk._logging import configure_child_logging, run_context
 from clerk._tasks import MAX_STATE_BYTES, Task, load_task_class
 from clerk._workerlink import (
     DONE,
+    DONE_FIELDS,
     READY,
     RUN,
     RUN_FIELDS,
@@ -140,21 +142,30 @@ def run_job(job: dict[str, Any], cache: dict[str, Task]) -> dict[str, Any]:
     return reply
 
 
-def done_body(reply: dict[str, Any], state_json: str | None) -> bytes:
-    """The ``done`` message's body for ``reply``, with its state as ``state_json`` when given
-    (the text ``run_job`` already encoded to check its size: a state is encoded once).
+def done_body(reply: dict[str, Any], state_json: str | None, array: bool = True) -> bytes:
+    """The ``done`` message's body for ``reply``: the array of ``DONE_FIELDS``
+    (clerk._workerlink), or with ``array=False`` the object an agent of an earlier version
+    reads (``json.dumps(reply)``'s text: the worker answers in the form its RUN came in). Its
+    state is ``state_json`` when given (the text ``run_job`` already encoded to check its size:
+    a state is encoded once).
 
-    The text is ``json.dumps(reply)``'s, written in one step: the reply's keys are fixed, and
-    its values (a str run id, outcome and error, a finite float duration) are quoted by the
-    encoder's own C functions; other values go through the encoder one by one."""
+    Written in one step: the run id, outcome and error (str) are quoted by the encoder's own C
+    function and a finite float duration written as ``repr``; other values go through the
+    encoder one by one, as ``json.dumps`` would write them."""
     run, outcome, error = reply["run"], reply["outcome"], reply["error"]
     duration = reply["duration_ms"]
     if state_json is None:
         state_json = _DUMPS(reply["state"])
     if (type(run) is str and type(outcome) is str and type(error) is str
             and type(duration) is float and math.isfinite(duration) and len(reply) == 5):
+        if array:
+            return (f"[{_quote(run)}, {_quote(outcome)}, {state_json}, {duration!r}, "
+                    f"{_quote(error)}]").encode()
         return (f'{{"run": {_quote(run)}, "outcome": {_quote(outcome)}, "state": {state_json}, '
                 f'"duration_ms": {duration!r}, "error": {_quote(error)}}}').encode()
+    if array:
+        values = ", ".join(state_json if k == "state" else _DUMPS(reply[k]) for k in DONE_FIELDS)
+        return f"[{values}]".encode()
     items = ", ".join(f"{_quote(k)}: {state_json if k == 'state' else _DUMPS(v)}"
                       for k, v in reply.items())
     return f"{{{items}}}".encode()
@@ -172,16 +183,25 @@ def _run_job(job: dict[str, Any], cache: dict[str, Task]) -> tuple[dict[str, Any
 
 
 def _run_message(body: bytes, cache: dict[str, Task]) -> tuple[dict[str, Any], str | None]:
+    """:func:`_run_job` of a RUN's body (see :func:`_run_request`)."""
+    reply, state_json, _ = _run_request(body, cache)
+    return reply, state_json
+
+
+def _run_request(body: bytes,
+                 cache: dict[str, Task]) -> tuple[dict[str, Any], str | None, bool]:
     """:func:`_run_job` of a RUN's body: the array of ``RUN_FIELDS`` (clerk._workerlink) the
     agent writes, or the object an agent of an earlier version wrote (a worker started after
-    the package was upgraded under a running agent). ValueError for anything else."""
+    the package was upgraded under a running agent); and True if it was the array (the agent
+    reads a DONE as an array then; an earlier one only as an object). ValueError for
+    anything else."""
     job = parse(body.decode())  # (a str: see Executor._on_link)
     if type(job) is list and len(job) == len(RUN_FIELDS):
         run, slot, term, state, init, due, deadline, task, target, node, zone, interval = job
-        return _run(run, slot, term, state, init, due, deadline, task, target, node, zone,
-                    interval, cache)
+        return (*_run(run, slot, term, state, init, due, deadline, task, target, node, zone,
+                      interval, cache), True)
     if isinstance(job, dict):
-        return _run_job(job, cache)
+        return (*_run_job(job, cache), False)
     raise ValueError(f"a run from the agent is not an array of {len(RUN_FIELDS)} fields "
                      f"({', '.join(RUN_FIELDS)}): {body[:200]!r}")
 
@@ -260,9 +280,9 @@ def main(endpoint: str, wid: int, node: str = "", log_level: str = "info",
                 return  # the agent is gone (or closed our link): nothing more to run
             if kind != RUN:
                 continue
-            reply, state_json = _run_message(body, cache)
+            reply, state_json, array = _run_request(body, cache)
             try:  # (a blocking socket: one call writes it all)
-                sock.sendall(pack(DONE, done_body(reply, state_json)))
+                sock.sendall(pack(DONE, done_body(reply, state_json, array)))
             except OSError:
                 return  # the agent is gone
     finally:

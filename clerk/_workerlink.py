@@ -6,10 +6,15 @@ Rules:
   once and says ``ready`` (its ``wid`` and pid). The connection *is* the worker's identity: what
   comes in on it is from that worker, and a run goes to a worker by writing to its connection.
 * A message is a 5-byte header (body length, 4 bytes big-endian; kind, 1 byte) and a JSON body.
-  Kinds: ``ready`` and ``done`` (worker -> agent), ``run`` (agent -> worker). ``ready`` and
-  ``done`` are objects; ``run`` is an array of :data:`RUN_FIELDS`, in that order (decoding a
-  12-key object was the largest part of a worker's own work per run after the task's; a
-  worker also takes the object an earlier agent wrote, see ``clerk._worker``).
+  Kinds: ``ready`` and ``done`` (worker -> agent), ``run`` (agent -> worker). ``ready`` is an
+  object; ``run`` is an array of :data:`RUN_FIELDS`, in that order (decoding a 12-key object
+  was the largest part of a worker's own work per run after the task's; a worker also takes
+  the object an earlier agent wrote, see ``clerk._worker``); ``done`` an array of
+  :data:`DONE_FIELDS` (a 5-key object took the agent's loop ~4x the array's to decode: once
+  per run), or an object with those keys when the ``run`` was an object (an agent of an
+  earlier version reads only that). The agent reads both forms (a worker of an earlier
+  version, still running under an upgraded agent, writes the object), and drops anything
+  else, saying which form it got.
 * The agent never blocks on a worker for long: it reads only what is there (non-blocking, one
   :class:`Reader` per connection reassembles messages), and writes with a bounded wait
   (``SEND_TIMEOUT_S``); a worker that does not take a run in that time is treated as gone (its
@@ -35,7 +40,7 @@ import struct
 import time
 from typing import Any
 
-__all__ = ["DONE", "READY", "RUN", "RUN_FIELDS", "SEND_TIMEOUT_S", "BlockingReader",
+__all__ = ["DONE", "DONE_FIELDS", "READY", "RUN", "RUN_FIELDS", "SEND_TIMEOUT_S", "BlockingReader",
            "LinkClosed", "Reader", "pack", "parse", "recv_msg", "send_msg"]
 
 READY, RUN, DONE = 1, 2, 3
@@ -43,6 +48,8 @@ READY, RUN, DONE = 1, 2, 3
 #: task: the agent encodes them once per task definition).
 RUN_FIELDS = ("run", "slot", "term", "state", "init", "due_ms", "deadline_ms",
               "task", "target", "node", "timezone", "interval_ms")
+#: A DONE's body, an array: the reply to one run.
+DONE_FIELDS = ("run", "outcome", "state", "duration_ms", "error")
 _HEADER = struct.Struct("!IB")
 #: The longest a worker's body may be: a state of MAX_STATE_BYTES (256 KiB) escaped as JSON
 #: inside the run's JSON is under 1.5 MiB; anything over this is a broken peer.

@@ -51,6 +51,8 @@ their ratio. What each row is, and how often a run pays it:
   slot's due time three times, and made a frozen-dataclass Finished; after, each once.
 * ``observe_run``: the manager's metrics at every result, ``Histogram.observe`` per value
   against inlined.
+* ``DONE read`` ... ``outbox add + ack``: the result path's rows (worker -> node -> manager),
+  described in ``tools/_bench_results.py``.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ from clerk._record import TaskRecord  # noqa: E402
 from clerk._running import _LINEAGE_DUMP, base_tag  # noqa: E402
 from clerk._tasks import MAX_STATE_BYTES, Run, Task, TaskDef  # noqa: E402
 from clerk._workerlink import DONE, RUN_FIELDS, pack  # noqa: E402
+from tools._bench_results import result_cases  # noqa: E402
 
 
 class NoOp(Task):
@@ -160,7 +163,7 @@ def _worker_cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
             reply, text = _worker._run_message(body, cache)
             return pack(DONE, _worker.done_body(reply, text))
 
-        assert json.loads(before()[5:])["state"] == json.loads(after()[5:])["state"]
+        assert json.loads(before()[5:])["state"] == json.loads(after()[5:])[2]  # (DONE_FIELDS)
         out.append((f"worker run, {label}", before, after))
     d = TaskDef(name="t0001", target="tools._bench_tasks:Stamp", interval=1000)
     msg = Execute(Peer("n1@127.0.0.1", "127.0.0.1:47001", "inc", 0), 3, "t0001",
@@ -241,6 +244,7 @@ def _cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
         *_worker_cases(),
         *_follower_cases(),
         *_manager_cases(),
+        *result_cases(),  # (the result path's rows: tools/_bench_results.py)
     ]
 
 

@@ -4,8 +4,11 @@ it writes and what it does with a message from a worker that is not a reply."""
 from __future__ import annotations
 
 import json
+import logging
+import math
 import socket
-from types import SimpleNamespace
+import time
+from types import MethodType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -71,19 +74,110 @@ def test_a_worker_runs_the_body_the_agent_writes() -> None:
         "due": "2025-12-02T07:16:40.250000+05:30"}
 
 
+def _link_fake(workers: dict[int, Any] | None = None) -> Any:
+    """An Executor's state for ``_on_link`` alone: its replies recorded, no worker pool."""
+    fake = SimpleNamespace(workers=workers or {}, malformed=0, executed=0, queue=[],
+                           _malformed_quiet_until=-math.inf, _now=time.monotonic, replies=[])
+    fake._malformed = MethodType(Executor._malformed, fake)
+    fake._on_done = MethodType(Executor._on_done, fake)
+    fake._reply = lambda job, *rest: fake.replies.append((job.msg.run_id, *rest))
+    fake._refuse_stale = lambda job, why: fake.replies.append((job.msg.run_id, "stale", why))
+    return fake
+
+
 @pytest.mark.timeout(10)
 def test_a_malformed_message_from_a_worker_is_dropped() -> None:
     """Not JSON, not UTF-8, not an object, nested past the decoder's recursion, a reply from
     a connection no worker holds: each is dropped, none raises out of the agent's loop."""
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     a.setblocking(False)
-    fake = SimpleNamespace(workers={})
+    fake = _link_fake()
     try:
         reader = Reader(a)
         for body in (b"{", b"\xff\xfe", b"[1]", b"[" * 30_000, b'{"run": "r"}',
-                     b'{"wid": 5, "pid": 1}'):
+                     b'{"wid": 5, "pid": 1}', b'{"wid": "x"}', b'["r", "ok", null, 1.0, ""]'):
             b.sendall(pack(DONE, body) + pack(READY, body))
-            Executor._on_link(fake, reader)  # type: ignore[arg-type]
+            Executor._on_link(fake, reader)
+    finally:
+        a.close()
+        b.close()
+    assert fake.replies == [] and fake.malformed > 0
+
+
+def _running(sock: socket.socket, run_id: str) -> dict[int, Any]:
+    msg = Execute(ME, 3, "poll", run_id, 7, None, 5000, False, 0, 0)
+    job = SimpleNamespace(msg=msg)
+    return {0: SimpleNamespace(wid=0, identity=sock, pid=4242, job=job)}
+
+
+def _done(fake: Any, a: socket.socket, b: socket.socket, body: bytes) -> None:
+    b.sendall(pack(DONE, body))
+    Executor._on_link(fake, Reader(a))
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("body", [
+    json.dumps(["r-1", "ok", {"n": 1}, 0.25, ""]).encode(),  # this worker's array
+    json.dumps({"run": "r-1", "outcome": "ok", "state": {"n": 1}, "duration_ms": 0.25,
+                "error": ""}).encode(),  # an earlier worker's object
+])
+def test_a_done_is_read_as_the_array_or_an_earlier_workers_object(body: bytes) -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    a.setblocking(False)
+    try:
+        fake = _link_fake(_running(a, "r-1"))
+        _done(fake, a, b, body)
+        assert fake.replies == [("r-1", "ok", {"n": 1}, "", 0.25)]
+        assert fake.executed == 1 and fake.workers[0].job is None and fake.malformed == 0
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.timeout(10)
+def test_a_done_in_neither_form_is_dropped_saying_what_it_was(
+        caplog: pytest.LogCaptureFixture) -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    a.setblocking(False)
+    try:
+        fake = _link_fake(_running(a, "r-1"))
+        with caplog.at_level(logging.WARNING, logger="clerk.executor"):
+            _done(fake, a, b, b'["r-1", "ok", null]')
+            _done(fake, a, b, b'"r-1"')  # counted, not logged again within MALFORMED_LOG_S
+        assert fake.replies == [] and fake.workers[0].job is not None  # still its run
+        assert fake.malformed == 2
+        [line] = [r.getMessage() for r in caplog.records]
+        assert "neither an array of the 5 fields (run, outcome, state, duration_ms, error)" \
+            in line and "an array of 3 items" in line and "pid 4242" in line
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(("fields", "named"), [
+    (["r-1", "done", None, 1.0, ""], "outcome 'done'"),
+    (["r-1", ["ok"], None, 1.0, ""], "outcome ['ok']"),
+    (["r-1", "ok", None, 1e400, ""], "duration_ms inf"),
+    (["r-1", "ok", None, "1.5", ""], "duration_ms '1.5'"),
+    (["r-1", "ok", None, None, ""], "duration_ms None"),
+    (["r-1", "ok", None, True, ""], "duration_ms True"),
+    (["r-1", "error", None, 1.0, ["x"]], "error ['x']"),
+    ({"run": "r-1", "outcome": "ok", "duration_ms": "x"}, "duration_ms 'x'"),
+])
+def test_a_malformed_done_for_the_run_fails_it_naming_the_field(fields: Any,
+                                                                 named: str) -> None:
+    """The worker's run is over either way: the run fails with an error naming what was
+    wrong (an earlier agent raised out of its loop on a duration that was not a number)."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    a.setblocking(False)
+    try:
+        fake = _link_fake(_running(a, "r-1"))
+        _done(fake, a, b, json.dumps(fields).encode())
+        [(run, outcome, state, error)] = fake.replies
+        assert (run, outcome, state) == ("r-1", "error", None)
+        assert f"worker process 4242 answered the run with a malformed reply ({named})" == error
+        assert fake.workers[0].job is None and fake.malformed == 1
     finally:
         a.close()
         b.close()

@@ -273,8 +273,11 @@ def test_done_body_carries_the_state_encoded_once(cls: type,
     real = json.dumps
     monkeypatch.setattr(_worker.json, "dumps",
                         lambda obj, **kw: encoded.append(obj) or real(obj, **kw))
+    from clerk._workerlink import DONE_FIELDS
+
     body = _worker.done_body(reply, text)
-    assert json.loads(body) == reply
+    assert dict(zip(DONE_FIELDS, json.loads(body), strict=True)) == reply
+    assert json.loads(_worker.done_body(reply, text, array=False)) == reply
     assert all("state" not in o for o in encoded) or text is None
 
 
@@ -345,10 +348,27 @@ def test_done_body_is_the_replys_json_text(reply: dict[str, Any]) -> None:
     import json
 
     from clerk._worker import _STATE_DUMP, done_body
+    from clerk._workerlink import DONE_FIELDS
 
     text = None if reply["state"] is None else _STATE_DUMP(reply["state"])
     for state_json in (None, text):
-        assert done_body(reply, state_json) == json.dumps(reply).encode()
+        assert done_body(reply, state_json) == json.dumps(
+            [reply[k] for k in DONE_FIELDS]).encode()
+        assert done_body(reply, state_json, array=False) == json.dumps(reply).encode()
+
+
+def test_a_worker_answers_in_the_form_its_run_came_in() -> None:
+    """A RUN as the array: the DONE is the array (this agent); a RUN as the object an agent of
+    an earlier version writes: the DONE is the object (all that agent reads)."""
+    import json
+
+    from clerk._worker import _run_request
+    from clerk._workerlink import RUN_FIELDS
+
+    j = {**job(Echo, state={"n": 1}), "timezone": "UTC", "deadline_ms": 0,
+         "interval_ms": None}
+    assert _run_request(json.dumps([j[k] for k in RUN_FIELDS]).encode(), {})[2] is True
+    assert _run_request(json.dumps(j).encode(), {})[2] is False
 
 
 @pytest.mark.parametrize("deadline", [0, DUE_MS + 5, DUE_MS + 50, None, "x", True])
