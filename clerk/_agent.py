@@ -24,7 +24,6 @@ import signal
 import socket
 from collections import Counter, deque
 from time import perf_counter
-from time import sleep as _sleep
 
 from clerk._agentfeed import AgentFeed
 from clerk._agentreplies import AgentReplies
@@ -57,8 +56,9 @@ __all__ = ["Agent", "poll_timeout_ms"]
 
 log = logging.getLogger("clerk.node")
 MAX_PINNED = 256  # members whose sockets are opened ahead of need and kept (a 256-node cluster)
-#: The longest sleep in place of a poll: a deadline under a millisecond away cannot be polled
-#: for (ZeroMQ's timeout is in whole ms). Traffic waits at most this long meanwhile.
+#: The longest wait in place of a poll: a deadline under a millisecond away cannot be polled
+#: for (ZeroMQ's timeout is in whole ms). The loop waits on its sockets' descriptors instead
+#: (Transport.wait), so traffic that comes meanwhile ends the wait.
 SUB_MS_SLEEP = 0.001
 #: The longest a turn handles mailbox messages before the timers get their turn (a flood's
 #: 1,000 a turn took ~1 s at load 13). Read one at a time as handled (Transport.receive), the
@@ -265,7 +265,8 @@ class Agent(AgentFeed, AgentReplies):
                     busy = perf_counter() - woke
                     if busy > turns.floor:
                         turns.note(busy)
-                    _sleep(max(0.0, min(deadline - self.clock.monotonic(), SUB_MS_SLEEP)))
+                    self.transport.wait(
+                        max(0.0, min(deadline - self.clock.monotonic(), SUB_MS_SLEEP)))
                     woke = perf_counter()
         finally:
             if on_main:
@@ -397,8 +398,9 @@ def poll_timeout_ms(remaining: float, precise: bool) -> int:
     """The poll's timeout (whole ms: ZeroMQ's unit) for a deadline ``remaining`` seconds away.
 
     ``precise``: round down (rounding up woke the loop up to 1 ms late for every due run) and
-    let the loop spend the last fraction of a millisecond in a sleep once nothing is ready: on
-    time, without spinning, but two wake-ups per timer (the poll that ends early, the sleep).
+    let the loop spend the last fraction of a millisecond in a wait on its sockets
+    (``Transport.wait``, which traffic ends) once nothing is ready: on time, without
+    spinning, but two wake-ups per timer (the poll that ends early, the wait).
     Otherwise round up: one wake-up, up to 1 ms late (``Agent._precise`` says when that is on
     time). At most a second either way."""
     ms = remaining * 1000

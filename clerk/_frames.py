@@ -28,13 +28,14 @@ from collections.abc import Sequence
 import zmq
 from zmq.backend import Socket as _Backend
 
-__all__ = ["NOBLOCK", "readable", "recv_frames", "send_frames"]
+__all__ = ["NOBLOCK", "poll_fd", "readable", "recv_frames", "send_frames"]
 
 NOBLOCK = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
 _SNDMORE = int(zmq.SNDMORE)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
+_FD = int(zmq.FD)
 _send = _Backend.send
 _recv = _Backend.recv
 _get = _Backend.get
@@ -60,3 +61,15 @@ def readable(sock: zmq.Socket) -> bool:
     """May a message be received from ``sock`` now without blocking (``ZMQ_EVENTS``)?"""
     events: int = _get(sock, _EVENTS)  # type: ignore[assignment]  # an int option
     return bool(events & _POLLIN)
+
+
+def poll_fd(item: object) -> int:
+    """The file descriptor to wait on for a poller item: a ZeroMQ socket's ``ZMQ_FD`` (it
+    signals a change of the socket's state; ``ZMQ_EVENTS`` says which), a plain descriptor as
+    it is, or an object's ``fileno()``."""
+    if isinstance(item, zmq.Socket):
+        fd: int = _get(item, _FD)  # type: ignore[assignment]  # an int option
+        return fd
+    if isinstance(item, int):
+        return item
+    return int(item.fileno())  # type: ignore[attr-defined]
