@@ -319,8 +319,11 @@ class Agent(AgentFeed, AgentReplies):
         instant, clerk._lead): the start of such a run waits for the tick. A dispatch up to
         1 ms late with a lead still leaves ahead of the due time, and no other timer of the
         node (heartbeats, timeouts, a held run's release, replication, the data directory)
-        needs that precision."""
-        return self.config.dispatch_lead <= 0 or self.tasks.scheduler.due_time_pending
+        needs that precision. A node that does not schedule (a follower) never does: with
+        ``dispatch_lead = 0`` every one of its timers cost two wake-ups (the poll that ended
+        early, then the wait)."""
+        sched = self.tasks.scheduler
+        return sched.active and (self.config.dispatch_lead <= 0 or sched.due_time_pending)
 
     def _handle_mailbox(self) -> int:
         """Handle mailbox messages for up to DRAIN_BUDGET_S (the rest: next turn); how many."""

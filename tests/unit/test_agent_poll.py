@@ -76,3 +76,21 @@ def test_a_follower_reads_its_mailbox_before_the_tick_that_would_suspect_its_man
     probe_only = _Stub("follower", 4.0, manager_due=6.0)
     assert Agent._read_before_electing(probe_only, 5.0) is False  # type: ignore[arg-type]
     assert probe_only.read == 0
+
+
+def _precise(lead: int, active: bool, pending: bool = False) -> bool:
+    sched = type("S", (), {"active": active, "due_time_pending": pending})()
+    stub = type("A", (), {"config": type("Cfg", (), {"dispatch_lead": lead})(),
+                          "tasks": type("R", (), {"scheduler": sched})()})()
+    return Agent._precise(stub)  # type: ignore[arg-type]
+
+
+def test_only_a_node_that_schedules_wakes_to_the_sub_millisecond() -> None:
+    """A follower sends no runs: with ``dispatch_lead = 0`` its timers (heartbeats, the data
+    directory, its executor's deadlines) were polled for to the sub-millisecond too, two
+    wake-ups each."""
+    assert _precise(0, active=True) is True
+    assert _precise(0, active=False) is False
+    assert _precise(5, active=True) is False
+    assert _precise(5, active=True, pending=True) is True
+    assert _precise(5, active=False, pending=True) is False
