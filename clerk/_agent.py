@@ -201,6 +201,7 @@ class Agent(AgentFeed, AgentReplies):
             # pair per poll.
             turns = self.metrics.turns
             woke = perf_counter()
+            cut_at = math.inf  # see _handle_mailbox's ``until``
             while True:
                 stats["turns"] += 1  # loop turns, per run in tools/bench_tasks.py (c)
                 now = self.clock.monotonic()
@@ -217,6 +218,7 @@ class Agent(AgentFeed, AgentReplies):
                 if self._done:
                     deadline = min(deadline, now + 0.05)  # waiting for runs in flight
                 if deadline <= now:
+                    cut_at = math.inf
                     if self._read_before_electing(now):
                         continue  # a WELCOME or REFUSE was waiting: the core decides again
                     self._feed(Tick(), now)
@@ -250,7 +252,10 @@ class Agent(AgentFeed, AgentReplies):
                     if self.outgoing.overdue(now):  # a long turn (clerk._batch.FLUSH_AFTER)
                         self._flush(now)
                     self._on_inbound(inbound, now)
-                handled = self._handle_mailbox() if self.transport.router_ready else 0
+                # Traffic that ended a wait for a precise deadline (below) is read up to that
+                # deadline, not past it: the due run's tick goes first, as when the loop slept.
+                handled = (self._handle_mailbox(cut_at) if self.transport.router_ready else 0)
+                cut_at = math.inf
                 for inbound in links:  # (in the order they came: a reconnect's up last)
                     self._on_inbound(inbound, self.clock.monotonic())
                 self.quorum.deliver()  # the answers whose voter record is now on disk
@@ -265,8 +270,9 @@ class Agent(AgentFeed, AgentReplies):
                     busy = perf_counter() - woke
                     if busy > turns.floor:
                         turns.note(busy)
-                    self.transport.wait(
-                        max(0.0, min(deadline - self.clock.monotonic(), SUB_MS_SLEEP)))
+                    if self.transport.wait(
+                            max(0.0, min(deadline - self.clock.monotonic(), SUB_MS_SLEEP))):
+                        cut_at = deadline
                     woke = perf_counter()
         finally:
             if on_main:
@@ -325,8 +331,10 @@ class Agent(AgentFeed, AgentReplies):
         sched = self.tasks.scheduler
         return sched.active and (self.config.dispatch_lead <= 0 or sched.due_time_pending)
 
-    def _handle_mailbox(self) -> int:
-        """Handle mailbox messages for up to DRAIN_BUDGET_S (the rest: next turn); how many."""
+    def _handle_mailbox(self, until: float = math.inf) -> int:
+        """Handle mailbox messages for up to DRAIN_BUDGET_S, and not past ``until`` (the
+        precise deadline whose wait they ended: its tick goes first), the rest next turn;
+        how many."""
         clock, stats, handled = self.clock, self.transport.stats, 0
         start = clock.monotonic()
         for inbound in self.transport.receive():
@@ -335,8 +343,12 @@ class Agent(AgentFeed, AgentReplies):
                 self._flush(now)
             self._on_inbound(inbound, now)
             handled += 1
-            if clock.monotonic() - start >= DRAIN_BUDGET_S:
+            now = clock.monotonic()
+            if now - start >= DRAIN_BUDGET_S:
                 stats["drain_cut"] += 1
+                break
+            if now >= until:
+                stats["drain_cut_due"] += 1
                 break
         took = int((clock.monotonic() - start) * 1000)  # the longest the timers waited on it
         stats["drain_ms_max"] = max(stats["drain_ms_max"], took)
