@@ -10,8 +10,9 @@ no-op tasks every 100 ms; ``dispatch_lead = 0``; CURVE on; 2 workers) with
 ``perf_counter_ns`` timestamps (CLOCK_MONOTONIC: one clock for all processes) at the run
 path's functions. Runs are matched across processes by run id (by order where a hop has
 none: a poll's return, the worker link's read), and the table gives each hop's median, p25,
-p75 and mean in µs. ``--against``: a second cluster running another tree's Clerk traces at the
-same time (the two share the machine's load), in its own table.
+p75 and mean in µs, over the runs dispatched in one window after a warm-up. ``--against``: a
+second cluster running another tree's Clerk traces in the same window (the two share the
+machine's load), in its own table.
 
 The tracer costs ~2-4 µs an event (about 25 per run), in every hop: compare hops and trees,
 not the total with bench_tasks' untraced ``rtt_ms``. The table also counts the runs whose
@@ -29,6 +30,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +67,10 @@ def read_traces(d: Path) -> Events:
     return ev
 
 
-def hops(ev: Events) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Per-hop µs lists, and DONE -> read µs by whether another frame shared the turn."""
+def hops(ev: Events, window: tuple[int, int]
+         ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per-hop µs lists of the runs dispatched within ``window`` (perf_counter_ns), and
+    DONE -> read µs by whether another frame shared the turn."""
     def count(p: str, name: str) -> int:
         return sum(1 for e in ev[p] if e[1] == name)
 
@@ -111,6 +115,8 @@ def hops(ev: Events) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     for r, ds in m_disp.items():
         try:
             t_disp = ds[0]
+            if not window[0] <= t_disp <= window[1]:
+                continue
             t_ms = m_send[r][0]
             t_fr = f_recv[r][0]
             t_fe, t_fs = f_exec[r][0], f_sub[r][0]
@@ -137,7 +143,7 @@ def hops(ev: Events) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     fe = ev[f]
     execs = set(f_exec)
     for i, (t, n, x) in enumerate(fe):
-        if n != "zrecv" or x not in execs:
+        if n != "zrecv" or x not in execs or not window[0] <= t <= window[1]:
             continue
         shared = False
         for _t, n2, _x in fe[i + 1:]:
@@ -153,12 +159,12 @@ def hops(ev: Events) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     return out, done_wait
 
 
-def table(label: str, ev: Events, skip: int = 50) -> str:
-    h, done = hops(ev)
-    lines = [f"{label}: {len(h[HOPS[-1]])} runs matched (first {skip} skipped)",
+def table(label: str, ev: Events, window: tuple[int, int]) -> str:
+    h, done = hops(ev, window)
+    lines = [f"{label}: {len(h[HOPS[-1]])} runs matched",
              f"{'hop':<32} {'median':>8} {'p25':>8} {'p75':>8} {'mean':>8}  (µs)"]
     for name in HOPS:
-        v = sorted(h[name][skip:])
+        v = sorted(h[name])
         if v:
             lines.append(f"{name:<32} {statistics.median(v):8.1f} {v[len(v) // 4]:8.1f} "
                          f"{v[3 * len(v) // 4]:8.1f} {statistics.mean(v):8.1f}")
@@ -188,8 +194,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=600, help="runs to trace (per tree)")
     ap.add_argument("--against", metavar="DIR", help="also trace the Clerk in DIR, at once")
     args = ap.parse_args()
-    if args.runs < 100:
-        ap.error(f"--runs {args.runs}: at least 100 (the first 50 are a warm-up)")
+    if args.runs < 50:
+        ap.error(f"--runs {args.runs}: at least 50")
     if args.against is not None:
         args.against = str(Path(args.against).resolve())
         if not (Path(args.against) / "clerk" / "__init__.py").is_file():
@@ -206,15 +212,21 @@ def main() -> int:
             d.mkdir()
             with traced(d):
                 clusters.append(stack.enter_context(bt._ClusterA(tasks, source)))
-        for cl in clusters:
-            wait_until(lambda cl=cl: len(cl.rtts()) >= args.runs, timeout=args.runs / 10 + 120,
-                       interval=0.5)
-        rtts = [sorted(cl.rtts()[50:]) for cl in clusters]
+        for cl in clusters:  # warm-up
+            wait_until(lambda cl=cl: len(cl.rtts()) >= 50, timeout=60, interval=0.2)
+        # One window for both trees (the same load): runs dispatched within it.
+        seen = [len(cl.rtts()) for cl in clusters]
+        window = (time.perf_counter_ns(), 0)
+        for cl, n in zip(clusters, seen, strict=False):
+            wait_until(lambda cl=cl, n=n: len(cl.rtts()) >= n + args.runs,
+                       timeout=args.runs / 10 + 120, interval=0.5)
+        window = (window[0], time.perf_counter_ns())
+        rtts = [sorted(cl.rtts()[n:]) for cl, n in zip(clusters, seen, strict=False)]
         stack.close()  # the nodes stop: their traces are written at exit
         for (label, d), r in zip(dirs.items(), rtts, strict=False):
-            print(table(label, read_traces(d)))
-            print(f"(untraced figure of the same runs: rtt_ms median {statistics.median(r):.2f}, "
-                  f"traced)\n")
+            print(table(label, read_traces(d), window))
+            print(f"(rtt_ms of the runs in the window, the manager's log lines, tracing "
+                  f"included: median {statistics.median(r):.2f} ms)\n")
     print(f"(load average {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} cores)")
     return 0
 
