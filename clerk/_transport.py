@@ -56,9 +56,7 @@ lookup (``bad_address``).
 from __future__ import annotations
 
 import logging
-import select
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -69,7 +67,7 @@ import zmq
 from clerk._codec import MAX_MESSAGE_BYTES
 from clerk._config import resolve_host
 from clerk._dns import HostResolver, valid_address
-from clerk._frames import NOBLOCK, poll_fd, readable, recv_frames, send_frames
+from clerk._frames import NOBLOCK, readable, recv_frames, send_frames, wait_readable
 from clerk._security import CurveKeys
 from clerk._sockopts import tune
 from clerk._zap import ZAP_ENDPOINT, answer_zap
@@ -95,9 +93,6 @@ NEW_LINK_BURST = 100.0
 #: stop lost a run's result now and then. Bounded: a peer that is gone costs this much once.
 FINAL_LINGER_MS = 200
 PENDING_TTL = 1.0
-#: select(2)'s limit: a descriptor numbered this high or higher cannot be waited on by
-#: :meth:`Transport.wait` (it sleeps instead; see there).
-SELECT_FD_LIMIT = 1024
 _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -504,32 +499,10 @@ class Transport:
         return out
 
     def wait(self, seconds: float) -> bool:
-        """Block for up to ``seconds`` (a fraction of a millisecond: ZeroMQ's poll counts whole
-        milliseconds) or until something polled may have input; True if it may (the next
-        :meth:`poll` says what), False if the time ran out.
-
-        The agent's loop waits here for a deadline under a millisecond away instead of
-        sleeping blind (clerk._agent.SUB_MS_SLEEP): a RESULT or an EXECUTE that came meanwhile
-        waited out the sleep, up to a millisecond, on ~1 run in 10 of a manager at 50 runs/s
-        (runs due close together: per-hop timestamps, tools/bench_tasks.py (a)). select(2)
-        takes microseconds; ZeroMQ sockets are waited on through their ``ZMQ_FD``, which
-        signals any change once the socket's pending commands were processed: the caller's
-        :meth:`poll` just did (it found nothing), so a message arriving after it wakes the
-        wait. A spurious wake-up costs one more turn. Descriptors numbered from
-        ``SELECT_FD_LIMIT`` up (a process with very many sockets) cannot be selected on: then
-        this sleeps, as the loop did before."""
-        fds: list[int] = []
-        for item, _ in self.poller.sockets:
-            fd = poll_fd(item)
-            if fd >= SELECT_FD_LIMIT:
-                time.sleep(seconds)
-                return False
-            fds.append(fd)
-        try:
-            ready, _, _ = select.select(fds, (), (), seconds)
-        except (OSError, ValueError):  # a descriptor closed under us: the next poll tells
-            return True
-        return bool(ready)
+        """After a :meth:`poll` that found nothing: block up to ``seconds`` (under a ms) or
+        until something polled may have input (True: the next poll says what), see
+        :func:`clerk._frames.wait_readable`."""
+        return wait_readable([item for item, _ in self.poller.sockets], seconds)
 
     def receive(self) -> Iterator[Inbound]:
         """The messages waiting in the mailbox, each received from ZeroMQ only when the caller
