@@ -24,7 +24,6 @@ import signal
 import socket
 from collections import Counter, deque
 from time import perf_counter
-from time import sleep as _sleep
 
 from clerk._agentfeed import AgentFeed
 from clerk._agentreplies import AgentReplies
@@ -57,8 +56,9 @@ __all__ = ["Agent", "poll_timeout_ms"]
 
 log = logging.getLogger("clerk.node")
 MAX_PINNED = 256  # members whose sockets are opened ahead of need and kept (a 256-node cluster)
-#: The longest sleep in place of a poll: a deadline under a millisecond away cannot be polled
-#: for (ZeroMQ's timeout is in whole ms). Traffic waits at most this long meanwhile.
+#: The longest wait in place of a poll: a deadline under a millisecond away cannot be polled
+#: for (ZeroMQ's timeout is in whole ms). The loop waits on its sockets' descriptors instead
+#: (Transport.wait), so traffic that comes meanwhile ends the wait.
 SUB_MS_SLEEP = 0.001
 #: The longest a turn handles mailbox messages before the timers get their turn (a flood's
 #: 1,000 a turn took ~1 s at load 13). Read one at a time as handled (Transport.receive), the
@@ -201,6 +201,7 @@ class Agent(AgentFeed, AgentReplies):
             # pair per poll.
             turns = self.metrics.turns
             woke = perf_counter()
+            cut_at = math.inf  # see _handle_mailbox's ``until``
             while True:
                 stats["turns"] += 1  # loop turns, per run in tools/bench_tasks.py (c)
                 now = self.clock.monotonic()
@@ -217,6 +218,7 @@ class Agent(AgentFeed, AgentReplies):
                 if self._done:
                     deadline = min(deadline, now + 0.05)  # waiting for runs in flight
                 if deadline <= now:
+                    cut_at = math.inf
                     if self._read_before_electing(now):
                         continue  # a WELCOME or REFUSE was waiting: the core decides again
                     self._feed(Tick(), now)
@@ -250,7 +252,10 @@ class Agent(AgentFeed, AgentReplies):
                     if self.outgoing.overdue(now):  # a long turn (clerk._batch.FLUSH_AFTER)
                         self._flush(now)
                     self._on_inbound(inbound, now)
-                handled = self._handle_mailbox() if self.transport.router_ready else 0
+                # Traffic that ended a wait for a precise deadline (below) is read up to that
+                # deadline, not past it: the due run's tick goes first, as when the loop slept.
+                handled = (self._handle_mailbox(cut_at) if self.transport.router_ready else 0)
+                cut_at = math.inf
                 for inbound in links:  # (in the order they came: a reconnect's up last)
                     self._on_inbound(inbound, self.clock.monotonic())
                 self.quorum.deliver()  # the answers whose voter record is now on disk
@@ -265,7 +270,9 @@ class Agent(AgentFeed, AgentReplies):
                     busy = perf_counter() - woke
                     if busy > turns.floor:
                         turns.note(busy)
-                    _sleep(max(0.0, min(deadline - self.clock.monotonic(), SUB_MS_SLEEP)))
+                    if self.transport.wait(
+                            max(0.0, min(deadline - self.clock.monotonic(), SUB_MS_SLEEP))):
+                        cut_at = deadline
                     woke = perf_counter()
         finally:
             if on_main:
@@ -318,11 +325,16 @@ class Agent(AgentFeed, AgentReplies):
         instant, clerk._lead): the start of such a run waits for the tick. A dispatch up to
         1 ms late with a lead still leaves ahead of the due time, and no other timer of the
         node (heartbeats, timeouts, a held run's release, replication, the data directory)
-        needs that precision."""
-        return self.config.dispatch_lead <= 0 or self.tasks.scheduler.due_time_pending
+        needs that precision. A node that does not schedule (a follower) never does: with
+        ``dispatch_lead = 0`` every one of its timers cost two wake-ups (the poll that ended
+        early, then the wait)."""
+        sched = self.tasks.scheduler
+        return sched.active and (self.config.dispatch_lead <= 0 or sched.due_time_pending)
 
-    def _handle_mailbox(self) -> int:
-        """Handle mailbox messages for up to DRAIN_BUDGET_S (the rest: next turn); how many."""
+    def _handle_mailbox(self, until: float = math.inf) -> int:
+        """Handle mailbox messages for up to DRAIN_BUDGET_S, and not past ``until`` (the
+        precise deadline whose wait they ended: its tick goes first), the rest next turn;
+        how many."""
         clock, stats, handled = self.clock, self.transport.stats, 0
         start = clock.monotonic()
         for inbound in self.transport.receive():
@@ -331,8 +343,12 @@ class Agent(AgentFeed, AgentReplies):
                 self._flush(now)
             self._on_inbound(inbound, now)
             handled += 1
-            if clock.monotonic() - start >= DRAIN_BUDGET_S:
+            now = clock.monotonic()
+            if now - start >= DRAIN_BUDGET_S:
                 stats["drain_cut"] += 1
+                break
+            if now >= until:
+                stats["drain_cut_due"] += 1
                 break
         took = int((clock.monotonic() - start) * 1000)  # the longest the timers waited on it
         stats["drain_ms_max"] = max(stats["drain_ms_max"], took)
@@ -397,8 +413,9 @@ def poll_timeout_ms(remaining: float, precise: bool) -> int:
     """The poll's timeout (whole ms: ZeroMQ's unit) for a deadline ``remaining`` seconds away.
 
     ``precise``: round down (rounding up woke the loop up to 1 ms late for every due run) and
-    let the loop spend the last fraction of a millisecond in a sleep once nothing is ready: on
-    time, without spinning, but two wake-ups per timer (the poll that ends early, the sleep).
+    let the loop spend the last fraction of a millisecond in a wait on its sockets
+    (``Transport.wait``, which traffic ends) once nothing is ready: on time, without
+    spinning, but two wake-ups per timer (the poll that ends early, the wait).
     Otherwise round up: one wake-up, up to 1 ms late (``Agent._precise`` says when that is on
     time). At most a second either way."""
     ms = remaining * 1000

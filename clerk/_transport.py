@@ -67,7 +67,7 @@ import zmq
 from clerk._codec import MAX_MESSAGE_BYTES
 from clerk._config import resolve_host
 from clerk._dns import HostResolver, valid_address
-from clerk._frames import NOBLOCK, readable, recv_frames, send_frames
+from clerk._frames import NOBLOCK, readable, recv_frames, send_frames, wait_readable
 from clerk._security import CurveKeys
 from clerk._sockopts import tune
 from clerk._zap import ZAP_ENDPOINT, answer_zap
@@ -497,6 +497,12 @@ class Transport:
                 elif role in ("dealer", "req"):
                     self._drain_monitor(sock, address, role, out, now)
         return out
+
+    def wait(self, seconds: float) -> bool:
+        """After a :meth:`poll` that found nothing: block up to ``seconds`` (under a ms) or
+        until something polled may have input (True: the next poll says what), see
+        :func:`clerk._frames.wait_readable`."""
+        return wait_readable([item for item, _ in self.poller.sockets], seconds)
 
     def receive(self) -> Iterator[Inbound]:
         """The messages waiting in the mailbox, each received from ZeroMQ only when the caller

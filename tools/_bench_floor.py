@@ -11,6 +11,10 @@ with Clerk's:
     CURVE -> one of its worker processes over IPC -> back, with ``json`` decoding and
     re-encoding the message at every hop (what any implementation must do at least). The node
     keeps idle workers in a list and queued runs in a deque, as Clerk's executor does.
+    Back to back (``trips(n)``) or paced (``trips(n, gap)``): on a VM whose idle vCPUs halt
+    (this machine: ``cpuidle`` haltpoll with ``guest_halt_poll_ns=0``) every wake-up of an
+    idle thread costs far more than in a hot loop, and Clerk's runs come ~10 ms apart, each
+    after the chain's processes went idle: the paced chain is the floor for that.
 
 CPU per run is read per process role (``psutil`` user + system time of each process, and
 ``time.process_time`` for this one) over a window, divided by the runs in it.
@@ -215,10 +219,13 @@ class Chain:
     def _recv(self) -> None:
         json.loads(self.sock.recv())
 
-    def trips(self, n: int) -> list[float]:
-        """``n`` sequential no-op runs, ms from sending the request to decoding the result."""
+    def trips(self, n: int, gap: float = 0.0) -> list[float]:
+        """``n`` sequential no-op runs, ms from sending the request to decoding the result;
+        ``gap``: seconds of idleness before each (0: back to back)."""
         out = []
         for _ in range(n):
+            if gap:
+                time.sleep(gap)
             t0 = time.perf_counter()
             self._send()
             self._recv()

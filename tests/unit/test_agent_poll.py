@@ -76,3 +76,55 @@ def test_a_follower_reads_its_mailbox_before_the_tick_that_would_suspect_its_man
     probe_only = _Stub("follower", 4.0, manager_due=6.0)
     assert Agent._read_before_electing(probe_only, 5.0) is False  # type: ignore[arg-type]
     assert probe_only.read == 0
+
+
+def _precise(lead: int, active: bool, pending: bool = False) -> bool:
+    sched = type("S", (), {"active": active, "due_time_pending": pending})()
+    stub = type("A", (), {"config": type("Cfg", (), {"dispatch_lead": lead})(),
+                          "tasks": type("R", (), {"scheduler": sched})()})()
+    return Agent._precise(stub)  # type: ignore[arg-type]
+
+
+def test_only_a_node_that_schedules_wakes_to_the_sub_millisecond() -> None:
+    """A follower sends no runs: with ``dispatch_lead = 0`` its timers (heartbeats, the data
+    directory, its executor's deadlines) were polled for to the sub-millisecond too, two
+    wake-ups each."""
+    assert _precise(0, active=True) is True
+    assert _precise(0, active=False) is False
+    assert _precise(5, active=True) is False
+    assert _precise(5, active=True, pending=True) is True
+    assert _precise(5, active=False, pending=True) is False
+
+
+class _Mailbox:
+    """What Agent._handle_mailbox touches: a mailbox of ``n`` messages, each taking 1 ms."""
+
+    def __init__(self, n: int) -> None:
+        from collections import Counter
+
+        self.t = 10.0
+        self.clock = type("K", (), {"monotonic": lambda _s: self.t})()
+        msgs = list(range(n))
+        self.transport = type("T", (), {"stats": Counter(),
+                                        "receive": lambda _s: iter(msgs)})()
+        self.outgoing = type("O", (), {"overdue": lambda _s, now: False})()
+        self.handled: list[object] = []
+
+    def _flush(self, now: float) -> None:
+        pass
+
+    def _on_inbound(self, inbound: object, now: float) -> None:
+        self.handled.append(inbound)
+        self.t += 0.001
+
+
+def test_traffic_that_ended_a_precise_wait_is_read_up_to_the_deadline_only() -> None:
+    """Transport.wait ends on traffic now (it held a RESULT for up to 1 ms before): what came
+    is read until the deadline the loop waited for, then its tick goes first; the rest stays
+    queued for the next turn."""
+    box = _Mailbox(5)
+    assert Agent._handle_mailbox(box, until=10.0015) == 2  # type: ignore[arg-type]
+    assert box.handled == [0, 1]
+    assert box.transport.stats["drain_cut_due"] == 1
+    whole = _Mailbox(5)
+    assert Agent._handle_mailbox(whole) == 5  # type: ignore[arg-type]  # no deadline: all

@@ -1,4 +1,5 @@
-"""clerk._frames behaves like pyzmq's send_multipart / recv_multipart (real inproc sockets)."""
+"""clerk._frames behaves like pyzmq's send_multipart / recv_multipart (real inproc sockets); its
+sub-millisecond wait (wait_readable) ends on a readable descriptor, sleeps past select's limit."""
 
 from collections.abc import Iterator
 
@@ -68,3 +69,37 @@ def test_readable_says_whether_a_receive_would_block() -> None:
         b.close(0)
     finally:
         ctx.term()
+
+
+def test_a_descriptor_select_cannot_take_makes_the_wait_a_sleep() -> None:
+    """select(2) takes descriptors below FD_SETSIZE only: a process with more sockets than
+    that waits out its (sub-millisecond) time as the loop did before, without an error."""
+    import time
+
+    from clerk._frames import SELECT_FD_LIMIT, wait_readable
+
+    class Far:
+        def fileno(self) -> int:
+            return SELECT_FD_LIMIT + 5
+
+    t0 = time.perf_counter()
+    assert wait_readable([Far()], 0.002) is False
+    assert time.perf_counter() - t0 >= 0.0015
+
+
+def test_a_readable_descriptor_ends_the_wait_at_once() -> None:
+    import socket
+    import time
+
+    from clerk._frames import poll_fd, wait_readable
+
+    r, w = socket.socketpair()
+    try:
+        w.send(b"x")
+        assert poll_fd(r) == r.fileno() and poll_fd(r.fileno()) == r.fileno()
+        t0 = time.perf_counter()
+        assert wait_readable([r.fileno()], 5.0) is True
+        assert time.perf_counter() - t0 < 1.0
+    finally:
+        r.close()
+        w.close()
