@@ -42,9 +42,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["MAX_OFFERED_RUNS", "RUNS_KEY", "OfferedRun", "offered_runs", "run_of", "with_runs"]
+__all__ = ["MAX_OFFERED_RUNS", "RUNS_KEY", "OfferedRun", "adopt_runs", "offered_runs", "run_of",
+           "with_runs"]
 
 #: The key of an OFFER's last part that lists the member's runs in flight.
 RUNS_KEY = "runs"
@@ -101,3 +102,20 @@ def offered_runs(state: Any) -> list[OfferedRun]:
                 and _int(item[5])):
             out.append(OfferedRun(item[0], item[1], item[2], item[3], item[4], item[5]))
     return out
+
+
+class _Adopts(Protocol):
+    """What :func:`adopt_runs` needs of the scheduler (``clerk._running.Running``)."""
+
+    def adopt_run(self, task: str, run_id: str, slot: int, node: str, due_ms: float,
+                  deadline_ms: float, wall: float) -> bool: ...
+
+
+def adopt_runs(sched: _Adopts, runs: Iterable[OfferedRun], node: str, wall: float) -> bool:
+    """The runs in flight on ``node`` (its OFFER's, or this manager's own executor's) adopted
+    by ``sched`` (see the module docstring); True if any was adopted now."""
+    adopted = False
+    for r in runs:
+        adopted |= sched.adopt_run(r.task, r.run_id, r.slot, node, r.due_ms, r.deadline_ms,
+                                   wall)
+    return adopted

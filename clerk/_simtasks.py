@@ -52,7 +52,7 @@ from clerk._core import (
 from clerk._lead import DISPATCH_LEAD_MS
 from clerk._messages import Execute, Offer, Result, ResultAck
 from clerk._offerjob import OfferParts
-from clerk._offerruns import offered_runs
+from clerk._offerruns import adopt_runs, offered_runs, run_of
 from clerk._record import TaskRecord
 from clerk._replica import RowEncoder
 from clerk._replication import LOCAL_GAP_S, short_runs
@@ -370,9 +370,8 @@ class LedgerLayer(LedgerRuns):
             changed = True
             if self.world.offer_runs and core.quorum is None:
                 # Our own runs in flight (we send ourselves no OFFER: clerk._offerruns).
-                for msg in list(self.in_flight.values()):
-                    self.scheduler.adopt_run(msg.task, msg.run_id, msg.slot, self.node.name,
-                                             msg.due_ms, msg.deadline_ms, self.wall())
+                adopt_runs(self.scheduler, [run_of(m) for m in self.in_flight.values()],
+                           self.node.name, self.wall())
             merges, self._merges_waiting = self._merges_waiting, []
             for sender, table, _ in merges:
                 self.scheduler.merge(table, self.wall(), source=sender)
@@ -538,10 +537,8 @@ class LedgerLayer(LedgerRuns):
         elif isinstance(msg, Offer) and core.is_manager:
             changed = self.scheduler.merge(msg.state, self.wall(), source=msg.sender.name)
             if self.world.offer_runs and core.quorum is None:
-                for run in offered_runs(msg.state):  # (clerk._offerruns)
-                    changed |= self.scheduler.adopt_run(run.task, run.run_id, run.slot,
-                                                        msg.sender.name, run.due_ms,
-                                                        run.deadline_ms, self.wall())
+                changed |= adopt_runs(self.scheduler, offered_runs(msg.state),
+                                      msg.sender.name, self.wall())  # (clerk._offerruns)
             if not self.world.whole_offers or self.offer_parts.add(msg.sender, msg.term,
                                                                     msg.state):
                 self.scheduler.offer_from(msg.sender.name)
