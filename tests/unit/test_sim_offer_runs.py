@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from clerk._core import Role
+from clerk._messages import Election
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
 from tests.unit.simcluster import ledger_started
@@ -155,3 +156,54 @@ def test_property_no_overlap_and_no_dropped_result_with_the_gap_and_sudden_long_
         n: int, seed: int, faults: list[tuple[str, int, float]]) -> None:
     got = run_schedule(n, seed, faults, offer_runs=True)
     assert not _bad(got), got
+
+
+def _reclaim_in_the_gap(seed: int, offer_runs: bool) -> dict[str, Any]:
+    """The manager dispatched a run to another node (this one runs long), and before the
+    round that carries it an ELECTION with a higher term reaches it: it claims again, under a
+    new table log, and reloads its scheduler from its last log (now its replica), which lacks
+    the dispatch. What followed in the next 2 s."""
+    world = SimLedger(interval_ms=INTERVAL_MS)
+    world.replicate_gap_s, world.long_run_s, world.offer_runs = GAP_S, LONG_S, offer_runs
+    net = SimNetwork(seed, layer=world)
+    net.fifo = True
+    names = ledger_started(net, world, 3)
+    manager = net.managers()[0].name
+    layer = world.layers[manager]
+    sched = layer.scheduler
+    run = sched.records[LEDGER].running
+    seen = {str(run["run"])} if run else set()
+
+    def fresh() -> bool:
+        r = sched.records[LEDGER].running
+        return r is not None and str(r["run"]) not in seen and str(r["node"]) != manager
+
+    assert net.run_until_true(fresh, limit=2.0, step=0.0005) is not None
+    world.long_run_ids.add(str(sched.records[LEDGER].running["run"]))  # type: ignore[index]
+    in_gap = layer._round_due is not None
+    other = net.nodes[next(x for x in names if x != manager)].core
+    term = net.nodes[manager].core.term
+    net.send(other.me.name, net.nodes[manager].core.me.address,
+             Election(other.me, term + 5, ""))
+    net.run_for(2.0)
+    runs = sorted(world.runs, key=lambda r: r.at)
+    overlaps = [(a.slot, b.slot) for i, a in enumerate(runs) for b in runs[i + 1:]
+                if b.at < a.at + a.took - 1e-6 and a.run_id in world.ended]
+    counts = Counter(r.after for r in runs if r.before is not None and r.run_id in world.ended)
+    return {"in_gap": in_gap, "reclaimed": net.nodes[manager].core.term > term
+            and net.managers()[0].name == manager, "overlaps": overlaps,
+            "repeated": sorted(c for c, k in counts.items() if k > 1)}
+
+
+def test_a_manager_that_claims_again_in_the_gap_adopts_the_run_from_its_nodes_offer() -> None:
+    """A manager that claims again (a higher-term ELECTION) reloads its scheduler from its
+    last table log, which lacks the rows changed within the gap: before, it forgot the run
+    it had just sent and sent the next slots beside it. Its claim is a takeover from a
+    replica (its new log is empty), so it waits for the members' OFFERs, which list the run."""
+    for seed in range(6):
+        before = _reclaim_in_the_gap(seed, offer_runs=False)
+        assert before["in_gap"] and before["reclaimed"], before
+        assert before["overlaps"] and before["repeated"], before
+        after = _reclaim_in_the_gap(seed, offer_runs=True)
+        assert after["in_gap"] and after["reclaimed"], after
+        assert not after["overlaps"] and not after["repeated"], after
