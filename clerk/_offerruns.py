@@ -49,6 +49,7 @@ it skips the slots that come while it runs (never overlaps it) and applies its r
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -58,9 +59,11 @@ __all__ = ["MAX_OFFERED_RUNS", "RUNS_KEY", "OfferedRun", "adopt_runs", "offered_
 
 #: The key of an OFFER's last part that lists the member's runs in flight.
 RUNS_KEY = "runs"
-#: A manager reads at most this many runs of one OFFER (a node runs a few at a time; a queue
-#: of thousands is a forgery or a node far behind, whose runs will be refused as stale).
-MAX_OFFERED_RUNS = 4096
+#: An OFFER lists at most this many runs, and a manager reads at most as many (a node runs a
+#: few at a time; a queue of thousands is a node far behind, whose runs will be refused as
+#: stale, or a forgery). ~150 bytes each: with a part's table text (``OFFER_CHARS`` at
+#: most, ~110 Ki characters for 10,000 tasks) within the 1 MiB message limit.
+MAX_OFFERED_RUNS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,7 @@ def with_runs(part: Any, runs: Iterable[OfferedRun]) -> Any:
     may be kept to be sent again)."""
     if not isinstance(part, Mapping):
         return part
-    return {**part, RUNS_KEY: [r.to_json() for r in runs]}
+    return {**part, RUNS_KEY: [r.to_json() for r in itertools.islice(runs, MAX_OFFERED_RUNS)]}
 
 
 def _int(v: Any) -> bool:

@@ -136,6 +136,8 @@ def test_the_offer_part_carries_runs_and_an_older_manager_reads_the_table_alone(
     assert offered_runs(sent) == [run_of(msg)]
     assert unpack_table(sent) == unpack_table(part) == {"tasks": {}}
     assert offered_runs(part) == [] and offered_runs(None) == []
+    many = with_runs(part, [run_of(msg)] * (MAX_OFFERED_RUNS + 3))
+    assert len(many[RUNS_KEY]) == MAX_OFFERED_RUNS
 
 
 def test_malformed_runs_are_skipped() -> None:
