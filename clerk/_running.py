@@ -53,7 +53,7 @@ from typing import Any
 
 from clerk._adopt import Adoption
 from clerk._dispatch import Dispatch, Finished
-from clerk._lead import window_for
+from clerk._lead import MAX_DISPATCH_LEAD_MS, window_for
 from clerk._lineage import note_update
 from clerk._record import Conflict, TaskRecord
 from clerk._schedstate import _packed_size
@@ -426,6 +426,9 @@ class Running(Adoption):
         rec = self.records.get(task)
         if rec is None or task not in self.defs or slot <= rec.slot:
             return False
+        if task in self._grid and slot > self._slot_at(
+                self.defs[task], wall * 1000 + MAX_DISPATCH_LEAD_MS) + 1:
+            return False  # no manager sent the future (as a merged row: clerk._adopt)
         run = rec.running
         if run is not None and run["run"] == run_id:
             return False  # the table's own (its node may differ: the table's is kept)

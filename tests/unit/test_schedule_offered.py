@@ -66,6 +66,13 @@ def test_a_run_whose_slot_the_row_shows_finished_is_ignored() -> None:
     assert new.records["t"].running is None and not new.offered_waiting
 
 
+def test_a_run_of_a_slot_in_the_future_is_refused() -> None:
+    _, new, d = _lost_dispatch()
+    assert not new.adopt_run("t", d.run_id, K + 50, d.node, d.due_ms, d.deadline_ms,
+                             due("t", K + 2) + 0.06)
+    assert new.records["t"].running is None and not new.offered_waiting
+
+
 def test_the_tables_own_run_is_kept() -> None:
     old = started(sched(tdef(timeout=TIMEOUT), seed=1), due("t", K) + 0.1)
     ds, _ = old.tick(due("t", K + 1), NODES)
