@@ -432,13 +432,13 @@ class Running(Adoption):
         run = rec.running
         if run is not None and run["run"] == run_id:
             return False  # the table's own (its node may differ: the table's is kept)
+        wall_ms = wall * 1000
+        if deadline_ms <= 0:  # (not given: its timeout from its due time, or from now)
+            deadline_ms = max(due_ms, wall_ms) + self.defs[task].timeout
         if run is not None or not self.active:
             self.offered_waiting.setdefault(task, {})[run_id] = (slot, node, due_ms,
                                                                  deadline_ms)
             return False
-        wall_ms = wall * 1000
-        if deadline_ms <= 0:
-            deadline_ms = max(due_ms, wall_ms) + self.defs[task].timeout
         claim = dispatching_claim(run_id)
         rec.running = {"run": run_id, "slot": slot, "node": node,
                        "started": float(due_ms) if due_ms > 0 else wall_ms,
