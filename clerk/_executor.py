@@ -498,6 +498,12 @@ class Executor:
         return self.queue.has_run(run_id) or any(
             w.job is not None and w.job.msg.run_id == run_id for w in self.workers.values())
 
+    def runs_in_flight(self) -> list[Execute]:
+        """The EXECUTEs queued or running here (read only): what this node's OFFER says is
+        in flight on it (clerk._offerruns)."""
+        return [job.msg for job in self.queue] + [
+            w.job.msg for w in self.workers.values() if w.job is not None]
+
     def busy(self) -> bool:
         return bool(self.queue) or any(w.job is not None for w in self.workers.values())
 

@@ -37,6 +37,9 @@ the replica its scheduler had not seen (a follower parses the table only when it
   state, while a live member held a newer one. An OFFER without numbers (an older build's)
   counts at its first part, as before; so does a malformed number (a forgery can only end a
   wait, which a member's silence ends anyway).
+* **Runs in flight.** The last part also lists the runs queued or running on this node as
+  it leaves (:mod:`clerk._offerruns`): the new manager adopts them, so a run its table never
+  showed is neither overlapped nor loses its result.
 * **Results after the OFFER.** Until the last part is sent, this node's results wait for it
   (the new manager applies a result to the row its run started from, which may be only in our
   OFFER); then every unacknowledged one goes, as at once before.
@@ -47,10 +50,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any, Protocol
 
 from clerk._messages import Peer
+from clerk._offerruns import OfferedRun, with_runs
 from clerk._record import PACK_CHUNK, TaskRecord
 from clerk._replica import DUMP, HANDOVER_WHOLE_CHARS, table_text
 from clerk._statusjob import Slice
@@ -266,8 +270,11 @@ class OfferJob:
     it, unless that slice is over); ``done`` once the last is sent."""
 
     def __init__(self, to: str, steps: Parts, send: Callable[[Any], None],
-                 sl: Slice | None = None) -> None:
+                 sl: Slice | None = None,
+                 runs: Callable[[], Iterable[OfferedRun]] | None = None) -> None:
         self.to = to
+        #: The runs in flight on this node as the last part leaves (clerk._offerruns).
+        self._runs = runs
         self._steps = steps
         self._send = send
         self._parts: list[Any] | None = None
@@ -289,15 +296,19 @@ class OfferJob:
                 self._parts = list(stop.value)
             if self.slice.over():
                 return False  # (the parts leave from the next turn on, one a turn)
-        self._send(self._parts.pop(0))
+        part = self._parts.pop(0)
         self.done = not self._parts
+        if self.done and self._runs is not None:
+            part = with_runs(part, self._runs())
+        self._send(part)
         return self.done
 
 
 def offer_job(to: str, sched: _Sched, rows: Mapping[str, str | None],
               newer: Callable[[str], bool] | None, seen: dict[str, str | None],
-              send: Callable[[Any], None]) -> OfferJob:
+              send: Callable[[Any], None],
+              runs: Callable[[], Iterable[OfferedRun]] | None = None) -> OfferJob:
     """An :class:`OfferJob` of :func:`offer_rows` over ``rows`` (a copy taken now: see the
-    module docstring)."""
+    module docstring); ``runs``: this node's runs in flight, listed in the last part."""
     sl = Slice()
-    return OfferJob(to, offer_rows(sched, rows, newer, seen, sl), send, sl)
+    return OfferJob(to, offer_rows(sched, rows, newer, seen, sl), send, sl, runs)

@@ -44,6 +44,7 @@ from clerk._offerjob import (
     number_parts,
     offer_job,
 )
+from clerk._offerruns import OfferedRun, adopt_runs, offered_runs, run_of
 from clerk._record import pack_table
 from clerk._replica import offer_test
 from clerk._runnerdefs import Definitions
@@ -203,8 +204,14 @@ class Replication(Definitions):
             agent.send(to, Offer(me, term, part), agent.clock.monotonic())
 
         self._offer_job = offer_job(to, self.scheduler, source.texts(),
-                                    offer_test(source, at), self._rows_seen, send)
+                                    offer_test(source, at), self._rows_seen, send,
+                                    self._runs_in_flight)
         self._offer_step(now)
+
+    def _runs_in_flight(self) -> list[OfferedRun]:
+        """The runs queued or running on this node, for the OFFER (clerk._offerruns)."""
+        ex = self.executor
+        return [] if ex is None else [run_of(m) for m in ex.runs_in_flight()]
 
     def offer_pending(self, to: str) -> bool:
         """Is an OFFER to ``to`` under way (our results to it wait until it is sent)?"""
@@ -281,6 +288,8 @@ class Replication(Definitions):
                 self.scheduler.offer_from(msg.sender.name)
             return
         changed = self.scheduler.merge(msg.state, wall, source=msg.sender.name)
+        # Its runs in flight, which our table may not show (clerk._offerruns).
+        changed |= adopt_runs(self.scheduler, offered_runs(msg.state), msg.sender.name, wall)
         # (Once every part of its OFFER is in: clerk._offerjob, "Numbered parts".)
         if self._offer_parts.add(msg.sender, msg.term, msg.state):
             self.scheduler.offer_from(msg.sender.name)

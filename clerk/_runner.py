@@ -35,6 +35,7 @@ from clerk._host import Host
 from clerk._messages import Json, Offer, Result, reads_table_at
 from clerk._nodes_guard import NodesGuard
 from clerk._offerjob import OfferParts
+from clerk._offerruns import adopt_runs
 from clerk._outbox import Outbox
 from clerk._replica import Replica, ReplicaLog, RowEncoder
 from clerk._replication import LOAD_BUDGET, MAX_HELD_OFFERS, REPLICATE_SHARE, short_runs
@@ -364,6 +365,8 @@ class TaskRunner(ResultRouting, StatusRows):
         log.info("scheduling %d task(s) as manager (%s)", len(sched.defs),
                  "hand-over" if graceful else "takeover")
         self._resolve_adopted(now, wall, graceful)
+        if core.quorum is None:  # our own runs in flight, which the table may not show
+            adopt_runs(sched, self._runs_in_flight(), self.agent.me.name, wall)
         # The OFFERs that came while the table was loading, then the RESULTs: a result
         # continues the row its run started from (clerk._running), which may be only in a
         # member's OFFER (this node's replica lacked the row, or held an older state): applied

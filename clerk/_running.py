@@ -53,7 +53,7 @@ from typing import Any
 
 from clerk._adopt import Adoption
 from clerk._dispatch import Dispatch, Finished
-from clerk._lead import window_for
+from clerk._lead import MAX_DISPATCH_LEAD_MS, window_for
 from clerk._lineage import note_update
 from clerk._record import Conflict, TaskRecord
 from clerk._schedstate import _packed_size
@@ -150,6 +150,8 @@ class Running(Adoption):
             return [], []
         wall_ms = wall * 1000
         finished = self._expire(wall_ms)
+        if self.offered_waiting:  # members' runs in flight (clerk._offerruns)
+            self._adopt_waiting(wall_ms)
         dispatches: list[Dispatch] = []
         if self.draining:
             return dispatches, finished
@@ -361,6 +363,10 @@ class Running(Adoption):
             return self._unseen_run(task, run_id, node, slot, outcome, state, duration_ms,
                                     wall)
         rec = self.records[task]
+        run = rec.running
+        if (run is not None and run.get("offered") and "~" in run_id
+                and not run_id.endswith(base_tag(rec))):
+            run["rebased"] = True  # offered, from a state the row does not hold (dropped)
         if outcome not in (*OUTCOMES, "refused"):
             outcome, error = "error", f"unknown outcome {outcome!r}: {error}"
         return self._finish(task, rec, outcome, state, duration_ms, error, wall * 1000)
@@ -398,6 +404,75 @@ class Running(Adoption):
                        "started": wall_ms - duration_ms, "deadline": wall_ms,
                        "claim": branch}
         return self._finish(task, rec, outcome, state, duration_ms, "", wall_ms)
+
+    @property
+    def offered_waiting(self) -> dict[str, dict[str, tuple[int, str, float, float]]]:
+        """Runs in flight members offered that wait for their row's run in flight to end
+        (clerk._offerruns): task -> run id -> (slot, node, due ms, deadline ms)."""
+        waiting: dict[str, dict[str, tuple[int, str, float, float]]] | None = getattr(
+            self, "_offered_waiting", None)
+        if waiting is None:
+            waiting = {}
+            self._offered_waiting = waiting
+        return waiting
+
+    def adopt_run(self, task: str, run_id: str, slot: int, node: str, due_ms: float,
+                  deadline_ms: float, wall: float) -> bool:
+        """A run in flight on ``node`` that it offered (clerk._offerruns): adopted as the
+        row's run in flight, as one from the table is, unless the row has seen its slot
+        finish; while the row has another run in flight (or this scheduler is not active
+        yet) it waits, and is adopted once the row has none (:meth:`tick`). True if adopted
+        now."""
+        rec = self.records.get(task)
+        if rec is None or task not in self.defs or slot <= rec.slot:
+            return False
+        if task in self._grid and slot > self._slot_at(
+                self.defs[task], wall * 1000 + MAX_DISPATCH_LEAD_MS) + 1:
+            return False  # no manager sent the future (as a merged row: clerk._adopt)
+        run = rec.running
+        if run is not None and run["run"] == run_id:
+            return False  # the table's own (its node may differ: the table's is kept)
+        wall_ms = wall * 1000
+        if deadline_ms <= 0:  # (not given: its timeout from its due time, or from now)
+            deadline_ms = max(due_ms, wall_ms) + self.defs[task].timeout
+        if run is not None or not self.active:
+            self.offered_waiting.setdefault(task, {})[run_id] = (slot, node, due_ms,
+                                                                 deadline_ms)
+            return False
+        claim = dispatching_claim(run_id)
+        rec.running = {"run": run_id, "slot": slot, "node": node,
+                       "started": float(due_ms) if due_ms > 0 else wall_ms,
+                       "deadline": max(float(deadline_ms), wall_ms) + TRANSIT_GRACE_MS,
+                       "claim": list(claim) if claim is not None
+                       else rec.history[-1][:2] if rec.history else list(self.claim),
+                       "offered": True}
+        rec.dispatched = max(rec.dispatched, slot)
+        self._inflight[task] = rec.running["deadline"]
+        self.dirty.add(task)
+        self.runs_dirty = True
+        if task in self._grid and self.next_slot.get(task, 0) <= slot:
+            self.next_slot[task] = slot + 1
+            self._push(task)
+        return True
+
+    def _adopt_waiting(self, wall_ms: float) -> None:
+        """Adopt the offered runs whose row has no run in flight now (the newest slot
+        first: the others wait again behind it; one whose slot the row has seen finish, or
+        whose deadline passed, is dropped)."""
+        waiting = self.offered_waiting
+        for task in list(waiting):
+            rec = self.records.get(task)
+            if rec is not None and rec.running is not None:
+                runs = waiting[task]
+                for run_id in [r for r, v in runs.items() if v[3] + TRANSIT_GRACE_MS < wall_ms]:
+                    del runs[run_id]
+                if runs:
+                    continue
+            runs = waiting.pop(task)
+            for run_id, (slot, node, due, deadline) in sorted(
+                    runs.items(), key=lambda kv: -kv[1][0]):
+                if deadline + TRANSIT_GRACE_MS >= wall_ms:
+                    self.adopt_run(task, run_id, slot, node, due, deadline, wall_ms / 1000)
 
     def _count_dropped(self, task: str, rec: TaskRecord, run_id: str, node: str, slot: int,
                        wall_ms: float, why: str) -> None:

@@ -1,6 +1,7 @@
 """The simulated node's side of a ledger run (:mod:`clerk._simtasks`): an EXECUTE held until
 its due time, the ledger's execution, where its RESULT goes, and the OFFER to a new manager
-(the results wait behind it).
+(the results wait behind it; its last part carries the runs in flight here, as the real
+node's: :mod:`clerk._offerruns`); and the quorum-mode manager's write-ahead steps.
 
 Split out of :mod:`clerk._simtasks` (the layer's event handling, replication, merging OFFERs
 and the simulated disk stay there) to keep each module under ~600 lines. :class:`LedgerRuns`
@@ -10,6 +11,7 @@ are the layer's.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from clerk._core import Role
 from clerk._messages import Execute, Offer, Result, reads_table_at
 from clerk._offerjob import number_parts
+from clerk._offerruns import run_of, with_runs
 from clerk._replica import offer_keys, row_key
 from clerk._replication import offer_parts
 from clerk._schedule import Scheduler, pack_table
@@ -52,6 +55,8 @@ class LedgerRun:
     after: int
     whole_for: float  # how long the network had been whole (-1: partitioned)
     managers: int  # live managers when it ran (2+: a split brain, e.g. restarted seeds)
+    took: float = RUN_S  # how long it ran (s)
+    run_id: str = ""
 
 
 
@@ -63,16 +68,20 @@ class LedgerRuns:
     node: SimNode
     scheduler: Scheduler
     wa: WriteAhead | None
+    never_left: set[tuple[str, str]]  # held dispatches of a lost ballot (quorum mode)
     outbox: deque[Result]
     unacked: dict[str, Result]
     #: The manager our OFFER is under way to (sent after ``world.offer_delay``): our results
     #: to it wait for it, as the real node's (clerk._offerjob).
     _offer_to: str | None
+    #: The EXECUTEs held for their due time or running here (an executor's queue and
+    #: workers): what an OFFER says is in flight here (clerk._offerruns), by run id.
+    in_flight: dict[str, Execute]
 
     def wall(self) -> float:
         raise NotImplementedError
 
-    def _result(self, task: str) -> None:
+    def _send_execute(self, d: Any) -> None:
         raise NotImplementedError
 
     def _replicate(self) -> None:
@@ -84,11 +93,58 @@ class LedgerRuns:
     def _persist(self, changed: bool) -> None:
         raise NotImplementedError
 
+    # --- quorum mode (the manager's write-ahead) -------------------------------------------
+
+    def _quorum_table(self, proposer: Any) -> WriteAhead:
+        """Take the rows phase 1 learned: merge their records, continue after their
+        reservations."""
+        table = self.node.core.quorum_table
+        records = {t: row.record for t, row in table.items() if isinstance(row.record, dict)}
+        if records:
+            self.scheduler.merge({"tasks": records}, self.wall(), source="voters")
+        wa = WriteAhead({t: row.reserved for t, row in table.items()}, proposer.reserved)
+        wa.continue_after(self.scheduler.records, self.never_left)
+        self.never_left = set()
+        return wa
+
+    def _write(self, rows: dict[str, Any]) -> list[int]:
+        assert self.wa is not None
+        seqs, effects = self.node.core.quorum_write(rows, self.net.now)
+        self.net.apply(self.node, effects)
+        self.wa.wrote(seqs, self.wall() * 1000)
+        return seqs
+
+    def _result(self, task: str) -> None:
+        """A run finished on the manager: write its record; it counts once committed."""
+        assert self.wa is not None
+        rec = self.scheduler.records[task].to_json()
+        rec["running"] = None
+        seqs = self._write({task: {"reserved": None, "record": rec}})
+        self.wa.hold_result((task, int(rec.get("version", 0))), task, seqs)
+
+    def _committed(self, seq: int) -> bool:
+        assert self.wa is not None
+        changed = False
+        for item in self.wa.on_committed(seq, self.wall() * 1000):
+            if isinstance(item, tuple):
+                self.world.committed.append((self.net.now, self.node.name,
+                                             self.node.core.term, item[1]))
+                changed = True
+            else:
+                self._send_execute(item)
+        if changed:
+            self._replicate()
+            self._persist(True)
+        return False
+
+    # --- execution ------------------------------------------------------------------------
+
     def _execute(self, msg: Execute, local: bool) -> None:
         """Run the ledger at the run's due time (it may arrive ahead: clerk._lead) if this node
         is still up then; the result leaves RUN_S later (if it is still up)."""
         # The due time by this node's own wall clock (it may be off: world.offsets).
         start = self.net.now + (msg.due_ms / 1000 - self.wall()) if msg.due_ms else self.net.now
+        self.in_flight[msg.run_id] = msg
         if start <= self.net.now:
             self._run(msg, local)
             return
@@ -109,6 +165,12 @@ class LedgerRuns:
                                          self.net.whole_for(), len(self.net.managers())))
         core = self.node.core
         run_s = self.world.run_s
+        if msg.run_id in self.world.long_run_ids or (
+                self.world.long_run_chance > 0
+                and self.net.rng.random() < self.world.long_run_chance):
+            run_s = self.world.long_run_s  # a short task that suddenly runs long
+        self.world.runs[-1] = dataclasses.replace(self.world.runs[-1], took=run_s,
+                                                  run_id=msg.run_id)
         result = Result(core.me, core.term, msg.task, msg.run_id, msg.slot, "ok", after,
                         run_s * 1000, "")
         incarnation = core.me.incarnation
@@ -117,6 +179,8 @@ class LedgerRuns:
         def deliver() -> None:
             if not node.up or node.core.me.incarnation != incarnation or node.layer is not self:
                 return  # crashed or restarted meanwhile: the run's result is lost
+            self.in_flight.pop(msg.run_id, None)
+            self.world.ended.add(msg.run_id)
             to = msg.sender.address
             if core.quorum is not None:
                 self.outbox.append(result)
@@ -206,6 +270,8 @@ class LedgerRuns:
         def send() -> None:
             if core is not self.node.core or core.manager_claim != claim:
                 return  # restarted, or follows another claim by now (it offers that one)
+            if self.world.offer_runs and parts:  # (clerk._offerruns: in the last part)
+                parts[-1] = with_runs(parts[-1], [run_of(m) for m in self.in_flight.values()])
             for part in parts:
                 self.net.send(self.node.name, to, Offer(me, term, part))
             # Then our results the old manager may have died with (as the real node's,

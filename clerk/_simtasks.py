@@ -52,6 +52,7 @@ from clerk._core import (
 from clerk._lead import DISPATCH_LEAD_MS
 from clerk._messages import Execute, Offer, Result, ResultAck
 from clerk._offerjob import OfferParts
+from clerk._offerruns import adopt_runs, offered_runs, run_of
 from clerk._record import TaskRecord
 from clerk._replica import RowEncoder
 from clerk._replication import LOCAL_GAP_S, short_runs
@@ -176,6 +177,16 @@ class SimLedger:
         self.long_runs_at_once = True
         #: How long a run takes on its node (s).
         self.run_s = RUN_S
+        #: ... except that a run takes ``long_run_s`` with this chance (drawn from the
+        #: network's random stream, only when above 0): a short task that suddenly runs long.
+        self.long_run_chance = 0.0
+        self.long_run_s = 0.0
+        self.long_run_ids: set[str] = set()  # ... and so do these runs
+        #: The run ids whose run ended on a node that was still up (its result left).
+        self.ended: set[str] = set()
+        #: Default mode: a member's OFFER carries the runs in flight on it, and a new manager
+        #: adopts them, and its own (clerk._offerruns); False: neither, as before.
+        self.offer_runs = True
         #: Seconds a new manager takes to load the table it takes over (0: at once); merges
         #: and results wait meanwhile, as on a real node (clerk._runner._take_over_step).
         self.load_s = 0.0
@@ -241,6 +252,7 @@ class LedgerLayer(LedgerRuns):
         self.unacked: dict[str, Result] = {}
         self._resend_at = 0.0
         self._offer_to: str | None = None  # (clerk._simledgerrun.LedgerRuns)
+        self.in_flight: dict[str, Execute] = {}  # (clerk._simledgerrun.LedgerRuns)
         self.acks = PendingAcks()
         self._applied: dict[str, tuple[str, int]] = {}  # run id -> (node, value)
         self.offer_parts = OfferParts()  # as manager: the members' OFFERs' parts held
@@ -356,6 +368,10 @@ class LedgerLayer(LedgerRuns):
             while not self.scheduler.activate_step(reads[0] + 2.5, clock):
                 pass
             changed = True
+            if self.world.offer_runs and core.quorum is None:
+                # Our own runs in flight (we send ourselves no OFFER: clerk._offerruns).
+                adopt_runs(self.scheduler, [run_of(m) for m in self.in_flight.values()],
+                           self.node.name, self.wall())
             merges, self._merges_waiting = self._merges_waiting, []
             for sender, table, _ in merges:
                 self.scheduler.merge(table, self.wall(), source=sender)
@@ -490,50 +506,6 @@ class LedgerLayer(LedgerRuns):
             if member is not None:
                 self.net.send(self.node.name, member.peer.address, msg)
 
-    # --- quorum mode ------------------------------------------------------------------------
-
-    def _quorum_table(self, proposer: Any) -> WriteAhead:
-        """Take the rows phase 1 learned: merge their records, continue after their
-        reservations."""
-        table = self.node.core.quorum_table
-        records = {t: row.record for t, row in table.items() if isinstance(row.record, dict)}
-        if records:
-            self.scheduler.merge({"tasks": records}, self.wall(), source="voters")
-        wa = WriteAhead({t: row.reserved for t, row in table.items()}, proposer.reserved)
-        wa.continue_after(self.scheduler.records, self.never_left)
-        self.never_left = set()
-        return wa
-
-    def _write(self, rows: dict[str, Any]) -> list[int]:
-        assert self.wa is not None
-        seqs, effects = self.node.core.quorum_write(rows, self.net.now)
-        self.net.apply(self.node, effects)
-        self.wa.wrote(seqs, self.wall() * 1000)
-        return seqs
-
-    def _result(self, task: str) -> None:
-        """A run finished on the manager: write its record; it counts once committed."""
-        assert self.wa is not None
-        rec = self.scheduler.records[task].to_json()
-        rec["running"] = None
-        seqs = self._write({task: {"reserved": None, "record": rec}})
-        self.wa.hold_result((task, int(rec.get("version", 0))), task, seqs)
-
-    def _committed(self, seq: int) -> bool:
-        assert self.wa is not None
-        changed = False
-        for item in self.wa.on_committed(seq, self.wall() * 1000):
-            if isinstance(item, tuple):
-                self.world.committed.append((self.net.now, self.node.name,
-                                             self.node.core.term, item[1]))
-                changed = True
-            else:
-                self._send_execute(item)
-        if changed:
-            self._replicate()
-            self._persist(True)
-        return False
-
     def _deliver(self, msg: Any) -> bool:
         core = self.node.core
         if isinstance(msg, Execute):
@@ -564,6 +536,9 @@ class LedgerLayer(LedgerRuns):
             self.unacked.pop(msg.run_id, None)
         elif isinstance(msg, Offer) and core.is_manager:
             changed = self.scheduler.merge(msg.state, self.wall(), source=msg.sender.name)
+            if self.world.offer_runs and core.quorum is None:
+                changed |= adopt_runs(self.scheduler, offered_runs(msg.state),
+                                      msg.sender.name, self.wall())  # (clerk._offerruns)
             if not self.world.whole_offers or self.offer_parts.add(msg.sender, msg.term,
                                                                     msg.state):
                 self.scheduler.offer_from(msg.sender.name)

@@ -266,3 +266,41 @@ class StampStart(clerk.Task):
     def execute(self, state: Any) -> Any:
         started = time.time()
         return {"start": started, "due": clerk.current_run().due.timestamp()}
+
+
+class SuddenlyLongOnN1(OnlyOn, clerk.Task):
+    """A counter that only node ``n1`` may run, in a millisecond, until the file
+    ``args['long']`` exists: the first run that finds it removes it, SIGKILLs the pids listed
+    in ``args['kill']`` (the manager's: a crash right after this run's dispatch) and runs
+    ``args['sleep']`` s. Appends ``slot term node count started ended`` per run to
+    ``args['log']`` (wall seconds) as it ends."""
+
+    def init(self, args: Any) -> Any:
+        return {**args, "count": 0}
+
+    def execute(self, state: Any) -> Any:
+        started = time.time()
+        run = clerk.current_run()
+        try:
+            os.unlink(state["long"])
+        except FileNotFoundError:
+            pass
+        else:
+            for pid in Path(state["kill"]).read_text().split():
+                try:
+                    os.kill(int(pid), 9)
+                except ProcessLookupError:
+                    pass
+            time.sleep(state["sleep"])
+        count = state["count"] + 1
+        _append(state["log"], f"{run.slot} {run.term} {run.node} {count} {started:.6f} "
+                              f"{time.time():.6f}")
+        return {**state, "count": count}
+
+
+class SuddenlyLongOnN2(SuddenlyLongOnN1):
+    ONLY = "n2"
+
+
+class SuddenlyLongOnN3(SuddenlyLongOnN1):
+    ONLY = "n3"

@@ -9,7 +9,10 @@ the successor dispatches again). A long run is still going: the successor sent t
 beside it (the task overlapped itself) and dropped its result, and the next run repeated a
 count. Found by a review in the simulator (the simulator had replicated every change at once,
 so no property had ever met the gap). Now a dispatch of a task whose runs are not short
-(``clerk._replication.SHORT_RUN_MS``) goes to the members at once, gap or not.
+(``clerk._replication.SHORT_RUN_MS``) goes to the members at once, gap or not; and a member's
+OFFER carries the runs in flight on it, which the successor adopts (clerk._offerruns), which
+covers a short task's run that suddenly runs long too (tests/unit/test_sim_offer_runs.py).
+The exposure is shown here with neither.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ GAP_S = 0.025
 LONG_S = 0.37
 
 
-def _crash_after_a_dispatch(seed: int, at_once: bool) -> dict[str, Any]:
+def _crash_after_a_dispatch(seed: int, at_once: bool, offer_runs: bool = False) -> dict[str, Any]:
     """A 3-node ledger cluster with the gap and long runs; the manager dies right after it
-    dispatched a run to another node; then 3 s more. What followed."""
+    dispatched a run to another node; then 3 s more. What followed. ``offer_runs``: the
+    members' OFFERs carry their runs in flight (tests/unit/test_sim_offer_runs.py)."""
     net, world, names = ledger_cluster(seed, 3, replicate_gap_s=GAP_S, run_s=LONG_S,
-                                       long_runs_at_once=at_once)
+                                       long_runs_at_once=at_once, offer_runs=offer_runs)
     net.fifo = True
     manager = net.managers()[0].name
     layer = world.layers[manager]
@@ -61,8 +65,8 @@ def _crash_after_a_dispatch(seed: int, at_once: bool) -> dict[str, Any]:
             "twice": sorted(s for s, k in Counter(r.slot for r in world.runs).items() if k > 1)}
 
 
-def _runs(at_once: bool) -> list[dict[str, Any]]:
-    return [_crash_after_a_dispatch(seed, at_once) for seed in range(8)]
+def _runs(at_once: bool, offer_runs: bool = False) -> list[dict[str, Any]]:
+    return [_crash_after_a_dispatch(seed, at_once, offer_runs) for seed in range(8)]
 
 
 def test_without_the_rule_a_crash_in_the_gap_overlaps_a_long_run_and_repeats_a_count() -> None:
@@ -79,6 +83,16 @@ def test_a_long_runs_dispatch_goes_at_once_and_a_crash_loses_nothing() -> None:
     got = _runs(at_once=True)
     for g in got:
         assert not g["in_gap"], g  # its round went with it
+        assert not g["overlaps"] and not g["repeated"] and not g["twice"], g
+        assert g["conflicts"] == 0, g
+
+
+def test_without_the_rule_the_offered_runs_alone_lose_nothing() -> None:
+    """The runs in flight a member's OFFER carries (clerk._offerruns) cover the same window
+    without the rule: the successor adopts the run from its node's OFFER."""
+    got = _runs(at_once=False, offer_runs=True)
+    assert sum(g["in_gap"] for g in got) >= 3, got
+    for g in got:
         assert not g["overlaps"] and not g["repeated"] and not g["twice"], g
         assert g["conflicts"] == 0, g
 
