@@ -253,6 +253,9 @@ class SchedulerState:
         #: whose next slot was (re)scheduled since it last looked. None: nobody watches.
         self._rescheduled: set[str] | None = None
         self._history_caps: dict[int, int] = {}  # number of tasks -> history_cap
+        #: task -> (origin, last branch, checksum) of its last dispatch's base tag
+        #: (``Running._base_tag``).
+        self._tags: dict[str, tuple[Any, Any, str]] = {}
 
     @property
     def activating(self) -> bool:

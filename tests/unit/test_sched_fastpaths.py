@@ -99,3 +99,25 @@ def test_history_cap_follows_the_number_of_tasks() -> None:
     assert s.history_cap == HISTORY_BUDGET_BYTES // 400
     s.defs.clear()
     assert s.history_cap == min(HISTORY_TASK_BYTES, HISTORY_BUDGET_BYTES)
+
+
+def test_dispatch_tag_is_base_tag_as_the_lineage_moves() -> None:
+    from clerk._lineage import note_update
+    from clerk._running import base_tag
+
+    defs = [TaskDef(name="t", target="x:Y", interval=100)]
+    s = Scheduler(defs, random.Random(1))
+    rec = s.records["t"]
+    assert s._base_tag("t", rec) == base_tag(rec) == "~init"
+    rec.state, rec.has_state, rec.version = {"n": 1}, True, 0
+    rec.origin = {"term": 1, "node": "a", "time": 5}
+    for term, manager in ((1, "a"), (1, "a"), (2, "b"), (2, "b"), (3, "a")):
+        note_update(rec, term, manager)
+        rec.version += 1
+        assert s._base_tag("t", rec) == base_tag(rec)
+    rec.origin = {"term": 4, "node": "c", "time": 9}  # a new lineage (a merge's row)
+    rec.history = [[4, "c", 0]]
+    rec.version = 1
+    assert s._base_tag("t", rec) == base_tag(rec)
+    rec.history = []  # (a row whose history was cut)
+    assert s._base_tag("t", rec) == base_tag(rec)
