@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -137,12 +138,12 @@ class NodeMetrics:
             self.lateness[task] = Histogram(LATENESS_BUCKETS)
             h = self.duration[task] = Histogram(DURATION_BUCKETS)
         value = duration_ms / 1000 if duration_ms > 0.0 else 0.0
-        h.counts[bisect.bisect_left(h.bounds, value)] += 1
+        h.counts[bisect_left(h.bounds, value)] += 1
         h.total += value
         if lateness_ms is not None:
             h = self.lateness[task]
             value = lateness_ms / 1000 if lateness_ms > 0.0 else 0.0
-            h.counts[bisect.bisect_left(h.bounds, value)] += 1
+            h.counts[bisect_left(h.bounds, value)] += 1
             h.total += value
 
 

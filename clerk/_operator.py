@@ -21,7 +21,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from clerk._control import history_view, make_entry, newer_pause
+from clerk._control import entry, history_view, newer_pause
 from clerk._schedstate import SchedulerState
 
 if TYPE_CHECKING:
@@ -123,6 +123,7 @@ class OperatorControl(SchedulerState):
         slot = (self._slot_at(d, wall_ms) if name in self._grid
                 else max(rec.slot, rec.dispatched) + 1)
         slot = max(slot, rec.slot, rec.dispatched)
+        self.dirty.add(name)
         out = self._dispatch(d, rec, slot, wall_ms, members, [], trigger=True)
         return out[0], ""
 
@@ -139,11 +140,11 @@ class OperatorControl(SchedulerState):
                         trigger: bool) -> None:
         """Append a finished run to the task's history: ``due``, its slot's due time (None
         for a triggered run or a task off the grid), ``start``, when it started (its sending,
-        or its due time if that is later: :meth:`_run_start`)."""
-        rec.run_history.append(make_entry(
-            slot=slot, due_ms=due, node=node, start_ms=start, duration_ms=duration_ms,
-            outcome=outcome, error=error if outcome != "ok" else "", version=rec.version,
-            trigger=trigger), self.history_cap)
+        or its due time if that is later: :meth:`_run_start`); ``duration_ms`` rounded to
+        0.001 ms already (as :func:`clerk._control.make_entry` rounds it)."""
+        rec.run_history.append(entry(
+            slot, due, node, start, duration_ms, outcome, error if outcome != "ok" else "",
+            rec.version, trigger), self.history_cap)
 
     def detail(self, name: str, wall: float) -> dict[str, Any]:
         """One task in detail: its status row, args, state size and history."""

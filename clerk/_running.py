@@ -65,6 +65,7 @@ __all__ = ["ERROR_KEEP_CHARS", "OUTCOMES", "STATES_BUDGET_BYTES", "TRANSIT_GRACE
 #: Extra time the manager waits past a run's timeout for the node's own timeout report.
 TRANSIT_GRACE_MS = 1000
 OUTCOMES = ("ok", "error", "timeout")
+_RESULT_OUTCOMES = (*OUTCOMES, "refused")  # what a RESULT may say
 
 #: All tasks' states together (as JSON text) may take this much. A result whose state would
 #: go over is an error naming the task (the state is kept). It was set when the whole table
@@ -172,19 +173,30 @@ class Running(Adoption):
                     due.append(name)
         ahead = wall_ms + self.dispatch_lead_ms  # slots due by then go now (clerk._lead)
         heap = self._heap
-        while heap and not self._fresh(*heap[0]):
-            heapq.heappop(heap)
+        # (``_fresh`` inlined: an entry is fresh while its task has a grid and the entry
+        # names the due time of the task's next slot.)
+        grids, next_slot, pop = self._grid, self.next_slot, heapq.heappop
+        while heap:
+            when, name = heap[0]
+            grid = grids.get(name)
+            if grid is not None and when == grid.due_ms(next_slot[name]):
+                break
+            pop(heap)
         if heap and heap[0][0] <= ahead:
             # A slot goes now: so do those due within the window after it (clerk._lead).
             ahead += self.dispatch_window_ms
         horizon = ahead
         while heap and heap[0][0] <= ahead:
-            when, name = heapq.heappop(heap)
-            if self._fresh(when, name) and name not in seen:
+            when, name = pop(heap)
+            grid = grids.get(name)
+            if (grid is not None and when == grid.due_ms(next_slot[name])
+                    and name not in seen):
                 seen.add(name)
                 due.append(name)
         for name in due:
-            dispatches += self._tick_task(name, wall_ms, members, finished, horizon)
+            got = self._tick_task(name, wall_ms, members, finished, horizon)
+            if got:
+                dispatches += got
             self._push(name)
         return dispatches, finished
 
@@ -238,29 +250,32 @@ class Running(Adoption):
             # interval one is due when sent (a node drops a run more than an interval late).
             return self._dispatch(d, rec, slot, wall_ms, members, finished,
                                   instant=d.cron is None)
-        if name in self._grid:
+        grid = self._grid.get(name)
+        if grid is not None:
             # The latest slot due by the horizon, the lead (and this tick's window) ahead
             # (clerk._lead): at most the next one.
-            current = self._slot_at(d, wall_ms + self.dispatch_lead_ms if horizon is None
-                                    else horizon)
+            current = grid.slot_at(wall_ms + self.dispatch_lead_ms if horizon is None
+                                   else horizon)
             nxt = self.next_slot[name]
             if current < nxt:
                 return dispatches
-            slot_due = self.due_ms(name, current)
-            if rec.running is not None and slot_due > wall_ms:
-                # Early, and the previous run is still in flight: decide at the due time
-                # (skipped if it is still in flight then), as without a lead.
-                self._deferred[name] = slot_due
-                return dispatches
+            if rec.running is not None:
+                slot_due = grid.due_ms(current)
+                if slot_due > wall_ms:
+                    # Early, and the previous run is still in flight: decide at the due
+                    # time (skipped if it is still in flight then), as without a lead.
+                    self._deferred[name] = slot_due
+                    return dispatches
             # Slots before ``current`` were missed (the loop stalled): count them skipped.
-            missed = self._grid[name].count(nxt, current)
-            if missed:
-                rec.counts["skipped"] += missed
+            if current != nxt:
+                missed = grid.count(nxt, current)
+                if missed:
+                    rec.counts["skipped"] += missed
             self.next_slot[name] = current + 1
             if rec.running is not None:
                 rec.counts["skipped"] += 1  # in flight: never overlap
                 return dispatches
-            dispatches += self._dispatch(d, rec, current, wall_ms, members, finished)
+            return self._dispatch(d, rec, current, wall_ms, members, finished)
         return dispatches
 
     def _allowed(self, d: TaskDef,
@@ -279,7 +294,8 @@ class Running(Adoption):
     def _dispatch(self, d: TaskDef, rec: TaskRecord, slot: int, wall_ms: float,
                   members: Mapping[str, Iterable[str]], finished: list[Finished],
                   instant: bool = False, trigger: bool = False) -> list[Dispatch]:
-        self.dirty.add(d.name)
+        # (The row is marked changed by the caller: ``_tick_task`` first thing, a trigger
+        # before it calls this.)
         allowed, error, outcome = self._allowed(d, members)
         if allowed and (not rec.has_state or self._disk_held(wall_ms)) and self._init_held(
                 members, wall_ms):
@@ -298,25 +314,43 @@ class Running(Adoption):
             finished.append(Finished(d.name, "", slot, "", outcome, 0.0, error))
             return []
         node = self.rng.choice(sorted(allowed))
-        self._run_seq += 1
+        seq = self._run_seq = self._run_seq + 1
         term, manager = self.claim
-        run_id = f"{self._run_prefix}-{self._run_seq}/{term}/{manager}{base_tag(rec)}"
+        run_id = f"{self._run_prefix}-{seq}/{term}/{manager}{self._base_tag(d.name, rec)}"
         # A run started by a trigger (instant) is due when sent; a grid run at its slot's time,
         # which may be up to the lead ahead (clerk._lead). Its clock starts at the later of
         # the two: the timeout is the run's own, not eaten by the lead.
-        due = wall_ms if instant or trigger or d.name not in self._grid else self.due_ms(
-            d.name, slot)
-        start = max(wall_ms, due)
+        grid = None if instant or trigger else self._grid.get(d.name)
+        due = wall_ms if grid is None else grid.due_ms(slot)
+        start = wall_ms if wall_ms >= due else due  # (max(wall_ms, due))
+        timeout = d.timeout
+        deadline = start + timeout + TRANSIT_GRACE_MS
         rec.dispatched = slot
-        rec.running = {"run": run_id, "slot": slot, "node": node, "started": wall_ms,
-                       "deadline": start + d.timeout + TRANSIT_GRACE_MS,
-                       "claim": list(self.claim)}
+        running = rec.running = {"run": run_id, "slot": slot, "node": node, "started": wall_ms,
+                                 "deadline": deadline, "claim": [term, manager]}
         if trigger:
-            rec.running["trigger"] = True
-        self._inflight[d.name] = rec.running["deadline"]
+            running["trigger"] = True
+        self._inflight[d.name] = deadline
         init = not rec.has_state
         return [Dispatch(d.name, run_id, slot, node, d.args if init else rec.state, init,
-                         d.timeout, int(due), int(start + d.timeout))]
+                         timeout, int(due), int(start + timeout))]
+
+    def _base_tag(self, name: str, rec: TaskRecord) -> str:
+        """:func:`base_tag` at a dispatch, its checksum remembered per task with the lineage
+        objects it was made from (the row's origin dict and last branch list): neither is
+        ever changed in place (a new lineage, a new branch, a merge's row: new objects), so
+        while the row holds the same two, the checksum is the same, without checking the
+        lineage's shape again (~1.5 us of each dispatch)."""
+        if not rec.has_state:
+            return "~init"
+        hist = rec.history
+        branch = hist[-1] if hist else None
+        got = self._tags.get(name)
+        if got is not None and got[0] is rec.origin and got[1] is branch:
+            return f"~{rec.version}.{got[2]}"
+        tag = base_tag(rec)
+        self._tags[name] = (rec.origin, branch, tag[tag.rindex(".") + 1:])
+        return tag
 
     def _expire(self, wall_ms: float) -> list[Finished]:
         out: list[Finished] = []
@@ -355,19 +389,20 @@ class Running(Adoption):
         does not come from the node the run was sent to, or while an activation is under
         way (its table is half done: the node, not acknowledged, sends it again). ``slot``:
         the RESULT's, for a run the table never showed (see the module docstring)."""
-        if self.activating:
+        if self._activation is not None:  # (self.activating)
             return None
-        if not self.expects(task, run_id, node):
+        rec = self.records.get(task)  # (self.expects, inlined: once per result)
+        run = rec.running if rec is not None else None
+        if run is None or run["run"] != run_id or run["node"] != node:
             if slot is None:
                 return None
             return self._unseen_run(task, run_id, node, slot, outcome, state, duration_ms,
                                     wall)
-        rec = self.records[task]
-        run = rec.running
-        if (run is not None and run.get("offered") and "~" in run_id
+        assert rec is not None
+        if (run.get("offered") and "~" in run_id
                 and not run_id.endswith(base_tag(rec))):
             run["rebased"] = True  # offered, from a state the row does not hold (dropped)
-        if outcome not in (*OUTCOMES, "refused"):
+        if outcome not in _RESULT_OUTCOMES:
             outcome, error = "error", f"unknown outcome {outcome!r}: {error}"
         return self._finish(task, rec, outcome, state, duration_ms, error, wall * 1000)
 
@@ -503,7 +538,9 @@ class Running(Adoption):
         self.runs_dirty = True
         rec.running = None
         self._inflight.pop(name, None)
-        rec.slot = max(rec.slot, int(run["slot"]))
+        slot = int(run["slot"])
+        if slot > rec.slot:
+            rec.slot = slot
         rec.runs += 1
         if outcome == "ok":
             size = _packed_size(state)
@@ -541,26 +578,28 @@ class Running(Adoption):
                 rec.has_state = True
                 self._state_bytes[name] = size
                 self._states_total = others + size
-        rec.counts[outcome] = rec.counts.get(outcome, 0) + 1
+        counts = rec.counts
+        counts[outcome] = counts.get(outcome, 0) + 1
         node = str(run["node"])
-        if outcome in ("ok", "error"):
-            self.node_runs[node] = self.node_runs.get(node, 0) + 1
+        if outcome == "ok" or outcome == "error":
+            runs = self.node_runs
+            runs[node] = runs.get(node, 0) + 1
         # The slot's due time and the run's start, once for the round trip, the history and
         # the lateness (as ``_run_start``: the later of its sending and its due time, which a
         # triggered run or a task off the grid does not have).
-        slot = int(run["slot"])
         started = float(run["started"])
         grid = self._grid.get(name)
-        due = None if grid is None or run.get("trigger") else grid.due_ms(slot)
+        trigger = bool(run.get("trigger"))
+        due = None if grid is None or trigger else grid.due_ms(slot)
         start = started if due is None or started >= due else due
         # From its start: the lead a run waited at its node is not dispatch overhead.
         round_trip = wall_ms - start if wall_ms > start else 0.0
         kept = error if len(error) <= ERROR_KEEP_CHARS else "..." + error[-ERROR_KEEP_CHARS:]
-        rec.last = {"node": node, "slot": run["slot"], "duration_ms": round(duration_ms, 3),
+        duration = round(duration_ms, 3)  # (once: the last run's and the history entry's)
+        rec.last = {"node": node, "slot": run["slot"], "duration_ms": duration,
                     "outcome": outcome, "error": kept, "finished": wall_ms,
                     "round_trip_ms": round(round_trip, 3)}
-        self._record_history(rec, slot, due, start, node, outcome, duration_ms, error,
-                             bool(run.get("trigger")))
+        self._record_history(rec, slot, due, start, node, outcome, duration, error, trigger)
         return Finished(name, str(run["run"]), slot, node, outcome, duration_ms,
                         error, round_trip, None if due is None
                         else started - due if started > due else 0.0)

@@ -167,6 +167,8 @@ class Deadlines:
         the dict (the caller ends their runs); a task the caller does not end must be handed
         back with :meth:`keep`, or its deadline is no longer seen by ``earliest``."""
         heap, at = self._heap, self._at
+        if not heap or heap[0][0] > wall_ms:
+            return []  # (most loop turns: nothing is due)
         out: list[tuple[int, str]] = []
         while heap and heap[0][0] <= wall_ms:
             deadline, order, name = heapq.heappop(heap)
@@ -250,6 +252,10 @@ class SchedulerState:
         #: Quorum mode's write-ahead watches the next slots (``watch_upcoming``): the tasks
         #: whose next slot was (re)scheduled since it last looked. None: nobody watches.
         self._rescheduled: set[str] | None = None
+        self._history_caps: dict[int, int] = {}  # number of tasks -> history_cap
+        #: task -> (origin, last branch, checksum) of its last dispatch's base tag
+        #: (``Running._base_tag``).
+        self._tags: dict[str, tuple[Any, Any, str]] = {}
 
     @property
     def activating(self) -> bool:
@@ -382,8 +388,14 @@ class SchedulerState:
 
     @property
     def history_cap(self) -> int:
-        """Each task's share of the history budget (see clerk._control); tasks come and go."""
-        return min(HISTORY_TASK_BYTES, HISTORY_BUDGET_BYTES // max(1, len(self.defs)))
+        """Each task's share of the history budget (see clerk._control); tasks come and go
+        (computed again when their number changes: it is read at every result)."""
+        tasks = len(self.defs)
+        cap = self._history_caps.get(tasks)
+        if cap is None:
+            cap = min(HISTORY_TASK_BYTES, HISTORY_BUDGET_BYTES // max(1, tasks))
+            self._history_caps = {tasks: cap}
+        return cap
 
     def state_bytes(self, name: str) -> int:
         """What the task's state takes in the replicated table."""

@@ -53,6 +53,13 @@ their ratio. What each row is, and how often a run pays it:
   against inlined.
 * ``DONE read`` ... ``outbox add + ack``: the result path's rows (worker -> node -> manager),
   described in ``tools/_bench_results.py``.
+* ``history entry`` (the manager, once per result: ``_record_history``): the entry made by
+  ``make_entry`` (keywords; ``round(x, 1)`` of the due time and the start, which are whole
+  milliseconds on an interval grid, and the duration rounded again after the row's last run
+  rounded it) and appended with its history's texts re-read through ``_texts()`` and three
+  slice deletions, against ``entry`` (positional, whole numbers as they are, the duration
+  rounded once) and ``append`` with one deletion for the usual one-in-one-out.
+  ``tools/bench_sched.py`` times the scheduler's whole per-run path, tree against tree.
 """
 
 from __future__ import annotations
@@ -245,6 +252,7 @@ def _cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
         *_follower_cases(),
         *_manager_cases(),
         *result_cases(),  # (the result path's rows: tools/_bench_results.py)
+        *_sched_cases(),
     ]
 
 
@@ -511,6 +519,53 @@ def _manager_cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
         ("dispatch + result", old_pair, new_pair),
         ("observe_run", old_observe, lambda: m.observe_run("t0001", 0.12, 0.3)),
     ]
+
+
+def _old_append(h: Any, entry: list[Any], cap_bytes: int) -> None:
+    """``RunHistory.append`` as it was."""
+    from clerk._control import HISTORY_MAX_RUNS, _dumps, _quote
+
+    parts, qparts = h._texts()
+    text = _dumps(entry)
+    h.entries.append(entry)
+    parts.append(text)
+    qparts.append(_quote(text)[1:-1])
+    h._bytes += len(text) + 1
+    drop = 0
+    while len(h.entries) - drop > HISTORY_MAX_RUNS or (
+            h._bytes > cap_bytes and drop < len(h.entries) - 1):
+        h._bytes -= len(parts[drop]) + 1
+        drop += 1
+    if drop:
+        del h.entries[:drop]
+        del parts[:drop]
+        del qparts[:drop]
+    h.n += 1
+    h._text = h._quoted = None
+    h._joined = True
+
+
+def _sched_cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
+    from clerk._control import RunHistory, entry, make_entry
+
+    cap = 96 * 1024 // 120  # a history's share at 120 tasks (~8 entries)
+    old_h, new_h = RunHistory(), RunHistory()
+    due, start, duration = 1764770000100, 1764770000100, 0.1234567
+
+    def old() -> None:
+        _old_append(old_h, make_entry(slot=17647700001, due_ms=due, node="n2@127.0.0.1",
+                                      start_ms=start, duration_ms=duration, outcome="ok",
+                                      error="", version=1234, trigger=False), cap)
+
+    def new() -> None:
+        new_h.append(entry(17647700001, due, "n2@127.0.0.1", start, round(duration, 3), "ok",
+                           "", 1234, False), cap)
+
+    for _ in range(60):
+        old()
+        new()
+    assert old_h.quoted() == new_h.quoted() and old_h._bytes == new_h._bytes
+    return [("history entry", old, new)]
 
 
 def _time(f: Callable[[], Any], number: int) -> float:
