@@ -110,17 +110,12 @@ _HIDS = itertools.count(1)
 #: The newest entries a history's ``patch_view`` carries: a member that lacks more of them
 #: gets the whole row.
 PATCH_TAIL = 4
-#: A history shorter than this (its quoted text: ~6 entries) goes whole. Below it the
-#: patch's bookkeeping (per row, on the manager and on each member) costs more CPU than the
-#: bytes it saves. Counted in instructions (callgrind: a no-op task's rows from the
-#: scheduler through the table log, the HEARTBEAT's codec and a member's replica, one
-#: member), patches against whole rows: -5 % at 140 tasks (histories ~680 characters),
-#: -2.6 % at 160 (~600), +1 % at 200 (~510); a second member doubles the member's share,
-#: which patches shrink. 768 left the 1,400 runs/s benchmark (140 tasks) on whole rows:
-#: each member parsed and decoded every row's history again at every run.
-#: (``tools/bench_histdelta.py`` times the two by CPU: equal at 100 tasks, +20 % at 200;
-#: at 1,000 tasks a history is the last run, ~110 characters, and a patch saves nothing.)
-PATCH_MIN_CHARS = 560
+#: A history shorter than this (its quoted text: ~7 entries) goes whole. Below it the
+#: patch's bookkeeping (per row, on the manager and on each member) cost more CPU than the
+#: bytes it saved (``tools/bench_histdelta.py``: CPU equal at 100 tasks, whose histories
+#: are ~1,000 characters; +20 % at 200 tasks, ~500; at 1,000 tasks a history is the last
+#: run, ~110 characters, and a patch saves nothing).
+PATCH_MIN_CHARS = 768
 
 
 class RunHistory:
