@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Single functions of a run's path, before and after their last cut, in one process.
 
-    .venv/bin/python tools/bench_hotpath.py [--repeats 7] [--number 20000]
+    .venv/bin/python tools/bench_hotpath.py [--repeats 7] [--number 20000] [--only NAME]
 
 Each row times the way the code did it before (rebuilt here, as it was) against the function
 as it is now, in interleaved repeats (the order alternating), and prints the medians and
@@ -51,6 +51,7 @@ their ratio. What each row is, and how often a run pays it:
   slot's due time three times, and made a frozen-dataclass Finished; after, each once.
 * ``observe_run``: the manager's metrics at every result, ``Histogram.observe`` per value
   against inlined.
+<<<<<<< HEAD
 * ``DONE read`` ... ``outbox add + ack``: the result path's rows (worker -> node -> manager),
   described in ``tools/_bench_results.py``.
 * ``history entry`` (the manager, once per result: ``_record_history``): the entry made by
@@ -60,6 +61,9 @@ their ratio. What each row is, and how often a run pays it:
   slice deletions, against ``entry`` (positional, whole numbers as they are, the duration
   rounded once) and ``append`` with one deletion for the usual one-in-one-out.
   ``tools/bench_sched.py`` times the scheduler's whole per-run path, tree against tree.
+=======
+* The replication of the task table's rows: see ``tools/_bench_rows.py``.
+>>>>>>> rows
 """
 
 from __future__ import annotations
@@ -95,6 +99,9 @@ from clerk._running import _LINEAGE_DUMP, base_tag  # noqa: E402
 from clerk._tasks import MAX_STATE_BYTES, Run, Task, TaskDef  # noqa: E402
 from clerk._workerlink import DONE, RUN_FIELDS, pack  # noqa: E402
 from tools._bench_results import result_cases  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_rows import rows_cases  # noqa: E402
 
 
 class NoOp(Task):
@@ -253,6 +260,7 @@ def _cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
         *_manager_cases(),
         *result_cases(),  # (the result path's rows: tools/_bench_results.py)
         *_sched_cases(),
+        *rows_cases(),
     ]
 
 
@@ -579,10 +587,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--number", type=int, default=20000, help="calls per timing")
+    ap.add_argument("--only", default="", help="only the rows whose name contains this")
     args = ap.parse_args()
     print(f"{'function':<22} | {'before us':>9} | {'after us':>8} | ratio "
           f"(medians of {args.repeats} interleaved repeats of {args.number} calls)")
     for name, before, after in _cases():
+        if args.only not in name:
+            continue
         got: dict[str, list[float]] = {"before": [], "after": []}
         for rep in range(args.repeats):
             pair = (("before", before), ("after", after))
