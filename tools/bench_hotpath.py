@@ -51,7 +51,6 @@ their ratio. What each row is, and how often a run pays it:
   slot's due time three times, and made a frozen-dataclass Finished; after, each once.
 * ``observe_run``: the manager's metrics at every result, ``Histogram.observe`` per value
   against inlined.
-<<<<<<< HEAD
 * ``DONE read`` ... ``outbox add + ack``: the result path's rows (worker -> node -> manager),
   described in ``tools/_bench_results.py``.
 * ``history entry`` (the manager, once per result: ``_record_history``): the entry made by
@@ -61,9 +60,7 @@ their ratio. What each row is, and how often a run pays it:
   slice deletions, against ``entry`` (positional, whole numbers as they are, the duration
   rounded once) and ``append`` with one deletion for the usual one-in-one-out.
   ``tools/bench_sched.py`` times the scheduler's whole per-run path, tree against tree.
-=======
 * The replication of the task table's rows: see ``tools/_bench_rows.py``.
->>>>>>> rows
 """
 
 from __future__ import annotations
