@@ -92,7 +92,7 @@ from clerk._lead import too_late  # noqa: E402
 from clerk._logging import run_context  # noqa: E402
 from clerk._messages import Claim, Execute, Message, Peer, ResultAck  # noqa: E402
 from clerk._record import TaskRecord  # noqa: E402
-from clerk._running import _LINEAGE_DUMP, base_tag  # noqa: E402
+from clerk._runids import _LINEAGE_DUMP, base_tag  # noqa: E402
 from clerk._tasks import MAX_STATE_BYTES, Run, Task, TaskDef  # noqa: E402
 from clerk._workerlink import DONE, RUN_FIELDS, pack  # noqa: E402
 from tools._bench_results import result_cases  # noqa: E402

@@ -215,3 +215,27 @@ def test_the_tag_is_the_checksum_of_the_lineage_json_whatever_is_cached() -> Non
     assert len(tags) == len(shapes) - 1  # only the reordered keys give the same JSON
     rec = TaskRecord(state=1, has_state=True, version=5, origin=None, history=[])
     assert base_tag(rec) == plain(rec)
+
+
+def test_an_old_slot_the_row_never_saw_end_is_counted_a_resend_is_not() -> None:
+    """The successor, unaware of K+2's run, went on with later slots, which finished before
+    K+2's result came (a run that outlasted the failover): the row's slot is past K+2, its
+    history shows no K+2, so the update is lost: counted once, never silent. A resend of a
+    slot the history shows is harmless."""
+    _, new, d = _lost_dispatch()
+    rec = new.records["t"]
+    for k in (K + 4, K + 5):
+        ds, _ = new.tick(due("t", k), NODES)
+        assert ds and ds[0].slot == k
+        assert new.on_result("t", ds[0].run_id, ds[0].node, "ok", {"n": 7}, 1.0, "",
+                             due("t", k) + 0.01) is not None
+    assert rec.slot == K + 5 and rec.conflicts == 0
+    assert any(e[0] == K + 1 for e in rec.run_history)
+    for _ in range(2):  # its node resends it until the ACK: counted once
+        assert new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "",
+                             due("t", K + 5) + 0.1, slot=d.slot) is None
+    assert rec.conflicts == 1 and "later slots" in new.conflicts_out[-1].lost
+    assert rec.state == {"n": 7}
+    assert new.on_result("t", "t/1/x~old", d.node, "ok", {"n": 1}, 1.0, "",
+                         due("t", K + 5) + 0.2, slot=K + 1) is None
+    assert rec.conflicts == 1

@@ -1,0 +1,176 @@
+"""Runs the new manager's table never showed: their results, and the runs members offer.
+
+A manager that died before any member's replica showed a dispatch leaves a successor that does
+not know the run (see :mod:`clerk._running`'s docstring and :mod:`clerk._offerruns`). Its
+RESULT, resent by its node to every new manager, is applied if it continues the row exactly
+(its run id names the state it started from: :func:`clerk._runids.base_tag`), and otherwise
+dropped and counted in the task's ``conflicts`` (never silently); a run a member's OFFER lists
+is adopted as the row's run in flight, so that no later slot overlaps it. Mixed into
+:class:`clerk._schedule.Scheduler` through :class:`clerk._running.Running`. Pure.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from clerk._adopt import Adoption
+from clerk._dispatch import Finished
+from clerk._lead import MAX_DISPATCH_LEAD_MS
+from clerk._record import Conflict, TaskRecord
+from clerk._runids import base_tag, dispatching_claim
+
+__all__ = ["DROPPED_KEEP", "TRANSIT_GRACE_MS", "UnseenRuns"]
+
+#: Extra time the manager waits past a run's timeout for the node's own timeout report.
+TRANSIT_GRACE_MS = 1000
+#: Run ids whose dropped result was counted as a conflict, remembered so a resend of the same
+#: result is not counted again (``UnseenRuns._count_dropped``).
+DROPPED_KEEP = 1024
+
+
+def _history_has(rec: TaskRecord, slot: int) -> bool:
+    """Did the row see ``slot`` end (a run history entry of it), or is its history too short
+    to tell (no entry as old as ``slot``: then it is taken to have)?"""
+    entries = rec.run_history
+    if not len(entries) or entries[0][0] > slot:
+        return True
+    return any(e[0] == slot for e in entries)
+
+
+class UnseenRuns(Adoption):
+    """Results of runs the table never showed, and runs members offered (module docstring)."""
+
+    if TYPE_CHECKING:  # provided by clerk._running.Running
+        def _finish(self, name: str, rec: TaskRecord, outcome: str, state: Any,
+                    duration_ms: float, error: str, wall_ms: float) -> Finished: ...
+
+    def _unseen_run(self, task: str, run_id: str, node: str, slot: int, outcome: str,
+                    state: Any, duration_ms: float, wall: float) -> Finished | None:
+        """A RESULT for a run the table does not show: applied if it continues the row
+        exactly, else dropped (counted when the row never saw its slot)."""
+        rec = self.records.get(task)
+        if rec is None or task not in self.defs or outcome != "ok":
+            return None  # not ours to judge
+        wall_ms = wall * 1000
+        if slot <= rec.slot:
+            # An old run: a resend of one the row holds (harmless), or one it never saw
+            # finish while later slots ran beside it (its update is lost: counted, as below).
+            if not _history_has(rec, slot):
+                self._count_dropped(task, rec, run_id, node, slot, wall_ms,
+                                    "later slots of the task ran meanwhile")
+            return None
+        # ``slot == rec.dispatched`` with no run in flight and no result for it: the row
+        # learnt of the dispatch, not of the run (a member's OFFER carries ``dispatched`` but
+        # never its run in flight, and a merge keeps the larger ``dispatched``): still judged.
+        if rec.running is not None or slot < rec.dispatched:
+            # A run this row never saw finish, while a later slot was sent (the manager that
+            # sent this one died before any member knew of it, and its successor went on
+            # beside it): the later run did not start from this one's state, so its update is
+            # lost. Counted, once per run (its node resends it until it is acknowledged).
+            self._count_dropped(task, rec, run_id, node, slot, wall_ms,
+                                "a later slot of the task was already sent")
+            return None
+        if not run_id.endswith(base_tag(rec)):
+            self._count_dropped(task, rec, run_id, node, slot, wall_ms,
+                                "from a state this manager does not hold")
+            return None
+        rec.dispatched = max(rec.dispatched, slot)
+        # The branch it is recorded under: the claim that dispatched it, as its run id says
+        # (see the module docstring); from an older build's id, the row's last branch.
+        claim = dispatching_claim(run_id)
+        branch = (list(claim) if claim is not None
+                  else rec.history[-1][:2] if rec.history else list(self.claim))
+        rec.running = {"run": run_id, "slot": slot, "node": node,
+                       "started": wall_ms - duration_ms, "deadline": wall_ms,
+                       "claim": branch}
+        return self._finish(task, rec, outcome, state, duration_ms, "", wall_ms)
+
+    @property
+    def offered_waiting(self) -> dict[str, dict[str, tuple[int, str, float, float]]]:
+        """Runs in flight members offered that wait for their row's run in flight to end
+        (clerk._offerruns): task -> run id -> (slot, node, due ms, deadline ms)."""
+        waiting: dict[str, dict[str, tuple[int, str, float, float]]] | None = getattr(
+            self, "_offered_waiting", None)
+        if waiting is None:
+            waiting = {}
+            self._offered_waiting = waiting
+        return waiting
+
+    def adopt_run(self, task: str, run_id: str, slot: int, node: str, due_ms: float,
+                  deadline_ms: float, wall: float) -> bool:
+        """A run in flight on ``node`` that it offered (clerk._offerruns): adopted as the
+        row's run in flight, as one from the table is, unless the row has seen its slot
+        finish; while the row has another run in flight (or this scheduler is not active
+        yet) it waits, and is adopted once the row has none (:meth:`tick`). True if adopted
+        now."""
+        rec = self.records.get(task)
+        if rec is None or task not in self.defs or slot <= rec.slot:
+            return False
+        if task in self._grid and slot > self._slot_at(
+                self.defs[task], wall * 1000 + MAX_DISPATCH_LEAD_MS) + 1:
+            return False  # no manager sent the future (as a merged row: clerk._adopt)
+        run = rec.running
+        if run is not None and run["run"] == run_id:
+            return False  # the table's own (its node may differ: the table's is kept)
+        wall_ms = wall * 1000
+        if deadline_ms <= 0:  # (not given: its timeout from its due time, or from now)
+            deadline_ms = max(due_ms, wall_ms) + self.defs[task].timeout
+        if run is not None or not self.active:
+            self.offered_waiting.setdefault(task, {})[run_id] = (slot, node, due_ms,
+                                                                 deadline_ms)
+            return False
+        claim = dispatching_claim(run_id)
+        rec.running = {"run": run_id, "slot": slot, "node": node,
+                       "started": float(due_ms) if due_ms > 0 else wall_ms,
+                       "deadline": max(float(deadline_ms), wall_ms) + TRANSIT_GRACE_MS,
+                       "claim": list(claim) if claim is not None
+                       else rec.history[-1][:2] if rec.history else list(self.claim),
+                       "offered": True}
+        rec.dispatched = max(rec.dispatched, slot)
+        self._inflight[task] = rec.running["deadline"]
+        self.dirty.add(task)
+        self.runs_dirty = True
+        if task in self._grid and self.next_slot.get(task, 0) <= slot:
+            self.next_slot[task] = slot + 1
+            self._push(task)
+        return True
+
+    def _adopt_waiting(self, wall_ms: float) -> None:
+        """Adopt the offered runs whose row has no run in flight now (the newest slot
+        first: the others wait again behind it; one whose slot the row has seen finish, or
+        whose deadline passed, is dropped)."""
+        waiting = self.offered_waiting
+        for task in list(waiting):
+            rec = self.records.get(task)
+            if rec is not None and rec.running is not None:
+                runs = waiting[task]
+                for run_id in [r for r, v in runs.items() if v[3] + TRANSIT_GRACE_MS < wall_ms]:
+                    del runs[run_id]
+                if runs:
+                    continue
+            runs = waiting.pop(task)
+            for run_id, (slot, node, due, deadline) in sorted(
+                    runs.items(), key=lambda kv: -kv[1][0]):
+                if deadline + TRANSIT_GRACE_MS >= wall_ms:
+                    self.adopt_run(task, run_id, slot, node, due, deadline, wall_ms / 1000)
+
+    def _count_dropped(self, task: str, rec: TaskRecord, run_id: str, node: str, slot: int,
+                       wall_ms: float, why: str) -> None:
+        """A result dropped although the row never held its update: counted in ``conflicts``
+        (README "What is guaranteed": never silently), once per run id (its node resends it
+        until it is acknowledged; the last ``DROPPED_KEEP`` ids are remembered here)."""
+        counted: dict[str, None] | None = getattr(self, "_dropped_runs", None)
+        if counted is None:
+            counted = {}
+            self._dropped_runs = counted
+        if run_id in counted:
+            return
+        counted[run_id] = None
+        while len(counted) > DROPPED_KEEP:
+            del counted[next(iter(counted))]
+        rec.conflicts += 1
+        rec.last_conflict = {"time": wall_ms, "dropped": 1, "kept": rec.describe(),
+                             "lost": f"the result of run {run_id}", "from": node}
+        self.conflicts_out.append(Conflict(task, 1, rec.describe(),
+                                           f"the result of run {run_id} (slot {slot}, {why})"))
+        self.dirty.add(task)
