@@ -24,6 +24,10 @@ Host names are legitimate node addresses (``name@host``), so they are resolved h
   bounded queue, whatever the system's resolver does.
 * **Answers expire** after ``CACHE_TTL``; an expired answer is still served while it is looked
   up again (and kept if that fails: a resolver down does not take known peers away).
+* **Asked again for a peer that cannot be reached** (:meth:`HostResolver.recheck`): a
+  restarted peer may come back under its name with another IP (a Kubernetes StatefulSet, a
+  cloud VM), and its link asks for the name again, before ``CACHE_TTL``, but at most once per
+  ``RECHECK_MIN`` s per name (and not before a failed name's retry is due).
 * **A failed name is logged once** (at most ``LOG_BURST`` names a minute; the others are
   counted in the next line).
 
@@ -43,7 +47,8 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["CACHE_MAX", "CACHE_TTL", "LOCALHOST", "QUEUE_MAX", "RETRY_MAX", "RETRY_MIN",
+__all__ = ["CACHE_MAX", "CACHE_TTL", "LOCALHOST", "QUEUE_MAX", "RECHECK_MIN", "RETRY_MAX",
+           "RETRY_MIN",
            "URGENT_RESERVE", "URGENT_RETRY_MAX", "WORKERS", "HostResolver", "literal",
            "system_lookup", "valid_address"]
 
@@ -64,6 +69,9 @@ CACHE_TTL = 60.0
 RETRY_MIN = 1.0
 RETRY_MAX = 60.0
 URGENT_RETRY_MAX = 5.0
+#: A name answered this long ago (s) may be looked up again for a peer that cannot be
+#: reached at its answer (:meth:`HostResolver.recheck`); sooner, the answer is served as is.
+RECHECK_MIN = 3.0
 #: Failed names logged a minute at most (the rest counted in the next line).
 LOG_BURST = 10
 LOG_WINDOW = 60.0
@@ -105,6 +113,7 @@ class _Entry:
     busy: bool = False  # queued or being looked up
     urgent: bool = False  # ever asked for as a member's or a seed's
     logged: bool = False  # its failure was logged
+    at: float = 0.0  # when its last answer came in
 
 
 class HostResolver:
@@ -160,6 +169,16 @@ class HostResolver:
             self._submit(host, entry, urgent)  # expired, or its retry is due
         return entry.ip  # (an expired answer is served while it is looked up again)
 
+    def recheck(self, host: str, urgent: bool = False) -> str | None:
+        """As :meth:`resolve`, for a peer that cannot be reached at the address ``host`` had:
+        an answer older than ``RECHECK_MIN`` s is looked up again now rather than at its
+        expiry (a failed name keeps its backoff). The answer in hand is returned meanwhile;
+        the new one comes through :meth:`answers`."""
+        entry = self._cache.get(host)
+        if entry is not None and entry.ip is not None and not entry.failures:
+            entry.due = min(entry.due, entry.at + RECHECK_MIN)
+        return self.resolve(host, urgent)
+
     def fileno(self) -> int:
         """A descriptor that turns readable when answers are in (poll it, then call
         :meth:`answers`)."""
@@ -190,6 +209,7 @@ class HostResolver:
                 if entry.failures and entry.logged:
                     log.info("host name %r resolves again: %s", host, ip)
                 entry.ip, entry.due, entry.failures, entry.logged = ip, now + CACHE_TTL, 0, False
+                entry.at = now
                 out.append((host, ip))
                 continue
             self.stats["resolve_failed"] += 1

@@ -50,16 +50,15 @@ not resolved yet is opened without a connection, its messages wait in its queue 
 peer not connected yet, and it connects once the answer is in (``ZeroMQ`` is only ever given
 IP addresses, so its own I/O thread never blocks on a lookup either). IP literals and
 ``localhost`` connect at once. An address that is not ``host:port`` is refused before any
-lookup (``bad_address``).
+lookup (``bad_address``). A link to a name whose peer is not reached follows the name to a
+new IP (``relinked``, :mod:`clerk._links`).
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
@@ -68,6 +67,7 @@ from clerk._codec import MAX_MESSAGE_BYTES
 from clerk._config import resolve_host
 from clerk._dns import HostResolver, valid_address
 from clerk._frames import NOBLOCK, readable, recv_frames, send_frames, wait_readable
+from clerk._links import Inbound, Link, Relinker, endpoint_ip, monitor_event, secure
 from clerk._security import CurveKeys
 from clerk._sockopts import tune
 from clerk._zap import ZAP_ENDPOINT, answer_zap
@@ -99,43 +99,6 @@ _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_
 )
 
 
-def monitor_event(frames: list[bytes]) -> int | None:
-    """The event id of one socket-monitor message (frame 1: a 16-bit event id and a 32-bit
-    value, native byte order; frame 2: the endpoint), None for a malformed one. Parsed here
-    rather than with ``zmq.utils.monitor``, whose import pulls in ``zmq.asyncio`` and so
-    ``asyncio`` (~5 MiB in every node process that never uses it)."""
-    if len(frames) != 2 or len(frames[0]) != 6:
-        return None
-    return int.from_bytes(frames[0][:2], sys.byteorder)
-
-
-@dataclass
-class Inbound:
-    """Something the poll produced: a message (``frames``), or a peer going down."""
-
-    kind: str  # "message" | "down" | "up"
-    frames: list[bytes] = field(default_factory=list)
-    rid: bytes | None = None  # ROUTER routing id (None: a reply on our REQ)
-    via_req: bool = False  # came from a REQ socket: answer with reply()
-    address: str = ""  # for replies on our REQ and for "down"
-
-
-@dataclass
-class _Link:
-    """Outgoing sockets to one peer address."""
-
-    address: str
-    dealer: zmq.Socket
-    dealer_mon: zmq.Socket
-    req: zmq.Socket | None = None
-    req_mon: zmq.Socket | None = None
-    req_busy: bool = False
-    req_watched: bool = False  # the REQ and its monitor are in the poller (see the docstring)
-    pending: list[tuple[float, bool, list[bytes]]] = field(default_factory=list)
-    connected: bool = False
-    endpoint: str | None = None  # tcp://IP:port once the host is resolved (and connected to)
-
-
 class Transport:
     """Sockets of one node. ``poll`` returns inbound traffic; ``send``/``request``/``reply``
     send. Counters in ``stats`` feed ``clerk status``."""
@@ -157,9 +120,11 @@ class Transport:
         self.resolver = resolver if resolver is not None else HostResolver()
         self.resolver.stats = self.stats
         self._resolver_polled = False
+        self.relinker = Relinker(self.resolver)  # links to names whose peer moved
+        self._now = 0.0  # the last poll's (when a link is opened: down since then)
         self.router_ready = False  # poll(router=False) saw messages in the mailbox
         self.ctx = zmq.Context()
-        self._links: dict[str, _Link] = {}  # least recently used first
+        self._links: dict[str, Link] = {}  # least recently used first
         self.pinned: set[str] = set()  # addresses whose links are never evicted for strangers
         self._tokens = NEW_LINK_BURST  # token bucket for links to unpinned addresses
         self._tokens_at = 0.0
@@ -194,18 +159,7 @@ class Transport:
 
     # --- outgoing ----------------------------------------------------------------------------
 
-    def _secure(self, sock: zmq.Socket) -> None:
-        sock.linger = 0
-        sock.immediate = True
-        sock.maxmsgsize = self.max_bytes
-        sock.sndhwm = 1000
-        tune(sock)
-        if self.keys is not None:
-            sock.curve_serverkey = self.keys.public
-            sock.curve_publickey = self.keys.public
-            sock.curve_secretkey = self.keys.secret
-
-    def _attach(self, link: _Link) -> bool:
+    def _attach(self, link: Link) -> bool:
         """Connect the link's sockets once its host has an address (asked of the resolver: an
         IP literal at once, a name from its cache or later, see :meth:`_on_resolved`); False
         if ZeroMQ rejects the endpoint."""
@@ -226,16 +180,54 @@ class Transport:
             log.debug("cannot connect to %r (%s): %s", link.address, endpoint, exc)
             return False
         link.endpoint = endpoint
+        if not link.connected:  # its name is asked again if that lasts (clerk._links)
+            self.relinker.down(link.address, self._now)
         return True
+
+    def _pinned(self, address: str) -> bool:
+        return address in self.pinned
+
+    def _endpoint_of(self, address: str) -> str | None:
+        link = self._links.get(address)
+        return None if link is None else link.endpoint
+
+    def _relink(self, address: str, ip: str, now: float) -> None:
+        """Move the link to ``address`` (down, its host a name) to its name's new ``ip``
+        (what its queue keeps, and why, is in :mod:`clerk._links`)."""
+        link = self._links.get(address)
+        if link is None or link.endpoint is None or link.connected:
+            return
+        old = link.endpoint
+        new = f"tcp://{ip}:{address.rpartition(':')[2]}"
+        try:
+            link.dealer.disconnect(old)
+        except zmq.ZMQError:  # (not connected to it any more: nothing to undo)
+            pass
+        try:
+            link.dealer.connect(new)
+        except zmq.ZMQError as exc:
+            self.stats["bad_address"] += 1
+            log.debug("cannot connect to %r (%s): %s", address, new, exc)
+            self.forget(address)
+            return
+        link.endpoint = new
+        if link.req is not None:
+            self._new_req(link)  # connects to link.endpoint
+        self.relinker.up(address)
+        self.relinker.down(address, now)  # down since now: its next look-up in RELINK_AFTER
+        self.stats["relinked"] += 1
+        log.info("peer %s moved from %s to %s: relinked", address, endpoint_ip(old), ip)
 
     def _on_resolved(self) -> None:
         """Answers from the resolver: connect the links that wait for them (their queued
         messages go once the connection is up, as for any new link)."""
-        for host, _ in self.resolver.answers():
+        for host, ip in self.resolver.answers():
             for link in list(self._links.values()):
                 if link.endpoint is None and link.address.rpartition(":")[0] == host:
                     if not self._attach(link):
                         self.forget(link.address)
+            for address, new in self.relinker.answered(host, ip, self._endpoint_of):
+                self._relink(address, new, self._now)
 
     def _monitor(self, sock: zmq.Socket, address: str, role: str,
                  watch: bool = True) -> zmq.Socket:
@@ -256,7 +248,7 @@ class Transport:
     def _poll_key(self, sock: zmq.Socket) -> Any:
         return self._mon_fd.get(sock, sock)
 
-    def _link(self, address: str) -> _Link | None:
+    def _link(self, address: str) -> Link | None:
         """The link to ``address``, opened if need be; None if ZeroMQ rejects the address
         (it comes from a message: without CURVE, anything can be written there)."""
         link = self._links.pop(address, None)
@@ -267,9 +259,9 @@ class Transport:
                 return None
             self._make_room(address)
             dealer = self.ctx.socket(zmq.DEALER)
-            self._secure(dealer)
+            secure(dealer, self.max_bytes, self.keys)
             mon = self._monitor(dealer, address, "dealer")
-            link = _Link(address, dealer, mon)
+            link = Link(address, dealer, mon)
             if not self._attach(link):
                 self._drop_socket(mon)
                 self._drop_socket(dealer)
@@ -292,12 +284,12 @@ class Transport:
             self.forget(next(iter(self._links)))
             self.stats["links_evicted"] += 1
 
-    def _new_req(self, link: _Link) -> None:
+    def _new_req(self, link: Link) -> None:
         if link.req is not None:
             self._drop_socket(link.req)
             self._drop_socket(link.req_mon)
         req = self.ctx.socket(zmq.REQ)
-        self._secure(req)
+        secure(req, self.max_bytes, self.keys)
         link.req_mon = self._monitor(req, link.address, "req", watch=False)
         if link.endpoint is not None:  # (otherwise connected with the DEALER: _attach)
             req.connect(link.endpoint)
@@ -306,7 +298,7 @@ class Transport:
         link.req_busy = False
         link.req_watched = False
 
-    def _watch_req(self, link: _Link, on: bool, now: float) -> None:
+    def _watch_req(self, link: Link, on: bool, now: float) -> None:
         """Put the link's REQ and its monitor in the poller (``on``) or take them out; the
         monitor's queued events are read either way, so none is handled out of order."""
         if link.req is None or link.req_mon is None or link.req_watched == on:
@@ -403,13 +395,13 @@ class Transport:
         self.stats["sent"] += 1
         return True
 
-    def _queue(self, link: _Link, req: bool, frames: list[bytes], now: float) -> None:
+    def _queue(self, link: Link, req: bool, frames: list[bytes], now: float) -> None:
         if len(link.pending) >= PENDING_MAX:
             link.pending.pop(0)
             self.stats["send_dropped"] += 1
         link.pending.append((now, req, frames))
 
-    def _flush(self, link: _Link, now: float) -> None:
+    def _flush(self, link: Link, now: float) -> None:
         """Send what waits for the connection, in order. The DEALER's messages keep their
         order: once one cannot go, the later ones wait behind it; and :meth:`send` queues
         behind them. (ZeroMQ connects in its own thread, so a connection can come up between
@@ -443,6 +435,7 @@ class Transport:
     def forget(self, address: str) -> None:
         """Close the sockets to a peer that left for good."""
         link = self._links.pop(address, None)
+        self.relinker.up(address)
         if link is None:
             return
         for sock in (link.dealer, link.dealer_mon, link.req, link.req_mon):
@@ -468,6 +461,10 @@ class Transport:
         has messages, and :meth:`receive` reads them as the caller asks for them."""
         out: list[Inbound] = []
         self.router_ready = False
+        self._now = now
+        if self.relinker.due(now):  # links to names down a while: their names asked again
+            for address, ip in self.relinker.check(now, self._endpoint_of, self._pinned):
+                self._relink(address, ip, now)
         for link in list(self._links.values()):
             if link.pending:
                 self._flush(link, now)
@@ -562,11 +559,15 @@ class Transport:
                 if link is not None:
                     link.connected = False
                 if role == "dealer":  # one event per peer is enough
+                    if link is not None and link.endpoint is not None:
+                        self.relinker.down(address, now)
                     self.stats["peer_disconnects"] += 1
                     out.append(Inbound("down", address=address))
             elif kind in (zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
                 if link is not None:
                     link.connected = True
+                    if role == "dealer":
+                        self.relinker.up(address)
                     if link.pending and flush:
                         self._flush(link, now)
                 if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED and role == "dealer":
