@@ -288,7 +288,8 @@ class LedgerRuns:
         def send() -> None:
             if core is not self.node.core or core.manager_claim != claim:
                 return  # restarted, or follows another claim by now (it offers that one)
-            if self.world.offer_runs and parts:  # (clerk._offerruns: in the last part)
+            if (self.world.offer_runs and parts  # (clerk._offerruns: in the last part)
+                    and self.node.name not in self.world.no_offered_runs):
                 parts[-1] = with_runs(parts[-1], [run_of(m) for m in self.in_flight.values()])
             for part in parts:
                 self.net.send(self.node.name, to, Offer(me, term, part))

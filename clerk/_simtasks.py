@@ -191,6 +191,9 @@ class SimLedger:
         #: for the next change's round (their results', normally) or ``DISPATCH_HOLD_S``
         #: (clerk._simledgerrun), whichever first; False: as any change (the gap's rule).
         self.hold_dispatches = False
+        #: Nodes of a build before the runs in the OFFER (a rolling deploy): their OFFERs
+        #: carry no runs, whatever ``offer_runs`` says.
+        self.no_offered_runs: set[str] = set()
         #: Seconds a new manager takes to load the table it takes over (0: at once); merges
         #: and results wait meanwhile, as on a real node (clerk._runner._take_over_step).
         self.load_s = 0.0
