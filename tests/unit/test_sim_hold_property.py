@@ -57,12 +57,14 @@ def _reclaim_after_dispatch(net: SimNetwork, world: SimLedger) -> None:
 
 
 def run_schedule(n: int, seed: int, faults: list[tuple[str, int, float]], hold: bool,
-                 interval_ms: int = 200, offer_runs: bool = True) -> dict[str, Any]:
+                 interval_ms: int = 200, offer_runs: bool = True,
+                 offer_delay: float = 0.0) -> dict[str, Any]:
     """As ``test_sim_offer_runs.run_schedule``, with the hold on or off (``hold``); also
     how many ticks held their dispatches' rows (``held``)."""
     world = SimLedger(interval_ms=interval_ms)
     world.replicate_gap_s, world.long_run_chance, world.long_run_s = GAP_S, 0.25, LONG_S
     world.offer_runs, world.hold_dispatches = offer_runs, hold
+    world.offer_delay = offer_delay  # (a run may end while its node's OFFER is built)
     net = SimNetwork(seed, layer=world)
     net.fifo = True
     names = ledger_started(net, world, n)
@@ -115,3 +117,44 @@ def test_the_hold_with_offered_runs_under_random_faults(seed: int) -> None:
     n, faults = random_schedule(seed)
     got = run_schedule(n, seed, faults, hold=True)
     assert not _bad(got), (seed, n, faults, got)
+
+
+# --- a member's OFFER that takes longer than an interval to come ----------------------------------
+#
+# A real member builds its OFFER after parsing its replica (~1 s at 4,000 tasks on a loaded
+# machine: ``SimLedger.offer_delay``). A new manager that waits for the OFFERs (``stale``)
+# records every slot that comes meanwhile as skipped (clerk/_running.py ``_dispatch``:
+# ``rec.slot = max(rec.slot, slot)``). When the OFFER then lists a run of an earlier slot,
+# ``Running.adopt_run`` refuses it (``slot <= rec.slot``): the next slot goes beside it; and a
+# result of such a run that ended before its node's OFFER was built (so not listed) is dropped
+# by ``Running._unseen_run`` as "an old run the row already holds" (``slot <= rec.slot``),
+# silently (no conflict counted), although it continues the row. A skipped slot is taken for a
+# finished one.
+
+SLOW_OFFERS = ("an OFFER slower than an interval: the slots skipped while the new manager waits "
+               "for it raise rec.slot past the offered run's slot, and adopt_run / _unseen_run "
+               "(clerk/_running.py, slot <= rec.slot) refuse the run and drop its result "
+               "silently")
+
+
+@pytest.mark.xfail(strict=True, reason=SLOW_OFFERS + " (main, no hold: a busy cluster's gap)")
+def test_main_without_the_hold_a_slow_offer_on_a_busy_cluster() -> None:
+    n, faults = random_schedule(2)  # (crash right after a dispatch in the gap, 40 ms interval)
+    got = run_schedule(n, 2, faults, hold=False, interval_ms=40, offer_delay=0.4)
+    assert not _bad(got), got
+
+
+@pytest.mark.xfail(strict=True, reason=SLOW_OFFERS + " (the hold on a quiet cluster: a result "
+                   "that ended before its node's OFFER left, dropped with no conflict counted)")
+def test_the_hold_with_a_slow_offer_on_a_quiet_cluster() -> None:
+    n, faults = random_schedule(9)
+    got = run_schedule(n, 9, faults, hold=True, offer_delay=0.4)
+    assert not _bad(got), got
+
+
+def test_the_same_quiet_cluster_and_slow_offer_without_the_hold() -> None:
+    """Control for the case above: the dispatch's round reached the members (the row shows
+    the run in flight), so nothing waits on the OFFER's list."""
+    n, faults = random_schedule(9)
+    got = run_schedule(n, 9, faults, hold=False, offer_delay=0.4)
+    assert not _bad(got), got
