@@ -28,13 +28,17 @@ from clerk._writeahead import WriteAhead
 if TYPE_CHECKING:
     from clerk._simnet import SimNetwork, SimNode
 
-__all__ = ["LEAVE_WAIT_S", "RUN_S", "TAKEOVER_BEFORE_LEAVE_S", "WALL0", "LedgerRun",
-           "LedgerRuns"]
+__all__ = ["DISPATCH_HOLD_S", "LEAVE_WAIT_S", "RUN_S", "TAKEOVER_BEFORE_LEAVE_S", "WALL0",
+           "LedgerRun", "LedgerRuns"]
 
 #: The simulated wall clock: simulated time 0 is this wall time (a realistic slot number).
 WALL0 = 1_700_000_000.0
 #: How long a run takes on its node (s): well under the interval, like the issue's ledger.
 RUN_S = 0.002
+#: ``SimLedger.hold_dispatches``: how long a dispatch-only tick's rows may wait for a round
+#: (s): the reverted runner's ``DISPATCH_HOLD_S``, under exploration again now that a
+#: member's OFFER carries its runs in flight (clerk._offerruns).
+DISPATCH_HOLD_S = 0.025
 #: A leaving node waits this long for its runs in flight (clerk._runner.LEAVE_WAIT).
 LEAVE_WAIT_S = 5.0
 #: A node asked to leave while it takes over finishes that first, this long at most
@@ -78,8 +82,22 @@ class LedgerRuns:
     #: workers): what an OFFER says is in flight here (clerk._offerruns), by run id.
     in_flight: dict[str, Execute]
 
+    #: The rows waiting for ``_round_due`` are a dispatch-only tick's, held
+    #: (``SimLedger.hold_dispatches``): the next change's round takes them at once.
+    _held = False
+    _round_due: float | None
+
     def wall(self) -> float:
         raise NotImplementedError
+
+    def _hold(self) -> None:
+        """A tick sent runs of short tasks and changed nothing else: their rows (in flight)
+        wait for the next change's round, or ``DISPATCH_HOLD_S``; a round already due (the
+        gap's) takes them as it is."""
+        if self._round_due is None:
+            self._round_due, self._held = self.net.now + DISPATCH_HOLD_S, True
+        elif self.net.now >= self._round_due:
+            self._replicate()
 
     def _send_execute(self, d: Any) -> None:
         raise NotImplementedError
@@ -270,7 +288,8 @@ class LedgerRuns:
         def send() -> None:
             if core is not self.node.core or core.manager_claim != claim:
                 return  # restarted, or follows another claim by now (it offers that one)
-            if self.world.offer_runs and parts:  # (clerk._offerruns: in the last part)
+            if (self.world.offer_runs and parts  # (clerk._offerruns: in the last part)
+                    and self.node.name not in self.world.no_offered_runs):
                 parts[-1] = with_runs(parts[-1], [run_of(m) for m in self.in_flight.values()])
             for part in parts:
                 self.net.send(self.node.name, to, Offer(me, term, part))

@@ -187,6 +187,13 @@ class SimLedger:
         #: Default mode: a member's OFFER carries the runs in flight on it, and a new manager
         #: adopts them, and its own (clerk._offerruns); False: neither, as before.
         self.offer_runs = True
+        #: Default mode: a tick that only dispatched runs of short tasks holds their rows
+        #: for the next change's round (their results', normally) or ``DISPATCH_HOLD_S``
+        #: (clerk._simledgerrun), whichever first; False: as any change (the gap's rule).
+        self.hold_dispatches = False
+        #: Nodes of a build before the runs in the OFFER (a rolling deploy): their OFFERs
+        #: carry no runs, whatever ``offer_runs`` says.
+        self.no_offered_runs: set[str] = set()
         #: Seconds a new manager takes to load the table it takes over (0: at once); merges
         #: and results wait meanwhile, as on a real node (clerk._runner._take_over_step).
         self.load_s = 0.0
@@ -299,7 +306,7 @@ class LedgerLayer(LedgerRuns):
 
     def after(self, event: Event, effects: list[Effect]) -> None:
         core = self.node.core
-        changed = urgent = False
+        changed = urgent = held = False
         for effect in effects:
             if isinstance(effect, ManagerChanged):
                 self._offer_to = None  # (an OFFER to a manager we no longer follow)
@@ -405,10 +412,12 @@ class LedgerLayer(LedgerRuns):
                     wa.hold_dispatch(d, d.task, d.slot)
             if rows:
                 self._write(rows)
-            changed |= bool(dispatches or finished)
-            sent = bool(dispatches)
             urgent = self.world.long_runs_at_once and any(
                 not short_runs(self.scheduler.records[d.task].last) for d in dispatches)
+            held = (self.world.hold_dispatches and bool(dispatches) and not finished
+                    and not changed and not urgent and wa is None)
+            changed |= bool(dispatches or finished)
+            sent = bool(dispatches)
         else:
             sent = False
         self.scheduler.conflicts_out.clear()
@@ -417,7 +426,9 @@ class LedgerLayer(LedgerRuns):
             # too with ``replicate_dispatches`` (see SimLedger).
             changed = sent and self.world.replicate_dispatches
         if not core.is_manager:
-            self._round_due = None
+            self._round_due, self._held = None, False
+        elif held and self.scheduler.active:
+            self._hold()  # (clerk._simledgerrun)
         elif changed and self.scheduler.active:
             self._changed(urgent=urgent)
         elif (self._round_due is not None and self.scheduler.active
@@ -458,6 +469,8 @@ class LedgerLayer(LedgerRuns):
         passed (``SimLedger.replicate_gap_s``: ``LOCAL_GAP_S`` for a result of a run on this
         node), as the real runner's (clerk._routing); ``urgent`` (a long run's dispatch),
         now. Quorum mode: now (it replicates what it committed)."""
+        if self._held:  # another change: the held rows go with its round
+            self._round_due, self._held = None, False
         gap = self.world.replicate_gap_s
         if gap <= 0 or urgent or self.wa is not None:
             self._replicate()
@@ -480,7 +493,7 @@ class LedgerLayer(LedgerRuns):
         budget), then a heartbeat round. The log must then hold exactly the scheduler's
         table: a change the scheduler did not mark dirty would be lost for every follower."""
         core = self.node.core
-        self._round_at, self._round_due = self.net.now, None
+        self._round_at, self._round_due, self._held = self.net.now, None, False
         self._encoder.step(self.scheduler, core.table_log, float("inf"))
         held = core.table_log.table()
         if held != json.loads(json.dumps(self.scheduler.table())):

@@ -1,0 +1,160 @@
+"""The dispatch hold (``SimLedger.hold_dispatches``) under random fault schedules, with a
+member's OFFER carrying its runs in flight (clerk._offerruns) and the 25 ms gap on, on a
+quiet cluster (the ledger every 200 ms: each dispatch comes after the gap, so it is held).
+Runs take 2 ms, one in four 0.6 s (a short task that suddenly runs long: still held, as its
+row says its runs are short). Faults: the manager crashed right after it dispatched a run
+to another node (inside the hold), the manager re-claiming there (an ELECTION with a higher
+term), a random crash, a restart, a graceful leave. Checked as in
+``tests/unit/test_sim_offer_runs.py``: no run overlapped by another while one manager was
+live, no count produced twice, no conflict counted.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from clerk._core import Effect, Event, Role
+from clerk._messages import Election
+from clerk._simnet import SimNetwork, SimNode
+from clerk._simtasks import LEDGER, SimLedger
+from tests.unit.simcluster import ledger_started
+from tests.unit.test_sim_offer_runs import GAP_S, LONG_S, _apply
+
+KINDS = ("crash_after_dispatch", "crash_after_dispatch", "reclaim_after_dispatch", "crash",
+         "restart", "leave")
+
+
+def _reclaim_after_dispatch(net: SimNetwork, world: SimLedger) -> None:
+    """An ELECTION with a higher term reaches the manager right after it dispatched a run
+    (held) to another node; that run runs long."""
+    managers = net.managers()
+    if len(managers) != 1 or not world.layers[managers[0].name].scheduler.active:
+        return
+    manager = managers[0].name
+    sched = world.layers[manager].scheduler
+    run = sched.records[LEDGER].running
+    seen = {str(run["run"])} if run else set()
+
+    def fresh() -> bool:
+        if not net.nodes[manager].up or not sched.active:
+            return True
+        r = sched.records[LEDGER].running
+        return r is not None and str(r["run"]) not in seen and str(r["node"]) != manager
+
+    net.run_until_true(fresh, limit=2.0, step=0.0005)
+    core = net.nodes[manager].core
+    other = next((m for m in core.members.others() if m.alive), None)
+    if not net.nodes[manager].up or not core.is_manager or other is None:
+        return
+    run = sched.records[LEDGER].running
+    if run is not None:
+        world.long_run_ids.add(str(run["run"]))
+    net.send(other.name, core.me.address, Election(other.peer, core.term + 5, ""))
+
+
+def run_schedule(n: int, seed: int, faults: list[tuple[str, int, float]], hold: bool,
+                 interval_ms: int = 200, offer_runs: bool = True,
+                 offer_delay: float = 0.0) -> dict[str, Any]:
+    """As ``test_sim_offer_runs.run_schedule``, with the hold on or off (``hold``); also
+    how many ticks held their dispatches' rows (``held``)."""
+    world = SimLedger(interval_ms=interval_ms)
+    world.replicate_gap_s, world.long_run_chance, world.long_run_s = GAP_S, 0.25, LONG_S
+    world.offer_runs, world.hold_dispatches = offer_runs, hold
+    world.offer_delay = offer_delay  # (a run may end while its node's OFFER is built)
+    net = SimNetwork(seed, layer=world)
+    net.fifo = True
+    names = ledger_started(net, world, n)
+    held = [0]
+
+    def count(node: SimNode, event: Event, effects: list[Effect]) -> None:
+        layer = world.layers.get(node.name)
+        held[0] += bool(layer is not None and layer._held)
+
+    net.observers.append(count)
+    for kind, arg, wait in faults:
+        if kind == "reclaim_after_dispatch":
+            _reclaim_after_dispatch(net, world)
+        else:
+            _apply(net, world, names, kind, arg)
+        net.run_for(wait)
+    for name in names:
+        node = net.nodes[name]
+        if not node.up or node.core.role is Role.STOPPED:
+            net.restart(name)
+    net.run_until_true(lambda: net.agreed() is not None and len(net.live()) == len(names),
+                       limit=15.0, step=0.05)
+    net.run_for(3.0)
+    runs = sorted(world.runs, key=lambda r: r.at)
+    overlaps = [(a.slot, b.slot) for i, a in enumerate(runs) for b in runs[i + 1:]
+                if b.at < a.at + a.took - 1e-6 and a.run_id in world.ended
+                and a.managers <= 1 and b.managers <= 1]
+    counts = Counter(r.after for r in runs if r.before is not None and r.managers <= 1
+                     and r.run_id in world.ended)
+    boss = net.managers()
+    conflicts = world.layers[boss[0].name].scheduler.records[LEDGER].conflicts if boss else -1
+    return {"overlaps": overlaps, "repeated": sorted(c for c, k in counts.items() if k > 1),
+            "conflicts": conflicts, "managers": len(boss), "held": held[0],
+            "long": sum(1 for r in runs if r.took >= LONG_S)}
+
+
+def random_schedule(seed: int) -> tuple[int, list[tuple[str, int, float]]]:
+    rng = random.Random(seed)
+    faults = [(rng.choice(KINDS), rng.randrange(5), rng.uniform(0.05, 2.0))
+              for _ in range(rng.randint(1, 6))]
+    return rng.randint(3, 5), faults
+
+
+def _bad(got: dict[str, Any]) -> bool:
+    return bool(got["overlaps"] or got["repeated"] or got["conflicts"])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_hold_with_offered_runs_under_random_faults(seed: int) -> None:
+    n, faults = random_schedule(seed)
+    got = run_schedule(n, seed, faults, hold=True)
+    assert not _bad(got), (seed, n, faults, got)
+
+
+# --- a member's OFFER that takes longer than an interval to come ----------------------------------
+#
+# A real member builds its OFFER after parsing its replica (~1 s at 4,000 tasks on a loaded
+# machine: ``SimLedger.offer_delay``). A new manager that waits for the OFFERs (``stale``)
+# records every slot that comes meanwhile as skipped (clerk/_running.py ``_dispatch``:
+# ``rec.slot = max(rec.slot, slot)``). When the OFFER then lists a run of an earlier slot,
+# ``Running.adopt_run`` refuses it (``slot <= rec.slot``): the next slot goes beside it; and a
+# result of such a run that ended before its node's OFFER was built (so not listed) is dropped
+# by ``Running._unseen_run`` as "an old run the row already holds" (``slot <= rec.slot``),
+# silently (no conflict counted), although it continues the row. A skipped slot is taken for a
+# finished one.
+
+SLOW_OFFERS = ("an OFFER slower than an interval: the slots skipped while the new manager waits "
+               "for it raise rec.slot past the offered run's slot, and adopt_run / _unseen_run "
+               "(clerk/_running.py, slot <= rec.slot) refuse the run and drop its result "
+               "silently")
+
+
+@pytest.mark.xfail(strict=True, reason=SLOW_OFFERS + " (main, no hold: a busy cluster's gap)")
+def test_main_without_the_hold_a_slow_offer_on_a_busy_cluster() -> None:
+    n, faults = random_schedule(2)  # (crash right after a dispatch in the gap, 40 ms interval)
+    got = run_schedule(n, 2, faults, hold=False, interval_ms=40, offer_delay=0.4)
+    assert not _bad(got), got
+
+
+@pytest.mark.xfail(strict=True, reason=SLOW_OFFERS + " (the hold on a quiet cluster: a result "
+                   "that ended before its node's OFFER left, dropped with no conflict counted)")
+def test_the_hold_with_a_slow_offer_on_a_quiet_cluster() -> None:
+    n, faults = random_schedule(9)
+    got = run_schedule(n, 9, faults, hold=True, offer_delay=0.4)
+    assert not _bad(got), got
+
+
+def test_the_same_quiet_cluster_and_slow_offer_without_the_hold() -> None:
+    """Control for the case above: the dispatch's round reached the members (the row shows
+    the run in flight), so nothing waits on the OFFER's list."""
+    n, faults = random_schedule(9)
+    got = run_schedule(n, 9, faults, hold=False, offer_delay=0.4)
+    assert not _bad(got), got
