@@ -113,8 +113,14 @@ class UnseenRuns(Adoption):
         if run is not None and run["run"] == run_id:
             return False  # the table's own (its node may differ: the table's is kept)
         wall_ms = wall * 1000
-        if deadline_ms <= 0:  # (not given: its timeout from its due time, or from now)
-            deadline_ms = max(due_ms, wall_ms) + self.defs[task].timeout
+        # No honest run ends later than its timeout after its slot's due time or now (it was
+        # sent by now): a later deadline (a forgery) would keep the task in flight, every
+        # slot skipped, as long as it says. Not given: that latest.
+        grid = self._grid.get(task)
+        due = grid.due_ms(slot) if grid is not None else 0.0
+        latest = (due if due > wall_ms else wall_ms) + self.defs[task].timeout
+        if deadline_ms <= 0 or deadline_ms > latest:
+            deadline_ms = latest
         if run is not None or not self.active:
             self.offered_waiting.setdefault(task, {})[run_id] = (slot, node, due_ms,
                                                                  deadline_ms)
