@@ -331,6 +331,9 @@ class Running(UnseenRuns):
         rec = self.records.get(task)  # (self.expects, inlined: once per result)
         run = rec.running if rec is not None else None
         if run is None or run["run"] != run_id or run["node"] != node:
+            waiting = getattr(self, "_offered_waiting", None)
+            if waiting and task in waiting:
+                self._forget_offered(task, run_id)
             if slot is None:
                 return None
             return self._unseen_run(task, run_id, node, slot, outcome, state, duration_ms,

@@ -141,6 +141,15 @@ class UnseenRuns(Adoption):
             self._push(task)
         return True
 
+    def _forget_offered(self, task: str, run_id: str) -> None:
+        """A waiting offered run of ``task`` whose result came (its node ran it to the end:
+        the result is judged as any run's the table does not show, dropped and counted while
+        the row has a run in flight): not adopted later, which would keep the task in
+        flight, every slot skipped, until the ended run's deadline."""
+        runs = self.offered_waiting.get(task)
+        if runs is not None and runs.pop(run_id, None) is not None and not runs:
+            del self.offered_waiting[task]
+
     def _adopt_waiting(self, wall_ms: float) -> None:
         """Adopt the offered runs whose row has no run in flight now (the newest slot
         first: the others wait again behind it; one whose slot the row has seen finish, or

@@ -79,7 +79,6 @@ def test_a_forged_far_deadline_does_not_keep_a_waiting_run_forever() -> None:
     assert deadline <= max(wall * 1000, d2.due_ms) + TIMEOUT
 
 
-@pytest.mark.xfail(strict=True, reason="fixed in a later commit (waiting run's result)")
 def test_a_waiting_runs_result_that_comes_first_does_not_block_the_task() -> None:
     """K+3 waits behind the table's K+2; K+3's result comes before K+2's (its node answered
     first): it is dropped (counted: the row has a run in flight) and acknowledged. Before,
