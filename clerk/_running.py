@@ -305,6 +305,11 @@ class Running(UnseenRuns):
     def fail_node(self, node: str, wall: float) -> list[Finished]:
         """The node died (disconnect or dropped): its runs end as timeouts now."""
         wall_ms = wall * 1000
+        waiting = getattr(self, "_offered_waiting", None)
+        if waiting:  # its offered runs that wait are gone with it (clerk._offerruns)
+            for task, runs in list(waiting.items()):
+                for run_id in [r for r, v in runs.items() if v[1] == node]:
+                    self._forget_offered(task, run_id)
         return [
             self._finish(name, rec, "timeout", None,
                          max(0.0, wall_ms - self._run_start(name, rec.running)),

@@ -143,7 +143,6 @@ def test_an_offered_run_of_a_removed_task_is_forgotten() -> None:
     assert "t" not in new.offered_waiting
 
 
-@pytest.mark.xfail(strict=True, reason="fixed in a later commit (fail_node)")
 def test_a_waiting_run_whose_node_died_is_forgotten() -> None:
     """``fail_node`` ended the runs in flight on a node that died, not its offered runs
     that wait: adopted once the table's run ended, such a run kept the task in flight
