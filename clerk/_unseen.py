@@ -141,6 +141,12 @@ class UnseenRuns(Adoption):
             self._push(task)
         return True
 
+    def deactivate(self) -> None:
+        """No longer the scheduler: the offered runs that wait are forgotten too (a later
+        activation hears its members' runs again, in their OFFERs to it)."""
+        super().deactivate()
+        self.offered_waiting.clear()
+
     def _forget_offered(self, task: str, run_id: str) -> None:
         """A waiting offered run of ``task`` whose result came (its node ran it to the end:
         the result is judged as any run's the table does not show, dropped and counted while

@@ -109,7 +109,6 @@ def test_a_waiting_runs_early_result_is_applied_after_the_tables_run() -> None:
     assert rec.state == {"n": 3} and rec.conflicts == 0
 
 
-@pytest.mark.xfail(strict=True, reason="fixed in a later commit (deactivate)")
 def test_waiting_runs_are_forgotten_when_the_scheduler_stops_managing() -> None:
     """``offered_waiting`` outlived ``deactivate``: memory, and a later activation of this
     scheduler (the node manager again, within the run's deadline) adopted a run offered
