@@ -305,6 +305,11 @@ class Running(UnseenRuns):
     def fail_node(self, node: str, wall: float) -> list[Finished]:
         """The node died (disconnect or dropped): its runs end as timeouts now."""
         wall_ms = wall * 1000
+        waiting = getattr(self, "_offered_waiting", None)
+        if waiting:  # its offered runs that wait are gone with it (clerk._offerruns)
+            for task, runs in list(waiting.items()):
+                for run_id in [r for r, v in runs.items() if v[1] == node]:
+                    self._forget_offered(task, run_id)
         return [
             self._finish(name, rec, "timeout", None,
                          max(0.0, wall_ms - self._run_start(name, rec.running)),
@@ -331,6 +336,9 @@ class Running(UnseenRuns):
         rec = self.records.get(task)  # (self.expects, inlined: once per result)
         run = rec.running if rec is not None else None
         if run is None or run["run"] != run_id or run["node"] != node:
+            waiting = getattr(self, "_offered_waiting", None)
+            if waiting and task in waiting:
+                self._forget_offered(task, run_id)
             if slot is None:
                 return None
             return self._unseen_run(task, run_id, node, slot, outcome, state, duration_ms,

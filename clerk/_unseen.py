@@ -113,8 +113,14 @@ class UnseenRuns(Adoption):
         if run is not None and run["run"] == run_id:
             return False  # the table's own (its node may differ: the table's is kept)
         wall_ms = wall * 1000
-        if deadline_ms <= 0:  # (not given: its timeout from its due time, or from now)
-            deadline_ms = max(due_ms, wall_ms) + self.defs[task].timeout
+        # No honest run ends later than its timeout after its slot's due time or now (it was
+        # sent by now): a later deadline (a forgery) would keep the task in flight, every
+        # slot skipped, as long as it says. Not given: that latest.
+        grid = self._grid.get(task)
+        due = grid.due_ms(slot) if grid is not None else 0.0
+        latest = (due if due > wall_ms else wall_ms) + self.defs[task].timeout
+        if deadline_ms <= 0 or deadline_ms > latest:
+            deadline_ms = latest
         if run is not None or not self.active:
             self.offered_waiting.setdefault(task, {})[run_id] = (slot, node, due_ms,
                                                                  deadline_ms)
@@ -134,6 +140,21 @@ class UnseenRuns(Adoption):
             self.next_slot[task] = slot + 1
             self._push(task)
         return True
+
+    def deactivate(self) -> None:
+        """No longer the scheduler: the offered runs that wait are forgotten too (a later
+        activation hears its members' runs again, in their OFFERs to it)."""
+        super().deactivate()
+        self.offered_waiting.clear()
+
+    def _forget_offered(self, task: str, run_id: str) -> None:
+        """A waiting offered run of ``task`` whose result came (its node ran it to the end:
+        the result is judged as any run's the table does not show, dropped and counted while
+        the row has a run in flight): not adopted later, which would keep the task in
+        flight, every slot skipped, until the ended run's deadline."""
+        runs = self.offered_waiting.get(task)
+        if runs is not None and runs.pop(run_id, None) is not None and not runs:
+            del self.offered_waiting[task]
 
     def _adopt_waiting(self, wall_ms: float) -> None:
         """Adopt the offered runs whose row has no run in flight now (the newest slot

@@ -1,0 +1,84 @@
+"""Review of tests/unit/test_sim_offer_runs.py's property: a schedule that loses a run's
+update with no conflict counted, offered runs on or off, because the only node that held the
+result died before any manager took it (the README's "that one update is lost" case: a
+double fault, outside what an OFFER can carry). The property test draws such schedules now
+and then (2 of 388 seeds of ``random_schedule`` here; it runs 25 random examples, not
+derandomized): it is flaky, not the code."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.test_sim_offer_runs import _bad, random_schedule, run_schedule
+
+#: seed -> what happened (random_schedule's 3 nodes n0-n2; n2 manages under term 1)
+LOST_WITH_ITS_NODE = {
+    # n2 sent slot ...065 to n1 (a long run) and crashed at once; n1 ran it to the end with
+    # no manager to take its result and crashed 40 ms later: n0 took over at term 2 and ran
+    # the next slot from the state before (counter 7 twice).
+    392: "manager and runner crashed",
+    # (from the fault list and the runs) n1 had left; n2 sent ...107 to n0 (long) and
+    # crashed; n0 crashed after its run ended,
+    # its result unsent: every node down, n2 restarted and went on from state 20.
+    191: "every node down",
+}
+
+
+@pytest.mark.xfail(strict=True, reason="a double fault loses the only copy of a result (README: "
+                   "'that one update is lost'): test_sim_offer_runs's property test counts it as "
+                   "a dropped result, and draws such a schedule ~0.5% of examples (flaky)")
+@pytest.mark.parametrize("seed", sorted(LOST_WITH_ITS_NODE))
+def test_the_property_holds_when_the_results_only_holder_dies(seed: int) -> None:
+    n, faults = random_schedule(seed)
+    assert not _bad(run_schedule(n, seed, faults, offer_runs=True))
+
+
+@pytest.mark.parametrize("seed", sorted(LOST_WITH_ITS_NODE))
+def test_without_offered_runs_the_same_update_is_lost(seed: int) -> None:
+    """Not the offer change's doing: the same repeat without it."""
+    n, faults = random_schedule(seed)
+    a = run_schedule(n, seed, faults, offer_runs=True)
+    b = run_schedule(n, seed, faults, offer_runs=False)
+    assert a["repeated"] and a["repeated"] == b["repeated"] and a["conflicts"] == 0
+
+
+#: 4 nodes: n3 (term 1) crashes right after a dispatch; n2 takes over (term 2), sends slot
+#: ...062 to n0 (a long run, 5 -> 6) and crashes at once; n3, restarted, claims term 3
+#: (``stale``: it waits for OFFERs) but its scheduler's members are n1, n2, n3 only: n0, not
+#: yet among them, is not waited for. n3 sends slot ...100 from state 5 before n0's OFFER
+#: (whose run had ended by then), and n0's result then comes to ``_unseen_run`` with its slot
+#: below the row's. Before main's b700f73 it was ignored as "an old run the row already
+#: holds" (counter 6 twice, no conflict on this branch before the rebase); now it is counted.
+SILENT = (4, 1280095389, [("crash_after_dispatch", 1, 1.0130363938237046),
+                          ("crash_after_dispatch", 2, 0.09612090679210775)])
+
+
+def test_a_result_the_row_never_saw_is_counted() -> None:
+    n, seed, faults = SILENT
+    got = run_schedule(n, seed, faults, offer_runs=True)
+    assert got["repeated"] and got["conflicts"] > 0, got
+
+
+@pytest.mark.xfail(strict=True, reason="a crash takeover waits for the OFFERs of its scheduler's "
+                   "members only: a live node not yet among them is not waited for, and the "
+                   "result it holds comes after later slots ran (lost, counted)")
+def test_a_takeover_waits_for_a_member_it_does_not_list_yet() -> None:
+    n, seed, faults = SILENT
+    assert not run_schedule(n, seed, faults, offer_runs=True)["repeated"]
+
+
+#: 4 nodes: n3 (manager, term 1) sends slot ...036 to n2 (a long run, 8 -> 9) and crashes
+#: at once; n2 leaves gracefully 0.1 s before its run ends, with no manager to give the result
+#: to; n1 takes over (term 2) and later runs the next slot from state 8. Counter 9 twice, nothing
+#: counted; the same with offered runs off, and on main (not the offer change's doing).
+LEFT = (4, 695812900, [("restart", 3, 0.7375107309660327),
+                       ("crash_after_dispatch", 0, 0.5007426447103424),
+                       ("leave", 2, 1.075758758766177)])
+
+
+@pytest.mark.xfail(strict=True, reason="a member that leaves while its run's result has no "
+                   "manager to go to loses it, silently (one crash and one graceful leave)")
+def test_a_member_leaving_without_a_manager_keeps_its_result() -> None:
+    n, seed, faults = LEFT
+    got = run_schedule(n, seed, faults, offer_runs=True)
+    assert not got["repeated"] or got["conflicts"] > 0, got
