@@ -10,21 +10,16 @@ from clerk._dispatch import Dispatch
 from clerk._running import TRANSIT_GRACE_MS
 from clerk._schedule import Scheduler
 from tests.unit.test_schedule import NODES, K, due, run_ok, sched, started, tdef
+from tests.unit.test_schedule_offered import _lost_dispatch as offered_lost_dispatch
 
 TIMEOUT = 5000
 
 
 def _lost_dispatch() -> tuple[Scheduler, Dispatch]:
     """The old manager dispatched slot K+2 from state n=1 and died before any replica
-    showed it: the new manager loaded the table from before (as test_schedule_offered)."""
-    old = started(sched(tdef(timeout=TIMEOUT), seed=1), due("t", K) + 0.1)
-    run_ok(old, K + 1, state={"n": 1})
-    table = old.table()
-    ds, _ = old.tick(due("t", K + 2), NODES)
-    new = sched(tdef(timeout=TIMEOUT), seed=2)
-    new.load(table)
-    new.activate(due("t", K + 2) + 0.05, graceful=False)
-    return new, ds[0]
+    showed it: the new manager loaded the table from before (test_schedule_offered's)."""
+    _, new, d = offered_lost_dispatch()
+    return new, d
 
 
 def _behind_the_tables_run() -> tuple[Scheduler, Dispatch, Dispatch]:

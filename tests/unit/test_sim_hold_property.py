@@ -12,17 +12,16 @@ live, no count produced twice, no conflict counted.
 from __future__ import annotations
 
 import random
-from collections import Counter
 from typing import Any
 
 import pytest
 
-from clerk._core import Effect, Event, Role
+from clerk._core import Effect, Event
 from clerk._messages import Election
 from clerk._simnet import SimNetwork, SimNode
 from clerk._simtasks import LEDGER, SimLedger
 from tests.unit.simcluster import ledger_started
-from tests.unit.test_sim_offer_runs import GAP_S, LONG_S, _apply
+from tests.unit.test_sim_offer_runs import GAP_S, LONG_S, _apply, settle_and_measure
 
 KINDS = ("crash_after_dispatch", "crash_after_dispatch", "reclaim_after_dispatch", "crash",
          "restart", "leave")
@@ -81,24 +80,7 @@ def run_schedule(n: int, seed: int, faults: list[tuple[str, int, float]], hold: 
         else:
             _apply(net, world, names, kind, arg)
         net.run_for(wait)
-    for name in names:
-        node = net.nodes[name]
-        if not node.up or node.core.role is Role.STOPPED:
-            net.restart(name)
-    net.run_until_true(lambda: net.agreed() is not None and len(net.live()) == len(names),
-                       limit=15.0, step=0.05)
-    net.run_for(3.0)
-    runs = sorted(world.runs, key=lambda r: r.at)
-    overlaps = [(a.slot, b.slot) for i, a in enumerate(runs) for b in runs[i + 1:]
-                if b.at < a.at + a.took - 1e-6 and a.run_id in world.ended
-                and a.managers <= 1 and b.managers <= 1]
-    counts = Counter(r.after for r in runs if r.before is not None and r.managers <= 1
-                     and r.run_id in world.ended)
-    boss = net.managers()
-    conflicts = world.layers[boss[0].name].scheduler.records[LEDGER].conflicts if boss else -1
-    return {"overlaps": overlaps, "repeated": sorted(c for c, k in counts.items() if k > 1),
-            "conflicts": conflicts, "managers": len(boss), "held": held[0],
-            "long": sum(1 for r in runs if r.took >= LONG_S)}
+    return {**settle_and_measure(net, world, names), "held": held[0]}
 
 
 def random_schedule(seed: int) -> tuple[int, list[tuple[str, int, float]]]:

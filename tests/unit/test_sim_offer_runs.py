@@ -91,6 +91,12 @@ def run_schedule(n: int, seed: int, faults: list[tuple[str, int, float]],
     for kind, arg, wait in faults:
         _apply(net, world, names, kind, arg)
         net.run_for(wait)
+    return settle_and_measure(net, world, names)
+
+
+def settle_and_measure(net: SimNetwork, world: SimLedger, names: list[str]) -> dict[str, Any]:
+    """After a schedule's faults: every node back, one manager agreed, 3 s more; then the
+    ledger's overlaps and repeated counts (runs under one manager), the manager's conflicts."""
     for name in names:
         node = net.nodes[name]
         if not node.up or node.core.role is Role.STOPPED:
