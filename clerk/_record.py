@@ -73,102 +73,6 @@ def unpack_table(raw: Any) -> Any:
     return raw
 
 
-#: What a flat JSON object's values may be for :class:`_Parts` to keep its text: immutable.
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
-_Items = tuple[tuple[Any, Any], ...]
-
-
-def _flat(d: Any) -> _Items | None:
-    """A flat dict's items, in order (its values immutable scalars); None otherwise."""
-    if type(d) is not dict:
-        return None
-    items = tuple(d.items())
-    for _, v in items:
-        if type(v) not in _SCALARS:
-            return None
-    return items
-
-
-class _Parts:
-    """The texts of a row's parts as of the last :meth:`TaskRecord.to_text`, reused while
-    those parts are unchanged: the same objects (a dict or list replaced is a new text)
-    holding the same items in the same order (one changed in place, a ``counts`` entry
-    counted up, is a new text), and only for flat objects of immutable scalars (so that the
-    copy noted is the whole of it). Two parts: ``counts`` and ``last`` (unchanged at a
-    dispatch), and the lineage's (``origin``, ``history``, the conflicts, ``pause``;
-    unchanged at a dispatch and at a result). Equal items of another type (an int replaced
-    in place by an equal float) would keep their old spelling; no code does that, and every
-    reader reads both."""
-
-    __slots__ = ("counts", "counts_items", "last", "last_items", "middle",
-                 "origin", "origin_items", "history", "history_copy", "conflicts", "lc",
-                 "lc_items", "seen", "seen_items", "pause", "pause_items", "head", "tail")
-
-    def __init__(self) -> None:
-        # The objects are held only to be compared by identity (typed Any); "" is no text.
-        self.middle = self.head = self.tail = ""
-        self.counts: Any = None
-        self.last: Any = None
-        self.origin: Any = None
-        self.history: Any = None
-        self.lc: Any = None
-        self.seen: Any = None
-        self.pause: Any = None
-        self.counts_items: _Items | None = None
-        self.last_items: _Items | None = None
-        self.origin_items: _Items | None = None
-        self.lc_items: _Items | None = None
-        self.seen_items: _Items | None = None
-        self.pause_items: _Items | None = None
-        self.history_copy: list[list[Any]] | None = None
-        self.conflicts = -1
-
-    def new_middle(self, counts: Any, last: Any) -> str:
-        """``"counts":...,"last":...`` encoded, and noted."""
-        text = f'"counts":{_ROW_DUMP(counts)},"last":{_ROW_DUMP(last)}'
-        self.counts, self.counts_items = counts, _flat(counts)
-        self.last, self.last_items = last, _flat(last)
-        ok = self.counts_items is not None and (last is None or self.last_items is not None)
-        self.middle = text if ok else ""
-        return text
-
-    def new_lineage(self, rec: TaskRecord) -> tuple[str, str]:
-        """``"origin":...`` and ``"history":...,"conflicts":...,"last_conflict":...,
-        "conflict_seen":...,"pause":...`` encoded, and noted (``head``, ``tail``)."""
-        origin, history, lc, seen, pause = (rec.origin, rec.history, rec.last_conflict,
-                                            rec.conflict_seen, rec.pause)
-        head = f'"origin":{_ROW_DUMP(origin)}'
-        tail = (f'"history":{_ROW_DUMP(history)},"conflicts":{rec.conflicts},'
-                f'"last_conflict":{_ROW_DUMP(lc)},"conflict_seen":{_ROW_DUMP(seen)},'
-                f'"pause":{_ROW_DUMP(pause)}')
-        self.origin, self.origin_items = origin, _flat(origin)
-        self.history, self.history_copy = history, _history_copy(history)
-        self.conflicts = rec.conflicts
-        self.lc, self.lc_items = lc, _flat(lc)
-        self.seen, self.seen_items = seen, _flat(seen)
-        self.pause, self.pause_items = pause, _flat(pause)
-        ok = ((origin is None or self.origin_items is not None)
-              and self.history_copy is not None and (lc is None or self.lc_items is not None)
-              and self.seen_items is not None
-              and (pause is None or self.pause_items is not None))
-        self.head, self.tail = (head, tail) if ok else ("", "")
-        return head, tail
-
-
-def _history_copy(history: Any) -> list[list[Any]] | None:
-    """A copy of a lineage's history (a list of lists of scalars); None if it is not one."""
-    if type(history) is not list:
-        return None
-    out: list[list[Any]] = []
-    for h in history:
-        if type(h) is not list or any(type(v) not in _SCALARS for v in h):
-            return None
-        out.append(list(h))
-    return out
-
-
 @dataclass
 class TaskRecord:
     """One row of the replicated task table (see the module docstring)."""
@@ -208,47 +112,9 @@ class TaskRecord:
 
     def to_text(self) -> str:
         """``to_json()`` as compact JSON text, the same characters, made without encoding the
-        run history again (a row changes at every dispatch and every result, its history only
-        at a result, and the history is most of the row) nor the parts of the row that did
-        not change since the last call (:class:`_Parts`: at a dispatch, ``counts``, ``last``
-        and the lineage's part; at a result, the lineage's part). Raises ValueError like
-        ``json.dumps(allow_nan=False)`` for a state JSON cannot carry."""
-        has_state, slot, dispatched, runs = self.has_state, self.slot, self.dispatched, self.runs
-        version, conflicts = self.version, self.conflicts
-        if not (type(has_state) is bool and type(slot) is int and type(dispatched) is int
-                and type(runs) is int and type(version) is int and type(conflicts) is int):
-            return self._text_whole()  # (a number or flag of another type: its own spelling)
-        p = self.__dict__.get("_parts")
-        if p is None:
-            p = self.__dict__["_parts"] = _Parts()
-        # Each part's checks inline (a call per check was most of what a kept part saved).
-        counts, last = self.counts, self.last
-        if (p.middle and counts is p.counts and last is p.last
-                and tuple(counts.items()) == p.counts_items
-                and (last is None or tuple(last.items()) == p.last_items)):
-            middle = p.middle
-        else:
-            middle = p.new_middle(counts, last)
-        origin, history, lc, seen, pause = (self.origin, self.history, self.last_conflict,
-                                            self.conflict_seen, self.pause)
-        if (p.head and origin is p.origin and history is p.history and lc is p.lc
-                and seen is p.seen and pause is p.pause and conflicts == p.conflicts
-                and history == p.history_copy and tuple(seen.items()) == p.seen_items
-                and (origin is None or tuple(origin.items()) == p.origin_items)
-                and (lc is None or tuple(lc.items()) == p.lc_items)
-                and (pause is None or tuple(pause.items()) == p.pause_items)):
-            head, tail = p.head, p.tail
-        else:
-            head, tail = p.new_lineage(self)
-        running = self.running
-        return (f'{{"state":{_ROW_DUMP(self.state)},"has_state":'
-                f'{"true" if has_state else "false"},"slot":{slot},"dispatched":{dispatched},'
-                f'"running":{"null" if running is None else _ROW_DUMP(running)},{middle},'
-                f'"runs":{runs},{head},"version":{version},{tail},'
-                f'"run_history":{self.run_history.quoted()}}}')
-
-    def _text_whole(self) -> str:
-        """:meth:`to_text` with every part but the history encoded now (no :class:`_Parts`)."""
+        run history again: a row changes at every dispatch and every result, its history only
+        at a result, and the history is most of the row (raises ValueError like
+        ``json.dumps(allow_nan=False)`` for a state JSON cannot carry)."""
         head = _ROW_DUMP({
             "state": self.state, "has_state": self.has_state, "slot": self.slot,
             "dispatched": self.dispatched, "running": self.running, "counts": self.counts,

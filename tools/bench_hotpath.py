@@ -60,7 +60,6 @@ their ratio. What each row is, and how often a run pays it:
   slice deletions, against ``entry`` (positional, whole numbers as they are, the duration
   rounded once) and ``append`` with one deletion for the usual one-in-one-out.
   ``tools/bench_sched.py`` times the scheduler's whole per-run path, tree against tree.
-* The replication of the task table's rows: see ``tools/_bench_rows.py``.
 """
 
 from __future__ import annotations
@@ -98,7 +97,6 @@ from clerk._workerlink import DONE, RUN_FIELDS, pack  # noqa: E402
 from tools._bench_results import result_cases  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_rows import rows_cases  # noqa: E402
 
 
 class NoOp(Task):
@@ -257,7 +255,6 @@ def _cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
         *_manager_cases(),
         *result_cases(),  # (the result path's rows: tools/_bench_results.py)
         *_sched_cases(),
-        *rows_cases(),
     ]
 
 

@@ -1,6 +1,8 @@
-"""``TaskRecord.to_text`` keeps the texts of a row's unchanged parts (``clerk._record._Parts``):
-whatever changes between two calls (a field replaced, a dict or list changed in place, a
-value of an unusual type), the text is the row's JSON, character for character."""
+"""``TaskRecord.to_text`` is the row's JSON, character for character, whatever changes between
+two calls (a field replaced, a dict or list changed in place, a value of an unusual type): the
+guard for any cache of a row's text (one that reused unchanged parts' texts was reverted: a
+takeover lost a task's state with it, 3 of 8 runs of test_takeover_replica's joined-moments-
+ago test, and this test did not catch why)."""
 
 from __future__ import annotations
 
