@@ -21,7 +21,13 @@ from clerk._messages import Election
 from clerk._simnet import SimNetwork, SimNode
 from clerk._simtasks import LEDGER, SimLedger
 from tests.unit.simcluster import ledger_started
-from tests.unit.test_sim_offer_runs import GAP_S, LONG_S, _apply, settle_and_measure
+from tests.unit.test_sim_offer_runs import (
+    GAP_S,
+    LONG_S,
+    _apply,
+    after_a_fresh_dispatch,
+    settle_and_measure,
+)
 
 KINDS = ("crash_after_dispatch", "crash_after_dispatch", "reclaim_after_dispatch", "crash",
          "restart", "leave")
@@ -30,24 +36,13 @@ KINDS = ("crash_after_dispatch", "crash_after_dispatch", "reclaim_after_dispatch
 def _reclaim_after_dispatch(net: SimNetwork, world: SimLedger) -> None:
     """An ELECTION with a higher term reaches the manager right after it dispatched a run
     (held) to another node; that run runs long."""
-    managers = net.managers()
-    if len(managers) != 1 or not world.layers[managers[0].name].scheduler.active:
+    manager = after_a_fresh_dispatch(net, world)
+    if manager is None:
         return
-    manager = managers[0].name
     sched = world.layers[manager].scheduler
-    run = sched.records[LEDGER].running
-    seen = {str(run["run"])} if run else set()
-
-    def fresh() -> bool:
-        if not net.nodes[manager].up or not sched.active:
-            return True
-        r = sched.records[LEDGER].running
-        return r is not None and str(r["run"]) not in seen and str(r["node"]) != manager
-
-    net.run_until_true(fresh, limit=2.0, step=0.0005)
     core = net.nodes[manager].core
     other = next((m for m in core.members.others() if m.alive), None)
-    if not net.nodes[manager].up or not core.is_manager or other is None:
+    if other is None:
         return
     run = sched.records[LEDGER].running
     if run is not None:

@@ -38,12 +38,12 @@ LONG_S = 0.6
 KINDS = ("crash_after_dispatch", "crash_after_dispatch", "crash", "restart", "leave")
 
 
-def _crash_after_dispatch(net: SimNetwork, world: SimLedger) -> None:
-    """Crash the manager right after it dispatched a run to another node (within 2 s),
-    a run that takes ``LONG_S`` (the short task runs long this time)."""
+def after_a_fresh_dispatch(net: SimNetwork, world: SimLedger) -> str | None:
+    """Run until the one active manager dispatched a new run to another node (at most 2 s);
+    the manager's name if it is still up and managing then, else None."""
     managers = net.managers()
     if len(managers) != 1 or not managers[0].layer.scheduler.active:  # type: ignore[union-attr]
-        return
+        return None
     manager = managers[0].name
     sched = world.layers[manager].scheduler
     run = sched.records[LEDGER].running
@@ -56,8 +56,17 @@ def _crash_after_dispatch(net: SimNetwork, world: SimLedger) -> None:
         return r is not None and str(r["run"]) not in seen and str(r["node"]) != manager
 
     net.run_until_true(fresh, limit=2.0, step=0.0005)
-    if net.nodes[manager].up and net.nodes[manager].core.is_manager:
-        run = sched.records[LEDGER].running
+    if not net.nodes[manager].up or not net.nodes[manager].core.is_manager:
+        return None
+    return manager
+
+
+def _crash_after_dispatch(net: SimNetwork, world: SimLedger) -> None:
+    """Crash the manager right after it dispatched a run to another node (within 2 s),
+    a run that takes ``LONG_S`` (the short task runs long this time)."""
+    manager = after_a_fresh_dispatch(net, world)
+    if manager is not None:
+        run = world.layers[manager].scheduler.records[LEDGER].running
         if run is not None:
             world.long_run_ids.add(str(run["run"]))  # this one runs long
         net.crash(manager)
