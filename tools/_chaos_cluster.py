@@ -12,6 +12,13 @@ Rules:
 * Every node is either *up* or *down on purpose* (the tool stopped or killed it). A node that
   exits while up died on its own: it is recorded (name, time, exit code) and started again,
   so one crash does not end the run.
+* The nodes' temporary directory (``TMPDIR``) is one of the run's own, :data:`TMP_PREFIX` in
+  the system's (short: it holds the nodes' Unix sockets, whose paths are limited to 107
+  bytes), removed by :meth:`Cluster.close` once every process is dead, and by
+  :func:`remove_leftover_tmp` at the start of a run (a crashed run's). A node removes its
+  socket directories (``clerk-log-*``, ``clerk-workers-*``: :mod:`clerk._sockdir`) when it
+  closes, but a SIGKILLed one cannot, and every run ends with a SIGKILL of all nodes: before,
+  each run left five of each in ``/tmp``.
 * One probe per node (``tools/_chaos_probe.py``, inside the node's namespace) reports the
   node's view (manager, term) every :data:`PROBE_PERIOD_MS`; :meth:`Cluster.wait_agreed`
   turns those views into "every up node follows one manager, stably".
@@ -21,8 +28,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -34,7 +43,8 @@ import psutil
 from _chaos_net import address, namespace
 from _chaos_tasks import INTERVAL_MS, LEDGER_ENV
 
-__all__ = ["PROBE_PERIOD_MS", "STABLE_MS", "Cluster", "now_ms"]
+__all__ = ["PROBE_PERIOD_MS", "STABLE_MS", "TMP_PREFIX", "Cluster", "now_ms",
+           "remove_leftover_tmp"]
 
 TOOLS = Path(__file__).resolve().parent
 PORT = 7400
@@ -52,10 +62,24 @@ TASK_TIMEOUT_MS = 2000
 MAX_DEATHS = 20
 #: A node asked to leave (SIGTERM) exits within a few seconds; past this it is killed.
 LEAVE_TIMEOUT_S = 20.0
+#: The prefix of a run's temporary directory for its nodes (see the module docstring).
+TMP_PREFIX = "clk-ch-tmp-"
 
 
 def now_ms() -> float:
     return time.time() * 1000
+
+
+def remove_leftover_tmp() -> list[str]:
+    """Remove the nodes' temporary directories that crashed runs left (call it only while
+    holding the chaos lock: a run in progress has one too); returns those removed."""
+    base = Path(tempfile.gettempdir())
+    removed = []
+    for path in sorted(base.glob(f"{TMP_PREFIX}*")):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(f"temporary directory {path}")
+    return removed
 
 
 @dataclass
@@ -84,6 +108,7 @@ class Cluster:
         self.views: dict[str, View] = {}
         self.probes: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
+        self.tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
         for sub in ("logs", "ledger", "data"):
             (workdir / sub).mkdir(parents=True, exist_ok=True)
         self.cookie = workdir / "cookie"
@@ -122,6 +147,7 @@ class Cluster:
         env["PYTHONPATH"] = os.pathsep.join(
             [str(TOOLS)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env[LEDGER_ENV] = str(self.workdir / "ledger")
+        env["TMPDIR"] = str(self.tmp)
         log = open(self.workdir / "logs" / f"{name.split('@')[0]}.log", "ab")  # noqa: SIM115
         try:
             log.write(f"---- chaos: start at {now_ms():.0f}\n".encode())
@@ -213,14 +239,18 @@ class Cluster:
                 self.rss.setdefault(name, []).append(total / 2**20)
 
     def close(self) -> None:
-        """Kill every node and probe this cluster started."""
-        self.kill(*[name for name in self.names if self.procs.get(name) is not None])
-        for probe in self.probes:
-            if probe.poll() is None:
-                probe.kill()
-            probe.wait(timeout=5)
-            if probe.stdout is not None:
-                probe.stdout.close()
+        """Kill every node and probe this cluster started, then remove the nodes' temporary
+        directory (their socket directories: a SIGKILLed node leaves its own behind)."""
+        try:
+            self.kill(*[name for name in self.names if self.procs.get(name) is not None])
+            for probe in self.probes:
+                if probe.poll() is None:
+                    probe.kill()
+                probe.wait(timeout=5)
+                if probe.stdout is not None:
+                    probe.stdout.close()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- probes ------------------------------------------------------------------------------
 

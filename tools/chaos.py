@@ -42,7 +42,9 @@ another chaos run holds the machine's lock (``--wait-lock`` waits for it).
 
 Every namespace, link and process is removed at the end, also on Ctrl-C, SIGTERM or an error,
 and leftovers of a crashed earlier run (anything named ``clk-ch-*``) are removed at the start.
-The nodes' logs, the ledgers and ``report.json`` stay in the work directory it prints.
+So is the nodes' temporary directory (``TMPDIR``, ``/tmp/clk-ch-tmp-*``: their socket
+directories, which a SIGKILLed node cannot remove; ``tools/_chaos_cluster.py``). The nodes'
+logs, the ledgers and ``report.json`` stay in the work directory it prints.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _chaos_analysis import CHECKS, QUORUM_CHECKS, analyse, render, violations  # noqa: E402
-from _chaos_cluster import Cluster, now_ms  # noqa: E402
+from _chaos_cluster import Cluster, now_ms, remove_leftover_tmp  # noqa: E402
 from _chaos_net import Net, cleanup, unavailable  # noqa: E402
 from _chaos_tasks import INTERVAL_MS  # noqa: E402
 
@@ -263,7 +265,7 @@ def run(args: argparse.Namespace, workdir: Path, net: Net) -> dict[str, Any]:
                          deaths=cluster.deaths, rss=cluster.rss, voters=cluster.voters)
         report.update(seed=args.seed, seconds=args.seconds, t0=t0, end=end,
                       faults_log=records, data_dirs=cluster.data_dirs, workdir=str(workdir),
-                      load=os.getloadavg()[0])
+                      load=os.getloadavg()[0], tmpdir=str(cluster.tmp))
         return report
     finally:
         cluster.close()
@@ -349,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     say(f"chaos: seed {args.seed}, {args.seconds:g} s of faults; logs, ledgers and "
         f"report in {workdir}")
-    for line in cleanup():
+    for line in [*cleanup(), *remove_leftover_tmp()]:
         say(f"chaos: removed a leftover {line}")
     old = signal.signal(signal.SIGTERM, _on_term)
     # Also when started with SIGINT ignored (a background job of a script): Ctrl-C cleans up.

@@ -100,3 +100,6 @@ def test_the_short_chaos_run_keeps_the_enforced_invariants(tmp_path: Path) -> No
     assert PREFIX not in left
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert PREFIX not in links
+    # Nor the nodes' temporary directory, with the socket directories (clerk-log-*,
+    # clerk-workers-*) that the final SIGKILL of every node leaves in it.
+    assert not Path(report["tmpdir"]).exists(), report["tmpdir"]
