@@ -122,19 +122,33 @@ def _level_before(runs: Sequence[Mapping[str, Any]], t: float) -> int | None:
 
 
 def _settled(runs: Sequence[Mapping[str, Any]], healed: float, next_fault: float,
-             late_ms: float) -> Mapping[str, Any] | None:
+             late_ms: float, up: float = -math.inf) -> Mapping[str, Any] | None:
     """The run from which the cluster continued after a heal: among the runs on time in the
     :data:`MERGE_SETTLE_MS` after it (before the next fault), the last one that did not receive
     its predecessor's result (where the merged table took over), else the first. A late run is
-    a stale EXECUTE from before the heal (counted as late), not the merged table."""
+    a stale EXECUTE from before the heal (counted as late), not the merged table.
+
+    When the window's runs are one unbroken chain, they may all have run before the merge
+    landed (the winner's own table, whose results the merge then dropped), with no run after
+    it in the window (the new manager held its slots for the members' OFFERs, then the next
+    fault came: chaos seed 9, twice). Then the first on-time run after the window decides, if
+    its ``from`` names a run of the partition (started before ``up``) and not the window's
+    last: that partition state is what the merge kept, nothing ran in between."""
     on_time = [r for r in runs if r["start"] >= healed and r["start"] - r["due"] <= late_ms]
     window = [r for r in on_time if r["start"] < min(healed + MERGE_SETTLE_MS, next_fault)]
     if not window:
         return on_time[0] if on_time else None
-    jump = window[0]
+    jump, broke = window[0], False
     for prev, r in zip(window, window[1:], strict=False):
         if not _continues(r, prev):
-            jump = r
+            jump, broke = r, True
+    if not broke:
+        later = on_time[len(window)] if len(on_time) > len(window) else None
+        if later is not None and not _continues(later, window[-1]) and later.get("from"):
+            parent = next((r for r in runs if f"{r['node']}/{r['slot']}" == later["from"]),
+                          None)
+            if parent is not None and parent["start"] < up:
+                return later
     return jump
 
 
@@ -163,7 +177,7 @@ def _heals(runs: Sequence[Mapping[str, Any]], faults: Sequence[Mapping[str, Any]
             tops.append(max([r["count"] + 1 for r in mine], default=pre))
             side_runs.append(len(mine))
         first = _settled(runs, end, faults[index + 1]["start"] if index + 1 < len(faults)
-                         else math.inf, late_ms)
+                         else math.inf, late_ms, up)
         row: dict[str, Any] = {"fault": index, "at": cut, "kind": f["kind"], "pre": pre,
                                "tops": tops, "side_runs": side_runs, "after": None, "winner": None,
                                "dropped": None, "bad": False,

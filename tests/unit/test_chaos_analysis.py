@@ -161,6 +161,31 @@ def test_a_merged_count_that_happens_to_follow_the_losing_sides_runs_is_told_by_
     assert (old["after"], old["bad"]) == (37, True)
 
 
+def test_the_winners_runs_before_the_merge_and_nothing_after_it_in_the_window() -> None:
+    # Chaos seed 9, twice in 9 runs on main (kept in the chaos14 branch's report): the
+    # majority reached 39, the minority 37; after the heal the minority's manager (the
+    # election's winner) ran twice on its own table, then merged the majority's (more
+    # history) and held its slots for the members' OFFERs until the next fault; the first run
+    # after that (here slot 60, past the window) received the majority's 39. The window's two
+    # runs are one unbroken chain of the minority's: they are not the outcome.
+    pre = chain(0, 19, 0, A, None)
+    major = chain(20, 38, 20, C, f"{A}/19")                    # counts 20..38: top 39
+    minor = chain(20, 36, 20, B, f"{A}/19")                    # counts 20..36: top 37
+    after_heal = [(41, 37, B, f"{B}/36"), (42, 38, B, f"{B}/41")]
+    after_heal += chain(60, 65, 39, D, f"{C}/38")
+    ledger = linked(pre + major + minor + after_heal)
+    f = split(20, 40, 150, [[A, C, D], [B, E]])
+    nxt = {"kind": "full-stop-kill", "start": 50 * IV, "end": 55 * IV, "nodes": [A, B, C, D, E],
+           "window_ms": None}
+    [h] = report(ledger, [f, nxt])["heals"]
+    assert (h["tops"], h["after"], h["winner"], h["bad"]) == ([39, 37], 39, 0, False)
+    # Had the run after the window continued the minority's chain, the minority's table won.
+    lost = linked(pre + major + minor + [(41, 37, B, f"{B}/36"), (42, 38, B, f"{B}/41")]
+                  + chain(60, 65, 39, D, f"{B}/42"))
+    [h] = report(lost, [f, nxt])["heals"]
+    assert (h["after"], h["winner"], h["bad"]) == (37, 1, True)
+
+
 def test_a_lesser_table_that_runs_on_is_bad_by_from_too() -> None:
     pre = chain(0, 19, 0, A, None)
     major = chain(20, 38, 20, C, f"{A}/19")
