@@ -8,6 +8,12 @@ With issue 9's parts A and B on main, four runs of 120-150 s met ``heal-loss`` i
 ``full-stop`` failed once (a full SIGTERM lost the update of a run dispatched as the SIGTERMs
 went out), ``late`` once (238 ms at load 14), so they stay out until that is fixed; ``twice``,
 ``heal-time`` and ``kill-idle`` held on main with part B, add them once they keep holding.
+``heal-loss`` at seed 9 failed in 2 of 9 runs (CI once) as a misreading of the tool: the
+heal's winner ran two slots from its own state before the other side's table came (~400 ms)
+and then merged and kept it, but nothing ran after the merge inside the 3 s window, so the
+window's runs read as the outcome (``tools/_chaos_analysis._settled`` now lets the first run
+after the window decide). Every run's nodes get a temporary directory of their own, removed at
+the end (the test checks it).
 """
 
 from __future__ import annotations
