@@ -162,6 +162,9 @@ def hops(ev: Events, window: tuple[int, int]
 def table(label: str, ev: Events, window: tuple[int, int]) -> str:
     h, done = hops(ev, window)
     lines = [f"{label}: {len(h[HOPS[-1]])} runs matched",
+             *([] if h[HOPS[-1]] else [  # say which events are missing (a renamed function)
+                 f"  pid {p}: " + ", ".join(f"{n} {c}" for n, c in sorted(
+                     collections.Counter(e[1] for e in v).items())) for p, v in ev.items()]),
              f"{'hop':<32} {'median':>8} {'p25':>8} {'p75':>8} {'mean':>8}  (µs)"]
     for name in HOPS:
         v = sorted(h[name])

@@ -107,15 +107,20 @@ if _DIR:
 
             mod.send_msg = traced_send_msg
         elif name == "clerk._worker":
-            run_message = mod._run_message
+            # The worker's loop calls _run_request (earlier trees: _run_message); the run id
+            # is the first string of the RUN's body (an array, or an object's "run").
+            attr = "_run_request" if hasattr(mod, "_run_request") else "_run_message"
+            run_request = getattr(mod, attr)
 
-            def traced_run_message(body: bytes, cache: Any) -> Any:
-                ev("w_run_in", bytes(body).split(b'"')[1].decode())
-                out = run_message(body, cache)
+            def traced_run_request(body: bytes, cache: Any) -> Any:
+                b = bytes(body)
+                m = _RUN.search(b)
+                ev("w_run_in", (m.group(1) if m else b.split(b'"')[1]).decode())
+                out = run_request(body, cache)
                 ev("w_run_out")
                 return out
 
-            mod._run_message = traced_run_message
+            setattr(mod, attr, traced_run_request)
 
     _WANT = {"clerk._transport", "clerk._agent", "clerk._routing", "clerk._runner",
              "clerk._executor", "clerk._worker"}
