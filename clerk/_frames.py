@@ -26,12 +26,18 @@ Rules:
   RESULT on ~9 % of a manager's runs at 50 runs/s (median 358 µs). A descriptor numbered
   ``SELECT_FD_LIMIT`` or higher (a process with very many sockets) cannot be selected on:
   then it sleeps, as before.
+* :func:`fine_timer_slack` asks Linux to end this thread's timed waits within 1 ns of their
+  end rather than its default 50 µs timer slack: the agent's loop waits the last fraction
+  of a millisecond before a due run in :func:`wait_readable`, and with the default slack a
+  0.5 ms ``select`` overshot by a median ~75 µs (~30 µs with 1 ns, this VM). Only timeouts
+  move: a wait that traffic ends wakes as soon either way.
 * Only for sockets of the loop that owns them (one loop, one poller per process); nothing
   here is thread-safe, like the sockets themselves.
 """
 
 from __future__ import annotations
 
+import ctypes
 import select
 import time
 from collections.abc import Iterable, Sequence
@@ -39,8 +45,8 @@ from collections.abc import Iterable, Sequence
 import zmq
 from zmq.backend import Socket as _Backend
 
-__all__ = ["NOBLOCK", "SELECT_FD_LIMIT", "poll_fd", "readable", "recv_frames", "send_frames",
-           "wait_readable"]
+__all__ = ["NOBLOCK", "PR_SET_TIMERSLACK", "SELECT_FD_LIMIT", "fine_timer_slack", "poll_fd",
+           "readable", "recv_frames", "send_frames", "wait_readable"]
 
 NOBLOCK = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
@@ -50,6 +56,8 @@ _POLLIN = int(zmq.POLLIN)
 _FD = int(zmq.FD)
 #: select(2)'s limit (FD_SETSIZE): descriptors from here up cannot be waited on with it.
 SELECT_FD_LIMIT = 1024
+#: prctl(2) option: the calling thread's timer slack, in ns (Linux; default 50 µs).
+PR_SET_TIMERSLACK = 29
 _send = _Backend.send
 _recv = _Backend.recv
 _get = _Backend.get
@@ -105,3 +113,12 @@ def wait_readable(items: Iterable[object], seconds: float) -> bool:
     except (OSError, ValueError):
         return True
     return bool(ready)
+
+
+def fine_timer_slack() -> bool:
+    """Set the calling thread's timer slack to 1 ns (see the module docstring); True if Linux
+    took it. Best effort: elsewhere (or without prctl) nothing changes."""
+    try:
+        return int(ctypes.CDLL(None, use_errno=True).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False

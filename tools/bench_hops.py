@@ -27,6 +27,7 @@ import bisect
 import collections
 import contextlib
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -196,6 +197,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=600, help="runs to trace (per tree)")
     ap.add_argument("--against", metavar="DIR", help="also trace the Clerk in DIR, at once")
+    ap.add_argument("--keep", metavar="DIR", help="copy the raw traces into DIR/<tree>/")
     args = ap.parse_args()
     if args.runs < 50:
         ap.error(f"--runs {args.runs}: at least 50")
@@ -227,6 +229,8 @@ def main() -> int:
         rtts = [sorted(cl.rtts()[n:]) for cl, n in zip(clusters, seen, strict=False)]
         stack.close()  # the nodes stop: their traces are written at exit
         for (label, d), r in zip(dirs.items(), rtts, strict=False):
+            if args.keep is not None:
+                shutil.copytree(d, Path(args.keep) / d.name, dirs_exist_ok=True)
             print(table(label, read_traces(d), window))
             print(f"(rtt_ms of the runs in the window, the manager's log lines, tracing "
                   f"included: median {statistics.median(r):.2f} ms)\n")

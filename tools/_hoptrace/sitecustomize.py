@@ -94,6 +94,16 @@ if _DIR:
             _wrap(r, "on_result", before=lambda self, m, now, wall: ev("on_result", m.run_id))
             _wrap(r, "on_execute", before=lambda self, m, now, i: ev("on_execute", m.run_id))
             _wrap(r, "_send_result", before=lambda self, res, to: ev("send_result", res.run_id))
+        elif name == "clerk._agentfeed" and os.environ.get("CLERK_TRACE_FINE"):
+            dec = mod.decode_frames
+
+            def traced_decode(frames: Any) -> Any:
+                out = dec(frames)
+                ev("decoded")
+                return out
+
+            mod.decode_frames = traced_decode
+            _wrap(mod.AgentFeed, "apply", before=lambda self, e, now: ev("apply_in"))
         elif name == "clerk._runner":
             _wrap(mod.TaskRunner, "on_tick", before=lambda self, now, wall: ev("tick"))
         elif name == "clerk._executor":
@@ -122,7 +132,8 @@ if _DIR:
 
             setattr(mod, attr, traced_run_request)
 
-    _WANT = {"clerk._transport", "clerk._agent", "clerk._routing", "clerk._runner",
+    _WANT = {"clerk._transport", "clerk._agent", "clerk._agentfeed", "clerk._routing",
+             "clerk._runner",
              "clerk._executor", "clerk._worker"}
 
     class _Finder(importlib.abc.MetaPathFinder):
