@@ -106,6 +106,13 @@ if _DIR:
             _wrap(mod.AgentFeed, "apply", before=lambda self, e, now: ev("apply_in"))
         elif name == "clerk._runner":
             _wrap(mod.TaskRunner, "on_tick", before=lambda self, now, wall: ev("tick"))
+            if os.environ.get("CLERK_TRACE_FINE"):
+                _wrap(mod.TaskRunner, "_replicate",
+                      before=lambda self, now, force=False: ev("repl_in"),
+                      after=lambda r, self, now, force=False: ev("repl_out"))
+        elif name == "clerk._running" and os.environ.get("CLERK_TRACE_FINE"):
+            _wrap(mod.Running, "tick", before=lambda self, *a, **k: ev("sched_in"),
+                  after=lambda r, self, *a, **k: ev("sched_out"))
         elif name == "clerk._executor":
             _wrap(mod.Executor, "submit", before=lambda self, m, to, now: ev("submit", m.run_id))
             _wrap(mod.Executor, "_on_link", before=lambda self, reader: ev("link_in"))
@@ -133,7 +140,7 @@ if _DIR:
             setattr(mod, attr, traced_run_request)
 
     _WANT = {"clerk._transport", "clerk._agent", "clerk._agentfeed", "clerk._routing",
-             "clerk._runner",
+             "clerk._runner", "clerk._running",
              "clerk._executor", "clerk._worker"}
 
     class _Finder(importlib.abc.MetaPathFinder):
