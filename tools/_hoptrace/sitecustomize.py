@@ -79,6 +79,8 @@ if _DIR:
                     yield inbound
 
             t.receive = traced_receive
+        elif name == "clerk._agent" and os.environ.get("CLERK_TRACE_FINE"):
+            _wrap(mod.Agent, "_handle_mailbox", before=lambda self, *a: ev("mailbox_in"))
         elif name == "clerk._agent" and hasattr(mod, "_sleep"):
             sleep = mod._sleep
 
@@ -104,6 +106,8 @@ if _DIR:
 
             mod.decode_frames = traced_decode
             _wrap(mod.AgentFeed, "apply", before=lambda self, e, now: ev("apply_in"))
+            _wrap(mod.AgentFeed, "_flush", before=lambda self, now: ev("flush_in"),
+                  after=lambda r, self, now: ev("flush_out"))
         elif name == "clerk._runner":
             _wrap(mod.TaskRunner, "on_tick", before=lambda self, now, wall: ev("tick"))
             if os.environ.get("CLERK_TRACE_FINE"):
