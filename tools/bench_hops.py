@@ -42,7 +42,6 @@ sys.path.insert(0, str(TOOLS / "_hoptrace"))  # (LocalCluster passes sys.path to
 
 import bench_tasks as bt  # noqa: E402
 
-import clerk  # noqa: E402
 from clerk.testing import wait_until  # noqa: E402
 
 HOPS = ["M tick -> dispatch", "M dispatch -> EXECUTE sent", "wire M -> F (F poll returns)",
@@ -205,8 +204,8 @@ def main() -> int:
         args.against = str(Path(args.against).resolve())
         if not (Path(args.against) / "clerk" / "__init__.py").is_file():
             ap.error(f"--against {args.against}: no clerk/__init__.py there")
-    tasks = [clerk.task(bt.NOOP, name=f"noop{i}", interval=100, timeout=5000)
-             for i in range(5)]
+    # Each cluster's tasks due at other instants than the other's (bench_tasks.spread_tasks).
+    sets = bt.spread_tasks(2 if args.against is not None else 1, picky=False)
     with tempfile.TemporaryDirectory(prefix="bench-hops-") as tmp, \
             contextlib.ExitStack() as stack:
         dirs = {"this tree": Path(tmp) / "this"}
@@ -216,7 +215,8 @@ def main() -> int:
         for d, source in zip(dirs.values(), (None, args.against), strict=False):
             d.mkdir()
             with traced(d):
-                clusters.append(stack.enter_context(bt._ClusterA(tasks, source)))
+                clusters.append(stack.enter_context(bt._ClusterA(sets[len(clusters)],
+                                                                  source)))
         for cl in clusters:  # warm-up
             wait_until(lambda cl=cl: len(cl.rtts()) >= 50, timeout=60, interval=0.2)
         # One window for both trees (the same load): runs dispatched within it.
