@@ -32,6 +32,7 @@ from clerk._clock import Clock, SystemClock
 from clerk._config import NodeConfig
 from clerk._core import LeaveRequested, NodeCore, Role, Start, Tick
 from clerk._deploy import MAX_ANNOUNCE_CHARS, SEP, announce
+from clerk._frames import fine_timer_slack
 from clerk._messages import (
     HANDED_MARK,
     HIST_MARK,
@@ -169,6 +170,8 @@ class Agent(AgentFeed, AgentReplies):
 
     def run(self) -> int:
         on_main = _is_main_thread()
+        # The loop's sub-ms waits for a due run end on time (clerk._frames); its own thread.
+        fine_timer_slack()
         if on_main:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)

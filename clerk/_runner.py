@@ -433,6 +433,10 @@ class TaskRunner(ResultRouting, StatusRows):
         else:
             for d in dispatches:
                 self._dispatch(d, now)
+        # The runs leave now when they leave at their due times (flush_urgent): not after the
+        # next runs' nodes() calls, the replication check below and the turn's held ACKs
+        # (release_acks encodes each before the turn's own flush).
+        self.agent.flush_urgent(now)
         self.nodes_guard.ask_ahead()  # the next runs' nodes(), now that these are sent
         if dispatches or finished:
             # A long run's dispatch goes to the members at once, gap or pacing: a new manager

@@ -52,6 +52,9 @@ IP addresses, so its own I/O thread never blocks on a lookup either). IP literal
 ``localhost`` connect at once. An address that is not ``host:port`` is refused before any
 lookup (``bad_address``). A link to a name whose peer is not reached follows the name to a
 new IP (``relinked``, :mod:`clerk._links`).
+
+The links' life cycle (open, connect, relink, evict, their monitors) is
+:class:`clerk._linktable.LinkTable`'s; this module sends, queues and polls.
 """
 
 from __future__ import annotations
@@ -65,20 +68,20 @@ import zmq
 
 from clerk._codec import MAX_MESSAGE_BYTES
 from clerk._config import resolve_host
-from clerk._dns import HostResolver, valid_address
+from clerk._dns import HostResolver
 from clerk._frames import NOBLOCK, readable, recv_frames, send_frames, wait_readable
-from clerk._links import Inbound, Link, Relinker, endpoint_ip, monitor_event, secure
+from clerk._links import Inbound, Link, Relinker
+from clerk._linktable import MAX_LINKS, MAX_UNPINNED_LINKS, LinkTable
 from clerk._security import CurveKeys
 from clerk._sockopts import tune
 from clerk._zap import ZAP_ENDPOINT, answer_zap
 
-__all__ = ["FINAL_LINGER_MS", "Inbound", "Transport", "resolve_host", "tune"]
+__all__ = ["FINAL_LINGER_MS", "MAX_LINKS", "MAX_UNPINNED_LINKS", "Inbound", "Transport",
+           "resolve_host", "tune"]
 
 log = logging.getLogger("clerk.transport")
 
 PENDING_MAX = 64
-MAX_LINKS = 512
-MAX_UNPINNED_LINKS = 32
 NEW_LINK_RATE = 50.0
 DRAIN_MESSAGES = 1000
 #: Inbound queue per connection, in messages. With MAXMSGSIZE this bounds what one peer can
@@ -93,11 +96,6 @@ NEW_LINK_BURST = 100.0
 #: stop lost a run's result now and then. Bounded: a peer that is gone costs this much once.
 FINAL_LINGER_MS = 200
 PENDING_TTL = 1.0
-_MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | (
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-)
-
 
 class Transport:
     """Sockets of one node. ``poll`` returns inbound traffic; ``send``/``request``/``reply``
@@ -119,19 +117,15 @@ class Transport:
         self.stats: Counter[str] = Counter()
         self.resolver = resolver if resolver is not None else HostResolver()
         self.resolver.stats = self.stats
-        self._resolver_polled = False
-        self.relinker = Relinker(self.resolver)  # links to names whose peer moved
-        self._now = 0.0  # the last poll's (when a link is opened: down since then)
         self.router_ready = False  # poll(router=False) saw messages in the mailbox
         self.ctx = zmq.Context()
-        self._links: dict[str, Link] = {}  # least recently used first
-        self.pinned: set[str] = set()  # addresses whose links are never evicted for strangers
         self._tokens = NEW_LINK_BURST  # token bucket for links to unpinned addresses
         self._tokens_at = 0.0
-        self._by_socket: dict[zmq.Socket, tuple[str, str]] = {}
-        self._mon_fd: dict[zmq.Socket, int] = {}  # monitors are polled by their ZMQ_FD
-        self._fd_mon: dict[int, zmq.Socket] = {}
         self.poller = zmq.Poller()
+        self.table = LinkTable(self.ctx, self.poller, self.stats, self.resolver, keys=keys,
+                               max_bytes=max_bytes, flush=self._flush,
+                               add_reader=self.add_reader)
+        self._links = self.table.links  # (the same dict: tests look links up in it)
         self._readers: dict[Any, Callable[[], None]] = {}
         self.zap: zmq.Socket | None = None
         if keys is not None:
@@ -159,183 +153,25 @@ class Transport:
 
     # --- outgoing ----------------------------------------------------------------------------
 
-    def _attach(self, link: Link) -> bool:
-        """Connect the link's sockets once its host has an address (asked of the resolver: an
-        IP literal at once, a name from its cache or later, see :meth:`_on_resolved`); False
-        if ZeroMQ rejects the endpoint."""
-        host, _, port = link.address.rpartition(":")
-        ip = self.resolver.resolve(host, urgent=link.address in self.pinned)
-        if ip is None:
-            if not self._resolver_polled:  # from the first name on: its answers wake the poll
-                self._resolver_polled = True
-                self.add_reader(self.resolver.fileno(), self._on_resolved)
-            return True
-        endpoint = f"tcp://{ip}:{port}"
-        try:
-            link.dealer.connect(endpoint)
-            if link.req is not None:
-                link.req.connect(endpoint)
-        except zmq.ZMQError as exc:
-            self.stats["bad_address"] += 1
-            log.debug("cannot connect to %r (%s): %s", link.address, endpoint, exc)
-            return False
-        link.endpoint = endpoint
-        if not link.connected:  # its name is asked again if that lasts (clerk._links)
-            self.relinker.down(link.address, self._now)
-        return True
+    @property
+    def pinned(self) -> set[str]:
+        """Addresses whose links are never evicted for strangers (live members, seeds)."""
+        return self.table.pinned
 
-    def _pinned(self, address: str) -> bool:
-        return address in self.pinned
+    @pinned.setter
+    def pinned(self, addresses: set[str]) -> None:
+        self.table.pinned = addresses
 
-    def _endpoint_of(self, address: str) -> str | None:
-        link = self._links.get(address)
-        return None if link is None else link.endpoint
-
-    def _relink(self, address: str, ip: str, now: float) -> None:
-        """Move the link to ``address`` (down, its host a name) to its name's new ``ip``
-        (what its queue keeps, and why, is in :mod:`clerk._links`)."""
-        link = self._links.get(address)
-        if link is None or link.endpoint is None or link.connected:
-            return
-        old = link.endpoint
-        new = f"tcp://{ip}:{address.rpartition(':')[2]}"
-        try:
-            link.dealer.disconnect(old)
-        except zmq.ZMQError:  # (not connected to it any more: nothing to undo)
-            pass
-        try:
-            link.dealer.connect(new)
-        except zmq.ZMQError as exc:
-            self.stats["bad_address"] += 1
-            log.debug("cannot connect to %r (%s): %s", address, new, exc)
-            self.forget(address)
-            return
-        link.endpoint = new
-        if link.req is not None:
-            self._new_req(link)  # connects to link.endpoint
-        self.relinker.up(address)
-        self.relinker.down(address, now)  # down since now: its next look-up in RELINK_AFTER
-        self.stats["relinked"] += 1
-        log.info("peer %s moved from %s to %s: relinked", address, endpoint_ip(old), ip)
-
-    def _on_resolved(self) -> None:
-        """Answers from the resolver: connect the links that wait for them (their queued
-        messages go once the connection is up, as for any new link)."""
-        for host, ip in self.resolver.answers():
-            for link in list(self._links.values()):
-                if link.endpoint is None and link.address.rpartition(":")[0] == host:
-                    if not self._attach(link):
-                        self.forget(link.address)
-            for address, new in self.relinker.answered(host, ip, self._endpoint_of):
-                self._relink(address, new, self._now)
-
-    def _monitor(self, sock: zmq.Socket, address: str, role: str,
-                 watch: bool = True) -> zmq.Socket:
-        mon = sock.get_monitor_socket(_MONITORED)
-        self._by_socket[mon] = (address, role)
-        try:  # empty: arms the FD (see the module docstring); ``sock`` is not connected yet
-            while True:
-                mon.recv_multipart(zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
-        fd = int(mon.getsockopt(zmq.FD))
-        self._mon_fd[mon] = fd
-        self._fd_mon[fd] = mon
-        if watch:
-            self.poller.register(fd, zmq.POLLIN)
-        return mon
-
-    def _poll_key(self, sock: zmq.Socket) -> Any:
-        return self._mon_fd.get(sock, sock)
-
-    def _link(self, address: str) -> Link | None:
-        """The link to ``address``, opened if need be; None if ZeroMQ rejects the address
-        (it comes from a message: without CURVE, anything can be written there)."""
-        link = self._links.pop(address, None)
-        if link is None:
-            if not valid_address(address):
-                self.stats["bad_address"] += 1
-                log.debug("not an address: %r", address)
-                return None
-            self._make_room(address)
-            dealer = self.ctx.socket(zmq.DEALER)
-            secure(dealer, self.max_bytes, self.keys)
-            mon = self._monitor(dealer, address, "dealer")
-            link = Link(address, dealer, mon)
-            if not self._attach(link):
-                self._drop_socket(mon)
-                self._drop_socket(dealer)
-                return None
-            self.stats["links_opened"] += 1
-        elif link.endpoint is None:
-            self._attach(link)  # its name still unresolved: asked again (its retry is due?)
-        self._links[address] = link  # most recently used last
-        return link
-
-    def _make_room(self, address: str) -> None:
-        """Close the least recently used link(s) so that opening one to ``address`` stays
-        within ``MAX_UNPINNED_LINKS`` (for an unpinned address) and ``MAX_LINKS``."""
-        if address not in self.pinned:
-            unpinned = [a for a in self._links if a not in self.pinned]
-            for victim in unpinned[:max(0, len(unpinned) - MAX_UNPINNED_LINKS + 1)]:
-                self.forget(victim)
-                self.stats["links_evicted"] += 1
-        while len(self._links) >= MAX_LINKS:
-            self.forget(next(iter(self._links)))
-            self.stats["links_evicted"] += 1
-
-    def _new_req(self, link: Link) -> None:
-        if link.req is not None:
-            self._drop_socket(link.req)
-            self._drop_socket(link.req_mon)
-        req = self.ctx.socket(zmq.REQ)
-        secure(req, self.max_bytes, self.keys)
-        link.req_mon = self._monitor(req, link.address, "req", watch=False)
-        if link.endpoint is not None:  # (otherwise connected with the DEALER: _attach)
-            req.connect(link.endpoint)
-        self._by_socket[req] = (link.address, "req-data")
-        link.req = req
-        link.req_busy = False
-        link.req_watched = False
-
-    def _watch_req(self, link: Link, on: bool, now: float) -> None:
-        """Put the link's REQ and its monitor in the poller (``on``) or take them out; the
-        monitor's queued events are read either way, so none is handled out of order."""
-        if link.req is None or link.req_mon is None or link.req_watched == on:
-            return
-        # No flush from here: _watch_req runs inside _flush and request(), which send next.
-        self._drain_monitor(link.req_mon, link.address, "req", [], now, flush=False)
-        for sock in (link.req, link.req_mon):
-            if on:
-                self.poller.register(self._poll_key(sock), zmq.POLLIN)
-            else:
-                self.poller.unregister(self._poll_key(sock))
-        link.req_watched = on
-
-    def _drop_socket(self, sock: zmq.Socket | None) -> None:
-        if sock is None:
-            return
-        try:
-            self.poller.unregister(self._poll_key(sock))
-        except KeyError:
-            pass
-        self._by_socket.pop(sock, None)
-        fd = self._mon_fd.pop(sock, None)
-        if fd is not None:
-            self._fd_mon.pop(fd, None)
-        if not sock.closed:
-            try:
-                sock.disable_monitor()
-            except zmq.ZMQError:
-                pass
-            sock.close(linger=0)
+    @property
+    def relinker(self) -> Relinker:
+        return self.table.relinker
 
     def connect(self, address: str, req: bool = True) -> None:
         """Open the sockets to ``address`` ahead of need (elections must not wait on TCP):
         its DEALER, and its REQ unless not ``req``."""
-        link = self._link(address)
+        link = self.table.link(address)
         if link is not None and req and link.req is None:
-            self._new_req(link)
+            self.table.new_req(link)
 
     def send(self, address: str, frames: list[bytes], now: float) -> None:
         """Send through the DEALER to ``address``; queued briefly if not connected yet."""
@@ -347,7 +183,7 @@ class Transport:
                 self.stats["send_to_stranger_dropped"] += 1
                 return
             self._tokens -= 1.0
-        link = self._link(address)
+        link = self.table.link(address)
         if link is None:
             return
         if link.pending:
@@ -360,16 +196,16 @@ class Transport:
 
     def request(self, address: str, frames: list[bytes], now: float) -> None:
         """Send a request (ELECTION) through the REQ to ``address``, Lazy Pirate style."""
-        link = self._link(address)
+        link = self.table.link(address)
         if link is None:
             return
         if link.req is None:
-            self._new_req(link)
+            self.table.new_req(link)
         elif link.req_busy:
             self.stats["req_recreated"] += 1
-            self._new_req(link)
+            self.table.new_req(link)
         assert link.req is not None
-        self._watch_req(link, True, now)
+        self.table.watch_req(link, True, now)
         if self._try(link.req, frames):
             link.req_busy = True
         else:
@@ -419,9 +255,9 @@ class Transport:
                 continue
             if req:
                 if link.req_busy or link.req is None:
-                    self._new_req(link)
+                    self.table.new_req(link)
                 assert link.req is not None
-                self._watch_req(link, True, now)
+                self.table.watch_req(link, True, now)
                 if self._try(link.req, frames):
                     link.req_busy = True
                     continue
@@ -434,12 +270,7 @@ class Transport:
 
     def forget(self, address: str) -> None:
         """Close the sockets to a peer that left for good."""
-        link = self._links.pop(address, None)
-        self.relinker.up(address)
-        if link is None:
-            return
-        for sock in (link.dealer, link.dealer_mon, link.req, link.req_mon):
-            self._drop_socket(sock)
+        self.table.forget(address)
 
     def peers(self) -> list[str]:
         return list(self._links)
@@ -461,10 +292,9 @@ class Transport:
         has messages, and :meth:`receive` reads them as the caller asks for them."""
         out: list[Inbound] = []
         self.router_ready = False
-        self._now = now
-        if self.relinker.due(now):  # links to names down a while: their names asked again
-            for address, ip in self.relinker.check(now, self._endpoint_of, self._pinned):
-                self._relink(address, ip, now)
+        table = self.table
+        table.now = now
+        table.check_relinks(now)  # links to names down a while: their names asked again
         for link in list(self._links.values()):
             if link.pending:
                 self._flush(link, now)
@@ -477,7 +307,7 @@ class Transport:
             if key in self._readers:
                 self._readers[key]()
                 continue
-            sock: zmq.Socket | None = self._fd_mon.get(key) if isinstance(key, int) else key
+            sock: zmq.Socket | None = table.fd_mon.get(key) if isinstance(key, int) else key
             if sock is None:
                 continue
             if sock is self.router:
@@ -488,11 +318,11 @@ class Transport:
             elif sock is self.zap:
                 self._answer_zap()
             else:
-                address, role = self._by_socket.get(sock, ("", ""))
+                address, role = table.by_socket.get(sock, ("", ""))
                 if role == "req-data":
                     self._drain_req(sock, address, out, now)
                 elif role in ("dealer", "req"):
-                    self._drain_monitor(sock, address, role, out, now)
+                    table.drain_monitor(sock, address, role, out, now)
         return out
 
     def wait(self, seconds: float) -> bool:
@@ -538,45 +368,8 @@ class Transport:
         if link is not None and link.req is sock:
             link.req_busy = False
             if not any(req for _, req, _ in link.pending):
-                self._watch_req(link, False, now)
+                self.table.watch_req(link, False, now)
         out.append(Inbound("message", frames, None, False, address))
-
-    def _drain_monitor(
-        self, mon: zmq.Socket, address: str, role: str, out: list[Inbound], now: float,
-        flush: bool = True,
-    ) -> None:
-        while True:
-            try:
-                kind = monitor_event(mon.recv_multipart(zmq.NOBLOCK))
-            except zmq.Again:
-                return
-            except zmq.ZMQError:
-                return
-            if kind is None:
-                continue
-            link = self._links.get(address)
-            if kind == zmq.EVENT_DISCONNECTED:
-                if link is not None:
-                    link.connected = False
-                if role == "dealer":  # one event per peer is enough
-                    if link is not None and link.endpoint is not None:
-                        self.relinker.down(address, now)
-                    self.stats["peer_disconnects"] += 1
-                    out.append(Inbound("down", address=address))
-            elif kind in (zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
-                if link is not None:
-                    link.connected = True
-                    if role == "dealer":
-                        self.relinker.up(address)
-                    if link.pending and flush:
-                        self._flush(link, now)
-                if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED and role == "dealer":
-                    out.append(Inbound("up", address=address))
-            elif kind in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
-                          zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
-                self.stats["handshake_failed"] += 1
-                log.warning("handshake with %s failed: different cookie, or not a clerk node?",
-                            address)
 
     def _answer_zap(self) -> None:
         assert self.zap is not None and self.keys is not None
@@ -595,7 +388,7 @@ class Transport:
         for sock in (getattr(self, "router", None), self.zap):
             if sock is not None and not sock.closed:
                 sock.close(linger=0)
-        if self._resolver_polled:
+        if self.table.resolver_polled:
             self.remove_reader(self.resolver.fileno())
         self.resolver.close()
         self.ctx.term()

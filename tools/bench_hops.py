@@ -27,6 +27,7 @@ import bisect
 import collections
 import contextlib
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -41,7 +42,6 @@ sys.path.insert(0, str(TOOLS / "_hoptrace"))  # (LocalCluster passes sys.path to
 
 import bench_tasks as bt  # noqa: E402
 
-import clerk  # noqa: E402
 from clerk.testing import wait_until  # noqa: E402
 
 HOPS = ["M tick -> dispatch", "M dispatch -> EXECUTE sent", "wire M -> F (F poll returns)",
@@ -162,6 +162,9 @@ def hops(ev: Events, window: tuple[int, int]
 def table(label: str, ev: Events, window: tuple[int, int]) -> str:
     h, done = hops(ev, window)
     lines = [f"{label}: {len(h[HOPS[-1]])} runs matched",
+             *([] if h[HOPS[-1]] else [  # say which events are missing (a renamed function)
+                 f"  pid {p}: " + ", ".join(f"{n} {c}" for n, c in sorted(
+                     collections.Counter(e[1] for e in v).items())) for p, v in ev.items()]),
              f"{'hop':<32} {'median':>8} {'p25':>8} {'p75':>8} {'mean':>8}  (µs)"]
     for name in HOPS:
         v = sorted(h[name])
@@ -193,6 +196,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=600, help="runs to trace (per tree)")
     ap.add_argument("--against", metavar="DIR", help="also trace the Clerk in DIR, at once")
+    ap.add_argument("--keep", metavar="DIR", help="copy the raw traces into DIR/<tree>/")
     args = ap.parse_args()
     if args.runs < 50:
         ap.error(f"--runs {args.runs}: at least 50")
@@ -200,8 +204,8 @@ def main() -> int:
         args.against = str(Path(args.against).resolve())
         if not (Path(args.against) / "clerk" / "__init__.py").is_file():
             ap.error(f"--against {args.against}: no clerk/__init__.py there")
-    tasks = [clerk.task(bt.NOOP, name=f"noop{i}", interval=100, timeout=5000)
-             for i in range(5)]
+    # Each cluster's tasks due at other instants than the other's (bench_tasks.spread_tasks).
+    sets = bt.spread_tasks(2 if args.against is not None else 1, picky=False)
     with tempfile.TemporaryDirectory(prefix="bench-hops-") as tmp, \
             contextlib.ExitStack() as stack:
         dirs = {"this tree": Path(tmp) / "this"}
@@ -211,7 +215,8 @@ def main() -> int:
         for d, source in zip(dirs.values(), (None, args.against), strict=False):
             d.mkdir()
             with traced(d):
-                clusters.append(stack.enter_context(bt._ClusterA(tasks, source)))
+                clusters.append(stack.enter_context(bt._ClusterA(sets[len(clusters)],
+                                                                  source)))
         for cl in clusters:  # warm-up
             wait_until(lambda cl=cl: len(cl.rtts()) >= 50, timeout=60, interval=0.2)
         # One window for both trees (the same load): runs dispatched within it.
@@ -224,6 +229,8 @@ def main() -> int:
         rtts = [sorted(cl.rtts()[n:]) for cl, n in zip(clusters, seen, strict=False)]
         stack.close()  # the nodes stop: their traces are written at exit
         for (label, d), r in zip(dirs.items(), rtts, strict=False):
+            if args.keep is not None:
+                shutil.copytree(d, Path(args.keep) / d.name, dirs_exist_ok=True)
             print(table(label, read_traces(d), window))
             print(f"(rtt_ms of the runs in the window, the manager's log lines, tracing "
                   f"included: median {statistics.median(r):.2f} ms)\n")

@@ -81,6 +81,7 @@ from _bench_lateness import (  # noqa: E402
 )
 
 import clerk  # noqa: E402
+from clerk._calendar import phase_ms  # noqa: E402
 from clerk.testing import LocalCluster, wait_until  # noqa: E402
 
 NOOP = "_bench_tasks:Noop"
@@ -125,8 +126,7 @@ def round_trips(repeats: int, per_repeat: int, against: str | None = None) -> Ro
     ``against``: another source tree of Clerk (a checkout or ``git worktree`` of main): a second
     cluster runs its nodes (the same settings; its node processes import ``clerk`` from there)
     beside this tree's, and each repeat measures both, so before/after is one interleaved run."""
-    tasks = [clerk.task(NOOP, name=f"noop{i}", interval=100, timeout=5000) for i in range(5)]
-    tasks += [clerk.task(PICKY, name=f"picky{i}", interval=100, timeout=5000) for i in range(5)]
+    sets = spread_tasks(2 if against is not None else 1, picky=True)
     echo, echo_curve, chain = Echo(curve=False), Echo(curve=True), Chain(workers=2)
     with contextlib.ExitStack() as stack:
         stack.callback(chain.close)
@@ -135,9 +135,9 @@ def round_trips(repeats: int, per_repeat: int, against: str | None = None) -> Ro
         # n1 loads no task: it schedules what n2 announces (clerk._deploy) and runs nothing.
         # dispatch_lead 0: a run sent at its due time, so that rtt_ms is the whole chain
         # (with a lead, it counts from the run's due time and hides the way there).
-        clusters = [stack.enter_context(_ClusterA(tasks, None))]
+        clusters = [stack.enter_context(_ClusterA(sets[0], None))]
         if against is not None:
-            clusters.append(stack.enter_context(_ClusterA(tasks, against)))
+            clusters.append(stack.enter_context(_ClusterA(sets[1], against)))
         for cl in clusters:
             wait_until(lambda cl=cl: len(cl.rtts()) >= 50, timeout=60, interval=0.2)  # warm-up
         roles = [clerk_roles(cl.c, cl.n1) for cl in clusters]
@@ -198,13 +198,47 @@ def round_trips(repeats: int, per_repeat: int, against: str | None = None) -> Ro
     return out
 
 
+#: (a)'s tasks: their interval (ms), and the least distance (ms) between any two of their due
+#: times on the grid, across the clusters of one run (spread_tasks).
+A_INTERVAL = 100
+A_GAP_MS = 4
+
+
+def spread_tasks(clusters: int, picky: bool) -> list[list[Any]]:
+    """(a)'s tasks for each of ``clusters`` clusters run at once: five no-op tasks (and five
+    with ``nodes()``, ``picky``) each, named ``noop<k>`` / ``picky<k>`` with the ``k`` chosen so
+    that no two tasks of any cluster are due within ``A_GAP_MS`` of each other (a task's phase
+    is a hash of its name, clerk._calendar.phase_ms). With the same names in both clusters
+    every run of one was due at the very instant of the other's, and on a 2-core machine the
+    two round trips raced each other's CPU. (Not the whole story of a noisy comparison: at a
+    load average of ~11, this tree --against an identical copy of itself still gave medians
+    1.4x apart in one window of bench_hops, both before and after this change.)"""
+    kinds = [(NOOP, "noop")] + ([(PICKY, "picky")] if picky else [])
+    taken: list[int] = []
+    out: list[list[Any]] = [[] for _ in range(clusters)]
+    k = 0
+    for cluster in out:
+        for target, prefix in kinds:
+            names: list[str] = []
+            while len(names) < 5:
+                name = f"{prefix}{k}"
+                k += 1
+                ph = phase_ms(name, A_INTERVAL)
+                if all(min(abs(ph - t), A_INTERVAL - abs(ph - t)) >= A_GAP_MS for t in taken):
+                    taken.append(ph)
+                    names.append(name)
+            cluster += [clerk.task(target, name=n, interval=A_INTERVAL, timeout=5000)
+                        for n in names]
+    return out
+
+
 class _ClusterA:
     """(a)'s two-node cluster: n1 (manager, DEBUG log, no task) and n2 (runs every task),
     its node processes importing ``clerk`` from ``source`` (None: this tree)."""
 
-    PLAIN = re.compile(r"run task=noop\d slot=\d+ node=n2\S* duration_ms=\S+ "
+    PLAIN = re.compile(r"run task=noop\d+ slot=\d+ node=n2\S* duration_ms=\S+ "
                        r"rtt_ms=(\S+) outcome=ok")
-    PICKY = re.compile(r"run task=picky\d slot=\d+ node=n2\S* duration_ms=\S+ "
+    PICKY = re.compile(r"run task=picky\d+ slot=\d+ node=n2\S* duration_ms=\S+ "
                        r"rtt_ms=(\S+) outcome=ok")
 
     def __init__(self, tasks: list[Any], source: str | None) -> None:

@@ -103,3 +103,20 @@ def test_a_readable_descriptor_ends_the_wait_at_once() -> None:
     finally:
         r.close()
         w.close()
+
+
+@pytest.mark.timeout(10)
+def test_a_receive_ends_at_its_messages_last_frame_and_gives_bytes(pair):
+    # recv_frames reads each frame's ``more`` from the frame, not the socket's RCVMORE: two
+    # queued messages stay apart, and small, empty and large (zero-copy) frames come as bytes.
+    router, dealer = pair
+    first = [b"", b"x" * 20, b"y" * 200_000, b"z"]
+    second = [b"CLERK\x02", b"result", b"{}"]
+    send_frames(dealer, first)
+    send_frames(dealer, second)
+    assert router.poll(5000) == zmq.POLLIN
+    a, b = recv_frames(router, NOBLOCK), recv_frames(router, NOBLOCK)
+    assert a[1:] == first and b[1:] == second and a[0] == b[0]
+    assert all(type(f) is bytes for f in a + b)
+    with pytest.raises(zmq.Again):
+        recv_frames(router, NOBLOCK)

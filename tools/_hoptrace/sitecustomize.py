@@ -79,6 +79,8 @@ if _DIR:
                     yield inbound
 
             t.receive = traced_receive
+        elif name == "clerk._agent" and os.environ.get("CLERK_TRACE_FINE"):
+            _wrap(mod.Agent, "_handle_mailbox", before=lambda self, *a: ev("mailbox_in"))
         elif name == "clerk._agent" and hasattr(mod, "_sleep"):
             sleep = mod._sleep
 
@@ -94,8 +96,27 @@ if _DIR:
             _wrap(r, "on_result", before=lambda self, m, now, wall: ev("on_result", m.run_id))
             _wrap(r, "on_execute", before=lambda self, m, now, i: ev("on_execute", m.run_id))
             _wrap(r, "_send_result", before=lambda self, res, to: ev("send_result", res.run_id))
+        elif name == "clerk._agentfeed" and os.environ.get("CLERK_TRACE_FINE"):
+            dec = mod.decode_frames
+
+            def traced_decode(frames: Any) -> Any:
+                out = dec(frames)
+                ev("decoded")
+                return out
+
+            mod.decode_frames = traced_decode
+            _wrap(mod.AgentFeed, "apply", before=lambda self, e, now: ev("apply_in"))
+            _wrap(mod.AgentFeed, "_flush", before=lambda self, now: ev("flush_in"),
+                  after=lambda r, self, now: ev("flush_out"))
         elif name == "clerk._runner":
             _wrap(mod.TaskRunner, "on_tick", before=lambda self, now, wall: ev("tick"))
+            if os.environ.get("CLERK_TRACE_FINE"):
+                _wrap(mod.TaskRunner, "_replicate",
+                      before=lambda self, now, force=False: ev("repl_in"),
+                      after=lambda r, self, now, force=False: ev("repl_out"))
+        elif name == "clerk._running" and os.environ.get("CLERK_TRACE_FINE"):
+            _wrap(mod.Running, "tick", before=lambda self, *a, **k: ev("sched_in"),
+                  after=lambda r, self, *a, **k: ev("sched_out"))
         elif name == "clerk._executor":
             _wrap(mod.Executor, "submit", before=lambda self, m, to, now: ev("submit", m.run_id))
             _wrap(mod.Executor, "_on_link", before=lambda self, reader: ev("link_in"))
@@ -107,17 +128,23 @@ if _DIR:
 
             mod.send_msg = traced_send_msg
         elif name == "clerk._worker":
-            run_message = mod._run_message
+            # The worker's loop calls _run_request (earlier trees: _run_message); the run id
+            # is the first string of the RUN's body (an array, or an object's "run").
+            attr = "_run_request" if hasattr(mod, "_run_request") else "_run_message"
+            run_request = getattr(mod, attr)
 
-            def traced_run_message(body: bytes, cache: Any) -> Any:
-                ev("w_run_in", bytes(body).split(b'"')[1].decode())
-                out = run_message(body, cache)
+            def traced_run_request(body: bytes, cache: Any) -> Any:
+                b = bytes(body)
+                m = _RUN.search(b)
+                ev("w_run_in", (m.group(1) if m else b.split(b'"')[1]).decode())
+                out = run_request(body, cache)
                 ev("w_run_out")
                 return out
 
-            mod._run_message = traced_run_message
+            setattr(mod, attr, traced_run_request)
 
-    _WANT = {"clerk._transport", "clerk._agent", "clerk._routing", "clerk._runner",
+    _WANT = {"clerk._transport", "clerk._agent", "clerk._agentfeed", "clerk._routing",
+             "clerk._runner", "clerk._running",
              "clerk._executor", "clerk._worker"}
 
     class _Finder(importlib.abc.MetaPathFinder):
