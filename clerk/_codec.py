@@ -40,10 +40,11 @@ checking less (``tools/bench_codec.py``):
   and anything else, valid or not, goes through the generic per-field path, which gives the
   same value or the same error (an EXECUTE decoded in ~0.74x the time and encoded in ~0.63x,
   a RESULT ~0.65x and ~0.8x: medians of 5 interleaved runs against the generic path, load 6-7);
-* a RESULT and a RESULT_ACK (one each per run another node reports) are written as text in one
-  step (``_WRITERS``): the generic path's text character for character, the sender's text
-  remembered, the scalars checked inline and the state checked and encoded alone; a field out
-  of that common case sends the message through the generic path, which takes it or names it.
+* a RESULT and a RESULT_ACK (one each per run another node reports) and an EXECUTE (one per
+  dispatch) are written as text in one step (``_WRITERS``, :mod:`clerk._codecwrite`): the
+  generic path's text character for character, the sender's text remembered, the scalars
+  checked inline and the state checked and encoded alone; a field out of that common case
+  sends the message through the generic path, which takes it or names it.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ from clerk._codecvalid import (
     _v_str_plain,
     json_depth,
 )
-from clerk._jsondump import encoder
+from clerk._codecwrite import ENCODE as _ENCODE
+from clerk._codecwrite import Writer, writers
 from clerk._messages import MESSAGE_KINDS, Json, Message, Peer
 
 __all__ = [
@@ -415,76 +417,8 @@ _DUMPERS: dict[type, Validator] = {
 }
 
 
-#: One encoder for every message: ``json.dumps`` with options builds a new one per call, and
-#: ``JSONEncoder.encode`` its C encoder (clerk._jsondump).
-_ENCODE = encoder(ensure_ascii=False, allow_nan=False)
-
-
-_PEER_DUMP = _dumper(Peer)
-_S, _L = MAX_STRING, _INT_LIMIT
-_last_sender: list[Any] = [_NOTHING, ""]  # the last sender written, and its JSON text
-
-
-def _sender_text(peer: Any) -> str | None:
-    """A sender's JSON text, as the generic path writes it (None: that path's error)."""
-    if peer is _last_sender[0]:
-        return _last_sender[1]  # type: ignore[no-any-return]
-    if type(peer) is not Peer:
-        return None
-    try:  # (frozen, scalar fields: the same object is the same text)
-        text = _ENCODE(_PEER_DUMP(peer, "sender"))
-    except DecodeError:
-        return None
-    _last_sender[0], _last_sender[1] = peer, text
-    return text
-
-
-def _write_result(msg: Any) -> str | None:
-    """A RESULT's body (one per run a node reports) written in one step, the generic path's
-    text character for character: the sender's text remembered, the scalars checked inline
-    (ASCII strings, 64-bit ints, a finite float) and quoted by the encoder's C function, the
-    state checked and encoded alone. None when any field is out of that common case: the
-    generic path then accepts it or names the field."""
-    sender = _sender_text(msg.sender)
-    task, run_id, outcome, error = msg.task, msg.run_id, msg.outcome, msg.error
-    term, slot, duration, state = msg.term, msg.slot, msg.duration_ms, msg.state
-    if (sender is None or type(task) is not str or type(run_id) is not str
-            or type(outcome) is not str or type(error) is not str or type(term) is not int
-            or type(slot) is not int or type(duration) is not float):
-        return None
-    # (inline, not a helper per field: six calls were a third of this function's own time)
-    if not (len(task) <= _S and len(run_id) <= _S and len(outcome) <= _S and len(error) <= _S
-            and (task + run_id + outcome + error).isascii() and -_L <= term < _L
-            and -_L <= slot < _L and math.isfinite(duration)):
-        return None
-    if state is None:
-        state_text = "null"
-    else:
-        try:
-            state_text = _ENCODE(_v_json(state, "result.state"))
-        except (DecodeError, TypeError, ValueError, RecursionError):
-            return None
-    return (f'{{"sender":{sender},"term":{term},"task":{_quote(task)},'
-            f'"run_id":{_quote(run_id)},"slot":{slot},"outcome":{_quote(outcome)},'
-            f'"state":{state_text},"duration_ms":{duration!r},"error":{_quote(error)}}}')
-
-
-def _write_result_ack(msg: Any) -> str | None:
-    """A RESULT_ACK's body, the same way (one per run another node reports)."""
-    sender = _sender_text(msg.sender)
-    task, run_id, term = msg.task, msg.run_id, msg.term
-    if (sender is None or type(task) is not str or type(run_id) is not str
-            or type(term) is not int or not (len(task) <= _S and len(run_id) <= _S
-                                              and (task + run_id).isascii()
-                                              and -_L <= term < _L)):
-        return None
-    return (f'{{"sender":{sender},"term":{term},"task":{_quote(task)},'
-            f'"run_id":{_quote(run_id)}}}')
-
-
-#: Messages written in one step when their fields are the common case (see _write_result).
-_WRITERS: dict[type, Callable[[Any], str | None]] = {
-    MESSAGE_KINDS["result"]: _write_result, MESSAGE_KINDS["result_ack"]: _write_result_ack}
+#: Messages written in one step when their fields are the common case (clerk._codecwrite).
+_WRITERS: dict[type, Writer] = writers(_dumper(Peer))
 
 
 def encode(msg: Message, max_bytes: int = MAX_MESSAGE_BYTES) -> list[bytes]:

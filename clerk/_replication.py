@@ -118,9 +118,14 @@ FOLLOW_SCAN = 1024
 
 def short_runs(last: Any) -> bool:
     """Does a task whose row's ``last`` is this run short (``SHORT_RUN_MS``)?"""
-    if not isinstance(last, dict) or last.get("outcome") not in ("ok", "error"):
+    if type(last) is not dict:
+        if not isinstance(last, dict):
+            return False
+    if last.get("outcome") not in ("ok", "error"):
         return False
     duration = last.get("duration_ms")
+    if type(duration) is float:  # (as the manager writes it: every dispatch asks)
+        return duration < SHORT_RUN_MS
     return (isinstance(duration, int | float) and not isinstance(duration, bool)
             and duration < SHORT_RUN_MS)
 

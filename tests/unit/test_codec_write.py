@@ -1,6 +1,6 @@
-"""A RESULT and a RESULT_ACK written in one step (clerk._codec ``_WRITERS``) are the generic
-path's frames byte for byte, and anything outside their common case gets the generic path's
-frames or its error."""
+"""A RESULT, a RESULT_ACK and an EXECUTE written in one step (clerk._codec ``_WRITERS``,
+clerk._codecwrite) are the generic path's frames byte for byte, and anything outside their
+common case gets the generic path's frames or its error."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from clerk import _codec
 from clerk._codec import EncodeError, decode, encode
-from clerk._messages import Message, Peer, Result, ResultAck
+from clerk._messages import Execute, Message, Peer, Result, ResultAck
 
 P = Peer("n2@127.0.0.1", "127.0.0.1:7402", "0f1e2d3c4b5a6978+b", 0)
 
@@ -67,7 +67,31 @@ def test_a_result_ack_is_the_generic_paths_frames_or_its_error(
     same(ResultAck(sender, term, task, run_id))
 
 
+@settings(max_examples=400, deadline=None)
+@given(peers, ints, texts, texts, ints, json_values, ints, st.booleans() | st.integers(0, 1),
+       ints, ints)
+def test_an_execute_is_the_generic_paths_frames_or_its_error(
+        sender: Peer, term: int, task: str, run_id: str, slot: int, state: Any, timeout: int,
+        init: bool, due: int, deadline: int) -> None:
+    same(Execute(sender, term, task, run_id, slot, state, timeout, init, due, deadline))
+
+
 @pytest.mark.parametrize("msg", [
+    Execute(P, 3, "stamp-17", "3c4ccee2-17/3/n1@127.0.0.1~1234.0badf00d", 17647700059,
+            {"dir": "/tmp/clerk-bench/stamps", "n": [1, 2.5, None, True]}, 5000, False,
+            1764770005933, 1764770011933),
+    Execute(P, 3, "t", "r", 0, None, 5000, True, 0, 0),
+    Execute(P, 3, "t", "r", 0, ("a", 1), 5000, False, 0, 0),  # a tuple goes out as an array
+    Execute(P, 3, "t", "r", 0, {1: "x"}, 5000, False, 0, 0),  # not a JSON object: the error
+    Execute(P, 3, "t", "r", 0, {"x": math.nan}, 5000, False, 0, 0),
+    Execute(P, 3, "t", "r", 0, {"x": "\ud800"}, 5000, False, 0, 0),
+    Execute(P, 3, "t", "r", 0, {"x": "é"}, 5000, False, 0, 0),
+    Execute(P, 3, "té", "r", 0, None, 5000, False, 0, 0),
+    Execute(P, 3, "t", "r", 0, None, 5000, 1, 0, 0),  # type: ignore[arg-type]
+    Execute(P, 3, "t", "r", 0, None, 5000, False, 2**63, 0),
+    Execute(P, 3, "t", "r", 0, None, 5000, False, 0, 1.5),  # type: ignore[arg-type]
+    Execute(P, 3, "t", "r", 0, "x" * 5000, 5000, False, 0, 0),
+    Execute(P, 3, "t" * 100_000, "r", 0, None, 5000, False, 0, 0),
     Result(P, 3, "stamp-17", "3c4ccee2/17/n1~1234.0", 12345, "ok",
            {"dir": "/tmp/clerk-bench/stamps", "n": [1, 2.5, None, True]}, 0.123456, ""),
     Result(P, 3, "t", "r", 0, "error", None, 12.0, "Traceback ...\nKeyError: 'x'"),

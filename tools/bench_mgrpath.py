@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""The manager agent's own work per run, in process, this tree against another, in turns.
+
+    .venv/bin/python tools/bench_mgrpath.py --against /work/main [--repeats 7] [--runs 20000]
+        [--instructions]
+
+``tools/bench_sched.py``'s scheduler (140 no-op tasks every 100 ms on 3 nodes, the default
+20 ms lead, each result 1.5 ms after its due time, a fake wall clock jumping from one thing
+to do to the next) with what the manager does around it, without sockets: every dispatch's
+EXECUTE encoded (``clerk._codec.encode``); every ``REPLICATE_GAP_S`` (25 ms) of the fake
+clock a replication round: the rows the scheduler marked changed encoded into the table log
+(``RowEncoder.step``: ``TaskRecord.to_text``, ``ReplicaLog.put``), then for the two members
+the delta from where they stand (histories as patches, as a member of this build reads
+them) in a HEARTBEAT, encoded once for members at the same position (as
+``clerk._joining.heartbeat_round`` shares it); every 250 ms the journal record of the rows changed
+since the last one (``clerk._journal.change_record``). CPU per run (``time.thread_time``),
+medians over interleaved repeats (each tree in its own process, the order alternating), and
+their ratio; both trees must send the same EXECUTE bytes and end with the same table log and
+change sequence (a digest, checked; ``PYTHONHASHSEED=0``: the order rows are encoded in
+follows a set's). A loaded machine moves this far less than a cluster's CPU per run
+(``tools/bench_tasks.py`` (c)), which at a load of 8-16 swings by 1.5x between repeats.
+``--instructions``: the instructions per run of each tree as valgrind's callgrind counts
+them (deterministic on a shared machine: the difference of a run of 2,500 and one of 500
+runs, start-up cancelled out); CPU medians swing by 5-10 % at such a load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+CHILD = r"""
+import hashlib, heapq, json, random, sys, time
+sys.path.insert(0, sys.argv[1])
+from clerk._codec import encode
+from clerk._journal import change_record
+from clerk._messages import Execute, Heartbeat, Peer
+from clerk._metrics import NodeMetrics
+from clerk._replicalog import ReplicaLog, RowEncoder
+from clerk._schedule import Scheduler
+from clerk._tasks import TaskDef
+
+runs = int(sys.argv[2])
+me = Peer("n0@127.0.0.1", "127.0.0.1:47000", "5f0c1a2b3c4d+r", 0)
+defs = [TaskDef(name=f"t{i:04d}", target="x:Y", interval=100, timeout=5000) for i in range(140)]
+s = Scheduler(defs, random.Random(7), dispatch_lead_ms=20)
+members = {f"n{i}@127.0.0.1": frozenset(d.name for d in defs) for i in range(3)}
+metrics = NodeMetrics([d.name for d in defs])
+log, enc = ReplicaLog("L"), RowEncoder()
+wall = 1764770000.0
+s.activate(wall, False, (3, "n0@127.0.0.1"))
+enc.step(s, log, float("inf"))
+log.track()
+held = {"n1@127.0.0.1": log.seq, "n2@127.0.0.1": log.seq}
+next_round = wall + 0.025
+next_write = wall + 0.25
+pending = []  # (wall s of the result, seq, dispatch)
+seq = 0
+done = 0
+digest = hashlib.sha256()
+t0 = time.thread_time()
+while done < runs:
+    nxt = min(s.next_deadline(wall), next_round, next_write)
+    if pending and pending[0][0] <= nxt:
+        at, _, d = heapq.heappop(pending)
+        wall = max(wall, at)
+        fin = s.on_result(d.task, d.run_id, d.node, "ok",
+                          d.state if not d.init else {"n": 0}, 0.12, "", wall)
+        metrics.observe_run(fin.task, fin.duration_ms, fin.lateness_ms)
+        done += 1
+        continue
+    wall = max(wall, nxt)
+    if wall >= next_round:
+        next_round = wall + 0.025
+        enc.step(s, log, float("inf"))
+        beats = {}  # members at the same position share one (clerk._joining)
+        for member, base in held.items():
+            if base not in beats:
+                beats[base] = log.delta(base, 64 * 1024, 2)
+                if beats[base] is not None:
+                    encode(Heartbeat(me, 3, 1, 1, None, beats[base]))
+            if beats[base] is not None:
+                held[member] = beats[base].upto
+    if wall >= next_write:
+        next_write = wall + 0.25
+        change_record(log.take_changes())
+    dispatches, finished = s.tick(wall, members)
+    for d in dispatches:
+        seq += 1
+        frames = encode(Execute(me, 3, d.task, d.run_id, d.slot, d.state, d.timeout_ms,
+                                d.init, d.due_ms, d.deadline_ms))
+        digest.update(frames[2])
+        heapq.heappush(pending, ((d.due_ms + 1.5) / 1000, seq, d))
+cpu = time.thread_time() - t0
+for key, text in sorted(log.items()):
+    digest.update(f"{key}={text}".encode())
+digest.update(f"{log.seq}".encode())
+print(json.dumps([cpu / runs * 1e6, digest.hexdigest()]))
+"""
+
+
+def _one(tree: Path, runs: int) -> tuple[float, str]:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(tree), str(runs)], check=True,
+                         capture_output=True, text=True, cwd=tree,
+                         env={**os.environ, "PYTHONHASHSEED": "0"})
+    us, digest = json.loads(out.stdout)
+    return float(us), str(digest)
+
+
+def _instructions(tree: Path) -> float:
+    def total(runs: int) -> int:
+        out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                              sys.executable, "-c", CHILD, str(tree), str(runs)], check=True,
+                             capture_output=True, text=True, cwd=tree,
+                             env={**os.environ, "PYTHONHASHSEED": "0"})
+        m = re.search(r"Collected : (\d+)", out.stderr)
+        assert m is not None, "valgrind did not report"
+        return int(m.group(1))
+
+    return (total(2500) - total(500)) / 2000
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--against", required=True, help="another checkout (e.g. /work/main)")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--runs", type=int, default=20000, help="runs per measurement")
+    ap.add_argument("--instructions", action="store_true",
+                    help="also count instructions per run (valgrind)")
+    args = ap.parse_args()
+    here, there = Path(__file__).resolve().parent.parent, Path(args.against).resolve()
+    got: dict[str, list[float]] = {"this tree": [], "against": []}
+    digests: dict[str, set[str]] = {"this tree": set(), "against": set()}
+    for rep in range(args.repeats):
+        pair = (("this tree", here), ("against", there))
+        for label, tree in pair if rep % 2 == 0 else pair[::-1]:
+            us, digest = _one(tree, args.runs)
+            got[label].append(us)
+            digests[label].add(digest)
+    a, b = statistics.median(got["this tree"]), statistics.median(got["against"])
+    same = digests["this tree"] == digests["against"] and len(digests["against"]) == 1
+    print(f"manager agent's own work, 140 no-op tasks every 100 ms on 3 nodes (scheduler, "
+          f"EXECUTE encode, rows into the log, HEARTBEATs to 2 members, journal records): "
+          f"medians of {args.repeats} interleaved repeats, µs of CPU per run; same EXECUTEs "
+          f"and log: {'yes' if same else 'NO'}")
+    print(f"{'against':<10} | {b:8.2f}")
+    print(f"{'this tree':<10} | {a:8.2f} | {a / b:.2f}x")
+    if args.instructions:
+        ib, ia = _instructions(there), _instructions(here)
+        print(f"instructions per run: against {ib:,.0f}, this tree {ia:,.0f} ({ia / ib:.3f}x)")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
