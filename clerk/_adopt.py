@@ -344,6 +344,13 @@ class Adoption(OperatorControl):
         self.all_dirty = self.runs_dirty = True
         if claim is not None:
             self.claim = claim
+            if self.stale:
+                # A takeover from a replica waits for the OFFERs made to this claim: a
+                # manager that claims again (a higher-term ELECTION, no ``deactivate``)
+                # still held the members that offered to its previous claim, and did not
+                # wait for their OFFERs now, which list the runs its reload forgot.
+                self.offered.clear()
+                self._member_since.clear()
             self.offered.add(claim[1])  # our own durable rows were loaded at start
         self._from_disk_until = (wall * 1000 + OFFER_WAIT_SURE_MS if self.stale
                                  else wall * 1000 + OFFER_WAIT_MS if self.from_disk else 0.0)

@@ -234,9 +234,10 @@ class Running(UnseenRuns):
         # (The row is marked changed by the caller: ``_tick_task`` first thing, a trigger
         # before it calls this.)
         allowed, error, outcome = self._allowed(d, members)
+        waits = False  # (skipped because the dispatch waits for the members' OFFERs)
         if allowed and (not rec.has_state or self._disk_held(wall_ms)) and self._init_held(
                 members, wall_ms):
-            allowed = []
+            allowed, waits = [], True
             error = ("init waits for the members' durable states (OFFER)" if not rec.has_state
                      else "this manager took over from its replica: "
                           "waits for the members' states (OFFER)" if self.stale
@@ -244,8 +245,15 @@ class Running(UnseenRuns):
                           "members' durable states (OFFER)")
         if not allowed:
             rec.counts[outcome] += 1
-            # Done with: a successor must neither rerun nor count it again.
-            rec.slot = max(rec.slot, slot)
+            # Done with: a successor must neither rerun nor count it again. Except a slot
+            # skipped because this manager waits for the members' OFFERs: an OFFER may still
+            # list a run of an earlier slot in flight (a member slower than an interval),
+            # adopted only while its slot is beyond ``rec.slot`` (clerk._unseen); the skip is
+            # no run, so ``rec.slot`` (the last slot that ran) stays. A successor may then
+            # decide that slot again: it never ran, so it runs at most once
+            # (tests/unit/test_offer_wait_skips.py); only its ``skipped`` count may repeat.
+            if not waits:
+                rec.slot = max(rec.slot, slot)
             rec.last = {"node": None, "slot": slot, "duration_ms": 0.0, "outcome": outcome,
                         "error": error, "finished": wall_ms}
             finished.append(Finished(d.name, "", slot, "", outcome, 0.0, error))

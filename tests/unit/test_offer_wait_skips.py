@@ -1,0 +1,103 @@
+"""Slots a new manager skips while it waits for the members' OFFERs (``Scheduler.stale``:
+a crash takeover from a replica, or a manager that claims again).
+
+The member whose OFFER lists a run in flight may be slower than an interval (it parses its
+replica first). Such a skip used to count as a finished slot (``rec.slot``), and the offered
+run of an earlier slot was then refused (``adopt_run``: ``slot <= rec.slot``) and overlapped.
+A skip while waiting is no run: ``rec.slot`` (the last slot that ran) stays
+(clerk/_running.py ``_dispatch``). The design question that leaves: may a successor then run
+a slot this manager skipped while it waited? It may decide it again (it is not recorded as
+done), but it never ran anywhere, so each slot still runs at most once: shown here over
+random waits, exits (crash or hand-over) and successors (``catch_up`` "skip" or "last").
+"""
+
+from __future__ import annotations
+
+import random
+
+from clerk._dispatch import Dispatch
+from clerk._schedule import Scheduler
+from clerk._tasks import TaskDef
+from tests.unit.test_schedule import NODES, K, due, run_ok, sched, started, tdef
+
+TIMEOUT = 5000
+
+
+def _waiting(defn: TaskDef | None = None) -> tuple[Scheduler, Dispatch, list[Dispatch]]:
+    """The old manager ran K+1 (n=1), dispatched K+2 (a long run this time) and died before
+    any replica showed it; the new manager ("b") took over from the table before, ``stale``:
+    it waits for the members' OFFERs (a and c have not offered yet)."""
+    defn = defn or tdef(timeout=TIMEOUT)
+    old = started(sched(defn, seed=1), due("t", K) + 0.1)
+    run_ok(old, K + 1, state={"n": 1})
+    table = old.table()
+    ds, _ = old.tick(due("t", K + 2), NODES)
+    new = Scheduler([defn], random.Random(2), await_offers=True)
+    new.always_offers = lambda node: True  # (waited for up to OFFER_WAIT_SURE_MS)
+    new.load(table)
+    new.stale = True
+    new.activate(due("t", K + 2) + 0.05, graceful=False, claim=(2, "b"))
+    return new, ds[0], list(ds)
+
+
+def test_an_offer_slower_than_an_interval_is_still_adopted() -> None:
+    """Before: the skips of K+3 and K+4 (waiting) raised ``rec.slot`` to K+4, the OFFER's
+    K+2 was refused, and K+5 went beside it (its result then dropped, counted)."""
+    new, d, _ = _waiting()
+    rec = new.records["t"]
+    for slot in (K + 3, K + 4):
+        assert new.tick(due("t", slot), NODES)[0] == []
+    assert rec.counts["skipped"] >= 2 and rec.slot == K + 1
+    wall = due("t", K + 4) + 0.2
+    assert new.adopt_run("t", d.run_id, d.slot, d.node, d.due_ms, d.deadline_ms, wall)
+    for node in NODES:
+        new.offer_from(node)
+    assert new.tick(due("t", K + 5), NODES)[0] == []  # in flight: skipped, not overlapped
+    fin = new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 3500.0, "",
+                        due("t", K + 5) + 0.5)
+    assert fin is not None and rec.state == {"n": 2} and rec.conflicts == 0
+    assert rec.slot == K + 2
+    ds, _ = new.tick(due("t", K + 6), NODES)
+    assert [(x.slot, x.state) for x in ds] == [(K + 6, {"n": 2})]
+
+
+def test_a_result_that_ended_before_its_nodes_offer_continues_the_row() -> None:
+    """The run ended while its node built its OFFER (so not listed): its result, sent after
+    the OFFER, continues the row (before: dropped as an old slot, counted)."""
+    new, d, _ = _waiting()
+    rec = new.records["t"]
+    for slot in (K + 3, K + 4):
+        new.tick(due("t", slot), NODES)
+    for node in NODES:
+        new.offer_from(node)
+    fin = new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 2500.0, "",
+                        due("t", K + 4) + 0.3, slot=d.slot)
+    assert fin is not None and rec.state == {"n": 2} and rec.conflicts == 0
+
+
+def test_a_reclaim_waits_for_the_offers_made_to_its_new_claim() -> None:
+    """A manager that claims again (a higher-term ELECTION) reloads its table from its last
+    log, which lacks the run it had just sent; before, the members that had offered to its
+    previous claim still counted as offered, it did not wait, and sent the next slot beside
+    that run."""
+    b = Scheduler([tdef(timeout=TIMEOUT)], random.Random(1), await_offers=True)
+    b.always_offers = lambda node: True
+    b.activate(due("t", K) + 0.1, graceful=False, claim=(1, "b"))
+    for node in NODES:
+        b.offer_from(node)
+    run_ok(b, K + 1, state={"n": 1})
+    log = b.table()  # its last table log: the rows before the next dispatch's round
+    ds, _ = b.tick(due("t", K + 2), NODES)
+    b.load(log)
+    b.stale = True
+    b.activate(due("t", K + 2) + 0.05, graceful=False, claim=(5, "b"))
+    assert b.tick(due("t", K + 3), NODES)[0] == []  # waits for the OFFERs to term 5
+    d = ds[0]
+    assert b.adopt_run("t", d.run_id, d.slot, d.node, d.due_ms, d.deadline_ms,
+                       due("t", K + 3) + 0.2)
+    for node in NODES:
+        b.offer_from(node)
+    assert b.tick(due("t", K + 4), NODES)[0] == []  # K+2 still in flight
+    b.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 2500.0, "", due("t", K + 4) + 0.6)
+    assert [x.slot for x in b.tick(due("t", K + 5), NODES)[0]] == [K + 5]
+    assert b.records["t"].conflicts == 0
