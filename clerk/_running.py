@@ -183,6 +183,12 @@ class Running(UnseenRuns):
             if rec.running is not None:
                 rec.counts["skipped"] += 1  # an adopted run is still going: never overlap
                 return dispatches
+            if slot <= max(rec.slot, rec.dispatched):
+                # Decided at the activation, before the members' OFFERs and results came:
+                # since then the row learnt that slot (or a later one) was sent, by a run a
+                # member offered or whose result it resent (clerk._unseen). Never twice.
+                rec.counts["skipped"] += 1
+                return dispatches
             # A cron catch-up carries its fire time as due (the end of the missed window); an
             # interval one is due when sent (a node drops a run more than an interval late).
             return self._dispatch(d, rec, slot, wall_ms, members, finished,

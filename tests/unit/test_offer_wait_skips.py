@@ -14,6 +14,10 @@ random waits, exits (crash or hand-over) and successors (``catch_up`` "skip" or 
 from __future__ import annotations
 
 import random
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clerk._dispatch import Dispatch
 from clerk._schedule import Scheduler
@@ -101,3 +105,73 @@ def test_a_reclaim_waits_for_the_offers_made_to_its_new_claim() -> None:
     b.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 2500.0, "", due("t", K + 4) + 0.6)
     assert [x.slot for x in b.tick(due("t", K + 5), NODES)[0]] == [K + 5]
     assert b.records["t"].conflicts == 0
+
+
+# --- the design question: may a successor run a slot skipped while waiting? -------------------
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(skips=st.integers(0, 4), offered_after=st.integers(0, 5),
+       exit_at=st.floats(0.0, 0.99), graceful=st.booleans(),
+       takeover_after=st.floats(0.0, 8.0), catch_up=st.sampled_from(["skip", "last"]))
+def test_no_slot_runs_twice_when_the_waiting_manager_goes(
+        skips: int, offered_after: int, exit_at: float, graceful: bool,
+        takeover_after: float, catch_up: str) -> None:
+    """The waiting manager skips ``skips`` slots (the OFFER listing K+2 comes after
+    ``offered_after`` of them, or not before it goes), then crashes or hands over; a
+    successor continues from its table (as replicated then) for ten more slots. Every slot
+    is dispatched at most once over the three managers; a slot the waiting manager skipped
+    may be run by the successor (it never ran)."""
+    defn = TaskDef(name="t", target="x:Y", interval=1000, timeout=TIMEOUT, instant=False,
+                   enabled=True, args=None, catch_up=catch_up)
+    new, d, sent = _waiting(defn)
+    end = d.deadline_ms / 1000 - 1.0  # K+2 ends then (on d.node, which stays up)
+    done: set[str] = set()  # run ids whose result a manager applied
+
+    def answer(s: Scheduler, wall: float) -> None:
+        run = s.records["t"].running
+        if run is not None and run["run"] == d.run_id and wall >= end:
+            if s.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "", wall):
+                done.add(d.run_id)
+
+    slot = K + 2
+    for i in range(skips + 1):
+        if i == offered_after:
+            new.adopt_run("t", d.run_id, d.slot, d.node, d.due_ms, d.deadline_ms,
+                          due("t", slot) + 0.1)
+            for node in NODES:
+                new.offer_from(node)
+        if i == skips:
+            break
+        slot += 1
+        got, _ = new.tick(due("t", slot), NODES)
+        sent += got
+        answer(new, due("t", slot))
+        for x in got:
+            new.on_result("t", x.run_id, x.node, "ok", {"n": 0}, 1.0, "", due("t", slot) + 0.3)
+    table = new.table()
+    wall = due("t", slot) + exit_at
+    succ = Scheduler([defn], random.Random(3), await_offers=True)
+    succ.always_offers = lambda node: True
+    succ.load(table)
+    at = wall + (0.05 if graceful else takeover_after)
+    succ.stale = not graceful
+    succ.activate(at, graceful=graceful, claim=(3, "c"))
+    if d.run_id not in done:  # its node's OFFER lists it, or its result comes after that
+        if at < end:
+            succ.adopt_run("t", d.run_id, d.slot, d.node, d.due_ms, d.deadline_ms, at + 0.01)
+        else:
+            succ.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "", at + 0.01,
+                           slot=d.slot)
+    for node in NODES:
+        succ.offer_from(node)
+    t = at + 0.02
+    for _ in range(40):  # ten slots, four ticks each; every other run answers within 0.3 s
+        got, _ = succ.tick(t, NODES)
+        sent += got
+        for x in got:
+            succ.on_result("t", x.run_id, x.node, "ok", {"n": 0}, 1.0, "", t + 0.3)
+        answer(succ, t)
+        t += 0.25
+    twice = [s for s, k in Counter(x.slot for x in sent).items() if k > 1]
+    assert not twice, (twice, [(x.slot, x.run_id) for x in sent])
