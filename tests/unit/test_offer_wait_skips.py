@@ -175,3 +175,39 @@ def test_no_slot_runs_twice_when_the_waiting_manager_goes(
         t += 0.25
     twice = [s for s, k in Counter(x.slot for x in sent).items() if k > 1]
     assert not twice, (twice, [(x.slot, x.run_id) for x in sent])
+
+
+# --- a re-claim reloads its own last table log ------------------------------------------------
+
+
+def test_a_reclaim_keeps_its_own_runs_over_its_last_logs() -> None:
+    """The log the re-claiming manager reloads shows K+2 in flight; its own row had K+2's
+    result (n=2, in the replication gap) and K+3 in flight, sent from it. Before, the load
+    kept the state but showed K+2 in flight (rebased) until its deadline: K+3, offered by
+    its node, waited behind it, its result was dropped (counted), and the next run started
+    from n=2 again (busy-cluster seeds 40, 85 and 133 of the hold property's draws)."""
+    b = Scheduler([tdef(timeout=TIMEOUT)], random.Random(1), await_offers=True)
+    b.always_offers = lambda node: True
+    b.activate(due("t", K) + 0.1, graceful=False, claim=(1, "b"))
+    for node in NODES:
+        b.offer_from(node)
+    run_ok(b, K + 1, state={"n": 1})
+    ds2, _ = b.tick(due("t", K + 2), NODES)
+    log = b.table()  # the last round: K+2 in flight
+    b.on_result("t", ds2[0].run_id, ds2[0].node, "ok", {"n": 2}, 1.0, "", due("t", K + 2) + 0.01)
+    ds3, _ = b.tick(due("t", K + 3), NODES)
+    b.load(log)  # the re-claim
+    b.stale = True
+    b.activate(due("t", K + 3) + 0.05, graceful=False, claim=(5, "b"))
+    rec = b.records["t"]
+    assert rec.state == {"n": 2} and rec.running is not None
+    assert rec.running["run"] == ds3[0].run_id and not rec.running.get("rebased")
+    for node in NODES:
+        b.offer_from(node)
+    d = ds3[0]
+    b.adopt_run("t", d.run_id, d.slot, d.node, d.due_ms, d.deadline_ms, due("t", K + 3) + 0.3)
+    assert b.tick(due("t", K + 4), NODES)[0] == []  # K+3 still in flight
+    assert b.on_result("t", d.run_id, d.node, "ok", {"n": 3}, 1.0, "", due("t", K + 4) + 0.5)
+    assert rec.state == {"n": 3} and rec.conflicts == 0
+    ds5, _ = b.tick(due("t", K + 5), NODES)
+    assert [(x.slot, x.state) for x in ds5] == [(K + 5, {"n": 3})]
