@@ -89,7 +89,7 @@ class Running(UnseenRuns):
         wall_ms = wall * 1000
         finished = self._expire(wall_ms)
         if self.offered_waiting:  # members' runs in flight (clerk._offerruns)
-            self._adopt_waiting(wall_ms)
+            finished += self._adopt_waiting(wall_ms)
         dispatches: list[Dispatch] = []
         if self.draining:
             return dispatches, finished
@@ -352,6 +352,9 @@ class Running(UnseenRuns):
         if run is None or run["run"] != run_id or run["node"] != node:
             waiting = getattr(self, "_offered_waiting", None)
             if waiting and task in waiting:
+                if rec is not None and rec.running is not None and self.keep_early(
+                        task, run_id, node, outcome, state, duration_ms, error):
+                    return None  # applied once adopted (clerk._unseen: not acknowledged)
                 self._forget_offered(task, run_id)
             if slot is None:
                 return None
