@@ -177,11 +177,31 @@ class Adoption(OperatorControl):
             if mine is not None and better(mine, rec):
                 rec.take_state(mine)
                 self.kept_own.add(name)
-                if rec.running is not None:  # it started from the state not kept
+                if self.active:
+                    self._reload_own(rec, mine)
+                elif rec.running is not None:  # it started from the state not kept
                     rec.running = {**rec.running, "rebased": True}
             else:
                 self.kept_own.discard(name)
             self.records[name] = rec  # kept even without a definition (see above)
+
+    def _reload_own(self, rec: TaskRecord, mine: TaskRecord) -> None:
+        """A manager reloading its own table (it claims again, default mode: no
+        ``deactivate``; the runner loads its last table log, which lacks the rows changed
+        within the replication gap) keeps its better state (``rec`` has taken it), and with
+        it what its own row knows of the runs: a run the log shows in flight whose slot our
+        row saw end has ended (its result is in the state kept). Shown in flight (rebased),
+        it kept the task in flight until its deadline, and the run sent after it, offered
+        by its node, waited behind it and lost its result (counted). Our own run in flight
+        was sent from the state kept."""
+        run, own = rec.running, mine.running
+        if (run is not None and int(run.get("slot", -1)) > mine.slot
+                and (own is None or own.get("run") != run.get("run"))):
+            rec.running = {**run, "rebased": True}  # it started from the state not kept
+        else:
+            rec.running = own
+        rec.slot = max(rec.slot, mine.slot)
+        rec.dispatched = max(rec.dispatched, mine.dispatched)
 
     def _load_runs(self, runs: Any) -> None:
         if isinstance(runs, Mapping):
@@ -344,6 +364,13 @@ class Adoption(OperatorControl):
         self.all_dirty = self.runs_dirty = True
         if claim is not None:
             self.claim = claim
+            if self.stale:
+                # A takeover from a replica waits for the OFFERs made to this claim: a
+                # manager that claims again (a higher-term ELECTION, no ``deactivate``)
+                # still held the members that offered to its previous claim, and did not
+                # wait for their OFFERs now, which list the runs its reload forgot.
+                self.offered.clear()
+                self._member_since.clear()
             self.offered.add(claim[1])  # our own durable rows were loaded at start
         self._from_disk_until = (wall * 1000 + OFFER_WAIT_SURE_MS if self.stale
                                  else wall * 1000 + OFFER_WAIT_MS if self.from_disk else 0.0)

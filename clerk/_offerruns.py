@@ -26,8 +26,10 @@ it skips the slots that come while it runs (never overlaps it) and applies its r
   the overlap rule holds for every one of them: the row keeps the one it holds, the other
   waits (``Running.offered_waiting``) and is adopted once the row has no run in flight, if its
   slot is still beyond what the row has seen finish; a new slot goes only once none is in
-  flight. (The table's run normally ended already: its result, kept by its node, comes after
-  that node's OFFER; the offered run started from the state that result makes.)
+  flight. Its result, if it comes while it waits, is kept (unacknowledged) and applied at
+  its adoption (``clerk._unseen.UnseenRuns.keep_early``). (The table's run normally ended
+  already: its result, kept by its node, comes after that node's OFFER; the offered run
+  started from the state that result makes.)
 * **Its result** counts if it continues the row (the run id names the state it started from,
   ``clerk._running.base_tag``), and is dropped and counted as a conflict otherwise, as the
   result of a run the table never showed (``Running._unseen_run``).

@@ -175,6 +175,11 @@ class ResultRouting(QuorumWriting):
                 return False  # a resend while its record is being committed: ack comes then
             if local:
                 return True
+        elif fin is None and self.scheduler.keeps_result(msg.run_id):
+            # An offered run's result that came while the run waits behind the row's run in
+            # flight: kept, applied once the run is adopted (clerk._unseen). Not acknowledged
+            # until then: its node keeps it (and gives it to the next manager if we die).
+            return False
         elif fin is not None:
             self._log_finished(fin)
             self._log_conflicts()

@@ -89,7 +89,7 @@ class Running(UnseenRuns):
         wall_ms = wall * 1000
         finished = self._expire(wall_ms)
         if self.offered_waiting:  # members' runs in flight (clerk._offerruns)
-            self._adopt_waiting(wall_ms)
+            finished += self._adopt_waiting(wall_ms)
         dispatches: list[Dispatch] = []
         if self.draining:
             return dispatches, finished
@@ -204,6 +204,12 @@ class Running(UnseenRuns):
             if rec.running is not None:
                 rec.counts["skipped"] += 1  # an adopted run is still going: never overlap
                 return dispatches
+            if slot <= max(rec.slot, rec.dispatched):
+                # Decided at the activation, before the members' OFFERs and results came:
+                # since then the row learnt that slot (or a later one) was sent, by a run a
+                # member offered or whose result it resent (clerk._unseen). Never twice.
+                rec.counts["skipped"] += 1
+                return dispatches
             # A cron catch-up carries its fire time as due (the end of the missed window); an
             # interval one is due when sent (a node drops a run more than an interval late).
             return self._dispatch(d, rec, slot, wall_ms, members, finished,
@@ -243,9 +249,10 @@ class Running(UnseenRuns):
         # (The row is marked changed by the caller: ``_tick_task`` first thing, a trigger
         # before it calls this.)
         allowed, error, outcome = self._allowed(d, members)
+        waits = False  # (skipped because the dispatch waits for the members' OFFERs)
         if allowed and (not rec.has_state or self._disk_held(wall_ms)) and self._init_held(
                 members, wall_ms):
-            allowed = []
+            allowed, waits = [], True
             error = ("init waits for the members' durable states (OFFER)" if not rec.has_state
                      else "this manager took over from its replica: "
                           "waits for the members' states (OFFER)" if self.stale
@@ -253,8 +260,15 @@ class Running(UnseenRuns):
                           "members' durable states (OFFER)")
         if not allowed:
             rec.counts[outcome] += 1
-            # Done with: a successor must neither rerun nor count it again.
-            rec.slot = max(rec.slot, slot)
+            # Done with: a successor must neither rerun nor count it again. Except a slot
+            # skipped because this manager waits for the members' OFFERs: an OFFER may still
+            # list a run of an earlier slot in flight (a member slower than an interval),
+            # adopted only while its slot is beyond ``rec.slot`` (clerk._unseen); the skip is
+            # no run, so ``rec.slot`` (the last slot that ran) stays. A successor may then
+            # decide that slot again: it never ran, so it runs at most once
+            # (tests/unit/test_offer_wait_skips.py); only its ``skipped`` count may repeat.
+            if not waits:
+                rec.slot = max(rec.slot, slot)
             rec.last = {"node": None, "slot": slot, "duration_ms": 0.0, "outcome": outcome,
                         "error": error, "finished": wall_ms}
             finished.append(Finished(d.name, "", slot, "", outcome, 0.0, error))
@@ -347,6 +361,9 @@ class Running(UnseenRuns):
         if run is None or run["run"] != run_id or run["node"] != node:
             waiting = getattr(self, "_offered_waiting", None)
             if waiting and task in waiting:
+                if rec is not None and rec.running is not None and self.keep_early(
+                        task, run_id, node, outcome, state, duration_ms, error):
+                    return None  # applied once adopted (clerk._unseen: not acknowledged)
                 self._forget_offered(task, run_id)
             if slot is None:
                 return None

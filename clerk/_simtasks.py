@@ -537,6 +537,8 @@ class LedgerLayer(LedgerRuns):
                 # confirm no successor): it goes to the successor too, which adopted the
                 # run with the table, as the real node's held results do (_flush_held).
                 self._to_successor(msg, core, self.net.now + LEAVE_WAIT_S)
+            if default and fin is None and self.scheduler.keeps_result(msg.run_id):
+                return False  # kept until its offered run is adopted: no ACK (clerk._routing)
             if default and msg.sender.name != self.node.name:
                 if fin is not None and msg.outcome == "ok":
                     self._applied[msg.run_id] = (msg.sender.name, int(msg.state))

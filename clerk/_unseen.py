@@ -44,6 +44,10 @@ class UnseenRuns(Adoption):
         def _finish(self, name: str, rec: TaskRecord, outcome: str, state: Any,
                     duration_ms: float, error: str, wall_ms: float) -> Finished: ...
 
+        def on_result(self, task: str, run_id: str, node: str, outcome: str, state: Any,
+                      duration_ms: float, error: str, wall: float,
+                      slot: int | None = None) -> Finished | None: ...
+
     def _unseen_run(self, task: str, run_id: str, node: str, slot: int, outcome: str,
                     state: Any, duration_ms: float, wall: float) -> Finished | None:
         """A RESULT for a run the table does not show: applied if it continues the row
@@ -141,11 +145,45 @@ class UnseenRuns(Adoption):
             self._push(task)
         return True
 
+    @property
+    def early_results(self) -> dict[str, tuple[str, str, str, Any, float, str]]:
+        """The results of offered runs that came while they waited (:meth:`keep_early`):
+        run id -> (task, node, outcome, state, duration ms, error)."""
+        early: dict[str, tuple[str, str, str, Any, float, str]] | None = getattr(
+            self, "_early_results", None)
+        if early is None:
+            early = {}
+            self._early_results = early
+        return early
+
+    def keeps_result(self, run_id: str) -> bool:
+        """Is this run's result kept for when its offered run is adopted? Then the shell
+        must not acknowledge it: until it is applied, its node's copy is the only other
+        (a manager that dies meanwhile leaves it to the next one)."""
+        early: dict[str, Any] | None = getattr(self, "_early_results", None)
+        return early is not None and run_id in early
+
+    def keep_early(self, task: str, run_id: str, node: str, outcome: str, state: Any,
+                   duration_ms: float, error: str) -> bool:
+        """A RESULT of an offered run that waits behind the row's run in flight (its node
+        answered first): kept, and applied once the run is adopted (:meth:`_adopt_waiting`),
+        as if it came then; True if kept. Before, it was dropped (the row had a run in
+        flight: counted) and the run forgotten, and the next run started from the older
+        state."""
+        runs = self.offered_waiting.get(task)
+        got = runs.get(run_id) if runs is not None else None
+        if got is None or got[1] != node or outcome != "ok":
+            return False
+        self.early_results[run_id] = (task, node, outcome, state, duration_ms, error)
+        return True
+
     def deactivate(self) -> None:
         """No longer the scheduler: the offered runs that wait are forgotten too (a later
-        activation hears its members' runs again, in their OFFERs to it)."""
+        activation hears its members' runs again, in their OFFERs to it), and their kept
+        results (not acknowledged: their nodes send them to the next manager)."""
         super().deactivate()
         self.offered_waiting.clear()
+        self.early_results.clear()
 
     def _forget_offered(self, task: str, run_id: str) -> None:
         """A waiting offered run of ``task`` whose result came (its node ran it to the end:
@@ -155,25 +193,39 @@ class UnseenRuns(Adoption):
         runs = self.offered_waiting.get(task)
         if runs is not None and runs.pop(run_id, None) is not None and not runs:
             del self.offered_waiting[task]
+        early = getattr(self, "_early_results", None)
+        if early:  # (its node sends it again, unacknowledged: then judged as any result)
+            early.pop(run_id, None)
 
-    def _adopt_waiting(self, wall_ms: float) -> None:
+    def _adopt_waiting(self, wall_ms: float) -> list[Finished]:
         """Adopt the offered runs whose row has no run in flight now (the newest slot
         first: the others wait again behind it; one whose slot the row has seen finish, or
-        whose deadline passed, is dropped)."""
+        whose deadline passed, is dropped); the result kept of one adopted is applied now
+        (:meth:`keep_early`). Returns what finished so."""
         waiting = self.offered_waiting
+        early = self.early_results
+        finished: list[Finished] = []
         for task in list(waiting):
             rec = self.records.get(task)
             if rec is not None and rec.running is not None:
                 runs = waiting[task]
                 for run_id in [r for r, v in runs.items() if v[3] + TRANSIT_GRACE_MS < wall_ms]:
                     del runs[run_id]
+                    early.pop(run_id, None)
                 if runs:
                     continue
             runs = waiting.pop(task)
             for run_id, (slot, node, due, deadline) in sorted(
                     runs.items(), key=lambda kv: -kv[1][0]):
-                if deadline + TRANSIT_GRACE_MS >= wall_ms:
-                    self.adopt_run(task, run_id, slot, node, due, deadline, wall_ms / 1000)
+                kept = early.pop(run_id, None)
+                if deadline + TRANSIT_GRACE_MS >= wall_ms and self.adopt_run(
+                        task, run_id, slot, node, due, deadline, wall_ms / 1000) \
+                        and kept is not None:
+                    fin = self.on_result(task, run_id, node, kept[2], kept[3], kept[4],
+                                         kept[5], wall_ms / 1000)
+                    if fin is not None:
+                        finished.append(fin)
+        return finished
 
     def _count_dropped(self, task: str, rec: TaskRecord, run_id: str, node: str, slot: int,
                        wall_ms: float, why: str) -> None:

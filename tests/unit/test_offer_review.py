@@ -4,8 +4,6 @@ scheduler that stops being the manager."""
 
 from __future__ import annotations
 
-import pytest
-
 from clerk._dispatch import Dispatch
 from clerk._running import TRANSIT_GRACE_MS
 from clerk._schedule import Scheduler
@@ -76,32 +74,50 @@ def test_a_forged_far_deadline_does_not_keep_a_waiting_run_forever() -> None:
 
 def test_a_waiting_runs_result_that_comes_first_does_not_block_the_task() -> None:
     """K+3 waits behind the table's K+2; K+3's result comes before K+2's (its node answered
-    first): it is dropped (counted: the row has a run in flight) and acknowledged. Before,
-    K+3 stayed waiting and was adopted once K+2's result came: a run that had ended, so
-    the task sent nothing until K+3's deadline (+ grace): 6 slots skipped here."""
+    first). Before bbe333b, K+3 stayed waiting and was adopted once K+2's result came: a run
+    that had ended, so the task sent nothing until K+3's deadline (+ grace): 6 slots skipped
+    here. Then its result was dropped (counted); now it is kept and applied at the adoption
+    (next test): either way the next slot goes at its time."""
     new, d1, d2 = _behind_the_tables_run()
     rec = new.records["t"]
     assert new.on_result("t", d2.run_id, d2.node, "ok", {"n": 3}, 1.0, "",
                          due("t", K + 3) + 0.07, slot=d2.slot) is None
-    assert rec.conflicts == 1  # not silent
     new.on_result("t", d1.run_id, d1.node, "ok", {"n": 2}, 1.0, "", due("t", K + 3) + 0.08)
     assert rec.running is None and rec.state == {"n": 2}
     assert [x.slot for x in new.tick(due("t", K + 4), NODES)[0]] == [K + 4]
     assert not new.offered_waiting
 
 
-@pytest.mark.xfail(strict=True, reason="a waiting offered run's result that comes before the "
-                   "table's run's result is dropped and acknowledged (its update is lost, "
-                   "counted); keeping it for when the run is adopted needs the ACK held "
-                   "(clerk._routing), not done")
 def test_a_waiting_runs_early_result_is_applied_after_the_tables_run() -> None:
+    """Before, K+3's result (its node answered before K+2's) was dropped (counted) and
+    acknowledged: K+3's update was lost. Now it is kept, not acknowledged, and applied once
+    K+3 is adopted (K+2's result came)."""
     new, d1, d2 = _behind_the_tables_run()
+    assert new.on_result("t", d2.run_id, d2.node, "ok", {"n": 3}, 1.0, "",
+                         due("t", K + 3) + 0.07, slot=d2.slot) is None
+    assert new.keeps_result(d2.run_id)  # (the shell holds its ACK back)
+    new.on_result("t", d1.run_id, d1.node, "ok", {"n": 2}, 1.0, "", due("t", K + 3) + 0.08)
+    ds, finished = new.tick(due("t", K + 4), NODES)
+    rec = new.records["t"]
+    assert [f.slot for f in finished] == [K + 3] and not new.keeps_result(d2.run_id)
+    assert rec.version == 3 and rec.conflicts == 0 and not new.offered_waiting
+    assert [(x.slot, x.state) for x in ds] == [(K + 4, {"n": 3})]
+
+
+def test_a_kept_early_result_is_let_go_when_its_run_is_not_adopted() -> None:
+    """A kept result whose offered run is dropped (its node died) is no longer kept: its
+    node's next send is judged as any result (and acknowledged)."""
+    new, _, d2 = _behind_the_tables_run()
     new.on_result("t", d2.run_id, d2.node, "ok", {"n": 3}, 1.0, "", due("t", K + 3) + 0.07,
                   slot=d2.slot)
-    new.on_result("t", d1.run_id, d1.node, "ok", {"n": 2}, 1.0, "", due("t", K + 3) + 0.08)
-    new.tick(due("t", K + 4), NODES)
-    rec = new.records["t"]
-    assert rec.state == {"n": 3} and rec.conflicts == 0
+    assert new.keeps_result(d2.run_id)
+    new.fail_node(d2.node, due("t", K + 3) + 0.08)
+    assert not new.keeps_result(d2.run_id)
+    new, _, d2 = _behind_the_tables_run()
+    new.on_result("t", d2.run_id, d2.node, "ok", {"n": 3}, 1.0, "", due("t", K + 3) + 0.07,
+                  slot=d2.slot)
+    new.deactivate()
+    assert not new.keeps_result(d2.run_id)
 
 
 def test_waiting_runs_are_forgotten_when_the_scheduler_stops_managing() -> None:

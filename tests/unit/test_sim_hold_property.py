@@ -100,29 +100,23 @@ def test_the_hold_with_offered_runs_under_random_faults(seed: int) -> None:
 #
 # A real member builds its OFFER after parsing its replica (~1 s at 4,000 tasks on a loaded
 # machine: ``SimLedger.offer_delay``). A new manager that waits for the OFFERs (``stale``)
-# records every slot that comes meanwhile as skipped (clerk/_running.py ``_dispatch``:
-# ``rec.slot = max(rec.slot, slot)``). When the OFFER then lists a run of an earlier slot,
-# ``Running.adopt_run`` refuses it (``slot <= rec.slot``): the next slot goes beside it; and a
-# result of such a run that ended before its node's OFFER was built (so not listed) is dropped
-# by ``Running._unseen_run`` as "an old run the row already holds" (``slot <= rec.slot``),
-# silently (no conflict counted), although it continues the row. A skipped slot is taken for a
-# finished one.
-
-SLOW_OFFERS = ("an OFFER slower than an interval: the slots skipped while the new manager waits "
-               "for it raise rec.slot past the offered run's slot, and adopt_run / _unseen_run "
-               "(clerk/_running.py, slot <= rec.slot) refuse the run and drop its result "
-               "silently")
+# skips the slots that come meanwhile. Before, it recorded each as done (clerk/_running.py
+# ``_dispatch``: ``rec.slot = max(rec.slot, slot)``): when the OFFER then listed a run of an
+# earlier slot, ``Running.adopt_run`` refused it (``slot <= rec.slot``) and the next slot went
+# beside it; a result of such a run that ended before its node's OFFER was built (so not
+# listed) was dropped by ``Running._unseen_run`` as an old slot (counted since b700f73). A skip
+# while waiting for the OFFERs no longer moves ``rec.slot`` (it is no run); a re-claim waits
+# for the OFFERs made to its new claim (clerk._adopt ``begin_activation``). Failed before on
+# seeds 2 and 9 (the two tests below, strict xfails until then), and over seeds 0-299: 81 and
+# 131 bad of 300 before, 5 and 3 after (the kinds in tests/unit/test_offer_review_sim.py).
 
 
-@pytest.mark.xfail(strict=True, reason=SLOW_OFFERS + " (main, no hold: a busy cluster's gap)")
 def test_main_without_the_hold_a_slow_offer_on_a_busy_cluster() -> None:
     n, faults = random_schedule(2)  # (crash right after a dispatch in the gap, 40 ms interval)
     got = run_schedule(n, 2, faults, hold=False, interval_ms=40, offer_delay=0.4)
     assert not _bad(got), got
 
 
-@pytest.mark.xfail(strict=True, reason=SLOW_OFFERS + " (the hold on a quiet cluster: a result "
-                   "that ended before its node's OFFER left, dropped with no conflict counted)")
 def test_the_hold_with_a_slow_offer_on_a_quiet_cluster() -> None:
     n, faults = random_schedule(9)
     got = run_schedule(n, 9, faults, hold=True, offer_delay=0.4)
@@ -134,4 +128,38 @@ def test_the_same_quiet_cluster_and_slow_offer_without_the_hold() -> None:
     the run in flight), so nothing waits on the OFFER's list."""
     n, faults = random_schedule(9)
     got = run_schedule(n, 9, faults, hold=False, offer_delay=0.4)
+    assert not _bad(got), got
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize(("hold", "interval_ms"), [(False, 40), (True, 200)],
+                         ids=["busy", "quiet_hold"])
+def test_slow_offers_under_random_faults(seed: int, hold: bool, interval_ms: int) -> None:
+    """Every member's OFFER 0.4 s late (two to ten intervals): no run overlapped, no count
+    repeated, no conflict counted (before: 2 and 6 of these 12 seeds bad)."""
+    n, faults = random_schedule(seed)
+    got = run_schedule(n, seed, faults, hold=hold, interval_ms=interval_ms, offer_delay=0.4)
+    assert not _bad(got), (seed, n, faults, got)
+
+
+#: Left of seeds 0-299 with 0.4 s OFFERs (busy: 40 ms, no hold; quiet: 200 ms, the hold):
+#: 38 and 289 (quiet) lose a run's only result with its node (a double fault, README);
+#: 193 (busy) loses the crashed manager's own run's update, and the offered run sent from
+#: it is dropped as from a state the new manager does not hold (counted); and 211 (both),
+#: below.
+LEAVE_WHILE_WAITING = (
+    "a manager that claimed again (its reload forgot the run it had just sent) and leaves "
+    "gracefully while it still waits for the members' OFFERs hands over a table without that "
+    "run: the successor (graceful: no wait) sends the next slot beside it, or, when the run's "
+    "slot is not yet due, that very slot again (a slot run twice; main too). The leave should "
+    "wait for the OFFERs as it waits for a take-over (clerk._runner.may_leave), not done")
+
+
+@pytest.mark.xfail(strict=True, reason=LEAVE_WHILE_WAITING)
+@pytest.mark.parametrize(("hold", "interval_ms"), [(False, 40), (True, 200)],
+                         ids=["busy", "quiet_hold"])
+def test_a_leave_while_waiting_for_the_offers_keeps_the_run(hold: bool,
+                                                            interval_ms: int) -> None:
+    n, faults = random_schedule(211)  # (re-claim right after a dispatch, then a leave)
+    got = run_schedule(n, 211, faults, hold=hold, interval_ms=interval_ms, offer_delay=0.4)
     assert not _bad(got), got
