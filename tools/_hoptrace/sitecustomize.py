@@ -8,6 +8,14 @@ functions of the run path as their modules are imported and appends one line per
 machine, so hops between processes subtract. Lines are buffered and written every
 ``FLUSH_EVERY`` events and at exit (a worker killed at the cluster's stop loses its last few).
 Each event costs ~2-4 µs, which the hop table includes: compare hops, not absolute totals.
+
+Also, for ``tools/bench_tail.py`` (where the slowest runs lose their time): each process's
+first line is ``clock`` with its wall clock (``time.time_ns()``) at that ``t_ns``, so a wall
+time (a run's due time) converts to the shared clock; ``gc`` lines (start/stop and
+generation: ``gc.callbacks``); the executor's ``x_sub`` (a run queued: run id, due ms, queued,
+busy workers), ``x_take`` (handed to a worker: run id, worker id) and ``x_done`` (its DONE
+read); the worker's ``w_run`` (run id), ``hold_in`` (due ms) and ``hold_out`` (the wall time
+the run starts at); the loop's ``poll_in``.
 """
 
 from __future__ import annotations
@@ -40,10 +48,19 @@ if _DIR:
 
     atexit.register(_flush)
 
+    _buf.append(f"{os.getpid()} clock {_ns()} {time.time_ns()}\n")
+
     def ev(name: str, extra: object = "") -> None:
         _buf.append(f"{os.getpid()} {name} {_ns()} {extra}\n")
         if len(_buf) >= FLUSH_EVERY:
             _flush()
+
+    import gc
+
+    def _on_gc(phase: str, info: dict[str, int]) -> None:
+        ev("gc", f"{phase} {info.get('generation')}")
+
+    gc.callbacks.append(_on_gc)
 
     def _runs(frames: Any) -> str:
         return ",".join(m.decode() for f in frames for m in _RUN.findall(bytes(f)))
@@ -66,7 +83,8 @@ if _DIR:
     def _patch(name: str, mod: Any) -> None:
         if name == "clerk._transport":
             t = mod.Transport
-            _wrap(t, "poll", after=lambda r, self, *a, **k: ev("poll_out", len(r)))
+            _wrap(t, "poll", before=lambda self, *a, **k: ev("poll_in"),
+                  after=lambda r, self, *a, **k: ev("poll_out", len(r)))
             _wrap(t, "send", before=lambda self, to, frames, now: ev("zsend", _runs(frames)))
             if hasattr(t, "wait"):
                 _wrap(t, "wait", before=lambda self, s: ev("wait_in"),
@@ -120,6 +138,37 @@ if _DIR:
         elif name == "clerk._executor":
             _wrap(mod.Executor, "submit", before=lambda self, m, to, now: ev("submit", m.run_id))
             _wrap(mod.Executor, "_on_link", before=lambda self, reader: ev("link_in"))
+            def why_queued(self: Any, run_id: str) -> str:
+                """Why a run is still queued after its submit (pipelining, clerk._pipeline),
+                per worker: idle, gone, full, order, slow (a task not quick); "-" if not."""
+                if not self.queue.has_run(run_id):
+                    return "-"
+                job = next((j for j in self.queue if j.msg.run_id == run_id), None)
+                out = []
+                for w in self.workers.values():
+                    jobs = w.jobs() if hasattr(w, "jobs") else [w.job] * (w.job is not None)
+                    if w.identity is None:
+                        out.append("gone")
+                    elif not jobs:
+                        out.append("idle")
+                    elif len(jobs) > 8:
+                        out.append("full")
+                    elif job is not None and jobs[-1].start > job.start:
+                        out.append("order")
+                    elif any(getattr(self, "_quick", {}).get(j.msg.task, 0) < 2 for j in jobs):
+                        out.append("slow")
+                    else:
+                        out.append("ok?")
+                return ",".join(out)
+
+            _wrap(mod.Executor, "submit", after=lambda r, self, m, to, now: ev(
+                "x_sub", f"{m.run_id} {m.due_ms} {len(self.queue)} "
+                         f"{sum(w.job is not None for w in self.workers.values())} "
+                         f"{why_queued(self, m.run_id)}"))
+            _wrap(mod.Executor, "_start", after=lambda r, self, w, job, *a, **k: ev(
+                "x_take", f"{job.msg.run_id} {w.wid}") if r else None)
+            _wrap(mod.Executor, "_on_done", before=lambda self, ident, data: ev(
+                "x_done", data[0] if type(data) is list and data else ""))
             send_msg = mod.send_msg
 
             def traced_send_msg(*a: Any, **k: Any) -> Any:
@@ -142,6 +191,16 @@ if _DIR:
                 return out
 
             setattr(mod, attr, traced_run_request)
+            _wrap(mod, "_run", before=lambda run, *a, **k: ev("w_run", run))
+            hold = mod.hold_until
+
+            def traced_hold(due_ms: float, *a: Any, **k: Any) -> float:
+                ev("hold_in", due_ms)
+                wall: float = hold(due_ms, *a, **k)
+                ev("hold_out", repr(wall))
+                return wall
+
+            mod.hold_until = traced_hold
 
     _WANT = {"clerk._transport", "clerk._agent", "clerk._agentfeed", "clerk._routing",
              "clerk._runner", "clerk._running",
