@@ -57,6 +57,7 @@ from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
+from clerk._codecdecode import full_decoder
 from clerk._codecvalid import (
     _INT_LIMIT,
     MAX_ITEMS,
@@ -335,16 +336,24 @@ def _fast(cls: Any, generic: Validator, field_fn: Callable[[Any], Validator], *,
     return ns["fast"]  # type: ignore[no-any-return]
 
 
+def _decoder(cls: Any, unicode: bool) -> Validator:
+    """The validator of ``cls`` bodies: one holding every field (as a node sends it) in one
+    step (:func:`clerk._codecdecode.full_decoder`), any other through ``_fast``'s."""
+    field_fn = _compile if unicode else lambda tp: _compile(tp, unicode=False)
+    generic = _compile_dataclass(cls, unicode)
+    general = _fast(cls, generic, field_fn, decode=True, unicode=unicode)
+    return full_decoder(cls, general, generic, field_fn, _inline, _SCALAR_CACHES,
+                        unicode=unicode)
+
+
 _VALIDATORS: dict[bytes, Validator] = {
-    kind.encode(): _fast(cls, _compile_dataclass(cls), _compile, decode=True)
-    for kind, cls in MESSAGE_KINDS.items()
-}
+    kind.encode(): _decoder(cls, unicode=True) for kind, cls in MESSAGE_KINDS.items()}
 #: The same, for bodies without a ``\\u`` escape (no lone surrogate can be in them).
 _VALIDATORS_PLAIN: dict[bytes, Validator] = {
-    kind.encode(): _fast(cls, _compile_dataclass(cls, unicode=False),
-                         lambda tp: _compile(tp, unicode=False), decode=True, unicode=False)
-    for kind, cls in MESSAGE_KINDS.items()
-}
+    kind.encode(): _decoder(cls, unicode=False) for kind, cls in MESSAGE_KINDS.items()}
+#: Each kind's validators (with, without a ``\\u`` escape) and its name, the path of its fields.
+_DECODERS: dict[bytes, tuple[Validator, Validator, str]] = {
+    kind: (v, _VALIDATORS_PLAIN[kind], kind.decode()) for kind, v in _VALIDATORS.items()}
 
 
 # --- encode / decode ---------------------------------------------------------------------------
@@ -566,9 +575,12 @@ def decode(frames: Sequence[bytes], max_bytes: int = MAX_MESSAGE_BYTES) -> Messa
 def decode_body(kind: bytes, body: bytes) -> Message:
     """The message of kind ``kind`` in ``body``, frame 2 of a message whose header and size
     were checked (:func:`decode`, or a batch's: clerk._batch); raises :class:`DecodeError`."""
-    validate = (_VALIDATORS if b"\\u" in body else _VALIDATORS_PLAIN).get(kind)
-    if validate is None:
+    decoders = _DECODERS.get(kind)
+    if decoders is None:
         raise DecodeError("kind", f"unknown message kind {kind[:40]!r}")
+    validate, plain, name = decoders
+    if b"\\u" not in body:
+        validate = plain
     try:
         text = body.decode("utf-8")
         # The scanner straight away: ``JSONDecoder.decode`` adds two regex matches for the
@@ -582,7 +594,7 @@ def decode_body(kind: bytes, body: bytes) -> Message:
         data = _decode_text(kind, text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise DecodeError("json", f"{kind.decode()} body is not valid JSON: {exc}") from None
-    return validate(data, kind.decode())
+    return validate(data, name)
 
 
 def _decode_text(kind: bytes, text: str) -> Any:

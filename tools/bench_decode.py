@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What decoding the hot messages costs, this tree against another, side by side with json.loads.
 
-    .venv/bin/python tools/bench_decode.py --against /work/main [--repeats 9] [--number 5000]
+    .venv/bin/python tools/bench_decode.py --against /work/main [--repeats 21] [--number 2000]
     .venv/bin/python tools/bench_decode.py --profile      # cProfile of this tree's validators
 
 The bodies are the node's own: ``clerk._codec.encode`` of an EXECUTE (as
@@ -10,7 +10,8 @@ builds one: ``ok``, null state, a float duration), a RESULT_ACK and a HEARTBEAT 
 with members (3 members x 20 tasks) and a table delta. Each tree decodes them in a process of
 its own (``decode_body``, what the loop and a batch call; ``json.loads`` of the same body in
 the same process as the floor); batches alternate between the trees, the order flipping each
-repeat; the table gives medians of per-call µs and the ratios (this tree / the other; decode
+repeat; the table gives medians of per-call CPU µs (``time.thread_time``: a shared machine's
+preemptions left out) and the ratios (this tree / the other; decode
 / json.loads).
 """
 
@@ -24,7 +25,7 @@ import sys
 from pathlib import Path
 
 CHILD = r"""
-import json, sys, timeit
+import json, sys, time, timeit
 sys.path.insert(0, sys.argv[1])
 from clerk._codec import decode_body, encode
 from clerk._messages import Execute, Heartbeat, MemberInfo, Peer, Result, ResultAck
@@ -52,8 +53,10 @@ for line in sys.stdin:
     for k, f in FRAMES.items():
         kind, body = f[1], f[2]
         n = number // 20 if "+" in k else number
-        out[k] = timeit.timeit(lambda: decode_body(kind, body), number=n) / n * 1e6
-        out[k + " loads"] = timeit.timeit(lambda: json.loads(body), number=n) / n * 1e6
+        out[k] = timeit.timeit(lambda: decode_body(kind, body), number=n,
+                               timer=time.thread_time) / n * 1e6
+        out[k + " loads"] = timeit.timeit(lambda: json.loads(body), number=n,
+                                          timer=time.thread_time) / n * 1e6
     print(json.dumps(out), flush=True)
 """
 
@@ -99,8 +102,8 @@ def profile() -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--against", type=Path, help="the other tree (e.g. /work/main)")
-    ap.add_argument("--repeats", type=int, default=9)
-    ap.add_argument("--number", type=int, default=5000, help="decodes per message per batch")
+    ap.add_argument("--repeats", type=int, default=21)
+    ap.add_argument("--number", type=int, default=2000, help="decodes per message per batch")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     if args.profile:
