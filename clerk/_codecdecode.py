@@ -11,7 +11,9 @@ so the validator compiled here (:func:`full_decoder`) takes that case in one ste
   same JSON values and types, is looked up in place, without a call or a path string: a miss,
   or a value that is not an object of hashable values, goes to the field's own validator,
   which validates it and fills the cache as before;
-* the scalar checks are ``_codec._inline``'s; a JSON field's null is taken as it is.
+* the scalar checks are ``_codec._inline``'s; a JSON field's null is taken as it is;
+* the message is built as its frozen dataclass's __init__ builds it (``object.__setattr__``
+  per field) without the call to __init__ (:func:`_plain_init`).
 
 Any other count of fields, and any field that fails its inline check, hands the whole value
 to the validator ``_codec._fast`` compiled for the general case, or to the generic one: the
@@ -74,7 +76,25 @@ def full_decoder(cls: Any, general: Validator, generic: Validator,
             lines.append(f"        {x} = {call}")
         else:
             lines.append(f"    {x} = {call}")
-    lines.append(f"    return _cls({', '.join(f'x{i}' for i in range(len(fields)))})")
+    if _plain_init(cls):
+        # The fields set on a new object as the frozen dataclass's own __init__ sets them
+        # (object.__setattr__), without the call to it: ~0.75x the construction of an EXECUTE.
+        ns["_new"], ns["_set"] = object.__new__, object.__setattr__
+        lines.append("    o = _new(_cls)")
+        lines += [f"    _set(o, {f.name!r}, x{i})" for i, f in enumerate(fields)]
+        lines.append("    return o")
+    else:
+        lines.append(f"    return _cls({', '.join(f'x{i}' for i in range(len(fields)))})")
     source = "def full(value, path):\n" + "\n".join(lines) + "\n"
     exec(compile(source, f"<clerk._codecdecode {cls.__name__}>", "exec"), ns)  # noqa: S102
     return ns["full"]  # type: ignore[no-any-return]
+
+
+def _plain_init(cls: Any) -> bool:
+    """Whether ``cls``'s __init__ only sets its fields: a frozen dataclass with slots, its
+    generated __init__, no ``__post_init__``, no field outside __init__ (``init=False``)."""
+    params = cls.__dataclass_params__
+    return bool(params.frozen and params.init and "__slots__" in cls.__dict__
+                and not hasattr(cls, "__post_init__") and cls.__new__ is object.__new__
+                and all(f.init for f in dataclasses.fields(cls))
+                and cls.__init__.__code__.co_filename == "<string>")  # (dataclasses' own)

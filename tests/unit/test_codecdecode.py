@@ -156,3 +156,28 @@ def test_every_field_and_sender_field_with_each_odd_value() -> None:
                 old = _outcome(generic, value, kind.decode())
                 assert _outcome(table[kind], value, kind.decode()) == old, value
                 assert _outcome(table[kind], value, kind.decode()) == old, value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _OwnInit:
+    a: int
+
+    def __init__(self, a: int) -> None:
+        object.__setattr__(self, "a", a + 1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _PostInit:
+    a: int
+
+    def __post_init__(self) -> None:
+        pass
+
+
+def test_only_a_plain_dataclass_init_is_bypassed() -> None:
+    from clerk._codec import MESSAGE_KINDS
+    from clerk._codecdecode import _plain_init
+
+    assert all(_plain_init(cls) for cls in MESSAGE_KINDS.values())
+    assert not _plain_init(_OwnInit)
+    assert not _plain_init(_PostInit)
