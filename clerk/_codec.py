@@ -57,7 +57,7 @@ from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
-from clerk._codecdecode import full_decoder
+from clerk._codecdecode import decoders
 from clerk._codecvalid import (
     _INT_LIMIT,
     MAX_ITEMS,
@@ -336,21 +336,16 @@ def _fast(cls: Any, generic: Validator, field_fn: Callable[[Any], Validator], *,
     return ns["fast"]  # type: ignore[no-any-return]
 
 
-def _decoder(cls: Any, unicode: bool) -> Validator:
-    """The validator of ``cls`` bodies: one holding every field (as a node sends it) in one
-    step (:func:`clerk._codecdecode.full_decoder`), any other through ``_fast``'s."""
-    field_fn = _compile if unicode else lambda tp: _compile(tp, unicode=False)
-    generic = _compile_dataclass(cls, unicode)
-    general = _fast(cls, generic, field_fn, decode=True, unicode=unicode)
-    return full_decoder(cls, general, generic, field_fn, _inline, _SCALAR_CACHES,
-                        unicode=unicode)
+#: The validator of a message class's bodies (clerk._codecdecode.decoders: the one-step
+#: decoder of a body holding every field, any other through ``_fast``'s).
+_decoder = decoders(_compile, _compile_dataclass, _fast, _inline, _SCALAR_CACHES)
 
 
 _VALIDATORS: dict[bytes, Validator] = {
-    kind.encode(): _decoder(cls, unicode=True) for kind, cls in MESSAGE_KINDS.items()}
+    kind.encode(): _decoder(cls, True) for kind, cls in MESSAGE_KINDS.items()}
 #: The same, for bodies without a ``\\u`` escape (no lone surrogate can be in them).
 _VALIDATORS_PLAIN: dict[bytes, Validator] = {
-    kind.encode(): _decoder(cls, unicode=False) for kind, cls in MESSAGE_KINDS.items()}
+    kind.encode(): _decoder(cls, False) for kind, cls in MESSAGE_KINDS.items()}
 #: Each kind's validators (with, without a ``\\u`` escape) and its name, the path of its fields.
 _DECODERS: dict[bytes, tuple[Validator, Validator, str]] = {
     kind: (v, _VALIDATORS_PLAIN[kind], kind.decode()) for kind, v in _VALIDATORS.items()}

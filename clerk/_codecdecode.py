@@ -2,11 +2,14 @@
 
 Split out of :mod:`clerk._codec` (near its size bound). A body that a node of this build
 writes holds every field of its message (only ``OMIT_NONE`` fields while None are left out),
-so the validator compiled here (:func:`full_decoder`) takes that case in one step:
+so the validator compiled here (:func:`full_decoder`, built by :func:`decoders`) takes that
+case in one step:
 
 * the fields are read by name in one ``try`` (a missing one: the whole value goes to the
-  generic validator), and a count equal to the number of fields rules out an extra one, where
-  the general case compares key sets (two set operations);
+  generic validator), the ``OMIT_NONE`` ones with ``get``, and a count of the fields present
+  rules out an extra one, where the general case compares key sets (two set operations);
+* a nested part (a HEARTBEAT's member rows and table delta, a claim) is decoded the same way,
+  its path built only for the call (the generic path builds its fields' paths too);
 * a sender (a frozen dataclass of scalars, ``_codec``'s ``PEER_CACHE``) seen before, with the
   same JSON values and types, is looked up in place, without a call or a path string: a miss,
   or a value that is not an object of hashable values, goes to the field's own validator,
@@ -25,14 +28,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
 from collections.abc import Callable
 from typing import Any
 
-from clerk._codecvalid import _INT_LIMIT, MAX_STRING, Validator
+from clerk._codecvalid import _INT_LIMIT, MAX_ITEMS, MAX_STRING, Validator, _fail
 from clerk._messages import Json
 
-__all__ = ["full_decoder"]
+__all__ = ["decoders", "full_decoder"]
+
+_MISSING = object()  # (an OMIT_NONE field left out of the body)
 
 
 def full_decoder(cls: Any, general: Validator, generic: Validator,
@@ -50,12 +56,26 @@ def full_decoder(cls: Any, general: Validator, generic: Validator,
     ns: dict[str, Any] = {"_L": _INT_LIMIT, "_S": MAX_STRING, "_finite": math.isfinite,
                           "_general": general, "_slow": generic, "_cls": cls,
                           "_map": map, "_type": type}
-    lines = [f"    if type(value) is not dict or len(value) != {len(fields)}:",
+    # Fields left out of the body while None (OMIT_NONE) may be absent; the others are read
+    # in one try (a missing one: the whole value goes to the generic validator).
+    omit = [i for i, f in enumerate(fields) if f.metadata.get("omit_none")
+            and f.default is None]
+    least = len(fields) - len(omit)
+    counts = f"len(value) != {least}" if not omit else f"not {least} <= len(value) <= {len(fields)}"
+    lines = [f"    if type(value) is not dict or {counts}:",
              "        return _general(value, path)",
              "    try:"]
-    lines += [f"        x{i} = value[{f.name!r}]" for i, f in enumerate(fields)]
+    lines += [f"        x{i} = value[{f.name!r}]" for i, f in enumerate(fields) if i not in omit]
     lines += ["    except KeyError:",  # (a field missing, so another one is there instead)
               "        return _slow(value, path)"]
+    if omit:
+        ns["_MISSING"] = _MISSING
+        lines += [f"    x{i} = value.get({fields[i].name!r}, _MISSING)" for i in omit]
+        present = " + ".join(f"(x{i} is not _MISSING)" for i in omit)
+        lines += [f"    if len(value) != {least} + {present}:",  # (an extra field)
+                  "        return _slow(value, path)"]
+        for i in omit:
+            lines += [f"    if x{i} is _MISSING:", f"        x{i} = None"]
     for i, f in enumerate(fields):
         x, tp = f"x{i}", hints[f.name]
         check = inline(tp, x, unicode)
@@ -98,3 +118,52 @@ def _plain_init(cls: Any) -> bool:
                 and not hasattr(cls, "__post_init__") and cls.__new__ is object.__new__
                 and all(f.init for f in dataclasses.fields(cls))
                 and cls.__init__.__code__.co_filename == "<string>")  # (dataclasses' own)
+
+
+def decoders(compile_field: Callable[[Any, bool], Validator],
+             compile_dataclass: Callable[[Any, bool], Validator],
+             fast: Callable[..., Validator],
+             inline: Callable[[Any, str, bool], str | None],
+             caches: dict[type, dict[tuple[Any, ...], Any]]) -> Callable[[Any, bool], Validator]:
+    """``decoder(cls, unicode)``: the validator of ``cls`` bodies, :func:`full_decoder` over
+    ``fast``'s (``clerk._codec._fast``) over the generic one (``compile_dataclass``). A nested
+    part (a member row, a table delta, and lists or optional ones of them) gets a decoder of
+    its own; any other field, and a sender-like part (cached by value in ``caches``), its
+    validator from ``compile_field`` (``clerk._codec._compile``)."""
+
+    def decoder(cls: Any, unicode: bool) -> Validator:
+        def field_fn(tp: Any) -> Validator:
+            return decode_field(tp, unicode)
+
+        generic = compile_dataclass(cls, unicode)
+        general = fast(cls, generic, field_fn, decode=True, unicode=unicode)
+        return full_decoder(cls, general, generic, field_fn, inline, caches, unicode=unicode)
+
+    def decode_field(tp: Any, unicode: bool) -> Validator:
+        if dataclasses.is_dataclass(tp):
+            generic = compile_field(tp, unicode)
+            return generic if tp in caches else decoder(tp, unicode)
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin in (typing.Union, types.UnionType):
+            inner = [a for a in args if a is not type(None)]
+            if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
+                sub = decode_field(inner[0], unicode)
+
+                def d_optional(value: Any, path: str) -> Any:
+                    return None if value is None else sub(value, path)
+
+                return d_optional
+        if origin is tuple and len(args) == 2 and dataclasses.is_dataclass(args[0]):
+            item = decode_field(args[0], unicode)
+
+            def d_tuple(value: Any, path: str) -> tuple[Any, ...]:  # (as _compile's v_tuple)
+                if type(value) is not list:
+                    _fail(path, "a list", value)
+                if len(value) > MAX_ITEMS:
+                    _fail(path, f"a list of at most {MAX_ITEMS} items", "...")
+                return tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+            return d_tuple
+        return compile_field(tp, unicode)
+
+    return decoder

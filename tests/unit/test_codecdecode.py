@@ -181,3 +181,48 @@ def test_only_a_plain_dataclass_init_is_bypassed() -> None:
     assert all(_plain_init(cls) for cls in MESSAGE_KINDS.values())
     assert not _plain_init(_OwnInit)
     assert not _plain_init(_PostInit)
+
+
+def _nested_variants(value: Any) -> list[Any]:
+    """``value`` with each field of each object in it (at any depth) replaced by each odd
+    value, dropped, or joined by another field."""
+    out: list[Any] = []
+    if type(value) is dict:
+        out.append({**value, "extra": 1})
+        for key, sub in value.items():
+            out.append({k: v for k, v in value.items() if k != key})
+            out += [{**value, key: odd} for odd in ODD]
+            out += [{**value, key: v} for v in _nested_variants(sub)]
+    elif type(value) is list:
+        for i, sub in enumerate(value):
+            out += [[*value[:i], v, *value[i + 1:]] for v in _nested_variants(sub)]
+    return out
+
+
+def test_nested_parts_decode_as_the_generic_path() -> None:
+    from clerk._messages import Claim, Coordinator, MemberInfo, Ok, TableAt, TableDelta, Welcome
+
+    p = Peer("n1@h", "h:1", "inc+b", 0)
+    row = MemberInfo("n2@h", "h:2", "inc", 1, True, ("t1", "t2"))
+    ref = MemberInfo("n3@h", "h:3", "inc", 0, False, (), "digest", 1764680000.5)
+    claim = Claim(3, 0, "n1@h", "h:1")
+    samples = [
+        Heartbeat(p, 4, 9, 2, (row, ref), TableDelta("log-1", 3, 4, ("r1",), ("g",), True)),
+        Heartbeat(p, 4, 9, 2, None, TableDelta("log-1", 3, 4, ("r1",), (), False, ("h", "i"))),
+        Welcome(p, 4, claim, (row,), 2),
+        Welcome(p, 4, None, ()),
+        Coordinator(p, 4, claim, TableAt("log-1", 7)),
+        Coordinator(p, 4, claim),
+        Ok(p, 4, claim),
+    ]
+    for msg in samples:
+        kind = _codec._KIND_OF[type(msg)]
+        body = json.loads(encode(msg)[2])
+        assert _codec._VALIDATORS_PLAIN[kind](body, kind.decode()) == msg
+        for unicode, table in ((True, _codec._VALIDATORS), (False, _codec._VALIDATORS_PLAIN)):
+            generic = _codec._compile_dataclass(type(msg), unicode=unicode)
+            for value in [body, *_nested_variants(body)]:
+                if not unicode and "\\ud800" in ascii(value):
+                    continue
+                old = _outcome(generic, value, kind.decode())
+                assert _outcome(table[kind], value, kind.decode()) == old, value
