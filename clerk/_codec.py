@@ -58,6 +58,7 @@ from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
+from clerk._codecdecode import decoders
 from clerk._codecvalid import (
     _INT_LIMIT,
     MAX_ITEMS,
@@ -337,16 +338,19 @@ def _fast(cls: Any, generic: Validator, field_fn: Callable[[Any], Validator], *,
     return ns["fast"]  # type: ignore[no-any-return]
 
 
+#: The validator of a message class's bodies (clerk._codecdecode.decoders: the one-step
+#: decoder of a body holding every field, any other through ``_fast``'s).
+_decoder = decoders(_compile, _compile_dataclass, _fast, _inline, _SCALAR_CACHES)
+
+
 _VALIDATORS: dict[bytes, Validator] = {
-    kind.encode(): _fast(cls, _compile_dataclass(cls), _compile, decode=True)
-    for kind, cls in MESSAGE_KINDS.items()
-}
+    kind.encode(): _decoder(cls, True) for kind, cls in MESSAGE_KINDS.items()}
 #: The same, for bodies without a ``\\u`` escape (no lone surrogate can be in them).
 _VALIDATORS_PLAIN: dict[bytes, Validator] = {
-    kind.encode(): _fast(cls, _compile_dataclass(cls, unicode=False),
-                         lambda tp: _compile(tp, unicode=False), decode=True, unicode=False)
-    for kind, cls in MESSAGE_KINDS.items()
-}
+    kind.encode(): _decoder(cls, False) for kind, cls in MESSAGE_KINDS.items()}
+#: Each kind's validators (with, without a ``\\u`` escape) and its name, the path of its fields.
+_DECODERS: dict[bytes, tuple[Validator, Validator, str]] = {
+    kind: (v, _VALIDATORS_PLAIN[kind], kind.decode()) for kind, v in _VALIDATORS.items()}
 
 
 # --- encode / decode ---------------------------------------------------------------------------
@@ -500,9 +504,12 @@ def decode(frames: Sequence[bytes], max_bytes: int = MAX_MESSAGE_BYTES) -> Messa
 def decode_body(kind: bytes, body: bytes) -> Message:
     """The message of kind ``kind`` in ``body``, frame 2 of a message whose header and size
     were checked (:func:`decode`, or a batch's: clerk._batch); raises :class:`DecodeError`."""
-    validate = (_VALIDATORS if b"\\u" in body else _VALIDATORS_PLAIN).get(kind)
-    if validate is None:
+    decoders = _DECODERS.get(kind)
+    if decoders is None:
         raise DecodeError("kind", f"unknown message kind {kind[:40]!r}")
+    validate, plain, name = decoders
+    if b"\\u" not in body:
+        validate = plain
     try:
         text = body.decode("utf-8")
         # The scanner straight away: ``JSONDecoder.decode`` adds two regex matches for the
@@ -516,7 +523,7 @@ def decode_body(kind: bytes, body: bytes) -> Message:
         data = _decode_text(kind, text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise DecodeError("json", f"{kind.decode()} body is not valid JSON: {exc}") from None
-    return validate(data, kind.decode())
+    return validate(data, name)
 
 
 def _decode_text(kind: bytes, text: str) -> Any:
