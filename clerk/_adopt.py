@@ -149,6 +149,9 @@ class Adoption(OperatorControl):
     stale: bool = False
     #: ... and until when (wall ms) its dispatches wait for the members' OFFERs.
     _from_disk_until: float = 0.0
+    #: Set by the shell: the last manager this node followed (not itself; "": none), the
+    #: one whose table a ``stale`` takeover's replica lagged (:meth:`handed_over_by`).
+    followed: str = ""
 
     def _disk_held(self, wall_ms: float) -> bool:
         """Does a dispatch of a state wait for the members' OFFERs (``from_disk``,
@@ -309,6 +312,19 @@ class Adoption(OperatorControl):
         """``node``'s durable rows are merged: an ``init`` no longer waits for it."""
         self.offered.add(node)
         self._init_wait_ms = 0.0
+
+    def handed_over_by(self, node: str) -> None:
+        """A merge HANDOVER from ``node`` (a manager that stepped down to us at a heal) is
+        merged: its table is its durable rows, so it counts as its OFFER; and if ``node`` is
+        the manager whose table our replica followed before we took over (``followed``), the
+        deltas of it our replica may have missed are merged too: a ``stale`` takeover no
+        longer holds dispatches for the members' OFFERs (see the module docstring, "A
+        manager that took over from its replica"; ``init`` still waits for them). Its
+        members' rows came from its replication (their disks' from their OFFERs to it), so
+        no member holds a state newer than that table and ours."""
+        self.offer_from(node)
+        if self.stale and not self.from_disk and node == self.followed:
+            self._from_disk_until = 0.0
 
     def _init_held(self, members: Mapping[str, Iterable[str]], wall_ms: float) -> float:
         """Until when (wall ms) an ``init`` (any run, ``from_disk``) must wait for members'
