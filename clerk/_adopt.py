@@ -52,7 +52,9 @@ too, so a fixed 1 s wait from its first look lost the race now and then (the led
 over from ``init``, or from an older state). So a member whose build always sends an OFFER
 (every build that announces ``TABLE_MARK``: ``always_offers``) is waited for up to
 ``OFFER_WAIT_SURE_MS`` (a live member offers; only a lost OFFER costs the whole wait), any
-other up to ``OFFER_WAIT_MS``.
+other up to ``OFFER_WAIT_MS``. After a heal, the merge HANDOVER of the manager our replica
+followed (its whole table) ends this wait, and any merge HANDOVER counts as its sender's OFFER
+(:meth:`Adoption.handed_over_by`): a heal's first OFFERs lost held every dispatch ~10 s.
 
 **Which state wins** is never decided here by terms or slots: every load, merge and takeover
 goes through lineage and version (:mod:`clerk._lineage`, rows in :mod:`clerk._record`). A

@@ -197,10 +197,8 @@ class SimLedger:
         #: Seconds a new manager takes to load the table it takes over (0: at once); merges
         #: and results wait meanwhile, as on a real node (clerk._runner._take_over_step).
         self.load_s = 0.0
-        #: A merged merge HANDOVER counts as its sender's OFFER, and one from the manager a
-        #: ``stale`` takeover's replica followed ends its wait for the members' OFFERs
-        #: (``Scheduler.handed_over_by``); False: neither, as before (a heal whose first
-        #: OFFERs were lost held every dispatch for up to ``OFFER_WAIT_SURE_MS``).
+        #: A merged merge HANDOVER counts as an OFFER and may end a ``stale`` wait
+        #: (``Scheduler.handed_over_by``); False: neither, as before.
         self.handover_ends_wait = True
 
     def __call__(self, net: SimNetwork, node: SimNode) -> LedgerLayer:
