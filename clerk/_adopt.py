@@ -52,7 +52,9 @@ too, so a fixed 1 s wait from its first look lost the race now and then (the led
 over from ``init``, or from an older state). So a member whose build always sends an OFFER
 (every build that announces ``TABLE_MARK``: ``always_offers``) is waited for up to
 ``OFFER_WAIT_SURE_MS`` (a live member offers; only a lost OFFER costs the whole wait), any
-other up to ``OFFER_WAIT_MS``.
+other up to ``OFFER_WAIT_MS``. After a heal, the merge HANDOVER of the manager our replica
+followed (its whole table) ends this wait, and any merge HANDOVER counts as its sender's OFFER
+(:meth:`Adoption.handed_over_by`): a heal's first OFFERs lost held every dispatch ~10 s.
 
 **Which state wins** is never decided here by terms or slots: every load, merge and takeover
 goes through lineage and version (:mod:`clerk._lineage`, rows in :mod:`clerk._record`). A
@@ -149,6 +151,9 @@ class Adoption(OperatorControl):
     stale: bool = False
     #: ... and until when (wall ms) its dispatches wait for the members' OFFERs.
     _from_disk_until: float = 0.0
+    #: Set by the shell: the last manager this node followed (not itself; "": none), the
+    #: one whose table a ``stale`` takeover's replica lagged (:meth:`handed_over_by`).
+    followed: str = ""
 
     def _disk_held(self, wall_ms: float) -> bool:
         """Does a dispatch of a state wait for the members' OFFERs (``from_disk``,
@@ -329,6 +334,19 @@ class Adoption(OperatorControl):
         """``node``'s durable rows are merged: an ``init`` no longer waits for it."""
         self.offered.add(node)
         self._init_wait_ms = 0.0
+
+    def handed_over_by(self, node: str) -> None:
+        """A merge HANDOVER from ``node`` (a manager that stepped down to us at a heal) is
+        merged: its table is its durable rows, so it counts as its OFFER; and if ``node`` is
+        the manager whose table our replica followed before we took over (``followed``), the
+        deltas of it our replica may have missed are merged too: a ``stale`` takeover no
+        longer holds dispatches for the members' OFFERs (see the module docstring, "A
+        manager that took over from its replica"; ``init`` still waits for them). Its
+        members' rows came from its replication (their disks' from their OFFERs to it), so
+        no member holds a state newer than that table and ours."""
+        self.offer_from(node)
+        if self.stale and not self.from_disk and node == self.followed:
+            self._from_disk_until = 0.0
 
     def _init_held(self, members: Mapping[str, Iterable[str]], wall_ms: float) -> float:
         """Until when (wall ms) an ``init`` (any run, ``from_disk``) must wait for members'

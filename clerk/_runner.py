@@ -200,6 +200,8 @@ class TaskRunner(ResultRouting, StatusRows):
             if self.scheduler.active or self.scheduler.activating:
                 self.scheduler.deactivate()
             core = self.agent.core
+            if effect.manager is not None:  # (whose table a takeover's replica followed)
+                self.scheduler.followed = effect.manager
             claim = core.manager_claim
             if effect.manager is not None and claim is not None:
                 # A fellow member taking over said where its table stands (its COORDINATOR:
@@ -233,6 +235,7 @@ class TaskRunner(ResultRouting, StatusRows):
         if effect.merge:
             self._rows_seen = None
             changed = self.scheduler.merge(effect.state, wall, source=effect.sender)
+            self._handed_over(effect.sender)
             self._log_conflicts()
             if changed and self._activate is None:  # (else replicated once it schedules)
                 self._replicate(now)
@@ -241,6 +244,13 @@ class TaskRunner(ResultRouting, StatusRows):
             self._activate = True
             if self.scheduler.activating:  # a crash takeover under way: this table instead
                 self.scheduler.deactivate()
+
+    def _handed_over(self, sender: str) -> None:
+        """A merge HANDOVER from ``sender`` is merged: it counts as its OFFER, and one from
+        the manager our replica followed ends a ``stale`` takeover's wait for the members'
+        OFFERs (``Scheduler.handed_over_by``). Not one of our own (``take_back_merge``)."""
+        if sender != self.agent.me.name:
+            self.scheduler.handed_over_by(sender)
 
     def on_member_down(self, name: str, now: float) -> None:
         self._acks_round = -1  # one member fewer to wait for: look at the next turn
@@ -375,6 +385,7 @@ class TaskRunner(ResultRouting, StatusRows):
         for sender, table, _ in merges:
             self._rows_seen = None
             self.scheduler.merge(table, wall, source=sender)
+            self._handed_over(sender)
         if merges:
             self._log_conflicts()
         for _, _, confirm in merges:

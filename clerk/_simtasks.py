@@ -197,6 +197,9 @@ class SimLedger:
         #: Seconds a new manager takes to load the table it takes over (0: at once); merges
         #: and results wait meanwhile, as on a real node (clerk._runner._take_over_step).
         self.load_s = 0.0
+        #: A merged merge HANDOVER counts as an OFFER and may end a ``stale`` wait
+        #: (``Scheduler.handed_over_by``); False: neither, as before.
+        self.handover_ends_wait = True
 
     def __call__(self, net: SimNetwork, node: SimNode) -> LedgerLayer:
         layer = LedgerLayer(self, net, node)
@@ -304,6 +307,11 @@ class LedgerLayer(LedgerRuns):
             return due
         return min(due, wall_next - WALL0 - self.world.offsets.get(self.node.name, 0.0))
 
+    def _handed_over(self, sender: str) -> None:
+        """A merge HANDOVER from ``sender`` is merged (as the real runner's)."""
+        if self.world.handover_ends_wait and sender != self.node.name:
+            self.scheduler.handed_over_by(sender)
+
     def after(self, event: Event, effects: list[Effect]) -> None:
         core = self.node.core
         changed = urgent = held = False
@@ -322,6 +330,8 @@ class LedgerLayer(LedgerRuns):
                     self._applied.clear()
                     if self.scheduler.active:
                         self.scheduler.deactivate()
+                    if effect.manager is not None:  # (as the real runner)
+                        self.scheduler.followed = effect.manager
                     claim = core.manager_claim
                     if effect.manager is not None and claim is not None:
                         self._offer(claim.address, effect.manager)  # (our results after it)
@@ -333,6 +343,7 @@ class LedgerLayer(LedgerRuns):
                 elif effect.merge:
                     changed |= self.scheduler.merge(effect.state, self.wall(),
                                                     source=effect.sender)
+                    self._handed_over(effect.sender)
                     self._confirm(effect.confirm)
                 elif core.is_manager:
                     self._activate = True
@@ -382,6 +393,7 @@ class LedgerLayer(LedgerRuns):
             merges, self._merges_waiting = self._merges_waiting, []
             for sender, table, _ in merges:
                 self.scheduler.merge(table, self.wall(), source=sender)
+                self._handed_over(sender)
             for _, _, confirm in merges:
                 self._confirm(confirm)
             for result in list(self.outbox):  # our own kept results (runs we adopted)
