@@ -30,10 +30,11 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from _bench_ab import interleaved, print_pair
 
 CHILD = r"""
 import hashlib, heapq, json, random, sys, time
@@ -135,22 +136,12 @@ def main() -> int:
                     help="also count instructions per run (valgrind)")
     args = ap.parse_args()
     here, there = Path(__file__).resolve().parent.parent, Path(args.against).resolve()
-    got: dict[str, list[float]] = {"this tree": [], "against": []}
-    digests: dict[str, set[str]] = {"this tree": set(), "against": set()}
-    for rep in range(args.repeats):
-        pair = (("this tree", here), ("against", there))
-        for label, tree in pair if rep % 2 == 0 else pair[::-1]:
-            us, digest = _one(tree, args.runs)
-            got[label].append(us)
-            digests[label].add(digest)
-    a, b = statistics.median(got["this tree"]), statistics.median(got["against"])
-    same = digests["this tree"] == digests["against"] and len(digests["against"]) == 1
+    a, b, same = interleaved(_one, here, there, args.repeats, args.runs)
     print(f"manager agent's own work, 140 no-op tasks every 100 ms on 3 nodes (scheduler, "
           f"EXECUTE encode, rows into the log, HEARTBEATs to 2 members, journal records): "
           f"medians of {args.repeats} interleaved repeats, µs of CPU per run; same EXECUTEs "
           f"and log: {'yes' if same else 'NO'}")
-    print(f"{'against':<10} | {b:8.2f}")
-    print(f"{'this tree':<10} | {a:8.2f} | {a / b:.2f}x")
+    print_pair(a, b)
     if args.instructions:
         ib, ia = _instructions(there), _instructions(here)
         print(f"instructions per run: against {ib:,.0f}, this tree {ia:,.0f} ({ia / ib:.3f}x)")

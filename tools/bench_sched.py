@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from _bench_ab import interleaved, print_pair
 
 CHILD = r"""
 import hashlib, heapq, json, random, sys, time
@@ -86,21 +87,11 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=20000, help="runs per measurement")
     args = ap.parse_args()
     here, there = Path(__file__).resolve().parent.parent, Path(args.against).resolve()
-    got: dict[str, list[float]] = {"this tree": [], "against": []}
-    digests: dict[str, set[str]] = {"this tree": set(), "against": set()}
-    for rep in range(args.repeats):
-        pair = (("this tree", here), ("against", there))
-        for label, tree in pair if rep % 2 == 0 else pair[::-1]:
-            us, digest = _one(tree, args.runs)
-            got[label].append(us)
-            digests[label].add(digest)
-    a, b = statistics.median(got["this tree"]), statistics.median(got["against"])
-    same = digests["this tree"] == digests["against"] and len(digests["against"]) == 1
+    a, b, same = interleaved(_one, here, there, args.repeats, args.runs)
     print(f"manager scheduler, 140 no-op tasks every 100 ms on 3 nodes (next_deadline, tick, "
           f"on_result, observe_run): medians of {args.repeats} interleaved repeats, µs of CPU "
           f"per run; same table and runs: {'yes' if same else 'NO'}")
-    print(f"{'against':<10} | {b:8.2f}")
-    print(f"{'this tree':<10} | {a:8.2f} | {a / b:.2f}x")
+    print_pair(a, b)
     return 0 if same else 1
 
 
