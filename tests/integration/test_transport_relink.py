@@ -6,7 +6,6 @@ looked up again nor moved."""
 from __future__ import annotations
 
 import logging
-import socket
 import time
 
 import pytest
@@ -15,27 +14,16 @@ from clerk._dns import HostResolver
 from clerk._links import RELINK_AFTER
 from clerk._transport import Inbound, Transport
 from clerk.testing import free_ports, wait_until
+from tests.unit.test_dns import FakeDNS
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class TableDNS:
-    def __init__(self, table: dict[str, str]) -> None:
-        self.table = table
-        self.asked: list[str] = []
-
-    def __call__(self, host: str) -> str:
-        self.asked.append(host)
-        if host in self.table:
-            return self.table[host]
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
 
 def test_a_link_to_a_name_moves_with_it_and_a_healthy_one_stays(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="clerk.transport")
     port_a, port_b, port_c = free_ports(3)
-    dns = TableDNS({"peer.clerk.test": "127.0.0.2", "healthy.clerk.test": "127.0.0.1"})
+    dns = FakeDNS({"peer.clerk.test": "127.0.0.2", "healthy.clerk.test": "127.0.0.1"})
     a = Transport("127.0.0.1", port_a, keys=None, resolver=HostResolver(lookup=dns))
     b = Transport("127.0.0.2", port_b, keys=None)
     c = Transport("127.0.0.1", port_c, keys=None)
