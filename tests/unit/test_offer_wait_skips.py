@@ -79,17 +79,23 @@ def test_a_result_that_ended_before_its_nodes_offer_continues_the_row() -> None:
     assert fin is not None and rec.state == {"n": 2} and rec.conflicts == 0
 
 
-def test_a_reclaim_waits_for_the_offers_made_to_its_new_claim() -> None:
-    """A manager that claims again (a higher-term ELECTION) reloads its table from its last
-    log, which lacks the run it had just sent; before, the members that had offered to its
-    previous claim still counted as offered, it did not wait, and sent the next slot beside
-    that run."""
+def offered_manager_after_one_run() -> Scheduler:
+    """A manager (claim 1, b) that every member offered to, with slot K+1 run (n=1)."""
     b = Scheduler([tdef(timeout=TIMEOUT)], random.Random(1), await_offers=True)
     b.always_offers = lambda node: True
     b.activate(due("t", K) + 0.1, graceful=False, claim=(1, "b"))
     for node in NODES:
         b.offer_from(node)
     run_ok(b, K + 1, state={"n": 1})
+    return b
+
+
+def test_a_reclaim_waits_for_the_offers_made_to_its_new_claim() -> None:
+    """A manager that claims again (a higher-term ELECTION) reloads its table from its last
+    log, which lacks the run it had just sent; before, the members that had offered to its
+    previous claim still counted as offered, it did not wait, and sent the next slot beside
+    that run."""
+    b = offered_manager_after_one_run()
     log = b.table()  # its last table log: the rows before the next dispatch's round
     ds, _ = b.tick(due("t", K + 2), NODES)
     b.load(log)
@@ -186,12 +192,7 @@ def test_a_reclaim_keeps_its_own_runs_over_its_last_logs() -> None:
     kept the state but showed K+2 in flight (rebased) until its deadline: K+3, offered by
     its node, waited behind it, its result was dropped (counted), and the next run started
     from n=2 again (busy-cluster seeds 40, 85 and 133 of the hold property's draws)."""
-    b = Scheduler([tdef(timeout=TIMEOUT)], random.Random(1), await_offers=True)
-    b.always_offers = lambda node: True
-    b.activate(due("t", K) + 0.1, graceful=False, claim=(1, "b"))
-    for node in NODES:
-        b.offer_from(node)
-    run_ok(b, K + 1, state={"n": 1})
+    b = offered_manager_after_one_run()
     ds2, _ = b.tick(due("t", K + 2), NODES)
     log = b.table()  # the last round: K+2 in flight
     b.on_result("t", ds2[0].run_id, ds2[0].node, "ok", {"n": 2}, 1.0, "", due("t", K + 2) + 0.01)
