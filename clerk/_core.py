@@ -11,7 +11,9 @@ each opening with the rules it owns:
 * :mod:`clerk._coretypes`: roles, events and effects (all re-exported here);
 * :mod:`clerk._claims`: the claim order and the term bound;
 * :mod:`clerk._corestate`: the state, its public view, and the small shared steps;
-* :mod:`clerk._joining`: membership and joining, heartbeats, probes, the stall fence's use;
+* :mod:`clerk._joining`: membership and joining, probes of lost members and seeds;
+* :mod:`clerk._heartbeats`: a manager's heartbeats and its members' ACKs, the stall fence's use;
+* :mod:`clerk._setfetch`: member lists' task sets by reference, fetched from their holders;
 * :mod:`clerk._election`: following claims, the bully election, every change of role;
 * :mod:`clerk._handover`: merges of two managers and the graceful hand-over;
 * :mod:`clerk._dupname`: a second node in a live member's name (refused, never followed);
@@ -59,7 +61,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from clerk import _dupname, _election, _handover, _joining, _quorumcore
+from clerk import _dupname, _election, _handover, _heartbeats, _joining, _quorumcore, _setfetch
 from clerk._claims import LONE_TERM, MAX_TERM_JUMP, claim_of
 from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState  # noqa: F401  (re-exported)
 from clerk._coretypes import (
@@ -89,7 +91,8 @@ from clerk._coretypes import (
 from clerk._election import DISCONNECT_PROBE, STAGGER_STEPS  # noqa: F401
 from clerk._handover import FORWARD_MEMORY  # noqa: F401
 from clerk._handparts import is_part
-from clerk._joining import MAX_LEARN, MAX_PROBATION, RESUME_GAP  # noqa: F401
+from clerk._heartbeats import RESUME_GAP
+from clerk._joining import MAX_LEARN, MAX_PROBATION  # noqa: F401
 from clerk._messages import (
     Accept,
     Accepted,
@@ -194,10 +197,10 @@ class NodeCore(CoreState):
             return []
         gap = self._fence.gap(now)
         if gap > self.timings.manager_timeout and self.role is Role.MANAGER:
-            _joining.stalled(self, now)
-            _joining.resumed(self, now)
+            _heartbeats.stalled(self, now)
+            _heartbeats.resumed(self, now)
         elif gap > RESUME_GAP:
-            _joining.resumed(self, now)
+            _heartbeats.resumed(self, now)
         if self.quorum is not None:
             self.quorum.now = now
         if isinstance(event, Tick):
@@ -297,7 +300,7 @@ class NodeCore(CoreState):
         if self.role is not Role.MANAGER:
             return []
         self._out = []
-        _joining.heartbeat_round(self, now)
+        _heartbeats.heartbeat_round(self, now)
         out, self._out = self._out, []
         return out
 
@@ -336,16 +339,16 @@ class NodeCore(CoreState):
         role = self.role
         if role is Role.MANAGER:
             if now >= self._next_heartbeat:
-                _joining.heartbeat_round(self, now)
+                _heartbeats.heartbeat_round(self, now)
             if now >= self._next_probe:
                 _joining.probe(self, now)
             if self.quorum is not None:
                 self._quorum_outcome(_quorumcore.tick(self, now), now)
             if now >= self.next_fetch():
-                _joining.fetch_sets(self, now)
+                _setfetch.fetch_sets(self, now)
         elif role is Role.FOLLOWER:
             if now >= self.next_fetch():
-                _joining.fetch_sets(self, now)
+                _setfetch.fetch_sets(self, now)
             if now >= self._merge_retry:
                 _handover.retry_merge(self, now)
             if now >= self.manager_due():
@@ -486,7 +489,7 @@ _HANDLERS: dict[type, Callable[[NodeCore, Any, float], None]] = {
     Welcome: _election.m_welcome,
     Refuse: _joining.m_refuse,
     Heartbeat: _election.m_heartbeat,
-    Ack: _joining.m_ack,
+    Ack: _heartbeats.m_ack,
     Election: _election.m_election,
     Ok: _election.m_ok,
     Coordinator: _election.m_coordinator,
@@ -506,7 +509,7 @@ _HANDLERS: dict[type, Callable[[NodeCore, Any, float], None]] = {
     Accept: NodeCore._m_quorum,
     Accepted: NodeCore._m_quorum,
     Reject: NodeCore._m_quorum,
-    TasksQuery: _joining.m_tasks_query,
-    TasksReply: _joining.m_tasks_reply,
+    TasksQuery: _setfetch.m_tasks_query,
+    TasksReply: _setfetch.m_tasks_reply,
     Merged: _handover.m_merged,
 }

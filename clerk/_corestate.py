@@ -2,7 +2,8 @@
 
 :class:`CoreState` holds the whole state of a node's cluster brain (role, claims, member
 table, timers, counters) and the public read-only view of it; the rules that change it live
-in :mod:`clerk._joining` (membership and joining), :mod:`clerk._election` (claims followed,
+in :mod:`clerk._joining` (membership and joining), :mod:`clerk._heartbeats` (heartbeats and
+ACKs), :mod:`clerk._setfetch` (task sets by reference), :mod:`clerk._election` (claims followed,
 bully election, role changes) and :mod:`clerk._handover` (merge and graceful hand-over), as
 plain functions taking the state. :class:`~clerk._core.NodeCore` adds the one entry point.
 

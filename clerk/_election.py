@@ -57,7 +57,8 @@ from clerk._handover import (
     successor_took_over,
     take_back_merge,
 )
-from clerk._joining import acknowledge, adopt, heartbeat_round, learn, list_for, lists_me
+from clerk._heartbeats import acknowledge, heartbeat_round
+from clerk._joining import adopt, learn
 from clerk._joining import probe as probe_lost
 from clerk._membership import Member
 from clerk._messages import (
@@ -74,6 +75,7 @@ from clerk._messages import (
     reads_table_at,
 )
 from clerk._replica import ReplicaLog
+from clerk._setfetch import list_for, lists_me
 
 __all__ = [
     "DISCONNECT_PROBE",
@@ -330,7 +332,7 @@ def on_peer_down(core: CoreState, address: str, now: float) -> None:
     manager marks the member down; anyone else marks it dead."""
     row = core.members.by_address(address)
     if row is None or now < core.distrust_down_until:
-        return  # (a disconnect right after our own freeze: see _joining.resumed)
+        return  # (a disconnect right after our own freeze: see _heartbeats.resumed)
     if core.role is Role.FOLLOWER and row.name == core.manager:
         # The connection closed: most likely the process is gone, but a TCP reset of a
         # live manager looks the same, so it still gets a (short) probe.
@@ -388,7 +390,7 @@ def m_heartbeat(core: CoreState, msg: Heartbeat, now: float) -> None:
     """HEARTBEAT: follow its claim if it is the highest; a follower takes the list it carries,
     re-JOINs if the list misses or misstates it, applies the table's changes
     (:mod:`clerk._replica`), and acknowledges both, or, for a heartbeat that brought
-    nothing, only every so often (:func:`clerk._joining.acknowledge`)."""
+    nothing, only every so often (:func:`clerk._heartbeats.acknowledge`)."""
     s = msg.sender
     if not on_claim(core, Claim(msg.term, s.priority, s.name, s.address), now):
         return

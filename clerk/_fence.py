@@ -7,7 +7,7 @@ Rules (issue 9, item 6: a resumed manager ran a slot its successor had already r
   the process did not run (SIGSTOP, a frozen VM, a huge stall) for longer than its followers
   wait before electing a successor: it may have been replaced.
 * **Fence.** It then sends a heartbeat round at once, with the member list (which members
-  acknowledge at once, however rarely they acknowledge an idle heartbeat: clerk._joining),
+  acknowledge at once, however rarely they acknowledge an idle heartbeat: clerk._heartbeats),
   and is *unconfirmed*: it dispatches nothing. Its members get a full member timeout to
   answer (their silence was ours).
 * **Confirm.** An ACK at its term of a heartbeat sequence number from that round or later means

@@ -16,7 +16,7 @@ the whole row each time, history included, to every member. Rules:
   log as it stood (``upto == seq`` when it was made: an *uncut* delta) holds every row as of
   its last change at or before ``b``, exactly: each row's history state at ``b`` is known.
   The manager remembers, per member, which of the positions it sent it were such ends
-  (``Member.snaps``, :mod:`clerk._joining`); only a delta from one of them carries patches.
+  (``Member.snaps``, :mod:`clerk._heartbeats`); only a delta from one of them carries patches.
 * **A patch** (``[hid, base_n, n, keep, "new"]`` beside the row's text without its history,
   the row's *head*): the history was ``hid`` at ``base_n`` and is now at ``n``; its text (as it
   sits in the row, inside a JSON string) is the last ``keep`` characters of the one the member

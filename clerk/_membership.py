@@ -108,7 +108,7 @@ class MemberTable:
                  sets: TaskSets | None = None) -> None:
         self.me = me
         self.sets = sets if sets is not None else TaskSets()
-        #: Some row may wait for a set (cleared by clerk._joining.fetch_sets when none does).
+        #: Some row may wait for a set (cleared by clerk._setfetch.fetch_sets when none does).
         self.wanting = False
         self.epoch = 0
         self.list_epoch = 0  # the epoch of the last change of the list (not of the table)

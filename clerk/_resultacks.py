@@ -13,7 +13,7 @@ Rules (default mode; quorum mode acknowledges on its own commit, :mod:`clerk._ru
   (:meth:`stamp`): the row is in the log at or below that sequence.
 * **Released**: when every live member acknowledged that sequence of that log
   (:meth:`release`): each holds the row, so any of them can take over with it. A member
-  acknowledges table changes within a heartbeat interval (:mod:`clerk._joining`), and the
+  acknowledges table changes within a heartbeat interval (:mod:`clerk._heartbeats`), and the
   node releases ACKs with its next heartbeat round (they share its batch), so the ACK
   leaves within ~100-200 ms of the result.
 * **Bounded**: a held ACK is released after ``ACK_WAIT`` seconds whatever the members hold (a

@@ -234,7 +234,7 @@ class TaskSets:
         """A set this node holds (its own, a JOINer's, or fetched). One that was being
         fetched (our own, announced since: a node's workers became ready after the list
         came) is a look due now: the rows waiting for it take it there
-        (clerk._joining.fetch_sets), as no reply and no retry would come for it."""
+        (clerk._setfetch.fetch_sets), as no reply and no retry would come for it."""
         self.sets.setdefault(digest, base)
         if self.fetches.pop(digest, None) is not None:
             self.fresh = True

@@ -12,8 +12,8 @@ clock a replication round: the rows the scheduler marked changed encoded into th
 (``RowEncoder.step``: ``TaskRecord.to_text``, ``ReplicaLog.put``), then for the two members
 the delta from where they stand (histories as patches, as a member of this build reads
 them) in a HEARTBEAT, encoded once for members at the same position (as
-``clerk._joining.heartbeat_round`` shares it); every 250 ms the journal record of the rows changed
-since the last one (``clerk._journal.change_record``). CPU per run (``time.thread_time``),
+``clerk._heartbeats.heartbeat_round`` shares it); every 250 ms the journal record of the rows
+changed since the last one (``clerk._journal.change_record``). CPU per run (``time.thread_time``),
 medians over interleaved repeats (each tree in its own process, the order alternating), and
 their ratio; both trees must send the same EXECUTE bytes and end with the same table log and
 change sequence (a digest, checked; ``PYTHONHASHSEED=0``: the order rows are encoded in
@@ -80,7 +80,7 @@ while done < runs:
     if wall >= next_round:
         next_round = wall + 0.025
         enc.step(s, log, float("inf"))
-        beats = {}  # members at the same position share one (clerk._joining)
+        beats = {}  # members at the same position share one (clerk._heartbeats)
         for member, base in held.items():
             if base not in beats:
                 beats[base] = log.delta(base, 64 * 1024, 2)

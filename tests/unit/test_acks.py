@@ -1,4 +1,4 @@
-"""ACKs of heartbeats (:func:`clerk._joining.acknowledge`), through NodeCore on the in-test
+"""ACKs of heartbeats (:func:`clerk._heartbeats.acknowledge`), through NodeCore on the in-test
 router (:mod:`tests.unit.corenet`): a follower answers the list at once, table changes at
 most once per heartbeat interval (a burst of rounds once, the rest with the next heartbeat),
 an idle heartbeat only every ``member_timeout / ACKS_PER_TIMEOUT``; voters answer every one;
@@ -9,7 +9,7 @@ import random
 import pytest
 
 from clerk._core import MemberDown, NodeCore, Received, Role, Send, Tick
-from clerk._joining import ACKS_PER_TIMEOUT
+from clerk._heartbeats import ACKS_PER_TIMEOUT
 from clerk._messages import Ack, Heartbeat, MemberInfo, Peer
 from clerk._timings import Timings
 from tests.unit import corenet

@@ -81,15 +81,21 @@ def test_the_runner_does_not_import_the_agent():
     ("clerk._coretypes", set()),
     ("clerk._claims", set()),
     ("clerk._corestate", {"clerk._coretypes", "clerk._claims"}),
-    ("clerk._joining", {"clerk._coretypes", "clerk._claims", "clerk._corestate"}),
+    ("clerk._setfetch", {"clerk._coretypes", "clerk._claims", "clerk._corestate"}),
+    ("clerk._heartbeats", {"clerk._coretypes", "clerk._claims", "clerk._corestate",
+                           "clerk._setfetch"}),
+    ("clerk._joining", {"clerk._coretypes", "clerk._claims", "clerk._corestate",
+                        "clerk._setfetch", "clerk._heartbeats"}),
     ("clerk._handover", {"clerk._coretypes", "clerk._claims", "clerk._corestate",
-                         "clerk._joining"}),
+                         "clerk._setfetch", "clerk._heartbeats", "clerk._joining"}),
     ("clerk._election", {"clerk._coretypes", "clerk._claims", "clerk._corestate",
-                         "clerk._joining", "clerk._handover"}),
+                         "clerk._setfetch", "clerk._heartbeats", "clerk._joining",
+                         "clerk._handover"}),
 ])
 def test_the_core_parts_import_only_the_layers_below(module, below):
-    parts = {"clerk._coretypes", "clerk._claims", "clerk._corestate", "clerk._joining",
-             "clerk._handover", "clerk._election", "clerk._core"}
+    parts = {"clerk._coretypes", "clerk._claims", "clerk._corestate", "clerk._setfetch",
+             "clerk._heartbeats", "clerk._joining", "clerk._handover", "clerk._election",
+             "clerk._core"}
     assert graph()[module] & parts <= below
 
 

@@ -1,4 +1,4 @@
-"""Property: thinned ACKs (:func:`clerk._joining.acknowledge`) keep failure detection as it
+"""Property: thinned ACKs (:func:`clerk._heartbeats.acknowledge`) keep failure detection as it
 was, on the real cores over the simulated network.
 
 Hypothesis draws a cluster of 3-12 nodes, a seed, and a network from a LAN to a badly loaded
@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clerk._core import Effect, Event, MemberDown, Role, Send
-from clerk._joining import ACKS_PER_TIMEOUT
+from clerk._heartbeats import ACKS_PER_TIMEOUT
 from clerk._messages import Heartbeat
 from clerk._simnet import SimNetwork, SimNode
 from clerk._timings import Timings

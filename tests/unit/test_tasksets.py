@@ -202,7 +202,7 @@ def test_a_sets_parts_are_cut_once_and_let_go_with_it() -> None:
 def test_a_set_held_while_it_was_being_fetched_is_a_look_due_now() -> None:
     # Our own set, announced after rows began waiting for it (a node whose workers became
     # ready after its WELCOME): the fetch ends, and the rows must take it at the next look
-    # (clerk._joining.fetch_sets), as no reply will come for it and no retry is left.
+    # (clerk._setfetch.fetch_sets), as no reply will come for it and no retry is left.
     sets = TaskSets()
     assert sets.due("d1", 0.0) == 0 and sets.next_retry() == FETCH_RETRY
     sets.fresh = False
