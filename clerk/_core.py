@@ -470,6 +470,9 @@ class NodeCore(CoreState):
         self.send(s.address, Result(self.me, self.term, msg.task, msg.run_id, msg.slot,
                                      "refused", None, 0.0, error))
 
+    def _m_join(self, msg: Join, now: float) -> None:
+        _joining.m_join(self, msg, now, _election.graduate)
+
     def _m_from_manager(self, msg: Message, now: float) -> None:
         """RESULT_ACK and RUN_QUERY: only from the manager this node follows now (a deposed
         manager's are moot, a stranger's forged)."""
@@ -485,7 +488,7 @@ class NodeCore(CoreState):
 
 
 _HANDLERS: dict[type, Callable[[NodeCore, Any, float], None]] = {
-    Join: _joining.m_join,
+    Join: NodeCore._m_join,
     Welcome: _election.m_welcome,
     Refuse: _joining.m_refuse,
     Heartbeat: _election.m_heartbeat,

@@ -9,7 +9,9 @@ with task sets by reference, :mod:`clerk._setfetch`). Rules:
   JOINs its holder) or ``join_timeout`` passes with no manager (it becomes a candidate). A node
   without seeds is the manager of a cluster of one. A node that has not joined yet takes no
   part in elections (it answers ELECTION with a JOIN, :mod:`clerk._election`), so a restarted
-  node that knows nobody cannot win with an empty member list.
+  node that knows nobody cannot win with an empty member list. A lone manager (term 0,
+  :mod:`clerk._claims`) that admits a joiner claims again before it WELCOMEs it: the joiner
+  never hears the lone claim its holder gives up in the same step.
 * **Restarts.** A node restarted from a data directory that recorded other members (the
   live members of its list at its last write, :mod:`clerk._store`) does not run alone from
   its copy of the table after ``join_timeout``: any of them may hold a newer copy, and a
@@ -38,7 +40,7 @@ with task sets by reference, :mod:`clerk._setfetch`). Rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState
 from clerk._coretypes import INF, MemberUp, Refused, Role
@@ -187,9 +189,13 @@ def on_peer_up(core: CoreState, address: str) -> None:
         core.send(address, Coordinator(core.me, core.term, core._claim))
 
 
-def m_join(core: CoreState, msg: Join, now: float) -> None:
+def m_join(core: CoreState, msg: Join, now: float,
+           graduate: Callable[[CoreState, float], None]) -> None:
     """JOIN: a manager admits (or refuses) the joiner and WELCOMEs it; anyone else WELCOMEs it
-    with the claim it follows, so the joiner finds the manager."""
+    with the claim it follows, so the joiner finds the manager. A lone manager that admits
+    its first live member claims again first (``graduate``: :func:`clerk._election.graduate`,
+    passed in by NodeCore, as that module sits above this one), so that its WELCOME carries
+    the claim it keeps, never the lone one it gives up in the same step."""
     sender = msg.sender
     if core.role is Role.MANAGER:
         row = core.members.get(sender.name)
@@ -205,16 +211,16 @@ def m_join(core: CoreState, msg: Join, now: float) -> None:
         row = core.members.get(sender.name)
         assert row is not None
         core._lost.pop(sender.address, None)
+        if adm.outcome in ("added", "replaced"):
+            row.reset_table()
+            core._probation[sender.name] = now
+            core._out.append(MemberUp(row.info(), adm.outcome))
+        graduate(core, now)  # (a lone manager's claim with its first member: before WELCOME)
         row.acked_epoch = core.members.epoch
         core.send(sender.address, Welcome(core.me, core.term, core.my_claim(),
                                           list_for(core, sender.incarnation),
                                           core.members.epoch))
-        if adm.outcome in ("added", "replaced"):
-            row.reset_table()
         send_table(core, row, now)  # the table in chunks, now (a retried JOIN: if not sent)
-        if adm.outcome in ("added", "replaced"):
-            core._probation[sender.name] = now
-            core._out.append(MemberUp(row.info(), adm.outcome))
         return
     if core.role in (Role.JOINING, Role.CANDIDATE):
         learn(core, (MemberInfo(sender.name, sender.address, sender.incarnation,

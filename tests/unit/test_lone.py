@@ -5,7 +5,7 @@ term once it has a member (:func:`clerk._election.graduate`). NodeCore on the in
 
 from clerk._claims import LONE_TERM
 from clerk._core import ManagerChanged, Received, Role, Start
-from clerk._messages import Welcome
+from clerk._messages import Join, Welcome
 from tests.unit.corenet import Net, T, addr, cluster
 
 
@@ -38,6 +38,26 @@ def test_a_lone_manager_that_admits_a_joiner_claims_again_with_it():
     w.seeds = (addr("z"),)
     net.advance(T.probe_interval + T.heartbeat_interval * 3)  # w probes its seed z
     assert net.agreed() == ("z", 1) and w.manager == "z"
+
+
+def test_a_lone_manager_claims_again_before_it_welcomes_its_first_joiner():
+    """The JOIN that gives a lone manager its first live member makes it claim again in the
+    same step; its WELCOME carries the raised claim. Before, the WELCOME went first, with the
+    lone claim (term 0) its holder gave up in that very step."""
+    net = Net()
+    z = net.node("z", 0, seeds=["y"])
+    net.advance(T.join_timeout + T.election_timeout)
+    assert (z.role, z.term) == (Role.MANAGER, LONE_TERM)
+    y = net.node("y", 0, seeds=["z"], start=False)
+    mark = net.mark()
+    net.do(z, Received(Join(y.me, 0, ())))
+    assert z.term == 1
+    welcomes = net.sends(z, Welcome, to=y, after=mark)
+    assert [w.manager.key if w.manager else None for w in welcomes] == [(1, 0, "z")]
+    assert all(w.term == 1 for w in welcomes)
+    assert [(type(e).__name__, e.term) for e in net.effects(z, ManagerChanged, after=mark)] == [
+        ("ManagerChanged", 1)]
+    assert not [m for m in net.sends(z, object, to=y, after=mark) if m.term == LONE_TERM]
 
 
 def test_lone_managers_that_meet_agree_on_one_then_claim_with_their_members():

@@ -23,7 +23,9 @@ and at the end: the fresh node follows the cluster's manager, at the cluster's t
 A second property starts every node at once with its links slow for a while (a whole cluster
 started, or restarted without data directories: every node is fresh), so that some or all of
 them elect themselves alone: they must still agree on one manager, quickly, at a term of a
-claim with members (not a lone one).
+claim with members (not a lone one); and no lone manager ever WELCOMEs a joiner with its lone
+claim in the very event in which that joiner makes it claim again (it raises its claim first,
+:func:`clerk._joining.m_join`, so the joiner's first word from it is the claim it keeps).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ import random
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from clerk._core import Effect, Event, ManagerChanged, Role
+from clerk._claims import LONE_TERM
+from clerk._core import Effect, Event, ManagerChanged, Role, Send
+from clerk._messages import Welcome
 from clerk._simnet import SimNetwork, SimNode
 from clerk._simtasks import LEDGER, SimLedger
 from tests.unit.simcluster import settled_cluster, watch_the_cluster
@@ -152,6 +156,7 @@ def run_all_fresh(n: int, seed: int, spread: float, lag: float, slow_for: float,
         return 0.0
 
     net.link_delay = link_delay
+    stale_welcomes = watch_lone_welcomes(net)
     for x in sorted(names, key=starts.__getitem__):
         net.run_until(starts[x])
         net.add_node(x, seeds=seeds)
@@ -172,6 +177,27 @@ def run_all_fresh(n: int, seed: int, spread: float, lag: float, slow_for: float,
     assert view is not None
     net.run_for(3.0)
     assert net.agreed() == view, (net.summary(), net.trace[-20:])
+    assert not stale_welcomes, stale_welcomes[:5]
+
+
+def watch_lone_welcomes(net: SimNetwork) -> list[str]:
+    """Each WELCOME a manager sent with its lone claim (term 0) in an event it ended at
+    another term: the joiner was told a claim its holder had already given up (it claimed
+    again, :func:`clerk._election.graduate`, because of that very joiner)."""
+    seen: list[str] = []
+
+    def check(node: SimNode, event: Event, effects: list[Effect]) -> None:
+        if node.core.term == LONE_TERM:
+            return
+        for e in effects:
+            if (isinstance(e, Send) and isinstance(e.msg, Welcome) and e.msg.manager is not None
+                    and e.msg.manager.name == node.name
+                    and e.msg.manager.term == LONE_TERM):
+                seen.append(f"{net.now:.3f} {node.name} WELCOMEs {e.to} at term 0, then "
+                            f"claims term {node.core.term} in the same event")
+
+    net.observers.append(check)
+    return seen
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
