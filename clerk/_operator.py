@@ -9,7 +9,9 @@ write, the pause register and the run history, and their merge rules are in
   after the resume, never with the slots it missed while paused.
 * **Trigger** is one extra run now, with the current state, on a random eligible node: refused
   while a run of the task is in flight (never overlapped, never queued), allowed while paused
-  or disabled; refused while the task's ``init`` waits for the members' durable rows.
+  or disabled; refused while the task's ``init`` waits for the members' durable rows, or
+  while a manager that took over from its replica or its data directory waits for the
+  members' OFFERs. The task's ``nodes()`` is asked once per trigger.
 * Every finished run is appended to the task's history with its lateness (dispatch minus due,
   0 for a run sent ahead of its slot; a triggered run has no due) and its start (its due time
   for a run sent ahead: :mod:`clerk._lead`).
@@ -44,9 +46,11 @@ class OperatorControl(SchedulerState):
         def _init_held(self, members: Mapping[str, Iterable[str]], wall_ms: float) -> float: ...
         def _allowed(self, d: TaskDef,
                      members: Mapping[str, Iterable[str]]) -> tuple[list[str], str, str]: ...
+        def _disk_held(self, wall_ms: float) -> bool: ...
         def _dispatch(self, d: TaskDef, rec: TaskRecord, slot: int, wall_ms: float,
                       members: Mapping[str, Iterable[str]], finished: list[Finished],
-                      instant: bool = False, trigger: bool = False) -> list[Dispatch]: ...
+                      instant: bool = False, trigger: bool = False,
+                      asked: tuple[list[str], str, str] | None = None) -> list[Dispatch]: ...
 
     @staticmethod
     def _pause_fields(rec: TaskRecord) -> dict[str, Any]:
@@ -113,18 +117,24 @@ class OperatorControl(SchedulerState):
                           "it ends")
         if name in self.gone:
             return None, f"task {name!r} is no longer loaded by any live member"
-        allowed, error, _ = self._allowed(d, members)
-        if not allowed:
-            return None, f"task {name!r}: {error}"
+        # ``nodes()`` is user code (slow, or a random subset): asked once per trigger, and
+        # its answer is the one the dispatch below uses.
+        asked = self._allowed(d, members)
+        if not asked[0]:
+            return None, f"task {name!r}: {asked[1]}"
         wall_ms = wall * 1000
-        if not rec.has_state and self._init_held(members, wall_ms):
-            return None, (f"task {name!r} has no state yet and its init waits for the members' "
-                          "durable states: try again in a moment")
+        # (The dispatch's own condition: it would hold the run back, and skip it.)
+        if (not rec.has_state or self._disk_held(wall_ms)) and self._init_held(members, wall_ms):
+            if not rec.has_state:
+                return None, (f"task {name!r} has no state yet and its init waits for the "
+                              "members' durable states: try again in a moment")
+            return None, (f"task {name!r}: this manager waits for the members' states (OFFER) "
+                          "before it runs a task: try again in a moment")
         slot = (self._slot_at(d, wall_ms) if name in self._grid
                 else max(rec.slot, rec.dispatched) + 1)
         slot = max(slot, rec.slot, rec.dispatched)
         self.dirty.add(name)
-        out = self._dispatch(d, rec, slot, wall_ms, members, [], trigger=True)
+        out = self._dispatch(d, rec, slot, wall_ms, members, [], trigger=True, asked=asked)
         return out[0], ""
 
     def _run_start(self, name: str, run: Mapping[str, Any]) -> float:

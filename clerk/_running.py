@@ -245,10 +245,12 @@ class Running(UnseenRuns):
 
     def _dispatch(self, d: TaskDef, rec: TaskRecord, slot: int, wall_ms: float,
                   members: Mapping[str, Iterable[str]], finished: list[Finished],
-                  instant: bool = False, trigger: bool = False) -> list[Dispatch]:
+                  instant: bool = False, trigger: bool = False,
+                  asked: tuple[list[str], str, str] | None = None) -> list[Dispatch]:
         # (The row is marked changed by the caller: ``_tick_task`` first thing, a trigger
-        # before it calls this.)
-        allowed, error, outcome = self._allowed(d, members)
+        # before it calls this.) ``asked``: what ``_allowed`` answered for this run already
+        # (a trigger asks before it decides; ``nodes()`` is user code, asked once per run).
+        allowed, error, outcome = self._allowed(d, members) if asked is None else asked
         waits = False  # (skipped because the dispatch waits for the members' OFFERs)
         if allowed and (not rec.has_state or self._disk_held(wall_ms)) and self._init_held(
                 members, wall_ms):

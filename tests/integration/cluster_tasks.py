@@ -304,3 +304,12 @@ class SuddenlyLongOnN2(SuddenlyLongOnN1):
 
 class SuddenlyLongOnN3(SuddenlyLongOnN1):
     ONLY = "n3"
+
+
+class CountsNodesCalls(Counter):
+    """A Counter whose ``nodes()`` appends a line to the file named by the environment
+    variable ``CLERK_TEST_NODES_LOG`` per call (on the manager) and allows every member."""
+
+    def nodes(self, members: list[str]) -> list[str]:
+        _append(os.environ["CLERK_TEST_NODES_LOG"], " ".join(sorted(members)))
+        return members

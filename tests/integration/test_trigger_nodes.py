@@ -1,0 +1,48 @@
+"""A trigger asks the task's ``nodes()`` once (:mod:`clerk._operator`), on a real node.
+
+``nodes()`` is user code that runs on the manager (:mod:`clerk._nodes_guard`); a trigger used
+to call it twice, once to decide and once more in the dispatch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import clerk
+from clerk.testing import free_ports, wait_until
+from tests.integration.cluster_tasks import CountsNodesCalls
+from tests.integration.task_helpers import counter_lines
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_a_trigger_calls_the_tasks_nodes_once(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = tmp_path / "nodes.log"
+    calls.touch()
+    monkeypatch.setenv("CLERK_TEST_NODES_LOG", str(calls))  # (the node's processes inherit it)
+    log = tmp_path / "runs.log"
+    # Disabled: no scheduled run asks nodes() (a trigger runs a disabled task all the same).
+    tasks = [clerk.task(CountsNodesCalls, name="counted", interval=60_000, enabled=False,
+                        args={"log": str(log)})]
+    (port,) = free_ports(1)
+    with clerk.Node(name="solo@127.0.0.1", port=port, insecure=True, workers=1,
+                    tasks=tasks) as node:
+        # Until its workers are ready a node announces no task: the task is "gone" meanwhile.
+        wait_until(lambda: (st := node.status())["manager"] == "solo@127.0.0.1" and [
+            row["gone_since"] for row in st["tasks"]] == [None], timeout=15)
+        run = wait_until(lambda: _trigger(node), timeout=15)
+        assert run["node"] == "solo@127.0.0.1"
+        wait_until(lambda: len(counter_lines(log)) == 1, timeout=10)
+        assert calls.read_text().splitlines() == ["solo@127.0.0.1"]
+
+
+def _trigger(node: clerk.Node) -> dict[str, object] | None:
+    """The trigger's answer, or None while the new manager cannot take it yet."""
+    try:
+        return node.trigger("counted")
+    except clerk.ControlError as exc:
+        if "try again" in str(exc):
+            return None
+        raise
