@@ -91,7 +91,8 @@ from clerk._record import TaskRecord, merge_rows, unpack_table
 from clerk._schedstate import _Activation, _grid_key, _packed_size
 from clerk._tasks import TaskDef
 
-__all__ = ["CATCH_UP_GUARD_MS", "OFFER_WAIT_MS", "OFFER_WAIT_SURE_MS", "Adoption"]
+__all__ = ["CATCH_UP_GUARD_MS", "OFFER_WAIT_MS", "OFFER_WAIT_SURE_MS", "Adoption",
+           "takeover_stale"]
 
 #: ``catch_up = "last"`` never runs a slot that fell due this shortly before a crash takeover:
 #: the dead manager may have dispatched it in its last moments, before a heartbeat carried that
@@ -111,6 +112,14 @@ OFFER_WAIT_MS = 1000
 #: loaded machine). Only a lost OFFER costs this much: a task without a state starts 10 s
 #: late, rather than from ``init`` while a member holds its state.
 OFFER_WAIT_SURE_MS = 10_000
+
+
+def takeover_stale(quorum: bool, graceful: bool, log_complete: bool, replica_rows: bool) -> bool:
+    """``Adoption.stale`` at an activation, the one rule of the runner and the simulator (see
+    "A manager that took over from its replica"): a crash takeover (not a hand-over's table),
+    in the default mode, whose own new log holds no table yet (a claim's log fills only once
+    it schedules) and whose replica holds rows: caught up with the last manager's log or not."""
+    return not quorum and not graceful and not log_complete and replica_rows
 
 
 def _nothing_new(raw: Any, mine: TaskRecord | None) -> bool:

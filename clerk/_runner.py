@@ -27,6 +27,7 @@ import math
 import random
 import time
 
+from clerk._adopt import takeover_stale
 from clerk._answered import Answered
 from clerk._core import ManagerChanged, Send, StateHandedOver
 from clerk._deploy import Resolver
@@ -360,8 +361,8 @@ class TaskRunner(ResultRouting, StatusRows):
             # A crash takeover from a replica (this node joined moments ago, lagged, or lost
             # the last deltas, which a caught-up position cannot tell): dispatches wait for
             # the members' OFFERs (clerk._adopt).
-            sched.stale = (core.quorum is None and not self._activate
-                           and not core.table_log.complete and bool(core.replica.items()))
+            sched.stale = takeover_stale(core.quorum is not None, bool(self._activate),
+                                         core.table_log.complete, bool(core.replica.items()))
             sched.begin_activation(wall, graceful=bool(self._activate),
                                    claim=(core.term, self.agent.me.name))
             return False  # this turn's slice went to the load

@@ -38,6 +38,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
+from clerk._adopt import takeover_stale
 from clerk._core import (
     Deliver,
     Effect,
@@ -362,11 +363,10 @@ class LedgerLayer(LedgerRuns):
                                         and not core.replica.items())
             # As the real runner (clerk._runner._take_over_step): a crash takeover from a
             # replica waits for the members' OFFERs (``wait_caught_up``: even one caught up).
-            self.scheduler.stale = (self.world.sure_offers and core.quorum is None
-                                    and not graceful and not core.table_log.complete
-                                    and bool(core.replica.items())
-                                    and (self.world.wait_caught_up
-                                         or core.replica.position() is None))
+            self.scheduler.stale = self.world.sure_offers and takeover_stale(
+                core.quorum is not None, graceful, core.table_log.complete,
+                bool(core.replica.items())) and (self.world.wait_caught_up
+                                                 or core.replica.position() is None)
             self.scheduler.load(core.replicated)
             self.wa = None
             proposer = core.proposer
