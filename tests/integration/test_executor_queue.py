@@ -242,7 +242,6 @@ def test_a_run_queued_behind_a_busy_worker_past_its_interval_is_refused_stale(
         assert [run for run, _ in stale] == ["late"]
 
 
-@pytest.mark.xfail(strict=True, reason="main kills the run without reading its worker's link")
 @pytest.mark.timeout(60)
 def test_a_run_whose_done_waits_unread_past_its_timeout_is_ok_not_killed(
         monkeypatch: pytest.MonkeyPatch) -> None:
