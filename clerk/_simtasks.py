@@ -50,6 +50,7 @@ from clerk._core import (
     WriteCommitted,
 )
 from clerk._lead import DISPATCH_LEAD_MS
+from clerk._leaveoffers import offers_awaited_until
 from clerk._messages import Execute, Offer, Result, ResultAck
 from clerk._offerjob import OfferParts
 from clerk._offerruns import adopt_runs, offered_runs, run_of
@@ -278,18 +279,19 @@ class LedgerLayer(LedgerRuns):
         return self.net.now >= self._loaded_at
 
     def leave_at(self, now: float) -> float | None:
-        """A stop request while this node takes over (the manager, its table still loading:
-        ``SimLedger.load_s``) waits for the take-over, ``TAKEOVER_BEFORE_LEAVE_S`` at most,
-        as the real agent's does (``clerk._runner.TaskRunner.may_leave``); it is looked at
-        again every millisecond (the agent's loop turns meanwhile)."""
-        if (self._activate is None or not self.node.core.is_manager
-                or not self.world.finish_takeover):
+        """As the real agent's stop request (``TaskRunner.may_leave``): while this node takes
+        over (its table loading: ``SimLedger.load_s``) it waits, ``TAKEOVER_BEFORE_LEAVE_S`` at
+        most, then for the OFFERs its dispatches wait for (clerk._leaveoffers); again in 1 ms."""
+        core = self.node.core
+        if not core.is_manager or not self.world.finish_takeover:
             return None
+        if self._activate is None:
+            members = {m.name: m.tasks for m in core.member_list() if m.alive}
+            wait = offers_awaited_until(self.scheduler, members, self.wall() * 1000)
+            return now + 0.001 if wait else None
         if self._leave_asked is None:
             self._leave_asked = now
-        if now - self._leave_asked >= TAKEOVER_BEFORE_LEAVE_S:
-            return None
-        return now + 0.001
+        return None if now - self._leave_asked >= TAKEOVER_BEFORE_LEAVE_S else now + 0.001
 
     def _confirm(self, confirm: Send | None) -> None:
         """A merge HANDOVER part's MERGED, once merged (as the real runner's ``_confirm``)."""
