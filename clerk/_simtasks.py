@@ -123,6 +123,7 @@ class SimLedger:
         #: A node asked to leave while it takes over finishes that first (``leave_at``, as
         #: the real agent); False: it leaves at once, as before.
         self.finish_takeover = True
+        self.leave_waits_offers = True  # ... then for its OFFERs (clerk._leaveoffers); False: not
         self.runs: list[LedgerRun] = []
         self.layers: dict[str, LedgerLayer] = {}
         self.tasks = (LEDGER, *(f.name for f in self.fillers))  # what every node advertises
@@ -287,7 +288,8 @@ class LedgerLayer(LedgerRuns):
             return None
         if self._activate is None:
             members = {m.name: m.tasks for m in core.member_list() if m.alive}
-            wait = offers_awaited_until(self.scheduler, members, self.wall() * 1000)
+            wait = self.world.leave_waits_offers and offers_awaited_until(
+                self.scheduler, members, self.wall() * 1000)
             return now + 0.001 if wait else None
         if self._leave_asked is None:
             self._leave_asked = now
