@@ -10,14 +10,10 @@ them and counted them again.
 
 from __future__ import annotations
 
-import pytest
-
 from clerk._dispatch import Dispatch
 from clerk._schedule import Scheduler
 from tests.unit.test_offer_wait_skips import _waiting
 from tests.unit.test_schedule import NODES, K, due, run_ok, sched, started, tdef
-
-pytestmark = pytest.mark.xfail(strict=True, reason="main counts those slots again")
 
 TIMEOUT = 9000  # ms: the run of K+2 is still going through the slots below
 
