@@ -158,7 +158,6 @@ def test_a_done_in_neither_form_is_dropped_saying_what_it_was(
 @pytest.mark.parametrize("body", [
     b'["r-1", "ok", {"n": NaN}, 0.25, ""]', b'["r-1", "ok", {"n": 1}, Infinity, ""]',
 ])
-@pytest.mark.xfail(strict=True, reason="main takes them")
 def test_a_done_with_a_number_that_is_not_finite_is_dropped_naming_it(
         body: bytes, caplog: pytest.LogCaptureFixture) -> None:
     """Before, the agent took NaN (json reads it): a state holding it went on to the manager

@@ -159,7 +159,6 @@ def test_parse_is_json_loads(text: str) -> None:
     ('["r-1", "ok", {"n": NaN}, 0.25, ""]', "NaN"),  # a DONE whose state holds one
     ('["r", 1, 2, null, false, NaN, 0, "t", "m:T", "n", "UTC", 100]', "NaN"),  # a RUN's due
 ])
-@pytest.mark.xfail(strict=True, reason="main parses them")
 def test_parse_refuses_numbers_that_are_not_finite(text: str, name: str) -> None:
     """json.loads reads NaN and the infinities; a RUN or DONE must not carry them (a state
     with one is not JSON, a due time or duration that is one compares false with any time):
