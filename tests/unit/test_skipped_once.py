@@ -83,3 +83,23 @@ def test_slots_skipped_while_waiting_for_offers_are_not_counted_again_by_a_succe
     assert after.tick(due("t", K + 4) + 0.1, NODES)[0] == []  # K+4: decided by "b"
     assert [x.slot for x in after.tick(due("t", K + 5), NODES)[0]] == [K + 5]
     assert after.records["t"].counts["skipped"] == skipped
+
+
+def test_a_hand_over_after_a_crash_takeover_does_not_send_a_slot_of_its_window() -> None:
+    """The crash takeover skips the slots its dead predecessor may have sent ahead of their
+    due time (its failover window, up to MAX_DISPATCH_LEAD_MS ahead), which moved neither
+    ``slot`` nor ``dispatched``; the member it then handed over to continued from those and
+    sent such a slot, which may be running already (at most once broken, not only a count)."""
+    old = started(sched(tdef(timeout=TIMEOUT), seed=1), due("t", K) + 0.1)
+    run_ok(old, K + 1, state={"n": 1})
+    table = old.table()  # the last the members had: K+2 may have gone ahead after it
+    mid = sched(tdef(timeout=TIMEOUT), seed=2)
+    mid.load(table)
+    mid.activate(due("t", K + 2) - 0.005, graceful=False)  # K+2: in its window
+    assert mid.tick(due("t", K + 2) - 0.005, NODES)[0] == []
+    after = sched(tdef(timeout=TIMEOUT), seed=3)
+    after.load(mid.table())
+    after.activate(due("t", K + 2) - 0.004, graceful=True)
+    assert [x.slot for x in after.tick(due("t", K + 2), NODES)[0]] == []
+    assert [x.slot for x in after.tick(due("t", K + 3), NODES)[0]] == [K + 3]
+    assert after.records["t"].counts["skipped"] == 1
