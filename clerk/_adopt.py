@@ -138,6 +138,8 @@ def _nothing_new(raw: Any, mine: TaskRecord | None) -> bool:
                 and type(raw.get("slot", -1)) is int and raw.get("slot", -1) <= mine.slot
                 and type(raw.get("dispatched", -1)) is int
                 and raw.get("dispatched", -1) <= mine.dispatched
+                and type(raw.get("decided", -1)) is int
+                and raw.get("decided", -1) <= mine.decided
                 and type(raw.get("runs", 0)) is int and raw.get("runs", 0) <= mine.runs
                 and type(raw.get("conflicts", 0)) is int
                 and raw.get("conflicts", 0) <= mine.conflicts
@@ -216,6 +218,7 @@ class Adoption(OperatorControl):
             rec.running = own
         rec.slot = max(rec.slot, mine.slot)
         rec.dispatched = max(rec.dispatched, mine.dispatched)
+        rec.decided = max(rec.decided, mine.decided)
 
     def _load_runs(self, runs: Any) -> None:
         if isinstance(runs, Mapping):
@@ -326,7 +329,8 @@ class Adoption(OperatorControl):
             if (mine.origin, mine.version, mine.has_state) != version:
                 self._resize(name)
             if (self.active or self.activating) and name in self._grid:
-                nxt = max(self.next_slot.get(name, 0), mine.dispatched + 1, mine.slot + 1)
+                nxt = max(self.next_slot.get(name, 0), mine.dispatched + 1, mine.slot + 1,
+                          mine.decided + 1)
                 if nxt != self.next_slot.get(name):
                     self.next_slot[name] = nxt
                     self._push(name)
@@ -459,22 +463,27 @@ class Adoption(OperatorControl):
             done = max(rec.slot, rec.dispatched)
             if rec.running is not None:
                 done = max(done, int(rec.running.get("slot", -1)))
+            # Slots up to ``decided`` were counted by a manager before (skipped while a run
+            # was in flight moves neither slot nor dispatched): never decided, counted or
+            # caught up again.
+            counted = max(done, rec.decided)
             current = self._slot_at(d, wall_ms)
             if graceful:
-                self.next_slot[name] = done + 1 if done >= 0 else current + 1
+                self.next_slot[name] = counted + 1 if counted >= 0 else current + 1
             else:
                 # The dead manager may have sent slots due up to its lead ahead (any
                 # lead: MAX_DISPATCH_LEAD_MS) without a heartbeat telling us.
                 current = self._slot_at(d, wall_ms + MAX_DISPATCH_LEAD_MS)
-                self.next_slot[name] = max(done + 1, current + 1)
-                if done >= 0 and current > done and not rec.paused:
+                self.next_slot[name] = max(counted + 1, current + 1)
+                if done >= 0 and current > counted and not rec.paused:
                     # The failover window: due while no manager was known, not run.
-                    missed = self._grid[name].count(done + 1, current + 1)
+                    missed = self._grid[name].count(counted + 1, current + 1)
                     late = self._slot_at(d, wall_ms - CATCH_UP_GUARD_MS)
-                    if d.catch_up == "last" and d.enabled and late > done:
+                    if d.catch_up == "last" and d.enabled and late > counted:
                         self.catch_up_pending[name] = late  # runs at the first tick
                         missed -= 1
                     rec.counts["skipped"] += missed
+                    rec.decided = current
         fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
         if d.instant and d.enabled and fresh and name not in self.gone and not rec.paused:
             self.instant_pending.add(name)
@@ -532,7 +541,7 @@ class Adoption(OperatorControl):
                 if old is not None and _grid_key(old) != _grid_key(d):
                     # A new grid: its slot numbers are not the old one's. Carry on from the
                     # next slot of the new grid; the old ones count as done.
-                    rec.slot = rec.dispatched = current
+                    rec.slot = rec.dispatched = rec.decided = current
                 self.next_slot[name] = max(current, rec.slot, rec.dispatched) + 1
             fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
             # (Also a task that was "gone" before it ever ran: at a cluster's start no member

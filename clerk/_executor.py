@@ -7,13 +7,15 @@ worker whose agent is gone exits, and the agent sends nothing more on a link tha
 goes to an idle worker (or waits in a queue, its clock already running). A run sent ahead of its
 due time goes to an idle worker once it is due within ``RELEASE_LEAD_MS`` (at once, with the
 default lead), which starts it at the due time (:mod:`clerk._lead`); free workers take the
-earliest start first; its timeout counts from the due time. Past its timeout the worker's whole
-process tree is killed and the worker replaced by a new child (``start_child`` first, then
-``terminate_child``, which honours ``brutal_kill``; neither counts against the restart
-intensity; both on a helper thread, so the loop keeps heartbeating), and the run is reported as
-a timeout. A worker that dies mid-run fails that run with an error naming the exit. Results go
-to the manager this node follows now (which may have changed during the run), else to the
-sender.
+earliest start first; its timeout counts from the due time. Past its timeout the executor
+first reads the worker's link (a DONE the worker wrote in time may wait there unread when this
+loop was late: that run ended, it is not a timeout); if the run is still not done, the
+worker's whole process tree is killed and the worker replaced by a new child
+(``start_child`` first, then ``terminate_child``, which honours ``brutal_kill``; neither
+counts against the restart intensity; both on a helper thread, so the loop keeps
+heartbeating), and the run is reported as a timeout. A worker that dies mid-run fails that
+run with an error naming the exit. Results go to the manager this node follows now (which may
+have changed during the run), else to the sender.
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ class Executor:
         self._listener.listen(2 * workers + 4)
         self._listener.setblocking(False)
         self._links: dict[int, socket.socket] = {}  # fd -> a worker's connection
+        self._readers: dict[int, Reader] = {}  # fd -> its reader (expire reads it first)
         add_reader(self._listener.fileno(), self._accept)
         self._events_r, self._events_w = socket.socketpair()
         self._events_r.setblocking(False)
@@ -317,12 +320,14 @@ class Executor:
             conn.setblocking(False)
             reader = Reader(conn)
             self._links[conn.fileno()] = conn
+            self._readers[conn.fileno()] = reader
             self._add_reader(conn.fileno(), functools.partial(self._on_link, reader))
 
     def _drop_link(self, conn: socket.socket) -> None:
         """Close a worker's connection; the worker on it (if any) takes no more runs (a run it
         holds fails when its exit is seen, as before)."""
         fd = conn.fileno()
+        self._readers.pop(fd, None)
         if fd >= 0 and self._links.pop(fd, None) is not None:
             self._remove_reader(fd)
         conn.close()
@@ -436,6 +441,8 @@ class Executor:
             running = worker.job
             if running is None or now < running.deadline:
                 continue
+            if not self._still_running(worker, running):
+                continue
             worker.job = None
             worker.identity = None
             child = worker.child
@@ -457,6 +464,18 @@ class Executor:
             self._reply(running, "timeout", None, f"killed after {running.msg.timeout_ms} ms")
         self._check_capacity()
         self._pump(now)
+
+    def _still_running(self, worker: _Worker, running: _Job) -> bool:
+        """Is ``running`` still in ``worker``'s hands once its link is read? A loop turn that
+        came late (a long turn elsewhere, a stall) may find a run past its deadline whose
+        worker wrote its DONE in time: that DONE waits unread in the link, and killing the
+        worker would report a run that ended as a timeout and lose its state."""
+        link = worker.identity
+        reader = self._readers.get(link.fileno()) if link is not None else None
+        if reader is None:
+            return True  # no link to read (it broke): the run cannot answer any more
+        self._on_link(reader)  # its DONE (if there) ends the run; the end of the link drops it
+        return worker.job is running
 
     def _check_capacity(self) -> None:
         """Tell the node when it gains or loses its last live worker (after the first ready)."""
@@ -532,6 +551,7 @@ class Executor:
         for conn in list(self._links.values()):
             conn.close()
         self._links.clear()
+        self._readers.clear()
         self._listener.close()
         self._events_r.close()
         self._events_w.close()

@@ -5,9 +5,11 @@ A row (:class:`TaskRecord`) has two parts with different rules:
 * **The state part**: ``state``, ``has_state``, ``origin``, ``version``, ``history``. Which of
   two is kept is decided by lineage and version alone (:mod:`clerk._lineage`): less history
   never replaces more, a fresh ``init`` never replaces an older lineage.
-* **The schedule part**: ``slot`` (last finished), ``dispatched`` (last sent), ``running``,
-  ``counts``, ``last``. Merging two rows takes the furthest slot of either, so no slot that
-  either side ran is run again.
+* **The schedule part**: ``slot`` (last finished), ``dispatched`` (last sent), ``decided``
+  (last decided: run, sent or counted skipped), ``running``, ``counts``, ``last``. Merging two
+  rows takes the furthest slot of either, so no slot that either side ran is run again, and
+  none that either side counted is counted again (a slot skipped while the run before it is
+  in flight moves neither ``slot`` nor ``dispatched``: a successor starts after ``decided``).
 
 The operator's facts, ``pause`` and ``run_history`` (:mod:`clerk._control`), are merged by
 the scheduler before the rest (the most recent command; both sides' runs).
@@ -81,6 +83,7 @@ class TaskRecord:
     has_state: bool = False
     slot: int = -1  # last slot finished (any outcome)
     dispatched: int = -1  # last slot sent to a node
+    decided: int = -1  # last slot decided (run, sent, or counted skipped)
     running: dict[str, Any] | None = None  # run id, slot, node, deadline (wall ms), started
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_KEYS, 0))
     last: dict[str, Any] | None = None
@@ -103,7 +106,7 @@ class TaskRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {"state": self.state, "has_state": self.has_state, "slot": self.slot,
-                "dispatched": self.dispatched, "running": self.running,
+                "dispatched": self.dispatched, "decided": self.decided, "running": self.running,
                 "counts": dict(self.counts), "last": self.last, "runs": self.runs,
                 "origin": self.origin, "version": self.version,
                 "history": [list(h) for h in self.history], "conflicts": self.conflicts,
@@ -117,8 +120,8 @@ class TaskRecord:
         ``json.dumps(allow_nan=False)`` for a state JSON cannot carry)."""
         head = _ROW_DUMP({
             "state": self.state, "has_state": self.has_state, "slot": self.slot,
-            "dispatched": self.dispatched, "running": self.running, "counts": self.counts,
-            "last": self.last, "runs": self.runs, "origin": self.origin,
+            "dispatched": self.dispatched, "decided": self.decided, "running": self.running,
+            "counts": self.counts, "last": self.last, "runs": self.runs, "origin": self.origin,
             "version": self.version, "history": self.history, "conflicts": self.conflicts,
             "last_conflict": self.last_conflict, "conflict_seen": self.conflict_seen,
             "pause": self.pause})
@@ -132,7 +135,7 @@ class TaskRecord:
         try:
             rec = cls(state=raw.get("state"), has_state=bool(raw.get("has_state")),
                       slot=int(raw.get("slot", -1)), dispatched=int(raw.get("dispatched", -1)),
-                      runs=int(raw.get("runs", 0)))
+                      decided=int(raw.get("decided", -1)), runs=int(raw.get("runs", 0)))
             running = raw.get("running")
             rec.running = running if isinstance(running, dict) and "run" in running else None
             counts = raw.get("counts")
@@ -219,7 +222,7 @@ def merge_rows(name: str, mine: TaskRecord, theirs: TaskRecord, wall_ms: float,
         changed = True
     while len(mine.conflict_seen) > SEEN_KEEP:
         del mine.conflict_seen[next(iter(mine.conflict_seen))]
-    for attr in ("slot", "dispatched"):
+    for attr in ("slot", "dispatched", "decided"):
         if getattr(theirs, attr) > getattr(mine, attr):
             setattr(mine, attr, getattr(theirs, attr))
             changed = True

@@ -17,7 +17,9 @@ agent's loop (cluster events, the loop's deadline and tick, status, close).
 * **Quorum mode**: activation takes the voters' rows first, dispatches wait for their
   reservation's commit, results for their record's (:mod:`clerk._runquorum`).
 * **Leaving**: a leaving manager drains (no more dispatches, results still applied); a leaving
-  node lets its runs in flight finish for up to ``LEAVE_WAIT`` s.
+  node lets its runs in flight finish for up to ``LEAVE_WAIT`` s. A manager asked to leave
+  while it takes over finishes that first, then waits for the members' OFFERs its dispatches
+  wait for, bounded as they are (:mod:`clerk._leaveoffers`): its hand-over carries their runs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from clerk._core import ManagerChanged, Send, StateHandedOver
 from clerk._deploy import Resolver
 from clerk._executor import Executor
 from clerk._host import Host
+from clerk._leaveoffers import offers_awaited_until
 from clerk._messages import Json, Offer, Result, reads_table_at
 from clerk._nodes_guard import NodesGuard
 from clerk._offerjob import OfferParts
@@ -147,6 +150,7 @@ class TaskRunner(ResultRouting, StatusRows):
         self._rows_seen: dict[str, str | None] | None = None
         self._leave_started: float | None = None
         self._leave_asked: float | None = None  # a stop request waiting for a take-over
+        self._leave_wake = math.inf  # monotonic: ... or for OFFERs until then (may_leave)
         self._replicate_dirty = False
         self._held: list[Result] = []  # results of a leaving manager's own runs (see below)
         self.wa = None  # quorum mode, manager: this ballot's write-ahead (clerk._runquorum)
@@ -275,13 +279,32 @@ class TaskRunner(ResultRouting, StatusRows):
         """May this node act on a stop request now? Not while it takes over (the manager,
         its table still loading): it finishes that first, for ``TAKEOVER_BEFORE_LEAVE`` s at
         most, and then leaves as a manager that drains (results still applied to its table,
-        its runs in flight waited for), not with a table no scheduler ran."""
+        its runs in flight waited for), not with a table no scheduler ran. Nor while its
+        dispatches wait for the members' OFFERs (:mod:`clerk._leaveoffers`): until they are
+        in or the wait's bound passed, so its hand-over carries the runs they list."""
         if self._activate is None or not self.agent.core.is_manager:
-            return True
+            return self._offers_in(now)
         if self._leave_asked is None:
             self._leave_asked = now
             log.info("asked to leave while taking over: finishing the take-over first")
         return now - self._leave_asked >= TAKEOVER_BEFORE_LEAVE
+
+    def _offers_in(self, now: float) -> bool:
+        """Has this manager the members' OFFERs its dispatches wait for (or waited them out)?
+        If not, the loop wakes at the wait's bound (``next_deadline``); an OFFER wakes it
+        earlier."""
+        wall = self.agent.clock.wall()
+        until = offers_awaited_until(self.scheduler, self._loaded, wall * 1000) \
+            if self.agent.core.is_manager else 0.0
+        if not until:
+            self._leave_wake = math.inf
+            return True
+        if self._leave_wake == math.inf:
+            log.info("asked to leave while waiting for the members' OFFERs (the runs in flight "
+                     "they list go into the hand-over): waiting up to %.1f s",
+                     until / 1000 - wall)
+        self._leave_wake = now + max(0.0, until / 1000 - wall)
+        return False
 
     def ready_to_leave(self, now: float) -> bool:
         """A leaving node first lets its runs in flight finish (for up to LEAVE_WAIT s)."""
@@ -323,6 +346,8 @@ class TaskRunner(ResultRouting, StatusRows):
             best = min(best, self._resolve_wake)
         if self._offer_job is not None:
             best = min(best, self._offer_wake)
+        if self._leave_started is None:  # (a stop request waiting for OFFERs: may_leave)
+            best = min(best, self._leave_wake)
         # While a stalled manager's claim is unconfirmed nothing is dispatched, so what is due
         # must not wake the loop (it would spin without ever reading the confirmation); the
         # core's heartbeat timer brings the next look.

@@ -185,6 +185,7 @@ class Running(UnseenRuns):
                         rec.counts["skipped"] += self._grid[name].count(self.next_slot[name],
                                                                         current + 1)
                         self.next_slot[name] = current + 1
+                        rec.decided = max(rec.decided, current)
                         self._instant_waiting[name] = current
                 return dispatches
             if not rec.has_state or self._disk_held(wall_ms):
@@ -226,6 +227,7 @@ class Running(UnseenRuns):
             self.next_slot[name] = current + 1
             if rec.running is not None:
                 rec.counts["skipped"] += 1  # in flight: never overlap
+                rec.decided = max(rec.decided, current)  # (a successor starts after it)
                 return dispatches
             return self._dispatch(d, rec, current, wall_ms, members, finished)
         return dispatches
@@ -251,6 +253,8 @@ class Running(UnseenRuns):
         # before it calls this.) ``asked``: what ``_allowed`` answered for this run already
         # (a trigger asks before it decides; ``nodes()`` is user code, asked once per run).
         allowed, error, outcome = self._allowed(d, members) if asked is None else asked
+        if slot > rec.decided:
+            rec.decided = slot  # run, sent or counted here: a successor starts after it
         waits = False  # (skipped because the dispatch waits for the members' OFFERs)
         if allowed and (not rec.has_state or self._disk_held(wall_ms)) and self._init_held(
                 members, wall_ms):
@@ -266,9 +270,9 @@ class Running(UnseenRuns):
             # skipped because this manager waits for the members' OFFERs: an OFFER may still
             # list a run of an earlier slot in flight (a member slower than an interval),
             # adopted only while its slot is beyond ``rec.slot`` (clerk._unseen); the skip is
-            # no run, so ``rec.slot`` (the last slot that ran) stays. A successor may then
-            # decide that slot again: it never ran, so it runs at most once
-            # (tests/unit/test_offer_wait_skips.py); only its ``skipped`` count may repeat.
+            # no run, so ``rec.slot`` (the last slot that ran) stays. ``rec.decided`` (above)
+            # moves: a successor neither decides nor counts that slot again
+            # (tests/unit/test_offer_wait_skips.py, tests/unit/test_skipped_once.py).
             if not waits:
                 rec.slot = max(rec.slot, slot)
             rec.last = {"node": None, "slot": slot, "duration_ms": 0.0, "outcome": outcome,

@@ -85,6 +85,6 @@ class Scheduler(Running):
         if self.active:
             slot = self.next_slot[name]
         else:
-            slot = max(rec.slot, rec.dispatched, self._slot_at(d, wall * 1000)) + 1
+            slot = max(rec.slot, rec.dispatched, rec.decided, self._slot_at(d, wall * 1000)) + 1
         due = self.due_ms(name, slot)
         return None if due == math.inf else due_datetime(d, due).isoformat()

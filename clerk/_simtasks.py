@@ -51,6 +51,7 @@ from clerk._core import (
     WriteCommitted,
 )
 from clerk._lead import DISPATCH_LEAD_MS
+from clerk._leaveoffers import offers_awaited_until
 from clerk._messages import Execute, Offer, Result, ResultAck
 from clerk._offerjob import OfferParts
 from clerk._offerruns import adopt_runs, offered_runs, run_of
@@ -123,6 +124,7 @@ class SimLedger:
         #: A node asked to leave while it takes over finishes that first (``leave_at``, as
         #: the real agent); False: it leaves at once, as before.
         self.finish_takeover = True
+        self.leave_waits_offers = True  # ... then for its OFFERs (clerk._leaveoffers); False: not
         self.runs: list[LedgerRun] = []
         self.layers: dict[str, LedgerLayer] = {}
         self.tasks = (LEDGER, *(f.name for f in self.fillers))  # what every node advertises
@@ -279,18 +281,20 @@ class LedgerLayer(LedgerRuns):
         return self.net.now >= self._loaded_at
 
     def leave_at(self, now: float) -> float | None:
-        """A stop request while this node takes over (the manager, its table still loading:
-        ``SimLedger.load_s``) waits for the take-over, ``TAKEOVER_BEFORE_LEAVE_S`` at most,
-        as the real agent's does (``clerk._runner.TaskRunner.may_leave``); it is looked at
-        again every millisecond (the agent's loop turns meanwhile)."""
-        if (self._activate is None or not self.node.core.is_manager
-                or not self.world.finish_takeover):
+        """As the real agent's stop request (``TaskRunner.may_leave``): while this node takes
+        over (its table loading: ``SimLedger.load_s``) it waits, ``TAKEOVER_BEFORE_LEAVE_S`` at
+        most, then for the OFFERs its dispatches wait for (clerk._leaveoffers); again in 1 ms."""
+        core = self.node.core
+        if not core.is_manager or not self.world.finish_takeover:
             return None
+        if self._activate is None:
+            members = {m.name: m.tasks for m in core.member_list() if m.alive}
+            wait = self.world.leave_waits_offers and offers_awaited_until(
+                self.scheduler, members, self.wall() * 1000)
+            return now + 0.001 if wait else None
         if self._leave_asked is None:
             self._leave_asked = now
-        if now - self._leave_asked >= TAKEOVER_BEFORE_LEAVE_S:
-            return None
-        return now + 0.001
+        return None if now - self._leave_asked >= TAKEOVER_BEFORE_LEAVE_S else now + 0.001
 
     def _confirm(self, confirm: Send | None) -> None:
         """A merge HANDOVER part's MERGED, once merged (as the real runner's ``_confirm``)."""

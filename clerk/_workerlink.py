@@ -15,6 +15,9 @@ Rules:
   earlier version reads only that). The agent reads both forms (a worker of an earlier
   version, still running under an upgraded agent, writes the object), and drops anything
   else, saying which form it got.
+* A body is strict JSON: ``NaN``, ``Infinity`` and ``-Infinity`` (which Python's ``json``
+  reads by default) are an error naming them (:func:`parse`), so no field of a RUN or DONE,
+  nor anything in a state, is a number that is not finite.
 * The agent never blocks on a worker for long: it reads only what is there (non-blocking, one
   :class:`Reader` per connection reassembles messages), and writes with a bounded wait
   (``SEND_TIMEOUT_S``); a worker that does not take a run in that time is treated as gone (its
@@ -63,20 +66,27 @@ class LinkClosed(Exception):
     """The other end of a worker link is gone (or sent something that is not a message)."""
 
 
-_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+def _not_finite(name: str) -> Any:
+    """What the decoder does with ``NaN``, ``Infinity`` and ``-Infinity``: refuse them."""
+    raise ValueError(f"{name} is not a finite number (not JSON: a field of a RUN or DONE, "
+                     f"and a state, hold finite numbers only)")
+
+
+_scan = json.JSONDecoder(parse_constant=_not_finite).scan_once  # type: ignore[attr-defined]
 
 
 def parse(text: str) -> Any:
     """``json.loads(text)`` of a message's body, the same value or the same error (a
     ValueError; RecursionError for absurd nesting), without its checks and set-up per call:
     the decoder's C scanner reads the text, and only a text it does not take whole (leading
-    or trailing whitespace, an error) goes through ``json.loads`` to be judged."""
+    or trailing whitespace, an error) goes through ``json.loads`` to be judged. Except that
+    ``NaN``, ``Infinity`` and ``-Infinity`` are a ValueError naming them (strict JSON)."""
     try:
         value, end = _scan(text, 0)
     except StopIteration:
-        return json.loads(text)  # it says why
+        return json.loads(text, parse_constant=_not_finite)  # it says why
     if end != len(text):
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_finite)
     return value
 
 

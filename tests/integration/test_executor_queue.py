@@ -7,6 +7,7 @@ else (the next EXECUTE, the queued run's own timeout) happens to wake the execut
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
 import time
@@ -239,3 +240,40 @@ def test_a_run_queued_behind_a_busy_worker_past_its_interval_is_refused_stale(
         assert late.outcome == "refused", late
         assert late.error.startswith("stale: reached a worker "), late.error
         assert [run for run, _ in stale] == ["late"]
+
+
+@pytest.mark.timeout(60)
+def test_a_run_whose_done_waits_unread_past_its_timeout_is_ok_not_killed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent's loop was late (a long turn elsewhere): the run ended inside its timeout and
+    its worker's DONE waits in the link, unread, when the loop's next timer check finds the
+    run's deadline past. The executor reads the link before it kills: the run is ``ok`` with
+    its new state, and its worker is kept (no kill, no replacement)."""
+    nap = clerk.task("tests.integration.cluster_tasks:Nap", name="nap", interval=60_000,
+                     timeout=10_000)
+    with running_executor(monkeypatch, {"nap": nap}) as (ex, results, turn):
+        # A first run makes the task's instance in the worker: the next one takes ~1 ms.
+        ex.submit(Execute(ME, 1, "nap", "warm", 0, {"s": 0}, 10_000), "m", time.monotonic())
+        wait_until(lambda: turn() or len(results) == 1, timeout=20, interval=0)
+        worker = ex.workers[0]
+        pid, link = worker.pid, worker.identity
+        assert link is not None
+        ex.submit(Execute(ME, 1, "nap", "quick", 1, {"s": 0, "n": 1}, 500), "m",
+                  time.monotonic())
+        job = worker.job
+        assert job is not None
+        # No turn from here: the DONE arrives and stays unread, then the deadline passes.
+        wait_until(lambda: bool(select.select([link], [], [], 0)[0]), timeout=10,
+                   interval=0.005)
+        assert time.monotonic() < job.deadline  # it ended inside its timeout
+        wait_until(lambda: time.monotonic() >= job.deadline, timeout=10, interval=0.005)
+        ex.expire(time.monotonic())
+        wait_until(lambda: turn() or len(results) == 2, timeout=20, interval=0)
+        result = results[1][1]
+        assert (result.run_id, result.outcome) == ("quick", "ok"), result.error
+        assert result.state == {"s": 0, "n": 1} and result.duration_ms < 500
+        assert worker.pid == pid and ex.restarts == 0 and worker.identity is link
+        # The kept worker runs the next one.
+        ex.submit(Execute(ME, 1, "nap", "next", 2, {"s": 0}, 10_000), "m", time.monotonic())
+        wait_until(lambda: turn() or len(results) == 3, timeout=20, interval=0)
+        assert results[2][1].outcome == "ok" and ex.restarts == 0

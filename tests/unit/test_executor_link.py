@@ -155,10 +155,32 @@ def test_a_done_in_neither_form_is_dropped_saying_what_it_was(
 
 
 @pytest.mark.timeout(10)
+@pytest.mark.parametrize("body", [
+    b'["r-1", "ok", {"n": NaN}, 0.25, ""]', b'["r-1", "ok", {"n": 1}, Infinity, ""]',
+])
+def test_a_done_with_a_number_that_is_not_finite_is_dropped_naming_it(
+        body: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    """Before, the agent took NaN (json reads it): a state holding it went on to the manager
+    as the run's new state. Not JSON: dropped and counted like any malformed message."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    a.setblocking(False)
+    try:
+        fake = _link_fake(_running(a, "r-1"))
+        with caplog.at_level(logging.WARNING, logger="clerk.executor"):
+            _done(fake, a, b, body)
+        assert fake.replies == [] and fake.malformed == 1
+        [line] = [r.getMessage() for r in caplog.records]
+        assert "not JSON" in line and "is not a finite number" in line and "pid 4242" in line
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.timeout(10)
 @pytest.mark.parametrize(("fields", "named"), [
     (["r-1", "done", None, 1.0, ""], "outcome 'done'"),
     (["r-1", ["ok"], None, 1.0, ""], "outcome ['ok']"),
-    (["r-1", "ok", None, 1e400, ""], "duration_ms inf"),
+    ('["r-1", "ok", null, 1e400, ""]', "duration_ms inf"),  # (JSON text: 1e400 is inf)
     (["r-1", "ok", None, "1.5", ""], "duration_ms '1.5'"),
     (["r-1", "ok", None, None, ""], "duration_ms None"),
     (["r-1", "ok", None, True, ""], "duration_ms True"),
@@ -173,7 +195,7 @@ def test_a_malformed_done_for_the_run_fails_it_naming_the_field(fields: Any,
     a.setblocking(False)
     try:
         fake = _link_fake(_running(a, "r-1"))
-        _done(fake, a, b, json.dumps(fields).encode())
+        _done(fake, a, b, (fields if isinstance(fields, str) else json.dumps(fields)).encode())
         [(run, outcome, state, error)] = fake.replies
         assert (run, outcome, state) == ("r-1", "error", None)
         assert f"worker process 4242 answered the run with a malformed reply ({named})" == error
