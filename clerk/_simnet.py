@@ -42,9 +42,8 @@ Model of the transport, kept close to ZeroMQ over TCP:
   connected again (its socket monitor's handshake, :mod:`clerk._linktable`). What ``src``
   sent meanwhile goes first, if it waited at most ``PENDING_TTL_S`` by then; the rest is
   lost, as the real transport's queue for a peer not connected (``clerk._transport``).
-  ``heal(peer_up=True)`` reports the same for every link a partition or a one-way cut had
-  cut (between nodes that had exchanged messages); without it a heal reports nothing, as
-  before.
+  ``heal(peer_up=True)`` reports the same for every link a cut had cut (between nodes that
+  had talked); without it a heal reports nothing, as before.
 
 A *layer* (``SimNetwork(layer=factory)``) runs above each node's core, as the real node's task
 layer does: it sees every event and effect, may send messages, and has its own deadlines.
@@ -187,8 +186,7 @@ class SimNetwork:
         self.deaf: set[str] = set()  # nodes that receive nothing (one-way cuts) until heal
         #: Selective cuts until heal: a message is dropped if any says so (:meth:`cut_where`).
         self.cuts: list[Callable[[str, str, Message], bool]] = []
-        #: Links that are down (src, dst): ``src`` reaches ``dst`` no more (:meth:`link_down`).
-        self.down: set[tuple[str, str]] = set()
+        self.down: set[tuple[str, str]] = set()  # links down (src, dst): :meth:`link_down`
         #: What waits for a link that is down: (when sent, the sender's core, the send).
         self._waiting: dict[tuple[str, str], list[tuple[float, NodeCore, Send]]] = {}
         #: Per-link order, as the real transport keeps it (see the module docstring).
@@ -507,8 +505,7 @@ class SimNetwork:
             self.dropped += 1
             return
         if (src.name, dst.name) in self.down:  # (waits for the link: ``_flush``)
-            self._waiting.setdefault((src.name, dst.name), []).append(
-                (self.now, src.core, send))
+            self._waiting.setdefault((src.name, dst.name), []).append((self.now, src.core, send))
             return
         if dst is not src and any(drop(src.name, dst.name, send.msg) for drop in self.cuts):
             self.dropped += 1

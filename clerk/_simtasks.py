@@ -201,9 +201,7 @@ class SimLedger:
         #: A merged merge HANDOVER counts as an OFFER and may end a ``stale`` wait
         #: (``Scheduler.handed_over_by``); False: neither, as before.
         self.handover_ends_wait = True
-        #: A follower OFFERs again when its link to its manager is up again (``OfferAgain``,
-        #: clerk._core); False: once per manager, as before.
-        self.offer_again = True
+        self.offer_again = True  # OFFER again at a manager's link up (clerk._core); False: not
 
     def __call__(self, net: SimNetwork, node: SimNode) -> LedgerLayer:
         layer = LedgerLayer(self, net, node)
