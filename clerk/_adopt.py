@@ -54,7 +54,9 @@ over from ``init``, or from an older state). So a member whose build always send
 ``OFFER_WAIT_SURE_MS`` (a live member offers; only a lost OFFER costs the whole wait), any
 other up to ``OFFER_WAIT_MS``. After a heal, the merge HANDOVER of the manager our replica
 followed (its whole table) ends this wait, and any merge HANDOVER counts as its sender's OFFER
-(:meth:`Adoption.handed_over_by`): a heal's first OFFERs lost held every dispatch ~10 s.
+(:meth:`Adoption.handed_over_by`): a heal's first OFFERs lost held every dispatch ~10 s. A
+member whose OFFER was lost on a link that was down sends it again once the link is up
+(``OfferAgain``, :mod:`clerk._core`, "OFFERs again"); a second OFFER merges idempotently.
 
 **Which state wins** is never decided here by terms or slots: every load, merge and takeover
 goes through lineage and version (:mod:`clerk._lineage`, rows in :mod:`clerk._record`). A

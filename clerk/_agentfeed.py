@@ -23,6 +23,7 @@ from clerk._core import (
     ManagerChanged,
     MemberDown,
     MemberUp,
+    OfferAgain,
     PeerDown,
     PeerUp,
     Received,
@@ -239,6 +240,8 @@ class AgentFeed(AgentAttrs):
                          "a merged table" if effect.merge else "the manager's hand-over",
                          effect.sender)
                 self.tasks.on_handover(effect, now, self.clock.wall())
+            elif isinstance(effect, OfferAgain):
+                self.tasks.on_offer_again(effect, now)  # (clerk._core, "OFFERs again")
             elif isinstance(effect, Dropped):
                 self._bad_frame(effect.reason, effect.detail, now)
             elif isinstance(effect, WriteCommitted):

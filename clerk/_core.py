@@ -42,6 +42,18 @@ Rules owned here:
   dropped as ``execute_unannounced``. RESULT_ACK and RUN_QUERY are delivered only from the
   manager this node follows now. RESULT, OFFER, STATUS, STATUS_REPLY, CONTROL and CONTROL_REPLY
   are delivered as they come (a RESULT also counts as a sign of life of its sender, for a manager).
+* **OFFERs again.** A follower whose link to its manager comes (back) up (``PeerUp``: the
+  link's DEALER connected again, after a heal or a reconnect) tells its task layer
+  (``OfferAgain``) to send that manager its OFFER again: the OFFER leaves once, when the
+  node starts following, and one sent while the link was down is lost once it waited
+  ``clerk._transport.PENDING_TTL`` (1 s) for the connection, or with the connection it was
+  written to, while a new manager may hold every dispatch until each live member's OFFER is
+  in (up to ``OFFER_WAIT_SURE_MS``, clerk._adopt). Not when the link comes up within
+  ``OFFER_FLUSHED_S`` of the node starting to follow and has not gone down (``PeerDown``)
+  since: the first connection to a new manager, which carries the OFFER queued for it (every
+  follower would otherwise send each new manager its OFFER twice). The manager merges a
+  second OFFER idempotently (rows by lineage, runs already adopted or finished ignored,
+  results by run id).
 * **Hostile input** (``--insecure``: anyone can send anything). Beyond the codec's checks, the
   core drops and counts (``Dropped`` effects, shown in status): a LEAVE or a graceful HANDOVER
   from a non-member or a stale incarnation, a REFUSE from anyone but our manager or a seed, an
@@ -73,6 +85,7 @@ from clerk._coretypes import (
     ManagerChanged,
     MemberDown,
     MemberUp,
+    OfferAgain,
     PeerDown,
     PeerUp,
     QuorumChanged,
@@ -132,6 +145,7 @@ from clerk._record import unpack_table
 from clerk._timings import Timings
 
 __all__ = [
+    "OFFER_FLUSHED_S",
     "Deliver",
     "Dropped",
     "Effect",
@@ -141,6 +155,7 @@ __all__ = [
     "MemberDown",
     "MemberUp",
     "NodeCore",
+    "OfferAgain",
     "PeerDown",
     "PeerUp",
     "QuorumChanged",
@@ -156,6 +171,13 @@ __all__ = [
     "VoterWrite",
     "WriteCommitted",
 ]
+
+#: A link to the manager a node follows that comes up this soon (s) after it started following,
+#: and has not gone down since, carried its OFFER (queued for the connection, and flushed
+#: first): no ``OfferAgain`` (see the module docstring, "OFFERs again"). Below the transport's
+#: ``PENDING_TTL`` (1 s).
+OFFER_FLUSHED_S = 0.5
+
 
 class NodeCore(CoreState):
     """Membership and election for one node. See the module docstring for the rules."""
@@ -179,6 +201,11 @@ class NodeCore(CoreState):
         # shrink the bound by patching this module's constant.
         super().__init__(me, now=now, rng=rng, seeds=seeds, tasks=tasks, timings=timings,
                          max_term_jump=MAX_TERM_JUMP)
+        # The link to the manager we follow (see "OFFERs again"): the claim it is noted for,
+        # since when we follow it (or it last came up), whether it went down since.
+        self._link_claim: Claim | None = None
+        self._link_since = now
+        self._link_down = False
         if voters:
             q = self.quorum = _quorumcore.QuorumState(me.name, voters, voter_record)
             if q.register is not None and q.register.promised is not None:
@@ -208,9 +235,11 @@ class NodeCore(CoreState):
         elif isinstance(event, Received):
             self._on_message(event.msg, now)
         elif isinstance(event, PeerDown):
+            self._manager_link(event.address, now, up=False)
             _election.on_peer_down(self, event.address, now)
         elif isinstance(event, PeerUp):
             _joining.on_peer_up(self, event.address)
+            self._manager_link(event.address, now, up=True)
         elif isinstance(event, Start):
             self._on_start(now)
         elif isinstance(event, LeaveRequested):
@@ -219,6 +248,8 @@ class NodeCore(CoreState):
             _quorumcore.observe(self, now)
         elif self.term == LONE_TERM and self.role is Role.MANAGER:
             _election.graduate(self, now)  # a lone manager that got a member claims again
+        if self._claim != self._link_claim:  # (we follow another claim from now on)
+            self._link_claim, self._link_since, self._link_down = self._claim, now, False
         out, self._out = self._out, []
         return out
 
@@ -376,6 +407,23 @@ class NodeCore(CoreState):
                 _handover.retry_merge(self, now)
             if now >= self._deadline:
                 _handover.leave_timeout(self, now)
+
+    def _manager_link(self, address: str, now: float, up: bool) -> None:
+        """A link came up or went down: if it is the one to the manager we follow, note it,
+        and tell the task layer to OFFER again when it is up (see the module docstring,
+        "OFFERs again")."""
+        claim = self._claim
+        if claim is None or claim.address != address:
+            return
+        if claim != self._link_claim:
+            self._link_claim, self._link_since, self._link_down = claim, now, False
+        if not up:
+            self._link_down = True
+            return
+        if self.role is Role.FOLLOWER and (self._link_down
+                                           or now - self._link_since > OFFER_FLUSHED_S):
+            self._out.append(OfferAgain(claim.name, address))
+        self._link_since, self._link_down = now, False
 
     # --- messages ---------------------------------------------------------------------------
 

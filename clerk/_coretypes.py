@@ -23,6 +23,7 @@ __all__ = [
     "ManagerChanged",
     "MemberDown",
     "MemberUp",
+    "OfferAgain",
     "PeerDown",
     "PeerUp",
     "QuorumChanged",
@@ -110,6 +111,18 @@ class ManagerChanged:
     manager: str | None
     term: int
     is_me: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OfferAgain:
+    """The link to the manager this node follows came (back) up (``PeerUp``): the task layer
+    sends that manager its OFFER again. The first may have been lost while the link was down
+    (sent at the claim, queued at most ``clerk._transport.PENDING_TTL``), and a new manager
+    may hold its dispatches until every live member's OFFER is in (clerk._adopt): up to
+    ``OFFER_WAIT_SURE_MS``. A second OFFER is merged idempotently."""
+
+    manager: str
+    address: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,5 +214,5 @@ class WriteCommitted:
 
 Effect = (
     Send | ManagerChanged | MemberUp | MemberDown | StateHandedOver | Deliver | Refused | Stopped
-    | Dropped | StaleExecute | VoterWrite | QuorumChanged | WriteCommitted
+    | Dropped | StaleExecute | VoterWrite | QuorumChanged | WriteCommitted | OfferAgain
 )

@@ -40,6 +40,9 @@ the replica its scheduler had not seen (a follower parses the table only when it
 * **Runs in flight.** The last part also lists the runs queued or running on this node as
   it leaves (:mod:`clerk._offerruns`): the new manager adopts them, so a run its table never
   showed is neither overlapped nor loses its result.
+* **Again when the link comes back.** A follower whose link to its manager comes up again
+  builds and sends its OFFER anew (``OfferAgain``, :mod:`clerk._core`): one sent while the
+  link was down may have been lost, and a new manager may be holding its dispatches for it.
 * **Results after the OFFER.** Until the last part is sent, this node's results wait for it
   (the new manager applies a result to the row its run started from, which may be only in our
   OFFER); then every unacknowledged one goes, as at once before.

@@ -31,7 +31,7 @@ import time
 
 from clerk._adopt import takeover_stale
 from clerk._answered import Answered
-from clerk._core import ManagerChanged, Send, StateHandedOver
+from clerk._core import ManagerChanged, OfferAgain, Send, StateHandedOver
 from clerk._deploy import Resolver
 from clerk._executor import Executor
 from clerk._host import Host
@@ -221,6 +221,21 @@ class TaskRunner(ResultRouting, StatusRows):
                 # one applies a result to the row its run started from, maybe only in this.)
                 self._offer(claim.address, now, core.manager_table if fellow else None)
                 self._offer_wake = self.agent.clock.monotonic() + RESOLVE_PAUSE
+
+    def on_offer_again(self, effect: OfferAgain, now: float) -> None:
+        """The link to the manager we follow is up again (clerk._core, "OFFERs again"): our
+        OFFER to it again, as when we started following it (the first may have been lost
+        while the link was down), unless one is under way to it."""
+        core = self.agent.core
+        claim = core.manager_claim
+        if (core.is_manager or claim is None or claim.address != effect.address
+                or self.offer_pending(claim.address)):
+            return
+        log.info("link to manager %s up again: sending it our OFFER again", effect.manager)
+        row = core.members.get(effect.manager)
+        fellow = row is not None and row.alive and effect.manager != core.me.name
+        self._offer(claim.address, now, core.manager_table if fellow else None)
+        self._offer_wake = self.agent.clock.monotonic() + RESOLVE_PAUSE
 
     def on_handover(self, effect: StateHandedOver, now: float, wall: float) -> None:
         if effect.merge and self.agent.core.quorum is not None:

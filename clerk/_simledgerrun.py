@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from clerk._core import Role
+from clerk._core import OfferAgain, Role
 from clerk._messages import Execute, Offer, Result, reads_table_at
 from clerk._offerjob import number_parts
 from clerk._offerruns import run_of, with_runs
@@ -255,6 +255,15 @@ class LedgerRuns:
     def _always_offers(self, name: str) -> bool:
         row = self.node.core.members.get(name)
         return row is not None and reads_table_at(row.peer)
+
+    def _offer_again(self, effect: OfferAgain) -> None:
+        """The link to the manager we follow is up again: our OFFER to it again (the first
+        may have been lost), as the real runner's ``on_offer_again``; not while one is under
+        way to it (``SimLedger.offer_again``)."""
+        claim = self.node.core.manager_claim
+        if (self.world.offer_again and claim is not None and claim.address == effect.address
+                and self._offer_to != effect.address):
+            self._offer(claim.address, effect.manager)
 
     def _offer(self, to: str, manager: str) -> None:
         """The rows this node holds with a state, as the real node's ``Replication._offer``

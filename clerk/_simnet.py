@@ -33,7 +33,17 @@ Model of the transport, kept close to ZeroMQ over TCP:
 * ``deafen(name)`` is a one-way cut (the node sends, hears nothing); ``cut_where(drop)`` is
   a selective one: it drops every message for which ``drop(src, dst, msg)`` holds (node
   names), to build a directed scenario (e.g. an old manager that hears only the voters'
-  ACCEPTED). Both last until ``heal``.
+  ACCEPTED). Both last until ``heal``;
+* ``link_down(src, dst)`` cuts one node's link to another (``src``'s DEALER to ``dst``: what
+  ``src`` sends ``dst`` waits; the other way is another connection), with a ``PeerDown`` to
+  ``src`` unless ``silent`` (a reset connection; silent: one still being set up, or dead
+  without a word); ``link_up(src, dst)`` brings it back, and ``src`` gets a ``PeerUp`` for
+  ``dst`` after one delay (``handshake``: more), as the real transport reports a DEALER that
+  connected again (its socket monitor's handshake, :mod:`clerk._linktable`). What ``src``
+  sent meanwhile goes first, if it waited at most ``PENDING_TTL_S`` by then; the rest is
+  lost, as the real transport's queue for a peer not connected (``clerk._transport``).
+  ``heal(peer_up=True)`` reports the same for every link a cut had cut (between nodes that
+  had talked); without it a heal reports nothing, as before.
 
 A *layer* (``SimNetwork(layer=factory)``) runs above each node's core, as the real node's task
 layer does: it sees every event and effect, may send messages, and has its own deadlines.
@@ -65,6 +75,7 @@ from clerk._core import (
     ManagerChanged,
     NodeCore,
     PeerDown,
+    PeerUp,
     Received,
     Role,
     Send,
@@ -92,7 +103,11 @@ from clerk._replica import HANDOVER_WHOLE_CHARS
 from clerk._tasksets import DIGEST_MARK, by_digest, with_entries
 from clerk._timings import Timings
 
-__all__ = ["SimLayer", "SimNetwork", "SimNode"]
+__all__ = ["PENDING_TTL_S", "SimLayer", "SimNetwork", "SimNode"]
+
+#: A message for a peer whose link is down waits this long (s) for it, then is lost: the real
+#: transport's ``PENDING_TTL`` (clerk._transport imports ZeroMQ: not imported here).
+PENDING_TTL_S = 1.0
 
 
 class SimLayer(Protocol):
@@ -171,6 +186,9 @@ class SimNetwork:
         self.deaf: set[str] = set()  # nodes that receive nothing (one-way cuts) until heal
         #: Selective cuts until heal: a message is dropped if any says so (:meth:`cut_where`).
         self.cuts: list[Callable[[str, str, Message], bool]] = []
+        self.down: set[tuple[str, str]] = set()  # links down (src, dst): :meth:`link_down`
+        #: What waits for a link that is down: (when sent, the sender's core, the send).
+        self._waiting: dict[tuple[str, str], list[tuple[float, NodeCore, Send]]] = {}
         #: Per-link order, as the real transport keeps it (see the module docstring).
         self.fifo = False
         self._link_last: dict[tuple[str, str], float] = {}
@@ -343,9 +361,53 @@ class SimNetwork:
         self.cuts.append(drop)
         self.trace.append((self.now, "*", "cut"))
 
+    def link_down(self, src: str, dst: str, *, silent: bool = False) -> None:
+        """Cut ``src``'s link to ``dst`` until :meth:`link_up` (see the module docstring)."""
+        self.down.add((src, dst))
+        self.trace.append((self.now, src, f"link to {dst} down"))
+        if not silent:
+            node = self.nodes[src]
+            self._schedule(self.now + self.delay, functools.partial(
+                self._feed, node, PeerDown(self.nodes[dst].address)))
+
+    def link_up(self, src: str, dst: str, *, handshake: float = 0.0) -> None:
+        """Bring ``src``'s link to ``dst`` back (see the module docstring)."""
+        if (src, dst) not in self.down:
+            return
+        self.down.discard((src, dst))
+        if self.whole_for() >= 0:  # (whole again from now on)
+            self.whole_since = self.now
+        self.trace.append((self.now, src, f"link to {dst} up"))
+        self._flush(src, dst, self.now + self.delay + handshake)
+        self._peer_up(src, dst, self.now + self.delay + handshake)
+
+    def _flush(self, src: str, dst: str, at: float) -> None:
+        """What waited for the link ``src -> dst`` leaves at ``at`` (connected), in order, if
+        it waited at most ``PENDING_TTL_S`` by then and ``src`` was not restarted."""
+        node = self.nodes[src]
+        for sent, core, send in self._waiting.pop((src, dst), []):
+            if at - sent > PENDING_TTL_S or core is not node.core:
+                self.dropped += 1
+                continue
+            self._schedule(at, functools.partial(self._resend, node, core, send))
+
+    def _resend(self, node: SimNode, core: NodeCore, send: Send) -> None:
+        if node.up and node.core is core:  # (else: restarted meanwhile, its queue is gone)
+            self._transmit(node, send)
+
+    def _peer_up(self, src: str, dst: str, at: float) -> None:
+        node, address = self.nodes[src], self.nodes[dst].address
+        incarnation = node.core.me.incarnation
+
+        def up() -> None:
+            if node.core.me.incarnation == incarnation:  # (not to a restarted node)
+                self._feed(node, PeerUp(address))
+
+        self._schedule(at, up)
+
     def whole_for(self) -> float:
         """How long the network has been whole (-1 while it is cut into groups)."""
-        if self._groups is not None or self.deaf or self.cuts:
+        if self._groups is not None or self.deaf or self.cuts or self.down:
             return -1.0
         return self.now - self.whole_since
 
@@ -353,13 +415,27 @@ class SimNetwork:
         """Run ``action`` at simulated time ``when`` (for layers: a run's result)."""
         self._schedule(max(when, self.now), action)
 
-    def heal(self) -> None:
-        if self._groups is not None or self.deaf or self.cuts:
+    def heal(self, *, peer_up: bool = False) -> None:
+        """End every cut and link down; ``peer_up``: see the module docstring."""
+        if peer_up:
+            for src in sorted(self._links):
+                for dst in sorted(self._links[src]):
+                    if self._was_cut(src, dst):
+                        self._peer_up(src, dst, self.now + self.delay)
+        for src, dst in sorted(self.down):
+            self._flush(src, dst, self.now + self.delay)
+        if self._groups is not None or self.deaf or self.cuts or self.down:
             self.whole_since = self.now
         self._groups = None
         self.deaf.clear()
         self.cuts.clear()
+        self.down.clear()
         self.trace.append((self.now, "*", "heal"))
+
+    def _was_cut(self, src: str, dst: str) -> bool:
+        g = self._groups
+        return (g is not None and g.get(src) != g.get(dst)) or dst in self.deaf or (
+            (src, dst) in self.down)
 
     # --- running ----------------------------------------------------------------------------
 
@@ -427,6 +503,9 @@ class SimNetwork:
             return
         if dst.name in self.deaf and dst is not src:
             self.dropped += 1
+            return
+        if (src.name, dst.name) in self.down:  # (waits for the link: ``_flush``)
+            self._waiting.setdefault((src.name, dst.name), []).append((self.now, src.core, send))
             return
         if dst is not src and any(drop(src.name, dst.name, send.msg) for drop in self.cuts):
             self.dropped += 1

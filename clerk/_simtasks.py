@@ -45,6 +45,7 @@ from clerk._core import (
     Event,
     ManagerChanged,
     MemberDown,
+    OfferAgain,
     Send,
     StateHandedOver,
     Tick,
@@ -203,6 +204,7 @@ class SimLedger:
         #: A merged merge HANDOVER counts as an OFFER and may end a ``stale`` wait
         #: (``Scheduler.handed_over_by``); False: neither, as before.
         self.handover_ends_wait = True
+        self.offer_again = True  # OFFER again at a manager's link up (clerk._core); False: not
 
     def __call__(self, net: SimNetwork, node: SimNode) -> LedgerLayer:
         layer = LedgerLayer(self, net, node)
@@ -269,8 +271,6 @@ class LedgerLayer(LedgerRuns):
         self.acks = PendingAcks()
         self._applied: dict[str, tuple[str, int]] = {}  # run id -> (node, value)
         self.offer_parts = OfferParts()  # as manager: the members' OFFERs' parts held
-
-    # --- SimLayer -------------------------------------------------------------------------------
 
     def _loaded(self) -> bool:
         """Is the table this node takes over loaded? At once, or ``SimLedger.load_s`` after
@@ -358,6 +358,8 @@ class LedgerLayer(LedgerRuns):
                 changed |= bool(self.scheduler.fail_node(effect.name, self.wall()))
             elif isinstance(effect, Deliver):
                 changed |= self._deliver(effect.msg)
+            elif isinstance(effect, OfferAgain):
+                self._offer_again(effect)  # (clerk._simledgerrun)
             elif isinstance(effect, WriteCommitted) and self.wa is not None:
                 changed |= self._committed(effect.seq)
         if self._activate is not None and core.is_manager and self._loaded():
@@ -516,8 +518,6 @@ class LedgerLayer(LedgerRuns):
             raise AssertionError(f"{self.node.name}: the table log differs from the "
                                  "scheduler's table (a change not marked dirty)")
         self.net.apply(self.node, core.heartbeat_now(self.net.now))
-
-    # --- helpers --------------------------------------------------------------------------------
 
     def wall(self) -> float:
         return WALL0 + self.net.now + self.world.offsets.get(self.node.name, 0.0)
