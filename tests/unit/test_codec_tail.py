@@ -226,3 +226,17 @@ def test_a_member_of_this_build_reads_an_older_managers_rows_inside_the_body() -
         net.do(b, Received(decode(encode(Heartbeat(a.me, a.term, a._seq, a.members.epoch,
                                                    None, d)))))
     assert b.replicated == a.replicated and b.replica.refused == 0
+
+
+def test_a_batch_carries_heartbeats_with_rows_after_their_bodies() -> None:
+    """Each message of a batch is its body with its length (clerk._batch): the rows after a
+    HEARTBEAT's body stay its own, whatever comes after it in the batch."""
+    from clerk._batch import decode_frames, pack
+
+    d = _delta()
+    beats = [Heartbeat(ME, 1, 2, 3, None, d), Ack(ME, 1, 2, 3),
+             Heartbeat(ME, 1, 3, 3, None, TableDelta("L", d.upto, d.upto + 1, ('{"t:c":2}',),
+                                                     (), True, None, 9))]
+    (batch,) = pack([encode(m) for m in beats])
+    assert batch[1] == b"batch"
+    assert decode_frames(batch) == beats
