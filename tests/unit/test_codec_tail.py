@@ -183,10 +183,11 @@ def test_rows_after_the_body_that_are_not_json_never_reach_the_replica(rows: str
 
 def test_a_tail_that_does_not_match_its_rows_is_not_sent() -> None:
     d = _delta()
-    for bad in (TableDelta("L", -1, 1, d.rows, (), True, None, d.tail + 1),
-                TableDelta("L", -1, 1, ("[1]",), (), True, None, 3),
-                TableDelta("L", -1, 1, ('{"t:a":"\ud800"}',), (), True, None, 14)):
-        with pytest.raises(EncodeError, match="heartbeat"):
+    lone = '{"t:a":"\ud800"}'  # (a lone surrogate: not valid Unicode on the wire)
+    for bad, says in ((TableDelta("L", -1, 1, d.rows, (), True, None, d.tail + 1), "tail"),
+                      (TableDelta("L", -1, 1, ("[1]",), (), True, None, 3), "JSON object"),
+                      (TableDelta("L", -1, 1, (lone,), (), True, None, len(lone)), "Unicode")):
+        with pytest.raises(EncodeError, match=says):
             encode(Heartbeat(ME, 1, 2, 3, None, bad))
 
 
