@@ -38,6 +38,7 @@ from clerk._messages import (
     HIST_MARK,
     MERGE_MARK,
     PARTS_MARK,
+    RAW_ROWS_MARK,
     TABLE_MARK,
     Message,
     Peer,
@@ -96,11 +97,11 @@ class Agent(AgentFeed, AgentReplies):
         # The incarnation's marks announce what this node reads: a COORDINATOR's table position
         # (clerk._messages.TABLE_MARK), member lists by digest (clerk._tasksets.DIGEST_MARK),
         # MERGED (MERGE_MARK), a leaver's position (HANDED_MARK), history patches (HIST_MARK),
-        # a hand-over in parts (PARTS_MARK);
-        # batches (last).
+        # a hand-over in parts (PARTS_MARK), a table delta's rows after the body
+        # (RAW_ROWS_MARK); batches (last).
         self.me = Peer(config.name, config.address, secrets.token_hex(6) + TABLE_MARK
                        + DIGEST_MARK + MERGE_MARK + HANDED_MARK + HIST_MARK + PARTS_MARK
-                       + BATCH_MARK,
+                       + RAW_ROWS_MARK + BATCH_MARK,
                        config.priority)
         # What a loop turn sends, by peer: flushed at the end of the turn (clerk._batch).
         self.outgoing = Coalescer()

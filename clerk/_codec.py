@@ -44,7 +44,10 @@ checking less (``tools/bench_codec.py``):
   dispatch) are written as text in one step (``_WRITERS``, :mod:`clerk._codecwrite`): the
   generic path's text character for character, the sender's text remembered, the scalars
   checked inline and the state checked and encoded alone; a field out of that common case
-  sends the message through the generic path, which takes it or names it.
+  sends the message through the generic path, which takes it or names it;
+* a HEARTBEAT's table rows go after its body, unescaped, to a node that reads them there
+  (``TableDelta.tail``, ``clerk._messages.RAW_ROWS_MARK``; :mod:`clerk._codectail`, "Rows
+  after the body"): the only body followed by anything, and only by what its ``tail`` says.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from clerk._codecdecode import decoders
+from clerk._codectail import check_untailed, read_tail, tail_writer
 from clerk._codecvalid import (
     _INT_LIMIT,
     MAX_ITEMS,
@@ -78,7 +82,7 @@ from clerk._codecvalid import (
 )
 from clerk._codecwrite import ENCODE as _ENCODE
 from clerk._codecwrite import Writer, writers
-from clerk._messages import MESSAGE_KINDS, Json, Message, Peer
+from clerk._messages import MESSAGE_KINDS, Heartbeat, Json, Message, Peer
 
 __all__ = [
     "DecodeError",
@@ -423,6 +427,8 @@ _DUMPERS: dict[type, Validator] = {
 
 #: Messages written in one step when their fields are the common case (clerk._codecwrite).
 _WRITERS: dict[type, Writer] = writers(_dumper(Peer))
+#: A HEARTBEAT whose delta's rows go after the body (clerk._codectail); any other, generic.
+_WRITERS[Heartbeat] = tail_writer(_DUMPERS[Heartbeat], _ENCODE, EncodeError)
 
 
 def encode(msg: Message, max_bytes: int = MAX_MESSAGE_BYTES) -> list[bytes]:
@@ -513,17 +519,25 @@ def decode_body(kind: bytes, body: bytes) -> Message:
     try:
         text = body.decode("utf-8")
         # The scanner straight away: ``JSONDecoder.decode`` adds two regex matches for the
-        # whitespace around the value (~1/4 of its time on a no-op EXECUTE). Text that is
-        # not one value from end to end (whitespace around it, extra data, not JSON) goes
-        # the usual way, which accepts or refuses it as before.
+        # whitespace around the value (~1/4 of its time on a no-op EXECUTE). Not JSON at
+        # its start: the usual way, which accepts or refuses it as before.
         data, end = _SCAN(text, 0)
-        if end != len(text):
-            data = _DECODER.decode(text)
     except StopIteration:
-        data = _decode_text(kind, text)
+        data, end = _decode_text(kind, text), len(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise DecodeError("json", f"{kind.decode()} body is not valid JSON: {exc}") from None
-    return validate(data, name)
+    if end != len(text):
+        # Rows after a HEARTBEAT's body (clerk._codectail); else text that is not one value
+        # from end to end (whitespace around it, extra data) goes the usual way, which
+        # accepts or refuses it as before.
+        tailed = read_tail(kind, text, end, data, validate, name)
+        if tailed is not None:
+            return tailed
+        data = _decode_text(kind, text)
+    msg = validate(data, name)
+    if type(msg) is Heartbeat:
+        return check_untailed(msg)
+    return msg
 
 
 def _decode_text(kind: bytes, text: str) -> Any:

@@ -41,7 +41,7 @@ from clerk._corestate import CoreState
 from clerk._coretypes import MemberDown, MemberUp, Role
 from clerk._histdelta import reads_hist
 from clerk._membership import Member
-from clerk._messages import Ack, Coordinator, Heartbeat, TableDelta
+from clerk._messages import Ack, Coordinator, Heartbeat, TableDelta, reads_raw_rows
 from clerk._replica import TABLE_RESEND, TABLE_WINDOW_CHARS
 from clerk._setfetch import list_for
 from clerk._tasksets import reads_digests
@@ -108,16 +108,16 @@ def heartbeat_round(core: CoreState, now: float) -> None:
     # Members in the same position share the same heartbeat objects (the agent encodes an
     # object once per batch of effects: see Agent.apply): in a steady cluster, one or two
     # distinct heartbeats per round whatever the number of members.
-    beats: dict[tuple[int, int, int, int], list[Heartbeat]] = {}
+    beats: dict[tuple[int, int, int, int, bool], list[Heartbeat]] = {}
     for row in core.members.others():
         # The list (0: none), with each member's entries (1) or by digest (2).
         form = 0 if row.acked_epoch == epoch else (
             2 if reads_digests(row.peer.incarnation) else 1)
         base, room = table_position(core, row, now)
-        key = (form, base, room, _patches(row, base))
+        key = (form, base, room, _patches(row, base), reads_raw_rows(row.peer))
         chain = beats.get(key)
         if chain is None:
-            chain = beats[key] = _chain(core, form, base, room, key[3])
+            chain = beats[key] = _chain(core, form, base, room, key[3], key[4])
         for beat in chain:
             core.send(row.peer.address, beat)
         _sent(core, row, chain, now)
@@ -161,10 +161,11 @@ def _patches(row: Member, base: int) -> int:
 
 
 def _chain(core: CoreState, form: int, base: int, room: int,
-           hist: int = 0) -> list[Heartbeat]:
+           hist: int = 0, raw: bool = False) -> list[Heartbeat]:
     """One heartbeat (the list if ``form``: 1 with the entries, 2 by digest; the first
-    delta), then one per further delta of the window (``hist``: see ``_patches``)."""
-    deltas = core.table_log.window(base, room, hist) if room > 0 else []
+    delta), then one per further delta of the window (``hist``: see ``_patches``; ``raw``:
+    the rows after the body, to a member that reads them: ``reads_raw_rows``)."""
+    deltas = core.table_log.window(base, room, hist, raw) if room > 0 else []
     members = core.members.infos(digests=form == 2) if form else None
     first = Heartbeat(core.me, core.term, core._seq, core.members.epoch, members,
                       deltas[0] if deltas else None)
@@ -198,7 +199,8 @@ def send_table(core: CoreState, row: Member, now: float) -> None:
     if room <= 0:
         return
     chain = [Heartbeat(core.me, core.term, core._seq, core.members.epoch, None, d)
-             for d in core.table_log.window(base, room, _patches(row, base))]
+             for d in core.table_log.window(base, room, _patches(row, base),
+                                            reads_raw_rows(row.peer))]
     for beat in chain:
         core.send(row.peer.address, beat)
     _sent(core, row, chain, now)

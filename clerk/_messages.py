@@ -59,6 +59,7 @@ __all__ = [
     "HANDED_MARK",
     "PARTS_MARK",
     "HIST_MARK",
+    "RAW_ROWS_MARK",
     "MERGE_MARK",
     "MemberInfo",
     "Merged",
@@ -85,6 +86,7 @@ __all__ = [
     "OMIT_NONE",
     "reads_merged",
     "reads_parts",
+    "reads_raw_rows",
     "reads_table_at",
     "says_handed",
 ]
@@ -189,6 +191,12 @@ class TableDelta:
     #: The history of some of ``rows`` as what changed (:mod:`clerk._histdelta`): the JSON
     #: text of one object split into strings; only to a node that reads it (``+r``).
     hist: tuple[str, ...] | None = field(default=None, metadata=OMIT_NONE)
+    #: The rows' text goes on the wire as it is, after the HEARTBEAT's body (not a JSON
+    #: string escaped inside it): ``rows`` is then that one text, ``tail`` its length in
+    #: characters. Only to a node that reads it (:func:`reads_raw_rows`); left out while None.
+    #: On the wire the body's ``rows`` is empty and the text follows the body's closing brace
+    #: (:mod:`clerk._codec`, "Rows after the body").
+    tail: int | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +280,16 @@ def reads_parts(peer: Peer) -> bool:
 #: In the incarnation of a node that reads ``TableDelta.hist`` (rows' histories as what
 #: changed, :mod:`clerk._histdelta`): only such a node is sent one.
 HIST_MARK = "+r"
+
+#: In the incarnation of a node that reads a HEARTBEAT whose table delta's rows follow the
+#: body unescaped (``TableDelta.tail``): only such a node is sent one; every node still reads
+#: rows as JSON strings inside the body (an older manager's).
+RAW_ROWS_MARK = "+j"
+
+
+def reads_raw_rows(peer: Peer) -> bool:
+    """The node ``peer`` announced that it reads rows after the body (``RAW_ROWS_MARK``)."""
+    return RAW_ROWS_MARK in peer.incarnation
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,6 +133,7 @@ class Replica(RowTexts):
         # key -> its history's identity, for a patch (clerk._histdelta): rows of this log only.
         self._hist: dict[str, Held] = {}
         self.refused_hist = 0  # deltas refused because a patch did not fit (of ``refused``)
+        self.refusal = ""  # why the last delta whose contents were refused was
 
     def __bool__(self) -> bool:
         return bool(self._text)
@@ -155,7 +156,11 @@ class Replica(RowTexts):
             return False
         rows = row_texts("".join(delta.rows)) if delta.rows else {}
         if rows is None:
+            # (Rows as strings in the body or after it, clerk._codectail: every row is
+            # parsed here, and a delta with one that is not JSON is refused whole.)
             self.refused += 1
+            self.refusal = (f"the rows of the delta {delta.base}..{delta.upto} of log "
+                            f"{delta.log!r} are not a JSON object of rows")
             return False
         notes: dict[str, Held] = {}
         if delta.hist is not None:
@@ -163,6 +168,8 @@ class Replica(RowTexts):
             got = None if hist is None else apply_hist(hist, rows, self._hist, self._text)
             if got is None:
                 self.refused += 1
+                self.refusal = (f"the history patches of the delta {delta.base}..{delta.upto}"
+                                f" of log {delta.log!r} do not fit the rows held")
                 self.refused_hist += 1
                 return False
             notes = got

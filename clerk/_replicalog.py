@@ -57,6 +57,10 @@ class ReplicaLog(RowTexts):
         self._stale = 0
         self._sweep: int | None = None  # where the compaction under way is (_compact_some)
         self._hists = HistVersions()  # the rows' history states (clerk._histdelta)
+        # key -> its JSON string (a delta names every row it carries, and its history's
+        # patch: two encoder calls per row per delta, ~0.6 of a row's ~1 us there). As
+        # many as ``_at`` holds: every key the log ever held.
+        self._quoted: dict[str, str] = {}
 
     def __len__(self) -> int:
         return sum(1 for t in self._text.values() if t is not None)
@@ -133,12 +137,14 @@ class ReplicaLog(RowTexts):
             self.seq += 1  # a delta reaching this sequence carries ``done``
 
     def delta(self, base: int, max_chars: int = TABLE_CHUNK_CHARS,
-              hist: int = 0) -> TableDelta | None:
+              hist: int = 0, raw: bool = False) -> TableDelta | None:
         """The rows changed after ``base`` (oldest change first), up to ``max_chars`` of row
         text (at least one row); None if the member is up to date. ``hist``, for a member
         that reads ``TableDelta.hist`` (:mod:`clerk._histdelta`): 1, each row's history's
         identity; 2, and the rows' histories as what changed since ``base``, for a member
-        that holds the log as of ``base`` exactly (an uncut delta's end)."""
+        that holds the log as of ``base`` exactly (an uncut delta's end). ``raw``, for a
+        member that reads rows after the body (``clerk._messages.reads_raw_rows``): the rows'
+        text in one piece, with its length (``TableDelta.tail``), not cut into strings."""
         if base >= self.seq:
             return None
         changes, at = self._changes, self._at
@@ -151,8 +157,12 @@ class ReplicaLog(RowTexts):
         size = 0
         upto = self.seq
         last = ""
+        quoted = self._quoted
         for key in keys:
             text = self._text[key]
+            qkey = quoted.get(key)
+            if qkey is None:
+                qkey = quoted[key] = _DUMP(key)
             sent, h = text, None
             if hists is not None and text is not None:
                 p = self._hists.patch(key, text, base) if hist == 2 else None
@@ -166,30 +176,32 @@ class ReplicaLog(RowTexts):
             if sent is None:
                 gone.append(key)
             else:
-                parts.append(f"{_DUMP(key)}:{sent}")
+                parts.append(f"{qkey}:{sent}")
                 size += len(sent) + len(key) + 3
             if h is not None:
                 assert hists is not None
-                hists.append(f"{_DUMP(key)}:{h}")
+                hists.append(f"{qkey}:{h}")
                 size += len(h)
             last = key
         body = "{" + ",".join(parts) + "}"
         more = "{" + ",".join(hists) + "}" if hists else ""
         return TableDelta(self.log, base, upto,
+                          (body,) if raw else
                           tuple(body[i:i + _PART] for i in range(0, len(body), _PART)),
                           tuple(gone), self.complete and upto == self.seq,
                           tuple(more[i:i + _PART] for i in range(0, len(more), _PART))
-                          if hists else None)
+                          if hists else None, len(body) if raw else None)
 
-    def window(self, base: int, max_chars: int, hist: int = 0) -> list[TableDelta]:
+    def window(self, base: int, max_chars: int, hist: int = 0,
+               raw: bool = False) -> list[TableDelta]:
         """Consecutive deltas after ``base`` with at most ``max_chars`` of row text in all
         (at least one delta if the member is behind); ``hist``: see :meth:`delta` (patches
-        in the first only: the next ones start where a cut delta ended)."""
+        in the first only: the next ones start where a cut delta ended); ``raw``: as there."""
         out: list[TableDelta] = []
         spent = 0
         while spent < max_chars or not out:
             d = self.delta(base, min(TABLE_CHUNK_CHARS, max(1, max_chars - spent)),
-                           min(hist, 1) if out else hist)
+                           min(hist, 1) if out else hist, raw)
             if d is None:
                 break
             out.append(d)

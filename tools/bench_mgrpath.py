@@ -10,10 +10,11 @@ to do to the next) with what the manager does around it, without sockets: every 
 EXECUTE encoded (``clerk._codec.encode``); every ``REPLICATE_GAP_S`` (25 ms) of the fake
 clock a replication round: the rows the scheduler marked changed encoded into the table log
 (``RowEncoder.step``: ``TaskRecord.to_text``, ``ReplicaLog.put``), then for the two members
-the delta from where they stand (histories as patches, as a member of this build reads
-them) in a HEARTBEAT, encoded once for members at the same position (as
-``clerk._heartbeats.heartbeat_round`` shares it); every 250 ms the journal record of the rows
-changed since the last one (``clerk._journal.change_record``). CPU per run (``time.thread_time``),
+the delta from where they stand (histories as patches, and the rows after the body where
+the tree has that form, as a member of this build reads them) in a HEARTBEAT, encoded once
+for members at the same position (as ``clerk._heartbeats.heartbeat_round`` shares it); every
+250 ms the journal record of the rows changed since the last one
+(``clerk._journal.change_record``). CPU per run (``time.thread_time``),
 medians over interleaved repeats (each tree in its own process, the order alternating), and
 their ratio; both trees must send the same EXECUTE bytes and end with the same table log and
 change sequence (a digest, checked; ``PYTHONHASHSEED=0``: the order rows are encoded in
@@ -37,7 +38,7 @@ from pathlib import Path
 from _bench_ab import interleaved, print_pair
 
 CHILD = r"""
-import hashlib, heapq, json, random, sys, time
+import hashlib, heapq, inspect, json, random, sys, time
 sys.path.insert(0, sys.argv[1])
 from clerk._codec import encode
 from clerk._journal import change_record
@@ -54,6 +55,8 @@ s = Scheduler(defs, random.Random(7), dispatch_lead_ms=20)
 members = {f"n{i}@127.0.0.1": frozenset(d.name for d in defs) for i in range(3)}
 metrics = NodeMetrics([d.name for d in defs])
 log, enc = ReplicaLog("L"), RowEncoder()
+# Rows after the HEARTBEAT's body (clerk._codectail) where the tree has them: its members do.
+form = {"raw": True} if "raw" in inspect.signature(log.delta).parameters else {}
 wall = 1764770000.0
 s.activate(wall, False, (3, "n0@127.0.0.1"))
 enc.step(s, log, float("inf"))
@@ -83,7 +86,7 @@ while done < runs:
         beats = {}  # members at the same position share one (clerk._heartbeats)
         for member, base in held.items():
             if base not in beats:
-                beats[base] = log.delta(base, 64 * 1024, 2)
+                beats[base] = log.delta(base, 64 * 1024, 2, **form)
                 if beats[base] is not None:
                     encode(Heartbeat(me, 3, 1, 1, None, beats[base]))
             if beats[base] is not None:

@@ -74,9 +74,10 @@ from clerk._replication import ENCODE_BUDGET, LOAD_BUDGET  # noqa: E402
 from clerk._schedule import Scheduler, pack_table  # noqa: E402
 
 ME = Peer("n1@127.0.0.1", "127.0.0.1:47001", "5f0c1a2b3c4d", 9)
-#: The members' incarnation: they read rows' histories as patches (``+r``, clerk._histdelta),
-#: as every node of this build does (a tree without it ignores the mark).
-MEMBER_MARKS = "i+r"
+#: The members' incarnation: they read rows' histories as patches (``+r``, clerk._histdelta)
+#: and rows after a HEARTBEAT's body (``+j``, clerk._codectail), as every node of this build
+#: does (a tree without them ignores the marks).
+MEMBER_MARKS = "i+r+j"
 CHANGES = 20  # tasks run per round
 #: A step's cost: the CPU time of this thread. Wall time on a shared, loaded machine adds
 #: whatever the OS gives other processes meanwhile (tens of ms at a load of 30 on 2 cores);

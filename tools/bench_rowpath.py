@@ -3,7 +3,7 @@
 another, side by side.
 
     .venv/bin/python tools/bench_rowpath.py [--against ../main] [--tasks 140]
-        [--rounds 200] [--repeats 7] [--instructions]
+        [--rounds 200] [--repeats 7] [--instructions] [--old-form]
 
 Each repeat runs, in a child process of each tree in turn (the order alternating), what the
 rows of ``--tasks`` no-op tasks (as ``tools/bench_tasks.py`` (c): 100 ms, 3 nodes) go
@@ -13,7 +13,10 @@ round goes again. A round: the changed rows into the manager's table log
 (``RowEncoder.step``: ``TaskRecord.to_text``, ``ReplicaLog.put``), the delta for a member at
 the log's end (``ReplicaLog.delta``, patches from exact positions) in a HEARTBEAT
 (``clerk._codec.encode``), and at the member the HEARTBEAT decoded and applied to its
-``Replica`` (``row_texts``, ``apply_hist``). CPU per run (``time.thread_time``) of the
+``Replica`` (``row_texts``, ``apply_hist``); a tree that has it sends the rows after the
+HEARTBEAT's body (:mod:`clerk._codectail`; ``--old-form``: this tree (``before``, or
+``this``) as strings inside it, so ``--against`` this same tree compares the two forms
+alone). CPU per run (``time.thread_time``) of the
 manager's part (encode; delta and HEARTBEAT) and of one member's, the scheduler's own
 dispatch and result left out; medians over the repeats and their ratio. ``--instructions``:
 the same pipeline's instructions per run counted by valgrind's callgrind (deterministic on a
@@ -27,6 +30,7 @@ that ``before`` and ``after`` of one tree agree.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import random
@@ -40,7 +44,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def child(tasks: int, rounds: int) -> dict[str, float]:
+def child(tasks: int, rounds: int, old_form: bool = False) -> dict[str, float]:
     """Run the pipeline in this process (its tree on sys.path); CPU seconds per run."""
     from clerk._codec import decode, encode
     from clerk._messages import Heartbeat, Peer
@@ -62,6 +66,10 @@ def child(tasks: int, rounds: int) -> dict[str, float]:
         rec.history = [[3, "n0@127.0.0.1", 0]]
     names = list(s.records)
     log, rep, enc = ReplicaLog("L"), Replica(), RowEncoder()
+    # The rows after the HEARTBEAT's body (clerk._codectail), where the tree has that form,
+    # unless --old-form: a member of this build gets it from a manager of this build.
+    raw = "raw" in inspect.signature(log.delta).parameters and not old_form
+    form = {"raw": True} if raw else {}
     slots = {n: s._slot_at(s.defs[n], wall * 1000) for n in names}
     exact: set[int] = set()
     spent = {"encode": 0.0, "delta": 0.0, "member": 0.0}
@@ -73,7 +81,7 @@ def child(tasks: int, rounds: int) -> dict[str, float]:
         t1 = clock()
         spent["encode"] += t1 - t0
         while True:
-            d = log.delta(rep.seq, 64 * 1024, 2 if rep.seq in exact else 1)
+            d = log.delta(rep.seq, 64 * 1024, 2 if rep.seq in exact else 1, **form)
             if d is None:
                 break
             frames = encode(Heartbeat(me, 1, 1, 1, None, d))
@@ -112,9 +120,10 @@ def child(tasks: int, rounds: int) -> dict[str, float]:
     return {k: v / max(1, runs) for k, v in spent.items()}
 
 
-def _spawn(tree: Path, tasks: int, rounds: int, valgrind: bool = False) -> str:
+def _spawn(tree: Path, tasks: int, rounds: int, valgrind: bool = False,
+           old_form: bool = False) -> str:
     cmd = [sys.executable, str(HERE / "bench_rowpath.py"), "--child", str(tree),
-           "--tasks", str(tasks), "--rounds", str(rounds)]
+           "--tasks", str(tasks), "--rounds", str(rounds), *(["--old-form"] if old_form else [])]
     if valgrind:
         cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -138,11 +147,14 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--instructions", action="store_true")
+    ap.add_argument("--old-form", action="store_true",
+                    help="this tree sends rows as strings inside the body, as before "
+                         "clerk._codectail (with --against this same tree: the form alone)")
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
         sys.path.insert(0, str(args.child.resolve()))
-        print(json.dumps(child(args.tasks, args.rounds)))
+        print(json.dumps(child(args.tasks, args.rounds, args.old_form)))
         return 0
     this = HERE.parent
     trees = [("before", args.against.resolve()), ("after", this)] if args.against else [
@@ -150,7 +162,9 @@ def main() -> int:
     got: dict[str, list[dict[str, float]]] = {label: [] for label, _ in trees}
     for rep in range(args.repeats):
         for label, tree in trees if rep % 2 == 0 else trees[::-1]:
-            got[label].append(json.loads(_spawn(tree, args.tasks, args.rounds).splitlines()[-1]))
+            out = _spawn(tree, args.tasks, args.rounds,
+                         old_form=args.old_form and label != "after")
+            got[label].append(json.loads(out.splitlines()[-1]))
     keys = ["encode", "delta", "member"]
     print(f"{args.tasks} tasks, {args.rounds} rounds of {max(1, args.tasks // 4)} runs; "
           f"us of CPU per run, medians of {args.repeats} interleaved repeats")

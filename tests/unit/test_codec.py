@@ -222,7 +222,15 @@ def strategy_for(tp):
 
 def dataclass_strategy(cls):
     hints = typing.get_type_hints(cls, localns={"Json": Json})
-    return st.builds(cls, **{f.name: strategy_for(hints[f.name]) for f in dataclasses.fields(cls)})
+    fields = {f.name: strategy_for(hints[f.name]) for f in dataclasses.fields(cls)}
+    if cls is TableDelta:
+        # Rows after the body (clerk._codectail): one JSON object's text, ``tail`` its length.
+        objects = st.dictionaries(texts, json_values, max_size=4).map(
+            lambda rows: json.dumps(rows, separators=(",", ":"), ensure_ascii=False))
+        return st.builds(cls, **{**fields, "tail": st.none()}) | objects.flatmap(
+            lambda text: st.builds(cls, **{**fields, "rows": st.just((text,)),
+                                           "tail": st.just(len(text))}))
+    return st.builds(cls, **fields)
 
 
 messages = st.one_of(*(dataclass_strategy(cls) for cls in MESSAGE_KINDS.values()))
