@@ -362,14 +362,18 @@ class Agent(AgentFeed, AgentReplies):
 
     def _results_now(self) -> None:
         """Right after a mailbox message that brought an EXECUTE (its RUN written to a
-        worker): read the workers' links, and send the results found at once. The worker
-        usually ran and wrote its DONE before this loop got its CPU back (a Unix socket's
-        write wakes its reader on the writer's core), so its result left only after the rest
-        of the turn (other mailbox messages: a replication round's rows took 250-400 µs;
-        the end of turn's bookkeeping, ~60-100 µs) and the next poll. One ``poll`` system call
-        when nothing is there (a worker on the other core, a run queued or held)."""
+        worker): read the workers' links. The worker usually ran and wrote its DONE before
+        this loop got its CPU back (a Unix socket's write wakes its reader on the writer's
+        core), and its result waited for the rest of the turn and the next poll. Sent at once
+        if another mailbox message is waiting (a replication round's rows took 250-400 µs
+        to handle before the DONE was read); else it goes with the end of the turn's flush,
+        just before the loop sleeps: a send in the middle of the turn found ZeroMQ's I/O
+        thread waiting for the core (tools/bench_hops: ~30 µs more on the wire hop, as much
+        as the flush had saved). One ``poll`` system call when nothing is there (a worker on
+        the other core, a run queued or held)."""
         self._ran = False
-        if self.transport.poll_readers() and self._urgent:
+        transport = self.transport
+        if transport.poll_readers() and self._urgent and transport.mailbox_waiting():
             self._flush(self.clock.monotonic())
 
     def _start_metrics(self) -> None:

@@ -309,6 +309,10 @@ class Transport:
 
     # --- incoming ----------------------------------------------------------------------------
 
+    def mailbox_waiting(self) -> bool:
+        """Has the mailbox a message that can be received now (``ZMQ_EVENTS``)?"""
+        return readable(self.router)
+
     def poll(self, timeout_ms: int, now: float, router: bool = True) -> list[Inbound]:
         """Wait up to ``timeout_ms`` for traffic and return everything ready. With
         ``router=False`` the mailbox is not read here: :attr:`router_ready` says whether it

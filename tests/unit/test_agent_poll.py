@@ -137,8 +137,8 @@ class _RunMailbox(_Mailbox):
     """A mailbox whose first message is an EXECUTE (a RUN written to a worker that wrote its
     DONE at once), then a replication round; what the turn did, in order, in ``steps``."""
 
-    def __init__(self, done_ready: bool) -> None:
-        super().__init__(2)
+    def __init__(self, done_ready: bool, n: int = 2) -> None:
+        super().__init__(n)
         self.steps: list[str] = []
         self._urgent = False
         box = self
@@ -150,6 +150,8 @@ class _RunMailbox(_Mailbox):
             return done_ready
 
         self.transport.poll_readers = types.MethodType(poll_readers, self.transport)
+        self.transport.mailbox_waiting = types.MethodType(  # (another message after it?)
+            lambda _s: len(box.handled) < n, self.transport)
         self.clock.wall = lambda: self.t  # type: ignore[attr-defined]
 
     def _on_inbound(self, inbound: object, now: float) -> None:
@@ -176,3 +178,9 @@ def test_a_result_ready_after_an_execute_leaves_before_the_next_mailbox_message(
     idle = _RunMailbox(done_ready=False)  # the worker on the other core, not done yet
     assert Agent._handle_mailbox(idle) == 2  # type: ignore[arg-type]
     assert idle.steps == ["EXECUTE", "read workers", "HEARTBEAT"]  # one poll, nothing sent
+    # Nothing else in the mailbox: the result goes with the end of the turn's flush, just
+    # before the loop sleeps (a send in the middle of the turn waited for ZeroMQ's I/O thread).
+    alone = _RunMailbox(done_ready=True, n=1)
+    assert Agent._handle_mailbox(alone) == 1  # type: ignore[arg-type]
+    assert alone.steps == ["EXECUTE", "read workers"]
+    assert alone._urgent  # (queued, for the turn's flush)
