@@ -297,8 +297,8 @@ class Transport:
         input now (one ``poll`` system call, no ZeroMQ socket asked); True if any had.
         The agent's loop asks this between two mailbox messages, right after it handed a run
         to a worker: the worker usually wrote its DONE before the loop got its CPU back (its
-        link's wake-up runs it on the loop's core), and the result then leaves at once
-        instead of after the rest of the turn and the next poll (clerk._agent)."""
+        link's wake-up runs it on the loop's core), and its result is then sent without
+        waiting for the next poll (clerk._agent.Agent._results_now)."""
         ready = self._fd_poll.poll(0)
         readers = self._readers
         for fd, _ in ready:
