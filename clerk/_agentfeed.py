@@ -58,6 +58,7 @@ class AgentFeed(AgentAttrs):
         _bad_logged_at: float
         _bad_since_log: int
         _urgent: bool
+        _ran: bool
         _done: bool
         _stop_reason: str
         _members_epoch: int
@@ -90,6 +91,7 @@ class AgentFeed(AgentAttrs):
             for msg in msgs:
                 if isinstance(msg, Execute):
                     self.metrics.executes_received += 1
+                    self._ran = True  # (see clerk._agent.Agent._results_now)
                 self._feed(Received(msg), now)
         finally:
             self._inbound = None

@@ -60,6 +60,7 @@ The links' life cycle (open, connect, relink, evict, their monitors) is
 from __future__ import annotations
 
 import logging
+import select
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -127,6 +128,9 @@ class Transport:
                                add_reader=self.add_reader)
         self._links = self.table.links  # (the same dict: tests look links up in it)
         self._readers: dict[Any, Callable[[], None]] = {}
+        #: The readers that are plain descriptors (a worker's link, the wake-up pipe), also
+        #: in a poll set of their own: ``poll_readers`` asks the kernel about them alone.
+        self._fd_poll = select.poll()
         self.zap: zmq.Socket | None = None
         if keys is not None:
             self.zap = self.ctx.socket(zmq.REP)
@@ -279,12 +283,35 @@ class Transport:
         """Poll another socket (or fd) of this thread in the same loop; ``callback`` drains it."""
         self._readers[sock] = callback
         self.poller.register(sock, zmq.POLLIN)
+        if type(sock) is int:
+            self._fd_poll.register(sock, select.POLLIN)
 
     def remove_reader(self, sock: Any) -> None:
         if self._readers.pop(sock, None) is not None:
             self.poller.unregister(sock)
+            if type(sock) is int:
+                self._fd_poll.unregister(sock)
+
+    def poll_readers(self) -> bool:
+        """Without waiting, call the callbacks of the plain-descriptor readers that have
+        input now (one ``poll`` system call, no ZeroMQ socket asked); True if any had.
+        The agent's loop asks this between two mailbox messages, right after it handed a run
+        to a worker: the worker usually wrote its DONE before the loop got its CPU back (its
+        link's wake-up runs it on the loop's core), and its result is then sent without
+        waiting for the next poll (clerk._agent.Agent._results_now)."""
+        ready = self._fd_poll.poll(0)
+        readers = self._readers
+        for fd, _ in ready:
+            callback = readers.get(fd)
+            if callback is not None:
+                callback()
+        return bool(ready)
 
     # --- incoming ----------------------------------------------------------------------------
+
+    def mailbox_waiting(self) -> bool:
+        """Has the mailbox a message that can be received now (``ZMQ_EVENTS``)?"""
+        return readable(self.router)
 
     def poll(self, timeout_ms: int, now: float, router: bool = True) -> list[Inbound]:
         """Wait up to ``timeout_ms`` for traffic and return everything ready. With

@@ -17,7 +17,8 @@ machine's load), in its own table.
 The tracer costs ~2-4 µs an event (about 25 per run), in every hop: compare hops and trees,
 not the total with bench_tasks' untraced ``rtt_ms``. The table also counts the runs whose
 follower handled another mailbox frame (a replication round) in the EXECUTE's turn, and the
-median time from the worker's DONE to the follower reading it with and without one.
+median time from the worker's DONE to the follower reading it with and without one, and the
+runs whose DONE was read in the EXECUTE's own turn (before its next poll).
 """
 
 from __future__ import annotations
@@ -142,10 +143,17 @@ def hops(ev: Events, window: tuple[int, int]
     done_wait: dict[str, list[float]] = {"another frame in the turn": [], "alone": []}
     fe = ev[f]
     execs = set(f_exec)
+    early = 0
     for i, (t, n, x) in enumerate(fe):
         if n != "zrecv" or x not in execs or not window[0] <= t <= window[1]:
             continue
         shared = False
+        for _t, n2, _x in fe[i + 1:]:
+            if n2 == "poll_in":  # (a worker's link read before the turn's poll: in its turn)
+                break
+            if n2 == "link_in":
+                early += 1
+                break
         for _t, n2, _x in fe[i + 1:]:
             if n2 == "poll_out":
                 break
@@ -156,6 +164,7 @@ def hops(ev: Events, window: tuple[int, int]
         if w is not None and link is not None:
             done_wait["another frame in the turn" if shared else "alone"].append(
                 (link - w) / 1000)
+    done_wait["read in the EXECUTE's turn"] = [0.0] * early  # (counted only)
     return out, done_wait
 
 
@@ -171,7 +180,10 @@ def table(label: str, ev: Events, window: tuple[int, int]) -> str:
         if v:
             lines.append(f"{name:<32} {statistics.median(v):8.1f} {v[len(v) // 4]:8.1f} "
                          f"{v[3 * len(v) // 4]:8.1f} {statistics.mean(v):8.1f}")
+    early = len(done.pop("read in the EXECUTE's turn"))
     total = sum(len(v) for v in done.values()) or 1
+    lines.append(f"F worker DONE read in the EXECUTE's own turn (clerk._agent._results_now): "
+                 f"{early} runs ({100 * early / total:.0f} %)")
     for k, v in done.items():
         if v:
             lines.append(f"F EXECUTE turn {k}: {len(v)} runs ({100 * len(v) / total:.0f} %), "

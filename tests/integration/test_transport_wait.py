@@ -13,6 +13,7 @@ import pytest
 import zmq
 
 from clerk._transport import Transport
+from clerk.testing import wait_until
 from tests.integration.transport_helpers import transport_pair
 
 pytestmark = pytest.mark.timeout(30)
@@ -85,3 +86,35 @@ def test_with_nothing_coming_it_waits_out_its_time(pair) -> None:
     t0 = time.perf_counter()
     assert b.wait(0.0005) is False
     assert time.perf_counter() - t0 >= 0.0004  # a sub-millisecond wait, not a busy return
+
+
+def test_poll_readers_calls_only_the_descriptors_with_input_now(pair) -> None:
+    """Transport.poll_readers (the agent reads its workers' links right after it handed one a
+    run): without waiting, the plain descriptors with input get their callbacks; a ZeroMQ
+    socket is not asked (its traffic waits for the loop's poll), a removed reader is gone."""
+    a, b, b_address = pair
+    ready_r, ready_w = socket.socketpair()
+    quiet_r, quiet_w = socket.socketpair()
+    calls: list[str] = []
+    try:
+        a.add_reader(ready_r.fileno(), lambda: calls.append(ready_r.recv(16).decode()))
+        a.add_reader(quiet_r.fileno(), lambda: calls.append("quiet"))
+        assert a.poll_readers() is False  # nothing there: one poll, no callback
+        a_address = a.router.getsockopt(zmq.LAST_ENDPOINT).decode().removeprefix("tcp://")
+        b.send(a_address, [b"to the mailbox"], time.monotonic())
+        wait_until(lambda: b.poll(0, time.monotonic()) == [] and a.router.poll(0) != 0,
+                   timeout=5)  # (in a's mailbox now)
+        ready_w.send(b"done")
+        start = time.monotonic()
+        assert a.poll_readers() is True
+        assert time.monotonic() - start < 0.5  # (never waits)
+        assert calls == ["done"]
+        assert a.stats["received"] == 0  # the mailbox is left to the loop's poll
+        a.remove_reader(ready_r.fileno())
+        ready_w.send(b"again")
+        assert a.poll_readers() is False
+        assert calls == ["done"]
+    finally:
+        a.remove_reader(quiet_r.fileno())
+        for s in (ready_r, ready_w, quiet_r, quiet_w):
+            s.close()

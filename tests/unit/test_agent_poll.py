@@ -4,6 +4,8 @@ its mailbox before it elects."""
 
 from __future__ import annotations
 
+import types
+
 from clerk._agent import Agent, poll_timeout_ms
 from clerk._core import Role
 
@@ -109,6 +111,7 @@ class _Mailbox:
                                         "receive": lambda _s: iter(msgs)})()
         self.outgoing = type("O", (), {"overdue": lambda _s, now: False})()
         self.handled: list[object] = []
+        self._ran = False
 
     def _flush(self, now: float) -> None:
         pass
@@ -128,3 +131,56 @@ def test_traffic_that_ended_a_precise_wait_is_read_up_to_the_deadline_only() -> 
     assert box.transport.stats["drain_cut_due"] == 1
     whole = _Mailbox(5)
     assert Agent._handle_mailbox(whole) == 5  # type: ignore[arg-type]  # no deadline: all
+
+
+class _RunMailbox(_Mailbox):
+    """A mailbox whose first message is an EXECUTE (a RUN written to a worker that wrote its
+    DONE at once), then a replication round; what the turn did, in order, in ``steps``."""
+
+    def __init__(self, done_ready: bool, n: int = 2) -> None:
+        super().__init__(n)
+        self.steps: list[str] = []
+        self._urgent = False
+        box = self
+
+        def poll_readers(_s: object) -> bool:
+            box.steps.append("read workers")
+            if done_ready:
+                box._urgent = True  # the DONE's RESULT queued (AgentFeed.send)
+            return done_ready
+
+        self.transport.poll_readers = types.MethodType(poll_readers, self.transport)
+        self.transport.mailbox_waiting = types.MethodType(  # (another message after it?)
+            lambda _s: len(box.handled) < n, self.transport)
+        self.clock.wall = lambda: self.t  # type: ignore[attr-defined]
+
+    def _on_inbound(self, inbound: object, now: float) -> None:
+        super()._on_inbound(inbound, now)
+        self.steps.append("EXECUTE" if inbound == 0 else "HEARTBEAT")
+        self._ran = inbound == 0
+
+    def _flush(self, now: float) -> None:
+        self.steps.append("flush")
+        self._urgent = False
+
+    def _results_now(self) -> None:
+        Agent._results_now(self)  # type: ignore[arg-type]
+
+
+def test_a_result_ready_after_an_execute_leaves_before_the_next_mailbox_message() -> None:
+    """The worker wrote its DONE while the loop handed it the run (it ran on the loop's
+    core): the RESULT left only after the turn's other messages (a replication round's
+    rows, 250-400 µs) and the next poll. Now the workers' links are read right after the
+    EXECUTE's message and the RESULT is flushed before the next message is handled."""
+    box = _RunMailbox(done_ready=True)
+    assert Agent._handle_mailbox(box) == 2  # type: ignore[arg-type]
+    assert box.steps == ["EXECUTE", "read workers", "flush", "HEARTBEAT"]
+    idle = _RunMailbox(done_ready=False)  # the worker on the other core, not done yet
+    assert Agent._handle_mailbox(idle) == 2  # type: ignore[arg-type]
+    assert idle.steps == ["EXECUTE", "read workers", "HEARTBEAT"]  # one poll, nothing sent
+    # Nothing else in the mailbox: the result goes with the end of the turn's flush, just
+    # before the loop sleeps (a send in the middle of the turn waited for ZeroMQ's I/O thread).
+    alone = _RunMailbox(done_ready=True, n=1)
+    assert Agent._handle_mailbox(alone) == 1  # type: ignore[arg-type]
+    assert alone.steps == ["EXECUTE", "read workers"]
+    assert alone._urgent  # (queued, for the turn's flush)
