@@ -20,7 +20,7 @@ import pytest
 
 from clerk import _messages
 from clerk._codec import decode, encode
-from clerk._core import Received, Role, Start
+from clerk._core import MemberUp, Received, Role, Start
 from clerk._messages import Heartbeat
 from tests.unit.corenet import Net, T
 
@@ -103,8 +103,8 @@ def test_a_member_restarted_as_the_old_build_is_sent_the_old_form(notify: bool) 
     row = a.members.get("b")
     assert row is not None and row.peer.incarnation == "b-2"
     # Once b-2 is a member, nothing it is sent is of the new form.
-    admitted = next(t for t, _, e in net.log if getattr(e, "info", None) is not None
-                    and getattr(e.info, "incarnation", "") == "b-2")
+    admitted = next(t for t, _, e in net.log
+                    if isinstance(e, MemberUp) and e.info.incarnation == "b-2")
     late = [t for t, to in net.refused if to == b2.me.address and t > admitted]
     assert not late, f"{len(late)} HEARTBEATs of the new form after b-2 was admitted"
     hb = [m for m in net.sends(a, Heartbeat, to=b2) if m.table is not None]
