@@ -9,7 +9,9 @@ due time goes to an idle worker once it is due within ``RELEASE_LEAD_MS`` (at on
 default lead), which starts it at the due time (:mod:`clerk._lead`); free workers take the
 earliest start first; its timeout counts from the due time. Past its timeout the executor
 first reads the worker's link (a DONE the worker wrote in time may wait there unread when this
-loop was late: that run ended, it is not a timeout); if the run is still not done, the
+loop was late: that run ended in time, it is not a timeout; but a DONE whose duration is
+over the timeout is one, whichever of the read and the timer check comes first); if the
+run is still not done, the
 worker's whole process tree is killed and the worker replaced by a new child
 (``start_child`` first, then ``terminate_child``, which honours ``brutal_kill``; neither
 counts against the restart intensity; both on a helper thread, so the loop keeps
@@ -417,6 +419,14 @@ class Executor:
             return
         if outcome == "refused" and error.startswith("stale: "):
             self._refuse_stale(job, error.removeprefix("stale: "))
+            return
+        if outcome != "refused" and duration > job.msg.timeout_ms:
+            # It ran past its timeout and a late loop turn read its DONE before the timer
+            # check could kill it: still a timeout (its state is not taken), whichever came
+            # first; the worker is idle again, so it is kept.
+            self._reply(job, "timeout", None, f"ran {float(duration):.0f} ms, past its "
+                                              f"{job.msg.timeout_ms} ms timeout",
+                        float(duration))
             return
         self._reply(job, outcome, state, error, float(duration))
 

@@ -11,7 +11,8 @@ The same hole exists on main when the late turn reads the link *before* its time
 agent's loop, like this file's ``turn``, handles ready sockets first): the second test is a
 strict xfail on main too. Suggested fix: a DONE whose run is past its deadline when it is
 read (or whose ``duration_ms`` exceeds the run's timeout) is a timeout (its worker, idle
-again, need not be killed), in ``_on_done`` so both orders agree.
+again, need not be killed), in ``_on_done`` so both orders agree. Done so: a DONE whose
+``duration_ms`` is over the run's timeout is a timeout (no state taken); both tests pass.
 """
 
 from __future__ import annotations
@@ -65,8 +66,6 @@ def test_a_run_past_its_timeout_found_by_the_timer_check_is_a_timeout(
     assert outcome == "timeout", (outcome, duration)
 
 
-@pytest.mark.xfail(strict=True, reason="review4: a DONE read after its run's deadline is "
-                   "taken as ok (main too, when the late turn reads the link first)")
 @pytest.mark.timeout(60)
 def test_a_done_written_after_the_deadline_is_not_ok(monkeypatch: pytest.MonkeyPatch) -> None:
     outcome, duration = _overran(monkeypatch, read_first=True)
