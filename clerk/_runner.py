@@ -191,6 +191,10 @@ class TaskRunner(ResultRouting, StatusRows):
         if effect.is_me or self._activate is not None or self.scheduler.active:
             self._rows_seen = None  # its rows become (became) this manager's own
         if effect.is_me:
+            if self.scheduler.active:
+                # A claim again while managing: our table is our own since this node became the
+                # manager, not a replica of the one it followed before (Scheduler.followed).
+                self.scheduler.followed = ""
             if self._activate is None:
                 self._activate = False
             elif self.scheduler.activating:

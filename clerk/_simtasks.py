@@ -325,6 +325,8 @@ class LedgerLayer(LedgerRuns):
                 self._offer_to = None  # (an OFFER to a manager we no longer follow)
                 self.offer_parts.clear()
                 if effect.is_me:
+                    if self.scheduler.active:  # (a claim again: as the real runner)
+                        self.scheduler.followed = ""
                     if self._activate is None:
                         self._activate = False
                     self._loaded_at = None  # (a new claim while loading: loaded again)
