@@ -11,8 +11,9 @@ the same pure pieces:
   is replicated at once with a heartbeat round; merges on a partition's HANDOVER;
 * as follower: an OFFER of its rows to each manager it follows;
 * a simulated data directory per node that outlives crashes and restarts: the table the node
-  holds, written after every event that changed it (no coalescing: the disk is as fresh as it
-  can be, which is what "acknowledged" means below). A restarted node starts from it.
+  holds, written after every event that changed it (:mod:`clerk._simdisk`; no coalescing:
+  the disk is as fresh as it can be, which is what "acknowledged" means below). A restarted
+  node starts from it.
 
 The task is a ledger: state = counter; ``init`` gives 0 and every run adds 1 (so after ``init``
 the counter equals the lineage's version). Every execution is recorded
@@ -61,6 +62,7 @@ from clerk._replica import RowEncoder
 from clerk._replication import LOCAL_GAP_S, short_runs
 from clerk._resultacks import ACK_WAIT, PendingAcks
 from clerk._schedule import Scheduler
+from clerk._simdisk import LedgerDisk
 from clerk._simledgerrun import (
     LEAVE_WAIT_S,
     RUN_S,
@@ -227,7 +229,7 @@ class SimLedger:
         return values[len(values) // 2]
 
 
-class LedgerLayer(LedgerRuns):
+class LedgerLayer(LedgerDisk, LedgerRuns):
     """One node's task layer in the simulator (see the module docstring)."""
 
     #: When this manager's last round went, and when the changes made since go
@@ -577,30 +579,3 @@ class LedgerLayer(LedgerRuns):
                 self.scheduler.offer_from(msg.sender.name)
             return changed
         return False
-
-    def _persist(self, changed: bool) -> None:
-        core = self.node.core
-        if self.node.name in self.world.disks:
-            # A change of the member list alone is written too, as the node's does
-            # (clerk._replication, ``persist``): a restart waits for the members it had.
-            self._persist_members()
-        if self.scheduler.active:
-            if not changed and self.node.name in self.world.disks:
-                return
-            table = self.scheduler.table()
-        else:
-            seen = (core.replica.version, core.table_log.log, core.table_log.seq)
-            if seen == self._seen_replicated:
-                return
-            self._seen_replicated = seen
-            self.scheduler.load(core.replicated)
-            table = self.scheduler.table()
-        for row in table["tasks"].values():
-            row["running"] = None
-        self.world.disks[self.node.name] = json.loads(json.dumps(table))
-        self._persist_members()
-
-    def _persist_members(self) -> None:
-        self.world.disk_members[self.node.name] = {
-            m.name: m.address for m in self.node.core.member_list()
-            if m.alive and m.name != self.node.name}

@@ -1,0 +1,56 @@
+"""The simulated data directory of a ledger node (:mod:`clerk._simtasks`): the table the node
+holds, written after every event that changed it (no coalescing: the disk is as fresh as it
+can be, which is what "acknowledged" means there), with its live members; a restarted node
+starts from it.
+
+Split out of :mod:`clerk._simtasks` to keep it under ~600 lines. :class:`LedgerDisk` is a
+mixin of :class:`clerk._simtasks.LedgerLayer`: the attributes it declares are the layer's.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from clerk._schedule import Scheduler
+
+if TYPE_CHECKING:
+    from clerk._simnet import SimNode
+
+__all__ = ["LedgerDisk"]
+
+
+class LedgerDisk:
+    """Writes a node's table and members to its simulated disk (``SimLedger.disks``)."""
+
+    world: Any  # clerk._simtasks.SimLedger (which imports this module)
+    node: SimNode
+    scheduler: Scheduler
+    _seen_replicated: object  # the replica's position last written (a follower's)
+
+    def _persist(self, changed: bool) -> None:
+        core = self.node.core
+        if self.node.name in self.world.disks:
+            # A change of the member list alone is written too, as the node's does
+            # (clerk._replication, ``persist``): a restart waits for the members it had.
+            self._persist_members()
+        if self.scheduler.active:
+            if not changed and self.node.name in self.world.disks:
+                return
+            table = self.scheduler.table()
+        else:
+            seen = (core.replica.version, core.table_log.log, core.table_log.seq)
+            if seen == self._seen_replicated:
+                return
+            self._seen_replicated = seen
+            self.scheduler.load(core.replicated)
+            table = self.scheduler.table()
+        for row in table["tasks"].values():
+            row["running"] = None
+        self.world.disks[self.node.name] = json.loads(json.dumps(table))
+        self._persist_members()
+
+    def _persist_members(self) -> None:
+        self.world.disk_members[self.node.name] = {
+            m.name: m.address for m in self.node.core.member_list()
+            if m.alive and m.name != self.node.name}
