@@ -20,8 +20,8 @@ from clerk._messages import Message, Offer
 from clerk._simnet import SimNetwork
 from clerk._simtasks import SimLedger
 from tests.unit.simcluster import ledger_started
-from tests.unit.test_sim_hold_property import _bad, _reclaim_after_dispatch, random_schedule
-from tests.unit.test_sim_offer_runs import GAP_S, LONG_S, _apply, settle_and_measure
+from tests.unit.test_sim_hold_property import _bad, apply_schedule, random_schedule
+from tests.unit.test_sim_offer_runs import GAP_S, LONG_S, settle_and_measure
 
 
 def _run(n: int, seed: int, faults: list[tuple[str, int, float]]) -> dict[str, Any]:
@@ -43,12 +43,7 @@ def _run(n: int, seed: int, faults: list[tuple[str, int, float]]) -> dict[str, A
         return False
 
     net.cuts.append(twice)
-    for kind, arg, wait in faults:
-        if kind == "reclaim_after_dispatch":
-            _reclaim_after_dispatch(net, world)
-        else:
-            _apply(net, world, names, kind, arg)
-        net.run_for(wait)
+    apply_schedule(net, world, names, faults)
     return settle_and_measure(net, world, names)
 
 

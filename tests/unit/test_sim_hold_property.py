@@ -69,13 +69,19 @@ def run_schedule(n: int, seed: int, faults: list[tuple[str, int, float]], hold: 
         held[0] += bool(layer is not None and layer._held)
 
     net.observers.append(count)
+    apply_schedule(net, world, names, faults)
+    return {**settle_and_measure(net, world, names), "held": held[0]}
+
+
+def apply_schedule(net: SimNetwork, world: SimLedger, names: list[str],
+                   faults: list[tuple[str, int, float]]) -> None:
+    """Each fault of a ``random_schedule`` in turn, the simulated time it names after each."""
     for kind, arg, wait in faults:
         if kind == "reclaim_after_dispatch":
             _reclaim_after_dispatch(net, world)
         else:
             _apply(net, world, names, kind, arg)
         net.run_for(wait)
-    return {**settle_and_measure(net, world, names), "held": held[0]}
 
 
 def random_schedule(seed: int) -> tuple[int, list[tuple[str, int, float]]]:
