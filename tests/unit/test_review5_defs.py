@@ -3,15 +3,11 @@ decided already (``TaskRecord.decided``, the crash takeover's failover window)."
 
 from __future__ import annotations
 
-import pytest
-
 from tests.unit.test_schedule import NODES, K, due, run_ok, sched, started, tdef
 
 TIMEOUT = 9000  # ms
 
 
-@pytest.mark.xfail(strict=True, reason="review5: update_defs recomputes next_slot without "
-                                       "decided (clerk/_adopt.py update_defs)")
 def test_a_definition_change_after_a_crash_takeover_does_not_send_a_slot_of_its_window() -> None:
     """Case: a crash takeover 5 ms before slot K+2 is due treats K+2 as inside its failover
     window (the dead manager may have sent it ahead, up to MAX_DISPATCH_LEAD_MS: the
@@ -27,8 +23,9 @@ def test_a_definition_change_after_a_crash_takeover_does_not_send_a_slot_of_its_
     skipped ahead of its due time while the manager waits for OFFERs with a lead (counted
     skipped twice, or sent after it was counted).
 
-    Suggested fix: on the same grid, ``next_slot = max(next_slot, current + 1, rec.slot + 1,
-    rec.dispatched + 1, rec.decided + 1)`` (a new grid resets them, as now)."""
+    Fixed: on the same grid, ``next_slot = max(next_slot, current + 1, rec.slot + 1,
+    rec.dispatched + 1, rec.decided + 1)`` (a new grid resets them, as before). Fails on
+    main (K+2 sent)."""
     old = started(sched(tdef(timeout=TIMEOUT), seed=1), due("t", K) + 0.1)
     run_ok(old, K + 1, state={"n": 1})
     table = old.table()  # the last the members had: K+2 may have gone ahead after it
