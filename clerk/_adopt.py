@@ -312,7 +312,7 @@ class Adoption(OperatorControl):
                 continue
             d = self.defs[name]
             if wall is not None and name in self._grid and (
-                max(rec.slot, rec.dispatched) > self._slot_at(d, wall_ms) + 1
+                max(rec.slot, rec.dispatched, rec.decided) > self._slot_at(d, wall_ms) + 1
             ):
                 continue
             if self._merge_pause(name, rec.pause, wall):

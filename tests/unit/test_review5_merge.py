@@ -9,12 +9,7 @@ from clerk._record import TaskRecord
 from tests.unit.test_schedule import NODES, K, due, run_ok, sched, started
 
 
-@pytest.mark.parametrize("field", [
-    "slot", "dispatched",
-    pytest.param("decided", marks=pytest.mark.xfail(
-        strict=True, reason="review5: Adoption.merge's future-row guard checks slot and "
-                            "dispatched, not decided (clerk/_adopt.py)")),
-])
+@pytest.mark.parametrize("field", ["slot", "dispatched", "decided"])
 def test_a_merged_row_from_the_future_does_not_push_the_next_slot_out_of_reach(
         field: str) -> None:
     """Case: the manager merges an OFFER (``Scheduler.merge`` with ``wall``) whose row says
@@ -29,7 +24,9 @@ def test_a_merged_row_from_the_future_does_not_push_the_next_slot_out_of_reach(
     Cause: clerk/_adopt.py ``Adoption.merge``: the guard reads
     ``max(rec.slot, rec.dispatched) > self._slot_at(d, wall_ms) + 1``, which 44b4778 did not
     extend when it added ``decided`` to ``merge_rows`` and to the ``next_slot`` below it.
-    Suggested fix: ``max(rec.slot, rec.dispatched, rec.decided)`` in that guard."""
+    Fixed: ``max(rec.slot, rec.dispatched, rec.decided)`` in that guard (a real row's
+    ``decided`` is at most the slot due 50 ms after its manager's now, at most one ahead with
+    the 100 ms minimum interval, as ``dispatched``). The ``decided`` case fails on main."""
     s = started(sched(), due("t", K) + 0.1)
     run_ok(s, K + 1, state={"n": 1})
     row = TaskRecord.from_json(s.records["t"].to_json())
