@@ -312,7 +312,7 @@ class Adoption(OperatorControl):
                 continue
             d = self.defs[name]
             if wall is not None and name in self._grid and (
-                max(rec.slot, rec.dispatched) > self._slot_at(d, wall_ms) + 1
+                max(rec.slot, rec.dispatched, rec.decided) > self._slot_at(d, wall_ms) + 1
             ):
                 continue
             if self._merge_pause(name, rec.pause, wall):
@@ -540,11 +540,17 @@ class Adoption(OperatorControl):
                 self.next_slot[name] = 0
             else:
                 current = self._slot_at(d, wall_ms)
+                nxt = 0
                 if old is not None and _grid_key(old) != _grid_key(d):
                     # A new grid: its slot numbers are not the old one's. Carry on from the
                     # next slot of the new grid; the old ones count as done.
                     rec.slot = rec.dispatched = rec.decided = current
-                self.next_slot[name] = max(current, rec.slot, rec.dispatched) + 1
+                else:
+                    # The same grid: never back below a slot decided already (a crash
+                    # takeover's failover window, a skip ahead of its due time).
+                    nxt = self.next_slot.get(name, 0)
+                self.next_slot[name] = max(nxt, current + 1, rec.slot + 1, rec.dispatched + 1,
+                                           rec.decided + 1)
             fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
             # (Also a task that was "gone" before it ever ran: at a cluster's start no member
             # announces its tasks until its workers are ready; its instant run is still due.)
