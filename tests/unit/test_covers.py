@@ -1,0 +1,131 @@
+"""What a merge HANDOVER covers (clerk._covers): its wire form, and the winner's rule
+(``Scheduler.handed_over_by``): a ``stale`` takeover counts as offered the members the
+HANDOVER of the manager it followed covers, once every part of that step-down is merged;
+a member not covered is still waited for; no entry (an older build) covers no member."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from clerk._codec import decode, encode
+from clerk._covers import COVERS_KEY, CoverParts, Covers, add_covers, covers_of
+from clerk._handover import part_id, table_parts
+from clerk._messages import Handover, MemberInfo, Peer
+from clerk._record import unpack_table
+from clerk._schedule import Scheduler
+from tests.unit.test_schedule import NODES, K, due, run_ok, sched, started, tdef
+
+PEER = Peer("f", "10.0.0.6:7400", "inc+m", 0)
+ROWS = [(f"task{i}", '{"state":' + str(i) + ',"has_state":true}') for i in range(30)]
+
+
+def _parts(limit: int = 200) -> list[object]:
+    return table_parts(ROWS, limit)
+
+
+def test_the_entry_round_trips_through_the_codec_in_every_part() -> None:
+    parts = add_covers(_parts(), ["f", "c", "a", "a"], 7)
+    assert len(parts) > 2
+    for i, part in enumerate(parts):
+        msg = Handover(PEER, 7, (MemberInfo("a", "10.0.0.1:7400", "inc", 0, True),) if i == 0
+                       else (), part)
+        back = decode(encode(msg))
+        assert back == msg
+        assert isinstance(back, Handover)
+        assert covers_of(back.state) == Covers(frozenset({"a", "c", "f"}), 7, i, len(parts))
+
+
+def test_an_absent_entry_decodes_as_covering_nobody() -> None:
+    """An older build's HANDOVER (no entry): nothing covered, the old rule (wait)."""
+    for part in _parts():
+        back = decode(encode(Handover(PEER, 7, (), part)))
+        assert isinstance(back, Handover)
+        assert covers_of(back.state) is None
+    assert add_covers(_parts(), [], 7) == _parts()  # (none to cover: the old form, as is)
+    assert covers_of(None) is None
+
+
+def test_an_older_build_reads_the_part_as_before() -> None:
+    """An older build reads a packed table's ``packed`` and ``chunks`` only, and confirms a
+    part by the digest of its chunks: the entry changes neither."""
+    plain, covered = _parts(), add_covers(_parts(), ["a"], 7)
+    for p, c in zip(plain, covered, strict=True):
+        assert unpack_table(c) == unpack_table(p)
+        assert part_id(c) == part_id(p)
+
+
+@pytest.mark.parametrize("entry", [
+    "x", {"members": "a", "term": 1, "part": 0, "of": 1},
+    {"members": ["a", 3], "term": 1, "part": 0, "of": 1},
+    {"members": ["a"], "term": True, "part": 0, "of": 1},
+    {"members": ["a"], "term": 1, "part": 1, "of": 1},
+    {"members": ["a"], "term": 1, "part": -1, "of": 1},
+    {"members": ["a"], "term": 1, "part": 0},
+    {"members": ["a"] * 5000, "term": 1, "part": 0, "of": 1},
+])
+def test_a_malformed_entry_covers_nobody(entry: object) -> None:
+    assert covers_of({"packed": 1, "chunks": [], COVERS_KEY: entry}) is None
+
+
+def test_the_members_are_covered_once_every_part_is_merged() -> None:
+    parts = CoverParts()
+    members = frozenset({"a", "c"})
+    assert parts.add("f", Covers(members, 3, 0, 3)) == frozenset()
+    assert parts.add("f", Covers(members, 3, 0, 3)) == frozenset()  # (sent again)
+    assert parts.add("f", Covers(members, 4, 1, 3)) == frozenset()  # (another step-down)
+    assert parts.add("f", Covers(members, 3, 2, 3)) == frozenset()
+    assert parts.add("f", Covers(members, 3, 1, 3)) == members
+
+
+def _stale() -> Scheduler:
+    """A manager "b" that took over from its replica (``stale``) of the table of "f", the
+    manager it followed: it waits for the OFFERs of a and c."""
+    defn = tdef(timeout=5000)
+    old = started(sched(defn, seed=1), due("t", K) + 0.1)
+    run_ok(old, K + 1, state={"n": 1})
+    new = Scheduler([defn], random.Random(2), await_offers=True)
+    new.always_offers = lambda node: True
+    new.load(old.table())
+    new.stale = True
+    new.followed = "f"
+    new.activate(due("t", K + 2) + 0.05, graceful=False, claim=(2, "b"))
+    assert new.tick(due("t", K + 3), NODES)[0] == []  # (waits)
+    return new
+
+
+def test_a_member_the_followed_handover_does_not_cover_is_still_waited_for() -> None:
+    """The review4 case in one scheduler: f was itself waiting for c's OFFER, so its
+    HANDOVER covers a (and f) only; b waits for c. Before, any HANDOVER from f ended the
+    wait."""
+    b = _stale()
+    b.handed_over_by("f", Covers(frozenset({"f", "a"}), 5, 0, 1))
+    assert b.offered >= {"f", "a"} and "c" not in b.offered
+    assert b.tick(due("t", K + 4), NODES)[0] == []
+    b.offer_from("c")
+    ds, _ = b.tick(due("t", K + 5), NODES)
+    assert [d.slot for d in ds] == [K + 5]
+
+
+def test_a_handover_covering_every_member_ends_the_wait_at_once() -> None:
+    """healgap's gain: the other side's OFFERs lost at the heal, the followed manager's
+    HANDOVER (all its parts) covers them."""
+    b = _stale()
+    b.handed_over_by("f", Covers(frozenset({"f", "a", "c"}), 5, 0, 2))
+    assert b.tick(due("t", K + 4), NODES)[0] == []  # (its second part not merged yet)
+    b.handed_over_by("f", Covers(frozenset({"f", "a", "c"}), 5, 1, 2))
+    ds, _ = b.tick(due("t", K + 5), NODES)
+    assert [d.slot for d in ds] == [K + 5]
+
+
+@pytest.mark.parametrize("sender, covers", [
+    ("f", None),  # an older build's HANDOVER: only its sender counts as offered
+    ("g", Covers(frozenset({"g", "a", "c"}), 5, 0, 1)),  # not the manager b followed
+])
+def test_other_handovers_count_as_their_senders_offer_only(sender: str,
+                                                           covers: Covers | None) -> None:
+    b = _stale()
+    b.handed_over_by(sender, covers)
+    assert sender in b.offered and not {"a", "c"} & b.offered
+    assert b.tick(due("t", K + 4), NODES)[0] == []
