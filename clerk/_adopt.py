@@ -352,18 +352,22 @@ class Adoption(OperatorControl):
         self.offered.add(node)
         self._init_wait_ms = 0.0
 
-    def handed_over_by(self, node: str, covers: Covers | None = None) -> None:
+    def handed_over_by(self, node: str, covers: Covers | None = None) -> frozenset[str]:
         """A merge HANDOVER part from ``node`` (a manager that stepped down to us at a heal)
         is merged: its table is its durable rows, so it counts as its OFFER. If we are a
         ``stale`` takeover and ``node`` is the manager our replica followed (``followed``),
         the members its table covers (``covers``, :mod:`clerk._covers`) count as offered once
         every part of that step-down is merged: their rows are in its table, so no longer
         awaited. Only those: a member its table lacked (it was a ``stale`` takeover still
-        waiting for that member's OFFER) is still waited for."""
+        waiting for that member's OFFER) is still waited for. Returns the members counted
+        as offered this way (none until the last part)."""
         self.offer_from(node)
-        if covers is not None and self.stale and not self.from_disk and node == self.followed:
-            for member in self._cover_parts.add(node, covers):
-                self.offer_from(member)
+        if covers is None or not self.stale or self.from_disk or node != self.followed:
+            return frozenset()
+        covered = self._cover_parts.add(node, covers)
+        for member in covered:
+            self.offer_from(member)
+        return covered
 
     def _init_held(self, members: Mapping[str, Iterable[str]], wall_ms: float) -> float:
         """Until when (wall ms) an ``init`` (any run, ``from_disk``) must wait for members'
