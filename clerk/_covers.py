@@ -11,17 +11,20 @@ then ran from an older counter and the live member's newer update was dropped
 (``tests/unit/test_review4_heal.py``).
 
 **Covers.** So a stepped-down manager's merge HANDOVER now says which members its table covers
-(:func:`add_covers`, a ``covers`` entry beside each part's rows): the live members whose OFFER
-it merged under its claim, or whose rows a HANDOVER it took this way covered
-(``Scheduler.offered``; itself among them). A member that offered a manager and follows it
-since has nothing that manager's table lacks: what it held was merged, and what it got since
-came from that manager. A member still awaited is not listed, nor is one whose wait ended by
-its bound without its OFFER. The winner (a ``stale`` takeover; the HANDOVER from the manager
-it followed before it managed, ``followed``) counts each listed member as offered once every
-part of that step-down is merged (:class:`CoverParts`; a big table is several parts, and the
-rows of the parts not merged yet are not ours yet); the wait ends when every live member has
-offered or is covered, as it ends when every OFFER is in. Transitive: what a HANDOVER covered
-is in ``offered``, so this node's own HANDOVER covers it in turn.
+(:func:`add_covers`, a ``covers`` entry beside each part's rows): the members whose OFFER it
+merged under its claim, or whose rows a HANDOVER it took this way covered
+(``Scheduler.offered``; itself among them), that still follow it: they acknowledged its
+heartbeats since its claim (or its last stall) and within a manager timeout
+(:func:`clerk._handover.step_down_to`). A member that offered a manager and follows it since
+has nothing that manager's table lacks: what it held was merged, and what it got since came
+from that manager. One silent longer may have followed another manager meanwhile (a
+partition) and hold its rows. A member still awaited is not listed, nor is one whose wait
+ended by its bound without its OFFER. The winner (a ``stale`` takeover; the HANDOVER from the
+manager it followed before it managed, ``followed``) counts each listed member as offered once
+every part of that step-down is merged (:class:`CoverParts`; a big table is several parts,
+and the rows of the parts not merged yet are not ours yet); the wait ends when every live
+member has offered or is covered, as it ends when every OFFER is in. Transitive: what a
+HANDOVER covered is in ``offered``, so this node's own HANDOVER covers it in turn.
 
 **Wire.** The entry is in the part's state, not a message field: a node of an older build
 refuses a HANDOVER with a field it does not know, and reads a packed table's ``packed`` and

@@ -204,9 +204,14 @@ def step_down_to(core: CoreState, claim: Claim, now: float) -> None:
     winner = core.members.by_address(claim.address)
     members = core.members.infos(
         digests=winner is not None and reads_digests(winner.peer.incarnation))
-    # The live members whose rows our table covers (clerk._covers): in each part, so its
-    # budget is that much less. (Quorum mode: a winner does not merge the table.)
-    live = {r.name for r in core.members.others() if r.alive} | {core.me.name}
+    # The members whose rows our table covers (clerk._covers): in each part, so its budget
+    # is that much less. Only those that follow us still: they acknowledged us since our
+    # claim (or our last stall) and within a manager timeout; one silent longer may have
+    # followed another manager since (a partition), and hold its rows. (Quorum mode: a
+    # winner does not merge the table.)
+    horizon = now - core.timings.manager_timeout
+    live = {r.name for r in core.members.others()
+            if r.alive and r.acked_epoch >= 0 and r.last_seen >= horizon} | {core.me.name}
     covered = [n for n in core.covers() if n in live] if core.quorum is None else []
     limit = core.part_chars - (covers_chars(covered) if covered else 0)
     room = max(0, limit - members_chars(members))

@@ -10,6 +10,7 @@ import random
 import pytest
 
 from clerk._codec import decode, encode
+from clerk._core import Role
 from clerk._covers import COVERS_KEY, CoverParts, Covers, add_covers, covers_of
 from clerk._handover import part_id, table_parts
 from clerk._messages import Handover, MemberInfo, Peer
@@ -129,3 +130,49 @@ def test_other_handovers_count_as_their_senders_offer_only(sender: str,
     b.handed_over_by(sender, covers)
     assert sender in b.offered and not {"a", "c"} & b.offered
     assert b.tick(due("t", K + 4), NODES)[0] == []
+
+
+# --- the stepped-down manager's side (clerk._handover.step_down_to) ----------------------------
+
+
+def test_a_step_down_covers_its_members_that_offered_and_follow_it_still() -> None:
+    """Through NodeCore: a (manager of a and b) steps down to z; its task layer says a, b and
+    q offered (q is no member: left out). Every part carries the entry, within the limit."""
+    from clerk._codec import MAX_MESSAGE_BYTES
+    from tests.unit.corenet import T
+    from tests.unit.test_handover import _two_managers, big_table
+
+    net, a, b, z = _two_managers()
+    a.covers = lambda: {"a", "b", "q"}
+    a.set_replicated(big_table(3000))
+    net.heal()
+    net.advance(T.probe_interval + T.heartbeat_interval * 3)
+    assert net.agreed() == ("z", 1)
+    hand = net.sends(a, Handover, to=z)
+    assert len(hand) > 1
+    assert all(sum(len(f) for f in encode(h)) <= MAX_MESSAGE_BYTES for h in hand)
+    entries = [covers_of(h.state) for h in hand]
+    assert [(c.part, c.of) for c in entries if c is not None] == [
+        (i, len(hand)) for i in range(len(hand))]
+    assert {c.members for c in entries if c is not None} == {frozenset({"a", "b"})}
+
+
+def test_a_member_silent_for_a_manager_timeout_is_not_covered() -> None:
+    """b stopped acknowledging a (it may follow another manager by now, with its rows): a's
+    HANDOVER does not cover it, though b is still a live member (member_timeout is longer)."""
+    from tests.unit.corenet import T
+    from tests.unit.test_handover import _two_managers, big_table
+
+    net, a, b, z = _two_managers()
+    a.covers = lambda: {"a", "b"}
+    a.set_replicated(big_table(2))
+    net.partition([b], [a])  # (b and a apart too, besides the earlier split)
+    net.advance(T.manager_timeout + T.heartbeat_interval)
+    row = a.members.get("b")
+    assert row is not None and row.alive
+    net.cut = {c for c in net.cut if c != frozenset((a.me.address, z.me.address))}
+    net.advance(T.probe_interval + T.heartbeat_interval * 3)
+    assert a.manager == "z" and a.role is not Role.MANAGER
+    hand = net.sends(a, Handover, to=z)
+    assert hand and all(c is not None and c.members == {"a"}
+                        for c in map(covers_of, (h.state for h in hand)))
