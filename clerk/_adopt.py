@@ -354,17 +354,22 @@ class Adoption(OperatorControl):
 
     def handed_over_by(self, node: str, covers: Covers | None = None) -> frozenset[str]:
         """A merge HANDOVER part from ``node`` (a manager that stepped down to us at a heal)
-        is merged: its table is its durable rows, so it counts as its OFFER. If we are a
-        ``stale`` takeover and ``node`` is the manager our replica followed (``followed``),
-        the members its table covers (``covers``, :mod:`clerk._covers`) count as offered once
-        every part of that step-down is merged: their rows are in its table, so no longer
-        awaited. Only those: a member its table lacked (it was a ``stale`` takeover still
-        waiting for that member's OFFER) is still waited for. Returns the members counted
-        as offered this way (none until the last part)."""
-        self.offer_from(node)
-        if covers is None or not self.stale or self.from_disk or node != self.followed:
+        is merged: its table is its durable rows, so it counts as its OFFER, once every part
+        of that step-down is (``covers``, :mod:`clerk._covers`; without it, at once: an older
+        build). If we are a ``stale`` takeover and ``node`` is the manager our replica
+        followed (``followed``), the members its table covers count as offered then too:
+        their rows are in its table. Only those: a member its table lacked (it was a
+        ``stale`` takeover still waiting for that member's OFFER) is still waited for.
+        Returns the members counted as offered this way (none until the last part)."""
+        if covers is None:
+            self.offer_from(node)
             return frozenset()
         covered = self._cover_parts.add(node, covers)
+        if not covered:
+            return covered
+        self.offer_from(node)
+        if not self.stale or self.from_disk or node != self.followed:
+            return frozenset()
         for member in covered:
             self.offer_from(member)
         return covered

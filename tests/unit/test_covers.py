@@ -115,6 +115,7 @@ def test_a_handover_covering_every_member_ends_the_wait_at_once() -> None:
     b = _stale()
     b.handed_over_by("f", Covers(frozenset({"f", "a", "c"}), 5, 0, 2))
     assert b.tick(due("t", K + 4), NODES)[0] == []  # (its second part not merged yet)
+    assert "f" not in b.offered  # (nor is its sender's table whole in ours)
     b.handed_over_by("f", Covers(frozenset({"f", "a", "c"}), 5, 1, 2))
     ds, _ = b.tick(due("t", K + 5), NODES)
     assert [d.slot for d in ds] == [K + 5]
@@ -130,6 +131,17 @@ def test_other_handovers_count_as_their_senders_offer_only(sender: str,
     b.handed_over_by(sender, covers)
     assert sender in b.offered and not {"a", "c"} & b.offered
     assert b.tick(due("t", K + 4), NODES)[0] == []
+
+
+def test_a_manager_not_stale_counts_a_handovers_sender_once_it_is_whole() -> None:
+    """Any merge HANDOVER counts as its sender's OFFER (an ``init`` waits for it), once every
+    part of it is merged; its members do not (only a stale takeover's wait ends by them)."""
+    b = _stale()
+    b.stale = False
+    b.handed_over_by("f", Covers(frozenset({"f", "a"}), 5, 1, 2))
+    assert "f" not in b.offered
+    assert b.handed_over_by("f", Covers(frozenset({"f", "a"}), 5, 0, 2)) == frozenset()
+    assert "f" in b.offered and "a" not in b.offered
 
 
 # --- the stepped-down manager's side (clerk._handover.step_down_to) ----------------------------
