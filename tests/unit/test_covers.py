@@ -119,6 +119,9 @@ def test_a_handover_covering_every_member_ends_the_wait_at_once() -> None:
     b.handed_over_by("f", Covers(frozenset({"f", "a", "c"}), 5, 1, 2))
     ds, _ = b.tick(due("t", K + 5), NODES)
     assert [d.slot for d in ds] == [K + 5]
+    # Transitive: they are in ``offered``, which b's own HANDOVER covers in turn (the task
+    # layer's ``CoreState.covers``); a member whose wait ended by its bound never is.
+    assert b.offered >= {"f", "a", "c"}
 
 
 @pytest.mark.parametrize("sender, covers", [
