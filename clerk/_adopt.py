@@ -353,22 +353,14 @@ class Adoption(OperatorControl):
         self._init_wait_ms = 0.0
 
     def handed_over_by(self, node: str, covers: Covers | None = None) -> frozenset[str]:
-        """A merge HANDOVER part from ``node`` (a manager that stepped down to us at a heal)
-        is merged: its table is its durable rows, so it counts as its OFFER, once every part
-        of that step-down is (``covers``, :mod:`clerk._covers`; without it, at once: an older
-        build). If we are a ``stale`` takeover and ``node`` is the manager our replica
-        followed (``followed``), the members its table covers count as offered then too:
-        their rows are in its table. Only those: a member its table lacked (it was a
-        ``stale`` takeover still waiting for that member's OFFER) is still waited for.
-        Returns the members counted as offered this way (none until the last part)."""
-        if covers is None:
+        """A merge HANDOVER part from ``node`` (a manager that stepped down to us) is merged:
+        it counts as its OFFER once every part is (at once without ``covers``: an older
+        build); to a ``stale`` takeover whose replica followed ``node``, so do the members
+        its table covers (:mod:`clerk._covers`). Returns the latter (none before)."""
+        covered = frozenset() if covers is None else self._cover_parts.add(node, covers)
+        if covers is None or covered:
             self.offer_from(node)
-            return frozenset()
-        covered = self._cover_parts.add(node, covers)
-        if not covered:
-            return covered
-        self.offer_from(node)
-        if not self.stale or self.from_disk or node != self.followed:
+        if not covered or not self.stale or self.from_disk or node != self.followed:
             return frozenset()
         for member in covered:
             self.offer_from(member)
