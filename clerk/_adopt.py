@@ -52,9 +52,10 @@ too, so a fixed 1 s wait from its first look lost the race now and then (the led
 over from ``init``, or from an older state). So a member whose build always sends an OFFER
 (every build that announces ``TABLE_MARK``: ``always_offers``) is waited for up to
 ``OFFER_WAIT_SURE_MS`` (a live member offers; only a lost OFFER costs the whole wait), any
-other up to ``OFFER_WAIT_MS``. After a heal, the merge HANDOVER of the manager our replica
-followed (its whole table) ends this wait, and any merge HANDOVER counts as its sender's OFFER
-(:meth:`Adoption.handed_over_by`): a heal's first OFFERs lost held every dispatch ~10 s. A
+other up to ``OFFER_WAIT_MS``. Any merge HANDOVER counts as its sender's OFFER, and after a
+heal the one of the manager our replica followed counts as the OFFER of each member its table
+covers (:mod:`clerk._covers`, :meth:`Adoption.handed_over_by`): a heal's first OFFERs lost held
+every dispatch ~10 s; a member that manager was itself still waiting for is waited for. A
 member whose OFFER was lost on a link that was down sends it again once the link is up
 (``OfferAgain``, :mod:`clerk._core`, "OFFERs again"); a second OFFER merges idempotently.
 
@@ -86,6 +87,7 @@ from typing import Any
 
 from clerk._calendar import grid_for
 from clerk._control import merge_run_history
+from clerk._covers import Covers
 from clerk._lead import MAX_DISPATCH_LEAD_MS
 from clerk._lineage import better
 from clerk._operator import OperatorControl
@@ -350,18 +352,19 @@ class Adoption(OperatorControl):
         self.offered.add(node)
         self._init_wait_ms = 0.0
 
-    def handed_over_by(self, node: str) -> None:
-        """A merge HANDOVER from ``node`` (a manager that stepped down to us at a heal) is
-        merged: its table is its durable rows, so it counts as its OFFER; and if ``node`` is
-        the manager whose table our replica followed before we took over (``followed``), the
-        deltas of it our replica may have missed are merged too: a ``stale`` takeover no
-        longer holds dispatches for the members' OFFERs (see the module docstring, "A
-        manager that took over from its replica"; ``init`` still waits for them). Its
-        members' rows came from its replication (their disks' from their OFFERs to it), so
-        no member holds a state newer than that table and ours."""
-        self.offer_from(node)
-        if self.stale and not self.from_disk and node == self.followed:
-            self._from_disk_until = 0.0
+    def handed_over_by(self, node: str, covers: Covers | None = None) -> frozenset[str]:
+        """A merge HANDOVER part from ``node`` (a manager that stepped down to us) is merged:
+        it counts as its OFFER once every part is (at once without ``covers``: an older
+        build); to a ``stale`` takeover whose replica followed ``node``, so do the members
+        its table covers (:mod:`clerk._covers`). Returns the latter (none before)."""
+        covered = frozenset() if covers is None else self._cover_parts.add(node, covers)
+        if covers is None or covered:
+            self.offer_from(node)
+        if not covered or not self.stale or self.from_disk or node != self.followed:
+            return frozenset()
+        for member in covered:
+            self.offer_from(member)
+        return covered
 
     def _init_held(self, members: Mapping[str, Iterable[str]], wall_ms: float) -> float:
         """Until when (wall ms) an ``init`` (any run, ``from_disk``) must wait for members'
@@ -404,6 +407,7 @@ class Adoption(OperatorControl):
                 # wait for their OFFERs now, which list the runs its reload forgot.
                 self.offered.clear()
                 self._member_since.clear()
+                self._cover_parts.clear()
             self.offered.add(claim[1])  # our own durable rows were loaded at start
         self._from_disk_until = (wall * 1000 + OFFER_WAIT_SURE_MS if self.stale
                                  else wall * 1000 + OFFER_WAIT_MS if self.from_disk else 0.0)
@@ -585,3 +589,4 @@ class Adoption(OperatorControl):
         self._inflight = {}
         self.offered.clear()
         self._member_since.clear()
+        self._cover_parts.clear()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable, Collection
 from typing import Any
 
 from clerk._claims import MAX_TERM_JUMP, TermBound, claim_of, message_term
@@ -46,6 +47,11 @@ __all__ = ["LOST_HORIZON", "MAX_LOST", "CoreState"]
 LOST_HORIZON = 3600.0
 #: At most this many lost members are remembered (and probed).
 MAX_LOST = 1024
+
+
+def _none() -> Collection[str]:
+    """``CoreState.covers`` until the task layer sets it: no member covered."""
+    return ()
 
 
 class CoreState:
@@ -150,6 +156,9 @@ class CoreState:
         self.distrust_down_until = -INF
         self.returned_handovers = 0
         self.quorum: QuorumState | None = None  # quorum mode (set by NodeCore)
+        #: Set by the task layer: the members whose rows the table it schedules covers, for
+        #: our merge HANDOVER at a step-down (clerk._covers); none while it does not schedule.
+        self.covers: Callable[[], Collection[str]] = _none
 
     # --- public view ------------------------------------------------------------------------
 

@@ -72,6 +72,7 @@ import json
 from clerk._codec import EncodeError, encode
 from clerk._corestate import CoreState
 from clerk._coretypes import Role, Send, StateHandedOver
+from clerk._covers import add_covers, covers_chars
 from clerk._handparts import handover_parts, is_part, wire_bytes
 from clerk._joining import learn
 from clerk._membership import Member
@@ -203,8 +204,18 @@ def step_down_to(core: CoreState, claim: Claim, now: float) -> None:
     winner = core.members.by_address(claim.address)
     members = core.members.infos(
         digests=winner is not None and reads_digests(winner.peer.incarnation))
-    room = max(0, core.part_chars - members_chars(members))
-    parts = table_parts(source.items(), core.part_chars, room) or [None]
+    # The members whose rows our table covers (clerk._covers): in each part, so its budget
+    # is that much less. Only those that follow us still: they acknowledged us since our
+    # claim (or our last stall) and within a manager timeout; one silent longer may have
+    # followed another manager since (a partition), and hold its rows. (Quorum mode: a
+    # winner does not merge the table.)
+    horizon = now - core.timings.manager_timeout
+    live = {r.name for r in core.members.others()
+            if r.alive and r.acked_epoch >= 0 and r.last_seen >= horizon} | {core.me.name}
+    covered = [n for n in core.covers() if n in live] if core.quorum is None else []
+    limit = core.part_chars - (covers_chars(covered) if covered else 0)
+    room = max(0, limit - members_chars(members))
+    parts = add_covers(table_parts(source.items(), limit, room), covered, core.term) or [None]
     for i, part in enumerate(parts):
         msg = Handover(core.me, core.term, members if i == 0 else (), part)
         core.send(claim.address, msg)

@@ -28,10 +28,12 @@ import logging
 import math
 import random
 import time
+from collections.abc import Collection
 
 from clerk._adopt import takeover_stale
 from clerk._answered import Answered
 from clerk._core import ManagerChanged, OfferAgain, Send, StateHandedOver
+from clerk._covers import covers_of
 from clerk._deploy import Resolver
 from clerk._executor import Executor
 from clerk._host import Host
@@ -92,6 +94,7 @@ class TaskRunner(ResultRouting, StatusRows):
                                    self.nodes_guard, await_offers=True,
                                    dispatch_lead_ms=agent.config.dispatch_lead)
         self.scheduler.always_offers = self._always_offers
+        agent.core.covers = self._covers  # (our merge HANDOVER's, clerk._covers)
         # What the live members announce (clerk._deploy), kept current as the list changes.
         self._resolved_epoch = -1
         self._resolver = Resolver(list(self.defs.values()))
@@ -259,7 +262,7 @@ class TaskRunner(ResultRouting, StatusRows):
         if effect.merge:
             self._rows_seen = None
             changed = self.scheduler.merge(effect.state, wall, source=effect.sender)
-            self._handed_over(effect.sender)
+            self._handed_over(effect.sender, effect.state)
             self._log_conflicts()
             if changed and self._activate is None:  # (else replicated once it schedules)
                 self._replicate(now)
@@ -269,12 +272,22 @@ class TaskRunner(ResultRouting, StatusRows):
             if self.scheduler.activating:  # a crash takeover under way: this table instead
                 self.scheduler.deactivate()
 
-    def _handed_over(self, sender: str) -> None:
-        """A merge HANDOVER from ``sender`` is merged: it counts as its OFFER, and one from
-        the manager our replica followed ends a ``stale`` takeover's wait for the members'
-        OFFERs (``Scheduler.handed_over_by``). Not one of our own (``take_back_merge``)."""
+    def _handed_over(self, sender: str, state: Json) -> None:
+        """A merge HANDOVER part from ``sender`` is merged: it counts as its OFFER, and one
+        from the manager our replica followed as the OFFERs of the members its table covers
+        (clerk._covers, ``Scheduler.handed_over_by``). Not one of our own
+        (``take_back_merge``)."""
         if sender != self.agent.me.name:
-            self.scheduler.handed_over_by(sender)
+            covered = self.scheduler.handed_over_by(sender, covers_of(state))
+            if covered:
+                log.info("the table %s handed over covers %d member(s) (%s): their OFFERs "
+                         "are no longer awaited", sender, len(covered), ", ".join(sorted(covered)))
+
+    def _covers(self) -> Collection[str]:
+        """The members whose rows our table covers (clerk._covers): those whose OFFER it
+        merged, once it schedules; none while it takes over (its table is loading)."""
+        sched = self.scheduler
+        return sched.offered if sched.active and self._activate is None else ()
 
     def on_member_down(self, name: str, now: float) -> None:
         self._acks_round = -1  # one member fewer to wait for: look at the next turn
@@ -430,7 +443,7 @@ class TaskRunner(ResultRouting, StatusRows):
         for sender, table, _ in merges:
             self._rows_seen = None
             self.scheduler.merge(table, wall, source=sender)
-            self._handed_over(sender)
+            self._handed_over(sender, table)
         if merges:
             self._log_conflicts()
         for _, _, confirm in merges:

@@ -35,6 +35,7 @@ from typing import Any
 
 from clerk._calendar import Grid, grid_for
 from clerk._control import HISTORY_BUDGET_BYTES, HISTORY_TASK_BYTES
+from clerk._covers import CoverParts
 from clerk._jsondump import encoder
 from clerk._lead import check_lead
 from clerk._record import Conflict, TaskRecord
@@ -238,6 +239,8 @@ class SchedulerState:
         #: sets it: a look at the member's incarnation; see clerk._adopt.)
         self.always_offers: Callable[[str], bool] = _no
         self._member_since: dict[str, float] = {}
+        #: The parts of merge HANDOVERs merged, per step-down (clerk._covers).
+        self._cover_parts = CoverParts()
         self._init_wait_ms = 0.0  # instant inits held until this wall ms (see next_deadline)
         #: Tasks whose state a load kept over the loaded row's (ours is better: a row of our
         #: data directory the manager has not merged yet), as of each task's last load.

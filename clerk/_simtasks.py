@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter, deque
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,7 @@ from clerk._core import (
     Tick,
     WriteCommitted,
 )
+from clerk._covers import covers_of
 from clerk._lead import DISPATCH_LEAD_MS
 from clerk._leaveoffers import offers_awaited_until
 from clerk._messages import Execute, Offer, Result, ResultAck
@@ -206,6 +208,9 @@ class SimLedger:
         #: A merged merge HANDOVER counts as an OFFER and may end a ``stale`` wait
         #: (``Scheduler.handed_over_by``); False: neither, as before.
         self.handover_ends_wait = True
+        #: A stepped-down manager's HANDOVER says which members its table covers
+        #: (clerk._covers); False: it says nothing (an older build: the winner waits).
+        self.handover_covers = True
         self.offer_again = True  # OFFER again at a manager's link up (clerk._core); False: not
 
     def __call__(self, net: SimNetwork, node: SimNode) -> LedgerLayer:
@@ -273,6 +278,7 @@ class LedgerLayer(LedgerDisk, LedgerRuns):
         self.acks = PendingAcks()
         self._applied: dict[str, tuple[str, int]] = {}  # run id -> (node, value)
         self.offer_parts = OfferParts()  # as manager: the members' OFFERs' parts held
+        node.core.covers = self._covers  # (our merge HANDOVER's, clerk._covers)
 
     def _loaded(self) -> bool:
         """Is the table this node takes over loaded? At once, or ``SimLedger.load_s`` after
@@ -314,10 +320,16 @@ class LedgerLayer(LedgerDisk, LedgerRuns):
             return due
         return min(due, wall_next - WALL0 - self.world.offsets.get(self.node.name, 0.0))
 
-    def _handed_over(self, sender: str) -> None:
-        """A merge HANDOVER from ``sender`` is merged (as the real runner's)."""
+    def _handed_over(self, sender: str, state: Any) -> None:
+        """A merge HANDOVER part from ``sender`` is merged (as the real runner's)."""
         if self.world.handover_ends_wait and sender != self.node.name:
-            self.scheduler.handed_over_by(sender)
+            self.scheduler.handed_over_by(sender, covers_of(state))
+
+    def _covers(self) -> Collection[str]:
+        """The members our table covers, for our merge HANDOVER (as the real runner's)."""
+        sched = self.scheduler
+        scheduling = sched.active and self._activate is None and self.world.handover_covers
+        return sched.offered if scheduling else ()
 
     def after(self, event: Event, effects: list[Effect]) -> None:
         core = self.node.core
@@ -352,7 +364,7 @@ class LedgerLayer(LedgerDisk, LedgerRuns):
                 elif effect.merge:
                     changed |= self.scheduler.merge(effect.state, self.wall(),
                                                     source=effect.sender)
-                    self._handed_over(effect.sender)
+                    self._handed_over(effect.sender, effect.state)
                     self._confirm(effect.confirm)
                 elif core.is_manager:
                     self._activate = True
@@ -403,7 +415,7 @@ class LedgerLayer(LedgerDisk, LedgerRuns):
             merges, self._merges_waiting = self._merges_waiting, []
             for sender, table, _ in merges:
                 self.scheduler.merge(table, self.wall(), source=sender)
-                self._handed_over(sender)
+                self._handed_over(sender, table)
             for _, _, confirm in merges:
                 self._confirm(confirm)
             for result in list(self.outbox):  # our own kept results (runs we adopted)

@@ -8,7 +8,9 @@ won the heal; the majority's members sent it their OFFERs at once, over connecti
 re-established only after its reconnect back-off, and never again: the task ran nothing for
 3.7 s, until the next fault (up to ``OFFER_WAIT_SURE_MS``, 10 s). The majority's merge
 HANDOVER, confirmed and sent again until it is, now ends that wait (clerk._adopt,
-``handed_over_by``; tests/unit/test_sim_heal_gap.py over random splits in the simulator).
+``handed_over_by``; tests/unit/test_sim_heal_gap.py over random splits in the simulator): it
+says which members its table covers (clerk._covers), here the whole majority side, which the
+winner's log names.
 Whether the first OFFERs are lost depends on the timing of the real connections: on the old
 code this test failed only in the runs where they were."""
 
@@ -79,3 +81,8 @@ def test_after_a_split_heals_the_task_runs_again_within_two_seconds(tmp_path, ho
         print(report)
         assert winner in small, f"the small side's manager did not win: {report}"
         assert gap <= AGAIN_WITHIN, report
+        # The old manager's HANDOVER said which members its table covers (clerk._covers):
+        # its own side's, whose OFFERs the winner then no longer awaits.
+        covered = [line for line in cluster.log(winner).splitlines()
+                   if f"the table {manager} handed over covers" in line]
+        assert covered and all(n.split("@")[0] in covered[-1] for n in rest), covered

@@ -29,12 +29,12 @@ still n1's ``followed``, so its HANDOVER ends the wait, and n1 sends the next sl
 run still going (the task overlaps itself, one manager, after the merge). Before healgap n1
 waited for n0's OFFER and adopted the run.
 
-Suggested fix: the HANDOVER (or the row set it carries) says whether its sender's table was
-complete (the sender was not itself ``stale``/``from_disk`` and waiting for OFFERs); only such
-a HANDOVER ends the wait. And ``followed`` is cleared when this node claims (it names the
-manager whose table the replica of *this* takeover followed, never one from before it was the
-manager), and names the claim (term), not just the name. The second is done: a claim again
-while managing clears ``followed`` (the real runner and the simulator); its test passes.
+Fixed: the HANDOVER's row set says which members its sender's table covers (the live members
+whose OFFER it merged, or that a HANDOVER it took this way covered: :mod:`clerk._covers`); the
+winner counts those as offered, and waits for the others' OFFERs (here n1's: n2 was still
+waiting for it). An older build's HANDOVER says nothing: the winner waits, the old rule. And
+a claim again while managing clears ``followed`` (the real runner and the simulator): the
+second case. Both tests fail on the code before their fix and pass with it.
 """
 
 from __future__ import annotations
@@ -112,9 +112,6 @@ def test_the_old_rule_waits_for_the_members_offer_and_keeps_its_update(seed: int
     assert before is not None and before >= best, (best, before)
 
 
-@pytest.mark.xfail(strict=True, reason="review4: a HANDOVER from a followed manager that was "
-                   "itself a stale takeover ends the winner's OFFER wait; a live member's "
-                   "newer state is then dropped")
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_handover_from_a_stale_followed_manager_does_not_end_the_wait(seed: int) -> None:
     best, before = _stale_handover(seed, handover_ends_wait=True)

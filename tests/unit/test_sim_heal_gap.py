@@ -13,8 +13,9 @@ The hold protects against the winner's replica having missed the last deltas of 
 took over from; after a split that manager is alive on the other side and its merge HANDOVER
 carries its whole table, which holds them (its members' rows came from it). So a merged merge
 HANDOVER counts as its sender's OFFER, and one from the manager the winner followed before its
-takeover ends the hold (``Scheduler.handed_over_by``; ``init`` still waits for every OFFER). A
-crash takeover without a merge still waits (tests/unit/test_sim_takeover.py).
+takeover counts as the OFFERs of the members its table covers (its side's, whose OFFERs it had
+merged; ``Scheduler.handed_over_by``, clerk._covers), which ends the hold. A crash
+takeover without a merge still waits (tests/unit/test_sim_takeover.py).
 
 Here: a split (the old manager on a random side), a random time, a heal whose first messages
 from one side (its OFFERs only, or everything) are lost for a while, as the real connections'
