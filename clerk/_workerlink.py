@@ -13,8 +13,9 @@ Rules:
   :data:`DONE_FIELDS` (a 5-key object took the agent's loop ~4x the array's to decode: once
   per run), or an object with those keys when the ``run`` was an object (an agent of an
   earlier version reads only that). The agent reads both forms (a worker of an earlier
-  version, still running under an upgraded agent, writes the object), and drops anything
-  else, saying which form it got.
+  version, still running under an upgraded agent, writes the object); anything else is
+  dropped, saying which form it got, and a ``done`` of that kind fails the worker's run at
+  once (clerk._executor).
 * A body is strict JSON: ``NaN``, ``Infinity`` and ``-Infinity`` (which Python's ``json``
   reads by default) are an error naming them (:func:`parse`), so no field of a RUN or DONE,
   nor anything in a state, is a number that is not finite.
