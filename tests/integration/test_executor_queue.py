@@ -283,6 +283,7 @@ def test_a_run_whose_done_waits_unread_past_its_timeout_is_ok_not_killed(
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(("body", "why"), [
     ('["r0", "ok", {"n": 1}, 1.5', "not JSON: "),  # cut short
+    ('["r0", "ok", {"n": 1e400}, 1.5, ""]', "not JSON: 1e400 is not a finite number"),
     ('["r0", "ok"]', "neither an array of the 5 fields"),
     ('{"outcome": "ok"}', "neither an array of the 5 fields"),
 ])
