@@ -16,8 +16,11 @@ worker's whole process tree is killed and the worker replaced by a new child
 (``start_child`` first, then ``terminate_child``, which honours ``brutal_kill``; neither
 counts against the restart intensity; both on a helper thread, so the loop keeps
 heartbeating), and the run is reported as a timeout. A worker that dies mid-run fails that
-run with an error naming the exit. Results go to the manager this node follows now (which may
-have changed during the run), else to the sender.
+run with an error naming the exit. A DONE the agent cannot read (not JSON, in neither form, a
+field of the wrong type) fails its run at once with an error naming the problem, no state
+taken: the worker has answered and waits for its next run, which it takes as usual.
+Results go to the manager this node follows now (which may have changed during the run), else
+to the sender.
 """
 
 from __future__ import annotations
@@ -354,6 +357,8 @@ class Executor:
                 data = parse(body.decode())
             except (ValueError, RecursionError) as exc:
                 self._malformed(identity, f"a message that is not JSON ({exc})")
+                if kind == DONE:  # the worker answered its run, and nothing can be taken
+                    self._end_malformed(identity, f"not JSON: {exc}")
                 continue
             if kind == DONE:
                 self._on_done(identity, data)
@@ -385,13 +390,14 @@ class Executor:
         worker of an earlier version (clerk._workerlink)."""
         if type(data) is list and len(data) == len(DONE_FIELDS):
             run, outcome, state, duration, error = data
-        elif type(data) is dict:
+        elif type(data) is dict and "run" in data:  # (without it, it answers no run)
             run, outcome, state = data.get("run"), data.get("outcome"), data.get("state")
             duration, error = data.get("duration_ms", 0.0), data.get("error", "")
         else:
-            self._malformed(identity, f"a done that is neither an array of the "
-                                      f"{len(DONE_FIELDS)} fields ({', '.join(DONE_FIELDS)}) "
-                                      f"nor an object with them: {_form(data)}")
+            shape = (f"neither an array of the {len(DONE_FIELDS)} fields "
+                     f"({', '.join(DONE_FIELDS)}) nor an object with them: {_form(data)}")
+            self._malformed(identity, f"a done that is {shape}")
+            self._end_malformed(identity, shape)
             return
         for worker in self.workers.values():
             if worker.identity is identity:
@@ -401,22 +407,20 @@ class Executor:
         job = worker.job
         if job is None or job.msg.run_id != run:
             return
+        known = type(outcome) is str and outcome in _OUTCOMES
+        if (not known or type(error) is not str
+                or type(duration) not in (int, float) or not math.isfinite(duration)):
+            problem = (f"outcome {outcome!r}" if not known
+                       else f"error {error!r}" if type(error) is not str
+                       else f"duration_ms {duration!r}")
+            self._malformed(identity, f"a done with {problem}"[:300])
+            self._end_malformed(identity, problem)
+            return
         worker.job = None
         self.executed += 1
         # The next queued run first: it has waited for exactly this worker.
         if self.queue:
             self._pump(self._now())
-        known = type(outcome) is str and outcome in _OUTCOMES
-        if (not known or type(error) is not str
-                or type(duration) not in (int, float) or not math.isfinite(duration)):
-            # Its run is over (the worker waits for the next one): failed, saying why.
-            problem = (f"outcome {outcome!r}" if not known
-                       else f"error {error!r}" if type(error) is not str
-                       else f"duration_ms {duration!r}")
-            self._malformed(identity, f"a done with {problem}"[:300])
-            self._reply(job, "error", None, f"worker process {worker.pid} answered the run "
-                                            f"with a malformed reply ({problem})"[:1000])
-            return
         if outcome == "refused" and error.startswith("stale: "):
             self._refuse_stale(job, error.removeprefix("stale: "))
             return
@@ -429,6 +433,22 @@ class Executor:
                         float(duration))
             return
         self._reply(job, outcome, state, error, float(duration))
+
+    def _end_malformed(self, identity: socket.socket, problem: str) -> None:
+        """A DONE from the worker on ``identity`` that cannot be read (not JSON, neither
+        form, a field of the wrong type): the worker answered its run and waits for the next
+        one, so that run is over. It fails at once, saying why (no state taken), and the
+        worker takes the next run; before, a DONE that was not JSON or in neither form was
+        only dropped, and its run waited for its timeout, the worker's slot held."""
+        worker = next((w for w in self.workers.values() if w.identity is identity), None)
+        if worker is None or worker.job is None:
+            return  # no run to end (a worker not ready yet, or one that holds none)
+        job, worker.job = worker.job, None
+        self.executed += 1
+        if self.queue:  # the next queued run first, as for any DONE
+            self._pump(self._now())
+        self._reply(job, "error", None, f"worker process {worker.pid} answered the run with "
+                                        f"a malformed reply ({problem})"[:1000])
 
     def _malformed(self, identity: socket.socket, what: str) -> None:
         """Count (``malformed`` in stats) and log a message from a worker that is not one:

@@ -9,7 +9,10 @@ write, the pause register and the run history, and their merge rules are in
   after the resume, never with the slots it missed while paused.
 * **Trigger** is one extra run now, with the current state, on a random eligible node: refused
   while a run of the task is in flight (never overlapped, never queued), allowed while paused
-  or disabled; refused while the task's ``init`` waits for the members' durable rows, or
+  or disabled; refused while no live member loads the task: "not loaded yet" (try again) when
+  it is in this node's own set and its workers are starting (``loading_here``), "no longer
+  loaded" otherwise (removed from every live member's set); refused while the task's
+  ``init`` waits for the members' durable rows, or
   while a manager that took over from its replica or its data directory waits for the
   members' OFFERs. The task's ``nodes()`` is asked once per trigger.
 * Every finished run is appended to the task's history with its lateness (dispatch minus due,
@@ -116,6 +119,9 @@ class OperatorControl(SchedulerState):
                           f"{run['node']}, run {run['run']}): not triggered, try again when "
                           "it ends")
         if name in self.gone:
+            if name in self.loading_here:  # this node's own task, its workers starting
+                return None, (f"task {name!r} is not loaded yet (no live member announces it: "
+                              "this node's workers are starting): try again in a moment")
             return None, f"task {name!r} is no longer loaded by any live member"
         # ``nodes()`` is user code (slow, or a random subset): asked once per trigger, and
         # its answer is the one the dispatch below uses.

@@ -177,6 +177,9 @@ class TaskRunner(ResultRouting, StatusRows):
                 log_to=agent.config.log_to, on_ready=self._workers_ready,
                 on_capacity=self._worker_capacity, on_stale=self._stale,
             )
+            # Not announced until every worker is up (_workers_ready): a trigger of one of
+            # them meanwhile is "not loaded yet", not "no longer loaded" (clerk._operator).
+            self.scheduler.loading_here = frozenset(self.defs)
 
     def _always_offers(self, name: str) -> bool:
         """Does member ``name``'s build always OFFER a manager it follows? (Every build that

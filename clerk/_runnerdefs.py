@@ -85,6 +85,7 @@ class Definitions:
         """Every worker is up: announce our tasks (the agent started with none)."""
         now = self.agent.clock.monotonic()
         log.info("workers ready: eligible for %d task(s)", len(self.defs))
+        self.scheduler.loading_here = frozenset()  # (announced from now on)
         self.agent.apply(self.agent.core.set_tasks(self.agent.announcement, now), now)
 
     def _worker_capacity(self, capable: bool) -> None:
@@ -97,6 +98,8 @@ class Definitions:
         else:
             log.info("no worker up (being replaced): not eligible for runs until one is")
             tasks = ()
+        # A trigger meanwhile: "not loaded yet", when no other member has the task either.
+        self.scheduler.loading_here = frozenset() if capable else frozenset(self.defs)
         self.agent.apply(self.agent.core.set_tasks(tuple(tasks), now), now)
 
     def _resolve(self, wall: float, deadline: float = math.inf, adopt: bool = True) -> bool:

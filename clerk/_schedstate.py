@@ -215,6 +215,10 @@ class SchedulerState:
         self._states_total = 0
         self.instant_pending: set[str] = set()
         self.gone: dict[str, float] = {}  # task -> wall time (s) since no live member has it
+        #: Tasks this node has in its own task set but does not announce yet: its workers are
+        #: starting (or all being replaced). Such a task "gone" is not loaded *yet*, not
+        #: removed: a trigger of it says so ("try again"). Kept by the node (clerk._runnerdefs).
+        self.loading_here: frozenset[str] = frozenset()
         # Instant runs waiting for a node that has the task loaded (nodes advertise their tasks
         # only once their workers are ready: at a cluster's start, none for a moment). Retried
         # at every tick rather than skipped; not a reason to wake the loop by themselves.

@@ -313,3 +313,21 @@ class CountsNodesCalls(Counter):
     def nodes(self, members: list[str]) -> list[str]:
         _append(os.environ["CLERK_TEST_NODES_LOG"], " ".join(sorted(members)))
         return members
+
+
+class MalformedDone(clerk.Task):
+    """Its worker answers this run with ``state['body']`` (a str) as the DONE's body instead
+    of its reply, once (the worker's next run answers as usual): a worker whose reply the
+    agent cannot read. The worker itself then waits for its next run, as after any DONE."""
+
+    def execute(self, state: Any) -> Any:
+        import clerk._worker as worker
+
+        real = worker.done_body
+
+        def once(reply: dict[str, Any], state_json: str | None, array: bool = True) -> bytes:
+            worker.done_body = real
+            return str(state["body"]).encode()
+
+        worker.done_body = once
+        return state

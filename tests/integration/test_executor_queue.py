@@ -6,6 +6,7 @@ else (the next EXECUTE, the queued run's own timeout) happens to wake the execut
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import signal
@@ -277,3 +278,42 @@ def test_a_run_whose_done_waits_unread_past_its_timeout_is_ok_not_killed(
         ex.submit(Execute(ME, 1, "nap", "next", 2, {"s": 0}, 10_000), "m", time.monotonic())
         wait_until(lambda: turn() or len(results) == 3, timeout=20, interval=0)
         assert results[2][1].outcome == "ok" and ex.restarts == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("body", "why"), [
+    ('["r0", "ok", {"n": 1}, 1.5', "not JSON: "),  # cut short
+    ('["r0", "ok", {"n": 1e400}, 1.5, ""]', "not JSON: 1e400 is not a finite number"),
+    ('["r0", "ok"]', "neither an array of the 5 fields"),
+    ('{"outcome": "ok"}', "neither an array of the 5 fields"),
+])
+def test_a_done_the_agent_cannot_read_fails_its_run_at_once_and_frees_the_worker(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, body: str,
+        why: str) -> None:
+    """A real worker answers its run with a DONE that is not JSON, or in neither form: the
+    worker has answered, the run is over. It fails at once (a 20 s timeout, answered within
+    a few seconds) with the problem as its error, no state taken, the WARNING logged; the same
+    worker (no restart) takes the next run. On main the run waited for its timeout (failed
+    for the first and third bodies: a timeout after 20 s, the next run queued behind it)."""
+    bad = clerk.task("tests.integration.cluster_tasks:MalformedDone", name="bad",
+                     interval=60_000, timeout=20_000)
+    nap = clerk.task("tests.integration.cluster_tasks:Nap", name="nap", interval=60_000,
+                     timeout=20_000)
+    with running_executor(monkeypatch, {"bad": bad, "nap": nap}) as (ex, results, turn):
+        pid = ex.workers[0].pid
+        began = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="clerk.executor"):
+            ex.submit(Execute(ME, 1, "bad", "r0", 0, {"body": body}, 20_000), "m",
+                      time.monotonic())
+            ex.submit(Execute(ME, 1, "nap", "r1", 1, {"s": 0.01}, 20_000), "m",
+                      time.monotonic())
+            wait_until(lambda: turn() or len(results) == 2, timeout=30, interval=0)
+        failed, done = results[0][1], results[1][1]
+        assert (failed.run_id, failed.outcome, failed.state) == ("r0", "error", None)
+        assert f"worker process {pid} answered the run with a malformed reply ({why}" \
+            in failed.error, failed.error
+        assert (done.run_id, done.outcome) == ("r1", "ok"), done.error
+        assert time.monotonic() - began < 10  # not the 20 s timeout
+        assert ex.workers[0].pid == pid and ex.restarts == 0 and ex.malformed == 1
+        assert any("dropped" in r.getMessage() and f"pid {pid}" in r.getMessage()
+                   for r in caplog.records)

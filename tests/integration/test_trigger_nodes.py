@@ -11,7 +11,7 @@ import pytest
 
 import clerk
 from clerk.testing import free_ports, wait_until
-from tests.integration.cluster_tasks import CountsNodesCalls
+from tests.integration.cluster_tasks import Counter, CountsNodesCalls
 from tests.integration.task_helpers import counter_lines
 
 pytestmark = pytest.mark.timeout(60)
@@ -46,3 +46,35 @@ def _trigger(node: clerk.Node) -> dict[str, object] | None:
         if "try again" in str(exc):
             return None
         raise
+
+
+def test_a_trigger_before_the_nodes_workers_are_up_says_not_loaded_yet(
+        tmp_path: Path) -> None:
+    """A node announces its tasks only once every worker is up: until then its own task is
+    "gone" to its scheduler. A trigger sent right after ``start()`` (the node is the manager
+    at once; its 6 workers take ~0.3-0.6 s more to start here) was refused as "no longer
+    loaded by any live member", as for a task removed from the set, and not to be tried again
+    (this test failed on main: ControlError with that text). Now: "not loaded yet ... try
+    again"; once the workers are up the same trigger runs."""
+    log = tmp_path / "runs.log"
+    tasks = [clerk.task(Counter, name="c", interval=60_000, enabled=False,
+                        args={"log": str(log)})]
+    (port,) = free_ports(1)
+    refusals: list[str] = []
+    with clerk.Node(name="solo@127.0.0.1", port=port, insecure=True, workers=6,
+                    tasks=tasks) as node:
+        def trigger() -> dict[str, object] | None:
+            try:
+                return node.trigger("c")
+            except clerk.ControlError as exc:
+                refusals.append(str(exc))
+                if "try again" in str(exc):
+                    return None
+                raise
+
+        run = wait_until(trigger, timeout=20, interval=0.02)
+        assert run["node"] == "solo@127.0.0.1"
+        wait_until(lambda: len(counter_lines(log)) == 1, timeout=10)
+    assert not [r for r in refusals if "no longer loaded" in r]
+    assert any("task 'c' is not loaded yet" in r and "try again" in r for r in refusals), \
+        refusals  # (the window was hit: the node was the manager before its workers were up)

@@ -80,6 +80,7 @@ def _link_fake(workers: dict[int, Any] | None = None) -> Any:
                            _malformed_quiet_until=-math.inf, _now=time.monotonic, replies=[])
     fake._malformed = MethodType(Executor._malformed, fake)
     fake._on_done = MethodType(Executor._on_done, fake)
+    fake._end_malformed = MethodType(Executor._end_malformed, fake)
     fake._reply = lambda job, *rest: fake.replies.append((job.msg.run_id, *rest))
     fake._refuse_stale = lambda job, why: fake.replies.append((job.msg.run_id, "stale", why))
     return fake
@@ -134,9 +135,16 @@ def test_a_done_is_read_as_the_array_or_an_earlier_workers_object(body: bytes) -
         b.close()
 
 
+SHAPE = ("neither an array of the 5 fields (run, outcome, state, duration_ms, error) nor an "
+         "object with them")
+
+
 @pytest.mark.timeout(10)
-def test_a_done_in_neither_form_is_dropped_saying_what_it_was(
+def test_a_done_in_neither_form_fails_its_run_saying_what_it_was(
         caplog: pytest.LogCaptureFixture) -> None:
+    """The worker answered its run: the run is over, failed at once with what the reply was
+    (before, it was only dropped, and the run waited for its timeout with its worker's slot
+    held; this test failed on main: no reply, the job still held)."""
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     a.setblocking(False)
     try:
@@ -144,11 +152,12 @@ def test_a_done_in_neither_form_is_dropped_saying_what_it_was(
         with caplog.at_level(logging.WARNING, logger="clerk.executor"):
             _done(fake, a, b, b'["r-1", "ok", null]')
             _done(fake, a, b, b'"r-1"')  # counted, not logged again within MALFORMED_LOG_S
-        assert fake.replies == [] and fake.workers[0].job is not None  # still its run
-        assert fake.malformed == 2
+        # The second holds no run any more: counted, nothing to end.
+        assert fake.replies == [("r-1", "error", None, "worker process 4242 answered the run "
+                                 f"with a malformed reply ({SHAPE}: an array of 3 items)")]
+        assert fake.workers[0].job is None and fake.executed == 1 and fake.malformed == 2
         [line] = [r.getMessage() for r in caplog.records]
-        assert "neither an array of the 5 fields (run, outcome, state, duration_ms, error)" \
-            in line and "an array of 3 items" in line and "pid 4242" in line
+        assert SHAPE in line and "an array of 3 items" in line and "pid 4242" in line
     finally:
         a.close()
         b.close()
@@ -157,20 +166,30 @@ def test_a_done_in_neither_form_is_dropped_saying_what_it_was(
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("body", [
     b'["r-1", "ok", {"n": NaN}, 0.25, ""]', b'["r-1", "ok", {"n": 1}, Infinity, ""]',
+    b'["r-1", "ok", {"n": 1}, 0.25, ', b'["r-1", "ok", \xff, 0.25, ""]',
+    b'["r-1", "ok", {"n": 1e400}, 0.25, ""]', b'["r-1", "ok", null, 1e400, ""]',
 ])
-def test_a_done_with_a_number_that_is_not_finite_is_dropped_naming_it(
+def test_a_done_that_is_not_json_fails_its_run_with_the_parse_error(
         body: bytes, caplog: pytest.LogCaptureFixture) -> None:
-    """Before, the agent took NaN (json reads it): a state holding it went on to the manager
-    as the run's new state. Not JSON: dropped and counted like any malformed message."""
+    """Not JSON (truncated, not UTF-8, or a number that is not finite, which json reads by
+    default: a state holding NaN went on to the manager as the run's new state before):
+    counted and logged, and the run fails at once with the parse error, no state taken
+    (before, it waited for its timeout: this test failed on main)."""
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     a.setblocking(False)
     try:
         fake = _link_fake(_running(a, "r-1"))
         with caplog.at_level(logging.WARNING, logger="clerk.executor"):
             _done(fake, a, b, body)
-        assert fake.replies == [] and fake.malformed == 1
+        assert fake.malformed == 1 and fake.workers[0].job is None
+        [(run, outcome, state, error)] = fake.replies
+        assert (run, outcome, state) == ("r-1", "error", None)
+        assert error.startswith("worker process 4242 answered the run with a malformed reply "
+                                "(not JSON: ")
         [line] = [r.getMessage() for r in caplog.records]
-        assert "not JSON" in line and "is not a finite number" in line and "pid 4242" in line
+        assert "not JSON" in line and "pid 4242" in line
+        if b"NaN" in body or b"Infinity" in body or b"1e400" in body:
+            assert "is not a finite number" in line and "is not a finite number" in error
     finally:
         a.close()
         b.close()
@@ -180,7 +199,6 @@ def test_a_done_with_a_number_that_is_not_finite_is_dropped_naming_it(
 @pytest.mark.parametrize(("fields", "named"), [
     (["r-1", "done", None, 1.0, ""], "outcome 'done'"),
     (["r-1", ["ok"], None, 1.0, ""], "outcome ['ok']"),
-    ('["r-1", "ok", null, 1e400, ""]', "duration_ms inf"),  # (JSON text: 1e400 is inf)
     (["r-1", "ok", None, "1.5", ""], "duration_ms '1.5'"),
     (["r-1", "ok", None, None, ""], "duration_ms None"),
     (["r-1", "ok", None, True, ""], "duration_ms True"),

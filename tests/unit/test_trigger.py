@@ -98,3 +98,34 @@ def test_a_trigger_while_the_manager_waits_for_offers_is_refused_not_raised() ->
     dispatch, error = new.trigger("t", wall + 0.01, NODES)
     assert error == "" and dispatch is not None and dispatch.state == {"n": 1}
 
+
+
+def test_a_trigger_of_a_task_this_node_has_but_does_not_announce_yet_says_not_loaded_yet(
+) -> None:
+    """Right after a node starts, before its workers are up, no live member announces its own
+    task, so the scheduler holds it as "gone": a trigger then said "no longer loaded", as for a
+    task removed from every member's set. The node's own task whose workers are starting
+    (``loading_here``) is "not loaded yet: try again" (on main: "no longer loaded")."""
+    s = started(sched(), due("t", K) - 0.1)
+    s.loading_here = frozenset({"t"})  # as TaskRunner sets it until its workers are ready
+    s.update_defs({}, due("t", K))  # what the live members announce: nothing yet
+    assert "t" in s.gone
+    dispatch, error = s.trigger("t", due("t", K) + 0.2, {"a": ()})
+    assert dispatch is None
+    assert error == ("task 't' is not loaded yet (no live member announces it: this node's "
+                     "workers are starting): try again in a moment")
+    s.loading_here = frozenset()  # its workers are up: it announces the task
+    s.update_defs({"t": s.defs["t"]}, due("t", K) + 0.3)
+    dispatch, error = s.trigger("t", due("t", K) + 0.4, {"a": ("t",)})
+    assert error == "" and dispatch is not None and dispatch.node == "a"
+
+
+def test_a_trigger_of_a_task_removed_from_every_members_set_says_no_longer_loaded() -> None:
+    """A task no live member announces that is not this node's own (a rolling deploy removed
+    it; this node's set does not have it either): "no longer loaded", not "try again"."""
+    s = started(sched(), due("t", K) - 0.1)
+    s.loading_here = frozenset({"other"})  # this node's own set, without "t"
+    s.update_defs({}, due("t", K))
+    dispatch, error = s.trigger("t", due("t", K) + 0.2, {"a": ()})
+    assert dispatch is None
+    assert error == "task 't' is no longer loaded by any live member"

@@ -158,6 +158,12 @@ def test_parse_is_json_loads(text: str) -> None:
     (" Infinity ", "Infinity"),
     ('["r-1", "ok", {"n": NaN}, 0.25, ""]', "NaN"),  # a DONE whose state holds one
     ('["r", 1, 2, null, false, NaN, 0, "t", "m:T", "n", "UTC", 100]', "NaN"),  # a RUN's due
+    # Too large for a float: json.loads reads it as inf (parse_constant never sees it). These
+    # failed on main (parse returned inf).
+    ("1e400", "1e400"), ("[-1.5E+309]", "-1.5E\\+309"), (" 1e400 ", "1e400"),
+    ('["r-1", "ok", {"n": 1e400}, 0.25, ""]', "1e400"),  # a DONE whose state holds one
+    ('["r-1", "ok", null, 1e999, ""]', "1e999"),  # ... whose duration is one
+    ("1" + "0" * 400 + ".0", "1" + "0" * 39),
 ])
 def test_parse_refuses_numbers_that_are_not_finite(text: str, name: str) -> None:
     """json.loads reads NaN and the infinities; a RUN or DONE must not carry them (a state
@@ -165,6 +171,18 @@ def test_parse_refuses_numbers_that_are_not_finite(text: str, name: str) -> None
     an error naming the number, on the fast path and the fallback alike."""
     with pytest.raises(ValueError, match=f"^{name} is not a finite number"):
         parse(text)
+
+
+@pytest.mark.parametrize("text", [
+    "1.7976931348623157e308", "-1.7976931348623157e308", "1e-400", "[0.25, 1E2, -0.0]",
+    "1" + "0" * 400,  # an int: Python's ints have no limit, as json.loads reads them
+])
+def test_parse_takes_every_finite_number(text: str) -> None:
+    """The largest and smallest floats, an underflow (0.0, finite), and a huge int: as
+    json.loads reads them."""
+    import json
+
+    assert parse(text) == json.loads(text)
 
 
 def test_parse_of_absurd_nesting_is_an_error_not_a_crash() -> None:
