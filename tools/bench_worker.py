@@ -246,7 +246,7 @@ def _in_child(which: str, *args: str) -> Any:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--against", help="another checkout (e.g. /work/main)")
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=7, help="0: instructions only")
     ap.add_argument("--runs", type=int, default=3000, help="runs per measurement")
     ap.add_argument("--gap", type=float, default=0.003, help="seconds between runs (0: back "
                     "to back)")
@@ -275,17 +275,18 @@ def main() -> int:
         for label, which in order if rep % 2 == 0 else order[::-1]:
             got[label].append(_in_child(which, "cpu", str(args.runs), str(args.gap),
                                         str(args.lead)))
-    print(f"a worker's own work per no-op run: {args.runs} runs {args.gap * 1000:g} ms apart, "
-          f"due {args.lead:g} ms after sent; medians of {args.repeats} interleaved repeats")
-    base = statistics.median(r["cpu"] for r in got["against"]) if "against" in got else None
-    print(f"{'':<10} | {'CPU µs/run':>10} | {'sys share':>9} | {'ctx sw/run':>10} | ratio")
-    for label, rows in got.items():
-        cpu = statistics.median(r["cpu"] for r in rows)
-        ratio = f"{cpu / base:.2f}x" if base else ""
-        bad = sum(r["bad"] for r in rows)
-        print(f"{label:<10} | {cpu:10.1f} | {statistics.median(r['sys'] for r in rows):9.0%} | "
-              f"{statistics.median(r['switches'] for r in rows):10.2f} | {ratio}"
-              + (f"  ({bad:.0f} runs not ok)" if bad else ""))
+    if args.repeats:
+        print(f"a worker's own work per no-op run: {args.runs} runs {args.gap * 1000:g} ms apart, "
+              f"due {args.lead:g} ms after sent; medians of {args.repeats} interleaved repeats")
+        base = statistics.median(r["cpu"] for r in got["against"]) if "against" in got else None
+        print(f"{'':<10} | {'CPU µs/run':>10} | {'sys share':>9} | {'ctx sw/run':>10} | ratio")
+        for label, rows in got.items():
+            cpu = statistics.median(r["cpu"] for r in rows)
+            ratio = f"{cpu / base:.2f}x" if base else ""
+            bad = sum(r["bad"] for r in rows)
+            print(f"{label:<10} | {cpu:10.1f} | {statistics.median(r['sys'] for r in rows):9.0%} | "
+                  f"{statistics.median(r['switches'] for r in rows):10.2f} | {ratio}"
+                  + (f"  ({bad:.0f} runs not ok)" if bad else ""))
     if args.instructions:
         counts = {}
         for label, which in subjects.items():
