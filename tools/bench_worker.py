@@ -11,8 +11,10 @@ the executor's ``ChildSpec``: same boot, same arguments, log level ``info``) is 
 array of ``RUN_FIELDS``) one at a time, ``--gap`` seconds apart (default 3 ms: a worker's share
 of (c)'s 2,000 runs/s on 3 nodes x 2 workers; 0: back to back). Each run is due when it is
 sent (``--lead MS``: that far ahead, so the worker holds it, sleeps and spins until then). The
-worker's CPU per run is the ``psutil`` user + system time of its process over ``--runs`` runs
-(after 200 to warm up), with its context switches per run; every reply must be ``ok``.
+worker's CPU per run is the on-CPU time of all its threads over ``--runs`` runs (after 200 to
+warm up; ``/proc/<pid>/task/*/schedstat``, exact where ``psutil``'s ``cpu_times`` moves in
+10 ms ticks; ``psutil`` gives the kernel's share and the context switches per run); every
+reply must be ``ok``.
 The floor's worker (``tools/_bench_floor.py``'s ``CHAIN_WORKER``: a pyzmq DEALER over IPC that
 decodes the JSON request and replies) is fed the same way, in the same turns. Medians of
 ``--repeats`` interleaved repeats (each tree, and the floor, in its own process, the order
