@@ -2,7 +2,7 @@
 """A task worker's own CPU per no-op run, this tree against another, beside the floor's worker.
 
     .venv/bin/python tools/bench_worker.py --against /work/main [--repeats 7] [--runs 3000]
-        [--gap 0.003] [--lead 0] [--instructions]
+        [--gap 0.003] [--lead 0] [--instructions] [--syscalls]
 
 One real worker process (``clerk._worker:main``, started by the tree's own ``supervisor`` with
 the executor's ``ChildSpec``: same boot, same arguments, log level ``info``) is fed no-op runs
@@ -23,7 +23,8 @@ alternating) and their ratio.
 ``--instructions``: each worker's instructions per run as valgrind's callgrind counts them (the
 worker started under valgrind with the same ``main`` call, its link driven back to back: the
 difference of a run of 2,500 and one of 500 runs, start-up cancelled out; repeatable on a
-shared machine where CPU medians swing by 5-10 %).
+shared machine where CPU medians swing by 5-10 %). ``--syscalls``: each worker's system calls
+per run, by name (``strace -c -f`` attached over 1,000 runs, paced as the CPU measurement).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import struct
@@ -234,6 +236,37 @@ def child_instructions(which: str, runs: int) -> int:
     return int(m.group(1))
 
 
+def child_syscalls(which: str, runs: int, gap: float, lead_ms: float) -> dict[str, float]:
+    """In a child process: the system calls of a worker's threads per run (``strace -c -f``
+    attached for ``runs`` runs after the warm-up), by name."""
+    w = _worker(which)
+    out = f"{w._dir}.strace"
+    try:
+        for _ in range(200):
+            w.run(0.0, 100)
+        tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(w.pid), "-o", out],
+                                  stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # (attached: strace has no signal for it; a second is ample)
+        for _ in range(runs):
+            if gap:
+                time.sleep(gap)
+            w.run(lead_ms, 100)
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(timeout=30)
+        with open(out) as f:
+            table = f.read()
+    finally:
+        w.close()
+        if os.path.exists(out):
+            os.unlink(out)
+    counts = {}
+    for line in table.splitlines():
+        m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
+        if m and m.group(2) != "total":
+            counts[m.group(2)] = int(m.group(1)) / runs
+    return counts
+
+
 def _in_child(which: str, *args: str) -> Any:
     """Run this script's child mode for ``which`` (a tree's path, or "floor") and return
     what it printed (JSON). The child's sys.path starts with the tree measured."""
@@ -256,6 +289,8 @@ def main() -> int:
                     "due time (the worker holds it)")
     ap.add_argument("--instructions", action="store_true",
                     help="also count instructions per run (valgrind)")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="also count system calls per run (strace -c -f)")
     ap.add_argument("--no-floor", action="store_true", help="leave the floor's worker out")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -263,6 +298,9 @@ def main() -> int:
         which, mode, *rest = args.child
         if mode == "cpu":
             print(json.dumps(child_cpu(which, int(rest[0]), float(rest[1]), float(rest[2]))))
+        elif mode == "syscalls":
+            print(json.dumps(child_syscalls(which, int(rest[0]), float(rest[1]),
+                                            float(rest[2]))))
         else:
             print(json.dumps(child_instructions(which, int(rest[0]))))
         return 0
@@ -299,6 +337,13 @@ def main() -> int:
               + ", ".join(f"{k} {v:,.0f}" + (f" ({v / counts['against']:.3f}x)"
                                             if "against" in counts and k != "against" else "")
                           for k, v in counts.items()))
+    if args.syscalls:
+        for label, which in subjects.items():
+            calls = _in_child(which, "syscalls", "1000", str(args.gap), str(args.lead))
+            print(f"system calls per run, {label} (strace -c -f, 1,000 runs): "
+                  f"{sum(calls.values()):.2f}: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in sorted(calls.items(),
+                                                                 key=lambda kv: -kv[1])))
     ok = all(r["bad"] == 0 for rows in got.values() for r in rows)
     return 0 if ok else 1
 
