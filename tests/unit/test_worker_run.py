@@ -428,3 +428,18 @@ def test_a_run_is_refused_as_stale_exactly_when_too_late_says(deadline_after: An
     assert (out["outcome"] == "refused") == bool(want), (out, want)
     if want:
         assert out["error"].startswith("stale: ") and out["state"] is None
+
+
+def test_a_runs_duration_is_whole_nanoseconds_so_its_text_is_short() -> None:
+    """``duration_ms`` is whole ns over 1e6: its repr in the DONE has at most 6 decimals (the
+    repr of a 17-digit float was the largest single cost of a worker's run path)."""
+    from clerk._worker import done_body
+
+    for cls in (Echo, Raises):
+        out = run_job(job(cls), {})
+        duration = out["duration_ms"]
+        assert type(duration) is float and duration >= 0
+        assert round(duration * 1e6) / 1e6 == duration
+        text = repr(duration)
+        assert "e" in text or len(text.partition(".")[2]) <= 6, text
+        assert f", {text}, ".encode() in done_body(out, None)
