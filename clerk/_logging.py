@@ -80,7 +80,10 @@ _context: dict[str, Any] = {"task": None, "slot": None, "run": None}
 
 def run_context(task: str | None = None, slot: int | None = None, run: str | None = None) -> None:
     """Set (or, with no arguments, clear) the run in progress in this process."""
-    _context.update(task=task, slot=slot, run=run)
+    context = _context  # (three stores: a worker sets and clears it on every run)
+    context["task"] = task
+    context["slot"] = slot
+    context["run"] = run
 
 
 class ContextFilter(logging.Filter):

@@ -404,3 +404,42 @@ def test_a_run_message_is_the_array_of_run_fields_or_an_earlier_agents_object() 
     for bad in (b"[1, 2]", b'"run"', b"null"):
         with pytest.raises(ValueError, match="is not an array of 12 fields"):
             _run_message(bad, {})
+
+
+@pytest.mark.parametrize("deadline_after", [0, 50, 500, 5000, None, "x", True, 500.5])
+@pytest.mark.parametrize("interval", [30, 300, 3000, None, "x", 300.0])
+@pytest.mark.parametrize("late_by", [0, 100, 1000])
+def test_a_run_is_refused_as_stale_exactly_when_too_late_says(deadline_after: Any,
+                                                              interval: Any,
+                                                              late_by: int) -> None:
+    """The worker judges a run's start in line for int limits (its usual case) and through
+    ``_late_start`` otherwise: either way a run is refused exactly when ``too_late`` says so
+    (every limit here is 30 ms or more from the start, so the test's clock agrees)."""
+    from clerk._lead import too_late
+
+    now_ms = int(time.time() * 1000)
+    due = now_ms - late_by
+    deadline = (due + deadline_after if type(deadline_after) in (int, float) and deadline_after
+                else deadline_after)
+    out = run_job({**job(Echo), "due_ms": due, "deadline_ms": deadline,
+                   "interval_ms": interval}, {})
+    want = too_late(now_ms, due, deadline if isinstance(deadline, int | float) else 0,
+                    interval if isinstance(interval, int | float) else None, "would start")
+    assert (out["outcome"] == "refused") == bool(want), (out, want)
+    if want:
+        assert out["error"].startswith("stale: ") and out["state"] is None
+
+
+def test_a_runs_duration_is_whole_nanoseconds_so_its_text_is_short() -> None:
+    """``duration_ms`` is whole ns over 1e6: its repr in the DONE has at most 6 decimals (the
+    repr of a 17-digit float was the largest single cost of a worker's run path)."""
+    from clerk._worker import done_body
+
+    for cls in (Echo, Raises):
+        out = run_job(job(cls), {})
+        duration = out["duration_ms"]
+        assert type(duration) is float and duration >= 0
+        assert round(duration * 1e6) / 1e6 == duration
+        text = repr(duration)
+        assert "e" in text or len(text.partition(".")[2]) <= 6, text
+        assert f", {text}, ".encode() in done_body(out, None)
