@@ -64,8 +64,7 @@ import heapq
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from clerk._codec import MAX_MESSAGE_BYTES, EncodeError, encode
 from clerk._core import (
@@ -100,49 +99,15 @@ from clerk._messages import (
     TasksReply,
 )
 from clerk._replica import HANDOVER_WHOLE_CHARS
+from clerk._simnode import SimLayer, SimNode
 from clerk._tasksets import DIGEST_MARK, by_digest, with_entries
 from clerk._timings import Timings
 
-__all__ = ["PENDING_TTL_S", "SimLayer", "SimNetwork", "SimNode"]
+__all__ = ["PENDING_TTL_S", "SimLayer", "SimNetwork", "SimNode"]  # (the last two: clerk._simnode)
 
 #: A message for a peer whose link is down waits this long (s) for it, then is lost: the real
 #: transport's ``PENDING_TTL`` (clerk._transport imports ZeroMQ: not imported here).
 PENDING_TTL_S = 1.0
-
-
-class SimLayer(Protocol):
-    """What runs above a simulated node's core (see the module docstring)."""
-
-    def after(self, event: Event, effects: list[Effect]) -> None: ...
-
-    def next_deadline(self) -> float: ...
-
-    def leave_at(self, now: float) -> float | None:
-        """When to look again at a stop request made ``now`` (None: act on it now)."""
-        ...
-
-    def on_leave(self) -> None:
-        """The node acts on a stop request now (called just before its core is told, as the
-        real agent calls its task runner's ``on_leave``)."""
-        ...
-
-
-@dataclass
-class SimNode:
-    """One simulated node: its core, and whether it is up and running."""
-
-    name: str
-    address: str
-    priority: int
-    seeds: tuple[str, ...]
-    core: NodeCore
-    up: bool = True
-    paused: bool = False
-    timer_at: float = float("inf")
-    backlog: list[Event] = field(default_factory=list)
-    layer: SimLayer | None = None
-    disk: dict[str, Any] | None = None  # quorum mode: the voter file (survives crashes)
-    as_name: str = ""  # the name its core goes by, if not ``name`` (a duplicate name)
 
 
 class SimNetwork:
@@ -282,8 +247,15 @@ class SimNetwork:
         self._feed(self.nodes[name], event)
 
     def restart(self, name: str) -> None:
-        """Start a crashed (or stopped) node again with a new incarnation."""
+        """Start a crashed (or stopped) node again with a new incarnation. A node that left
+        and whose process has not exited yet (``SimLayer.exits_at``) is started once it has."""
         node = self.nodes[name]
+        if node.up and node.core.role is Role.STOPPED and node.layer is not None:
+            exits = node.layer.exits_at(self.now)
+            if exits is not None:
+                core = node.core
+                self.at(exits, lambda: self.restart(name) if node.core is core else None)
+                return
         if node.up and node.core.role is not Role.STOPPED:
             self.crash(name)
         node.core = self._make_core(node.as_name or name, node.address, node.priority,
@@ -319,11 +291,12 @@ class SimNetwork:
     def send(self, name: str, to: str, msg: Message) -> None:
         """Have node ``name`` send ``msg`` to the mailbox ``to``, as the layer above the core
         would (e.g. the scheduler's EXECUTE). Nothing is sent by a node that is down or
-        paused, nor by one that stopped (left) but a RESULT: like the real node, a node that
-        left keeps its loop until its runs in flight end, and sends their results."""
+        paused, nor by one that stopped (left) but a RESULT or an OFFER: like the real node,
+        a node that left keeps its loop until its runs in flight end and a manager took
+        their results, and gives a manager it hears of since its OFFER."""
         node = self.nodes[name]
         if node.up and not node.paused and (node.core.role is not Role.STOPPED
-                                            or isinstance(msg, Result)):
+                                            or isinstance(msg, Result | Offer)):
             self._transmit(node, Send(to, msg))
 
     def leave(self, name: str) -> None:
