@@ -103,7 +103,7 @@ from clerk._simnode import SimLayer, SimNode
 from clerk._tasksets import DIGEST_MARK, by_digest, with_entries
 from clerk._timings import Timings
 
-__all__ = ["PENDING_TTL_S", "SimLayer", "SimNetwork", "SimNode"]  # (the last two: clerk._simnode)
+__all__ = ["PENDING_TTL_S", "SimLayer", "SimNetwork", "SimNode"]
 
 #: A message for a peer whose link is down waits this long (s) for it, then is lost: the real
 #: transport's ``PENDING_TTL`` (clerk._transport imports ZeroMQ: not imported here).

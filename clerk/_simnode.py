@@ -1,9 +1,11 @@
-"""A simulated node and the layer above its core (:mod:`clerk._simnet`'s ``SimNode`` and
-``SimLayer``, re-exported there).
+"""A simulated node and the layer above its core: the data both parts of the simulator share.
 
-Split out of :mod:`clerk._simnet` to keep it under ~600 lines when the layer got
-``exits_at`` (a node that left waits for its results' acknowledgements before its process
-exits: :mod:`clerk._routing`); no behaviour change.
+:class:`SimNode` is one node of :class:`clerk._simnet.SimNetwork`: its real
+:class:`~clerk._core.NodeCore`, whether it is up, paused or stopped, its timer, what arrived
+while it was paused, and (quorum mode) its voter file, which survives a crash. A
+:class:`SimLayer` runs above a node's core, as the real node's task layer does
+(:mod:`clerk._simtasks`). Kept apart from the network so that its parts
+(:mod:`clerk._simlinks`) need not import it.
 """
 
 from __future__ import annotations

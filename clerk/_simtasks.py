@@ -193,10 +193,11 @@ class SimLedger:
         #: (``Scheduler.handed_over_by``); False: neither, as before.
         self.handover_ends_wait = True
         self.offer_again = True  # OFFER again at a manager's link up (clerk._core); False: not
-        #: A member that left keeps its results until a manager acknowledges them (sent to
-        #: the managers it hears of and the members it knew), and a restart waits for that
-        #: process to exit (``LedgerRuns.exits_at``); False: as before (sent once, to the
-        #: highest claim). ``lost_on_leave``: (node, task, run id, state) given up at the bound.
+        #: A member that left keeps its results until a manager acknowledges them (resent to
+        #: the highest claim it knows; a manager that announces itself gets its OFFER, results
+        #: and LEAVE), and a restart waits for that process to exit (``LedgerAcks.exits_at``);
+        #: False: as before (sent once, to the highest claim). ``lost_on_leave``: (node, task,
+        #: run id, state) given up at the bound.
         self.leave_keeps_results = True
         self.lost_on_leave: list[tuple[str, str, str, Any]] = []
 
