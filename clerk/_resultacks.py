@@ -22,11 +22,12 @@ Rules (default mode; quorum mode acknowledges on its own commit, :mod:`clerk._ru
   holds an ACK for).
 * A stamp of another log (the manager claimed again: a new log) no longer says anything: such
   ACKs are stamped again. A node that stops managing drops every held ACK: their nodes send
-  the results to the next manager. Not a manager that leaves (it drains): its table, with
-  those rows, is handed over and written last, so it acknowledges at once what it applies
-  then, and sends the ACKs it holds when it stops managing and when it exits
-  (:meth:`take_all`): a member that left waits for its results' ACKs, and the next manager
-  may not list it (it would wait out its bound, then warn of an update that was not lost).
+  the results to the next manager. But a manager that leaves (it drains) acknowledges a
+  node that left (no longer a live member) at once, and sends such ACKs it holds when it
+  stops managing and when it exits (:meth:`take_all`): its table, with those rows, is handed
+  over and written last, and that node waits for its results' ACKs to exit, while the next
+  manager may not list it (it would wait out its bound, then warn of an update that was
+  not lost). A live member's ACKs are dropped as before: it resends to the next manager.
 
 Pure bookkeeping: no I/O, time injected (monotonic seconds).
 """

@@ -257,11 +257,14 @@ class ResultRouting(QuorumWriting):
                 self._held.append(msg)
         if msg.sender.name == self.agent.me.name:
             return True
-        if self.wa is None and not self.scheduler.draining:
+        if self.wa is None and not (self.scheduler.draining
+                                    and self._left_member(msg.sender.name,
+                                                          msg.sender.incarnation)):
             # Applied, or of no use to us (not a run in flight): acknowledged once every live
             # member holds the table as it is now (clerk._resultacks): until then its node
             # keeps the result and gives it to the next manager if this one dies. (A leaving
-            # manager acknowledges at once: its table is handed over and written last.)
+            # manager acknowledges a node that left at once: its table is handed over and
+            # written last, and that node waits for the ACK to exit.)
             if self._acks.hold(msg.sender.address, msg.task, msg.run_id, now) \
                     and not self._replicate_dirty:
                 self._stamp_acks()
@@ -270,12 +273,21 @@ class ResultRouting(QuorumWriting):
                                                       msg.task, msg.run_id), now)
         return True
 
+    def _left_member(self, name: str, incarnation: str) -> bool:
+        """Is the node ``name`` (that incarnation) no longer a member (it left)?"""
+        row = self.agent.core.members.get(name)
+        return row is None or row.peer.incarnation != incarnation
+
     def _acks_now(self, now: float) -> None:
-        """A leaving manager: every RESULT_ACK it holds goes now (clerk._resultacks)."""
+        """A leaving manager stops managing: the RESULT_ACKs it holds for nodes that are no
+        longer live members (they left, and wait for them) go now; the others are dropped
+        as before, their nodes resending to the next manager (clerk._resultacks)."""
         core = self.agent.core
+        live = {m.peer.address for m in core.members.others() if m.alive}
         for ack in self._acks.take_all():
-            self.agent.send(ack.to, ResultAck(self.agent.me, core.term, ack.task, ack.run_id),
-                            now)
+            if ack.to not in live:
+                self.agent.send(ack.to, ResultAck(self.agent.me, core.term, ack.task,
+                                                  ack.run_id), now)
 
     def _stamp_acks(self) -> None:
         """Every change so far is in the table log: the held ACKs wait for its sequence."""

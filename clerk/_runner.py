@@ -188,7 +188,7 @@ class TaskRunner(ResultRouting, StatusRows):
     def on_manager_changed(self, effect: ManagerChanged, now: float, wall: float) -> None:
         self._quorum_drop()
         self._offer_parts.clear()  # (counted anew under each claim, as Scheduler.offered)
-        if self.scheduler.draining:  # (leaving: the table is handed over: clerk._resultacks)
+        if self.scheduler.draining:  # (leaving: ACKs for nodes that left: clerk._resultacks)
             self._acks_now(now)
         self._acks.clear()  # held ACKs of a claim of ours: their nodes resend to the next
         self._offer_job = None  # (to a manager we no longer follow)
@@ -358,7 +358,8 @@ class TaskRunner(ResultRouting, StatusRows):
     def ready_to_leave(self, now: float) -> bool:
         """A leaving node first lets its runs in flight finish (for up to LEAVE_WAIT s), and
         a member that left waits for its results' ACKs (``left_results_taken``). A leaving
-        manager sends the RESULT_ACKs it holds as it exits (clerk._resultacks)."""
+        manager sends the RESULT_ACKs it holds for nodes that left as it exits
+        (clerk._resultacks)."""
         if not self._ready_to_leave(now):
             return False
         if self.scheduler.draining and len(self._acks):

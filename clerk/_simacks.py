@@ -100,16 +100,28 @@ class LedgerAcks:
                 self.net.send(self.node.name, claim.address, result)
 
     def _acks_now(self) -> None:
-        """A leaving manager sends every ACK it holds: its table is handed over and written
-        last, as the real one (clerk._resultacks, ``take_all``)."""
+        """A leaving manager stops managing (or exits): the ACKs it holds for nodes that are
+        no longer live members go now, the others are dropped (their nodes resend to the
+        next manager), as the real one's (clerk._resultacks, ``take_all``)."""
         core = self.node.core
+        live = {m.peer.address for m in core.members.others() if m.alive}
         for ack in self.acks.take_all():
-            applied = self._applied.pop(ack.run_id, None)
-            if applied is not None:
-                self.world.acked.append(AckedResult(self.net.now, self.node.name, applied[0],
-                                                    ack.run_id, applied[1]))
-            self.net.send(self.node.name, ack.to,
-                          ResultAck(core.me, core.term, ack.task, ack.run_id))
+            if ack.to not in live:
+                self._ack_one(ack.to, ack.task, ack.run_id)
+
+    def _ack_one(self, to: str, task: str, run_id: str) -> None:
+        """Send one RESULT_ACK now (recorded in ``SimLedger.acked`` if it applied a value)."""
+        core = self.node.core
+        applied = self._applied.pop(run_id, None)
+        if applied is not None:
+            self.world.acked.append(AckedResult(self.net.now, self.node.name, applied[0],
+                                                run_id, applied[1]))
+        self.net.send(self.node.name, to, ResultAck(core.me, core.term, task, run_id))
+
+    def _left_node(self, name: str, incarnation: str) -> bool:
+        """Is the node ``name`` (that incarnation) no longer a member (it left)?"""
+        row = self.node.core.members.get(name)
+        return row is None or row.peer.incarnation != incarnation
 
     # --- a member that left (clerk._routing.left_results_taken) ---------------------------
 

@@ -540,10 +540,11 @@ class LedgerLayer(LedgerDisk, LedgerAcks, LedgerRuns):
             if default and msg.sender.name != self.node.name:
                 if fin is not None and msg.outcome == "ok":
                     self._applied[msg.run_id] = (msg.sender.name, int(msg.state))
-                if self.scheduler.draining and self.world.leave_keeps_results:
-                    # (a leaving manager acknowledges at once: clerk._resultacks)
-                    self.acks.hold(msg.sender.address, msg.task, msg.run_id, self.net.now)
-                    self._acks_now()
+                if (self.scheduler.draining and self.world.leave_keeps_results
+                        and self._left_node(msg.sender.name, msg.sender.incarnation)):
+                    # (a leaving manager acknowledges a node that left at once:
+                    # clerk._resultacks)
+                    self._ack_one(msg.sender.address, msg.task, msg.run_id)
                 elif self.world.ack_after_replication:
                     self.acks.hold(msg.sender.address, msg.task, msg.run_id, self.net.now)
                 else:
