@@ -27,9 +27,8 @@ Rules owned here:
   a STOPPED core ignores everything but a RESULT from another node, which it still delivers:
   a node that left keeps its loop until its runs in flight end, and the last manager of a
   full stop waits there for the results of its runs on members, to write them into its
-  table (``TaskRunner.ready_to_leave``; before, they were dropped here). It also delivers
-  a RESULT_ACK whose term is at least the highest it has seen, and a COORDINATOR raises its
-  ``highest`` (nothing else): see "A node that left". Every message
+  table (``TaskRunner.ready_to_leave``; before, they were dropped here), and the few
+  messages :mod:`clerk._leftmember` takes. Every message
   passes the impersonation check (a message in this node's own name and incarnation is a
   forgery, except our own merge HANDOVER passed back to us, which is counted in
   ``returned_handovers``), the term bound, and the duplicate-name check (a message from a
@@ -56,18 +55,8 @@ Rules owned here:
   follower would otherwise send each new manager its OFFER twice). The manager merges a
   second OFFER idempotently (rows by lineage, runs already adopted or finished ignored,
   results by run id).
-* **A node that left** with a result no manager acknowledged yet (its manager crashed
-  before or after it left, and the run's update is on no other node) does not drop it: its
-  task layer waits, bounded, for a manager to acknowledge it (``TaskRunner.ready_to_leave``),
-  sending it to the highest claim it knows, again every ``RESEND_INTERVAL``; so the STOPPED
-  core hands that layer every RESULT_ACK from a manager at least as recent as the highest
-  claim it has seen, and learns a new manager's claim from its COORDINATOR (a manager
-  elected after the LEAVE died with the old one still lists this node, and announces itself
-  to it). A node that stopped as a member then gives that manager its OFFER (the runs in
-  flight on it, which that manager's table may lack), its results, and its LEAVE
-  (``LeftHeard``, ``leave_again``): else that manager kept the node listed, waited for its
-  OFFER, and dropped it as silent after the member timeout, failing its run in flight, or
-  sent the run's next slot beside it.
+* **A node that left** (stopped) still gives a manager it hears of the runs and results it
+  holds (:mod:`clerk._leftmember`).
 * **Hostile input** (``--insecure``: anyone can send anything). Beyond the codec's checks, the
   core drops and counts (``Dropped`` effects, shown in status): a LEAVE or a graceful HANDOVER
   from a non-member or a stale incarnation, a REFUSE from anyone but our manager or a seed, an
@@ -87,7 +76,16 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from clerk import _dupname, _election, _handover, _heartbeats, _joining, _quorumcore, _setfetch
+from clerk import (
+    _dupname,
+    _election,
+    _handover,
+    _heartbeats,
+    _joining,
+    _leftmember,
+    _quorumcore,
+    _setfetch,
+)
 from clerk._claims import LONE_TERM, MAX_TERM_JUMP, claim_of
 from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState  # noqa: F401  (re-exported)
 from clerk._coretypes import (
@@ -234,7 +232,7 @@ class NodeCore(CoreState):
         """Apply ``event`` at monotonic time ``now``; return what the shell must do."""
         self._out = []
         if self.role is Role.STOPPED:
-            return self._stopped(event, now)
+            return _leftmember.stopped(self, event, now)
         gap = self._fence.gap(now)
         if gap > self.timings.manager_timeout and self.role is Role.MANAGER:
             _heartbeats.stalled(self, now)
@@ -266,41 +264,10 @@ class NodeCore(CoreState):
         out, self._out = self._out, []
         return out
 
-    def _stopped(self, event: Event, now: float) -> list[Effect]:
-        """A STOPPED core (see "One step at a time" and "A node that left"): a RESULT from
-        another node is delivered; so is a RESULT_ACK whose term is at least the highest this
-        node has seen; a COORDINATOR above ``highest`` raises it, and a node that left as a
-        member tells its task layer (``LeftHeard``: its OFFER, its results, then its LEAVE
-        to that manager): a node that left with a run in flight or a result no manager
-        acknowledged yet gives them to the next manager it hears of."""
-        if not isinstance(event, Received):
-            return []
-        msg = event.msg
-        if msg.sender.name == self.me.name:
-            return []
-        if isinstance(msg, Result):
-            return [Deliver(msg)]
-        if isinstance(msg, ResultAck) and msg.term >= self.highest_term:
-            return [Deliver(msg)]
-        if (isinstance(msg, Coordinator) and msg.claim.name == msg.sender.name
-                and self.term_ok(msg, now)
-                and (self.highest is None or msg.claim.key > self.highest.key)):
-            self.raise_highest(msg.claim)
-            if self._left_as_member:
-                # A manager that lists us: our LEAVE died with the one before, or never went
-                # (we left between two managers). Our OFFER first, then the LEAVE
-                # (leave_again): the task layer's (clerk._coretypes.LeftHeard).
-                self._out.append(LeftHeard(msg.claim.name, msg.claim.address))
-        out, self._out = self._out, []
-        return out
-
     def leave_again(self, address: str) -> list[Effect]:
-        """A node that left as a member: its LEAVE to the manager at ``address`` (after its
-        OFFER: see ``LeftHeard``), which removes it as "left" (its runs in flight end by
-        their results) and stops waiting for its OFFER."""
-        if self.role is not Role.STOPPED or not self._left_as_member:
-            return []
-        return [Send(address, Leave(self.me, self.term))]
+        """A node that left as a member: its LEAVE to the manager at ``address``
+        (:func:`clerk._leftmember.leave_again`)."""
+        return _leftmember.leave_again(self, address)
 
     # --- quorum mode -------------------------------------------------------------------------
 
