@@ -20,6 +20,7 @@ from clerk._core import (
     Dropped,
     Effect,
     Event,
+    LeftHeard,
     ManagerChanged,
     MemberDown,
     MemberUp,
@@ -244,6 +245,8 @@ class AgentFeed(AgentAttrs):
                 self.tasks.on_handover(effect, now, self.clock.wall())
             elif isinstance(effect, OfferAgain):
                 self.tasks.on_offer_again(effect, now)  # (clerk._core, "OFFERs again")
+            elif isinstance(effect, LeftHeard):
+                self.tasks.on_left_heard(effect, now)  # (clerk._core, "A node that left")
             elif isinstance(effect, Dropped):
                 self._bad_frame(effect.reason, effect.detail, now)
             elif isinstance(effect, WriteCommitted):

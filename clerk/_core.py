@@ -27,7 +27,8 @@ Rules owned here:
   a STOPPED core ignores everything but a RESULT from another node, which it still delivers:
   a node that left keeps its loop until its runs in flight end, and the last manager of a
   full stop waits there for the results of its runs on members, to write them into its
-  table (``TaskRunner.ready_to_leave``; before, they were dropped here). Every message
+  table (``TaskRunner.ready_to_leave``; before, they were dropped here), and the few
+  messages :mod:`clerk._leftmember` takes. Every message
   passes the impersonation check (a message in this node's own name and incarnation is a
   forgery, except our own merge HANDOVER passed back to us, which is counted in
   ``returned_handovers``), the term bound, and the duplicate-name check (a message from a
@@ -54,6 +55,8 @@ Rules owned here:
   follower would otherwise send each new manager its OFFER twice). The manager merges a
   second OFFER idempotently (rows by lineage, runs already adopted or finished ignored,
   results by run id).
+* **A node that left** (stopped) still gives a manager it hears of the runs and results it
+  holds (:mod:`clerk._leftmember`).
 * **Hostile input** (``--insecure``: anyone can send anything). Beyond the codec's checks, the
   core drops and counts (``Dropped`` effects, shown in status): a LEAVE or a graceful HANDOVER
   from a non-member or a stale incarnation, a REFUSE from anyone but our manager or a seed, an
@@ -73,7 +76,16 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from clerk import _dupname, _election, _handover, _heartbeats, _joining, _quorumcore, _setfetch
+from clerk import (
+    _dupname,
+    _election,
+    _handover,
+    _heartbeats,
+    _joining,
+    _leftmember,
+    _quorumcore,
+    _setfetch,
+)
 from clerk._claims import LONE_TERM, MAX_TERM_JUMP, claim_of
 from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState  # noqa: F401  (re-exported)
 from clerk._coretypes import (
@@ -82,6 +94,7 @@ from clerk._coretypes import (
     Effect,
     Event,
     LeaveRequested,
+    LeftHeard,
     ManagerChanged,
     MemberDown,
     MemberUp,
@@ -151,6 +164,7 @@ __all__ = [
     "Effect",
     "Event",
     "LeaveRequested",
+    "LeftHeard",
     "ManagerChanged",
     "MemberDown",
     "MemberUp",
@@ -218,10 +232,7 @@ class NodeCore(CoreState):
         """Apply ``event`` at monotonic time ``now``; return what the shell must do."""
         self._out = []
         if self.role is Role.STOPPED:
-            if (isinstance(event, Received) and isinstance(event.msg, Result)
-                    and event.msg.sender.name != self.me.name):
-                return [Deliver(event.msg)]
-            return []
+            return _leftmember.stopped(self, event, now)
         gap = self._fence.gap(now)
         if gap > self.timings.manager_timeout and self.role is Role.MANAGER:
             _heartbeats.stalled(self, now)
@@ -252,6 +263,11 @@ class NodeCore(CoreState):
             self._link_claim, self._link_since, self._link_down = self._claim, now, False
         out, self._out = self._out, []
         return out
+
+    def leave_again(self, address: str) -> list[Effect]:
+        """A node that left as a member: its LEAVE to the manager at ``address``
+        (:func:`clerk._leftmember.leave_again`)."""
+        return _leftmember.leave_again(self, address)
 
     # --- quorum mode -------------------------------------------------------------------------
 

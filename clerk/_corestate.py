@@ -136,6 +136,9 @@ class CoreState:
         self._leave_picks = 0
         self._leave_sent: TableAt | None = None
         self._leave_to: Claim | None = None
+        #: Stopped as a member (not a manager that handed over): a COORDINATOR it hears of
+        #: later gets our LEAVE (clerk._core, "A node that left").
+        self._left_as_member = False
         self.parts_in = PartsInbox()  # a graceful hand-over's parts to us (clerk._handparts)
         self._took_from = ""  # the leaving manager we took over from (its rest: accept_merge)
         self._forwarded: dict[tuple[str, str, int, str], None] = {}  # HANDOVERs passed on

@@ -20,6 +20,7 @@ __all__ = [
     "Effect",
     "Event",
     "LeaveRequested",
+    "LeftHeard",
     "ManagerChanged",
     "MemberDown",
     "MemberUp",
@@ -126,6 +127,19 @@ class OfferAgain:
 
 
 @dataclass(frozen=True, slots=True)
+class LeftHeard:
+    """A node that left as a member (stopped) heard of a manager above the claim it knew
+    (its COORDINATOR: that manager still lists it, as its LEAVE died with the one before or
+    never went). The task layer gives it what this node still holds, as a follower does,
+    if anything: its OFFER (the runs in flight here) and its unacknowledged results; then
+    this node's LEAVE (``NodeCore.leave_again``), so that manager removes it ("left": its
+    runs in flight end by their results) instead of dropping it as silent and failing them."""
+
+    manager: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
 class MemberUp:
     info: MemberInfo
     how: str  # "added" | "replaced" | "revived"
@@ -215,4 +229,5 @@ class WriteCommitted:
 Effect = (
     Send | ManagerChanged | MemberUp | MemberDown | StateHandedOver | Deliver | Refused | Stopped
     | Dropped | StaleExecute | VoterWrite | QuorumChanged | WriteCommitted | OfferAgain
+    | LeftHeard
 )

@@ -539,10 +539,10 @@ def leave(core: CoreState, now: float) -> None:
     """``LeaveRequested``: a manager hands over first; a follower says goodbye and stops."""
     if core.role is Role.MANAGER:
         leave_as_manager(core, now)
-    elif core.role is Role.FOLLOWER and core._claim is not None:
+        return
+    core._left_as_member = True
+    if core.role is Role.FOLLOWER and core._claim is not None:
         core.send(core._claim.address, Leave(core.me, core.term))
-        core.stop("left")
-    else:
-        core.stop("left")
+    core.stop("left")
 
 

@@ -126,6 +126,9 @@ class NodeMetrics:
         self.executes_received = 0
         self.executes_refused = 0
         self.executes_stale = 0
+        #: Results of this node's runs that no manager acknowledged by the end of its leave
+        #: (clerk._routing.LEAVE_ACK_WAIT): their updates are lost (each one logged).
+        self.results_lost_on_leave = 0
         self.turns = LoopTurns()
         self.lateness = {t: Histogram(LATENESS_BUCKETS) for t in tasks}
         self.duration = {t: Histogram(DURATION_BUCKETS) for t in self.lateness}
@@ -199,6 +202,9 @@ def _families(src: Sources) -> Iterator[Any]:
          n.executes_refused),
         ("clerk_node_executes_stale", "EXECUTEs refused as stale (from a lower term)",
          n.executes_stale),
+        ("clerk_node_results_lost_on_leave", "results of this node's runs no manager "
+         "acknowledged by the end of its leave (their updates lost; each logged)",
+         n.results_lost_on_leave),
         ("clerk_node_worker_restarts", "task worker processes replaced (crash or timeout)",
          src.worker_restarts()),
     ):

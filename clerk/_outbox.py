@@ -93,6 +93,11 @@ class Outbox:
             out.append(row.result)
         return out
 
+    def waiting(self) -> list[Result]:
+        """The unacknowledged results (read only: none is marked sent)."""
+        rows = self._rows
+        return [rows[run_id].result for run_id in self._open]
+
     def due(self, now: float) -> list[Result]:
         """Unacknowledged results not sent for ``RESEND_INTERVAL``; marks them sent now.
         Forgets results older than ``KEEP_SECONDS``."""

@@ -178,6 +178,9 @@ class Replication(Definitions):
     _slice_round_gap = 0.0
     #: The OFFER under way to the manager this node follows (built in slices).
     _offer_job: OfferJob | None = None
+    #: A member that left: its LEAVE goes to this address once its OFFER there is sent
+    #: (clerk._runner.on_left_heard).
+    _leave_after_offer: str | None = None
     #: As manager: the parts of the members' OFFERs (clerk._offerjob, "Numbered parts").
     _offer_parts: OfferParts
 
@@ -233,6 +236,9 @@ class Replication(Definitions):
         self._offer_job = None
         for result in self.outbox.unacked(now):
             self.agent.send(job.to, result, now)
+        if self._leave_after_offer == job.to:  # (a member that left: then its LEAVE)
+            self._leave_after_offer = None
+            self.agent.apply(self.agent.core.leave_again(job.to), now)
 
     def _follow_replica(self) -> None:
         """Bring the scheduler of a node that does not schedule (a follower: for a status, a

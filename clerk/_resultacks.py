@@ -22,7 +22,12 @@ Rules (default mode; quorum mode acknowledges on its own commit, :mod:`clerk._ru
   holds an ACK for).
 * A stamp of another log (the manager claimed again: a new log) no longer says anything: such
   ACKs are stamped again. A node that stops managing drops every held ACK: their nodes send
-  the results to the next manager.
+  the results to the next manager. But a manager that leaves (it drains) acknowledges a
+  node that left (no longer a live member) at once, and sends such ACKs it holds when it
+  stops managing and when it exits (:meth:`take_all`): its table, with those rows, is handed
+  over and written last, and that node waits for its results' ACKs to exit, while the next
+  manager may not list it (it would wait out its bound, then warn of an update that was
+  not lost). A live member's ACKs are dropped as before: it resends to the next manager.
 
 Pure bookkeeping: no I/O, time injected (monotonic seconds).
 """
@@ -120,6 +125,15 @@ class PendingAcks:
         if self._unstamped:
             return self._unstamped[0].since + ACK_WAIT
         return float("inf")
+
+    def take_all(self) -> list[HeldAck]:
+        """Every ACK held, released now (a leaving manager: its table, with their rows, is
+        handed over and written last), in the order held."""
+        out = [a for _, _, a in self._stamped] + self._unstamped
+        self._unstamped = []
+        self._stamped.clear()
+        self._runs.clear()
+        return out
 
     def clear(self) -> None:
         """This node no longer manages: the nodes resend their results to the next one."""

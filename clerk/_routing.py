@@ -15,6 +15,19 @@
   while it drains); so are the members' results it applies while it drains after a
   hand-over (the successor adopted those runs), sent to the member it handed over to if it
   stopped before that member confirmed.
+* **A member that left keeps its results until a manager takes them.** After its stop
+  request a member (not the manager) refuses new runs, lets its runs in flight finish
+  (``clerk._runner.LEAVE_WAIT``) and then waits, up to ``LEAVE_ACK_WAIT`` from its leave,
+  until a manager acknowledged every ``ok`` result of its runs: they go to the highest claim
+  it knows, and again every ``RESEND_INTERVAL``. A manager elected after its LEAVE died with
+  the old one still lists it and announces itself (COORDINATOR, which the core of a node
+  that left still reads: ``LeftHeard``); it gets the member's OFFER (the runs in flight
+  here: its table may lack them), then the results, then the LEAVE (``on_left_heard``), so
+  it neither fails those runs (a member silent past the member timeout) nor sends their
+  next slots beside them. Before, the member sent its results once, to a manager that may
+  have crashed, and exited: the next manager ran the next slot from the state before, and
+  nothing was counted. Past the bound each one is logged as a WARNING (task, slot, run,
+  the state lost) and counted (``results_lost_on_leave`` in the metrics).
 * **A result is acknowledged once its row is on every live member** (:mod:`clerk._resultacks`):
   applied at once, but its RESULT_ACK waits until every live member acknowledged the table
   log's sequence holding it, so a manager that dies in between loses nothing (the node
@@ -27,19 +40,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 
 from clerk._core import Role, StaleExecute
 from clerk._dispatch import Dispatch, Finished
 from clerk._lead import EARLY_LIMIT_MS, too_late
-from clerk._messages import Execute, Result, ResultAck, RunQuery
+from clerk._messages import Claim, Execute, Result, ResultAck, RunQuery
 from clerk._replication import LOCAL_GAP_S, REPLICATE_GAP_S
 from clerk._runquorum import QuorumWriting
 from clerk._transport import Inbound
 
-__all__ = ["LOCAL_GAP_S", "MAX_WAITING_RESULTS", "REPLICATE_GAP_S", "STALE_LOG_S",
-           "ResultRouting"]
+__all__ = ["LEAVE_ACK_WAIT", "LOCAL_GAP_S", "MAX_WAITING_RESULTS", "REPLICATE_GAP_S",
+           "STALE_LOG_S", "ResultRouting"]
 
 #: One WARNING per this many seconds at most for stale EXECUTEs (the first of a burst in full,
 #: the others counted into the next line, each at DEBUG). On an overloaded node nearly every
@@ -49,6 +63,11 @@ STALE_LOG_S = 1.0
 #: RESULTs kept while this node takes over (until its table is loaded): one per run in flight
 #: in the table at most; the bound is for forgeries.
 MAX_WAITING_RESULTS = 4096
+#: A member that left waits this long at most, from its leave, for a manager to acknowledge
+#: its results (s). A crashed manager is replaced within about a second (the manager
+#: timeout, 0.7 s by default, and an election), a run in flight takes up to ``LEAVE_WAIT``
+#: (5 s) more, and the agent has 15 s to stop (clerk._node.AGENT_SHUTDOWN_MS).
+LEAVE_ACK_WAIT = 10.0
 
 log = logging.getLogger("clerk.tasks")
 
@@ -117,6 +136,50 @@ class ResultRouting(QuorumWriting):
                     msg.task, msg.slot, msg.term, msg.run_id, msg.sender.name, why,
                     f" (and {more} more since the last such line, logged at DEBUG only; the "
                     f"status's stale count has them all)" if more else "")
+
+    #: This node left as a member (``on_leave`` while not scheduling): its results wait for
+    #: a manager's RESULT_ACK (``left_results_taken``); the claim they last went to.
+    _left_as_member = False
+    _left_to: Claim | None = None
+
+    def left_results_taken(self, now: float) -> bool:
+        """A member that left: has a manager acknowledged every ``ok`` result of its runs (or
+        has it no use for them)? True too once ``LEAVE_ACK_WAIT`` passed since the leave:
+        then each one still waiting is logged (a WARNING: task, slot, run, the state lost)
+        and counted (``results_lost_on_leave``)."""
+        if not self._left_as_member or self._leave_started is None:
+            return True
+        waiting = [r for r in self.outbox.waiting() if r.outcome == "ok"]
+        if not waiting:
+            return True
+        if now - self._leave_started < LEAVE_ACK_WAIT:
+            return False
+        claim = self.agent.core.highest
+        for result in waiting:
+            self.agent.metrics.results_lost_on_leave += 1
+            log.warning("leaving with the result of run task=%s slot=%d run=%s that no manager "
+                        "acknowledged within %.0f s (last sent to %s): its update is lost "
+                        "(state %s)", result.task, result.slot, result.run_id,
+                        LEAVE_ACK_WAIT, claim.name if claim is not None else "nobody",
+                        json.dumps(result.state)[:200],
+                        extra={"task": result.task, "slot": result.slot, "run": result.run_id})
+        return True
+
+    def _resend_left(self, now: float) -> None:
+        """A member that left, with results no manager acknowledged: to the highest claim it
+        knows, at once when that claim is new (a COORDINATOR), else every
+        ``RESEND_INTERVAL``."""
+        claim = self.agent.core.highest
+        if claim is None or self.offer_pending(claim.address):
+            return  # (an OFFER under way to it sends them all once it is sent)
+        if claim != self._left_to:
+            self._left_to = claim
+            results = self.outbox.unacked(now)
+        else:
+            results = self.outbox.due(now)
+        if claim.address != self.agent.me.address:
+            for result in results:
+                self.agent.send(claim.address, result, now)
 
     def on_stale_execute(self, effect: StaleExecute) -> None:
         """The core refused an EXECUTE from a stale claim."""
@@ -194,10 +257,14 @@ class ResultRouting(QuorumWriting):
                 self._held.append(msg)
         if msg.sender.name == self.agent.me.name:
             return True
-        if self.wa is None:
+        if self.wa is None and not (self.scheduler.draining
+                                    and self._left_member(msg.sender.name,
+                                                          msg.sender.incarnation)):
             # Applied, or of no use to us (not a run in flight): acknowledged once every live
             # member holds the table as it is now (clerk._resultacks): until then its node
-            # keeps the result and gives it to the next manager if this one dies.
+            # keeps the result and gives it to the next manager if this one dies. (A leaving
+            # manager acknowledges a node that left at once: its table is handed over and
+            # written last, and that node waits for the ACK to exit.)
             if self._acks.hold(msg.sender.address, msg.task, msg.run_id, now) \
                     and not self._replicate_dirty:
                 self._stamp_acks()
@@ -205,6 +272,22 @@ class ResultRouting(QuorumWriting):
         self.agent.send(msg.sender.address, ResultAck(self.agent.me, self.agent.core.term,
                                                       msg.task, msg.run_id), now)
         return True
+
+    def _left_member(self, name: str, incarnation: str) -> bool:
+        """Is the node ``name`` (that incarnation) no longer a member (it left)?"""
+        row = self.agent.core.members.get(name)
+        return row is None or row.peer.incarnation != incarnation
+
+    def _acks_now(self, now: float) -> None:
+        """A leaving manager stops managing: the RESULT_ACKs it holds for nodes that are no
+        longer live members (they left, and wait for them) go now; the others are dropped
+        as before, their nodes resending to the next manager (clerk._resultacks)."""
+        core = self.agent.core
+        live = {m.peer.address for m in core.members.others() if m.alive}
+        for ack in self._acks.take_all():
+            if ack.to not in live:
+                self.agent.send(ack.to, ResultAck(self.agent.me, core.term, ack.task,
+                                                  ack.run_id), now)
 
     def _stamp_acks(self) -> None:
         """Every change so far is in the table log: the held ACKs wait for its sequence."""
@@ -328,6 +411,10 @@ class ResultRouting(QuorumWriting):
     def _resend(self, now: float, wall: float) -> None:
         """Unacknowledged results: to the manager we follow, or apply them if it is us."""
         core = self.agent.core
+        if self._left_as_member and core.role is Role.STOPPED:
+            if self.outbox.pending():
+                self._resend_left(now)
+            return
         due = self.outbox.due(now)
         if self.scheduler.active:
             if self.outbox.pending():

@@ -17,7 +17,9 @@ agent's loop (cluster events, the loop's deadline and tick, status, close).
 * **Quorum mode**: activation takes the voters' rows first, dispatches wait for their
   reservation's commit, results for their record's (:mod:`clerk._runquorum`).
 * **Leaving**: a leaving manager drains (no more dispatches, results still applied); a leaving
-  node lets its runs in flight finish for up to ``LEAVE_WAIT`` s. A manager asked to leave
+  node lets its runs in flight finish for up to ``LEAVE_WAIT`` s, and a member then waits
+  for a manager to acknowledge their results (:mod:`clerk._routing`, ``LEAVE_ACK_WAIT``). A
+  member first sends the OFFER under way to its manager. A manager asked to leave
   while it takes over finishes that first, then waits for the members' OFFERs its dispatches
   wait for, bounded as they are (:mod:`clerk._leaveoffers`): its hand-over carries their runs.
 """
@@ -32,7 +34,7 @@ from collections.abc import Collection
 
 from clerk._adopt import takeover_stale
 from clerk._answered import Answered
-from clerk._core import ManagerChanged, OfferAgain, Send, StateHandedOver
+from clerk._core import LeftHeard, ManagerChanged, OfferAgain, Send, StateHandedOver
 from clerk._covers import covers_of
 from clerk._deploy import Resolver
 from clerk._executor import Executor
@@ -192,6 +194,8 @@ class TaskRunner(ResultRouting, StatusRows):
     def on_manager_changed(self, effect: ManagerChanged, now: float, wall: float) -> None:
         self._quorum_drop()
         self._offer_parts.clear()  # (counted anew under each claim, as Scheduler.offered)
+        if self.scheduler.draining:  # (leaving: ACKs for nodes that left: clerk._resultacks)
+            self._acks_now(now)
         self._acks.clear()  # held ACKs of a claim of ours: their nodes resend to the next
         self._offer_job = None  # (to a manager we no longer follow)
         if effect.is_me or self._activate is not None or self.scheduler.active:
@@ -245,6 +249,24 @@ class TaskRunner(ResultRouting, StatusRows):
         row = core.members.get(effect.manager)
         fellow = row is not None and row.alive and effect.manager != core.me.name
         self._offer(claim.address, now, core.manager_table if fellow else None)
+        self._offer_wake = self.agent.clock.monotonic() + RESOLVE_PAUSE
+
+    def on_left_heard(self, effect: LeftHeard, now: float) -> None:
+        """This node left as a member, and a manager that still lists it announced itself
+        (clerk._coretypes.LeftHeard). With a run in flight here or a result no manager
+        acknowledged: our OFFER to it (it lists those runs: that manager's table may lack
+        them), our results after it, and then our LEAVE (``_offer_step``); else our LEAVE
+        at once."""
+        core = self.agent.core
+        busy = self.executor is not None and self.executor.busy()
+        if not busy and not self.outbox.pending():
+            self.agent.apply(core.leave_again(effect.address), now)
+            return
+        log.info("left with runs in flight or results not acknowledged: giving them to the "
+                 "new manager %s (an OFFER), then leaving it", effect.manager)
+        self._left_to = core.highest  # (our results go after the OFFER)
+        self._leave_after_offer = effect.address
+        self._offer(effect.address, now)
         self._offer_wake = self.agent.clock.monotonic() + RESOLVE_PAUSE
 
     def on_handover(self, effect: StateHandedOver, now: float, wall: float) -> None:
@@ -301,6 +323,10 @@ class TaskRunner(ResultRouting, StatusRows):
             self._replicate(now)
 
     def on_leave(self, now: float) -> None:
+        # A member (not scheduling): its results wait for a manager's RESULT_ACK
+        # (left_results_taken), sent first to the claim it follows now.
+        self._left_as_member = not self.scheduler.active
+        self._left_to = self.agent.core.highest
         if self.scheduler.active:
             # The successor takes over with the table. Until this node exits it dispatches
             # nothing but still applies results of runs in flight: if every node is stopping
@@ -318,7 +344,11 @@ class TaskRunner(ResultRouting, StatusRows):
         dispatches wait for the members' OFFERs (:mod:`clerk._leaveoffers`): until they are
         in or the wait's bound passed, so its hand-over carries the runs they list."""
         if self._activate is None or not self.agent.core.is_manager:
-            return self._offers_in(now)
+            # A member first sends the OFFER under way (a slice per turn): it lists the runs
+            # in flight here, which the manager it follows may not know (a re-claim, a
+            # takeover from a replica without the dispatch), and that manager stops waiting
+            # for our OFFER at our LEAVE: it would send those runs' slots again beside them.
+            return self._offer_job is None and self._offers_in(now)
         if self._leave_asked is None:
             self._leave_asked = now
             log.info("asked to leave while taking over: finishing the take-over first")
@@ -342,7 +372,17 @@ class TaskRunner(ResultRouting, StatusRows):
         return False
 
     def ready_to_leave(self, now: float) -> bool:
-        """A leaving node first lets its runs in flight finish (for up to LEAVE_WAIT s)."""
+        """A leaving node first lets its runs in flight finish (for up to LEAVE_WAIT s), and
+        a member that left waits for its results' ACKs (``left_results_taken``). A leaving
+        manager sends the RESULT_ACKs it holds for nodes that left as it exits
+        (clerk._resultacks)."""
+        if not self._ready_to_leave(now):
+            return False
+        if self.scheduler.draining and len(self._acks):
+            self._acks_now(now)
+        return True
+
+    def _ready_to_leave(self, now: float) -> bool:
         if self._held and self._flush_held(now):
             return False  # sent now: give the loop a turn to put it on the wire
         # A draining manager that stops without a successor (the last node of a full stop)
@@ -363,8 +403,15 @@ class TaskRunner(ResultRouting, StatusRows):
             for rec in self.scheduler.records.values())
         if (self.executor is None or not self.executor.busy()) and not self._held \
                 and not elsewhere:
-            return True
-        return self._leave_started is not None and now - self._leave_started >= LEAVE_WAIT
+            return self.left_results_taken(now)
+        if self._leave_started is None or now - self._leave_started < LEAVE_WAIT:
+            return False
+        if self.executor is not None:
+            for msg in self.executor.runs_in_flight():
+                log.warning("leaving with run task=%s slot=%d run=%s still going after %.0f s: "
+                            "it is stopped, and its update is lost", msg.task, msg.slot,
+                            msg.run_id, LEAVE_WAIT)
+        return True
 
     # --- time -----------------------------------------------------------------------------------
 

@@ -28,8 +28,8 @@ from clerk._writeahead import WriteAhead
 if TYPE_CHECKING:
     from clerk._simnet import SimNetwork, SimNode
 
-__all__ = ["DISPATCH_HOLD_S", "LEAVE_WAIT_S", "RUN_S", "TAKEOVER_BEFORE_LEAVE_S", "WALL0",
-           "LedgerRun", "LedgerRuns"]
+__all__ = ["DISPATCH_HOLD_S", "LEAVE_ACK_WAIT_S", "LEAVE_WAIT_S", "RESEND_S", "RUN_S",
+           "TAKEOVER_BEFORE_LEAVE_S", "WALL0", "LedgerRun", "LedgerRuns"]
 
 #: The simulated wall clock: simulated time 0 is this wall time (a realistic slot number).
 WALL0 = 1_700_000_000.0
@@ -41,6 +41,12 @@ RUN_S = 0.002
 DISPATCH_HOLD_S = 0.025
 #: A leaving node waits this long for its runs in flight (clerk._runner.LEAVE_WAIT).
 LEAVE_WAIT_S = 5.0
+#: ... and, from its leave, this long at most for a manager to acknowledge its results
+#: (clerk._runner.LEAVE_ACK_WAIT).
+LEAVE_ACK_WAIT_S = 10.0
+#: Default mode: an unacknowledged result goes again to the current manager this often (s),
+#: as the real outbox's RESEND_INTERVAL.
+RESEND_S = 1.0
 #: A node asked to leave while it takes over finishes that first, this long at most
 #: (clerk._runner.TAKEOVER_BEFORE_LEAVE).
 TAKEOVER_BEFORE_LEAVE_S = 2.0
@@ -81,6 +87,11 @@ class LedgerRuns:
     #: The EXECUTEs held for their due time or running here (an executor's queue and
     #: workers): what an OFFER says is in flight here (clerk._offerruns), by run id.
     in_flight: dict[str, Execute]
+
+    _resend_at: float
+    _left_at: float | None  # (clerk._simacks)
+    _left_to: Any
+    _leave_after_offer: str | None
 
     #: The rows waiting for ``_round_due`` are a dispatch-only tick's, held
     #: (``SimLedger.hold_dispatches``): the next change's round takes them at once.
@@ -229,6 +240,9 @@ class LedgerRuns:
             else:
                 if core.quorum is None:
                     self.unacked[result.run_id] = result
+                    if self._left_at is not None and self.world.leave_keeps_results:
+                        # (a member that left: again to all, if unacknowledged, in RESEND_S)
+                        self._left_to, self._resend_at = core.highest, self.net.now + RESEND_S
                 if to != self._offer_to:  # (else with the OFFER: kept above)
                     self.net.send(node.name, to, result)
 
@@ -265,7 +279,7 @@ class LedgerRuns:
                 and self._offer_to != effect.address):
             self._offer(claim.address, effect.manager)
 
-    def _offer(self, to: str, manager: str) -> None:
+    def _offer(self, to: str, manager: str, whole: bool = False) -> None:
         """The rows this node holds with a state, as the real node's ``Replication._offer``
         chooses them (see ``SimLedger.offers``)."""
         core = self.node.core
@@ -276,7 +290,9 @@ class LedgerRuns:
         fellow = row is not None and row.alive and manager != core.me.name
         mode = "beyond_replica" if self.node.name in self.net.older else self.world.offers
         newer: set[str] | None = None
-        if fellow and mode == "beyond_replica" and source.items():
+        if whole:
+            pass  # (every row: a node that left, to a manager it heard of since)
+        elif fellow and mode == "beyond_replica" and source.items():
             newer = set()
         elif fellow and mode == "position":
             newer = offer_keys(source, core.manager_table)
@@ -310,6 +326,9 @@ class LedgerRuns:
                 self.net.send(self.node.name, to, result)
             for result in self.unacked.values():  # (default mode)
                 self.net.send(self.node.name, to, result)
+            if self._leave_after_offer == to:  # (a node that left: then its LEAVE)
+                self._leave_after_offer = None
+                self.net.apply(self.node, core.leave_again(to))
 
         self._offer_to = to
 

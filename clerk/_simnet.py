@@ -96,8 +96,6 @@ __all__ = ["PENDING_TTL_S", "SimLayer", "SimNetwork", "SimNode"]
 
 
 
-
-
 class SimNetwork(LinkFaults):
     """A simulated cluster. Add nodes, inject faults, run, and inspect agreement."""
 
@@ -235,8 +233,15 @@ class SimNetwork(LinkFaults):
         self._feed(self.nodes[name], event)
 
     def restart(self, name: str) -> None:
-        """Start a crashed (or stopped) node again with a new incarnation."""
+        """Start a crashed (or stopped) node again with a new incarnation. A node that left
+        and whose process has not exited yet (``SimLayer.exits_at``) is started once it has."""
         node = self.nodes[name]
+        if node.up and node.core.role is Role.STOPPED and node.layer is not None:
+            exits = node.layer.exits_at(self.now)
+            if exits is not None:
+                core = node.core
+                self.at(exits, lambda: self.restart(name) if node.core is core else None)
+                return
         if node.up and node.core.role is not Role.STOPPED:
             self.crash(name)
         node.core = self._make_core(node.as_name or name, node.address, node.priority,
@@ -272,11 +277,12 @@ class SimNetwork(LinkFaults):
     def send(self, name: str, to: str, msg: Message) -> None:
         """Have node ``name`` send ``msg`` to the mailbox ``to``, as the layer above the core
         would (e.g. the scheduler's EXECUTE). Nothing is sent by a node that is down or
-        paused, nor by one that stopped (left) but a RESULT: like the real node, a node that
-        left keeps its loop until its runs in flight end, and sends their results."""
+        paused, nor by one that stopped (left) but a RESULT or an OFFER: like the real node,
+        a node that left keeps its loop until its runs in flight end and a manager took
+        their results, and gives a manager it hears of since its OFFER."""
         node = self.nodes[name]
         if node.up and not node.paused and (node.core.role is not Role.STOPPED
-                                            or isinstance(msg, Result)):
+                                            or isinstance(msg, Result | Offer)):
             self._transmit(node, Send(to, msg))
 
     def leave(self, name: str) -> None:

@@ -34,6 +34,11 @@ class SimLayer(Protocol):
         real agent calls its task runner's ``on_leave``)."""
         ...
 
+    def exits_at(self, now: float) -> float | None:
+        """A node that left: until when its process is still up (it waits for something, as
+        the real agent's ``ready_to_leave``); None: it has exited. A restart waits for it."""
+        ...
+
 
 @dataclass
 class SimNode:

@@ -37,7 +37,6 @@ import json
 import random
 from collections import Counter, deque
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import Any
 
 from clerk._adopt import takeover_stale
@@ -45,6 +44,7 @@ from clerk._core import (
     Deliver,
     Effect,
     Event,
+    LeftHeard,
     ManagerChanged,
     MemberDown,
     OfferAgain,
@@ -64,9 +64,12 @@ from clerk._replica import RowEncoder
 from clerk._replication import LOCAL_GAP_S, short_runs
 from clerk._resultacks import ACK_WAIT, PendingAcks
 from clerk._schedule import Scheduler
+from clerk._simacks import AckedResult, LedgerAcks
 from clerk._simdisk import LedgerDisk
 from clerk._simledgerrun import (
+    LEAVE_ACK_WAIT_S,
     LEAVE_WAIT_S,
+    RESEND_S,
     RUN_S,
     TAKEOVER_BEFORE_LEAVE_S,
     WALL0,
@@ -77,30 +80,13 @@ from clerk._simnet import SimNetwork, SimNode
 from clerk._tasks import TaskDef
 from clerk._writeahead import WriteAhead
 
-__all__ = ["LEAVE_WAIT_S", "LEDGER", "OUTBOX_KEEP", "RUN_S", "WALL0", "AckedResult", "LedgerLayer",
-           "LedgerRun", "SimLedger"]
+__all__ = ["LEAVE_ACK_WAIT_S", "LEAVE_WAIT_S", "LEDGER", "OUTBOX_KEEP", "RESEND_S", "RUN_S",
+           "WALL0", "AckedResult", "LedgerLayer", "LedgerRun", "SimLedger"]
 
 LEDGER = "ledger"
 #: Quorum mode: results a node keeps and resends to each new manager (the real outbox keeps
 #: them until acknowledged; a few cover every run in flight across a failover).
 OUTBOX_KEEP = 8
-#: Default mode: an unacknowledged result goes again to the current manager this often (s),
-#: as the real outbox's RESEND_INTERVAL.
-RESEND_S = 1.0
-
-
-@dataclass(frozen=True)
-class AckedResult:
-    """A RESULT_ACK a manager sent (default mode) for a result it applied."""
-
-    at: float  # simulated time
-    manager: str
-    node: str  # where the run ran
-    run_id: str
-    value: int  # the counter the run returned
-    #: The nodes that held its row when it was acknowledged (the manager and every live
-    #: member); empty when it was acknowledged after ACK_WAIT without that.
-    holders: tuple[str, ...] = ()
 
 
 class SimLedger:
@@ -212,6 +198,13 @@ class SimLedger:
         #: (clerk._covers); False: it says nothing (an older build: the winner waits).
         self.handover_covers = True
         self.offer_again = True  # OFFER again at a manager's link up (clerk._core); False: not
+        #: A member that left keeps its results until a manager acknowledges them (resent to
+        #: the highest claim it knows; a manager that announces itself gets its OFFER, results
+        #: and LEAVE), and a restart waits for that process to exit (``LedgerAcks.exits_at``);
+        #: False: as before (sent once, to the highest claim). ``lost_on_leave``: (node, task,
+        #: run id, state) given up at the bound.
+        self.leave_keeps_results = True
+        self.lost_on_leave: list[tuple[str, str, str, Any]] = []
 
     def __call__(self, net: SimNetwork, node: SimNode) -> LedgerLayer:
         layer = LedgerLayer(self, net, node)
@@ -234,7 +227,7 @@ class SimLedger:
         return values[len(values) // 2]
 
 
-class LedgerLayer(LedgerDisk, LedgerRuns):
+class LedgerLayer(LedgerDisk, LedgerAcks, LedgerRuns):
     """One node's task layer in the simulator (see the module docstring)."""
 
     #: When this manager's last round went, and when the changes made since go
@@ -293,6 +286,9 @@ class LedgerLayer(LedgerDisk, LedgerRuns):
         over (its table loading: ``SimLedger.load_s``) it waits, ``TAKEOVER_BEFORE_LEAVE_S`` at
         most, then for the OFFERs its dispatches wait for (clerk._leaveoffers); again in 1 ms."""
         core = self.node.core
+        if (self._offer_to is not None and not core.is_manager
+                and self.world.leave_keeps_results):
+            return now + 0.001  # a member sends the OFFER under way first (its runs in flight)
         if not core.is_manager or not self.world.finish_takeover:
             return None
         if self._activate is None:
@@ -316,6 +312,8 @@ class LedgerLayer(LedgerDisk, LedgerRuns):
         if self.wa is not None:  # quorum mode: wake up to reserve ahead of due times
             wall_next = min(wall_next, self.wa.next_reserve_ms(self.scheduler) / 1000)
         due = self._round_due if self._round_due is not None else float("inf")
+        if self._left_at is not None and self.unacked and self.world.leave_keeps_results:
+            due = min(due, self._resend_at, self._left_at + LEAVE_ACK_WAIT_S)  # (_left_resend)
         if wall_next == float("inf"):
             return due
         return min(due, wall_next - WALL0 - self.world.offsets.get(self.node.name, 0.0))
@@ -347,6 +345,8 @@ class LedgerLayer(LedgerDisk, LedgerRuns):
                 else:
                     self._activate = self._loaded_at = None
                     self._merges_waiting.clear()
+                    if self.scheduler.draining and self.world.leave_keeps_results:
+                        self._acks_now()  # (leaving: as the real runner)
                     self.acks.clear()
                     self._applied.clear()
                     if self.scheduler.active:
@@ -376,6 +376,8 @@ class LedgerLayer(LedgerDisk, LedgerRuns):
                 changed |= self._deliver(effect.msg)
             elif isinstance(effect, OfferAgain):
                 self._offer_again(effect)  # (clerk._simledgerrun)
+            elif isinstance(effect, LeftHeard):
+                self._left_heard(effect)  # (clerk._simacks)
             elif isinstance(effect, WriteCommitted) and self.wa is not None:
                 changed |= self._committed(effect.seq)
         if self._activate is not None and core.is_manager and self._loaded():
@@ -472,32 +474,6 @@ class LedgerLayer(LedgerDisk, LedgerRuns):
         if core.quorum is None:
             self._acks_and_resends(event)
 
-    def _acks_and_resends(self, event: Event) -> None:
-        """Default mode: release the held ACKs whose rows every live member holds (or that
-        waited ACK_WAIT); resend unacknowledged results every RESEND_S."""
-        core = self.node.core
-        if len(self.acks) and core.is_manager:
-            log = core.table_log
-            if log.complete and self.acks.waiting_stamp():
-                self.acks.stamp(log.log, log.seq)
-            live = (self.node.name, *(m.name for m in core.members.others() if m.alive))
-            for ack in self.acks.release(log.log, core.replicated_upto(), self.net.now):
-                applied = self._applied.pop(ack.run_id, None)
-                if applied is not None:
-                    waited_out = ack.since + ACK_WAIT <= self.net.now
-                    self.world.acked.append(AckedResult(self.net.now, self.node.name,
-                                                        applied[0], ack.run_id, applied[1],
-                                                        () if waited_out else live))
-                self.net.send(self.node.name, ack.to,
-                              ResultAck(core.me, core.term, ack.task, ack.run_id))
-        claim = core.manager_claim
-        if (isinstance(event, Tick) and self.unacked and self.net.now >= self._resend_at
-                and claim is not None and not core.is_manager
-                and claim.address != self._offer_to):
-            self._resend_at = self.net.now + RESEND_S
-            for result in self.unacked.values():
-                self.net.send(self.node.name, claim.address, result)
-
     def _changed(self, local: bool = False, urgent: bool = False) -> None:
         """The table changed: its round goes now, or once the gap after the last round has
         passed (``SimLedger.replicate_gap_s``: ``LOCAL_GAP_S`` for a result of a run on this
@@ -521,6 +497,8 @@ class LedgerLayer(LedgerDisk, LedgerRuns):
         log first."""
         if self.scheduler.active and self.node.core.is_manager:
             self._encoder.step(self.scheduler, self.node.core.table_log, float("inf"))
+        else:
+            self._left_at = self.net.now  # a member: its results wait (``exits_at``)
 
     def _replicate(self) -> None:
         """The changed rows into the table log, as the real runner does (without its time
@@ -574,7 +552,12 @@ class LedgerLayer(LedgerDisk, LedgerRuns):
             if default and msg.sender.name != self.node.name:
                 if fin is not None and msg.outcome == "ok":
                     self._applied[msg.run_id] = (msg.sender.name, int(msg.state))
-                if self.world.ack_after_replication:
+                if (self.scheduler.draining and self.world.leave_keeps_results
+                        and self._left_node(msg.sender.name, msg.sender.incarnation)):
+                    # (a leaving manager acknowledges a node that left at once:
+                    # clerk._resultacks)
+                    self._ack_one(msg.sender.address, msg.task, msg.run_id)
+                elif self.world.ack_after_replication:
                     self.acks.hold(msg.sender.address, msg.task, msg.run_id, self.net.now)
                 else:
                     self.acks.hold(msg.sender.address, msg.task, msg.run_id, -ACK_WAIT)

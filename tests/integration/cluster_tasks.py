@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -291,11 +292,15 @@ class SuddenlyLongOnN1(OnlyOn, clerk.Task):
                     os.kill(int(pid), 9)
                 except ProcessLookupError:
                     pass
+            self.killed()
             time.sleep(state["sleep"])
         count = state["count"] + 1
         _append(state["log"], f"{run.slot} {run.term} {run.node} {count} {started:.6f} "
                               f"{time.time():.6f}")
         return {**state, "count": count}
+
+    def killed(self) -> None:
+        """Right after the manager's pids were killed, before the long sleep."""
 
 
 class SuddenlyLongOnN2(SuddenlyLongOnN1):
@@ -303,6 +308,23 @@ class SuddenlyLongOnN2(SuddenlyLongOnN1):
 
 
 class SuddenlyLongOnN3(SuddenlyLongOnN1):
+    ONLY = "n3"
+
+
+class LeavesMidRunOnN1(SuddenlyLongOnN1):
+    """As :class:`SuddenlyLongOnN1`, and the run that kills the manager then asks its own
+    node to leave (SIGTERM to its agent, this worker's parent: the node leaves gracefully
+    while this run is in flight and no manager is elected yet) before it sleeps."""
+
+    def killed(self) -> None:
+        os.kill(os.getppid(), signal.SIGTERM)
+
+
+class LeavesMidRunOnN2(LeavesMidRunOnN1):
+    ONLY = "n2"
+
+
+class LeavesMidRunOnN3(LeavesMidRunOnN1):
     ONLY = "n3"
 
 

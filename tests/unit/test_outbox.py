@@ -74,3 +74,14 @@ def test_resends_and_deadline_match_a_scan_of_every_open_result(
         assert box.pending() == len(sent)
         assert box.next_deadline() == min((t + RESEND_INTERVAL for t in sent.values()),
                                           default=float("inf"))
+
+
+def test_waiting_lists_the_unacknowledged_without_marking_them_sent() -> None:
+    """A member that left reads which results still wait (clerk._routing,
+    ``left_results_taken``) every turn: that must not push their resends back."""
+    box = Outbox()
+    box.add(result("a"), 0.0)
+    box.add(result("b"), 0.0)
+    box.ack("a")
+    assert [r.run_id for r in box.waiting()] == ["b"]
+    assert [r.run_id for r in box.due(RESEND_INTERVAL)] == ["b"]

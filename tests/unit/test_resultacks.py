@@ -75,3 +75,13 @@ def test_clear_forgets_everything() -> None:
     p.hold("a", "t", "r2", 0.0)
     p.clear()
     assert len(p) == 0 and not p.holds("r1") and p.release("L", 10, now=9.0) == []
+
+
+def test_a_leaving_manager_releases_every_held_ack() -> None:
+    """``take_all``: stamped and unstamped, in the order held; nothing held after."""
+    acks = PendingAcks()
+    acks.hold("a:1", "t", "r1", 0.0)
+    acks.stamp("log", 3)
+    acks.hold("b:1", "t", "r2", 0.1)
+    assert [a.run_id for a in acks.take_all()] == ["r1", "r2"]
+    assert len(acks) == 0 and not acks.holds("r1") and acks.take_all() == []

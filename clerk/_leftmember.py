@@ -1,0 +1,67 @@
+"""A node that left as a member, stopped: what its core still takes.
+
+Functions over a :class:`~clerk._corestate.CoreState`; :class:`~clerk._core.NodeCore` routes
+every event of a STOPPED core here (:func:`stopped`). Rules:
+
+* **Results.** A RESULT from another node is delivered (a node that left keeps its loop
+  until its runs in flight end; the last manager of a full stop waits there for its runs'
+  results on members). Nothing in our own name.
+* **A node that left keeps its results.** One with a result no manager acknowledged yet (its
+  manager crashed before or after it left, and the run's update is on no other node) does
+  not drop it: its task layer waits, bounded, for a manager to acknowledge it
+  (``TaskRunner.ready_to_leave``), sending it to the highest claim it knows, again every
+  ``RESEND_INTERVAL``; so the STOPPED core hands that layer every RESULT_ACK from a manager
+  at least as recent as the highest claim it has seen, and learns a new manager's claim from
+  its COORDINATOR (a manager elected after the LEAVE died with the old one still lists this
+  node, and announces itself to it). A node that stopped as a member then gives that manager
+  its OFFER (the runs in flight on it, which that manager's table may lack), its results,
+  and its LEAVE (``LeftHeard``, ``leave_again``): else that manager kept the node listed,
+  waited for its OFFER, and dropped it as silent after the member timeout, failing its run
+  in flight, or sent the run's next slot beside it. A COORDINATOR counts only from the
+  claim's holder, within the term bound, and above ``highest`` (a repeat or a lower claim
+  changes nothing).
+* A manager that left (handed over, then stopped) hears nothing more: it sends no LEAVE.
+"""
+
+from __future__ import annotations
+
+from clerk._corestate import CoreState
+from clerk._coretypes import Deliver, Effect, Event, LeftHeard, Received, Role, Send
+from clerk._messages import Coordinator, Leave, Result, ResultAck
+
+__all__ = ["leave_again", "stopped"]
+
+
+def stopped(core: CoreState, event: Event, now: float) -> list[Effect]:
+    """A STOPPED core's event (see the module docstring): a RESULT from another node, a
+    RESULT_ACK whose term is at least the highest this node has seen, delivered; a
+    COORDINATOR above ``highest`` raises it, and for a node that left as a member tells
+    its task layer (``LeftHeard``: its OFFER, its results, then :func:`leave_again`)."""
+    if not isinstance(event, Received):
+        return []
+    msg = event.msg
+    if msg.sender.name == core.me.name:
+        return []
+    if isinstance(msg, Result):
+        return [Deliver(msg)]
+    if isinstance(msg, ResultAck) and msg.term >= core.highest_term:
+        return [Deliver(msg)]
+    if (isinstance(msg, Coordinator) and msg.claim.name == msg.sender.name
+            and core.term_ok(msg, now)
+            and (core.highest is None or msg.claim.key > core.highest.key)):
+        core.raise_highest(msg.claim)
+        if core._left_as_member:
+            # A manager that lists us: our LEAVE died with the one before, or never went
+            # (we left between two managers). Our OFFER first, then the LEAVE.
+            core._out.append(LeftHeard(msg.claim.name, msg.claim.address))
+    out, core._out = core._out, []
+    return out
+
+
+def leave_again(core: CoreState, address: str) -> list[Effect]:
+    """A node that left as a member: its LEAVE to the manager at ``address`` (after its
+    OFFER: see ``LeftHeard``), which removes it as "left" (its runs in flight end by their
+    results) and stops waiting for its OFFER. Nothing for any other node."""
+    if core.role is not Role.STOPPED or not core._left_as_member:
+        return []
+    return [Send(address, Leave(core.me, core.term))]

@@ -1,0 +1,44 @@
+"""A core that left as a member, stopped, while its result had no manager to go to
+(clerk._core, "A node that left"; the task layer's side: clerk._routing,
+``left_results_taken``)."""
+
+from clerk._core import Deliver, LeaveRequested, LeftHeard, Received, Role, Send, Stopped
+from clerk._messages import Claim, Coordinator, Leave, ResultAck
+from tests.unit.corenet import addr, cluster
+
+
+def test_a_member_that_left_hears_the_next_manager_and_its_acks():
+    """A member that left while its manager was dead (its LEAVE went nowhere) keeps its
+    result until a manager acknowledges it (clerk._routing, ``left_results_taken``): its
+    stopped core delivers a RESULT_ACK from a manager at least as recent as the highest
+    claim it knows (not an older one's), and a COORDINATOR above that claim raises it and
+    tells the task layer (``LeftHeard``: its OFFER and results go there, then its LEAVE,
+    ``leave_again``: that manager still lists it); a lower or repeated claim changes
+    nothing. A manager that left and stopped is told nothing and sends no LEAVE."""
+    net, (a, b, c) = cluster(("a", 2), ("b", 1), ("c", 0))
+    net.crash(a, notify=False)
+    effects = net.do(c, LeaveRequested())
+    assert effects[-1] == Stopped("left") and c.role is Role.STOPPED
+    assert c.highest is not None and c.highest.name == "a"
+    old_ack = ResultAck(a.me, 0, "t", "r1")
+    assert net.do(c, Received(old_ack)) == []
+    ack = ResultAck(a.me, 1, "t", "r1")
+    assert net.do(c, Received(ack)) == [Deliver(ack)]
+    claim = Claim(2, 1, "b", addr("b"))
+    effects = net.do(c, Received(Coordinator(b.me, 2, claim)))
+    assert effects == [LeftHeard("b", addr("b"))] and c.highest == claim
+    assert c.leave_again(addr("b")) == [Send(addr("b"), Leave(c.me, 1))]
+    assert net.do(c, Received(Coordinator(b.me, 2, claim))) == []  # (again: nothing)
+    forged = Claim(3, 1, "b", addr("b"))  # a claim in another node's name
+    assert net.do(c, Received(Coordinator(a.me, 3, forged))) == [] and c.highest == claim
+    ack2 = ResultAck(b.me, 2, "t", "r2")
+    assert net.do(c, Received(ack2)) == [Deliver(ack2)]
+    assert net.do(c, Received(ResultAck(a.me, 1, "t", "r3"))) == []  # below b's claim
+    # A manager that stopped after leaving does not send a LEAVE to a later claim.
+    net2, (x, y) = cluster(("x", 1), ("y", 0))
+    net2.do(y, LeaveRequested())
+    net2.run()
+    net2.do(x, LeaveRequested())
+    assert x.role is Role.STOPPED
+    assert net2.do(x, Received(Coordinator(y.me, 5, Claim(5, 0, "y", addr("y"))))) == []
+    assert x.leave_again(addr("y")) == []
