@@ -45,6 +45,7 @@ from clerk._nodes_guard import NodesGuard
 from clerk._offerjob import OfferParts
 from clerk._offerruns import adopt_runs
 from clerk._outbox import Outbox
+from clerk._reclaim import reload_at_claim
 from clerk._replica import Replica, ReplicaLog, RowEncoder
 from clerk._replication import LOAD_BUDGET, MAX_HELD_OFFERS, REPLICATE_SHARE, short_runs
 from clerk._resultacks import PendingAcks
@@ -458,7 +459,10 @@ class TaskRunner(ResultRouting, StatusRows):
             # What the members announce (usually current already: every node keeps it so),
             # then the table, in slices of one budget a turn.
             deadline = time.perf_counter() + LOAD_BUDGET
-            if not self._resolve(wall, deadline) or not self._load_step(deadline):
+            # A claim again while scheduling keeps the scheduler's own rows: its log lacks
+            # the rows whose round waits (runs in flight, results applied; clerk._reclaim).
+            reload = reload_at_claim(core.quorum is not None, sched.active and not sched.draining)
+            if not self._resolve(wall, deadline) or (reload and not self._load_step(deadline)):
                 return False
             if core.quorum is not None:
                 self._quorum_activate(wall)

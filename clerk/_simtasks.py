@@ -59,6 +59,7 @@ from clerk._leaveoffers import offers_awaited_until
 from clerk._messages import Execute, Offer, Result, ResultAck
 from clerk._offerjob import OfferParts
 from clerk._offerruns import adopt_runs, offered_runs, run_of
+from clerk._reclaim import reload_at_claim
 from clerk._record import TaskRecord
 from clerk._replica import RowEncoder
 from clerk._replication import LOCAL_GAP_S, short_runs
@@ -185,6 +186,9 @@ class SimLedger:
         #: for the next change's round (their results', normally) or ``DISPATCH_HOLD_S``
         #: (clerk._simledgerrun), whichever first; False: as any change (the gap's rule).
         self.hold_dispatches = False
+        #: A manager that claims again while scheduling keeps its scheduler's rows
+        #: (clerk._reclaim); False: reloaded from its table log, as before.
+        self.reclaim_keeps = True
         #: Nodes of a build before the runs in the OFFER (a rolling deploy): their OFFERs
         #: carry no runs, whatever ``offer_runs`` says.
         self.no_offered_runs: set[str] = set()
@@ -391,7 +395,11 @@ class LedgerLayer(LedgerDisk, LedgerAcks, LedgerRuns):
                 core.quorum is not None, graceful, core.table_log.complete,
                 bool(core.replica.items())) and (self.world.wait_caught_up
                                                  or core.replica.position() is None)
-            self.scheduler.load(core.replicated)
+            # A claim again while scheduling keeps the scheduler's own rows (clerk._reclaim).
+            if not self.world.reclaim_keeps or reload_at_claim(
+                    core.quorum is not None,
+                    self.scheduler.active and not self.scheduler.draining):
+                self.scheduler.load(core.replicated)
             self.wa = None
             proposer = core.proposer
             if proposer is not None:

@@ -136,11 +136,14 @@ def _slow_offers_from(net: Any, src: str, delay: float) -> Any:
     return slow
 
 
-def _reclaim_then_heal(seed: int, handover_ends_wait: bool) -> tuple[bool, list[int]]:
+def _reclaim_then_heal(seed: int, handover_ends_wait: bool,
+                      keeps: bool = False) -> tuple[bool, list[int]]:
     """Returns (whether n1's re-claim forgot n0's run, the slots n1 sent after the second
-    heal while n0's run was still going)."""
+    heal while n0's run was still going). ``keeps`` False: the re-claim reloads from its
+    table log, as before clerk._reclaim (the case needs the reload to forget the run)."""
     net, world, _ = ledger_cluster(seed, 4, handover_ends_wait=handover_ends_wait,
-                                   replicate_gap_s=0.025, hold_dispatches=True)
+                                   replicate_gap_s=0.025, hold_dispatches=True,
+                                   reclaim_keeps=keeps)
     world.long_run_s = 1.5
     assert [m.name for m in net.managers()] == ["n3"], net.summary()
     n1 = world.layers["n1"]
@@ -199,3 +202,10 @@ def test_a_reclaim_waits_for_its_own_members_offers_after_a_heal(seed: int) -> N
     forgot, beside = _reclaim_then_heal(seed, handover_ends_wait=True)
     assert forgot  # (the case: n1's reload forgot n0's run)
     assert not beside, f"n1 sent slots {beside} while n0's run of the task was still going"
+
+
+@pytest.mark.parametrize("seed", [0, 9])
+def test_a_reclaim_that_keeps_its_rows_forgets_nothing_before_the_heal(seed: int) -> None:
+    """Since clerk._reclaim the re-claim keeps the run in flight (no wait needed for it)."""
+    forgot, beside = _reclaim_then_heal(seed, handover_ends_wait=True, keeps=True)
+    assert not forgot and not beside, (forgot, beside)

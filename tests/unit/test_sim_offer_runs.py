@@ -179,13 +179,14 @@ def test_property_no_overlap_and_no_dropped_result_with_the_gap_and_sudden_long_
     assert not _bad(got), got
 
 
-def _reclaim_in_the_gap(seed: int, offer_runs: bool) -> dict[str, Any]:
+def _reclaim_in_the_gap(seed: int, offer_runs: bool, keeps: bool = False) -> dict[str, Any]:
     """The manager dispatched a run to another node (this one runs long), and before the
     round that carries it an ELECTION with a higher term reaches it: it claims again, under a
-    new table log, and reloads its scheduler from its last log (now its replica), which lacks
-    the dispatch. What followed in the next 2 s."""
+    new table log, and (``keeps`` False: as before clerk._reclaim) reloads its scheduler from
+    its last log (now its replica), which lacks the dispatch. What followed in the next 2 s."""
     world = SimLedger(interval_ms=INTERVAL_MS)
     world.replicate_gap_s, world.long_run_s, world.offer_runs = GAP_S, LONG_S, offer_runs
+    world.reclaim_keeps = keeps
     net = SimNetwork(seed, layer=world)
     net.fifo = True
     names = ledger_started(net, world, 3)
@@ -228,3 +229,13 @@ def test_a_manager_that_claims_again_in_the_gap_adopts_the_run_from_its_nodes_of
         after = _reclaim_in_the_gap(seed, offer_runs=True)
         assert after["in_gap"] and after["reclaimed"], after
         assert not after["overlaps"] and not after["repeated"], after
+
+
+def test_a_manager_that_claims_again_in_the_gap_keeps_the_run() -> None:
+    """Since clerk._reclaim the claim again keeps the scheduler's own rows: the run is not
+    forgotten, with or without the runs in the OFFER."""
+    for seed in range(6):
+        for offer_runs in (False, True):
+            got = _reclaim_in_the_gap(seed, offer_runs=offer_runs, keeps=True)
+            assert got["in_gap"] and got["reclaimed"], got
+            assert not got["overlaps"] and not got["repeated"], got
