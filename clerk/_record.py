@@ -124,7 +124,8 @@ class TaskRecord:
         key and value, as tests/unit/test_record_text.py requires), made the manager's work
         per run 1.6 % fewer to 11.5 % more instructions (tools/bench_mgrpath.py, 2026-12-04):
         the checks cost about what the C encoder does, and each part encoded apart adds a
-        call's set-up. A cut of the dispatch's encoding has to avoid both."""
+        call's set-up. A dispatch's row is spliced instead, by what the scheduler marked
+        (``clerk._replicalog.RowEncoder``)."""
         head = _ROW_DUMP({
             "state": self.state, "has_state": self.has_state, "slot": self.slot,
             "dispatched": self.dispatched, "decided": self.decided, "running": self.running,
