@@ -230,9 +230,9 @@ class RowEncoder:
         self._queue: dict[str, None] = {}
         self._runs = False
         self._log: ReplicaLog | None = None
-        # Name -> (its mark count when its text was made, the text before ``"dispatched":``,
-        # the text from ``,"counts":`` on, the text): see :meth:`_text`.
-        self._bases: dict[str, tuple[int, str, str, str]] = {}
+        # Name -> (its mark count when its text was made with no run in flight, its
+        # ``dispatched`` and ``decided`` then, the text): see :meth:`_text`.
+        self._bases: dict[str, tuple[int, int, int, str]] = {}
 
     def _text(self, name: str, rec: Any, marks: Mapping[str, int],
               dispatch_marks: Mapping[str, int], log: ReplicaLog, key: str) -> str:
@@ -251,20 +251,23 @@ class RowEncoder:
                 and log._text.get(key) == base[3]):
             d, e, run = rec.dispatched, rec.decided, rec.running
             if type(d) is int and type(e) is int:
-                text = (f'{base[1]}"dispatched":{d},"decided":{e},"running":'
-                        f'{"null" if run is None else DUMP(run)}{base[2]}')
-                self._bases[name] = (n, base[1], base[2], text)
-                return text
+                was = base[3]
+                # Where the three are: found by their text with what follows them, once
+                # only (a state holding that same text as keys and values: not spliced).
+                mark = f',"dispatched":{base[1]},"decided":{base[2]},"running":null,"counts":'
+                at = was.find(mark)
+                if at > 0 and was.find(mark, at + 1) < 0:
+                    text = (f'{was[:at + 1]}"dispatched":{d},"decided":{e},"running":'
+                            f'{"null" if run is None else DUMP(run)}'
+                            f'{was[at + len(mark) - 10:]}')
+                    self._bases.pop(name)
+                    return text
         text = rec.to_text()
-        d, e, run = rec.dispatched, rec.decided, rec.running
-        self._bases.pop(name, None)
-        if run is None and type(d) is int and type(e) is int:
-            # Where the three are: found by their text with what follows them, once only
-            # (a state holding that same text as keys and values: not spliced).
-            mark = f',"dispatched":{d},"decided":{e},"running":null,"counts":'
-            at = text.find(mark)
-            if at > 0 and text.find(mark, at + 1) < 0:
-                self._bases[name] = (n, text[:at + 1], text[at + len(mark) - 10:], text)
+        d, e = rec.dispatched, rec.decided
+        if rec.running is None and type(d) is int and type(e) is int:
+            self._bases[name] = (n, d, e, text)
+        else:
+            self._bases.pop(name, None)
         return text
 
     def step(self, rows: _Rows, log: ReplicaLog, deadline: float,
