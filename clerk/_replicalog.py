@@ -240,7 +240,7 @@ class RowEncoder:
         ``running`` alone (the rest of the row is what the result before it left): when the
         row's one mark (``Touched.marks``) since its last text here is that dispatch's
         (``SchedulerState.dispatch_marks``), and the log still holds that text, those three
-        are spliced into it (~24,000 instructions, against ~106,000 for the whole row:
+        are spliced into it (~35,000 instructions, against ~106,000 for the whole row:
         ``TaskRecord.to_text``). Every change to a row is marked (replication encodes only
         marked rows), so the rest is unchanged; any other mark, a new log, or a number of
         another type, a row that changed unmarked (``all_dirty``), and the row is encoded
