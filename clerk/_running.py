@@ -198,6 +198,7 @@ class Running(UnseenRuns):
             counted = self._instant_waiting.pop(name, -1)
             if counted >= 0 and counted == slot:
                 rec.counts["skipped"] -= 1  # counted while it waited; it runs after all
+                self.dirty.add(name)  # (a change besides the dispatch: no splice, see there)
             self.next_slot[name] = slot + 1
             return self._dispatch(d, rec, slot, wall_ms, members, finished, instant=True)
         if name in self.catch_up_pending:
@@ -224,6 +225,7 @@ class Running(UnseenRuns):
                 missed = grid.count(nxt, current)
                 if missed:
                     rec.counts["skipped"] += missed
+                    self.dirty.add(name)  # (a change besides the dispatch: no splice)
             self.next_slot[name] = current + 1
             if rec.running is not None:
                 rec.counts["skipped"] += 1  # in flight: never overlap
@@ -296,6 +298,10 @@ class Running(UnseenRuns):
                                  "deadline": deadline, "claim": [term, manager]}
         if trigger:
             running["trigger"] = True
+        # Since the caller's mark (``dirty.add``, its one mark for this dispatch) the row
+        # changed in ``dispatched``, ``decided`` and ``running`` alone: the table log may
+        # splice them into the row's text of before that mark (clerk._replicalog.RowEncoder).
+        self.dispatch_marks[d.name] = self.dirty.marks.get(d.name, 0)
         self._inflight[d.name] = deadline
         init = not rec.has_state
         return [Dispatch(d.name, run_id, slot, node, d.args if init else rec.state, init,

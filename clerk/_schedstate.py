@@ -77,9 +77,15 @@ class Touched(set[str]):
     def __init__(self) -> None:
         super().__init__()
         self.watchers: list[set[str]] = []
+        #: Name -> how many times it was marked, ever (:class:`clerk._replicalog.RowEncoder`
+        #: splices a dispatch into a row's last text only when the dispatch's mark is the one
+        #: mark since that text, ``SchedulerState.dispatch_marks``).
+        self.marks: dict[str, int] = {}
 
     def add(self, name: str) -> None:
         set.add(self, name)
+        marks = self.marks
+        marks[name] = marks.get(name, 0) + 1
         for watch in self.watchers:
             watch.add(name)
 
@@ -254,6 +260,10 @@ class SchedulerState:
         #: What changed since the shell last took it (``take_dirty``): the rows replication
         #: must encode again (clerk._replica). ``all_dirty``: every row (a load, an activation).
         self.dirty: Touched = Touched()
+        #: Name -> ``dirty.marks[name]`` right after a dispatch that changed nothing in the row
+        #: but ``dispatched``, ``decided`` and ``running`` since the row's mark before it
+        #: (``Running._dispatch``): the table log may splice it (clerk._replicalog).
+        self.dispatch_marks: dict[str, int] = {}
         self.all_dirty = True
         self.runs_dirty = True  # node_runs
         #: Quorum mode's write-ahead watches the next slots (``watch_upcoming``): the tasks
