@@ -287,17 +287,22 @@ class SuddenlyLongOnN1(OnlyOn, clerk.Task):
         except FileNotFoundError:
             pass
         else:
-            for pid in Path(state["kill"]).read_text().split():
-                try:
-                    os.kill(int(pid), 9)
-                except ProcessLookupError:
-                    pass
-            self.killed()
+            self.strike(state)
             time.sleep(state["sleep"])
         count = state["count"] + 1
         _append(state["log"], f"{run.slot} {run.term} {run.node} {count} {started:.6f} "
                               f"{time.time():.6f}")
         return {**state, "count": count}
+
+    def strike(self, state: Any) -> None:
+        """What the first run that finds ``args['long']`` does before its long sleep: kill
+        the manager's pids (a subclass may do something else to the manager)."""
+        for pid in Path(state["kill"]).read_text().split():
+            try:
+                os.kill(int(pid), 9)
+            except ProcessLookupError:
+                pass
+        self.killed()
 
     def killed(self) -> None:
         """Right after the manager's pids were killed, before the long sleep."""
