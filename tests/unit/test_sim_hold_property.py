@@ -28,6 +28,7 @@ from tests.unit.test_sim_offer_runs import (
     after_a_fresh_dispatch,
     settle_and_measure,
 )
+from tests.unit.test_sim_offer_runs import random_schedule as offer_runs_schedule
 
 KINDS = ("crash_after_dispatch", "crash_after_dispatch", "reclaim_after_dispatch", "crash",
          "restart", "leave")
@@ -85,10 +86,8 @@ def apply_schedule(net: SimNetwork, world: SimLedger, names: list[str],
 
 
 def random_schedule(seed: int) -> tuple[int, list[tuple[str, int, float]]]:
-    rng = random.Random(seed)
-    faults = [(rng.choice(KINDS), rng.randrange(5), rng.uniform(0.05, 2.0))
-              for _ in range(rng.randint(1, 6))]
-    return rng.randint(3, 5), faults
+    """``test_sim_offer_runs.random_schedule`` with this file's fault kinds."""
+    return offer_runs_schedule(seed, KINDS)
 
 
 def _bad(got: dict[str, Any]) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -126,10 +127,12 @@ def settle_and_measure(net: SimNetwork, world: SimLedger, names: list[str]) -> d
             "long": sum(1 for r in runs if r.took >= LONG_S)}
 
 
-def random_schedule(seed: int) -> tuple[int, list[tuple[str, int, float]]]:
-    """A cluster size and a fault schedule drawn from ``seed`` (see the module docstring)."""
+def random_schedule(seed: int, kinds: Sequence[str] = KINDS
+                    ) -> tuple[int, list[tuple[str, int, float]]]:
+    """A cluster size and a fault schedule drawn from ``seed`` (see the module docstring),
+    its faults of ``kinds`` (another test file's fault kinds: the same draws)."""
     rng = random.Random(seed)
-    faults = [(rng.choice(KINDS), rng.randrange(5), rng.uniform(0.05, 2.0))
+    faults = [(rng.choice(kinds), rng.randrange(5), rng.uniform(0.05, 2.0))
               for _ in range(rng.randint(1, 6))]
     return rng.randint(3, 5), faults
 
