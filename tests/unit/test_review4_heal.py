@@ -45,6 +45,7 @@ import pytest
 
 from clerk._messages import Election, Heartbeat, Message, Offer
 from clerk._simtasks import LEDGER, SimLedger
+from tests.unit.test_sim_cover_heal import _slow_offers
 from tests.unit.test_sim_resultacks import ledger_cluster
 
 
@@ -123,17 +124,7 @@ def test_a_handover_from_a_stale_followed_manager_does_not_end_the_wait(seed: in
 def _slow_offers_from(net: Any, src: str, delay: float) -> Any:
     """A cut that holds back ``src``'s OFFERs for ``delay`` s (a connection re-established
     after its back-off), then delivers them."""
-    passing: set[int] = set()
-
-    def slow(s: str, d: str, msg: Message) -> bool:
-        if s != src or not isinstance(msg, Offer) or id(msg) in passing:
-            return False
-        passing.add(id(msg))
-        address = net.nodes[d].address
-        net.at(net.now + delay, lambda: net.send(src, address, msg))
-        return True
-
-    return slow
+    return _slow_offers(net, src, "", delay, delay)
 
 
 def _reclaim_then_heal(seed: int, handover_ends_wait: bool,
