@@ -223,6 +223,8 @@ class Adoption(OperatorControl):
         rec.slot = max(rec.slot, mine.slot)
         rec.dispatched = max(rec.dispatched, mine.dispatched)
         rec.decided = max(rec.decided, mine.decided)
+        # And the runs it saw end: a resent result of a slot the kept state holds is known.
+        rec.run_history = merge_run_history(rec.run_history, mine.run_history, self.history_cap)
 
     def _load_runs(self, runs: Any) -> None:
         if isinstance(runs, Mapping):

@@ -47,6 +47,7 @@ from clerk._runqueue import RunQueue
 from clerk._sockdir import socket_dir
 from clerk._tasks import TaskDef
 from clerk._workerlink import (
+    _MAX_FLOAT,
     DONE,
     DONE_FIELDS,
     READY,
@@ -409,7 +410,8 @@ class Executor:
             return
         known = type(outcome) is str and outcome in _OUTCOMES
         if (not known or type(error) is not str
-                or type(duration) not in (int, float) or not math.isfinite(duration)):
+                or type(duration) not in (int, float)
+                or not -_MAX_FLOAT <= duration <= _MAX_FLOAT):  # (an int: no overflow)
             problem = (f"outcome {outcome!r}" if not known
                        else f"error {error!r}" if type(error) is not str
                        else f"duration_ms {duration!r}")

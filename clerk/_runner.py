@@ -407,11 +407,13 @@ class TaskRunner(ResultRouting, StatusRows):
             return self.left_results_taken(now)
         if self._leave_started is None or now - self._leave_started < LEAVE_WAIT:
             return False
+        if not self.left_results_taken(now):
+            return False  # (a member's results wait for their ACKs, busy or not: bounded)
         if self.executor is not None:
             for msg in self.executor.runs_in_flight():
                 log.warning("leaving with run task=%s slot=%d run=%s still going after %.0f s: "
                             "it is stopped, and its update is lost", msg.task, msg.slot,
-                            msg.run_id, LEAVE_WAIT)
+                            msg.run_id, now - self._leave_started)
         return True
 
     # --- time -----------------------------------------------------------------------------------
