@@ -79,7 +79,20 @@ class NodesGuard:
                                      concurrent.futures.Future[list[str]]]] = {}
         self._to_ask: dict[str, tuple[TaskDef, type[Task], list[str]]] = {}  # see ask_ahead
         self._warned: dict[str, float] = {}
+        self._keeps: dict[str, tuple[TaskDef, bool]] = {}  # see keeps
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def keeps(self, d: TaskDef) -> bool:
+        """Whether this gives ``d`` the members as it is asked with them (its class has no
+        ``nodes()`` of its own, or cannot be loaded here): a dispatch then need not ask
+        (``clerk._running``). Remembered per definition (its class, by target)."""
+        got = self._keeps.get(d.name)
+        if got is not None and got[0] is d:
+            return got[1]
+        cls = self._class_for(d)
+        keeps = cls is None or cls.nodes is Task.nodes
+        self._keeps[d.name] = (d, keeps)
+        return keeps
 
     def __call__(self, d: TaskDef, members: list[str]) -> list[str]:
         cls = self._class_for(d)

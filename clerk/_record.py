@@ -119,13 +119,40 @@ class TaskRecord:
         at a result, and the history is most of the row (raises ValueError like
         ``json.dumps(allow_nan=False)`` for a state JSON cannot carry).
 
-        One C encoder call for the whole head is the cheapest form found on CPython 3.11:
-        reusing unchanged parts' texts, checked object for object in Python (``is`` on each
-        key and value, as tests/unit/test_record_text.py requires), made the manager's work
-        per run 1.6 % fewer to 11.5 % more instructions (tools/bench_mgrpath.py, 2026-12-04):
-        the checks cost about what the C encoder does, and each part encoded apart adds a
-        call's set-up. A dispatch's row is spliced instead, by what the scheduler marked
-        (``clerk._replicalog.RowEncoder``)."""
+        The top level is written here (its keys are literals: the C encoder escapes each key
+        of a dict again at every call) and each part that is not a plain int, bool or None
+        by one C encoder call of its own: ~0.85x the time of one call for the whole head as
+        a dict (tools/bench_mgrpath.py), with no cache (every part is encoded at every
+        call; reusing unchanged parts' texts, checked object for object in Python, made the
+        manager's work per run 1.6 % fewer to 11.5 % more instructions, 2026-12-04). A
+        number of another type (a bool or float where an int is expected) takes the dict
+        form, whose text it is. Writing ``counts``, ``last`` and ``running`` by hand too (in
+        their usual key order, with type and finiteness checks) saved only 1.1 % of those
+        instructions (466,257 -> 461,047 a run) for ~50 lines: not kept. A dispatch's row
+        is spliced instead, by what the scheduler marked (``clerk._replicalog.RowEncoder``)."""
+        slot, dispatched, decided, runs = self.slot, self.dispatched, self.decided, self.runs
+        version, conflicts, has_state = self.version, self.conflicts, self.has_state
+        if not (type(slot) is int and type(dispatched) is int and type(decided) is int
+                and type(runs) is int and type(version) is int and type(conflicts) is int
+                and type(has_state) is bool):
+            return self._dict_text()
+        dump = _ROW_DUMP
+        state, running, last, origin = self.state, self.running, self.last, self.origin
+        lc, seen, pause = self.last_conflict, self.conflict_seen, self.pause
+        return (f'{{"state":{"null" if state is None else dump(state)},'
+                f'"has_state":{"true" if has_state else "false"},"slot":{slot},'
+                f'"dispatched":{dispatched},"decided":{decided},'
+                f'"running":{"null" if running is None else dump(running)},'
+                f'"counts":{dump(self.counts)},"last":{"null" if last is None else dump(last)},'
+                f'"runs":{runs},"origin":{"null" if origin is None else dump(origin)},'
+                f'"version":{version},"history":{dump(self.history)},"conflicts":{conflicts},'
+                f'"last_conflict":{"null" if lc is None else dump(lc)},"conflict_seen":'
+                f'{"{}" if type(seen) is dict and not seen else dump(seen)},'
+                f'"pause":{"null" if pause is None else dump(pause)},'
+                f'"run_history":{self.run_history.quoted()}}}')
+
+    def _dict_text(self) -> str:
+        """:meth:`to_text` in one C encoder call of the head as a dict (any value)."""
         head = _ROW_DUMP({
             "state": self.state, "has_state": self.has_state, "slot": self.slot,
             "dispatched": self.dispatched, "decided": self.decided, "running": self.running,

@@ -236,14 +236,22 @@ class Running(UnseenRuns):
 
     def _allowed(self, d: TaskDef,
                  members: Mapping[str, Iterable[str]]) -> tuple[list[str], str, str]:
-        """The nodes that may run ``d`` now; if none, why, and how that slot counts
-        (``skipped``, or ``error`` when ``nodes()`` raised)."""
+        """The nodes that may run ``d`` now, sorted (the order the random choice picks
+        from); if none, why, and how that slot counts (``skipped``, or ``error`` when
+        ``nodes()`` raised). A task whose filter keeps the members as they are
+        (``filter_keeps``) gets them without a call and its answer's checks."""
         name = d.name
-        eligible = sorted([n for n, tasks in members.items() if name in tasks])
-        try:
-            allowed = [n for n in self.nodes_filter(d, list(eligible)) if n in eligible]
-        except Exception as exc:  # user code in nodes(): an error of this run
-            return [], f"nodes() raised {type(exc).__name__}: {exc}", "error"
+        eligible = [n for n, tasks in members.items() if name in tasks]
+        eligible.sort()
+        keeps = self.filter_keeps
+        if keeps is not None and keeps(d):
+            allowed = eligible  # (a mapping's keys: no duplicates, as the check below makes)
+        else:
+            try:
+                allowed = sorted([n for n in self.nodes_filter(d, list(eligible))
+                                  if n in eligible])
+            except Exception as exc:  # user code in nodes(): an error of this run
+                return [], f"nodes() raised {type(exc).__name__}: {exc}", "error"
         return (allowed, "no eligible node (none alive has the task, or nodes() returned none)",
                 "skipped")
 
@@ -281,7 +289,7 @@ class Running(UnseenRuns):
                         "error": error, "finished": wall_ms}
             finished.append(Finished(d.name, "", slot, "", outcome, 0.0, error))
             return []
-        node = self.rng.choice(sorted(allowed))
+        node = self.rng.choice(allowed)  # (sorted by ``_allowed``)
         seq = self._run_seq = self._run_seq + 1
         term, manager = self.claim
         run_id = f"{self._run_prefix}-{seq}/{term}/{manager}{self._base_tag(d.name, rec)}"

@@ -64,6 +64,10 @@ def _no(node: str) -> bool:
     return False
 
 
+def _keeps_all(d: TaskDef) -> bool:
+    return True
+
+
 def _grid_key(d: TaskDef) -> tuple[int | None, str | None, str]:
     """What a task's grid depends on: a change of it starts a new grid (new slot ids)."""
     return (d.interval, d.cron, d.timezone if d.cron is not None else "UTC")
@@ -202,6 +206,11 @@ class SchedulerState:
         self._grid: dict[str, Grid] = {d.name: g for d in defs if (g := grid_for(d)) is not None}
         self.rng = rng
         self.nodes_filter = nodes_filter or (lambda d, members: members)
+        #: Whether the filter gives a task the members it is asked with, as they are (no
+        #: ``nodes()`` of its own): then a dispatch neither calls it nor checks its answer
+        #: (``clerk._running``'s ``_allowed``). A filter without ``keeps``: always called.
+        self.filter_keeps: Callable[[TaskDef], bool] | None = (
+            _keeps_all if nodes_filter is None else getattr(nodes_filter, "keeps", None))
         self.records: dict[str, TaskRecord] = {name: TaskRecord() for name in self.defs}
         self.next_slot: dict[str, int] = {}
         # What is due next, so a tick and next_deadline cost O(what is due), not O(tasks):

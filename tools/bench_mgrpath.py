@@ -7,18 +7,21 @@
 ``tools/bench_sched.py``'s scheduler (140 no-op tasks every 100 ms on 3 nodes, the default
 20 ms lead, each result 1.5 ms after its due time, a fake wall clock jumping from one thing
 to do to the next) with what the manager does around it, without sockets: every dispatch's
-EXECUTE encoded (``clerk._codec.encode``); every ``REPLICATE_GAP_S`` (25 ms) of the fake
-clock a replication round: the rows the scheduler marked changed encoded into the table log
-(``RowEncoder.step``: ``TaskRecord.to_text``, ``ReplicaLog.put``), then for the two members
-the delta from where they stand (histories as patches, and the rows after the body where
-the tree has that form, as a member of this build reads them) in a HEARTBEAT, encoded once
-for members at the same position (as ``clerk._heartbeats.heartbeat_round`` shares it); every
-250 ms the journal record of the rows changed since the last one
-(``clerk._journal.change_record``). CPU per run (``time.thread_time``),
+EXECUTE encoded (``clerk._codec.encode``); every result another node reports decoded from
+its RESULT frames (``clerk._codec.decode``, of the body its codec writes) and its RESULT_ACK
+held (``clerk._resultacks.PendingAcks``) until both members hold its row, then encoded (a
+result of the manager's own executor has neither, as in the node); every ``REPLICATE_GAP_S``
+(25 ms) of the fake clock a replication round: the rows the scheduler marked changed encoded
+into the table log (``RowEncoder.step``: ``TaskRecord.to_text``, ``ReplicaLog.put``), then
+for the two members the delta from where they stand (histories as patches, and the rows
+after the body where the tree has that form, as a member of this build reads them) in a
+HEARTBEAT, encoded once for members at the same position (as
+``clerk._heartbeats.heartbeat_round`` shares it); every 250 ms the journal record of the rows
+changed since the last one (``clerk._journal.change_record``). CPU per run (``time.thread_time``),
 medians over interleaved repeats (each tree in its own process, the order alternating), and
-their ratio; both trees must send the same EXECUTE bytes and end with the same table log and
-change sequence (a digest, checked; ``PYTHONHASHSEED=0``: the order rows are encoded in
-follows a set's). A loaded machine moves this far less than a cluster's CPU per run
+their ratio; both trees must send the same EXECUTE and RESULT_ACK bytes and end with the
+same table log and change sequence (a digest, checked; ``PYTHONHASHSEED=0``: the order rows
+are encoded in follows a set's). A loaded machine moves this far less than a cluster's CPU per run
 (``tools/bench_tasks.py`` (c)), which at a load of 8-16 swings by 1.5x between repeats.
 ``--instructions``: the instructions per run of each tree as valgrind's callgrind counts
 them (deterministic on a shared machine: the difference of a run of 2,500 and one of 500
@@ -40,9 +43,10 @@ from _bench_ab import interleaved, print_pair
 CHILD = r"""
 import hashlib, heapq, inspect, json, random, sys, time
 sys.path.insert(0, sys.argv[1])
-from clerk._codec import encode
+from clerk._codec import MAGIC, decode, encode
 from clerk._journal import change_record
-from clerk._messages import Execute, Heartbeat, Peer
+from clerk._messages import Execute, Heartbeat, Peer, Result, ResultAck
+from clerk._resultacks import PendingAcks
 from clerk._metrics import NodeMetrics
 from clerk._replicalog import ReplicaLog, RowEncoder
 from clerk._schedule import Scheduler
@@ -50,6 +54,17 @@ from clerk._tasks import TaskDef
 
 runs = int(sys.argv[2])
 me = Peer("n0@127.0.0.1", "127.0.0.1:47000", "5f0c1a2b3c4d+r", 0)
+peers = {f"n{i}@127.0.0.1": Peer(f"n{i}@127.0.0.1", f"127.0.0.1:4700{i}", f"{i}a0c1a2b3c4d+r", 0)
+         for i in (1, 2)}
+# A follower's RESULT body as its codec writes it, made here by an f-string (a few hundred
+# instructions: the follower's encode is not the manager's work), checked against encode.
+sender_text = {n: encode(Result(p, 3, "t", "r", 0, "ok"))[2].decode()[10:].split(',"term":')[0]
+               for n, p in peers.items()}
+def result_body(d, state_text):
+    return (f'{{"sender":{sender_text[d.node]},"term":3,"task":"{d.task}",'
+            f'"run_id":"{d.run_id}","slot":{d.slot},"outcome":"ok","state":{state_text},'
+            f'"duration_ms":0.12,"error":""}}').encode()
+acks = PendingAcks()
 defs = [TaskDef(name=f"t{i:04d}", target="x:Y", interval=100, timeout=5000) for i in range(140)]
 s = Scheduler(defs, random.Random(7), dispatch_lead_ms=20)
 members = {f"n{i}@127.0.0.1": frozenset(d.name for d in defs) for i in range(3)}
@@ -67,6 +82,7 @@ next_write = wall + 0.25
 pending = []  # (wall s of the result, seq, dispatch)
 seq = 0
 done = 0
+checked = 0
 digest = hashlib.sha256()
 t0 = time.thread_time()
 while done < runs:
@@ -74,8 +90,19 @@ while done < runs:
     if pending and pending[0][0] <= nxt:
         at, _, d = heapq.heappop(pending)
         wall = max(wall, at)
-        fin = s.on_result(d.task, d.run_id, d.node, "ok",
-                          d.state if not d.init else {"n": 0}, 0.12, "", wall)
+        state = d.state if not d.init else {"n": 0}
+        if d.node == me.name:  # its own executor's result: no frames, no RESULT_ACK
+            fin = s.on_result(d.task, d.run_id, d.node, "ok", state, 0.12, "", wall)
+        else:
+            body = result_body(d, '{"n":0}' if state == {"n": 0} else json.dumps(state))
+            if checked < 3:
+                checked += 1
+                assert body == encode(Result(peers[d.node], 3, d.task, d.run_id, d.slot, "ok",
+                                             state, 0.12, ""))[2], body
+            msg = decode([MAGIC, b"result", body])
+            fin = s.on_result(msg.task, msg.run_id, msg.sender.name, msg.outcome, msg.state,
+                              msg.duration_ms, msg.error, wall, slot=msg.slot)
+            acks.hold(msg.sender.address, msg.task, msg.run_id, wall)
         metrics.observe_run(fin.task, fin.duration_ms, fin.lateness_ms)
         done += 1
         continue
@@ -83,6 +110,12 @@ while done < runs:
     if wall >= next_round:
         next_round = wall + 0.025
         enc.step(s, log, float("inf"))
+        if acks.waiting_stamp():
+            acks.stamp(log.log, log.seq)
+        # The RESULT_ACKs whose rows both members acknowledged (in the last round: they
+        # acknowledge at once here), as clerk._routing's release_acks sends them.
+        for ack in acks.release(log.log, min(held.values()), wall):
+            digest.update(encode(ResultAck(me, 3, ack.task, ack.run_id))[2])
         beats = {}  # members at the same position share one (clerk._heartbeats)
         for member, base in held.items():
             if base not in beats:
@@ -141,9 +174,10 @@ def main() -> int:
     here, there = Path(__file__).resolve().parent.parent, Path(args.against).resolve()
     a, b, same = interleaved(_one, here, there, args.repeats, args.runs)
     print(f"manager agent's own work, 140 no-op tasks every 100 ms on 3 nodes (scheduler, "
-          f"EXECUTE encode, rows into the log, HEARTBEATs to 2 members, journal records): "
-          f"medians of {args.repeats} interleaved repeats, µs of CPU per run; same EXECUTEs "
-          f"and log: {'yes' if same else 'NO'}")
+          f"EXECUTE encode, RESULT decode, RESULT_ACKs, rows into the log, HEARTBEATs to 2 "
+          f"members, journal records): "
+          f"medians of {args.repeats} interleaved repeats, µs of CPU per run; same EXECUTEs, "
+          f"RESULT_ACKs and log: {'yes' if same else 'NO'}")
     print_pair(a, b)
     if args.instructions:
         ib, ia = _instructions(there), _instructions(here)

@@ -156,3 +156,16 @@ def test_a_longer_interval_is_not_asked_ahead() -> None:
         assert calls == [("a", "b")] * 2
     finally:
         guard.close()
+
+
+def test_keeps_says_which_tasks_get_the_members_as_asked(guard: NodesGuard) -> None:
+    # No nodes() of its own, or not loadable here: the members as they are (the scheduler
+    # then neither calls the guard nor checks its answer); its own nodes(): asked.
+    assert guard.keeps(d("default"))
+    assert not guard.keeps(d("first"))
+    assert guard.keeps(clerk.TaskDef(name="new", target="not_deployed_here.tasks:New",
+                                     interval=1000))
+    # A new definition of a task (another target) is looked at again.
+    assert not guard.keeps(clerk.TaskDef(name="default", target=f"{__name__}:FirstOnly",
+                                         interval=1000))
+    assert guard(d("default"), ["a", "b"]) == ["a", "b"]

@@ -126,3 +126,31 @@ def test_a_state_json_cannot_carry_fails_as_before() -> None:
     rec.last = {"x": float("inf")}
     with pytest.raises(ValueError):
         rec.to_text()
+
+
+def test_the_parts_a_run_changes_are_their_json_in_any_form() -> None:
+    # ``counts``, ``last`` and ``running`` are written by hand in their usual form: any
+    # other form is the encoder's text (or its ValueError), never a text of its own.
+    rec = _row()
+    last = {"node": "n2", "slot": 7, "duration_ms": 0.25, "outcome": "ok", "error": "é\"\n",
+            "finished": 1764770003587.123, "round_trip_ms": 1.5}
+    run = {"run": "r1~é", "slot": 7, "node": "n2", "started": 1764770003587.5,
+           "deadline": 1764770008607.25, "claim": [3, "n0"]}
+    lasts: list[Any] = [last, {**last, "node": None}, {**last, "duration_ms": 1},
+                        {**last, "slot": True}, {**last, "extra": 1},
+                        dict(reversed(list(last.items()))), {**last, "round_trip_ms": 1e308}]
+    runs: list[Any] = [None, run, {**run, "trigger": True}, {**run, "claim": (3, "n0")},
+                       {**run, "claim": [3, "n0", 1]}, {**run, "started": 5},
+                       {**run, "slot": 7.0}, dict(reversed(list(run.items())))]
+    counts: list[Any] = [dict(rec.counts), {**rec.counts, "ok": True},
+                         {**rec.counts, "new": 1}, dict(reversed(list(rec.counts.items())))]
+    for rec.last in lasts:
+        for rec.running in runs:
+            for rec.counts in counts:
+                assert rec.to_text() == _json(rec)
+    rec.running = None
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for rec.last, rec.running in (({**last, "finished": bad}, None),
+                                      (last, {**run, "deadline": bad})):
+            with pytest.raises(ValueError):
+                rec.to_text()

@@ -233,6 +233,32 @@ def test_nodes_filter_is_obeyed_and_cannot_add_strangers() -> None:
     assert seen[0] == ["a", "b", "c"]
 
 
+def test_a_filter_that_keeps_a_task_s_members_is_not_called_for_it() -> None:
+    class Filter:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+            self.own = False  # does "t" have a nodes() of its own (as a class may on reload)
+
+        def keeps(self, d: TaskDef) -> bool:
+            return not self.own
+
+        def __call__(self, d: TaskDef, members: list[str]) -> list[str]:
+            self.calls.append(d.name)
+            return members[:1]
+
+    f = Filter()
+    s = started(sched(nodes_filter=f), due("t", K) + 0.1)
+    # The same nodes as without a filter (the same seed: the same random choices).
+    plain = started(sched(), due("t", K) + 0.1)
+    slots = range(K + 1, K + 21)
+    assert [run_ok(s, slot) for slot in slots] == [run_ok(plain, slot) for slot in slots]
+    assert len({run_ok(s, slot) for slot in range(K + 21, K + 41)}) > 1
+    assert f.calls == []
+    f.own = True
+    assert {run_ok(s, slot) for slot in range(K + 41, K + 51)} == {"a"}
+    assert f.calls
+
+
 def test_only_members_that_have_the_task_are_eligible() -> None:
     s = started(sched(), due("t", K) + 0.1)
     members = {"a": ("t",), "b": ("other",), "c": ()}
