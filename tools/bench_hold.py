@@ -5,11 +5,11 @@
 
 A worker that receives a run ahead of its due time (clerk._lead) waits with
 ``clerk._worker.hold_until``: a sleep until ``SPIN_MS`` before the due time, then a spin on the
-wall clock. This compares, in interleaved rounds in one process (with the worker's 1 ns timer
-slack), ways to wait:
+wall clock (``SPIN_MS`` is 0: it sleeps to the due time, then reads the clock). This compares,
+in interleaved rounds in one process (with the worker's 1 ns timer slack), ways to wait:
 
-* ``sleep, spin S ms``: ``hold_until`` with ``SPIN_MS = S``; S = 0 is a plain sleep to the due
-  time, then a check of the wall clock (never early, late by the wake-up);
+* ``sleep, spin S ms``: ``hold_until`` with ``SPIN_MS = S`` (0 and 0.05 ms); S = 0 is a plain
+  sleep to the due time, then a check of the wall clock (never early, late by the wake-up);
 * ``select, spin S ms``: one ``select`` on a socket (as a worker could wait on its link, so
   that a message from the agent would end the wait) for the same time, then the same spin.
   (``poll``/``epoll`` take whole milliseconds in Python: not precise enough for this.)
@@ -95,8 +95,8 @@ def main() -> int:
     variants: dict[str, Callable[[float], float]] = {}
     for spin in spins:
         variants[f"sleep, spin {spin:g} ms"] = sleep_hold(spin)
-    variants[f"select, spin {SPIN_MS:g} ms"] = select_hold(ours, SPIN_MS)
-    variants["select, spin 0 ms"] = select_hold(ours, 0.0)
+    for spin in spins:
+        variants[f"select, spin {spin:g} ms"] = select_hold(ours, spin)
     late: dict[str, list[float]] = {k: [] for k in variants}
     cpu: dict[str, list[float]] = {k: [] for k in variants}
     cold: dict[str, list[float]] = {k: [] for k in variants}
