@@ -540,8 +540,9 @@ def main() -> int:
                          f"{fmt(max(z.samples, default=float('nan')))} (lead 0); min "
                          f"{min(c.samples, default=float('nan')):.3f} ms: never before due"))
             rows.append((f"(b) CPU per run, {label}", fmt_cpu(c.cpu), fmt_cpu(z.cpu), "", "",
-                         "the workers' share holds the wait for the due time (sleep, then a "
-                         f"spin of at most {SPIN_MS:g} ms)"))
+                         "the workers' share holds the wait for the due time ("
+                         + (f"a sleep, then a spin of at most {SPIN_MS:g} ms)" if SPIN_MS
+                            else "a sleep to it, then a read of the clock)")))
     if args.only == "c" and args.against is not None:
         print(f"(c) throughput, this tree and {args.against} in turns ...", flush=True)
         chain = Chain(workers=2, nodes=3)  # as (c)'s clusters: 3 nodes x 2 workers
