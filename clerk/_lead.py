@@ -90,7 +90,9 @@ RELEASE_LEAD_MS = 40.0
 #: cost, side by side (2026-12-04): ``tools/bench_hold.py --runs 200 --rounds 2`` at load 8-9
 #: gave a median lateness of 0.2 against 47-51 us (20 ms ahead), 0 against 38 us (2 ms) and
 #: 0 against 18 us (0.3 ms) for 0.05 ms against 0, for 52 against 44-47, 40 and 20 us of
-#: CPU per wait; p90 and p99 the same (the CPU queue). In the real worker
+#: CPU per wait (at load 4-5: 55 against 54 and 56 against 57 us, 20 and 2 ms ahead: the
+#: spin costs CPU only where a wake-up is prompt, i.e. on a busy machine); p90 and p99 the
+#: same (the CPU queue). In the real worker
 #: (``tools/bench_worker.py --no-floor --against <a copy with SPIN_MS = 0>``, medians of
 #: interleaved repeats, load 7-12) 0.05 ms cost 1.08x and 1.03x (``--lead 2 --gap 0.002``: 221
 #: against 205 and 229 against 221 us per run), 1.00x (``--lead 3``: 217 against 217) and
