@@ -30,9 +30,10 @@ due time, the EXECUTE carries the due time, and the run starts at it:
   timeout counted from the due time. A run's ``duration`` is measured from its start.
 * **The node** hands an early run to an idle worker as soon as it is due within
   ``RELEASE_LEAD_MS`` (with the default lead: as it arrives, so a stall of the node's own loop
-  after that cannot make it late); the worker sleeps and, for the last ``SPIN_MS``, spins on
-  the wall clock: a run **never starts before its due time** by the node's wall clock (the
-  worker checks it against ``time.time()`` before calling the task's code). Free workers take
+  after that cannot make it late); the worker sleeps until the due time (``SPIN_MS``: no spin
+  before it) and reads the wall clock until it is reached: a run **never starts before its due
+  time** by the node's wall clock (the worker checks it against ``time.time()`` before calling
+  the task's code). Free workers take
   the queued run that starts first, so a run due now is not queued behind runs that wait for
   their due time; one that arrives while every worker holds a run waits at most until those
   start (within ``RELEASE_LEAD_MS``). An EXECUTE due more than ``EARLY_LIMIT_MS`` ahead of the
@@ -84,15 +85,23 @@ DISPATCH_WINDOW_MS = 10
 #: for long.
 RELEASE_LEAD_MS = 40.0
 #: The worker sleeps until this long before the due time (with a 1 ns timer slack), then spins
-#: on the wall clock. ``tools/bench_hold.py`` (runs 20 ms ahead, load 15-20): a plain sleep
-#: returns 69 us late (median) for 60 us of CPU per run; a 0.05 ms spin 31 us for 59 us; 0.1 ms
-#: 0 us for 87 us. So the spin costs ~27 us of CPU per run (the rest is the sleep's wake-up) and
-#: takes the median from ~70 us to nothing; the tail is the CPU queue, which no spin shortens.
-#: At load 2 (``--runs 300 --rounds 5``): 0.1 ms, 0 us late for 79 us of CPU per hold (2 ms
-#: ahead) and 0 us for 94.5 us (20 ms ahead); 0.05 ms, 0 us (p90 22 us) for 40 us and 12.7 us
-#: for 65.8 us. Every run of a busy cluster is held (the default lead): 0.05 ms halves the
-#: spin's CPU for a median lateness still ~20x inside 0.3 ms.
-SPIN_MS = 0.05
+#: on the wall clock; 0: it sleeps to the due time and reads the clock until it is reached (a
+#: sleep that woke early spins the rest: never before the due time). What the spin bought and
+#: cost, side by side (2026-12-04): ``tools/bench_hold.py --runs 200 --rounds 2`` at load 8-9
+#: gave a median lateness of 0.2 against 47-51 us (20 ms ahead), 0 against 38 us (2 ms) and
+#: 0 against 18 us (0.3 ms) for 0.05 ms against 0, for 52 against 44-47, 40 and 20 us of
+#: CPU per wait (at load 4-5: 55 against 54 and 56 against 57 us, 20 and 2 ms ahead: the
+#: spin costs CPU only where a wake-up is prompt, i.e. on a busy machine); p90 and p99 the
+#: same (the CPU queue). In the real worker
+#: (``tools/bench_worker.py --no-floor --against <a copy with SPIN_MS = 0>``, medians of
+#: interleaved repeats, load 7-12) 0.05 ms cost 1.08x and 1.03x (``--lead 2 --gap 0.002``: 221
+#: against 205 and 229 against 221 us per run), 1.00x (``--lead 3``: 217 against 217) and
+#: 1.09x (``--lead 20 --runs 500``: 276 against 254 us); at load 2-5 0.96x (``--lead 20``: 214
+#: against 222): on a quiet machine an idle vCPU's wake-up (~80 us) outlasts the spin. The
+#: issue's goal for the median is 0.3 ms, the cluster's was 0.04 ms with the spin: its 20-50
+#: us are traded for the CPU, which a busy cluster (every run held, both cores full) lacks.
+#: Not spinning also frees the core for the other processes at the moment a run is due.
+SPIN_MS = 0.0
 #: A node refuses an EXECUTE due further ahead than this by its own clock.
 EARLY_LIMIT_MS = 1000
 

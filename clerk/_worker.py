@@ -66,7 +66,8 @@ PR_SET_TIMERSLACK = 29
 
 def _fine_timer_slack() -> None:
     """Ask Linux to wake this process's sleeps within 1 ns rather than 50 us of their end:
-    a run held until its due time then needs a shorter spin (clerk._lead). Best effort."""
+    a run held until its due time starts that much sooner after it (clerk._lead). Best
+    effort."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
     except (OSError, AttributeError):
@@ -116,7 +117,8 @@ def _check_state(name: str, state: Any, who: str) -> None:
 def hold_until(due_ms: float, wall: Callable[[], float] = time.time,
                sleep: Callable[[float], None] = time.sleep) -> float:
     """Wait until the wall clock reaches ``due_ms``; return the wall time (s) then, which is
-    never before it. Sleeps until ``SPIN_MS`` before it, then spins (clerk._lead)."""
+    never before it. Sleeps until ``SPIN_MS`` before it (0: until it), then reads the wall
+    clock until it is reached (clerk._lead): a sleep that woke early spins the rest."""
     due = due_ms / 1000
     now = wall()
     rest = due - now - SPIN_MS / 1000

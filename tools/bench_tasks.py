@@ -82,6 +82,7 @@ from _bench_lateness import (  # noqa: E402
 
 import clerk  # noqa: E402
 from clerk._calendar import phase_ms  # noqa: E402
+from clerk._lead import SPIN_MS  # noqa: E402
 from clerk.testing import LocalCluster, wait_until  # noqa: E402
 
 NOOP = "_bench_tasks:Noop"
@@ -392,21 +393,23 @@ def pairs_table(pairs: list[tuple[int, list[Lateness], list[Lateness], list[Floo
             f"{med(ls, lambda x, k=k: x.wire.get(k, (0.0,) * 6)[3]):.2f}"
             for k in ("manager agent", "agents"))
 
-    lines = ["| target runs/s | tree | runs/s | p99 ms | skipped | ok | CPU per run (µs) | "
-             "wake-ups per run (voluntary) | loop turns per run: manager / agents |",
-             "|--:|---|--:|--:|--:|--:|---|---|--:|"]
+    lines = ["| target runs/s | tree | runs/s | median ms | p99 ms | skipped | ok | "
+             "CPU per run (µs) | wake-ups per run (voluntary) | loop turns per run: manager / "
+             "agents |",
+             "|--:|---|--:|--:|--:|--:|--:|---|---|--:|"]
     for rate, mine, other, floors in pairs:
         for label, ls in (("against", other), ("this tree", mine)):
             lines.append(
                 f"| {rate} | {label} | {med(ls, lambda x: x.runs_per_s):.0f} | "
-                f"{med(ls, lambda x: x.p99):.2f} | {sum(x.skipped for x in ls)} | "
+                f"{med(ls, lambda x: x.median):.3f} | {med(ls, lambda x: x.p99):.2f} | "
+                f"{sum(x.skipped for x in ls)} | "
                 f"{sum(x.ok() for x in ls)}/{len(ls)} | {cpu(ls)} | {wakes(ls)} | "
                 f"{turns(ls)} |")
         if floors:
             fcpu = {k: statistics.median(f.cpu[k] for f in floors) for k in floors[0].cpu}
             lines.append(
                 f"| {rate} | floor (plain pyzmq chain, 3 nodes x 2 workers, paced) | "
-                f"{statistics.median(f.runs_per_s for f in floors):.0f} | "
+                f"{statistics.median(f.runs_per_s for f in floors):.0f} | | "
                 f"{statistics.median(f.p99 for f in floors):.2f} (round trip) | | | "
                 f"{fmt_cpu(fcpu)} | | |")
     return "\n".join(lines)
@@ -537,8 +540,9 @@ def main() -> int:
                          f"{fmt(max(z.samples, default=float('nan')))} (lead 0); min "
                          f"{min(c.samples, default=float('nan')):.3f} ms: never before due"))
             rows.append((f"(b) CPU per run, {label}", fmt_cpu(c.cpu), fmt_cpu(z.cpu), "", "",
-                         "the workers' share holds the wait for the due time (sleep, then a "
-                         "spin of at most 0.1 ms)"))
+                         "the workers' share holds the wait for the due time ("
+                         + (f"a sleep, then a spin of at most {SPIN_MS:g} ms)" if SPIN_MS
+                            else "a sleep to it, then a read of the clock)")))
     if args.only == "c" and args.against is not None:
         print(f"(c) throughput, this tree and {args.against} in turns ...", flush=True)
         chain = Chain(workers=2, nodes=3)  # as (c)'s clusters: 3 nodes x 2 workers

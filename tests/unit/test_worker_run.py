@@ -242,6 +242,33 @@ def test_hold_until_sleeps_then_spins_and_never_returns_before_due() -> None:
     assert at == 100.01
 
 
+@pytest.mark.parametrize("spin_ms", [0.0, SPIN_MS])
+def test_hold_until_never_returns_before_due_when_the_sleep_wakes_early(
+        spin_ms: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the spin (0: sleep to the due time, as tools/bench_hold.py compares), a sleep
+    that returns early (a signal, a clock stepped back) is followed by reads of the wall clock
+    until it reaches the due time: the task's code never starts before it."""
+    from clerk import _worker
+
+    monkeypatch.setattr(_worker, "SPIN_MS", spin_ms)
+    # The clock moves 1 us per read; each sleep advances it only half of what was asked.
+    clock = [200.0]
+    slept: list[float] = []
+
+    def wall() -> float:
+        clock[0] += 1e-6
+        return clock[0]
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        clock[0] += s / 2
+
+    at = hold_until(200_005.0, wall=wall, sleep=sleep)
+    assert at >= 200.005
+    assert at < 200.005 + 2e-6  # and no later than the read that reached it
+    assert len(slept) == 1 and slept[0] == pytest.approx(0.005 - spin_ms / 1000, abs=2e-6)
+
+
 def test_hold_until_returns_at_once_for_a_past_due_time() -> None:
     slept: list[float] = []
     assert hold_until(1000.0, wall=lambda: 5.0, sleep=slept.append) == 5.0
