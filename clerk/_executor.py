@@ -127,6 +127,7 @@ class Executor(WorkerReplies):
         self._ended: OrderedDict[str, None] = OrderedDict()
         self.duplicates = 0
         self.malformed = 0  # messages from workers dropped as malformed (_malformed)
+        self.stray_dones = 0  # DONEs for a run their worker did not hold (_stray_done)
         self._malformed_quiet_until = -math.inf
         # Per task: its definition and the part of a RUN's text that only that definition
         # decides (see _start), remade when the definition is another object.
@@ -288,27 +289,31 @@ class Executor(WorkerReplies):
                 continue
             if not self._still_running(worker, running):
                 continue
-            worker.job = None
-            worker.identity = None
-            child = worker.child
             log.warning("task=%s slot=%d run past its %d ms timeout: killing worker %s "
                         "(pid %s) and its process tree", running.msg.task, running.msg.slot,
-                        running.msg.timeout_ms, child, worker.pid)
-            worker.pid = None  # its exit event is ours, not a crash
-            # Off the loop: killing a tree waits for it to be gone (up to a second when a
-            # grandchild lingers as a zombie), and the agent must keep heartbeating meanwhile
-            # or its followers depose it. The new worker says ready when it is up.
-            self._generation += 1
-            self.restarts += 1
-            worker.child = f"worker-{worker.wid}-{self._generation}"
-            killer = threading.Thread(target=self._replace,
-                                      args=(child, worker.child, worker.wid),
-                                      name=f"replace {child}", daemon=True)
-            self._killers = [t for t in self._killers if t.is_alive()] + [killer]
-            killer.start()
+                        running.msg.timeout_ms, worker.child, worker.pid)
+            self._replace_worker(worker)
             self._reply(running, "timeout", None, f"killed after {running.msg.timeout_ms} ms")
         self._check_capacity()
         self._pump(now)
+
+    def _replace_worker(self, worker: Worker) -> None:
+        """Kill ``worker``'s whole process tree and start a new one in its place; the run it
+        held (if any) is the caller's to answer. The worker takes no run meanwhile."""
+        worker.job = None
+        worker.identity = None
+        child = worker.child
+        worker.pid = None  # its exit event is ours, not a crash
+        # Off the loop: killing a tree waits for it to be gone (up to a second when a
+        # grandchild lingers as a zombie), and the agent must keep heartbeating meanwhile
+        # or its followers depose it. The new worker says ready when it is up.
+        self._generation += 1
+        self.restarts += 1
+        worker.child = f"worker-{worker.wid}-{self._generation}"
+        killer = threading.Thread(target=self._replace, args=(child, worker.child, worker.wid),
+                                  name=f"replace {child}", daemon=True)
+        self._killers = [t for t in self._killers if t.is_alive()] + [killer]
+        killer.start()
 
     def _still_running(self, worker: Worker, running: _Job) -> bool:
         """Is ``running`` still in ``worker``'s hands once its link is read? A loop turn that
@@ -407,4 +412,5 @@ class Executor(WorkerReplies):
                 "held": self.queue.held_count,
                 "busy_workers": sum(w.job is not None for w in self.workers.values()),
                 "workers": len(self.workers), "restarts": self.restarts,
-                "duplicates": self.duplicates, "malformed": self.malformed}
+                "duplicates": self.duplicates, "malformed": self.malformed,
+                "stray_dones": self.stray_dones}

@@ -58,6 +58,7 @@ class WorkerReplies:
     queue: RunQueue
     executed: int
     malformed: int
+    stray_dones: int
     _malformed_quiet_until: float
     _now: Callable[[], float]
     _listener: socket.socket
@@ -75,6 +76,7 @@ class WorkerReplies:
         def _pump(self, now: float) -> None: ...
         def _refuse_stale(self, job: Job, why: str) -> None: ...
         def _check_capacity(self) -> None: ...
+        def _replace_worker(self, worker: Worker) -> None: ...
 
     def _accept(self) -> None:
         """A worker connected: its messages are read as they come (``_on_link``)."""
@@ -170,6 +172,7 @@ class WorkerReplies:
             return
         job = worker.job
         if job is None or job.msg.run_id != run:
+            self._stray_done(worker, job, run)
             return
         known = type(outcome) is str and outcome in _OUTCOMES
         if (not known or type(error) is not str
@@ -197,6 +200,26 @@ class WorkerReplies:
                         float(duration))
             return
         self._reply(job, outcome, state, error, float(duration))
+
+    def _stray_done(self, worker: Worker, job: Job | None, run: Any) -> None:
+        """A DONE from ``worker`` for a run it does not hold (another run's id, or none held).
+        A worker takes one run at a time and answers it, so its exchange with the agent is out
+        of step: whether it still runs the held run, and what it would answer next, is not
+        known. Logged (the worker, the run it holds, the one it answered) and counted
+        (``stray_dones`` in stats); the held run fails at once (no state taken) and the
+        worker is replaced as after a timeout, so the pool is not left with a worker that
+        is idle while the agent counts it busy (or the reverse)."""
+        self.stray_dones += 1
+        held = f"run {job.msg.run_id!r}" if job is not None else "no run"
+        got = repr(run)[:200]
+        log.warning("worker %s (pid %s) answered run %s but holds %s: replacing it (%d such "
+                    "replies in all)", worker.child, worker.pid, got, held, self.stray_dones)
+        pid = worker.pid
+        self._replace_worker(worker)
+        self._check_capacity()
+        if job is not None:
+            self._reply(job, "error", None, f"worker process {pid} answered run {got} while "
+                                            f"it held {held}: the worker was replaced")
 
     def _end_malformed(self, identity: socket.socket, problem: str) -> None:
         """A DONE from the worker on ``identity`` that cannot be read (not JSON, neither
