@@ -240,7 +240,12 @@ class LedgerOnN3(LedgerOnN1):
 
 
 class Nap(clerk.Task):
-    """Sleeps ``state['s']`` seconds and returns its state."""
+    """Sleeps ``state['s']`` seconds and returns its state. Its first state is its ``args``
+    (a task loaded with ``args={"s": 0}`` is busy work that succeeds: without this ``init``,
+    the default's None made every run fail with a TypeError)."""
+
+    def init(self, args: Any) -> Any:
+        return args
 
     def execute(self, state: Any) -> Any:
         time.sleep(state["s"])
