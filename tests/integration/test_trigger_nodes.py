@@ -54,6 +54,7 @@ def _trigger(node: clerk.Node) -> dict[str, object] | None:
         raise
 
 
+@pytest.mark.timeout(150)
 def test_a_trigger_before_the_nodes_workers_are_up_says_not_loaded_yet(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A node announces its tasks only once every worker is up: until then its own task is
@@ -72,8 +73,11 @@ def test_a_trigger_before_the_nodes_workers_are_up_says_not_loaded_yet(
                         args={"log": str(log)})]
     (port,) = free_ports(1)
     refusals: list[str] = []
-    with clerk.Node(name="solo@127.0.0.1", port=port, insecure=True, workers=6,
-                    tasks=tasks) as node:
+    node = clerk.Node(name="solo@127.0.0.1", port=port, insecure=True, workers=6, tasks=tasks)
+    # Up to 60 s to answer: starting a node took 8-12 s at load 8 on this 2-core machine,
+    # past start()'s default 10 s (its workers held or not).
+    node.start(timeout=60)
+    try:
         def trigger() -> dict[str, object] | None:
             try:
                 return node.trigger("c")
@@ -92,4 +96,6 @@ def test_a_trigger_before_the_nodes_workers_are_up_says_not_loaded_yet(
         run = wait_until(trigger, timeout=20, interval=0.02)
         assert run["node"] == "solo@127.0.0.1"
         wait_until(lambda: len(counter_lines(log)) == 1, timeout=10)
+    finally:
+        node.stop()
     assert not [r for r in refusals if "no longer loaded" in r], refusals
