@@ -45,6 +45,18 @@ def send(log: ReplicaLog, replica: Replica, hist: int) -> TableDelta | None:
     return d
 
 
+def held_whole(entries: int) -> tuple[ReplicaLog, Replica, TaskRecord, TableDelta | None]:
+    """A complete log of one row (``t:a``, its history ``entries`` long) and a replica sent
+    it whole: (the log, the replica, the row, the delta it was sent)."""
+    log, replica = ReplicaLog("L"), Replica()
+    rec = TaskRecord()
+    for i in range(entries):
+        rec.run_history.append(entry(i), CAP)
+    put(log, "a", rec)
+    log.mark_complete()
+    return log, replica, rec, send(log, replica, 1)
+
+
 def test_a_history_knows_which_it_is_and_how_far() -> None:
     h = RunHistory()
     assert (h.n, len(h)) == (0, 0)
@@ -72,13 +84,7 @@ def test_a_short_history_goes_whole(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_member_at_the_logs_end_gets_only_the_new_entries_and_rebuilds_the_same_row() -> None:
-    log, replica = ReplicaLog("L"), Replica()
-    rec = TaskRecord()
-    for i in range(5):
-        rec.run_history.append(entry(i), CAP)
-    put(log, "a", rec)
-    log.mark_complete()
-    first = send(log, replica, 1)
+    log, replica, rec, first = held_whole(5)
     assert first is not None and first.hist is not None, "whole, with the history's identity"
     for i in range(5, 80):
         rec.dispatched = i
@@ -247,13 +253,7 @@ def test_a_patch_whose_new_entries_hold_a_number_that_is_not_finite_is_refused_b
     """The new entries of a patch are JSON with finite numbers, as the manager writes them;
     ``1e400`` (which Python's json reads as inf) is refused with the row and the field named
     (on main the patch applied and the row held an entry with an inf duration)."""
-    log, replica = ReplicaLog("L"), Replica()
-    rec = TaskRecord()
-    for i in range(3):
-        rec.run_history.append(entry(i), CAP)
-    put(log, "a", rec)
-    log.mark_complete()
-    send(log, replica, 1)
+    log, replica, rec, _ = held_whole(3)
     rec.run_history.append(entry(3), CAP)
     put(log, "a", rec)
     d = log.delta(replica.seq, 10**9, 2)
