@@ -20,12 +20,12 @@ run with an error naming the exit. A DONE the agent cannot read (not JSON, in ne
 field of the wrong type) fails its run at once with an error naming the problem, no state
 taken: the worker has answered and waits for its next run, which it takes as usual.
 Results go to the manager this node follows now (which may have changed during the run), else
-to the sender.
+to the sender. What the agent does with its workers' messages (READY, DONE, a malformed one) is
+:mod:`clerk._workerreplies`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -35,7 +35,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
@@ -46,17 +45,8 @@ from clerk._runqueue import Job as _Job
 from clerk._runqueue import RunQueue
 from clerk._sockdir import socket_dir
 from clerk._tasks import TaskDef
-from clerk._workerlink import (
-    _MAX_FLOAT,
-    DONE,
-    DONE_FIELDS,
-    READY,
-    RUN,
-    LinkClosed,
-    Reader,
-    parse,
-    send_msg,
-)
+from clerk._workerlink import RUN, LinkClosed, Reader, send_msg
+from clerk._workerreplies import Worker, WorkerReplies
 from supervisor import ChildSpec, Event, Supervisor
 
 __all__ = ["Executor"]
@@ -70,34 +60,9 @@ log = logging.getLogger("clerk.executor")
 
 #: How many ended runs' ids an executor remembers to refuse a second EXECUTE of one.
 ENDED_KEPT = 4096
-#: One WARNING per this many seconds at most for malformed messages from workers.
-MALFORMED_LOG_S = 1.0
-#: A run's outcomes, as a worker may report them.
-_OUTCOMES = frozenset({"ok", "error", "timeout", "refused"})
 
 
-def _form(value: Any) -> str:
-    """What a message body was, for a log line: its JSON type, and its length if it has one."""
-    name = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(value), "null")
-    return f"{name} of {len(value)} items" if type(value) in (dict, list) else name
-
-
-def _int(value: Any) -> int:
-    """A worker's ``wid`` as an int, -1 (no worker) if it is not one."""
-    return value if type(value) is int else -1
-
-
-@dataclass
-class _Worker:
-    wid: int
-    child: str  # its supervisor child id: worker-<wid>, then worker-<wid>-<n> once replaced
-    identity: socket.socket | None = None  # its connection, once it said ready
-    pid: int | None = None
-    job: _Job | None = None
-
-
-class Executor:
+class Executor(WorkerReplies):
     """The worker pool of one node and the runs in it."""
 
     def __init__(
@@ -162,11 +127,12 @@ class Executor:
         self._ended: OrderedDict[str, None] = OrderedDict()
         self.duplicates = 0
         self.malformed = 0  # messages from workers dropped as malformed (_malformed)
+        self.stray_dones = 0  # DONEs for a run their worker did not hold (_stray_done)
         self._malformed_quiet_until = -math.inf
         # Per task: its definition and the part of a RUN's text that only that definition
         # decides (see _start), remade when the definition is another object.
         self._run_tail: dict[str, tuple[TaskDef, str]] = {}
-        self.workers = {i: _Worker(i, f"worker-{i}") for i in range(workers)}
+        self.workers = {i: Worker(i, f"worker-{i}") for i in range(workers)}
         self.sup = Supervisor(
             [self._spec(w.child, w.wid) for w in self.workers.values()],
             strategy="one_for_one", intensity=max(10, 5 * workers), period=60,
@@ -275,7 +241,7 @@ class Executor:
             self._on_stale(job.msg, why)
         self._reply(job, "refused", None, f"stale: {why}", 0.0)
 
-    def _start(self, worker: _Worker, job: _Job, now: float) -> bool:
+    def _start(self, worker: Worker, job: _Job, now: float) -> bool:
         """Hand ``job`` to ``worker``; False if its link broke (the job is not taken)."""
         assert worker.identity is not None
         try:
@@ -313,158 +279,6 @@ class Executor:
         return (f"[{run_id}, {slot}, {term}, {_DUMPS(msg.state)}, {init}, {due}, {deadline}, "
                 f"{tail[1]}]").encode()
 
-    def _accept(self) -> None:
-        """A worker connected: its messages are read as they come (``_on_link``)."""
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.error("cannot accept a worker's connection: %s", exc)
-                return
-            conn.setblocking(False)
-            reader = Reader(conn)
-            self._links[conn.fileno()] = conn
-            self._readers[conn.fileno()] = reader
-            self._add_reader(conn.fileno(), functools.partial(self._on_link, reader))
-
-    def _drop_link(self, conn: socket.socket) -> None:
-        """Close a worker's connection; the worker on it (if any) takes no more runs (a run it
-        holds fails when its exit is seen, as before)."""
-        fd = conn.fileno()
-        self._readers.pop(fd, None)
-        if fd >= 0 and self._links.pop(fd, None) is not None:
-            self._remove_reader(fd)
-        conn.close()
-        for worker in self.workers.values():
-            if worker.identity is conn:
-                worker.identity = None
-        self._check_capacity()
-
-    def _on_link(self, reader: Reader) -> None:
-        identity = reader.sock
-        try:
-            messages = reader.read()
-        except LinkClosed:
-            self._drop_link(identity)
-            return
-        for kind, body in messages:
-            try:
-                # A str, not bytes: json.loads of bytes first guesses their encoding in Python
-                # (~3 us of its ~6.6 per message). A worker writes UTF-8 (ASCII) JSON; bytes
-                # that are not UTF-8 fail here as UnicodeDecodeError, a ValueError; nesting
-                # deep enough to exhaust the decoder's recursion is dropped too.
-                data = parse(body.decode())
-            except (ValueError, RecursionError) as exc:
-                self._malformed(identity, f"a message that is not JSON ({exc})")
-                if kind == DONE:  # the worker answered its run, and nothing can be taken
-                    self._end_malformed(identity, f"not JSON: {exc}")
-                continue
-            if kind == DONE:
-                self._on_done(identity, data)
-            elif kind == READY:
-                if type(data) is not dict:
-                    self._malformed(identity, f"a ready that is not an object: {_form(data)}")
-                    continue
-                worker = self.workers.get(_int(data.get("wid", -1)))
-                if worker is not None:
-                    lost, worker.job = worker.job, None
-                    if lost is not None:
-                        # A new incarnation said ready before we saw the old one's exit
-                        # event (two sockets, no order between them): the run died with it.
-                        self._reply(lost, "error", None,
-                                    f"worker process {worker.pid} exited during the run")
-                    worker.identity, worker.pid = identity, data.get("pid")
-                    if self._on_ready is not None and worker.wid not in self._said_ready:
-                        self._said_ready.add(worker.wid)
-                        if len(self._said_ready) == len(self.workers):
-                            on_ready, self._on_ready = self._on_ready, None
-                            self._capable = True
-                            on_ready()
-                    self._check_capacity()
-                    # Runs may be queued, waiting for exactly this worker.
-                    self._pump(self._now())
-
-    def _on_done(self, identity: socket.socket, data: Any) -> None:
-        """A worker's reply to its run: the array of ``DONE_FIELDS``, or the object of a
-        worker of an earlier version (clerk._workerlink)."""
-        if type(data) is list and len(data) == len(DONE_FIELDS):
-            run, outcome, state, duration, error = data
-        elif type(data) is dict and "run" in data:  # (without it, it answers no run)
-            run, outcome, state = data.get("run"), data.get("outcome"), data.get("state")
-            duration, error = data.get("duration_ms", 0.0), data.get("error", "")
-        else:
-            shape = (f"neither an array of the {len(DONE_FIELDS)} fields "
-                     f"({', '.join(DONE_FIELDS)}) nor an object with them: {_form(data)}")
-            self._malformed(identity, f"a done that is {shape}")
-            self._end_malformed(identity, shape)
-            return
-        for worker in self.workers.values():
-            if worker.identity is identity:
-                break
-        else:
-            return
-        job = worker.job
-        if job is None or job.msg.run_id != run:
-            return
-        known = type(outcome) is str and outcome in _OUTCOMES
-        if (not known or type(error) is not str
-                or type(duration) not in (int, float)
-                or not -_MAX_FLOAT <= duration <= _MAX_FLOAT):  # (an int: no overflow)
-            problem = (f"outcome {outcome!r}" if not known
-                       else f"error {error!r}" if type(error) is not str
-                       else f"duration_ms {duration!r}")
-            self._malformed(identity, f"a done with {problem}"[:300])
-            self._end_malformed(identity, problem)
-            return
-        worker.job = None
-        self.executed += 1
-        # The next queued run first: it has waited for exactly this worker.
-        if self.queue:
-            self._pump(self._now())
-        if outcome == "refused" and error.startswith("stale: "):
-            self._refuse_stale(job, error.removeprefix("stale: "))
-            return
-        if outcome != "refused" and duration > job.msg.timeout_ms:
-            # It ran past its timeout and a late loop turn read its DONE before the timer
-            # check could kill it: still a timeout (its state is not taken), whichever came
-            # first; the worker is idle again, so it is kept.
-            self._reply(job, "timeout", None, f"ran {float(duration):.0f} ms, past its "
-                                              f"{job.msg.timeout_ms} ms timeout",
-                        float(duration))
-            return
-        self._reply(job, outcome, state, error, float(duration))
-
-    def _end_malformed(self, identity: socket.socket, problem: str) -> None:
-        """A DONE from the worker on ``identity`` that cannot be read (not JSON, neither
-        form, a field of the wrong type): the worker answered its run and waits for the next
-        one, so that run is over. It fails at once, saying why (no state taken), and the
-        worker takes the next run; before, a DONE that was not JSON or in neither form was
-        only dropped, and its run waited for its timeout, the worker's slot held."""
-        worker = next((w for w in self.workers.values() if w.identity is identity), None)
-        if worker is None or worker.job is None:
-            return  # no run to end (a worker not ready yet, or one that holds none)
-        job, worker.job = worker.job, None
-        self.executed += 1
-        if self.queue:  # the next queued run first, as for any DONE
-            self._pump(self._now())
-        self._reply(job, "error", None, f"worker process {worker.pid} answered the run with "
-                                        f"a malformed reply ({problem})"[:1000])
-
-    def _malformed(self, identity: socket.socket, what: str) -> None:
-        """Count (``malformed`` in stats) and log a message from a worker that is not one:
-        one WARNING per ``MALFORMED_LOG_S`` at most (a broken worker writing in a loop must
-        not make the agent's loop a logger)."""
-        self.malformed += 1
-        now = self._now()
-        if now < self._malformed_quiet_until:
-            return
-        self._malformed_quiet_until = now + MALFORMED_LOG_S
-        pid = next((w.pid for w in self.workers.values() if w.identity is identity), None)
-        log.warning("dropped %s from worker pid %s (%d such messages in all)", what,
-                    pid if pid is not None else "(not ready)", self.malformed)
-
     def expire(self, now: float) -> None:
         """Kill runs past their timeout; time out runs that never got a worker."""
         for job in self.queue.expired(now):
@@ -475,29 +289,33 @@ class Executor:
                 continue
             if not self._still_running(worker, running):
                 continue
-            worker.job = None
-            worker.identity = None
-            child = worker.child
             log.warning("task=%s slot=%d run past its %d ms timeout: killing worker %s "
                         "(pid %s) and its process tree", running.msg.task, running.msg.slot,
-                        running.msg.timeout_ms, child, worker.pid)
-            worker.pid = None  # its exit event is ours, not a crash
-            # Off the loop: killing a tree waits for it to be gone (up to a second when a
-            # grandchild lingers as a zombie), and the agent must keep heartbeating meanwhile
-            # or its followers depose it. The new worker says ready when it is up.
-            self._generation += 1
-            self.restarts += 1
-            worker.child = f"worker-{worker.wid}-{self._generation}"
-            killer = threading.Thread(target=self._replace,
-                                      args=(child, worker.child, worker.wid),
-                                      name=f"replace {child}", daemon=True)
-            self._killers = [t for t in self._killers if t.is_alive()] + [killer]
-            killer.start()
+                        running.msg.timeout_ms, worker.child, worker.pid)
+            self._replace_worker(worker)
             self._reply(running, "timeout", None, f"killed after {running.msg.timeout_ms} ms")
         self._check_capacity()
         self._pump(now)
 
-    def _still_running(self, worker: _Worker, running: _Job) -> bool:
+    def _replace_worker(self, worker: Worker) -> None:
+        """Kill ``worker``'s whole process tree and start a new one in its place; the run it
+        held (if any) is the caller's to answer. The worker takes no run meanwhile."""
+        worker.job = None
+        worker.identity = None
+        child = worker.child
+        worker.pid = None  # its exit event is ours, not a crash
+        # Off the loop: killing a tree waits for it to be gone (up to a second when a
+        # grandchild lingers as a zombie), and the agent must keep heartbeating meanwhile
+        # or its followers depose it. The new worker says ready when it is up.
+        self._generation += 1
+        self.restarts += 1
+        worker.child = f"worker-{worker.wid}-{self._generation}"
+        killer = threading.Thread(target=self._replace, args=(child, worker.child, worker.wid),
+                                  name=f"replace {child}", daemon=True)
+        self._killers = [t for t in self._killers if t.is_alive()] + [killer]
+        killer.start()
+
+    def _still_running(self, worker: Worker, running: _Job) -> bool:
         """Is ``running`` still in ``worker``'s hands once its link is read? A loop turn that
         came late (a long turn elsewhere, a stall) may find a run past its deadline whose
         worker wrote its DONE in time: that DONE waits unread in the link, and killing the
@@ -594,4 +412,5 @@ class Executor:
                 "held": self.queue.held_count,
                 "busy_workers": sum(w.job is not None for w in self.workers.values()),
                 "workers": len(self.workers), "restarts": self.restarts,
-                "duplicates": self.duplicates, "malformed": self.malformed}
+                "duplicates": self.duplicates, "malformed": self.malformed,
+                "stray_dones": self.stray_dones}

@@ -48,6 +48,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from clerk._finitejson import finite_float, no_constant, not_finite_in
 from clerk._messages import HIST_MARK
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "HistVersions",
     "KEEP",
     "apply_hist",
+    "hist_problem",
     "parse_hist",
     "reads_hist",
 ]
@@ -146,16 +148,14 @@ class HistVersions:
 _DUMP = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def _refuse(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-#: Parses one JSON value at an index: (value, end); NaN and Infinity refused.
-_SCAN: Callable[[str, int], tuple[Any, int]] = (
-    json.JSONDecoder(parse_constant=_refuse).scan_once)  # type: ignore[attr-defined]
+#: Parses one JSON value at an index: (value, end); NaN, Infinity and a number too large for
+#: a float (``1e400``, read as inf) refused (clerk._finitejson).
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(  # type: ignore[attr-defined]
+    parse_constant=no_constant, parse_float=finite_float).scan_once
 #: One decoder for every delta: ``json.loads`` with a hook builds a decoder per call (~6 us of
 #: the ~45 us a 20-row ``hist`` took to parse on a loaded machine).
-_DECODE: Callable[[str], Any] = json.JSONDecoder(parse_constant=_refuse).decode
+_DECODE: Callable[[str], Any] = json.JSONDecoder(parse_constant=no_constant,
+                                                 parse_float=finite_float).decode
 
 
 def parse_hist(text: str) -> dict[str, list[Any]] | None:
@@ -225,10 +225,15 @@ def apply_hist(hist: Mapping[str, list[Any]], rows: dict[str, str],
             return None
         if new:
             try:
-                _, end = _SCAN(f'"{new}"', 0)
-            except (ValueError, StopIteration):
-                return None
-            if end != len(new) + 2:
+                entries, end = _SCAN(f'"{new}"', 0)
+                if end != len(new) + 2:
+                    return None
+                # The new entries: JSON, their numbers finite (the scanner, without the
+                # decoder's Python-level set-up per call).
+                listed = f"[{entries}]"
+                if _SCAN(listed, 0)[1] != len(listed):
+                    return None
+            except (ValueError, StopIteration, RecursionError):
                 return None
         kept = inner[len(inner) - keep:] if keep else ""
         body = kept + ("," if kept and new else "") + new
@@ -237,3 +242,29 @@ def apply_hist(hist: Mapping[str, list[Any]], rows: dict[str, str],
         rows[key] = f'{row[:-1]}{_KEY}"[{body}]"}}'
         out[key] = (hid, n, len(body) + 4)
     return out
+
+
+def hist_problem(text: str) -> str | None:
+    """A number that is not finite in a delta's ``hist`` (``text``) or in the new history
+    entries of one of its patches, named by row and field, for the refusal's error; None if
+    there is none (the patches did not fit for another reason). Parses again: only on a
+    refusal."""
+    found = not_finite_in(text)
+    if found:
+        key, where = found[0]
+        return f"row {key!r}, history patch field {where.split(': ', 1)[0]}: " \
+               f"{where.split(': ', 1)[1]} is not a finite number"
+    hist = parse_hist(text)
+    for key, value in (hist or {}).items():
+        if len(value) != 5 or not value[4]:
+            continue
+        try:
+            entries, _ = _SCAN(f'"{value[4]}"', 0)
+        except (ValueError, StopIteration):
+            continue
+        inner = not_finite_in(f"[{entries}]")
+        if inner:
+            where = inner[0][1]
+            return (f"row {key!r}, new run_history entry {where.split(': ', 1)[0]}: "
+                    f"{where.split(': ', 1)[1]} is not a finite number")
+    return None

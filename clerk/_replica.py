@@ -47,10 +47,11 @@ The manager's side, :class:`ReplicaLog` and :class:`RowEncoder`, is in
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from clerk._histdelta import Held, apply_hist, parse_hist
+from clerk._histdelta import Held, apply_hist, hist_problem, parse_hist
 from clerk._messages import TableAt, TableDelta
 from clerk._record import unpack_table
 from clerk._replicalog import COMPACT_SLICE, TABLE_CHUNK_CHARS, ReplicaLog, RowEncoder
@@ -60,11 +61,13 @@ from clerk._rowtexts import (
     RowTexts,
     row_key,
     row_texts,
+    rows_problem,
     split_table,
     table_text,
 )
 
 _DUMP = DUMP
+log = logging.getLogger("clerk.replica")
 
 __all__ = [
     "COMPACT_SLICE",
@@ -134,9 +137,17 @@ class Replica(RowTexts):
         self._hist: dict[str, Held] = {}
         self.refused_hist = 0  # deltas refused because a patch did not fit (of ``refused``)
         self.refusal = ""  # why the last delta whose contents were refused was
+        self._warned = ""  # the last refusal logged
 
     def __bool__(self) -> bool:
         return bool(self._text)
+
+    def _warn_refused(self) -> None:
+        """Log a refusal whose contents were not JSON, once per distinct one (the manager sends
+        a refused window again every TABLE_RESEND)."""
+        if self.refusal != self._warned:
+            self._warned = self.refusal
+            log.warning("refused a table delta: %s", self.refusal)
 
     def apply(self, delta: TableDelta) -> bool:
         """Apply ``delta`` if it fits (see the module docstring). True if the table changed."""
@@ -160,7 +171,9 @@ class Replica(RowTexts):
             # parsed here, and a delta with one that is not JSON is refused whole.)
             self.refused += 1
             self.refusal = (f"the rows of the delta {delta.base}..{delta.upto} of log "
-                            f"{delta.log!r} are not a JSON object of rows")
+                            f"{delta.log!r} are not a JSON object of rows: "
+                            f"{rows_problem(''.join(delta.rows))}")
+            log.warning("refused a table delta: %s", self.refusal)
             return False
         notes: dict[str, Held] = {}
         if delta.hist is not None:
@@ -170,6 +183,11 @@ class Replica(RowTexts):
                 self.refused += 1
                 self.refusal = (f"the history patches of the delta {delta.base}..{delta.upto}"
                                 f" of log {delta.log!r} do not fit the rows held")
+                problem = hist_problem("".join(delta.hist))
+                if problem is not None:
+                    self.refusal = (f"the history patches of the delta {delta.base}.."
+                                    f"{delta.upto} of log {delta.log!r} are not JSON: {problem}")
+                    self._warn_refused()
                 self.refused_hist += 1
                 return False
             notes = got

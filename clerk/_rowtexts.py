@@ -14,9 +14,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, overload
 
+from clerk._finitejson import finite_float, no_constant, not_finite_in
 from clerk._jsondump import encoder
 
-__all__ = ["DUMP", "RowTexts", "RowsView", "row_key", "row_texts", "split_table", "table_text"]
+__all__ = ["DUMP", "RowTexts", "RowsView", "row_key", "row_texts", "rows_problem", "split_table",
+           "table_text"]
 
 #: One row's JSON text (compact, like every table text).
 DUMP = encoder(allow_nan=False)  # (one C encoder for every call: clerk._jsondump)
@@ -69,16 +71,14 @@ def table_text(items: list[tuple[str, str | None]], yield_gil: bool = False) -> 
     return head + ("," if tasks else "") + ",".join(other) + "}"
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-#: Parses one JSON value at an index: (value, end). NaN and Infinity are refused, as the
-#: manager's encoder never writes them.
-_SCAN: Callable[[str, int], tuple[Any, int]] = (
-    json.JSONDecoder(parse_constant=_no_constant).scan_once)  # type: ignore[attr-defined]
+#: Parses one JSON value at an index: (value, end). NaN, Infinity and a number too large for
+#: a float (``1e400``, read as inf) are refused, as the manager's encoder never writes them
+#: (clerk._finitejson).
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(  # type: ignore[attr-defined]
+    parse_constant=no_constant, parse_float=finite_float).scan_once
 #: The same as a whole-text decoder (``json.loads`` with a hook builds one per call).
-_DECODE: Callable[[str], Any] = json.JSONDecoder(parse_constant=_no_constant).decode
+_DECODE: Callable[[str], Any] = json.JSONDecoder(parse_constant=no_constant,
+                                                 parse_float=finite_float).decode
 
 
 def row_texts(text: str) -> dict[str, str] | None:
@@ -115,6 +115,26 @@ def row_texts(text: str) -> dict[str, str] | None:
         return _row_texts_slow(text)
     except (ValueError, RecursionError):
         return None
+
+
+def rows_problem(text: str) -> str:
+    """Why :func:`row_texts` refused ``text``, for the refusal's error: the rows holding a
+    number that is not finite, each with the field (``row 't:a', field state.n[1]: 1e400 is
+    not a finite number``), else the parse error. Parses ``text`` again: only on a refusal."""
+    found = not_finite_in(text)
+    if found:
+        said = []
+        for key, where in found[:3]:
+            path, number = where.split(": ", 1)
+            field = "" if path.startswith("(") else f", field {path}"
+            said.append(f"row {key!r}{field}: {number} is not a finite number")
+        more = f" (and {len(found) - 3} more rows)" if len(found) > 3 else ""
+        return "; ".join(said) + more
+    try:
+        rows = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return f"not JSON: {exc}"
+    return f"not an object of rows: {type(rows).__name__}"
 
 
 def _row_texts_slow(text: str) -> dict[str, str] | None:

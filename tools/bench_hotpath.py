@@ -85,7 +85,8 @@ from clerk._batch import BATCH_KIND, decode_batch  # noqa: E402
 from clerk._claims import message_term  # noqa: E402
 from clerk._codec import MAGIC, DecodeError, decode, encode  # noqa: E402
 from clerk._executor import Executor  # noqa: E402
-from clerk._histdelta import _refuse, parse_hist  # noqa: E402
+from clerk._finitejson import no_constant as _refuse  # noqa: E402
+from clerk._histdelta import parse_hist  # noqa: E402
 from clerk._jsondump import encoder  # noqa: E402
 from clerk._lead import too_late  # noqa: E402
 from clerk._logging import run_context  # noqa: E402

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -240,11 +241,34 @@ class LedgerOnN3(LedgerOnN1):
 
 
 class Nap(clerk.Task):
-    """Sleeps ``state['s']`` seconds and returns its state."""
+    """Sleeps ``state['s']`` seconds and returns its state. Its first state is its ``args``
+    (a task loaded with ``args={"s": 0}`` is busy work that succeeds: without this ``init``,
+    the default's None made every run fail with a TypeError)."""
+
+    def init(self, args: Any) -> Any:
+        return args
 
     def execute(self, state: Any) -> Any:
         time.sleep(state["s"])
         return state
+
+
+def busy_naps(count: int = 8) -> list[clerk.TaskDef]:
+    """``count`` no-op tasks every 100 ms (``busy0``...): a busy cluster beside the task
+    under test."""
+    return [clerk.task(Nap, name=f"busy{i}", interval=100, args={"s": 0}) for i in range(count)]
+
+
+def per_node_tasks(tmp_path: Path, classes: Mapping[str, type[clerk.Task]], name: str,
+                   files: tuple[str, ...], sleep: float, interval: int, timeout: int,
+                   ) -> tuple[dict[str, dict[str, Any]], list[clerk.TaskDef]]:
+    """One task per node (``<name>-n1``...: each of the class ``classes`` gives that node,
+    one only it may run), its args a path ``<file>-<node>`` in ``tmp_path`` for each of
+    ``files`` and ``sleep``: (the args by node, the tasks)."""
+    args = {n: {**{key: str(tmp_path / f"{key}-{n}") for key in files}, "sleep": sleep}
+            for n in classes}
+    return args, [clerk.task(cls, name=f"{name}-{n}", interval=interval, timeout=timeout,
+                             args=args[n]) for n, cls in classes.items()]
 
 
 class OnTime(clerk.Task):

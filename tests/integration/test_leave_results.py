@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 
-import clerk
 from clerk.testing import LocalCluster, wait_until
 from tests.integration.cluster_tasks import (
     LeavesMidRunOnN1,
     LeavesMidRunOnN2,
     LeavesMidRunOnN3,
-    Nap,
+    busy_naps,
+    per_node_tasks,
 )
 from tests.integration.task_helpers import task_row
 from tests.integration.test_takeover_offered_runs import rows_of
@@ -43,12 +43,9 @@ LONG_S = 3.0
 def test_a_member_leaving_mid_run_with_its_manager_dead_keeps_the_result(
         tmp_path: Path) -> None:
     classes = {"n1": LeavesMidRunOnN1, "n2": LeavesMidRunOnN2, "n3": LeavesMidRunOnN3}
-    files = {n: {"log": str(tmp_path / f"log-{n}"), "long": str(tmp_path / f"long-{n}"),
-                 "kill": str(tmp_path / f"kill-{n}"), "sleep": LONG_S} for n in classes}
-    tasks = [clerk.task(cls, name=f"leaver-{n}", interval=200, timeout=20_000, args=files[n])
-             for n, cls in classes.items()]
-    busy = [clerk.task(Nap, name=f"busy{i}", interval=100, args={"s": 0}) for i in range(8)]
-    with LocalCluster(3, tasks=[*tasks, *busy], dispatch_lead=0, workers=2) as cluster:
+    files, tasks = per_node_tasks(tmp_path, classes, "leaver", ("log", "long", "kill"),
+                                  LONG_S, interval=200, timeout=20_000)
+    with LocalCluster(3, tasks=[*tasks, *busy_naps()], dispatch_lead=0, workers=2) as cluster:
         manager = cluster.wait_for_manager(timeout=15)
         member = min(n for n in cluster.names if n != manager)  # ranked lowest: not elected
         other = next(n for n in cluster.names if n not in (manager, member))

@@ -16,12 +16,15 @@ from pathlib import Path
 
 import pytest
 
-import clerk
 from clerk.testing import LocalCluster, wait_until
-from tests.integration.cluster_tasks import Nap
+from tests.integration.cluster_tasks import busy_naps, per_node_tasks
 from tests.integration.reclaim_tasks import ReclaimsLongOnN1, ReclaimsLongOnN2, ReclaimsLongOnN3
 from tests.integration.task_helpers import task_row
-from tests.integration.test_takeover_offered_runs import Row, rows_of
+from tests.integration.test_takeover_offered_runs import (
+    check_long_run_kept,
+    rows_of,
+    wait_after_long,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,12 +33,9 @@ LONG_S = 2.0
 
 def test_a_claim_again_right_after_a_dispatch_keeps_the_run(tmp_path: Path) -> None:
     classes = {"n1": ReclaimsLongOnN1, "n2": ReclaimsLongOnN2, "n3": ReclaimsLongOnN3}
-    files = {n: {"log": str(tmp_path / f"log-{n}"), "long": str(tmp_path / f"long-{n}"),
-                 "elect": str(tmp_path / f"elect-{n}"), "sleep": LONG_S} for n in classes}
-    tasks = [clerk.task(cls, name=f"long-{n}", interval=100, timeout=10_000, args=files[n])
-             for n, cls in classes.items()]
-    busy = [clerk.task(Nap, name=f"busy{i}", interval=100, args={"s": 0}) for i in range(8)]
-    with LocalCluster(3, tasks=[*tasks, *busy], dispatch_lead=0, workers=2,
+    files, tasks = per_node_tasks(tmp_path, classes, "long", ("log", "long", "elect"),
+                                  LONG_S, interval=100, timeout=10_000)
+    with LocalCluster(3, tasks=[*tasks, *busy_naps()], dispatch_lead=0, workers=2,
                       insecure=True) as cluster:
         manager = cluster.wait_for_manager(timeout=15)
         follower = next(n for n in cluster.names if n != manager)
@@ -46,20 +46,7 @@ def test_a_claim_again_right_after_a_dispatch_keeps_the_run(tmp_path: Path) -> N
         Path(files[short]["elect"]).write_text(f"{cluster.address(manager)} {term}")
         Path(files[short]["long"]).touch()  # its next run makes the manager claim again
 
-        def after_long() -> list[Row] | None:
-            rows = rows_of(log)
-            long = [i for i, r in enumerate(rows) if r.ended - r.started >= LONG_S * 0.9]
-            return rows if long and len(rows) >= long[0] + 4 else None
-
-        rows = wait_until(after_long, timeout=30)
+        rows = wait_after_long(log, LONG_S)
         st = cluster.status(manager)
         assert st["manager"] == manager and st["term"] > term, (term, st["term"])
-        i = next(i for i, r in enumerate(rows) if r.ended - r.started >= LONG_S * 0.9)
-        long = rows[i]
-        beside = [r for r in rows if long.started < r.started < long.ended]
-        assert beside == [], f"runs started beside the long one ({long}): {beside}"
-        assert rows[i + 1].count == long.count + 1, rows[i - 2:i + 3]
-        counts = [r.count for r in rows]
-        assert len(counts) == len(set(counts)), counts
-        row = task_row(cluster.status(manager), name)
-        assert row["conflicts"] == 0, row
+        check_long_run_kept(rows, LONG_S, task_row(st, name))

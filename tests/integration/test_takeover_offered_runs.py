@@ -15,16 +15,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-import clerk
 from clerk.testing import LocalCluster, wait_until
 from tests.integration.cluster_tasks import (
-    Nap,
     SuddenlyLongOnN1,
     SuddenlyLongOnN2,
     SuddenlyLongOnN3,
+    busy_naps,
+    per_node_tasks,
 )
 from tests.integration.task_helpers import lines, task_row
 
@@ -48,15 +49,44 @@ def rows_of(path: Path) -> list[Row]:
             for p in lines(path) if len(p) == 6]
 
 
+def _long_at(rows: list[Row], long_s: float) -> int | None:
+    """The index of the first run of at least 0.9 ``long_s`` (None: none yet)."""
+    return next((i for i, r in enumerate(rows) if r.ended - r.started >= long_s * 0.9), None)
+
+
+def wait_after_long(log: Path, long_s: float) -> list[Row]:
+    """The runs in ``log`` once the long one (:func:`_long_at`) has three runs after it."""
+    def after_long() -> list[Row] | None:
+        rows = rows_of(log)
+        i = _long_at(rows, long_s)
+        return rows if i is not None and len(rows) >= i + 4 else None
+
+    rows: list[Row] | None = wait_until(after_long, timeout=30)
+    assert rows is not None
+    return rows
+
+
+def check_long_run_kept(rows: list[Row], long_s: float, row: dict[str, Any]) -> None:
+    """The long run's result was kept: no run started beside it, the next continued from its
+    state, no count twice, and its task's ``row`` (status) counts no conflict."""
+    i = _long_at(rows, long_s)
+    assert i is not None, rows
+    long = rows[i]
+    beside = [r for r in rows if long.started < r.started < long.ended]
+    assert beside == [], f"runs started beside the long one ({long}): {beside}"
+    # Its result was applied: the next run continued from it, nothing counted twice.
+    assert rows[i + 1].count == long.count + 1, rows[i - 2:i + 3]
+    counts = [r.count for r in rows]
+    assert len(counts) == len(set(counts)), counts
+    assert row["conflicts"] == 0, row
+
+
 def test_a_run_the_dead_managers_table_never_showed_is_adopted_from_its_nodes_offer(
         tmp_path: Path) -> None:
     classes = {"n1": SuddenlyLongOnN1, "n2": SuddenlyLongOnN2, "n3": SuddenlyLongOnN3}
-    files = {n: {"log": str(tmp_path / f"log-{n}"), "long": str(tmp_path / f"long-{n}"),
-                 "kill": str(tmp_path / f"kill-{n}"), "sleep": LONG_S} for n in classes}
-    tasks = [clerk.task(cls, name=f"long-{n}", interval=100, timeout=10_000, args=files[n])
-             for n, cls in classes.items()]
-    busy = [clerk.task(Nap, name=f"busy{i}", interval=100, args={"s": 0}) for i in range(8)]
-    with LocalCluster(3, tasks=[*tasks, *busy], dispatch_lead=0, workers=2) as cluster:
+    files, tasks = per_node_tasks(tmp_path, classes, "long", ("log", "long", "kill"),
+                                  LONG_S, interval=100, timeout=10_000)
+    with LocalCluster(3, tasks=[*tasks, *busy_naps()], dispatch_lead=0, workers=2) as cluster:
         manager = cluster.wait_for_manager(timeout=15)
         follower = next(n for n in cluster.names if n != manager)
         short = follower.split("@")[0]
@@ -69,19 +99,5 @@ def test_a_run_the_dead_managers_table_never_showed_is_adopted_from_its_nodes_of
         new = cluster.wait_for_manager(timeout=15)
         assert new != manager
 
-        def after_long() -> list[Row] | None:
-            rows = rows_of(log)
-            long = [i for i, r in enumerate(rows) if r.ended - r.started >= LONG_S * 0.9]
-            return rows if long and len(rows) >= long[0] + 4 else None
-
-        rows = wait_until(after_long, timeout=30)
-        i = next(i for i, r in enumerate(rows) if r.ended - r.started >= LONG_S * 0.9)
-        long = rows[i]
-        beside = [r for r in rows if long.started < r.started < long.ended]
-        assert beside == [], f"runs started beside the long one ({long}): {beside}"
-        # Its result was applied: the next run continued from it, nothing counted twice.
-        assert rows[i + 1].count == long.count + 1, rows[i - 2:i + 3]
-        counts = [r.count for r in rows]
-        assert len(counts) == len(set(counts)), counts
-        row = task_row(cluster.status(new), name)
-        assert row["conflicts"] == 0, row
+        rows = wait_after_long(log, LONG_S)
+        check_long_run_kept(rows, LONG_S, task_row(cluster.status(new), name))

@@ -71,7 +71,15 @@ def test_slow_or_raising_nodes_does_not_hurt_another_task(tmp_path: Path) -> Non
         assert count["runs"]["timeout"] == 0 and count["runs"]["error"] == 0, count
         slow = task_row(st, "slow")
         assert slow["nodes_overruns"] >= 1 and slow["runs"]["ok"] >= 1, slow
+        # A run of "raising" whose nodes() raised within the 20 ms budget is an error naming
+        # the exception. One whose answer came later (its helper thread not scheduled in
+        # time on a loaded machine) was an overrun: it went to any member and ran, ok. So
+        # its ok runs are at most its overruns (it used to assert none, and that its last
+        # run, which may be such a run, was an error); and a run that failed names it.
         raising = task_row(st, "raising")
-        assert raising["runs"]["error"] >= 1 and raising["runs"]["ok"] == 0, raising
-        assert "nodes() raised LookupError: no rack map" in raising["last_run"]["error"]
+        assert raising["runs"]["error"] >= 1, raising
+        assert raising["runs"]["ok"] <= raising["nodes_overruns"], raising
+        wait_until(lambda: "nodes() raised LookupError: no rack map" in (
+            task_row(cluster.status(manager), "raising")["last_run"] or {}).get("error", ""),
+                   timeout=15, message=lambda: str(task_row(cluster.status(manager), "raising")))
         assert "task=slow nodes() took over 20 ms" in cluster.log(manager)

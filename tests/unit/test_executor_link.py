@@ -77,12 +77,21 @@ def test_a_worker_runs_the_body_the_agent_writes() -> None:
 def _link_fake(workers: dict[int, Any] | None = None) -> Any:
     """An Executor's state for ``_on_link`` alone: its replies recorded, no worker pool."""
     fake = SimpleNamespace(workers=workers or {}, malformed=0, executed=0, queue=[],
-                           _malformed_quiet_until=-math.inf, _now=time.monotonic, replies=[])
+                           _malformed_quiet_until=-math.inf, _now=time.monotonic, replies=[],
+                           stray_dones=0, replaced=[], _check_capacity=lambda: None)
     fake._malformed = MethodType(Executor._malformed, fake)
     fake._on_done = MethodType(Executor._on_done, fake)
     fake._end_malformed = MethodType(Executor._end_malformed, fake)
     fake._reply = lambda job, *rest: fake.replies.append((job.msg.run_id, *rest))
     fake._refuse_stale = lambda job, why: fake.replies.append((job.msg.run_id, "stale", why))
+    if hasattr(Executor, "_stray_done"):
+        fake._stray_done = MethodType(Executor._stray_done, fake)
+
+    def replace(worker: Any) -> None:  # (Executor._replace_worker, without a pool)
+        fake.replaced.append(worker.wid)
+        worker.job = worker.identity = worker.pid = None
+
+    fake._replace_worker = replace
     return fake
 
 
@@ -218,6 +227,41 @@ def test_a_malformed_done_for_the_run_fails_it_naming_the_field(fields: Any,
         assert (run, outcome, state) == ("r-1", "error", None)
         assert f"worker process 4242 answered the run with a malformed reply ({named})" == error
         assert fake.workers[0].job is None and fake.malformed == 1
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(("held", "answered"), [("r-1", "r-0"), (None, "r-0"), ("r-1", 17)])
+def test_a_done_for_a_run_the_worker_does_not_hold_is_logged_counted_and_ends_the_worker(
+        held: str | None, answered: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A worker takes one run at a time and answers it: a DONE naming another run (or none
+    held) means its exchange with the agent is out of step. Logged (worker, expected, got),
+    counted (``stray_dones``), the held run failed at once, the worker replaced. On main the
+    DONE was dropped silently: no line, no count, the run held until its timeout."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    a.setblocking(False)
+    try:
+        workers = _running(a, held or "x")
+        workers[0].child = "worker-0"
+        if held is None:
+            workers[0].job = None
+        fake = _link_fake(workers)
+        with caplog.at_level(logging.WARNING, logger="clerk.executor"):
+            _done(fake, a, b, json.dumps([answered, "ok", {"n": 1}, 0.25, ""]).encode())
+        [line] = [r.getMessage() for r in caplog.records]
+        assert "worker-0" in line and "pid 4242" in line and repr(answered) in line, line
+        assert (f"run {held!r}" if held else "no run") in line, line
+        assert fake.stray_dones == 1 and fake.replaced == [0] and fake.executed == 0
+        assert fake.workers[0].job is None and fake.malformed == 0
+        if held is None:
+            assert fake.replies == []
+        else:
+            [(run, outcome, state, error)] = fake.replies
+            assert (run, outcome, state) == (held, "error", None)
+            assert error == (f"worker process 4242 answered run {answered!r} while it held "
+                             f"run {held!r}: the worker was replaced")
     finally:
         a.close()
         b.close()

@@ -45,6 +45,18 @@ def send(log: ReplicaLog, replica: Replica, hist: int) -> TableDelta | None:
     return d
 
 
+def held_whole(entries: int) -> tuple[ReplicaLog, Replica, TaskRecord, TableDelta | None]:
+    """A complete log of one row (``t:a``, its history ``entries`` long) and a replica sent
+    it whole: (the log, the replica, the row, the delta it was sent)."""
+    log, replica = ReplicaLog("L"), Replica()
+    rec = TaskRecord()
+    for i in range(entries):
+        rec.run_history.append(entry(i), CAP)
+    put(log, "a", rec)
+    log.mark_complete()
+    return log, replica, rec, send(log, replica, 1)
+
+
 def test_a_history_knows_which_it_is_and_how_far() -> None:
     h = RunHistory()
     assert (h.n, len(h)) == (0, 0)
@@ -72,13 +84,7 @@ def test_a_short_history_goes_whole(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_member_at_the_logs_end_gets_only_the_new_entries_and_rebuilds_the_same_row() -> None:
-    log, replica = ReplicaLog("L"), Replica()
-    rec = TaskRecord()
-    for i in range(5):
-        rec.run_history.append(entry(i), CAP)
-    put(log, "a", rec)
-    log.mark_complete()
-    first = send(log, replica, 1)
+    log, replica, rec, first = held_whole(5)
     assert first is not None and first.hist is not None, "whole, with the history's identity"
     for i in range(5, 80):
         rec.dispatched = i
@@ -239,3 +245,41 @@ def test_parse_hist_takes_exactly_the_two_shapes() -> None:
         assert parse_hist(json.dumps({"t:a": [1, 2, 30], "t:b": value})) is None, value
     for text in ("[]", "1", "nope", '{"t:a": [1, 2, NaN]}', ""):
         assert parse_hist(text) is None, text
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e999", "NaN", "Infinity"])
+def test_a_patch_whose_new_entries_hold_a_number_that_is_not_finite_is_refused_by_name(
+        number: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The new entries of a patch are JSON with finite numbers, as the manager writes them;
+    ``1e400`` (which Python's json reads as inf) is refused with the row and the field named
+    (on main the patch applied and the row held an entry with an inf duration)."""
+    log, replica, rec, _ = held_whole(3)
+    rec.run_history.append(entry(3), CAP)
+    put(log, "a", rec)
+    d = log.delta(replica.seq, 10**9, 2)
+    assert d is not None and d.hist is not None
+    hid, base_n, n, keep, new = parse_hist("".join(d.hist))["t:a"]  # type: ignore[index]
+    assert "0.25" in new
+    forged = TableDelta(d.log, d.base, d.upto, d.rows, d.gone, d.done,
+                        ('{"t:a":' + json.dumps([hid, base_n, n, keep,
+                                                 new.replace("0.25", number)]) + "}",))
+    held = dict(replica.items())
+    with caplog.at_level("WARNING", logger="clerk.replica"):
+        assert not replica.apply(forged)
+        assert not replica.apply(forged)  # sent again: refused again, logged once
+    assert dict(replica.items()) == held and replica.refused_hist == 2
+    assert replica.refusal.endswith(f"are not JSON: row 't:a', new run_history entry [0][4]: "
+                                    f"{number} is not a finite number"), replica.refusal
+    assert [r.getMessage() for r in caplog.records] == [
+        f"refused a table delta: {replica.refusal}"]
+    assert replica.apply(d) and dict(replica.items()) == dict(log.items())
+
+
+def test_a_hist_with_a_number_that_is_not_finite_is_refused_by_name() -> None:
+    assert parse_hist('{"t:a": [1, 2, 1e400]}') is None
+    replica = Replica()
+    replica.apply(TableDelta("L", -1, 1, ('{"t:a":{"x":1}}',)))
+    forged = TableDelta("L", 1, 2, ('{"t:a":{"x":2}}',), (), False, ('{"t:a": [1, 2, 1e400]}',))
+    assert not replica.apply(forged)
+    assert replica.refusal.endswith("row 't:a', history patch field [2]: 1e400 is not a finite "
+                                    "number"), replica.refusal

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
+
+import pytest
 
 from clerk._codec import MAX_MESSAGE_BYTES, MAX_STRING, decode, encode
 from clerk._core import LeaveRequested, Received, Role, Send
@@ -331,13 +334,34 @@ def test_a_replica_keeps_the_row_texts_it_was_sent_and_refuses_what_is_not_json(
     assert row_texts(json.dumps(rows, indent=1)) == row_texts(compact)  # spaced: slow path
     assert row_texts("{}") == {}
     for bad in ("", "{", "[]", '{"a":1', '{"a":1,}', '{"a":1}x', '{"a":NaN}',
-                '{"a":[Infinity]}', '{1:2}', '{"a" 1}', '"x"'):
+                '{"a":[Infinity]}', '{1:2}', '{"a" 1}', '"x"', '{"a":1e400}',
+                '{"a":{"b":[-1E999]}}', '{"a":1, "b":2e308}'):
         assert row_texts(bad) is None, bad
     rep = Replica()
     assert not rep.apply(TableDelta("L", -1, 1, ('{"t:a":{"x":NaN}}',)))
     assert rep.refused == 1 and not rep
     assert rep.apply(TableDelta("L", -1, 1, ('{"t:a":', '{"x":1}}'), (), True))
     assert rep.items() == [("t:a", '{"x":1}')] and rep.table() == {"tasks": {"a": {"x": 1}}}
+
+
+def test_a_row_with_a_number_too_large_for_a_float_is_refused_naming_row_and_field(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """``1e400`` is read by Python's json as inf, past ``parse_constant``: on main the row was
+    taken (its state held inf, which no EXECUTE or data directory write can carry)."""
+    rep = Replica()
+    rows = '{"t:ok":{"state":{"n":1.5}},"t:poll":{"state":{"seen":[1,2,1e400]}},"k:x":NaN}'
+    with caplog.at_level(logging.WARNING, logger="clerk.replica"):
+        assert not rep.apply(TableDelta("L", -1, 1, (rows,)))
+    assert rep.refused == 1 and not rep
+    assert rep.refusal == (
+        "the rows of the delta -1..1 of log 'L' are not a JSON object of rows: row 't:poll', "
+        "field state.seen[2]: 1e400 is not a finite number; row 'k:x': NaN is not a finite "
+        "number")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"refused a table delta: {rep.refusal}"]
+    assert rep.apply(TableDelta("L", -1, 1, (rows.replace("1e400", "1e300")
+                                             .replace("NaN", "0"),), (), True))
+    assert rep.table()["tasks"]["poll"]["state"]["seen"] == [1, 2, 1e300]
 
 
 def test_a_takeover_loads_the_table_in_slices_exactly_as_in_one_piece() -> None:

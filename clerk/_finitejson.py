@@ -1,0 +1,83 @@
+"""Strict JSON numbers for the follower's replication decoders (:mod:`clerk._rowtexts`,
+:mod:`clerk._histdelta`): finite only, as the manager's encoders write them.
+
+Python's ``json`` reads ``NaN``, ``Infinity`` and ``-Infinity`` (``parse_constant``) and a
+number too large for a float, ``1e400``, as ``inf`` (which never reaches ``parse_constant``).
+A table row holding one would be kept, written to the data directory, and fail later, far
+from where it came in (an EXECUTE of that state cannot be encoded; a status cannot be
+written). The decoders here refuse both as they read (:func:`finite_float`,
+:func:`no_constant`: a ValueError), and :func:`not_finite_in` names the row and the field for
+the error a refused delta reports (it parses again, only then).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+__all__ = ["finite_float", "no_constant", "not_finite_in"]
+
+_MAX = sys.float_info.max
+
+
+def no_constant(name: str) -> Any:
+    """``parse_constant``: ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON."""
+    raise ValueError(f"{name} is not a finite number")
+
+
+def finite_float(text: str, _float: type[float] = float) -> float:
+    """``parse_float``: a number with a fraction or an exponent, unless it overflows (called
+    once per such number)."""
+    value = _float(text)
+    if -_MAX <= value <= _MAX:
+        return value
+    raise ValueError(f"{text[:40]} is not a finite number (over the largest float)")
+
+
+class _Bad:
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _mark_float(text: str) -> Any:
+    value = float(text)
+    return value if -_MAX <= value <= _MAX else _Bad(text[:40])
+
+
+_MARKING = json.JSONDecoder(parse_constant=_Bad, parse_float=_mark_float)
+
+
+def not_finite_in(text: str) -> list[tuple[str, str]] | None:
+    """Where JSON ``text`` holds numbers that are not finite: for a JSON object, per key
+    ``(key, "<path>: <number>")`` of its first one (the path of keys and list indexes inside
+    that key's value, dotted; empty for the value itself); for any other value, one pair
+    with the key ``""``. None if ``text`` is not JSON for another reason."""
+    try:
+        value = _MARKING.decode(text)
+    except (ValueError, RecursionError):
+        return None
+    tops = list(value.items()) if isinstance(value, dict) else [("", value)]
+    out = []
+    for key, top in tops:
+        where = _first_bad(top)
+        if where is not None:
+            out.append((str(key), where))
+    return out
+
+
+def _first_bad(value: Any) -> str | None:
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, _Bad):
+            return f"{path or '(the value)'}: {item.text}"
+        if isinstance(item, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v)
+                         for k, v in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(item))))
+    return None
+
