@@ -16,6 +16,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from clerk._adopt import takeover_stale
+from clerk._adoptedruns import fails_at_takeover
 from clerk._core import Send
 from clerk._covers import covers_of
 from clerk._leaveoffers import offers_awaited_until
@@ -138,6 +139,7 @@ class LedgerTakeover:
         while not self.scheduler.activate_step(reads[0] + 2.5, clock):
             pass
         changed = True
+        self._resolve_adopted(core, graceful)
         if self.world.offer_runs and core.quorum is None:
             # Our own runs in flight (we send ourselves no OFFER: clerk._offerruns).
             adopt_runs(self.scheduler, [run_of(m) for m in self.in_flight.values()],
@@ -155,3 +157,19 @@ class LedgerTakeover:
             del self.unacked[run_id]
         return changed
 
+    def _resolve_adopted(self, core: Any, graceful: bool) -> None:
+        """The runs in flight adopted with the table whose node is gone fail now, as the real
+        runner's ``_resolve_adopted`` (clerk._adoptedruns: not a node that is not listed,
+        which may have left with the run going; ``SimLedger.unlisted_runs_wait``). (The
+        simulator has no RUN_QUERY: a live member's run ends by its result or deadline.)"""
+        sched, gone = self.scheduler, set()
+        for name in sched.in_flight():
+            run = sched.records[name].running
+            if run is None or str(run["node"]) == self.node.name:
+                continue
+            row = core.members.get(str(run["node"]))
+            if fails_at_takeover(row is not None, row is not None and row.alive, graceful,
+                                 core.quorum is not None, self.world.unlisted_runs_wait):
+                gone.add(str(run["node"]))
+        for node in sorted(gone):
+            sched.fail_node(node, self.wall())

@@ -204,6 +204,14 @@ class SimLedger:
         #: run id, state) given up at the bound.
         self.leave_keeps_results = True
         self.lost_on_leave: list[tuple[str, str, str, Any]] = []
+        #: A crash takeover keeps a run in flight on a node it does not list (one that left
+        #: with it going) until its result or deadline (clerk._adoptedruns); False: fails it
+        #: at once, as the real runner did (the simulator did not model that before).
+        self.unlisted_runs_wait = True
+        #: A manager takes a RESULT from a node that is not a member only for the run in
+        #: flight on it, and an OFFER only at its own term (an OFFER that came before its
+        #: sender's JOIN), as the real agent (clerk._agentreplies); False: any, as before.
+        self.agent_filters = True
 
     def __call__(self, net: SimNetwork, node: SimNode) -> LedgerLayer:
         layer = LedgerLayer(self, net, node)
@@ -426,6 +434,11 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
                                  "scheduler's table (a change not marked dirty)")
         self.net.apply(self.node, core.heartbeat_now(self.net.now))
 
+    def _member(self, sender: Any) -> bool:
+        """Is ``sender`` (a peer) a member, that incarnation?"""
+        row = self.node.core.members.get(sender.name)
+        return row is not None and row.peer.incarnation == sender.incarnation
+
     def wall(self) -> float:
         return WALL0 + self.net.now + self.world.offsets.get(self.node.name, 0.0)
 
@@ -447,6 +460,9 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
         if isinstance(msg, Execute):
             self._execute(msg, local=False)
         elif isinstance(msg, Result) and self.scheduler.active:
+            if self.world.agent_filters and not self._member(msg.sender) and not (
+                    self.scheduler.expects(msg.task, msg.run_id, msg.sender.name)):
+                return False  # (as the real agent: clerk._agentreplies, result_not_member)
             default = core.quorum is None
             if default and self.acks.holds(msg.run_id):
                 return False  # a resend of a result applied, its ACK not released yet
@@ -478,6 +494,9 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
         elif isinstance(msg, ResultAck):
             self.unacked.pop(msg.run_id, None)
         elif isinstance(msg, Offer) and core.is_manager:
+            if (self.world.agent_filters and not self._member(msg.sender)
+                    and msg.term != core.term):
+                return False  # (as the real agent: offer_not_member; ours: held till admitted)
             changed = self.scheduler.merge(msg.state, self.wall(), source=msg.sender.name)
             if self.world.offer_runs and core.quorum is None:
                 changed |= adopt_runs(self.scheduler, offered_runs(msg.state),
