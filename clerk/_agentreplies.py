@@ -94,6 +94,11 @@ class AgentReplies(AgentAttrs):
                 # reaches us: keep it until that node is admitted (MemberUp), never merge
                 # rows from a node that is not a member.
                 self.tasks.hold_offer(msg)
+            elif self.tasks.runs_on(msg.sender.name):
+                # A node that left with a run in flight answering our COORDINATOR (its
+                # result follows: clerk._adoptedruns); its rows are not merged.
+                log.info("OFFER from %s, which left with a run in flight: not merged (its "
+                         "result counts when it comes)", msg.sender.name)
             else:
                 self._bad_frame("offer_not_member", f"OFFER from {msg.sender.name!r} "
                                 f"({msg.sender.incarnation!r}): not a member", now)
