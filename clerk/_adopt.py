@@ -58,6 +58,9 @@ covers (:mod:`clerk._covers`, :meth:`Adoption.handed_over_by`): a heal's first O
 every dispatch ~10 s; a member that manager was itself still waiting for is waited for. A
 member whose OFFER was lost on a link that was down sends it again once the link is up
 (``OfferAgain``, :mod:`clerk._core`, "OFFERs again"); a second OFFER merges idempotently.
+A node that is not a member but that a restarted manager heard from while it waited for its
+recorded members (``expected``, :func:`takeover_waits`; :mod:`clerk._joining`, "Restarts") is
+waited for as a member, at most ``OFFER_WAIT_MS`` (it may not come: it is not listed).
 
 **Which state wins** is never decided here by terms or slots: every load, merge and takeover
 goes through lineage and version (:mod:`clerk._lineage`, rows in :mod:`clerk._record`). A
@@ -90,7 +93,7 @@ from clerk._record import TaskRecord, merge_rows, unpack_table
 from clerk._schedstate import _Activation, _packed_size
 
 __all__ = ["CATCH_UP_GUARD_MS", "OFFER_WAIT_MS", "OFFER_WAIT_SURE_MS", "Adoption",
-           "takeover_stale"]
+           "takeover_stale", "takeover_waits"]
 
 #: ``catch_up = "last"`` never runs a slot that fell due this shortly before a crash takeover:
 #: the dead manager may have dispatched it in its last moments, before a heartbeat carried that
@@ -118,6 +121,15 @@ def takeover_stale(quorum: bool, graceful: bool, log_complete: bool, replica_row
     in the default mode, whose own new log holds no table yet (a claim's log fills only once
     it schedules) and whose replica holds rows: caught up with the last manager's log or not."""
     return not quorum and not graceful and not log_complete and replica_rows
+
+
+def takeover_waits(sched: Adoption, core: Any, graceful: bool, now: float) -> None:
+    """The real runner's activation: ``sched.stale`` (:func:`takeover_stale`) and the nodes
+    it waits for as members though they are not (yet): the recorded members its node heard
+    from since a restart (``core``: a :class:`clerk._corestate.CoreState`)."""
+    sched.stale = takeover_stale(core.quorum is not None, graceful, core.table_log.complete,
+                                 bool(core.replica.items()))
+    sched.expected = core.take_rejoin_heard(now)
 
 
 def _nothing_new(raw: Any, mine: TaskRecord | None) -> bool:
@@ -366,11 +378,15 @@ class Adoption(DefsUpdate):
         until = 0.0
         if not self.await_offers:
             return until
-        for node in members:
+        nodes: Iterable[str] = members
+        if self.expected:  # (not members yet: clerk._joining, "Restarts")
+            nodes = [*members, *(n for n in self.expected if n not in members)]
+        for node in nodes:
             if node in self.offered:
                 continue
             since = self._member_since.setdefault(node, wall_ms)
-            wait = OFFER_WAIT_SURE_MS if self.always_offers(node) else OFFER_WAIT_MS
+            wait = (OFFER_WAIT_SURE_MS if node in members and self.always_offers(node)
+                    else OFFER_WAIT_MS)
             if wall_ms < since + wait:
                 until = max(until, since + wait)
         return until
@@ -509,3 +525,4 @@ class Adoption(DefsUpdate):
         self.offered.clear()
         self._member_since.clear()
         self._cover_parts.clear()
+        self.expected.clear()

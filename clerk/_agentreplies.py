@@ -80,7 +80,8 @@ class AgentReplies(AgentAttrs):
         elif isinstance(msg, Result):
             row = self.core.members.get(msg.sender.name)
             member = row is not None and row.peer.incarnation == msg.sender.incarnation
-            if not member and not self.tasks.expects(msg):
+            if not member and not self.tasks.expects(msg) and (
+                    msg.sender.name not in self.tasks.scheduler.expected):  # (clerk._joining)
                 self._bad_frame("result_not_member", f"RESULT from {msg.sender.name!r} "
                                 f"({msg.sender.incarnation!r}): not a member", now)
                 return

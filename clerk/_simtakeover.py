@@ -116,6 +116,10 @@ class LedgerTakeover:
             core.quorum is not None, graceful, core.table_log.complete,
             bool(core.replica.items())) and (self.world.wait_caught_up
                                              or core.replica.position() is None)
+        # Recorded members heard from since a restart, not members: waited for too
+        # (clerk._joining, "Restarts"); ``SimLedger.rejoin_heard`` False: not, as before.
+        heard = core.take_rejoin_heard(self.net.now)
+        self.scheduler.expected = heard if self.world.rejoin_heard else set()
         # A claim again while scheduling keeps the scheduler's own rows (clerk._reclaim).
         if not self.world.reclaim_keeps or reload_at_claim(
                 core.quorum is not None,

@@ -212,6 +212,9 @@ class SimLedger:
         #: flight on it, and an OFFER only at its own term (an OFFER that came before its
         #: sender's JOIN), as the real agent (clerk._agentreplies); False: any, as before.
         self.agent_filters = True
+        #: A first takeover after a restart waits for the OFFERs of the recorded members it
+        #: heard from that are not members (clerk._joining, "Restarts"); False: not, as before.
+        self.rejoin_heard = True
 
     def __call__(self, net: SimNetwork, node: SimNode) -> LedgerLayer:
         layer = LedgerLayer(self, net, node)
@@ -461,7 +464,8 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
             self._execute(msg, local=False)
         elif isinstance(msg, Result) and self.scheduler.active:
             if self.world.agent_filters and not self._member(msg.sender) and not (
-                    self.scheduler.expects(msg.task, msg.run_id, msg.sender.name)):
+                    self.scheduler.expects(msg.task, msg.run_id, msg.sender.name)
+                    or msg.sender.name in self.scheduler.expected):
                 return False  # (as the real agent: clerk._agentreplies, result_not_member)
             default = core.quorum is None
             if default and self.acks.holds(msg.run_id):
