@@ -13,6 +13,11 @@ manager can always take it.
 Before (``SimLedger.leave_keeps_results = False``): a member that left sent its result once,
 to the manager it knew, and stopped; with that manager crashed, the next one ran the next
 slot from the state before (a count repeated, nothing counted).
+
+``LEAVE_THEN_CRASH`` and ``CRASH_KINDS``: the member's LEAVE reached the live manager, which
+removed it and then crashed before the result; the next manager keeps the run open on the
+node it does not list and takes the result the member answers its COORDINATOR with
+(:mod:`clerk._adoptedruns`). Before (``unlisted=False``): it failed the run at once.
 """
 
 from __future__ import annotations
