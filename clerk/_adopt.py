@@ -58,6 +58,9 @@ covers (:mod:`clerk._covers`, :meth:`Adoption.handed_over_by`): a heal's first O
 every dispatch ~10 s; a member that manager was itself still waiting for is waited for. A
 member whose OFFER was lost on a link that was down sends it again once the link is up
 (``OfferAgain``, :mod:`clerk._core`, "OFFERs again"); a second OFFER merges idempotently.
+A node that is not a member but that a restarted manager heard from while it waited for its
+recorded members (``expected``, :func:`takeover_waits`; :mod:`clerk._joining`, "Restarts") is
+waited for as a member, at most ``OFFER_WAIT_MS`` (it may not come: it is not listed).
 
 **Which state wins** is never decided here by terms or slots: every load, merge and takeover
 goes through lineage and version (:mod:`clerk._lineage`, rows in :mod:`clerk._record`). A
@@ -67,11 +70,7 @@ keeps our own better state under a loaded row's run (a manager re-claiming with 
 replica: that run's late result would otherwise replace the kept state). A merged record
 claiming a slot beyond the current one is refused: no real manager can have run the future.
 
-**Definitions change** (rolling deploys, see :mod:`clerk._deploy`): :meth:`Adoption.update_defs`
-adds a task some live member has loaded, applies changed parameters from the next slot of the
-new grid, and stops a task no live member has any more (``gone_since`` in status) until one
-loads it again. Records of tasks this node has no definition for are kept (and replicated) so
-their state survives until a definition comes back.
+**Definitions change** (rolling deploys): :mod:`clerk._newdefs`.
 
 **Draining.** A leaving manager dispatches nothing more but still applies the results of its
 runs in flight (:meth:`Adoption.drain`).
@@ -85,18 +84,16 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from clerk._calendar import grid_for
 from clerk._control import merge_run_history
 from clerk._covers import Covers
 from clerk._lead import MAX_DISPATCH_LEAD_MS
 from clerk._lineage import better
-from clerk._operator import OperatorControl
+from clerk._newdefs import DefsUpdate
 from clerk._record import TaskRecord, merge_rows, unpack_table
-from clerk._schedstate import _Activation, _grid_key, _packed_size
-from clerk._tasks import TaskDef
+from clerk._schedstate import _Activation, _packed_size
 
 __all__ = ["CATCH_UP_GUARD_MS", "OFFER_WAIT_MS", "OFFER_WAIT_SURE_MS", "Adoption",
-           "takeover_stale"]
+           "takeover_stale", "takeover_waits"]
 
 #: ``catch_up = "last"`` never runs a slot that fell due this shortly before a crash takeover:
 #: the dead manager may have dispatched it in its last moments, before a heartbeat carried that
@@ -124,6 +121,15 @@ def takeover_stale(quorum: bool, graceful: bool, log_complete: bool, replica_row
     in the default mode, whose own new log holds no table yet (a claim's log fills only once
     it schedules) and whose replica holds rows: caught up with the last manager's log or not."""
     return not quorum and not graceful and not log_complete and replica_rows
+
+
+def takeover_waits(sched: Adoption, core: Any, graceful: bool, now: float) -> None:
+    """The real runner's activation: ``sched.stale`` (:func:`takeover_stale`) and the nodes
+    it waits for as members though they are not (yet): the recorded members its node heard
+    from since a restart (``core``: a :class:`clerk._corestate.CoreState`)."""
+    sched.stale = takeover_stale(core.quorum is not None, graceful, core.table_log.complete,
+                                 bool(core.replica.items()))
+    sched.expected = core.take_rejoin_heard(now)
 
 
 def _nothing_new(raw: Any, mine: TaskRecord | None) -> bool:
@@ -154,7 +160,7 @@ def _nothing_new(raw: Any, mine: TaskRecord | None) -> bool:
         return False
 
 
-class Adoption(OperatorControl):
+class Adoption(DefsUpdate):
     """Load, merge, OFFERs, activation, definitions and draining (see the module docstring)."""
 
     #: Set by the shell at an activation: this table is only the data directory's (see the
@@ -374,11 +380,15 @@ class Adoption(OperatorControl):
         until = 0.0
         if not self.await_offers:
             return until
-        for node in members:
+        nodes: Iterable[str] = members
+        if self.expected:  # (not members yet: clerk._joining, "Restarts")
+            nodes = [*members, *(n for n in self.expected if n not in members)]
+        for node in nodes:
             if node in self.offered:
                 continue
             since = self._member_since.setdefault(node, wall_ms)
-            wait = OFFER_WAIT_SURE_MS if self.always_offers(node) else OFFER_WAIT_MS
+            wait = (OFFER_WAIT_SURE_MS if node in members and self.always_offers(node)
+                    else OFFER_WAIT_MS)
             if wall_ms < since + wait:
                 until = max(until, since + wait)
         return until
@@ -497,81 +507,6 @@ class Adoption(OperatorControl):
             self.instant_pending.add(name)
         self._push(name)
 
-    def update_defs(self, defs: Mapping[str, TaskDef], wall: float,
-                    names: Iterable[str] | None = None) -> list[str]:
-        """Adopt the definitions the live members announce (see the module docstring).
-        Returns what changed, as sentences for the log. ``names``: only these tasks (those
-        whose definition may have changed, clerk._deploy.Resolver), in this order; the
-        others are as ``defs`` has them already. None: every task (O(tasks))."""
-        notes: list[str] = []
-        wall_ms = wall * 1000
-        if names is None:
-            adopt: Iterable[str] = defs
-            stop: Iterable[str] = self.defs
-        else:
-            names = list(names)
-            adopt = [n for n in names if n in defs]
-            stop = [n for n in names if n in self.defs]
-        for name in adopt:
-            d = defs[name]
-            old = self.defs.get(name)
-            back = name in self.gone
-            if old == d and not back:
-                continue
-            try:
-                grid = grid_for(d)
-            except ValueError as exc:  # a cron expression or zone this node cannot evaluate
-                notes.append(f"task={name} announced with a schedule this node cannot use "
-                             f"({exc}): keeping the previous definition")
-                continue
-            self.defs[name] = d
-            self.dirty.add(name)
-            if grid is None:
-                self._grid.pop(name, None)
-            else:
-                self._grid[name] = grid
-            rec = self.records.setdefault(name, TaskRecord())
-            self.gone.pop(name, None)
-            if old is None:
-                notes.append(f"task={name} is loaded by a live member: scheduling it")
-            elif back:
-                notes.append(f"task={name} is loaded by a live member again: scheduling it")
-            else:
-                changes = ", ".join(f"{k} {v} -> {d.to_json()[k]}"
-                                    for k, v in old.to_json().items() if d.to_json()[k] != v)
-                notes.append(f"task={name} definition changed ({changes})")
-            if not (self.active or self.activating):
-                continue
-            if grid is None:
-                self.next_slot[name] = 0
-            else:
-                current = self._slot_at(d, wall_ms)
-                nxt = 0
-                if old is not None and _grid_key(old) != _grid_key(d):
-                    # A new grid: its slot numbers are not the old one's. Carry on from the
-                    # next slot of the new grid; the old ones count as done.
-                    rec.slot = rec.dispatched = rec.decided = current
-                else:
-                    # The same grid: never back below a slot decided already (a crash
-                    # takeover's failover window, a skip ahead of its due time).
-                    nxt = self.next_slot.get(name, 0)
-                self.next_slot[name] = max(nxt, current + 1, rec.slot + 1, rec.dispatched + 1,
-                                           rec.decided + 1)
-            fresh = rec.runs == 0 and rec.slot < 0 and rec.dispatched < 0 and rec.running is None
-            # (Also a task that was "gone" before it ever ran: at a cluster's start no member
-            # announces its tasks until its workers are ready; its instant run is still due.)
-            if d.instant and d.enabled and fresh and (old is None or back) and not rec.paused:
-                self.instant_pending.add(name)
-            self._push(name)
-        for name in stop:
-            if name not in defs and name not in self.gone:
-                self.gone[name] = wall
-                self.dirty.add(name)
-                self.instant_pending.discard(name)
-                self.catch_up_pending.pop(name, None)
-                notes.append(f"task={name} is no longer loaded by any live member: stopped")
-        return notes
-
     def drain(self) -> None:
         """Stop dispatching; keep applying results (see ``draining``)."""
         self.draining = True
@@ -592,3 +527,4 @@ class Adoption(OperatorControl):
         self.offered.clear()
         self._member_since.clear()
         self._cover_parts.clear()
+        self.expected.clear()

@@ -80,7 +80,8 @@ class AgentReplies(AgentAttrs):
         elif isinstance(msg, Result):
             row = self.core.members.get(msg.sender.name)
             member = row is not None and row.peer.incarnation == msg.sender.incarnation
-            if not member and not self.tasks.expects(msg):
+            if not member and not self.tasks.expects(msg) and (
+                    msg.sender.name not in self.tasks.scheduler.expected):  # (clerk._joining)
                 self._bad_frame("result_not_member", f"RESULT from {msg.sender.name!r} "
                                 f"({msg.sender.incarnation!r}): not a member", now)
                 return
@@ -94,6 +95,11 @@ class AgentReplies(AgentAttrs):
                 # reaches us: keep it until that node is admitted (MemberUp), never merge
                 # rows from a node that is not a member.
                 self.tasks.hold_offer(msg)
+            elif self.tasks.runs_on(msg.sender.name):
+                # A node that left with a run in flight answering our COORDINATOR (its
+                # result follows: clerk._adoptedruns); its rows are not merged.
+                log.info("OFFER from %s, which left with a run in flight: not merged (its "
+                         "result counts when it comes)", msg.sender.name)
             else:
                 self._bad_frame("offer_not_member", f"OFFER from {msg.sender.name!r} "
                                 f"({msg.sender.incarnation!r}): not a member", now)

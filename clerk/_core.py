@@ -463,7 +463,7 @@ class NodeCore(CoreState):
         if isinstance(msg, _dupname.CHECKED) and _dupname.from_duplicate(self, msg, now):
             return  # a second node in a live member's name: nothing it says counts
         if self._awaited and self._awaited.pop(msg.sender.name, None) is not None:
-            _joining.heard(self)
+            _joining.heard(self, msg.sender, now)
         self.see_term(msg.term)
         if self.quorum is not None:
             _quorumcore.heard(self, msg, now)

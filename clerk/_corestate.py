@@ -41,12 +41,16 @@ from clerk._record import PACK_CHUNK
 from clerk._replica import HANDOVER_WHOLE_CHARS, Replica, ReplicaLog, handover_delta, table_text
 from clerk._timings import Timings
 
-__all__ = ["LOST_HORIZON", "MAX_LOST", "CoreState"]
+__all__ = ["LOST_HORIZON", "MAX_LOST", "REJOIN_HEARD_S", "CoreState"]
 
 #: Lost members (and seeds outside the list) are probed for this long, in seconds.
 LOST_HORIZON = 3600.0
 #: At most this many lost members are remembered (and probed).
 MAX_LOST = 1024
+#: A restarted node's claim waits for the OFFERs of the recorded members it heard from this
+#: recently, when they are not members (clerk._joining, "Restarts"): a claim comes within
+#: ``rejoin_timeout`` (5 s) and an election of hearing from them; later ones have joined.
+REJOIN_HEARD_S = 30.0
 
 
 def _none() -> Collection[str]:
@@ -123,6 +127,10 @@ class CoreState:
         # Restarts (clerk._joining): the members our data directory recorded (name ->
         # address) not heard from since we started, and until when we wait for them.
         self._awaited: dict[str, str] = {}
+        #: ... and those heard from meanwhile (name -> when): a claim of ours announces itself
+        #: to those that are not members and waits for their OFFERs, within
+        #: ``REJOIN_HEARD_S`` (clerk._joining, "Restarts"; ``take_rejoin_heard``).
+        self.rejoin_heard: dict[str, float] = {}
         self._rejoin_until = -INF
         self._next_heartbeat = INF
         self._next_probe = INF
@@ -411,6 +419,14 @@ class CoreState:
     def drop(self, reason: str, detail: str) -> None:
         self.dropped[reason] += 1
         self._out.append(Dropped(reason, detail))
+
+    def take_rejoin_heard(self, now: float) -> set[str]:
+        """The members our data directory recorded that we heard from since the restart,
+        within ``REJOIN_HEARD_S``, that are not members now (a takeover waits for their
+        OFFERs: :mod:`clerk._joining`, "Restarts"); the others are forgotten."""
+        self.rejoin_heard = {name: when for name, when in self.rejoin_heard.items()
+                             if name not in self.members and now - when <= REJOIN_HEARD_S}
+        return set(self.rejoin_heard)
 
     def term_ok(self, msg: Message, now: float) -> bool:
         """The term bound (:mod:`clerk._claims`): drop a message whose term is too far up."""

@@ -24,7 +24,16 @@ with task sets by reference, :mod:`clerk._setfetch`). Rules:
   (a joiner answers ELECTION with a JOIN): the manager is elected among nodes that are all
   up, whose OFFERs then bring it the best copy among them before it dispatches
   (:mod:`clerk._adopt`, "A manager that starts from its own disk"). A node restarting into a
-  cluster whose manager is up, or starting without a data directory, joins as before.
+  cluster whose manager is up, or starting without a data directory, joins as before. The
+  recorded members it heard from (``rejoin_heard``) may still follow a manager that died
+  meanwhile and so not be among the members when it claims: its claim announces itself to
+  them too (they are in ``_lost``, probed at the claim), and its first takeover waits for
+  their OFFERs as for a member's (at most ``OFFER_WAIT_MS``; ``Scheduler.expected``; a
+  claim within ``REJOIN_HEARD_S`` of hearing from them).
+  Before, such a node (its run's result unsent, its manager dead) heard of the claim only
+  when its own election found it, after the new manager had sent the next slots from the
+  state before (a count repeated, counted as a conflict:
+  ``tests/unit/test_offer_review_sim.py``, ``SILENT``).
 * **Lost members outlive their manager.** Followers note the members their manager's list
   dropped (for when they take over), a manager keeps probing (COORDINATOR with its claim) the
   members it lost and its seeds for ``LOST_HORIZON``, an ex-manager keeps probing the members
@@ -46,7 +55,7 @@ from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState
 from clerk._coretypes import INF, MemberUp, Refused, Role
 from clerk._dupname import refuse_accepted
 from clerk._heartbeats import send_table
-from clerk._messages import Coordinator, Join, MemberInfo, Refuse, Welcome
+from clerk._messages import Coordinator, Join, MemberInfo, Peer, Refuse, Welcome
 from clerk._setfetch import fetch_sets, list_for
 
 __all__ = [
@@ -105,9 +114,14 @@ def remember(core: CoreState, members: Mapping[str, str]) -> None:
                      if name != core.me.name and addr != core.me.address}
 
 
-def heard(core: CoreState) -> None:
+def heard(core: CoreState, peer: Peer, now: float) -> None:
     """A member we waited for is up (its name left ``_awaited``): with none left, we call
-    the election at the join timeout (now, if it passed: ``CoreState.elect_at``)."""
+    the election at the join timeout (now, if it passed: ``CoreState.elect_at``). It goes
+    into ``rejoin_heard``, and into ``_lost`` (a claim of ours probes it at once: see
+    "Restarts")."""
+    if len(core.rejoin_heard) < MAX_LEARN:
+        core.rejoin_heard[peer.name] = now
+        core._lost[peer.address] = now
     if not core._awaited:
         core._rejoin_until = -INF
 

@@ -10,7 +10,9 @@
 * **Results reach a new manager** (see :mod:`clerk._outbox`): every result is kept until the
   manager acknowledges it (RESULT_ACK) and is sent again to each new manager; a manager that
   adopts runs in flight asks their nodes about them (``RUN_QUERY``) instead of waiting for
-  their deadlines, and fails at once those whose node is gone. A leaving manager's own
+  their deadlines, and fails at once those whose node it saw go; a run on a node it does
+  not list stays open until its result or deadline: that node may have left with the run
+  going (:mod:`clerk._adoptedruns`). A leaving manager's own
   results are *held* until its successor's claim is known (and applied to its own last table
   while it drains); so are the members' results it applies while it drains after a
   hand-over (the successor adopted those runs), sent to the member it handed over to if it
@@ -44,6 +46,7 @@ import json
 import logging
 import math
 
+from clerk._adoptedruns import fails_at_takeover
 from clerk._core import Role, StaleExecute
 from clerk._dispatch import Dispatch, Finished
 from clerk._lead import EARLY_LIMIT_MS, too_late
@@ -207,6 +210,19 @@ class ResultRouting(QuorumWriting):
         member list since: a manager that handed over while running a task itself)."""
         return self.scheduler.active and self.scheduler.expects(msg.task, msg.run_id,
                                                                 msg.sender.name)
+
+    def runs_on(self, node: str) -> bool:
+        """Does the table show a run in flight on ``node`` (O(runs in flight))? A node that
+        left with one going answers a new manager's COORDINATOR with its OFFER, its results
+        and its LEAVE (clerk._adoptedruns): its OFFER is not an intruder's."""
+        sched = self.scheduler
+        if not sched.active:
+            return False
+        for name in sched.in_flight():
+            run = sched.records[name].running
+            if run is not None and run["node"] == node:
+                return True
+        return False
 
     def on_result(self, msg: Result, now: float, wall: float) -> bool:
         """Apply a RESULT; False if this node is not scheduling (yet): then it is not
@@ -373,7 +389,8 @@ class ResultRouting(QuorumWriting):
 
     def _resolve_adopted(self, now: float, wall: float, graceful: bool) -> None:
         """Runs in flight we adopted with the table: ask their nodes rather than wait out
-        their deadlines. After a crash, a run whose node is gone fails now; one on this node
+        their deadlines. After a crash, a run whose node this manager holds as dead fails now,
+        one on a node it does not list stays open (clerk._adoptedruns); one on this node
         that is neither running nor finished here was never received (lost with the old
         manager). A graceful hand-over's leaving manager reports its own run by itself."""
         core = self.agent.core
@@ -398,9 +415,15 @@ class ResultRouting(QuorumWriting):
             row = core.members.get(node)
             if row is not None and row.alive:
                 self.agent.send(row.peer.address, RunQuery(me, core.term, name, run_id), now)
-            elif not graceful:
+            elif fails_at_takeover(row is not None, False, graceful, core.quorum is not None):
                 for fin in self.scheduler.fail_node(node, wall):
                     self._log_finished(fin)
+            elif row is None and not graceful:
+                # Not listed: it may have left with the run going (its LEAVE reached the
+                # manager that crashed since); it answers our COORDINATOR with the result.
+                log.info("task=%s run=%s: its node %s is not a member (it may have left with "
+                         "the run going): the run stays open until its result or deadline",
+                         name, run_id, node)
 
     def _apply_waiting_results(self, now: float, wall: float) -> None:
         """The RESULTs that came while the table was loading (on_result), now that it is."""

@@ -32,7 +32,7 @@ import random
 import time
 from collections.abc import Collection
 
-from clerk._adopt import takeover_stale
+from clerk._adopt import takeover_waits
 from clerk._answered import Answered
 from clerk._core import LeftHeard, ManagerChanged, OfferAgain, Send, StateHandedOver
 from clerk._covers import covers_of
@@ -473,9 +473,8 @@ class TaskRunner(ResultRouting, StatusRows):
             sched.from_disk = self._disk_states and not core.replica.items()
             # A crash takeover from a replica (this node joined moments ago, lagged, or lost
             # the last deltas, which a caught-up position cannot tell): dispatches wait for
-            # the members' OFFERs (clerk._adopt).
-            sched.stale = takeover_stale(core.quorum is not None, bool(self._activate),
-                                         core.table_log.complete, bool(core.replica.items()))
+            # the members' OFFERs (clerk._adopt), and recorded members heard since a restart.
+            takeover_waits(sched, core, bool(self._activate), now)
             sched.begin_activation(wall, graceful=bool(self._activate),
                                    claim=(core.term, self.agent.me.name))
             return False  # this turn's slice went to the load

@@ -258,6 +258,9 @@ class SchedulerState:
         #: sets it: a look at the member's incarnation; see clerk._adopt.)
         self.always_offers: Callable[[str], bool] = _no
         self._member_since: dict[str, float] = {}
+        #: Live nodes not members (yet) whose OFFERs a takeover waits for as a member's, at
+        #: most ``OFFER_WAIT_MS`` (clerk._adopt; set by the layer: ``take_rejoin_heard``).
+        self.expected: set[str] = set()
         #: The parts of merge HANDOVERs merged, per step-down (clerk._covers).
         self._cover_parts = CoverParts()
         self._init_wait_ms = 0.0  # instant inits held until this wall ms (see next_deadline)

@@ -36,10 +36,8 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter, deque
-from collections.abc import Collection
 from typing import Any
 
-from clerk._adopt import takeover_stale
 from clerk._core import (
     Deliver,
     Effect,
@@ -53,13 +51,10 @@ from clerk._core import (
     Tick,
     WriteCommitted,
 )
-from clerk._covers import covers_of
 from clerk._lead import DISPATCH_LEAD_MS
-from clerk._leaveoffers import offers_awaited_until
 from clerk._messages import Execute, Offer, Result, ResultAck
 from clerk._offerjob import OfferParts
-from clerk._offerruns import adopt_runs, offered_runs, run_of
-from clerk._reclaim import reload_at_claim
+from clerk._offerruns import adopt_runs, offered_runs
 from clerk._record import TaskRecord
 from clerk._replica import RowEncoder
 from clerk._replication import LOCAL_GAP_S, short_runs
@@ -72,12 +67,12 @@ from clerk._simledgerrun import (
     LEAVE_WAIT_S,
     RESEND_S,
     RUN_S,
-    TAKEOVER_BEFORE_LEAVE_S,
     WALL0,
     LedgerRun,
     LedgerRuns,
 )
 from clerk._simnet import SimNetwork, SimNode
+from clerk._simtakeover import LedgerTakeover
 from clerk._tasks import TaskDef
 from clerk._writeahead import WriteAhead
 
@@ -209,6 +204,17 @@ class SimLedger:
         #: run id, state) given up at the bound.
         self.leave_keeps_results = True
         self.lost_on_leave: list[tuple[str, str, str, Any]] = []
+        #: A crash takeover keeps a run in flight on a node it does not list (one that left
+        #: with it going) until its result or deadline (clerk._adoptedruns); False: fails it
+        #: at once, as the real runner did (the simulator did not model that before).
+        self.unlisted_runs_wait = True
+        #: A manager takes a RESULT from a node that is not a member only for the run in
+        #: flight on it, and an OFFER only at its own term (an OFFER that came before its
+        #: sender's JOIN), as the real agent (clerk._agentreplies); False: any, as before.
+        self.agent_filters = True
+        #: A first takeover after a restart waits for the OFFERs of the recorded members it
+        #: heard from that are not members (clerk._joining, "Restarts"); False: not, as before.
+        self.rejoin_heard = True
 
     def __call__(self, net: SimNetwork, node: SimNode) -> LedgerLayer:
         layer = LedgerLayer(self, net, node)
@@ -231,7 +237,7 @@ class SimLedger:
         return values[len(values) // 2]
 
 
-class LedgerLayer(LedgerDisk, LedgerAcks, LedgerRuns):
+class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
     """One node's task layer in the simulator (see the module docstring)."""
 
     #: When this manager's last round went, and when the changes made since go
@@ -277,38 +283,6 @@ class LedgerLayer(LedgerDisk, LedgerAcks, LedgerRuns):
         self.offer_parts = OfferParts()  # as manager: the members' OFFERs' parts held
         node.core.covers = self._covers  # (our merge HANDOVER's, clerk._covers)
 
-    def _loaded(self) -> bool:
-        """Is the table this node takes over loaded? At once, or ``SimLedger.load_s`` after
-        the activation began (a real node loads a big table in slices: ~1 s at 10,000 tasks
-        on a loaded machine, while its loop runs)."""
-        if self._loaded_at is None:
-            self._loaded_at = self.net.now + self.world.load_s
-        return self.net.now >= self._loaded_at
-
-    def leave_at(self, now: float) -> float | None:
-        """As the real agent's stop request (``TaskRunner.may_leave``): while this node takes
-        over (its table loading: ``SimLedger.load_s``) it waits, ``TAKEOVER_BEFORE_LEAVE_S`` at
-        most, then for the OFFERs its dispatches wait for (clerk._leaveoffers); again in 1 ms."""
-        core = self.node.core
-        if (self._offer_to is not None and not core.is_manager
-                and self.world.leave_keeps_results):
-            return now + 0.001  # a member sends the OFFER under way first (its runs in flight)
-        if not core.is_manager or not self.world.finish_takeover:
-            return None
-        if self._activate is None:
-            members = {m.name: m.tasks for m in core.member_list() if m.alive}
-            wait = self.world.leave_waits_offers and offers_awaited_until(
-                self.scheduler, members, self.wall() * 1000)
-            return now + 0.001 if wait else None
-        if self._leave_asked is None:
-            self._leave_asked = now
-        return None if now - self._leave_asked >= TAKEOVER_BEFORE_LEAVE_S else now + 0.001
-
-    def _confirm(self, confirm: Send | None) -> None:
-        """A merge HANDOVER part's MERGED, once merged (as the real runner's ``_confirm``)."""
-        if confirm is not None:
-            self.net.send(self.node.name, confirm.to, confirm.msg)
-
     def next_deadline(self) -> float:
         if self._activate is not None:
             return self._loaded_at if self._loaded_at is not None else self.net.now
@@ -321,17 +295,6 @@ class LedgerLayer(LedgerDisk, LedgerAcks, LedgerRuns):
         if wall_next == float("inf"):
             return due
         return min(due, wall_next - WALL0 - self.world.offsets.get(self.node.name, 0.0))
-
-    def _handed_over(self, sender: str, state: Any) -> None:
-        """A merge HANDOVER part from ``sender`` is merged (as the real runner's)."""
-        if self.world.handover_ends_wait and sender != self.node.name:
-            self.scheduler.handed_over_by(sender, covers_of(state))
-
-    def _covers(self) -> Collection[str]:
-        """The members our table covers, for our merge HANDOVER (as the real runner's)."""
-        sched = self.scheduler
-        scheduling = sched.active and self._activate is None and self.world.handover_covers
-        return sched.offered if scheduling else ()
 
     def after(self, event: Event, effects: list[Effect]) -> None:
         core = self.node.core
@@ -385,54 +348,7 @@ class LedgerLayer(LedgerDisk, LedgerAcks, LedgerRuns):
             elif isinstance(effect, WriteCommitted) and self.wa is not None:
                 changed |= self._committed(effect.seq)
         if self._activate is not None and core.is_manager and self._loaded():
-            graceful, self._activate = self._activate, None
-            self._loaded_at = None
-            self.scheduler.from_disk = (self.world.offers_first and self._disk_states
-                                        and not core.replica.items())
-            # As the real runner (clerk._runner._take_over_step): a crash takeover from a
-            # replica waits for the members' OFFERs (``wait_caught_up``: even one caught up).
-            self.scheduler.stale = self.world.sure_offers and takeover_stale(
-                core.quorum is not None, graceful, core.table_log.complete,
-                bool(core.replica.items())) and (self.world.wait_caught_up
-                                                 or core.replica.position() is None)
-            # A claim again while scheduling keeps the scheduler's own rows (clerk._reclaim).
-            if not self.world.reclaim_keeps or reload_at_claim(
-                    core.quorum is not None,
-                    self.scheduler.active and not self.scheduler.draining):
-                self.scheduler.load(core.replicated)
-            self.wa = None
-            proposer = core.proposer
-            if proposer is not None:
-                self.wa = self._quorum_table(proposer)
-            # In slices, as the real runner does (_take_over_step), here within this one
-            # event: slices of two tasks or rows (the sliced path, deterministic; the result is
-            # the one-step one's, see tests/unit/test_activate_sliced.py).
-            self.scheduler.begin_activation(self.wall(), graceful=graceful,
-                                            claim=(core.term, self.node.name))
-            reads = [0]
-
-            def clock() -> float:
-                reads[0] += 1
-                return float(reads[0])
-
-            while not self.scheduler.activate_step(reads[0] + 2.5, clock):
-                pass
-            changed = True
-            if self.world.offer_runs and core.quorum is None:
-                # Our own runs in flight (we send ourselves no OFFER: clerk._offerruns).
-                adopt_runs(self.scheduler, [run_of(m) for m in self.in_flight.values()],
-                           self.node.name, self.wall())
-            merges, self._merges_waiting = self._merges_waiting, []
-            for sender, table, _ in merges:
-                self.scheduler.merge(table, self.wall(), source=sender)
-                self._handed_over(sender, table)
-            for _, _, confirm in merges:
-                self._confirm(confirm)
-            for result in list(self.outbox):  # our own kept results (runs we adopted)
-                changed |= self._deliver(result)
-            for run_id, result in list(self.unacked.items()):  # (default mode: the same)
-                changed |= self._deliver(result)
-                del self.unacked[run_id]
+            changed |= self._take_over(core)  # (clerk._simtakeover)
         elif self._activate is not None and not core.is_manager:
             self._activate = self._loaded_at = None
             self._merges_waiting.clear()  # (unconfirmed: their senders send them again)
@@ -521,6 +437,11 @@ class LedgerLayer(LedgerDisk, LedgerAcks, LedgerRuns):
                                  "scheduler's table (a change not marked dirty)")
         self.net.apply(self.node, core.heartbeat_now(self.net.now))
 
+    def _member(self, sender: Any) -> bool:
+        """Is ``sender`` (a peer) a member, that incarnation?"""
+        row = self.node.core.members.get(sender.name)
+        return row is not None and row.peer.incarnation == sender.incarnation
+
     def wall(self) -> float:
         return WALL0 + self.net.now + self.world.offsets.get(self.node.name, 0.0)
 
@@ -542,6 +463,10 @@ class LedgerLayer(LedgerDisk, LedgerAcks, LedgerRuns):
         if isinstance(msg, Execute):
             self._execute(msg, local=False)
         elif isinstance(msg, Result) and self.scheduler.active:
+            if self.world.agent_filters and not self._member(msg.sender) and not (
+                    self.scheduler.expects(msg.task, msg.run_id, msg.sender.name)
+                    or msg.sender.name in self.scheduler.expected):
+                return False  # (as the real agent: clerk._agentreplies, result_not_member)
             default = core.quorum is None
             if default and self.acks.holds(msg.run_id):
                 return False  # a resend of a result applied, its ACK not released yet
@@ -573,6 +498,9 @@ class LedgerLayer(LedgerDisk, LedgerAcks, LedgerRuns):
         elif isinstance(msg, ResultAck):
             self.unacked.pop(msg.run_id, None)
         elif isinstance(msg, Offer) and core.is_manager:
+            if (self.world.agent_filters and not self._member(msg.sender)
+                    and msg.term != core.term):
+                return False  # (as the real agent: offer_not_member; ours: held till admitted)
             changed = self.scheduler.merge(msg.state, self.wall(), source=msg.sender.name)
             if self.world.offer_runs and core.quorum is None:
                 changed |= adopt_runs(self.scheduler, offered_runs(msg.state),

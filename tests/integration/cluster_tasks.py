@@ -382,3 +382,23 @@ class MalformedDone(clerk.Task):
 
         worker.done_body = once
         return state
+
+
+class LeavesThenKillsOnN1(SuddenlyLongOnN1):
+    """As :class:`SuddenlyLongOnN1`, but the run that finds ``args['long']`` first asks its
+    own node to leave (SIGTERM to its agent, this worker's parent: its LEAVE reaches the live
+    manager, which removes it and replicates that), then after ``args['gap']`` s kills the
+    manager's pids, then sleeps: the manager dies after the LEAVE, before the result."""
+
+    def strike(self, state: Any) -> None:
+        os.kill(os.getppid(), signal.SIGTERM)
+        time.sleep(state["gap"])
+        super().strike(state)
+
+
+class LeavesThenKillsOnN2(LeavesThenKillsOnN1):
+    ONLY = "n2"
+
+
+class LeavesThenKillsOnN3(LeavesThenKillsOnN1):
+    ONLY = "n3"

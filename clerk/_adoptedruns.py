@@ -1,0 +1,51 @@
+"""Which runs in flight a new manager fails at once when it takes over, node by node.
+
+A manager that takes over adopts the runs in flight its table shows. It asks each live member
+what became of its runs (``RUN_QUERY``: :mod:`clerk._routing`), and after a crash it used to
+fail at once every run whose node it did not hold as a live member: that node was taken to be
+gone. One is not: **a member that left with a run in flight**. Its manager removed it at its
+LEAVE and kept the run open (a member that leaves finishes its runs in flight and sends their
+results), replicated that, and crashed before the result came. The next manager's table then
+shows the run on a node it does not list; failing it sent the next slot from the state before
+while the member still held the run's result (it keeps it, up to ``LEAVE_ACK_WAIT`` from its
+leave, for a manager to acknowledge: :mod:`clerk._leftmember`), and that result, coming
+later, was dropped as a result for a run the row had finished: a count repeated, nothing
+counted (``tests/unit/test_sim_leave_results.py``, ``LEAVE_THEN_CRASH``).
+
+The member can still be reached: every follower keeps the address of each member its manager
+stopped listing (``_lost``, :mod:`clerk._joining`), and a new manager sends those its
+COORDINATOR at once and every probe interval. A node that left as a member answers a newer
+claim with its OFFER, its results and its LEAVE (``LeftHeard``). So the rule (default mode):
+
+* a node listed as a live member: asked (``RUN_QUERY``), as before;
+* a node listed but marked dead (its connection closed, or it went silent): failed at once,
+  as before: this manager saw it go;
+* a node not listed: its run stays open until its result comes (a RESULT from a node that is
+  not a member counts when it is for the run in flight on that node:
+  :mod:`clerk._agentreplies`) or its deadline passes, as a run whose node never answers; no
+  next slot goes beside it meanwhile (the overlap rule). What this costs: a node that died
+  while its manager died too, before that manager failed its runs and replicated it, holds its
+  task until the run's deadline (its ``timeout``, 5 s by default) rather than the failover.
+
+Quorum mode fails runs on unlisted nodes at once, as before (a node that left keeps its
+results there in its outbox, which it sends only to a manager it follows; not changed here).
+A graceful hand-over fails none (the leaving manager reports its own run, and its members
+send theirs to the successor).
+"""
+
+from __future__ import annotations
+
+__all__ = ["fails_at_takeover"]
+
+
+def fails_at_takeover(listed: bool, alive: bool, graceful: bool, quorum: bool,
+                      unlisted_wait: bool = True) -> bool:
+    """Does a new manager fail at once an adopted run on a node other than itself that it
+    lists (``listed``; ``alive``: as a live member) or not (see the module docstring)?
+    ``unlisted_wait`` False: a node not listed fails too, as before (the simulator's
+    ``SimLedger.unlisted_runs_wait``)."""
+    if graceful or (listed and alive):
+        return False
+    if listed:
+        return True
+    return quorum or not unlisted_wait
