@@ -23,9 +23,12 @@ claim with its OFFER, its results and its LEAVE (``LeftHeard``). So the rule (de
 * a node not listed: its run stays open until its result comes (a RESULT from a node that is
   not a member counts when it is for the run in flight on that node:
   :mod:`clerk._agentreplies`) or its deadline passes, as a run whose node never answers; no
-  next slot goes beside it meanwhile (the overlap rule). What this costs: a node that died
-  while its manager died too, before that manager failed its runs and replicated it, holds its
-  task until the run's deadline (its ``timeout``, 5 s by default) rather than the failover.
+  next slot goes beside it meanwhile (the overlap rule), but not past ``UNLISTED_RUN_WAIT_S``
+  from the takeover: a member that left is gone by then (it keeps a result at most
+  ``LEAVE_ACK_WAIT``, 10 s, from its leave, which came before the takeover), so waiting
+  longer only stalls the task. What this costs: a node that died while its manager died too,
+  before that manager failed its runs and replicated it, holds its task until the sooner of
+  the run's deadline (its ``timeout``) and that bound, rather than the failover.
 
 Quorum mode fails runs on unlisted nodes at once, as before (a node that left keeps its
 results there in its outbox, which it sends only to a manager it follows; not changed here).
@@ -35,7 +38,14 @@ send theirs to the successor).
 
 from __future__ import annotations
 
-__all__ = ["fails_at_takeover"]
+__all__ = ["UNLISTED_RUN_WAIT_S", "fails_at_takeover"]
+
+#: How long a new manager keeps open a run adopted on a node it does not list, at most, from
+#: its takeover (``Running.bound_run``): longer than a member that left keeps its results
+#: (``clerk._routing.LEAVE_ACK_WAIT``, 10 s from its leave; tests/unit/test_adopted_runs.py
+#: checks the two), so its result still counts; bounded so that a run on a node that died
+#: with its manager does not hold its task for the whole of a long ``timeout``.
+UNLISTED_RUN_WAIT_S = 12.0
 
 
 def fails_at_takeover(listed: bool, alive: bool, graceful: bool, quorum: bool,

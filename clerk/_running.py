@@ -361,6 +361,14 @@ class Running(UnseenRuns):
             if rec.running is not None and rec.running["node"] == node
         ]
 
+    def bound_run(self, task: str, wall_ms: float) -> None:
+        """The run of ``task`` in flight times out at ``wall_ms`` if its deadline is later
+        (a run adopted on a node this manager does not list: clerk._adoptedruns). The row
+        keeps its deadline: a later manager bounds it again from its own takeover."""
+        deadline = self._inflight.get(task)
+        if deadline is not None and wall_ms < deadline:
+            self._inflight[task] = wall_ms
+
     def expects(self, task: str, run_id: str, node: str) -> bool:
         """Is this the run of ``task`` in flight, sent to ``node``?"""
         rec = self.records.get(task)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clerk._adoptedruns import fails_at_takeover
+from clerk._adoptedruns import UNLISTED_RUN_WAIT_S, fails_at_takeover
+from clerk._routing import LEAVE_ACK_WAIT
 
 
 @pytest.mark.timeout(10)
@@ -31,3 +32,10 @@ def test_a_hand_over_fails_none() -> None:
         for alive in (False, True):
             for quorum in (False, True):
                 assert not fails_at_takeover(listed, alive, graceful=True, quorum=quorum)
+
+
+@pytest.mark.timeout(10)
+def test_the_wait_for_a_node_not_listed_outlasts_what_a_leaver_keeps() -> None:
+    # A member that left keeps its result LEAVE_ACK_WAIT from its leave, which came before
+    # the takeover: the bound from the takeover must be longer, with room for the resend.
+    assert UNLISTED_RUN_WAIT_S >= LEAVE_ACK_WAIT + 1.0

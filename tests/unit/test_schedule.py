@@ -129,6 +129,26 @@ def test_fail_node_ends_its_runs_as_timeouts_at_once() -> None:
     assert s.records["t"].running is None and s.records["u"].running is None
 
 
+def test_bound_run_brings_a_run_s_deadline_forward_never_back() -> None:
+    """A run adopted on a node the new manager does not list times out at the bound, not at
+    its long deadline (clerk._adoptedruns); a bound past the deadline changes nothing."""
+    s = started(sched(tdef(timeout=60_000)), due("t", K) + 0.1)
+    ds, _ = s.tick(due("t", K + 1), NODES)
+    limit = due("t", K + 1) + (60_000 + TRANSIT_GRACE_MS) / 1000
+    s.bound_run("t", (limit + 5) * 1000)
+    assert s._inflight.get("t") == pytest.approx(limit * 1000)
+    bound = due("t", K + 1) + 12.0
+    s.bound_run("t", bound * 1000)
+    s.bound_run("u", bound * 1000)  # (no such run: nothing)
+    timeouts = [f for f in s.tick(bound - 0.001, NODES)[1] if f.outcome == "timeout"]
+    assert timeouts == []
+    _, fins = s.tick(bound, NODES)
+    assert [(f.slot, f.outcome, f.node) for f in fins if f.outcome == "timeout"] == [
+        (K + 1, "timeout", ds[0].node)]
+    run = s.records["t"].running  # (the slot due at the bound goes at once)
+    assert run is not None and run["slot"] == K + 13
+
+
 def test_results_for_unknown_runs_or_tasks_are_ignored() -> None:
     s = started(sched(), due("t", K) + 0.1)
     ds, _ = s.tick(due("t", K + 1), NODES)
