@@ -21,6 +21,7 @@ it: a count repeated, nothing counted (measured on main's code: see the commit m
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,29 +48,38 @@ def test_a_member_leaving_mid_run_with_its_manager_dead_keeps_the_result(
                                   LONG_S, interval=200, timeout=20_000)
     with LocalCluster(3, tasks=[*tasks, *busy_naps()], dispatch_lead=0, workers=2) as cluster:
         manager = cluster.wait_for_manager(timeout=15)
-        member = min(n for n in cluster.names if n != manager)  # ranked lowest: not elected
-        other = next(n for n in cluster.names if n not in (manager, member))
-        short = member.split("@")[0]
-        name, log = f"leaver-{short}", Path(files[short]["log"])
-        wait_until(lambda: len(rows_of(log)) >= 3, timeout=20)
-        Path(files[short]["kill"]).write_text(" ".join(map(str, cluster.pids(manager))))
-        Path(files[short]["long"]).touch()  # its next run kills the manager, then leaves
-        wait_until(lambda: not cluster.running(manager), timeout=10, interval=0.01)
-        cluster.kill(manager)  # (reaped)
-        assert cluster.wait_for_manager(timeout=15, names=[other]) == other
-        # The member exits once its run ended and a manager acknowledged its result.
-        wait_until(lambda: not cluster.running(member), timeout=LONG_S + 20)
-        rows = rows_of(log)
-        long = rows[-1]
-        assert long.ended - long.started >= LONG_S * 0.9, rows[-3:]
-        row = task_row(cluster.status(other), name)
-        assert row["conflicts"] == 0, row
-        cluster.restart(member)
-        wait_until(lambda: len(rows_of(log)) >= len(rows) + 2, timeout=30)
-        after = rows_of(log)
-        # Its result was applied: the next run continued from it, nothing counted twice.
-        assert after[len(rows)].count == long.count + 1, after[len(rows) - 2:]
-        counts = [r.count for r in after]
-        assert len(counts) == len(set(counts)), counts
-        row = task_row(cluster.status(other), name)
-        assert row["conflicts"] == 0, row
+        leave_kill_and_check(cluster, manager, files)
+
+
+def leave_kill_and_check(cluster: LocalCluster, manager: str,
+                         files: dict[str, dict[str, Any]]) -> None:
+    """The lowest-ranked follower's next run (``long`` touched) kills the manager and leaves
+    (in the order its task class does it); the survivor is elected, the member exits once its
+    result is acknowledged, and, started again, continues from the long run's count with
+    nothing counted twice and no conflict."""
+    member = min(n for n in cluster.names if n != manager)  # ranked lowest: not elected
+    other = next(n for n in cluster.names if n not in (manager, member))
+    short = member.split("@")[0]
+    name, log = f"leaver-{short}", Path(files[short]["log"])
+    wait_until(lambda: len(rows_of(log)) >= 3, timeout=20)
+    Path(files[short]["kill"]).write_text(" ".join(map(str, cluster.pids(manager))))
+    Path(files[short]["long"]).touch()  # its next run: see the callers
+    wait_until(lambda: not cluster.running(manager), timeout=10, interval=0.01)
+    cluster.kill(manager)  # (reaped)
+    assert cluster.wait_for_manager(timeout=15, names=[other]) == other
+    # The member exits once its run ended and a manager acknowledged its result.
+    wait_until(lambda: not cluster.running(member), timeout=LONG_S + 20)
+    rows = rows_of(log)
+    long = rows[-1]
+    assert long.ended - long.started >= LONG_S * 0.9, rows[-3:]
+    row = task_row(cluster.status(other), name)
+    assert row["conflicts"] == 0, row
+    cluster.restart(member)
+    wait_until(lambda: len(rows_of(log)) >= len(rows) + 2, timeout=30)
+    after = rows_of(log)
+    # Its result was applied: the next run continued from it, nothing counted twice.
+    assert after[len(rows)].count == long.count + 1, after[len(rows) - 2:]
+    counts = [r.count for r in after]
+    assert len(counts) == len(set(counts)), counts
+    row = task_row(cluster.status(other), name)
+    assert row["conflicts"] == 0, row

@@ -24,14 +24,13 @@ from pathlib import Path
 import pytest
 
 import clerk
-from clerk.testing import LocalCluster, wait_until
+from clerk.testing import LocalCluster
 from tests.integration.cluster_tasks import (
     LeavesThenKillsOnN1,
     LeavesThenKillsOnN2,
     LeavesThenKillsOnN3,
 )
-from tests.integration.task_helpers import task_row
-from tests.integration.test_takeover_offered_runs import rows_of
+from tests.integration.test_leave_results import leave_kill_and_check
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -48,29 +47,4 @@ def test_a_member_whose_leave_reached_a_manager_that_then_crashed_keeps_the_resu
              for n, cls in classes.items()]
     with LocalCluster(3, tasks=tasks, workers=2) as cluster:
         manager = cluster.wait_for_manager(timeout=15)
-        member = min(n for n in cluster.names if n != manager)  # ranked lowest: not elected
-        other = next(n for n in cluster.names if n not in (manager, member))
-        short = member.split("@")[0]
-        name, log = f"leaver-{short}", Path(files[short]["log"])
-        wait_until(lambda: len(rows_of(log)) >= 3, timeout=20)
-        Path(files[short]["kill"]).write_text(" ".join(map(str, cluster.pids(manager))))
-        Path(files[short]["long"]).touch()  # its next run leaves, then kills the manager
-        wait_until(lambda: not cluster.running(manager), timeout=10, interval=0.01)
-        cluster.kill(manager)  # (reaped)
-        assert cluster.wait_for_manager(timeout=15, names=[other]) == other
-        # The member exits once its run ended and a manager acknowledged its result.
-        wait_until(lambda: not cluster.running(member), timeout=LONG_S + 20)
-        rows = rows_of(log)
-        long = rows[-1]
-        assert long.ended - long.started >= LONG_S * 0.9, rows[-3:]
-        row = task_row(cluster.status(other), name)
-        assert row["conflicts"] == 0, row
-        cluster.restart(member)
-        wait_until(lambda: len(rows_of(log)) >= len(rows) + 2, timeout=30)
-        after = rows_of(log)
-        # Its result was applied: the next run continued from it, nothing counted twice.
-        assert after[len(rows)].count == long.count + 1, after[len(rows) - 2:]
-        counts = [r.count for r in after]
-        assert len(counts) == len(set(counts)), counts
-        row = task_row(cluster.status(other), name)
-        assert row["conflicts"] == 0, row
+        leave_kill_and_check(cluster, manager, files)
