@@ -286,6 +286,9 @@ def test_a_run_whose_done_waits_unread_past_its_timeout_is_ok_not_killed(
     ('["r0", "ok", {"n": 1e400}, 1.5, ""]', "not JSON: 1e400 is not a finite number"),
     ('["r0", "ok"]', "neither an array of the 5 fields"),
     ('{"outcome": "ok"}', "neither an array of the 5 fields"),
+    # An int too large for a float (JSON reads it whole): math.isfinite raised OverflowError
+    # out of the reader callback and the agent's loop (review6).
+    (f'["r0", "ok", {{"n": 1}}, 1{"0" * 400}, ""]', "duration_ms 1000000000"),
 ])
 def test_a_done_the_agent_cannot_read_fails_its_run_at_once_and_frees_the_worker(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, body: str,
