@@ -453,7 +453,11 @@ class Adoption(DefsUpdate):
                 job.at_record += 1
                 rec = self.records[name]
                 if rec.running is not None:
-                    inflight[name] = float(rec.running["deadline"])
+                    ends = float(rec.running["deadline"])
+                    bound = self._bounds.get(name)
+                    if bound is not None and bound[0] == rec.running["run"]:
+                        ends = min(ends, bound[1])  # (a claim again: bound_run)
+                    inflight[name] = ends
                 if rec.has_state:
                     size = _packed_size(rec.state)
                     self._states_total += size - sizes.get(name, 0)
@@ -528,3 +532,4 @@ class Adoption(DefsUpdate):
         self._member_since.clear()
         self._cover_parts.clear()
         self.expected.clear()
+        self._bounds.clear()

@@ -368,6 +368,12 @@ class Running(UnseenRuns):
         deadline = self._inflight.get(task)
         if deadline is not None and wall_ms < deadline:
             self._inflight[task] = wall_ms
+            rec = self.records.get(task)
+            if rec is not None and rec.running is not None:
+                # Kept for a claim again (activate_step rebuilds the deadlines from the rows:
+                # the bound then moved 12 s on at every claim again, tests/unit/
+                # test_review7_bound.py).
+                self._bounds[task] = (str(rec.running["run"]), wall_ms)
 
     def expects(self, task: str, run_id: str, node: str) -> bool:
         """Is this the run of ``task`` in flight, sent to ``node``?"""

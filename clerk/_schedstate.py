@@ -218,6 +218,10 @@ class SchedulerState:
         # they surface; and the deadline (wall ms) of each run in flight.
         self._heap: list[tuple[float, str]] = []
         self._inflight = {}  # a Deadlines (see the property)
+        #: Task -> (run id, wall ms): the bound ``bound_run`` set on that run in flight (a run
+        #: on a node a takeover did not list: clerk._adoptedruns), kept so that a claim again
+        #: while scheduling, which rebuilds the deadlines from the rows, keeps it too.
+        self._bounds: dict[str, tuple[str, float]] = {}
         #: Each task's place in ``defs`` (which only ever grows at its end): the order in
         #: which pending tasks are decided, without walking every task (see ``in_defs_order``).
         self._order: dict[str, int] = {}
