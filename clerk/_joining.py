@@ -27,9 +27,11 @@ with task sets by reference, :mod:`clerk._setfetch`). Rules:
   cluster whose manager is up, or starting without a data directory, joins as before. The
   recorded members it heard from (``rejoin_heard``) may still follow a manager that died
   meanwhile and so not be among the members when it claims: its claim announces itself to
-  them too (they are in ``_lost``, probed at the claim), and its first takeover waits for
-  their OFFERs as for a member's (at most ``OFFER_WAIT_MS``; ``Scheduler.expected``; a
-  claim within ``REJOIN_HEARD_S`` of hearing from them).
+  them too (they are in ``_lost``, probed at the claim), and each takeover of its within
+  ``REJOIN_HEARD_S`` of hearing from them waits for the OFFERs of those still not members as
+  for a member's (at most ``OFFER_WAIT_MS``; ``Scheduler.expected``: not only the first, so
+  that a claim superseded at once does not leave the next one without the wait; the cost is
+  that bound, at most, per takeover).
   Before, such a node (its run's result unsent, its manager dead) heard of the claim only
   when its own election found it, after the new manager had sent the next slots from the
   state before (a count repeated, counted as a conflict:
