@@ -261,11 +261,13 @@ def busy_naps(count: int = 8) -> list[clerk.TaskDef]:
 
 def per_node_tasks(tmp_path: Path, classes: Mapping[str, type[clerk.Task]], name: str,
                    files: tuple[str, ...], sleep: float, interval: int, timeout: int,
+                   extra: Mapping[str, Any] | None = None,
                    ) -> tuple[dict[str, dict[str, Any]], list[clerk.TaskDef]]:
     """One task per node (``<name>-n1``...: each of the class ``classes`` gives that node,
     one only it may run), its args a path ``<file>-<node>`` in ``tmp_path`` for each of
-    ``files`` and ``sleep``: (the args by node, the tasks)."""
-    args = {n: {**{key: str(tmp_path / f"{key}-{n}") for key in files}, "sleep": sleep}
+    ``files``, ``sleep`` and ``extra``: (the args by node, the tasks)."""
+    args = {n: {**{key: str(tmp_path / f"{key}-{n}") for key in files}, "sleep": sleep,
+                **(extra or {})}
             for n in classes}
     return args, [clerk.task(cls, name=f"{name}-{n}", interval=interval, timeout=timeout,
                              args=args[n]) for n, cls in classes.items()]

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
-import clerk
 from clerk.testing import LocalCluster
 from tests.integration.cluster_tasks import (
     LeavesThenKillsOnN1,
     LeavesThenKillsOnN2,
     LeavesThenKillsOnN3,
+    per_node_tasks,
 )
 from tests.integration.test_leave_results import leave_kill_and_check
 
@@ -40,11 +40,8 @@ LONG_S = 3.0
 def test_a_member_whose_leave_reached_a_manager_that_then_crashed_keeps_the_result(
         tmp_path: Path) -> None:
     classes = {"n1": LeavesThenKillsOnN1, "n2": LeavesThenKillsOnN2, "n3": LeavesThenKillsOnN3}
-    files = {n: {"log": str(tmp_path / f"log-{n}"), "long": str(tmp_path / f"long-{n}"),
-                 "kill": str(tmp_path / f"kill-{n}"), "sleep": LONG_S, "gap": 0.5}
-             for n in classes}
-    tasks = [clerk.task(cls, name=f"leaver-{n}", interval=200, timeout=20_000, args=files[n])
-             for n, cls in classes.items()]
+    files, tasks = per_node_tasks(tmp_path, classes, "leaver", ("log", "long", "kill"),
+                                  LONG_S, interval=200, timeout=20_000, extra={"gap": 0.5})
     with LocalCluster(3, tasks=tasks, workers=2) as cluster:
         manager = cluster.wait_for_manager(timeout=15)
         leave_kill_and_check(cluster, manager, files)

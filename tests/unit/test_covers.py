@@ -154,17 +154,11 @@ def test_a_step_down_covers_its_members_that_offered_and_follow_it_still() -> No
     """Through NodeCore: a (manager of a and b) steps down to z; its task layer says a, b and
     q offered (q is no member: left out). Every part carries the entry, within the limit."""
     from clerk._codec import MAX_MESSAGE_BYTES
-    from tests.unit.corenet import T
-    from tests.unit.test_handover import _two_managers, big_table
+    from tests.unit.test_handover import _two_managers, handover_parts_at_heal
 
     net, a, b, z = _two_managers()
     a.covers = lambda: {"a", "b", "q"}
-    a.set_replicated(big_table(3000))
-    net.heal()
-    net.advance(T.probe_interval + T.heartbeat_interval * 3)
-    assert net.agreed() == ("z", 1)
-    hand = net.sends(a, Handover, to=z)
-    assert len(hand) > 1
+    hand = handover_parts_at_heal(net, a, z)
     assert all(sum(len(f) for f in encode(h)) <= MAX_MESSAGE_BYTES for h in hand)
     entries = [covers_of(h.state) for h in hand]
     assert [(c.part, c.of) for c in entries if c is not None] == [

@@ -473,14 +473,21 @@ def _two_managers_marked() -> tuple[Net, Any, Any, Any]:
     return net, a, b, z
 
 
-def test_each_merged_part_is_confirmed_and_not_sent_again():
-    net, a, b, z = _two_managers_marked()
-    a.set_replicated(big_table(3_000))
+def handover_parts_at_heal(net: Any, a: Any, z: Any, rows: int = 3_000) -> list[Handover]:
+    """``a``, manager of one side, holds ``rows`` tasks; the heal makes ``z`` the manager:
+    the HANDOVER parts ``a`` sends it (more than one)."""
+    a.set_replicated(big_table(rows))
     net.heal()
     net.advance(T.probe_interval + T.heartbeat_interval * 3)
     assert net.agreed() == ("z", 1)
     hand = net.sends(a, Handover, to=z)
     assert len(hand) > 1
+    return hand
+
+
+def test_each_merged_part_is_confirmed_and_not_sent_again():
+    net, a, b, z = _two_managers_marked()
+    hand = handover_parts_at_heal(net, a, z)
     acks = net.sends(z, Merged, to=a)
     assert sorted(m.part for m in acks) == sorted(_handover.part_id(h.state) for h in hand)
     assert a.status()["merge"] == {"unconfirmed": 0, "resent": 0}

@@ -25,8 +25,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from clerk._core import Role
 from clerk._simnet import SimNetwork
@@ -38,6 +36,7 @@ from tests.unit.test_sim_offer_runs import (
     LONG_S,
     _apply,
     after_a_fresh_dispatch,
+    fault_property,
     settle_and_measure,
 )
 from tests.unit.test_sim_offer_runs import random_schedule as offer_runs_schedule
@@ -177,13 +176,7 @@ def test_random_schedules_with_leaves(seed: int) -> None:
     assert not _bad(got), (seed, n, faults, got)
 
 
-fault = st.tuples(st.sampled_from(KINDS), st.integers(0, 4), st.floats(0.05, 2.0))
-
-
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-          derandomize=True, database=None)
-@given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
-       faults=st.lists(fault, min_size=1, max_size=6))
+@fault_property(KINDS)
 def test_property_no_leaving_members_result_is_lost(
         n: int, seed: int, faults: list[tuple[str, int, float]]) -> None:
     got = run_schedule(n, seed, faults)
@@ -269,13 +262,7 @@ def test_random_schedules_with_leaves_and_crashes_after_them(seed: int) -> None:
     assert not _bad(got), (seed, n, faults, got)
 
 
-crash_fault = st.tuples(st.sampled_from(CRASH_KINDS), st.integers(0, 4), st.floats(0.05, 2.0))
-
-
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-          derandomize=True, database=None)
-@given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
-       faults=st.lists(crash_fault, min_size=1, max_size=6))
+@fault_property(CRASH_KINDS)
 def test_property_no_result_is_lost_when_the_manager_crashes_after_a_leave(
         n: int, seed: int, faults: list[tuple[str, int, float]]) -> None:
     got = run_schedule(n, seed, faults)

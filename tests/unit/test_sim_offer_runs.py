@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -165,7 +165,19 @@ def test_offered_runs_are_adopted_no_overlap_no_lost_result() -> None:
         assert not _bad(got), (seed, n, faults, got)
 
 
-fault = st.tuples(st.sampled_from(KINDS), st.integers(0, 4), st.floats(0.05, 2.0))
+def fault_property(kinds: Sequence[str]) -> Callable[[Callable[..., None]], Any]:
+    """The property tests' decorator over random fault schedules: ``n`` nodes (3-5), a
+    ``seed`` and 1-6 ``faults`` (kind from ``kinds``, node index, seconds before it), the
+    same 25 draws every run (derandomized: see below)."""
+    fault = st.tuples(st.sampled_from(kinds), st.integers(0, 4), st.floats(0.05, 2.0))
+
+    def decorate(fn: Callable[..., None]) -> Any:
+        return settings(max_examples=25, deadline=None,
+                        suppress_health_check=[HealthCheck.too_slow], derandomize=True,
+                        database=None)(
+            given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
+                  faults=st.lists(fault, min_size=1, max_size=6))(fn))
+    return decorate
 
 
 # Derandomized: about 0.3 % of random draws fail (tests/unit/test_offer_review_sim.py holds
@@ -175,10 +187,7 @@ fault = st.tuples(st.sampled_from(KINDS), st.integers(0, 4), st.floats(0.05, 2.0
 # gracefully with its run going and no manager: tests/unit/test_sim_leave_results.py), so
 # a random run failed CI ~7 % of the time on
 # faults that are not this property's. The same 25 draws every run, which pass.
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-          derandomize=True, database=None)
-@given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
-       faults=st.lists(fault, min_size=1, max_size=6))
+@fault_property(KINDS)
 def test_property_no_overlap_and_no_dropped_result_with_the_gap_and_sudden_long_runs(
         n: int, seed: int, faults: list[tuple[str, int, float]]) -> None:
     got = run_schedule(n, seed, faults, offer_runs=True)
