@@ -184,10 +184,10 @@ def test_many_tasks_each_slot_once_in_due_order() -> None:
             assert s.due_ms(d.task, d.slot) <= wall * 1000 + 1e-3, "never before its slot"
             seen[d.task].append(d.slot)
             s.on_result(d.task, d.run_id, d.node, "ok", None, 1.0, "", wall)
-    for d in defs:
-        slots = seen[d.name]
-        assert slots == list(range(slots[0], slots[0] + len(slots))), d.name
-        assert len(slots) >= 3000 // (d.interval or 1) - 2
+    for td in defs:
+        slots = seen[td.name]
+        assert slots == list(range(slots[0], slots[0] + len(slots))), td.name
+        assert len(slots) >= 3000 // (td.interval or 1) - 2
     assert sum(r.counts["skipped"] for r in s.records.values()) == 0
 
 
@@ -252,7 +252,9 @@ def test_long_error_texts_keep_their_tail_in_the_table() -> None:
     tb = "Traceback\n" + "  frame\n" * 1000 + "ValueError: the cause"
     fin = s.on_result("t", d.run_id, d.node, "error", None, 1.0, tb, due("t", K + 1))
     assert fin is not None and fin.error == tb  # the log gets all of it
-    kept = s.records["t"].last["error"]
+    last = s.records["t"].last
+    assert last is not None
+    kept = last["error"]
     assert len(kept) <= ERROR_KEEP_CHARS + 3 and kept.endswith("ValueError: the cause")
 
 
