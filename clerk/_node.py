@@ -242,8 +242,10 @@ class Node:
     def __repr__(self) -> str:
         return f"Node(name={self.config.name!r}, port={self.config.port})"
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Start the node and wait until it answers on its mailbox.
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the node and wait until it answers on its mailbox (``timeout`` s: 30 by
+        default, as a node on a host whose cores are all busy took 8-12 s to start; a node
+        that ends first raises at once).
 
         Raises:
             ConfigError: found by the pre-flight check, before anything starts (a port in
