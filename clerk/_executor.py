@@ -41,7 +41,6 @@ from typing import Any
 from clerk._jsondump import encoder
 from clerk._lead import RELEASE_LEAD_MS, too_late
 from clerk._messages import Execute, Peer, Result
-from clerk._prefetch import PREFETCH_DEPTH, Detached, Prefetch
 from clerk._runqueue import Job as _Job
 from clerk._runqueue import RunQueue
 from clerk._sockdir import socket_dir
@@ -63,7 +62,7 @@ log = logging.getLogger("clerk.executor")
 ENDED_KEPT = 4096
 
 
-class Executor(Prefetch, WorkerReplies):
+class Executor(WorkerReplies):
     """The worker pool of one node and the runs in it."""
 
     def __init__(
@@ -83,7 +82,6 @@ class Executor(Prefetch, WorkerReplies):
         on_ready: Callable[[], None] | None = None,
         on_capacity: Callable[[bool], None] | None = None,
         on_stale: Callable[[Execute, str], None] | None = None,
-        prefetch: int = PREFETCH_DEPTH,
     ) -> None:
         self.node = node
         self._log = (log_level, log_to)  # for the workers' logging (see clerk._logging)
@@ -131,16 +129,6 @@ class Executor(Prefetch, WorkerReplies):
         self.malformed = 0  # messages from workers dropped as malformed (_malformed)
         self.stray_dones = 0  # DONEs for a run their worker did not hold (_stray_done)
         self._malformed_quiet_until = -math.inf
-        # Pipelining (clerk._prefetch): runs a busy worker is sent ahead, at most this many.
-        if type(prefetch) is not int or prefetch < 0:
-            raise ValueError(f"prefetch must be an int >= 0 (runs sent ahead to a busy "
-                             f"worker), got {prefetch!r}")
-        self._prefetch_depth = prefetch
-        self._last_ms: dict[str, float] = {}  # task -> its last run's duration here (ms)
-        self._detached: dict[int, Detached] = {}  # link fd -> runs in a killed worker's link
-        self.sent_ahead = 0  # runs sent to a busy worker ahead
-        self.requeued = 0  # runs sent ahead whose worker was lost before it started them
-        self.prefetch_lost = 0  # runs sent ahead that their lost worker may have started
         # Per task: its definition and the part of a RUN's text that only that definition
         # decides (see _start), remade when the definition is another object.
         self._run_tail: dict[str, tuple[TaskDef, str]] = {}
@@ -183,10 +171,6 @@ class Executor(Prefetch, WorkerReplies):
             worker = self.workers.get(wid)
             if worker is None or worker.pid != ev.get("pid"):
                 continue  # an old incarnation (e.g. the one we killed on a timeout)
-            link = worker.identity
-            reader = self._readers.get(link.fileno()) if link is not None else None
-            if reader is not None:  # what it wrote before it died: a DONE ends its run
-                self._on_link(reader)
             worker.identity = None
             self.restarts += 1  # permanent: the supervisor starts a new one
             job, worker.job = worker.job, None
@@ -194,8 +178,6 @@ class Executor(Prefetch, WorkerReplies):
                 self._reply(job, "error", None,
                             f"worker process {ev.get('pid')} exited during the run: "
                             f"{ev.get('reason')}")
-            # It answered all it ever will (read above): runs sent ahead never started.
-            self._requeue_prefetched(worker, f"worker process {ev.get('pid')} exited")
             self._check_capacity()
 
     # --- runs ---------------------------------------------------------------------------------
@@ -228,8 +210,7 @@ class Executor(Prefetch, WorkerReplies):
 
     def _pump(self, now: float) -> None:
         """Idle workers take the runs that may go now, the earliest start first (a run due
-        now before one that waits for its due time; otherwise in arrival order); then busy
-        workers take runs ahead (clerk._prefetch)."""
+        now before one that waits for its due time; otherwise in arrival order)."""
         queue = self.queue
         if not queue:
             return
@@ -242,8 +223,6 @@ class Executor(Prefetch, WorkerReplies):
                     return
                 if not self._start(worker, job, now):
                     queue.push_back(job)  # for the next idle worker
-        if self._prefetch_depth and queue:
-            self._send_ahead(now)
 
     def _refused_stale(self, job: _Job) -> bool:
         """Refuse a queued run that may no longer start (it waited for a worker past its
@@ -270,7 +249,7 @@ class Executor(Prefetch, WorkerReplies):
         except LinkClosed as exc:
             log.warning("worker %s (pid %s) did not take a run: %s", worker.child, worker.pid,
                         exc)
-            self._drop_link(worker.identity, eof=False)
+            self._drop_link(worker.identity)
             return False
         job.wid = worker.wid
         job.started = now
@@ -313,19 +292,14 @@ class Executor(Prefetch, WorkerReplies):
             log.warning("task=%s slot=%d run past its %d ms timeout: killing worker %s "
                         "(pid %s) and its process tree", running.msg.task, running.msg.slot,
                         running.msg.timeout_ms, worker.child, worker.pid)
-            self._replace_worker(worker, why=f"killed at the timeout of run {running.msg.run_id}")
+            self._replace_worker(worker)
             self._reply(running, "timeout", None, f"killed after {running.msg.timeout_ms} ms")
         self._check_capacity()
         self._pump(now)
 
-    def _replace_worker(self, worker: Worker, started: bool = False, why: str = "") -> None:
+    def _replace_worker(self, worker: Worker) -> None:
         """Kill ``worker``'s whole process tree and start a new one in its place; the run it
-        held (if any) is the caller's to answer, the runs sent ahead to it wait for the end
-        of its link (clerk._prefetch; ``started``: it may have started the first of them).
-        The worker takes no run meanwhile."""
-        running = worker.job
-        self._detach(worker, running.msg.run_id if running is not None else "", started,
-                     why or "replaced")
+        held (if any) is the caller's to answer. The worker takes no run meanwhile."""
         worker.job = None
         worker.identity = None
         child = worker.child
@@ -388,26 +362,19 @@ class Executor(Prefetch, WorkerReplies):
                 best = job.deadline
         return best
 
-    def _held_jobs(self) -> list[_Job]:
-        """The runs in workers' hands: running or held for their due time, sent ahead, and
-        in the link of a worker being killed (clerk._prefetch)."""
-        held = [job for w in self.workers.values() if w.job is not None
-                for job in (w.job, *w.prefetched)]
-        return held + self._detached_runs() if self._detached else held
-
     def has_run(self, run_id: str) -> bool:
-        """Is this run queued or running here (or sent ahead to a worker)?"""
+        """Is this run queued or running here?"""
         return self.queue.has_run(run_id) or any(
-            job.msg.run_id == run_id for job in self._held_jobs())
+            w.job is not None and w.job.msg.run_id == run_id for w in self.workers.values())
 
     def runs_in_flight(self) -> list[Execute]:
         """The EXECUTEs queued or running here (read only): what this node's OFFER says is
         in flight on it (clerk._offerruns)."""
-        return [job.msg for job in self.queue] + [job.msg for job in self._held_jobs()]
+        return [job.msg for job in self.queue] + [
+            w.job.msg for w in self.workers.values() if w.job is not None]
 
     def busy(self) -> bool:
-        return bool(self.queue) or bool(self._detached) or any(
-            w.job is not None for w in self.workers.values())
+        return bool(self.queue) or any(w.job is not None for w in self.workers.values())
 
     def _reply(self, job: _Job, outcome: str, state: Any, error: str,
                duration_ms: float | None = None) -> None:
@@ -444,9 +411,6 @@ class Executor(Prefetch, WorkerReplies):
         return {"executed": self.executed, "queued": len(self.queue),
                 "held": self.queue.held_count,
                 "busy_workers": sum(w.job is not None for w in self.workers.values()),
-                "ahead": sum(len(w.prefetched) for w in self.workers.values()),
                 "workers": len(self.workers), "restarts": self.restarts,
                 "duplicates": self.duplicates, "malformed": self.malformed,
-                "stray_dones": self.stray_dones, "sent_ahead": self.sent_ahead,
-                "requeued": self.requeued, "prefetch_lost": self.prefetch_lost,
-                "holding": self.holding()}
+                "stray_dones": self.stray_dones}

@@ -47,7 +47,7 @@ import time
 from typing import Any
 
 __all__ = ["DONE", "DONE_FIELDS", "READY", "RUN", "RUN_FIELDS", "SEND_TIMEOUT_S", "BlockingReader",
-           "LinkClosed", "Reader", "pack", "parse", "recv_msg", "send_ahead", "send_msg"]
+           "LinkClosed", "Reader", "pack", "parse", "recv_msg", "send_msg"]
 
 READY, RUN, DONE = 1, 2, 3
 #: A RUN's body, an array: the run's fields, then its task's (the same for every run of the
@@ -129,42 +129,6 @@ def send_msg(sock: socket.socket, kind: int, body: bytes,
                 deadline = now + timeout
             elif now >= deadline:
                 raise LinkClosed(f"the worker took no run for {timeout:.1f} s") from None
-            poller = select.poll()
-            poller.register(sock.fileno(), select.POLLOUT)
-            poller.poll(max(1, int((deadline - now) * 1000)))
-            continue
-        except OSError as exc:
-            raise LinkClosed(str(exc)) from exc
-        view = view[sent:]
-
-
-def send_ahead(sock: socket.socket, kind: int, body: bytes) -> bool:
-    """Write one message to a busy worker's non-blocking connection (a run sent ahead,
-    clerk._prefetch): all of it at once, or nothing (False: no room in the socket's buffer,
-    or the link is ending, which its reader sees). The caller keeps it small, so the kernel
-    takes it whole or not at all; should it take only a part, the rest is written as
-    :func:`send_msg` writes (LinkClosed if the worker does not read it in time)."""
-    data = pack(kind, body)
-    try:
-        sent = sock.send(data)
-    except (BlockingIOError, InterruptedError):
-        return False
-    except OSError:
-        return False  # the worker is gone: its reader sees the end of the link
-    if sent < len(data):
-        _send_rest(sock, memoryview(data)[sent:])
-    return True
-
-
-def _send_rest(sock: socket.socket, view: memoryview) -> None:
-    deadline = time.monotonic() + SEND_TIMEOUT_S
-    while view:
-        try:
-            sent = sock.send(view)
-        except BlockingIOError:
-            now = time.monotonic()
-            if now >= deadline:
-                raise LinkClosed(f"the worker took no run for {SEND_TIMEOUT_S:.1f} s") from None
             poller = select.poll()
             poller.register(sock.fileno(), select.POLLOUT)
             poller.poll(max(1, int((deadline - now) * 1000)))

@@ -13,13 +13,13 @@ import functools
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from clerk._runqueue import Job, RunQueue
 from clerk._workerlink import _MAX_FLOAT, DONE, DONE_FIELDS, READY, LinkClosed, Reader, parse
 
-__all__ = ["MALFORMED_LOG_S", "Worker", "WorkerReplies", "done_problem"]
+__all__ = ["MALFORMED_LOG_S", "Worker", "WorkerReplies"]
 
 log = logging.getLogger("clerk.executor")  # (the executor's: one logger for the pool)
 
@@ -36,18 +36,6 @@ def _form(value: Any) -> str:
     return f"{name} of {len(value)} items" if type(value) in (dict, list) else name
 
 
-def done_problem(outcome: Any, error: Any, duration: Any) -> str:
-    """What is wrong with a DONE's fields ("" if nothing): an outcome not known, an error not
-    a str, a duration not a finite number."""
-    if not (type(outcome) is str and outcome in _OUTCOMES):
-        return f"outcome {outcome!r}"
-    if type(error) is not str:
-        return f"error {error!r}"
-    if type(duration) not in (int, float) or not -_MAX_FLOAT <= duration <= _MAX_FLOAT:
-        return f"duration_ms {duration!r}"  # (an int: no overflow)
-    return ""
-
-
 def _int(value: Any) -> int:
     """A worker's ``wid`` as an int, -1 (no worker) if it is not one."""
     return value if type(value) is int else -1
@@ -59,9 +47,7 @@ class Worker:
     child: str  # its supervisor child id: worker-<wid>, then worker-<wid>-<n> once replaced
     identity: socket.socket | None = None  # its connection, once it said ready
     pid: int | None = None
-    job: Job | None = None  # the run it runs (or holds until its due time)
-    #: Runs written into its link behind ``job``, in the order it takes them (clerk._prefetch).
-    prefetched: list[Job] = field(default_factory=list)
+    job: Job | None = None
 
 
 class WorkerReplies:
@@ -89,15 +75,7 @@ class WorkerReplies:
         def _pump(self, now: float) -> None: ...
         def _refuse_stale(self, job: Job, why: str) -> None: ...
         def _check_capacity(self) -> None: ...
-        def _replace_worker(self, worker: Worker, started: bool = False,
-                            why: str = "") -> None: ...
-        def _promote(self, worker: Worker, now: float) -> Job | None: ...
-        def _detach(self, worker: Worker, after: str, started: bool, why: str) -> None: ...
-        def _requeue_prefetched(self, worker: Worker, why: str) -> None: ...
-        def _detached_done(self, identity: socket.socket, run: Any, outcome: Any, state: Any,
-                           duration: Any, error: Any) -> bool: ...
-        def _link_ended(self, fd: int) -> None: ...
-    _last_ms: dict[str, float]
+        def _replace_worker(self, worker: Worker) -> None: ...
 
     def _accept(self) -> None:
         """A worker connected: its messages are read as they come (``_on_link``)."""
@@ -115,12 +93,9 @@ class WorkerReplies:
             self._readers[conn.fileno()] = reader
             self._add_reader(conn.fileno(), functools.partial(self._on_link, reader))
 
-    def _drop_link(self, conn: socket.socket, eof: bool = True) -> None:
+    def _drop_link(self, conn: socket.socket) -> None:
         """Close a worker's connection; the worker on it (if any) takes no more runs (a run it
-        holds fails when its exit is seen, as before). The runs sent ahead to it: at the end
-        of the link (``eof``: every message before it was read) it never started them, and
-        they are queued again; when the agent drops a link that broke under a write, the
-        worker may still take the first of them: it fails, not run again (clerk._prefetch)."""
+        holds fails when its exit is seen, as before)."""
         fd = conn.fileno()
         self._readers.pop(fd, None)
         if fd >= 0 and self._links.pop(fd, None) is not None:
@@ -129,16 +104,6 @@ class WorkerReplies:
         for worker in self.workers.values():
             if worker.identity is conn:
                 worker.identity = None
-                if not worker.prefetched:
-                    continue
-                if eof:
-                    self._requeue_prefetched(worker, "its worker's link ended")
-                else:
-                    assert worker.job is not None
-                    self._detach(worker, worker.job.msg.run_id, True,
-                                 "its worker's link broke")
-        if fd >= 0:
-            self._link_ended(fd)
         self._check_capacity()
 
     def _on_link(self, reader: Reader) -> None:
@@ -168,11 +133,7 @@ class WorkerReplies:
                     continue
                 worker = self.workers.get(_int(data.get("wid", -1)))
                 if worker is not None:
-                    lost = worker.job
-                    # Runs sent ahead to the old incarnation: settled at its link's end.
-                    self._detach(worker, lost.msg.run_id if lost is not None else "", False,
-                                 "a new worker process took its place")
-                    worker.job = None
+                    lost, worker.job = worker.job, None
                     if lost is not None:
                         # A new incarnation said ready before we saw the old one's exit
                         # event (two sockets, no order between them): the run died with it.
@@ -206,39 +167,27 @@ class WorkerReplies:
         for worker in self.workers.values():
             if worker.identity is identity:
                 break
-        else:  # a worker being killed: one of the runs sent ahead to it (clerk._prefetch)?
-            if self._detached_done(identity, run, outcome, state, duration, error):
-                self.executed += 1
+        else:
             return
         job = worker.job
         if job is None or job.msg.run_id != run:
             self._stray_done(worker, job, run)
             return
-        if (type(outcome) is not str or outcome not in _OUTCOMES or type(error) is not str
+        known = type(outcome) is str and outcome in _OUTCOMES
+        if (not known or type(error) is not str
                 or type(duration) not in (int, float)
                 or not -_MAX_FLOAT <= duration <= _MAX_FLOAT):  # (an int: no overflow)
-            problem = done_problem(outcome, error, duration)
+            problem = (f"outcome {outcome!r}" if not known
+                       else f"error {error!r}" if type(error) is not str
+                       else f"duration_ms {duration!r}")
             self._malformed(identity, f"a done with {problem}"[:300])
             self._end_malformed(identity, problem)
             return
-        now = self._now()
-        self._promote(worker, now)  # the next run sent ahead to it, if any, is its run now
+        worker.job = None
         self.executed += 1
-        if outcome != "refused":
-            self._last_ms[job.msg.task] = duration
         # The next queued run first: it has waited for exactly this worker.
         if self.queue:
-            self._pump(now)
-        self._finish(job, outcome, state, duration, error)
-
-    def _finish(self, job: Job, outcome: Any, state: Any, duration: Any, error: Any) -> None:
-        """Answer ``job`` with its worker's DONE (whose fields are checked here if they were
-        not: a DONE of a run sent ahead to a worker being killed)."""
-        problem = done_problem(outcome, error, duration)
-        if problem:
-            self._reply(job, "error", None, f"its worker answered the run with a malformed "
-                                            f"reply ({problem})"[:1000])
-            return
+            self._pump(self._now())
         if outcome == "refused" and error.startswith("stale: "):
             self._refuse_stale(job, error.removeprefix("stale: "))
             return
@@ -266,7 +215,7 @@ class WorkerReplies:
         log.warning("worker %s (pid %s) answered run %s but holds %s: replacing it (%d such "
                     "replies in all)", worker.child, worker.pid, got, held, self.stray_dones)
         pid = worker.pid
-        self._replace_worker(worker, started=True, why=f"it answered run {got} out of step")
+        self._replace_worker(worker)
         self._check_capacity()
         if job is not None:
             self._reply(job, "error", None, f"worker process {pid} answered run {got} while "
@@ -281,8 +230,7 @@ class WorkerReplies:
         worker = next((w for w in self.workers.values() if w.identity is identity), None)
         if worker is None or worker.job is None:
             return  # no run to end (a worker not ready yet, or one that holds none)
-        job = worker.job
-        self._promote(worker, self._now())
+        job, worker.job = worker.job, None
         self.executed += 1
         if self.queue:  # the next queued run first, as for any DONE
             self._pump(self._now())

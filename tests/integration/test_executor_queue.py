@@ -32,12 +32,12 @@ ME = Peer("a@127.0.0.1", "127.0.0.1:1", "inc", 0)
 @contextmanager
 def running_executor(
         monkeypatch: pytest.MonkeyPatch, defs: dict[str, TaskDef],
-        stale: list[tuple[str, str]] | None = None, workers: int = 1,
+        stale: list[tuple[str, str]] | None = None,
 ) -> Iterator[tuple[Executor, list[tuple[float, Result]], Callable[[], bool]]]:
-    """An executor with ``workers`` real workers (one by default), ready: ``(executor,
-    results, turn)``. ``results`` holds ``(time.time() when it came, result)``; ``turn()``
-    is one loop turn as the agent does it (poll until the executor's next deadline, at most
-    20 ms; expire only at it) and returns False, for ``wait_until(lambda: turn() or ...)``."""
+    """An executor with one real worker, ready: ``(executor, results, turn)``. ``results``
+    holds ``(time.time() when it came, result)``; ``turn()`` is one loop turn as the agent
+    does it (poll until the executor's next deadline, at most 20 ms; expire only at it) and
+    returns False, for ``wait_until(lambda: turn() or ...)``."""
     # The workers import the task by its module path: give them the repository root.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([ROOT, *sys.path]))
     poller = zmq.Poller()
@@ -52,7 +52,7 @@ def running_executor(
         del readers[sock]
         poller.unregister(sock)  # type: ignore[arg-type]
 
-    ex = Executor(node="a@127.0.0.1", defs=defs, workers=workers,
+    ex = Executor(node="a@127.0.0.1", defs=defs, workers=1,
                   add_reader=add_reader,  # type: ignore[arg-type]
                   remove_reader=remove_reader,
                   send_result=lambda r, to: results.append((time.time(), r)),
@@ -71,8 +71,8 @@ def running_executor(
         return False
 
     try:
-        wait_until(lambda: turn() or all(w.identity is not None for w in ex.workers.values()),
-                   timeout=30, interval=0)
+        wait_until(lambda: turn() or ex.workers[0].identity is not None, timeout=30,
+                   interval=0)
         yield ex, results, turn
     finally:
         ex.close()

@@ -78,10 +78,8 @@ def _link_fake(workers: dict[int, Any] | None = None) -> Any:
     """An Executor's state for ``_on_link`` alone: its replies recorded, no worker pool."""
     fake = SimpleNamespace(workers=workers or {}, malformed=0, executed=0, queue=[],
                            _malformed_quiet_until=-math.inf, _now=time.monotonic, replies=[],
-                           stray_dones=0, replaced=[], _check_capacity=lambda: None,
-                           _detached={}, _last_ms={})
-    for name in ("_malformed", "_promote", "_finish", "_detached_done"):
-        setattr(fake, name, MethodType(getattr(Executor, name), fake))
+                           stray_dones=0, replaced=[], _check_capacity=lambda: None)
+    fake._malformed = MethodType(Executor._malformed, fake)
     fake._on_done = MethodType(Executor._on_done, fake)
     fake._end_malformed = MethodType(Executor._end_malformed, fake)
     fake._reply = lambda job, *rest: fake.replies.append((job.msg.run_id, *rest))
@@ -89,8 +87,7 @@ def _link_fake(workers: dict[int, Any] | None = None) -> Any:
     if hasattr(Executor, "_stray_done"):
         fake._stray_done = MethodType(Executor._stray_done, fake)
 
-    def replace(worker: Any, started: bool = False, why: str = "") -> None:
-        # (Executor._replace_worker, without a pool)
+    def replace(worker: Any) -> None:  # (Executor._replace_worker, without a pool)
         fake.replaced.append(worker.wid)
         worker.job = worker.identity = worker.pid = None
 
@@ -120,7 +117,7 @@ def test_a_malformed_message_from_a_worker_is_dropped() -> None:
 def _running(sock: socket.socket, run_id: str) -> dict[int, Any]:
     msg = Execute(ME, 3, "poll", run_id, 7, None, 5000, False, 0, 0)
     job = SimpleNamespace(msg=msg)
-    return {0: SimpleNamespace(wid=0, identity=sock, pid=4242, job=job, prefetched=[])}
+    return {0: SimpleNamespace(wid=0, identity=sock, pid=4242, job=job)}
 
 
 def _done(fake: Any, a: socket.socket, b: socket.socket, body: bytes) -> None:
