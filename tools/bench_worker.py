@@ -20,12 +20,13 @@ decodes the JSON request and replies) is fed the same way, in the same turns. Me
 ``--repeats`` interleaved repeats (each tree, and the floor, in its own process, the order
 alternating) and their ratio.
 
-``--ahead N``: pipelining (clerk._prefetch), this tree's worker against itself: runs due on a
-fixed grid ``--gap`` apart, each written into the link ``--lead`` ms before it is due at the
-earliest, and either only once the worker answered the run before (``ahead 0``, as an executor
-without pipelining) or while it still holds up to ``N`` runs before it (``ahead N``: after its
-DONE it reads the next run from its socket's buffer). Also the reply's time after the run's
-due time (median and p99 of each repeat; medians of those). The floor is left out.
+``--ahead N``: pipelining (tried in 8aae3ad, not adopted: README), this tree's worker against
+itself: runs due on a fixed grid ``--gap`` apart, each written into the link ``--lead`` ms
+before it is due at the earliest, and either only once the worker answered the run before
+(``ahead 0``, as an executor without pipelining) or while it still holds up to ``N`` runs
+before it (``ahead N``: after its DONE it reads the next run from its socket's buffer). Also
+the reply's time after the run's due time (median and p99 of each repeat; medians of those).
+The floor is left out.
 
 ``--instructions``: each worker's instructions per run as valgrind's callgrind counts them (the
 worker started under valgrind with the same ``main`` call, its link driven back to back: the
