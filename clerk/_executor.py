@@ -16,7 +16,8 @@ worker's whole process tree is killed and the worker replaced by a new child
 (``start_child`` first, then ``terminate_child``, which honours ``brutal_kill``; neither
 counts against the restart intensity; both on a helper thread, so the loop keeps
 heartbeating), and the run is reported as a timeout. A worker that dies mid-run fails that
-run with an error naming the exit. A DONE the agent cannot read (not JSON, in neither form, a
+run with an error naming the exit (its link is read first: a DONE it wrote before it died
+ends its run as it says). A DONE the agent cannot read (not JSON, in neither form, a
 field of the wrong type) fails its run at once with an error naming the problem, no state
 taken: the worker has answered and waits for its next run, which it takes as usual.
 Results go to the manager this node follows now (which may have changed during the run), else
@@ -171,14 +172,27 @@ class Executor(WorkerReplies):
             worker = self.workers.get(wid)
             if worker is None or worker.pid != ev.get("pid"):
                 continue  # an old incarnation (e.g. the one we killed on a timeout)
+            # What it wrote before it died first: the exit comes over another socket than
+            # its link, in no order with it, and a DONE there means its run ended as it says.
+            link, held = worker.identity, worker.job
+            reader = self._readers.get(link.fileno()) if link is not None else None
+            if reader is not None:
+                self._on_link(reader)
             worker.identity = None
             self.restarts += 1  # permanent: the supervisor starts a new one
             job, worker.job = worker.job, None
+            if job is not None and job is not held:
+                # Given to it after that DONE, on a link only a leftover of it still held
+                # open: the process that would run it is gone. It waits for another worker.
+                job.wid = None
+                self.queue.push_back(job)
+                job = None
             if job is not None:
                 self._reply(job, "error", None,
                             f"worker process {ev.get('pid')} exited during the run: "
                             f"{ev.get('reason')}")
             self._check_capacity()
+            self._pump(self._now())
 
     # --- runs ---------------------------------------------------------------------------------
 

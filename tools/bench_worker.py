@@ -20,6 +20,14 @@ decodes the JSON request and replies) is fed the same way, in the same turns. Me
 ``--repeats`` interleaved repeats (each tree, and the floor, in its own process, the order
 alternating) and their ratio.
 
+``--ahead N``: pipelining (tried in 8aae3ad, not adopted: README), this tree's worker against
+itself: runs due on a fixed grid ``--gap`` apart, each written into the link ``--lead`` ms
+before it is due at the earliest, and either only once the worker answered the run before
+(``ahead 0``, as an executor without pipelining) or while it still holds up to ``N`` runs
+before it (``ahead N``: after its DONE it reads the next run from its socket's buffer). Also
+the reply's time after the run's due time (median and p99 of each repeat; medians of those).
+The floor is left out.
+
 ``--instructions``: each worker's instructions per run as valgrind's callgrind counts them (the
 worker started under valgrind with the same ``main`` call, its link driven back to back: the
 difference of a run of 2,500 and one of 500 runs, start-up cancelled out; repeatable on a
@@ -223,6 +231,48 @@ def child_cpu(which: str, runs: int, gap: float, lead_ms: float) -> dict[str, fl
     return {"cpu": cpu, "sys": sys_, "switches": switches, "bad": bad}
 
 
+def child_paced(which: str, runs: int, gap: float, lead_ms: float,
+                ahead: int) -> dict[str, float]:
+    """In a child process: ``runs`` runs due every ``gap`` s, each sent ``lead_ms`` before
+    its due time at the earliest and with at most ``ahead`` runs before it unanswered (see
+    the module docstring); the worker's CPU as :func:`child_cpu` reports it, and the
+    lateness of its replies (median µs after the due time)."""
+    import psutil
+
+    w = _worker(which)
+    assert isinstance(w, ClerkWorker)
+    try:
+        for _ in range(200):
+            w.run(0.0, 100)
+        proc = psutil.Process(w.pid)
+        t0, c0, n0 = proc.cpu_times(), proc.num_ctx_switches(), _on_cpu_ns(w.pid)
+        start = int(time.time() * 1000 + 50)  # ms: every due time a whole ms, as RUN has it
+        sent, bad, late = 0, 0, []
+        for k in range(runs):
+            while sent <= min(k + ahead, runs - 1):
+                due = (start + round(sent * gap * 1000)) / 1000
+                wait = due - lead_ms / 1000 - time.time()
+                if wait > 0:
+                    time.sleep(wait)
+                body = json.dumps([f"5f0c1a2b3c4d-{w.seq}", 17345678 + w.seq, 3, None, False,
+                                   int(due * 1000), int(due * 1000) + 5000, "noop1", TARGET,
+                                   NODE, "UTC", 100], separators=(", ", ": ")).encode()
+                w.conn.sendall(_pack(RUN, body))
+                w.seq += 1
+                sent += 1
+            kind, reply = _recv(w.conn)
+            late.append(time.time() - (start + round(k * gap * 1000)) / 1000)
+            bad += not (kind == DONE and json.loads(reply)[1] == "ok")
+        t1, c1, n1 = proc.cpu_times(), proc.num_ctx_switches(), _on_cpu_ns(w.pid)
+    finally:
+        w.close()
+    sys_ = (t1.system - t0.system) / max(1e-9, t1.user + t1.system - t0.user - t0.system)
+    return {"cpu": (n1 - n0) / 1e3 / runs, "sys": sys_,
+            "switches": (c1.voluntary + c1.involuntary - c0.voluntary - c0.involuntary) / runs,
+            "bad": bad, "late": statistics.median(late) * 1e6,
+            "late99": statistics.quantiles(late, n=100)[98] * 1e6}
+
+
 def child_instructions(which: str, runs: int) -> int:
     """In a child process: the instructions callgrind counted in a worker that did ``runs``
     runs back to back (start-up and exit included)."""
@@ -292,18 +342,25 @@ def main() -> int:
     ap.add_argument("--syscalls", action="store_true",
                     help="also count system calls per run (strace -c -f)")
     ap.add_argument("--no-floor", action="store_true", help="leave the floor's worker out")
+    ap.add_argument("--ahead", type=int, default=0, help="pipelining: this tree with runs "
+                    "kept this many ahead in the link against without (see above)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         which, mode, *rest = args.child
         if mode == "cpu":
             print(json.dumps(child_cpu(which, int(rest[0]), float(rest[1]), float(rest[2]))))
+        elif mode == "paced":
+            print(json.dumps(child_paced(which, int(rest[0]), float(rest[1]), float(rest[2]),
+                                         int(rest[3]))))
         elif mode == "syscalls":
             print(json.dumps(child_syscalls(which, int(rest[0]), float(rest[1]),
                                             float(rest[2]))))
         else:
             print(json.dumps(child_instructions(which, int(rest[0]))))
         return 0
+    if args.ahead:
+        return _pipelined(args.runs, args.gap, args.lead, args.ahead, args.repeats)
     subjects = {"this tree": str(HERE)}
     if args.against:
         subjects["against"] = str(Path(args.against).resolve())
@@ -346,6 +403,28 @@ def main() -> int:
                                                                  key=lambda kv: -kv[1])))
     ok = all(r["bad"] == 0 for rows in got.values() for r in rows)
     return 0 if ok else 1
+
+
+def _pipelined(runs: int, gap: float, lead: float, ahead: int, repeats: int) -> int:
+    """``--ahead``: this tree's worker, runs ``ahead`` in its link against none."""
+    got: dict[int, list[dict[str, float]]] = {0: [], ahead: []}
+    for rep in range(repeats):
+        for n in ((0, ahead) if rep % 2 == 0 else (ahead, 0)):
+            got[n].append(_in_child(str(HERE), "paced", str(runs), str(gap), str(lead),
+                                    str(n)))
+    print(f"a worker's own work per no-op run, pipelined: {runs} runs due {gap * 1000:g} ms "
+          f"apart, sent {lead:g} ms ahead at most; medians of {repeats} interleaved repeats")
+    print(f"{'':<10} | {'CPU µs/run':>10} | {'sys share':>9} | {'ctx sw/run':>10} | "
+          f"{'reply µs':>8} | {'p99 µs':>8} | ratio")
+    base = statistics.median(r["cpu"] for r in got[0])
+    for n, rows in got.items():
+        cpu = statistics.median(r["cpu"] for r in rows)
+        print(f"{f'ahead {n}':<10} | {cpu:10.1f} | "
+              f"{statistics.median(r['sys'] for r in rows):9.0%} | "
+              f"{statistics.median(r['switches'] for r in rows):10.2f} | "
+              f"{statistics.median(r['late'] for r in rows):8.0f} | "
+              f"{statistics.median(r['late99'] for r in rows):8.0f} | {cpu / base:.2f}x")
+    return 0 if all(r["bad"] == 0 for rows in got.values() for r in rows) else 1
 
 
 if __name__ == "__main__":
