@@ -208,6 +208,9 @@ class SimLedger:
         #: with it going) until its result or deadline (clerk._adoptedruns); False: fails it
         #: at once, as the real runner did (the simulator did not model that before).
         self.unlisted_runs_wait = True
+        #: ... and so does a graceful hand-over, bounded alike (``UNLISTED_RUN_WAIT_S``:
+        #: clerk._adoptedruns); False: it kept the run open to its deadline, as before.
+        self.bound_after_handover = True
         #: A manager takes a RESULT from a node that is not a member only for the run in
         #: flight on it, and an OFFER only at its own term (an OFFER that came before its
         #: sender's JOIN), as the real agent (clerk._agentreplies); False: any, as before.
