@@ -68,7 +68,8 @@ run in flight started from the state of its row: a merge that replaces that stat
 ``rebased`` (its result is then dropped, see :mod:`clerk._running`), and so does a load that
 keeps our own better state under a loaded row's run (a manager re-claiming with a stale
 replica: that run's late result would otherwise replace the kept state). A merged record
-claiming a slot beyond the current one is refused: no real manager can have run the future.
+claiming a slot beyond the one current ``FUTURE_SKEW_MS`` (5 s) from now is refused: no real
+manager can have run the future (the margin is for clocks apart: clerk._lead).
 
 **Definitions change** (rolling deploys): :mod:`clerk._newdefs`.
 
@@ -86,7 +87,7 @@ from typing import Any
 
 from clerk._control import merge_run_history
 from clerk._covers import Covers
-from clerk._lead import MAX_DISPATCH_LEAD_MS
+from clerk._lead import FUTURE_SKEW_MS, MAX_DISPATCH_LEAD_MS
 from clerk._lineage import better
 from clerk._newdefs import DefsUpdate
 from clerk._record import TaskRecord, merge_rows, unpack_table
@@ -322,7 +323,8 @@ class Adoption(DefsUpdate):
                 continue
             d = self.defs[name]
             if wall is not None and name in self._grid and (
-                max(rec.slot, rec.dispatched, rec.decided) > self._slot_at(d, wall_ms) + 1
+                max(rec.slot, rec.dispatched, rec.decided)
+                > self._slot_at(d, wall_ms + FUTURE_SKEW_MS) + 1  # (clock skew: clerk._lead)
             ):
                 continue
             if self._merge_pause(name, rec.pause, wall):
