@@ -46,7 +46,12 @@ import json
 import logging
 import math
 
-from clerk._adoptedruns import UNLISTED_RUN_WAIT_S, bounded_at_takeover, fails_at_takeover
+from clerk._adoptedruns import (
+    UNLISTED_RUN_WAIT_S,
+    bound_runs_of,
+    bounded_at_takeover,
+    fails_at_takeover,
+)
 from clerk._core import Role, StaleExecute
 from clerk._dispatch import Dispatch, Finished
 from clerk._lead import EARLY_LIMIT_MS, too_late
@@ -386,6 +391,16 @@ class ResultRouting(QuorumWriting):
         log.info("sent %d result(s) applied while leaving to the successor (%s)", len(held),
                  ", ".join(f"task={r.task} run={r.run_id}" for r in held[:5]))
         return True
+
+    def on_member_left(self, name: str) -> None:
+        """``name`` left (its LEAVE reached us): its runs in flight stay open for their
+        results, ``UNLISTED_RUN_WAIT_S`` at most (clerk._adoptedruns, ``bound_runs_of``: a
+        member stops a run still going after LEAVE_WAIT and sends no result for it)."""
+        if self.scheduler.active:
+            for task in bound_runs_of(self.scheduler, name, self.agent.clock.wall()):
+                log.info("task=%s: its node %s left with the run going: the run stays open "
+                         "until its result or deadline, %.0f s at most", task, name,
+                         UNLISTED_RUN_WAIT_S)
 
     def _resolve_adopted(self, now: float, wall: float, graceful: bool) -> None:
         """Runs in flight we adopted with the table: ask their nodes rather than wait out

@@ -9,6 +9,10 @@ on a real cluster, say), holding the task (no next slot beside a run in flight).
 times the run out ``UNLISTED_RUN_WAIT_S`` after its takeover; a member that does not die
 still gets its result counted (it keeps it ``LEAVE_ACK_WAIT`` from its leave, before the
 takeover).
+
+The manager the member left bounds its run the same way, from the LEAVE
+(``bound_runs_of``): a member stops a run still going after ``LEAVE_WAIT`` (5 s) and exits
+without a result, and before, that manager too kept the run open to its deadline.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import pytest
 
 from clerk._adoptedruns import UNLISTED_RUN_WAIT_S, bounded_at_takeover
 from clerk._simnet import SimNetwork
-from clerk._simtasks import LEDGER, SimLedger
+from clerk._simtasks import LEAVE_WAIT_S, LEDGER, SimLedger
 from tests.unit.simcluster import ledger_started
 from tests.unit.test_sim_offer_runs import after_a_fresh_dispatch
 
@@ -121,3 +125,47 @@ def test_the_rule_bounds_only_unlisted_runs_it_keeps_open() -> None:
     assert bounded_at_takeover(listed=False, alive=False, graceful=True, quorum=True)
     assert not bounded_at_takeover(listed=False, alive=False, graceful=False, quorum=True)
     assert not bounded_at_takeover(listed=True, alive=False, graceful=False, quorum=False)
+
+
+def leave_long(seed: int, bound: bool = True) -> tuple[float, float | None, str]:
+    """4 nodes; a run of 30 s on a member, which leaves 30 ms into it (its manager stays):
+    (the leave, when the manager's row stopped showing the run or None, its outcome)."""
+    world = SimLedger(interval_ms=40, timeout_ms=TIMEOUT_MS)
+    world.long_run_s = 30.0
+    world.bound_left_runs = bound
+    net = SimNetwork(seed, layer=world)
+    net.fifo = True
+    ledger_started(net, world, 4)
+    manager = after_a_fresh_dispatch(net, world)
+    assert manager is not None, net.summary()
+    sched = world.layers[manager].scheduler
+    run = sched.records[LEDGER].running
+    assert run is not None
+    run_id, member = str(run["run"]), str(run["node"])
+    world.long_run_ids.add(run_id)
+    net.run_for(0.03)
+    left = net.now
+    net.leave(member)
+
+    def open_() -> bool:
+        r = sched.records[LEDGER].running
+        return r is not None and str(r["run"]) == run_id
+
+    net.run_until_true(lambda: not open_(), limit=UNLISTED_RUN_WAIT_S + 3.0, step=0.01)
+    history = sched.records[LEDGER].run_history.entries
+    outcome = next((str(e[5]) for e in history if e[0] == int(run["slot"])), "")
+    return left, None if open_() else net.now, outcome
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("seed", range(3))
+def test_the_manager_a_member_left_bounds_its_run_still_going(seed: int) -> None:
+    left, ended, outcome = leave_long(seed)
+    assert ended is not None, "the run stayed open past the bound"
+    assert UNLISTED_RUN_WAIT_S - 0.1 <= ended - left <= UNLISTED_RUN_WAIT_S + 0.5, (left, ended)
+    assert ended - left > LEAVE_WAIT_S and outcome == "timeout", (left, ended, outcome)
+
+
+@pytest.mark.timeout(120)
+def test_before_the_manager_a_member_left_kept_its_run_to_its_deadline() -> None:
+    assert leave_long(0, bound=False)[1] is None
