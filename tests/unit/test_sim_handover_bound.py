@@ -39,13 +39,14 @@ class Outcome:
     counts: list[int]  # the ledger's counts after the run's slot, in order
 
 
-def leave_then_hand_over(seed: int, dies: bool, bound: bool = True) -> Outcome:
-    """4 nodes; a long run on a member, which leaves 30 ms into it; once its manager
-    removed it, the manager leaves (a graceful hand-over); ``dies``: the member then
-    crashes before its result. ``bound``: ``SimLedger.bound_after_handover``."""
+def member_leaves_mid_run(seed: int, long_s: float, **rules: bool
+                          ) -> tuple[SimNetwork, SimLedger, str, str, str, int]:
+    """4 nodes (``rules``: ``SimLedger`` attributes); a run of ``long_s`` on a member, which
+    leaves 30 ms into it: (network, world, manager, member, run id, slot)."""
     world = SimLedger(interval_ms=40, timeout_ms=TIMEOUT_MS)
-    world.long_run_s = LONG_S
-    world.bound_after_handover = bound
+    world.long_run_s = long_s
+    for rule, value in rules.items():
+        setattr(world, rule, value)
     net = SimNetwork(seed, layer=world)
     net.fifo = True
     ledger_started(net, world, 4)
@@ -57,6 +58,15 @@ def leave_then_hand_over(seed: int, dies: bool, bound: bool = True) -> Outcome:
     world.long_run_ids.add(run_id)
     net.run_for(0.03)
     net.leave(member)
+    return net, world, manager, member, run_id, slot
+
+
+def leave_then_hand_over(seed: int, dies: bool, bound: bool = True) -> Outcome:
+    """A member leaves 30 ms into a long run; once its manager removed it, the manager
+    leaves (a graceful hand-over); ``dies``: the member then crashes before its result.
+    ``bound``: ``SimLedger.bound_after_handover``."""
+    net, world, manager, member, run_id, slot = member_leaves_mid_run(
+        seed, LONG_S, bound_after_handover=bound)
     core = net.nodes[manager].core
     assert net.run_until_true(lambda: member not in core.members, limit=1.0, step=0.0005)
     net.run_for(0.1)
@@ -128,24 +138,12 @@ def test_the_rule_bounds_only_unlisted_runs_it_keeps_open() -> None:
 
 
 def leave_long(seed: int, bound: bool = True) -> tuple[float, float | None, str]:
-    """4 nodes; a run of 30 s on a member, which leaves 30 ms into it (its manager stays):
-    (the leave, when the manager's row stopped showing the run or None, its outcome)."""
-    world = SimLedger(interval_ms=40, timeout_ms=TIMEOUT_MS)
-    world.long_run_s = 30.0
-    world.bound_left_runs = bound
-    net = SimNetwork(seed, layer=world)
-    net.fifo = True
-    ledger_started(net, world, 4)
-    manager = after_a_fresh_dispatch(net, world)
-    assert manager is not None, net.summary()
-    sched = world.layers[manager].scheduler
-    run = sched.records[LEDGER].running
-    assert run is not None
-    run_id, member = str(run["run"]), str(run["node"])
-    world.long_run_ids.add(run_id)
-    net.run_for(0.03)
+    """A member leaves 30 ms into a run of 30 s (its manager stays): (the leave, when the
+    manager's row stopped showing the run or None, its outcome)."""
+    net, world, manager, _, run_id, slot = member_leaves_mid_run(seed, 30.0,
+                                                                 bound_left_runs=bound)
     left = net.now
-    net.leave(member)
+    sched = world.layers[manager].scheduler
 
     def open_() -> bool:
         r = sched.records[LEDGER].running
@@ -153,7 +151,7 @@ def leave_long(seed: int, bound: bool = True) -> tuple[float, float | None, str]
 
     net.run_until_true(lambda: not open_(), limit=UNLISTED_RUN_WAIT_S + 3.0, step=0.01)
     history = sched.records[LEDGER].run_history.entries
-    outcome = next((str(e[5]) for e in history if e[0] == int(run["slot"])), "")
+    outcome = next((str(e[5]) for e in history if e[0] == slot), "")
     return left, None if open_() else net.now, outcome
 
 
