@@ -287,9 +287,10 @@ class Adoption(DefsUpdate):
         """Merge another table (a partition healed, or a member's OFFER of its durable rows):
         per task the state by lineage and version, the schedule by the furthest slot (see
         :func:`clerk._record.merge_rows`); conflicts go to ``conflicts_out``. True if anything
-        changed. With ``wall``, a record claiming a slot beyond the current one is refused: no
-        real manager can have run the future, and a forged table must not push a task's next
-        slot out of reach."""
+        changed. With ``wall``, a record claiming a slot beyond the one current
+        ``FUTURE_SKEW_MS`` from now is refused: no real manager can have run the future (the
+        margin is for clocks apart), and a forged table must not push a task's next slot out
+        of reach."""
         table = unpack_table(table)
         changed = False
         if not isinstance(table, Mapping) or not isinstance(table.get("tasks"), Mapping):
