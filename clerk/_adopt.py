@@ -68,7 +68,8 @@ run in flight started from the state of its row: a merge that replaces that stat
 ``rebased`` (its result is then dropped, see :mod:`clerk._running`), and so does a load that
 keeps our own better state under a loaded row's run (a manager re-claiming with a stale
 replica: that run's late result would otherwise replace the kept state). A merged record
-claiming a slot beyond the current one is refused: no real manager can have run the future.
+claiming a slot beyond the one current ``FUTURE_SKEW_MS`` (5 s) from now is refused: no real
+manager can have run the future (the margin is for clocks apart: clerk._lead).
 
 **Definitions change** (rolling deploys): :mod:`clerk._newdefs`.
 
@@ -86,7 +87,7 @@ from typing import Any
 
 from clerk._control import merge_run_history
 from clerk._covers import Covers
-from clerk._lead import MAX_DISPATCH_LEAD_MS
+from clerk._lead import FUTURE_SKEW_MS, MAX_DISPATCH_LEAD_MS
 from clerk._lineage import better
 from clerk._newdefs import DefsUpdate
 from clerk._record import TaskRecord, merge_rows, unpack_table
@@ -286,9 +287,10 @@ class Adoption(DefsUpdate):
         """Merge another table (a partition healed, or a member's OFFER of its durable rows):
         per task the state by lineage and version, the schedule by the furthest slot (see
         :func:`clerk._record.merge_rows`); conflicts go to ``conflicts_out``. True if anything
-        changed. With ``wall``, a record claiming a slot beyond the current one is refused: no
-        real manager can have run the future, and a forged table must not push a task's next
-        slot out of reach."""
+        changed. With ``wall``, a record claiming a slot beyond the one current
+        ``FUTURE_SKEW_MS`` from now is refused: no real manager can have run the future (the
+        margin is for clocks apart), and a forged table must not push a task's next slot out
+        of reach."""
         table = unpack_table(table)
         changed = False
         if not isinstance(table, Mapping) or not isinstance(table.get("tasks"), Mapping):
@@ -322,7 +324,8 @@ class Adoption(DefsUpdate):
                 continue
             d = self.defs[name]
             if wall is not None and name in self._grid and (
-                max(rec.slot, rec.dispatched, rec.decided) > self._slot_at(d, wall_ms) + 1
+                max(rec.slot, rec.dispatched, rec.decided)
+                > self._slot_at(d, wall_ms + FUTURE_SKEW_MS) + 1  # (clock skew: clerk._lead)
             ):
                 continue
             if self._merge_pause(name, rec.pause, wall):

@@ -33,12 +33,28 @@ claim with its OFFER, its results and its LEAVE (``LeftHeard``). So the rule (de
 Quorum mode fails runs on unlisted nodes at once, as before (a node that left keeps its
 results there in its outbox, which it sends only to a manager it follows; not changed here).
 A graceful hand-over fails none (the leaving manager reports its own run, and its members
-send theirs to the successor).
+send theirs to the successor), but bounds a run on a node it does not list the same way
+(:func:`bounded_at_takeover`): a member that left with the run going before the hand-over
+(its leaving manager removed it at its LEAVE) keeps its result ``LEAVE_ACK_WAIT`` from that
+leave at most, and the leaving manager its own ``LEAVE_WAIT``; a node that then died sent
+nothing, and before, the successor kept its run open for the run's whole ``timeout`` (an
+hour's, say), holding the task (``tests/unit/test_sim_handover_bound.py``).
+
+**The manager a member leaves** bounds that member's runs in flight the same way, from the
+LEAVE (:func:`bound_runs_of`, in both modes): it keeps them open (the
+member finishes them and sends their results), but a member stops a run still going after
+``LEAVE_WAIT`` (5 s) and exits without a result, and before, the run then held its task for
+its whole ``timeout`` on the manager it left too.
 """
 
 from __future__ import annotations
 
-__all__ = ["UNLISTED_RUN_WAIT_S", "fails_at_takeover"]
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clerk._schedule import Scheduler
+
+__all__ = ["UNLISTED_RUN_WAIT_S", "bound_runs_of", "bounded_at_takeover", "fails_at_takeover"]
 
 #: How long a new manager keeps open a run adopted on a node it does not list, at most, from
 #: its takeover (``Running.bound_run``): longer than a member that left keeps its results
@@ -59,3 +75,25 @@ def fails_at_takeover(listed: bool, alive: bool, graceful: bool, quorum: bool,
     if listed:
         return True
     return quorum or not unlisted_wait
+
+
+def bounded_at_takeover(listed: bool, alive: bool, graceful: bool, quorum: bool,
+                        unlisted_wait: bool = True) -> bool:
+    """Does a new manager bound an adopted run on a node other than itself to
+    ``UNLISTED_RUN_WAIT_S`` from its takeover (``Running.bound_run``)? A run on a node it
+    does not list that it keeps open, after a crash or a graceful hand-over alike (see the
+    module docstring)."""
+    return not listed and not fails_at_takeover(listed, alive, graceful, quorum, unlisted_wait)
+
+
+def bound_runs_of(sched: Scheduler, node: str, wall: float) -> list[str]:
+    """``node`` left (its LEAVE reached us, the manager): each of its runs in flight times
+    out ``UNLISTED_RUN_WAIT_S`` from ``wall`` at the latest (``Running.bound_run``; it stays
+    open until then for its result). The tasks bounded."""
+    out = []
+    for name in sched.in_flight():
+        run = sched.records[name].running
+        if run is not None and str(run["node"]) == node:
+            sched.bound_run(name, (wall + UNLISTED_RUN_WAIT_S) * 1000)
+            out.append(name)
+    return out

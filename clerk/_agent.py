@@ -389,7 +389,8 @@ class Agent(AgentFeed, AgentReplies):
             node=self.metrics, is_manager=lambda: self.core.is_manager,
             term=lambda: self.core.term, bad_frames=lambda: self.bad_frames.copy(),
             worker_restarts=lambda: executor.restarts if executor is not None else 0,
-            table=lambda: unpack_table(self.core.replicated), quorum=self.quorum.gauges)
+            table=lambda: unpack_table(self.core.replicated), quorum=self.quorum.gauges,
+            replica_refused=lambda: (self.core.replica.refused, self.core.replica.refused_hist))
         try:
             self._metrics_server = MetricsServer(self.config.host, port, sources)
         except ImportError:  # node_spec() skips the node's pre-flight check

@@ -238,6 +238,8 @@ class AgentFeed(AgentAttrs):
                     # at their deadlines, not now (failing them dropped their updates, and
                     # let the next slot overlap the run still going on the leaving node).
                     self.tasks.on_member_down(effect.name, now)
+                else:  # ... bounded (clerk._adoptedruns.bound_runs_of)
+                    self.tasks.on_member_left(effect.name)
             elif isinstance(effect, StateHandedOver):
                 log.info("received %s from %s",
                          "a merged table" if effect.merge else "the manager's hand-over",

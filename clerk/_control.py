@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+from clerk._finitejson import finite_float, finite_items, no_constant
 from clerk._jsondump import encoder
 
 __all__ = [
@@ -93,6 +95,11 @@ def newer_pause(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str,
     if b is None:
         return a
     return b if (b["at"], b["node"]) > (a["at"], a["node"]) else a
+
+
+log = logging.getLogger("clerk.control")
+#: A history text's decoder: numbers finite only (clerk._finitejson), one for every call.
+_STRICT = json.JSONDecoder(parse_constant=no_constant, parse_float=finite_float).decode
 
 
 def _entry_ok(e: Any) -> bool:
@@ -235,13 +242,26 @@ class RunHistory:
 
 def parse_run_history(raw: Any) -> RunHistory:
     """History from the wire (its JSON text, or a list of entries), malformed entries
-    dropped, at most HISTORY_MAX_RUNS."""
+    dropped, at most HISTORY_MAX_RUNS. An entry of the text holding a number that is not
+    finite (``NaN``, ``Infinity``, ``1e400``: no encoder of ours writes one) is dropped with
+    a WARNING (clerk._finitejson): kept, the row it came in failed later, far from where it
+    came from (a status, the row's next encode)."""
     text = raw if isinstance(raw, str) else None
     if text is not None:
         try:
-            raw = json.loads(text)
-        except (ValueError, RecursionError):
+            raw = _STRICT(text)
+        except RecursionError:
             return RunHistory()
+        except ValueError:
+            found = finite_items(text)
+            if found is None:
+                return RunHistory()
+            raw, dropped = found
+            if dropped:
+                log.warning("run history: %d entr%s dropped, holding a number that is not "
+                            "finite (%s)", len(dropped), "y" if len(dropped) == 1 else "ies",
+                            "; ".join(dropped[:3]))
+            text = None  # (encoded again: not as received)
     if not isinstance(raw, list):
         return RunHistory()
     entries = [e for e in raw if _entry_ok(e)][-HISTORY_MAX_RUNS:]

@@ -229,6 +229,12 @@ class CoreState:
             "highest_term": self.highest_term,
             # Our merge HANDOVER's parts not confirmed yet, and how many went again.
             "merge": {"unconfirmed": len(self._merge_out), "resent": self.merge_resent},
+            # Table deltas this node's replica refused (a gap, another log, rows that are not
+            # JSON; ``refused_hist`` of them: a history patch that did not fit) and why the
+            # last one whose contents were refused was (clerk._replica).
+            "replica": {"refused": self.replica.refused,
+                        "refused_hist": self.replica.refused_hist,
+                        "refusal": self.replica.refusal},
             "members": [
                 {
                     "name": m.name,

@@ -8,6 +8,14 @@ from where it came in (an EXECUTE of that state cannot be encoded; a status cann
 written). The decoders here refuse both as they read (:func:`finite_float`,
 :func:`no_constant`: a ValueError), and :func:`not_finite_in` names the row and the field for
 the error a refused delta reports (it parses again, only then).
+
+A row's run history is a JSON string inside the row (:class:`clerk._control.RunHistory`): the
+row's scan reads it as a string, and only a history *patch*'s new entries are parsed at a
+delta (:mod:`clerk._histdelta`). A whole row's history is checked where it is parsed
+(:func:`clerk._control.parse_run_history`, on a load, a merge, a takeover): an entry holding a
+number that is not finite is dropped there, with a WARNING naming it (:func:`finite_items`).
+Not at the delta: a row whose history is short (at 1,000 tasks, every row) goes whole at every
+change, and parsing its history there too would about double a member's scan of it.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["finite_float", "no_constant", "not_finite_in"]
+__all__ = ["finite_float", "finite_items", "no_constant", "not_finite_in"]
 
 _MAX = sys.float_info.max
 
@@ -81,3 +89,26 @@ def _first_bad(value: Any) -> str | None:
             stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(item))))
     return None
 
+
+
+def finite_items(text: str) -> tuple[list[Any], list[str]] | None:
+    """The items of the JSON list ``text`` holding no number that is not finite, and where
+    each dropped one held its first (``"[<index>]<path>: <number>"``); None if ``text`` is not
+    a JSON list. For a text the strict decoders refused: parses again."""
+    try:
+        value = _MARKING.decode(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, list):
+        return None
+    kept: list[Any] = []
+    dropped: list[str] = []
+    for i, item in enumerate(value):
+        where = _first_bad(item)
+        if where is None:
+            kept.append(item)
+        else:
+            path, number = where.split(": ", 1)
+            path = "" if path.startswith("(") else path
+            dropped.append(f"[{i}]{'.' if path and path[0] != '[' else ''}{path}: {number}")
+    return kept, dropped

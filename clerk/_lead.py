@@ -59,8 +59,9 @@ its window before its reservation is committed waits for the commit, like any di
 
 from __future__ import annotations
 
-__all__ = ["DISPATCH_LEAD_MS", "DISPATCH_WINDOW_MS", "EARLY_LIMIT_MS", "MAX_DISPATCH_LEAD_MS",
-           "RELEASE_LEAD_MS", "SPIN_MS", "check_lead", "too_late", "window_for"]
+__all__ = ["DISPATCH_LEAD_MS", "DISPATCH_WINDOW_MS", "EARLY_LIMIT_MS", "FUTURE_SKEW_MS",
+           "MAX_DISPATCH_LEAD_MS", "RELEASE_LEAD_MS", "SPIN_MS", "check_lead", "too_late",
+           "window_for"]
 
 #: The manager's default lead. It must cover the tail of the dispatch path, from the manager's
 #: wake-up to the run in the node's executor, which is the start lateness at lead 0: measured
@@ -74,6 +75,14 @@ DISPATCH_LEAD_MS = 20
 #: The largest lead accepted, and the takeover guard (see the module docstring). Half the
 #: shortest interval (100 ms): only ever the very next slot of a task is sent ahead.
 MAX_DISPATCH_LEAD_MS = 50
+#: How far ahead of this node's wall clock a merged row's slots (an OFFER's, a HANDOVER's) or
+#: an offered run's slot may be before it is refused as "from the future" (clerk._adopt,
+#: clerk._unseen): another manager's clock may be that far ahead of ours. It was one slot
+#: (the dispatch lead), so nodes whose clocks were more than about one interval apart (100 ms
+#: at the shortest) refused a correct row, its state with it
+#: (tests/unit/test_merge_skew.py); a forged or garbage row a million slots ahead is still
+#: refused. What a row that far ahead costs: the slots it says were decided are skipped here.
+FUTURE_SKEW_MS = 5000
 #: A tick that dispatches also sends the slots due within this much past its own horizon (the
 #: lead), when there is a lead: see the module docstring and :func:`window_for`.
 DISPATCH_WINDOW_MS = 10

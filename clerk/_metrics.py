@@ -162,6 +162,9 @@ class Sources:
     table: Callable[[], Any]  # this node's replica of the task table (unpacked), or None
     #: Quorum mode's gauges ({"ok", "reachable", "voters"}), None in the default mode.
     quorum: Callable[[], dict[str, float] | None] = lambda: None
+    #: This node's replica's refused table deltas, and of them those refused for a history
+    #: patch (status: ``replica.refused``, ``replica.refused_hist``).
+    replica_refused: Callable[[], tuple[int, int]] = lambda: (0, 0)
 
 
 def _families(src: Sources) -> Iterator[Any]:
@@ -193,6 +196,7 @@ def _families(src: Sources) -> Iterator[Any]:
                                 value=quorum["reachable"])
         yield GaugeMetricFamily("clerk_quorum_voters", "voters configured",
                                 value=quorum["voters"])
+    refused, refused_hist = src.replica_refused()
     for name, doc, value in (
         ("clerk_node_elections_started", "elections this node started", n.elections_started),
         ("clerk_node_manager_changes", "changes of the manager this node follows",
@@ -207,6 +211,10 @@ def _families(src: Sources) -> Iterator[Any]:
          n.results_lost_on_leave),
         ("clerk_node_worker_restarts", "task worker processes replaced (crash or timeout)",
          src.worker_restarts()),
+        ("clerk_node_replica_refused", "table deltas this node's replica refused (a gap, "
+         "another log, rows that are not JSON; each content refusal logged)", refused),
+        ("clerk_node_replica_refused_hist", "of those, deltas refused for a run history patch "
+         "that did not fit its row", refused_hist),
     ):
         yield CounterMetricFamily(name, doc, value=value)
     bad = CounterMetricFamily("clerk_node_bad_frames", "malformed or refused frames dropped",

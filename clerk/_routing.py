@@ -46,7 +46,12 @@ import json
 import logging
 import math
 
-from clerk._adoptedruns import UNLISTED_RUN_WAIT_S, fails_at_takeover
+from clerk._adoptedruns import (
+    UNLISTED_RUN_WAIT_S,
+    bound_runs_of,
+    bounded_at_takeover,
+    fails_at_takeover,
+)
 from clerk._core import Role, StaleExecute
 from clerk._dispatch import Dispatch, Finished
 from clerk._lead import EARLY_LIMIT_MS, too_late
@@ -387,11 +392,21 @@ class ResultRouting(QuorumWriting):
                  ", ".join(f"task={r.task} run={r.run_id}" for r in held[:5]))
         return True
 
+    def on_member_left(self, name: str) -> None:
+        """``name`` left (its LEAVE reached us): its runs in flight stay open for their
+        results, ``UNLISTED_RUN_WAIT_S`` at most (clerk._adoptedruns, ``bound_runs_of``: a
+        member stops a run still going after LEAVE_WAIT and sends no result for it)."""
+        if self.scheduler.active:
+            for task in bound_runs_of(self.scheduler, name, self.agent.clock.wall()):
+                log.info("task=%s: its node %s left with the run going: the run stays open "
+                         "until its result or deadline, %.0f s at most", task, name,
+                         UNLISTED_RUN_WAIT_S)
+
     def _resolve_adopted(self, now: float, wall: float, graceful: bool) -> None:
         """Runs in flight we adopted with the table: ask their nodes rather than wait out
         their deadlines. After a crash, a run whose node this manager holds as dead fails now,
-        one on a node it does not list stays open, ``UNLISTED_RUN_WAIT_S`` at most
-        (clerk._adoptedruns); one on this node
+        one on a node it does not list stays open, ``UNLISTED_RUN_WAIT_S`` at most (after a
+        hand-over too: clerk._adoptedruns); one on this node
         that is neither running nor finished here was never received (lost with the old
         manager). A graceful hand-over's leaving manager reports its own run by itself."""
         core = self.agent.core
@@ -419,9 +434,10 @@ class ResultRouting(QuorumWriting):
             elif fails_at_takeover(row is not None, False, graceful, core.quorum is not None):
                 for fin in self.scheduler.fail_node(node, wall):
                     self._log_finished(fin)
-            elif row is None and not graceful:
+            elif bounded_at_takeover(row is not None, False, graceful, core.quorum is not None):
                 # Not listed: it may have left with the run going (its LEAVE reached the
-                # manager that crashed since); it answers our COORDINATOR with the result.
+                # manager that crashed or handed over since); it answers our COORDINATOR
+                # with the result, or died meanwhile: bounded either way.
                 self.scheduler.bound_run(name, (wall + UNLISTED_RUN_WAIT_S) * 1000)
                 log.info("task=%s run=%s: its node %s is not a member (it may have left with "
                          "the run going): the run stays open until its result or deadline, "

@@ -257,6 +257,11 @@ class SchedulerState:
         #: Members whose durable rows were merged (OFFER), and when each was first seen.
         #: With ``await_offers`` (nodes with data directories), an ``init`` waits for them.
         self.await_offers = await_offers
+        #: (Cleared per claim, not at a member's drop: a member that offered under this claim
+        #: and was dropped and came back holds no row this table lacks unless it followed
+        #: another manager meanwhile, a partition, whose rows its merge HANDOVER brings; and
+        #: a step-down covers it only if it acknowledged this claim's heartbeats lately,
+        #: clerk._covers. Sim sweeps with a prune at the drop: the same bad seeds, none.)
         self.offered: set[str] = set()
         #: Does a node's build always send an OFFER when it follows a manager? (The shell
         #: sets it: a look at the member's incarnation; see clerk._adopt.)

@@ -16,7 +16,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from clerk._adopt import takeover_stale
-from clerk._adoptedruns import UNLISTED_RUN_WAIT_S, fails_at_takeover
+from clerk._adoptedruns import UNLISTED_RUN_WAIT_S, bounded_at_takeover, fails_at_takeover
 from clerk._core import Send
 from clerk._covers import covers_of
 from clerk._leaveoffers import offers_awaited_until
@@ -172,10 +172,13 @@ class LedgerTakeover:
             if run is None or str(run["node"]) == self.node.name:
                 continue
             row = core.members.get(str(run["node"]))
-            if fails_at_takeover(row is not None, row is not None and row.alive, graceful,
-                                 core.quorum is not None, self.world.unlisted_runs_wait):
+            listed, alive = row is not None, row is not None and row.alive
+            quorum, wait = core.quorum is not None, self.world.unlisted_runs_wait
+            if fails_at_takeover(listed, alive, graceful, quorum, wait):
                 gone.add(str(run["node"]))
-            elif row is None and not graceful:  # (bounded as the runner does)
+            elif (bounded_at_takeover(listed, alive, graceful, quorum, wait)
+                  and (not graceful or self.world.bound_after_handover)):
+                # (bounded as the runner does)
                 sched.bound_run(name, (self.wall() + UNLISTED_RUN_WAIT_S) * 1000)
         for node in sorted(gone):
             sched.fail_node(node, self.wall())

@@ -38,6 +38,7 @@ import random
 from collections import Counter, deque
 from typing import Any
 
+from clerk._adoptedruns import bound_runs_of
 from clerk._core import (
     Deliver,
     Effect,
@@ -211,6 +212,12 @@ class SimLedger:
         #: with it going) until its result or deadline (clerk._adoptedruns); False: fails it
         #: at once, as the real runner did (the simulator did not model that before).
         self.unlisted_runs_wait = True
+        #: ... and so does a graceful hand-over, bounded alike (``UNLISTED_RUN_WAIT_S``:
+        #: clerk._adoptedruns); False: it kept the run open to its deadline, as before.
+        self.bound_after_handover = True
+        #: ... and so does the manager a member leaves, from its LEAVE (``bound_runs_of``);
+        #: False: it kept the member's runs open to their deadlines, as before.
+        self.bound_left_runs = True
         #: A manager takes a RESULT from a node that is not a member only for the run in
         #: flight on it, and an OFFER only at its own term (an OFFER that came before its
         #: sender's JOIN), as the real agent (clerk._agentreplies); False: any, as before.
@@ -349,6 +356,9 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
                   and self.scheduler.active):
                 # (as the agent does: a member that left finishes its runs in flight)
                 changed |= bool(self.scheduler.fail_node(effect.name, self.wall()))
+            elif (isinstance(effect, MemberDown) and self.scheduler.active
+                  and self.world.bound_left_runs):
+                bound_runs_of(self.scheduler, effect.name, self.wall())  # (as the runner)
             elif isinstance(effect, Deliver):
                 changed |= self._deliver(effect.msg)
             elif isinstance(effect, OfferAgain):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from clerk._adopt import Adoption
 from clerk._dispatch import Finished
-from clerk._lead import MAX_DISPATCH_LEAD_MS
+from clerk._lead import FUTURE_SKEW_MS, MAX_DISPATCH_LEAD_MS
 from clerk._record import Conflict, TaskRecord
 from clerk._runids import base_tag, dispatching_claim
 
@@ -111,7 +111,7 @@ class UnseenRuns(Adoption):
         if rec is None or task not in self.defs or slot <= rec.slot:
             return False
         if task in self._grid and slot > self._slot_at(
-                self.defs[task], wall * 1000 + MAX_DISPATCH_LEAD_MS) + 1:
+                self.defs[task], wall * 1000 + MAX_DISPATCH_LEAD_MS + FUTURE_SKEW_MS) + 1:
             return False  # no manager sent the future (as a merged row: clerk._adopt)
         run = rec.running
         if run is not None and run["run"] == run_id:

@@ -404,3 +404,20 @@ class LeavesThenKillsOnN2(LeavesThenKillsOnN1):
 
 class LeavesThenKillsOnN3(LeavesThenKillsOnN1):
     ONLY = "n3"
+
+
+class LeavesOnN1(SuddenlyLongOnN1):
+    """As :class:`SuddenlyLongOnN1`, but the run that finds ``args['long']`` asks its own node
+    to leave (SIGTERM to its agent, this worker's parent) instead of killing anything, then
+    sleeps: its node leaves with the run going, and stops it after ``LEAVE_WAIT`` (no result)."""
+
+    def strike(self, state: Any) -> None:
+        os.kill(os.getppid(), signal.SIGTERM)
+
+
+class LeavesOnN2(LeavesOnN1):
+    ONLY = "n2"
+
+
+class LeavesOnN3(LeavesOnN1):
+    ONLY = "n3"

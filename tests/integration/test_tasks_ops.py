@@ -278,6 +278,7 @@ def test_metrics_are_scraped_while_the_cluster_runs_and_agree_with_the_ledger(
         assert m["clerk_node_is_manager"] == (1 if name == manager else 0)
         assert m["clerk_node_members_alive"] == 3
         assert m['clerk_task_state_bytes{task="ledger"}'] > 0
+        assert m["clerk_node_replica_refused_total"] >= m["clerk_node_replica_refused_hist_total"]
     m = scrape(setup, manager)
     runs = m['clerk_task_duration_seconds_count{task="steady"}']
     assert runs > 0 and m['clerk_task_start_lateness_seconds_count{task="steady"}'] == runs

@@ -24,6 +24,7 @@ from clerk._messages import (
     Result,
     Status,
     StatusReply,
+    TableDelta,
 )
 from clerk._timings import Timings
 from tests.unit.corenet import INF, Net, addr, cluster, peer
@@ -42,8 +43,9 @@ def test_status_shape_is_json_ready():
     net, (a, b) = cluster(("a", 1), ("b", 0))
     st = b.status()
     assert set(st) == {"node", "role", "manager", "term", "highest_term", "members", "quorum",
-                       "merge"}
+                       "merge", "replica"}
     assert st["merge"] == {"unconfirmed": 0, "resent": 0}  # (clerk._handover: MERGED)
+    assert st["replica"] == {"refused": 0, "refused_hist": 0, "refusal": ""}  # (clerk._replica)
     assert st["quorum"] == {"mode": "available", "voters": [], "reachable": [], "quorum": None,
                             "detail": "", "promised": None}  # the default mode (issue #10)
     assert (st["node"], st["role"], st["manager"], st["term"], st["highest_term"]) == (
@@ -143,3 +145,16 @@ def test_custom_timings_drive_the_core():
     core = NodeCore(peer("a"), now=0.0, rng=random.Random(0), timings=fast)
     core.handle(Start(), 0.0)
     assert core.next_deadline() == pytest.approx(0.01)
+
+
+def test_status_shows_the_deltas_its_replica_refused() -> None:
+    """``replica``: the refused count, of them those for a history patch, and why the last
+    delta whose contents were refused was (clerk._replica; the same as metrics)."""
+    _, (_, b) = cluster(("a", 1), ("b", 0))
+    rows = '{"t:a":NaN}'
+    d = TableDelta(b.replica.log, b.replica.seq, b.replica.seq + 5, (rows,), (), True, None,
+                   len(rows))
+    assert not b.replica.apply(d)
+    st = b.status()["replica"]
+    assert st["refused"] == 1 and st["refused_hist"] == 0, st
+    assert "not a JSON object of rows" in st["refusal"] and "NaN" in st["refusal"], st

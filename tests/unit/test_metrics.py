@@ -48,7 +48,8 @@ def test_families_names_labels_and_values() -> None:
     node.elections_started, node.members_alive, node.executes_stale = 2, 3, 1
     m = scrape(Sources(node=node, is_manager=lambda: True, term=lambda: 7,
                        bad_frames=lambda: Counter({"json": 4}), worker_restarts=lambda: 5,
-                       table=lambda: unpack_table(pack_table(s.table()))))
+                       table=lambda: unpack_table(pack_table(s.table())),
+                       replica_refused=lambda: (6, 2)))
     assert m['clerk_task_runs_total{outcome="ok",task="t"}'] == 3
     assert m['clerk_task_runs_total{outcome="error",task="t"}'] == 0
     assert m['clerk_task_skipped_slots_total{task="t"}'] == 0
@@ -66,6 +67,8 @@ def test_families_names_labels_and_values() -> None:
     assert m["clerk_node_executes_stale_total"] == 1
     assert m["clerk_node_worker_restarts_total"] == 5
     assert m['clerk_node_bad_frames_total{reason="json"}'] == 4
+    assert m["clerk_node_replica_refused_total"] == 6
+    assert m["clerk_node_replica_refused_hist_total"] == 2
 
 
 def test_a_follower_without_a_table_yet_exposes_node_metrics_only() -> None:

@@ -1,0 +1,47 @@
+"""A whole row's run history holding a number that is not finite (clerk._finitejson).
+
+A row's history is a JSON string inside the row: a delta's scan reads it as a string, and
+only a patch's new entries were checked. A whole row whose history held ``1e400`` (read as
+inf), ``NaN`` or ``Infinity`` was parsed as it was: the entry kept, the history written out
+again with ``Infinity`` in it at the next result (not JSON), a status showing it. Now such an
+entry is dropped where the history is parsed (``parse_run_history``), with a WARNING naming it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clerk._control import make_entry, parse_run_history
+from clerk._finitejson import finite_float, no_constant
+from clerk._record import TaskRecord
+
+GOOD = '[1,null,"a",1.0,2.0,"ok","",1,0]'
+STRICT = json.JSONDecoder(parse_constant=no_constant, parse_float=finite_float).decode
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("bad", ['[2,null,"a",1e400,2.0,"ok","",1,0]',
+                                 '[2,NaN,"a",1.0,2.0,"ok","",1,0]',
+                                 '[2,null,"a",1.0,-Infinity,"ok","",1,0]'])
+def test_an_entry_not_finite_in_a_whole_rows_history_is_dropped(
+        bad: str, caplog: pytest.LogCaptureFixture) -> None:
+    rec = TaskRecord.from_json({"run_history": f"[{GOOD},{bad}]"})
+    assert rec is not None
+    assert rec.run_history == [json.loads(GOOD)]  # main: the entry kept (inf, nan)
+    rec.run_history.append(make_entry(slot=3, due_ms=None, node="b", start_ms=5.0,
+                                      duration_ms=1.0, outcome="ok", error="", version=2,
+                                      trigger=False), 8192)
+    STRICT(rec.run_history.text())  # JSON still (main: 'Infinity'/'NaN' written out)
+    STRICT(rec.to_text())
+    assert "not finite ([1][" in caplog.text, caplog.text
+
+
+@pytest.mark.timeout(10)
+def test_a_good_history_is_kept_as_received() -> None:
+    text = f"[{GOOD},{GOOD.replace('1,null', '2,null')}]"
+    history = parse_run_history(text)
+    assert len(history) == 2 and history.text() is text
+    assert len(parse_run_history("[1e400]")) == 0  # (not an entry: dropped either way)
+    assert len(parse_run_history("[[")) == 0
