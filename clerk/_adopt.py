@@ -283,14 +283,19 @@ class Adoption(DefsUpdate):
             seen.update(items)
         return len(changed)
 
-    def merge(self, table: Any, wall: float | None = None, source: str = "") -> bool:
+    def merge(self, table: Any, wall: float | None = None, source: str = "",
+              committed: bool = False) -> bool:
         """Merge another table (a partition healed, or a member's OFFER of its durable rows):
         per task the state by lineage and version, the schedule by the furthest slot (see
         :func:`clerk._record.merge_rows`); conflicts go to ``conflicts_out``. True if anything
         changed. With ``wall``, a record claiming a slot beyond the one current
         ``FUTURE_SKEW_MS`` from now is refused: no real manager can have run the future (the
         margin is for clocks apart), and a forged table must not push a task's next slot out
-        of reach."""
+        of reach. Not with ``committed``: rows a majority of voters hold (quorum mode's phase
+        1), which no clock offset may drop (their slots past ours are skipped here, as their
+        reservations are: clerk._writeahead); refused, a manager whose clock ran more than
+        that ahead lost its committed states at the next takeover
+        (tests/unit/test_quorum_skew.py)."""
         table = unpack_table(table)
         changed = False
         if not isinstance(table, Mapping) or not isinstance(table.get("tasks"), Mapping):
@@ -323,7 +328,7 @@ class Adoption(DefsUpdate):
             if mine is None:
                 continue
             d = self.defs[name]
-            if wall is not None and name in self._grid and (
+            if wall is not None and not committed and name in self._grid and (
                 max(rec.slot, rec.dispatched, rec.decided)
                 > self._slot_at(d, wall_ms + FUTURE_SKEW_MS) + 1  # (clock skew: clerk._lead)
             ):

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from clerk._finitejson import finite_float, finite_items, no_constant
+from clerk._finitejson import finite_float, finite_items, finite_list, no_constant
 from clerk._jsondump import encoder
 
 __all__ = [
@@ -242,11 +242,12 @@ class RunHistory:
 
 def parse_run_history(raw: Any) -> RunHistory:
     """History from the wire (its JSON text, or a list of entries), malformed entries
-    dropped, at most HISTORY_MAX_RUNS. An entry of the text holding a number that is not
+    dropped, at most HISTORY_MAX_RUNS. An entry holding a number that is not
     finite (``NaN``, ``Infinity``, ``1e400``: no encoder of ours writes one) is dropped with
     a WARNING (clerk._finitejson): kept, the row it came in failed later, far from where it
     came from (a status, the row's next encode)."""
     text = raw if isinstance(raw, str) else None
+    dropped: list[str] = []
     if text is not None:
         try:
             raw = _STRICT(text)
@@ -257,11 +258,15 @@ def parse_run_history(raw: Any) -> RunHistory:
             if found is None:
                 return RunHistory()
             raw, dropped = found
-            if dropped:
-                log.warning("run history: %d entr%s dropped, holding a number that is not "
-                            "finite (%s)", len(dropped), "y" if len(dropped) == 1 else "ies",
-                            "; ".join(dropped[:3]))
             text = None  # (encoded again: not as received)
+    elif isinstance(raw, list):
+        # The list form (a row of an older build) was decoded by ``json.loads`` already (a
+        # packed table: clerk._record.unpack_table), which reads NaN, Infinity and 1e400.
+        raw, dropped = finite_list(raw)
+    if dropped:
+        log.warning("run history: %d entr%s dropped, holding a number that is not "
+                    "finite (%s)", len(dropped), "y" if len(dropped) == 1 else "ies",
+                    "; ".join(dropped[:3]))
     if not isinstance(raw, list):
         return RunHistory()
     entries = [e for e in raw if _entry_ok(e)][-HISTORY_MAX_RUNS:]

@@ -13,7 +13,8 @@ A row's run history is a JSON string inside the row (:class:`clerk._control.RunH
 row's scan reads it as a string, and only a history *patch*'s new entries are parsed at a
 delta (:mod:`clerk._histdelta`). A whole row's history is checked where it is parsed
 (:func:`clerk._control.parse_run_history`, on a load, a merge, a takeover): an entry holding a
-number that is not finite is dropped there, with a WARNING naming it (:func:`finite_items`).
+number that is not finite is dropped there, with a WARNING naming it (:func:`finite_items`;
+:func:`finite_list` for a history in its list form, which a packed table's ``json.loads`` read).
 Not at the delta: a row whose history is short (at 1,000 tasks, every row) goes whole at every
 change, and parsing its history there too would about double a member's scan of it.
 """
@@ -24,7 +25,7 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["finite_float", "finite_items", "no_constant", "not_finite_in"]
+__all__ = ["finite_float", "finite_items", "finite_list", "no_constant", "not_finite_in"]
 
 _MAX = sys.float_info.max
 
@@ -82,6 +83,8 @@ def _first_bad(value: Any) -> str | None:
         path, item = stack.pop()
         if isinstance(item, _Bad):
             return f"{path or '(the value)'}: {item.text}"
+        if type(item) is float and not -_MAX <= item <= _MAX:  # (a value decoded already)
+            return f"{path or '(the value)'}: {item!r}"
         if isinstance(item, dict):
             stack.extend((f"{path}.{k}" if path else str(k), v)
                          for k, v in reversed(item.items()))
@@ -101,6 +104,13 @@ def finite_items(text: str) -> tuple[list[Any], list[str]] | None:
         return None
     if not isinstance(value, list):
         return None
+    return finite_list(value)
+
+
+def finite_list(value: list[Any]) -> tuple[list[Any], list[str]]:
+    """:func:`finite_items` for a list decoded already (by ``json.loads``, which reads
+    ``NaN``, ``Infinity`` and ``1e400`` as floats that are not finite): the items holding
+    none, and where each dropped one held its first."""
     kept: list[Any] = []
     dropped: list[str] = []
     for i, item in enumerate(value):

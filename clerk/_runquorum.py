@@ -67,7 +67,8 @@ class QuorumWriting(Replication):
         table = core.quorum_table
         records = {t: row.record for t, row in table.items() if isinstance(row.record, dict)}
         if records:
-            self.scheduler.merge({"tasks": records}, wall, source="voters")
+            self.scheduler.merge({"tasks": records}, wall, source="voters",
+                                 committed=True)  # (whatever clocks said: clerk._adopt)
             self._log_conflicts()
         self.wa = WriteAhead({t: row.reserved for t, row in table.items()}, proposer.reserved)
         never = self.wa.continue_after(self.scheduler.records, self._never_left)

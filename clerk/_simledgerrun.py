@@ -130,7 +130,8 @@ class LedgerRuns:
         table = self.node.core.quorum_table
         records = {t: row.record for t, row in table.items() if isinstance(row.record, dict)}
         if records:
-            self.scheduler.merge({"tasks": records}, self.wall(), source="voters")
+            self.scheduler.merge({"tasks": records}, self.wall(), source="voters",
+                                  committed=True)  # (whatever clocks said)
         wa = WriteAhead({t: row.reserved for t, row in table.items()}, proposer.reserved)
         wa.continue_after(self.scheduler.records, self.never_left)
         self.never_left = set()

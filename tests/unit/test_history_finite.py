@@ -45,3 +45,33 @@ def test_a_good_history_is_kept_as_received() -> None:
     assert len(history) == 2 and history.text() is text
     assert len(parse_run_history("[1e400]")) == 0  # (not an entry: dropped either way)
     assert len(parse_run_history("[[")) == 0
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), float("-inf")])
+def test_an_entry_not_finite_in_a_history_sent_as_a_list_is_dropped(
+        bad: float, caplog: pytest.LogCaptureFixture) -> None:
+    """The other wire form of a history (a list of entries, "its JSON text, or a list"): a
+    packed table (an OFFER's rows, a quorum voter's) is read with ``json.loads``, which makes
+    ``1e400`` inf and ``NaN`` nan. On main only the text form was checked: the entry was kept
+    and the row's next encode wrote 'Infinity'/'NaN' into its history text."""
+    entry = [2, None, "a", 1.0, 2.0, "ok", "", 1, 0]
+    entry[4] = bad
+    history = parse_run_history([json.loads(GOOD), entry])
+    assert history.entries == [json.loads(GOOD)], history.entries
+    STRICT(history.text())
+    assert "not finite ([1][4]" in caplog.text, caplog.text
+
+
+@pytest.mark.timeout(10)
+def test_a_packed_rows_list_history_not_finite_is_dropped() -> None:
+    """As an OFFER's packed rows bring it (clerk._record.unpack_table: json.loads)."""
+    from clerk._record import unpack_table
+
+    text = ('{"tasks":{"t":{"run_history":[' + GOOD + ',[2,null,"a",1e400,2.0,"ok","",1,0]'
+            + ']}}}')
+    table = unpack_table({"packed": 1, "chunks": [text]})
+    rec = TaskRecord.from_json(table["tasks"]["t"])
+    assert rec is not None
+    assert rec.run_history.entries == [json.loads(GOOD)]  # main: the inf entry kept
+    STRICT(rec.to_text())  # main: 'Infinity' in the row's text
