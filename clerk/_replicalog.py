@@ -252,7 +252,11 @@ class RowEncoder:
         n = marks.get(name, 0)
         base = self._bases.get(name)
         d, e, run = rec.dispatched, rec.decided, rec.running
-        if (base is not None and n == base[0] + 1 and type(d) is int and type(e) is int
+        # (The marks first: a result's mark, the usual one, rules a splice out at once.)
+        splice = base is not None and n == base[0] + 1 and (
+            dispatch_marks.get(name) == n
+            or (skip_marks is not None and skip_marks.get(name) == n))
+        if (splice and base is not None and type(d) is int and type(e) is int
                 and log._text.get(key) == base[3]):
             was = base[3]
             if dispatch_marks.get(name) == n:
