@@ -235,23 +235,31 @@ class RowEncoder:
         self._bases: dict[str, tuple[int, int, int, str]] = {}
 
     def _text(self, name: str, rec: Any, marks: Mapping[str, int],
-              dispatch_marks: Mapping[str, int], log: ReplicaLog, key: str) -> str:
+              dispatch_marks: Mapping[str, int], log: ReplicaLog, key: str,
+              skip_marks: Mapping[str, int] | None = None) -> str:
         """Row ``name``'s text. A dispatch changes ``dispatched``, ``decided`` and
         ``running`` alone (the rest of the row is what the result before it left): when the
         row's one mark (``Touched.marks``) since its last text here is that dispatch's
         (``SchedulerState.dispatch_marks``), and the log still holds that text, those three
         are spliced into it (~35,000 instructions, against ~106,000 for the whole row:
-        ``TaskRecord.to_text``). Every change to a row is marked (replication encodes only
-        marked rows), so the rest is unchanged; any other mark, a new log, or a number of
-        another type, a row that changed unmarked (``all_dirty``), and the row is encoded
-        whole."""
+        ``TaskRecord.to_text``). A slot skipped because the run before it is still in
+        flight changes ``decided`` and ``counts`` alone (``SchedulerState.skip_marks``): the
+        same way, those two are spliced into the row's last text (on an overloaded cluster
+        about one skip per run, each a whole row before). Every change to a row is marked
+        (replication encodes only marked rows), so the rest is unchanged; any other mark, a
+        new log, or a number of another type, a row that changed unmarked (``all_dirty``),
+        and the row is encoded whole."""
         n = marks.get(name, 0)
         base = self._bases.get(name)
-        if (base is not None and n == base[0] + 1 and dispatch_marks.get(name) == n
+        d, e, run = rec.dispatched, rec.decided, rec.running
+        # (The marks first: a result's mark, the usual one, rules a splice out at once.)
+        splice = base is not None and n == base[0] + 1 and (
+            dispatch_marks.get(name) == n
+            or (skip_marks is not None and skip_marks.get(name) == n))
+        if (splice and base is not None and type(d) is int and type(e) is int
                 and log._text.get(key) == base[3]):
-            d, e, run = rec.dispatched, rec.decided, rec.running
-            if type(d) is int and type(e) is int:
-                was = base[3]
+            was = base[3]
+            if dispatch_marks.get(name) == n:
                 # Where the three are: found by their text with what follows them, once
                 # only (a state holding that same text as keys and values: not spliced).
                 mark = f',"dispatched":{base[1]},"decided":{base[2]},"running":null,"counts":'
@@ -260,11 +268,15 @@ class RowEncoder:
                     text = (f'{was[:at + 1]}"dispatched":{d},"decided":{e},"running":'
                             f'{"null" if run is None else DUMP(run)}'
                             f'{was[at + len(mark) - 10:]}')
-                    self._bases.pop(name)
+                    self._bases[name] = (n, d, e, text)
                     return text
+            elif skip_marks is not None and skip_marks.get(name) == n and run is not None:
+                spliced = _skip_splice(was, base[1], base[2], e, run, rec.counts)
+                if spliced is not None:
+                    self._bases[name] = (n, d, e, spliced)
+                    return spliced
         text = rec.to_text()
-        d, e = rec.dispatched, rec.decided
-        if rec.running is None and type(d) is int and type(e) is int:
+        if type(d) is int and type(e) is int:
             self._bases[name] = (n, d, e, text)
         else:
             self._bases.pop(name, None)
@@ -285,6 +297,7 @@ class RowEncoder:
         dirty = getattr(rows, "dirty", None)
         marks: Mapping[str, int] = getattr(dirty, "marks", {})
         dispatch_marks: Mapping[str, int] = getattr(rows, "dispatch_marks", {})
+        skip_marks: Mapping[str, int] | None = getattr(rows, "skip_marks", None)
         queue = self._queue
         queue.update(dict.fromkeys(names))
         self._runs |= runs
@@ -298,7 +311,8 @@ class RowEncoder:
                 log.remove(key)
                 self._bases.pop(name, None)
             else:
-                log.put(key, self._text(name, rec, marks, dispatch_marks, log, key),
+                log.put(key, self._text(name, rec, marks, dispatch_marks, log, key,
+                                        skip_marks),
                         rec.run_history.patch_view())
             n += 1
             # A row is ~20 us to encode (a 10,000-task table's rows, with their history):
@@ -310,3 +324,28 @@ class RowEncoder:
             log.put("k:node_runs", DUMP(dict(rows.node_runs)))
         log.mark_complete()
         return True
+
+
+def _skip_splice(was: str, dispatched: int, decided: int, new_decided: int,
+                 run: Any, counts: Any) -> str | None:
+    """``was`` (a row's text, a run in flight) with ``decided`` and ``counts`` put in, as
+    ``TaskRecord.to_text`` writes them; None where that text is not found as expected: the
+    ``dispatched``/``decided``/``running`` run of it once only, the run's own text right after
+    it, then ``counts`` (ints only: no nested text) and ``last`` (a quote inside a JSON
+    string is escaped, so ``,"last":`` after ``counts`` is the key)."""
+    if type(counts) is not dict or not all(type(v) is int for v in counts.values()):
+        return None
+    mark = f',"dispatched":{dispatched},"decided":{decided},"running":'
+    at = was.find(mark)
+    if at < 0 or was.find(mark, at + 1) >= 0:
+        return None
+    run_at = at + len(mark)
+    run_text = DUMP(run)
+    counts_at = run_at + len(run_text)
+    if not (was.startswith(run_text, run_at) and was.startswith(',"counts":{', counts_at)):
+        return None
+    last_at = was.find(',"last":', counts_at)
+    if last_at < 0:
+        return None
+    return (f'{was[:at]},"dispatched":{dispatched},"decided":{new_decided},"running":'
+            f'{run_text},"counts":{DUMP(counts)}{was[last_at:]}')

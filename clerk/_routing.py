@@ -37,7 +37,8 @@
 * **Quorum mode** (:mod:`clerk._runquorum`): a result counts, and is acknowledged, only once
   the record it produced is committed by a majority of voters.
 * **One log line per finished run** (task, slot, node, duration, outcome): DEBUG when ok,
-  WARNING otherwise, with the remote traceback.
+  WARNING otherwise, with the remote traceback; a refused run's WARNING at most once per
+  ``STALE_LOG_S`` (the others at DEBUG, counted into the next line).
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ class ResultRouting(QuorumWriting):
     #: are only counted (monotonic): see ``_stale``.
     _stale_unlogged = 0
     _stale_quiet_until = -math.inf
+    #: The manager's lines for refused runs (``_log_finished``): as ``_stale``'s.
+    _refused_unlogged = 0
+    _refused_quiet_until = -math.inf
 
     def on_execute(self, msg: Execute, now: float, inbound: Inbound | None) -> None:
         late = self._late(msg, self.agent.clock.wall())
@@ -517,14 +521,34 @@ class ResultRouting(QuorumWriting):
         # One line per run: DEBUG when it went well (at 1,000 runs/s an INFO line per run costs
         # the manager's loop more than the run's round trip), WARNING when it did not.
         level = logging.DEBUG if fin.outcome == "ok" else logging.WARNING
+        more = ""
+        if fin.outcome == "refused":
+            # A run its node refused (stale: it reached the node or a worker too late; the
+            # node is leaving). On an overloaded cluster that can be most runs, and the node
+            # already logged each stale one (``_stale``, a WARNING a second at most): a
+            # WARNING per run here was ~6 % of the manager's loop under py-spy at 1,400
+            # runs/s (~200 a second), and fed the overload. As there: the first of a burst
+            # in full, the others of the next ``STALE_LOG_S`` at DEBUG and counted into the
+            # next line; the task's ``refused`` count has them all.
+            now = self.agent.clock.monotonic()
+            if now < self._refused_quiet_until:
+                self._refused_unlogged += 1
+                level = logging.DEBUG
+            else:
+                if self._refused_unlogged:
+                    more = (f" (and {self._refused_unlogged} more refused runs since the last "
+                            "such line, logged at DEBUG only; the tasks' refused counts have "
+                            "them all)")
+                self._refused_unlogged = 0
+                self._refused_quiet_until = now + STALE_LOG_S
         if not log.isEnabledFor(level):
             return
         extra = {"task": fin.task, "slot": fin.slot, "run": fin.run_id or None}
-        log.log(level, "run task=%s slot=%d node=%s duration_ms=%.1f rtt_ms=%.2f outcome=%s%s",
+        log.log(level, "run task=%s slot=%d node=%s duration_ms=%.1f rtt_ms=%.2f outcome=%s%s%s",
                 fin.task, fin.slot, fin.node or "-", fin.duration_ms, fin.round_trip_ms,
                 fin.outcome,
                 f" error={fin.error.splitlines()[-1] if fin.error else ''!r}"
-                if fin.outcome != "ok" else "", extra=extra)
+                if fin.outcome != "ok" else "", more, extra=extra)
         if fin.outcome == "error" and "\n" in fin.error:
             log.warning("task=%s slot=%d remote traceback from %s:\n%s", fin.task, fin.slot,
                         fin.node, fin.error, extra=extra)

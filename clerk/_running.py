@@ -230,6 +230,9 @@ class Running(UnseenRuns):
             if rec.running is not None:
                 rec.counts["skipped"] += 1  # in flight: never overlap
                 rec.decided = max(rec.decided, current)  # (a successor starts after it)
+                # Since the mark above only ``decided`` and ``counts`` changed (with missed
+                # slots: a second mark, so no splice): the table log may splice them.
+                self.skip_marks[name] = self.dirty.marks.get(name, 0)
                 return dispatches
             return self._dispatch(d, rec, current, wall_ms, members, finished)
         return dispatches

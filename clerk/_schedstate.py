@@ -285,6 +285,10 @@ class SchedulerState:
         #: but ``dispatched``, ``decided`` and ``running`` since the row's mark before it
         #: (``Running._dispatch``): the table log may splice it (clerk._replicalog).
         self.dispatch_marks: dict[str, int] = {}
+        #: Name -> ``dirty.marks[name]`` right after a slot skipped because the run before it
+        #: is still in flight, when that changed only ``decided`` and ``counts`` since the
+        #: row's mark before it (``Running._tick_task``): spliced the same way.
+        self.skip_marks: dict[str, int] = {}
         self.all_dirty = True
         self.runs_dirty = True  # node_runs
         #: Quorum mode's write-ahead watches the next slots (``watch_upcoming``): the tasks

@@ -139,3 +139,42 @@ def test_a_dispatch_after_a_result_is_spliced_not_encoded_whole() -> None:
     for i, what in enumerate(after_first):
         if what == "dispatch":
             assert after_first[i + 1] != "whole", after_first
+
+
+def test_a_skip_while_a_run_is_in_flight_is_spliced_not_encoded_whole() -> None:
+    """A slot due while the run before it is still going is skipped: ``decided`` and
+    ``counts`` change alone, spliced into the row's last text (on an overloaded cluster about
+    one skip per run, each encoded whole before); the text is the whole row's."""
+    d = TaskDef(name="t", target="x:Y", interval=100, timeout=5000)
+    s = Scheduler([d], random.Random(3), dispatch_lead_ms=20)
+    wall = 1_800_000_000.0
+    s.activate(wall, False, (3, "a"))
+    log, enc = ReplicaLog("L"), RowEncoder()
+    enc.step(s, log, float("inf"))
+    members = {"a": ("t",), "b": ("t",)}
+    ds: list[Dispatch] = []
+    while not ds:
+        wall = s.next_deadline(wall)
+        ds = s.tick(wall, members)[0]
+    enc.step(s, log, float("inf"))
+    seen: list[str] = []
+    original = TaskRecord.to_text
+
+    def counting(rec: TaskRecord) -> str:
+        seen.append("whole")
+        return original(rec)
+
+    TaskRecord.to_text = counting  # type: ignore[method-assign]
+    try:
+        for _ in range(6):  # the run still going at its next slots
+            skipped = s.records["t"].counts["skipped"]
+            wall = s.next_deadline(wall)
+            assert s.tick(wall, members)[0] == []
+            if s.records["t"].counts["skipped"] == skipped:
+                continue  # (a decision deferred to the due time: the next tick skips it)
+            enc.step(s, log, float("inf"))
+            seen.append("skip")
+    finally:
+        TaskRecord.to_text = original  # type: ignore[method-assign]
+    assert seen.count("skip") >= 2 and "whole" not in seen, seen
+    assert log.texts()[row_key("t")] == s.records["t"].to_text()
