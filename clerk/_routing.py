@@ -37,8 +37,8 @@
 * **Quorum mode** (:mod:`clerk._runquorum`): a result counts, and is acknowledged, only once
   the record it produced is committed by a majority of voters.
 * **One log line per finished run** (task, slot, node, duration, outcome): DEBUG when ok,
-  WARNING otherwise, with the remote traceback; a refused run's WARNING at most once per
-  ``STALE_LOG_S`` (the others at DEBUG, counted into the next line).
+  WARNING otherwise, with the remote traceback; a run refused as stale: a WARNING at most
+  once per ``STALE_LOG_S`` (the others at DEBUG, counted into the next line).
 """
 
 from __future__ import annotations
@@ -522,10 +522,12 @@ class ResultRouting(QuorumWriting):
         # the manager's loop more than the run's round trip), WARNING when it did not.
         level = logging.DEBUG if fin.outcome == "ok" else logging.WARNING
         more = ""
-        if fin.outcome == "refused":
-            # A run its node refused (stale: it reached the node or a worker too late; the
-            # node is leaving). On an overloaded cluster that can be most runs, and the node
-            # already logged each stale one (``_stale``, a WARNING a second at most): a
+        if fin.outcome == "refused" and fin.error.startswith("stale: "):
+            # A run its node refused as stale (it reached the node or a worker too late). On
+            # an overloaded cluster that can be most runs, and the node already logged each
+            # one (``_stale``, a WARNING a second at most). Other refusals (the node is
+            # leaving, has no record of the run, does not follow this manager) are rare and
+            # logged nowhere else: a WARNING each (tests/unit/test_review9_refused.py). A
             # WARNING per run here was ~6 % of the manager's loop under py-spy at 1,400
             # runs/s (~200 a second), and fed the overload. As there: the first of a burst
             # in full, the others of the next ``STALE_LOG_S`` at DEBUG and counted into the
@@ -536,9 +538,9 @@ class ResultRouting(QuorumWriting):
                 level = logging.DEBUG
             else:
                 if self._refused_unlogged:
-                    more = (f" (and {self._refused_unlogged} more refused runs since the last "
-                            "such line, logged at DEBUG only; the tasks' refused counts have "
-                            "them all)")
+                    more = (f" (and {self._refused_unlogged} more stale refused runs since the "
+                            "last such line, logged at DEBUG only; the tasks' refused counts "
+                            "have them all)")
                 self._refused_unlogged = 0
                 self._refused_quiet_until = now + STALE_LOG_S
         if not log.isEnabledFor(level):
