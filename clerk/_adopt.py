@@ -198,7 +198,7 @@ class Adoption(DefsUpdate):
         self._load_runs(table.get("node_runs"))
 
     def _load_row(self, name: str, raw: Any) -> None:
-        rec = TaskRecord.from_json(raw)
+        rec = TaskRecord.from_json(raw, name)
         if rec is not None:
             mine = self.records.get(name)
             if mine is not None and better(mine, rec):
@@ -306,7 +306,7 @@ class Adoption(DefsUpdate):
             if _nothing_new(raw, mine):
                 continue
             self.dirty.add(name)
-            rec = TaskRecord.from_json(raw)
+            rec = TaskRecord.from_json(raw, name)
             if rec is None or not isinstance(name, str):
                 continue
             if name not in self.defs:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any
@@ -76,8 +77,12 @@ HISTORY_FIELDS = ("slot", "due", "node", "start", "duration_ms", "outcome", "err
 OPS = ("pause", "resume", "trigger", "show")
 
 
-def parse_pause(raw: Any) -> dict[str, Any] | None:
-    """A pause register from the wire; None when absent or malformed."""
+def parse_pause(raw: Any, row: str = "") -> dict[str, Any] | None:
+    """A pause register from the wire; None when absent or malformed. One whose ``at`` is not
+    a finite number (``NaN``, ``Infinity``, ``1e400`` that ``json.loads`` read, an int past
+    the largest float) is dropped with a WARNING naming ``row``: kept, it ordered commands
+    wrongly (``newer_pause``) and the row's next encode failed (no encoder of ours writes
+    one)."""
     if not isinstance(raw, dict):
         return None
     paused, node, at = raw.get("paused"), raw.get("node"), raw.get("at")
@@ -85,7 +90,15 @@ def parse_pause(raw: Any) -> dict[str, Any] | None:
         return None
     if type(at) is not int and type(at) is not float:  # (not a bool)
         return None
-    return {"paused": paused, "node": node, "at": float(at)}
+    try:
+        when = float(at)
+    except OverflowError:  # an int past the largest float
+        when = math.inf
+    if not math.isfinite(when):
+        log.warning("%spause register dropped: its at is not a finite number (%s)",
+                    f"row {row!r}: " if row else "", str(at)[:40])
+        return None
+    return {"paused": paused, "node": node, "at": when}
 
 
 def newer_pause(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:

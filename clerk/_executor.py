@@ -15,11 +15,15 @@ run is still not done, the
 worker's whole process tree is killed and the worker replaced by a new child
 (``start_child`` first, then ``terminate_child``, which honours ``brutal_kill``; neither
 counts against the restart intensity; both on a helper thread, so the loop keeps
-heartbeating), and the run is reported as a timeout. A worker that dies mid-run fails that
-run with an error naming the exit (its link is read first: a DONE it wrote before it died
-ends its run as it says). A DONE the agent cannot read (not JSON, in neither form, a
-field of the wrong type) fails its run at once with an error naming the problem, no state
-taken: the worker has answered and waits for its next run, which it takes as usual.
+heartbeating), and the run is reported as a timeout. A worker that had died on its own just
+then is also restarted by the supervisor under its old child id (workers are permanent), until
+that child is terminated: a worker id takes a READY only from its current child (the worker's
+READY names it), so that short-lived restart never takes the replacement's place. A worker that
+dies mid-run fails that run with an error naming the exit (its link is read first: a DONE it
+wrote before it died ends its run as it says). A DONE the agent cannot read (not JSON, in
+neither form, a field of the wrong type) fails its run at once with an error naming the
+problem, no state taken: the worker has answered and waits for its next run, which it takes as
+usual.
 Results go to the manager this node follows now (which may have changed during the run), else
 to the sender. What the agent does with its workers' messages (READY, DONE, a malformed one) is
 :mod:`clerk._workerreplies`.
@@ -143,7 +147,7 @@ class Executor(WorkerReplies):
 
     def _spec(self, child: str, wid: int) -> ChildSpec:
         return ChildSpec(id=child, start="clerk._worker:main",
-                         args=(self._endpoint, wid, self.node, *self._log),
+                         args=(self._endpoint, wid, self.node, *self._log, child),
                          restart="permanent", shutdown="brutal_kill")
 
     # --- supervisor events (called on the supervisor's thread: hand off through a socket) ---
@@ -170,7 +174,7 @@ class Executor(WorkerReplies):
             except (ValueError, KeyError, IndexError):
                 continue
             worker = self.workers.get(wid)
-            if worker is None or worker.pid != ev.get("pid"):
+            if worker is None or worker.pid != ev.get("pid") or worker.child != ev["child"]:
                 continue  # an old incarnation (e.g. the one we killed on a timeout)
             # What it wrote before it died first: the exit comes over another socket than
             # its link, in no order with it, and a DONE there means its run ended as it says.
@@ -178,6 +182,8 @@ class Executor(WorkerReplies):
             reader = self._readers.get(link.fileno()) if link is not None else None
             if reader is not None:
                 self._on_link(reader)
+                if worker.child != ev["child"]:
+                    continue  # a stray DONE there replaced it: that replacement counted
             worker.identity = None
             self.restarts += 1  # permanent: the supervisor starts a new one
             job, worker.job = worker.job, None

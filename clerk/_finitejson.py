@@ -7,7 +7,10 @@ A table row holding one would be kept, written to the data directory, and fail l
 from where it came in (an EXECUTE of that state cannot be encoded; a status cannot be
 written). The decoders here refuse both as they read (:func:`finite_float`,
 :func:`no_constant`: a ValueError), and :func:`not_finite_in` names the row and the field for
-the error a refused delta reports (it parses again, only then).
+the error a refused delta reports (it parses again, only then). A packed table
+(:func:`clerk._record.unpack_table`) is read with the same decoders, and
+:func:`not_finite_paths` lists where it holds such numbers (it is refused whole unless every one
+is in a run history's entries).
 
 A row's run history is a JSON string inside the row (:class:`clerk._control.RunHistory`): the
 row's scan reads it as a string, and only a history *patch*'s new entries are parsed at a
@@ -23,9 +26,11 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["finite_float", "finite_items", "finite_list", "no_constant", "not_finite_in"]
+__all__ = ["finite_float", "finite_items", "finite_list", "no_constant", "not_finite_in",
+           "not_finite_paths"]
 
 _MAX = sys.float_info.max
 
@@ -77,20 +82,34 @@ def not_finite_in(text: str) -> list[tuple[str, str]] | None:
     return out
 
 
+def not_finite_paths(text: str) -> list[str] | None:
+    """Every number of JSON ``text`` that is not finite, in the order of the text, as
+    ``"<path>: <number>"`` (its path of keys and list indexes, dotted; the number as written);
+    None if ``text`` is not JSON for another reason."""
+    try:
+        value = _MARKING.decode(text)
+    except (ValueError, RecursionError):
+        return None
+    return list(_bad_paths(value))
+
+
 def _first_bad(value: Any) -> str | None:
+    return next(_bad_paths(value), None)
+
+
+def _bad_paths(value: Any) -> Iterator[str]:
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         path, item = stack.pop()
         if isinstance(item, _Bad):
-            return f"{path or '(the value)'}: {item.text}"
-        if type(item) is float and not -_MAX <= item <= _MAX:  # (a value decoded already)
-            return f"{path or '(the value)'}: {item!r}"
-        if isinstance(item, dict):
+            yield f"{path or '(the value)'}: {item.text}"
+        elif type(item) is float and not -_MAX <= item <= _MAX:  # (a value decoded already)
+            yield f"{path or '(the value)'}: {item!r}"
+        elif isinstance(item, dict):
             stack.extend((f"{path}.{k}" if path else str(k), v)
                          for k, v in reversed(item.items()))
         elif isinstance(item, list):
             stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(item))))
-    return None
 
 
 

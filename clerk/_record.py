@@ -24,11 +24,13 @@ defaults (a row from a node of an older version has no lineage: it counts as the
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from clerk._control import RunHistory, parse_pause, parse_run_history
+from clerk._finitejson import finite_float, no_constant, not_finite_paths
 from clerk._jsondump import encoder
 from clerk._lineage import (
     better,
@@ -41,6 +43,9 @@ __all__ = ["PACK_CHUNK", "Conflict", "TaskRecord", "merge_rows", "pack_table", "
 
 #: A row's compact JSON text (as every table text: no NaN, ASCII).
 _ROW_DUMP = encoder(allow_nan=False)  # (one C encoder for every call: clerk._jsondump)
+#: A packed table's decoder: numbers finite only (clerk._finitejson).
+_STRICT = json.JSONDecoder(parse_constant=no_constant, parse_float=finite_float).decode
+log = logging.getLogger("clerk.table")
 #: Chunk size of a packed table: under the codec's longest string (64 Ki characters).
 PACK_CHUNK = 60_000
 
@@ -63,16 +68,42 @@ def pack_table(table: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def unpack_table(raw: Any) -> Any:
-    """The table from :func:`pack_table` (or an unpacked one as is); None if malformed."""
+    """The table from :func:`pack_table` (or an unpacked one as is); None if malformed.
+
+    Its numbers are read finite only (clerk._finitejson), as :func:`pack_table` writes them.
+    A table holding ``NaN``, ``Infinity`` or ``1e400`` (a HANDOVER's, an ACCEPT's or a
+    PROMISE's rows) is refused whole, with a WARNING naming the row and the field of each
+    (the first three), unless every one is in a run history's entries (its list form, from a
+    row of an older build): :func:`clerk._control.parse_run_history` drops those entries and
+    keeps the row. ``json.loads`` took them all: the row was adopted, and the table's next
+    :func:`pack_table` failed (``allow_nan=False``)."""
     if isinstance(raw, Mapping) and raw.get("packed") == 1:
         chunks = raw.get("chunks")
         if not isinstance(chunks, list) or not all(isinstance(c, str) for c in chunks):
             return None
+        text = "".join(chunks)
         try:
-            return json.loads("".join(chunks))
-        except (ValueError, RecursionError):
+            return _STRICT(text)
+        except RecursionError:
+            return None
+        except ValueError:
+            found = not_finite_paths(text)
+            if not found:
+                return None  # not JSON
+            refused = [where for where in found if not _in_history(where)]
+            if not refused:
+                return json.loads(text)  # (its history entries are dropped as rows are read)
+            log.warning("a packed table refused: %d number%s in it not finite (%s)",
+                        len(refused), "" if len(refused) == 1 else "s",
+                        "; ".join(refused[:3]))
             return None
     return raw
+
+
+def _in_history(where: str) -> bool:
+    """Is this path (``not_finite_paths``) inside a row's run history?"""
+    path = where.rsplit(": ", 1)[0]
+    return path.startswith("run_history[") or ".run_history[" in path
 
 
 @dataclass
@@ -163,8 +194,9 @@ class TaskRecord:
         return f'{head[:-1]},"run_history":{self.run_history.quoted()}}}'
 
     @classmethod
-    def from_json(cls, raw: Any) -> TaskRecord | None:
-        """Parse a replicated row; None if it is not one (never trust the wire blindly)."""
+    def from_json(cls, raw: Any, name: str = "") -> TaskRecord | None:
+        """Parse a replicated row (of task ``name``, for the warnings); None if it is not
+        one (never trust the wire blindly)."""
         if not isinstance(raw, dict):
             return None
         try:
@@ -192,7 +224,7 @@ class TaskRecord:
             if isinstance(seen, dict):
                 rec.conflict_seen = {str(k): v for k, v in list(seen.items())[-SEEN_KEEP:]
                                      if type(v) is int}
-            rec.pause = parse_pause(raw.get("pause"))
+            rec.pause = parse_pause(raw.get("pause"), name)
             rec.run_history = parse_run_history(raw.get("run_history"))
         except (TypeError, ValueError, OverflowError):
             return None

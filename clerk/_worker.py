@@ -290,9 +290,10 @@ def _run(run: Any, slot: Any, term: Any, state: Any, init: Any, due_ms: Any, dea
 
 
 def main(endpoint: str, wid: int, node: str = "", log_level: str = "info",
-         log_to: str | None = None) -> None:
+         log_to: str | None = None, child: str = "") -> None:
     """Worker entry point (a supervised child of the agent). Its records, the task's own
-    included, go where the agent's go (see clerk._logging)."""
+    included, go where the agent's go (see clerk._logging). Its READY names ``child``, its
+    supervisor child id: the agent takes a worker id's ready only from its current child."""
     configure_child_logging(node, log_level, log_to)
     _fine_timer_slack()
     # A worker ends only by the agent's decision (SIGKILL of its tree on a timeout or at the
@@ -302,7 +303,10 @@ def main(endpoint: str, wid: int, node: str = "", log_level: str = "info",
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(endpoint)
-    send_msg(sock, READY, json.dumps({"wid": wid, "pid": os.getpid()}).encode())
+    ready: dict[str, object] = {"wid": wid, "pid": os.getpid()}
+    if child:
+        ready["child"] = child
+    send_msg(sock, READY, json.dumps(ready).encode())
     cache: dict[str, Task] = {}
     inbox = BlockingReader(sock)
     try:

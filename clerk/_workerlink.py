@@ -3,8 +3,10 @@
 Rules:
 
 * The agent listens on ``<0700 directory>/workers`` (a Unix stream socket); each worker connects
-  once and says ``ready`` (its ``wid`` and pid). The connection *is* the worker's identity: what
-  comes in on it is from that worker, and a run goes to a worker by writing to its connection.
+  once and says ``ready`` (its ``wid``, pid and supervisor ``child`` id: a worker id takes a
+  ready only from its current child, see ``clerk._workerreplies``). The connection *is* the
+  worker's identity: what comes in on it is from that worker, and a run goes to a worker by
+  writing to its connection.
 * A message is a 5-byte header (body length, 4 bytes big-endian; kind, 1 byte) and a JSON body.
   Kinds: ``ready`` and ``done`` (worker -> agent), ``run`` (agent -> worker). ``ready`` is an
   object; ``run`` is an array of :data:`RUN_FIELDS`, in that order (decoding a 12-key object

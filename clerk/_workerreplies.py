@@ -132,6 +132,18 @@ class WorkerReplies:
                     self._malformed(identity, f"a ready that is not an object: {_form(data)}")
                     continue
                 worker = self.workers.get(_int(data.get("wid", -1)))
+                said = data.get("child")
+                if worker is not None and said is not None and said != worker.child:
+                    # A process of a child this worker id no longer is: the supervisor's
+                    # restart of a worker that died as the executor replaced it (a timeout,
+                    # a stray DONE). Its old child is being terminated, which ends it; taking
+                    # it would drop the replacement's link and leave the worker id without
+                    # a process once it is gone. Its link stays open until then, unused (a
+                    # closed link would end it and the supervisor would restart it again).
+                    log.info("worker %d: ignored a ready from pid %s of child %r, replaced "
+                             "by %r", worker.wid, data.get("pid"), str(said)[:100],
+                             worker.child)
+                    continue
                 if worker is not None:
                     lost, worker.job = worker.job, None
                     if lost is not None:

@@ -27,9 +27,21 @@ DEFS = {"t": TaskDef(name="t", target="m:C", interval=60_000, timeout=5_000)}
 class _Sup:
     """The worker supervisor, doing nothing: the test plays the worker."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.calls: list[tuple[str, str]] = []
+
     def start(self) -> None: ...
     def stop(self) -> None: ...
+
+    def start_child(self, spec: Any) -> int:
+        self.calls.append(("start", spec.id))
+        return 0
+
+    def terminate_child(self, child: str) -> None:
+        self.calls.append(("terminate", child))
+
+    def delete_child(self, child: str) -> None:
+        self.calls.append(("delete", child))
 
 
 @pytest.fixture
@@ -107,3 +119,40 @@ def test_a_run_given_to_the_worker_after_that_done_waits_for_another(
     ex._on_worker_events()
     assert [(r.run_id, r.outcome) for r in results] == [("r1", "ok")]
     assert ex.stats()["queued"] == 1 and ex.has_run("r2")
+
+
+@pytest.mark.timeout(20)
+def test_a_stray_done_read_at_the_exit_replaces_the_worker_once_and_only_its_new_child_counts(
+        pool: tuple[Executor, socket.socket, list[Result]]) -> None:
+    """The exit's handler reads the dead worker's link first; a stray DONE there replaces the
+    worker (worker-0-1). On main that exit also counted a second restart, and a ready from the
+    supervisor's own restart of worker-0 (being terminated) took the worker's place."""
+    ex, link, results = pool
+    ex.submit(Execute(ME, 1, "t", "r1", 1, {"n": 0}, 5_000), "m", 0.0)
+    assert json.loads(recv_msg(link)[1])[0] == "r1"
+    link.sendall(pack(DONE, json.dumps(["r0", "ok", {"n": 1}, 0.5, ""]).encode()))
+    ex._hook(Event(kind="exit", supervisor="s", child_id="worker-0", pid=100, reason=None))
+    select.select([ex._events_r], [], [], 5)
+    ex._on_worker_events()
+    assert [(r.run_id, r.outcome) for r in results] == [("r1", "error")]
+    for killer in ex._killers:
+        killer.join(5)
+    calls = ex.sup.calls  # type: ignore[attr-defined]
+    assert calls == [("start", "worker-0-1"), ("terminate", "worker-0"), ("delete", "worker-0")]
+    assert ex.stats()["restarts"] == 1 and ex.stats()["stray_dones"] == 1
+    worker = ex.workers[0]
+    old, new = (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2))
+    try:
+        for conn, child, pid in ((new, "worker-0-1", 102), (old, "worker-0", 101)):
+            conn.connect(ex._endpoint)
+            conn.sendall(pack(READY, json.dumps({"wid": 0, "pid": pid, "child": child})
+                              .encode()))
+            select.select([ex._listener], [], [], 5)
+            ex._accept()  # then read every link that wrote (only this one did)
+            for fd, reader in list(ex._readers.items()):
+                if select.select([ex._links[fd]], [], [], 0.2)[0]:
+                    ex._on_link(reader)
+        assert worker.pid == 102 and worker.child == "worker-0-1"
+    finally:
+        old.close()
+        new.close()
