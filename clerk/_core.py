@@ -5,8 +5,8 @@ runs in unit tests (fake clock), in ``tools/simulate.py`` (hundreds of simulated
 the real node (the ZeroMQ shell feeds it decoded messages and ticks and carries out the
 ``Send`` effects). Randomness (election back-off jitter) comes from an injected ``random.Random``.
 
-This module is the entry point and the router; the rules live in the modules it routes to,
-each opening with the rules it owns:
+This module is the entry point (events, ticks, the shell's calls); the rules live in the
+modules it routes to, each opening with the rules it owns:
 
 * :mod:`clerk._coretypes`: roles, events and effects (all re-exported here);
 * :mod:`clerk._claims`: the claim order and the term bound;
@@ -17,6 +17,10 @@ each opening with the rules it owns:
 * :mod:`clerk._election`: following claims, the bully election, every change of role;
 * :mod:`clerk._handover`: merges of two managers and the graceful hand-over;
 * :mod:`clerk._dupname`: a second node in a live member's name (refused, never followed);
+* :mod:`clerk._coremessages`: the checks every message passes, its routing to its handler,
+  EXECUTE's fencing and what is delivered to the task layer (a base of ``NodeCore``);
+* :mod:`clerk._corequorum`: quorum mode's calls on the core and its outcomes (a base of
+  ``NodeCore``);
 * :mod:`clerk._quorumcore`: quorum mode (voters, PREPARE/ACCEPT, check-quorum), which runs
   only with ``voters``.
 
@@ -28,21 +32,9 @@ Rules owned here:
   a node that left keeps its loop until its runs in flight end, and the last manager of a
   full stop waits there for the results of its runs on members, to write them into its
   table (``TaskRunner.ready_to_leave``; before, they were dropped here), and the few
-  messages :mod:`clerk._leftmember` takes. Every message
-  passes the impersonation check (a message in this node's own name and incarnation is a
-  forgery, except our own merge HANDOVER passed back to us, which is counted in
-  ``returned_handovers``), the term bound, and the duplicate-name check (a message from a
-  second node in a live member's name is dropped and its sender refused,
-  :mod:`clerk._dupname`) before its handler. After the event, a lone manager (term 0) that
+  messages :mod:`clerk._leftmember` takes. Every message passes the checks of
+  :mod:`clerk._coremessages` before its handler. After the event, a lone manager (term 0) that
   has a live member now claims again (:func:`clerk._election.graduate`, :mod:`clerk._claims`).
-* **Fencing for the layer above.** An EXECUTE is delivered only from the claim this node
-  follows. One from a claim below the highest seen is refused as stale (``StaleExecute``, and
-  its holder is told the higher claim); one from the manager we just gave up on (queued while
-  we were frozen) is refused the same way; any other was never announced (managers announce
-  themselves, COORDINATOR or WELCOME, before they dispatch, on the same connection) and is
-  dropped as ``execute_unannounced``. RESULT_ACK and RUN_QUERY are delivered only from the
-  manager this node follows now. RESULT, OFFER, STATUS, STATUS_REPLY, CONTROL and CONTROL_REPLY
-  are delivered as they come (a RESULT also counts as a sign of life of its sender, for a manager).
 * **OFFERs again.** A follower whose link to its manager comes (back) up (``PeerUp``: the
   link's DEALER connected again, after a heal or a reconnect) tells its task layer
   (``OfferAgain``) to send that manager its OFFER again: the OFFER leaves once, when the
@@ -73,21 +65,13 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from clerk import (
-    _dupname,
-    _election,
-    _handover,
-    _heartbeats,
-    _joining,
-    _leftmember,
-    _quorumcore,
-    _setfetch,
-)
-from clerk._claims import LONE_TERM, MAX_TERM_JUMP, claim_of
-from clerk._corestate import LOST_HORIZON, MAX_LOST, CoreState  # noqa: F401  (re-exported)
+from clerk import _election, _handover, _heartbeats, _joining, _leftmember, _quorumcore, _setfetch
+from clerk._claims import LONE_TERM, MAX_TERM_JUMP
+from clerk._coremessages import CoreMessages
+from clerk._corestate import LOST_HORIZON, MAX_LOST  # noqa: F401  (re-exported)
 from clerk._coretypes import (
     Deliver,
     Dropped,
@@ -116,44 +100,9 @@ from clerk._coretypes import (
 )
 from clerk._election import DISCONNECT_PROBE, STAGGER_STEPS  # noqa: F401
 from clerk._handover import FORWARD_MEMORY  # noqa: F401
-from clerk._handparts import is_part
 from clerk._heartbeats import RESUME_GAP
 from clerk._joining import MAX_LEARN, MAX_PROBATION  # noqa: F401
-from clerk._messages import (
-    Accept,
-    Accepted,
-    Ack,
-    Claim,
-    Control,
-    ControlReply,
-    Coordinator,
-    Election,
-    Execute,
-    Handover,
-    Heartbeat,
-    Join,
-    Json,
-    Leave,
-    Merged,
-    Message,
-    Offer,
-    Ok,
-    Peer,
-    Prepare,
-    Promise,
-    Refuse,
-    Reject,
-    Result,
-    ResultAck,
-    RunQuery,
-    Status,
-    StatusReply,
-    TableAt,
-    TasksQuery,
-    TasksReply,
-    Welcome,
-    reads_table_at,
-)
+from clerk._messages import Claim, Join, Json, Peer
 from clerk._record import unpack_table
 from clerk._timings import Timings
 
@@ -193,7 +142,7 @@ __all__ = [
 OFFER_FLUSHED_S = 0.5
 
 
-class NodeCore(CoreState):
+class NodeCore(CoreMessages):
     """Membership and election for one node. See the module docstring for the rules."""
 
     def __init__(
@@ -268,72 +217,6 @@ class NodeCore(CoreState):
         """A node that left as a member: its LEAVE to the manager at ``address``
         (:func:`clerk._leftmember.leave_again`)."""
         return _leftmember.leave_again(self, address)
-
-    # --- quorum mode -------------------------------------------------------------------------
-
-    def quorum_write(self, rows: Mapping[str, Any], now: float) -> tuple[list[int],
-                                                                        list[Effect]]:
-        """Manager in quorum mode: write ``rows`` (task -> ``{"reserved": slot or None[,
-        "record": ...]}``) to the voters. Returns the write seqs (each is reported by a
-        :class:`WriteCommitted` once a majority holds it; empty: not a manager with a
-        ballot) and the effects to carry out."""
-        if self.quorum is None:
-            return [], []
-        self._out = []
-        seqs = _quorumcore.write(self, rows, now)
-        self._quorum_outcome(self.quorum.deferred, now)
-        self.quorum.deferred = None
-        _quorumcore.observe(self, now)
-        out, self._out = self._out, []
-        return seqs, out
-
-    def quorum_status(self) -> dict[str, Any]:
-        """Quorum mode's view: mode, voters, reachable, ``"ok"``/``"lost"``, detail, the
-        promised ballot (:mod:`clerk._quorumcore`)."""
-        return _quorumcore.status(self)
-
-    @property
-    def quorum_table(self) -> dict[str, Any]:
-        """Manager in quorum mode: the rows its phase 1 learned (task -> ``Row``), for the
-        scheduler to continue from."""
-        p = self.quorum.proposer if self.quorum is not None else None
-        return dict(p.table) if p is not None and p.ready else {}
-
-    @property
-    def proposer(self) -> _quorumcore.Proposer | None:
-        """Manager in quorum mode: the ballot's proposer (commits, reservations)."""
-        q = self.quorum
-        if q is None or self.role is not Role.MANAGER or q.proposer is None:
-            return None
-        return q.proposer if q.proposer.ballot == self.my_claim().key else None
-
-    def status(self) -> dict[str, Any]:
-        st = super().status()
-        st["quorum"] = self.quorum_status()
-        return st
-
-    def next_deadline(self) -> float:
-        deadline = super().next_deadline()
-        if self.quorum is not None:
-            deadline = min(deadline, _quorumcore.next_deadline(self))
-        return deadline
-
-    def _quorum_outcome(self, outcome: _quorumcore.Outcome, now: float) -> None:
-        if isinstance(outcome, Claim):
-            _election.on_claim(self, outcome, now)
-        elif isinstance(outcome, int):
-            _election.take_claim(self, now, term=outcome)
-        elif outcome == "elect":
-            _election.start_election(self, now, suspect="")
-        elif outcome == "claim":
-            _quorumcore.claim(self, now)
-
-    def _m_quorum(self, msg: Message, now: float) -> None:
-        if self.quorum is None:
-            self.drop("not_quorum", f"{type(msg).__name__} from {msg.sender.name!r}: this "
-                                    "node runs in the default mode")
-            return
-        self._quorum_outcome(_quorumcore.on_message(self, msg, now), now)
 
     def set_replicated(self, state: Json) -> None:
         """Manager only: make the table log hold exactly this whole table (O(rows): the
@@ -440,143 +323,3 @@ class NodeCore(CoreState):
                                            or now - self._link_since > OFFER_FLUSHED_S):
             self._out.append(OfferAgain(claim.name, address))
         self._link_since, self._link_down = now, False
-
-    # --- messages ---------------------------------------------------------------------------
-
-    def _on_message(self, msg: Message, now: float) -> None:
-        if msg.sender.name == self.me.name and msg.sender.incarnation == self.me.incarnation:
-            if self.quorum is not None and _quorumcore.from_self(msg):
-                self._m_quorum(msg, now)  # our own vote, durable now
-                return
-            if isinstance(msg, Handover):
-                # Our own merge HANDOVER, passed on by followers (each passes it on once)
-                # back to us: an ordinary fault (we stepped down, then our successor did
-                # too), not an attack. Nothing to do with it.
-                self.returned_handovers += 1
-                return
-            # A node never sends to itself: a forgery (a JOIN in our own name would rewrite
-            # our own row, e.g. the tasks we run).
-            self.drop("impersonation", f"{type(msg).__name__} in this node's own name")
-            return
-        if not self.term_ok(msg, now):
-            return
-        if isinstance(msg, _dupname.CHECKED) and _dupname.from_duplicate(self, msg, now):
-            return  # a second node in a live member's name: nothing it says counts
-        if self._awaited and self._awaited.pop(msg.sender.name, None) is not None:
-            _joining.heard(self, msg.sender, now)
-        self.see_term(msg.term)
-        if self.quorum is not None:
-            _quorumcore.heard(self, msg, now)
-        handler = _HANDLERS.get(type(msg))
-        if handler is not None:
-            handler(self, msg, now)
-
-    def _m_handover(self, msg: Handover, now: float) -> None:
-        s = msg.sender
-        if self.role is Role.MANAGER:
-            _handover.accept_merge(self, msg, now)
-            return
-        if self.role in (Role.LEAVING, Role.STOPPED):
-            return
-        if not _handover.from_current_manager(self, msg):
-            _handover.forward(self, msg)
-            return
-        if is_part(msg.state):  # (its table in parts: we take over once we have them all)
-            try:
-                whole = self.parts_in.add(msg)
-            except ValueError:
-                self.drop("handover_part", f"a malformed hand-over part from {s.name!r}")
-                return
-            if whole is None:
-                if self.role is Role.FOLLOWER:
-                    self.heard_manager(now)  # (a sign of life of our manager)
-                return
-            msg = whole
-        # Our manager is leaving and chose us: take over now, with a new term, and tell it
-        # where our replica stands (it sends the rows it lacks: clerk._handover).
-        self.replicated = msg.state
-        _election.become_manager(self, now,
-                                 members=tuple(m for m in msg.members if m.name != s.name))
-        # (TableAt("", -1): our replica is caught up with no log; None would say nothing.)
-        at = (self.replica.position() or TableAt("", -1)) if reads_table_at(s) else None
-        self.send(s.address, Coordinator(self.me, self.term, self.my_claim(), at))
-        self._took_from = s.address  # (its merge HANDOVER of that rest is then taken)
-        self._out.append(StateHandedOver(s.name, msg.state, False))
-
-    def _m_execute(self, msg: Execute, now: float) -> None:
-        s = msg.sender
-        if s.name == self.me.name:  # a manager runs its own dispatches without the network
-            self.drop("impersonation", f"EXECUTE in this node's own name ({s.incarnation!r})")
-            return
-        c = self._claim  # the key of the sender's claim (term, priority, name) is the claim's
-        if c is not None and msg.term == c.term and s.priority == c.priority and s.name == c.name:
-            self._out.append(Deliver(msg))  # (every run: no Claim built to compare it)
-            return
-        claim = claim_of(s, msg.term)
-        if self.highest is not None and claim.key < self.highest.key:
-            _election.on_claim(self, claim, now)  # stale: tells its holder about the newer claim
-            error = f"stale term {msg.term} < {self.highest_term}"
-            self._out.append(StaleExecute(msg, f"from claim {claim.key}, below the highest "
-                                               f"seen {self.highest.key}"))
-        elif self._claim is None and self.highest is not None and claim.key == self.highest.key:
-            # From the manager we followed until we gave up on it (we are electing): it was
-            # announced, so not a forgery; most likely queued while this node was frozen.
-            error = "this node is electing a manager: its manager went silent"
-            self._out.append(StaleExecute(msg, "arrived while electing: the manager that sent "
-                                               "it had gone silent"))
-        else:
-            # Managers announce themselves (COORDINATOR, WELCOME) before they dispatch, on the
-            # same connection: an EXECUTE is never the first word of a claim, so it is neither
-            # followed nor run (a forged one would otherwise both install and use a manager).
-            self.drop("execute_unannounced", f"EXECUTE from {s.name!r} at term {msg.term}: "
-                                              "not from the manager this node follows")
-            error = "not from the manager this node follows"
-        self.send(s.address, Result(self.me, self.term, msg.task, msg.run_id, msg.slot,
-                                     "refused", None, 0.0, error))
-
-    def _m_join(self, msg: Join, now: float) -> None:
-        _joining.m_join(self, msg, now, _election.graduate)
-
-    def _m_from_manager(self, msg: Message, now: float) -> None:
-        """RESULT_ACK and RUN_QUERY: only from the manager this node follows now (a deposed
-        manager's are moot, a stranger's forged)."""
-        claim = self._claim
-        if (claim is not None and self.role is Role.FOLLOWER and msg.sender.name == claim.name
-                and msg.sender.address == claim.address and msg.term == claim.term):
-            self._out.append(Deliver(msg))
-
-    def _m_deliver(self, msg: Message, now: float) -> None:
-        if isinstance(msg, Result) and self.role is Role.MANAGER:
-            self.members.touch(msg.sender.name, msg.sender.incarnation, now)
-        self._out.append(Deliver(msg))
-
-
-_HANDLERS: dict[type, Callable[[NodeCore, Any, float], None]] = {
-    Join: NodeCore._m_join,
-    Welcome: _election.m_welcome,
-    Refuse: _joining.m_refuse,
-    Heartbeat: _election.m_heartbeat,
-    Ack: _heartbeats.m_ack,
-    Election: _election.m_election,
-    Ok: _election.m_ok,
-    Coordinator: _election.m_coordinator,
-    Leave: _election.m_leave,
-    Handover: NodeCore._m_handover,
-    Execute: NodeCore._m_execute,
-    Result: NodeCore._m_deliver,
-    Offer: NodeCore._m_deliver,
-    ResultAck: NodeCore._m_from_manager,
-    RunQuery: NodeCore._m_from_manager,
-    Status: NodeCore._m_deliver,
-    StatusReply: NodeCore._m_deliver,
-    Control: NodeCore._m_deliver,
-    ControlReply: NodeCore._m_deliver,
-    Prepare: NodeCore._m_quorum,
-    Promise: NodeCore._m_quorum,
-    Accept: NodeCore._m_quorum,
-    Accepted: NodeCore._m_quorum,
-    Reject: NodeCore._m_quorum,
-    TasksQuery: _setfetch.m_tasks_query,
-    TasksReply: _setfetch.m_tasks_reply,
-    Merged: _handover.m_merged,
-}

@@ -91,11 +91,17 @@ def test_the_runner_does_not_import_the_agent():
     ("clerk._election", {"clerk._coretypes", "clerk._claims", "clerk._corestate",
                          "clerk._setfetch", "clerk._heartbeats", "clerk._joining",
                          "clerk._handover"}),
+    ("clerk._corequorum", {"clerk._coretypes", "clerk._claims", "clerk._corestate",
+                           "clerk._setfetch", "clerk._heartbeats", "clerk._joining",
+                           "clerk._handover", "clerk._election"}),
+    ("clerk._coremessages", {"clerk._coretypes", "clerk._claims", "clerk._corestate",
+                             "clerk._setfetch", "clerk._heartbeats", "clerk._joining",
+                             "clerk._handover", "clerk._election", "clerk._corequorum"}),
 ])
 def test_the_core_parts_import_only_the_layers_below(module, below):
     parts = {"clerk._coretypes", "clerk._claims", "clerk._corestate", "clerk._setfetch",
              "clerk._heartbeats", "clerk._joining", "clerk._handover", "clerk._election",
-             "clerk._core"}
+             "clerk._corequorum", "clerk._coremessages", "clerk._core"}
     assert graph()[module] & parts <= below
 
 
