@@ -179,7 +179,7 @@ class Replication(Definitions):
     #: The OFFER under way to the manager this node follows (built in slices).
     _offer_job: OfferJob | None = None
     #: A member that left: its LEAVE goes to this address once its OFFER there is sent
-    #: (clerk._runner.on_left_heard).
+    #: (clerk._runleave.Leaving.on_left_heard).
     _leave_after_offer: str | None = None
     #: As manager: the parts of the members' OFFERs (clerk._offerjob, "Numbered parts").
     _offer_parts: OfferParts

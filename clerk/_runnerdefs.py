@@ -1,8 +1,9 @@
 """The task layer's definitions: which tasks this node offers, and which the cluster schedules.
 
 The state every part of :class:`clerk._runner.TaskRunner` shares is declared here (the
-parts are mixins: this one, :mod:`clerk._replication`, :mod:`clerk._routing`, and the
-runner itself), each part in a module that opens with the rules it owns.
+parts are mixins: this one, :mod:`clerk._replication`, :mod:`clerk._routing`,
+:mod:`clerk._runleave`, and the runner itself), each part in a module that opens with the
+rules it owns.
 
 * **Eligible when ready.** A node advertises its tasks (and so gets runs) only once all its
   workers have said ready, and withdraws them while no worker is up (all being replaced), so
@@ -38,11 +39,14 @@ if TYPE_CHECKING:
     from clerk._store import Store
     from clerk._tasks import TaskDef
 
-__all__ = ["Definitions"]
+__all__ = ["RESOLVE_PAUSE", "Definitions"]
 
 log = logging.getLogger("clerk.tasks")
 #: Tasks the scheduler adopts between two looks at the clock (``Scheduler.update_defs``).
 ADOPT_CHUNK = 64
+#: Between two slices of resolving the member list, or of an OFFER (s): a turn that reads
+#: the sockets.
+RESOLVE_PAUSE = 0.0002
 
 
 class Definitions:

@@ -73,6 +73,7 @@ def test_no_import_cycle():
 def test_the_runner_does_not_import_the_agent():
     edges = graph()
     assert "clerk._agent" not in edges["clerk._runner"]
+    assert "clerk._agent" not in edges["clerk._runleave"]
     assert "clerk._agent" not in edges["clerk._host"]
     assert "clerk._runner" in edges["clerk._agent"]
 
