@@ -253,12 +253,12 @@ class RunHistory:
         return self.hid, self.n, len(quoted), tuple(qparts[-PATCH_TAIL:])
 
 
-def parse_run_history(raw: Any) -> RunHistory:
+def parse_run_history(raw: Any, row: str = "") -> RunHistory:
     """History from the wire (its JSON text, or a list of entries), malformed entries
     dropped, at most HISTORY_MAX_RUNS. An entry holding a number that is not
     finite (``NaN``, ``Infinity``, ``1e400``: no encoder of ours writes one) is dropped with
-    a WARNING (clerk._finitejson): kept, the row it came in failed later, far from where it
-    came from (a status, the row's next encode)."""
+    a WARNING naming ``row`` (clerk._finitejson): kept, the row it came in failed later, far
+    from where it came from (a status, the row's next encode)."""
     text = raw if isinstance(raw, str) else None
     dropped: list[str] = []
     if text is not None:
@@ -277,9 +277,9 @@ def parse_run_history(raw: Any) -> RunHistory:
         # packed table: clerk._record.unpack_table), which reads NaN, Infinity and 1e400.
         raw, dropped = finite_list(raw)
     if dropped:
-        log.warning("run history: %d entr%s dropped, holding a number that is not "
-                    "finite (%s)", len(dropped), "y" if len(dropped) == 1 else "ies",
-                    "; ".join(dropped[:3]))
+        log.warning("%srun history: %d entr%s dropped, holding a number that is not "
+                    "finite (%s)", f"row {row!r}: " if row else "", len(dropped),
+                    "y" if len(dropped) == 1 else "ies", "; ".join(dropped[:3]))
     if not isinstance(raw, list):
         return RunHistory()
     entries = [e for e in raw if _entry_ok(e)][-HISTORY_MAX_RUNS:]

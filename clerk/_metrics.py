@@ -252,7 +252,7 @@ def _task_families(table: Any) -> Iterator[Any]:
 
     tasks = table.get("tasks") if isinstance(table, dict) else None
     for name, raw in sorted((tasks or {}).items()):
-        rec = TaskRecord.from_json(raw)
+        rec = TaskRecord.from_json(raw, name)
         if rec is None:
             continue
         for outcome in ("ok", "error", "timeout", "refused"):

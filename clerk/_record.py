@@ -225,7 +225,7 @@ class TaskRecord:
                 rec.conflict_seen = {str(k): v for k, v in list(seen.items())[-SEEN_KEEP:]
                                      if type(v) is int}
             rec.pause = parse_pause(raw.get("pause"), name)
-            rec.run_history = parse_run_history(raw.get("run_history"))
+            rec.run_history = parse_run_history(raw.get("run_history"), name)
         except (TypeError, ValueError, OverflowError):
             return None
         if not rec.has_state:

@@ -75,3 +75,29 @@ def test_a_packed_rows_list_history_not_finite_is_dropped() -> None:
     assert rec is not None
     assert rec.run_history.entries == [json.loads(GOOD)]  # main: the inf entry kept
     STRICT(rec.to_text())  # main: 'Infinity' in the row's text
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("history", [f'[{GOOD},[2,null,"a",1e400,2.0,"ok","",1,0]]',
+                                     [json.loads(GOOD), [2, None, "a", float("inf"), 2.0,
+                                                         "ok", "", 1, 0]]],
+                         ids=["text", "list"])
+def test_the_warning_names_the_row_the_entry_came_in(
+        history: object, caplog: pytest.LogCaptureFixture) -> None:
+    """A row read whole (``TaskRecord.from_json(raw, name)``, as a table's rows are): its
+    history's WARNING names the row, as the pause register's does. On main it said only
+    'run history: 1 entry dropped', in a table of thousands of rows."""
+    rec = TaskRecord.from_json({"run_history": history}, "billing.nightly")
+    assert rec is not None and rec.run_history.entries == [json.loads(GOOD)]
+    assert "row 'billing.nightly': run history: 1 entry dropped" in caplog.text, caplog.text
+
+
+@pytest.mark.timeout(10)
+def test_a_metrics_scrape_names_the_row(caplog: pytest.LogCaptureFixture) -> None:
+    """The scrape reads every row of the replicated table (clerk._metrics): it has the name."""
+    pytest.importorskip("prometheus_client")
+    from clerk._metrics import _task_families
+
+    list(_task_families({"tasks": {"billing.nightly": {
+        "run_history": f'[{GOOD},[2,null,"a",1e400,2.0,"ok","",1,0]]'}}}))
+    assert "row 'billing.nightly': run history: 1 entry dropped" in caplog.text, caplog.text
