@@ -135,20 +135,54 @@ class ControlClient:
 
 
 def last_lines(path: str, count: int) -> tuple[bytes, int]:
-    """The last ``count`` lines of a file and the offset they end at (reads backwards in
-    blocks, not the whole file)."""
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        end = f.tell()
-        data = b""
-        pos = end
-        while pos > 0 and data.count(b"\n") <= count:
-            step = min(65536, pos)
-            pos -= step
-            f.seek(pos)
-            data = f.read(step) + data
+    """The last ``count`` lines of the output file ``path`` and the offset in it they end at
+    (read backwards in blocks, not whole files). Where the file holds fewer lines, as right
+    after a rotation, the rest come from the rotated files before it (``path.1``,
+    ``path.2`` ...: :class:`supervisor._output.RotatingFile`)."""
+    for _ in range(4):
+        got = _last_lines(path, count, check=True)
+        if got is not None:
+            return got
+    # Rotated at every try (a child writing that fast): what the file itself holds.
+    return _last_lines(path, count, check=False) or (b"", 0)
+
+
+def _last_lines(path: str, count: int, check: bool) -> tuple[bytes, int] | None:
+    """:func:`last_lines` once; None if ``path`` was rotated while it read (with ``check``):
+    its ``.1`` may then be the file it started with, whose lines it would give twice."""
+    with open(path, "rb") as current:
+        end = current.seek(0, os.SEEK_END)
+        if count <= 0:
+            return b"", end
+        data = _read_back(current, end, b"", count)
+        n = 1
+        while data.count(b"\n") <= count and check:
+            try:
+                older = open(f"{path}.{n}", "rb")  # (closed by the with below)
+            except FileNotFoundError:
+                break  # no more (or a rotation under way: fewer lines, none twice)
+            with older:
+                try:
+                    same = os.stat(path).st_ino == os.fstat(current.fileno()).st_ino
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    return None
+                data = _read_back(older, older.seek(0, os.SEEK_END), data, count)
+            n += 1
     lines = data.splitlines(keepends=True)
-    return (b"".join(lines[-count:]) if count > 0 else b""), end
+    return b"".join(lines[-count:]), end
+
+
+def _read_back(f: Any, pos: int, data: bytes, count: int) -> bytes:
+    """``data`` with what comes before it in ``f`` (up to ``pos``) put in front, in blocks
+    from the end, until it holds more than ``count`` line ends or the file's start."""
+    while pos > 0 and data.count(b"\n") <= count:
+        step = min(65536, pos)
+        pos -= step
+        f.seek(pos)
+        data = f.read(step) + data
+    return data
 
 
 def follow(

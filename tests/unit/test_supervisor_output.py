@@ -122,3 +122,43 @@ def test_last_lines(tmp_path):
     data, end = last_lines(str(path), 3)
     assert data == b"99997\n99998\n99999\n" and end == path.stat().st_size
     assert last_lines(str(path), 0)[0] == b""
+
+
+def test_last_lines_read_on_into_the_rotated_files(tmp_path):
+    """Right after a rotation the file holds fewer lines than asked: the rest come from
+    ``.1``, ``.2`` (on main ``tail -n 5`` gave 3 lines then: test_tail_of_a_rotating_log)."""
+    path = tmp_path / "f"
+    (tmp_path / "f.2").write_bytes(b"".join(b"%d\n" % i for i in range(0, 10)))
+    (tmp_path / "f.1").write_bytes(b"10\n11\n")
+    path.write_bytes(b"12\n13\n14\n")
+    data, end = last_lines(str(path), 5)
+    assert data == b"10\n11\n12\n13\n14\n" and end == path.stat().st_size
+    assert last_lines(str(path), 7)[0] == b"".join(b"%d\n" % i for i in range(8, 15))
+    assert last_lines(str(path), 100)[0] == b"".join(b"%d\n" % i for i in range(0, 15))
+    assert last_lines(str(path), 2)[0] == b"13\n14\n"
+    path.write_bytes(b"")  # rotated a moment ago: nothing in the file yet
+    assert last_lines(str(path), 3) == (b"9\n10\n11\n", 0)
+
+
+def test_last_lines_never_give_a_line_twice_across_a_rotation(tmp_path, monkeypatch):
+    """A rotation between reading the file and its ``.1`` (the file itself becomes ``.1``):
+    read again, no line twice."""
+    import supervisor._client as client
+
+    path = tmp_path / "f"
+    (tmp_path / "f.1").write_bytes(b"1\n2\n")
+    path.write_bytes(b"3\n")
+    real = client._read_back
+    rotated = []
+
+    def read_back(f, pos, data, count):
+        out = real(f, pos, data, count)
+        if not rotated:  # after the first read of the file: rotate it
+            rotated.append(True)
+            os.replace(tmp_path / "f.1", tmp_path / "f.2")
+            os.replace(path, tmp_path / "f.1")
+            path.write_bytes(b"4\n")
+        return out
+
+    monkeypatch.setattr(client, "_read_back", read_back)
+    assert last_lines(str(path), 4)[0] == b"1\n2\n3\n4\n"
