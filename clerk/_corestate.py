@@ -37,7 +37,7 @@ from clerk._handparts import PartsInbox, wire_bytes
 from clerk._membership import Member, MemberTable
 from clerk._messages import Claim, Handover, Json, MemberInfo, Message, Peer, TableAt
 from clerk._quorum import QuorumState
-from clerk._record import PACK_CHUNK
+from clerk._record import PACK_CHUNK, unpack_table
 from clerk._replica import HANDOVER_WHOLE_CHARS, Replica, ReplicaLog, handover_delta, table_text
 from clerk._timings import Timings
 
@@ -268,7 +268,15 @@ class CoreState:
                 self.drop("handover_gap", "a hand-over's rows do not follow our replica: "
                                           "taking over with the replica as it is")
             return
-        self.replica.reset(table)
+        whole = unpack_table(table)
+        if whole is None and isinstance(table, dict) and table.get("packed") == 1:
+            # Malformed, or refused for a number that is not finite (clerk._record): held as
+            # it is, as a gap is; reset to it, our replica (and our data directory's next
+            # snapshot) held nothing and we took over with an empty table.
+            self.drop("handover_rows", "a hand-over's packed table is malformed or refused: "
+                                       "taking over with the replica as it is")
+            return
+        self.replica.reset(whole)
         log, upto = (table.get("log"), table.get("upto")) if isinstance(table, dict) else (0, 0)
         if self.replica and isinstance(log, str) and log and type(upto) is int:
             # A whole table in parts (clerk._handparts): exactly the leaver's log as of

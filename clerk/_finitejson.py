@@ -9,8 +9,8 @@ written). The decoders here refuse both as they read (:func:`finite_float`,
 :func:`no_constant`: a ValueError), and :func:`not_finite_in` names the row and the field for
 the error a refused delta reports (it parses again, only then). A packed table
 (:func:`clerk._record.unpack_table`) is read with the same decoders, and
-:func:`not_finite_paths` lists where it holds such numbers (it is refused whole unless every one
-is in a run history's entries).
+:func:`not_finite_of` lists where it holds such numbers (it is refused whole unless every one
+is in a row's run history entries, which are dropped there).
 
 A row's run history is a JSON string inside the row (:class:`clerk._control.RunHistory`): the
 row's scan reads it as a string, and only a history *patch*'s new entries are parsed at a
@@ -29,8 +29,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["finite_float", "finite_items", "finite_list", "no_constant", "not_finite_in",
-           "not_finite_paths"]
+__all__ = ["finite_float", "finite_items", "finite_list", "marked", "no_constant",
+           "not_finite_in", "not_finite_of", "not_finite_paths"]
 
 _MAX = sys.float_info.max
 
@@ -90,6 +90,19 @@ def not_finite_paths(text: str) -> list[str] | None:
         value = _MARKING.decode(text)
     except (ValueError, RecursionError):
         return None
+    return list(_bad_paths(value))
+
+
+def marked(text: str) -> Any:
+    """JSON ``text`` decoded, each number that is not finite as a marker that keeps it as
+    written (:func:`not_finite_of` and :func:`finite_list` name it); raises ValueError or
+    RecursionError as ``json.loads`` does."""
+    return _MARKING.decode(text)
+
+
+def not_finite_of(value: Any) -> list[str]:
+    """:func:`not_finite_paths` of a value decoded already (by :func:`marked` or
+    ``json.loads``)."""
     return list(_bad_paths(value))
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clerk._control import RunHistory, parse_pause, parse_run_history
-from clerk._finitejson import finite_float, no_constant, not_finite_paths
+from clerk._finitejson import finite_float, finite_list, marked, no_constant, not_finite_of
 from clerk._jsondump import encoder
 from clerk._lineage import (
     better,
@@ -73,10 +73,13 @@ def unpack_table(raw: Any) -> Any:
     Its numbers are read finite only (clerk._finitejson), as :func:`pack_table` writes them.
     A table holding ``NaN``, ``Infinity`` or ``1e400`` (a HANDOVER's, an ACCEPT's or a
     PROMISE's rows) is refused whole, with a WARNING naming the row and the field of each
-    (the first three), unless every one is in a run history's entries (its list form, from a
-    row of an older build): :func:`clerk._control.parse_run_history` drops those entries and
-    keeps the row. ``json.loads`` took them all: the row was adopted, and the table's next
-    :func:`pack_table` failed (``allow_nan=False``)."""
+    (the first three), unless every one is in a row's run history entries (its list form,
+    from a row of an older build): those entries are dropped here, with a WARNING naming the
+    row (as :func:`clerk._control.parse_run_history` does), and the row kept. A row is where
+    the readers take one: ``tasks.<name>`` (a whole table) or ``<name>.record`` (quorum rows);
+    a key ``run_history`` anywhere else (inside a state) is no history. No number that is not
+    finite is ever returned. ``json.loads`` took them all: the row was adopted, and the
+    table's next :func:`pack_table` failed (``allow_nan=False``)."""
     if isinstance(raw, Mapping) and raw.get("packed") == 1:
         chunks = raw.get("chunks")
         if not isinstance(chunks, list) or not all(isinstance(c, str) for c in chunks):
@@ -87,12 +90,14 @@ def unpack_table(raw: Any) -> Any:
         except RecursionError:
             return None
         except ValueError:
-            found = not_finite_paths(text)
-            if not found:
+            try:
+                value = marked(text)
+            except (ValueError, RecursionError):
                 return None  # not JSON
-            refused = [where for where in found if not _in_history(where)]
+            _drop_history_entries(value)
+            refused = not_finite_of(value)
             if not refused:
-                return json.loads(text)  # (its history entries are dropped as rows are read)
+                return value
             log.warning("a packed table refused: %d number%s in it not finite (%s)",
                         len(refused), "" if len(refused) == 1 else "s",
                         "; ".join(refused[:3]))
@@ -100,10 +105,35 @@ def unpack_table(raw: Any) -> Any:
     return raw
 
 
-def _in_history(where: str) -> bool:
-    """Is this path (``not_finite_paths``) inside a row's run history?"""
-    path = where.rsplit(": ", 1)[0]
-    return path.startswith("run_history[") or ".run_history[" in path
+def _rows_in(value: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The rows of a decoded packed table, by task name: ``tasks.<name>`` (a whole table)
+    and ``<name>.record`` (a quorum write's or promise's rows)."""
+    if not isinstance(value, dict):
+        return []
+    out: list[tuple[str, dict[str, Any]]] = []
+    tasks = value.get("tasks")
+    if isinstance(tasks, dict):
+        out.extend((str(k), v) for k, v in tasks.items() if isinstance(v, dict))
+    for key, item in value.items():
+        record = item.get("record") if isinstance(item, dict) else None
+        if isinstance(record, dict):
+            out.append((str(key), record))
+    return out
+
+
+def _drop_history_entries(value: Any) -> None:
+    """Drop, in place, each run history entry (list form) of a row of ``value`` holding a
+    number that is not finite, with a WARNING naming the row."""
+    for name, row in _rows_in(value):
+        history = row.get("run_history")
+        if not isinstance(history, list):
+            continue
+        kept, dropped = finite_list(history)
+        if dropped:
+            row["run_history"] = kept
+            log.warning("row %r: run history: %d entr%s dropped, holding a number that is "
+                        "not finite (%s)", name, len(dropped),
+                        "y" if len(dropped) == 1 else "ies", "; ".join(dropped[:3]))
 
 
 @dataclass
