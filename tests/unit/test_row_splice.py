@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -95,14 +97,21 @@ def test_the_log_holds_every_row_as_encoded_whole(ops: list[tuple[str, int, floa
     _check(s, log, enc)
 
 
-def _steady(runs: int) -> tuple[Scheduler, ReplicaLog, RowEncoder, list[str]]:
-    """One task, each dispatch and each result in a replication round of its own."""
+def _one_task() -> tuple[Scheduler, ReplicaLog, RowEncoder, float]:
+    """A manager of one task every 100 ms, its table log holding the activation's row."""
     d = TaskDef(name="t", target="x:Y", interval=100, timeout=5000)
     s = Scheduler([d], random.Random(3), dispatch_lead_ms=20)
     wall = 1_800_000_000.0
     s.activate(wall, False, (3, "a"))
     log, enc = ReplicaLog("L"), RowEncoder()
     enc.step(s, log, float("inf"))
+    return s, log, enc, wall
+
+
+@contextmanager
+def _whole_encodes() -> Iterator[list[str]]:
+    """A list that gets "whole" at each ``TaskRecord.to_text`` meanwhile (the test appends
+    its own steps to it)."""
     seen: list[str] = []
     original = TaskRecord.to_text
 
@@ -112,6 +121,15 @@ def _steady(runs: int) -> tuple[Scheduler, ReplicaLog, RowEncoder, list[str]]:
 
     TaskRecord.to_text = counting  # type: ignore[method-assign]
     try:
+        yield seen
+    finally:
+        TaskRecord.to_text = original  # type: ignore[method-assign]
+
+
+def _steady(runs: int) -> tuple[Scheduler, ReplicaLog, RowEncoder, list[str]]:
+    """One task, each dispatch and each result in a replication round of its own."""
+    s, log, enc, wall = _one_task()
+    with _whole_encodes() as seen:
         for _ in range(runs):
             wall = s.next_deadline(wall)
             ds, _ = s.tick(wall, {"a": ("t",), "b": ("t",)})
@@ -124,8 +142,6 @@ def _steady(runs: int) -> tuple[Scheduler, ReplicaLog, RowEncoder, list[str]]:
             s.on_result("t", d0.run_id, d0.node, "ok", {"n": 1}, 0.5, "", wall)
             seen.append("result")
             enc.step(s, log, float("inf"))
-    finally:
-        TaskRecord.to_text = original  # type: ignore[method-assign]
     return s, log, enc, seen
 
 
@@ -145,27 +161,14 @@ def test_a_skip_while_a_run_is_in_flight_is_spliced_not_encoded_whole() -> None:
     """A slot due while the run before it is still going is skipped: ``decided`` and
     ``counts`` change alone, spliced into the row's last text (on an overloaded cluster about
     one skip per run, each encoded whole before); the text is the whole row's."""
-    d = TaskDef(name="t", target="x:Y", interval=100, timeout=5000)
-    s = Scheduler([d], random.Random(3), dispatch_lead_ms=20)
-    wall = 1_800_000_000.0
-    s.activate(wall, False, (3, "a"))
-    log, enc = ReplicaLog("L"), RowEncoder()
-    enc.step(s, log, float("inf"))
+    s, log, enc, wall = _one_task()
     members = {"a": ("t",), "b": ("t",)}
     ds: list[Dispatch] = []
     while not ds:
         wall = s.next_deadline(wall)
         ds = s.tick(wall, members)[0]
     enc.step(s, log, float("inf"))
-    seen: list[str] = []
-    original = TaskRecord.to_text
-
-    def counting(rec: TaskRecord) -> str:
-        seen.append("whole")
-        return original(rec)
-
-    TaskRecord.to_text = counting  # type: ignore[method-assign]
-    try:
+    with _whole_encodes() as seen:
         for _ in range(6):  # the run still going at its next slots
             skipped = s.records["t"].counts["skipped"]
             wall = s.next_deadline(wall)
@@ -174,7 +177,5 @@ def test_a_skip_while_a_run_is_in_flight_is_spliced_not_encoded_whole() -> None:
                 continue  # (a decision deferred to the due time: the next tick skips it)
             enc.step(s, log, float("inf"))
             seen.append("skip")
-    finally:
-        TaskRecord.to_text = original  # type: ignore[method-assign]
     assert seen.count("skip") >= 2 and "whole" not in seen, seen
     assert log.texts()[row_key("t")] == s.records["t"].to_text()
