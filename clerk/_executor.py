@@ -48,7 +48,7 @@ from clerk._lead import RELEASE_LEAD_MS, too_late
 from clerk._messages import Execute, Peer, Result
 from clerk._runqueue import Job as _Job
 from clerk._runqueue import RunQueue
-from clerk._sockdir import socket_dir
+from clerk._sockdir import bind_listening, socket_dir
 from clerk._tasks import TaskDef
 from clerk._workerlink import RUN, LinkClosed, Reader, send_msg
 from clerk._workerreplies import Worker, WorkerReplies
@@ -115,8 +115,7 @@ class Executor(WorkerReplies):
         self._dir, endpoint = socket_dir("clerk-workers-", "workers", socket.SOCK_STREAM)
         self._add_reader, self._remove_reader = add_reader, remove_reader
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(endpoint)
-        self._listener.listen(2 * workers + 4)
+        bind_listening(self._listener, endpoint, 2 * workers + 4)  # (see clerk._sockdir)
         self._listener.setblocking(False)
         self._links: dict[int, socket.socket] = {}  # fd -> a worker's connection
         self._readers: dict[int, Reader] = {}  # fd -> its reader (expire reads it first)

@@ -14,6 +14,12 @@ process killed with SIGKILL (or a host that crashed) cannot remove its own. Rule
   a socket that accepts or answers with any other error (a full backlog: ``EAGAIN``) stay.
 * **Bounded**: at most ``MAX_SWEPT`` directories are looked at per call (the rest on later
   starts), so a start never pays for a temp directory full of them.
+* **A stream socket listens before it has its name** (:func:`bind_listening`): bound under a
+  temporary name, listening, then renamed to its name. Bound and not yet listening, a stream
+  socket refuses connections exactly as a dead one does, and another process starting then
+  (a host starting several nodes at once) swept the live directory away: the agent's workers
+  could not connect (``FileNotFoundError``) and its worker supervisor gave up (the clean-clone
+  CI of 2026-12-04 at ``65dd9bc``). A directory with the temporary name in it is not swept.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import stat
 import tempfile
 import time
 
-__all__ = ["EMPTY_AGE_S", "MAX_SWEPT", "socket_dir", "sweep"]
+__all__ = ["EMPTY_AGE_S", "MAX_SWEPT", "bind_listening", "socket_dir", "sweep"]
 
 #: A directory of ours with no socket in it yet is a process between mkdtemp and bind, unless
 #: it is older than this.
@@ -88,3 +94,12 @@ def socket_dir(prefix: str, name: str, kind: int) -> tuple[str, str]:
     path = tempfile.mkdtemp(prefix=prefix)
     os.chmod(path, 0o700)
     return path, os.path.join(path, name)
+
+
+def bind_listening(sock: socket.socket, endpoint: str, backlog: int) -> None:
+    """Bind the stream socket ``sock`` to ``endpoint``, listening from the moment the name
+    exists (see the module docstring): bound to ``<endpoint>.binding``, listening, renamed."""
+    binding = endpoint + ".binding"
+    sock.bind(binding)
+    sock.listen(backlog)
+    os.rename(binding, endpoint)

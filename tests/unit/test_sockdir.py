@@ -7,7 +7,7 @@ import socket
 import time
 from pathlib import Path
 
-from clerk._sockdir import EMPTY_AGE_S, sweep
+from clerk._sockdir import EMPTY_AGE_S, bind_listening, sweep
 
 
 def _bound(path: Path, name: str, kind: int) -> socket.socket:
@@ -56,3 +56,46 @@ def test_a_socket_of_another_name_is_not_ours(tmp_path: Path) -> None:
     s = _bound(tmp_path / "p-x", "other", socket.SOCK_DGRAM)
     s.close()
     assert sweep("p-", "log", socket.SOCK_DGRAM, str(tmp_path)) == 0
+
+
+def test_a_stream_socket_is_not_swept_between_its_bind_and_its_listen(tmp_path: Path) -> None:
+    """Bound and not listening, a stream socket refuses connections as a dead one does: bound
+    under its own name then, another process's sweep took the live directory away (its
+    workers then failed to connect, FileNotFoundError). ``bind_listening`` binds under a
+    temporary name until it listens."""
+    name, kind = "workers", socket.SOCK_STREAM
+    exposed = tmp_path / "p-exposed"
+    exposed.mkdir(mode=0o700)
+    s1 = socket.socket(socket.AF_UNIX, kind)
+    s1.bind(str(exposed / name))  # the old way, caught between bind and listen
+    binding = tmp_path / "p-binding"
+    binding.mkdir(mode=0o700)
+    s2 = socket.socket(socket.AF_UNIX, kind)
+    s2.bind(str(binding / name) + ".binding")  # bind_listening's first step
+    try:
+        assert sweep("p-", name, kind, str(tmp_path)) == 1
+        assert sorted(os.listdir(tmp_path)) == ["p-binding"]
+    finally:
+        s1.close()
+        s2.close()
+
+
+def test_bind_listening_gives_a_listening_socket_at_its_name(tmp_path: Path) -> None:
+    d = tmp_path / "p-x"
+    d.mkdir(mode=0o700)
+    endpoint = str(d / "workers")
+    seen: list[bool] = []
+
+    class Watched(socket.socket):
+        def listen(self, backlog: int = 0) -> None:
+            seen.append(os.path.exists(endpoint))  # the name a sweep would probe: not yet
+            super().listen(backlog)
+
+    with Watched(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        bind_listening(s, endpoint, 4)
+        assert seen == [False] and os.listdir(d) == ["workers"]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+            c.connect(endpoint)
+            conn, _ = s.accept()
+            conn.close()
+        assert sweep("p-", "workers", socket.SOCK_STREAM, str(tmp_path)) == 0
