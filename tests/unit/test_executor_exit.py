@@ -73,6 +73,14 @@ def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Executor, socket.soc
         ex.close()
 
 
+def _exit_seen(ex: Executor) -> None:
+    """worker-0's exit (pid 100) reaches the executor as the supervisor's thread sends it,
+    and the executor's loop handles it, before it reads the worker's link."""
+    ex._hook(Event(kind="exit", supervisor="s", child_id="worker-0", pid=100, reason=None))
+    select.select([ex._events_r], [], [], 5)
+    ex._on_worker_events()
+
+
 @pytest.mark.timeout(20)
 def test_a_done_written_before_the_exit_is_the_runs_result(
         pool: tuple[Executor, socket.socket, list[Result]]) -> None:
@@ -83,9 +91,7 @@ def test_a_done_written_before_the_exit_is_the_runs_result(
     kind, body = recv_msg(link)
     assert kind == RUN and json.loads(body)[0] == "r1"
     link.sendall(pack(DONE, json.dumps(["r1", "ok", {"n": 1}, 0.5, ""]).encode()))
-    ex._hook(Event(kind="exit", supervisor="s", child_id="worker-0", pid=100, reason=None))
-    select.select([ex._events_r], [], [], 5)
-    ex._on_worker_events()  # the exit first, the link not read yet
+    _exit_seen(ex)  # the exit first, the link not read yet
     assert [(r.run_id, r.outcome, r.state) for r in results] == [("r1", "ok", {"n": 1})]
     assert ex.restarts == 1 and not ex.busy()
 
@@ -96,9 +102,7 @@ def test_a_worker_that_exits_without_a_done_fails_its_run(
     ex, link, results = pool
     ex.submit(Execute(ME, 1, "t", "r1", 1, {"n": 0}, 5_000), "m", 0.0)
     assert recv_msg(link)[0] == RUN
-    ex._hook(Event(kind="exit", supervisor="s", child_id="worker-0", pid=100, reason=None))
-    select.select([ex._events_r], [], [], 5)
-    ex._on_worker_events()
+    _exit_seen(ex)
     [result] = results
     assert result.outcome == "error" and "exited during the run" in result.error
 
@@ -114,9 +118,7 @@ def test_a_run_given_to_the_worker_after_that_done_waits_for_another(
     ex.submit(Execute(ME, 1, "t", "r2", 2, {"n": 0}, 5_000), "m", 0.0)
     assert json.loads(recv_msg(link)[1])[0] == "r1"
     link.sendall(pack(DONE, json.dumps(["r1", "ok", {"n": 1}, 0.5, ""]).encode()))
-    ex._hook(Event(kind="exit", supervisor="s", child_id="worker-0", pid=100, reason=None))
-    select.select([ex._events_r], [], [], 5)
-    ex._on_worker_events()
+    _exit_seen(ex)
     assert [(r.run_id, r.outcome) for r in results] == [("r1", "ok")]
     assert ex.stats()["queued"] == 1 and ex.has_run("r2")
 
@@ -131,9 +133,7 @@ def test_a_stray_done_read_at_the_exit_replaces_the_worker_once_and_only_its_new
     ex.submit(Execute(ME, 1, "t", "r1", 1, {"n": 0}, 5_000), "m", 0.0)
     assert json.loads(recv_msg(link)[1])[0] == "r1"
     link.sendall(pack(DONE, json.dumps(["r0", "ok", {"n": 1}, 0.5, ""]).encode()))
-    ex._hook(Event(kind="exit", supervisor="s", child_id="worker-0", pid=100, reason=None))
-    select.select([ex._events_r], [], [], 5)
-    ex._on_worker_events()
+    _exit_seen(ex)
     assert [(r.run_id, r.outcome) for r in results] == [("r1", "error")]
     for killer in ex._killers:
         killer.join(5)

@@ -22,6 +22,7 @@ from clerk._record import TaskRecord
 from clerk._replicalog import ReplicaLog, RowEncoder
 from clerk._rowtexts import row_key
 from clerk._schedule import Scheduler
+from tests.unit.test_row_splice import common_op
 from tests.unit.test_schedule import tdef
 from tests.unit.test_schedule_tick import NAMES
 
@@ -87,39 +88,18 @@ def test_every_step_leaves_the_log_with_each_row_as_to_text(
             wall = max(wall, s.next_deadline(wall))
             sent += s.tick(wall, loaded)[0]
             check()
-        elif op == "tick":
-            sent += s.tick(wall, loaded)[0]
-        elif op == "stall":
-            wall += 0.7
-            sent += s.tick(wall, loaded)[0]
-        elif op in ("result", "tricky") and sent:
-            d = sent.pop(k % len(sent))
-            state: Any = (_tricky(s.records[d.task], k) if op == "tricky"
-                          else k if k % 3 else {"n": k, "s": "\u00e9\"\\"})
-            s.on_result(d.task, d.run_id, d.node, "ok" if k % 4 else "error", state, 1.0,
-                        "" if k % 4 else "boom", max(wall, d.due_ms / 1000))
-        elif op in ("pause", "resume"):
-            s.set_paused(name, op == "pause", "a", wall)
-        elif op == "trigger":
-            d2, _ = s.trigger(name, wall, loaded)
-            if d2 is not None:
-                sent.append(d2)
-        elif op == "fail":
-            s.fail_node(NAMES[k % len(NAMES)], wall)
+        elif op == "tricky" and sent:  # a result whose state holds the splice's marks
+            common_op(s, "result", k, name, wall, sent, loaded, merged=_tricky,
+                      state=lambda task, k: _tricky(s.records[task], k))
+        elif (after := common_op(s, op, k, name, wall, sent, loaded,
+                                 merged=_tricky)) is not None:
+            wall = after
         elif op == "bound":
             s.bound_run(name, wall * 1000 + 10 * k)
         elif op == "offer":  # a member's run in flight of a slot ahead of the row's
             slot = max(rec.slot, rec.dispatched) + 1 + k % 2
             s.adopt_run(name, f"r{k}-{slot}/1/b", slot, NAMES[k % len(NAMES)], 0.0,
                         wall * 1000 + 3000, wall)
-        elif op == "merge":  # a row from another side with more history: its state taken
-            other = TaskRecord.from_json(json.loads(rec.to_text()))
-            assert other is not None
-            other.version += 5
-            other.history = [[7, "z", 0]]
-            other.state, other.has_state = _tricky(rec, k), True
-            other.origin = {"term": 7, "node": "z", "time": 1}
-            s.merge({"tasks": {name: other.to_json()}}, wall, "z")
         elif op == "newlog":
             logs += 1
             log = ReplicaLog(f"L{logs}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,6 +41,50 @@ def _check(s: Scheduler, log: ReplicaLog, enc: RowEncoder) -> None:
         assert rec.to_text() == json.dumps(rec.to_json(), separators=(",", ":"))
 
 
+def _plain_state(task: str, k: int) -> Any:
+    return k if k % 3 else {"n": k, "s": "\u00e9\"\\"}
+
+
+def common_op(s: Scheduler, op: str, k: int, name: str, wall: float, sent: list[Dispatch],
+              loaded: dict[str, tuple[str, ...]], *,
+              state: Callable[[str, int], Any] = _plain_state,
+              merged: Callable[[TaskRecord, int], Any]) -> float | None:
+    """The random drivers' shared operations (this file's property and
+    ``test_review9_splice``'s) on ``s`` at ``wall``: a tick, a stall (missed slots), a result
+    of a run sent (its state ``state(task, k)``), a pause or resume, a trigger, a node failed,
+    a merge of the row from another side with more history (its state ``merged(row, k)``).
+    The wall after it; None for any other ``op`` (and a result with no run sent)."""
+    rec = s.records[name]
+    if op == "tick":
+        sent += s.tick(wall, loaded)[0]
+    elif op == "stall":  # the loop late by a few intervals: missed slots counted
+        wall += 0.7
+        sent += s.tick(wall, loaded)[0]
+    elif op == "result" and sent:
+        d = sent.pop(k % len(sent))
+        s.on_result(d.task, d.run_id, d.node, "ok" if k % 4 else "error", state(d.task, k), 1.0,
+                    "" if k % 4 else "boom", max(wall, d.due_ms / 1000))
+    elif op in ("pause", "resume"):
+        s.set_paused(name, op == "pause", "a", wall)
+    elif op == "trigger":
+        d2, _ = s.trigger(name, wall, loaded)
+        if d2 is not None:
+            sent.append(d2)
+    elif op == "fail":
+        s.fail_node(NAMES[k % len(NAMES)], wall)
+    elif op == "merge":  # a row from another side with more history: its state taken
+        other = TaskRecord.from_json(json.loads(rec.to_text()))
+        assert other is not None
+        other.version += 5
+        other.history = [[7, "z", 0]]
+        other.state, other.has_state = merged(rec, k), True
+        other.origin = {"term": 7, "node": "z", "time": 1}
+        s.merge({"tasks": {name: other.to_json()}}, wall, "z")
+    else:
+        return None
+    return wall
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=_OPS, seed=st.integers(0, 1000), lead=st.sampled_from([0.0, 20.0, 50.0]))
 def test_the_log_holds_every_row_as_encoded_whole(ops: list[tuple[str, int, float]],
@@ -60,32 +104,9 @@ def test_the_log_holds_every_row_as_encoded_whole(ops: list[tuple[str, int, floa
         wall += dt
         name = names[k % len(names)]
         rec = s.records[name]
-        if op == "tick":
-            sent += s.tick(wall, loaded)[0]
-        elif op == "stall":  # the loop late by a few intervals: missed slots counted
-            wall += 0.7
-            sent += s.tick(wall, loaded)[0]
-        elif op == "result" and sent:
-            d = sent.pop(k % len(sent))
-            state: Any = k if k % 3 else {"n": k, "s": "\u00e9\"\\"}
-            s.on_result(d.task, d.run_id, d.node, "ok" if k % 4 else "error", state, 1.0,
-                        "" if k % 4 else "boom", max(wall, d.due_ms / 1000))
-        elif op in ("pause", "resume"):
-            s.set_paused(name, op == "pause", "a", wall)
-        elif op == "trigger":
-            d2, _ = s.trigger(name, wall, loaded)
-            if d2 is not None:
-                sent.append(d2)
-        elif op == "fail":
-            s.fail_node(NAMES[k % len(NAMES)], wall)
-        elif op == "merge":  # a row from another side with more history: its state taken
-            other = TaskRecord.from_json(json.loads(rec.to_text()))
-            assert other is not None
-            other.version += 5
-            other.history = [[7, "z", 0]]
-            other.state, other.has_state = {"merged": k}, True
-            other.origin = {"term": 7, "node": "z", "time": 1}
-            s.merge({"tasks": {name: other.to_json()}}, wall, "z")
+        after = common_op(s, op, k, name, wall, sent, loaded, merged=lambda r, k: {"merged": k})
+        if after is not None:
+            wall = after
         elif op == "inplace":  # a change in place, marked as every change is
             if k % 2:
                 rec.counts["skipped"] += 1
@@ -119,7 +140,7 @@ def _whole_encodes() -> Iterator[list[str]]:
         seen.append("whole")
         return original(rec)
 
-    TaskRecord.to_text = counting  # type: ignore[method-assign]
+    TaskRecord.to_text = counting  # type: ignore[method-assign,assignment]
     try:
         yield seen
     finally:
