@@ -54,7 +54,7 @@ from clerk._lead import RELEASE_LEAD_MS, too_late
 from clerk._messages import Execute, Peer, Result
 from clerk._runqueue import Job as _Job
 from clerk._runqueue import RunQueue
-from clerk._sockdir import bind_listening, socket_dir
+from clerk._sockdir import BINDING, bind_listening, socket_dir
 from clerk._tasks import TaskDef
 from clerk._workerlink import RUN, LinkClosed, Reader, send_msg
 from clerk._workerreplies import Worker, WorkerReplies
@@ -127,7 +127,8 @@ class Executor(WorkerReplies):
         self.failed = ""  # why the pool is gone for good; "" while it works
         self._closing = threading.Event()  # close() began: _replace retries no more
         # (with the directories that killed agents left: clerk._sockdir)
-        self._dir, endpoint = socket_dir("clerk-workers-", "workers", socket.SOCK_STREAM)
+        self._dir, endpoint = socket_dir("clerk-workers-", "workers", socket.SOCK_STREAM,
+                                         suffix=BINDING)
         self._add_reader, self._remove_reader = add_reader, remove_reader
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         bind_listening(self._listener, endpoint, 2 * workers + 4)  # (see clerk._sockdir)

@@ -105,7 +105,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m clerk.node") 
     configure_host_logging(config.name, config.log_level, args.log_format)
     # The agent's and the workers' records (the tasks' own included) come back here and are
     # written by this process's handler, in one format (see clerk._logging).
-    sink = LogSink()
+    try:
+        sink = LogSink()
+    except ConfigError as exc:  # its socket's path (clerk._sockdir: a long TMPDIR)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         return _run(dataclasses.replace(config, log_to=sink.endpoint))
     finally:
