@@ -38,13 +38,16 @@ def _agent(cluster: LocalCluster, name: str) -> psutil.Process | None:
     return agents[0] if len(agents) == 1 else None
 
 
+@pytest.mark.parametrize("role", ["member", "manager"])
 def test_a_worker_supervisor_that_gives_up_restarts_the_agent_and_runs_run_there_again(
-        tmp_path: Path) -> None:
+        tmp_path: Path, role: str) -> None:
+    """The manager's agent leaves as on SIGTERM: it hands the table over first."""
     log = tmp_path / "log"
     t = clerk.task(Counter, name="count", interval=100, args={"log": str(log)})
     with LocalCluster(2, tasks=[t]) as cluster:
         manager = all_eligible(cluster, "count", timeout=30)
-        victim = next(n for n in cluster.names if n != manager)
+        victim = manager if role == "manager" else next(n for n in cluster.names
+                                                        if n != manager)
         agent = wait_until(lambda: _agent(cluster, victim), timeout=10)
         assert agent is not None
         old_pid = agent.pid
@@ -73,6 +76,10 @@ def test_a_worker_supervisor_that_gives_up_restarts_the_agent_and_runs_run_there
         text = cluster.log(victim)
         assert "worker supervisor gave up" in text and "cannot run tasks any more" in text, text
         assert cluster.running(victim)  # the node itself is up: its supervisor restarted it
+        if role == "manager":  # a graceful leave: no takeover window
+            other = next(n for n in cluster.names if n != victim)
+            assert f"received the manager's hand-over from {victim}" in cluster.log(other), \
+                cluster.log(other)
 
         # The fresh agent rejoins with a fresh pool, and runs run on it again.
         def ran_there_since() -> bool:
