@@ -20,11 +20,31 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _supervised(parent: psutil.Process) -> list[psutil.Process]:
-    """``parent``'s supervised children (not its no-orphans watchdog)."""
+    """``parent``'s supervised children (not its no-orphans watchdog; not one that is gone
+    already, whose command line cannot be read any more)."""
     try:
-        return [c for c in parent.children() if any("_boot.py" in a for a in c.cmdline())]
+        children = parent.children()
     except psutil.Error:
         return []
+    found = []
+    for child in children:
+        try:
+            if any("_boot.py" in a for a in child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _kill_workers(agent: psutil.Process | None, killed: set[int]) -> None:
+    """SIGKILL the workers of ``agent`` not killed yet."""
+    for worker in _supervised(agent) if agent is not None else []:
+        if worker.pid not in killed:
+            killed.add(worker.pid)
+            try:
+                worker.send_signal(signal.SIGKILL)
+            except psutil.Error:
+                pass
 
 
 def _agent(cluster: LocalCluster, name: str) -> psutil.Process | None:
@@ -60,13 +80,7 @@ def test_a_worker_supervisor_that_gives_up_restarts_the_agent_and_runs_run_there
             now = _agent(cluster, victim)
             if now is not None and now.pid != old_pid:
                 return True
-            for worker in _supervised(agent):
-                if worker.pid not in killed:
-                    killed.add(worker.pid)
-                    try:
-                        worker.send_signal(signal.SIGKILL)
-                    except psutil.Error:
-                        pass
+            _kill_workers(agent, killed)
             return False
 
         wait_until(workers_killed_until_the_agent_changes, timeout=60, interval=0.01,
@@ -94,3 +108,33 @@ def test_a_worker_supervisor_that_gives_up_restarts_the_agent_and_runs_run_there
         # its line: a failed run keeps the previous state).
         counts = [r.count for r in counter_lines(log)]
         assert all(b - a in (0, 1) for a, b in zip(counts, counts[1:], strict=False)), counts
+
+
+def test_a_node_whose_agents_keep_losing_their_workers_gives_up(tmp_path: Path) -> None:
+    """Every fresh agent's workers die as they come: the node's own supervisor gives up by its
+    intensity (more than 3 agent restarts in 10 s) and the node exits 1, as any OTP tree
+    would. (Each agent here fails in ~0.3-1.5 s: 11 workers killed, a leave.)"""
+    t = clerk.task(Counter, name="count", interval=100, args={"log": str(tmp_path / "log")})
+    with LocalCluster(1, tasks=[t], data_dir=False) as cluster:
+        name = cluster.names[0]
+        cluster.wait_for_manager(timeout=30)
+        agents: set[int] = set()
+        killed: set[int] = set()
+
+        def node_ended() -> bool:
+            if not cluster.running(name):
+                return True
+            agent = _agent(cluster, name)
+            if agent is not None:
+                agents.add(agent.pid)
+            _kill_workers(agent, killed)
+            return False
+
+        wait_until(node_ended, timeout=90, interval=0.01,
+                   message=lambda: f"node still up after {len(agents)} agents, "
+                                   f"{len(killed)} workers killed")
+        assert cluster.procs[name].returncode == 1
+        text = cluster.log(name)
+        assert text.count("cannot run tasks any more: worker supervisor gave up") >= 4, text
+        assert "node gave up: reached_max_restart_intensity (child 'agent': exit code 1)" \
+            in text, text
