@@ -314,7 +314,8 @@ class Agent(AgentFeed, AgentReplies):
             self.transport.close(FINAL_LINGER_MS if self._done else 0)
             self._wake_r.close()
             self._wake_w.close()
-        if self._failed:
+        if self._failed and not self._stop_requests:
+            # (Asked to stop meanwhile, the node is stopping: no restart wanted, exit 0.)
             log.error("node %s stopped: %s; exiting with %d: %s", self.me.name,
                       self._stop_reason, EXIT_WORKERS_GONE, self._failed)
             return EXIT_WORKERS_GONE
