@@ -10,6 +10,12 @@ are :class:`clerk._agentfeed.AgentFeed`, the replies to clients
 
 Signals: SIGTERM, SIGHUP or SIGINT starts a graceful leave (a manager hands over first) and the
 process exits 0 once it has left; a second one exits at once.
+
+A worker pool gone for good (:mod:`clerk._executor`: its supervisor gave up) escalates as in
+OTP: the agent logs an ERROR saying why, leaves the cluster as on SIGTERM (a manager hands
+over; the runs it held are answered, refused or failed, not left to their deadlines; it is no
+longer eligible for runs) and exits with ``EXIT_WORKERS_GONE``, which the node's supervisor
+restarts like a crash (a fresh agent, a fresh pool), until its own restart intensity gives up.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ from clerk._statusparts import LOOP_PART_BYTES, StatusParts
 from clerk._tasksets import DIGEST_MARK
 from clerk._transport import FINAL_LINGER_MS, MAX_UNPINNED_LINKS, Inbound, Transport
 
-__all__ = ["Agent", "poll_timeout_ms"]
+__all__ = ["EXIT_WORKERS_GONE", "Agent", "poll_timeout_ms"]
 
 log = logging.getLogger("clerk.node")
 MAX_PINNED = 256  # members whose sockets are opened ahead of need and kept (a 256-node cluster)
@@ -66,6 +72,9 @@ SUB_MS_SLEEP = 0.001
 #: 1,000 a turn took ~1 s at load 13). Read one at a time as handled (Transport.receive), the
 #: rest stays queued in ZeroMQ, in order: a tick never overtakes a message already received.
 DRAIN_BUDGET_S = 0.020
+#: The agent's exit code after its worker pool was gone for good (Agent.fail): abnormal, so the
+#: node's supervisor starts it again (clerk._node.agent_spec).
+EXIT_WORKERS_GONE = 1
 
 
 class Agent(AgentFeed, AgentReplies):
@@ -127,6 +136,7 @@ class Agent(AgentFeed, AgentReplies):
         self._stop_requests = 0
         self._done = False
         self._stop_reason = ""
+        self._failed = ""  # why this agent fails (fail): it leaves, then exits non-zero
         #: The joining or manager deadline whose mailbox was read before its tick
         #: (_read_before_electing).
         self._read_before = -math.inf
@@ -159,6 +169,17 @@ class Agent(AgentFeed, AgentReplies):
     def request_stop(self) -> None:
         """Ask the loop (from any thread) to leave gracefully."""
         self._stop_requests += 1
+        self._wake()
+
+    def fail(self, why: str) -> None:
+        """The worker pool is gone for good (clerk._executor): leave, then exit with
+        EXIT_WORKERS_GONE (see the module docstring). Called on the loop."""
+        if self._failed:
+            return
+        self._failed = why
+        log.error("node %s cannot run tasks any more: %s; leaving the cluster and exiting "
+                  "(code %d) so that the node starts its agent again with fresh workers",
+                  self.me.name, why, EXIT_WORKERS_GONE)
         self._wake()
 
     def _wake(self) -> None:
@@ -213,7 +234,8 @@ class Agent(AgentFeed, AgentReplies):
                 if self._done and self.tasks.ready_to_leave(now):
                     self._flush(now)
                     break
-                if self._stop_requests and not leaving and self.tasks.may_leave(now):
+                if ((self._stop_requests or self._failed) and not leaving
+                        and self.tasks.may_leave(now)):
                     leaving = True
                     log.info("leaving the cluster")
                     self.tasks.on_leave(now)
@@ -271,7 +293,8 @@ class Agent(AgentFeed, AgentReplies):
                 if self.status_jobs.busy():
                     self.status_step()  # (clerk._statusjob)
                     continue
-                if not arrived and not handled and timeout_ms == 0 and not self._stop_requests:
+                if (not arrived and not handled and timeout_ms == 0 and not self._stop_requests
+                        and not self._failed):
                     busy = perf_counter() - woke
                     if busy > turns.floor:
                         turns.note(busy)
@@ -291,6 +314,11 @@ class Agent(AgentFeed, AgentReplies):
             self.transport.close(FINAL_LINGER_MS if self._done else 0)
             self._wake_r.close()
             self._wake_w.close()
+        if self._failed and not self._stop_requests:
+            # (Asked to stop meanwhile, the node is stopping: no restart wanted, exit 0.)
+            log.error("node %s stopped: %s; exiting with %d: %s", self.me.name,
+                      self._stop_reason, EXIT_WORKERS_GONE, self._failed)
+            return EXIT_WORKERS_GONE
         log.info("node %s stopped: %s", self.me.name, self._stop_reason)
         return 0
 

@@ -48,9 +48,12 @@ def run(config: NodeConfig) -> int:
     policy = GcPolicy()
     policy.install(agent.clock.monotonic())
     try:
-        return agent.run()
+        code = agent.run()
     finally:
         policy.close()
+    if code:  # (its worker pool was gone for good: clerk._agent.EXIT_WORKERS_GONE)
+        sys.exit(code)
+    return code
 
 
 def _ip(host: str) -> str:

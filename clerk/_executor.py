@@ -24,6 +24,12 @@ wrote before it died ends its run as it says). A DONE the agent cannot read (not
 neither form, a field of the wrong type) fails its run at once with an error naming the
 problem, no state taken: the worker has answered and waits for its next run, which it takes as
 usual.
+A worker pool that is gone for good escalates, as in OTP: when the worker supervisor gives up
+(more than ``max(10, 5 * workers)`` worker restarts in 60 s), or a worker killed past a timeout
+cannot be started again (tried after each of ``START_RETRY_PAUSES``), the runs queued here
+are refused at once, any run a dead worker still held fails, EXECUTEs that come after are
+refused, and ``on_failed`` tells the agent, which leaves the cluster and exits non-zero, so
+the node's supervisor starts it again with a fresh pool (:mod:`clerk._agent`).
 Results go to the manager this node follows now (which may have changed during the run), else
 to the sender. What the agent does with its workers' messages (READY, DONE, a malformed one) is
 :mod:`clerk._workerreplies`.
@@ -48,11 +54,11 @@ from clerk._lead import RELEASE_LEAD_MS, too_late
 from clerk._messages import Execute, Peer, Result
 from clerk._runqueue import Job as _Job
 from clerk._runqueue import RunQueue
-from clerk._sockdir import bind_listening, socket_dir
+from clerk._sockdir import BINDING, bind_listening, socket_dir
 from clerk._tasks import TaskDef
 from clerk._workerlink import RUN, LinkClosed, Reader, send_msg
 from clerk._workerreplies import Worker, WorkerReplies
-from supervisor import ChildSpec, Event, Supervisor
+from supervisor import ChildSpec, Event, NotRunningError, Supervisor
 
 __all__ = ["Executor"]
 
@@ -65,6 +71,9 @@ log = logging.getLogger("clerk.executor")
 
 #: How many ended runs' ids an executor remembers to refuse a second EXECUTE of one.
 ENDED_KEPT = 4096
+#: A worker that could not be started in the place of one killed past a timeout is tried again
+#: after each of these pauses (s); then the pool gives up (see Executor._replace).
+START_RETRY_PAUSES = (0.1, 0.5, 1.5)
 
 
 class Executor(WorkerReplies):
@@ -87,6 +96,7 @@ class Executor(WorkerReplies):
         on_ready: Callable[[], None] | None = None,
         on_capacity: Callable[[bool], None] | None = None,
         on_stale: Callable[[Execute, str], None] | None = None,
+        on_failed: Callable[[str], None] | None = None,
     ) -> None:
         self.node = node
         self._log = (log_level, log_to)  # for the workers' logging (see clerk._logging)
@@ -111,8 +121,14 @@ class Executor(WorkerReplies):
         # A run that could not start before it went stale (clerk._lead.too_late): it waited
         # for a worker past it, or its worker was stopped while it held the run.
         self._on_stale = on_stale
+        # The pool gone for good (see _give_up): on_failed(why), once; the agent then fails
+        # (it leaves and exits non-zero) and the node's supervisor starts a fresh one.
+        self._on_failed = on_failed
+        self.failed = ""  # why the pool is gone for good; "" while it works
+        self._closing = threading.Event()  # close() began: _replace retries no more
         # (with the directories that killed agents left: clerk._sockdir)
-        self._dir, endpoint = socket_dir("clerk-workers-", "workers", socket.SOCK_STREAM)
+        self._dir, endpoint = socket_dir("clerk-workers-", "workers", socket.SOCK_STREAM,
+                                         suffix=BINDING)
         self._add_reader, self._remove_reader = add_reader, remove_reader
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         bind_listening(self._listener, endpoint, 2 * workers + 4)  # (see clerk._sockdir)
@@ -152,12 +168,22 @@ class Executor(WorkerReplies):
     # --- supervisor events (called on the supervisor's thread: hand off through a socket) ---
 
     def _hook(self, event: Event) -> None:
-        if event.kind not in ("exit", "shutdown") or event.child_id is None:
+        if event.kind == "shutdown":
+            # The worker supervisor stopped: by close() (ok), or it gave up (its restart
+            # intensity, a child it could not start): the pool is gone for good.
+            if event.info is not None and not event.info.ok:
+                self._send_event({"kind": "gave up", "pool_gone": True,
+                                  "reason": f"worker supervisor gave up: {event.info}"})
             return
-        line = json.dumps({"kind": event.kind, "child": event.child_id, "pid": event.pid,
-                           "reason": str(event.reason) if event.reason else ""})
+        if event.kind != "exit" or event.child_id is None:
+            return
+        self._send_event({"kind": event.kind, "child": event.child_id, "pid": event.pid,
+                          "reason": str(event.reason) if event.reason else ""})
+
+    def _send_event(self, ev: dict[str, Any]) -> None:
+        """To the loop (from another thread), through the events socket."""
         try:
-            self._events_w.send(line.encode() + b"\n")
+            self._events_w.send(json.dumps(ev).encode() + b"\n")
         except OSError:
             pass
 
@@ -169,6 +195,9 @@ class Executor(WorkerReplies):
         for line in data.splitlines():
             try:
                 ev = json.loads(line)
+                if ev.get("kind") == "gave up":
+                    self._give_up(str(ev["reason"]), pool_gone=bool(ev.get("pool_gone")))
+                    continue
                 wid = int(str(ev["child"]).split("-")[1])
             except (ValueError, KeyError, IndexError):
                 continue
@@ -199,6 +228,31 @@ class Executor(WorkerReplies):
             self._check_capacity()
             self._pump(self._now())
 
+    def _give_up(self, why: str, *, pool_gone: bool) -> None:
+        """The pool is gone for good (its supervisor gave up: ``pool_gone``), or a worker could
+        not be started again (``_replace``): the runs queued here are refused at once (none
+        will start), the ones a dead worker held fail, and the agent is told (``on_failed``),
+        which escalates: it leaves and exits non-zero, and the node's supervisor starts it
+        again with a fresh pool. A worker left up (a start failure) keeps its run: a leaving
+        node lets its runs in flight finish."""
+        if self.failed:
+            return
+        self.failed = why
+        # (Each worker's exit came before the shutdown and failed its run already: these are
+        # what is left, should one not have come.)
+        for worker in self.workers.values() if pool_gone else ():
+            worker.identity = None
+            job, worker.job = worker.job, None
+            if job is not None:
+                self._reply(job, "error", None, f"the worker pool of {self.node} is gone: {why}")
+        for job in self.queue:
+            self._reply(job, "refused", None,
+                        f"not started: the worker pool of {self.node} is gone ({why})", 0.0)
+        self.queue = RunQueue()
+        self._check_capacity()
+        if self._on_failed is not None:
+            self._on_failed(why)
+
     # --- runs ---------------------------------------------------------------------------------
 
     def submit(self, msg: Execute, reply_to: str, now: float) -> None:
@@ -223,6 +277,11 @@ class Executor(WorkerReplies):
                       msg.run_id, extra={"task": msg.task, "slot": msg.slot, "run": msg.run_id})
         if msg.task not in self.defs:
             self._reply(job, "error", None, f"task {msg.task!r} is not loaded on {self.node}")
+            return
+        if self.failed:  # (until the agent has started leaving: then it refuses them itself)
+            self._reply(job, "refused", None,
+                        f"not started: the worker pool of {self.node} is gone ({self.failed})",
+                        0.0)
             return
         self.queue.add(job, now)
         self._pump(now)
@@ -360,11 +419,27 @@ class Executor(WorkerReplies):
 
         The new one first, as a new child: ending the old tree can take the supervisor a
         while, and runs that arrive meanwhile should not wait for it. Neither a start nor a
-        terminate counts against the restart intensity."""
-        try:
-            self.sup.start_child(self._spec(new, wid))
-        except Exception as exc:  # stopping, or the pool is broken: the agent will notice
-            log.error("could not start %s: %s", new, exc)
+        terminate counts against the restart intensity. A start that fails (the system out
+        of processes or memory, for one) is tried again after each of ``START_RETRY_PAUSES``;
+        after the last, that worker id would stay without a process for good: the pool gives
+        up (``_give_up``, on the loop). A supervisor that is not running (it gave up, or
+        ``close``) is not retried: its shutdown says so."""
+        for pause in (*START_RETRY_PAUSES, None):
+            try:
+                self.sup.start_child(self._spec(new, wid))
+                break
+            except NotRunningError:
+                break
+            except Exception as exc:
+                if pause is None:
+                    log.error("could not start %s: %s (tried %d times)", new, exc,
+                              len(START_RETRY_PAUSES) + 1)
+                    self._send_event({"kind": "gave up", "pool_gone": False,
+                                      "reason": f"could not start {new}: {exc}"})
+                    break
+                log.warning("could not start %s: %s (again in %.1f s)", new, exc, pause)
+                if self._closing.wait(pause):
+                    break
         try:
             self.sup.terminate_child(old)
             self.sup.delete_child(old)
@@ -411,6 +486,7 @@ class Executor(WorkerReplies):
         self.send_result(result, job.reply_to)
 
     def close(self) -> None:
+        self._closing.set()
         for killer in self._killers:
             killer.join(timeout=5)
         try:

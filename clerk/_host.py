@@ -25,7 +25,8 @@ __all__ = ["Host"]
 class Host(Protocol):
     """What the task layer needs of the node that hosts it (:class:`clerk._agent.Agent`): its
     configuration, clock, randomness, transport (for the workers' sockets), identity, core and
-    metrics, and two ways to act on the network. The agent imports the runner, never the reverse."""
+    metrics, two ways to act on the network, and a way to fail. The agent imports the runner,
+    never the reverse."""
 
     config: NodeConfig
     clock: Clock
@@ -46,4 +47,9 @@ class Host(Protocol):
 
     def apply(self, effects: list[Effect], now: float) -> None:
         """Carry out the core's effects."""
+        ...
+
+    def fail(self, why: str) -> None:
+        """This node cannot run tasks any more (its worker pool is gone for good): leave the
+        cluster and exit non-zero, so the node's supervisor starts the agent again."""
         ...

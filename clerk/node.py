@@ -9,10 +9,11 @@
 
 Exit codes: 0 after a graceful leave (SIGTERM, SIGHUP -- the terminal closed -- or Ctrl-C;
 a second Ctrl-C exits at once), 1 if the node stopped on its own (refused by the cluster,
-or its agent kept crashing), 2 for a configuration error (the message names the file or
-flag, the key and the value) or when the node cannot listen on its port or take its data
-directory (the message names the address and, where it can tell, the process holding it;
-not retried: it would fail the same way).
+or its agent kept crashing or losing its task workers), 2 for a configuration error (the
+message names the file or flag, the key and the value), a temporary directory too long for
+its Unix sockets, or when the node cannot listen on its port or take its data directory (the
+message names the address and, where it can tell, the process holding it; not retried: it
+would fail the same way).
 """
 
 from __future__ import annotations
@@ -105,7 +106,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m clerk.node") 
     configure_host_logging(config.name, config.log_level, args.log_format)
     # The agent's and the workers' records (the tasks' own included) come back here and are
     # written by this process's handler, in one format (see clerk._logging).
-    sink = LogSink()
+    try:
+        sink = LogSink()
+    except ConfigError as exc:  # its socket's path (clerk._sockdir: a long TMPDIR)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         return _run(dataclasses.replace(config, log_to=sink.endpoint))
     finally:

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 
-from clerk._sockdir import EMPTY_AGE_S, bind_listening, sweep
+import pytest
+
+from clerk._errors import ConfigError
+from clerk._sockdir import (
+    BINDING,
+    EMPTY_AGE_S,
+    MAX_SOCKET_PATH,
+    bind_listening,
+    socket_dir,
+    sweep,
+)
 
 
 def _bound(path: Path, name: str, kind: int) -> socket.socket:
@@ -99,3 +110,68 @@ def test_bind_listening_gives_a_listening_socket_at_its_name(tmp_path: Path) -> 
             conn, _ = s.accept()
             conn.close()
         assert sweep("p-", "workers", socket.SOCK_STREAM, str(tmp_path)) == 0
+
+
+def _aged(path: Path, age: float) -> None:
+    t = time.time() - age
+    os.utime(path, (t, t), follow_symlinks=False)
+
+
+def test_a_binding_leftover_of_a_killed_process_is_swept_once_old(tmp_path: Path) -> None:
+    """An agent killed between bind_listening's bind and its rename left ``<name>.binding``:
+    on main that directory was never swept (it holds no ``<name>``). Old and refusing
+    connections it goes; young, or accepting (listening, not renamed yet), it stays."""
+    name, kind = "workers", socket.SOCK_STREAM
+    for entry, listening in (("p-dead", False), ("p-young", False), ("p-live", True)):
+        d = tmp_path / entry
+        d.mkdir(mode=0o700)
+        s = socket.socket(socket.AF_UNIX, kind)
+        s.bind(str(d / name) + BINDING)
+        if listening:
+            s.listen(1)
+            keep = s
+        else:
+            s.close()  # the file stays, as after a SIGKILL
+        if entry != "p-young":
+            _aged(d / (name + BINDING), EMPTY_AGE_S + 5)
+    try:
+        assert sweep("p-", name, kind, str(tmp_path)) == 1
+        assert sorted(os.listdir(tmp_path)) == ["p-live", "p-young"]
+    finally:
+        keep.close()
+
+
+def _tmpdir_for(tmp_path: Path, total: int) -> Path:
+    """A temporary directory whose worker socket's longest path (``.binding``) is ``total``
+    bytes long."""
+    fixed = len("/clerk-workers-") + 8 + len("/workers") + len(BINDING)  # mkdtemp: 8 chars
+    base = tmp_path / ("t" * (total - fixed - len(str(tmp_path)) - 1))
+    base.mkdir()
+    return base
+
+
+def test_a_socket_path_over_the_af_unix_limit_is_a_clear_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On main the check was bind's: socket_dir handed out a path whose ``.binding`` name did
+    not fit (``OSError: AF_UNIX path too long`` from deep in the agent's start) even when the
+    endpoint itself did."""
+    base = _tmpdir_for(tmp_path, MAX_SOCKET_PATH + 1)
+    monkeypatch.setattr(tempfile, "tempdir", str(base))
+    with pytest.raises(ConfigError) as err:
+        socket_dir("clerk-workers-", "workers", socket.SOCK_STREAM, suffix=BINDING)
+    text = str(err.value)
+    assert "TMPDIR" in text and str(base) in text and "workers.binding" in text
+    assert f"{MAX_SOCKET_PATH + 1} bytes" in text
+    assert os.listdir(base) == []  # the directory made for it is gone again
+
+
+def test_a_socket_path_at_the_limit_binds(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    base = _tmpdir_for(tmp_path, MAX_SOCKET_PATH)
+    monkeypatch.setattr(tempfile, "tempdir", str(base))
+    directory, endpoint = socket_dir("clerk-workers-", "workers", socket.SOCK_STREAM,
+                                     suffix=BINDING)
+    assert len(os.fsencode(endpoint + BINDING)) == MAX_SOCKET_PATH
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        bind_listening(s, endpoint, 1)
+        assert os.listdir(directory) == ["workers"]

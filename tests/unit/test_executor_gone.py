@@ -1,0 +1,139 @@
+"""A worker pool gone for good escalates (clerk._executor): its supervisor gave up, or a worker
+killed past a timeout could not be started again. A real Executor whose worker is a test
+socket; the supervisor is a fake whose ``start_child`` may fail."""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import clerk._executor
+from clerk._executor import Executor
+from clerk._messages import Execute, Result
+from clerk._workerlink import READY, RUN, pack, recv_msg
+from supervisor import ChildStartError, Event, ShutdownInfo, ShutdownReason
+from tests.unit.test_executor_exit import DEFS, ME, _Sup
+
+
+class _FailingSup(_Sup):
+    """``start_child`` fails its first ``fails`` calls, as a fork that finds the system out
+    of processes does."""
+
+    fails = 0
+
+    def start_child(self, spec: Any) -> int:
+        self.calls.append(("start", spec.id))
+        if _FailingSup.fails > 0:
+            _FailingSup.fails -= 1
+            raise ChildStartError(spec.id, "OSError(11, 'Resource temporarily unavailable')")
+        return 0
+
+
+Pool = tuple[Executor, socket.socket, list[Result], list[str]]
+
+
+@pytest.fixture
+def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[Pool]:
+    monkeypatch.setattr(clerk._executor, "Supervisor", _FailingSup)
+    monkeypatch.setattr(clerk._executor, "START_RETRY_PAUSES", (0.0, 0.0))
+    _FailingSup.fails = 0
+    readers: dict[int, Any] = {}
+    results: list[Result] = []
+    failed: list[str] = []
+    ex = Executor(node="a@127.0.0.1", defs=DEFS, workers=1,
+                  add_reader=lambda fd, cb: readers.__setitem__(fd, cb),
+                  remove_reader=lambda fd: readers.pop(fd, None),
+                  send_result=lambda r, to: results.append(r), me=lambda: (ME, 1),
+                  log_level="warning", on_failed=failed.append)
+    link = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    link.settimeout(5)
+    try:
+        link.connect(ex._endpoint)
+        link.sendall(pack(READY, json.dumps({"wid": 0, "pid": 100}).encode()))
+        for _ in range(100):
+            for fd in select.select(list(readers), [], [], 0.05)[0]:
+                if fd in readers:
+                    readers[fd]()
+            if ex.workers[0].identity is not None:
+                break
+        assert ex.workers[0].identity is not None
+        yield ex, link, results, failed
+    finally:
+        link.close()
+        ex.close()
+
+
+def _events(ex: Executor) -> None:
+    """The loop's turn: what the supervisor's (or a helper) thread sent it."""
+    assert select.select([ex._events_r], [], [], 5)[0], "no event came"
+    ex._on_worker_events()
+
+
+def _execute(run: str, slot: int) -> Execute:
+    return Execute(ME, 1, "t", run, slot, {"n": 0}, 5_000)
+
+
+@pytest.mark.timeout(20)
+def test_a_supervisor_that_gave_up_fails_the_pool_and_refuses_its_runs(pool: Pool) -> None:
+    """On main the shutdown was ignored: the queued run waited for its timeout ("no free
+    worker") and every later EXECUTE queued behind it, on a node that had no worker left."""
+    ex, link, results, failed = pool
+    ex.submit(_execute("r1", 1), "m", 0.0)
+    assert recv_msg(link)[0] == RUN
+    ex.submit(_execute("r2", 2), "m", 0.0)  # queued: the only worker runs r1
+    # The supervisor ends its children (each exit fails its run), then says it gave up.
+    ex._hook(Event(kind="exit", supervisor="s", child_id="worker-0", pid=100, reason=None))
+    info = ShutdownInfo(ShutdownReason.INTENSITY, "worker-0")
+    ex._hook(Event(kind="shutdown", supervisor="s", info=info))
+    _events(ex)
+    assert [(r.run_id, r.outcome) for r in results] == [("r1", "error"), ("r2", "refused")]
+    assert "worker pool of a@127.0.0.1 is gone" in results[1].error
+    assert failed == [f"worker supervisor gave up: {info}"] and ex.failed
+    assert not ex.busy()
+    ex.submit(_execute("r3", 3), "m", 0.0)  # after: refused at once, not queued
+    assert results[-1].run_id == "r3" and results[-1].outcome == "refused"
+    assert not ex.busy()
+
+
+@pytest.mark.timeout(20)
+def test_an_orderly_stop_of_the_supervisor_is_no_failure(pool: Pool) -> None:
+    ex, _link, _results, failed = pool
+    ex._hook(Event(kind="shutdown", supervisor="s", info=ShutdownInfo(ShutdownReason.STOPPED)))
+    assert not select.select([ex._events_r], [], [], 0.1)[0]
+    assert failed == [] and not ex.failed
+
+
+def _replace_and_join(ex: Executor) -> None:
+    ex._replace_worker(ex.workers[0])
+    for killer in ex._killers:
+        killer.join(5)
+
+
+@pytest.mark.timeout(20)
+def test_a_replacement_that_fails_to_start_once_is_started_again(pool: Pool) -> None:
+    """On main a failed start_child was only logged: worker 0 had no process, for good."""
+    ex, _link, _results, failed = pool
+    _FailingSup.fails = 1
+    _replace_and_join(ex)
+    calls = ex.sup.calls  # type: ignore[attr-defined]
+    assert calls == [("start", "worker-0-1"), ("start", "worker-0-1"),
+                     ("terminate", "worker-0"), ("delete", "worker-0")]
+    assert failed == [] and not ex.failed
+
+
+@pytest.mark.timeout(20)
+def test_a_replacement_that_never_starts_fails_the_pool(pool: Pool) -> None:
+    ex, _link, results, failed = pool
+    _FailingSup.fails = 99
+    _replace_and_join(ex)
+    starts = [c for c in ex.sup.calls if c[0] == "start"]  # type: ignore[attr-defined]
+    assert len(starts) == 3  # the first try and one after each of the two pauses
+    _events(ex)
+    assert len(failed) == 1 and "could not start worker-0-1" in failed[0]
+    ex.submit(_execute("r1", 1), "m", 0.0)
+    assert [(r.run_id, r.outcome) for r in results] == [("r1", "refused")]
