@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -53,11 +54,13 @@ def test_callbacks_run_in_order_after_their_record_is_durable(tmp_path: Path) ->
 
     def then(i: int) -> None:
         order.append(i)
-        seen_on_disk.append(VoterStore(tmp_path, "a@h").load()["rows"]["t"]["reserved"])
+        on_disk = VoterStore(tmp_path, "a@h").load()
+        assert on_disk is not None
+        seen_on_disk.append(on_disk["rows"]["t"]["reserved"])
 
     for i in range(1, 6):
         s.write({"version": 1, "promised": None, "rows": {"t": {"reserved": i}}},
-                lambda i=i: then(i))
+                functools.partial(then, i))
     assert s.deliver() == 0, "nothing is durable yet"
     gate.set()
     assert s.flush()
