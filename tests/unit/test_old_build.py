@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 
-from _old_build import OLD_BUILD, provide  # noqa: E402
+from _old_build import OLD_BUILD, provide  # type: ignore[import-not-found]  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(60),
               pytest.mark.skipif(shutil.which("git") is None, reason="needs git")]
