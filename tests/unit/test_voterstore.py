@@ -101,6 +101,16 @@ def test_a_failed_write_answers_nothing(tmp_path: Path) -> None:
     (b'{"format": "something-else"}', "not a Clerk voter file"),
     (json.dumps({"format": FORMAT, "node": "b@h", "record": A}).encode(), "node 'b@h'"),
     (json.dumps({"format": FORMAT, "node": "a@h", "record": 3}).encode(), "no record"),
+    # A number that is not finite in a row's task record (which the register keeps as it is):
+    # every later write of the record would fail (allow_nan=False), the voter answering
+    # nothing; its promises are not for a reader to drop piecemeal. In a ballot (which the
+    # register refuses too, with a ValueError that names no file): the same error.
+    (json.dumps({"format": FORMAT, "node": "a@h", "record": {**A, "rows": {"t": {
+        "reserved": 5, "accepted": [3, 0, "a@h"], "seq": 1,
+        "record": {"state": {"n": float("nan")}}}}}}).encode(),
+     "not finite (record: rows.t.record.state.n: nan)"),
+    (json.dumps({"format": FORMAT, "node": "a@h", "record": {**A, "promised": [3, 0, "a@h"]}}
+                ).replace("[3, 0", "[1e400, 0").encode(), "promised[0]: inf"),
 ])
 def test_a_corrupt_file_is_an_error_naming_it_never_a_fresh_start(
         tmp_path: Path, content: bytes, problem: str) -> None:
