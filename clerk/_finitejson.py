@@ -10,7 +10,8 @@ written). The decoders here refuse both as they read (:func:`finite_float`,
 the error a refused delta reports (it parses again, only then). A packed table
 (:func:`clerk._record.unpack_table`) is read with the same decoders, and
 :func:`not_finite_of` lists where it holds such numbers (it is refused whole unless every one
-is in a row's run history entries, which are dropped there).
+is in a row's run history entries, which are dropped there). A row of the data directory
+holding one (:mod:`clerk._store`) loses only the field that holds it (:func:`finite_row`).
 
 A row's run history is a JSON string inside the row (:class:`clerk._control.RunHistory`): the
 row's scan reads it as a string, and only a history *patch*'s new entries are parsed at a
@@ -29,10 +30,12 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["finite_float", "finite_items", "finite_list", "marked", "no_constant",
-           "not_finite_in", "not_finite_of", "not_finite_paths"]
+__all__ = ["STATE_PART", "finite_float", "finite_items", "finite_list", "finite_row", "marked",
+           "no_constant", "not_finite_in", "not_finite_of", "not_finite_paths"]
 
 _MAX = sys.float_info.max
+#: A task row's state part (clerk._record): its keys go together, or not at all.
+STATE_PART = ("state", "has_state", "origin", "version", "history")
 
 
 def no_constant(name: str) -> Any:
@@ -154,3 +157,43 @@ def finite_list(value: list[Any]) -> tuple[list[Any], list[str]]:
             path = "" if path.startswith("(") else path
             dropped.append(f"[{i}]{'.' if path and path[0] != '[' else ''}{path}: {number}")
     return kept, dropped
+
+
+def finite_row(key: str, value: Any) -> tuple[bool, Any, list[str]]:
+    """A row (``key`` as in :mod:`clerk._rowtexts`: ``t:<task>``, ``k:<key>``) decoded by
+    ``json.loads`` with what is not finite in it dropped: ``(kept, row, notes)``, each note
+    ``"<field path>: <number> (<what was dropped>)"``. A task row drops its state part
+    (:data:`STATE_PART`: the state without its lineage, or a lineage without its state, is
+    no copy; a member's copy, or the task's init, replaces it) if one of those fields holds
+    such a number, a run history entry (list form) on its own, any other field on its own.
+    A table's other keys (a dict: ``node_runs``) drop the item holding it. Anything else
+    holding one is dropped whole (``kept`` False). Builds a new row: ``value`` is left as
+    it was."""
+    if not isinstance(value, dict):
+        bad = not_finite_of(value)
+        return (not bad, value,
+                [b.replace("(the value)", "the row itself", 1) for b in bad[:1]])
+    notes: list[str] = []
+    out = dict(value)
+    task = key.startswith("t:")
+    state_dropped = False
+    for field, item in value.items():
+        bad = not_finite_of(item)
+        if not bad:
+            continue
+        first = bad[0].replace("(the value)", "", 1)
+        path = f"{field}{'' if first.startswith(('[', ':')) else '.'}{first}"
+        if task and field == "run_history" and isinstance(item, list):
+            kept, dropped = finite_list(item)
+            out[field] = kept
+            notes.extend(f"run_history{d} (that entry)" for d in dropped[:3])
+        elif task and field in STATE_PART:
+            if not state_dropped:
+                notes.append(f"{path} (the state, its lineage and version)")
+            state_dropped = True
+            for k in STATE_PART:
+                out.pop(k, None)
+        else:
+            out.pop(field, None)
+            notes.append(f"{path} (that {'field' if task else 'item'})")
+    return True, out, notes

@@ -60,7 +60,9 @@ Rules:
   node's name) is moved aside to ``tasks.json.<reason>-<time>`` with a warning naming both
   paths, and so are journals that cannot be replayed (foreign, or damaged before their end):
   never deleted, never fatal; the node starts without durable rows (or with those before the
-  damage).
+  damage). A row holding a number that is not finite (``NaN``, ``Infinity``, ``1e400``: no
+  encoder of ours writes one) loses only what holds it, with a WARNING naming the file, the
+  row and the field (``Store._row_texts``); the other rows and fields are read as they are.
 * **One node per directory.** The directory is locked (``fcntl.flock`` on ``lock``) for the
   node's life; a second node on it is refused with an error naming the directory and the
   holder. The lock dies with the process, so a kill -9 never leaves a stale lock.
@@ -82,6 +84,7 @@ from pathlib import Path
 from typing import Any
 
 from clerk._datadir import DataDirInUse, check_free, default_data_dir, lock_dir, move_aside
+from clerk._finitejson import finite_row
 from clerk._journal import JOURNAL_FORMAT, apply_rows, journals, split_records, torn_tail
 from clerk._replica import DUMP, split_table
 from clerk._storewriter import (
@@ -180,16 +183,50 @@ class Store(StoreWriter):
                                      f"no readable {TABLE_FILE} to replay it onto")
             return None
         self._gen = max(self._gen, gen or 0)
+        came: dict[str, tuple[Path, int]] = {}  # row key -> the journal record it came from
         if gen is not None:
-            self._replay(table, [(g, p) for g, p in found if g >= gen])
+            self._replay(table, [(g, p) for g, p in found if g >= gen], came)
         self._plain = gen is None
-        try:
-            self._rows = {k: DUMP(v) for k, v in split_table(table).items()}
-        except (TypeError, ValueError):
-            self._rows = {}
+        self._rows = self._row_texts(table, came)
         self._rows_bytes = sum(_row_size(k, t) for k, t in self._rows.items())
         self._members = dict(self.recorded) if self.recorded else None
         return table
+
+    def _row_texts(self, table: dict[str, Any],
+                   came: dict[str, tuple[Path, int]]) -> dict[str, str]:
+        """The rows of ``table`` as the writer keeps them (their texts). A row holding a
+        number that is not finite (``NaN``, ``Infinity``, ``1e400``: a damaged or hand-made
+        file; no encoder of ours writes one) cannot be written again: what holds it is dropped
+        from the row, here and in ``table``, with a WARNING naming the file, the row and the
+        field (:func:`clerk._finitejson.finite_row`); every other row and field is kept (as
+        the whole table was not, and the next snapshot wrote an empty one)."""
+        rows: dict[str, str] = {}
+        for key, value in split_table(table).items():
+            try:
+                rows[key] = DUMP(value)
+                continue
+            except (TypeError, ValueError, RecursionError):
+                pass
+            kept, fixed, notes = finite_row(key, value)
+            try:
+                text = DUMP(fixed) if kept else None
+            except (TypeError, ValueError, RecursionError):
+                kept, text, notes = False, None, notes or ["not JSON"]
+            journal = came.get(key)
+            where = f"{journal[0]} (record {journal[1]})" if journal else str(self.file)
+            what = f"task {key[2:]!r}" if key.startswith("t:") else f"table key {key[2:]!r}"
+            log.warning("data directory: %s: %s: %s not finite, dropped: %s%s", where, what,
+                        "a number" if len(notes) < 2 else "numbers", "; ".join(notes),
+                        "" if text is not None else " (the whole row)")
+            owner = table.get("tasks") if key.startswith("t:") else table
+            if isinstance(owner, dict):
+                if text is None:
+                    owner.pop(key[2:], None)
+                else:
+                    owner[key[2:]] = fixed
+            if text is not None:
+                rows[key] = text
+        return rows
 
     def _read_snapshot(self) -> tuple[dict[str, Any] | None, int | None]:
         """The snapshot's table and journal generation (None: no ``JOURNAL_KEY``)."""
@@ -230,9 +267,11 @@ class Store(StoreWriter):
             self.recorded = {k: v for k, v in members.items()
                              if isinstance(k, str) and isinstance(v, str) and k != self.node}
 
-    def _replay(self, table: dict[str, Any], found: list[tuple[int, Path]]) -> None:
-        """Apply the intact records of ``found`` (oldest first) to ``table``. A torn tail of
-        the last journal is dropped (a crash mid-append); damage anywhere else ends the
+    def _replay(self, table: dict[str, Any], found: list[tuple[int, Path]],
+                came: dict[str, tuple[Path, int]]) -> None:
+        """Apply the intact records of ``found`` (oldest first) to ``table``, noting in
+        ``came`` which record each row came from last (for a warning about it). A torn tail
+        of the last journal is dropped (a crash mid-append); damage anywhere else ends the
         replay, and that journal and the later ones are moved aside."""
         for i, (gen, path) in enumerate(found):
             try:
@@ -255,6 +294,8 @@ class Store(StoreWriter):
                 rows = rec.get("rows") if isinstance(rec, dict) else None
                 if not isinstance(rows, dict) or not apply_rows(table, rows):
                     break
+                for key in rows:
+                    came[key] = (path, applied)
                 self._record_members(rec.get("members"))
                 applied += 1
             if applied < len(records) or (end < len(data) and (

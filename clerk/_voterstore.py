@@ -43,6 +43,7 @@ from typing import Any, NoReturn
 
 from clerk._durable import replace_durably
 from clerk._errors import ConfigError
+from clerk._finitejson import not_finite_of
 
 __all__ = ["FORMAT", "MAX_RECORD_BYTES", "VOTER_FILE", "VoterStore"]
 
@@ -107,6 +108,12 @@ class VoterStore:
         record = doc.get("record")
         if not isinstance(record, dict):
             self._refuse("holds no record")
+        bad = not_finite_of(record)
+        if bad:  # (json.loads reads NaN, Infinity, 1e400; no write of ours has one; a row's
+            # task record holding one is kept by the register, and its next write fails)
+            self._refuse(f"holds {len(bad)} number{'' if len(bad) == 1 else 's'} that "
+                         f"{'is' if len(bad) == 1 else 'are'} not finite (record: "
+                         f"{'; '.join(bad[:3])})")
         return record
 
     def _refuse(self, problem: str) -> NoReturn:

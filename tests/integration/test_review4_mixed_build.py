@@ -13,8 +13,11 @@ left it (no count twice, no start over). n1 comes back (new build) and follows t
 manager; n3 is SIGKILLed and n1 takes over from the replica the old build sent it: the
 counter goes on again.
 
-Run: ``CLERK_OLD_BUILD=/path/to/old/tree pytest tests/integration/test_review4_mixed_build.py``
-(from the new tree).
+``tools/test`` (the CI's run) extracts the previous build itself (the commit
+``tools/_old_build.py`` pins) and sets ``CLERK_OLD_BUILD``; where it cannot (no git, a
+tarball, a shallow clone) the test is skipped with the reason. By hand, from the new tree:
+``CLERK_OLD_BUILD=$(python3 tools/_old_build.py) pytest <this file>``, or
+``CLERK_OLD_BUILD=/path/to/old/tree``.
 """
 
 from __future__ import annotations
@@ -32,9 +35,22 @@ from tests.integration.cluster_tasks import Counter
 from tests.integration.task_helpers import CounterLine, counter_lines
 
 OLD = os.environ.get("CLERK_OLD_BUILD", "")
+
+
+def _no_old_build() -> str:
+    """Why there is no old build to run (empty: there is one)."""
+    if OLD and Path(OLD, "clerk").is_dir() and Path(OLD, "supervisor").is_dir():
+        return ""
+    if OLD:
+        return f"CLERK_OLD_BUILD={OLD} holds no clerk/ and supervisor/ of another build"
+    return ("no old build: " + (os.environ.get("CLERK_OLD_BUILD_WHY") or (
+        "CLERK_OLD_BUILD is not set; tools/test sets it (tools/_old_build.py extracts the "
+        "pinned commit from git), or by hand: CLERK_OLD_BUILD=$(python3 tools/_old_build.py) "
+        "pytest tests/integration/test_review4_mixed_build.py")))
+
+
 pytestmark = [pytest.mark.timeout(240),
-              pytest.mark.skipif(not OLD or not Path(OLD, "clerk").is_dir(),
-                                 reason="CLERK_OLD_BUILD names no tree of another build")]
+              pytest.mark.skipif(bool(_no_old_build()), reason=_no_old_build())]
 
 
 def _start(cluster: LocalCluster, name: str, old: bool) -> None:

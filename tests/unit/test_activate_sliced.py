@@ -65,9 +65,9 @@ def old_table(defs: list[TaskDef], seed: int, at: float) -> dict[str, Any]:
             if rng.random() < 0.7:
                 old.on_result(d.task, d.run_id, d.node, "ok", {"n": d.slot, "q": 'a"b\\'},
                               1.0, "", wall + 0.01)
-    for d in defs:
+    for td in defs:
         if rng.random() < 0.1:
-            old.set_paused(d.name, True, "a", wall)
+            old.set_paused(td.name, True, "a", wall)
     table = old.table()
     table["tasks"]["gone-task"] = {**table["tasks"][defs[0].name], "has_state": True,
                                    "state": {"kept": 1}}

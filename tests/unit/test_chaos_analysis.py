@@ -10,7 +10,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 
-from _chaos_analysis import CHECKS, analyse, render, violations  # noqa: E402
+from _chaos_analysis import (  # type: ignore[import-not-found]  # noqa: E402
+    CHECKS,
+    analyse,
+    render,
+    violations,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -171,7 +176,8 @@ def test_the_winners_runs_before_the_merge_and_nothing_after_it_in_the_window() 
     pre = chain(0, 19, 0, A, None)
     major = chain(20, 38, 20, C, f"{A}/19")                    # counts 20..38: top 39
     minor = chain(20, 36, 20, B, f"{A}/19")                    # counts 20..36: top 37
-    after_heal = [(41, 37, B, f"{B}/36"), (42, 38, B, f"{B}/41")]
+    after_heal: list[tuple[int, int, str, str | None]] = [(41, 37, B, f"{B}/36"),
+                                                          (42, 38, B, f"{B}/41")]
     after_heal += chain(60, 65, 39, D, f"{C}/38")
     ledger = linked(pre + major + minor + after_heal)
     f = split(20, 40, 150, [[A, C, D], [B, E]])
@@ -288,8 +294,8 @@ def test_slow_heals_and_deaths_are_violations_only_when_enforced() -> None:
 
 def test_the_tool_says_why_it_cannot_run_without_root(monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    import _chaos_net
-    import chaos
+    import _chaos_net  # type: ignore[import-not-found]
+    import chaos  # type: ignore[import-not-found]
 
     monkeypatch.setattr(_chaos_net.os, "geteuid", lambda: 1000)
     assert chaos.main(["--seconds", "1"]) == 2

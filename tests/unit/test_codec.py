@@ -45,6 +45,7 @@ from clerk._messages import (
     Leave,
     MemberInfo,
     Merged,
+    Message,
     Offer,
     Ok,
     Peer,
@@ -71,7 +72,7 @@ M2 = MemberInfo("b@h2", "h2:7400", "inc-2", 0, False)
 STATE = {"count": 3, "ratio": 0.5, "items": [1, "two", None, True, {"x": []}], "ü": "ß€𝄞"}
 
 #: Samples of every kind: optional fields set and unset, nested tuples, states of many shapes.
-SAMPLES = [
+SAMPLES: list[Message] = [
     Join(P, 0),
     Join(P, 4, ("t1", "t2", "")),
     Welcome(P, 7, CLAIM, (M1, M2), 12),
@@ -705,7 +706,7 @@ def test_encode_errors_are_value_errors_not_decode_errors():
         Join(P, 1, ("t",) * (MAX_ITEMS + 1)),
         Refuse(P, 1, "lone \ud800 surrogate"),
         Ack(P, True, 1, 1),  # a bool is not an int on the wire
-        Ack(P, "1", 1, 1),
+        Ack(P, "1", 1, 1),  # type: ignore[arg-type]
     ],
     ids=["too-deep", "int-key", "none-key", "int64", "long-string", "long-list", "surrogate",
          "bool-term", "str-term"],

@@ -121,7 +121,8 @@ def test_random_bodies_decode_alike(kind: str, fields: dict[str, Any]) -> None:
 
 def test_claims_and_members_nest_alike() -> None:
     claim = Claim(3, 0, "a@h1", "h1:1")
-    data = {"sender": dataclasses.asdict(P), "term": 1, "claim": dataclasses.asdict(claim)}
+    data: dict[str, Any] = {"sender": dataclasses.asdict(P), "term": 1,
+                            "claim": dataclasses.asdict(claim)}
     for value in _variants(data["claim"]):
         body = {**data, "claim": value}
         assert _outcome(_codec._VALIDATORS[b"coordinator"], body, "c") == _outcome(

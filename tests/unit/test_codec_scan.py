@@ -140,5 +140,6 @@ def test_a_batch_decodes_or_fails_as_before(picks: list[int], spoil: int, at: in
 def test_a_batch_of_memoryview_or_bytearray_frames_decodes_like_bytes() -> None:
     frames = batch([(BODIES[0][1], BODIES[0][2]), (BODIES[2][1], BODIES[2][2])])
     want = decode_batch(frames)
-    assert decode_batch([frames[0], frames[1], bytearray(frames[2])]) == want
-    assert decode_batch([frames[0], frames[1], memoryview(frames[2])]) == want
+    # (decode_batch is typed for bytes; ZeroMQ may hand over either: what this test is about)
+    assert decode_batch([frames[0], frames[1], bytearray(frames[2])]) == want  # type: ignore[list-item]
+    assert decode_batch([frames[0], frames[1], memoryview(frames[2])]) == want  # type: ignore[list-item]

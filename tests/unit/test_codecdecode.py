@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from clerk import _codec
 from clerk._codec import DecodeError, decode_body, encode
-from clerk._messages import Execute, Heartbeat, Peer, Result, ResultAck
+from clerk._messages import Execute, Heartbeat, Message, Peer, Result, ResultAck
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-(2**64), max_value=2**64)
@@ -129,7 +129,7 @@ def test_a_cached_sender_is_not_taken_for_one_of_other_types() -> None:
 # Values valid for some fields and not others, or only through the generic path.
 ODD = [None, True, False, 0, 1, -1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 1.0, 1.5,
        float("nan"), float("inf"), "", "x", "é", "\ud800", "x" * 70_000, [], ["t"], {}, {"a": 1}]
-SAMPLES = [
+SAMPLES: list[Message] = [
     Execute(Peer("n1@h", "h:1", "inc+b", 0), 3, "noop", "r-1", 17, None, 5000, False,
             1764680000000, 1764680005000),
     Result(Peer("n1@h", "h:1", "inc+b", 0), 3, "noop", "r-1", 17, "ok", None, 0.02, ""),
@@ -206,7 +206,7 @@ def test_nested_parts_decode_as_the_generic_path() -> None:
     row = MemberInfo("n2@h", "h:2", "inc", 1, True, ("t1", "t2"))
     ref = MemberInfo("n3@h", "h:3", "inc", 0, False, (), "digest", 1764680000.5)
     claim = Claim(3, 0, "n1@h", "h:1")
-    samples = [
+    samples: list[Message] = [
         Heartbeat(p, 4, 9, 2, (row, ref), TableDelta("log-1", 3, 4, ("r1",), ("g",), True)),
         Heartbeat(p, 4, 9, 2, None, TableDelta("log-1", 3, 4, ("r1",), (), False, ("h", "i"))),
         Welcome(p, 4, claim, (row,), 2),

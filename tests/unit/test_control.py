@@ -86,8 +86,9 @@ def test_merge_keeps_the_most_recent_command_whichever_state_wins() -> None:
     # Each side's runs are in the merged history, once each, in the order they started.
     slots = [e[0] for e in b.records["t"].run_history]
     assert slots == [e[0] for e in a.records["t"].run_history] == [K, K, K + 1, K + 2]
-    assert newer_pause({"paused": True, "node": "b", "at": 1.0},
-                       {"paused": False, "node": "a", "at": 1.0})["node"] == "b"  # tie: node
+    tie = newer_pause({"paused": True, "node": "b", "at": 1.0},
+                      {"paused": False, "node": "a", "at": 1.0})
+    assert tie is not None and tie["node"] == "b"  # tie: node
 
 
 def test_trigger_runs_now_with_the_current_state_and_never_overlaps() -> None:
@@ -175,9 +176,10 @@ def test_rows_are_forward_compatible() -> None:
     back = TaskRecord.from_json(json.loads(json.dumps(raw)))
     assert back is not None and back.paused
     assert back.run_history == [[4, None, "a", 1.0, 2.0, "ok", "", 1, 0]]
-    assert TaskRecord.from_json({"run_history": [[4, None, "a", 1.0, 2.0, "ok", "", 1, 0]]}
-                                ).run_history == back.run_history  # an array is accepted too
-    assert TaskRecord.from_json({"pause": {"paused": "yes"}, "run_history": [1, [2]]}).pause is None
+    listed = TaskRecord.from_json({"run_history": [[4, None, "a", 1.0, 2.0, "ok", "", 1, 0]]})
+    assert listed is not None and listed.run_history == back.run_history  # an array too
+    junk = TaskRecord.from_json({"pause": {"paused": "yes"}, "run_history": [1, [2]]})
+    assert junk is not None and junk.pause is None
     assert parse_run_history([[1, None, "a", 1.0, 2.0, "ok", "", 1, 0], ["bad"]]) == [
         [1, None, "a", 1.0, 2.0, "ok", "", 1, 0]]
 

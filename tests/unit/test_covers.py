@@ -19,7 +19,8 @@ from clerk._schedule import Scheduler
 from tests.unit.test_schedule import NODES, K, due, run_ok, sched, started, tdef
 
 PEER = Peer("f", "10.0.0.6:7400", "inc+m", 0)
-ROWS = [(f"task{i}", '{"state":' + str(i) + ',"has_state":true}') for i in range(30)]
+ROWS: list[tuple[str, str | None]] = [
+    (f"task{i}", '{"state":' + str(i) + ',"has_state":true}') for i in range(30)]
 
 
 def _parts(limit: int = 200) -> list[object]:

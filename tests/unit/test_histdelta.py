@@ -102,6 +102,7 @@ def test_a_member_at_the_logs_end_gets_only_the_new_entries_and_rebuilds_the_sam
         assert patch[1:3] == [rec.run_history.n - 1, rec.run_history.n]
         assert dict(replica.items()) == dict(log.items())
     whole = len(rec.to_text())
+    assert d is not None and d.hist is not None
     assert sum(len(p) for p in d.rows + d.hist) < whole / 3
     assert replica.refused == 0
 

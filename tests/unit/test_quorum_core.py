@@ -109,6 +109,12 @@ def core_of(name: str, voters: tuple[str, ...], record: dict | None = None) -> N
                     voters=voters, voter_record=record)
 
 
+def _sent(effect: object) -> Send:
+    """A VoterWrite's ``then`` effect that is a Send (narrowed, for mypy)."""
+    assert isinstance(effect, Send), effect
+    return effect
+
+
 def sends(effects: list) -> list:
     out = [e for e in effects if isinstance(e, Send)]
     for e in effects:
@@ -125,7 +131,7 @@ def test_voter_answers_only_after_its_write_and_rejects_lower_ballots() -> None:
     writes = [e for e in out if isinstance(e, VoterWrite)]
     assert len(writes) == 1 and writes[0].record["promised"] == [5, 0, "b"]
     assert not [e for e in out if isinstance(e, Send)]  # the PROMISE only after the write
-    assert isinstance(writes[0].then[0].msg, Promise)
+    assert isinstance(_sent(writes[0].then[0]).msg, Promise)
     out = v.handle(Received(Prepare(a, 4, lo)), 0.0)
     rej = [s.msg for s in sends(out)]
     assert len(rej) == 1 and isinstance(rej[0], Reject) and rej[0].promised == hi
@@ -160,8 +166,8 @@ def test_single_voter_claims_once_its_own_vote_is_durable() -> None:
     out = c.handle(Start(), 0.0)
     assert c.role is Role.CANDIDATE
     w = [e for e in out if isinstance(e, VoterWrite)]
-    assert len(w) == 1 and w[0].then[0].to == "v:1"  # its own PROMISE, to itself
-    c.handle(Received(w[0].then[0].msg), 0.001)
+    assert len(w) == 1 and _sent(w[0].then[0]).to == "v:1"  # its own PROMISE, to itself
+    c.handle(Received(_sent(w[0].then[0]).msg), 0.001)
     assert c.role is Role.MANAGER and c.quorum_status()["quorum"] == "ok"
 
 
@@ -198,6 +204,7 @@ def test_a_promise_of_ten_thousand_rows_travels_in_parts_under_the_message_limit
         frames = encode(m)
         assert sum(len(f) for f in frames) <= MAX_MESSAGE_BYTES
         got = decode(frames)
+        assert isinstance(got, Promise)
         p.on_promise("v", got.part, got.parts, unpack_table(got.rows))
     assert len(p.promises["v"]) == 10_000
     assert p.promises["v"]["task09999"].reserved == 9999
@@ -206,7 +213,7 @@ def test_a_promise_of_ten_thousand_rows_travels_in_parts_under_the_message_limit
 def test_a_large_write_is_split_into_several_commits() -> None:
     c = core_of("v", ("v",))
     w = [e for e in c.handle(Start(), 0.0) if isinstance(e, VoterWrite)]
-    c.handle(Received(w[0].then[0].msg), 0.001)
+    c.handle(Received(_sent(w[0].then[0]).msg), 0.001)
     assert c.role is Role.MANAGER
     rows = {f"t{i}": {"reserved": i, "record": {"version": 1, "pad": "y" * 2000}}
             for i in range(300)}  # ~600 KB: more than one part
@@ -216,7 +223,7 @@ def test_a_large_write_is_split_into_several_commits() -> None:
     for e in effects:
         if isinstance(e, VoterWrite):
             for s in e.then:
-                committed += [x.seq for x in c.handle(Received(s.msg), 0.003)
+                committed += [x.seq for x in c.handle(Received(_sent(s).msg), 0.003)
                               if isinstance(x, WriteCommitted)]
     assert committed == seqs
     assert c.proposer is not None and c.proposer.reserved("t299") == 299
@@ -233,7 +240,7 @@ def test_quorum_mode_does_not_import_a_deposed_managers_handed_over_table() -> N
     merged: list[object] = []
     runner = SimpleNamespace(
         agent=SimpleNamespace(core=SimpleNamespace(quorum=object(), is_manager=True)),
-        scheduler=SimpleNamespace(merge=lambda *a, **k: merged.append(a) or True))
+        scheduler=SimpleNamespace(merge=lambda *a, **k: merged.append(a) or True))  # type: ignore[func-returns-value]
     TaskRunner.on_handover(runner, StateHandedOver("z", {"tasks": {}}, True),  # type: ignore[arg-type]
                            0.0, 0.0)
     assert merged == []
@@ -254,7 +261,7 @@ def test_quorum_mode_does_not_merge_a_members_offered_rows() -> None:
     def runner(quorum: object, activate: bool | None = None) -> SimpleNamespace:
         return SimpleNamespace(
             agent=SimpleNamespace(core=SimpleNamespace(quorum=quorum, is_manager=True)),
-            scheduler=SimpleNamespace(merge=lambda *a, **k: merged.append(a) or False,
+            scheduler=SimpleNamespace(merge=lambda *a, **k: merged.append(a) or False,  # type: ignore[func-returns-value]
                                       offer_from=answered.append, active=True),
             _log_conflicts=lambda: None, _activate=activate, _offers_waiting={},
             _offer_parts=OfferParts())

@@ -20,6 +20,7 @@ one manager, a voter, within ``CONVERGE_BOUND`` s, and the ledger runs again.
 
 from __future__ import annotations
 
+import functools
 import random
 
 from hypothesis import HealthCheck, given, settings
@@ -329,7 +330,7 @@ def _staggered_start(seed: int) -> tuple[SimNetwork, SimLedger, list[tuple[str, 
     for name in names:
         seeds = tuple(f"{x}:7400" for x in names if x != name)
         node = net.add_node(name, seeds=seeds, start=False)
-        net.at(rng.uniform(0.0, 0.3), lambda node=node: net.inject(node.name, Start()))
+        net.at(rng.uniform(0.0, 0.3), functools.partial(net.inject, node.name, Start()))
     changes: list[tuple[str, str]] = []
     net.observers.append(lambda node, event, effects: changes.extend(
         (node.name, e.manager) for e in effects
@@ -347,7 +348,8 @@ def test_a_manager_agreed_at_start_up_is_not_handed_over_to_an_abandoned_ballot(
     (Seeds 21, 44 and 52 moved the cluster to another node before.)"""
     for seed in (21, 44, 52, 0, 1, 2):
         net, world, changes = _staggered_start(seed)
-        assert net.run_until_true(lambda n=net: n.agreed() is not None, limit=10.0,
+        assert net.run_until_true(lambda n=net: n.agreed() is not None,  # type: ignore[misc]
+                                  limit=10.0,
                                   step=0.001) is not None, (seed, net.summary())
         first = net.agreed()
         assert first is not None

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import clerk
-from clerk._coretypes import QuorumChanged, Send, VoterWrite
+from clerk._coretypes import Effect, QuorumChanged, Send, VoterWrite
 from clerk._messages import Ok, Peer
 from clerk._metrics import NodeMetrics, Sources
 from clerk._quorumshell import QuorumShell, default_quorum_status, describe
@@ -49,7 +49,7 @@ def test_a_voter_reads_its_record_and_writes_before_answering(tmp_path: Path) ->
     woken = threading.Event()
     shell = QuorumShell(config, woken.set)
     assert shell.core_kwargs() == {"voters": ("a@h", "b@h", "c@h"), "voter_record": record}
-    applied: list[list[object]] = []
+    applied: list[list[Effect]] = []
     newer = [{"version": 1, "promised": [3, 0, "b@h"], "rows": {"t": {"reserved": i}}}
              for i in range(3)]
     # Consecutive VoterWrites of one batch: one write (the last record), every then in order.
@@ -114,7 +114,8 @@ def test_describe_a_majority_that_does_not_accept() -> None:
 def test_status_table_shows_mode_voters_and_quorum() -> None:
     from clerk.__main__ import render_status
 
-    base = {"node": "c@h", "role": "follower", "manager": None, "members": [], "term": 4}
+    base: dict[str, object] = {"node": "c@h", "role": "follower", "manager": None,
+                               "members": [], "term": 4}
     text = render_status({**base, "quorum": {
         "mode": "quorum", "voters": V3, "reachable": ["c@h"], "quorum": "lost",
         "detail": "2 of 3 voters unreachable", "promised": [4, 0, "b@h"]}})

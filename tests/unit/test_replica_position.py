@@ -132,7 +132,7 @@ def test_an_older_node_reads_a_coordinator_without_a_table_as_before() -> None:
     with pytest.raises(DecodeError):  # why it is sent only to a node that reads it
         old_validate(json.loads(with_table[2]), "coordinator")
     assert decode(with_table) == Coordinator(PEER, 3, CLAIM, TableAt("L", 17))
-    assert decode(plain).table is None
+    assert decode(plain).table is None  # type: ignore[union-attr]
     assert reads_table_at(PEER) and not reads_table_at(Peer("b", "h:2", "0123456789ab+b", 0))
 
 

@@ -24,7 +24,7 @@ def test_a_refusal_that_is_not_stale_is_a_warning_within_a_stale_burst(
     clock = [100.0]
     runner = _Runner(_Agent([]))
     runner.agent.clock = SimpleNamespace(monotonic=lambda: clock[0])  # type: ignore[attr-defined]
-    runner.agent.metrics = SimpleNamespace(  # type: ignore[attr-defined]
+    runner.agent.metrics = SimpleNamespace(  # type: ignore[attr-defined, assignment]
         observe_run=lambda *a: None)
 
     def warnings() -> list[str]:

@@ -144,7 +144,7 @@ def test_slices_after_a_recent_round_encode_on_and_send_one_round() -> None:
     calls.clear()
     steps = iter([False, False, True])
     runner._encode_rows = lambda deadline: (  # type: ignore[method-assign]
-        calls.append("rows encoded"), next(steps))[1]
+        calls.append("rows encoded"), next(steps))[1]  # type: ignore[func-returns-value]
     runner.agent.core.table_log.seq = 2
     runner._replicate_after = -math.inf  # (whatever the pacing: the gap is the point here)
     runner._replicate(10.005)
@@ -162,7 +162,7 @@ def test_slices_past_the_gap_still_send_rounds() -> None:
     calls: list[str] = []
     runner = _Runner(_Agent(calls))
     runner._encode_rows = lambda deadline: (  # type: ignore[method-assign]
-        calls.append("rows encoded"), False)[1]
+        calls.append("rows encoded"), False)[1]  # type: ignore[func-returns-value]
     runner._replicate(10.0)  # no round yet: the step's rows go in the next step's round
     runner._replicate(10.0)
     assert calls[-1] == "heartbeat round" and calls.count("heartbeat round") == 1
@@ -186,7 +186,7 @@ def test_a_takeovers_fill_sends_a_round_after_each_slice_as_before() -> None:
     runner.agent.core.table_log.complete = False
     runner.agent.core.table_log.seq = 2
     runner._encode_rows = lambda deadline: (  # type: ignore[method-assign]
-        calls.append("rows encoded"), False)[1]
+        calls.append("rows encoded"), False)[1]  # type: ignore[func-returns-value]
     runner._replicate_after = -math.inf
     runner._replicate(10.001)  # a slice
     runner._replicate(10.001)  # its round, at once
@@ -235,7 +235,7 @@ def test_refused_runs_are_one_manager_warning_a_second(
     clock = [100.0]
     runner = _Runner(_Agent([]))
     runner.agent.clock = SimpleNamespace(monotonic=lambda: clock[0])  # type: ignore[attr-defined]
-    runner.agent.metrics = SimpleNamespace(  # type: ignore[attr-defined]
+    runner.agent.metrics = SimpleNamespace(  # type: ignore[attr-defined, assignment]
         observe_run=lambda *a: None)
 
     def refused(slot: int) -> Finished:

@@ -17,7 +17,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def berlin(*parts: int, fold: int = 0) -> float:
-    return datetime(*parts, tzinfo=BERLIN, fold=fold).timestamp()  # type: ignore[misc]
+    return datetime(*parts, tzinfo=BERLIN, fold=fold).timestamp()  # type: ignore[misc, arg-type]
 
 
 def cron_def(expr: str = "0,30 2 * * *", *, catch_up: str = "skip", instant: bool = False,

@@ -284,9 +284,9 @@ def test_next_deadline_always_equals_its_definition(ops: list[tuple[str, int, fl
         elif op in ("pause", "resume") and name in s.defs:
             s.set_paused(name, op == "pause", "a", wall)
         elif op == "trigger" and name in s.defs:
-            d, _ = s.trigger(name, wall, loaded)
-            if d is not None:
-                sent.append(d)
+            fired, _ = s.trigger(name, wall, loaded)
+            if fired is not None:
+                sent.append(fired)
         elif op == "deploy":
             if name in live:
                 del live[name]

@@ -99,8 +99,9 @@ def test_in_flight_at_a_window_instant_the_decision_waits_for_the_due_time() -> 
     assert [(d.task, d.slot) for d in ds] == [(B, K + 1)]
     assert s.records[B].counts["skipped"] == 0
     # Slot K+2: still in flight at its due time: skipped, never overlapped.
-    s.on_result(A, s.records[A].running["run"], s.records[A].running["node"], "ok", 2, 1.0,
-                "", due(A, K + 1) + 0.001)
+    flight = s.records[A].running
+    assert flight is not None
+    s.on_result(A, flight["run"], flight["node"], "ok", 2, 1.0, "", due(A, K + 1) + 0.001)
     ds, _ = s.tick(due(A, K + 2) - L, m)
     assert [d.task for d in ds] == [A]
     assert s.tick(due(B, K + 2), m)[0] == []

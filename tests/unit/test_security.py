@@ -53,11 +53,11 @@ def feed(net: SimNetwork, name: str, msg: object) -> list[object]:
         if node is net.nodes[name] and isinstance(event, Received) and event.msg is msg:
             seen.extend(effects)
 
-    net.observers.append(grab)
+    net.observers.append(grab)  # type: ignore[arg-type]
     try:
         net.inject(name, Received(msg))  # type: ignore[arg-type]
     finally:
-        net.observers.remove(grab)
+        net.observers.remove(grab)  # type: ignore[arg-type]
     return seen
 
 

@@ -105,7 +105,8 @@ def test_a_member_that_refused_a_delta_still_gets_the_whole_table() -> None:
         names = ["n0", "n1", "n2"]
         for name in reversed(names):
             net.add_node(name, seeds=tuple(f"{x}:7400" for x in names))
-        assert net.run_until_true(lambda n=net, m=names: _replicas_complete(n, m, 1002),
+        assert net.run_until_true(lambda n=net, m=names: _replicas_complete(  # type: ignore[misc]
+                                      n, m, 1002),
                                   limit=10.0, step=0.05) is not None, (
             seed, {n: (len(net.nodes[n].core.replica.items()), net.nodes[n].core.replica.refused)
                    for n in names})

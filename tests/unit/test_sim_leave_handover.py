@@ -68,7 +68,8 @@ def test_a_plain_leave_sends_one_hand_over_and_no_rest() -> None:
         succ = _successor_of(net, old)
         before = net.sent["handover"]
         _pause_and_leave(net, world, old)
-        assert net.run_until_true(lambda n=net, o=old: n.nodes[o].core.role is Role.STOPPED,
+        assert net.run_until_true(lambda n=net, o=old: (  # type: ignore[misc]
+                                      n.nodes[o].core.role is Role.STOPPED),
                                   limit=2.0) is not None
         assert net.sent["handover"] - before == 1, seed
         assert net.nodes[succ].core.is_manager

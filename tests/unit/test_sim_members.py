@@ -158,7 +158,7 @@ def test_members_of_one_build_share_one_fetch() -> None:
     assert net.sent["tasksquery"] == 0  # one build: nobody lacks a set
     asked: list[tuple[str, str]] = []
     net.observers.append(lambda node, event, effects: asked.extend(
-        (node.name, e.msg.digest) for e in effects
+        (node.name, e.msg.digest) for e in effects  # type: ignore[union-attr]
         if isinstance(getattr(e, "msg", None), TasksQuery)))
     net.add_node("odd", seeds=("n5:7400",))
     net.run_for(2.0)

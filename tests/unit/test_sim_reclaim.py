@@ -87,7 +87,7 @@ def _result_before_offer(seed: int, keeps: bool, unseen: bool) -> Applied:
             applied.append(got is not None)
         return got
 
-    sched.on_result = spy  # type: ignore[method-assign]
+    sched.on_result = spy  # type: ignore[method-assign, assignment]
     core = net.nodes[manager].core
     member = core.members.get(next(n for n in names if n != manager))
     assert member is not None

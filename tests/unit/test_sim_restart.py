@@ -44,7 +44,8 @@ def build(n: int, seed: int, rejoin: bool = True, timings: Timings | None = None
     world = SimLedger(interval_ms=200)
     world.rejoin = rejoin
     world.offers_first = offers_first
-    net = SimNetwork(seed, layer=world, timings=timings, **(SLOW if slow else {}))
+    net = SimNetwork(seed, layer=world, timings=timings,
+                     **(SLOW if slow else {}))  # type: ignore[arg-type]
     net.fifo = fifo
     names = [f"n{i}" for i in range(n)]
     seeds = tuple(f"{x}:7400" for x in names)

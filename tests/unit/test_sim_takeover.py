@@ -59,7 +59,7 @@ def _lagging_takeover(seed: int, offers: str, **settings: object) -> tuple[int, 
     """The member that will take over (the highest-ranked one after the manager) gets no
     table deltas for two runs; then the manager dies. Returns (the newest counter a surviving
     member holds, the counter the next run starts from). ``settings``: of the SimLedger."""
-    net, world, names = _cluster(seed, offers, **settings)
+    net, world, names = _cluster(seed, offers, **settings)  # type: ignore[arg-type]
     manager = net.managers()[0].name
     successor = max((n for n in names if n != manager), key=lambda n: net.nodes[n].core.me.rank)
     other = next(n for n in names if n not in (manager, successor))
@@ -364,7 +364,8 @@ def test_equal_replicas_still_offer_only_what_is_beyond_them() -> None:
 
         net.observers.append(observe)
         net.crash(net.managers()[0].name)
-        assert net.run_until_true(lambda net=net: net.agreed() is not None, limit=5.0,
+        assert net.run_until_true(lambda net=net: net.agreed() is not None,  # type: ignore[misc]
+                                  limit=5.0,
                                   step=0.005) is not None
         net.run_for(0.1)
         assert world.offered["partial"] == len(told), (seed, world.offered, told)

@@ -194,7 +194,7 @@ def test_a_follower_catches_up_with_its_replica_in_slices_as_in_one_go() -> None
         for delta in log.window(core.replica.seq, 1 << 30):
             core.replica.apply(delta)
         before = {n: r.to_json() for n, r in follower.records.items()}
-        turns = sum(1 for _ in Replication._follow_steps(node, _Always()))  # type: ignore[arg-type]
+        turns = sum(1 for _ in Replication._follow_steps(node, _Always()))  # type: ignore[arg-type, misc]
         reference.follow_rows(core.replica.items(), seen)
         after = {n: r.to_json() for n, r in follower.records.items()}
         assert after == {n: r.to_json() for n, r in reference.records.items()}

@@ -157,7 +157,7 @@ RECORDS: list[dict[str, str | None]] = [{"t:a": row(1)}, {"t:b": row(1), "t:a": 
 
 def _states() -> list[dict[str, Any]]:
     """The table after 0, 1, ... records of RECORDS over an empty snapshot."""
-    out = [{"tasks": {}}]
+    out: list[dict[str, Any]] = [{"tasks": {}}]
     for rec in RECORDS:
         t = json.loads(json.dumps(out[-1]))
         assert apply_rows(t, {k: None if v is None else json.loads(v) for k, v in rec.items()})

@@ -109,7 +109,7 @@ def test_a_set_that_never_arrives_is_asked_again_of_each_holder_in_turn() -> Non
             return
         original(src, send)
 
-    net.deliver = deliver
+    net.deliver = deliver  # type: ignore[method-assign]
     mark = net.mark()
     net.do(lost, Start())
     net.run()
@@ -118,7 +118,7 @@ def test_a_set_that_never_arrives_is_asked_again_of_each_holder_in_turn() -> Non
     assert len(asked) >= 3 and set(asked) >= {addr("m"), addr("b"), addr("c")}
     row = lost.members.get("b")
     assert row is not None and row.tasks == () and row.want is not None
-    net.deliver = original
+    net.deliver = original  # type: ignore[method-assign]
     net.advance(1.5)
     assert lost.members.get("b").tasks == ("b1", "b2")  # type: ignore[union-attr]
     assert not lost.members.wanting or not lost.members.wanted()

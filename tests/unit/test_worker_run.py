@@ -202,7 +202,7 @@ def test_async_init_and_execute_are_awaited() -> None:
     first_loop = cache["poll"].loop  # type: ignore[attr-defined]
     out = run_job(job(AsyncEcho, state={"n": 2}), cache)
     assert out["outcome"] == "ok"
-    assert cache["poll"].loop is first_loop  # one loop per worker, kept across runs
+    assert cache["poll"].loop is first_loop  # type: ignore[attr-defined]  # one loop per worker, kept across runs
 
 
 def test_async_execute_raising_is_an_error_with_its_traceback() -> None:
@@ -299,7 +299,7 @@ def test_done_body_carries_the_state_encoded_once(cls: type,
     encoded: list[Any] = []
     real = json.dumps
     monkeypatch.setattr(_worker.json, "dumps",
-                        lambda obj, **kw: encoded.append(obj) or real(obj, **kw))
+                        lambda obj, **kw: encoded.append(obj) or real(obj, **kw))  # type: ignore[func-returns-value]
     from clerk._workerlink import DONE_FIELDS
 
     body = _worker.done_body(reply, text)
@@ -330,7 +330,7 @@ def test_due_is_made_only_for_a_task_that_asks_and_once(
     made: list[tuple[float, str]] = []
     real = _tasks.due_in_zone
     monkeypatch.setattr(_tasks, "due_in_zone",
-                        lambda ms, zone: made.append((ms, zone)) or real(ms, zone))
+                        lambda ms, zone: made.append((ms, zone)) or real(ms, zone))  # type: ignore[func-returns-value]
     assert run_job(job(Quiet, state={"n": 1}), {})["outcome"] == "ok"
     assert made == []  # never asked: no datetime made
     out = run_job({**job(AsksTwice), "timezone": "Europe/Berlin"}, {})

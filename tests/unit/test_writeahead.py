@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clerk._calendar import Grid
 from clerk._dispatch import Dispatch
 from clerk._schedule import Scheduler
 from clerk._tasks import TaskDef
@@ -23,6 +25,8 @@ from clerk._writeahead import (
 
 class Every:
     """A grid: slot k due at k * ms."""
+
+    zone: tzinfo = UTC
 
     def __init__(self, ms: int) -> None:
         self.ms = ms
@@ -41,16 +45,16 @@ class Listed:
     """The scheduler's side of the write-ahead (``Upcoming``) over a fixed list."""
 
     def __init__(self, items: list[tuple[str, int, Every]]) -> None:
-        self.items = items
-        self.by = {t: (n, g) for t, n, g in items}
+        self.items: list[tuple[str, int, Grid]] = list(items)
+        self.by: dict[str, tuple[int, Grid]] = {t: (n, g) for t, n, g in items}
 
-    def watch_upcoming(self) -> list[tuple[str, int, Every]]:
+    def watch_upcoming(self) -> list[tuple[str, int, Grid]]:
         return list(self.items)
 
     def take_rescheduled(self) -> list[str]:
         return []
 
-    def upcoming_of(self, task: str) -> tuple[int, Every] | None:
+    def upcoming_of(self, task: str) -> tuple[int, Grid] | None:
         return self.by.get(task)
 
 
@@ -59,8 +63,9 @@ class Rec:
     dispatched: int
 
 
-def make(learned: dict[str, int | None] | None = None) -> tuple[WriteAhead, dict[str, int]]:
-    committed: dict[str, int] = {}
+def make(learned: dict[str, int | None] | None = None,
+         ) -> tuple[WriteAhead, dict[str, int | None]]:
+    committed: dict[str, int | None] = {}
     return WriteAhead(learned or {}, committed.get), committed
 
 
@@ -185,7 +190,8 @@ def test_the_reserve_heap_answers_as_the_whole_table_walk(seed: int, ops: list[i
     s = Scheduler(defs, random.Random(seed))
     wall = 1_700_000_000.0
     s.activate(wall, graceful=False)
-    heap_wa, walk_wa = WriteAhead({}, {}.get), Walk({}, {}.get)
+    none: dict[str, int | None] = {}
+    heap_wa, walk_wa = WriteAhead({}, none.get), Walk({}, none.get)
     members = {"a": frozenset(d.name for d in defs)}
     live = {d.name: d for d in defs}
     seq = 0
