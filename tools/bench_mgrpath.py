@@ -28,7 +28,8 @@ them (deterministic on a shared machine: the difference of a run of 2,500 and on
 runs, start-up cancelled out); CPU medians swing by 5-10 % at such a load. ``--parts``: instead,
 each tree's µs of CPU per run by part of the path (the lines between ``# <part>`` and ``# </>``
 in the child, timed only in this mode: the measurement above runs the child as it stands),
-to choose what to cut; the timers' own cost is in each part.
+to choose what to cut; the timers' own cost is in each part, and the harness's digest of each
+RESULT_ACK in that part.
 """
 
 from __future__ import annotations
