@@ -30,6 +30,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from clerk._claims import MAX_TERM_JUMP, TermBound, claim_of, message_term
+from clerk._clockskew import SkewEstimator
 from clerk._codec import MAX_MESSAGE_BYTES
 from clerk._coretypes import INF, Dropped, Effect, Role, Send, Stopped
 from clerk._fence import StallFence
@@ -115,6 +116,11 @@ class CoreState:
         #: Duplicates of a live member's name (clerk._dupname), by address -> when last refused.
         self.refused_dups: dict[str, float] = {}
         self._seq = 0
+        #: The wall clock (ms) a manager stamps its heartbeat rounds with, set by the shell
+        #: (the agent, the simulator); None: no stamp. As follower: the offset of our clock
+        #: to the manager's, from those stamps (clerk._clockskew).
+        self.wall_ms: Callable[[], int] | None = None
+        self.clock_skew = SkewEstimator()
         self._logs = 0  # table logs started (a part of each log's id)
         self._deadline = INF  # role-specific: join / election phase / leave
         self._phase = ""  # candidate: "ok" (waiting for OK) or "coord" (waiting for winner)

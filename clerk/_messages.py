@@ -207,6 +207,10 @@ class Heartbeat:
     epoch: int
     members: tuple[MemberInfo, ...] | None = None
     table: TableDelta | None = None
+    #: The manager's wall clock when it made the round (ms): a member estimates its clock's
+    #: offset from it (:mod:`clerk._clockskew`). Only to a member that reads it (its
+    #: incarnation's ``CLOCK_MARK``); left out while None.
+    wall_ms: int | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True, slots=True)
