@@ -122,7 +122,7 @@ class Agent(AgentFeed, AgentReplies):
             tasks=(),
             **self.quorum.core_kwargs(),
         )
-        self.core.wall_ms = lambda: int(self.clock.wall() * 1000)  # (clerk._clockskew)
+        self.core.wall_ms = lambda: self.clock.wall() * 1000  # (clerk._clockskew)
         self.bad_frames: Counter[str] = Counter()
         self._bad_logged_at = -1e9
         self._bad_since_log = 0

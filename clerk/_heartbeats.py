@@ -88,7 +88,11 @@ def acknowledge(core: CoreState, msg: Heartbeat, now: float) -> None:
         return
     core._ack_said, core._acked_at, core._acked_seq, core._unacked_chars = (
         said, now, msg.seq, 0)
-    core.send(msg.sender.address, Ack(core.me, core.term, msg.seq, *said))
+    clock_ms = None  # our clock's offset, to a manager that reads it (clerk._clockskew)
+    if core.wall_ms is not None and reads_clock(msg.sender.incarnation):
+        off = core.clock_skew.offset(now, core.wall_ms() / 1000)
+        clock_ms = None if off is None else round(off * 1000, 1)
+    core.send(msg.sender.address, Ack(core.me, core.term, msg.seq, *said, clock_ms))
 
 
 def heartbeat_round(core: CoreState, now: float) -> None:
@@ -111,7 +115,7 @@ def heartbeat_round(core: CoreState, now: float) -> None:
     # distinct heartbeats per round whatever the number of members.
     beats: dict[tuple[int, int, int, int, bool, bool], list[Heartbeat]] = {}
     # The round's wall time, for members to estimate their clocks' offsets (clerk._clockskew).
-    wall_ms = core.wall_ms() if core.wall_ms is not None else None
+    wall_ms = int(core.wall_ms()) if core.wall_ms is not None else None
     for row in core.members.others():
         # The list (0: none), with each member's entries (1) or by digest (2).
         form = 0 if row.acked_epoch == epoch else (
@@ -231,6 +235,7 @@ def m_ack(core: CoreState, msg: Ack, now: float) -> None:
                                        list_for(core, s.incarnation), None))
         return
     row.acked_epoch = msg.epoch
+    row.clock_ms = msg.clock_ms
     acked = msg.table if msg.log == core.table_log.log else -1
     if acked < row.acked_table:
         row.snaps.clear()  # the member restarted its replica (or left our log)

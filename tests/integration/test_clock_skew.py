@@ -50,7 +50,8 @@ def test_a_node_two_seconds_behind_runs_its_runs_on_time(tmp_path: Path) -> None
         st = c.status("n2@127.0.0.1", timeout=5)
         with urllib.request.urlopen(c.metrics_url("n2@127.0.0.1"), timeout=5) as resp:
             scrape = resp.read().decode()
-        manager_clock = c.status("n1@127.0.0.1", timeout=5)["clock"]
+        manager = c.status("n1@127.0.0.1", timeout=5)
+        manager_clock, member_clocks = manager["clock"], manager.get("member_clocks", {})
         n2_log = c.log("n2@127.0.0.1")
     # The task reads time.time(), which the hook does not move: the manager's time base.
     # current_run().due is the due time on n2's clock (BEHIND_S earlier).
@@ -68,6 +69,7 @@ def test_a_node_two_seconds_behind_runs_its_runs_on_time(tmp_path: Path) -> None
     gauge = [ln for ln in scrape.splitlines() if ln.startswith("clerk_node_clock_offset_seconds")]
     assert gauge and abs(float(gauge[0].split()[-1]) + BEHIND_S) < 0.05, gauge
     assert manager_clock["offset_ms"] is None, manager_clock
+    assert abs(member_clocks["n2@127.0.0.1"] + BEHIND_S * 1000) < 50, member_clocks
     warned = re.findall(r"WARNING this node's wall clock is (-?\d+) ms from its manager "
                         r"n1@127.0.0.1", n2_log)
     assert warned and abs(int(warned[0]) + BEHIND_S * 1000) < 50, warned or n2_log[-2000:]

@@ -122,6 +122,8 @@ def test_manager_stamps_heartbeats_only_to_members_that_read_them():
     # a's wall clock: our fake wall is net.now + wall0; b is 2 s behind a (so b's wall is
     # net.now + wall0 - 2); no network delay in this net.
     a.wall_ms = lambda: int((wall0 + net.now) * 1000)
+    b.wall_ms = lambda: int((wall0 + net.now - 2.0) * 1000)
+    c.wall_ms = lambda: int((wall0 + net.now + 5.0) * 1000)  # (it gets no stamp to use)
     mark = len(net.log)
     net.advance(1.0)
     beats = [(src, e) for _, src, e in net.log[mark:]
@@ -134,3 +136,46 @@ def test_manager_stamps_heartbeats_only_to_members_that_read_them():
     off = b.clock_skew.offset(net.now, wall0 + net.now - 2.0)
     assert off == pytest.approx(-2.0, abs=0.0011)
     assert c.clock_skew.offset(net.now, wall0 + net.now) is None
+    # b reports its offset in its ACKs (a reads them: CLOCK_MARK); the manager's status shows
+    # it. c, of an older build, reports nothing. Followers show no member's clock.
+    net.advance(1.0)
+    clocks = a.status()["member_clocks"]
+    assert set(clocks) == {"b"} and abs(clocks["b"] + 2000) <= 1.1, clocks
+    assert "member_clocks" not in b.status()
+
+
+def test_a_delayed_execute_is_still_late_in_the_managers_time_base():
+    """The window's estimate, not the EXECUTE's own send time, moves its due time: a message
+    held 500 ms in the network (interval 200 ms) is refused as late by a node 2 s behind,
+    where an offset taken from that message alone would have absorbed the delay."""
+    from clerk._lead import too_late
+
+    est = SkewEstimator()
+    for i in range(20):  # heartbeats, 0.3 ms on the way; the node's clock is 2 s behind
+        est.sample("m/1", 1_000_000 + i * 100, 50.0 + i * 0.1 + 0.0003)
+    mono = 52.0
+    wall = 1000.0 + (mono - 50.0) - 2.0  # the node's wall clock
+    due_ms, deadline_ms = int((1000.0 + 1.5) * 1000), int((1000.0 + 3.5) * 1000)
+    # The EXECUTE was sent at 1001.48 (manager's clock) and arrives now (1002.0): 500 ms late.
+    moved = local_due(est.offset(mono, wall), due_ms, deadline_ms)
+    assert moved is not None
+    assert "after its slot was due" in too_late(wall * 1000, moved[0], moved[1], 200)
+    per_message = wall - 1001.48  # what the message's own stamp would say: -1.48 s
+    alone = local_due(per_message, due_ms, deadline_ms)
+    assert alone is not None and too_late(wall * 1000, alone[0], alone[1], 200) == ""
+
+
+def test_the_human_status_shows_the_offset():
+    from clerk.__main__ import render_status
+
+    est = SkewEstimator()
+    est.sample("n1@h/abc+c", 1_000_000, 10.0)
+    st = {"node": "n2", "role": "follower", "manager": "n1@h", "clock": est.status(10.0, 998.0)}
+    assert st["clock"]["manager"] == "n1@h" and st["clock"]["samples"] == 1
+    text = render_status(st)
+    assert "clock: -2000.0 ms from the manager's (runs held and judged" in text
+    assert "clock:" not in render_status({**st, "clock": {"offset_ms": None}})
+    assert "clock:" not in render_status({k: v for k, v in st.items() if k != "clock"})
+    boss = render_status({"node": "n1", "manager": "n1", "clock": {"offset_ms": None},
+                          "member_clocks": {"n3": 0.2, "n2": -2000.0}})
+    assert "member clocks (ms from the manager's): n2 -2000.0, n3 +0.2" in boss
