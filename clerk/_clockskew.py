@@ -11,8 +11,9 @@ minus the manager's) as the smallest of them plus ``wall - monotonic`` now:
   So every sample is ``offset + d`` and the minimum over a window is ``offset + d_min``: the
   estimate is never below the true offset (up to the drift below), and above it by the
   *smallest* one-way delay of the window, not a typical one: queuing delay is filtered out.
-  On one machine (offset exactly 0) the estimate shows that bias: 0.44-0.64 ms at load 3 on
-  the shared 2-core machine, of which the stamp's truncation to whole ms is 0.5 on average.
+  On one machine (offset exactly 0) the estimate shows that bias: 0.44-0.65 ms at load 3 on
+  the shared 2-core machine, of which the stamp's truncation to whole ms is 0.5 on average
+  (``tools/bench_clockskew.py``).
 * **This node's own clock steps** (NTP stepping it, an operator's ``date -s``) do not age the
   window: the samples are kept against the monotonic clock and the wall clock is read only
   when the estimate is asked for. A manager whose clock steps *forward* (samples shrink) is
