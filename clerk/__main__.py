@@ -63,6 +63,7 @@ def render_status(st: dict[str, Any]) -> str:
              f"manager: {st.get('manager') or '(election in progress)'}   term: {st.get('term')}"
              f"   highest term seen: {st.get('highest_term')}"]
     lines += _quorum_lines(st.get("quorum"))
+    lines += _clock_lines(st.get("clock"), st.get("member_clocks"))
     lines.append("")
     lines.append(f"{'MEMBER':<28} {'ADDRESS':<22} {'ALIVE':<6} {'PRIO':>4} {'RUNS':>6}  TASKS")
     for m in st.get("members", []):
@@ -108,6 +109,20 @@ def render_status(st: dict[str, Any]) -> str:
     if bad:
         lines += ["", "dropped frames: " + ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))]
     return "\n".join(lines)
+
+
+def _clock_lines(c: Any, members: Any) -> list[str]:
+    """A follower's clock against its manager's (clerk._clockskew), when it has an estimate;
+    on the manager, its members' as they reported them."""
+    if isinstance(members, dict) and members:
+        return ["member clocks (ms from the manager's): " + ", ".join(
+            f"{name} {ms:+.1f}" for name, ms in sorted(members.items())
+            if isinstance(ms, (int, float)))]
+    if not isinstance(c, dict) or not isinstance(c.get("offset_ms"), (int, float)):
+        return []
+    how = ("runs held and judged in the manager's time" if c.get("corrected")
+           else "within the clocks' tolerance")
+    return [f"clock: {c['offset_ms']:+.1f} ms from the manager's ({how})"]
 
 
 def _quorum_lines(q: Any) -> list[str]:

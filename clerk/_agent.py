@@ -35,6 +35,7 @@ from clerk._agentfeed import AgentFeed
 from clerk._agentreplies import AgentReplies
 from clerk._batch import BATCH_MARK, Coalescer
 from clerk._clock import Clock, SystemClock
+from clerk._clockskew import CLOCK_MARK
 from clerk._config import NodeConfig
 from clerk._core import LeaveRequested, NodeCore, Role, Start, Tick
 from clerk._deploy import MAX_ANNOUNCE_CHARS, SEP, announce
@@ -107,10 +108,10 @@ class Agent(AgentFeed, AgentReplies):
         # (clerk._messages.TABLE_MARK), member lists by digest (clerk._tasksets.DIGEST_MARK),
         # MERGED (MERGE_MARK), a leaver's position (HANDED_MARK), history patches (HIST_MARK),
         # a hand-over in parts (PARTS_MARK), a table delta's rows after the body
-        # (RAW_ROWS_MARK); batches (last).
+        # (RAW_ROWS_MARK); batches; heartbeats' wall times (CLOCK_MARK, clerk._clockskew).
         self.me = Peer(config.name, config.address, secrets.token_hex(6) + TABLE_MARK
                        + DIGEST_MARK + MERGE_MARK + HANDED_MARK + HIST_MARK + PARTS_MARK
-                       + RAW_ROWS_MARK + BATCH_MARK,
+                       + RAW_ROWS_MARK + BATCH_MARK + CLOCK_MARK,
                        config.priority)
         # What a loop turn sends, by peer: flushed at the end of the turn (clerk._batch).
         self.outgoing = Coalescer()
@@ -130,6 +131,7 @@ class Agent(AgentFeed, AgentReplies):
             tasks=(),
             **self.quorum.core_kwargs(),
         )
+        self.core.wall_ms = lambda: self.clock.wall() * 1000  # (clerk._clockskew)
         self.bad_frames: Counter[str] = Counter()
         self._bad_logged_at = -1e9
         self._bad_since_log = 0
@@ -418,7 +420,8 @@ class Agent(AgentFeed, AgentReplies):
             term=lambda: self.core.term, bad_frames=lambda: self.bad_frames.copy(),
             worker_restarts=lambda: executor.restarts if executor is not None else 0,
             table=lambda: unpack_table(self.core.replicated), quorum=self.quorum.gauges,
-            replica_refused=lambda: (self.core.replica.refused, self.core.replica.refused_hist))
+            replica_refused=lambda: (self.core.replica.refused, self.core.replica.refused_hist),
+            clock_offset=lambda: self.core.clock_skew.last)
         try:
             self._metrics_server = MetricsServer(self.config.host, port, sources)
         except ImportError:  # node_spec() skips the node's pre-flight check

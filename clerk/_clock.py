@@ -8,10 +8,44 @@ minutes in microseconds.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "FakeClock", "SystemClock"]
+__all__ = ["TEST_OFFSET_ENV", "Clock", "FakeClock", "SystemClock", "skew_for_tests", "wall_time"]
+
+#: TEST ONLY: seconds added to this process's wall clock (read once, at import), so that an
+#: integration test can start a node whose clock is off from the others' on one machine
+#: (tests/integration/test_clock_skew.py). The node's task workers inherit it. Never set it
+#: in production: a real clock that is off is what it simulates.
+TEST_OFFSET_ENV = "CLERK_TEST_CLOCK_OFFSET_S"
+
+
+def skew_for_tests(environ: dict[str, str] | None = None) -> float:
+    """The test-only wall clock offset of ``TEST_OFFSET_ENV`` (0 when unset), or ValueError
+    naming the variable."""
+    text = (os.environ if environ is None else environ).get(TEST_OFFSET_ENV, "")
+    if not text:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{TEST_OFFSET_ENV}={text!r}: not a number of seconds") from None
+    if value != value or abs(value) > 86400:
+        raise ValueError(f"{TEST_OFFSET_ENV}={text!r}: must be within a day") from None
+    return value
+
+
+_OFFSET = skew_for_tests()
+
+
+def _skewed() -> float:
+    return time.time() + _OFFSET
+
+
+#: This process's wall clock: ``time.time`` itself unless ``TEST_OFFSET_ENV`` is set.
+wall_time: Callable[[], float] = _skewed if _OFFSET else time.time
 
 
 @runtime_checkable
@@ -30,7 +64,7 @@ class SystemClock:
         return time.monotonic()
 
     def wall(self) -> float:
-        return time.time()
+        return wall_time()
 
     def __repr__(self) -> str:
         return "SystemClock()"

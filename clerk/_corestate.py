@@ -30,6 +30,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from clerk._claims import MAX_TERM_JUMP, TermBound, claim_of, message_term
+from clerk._clockskew import SkewEstimator
 from clerk._codec import MAX_MESSAGE_BYTES
 from clerk._coretypes import INF, Dropped, Effect, Role, Send, Stopped
 from clerk._fence import StallFence
@@ -115,6 +116,12 @@ class CoreState:
         #: Duplicates of a live member's name (clerk._dupname), by address -> when last refused.
         self.refused_dups: dict[str, float] = {}
         self._seq = 0
+        #: The wall clock (ms) a manager stamps its heartbeat rounds with (truncated to whole
+        #: ms: earlier, so the members' estimates err upwards only), set by the shell (the
+        #: agent, the simulator); None: no stamp. As follower: the offset of our clock to the
+        #: manager's, from those stamps (clerk._clockskew), which our ACKs report.
+        self.wall_ms: Callable[[], float] | None = None
+        self.clock_skew = SkewEstimator()
         self._logs = 0  # table logs started (a part of each log's id)
         self._deadline = INF  # role-specific: join / election phase / leave
         self._phase = ""  # candidate: "ok" (waiting for OK) or "coord" (waiting for winner)
@@ -246,7 +253,15 @@ class CoreState:
                 }
                 for m in self.members.infos()
             ],
-        }
+        } | self._member_clocks()
+
+    def _member_clocks(self) -> dict[str, Any]:
+        """A manager's ``member_clocks``: each member's clock offset to ours (ms) as its last
+        ACK reported it (clerk._clockskew); none without an estimate."""
+        if self.role is not Role.MANAGER:
+            return {}
+        return {"member_clocks": {r.name: r.clock_ms for r in self.members.others()
+                                  if r.clock_ms is not None}}
 
     @property
     def replicated(self) -> Json:

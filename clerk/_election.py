@@ -397,6 +397,8 @@ def m_heartbeat(core: CoreState, msg: Heartbeat, now: float) -> None:
     if core.role is not Role.FOLLOWER:
         return
     core.heard_manager(now)
+    if msg.wall_ms is not None:  # (clerk._clockskew)
+        core.clock_skew.sample(f"{s.name}/{s.incarnation}", msg.wall_ms, now)
     if msg.members is not None:
         adopt(core, msg.members, now)
         core._epoch_seen = msg.epoch

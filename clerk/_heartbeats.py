@@ -37,6 +37,7 @@ Functions over a :class:`~clerk._corestate.CoreState`; :class:`~clerk._core.Node
 
 from __future__ import annotations
 
+from clerk._clockskew import reads_clock
 from clerk._corestate import CoreState
 from clerk._coretypes import MemberDown, MemberUp, Role
 from clerk._histdelta import reads_hist
@@ -87,7 +88,11 @@ def acknowledge(core: CoreState, msg: Heartbeat, now: float) -> None:
         return
     core._ack_said, core._acked_at, core._acked_seq, core._unacked_chars = (
         said, now, msg.seq, 0)
-    core.send(msg.sender.address, Ack(core.me, core.term, msg.seq, *said))
+    clock_ms = None  # our clock's offset, to a manager that reads it (clerk._clockskew)
+    if core.wall_ms is not None and reads_clock(msg.sender.incarnation):
+        off = core.clock_skew.offset(now, core.wall_ms() / 1000)
+        clock_ms = None if off is None else round(off * 1000, 1)
+    core.send(msg.sender.address, Ack(core.me, core.term, msg.seq, *said, clock_ms))
 
 
 def heartbeat_round(core: CoreState, now: float) -> None:
@@ -108,16 +113,20 @@ def heartbeat_round(core: CoreState, now: float) -> None:
     # Members in the same position share the same heartbeat objects (the agent encodes an
     # object once per batch of effects: see Agent.apply): in a steady cluster, one or two
     # distinct heartbeats per round whatever the number of members.
-    beats: dict[tuple[int, int, int, int, bool], list[Heartbeat]] = {}
+    beats: dict[tuple[int, int, int, int, bool, bool], list[Heartbeat]] = {}
+    # The round's wall time, for members to estimate their clocks' offsets (clerk._clockskew).
+    wall_ms = int(core.wall_ms()) if core.wall_ms is not None else None
     for row in core.members.others():
         # The list (0: none), with each member's entries (1) or by digest (2).
         form = 0 if row.acked_epoch == epoch else (
             2 if reads_digests(row.peer.incarnation) else 1)
         base, room = table_position(core, row, now)
-        key = (form, base, room, _patches(row, base), reads_raw_rows(row.peer))
+        key = (form, base, room, _patches(row, base), reads_raw_rows(row.peer),
+               wall_ms is not None and reads_clock(row.peer.incarnation))
         chain = beats.get(key)
         if chain is None:
-            chain = beats[key] = _chain(core, form, base, room, key[3], key[4])
+            chain = beats[key] = _chain(core, form, base, room, key[3], key[4],
+                                        wall_ms if key[5] else None)
         for beat in chain:
             core.send(row.peer.address, beat)
         _sent(core, row, chain, now)
@@ -161,14 +170,14 @@ def _patches(row: Member, base: int) -> int:
 
 
 def _chain(core: CoreState, form: int, base: int, room: int,
-           hist: int = 0, raw: bool = False) -> list[Heartbeat]:
+           hist: int = 0, raw: bool = False, wall_ms: int | None = None) -> list[Heartbeat]:
     """One heartbeat (the list if ``form``: 1 with the entries, 2 by digest; the first
     delta), then one per further delta of the window (``hist``: see ``_patches``; ``raw``:
     the rows after the body, to a member that reads them: ``reads_raw_rows``)."""
     deltas = core.table_log.window(base, room, hist, raw) if room > 0 else []
     members = core.members.infos(digests=form == 2) if form else None
     first = Heartbeat(core.me, core.term, core._seq, core.members.epoch, members,
-                      deltas[0] if deltas else None)
+                      deltas[0] if deltas else None, wall_ms)
     return [first, *(Heartbeat(core.me, core.term, core._seq, core.members.epoch, None, d)
                      for d in deltas[1:])]
 
@@ -226,6 +235,7 @@ def m_ack(core: CoreState, msg: Ack, now: float) -> None:
                                        list_for(core, s.incarnation), None))
         return
     row.acked_epoch = msg.epoch
+    row.clock_ms = msg.clock_ms
     acked = msg.table if msg.log == core.table_log.log else -1
     if acked < row.acked_table:
         row.snaps.clear()  # the member restarted its replica (or left our log)

@@ -69,6 +69,8 @@ class Member:
     digest: str | None = None
     started: float | None = None
     want: tuple[str, float | None] | None = None
+    #: The member's clock offset to ours as its last ACK reported it (ms; clerk._clockskew).
+    clock_ms: float | None = None
 
     def reset_table(self) -> None:
         """A new table log: this member holds nothing of it yet."""

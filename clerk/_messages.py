@@ -9,8 +9,9 @@ Protocol at a glance (``->`` one message, ``=>`` to every member)::
 
     joiner  -> seed      JOIN(tasks)            any node answers WELCOME(manager claim, members)
     joiner  -> manager   JOIN                   manager answers WELCOME, or REFUSE(reason)
-    manager => members   HEARTBEAT(seq, epoch, members if stale, table delta if behind)
-    member  -> manager   ACK(seq, epoch, table seq, table log)
+    manager => members   HEARTBEAT(seq, epoch, members if stale, table delta if behind,
+                                   its wall clock: clerk._clockskew)
+    member  -> manager   ACK(seq, epoch, table seq, table log, its clock's offset)
     node    -> higher    ELECTION(suspect)      answered OK(manager claim if one is healthy)
     winner  => members   COORDINATOR(claim, table at)  also sent to a stale manager to depose
                                                 it; ``table``: where the winner's table stands
@@ -207,6 +208,10 @@ class Heartbeat:
     epoch: int
     members: tuple[MemberInfo, ...] | None = None
     table: TableDelta | None = None
+    #: The manager's wall clock when it made the round (ms): a member estimates its clock's
+    #: offset from it (:mod:`clerk._clockskew`). Only to a member that reads it (its
+    #: incarnation's ``CLOCK_MARK``); left out while None.
+    wall_ms: int | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +224,10 @@ class Ack:
     #: log's id (-1, "": none): the manager sends it what changed after it.
     table: int = -1
     log: str = ""
+    #: The member's wall clock minus this manager's (ms, its estimate: clerk._clockskew), for
+    #: the manager's status. Only to a manager that reads it (``CLOCK_MARK``); left out while
+    #: None (no estimate).
+    clock_ms: float | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,6 +165,9 @@ class Sources:
     #: This node's replica's refused table deltas, and of them those refused for a history
     #: patch (status: ``replica.refused``, ``replica.refused_hist``).
     replica_refused: Callable[[], tuple[int, int]] = lambda: (0, 0)
+    #: This node's wall clock minus its manager's (s; clerk._clockskew), None: no estimate
+    #: (the manager itself, a manager of an older build).
+    clock_offset: Callable[[], float | None] = lambda: None
 
 
 def _families(src: Sources) -> Iterator[Any]:
@@ -196,6 +199,12 @@ def _families(src: Sources) -> Iterator[Any]:
                                 value=quorum["reachable"])
         yield GaugeMetricFamily("clerk_quorum_voters", "voters configured",
                                 value=quorum["voters"])
+    offset = src.clock_offset()
+    if offset is not None:
+        yield GaugeMetricFamily("clerk_node_clock_offset_seconds", "this node's wall clock "
+                                "minus its manager's, from the heartbeats' stamps (errs "
+                                "upwards by the smallest one-way delay; absent without one)",
+                                value=offset)
     refused, refused_hist = src.replica_refused()
     for name, doc, value in (
         ("clerk_node_elections_started", "elections this node started", n.elections_started),

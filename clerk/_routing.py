@@ -43,6 +43,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -53,6 +54,7 @@ from clerk._adoptedruns import (
     bounded_at_takeover,
     fails_at_takeover,
 )
+from clerk._clockskew import local_due
 from clerk._core import Role, StaleExecute
 from clerk._dispatch import Dispatch, Finished
 from clerk._lead import EARLY_LIMIT_MS, too_late
@@ -99,6 +101,7 @@ class ResultRouting(QuorumWriting):
     _refused_quiet_until = -math.inf
 
     def on_execute(self, msg: Execute, now: float, inbound: Inbound | None) -> None:
+        msg = self._in_my_time(msg, now)
         late = self._late(msg, self.agent.clock.wall())
         if late:
             self._stale(msg, late)
@@ -120,6 +123,19 @@ class ResultRouting(QuorumWriting):
                               msg.sender.address)
             return
         self.executor.submit(msg, msg.sender.address, now)
+
+    def _in_my_time(self, msg: Execute, now: float) -> Execute:
+        """``msg`` with its due time and deadline moved into this node's time base when its
+        clock is off from its sender's (clerk._clockskew.local_due; the estimate must come from
+        that manager's heartbeats), else as it is."""
+        skew = self.agent.core.clock_skew
+        if not skew.source or skew.source != f"{msg.sender.name}/{msg.sender.incarnation}":
+            return msg
+        moved = local_due(skew.offset(now, self.agent.clock.wall()), msg.due_ms,
+                          msg.deadline_ms)
+        if moved is None:
+            return msg
+        return dataclasses.replace(msg, due_ms=moved[0], deadline_ms=moved[1])
 
     def _late(self, msg: Execute, wall: float) -> str:
         """Why this EXECUTE must not run (it arrived too late, or far too early), or ""."""

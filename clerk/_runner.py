@@ -335,6 +335,10 @@ class TaskRunner(Leaving, StatusRows):
         if self.executor is not None:
             self.executor.expire(now)
         core = self.agent.core
+        if not core.is_manager:
+            core.clock_skew.watch(now, wall)  # a WARNING when far off (clerk._clockskew)
+        elif core.clock_skew.source:
+            core.clock_skew.reset()  # no manager's clock to be off from
         if self._activate is not None and core.is_manager:
             if not self._take_over_step(now, wall):
                 return  # the rest at the next turns (next_deadline: at once)

@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from clerk._clockskew import local_due
 from clerk._core import OfferAgain, Role
 from clerk._messages import Execute, Offer, Result, reads_table_at
 from clerk._offerjob import number_parts
@@ -172,10 +173,20 @@ class LedgerRuns:
     def _execute(self, msg: Execute, local: bool) -> None:
         """Run the ledger at the run's due time (it may arrive ahead: clerk._lead) if this node
         is still up then; the result leaves RUN_S later (if it is still up)."""
-        # The due time by this node's own wall clock (it may be off: world.offsets).
-        start = self.net.now + (msg.due_ms / 1000 - self.wall()) if msg.due_ms else self.net.now
+        # The due time by this node's own wall clock (it may be off: world.offsets), moved
+        # into it from the manager's by the offset estimate (clerk._clockskew), as the real
+        # node's (clerk._routing._in_my_time).
+        due_ms, corrected = msg.due_ms, False
+        skew = self.node.core.clock_skew
+        if skew.source == f"{msg.sender.name}/{msg.sender.incarnation}":
+            moved = local_due(skew.offset(self.net.now, self.wall()), msg.due_ms,
+                              msg.deadline_ms)
+            if moved is not None:
+                due_ms, corrected = moved[0], True
+        start = self.net.now + (due_ms / 1000 - self.wall()) if due_ms else self.net.now
         self.in_flight[msg.run_id] = msg
         if start <= self.net.now:
+            self._started(msg, corrected)
             self._run(msg, local)
             return
         incarnation = self.node.core.me.incarnation
@@ -183,9 +194,14 @@ class LedgerRuns:
 
         def held() -> None:
             if node.up and node.core.me.incarnation == incarnation and node.layer is self:
+                self._started(msg, corrected)
                 self._run(msg, local)  # else: crashed meanwhile, the run never started
 
         self.net.at(start, held)
+
+    def _started(self, msg: Execute, corrected: bool) -> None:
+        self.world.starts.append((self.net.now, msg.sender.name, msg.due_ms, self.node.name,
+                                  corrected))
 
     def _run(self, msg: Execute, local: bool) -> None:
         before = None if msg.init else int(msg.state)

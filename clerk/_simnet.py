@@ -55,6 +55,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from clerk._clockskew import CLOCK_MARK
 from clerk._codec import MAX_MESSAGE_BYTES, EncodeError, encode
 from clerk._core import (
     Effect,
@@ -188,7 +189,7 @@ class SimNetwork(LinkFaults):
         incarnation = f"{self.rng.getrandbits(48):012x}"
         if name not in self.older:  # (a node of an older build reads no COORDINATOR table)
             incarnation += (TABLE_MARK + DIGEST_MARK + MERGE_MARK + HANDED_MARK + HIST_MARK
-                            + PARTS_MARK)
+                            + PARTS_MARK + CLOCK_MARK)
         extra: dict[str, Any] = {}
         if self.voters:  # (the default mode's cores are built exactly as before)
             extra = {"voters": self.voters, "voter_record": disk}

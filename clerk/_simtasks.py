@@ -125,6 +125,12 @@ class SimLedger:
         self.dispatched: list[tuple[float, str, int, int]] = []
         #: Per node, how far its wall clock is off (s): clock offsets between machines.
         self.offsets: dict[str, float] = {}
+        #: Managers stamp heartbeats with their wall clock and a node holds and judges a run
+        #: in its manager's time base (clerk._clockskew), as the real node; False: by its own
+        #: clock, as before. ``starts``: (time, manager, due ms, node, corrected) of each run
+        #: started, for the property that none starts before due by its manager's clock.
+        self.clock_estimates = True
+        self.starts: list[tuple[float, str, int, str, bool]] = []
         self.lead_ms = lead_ms  # runs are sent this far ahead and start at their due time
         #: Quorum mode: replicate the table at each dispatch, as the real runner does, so the
         #: followers' replicas show the run in flight (off by default: with it, the property
@@ -266,6 +272,8 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
         self.world = world
         self.net = net
         self.node = node
+        if world.clock_estimates:  # (heartbeats stamped with this node's wall clock)
+            node.core.wall_ms = lambda: int(self.wall() * 1000)
         self.scheduler = Scheduler([world.task, *world.fillers],
                                    random.Random(net.rng.getrandbits(64)),
                                    await_offers=True, dispatch_lead_ms=world.lead_ms)

@@ -35,6 +35,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from clerk import _tasks
+from clerk._clock import wall_time
 from clerk._jsoncheck import _plain, json_problem
 from clerk._jsondump import encoder
 from clerk._lead import SPIN_MS, too_late
@@ -114,7 +115,7 @@ def _check_state(name: str, state: Any, who: str) -> None:
             name, f"{who} returned a state JSON cannot carry unchanged: {problem}")
 
 
-def hold_until(due_ms: float, wall: Callable[[], float] = time.time,
+def hold_until(due_ms: float, wall: Callable[[], float] = wall_time,
                sleep: Callable[[float], None] = time.sleep) -> float:
     """Wait until the wall clock reaches ``due_ms``; return the wall time (s) then, which is
     never before it. Sleeps until ``SPIN_MS`` before it (0: until it), then reads the wall
@@ -231,7 +232,7 @@ def _run(run: Any, slot: Any, term: Any, state: Any, init: Any, due_ms: Any, dea
     kind = type(due_ms)
     if not ((kind is int or kind is float) and due_ms > 0) and (
             not isinstance(due_ms, (int, float)) or isinstance(due_ms, bool) or due_ms <= 0):
-        due_ms = time.time() * 1000  # an EXECUTE without a due time: it is due now
+        due_ms = wall_time() * 1000  # an EXECUTE without a due time: it is due now
     slot = int(slot)
     # current_run() makes the Run (and its due datetime) when the task first asks for it.
     _tasks._begin_run(name, slot, int(term), str(node), due_ms, str(timezone or "UTC"))
@@ -241,7 +242,7 @@ def _run(run: Any, slot: Any, term: Any, state: Any, init: Any, due_ms: Any, dea
         if inst is None:
             inst = _instance(cache, name, str(target))
         # Everything else is ready: the user's code starts at the due time, and not late.
-        wall = time.time()
+        wall = wall_time()
         if wall * 1000 < due_ms:
             wall = hold_until(due_ms)
         wall_ms = wall * 1000

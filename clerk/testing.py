@@ -108,6 +108,7 @@ class LocalCluster:
         metrics: bool = False,
         voters: int | Sequence[str] = 0,
         dispatch_lead: int | None = None,
+        node_env: dict[str, dict[str, str]] | None = None,
     ) -> None:
         """``data_dir``: None (default) gives each node a temporary data directory (removed
         by ``close()``); a path gives each node ``<path>/<node>`` (kept); False gives none.
@@ -116,13 +117,20 @@ class LocalCluster:
         voters; a list names them (node names of this cluster, or others: a voter that is
         not one of the nodes is simply never reachable). 0 or []: the default mode.
 
-        ``dispatch_lead``: the nodes' ``dispatch_lead`` (ms; None: the default)."""
+        ``dispatch_lead``: the nodes' ``dispatch_lead`` (ms; None: the default).
+
+        ``node_env``: extra environment variables of a node's process, by node name (e.g. the
+        test-only ``CLERK_TEST_CLOCK_OFFSET_S`` of :mod:`clerk._clock`)."""
         if isinstance(voters, int) and not 0 <= voters <= n:
             raise ValueError(f"voters={voters}: a number from 0 to the {n} nodes, or a list "
                              "of node names")
         if voters and data_dir is False:
             raise ValueError("voters need data directories (their promises are kept there): "
                              "not with data_dir=False")
+        unknown = sorted(set(node_env or {}) - {f"n{i + 1}@127.0.0.1" for i in range(n)})
+        if unknown:
+            raise ValueError(f"node_env names nodes this cluster does not have: {unknown} "
+                             f"(its nodes are n1@127.0.0.1 .. n{n}@127.0.0.1)")
         self.n = n
         self.tasks = list(tasks)
         self.node_tasks = node_tasks or {}
@@ -130,6 +138,7 @@ class LocalCluster:
         self.workers = workers
         self.log_level = log_level
         self.dispatch_lead = dispatch_lead
+        self.node_env = dict(node_env or {})
         if data_dir is True:
             raise ValueError("data_dir must be a path, None (temporary) or False (none)")
         self.priorities = list(priorities) if priorities is not None else [0] * n
@@ -289,6 +298,7 @@ class LocalCluster:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
         env.pop("CLERK_COOKIE", None)
+        env.update(self.node_env.get(name, {}))
         with open(self.log_path(name), "ab") as log:
             proc = subprocess.Popen(
                 # Armed with PR_SET_PDEATHSIG: if this process dies without close() (a test

@@ -421,3 +421,9 @@ class LeavesOnN2(LeavesOnN1):
 
 class LeavesOnN3(LeavesOnN1):
     ONLY = "n3"
+
+
+class OnTimeOnN2(OnlyOn, OnTime):
+    """OnTime that only node ``n2`` may run (tests/integration/test_clock_skew.py)."""
+
+    ONLY = "n2"

@@ -49,7 +49,8 @@ def test_families_names_labels_and_values() -> None:
     m = scrape(Sources(node=node, is_manager=lambda: True, term=lambda: 7,
                        bad_frames=lambda: Counter({"json": 4}), worker_restarts=lambda: 5,
                        table=lambda: unpack_table(pack_table(s.table())),
-                       replica_refused=lambda: (6, 2)))
+                       replica_refused=lambda: (6, 2), clock_offset=lambda: -2.0015))
+    assert m["clerk_node_clock_offset_seconds"] == -2.0015
     assert m['clerk_task_runs_total{outcome="ok",task="t"}'] == 3
     assert m['clerk_task_runs_total{outcome="error",task="t"}'] == 0
     assert m['clerk_task_skipped_slots_total{task="t"}'] == 0
@@ -76,6 +77,7 @@ def test_a_follower_without_a_table_yet_exposes_node_metrics_only() -> None:
                        bad_frames=Counter, worker_restarts=lambda: 0, table=lambda: None))
     assert m["clerk_node_is_manager"] == 0
     assert not any(k.startswith("clerk_task_runs_total") for k in m)
+    assert "clerk_node_clock_offset_seconds" not in m  # no estimate: no gauge
 
 
 def test_the_loops_longest_turn_since_start_since_a_status_read_and_since_a_scrape() -> None:
