@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 
-import bench_mgrpath  # noqa: E402
+import bench_mgrpath  # type: ignore[import-not-found]  # noqa: E402
 
 PARTS = {"RESULT decode", "result applied", "RESULT_ACKs", "rows into the log", "HEARTBEATs",
          "journal records", "scheduler ticks", "EXECUTE encode"}
