@@ -61,7 +61,7 @@ from clerk._statusparts import LOOP_PART_BYTES, StatusParts
 from clerk._tasksets import DIGEST_MARK
 from clerk._transport import FINAL_LINGER_MS, MAX_UNPINNED_LINKS, Inbound, Transport
 
-__all__ = ["EXIT_WORKERS_GONE", "Agent", "poll_timeout_ms"]
+__all__ = ["EXIT_WORKERS_GONE", "INCARNATION_MARKS", "Agent", "poll_timeout_ms"]
 
 log = logging.getLogger("clerk.node")
 MAX_PINNED = 256  # members whose sockets are opened ahead of need and kept (a 256-node cluster)
@@ -76,6 +76,13 @@ DRAIN_BUDGET_S = 0.020
 #: The agent's exit code after its worker pool was gone for good (Agent.fail): abnormal, so the
 #: node's supervisor starts it again (clerk._node.agent_spec).
 EXIT_WORKERS_GONE = 1
+#: What this build reads, announced after the incarnation's random part (see Agent.__init__).
+#: BATCH_MARK stays last: a build from before the clock mark (1ff308e and older) recognises a
+#: peer that reads batches by ``endswith(BATCH_MARK)``; appending CLOCK_MARK after it turned
+#: batching off between every two nodes (the clean-clone CI at e4efa42:
+#: test_batch_wire saw no batch) and to this build from older ones.
+INCARNATION_MARKS = (TABLE_MARK + DIGEST_MARK + MERGE_MARK + HANDED_MARK + HIST_MARK
+                     + PARTS_MARK + RAW_ROWS_MARK + CLOCK_MARK + BATCH_MARK)
 
 
 class Agent(AgentFeed, AgentReplies):
@@ -109,9 +116,7 @@ class Agent(AgentFeed, AgentReplies):
         # MERGED (MERGE_MARK), a leaver's position (HANDED_MARK), history patches (HIST_MARK),
         # a hand-over in parts (PARTS_MARK), a table delta's rows after the body
         # (RAW_ROWS_MARK); batches; heartbeats' wall times (CLOCK_MARK, clerk._clockskew).
-        self.me = Peer(config.name, config.address, secrets.token_hex(6) + TABLE_MARK
-                       + DIGEST_MARK + MERGE_MARK + HANDED_MARK + HIST_MARK + PARTS_MARK
-                       + RAW_ROWS_MARK + BATCH_MARK + CLOCK_MARK,
+        self.me = Peer(config.name, config.address, secrets.token_hex(6) + INCARNATION_MARKS,
                        config.priority)
         # What a loop turn sends, by peer: flushed at the end of the turn (clerk._batch).
         self.outgoing = Coalescer()

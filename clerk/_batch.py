@@ -11,9 +11,10 @@ Rules:
   holding the messages one after the other, each as ``>BI`` (kind length, body length), the
   kind, the body: exactly frames 1 and 2 of the message sent alone. One frame, so the
   ROUTER's ``MAXMSGSIZE`` bounds a batch as it bounds a message, and CURVE boxes it once.
-* **Who gets batches.** Only a peer that announced it reads them: a node's incarnation ends
-  with :data:`BATCH_MARK` (incarnations are opaque strings to every node, so a
-  ``PROTOCOL_VERSION`` 2 node that predates batches reads this one's messages as before).
+* **Who gets batches.** Only a peer that announced it reads them: a node's incarnation holds
+  :data:`BATCH_MARK`, last (builds before ``CLOCK_MARK`` test ``endswith``:
+  ``clerk._agent.INCARNATION_MARKS``). Incarnations are opaque strings to every node, so a
+  ``PROTOCOL_VERSION`` 2 node that predates batches reads this one's messages as before.
   Every message names its sender, so a node learns from what it receives which addresses
   read batches, and forgets it when a message from that address says otherwise (a node
   restarted on an older build). A peer not known to read them gets each message alone; a
@@ -77,7 +78,7 @@ _ITEM_SIZE = _ITEM.size
 
 def reads_batches(peer: Peer) -> bool:
     """The node ``peer`` announced that it reads batches."""
-    return peer.incarnation.endswith(BATCH_MARK)
+    return BATCH_MARK in peer.incarnation
 
 
 def pack(messages: list[list[bytes]], max_bytes: int = MAX_MESSAGE_BYTES) -> list[list[bytes]]:
