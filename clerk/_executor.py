@@ -406,10 +406,13 @@ class Executor(WorkerReplies):
         return worker.job is running
 
     def _check_capacity(self) -> None:
-        """Tell the node when it gains or loses its last live worker (after the first ready)."""
+        """Tell the node when it gains or loses its last live worker (after the first ready).
+        A pool gone for good (``failed``) is no capacity, workers still up or not: it starts
+        no run any more (``submit`` refuses them), so the node withdraws its tasks until it
+        has left, and the manager sends their runs elsewhere."""
         if self._on_ready is not None or self._on_capacity is None:
             return  # not every worker has said ready yet: the node is not announced anyway
-        capable = any(w.identity is not None for w in self.workers.values())
+        capable = not self.failed and any(w.identity is not None for w in self.workers.values())
         if capable != self._capable:
             self._capable = capable
             self._on_capacity(capable)
