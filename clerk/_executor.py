@@ -195,11 +195,15 @@ class Executor(WorkerReplies):
         for line in data.splitlines():
             try:
                 ev = json.loads(line)
-                if ev.get("kind") == "gave up":
-                    self._give_up(str(ev["reason"]), pool_gone=bool(ev.get("pool_gone")))
-                    continue
-                wid = int(str(ev["child"]).split("-")[1])
-            except (ValueError, KeyError, IndexError):
+                gave_up = ev.get("kind") == "gave up"
+                if gave_up:
+                    why, pool_gone = str(ev["reason"]), bool(ev.get("pool_gone"))
+                else:
+                    wid = int(str(ev["child"]).split("-")[1])
+            except (ValueError, KeyError, IndexError):  # (a malformed line: not ours)
+                continue
+            if gave_up:  # (outside the try: an error of its answers is not a malformed line)
+                self._give_up(why, pool_gone=pool_gone)
                 continue
             worker = self.workers.get(wid)
             if worker is None or worker.pid != ev.get("pid") or worker.child != ev["child"]:
@@ -238,20 +242,26 @@ class Executor(WorkerReplies):
         if self.failed:
             return
         self.failed = why
-        # (Each worker's exit came before the shutdown and failed its run already: these are
-        # what is left, should one not have come.)
-        for worker in self.workers.values() if pool_gone else ():
-            worker.identity = None
-            job, worker.job = worker.job, None
-            if job is not None:
-                self._reply(job, "error", None, f"the worker pool of {self.node} is gone: {why}")
-        for job in self.queue:
-            self._reply(job, "refused", None,
-                        f"not started: the worker pool of {self.node} is gone ({why})", 0.0)
-        self.queue = RunQueue()
-        self._check_capacity()
-        if self._on_failed is not None:
-            self._on_failed(why)
+        queued, self.queue = self.queue, RunQueue()
+        try:
+            # (Each worker's exit came before the shutdown and failed its run already: these
+            # are what is left, should one not have come.)
+            for worker in self.workers.values() if pool_gone else ():
+                worker.identity = None
+                job, worker.job = worker.job, None
+                if job is not None:
+                    self._reply(job, "error", None,
+                                f"the worker pool of {self.node} is gone: {why}")
+            for job in queued:
+                self._reply(job, "refused", None,
+                            f"not started: the worker pool of {self.node} is gone ({why})",
+                            0.0)
+            self._check_capacity()
+        finally:
+            # The agent is told whatever an answer did: a failed pool refuses every run, and
+            # a node left with one, not leaving, would sit there for good.
+            if self._on_failed is not None:
+                self._on_failed(why)
 
     # --- runs ---------------------------------------------------------------------------------
 

@@ -200,3 +200,33 @@ def test_a_pool_that_gave_up_with_a_worker_still_up_is_no_longer_eligible(
         for link in links:
             link.close()
         ex.close()
+
+
+@pytest.mark.timeout(20)
+def test_the_agent_is_told_even_if_answering_a_refused_run_raises(pool: Pool) -> None:
+    """review11: _give_up marks the pool failed, answers what is left, then tells the agent.
+    It ran inside the events reader's ``except (ValueError, KeyError, IndexError): continue``
+    (meant for a malformed line), so an answer that raised one of those (the manager's own
+    run applied locally, an encoding error) was swallowed before ``on_failed``: the pool
+    refused every run from then on and the agent never left, the node sat there for good
+    without saying so (what workerfail set out to end). The agent is now told first-hand in
+    any case, and the error is not hidden (it reaches the loop: the agent crashes and is
+    restarted, as OTP would)."""
+    ex, link, results, failed = pool
+    ex.submit(_execute("r1", 1), "m", 0.0)
+    assert recv_msg(link)[0] == RUN
+    ex.submit(_execute("r2", 2), "m", 0.0)  # queued
+    sent = ex.send_result
+
+    def send(result: Result, to: str) -> None:
+        if result.outcome == "refused":
+            raise ValueError("cannot encode that answer")
+        sent(result, to)
+
+    ex.send_result = send  # type: ignore[method-assign]
+    info = ShutdownInfo(ShutdownReason.INTENSITY, "worker-0")
+    ex._hook(Event(kind="exit", supervisor="s", child_id="worker-0", pid=100, reason=None))
+    ex._hook(Event(kind="shutdown", supervisor="s", info=info))
+    with pytest.raises(ValueError, match="cannot encode"):
+        _events(ex)
+    assert failed == [f"worker supervisor gave up: {info}"] and ex.failed
