@@ -433,10 +433,13 @@ class Executor(WorkerReplies):
         The new one first, as a new child: ending the old tree can take the supervisor a
         while, and runs that arrive meanwhile should not wait for it. Neither a start nor a
         terminate counts against the restart intensity. A start that fails (the system out
-        of processes or memory, for one) is tried again after each of ``START_RETRY_PAUSES``;
+        of processes or memory, for one) ends the old tree at once (the run it held was
+        answered ``timeout``: it must not go on through the pauses, and its processes free
+        what the start lacked), then is tried again after each of ``START_RETRY_PAUSES``;
         after the last, that worker id would stay without a process for good: the pool gives
         up (``_give_up``, on the loop). A supervisor that is not running (it gave up, or
         ``close``) is not retried: its shutdown says so."""
+        old_gone = False
         for pause in (*START_RETRY_PAUSES, None):
             try:
                 self.sup.start_child(self._spec(new, wid))
@@ -444,6 +447,9 @@ class Executor(WorkerReplies):
             except NotRunningError:
                 break
             except Exception as exc:
+                if not old_gone:
+                    self._remove(old)
+                    old_gone = True
                 if pause is None:
                     log.error("could not start %s: %s (tried %d times)", new, exc,
                               len(START_RETRY_PAUSES) + 1)
@@ -453,6 +459,11 @@ class Executor(WorkerReplies):
                 log.warning("could not start %s: %s (again in %.1f s)", new, exc, pause)
                 if self._closing.wait(pause):
                     break
+        if not old_gone:
+            self._remove(old)
+
+    def _remove(self, old: str) -> None:
+        """End the worker child ``old`` (its whole tree) and forget its spec."""
         try:
             self.sup.terminate_child(old)
             self.sup.delete_child(old)

@@ -121,8 +121,8 @@ def test_a_replacement_that_fails_to_start_once_is_started_again(pool: Pool) -> 
     _FailingSup.fails = 1
     _replace_and_join(ex)
     calls = ex.sup.calls  # type: ignore[attr-defined]
-    assert calls == [("start", "worker-0-1"), ("start", "worker-0-1"),
-                     ("terminate", "worker-0"), ("delete", "worker-0")]
+    assert calls == [("start", "worker-0-1"), ("terminate", "worker-0"),
+                     ("delete", "worker-0"), ("start", "worker-0-1")]
     assert failed == [] and not ex.failed
 
 
@@ -230,3 +230,20 @@ def test_the_agent_is_told_even_if_answering_a_refused_run_raises(pool: Pool) ->
     with pytest.raises(ValueError, match="cannot encode"):
         _events(ex)
     assert failed == [f"worker supervisor gave up: {info}"] and ex.failed
+
+
+@pytest.mark.timeout(20)
+def test_a_run_killed_past_its_timeout_is_killed_before_its_replacement_is_tried_again(
+        pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """review11: the worker that held a run past its timeout was terminated only once its
+    replacement had started or every retry failed, up to 0.1 + 0.5 + 1.5 s later: the run
+    answered ``timeout`` went on meanwhile (its side effects beside the next slot's run on
+    another node), and on a system out of processes it held the very slot the retries
+    wanted. Now it is terminated at the first failed start, before the pause."""
+    ex, _link, _results, _failed = pool
+    monkeypatch.setattr(clerk._executor, "START_RETRY_PAUSES", (0.0, 0.0))
+    _FailingSup.fails = 2
+    _replace_and_join(ex)
+    calls = ex.sup.calls  # type: ignore[attr-defined]
+    assert calls == [("start", "worker-0-1"), ("terminate", "worker-0"), ("delete", "worker-0"),
+                     ("start", "worker-0-1"), ("start", "worker-0-1")], calls
