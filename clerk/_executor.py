@@ -195,11 +195,15 @@ class Executor(WorkerReplies):
         for line in data.splitlines():
             try:
                 ev = json.loads(line)
-                if ev.get("kind") == "gave up":
-                    self._give_up(str(ev["reason"]), pool_gone=bool(ev.get("pool_gone")))
-                    continue
-                wid = int(str(ev["child"]).split("-")[1])
-            except (ValueError, KeyError, IndexError):
+                gave_up = ev.get("kind") == "gave up"
+                if gave_up:
+                    why, pool_gone = str(ev["reason"]), bool(ev.get("pool_gone"))
+                else:
+                    wid = int(str(ev["child"]).split("-")[1])
+            except (ValueError, KeyError, IndexError):  # (a malformed line: not ours)
+                continue
+            if gave_up:  # (outside the try: an error of its answers is not a malformed line)
+                self._give_up(why, pool_gone=pool_gone)
                 continue
             worker = self.workers.get(wid)
             if worker is None or worker.pid != ev.get("pid") or worker.child != ev["child"]:
@@ -238,20 +242,26 @@ class Executor(WorkerReplies):
         if self.failed:
             return
         self.failed = why
-        # (Each worker's exit came before the shutdown and failed its run already: these are
-        # what is left, should one not have come.)
-        for worker in self.workers.values() if pool_gone else ():
-            worker.identity = None
-            job, worker.job = worker.job, None
-            if job is not None:
-                self._reply(job, "error", None, f"the worker pool of {self.node} is gone: {why}")
-        for job in self.queue:
-            self._reply(job, "refused", None,
-                        f"not started: the worker pool of {self.node} is gone ({why})", 0.0)
-        self.queue = RunQueue()
-        self._check_capacity()
-        if self._on_failed is not None:
-            self._on_failed(why)
+        queued, self.queue = self.queue, RunQueue()
+        try:
+            # (Each worker's exit came before the shutdown and failed its run already: these
+            # are what is left, should one not have come.)
+            for worker in self.workers.values() if pool_gone else ():
+                worker.identity = None
+                job, worker.job = worker.job, None
+                if job is not None:
+                    self._reply(job, "error", None,
+                                f"the worker pool of {self.node} is gone: {why}")
+            for job in queued:
+                self._reply(job, "refused", None,
+                            f"not started: the worker pool of {self.node} is gone ({why})",
+                            0.0)
+            self._check_capacity()
+        finally:
+            # The agent is told whatever an answer did: a failed pool refuses every run, and
+            # a node left with one, not leaving, would sit there for good.
+            if self._on_failed is not None:
+                self._on_failed(why)
 
     # --- runs ---------------------------------------------------------------------------------
 
@@ -406,10 +416,13 @@ class Executor(WorkerReplies):
         return worker.job is running
 
     def _check_capacity(self) -> None:
-        """Tell the node when it gains or loses its last live worker (after the first ready)."""
+        """Tell the node when it gains or loses its last live worker (after the first ready).
+        A pool gone for good (``failed``) is no capacity, workers still up or not: it starts
+        no run any more (``submit`` refuses them), so the node withdraws its tasks until it
+        has left, and the manager sends their runs elsewhere."""
         if self._on_ready is not None or self._on_capacity is None:
             return  # not every worker has said ready yet: the node is not announced anyway
-        capable = any(w.identity is not None for w in self.workers.values())
+        capable = not self.failed and any(w.identity is not None for w in self.workers.values())
         if capable != self._capable:
             self._capable = capable
             self._on_capacity(capable)
@@ -420,10 +433,13 @@ class Executor(WorkerReplies):
         The new one first, as a new child: ending the old tree can take the supervisor a
         while, and runs that arrive meanwhile should not wait for it. Neither a start nor a
         terminate counts against the restart intensity. A start that fails (the system out
-        of processes or memory, for one) is tried again after each of ``START_RETRY_PAUSES``;
+        of processes or memory, for one) ends the old tree at once (the run it held was
+        answered ``timeout``: it must not go on through the pauses, and its processes free
+        what the start lacked), then is tried again after each of ``START_RETRY_PAUSES``;
         after the last, that worker id would stay without a process for good: the pool gives
         up (``_give_up``, on the loop). A supervisor that is not running (it gave up, or
         ``close``) is not retried: its shutdown says so."""
+        old_gone = False
         for pause in (*START_RETRY_PAUSES, None):
             try:
                 self.sup.start_child(self._spec(new, wid))
@@ -431,6 +447,9 @@ class Executor(WorkerReplies):
             except NotRunningError:
                 break
             except Exception as exc:
+                if not old_gone:
+                    self._remove(old)
+                    old_gone = True
                 if pause is None:
                     log.error("could not start %s: %s (tried %d times)", new, exc,
                               len(START_RETRY_PAUSES) + 1)
@@ -440,6 +459,11 @@ class Executor(WorkerReplies):
                 log.warning("could not start %s: %s (again in %.1f s)", new, exc, pause)
                 if self._closing.wait(pause):
                     break
+        if not old_gone:
+            self._remove(old)
+
+    def _remove(self, old: str) -> None:
+        """End the worker child ``old`` (its whole tree) and forget its spec."""
         try:
             self.sup.terminate_child(old)
             self.sup.delete_child(old)

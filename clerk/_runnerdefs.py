@@ -99,6 +99,8 @@ class Definitions:
         if capable:
             log.info("a worker is up again: eligible for %d task(s)", len(self.defs))
             tasks = self.agent.announcement
+        elif self.executor is not None and self.executor.failed:
+            log.info("worker pool gone: not eligible for runs (leaving)")
         else:
             log.info("no worker up (being replaced): not eligible for runs until one is")
             tasks = ()

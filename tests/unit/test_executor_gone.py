@@ -121,8 +121,8 @@ def test_a_replacement_that_fails_to_start_once_is_started_again(pool: Pool) -> 
     _FailingSup.fails = 1
     _replace_and_join(ex)
     calls = ex.sup.calls  # type: ignore[attr-defined]
-    assert calls == [("start", "worker-0-1"), ("start", "worker-0-1"),
-                     ("terminate", "worker-0"), ("delete", "worker-0")]
+    assert calls == [("start", "worker-0-1"), ("terminate", "worker-0"),
+                     ("delete", "worker-0"), ("start", "worker-0-1")]
     assert failed == [] and not ex.failed
 
 
@@ -137,3 +137,113 @@ def test_a_replacement_that_never_starts_fails_the_pool(pool: Pool) -> None:
     assert len(failed) == 1 and "could not start worker-0-1" in failed[0]
     ex.submit(_execute("r1", 1), "m", 0.0)
     assert [(r.run_id, r.outcome) for r in results] == [("r1", "refused")]
+
+
+@pytest.mark.timeout(20)
+def test_a_pool_that_gave_up_with_a_worker_still_up_is_no_longer_eligible(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """review11: worker 0 was killed past a timeout and its replacement never starts, worker
+    1 is up. The pool is gone (every EXECUTE is refused from then on, the slot skipped), so the
+    node withdraws its tasks at once, as it does when no worker is left: the manager sends the
+    next runs to a node that can start them, also during the turns before this one's leave
+    begins (a manager finishing a take-over waits up to 2 s). On main the capacity stayed
+    True (worker 1 has a link): the node stayed eligible and refused every run sent to it,
+    and a later READY or DONE kept it so."""
+    monkeypatch.setattr(clerk._executor, "Supervisor", _FailingSup)
+    monkeypatch.setattr(clerk._executor, "START_RETRY_PAUSES", (0.0, 0.0))
+    _FailingSup.fails = 0
+    readers: dict[int, Any] = {}
+    results: list[Result] = []
+    failed: list[str] = []
+    capacity: list[bool] = []
+    ex = Executor(node="a@127.0.0.1", defs=DEFS, workers=2,
+                  add_reader=lambda fd, cb: readers.__setitem__(fd, cb),
+                  remove_reader=lambda fd: readers.pop(fd, None),
+                  send_result=lambda r, to: results.append(r), me=lambda: (ME, 1),
+                  log_level="warning", on_failed=failed.append, on_ready=lambda: None,
+                  on_capacity=capacity.append)
+    links = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2)]
+
+    def turn() -> None:
+        for fd in select.select(list(readers), [], [], 0.05)[0]:
+            if fd in readers:
+                readers[fd]()
+
+    try:
+        for wid, link in enumerate(links):
+            link.settimeout(5)
+            link.connect(ex._endpoint)
+            link.sendall(pack(READY, json.dumps({"wid": wid, "pid": 100 + wid}).encode()))
+        for _ in range(100):
+            turn()
+            if all(w.identity is not None for w in ex.workers.values()):
+                break
+        assert all(w.identity is not None for w in ex.workers.values())
+        assert capacity == []  # (ready: eligible, as announced)
+        _FailingSup.fails = 99
+        ex._replace_worker(ex.workers[0])
+        for killer in ex._killers:
+            killer.join(5)
+        _events(ex)
+        assert len(failed) == 1 and ex.failed
+        assert ex.workers[1].identity is not None  # worker 1 is up, and keeps its link
+        assert capacity == [False], capacity
+        # Worker 1 runs nothing more here; whatever it says, the node stays withdrawn.
+        links[1].sendall(pack(READY, json.dumps({"wid": 1, "pid": 101}).encode()))
+        for _ in range(5):
+            turn()
+        ex.expire(0.0)
+        assert capacity == [False], capacity
+        ex.submit(_execute("r1", 1), "m", 0.0)
+        assert [(r.run_id, r.outcome) for r in results] == [("r1", "refused")]
+    finally:
+        for link in links:
+            link.close()
+        ex.close()
+
+
+@pytest.mark.timeout(20)
+def test_the_agent_is_told_even_if_answering_a_refused_run_raises(pool: Pool) -> None:
+    """review11: _give_up marks the pool failed, answers what is left, then tells the agent.
+    It ran inside the events reader's ``except (ValueError, KeyError, IndexError): continue``
+    (meant for a malformed line), so an answer that raised one of those (the manager's own
+    run applied locally, an encoding error) was swallowed before ``on_failed``: the pool
+    refused every run from then on and the agent never left, the node sat there for good
+    without saying so (what workerfail set out to end). The agent is now told first-hand in
+    any case, and the error is not hidden (it reaches the loop: the agent crashes and is
+    restarted, as OTP would)."""
+    ex, link, results, failed = pool
+    ex.submit(_execute("r1", 1), "m", 0.0)
+    assert recv_msg(link)[0] == RUN
+    ex.submit(_execute("r2", 2), "m", 0.0)  # queued
+    sent = ex.send_result
+
+    def send(result: Result, to: str) -> None:
+        if result.outcome == "refused":
+            raise ValueError("cannot encode that answer")
+        sent(result, to)
+
+    ex.send_result = send  # type: ignore[method-assign]
+    info = ShutdownInfo(ShutdownReason.INTENSITY, "worker-0")
+    ex._hook(Event(kind="exit", supervisor="s", child_id="worker-0", pid=100, reason=None))
+    ex._hook(Event(kind="shutdown", supervisor="s", info=info))
+    with pytest.raises(ValueError, match="cannot encode"):
+        _events(ex)
+    assert failed == [f"worker supervisor gave up: {info}"] and ex.failed
+
+
+@pytest.mark.timeout(20)
+def test_a_run_killed_past_its_timeout_is_killed_before_its_replacement_is_tried_again(
+        pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """review11: the worker that held a run past its timeout was terminated only once its
+    replacement had started or every retry failed, up to 0.1 + 0.5 + 1.5 s later: the run
+    answered ``timeout`` went on meanwhile (its side effects beside the next slot's run on
+    another node), and on a system out of processes it held the very slot the retries
+    wanted. Now it is terminated at the first failed start, before the pause."""
+    ex, _link, _results, _failed = pool
+    monkeypatch.setattr(clerk._executor, "START_RETRY_PAUSES", (0.0, 0.0))
+    _FailingSup.fails = 2
+    _replace_and_join(ex)
+    calls = ex.sup.calls  # type: ignore[attr-defined]
+    assert calls == [("start", "worker-0-1"), ("terminate", "worker-0"), ("delete", "worker-0"),
+                     ("start", "worker-0-1"), ("start", "worker-0-1")], calls
