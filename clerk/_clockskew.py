@@ -44,13 +44,17 @@ every 0.5 s per member), so one place shows every member's offset.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections import deque
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
+from clerk._offerruns import OfferedRun
+
 __all__ = ["CLOCK_MARK", "CORRECT_MS", "MAX_SAMPLES", "WARN_EVERY_S", "WARN_MS", "WARN_SAMPLES",
-           "WINDOW_S", "SkewEstimator", "local_due", "reads_clock"]
+           "WINDOW_S", "AsSent", "SkewEstimator", "local_due", "reads_clock"]
 
 log = logging.getLogger("clerk.node")
 
@@ -165,3 +169,37 @@ def local_due(offset_s: float | None, due_ms: int, deadline_ms: int) -> tuple[in
     # The due time rounded up (never before it), the deadline down (never after it).
     return (math.ceil(due_ms + shift) if due_ms else 0,
             math.floor(deadline_ms + shift) if deadline_ms else 0)
+
+
+class AsSent:
+    """The due time and deadline of each run this node moved into its own time base
+    (:func:`local_due`), as its manager sent them: what this node's OFFER says of its runs in
+    flight (clerk._offerruns) to the next manager, which reads them in a manager's time base.
+    Offered as moved, a run of a node 10 s behind looked 10 s past its deadline to the new
+    manager, which took it as timed out at once and sent the next slots beside it (review12:
+    tests/integration/test_review12_skew_offer.py). Only the runs in flight are kept (pruned
+    when the record doubles)."""
+
+    __slots__ = ("_prune_at", "_sent")
+
+    def __init__(self) -> None:
+        self._sent: dict[str, tuple[int, int]] = {}
+        self._prune_at = 64
+
+    def note(self, run_id: str, due_ms: int, deadline_ms: int,
+             in_flight: Callable[[], Collection[str]]) -> None:
+        """The run ``run_id`` was moved; ``due_ms`` and ``deadline_ms`` as sent."""
+        self._sent[run_id] = (due_ms, deadline_ms)
+        if len(self._sent) >= self._prune_at:
+            live = in_flight()
+            self._sent = {k: v for k, v in self._sent.items() if k in live}
+            self._prune_at = max(64, 2 * len(self._sent))
+
+    def offered(self, runs: Iterable[OfferedRun]) -> list[OfferedRun]:
+        """``runs`` with the times their manager sent."""
+        out = []
+        for r in runs:
+            sent = self._sent.get(r.run_id)
+            out.append(r if sent is None else
+                       dataclasses.replace(r, due_ms=sent[0], deadline_ms=sent[1]))
+        return out
