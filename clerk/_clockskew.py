@@ -17,10 +17,15 @@ minus the manager's) as the smallest of them plus ``wall - monotonic`` now:
 * **This node's own clock steps** (NTP stepping it, an operator's ``date -s``) do not age the
   window: the samples are kept against the monotonic clock and the wall clock is read only
   when the estimate is asked for. A manager whose clock steps *forward* (samples shrink) is
-  followed at its next heartbeat; one stepping *back* (samples grow), or running slower than
+  followed at its next heartbeat; so is one stepping *back* by more than the time between
+  two of its heartbeat rounds (100 ms by default): its stamp comes before the previous one,
+  and the window starts over from it. A smaller step back, or a clock running slower than
   this node's monotonic clock, is followed within the window: until then the estimate can be
-  below the truth by the step, or by drift x window (500 ppm, NTP's largest slew, x 5 s =
-  2.5 ms; a free-running crystal's ~50 ppm: 0.25 ms).
+  below the truth by the step (under that time between rounds), or by drift x window
+  (500 ppm, NTP's largest slew, x 5 s = 2.5 ms; a free-running crystal's ~50 ppm: 0.25 ms),
+  and a run held to it can start that much early by the manager's clock (never by more than
+  the dispatch lead and window: its EXECUTE left then). (Before review12 a step back of any
+  size stayed in the window for 5 s: tests/unit/test_review12_skew_step.py.)
 * **A new manager** (another name or incarnation) starts a new window; with no stamp in the
   last ``WINDOW_S`` there is no estimate (``None``): a manager of an older build, or none.
 
@@ -88,7 +93,7 @@ class SkewEstimator:
     """The minimum of ``receive (monotonic) - stamp`` over the last ``window`` seconds, for
     the manager the stamps come from (see the module docstring). All times in seconds."""
 
-    __slots__ = ("_samples", "_warn_after", "count", "last", "source", "window")
+    __slots__ = ("_samples", "_stamp", "_warn_after", "count", "last", "source", "window")
 
     def __init__(self, window: float = WINDOW_S) -> None:
         self.window = window
@@ -96,6 +101,7 @@ class SkewEstimator:
         #: is the first and each sample is added and dropped once.
         self._samples: deque[tuple[float, float]] = deque()
         self.source = ""  # who stamped them: "name/incarnation"
+        self._stamp = -math.inf  # the last stamp taken (ms)
         self.count = 0  # samples taken from that source (for status)
         self._warn_after = -math.inf  # monotonic: no WARNING before (``watch``)
         #: The offset at the last ``watch`` (s; None: no estimate): what the metrics read, in
@@ -107,10 +113,17 @@ class SkewEstimator:
         ``mono`` (this node's monotonic clock, s)."""
         if source != self.source:
             self._samples.clear()
-            self.source, self.count = source, 0
+            self.source, self.count, self._stamp = source, 0, -math.inf
         value = mono - stamp_ms / 1000
         if not math.isfinite(value):
             return
+        if stamp_ms < self._stamp:
+            # A stamp before the previous one (they come in order): the manager's clock
+            # stepped back, by more than the time between the two. The window's samples are
+            # that much too small (the estimate too low: runs held to it would start early,
+            # by up to the dispatch lead); it starts over from this one.
+            self._samples.clear()
+        self._stamp = stamp_ms
         q = self._samples
         while q and q[-1][1] >= value:
             q.pop()
@@ -134,7 +147,7 @@ class SkewEstimator:
 
     def reset(self) -> None:
         self._samples.clear()
-        self.source, self.count, self.last = "", 0, None
+        self.source, self.count, self.last, self._stamp = "", 0, None, -math.inf
 
     def status(self, mono: float, wall: float) -> dict[str, Any]:
         """The status's ``clock``: the offset (ms, this node's clock minus its manager's;

@@ -1,0 +1,55 @@
+"""A manager whose wall clock steps back (review12): its members' offset estimates follow at
+its next heartbeat, so a corrected node does not hold its runs to due times earlier than the
+manager's for the rest of the window (clerk._clockskew)."""
+
+from __future__ import annotations
+
+import pytest
+
+from clerk._clockskew import WINDOW_S, SkewEstimator, local_due
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _beats(est: SkewEstimator, mono0: float, stamp0_ms: int, n: int, delay: float = 0.001,
+           gap: float = 0.1) -> float:
+    for i in range(n):
+        est.sample("m/1", stamp0_ms + round(i * gap * 1000), mono0 + i * gap + delay)
+    return mono0 + (n - 1) * gap + delay
+
+
+@pytest.mark.parametrize("step_s", [0.5, 2.0, 30.0])
+def test_a_manager_clock_stepping_back_is_followed_at_its_next_heartbeat(step_s: float) -> None:
+    # This node is 2 s behind the manager (offset -2 s); then the manager's clock steps back
+    # by step_s, so the true offset becomes -2 + step_s.
+    est = SkewEstimator()
+    mono0, manager0 = 100.0, 1_800_000_000.0
+    offset = -2.0
+    mono = _beats(est, mono0, round(manager0 * 1000), 20)
+    wall = lambda m: manager0 + (m - mono0) + offset  # noqa: E731 (this node's wall clock)
+    assert est.offset(mono, wall(mono)) == pytest.approx(offset, abs=0.002)
+    # One heartbeat after the step (the manager's clock reads step_s less).
+    mono += 0.1
+    stamp = round((manager0 + (mono - 0.001 - mono0) - step_s) * 1000)
+    est.sample("m/1", stamp, mono)
+    off = est.offset(mono, wall(mono))
+    assert off is not None
+    true = offset + step_s
+    assert off >= true - 0.002, (off, true)  # never below: a run held to it is never early
+    # A run due 50 ms after the step by the manager's (new) clock is not held to a due time
+    # earlier than that on this node's clock.
+    due_ms = stamp + 50
+    moved = local_due(off, due_ms, due_ms + 1000)
+    local = moved[0] if moved is not None else due_ms
+    assert local >= due_ms + true * 1000 - 2, (local, due_ms + true * 1000)
+    assert mono - mono0 < WINDOW_S  # (within the window that held the old samples)
+
+
+def test_a_late_heartbeat_does_not_restart_the_window() -> None:
+    """Only a stamp before the previous one restarts it: a delayed heartbeat (queuing) keeps
+    the window's minimum."""
+    est = SkewEstimator()
+    mono = _beats(est, 10.0, 1_000_000, 10)
+    est.sample("m/1", 1_000_000 + 1000, mono + 0.1 + 0.3)  # 300 ms late
+    assert est.offset(mono + 0.4, 1_000.0 + (mono + 0.4 - 10.0)) == pytest.approx(0.001,
+                                                                                   abs=1e-6)
