@@ -2,7 +2,8 @@
 
 A manager stamps each periodic HEARTBEAT with its wall clock (``Heartbeat.wall_ms``, only to a
 member whose incarnation carries ``CLOCK_MARK``: an older build refuses a field it does not
-know). A follower keeps, per manager followed, the stamps of the last ``WINDOW_S`` seconds as
+know). A follower keeps, per manager followed, the stamps of the last ``WINDOW_S`` seconds
+(by the manager's clock: those within ``WINDOW_S`` of its newest stamp) as
 ``receive time (monotonic) - stamp`` and estimates its clock's *offset* (this node's wall clock
 minus the manager's) as the smallest of them plus ``wall - monotonic`` now:
 
@@ -35,12 +36,14 @@ against them moved into its own time base (``due + offset``). Because the estima
 upwards, a corrected run starts at or after its due time by the manager's clock (never before
 due holds in the manager's time base), and later than it by at most ``d_min``; a message
 *delayed* in the network is still judged against the window's estimate, not against its own
-stamp, so it is recognised as late. The deadline and the "one interval late" limit move the
-same way, so they are lenient by that same ``d_min`` in the manager's time base (a fraction of
-a millisecond against an interval of 100 ms or more, and the manager's own deadline has
-``TRANSIT_GRACE_MS``, 1 s, beyond the EXECUTE's). Below ``CORRECT_MS`` the clocks agree as
-well as NTP makes them and the estimate's own bias is of the same size: the due time is taken
-as it is (the behaviour before this module; so it is with no estimate).
+stamp, so it is recognised as late; so is one that waited with heartbeats as late as it in the
+node's socket (a frozen node, a partition) longer than the window: the window is by stamps,
+and the heartbeats' before the delay are in it. The deadline and the "one interval late"
+limit move the same way, so they are lenient by that same ``d_min`` in the manager's time
+base (a fraction of a millisecond against an interval of 100 ms or more, and the manager's
+own deadline has ``TRANSIT_GRACE_MS``, 1 s, beyond the EXECUTE's). Below ``CORRECT_MS`` the
+clocks agree as well as NTP makes them and the estimate's own bias is of the same size: the
+due time is taken as it is (the behaviour before this module; so it is with no estimate).
 
 The manager reads each member's estimate from its ACKs (``Ack.clock_ms``, only to a manager
 with ``CLOCK_MARK``), for its status's ``member_clocks``: one number per ACK (at least one
@@ -90,18 +93,26 @@ def reads_clock(incarnation: str) -> bool:
 
 
 class SkewEstimator:
-    """The minimum of ``receive (monotonic) - stamp`` over the last ``window`` seconds, for
+    """The minimum of ``receive (monotonic) - stamp`` over the last ``window`` seconds of
+    stamps (none without a stamp received in the last ``window`` seconds), for
     the manager the stamps come from (see the module docstring). All times in seconds."""
 
-    __slots__ = ("_samples", "_stamp", "_warn_after", "count", "last", "source", "window")
+    __slots__ = ("_heard", "_samples", "_stamp", "_warn_after", "count", "last", "source",
+                 "window")
 
     def __init__(self, window: float = WINDOW_S) -> None:
         self.window = window
-        #: (receive time, sample), the samples increasing: a monotonic deque, so the minimum
-        #: is the first and each sample is added and dropped once.
+        #: (stamp ms, sample), the samples increasing: a monotonic deque, so the minimum is
+        #: the first and each sample is added and dropped once. A sample expires once a stamp
+        #: ``window`` later (by the manager's clock) came, not by the time it came here: the
+        #: heartbeats that waited in this node's socket with an EXECUTE (a frozen node, a
+        #: partition) are all as late as it is, and had the window only them, the estimate
+        #: would move the EXECUTE's deadline by its delay and run it late (review12:
+        #: tests/integration/test_review12_skew_frozen.py).
         self._samples: deque[tuple[float, float]] = deque()
         self.source = ""  # who stamped them: "name/incarnation"
         self._stamp = -math.inf  # the last stamp taken (ms)
+        self._heard = -math.inf  # monotonic: when it came
         self.count = 0  # samples taken from that source (for status)
         self._warn_after = -math.inf  # monotonic: no WARNING before (``watch``)
         #: The offset at the last ``watch`` (s; None: no estimate): what the metrics read, in
@@ -123,31 +134,29 @@ class SkewEstimator:
             # that much too small (the estimate too low: runs held to it would start early,
             # by up to the dispatch lead); it starts over from this one.
             self._samples.clear()
-        self._stamp = stamp_ms
+        self._stamp, self._heard = stamp_ms, mono
         q = self._samples
         while q and q[-1][1] >= value:
             q.pop()
-        q.append((mono, value))
+        q.append((stamp_ms, value))
         if len(q) > MAX_SAMPLES:
             q.popleft()
         self.count += 1
-        self._expire(mono)
-
-    def _expire(self, mono: float) -> None:
-        q = self._samples  # (in order of receive time too)
-        while q and q[0][0] < mono - self.window:
+        oldest = stamp_ms - self.window * 1000
+        while q[0][0] < oldest:  # (in order of stamps too; the last one stays)
             q.popleft()
 
     def offset(self, mono: float, wall: float) -> float | None:
-        """This node's wall clock minus the manager's (s), or None without a recent stamp."""
-        self._expire(mono)
-        if not self._samples:
+        """This node's wall clock minus the manager's (s), or None without a stamp received
+        in the last ``window`` seconds."""
+        if not self._samples or mono - self._heard > self.window:
             return None
         return self._samples[0][1] + (wall - mono)
 
     def reset(self) -> None:
         self._samples.clear()
         self.source, self.count, self.last, self._stamp = "", 0, None, -math.inf
+        self._heard = -math.inf
 
     def status(self, mono: float, wall: float) -> dict[str, Any]:
         """The status's ``clock``: the offset (ms, this node's clock minus its manager's;

@@ -53,3 +53,23 @@ def test_a_late_heartbeat_does_not_restart_the_window() -> None:
     est.sample("m/1", 1_000_000 + 1000, mono + 0.1 + 0.3)  # 300 ms late
     assert est.offset(mono + 0.4, 1_000.0 + (mono + 0.4 - 10.0)) == pytest.approx(0.001,
                                                                                    abs=1e-6)
+
+
+def test_heartbeats_that_waited_past_the_window_do_not_raise_the_estimate() -> None:
+    """A node frozen 6.5 s (its clock agrees with the manager's) reads on waking the stamps
+    queued meanwhile, each ~6.5 s late: the window is by stamps, so the ones from before the
+    freeze stay in it and an EXECUTE queued with them is not moved 6.5 s later (as late as
+    the stamps) but judged late (tests/integration/test_review12_skew_frozen.py)."""
+    est = SkewEstimator()
+    mono0, manager0 = 50.0, 1_800_000_000.0
+    wall = lambda m: manager0 + (m - mono0)  # noqa: E731 (offset 0)
+    mono = _beats(est, mono0, round(manager0 * 1000), 20)  # until mono0 + 1.9
+    frozen = mono + 6.5
+    assert est.offset(frozen, wall(frozen)) is None  # nothing heard for 6.5 s: no estimate
+    # The heartbeats sent in the freeze's first 1.5 s (until the manager gave up on it).
+    for i in range(15):
+        stamp = round((manager0 + 2.0 + i * 0.1) * 1000)
+        est.sample("m/1", stamp, frozen + i * 0.0001)
+        off = est.offset(frozen + i * 0.0001, wall(frozen + i * 0.0001))
+        assert off is not None and abs(off) < 0.005, off
+        assert local_due(off, stamp, stamp + 200) is None  # not moved: judged late
