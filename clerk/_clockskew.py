@@ -213,8 +213,8 @@ class AsSent:
         """The run ``run_id`` was moved; ``due_ms`` and ``deadline_ms`` as sent."""
         self._sent[run_id] = (due_ms, deadline_ms)
         if len(self._sent) >= self._prune_at:
-            live = in_flight()
-            self._sent = {k: v for k, v in self._sent.items() if k in live}
+            live = in_flight()  # (this run is not handed to the executor yet: kept)
+            self._sent = {k: v for k, v in self._sent.items() if k in live or k == run_id}
             self._prune_at = max(64, 2 * len(self._sent))
 
     def offered(self, runs: Iterable[OfferedRun]) -> list[OfferedRun]:

@@ -73,3 +73,23 @@ def test_heartbeats_that_waited_past_the_window_do_not_raise_the_estimate() -> N
         off = est.offset(frozen + i * 0.0001, wall(frozen + i * 0.0001))
         assert off is not None and abs(off) < 0.005, off
         assert local_due(off, stamp, stamp + 200) is None  # not moved: judged late
+
+
+def test_as_sent_keeps_the_runs_in_flight_and_the_one_just_noted() -> None:
+    """clerk._clockskew.AsSent: an OFFER's runs with the times their manager sent; pruned to
+    the runs in flight when it doubles, never dropping the run being noted (it reaches the
+    executor only after it is noted)."""
+    from clerk._clockskew import AsSent
+    from clerk._offerruns import OfferedRun
+
+    sent = AsSent()
+    in_flight: set[str] = set()
+    for i in range(200):
+        run = f"r{i}"
+        sent.note(run, 1000 + i, 2000 + i, lambda live=in_flight: live)
+        in_flight = {run}  # only the last one is still in flight
+        got = sent.offered([OfferedRun("t", i, run, 1, 5, 6)])
+        assert (got[0].due_ms, got[0].deadline_ms) == (1000 + i, 2000 + i), (i, got)
+    assert len(sent._sent) <= 64
+    other = OfferedRun("t", 1, "never-moved", 1, 5, 6)
+    assert sent.offered([other]) == [other]
