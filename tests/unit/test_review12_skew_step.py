@@ -93,3 +93,31 @@ def test_as_sent_keeps_the_runs_in_flight_and_the_one_just_noted() -> None:
     assert len(sent._sent) <= 64
     other = OfferedRun("t", 1, "never-moved", 1, 5, 6)
     assert sent.offered([other]) == [other]
+
+
+def test_an_ack_reports_no_offset_to_another_manager_than_the_estimates() -> None:
+    """A follower's ACK reports its estimate only to the manager whose stamps made it: an
+    unstamped heartbeat of a new manager (one outside its rounds) answered while the window
+    still holds the previous manager's stamps put that manager's offset in the new one's
+    ``member_clocks``."""
+    from clerk._clockskew import CLOCK_MARK
+    from clerk._heartbeats import acknowledge
+    from clerk._messages import Ack, Heartbeat
+
+    from .corenet import Net
+
+    net = Net()
+    a = net.node("a", 9, incarnation="a-1" + CLOCK_MARK)
+    b = net.node("b", 1, seeds=["a"], incarnation="b-1" + CLOCK_MARK)
+    wall0 = 1_800_000_000.0
+    a.wall_ms = lambda: int((wall0 + net.now) * 1000)
+    b.wall_ms = lambda: int((wall0 + net.now - 2.0) * 1000)
+    net.advance(1.0)
+    assert b.clock_skew.source == f"a/{a.me.incarnation}"
+    # The window now holds another manager's stamps (b followed "old" 5 s ahead of a).
+    b.clock_skew.sample("old/1" + CLOCK_MARK, int((wall0 + net.now + 5.0) * 1000), net.now)
+    b._out.clear()
+    beat = Heartbeat(a.me, a.term, 10_000, a.members.epoch, a.members.infos(), None)
+    acknowledge(b, beat, net.now)
+    acks = [e.msg for e in b._out if isinstance(e.msg, Ack)]
+    assert acks and acks[-1].clock_ms is None, acks
