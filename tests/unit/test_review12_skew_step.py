@@ -1,6 +1,8 @@
-"""A manager whose wall clock steps back (review12): its members' offset estimates follow at
-its next heartbeat, so a corrected node does not hold its runs to due times earlier than the
-manager's for the rest of the window (clerk._clockskew)."""
+"""The offset estimate under faults (review12, clerk._clockskew): a manager whose wall clock
+steps back is followed at its next heartbeat, so a corrected node does not hold its runs to
+due times earlier than the manager's for the rest of the window; heartbeats that waited in a
+frozen node's socket do not raise the estimate; the OFFER's runs keep the times their manager
+sent (AsSent); an ACK reports no offset taken from another manager's stamps."""
 
 from __future__ import annotations
 
