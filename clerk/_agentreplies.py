@@ -130,8 +130,9 @@ class AgentReplies(AgentAttrs):
         st["bad_frames"] = dict(self.bad_frames)
         # This node's clock against its manager's (clerk._clockskew): none on the manager.
         st["clock"] = (self.core.clock_skew.status(self.clock.monotonic(), self.clock.wall())
-                       if not self.core.is_manager else {"offset_ms": None, "manager": "",
-                                                         "samples": 0, "corrected": False})
+                       if not self.core.is_manager else {
+                           "offset_ms": None, "manager": "", "samples": 0,
+                           "window_s": self.core.clock_skew.window, "corrected": False})
         # The loop's longest busy turn (ms): since the start, and since the last status read
         # (this one starts a new window: clerk._metrics.LoopTurns).
         turns = self.metrics.turns

@@ -2,7 +2,8 @@
 
 A manager stamps each periodic HEARTBEAT with its wall clock (``Heartbeat.wall_ms``, only to a
 member whose incarnation carries ``CLOCK_MARK``: an older build refuses a field it does not
-know). A follower keeps, per manager followed, the stamps of the last ``WINDOW_S`` seconds as
+know). A follower keeps, per manager followed, the stamps of the last ``WINDOW_S`` seconds
+(by the manager's clock: those within ``WINDOW_S`` of its newest stamp) as
 ``receive time (monotonic) - stamp`` and estimates its clock's *offset* (this node's wall clock
 minus the manager's) as the smallest of them plus ``wall - monotonic`` now:
 
@@ -17,10 +18,15 @@ minus the manager's) as the smallest of them plus ``wall - monotonic`` now:
 * **This node's own clock steps** (NTP stepping it, an operator's ``date -s``) do not age the
   window: the samples are kept against the monotonic clock and the wall clock is read only
   when the estimate is asked for. A manager whose clock steps *forward* (samples shrink) is
-  followed at its next heartbeat; one stepping *back* (samples grow), or running slower than
+  followed at its next heartbeat; so is one stepping *back* by more than the time between
+  two of its heartbeat rounds (100 ms by default): its stamp comes before the previous one,
+  and the window starts over from it. A smaller step back, or a clock running slower than
   this node's monotonic clock, is followed within the window: until then the estimate can be
-  below the truth by the step, or by drift x window (500 ppm, NTP's largest slew, x 5 s =
-  2.5 ms; a free-running crystal's ~50 ppm: 0.25 ms).
+  below the truth by the step (under that time between rounds), or by drift x window
+  (500 ppm, NTP's largest slew, x 5 s = 2.5 ms; a free-running crystal's ~50 ppm: 0.25 ms),
+  and a run held to it can start that much early by the manager's clock (never by more than
+  the dispatch lead and window: its EXECUTE left then). (Before review12 a step back of any
+  size stayed in the window for 5 s: tests/unit/test_review12_skew_step.py.)
 * **A new manager** (another name or incarnation) starts a new window; with no stamp in the
   last ``WINDOW_S`` there is no estimate (``None``): a manager of an older build, or none.
 
@@ -30,12 +36,14 @@ against them moved into its own time base (``due + offset``). Because the estima
 upwards, a corrected run starts at or after its due time by the manager's clock (never before
 due holds in the manager's time base), and later than it by at most ``d_min``; a message
 *delayed* in the network is still judged against the window's estimate, not against its own
-stamp, so it is recognised as late. The deadline and the "one interval late" limit move the
-same way, so they are lenient by that same ``d_min`` in the manager's time base (a fraction of
-a millisecond against an interval of 100 ms or more, and the manager's own deadline has
-``TRANSIT_GRACE_MS``, 1 s, beyond the EXECUTE's). Below ``CORRECT_MS`` the clocks agree as
-well as NTP makes them and the estimate's own bias is of the same size: the due time is taken
-as it is (the behaviour before this module; so it is with no estimate).
+stamp, so it is recognised as late; so is one that waited with heartbeats as late as it in the
+node's socket (a frozen node, a partition) longer than the window: the window is by stamps,
+and the heartbeats' before the delay are in it. The deadline and the "one interval late"
+limit move the same way, so they are lenient by that same ``d_min`` in the manager's time
+base (a fraction of a millisecond against an interval of 100 ms or more, and the manager's
+own deadline has ``TRANSIT_GRACE_MS``, 1 s, beyond the EXECUTE's). Below ``CORRECT_MS`` the
+clocks agree as well as NTP makes them and the estimate's own bias is of the same size: the
+due time is taken as it is (the behaviour before this module; so it is with no estimate).
 
 The manager reads each member's estimate from its ACKs (``Ack.clock_ms``, only to a manager
 with ``CLOCK_MARK``), for its status's ``member_clocks``: one number per ACK (at least one
@@ -44,13 +52,17 @@ every 0.5 s per member), so one place shows every member's offset.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections import deque
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
+from clerk._offerruns import OfferedRun
+
 __all__ = ["CLOCK_MARK", "CORRECT_MS", "MAX_SAMPLES", "WARN_EVERY_S", "WARN_MS", "WARN_SAMPLES",
-           "WINDOW_S", "SkewEstimator", "local_due", "reads_clock"]
+           "WINDOW_S", "AsSent", "SkewEstimator", "local_due", "reads_clock"]
 
 log = logging.getLogger("clerk.node")
 
@@ -81,17 +93,26 @@ def reads_clock(incarnation: str) -> bool:
 
 
 class SkewEstimator:
-    """The minimum of ``receive (monotonic) - stamp`` over the last ``window`` seconds, for
+    """The minimum of ``receive (monotonic) - stamp`` over the last ``window`` seconds of
+    stamps (none without a stamp received in the last ``window`` seconds), for
     the manager the stamps come from (see the module docstring). All times in seconds."""
 
-    __slots__ = ("_samples", "_warn_after", "count", "last", "source", "window")
+    __slots__ = ("_heard", "_samples", "_stamp", "_warn_after", "count", "last", "source",
+                 "window")
 
     def __init__(self, window: float = WINDOW_S) -> None:
         self.window = window
-        #: (receive time, sample), the samples increasing: a monotonic deque, so the minimum
-        #: is the first and each sample is added and dropped once.
+        #: (stamp ms, sample), the samples increasing: a monotonic deque, so the minimum is
+        #: the first and each sample is added and dropped once. A sample expires once a stamp
+        #: ``window`` later (by the manager's clock) came, not by the time it came here: the
+        #: heartbeats that waited in this node's socket with an EXECUTE (a frozen node, a
+        #: partition) are all as late as it is, and had the window only them, the estimate
+        #: would move the EXECUTE's deadline by its delay and run it late (review12:
+        #: tests/integration/test_review12_skew_frozen.py).
         self._samples: deque[tuple[float, float]] = deque()
         self.source = ""  # who stamped them: "name/incarnation"
+        self._stamp = -math.inf  # the last stamp taken (ms)
+        self._heard = -math.inf  # monotonic: when it came
         self.count = 0  # samples taken from that source (for status)
         self._warn_after = -math.inf  # monotonic: no WARNING before (``watch``)
         #: The offset at the last ``watch`` (s; None: no estimate): what the metrics read, in
@@ -103,34 +124,39 @@ class SkewEstimator:
         ``mono`` (this node's monotonic clock, s)."""
         if source != self.source:
             self._samples.clear()
-            self.source, self.count = source, 0
+            self.source, self.count, self._stamp = source, 0, -math.inf
         value = mono - stamp_ms / 1000
         if not math.isfinite(value):
             return
+        if stamp_ms < self._stamp:
+            # A stamp before the previous one (they come in order): the manager's clock
+            # stepped back, by more than the time between the two. The window's samples are
+            # that much too small (the estimate too low: runs held to it would start early,
+            # by up to the dispatch lead); it starts over from this one.
+            self._samples.clear()
+        self._stamp, self._heard = stamp_ms, mono
         q = self._samples
         while q and q[-1][1] >= value:
             q.pop()
-        q.append((mono, value))
+        q.append((stamp_ms, value))
         if len(q) > MAX_SAMPLES:
             q.popleft()
         self.count += 1
-        self._expire(mono)
-
-    def _expire(self, mono: float) -> None:
-        q = self._samples  # (in order of receive time too)
-        while q and q[0][0] < mono - self.window:
+        oldest = stamp_ms - self.window * 1000
+        while q[0][0] < oldest:  # (in order of stamps too; the last one stays)
             q.popleft()
 
     def offset(self, mono: float, wall: float) -> float | None:
-        """This node's wall clock minus the manager's (s), or None without a recent stamp."""
-        self._expire(mono)
-        if not self._samples:
+        """This node's wall clock minus the manager's (s), or None without a stamp received
+        in the last ``window`` seconds."""
+        if not self._samples or mono - self._heard > self.window:
             return None
         return self._samples[0][1] + (wall - mono)
 
     def reset(self) -> None:
         self._samples.clear()
-        self.source, self.count, self.last = "", 0, None
+        self.source, self.count, self.last, self._stamp = "", 0, None, -math.inf
+        self._heard = -math.inf
 
     def status(self, mono: float, wall: float) -> dict[str, Any]:
         """The status's ``clock``: the offset (ms, this node's clock minus its manager's;
@@ -165,3 +191,37 @@ def local_due(offset_s: float | None, due_ms: int, deadline_ms: int) -> tuple[in
     # The due time rounded up (never before it), the deadline down (never after it).
     return (math.ceil(due_ms + shift) if due_ms else 0,
             math.floor(deadline_ms + shift) if deadline_ms else 0)
+
+
+class AsSent:
+    """The due time and deadline of each run this node moved into its own time base
+    (:func:`local_due`), as its manager sent them: what this node's OFFER says of its runs in
+    flight (clerk._offerruns) to the next manager, which reads them in a manager's time base.
+    Offered as moved, a run of a node 10 s behind looked 10 s past its deadline to the new
+    manager, which took it as timed out at once and sent the next slots beside it (review12:
+    tests/integration/test_review12_skew_offer.py). Only the runs in flight are kept (pruned
+    when the record doubles)."""
+
+    __slots__ = ("_prune_at", "_sent")
+
+    def __init__(self) -> None:
+        self._sent: dict[str, tuple[int, int]] = {}
+        self._prune_at = 64
+
+    def note(self, run_id: str, due_ms: int, deadline_ms: int,
+             in_flight: Callable[[], Collection[str]]) -> None:
+        """The run ``run_id`` was moved; ``due_ms`` and ``deadline_ms`` as sent."""
+        self._sent[run_id] = (due_ms, deadline_ms)
+        if len(self._sent) >= self._prune_at:
+            live = in_flight()  # (this run is not handed to the executor yet: kept)
+            self._sent = {k: v for k, v in self._sent.items() if k in live or k == run_id}
+            self._prune_at = max(64, 2 * len(self._sent))
+
+    def offered(self, runs: Iterable[OfferedRun]) -> list[OfferedRun]:
+        """``runs`` with the times their manager sent."""
+        out = []
+        for r in runs:
+            sent = self._sent.get(r.run_id)
+            out.append(r if sent is None else
+                       dataclasses.replace(r, due_ms=sent[0], deadline_ms=sent[1]))
+        return out

@@ -88,8 +88,10 @@ def acknowledge(core: CoreState, msg: Heartbeat, now: float) -> None:
         return
     core._ack_said, core._acked_at, core._acked_seq, core._unacked_chars = (
         said, now, msg.seq, 0)
-    clock_ms = None  # our clock's offset, to a manager that reads it (clerk._clockskew)
-    if core.wall_ms is not None and reads_clock(msg.sender.incarnation):
+    clock_ms = None  # our clock's offset, to a manager that reads it (clerk._clockskew),
+    # from its own stamps (not a previous manager's still in the window)
+    if (core.wall_ms is not None and reads_clock(msg.sender.incarnation)
+            and core.clock_skew.source == f"{msg.sender.name}/{msg.sender.incarnation}"):
         off = core.clock_skew.offset(now, core.wall_ms() / 1000)
         clock_ms = None if off is None else round(off * 1000, 1)
     core.send(msg.sender.address, Ack(core.me, core.term, msg.seq, *said, clock_ms))

@@ -216,10 +216,13 @@ class Replication(Definitions):
                                     self._runs_in_flight)
         self._offer_step(now)
 
-    def _runs_in_flight(self) -> list[OfferedRun]:
-        """The runs queued or running on this node, for the OFFER (clerk._offerruns)."""
+    def _runs_in_flight(self, as_sent: bool = True) -> list[OfferedRun]:
+        """The runs queued or running on this node, for the OFFER (clerk._offerruns): with
+        the times their manager sent (``as_sent``), else in this node's time base (its own
+        runs adopted when it takes over: clerk._clockskew.AsSent)."""
         ex = self.executor
-        return [] if ex is None else [run_of(m) for m in ex.runs_in_flight()]
+        runs = [] if ex is None else [run_of(m) for m in ex.runs_in_flight()]
+        return self.as_sent.offered(runs) if as_sent else runs
 
     def offer_pending(self, to: str) -> bool:
         """Is an OFFER to ``to`` under way (our results to it wait until it is sent)?"""

@@ -135,6 +135,9 @@ class ResultRouting(QuorumWriting):
                           msg.deadline_ms)
         if moved is None:
             return msg
+        ex = self.executor
+        self.as_sent.note(msg.run_id, msg.due_ms, msg.deadline_ms,
+                          lambda: {m.run_id for m in ex.runs_in_flight()} if ex else set())
         return dataclasses.replace(msg, due_ms=moved[0], deadline_ms=moved[1])
 
     def _late(self, msg: Execute, wall: float) -> str:

@@ -28,6 +28,7 @@ import time
 
 from clerk._adopt import takeover_waits
 from clerk._answered import Answered
+from clerk._clockskew import AsSent
 from clerk._core import ManagerChanged, OfferAgain, Send
 from clerk._deploy import Resolver
 from clerk._executor import Executor
@@ -64,6 +65,7 @@ class TaskRunner(Leaving, StatusRows):
                          for name, d in self.defs.items()}
         self.nodes_guard = NodesGuard(self._classes)  # nodes() within a budget, off the loop
         self.answered = Answered()  # operator commands applied, by request (clerk._ops)
+        self.as_sent = AsSent()  # runs' times as their manager sent them (clerk._clockskew)
         self.scheduler = Scheduler(list(self.defs.values()),
                                    random.Random(agent.rng.getrandbits(64)),
                                    self.nodes_guard, await_offers=True,
@@ -307,7 +309,7 @@ class TaskRunner(Leaving, StatusRows):
                  "hand-over" if graceful else "takeover")
         self._resolve_adopted(now, wall, graceful)
         if core.quorum is None:  # our own runs in flight, which the table may not show
-            adopt_runs(sched, self._runs_in_flight(), self.agent.me.name, wall)
+            adopt_runs(sched, self._runs_in_flight(as_sent=False), self.agent.me.name, wall)
         # The OFFERs that came while the table was loading, then the RESULTs: a result
         # continues the row its run started from (clerk._running), which may be only in a
         # member's OFFER (this node's replica lacked the row, or held an older state): applied

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from clerk._deploy import Resolver
 
 if TYPE_CHECKING:
+    from clerk._clockskew import AsSent
     from clerk._coretypes import Send
     from clerk._executor import Executor
     from clerk._host import Host
@@ -81,6 +82,7 @@ class Definitions:
     _results_waiting: dict[str, Result]
     _activate: bool | None
     _rows_seen: dict[str, str | None] | None
+    as_sent: AsSent  # moved runs' times as sent, for the OFFER (clerk._clockskew)
     _held: list[Result]
     _encoder: RowEncoder
     _sent: tuple[str, int]
