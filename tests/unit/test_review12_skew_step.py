@@ -6,6 +6,8 @@ sent (AsSent); an ACK reports no offset taken from another manager's stamps."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from clerk._clockskew import WINDOW_S, SkewEstimator, local_due
@@ -88,7 +90,7 @@ def test_as_sent_keeps_the_runs_in_flight_and_the_one_just_noted() -> None:
     in_flight: set[str] = set()
     for i in range(200):
         run = f"r{i}"
-        sent.note(run, 1000 + i, 2000 + i, lambda live=in_flight: live)
+        sent.note(run, 1000 + i, 2000 + i, functools.partial(frozenset, in_flight))
         in_flight = {run}  # only the last one is still in flight
         got = sent.offered([OfferedRun("t", i, run, 1, 5, 6)])
         assert (got[0].due_ms, got[0].deadline_ms) == (1000 + i, 2000 + i), (i, got)
