@@ -153,7 +153,7 @@ class TaskRunner(Leaving, StatusRows):
                 log_level=agent.config.log_level,
                 log_to=agent.config.log_to, on_ready=self._workers_ready,
                 on_capacity=self._worker_capacity, on_stale=self._stale,
-                on_failed=agent.fail,
+                on_failed=agent.fail, sent_due=self.as_sent.due,
             )
             # Not announced until every worker is up (_workers_ready): a trigger of one of
             # them meanwhile is "not loaded yet", not "no longer loaded" (clerk._operator).
