@@ -354,8 +354,8 @@ class Executor(WorkerReplies):
         ``interval_ms``) are encoded once per definition, the run's str quoted and its ints
         and bool written as JSON writes them (a value of another type goes through the
         encoder). ``slot_due_ms`` is the due time as the manager sent it when this node
-        moved the run's times (clerk._clockskew), else ``due_ms``. The worker checks ``deadline_ms`` and ``interval_ms`` again as the run would
-        start (clerk._lead)."""
+        moved the run's times (clerk._clockskew), else ``due_ms``. The worker checks
+        ``deadline_ms`` and ``interval_ms`` again as the run would start (clerk._lead)."""
         d = self.defs[msg.task]
         tail = self._run_tail.get(msg.task)
         if tail is None or tail[0] is not d:
