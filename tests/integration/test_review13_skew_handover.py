@@ -1,4 +1,4 @@
-"""review13, found and NOT fixed (strict xfail: it passes, and so fails, once fixed): a
+"""review13: a
 graceful hand-over to a node whose clock is ahead of the old manager's times out the run in
 flight early and sends the next slot beside it, whose result then continues the old state (a
 run's update lost). The table's run in flight carries the old manager's deadline (its time
@@ -7,7 +7,9 @@ a run with 3.5 s to go looks timed out at once. The skew work (clerk._clockskew)
 what a follower receives; a new manager has an estimate of the old one's clock until it
 takes over (on_tick resets it before _take_over_step), but nothing moves the table's or the
 members' OFFERed deadlines into its time base. With offset 0 the same steps pass (counts
-1..5, no two runs at once). A fix belongs in the scheduler's takeover, simulator first."""
+1..5, no two runs at once). Now the new manager keeps how far it was ahead of the manager it
+followed, and the table's runs in flight of another manager time out that much later
+(clerk._adopt.Adoption.begin_activation's ``ahead_ms``)."""
 
 from __future__ import annotations
 
@@ -23,8 +25,6 @@ from tests.integration.task_helpers import counter_lines
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.mark.xfail(strict=True, reason="review13: a new manager ahead of the old one times "
-                   "out the handed-over run in flight early (not fixed)")
 def test_a_hand_over_to_a_node_ahead_keeps_the_run_in_flight(tmp_path: Path) -> None:
     log = tmp_path / "slow.log"
     task = clerk.task(SlowCounterOnN2, name="slow-skew", interval=200, timeout=4000,
