@@ -410,12 +410,20 @@ class Adoption(DefsUpdate):
         self.activate_step(math.inf)
 
     def begin_activation(self, wall: float, graceful: bool,
-                         claim: tuple[int, str] | None = None) -> None:
+                         claim: tuple[int, str] | None = None, ahead_ms: float = 0.0) -> None:
         """Start becoming the scheduler under ``claim`` at ``wall``; the work is done by
         :meth:`activate_step`, in slices (10,000 tasks are ~200 ms of it on a loaded
         machine: the loop runs between slices). Until it is done the scheduler is not
         ``active``: it dispatches nothing and applies no result, and nothing may load or
-        merge into the table meanwhile (the shell holds OFFERs, RESULTs and merges)."""
+        merge into the table meanwhile (the shell holds OFFERs, RESULTs and merges).
+
+        ``ahead_ms``: how far this node's clock is ahead of the manager's it followed
+        (clerk._clockskew; 0: not, or unknown). The table's runs in flight carry that
+        manager's deadlines, in its time base: read on ours they would time out that much
+        early, and the next slot go beside a run still going (a run's update lost: review13,
+        tests/integration/test_review13_skew_handover.py); they time out that much later.
+        (Behind, they time out later by the offset: never early.)"""
+        self._ahead_ms = max(0.0, ahead_ms) if math.isfinite(ahead_ms) else 0.0
         self.active = False
         self.all_dirty = self.runs_dirty = True
         if claim is not None:
@@ -462,6 +470,10 @@ class Adoption(DefsUpdate):
                 rec = self.records[name]
                 if rec.running is not None:
                     ends = float(rec.running["deadline"])
+                    by = rec.running.get("claim")
+                    if self._ahead_ms and not (isinstance(by, list) and len(by) == 2
+                                               and by[1] == self.claim[1]):
+                        ends += self._ahead_ms  # (another manager's time base)
                     bound = self._bounds.get(name)
                     if bound is not None and bound[0] == rec.running["run"]:
                         ends = min(ends, bound[1])  # (a claim again: bound_run)

@@ -217,6 +217,13 @@ class AsSent:
             self._sent = {k: v for k, v in self._sent.items() if k in live or k == run_id}
             self._prune_at = max(64, 2 * len(self._sent))
 
+    def due(self, run_id: str) -> int | None:
+        """The due time its manager sent for the run ``run_id`` (None: not moved): the
+        slot's time, which ``current_run().due`` shows (review13:
+        tests/integration/test_review13_skew_due.py)."""
+        sent = self._sent.get(run_id)
+        return None if sent is None else sent[0]
+
     def offered(self, runs: Iterable[OfferedRun]) -> list[OfferedRun]:
         """``runs`` with the times their manager sent."""
         out = []

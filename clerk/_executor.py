@@ -97,6 +97,7 @@ class Executor(WorkerReplies):
         on_capacity: Callable[[bool], None] | None = None,
         on_stale: Callable[[Execute, str], None] | None = None,
         on_failed: Callable[[str], None] | None = None,
+        sent_due: Callable[[str], int | None] | None = None,
     ) -> None:
         self.node = node
         self._log = (log_level, log_to)  # for the workers' logging (see clerk._logging)
@@ -121,6 +122,9 @@ class Executor(WorkerReplies):
         # A run that could not start before it went stale (clerk._lead.too_late): it waited
         # for a worker past it, or its worker was stopped while it held the run.
         self._on_stale = on_stale
+        # The due time its manager sent for a run whose times this node moved into its own
+        # time base (clerk._clockskew.AsSent.due; None: not moved): current_run().due.
+        self._sent_due = sent_due
         # The pool gone for good (see _give_up): on_failed(why), once; the agent then fails
         # (it leaves and exits non-zero) and the node's supervisor starts a fresh one.
         self._on_failed = on_failed
@@ -349,8 +353,9 @@ class Executor(WorkerReplies):
         step: the task's fields (``task``, ``target``, ``node``, ``timezone``,
         ``interval_ms``) are encoded once per definition, the run's str quoted and its ints
         and bool written as JSON writes them (a value of another type goes through the
-        encoder). The worker checks ``deadline_ms`` and ``interval_ms`` again as the run would
-        start (clerk._lead)."""
+        encoder). ``slot_due_ms`` is the due time as the manager sent it when this node
+        moved the run's times (clerk._clockskew), else ``due_ms``. The worker checks
+        ``deadline_ms`` and ``interval_ms`` again as the run would start (clerk._lead)."""
         d = self.defs[msg.task]
         tail = self._run_tail.get(msg.task)
         if tail is None or tail[0] is not d:
@@ -364,8 +369,10 @@ class Executor(WorkerReplies):
             run_id, init = _quote(run_id), "true" if init else "false"
         else:
             run_id, slot, term, due, deadline, init = (_DUMPS(v) for v in values)
+        sent = self._sent_due(msg.run_id) if self._sent_due is not None else None
+        slot_due = due if sent is None else _DUMPS(sent)
         return (f"[{run_id}, {slot}, {term}, {_DUMPS(msg.state)}, {init}, {due}, {deadline}, "
-                f"{tail[1]}]").encode()
+                f"{tail[1]}, {slot_due}]").encode()
 
     def expire(self, now: float) -> None:
         """Kill runs past their timeout; time out runs that never got a worker."""

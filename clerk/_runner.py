@@ -28,7 +28,7 @@ import time
 
 from clerk._adopt import takeover_waits
 from clerk._answered import Answered
-from clerk._clockskew import AsSent
+from clerk._clockskew import CORRECT_MS, AsSent
 from clerk._core import ManagerChanged, OfferAgain, Send
 from clerk._deploy import Resolver
 from clerk._executor import Executor
@@ -66,6 +66,7 @@ class TaskRunner(Leaving, StatusRows):
         self.nodes_guard = NodesGuard(self._classes)  # nodes() within a budget, off the loop
         self.answered = Answered()  # operator commands applied, by request (clerk._ops)
         self.as_sent = AsSent()  # runs' times as their manager sent them (clerk._clockskew)
+        self._ahead_ms = 0.0  # our clock ahead of the manager we followed (on_tick), ms
         self.scheduler = Scheduler(list(self.defs.values()),
                                    random.Random(agent.rng.getrandbits(64)),
                                    self.nodes_guard, await_offers=True,
@@ -153,7 +154,7 @@ class TaskRunner(Leaving, StatusRows):
                 log_level=agent.config.log_level,
                 log_to=agent.config.log_to, on_ready=self._workers_ready,
                 on_capacity=self._worker_capacity, on_stale=self._stale,
-                on_failed=agent.fail,
+                on_failed=agent.fail, sent_due=self.as_sent.due,
             )
             # Not announced until every worker is up (_workers_ready): a trigger of one of
             # them meanwhile is "not loaded yet", not "no longer loaded" (clerk._operator).
@@ -296,7 +297,9 @@ class TaskRunner(Leaving, StatusRows):
             # the members' OFFERs (clerk._adopt), and recorded members heard since a restart.
             takeover_waits(sched, core, bool(self._activate), now)
             sched.begin_activation(wall, graceful=bool(self._activate),
-                                   claim=(core.term, self.agent.me.name))
+                                   claim=(core.term, self.agent.me.name),
+                                   ahead_ms=self._ahead_ms)
+            self._ahead_ms = 0.0
             return False  # this turn's slice went to the load
         if not sched.activate_step(time.perf_counter() + LOAD_BUDGET):
             return False
@@ -339,8 +342,13 @@ class TaskRunner(Leaving, StatusRows):
         core = self.agent.core
         if not core.is_manager:
             core.clock_skew.watch(now, wall)  # a WARNING when far off (clerk._clockskew)
+            self._ahead_ms = 0.0
         elif core.clock_skew.source:
-            core.clock_skew.reset()  # no manager's clock to be off from
+            # No manager's clock to be off from; how far ours was ahead of the one we
+            # followed moves its runs' deadlines at our takeover (Adoption.begin_activation).
+            off = core.clock_skew.offset(now, wall)
+            self._ahead_ms = off * 1000 if off is not None and off * 1000 >= CORRECT_MS else 0.0
+            core.clock_skew.reset()
         if self._activate is not None and core.is_manager:
             if not self._take_over_step(now, wall):
                 return  # the rest at the next turns (next_deadline: at once)

@@ -222,6 +222,9 @@ class SchedulerState:
         #: on a node a takeover did not list: clerk._adoptedruns), kept so that a claim again
         #: while scheduling, which rebuilds the deadlines from the rows, keeps it too.
         self._bounds: dict[str, tuple[str, float]] = {}
+        #: The activation's clock offset to the previous manager's (clerk._adopt.
+        #: begin_activation): its runs in flight time out this much later (ms).
+        self._ahead_ms = 0.0
         #: Each task's place in ``defs`` (which only ever grows at its end): the order in
         #: which pending tasks are decided, without walking every task (see ``in_defs_order``).
         self._order: dict[str, int] = {}

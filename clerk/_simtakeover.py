@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from clerk._adopt import takeover_stale
 from clerk._adoptedruns import UNLISTED_RUN_WAIT_S, bounded_at_takeover, fails_at_takeover
+from clerk._clockskew import CORRECT_MS
 from clerk._core import Send
 from clerk._covers import covers_of
 from clerk._leaveoffers import offers_awaited_until
@@ -132,8 +133,13 @@ class LedgerTakeover:
         # In slices, as the real runner does (_take_over_step), here within this one
         # event: slices of two tasks or rows (the sliced path, deterministic; the result is
         # the one-step one's, see tests/unit/test_activate_sliced.py).
+        # How far our clock is ahead of the manager's we followed, as the real runner keeps
+        # it (clerk._runner.on_tick): its runs in flight time out that much later.
+        off = core.clock_skew.offset(self.net.now, self.wall()) if core.clock_skew.source else None
         self.scheduler.begin_activation(self.wall(), graceful=graceful,
-                                        claim=(core.term, self.node.name))
+                                        claim=(core.term, self.node.name),
+                                        ahead_ms=off * 1000 if off is not None
+                                        and off * 1000 >= CORRECT_MS else 0.0)
         reads = [0]
 
         def clock() -> float:

@@ -213,6 +213,11 @@ def _run_request(body: bytes,
     if end != len(text):
         job = parse(text)
     if type(job) is list and len(job) == len(RUN_FIELDS):
+        (run, slot, term, state, init, due, deadline, task, target, node, zone, interval,
+         slot_due) = job
+        return (*_run(run, slot, term, state, init, due, deadline, task, target, node, zone,
+                      interval, cache, slot_due), True)
+    if type(job) is list and len(job) == len(RUN_FIELDS) - 1:  # an agent before slot_due_ms
         run, slot, term, state, init, due, deadline, task, target, node, zone, interval = job
         return (*_run(run, slot, term, state, init, due, deadline, task, target, node, zone,
                       interval, cache), True)
@@ -224,8 +229,10 @@ def _run_request(body: bytes,
 
 def _run(run: Any, slot: Any, term: Any, state: Any, init: Any, due_ms: Any, deadline: Any,
          task: Any, target: Any, node: Any, timezone: Any, interval: Any,
-         cache: dict[str, Task]) -> tuple[dict[str, Any], str | None]:
-    """:func:`_run_job` of the run's fields, in the order of ``RUN_FIELDS``."""
+         cache: dict[str, Task], slot_due: Any = None) -> tuple[dict[str, Any], str | None]:
+    """:func:`_run_job` of the run's fields, in the order of ``RUN_FIELDS``. The run starts
+    at ``due_ms`` (this node's clock); ``current_run().due`` is ``slot_due`` (the slot's time
+    as its manager sent it) when given, else ``due_ms``."""
     encoded: str | None = None
     name = str(task)
     started = perf_counter_ns()
@@ -234,8 +241,11 @@ def _run(run: Any, slot: Any, term: Any, state: Any, init: Any, due_ms: Any, dea
             not isinstance(due_ms, (int, float)) or isinstance(due_ms, bool) or due_ms <= 0):
         due_ms = wall_time() * 1000  # an EXECUTE without a due time: it is due now
     slot = int(slot)
+    shown = due_ms
+    if type(slot_due) is int and slot_due > 0:  # (review13: test_review13_skew_due.py)
+        shown = slot_due
     # current_run() makes the Run (and its due datetime) when the task first asks for it.
-    _tasks._begin_run(name, slot, int(term), str(node), due_ms, str(timezone or "UTC"))
+    _tasks._begin_run(name, slot, int(term), str(node), shown, str(timezone or "UTC"))
     run_context(name, slot, str(run))  # on the task's log records
     try:
         inst = cache.get(name)

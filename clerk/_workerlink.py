@@ -54,8 +54,12 @@ __all__ = ["DONE", "DONE_FIELDS", "READY", "RUN", "RUN_FIELDS", "SEND_TIMEOUT_S"
 READY, RUN, DONE = 1, 2, 3
 #: A RUN's body, an array: the run's fields, then its task's (the same for every run of the
 #: task: the agent encodes them once per task definition).
+#: ``slot_due_ms``, last, is the slot's due time as the manager sent it, what
+#: ``current_run().due`` shows; ``due_ms`` is when the run starts on this node's clock (they
+#: differ on a node whose clock is off its manager's: clerk._clockskew). A worker also takes
+#: the array without it (an agent of an earlier version): then ``due_ms`` is both.
 RUN_FIELDS = ("run", "slot", "term", "state", "init", "due_ms", "deadline_ms",
-              "task", "target", "node", "timezone", "interval_ms")
+              "task", "target", "node", "timezone", "interval_ms", "slot_due_ms")
 #: A DONE's body, an array: the reply to one run.
 DONE_FIELDS = ("run", "outcome", "state", "duration_ms", "error")
 _HEADER = struct.Struct("!IB")

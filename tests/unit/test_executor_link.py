@@ -28,11 +28,12 @@ def _old_payload(msg: Execute, d: TaskDef) -> dict[str, Any]:
     return {"run": msg.run_id, "task": msg.task, "target": d.target, "slot": msg.slot,
             "term": msg.term, "node": NODE, "state": msg.state, "init": msg.init,
             "due_ms": msg.due_ms, "timezone": d.timezone,
-            "deadline_ms": msg.deadline_ms, "interval_ms": d.interval}
+            "deadline_ms": msg.deadline_ms, "interval_ms": d.interval,
+            "slot_due_ms": msg.due_ms}  # (review13: the due time as sent, when not moved)
 
 
 def _fake(defs: dict[str, TaskDef]) -> Any:
-    return SimpleNamespace(defs=defs, _run_tail={}, node=NODE)
+    return SimpleNamespace(defs=defs, _run_tail={}, node=NODE, _sent_due=None)
 
 
 @pytest.mark.parametrize("msg", [
@@ -51,6 +52,19 @@ def test_the_run_body_is_the_object_it_was_as_an_array(msg: Execute) -> None:
     assert len(values) == len(RUN_FIELDS)
     assert dict(zip(RUN_FIELDS, values, strict=True)) == _old_payload(msg, defs["poll"])
     assert Executor._run_body(fake, msg) == body  # (its task's part, remembered)
+
+
+def test_the_run_body_carries_the_due_time_its_manager_sent() -> None:
+    """review13: a run whose times this node moved into its own time base (clerk._clockskew)
+    starts at the moved due time; ``slot_due_ms``, what current_run().due shows, is the
+    slot's time as sent (tests/integration/test_review13_skew_due.py)."""
+    msg = Execute(ME, 3, "poll", "r", 1, None, 5000, False, 1_764_770_000_000 - 1998,
+                  1_764_770_005_000 - 1998)
+    fake = _fake({"poll": TaskDef(name="poll", target="m:C", interval=1000)})
+    fake._sent_due = {"r": 1_764_770_000_000}.get
+    got = dict(zip(RUN_FIELDS, json.loads(Executor._run_body(fake, msg)), strict=True))
+    assert got["due_ms"] == 1_764_770_000_000 - 1998
+    assert got["slot_due_ms"] == 1_764_770_000_000
 
 
 def test_the_run_body_follows_a_changed_definition() -> None:

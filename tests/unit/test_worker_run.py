@@ -394,6 +394,7 @@ def test_a_worker_answers_in_the_form_its_run_came_in() -> None:
 
     j = {**job(Echo, state={"n": 1}), "timezone": "UTC", "deadline_ms": 0,
          "interval_ms": None}
+    j["slot_due_ms"] = j["due_ms"]
     assert _run_request(json.dumps([j[k] for k in RUN_FIELDS]).encode(), {})[2] is True
     assert _run_request(json.dumps(j).encode(), {})[2] is False
 
@@ -422,14 +423,16 @@ def test_a_run_message_is_the_array_of_run_fields_or_an_earlier_agents_object() 
 
     j = {**job(Echo, state={"n": 1}), "timezone": "Europe/Berlin", "deadline_ms": 0,
          "interval_ms": None}
+    j["slot_due_ms"] = j["due_ms"]
     as_array = json.dumps([j[k] for k in RUN_FIELDS]).encode()
-    got = [_run_message(body, {})[0] for body in (as_array, json.dumps(j).encode())]
+    before = json.dumps([j[k] for k in RUN_FIELDS[:-1]]).encode()  # an agent before review13
+    got = [_run_message(body, {})[0] for body in (as_array, before, json.dumps(j).encode())]
     for reply in got:
         reply.pop("duration_ms")
-    assert got[0] == got[1] and got[0]["outcome"] == "ok"
+    assert got[0] == got[1] == got[2] and got[0]["outcome"] == "ok"
     assert got[0]["state"]["due"] == "2025-12-02T02:46:40.250000+01:00"
     for bad in (b"[1, 2]", b'"run"', b"null"):
-        with pytest.raises(ValueError, match="is not an array of 12 fields"):
+        with pytest.raises(ValueError, match="is not an array of 13 fields"):
             _run_message(bad, {})
 
 
@@ -470,3 +473,20 @@ def test_a_runs_duration_is_whole_nanoseconds_so_its_text_is_short() -> None:
         text = repr(duration)
         assert "e" in text or len(text.partition(".")[2]) <= 6, text
         assert f", {text}, ".encode() in done_body(out, None)
+
+
+def test_a_run_moved_into_this_nodes_time_shows_the_slots_due_time() -> None:
+    """review13: ``slot_due_ms`` (the due time the manager sent) is current_run().due; the
+    run is held to ``due_ms`` (this node's time base: clerk._clockskew), here already past
+    (tests/integration/test_review13_skew_due.py)."""
+    import json
+
+    from clerk._worker import _run_message
+    from clerk._workerlink import RUN_FIELDS
+
+    j = {**job(Echo, state={"n": 1}), "timezone": "UTC", "deadline_ms": 0,
+         "interval_ms": None}
+    j["slot_due_ms"], j["due_ms"] = j["due_ms"], j["due_ms"] - 1998
+    reply = _run_message(json.dumps([j[k] for k in RUN_FIELDS]).encode(), {})[0]
+    assert reply["outcome"] == "ok", reply
+    assert reply["state"]["due"] == "2025-12-02T01:46:40.250000+00:00", reply
