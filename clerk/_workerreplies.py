@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from clerk._runqueue import Job, RunQueue
+from clerk._workerdeaths import WorkerDeaths
 from clerk._workerlink import _MAX_FLOAT, DONE, DONE_FIELDS, READY, LinkClosed, Reader, parse
 
 __all__ = ["MALFORMED_LOG_S", "Worker", "WorkerReplies"]
@@ -68,6 +69,7 @@ class WorkerReplies:
     _on_ready: Callable[[], None] | None
     _said_ready: set[int]
     _capable: bool
+    deaths: WorkerDeaths
 
     if TYPE_CHECKING:  # written by the executor
         def _reply(self, job: Job, outcome: str, state: Any, error: str,
@@ -197,6 +199,8 @@ class WorkerReplies:
             return
         worker.job = None
         self.executed += 1
+        if self.deaths.held:  # it survived a run of its task: the task's hold ends
+            self.deaths.answered(job.msg.task)
         # The next queued run first: it has waited for exactly this worker.
         if self.queue:
             self._pump(self._now())
