@@ -168,6 +168,7 @@ class Executor(WorkerReplies):
         self.deaths = WorkerDeaths(intensity=max(10, 5 * workers), period=60)
         self.sup = Supervisor(
             [self._spec(w.child, w.wid) for w in self.workers.values()],
+            # (Its intensity counts restarts, and it makes none: the children are temporary.)
             strategy="one_for_one", intensity=max(10, 5 * workers), period=60,
             name=f"{node} workers", on_event=self._hook,
         )
@@ -253,7 +254,8 @@ class Executor(WorkerReplies):
                               f"(the last: {ev['child']}, pid {ev.get('pid')}: "
                               f"{ev.get('reason')})", pool_gone=False)
                 continue
-            self._restart_worker(worker)
+            if not self.failed:  # (a pool that gave up starts none: its agent is leaving)
+                self._restart_worker(worker)
             self._check_capacity()
             self._pump(now)
 

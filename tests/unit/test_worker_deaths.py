@@ -175,5 +175,7 @@ def test_workers_dying_without_a_run_still_give_up(pool: _Pool) -> None:
     assert len(pool.failed) == 1 and "worker supervisor gave up" in pool.failed[0]
     assert "more than 10 workers died without a run in 60 s" in pool.failed[0]
     assert ex.stats()["died_idle"] == 11
+    starts = [c for c in ex.sup.calls if c[0] == "start"]  # type: ignore[attr-defined]
+    assert len(starts) == 10  # the one too many is not replaced: the agent escalates
     ex.submit(_execute("late"), "m", 11.0)
     assert pool.results[-1].outcome == "refused" and "is gone" in pool.results[-1].error
