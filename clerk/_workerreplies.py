@@ -136,12 +136,13 @@ class WorkerReplies:
                 worker = self.workers.get(_int(data.get("wid", -1)))
                 said = data.get("child")
                 if worker is not None and said is not None and said != worker.child:
-                    # A process of a child this worker id no longer is: the supervisor's
-                    # restart of a worker that died as the executor replaced it (a timeout,
-                    # a stray DONE). Its old child is being terminated, which ends it; taking
-                    # it would drop the replacement's link and leave the worker id without
-                    # a process once it is gone. Its link stays open until then, unused (a
-                    # closed link would end it and the supervisor would restart it again).
+                    # A process of a child this worker id no longer is: one the executor
+                    # replaced (a timeout, a stray DONE) whose READY is read late (before the
+                    # workers were temporary children, also the supervisor's restart of one
+                    # that died as it was replaced). Its old child is being terminated, which
+                    # ends it; taking it would drop the replacement's link and leave the
+                    # worker id without a process once it is gone. Its link stays open until
+                    # then, unused.
                     log.info("worker %d: ignored a ready from pid %s of child %r, replaced "
                              "by %r", worker.wid, data.get("pid"), str(said)[:100],
                              worker.child)

