@@ -38,8 +38,8 @@ A worker pool that is gone for good escalates, as in OTP: when it gives up (more
 ``max(10, 5 * workers)`` workers died without a run in 60 s), or a worker cannot be started
 in the place of one that died or was killed (tried after each of ``START_RETRY_PAUSES``), the
 runs queued here are refused at once, any run a dead worker still held fails, EXECUTEs that
-come after are refused, and ``on_failed`` tells the agent, which leaves the cluster and exits non-zero, so
-the node's supervisor starts it again with a fresh pool (:mod:`clerk._agent`).
+come after are refused, and ``on_failed`` tells the agent, which leaves the cluster and exits
+non-zero, so the node's supervisor starts it again with a fresh pool (:mod:`clerk._agent`).
 Results go to the manager this node follows now (which may have changed during the run), else
 to the sender. What the agent does with its workers' messages (READY, DONE, a malformed one) is
 :mod:`clerk._workerreplies`.
