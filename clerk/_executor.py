@@ -335,7 +335,8 @@ class Executor(WorkerReplies):
         queue.release(now)
         for worker in self.workers.values():
             if worker.identity is not None and worker.job is None:
-                while (job := queue.pop_ready()) is not None and self._refused_stale(job):
+                while (job := queue.pop_ready()) is not None and (
+                        self._refused_stale(job) or self._refused_held(job, now)):
                     pass
                 if job is None:
                     return
@@ -353,6 +354,14 @@ class Executor(WorkerReplies):
             return False
         self._refuse_stale(job, why)
         return True
+
+    def _refused_held(self, job: _Job, now: float) -> bool:
+        """Refuse a queued run whose task killed a worker since it was queued (its hold began
+        meanwhile: clerk._workerdeaths); True if it was."""
+        why = self.deaths.holding(job.msg.task, now) if self.deaths.held else ""
+        if why:
+            self._reply(job, "refused", None, f"not started: {why}", 0.0)
+        return bool(why)
 
     def _refuse_stale(self, job: _Job, why: str) -> None:
         if self._on_stale is not None:

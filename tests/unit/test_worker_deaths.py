@@ -179,3 +179,19 @@ def test_workers_dying_without_a_run_still_give_up(pool: _Pool) -> None:
     assert len(starts) == 10  # the one too many is not replaced: the agent escalates
     ex.submit(_execute("late"), "m", 11.0)
     assert pool.results[-1].outcome == "refused" and "is gone" in pool.results[-1].error
+
+
+def test_a_run_queued_before_its_task_killed_a_worker_is_held_back_too(pool: _Pool) -> None:
+    """Runs of the task queued behind the one that killed the worker do not each kill the next
+    worker: they are refused once its hold has begun (on main they ran, one death each)."""
+    ex = pool.ex
+    link = pool.worker_up()
+    ex.submit(_execute("r0"), "m", 0.0)
+    assert json.loads(recv_msg(link)[1])[0] == "r0"
+    ex.submit(_execute("q1"), "m", 0.0)  # queued: the only worker holds r0
+    assert ex.stats()["queued"] == 1
+    pool.worker_dies()
+    pool.worker_up()  # the replacement is ready: the queue is pumped
+    assert [(r.run_id, r.outcome) for r in pool.results] == [("r0", "error"), ("q1", "refused")]
+    assert "killed its worker process once" in pool.results[-1].error
+    assert ex.workers[0].job is None and not ex.busy()
