@@ -15,21 +15,31 @@ run is still not done, the
 worker's whole process tree is killed and the worker replaced by a new child
 (``start_child`` first, then ``terminate_child``, which honours ``brutal_kill``; neither
 counts against the restart intensity; both on a helper thread, so the loop keeps
-heartbeating), and the run is reported as a timeout. A worker that had died on its own just
-then is also restarted by the supervisor under its old child id (workers are permanent), until
-that child is terminated: a worker id takes a READY only from its current child (the worker's
-READY names it), so that short-lived restart never takes the replacement's place. A worker that
-dies mid-run fails that run with an error naming the exit (its link is read first: a DONE it
-wrote before it died ends its run as it says). A DONE the agent cannot read (not JSON, in
+heartbeating), and the run is reported as a timeout. A worker id takes a READY only from its
+current child (the worker's READY names it).
+
+Workers are ``temporary`` children: the supervisor never restarts one; the executor starts
+every replacement itself (``start_child``, a new child id, as for a timeout), because it alone
+knows whether the worker held a run, which decides what the death means
+(:mod:`clerk._workerdeaths`). A worker that dies mid-run fails that run with an error naming
+the exit (its link is read first: a DONE it wrote before it died ends its run as it says),
+as Celery's WorkerLostError does: the run's failure, not the pool's. It is replaced at once
+and does not count toward the pool's give-up; its task is held back on this node for a pause
+that doubles while its runs keep killing workers (0.25 s up to 30 s; refused "not started:
+task ... killed its worker process ..."), so a poison task costs a worker start per pause, not
+one per run, and the other tasks keep their workers. A worker that dies without a run (at
+start-up, before its READY, idle) is the pool's: it is replaced at once and counted, and more
+than ``max(10, 5 * workers)`` such deaths in 60 s give up (below). (Why temporary children and not
+another supervisor rule: :mod:`clerk._workerdeaths`.) A DONE the agent cannot read (not JSON, in
 neither form, a field of the wrong type) fails its run at once with an error naming the
 problem, no state taken: the worker has answered and waits for its next run, which it takes as
 usual.
-A worker pool that is gone for good escalates, as in OTP: when the worker supervisor gives up
-(more than ``max(10, 5 * workers)`` worker restarts in 60 s), or a worker killed past a timeout
-cannot be started again (tried after each of ``START_RETRY_PAUSES``), the runs queued here
-are refused at once, any run a dead worker still held fails, EXECUTEs that come after are
-refused, and ``on_failed`` tells the agent, which leaves the cluster and exits non-zero, so
-the node's supervisor starts it again with a fresh pool (:mod:`clerk._agent`).
+A worker pool that is gone for good escalates, as in OTP: when it gives up (more than
+``max(10, 5 * workers)`` workers died without a run in 60 s), or a worker cannot be started
+in the place of one that died or was killed (tried after each of ``START_RETRY_PAUSES``), the
+runs queued here are refused at once, any run a dead worker still held fails, EXECUTEs that
+come after are refused, and ``on_failed`` tells the agent, which leaves the cluster and exits
+non-zero, so the node's supervisor starts it again with a fresh pool (:mod:`clerk._agent`).
 Results go to the manager this node follows now (which may have changed during the run), else
 to the sender. What the agent does with its workers' messages (READY, DONE, a malformed one) is
 :mod:`clerk._workerreplies`.
@@ -56,9 +66,10 @@ from clerk._runqueue import Job as _Job
 from clerk._runqueue import RunQueue
 from clerk._sockdir import BINDING, bind_listening, socket_dir
 from clerk._tasks import TaskDef
+from clerk._workerdeaths import WorkerDeaths
 from clerk._workerlink import RUN, LinkClosed, Reader, send_msg
 from clerk._workerreplies import Worker, WorkerReplies
-from supervisor import ChildSpec, Event, NotRunningError, Supervisor
+from supervisor import ChildNotFoundError, ChildSpec, Event, NotRunningError, Supervisor
 
 __all__ = ["Executor"]
 
@@ -157,8 +168,11 @@ class Executor(WorkerReplies):
         # decides (see _start), remade when the definition is another object.
         self._run_tail: dict[str, tuple[TaskDef, str]] = {}
         self.workers = {i: Worker(i, f"worker-{i}") for i in range(workers)}
+        # Which deaths count toward giving up, and the tasks held back (clerk._workerdeaths).
+        self.deaths = WorkerDeaths(intensity=max(10, 5 * workers), period=60)
         self.sup = Supervisor(
             [self._spec(w.child, w.wid) for w in self.workers.values()],
+            # (Its intensity counts restarts, and it makes none: the children are temporary.)
             strategy="one_for_one", intensity=max(10, 5 * workers), period=60,
             name=f"{node} workers", on_event=self._hook,
         )
@@ -167,7 +181,7 @@ class Executor(WorkerReplies):
     def _spec(self, child: str, wid: int) -> ChildSpec:
         return ChildSpec(id=child, start="clerk._worker:main",
                          args=(self._endpoint, wid, self.node, *self._log, child),
-                         restart="permanent", shutdown="brutal_kill")
+                         restart="temporary", shutdown="brutal_kill")
 
     # --- supervisor events (called on the supervisor's thread: hand off through a socket) ---
 
@@ -210,8 +224,8 @@ class Executor(WorkerReplies):
                 self._give_up(why, pool_gone=pool_gone)
                 continue
             worker = self.workers.get(wid)
-            if worker is None or worker.pid != ev.get("pid") or worker.child != ev["child"]:
-                continue  # an old incarnation (e.g. the one we killed on a timeout)
+            if worker is None or worker.child != ev["child"] or self._closing.is_set():
+                continue  # an old child (e.g. the one we killed on a timeout), or close()
             # What it wrote before it died first: the exit comes over another socket than
             # its link, in no order with it, and a DONE there means its run ended as it says.
             link, held = worker.identity, worker.job
@@ -221,7 +235,6 @@ class Executor(WorkerReplies):
                 if worker.child != ev["child"]:
                     continue  # a stray DONE there replaced it: that replacement counted
             worker.identity = None
-            self.restarts += 1  # permanent: the supervisor starts a new one
             job, worker.job = worker.job, None
             if job is not None and job is not held:
                 # Given to it after that DONE, on a link only a leftover of it still held
@@ -229,12 +242,26 @@ class Executor(WorkerReplies):
                 job.wid = None
                 self.queue.push_back(job)
                 job = None
-            if job is not None:
-                self._reply(job, "error", None,
-                            f"worker process {ev.get('pid')} exited during the run: "
-                            f"{ev.get('reason')}")
+            how = f"worker process {ev.get('pid')} exited during the run: {ev.get('reason')}"
+            now = self._now()
+            if job is not None:  # the run's failure, not the pool's (clerk._workerdeaths)
+                hold = self.deaths.died_in_run(job.msg.task, now, how)
+                log.warning("task=%s slot=%d: %s; worker %s replaced, the task held back "
+                            "here for %.2f s", job.msg.task, job.msg.slot, how, worker.child,
+                            hold, extra={"task": job.msg.task, "slot": job.msg.slot,
+                                         "run": job.msg.run_id})
+                self._reply(job, "error", None, how)
+            elif not self.deaths.died_idle(now):
+                self._check_capacity()
+                self._give_up(f"worker supervisor gave up: more than {self.deaths.intensity} "
+                              f"workers died without a run in {self.deaths.period:.0f} s "
+                              f"(the last: {ev['child']}, pid {ev.get('pid')}: "
+                              f"{ev.get('reason')})", pool_gone=False)
+                continue
+            if not self.failed:  # (a pool that gave up starts none: its agent is leaving)
+                self._restart_worker(worker)
             self._check_capacity()
-            self._pump(self._now())
+            self._pump(now)
 
     def _give_up(self, why: str, *, pool_gone: bool) -> None:
         """The pool is gone for good (its supervisor gave up: ``pool_gone``), or a worker could
@@ -292,6 +319,9 @@ class Executor(WorkerReplies):
         if msg.task not in self.defs:
             self._reply(job, "error", None, f"task {msg.task!r} is not loaded on {self.node}")
             return
+        if self.deaths.held and (why := self.deaths.holding(msg.task, now)):
+            self._reply(job, "refused", None, f"not started: {why}", 0.0)
+            return
         if self.failed:  # (until the agent has started leaving: then it refuses them itself)
             self._reply(job, "refused", None,
                         f"not started: the worker pool of {self.node} is gone ({self.failed})",
@@ -309,7 +339,8 @@ class Executor(WorkerReplies):
         queue.release(now)
         for worker in self.workers.values():
             if worker.identity is not None and worker.job is None:
-                while (job := queue.pop_ready()) is not None and self._refused_stale(job):
+                while (job := queue.pop_ready()) is not None and (
+                        self._refused_stale(job) or self._refused_held(job, now)):
                     pass
                 if job is None:
                     return
@@ -327,6 +358,14 @@ class Executor(WorkerReplies):
             return False
         self._refuse_stale(job, why)
         return True
+
+    def _refused_held(self, job: _Job, now: float) -> bool:
+        """Refuse a queued run whose task killed a worker since it was queued (its hold began
+        meanwhile: clerk._workerdeaths); True if it was."""
+        why = self.deaths.holding(job.msg.task, now) if self.deaths.held else ""
+        if why:
+            self._reply(job, "refused", None, f"not started: {why}", 0.0)
+        return bool(why)
 
     def _refuse_stale(self, job: _Job, why: str) -> None:
         if self._on_stale is not None:
@@ -405,8 +444,20 @@ class Executor(WorkerReplies):
         self._generation += 1
         self.restarts += 1
         worker.child = f"worker-{worker.wid}-{self._generation}"
-        killer = threading.Thread(target=self._replace, args=(child, worker.child, worker.wid),
-                                  name=f"replace {child}", daemon=True)
+        self._start_thread(child, worker)
+
+    def _restart_worker(self, worker: Worker) -> None:
+        """Start a new worker in the place of ``worker``, whose process ended (a temporary
+        child: the supervisor has dropped it already)."""
+        worker.pid = None
+        self._generation += 1
+        self.restarts += 1
+        worker.child = f"worker-{worker.wid}-{self._generation}"
+        self._start_thread(None, worker)
+
+    def _start_thread(self, old: str | None, worker: Worker) -> None:
+        killer = threading.Thread(target=self._replace, args=(old, worker.child, worker.wid),
+                                  name=f"start {worker.child}", daemon=True)
         self._killers = [t for t in self._killers if t.is_alive()] + [killer]
         killer.start()
 
@@ -434,7 +485,7 @@ class Executor(WorkerReplies):
             self._capable = capable
             self._on_capacity(capable)
 
-    def _replace(self, old: str, new: str, wid: int) -> None:
+    def _replace(self, old: str | None, new: str, wid: int) -> None:
         """Start a fresh worker, then kill the old one's whole tree (on a helper thread).
 
         The new one first, as a new child: ending the old tree can take the supervisor a
@@ -445,8 +496,9 @@ class Executor(WorkerReplies):
         what the start lacked), then is tried again after each of ``START_RETRY_PAUSES``;
         after the last, that worker id would stay without a process for good: the pool gives
         up (``_give_up``, on the loop). A supervisor that is not running (it gave up, or
-        ``close``) is not retried: its shutdown says so."""
-        old_gone = False
+        ``close``) is not retried: its shutdown says so. ``old`` None: there is none to end
+        (it died; a temporary child's spec goes with it)."""
+        old_gone = old is None
         for pause in (*START_RETRY_PAUSES, None):
             try:
                 self.sup.start_child(self._spec(new, wid))
@@ -454,7 +506,7 @@ class Executor(WorkerReplies):
             except NotRunningError:
                 break
             except Exception as exc:
-                if not old_gone:
+                if old is not None and not old_gone:
                     self._remove(old)
                     old_gone = True
                 if pause is None:
@@ -466,14 +518,16 @@ class Executor(WorkerReplies):
                 log.warning("could not start %s: %s (again in %.1f s)", new, exc, pause)
                 if self._closing.wait(pause):
                     break
-        if not old_gone:
+        if old is not None and not old_gone:
             self._remove(old)
 
     def _remove(self, old: str) -> None:
-        """End the worker child ``old`` (its whole tree) and forget its spec."""
+        """End the worker child ``old`` (its whole tree); a temporary child's spec goes with
+        it (one that died meanwhile is gone already)."""
         try:
             self.sup.terminate_child(old)
-            self.sup.delete_child(old)
+        except ChildNotFoundError:
+            pass
         except Exception as exc:
             log.error("could not remove %s: %s", old, exc)
 
@@ -539,4 +593,5 @@ class Executor(WorkerReplies):
                 "busy_workers": sum(w.job is not None for w in self.workers.values()),
                 "workers": len(self.workers), "restarts": self.restarts,
                 "duplicates": self.duplicates, "malformed": self.malformed,
-                "stray_dones": self.stray_dones}
+                "stray_dones": self.stray_dones, "died_in_run": self.deaths.in_run,
+                "died_idle": self.deaths.idle, "held_back": self.deaths.refused}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from clerk._runqueue import Job, RunQueue
+from clerk._workerdeaths import WorkerDeaths
 from clerk._workerlink import _MAX_FLOAT, DONE, DONE_FIELDS, READY, LinkClosed, Reader, parse
 
 __all__ = ["MALFORMED_LOG_S", "Worker", "WorkerReplies"]
@@ -68,6 +69,7 @@ class WorkerReplies:
     _on_ready: Callable[[], None] | None
     _said_ready: set[int]
     _capable: bool
+    deaths: WorkerDeaths
 
     if TYPE_CHECKING:  # written by the executor
         def _reply(self, job: Job, outcome: str, state: Any, error: str,
@@ -134,12 +136,13 @@ class WorkerReplies:
                 worker = self.workers.get(_int(data.get("wid", -1)))
                 said = data.get("child")
                 if worker is not None and said is not None and said != worker.child:
-                    # A process of a child this worker id no longer is: the supervisor's
-                    # restart of a worker that died as the executor replaced it (a timeout,
-                    # a stray DONE). Its old child is being terminated, which ends it; taking
-                    # it would drop the replacement's link and leave the worker id without
-                    # a process once it is gone. Its link stays open until then, unused (a
-                    # closed link would end it and the supervisor would restart it again).
+                    # A process of a child this worker id no longer is: one the executor
+                    # replaced (a timeout, a stray DONE) whose READY is read late (before the
+                    # workers were temporary children, also the supervisor's restart of one
+                    # that died as it was replaced). Its old child is being terminated, which
+                    # ends it; taking it would drop the replacement's link and leave the
+                    # worker id without a process once it is gone. Its link stays open until
+                    # then, unused.
                     log.info("worker %d: ignored a ready from pid %s of child %r, replaced "
                              "by %r", worker.wid, data.get("pid"), str(said)[:100],
                              worker.child)
@@ -197,6 +200,8 @@ class WorkerReplies:
             return
         worker.job = None
         self.executed += 1
+        if self.deaths.held:  # it survived a run of its task: the task's hold ends
+            self.deaths.answered(job.msg.task)
         # The next queued run first: it has waited for exactly this worker.
         if self.queue:
             self._pump(self._now())

@@ -427,3 +427,11 @@ class OnTimeOnN2(OnlyOn, OnTime):
     """OnTime that only node ``n2`` may run (tests/integration/test_clock_skew.py)."""
 
     ONLY = "n2"
+
+
+class Poison(clerk.Task):
+    """Every run ends its worker process at once (``os._exit(1)``), as a segfault or the
+    kernel's OOM killer would: a *poison* task."""
+
+    def execute(self, state: Any) -> Any:
+        os._exit(1)

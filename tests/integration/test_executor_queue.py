@@ -167,6 +167,9 @@ def test_a_worker_killed_mid_run_fails_that_run_and_its_replacement_takes_the_ne
         wait_until(lambda: turn() or (ex.workers[0].identity is not None
                                       and ex.workers[0].pid != first), timeout=30, interval=0)
         assert len(ex._links) == 1  # the dead worker's link is gone, the new one is in
+        # (The task that killed its worker is held back here for 0.25 s: clerk._workerdeaths.)
+        held = ex.deaths.held["nap"].until
+        wait_until(lambda: time.monotonic() >= held, timeout=5, interval=0.01)
         ex.submit(Execute(ME, 1, "nap", "r1", 1, {"s": 0.01}, 10_000), "m", time.monotonic())
         wait_until(lambda: turn() or len(results) == 2, timeout=20, interval=0)
         done = results[1][1]

@@ -1,10 +1,11 @@
 """A worker that died on its own just as its run's timeout fired, with a real executor, a
-real supervisor and real worker processes. The supervisor restarts the dead child (workers are
-permanent) and the executor's timeout path replaces it too (``start_child`` of a new child id,
-then ``terminate_child`` of the old one, on a helper thread): for a moment two processes say
-ready as the same worker. The test orders what the helper thread and the agent's loop do
-(the new child's ready read first, then the supervisor's restart's, then the old child
-terminated), which a loaded machine can do on its own."""
+real supervisor and real worker processes. Before the workers were ``temporary`` children, the
+supervisor restarted the dead child and the executor's timeout path replaced it too
+(``start_child`` of a new child id, then ``terminate_child`` of the old one, on a helper
+thread): for a moment two processes said ready as the same worker. Now the supervisor does
+not restart it (clerk._workerdeaths); the timeout's replacement is the one process, and the
+old child's exit, seen late, starts no other. The test orders what the helper thread and the
+agent's loop do, which a loaded machine can do on its own."""
 
 from __future__ import annotations
 
@@ -75,36 +76,31 @@ def test_a_worker_dead_at_its_timeout_is_replaced_by_one_process_the_agent_uses(
         job = worker.job
         assert job is not None
         os.kill(p1, signal.SIGKILL)  # the task kills its own worker as its timeout fires
-        # The supervisor restarts the child at once; the agent's loop has not turned since.
-        wait_until(lambda: _child_pid(ex, "worker-0") not in (None, p1), timeout=10)
-        p2 = _child_pid(ex, "worker-0")
-        assert p2 is not None
+        # A temporary child: the supervisor drops it, starts none; the loop has not turned.
+        wait_until(lambda: _child_pid(ex, "worker-0") is None, timeout=10)
         ex.expire(job.deadline + 0.001)
         wait_until(lambda: bool(started), timeout=10)
         p3 = started[0]
-        # Both new processes connect and say ready; the agent reads p3's ready first.
         links: dict[int, socket.socket] = {}
 
-        def both_connected() -> bool:
+        def connected() -> bool:
             ex._accept()
             links.update({_peer_pid(c): c for c in ex._links.values()})
-            return p2 in links and p3 in links
+            return p3 in links
 
-        wait_until(both_connected, timeout=20, interval=0.01)
-        for pid in (p3, p2):
-            assert select.select([links[pid]], [], [], 20)[0], f"no ready from {pid}"
-            ex._on_link(ex._readers[links[pid].fileno()])
-        go.set()  # the helper thread terminates the old child (p2) now
-        wait_until(lambda: turn() or not _alive(p2), timeout=20, interval=0)
+        wait_until(connected, timeout=20, interval=0.01)
+        assert select.select([links[p3]], [], [], 20)[0], f"no ready from {p3}"
+        ex._on_link(ex._readers[links[p3].fileno()])
+        go.set()  # the helper thread ends the old child now (gone already: nothing to do)
         for _ in range(20):
             turn()
         assert [r.outcome for _, r in results] == ["timeout"]
-        assert worker.identity is not None and worker.pid == p3, (worker, p2, p3)
+        assert worker.identity is not None and worker.pid == p3, (worker, p1, p3)
         # The pool's capacity is back: the next run runs.
         ex.submit(Execute(ME, 1, "nap", "r2", 2, {"s": 0}, 1_000), "m", time.monotonic())
         wait_until(lambda: turn() or len(results) == 2, timeout=10, interval=0)
         assert (results[1][1].run_id, results[1][1].outcome) == ("r2", "ok"), results[1]
         live = [c.pid for c in ex.sup.which_children() if c.pid is not None]
-        assert live == [p3], (live, p2, p3)
+        assert live == [p3], (live, p1, p3)
     # None left behind once the executor closed (no orphan worker process).
-    wait_until(lambda: not any(_alive(pid) for pid in (p1, p2, p3)), timeout=10)
+    wait_until(lambda: not any(_alive(pid) for pid in (p1, p3)), timeout=10)

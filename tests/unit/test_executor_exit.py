@@ -138,7 +138,7 @@ def test_a_stray_done_read_at_the_exit_replaces_the_worker_once_and_only_its_new
     for killer in ex._killers:
         killer.join(5)
     calls = ex.sup.calls  # type: ignore[attr-defined]
-    assert calls == [("start", "worker-0-1"), ("terminate", "worker-0"), ("delete", "worker-0")]
+    assert calls == [("start", "worker-0-1"), ("terminate", "worker-0")]
     assert ex.stats()["restarts"] == 1 and ex.stats()["stray_dones"] == 1
     worker = ex.workers[0]
     old, new = (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2))

@@ -122,7 +122,7 @@ def test_a_replacement_that_fails_to_start_once_is_started_again(pool: Pool) -> 
     _replace_and_join(ex)
     calls = ex.sup.calls  # type: ignore[attr-defined]
     assert calls == [("start", "worker-0-1"), ("terminate", "worker-0"),
-                     ("delete", "worker-0"), ("start", "worker-0-1")]
+                     ("start", "worker-0-1")]
     assert failed == [] and not ex.failed
 
 
@@ -245,5 +245,5 @@ def test_a_run_killed_past_its_timeout_is_killed_before_its_replacement_is_tried
     _FailingSup.fails = 2
     _replace_and_join(ex)
     calls = ex.sup.calls  # type: ignore[attr-defined]
-    assert calls == [("start", "worker-0-1"), ("terminate", "worker-0"), ("delete", "worker-0"),
+    assert calls == [("start", "worker-0-1"), ("terminate", "worker-0"),
                      ("start", "worker-0-1"), ("start", "worker-0-1")], calls

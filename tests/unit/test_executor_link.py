@@ -17,6 +17,7 @@ from clerk._executor import Executor
 from clerk._messages import Execute, Peer
 from clerk._tasks import TaskDef
 from clerk._worker import _run_message
+from clerk._workerdeaths import WorkerDeaths
 from clerk._workerlink import DONE, READY, RUN_FIELDS, Reader, pack
 
 ME = Peer("a@127.0.0.1", "127.0.0.1:1", "inc", 0)
@@ -92,7 +93,8 @@ def _link_fake(workers: dict[int, Any] | None = None) -> Any:
     """An Executor's state for ``_on_link`` alone: its replies recorded, no worker pool."""
     fake = SimpleNamespace(workers=workers or {}, malformed=0, executed=0, queue=[],
                            _malformed_quiet_until=-math.inf, _now=time.monotonic, replies=[],
-                           stray_dones=0, replaced=[], _check_capacity=lambda: None)
+                           stray_dones=0, replaced=[], _check_capacity=lambda: None,
+                           deaths=WorkerDeaths(intensity=10, period=60))
     fake._malformed = MethodType(Executor._malformed, fake)
     fake._on_done = MethodType(Executor._on_done, fake)
     fake._end_malformed = MethodType(Executor._end_malformed, fake)

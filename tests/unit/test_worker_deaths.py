@@ -1,0 +1,197 @@
+"""A worker that dies holding a run is that run's failure, not the pool's (clerk._workerdeaths):
+the run fails, the worker is replaced, the pool does not give up, and the task is held back on
+the node for a pause that doubles while it keeps killing workers. A worker that dies without a
+run still counts toward the pool's give-up. The accounting alone, then a real Executor whose
+workers are test sockets and whose supervisor is a fake (no process)."""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import clerk._executor
+from clerk._executor import Executor
+from clerk._messages import Execute, Result
+from clerk._workerdeaths import HOLD_FIRST_S, HOLD_MAX_S, WorkerDeaths
+from clerk._workerlink import READY, RUN, pack, recv_msg
+from supervisor import Event
+from tests.unit.test_executor_exit import DEFS, ME, _Sup
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_deaths_in_runs_never_give_up_and_hold_the_task_back_doubling() -> None:
+    d = WorkerDeaths(intensity=10, period=60)
+    holds = [d.died_in_run("poison", float(i), "exited") for i in range(1000)]
+    assert holds[:4] == [HOLD_FIRST_S, 2 * HOLD_FIRST_S, 4 * HOLD_FIRST_S, 8 * HOLD_FIRST_S]
+    assert max(holds) == HOLD_MAX_S and d.in_run == 1000
+    assert d.died_idle(1000.0)  # the first death without a run: well within the intensity
+    assert "killed its worker process 1000 times in a row" in d.holding("poison", 1000.0)
+    assert d.holding("other", 1000.0) == ""
+    d.answered("poison")  # a worker answered a run of it: the hold ends
+    assert d.holding("poison", 1000.0) == "" and d.refused == 1
+    assert d.died_in_run("poison", 1001.0, "exited") == HOLD_FIRST_S  # counted afresh
+
+
+def test_a_hold_ends_when_its_pause_is_over() -> None:
+    d = WorkerDeaths(intensity=10, period=60)
+    d.died_in_run("t", 5.0, "worker process 7 exited during the run: abnormal (exit code 1)")
+    why = d.holding("t", 5.1)
+    assert "killed its worker process once" in why and "exit code 1" in why
+    assert d.holding("t", 5.0 + HOLD_FIRST_S) == ""
+
+
+def test_deaths_without_a_run_give_up_past_the_intensity_in_the_period() -> None:
+    d = WorkerDeaths(intensity=3, period=60)
+    assert [d.died_idle(t) for t in (0.0, 1.0, 2.0, 3.0)] == [True, True, True, False]
+    d = WorkerDeaths(intensity=3, period=60)
+    assert all(d.died_idle(t * 61.0) for t in range(20))  # spread out: never
+
+
+@pytest.mark.parametrize("bad", [{"intensity": -1, "period": 60},
+                                 {"intensity": True, "period": 60},
+                                 {"intensity": 3, "period": 0}])
+def test_bad_settings_are_named(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="intensity|period"):
+        WorkerDeaths(**bad)
+
+
+# --- a real Executor -------------------------------------------------------------------------
+
+class _Pool:
+    def __init__(self, ex: Executor, readers: dict[int, Any], clock: list[float],
+                 results: list[Result], failed: list[str]) -> None:
+        self.ex, self.readers, self.clock, self.results, self.failed = (
+            ex, readers, clock, results, failed)
+        self.links: list[socket.socket] = []
+        self.pid = 100
+
+    def turn(self, until: Any) -> None:
+        for _ in range(200):
+            for fd in select.select(list(self.readers), [], [], 0.02)[0]:
+                if fd in self.readers:
+                    self.readers[fd]()
+            if until():
+                return
+        raise AssertionError("the executor did not get there")
+
+    def worker_up(self) -> socket.socket:
+        """The current child of worker 0 connects and says ready."""
+        self.pid += 1
+        link = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        link.settimeout(5)
+        self.links.append(link)
+        link.connect(self.ex._endpoint)
+        w = self.ex.workers[0]
+        link.sendall(pack(READY, json.dumps({"wid": 0, "pid": self.pid,
+                                             "child": w.child}).encode()))
+        self.turn(lambda: w.identity is not None)
+        return link
+
+    def worker_dies(self) -> None:
+        """Worker 0's current child exits (the supervisor's thread says so)."""
+        w = self.ex.workers[0]
+        self.ex._hook(Event(kind="exit", supervisor="s", child_id=w.child, pid=self.pid,
+                            reason=None))
+        assert select.select([self.ex._events_r], [], [], 5)[0]
+        self.ex._on_worker_events()
+        for t in self.ex._killers:  # the replacement's start_child, on its helper thread
+            t.join(5)
+
+
+@pytest.fixture
+def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Pool]:
+    monkeypatch.setattr(clerk._executor, "Supervisor", _Sup)
+    readers: dict[int, Any] = {}
+    results: list[Result] = []
+    failed: list[str] = []
+    clock = [0.0]
+    ex = Executor(node="a@127.0.0.1", defs=DEFS, workers=1,
+                  add_reader=lambda fd, cb: readers.__setitem__(fd, cb),
+                  remove_reader=lambda fd: readers.pop(fd, None),
+                  send_result=lambda r, to: results.append(r), me=lambda: (ME, 1),
+                  now=lambda: clock[0], log_level="warning", on_failed=failed.append)
+    p = _Pool(ex, readers, clock, results, failed)
+    try:
+        yield p
+    finally:
+        for link in p.links:
+            link.close()
+        ex.close()
+
+
+def _execute(run: str) -> Execute:
+    return Execute(ME, 1, "t", run, 1, {"n": 0}, 5_000)
+
+
+def test_workers_dying_in_runs_fail_those_runs_and_never_the_pool(pool: _Pool) -> None:
+    """Three times the pool's intensity (10 for one worker) of workers that die in a run: each
+    run fails naming the exit, each worker is replaced (start_child of a new child, the old one
+    a temporary child the supervisor does not restart), the pool never gives up, and runs of
+    the task that come while it is held back are refused without a worker. On main the
+    supervisor restarted and counted each (permanent children): the 11th made it give up;
+    the executor started no worker itself."""
+    ex = pool.ex
+    assert ex._spec("worker-0", 0).restart == "temporary"
+    link = pool.worker_up()
+    for i in range(30):
+        pool.clock[0] = 1000.0 * (i + 1)  # each hold is over by the next run
+        ex.submit(_execute(f"r{i}"), "m", pool.clock[0])
+        kind, body = recv_msg(link)
+        assert kind == RUN and json.loads(body)[0] == f"r{i}"
+        old = ex.workers[0].child
+        pool.worker_dies()
+        result = pool.results[-1]
+        assert (result.run_id, result.outcome) == (f"r{i}", "error")
+        assert f"worker process {pool.pid} exited during the run" in result.error
+        assert ex.workers[0].child != old
+        assert ex.sup.calls[-1] == ("start", ex.workers[0].child)  # type: ignore[attr-defined]
+        # held back: a run now is refused, no worker taken
+        ex.submit(_execute(f"h{i}"), "m", pool.clock[0] + 0.01)
+        held = pool.results[-1]
+        assert (held.run_id, held.outcome) == (f"h{i}", "refused"), held
+        assert "killed its worker process" in held.error
+        link = pool.worker_up()
+    assert pool.failed == [] and not ex.failed
+    stats = ex.stats()
+    assert stats["died_in_run"] == 30 and stats["held_back"] == 30 and stats["died_idle"] == 0
+
+
+def test_workers_dying_without_a_run_still_give_up(pool: _Pool) -> None:
+    """More than max(10, 5 * workers) workers that die idle in 60 s: the pool gives up and
+    the agent is told (it escalates). On main the executor left this to the supervisor's
+    intensity and counted nothing: with the library's restarts out of the picture (here a
+    fake), nothing gave up."""
+    ex = pool.ex
+    for i in range(11):
+        pool.worker_up()
+        pool.clock[0] = float(i)
+        pool.worker_dies()
+    assert len(pool.failed) == 1 and "worker supervisor gave up" in pool.failed[0]
+    assert "more than 10 workers died without a run in 60 s" in pool.failed[0]
+    assert ex.stats()["died_idle"] == 11
+    starts = [c for c in ex.sup.calls if c[0] == "start"]  # type: ignore[attr-defined]
+    assert len(starts) == 10  # the one too many is not replaced: the agent escalates
+    ex.submit(_execute("late"), "m", 11.0)
+    assert pool.results[-1].outcome == "refused" and "is gone" in pool.results[-1].error
+
+
+def test_a_run_queued_before_its_task_killed_a_worker_is_held_back_too(pool: _Pool) -> None:
+    """Runs of the task queued behind the one that killed the worker do not each kill the next
+    worker: they are refused once its hold has begun (on main they ran, one death each)."""
+    ex = pool.ex
+    link = pool.worker_up()
+    ex.submit(_execute("r0"), "m", 0.0)
+    assert json.loads(recv_msg(link)[1])[0] == "r0"
+    ex.submit(_execute("q1"), "m", 0.0)  # queued: the only worker holds r0
+    assert ex.stats()["queued"] == 1
+    pool.worker_dies()
+    pool.worker_up()  # the replacement is ready: the queue is pumped
+    assert [(r.run_id, r.outcome) for r in pool.results] == [("r0", "error"), ("q1", "refused")]
+    assert "killed its worker process once" in pool.results[-1].error
+    assert ex.workers[0].job is None and not ex.busy()
