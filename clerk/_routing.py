@@ -62,6 +62,7 @@ from clerk._messages import Claim, Execute, Result, ResultAck, RunQuery
 from clerk._replication import LOCAL_GAP_S, REPLICATE_GAP_S
 from clerk._runquorum import QuorumWriting
 from clerk._transport import Inbound
+from clerk._workerdeaths import HELD_BACK
 
 __all__ = ["LEAVE_ACK_WAIT", "LOCAL_GAP_S", "MAX_WAITING_RESULTS", "REPLICATE_GAP_S",
            "STALE_LOG_S", "ResultRouting"]
@@ -541,14 +542,17 @@ class ResultRouting(QuorumWriting):
         # the manager's loop more than the run's round trip), WARNING when it did not.
         level = logging.DEBUG if fin.outcome == "ok" else logging.WARNING
         more = ""
-        if fin.outcome == "refused" and fin.error.startswith("stale: "):
+        if fin.outcome == "refused" and (fin.error.startswith("stale: ")
+                                         or HELD_BACK in fin.error):
             # A run its node refused as stale (it reached the node or a worker too late). On
             # an overloaded cluster that can be most runs, and the node already logged each
             # one (``_stale``, a WARNING a second at most). Other refusals (the node is
             # leaving, has no record of the run, does not follow this manager) are rare and
             # logged nowhere else: a WARNING each (tests/unit/test_review9_refused.py). A
             # WARNING per run here was ~6 % of the manager's loop under py-spy at 1,400
-            # runs/s (~200 a second), and fed the overload. As there: the first of a burst
+            # runs/s (~200 a second), and fed the overload. So with a run refused because
+            # its task is held back on its node (it killed its worker there: a task doing so
+            # every 100 ms has ~10 a second; clerk._workerdeaths). As there: the first of a burst
             # in full, the others of the next ``STALE_LOG_S`` at DEBUG and counted into the
             # next line; the task's ``refused`` count has them all.
             now = self.agent.clock.monotonic()
@@ -557,7 +561,8 @@ class ResultRouting(QuorumWriting):
                 level = logging.DEBUG
             else:
                 if self._refused_unlogged:
-                    more = (f" (and {self._refused_unlogged} more stale refused runs since the "
+                    more = (f" (and {self._refused_unlogged} more refused runs, stale or held "
+                            "back, since the "
                             "last such line, logged at DEBUG only; the tasks' refused counts "
                             "have them all)")
                 self._refused_unlogged = 0

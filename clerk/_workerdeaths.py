@@ -32,8 +32,12 @@ from dataclasses import dataclass, field
 
 from supervisor._intensity import RestartIntensity
 
-__all__ = ["HOLD_FIRST_S", "HOLD_MAX_S", "Held", "WorkerDeaths"]
+__all__ = ["HELD_BACK", "HOLD_FIRST_S", "HOLD_MAX_S", "Held", "WorkerDeaths"]
 
+#: In the refusal of a run whose task is held back (``holding``): the manager tells these by it
+#: and logs them as it logs stale ones, a WARNING a second at most (clerk._routing): a task
+#: that kills its worker every 100 ms has ~10 refused a second.
+HELD_BACK = "held back for"
 #: How long a task is held back after the first death of a worker in its run (s), doubled at
 #: each death in a row after that, up to HOLD_MAX_S.
 HOLD_FIRST_S = 0.25
@@ -99,4 +103,4 @@ class WorkerDeaths:
         self.refused += 1
         times = "once" if held.deaths == 1 else f"{held.deaths} times in a row"
         return (f"task {task!r} killed its worker process {times} here (last: {held.last}); "
-                f"held back for {held.until - now:.1f} s more")
+                f"{HELD_BACK} {held.until - now:.1f} s more")

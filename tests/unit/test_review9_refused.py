@@ -50,3 +50,31 @@ def test_a_refusal_that_is_not_stale_is_a_warning_within_a_stale_burst(
         runner._log_finished(Finished("t", "r99", 99, "n1", "refused", 0.0, "stale: late"))
         lines = warnings()
     assert len(lines) == 5 and "slot=99 " in lines[4] and "and 19 more" in lines[4], lines
+
+
+def test_runs_refused_as_held_back_share_the_limit(caplog: pytest.LogCaptureFixture) -> None:
+    """A task that kills its worker every 100 ms is held back on its node
+    (clerk._workerdeaths) and has ~10 runs refused a second: a WARNING per run on the manager
+    was ~10 lines a second. They share the stale refusals' limit."""
+    from clerk._workerdeaths import WorkerDeaths
+
+    clock = [100.0]
+    runner = _Runner(_Agent([]))
+    runner.agent.clock = SimpleNamespace(monotonic=lambda: clock[0])  # type: ignore[attr-defined]
+    runner.agent.metrics = SimpleNamespace(  # type: ignore[attr-defined, assignment]
+        observe_run=lambda *a: None)
+    deaths = WorkerDeaths(10, 60.0)
+    deaths.died_in_run("poison", 0.0, "exit code 1")
+    why = deaths.holding("poison", 0.1)
+    assert why, "the task is held back"
+    with caplog.at_level(logging.INFO, logger="clerk.tasks"):
+        for slot in range(20):
+            runner._log_finished(Finished("poison", f"r{slot}", slot, "n1", "refused", 0.0,
+                                          f"not started: {why}"))
+            clock[0] += STALE_LOG_S / 100
+        clock[0] += STALE_LOG_S
+        runner._log_finished(Finished("poison", "r99", 99, "n1", "refused", 0.0,
+                                      f"not started: {why}"))
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 2, lines
+    assert "held back" in lines[0] and "and 19 more" in lines[1], lines
