@@ -44,33 +44,59 @@ class _Sup:
         self.calls.append(("delete", child))
 
 
+class Harness:
+    """A real Executor (its supervisor the test's fake, patched in by the caller) whose
+    workers are test sockets: ``readers`` are the loop's, ``results`` what it sent."""
+
+    def __init__(self, workers: int = 1, **kwargs: Any) -> None:
+        self.readers: dict[int, Any] = {}
+        self.results: list[Result] = []
+        readers = self.readers
+        self.ex = Executor(node="a@127.0.0.1", defs=DEFS, workers=workers,
+                           add_reader=lambda fd, cb: readers.__setitem__(fd, cb),
+                           remove_reader=lambda fd: readers.pop(fd, None),
+                           send_result=lambda r, to: self.results.append(r),
+                           me=lambda: (ME, 1), log_level="warning", **kwargs)
+        self.links: list[socket.socket] = []
+
+    def turn(self, wait: float = 0.05) -> None:
+        """One loop turn: what is readable is read."""
+        for fd in select.select(list(self.readers), [], [], wait)[0]:
+            if fd in self.readers:
+                self.readers[fd]()
+
+    def ready(self) -> list[socket.socket]:
+        """Each worker's link connected and READY (pid 100 + wid), the executor's loop
+        turned until it took every one."""
+        for wid in range(len(self.ex.workers)):
+            link = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.links.append(link)
+            link.settimeout(5)
+            link.connect(self.ex._endpoint)
+            link.sendall(pack(READY, json.dumps({"wid": wid, "pid": 100 + wid}).encode()))
+        for _ in range(100):
+            self.turn()
+            if all(w.identity is not None for w in self.ex.workers.values()):
+                break
+        assert all(w.identity is not None for w in self.ex.workers.values())
+        return self.links
+
+    def close(self) -> None:
+        for link in self.links:
+            link.close()
+        self.ex.close()
+
+
 @pytest.fixture
 def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Executor, socket.socket,
                                                             list[Result]]]:
     monkeypatch.setattr(clerk._executor, "Supervisor", _Sup)
-    readers: dict[int, Any] = {}
-    results: list[Result] = []
-    ex = Executor(node="a@127.0.0.1", defs=DEFS, workers=1,
-                  add_reader=lambda fd, cb: readers.__setitem__(fd, cb),
-                  remove_reader=lambda fd: readers.pop(fd, None),
-                  send_result=lambda r, to: results.append(r), me=lambda: (ME, 1),
-                  log_level="warning")
-    link = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    link.settimeout(5)
+    h = Harness()
     try:
-        link.connect(ex._endpoint)
-        link.sendall(pack(READY, json.dumps({"wid": 0, "pid": 100}).encode()))
-        for _ in range(100):
-            for fd in select.select(list(readers), [], [], 0.05)[0]:
-                if fd in readers:
-                    readers[fd]()
-            if ex.workers[0].identity is not None:
-                break
-        assert ex.workers[0].identity is not None
-        yield ex, link, results
+        link, = h.ready()
+        yield h.ex, link, h.results
     finally:
-        link.close()
-        ex.close()
+        h.close()
 
 
 def _exit_seen(ex: Executor) -> None:

@@ -17,7 +17,7 @@ from clerk._executor import Executor
 from clerk._messages import Execute, Result
 from clerk._workerlink import READY, RUN, pack, recv_msg
 from supervisor import ChildStartError, Event, ShutdownInfo, ShutdownReason
-from tests.unit.test_executor_exit import DEFS, ME, _Sup
+from tests.unit.test_executor_exit import ME, Harness, _Sup
 
 
 class _FailingSup(_Sup):
@@ -42,30 +42,13 @@ def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[Pool]:
     monkeypatch.setattr(clerk._executor, "Supervisor", _FailingSup)
     monkeypatch.setattr(clerk._executor, "START_RETRY_PAUSES", (0.0, 0.0))
     _FailingSup.fails = 0
-    readers: dict[int, Any] = {}
-    results: list[Result] = []
     failed: list[str] = []
-    ex = Executor(node="a@127.0.0.1", defs=DEFS, workers=1,
-                  add_reader=lambda fd, cb: readers.__setitem__(fd, cb),
-                  remove_reader=lambda fd: readers.pop(fd, None),
-                  send_result=lambda r, to: results.append(r), me=lambda: (ME, 1),
-                  log_level="warning", on_failed=failed.append)
-    link = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    link.settimeout(5)
+    h = Harness(on_failed=failed.append)
     try:
-        link.connect(ex._endpoint)
-        link.sendall(pack(READY, json.dumps({"wid": 0, "pid": 100}).encode()))
-        for _ in range(100):
-            for fd in select.select(list(readers), [], [], 0.05)[0]:
-                if fd in readers:
-                    readers[fd]()
-            if ex.workers[0].identity is not None:
-                break
-        assert ex.workers[0].identity is not None
-        yield ex, link, results, failed
+        link, = h.ready()
+        yield h.ex, link, h.results, failed
     finally:
-        link.close()
-        ex.close()
+        h.close()
 
 
 def _events(ex: Executor) -> None:
@@ -152,33 +135,13 @@ def test_a_pool_that_gave_up_with_a_worker_still_up_is_no_longer_eligible(
     monkeypatch.setattr(clerk._executor, "Supervisor", _FailingSup)
     monkeypatch.setattr(clerk._executor, "START_RETRY_PAUSES", (0.0, 0.0))
     _FailingSup.fails = 0
-    readers: dict[int, Any] = {}
-    results: list[Result] = []
     failed: list[str] = []
     capacity: list[bool] = []
-    ex = Executor(node="a@127.0.0.1", defs=DEFS, workers=2,
-                  add_reader=lambda fd, cb: readers.__setitem__(fd, cb),
-                  remove_reader=lambda fd: readers.pop(fd, None),
-                  send_result=lambda r, to: results.append(r), me=lambda: (ME, 1),
-                  log_level="warning", on_failed=failed.append, on_ready=lambda: None,
-                  on_capacity=capacity.append)
-    links = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2)]
-
-    def turn() -> None:
-        for fd in select.select(list(readers), [], [], 0.05)[0]:
-            if fd in readers:
-                readers[fd]()
-
+    h = Harness(workers=2, on_failed=failed.append, on_ready=lambda: None,
+                on_capacity=capacity.append)
+    ex, results, turn = h.ex, h.results, h.turn
     try:
-        for wid, link in enumerate(links):
-            link.settimeout(5)
-            link.connect(ex._endpoint)
-            link.sendall(pack(READY, json.dumps({"wid": wid, "pid": 100 + wid}).encode()))
-        for _ in range(100):
-            turn()
-            if all(w.identity is not None for w in ex.workers.values()):
-                break
-        assert all(w.identity is not None for w in ex.workers.values())
+        links = h.ready()
         assert capacity == []  # (ready: eligible, as announced)
         _FailingSup.fails = 99
         ex._replace_worker(ex.workers[0])
@@ -197,9 +160,7 @@ def test_a_pool_that_gave_up_with_a_worker_still_up_is_no_longer_eligible(
         ex.submit(_execute("r1", 1), "m", 0.0)
         assert [(r.run_id, r.outcome) for r in results] == [("r1", "refused")]
     finally:
-        for link in links:
-            link.close()
-        ex.close()
+        h.close()
 
 
 @pytest.mark.timeout(20)
