@@ -19,19 +19,9 @@ import pytest
 import clerk
 from clerk.testing import LocalCluster, wait_until
 from tests.integration.cluster_tasks import OnTimeOnN2
+from tests.integration.test_tasks_ontime import rows
 
 pytestmark = pytest.mark.timeout(90)
-
-
-
-def rows(path: Path) -> list[tuple[int, str, float, float]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        slot, node, started, due = line.split()
-        out.append((int(slot), node, float(started), float(due)))
-    return out
 
 
 @pytest.mark.parametrize("offset_s", [-2.0, 1.5])
