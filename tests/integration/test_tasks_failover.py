@@ -101,8 +101,12 @@ def test_after_a_graceful_hand_over_no_slot_is_missed(tmp_path: Path) -> None:
         rows = wait_until(lambda: (r := counter_lines(log))[len(before) + 8:] and r,
                           timeout=20)
         assert [r.count for r in rows] == list(range(1, len(rows) + 1)), "no state lost"
-        # From the last runs of the old manager on, every slot ran exactly once.
-        around = rows[len(before) - 3:]
+        # From the old manager's last run seen before the stop on, every slot ran exactly
+        # once (and none was skipped: below). Not from runs before it: a slot the old manager
+        # skipped then (its previous run's result late on a loaded machine: the overlap rule)
+        # is counted in ``skipped`` above, not the hand-over's doing (the clean-clone CI at
+        # c88cca1: slot ...559 skipped 0.6 s before the stop, while n3 still managed).
+        around = rows[len(before) - 1:]
         slots = [r.slot for r in around]
         assert slots == list(range(slots[0], slots[0] + len(slots))), "no slot missed or doubled"
         assert around[0].term < around[-1].term
