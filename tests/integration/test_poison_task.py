@@ -26,7 +26,7 @@ from tests.integration.test_worker_pool_gone import _agent, _supervised
 
 pytestmark = pytest.mark.timeout(150)
 
-DOOM_SITE = Path(__file__).parent / "doom_site"
+DOOM_SITE = Path(__file__).parent / "worker_site"
 ROOT = str(Path(__file__).resolve().parents[2])
 WINDOW_S = 20.0
 

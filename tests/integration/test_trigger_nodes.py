@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(60)
 
 ROOT = str(Path(__file__).resolve().parents[2])
 #: Its sitecustomize holds a node's workers until a file exists (CLERK_TEST_WORKER_GATE).
-GATE_SITE = Path(__file__).parent / "gate_site"
+GATE_SITE = Path(__file__).parent / "worker_site"
 
 
 def test_a_trigger_calls_the_tasks_nodes_once(tmp_path: Path,
@@ -62,7 +62,7 @@ def test_a_trigger_before_the_nodes_workers_are_up_says_not_loaded_yet(
     workers take ~0.3-0.6 s more to start here) was refused as "no longer loaded by any live
     member", as for a task removed from the set, and not to be tried again (this test failed
     on main: ControlError with that text). Now: "not loaded yet ... try again"; once the
-    workers are up the same trigger runs. The workers are held down (``gate_site``) until the
+    workers are up the same trigger runs. The workers are held down (``worker_site``) until the
     refusal is seen: the test used to depend on hitting that window after ``start()``, and
     under load the node could be the manager only once its workers were up."""
     gate = tmp_path / "workers-may-start"
