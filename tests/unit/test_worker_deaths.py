@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import clerk._executor
+import clerk._workerpool
 from clerk._executor import Executor
 from clerk._messages import Execute, Result
 from clerk._workerdeaths import HOLD_FIRST_S, HOLD_MAX_S, WorkerDeaths
@@ -106,7 +106,7 @@ class _Pool:
 
 @pytest.fixture
 def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Pool]:
-    monkeypatch.setattr(clerk._executor, "Supervisor", _Sup)
+    monkeypatch.setattr(clerk._workerpool, "Supervisor", _Sup)
     readers: dict[int, Any] = {}
     results: list[Result] = []
     failed: list[str] = []
