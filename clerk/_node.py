@@ -15,6 +15,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+from clerk._clock import TEST_OFFSET_ENV, TEST_OFFSET_PROBLEM
 from clerk._config import (
     DEFAULT_PORT,
     REJOIN_TIMEOUT_MS,
@@ -44,6 +45,9 @@ def preflight(config: NodeConfig, *, derive_keys: bool = True) -> CurveKeys | No
     """Checks that deserve a clear error before anything starts: the cookie, the host, the port.
     Returns the CURVE keys (None when insecure, or when not ``derive_keys``: the node's root
     process never opens a socket, and deriving them would import ZeroMQ into it)."""
+    if TEST_OFFSET_PROBLEM:  # (read at import, where it must not raise: clerk._clock)
+        raise ConfigError("environment", TEST_OFFSET_ENV, os.environ.get(TEST_OFFSET_ENV),
+                          TEST_OFFSET_PROBLEM.partition(": ")[2])
     cookie = None if config.insecure else load_cookie(config.cookie_file)
     keys = keys_from_cookie(cookie) if cookie is not None and derive_keys else None
     source = config.source or "command line"
