@@ -18,7 +18,7 @@ from clerk._config import NodeConfig, resolve_host
 from clerk._errors import ConfigError
 from clerk._gcpolicy import GcPolicy
 from clerk._logging import configure_child_logging
-from clerk._portholder import EXIT_CANNOT_LISTEN, in_use
+from clerk._portholder import EXIT_CANNOT_LISTEN, EXIT_CANNOT_START, in_use
 
 __all__ = ["run"]
 
@@ -45,6 +45,11 @@ def run(config: NodeConfig) -> int:
     except ConfigError as exc:  # the data directory (in use by another node, unusable)
         log.error("cannot start: %s (not retried)", exc)
         sys.exit(EXIT_CANNOT_LISTEN)
+    except Exception as exc:  # anything else its start found (a bad config read late, a bug)
+        # Would fail the same way again, each try seconds long: not retried either (the node
+        # exits 1 at once, clerk._node.agent_spec), rather than loop below its intensity.
+        log.error("cannot start: %s (not retried)", exc, exc_info=True)
+        sys.exit(EXIT_CANNOT_START)
     policy = GcPolicy()
     policy.install(agent.clock.monotonic())
     try:

@@ -119,6 +119,9 @@ class Executor(WorkerPool, WorkerReplies):
         self._wall = wall  # and its wall clock: EXECUTE's due time is a wall time
         self._on_ready = on_ready  # called once, when every worker has said ready
         self._said_ready: set[int] = set()
+        # Has any worker ever said ready? A pool that gives up before one has could not start
+        # at all: its agent exits EXIT_CANNOT_START, which the node does not retry (clerk._agent).
+        self.ever_ready = False
         # After that: on_capacity(False) when no worker is left up (all are being replaced,
         # e.g. the only one was killed on a timeout), on_capacity(True) when one is back. A
         # node without a worker is not eligible for runs: one sent to it meanwhile would only
@@ -219,8 +222,15 @@ class Executor(WorkerPool, WorkerReplies):
                               f"(the last: {ev['child']}, pid {ev.get('pid')}: "
                               f"{ev.get('reason')})", pool_gone=False)
                 continue
+            pause = 0.0
+            if job is None and link is None:  # it exited before its READY: a failed start
+                found = self._start_failed(worker, str(ev["child"]), ev.get("pid"),
+                                           ev.get("reason"))
+                if found is None:
+                    continue  # (it gave up)
+                pause = found
             if not self.failed:  # (a pool that gave up starts none: its agent is leaving)
-                self._restart_worker(worker)
+                self._restart_worker(worker, pause)
             self._check_capacity()
             self._pump(now)
 

@@ -28,7 +28,7 @@ from clerk._errors import ConfigError, NotReachableError, StartError
 from clerk._lead import DISPATCH_LEAD_MS
 from clerk._logging import LogSink
 from clerk._metrics import check_available as check_metrics
-from clerk._portholder import EXIT_CANNOT_LISTEN, in_use
+from clerk._portholder import EXIT_CANNOT_LISTEN, EXIT_CANNOT_START, in_use
 from clerk._security import CurveKeys, keys_from_cookie, load_cookie
 from clerk._tasks import TaskDef, check_unique
 from supervisor import ChildSpec, RestartIntensityError, ShutdownInfo, Supervisor, SupervisorError
@@ -88,10 +88,12 @@ def _probe(ip: str, host: str, port: int, source: str, key: str) -> None:
 def agent_spec(config: NodeConfig, *, id: str = "agent",  # noqa: A002
                significant: bool = True) -> ChildSpec:
     # An agent that cannot bind its mailbox or take its data directory exits with
-    # EXIT_CANNOT_LISTEN: starting it again would fail the same way, so that is not restarted.
+    # EXIT_CANNOT_LISTEN, one that cannot start otherwise (building it raised, or no worker of
+    # its pool was ever ready) with EXIT_CANNOT_START: starting it again would fail the same
+    # way, so neither is restarted.
     return ChildSpec(id=id, start="clerk._agentmain:run", args=(config,), restart="transient",
                      significant=significant, shutdown=AGENT_SHUTDOWN_MS,
-                     shutdown_exits=(EXIT_CANNOT_LISTEN,))
+                     shutdown_exits=(EXIT_CANNOT_LISTEN, EXIT_CANNOT_START))
 
 
 def ask_agent_to_leave(sup: Supervisor) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clerk._workerreplies import Worker
 from supervisor import ChildNotFoundError, ChildSpec, Event, NotRunningError, Supervisor
@@ -23,8 +23,10 @@ __all__ = ["START_RETRY_PAUSES", "WorkerPool"]
 
 log = logging.getLogger("clerk.executor")  # (the executor's: one logger for the pool)
 
-#: A worker that could not be started in the place of one killed past a timeout is tried again
-#: after each of these pauses (s); then the pool gives up (see WorkerPool._replace).
+#: A worker that could not be started is tried again after each of these pauses (s); then the
+#: pool gives up. Both ways a start fails: ``start_child`` raises (in the place of one killed
+#: past a timeout or one that died: WorkerPool._replace), or the process it started exits
+#: before its READY (a site hook that fails, a broken interpreter: WorkerPool._start_failed).
 START_RETRY_PAUSES = (0.1, 0.5, 1.5)
 
 
@@ -39,6 +41,10 @@ class WorkerPool:
     _endpoint: str
     _events_w: Any
     sup: Supervisor
+
+    if TYPE_CHECKING:  # written by the executor
+        def _check_capacity(self) -> None: ...
+        def _give_up(self, why: str, *, pool_gone: bool) -> None: ...
 
     def _start_pool(self, workers: int) -> None:
         """Start the supervisor of ``workers`` worker processes (``self.workers``)."""
@@ -105,22 +111,42 @@ class WorkerPool:
         worker.child = f"worker-{worker.wid}-{self._generation}"
         self._start_thread(child, worker)
 
-    def _restart_worker(self, worker: Worker) -> None:
+    def _restart_worker(self, worker: Worker, pause: float = 0.0) -> None:
         """Start a new worker in the place of ``worker``, whose process ended (a temporary
-        child: the supervisor has dropped it already)."""
+        child: the supervisor has dropped it already), after ``pause`` seconds."""
         worker.pid = None
         self._generation += 1
         self.restarts += 1
         worker.child = f"worker-{worker.wid}-{self._generation}"
-        self._start_thread(None, worker)
+        self._start_thread(None, worker, pause)
 
-    def _start_thread(self, old: str | None, worker: Worker) -> None:
-        killer = threading.Thread(target=self._replace, args=(old, worker.child, worker.wid),
+    def _start_failed(self, worker: Worker, child: str, pid: Any, reason: Any) -> float | None:
+        """``worker``'s process ``child`` exited before its READY: a start that failed (as
+        one whose ``start_child`` raised, in ``_replace``). The pause before the next try
+        (``START_RETRY_PAUSES``, by how many failed in a row), or None: that was the last
+        try, and the pool gave up (``_give_up``, which the agent logs, once: not each try,
+        a DEBUG line). A worker that starts (its READY) begins the count again."""
+        worker.start_failures += 1
+        tries = worker.start_failures
+        if tries > len(START_RETRY_PAUSES):
+            self._check_capacity()
+            self._give_up(f"could not start a worker: its process exited before it was "
+                          f"ready, {tries} times in a row (the last: {child}, pid {pid}: "
+                          f"{reason})", pool_gone=False)
+            return None
+        pause = START_RETRY_PAUSES[tries - 1]
+        log.debug("worker %s (pid %s) exited before it was ready: %s (try %d of %d); the next "
+                  "in %.1f s", child, pid, reason, tries, len(START_RETRY_PAUSES) + 1, pause)
+        return pause
+
+    def _start_thread(self, old: str | None, worker: Worker, pause: float = 0.0) -> None:
+        killer = threading.Thread(target=self._replace,
+                                  args=(old, worker.child, worker.wid, pause),
                                   name=f"start {worker.child}", daemon=True)
         self._killers = [t for t in self._killers if t.is_alive()] + [killer]
         killer.start()
 
-    def _replace(self, old: str | None, new: str, wid: int) -> None:
+    def _replace(self, old: str | None, new: str, wid: int, first: float = 0.0) -> None:
         """Start a fresh worker, then kill the old one's whole tree (on a helper thread).
 
         The new one first, as a new child: ending the old tree can take the supervisor a
@@ -132,7 +158,10 @@ class WorkerPool:
         after the last, that worker id would stay without a process for good: the pool gives
         up (``_give_up``, on the loop). A supervisor that is not running (it gave up, or
         ``close``) is not retried: its shutdown says so. ``old`` None: there is none to end
-        (it died; a temporary child's spec goes with it)."""
+        (it died; a temporary child's spec goes with it). ``first``: seconds to wait first
+        (the one before another try of a start that failed: ``_start_failed``)."""
+        if first > 0 and self._closing.wait(first):
+            return
         old_gone = old is None
         for pause in (*START_RETRY_PAUSES, None):
             try:

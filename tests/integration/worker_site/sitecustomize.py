@@ -9,7 +9,9 @@ connects to its agent; each hook is installed only when its variable is set:
   a manager whose workers are not up yet).
 * ``CLERK_TEST_WORKER_DOOM`` names a file: while it exists the worker exits with code 1, a
   worker that dies at start-up, before its READY, every time
-  (``tests/integration/test_poison_task.py``). The node and its agent are untouched."""
+  (``tests/integration/test_poison_task.py``). The node and its agent are untouched.
+* ``CLERK_TEST_AGENT_FAIL`` (any value): building the agent (``clerk._agent.Agent``) raises
+  RuntimeError, an agent that cannot start (``tests/integration/test_cannot_start.py``)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Any
 
 GATE_ENV = "CLERK_TEST_WORKER_GATE"
 DOOM_ENV = "CLERK_TEST_WORKER_DOOM"
+AGENT_FAIL_ENV = "CLERK_TEST_AGENT_FAIL"
 
 
 def _before(main: Any, step: Callable[[], None]) -> Any:
@@ -46,14 +49,23 @@ def _exit_if(doom: str) -> None:
         os._exit(1)
 
 
-class _Finder(importlib.abc.MetaPathFinder):
-    """Wraps ``clerk._worker.main`` with ``step`` right after the module is executed."""
+def _fail_agent(module: Any) -> None:
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(f"test: {AGENT_FAIL_ENV} is set")
 
-    def __init__(self, step: Callable[[], None]) -> None:
-        self.step = step
+    module.Agent.__init__ = fail
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """Wraps ``clerk._worker.main`` with ``step`` right after the module is executed (or,
+    with ``module``, calls ``patch`` with that module then)."""
+
+    def __init__(self, step: Callable[[], None] | None, module: str = "clerk._worker",
+                 patch: Callable[[Any], None] | None = None) -> None:
+        self.step, self.module, self.patch = step, module, patch
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != "clerk._worker":
+        if fullname != self.module:
             return None
         for finder in sys.meta_path:
             if isinstance(finder, _Finder):
@@ -63,7 +75,11 @@ class _Finder(importlib.abc.MetaPathFinder):
                 break
         else:
             return None
-        loader, steps = spec.loader, [f.step for f in sys.meta_path if isinstance(f, _Finder)]
+        loader = spec.loader
+        steps = [f.step for f in sys.meta_path
+                 if isinstance(f, _Finder) and f.module == fullname and f.step is not None]
+        patches = [f.patch for f in sys.meta_path
+                   if isinstance(f, _Finder) and f.module == fullname and f.patch is not None]
         if loader is None:
             return None
         inner: importlib.abc.Loader = loader  # (narrowed, for the class below)
@@ -76,6 +92,8 @@ class _Finder(importlib.abc.MetaPathFinder):
                 inner.exec_module(module)
                 for step in steps:
                     module.main = _before(module.main, step)
+                for patch in patches:
+                    patch(module)
 
         spec.loader = _Loader()
         return spec
@@ -85,3 +103,5 @@ if os.environ.get(GATE_ENV):
     sys.meta_path.insert(0, _Finder(functools.partial(_wait_for, os.environ[GATE_ENV])))
 if os.environ.get(DOOM_ENV):
     sys.meta_path.insert(0, _Finder(functools.partial(_exit_if, os.environ[DOOM_ENV])))
+if os.environ.get(AGENT_FAIL_ENV):
+    sys.meta_path.insert(0, _Finder(None, "clerk._agent", _fail_agent))
