@@ -93,7 +93,10 @@ def agent_spec(config: NodeConfig, *, id: str = "agent",  # noqa: A002
     # way, so neither is restarted.
     return ChildSpec(id=id, start="clerk._agentmain:run", args=(config,), restart="transient",
                      significant=significant, shutdown=AGENT_SHUTDOWN_MS,
-                     shutdown_exits=(EXIT_CANNOT_LISTEN, EXIT_CANNOT_START))
+                     shutdown_exits=(EXIT_CANNOT_LISTEN, EXIT_CANNOT_START),
+                     # A stop signal at any moment of its start reaches its handler, never
+                     # the default action (clerk._agentmain.run unblocks them).
+                     hold_signals=True)
 
 
 def ask_agent_to_leave(sup: Supervisor) -> bool:

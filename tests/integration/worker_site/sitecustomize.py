@@ -11,7 +11,14 @@ connects to its agent; each hook is installed only when its variable is set:
   worker that dies at start-up, before its READY, every time
   (``tests/integration/test_poison_task.py``). The node and its agent are untouched.
 * ``CLERK_TEST_AGENT_FAIL`` (any value): building the agent (``clerk._agent.Agent``) raises
-  RuntimeError, an agent that cannot start (``tests/integration/test_cannot_start.py``)."""
+  RuntimeError, an agent that cannot start (``tests/integration/test_cannot_start.py``).
+* ``CLERK_TEST_AGENT_GATE`` names a file: every agent process of the node but its first (a
+  restarted one) writes its pid to ``<file>.waiting`` and waits for the file to exist (at most
+  60 s) at the moment ``CLERK_TEST_AGENT_GATE_AT`` names: ``import`` (as its entry module,
+  ``clerk._agentmain``, is imported: the earliest Python code of the agent's own) or ``run``
+  (built, as ``Agent.run`` is called: it writes ``<file>.asked`` once a stop request
+  reached it meanwhile). A test stops the node meanwhile
+  (``tests/integration/test_agent_sigterm.py``)."""
 
 from __future__ import annotations
 
@@ -27,6 +34,8 @@ from typing import Any
 GATE_ENV = "CLERK_TEST_WORKER_GATE"
 DOOM_ENV = "CLERK_TEST_WORKER_DOOM"
 AGENT_FAIL_ENV = "CLERK_TEST_AGENT_FAIL"
+AGENT_GATE_ENV = "CLERK_TEST_AGENT_GATE"
+AGENT_GATE_AT_ENV = "CLERK_TEST_AGENT_GATE_AT"
 
 
 def _before(main: Any, step: Callable[[], None]) -> Any:
@@ -54,6 +63,39 @@ def _fail_agent(module: Any) -> None:
         raise RuntimeError(f"test: {AGENT_FAIL_ENV} is set")
 
     module.Agent.__init__ = fail
+
+
+def _agent_gate(gate: str, asked: Callable[[], bool] = lambda: False) -> None:
+    """Let the node's first agent through; any later one waits for ``gate``, and writes
+    ``<gate>.asked`` once ``asked()`` (it was asked to stop meanwhile). (Not the node's own
+    process: it imports the agent's entry module too, to check its spec.)"""
+    if not sys.argv or not sys.argv[0].endswith("_boot.py"):
+        return
+    first = gate + ".first"
+    try:
+        with open(first, "x"):
+            return
+    except FileExistsError:
+        pass
+    with open(gate + ".waiting", "w") as f:
+        f.write(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        if asked() and not os.path.exists(gate + ".asked"):
+            with open(gate + ".asked", "w"):
+                pass
+        time.sleep(0.01)
+
+
+def _gate_agent_run(gate: str, module: Any) -> None:
+    run = module.Agent.run
+
+    @functools.wraps(run)
+    def gated(self: Any) -> Any:
+        _agent_gate(gate, lambda: bool(self._stop_requests))
+        return run(self)
+
+    module.Agent.run = gated
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -105,3 +147,10 @@ if os.environ.get(DOOM_ENV):
     sys.meta_path.insert(0, _Finder(functools.partial(_exit_if, os.environ[DOOM_ENV])))
 if os.environ.get(AGENT_FAIL_ENV):
     sys.meta_path.insert(0, _Finder(None, "clerk._agent", _fail_agent))
+if os.environ.get(AGENT_GATE_ENV):
+    if os.environ.get(AGENT_GATE_AT_ENV, "import") == "run":
+        sys.meta_path.insert(0, _Finder(None, "clerk._agent", functools.partial(
+            _gate_agent_run, os.environ[AGENT_GATE_ENV])))
+    else:
+        sys.meta_path.insert(0, _Finder(None, "clerk._agentmain", lambda module: _agent_gate(
+            os.environ[AGENT_GATE_ENV])))
