@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -51,7 +52,7 @@ def test_a_state_holding_nan_fails_its_run_and_the_node_carries_on(tmp_path: Pat
                                   and f"float {value}" in e for e in errors), errors
 
 
-def cluster_history(cluster: LocalCluster, name: str, task: str) -> list[dict[str, object]]:
+def cluster_history(cluster: LocalCluster, name: str, task: str) -> list[dict[str, Any]]:
     from clerk._client import request_control
 
     return list(request_control([cluster.address(name)], "show", task,
