@@ -42,7 +42,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psutil
 import zmq
@@ -182,7 +182,7 @@ class LocalCluster:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def __enter__(self) -> LocalCluster:
+    def __enter__(self) -> Self:
         try:
             if self._start_on_enter:
                 for name in self.names:

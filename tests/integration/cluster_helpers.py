@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from clerk._store import Store
 from clerk.testing import LocalCluster, wait_until
@@ -30,6 +30,16 @@ class Failover:
     poll_rounds: int
     slowest_round: float  # s: the uncertainty of ``agreed_within`` (one round of status polls)
     wall0: float  # wall time just before the signal (to compare with the nodes' logs)
+
+
+T = TypeVar("T")
+
+
+def present(value: T | None) -> T:
+    """``value``, which must not be None: what a wait on a lookup (``wait_until`` of a
+    predicate answering None for "not yet") returns, typed without the None."""
+    assert value is not None
+    return value
 
 
 def failover(cluster: LocalCluster, act: Callable[[str], None], *, timeout: float = 10.0,
@@ -136,9 +146,13 @@ def run_clerk(args: list[str], *, timeout: float = 30.0) -> subprocess.Completed
 def wait_agreed(cluster: LocalCluster, names: list[str], timeout: float,
                 check: Callable[[tuple[str, int]], bool] = lambda v: True) -> tuple[str, int]:
     """Wait until ``names`` agree on one manager (one of them) and ``check`` holds for it."""
-    return wait_until(lambda: (v := cluster.agreed(names)) and check(v) and v,
-                      timeout=timeout, interval=0.02,
-                      message=lambda: f"no agreement among {names}: {brief(cluster, names)}")
+    def agreed() -> tuple[str, int] | None:
+        v = cluster.agreed(names)
+        return v if v is not None and check(v) else None
+
+    return present(wait_until(agreed, timeout=timeout, interval=0.02,
+                              message=lambda: f"no agreement among {names}: "
+                              f"{brief(cluster, names)}"))
 
 
 def wait_converged(cluster: LocalCluster, timeout: float = 10.0) -> tuple[str, int]:
@@ -162,8 +176,8 @@ def wait_converged(cluster: LocalCluster, timeout: float = 10.0) -> tuple[str, i
                 return None
         return agreed.pop()
 
-    return wait_until(converged, timeout=timeout, interval=0.02,
-                      message=lambda: f"members never converged: {cluster.views(names)}")
+    return present(wait_until(converged, timeout=timeout, interval=0.02,
+                              message=lambda: f"members never converged: {cluster.views(names)}"))
 
 
 def brief(cluster: LocalCluster, names: list[str]) -> dict[str, Any]:

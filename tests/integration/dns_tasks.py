@@ -56,7 +56,7 @@ def _install(spec: str) -> None:
 
     hosts = dict(item.split("=", 1) for item in spec.split(",") if item)
     delay = float(os.environ.get(DELAY_ENV) or 0) / 1000
-    _dns.system_lookup = fake_lookup(hosts, _dns.system_lookup, delay)
+    _dns.system_lookup = fake_lookup(hosts, _dns.system_lookup, delay)  # type: ignore[assignment]
 
 
 if os.environ.get(HOSTS_ENV):

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from clerk.testing import wait_until
+from tests.integration.cluster_helpers import present
 from tests.integration.netns import Lab, NetnsCluster
 
 #: Kinds of partition: the manager cut off alone, a follower cut off alone, a 2|3 split with
@@ -44,7 +45,7 @@ def heal_trial(cluster: NetnsCluster, lab: Lab, kind: str, hold: float = 3.0) ->
     marks = {n: len(cluster.log(n)) for n in cluster.names}
     healed = time.monotonic()
     lab.heal()
-    agreed = wait_until(lambda: cluster.agreed(), timeout=20, interval=0.005)
+    agreed = present(wait_until(lambda: cluster.agreed(), timeout=20, interval=0.005))
     seconds = time.monotonic() - healed
     # Stable afterwards: nobody keeps electing (the issue saw 51 elections in 6.6 s).
     settle = time.monotonic() + 2.0

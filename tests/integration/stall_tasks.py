@@ -50,7 +50,7 @@ def _install(directory: str) -> None:
             return
         time.sleep(seconds)  # the loop's turn runs long: a loaded machine, a big table
 
-    TaskRunner.persist = stalling_persist  # type: ignore[method-assign]
+    TaskRunner.persist = stalling_persist  # type: ignore[method-assign, assignment]
 
 
 if os.environ.get(STALL_DIR):

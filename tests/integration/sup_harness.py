@@ -70,14 +70,17 @@ class Harness:
                 return {c.id: c.pid for c in children}
             return None
 
-        return wait_until(check, timeout, message=lambda: f"log: {read_log(self.log)}")
+        pids = wait_until(check, timeout, message=lambda: f"log: {read_log(self.log)}")
+        assert pids is not None
+        return pids
 
     def pids(self, sup: Supervisor) -> dict[str, int | None]:
         return {c.id: c.pid for c in sup.which_children()}
 
     def exits(self, cid: str) -> list[str]:
         with self._lock:
-            return [e.reason.kind for e in self.events if e.kind == "exit" and e.child_id == cid]
+            return [e.reason.kind for e in self.events
+                    if e.kind == "exit" and e.child_id == cid and e.reason is not None]
 
     def kinds(self) -> list[tuple[str, str | None]]:
         with self._lock:

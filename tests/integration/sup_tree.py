@@ -80,7 +80,9 @@ class Tree:
                 return {cid: r["pid"] for cid, r in rows.items()}
             return None
 
-        return wait_until(check, timeout, message=lambda: f"{ids} running; {self.stderr()}")
+        pids = wait_until(check, timeout, message=lambda: f"{ids} running; {self.stderr()}")
+        assert pids is not None
+        return pids
 
     def stderr(self) -> str:
         try:

@@ -63,8 +63,10 @@ def all_eligible(cluster: Any, task: str, timeout: float = 30.0) -> str:
                 if m["alive"] and task in (e.partition(SEP)[0] for e in m["tasks"])}
         return manager if live <= have else None
 
-    return wait_until(ready, timeout=timeout, interval=0.05,
-                      message=lambda: f"not every node advertises {task!r} yet")
+    manager = wait_until(ready, timeout=timeout, interval=0.05,
+                         message=lambda: f"not every node advertises {task!r} yet")
+    assert manager is not None
+    return manager
 
 
 def task_row(status: dict[str, Any], name: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ def test_an_agent_freezes_what_survives_and_reports_its_pauses(tmp_path: Path) -
 
         gc = wait_until(collected, timeout=60, interval=0.5,
                         message=lambda: f"status: {cluster.status(manager).get('gc')}")
+        assert gc is not None
         # Only young collections, each followed by a freeze: none over what piled up.
         assert gc["collections"][1] == gc["collections"][2] == 0, gc
         assert gc["freezes"] >= gc["collections"][0], gc

@@ -34,8 +34,8 @@ def test_a_turn_sends_one_message_per_peer_and_every_run_counts(tmp_path: Path) 
                       for n in followers)
             return sent >= 5 and got >= 5
 
-        wait_until(batched, timeout=30, message=lambda: {
-            n: cluster.status(n)["transport"] for n in cluster.names})
+        wait_until(batched, timeout=30, message=lambda: str({
+            n: cluster.status(n)["transport"] for n in cluster.names}))
         wait_until(lambda: all(len(counter_lines(log)) >= 20 for log in logs), timeout=30)
         for n in cluster.names:
             st = cluster.status(n)

@@ -63,6 +63,7 @@ def test_the_status_of_5000_tasks_reaches_the_caller_from_the_manager_and_a_foll
 
         st = wait_until(shown, timeout=90, interval=0.5,
                         message=f"no {role} status with every member's {TASKS} tasks")
+        assert st is not None
         assert len(json.dumps(st)) > 1 << 20  # over one message
         assert sorted(t["name"] for t in st["tasks"]) == [name(i) for i in range(TASKS)]
         assert "parts" not in st

@@ -18,7 +18,7 @@ from clerk._client import request_status
 from clerk._security import keys_from_cookie
 from clerk.testing import LocalCluster, free_ports, wait_until
 from supervisor import ChildSpec, ShutdownReason, Supervisor
-from tests.integration.cluster_helpers import run_clerk, run_node
+from tests.integration.cluster_helpers import present, run_clerk, run_node
 from tests.integration.cluster_tasks import Counter
 
 pytestmark = pytest.mark.timeout(60)
@@ -42,7 +42,7 @@ def status_args(cluster: LocalCluster, *extra: str, node: int = 0) -> list[str]:
 
 
 def test_status_json_has_manager_term_members_and_tasks(cluster: LocalCluster) -> None:
-    manager, term = wait_until(cluster.agreed, timeout=10)
+    manager, term = present(wait_until(cluster.agreed, timeout=10))
     proc = run_clerk(status_args(cluster, "--json"))
     assert proc.returncode == 0, proc.stderr
     st = json.loads(proc.stdout)
@@ -67,7 +67,7 @@ def test_any_node_answers_for_the_whole_cluster(cluster: LocalCluster) -> None:
 
 
 def test_status_table_for_humans(cluster: LocalCluster) -> None:
-    manager, term = wait_until(cluster.agreed, timeout=10)
+    manager, term = present(wait_until(cluster.agreed, timeout=10))
     proc = run_clerk(status_args(cluster, node=1))
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -269,7 +269,8 @@ def test_node_spec_runs_a_node_inside_the_users_own_supervisor(tmp_path: Path) -
     try:
         st = wait_until(lambda: _try_status(f"127.0.0.1:{port}", keys), timeout=15,
                         message="the node inside the user's tree never answered")
-        wait_until(lambda: _try_status(f"127.0.0.1:{port}", keys)["manager"]
+        assert st is not None
+        wait_until(lambda: (_try_status(f"127.0.0.1:{port}", keys) or {}).get("manager")
                    == "app@127.0.0.1", timeout=10)
         assert st["node"] == "app@127.0.0.1"
         ids = {c.id for c in sup.which_children()}

@@ -175,7 +175,7 @@ def test_a_successor_killed_before_it_takes_over_is_replaced_at_once() -> None:
             wall0 = time.time()
             t0 = time.monotonic()
             cluster.procs[manager].send_signal(signal.SIGTERM)
-            wait_until(lambda c=cluster, m=manager: "leaving the cluster" in c.log(m),
+            wait_until(lambda: "leaving the cluster" in cluster.log(manager),  # noqa: B023
                        timeout=5, interval=0.005)
             cluster.kill(successor)
             killed_after = time.monotonic() - t0

@@ -34,7 +34,7 @@ def test_a_follower_whose_loop_ran_past_the_manager_timeout_reads_before_it_elec
         for follower in followers:
             wall0 = time.time()
             request = stall(stall_dir, follower, seconds)
-            wait_until(lambda r=request: not r.exists(), timeout=10,
+            wait_until(lambda: not request.exists(), timeout=10,  # noqa: B023
                        message=f"{follower} did not take the stall")
             end = time.monotonic() + seconds + 0.5  # (the stall, then what followed it)
             while time.monotonic() < end:  # polls the log for the whole period: no election

@@ -27,6 +27,7 @@ import clerk
 from clerk._client import request_control
 from clerk._schedule import phase_ms
 from clerk.testing import wait_until
+from tests.integration.cluster_helpers import present
 from tests.integration.cluster_tasks import Counter
 from tests.integration.netns import Lab, NetnsCluster, available
 
@@ -118,7 +119,7 @@ def _pause_on_the_lower_side_then_heal(tmp_path, fast: bool) -> None:
         # connection to it may close right after the old one followed it, and the old one may
         # then win the election that follows (a higher term again); its own table, with the
         # pause, then goes into its new one (clerk._handover.take_back_merge).
-        winner = wait_until(lambda: cluster.agreed(), timeout=30, interval=0.05)[0]
+        winner = present(wait_until(lambda: cluster.agreed(), timeout=30, interval=0.05))[0]
 
         def paused() -> bool:
             row = request_control([cluster.address(winner)], "show", task,
@@ -174,7 +175,7 @@ def _partition_round(lab: Lab, cluster: NetnsCluster, manager: str, task: str, a
             pauser.wait(timeout=10)
     wait_until(lambda: time.monotonic() >= cut + after, timeout=after + 1, interval=0.01)
     lab.heal()
-    winner: str = wait_until(lambda: cluster.agreed(), timeout=30, interval=0.05)[0]  # (any)
+    winner = present(wait_until(lambda: cluster.agreed(), timeout=30, interval=0.05))[0]  # (any)
 
     def paused() -> bool:
         row = request_control([cluster.address(winner)], "show", task, keys=cluster.keys,

@@ -62,12 +62,17 @@ def test_a_fresh_node_cut_off_at_its_start_never_deposes_the_manager(tmp_path: P
             lab.cut([MEMBERS + k + 1])
             cluster.start(fresh)
             # Alone: no seed answers, it elects itself and runs the task from its own init.
-            wait_until(lambda f=fresh: "this node is now the manager" in cluster.log(f),
-                       timeout=60)
-            wait_until(lambda f=fresh: any(x.node == f for x in counter_lines(log)), timeout=60)
+            def managing(f: str = fresh) -> bool:
+                return "this node is now the manager" in cluster.log(f)
+
+            def ran_alone(f: str = fresh) -> bool:
+                return any(x.node == f for x in counter_lines(log))
+
+            wait_until(managing, timeout=60)
+            wait_until(ran_alone, timeout=60)
             lab.heal()
             everyone = [*members, fresh]
-            wait_until(lambda e=everyone: cluster.agreed(e) is not None, timeout=30,
+            wait_until(lambda: cluster.agreed(everyone) is not None, timeout=30,  # noqa: B023
                        message=f"trial {k}: no agreement after the heal")
             # Did a node of the cluster change its manager (or elect) since the trial began?
             moved = [x for x in members if "manager is" in _since(cluster, x, marks[x])
@@ -76,8 +81,10 @@ def test_a_fresh_node_cut_off_at_its_start_never_deposes_the_manager(tmp_path: P
             outcomes.append((k, before, cluster.agreed(everyone), moved))
             # The cluster runs the task on (on the lineage it keeps) before the node leaves.
             ran = len([x for x in counter_lines(log) if x.term >= 1])
-            wait_until(lambda r=ran: len([x for x in counter_lines(log)
-                                          if x.term >= 1]) >= r + 2, timeout=30)
+            def ran_on(r: int = ran) -> bool:
+                return len([x for x in counter_lines(log) if x.term >= 1]) >= r + 2
+
+            wait_until(ran_on, timeout=30)
             assert cluster.stop(fresh) == 0
             wait_until(lambda: cluster.agreed(members) is not None, timeout=30)
         deposed = [o for o in outcomes if o[2] != o[1] or o[3]]

@@ -22,6 +22,7 @@ import pytest
 
 import clerk
 from clerk.testing import wait_until
+from tests.integration.cluster_helpers import present
 from tests.integration.cluster_tasks import QuickCounter
 from tests.integration.netns import Lab, NetnsCluster, available
 
@@ -67,7 +68,7 @@ def test_after_a_split_heals_the_task_runs_again_within_two_seconds(tmp_path, ho
         wait_until(lambda: time.monotonic() >= until, timeout=hold + 5)  # the split lasts
         lab.heal()
         healed = time.time()
-        winner, term = wait_until(lambda: cluster.agreed(), timeout=20, interval=0.01)
+        winner, term = present(wait_until(lambda: cluster.agreed(), timeout=20, interval=0.01))
         # The winner ran on its side during the split, with this term, until the merge; then
         # for all. Every gap between its runs from before the heal to WATCH s after must be
         # short (the hold was up to 10 s from its takeover).

@@ -109,14 +109,14 @@ def test_clerk_node_log_format_json_and_sighup_leaves(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     lines = [line for line in log.read_text().splitlines() if line.strip()]
-    rows = [json.loads(line) for line in lines]  # every line is one JSON object
-    for row in rows:
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    for row in records:
         assert {"ts", "level", "logger", "message", "node", "task", "slot", "run"} <= set(row)
         assert str(row["ts"]).endswith("Z")
         assert datetime.fromisoformat(str(row["ts"])).utcoffset() is not None
         assert row["node"] == "j@127.0.0.1"
-    tally = [r for r in rows if r["logger"] == "tests.integration.log_tasks"]
+    tally = [r for r in records if r["logger"] == "tests.integration.log_tasks"]
     assert all(r["task"] == "chatty" and isinstance(r["slot"], int) and r["run"]
                for r in tally)
     assert any(r["logger"] == "clerk.node" and r["message"] == "leaving the cluster"
-               for r in rows)
+               for r in records)

@@ -38,7 +38,8 @@ def voter_reserved(cluster: LocalCluster, name: str, task: str) -> int:
     assert path is not None
     raw = json.loads((path / "voter.json").read_text())
     row = raw["record"]["rows"].get(task) or {}
-    return int(row.get("reserved") if row.get("reserved") is not None else -1)
+    reserved = row.get("reserved")
+    return int(reserved) if reserved is not None else -1
 
 
 def test_a_manager_cut_off_from_its_voters_stops_and_the_state_survives(tmp_path: Path) -> None:

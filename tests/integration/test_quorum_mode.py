@@ -159,6 +159,7 @@ def test_a_full_restart_keeps_the_state(tmp_path: Path) -> None:
         before = _runs(log, 5)
         assert all(code == 0 for code in cluster.stop_all().values())
         # A voter outside the majorities that promised and accepted may have nothing to keep.
+        assert cluster.data_root is not None
         kept = [v for v in cluster.voters if (cluster.data_root / v.split("@")[0]
                                               / "voter.json").exists()]
         assert len(kept) >= 2, f"voter files only on {kept}: not a majority"

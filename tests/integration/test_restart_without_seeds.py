@@ -36,9 +36,11 @@ def test_two_restarted_non_seeds_with_every_seed_dead_agree_through_their_data_d
         cluster.settle()
         wait_converged(cluster, timeout=30)
         for name in (n1, n2):
-            wait_until(lambda x=name: len(recorded_members(cluster, x, tmp_path / "peek")) == 4,
-                       timeout=15, message=lambda x=name: f"{x} recorded "
-                       f"{recorded_members(cluster, x, tmp_path / 'peek')}")
+            def recorded(x: str = name) -> dict[str, str]:
+                return recorded_members(cluster, x, tmp_path / "peek")
+
+            wait_until(lambda: len(recorded()) == 4, timeout=15,  # noqa: B023
+                       message=lambda: f"{name} recorded {recorded()}")  # noqa: B023
         for name in cluster.names:  # (n2 may see n1 die and record it gone: n1 JOINs it)
             cluster.kill(name)
         start(n1)

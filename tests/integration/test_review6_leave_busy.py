@@ -17,6 +17,7 @@ own node to leave and ends ok 1 s later: no manager is left to acknowledge that 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,10 +39,12 @@ def test_a_member_leaving_with_a_run_past_leave_wait_still_reports_its_lost_resu
         tmp_path: Path) -> None:
     leavers = {"n1": LeavesMidRunOnN1, "n2": LeavesMidRunOnN2}
     helds = {"n1": HeldCounterOnN1, "n2": HeldCounterOnN2}
-    files = {n: {"log": str(tmp_path / f"log-{n}"), "long": str(tmp_path / f"long-{n}"),
-                 "kill": str(tmp_path / f"kill-{n}"), "sleep": 1.0} for n in leavers}
-    held = {n: {"log": str(tmp_path / f"held-{n}"), "hold": str(tmp_path / f"hold-{n}"),
-                "max_s": 40} for n in helds}
+    files: dict[str, dict[str, Any]] = {
+        n: {"log": str(tmp_path / f"log-{n}"), "long": str(tmp_path / f"long-{n}"),
+            "kill": str(tmp_path / f"kill-{n}"), "sleep": 1.0} for n in leavers}
+    held: dict[str, dict[str, Any]] = {
+        n: {"log": str(tmp_path / f"held-{n}"), "hold": str(tmp_path / f"hold-{n}"),
+            "max_s": 40} for n in helds}
     tasks = [clerk.task(cls, name=f"leaver-{n}", interval=200, timeout=20_000, args=files[n])
              for n, cls in leavers.items()]
     tasks += [clerk.task(cls, name=f"held-{n}", interval=200, timeout=60_000, args=held[n])

@@ -3,12 +3,14 @@ rule settles disagreements, a task nobody has any more stops (issue 12)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 import clerk
 from clerk.testing import LocalCluster, wait_until
+from tests.integration.cluster_helpers import present
 from tests.integration.cluster_tasks import Counter
 from tests.integration.task_helpers import counter_lines, task_row
 
@@ -21,7 +23,8 @@ def test_a_task_only_a_follower_has_runs_and_stops_when_it_leaves(tmp_path: Path
     new_a = clerk.task(Counter, name="a", interval=500, args={"log": str(tmp_path / "a.log")})
     new = clerk.task(Counter, name="new", interval=200, args={"log": str(log)})
     names = [f"n{i}@127.0.0.1" for i in (1, 2, 3)]
-    node_tasks = {names[0]: [old_a], names[1]: [old_a, new], names[2]: [new_a]}
+    node_tasks: dict[str, Sequence[clerk.TaskDef]] = {
+        names[0]: [old_a], names[1]: [old_a, new], names[2]: [new_a]}
     with LocalCluster(3, node_tasks=node_tasks, start=False) as cluster:
         # n1 first: it is the manager (a joiner never deposes a healthy one) and it has not
         # loaded "new"; then the others, as a deploy would bring them.
@@ -46,8 +49,9 @@ def test_a_task_only_a_follower_has_runs_and_stops_when_it_leaves(tmp_path: Path
             nodes = sorted(n for v in variants for n in v["nodes"])
             return (st, variants) if nodes == sorted(names) else None
 
-        st, variants = wait_until(both_announced, timeout=20,
-                                  message=lambda: str(task_row(cluster.status(manager), "a")))
+        st, variants = present(wait_until(
+            both_announced, timeout=20,
+            message=lambda: str(task_row(cluster.status(manager), "a"))))
         row = task_row(st, "new")
         assert row["loaded_here"] is False and row["next_due"] and row["gone_since"] is None
         assert row["runs"]["error"] == 0

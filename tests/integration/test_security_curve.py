@@ -25,6 +25,7 @@ from clerk._codec import encode
 from clerk._errors import NotReachableError
 from clerk._messages import Join, Peer, Status
 from clerk.testing import LocalCluster, free_ports, wait_until
+from tests.integration.cluster_helpers import present
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -156,7 +157,7 @@ def test_the_default_cookie_is_created_in_home_and_used(tmp_path: Path) -> None:
 
         wait_until(lambda: cookie.read_bytes().strip() != b"", timeout=5)
         keys = keys_from_cookie(cookie.read_bytes().strip())
-        st = wait_until(lambda: _try_status(f"127.0.0.1:{port}", keys), timeout=20)
+        st = present(wait_until(lambda: _try_status(f"127.0.0.1:{port}", keys), timeout=20))
         assert st["secure"] is True
         assert oct(cookie.stat().st_mode & 0o777) == oct(0o600)
     finally:

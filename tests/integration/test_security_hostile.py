@@ -78,7 +78,7 @@ def gap_report(log: Path, start: float, end: float, st: dict[str, Any]) -> str:
     edges = [(None, start), *rows, (None, end)]
     (a, ta), (b, tb) = max(zip(edges, edges[1:], strict=False),
                            key=lambda pair: pair[1][1] - pair[0][1])
-    task = next((t for t in st["tasks"] if t["name"] == "counter"), {})
+    task: dict[str, Any] = next((t for t in st["tasks"] if t["name"] == "counter"), {})
     return (f"longest gap {tb - ta:.3f} s: slot {a} at +{ta - start:.3f} s to slot {b} at "
             f"+{tb - start:.3f} s; the node's count of the task's runs {task.get('runs')}, "
             f"last run {task.get('last_run')}; stale EXECUTEs {st.get('stale')}; longest "

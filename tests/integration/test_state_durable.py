@@ -18,7 +18,7 @@ import pytest
 
 import clerk
 from clerk.testing import LocalCluster, free_ports, wait_until
-from tests.integration.cluster_helpers import recorded_members
+from tests.integration.cluster_helpers import present, recorded_members
 from tests.integration.cluster_tasks import (
     Counter,
     HeldCounterOnN1,
@@ -36,9 +36,12 @@ def _ledger(tmp_path: Path) -> tuple[Path, list[clerk.TaskDef]]:
 
 
 def _count_at_least(log: Path, n: int, after: float = 0.0) -> list[CounterLine]:
-    return wait_until(lambda: (ls := [x for x in counter_lines(log) if x.started > after])
-                      and ls[-1].count >= n and ls, timeout=30,
-                      message=lambda: f"ledger stuck: {counter_lines(log)[-3:]}")
+    def counted() -> list[CounterLine] | None:
+        ls = [x for x in counter_lines(log) if x.started > after]
+        return ls if ls and ls[-1].count >= n else None
+
+    return present(wait_until(counted, timeout=30,
+                              message=lambda: f"ledger stuck: {counter_lines(log)[-3:]}"))
 
 
 
@@ -70,8 +73,8 @@ def _run_in_flight_on_n3_managed(cluster: LocalCluster, log: Path,
         hold.touch()
     # A run whose start line comes after this count looked for the hold after it existed.
     held_from = len(_starts(log)) if hold is not None else 0
-    return wait_until(lambda: len(_starts(log)) > held_from and _in_flight(log), timeout=15,
-                      interval=0.01)
+    return present(wait_until(lambda: _in_flight(log) if len(_starts(log)) > held_from
+                              else None, timeout=15, interval=0.01))
 
 
 def _starts(log: Path) -> list[str]:
@@ -362,9 +365,11 @@ def test_a_cut_off_nodes_fresh_init_never_wins_over_the_clusters_older_lineage(
         # The lone node knows no seed: it runs alone, calls init (a younger lineage) and
         # makes more runs than it would need to win on run count alone.
         cluster.start(lone, seeds=[])
-        lone_lines = wait_until(
-            lambda: (ls := [x for x in counter_lines(log) if x.node == lone])
-            and len(ls) >= 8 and ls, timeout=30, message="the lone node never ran")
+        def lone_ran() -> list[CounterLine] | None:
+            ls = [x for x in counter_lines(log) if x.node == lone]
+            return ls if len(ls) >= 8 else None
+
+        lone_lines = present(wait_until(lone_ran, timeout=30, message="the lone node never ran"))
         assert lone_lines[0].count == 1, "the lone node called init"
         assert cluster.stop(lone) == 0  # its rows are on its disk now
         # Runs may finish between the count above and the stop: count again.

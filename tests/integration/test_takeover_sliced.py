@@ -11,6 +11,7 @@ import pytest
 
 import clerk
 from clerk.testing import LocalCluster, wait_until
+from tests.integration.cluster_helpers import present
 from tests.integration.cluster_tasks import Counter, SlowCounterOnN2, SlowCounterOnN3
 from tests.integration.task_helpers import counter_lines, lines, task_row
 
@@ -43,7 +44,7 @@ def test_a_run_in_flight_survives_a_sliced_takeover_of_a_big_table(tmp_path: Pat
             started = run and any(r[:2] == ["start", str(run["slot"])] for r in lines(log))
             return row if started and row["runs"]["ok"] >= 1 else None
 
-        row = wait_until(in_flight, timeout=60, interval=0.2)
+        row = present(wait_until(in_flight, timeout=60, interval=0.2))
         slot, ok_before = row["running"]["slot"], row["runs"]["ok"]
         cluster.kill(manager)
         new = cluster.wait_for_manager(timeout=30)
@@ -53,9 +54,9 @@ def test_a_run_in_flight_survives_a_sliced_takeover_of_a_big_table(tmp_path: Pat
             r = task_row(cluster.status(new), task)
             return r if r["last_slot"] >= slot and r["runs"]["ok"] > ok_before else None
 
-        row = wait_until(applied, timeout=30, interval=0.25,
-                         message=lambda: "the run in flight was lost\n"
-                         + "\n".join(cluster.log(n)[-3000:] for n in cluster.live()))
+        row = present(wait_until(applied, timeout=30, interval=0.25,
+                                 message=lambda: "the run in flight was lost\n"
+                                 + "\n".join(cluster.log(n)[-3000:] for n in cluster.live())))
         assert row["runs"]["timeout"] == 0
         assert f"scheduling {FILLERS + 2} task(s) as manager (takeover)" in cluster.log(new)
         # Its state went on from where it was: no count repeated or lost.

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,6 +16,7 @@ import pytest
 
 import clerk
 from clerk.testing import LocalCluster, wait_until
+from tests.integration.cluster_helpers import present
 from tests.integration.cluster_tasks import Counter
 from tests.integration.task_helpers import CounterLine, counter_lines, task_row
 
@@ -48,7 +49,7 @@ def quiet_point(cluster: LocalCluster, manager: str, log: Path) -> CounterLine:
             return None
         return last if counter_lines(log)[-1] == last and time.time() - last.slot < 0.6 else None
 
-    return wait_until(ready, timeout=20, interval=0.01)
+    return present(wait_until(ready, timeout=20, interval=0.01))
 
 
 def test_per_second_cron_survives_kill_9_of_the_manager(tmp_path: Path) -> None:
@@ -98,7 +99,7 @@ def test_status_shows_next_due_in_the_zone_and_in_utc(tmp_path: Path) -> None:
             assert 0 < due.timestamp() - time.time() <= 86_400 + 3600
             assert (row["cron"], row["timezone"]) == ("30 2 * * *", ZONE)
             interval_due = datetime.fromisoformat(task_row(st, "every")["next_due"])
-            assert interval_due.utcoffset() is not None and interval_due.utcoffset().seconds == 0
+            assert interval_due.utcoffset() == timedelta(0)
         human = subprocess.run(cmd(manager), capture_output=True, text=True, timeout=30,
                                check=True).stdout
         assert f"({ZONE})" in human and "UTC, in " in human and "30 2 * * *" in human

@@ -11,6 +11,7 @@ import pytest
 import clerk
 from clerk._lead import MAX_DISPATCH_LEAD_MS
 from clerk.testing import LocalCluster, wait_until
+from tests.integration.cluster_helpers import present
 from tests.integration.cluster_tasks import Counter
 from tests.integration.task_helpers import (
     CounterLine,
@@ -43,7 +44,7 @@ def quiet_point(cluster: LocalCluster, manager: str, log: Path, iv: int) -> Coun
             return None
         return last if counter_lines(log)[-1] == last else None
 
-    return wait_until(ready, timeout=20, interval=0.01)
+    return present(wait_until(ready, timeout=20, interval=0.01))
 
 
 def test_after_kill_9_of_the_manager_the_counter_continues(tmp_path: Path) -> None:
@@ -135,7 +136,7 @@ def test_a_leaving_managers_own_run_in_flight_reports_to_its_successor(tmp_path:
             started = run and any(r[1] == str(run["slot"]) for r in lines(log))
             return row if started else None
 
-        row = wait_until(running, timeout=20, interval=0.05)
+        row = present(wait_until(running, timeout=20, interval=0.05))
         slot, ok_before = row["running"]["slot"], row["runs"]["ok"]
         assert cluster.stop(n1) == 0  # waits for its run, then hands the result on
         new = cluster.wait_for_manager(timeout=10)
@@ -144,6 +145,7 @@ def test_a_leaving_managers_own_run_in_flight_reports_to_its_successor(tmp_path:
             r = task_row(cluster.status(new), "c")
             return r if r["runs"]["ok"] > ok_before else None
 
-        row = wait_until(counted, timeout=10, message=lambda: "the run in flight was lost\n"
-                         + "\n".join(cluster.log(n)[-3000:] for n in cluster.names))
+        row = present(wait_until(counted, timeout=10, message=lambda: "the run in flight was "
+                                 "lost\n" + "\n".join(cluster.log(n)[-3000:]
+                                                      for n in cluster.names)))
         assert row["runs"]["timeout"] == 0 and row["last_slot"] >= slot

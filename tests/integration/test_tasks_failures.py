@@ -10,6 +10,7 @@ import pytest
 
 import clerk
 from clerk.testing import LocalCluster, wait_until
+from tests.integration.cluster_helpers import present
 from tests.integration.cluster_tasks import Alternating, SleepFirst, Slow
 from tests.integration.task_helpers import lines, task_row
 
@@ -69,7 +70,7 @@ def test_an_exception_keeps_the_previous_state_and_status_shows_the_traceback(
             row = task_row(cluster.status(manager), "alt")
             return row if row["last_run"]["outcome"] == "error" else None
 
-        row = wait_until(failed, timeout=10, interval=0.02)
+        row = present(wait_until(failed, timeout=10, interval=0.02))
         err = row["last_run"]["error"]
         assert "Traceback (most recent call last)" in err
         assert "ValueError: boom at count" in err and "cluster_tasks.py" in err
@@ -92,7 +93,7 @@ def test_a_worker_node_killed_mid_run_gives_a_timeout_and_the_next_slot_runs_els
             started = any(r[1] == str(run["slot"]) and r[2] == run["node"] for r in lines(log))
             return (run["node"], run["slot"]) if started else None
 
-        victim, slot = wait_until(running_elsewhere, timeout=30, interval=0.05)
+        victim, slot = present(wait_until(running_elsewhere, timeout=30, interval=0.05))
         cluster.kill(victim)
 
         def finished() -> dict | None:
@@ -100,7 +101,7 @@ def test_a_worker_node_killed_mid_run_gives_a_timeout_and_the_next_slot_runs_els
             last = row["last_run"]
             return row if last and last["slot"] == slot else None
 
-        row = wait_until(finished, timeout=5, message="the lost run never finished")
+        row = present(wait_until(finished, timeout=5, message="the lost run never finished"))
         assert row["last_run"]["outcome"] == "timeout" and row["last_run"]["node"] == victim
         assert "lost" in row["last_run"]["error"]
         # The next slot runs on a survivor.

@@ -272,7 +272,7 @@ def test_metrics_are_scraped_while_the_cluster_runs_and_agree_with_the_ledger(
     rows = wait_quiet(setup, "ledger")
     ok_key = 'clerk_task_runs_total{outcome="ok",task="ledger"}'
     for name in setup.cluster.live():  # the table's counters: the same on every node
-        wait_until(lambda n=name: scrape(setup, n).get(ok_key) == len(rows), timeout=5)
+        wait_until(lambda: scrape(setup, name).get(ok_key) == len(rows), timeout=5)  # noqa: B023
         m = scrape(setup, name)
         assert m['clerk_task_paused{task="ledger"}'] == 1
         assert m["clerk_node_is_manager"] == (1 if name == manager else 0)

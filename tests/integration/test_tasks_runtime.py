@@ -14,6 +14,7 @@ import pytest
 
 import clerk
 from clerk.testing import LocalCluster, wait_until
+from tests.integration.cluster_helpers import present
 from tests.integration.cluster_tasks import Ledger, LedgerOnN1, LedgerOnN2, LedgerOnN3
 from tests.integration.task_helpers import LedgerLine, ledger_lines, task_row, twice
 
@@ -31,7 +32,7 @@ def more_rows(log: Path, after: float, n: int, timeout: float = 20) -> list[Ledg
     def ready() -> list[LedgerLine] | None:
         rows = ledger_lines(log)
         return rows if sum(r.started > after for r in rows) >= n else None
-    return wait_until(ready, timeout=timeout, interval=0.02)
+    return present(wait_until(ready, timeout=timeout, interval=0.02))
 
 
 def explain(cluster: LocalCluster, rows: list[LedgerLine], what: str) -> str:
@@ -65,9 +66,11 @@ def test_a_resumed_manager_runs_no_slot_twice(tmp_path: Path) -> None:
             # The resumed manager stood down: its stall fence held it ("unconfirmed"), or
             # the newer claim reached it first and it followed at once (under load, the
             # queued heartbeats often come before its first tick).
-            wait_until(lambda m=manager, b=before, w2=f"manager is {new}": any(
-                w in cluster.log(m)[b:] for w in ("unconfirmed", w2)),
-                timeout=10, message=lambda m=manager, b=before: cluster.log(m)[b:][-2000:])
+            def since(m: str = manager, b: int = before) -> str:
+                return cluster.log(m)[b:]
+
+            wait_until(lambda: any(w in since() for w in ("unconfirmed", f"manager is {new}")),  # noqa: B023
+                       timeout=10, message=lambda: since()[-2000:])
             rows = more_rows(log, resumed, 5)
             assert twice(rows) == [], explain(cluster, rows, f"after a {pause} s pause")
         rows = ledger_lines(log)
@@ -92,8 +95,11 @@ def test_kill_9_right_after_a_run_the_task_is_idle_only_for_the_failover(
         for _ in range(3):
             manager = cluster.wait_for_manager(timeout=10)
             seen = len(ledger_lines(log))
-            last = wait_until(lambda s=seen: (r := ledger_lines(log))[s:] and r[-1],
-                              timeout=10, interval=0.002)
+            def newest(s: int = seen) -> LedgerLine | None:
+                rows = ledger_lines(log)
+                return rows[-1] if rows[s:] else None
+
+            last = present(wait_until(newest, timeout=10, interval=0.002))
             cluster.kill(manager)  # right after a run wrote its line (its result in flight)
             killed = time.time()
             rows = more_rows(log, last.started, 2)

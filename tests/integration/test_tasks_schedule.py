@@ -17,6 +17,7 @@ import pytest
 
 import clerk
 from clerk.testing import LocalCluster, wait_until
+from tests.integration.cluster_helpers import present
 from tests.integration.cluster_tasks import Counter, PinnedCounter
 from tests.integration.task_helpers import counter_lines, due, median, task_row
 
@@ -97,7 +98,7 @@ def test_over_100_runs_every_node_runs_a_fair_share(setup: Setup) -> None:
         return rows[start:start + 100] if start is not None and len(rows) >= start + 100 \
             else None
 
-    rows = wait_until(enough, timeout=60, message="fewer than 100 runs after forming")
+    rows = present(wait_until(enough, timeout=60, message="fewer than 100 runs after forming"))
     share = Tally(r.node for r in rows)
     assert set(share) == set(setup.cluster.names), share
     # Binomial(100, 1/3): mean 33, sd 4.7; 15 is almost 4 sd below.

@@ -36,7 +36,7 @@ def test_a_message_sent_once_connected_does_not_overtake_those_queued_before() -
         b = Transport("127.0.0.1", port_b, keys=None)
         dealer = a._links[address].dealer
         # ZeroMQ connects in its thread; a has not polled, so its queue is still waiting.
-        wait_until(lambda: dealer.getsockopt(zmq.EVENTS) & zmq.POLLOUT, timeout=10)
+        wait_until(lambda: int(dealer.getsockopt(zmq.EVENTS)) & zmq.POLLOUT, timeout=10)
         a.send(address, [b"third"], time.monotonic())
         got: list[bytes] = []
         wait_until(lambda: (a.poll(0, time.monotonic()), received(b, got, 3))[1],

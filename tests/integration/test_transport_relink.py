@@ -31,10 +31,12 @@ def test_a_link_to_a_name_moves_with_it_and_a_healthy_one_stays(
     got: list[Inbound] = []
     seen: list[Inbound] = []
 
-    def pump(receiver: Transport) -> None:
+    def pump(receiver: Transport) -> bool:
+        """Poll every transport once (True, to chain with ``and`` in a wait)."""
         seen.extend(a.poll(5, time.monotonic()))
         c.poll(0, time.monotonic())
         got.extend(i for i in receiver.poll(5, time.monotonic()) if i.kind == "message")
+        return True
 
     try:
         a.pinned.update((peer, healthy))
@@ -42,28 +44,28 @@ def test_a_link_to_a_name_moves_with_it_and_a_healthy_one_stays(
         a.connect(healthy, req=False)
         a.send(peer, [b"m0"], time.monotonic())
         a.send(healthy, [b"h0"], time.monotonic())
-        wait_until(lambda: (pump(b), [i.frames for i in got])[1] == [[b"m0"]], timeout=10)
+        wait_until(lambda: pump(b) and [i.frames for i in got] == [[b"m0"]], timeout=10)
         b.close()  # the peer goes away ...
-        wait_until(lambda: (pump(c), any(i.kind == "down" and i.address == peer
-                                         for i in seen))[1], timeout=10)
+        wait_until(lambda: pump(c) and any(i.kind == "down" and i.address == peer
+                                           for i in seen), timeout=10)
         dns.table["peer.clerk.test"] = "127.0.0.3"  # ... and comes back elsewhere
         dns.table["healthy.clerk.test"] = "127.0.0.9"  # (a healthy link must not follow)
         b = Transport("127.0.0.3", port_b, keys=None)
         t0 = time.monotonic()
-        wait_until(lambda: (pump(b), a.stats["relinked"])[1] == 1, timeout=10)
+        wait_until(lambda: pump(b) and a.stats["relinked"] == 1, timeout=10)
         assert time.monotonic() - t0 < RELINK_AFTER + 5
         assert a._links[peer].endpoint == f"tcp://127.0.0.3:{port_b}"
         got.clear()
         for i in range(1, 4):
             a.send(peer, [b"m%d" % i], time.monotonic())
         a.request(peer, [b"election"], time.monotonic())  # on the REQ made anew
-        wait_until(lambda: (pump(b), len(got))[1] >= 4, timeout=10)
+        wait_until(lambda: pump(b) and len(got) >= 4, timeout=10)
         assert [i.frames[0] for i in got if not i.via_req] == [b"m1", b"m2", b"m3"]
         (election,) = [i for i in got if i.via_req]
         assert election.rid is not None
         b.reply(election.rid, True, [b"ok"])
-        wait_until(lambda: (pump(b), any(i.kind == "message" and i.frames == [b"ok"]
-                                         for i in seen))[1], timeout=10)
+        wait_until(lambda: pump(b) and any(i.kind == "message" and i.frames == [b"ok"]
+                                           for i in seen), timeout=10)
         assert a._links[healthy].endpoint == f"tcp://127.0.0.1:{port_c}"
         assert dns.asked.count("healthy.clerk.test") == 1
         assert a.stats["relinked"] == 1

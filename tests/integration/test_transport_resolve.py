@@ -62,8 +62,11 @@ def test_messages_to_a_name_wait_for_its_answer_in_order_and_the_loop_does_not()
         assert election.rid is not None
         b.reply(election.rid, True, [b"ok"])
         replies: list[Inbound] = []
-        wait_until(lambda: replies.extend(a.poll(10, time.monotonic())) or any(
-            i.kind == "message" and i.frames == [b"ok"] for i in replies), timeout=10)
+        def replied() -> bool:
+            replies.extend(a.poll(10, time.monotonic()))
+            return any(i.kind == "message" and i.frames == [b"ok"] for i in replies)
+
+        wait_until(replied, timeout=10)
         assert a.stats["resolve_ok"] == 1 and a.stats["send_dropped"] == 0
         # A second link to the same name (once forgotten) connects at once, from the cache.
         a.forget(name)

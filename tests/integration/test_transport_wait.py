@@ -28,7 +28,7 @@ def pair() -> Iterator[tuple[Transport, Transport, str]]:
 def _send_later(address: str, delay: float, done: threading.Event) -> None:
     """From another thread, with a socket of its own: a message to ``address`` after
     ``delay`` seconds (while the test's thread waits)."""
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
     try:

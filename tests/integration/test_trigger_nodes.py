@@ -13,6 +13,7 @@ import pytest
 
 import clerk
 from clerk.testing import free_ports, wait_until
+from tests.integration.cluster_helpers import present
 from tests.integration.cluster_tasks import Counter, CountsNodesCalls
 from tests.integration.task_helpers import counter_lines
 
@@ -38,7 +39,7 @@ def test_a_trigger_calls_the_tasks_nodes_once(tmp_path: Path,
         # Until its workers are ready a node announces no task: the task is "gone" meanwhile.
         wait_until(lambda: (st := node.status())["manager"] == "solo@127.0.0.1" and [
             row["gone_since"] for row in st["tasks"]] == [None], timeout=15)
-        run = wait_until(lambda: _trigger(node), timeout=15)
+        run = present(wait_until(lambda: _trigger(node), timeout=15))
         assert run["node"] == "solo@127.0.0.1"
         wait_until(lambda: len(counter_lines(log)) == 1, timeout=10)
         assert calls.read_text().splitlines() == ["solo@127.0.0.1"]
@@ -93,7 +94,7 @@ def test_a_trigger_before_the_nodes_workers_are_up_says_not_loaded_yet(
         assert "task 'c' is not loaded yet" in refusals[-1] and "try again" in refusals[-1], \
             refusals
         gate.touch()
-        run = wait_until(trigger, timeout=20, interval=0.02)
+        run = present(wait_until(trigger, timeout=20, interval=0.02))
         assert run["node"] == "solo@127.0.0.1"
         wait_until(lambda: len(counter_lines(log)) == 1, timeout=10)
     finally:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ def test_async_tasks_run_and_an_async_timeout_kills_the_worker() -> None:
         (name,) = cluster.names
         cluster.wait_for_manager(timeout=20)
 
-        def rows() -> dict[str, dict[str, object]]:
+        def rows() -> dict[str, dict[str, Any]]:
             st = cluster.status(name)
             return {t: task_row(st, t) for t in ("acount", "ahang", "bad")}
 
@@ -32,19 +33,19 @@ def test_async_tasks_run_and_an_async_timeout_kills_the_worker() -> None:
             return "task=ahang slot=" in (text := cluster.log(name)) and (
                 "run past its 300 ms timeout: killing worker" in text)
 
-        wait_until(lambda: (r := rows())["acount"]["runs"]["ok"] >= 4  # type: ignore[index]
-                   and r["bad"]["runs"]["error"] >= 1 and killed(),  # type: ignore[index]
+        wait_until(lambda: (r := rows())["acount"]["runs"]["ok"] >= 4
+                   and r["bad"]["runs"]["error"] >= 1 and killed(),
                    timeout=30, message=lambda: f"{rows()}\n{cluster.log(name)[-3000:]}")
         r = rows()
-        assert r["acount"]["runs"]["error"] == 0, r  # type: ignore[index]
+        assert r["acount"]["runs"]["error"] == 0, r
         assert r["acount"]["has_state"]
         assert r["ahang"]["runs"]["ok"] == 0 and r["ahang"]["runs"]["timeout"] >= 1
-        error = r["bad"]["last_run"]["error"]  # type: ignore[index]
+        error = r["bad"]["last_run"]["error"]
         assert 'state["t"]: tuple' in error, error
         assert "async tally 3" in cluster.log(name)  # the async task's own log lines
         # The killed worker was replaced: the async task still runs after the kill.
-        ok = r["acount"]["runs"]["ok"]  # type: ignore[index]
-        wait_until(lambda: rows()["acount"]["runs"]["ok"] >= ok + 2,  # type: ignore[index]
+        ok = r["acount"]["runs"]["ok"]
+        wait_until(lambda: rows()["acount"]["runs"]["ok"] >= ok + 2,
                    timeout=15)
 
 
