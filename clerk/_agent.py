@@ -9,13 +9,19 @@ are :class:`clerk._agentfeed.AgentFeed`, the replies to clients
 :class:`clerk._agentreplies.AgentReplies`: both mixed in here.
 
 Signals: SIGTERM, SIGHUP or SIGINT starts a graceful leave (a manager hands over first) and the
-process exits 0 once it has left; a second one exits at once.
+process exits 0 once it has left; a second one exits at once. The process starts with them
+blocked (``ChildSpec.hold_signals``, clerk._node.agent_spec) until its first handler is in
+place (clerk._agentmain.run): one sent at any moment of its start is never the default action.
 
 A worker pool gone for good (:mod:`clerk._executor`: its supervisor gave up) escalates as in
 OTP: the agent logs an ERROR saying why, leaves the cluster as on SIGTERM (a manager hands
 over; the runs it held are answered, refused or failed, not left to their deadlines; it is no
 longer eligible for runs) and exits with ``EXIT_WORKERS_GONE``, which the node's supervisor
 restarts like a crash (a fresh agent, a fresh pool), until its own restart intensity gives up.
+A pool none of whose workers was ever ready (a worker cannot start at all) exits with
+``EXIT_CANNOT_START`` instead, which the node does not retry: it exits 1 within seconds, the
+pool's reason in its log, rather than start agent after agent (each try takes seconds, longer
+than its restart intensity, 3 in 10 s, can count: it looped for good).
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ from clerk._messages import (
     Peer,
 )
 from clerk._metrics import MetricsServer, NodeMetrics, Sources
-from clerk._portholder import in_use
+from clerk._portholder import EXIT_CANNOT_START, in_use
 from clerk._quorumshell import QuorumShell
 from clerk._runner import TaskRunner
 from clerk._schedule import unpack_table
@@ -144,6 +150,7 @@ class Agent(AgentFeed, AgentReplies):
         self._done = False
         self._stop_reason = ""
         self._failed = ""  # why this agent fails (fail): it leaves, then exits non-zero
+        self._cannot_start = False  # ... and no worker of it was ever ready (fail)
         #: The joining or manager deadline whose mailbox was read before its tick
         #: (_read_before_electing).
         self._read_before = -math.inf
@@ -180,13 +187,22 @@ class Agent(AgentFeed, AgentReplies):
 
     def fail(self, why: str) -> None:
         """The worker pool is gone for good (clerk._executor): leave, then exit with
-        EXIT_WORKERS_GONE (see the module docstring). Called on the loop."""
+        EXIT_WORKERS_GONE (see the module docstring), or EXIT_CANNOT_START if no worker of
+        it was ever ready (it could not start at all: the node does not retry). Called on
+        the loop."""
         if self._failed:
             return
         self._failed = why
-        log.error("node %s cannot run tasks any more: %s; leaving the cluster and exiting "
-                  "(code %d) so that the node starts its agent again with fresh workers",
-                  self.me.name, why, EXIT_WORKERS_GONE)
+        executor = self.tasks.executor
+        self._cannot_start = executor is not None and not executor.ever_ready
+        if self._cannot_start:
+            log.error("node %s cannot start its task workers: %s; leaving the cluster and "
+                      "exiting (code %d): the node stops, as starting them again would fail "
+                      "the same way", self.me.name, why, EXIT_CANNOT_START)
+        else:
+            log.error("node %s cannot run tasks any more: %s; leaving the cluster and exiting "
+                      "(code %d) so that the node starts its agent again with fresh workers",
+                      self.me.name, why, EXIT_WORKERS_GONE)
         self._wake()
 
     def _wake(self) -> None:
@@ -323,9 +339,10 @@ class Agent(AgentFeed, AgentReplies):
             self._wake_w.close()
         if self._failed and not self._stop_requests:
             # (Asked to stop meanwhile, the node is stopping: no restart wanted, exit 0.)
+            code = EXIT_CANNOT_START if self._cannot_start else EXIT_WORKERS_GONE
             log.error("node %s stopped: %s; exiting with %d: %s", self.me.name,
-                      self._stop_reason, EXIT_WORKERS_GONE, self._failed)
-            return EXIT_WORKERS_GONE
+                      self._stop_reason, code, self._failed)
+            return code
         log.info("node %s stopped: %s", self.me.name, self._stop_reason)
         return 0
 

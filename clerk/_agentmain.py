@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
+import signal
 import sys
+import threading
 
 import zmq
 
@@ -18,17 +21,51 @@ from clerk._config import NodeConfig, resolve_host
 from clerk._errors import ConfigError
 from clerk._gcpolicy import GcPolicy
 from clerk._logging import configure_child_logging
-from clerk._portholder import EXIT_CANNOT_LISTEN, in_use
+from clerk._portholder import EXIT_CANNOT_LISTEN, EXIT_CANNOT_START, in_use
+from supervisor import HELD_SIGNALS
 
 __all__ = ["run"]
 
 log = logging.getLogger("clerk.node")
 
 
+class _EarlyStop:
+    """The stop signals' handler until the agent's own (``Agent.run``): the agent's process
+    starts with them blocked (``ChildSpec.hold_signals``, clerk._node.agent_spec), and this
+    takes them as they are unblocked, at the top of :func:`run`. One that comes before the
+    agent is built ends the process with 0 without building it (it never joined: there is
+    nothing to hand over); one while it is built, or before its loop, is handed to it
+    (``request_stop``: it leaves at once, gracefully). A second one exits at once, as the
+    agent's second does."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.agent: Agent | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.agent is not None:
+            self.agent._on_signal(signum, frame)
+            return
+        self.count += 1
+        if self.count >= 2:
+            os._exit(0)
+
+
 def run(config: NodeConfig) -> int:
     """Entry point of the agent process (a supervised child of the node). Its records, and
     its workers', go to the process that started the node (see clerk._logging)."""
+    early = _EarlyStop()
+    if threading.current_thread() is threading.main_thread():
+        for sig in HELD_SIGNALS:
+            signal.signal(sig, early)
+    # Held since before this process existed (ChildSpec.hold_signals): one sent meanwhile
+    # reaches ``early`` now, never the default action (a death that skips the leave). Before
+    # any thread or worker process starts: they inherit this mask.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
     configure_child_logging(config.name, config.log_level, config.log_to)
+    if early.count:
+        log.info("node %s: stop requested before its agent started; exiting", config.name)
+        return 0
     # Either failure would only repeat: the exit code (sys.exit: a start function's return
     # value is not its exit code) tells the node's supervisor not to start this process
     # again (clerk._node.agent_spec), and the node exits with 2.
@@ -45,6 +82,14 @@ def run(config: NodeConfig) -> int:
     except ConfigError as exc:  # the data directory (in use by another node, unusable)
         log.error("cannot start: %s (not retried)", exc)
         sys.exit(EXIT_CANNOT_LISTEN)
+    except Exception as exc:  # anything else its start found (a bad config read late, a bug)
+        # Would fail the same way again, each try seconds long: not retried either (the node
+        # exits 1 at once, clerk._node.agent_spec), rather than loop below its intensity.
+        log.error("cannot start: %s (not retried)", exc, exc_info=True)
+        sys.exit(EXIT_CANNOT_START)
+    if early.count:  # (asked while it was built: it leaves at once, at its loop's start)
+        agent.request_stop()
+    early.agent = agent  # (until Agent.run installs its own handlers)
     policy = GcPolicy()
     policy.install(agent.clock.monotonic())
     try:

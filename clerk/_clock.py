@@ -8,17 +8,20 @@ minutes in microseconds.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-__all__ = ["TEST_OFFSET_ENV", "Clock", "FakeClock", "SystemClock", "skew_for_tests", "wall_time"]
+__all__ = ["TEST_OFFSET_ENV", "TEST_OFFSET_PROBLEM", "Clock", "FakeClock", "SystemClock",
+           "skew_for_tests", "wall_time"]
 
 #: TEST ONLY: seconds added to this process's wall clock (read once, at import), so that an
 #: integration test can start a node whose clock is off from the others' on one machine
 #: (tests/integration/test_clock_skew.py). The node's task workers inherit it. Never set it
-#: in production: a real clock that is off is what it simulates.
+#: in production: a real clock that is off is what it simulates. A bad value (not a finite
+#: number of seconds within a day) is no offset, and ``TEST_OFFSET_PROBLEM`` says why.
 TEST_OFFSET_ENV = "CLERK_TEST_CLOCK_OFFSET_S"
 
 
@@ -32,12 +35,23 @@ def skew_for_tests(environ: dict[str, str] | None = None) -> float:
         value = float(text)
     except ValueError:
         raise ValueError(f"{TEST_OFFSET_ENV}={text!r}: not a number of seconds") from None
-    if value != value or abs(value) > 86400:
-        raise ValueError(f"{TEST_OFFSET_ENV}={text!r}: must be within a day") from None
+    if not math.isfinite(value) or abs(value) > 86400:
+        raise ValueError(f"{TEST_OFFSET_ENV}={text!r}: must be a finite number of seconds "
+                         f"within a day") from None
     return value
 
 
-_OFFSET = skew_for_tests()
+def _offset_at_import() -> tuple[float, str]:
+    """The offset, or 0 and why the variable is bad: never an exception at import (``import
+    clerk`` would fail with a traceback); a node refuses to start with the problem instead
+    (clerk._node.preflight: exit 2, naming the variable and its value)."""
+    try:
+        return skew_for_tests(), ""
+    except ValueError as exc:
+        return 0.0, str(exc)
+
+
+_OFFSET, TEST_OFFSET_PROBLEM = _offset_at_import()
 
 
 def _skewed() -> float:

@@ -36,9 +36,10 @@ problem, no state taken: the worker has answered and waits for its next run, whi
 usual.
 A worker pool that is gone for good escalates, as in OTP: when it gives up (more than
 ``max(10, 5 * workers)`` workers died without a run in 60 s), or a worker cannot be started
-in the place of one that died or was killed (tried after each of ``START_RETRY_PAUSES``), the
-runs queued here are refused at once, any run a dead worker still held fails, EXECUTEs that
-come after are refused, and ``on_failed`` tells the agent, which leaves the cluster and exits
+in the place of one that died or was killed (tried after each of ``START_RETRY_PAUSES``,
+:mod:`clerk._workerpool`, which starts, replaces and gives up on workers), the runs queued
+here are refused at once, any run a dead worker still held fails, EXECUTEs that come after
+are refused, and ``on_failed`` tells the agent, which leaves the cluster and exits
 non-zero, so the node's supervisor starts it again with a fresh pool (:mod:`clerk._agent`).
 Results go to the manager this node follows now (which may have changed during the run), else
 to the sender. What the agent does with its workers' messages (READY, DONE, a malformed one) is
@@ -52,7 +53,6 @@ import logging
 import math
 import shutil
 import socket
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -68,8 +68,8 @@ from clerk._sockdir import BINDING, bind_listening, socket_dir
 from clerk._tasks import TaskDef
 from clerk._workerdeaths import WorkerDeaths
 from clerk._workerlink import RUN, LinkClosed, Reader, send_msg
+from clerk._workerpool import WorkerPool
 from clerk._workerreplies import Worker, WorkerReplies
-from supervisor import ChildNotFoundError, ChildSpec, Event, NotRunningError, Supervisor
 
 __all__ = ["Executor"]
 
@@ -82,12 +82,9 @@ log = logging.getLogger("clerk.executor")
 
 #: How many ended runs' ids an executor remembers to refuse a second EXECUTE of one.
 ENDED_KEPT = 4096
-#: A worker that could not be started in the place of one killed past a timeout is tried again
-#: after each of these pauses (s); then the pool gives up (see Executor._replace).
-START_RETRY_PAUSES = (0.1, 0.5, 1.5)
 
 
-class Executor(WorkerReplies):
+class Executor(WorkerPool, WorkerReplies):
     """The worker pool of one node and the runs in it."""
 
     def __init__(
@@ -118,11 +115,13 @@ class Executor(WorkerReplies):
         self.executed = 0
         self.restarts = 0  # worker processes replaced (exited, or killed past a timeout)
         self.queue = RunQueue()  # runs waiting for a worker (O(log n) a run, a tick)
-        self._killers: list[threading.Thread] = []
         self._now = now  # the agent's monotonic clock
         self._wall = wall  # and its wall clock: EXECUTE's due time is a wall time
         self._on_ready = on_ready  # called once, when every worker has said ready
         self._said_ready: set[int] = set()
+        # Has any worker ever said ready? A pool that gives up before one has could not start
+        # at all: its agent exits EXIT_CANNOT_START, which the node does not retry (clerk._agent).
+        self.ever_ready = False
         # After that: on_capacity(False) when no worker is left up (all are being replaced,
         # e.g. the only one was killed on a timeout), on_capacity(True) when one is back. A
         # node without a worker is not eligible for runs: one sent to it meanwhile would only
@@ -140,7 +139,6 @@ class Executor(WorkerReplies):
         # (it leaves and exits non-zero) and the node's supervisor starts a fresh one.
         self._on_failed = on_failed
         self.failed = ""  # why the pool is gone for good; "" while it works
-        self._closing = threading.Event()  # close() began: _replace retries no more
         # (with the directories that killed agents left: clerk._sockdir)
         self._dir, endpoint = socket_dir("clerk-workers-", "workers", socket.SOCK_STREAM,
                                          suffix=BINDING)
@@ -156,7 +154,6 @@ class Executor(WorkerReplies):
         self._events_w.setblocking(False)
         add_reader(self._events_r.fileno(), self._on_worker_events)
         self._endpoint = endpoint
-        self._generation = 0
         # The last ENDED_KEPT runs this executor answered for: a second EXECUTE of one of them
         # (or of a run queued or running here) is ignored, never run twice (see submit).
         self._ended: OrderedDict[str, None] = OrderedDict()
@@ -170,40 +167,7 @@ class Executor(WorkerReplies):
         self.workers = {i: Worker(i, f"worker-{i}") for i in range(workers)}
         # Which deaths count toward giving up, and the tasks held back (clerk._workerdeaths).
         self.deaths = WorkerDeaths(intensity=max(10, 5 * workers), period=60)
-        self.sup = Supervisor(
-            [self._spec(w.child, w.wid) for w in self.workers.values()],
-            # (Its intensity counts restarts, and it makes none: the children are temporary.)
-            strategy="one_for_one", intensity=max(10, 5 * workers), period=60,
-            name=f"{node} workers", on_event=self._hook,
-        )
-        self.sup.start()
-
-    def _spec(self, child: str, wid: int) -> ChildSpec:
-        return ChildSpec(id=child, start="clerk._worker:main",
-                         args=(self._endpoint, wid, self.node, *self._log, child),
-                         restart="temporary", shutdown="brutal_kill")
-
-    # --- supervisor events (called on the supervisor's thread: hand off through a socket) ---
-
-    def _hook(self, event: Event) -> None:
-        if event.kind == "shutdown":
-            # The worker supervisor stopped: by close() (ok), or it gave up (its restart
-            # intensity, a child it could not start): the pool is gone for good.
-            if event.info is not None and not event.info.ok:
-                self._send_event({"kind": "gave up", "pool_gone": True,
-                                  "reason": f"worker supervisor gave up: {event.info}"})
-            return
-        if event.kind != "exit" or event.child_id is None:
-            return
-        self._send_event({"kind": event.kind, "child": event.child_id, "pid": event.pid,
-                          "reason": str(event.reason) if event.reason else ""})
-
-    def _send_event(self, ev: dict[str, Any]) -> None:
-        """To the loop (from another thread), through the events socket."""
-        try:
-            self._events_w.send(json.dumps(ev).encode() + b"\n")
-        except OSError:
-            pass
+        self._start_pool(workers)  # (clerk._workerpool)
 
     def _on_worker_events(self) -> None:
         try:
@@ -258,8 +222,15 @@ class Executor(WorkerReplies):
                               f"(the last: {ev['child']}, pid {ev.get('pid')}: "
                               f"{ev.get('reason')})", pool_gone=False)
                 continue
+            pause = 0.0
+            if job is None and link is None:  # it exited before its READY: a failed start
+                found = self._start_failed(worker, str(ev["child"]), ev.get("pid"),
+                                           ev.get("reason"))
+                if found is None:
+                    continue  # (it gave up)
+                pause = found
             if not self.failed:  # (a pool that gave up starts none: its agent is leaving)
-                self._restart_worker(worker)
+                self._restart_worker(worker, pause)
             self._check_capacity()
             self._pump(now)
 
@@ -431,36 +402,6 @@ class Executor(WorkerReplies):
         self._check_capacity()
         self._pump(now)
 
-    def _replace_worker(self, worker: Worker) -> None:
-        """Kill ``worker``'s whole process tree and start a new one in its place; the run it
-        held (if any) is the caller's to answer. The worker takes no run meanwhile."""
-        worker.job = None
-        worker.identity = None
-        child = worker.child
-        worker.pid = None  # its exit event is ours, not a crash
-        # Off the loop: killing a tree waits for it to be gone (up to a second when a
-        # grandchild lingers as a zombie), and the agent must keep heartbeating meanwhile
-        # or its followers depose it. The new worker says ready when it is up.
-        self._generation += 1
-        self.restarts += 1
-        worker.child = f"worker-{worker.wid}-{self._generation}"
-        self._start_thread(child, worker)
-
-    def _restart_worker(self, worker: Worker) -> None:
-        """Start a new worker in the place of ``worker``, whose process ended (a temporary
-        child: the supervisor has dropped it already)."""
-        worker.pid = None
-        self._generation += 1
-        self.restarts += 1
-        worker.child = f"worker-{worker.wid}-{self._generation}"
-        self._start_thread(None, worker)
-
-    def _start_thread(self, old: str | None, worker: Worker) -> None:
-        killer = threading.Thread(target=self._replace, args=(old, worker.child, worker.wid),
-                                  name=f"start {worker.child}", daemon=True)
-        self._killers = [t for t in self._killers if t.is_alive()] + [killer]
-        killer.start()
-
     def _still_running(self, worker: Worker, running: _Job) -> bool:
         """Is ``running`` still in ``worker``'s hands once its link is read? A loop turn that
         came late (a long turn elsewhere, a stall) may find a run past its deadline whose
@@ -484,52 +425,6 @@ class Executor(WorkerReplies):
         if capable != self._capable:
             self._capable = capable
             self._on_capacity(capable)
-
-    def _replace(self, old: str | None, new: str, wid: int) -> None:
-        """Start a fresh worker, then kill the old one's whole tree (on a helper thread).
-
-        The new one first, as a new child: ending the old tree can take the supervisor a
-        while, and runs that arrive meanwhile should not wait for it. Neither a start nor a
-        terminate counts against the restart intensity. A start that fails (the system out
-        of processes or memory, for one) ends the old tree at once (the run it held was
-        answered ``timeout``: it must not go on through the pauses, and its processes free
-        what the start lacked), then is tried again after each of ``START_RETRY_PAUSES``;
-        after the last, that worker id would stay without a process for good: the pool gives
-        up (``_give_up``, on the loop). A supervisor that is not running (it gave up, or
-        ``close``) is not retried: its shutdown says so. ``old`` None: there is none to end
-        (it died; a temporary child's spec goes with it)."""
-        old_gone = old is None
-        for pause in (*START_RETRY_PAUSES, None):
-            try:
-                self.sup.start_child(self._spec(new, wid))
-                break
-            except NotRunningError:
-                break
-            except Exception as exc:
-                if old is not None and not old_gone:
-                    self._remove(old)
-                    old_gone = True
-                if pause is None:
-                    log.error("could not start %s: %s (tried %d times)", new, exc,
-                              len(START_RETRY_PAUSES) + 1)
-                    self._send_event({"kind": "gave up", "pool_gone": False,
-                                      "reason": f"could not start {new}: {exc}"})
-                    break
-                log.warning("could not start %s: %s (again in %.1f s)", new, exc, pause)
-                if self._closing.wait(pause):
-                    break
-        if old is not None and not old_gone:
-            self._remove(old)
-
-    def _remove(self, old: str) -> None:
-        """End the worker child ``old`` (its whole tree); a temporary child's spec goes with
-        it (one that died meanwhile is gone already)."""
-        try:
-            self.sup.terminate_child(old)
-        except ChildNotFoundError:
-            pass
-        except Exception as exc:
-            log.error("could not remove %s: %s", old, exc)
 
     def next_deadline(self) -> float:
         """The next kill or queue timeout, or the next release of a held run."""
@@ -571,13 +466,7 @@ class Executor(WorkerReplies):
         self.send_result(result, job.reply_to)
 
     def close(self) -> None:
-        self._closing.set()
-        for killer in self._killers:
-            killer.join(timeout=5)
-        try:
-            self.sup.stop()
-        except Exception:  # already stopped (e.g. gave up)
-            pass
+        self._stop_pool()
         for conn in list(self._links.values()):
             conn.close()
         self._links.clear()

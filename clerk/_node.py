@@ -15,6 +15,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+from clerk._clock import TEST_OFFSET_ENV, TEST_OFFSET_PROBLEM
 from clerk._config import (
     DEFAULT_PORT,
     REJOIN_TIMEOUT_MS,
@@ -27,7 +28,7 @@ from clerk._errors import ConfigError, NotReachableError, StartError
 from clerk._lead import DISPATCH_LEAD_MS
 from clerk._logging import LogSink
 from clerk._metrics import check_available as check_metrics
-from clerk._portholder import EXIT_CANNOT_LISTEN, in_use
+from clerk._portholder import EXIT_CANNOT_LISTEN, EXIT_CANNOT_START, in_use
 from clerk._security import CurveKeys, keys_from_cookie, load_cookie
 from clerk._tasks import TaskDef, check_unique
 from supervisor import ChildSpec, RestartIntensityError, ShutdownInfo, Supervisor, SupervisorError
@@ -44,6 +45,9 @@ def preflight(config: NodeConfig, *, derive_keys: bool = True) -> CurveKeys | No
     """Checks that deserve a clear error before anything starts: the cookie, the host, the port.
     Returns the CURVE keys (None when insecure, or when not ``derive_keys``: the node's root
     process never opens a socket, and deriving them would import ZeroMQ into it)."""
+    if TEST_OFFSET_PROBLEM:  # (read at import, where it must not raise: clerk._clock)
+        raise ConfigError("environment", TEST_OFFSET_ENV, os.environ.get(TEST_OFFSET_ENV),
+                          TEST_OFFSET_PROBLEM.partition(": ")[2])
     cookie = None if config.insecure else load_cookie(config.cookie_file)
     keys = keys_from_cookie(cookie) if cookie is not None and derive_keys else None
     source = config.source or "command line"
@@ -84,10 +88,15 @@ def _probe(ip: str, host: str, port: int, source: str, key: str) -> None:
 def agent_spec(config: NodeConfig, *, id: str = "agent",  # noqa: A002
                significant: bool = True) -> ChildSpec:
     # An agent that cannot bind its mailbox or take its data directory exits with
-    # EXIT_CANNOT_LISTEN: starting it again would fail the same way, so that is not restarted.
+    # EXIT_CANNOT_LISTEN, one that cannot start otherwise (building it raised, or no worker of
+    # its pool was ever ready) with EXIT_CANNOT_START: starting it again would fail the same
+    # way, so neither is restarted.
     return ChildSpec(id=id, start="clerk._agentmain:run", args=(config,), restart="transient",
                      significant=significant, shutdown=AGENT_SHUTDOWN_MS,
-                     shutdown_exits=(EXIT_CANNOT_LISTEN,))
+                     shutdown_exits=(EXIT_CANNOT_LISTEN, EXIT_CANNOT_START),
+                     # A stop signal at any moment of its start reaches its handler, never
+                     # the default action (clerk._agentmain.run unblocks them).
+                     hold_signals=True)
 
 
 def ask_agent_to_leave(sup: Supervisor) -> bool:

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import errno
 
-__all__ = ["EXIT_CANNOT_LISTEN", "holders", "in_use"]
+__all__ = ["EXIT_CANNOT_LISTEN", "EXIT_CANNOT_START", "holders", "in_use"]
 
 #: The agent's exit code when it cannot bind its mailbox (port taken, address not local) or
 #: its data directory is in use: retrying is pointless, so its supervisor does not (the
 #: agent's spec lists it in ``shutdown_exits``) and the node exits with 2 at once.
 EXIT_CANNOT_LISTEN = 2
+#: The agent's exit code when it could not start: building it raised, or its worker pool gave
+#: up before any worker was ever ready (a worker that cannot start at all: its interpreter,
+#: its site hooks, the task modules). Starting it again would fail the same way, and each try
+#: takes seconds, longer than the node's restart intensity (3 in 10 s) can count: the node
+#: would loop. Not restarted either (``shutdown_exits``); the node exits with 1 at once.
+EXIT_CANNOT_START = 3
 
 
 def holders(port: int, ip: str = "") -> list[str]:

@@ -49,6 +49,7 @@ class Worker:
     identity: socket.socket | None = None  # its connection, once it said ready
     pid: int | None = None
     job: Job | None = None
+    start_failures: int = 0  # its processes that exited before their READY, in a row
 
 
 class WorkerReplies:
@@ -69,6 +70,7 @@ class WorkerReplies:
     _on_ready: Callable[[], None] | None
     _said_ready: set[int]
     _capable: bool
+    ever_ready: bool
     deaths: WorkerDeaths
 
     if TYPE_CHECKING:  # written by the executor
@@ -155,6 +157,8 @@ class WorkerReplies:
                         self._reply(lost, "error", None,
                                     f"worker process {worker.pid} exited during the run")
                     worker.identity, worker.pid = identity, data.get("pid")
+                    worker.start_failures = 0
+                    self.ever_ready = True
                     if self._on_ready is not None and worker.wid not in self._said_ready:
                         self._said_ready.add(worker.wid)
                         if len(self._said_ready) == len(self.workers):

@@ -9,11 +9,11 @@
 
 Exit codes: 0 after a graceful leave (SIGTERM, SIGHUP -- the terminal closed -- or Ctrl-C;
 a second Ctrl-C exits at once), 1 if the node stopped on its own (refused by the cluster,
-or its agent kept crashing or losing its task workers), 2 for a configuration error (the
-message names the file or flag, the key and the value), a temporary directory too long for
-its Unix sockets, or when the node cannot listen on its port or take its data directory (the
-message names the address and, where it can tell, the process holding it; not retried: it
-would fail the same way).
+or its agent kept crashing or losing its task workers, or could not start them at all), 2
+for a configuration error (the message names the file or flag, the key and the value), a
+temporary directory too long for its Unix sockets, or when the node cannot listen on its
+port or take its data directory (the message names the address and, where it can tell, the
+process holding it; not retried: it would fail the same way).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from clerk._errors import ConfigError
 from clerk._lead import DISPATCH_LEAD_MS, MAX_DISPATCH_LEAD_MS
 from clerk._logging import LogSink, configure_host_logging
 from clerk._node import AGENT_SHUTDOWN_MS, ask_agent_to_leave, node_supervisor, preflight
-from clerk._portholder import EXIT_CANNOT_LISTEN
+from clerk._portholder import EXIT_CANNOT_LISTEN, EXIT_CANNOT_START
 from supervisor import ShutdownReason, SupervisorError
 
 __all__ = ["build_parser", "main"]
@@ -169,6 +169,10 @@ def _run(config: NodeConfig) -> int:
             # the agent said which; starting it again would fail the same way.
             log.error("node could not start (see the log above)")
             return 2
+        if info.exit is not None and info.exit.exitcode == EXIT_CANNOT_START:
+            log.error("node could not start its agent or its task workers (see the log "
+                      "above); not retried")
+            return 1
         log.error("node stopped on its own (see the log above)")
         return 1
     return 0

@@ -32,7 +32,7 @@ from supervisor._errors import (
     RestartIntensityError,
     SupervisorError,
 )
-from supervisor._spec import ChildSpec
+from supervisor._spec import HELD_SIGNALS, ChildSpec
 from supervisor._supervisor import Supervisor
 from supervisor._supervisor import __doc__ as _semantics
 from supervisor._types import (
@@ -49,6 +49,7 @@ __clerk_supervisor__ = True  # clerk checks it: ``import supervisor`` found this
 __doc__ = (__doc__ or "") + "\n" + (_semantics or "")
 
 __all__ = [
+    "HELD_SIGNALS",
     "ChildInfo",
     "ChildNotFoundError",
     "ChildSpec",

@@ -64,7 +64,7 @@ _TOP_KEYS = _SUP_KEYS | {"control"}
 _CHILD_KEYS = {
     "id", "start", "command", "args", "kwargs", "restart", "shutdown", "type",
     "significant", "env", "cwd", "supervisor", "stdout", "stderr", "max_bytes", "backups",
-    "shutdown_exits",
+    "shutdown_exits", "hold_signals",
 }  # fmt: skip
 
 
@@ -99,7 +99,7 @@ _NEUTRAL: dict[str, Any] = {
     "restart": "permanent", "shutdown": None, "type": None, "significant": False,
     "args": (), "kwargs": {}, "env": None, "cwd": None, "stdout": None, "stderr": None,
     "max_bytes": None, "backups": None, "start": None, "command": None,
-    "shutdown_exits": (),
+    "shutdown_exits": (), "hold_signals": False,
 }  # fmt: skip
 
 

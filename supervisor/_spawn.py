@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import psutil
 
 from supervisor._errors import ChildStartError
-from supervisor._spec import ChildSpec
+from supervisor._spec import HELD_SIGNALS, ChildSpec
 
 __all__ = [
     "HAVE_PIDFD",
@@ -195,10 +195,19 @@ def _spawn_python(
     # sys.path entry, so copying sys.path alone is not enough).
     argv = [sys.executable, BOOT, str(payload_r)]
     try:
+        # hold_signals: blocked in this thread while it forks, so the child (mask inherited
+        # through fork and exec) starts with them blocked (ChildSpec); this thread's mask is
+        # restored at once (a signal for this process meanwhile goes to another thread, or
+        # waits here until then).
+        held = (signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+                if spec.hold_signals else None)
         try:
             proc = subprocess.Popen(argv, pass_fds=fds, **common)  # type: ignore[call-overload]
         except OSError as exc:
             raise ChildStartError(spec.id, repr(exc)) from exc
+        finally:
+            if held is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
         os.close(payload_r)
         payload_r = -1
         if ready_w >= 0:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -25,6 +26,7 @@ from supervisor._types import CHILD_TYPES, RESTARTS, ChildType, Restart
 
 __all__ = [
     "DEFAULT_WORKER_SHUTDOWN",
+    "HELD_SIGNALS",
     "ChildSpec",
     "NestedSupervisor",
     "Shutdown",
@@ -48,6 +50,8 @@ class NestedSupervisor(Protocol):
 
 Shutdown = int | Literal["brutal_kill", "infinity"]
 DEFAULT_WORKER_SHUTDOWN = 5000
+#: The signals a ``hold_signals`` child starts with blocked: the stop signals.
+HELD_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
 def resolve_start(text: str) -> Callable[..., object]:
@@ -91,6 +95,13 @@ class ChildSpec:
     transient child exiting with one is not restarted and counts no restart, e.g. a server
     whose port is taken, which would only fail the same way again. A permanent child is
     restarted whatever its exit, so listing codes for one is an error.
+    ``hold_signals`` (a Python ``start`` that is not a supervisor): the child's process
+    starts with SIGTERM, SIGINT and SIGHUP blocked (:data:`HELD_SIGNALS`), from before it
+    exists (the mask is inherited through fork and exec), so one sent while the interpreter
+    starts or the target's modules load waits, pending, instead of taking the default action
+    (death). The start function must install its handlers, then unblock them
+    (``signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)``), which delivers any
+    that came: a child whose stop must always be graceful (it hands work over first).
 
     Raises:
         InvalidSpecError: naming the child id and the offending field.
@@ -112,6 +123,7 @@ class ChildSpec:
     max_bytes: int | None = None
     backups: int | None = None
     shutdown_exits: Sequence[int] = ()
+    hold_signals: bool = False
 
     def __post_init__(self) -> None:
         cid = self.id
@@ -164,6 +176,12 @@ class ChildSpec:
                       "code: these codes take effect with restart = 'transient' (restart "
                       "defaults to 'permanent')")
         object.__setattr__(self, "shutdown_exits", tuple(codes))
+        if not isinstance(self.hold_signals, bool):
+            raise bad("hold_signals", "must be True or False")
+        if self.hold_signals and (self.command is not None
+                                  or isinstance(self.start, NestedSupervisor)):
+            raise bad("hold_signals", "only a Python 'start' (not a command, not a nested "
+                      "supervisor) can unblock the signals it holds")
 
         inferred: ChildType = "worker"
         if self.command is not None:

@@ -435,3 +435,15 @@ class Poison(clerk.Task):
 
     def execute(self, state: Any) -> Any:
         os._exit(1)
+
+
+class NotFinite(clerk.Task):
+    """Counts its runs; from its third on, returns ``args['bad']`` (a float that is not
+    finite, ``nan`` or ``inf``) in the ``count`` field of its state, which JSON cannot carry."""
+
+    def init(self, args: Any) -> Any:
+        return {"count": 0, "bad": args["bad"]}
+
+    def execute(self, state: Any) -> Any:
+        count = state["count"] + 1
+        return {**state, "count": float(state["bad"]) if count >= 3 else count}

@@ -2,7 +2,8 @@
 take the node down. Its worker is replaced (not counted toward the pool's give-up), the task is
 held back on the node for a pause that doubles while it keeps doing it, and the other tasks
 keep running on time on the same nodes, their agents never restarted. A worker that dies at
-start-up, before its READY, still makes the pool give up and the agent escalate.
+start-up, before its READY, every time, still makes the pool give up (after its paced tries)
+and the agent escalate.
 
 On main (review11's measurement: 2 nodes, 40 s) each node's agent restarted 5 times and the
 healthy task ran 19 of ~80 slots."""
@@ -97,8 +98,10 @@ def test_a_poison_task_fails_its_runs_and_the_nodes_and_other_tasks_carry_on(
         wait_until(agent_changed, timeout=40, interval=0.05,
                    message=lambda: f"the agent of {victim} stayed:\n{cluster.log(victim)}")
         doom.unlink()  # the fresh agent's workers may start
-        assert "worker supervisor gave up: more than 10 workers died without a run" in \
-            cluster.log(victim), cluster.log(victim)
+        # (Its workers die before their READY: each start tried after a pause, then the pool
+        # gives up; it had worked, so its agent is started again: clerk._workerpool.)
+        assert ("cannot run tasks any more: could not start a worker: its process exited "
+                "before it was ready") in cluster.log(victim), cluster.log(victim)
         other = next(n for n in cluster.names if n != victim)
         assert _agent(cluster, other).pid == pids[other]  # type: ignore[union-attr]
         restarted = time.time()

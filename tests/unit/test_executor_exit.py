@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-import clerk._executor
+import clerk._workerpool
 from clerk._executor import Executor
 from clerk._messages import Execute, Peer, Result
 from clerk._tasks import TaskDef
@@ -90,7 +90,7 @@ class Harness:
 @pytest.fixture
 def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Executor, socket.socket,
                                                             list[Result]]]:
-    monkeypatch.setattr(clerk._executor, "Supervisor", _Sup)
+    monkeypatch.setattr(clerk._workerpool, "Supervisor", _Sup)
     h = Harness()
     try:
         link, = h.ready()

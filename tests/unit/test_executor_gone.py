@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import clerk._executor
+import clerk._workerpool
 from clerk._executor import Executor
 from clerk._messages import Execute, Result
 from clerk._workerlink import READY, RUN, pack, recv_msg
@@ -39,8 +39,8 @@ Pool = tuple[Executor, socket.socket, list[Result], list[str]]
 
 @pytest.fixture
 def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[Pool]:
-    monkeypatch.setattr(clerk._executor, "Supervisor", _FailingSup)
-    monkeypatch.setattr(clerk._executor, "START_RETRY_PAUSES", (0.0, 0.0))
+    monkeypatch.setattr(clerk._workerpool, "Supervisor", _FailingSup)
+    monkeypatch.setattr(clerk._workerpool, "START_RETRY_PAUSES", (0.0, 0.0))
     _FailingSup.fails = 0
     failed: list[str] = []
     h = Harness(on_failed=failed.append)
@@ -132,8 +132,8 @@ def test_a_pool_that_gave_up_with_a_worker_still_up_is_no_longer_eligible(
     begins (a manager finishing a take-over waits up to 2 s). On main the capacity stayed
     True (worker 1 has a link): the node stayed eligible and refused every run sent to it,
     and a later READY or DONE kept it so."""
-    monkeypatch.setattr(clerk._executor, "Supervisor", _FailingSup)
-    monkeypatch.setattr(clerk._executor, "START_RETRY_PAUSES", (0.0, 0.0))
+    monkeypatch.setattr(clerk._workerpool, "Supervisor", _FailingSup)
+    monkeypatch.setattr(clerk._workerpool, "START_RETRY_PAUSES", (0.0, 0.0))
     _FailingSup.fails = 0
     failed: list[str] = []
     capacity: list[bool] = []
@@ -202,7 +202,7 @@ def test_a_run_killed_past_its_timeout_is_killed_before_its_replacement_is_tried
     another node), and on a system out of processes it held the very slot the retries
     wanted. Now it is terminated at the first failed start, before the pause."""
     ex, _link, _results, _failed = pool
-    monkeypatch.setattr(clerk._executor, "START_RETRY_PAUSES", (0.0, 0.0))
+    monkeypatch.setattr(clerk._workerpool, "START_RETRY_PAUSES", (0.0, 0.0))
     _FailingSup.fails = 2
     _replace_and_join(ex)
     calls = ex.sup.calls  # type: ignore[attr-defined]

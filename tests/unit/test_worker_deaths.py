@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import select
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-import clerk._executor
+import clerk._workerpool
 from clerk._executor import Executor
 from clerk._messages import Execute, Result
 from clerk._workerdeaths import HOLD_FIRST_S, HOLD_MAX_S, WorkerDeaths
@@ -106,7 +107,7 @@ class _Pool:
 
 @pytest.fixture
 def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Pool]:
-    monkeypatch.setattr(clerk._executor, "Supervisor", _Sup)
+    monkeypatch.setattr(clerk._workerpool, "Supervisor", _Sup)
     readers: dict[int, Any] = {}
     results: list[Result] = []
     failed: list[str] = []
@@ -195,3 +196,41 @@ def test_a_run_queued_before_its_task_killed_a_worker_is_held_back_too(pool: _Po
     assert [(r.run_id, r.outcome) for r in pool.results] == [("r0", "error"), ("q1", "refused")]
     assert "killed its worker process once" in pool.results[-1].error
     assert ex.workers[0].job is None and not ex.busy()
+
+
+def test_a_worker_that_cannot_start_is_tried_after_each_pause_then_the_pool_gives_up(
+        pool: _Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker whose process exits before its READY, every time (a site hook that fails):
+    each try waits the next of START_RETRY_PAUSES, and after the last the pool gives up
+    once, naming the exit, with no worker ever ready (its agent then exits EXIT_CANNOT_START,
+    not retried). On main each replacement started at once and the pool gave up only past the
+    intensity, 10 deaths, each try logged by the supervisor: a fresh agent took ~10 s to
+    reach that, longer than the node's own intensity counts, so a node looped for good."""
+    pauses = (0.2, 0.3, 0.4)
+    monkeypatch.setattr(clerk._workerpool, "START_RETRY_PAUSES", pauses)
+    ex = pool.ex
+    waited = []
+    for i in range(len(pauses) + 1):
+        before = time.monotonic()
+        pool.worker_dies()  # (joins the helper thread: the pause, then its start_child)
+        waited.append(time.monotonic() - before)
+        starts = [c for c in ex.sup.calls if c[0] == "start"]  # type: ignore[attr-defined]
+        if i < len(pauses):
+            assert starts[-1] == ("start", ex.workers[0].child), ex.sup.calls  # type: ignore
+            assert pool.failed == []
+    assert all(w >= p for w, p in zip(waited, pauses, strict=False)), waited
+    assert len(starts) == len(pauses)  # the last death is not replaced: the pool gave up
+    assert len(pool.failed) == 1 and ex.failed and not ex.ever_ready
+    assert ("could not start a worker: its process exited before it was ready, 4 times in "
+            "a row (the last: worker-0-3") in pool.failed[0]
+
+
+def test_a_ready_worker_begins_the_count_of_failed_starts_again(
+        pool: _Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(clerk._workerpool, "START_RETRY_PAUSES", (0.0, 0.0))
+    for _ in range(3):  # two failed starts, a worker that says ready, and it dies idle
+        pool.worker_dies()
+        pool.worker_dies()
+        pool.worker_up()
+        pool.worker_dies()
+    assert pool.failed == [] and pool.ex.ever_ready and pool.ex.workers[0].start_failures == 0
