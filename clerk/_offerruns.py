@@ -122,14 +122,17 @@ class _Adopts(Protocol):
     """What :func:`adopt_runs` needs of the scheduler (``clerk._running.Running``)."""
 
     def adopt_run(self, task: str, run_id: str, slot: int, node: str, due_ms: float,
-                  deadline_ms: float, wall: float) -> bool: ...
+                  deadline_ms: float, wall: float, as_sent: bool = False) -> bool: ...
 
 
-def adopt_runs(sched: _Adopts, runs: Iterable[OfferedRun], node: str, wall: float) -> bool:
+def adopt_runs(sched: _Adopts, runs: Iterable[OfferedRun], node: str, wall: float,
+               as_sent: bool = False) -> bool:
     """The runs in flight on ``node`` (its OFFER's, or this manager's own executor's) adopted
-    by ``sched`` (see the module docstring); True if any was adopted now."""
+    by ``sched`` (see the module docstring); True if any was adopted now. ``as_sent``: their
+    times are as their manager sent them (an OFFER's), not in this node's time base
+    (``clerk._unseen.UnseenRuns.adopt_run``)."""
     adopted = False
     for r in runs:
         adopted |= sched.adopt_run(r.task, r.run_id, r.slot, node, r.due_ms, r.deadline_ms,
-                                   wall)
+                                   wall, as_sent)
     return adopted
