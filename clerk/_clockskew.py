@@ -26,9 +26,16 @@ minus the manager's) as the smallest of them plus ``wall - monotonic`` now:
   (500 ppm, NTP's largest slew, x 5 s = 2.5 ms; a free-running crystal's ~50 ppm: 0.25 ms),
   and a run held to it can start that much early by the manager's clock (never by more than
   the dispatch lead and window: its EXECUTE left then). (Before review12 a step back of any
-  size stayed in the window for 5 s: tests/unit/test_review12_skew_step.py.)
+  size stayed in the window for 5 s: tests/unit/test_review12_skew_step.py.) Not detecting
+  the smaller step is a choice: within one heartbeat it looks like queuing delay, which the
+  window's minimum filters out; the bound that holds, and that no slot runs twice, are in
+  tests/unit/test_skew2_small_step.py.
 * **A new manager** (another name or incarnation) starts a new window; with no stamp in the
   last ``WINDOW_S`` there is no estimate (``None``): a manager of an older build, or none.
+  Then EXECUTEs are judged by this node's own clock, as before this module, and counted
+  (``unestimated``; the status's ``judged_by`` says which clock judges): not held until a
+  first estimate, which is one heartbeat round away after a join or a takeover, and never
+  comes from a manager of an older build.
 
 Use (:func:`local_due`): EXECUTE's due time and deadline are the manager's wall times; a node
 whose estimate is at least ``CORRECT_MS`` from 0 holds, refuses as early and refuses as late
