@@ -49,6 +49,7 @@ def test_a_hand_over_to_a_node_ahead_keeps_the_run_in_flight(tmp_path: Path) -> 
                 else None
             return run if run and run["claim"][1] == "n1@127.0.0.1" else None
         run = wait_until(old_run, timeout=10, interval=0.05)
+        assert run is not None
         now_n2 = (time.time() + 4.0) * 1000
         assert run["deadline"] > now_n2 + 2000, (run["deadline"] - now_n2, run)
         wait_until(lambda: len(counter_lines(log)) >= 4, timeout=60)
