@@ -20,7 +20,9 @@ them with a plain list:
   step forward past an interval refused a run held 2 s ahead as stale (lost), and a step
   back held it that much longer; a smaller step forward started it early by the step, by
   the manager's clock too (tests/unit/test_skew2_held_step.py). What the worker holds
-  already (its last ``RELEASE_LEAD_MS``) is not moved.
+  already (its last ``RELEASE_LEAD_MS``) is not moved. Its cost: four clock reads a run,
+  1.6 us (``time.thread_time`` median of 7 x 200,000 ``note_clock`` + ``follow_clock``
+  without a step, 2026-12-04): 0.2 % of a core at 1,200 runs a second.
 
 Every operation is O(log n) amortized for n queued runs (heaps with lazy deletion, compacted
 when stale entries outnumber live ones): the loop asks for the next deadline every turn and
