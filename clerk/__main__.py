@@ -118,8 +118,12 @@ def _clock_lines(c: Any, members: Any) -> list[str]:
         return ["member clocks (ms from the manager's): " + ", ".join(
             f"{name} {ms:+.1f}" for name, ms in sorted(members.items())
             if isinstance(ms, (int, float)))]
-    if not isinstance(c, dict) or not isinstance(c.get("offset_ms"), (int, float)):
+    if not isinstance(c, dict):
         return []
+    if not isinstance(c.get("offset_ms"), (int, float)):
+        n = c.get("unestimated_runs")
+        return ([f"clock: no estimate of the manager's; {n} runs judged by this node's own "
+                 "clock without one"] if isinstance(n, int) and n > 0 else [])
     how = ("runs held and judged in the manager's time" if c.get("corrected")
            else "within the clocks' tolerance")
     return [f"clock: {c['offset_ms']:+.1f} ms from the manager's ({how})"]

@@ -470,10 +470,18 @@ class Adoption(DefsUpdate):
                 rec = self.records[name]
                 if rec.running is not None:
                     ends = float(rec.running["deadline"])
-                    by = rec.running.get("claim")
-                    if self._ahead_ms and not (isinstance(by, list) and len(by) == 2
-                                               and by[1] == self.claim[1]):
-                        ends += self._ahead_ms  # (another manager's time base)
+                    shift = self.their_base_ms(rec.running.get("claim"))
+                    if shift:
+                        # (another manager's time base) The row says it in ours from now on:
+                        # the status's running.deadline and started, and a successor's
+                        # takeover, which moves it by its own offset to us.
+                        ends += shift
+                        run = dict(rec.running)
+                        run["deadline"] = ends
+                        if isinstance(run.get("started"), (int, float)):
+                            run["started"] = float(run["started"]) + shift
+                        rec.running = run
+                        self.dirty.add(name)
                     bound = self._bounds.get(name)
                     if bound is not None and bound[0] == rec.running["run"]:
                         ends = min(ends, bound[1])  # (a claim again: bound_run)
@@ -493,6 +501,15 @@ class Adoption(DefsUpdate):
         self.active = True
         self.all_dirty = self.runs_dirty = True
         return True
+
+    def their_base_ms(self, claim: Any) -> float:
+        """How much later a run of ``claim`` (its row's ``[term, manager]``) ends in our time
+        base than its times say: ``ahead_ms`` of :meth:`begin_activation` for a run another
+        manager sent (its times are in that one's time base), 0 for our own."""
+        if not self._ahead_ms or (isinstance(claim, (list, tuple)) and len(claim) == 2
+                                  and claim[1] == self.claim[1]):
+            return 0.0
+        return self._ahead_ms
 
     def _activate_task(self, name: str, wall_ms: float, graceful: bool) -> None:
         """One task's part of an activation: its next slot, a skipped failover window, a

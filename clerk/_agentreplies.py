@@ -132,7 +132,9 @@ class AgentReplies(AgentAttrs):
         st["clock"] = (self.core.clock_skew.status(self.clock.monotonic(), self.clock.wall())
                        if not self.core.is_manager else {
                            "offset_ms": None, "manager": "", "samples": 0,
-                           "window_s": self.core.clock_skew.window, "corrected": False})
+                           "window_s": self.core.clock_skew.window, "corrected": False,
+                           "judged_by": "own (manager)",
+                           "unestimated_runs": self.core.clock_skew.unestimated})
         # The loop's longest busy turn (ms): since the start, and since the last status read
         # (this one starts a new window: clerk._metrics.LoopTurns).
         turns = self.metrics.turns

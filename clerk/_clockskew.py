@@ -26,9 +26,16 @@ minus the manager's) as the smallest of them plus ``wall - monotonic`` now:
   (500 ppm, NTP's largest slew, x 5 s = 2.5 ms; a free-running crystal's ~50 ppm: 0.25 ms),
   and a run held to it can start that much early by the manager's clock (never by more than
   the dispatch lead and window: its EXECUTE left then). (Before review12 a step back of any
-  size stayed in the window for 5 s: tests/unit/test_review12_skew_step.py.)
+  size stayed in the window for 5 s: tests/unit/test_review12_skew_step.py.) Not detecting
+  the smaller step is a choice: within one heartbeat it looks like queuing delay, which the
+  window's minimum filters out; the bound that holds, and that no slot runs twice, are in
+  tests/unit/test_skew2_small_step.py.
 * **A new manager** (another name or incarnation) starts a new window; with no stamp in the
   last ``WINDOW_S`` there is no estimate (``None``): a manager of an older build, or none.
+  Then EXECUTEs are judged by this node's own clock, as before this module, and counted
+  (``unestimated``; the status's ``judged_by`` says which clock judges): not held until a
+  first estimate, which is one heartbeat round away after a join or a takeover, and never
+  comes from a manager of an older build.
 
 Use (:func:`local_due`): EXECUTE's due time and deadline are the manager's wall times; a node
 whose estimate is at least ``CORRECT_MS`` from 0 holds, refuses as early and refuses as late
@@ -61,8 +68,8 @@ from typing import Any
 
 from clerk._offerruns import OfferedRun
 
-__all__ = ["CLOCK_MARK", "CORRECT_MS", "MAX_SAMPLES", "WARN_EVERY_S", "WARN_MS", "WARN_SAMPLES",
-           "WINDOW_S", "AsSent", "SkewEstimator", "local_due", "reads_clock"]
+__all__ = ["CLOCK_MARK", "CORRECT_MS", "JUDGED_BY", "MAX_SAMPLES", "WARN_EVERY_S", "WARN_MS",
+           "WARN_SAMPLES", "WINDOW_S", "AsSent", "SkewEstimator", "local_due", "reads_clock"]
 
 log = logging.getLogger("clerk.node")
 
@@ -82,6 +89,10 @@ CORRECT_MS = 5.0
 WARN_MS = 50.0
 #: ... at most once per this many seconds (the state and the figure are in status anyway).
 WARN_EVERY_S = 60.0
+#: The status's ``clock.judged_by``: EXECUTEs held and judged in the manager's time base
+#: (an estimate 5 ms or more from 0), by this node's own clock within ``CORRECT_MS`` of it,
+#: or by its own clock without an estimate (see the module docstring).
+JUDGED_BY = ("manager", "own (within 5 ms)", "own (no estimate)")
 #: ... and not before this many stamps (half a second of heartbeats): the first one alone
 #: may carry the delay of a busy start.
 WARN_SAMPLES = 5
@@ -98,7 +109,7 @@ class SkewEstimator:
     the manager the stamps come from (see the module docstring). All times in seconds."""
 
     __slots__ = ("_heard", "_samples", "_stamp", "_warn_after", "count", "last", "source",
-                 "window")
+                 "unestimated", "window")
 
     def __init__(self, window: float = WINDOW_S) -> None:
         self.window = window
@@ -118,6 +129,10 @@ class SkewEstimator:
         #: The offset at the last ``watch`` (s; None: no estimate): what the metrics read, in
         #: their own thread, without touching the samples.
         self.last: float | None = None
+        #: EXECUTEs this node judged by its own clock for want of an estimate from their
+        #: sender (just joined, a new manager's first heartbeat not in yet, a manager of an
+        #: older build): the status's ``unestimated_runs`` (never reset).
+        self.unestimated = 0
 
     def sample(self, source: str, stamp_ms: int, mono: float) -> None:
         """A stamp ``stamp_ms`` (the manager's wall clock, ms) from ``source``, received at
@@ -160,13 +175,18 @@ class SkewEstimator:
 
     def status(self, mono: float, wall: float) -> dict[str, Any]:
         """The status's ``clock``: the offset (ms, this node's clock minus its manager's;
-        None: no estimate), whose stamps, how many, and whether EXECUTEs are corrected."""
+        None: no estimate), whose stamps, how many, whether EXECUTEs are corrected, by which
+        clock they are judged now (``judged_by``: ``JUDGED_BY``'s), and how many were judged
+        by this node's own for want of an estimate (``unestimated_runs``)."""
         off = self.offset(mono, wall)
+        corrected = local_due(off, 1, 1) is not None
         return {"offset_ms": None if off is None else round(off * 1000, 3),
                 "manager": self.source.split("/", 1)[0] if off is not None else "",
                 "samples": self.count if off is not None else 0,
                 "window_s": self.window,
-                "corrected": local_due(off, 1, 1) is not None}
+                "corrected": corrected,
+                "judged_by": JUDGED_BY[0 if corrected else 1 if off is not None else 2],
+                "unestimated_runs": self.unestimated}
 
     def watch(self, mono: float, wall: float) -> None:
         """Note the offset (``last``) and log a WARNING when it is past ``WARN_MS``, at most

@@ -257,11 +257,13 @@ class CoreState:
 
     def _member_clocks(self) -> dict[str, Any]:
         """A manager's ``member_clocks``: each member's clock offset to ours (ms) as its last
-        ACK reported it (clerk._clockskew); none without an estimate."""
+        ACK reported it (clerk._clockskew); none without an estimate, nor for a member
+        held as dead (a left one is no member: its row is gone). A dead member's last value
+        stayed, as if it still ran at that offset (tests/unit/test_skew2_member_clocks.py)."""
         if self.role is not Role.MANAGER:
             return {}
         return {"member_clocks": {r.name: r.clock_ms for r in self.members.others()
-                                  if r.clock_ms is not None}}
+                                  if r.alive and r.clock_ms is not None}}
 
     @property
     def replicated(self) -> Json:

@@ -284,6 +284,7 @@ class Executor(WorkerPool, WorkerReplies):
             return
         job = _Job(msg, reply_to, now, now + ahead + msg.timeout_ms / 1000, release,
                    now + ahead)
+        job.note_clock(self._wall(), self._now())  # (its wall clock may step: follow_clock)
         if log.isEnabledFor(logging.DEBUG):  # per run: DEBUG, off the hot path at INFO
             log.debug("executing task=%s slot=%d term=%d run=%s", msg.task, msg.slot, msg.term,
                       msg.run_id, extra={"task": msg.task, "slot": msg.slot, "run": msg.run_id})
@@ -321,6 +322,7 @@ class Executor(WorkerPool, WorkerReplies):
     def _refused_stale(self, job: _Job) -> bool:
         """Refuse a queued run that may no longer start (it waited for a worker past its
         deadline, or more than one interval past its due time); True if it was."""
+        job.follow_clock(self._wall(), self._now())  # (clerk._runqueue: a step of our clock)
         msg = job.msg
         d = self.defs[msg.task]
         why = too_late(self._wall() * 1000, msg.due_ms, msg.deadline_ms, d.interval,
@@ -347,7 +349,7 @@ class Executor(WorkerPool, WorkerReplies):
         """Hand ``job`` to ``worker``; False if its link broke (the job is not taken)."""
         assert worker.identity is not None
         try:
-            send_msg(worker.identity, RUN, self._run_body(job.msg))
+            send_msg(worker.identity, RUN, self._run_body(job.msg, job.as_came))
         except LinkClosed as exc:
             log.warning("worker %s (pid %s) did not take a run: %s", worker.child, worker.pid,
                         exc)
@@ -358,13 +360,14 @@ class Executor(WorkerPool, WorkerReplies):
         worker.job = job
         return True
 
-    def _run_body(self, msg: Execute) -> bytes:
+    def _run_body(self, msg: Execute, came: Execute | None = None) -> bytes:
         """A RUN's body: the array of ``RUN_FIELDS`` (clerk._workerlink), written in one
         step: the task's fields (``task``, ``target``, ``node``, ``timezone``,
         ``interval_ms``) are encoded once per definition, the run's str quoted and its ints
         and bool written as JSON writes them (a value of another type goes through the
         encoder). ``slot_due_ms`` is the due time as the manager sent it when this node
-        moved the run's times (clerk._clockskew), else ``due_ms``. The worker checks
+        moved the run's times (clerk._clockskew), else as it ``came`` (before a step of
+        this node's clock moved it: clerk._runqueue), else ``due_ms``. The worker checks
         ``deadline_ms`` and ``interval_ms`` again as the run would start (clerk._lead)."""
         d = self.defs[msg.task]
         tail = self._run_tail.get(msg.task)
@@ -380,6 +383,8 @@ class Executor(WorkerPool, WorkerReplies):
         else:
             run_id, slot, term, due, deadline, init = (_DUMPS(v) for v in values)
         sent = self._sent_due(msg.run_id) if self._sent_due is not None else None
+        if sent is None and came is not None:
+            sent = came.due_ms
         slot_due = due if sent is None else _DUMPS(sent)
         return (f"[{run_id}, {slot}, {term}, {_DUMPS(msg.state)}, {init}, {due}, {deadline}, "
                 f"{tail[1]}, {slot_due}]").encode()
@@ -444,8 +449,8 @@ class Executor(WorkerPool, WorkerReplies):
     def runs_in_flight(self) -> list[Execute]:
         """The EXECUTEs queued or running here (read only): what this node's OFFER says is
         in flight on it (clerk._offerruns)."""
-        return [job.msg for job in self.queue] + [
-            w.job.msg for w in self.workers.values() if w.job is not None]
+        return [job.as_came or job.msg for job in self.queue] + [
+            w.job.as_came or w.job.msg for w in self.workers.values() if w.job is not None]
 
     def busy(self) -> bool:
         return bool(self.queue) or any(w.job is not None for w in self.workers.values())

@@ -319,6 +319,7 @@ class MemberTable:
         if row is None or not row.alive or name == self.me.name:
             return False
         row.alive = False
+        row.clock_ms = None  # (revived, it shows again with its next ACK: clerk._clockskew)
         self._changed()
         return True
 

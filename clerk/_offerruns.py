@@ -33,8 +33,13 @@ it skips the slots that come while it runs (never overlaps it) and applies its r
 * **Its result** counts if it continues the row (the run id names the state it started from,
   ``clerk._running.base_tag``), and is dropped and counted as a conflict otherwise, as the
   result of a run the table never showed (``Running._unseen_run``).
+* **Times.** An OFFER's runs carry the due time and deadline their manager sent
+  (``clerk._clockskew.AsSent``), in that manager's time base: a new manager whose clock is
+  ahead of it moves them by its offset, as the table's runs (``adopt_runs(as_sent=True)``,
+  ``clerk._unseen.UnseenRuns.adopt_run``); before, one 4 s ahead timed such a run out early
+  and sent the next slots beside it (tests/integration/test_skew2_offered_ahead.py).
 * **The new manager's own runs in flight** are adopted the same way when it takes over (it
-  sends itself no OFFER).
+  sends itself no OFFER; they are in its own time base already).
 * **A manager that claims again** (an ELECTION with a higher term) starts a new table log
   and reloads its scheduler from its last one, which lacks the rows changed within the
   gap: it forgot the run it had just sent. Its claim is a takeover from a replica (the
@@ -122,14 +127,17 @@ class _Adopts(Protocol):
     """What :func:`adopt_runs` needs of the scheduler (``clerk._running.Running``)."""
 
     def adopt_run(self, task: str, run_id: str, slot: int, node: str, due_ms: float,
-                  deadline_ms: float, wall: float) -> bool: ...
+                  deadline_ms: float, wall: float, as_sent: bool = False) -> bool: ...
 
 
-def adopt_runs(sched: _Adopts, runs: Iterable[OfferedRun], node: str, wall: float) -> bool:
+def adopt_runs(sched: _Adopts, runs: Iterable[OfferedRun], node: str, wall: float,
+               as_sent: bool = False) -> bool:
     """The runs in flight on ``node`` (its OFFER's, or this manager's own executor's) adopted
-    by ``sched`` (see the module docstring); True if any was adopted now."""
+    by ``sched`` (see the module docstring); True if any was adopted now. ``as_sent``: their
+    times are as their manager sent them (an OFFER's), not in this node's time base
+    (``clerk._unseen.UnseenRuns.adopt_run``)."""
     adopted = False
     for r in runs:
         adopted |= sched.adopt_run(r.task, r.run_id, r.slot, node, r.due_ms, r.deadline_ms,
-                                   wall)
+                                   wall, as_sent)
     return adopted

@@ -303,7 +303,9 @@ class Replication(Definitions):
             return
         changed = self.scheduler.merge(msg.state, wall, source=msg.sender.name)
         # Its runs in flight, which our table may not show (clerk._offerruns).
-        changed |= adopt_runs(self.scheduler, offered_runs(msg.state), msg.sender.name, wall)
+        # Their times are as their manager sent them (clerk._clockskew.AsSent).
+        changed |= adopt_runs(self.scheduler, offered_runs(msg.state), msg.sender.name, wall,
+                              as_sent=True)
         # (Once every part of its OFFER is in: clerk._offerjob, "Numbered parts".)
         if self._offer_parts.add(msg.sender, msg.term, msg.state):
             self.scheduler.offer_from(msg.sender.name)

@@ -130,11 +130,12 @@ class ResultRouting(QuorumWriting):
         clock is off from its sender's (clerk._clockskew.local_due; the estimate must come from
         that manager's heartbeats), else as it is."""
         skew = self.agent.core.clock_skew
-        if not skew.source or skew.source != f"{msg.sender.name}/{msg.sender.incarnation}":
-            return msg
-        moved = local_due(skew.offset(now, self.agent.clock.wall()), msg.due_ms,
-                          msg.deadline_ms)
+        off = (skew.offset(now, self.agent.clock.wall()) if skew.source and skew.source
+               == f"{msg.sender.name}/{msg.sender.incarnation}" else None)
+        moved = local_due(off, msg.due_ms, msg.deadline_ms)
         if moved is None:
+            # (Judged by our own clock: status clock.unestimated_runs; not our own runs.)
+            skew.unestimated += off is None and msg.sender.name != self.agent.me.name
             return msg
         ex = self.executor
         self.as_sent.note(msg.run_id, msg.due_ms, msg.deadline_ms,

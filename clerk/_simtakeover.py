@@ -151,9 +151,11 @@ class LedgerTakeover:
         changed = True
         self._resolve_adopted(core, graceful)
         if self.world.offer_runs and core.quorum is None:
-            # Our own runs in flight (we send ourselves no OFFER: clerk._offerruns).
+            # Our own runs in flight (we send ourselves no OFFER: clerk._offerruns), kept
+            # as their manager sent them (the real node keeps them moved into its own time
+            # base: clerk._runner, as_sent=False; the same times in the end).
             adopt_runs(self.scheduler, [run_of(m) for m in self.in_flight.values()],
-                       self.node.name, self.wall())
+                       self.node.name, self.wall(), as_sent=True)
         merges, self._merges_waiting = self._merges_waiting, []
         for sender, table, _ in merges:
             self.scheduler.merge(table, self.wall(), source=sender)

@@ -532,7 +532,8 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
             changed = self.scheduler.merge(msg.state, self.wall(), source=msg.sender.name)
             if self.world.offer_runs and core.quorum is None:
                 changed |= adopt_runs(self.scheduler, offered_runs(msg.state),
-                                      msg.sender.name, self.wall())  # (clerk._offerruns)
+                                      msg.sender.name, self.wall(),
+                                      as_sent=True)  # (clerk._offerruns)
             if not self.world.whole_offers or self.offer_parts.add(msg.sender, msg.term,
                                                                     msg.state):
                 self.scheduler.offer_from(msg.sender.name)

@@ -101,15 +101,29 @@ class UnseenRuns(Adoption):
         return waiting
 
     def adopt_run(self, task: str, run_id: str, slot: int, node: str, due_ms: float,
-                  deadline_ms: float, wall: float) -> bool:
+                  deadline_ms: float, wall: float, as_sent: bool = False) -> bool:
         """A run in flight on ``node`` that it offered (clerk._offerruns): adopted as the
         row's run in flight, as one from the table is, unless the row has seen its slot
         finish; while the row has another run in flight (or this scheduler is not active
         yet) it waits, and is adopted once the row has none (:meth:`tick`). True if adopted
-        now."""
+        now.
+
+        ``as_sent``: ``due_ms`` and ``deadline_ms`` are as the manager that sent the run
+        sent them (a member's OFFER: clerk._clockskew.AsSent), in that manager's time base,
+        moved into ours as the table's runs are (:meth:`their_base_ms`); else already in
+        ours (this node's own runs, a waiting run adopted now). A new manager 4 s ahead of
+        the one it followed timed such a run out 3 s early (the grace covers 1 s) and sent
+        the next slot beside it (tests/unit/test_skew2_offered_ahead.py)."""
         rec = self.records.get(task)
         if rec is None or task not in self.defs or slot <= rec.slot:
             return False
+        claim = dispatching_claim(run_id)
+        branch = (list(claim) if claim is not None
+                  else rec.history[-1][:2] if rec.history else list(self.claim))
+        shift = self.their_base_ms(branch) if as_sent else 0.0
+        if shift:
+            due_ms = due_ms + shift if due_ms > 0 else due_ms
+            deadline_ms = deadline_ms + shift if deadline_ms > 0 else deadline_ms
         if task in self._grid and slot > self._slot_at(
                 self.defs[task], wall * 1000 + MAX_DISPATCH_LEAD_MS + FUTURE_SKEW_MS) + 1:
             return False  # no manager sent the future (as a merged row: clerk._adopt)
@@ -121,7 +135,7 @@ class UnseenRuns(Adoption):
         # sent by now): a later deadline (a forgery) would keep the task in flight, every
         # slot skipped, as long as it says. Not given: that latest.
         grid = self._grid.get(task)
-        due = grid.due_ms(slot) if grid is not None else 0.0
+        due = grid.due_ms(slot) + shift if grid is not None else 0.0
         latest = (due if due > wall_ms else wall_ms) + self.defs[task].timeout
         if deadline_ms <= 0 or deadline_ms > latest:
             deadline_ms = latest
@@ -129,13 +143,10 @@ class UnseenRuns(Adoption):
             self.offered_waiting.setdefault(task, {})[run_id] = (slot, node, due_ms,
                                                                  deadline_ms)
             return False
-        claim = dispatching_claim(run_id)
         rec.running = {"run": run_id, "slot": slot, "node": node,
                        "started": float(due_ms) if due_ms > 0 else wall_ms,
                        "deadline": max(float(deadline_ms), wall_ms) + TRANSIT_GRACE_MS,
-                       "claim": list(claim) if claim is not None
-                       else rec.history[-1][:2] if rec.history else list(self.claim),
-                       "offered": True}
+                       "claim": branch, "offered": True}
         rec.dispatched = max(rec.dispatched, slot)
         self._inflight[task] = rec.running["deadline"]
         self.dirty.add(task)

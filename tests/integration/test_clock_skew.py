@@ -58,12 +58,17 @@ def test_a_node_whose_clock_is_off_runs_its_runs_on_time(tmp_path: Path,
     assert len(slots) == len(set(slots)), "a slot ran twice"
     clock = st["clock"]
     assert clock["manager"] == "n1@127.0.0.1" and clock["corrected"] is True, clock
+    assert clock["judged_by"] == "manager", clock
+    # None judged by n2's own clock for want of an estimate (its first stamped heartbeat
+    # came before its first EXECUTE: stale == 0 below says the same, -2 s refused as early).
+    assert clock["unestimated_runs"] == 0, clock
     assert abs(clock["offset_ms"] - offset_s * 1000) < 50, clock
     assert clock["offset_ms"] >= offset_s * 1000 - 1, clock  # the estimate errs upwards only
     assert st["stale"] == 0, st["stale"]
     gauge = [ln for ln in scrape.splitlines() if ln.startswith("clerk_node_clock_offset_seconds")]
     assert gauge and abs(float(gauge[0].split()[-1]) - offset_s) < 0.05, gauge
     assert manager_clock["offset_ms"] is None, manager_clock
+    assert manager_clock["judged_by"] == "own (manager)", manager_clock
     assert abs(member_clocks["n2@127.0.0.1"] - offset_s * 1000) < 50, member_clocks
     warned = re.findall(r"WARNING this node's wall clock is ([-+]?\d+) ms from its manager "
                         r"n1@127.0.0.1", n2_log)

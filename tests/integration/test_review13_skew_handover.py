@@ -13,6 +13,7 @@ followed, and the table's runs in flight of another manager time out that much l
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ import pytest
 import clerk
 from clerk.testing import LocalCluster, wait_until
 from tests.integration.cluster_tasks import SlowCounterOnN2
-from tests.integration.task_helpers import counter_lines
+from tests.integration.task_helpers import counter_lines, task_row
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -38,6 +39,19 @@ def test_a_hand_over_to_a_node_ahead_keeps_the_run_in_flight(tmp_path: Path) -> 
         n = log.read_text().count("start ")
         wait_until(lambda: log.read_text().count("start ") > n, timeout=10)
         c.stop("n1@127.0.0.1")  # a graceful hand-over to n2, its run in flight
+        # skew2: n2's status shows that run's deadline in its own time base (its clock reads
+        # 4 s more than time.time()), as it times it out, not the old manager's: 4 s earlier,
+        # under 1 s to go where the hand-over follows the run's start closely, as here
+        # (tests/unit/test_skew2_offered_ahead.py).
+        def old_run() -> dict | None:
+            st = c.status("n2@127.0.0.1", timeout=3)
+            run = task_row(st, "slow-skew").get("running") if st.get("role") == "manager" \
+                else None
+            return run if run and run["claim"][1] == "n1@127.0.0.1" else None
+        run = wait_until(old_run, timeout=10, interval=0.05)
+        assert run is not None
+        now_n2 = (time.time() + 4.0) * 1000
+        assert run["deadline"] > now_n2 + 2000, (run["deadline"] - now_n2, run)
         wait_until(lambda: len(counter_lines(log)) >= 4, timeout=60)
         text = log.read_text()
     counts = [ln.count for ln in counter_lines(log)]
