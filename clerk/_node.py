@@ -47,7 +47,7 @@ def preflight(config: NodeConfig, *, derive_keys: bool = True) -> CurveKeys | No
     process never opens a socket, and deriving them would import ZeroMQ into it)."""
     if TEST_OFFSET_PROBLEM:  # (read at import, where it must not raise: clerk._clock)
         raise ConfigError("environment", TEST_OFFSET_ENV, os.environ.get(TEST_OFFSET_ENV),
-                          TEST_OFFSET_PROBLEM.partition(": ")[2])
+                          TEST_OFFSET_PROBLEM)
     cookie = None if config.insecure else load_cookie(config.cookie_file)
     keys = keys_from_cookie(cookie) if cookie is not None and derive_keys else None
     source = config.source or "command line"
