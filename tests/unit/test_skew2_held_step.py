@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import clerk._executor
+import clerk._workerpool
 from clerk._messages import Execute
 from clerk._workerlink import RUN, recv_msg
 from tests.unit.test_executor_exit import ME, Harness, _Sup
@@ -26,7 +26,7 @@ LEAD_S = 2.0  # the run came this long before its due time
 @pytest.fixture
 def clocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Harness, list[float]]]:
     """The harness on fake clocks: ``t[0]`` monotonic, ``t[1]`` this node's wall clock."""
-    monkeypatch.setattr(clerk._executor, "Supervisor", _Sup)
+    monkeypatch.setattr(clerk._workerpool, "Supervisor", _Sup)
     t = [100.0, WALL0]
     h = Harness(now=lambda: t[0], wall=lambda: t[1])
     try:
