@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import sys
 
 import zmq
 
 from clerk._agent import Agent
+from clerk._clock import TEST_OFFSET_ENV, TEST_OFFSET_PROBLEM
 from clerk._config import NodeConfig, resolve_host
 from clerk._earlystop import EarlyStop
 from clerk._errors import ConfigError
@@ -40,6 +42,10 @@ def run(config: NodeConfig, early: EarlyStop | None = None) -> int:
     if early.count:
         log.info("node %s: stop requested before its agent started; exiting", config.name)
         return 0
+    if TEST_OFFSET_PROBLEM:  # (started without the node's pre-flight: clerk.node_spec)
+        log.error("cannot start: environment: %s = %r: %s (not retried)", TEST_OFFSET_ENV,
+                  os.environ.get(TEST_OFFSET_ENV), TEST_OFFSET_PROBLEM)
+        sys.exit(EXIT_CANNOT_LISTEN)
     # Either failure would only repeat: the exit code (sys.exit: a start function's return
     # value is not its exit code) tells the node's supervisor not to start this process
     # again (clerk._node.agent_spec), and the node exits with 2.
