@@ -1,0 +1,97 @@
+"""The last node up leaves with a run in flight and its manager dead; the nodes that come
+back know no claim at the term it knew. It keeps the run's result until a manager above that
+claim acknowledges it (clerk._leftmember; simulator: tests/unit/test_sim_leave_results.py,
+``test_the_last_node_up_leaving_keeps_its_result``).
+
+Three real nodes with data directories, started one at a time so that the first manager is
+chosen (``holder``: the claim the member leaves knowing is the middle node's or the
+highest's). The first manager is killed and the next-ranked node takes over at term 2. A
+task only the lowest-ranked node may run: its next run kills that manager (every process,
+``kill -9``) as it starts and asks its own node to leave (SIGTERM to its agent), then runs
+3 s more; so the last node up leaves with the run in flight, knowing the claim at term 2,
+which no data directory records (default mode). Both others are started again at once. The
+node that left exits once a manager acknowledged its result; started again, its next run
+continues from the long run's count: nothing counted twice, no conflict.
+
+This passes on main too (both ``holder`` cases, 5 of 5 runs with
+``clerk._leftmember.TELL_LOWER_CLAIMS`` off): the claim's holder, started again at its
+address, hears the member's resends (term 2) and claims above it itself, which the simulator's
+schedule (the other node elected at term 1 first) does not leave it time for. It guards the
+scenario of a rolling restart on real processes; the claim told to a lower manager is
+checked by the simulator and tests/unit/test_leave_stopped.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clerk.testing import LocalCluster, wait_until
+from tests.integration.cluster_tasks import (
+    LeavesMidRunOnN1,
+    LeavesMidRunOnN2,
+    LeavesMidRunOnN3,
+    per_node_tasks,
+)
+from tests.integration.task_helpers import task_row
+from tests.integration.test_takeover_offered_runs import rows_of
+
+pytestmark = pytest.mark.timeout(150)
+
+LONG_S = 3.0
+
+
+@pytest.mark.parametrize("holder", ["middle", "highest"])
+def test_the_last_node_up_leaving_keeps_its_result(tmp_path: Path, holder: str) -> None:
+    classes = {"n1": LeavesMidRunOnN1, "n2": LeavesMidRunOnN2, "n3": LeavesMidRunOnN3}
+    files, tasks = per_node_tasks(tmp_path, classes, "leaver", ("log", "long", "kill"),
+                                  LONG_S, interval=200, timeout=20_000)
+    with LocalCluster(3, tasks=tasks, dispatch_lead=0, workers=2, start=False) as cluster:
+        member, middle, highest = sorted(cluster.names)  # ranked lowest to highest
+        # first: the first manager; second, the one after it (the member is never elected
+        # while another node is up), the holder of the claim the member leaves knowing.
+        first, second = (highest, middle) if holder == "middle" else (middle, highest)
+        cluster.start(first)  # first: the first manager
+        cluster.settle([first])
+        assert cluster.wait_for_manager(timeout=15, names=[first]) == first
+        for node in (member, second):
+            cluster.start(node)
+        cluster.settle([member, second])
+        assert cluster.wait_for_manager(timeout=15) == first
+        short = member.split("@")[0]
+        name, log = f"leaver-{short}", Path(files[short]["log"])
+        wait_until(lambda: len(rows_of(log)) >= 3, timeout=20)
+        cluster.kill(first)
+        assert cluster.wait_for_manager(timeout=15, names=[second, member]) == second
+        terms = {r.term for r in rows_of(log)}
+        wait_until(lambda: rows_of(log)[-1].term > max(terms), timeout=15)  # second's runs
+        before = rows_of(log)
+        Path(files[short]["kill"]).write_text(" ".join(map(str, cluster.pids(second))))
+        Path(files[short]["long"]).touch()  # its next run kills second and leaves
+        wait_until(lambda: not cluster.running(second), timeout=10, interval=0.01)
+        cluster.kill(second)  # (reaped)
+        # The others come back (at once: the member gives its result up 10 s after its
+        # leave, and a node alone waits 5 s for the members its data directory recorded).
+        cluster.start(first)
+        cluster.start(second)
+        cluster.settle([first, second])
+        cluster.wait_for_manager(timeout=15, names=[first, second])
+        # The member exits once its run ended and a manager acknowledged its result (before
+        # the fix: at its bound, the result given up).
+        wait_until(lambda: not cluster.running(member), timeout=LONG_S + 25)
+        lost = "its update is lost" in cluster.log(member)
+        rows = rows_of(log)
+        long = rows[-1]
+        assert long.ended - long.started >= LONG_S * 0.9, rows[len(before) - 2:]
+        cluster.restart(member)
+        wait_until(lambda: len(rows_of(log)) >= len(rows) + 2, timeout=30)
+        after = rows_of(log)
+        # Its result was applied: the next run continued from it, nothing counted twice.
+        assert not lost, cluster.log(member)[-3000:]
+        assert after[len(rows)].count == long.count + 1, after[len(rows) - 2:]
+        counts = [r.count for r in after]
+        assert len(counts) == len(set(counts)), counts
+        boss = cluster.wait_for_manager(timeout=15)
+        row = task_row(cluster.status(boss), name)
+        assert row["conflicts"] == 0, row
