@@ -1,24 +1,24 @@
-"""The last node up leaves with a run in flight and its manager dead; the nodes that come
-back know no claim at the term it knew. It keeps the run's result until a manager above that
-claim acknowledges it (clerk._leftmember; simulator: tests/unit/test_sim_leave_results.py,
+"""The last node up leaves with a run in flight and its manager dead; the nodes that come back
+know no claim at the term it knew. It keeps the run's result until a manager above that claim
+acknowledges it (clerk._leftmember; simulator: tests/unit/test_sim_leave_results.py,
 ``test_the_last_node_up_leaving_keeps_its_result``).
 
-Three real nodes with data directories, started one at a time so that the first manager is
-chosen (``holder``: the claim the member leaves knowing is the middle node's or the
-highest's). The first manager is killed and the next-ranked node takes over at term 2. A
-task only the lowest-ranked node may run: its next run kills that manager (every process,
-``kill -9``) as it starts and asks its own node to leave (SIGTERM to its agent), then runs
-3 s more; so the last node up leaves with the run in flight, knowing the claim at term 2,
-which no data directory records (default mode). Both others are started again at once. The
-node that left exits once a manager acknowledged its result; started again, its next run
-continues from the long run's count: nothing counted twice, no conflict.
+Three real nodes with data directories, the highest started first so that it is the first
+manager (the claim the member leaves knowing is then the middle node's). The first manager is
+killed and the next-ranked node takes over at term 2. A task only the lowest-ranked node may
+run: its next run kills that manager (every process, ``kill -9``) as it starts and asks its
+own node to leave (SIGTERM to its agent), then runs 3 s more; so the last node up leaves with
+the run in flight, knowing the claim at term 2, which no data directory records (default
+mode). Both others are started again at once. The node that left exits once a manager
+acknowledged its result; started again, its next run continues from the long run's count:
+nothing counted twice, no conflict.
 
-This passes on main too (both ``holder`` cases, 5 of 5 runs with
-``clerk._leftmember.TELL_LOWER_CLAIMS`` off): the claim's holder, started again at its
-address, hears the member's resends (term 2) and claims above it itself, which the simulator's
-schedule (the other node elected at term 1 first) does not leave it time for. It guards the
-scenario of a rolling restart on real processes; the claim told to a lower manager is
-checked by the simulator and tests/unit/test_leave_stopped.py.
+This passes on main too (5 of 5 runs with ``clerk._leftmember.TELL_LOWER_CLAIMS`` off, 3 of
+them in this shape, 2 with the highest node the claim's holder): the claim's holder, started
+again at its address, hears the member's resends (term 2) and claims above it itself, which
+the simulator's schedule (the other node elected at term 1 first) does not leave it time for.
+It guards the scenario of a rolling restart on real processes; the claim told to a lower
+manager is checked by the simulator and tests/unit/test_leave_stopped.py.
 """
 
 from __future__ import annotations
@@ -42,16 +42,16 @@ pytestmark = pytest.mark.timeout(150)
 LONG_S = 3.0
 
 
-@pytest.mark.parametrize("holder", ["middle", "highest"])
-def test_the_last_node_up_leaving_keeps_its_result(tmp_path: Path, holder: str) -> None:
+def test_the_last_node_up_leaving_keeps_its_result(tmp_path: Path) -> None:
     classes = {"n1": LeavesMidRunOnN1, "n2": LeavesMidRunOnN2, "n3": LeavesMidRunOnN3}
     files, tasks = per_node_tasks(tmp_path, classes, "leaver", ("log", "long", "kill"),
                                   LONG_S, interval=200, timeout=20_000)
     with LocalCluster(3, tasks=tasks, dispatch_lead=0, workers=2, start=False) as cluster:
         member, middle, highest = sorted(cluster.names)  # ranked lowest to highest
         # first: the first manager; second, the one after it (the member is never elected
-        # while another node is up), the holder of the claim the member leaves knowing.
-        first, second = (highest, middle) if holder == "middle" else (middle, highest)
+        # while another node is up), the holder of the claim the member leaves knowing,
+        # ranked below first (the simulator's schedule: first claims at term 1 with it).
+        first, second = highest, middle
         cluster.start(first)  # first: the first manager
         cluster.settle([first])
         assert cluster.wait_for_manager(timeout=15, names=[first]) == first
