@@ -30,12 +30,16 @@ every event of a STOPPED core here (:func:`stopped`). Rules:
   repeated). Told, that manager follows the claim as any higher one (it steps down to its
   holder: a follower of its own now, which takes the table over above it, as from a
   leaving manager; or a node gone, and the manager timeout elects again above it), and the
-  node that left gives the manager above its claim its OFFER, results and LEAVE.
+  node that left gives the manager above its claim its OFFER, results and LEAVE. Not a lone
+  claim (``LONE_TERM``, :mod:`clerk._claims`: a node that came back alone): it can only
+  claim alone again, at the same term, and would step down to the claim every manager
+  timeout until this node exits (the simulator showed it flapping for 5 s), to no avail.
 * A manager that left (handed over, then stopped) hears nothing more: it sends no LEAVE.
 """
 
 from __future__ import annotations
 
+from clerk._claims import LONE_TERM
 from clerk._corestate import CoreState
 from clerk._coretypes import Deliver, Effect, Event, LeftHeard, Received, Role, Send
 from clerk._messages import Coordinator, Leave, Result, ResultAck
@@ -71,7 +75,7 @@ def stopped(core: CoreState, event: Event, now: float) -> list[Effect]:
                 # A manager that lists us: our LEAVE died with the one before, or never went
                 # (we left between two managers). Our OFFER first, then the LEAVE.
                 core._out.append(LeftHeard(msg.claim.name, msg.claim.address))
-        elif (TELL_LOWER_CLAIMS and core._left_as_member
+        elif (TELL_LOWER_CLAIMS and core._left_as_member and msg.claim.term > LONE_TERM
               and msg.claim.key < core.highest.key):
             # A claim the cluster made without knowing ours: tell it (module docstring).
             core.send(msg.sender.address, Coordinator(core.me, core.term, core.highest))

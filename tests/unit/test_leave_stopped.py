@@ -53,7 +53,7 @@ def test_a_member_that_left_tells_a_lower_claim_the_one_it_knows(
     it and a claims at term 1 (clerk._leftmember, "A lower claim is told the higher one"):
     the stopped core answers a's COORDINATOR with b's claim (a then follows it, and the
     manager above it gets its OFFER, results and LEAVE). Only from the claim's holder, only
-    below ``highest``; a manager that left tells nothing. Before
+    below ``highest``, not a lone claim; a manager that left tells nothing. Before
     (``TELL_LOWER_CLAIMS = False``): nothing, and the result waited out its bound."""
     net, (a, b, c) = cluster(("a", 2), ("b", 1), ("c", 0))
     net.crash(a, notify=False)
@@ -65,6 +65,8 @@ def test_a_member_that_left_tells_a_lower_claim_the_one_it_knows(
     assert net.do(c, Received(Coordinator(a.me, 1, lower))) == [told] and c.highest == claim
     relayed = Coordinator(b.me, 2, lower)  # (not from its holder: nothing)
     assert net.do(c, Received(relayed)) == []
+    lone = Claim(0, 2, "a", addr("a"))  # (a came back alone: it could only claim at 0 again)
+    assert net.do(c, Received(Coordinator(a.me, 0, lone))) == []
     monkeypatch.setattr(_leftmember, "TELL_LOWER_CLAIMS", False)
     assert net.do(c, Received(Coordinator(a.me, 1, lower))) == []
     monkeypatch.undo()
