@@ -29,7 +29,8 @@ every event of a STOPPED core here (:func:`stopped`). Rules:
   term, which the node that left ignored until its bound, giving the result up (a count
   repeated). Told, that manager follows the claim as any higher one (it steps down to its
   holder: a follower of its own now, which takes the table over above it, as from a
-  leaving manager; or a node gone, and the manager timeout elects again above it), and the
+  leaving manager; or a node gone, and the manager timeout elects again above it, when the
+  manager has a live member: no directed test covers that case), and the
   node that left gives the manager above its claim its OFFER, results and LEAVE. Not a lone
   claim (``LONE_TERM``, :mod:`clerk._claims`: a node that came back alone): it can only
   claim alone again, at the same term, and would step down to the claim every manager
