@@ -2,6 +2,9 @@
 (clerk._core, "A node that left"; the task layer's side: clerk._routing,
 ``left_results_taken``)."""
 
+import pytest
+
+from clerk import _leftmember
 from clerk._core import Deliver, LeaveRequested, LeftHeard, Received, Role, Send, Stopped
 from clerk._messages import Claim, Coordinator, Leave, ResultAck
 from tests.unit.corenet import addr, cluster
@@ -42,3 +45,35 @@ def test_a_member_that_left_hears_the_next_manager_and_its_acks():
     assert x.role is Role.STOPPED
     assert net2.do(x, Received(Coordinator(y.me, 5, Claim(5, 0, "y", addr("y"))))) == []
     assert x.leave_again(addr("y")) == []
+
+
+def test_a_member_that_left_tells_a_lower_claim_the_one_it_knows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last node up left knowing b's claim at term 2; the nodes that come back forgot
+    it and a claims at term 1 (clerk._leftmember, "A lower claim is told the higher one"):
+    the stopped core answers a's COORDINATOR with b's claim (a then follows it, and the
+    manager above it gets its OFFER, results and LEAVE). Only from the claim's holder, only
+    below ``highest``, not a lone claim; a manager that left tells nothing. Before
+    (``TELL_LOWER_CLAIMS = False``): nothing, and the result waited out its bound."""
+    net, (a, b, c) = cluster(("a", 2), ("b", 1), ("c", 0))
+    net.crash(a, notify=False)
+    net.do(c, LeaveRequested())
+    claim = Claim(2, 1, "b", addr("b"))
+    assert net.do(c, Received(Coordinator(b.me, 2, claim))) == [LeftHeard("b", addr("b"))]
+    lower = Claim(1, 2, "a", addr("a"))
+    told = Send(addr("a"), Coordinator(c.me, c.term, claim))
+    assert net.do(c, Received(Coordinator(a.me, 1, lower))) == [told] and c.highest == claim
+    relayed = Coordinator(b.me, 2, lower)  # (not from its holder: nothing)
+    assert net.do(c, Received(relayed)) == []
+    lone = Claim(0, 2, "a", addr("a"))  # (a came back alone: it could only claim at 0 again)
+    assert net.do(c, Received(Coordinator(a.me, 0, lone))) == []
+    monkeypatch.setattr(_leftmember, "TELL_LOWER_CLAIMS", False)
+    assert net.do(c, Received(Coordinator(a.me, 1, lower))) == []
+    monkeypatch.undo()
+    net2, (x, y) = cluster(("x", 1), ("y", 0))
+    net2.do(y, LeaveRequested())
+    net2.run()
+    net2.do(x, LeaveRequested())
+    assert x.role is Role.STOPPED and x.highest is not None
+    low = Claim(0, 0, "y", addr("y"))
+    assert net2.do(x, Received(Coordinator(y.me, 0, low))) == []
