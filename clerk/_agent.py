@@ -11,7 +11,7 @@ are :class:`clerk._agentfeed.AgentFeed`, the replies to clients
 Signals: SIGTERM, SIGHUP or SIGINT starts a graceful leave (a manager hands over first) and the
 process exits 0 once it has left; a second one exits at once. The process starts with them
 blocked (``ChildSpec.hold_signals``, clerk._node.agent_spec) until its first handler is in
-place (clerk._agentmain.run): one sent at any moment of its start is never the default action.
+place (clerk._agentboot.run): one sent at any moment of its start is never the default action.
 
 A worker pool gone for good (:mod:`clerk._executor`: its supervisor gave up) escalates as in
 OTP: the agent logs an ERROR saying why, leaves the cluster as on SIGTERM (a manager hands

@@ -1,5 +1,6 @@
-"""The agent process's entry point (``clerk._agentmain:run``, a supervised child of the node):
-its logging, then :class:`clerk._agent.Agent`, and the exit code when it cannot start.
+"""The agent process, once its entry point (``clerk._agentboot:run``, a supervised child of the
+node) has its stop signals' handler in place: its logging, then :class:`clerk._agent.Agent`,
+and the exit code when it cannot start.
 
 Once the agent is built (its modules, task classes and configuration loaded) the process's
 garbage collector is set up (:mod:`clerk._gcpolicy`): what exists then is frozen, and from
@@ -10,62 +11,41 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import signal
 import sys
-import threading
 
 import zmq
 
 from clerk._agent import Agent
+from clerk._clock import TEST_OFFSET_ENV, TEST_OFFSET_PROBLEM
 from clerk._config import NodeConfig, resolve_host
+from clerk._earlystop import EarlyStop
 from clerk._errors import ConfigError
 from clerk._gcpolicy import GcPolicy
 from clerk._logging import configure_child_logging
 from clerk._portholder import EXIT_CANNOT_LISTEN, EXIT_CANNOT_START, in_use
-from supervisor import HELD_SIGNALS
 
 __all__ = ["run"]
 
 log = logging.getLogger("clerk.node")
 
 
-class _EarlyStop:
-    """The stop signals' handler until the agent's own (``Agent.run``): the agent's process
-    starts with them blocked (``ChildSpec.hold_signals``, clerk._node.agent_spec), and this
-    takes them as they are unblocked, at the top of :func:`run`. One that comes before the
-    agent is built ends the process with 0 without building it (it never joined: there is
-    nothing to hand over); one while it is built, or before its loop, is handed to it
-    (``request_stop``: it leaves at once, gracefully). A second one exits at once, as the
-    agent's second does."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.agent: Agent | None = None
-
-    def __call__(self, signum: int, frame: object) -> None:
-        if self.agent is not None:
-            self.agent._on_signal(signum, frame)
-            return
-        self.count += 1
-        if self.count >= 2:
-            os._exit(0)
-
-
-def run(config: NodeConfig) -> int:
-    """Entry point of the agent process (a supervised child of the node). Its records, and
-    its workers', go to the process that started the node (see clerk._logging)."""
-    early = _EarlyStop()
-    if threading.current_thread() is threading.main_thread():
-        for sig in HELD_SIGNALS:
-            signal.signal(sig, early)
-    # Held since before this process existed (ChildSpec.hold_signals): one sent meanwhile
-    # reaches ``early`` now, never the default action (a death that skips the leave). Before
-    # any thread or worker process starts: they inherit this mask.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
+def run(config: NodeConfig, early: EarlyStop | None = None) -> int:
+    """The agent process (a supervised child of the node), once ``early``, the stop signals'
+    handler, is in place (clerk._agentboot, its entry point; None: called as the entry point
+    itself, by a node of an earlier build, so installed here). Its records, and its
+    workers', go to the process that started the node (see clerk._logging)."""
+    if early is None:
+        early = EarlyStop()
+        early.install()
     configure_child_logging(config.name, config.log_level, config.log_to)
+    early.at_once = False  # (from here a stop is counted: the agent is about to be built)
     if early.count:
         log.info("node %s: stop requested before its agent started; exiting", config.name)
         return 0
+    if TEST_OFFSET_PROBLEM:  # (started without the node's pre-flight: clerk.node_spec)
+        log.error("cannot start: environment: %s = %r: %s (not retried)", TEST_OFFSET_ENV,
+                  os.environ.get(TEST_OFFSET_ENV), TEST_OFFSET_PROBLEM)
+        sys.exit(EXIT_CANNOT_LISTEN)
     # Either failure would only repeat: the exit code (sys.exit: a start function's return
     # value is not its exit code) tells the node's supervisor not to start this process
     # again (clerk._node.agent_spec), and the node exits with 2.

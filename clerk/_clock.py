@@ -21,7 +21,8 @@ __all__ = ["TEST_OFFSET_ENV", "TEST_OFFSET_PROBLEM", "Clock", "FakeClock", "Syst
 #: integration test can start a node whose clock is off from the others' on one machine
 #: (tests/integration/test_clock_skew.py). The node's task workers inherit it. Never set it
 #: in production: a real clock that is off is what it simulates. A bad value (not a finite
-#: number of seconds within a day) is no offset, and ``TEST_OFFSET_PROBLEM`` says why.
+#: number of seconds within a day) is no offset, and ``TEST_OFFSET_PROBLEM`` says what is
+#: wrong with it.
 TEST_OFFSET_ENV = "CLERK_TEST_CLOCK_OFFSET_S"
 
 
@@ -29,26 +30,31 @@ def skew_for_tests(environ: dict[str, str] | None = None) -> float:
     """The test-only wall clock offset of ``TEST_OFFSET_ENV`` (0 when unset), or ValueError
     naming the variable."""
     text = (os.environ if environ is None else environ).get(TEST_OFFSET_ENV, "")
+    value, problem = _parse_offset(text)
+    if problem:
+        raise ValueError(f"{TEST_OFFSET_ENV}={text!r}: {problem}")
+    return value
+
+
+def _parse_offset(text: str) -> tuple[float, str]:
+    """``text`` as an offset, or 0 and what is wrong with it (the value not repeated: it is
+    the caller's to quote, and a value may hold any text, ``": "`` included)."""
     if not text:
-        return 0.0
+        return 0.0, ""
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{TEST_OFFSET_ENV}={text!r}: not a number of seconds") from None
+        return 0.0, "not a number of seconds"
     if not math.isfinite(value) or abs(value) > 86400:
-        raise ValueError(f"{TEST_OFFSET_ENV}={text!r}: must be a finite number of seconds "
-                         f"within a day") from None
-    return value
+        return 0.0, "must be a finite number of seconds within a day"
+    return value, ""
 
 
 def _offset_at_import() -> tuple[float, str]:
     """The offset, or 0 and why the variable is bad: never an exception at import (``import
     clerk`` would fail with a traceback); a node refuses to start with the problem instead
     (clerk._node.preflight: exit 2, naming the variable and its value)."""
-    try:
-        return skew_for_tests(), ""
-    except ValueError as exc:
-        return 0.0, str(exc)
+    return _parse_offset(os.environ.get(TEST_OFFSET_ENV, ""))
 
 
 _OFFSET, TEST_OFFSET_PROBLEM = _offset_at_import()

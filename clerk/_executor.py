@@ -223,7 +223,9 @@ class Executor(WorkerPool, WorkerReplies):
                               f"{ev.get('reason')})", pool_gone=False)
                 continue
             pause = 0.0
-            if job is None and link is None:  # it exited before its READY: a failed start
+            if job is None and not worker.said_ready:  # it exited before its READY: a
+                # failed start (not ``link is None``: a ready worker's link whose EOF was read
+                # first has none either)
                 found = self._start_failed(worker, str(ev["child"]), ev.get("pid"),
                                            ev.get("reason"))
                 if found is None:

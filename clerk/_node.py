@@ -1,6 +1,6 @@
 """Running a node: the supervision tree, pre-flight checks, and the embedding API.
 
-A node is a ``supervisor.Supervisor`` whose child is the cluster agent (``clerk._agentmain:run``);
+A node is a ``supervisor.Supervisor`` whose child is the cluster agent (``clerk._agentboot:run``);
 the agent in turn supervises the task worker processes. The agent is ``transient`` and
 ``significant`` with ``auto_shutdown = any_significant``: it is restarted if it crashes, and
 when it ends on its own (it left the cluster, or was refused) the node ends too.
@@ -47,7 +47,7 @@ def preflight(config: NodeConfig, *, derive_keys: bool = True) -> CurveKeys | No
     process never opens a socket, and deriving them would import ZeroMQ into it)."""
     if TEST_OFFSET_PROBLEM:  # (read at import, where it must not raise: clerk._clock)
         raise ConfigError("environment", TEST_OFFSET_ENV, os.environ.get(TEST_OFFSET_ENV),
-                          TEST_OFFSET_PROBLEM.partition(": ")[2])
+                          TEST_OFFSET_PROBLEM)
     cookie = None if config.insecure else load_cookie(config.cookie_file)
     keys = keys_from_cookie(cookie) if cookie is not None and derive_keys else None
     source = config.source or "command line"
@@ -91,11 +91,11 @@ def agent_spec(config: NodeConfig, *, id: str = "agent",  # noqa: A002
     # EXIT_CANNOT_LISTEN, one that cannot start otherwise (building it raised, or no worker of
     # its pool was ever ready) with EXIT_CANNOT_START: starting it again would fail the same
     # way, so neither is restarted.
-    return ChildSpec(id=id, start="clerk._agentmain:run", args=(config,), restart="transient",
+    return ChildSpec(id=id, start="clerk._agentboot:run", args=(config,), restart="transient",
                      significant=significant, shutdown=AGENT_SHUTDOWN_MS,
                      shutdown_exits=(EXIT_CANNOT_LISTEN, EXIT_CANNOT_START),
                      # A stop signal at any moment of its start reaches its handler, never
-                     # the default action (clerk._agentmain.run unblocks them).
+                     # the default action (clerk._agentboot.run unblocks them).
                      hold_signals=True)
 
 

@@ -103,6 +103,7 @@ class WorkerPool:
         worker.identity = None
         child = worker.child
         worker.pid = None  # its exit event is ours, not a crash
+        worker.said_ready = False
         # Off the loop: killing a tree waits for it to be gone (up to a second when a
         # grandchild lingers as a zombie), and the agent must keep heartbeating meanwhile
         # or its followers depose it. The new worker says ready when it is up.
@@ -115,6 +116,7 @@ class WorkerPool:
         """Start a new worker in the place of ``worker``, whose process ended (a temporary
         child: the supervisor has dropped it already), after ``pause`` seconds."""
         worker.pid = None
+        worker.said_ready = False
         self._generation += 1
         self.restarts += 1
         worker.child = f"worker-{worker.wid}-{self._generation}"

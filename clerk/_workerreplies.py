@@ -50,6 +50,9 @@ class Worker:
     pid: int | None = None
     job: Job | None = None
     start_failures: int = 0  # its processes that exited before their READY, in a row
+    # Its current process said READY: its exit is a death, not a failed start, even when its
+    # link's EOF was read first (``_drop_link`` cleared ``identity``: no sign of it left).
+    said_ready: bool = False
 
 
 class WorkerReplies:
@@ -158,6 +161,7 @@ class WorkerReplies:
                                     f"worker process {worker.pid} exited during the run")
                     worker.identity, worker.pid = identity, data.get("pid")
                     worker.start_failures = 0
+                    worker.said_ready = True
                     self.ever_ready = True
                     if self._on_ready is not None and worker.wid not in self._said_ready:
                         self._said_ready.add(worker.wid)

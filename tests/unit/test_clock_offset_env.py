@@ -37,3 +37,25 @@ def test_a_node_exits_2_naming_the_variable_and_the_value(value: str) -> None:
     assert "Traceback" not in done.stderr, done.stderr
     assert TEST_OFFSET_ENV in done.stderr and repr(value) in done.stderr, done.stderr
     assert done.stderr.startswith("error: environment: "), done.stderr
+
+
+def test_a_value_holding_a_colon_is_quoted_once_with_its_problem() -> None:
+    """The problem is not cut out of the exception's text at its first ': ' (on main a value
+    holding one was garbled: "= '1: 2': 2': not a number of seconds")."""
+    done = _run(["-m", "clerk.node", "--name", "a@127.0.0.1", "--insecure",
+                 "--no-data-dir"], "1: 2")
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert done.stderr.strip() == (f"error: environment: {TEST_OFFSET_ENV} = '1: 2': not a "
+                                   f"number of seconds"), done.stderr
+
+
+def test_an_agent_started_without_the_pre_flight_refuses_it_too() -> None:
+    """``clerk.node_spec`` in a user's own tree starts the agent with no pre-flight: a bad
+    value is refused there as well (exit EXIT_CANNOT_LISTEN, not retried), naming it. On main
+    that agent ran with no offset, silently (a test meant to skew its clock tested nothing)."""
+    code = ("from clerk._agentboot import run; from clerk._config import NodeConfig; "
+            "run(NodeConfig(name='a@127.0.0.1', insecure=True, port=1))")
+    done = _run(["-c", code], "nan")
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert (f"cannot start: environment: {TEST_OFFSET_ENV} = 'nan': must be a finite number "
+            f"of seconds within a day (not retried)") in done.stderr, done.stderr

@@ -234,3 +234,40 @@ def test_a_ready_worker_begins_the_count_of_failed_starts_again(
         pool.worker_up()
         pool.worker_dies()
     assert pool.failed == [] and pool.ex.ever_ready and pool.ex.workers[0].start_failures == 0
+
+
+def _link_closes(pool: _Pool, link: socket.socket) -> None:
+    """Worker 0's process is gone: its link's EOF is read before the supervisor's exit event
+    (the kernel closes the socket at the death; the event takes the supervisor's thread and
+    the events socket), as the agent's loop often reads them."""
+    link.close()
+    pool.turn(lambda: pool.ex.workers[0].identity is None)
+
+
+def test_a_ready_worker_whose_link_closed_first_did_not_fail_its_start(
+        pool: _Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that said READY and dies idle is replaced at once and counts no failed start,
+    whichever of its link's EOF and its exit event the loop reads first. On main the EOF first
+    (``_drop_link``: no identity any more) made it look like a start that failed: its
+    replacement waited the first of START_RETRY_PAUSES and the count began at 1."""
+    monkeypatch.setattr(clerk._workerpool, "START_RETRY_PAUSES", (1.0, 1.0, 1.0))
+    _link_closes(pool, pool.worker_up())
+    before = time.monotonic()
+    pool.worker_dies()
+    assert time.monotonic() - before < 0.5  # replaced without the pause of a failed start
+    assert pool.ex.workers[0].start_failures == 0 and pool.failed == []
+
+
+def test_a_pool_gives_up_after_four_failed_starts_not_three(
+        pool: _Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ready worker dies idle (its link's EOF read first), then its replacement fails to
+    start three times: one try is left (1 + len(START_RETRY_PAUSES) tries of a start). On main
+    the idle death counted as the first failed start, and the third real one gave up."""
+    monkeypatch.setattr(clerk._workerpool, "START_RETRY_PAUSES", (0.0, 0.0, 0.0))
+    _link_closes(pool, pool.worker_up())
+    pool.worker_dies()  # a ready worker's death: not a failed start
+    for _ in range(3):
+        pool.worker_dies()  # three failed starts
+    assert pool.failed == [] and pool.ex.workers[0].start_failures == 3
+    pool.worker_dies()  # the fourth
+    assert len(pool.failed) == 1 and "4 times in a row" in pool.failed[0]

@@ -14,8 +14,8 @@ connects to its agent; each hook is installed only when its variable is set:
   RuntimeError, an agent that cannot start (``tests/integration/test_cannot_start.py``).
 * ``CLERK_TEST_AGENT_GATE`` names a file: every agent process of the node but its first (a
   restarted one) writes its pid to ``<file>.waiting`` and waits for the file to exist (at most
-  60 s) at the moment ``CLERK_TEST_AGENT_GATE_AT`` names: ``import`` (as its entry module,
-  ``clerk._agentmain``, is imported: the earliest Python code of the agent's own) or ``run``
+  60 s) at the moment ``CLERK_TEST_AGENT_GATE_AT`` names: ``import`` (as the agent's modules
+  load: ``clerk._agentmain`` is imported, by its entry point ``clerk._agentboot``) or ``run``
   (built, as ``Agent.run`` is called: it writes ``<file>.asked`` once a stop request
   reached it meanwhile). A test stops the node meanwhile
   (``tests/integration/test_agent_sigterm.py``)."""
