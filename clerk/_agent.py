@@ -188,13 +188,17 @@ class Agent(AgentFeed, AgentReplies):
     def fail(self, why: str) -> None:
         """The worker pool is gone for good (clerk._executor): leave, then exit with
         EXIT_WORKERS_GONE (see the module docstring), or EXIT_CANNOT_START if no worker of
-        it was ever ready (it could not start at all: the node does not retry). Called on
-        the loop."""
+        it was ever ready and the pool gave up because one could not be started (it exited
+        by itself before its READY, or could not be spawned: the node does not retry). Workers
+        killed from outside before their READY (clerk._workerpool.KILLED_FROM_OUTSIDE: the
+        OOM killer, an operator) are not that: the node starts its agent again, as for a pool
+        that worked. Called on the loop."""
         if self._failed:
             return
         self._failed = why
         executor = self.tasks.executor
-        self._cannot_start = executor is not None and not executor.ever_ready
+        self._cannot_start = (executor is not None and not executor.ever_ready
+                              and executor.start_gave_up)
         if self._cannot_start:
             log.error("node %s cannot start its task workers: %s; leaving the cluster and "
                       "exiting (code %d): the node stops, as starting them again would fail "

@@ -68,7 +68,7 @@ from clerk._sockdir import BINDING, bind_listening, socket_dir
 from clerk._tasks import TaskDef
 from clerk._workerdeaths import WorkerDeaths
 from clerk._workerlink import RUN, LinkClosed, Reader, send_msg
-from clerk._workerpool import WorkerPool
+from clerk._workerpool import KILLED_FROM_OUTSIDE, WorkerPool
 from clerk._workerreplies import Worker, WorkerReplies
 
 __all__ = ["Executor"]
@@ -119,8 +119,9 @@ class Executor(WorkerPool, WorkerReplies):
         self._wall = wall  # and its wall clock: EXECUTE's due time is a wall time
         self._on_ready = on_ready  # called once, when every worker has said ready
         self._said_ready: set[int] = set()
-        # Has any worker ever said ready? A pool that gives up before one has could not start
-        # at all: its agent exits EXIT_CANNOT_START, which the node does not retry (clerk._agent).
+        # Has any worker ever said ready? A pool that gives up before one has, on workers that
+        # could not be started (``start_gave_up``), could not start at all: its agent exits
+        # EXIT_CANNOT_START, which the node does not retry (clerk._agent).
         self.ever_ready = False
         # After that: on_capacity(False) when no worker is left up (all are being replaced,
         # e.g. the only one was killed on a timeout), on_capacity(True) when one is back. A
@@ -180,11 +181,13 @@ class Executor(WorkerPool, WorkerReplies):
                 gave_up = ev.get("kind") == "gave up"
                 if gave_up:
                     why, pool_gone = str(ev["reason"]), bool(ev.get("pool_gone"))
+                    cannot_start = bool(ev.get("cannot_start"))
                 else:
                     wid = int(str(ev["child"]).split("-")[1])
             except (ValueError, KeyError, IndexError):  # (a malformed line: not ours)
                 continue
             if gave_up:  # (outside the try: an error of its answers is not a malformed line)
+                self.start_gave_up = self.start_gave_up or cannot_start
                 self._give_up(why, pool_gone=pool_gone)
                 continue
             worker = self.workers.get(wid)
@@ -223,9 +226,11 @@ class Executor(WorkerPool, WorkerReplies):
                               f"{ev.get('reason')})", pool_gone=False)
                 continue
             pause = 0.0
-            if job is None and not worker.said_ready:  # it exited before its READY: a
-                # failed start (not ``link is None``: a ready worker's link whose EOF was read
-                # first has none either)
+            if (job is None and not worker.said_ready
+                    and ev.get("signal") not in KILLED_FROM_OUTSIDE):
+                # It exited before its READY, by itself: a failed start (not ``link is None``:
+                # a ready worker's link whose EOF was read first has none either). Killed from
+                # outside, it is an idle death (counted above), replaced at once.
                 found = self._start_failed(worker, str(ev["child"]), ev.get("pid"),
                                            ev.get("reason"))
                 if found is None:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import threading
 from typing import TYPE_CHECKING, Any
 
 from clerk._workerreplies import Worker
 from supervisor import ChildNotFoundError, ChildSpec, Event, NotRunningError, Supervisor
 
-__all__ = ["START_RETRY_PAUSES", "WorkerPool"]
+__all__ = ["KILLED_FROM_OUTSIDE", "START_RETRY_PAUSES", "WorkerPool"]
 
 log = logging.getLogger("clerk.executor")  # (the executor's: one logger for the pool)
 
@@ -28,6 +29,13 @@ log = logging.getLogger("clerk.executor")  # (the executor's: one logger for the
 #: past a timeout or one that died: WorkerPool._replace), or the process it started exits
 #: before its READY (a site hook that fails, a broken interpreter: WorkerPool._start_failed).
 START_RETRY_PAUSES = (0.1, 0.5, 1.5)
+
+#: A worker ended by one of these before its READY was killed from outside (the OOM killer, an
+#: operator, a chaos tool), not unable to start: an idle death (replaced at once, counted by
+#: the pool's intensity as before), not a failed start. A failed start is the worker's own
+#: exit (a code, or a crash such as SIGSEGV or SIGABRT), the only evidence that starting one
+#: again would fail the same way (``start_gave_up``, EXIT_CANNOT_START).
+KILLED_FROM_OUTSIDE = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
 class WorkerPool:
@@ -41,6 +49,10 @@ class WorkerPool:
     _endpoint: str
     _events_w: Any
     sup: Supervisor
+    #: The pool gave up because a worker could not be started (its own exits before READY,
+    #: or ``start_child`` raising, each ``len(START_RETRY_PAUSES) + 1`` times in a row): with
+    #: no worker ever ready, the agent exits EXIT_CANNOT_START (clerk._agent), not retried.
+    start_gave_up: bool
 
     if TYPE_CHECKING:  # written by the executor
         def _check_capacity(self) -> None: ...
@@ -51,6 +63,7 @@ class WorkerPool:
         self._killers: list[threading.Thread] = []
         self._closing = threading.Event()  # close() began: _replace retries no more
         self._generation = 0
+        self.start_gave_up = False
         self.sup = Supervisor(
             [self._spec(w.child, w.wid) for w in self.workers.values()],
             # (Its intensity counts restarts, and it makes none: the children are temporary.)
@@ -87,7 +100,8 @@ class WorkerPool:
         if event.kind != "exit" or event.child_id is None:
             return
         self._send_event({"kind": event.kind, "child": event.child_id, "pid": event.pid,
-                          "reason": str(event.reason) if event.reason else ""})
+                          "reason": str(event.reason) if event.reason else "",
+                          "signal": event.reason.signal if event.reason else None})
 
     def _send_event(self, ev: dict[str, Any]) -> None:
         """To the loop (from another thread), through the events socket."""
@@ -131,6 +145,7 @@ class WorkerPool:
         worker.start_failures += 1
         tries = worker.start_failures
         if tries > len(START_RETRY_PAUSES):
+            self.start_gave_up = True
             self._check_capacity()
             self._give_up(f"could not start a worker: its process exited before it was "
                           f"ready, {tries} times in a row (the last: {child}, pid {pid}: "
@@ -179,6 +194,7 @@ class WorkerPool:
                     log.error("could not start %s: %s (tried %d times)", new, exc,
                               len(START_RETRY_PAUSES) + 1)
                     self._send_event({"kind": "gave up", "pool_gone": False,
+                                      "cannot_start": True,
                                       "reason": f"could not start {new}: {exc}"})
                     break
                 log.warning("could not start %s: %s (again in %.1f s)", new, exc, pause)

@@ -114,9 +114,10 @@ def test_a_worker_supervisor_that_gives_up_restarts_the_agent_and_runs_run_there
 
 def test_a_node_whose_agents_keep_losing_their_workers_gives_up(tmp_path: Path) -> None:
     """Every fresh agent's workers die as they come: the node exits 1, as any OTP tree
-    would: by its own supervisor's intensity (more than 3 agent restarts in 10 s), or sooner,
-    when an agent none of whose workers was ever ready gives up (its workers killed before
-    their READY: it could not start them, EXIT_CANNOT_START, not retried)."""
+    would: by its own supervisor's intensity (more than 3 agent restarts in 10 s). Workers
+    killed from outside before their READY are not workers that cannot start: no agent
+    exits EXIT_CANNOT_START (review14: before, the first agent did, and the node stopped for
+    good after one agent whose new workers something else killed)."""
     t = clerk.task(Counter, name="count", interval=100, args={"log": str(tmp_path / "log")})
     with LocalCluster(1, tasks=[t], data_dir=False) as cluster:
         name = cluster.names[0]
@@ -139,6 +140,6 @@ def test_a_node_whose_agents_keep_losing_their_workers_gives_up(tmp_path: Path) 
         assert cluster.procs[name].returncode == 1
         text = cluster.log(name)
         assert ("node gave up: reached_max_restart_intensity (child 'agent': exit code 1)"
-                in text or "node could not start its agent or its task workers" in text), text
-        assert text.count("cannot run tasks any more") + text.count(
-            "cannot start its task workers") >= 1, text
+                in text), text
+        assert text.count("cannot run tasks any more") >= 1, text
+        assert "cannot start its task workers" not in text, text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import select
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from clerk._executor import Executor
 from clerk._messages import Execute, Result
 from clerk._workerdeaths import HOLD_FIRST_S, HOLD_MAX_S, WorkerDeaths
 from clerk._workerlink import READY, RUN, pack, recv_msg
-from supervisor import Event
+from supervisor import Event, ExitReason
 from tests.unit.test_executor_exit import DEFS, ME, _Sup
 
 pytestmark = pytest.mark.timeout(30)
@@ -94,11 +95,11 @@ class _Pool:
         self.turn(lambda: w.identity is not None)
         return link
 
-    def worker_dies(self) -> None:
+    def worker_dies(self, reason: ExitReason | None = None) -> None:
         """Worker 0's current child exits (the supervisor's thread says so)."""
         w = self.ex.workers[0]
         self.ex._hook(Event(kind="exit", supervisor="s", child_id=w.child, pid=self.pid,
-                            reason=None))
+                            reason=reason))
         assert select.select([self.ex._events_r], [], [], 5)[0]
         self.ex._on_worker_events()
         for t in self.ex._killers:  # the replacement's start_child, on its helper thread
@@ -271,3 +272,37 @@ def test_a_pool_gives_up_after_four_failed_starts_not_three(
     assert pool.failed == [] and pool.ex.workers[0].start_failures == 3
     pool.worker_dies()  # the fourth
     assert len(pool.failed) == 1 and "4 times in a row" in pool.failed[0]
+
+
+def test_workers_killed_from_outside_before_their_ready_are_not_failed_starts(
+        pool: _Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """review14: a new worker SIGKILLed (or SIGTERMed) before its READY, by the OOM killer, an
+    operator or a chaos tool, could start: it is an idle death, replaced at once and counted by
+    the pool's intensity, and a pool that gives up on those did not fail to start workers
+    (``start_gave_up`` False: its agent exits EXIT_WORKERS_GONE and the node starts it again,
+    not EXIT_CANNOT_START, which stops the node for good). Before, the fourth such kill in a
+    row gave up as "could not start a worker" after the pauses, and the node stopped."""
+    monkeypatch.setattr(clerk._workerpool, "START_RETRY_PAUSES", (1.0, 1.0, 1.0))
+    for sig in (signal.SIGKILL, signal.SIGTERM) * 2:
+        before = time.monotonic()
+        pool.worker_dies(ExitReason.from_returncode(-sig))
+        assert time.monotonic() - before < 0.5  # replaced without a failed start's pause
+    assert pool.ex.workers[0].start_failures == 0 and pool.failed == []
+    for _ in range(20):  # killed as they come: the pool's intensity gives up, as for any
+        pool.worker_dies(ExitReason.from_returncode(-signal.SIGKILL))  # idle deaths
+        if pool.failed:
+            break
+    assert len(pool.failed) == 1 and "died without a run" in pool.failed[0], pool.failed
+    assert not pool.ex.start_gave_up and not pool.ex.ever_ready
+
+
+@pytest.mark.parametrize("code", [1, -signal.SIGSEGV, -signal.SIGABRT])
+def test_a_worker_that_exits_or_crashes_by_itself_before_its_ready_failed_to_start(
+        pool: _Pool, monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    """Its own exit code, or a crash of its own (a broken C extension): starting one again
+    would fail the same way: the pool gives up after the tries, ``start_gave_up``."""
+    monkeypatch.setattr(clerk._workerpool, "START_RETRY_PAUSES", (0.0, 0.0, 0.0))
+    for _ in range(4):
+        pool.worker_dies(ExitReason.from_returncode(code))
+    assert len(pool.failed) == 1 and "4 times in a row" in pool.failed[0]
+    assert pool.ex.start_gave_up and not pool.ex.ever_ready
