@@ -53,3 +53,13 @@ def private_state_home(tmp_path_factory: pytest.TempPathFactory,
     """Nodes started without a ``data_dir`` use ``$XDG_STATE_HOME/clerk/<name>``: give every
     test its own, so no test reads another's (or the user's) durable task states."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
+
+
+def pytest_report_header() -> str:
+    """Say in every run's header how deep the simulations go (tests.unit.simdepth)."""
+    from tests.unit.simdepth import DEEP, QUICK_SHARE
+
+    if DEEP:
+        return "simulations: CLERK_SIM_DEPTH=deep (every random example and seed)"
+    return (f"simulations: CLERK_SIM_DEPTH=quick (about {QUICK_SHARE:.0%} of the random "
+            f"examples and seeds; CLERK_SIM_DEPTH=deep for all)")

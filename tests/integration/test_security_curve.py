@@ -37,7 +37,9 @@ def _counter(status: dict, key: str) -> int:  # type: ignore[type-arg]
 def test_a_node_with_the_wrong_cookie_cannot_join_and_nobody_learns_from_it() -> None:
     with LocalCluster(2) as cluster:
         cluster.wait_for_manager(timeout=15)
-        before = cluster.agreed()
+        # Both nodes agree first: right after the manager is up, the other may not follow it yet
+        # (on a loaded machine ``agreed()`` was None here, and the check at the end failed).
+        before = present(wait_until(cluster.agreed, timeout=15))
         seeds = [cluster.address(n) for n in cluster.names]
         with LocalCluster(1, start=False) as other:  # its own, different cookie
             stranger = other.names[0]

@@ -33,6 +33,7 @@ from clerk._simnet import SimNetwork, SimNode
 from clerk._simquorum import VOTERS, apply_fault, build, end_faults, random_faults
 from clerk._simquorum import QuorumChecks as Checks
 from clerk._simtasks import LEDGER, SimLedger
+from tests.unit.simdepth import examples
 
 CONVERGE_BOUND = 15.0
 
@@ -95,7 +96,7 @@ def run_schedule(n: int, seed: int, offsets: list[float], delay: float, jitter: 
     return net, world, checks
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
+@settings(max_examples=examples(40), deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(schedules())
 def test_quorum_properties_hold_under_random_faults(case: tuple) -> None:

@@ -19,6 +19,7 @@ from clerk._heartbeats import ACKS_PER_TIMEOUT
 from clerk._messages import Heartbeat
 from clerk._simnet import SimNetwork, SimNode
 from clerk._timings import Timings
+from tests.unit.simdepth import examples
 
 T = Timings()
 EVERY = T.member_timeout / ACKS_PER_TIMEOUT
@@ -43,7 +44,7 @@ def _listed(net: SimNetwork) -> bool:
     return all(row.alive for row in m.core.members)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(3, 12), seed=st.integers(0, 10_000),
        delay=st.floats(0.0002, 0.02), jitter=st.floats(0.0, 0.06),
        quorum=st.booleans())

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from clerk._messages import Heartbeat, Message, Offer
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
+from tests.unit.simdepth import examples
 from tests.unit.test_sim_resultacks import ledger_cluster
 
 
@@ -135,7 +136,7 @@ def _check(out: Outcome) -> None:
             f"member held {out.best} (the dead manager's last updates)")
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @example(n=4, seed=0, lag_s=0.5, x_pick=1, w_pick=0, w_company=0, split_after=0.0,
          heal_after=0.0, to_t=5.0, to_others=0.5)

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from clerk._core import Effect, Refused, Role
 from tests.unit.simcluster import settled_cluster, watch_the_cluster
+from tests.unit.simdepth import examples
 
 #: The duplicate must be refused within this long after its links are fast again (s).
 REFUSED_WITHIN = 6.0
@@ -82,7 +83,7 @@ def run(n: int, first: int, which: int, seed: int, start_after: float, lag: floa
         assert row is not None and (row.peer.address, row.peer.incarnation) == original[x]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(2, 5), first=st.integers(0, 4), which=st.integers(-1, 3),
        seed=st.integers(0, 2**32), start_after=st.floats(0.0, 3.0), lag=st.floats(0.0, 1.5),
        slow_for=st.floats(0.0, 2.0), jitter=st.floats(0.0005, 0.05))

@@ -41,6 +41,7 @@ from clerk._messages import Welcome
 from clerk._simnet import SimNetwork, SimNode
 from clerk._simtasks import LEDGER, SimLedger
 from tests.unit.simcluster import settled_cluster, watch_the_cluster
+from tests.unit.simdepth import examples
 
 #: The fresh node must follow the cluster's manager within this long after its links are
 #: whole (s): its probes and the cluster's go every ``probe_interval`` (1 s).
@@ -99,7 +100,7 @@ def run(n: int, first: int, seed: int, start_after: float, lag: float, slow_for:
     assert {r.name for r in net.nodes[manager].core.members if r.alive} == {*names, fresh}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(3, 5), first=st.integers(0, 4), seed=st.integers(0, 2**32),
        start_after=st.floats(0.0, 3.0), lag=st.floats(0.0, 1.5), slow_for=st.floats(0.0, 2.0),
        partition_for=st.one_of(st.just(0.0), st.floats(0.6, 4.0)),
@@ -200,7 +201,7 @@ def watch_lone_welcomes(net: SimNetwork) -> list[str]:
     return seen
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(2, 5), seed=st.integers(0, 2**32), spread=st.floats(0.0, 2.0),
        lag=st.floats(0.0, 1.5), slow_for=st.floats(0.0, 3.0), jitter=st.floats(0.0005, 0.05))
 @example(n=4, seed=3, spread=0.0, lag=1.0, slow_for=2.0, jitter=0.001)

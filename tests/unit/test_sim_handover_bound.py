@@ -25,6 +25,7 @@ from clerk._adoptedruns import UNLISTED_RUN_WAIT_S, bounded_at_takeover
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEAVE_WAIT_S, LEDGER, SimLedger
 from tests.unit.simcluster import ledger_started
+from tests.unit.simdepth import seeds
 from tests.unit.test_sim_offer_runs import after_a_fresh_dispatch
 
 TIMEOUT_MS = 120_000
@@ -101,7 +102,7 @@ def leave_then_hand_over(seed: int, dies: bool, bound: bool = True) -> Outcome:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", seeds(range(4)))
 def test_a_run_on_a_member_that_left_then_died_is_bounded_after_a_hand_over(seed: int) -> None:
     got = leave_then_hand_over(seed, dies=True)
     assert got.ended is not None, f"the run stayed open past the bound: {got}"
@@ -111,7 +112,7 @@ def test_a_run_on_a_member_that_left_then_died_is_bounded_after_a_hand_over(seed
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", seeds(range(4)))
 def test_a_member_that_left_and_lives_still_gets_its_result_counted(seed: int) -> None:
     got = leave_then_hand_over(seed, dies=False)
     assert got.ended is not None and got.ended - got.takeover < LONG_S + 1.0, got
@@ -156,7 +157,7 @@ def leave_long(seed: int, bound: bool = True) -> tuple[float, float | None, str]
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", seeds(range(3)))
 def test_the_manager_a_member_left_bounds_its_run_still_going(seed: int) -> None:
     left, ended, outcome = leave_long(seed)
     assert ended is not None, "the run stayed open past the bound"

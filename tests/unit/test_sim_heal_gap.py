@@ -35,6 +35,7 @@ from clerk._messages import Offer
 from clerk._simledgerrun import LedgerRun
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
+from tests.unit.simdepth import examples
 from tests.unit.test_sim_resultacks import ledger_cluster
 
 #: The winner's first run after the merge comes within this (s): the next slot (200 ms), the
@@ -125,7 +126,7 @@ def test_before_the_fix_the_winner_ran_nothing_for_seconds() -> None:
     assert first is None or first - merged_at > 4.0, (merged_at, first)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @example(n=5, seed=0, others=1, old_in_minority=False, split_s=1.0, lose_for=0.4,
          lose_all=True)

@@ -21,6 +21,7 @@ from clerk._messages import Election
 from clerk._simnet import SimNetwork, SimNode
 from clerk._simtasks import LEDGER, SimLedger
 from tests.unit.simcluster import ledger_started
+from tests.unit.simdepth import seeds
 from tests.unit.test_sim_offer_runs import (
     GAP_S,
     LONG_S,
@@ -94,7 +95,7 @@ def _bad(got: dict[str, Any]) -> bool:
     return bool(got["overlaps"] or got["repeated"] or got["conflicts"])
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", seeds(range(12)))
 def test_the_hold_with_offered_runs_under_random_faults(seed: int) -> None:
     n, faults = random_schedule(seed)
     got = run_schedule(n, seed, faults, hold=True)
@@ -136,7 +137,7 @@ def test_the_same_quiet_cluster_and_slow_offer_without_the_hold() -> None:
     assert not _bad(got), got
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", seeds(range(12)))
 @pytest.mark.parametrize(("hold", "interval_ms"), [(False, 40), (True, 200)],
                          ids=["busy", "quiet_hold"])
 def test_slow_offers_under_random_faults(seed: int, hold: bool, interval_ms: int) -> None:
@@ -207,7 +208,7 @@ def run_leave_schedule(seed: int, hold: bool, interval_ms: int) -> dict[str, Any
     return settle_and_measure(net, world, names)
 
 
-@pytest.mark.parametrize("seed", range(16))
+@pytest.mark.parametrize("seed", seeds(range(16)))
 @pytest.mark.parametrize(("hold", "interval_ms"), [(False, 40), (True, 200)],
                          ids=["busy", "quiet_hold"])
 def test_a_leave_soon_after_a_reclaim_under_random_faults(seed: int, hold: bool,

@@ -22,9 +22,10 @@ from clerk._messages import Election
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, LedgerRun, SimLedger
 from clerk._tasks import TaskDef
+from tests.unit.simdepth import seeds
 from tests.unit.test_sim_resultacks import ledger_cluster
 
-SEEDS = range(4)
+SEEDS = seeds(range(4))
 #: A run longer than the interval (200 ms): every other slot is skipped by the overlap rule.
 LONG_S = 0.3
 

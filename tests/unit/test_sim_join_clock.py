@@ -22,6 +22,7 @@ import pytest
 from clerk._core import Effect, Event, ManagerChanged, Role
 from clerk._messages import Message
 from clerk._simnet import SimNetwork, SimNode
+from tests.unit.simdepth import seeds
 
 
 def _settled(seed: int) -> tuple[SimNetwork, str, str]:
@@ -52,7 +53,7 @@ def _join_through(net: SimNetwork, follower: str) -> list[tuple[float, str | Non
     return changes
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", seeds(range(4)))
 @pytest.mark.parametrize("lag", [0.5, 0.9])
 def test_a_joiner_through_a_follower_does_not_elect_while_its_manager_answers_late(
         seed: int, lag: float) -> None:
@@ -74,7 +75,7 @@ def test_a_joiner_through_a_follower_does_not_elect_while_its_manager_answers_la
     assert net.agreed() is not None
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", seeds(range(4)))
 def test_a_joiner_told_of_a_dead_manager_still_elects(seed: int) -> None:
     """The relay names a manager that died (its connection to the joiner never closes: it was
     never opened): the joiner elects once the manager has not said a word for a manager

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from clerk._simnet import SimNetwork
 from tests.unit.simcluster import every_set_listed
+from tests.unit.simdepth import examples
 
 CONVERGE_BOUND = 10.0
 TASKS = tuple(f"app.tasks:T{i:03d}" for i in range(20))
@@ -63,7 +64,7 @@ def run(n_settled: int, n_late: int, seed: int, jitter: float,
 
 
 @example(2, 1, 241, 0.005, [0.0625], True)  # the joiner's own set, asked for, then its own
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(1, 4), st.integers(1, 2), st.integers(0, 2**32),
        st.sampled_from([0.0005, 0.005, 0.02, 0.05]),
        st.lists(st.floats(0.0, 0.1), min_size=1, max_size=2), st.booleans())

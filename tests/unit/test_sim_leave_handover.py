@@ -36,6 +36,7 @@ from clerk._simnet import SimNetwork
 from clerk._simtasks import SimLedger
 from tests.unit import test_sim_bigtable as big
 from tests.unit import test_sim_state as base
+from tests.unit.simdepth import examples
 
 TASK = "filler007"  # disabled: never runs, holds no state; its pause is only in the table
 
@@ -311,7 +312,7 @@ def test_a_lost_part_is_recovered_by_the_successors_election_and_a_merge() -> No
         assert net.too_big == 0, (seed, net.too_big_kinds)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @given(seed=st.integers(0, 2**32 - 1),
        lose=st.frozensets(st.integers(0, 2), min_size=1),
@@ -354,7 +355,7 @@ def test_a_successor_of_an_older_build_gets_no_parts() -> None:
     assert net.managers()
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @example(n=3, seed=4, lose_for=0.3, lose_kind="all", crash_after=None, load_s=0.0)
 @example(n=3, seed=4, lose_for=0.0, lose_kind="all", crash_after=0.0, load_s=0.0)

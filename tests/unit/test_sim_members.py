@@ -26,6 +26,7 @@ from clerk._core import Effect, Event
 from clerk._messages import Message, TasksQuery, TasksReply
 from clerk._simnet import SimNetwork, SimNode
 from tests.unit.simcluster import every_set_listed
+from tests.unit.simdepth import examples
 
 CONVERGE_BOUND = 10.0
 #: The builds a node may run: a few shared sets (as one build on many nodes) and odd ones.
@@ -135,7 +136,7 @@ STEP = st.tuples(st.sampled_from(["crash", "deploy", "leave", "announce", "lose"
                  st.integers(0, 5), st.integers(0, 20))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(3, 6), st.sets(st.integers(0, 5), max_size=2), st.integers(0, 2**32),
        st.lists(STEP, max_size=14))
 def test_task_sets_by_digest_arrive_late_or_never_and_rows_stay_true(

@@ -29,6 +29,7 @@ from clerk._simnet import SimNetwork
 from clerk._simtasks import SimLedger
 from tests.unit import test_sim_bigtable as big
 from tests.unit import test_sim_state as base
+from tests.unit.simdepth import examples
 
 TASK = "filler007"  # disabled: never runs, holds no state; its pause is only in the table
 
@@ -73,7 +74,7 @@ def test_a_winner_that_dies_while_loading_does_not_lose_a_merge_it_held() -> Non
     _scenario(seed=1, load_s=1.5, meet_x_after=0.05, crash_w=True)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=examples(12), deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @example(seed=2, load_s=2.0, meet_x_after=0.3, crash_w=False)
 @given(seed=st.integers(0, 2**32 - 1), load_s=st.floats(1.5, 3.0),

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from clerk._messages import Handover
 from tests.unit import test_sim_bigtable as big
 from tests.unit import test_sim_state as base
+from tests.unit.simdepth import examples
 
 TASK = "filler007"  # disabled: never runs, holds no state; its pause is only in the table
 
@@ -67,7 +68,7 @@ def _scenario(n: int, seed: int, others: int, before_pause: float, before_heal: 
     assert rec.paused, "the pause made on the losing side was lost at the heal"
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @example(n=3, seed=11, others=0, before_pause=0.1, before_heal=0.5, lose_for=0.0,
          crash_winner=False)

@@ -34,6 +34,7 @@ from clerk._core import OFFER_FLUSHED_S, NodeCore, OfferAgain, PeerDown, PeerUp,
 from clerk._simnet import PENDING_TTL_S, SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
 from tests.unit.simcluster import ledger_started
+from tests.unit.simdepth import examples
 from tests.unit.test_sim_resultacks import ledger_cluster
 
 #: After the link is up, the manager holds the member's OFFER within this (s): a PeerUp's
@@ -300,7 +301,7 @@ fault = st.tuples(st.sampled_from(KINDS), st.integers(0, 2**16), st.floats(0.05,
                   st.booleans())
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow],
           derandomize=True, database=None)
 @given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
        faults=st.lists(fault, min_size=1, max_size=6))

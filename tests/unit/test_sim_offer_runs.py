@@ -29,6 +29,7 @@ from clerk._messages import Election
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
 from tests.unit.simcluster import ledger_started
+from tests.unit.simdepth import examples, seeds
 
 GAP_S = 0.025
 #: The ledger's interval: a slot's dispatch (20 ms ahead of its due time) comes within the
@@ -143,7 +144,7 @@ def _bad(got: dict[str, Any]) -> bool:
     return bool(got["overlaps"] or got["repeated"] or got["conflicts"])
 
 
-SEEDS = range(12)
+SEEDS = seeds(range(12))
 
 
 def test_before_a_crash_in_the_gap_overlaps_a_run_that_suddenly_runs_long() -> None:
@@ -172,7 +173,7 @@ def fault_property(kinds: Sequence[str]) -> Callable[[Callable[..., None]], Any]
     fault = st.tuples(st.sampled_from(kinds), st.integers(0, 4), st.floats(0.05, 2.0))
 
     def decorate(fn: Callable[..., None]) -> Any:
-        return settings(max_examples=25, deadline=None,
+        return settings(max_examples=examples(25), deadline=None,
                         suppress_health_check=[HealthCheck.too_slow], derandomize=True,
                         database=None)(
             given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),

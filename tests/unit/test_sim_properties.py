@@ -43,6 +43,7 @@ from clerk._claims import LONE_TERM
 from clerk._core import Deliver, Effect, Event, NodeCore, Received, Role
 from clerk._messages import Claim, Execute
 from clerk._simnet import SimNetwork, SimNode
+from tests.unit.simdepth import examples
 
 CONVERGE_BOUND = 10.0
 STABLE_FOR = 1.0
@@ -291,7 +292,7 @@ def run_schedule(n: int, seed: int, steps: list[tuple[float, str, object]]) -> N
     assert not inv.violations, "\n".join(inv.violations[:20])
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(schedules())
 # Found by CI's random search after lone claims: a restarted n4 followed n5's claim (term 1)
 # on a relay's word, never heard from n5 under 50 % loss, and elected itself alone at term 0.

@@ -25,11 +25,12 @@ from clerk._reclaim import reload_at_claim
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
 from tests.unit.simcluster import ledger_started
+from tests.unit.simdepth import seeds
 from tests.unit.test_sim_hold_review import _ledger
 from tests.unit.test_sim_offer_runs import GAP_S, LONG_S, _apply, settle_and_measure
 from tests.unit.test_sim_resultacks import ledger_cluster
 
-SEEDS = range(6)
+SEEDS = seeds(range(6))
 
 
 def test_the_rule() -> None:
@@ -224,7 +225,7 @@ def _bad(got: dict[str, Any]) -> bool:
 
 
 @pytest.mark.parametrize("sharp", [False, True], ids=["defaults", "sharp"])
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", seeds(range(12)))
 def test_reclaims_under_random_faults(seed: int, sharp: bool) -> None:
     """No run in flight forgotten at a claim again, no run overlapped, no count produced twice
     (a result lost), no conflict counted."""

@@ -29,6 +29,7 @@ from clerk._core import Role
 from clerk._simnet import SimNetwork
 from clerk._simtasks import SimLedger
 from clerk._timings import Timings
+from tests.unit.simdepth import examples
 
 #: How long after the last start the cluster must agree and have run a few slots (s).
 SETTLE = 15.0
@@ -119,7 +120,7 @@ def _full_restart(n: int, seed: int, order: list[int], gaps: list[float],
     check_history(net, world, names, stopped_at, on_disk, last)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
        order=st.permutations(range(5)),

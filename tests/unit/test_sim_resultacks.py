@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from clerk._messages import Heartbeat
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
+from tests.unit.simdepth import examples
 from tests.unit.test_sim_state import _apply, _settle
 
 
@@ -130,7 +131,7 @@ def test_dropped_as_unknown_the_same_schedule_loses_the_update() -> None:
 #: Hypothesis settings of the simulator's fault-schedule properties (here and in
 #: test_sim_takeover): each example runs a whole simulated cluster, so no deadline and no
 #: too-slow health check; no "explain" phase (it reruns each failing schedule many times).
-FAULT_SCHEDULES = settings(max_examples=40, deadline=None,
+FAULT_SCHEDULES = settings(max_examples=examples(40), deadline=None,
                            suppress_health_check=[HealthCheck.too_slow],
                            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 

@@ -32,6 +32,7 @@ from clerk._handover import LEAVE_MERGE_WAIT, LEAVE_PICKS
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
 from tests.unit.simcluster import ledger_started
+from tests.unit.simdepth import examples
 
 #: Two managers meet through probes (every 1 s) of seeds and lost members; after the member
 #: timeout (2 s) a side may have dropped the other's nodes, so allow two probe rounds more.
@@ -62,11 +63,13 @@ fault = st.one_of(
 def random_faults(max_examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """The random fault schedules of the property tests (this module's and the other state
     properties'): 3 to 5 nodes, a seed, and 1 to 8 faults (``fault``), each followed by 0.05
-    to 3 simulated s; ``max_examples`` of them. No deadline and no ``too_slow`` check: a
+    to 3 simulated s; ``max_examples`` of them (``CLERK_SIM_DEPTH=deep``; about a third
+    otherwise: :mod:`tests.unit.simdepth`). No deadline and no ``too_slow`` check: a
     simulation runs on its own clock (``tools/test`` runs these beside the other tests at
     the lowest priority); no slow explain phase."""
     return lambda test: settings(
-        max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+        max_examples=examples(max_examples), deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
     )(given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
             faults=st.lists(st.tuples(fault, st.floats(0.05, 3.0)), min_size=1,

@@ -29,6 +29,7 @@ from clerk._messages import Coordinator, Heartbeat, Result
 from clerk._replica import row_key
 from clerk._simnet import SimNetwork
 from clerk._simtasks import LEDGER, SimLedger
+from tests.unit.simdepth import examples
 from tests.unit.test_sim_resultacks import FAULT_SCHEDULES, ledger_cluster
 from tests.unit.test_sim_state import _apply
 
@@ -320,7 +321,7 @@ def test_a_new_manager_continues_from_the_newest_state_its_members_hold(
     assert not bad, bad[0]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @given(n=st.integers(3, 5), seed=st.integers(0, 2**32 - 1),
        older=st.lists(st.booleans(), min_size=5, max_size=5),
