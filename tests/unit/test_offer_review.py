@@ -20,24 +20,32 @@ def _lost_dispatch() -> tuple[Scheduler, Dispatch]:
     return new, d
 
 
-def _behind_the_tables_run() -> tuple[Scheduler, Dispatch, Dispatch]:
+def behind_the_tables_run_loaded(
+        timeout: int = TIMEOUT) -> tuple[Scheduler, Scheduler, Dispatch, Dispatch]:
     """The table shows K+2 in flight (its result, kept by its node, not in yet); a member
-    offers K+3, dispatched from K+2's result just before the old manager died: it waits."""
-    old = started(sched(tdef(timeout=TIMEOUT), seed=1), due("t", K) + 0.1)
+    offers K+3, dispatched from K+2's result just before the old manager died. Returns the
+    old manager, the new one (the table loaded, not activated yet), K+2's run and K+3's."""
+    old = started(sched(tdef(timeout=timeout), seed=1), due("t", K) + 0.1)
     run_ok(old, K + 1, state={"n": 1})
     ds1, _ = old.tick(due("t", K + 2), NODES)
     table = old.table()
     assert old.on_result("t", ds1[0].run_id, ds1[0].node, "ok", {"n": 2}, 1.0, "",
                          due("t", K + 2) + 0.01) is not None
     ds2, _ = old.tick(due("t", K + 3), NODES)
-    new = sched(tdef(timeout=TIMEOUT), seed=2)
+    new = sched(tdef(timeout=timeout), seed=2)
     new.load(table)
+    return old, new, ds1[0], ds2[0]
+
+
+def _behind_the_tables_run() -> tuple[Scheduler, Dispatch, Dispatch]:
+    """``behind_the_tables_run_loaded``, activated 50 ms after K+3's dispatch: the offered
+    run waits."""
+    _, new, d1, d2 = behind_the_tables_run_loaded()
     new.activate(due("t", K + 3) + 0.05, graceful=False)
-    d2 = ds2[0]
     assert not new.adopt_run("t", d2.run_id, d2.slot, d2.node, d2.due_ms, d2.deadline_ms,
                              due("t", K + 3) + 0.06)
     assert d2.run_id in new.offered_waiting["t"]
-    return new, ds1[0], d2
+    return new, d1, d2
 
 
 def test_a_forged_far_deadline_times_out_with_the_tasks_timeout() -> None:

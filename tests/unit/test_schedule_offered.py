@@ -14,17 +14,25 @@ from tests.unit.test_schedule import NODES, K, due, run_ok, sched, started, tdef
 TIMEOUT = 5000
 
 
-def _lost_dispatch() -> tuple[Scheduler, Scheduler, Dispatch]:
-    """The old manager dispatched slot K+2 (a long run this time) from state n=1 and died
-    before any member's replica showed it: the new manager loaded the table from before."""
-    old = started(sched(tdef(timeout=TIMEOUT), seed=1), due("t", K) + 0.1)
+def lost_dispatch_loaded(timeout: int = TIMEOUT) -> tuple[Scheduler, Scheduler, Dispatch]:
+    """The old manager dispatched slot K+2 (a run of ``timeout`` ms) from state n=1 and died
+    before any member's replica showed it: the new manager loaded the table from before, not
+    activated yet (``_lost_dispatch``; test_skew2_offered_ahead activates it ahead)."""
+    old = started(sched(tdef(timeout=timeout), seed=1), due("t", K) + 0.1)
     run_ok(old, K + 1, state={"n": 1})
     table = old.table()
     ds, _ = old.tick(due("t", K + 2), NODES)
-    new = sched(tdef(timeout=TIMEOUT), seed=2)
+    new = sched(tdef(timeout=timeout), seed=2)
     new.load(table)
-    new.activate(due("t", K + 2) + 0.05, graceful=False)
     return old, new, ds[0]
+
+
+def _lost_dispatch() -> tuple[Scheduler, Scheduler, Dispatch]:
+    """``lost_dispatch_loaded`` (a long run this time), the new manager activated 50 ms
+    after the dispatch."""
+    old, new, d = lost_dispatch_loaded()
+    new.activate(due("t", K + 2) + 0.05, graceful=False)
+    return old, new, d
 
 
 def _adopt(new: Scheduler, d: Dispatch, wall: float) -> bool:

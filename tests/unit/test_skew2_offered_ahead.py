@@ -16,7 +16,9 @@ import pytest
 from clerk._dispatch import Dispatch
 from clerk._running import TRANSIT_GRACE_MS
 from clerk._schedule import Scheduler
-from tests.unit.test_schedule import NODES, K, due, run_ok, sched, started, tdef
+from tests.unit.test_offer_review import behind_the_tables_run_loaded
+from tests.unit.test_schedule import NODES, K, due, sched, started, tdef
+from tests.unit.test_schedule_offered import lost_dispatch_loaded
 
 TIMEOUT = 3000
 AHEAD_S = 4.0
@@ -26,17 +28,12 @@ def _crash_takeover(ahead_ms: float) -> tuple[Scheduler, Dispatch, float]:
     """The old manager sent slot K+2 (a 3 s run) and died before any replica showed it; a
     node ``ahead_ms`` ahead of it takes over 0.5 s later (by the old clock) from the table
     of before. Returns the new scheduler, the run, and the new manager's wall time then."""
-    old = started(sched(tdef(timeout=TIMEOUT), seed=1), due("t", K) + 0.1)
-    run_ok(old, K + 1, state={"n": 1})
-    table = old.table()
-    ds, _ = old.tick(due("t", K + 2), NODES)
-    new = sched(tdef(timeout=TIMEOUT), seed=2)
-    new.load(table)
+    old, new, d = lost_dispatch_loaded(TIMEOUT)
     wall = due("t", K + 2) + 0.5 + ahead_ms / 1000
     new.begin_activation(wall, graceful=False, claim=(old.claim[0] + 1, "n9"),
                          ahead_ms=ahead_ms)
     new.activate_step(float("inf"))
-    return new, ds[0], wall
+    return new, d, wall
 
 
 @pytest.mark.timeout(30)
@@ -82,16 +79,7 @@ def test_its_own_runs_and_runs_already_moved_are_not_moved_again() -> None:
 def test_a_waiting_offered_run_is_moved_once() -> None:
     """Behind the table's run, an offered run waits (times as moved), and is adopted with
     them as they are once the row's run ends: moved once, not twice."""
-    old = started(sched(tdef(timeout=TIMEOUT), seed=1), due("t", K) + 0.1)
-    run_ok(old, K + 1, state={"n": 1})
-    ds1, _ = old.tick(due("t", K + 2), NODES)
-    table = old.table()
-    assert old.on_result("t", ds1[0].run_id, ds1[0].node, "ok", {"n": 2}, 1.0, "",
-                         due("t", K + 2) + 0.01) is not None
-    ds2, _ = old.tick(due("t", K + 3), NODES)
-    d2 = ds2[0]
-    new = sched(tdef(timeout=TIMEOUT), seed=2)
-    new.load(table)
+    old, new, d1, d2 = behind_the_tables_run_loaded(TIMEOUT)
     wall = due("t", K + 3) + 0.05 + AHEAD_S
     new.begin_activation(wall, graceful=False, claim=(old.claim[0] + 1, "n9"),
                          ahead_ms=AHEAD_S * 1000)
@@ -101,7 +89,7 @@ def test_a_waiting_offered_run_is_moved_once() -> None:
     assert new.offered_waiting["t"][d2.run_id][3] == pytest.approx(
         d2.deadline_ms + AHEAD_S * 1000)
     # The table's run (K+2) ends: its result comes; the waiting one is adopted at the next tick.
-    assert new.on_result("t", ds1[0].run_id, ds1[0].node, "ok", {"n": 2}, 1.0, "",
+    assert new.on_result("t", d1.run_id, d1.node, "ok", {"n": 2}, 1.0, "",
                          wall + 0.02) is not None
     new.tick(wall + 0.03, NODES)
     run = new.records["t"].running
