@@ -291,7 +291,10 @@ class Executor(WorkerPool, WorkerReplies):
             return
         job = _Job(msg, reply_to, now, now + ahead + msg.timeout_ms / 1000, release,
                    now + ahead)
-        job.note_clock(self._wall(), self._now())  # (its wall clock may step: follow_clock)
+        if msg.sender.name != self.node:
+            # A step of this node's clock moves a run from another manager (follow_clock);
+            # not one this node sent as manager: its due time is this very wall clock's.
+            job.note_clock(self._wall(), self._now())
         if log.isEnabledFor(logging.DEBUG):  # per run: DEBUG, off the hot path at INFO
             log.debug("executing task=%s slot=%d term=%d run=%s", msg.task, msg.slot, msg.term,
                       msg.run_id, extra={"task": msg.task, "slot": msg.slot, "run": msg.run_id})

@@ -20,9 +20,13 @@ them with a plain list:
   step forward past an interval refused a run held 2 s ahead as stale (lost), and a step
   back held it that much longer; a smaller step forward started it early by the step, by
   the manager's clock too (tests/unit/test_skew2_held_step.py). What the worker holds
-  already (its last ``RELEASE_LEAD_MS``) is not moved. Its cost: four clock reads a run,
-  1.6 us (``time.thread_time`` median of 7 x 200,000 ``note_clock`` + ``follow_clock``
-  without a step, 2026-12-04): 0.2 % of a core at 1,200 runs a second.
+  already (its last ``RELEASE_LEAD_MS``) is not moved. Nor is a run the manager sent to
+  itself (the executor does not note its clock): its due time is that very clock's grid, so
+  when it steps the slot's moment moves with it; followed, a step back started such a run
+  before its due time by the manager's clock, one forward ran it past the deadline the
+  manager times it out by (tests/unit/test_review15_own_clock_step.py). Its cost: four
+  clock reads a run, 1.6 us (``time.thread_time`` median of 7 x 200,000 ``note_clock`` +
+  ``follow_clock`` without a step, 2026-12-04): 0.2 % of a core at 1,200 runs a second.
 
 Every operation is O(log n) amortized for n queued runs (heaps with lazy deletion, compacted
 when stale entries outnumber live ones): the loop asks for the next deadline every turn and

@@ -15,12 +15,15 @@ from typing import Any
 import pytest
 
 import clerk._workerpool
-from clerk._messages import Execute
+from clerk._messages import Execute, Peer
 from clerk._workerlink import RUN, recv_msg
-from tests.unit.test_executor_exit import ME, Harness, _Sup
+from tests.unit.test_executor_exit import Harness, _Sup
 
 WALL0 = 1_800_000_000.0
 LEAD_S = 2.0  # the run came this long before its due time
+#: Its manager: another node (a run this node sent itself as manager does not follow a step
+#: of its own clock, whose grid its due time is: tests/unit/test_review15_own_clock_step.py).
+MANAGER = Peer("m@127.0.0.1", "127.0.0.1:2", "inc-m", 0)
 
 
 @pytest.fixture
@@ -49,7 +52,7 @@ def test_a_held_run_keeps_its_moment_when_the_wall_clock_steps(
         clocks: tuple[Harness, list[float]], step_s: float) -> None:
     h, t = clocks
     due = int((WALL0 + LEAD_S) * 1000)
-    msg = Execute(ME, 1, "t", "r1", 1, {"n": 0}, 5_000, False, due, due + 5_000)
+    msg = Execute(MANAGER, 1, "t", "r1", 1, {"n": 0}, 5_000, False, due, due + 5_000)
     h.ex.submit(msg, "m", t[0])
     assert h.ex.queue.held_count == 1  # held: no worker yet
     t[1] += step_s  # the step
