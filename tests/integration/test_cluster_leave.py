@@ -3,6 +3,7 @@ schedule, a follower leaves the member list, both exit 0 within a few seconds.""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -65,8 +66,19 @@ def test_graceful_leave_of_the_manager_hands_over_without_a_gap(tmp_path: Path) 
         assert slots == sorted(set(slots)), f"a slot ran twice: {shown}"
         last_old = max(r.slot for r in around if r.term == old_term)
         first_new = min(r.slot for r in around if r.term == term)
-        assert first_new == last_old + 1, f"slots lost in the hand-over: {shown}"
-        gaps = slots[-1] - slots[0] + 1 - len(slots)
+        # The hand-over itself loses no slot: the successor's first run is the slot right
+        # after the old manager's last one, unless a run between them was refused as stale by
+        # its node (logged: on a loaded machine its EXECUTE took more than one interval to
+        # arrive, CI at load ~10) and, while that run was in flight, the slot after it was
+        # skipped (by design, counted): at most one skip per refused run.
+        stale = {int(s) for n in cluster.names for s in re.findall(
+            r"dropped a stale EXECUTE task=c slot=(\d+)", cluster.log(n))}
+        missing = set(range(last_old + 1, first_new))
+        refused = missing & stale
+        assert len(missing - refused) <= min(len(refused), row["runs"]["skipped"] - skipped), \
+            f"slots lost in the hand-over: {shown}, refused as stale: {sorted(stale)}"
+        gaps = slots[-1] - slots[0] + 1 - len(slots) - len(
+            stale & set(range(slots[0], slots[-1] + 1)))  # (a refused run is not skipped)
         assert gaps <= row["runs"]["skipped"] - skipped, f"uncounted gaps: {shown}, {row}"
         assert all(r.term == term for r in rows if r.started > wall0 + 1.0)
         assert row["runs"]["timeout"] == 0 and row["runs"]["error"] == 0, row

@@ -12,7 +12,7 @@ CLERK_PUBLIC = {
 
 SUPERVISOR_PUBLIC = {
     "ChildInfo", "ChildNotFoundError", "ChildSpec", "ChildStartError", "ChildStateError",
-    "ControlClient", "ControlError", "Event", "ExitReason", "InvalidSpecError",
+    "ControlClient", "ControlError", "Event", "ExitReason", "HELD_SIGNALS", "InvalidSpecError",
     "NotRunningError", "ReloadResult", "RestartIntensityError",
     "ShutdownInfo", "ShutdownReason", "Supervisor", "SupervisorError",
 }
