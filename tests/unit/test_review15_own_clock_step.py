@@ -12,40 +12,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-import clerk._workerpool
 from clerk._messages import Execute, Peer
 from clerk._tasks import TaskDef
-from clerk._workerlink import DONE, RUN, pack, recv_msg
-from tests.unit.test_executor_exit import DEFS, ME, Harness, _Sup
+from clerk._workerlink import DONE, pack
+from tests.unit.test_executor_exit import DEFS, ME, Harness
+from tests.unit.test_skew2_held_step import WALL0, _run_body, clocked
 
-WALL0 = 1_800_000_000.0
 OTHER = Peer("b@127.0.0.1", "127.0.0.1:2", "inc-b", 0)
 
 
 @pytest.fixture
 def clocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Harness, list[float]]]:
-    """The harness (node ``ME``, one worker) on fake clocks: ``t[0]`` monotonic, ``t[1]``
-    this node's wall clock; a second task ``u`` beside ``t``."""
-    monkeypatch.setattr(clerk._workerpool, "Supervisor", _Sup)
-    t = [100.0, WALL0]
-    h = Harness(now=lambda: t[0], wall=lambda: t[1])
-    h.ex.defs = {**DEFS, "u": TaskDef(name="u", target="m:C", interval=5_000, timeout=4_000)}
-    try:
-        h.ready()
-        yield h, t
-    finally:
-        h.close()
-
-
-def _body(h: Harness) -> list[Any]:
-    kind, body = recv_msg(h.links[0])
-    assert kind == RUN
-    got: list[Any] = json.loads(body)
-    return got
+    """test_skew2_held_step's harness (node ``ME``, one worker) on fake clocks, with a second
+    task ``u`` beside ``t``."""
+    u = TaskDef(name="u", target="m:C", interval=5_000, timeout=4_000)
+    with clocked(monkeypatch, {**DEFS, "u": u}) as got:
+        yield got
 
 
 def _queued_behind_a_busy_worker(h: Harness, t: list[float], sender: Peer, step_s: float) -> None:
@@ -55,7 +40,7 @@ def _queued_behind_a_busy_worker(h: Harness, t: list[float], sender: Peer, step_
     now_ms = int(t[1] * 1000)
     h.ex.submit(Execute(sender, 1, "t", "r0", 1, {}, 60_000, False, now_ms, now_ms + 60_000),
                 "m", t[0])
-    assert _body(h)[0] == "r0"
+    assert _run_body(h)[0] == "r0"
     due = now_ms + 20
     h.ex.submit(Execute(sender, 1, "u", "r1", 1, {}, 4_000, False, due, due + 4_000),
                 "m", t[0])
@@ -82,7 +67,7 @@ def test_the_managers_own_run_keeps_the_managers_wall_time(
         # Its due time as sent: the worker holds it to the manager's clock (main: due - 10 s,
         # started at once, 7 s before its due time by that clock).
         assert outcomes == [("r0", "ok")]
-        assert _body(h)[5] == due
+        assert _run_body(h)[5] == due
     else:
         # 13 s after its due time by the manager's clock, past its deadline (which the
         # manager times it out by, then sends the next slot): stale, not run late (main: due
@@ -98,4 +83,4 @@ def test_another_managers_run_still_keeps_its_moment(
     due = int(WALL0 * 1000) + 20
     _queued_behind_a_busy_worker(h, t, OTHER, -10.0)
     assert [(r.run_id, r.outcome) for r in h.results] == [("r0", "ok")]
-    assert _body(h)[5] == due - 10_000
+    assert _run_body(h)[5] == due - 10_000

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 import clerk._workerpool
 from clerk._messages import Execute, Peer
+from clerk._tasks import TaskDef
 from clerk._workerlink import RUN, recv_msg
 from tests.unit.test_executor_exit import Harness, _Sup
 
@@ -26,17 +28,27 @@ LEAD_S = 2.0  # the run came this long before its due time
 MANAGER = Peer("m@127.0.0.1", "127.0.0.1:2", "inc-m", 0)
 
 
-@pytest.fixture
-def clocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Harness, list[float]]]:
-    """The harness on fake clocks: ``t[0]`` monotonic, ``t[1]`` this node's wall clock."""
+@contextmanager
+def clocked(monkeypatch: pytest.MonkeyPatch,
+            defs: dict[str, TaskDef] | None = None) -> Iterator[tuple[Harness, list[float]]]:
+    """The harness (its worker ready) on fake clocks: ``t[0]`` monotonic, ``t[1]`` this node's
+    wall clock; ``defs``: its tasks instead of test_executor_exit's."""
     monkeypatch.setattr(clerk._workerpool, "Supervisor", _Sup)
     t = [100.0, WALL0]
     h = Harness(now=lambda: t[0], wall=lambda: t[1])
+    if defs is not None:
+        h.ex.defs = defs
     try:
         h.ready()
         yield h, t
     finally:
         h.close()
+
+
+@pytest.fixture
+def clocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Harness, list[float]]]:
+    with clocked(monkeypatch) as got:
+        yield got
 
 
 def _run_body(h: Harness) -> list[Any]:
