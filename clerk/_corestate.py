@@ -154,6 +154,10 @@ class CoreState:
         #: Stopped as a member (not a manager that handed over): a COORDINATOR it hears of
         #: later gets our LEAVE (clerk._core, "A node that left").
         self._left_as_member = False
+        #: The incarnation of the holder of ``highest`` when we left as a member, or of the last
+        #: one that announced it to us since ("" unknown): the same claim announced by another
+        #: incarnation is a restart of its holder that forgot our runs (clerk._leftmember).
+        self._left_holder = ""
         self.parts_in = PartsInbox()  # a graceful hand-over's parts to us (clerk._handparts)
         self._took_from = ""  # the leaving manager we took over from (its rest: accept_merge)
         self._forwarded: dict[tuple[str, str, int, str], None] = {}  # HANDOVERs passed on
