@@ -21,6 +21,7 @@ from clerk._core import (
     Effect,
     Event,
     LeftHeard,
+    LeftUnlisted,
     ManagerChanged,
     MemberDown,
     MemberUp,
@@ -249,6 +250,11 @@ class AgentFeed(AgentAttrs):
                 self.tasks.on_offer_again(effect, now)  # (clerk._core, "OFFERs again")
             elif isinstance(effect, LeftHeard):
                 self.tasks.on_left_heard(effect, now)  # (clerk._core, "A node that left")
+            elif isinstance(effect, LeftUnlisted):
+                if not self.tasks.on_left_unlisted(effect.sender, now):  # (_leftoffers)
+                    s = effect.sender
+                    self._bad_frame("not_member", f"LEAVE from {s.name!r} "
+                                    f"({s.incarnation!r}): not a member", now)
             elif isinstance(effect, Dropped):
                 self._bad_frame(effect.reason, effect.detail, now)
             elif isinstance(effect, WriteCommitted):
