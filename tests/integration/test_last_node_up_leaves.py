@@ -76,9 +76,11 @@ def test_the_last_node_up_leaving_keeps_its_result(tmp_path: Path) -> None:
         short = member.split("@")[0]
         name, log = f"leaver-{short}", Path(files[short]["log"])
         wait_until(lambda: len(rows_of(log)) >= 3, timeout=20)
+        # (The terms before the kill: read after the takeover, they held second's first runs
+        # when its status answered late under load, and its runs were awaited above them.)
+        terms = {r.term for r in rows_of(log)}
         cluster.kill(first)
         assert cluster.wait_for_manager(timeout=15, names=[second, member]) == second
-        terms = {r.term for r in rows_of(log)}
         wait_until(lambda: rows_of(log)[-1].term > max(terms), timeout=15)  # second's runs
         before = rows_of(log)
         Path(files[short]["kill"]).write_text(" ".join(map(str, cluster.pids(second))))
