@@ -25,10 +25,12 @@ manager is checked by the simulator and tests/unit/test_leave_stopped.py.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from clerk._routing import LEAVE_ACK_WAIT
 from clerk.testing import LocalCluster, wait_until
 from tests.integration.cluster_tasks import (
     LeavesMidRunOnN1,
@@ -53,6 +55,13 @@ class Cluster(LocalCluster):
                      extra_node: str = "") -> Path:
         more = getattr(self, "extra", {}).get(name, "")
         return super().write_config(name, seeds, "\n".join(x for x in (extra_node, more) if x))
+
+
+def last_time(log: str, text: str) -> float:
+    """The time (s since the epoch) of the last line of a node's ``log`` holding ``text``."""
+    line = next(x for x in reversed(log.splitlines()) if text in x)
+    stamp = line.split(" ", 1)[0].rstrip("Z")
+    return datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
 
 
 def test_the_last_node_up_leaving_keeps_its_result(tmp_path: Path) -> None:
@@ -103,6 +112,16 @@ def test_the_last_node_up_leaving_keeps_its_result(tmp_path: Path) -> None:
         # the fix: at its bound, the result given up).
         wait_until(lambda: not cluster.running(member), timeout=LONG_S + 25)
         lost = "its update is lost" in cluster.log(member)
+        if lost:
+            # The member keeps its result LEAVE_ACK_WAIT from its leave, by design: the
+            # scenario needs the others listening well within it (their 1 s rejoin wait and
+            # an election follow). Under load a node took up to 9-12 s to start here.
+            left = last_time(cluster.log(member), "leaving the cluster")
+            back = max(last_time(cluster.log(n), "listening on") for n in (first, second))
+            if back - left > LEAVE_ACK_WAIT - 1.5:
+                pytest.skip(f"the returning nodes listened {back - left:.1f} s after the "
+                            f"member left: past what its {LEAVE_ACK_WAIT:.0f} s bound allows "
+                            "(machine too loaded for this scenario); its result was given up")
         rows = rows_of(log)
         long = rows[-1]
         assert long.ended - long.started >= LONG_S * 0.9, rows[len(before) - 2:]
