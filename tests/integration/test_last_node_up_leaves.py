@@ -82,6 +82,15 @@ def test_the_last_node_up_leaving_keeps_its_result(tmp_path: Path) -> None:
             cluster.start(node)
         cluster.settle([member, second])
         assert cluster.wait_for_manager(timeout=15) == first
+
+        def listed() -> bool:
+            # (first lists both live: a node reports the manager it follows before that
+            # manager admits it; killed before, second never held first's replica, and the
+            # member, alone with the manager's claim in its hands, took over instead)
+            rows = cluster.status(first)["members"]
+            return {member, second} <= {m["name"] for m in rows if m["alive"]}
+
+        wait_until(listed, timeout=15)
         short = member.split("@")[0]
         name, log = f"leaver-{short}", Path(files[short]["log"])
         wait_until(lambda: len(rows_of(log)) >= 3, timeout=20)
