@@ -21,6 +21,7 @@ from clerk._core import (
     Effect,
     Event,
     LeftHeard,
+    LeftUnlisted,
     ManagerChanged,
     MemberDown,
     MemberUp,
@@ -37,6 +38,7 @@ from clerk._core import (
     WriteCommitted,
 )
 from clerk._coretypes import QuorumChanged, VoterWrite
+from clerk._leftoffers import is_recorded
 from clerk._messages import Election, Execute, Message, Ok, Result
 
 if TYPE_CHECKING:
@@ -249,6 +251,12 @@ class AgentFeed(AgentAttrs):
                 self.tasks.on_offer_again(effect, now)  # (clerk._core, "OFFERs again")
             elif isinstance(effect, LeftHeard):
                 self.tasks.on_left_heard(effect, now)  # (clerk._core, "A node that left")
+            elif isinstance(effect, LeftUnlisted):
+                if not (is_recorded(self.core.recorded, effect.sender)  # (_leftoffers)
+                        and self.tasks.on_left_unlisted(effect.sender, now)):
+                    s = effect.sender
+                    self._bad_frame("not_member", f"LEAVE from {s.name!r} "
+                                    f"({s.incarnation!r}): not a member", now)
             elif isinstance(effect, Dropped):
                 self._bad_frame(effect.reason, effect.detail, now)
             elif isinstance(effect, WriteCommitted):

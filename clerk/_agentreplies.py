@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 from clerk._agentattrs import AgentAttrs
 from clerk._codec import EncodeError, encode
 from clerk._deploy import task_names
+from clerk._leftoffers import OfferKind, is_recorded, offer_kind
 from clerk._messages import (
     Control,
+    Coordinator,
     Execute,
     Message,
     Offer,
@@ -48,6 +50,8 @@ class AgentReplies(AgentAttrs):
 
         def _bad_frame(self, reason: str, detail: str, now: float) -> None: ...
 
+        def send(self, to: str, msg: Message, now: float) -> None: ...
+
     def reply(self, msg: Message) -> None:
         """Answer the message being handled on the connection it came in on."""
         inbound = self._inbound
@@ -81,20 +85,34 @@ class AgentReplies(AgentAttrs):
             row = self.core.members.get(msg.sender.name)
             member = row is not None and row.peer.incarnation == msg.sender.incarnation
             if not member and not self.tasks.expects(msg) and (
-                    msg.sender.name not in self.tasks.scheduler.expected):  # (clerk._joining)
+                    msg.sender.name not in self.tasks.scheduler.expected  # (clerk._joining)
+                    and not self.tasks.takes_results_of(msg.sender, now)):  # (_leftoffers)
                 self._bad_frame("result_not_member", f"RESULT from {msg.sender.name!r} "
                                 f"({msg.sender.incarnation!r}): not a member", now)
+                core, s = self.core, msg.sender
+                if (core.is_manager and is_recorded(core.recorded, s)
+                        and self.tasks.tells_claim_to(s, now)):
+                    # A member our data directory recorded, maybe one that left, sending to
+                    # a claim of ours it knew from another life of this node: our claim
+                    # (clerk._leftoffers). Not to a stranger's address, and it gains no trust
+                    # (not core.tell: a merge HANDOVER from it stays refused).
+                    self.send(s.address, Coordinator(self.me, core.term, core.my_claim()), now)
                 return
             self.tasks.on_result(msg, now, self.clock.wall())
         elif isinstance(msg, Offer):
             row = self.core.members.get(msg.sender.name)
-            if row is not None and row.peer.incarnation == msg.sender.incarnation:
+            member = row is not None and row.peer.incarnation == msg.sender.incarnation
+            kind = offer_kind(member, self.core.is_manager, self.core.quorum is not None,
+                              msg.term, self.core.term, is_recorded(self.core.recorded, msg.sender))
+            if kind is OfferKind.MEMBER:
                 self.tasks.on_offer(msg, now, self.clock.wall())
-            elif msg.term == self.core.term and self.core.is_manager:
+            elif kind is OfferKind.HOLD:
                 # A node offers as soon as it follows us, which may be before its JOIN
-                # reaches us: keep it until that node is admitted (MemberUp), never merge
-                # rows from a node that is not a member.
+                # reaches us: keep it until that node is admitted (MemberUp), or its LEAVE
+                # says it left (LeftUnlisted: clerk._leftoffers).
                 self.tasks.hold_offer(msg)
+            elif kind is OfferKind.LEFT:
+                self.tasks.on_left_offer(msg, now, self.clock.wall())  # (clerk._leftoffers)
             elif self.tasks.runs_on(msg.sender.name):
                 # A node that left with a run in flight answering our COORDINATOR (its
                 # result follows: clerk._adoptedruns); its rows are not merged.

@@ -134,6 +134,8 @@ class CoreState:
         # Restarts (clerk._joining): the members our data directory recorded (name ->
         # address) not heard from since we started, and until when we wait for them.
         self._awaited: dict[str, str] = {}
+        #: The other members our data directory recorded at the start (name -> address).
+        self.recorded: dict[str, str] = {}
         #: ... and those heard from meanwhile (name -> when): a claim of ours announces itself
         #: to those that are not members and waits for their OFFERs, within
         #: ``REJOIN_HEARD_S`` (clerk._joining, "Restarts"; ``take_rejoin_heard``).
@@ -154,6 +156,10 @@ class CoreState:
         #: Stopped as a member (not a manager that handed over): a COORDINATOR it hears of
         #: later gets our LEAVE (clerk._core, "A node that left").
         self._left_as_member = False
+        #: The incarnation of the holder of ``highest`` when we left as a member, or of the last
+        #: one that announced it to us since ("" unknown): the same claim announced by another
+        #: incarnation is a restart of its holder that forgot our runs (clerk._leftmember).
+        self._left_holder = ""
         self.parts_in = PartsInbox()  # a graceful hand-over's parts to us (clerk._handparts)
         self._took_from = ""  # the leaving manager we took over from (its rest: accept_merge)
         self._forwarded: dict[tuple[str, str, int, str], None] = {}  # HANDOVERs passed on

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from clerk._messages import Execute, Json, MemberInfo, Message
+from clerk._messages import Execute, Json, MemberInfo, Message, Peer
 
 __all__ = [
     "INF",
@@ -21,6 +21,7 @@ __all__ = [
     "Event",
     "LeaveRequested",
     "LeftHeard",
+    "LeftUnlisted",
     "ManagerChanged",
     "MemberDown",
     "MemberUp",
@@ -140,6 +141,17 @@ class LeftHeard:
 
 
 @dataclass(frozen=True, slots=True)
+class LeftUnlisted:
+    """Manager, default mode: a LEAVE from a node that is not a member (that incarnation). A
+    node that left as a member gives a manager that does not list it its OFFER, its results
+    and then this LEAVE (``LeftHeard``): the task layer merges that node's OFFER it held (an
+    OFFER at our term from a node not admitted is held until it joins) as a node that left's
+    (:mod:`clerk._leftoffers`). Nothing else changes: it is in no member list."""
+
+    sender: Peer
+
+
+@dataclass(frozen=True, slots=True)
 class MemberUp:
     info: MemberInfo
     how: str  # "added" | "replaced" | "revived"
@@ -229,5 +241,5 @@ class WriteCommitted:
 Effect = (
     Send | ManagerChanged | MemberUp | MemberDown | StateHandedOver | Deliver | Refused | Stopped
     | Dropped | StaleExecute | VoterWrite | QuorumChanged | WriteCommitted | OfferAgain
-    | LeftHeard
+    | LeftHeard | LeftUnlisted
 )

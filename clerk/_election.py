@@ -47,7 +47,7 @@ from __future__ import annotations
 from clerk import _quorumcore
 from clerk._claims import LONE_TERM
 from clerk._corestate import CoreState
-from clerk._coretypes import INF, ManagerChanged, MemberDown, Refused, Role
+from clerk._coretypes import INF, LeftUnlisted, ManagerChanged, MemberDown, Refused, Role
 from clerk._dupname import duplicate_claim
 from clerk._handover import (
     leave_as_manager,
@@ -512,6 +512,10 @@ def m_leave(core: CoreState, msg: Leave, now: float) -> None:
     s = msg.sender
     row = core.members.get(s.name)
     if row is None or row.peer.incarnation != s.incarnation:
+        if core.role is Role.MANAGER and core.quorum is None:
+            # Maybe a node that left as a member, after its OFFER (clerk._leftoffers).
+            core._out.append(LeftUnlisted(s))
+            return
         core.drop("not_member", f"LEAVE from {s.name!r} ({s.incarnation!r}): not a member")
         return
     if core.role is Role.MANAGER:

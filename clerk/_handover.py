@@ -541,6 +541,9 @@ def leave(core: CoreState, now: float) -> None:
         leave_as_manager(core, now)
         return
     core._left_as_member = True
+    if core.highest is not None:
+        holder = core.members.get(core.highest.name)
+        core._left_holder = holder.peer.incarnation if holder is not None else ""
     if core.role is Role.FOLLOWER and core._claim is not None:
         core.send(core._claim.address, Leave(core.me, core.term))
     core.stop("left")

@@ -35,6 +35,14 @@ every event of a STOPPED core here (:func:`stopped`). Rules:
   claim (``LONE_TERM``, :mod:`clerk._claims`: a node that came back alone): it can only
   claim alone again, at the same term, and would step down to the claim every manager
   timeout until this node exits (the simulator showed it flapping for 5 s), to no avail.
+* **A claim's holder restarted.** A restart forgets its terms (default mode: no data
+  directory records one), so the holder of the claim we know can claim the very same key
+  again (it took over by a hand-over at the term it was given, or claimed it anew), with a
+  table that lacks our run and its lineage. A COORDINATOR of the claim we know from another
+  incarnation of its holder than the one we followed (``_left_holder``) is a new manager:
+  ``LeftHeard``, as for a higher claim (on real processes the returning nodes elected at
+  term 1, were told ours, and handed the table to the holder at term 2: our results went to
+  it as before and were refused, the count repeated).
 * A manager that left (handed over, then stopped) hears nothing more: it sends no LEAVE.
 """
 
@@ -72,10 +80,18 @@ def stopped(core: CoreState, event: Event, now: float) -> list[Effect]:
             and core.term_ok(msg, now)):
         if core.highest is None or msg.claim.key > core.highest.key:
             core.raise_highest(msg.claim)
+            core._left_holder = msg.sender.incarnation
             if core._left_as_member:
                 # A manager that lists us: our LEAVE died with the one before, or never went
                 # (we left between two managers). Our OFFER first, then the LEAVE.
                 core._out.append(LeftHeard(msg.claim.name, msg.claim.address))
+        elif (core._left_as_member and msg.claim.key == core.highest.key
+              and core._left_holder and msg.sender.incarnation != core._left_holder):
+            # The claim we know, from another life of its holder: it restarted and claimed
+            # the same term again (a restart forgets its terms in default mode), and its
+            # table lacks what we hold (module docstring, "A claim's holder restarted").
+            core._left_holder = msg.sender.incarnation
+            core._out.append(LeftHeard(msg.claim.name, msg.claim.address))
         elif (TELL_LOWER_CLAIMS and core._left_as_member and msg.claim.term > LONE_TERM
               and msg.claim.key < core.highest.key):
             # A claim the cluster made without knowing ours: tell it (module docstring).

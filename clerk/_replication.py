@@ -30,12 +30,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from clerk._messages import Offer, TableAt
+from clerk._messages import Offer, Peer, TableAt
 from clerk._offerjob import (
     MAX_OFFER_PARTS,
     OFFER_CHARS,
@@ -53,6 +54,8 @@ from clerk._statusjob import Slice
 __all__ = ["ENCODE_BUDGET", "LOAD_BUDGET", "LOCAL_GAP_S", "MAX_HELD_OFFERS", "MAX_OFFER_PARTS",
            "OFFER_CHARS", "REPLICATE_GAP_S", "REPLICATE_SHARE", "SHORT_RUN_MS", "Replication",
            "offer_parts", "short_runs"]
+
+_log = logging.getLogger("clerk.tasks")
 
 #: Replication (the rows changed since each member's acknowledged point, to every member) may
 #: take at most ~1/REPLICATE_SHARE of the manager's loop, and of each follower's: after a
@@ -319,6 +322,35 @@ class Replication(Definitions):
         _keep_part(self._held_offers, msg)
         while len(self._held_offers) > MAX_HELD_OFFERS:
             del self._held_offers[next(iter(self._held_offers))]
+
+    def on_left_offer(self, msg: Offer, now: float, wall: float) -> None:
+        """The OFFER of a node that left as a member, which we do not list: merged as a
+        member's, and its RESULTs taken from now on (clerk._leftoffers)."""
+        if not self._left_senders.admits(msg.sender, now):
+            _log.info("OFFER from %s, which left as a member and is not listed here: merged "
+                     "(its runs in flight and its results count)", msg.sender.name)
+        self._left_senders.add(msg.sender, now)
+        self.on_offer(msg, now, wall)
+
+    def on_left_unlisted(self, sender: Peer, now: float) -> bool:
+        """A LEAVE from ``sender``, not a member (clerk._coretypes.LeftUnlisted): its OFFER we
+        held as a joining node's is a node that left's; False if we held none of it."""
+        held = [m for m in self._held_offers.get(sender.name, ())
+                if m.sender.incarnation == sender.incarnation]
+        if not held:
+            return False
+        del self._held_offers[sender.name]
+        for msg in held:
+            self.on_left_offer(msg, now, self.agent.clock.wall())
+        return True
+
+    def takes_results_of(self, sender: Peer, now: float) -> bool:
+        """Is ``sender`` a node that left whose OFFER we merged (its RESULTs are taken)?"""
+        return self._left_senders.admits(sender, now)
+
+    def tells_claim_to(self, sender: Peer, now: float) -> bool:
+        """Should ``sender``, whose RESULT we refused, get our claim now (clerk._leftoffers)?"""
+        return self._left_senders.tell(sender, now)
 
     def on_member_up(self, name: str, incarnation: str, now: float) -> None:
         for msg in self._held_offers.pop(name, []):

@@ -33,6 +33,7 @@ from clerk._core import ManagerChanged, OfferAgain, Send
 from clerk._deploy import Resolver
 from clerk._executor import Executor
 from clerk._host import Host
+from clerk._leftoffers import LeftSenders
 from clerk._messages import Json, Offer, Result, reads_table_at
 from clerk._nodes_guard import NodesGuard
 from clerk._offerjob import OfferParts
@@ -116,6 +117,7 @@ class TaskRunner(Leaving, StatusRows):
         self._encoder = RowEncoder()
         self._sent: tuple[str, int] = ("", -1)
         self._held_offers: dict[str, list[Offer]] = {}  # from nodes not admitted yet (parts)
+        self._left_senders = LeftSenders()  # nodes that left, whose OFFER we merged
         self._activate: bool | None = None  # pending activation: graceful or not
         self._loading = None  # the activation's sliced load of the table (_load_step)
         self._offers_waiting: dict[str, list[Offer]] = {}  # from members, until it is loaded

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from clerk._coretypes import Send
     from clerk._executor import Executor
     from clerk._host import Host
+    from clerk._leftoffers import LeftSenders
     from clerk._messages import Json, Offer, Result
     from clerk._nodes_guard import NodesGuard
     from clerk._outbox import Outbox
@@ -73,6 +74,7 @@ class Definitions:
     _persisted: object
     _disk_rows: ReplicaLog | Replica | None
     _held_offers: dict[str, list[Offer]]
+    _left_senders: LeftSenders
     _leave_started: float | None
     _replicate_dirty: bool
     _replicate_after: float

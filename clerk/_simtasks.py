@@ -44,8 +44,10 @@ from clerk._core import (
     Effect,
     Event,
     LeftHeard,
+    LeftUnlisted,
     ManagerChanged,
     MemberDown,
+    MemberUp,
     OfferAgain,
     Send,
     StateHandedOver,
@@ -53,7 +55,8 @@ from clerk._core import (
     WriteCommitted,
 )
 from clerk._lead import DISPATCH_LEAD_MS
-from clerk._messages import Execute, Offer, Result, ResultAck
+from clerk._leftoffers import LeftSenders, OfferKind, is_recorded, offer_kind
+from clerk._messages import Coordinator, Execute, Offer, Result, ResultAck
 from clerk._offerjob import OfferParts
 from clerk._offerruns import adopt_runs, offered_runs
 from clerk._record import TaskRecord
@@ -228,6 +231,11 @@ class SimLedger:
         #: flight on it, and an OFFER only at its own term (an OFFER that came before its
         #: sender's JOIN), as the real agent (clerk._agentreplies); False: any, as before.
         self.agent_filters = True
+        #: ... but a node that left as a member gives a manager that does not list it its
+        #: OFFER (merged: below our term, or at it once its LEAVE came) and then its RESULTs
+        #: (taken), and a refused RESULT's node gets our claim (clerk._leftoffers); False:
+        #: dropped (below our term) or merged and its RESULTs dropped, as before.
+        self.left_offers = True
         #: A first takeover after a restart waits for the OFFERs of the recorded members it
         #: heard from that are not members (clerk._joining, "Restarts"); False: not, as before.
         self.rejoin_heard = True
@@ -295,6 +303,8 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
         self.wa: WriteAhead | None = None  # quorum mode, manager: this ballot's write-ahead
         self.never_left: set[tuple[str, str]] = set()  # held dispatches of a lost ballot
         self._encoder = RowEncoder()
+        self.left_senders = LeftSenders()  # (clerk._leftoffers)
+        self._held_offers: dict[str, list[Offer]] = {}  # non-members' at our term (as real)
         self.outbox: deque[Result] = deque(maxlen=OUTBOX_KEEP)  # quorum mode (module doc)
         # Default mode, as the real node (clerk._outbox, clerk._resultacks): results kept
         # until the manager acknowledges them, resent to each new manager and every
@@ -373,6 +383,12 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
                 self._offer_again(effect)  # (clerk._simledgerrun)
             elif isinstance(effect, LeftHeard):
                 self._left_heard(effect)  # (clerk._simacks)
+            elif isinstance(effect, LeftUnlisted):
+                s = effect.sender  # (as the real runner's on_left_unlisted)
+                if self.world.left_offers and is_recorded(core.recorded, s):
+                    changed |= self._release_offers(s, left=True)
+            elif isinstance(effect, MemberUp):
+                changed |= self._release_offers(effect.info, left=False)  # (on_member_up)
             elif isinstance(effect, WriteCommitted) and self.wa is not None:
                 changed |= self._committed(effect.seq)
         if self._activate is not None and core.is_manager and self._loaded():
@@ -493,8 +509,16 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
         elif isinstance(msg, Result) and self.scheduler.active:
             if self.world.agent_filters and not self._member(msg.sender) and not (
                     self.scheduler.expects(msg.task, msg.run_id, msg.sender.name)
-                    or msg.sender.name in self.scheduler.expected):
-                return False  # (as the real agent: clerk._agentreplies, result_not_member)
+                    or msg.sender.name in self.scheduler.expected
+                    or (self.world.left_offers
+                        and self.left_senders.admits(msg.sender, self.net.now))):
+                # (as the real agent: clerk._agentreplies, result_not_member; our claim)
+                s = msg.sender
+                if (self.world.left_offers and is_recorded(core.recorded, s)
+                        and self.left_senders.tell(s, self.net.now)):
+                    self.net.send(self.node.name, s.address,
+                                  Coordinator(core.me, core.term, core.my_claim()))
+                return False
             default = core.quorum is None
             if default and self.acks.holds(msg.run_id):
                 return False  # a resend of a result applied, its ACK not released yet
@@ -526,16 +550,46 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
         elif isinstance(msg, ResultAck):
             self.unacked.pop(msg.run_id, None)
         elif isinstance(msg, Offer) and core.is_manager:
-            if (self.world.agent_filters and not self._member(msg.sender)
-                    and msg.term != core.term):
-                return False  # (as the real agent: offer_not_member; ours: held till admitted)
-            changed = self.scheduler.merge(msg.state, self.wall(), source=msg.sender.name)
-            if self.world.offer_runs and core.quorum is None:
-                changed |= adopt_runs(self.scheduler, offered_runs(msg.state),
-                                      msg.sender.name, self.wall(),
-                                      as_sent=True)  # (clerk._offerruns)
-            if not self.world.whole_offers or self.offer_parts.add(msg.sender, msg.term,
-                                                                    msg.state):
-                self.scheduler.offer_from(msg.sender.name)
-            return changed
+            member = self._member(msg.sender)
+            kind = offer_kind(member, True, core.quorum is not None, msg.term, core.term,
+                              is_recorded(core.recorded, msg.sender))
+            if not self.world.left_offers and kind is OfferKind.LEFT:
+                kind = OfferKind.DROP
+            if self.world.agent_filters and kind is OfferKind.DROP:
+                return False  # (as the real agent: offer_not_member)
+            if self.world.agent_filters and kind is OfferKind.HOLD:
+                # As the real agent: held until its node joins (MemberUp), or its LEAVE
+                # comes (LeftUnlisted: then merged as a node that left's).
+                self._held_offers.setdefault(msg.sender.name, []).append(msg)
+                return False
+            if kind is OfferKind.LEFT:  # (as the real agent: on_left_offer)
+                self.left_senders.add(msg.sender, self.net.now)
+            return self._merge_offer(msg)
         return False
+
+    def _merge_offer(self, msg: Offer) -> bool:
+        """A member's OFFER, or a node that left's (as the real runner's ``on_offer``)."""
+        core = self.node.core
+        changed = self.scheduler.merge(msg.state, self.wall(), source=msg.sender.name)
+        if self.world.offer_runs and core.quorum is None:
+            changed |= adopt_runs(self.scheduler, offered_runs(msg.state),
+                                  msg.sender.name, self.wall(),
+                                  as_sent=True)  # (clerk._offerruns)
+        if not self.world.whole_offers or self.offer_parts.add(msg.sender, msg.term,
+                                                                msg.state):
+            self.scheduler.offer_from(msg.sender.name)
+        return changed
+
+    def _release_offers(self, sender: Any, left: bool) -> bool:
+        """The OFFERs held from ``sender`` (that incarnation): merged once it joined, or, as a
+        node that left's, once its LEAVE came (``left``: remembered, its RESULTs taken)."""
+        held = [m for m in self._held_offers.pop(sender.name, [])
+                if m.sender.incarnation == sender.incarnation]
+        if not held or not self.node.core.is_manager:
+            return False
+        if left:
+            self.left_senders.add(sender, self.net.now)
+        changed = False
+        for msg in held:
+            changed |= self._merge_offer(msg)
+        return changed

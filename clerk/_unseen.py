@@ -7,6 +7,16 @@ RESULT, resent by its node to every new manager, is applied if it continues the 
 dropped and counted in the task's ``conflicts`` (never silently); a run a member's OFFER lists
 is adopted as the row's run in flight, so that no later slot overlaps it. Mixed into
 :class:`clerk._schedule.Scheduler` through :class:`clerk._running.Running`. Pure.
+
+**An old slot after skipped ones.** A result whose slot the row has passed, without its
+history showing it end, is dropped: later slots ran beside it, from the state it started
+from. Not when no later slot was sent at all (none dispatched, none in flight, none in the
+history): they were skipped (no node had the task: the only node that has it left with this
+run going, and the nodes that came back without it skipped its slots until its OFFER and
+result came, clerk._leftoffers), so nothing started from that state since. Then, if it
+continues the row exactly, it is applied; the row's slot stays where it is (no slot is sent
+again). Before, its update was lost, counted as a conflict, on real processes
+(tests/integration/test_last_node_up_leaves.py).
 """
 
 from __future__ import annotations
@@ -37,6 +47,15 @@ def _history_has(rec: TaskRecord, slot: int) -> bool:
     return any(e[0] == slot for e in entries)
 
 
+def _only_skipped_since(rec: TaskRecord, slot: int) -> bool:
+    """Were the row's slots after ``slot`` only skipped: none sent (``dispatched``), none in
+    flight, none finished (its history)?"""
+    if rec.running is not None or rec.dispatched > slot:
+        return False
+    entries = rec.run_history.entries
+    return not any(e[0] > slot for e in entries)
+
+
 class UnseenRuns(Adoption):
     """Results of runs the table never showed, and runs members offered (module docstring)."""
 
@@ -58,15 +77,18 @@ class UnseenRuns(Adoption):
         wall_ms = wall * 1000
         if slot <= rec.slot:
             # An old run: a resend of one the row holds (harmless), or one it never saw
-            # finish while later slots ran beside it (its update is lost: counted, as below).
-            if not _history_has(rec, slot):
+            # finish while later slots ran beside it (its update is lost: counted, as below),
+            # unless no later slot was sent at all: they were skipped (module docstring).
+            if _history_has(rec, slot):
+                return None
+            if not _only_skipped_since(rec, slot) or not run_id.endswith(base_tag(rec)):
                 self._count_dropped(task, rec, run_id, node, slot, wall_ms,
                                     "later slots of the task ran meanwhile")
-            return None
+                return None
         # ``slot == rec.dispatched`` with no run in flight and no result for it: the row
         # learnt of the dispatch, not of the run (a member's OFFER carries ``dispatched`` but
         # never its run in flight, and a merge keeps the larger ``dispatched``): still judged.
-        if rec.running is not None or slot < rec.dispatched:
+        elif rec.running is not None or slot < rec.dispatched:
             # A run this row never saw finish, while a later slot was sent (the manager that
             # sent this one died before any member knew of it, and its successor went on
             # beside it): the later run did not start from this one's state, so its update is

@@ -25,10 +25,12 @@ manager is checked by the simulator and tests/unit/test_leave_stopped.py.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from clerk._routing import LEAVE_ACK_WAIT
 from clerk.testing import LocalCluster, wait_until
 from tests.integration.cluster_tasks import (
     LeavesMidRunOnN1,
@@ -55,6 +57,13 @@ class Cluster(LocalCluster):
         return super().write_config(name, seeds, "\n".join(x for x in (extra_node, more) if x))
 
 
+def last_time(log: str, text: str) -> float:
+    """The time (s since the epoch) of the last line of a node's ``log`` holding ``text``."""
+    line = next(x for x in reversed(log.splitlines()) if text in x)
+    stamp = line.split(" ", 1)[0].rstrip("Z")
+    return datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
+
+
 def test_the_last_node_up_leaving_keeps_its_result(tmp_path: Path) -> None:
     classes = {"n1": LeavesMidRunOnN1, "n2": LeavesMidRunOnN2, "n3": LeavesMidRunOnN3}
     files, tasks = per_node_tasks(tmp_path, classes, "leaver", ("log", "long", "kill"),
@@ -73,12 +82,23 @@ def test_the_last_node_up_leaving_keeps_its_result(tmp_path: Path) -> None:
             cluster.start(node)
         cluster.settle([member, second])
         assert cluster.wait_for_manager(timeout=15) == first
+
+        def listed() -> bool:
+            # (first lists both live: a node reports the manager it follows before that
+            # manager admits it; killed before, second never held first's replica, and the
+            # member, alone with the manager's claim in its hands, took over instead)
+            rows = cluster.status(first)["members"]
+            return {member, second} <= {m["name"] for m in rows if m["alive"]}
+
+        wait_until(listed, timeout=15)
         short = member.split("@")[0]
         name, log = f"leaver-{short}", Path(files[short]["log"])
         wait_until(lambda: len(rows_of(log)) >= 3, timeout=20)
+        # (The terms before the kill: read after the takeover, they held second's first runs
+        # when its status answered late under load, and its runs were awaited above them.)
+        terms = {r.term for r in rows_of(log)}
         cluster.kill(first)
         assert cluster.wait_for_manager(timeout=15, names=[second, member]) == second
-        terms = {r.term for r in rows_of(log)}
         wait_until(lambda: rows_of(log)[-1].term > max(terms), timeout=15)  # second's runs
         before = rows_of(log)
         Path(files[short]["kill"]).write_text(" ".join(map(str, cluster.pids(second))))
@@ -101,6 +121,16 @@ def test_the_last_node_up_leaving_keeps_its_result(tmp_path: Path) -> None:
         # the fix: at its bound, the result given up).
         wait_until(lambda: not cluster.running(member), timeout=LONG_S + 25)
         lost = "its update is lost" in cluster.log(member)
+        if lost:
+            # The member keeps its result LEAVE_ACK_WAIT from its leave, by design: the
+            # scenario needs the others listening well within it (their 1 s rejoin wait and
+            # an election follow). Under load a node took up to 9-12 s to start here.
+            left = last_time(cluster.log(member), "leaving the cluster")
+            back = max(last_time(cluster.log(n), "listening on") for n in (first, second))
+            if back - left > LEAVE_ACK_WAIT - 1.5:
+                pytest.skip(f"the returning nodes listened {back - left:.1f} s after the "
+                            f"member left: past what its {LEAVE_ACK_WAIT:.0f} s bound allows "
+                            "(machine too loaded for this scenario); its result was given up")
         rows = rows_of(log)
         long = rows[-1]
         assert long.ended - long.started >= LONG_S * 0.9, rows[len(before) - 2:]

@@ -2,6 +2,8 @@
 (clerk._core, "A node that left"; the task layer's side: clerk._routing,
 ``left_results_taken``)."""
 
+from dataclasses import replace
+
 import pytest
 
 from clerk import _leftmember
@@ -77,3 +79,26 @@ def test_a_member_that_left_tells_a_lower_claim_the_one_it_knows(
     assert x.role is Role.STOPPED and x.highest is not None
     low = Claim(0, 0, "y", addr("y"))
     assert net2.do(x, Received(Coordinator(y.me, 0, low))) == []
+
+
+def test_a_member_that_left_hears_the_same_claim_from_a_restarted_holder() -> None:
+    """The last node up left following b at term 1; b restarted (a restart forgets its terms)
+    and claims the very same key again, from a table that lacks the run and result c holds
+    (clerk._leftmember, "A claim's holder restarted"): its COORDINATOR from the new
+    incarnation is a new manager (``LeftHeard``: the OFFER, results and LEAVE go to it), once;
+    the same claim from the incarnation c followed changes nothing, as before. On real
+    processes the returning nodes handed the table to the holder at that term, and the
+    result went to it, refused, until c gave it up (tests/integration/
+    test_last_node_up_leaves.py)."""
+    net, (a, b, c) = cluster(("a", 2), ("b", 1), ("c", 0))
+    net.crash(a, notify=False)
+    net.advance(3.0)  # (b takes over: c follows it)
+    assert c.highest is not None and c.highest.name == "b"
+    claim = c.highest
+    net.do(c, LeaveRequested())
+    assert c.role is Role.STOPPED
+    assert net.do(c, Received(Coordinator(b.me, claim.term, claim))) == []  # (b, as followed)
+    reborn = replace(b.me, incarnation=b.me.incarnation + "-2")
+    heard = net.do(c, Received(Coordinator(reborn, claim.term, claim)))
+    assert heard == [LeftHeard("b", claim.address)] and c.highest == claim
+    assert net.do(c, Received(Coordinator(reborn, claim.term, claim))) == []  # (once)

@@ -239,3 +239,52 @@ def test_an_old_slot_the_row_never_saw_end_is_counted_a_resend_is_not() -> None:
     assert new.on_result("t", "t/1/x~old", d.node, "ok", {"n": 1}, 1.0, "",
                          due("t", K + 5) + 0.2, slot=K + 1) is None
     assert rec.conflicts == 1
+
+
+def test_an_old_slot_after_only_skipped_slots_is_applied() -> None:
+    """No node had the task while K+2's result was on its way (the only node that has it
+    left with the run going; the nodes that came back skipped its slots): the row's slot is
+    past K+2 but no later slot was sent, so nothing started from the state K+2 continues.
+    Its result is applied, the row's slot stays (nothing is sent again), and the next slot
+    starts from it. Before, dropped and counted "later slots of the task ran meanwhile": the
+    update lost (tests/integration/test_last_node_up_leaves.py)."""
+    _, new, d = _lost_dispatch()
+    rec = new.records["t"]
+    for k in (K + 4, K + 5):
+        ds, fins = new.tick(due("t", k), {})
+        assert not ds and [f.outcome for f in fins] == ["skipped"]
+    assert rec.slot == K + 5 and rec.dispatched < K + 2
+    fin = new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "",
+                        due("t", K + 5) + 0.1, slot=d.slot)
+    assert fin is not None and fin.outcome == "ok"
+    assert rec.state == {"n": 2} and rec.slot == K + 5 and rec.conflicts == 0
+    assert [e[0] for e in rec.run_history.entries][-1] == K + 2
+    ds, _ = new.tick(due("t", K + 6), NODES)
+    assert [x.slot for x in ds] == [K + 6] and ds[0].state == {"n": 2}
+    # A resend of it now: harmless, as any result the history shows.
+    assert new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "",
+                         due("t", K + 6) + 0.1, slot=d.slot) is None
+    assert rec.conflicts == 0
+
+
+def test_an_old_slot_after_a_later_slot_was_sent_is_still_dropped() -> None:
+    """A later slot was sent (it may have run, from the state K+2 started from) and ended
+    without a result here: K+2's result is dropped and counted, as before; and so is one that
+    does not continue the row, after skipped slots only."""
+    _, new, d = _lost_dispatch()
+    rec = new.records["t"]
+    ds, _ = new.tick(due("t", K + 4), NODES)
+    assert ds
+    new.on_result("t", ds[0].run_id, ds[0].node, "error", None, 1.0, "boom",
+                  due("t", K + 4) + 0.01)
+    assert rec.slot == K + 4 and rec.running is None and rec.dispatched == K + 4
+    assert new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "",
+                         due("t", K + 4) + 0.1, slot=d.slot) is None
+    assert rec.conflicts == 1 and rec.state == {"n": 1}
+    _, other, d2 = _lost_dispatch()
+    rec2 = other.records["t"]
+    other.tick(due("t", K + 4), {})
+    forged = d2.run_id.rsplit("~", 1)[0] + f"~{rec2.version + 5}.00000000"
+    assert other.on_result("t", forged, d2.node, "ok", {"n": 9}, 1.0, "",
+                           due("t", K + 4) + 0.1, slot=d2.slot) is None
+    assert rec2.conflicts == 1 and rec2.state == {"n": 1}

@@ -109,18 +109,21 @@ def _in(net: SimNetwork) -> int:
 
 def run_schedule(n: int, seed: int, faults: list[tuple[str, int, float]],
                  keep: bool = True, guard: bool = True, then: float = 0.0,
-                 unlisted: bool = True) -> dict[str, Any]:
+                 unlisted: bool = True, left_offers: bool = True) -> dict[str, Any]:
     """``faults`` on the ledger cluster, then every node back and 3 s more (as
     ``test_sim_offer_runs.settle_and_measure``). ``guard``: a fault that takes a node out
     (a crash, a leave) is skipped unless at least 3 nodes are in (up, not stopped) before
     it, so a node that leaves always has another one up that can become manager (without:
     ``test_the_last_node_up_leaving...``). ``then``: seconds more after the measure, before
     ``lost_on_leave`` is read. ``unlisted``: ``SimLedger.unlisted_runs_wait``
-    (False: a crash takeover fails a run on a node it does not list at once, as before)."""
+    (False: a crash takeover fails a run on a node it does not list at once, as before).
+    ``left_offers``: ``SimLedger.left_offers`` (False: a manager drops the OFFER and RESULTs
+    of a node that left that it does not list, as before clerk._leftoffers)."""
     world = SimLedger(interval_ms=INTERVAL_MS)
     world.replicate_gap_s, world.long_run_chance, world.long_run_s = GAP_S, 0.25, LONG_S
     world.leave_keeps_results = keep
     world.unlisted_runs_wait = unlisted
+    world.left_offers = left_offers
     net = SimNetwork(seed, layer=world)
     net.fifo = True
     names = ledger_started(net, world, n)
@@ -271,7 +274,8 @@ def test_before_the_next_manager_failed_that_run_at_once() -> None:
     beside it (overlaps) and from the state before (a count repeated); the member's result,
     for a run the row had finished, was refused, and the member gave it up at its bound."""
     for seed in range(6):
-        got = run_schedule(4, seed, LEAVE_THEN_CRASH, unlisted=False, then=LEAVE_ACK_WAIT_S)
+        got = run_schedule(4, seed, LEAVE_THEN_CRASH, unlisted=False, then=LEAVE_ACK_WAIT_S,
+                           left_offers=False)
         assert got["repeated"] and got["overlaps"] and got["lost_on_leave"], (seed, got)
 
 
