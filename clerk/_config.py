@@ -41,10 +41,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from clerk._errors import ConfigError
+from clerk._errors import ConfigError, unknown_key
 from clerk._lead import DISPATCH_LEAD_MS, MAX_DISPATCH_LEAD_MS
 
-__all__ = ["DEFAULT_PORT", "MAX_REJOIN_TIMEOUT_MS", "MAX_VOTERS", "REJOIN_TIMEOUT_MS",
+__all__ = ["DEFAULT_PORT", "MAX_REJOIN_TIMEOUT_MS", "MAX_VOTERS", "NODE_KEYS", "REJOIN_TIMEOUT_MS",
            "NodeConfig", "check_voter_data_dir", "load_config",
            "parse_address", "resolve_host", "validate_name", "validate_voters"]
 
@@ -53,6 +53,10 @@ log = logging.getLogger("clerk.config")
 DEFAULT_PORT = 7400
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}@[A-Za-z0-9_.\-]{1,253}$")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+#: The keys of the ``[node]`` table.
+NODE_KEYS = ("name", "port", "join", "priority", "cookie_file", "insecure", "workers",
+             "log_level", "data_dir", "metrics_port", "voters", "dispatch_lead",
+             "rejoin_timeout")
 #: Seven voters tolerate three failures; more only adds fsyncs and round trips to every
 #: commit (a write waits for a majority), and the voter set is fixed, not scaled.
 MAX_VOTERS = 7
@@ -230,9 +234,7 @@ def _node_values(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
         elif key == "voters":
             out[key] = validate_voters(value, source, key)
         else:
-            known = ("name, port, join, priority, cookie_file, insecure, workers, log_level, "
-                     "data_dir, metrics_port, voters, dispatch_lead, rejoin_timeout")
-            raise ConfigError(source, key, value, f"unknown key (known: {known})")
+            raise ConfigError(source, key, value, unknown_key(key, NODE_KEYS))
     return out
 
 

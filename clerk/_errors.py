@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Sequence
 
 __all__ = ["ClerkError", "ConfigError", "ControlError", "NotReachableError", "StartError",
-           "TaskStateError"]
+           "TaskStateError", "unknown_key"]
+
+
+def unknown_key(key: str, known: Sequence[str]) -> str:
+    """The problem of an unknown configuration ``key``: the known ones, and the closest of
+    them first when it looks like a misspelling ("did you mean 'interval'?")."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key ({hint}known: {', '.join(known)})"
 
 
 class ClerkError(Exception):

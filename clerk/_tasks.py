@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from clerk._calendar import due_in_zone, load_zone, parse_cron
-from clerk._errors import ConfigError, TaskStateError
+from clerk._errors import ConfigError, TaskStateError, unknown_key
 
 __all__ = [
     "MAX_STATE_BYTES",
@@ -308,8 +308,13 @@ def load_task_entries(entries: Sequence[Any], source: str) -> tuple[TaskDef, ...
             raise ConfigError(where, "task", target, "is required: an import path module:Class")
         for key in entry:
             if key not in _TASK_KEYS:
-                raise ConfigError(where, f"task {target!r}: {key}", entry[key],
-                                  f"unknown key (known: {', '.join(_TASK_KEYS)})")
+                # The task by its name when it has one (what status and logs call it), with
+                # its class: 'task 'poll' (app:Poll): intervall'.
+                name = entry.get("name")
+                which = (f"task {name!r} ({target})" if isinstance(name, str) and name
+                         else f"task {target!r}")
+                raise ConfigError(where, f"{which}: {key}", entry[key],
+                                  unknown_key(str(key), _TASK_KEYS))
         d = _make_def(target=target, name=entry.get("name"), interval=entry.get("interval"),
                       timeout=entry.get("timeout", 5000), instant=entry.get("instant", False),
                       enabled=entry.get("enabled", True), args=entry.get("args"), where=where,

@@ -98,3 +98,13 @@ def test_a_config_error_never_cuts_a_files_path() -> None:
     assert str(deep) in str(err) and err.value == deep
     long_text = ConfigError("cmd", "name", "x" * 200, "is too long")
     assert "..." in str(long_text) and len(str(long_text)) < 140
+
+
+def test_a_misspelt_node_key_is_named_with_the_key_meant(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text('[node]\nname = "a@127.0.0.1"\nprority = 3\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), {})
+    text = str(info.value)
+    assert str(path) in text and "prority = 3" in text
+    assert "unknown key (did you mean 'priority'? known: name, port" in text

@@ -196,3 +196,12 @@ def test_local_cluster_writes_cron_keys_to_toml() -> None:
               clerk.task(Counter, cron="@daily", name="u")):
         (back,) = load_task_entries(tomllib.loads(task_toml(d))["task"], "")
         assert back == d
+
+
+def test_an_unknown_key_names_the_task_by_its_name_and_suggests_the_key_meant() -> None:
+    err = bad([entry(intervall=5, name="poll")], "task 'poll' (", TARGET, "intervall",
+              "did you mean 'interval'?", "unknown key")
+    assert err.key.startswith("task 'poll'")
+    # Nothing close: the known keys only.
+    text = str(bad([entry(frobnicate=1)], "frobnicate", "unknown key (known: task, name"))
+    assert "did you mean" not in text
