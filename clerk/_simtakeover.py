@@ -3,8 +3,8 @@
 ``_take_over_step`` does, adopting its own runs in flight, the merges and results that waited,
 and a stop request that waits for a take-over (``leave_at``).
 
-Split out of :mod:`clerk._simtasks` (the layer's event handling, replication, merging OFFERs
-and results stay there) to keep each module under ~600 lines. :class:`LedgerTakeover` is a
+Split out of :mod:`clerk._simtasks` (the layer's event handling, replication and results
+stay there; the OFFERs are :mod:`clerk._simoffers`') to keep each module under ~600 lines. :class:`LedgerTakeover` is a
 mixin of :class:`clerk._simtasks.LedgerLayer`: the attributes and methods it declares are the
 layer's.
 """

@@ -55,10 +55,9 @@ from clerk._core import (
     WriteCommitted,
 )
 from clerk._lead import DISPATCH_LEAD_MS
-from clerk._leftoffers import LeftSenders, OfferKind, is_recorded, offer_kind
+from clerk._leftoffers import LeftSenders, is_recorded
 from clerk._messages import Coordinator, Execute, Offer, Result, ResultAck
 from clerk._offerjob import OfferParts
-from clerk._offerruns import adopt_runs, offered_runs
 from clerk._record import TaskRecord
 from clerk._replica import RowEncoder
 from clerk._replication import LOCAL_GAP_S, short_runs
@@ -76,6 +75,7 @@ from clerk._simledgerrun import (
     LedgerRuns,
 )
 from clerk._simnet import SimNetwork, SimNode
+from clerk._simoffers import LedgerOffers
 from clerk._simtakeover import LedgerTakeover
 from clerk._tasks import TaskDef
 from clerk._writeahead import WriteAhead
@@ -268,7 +268,7 @@ class SimLedger:
         return values[len(values) // 2]
 
 
-class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
+class LedgerLayer(LedgerTakeover, LedgerOffers, LedgerDisk, LedgerAcks, LedgerRuns):
     """One node's task layer in the simulator (see the module docstring)."""
 
     #: When this manager's last round went, and when the changes made since go
@@ -550,46 +550,5 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
         elif isinstance(msg, ResultAck):
             self.unacked.pop(msg.run_id, None)
         elif isinstance(msg, Offer) and core.is_manager:
-            member = self._member(msg.sender)
-            kind = offer_kind(member, True, core.quorum is not None, msg.term, core.term,
-                              is_recorded(core.recorded, msg.sender))
-            if not self.world.left_offers and kind is OfferKind.LEFT:
-                kind = OfferKind.DROP
-            if self.world.agent_filters and kind is OfferKind.DROP:
-                return False  # (as the real agent: offer_not_member)
-            if self.world.agent_filters and kind is OfferKind.HOLD:
-                # As the real agent: held until its node joins (MemberUp), or its LEAVE
-                # comes (LeftUnlisted: then merged as a node that left's).
-                self._held_offers.setdefault(msg.sender.name, []).append(msg)
-                return False
-            if kind is OfferKind.LEFT:  # (as the real agent: on_left_offer)
-                self.left_senders.add(msg.sender, self.net.now)
-            return self._merge_offer(msg)
+            return self._on_offer(msg)  # (clerk._simoffers)
         return False
-
-    def _merge_offer(self, msg: Offer) -> bool:
-        """A member's OFFER, or a node that left's (as the real runner's ``on_offer``)."""
-        core = self.node.core
-        changed = self.scheduler.merge(msg.state, self.wall(), source=msg.sender.name)
-        if self.world.offer_runs and core.quorum is None:
-            changed |= adopt_runs(self.scheduler, offered_runs(msg.state),
-                                  msg.sender.name, self.wall(),
-                                  as_sent=True)  # (clerk._offerruns)
-        if not self.world.whole_offers or self.offer_parts.add(msg.sender, msg.term,
-                                                                msg.state):
-            self.scheduler.offer_from(msg.sender.name)
-        return changed
-
-    def _release_offers(self, sender: Any, left: bool) -> bool:
-        """The OFFERs held from ``sender`` (that incarnation): merged once it joined, or, as a
-        node that left's, once its LEAVE came (``left``: remembered, its RESULTs taken)."""
-        held = [m for m in self._held_offers.pop(sender.name, [])
-                if m.sender.incarnation == sender.incarnation]
-        if not held or not self.node.core.is_manager:
-            return False
-        if left:
-            self.left_senders.add(sender, self.net.now)
-        changed = False
-        for msg in held:
-            changed |= self._merge_offer(msg)
-        return changed
