@@ -4,9 +4,9 @@
 and a stop request that waits for a take-over (``leave_at``).
 
 Split out of :mod:`clerk._simtasks` (the layer's event handling, replication and results
-stay there; the OFFERs are :mod:`clerk._simoffers`') to keep each module under ~600 lines. :class:`LedgerTakeover` is a
-mixin of :class:`clerk._simtasks.LedgerLayer`: the attributes and methods it declares are the
-layer's.
+stay there; the OFFERs are in :mod:`clerk._simoffers`) to keep each module under ~600 lines.
+:class:`LedgerTakeover` is a mixin of :class:`clerk._simtasks.LedgerLayer`: the attributes
+and methods it declares are the layer's.
 """
 
 from __future__ import annotations
