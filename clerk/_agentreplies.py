@@ -92,8 +92,9 @@ class AgentReplies(AgentAttrs):
                 core = self.core
                 if core.is_manager and self.tasks.tells_claim_to(msg.sender, now):
                     # Maybe a node that left, sending to a claim of ours it knew from
-                    # another life of this node: our claim (clerk._leftoffers).
-                    core.tell(msg.sender.address, now)
+                    # another life of this node: our claim (clerk._leftoffers). Not noted
+                    # as told (``core.tell``): that would let a stranger's REFUSE stop us,
+                    # or its HANDOVER be merged, after one forged RESULT.
                     self.send(msg.sender.address,
                               Coordinator(self.me, core.term, core.my_claim()), now)
                 return

@@ -512,7 +512,6 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
                 # (as the real agent: clerk._agentreplies, result_not_member; our claim)
                 if self.world.left_offers and self.left_senders.tell(msg.sender,
                                                                      self.net.now):
-                    core.tell(msg.sender.address, self.net.now)
                     self.net.send(self.node.name, msg.sender.address,
                                   Coordinator(core.me, core.term, core.my_claim()))
                 return False
