@@ -38,6 +38,7 @@ from clerk._core import (
     WriteCommitted,
 )
 from clerk._coretypes import QuorumChanged, VoterWrite
+from clerk._leftoffers import is_recorded
 from clerk._messages import Election, Execute, Message, Ok, Result
 
 if TYPE_CHECKING:
@@ -251,7 +252,8 @@ class AgentFeed(AgentAttrs):
             elif isinstance(effect, LeftHeard):
                 self.tasks.on_left_heard(effect, now)  # (clerk._core, "A node that left")
             elif isinstance(effect, LeftUnlisted):
-                if not self.tasks.on_left_unlisted(effect.sender, now):  # (_leftoffers)
+                if not (is_recorded(self.core.recorded, effect.sender)  # (_leftoffers)
+                        and self.tasks.on_left_unlisted(effect.sender, now)):
                     s = effect.sender
                     self._bad_frame("not_member", f"LEAVE from {s.name!r} "
                                     f"({s.incarnation!r}): not a member", now)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from clerk._agentattrs import AgentAttrs
 from clerk._codec import EncodeError, encode
 from clerk._deploy import task_names
-from clerk._leftoffers import OfferKind, offer_kind
+from clerk._leftoffers import OfferKind, is_recorded, offer_kind
 from clerk._messages import (
     Control,
     Coordinator,
@@ -89,21 +89,21 @@ class AgentReplies(AgentAttrs):
                     and not self.tasks.takes_results_of(msg.sender, now)):  # (_leftoffers)
                 self._bad_frame("result_not_member", f"RESULT from {msg.sender.name!r} "
                                 f"({msg.sender.incarnation!r}): not a member", now)
-                core = self.core
-                if core.is_manager and self.tasks.tells_claim_to(msg.sender, now):
-                    # Maybe a node that left, sending to a claim of ours it knew from
-                    # another life of this node: our claim (clerk._leftoffers). Not noted
-                    # as told (``core.tell``): that would let a stranger's REFUSE stop us,
-                    # or its HANDOVER be merged, after one forged RESULT.
-                    self.send(msg.sender.address,
-                              Coordinator(self.me, core.term, core.my_claim()), now)
+                core, s = self.core, msg.sender
+                if (core.is_manager and is_recorded(core.recorded, s)
+                        and self.tasks.tells_claim_to(s, now)):
+                    # A member our data directory recorded, maybe one that left, sending to
+                    # a claim of ours it knew from another life of this node: our claim
+                    # (clerk._leftoffers). Not to a stranger's address, and it gains no trust
+                    # (not core.tell: a merge HANDOVER from it stays refused).
+                    self.send(s.address, Coordinator(self.me, core.term, core.my_claim()), now)
                 return
             self.tasks.on_result(msg, now, self.clock.wall())
         elif isinstance(msg, Offer):
             row = self.core.members.get(msg.sender.name)
             member = row is not None and row.peer.incarnation == msg.sender.incarnation
             kind = offer_kind(member, self.core.is_manager, self.core.quorum is not None,
-                              msg.term, self.core.term)
+                              msg.term, self.core.term, is_recorded(self.core.recorded, msg.sender))
             if kind is OfferKind.MEMBER:
                 self.tasks.on_offer(msg, now, self.clock.wall())
             elif kind is OfferKind.HOLD:

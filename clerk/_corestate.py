@@ -134,6 +134,8 @@ class CoreState:
         # Restarts (clerk._joining): the members our data directory recorded (name ->
         # address) not heard from since we started, and until when we wait for them.
         self._awaited: dict[str, str] = {}
+        #: The other members our data directory recorded at the start (name -> address).
+        self.recorded: dict[str, str] = {}
         #: ... and those heard from meanwhile (name -> when): a claim of ours announces itself
         #: to those that are not members and waits for their OFFERs, within
         #: ``REJOIN_HEARD_S`` (clerk._joining, "Restarts"; ``take_rejoin_heard``).

@@ -109,7 +109,11 @@ def send_joins(core: CoreState, now: float) -> None:
 def remember(core: CoreState, members: Mapping[str, str]) -> None:
     """Before the start: the other members (name -> address) our data directory recorded;
     we wait for them before we run alone (see "Restarts" above). Nothing with
-    ``rejoin_timeout`` 0 (the wait is off)."""
+    ``rejoin_timeout`` 0 (the wait is off). Kept apart (``recorded``) either way: a manager
+    tells a recorded member that sends it a RESULT without being listed its claim
+    (:mod:`clerk._leftoffers`), and no other stranger."""
+    core.recorded = {name: addr for name, addr in list(members.items())[:MAX_LEARN]
+                     if name != core.me.name and addr != core.me.address}
     if core.timings.rejoin_timeout <= 0:
         return
     core._awaited = {name: addr for name, addr in list(members.items())[:MAX_LEARN]

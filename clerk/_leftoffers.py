@@ -23,12 +23,18 @@ tests/integration/test_last_node_up_leaves.py). The rule (:func:`offer_kind`, de
 * a non-member's below our term: a node that left (a joining node offers at our term):
   merged, rows by lineage and version as any merge (a stale row changes nothing), and its
   runs in flight adopted (so no slot goes beside them and their results count);
+* but only from a node our data directory recorded as a member, at that address
+  (``CoreState.recorded``: the nodes that come back after a full stop recorded the one that
+  was last up), never a stranger's rows (without CURVE anyone can send an OFFER);
 * its RESULTs then pass as a member's would (:class:`LeftSenders`, that incarnation, for
   ``REMEMBER_S``): a result for a run this table never showed counts if it continues the row
   (``Running._unseen_run``), else it is dropped as a conflict, counted, as before;
-* a RESULT refused from a non-member gets our claim (a COORDINATOR, once a second at most):
+* a RESULT refused from a non-member that our data directory recorded as a member, at that
+  address (``CoreState.recorded``), gets our claim (a COORDINATOR, once a second at most):
   a node that left sends its results to the claim it knows, which a restart may have given
-  the same key (:mod:`clerk._leftmember`, "A claim's holder restarted").
+  the same key (:mod:`clerk._leftmember`, "A claim's holder restarted"). Never a stranger
+  (a forged RESULT would make us connect where it says), and the sender gains no trust by
+  it (not ``CoreState.tell``: a merge HANDOVER or a REFUSE from it stays refused).
 
 Quorum mode is unchanged: a member's OFFER is an answer only there, and a node that left keeps
 its results in its outbox for a manager it follows.
@@ -36,12 +42,13 @@ its results in its outbox for a manager it follows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 from clerk._messages import Peer
 
 __all__ = ["MAX_LEFT_SENDERS", "REMEMBER_S", "TELL_EVERY_S", "LeftSenders", "OfferKind",
-           "offer_kind"]
+           "is_recorded", "offer_kind"]
 
 #: How long a node whose OFFER was merged as a node that left's has its RESULTs taken (s):
 #: longer than it keeps them (``clerk._routing.LEAVE_ACK_WAIT``, 10 s from its leave).
@@ -59,19 +66,28 @@ class OfferKind(StrEnum):
     DROP = "drop"
 
 
-def offer_kind(member: bool, manager: bool, quorum: bool, term: int, our_term: int) -> OfferKind:
+def offer_kind(member: bool, manager: bool, quorum: bool, term: int, our_term: int,
+               recorded: bool = True) -> OfferKind:
     """What a node does with an OFFER (see the module docstring): ``member``, from a member
     (that incarnation); ``manager``, this node is one; ``quorum``, quorum mode; ``term``, the
-    OFFER's; ``our_term``, this node's."""
+    OFFER's; ``our_term``, this node's; ``recorded``, its sender is a member our data
+    directory recorded, at that address (only such a node's is merged as a node that left's:
+    never a stranger's rows)."""
     if member:
         return OfferKind.MEMBER
     if not manager:
         return OfferKind.DROP
     if term == our_term:
         return OfferKind.HOLD
-    if not quorum and term < our_term:
+    if not quorum and recorded and term < our_term:
         return OfferKind.LEFT
     return OfferKind.DROP
+
+
+def is_recorded(recorded: Mapping[str, str], sender: Peer) -> bool:
+    """Did our data directory record ``sender`` as a member, at its address
+    (``CoreState.recorded``)?"""
+    return recorded.get(sender.name) == sender.address
 
 
 class LeftSenders:

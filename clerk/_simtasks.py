@@ -47,6 +47,7 @@ from clerk._core import (
     LeftUnlisted,
     ManagerChanged,
     MemberDown,
+    MemberUp,
     OfferAgain,
     Send,
     StateHandedOver,
@@ -54,7 +55,7 @@ from clerk._core import (
     WriteCommitted,
 )
 from clerk._lead import DISPATCH_LEAD_MS
-from clerk._leftoffers import LeftSenders, OfferKind, offer_kind
+from clerk._leftoffers import LeftSenders, OfferKind, is_recorded, offer_kind
 from clerk._messages import Coordinator, Execute, Offer, Result, ResultAck
 from clerk._offerjob import OfferParts
 from clerk._offerruns import adopt_runs, offered_runs
@@ -303,7 +304,7 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
         self.never_left: set[tuple[str, str]] = set()  # held dispatches of a lost ballot
         self._encoder = RowEncoder()
         self.left_senders = LeftSenders()  # (clerk._leftoffers)
-        self._unlisted_offers: dict[str, str] = {}  # name -> incarnation: merged at our term
+        self._held_offers: dict[str, list[Offer]] = {}  # non-members' at our term (as real)
         self.outbox: deque[Result] = deque(maxlen=OUTBOX_KEEP)  # quorum mode (module doc)
         # Default mode, as the real node (clerk._outbox, clerk._resultacks): results kept
         # until the manager acknowledges them, resent to each new manager and every
@@ -384,8 +385,10 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
                 self._left_heard(effect)  # (clerk._simacks)
             elif isinstance(effect, LeftUnlisted):
                 s = effect.sender  # (as the real runner's on_left_unlisted)
-                if self._unlisted_offers.pop(s.name, None) == s.incarnation:
-                    self.left_senders.add(s, self.net.now)
+                if self.world.left_offers and is_recorded(core.recorded, s):
+                    changed |= self._release_offers(s, left=True)
+            elif isinstance(effect, MemberUp):
+                changed |= self._release_offers(effect.info, left=False)  # (on_member_up)
             elif isinstance(effect, WriteCommitted) and self.wa is not None:
                 changed |= self._committed(effect.seq)
         if self._activate is not None and core.is_manager and self._loaded():
@@ -510,9 +513,10 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
                     or (self.world.left_offers
                         and self.left_senders.admits(msg.sender, self.net.now))):
                 # (as the real agent: clerk._agentreplies, result_not_member; our claim)
-                if self.world.left_offers and self.left_senders.tell(msg.sender,
-                                                                     self.net.now):
-                    self.net.send(self.node.name, msg.sender.address,
+                s = msg.sender
+                if (self.world.left_offers and is_recorded(core.recorded, s)
+                        and self.left_senders.tell(s, self.net.now)):
+                    self.net.send(self.node.name, s.address,
                                   Coordinator(core.me, core.term, core.my_claim()))
                 return False
             default = core.quorum is None
@@ -547,24 +551,45 @@ class LedgerLayer(LedgerTakeover, LedgerDisk, LedgerAcks, LedgerRuns):
             self.unacked.pop(msg.run_id, None)
         elif isinstance(msg, Offer) and core.is_manager:
             member = self._member(msg.sender)
-            kind = offer_kind(member, True, core.quorum is not None, msg.term, core.term)
+            kind = offer_kind(member, True, core.quorum is not None, msg.term, core.term,
+                              is_recorded(core.recorded, msg.sender))
             if not self.world.left_offers and kind is OfferKind.LEFT:
                 kind = OfferKind.DROP
             if self.world.agent_filters and kind is OfferKind.DROP:
                 return False  # (as the real agent: offer_not_member)
+            if self.world.agent_filters and kind is OfferKind.HOLD:
+                # As the real agent: held until its node joins (MemberUp), or its LEAVE
+                # comes (LeftUnlisted: then merged as a node that left's).
+                self._held_offers.setdefault(msg.sender.name, []).append(msg)
+                return False
             if kind is OfferKind.LEFT:  # (as the real agent: on_left_offer)
                 self.left_senders.add(msg.sender, self.net.now)
-            elif kind is OfferKind.HOLD:
-                # The real agent holds it until its node joins (then merges it), or its LEAVE
-                # comes (then merges it as a node that left's): ours, at once.
-                self._unlisted_offers[msg.sender.name] = msg.sender.incarnation
-            changed = self.scheduler.merge(msg.state, self.wall(), source=msg.sender.name)
-            if self.world.offer_runs and core.quorum is None:
-                changed |= adopt_runs(self.scheduler, offered_runs(msg.state),
-                                      msg.sender.name, self.wall(),
-                                      as_sent=True)  # (clerk._offerruns)
-            if not self.world.whole_offers or self.offer_parts.add(msg.sender, msg.term,
-                                                                    msg.state):
-                self.scheduler.offer_from(msg.sender.name)
-            return changed
+            return self._merge_offer(msg)
         return False
+
+    def _merge_offer(self, msg: Offer) -> bool:
+        """A member's OFFER, or a node that left's (as the real runner's ``on_offer``)."""
+        core = self.node.core
+        changed = self.scheduler.merge(msg.state, self.wall(), source=msg.sender.name)
+        if self.world.offer_runs and core.quorum is None:
+            changed |= adopt_runs(self.scheduler, offered_runs(msg.state),
+                                  msg.sender.name, self.wall(),
+                                  as_sent=True)  # (clerk._offerruns)
+        if not self.world.whole_offers or self.offer_parts.add(msg.sender, msg.term,
+                                                                msg.state):
+            self.scheduler.offer_from(msg.sender.name)
+        return changed
+
+    def _release_offers(self, sender: Any, left: bool) -> bool:
+        """The OFFERs held from ``sender`` (that incarnation): merged once it joined, or, as a
+        node that left's, once its LEAVE came (``left``: remembered, its RESULTs taken)."""
+        held = [m for m in self._held_offers.pop(sender.name, [])
+                if m.sender.incarnation == sender.incarnation]
+        if not held or not self.node.core.is_manager:
+            return False
+        if left:
+            self.left_senders.add(sender, self.net.now)
+        changed = False
+        for msg in held:
+            changed |= self._merge_offer(msg)
+        return changed

@@ -8,6 +8,7 @@ from clerk._leftoffers import (
     TELL_EVERY_S,
     LeftSenders,
     OfferKind,
+    is_recorded,
     offer_kind,
 )
 from clerk._messages import Leave, Peer
@@ -26,6 +27,13 @@ def test_which_offers_a_node_takes() -> None:
     assert offer_kind(False, True, True, 2, 3) is OfferKind.DROP
     assert offer_kind(False, True, False, 4, 3) is OfferKind.DROP
     assert offer_kind(False, False, False, 2, 3) is OfferKind.DROP
+    # Only a node our data directory recorded as a member (at that address): never a
+    # stranger's rows (without CURVE anyone can send an OFFER).
+    assert offer_kind(False, True, False, 2, 3, recorded=False) is OfferKind.DROP
+    assert offer_kind(False, True, False, 3, 3, recorded=False) is OfferKind.HOLD
+    assert is_recorded({"a": "a:7400"}, peer("a"))
+    assert not is_recorded({"a": "a:7400"}, Peer("a", "evil:1", "i1", 0))
+    assert not is_recorded({}, peer("a"))
 
 
 def peer(name: str, incarnation: str = "i1") -> Peer:
