@@ -1,17 +1,15 @@
 """Found in review16 (not the leftoffer change; there before it): a run in flight when a
-deploy moves the task's grid (a new interval) finishes at its old grid's slot number. With
+deploy moves the task's grid (a new interval) finished at its old grid's slot number. With
 the interval doubled, that number is about twice the new grid's current one: the row's
-``slot`` jumps there, and the next manager (a takeover, which starts from ``rec.slot + 1``)
-waits for that slot of the new grid, decades away. The manager of the change keeps running
-it (its ``next_slot`` is in memory), so nothing shows until a failover. A result for a lost
-dispatch of the old grid (clerk._unseen, ``slot > rec.slot``) does the same. Not fixed
-(strict xfail): the likely fix maps a run's old-grid slot to the new grid's current one at
-the change (``clerk._newdefs``), and keeps a result's slot within the grid's present (as
-``adopt_run`` does for offered runs)."""
+``slot`` jumped there, and the next manager (a takeover, which starts from ``rec.slot + 1``)
+waited for that slot of the new grid, decades away. The manager of the change kept running
+it (its ``next_slot`` is in memory), so nothing showed until a failover. A result for a lost
+dispatch of the old grid (clerk._unseen, ``slot > rec.slot``) did the same. Now a run in
+flight at the change ends at the new grid's current slot (``clerk._newdefs``), and a result
+for a run the table never showed whose slot is beyond the grid's present is dropped and
+counted (as ``adopt_run`` refuses such an offered run)."""
 
 from __future__ import annotations
-
-import pytest
 
 from tests.unit.test_schedule import NODES, K, due, run_ok, sched, started, tdef
 from tests.unit.test_schedule_unseen import _lost_dispatch
@@ -30,8 +28,6 @@ def _successor_runs(table: object, at: float) -> int:
     return n
 
 
-@pytest.mark.xfail(strict=True, reason="pre-existing: an old grid's slot number in the row "
-                   "stalls the next manager (module docstring)")
 def test_a_run_in_flight_across_an_interval_change_does_not_stall_the_next_manager() -> None:
     s = started(sched(seed=1), due("t", K) + 0.1)
     run_ok(s, K + 1, state={"n": 1})
@@ -39,13 +35,15 @@ def test_a_run_in_flight_across_an_interval_change_does_not_stall_the_next_manag
     at = due("t", K + 2) + 0.1
     s.update_defs({"t": tdef("t", 2000)}, at)
     s.on_result("t", ds[0].run_id, ds[0].node, "ok", {"n": 2}, 1.0, "", at + 0.1)
-    assert _successor_runs(s.table(), at + 1.0) >= 25  # (0: its next slot is 1700003)
+    rec = s.records["t"]
+    assert rec.state == {"n": 2} and rec.slot < K  # (the new grid's numbers: ~K / 2)
+    assert _successor_runs(s.table(), at + 1.0) >= 25  # (before: 0, next slot 1700003)
 
 
-@pytest.mark.xfail(strict=True, reason="pre-existing: as above, by a lost dispatch's result")
 def test_a_lost_dispatch_of_the_old_grid_does_not_stall_the_next_manager() -> None:
     _, new, d = _lost_dispatch()
     at = due("t", K + 3) + 0.1
     new.update_defs({"t": tdef("t", 2000)}, at)
     new.on_result("t", d.run_id, d.node, "ok", {"n": 2}, 1.0, "", at + 0.1, slot=d.slot)
+    assert new.records["t"].conflicts == 1 and new.records["t"].state == {"n": 1}
     assert _successor_runs(new.table(), at + 1.0) >= 25
