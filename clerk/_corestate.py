@@ -160,6 +160,10 @@ class CoreState:
         #: one that announced it to us since ("" unknown): the same claim announced by another
         #: incarnation is a restart of its holder that forgot our runs (clerk._leftmember).
         self._left_holder = ""
+        #: (claim key, incarnation) of the holder of the claim we follow, as it announced
+        #: itself (its HEARTBEAT, or its own COORDINATOR): ``_left_holder`` when we leave. The
+        #: member list's row may still be its previous incarnation right after we followed.
+        self._holder_seen: tuple[tuple[int, int, str], str] | None = None
         self.parts_in = PartsInbox()  # a graceful hand-over's parts to us (clerk._handparts)
         self._took_from = ""  # the leaving manager we took over from (its rest: accept_merge)
         self._forwarded: dict[tuple[str, str, int, str], None] = {}  # HANDOVERs passed on

@@ -397,6 +397,7 @@ def m_heartbeat(core: CoreState, msg: Heartbeat, now: float) -> None:
     if core.role is not Role.FOLLOWER:
         return
     core.heard_manager(now)
+    core._holder_seen = (Claim(msg.term, s.priority, s.name, s.address).key, s.incarnation)
     if msg.wall_ms is not None:  # (clerk._clockskew)
         core.clock_skew.sample(f"{s.name}/{s.incarnation}", msg.wall_ms, now)
     if msg.members is not None:
@@ -493,7 +494,8 @@ def m_coordinator(core: CoreState, msg: Coordinator, now: float) -> None:
         return
     if msg.table is not None and msg.sender.name == msg.claim.name:
         core._announced = (msg.claim.key, msg.table)  # (read on following it: manager_table)
-    on_claim(core, msg.claim, now)
+    if on_claim(core, msg.claim, now) and msg.sender.name == msg.claim.name:
+        core._holder_seen = (msg.claim.key, msg.sender.incarnation)  # (clerk._leftmember)
 
 
 def second_hand_suspect(core: CoreState, claim: Claim, sender: str) -> bool:

@@ -542,8 +542,10 @@ def leave(core: CoreState, now: float) -> None:
         return
     core._left_as_member = True
     if core.highest is not None:
+        seen = core._holder_seen
         holder = core.members.get(core.highest.name)
-        core._left_holder = holder.peer.incarnation if holder is not None else ""
+        core._left_holder = (seen[1] if seen is not None and seen[0] == core.highest.key
+                             else holder.peer.incarnation if holder is not None else "")
     if core.role is Role.FOLLOWER and core._claim is not None:
         core.send(core._claim.address, Leave(core.me, core.term))
     core.stop("left")

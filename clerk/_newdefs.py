@@ -80,6 +80,12 @@ class DefsUpdate(OperatorControl):
                     # A new grid: its slot numbers are not the old one's. Carry on from the
                     # next slot of the new grid; the old ones count as done.
                     rec.slot = rec.dispatched = rec.decided = current
+                    if rec.running is not None:
+                        # A run of the old grid in flight ends at the new grid's current
+                        # slot: its old number would put the row's slot far ahead of this
+                        # grid (a takeover starts after it: tests/unit/
+                        # test_review16_grid_change.py).
+                        rec.running["slot"] = current
                 else:
                     # The same grid: never back below a slot decided already (a crash
                     # takeover's failover window, a skip ahead of its due time).
