@@ -93,7 +93,9 @@ def test_a_follower_that_did_not_run_during_the_leave_follows_without_an_electio
     of the leaver. Connection events were handled before the mailbox, so it started an
     election (2 of 3 runs before); now the mailbox goes first and it simply follows. The
     pause must stay below the manager timeout (0.7 s: silence alone would rightly start an
-    election), so a slow leave is tried again."""
+    election), so a slow leave is tried again: one paused over 0.3 s (the follower's last
+    heartbeat came up to a heartbeat interval before the pause, and a loaded machine wakes it
+    late after it: CI at cf5ac39 logged "manager lost" after a 0.48 s pause, rightly)."""
     for _ in range(3):
         with LocalCluster(3) as cluster:
             manager = cluster.wait_for_manager(timeout=20)
@@ -109,12 +111,12 @@ def test_a_follower_that_did_not_run_during_the_leave_follows_without_an_electio
                 cluster.resume(follower)
             new, _ = wait_agreed(cluster, rest, timeout=10)
             assert new != manager
-            if paused > 0.5:
+            if paused > 0.3:
                 continue  # the leave took too long to tell anything: again
             assert not logged_since(cluster.log(follower), wall0 - 0.01, "manager lost"), (
                 f"{follower} paused {paused:.2f}s during the leave")
             return
-    pytest.skip("every graceful leave took over 0.5 s: the machine is too loaded to test this")
+    pytest.skip("every graceful leave took over 0.3 s: the machine is too loaded to test this")
 
 
 @pytest.mark.timeout(60)
