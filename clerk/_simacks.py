@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 from clerk._core import Event, LeftHeard, Role, Tick
 from clerk._messages import Execute, Result, ResultAck
 from clerk._resultacks import ACK_WAIT, PendingAcks
-from clerk._schedule import Scheduler
+from clerk._simattrs import LedgerAttrs
 from clerk._simledgerrun import LEAVE_ACK_WAIT_S, LEAVE_WAIT_S, RESEND_S
 
 if TYPE_CHECKING:
-    from clerk._simnet import SimNetwork, SimNode
+    pass
 
 __all__ = ["AckedResult", "LedgerAcks"]
 
@@ -43,13 +43,9 @@ class AckedResult:
     holders: tuple[str, ...] = ()
 
 
-class LedgerAcks:
+class LedgerAcks(LedgerAttrs):
     """A node's RESULT_ACKs and resends (see the module docstring)."""
 
-    world: Any  # clerk._simtasks.SimLedger (which imports this module)
-    net: SimNetwork
-    node: SimNode
-    scheduler: Scheduler
     acks: PendingAcks
     _applied: dict[str, tuple[str, int]]
     unacked: dict[str, Result]

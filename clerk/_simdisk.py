@@ -10,22 +10,19 @@ mixin of :class:`clerk._simtasks.LedgerLayer`: the attributes it declares are th
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from clerk._schedule import Scheduler
+from clerk._simattrs import LedgerAttrs
 
 if TYPE_CHECKING:
-    from clerk._simnet import SimNode
+    pass
 
 __all__ = ["LedgerDisk"]
 
 
-class LedgerDisk:
+class LedgerDisk(LedgerAttrs):
     """Writes a node's table and members to its simulated disk (``SimLedger.disks``)."""
 
-    world: Any  # clerk._simtasks.SimLedger (which imports this module)
-    node: SimNode
-    scheduler: Scheduler
     _seen_replicated: object  # the replica's position last written (a follower's)
 
     def _persist(self, changed: bool) -> None:

@@ -23,11 +23,12 @@ from clerk._offerjob import number_parts
 from clerk._offerruns import run_of, with_runs
 from clerk._replica import offer_keys, row_key
 from clerk._replication import offer_parts
-from clerk._schedule import Scheduler, pack_table
+from clerk._schedule import pack_table
+from clerk._simattrs import LedgerAttrs
 from clerk._writeahead import WriteAhead
 
 if TYPE_CHECKING:
-    from clerk._simnet import SimNetwork, SimNode
+    pass
 
 __all__ = ["DISPATCH_HOLD_S", "LEAVE_ACK_WAIT_S", "LEAVE_WAIT_S", "RESEND_S", "RUN_S",
            "TAKEOVER_BEFORE_LEAVE_S", "WALL0", "LedgerRun", "LedgerRuns"]
@@ -71,13 +72,9 @@ class LedgerRun:
 
 
 
-class LedgerRuns:
+class LedgerRuns(LedgerAttrs):
     """A node's runs of the ledger (see the module docstring)."""
 
-    world: Any  # clerk._simtasks.SimLedger (which imports this module)
-    net: SimNetwork
-    node: SimNode
-    scheduler: Scheduler
     wa: WriteAhead | None
     never_left: set[tuple[str, str]]  # held dispatches of a lost ballot (quorum mode)
     outbox: deque[Result]

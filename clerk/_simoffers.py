@@ -21,21 +21,17 @@ from clerk._leftoffers import LeftSenders, OfferKind, is_recorded, offer_kind
 from clerk._messages import Offer
 from clerk._offerjob import OfferParts
 from clerk._offerruns import adopt_runs, offered_runs
-from clerk._schedule import Scheduler
+from clerk._simattrs import LedgerAttrs
 
 if TYPE_CHECKING:
-    from clerk._simnet import SimNetwork, SimNode
+    pass
 
 __all__ = ["LedgerOffers"]
 
 
-class LedgerOffers:
+class LedgerOffers(LedgerAttrs):
     """A node's handling of the OFFERs it gets as manager (see the module docstring)."""
 
-    world: Any  # clerk._simtasks.SimLedger (which imports this module)
-    net: SimNetwork
-    node: SimNode
-    scheduler: Scheduler
     offer_parts: OfferParts
     left_senders: LeftSenders
     _held_offers: dict[str, list[Offer]]

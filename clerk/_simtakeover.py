@@ -24,23 +24,19 @@ from clerk._leaveoffers import offers_awaited_until
 from clerk._messages import Execute, Result
 from clerk._offerruns import adopt_runs, run_of
 from clerk._reclaim import reload_at_claim
-from clerk._schedule import Scheduler
+from clerk._simattrs import LedgerAttrs
 from clerk._simledgerrun import TAKEOVER_BEFORE_LEAVE_S
 from clerk._writeahead import WriteAhead
 
 if TYPE_CHECKING:
-    from clerk._simnet import SimNetwork, SimNode
+    pass
 
 __all__ = ["LedgerTakeover"]
 
 
-class LedgerTakeover:
+class LedgerTakeover(LedgerAttrs):
     """A node's take-over of the table (see the module docstring)."""
 
-    world: Any  # clerk._simtasks.SimLedger (which imports this module)
-    net: SimNetwork
-    node: SimNode
-    scheduler: Scheduler
     wa: WriteAhead | None
     outbox: deque[Result]
     unacked: dict[str, Result]
