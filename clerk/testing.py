@@ -525,8 +525,13 @@ class LocalCluster:
 
     # --- observing ------------------------------------------------------------------------------
 
-    def status(self, name: str | None = None, timeout: float = 1.0) -> dict[str, Any]:
-        """The cluster as ``name`` (default: the first live node that answers) sees it."""
+    def status(self, name: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
+        """The cluster as ``name`` (default: the first live node that answers) sees it.
+
+        ``timeout`` is each node's: a live node answers in ~15 ms on a quiet machine, but a
+        loaded one (a CI running tests beside each other on two cores) has starved a node's loop
+        past a second, and a test asking for a view is not testing how fast it comes.
+        """
         names = [name] if name else self.live()
         return request_status([self.address(n) for n in names], keys=self.keys,
                               timeout=timeout)
