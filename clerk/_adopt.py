@@ -410,7 +410,8 @@ class Adoption(DefsUpdate):
         self.activate_step(math.inf)
 
     def begin_activation(self, wall: float, graceful: bool,
-                         claim: tuple[int, str] | None = None, ahead_ms: float = 0.0) -> None:
+                         claim: tuple[int, str] | None = None, ahead_ms: float = 0.0,
+                         ahead_of: Mapping[str, float] | None = None) -> None:
         """Start becoming the scheduler under ``claim`` at ``wall``; the work is done by
         :meth:`activate_step`, in slices (10,000 tasks are ~200 ms of it on a loaded
         machine: the loop runs between slices). Until it is done the scheduler is not
@@ -422,8 +423,14 @@ class Adoption(DefsUpdate):
         manager's deadlines, in its time base: read on ours they would time out that much
         early, and the next slot go beside a run still going (a run's update lost: review13,
         tests/integration/test_review13_skew_handover.py); they time out that much later.
-        (Behind, they time out later by the offset: never early.)"""
+        (Behind, they time out later by the offset: never early.)
+
+        ``ahead_of``: the same, by name, for each manager this node followed lately
+        (clerk._clockskew.SkewEstimator.ahead_by_manager): for the runs members offer, whose
+        times are as the manager that sent them sent them (:meth:`sender_base_ms`)."""
         self._ahead_ms = max(0.0, ahead_ms) if math.isfinite(ahead_ms) else 0.0
+        self._ahead_of = {k: max(0.0, v) for k, v in (ahead_of or {}).items()
+                          if isinstance(k, str) and math.isfinite(v)}
         self.active = False
         self.all_dirty = self.runs_dirty = True
         if claim is not None:
@@ -510,6 +517,23 @@ class Adoption(DefsUpdate):
                                   and claim[1] == self.claim[1]):
             return 0.0
         return self._ahead_ms
+
+    def sender_base_ms(self, claim: Any) -> float:
+        """:meth:`their_base_ms` for a run's times as the manager of ``claim`` sent them (a
+        member's OFFER: clerk._clockskew.AsSent): how far we are ahead of *that* manager, if
+        we followed it lately (``ahead_of``). After two crash takeovers in a row the manager
+        we followed last took over from the one that sent the run, and our offset to it is
+        not the one to the sender: moved by 0 where the sender was 4 s behind, the run timed
+        out 3 s early and the next slot went beside it (review15:
+        tests/unit/test_review15_second_takeover.py). The table's rows are in the time base
+        of the manager whose table it is (each activation moves them into its own), so they
+        keep :meth:`their_base_ms`. A sender we never followed: that too (the best we know)."""
+        if (isinstance(claim, (list, tuple)) and len(claim) == 2 and isinstance(claim[1], str)
+                and claim[1] != self.claim[1]):
+            known = self._ahead_of.get(claim[1])
+            if known is not None:
+                return known
+        return self.their_base_ms(claim)
 
     def _activate_task(self, name: str, wall_ms: float, graceful: bool) -> None:
         """One task's part of an activation: its next slot, a skipped failover window, a

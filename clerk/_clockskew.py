@@ -68,8 +68,9 @@ from typing import Any
 
 from clerk._offerruns import OfferedRun
 
-__all__ = ["CLOCK_MARK", "CORRECT_MS", "JUDGED_BY", "MAX_SAMPLES", "WARN_EVERY_S", "WARN_MS",
-           "WARN_SAMPLES", "WINDOW_S", "AsSent", "SkewEstimator", "local_due", "reads_clock"]
+__all__ = ["CLOCK_MARK", "CORRECT_MS", "JUDGED_BY", "MAX_SAMPLES", "PAST_KEEP_S", "PAST_MAX",
+           "WARN_EVERY_S", "WARN_MS", "WARN_SAMPLES", "WINDOW_S", "AsSent", "SkewEstimator",
+           "local_due", "reads_clock"]
 
 log = logging.getLogger("clerk.node")
 
@@ -96,6 +97,14 @@ JUDGED_BY = ("manager", "own (within 5 ms)", "own (no estimate)")
 #: ... and not before this many stamps (half a second of heartbeats): the first one alone
 #: may carry the delay of a busy start.
 WARN_SAMPLES = 5
+#: The estimate of each earlier manager followed is kept this long (s) after its last stamp,
+#: for at most ``PAST_MAX`` managers: a new manager moves a run a member offered into its own
+#: time base by how far it is ahead of the manager that *sent* the run (``ahead_by_manager``),
+#: which after two takeovers in a row is not the one it followed last (review15). Clocks
+#: disciplined by NTP drift by milliseconds an hour; a manager's name is kept, not its
+#: incarnation (a run's claim names the manager, and a restart keeps the machine's clock).
+PAST_KEEP_S = 600.0
+PAST_MAX = 16
 
 
 def reads_clock(incarnation: str) -> bool:
@@ -108,8 +117,8 @@ class SkewEstimator:
     stamps (none without a stamp received in the last ``window`` seconds), for
     the manager the stamps come from (see the module docstring). All times in seconds."""
 
-    __slots__ = ("_heard", "_samples", "_stamp", "_warn_after", "count", "last", "source",
-                 "unestimated", "window")
+    __slots__ = ("_heard", "_past", "_samples", "_stamp", "_warn_after", "count", "last",
+                 "source", "unestimated", "window")
 
     def __init__(self, window: float = WINDOW_S) -> None:
         self.window = window
@@ -133,11 +142,15 @@ class SkewEstimator:
         #: sender (just joined, a new manager's first heartbeat not in yet, a manager of an
         #: older build): the status's ``unestimated_runs`` (never reset).
         self.unestimated = 0
+        #: Managers followed before (by name): (their window's minimum sample, the monotonic
+        #: time of their last stamp), kept as the source changes (``ahead_by_manager``).
+        self._past: dict[str, tuple[float, float]] = {}
 
     def sample(self, source: str, stamp_ms: int, mono: float) -> None:
         """A stamp ``stamp_ms`` (the manager's wall clock, ms) from ``source``, received at
         ``mono`` (this node's monotonic clock, s)."""
         if source != self.source:
+            self._keep_past()
             self._samples.clear()
             self.source, self.count, self._stamp = source, 0, -math.inf
         value = mono - stamp_ms / 1000
@@ -169,9 +182,36 @@ class SkewEstimator:
         return self._samples[0][1] + (wall - mono)
 
     def reset(self) -> None:
+        self._keep_past()
         self._samples.clear()
         self.source, self.count, self.last, self._stamp = "", 0, None, -math.inf
         self._heard = -math.inf
+
+    def _keep_past(self) -> None:
+        """The source's estimate, kept by its manager's name as another source comes (or none)."""
+        if not self.source or not self._samples:
+            return
+        past, name = self._past, self.source.split("/", 1)[0]
+        past.pop(name, None)  # (re-inserted last: the newest)
+        past[name] = (self._samples[0][1], self._heard)
+        while len(past) > PAST_MAX:
+            del past[min(past, key=lambda k: past[k][1])]
+
+    def ahead_by_manager(self, mono: float, wall: float) -> dict[str, float]:
+        """How far this node's clock is ahead of each manager it followed in the last
+        ``PAST_KEEP_S`` seconds, the current source's included (its estimate even past the
+        window: a manager that just died), by name (ms; 0 when behind or within
+        ``CORRECT_MS``, as :func:`local_due` takes such an offset as none)."""
+        known = dict(self._past)
+        if self.source and self._samples:
+            known[self.source.split("/", 1)[0]] = (self._samples[0][1], self._heard)
+        out = {}
+        for name, (value, heard) in known.items():
+            if mono - heard > PAST_KEEP_S:
+                continue
+            ms = (value + wall - mono) * 1000
+            out[name] = ms if math.isfinite(ms) and ms >= CORRECT_MS else 0.0
+        return out
 
     def status(self, mono: float, wall: float) -> dict[str, Any]:
         """The status's ``clock``: the offset (ms, this node's clock minus its manager's;

@@ -300,7 +300,8 @@ class TaskRunner(Leaving, StatusRows):
             takeover_waits(sched, core, bool(self._activate), now)
             sched.begin_activation(wall, graceful=bool(self._activate),
                                    claim=(core.term, self.agent.me.name),
-                                   ahead_ms=self._ahead_ms)
+                                   ahead_ms=self._ahead_ms,
+                                   ahead_of=core.clock_skew.ahead_by_manager(now, wall))
             self._ahead_ms = 0.0
             return False  # this turn's slice went to the load
         if not sched.activate_step(time.perf_counter() + LOAD_BUDGET):

@@ -225,6 +225,8 @@ class SchedulerState:
         #: The activation's clock offset to the previous manager's (clerk._adopt.
         #: begin_activation): its runs in flight time out this much later (ms).
         self._ahead_ms = 0.0
+        #: ... and to each manager followed lately, by name (``sender_base_ms``).
+        self._ahead_of: dict[str, float] = {}
         #: Each task's place in ``defs`` (which only ever grows at its end): the order in
         #: which pending tasks are decided, without walking every task (see ``in_defs_order``).
         self._order: dict[str, int] = {}

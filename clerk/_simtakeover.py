@@ -135,7 +135,9 @@ class LedgerTakeover(LedgerAttrs):
         self.scheduler.begin_activation(self.wall(), graceful=graceful,
                                         claim=(core.term, self.node.name),
                                         ahead_ms=off * 1000 if off is not None
-                                        and off * 1000 >= CORRECT_MS else 0.0)
+                                        and off * 1000 >= CORRECT_MS else 0.0,
+                                        ahead_of=core.clock_skew.ahead_by_manager(
+                                            self.net.now, self.wall()))
         reads = [0]
 
         def clock() -> float:

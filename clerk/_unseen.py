@@ -141,7 +141,7 @@ class UnseenRuns(Adoption):
 
         ``as_sent``: ``due_ms`` and ``deadline_ms`` are as the manager that sent the run
         sent them (a member's OFFER: clerk._clockskew.AsSent), in that manager's time base,
-        moved into ours as the table's runs are (:meth:`their_base_ms`); else already in
+        moved into ours by our offset to that manager (:meth:`sender_base_ms`); else already in
         ours (this node's own runs, a waiting run adopted now). A new manager 4 s ahead of
         the one it followed timed such a run out 3 s early (the grace covers 1 s) and sent
         the next slot beside it (tests/unit/test_skew2_offered_ahead.py)."""
@@ -151,7 +151,7 @@ class UnseenRuns(Adoption):
         claim = dispatching_claim(run_id)
         branch = (list(claim) if claim is not None
                   else rec.history[-1][:2] if rec.history else list(self.claim))
-        shift = self.their_base_ms(branch) if as_sent else 0.0
+        shift = self.sender_base_ms(branch) if as_sent else 0.0
         if shift:
             due_ms = due_ms + shift if due_ms > 0 else due_ms
             deadline_ms = deadline_ms + shift if deadline_ms > 0 else deadline_ms
