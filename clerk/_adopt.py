@@ -411,7 +411,8 @@ class Adoption(DefsUpdate):
 
     def begin_activation(self, wall: float, graceful: bool,
                          claim: tuple[int, str] | None = None, ahead_ms: float = 0.0,
-                         ahead_of: Mapping[str, float] | None = None) -> None:
+                         ahead_of: Mapping[str, float] | None = None,
+                         table_of: str | None = None) -> None:
         """Start becoming the scheduler under ``claim`` at ``wall``; the work is done by
         :meth:`activate_step`, in slices (10,000 tasks are ~200 ms of it on a loaded
         machine: the loop runs between slices). Until it is done the scheduler is not
@@ -427,10 +428,13 @@ class Adoption(DefsUpdate):
 
         ``ahead_of``: the same, by name, for each manager this node followed lately
         (clerk._clockskew.SkewEstimator.ahead_by_manager): for the runs members offer, whose
-        times are as the manager that sent them sent them (:meth:`sender_base_ms`)."""
-        self._ahead_ms = max(0.0, ahead_ms) if math.isfinite(ahead_ms) else 0.0
+        times are as the manager that sent them sent them (:meth:`sender_base_ms`); and for
+        the rows, by the larger of ``ahead_ms`` and ``ahead_of[table_of]``, the manager whose
+        table this is (review17: tests/unit/test_review17_table_base.py)."""
         self._ahead_of = {k: max(0.0, v) for k, v in (ahead_of or {}).items()
                           if isinstance(k, str) and math.isfinite(v)}
+        ahead_ms = max(ahead_ms, self._ahead_of.get(table_of, 0.0) if table_of else 0.0)
+        self._ahead_ms = max(0.0, ahead_ms) if math.isfinite(ahead_ms) else 0.0
         self.active = False
         self.all_dirty = self.runs_dirty = True
         if claim is not None:

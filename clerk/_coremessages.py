@@ -125,6 +125,7 @@ class CoreMessages(CoreQuorum):
         # Our manager is leaving and chose us: take over now, with a new term, and tell it
         # where our replica stands (it sends the rows it lacks: clerk._handover).
         self.replicated = msg.state
+        self.table_from = s.name
         _election.become_manager(self, now,
                                  members=tuple(m for m in msg.members if m.name != s.name))
         # (TableAt("", -1): our replica is caught up with no log; None would say nothing.)

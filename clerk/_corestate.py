@@ -92,6 +92,9 @@ class CoreState:
         self.highest: Claim | None = None
         self.table_log = ReplicaLog()
         self.replica = Replica()
+        #: The manager whose table the replica holds (caught up on its log, or handed over):
+        #: its rows are in that one's time base (clerk._adopt.begin_activation's table_of).
+        self.table_from = ""
         self._claim: Claim | None = None  # the manager we follow (or our own claim)
         #: Part of a cluster in this incarnation: took a manager's member list (a WELCOME or
         #: a HEARTBEAT of the manager it follows, a hand-over) or claimed with members. A

@@ -412,6 +412,8 @@ def m_heartbeat(core: CoreState, msg: Heartbeat, now: float) -> None:
                 core.replica.take(core.table_log.items())
             core.table_log = ReplicaLog()
         core.replica.apply(msg.table)
+        if core.replica.caught_up and core.replica.log == msg.table.log:
+            core.table_from = s.name
     acknowledge(core, msg, now)
 
 

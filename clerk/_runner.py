@@ -301,7 +301,8 @@ class TaskRunner(Leaving, StatusRows):
             sched.begin_activation(wall, graceful=bool(self._activate),
                                    claim=(core.term, self.agent.me.name),
                                    ahead_ms=self._ahead_ms,
-                                   ahead_of=core.clock_skew.ahead_by_manager(now, wall))
+                                   ahead_of=core.clock_skew.ahead_by_manager(now, wall),
+                                   table_of=core.table_from)
             self._ahead_ms = 0.0
             return False  # this turn's slice went to the load
         if not sched.activate_step(time.perf_counter() + LOAD_BUDGET):

@@ -137,7 +137,8 @@ class LedgerTakeover(LedgerAttrs):
                                         ahead_ms=off * 1000 if off is not None
                                         and off * 1000 >= CORRECT_MS else 0.0,
                                         ahead_of=core.clock_skew.ahead_by_manager(
-                                            self.net.now, self.wall()))
+                                            self.net.now, self.wall()),
+                                        table_of=core.table_from)
         reads = [0]
 
         def clock() -> float:
