@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import pytest
 
-from clerk._schedule import Scheduler
+from clerk._schedule import Dispatch, Scheduler
 from tests.unit.test_schedule import NODES, K, due, run_ok, sched, started, tdef
 
 TIMEOUT = 3000
@@ -56,7 +56,13 @@ def second_takeover(ahead_of: dict[str, float] | None) -> float | None:
     m3.activate_step(float("inf"))
     assert m3.adopt_run("t", d.run_id, d.slot, d.node, d.due_ms, d.deadline_ms, wall3 + 0.01,
                         as_sent=True)
-    # Until the run's end (m1's deadline, on m3's clock 4 s later): no timeout, no slot beside.
+    return first_early(m3, d, wall3)
+
+
+def first_early(m3: Scheduler, d: Dispatch, wall3: float) -> float | None:
+    """Seconds after ``wall3`` (m3's takeover) at which m3 first timed the run ``d`` out or
+    sent a slot beside it, before the run's end (m1's deadline, on m3's clock ``AHEAD_MS``
+    later); None: neither."""
     end3 = (d.deadline_ms + AHEAD_MS) / 1000
     t = wall3 + 0.1
     while t < end3:

@@ -26,15 +26,15 @@ LONG_S = 3.0
 SEEDS = range(8)
 
 
-def _schedule(seed: int) -> dict[str, Any] | None:
-    """The outcome, or None when the schedule did not get there (the long run went to n2,
-    or n2 never adopted it from the OFFER before its gap ended)."""
+def n3_sends_a_long_run(seed: int) -> tuple[SimNetwork, SimLedger, str] | None:
+    """4 nodes: n3 (its clock right) manages, the others ``AHEAD_S`` ahead; n3 has just
+    dispatched a run to n0 or n1 that runs ``LONG_S``: (net, world, the run's id), or None
+    when the schedule did not get there (the run went to n2, whose crash would end it)."""
     world = SimLedger(interval_ms=INTERVAL_MS, timeout_ms=4000)
     world.replicate_gap_s, world.long_run_s = GAP_S, LONG_S
     world.offer_runs = True
     net = SimNetwork(seed, layer=world)
     net.fifo = True
-    names = [f"n{i}" for i in range(4)]
     world.offsets = {"n0": AHEAD_S, "n1": AHEAD_S, "n2": AHEAD_S, "n3": 0.0}
     ledger_started(net, world, 4)
     assert [m.name for m in net.managers()] == ["n3"]
@@ -47,6 +47,18 @@ def _schedule(seed: int) -> dict[str, Any] | None:
         return None
     run_id = str(run["run"])
     world.long_run_ids.add(run_id)  # this one runs long
+    return net, world, run_id
+
+
+def _schedule(seed: int) -> dict[str, Any] | None:
+    """The outcome, or None when the schedule did not get there (see
+    :func:`n3_sends_a_long_run`, or n2 never adopted the run from the OFFER before its gap
+    ended)."""
+    started = n3_sends_a_long_run(seed)
+    if started is None:
+        return None
+    net, world, run_id = started
+    names = [f"n{i}" for i in range(4)]
     net.crash("n3")
     sched2 = world.layers["n2"].scheduler
 

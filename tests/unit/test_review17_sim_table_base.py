@@ -16,37 +16,20 @@ from typing import Any
 import pytest
 
 from clerk._adopt import Adoption
-from clerk._simnet import SimNetwork
-from clerk._simtasks import LEDGER, SimLedger
-from tests.unit.simcluster import ledger_started
-from tests.unit.test_sim_offer_runs import GAP_S, INTERVAL_MS, settle_and_measure
-from tests.unit.test_sim_offer_runs import after_a_fresh_dispatch as fresh_dispatch
+from clerk._simtasks import LEDGER
+from tests.unit.test_review15_sim_second_takeover import LONG_S, n3_sends_a_long_run
+from tests.unit.test_sim_offer_runs import settle_and_measure
 
-AHEAD_S = 3.0
-LONG_S = 3.0
 SEEDS = range(12)
 
 
 def _schedule(seed: int) -> dict[str, Any] | None:
     """The outcome, or None when the schedule did not get there."""
-    world = SimLedger(interval_ms=INTERVAL_MS, timeout_ms=4000)
-    world.replicate_gap_s, world.long_run_s = GAP_S, LONG_S
-    world.offer_runs = True
-    net = SimNetwork(seed, layer=world)
-    net.fifo = True
+    started = n3_sends_a_long_run(seed)
+    if started is None:
+        return None
+    net, world, run_id = started
     names = [f"n{i}" for i in range(4)]
-    world.offsets = {"n0": AHEAD_S, "n1": AHEAD_S, "n2": AHEAD_S, "n3": 0.0}
-    ledger_started(net, world, 4)
-    assert [m.name for m in net.managers()] == ["n3"]
-    net.run_for(1.0)  # (the followers' estimates of n3's clock)
-    if fresh_dispatch(net, world) != "n3":
-        return None
-    run = world.layers["n3"].scheduler.records[LEDGER].running
-    assert run is not None
-    if run["node"] == "n2":  # (its crash would end the run)
-        return None
-    run_id = str(run["run"])
-    world.long_run_ids.add(run_id)  # this one runs long
 
     def replicated() -> bool:  # n1's replica holds the run, caught up on n3's log
         table = net.nodes["n1"].core.replicated

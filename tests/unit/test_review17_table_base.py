@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.unit.test_review15_second_takeover import AHEAD_MS, TIMEOUT, first_early
 from tests.unit.test_schedule import NODES, K, due, run_ok, sched, started, tdef
-
-TIMEOUT = 3000
-AHEAD_MS = 4000.0
 
 
 def early_after_second_takeover(table_of: str | None, ahead_of_m1: float = AHEAD_MS,
@@ -45,14 +43,7 @@ def early_after_second_takeover(table_of: str | None, ahead_of_m1: float = AHEAD
     m3.activate_step(float("inf"))
     m3.adopt_run("t", d.run_id, d.slot, d.node, d.due_ms, d.deadline_ms, wall3 + 0.01,
                  as_sent=True)
-    end3 = (d.deadline_ms + AHEAD_MS) / 1000
-    t = wall3 + 0.1
-    while t < end3:
-        got, fins = m3.tick(t, NODES)
-        if got or fins:
-            return t - wall3
-        t += 0.25
-    return None
+    return first_early(m3, d, wall3)
 
 
 @pytest.mark.timeout(30)
