@@ -10,6 +10,7 @@ manager that sent it (``Adoption.sender_base_ms``), and nothing overlaps."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -58,7 +59,6 @@ def _schedule(seed: int) -> dict[str, Any] | None:
     if started is None:
         return None
     net, world, run_id = started
-    names = [f"n{i}" for i in range(4)]
     net.crash("n3")
     sched2 = world.layers["n2"].scheduler
 
@@ -69,24 +69,48 @@ def _schedule(seed: int) -> dict[str, Any] | None:
     net.run_until_true(adopted, limit=LONG_S / 2, step=0.0005)
     if not adopted():
         return None
-    net.crash("n2")  # inside its replication gap: n1's replica is n3's table
+    return crash_n2_and_measure(net, world)  # inside its replication gap
+
+
+def crash_n2_and_measure(net: SimNetwork, world: SimLedger) -> dict[str, Any]:
+    """Crash n2 (the first new manager), let the long run end, measure (``new``: the
+    managers after)."""
+    net.crash("n2")
     net.run_for(LONG_S + 2.0)
-    got = settle_and_measure(net, world, names)
+    got = settle_and_measure(net, world, [f"n{i}" for i in range(4)])
     got["new"] = sorted(m.name for m in net.managers())
     return got
 
 
-def _outcomes() -> list[tuple[int, dict[str, Any]]]:
-    out = [(seed, got) for seed in SEEDS if (got := _schedule(seed)) is not None]
-    assert len(out) >= len(SEEDS) // 2, f"only {len(out)} schedules got there"
+def outcomes(schedule: Callable[[int], dict[str, Any] | None],
+             seeds: Iterable[int]) -> list[tuple[int, dict[str, Any]]]:
+    """(seed, outcome) of each schedule that got there: at least half of them must."""
+    seeds = list(seeds)
+    out = [(seed, got) for seed in seeds if (got := schedule(seed)) is not None]
+    assert len(out) >= len(seeds) // 2, f"only {len(out)} schedules got there"
     return out
+
+
+def assert_kept(outs: list[tuple[int, dict[str, Any]]]) -> None:
+    """n1 manages after, and nothing ran beside the long run or repeated a count."""
+    for seed, got in outs:
+        assert got["new"] == ["n1"], (seed, got)
+        assert got["overlaps"] == [] and got["repeated"] == [], (seed, got)
+
+
+def assert_mostly_overlapped(outs: list[tuple[int, dict[str, Any]]]) -> None:
+    """At least half the schedules ran a slot beside the long run or repeated a count."""
+    bad = [seed for seed, got in outs if got["overlaps"] or got["repeated"]]
+    assert len(bad) >= len(outs) // 2, (bad, outs)
+
+
+def _outcomes() -> list[tuple[int, dict[str, Any]]]:
+    return outcomes(_schedule, SEEDS)
 
 
 @pytest.mark.timeout(300)
 def test_the_second_new_manager_moves_the_offered_run_by_its_offset_to_the_sender() -> None:
-    for seed, got in _outcomes():
-        assert got["new"] == ["n1"], (seed, got)
-        assert got["overlaps"] == [] and got["repeated"] == [], (seed, got)
+    assert_kept(_outcomes())
 
 
 @pytest.mark.timeout(300)
@@ -95,6 +119,4 @@ def test_moved_by_the_offset_to_the_last_manager_followed_it_overlaps(
     """Before: ``sender_base_ms`` was ``their_base_ms`` (the offset to the manager followed
     last, n2's: 0)."""
     monkeypatch.setattr(Adoption, "sender_base_ms", Adoption.their_base_ms)
-    outcomes = _outcomes()
-    bad = [seed for seed, got in outcomes if got["overlaps"] or got["repeated"]]
-    assert len(bad) >= len(outcomes) // 2, (bad, outcomes)
+    assert_mostly_overlapped(_outcomes())
