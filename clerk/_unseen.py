@@ -75,12 +75,17 @@ class UnseenRuns(Adoption):
         if rec is None or task not in self.defs or outcome != "ok":
             return None  # not ours to judge
         wall_ms = wall * 1000
-        if task in self._grid and slot > self._slot_at(
+        if task in self._grid and slot > rec.slot and slot > self._slot_at(
                 self.defs[task], wall_ms + MAX_DISPATCH_LEAD_MS + FUTURE_SKEW_MS) + 1:
             # No manager sent a slot of this grid's future: its number is another grid's (a
             # run of the interval before a deploy changed it, whose dispatch the table lost),
             # which would put the row's slot decades ahead and stall the next manager
             # (tests/unit/test_review16_grid_change.py). Its update is lost: counted.
+            # Only past the row's slot (only such a slot moves it): a slot the row reached is
+            # judged as an old run below, whatever our clock says. A table from a manager
+            # whose clock is ahead of ours by more than FUTURE_SKEW_MS holds slots past our
+            # horizon, and the resends of results it already holds were counted as lost
+            # (a conflict with no update lost: tests/unit/test_skew_held_resend.py).
             self._count_dropped(task, rec, run_id, node, slot, wall_ms,
                                 "its slot is not of the task's grid (another interval's)")
             return None
