@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from clerk._schedule import Dispatch, Scheduler
 from tests.unit.test_schedule import NODES, K, due, run_ok, sched, started, tdef
 
 TIMEOUT = 3000
@@ -16,14 +17,19 @@ AHEAD_MS = 4000.0
 GRACE_MS = 1000.0  # clerk._running.TRANSIT_GRACE_MS
 
 
-@pytest.mark.timeout(30)
-def test_a_waiting_offered_run_is_moved_once_by_the_senders_offset() -> None:
+def m1_dispatching() -> tuple[Scheduler, Dispatch]:
+    """m1 (claim ``n7``) ran slot K+1 and has just dispatched K+2: (m1, that dispatch)."""
     m1 = started(sched(tdef(timeout=TIMEOUT), seed=1), due("t", K) + 0.1)
     m1.claim = (1, "n7")
     run_ok(m1, K + 1, state={"n": 1})
-    ds0, _ = m1.tick(due("t", K + 2), NODES)
+    ds, _ = m1.tick(due("t", K + 2), NODES)
+    return m1, ds[0]
+
+
+@pytest.mark.timeout(30)
+def test_a_waiting_offered_run_is_moved_once_by_the_senders_offset() -> None:
+    m1, d0 = m1_dispatching()
     table = m1.table()  # the run of K+2 in flight
-    d0 = ds0[0]
     m1.on_result("t", d0.run_id, d0.node, "ok", {"n": 2}, 1.0, "", due("t", K + 2) + 0.01)
     ds1, _ = m1.tick(due("t", K + 3), NODES)  # only the member's OFFER shows this one
     d1 = ds1[0]
@@ -47,11 +53,7 @@ def test_a_waiting_offered_run_is_moved_once_by_the_senders_offset() -> None:
 
 @pytest.mark.timeout(30)
 def test_a_row_the_first_new_manager_moved_is_not_moved_again_by_the_offer() -> None:
-    m1 = started(sched(tdef(timeout=TIMEOUT), seed=1), due("t", K) + 0.1)
-    m1.claim = (1, "n7")
-    run_ok(m1, K + 1, state={"n": 1})
-    ds, _ = m1.tick(due("t", K + 2), NODES)
-    d = ds[0]
+    m1, d = m1_dispatching()
     wall2 = due("t", K + 2) + 0.5 + AHEAD_MS / 1000
     m2 = sched(tdef(timeout=TIMEOUT), seed=2)
     m2.load(m1.table())
